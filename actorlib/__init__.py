@@ -1,0 +1,63 @@
+"""actorlib: Ray Core's model (tasks, actors, futures, an object store) as a small library.
+
+Most Ray Core code runs unchanged with ``import actorlib as ray``.
+"""
+
+from actorlib import exceptions
+from actorlib.actor import ActorClass, ActorHandle, ActorMethod, method
+from actorlib.api import (
+    RuntimeContext,
+    as_completed,
+    available_resources,
+    cancel,
+    cluster_resources,
+    get,
+    get_actor,
+    get_async,
+    get_gpu_ids,
+    get_runtime_context,
+    kill,
+    nodes,
+    put,
+    remote,
+    wait,
+    wait_async,
+)
+from actorlib.core.refs import ObjectRef
+from actorlib.core.specs import NodeAffinitySchedulingStrategy
+from actorlib.remote_function import RemoteFunction
+from actorlib.session import RuntimeInfo, init, is_initialized, shutdown
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorClass",
+    "ActorHandle",
+    "ActorMethod",
+    "NodeAffinitySchedulingStrategy",
+    "ObjectRef",
+    "RemoteFunction",
+    "RuntimeContext",
+    "RuntimeInfo",
+    "__version__",
+    "as_completed",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_actor",
+    "get_async",
+    "get_gpu_ids",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "kill",
+    "method",
+    "nodes",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+    "wait_async",
+]

@@ -1,0 +1,33 @@
+"""The ``actorlib`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="actorlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("version", help="print actorlib's version")
+    sub.add_parser("backends", help="list the backends and whether each loads here")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        import actorlib
+
+        print(actorlib.__version__)
+        return 0
+    from actorlib.backends import available, load
+
+    for name, target in sorted(available().items()):
+        try:
+            load(name)
+            status = "ok"
+        except ImportError as exc:
+            status = f"unavailable: {exc}"
+        print(f"{name:10} {target:45} {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Actors: ``ActorClass`` (what ``@remote`` makes of a class), ``ActorHandle``, ``method``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from actorlib import session
+from actorlib.arguments import pack_args
+from actorlib.backends.base import current_execution
+from actorlib.core.context import Client
+from actorlib.core.ids import id_hex
+from actorlib.core.refs import ObjectRef
+from actorlib.core.serialization import note_contained
+from actorlib.core.specs import DRIVER_CALLER, ActorSpec, CallSpec
+from actorlib.exceptions import InfeasibleResourceError
+from actorlib.options import (
+    ACTOR_OPTIONS,
+    METHOD_OPTIONS,
+    env_vars_of,
+    resource_request,
+    validate,
+)
+from actorlib.remote_function import _Code
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_METHOD_OPTIONS_ATTR = "__actorlib_method_options__"
+
+
+def method(**options: Any) -> Callable[[F], F]:
+    """Set per-method defaults on an actor method, e.g. ``@actorlib.method(num_returns=2)``."""
+    checked = validate(options, METHOD_OPTIONS, "actor method")
+
+    def decorate(fn: F) -> F:
+        setattr(fn, _METHOD_OPTIONS_ATTR, checked)
+        return fn
+
+    return decorate
+
+
+def _method_table(cls: type) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Public methods with their options, and whether any is ``async def``."""
+    table: dict[str, dict[str, Any]] = {}
+    is_async = False
+    for name, member in inspect.getmembers(cls, callable):
+        if name.startswith("__") and name.endswith("__"):
+            continue
+        table[name] = dict(getattr(member, _METHOD_OPTIONS_ATTR, {}))
+        if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
+            is_async = True
+    return table, is_async
+
+
+class ActorClass(Generic[T]):
+    """Call ``.remote(*args)`` to create an actor; get an ``ActorHandle`` at once."""
+
+    def __init__(self, cls: type[T], options: dict[str, Any], code: _Code | None = None) -> None:
+        self._cls = cls
+        self._options = validate(options, ACTOR_OPTIONS, f"actor class {cls.__qualname__}")
+        self._code = code or _Code(cls)
+        self._methods, self._is_async = _method_table(cls)
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__doc__ = cls.__doc__
+        self.__module__ = cls.__module__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        name = self._cls.__qualname__
+        raise TypeError(
+            f"Actor class {name} cannot be instantiated directly. Use {name}.remote(...)."
+        )
+
+    def options(self, **options: Any) -> ActorClass[T]:
+        return ActorClass(self._cls, {**self._options, **options}, self._code)
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
+        opts = self._options
+        client = session.client()
+        name = self._cls.__qualname__
+        # Like Ray: an actor holds no CPU unless it asks for some.
+        resources = resource_request(opts, 0.0)
+        strategy = opts.get("scheduling_strategy", "DEFAULT")
+        reason = client.infeasible_reason(resources, strategy)
+        if reason is not None:
+            raise InfeasibleResourceError(f"Cannot create actor {name}: {reason}")
+        code = self._code.get(client)
+        packed = pack_args(client, args, kwargs, f"{name}.__init__")
+        default_concurrency = 1000 if self._is_async else 1
+        execution = current_execution.get()
+        spec = ActorSpec(
+            actor_id=client.ids.next(),
+            cls=code,
+            args=packed,
+            resources=resources,
+            method_returns={m: o.get("num_returns", 1) for m, o in self._methods.items()},
+            is_async=self._is_async,
+            max_concurrency=opts.get("max_concurrency", default_concurrency),
+            max_restarts=opts.get("max_restarts", 0),
+            max_task_retries=opts.get("max_task_retries", 0),
+            name=opts.get("name"),
+            namespace=opts.get("namespace") or client.namespace,
+            detached=opts.get("lifetime") == "detached",
+            scheduling_strategy=strategy,
+            env_vars=env_vars_of(opts, session.job_env()),
+            caller_id=execution.caller_id if execution is not None else DRIVER_CALLER,
+        )
+        actor_id = client.create_actor(spec, bool(opts.get("get_if_exists")))
+        return ActorHandle(actor_id, client, name, self._methods)
+
+    def __repr__(self) -> str:
+        return f"<ActorClass {self._cls.__module__}.{self._cls.__qualname__}>"
+
+
+class ActorHandle(Generic[T]):
+    """A reference to a live actor. Picklable: pass it to tasks and other actors.
+
+    The actor lives while any handle to it lives (unless created with
+    ``lifetime="detached"``); then it stops after its pending calls.
+    """
+
+    __slots__ = ("__weakref__", "_actor_id", "_class_name", "_client", "_methods")
+
+    def __init__(
+        self, actor_id: int, client: Client | None, class_name: str,
+        methods: dict[str, dict[str, Any]],
+    ) -> None:
+        """Wrap an actor id whose handle count the core has already raised for this one."""
+        self._actor_id = actor_id
+        self._client = client
+        self._class_name = class_name
+        self._methods = methods
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        methods = object.__getattribute__(self, "_methods")
+        if name not in methods:
+            raise AttributeError(
+                f"Actor {self._class_name} has no method {name!r}. "
+                f"Methods: {', '.join(sorted(methods)) or '(none)'}."
+            )
+        return ActorMethod(self, name, methods[name])
+
+    def __repr__(self) -> str:
+        return f"ActorHandle({self._class_name}, {id_hex(self._actor_id)})"
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __del__(self) -> None:
+        client = self._client
+        if client is not None:
+            try:
+                client.drop_ref(self._actor_id)
+            except Exception:  # interpreter teardown
+                pass
+
+    def __reduce__(self) -> Any:
+        note_contained(self._actor_id)
+        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods))
+
+
+def _rebuild_handle(
+    actor_id: int, class_name: str, methods: dict[str, dict[str, Any]]
+) -> ActorHandle[Any]:
+    from actorlib.core import context
+
+    client = context.current()
+    if client is not None and not client.closed:
+        client.add_ref(actor_id)
+        return ActorHandle(actor_id, client, class_name, methods)
+    return ActorHandle(actor_id, None, class_name, methods)
+
+
+def handle_from_spec(spec: ActorSpec, client: Client) -> ActorHandle[Any]:
+    """A handle for an actor found by name (the core already counted it)."""
+    methods = {m: {"num_returns": n} for m, n in spec.method_returns.items()}
+    return ActorHandle(spec.actor_id, client, spec.cls.name, methods)
+
+
+class ActorMethod:
+    """``handle.method``: call ``.remote(*args)`` to queue a call on the actor."""
+
+    __slots__ = ("_handle", "_name", "_options")
+
+    def __init__(self, handle: ActorHandle[Any], name: str, options: dict[str, Any]) -> None:
+        self._handle = handle
+        self._name = name
+        self._options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"Actor methods cannot be called directly. Use .{self._name}.remote(...)."
+        )
+
+    def options(self, **options: Any) -> ActorMethod:
+        checked = validate(options, METHOD_OPTIONS, f"actor method {self._name}")
+        return ActorMethod(self._handle, self._name, {**self._options, **checked})
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        handle = self._handle
+        client = handle._client
+        if client is None or client.closed:
+            client = session.client()
+        opts = self._options
+        packed = pack_args(client, args, kwargs, f"{handle._class_name}.{self._name}")
+        num_returns = opts.get("num_returns", 1)
+        ids = client.ids
+        return_ids = tuple(ids.next() for _ in range(num_returns))
+        refs: list[ObjectRef[Any]] = [ObjectRef(i, client) for i in return_ids]
+        execution = current_execution.get()
+        client.submit_call(CallSpec(
+            call_id=ids.next(),
+            actor_id=handle._actor_id,
+            method=self._name,
+            args=packed,
+            return_ids=return_ids,
+            num_returns=num_returns,
+            caller_id=execution.caller_id if execution is not None else DRIVER_CALLER,
+            max_task_retries=opts.get("max_task_retries"),
+            retry_exceptions=opts.get("retry_exceptions", False),
+        ))
+        if num_returns == 1:
+            return refs[0]
+        return refs if num_returns else None

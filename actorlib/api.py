@@ -1,0 +1,290 @@
+"""Module-level functions: ``remote``, ``get``, ``put``, ``wait`` and the rest, with Ray's names."""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar, overload
+
+from actorlib import session
+from actorlib.actor import ActorClass, ActorHandle, handle_from_spec
+from actorlib.backends.base import current_execution
+from actorlib.core.ids import id_hex
+from actorlib.core.refs import ObjectRef
+from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.waiting import client_of, fetch, fetch_async, timeout_error, value_of
+from actorlib.exceptions import GetTimeoutError
+from actorlib.remote_function import P, R, RemoteFunction
+
+T = TypeVar("T")
+
+
+# -- remote ------------------------------------------------------------------------------
+
+
+@overload
+def remote(target: Callable[P, Awaitable[R]], /) -> RemoteFunction[P, R]: ...
+@overload
+def remote(target: type[T], /) -> ActorClass[T]: ...
+@overload
+def remote(target: Callable[P, R], /) -> RemoteFunction[P, R]: ...
+@overload
+def remote(**options: Any) -> Callable[[Any], Any]: ...
+
+
+def remote(target: Any = None, /, **options: Any) -> Any:
+    """Make a function a remote function, or a class an actor class.
+
+    ``@remote`` and ``@remote(num_cpus=2, ...)`` both work, as in Ray.
+    """
+    if target is None:
+        return lambda t: _make_remote(t, options)
+    if options:
+        raise TypeError("Use @remote or @remote(**options), not remote(f, **options).")
+    return _make_remote(target, {})
+
+
+def _make_remote(target: Any, options: dict[str, Any]) -> Any:
+    if inspect.isclass(target):
+        return ActorClass(target, options)
+    if callable(target):
+        return RemoteFunction(target, options)
+    raise TypeError(f"@remote needs a function or a class, got {target!r}")
+
+
+# -- objects -----------------------------------------------------------------------------
+
+
+def _as_ref_list(refs: Any, what: str) -> tuple[list[ObjectRef[Any]], bool]:
+    if isinstance(refs, ObjectRef):
+        return [refs], True
+    if isinstance(refs, (list, tuple)):
+        for r in refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"{what} takes ObjectRefs, got {type(r).__name__}: {r!r}")
+        return list(refs), False
+    raise TypeError(f"{what} takes an ObjectRef or a list of them, got {type(refs).__name__}")
+
+
+def _values(refs: list[ObjectRef[Any]], got: dict[int, Serialized]) -> list[Any]:
+    return [value_of(got[r._id]) for r in refs]
+
+
+@overload
+def get(refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
+@overload
+def get(refs: Sequence[ObjectRef[Any]], *, timeout: float | None = None) -> list[Any]: ...
+
+
+def get(refs: Any, *, timeout: float | None = None) -> Any:
+    """Block until the values are ready; return them (raise the first error among them)."""
+    ref_list, single = _as_ref_list(refs, "get()")
+    need = len({r._id for r in ref_list})
+    got = fetch(ref_list, need, timeout)
+    if len(got) < need:
+        raise timeout_error(timeout, need - len(got))
+    values = _values(ref_list, got)
+    return values[0] if single else values
+
+
+async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
+    """``get`` for coroutines (asyncio, uvloop, trio): waits without blocking the loop."""
+    ref_list, single = _as_ref_list(refs, "get_async()")
+    need = len({r._id for r in ref_list})
+    got = await fetch_async(ref_list, need, timeout)
+    if len(got) < need:
+        raise timeout_error(timeout, need - len(got))
+    values = _values(ref_list, got)
+    return values[0] if single else values
+
+
+def put(value: T) -> ObjectRef[T]:
+    """Store ``value`` (copied now; later changes to it are not seen) and return its ref."""
+    if isinstance(value, ObjectRef):
+        raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself instead.")
+    client = session.client()
+    packed = client.store.seal(serialize(value, label="the value passed to put()"))
+    id_ = client.ids.next()
+    client.put(id_, packed)
+    return ObjectRef(id_, client)
+
+
+def _check_wait(refs: Any, num_returns: int, what: str) -> list[ObjectRef[Any]]:
+    ref_list, single = _as_ref_list(refs, what)
+    if single:
+        raise TypeError(f"{what} takes a list of ObjectRefs, not a single one.")
+    if len({r._id for r in ref_list}) != len(ref_list):
+        raise ValueError(f"{what} requires a list of unique ObjectRefs.")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
+        raise ValueError(f"num_returns must be a positive int, got {num_returns!r}")
+    if num_returns > len(ref_list):
+        raise ValueError(
+            f"num_returns={num_returns} is more than the {len(ref_list)} refs given."
+        )
+    return ref_list
+
+
+def _split(refs: list[ObjectRef[Any]], ready_ids: set[int], num_returns: int) -> tuple[
+    list[ObjectRef[Any]], list[ObjectRef[Any]]
+]:
+    ready: list[ObjectRef[Any]] = []
+    rest: list[ObjectRef[Any]] = []
+    for r in refs:
+        (ready if r._id in ready_ids and len(ready) < num_returns else rest).append(r)
+    return ready, rest
+
+
+def wait(
+    refs: Sequence[ObjectRef[Any]], *, num_returns: int = 1, timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
+    """Wait until ``num_returns`` refs are ready or ``timeout`` passes: (ready, not_ready)."""
+    ref_list = _check_wait(refs, num_returns, "wait()")
+    got = fetch(ref_list, num_returns, timeout)
+    return _split(ref_list, set(got), num_returns)
+
+
+async def wait_async(
+    refs: Sequence[ObjectRef[Any]], *, num_returns: int = 1, timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
+    """``wait`` for coroutines."""
+    ref_list = _check_wait(refs, num_returns, "wait_async()")
+    got = await fetch_async(ref_list, num_returns, timeout)
+    return _split(ref_list, set(got), num_returns)
+
+
+class as_completed:  # noqa: N801 - used like a function, as concurrent.futures.as_completed
+    """Iterate refs in the order they finish, with ``for`` or ``async for``.
+
+    ``timeout`` bounds the whole iteration; when it passes, ``GetTimeoutError`` is raised.
+    """
+
+    def __init__(self, refs: Sequence[ObjectRef[Any]], *, timeout: float | None = None) -> None:
+        self._refs = _check_wait(refs, 1, "as_completed()") if refs else []
+        self._timeout = timeout
+
+    def __iter__(self) -> Iterator[ObjectRef[Any]]:
+        if not self._refs:
+            return
+        by_id = {r._id: r for r in self._refs}
+        done: queue.SimpleQueue[int] = queue.SimpleQueue()
+        client = client_of(self._refs)
+        ids = list(by_id)
+
+        def ready(id_: int, _value: Serialized) -> None:
+            done.put(id_)
+
+        client.watch(ids, ready)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        try:
+            for _ in range(len(ids)):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    id_ = done.get(timeout=left)
+                except queue.Empty:
+                    raise GetTimeoutError(
+                        f"as_completed() timed out after {self._timeout} s"
+                    ) from None
+                yield by_id.pop(id_)
+        finally:
+            if by_id:
+                client.unwatch(list(by_id), ready)
+
+    async def __aiter__(self) -> AsyncIterator[ObjectRef[Any]]:
+        pending = list(self._refs)
+        loop_deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while pending:
+            left = None if loop_deadline is None else max(0.0, loop_deadline - time.monotonic())
+            got = await fetch_async(pending, 1, left)
+            if not got:
+                raise GetTimeoutError(f"as_completed() timed out after {self._timeout} s")
+            ready, pending = _split(pending, set(got), len(got))
+            for ref in ready:
+                yield ref
+
+
+# -- tasks and actors --------------------------------------------------------------------
+
+
+def cancel(ref: ObjectRef[Any], *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task making ``ref``: dequeue it, or interrupt it if running."""
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"cancel() takes an ObjectRef, got {type(ref).__name__}")
+    client_of([ref]).cancel(ref._id, force, recursive)
+
+
+def kill(actor: ActorHandle[Any], *, no_restart: bool = True) -> None:
+    """End an actor at once. Its pending calls fail with ``ActorDiedError``."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() takes an ActorHandle, got {type(actor).__name__}")
+    client = actor._client or session.client()
+    client.kill_actor(actor._actor_id, no_restart)
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
+    """The live actor called ``name`` in ``namespace`` (default: this job's)."""
+    client = session.client()
+    ns = namespace if namespace is not None else client.namespace
+    spec = client.lookup_actor(name, ns)
+    if spec is None:
+        raise ValueError(f"Failed to look up actor {name!r} in namespace {ns!r}.")
+    return handle_from_spec(spec, client)
+
+
+# -- introspection -----------------------------------------------------------------------
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPU ids held by the calling task or actor ([] in the driver)."""
+    ctx = current_execution.get()
+    return list(ctx.gpu_ids) if ctx is not None else []
+
+
+def nodes() -> list[dict[str, Any]]:
+    return [
+        {
+            "NodeID": n.node_id, "Alive": n.alive, "alive": n.alive,
+            "Resources": dict(n.resources), "NodeManagerAddress": n.address,
+        }
+        for n in session.client().nodes()
+    ]
+
+
+def cluster_resources() -> dict[str, float]:
+    return session.client().cluster_resources()
+
+
+def available_resources() -> dict[str, float]:
+    return session.client().available_resources()
+
+
+class RuntimeContext:
+    """What the calling code can learn about where it runs (Ray's RuntimeContext)."""
+
+    @property
+    def namespace(self) -> str:
+        return session.client().namespace
+
+    def get_task_id(self) -> str | None:
+        ctx = current_execution.get()
+        return id_hex(ctx.task_id) if ctx is not None and ctx.task_id else None
+
+    def get_actor_id(self) -> str | None:
+        ctx = current_execution.get()
+        return id_hex(ctx.actor_id) if ctx is not None and ctx.actor_id else None
+
+    def get_node_id(self) -> str:
+        ctx = current_execution.get()
+        if ctx is not None:
+            return ctx.node_id
+        return session.client().nodes()[0].node_id
+
+    def get_job_id(self) -> str:
+        return id_hex(0)
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext()

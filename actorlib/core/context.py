@@ -1,0 +1,56 @@
+"""Which runtime this process talks to.
+
+In the driver that is the core :class:`~actorlib.core.runtime.Runtime` itself; inside a
+worker process it is a proxy that forwards to the driver's core. The API layer and
+unpickled refs find it here, so they never need to know which one they have.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from actorlib.core.ids import IdAllocator
+    from actorlib.core.objects import Watcher
+    from actorlib.core.serialization import Serialized
+    from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+    from actorlib.backends.base import NodeInfo, ObjectStore
+
+
+class Client(Protocol):
+    """What the API layer needs from a runtime. Every method is callable from any thread."""
+
+    ids: IdAllocator
+    namespace: str
+    store: ObjectStore
+    closed: bool
+
+    def add_ref(self, id_: int) -> None: ...
+    def drop_ref(self, id_: int) -> None: ...
+    def put(self, id_: int, value: Serialized) -> None: ...
+    def watch(self, ids: list[int], callback: Watcher) -> None: ...
+    def unwatch(self, ids: list[int], callback: Watcher) -> None: ...
+    def submit_task(self, spec: TaskSpec) -> None: ...
+    def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int: ...
+    def submit_call(self, spec: CallSpec) -> None: ...
+    def cancel(self, object_id: int, force: bool, recursive: bool) -> None: ...
+    def kill_actor(self, actor_id: int, no_restart: bool) -> None: ...
+    def task_blocked(self, task_id: int, blocked: bool) -> None: ...
+    def lookup_actor(self, name: str, namespace: str) -> ActorSpec | None: ...
+    def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None: ...
+    def nodes(self) -> list[NodeInfo]: ...
+    def cluster_resources(self) -> dict[str, float]: ...
+    def available_resources(self) -> dict[str, float]: ...
+    def flush(self) -> None: ...
+
+
+_current: Client | None = None
+
+
+def current() -> Client | None:
+    return _current
+
+
+def install(client: Client | None) -> None:
+    global _current
+    _current = client

@@ -1,0 +1,137 @@
+"""The core's event loop, on a thread of its own, and the batched way into it.
+
+Other threads never touch core state. They append ``(fn, args)`` to an inbox; the first
+append after a drain wakes the loop once (``call_soon_threadsafe``), and the loop runs
+everything queued in one turn. A burst of ``.remote()`` calls thus costs one wake-up, not
+one per call, and needs no lock: deque appends and pops are atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("actorlib.core")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed, asyncio's own loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class LoopThread:
+    def __init__(self, name: str = "actorlib-core") -> None:
+        self.loop = new_event_loop()
+        self._inbox: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._wake_pending = False
+        self._after_drain: list[Callable[[], None]] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+
+    def on_drained(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` after each batch of posted work (used to schedule once per batch)."""
+        self._after_drain.append(fn)
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop, soon, in posting order. Callable from any thread."""
+        self._inbox.append((fn, args))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # loop closed during shutdown: nothing will run it
+                self._wake_pending = False
+
+    def _drain(self) -> None:
+        self._wake_pending = False
+        inbox = self._inbox
+        popleft = inbox.popleft
+        while inbox:
+            fn, args = popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("actorlib core: internal error in %r", fn)
+        for hook in self._after_drain:
+            try:
+                hook()
+            except Exception:
+                log.exception("actorlib core: internal error in %r", hook)
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """Run ``fn`` on the loop and wait for its result (for rare, blocking queries)."""
+        if self.in_loop_thread():
+            return fn(*args)
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:
+                box.append((False, exc))
+            done.set()
+
+        self.post(run)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the actorlib core did not answer within {timeout} s")
+        ok, value = box[0]
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            self._closed = True
+
+    def stop(self) -> None:
+        """Drain what is queued, stop the loop and join the thread."""
+        if not self._thread.is_alive():
+            return
+
+        def halt() -> None:
+            self._drain()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(halt)
+        self._thread.join()
+        loop = self.loop
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()

@@ -1,0 +1,133 @@
+"""The object table: every object's state, value, reference count and watchers.
+
+An object is *pending* until its value (or error) arrives, then *ready*. It lives while
+its count is above zero. Each live ``ObjectRef`` anywhere counts one; so does each pending
+task that takes it as an argument, and each stored value or argument list that contains
+it. When the count drops to zero the value is released to the store, and the ids it
+contained are released in turn.
+
+Runs on the core loop only; no locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.core.serialization import Serialized
+
+Watcher = Callable[[int, Serialized], None]
+
+
+class ObjectEntry:
+    __slots__ = ("producer", "refs", "value", "watchers")
+
+    def __init__(self, refs: int, producer: int | None) -> None:
+        self.refs = refs
+        self.value: Serialized | None = None
+        self.watchers: list[Watcher] | None = None
+        self.producer = producer  # id of the task or call that makes it, if any
+
+
+class ObjectTable:
+    def __init__(
+        self,
+        free_value: Callable[[Serialized], None],
+        release_ids: Callable[[tuple[int, ...]], None],
+    ) -> None:
+        self.entries: dict[int, ObjectEntry] = {}
+        self._free_value = free_value
+        self._release_ids = release_ids
+
+    def __contains__(self, id_: int) -> bool:
+        return id_ in self.entries
+
+    def create(self, id_: int, refs: int = 1, producer: int | None = None) -> None:
+        self.entries[id_] = ObjectEntry(refs, producer)
+
+    def get(self, id_: int) -> ObjectEntry | None:
+        return self.entries.get(id_)
+
+    def ready(self, id_: int) -> bool:
+        entry = self.entries.get(id_)
+        return entry is not None and entry.value is not None
+
+    def set_value(self, id_: int, value: Serialized) -> None:
+        """Resolve a pending object; a value for an unknown or resolved id is released."""
+        entry = self.entries.get(id_)
+        if entry is None or entry.value is not None:
+            self._free_value(value)
+            self._release_ids(value.contained)
+            return
+        entry.value = value
+        entry.producer = None
+        watchers = entry.watchers
+        entry.watchers = None
+        if watchers:
+            for watcher in watchers:
+                watcher(id_, value)
+        if entry.refs <= 0:
+            self._drop(id_, entry)
+
+    def watch(self, id_: int, watcher: Watcher) -> bool:
+        """Call ``watcher`` when ``id_`` is ready (now, if it is). False if unknown."""
+        entry = self.entries.get(id_)
+        if entry is None:
+            return False
+        if entry.value is not None:
+            watcher(id_, entry.value)
+        elif entry.watchers is None:
+            entry.watchers = [watcher]
+        else:
+            entry.watchers.append(watcher)
+        return True
+
+    def unwatch(self, id_: int, watcher: Watcher) -> None:
+        entry = self.entries.get(id_)
+        if entry is not None and entry.watchers:
+            try:
+                entry.watchers.remove(watcher)
+            except ValueError:
+                pass
+
+    def add_ref(self, id_: int, n: int = 1) -> bool:
+        entry = self.entries.get(id_)
+        if entry is None:
+            return False
+        entry.refs += n
+        return True
+
+    def drop_ref(self, id_: int) -> bool:
+        entry = self.entries.get(id_)
+        if entry is None:
+            return False
+        entry.refs -= 1
+        if entry.refs <= 0 and entry.value is not None:
+            self._drop(id_, entry)
+        return True
+
+    def _drop(self, id_: int, entry: ObjectEntry) -> None:
+        del self.entries[id_]
+        value = entry.value
+        if value is not None:
+            self._free_value(value)
+            if value.contained:
+                self._release_ids(value.contained)
+
+    def orphaned_pending(self, id_: int) -> bool:
+        """A pending object nobody refers to (its producer may skip storing it)."""
+        entry = self.entries.get(id_)
+        return entry is not None and entry.refs <= 0 and entry.value is None
+
+    def discard(self, id_: int) -> None:
+        """Forget a pending object whose last ref is gone and whose producer gave up."""
+        entry = self.entries.get(id_)
+        if entry is not None and entry.refs <= 0 and entry.value is None:
+            del self.entries[id_]
+
+    def live_ids(self) -> set[int]:
+        return set(self.entries)
+
+    def stats(self) -> dict[str, Any]:
+        ready = sum(1 for e in self.entries.values() if e.value is not None)
+        return {"objects": len(self.entries), "ready": ready}

@@ -1,0 +1,87 @@
+"""``ObjectRef``: a future for a value in the object store, and a reference that keeps it alive.
+
+Each live ``ObjectRef`` instance counts one reference in the core: creating one (by
+``.remote()``, ``put`` or unpickling) adds one, and its ``__del__`` drops it. Refs are
+awaitable from asyncio, uvloop and trio, blockable with ``get``, and convertible to a
+``concurrent.futures.Future``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from actorlib.core import context
+from actorlib.core.ids import id_hex
+from actorlib.core.serialization import note_contained
+
+if TYPE_CHECKING:
+    from actorlib.core.context import Client
+
+T = TypeVar("T")
+
+
+class ObjectRef(Generic[T]):
+    __slots__ = ("__weakref__", "_client", "_id")
+
+    def __init__(self, id_: int, client: Client | None) -> None:
+        """Wrap an id whose reference the core has already counted for this instance."""
+        self._id = id_
+        self._client = client
+
+    @property
+    def id(self) -> int:
+        return self._id
+
+    def hex(self) -> str:
+        return id_hex(self._id)
+
+    def binary(self) -> bytes:
+        return self._id.to_bytes(16, "big")
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self.hex()})"
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectRef) and other._id == self._id
+
+    def __del__(self) -> None:
+        client = self._client
+        if client is not None:
+            try:
+                client.drop_ref(self._id)
+            except Exception:  # interpreter teardown
+                pass
+
+    def __reduce__(self) -> Any:
+        note_contained(self._id)
+        return (_rebuild_ref, (self._id,))
+
+    def __copy__(self) -> ObjectRef[T]:
+        return _rebuild_ref(self._id)
+
+    def __deepcopy__(self, memo: Any) -> ObjectRef[T]:
+        return _rebuild_ref(self._id)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        from actorlib.core.waiting import get_one_async
+
+        return get_one_async(self).__await__()
+
+    def future(self) -> concurrent.futures.Future[T]:
+        """A ``concurrent.futures.Future`` resolved with this ref's value (or error)."""
+        from actorlib.core.waiting import future_of
+
+        return future_of(self)
+
+
+def _rebuild_ref(id_: int) -> ObjectRef[Any]:
+    client = context.current()
+    if client is not None and not client.closed:
+        client.add_ref(id_)
+        return ObjectRef(id_, client)
+    return ObjectRef(id_, None)

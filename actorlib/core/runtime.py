@@ -1,0 +1,784 @@
+"""The core runtime: one event loop owning objects, tasks, actors and the scheduler.
+
+Public methods (no leading underscore) may be called from any thread: they hand work to
+the loop (batched, see :mod:`actorlib.core.loop`) and never block, except the few queries
+that must answer (``nodes()``, ``lookup_actor()``...). Methods with a leading underscore
+run on the loop only. The API layer reaches this class through the client interface it
+shares with worker-side proxies (see :mod:`actorlib.core.context`).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends.base import (
+    ActorStart,
+    Backend,
+    BackendConfig,
+    CallRun,
+    NodeInfo,
+    Outcome,
+    TaskRun,
+)
+from actorlib.core.actors import ActorRecord, ActorState, CallRecord
+from actorlib.core.ids import DRIVER_PREFIX, IdAllocator, id_hex
+from actorlib.core.loop import LoopThread
+from actorlib.core.objects import ObjectTable, Watcher
+from actorlib.core.scheduler import Placement, Scheduler
+from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.exceptions import (
+    ActorDiedError,
+    InfeasibleResourceError,
+    ObjectLostError,
+    RuntimeClosedError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
+
+log = logging.getLogger("actorlib.core")
+
+
+def error_value(exc: BaseException) -> Serialized:
+    return Serialized(pickle.dumps(exc, protocol=5), [], (), True)
+
+
+class TaskRecord:
+    __slots__ = ("blocked", "cancelled", "children", "placement", "remaining", "spec", "state")
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.state = "waiting"  # waiting -> queued -> running -> (removed)
+        self.remaining = 0
+        self.placement: Placement | None = None
+        self.cancelled = False
+        self.blocked = False
+        self.children: list[int] = []
+
+
+class Runtime:
+    """The driver's core. Also the API's client when the API runs in the driver process."""
+
+    def __init__(self, backend: Backend, config: BackendConfig, namespace: str) -> None:
+        self.backend = backend
+        self.store = backend.store
+        self.config = config
+        self.namespace = namespace
+        self.ids = IdAllocator(DRIVER_PREFIX)
+        self.closed = False
+        self.job_id = os.getpid()
+        self._loop = LoopThread()
+        self.objects = ObjectTable(self.store.free, self._release_ids)
+        self.scheduler = Scheduler()
+        self.tasks: dict[int, TaskRecord] = {}
+        self.actors: dict[int, ActorRecord] = {}
+        self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
+        self.names: dict[tuple[str, str], int] = {}
+        self._dirty = False
+        self._next_prefix = DRIVER_PREFIX + 1
+        self._loop.on_drained(self._schedule)
+
+    # == lifecycle (caller's thread) ====================================================
+
+    def start(self) -> None:
+        self._loop.start()
+        try:
+            nodes = self._loop.run_coroutine(self.backend.start(_Events(self), self.config))
+        except BaseException:
+            self._loop.stop()
+            raise
+        for node in nodes:
+            self._loop.call(self.scheduler.add_node, node.node_id, dict(node.resources))
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._loop.call(self._fail_everything)
+            self._loop.run_coroutine(self.backend.stop(), timeout=60)
+        finally:
+            self._loop.stop()
+
+    def _fail_everything(self) -> None:
+        closed = error_value(RuntimeClosedError("actorlib was shut down before this finished"))
+        for entry_id in list(self.objects.entries):
+            entry = self.objects.get(entry_id)
+            if entry is not None and entry.value is None and entry.watchers:
+                self.objects.set_value(entry_id, closed)
+
+    def new_prefix(self) -> int:
+        """An id prefix for another process that mints ids (a worker)."""
+        prefix = self._next_prefix
+        self._next_prefix += 1
+        return prefix
+
+    # == reference counting ============================================================
+
+    def add_ref(self, id_: int) -> None:
+        if not self.closed:
+            self._loop.post(self._add_ref, id_)
+
+    def drop_ref(self, id_: int) -> None:
+        if not self.closed:
+            self._loop.post(self._drop_ref, id_)
+
+    def _add_ref(self, id_: int) -> None:
+        if not self.objects.add_ref(id_):
+            actor = self.actors.get(id_)
+            if actor is not None:
+                actor.handle_refs += 1
+
+    def _drop_ref(self, id_: int) -> None:
+        if self.objects.drop_ref(id_):
+            return
+        actor = self.actors.get(id_)
+        if actor is not None:
+            actor.handle_refs -= 1
+            if actor.handle_refs <= 0:
+                self._actor_out_of_scope(actor)
+
+    def _hold_ids(self, ids: tuple[int, ...]) -> None:
+        for id_ in ids:
+            self._add_ref(id_)
+
+    def _release_ids(self, ids: tuple[int, ...]) -> None:
+        for id_ in ids:
+            self._drop_ref(id_)
+
+    # == objects ==========================================================================
+
+    def put(self, id_: int, value: Serialized) -> None:
+        self._loop.post(self._put, id_, value)
+
+    def _put(self, id_: int, value: Serialized) -> None:
+        self.objects.create(id_, 1)
+        self._hold_ids(value.contained)
+        self.objects.set_value(id_, value)
+
+    def watch(self, ids: list[int], callback: Watcher) -> None:
+        """Call ``callback(id, value)`` on the loop thread as each id becomes ready."""
+        self._loop.post(self._watch, ids, callback)
+
+    def _watch(self, ids: list[int], callback: Watcher) -> None:
+        for id_ in ids:
+            if not self.objects.watch(id_, callback):
+                if self.closed:
+                    exc: BaseException = RuntimeClosedError("actorlib was shut down")
+                else:
+                    exc = ObjectLostError(f"Object {id_hex(id_)} is not known to this runtime.")
+                callback(id_, error_value(exc))
+
+    def unwatch(self, ids: list[int], callback: Watcher) -> None:
+        self._loop.post(self._unwatch, ids, callback)
+
+    def _unwatch(self, ids: list[int], callback: Watcher) -> None:
+        for id_ in ids:
+            self.objects.unwatch(id_, callback)
+
+    def _resolve_deps(self, deps: tuple[int, ...], on_ready: Callable[[], None]) -> int:
+        """Count deps not ready yet; call ``on_ready`` when the last one is."""
+        pending = [d for d in set(deps) if not self.objects.ready(d)]
+        if not pending:
+            return 0
+        left = [len(pending)]
+
+        def one_ready(_id: int, _value: Serialized) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                on_ready()
+
+        for dep in pending:
+            if not self.objects.watch(dep, one_ready):
+                self.objects.create(dep, 0)
+                self.objects.set_value(dep, error_value(ObjectLostError(f"{id_hex(dep)}")))
+        return len(pending)
+
+    def _dep_values(self, deps: tuple[int, ...]) -> list[Serialized]:
+        values = []
+        for dep in deps:
+            entry = self.objects.get(dep)
+            assert entry is not None and entry.value is not None
+            values.append(entry.value)
+        return values
+
+    def _first_dep_error(self, deps: tuple[int, ...]) -> Serialized | None:
+        for value in self._dep_values(deps):
+            if value.is_error:
+                return value
+        return None
+
+    def _resolve(self, ids: tuple[int, ...], value: Serialized) -> None:
+        for id_ in ids:
+            self.objects.set_value(id_, value)
+
+    # == tasks ============================================================================
+
+    def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
+        return self.scheduler.infeasible_reason(request, strategy)
+
+    def submit_task(self, spec: TaskSpec) -> None:
+        self._loop.post(self._submit_task, spec)
+
+    def _submit_task(self, spec: TaskSpec) -> None:
+        for rid in spec.return_ids:
+            self.objects.create(rid, 1, spec.task_id)
+        self._hold_ids(spec.args.held)
+        rec = TaskRecord(spec)
+        self.tasks[spec.task_id] = rec
+        parent = self.tasks.get(spec.caller_id)
+        if parent is not None:
+            parent.children.append(spec.task_id)
+        reason = self.scheduler.infeasible_reason(spec.resources, spec.scheduling_strategy)
+        if reason is not None:
+            self._finish_task(rec, error_value(InfeasibleResourceError(reason)))
+            return
+        rec.remaining = self._resolve_deps(spec.args.deps, lambda: self._task_deps_ready(rec))
+        if rec.remaining == 0:
+            self._task_deps_ready(rec)
+
+    def _task_deps_ready(self, rec: TaskRecord) -> None:
+        if rec.state != "waiting":
+            return  # cancelled meanwhile
+        rec.remaining = 0
+        error = self._first_dep_error(rec.spec.args.deps)
+        if error is not None:
+            self._finish_task(rec, error)
+            return
+        rec.state = "queued"
+        self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
+        self._dirty = True
+
+    def _schedule(self) -> None:
+        if not self._dirty or self.closed:
+            return
+        self._dirty = False
+        for work, placement in self.scheduler.place_ready():
+            if isinstance(work, TaskRecord):
+                self._dispatch_task(work, placement)
+            else:
+                self._dispatch_actor(work, placement)
+
+    def _dispatch_task(self, rec: TaskRecord, placement: Placement) -> None:
+        rec.state = "running"
+        rec.placement = placement
+        run = TaskRun(
+            rec.spec, placement.node.node_id, self._dep_values(rec.spec.args.deps),
+            placement.gpu_ids,
+        )
+        self.backend.run_task(run)
+
+    def _task_finished(self, outcome: Outcome) -> None:
+        rec = self.tasks.get(outcome.id)
+        if rec is None or rec.state != "running" or outcome.attempt != rec.spec.attempt:
+            self._discard_outcome(outcome)
+            return
+        spec = rec.spec
+        if outcome.error is not None:
+            if rec.cancelled:
+                self._finish_task(rec, error_value(TaskCancelledError(self._cancel_msg(spec))))
+                return
+            if outcome.retryable and self._retry_task(rec):
+                return
+            self._finish_task(rec, outcome.error)
+            return
+        values = outcome.values or []
+        for rid, value in zip(spec.return_ids, values):
+            self._hold_ids(value.contained)
+            self.objects.set_value(rid, value)
+        self._finish_task(rec, None)
+
+    def _discard_outcome(self, outcome: Outcome) -> None:
+        for value in outcome.values or ():
+            self.store.free(value)
+
+    def _retry_task(self, rec: TaskRecord) -> bool:
+        spec = rec.spec
+        if spec.max_retries >= 0 and spec.attempt >= spec.max_retries:
+            return False
+        spec.attempt += 1
+        self._release_placement(rec)
+        rec.state = "queued"
+        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+        self._dirty = True
+        return True
+
+    def _task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        rec = self.tasks.get(task_id)
+        if rec is None or rec.state != "running" or attempt != rec.spec.attempt:
+            return
+        if rec.cancelled:
+            self._finish_task(rec, error_value(TaskCancelledError(self._cancel_msg(rec.spec))))
+            return
+        if self._retry_task(rec):
+            return
+        msg = (
+            f"The worker running task {rec.spec.name} died after "
+            f"{rec.spec.attempt + 1} attempt(s): {error}"
+        )
+        self._finish_task(rec, error_value(WorkerCrashedError(msg)))
+
+    def _release_placement(self, rec: TaskRecord) -> None:
+        if rec.placement is not None:
+            if rec.blocked:
+                rec.placement.node.acquire({"CPU": rec.placement.request.get("CPU", 0.0)})
+                rec.blocked = False
+            rec.placement.release()
+            rec.placement = None
+            self._dirty = True
+
+    def _finish_task(self, rec: TaskRecord, error: Serialized | None) -> None:
+        """End a task for good: resolve its returns with ``error`` if given, free its hold."""
+        if error is not None:
+            self._resolve(rec.spec.return_ids, error)
+        self._release_placement(rec)
+        rec.state = "done"
+        del self.tasks[rec.spec.task_id]
+        self._release_ids(rec.spec.args.held)
+
+    def task_blocked(self, task_id: int, blocked: bool) -> None:
+        """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
+        self._loop.post(self._task_blocked, task_id, blocked)
+
+    def _task_blocked(self, task_id: int, blocked: bool) -> None:
+        rec = self.tasks.get(task_id)
+        if rec is None or rec.placement is None or rec.blocked == blocked:
+            return
+        cpus = {"CPU": rec.placement.request.get("CPU", 0.0)}
+        if blocked:
+            rec.placement.node.release(cpus, ())
+        else:
+            rec.placement.node.acquire(cpus)
+        rec.blocked = blocked
+        self._dirty = True
+
+    # == cancel ===========================================================================
+
+    def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+        self._loop.post(self._cancel, object_id, force, recursive)
+
+    @staticmethod
+    def _cancel_msg(spec: TaskSpec | CallSpec) -> str:
+        name = spec.name if isinstance(spec, TaskSpec) else spec.method
+        return f"Task {name} was cancelled."
+
+    def _cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+        entry = self.objects.get(object_id)
+        if entry is None or entry.producer is None:
+            return
+        producer = entry.producer
+        if producer in self.tasks:
+            self._cancel_task(self.tasks[producer], force, recursive)
+        elif producer in self.calls:
+            self._cancel_call(producer)
+
+    def _cancel_task(self, rec: TaskRecord, force: bool, recursive: bool) -> None:
+        if recursive:
+            for child in rec.children:
+                child_rec = self.tasks.get(child)
+                if child_rec is not None:
+                    self._cancel_task(child_rec, force, recursive)
+        cancelled = error_value(TaskCancelledError(self._cancel_msg(rec.spec)))
+        if rec.state == "waiting":
+            self._finish_task(rec, cancelled)
+        elif rec.state == "queued":
+            self.scheduler.remove(rec)
+            self._finish_task(rec, cancelled)
+        elif rec.state == "running" and not rec.cancelled:
+            rec.cancelled = True
+            self.backend.cancel(rec.spec.task_id, force=force)
+
+    def _cancel_call(self, call_id: int) -> None:
+        actor = self.actors.get(self.calls[call_id])
+        if actor is None:
+            return
+        call = actor.inflight.get(call_id)
+        if call is not None:
+            call.cancelled = True
+            self.backend.cancel(call_id, force=False)
+            return
+        for caller, queue in actor.queues.items():
+            for queued in queue:
+                if queued.spec.call_id == call_id:
+                    queue.remove(queued)
+                    if not queue:
+                        del actor.queues[caller]
+                    self._finish_call(
+                        actor, queued, error_value(TaskCancelledError(self._cancel_msg(queued.spec)))
+                    )
+                    self._pump(actor, caller)
+                    return
+
+    # == actors ===========================================================================
+
+    def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
+        """Register an actor; returns its id (an existing one, for ``get_if_exists``).
+
+        Named actors are created synchronously so a name clash raises at ``.remote()``.
+        """
+        if spec.name is None:
+            self._loop.post(self._create_actor, spec)
+            return spec.actor_id
+        return self._loop.call(self._create_named_actor, spec, get_if_exists)
+
+    def _create_named_actor(self, spec: ActorSpec, get_if_exists: bool) -> int:
+        assert spec.name is not None
+        key = (spec.namespace, spec.name)
+        existing = self.names.get(key)
+        if existing is not None:
+            if get_if_exists:
+                self.actors[existing].handle_refs += 1
+                return existing
+            raise ValueError(
+                f"An actor named {spec.name!r} already exists in namespace {spec.namespace!r}. "
+                "Use get_actor() to reach it, or options(get_if_exists=True)."
+            )
+        self._create_actor(spec)
+        return spec.actor_id
+
+    def _create_actor(self, spec: ActorSpec) -> None:
+        rec = ActorRecord(spec)
+        self.actors[spec.actor_id] = rec
+        if spec.name is not None:
+            self.names[(spec.namespace, spec.name)] = spec.actor_id
+        self._hold_ids(spec.args.held)
+        reason = self.scheduler.infeasible_reason(spec.resources, spec.scheduling_strategy)
+        if reason is not None:
+            self._actor_dead(rec, InfeasibleResourceError(reason))
+            return
+        rec.remaining = self._resolve_deps(spec.args.deps, lambda: self._actor_deps_ready(rec))
+        if rec.remaining == 0:
+            self._actor_deps_ready(rec)
+
+    def _actor_deps_ready(self, rec: ActorRecord) -> None:
+        if rec.state is not ActorState.WAITING:
+            return
+        rec.remaining = 0
+        error = self._first_dep_error(rec.spec.args.deps)
+        if error is not None:
+            self._actor_dead(rec, self._constructor_error(rec, error))
+            return
+        self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
+        self._dirty = True
+
+    def _dispatch_actor(self, rec: ActorRecord, placement: Placement) -> None:
+        if rec.state is ActorState.DEAD:
+            placement.release()
+            return
+        rec.placement = placement
+        rec.incarnation += 1
+        rec.state = ActorState.STARTING
+        self.backend.start_actor(
+            ActorStart(
+                rec.spec, placement.node.node_id, self._dep_values(rec.spec.args.deps),
+                rec.incarnation, placement.gpu_ids,
+            )
+        )
+        for caller in list(rec.queues):
+            self._pump(rec, caller)
+
+    def _actor_started(self, actor_id: int, incarnation: int) -> None:
+        rec = self.actors.get(actor_id)
+        if rec is not None and rec.incarnation == incarnation and rec.state is ActorState.STARTING:
+            rec.state = ActorState.ALIVE
+
+    @staticmethod
+    def _constructor_error(rec: ActorRecord, error: Serialized) -> ActorDiedError:
+        try:
+            cause = pickle.loads(error.data)
+        except Exception as exc:  # pragma: no cover - errors are made picklable by workers
+            cause = exc
+        return ActorDiedError(
+            f"The actor {rec.spec.cls.name} ({id_hex(rec.spec.actor_id)}) died because its "
+            f"constructor raised: {cause}",
+            id_hex(rec.spec.actor_id),
+            cause,
+        )
+
+    def _actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
+        rec = self.actors.get(actor_id)
+        if rec is None or rec.incarnation != incarnation or rec.state is ActorState.DEAD:
+            return
+        self._actor_dead(rec, self._constructor_error(rec, error))
+        self.backend.stop_actor(actor_id, force=True)
+
+    def submit_call(self, spec: CallSpec) -> None:
+        self._loop.post(self._submit_call, spec)
+
+    def _submit_call(self, spec: CallSpec) -> None:
+        for rid in spec.return_ids:
+            self.objects.create(rid, 1, spec.call_id)
+        self._hold_ids(spec.args.held)
+        call = CallRecord(spec)
+        actor = self.actors.get(spec.actor_id)
+        if actor is None:
+            self._resolve(
+                spec.return_ids,
+                error_value(ActorDiedError("The actor is gone.", id_hex(spec.actor_id))),
+            )
+            self._release_ids(spec.args.held)
+            return
+        self.calls[spec.call_id] = spec.actor_id
+        if actor.state is ActorState.DEAD:
+            self._finish_call(actor, call, error_value(self._dead_error(actor)))
+            return
+        actor.enqueue(call)
+        caller = spec.caller_id
+
+        def deps_ready() -> None:
+            call.remaining = 0
+            self._pump(actor, caller)
+
+        call.remaining = self._resolve_deps(spec.args.deps, deps_ready)
+        if call.remaining == 0:
+            self._pump(actor, caller)
+
+    def _pump(self, actor: ActorRecord, caller: int) -> None:
+        """Hand the caller's calls to the backend, in order, as far as the rules allow."""
+        while actor.accepts_calls:
+            call = actor.next_ready(caller)
+            if call is None:
+                return
+            spec = call.spec
+            error = self._first_dep_error(spec.args.deps)
+            if error is not None:
+                self._finish_call(actor, call, error)
+                continue
+            actor.inflight[spec.call_id] = call
+            if spec.retry_exceptions:
+                actor.barrier[caller] = spec.call_id
+            self.backend.run_call(
+                CallRun(spec, self._dep_values(spec.args.deps), actor.incarnation)
+            )
+
+    def _call_finished(self, outcome: Outcome) -> None:
+        actor_id = self.calls.get(outcome.id)
+        actor = self.actors.get(actor_id) if actor_id is not None else None
+        call = actor.inflight.get(outcome.id) if actor is not None else None
+        if actor is None or call is None or call.spec.attempt != outcome.attempt:
+            self._discard_outcome(outcome)
+            return
+        spec = call.spec
+        del actor.inflight[outcome.id]
+        if actor.barrier.get(spec.caller_id) == spec.call_id:
+            del actor.barrier[spec.caller_id]
+        if outcome.error is not None:
+            if call.cancelled:
+                self._finish_call(
+                    actor, call, error_value(TaskCancelledError(self._cancel_msg(spec)))
+                )
+            elif outcome.retryable and self._may_retry_call(actor, call):
+                spec.attempt += 1
+                actor.queues.setdefault(spec.caller_id, collections.deque()).appendleft(call)
+            else:
+                self._finish_call(actor, call, outcome.error)
+        else:
+            for rid, value in zip(spec.return_ids, outcome.values or []):
+                self._hold_ids(value.contained)
+                self.objects.set_value(rid, value)
+            self._finish_call(actor, call, None)
+        self._pump(actor, spec.caller_id)
+        if actor.handle_refs <= 0:
+            self._actor_out_of_scope(actor)
+
+    @staticmethod
+    def _may_retry_call(actor: ActorRecord, call: CallRecord) -> bool:
+        limit = call.spec.max_task_retries
+        if limit is None:
+            limit = actor.spec.max_task_retries
+        return limit < 0 or call.spec.attempt < limit
+
+    def _finish_call(self, actor: ActorRecord, call: CallRecord, error: Serialized | None) -> None:
+        if error is not None:
+            self._resolve(call.spec.return_ids, error)
+        self.calls.pop(call.spec.call_id, None)
+        self._release_ids(call.spec.args.held)
+
+    def _actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
+        rec = self.actors.get(actor_id)
+        if rec is None or rec.incarnation != incarnation or rec.state is ActorState.DEAD:
+            return
+        self._release_actor_placement(rec)
+        spec = rec.spec
+        out_of_restarts = spec.max_restarts >= 0 and rec.restarts >= spec.max_restarts
+        if rec.no_restart or out_of_restarts or rec.handle_refs <= 0:
+            self._actor_dead(rec, self._died_error(rec, error))
+            return
+        rec.restarts += 1
+        rec.state = ActorState.RESTARTING
+        died = error_value(self._died_error(rec, error))
+        for call in rec.requeue_inflight(spec.max_task_retries):
+            self._finish_call(rec, call, died)
+        rec.state = ActorState.WAITING
+        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+        self._dirty = True
+
+    def _died_error(self, rec: ActorRecord, error: BaseException) -> ActorDiedError:
+        if isinstance(error, ActorDiedError):
+            return error
+        return ActorDiedError(
+            f"The actor {rec.spec.cls.name} ({id_hex(rec.spec.actor_id)}) died: {error}",
+            id_hex(rec.spec.actor_id),
+            error,
+        )
+
+    def _dead_error(self, rec: ActorRecord) -> BaseException:
+        return rec.dead_error or ActorDiedError(
+            f"The actor {rec.spec.cls.name} is dead.", id_hex(rec.spec.actor_id)
+        )
+
+    def _release_actor_placement(self, rec: ActorRecord) -> None:
+        if rec.placement is not None:
+            rec.placement.release()
+            rec.placement = None
+            self._dirty = True
+
+    def _actor_dead(self, rec: ActorRecord, error: BaseException) -> None:
+        """The actor is gone for good: fail every pending call, free its name."""
+        if rec.state is ActorState.WAITING:
+            self.scheduler.remove(rec)
+        rec.state = ActorState.DEAD
+        rec.dead_error = error
+        self._release_actor_placement(rec)
+        died = error_value(error)
+        for call in rec.drain_all():
+            self._finish_call(rec, call, died)
+        self._unname(rec)
+        if rec.handle_refs <= 0:
+            self._forget_actor(rec)
+
+    def _unname(self, rec: ActorRecord) -> None:
+        if rec.spec.name is not None:
+            key = (rec.spec.namespace, rec.spec.name)
+            if self.names.get(key) == rec.spec.actor_id:
+                del self.names[key]
+
+    def _forget_actor(self, rec: ActorRecord) -> None:
+        if self.actors.pop(rec.spec.actor_id, None) is not None:
+            self._release_ids(rec.spec.args.held)
+
+    def _actor_out_of_scope(self, rec: ActorRecord) -> None:
+        """No handle is left: stop the actor once its pending calls are done (Ray's rule)."""
+        if rec.spec.detached:
+            return
+        if rec.state is ActorState.DEAD:
+            self._forget_actor(rec)
+            return
+        if not rec.idle:
+            return
+        if rec.state in (ActorState.STARTING, ActorState.ALIVE):
+            self.backend.stop_actor(rec.spec.actor_id, force=False)
+        self._actor_dead(rec, ActorDiedError("The actor went out of scope."))
+
+    def kill_actor(self, actor_id: int, no_restart: bool) -> None:
+        self._loop.post(self._kill_actor, actor_id, no_restart)
+
+    def _kill_actor(self, actor_id: int, no_restart: bool) -> None:
+        rec = self.actors.get(actor_id)
+        if rec is None or rec.state is ActorState.DEAD:
+            return
+        rec.no_restart = rec.no_restart or no_restart
+        was_running = rec.state in (ActorState.STARTING, ActorState.ALIVE)
+        if was_running:
+            self.backend.stop_actor(actor_id, force=True)
+        error = ActorDiedError(
+            f"The actor {rec.spec.cls.name} ({id_hex(actor_id)}) was killed with kill().",
+            id_hex(actor_id),
+        )
+        if was_running:
+            self._actor_died(actor_id, rec.incarnation, error)
+        else:
+            rec.no_restart = True
+            self._actor_dead(rec, error)
+
+    def lookup_actor(self, name: str, namespace: str) -> ActorSpec | None:
+        """The spec of a live named actor, counting one more handle to it."""
+        return self._loop.call(self._lookup_actor, name, namespace)
+
+    def _lookup_actor(self, name: str, namespace: str) -> ActorSpec | None:
+        actor_id = self.names.get((namespace, name))
+        if actor_id is None:
+            return None
+        rec = self.actors[actor_id]
+        rec.handle_refs += 1
+        return rec.spec
+
+    # == cluster info =====================================================================
+
+    def nodes(self) -> list[NodeInfo]:
+        def snapshot() -> list[NodeInfo]:
+            return [
+                NodeInfo(n.node_id, dict(n.total), alive=n.alive)
+                for n in self.scheduler.nodes.values()
+            ]
+
+        return self._loop.call(snapshot)
+
+    def available_resources(self) -> dict[str, float]:
+        def total() -> dict[str, float]:
+            out: dict[str, float] = {}
+            for node in self.scheduler.alive_nodes():
+                for key, value in node.available.items():
+                    out[key] = out.get(key, 0.0) + max(value, 0.0)
+            return out
+
+        return self._loop.call(total)
+
+    def cluster_resources(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for node in self.scheduler.capacity:
+            if node.alive:
+                for key, value in node.total.items():
+                    out[key] = out.get(key, 0.0) + value
+        return out
+
+    def debug_state(self) -> dict[str, Any]:
+        def state() -> dict[str, Any]:
+            return {
+                "objects": self.objects.live_ids(),
+                "actors": {a for a, r in self.actors.items() if r.state is not ActorState.DEAD},
+                "tasks": len(self.tasks),
+                "queued": self.scheduler.queued(),
+            }
+
+        return self._loop.call(state)
+
+    def flush(self) -> None:
+        """Wait until everything posted so far has been processed."""
+        self._loop.call(lambda: None)
+
+
+class _Events:
+    """The core's side of :class:`actorlib.backends.base.CoreEvents`: hand events to the loop."""
+
+    __slots__ = ("_post", "_rt")
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._post = rt._loop.post
+
+    def task_finished(self, outcome: Outcome) -> None:
+        self._post(self._rt._task_finished, outcome)
+
+    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        self._post(self._rt._task_crashed, task_id, attempt, error)
+
+    def actor_started(self, actor_id: int, incarnation: int) -> None:
+        self._post(self._rt._actor_started, actor_id, incarnation)
+
+    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
+        self._post(self._rt._actor_init_failed, actor_id, incarnation, error)
+
+    def call_finished(self, outcome: Outcome) -> None:
+        self._post(self._rt._call_finished, outcome)
+
+    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
+        self._post(self._rt._actor_died, actor_id, incarnation, error)
+
+
+__all__ = ["Runtime", "error_value", "serialize"]

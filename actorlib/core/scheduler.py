@@ -1,0 +1,187 @@
+"""Resource-aware placement of ready work onto nodes.
+
+Ready work waits in one FIFO per *shape* (its resource request and strategy), like Ray's
+scheduling classes: a task that needs a GPU never holds back CPU-only tasks behind it,
+and work of one shape starts in submission order. GPUs are handed out by id.
+
+Runs on the core loop only; no locks.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from actorlib.core.specs import NodeAffinitySchedulingStrategy
+
+EPS = 1e-9
+
+
+@dataclass(slots=True)
+class Node:
+    node_id: str
+    total: dict[str, float]
+    available: dict[str, float]
+    gpu_free: dict[int, float] = field(default_factory=dict)  # GPU id -> free fraction
+    alive: bool = True
+
+    def fits(self, request: dict[str, float]) -> bool:
+        available = self.available
+        for key, amount in request.items():
+            if available.get(key, 0.0) + EPS < amount:
+                return False
+        return "GPU" not in request or self._pick_gpus(request["GPU"]) is not None
+
+    def can_ever_fit(self, request: dict[str, float]) -> bool:
+        return all(self.total.get(k, 0.0) + EPS >= v for k, v in request.items())
+
+    def _pick_gpus(self, amount: float) -> list[tuple[int, float]] | None:
+        if amount <= 0:
+            return []
+        if amount < 1:
+            for gpu, free in self.gpu_free.items():
+                if free + EPS >= amount:
+                    return [(gpu, amount)]
+            return None
+        whole = [gpu for gpu, free in self.gpu_free.items() if free >= 1 - EPS]
+        need = int(round(amount))
+        if len(whole) < need:
+            return None
+        return [(gpu, 1.0) for gpu in whole[:need]]
+
+    def acquire(self, request: dict[str, float]) -> tuple[tuple[int, float], ...]:
+        for key, amount in request.items():
+            self.available[key] = self.available.get(key, 0.0) - amount
+        gpus = self._pick_gpus(request.get("GPU", 0.0)) or []
+        for gpu, share in gpus:
+            self.gpu_free[gpu] -= share
+        return tuple(gpus)
+
+    def release(self, request: dict[str, float], gpus: tuple[tuple[int, float], ...]) -> None:
+        for key, amount in request.items():
+            self.available[key] = self.available.get(key, 0.0) + amount
+        for gpu, share in gpus:
+            self.gpu_free[gpu] += share
+
+
+@dataclass(slots=True)
+class Placement:
+    node: Node
+    request: dict[str, float]
+    gpus: tuple[tuple[int, float], ...]
+
+    @property
+    def gpu_ids(self) -> tuple[int, ...]:
+        return tuple(gpu for gpu, _ in self.gpus)
+
+    def release(self) -> None:
+        if self.node.alive:
+            self.node.release(self.request, self.gpus)
+
+
+def shape_of(request: dict[str, float], strategy: Any) -> tuple[Any, ...]:
+    return (tuple(sorted(request.items())), strategy)
+
+
+def describe(request: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(request.items())) or "nothing"
+
+
+class Scheduler:
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        # Immutable snapshot of the nodes, read without the loop by submitting threads.
+        self.capacity: tuple[Node, ...] = ()
+        self._queues: dict[tuple[Any, ...], collections.deque[Any]] = {}
+        self._spread = itertools.count()
+
+    # -- nodes -----------------------------------------------------------------------
+
+    def add_node(self, node_id: str, resources: dict[str, float]) -> None:
+        gpus = int(resources.get("GPU", 0))
+        self.nodes[node_id] = Node(
+            node_id, dict(resources), dict(resources), {i: 1.0 for i in range(gpus)}
+        )
+        self.capacity = tuple(self.nodes.values())
+
+    def remove_node(self, node_id: str) -> None:
+        node = self.nodes.pop(node_id, None)
+        if node is not None:
+            node.alive = False
+        self.capacity = tuple(self.nodes.values())
+
+    def alive_nodes(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.alive]
+
+    def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
+        """Why no node can ever host ``request``, or None if one can. Any thread may ask."""
+        nodes = [n for n in self.capacity if n.alive]
+        if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
+            target = next((n for n in nodes if n.node_id == strategy.node_id), None)
+            if target is None:
+                return f"node {strategy.node_id} (from NodeAffinitySchedulingStrategy) is not alive"
+            nodes = [target]
+        if any(n.can_ever_fit(request) for n in nodes):
+            return None
+        capacity = "; ".join(f"{n.node_id}: {describe(n.total)}" for n in nodes) or "no nodes"
+        return (
+            f"No node can ever satisfy the resource request {{{describe(request)}}}. "
+            f"Cluster capacity: {capacity}."
+        )
+
+    # -- queueing --------------------------------------------------------------------
+
+    def enqueue(self, work: Any, request: dict[str, float], strategy: Any) -> None:
+        key = shape_of(request, strategy)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = collections.deque()
+        queue.append(work)
+
+    def remove(self, work: Any) -> bool:
+        for queue in self._queues.values():
+            try:
+                queue.remove(work)
+            except ValueError:
+                continue
+            return True
+        return False
+
+    def queued(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def place_ready(self) -> Iterator[tuple[Any, Placement]]:
+        """Yield (work, placement) for every queued item that fits now, FIFO per shape."""
+        for key, queue in list(self._queues.items()):
+            request = dict(key[0])
+            strategy = key[1]
+            while queue:
+                node = self._choose(request, strategy)
+                if node is None:
+                    break
+                work = queue.popleft()
+                yield work, Placement(node, request, node.acquire(request))
+            if not queue:
+                del self._queues[key]
+
+    def _choose(self, request: dict[str, float], strategy: Any) -> Node | None:
+        nodes = self.alive_nodes()
+        if isinstance(strategy, NodeAffinitySchedulingStrategy):
+            target = self.nodes.get(strategy.node_id)
+            if target is not None and target.alive:
+                if target.fits(request):
+                    return target
+                if not strategy.soft or target.can_ever_fit(request):
+                    return None  # wait for room on the chosen node
+            elif not strategy.soft:
+                return None
+        fitting = [n for n in nodes if n.fits(request)]
+        if not fitting:
+            return None
+        if strategy == "SPREAD":
+            return fitting[next(self._spread) % len(fitting)]
+        # DEFAULT: the node with the most free CPU, so load evens out.
+        return max(fitting, key=lambda n: n.available.get("CPU", 0.0))

@@ -1,0 +1,156 @@
+"""Values to bytes and back: pickle protocol 5 with out-of-band buffers.
+
+Large buffers (numpy arrays, bytes-like objects) stay out of the pickle stream so that a
+store can place them once in memory it owns (shared memory, on the process backend) and
+readers can map them without copying. Refs and actor handles pickled inside a value are
+recorded in ``contained``: the core keeps them alive for as long as the serialized value
+lives, which closes the gap between "the sender dropped its ref" and "the receiver
+unpickled its copy".
+
+cloudpickle handles functions, lambdas and classes defined in ``__main__``; plain values
+take the C pickler's fast path.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from actorlib.exceptions import SerializationError
+
+# Buffers at least this large leave the pickle stream (and may go to shared memory).
+OUT_OF_BAND_THRESHOLD = 64 * 1024
+
+_PLAIN_SCALARS = (int, float, str, bytes, bool, type(None), complex)
+
+
+@dataclass(slots=True)
+class Serialized:
+    """A pickled value: the stream, its out-of-band buffers, and the ids it holds."""
+
+    data: bytes
+    buffers: list[Any] = field(default_factory=list)
+    contained: tuple[int, ...] = ()
+    is_error: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) + sum(memoryview(b).nbytes for b in self.buffers)
+
+
+class _Collector(threading.local):
+    ids: list[int] | None = None
+
+
+_collector = _Collector()
+
+
+def note_contained(id_: int) -> None:
+    """Called by a ref or handle being pickled, to be recorded in ``contained``."""
+    ids = _collector.ids
+    if ids is not None:
+        ids.append(id_)
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """True for values the C pickler handles exactly as cloudpickle would."""
+    t = type(value)
+    if t in _PLAIN_SCALARS:
+        return True
+    if depth > 2:
+        return False
+    if t is tuple or t is list:
+        return len(value) <= 32 and all(_is_plain(v, depth + 1) for v in value)
+    if t is dict:
+        return len(value) <= 32 and all(
+            type(k) in _PLAIN_SCALARS and _is_plain(v, depth + 1) for k, v in value.items()
+        )
+    return False
+
+
+def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Serialized:
+    """Pickle ``value``; raise :class:`SerializationError` naming what could not be pickled."""
+    if _is_plain(value):
+        return Serialized(pickle.dumps(value, protocol=5), [], (), is_error)
+    buffers: list[Any] = []
+
+    def keep(buf: pickle.PickleBuffer) -> bool:
+        if buf.raw().nbytes >= OUT_OF_BAND_THRESHOLD:
+            buffers.append(buf)
+            return False
+        return True
+
+    outer = _collector.ids
+    ids: list[int] = []
+    _collector.ids = ids
+    try:
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=keep)
+    except Exception as exc:
+        raise SerializationError(describe_unpicklable(value, exc, label)) from exc
+    finally:
+        _collector.ids = outer
+    return Serialized(data, [b.raw() for b in buffers], tuple(ids), is_error)
+
+
+def deserialize(obj: Serialized) -> Any:
+    try:
+        return pickle.loads(obj.data, buffers=obj.buffers)
+    except Exception as exc:
+        raise SerializationError(f"Could not unpickle a value: {exc!r}") from exc
+
+
+def dumps_function(fn: Any) -> bytes:
+    """Pickle a function or class by value when it lives in ``__main__`` (cloudpickle)."""
+    try:
+        return cloudpickle.dumps(fn, protocol=5)
+    except Exception as exc:
+        raise SerializationError(describe_unpicklable(fn, exc)) from exc
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        cloudpickle.dumps(value, protocol=5)
+    except Exception:
+        return False
+    return True
+
+
+def _children(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [(f"[{k!r}]", v) for k, v in value.items()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [(f"[{i}]", v) for i, v in enumerate(value)]
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):
+        return [(f".{k}", v) for k, v in state.items()]
+    closure = getattr(value, "__closure__", None)
+    code = getattr(value, "__code__", None)
+    if closure and code is not None:
+        names = code.co_freevars
+        return [(f"<closure {n}>", c.cell_contents) for n, c in zip(names, closure)]
+    return []
+
+
+def find_unpicklable(value: Any, path: str = "value", depth: int = 0) -> tuple[str, Any]:
+    """Walk into containers, attributes and closures to the innermost unpicklable object."""
+    if depth < 6:
+        for suffix, child in _children(value):
+            if not _picklable(child):
+                return find_unpicklable(child, path + suffix, depth + 1)
+    return path, value
+
+
+def describe_unpicklable(value: Any, exc: BaseException, label: str = "value") -> str:
+    path, culprit = find_unpicklable(value, label)
+    text = repr(culprit)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return (
+        f"Could not serialize {path} = {text} (type {type(culprit).__qualname__}): {exc}. "
+        "Arguments and results cross to workers by pickling (cloudpickle); pass something "
+        "picklable, or create the object inside the task or actor instead."
+    )

@@ -1,0 +1,118 @@
+"""What the API hands the core: plain records describing tasks, actors and calls.
+
+Specs are built in the caller's thread (or process) and never mutated by it afterwards;
+the core owns them from submission on. Arguments are already serialized, so the caller's
+objects can change freely once ``.remote()`` has returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actorlib.core.serialization import Serialized
+
+DRIVER_CALLER = 0  # caller id of code not running inside a task or actor
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAffinitySchedulingStrategy:
+    """Run on ``node_id``; if ``soft``, fall back to any node when that one can't host it."""
+
+    node_id: str
+    soft: bool = False
+
+
+SchedulingStrategy = Any  # "DEFAULT" | "SPREAD" | NodeAffinitySchedulingStrategy
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRef:
+    """A function or class, pickled once and cached by ``id`` wherever it runs."""
+
+    id: int
+    name: str
+    blob: bytes
+    is_async: bool = False
+
+
+class Dep:
+    """Placeholder for a top-level ObjectRef argument, replaced by its value before running."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> Any:
+        return (Dep, (self.index,))
+
+
+@dataclass(slots=True)
+class Args:
+    """Serialized ``(args, kwargs)`` with top-level refs replaced by :class:`Dep` slots."""
+
+    payload: Serialized | None  # None: no arguments at all
+    deps: tuple[int, ...] = ()
+
+    @property
+    def held(self) -> tuple[int, ...]:
+        """Ids these arguments keep alive: top-level refs and refs pickled inside."""
+        if self.payload is None:
+            return self.deps
+        return self.deps + self.payload.contained
+
+
+NO_ARGS = Args(None, ())
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    task_id: int
+    function: CodeRef
+    args: Args
+    return_ids: tuple[int, ...]
+    num_returns: int
+    resources: dict[str, float]
+    max_retries: int = 3
+    retry_exceptions: bool | tuple[type[BaseException], ...] = False
+    scheduling_strategy: SchedulingStrategy = "DEFAULT"
+    env_vars: dict[str, str] | None = None
+    name: str = ""
+    caller_id: int = DRIVER_CALLER
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class ActorSpec:
+    actor_id: int
+    cls: CodeRef
+    args: Args
+    resources: dict[str, float]
+    method_returns: dict[str, int] = field(default_factory=dict)
+    is_async: bool = False
+    max_concurrency: int = 1
+    max_restarts: int = 0
+    max_task_retries: int = 0
+    name: str | None = None
+    namespace: str = ""
+    detached: bool = False
+    scheduling_strategy: SchedulingStrategy = "DEFAULT"
+    env_vars: dict[str, str] | None = None
+    caller_id: int = DRIVER_CALLER
+
+
+@dataclass(slots=True)
+class CallSpec:
+    """One actor method call."""
+
+    call_id: int
+    actor_id: int
+    method: str
+    args: Args
+    return_ids: tuple[int, ...]
+    num_returns: int
+    caller_id: int = DRIVER_CALLER
+    max_task_retries: int | None = None  # None: the actor's own setting
+    retry_exceptions: bool | tuple[type[BaseException], ...] = False
+    attempt: int = 0

@@ -1,0 +1,240 @@
+"""Waiting for objects from any thread and any event loop.
+
+The core reports readiness by calling a watcher on its own loop thread. Here those calls
+become something the waiter understands: a released lock (blocking ``get``), a future on
+the waiter's asyncio loop, a trio event, or a ``concurrent.futures.Future``. Values are
+unpickled in the waiter's thread, never on the core loop.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import concurrent.futures
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from actorlib.backends.base import current_execution
+from actorlib.core import context
+from actorlib.core.refs import ObjectRef
+from actorlib.core.serialization import Serialized, deserialize
+from actorlib.exceptions import GetTimeoutError, RuntimeClosedError
+
+
+def client_of(refs: Sequence[ObjectRef[Any]]) -> context.Client:
+    for ref in refs:
+        client = ref._client
+        if client is None or client.closed:
+            raise RuntimeClosedError(
+                f"{ref!r} belongs to an actorlib runtime that was shut down."
+            )
+        return client
+    client = context.current()
+    if client is None:
+        raise RuntimeClosedError("actorlib is not initialized")
+    return client
+
+
+def value_of(obj: Serialized) -> Any:
+    """The value an object holds; raise it if it holds an error."""
+    value = deserialize(obj)
+    if obj.is_error:
+        raise value
+    return value
+
+
+class _Collect:
+    """Gathers values until ``need`` distinct ids are ready, then calls ``done`` once."""
+
+    __slots__ = ("done", "got", "need")
+
+    def __init__(self, need: int, done: Callable[[], None]) -> None:
+        self.got: dict[int, Serialized] = {}
+        self.need = need
+        self.done = done
+
+    def __call__(self, id_: int, value: Serialized) -> None:
+        got = self.got
+        if id_ in got or len(got) >= self.need:
+            return
+        got[id_] = value
+        if len(got) == self.need:
+            self.done()
+
+
+def fetch(refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None) -> dict[int, Serialized]:
+    """Block until ``need`` of ``refs`` are ready (or ``timeout``); return those ready."""
+    ids = list(dict.fromkeys(ref._id for ref in refs))
+    if need <= 0:
+        return {}
+    client = client_of(refs)
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    collect = _Collect(need, lock.release)
+    client.watch(ids, collect)
+    if lock.acquire(timeout=0.0005):
+        return collect.got
+    execution = current_execution.get()
+    task_id = execution.task_id if execution is not None and execution.actor_id is None else None
+    if task_id is not None:
+        client.task_blocked(task_id, True)
+    try:
+        ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+    finally:
+        if task_id is not None:
+            client.task_blocked(task_id, False)
+    if not ok:
+        client.unwatch(ids, collect)
+        if timeout is not None and timeout <= 0.001:
+            # A near-zero timeout must still see objects that were already ready: let the
+            # core process the watch first.
+            client.flush()
+    return dict(collect.got)
+
+
+async def fetch_async(
+    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None
+) -> dict[int, Serialized]:
+    """``fetch`` for coroutines: asyncio (and uvloop) or trio, found with sniffio."""
+    ids = list(dict.fromkeys(ref._id for ref in refs))
+    if need <= 0:
+        return {}
+    client = client_of(refs)
+    try:
+        import sniffio
+
+        library = sniffio.current_async_library()
+    except Exception:
+        library = "asyncio"
+    if library == "trio":
+        return await _fetch_trio(client, ids, need, timeout)
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def resolve() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    def done() -> None:
+        try:
+            loop.call_soon_threadsafe(resolve)
+        except RuntimeError:  # the waiter's loop has closed
+            pass
+
+    collect = _Collect(need, done)
+    client.watch(ids, collect)
+    try:
+        if timeout is None:
+            await fut
+        else:
+            await asyncio.wait_for(fut, timeout)
+    except asyncio.TimeoutError:
+        client.unwatch(ids, collect)
+        if timeout is not None and timeout <= 0.001:
+            client.flush()
+    except asyncio.CancelledError:
+        client.unwatch(ids, collect)
+        raise
+    return dict(collect.got)
+
+
+async def _fetch_trio(
+    client: context.Client, ids: list[int], need: int, timeout: float | None
+) -> dict[int, Serialized]:
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    event = trio.Event()
+
+    def done() -> None:
+        try:
+            token.run_sync_soon(event.set)
+        except trio.RunFinishedError:
+            pass
+
+    collect = _Collect(need, done)
+    client.watch(ids, collect)
+    try:
+        with trio.move_on_after(float("inf") if timeout is None else timeout):
+            await event.wait()
+    finally:
+        if not event.is_set():
+            client.unwatch(ids, collect)
+    return dict(collect.got)
+
+
+def timeout_error(timeout: float | None, pending: int) -> GetTimeoutError:
+    return GetTimeoutError(f"Get timed out after {timeout} s: {pending} object(s) not ready.")
+
+
+async def get_one_async(ref: ObjectRef[Any]) -> Any:
+    got = await fetch_async([ref], 1, None)
+    return value_of(got[ref._id])
+
+
+# -- concurrent.futures bridge ------------------------------------------------------------
+
+
+class Completer:
+    """Resolves ``concurrent.futures.Future`` objects on a thread of its own.
+
+    A future runs its done-callbacks in the thread that resolves it; that must be neither
+    the core loop (a slow callback would stall everything) nor a worker.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="actorlib-futures", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(fn)
+
+    def _run(self) -> None:
+        while True:
+            fn = self._queue.get()
+            if fn is None:
+                return
+            try:
+                fn()
+            except Exception:  # a user's done-callback raising: futures log it already
+                pass
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+            self._thread = None
+
+
+completer = Completer()
+
+
+def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
+    fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    fut.set_running_or_notify_cancel()
+    client = client_of([ref])
+
+    def settle(value: Serialized, keep_alive: ObjectRef[Any] = ref) -> None:
+        try:
+            result = value_of(value)
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def ready(_id: int, value: Serialized) -> None:
+        completer.submit(lambda: settle(value))
+
+    client.watch([ref._id], ready)
+    return fut

@@ -1,0 +1,213 @@
+"""Errors raised by actorlib.
+
+Every error derives from :class:`ActorlibError`. Two families are kept apart on purpose:
+:class:`RuntimeClosedError` means *you closed it* (the runtime was shut down); everything
+else means *it broke* (your code raised, a worker died, a timeout expired). Each error
+pickles, so it can cross process and machine boundaries unchanged.
+
+Ray's names are kept as aliases (``RayError``, ``RayTaskError``, ``RayActorError``), so
+``except ray.exceptions.RayTaskError`` works with ``import actorlib as ray``.
+
+This module is a leaf: every layer may import it, and it imports nothing from actorlib.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ActorDiedError",
+    "ActorError",
+    "ActorUnavailableError",
+    "ActorlibError",
+    "GetTimeoutError",
+    "InfeasibleResourceError",
+    "ObjectLostError",
+    "ObjectStoreFullError",
+    "RayActorError",
+    "RayError",
+    "RaySystemError",
+    "RayTaskError",
+    "RuntimeClosedError",
+    "SerializationError",
+    "SystemFailureError",
+    "TaskCancelledError",
+    "TaskError",
+    "WorkerCrashedError",
+]
+
+
+class ActorlibError(Exception):
+    """Root of every error actorlib raises."""
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_plain, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_plain(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class RuntimeClosedError(ActorlibError, RuntimeError):
+    """The runtime was shut down (by you) while this was pending, or before it was asked."""
+
+
+class SystemFailureError(ActorlibError):
+    """Something in actorlib's machinery broke (not your code)."""
+
+
+class TaskError(ActorlibError):
+    """An exception raised by a task or actor method, re-raised where its result is read.
+
+    ``get`` raises an instance of a class deriving from both ``TaskError`` and the original
+    exception's class, so ``except ValueError`` catches a remote ``ValueError``. The original
+    exception is ``.cause``; the message carries the remote traceback.
+    """
+
+    def __init__(
+        self,
+        function_name: str,
+        traceback_str: str,
+        cause: BaseException | None = None,
+        cause_type_name: str | None = None,
+    ) -> None:
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.cause_type_name = cause_type_name or (
+            type(cause).__name__ if cause is not None else "Exception"
+        )
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"{self.cause_type_name} raised in {self.function_name}: "
+            f"{self.cause!s}\n\nRemote traceback:\n{self.traceback_str.rstrip()}"
+        )
+
+    def __str__(self) -> str:
+        return self._message()
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_task_error,
+            (self.function_name, self.traceback_str, self.cause, self.cause_type_name),
+        )
+
+    def as_instanceof_cause(self) -> TaskError:
+        """Return this error as an instance of ``TaskError`` *and* of the cause's class."""
+        cause = self.cause
+        if cause is None or isinstance(self, type(cause)):
+            return self
+        cls = _dual_class(type(cause))
+        if cls is None:
+            return self
+        try:
+            err: TaskError = cls.__new__(cls)
+        except Exception:  # a cause class whose __new__ insists on arguments
+            return self
+        err.function_name = self.function_name
+        err.traceback_str = self.traceback_str
+        err.cause = cause
+        err.cause_type_name = self.cause_type_name
+        err.args = (self._message(),)
+        # The original's attributes (errno, filename, custom fields) stay readable.
+        for key, value in getattr(cause, "__dict__", {}).items():
+            err.__dict__.setdefault(key, value)
+        err.__cause__ = cause
+        return err
+
+
+_dual_classes: dict[type, type | None] = {}
+
+
+def _dual_class(cause_cls: type[BaseException]) -> type | None:
+    """A class deriving from TaskError and ``cause_cls``, or None when Python forbids one."""
+    if cause_cls in _dual_classes:
+        return _dual_classes[cause_cls]
+    cls: type | None
+    try:
+        cls = type(
+            f"TaskError({cause_cls.__name__})",
+            (TaskError, cause_cls),
+            {"__module__": __name__, "__str__": TaskError.__str__,
+             "__reduce__": TaskError.__reduce__, "__init__": TaskError.__init__},
+        )
+    except TypeError:  # layout conflicts, final classes
+        cls = None
+    _dual_classes[cause_cls] = cls
+    return cls
+
+
+def _rebuild_task_error(
+    function_name: str,
+    traceback_str: str,
+    cause: BaseException | None,
+    cause_type_name: str | None,
+) -> TaskError:
+    return TaskError(function_name, traceback_str, cause, cause_type_name).as_instanceof_cause()
+
+
+class ActorError(ActorlibError):
+    """An actor could not run a call."""
+
+    def __init__(self, message: str = "The actor is unavailable.", actor_id: str | None = None):
+        self.actor_id = actor_id
+        super().__init__(message)
+
+
+class ActorDiedError(ActorError):
+    """The actor died (killed, crashed, its constructor raised, or out of restarts)."""
+
+    def __init__(
+        self,
+        message: str = "The actor died.",
+        actor_id: str | None = None,
+        cause: BaseException | None = None,
+    ):
+        self.cause = cause
+        super().__init__(message, actor_id)
+        if cause is not None:
+            self.__cause__ = cause
+
+
+class ActorUnavailableError(ActorError):
+    """The actor is temporarily unreachable (for example, restarting)."""
+
+
+class GetTimeoutError(ActorlibError, TimeoutError):
+    """``get``/``wait`` gave up waiting after ``timeout`` seconds."""
+
+
+class TaskCancelledError(ActorlibError):
+    """The task was cancelled with ``cancel()`` before it could produce a result."""
+
+
+class WorkerCrashedError(ActorlibError):
+    """The worker running the task died, and the task ran out of retries."""
+
+
+class ObjectLostError(ActorlibError):
+    """An object's value is gone and cannot be rebuilt from its lineage."""
+
+
+class ObjectStoreFullError(ActorlibError):
+    """The object store has no room for an object, even after spilling."""
+
+
+class SerializationError(ActorlibError, TypeError):
+    """A value could not be pickled (or unpickled) to cross to a worker."""
+
+
+class InfeasibleResourceError(ActorlibError, ValueError):
+    """A resource request that no node in the cluster can ever satisfy."""
+
+
+# Ray's names, so `except ray.exceptions.RayTaskError:` keeps working.
+RayError = ActorlibError
+RayTaskError = TaskError
+RayActorError = ActorError
+RaySystemError = SystemFailureError

@@ -1,0 +1,114 @@
+"""``RemoteFunction``: a function turned into a task factory by ``@remote``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from actorlib import session
+from actorlib.arguments import pack_args
+from actorlib.backends.base import current_execution
+from actorlib.core.context import Client
+from actorlib.core.refs import ObjectRef
+from actorlib.core.serialization import dumps_function
+from actorlib.core.specs import DRIVER_CALLER, CodeRef, TaskSpec
+from actorlib.exceptions import InfeasibleResourceError
+from actorlib.options import TASK_OPTIONS, env_vars_of, resource_request, validate
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+class _Code:
+    """The pickled function, shared by a RemoteFunction and its ``.options()`` copies."""
+
+    __slots__ = ("blob", "fn", "owner", "ref")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.blob: bytes | None = None
+        self.ref: CodeRef | None = None
+        self.owner: Client | None = None
+
+    def get(self, client: Client) -> CodeRef:
+        """Pickle once; the id comes from the runtime, unique in every process of it."""
+        if self.ref is None or self.owner is not client:
+            fn = self.fn
+            if self.blob is None:
+                self.blob = dumps_function(fn)
+            self.ref = CodeRef(
+                client.ids.next(), getattr(fn, "__qualname__", repr(fn)), self.blob,
+                inspect.iscoroutinefunction(fn),
+            )
+            self.owner = client
+        return self.ref
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"fn": self.fn, "blob": self.blob, "ref": None, "owner": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class RemoteFunction(Generic[P, R]):
+    """Call ``.remote(*args)`` to run the function as a task; get an ``ObjectRef`` at once."""
+
+    def __init__(
+        self, fn: Callable[P, R] | Callable[P, Awaitable[R]], options: dict[str, Any],
+        code: _Code | None = None,
+    ) -> None:
+        self._function = fn
+        self._options = validate(options, TASK_OPTIONS, f"remote function {fn.__qualname__}")
+        self._code = code or _Code(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        name = self._function.__qualname__
+        raise TypeError(
+            f"Remote function {name} cannot be called directly. Use {name}.remote(...) to "
+            f"run it as a task, or {name}._function(...) to call the plain function."
+        )
+
+    def options(self, **options: Any) -> RemoteFunction[P, R]:
+        """A copy with some options changed; the function is pickled only once."""
+        return RemoteFunction(self._function, {**self._options, **options}, self._code)
+
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef[R]:
+        """Submit the task. Returns a ref (a list of refs if ``num_returns`` > 1)."""
+        opts = self._options
+        client = session.client()
+        name = opts.get("name") or self._function.__qualname__
+        resources = resource_request(opts, 1.0)
+        strategy = opts.get("scheduling_strategy", "DEFAULT")
+        reason = client.infeasible_reason(resources, strategy)
+        if reason is not None:
+            raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")
+        code = self._code.get(client)
+        packed = pack_args(client, args, kwargs, name)
+        num_returns = opts.get("num_returns", 1)
+        ids = client.ids
+        return_ids = tuple(ids.next() for _ in range(num_returns))
+        refs: list[ObjectRef[Any]] = [ObjectRef(i, client) for i in return_ids]
+        execution = current_execution.get()
+        client.submit_task(TaskSpec(
+            task_id=ids.next(),
+            function=code,
+            args=packed,
+            return_ids=return_ids,
+            num_returns=num_returns,
+            resources=resources,
+            max_retries=opts.get("max_retries", 3),
+            retry_exceptions=opts.get("retry_exceptions", False),
+            scheduling_strategy=strategy,
+            env_vars=env_vars_of(opts, session.job_env()),
+            name=name,
+            caller_id=execution.caller_id if execution is not None else DRIVER_CALLER,
+        ))
+        if num_returns == 1:
+            return refs[0]
+        return refs if num_returns else None  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"<RemoteFunction {self._function.__module__}.{self._function.__qualname__}>"

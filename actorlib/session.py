@@ -1,0 +1,148 @@
+"""This process's runtime: ``init``, ``shutdown``, and starting one on first use."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from actorlib.backends import DEFAULT_BACKEND, load
+from actorlib.backends.base import BackendConfig
+from actorlib.core import context
+from actorlib.core.context import Client
+from actorlib.core.runtime import Runtime
+from actorlib.core.waiting import completer
+from actorlib.options import validate_runtime_env
+
+_lock = threading.RLock()
+_runtime: Runtime | None = None
+_job_env: dict[str, str] | None = None
+
+# Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
+_IGNORED_RAY_OPTIONS = frozenset({
+    "include_dashboard", "dashboard_host", "dashboard_port", "log_to_driver",
+    "logging_level", "logging_format", "configure_logging", "_temp_dir", "_system_config",
+    "local_mode",
+})
+
+
+@dataclass
+class RuntimeInfo:
+    """What ``init()`` returns; also a context manager that shuts the runtime down."""
+
+    backend: str
+    namespace: str
+    nodes: list[str] = field(default_factory=list)
+    resources: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def address_info(self) -> dict[str, Any]:
+        return {"backend": self.backend, "node_id": self.nodes[0] if self.nodes else None}
+
+    def __enter__(self) -> RuntimeInfo:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        shutdown()
+
+    def disconnect(self) -> None:
+        shutdown()
+
+
+def init(
+    backend: str | None = None,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    namespace: str | None = None,
+    object_store_memory: int | None = None,
+    ignore_reinit_error: bool = False,
+    runtime_env: dict[str, Any] | None = None,
+    address: str | None = None,
+    **ray_options: Any,
+) -> RuntimeInfo:
+    """Start actorlib in this process, on ``backend`` (default: ``$ACTORLIB_BACKEND`` or thread)."""
+    global _runtime, _job_env
+    unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
+    with _lock:
+        if _runtime is not None:
+            if ignore_reinit_error:
+                return _info(_runtime)
+            raise RuntimeError(
+                "actorlib is already initialized; call shutdown() first, or pass "
+                "ignore_reinit_error=True."
+            )
+        name = backend or os.environ.get("ACTORLIB_BACKEND") or DEFAULT_BACKEND
+        backend_cls = load(name)
+        if resources is not None:
+            clash = {"CPU", "GPU"} & set(resources)
+            if clash:
+                raise ValueError("Use num_cpus=/num_gpus= rather than resources={'CPU'/'GPU'}.")
+        for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{label} must be a non-negative number, got {value!r}")
+        env = validate_runtime_env(runtime_env)["env_vars"] if runtime_env else None
+        config = BackendConfig(
+            num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
+            object_store_memory=object_store_memory, address=address,
+        )
+        rt = Runtime(backend_cls(), config, namespace or "default")
+        rt.start()
+        _runtime = rt
+        _job_env = env
+        context.install(rt)
+        return _info(rt)
+
+
+def _info(rt: Runtime) -> RuntimeInfo:
+    return RuntimeInfo(
+        rt.backend.name, rt.namespace, [n.node_id for n in rt.scheduler.capacity],
+        rt.cluster_resources(),
+    )
+
+
+def shutdown() -> None:
+    """Stop every task and actor and free every resource. Safe to call twice."""
+    global _runtime, _job_env
+    with _lock:
+        rt = _runtime
+        _runtime = None
+        _job_env = None
+        if context.current() is rt:
+            context.install(None)
+        if rt is not None:
+            rt.shutdown()
+        completer.stop()
+
+
+def is_initialized() -> bool:
+    return context.current() is not None
+
+
+def client() -> Client:
+    """The runtime to talk to; starts the default one on first use (like Ray)."""
+    current = context.current()
+    if current is not None:
+        return current
+    with _lock:
+        if context.current() is None:
+            init()
+    current = context.current()
+    assert current is not None
+    return current
+
+
+def job_env() -> dict[str, str] | None:
+    return _job_env
+
+
+def runtime() -> Runtime | None:
+    return _runtime

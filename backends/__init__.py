@@ -1,0 +1,45 @@
+"""Backends: where actorlib's tasks and actors run. Loaded lazily, by name.
+
+Built in: ``thread``. Third-party packages add more through the ``actorlib.backends``
+entry-point group (``name = "package.module:BackendClass"``). Importing a backend module
+happens only when it is chosen, so an absent optional dependency costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actorlib.backends.base import Backend
+
+BUILTIN: dict[str, str] = {
+    "thread": "actorlib.backends.thread:ThreadBackend",
+}
+
+DEFAULT_BACKEND = "thread"
+
+
+def available() -> dict[str, str]:
+    """Every known backend name and where it is defined."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group="actorlib.backends"):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def load(name: str) -> type[Backend]:
+    known = available()
+    target = known.get(name)
+    if target is None:
+        raise ValueError(
+            f"Unknown actorlib backend {name!r}. Known backends: {', '.join(sorted(known))}."
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"The {name!r} backend is not usable here: {exc}") from exc
+    cls: type[Backend] = getattr(module, attr)
+    return cls

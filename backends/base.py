@@ -1,0 +1,185 @@
+"""The backend interface: where code runs and where bytes live.
+
+The core decides *what* runs *when* (dependencies, resources, ordering, retries); a backend
+decides *where* and *how*: it reports nodes and their resources, runs a task on a worker,
+hosts an actor and runs its calls in the order delivered, keeps object bytes, and tells
+the core when something finished or died.
+
+Threading contract: the core calls every ``Backend`` method on its own event loop thread,
+and those methods must not block. A backend reports back through :class:`CoreEvents`,
+whose methods may be called from any thread (they hand the event to the core's loop).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from actorlib.core.serialization import Serialized
+from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    node_id: str
+    resources: dict[str, float]
+    address: str = "127.0.0.1"
+    alive: bool = True
+
+
+@dataclass(slots=True)
+class BackendConfig:
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    object_store_memory: int | None = None
+    address: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ExecutionContext:
+    """What user code running inside a task or actor can ask about itself."""
+
+    node_id: str
+    task_id: int | None = None
+    actor_id: int | None = None
+    gpu_ids: tuple[int, ...] = ()
+
+    @property
+    def caller_id(self) -> int:
+        """Identity used to order this code's calls to actors."""
+        if self.actor_id is not None:
+            return self.actor_id
+        return self.task_id or 0
+
+
+#: Set by the backend around user code; read by the API (caller identity, GPU ids, ...).
+current_execution: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
+    "actorlib_execution", default=None
+)
+
+
+@dataclass(slots=True)
+class TaskRun:
+    """A task placed on a node, its dependency values gathered."""
+
+    spec: TaskSpec
+    node_id: str
+    deps: list[Serialized]
+    gpu_ids: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class ActorStart:
+    spec: ActorSpec
+    node_id: str
+    deps: list[Serialized]
+    incarnation: int
+    gpu_ids: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class CallRun:
+    spec: CallSpec
+    deps: list[Serialized]
+    incarnation: int
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The end of one attempt of a task or call.
+
+    Exactly one of ``values`` (one per return) and ``error`` is set. ``retryable`` says
+    whether an application error matched the task's ``retry_exceptions``.
+    """
+
+    id: int
+    attempt: int
+    values: list[Serialized] | None = None
+    error: Serialized | None = None
+    retryable: bool = False
+
+
+class CoreEvents(Protocol):
+    """What a backend tells the core. Thread-safe: call from any thread."""
+
+    def task_finished(self, outcome: Outcome) -> None: ...
+
+    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        """The worker running the task died; the core retries or fails it."""
+
+    def actor_started(self, actor_id: int, incarnation: int) -> None: ...
+
+    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None: ...
+
+    def call_finished(self, outcome: Outcome) -> None: ...
+
+    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None: ...
+
+
+class ObjectStore(ABC):
+    """Owns the memory of large object buffers. Thread-safe."""
+
+    @abstractmethod
+    def seal(self, obj: Serialized) -> Serialized:
+        """Copy ``obj``'s out-of-band buffers into store-owned, read-only memory.
+
+        Called in the producer's thread before ``.remote()``/``put`` returns, so the
+        producer may mutate its own buffers afterwards.
+        """
+
+    def free(self, obj: Serialized) -> None:
+        """The object's last reference died: its memory may be reused."""
+
+
+class HeapStore(ObjectStore):
+    """Buffers copied into immutable ``bytes`` on the Python heap (one process)."""
+
+    def seal(self, obj: Serialized) -> Serialized:
+        if obj.buffers:
+            obj.buffers = [bytes(b) for b in obj.buffers]
+        return obj
+
+
+class Backend(ABC):
+    """A place to run tasks and actors. One instance per runtime."""
+
+    name: str = "?"
+    store: ObjectStore = HeapStore()
+
+    @abstractmethod
+    async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
+        """Bring up workers; return the nodes and their total resources."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop every worker and free every resource. Must not leave threads or processes."""
+
+    @abstractmethod
+    def run_task(self, run: TaskRun) -> None:
+        """Run a task; report through ``events.task_finished`` or ``task_crashed``."""
+
+    @abstractmethod
+    def start_actor(self, start: ActorStart) -> None:
+        """Create the actor (run ``__init__``); report ``actor_started`` or ``actor_init_failed``.
+
+        Calls may arrive before the constructor has finished; they run after it.
+        """
+
+    @abstractmethod
+    def run_call(self, run: CallRun) -> None:
+        """Queue a call on its actor. Calls start in the order they arrive here."""
+
+    @abstractmethod
+    def stop_actor(self, actor_id: int, *, force: bool) -> None:
+        """End an actor. ``force``: at once, dropping queued calls; else after them.
+
+        The backend reports ``actor_died`` when it is gone.
+        """
+
+    @abstractmethod
+    def cancel(self, id: int, *, force: bool) -> None:
+        """Interrupt a running task or call; no-op if it already finished."""

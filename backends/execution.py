@@ -1,0 +1,143 @@
+"""What every worker does with a task or call, whatever backend hosts it.
+
+Unpack the arguments (top-level refs replaced by their values), run the user's code,
+pack the results, or pack the error with its traceback. Shared so that the thread and
+process backends cannot drift apart in semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import pickle
+import threading
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from actorlib.core.serialization import Serialized, deserialize, serialize
+from actorlib.core.specs import Args, CodeRef, Dep
+from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
+
+
+class CodeCache:
+    """Functions and classes by id: unpickled once per worker, then reused."""
+
+    def __init__(self) -> None:
+        self._code: dict[int, Any] = {}
+
+    def load(self, code: CodeRef) -> Any:
+        obj = self._code.get(code.id)
+        if obj is None:
+            obj = self._code[code.id] = pickle.loads(code.blob)
+        return obj
+
+
+def build_args(args: Args, deps: list[Serialized]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if args.payload is None:
+        return (), {}
+    positional, keywords = deserialize(args.payload)
+    if args.deps:
+        values = [deserialize(d) for d in deps]
+        positional = tuple(values[a.index] if type(a) is Dep else a for a in positional)
+        keywords = {k: values[v.index] if type(v) is Dep else v for k, v in keywords.items()}
+    return positional, keywords
+
+
+def pack_results(result: Any, num_returns: int, name: str) -> list[Serialized]:
+    if num_returns == 1:
+        return [serialize(result, label=f"the result of {name}")]
+    if num_returns == 0:
+        return []
+    try:
+        items = list(result)
+    except TypeError:
+        items = None
+    if items is None or len(items) != num_returns:
+        got = "a non-iterable" if items is None else f"{len(items)} values"
+        raise ValueError(f"{name} has num_returns={num_returns} but returned {got}")
+    return [serialize(item, label=f"result {i} of {name}") for i, item in enumerate(items)]
+
+
+def _user_traceback(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    # Drop actorlib's own frames above the user's code.
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith(
+        ("actorlib.", "backends.")
+    ):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def pack_error(
+    exc: BaseException, name: str, retry_exceptions: bool | tuple[type[BaseException], ...]
+) -> tuple[Serialized, bool]:
+    """Serialize ``exc`` as a TaskError; say whether ``retry_exceptions`` covers it."""
+    if isinstance(exc, (TaskCancelledError, asyncio.CancelledError)):
+        cancelled = TaskCancelledError(f"Task {name} was cancelled.")
+        return serialize(cancelled, is_error=True), False
+    text = _user_traceback(exc)
+    cause: BaseException | None = exc
+    if isinstance(exc, TaskError):  # re-raised from a nested task: keep the root cause
+        cause = exc.cause
+        text = f"{text}\nwhich was raised remotely by {exc.function_name}:\n{exc.traceback_str}"
+    error = TaskError(name, text, cause)
+    try:
+        packed = serialize(error.as_instanceof_cause(), is_error=True)
+    except SerializationError:
+        plain = TaskError(name, text, None, type(cause).__name__ if cause else None)
+        plain.args = (f"{type(cause).__name__}: {cause}\n\nRemote traceback:\n{text}",)
+        packed = serialize(plain, is_error=True)
+    if retry_exceptions is True:
+        retryable = isinstance(exc, Exception)
+    elif retry_exceptions:
+        retryable = isinstance(exc, retry_exceptions)
+    else:
+        retryable = False
+    return packed, retryable
+
+
+def is_async_callable(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+def run_sync_or_async(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], loop_holder: Any) -> Any:
+    """Call ``fn``; drive it on this thread's own event loop if it is a coroutine function."""
+    result = fn(*args, **kwargs)
+    if inspect.iscoroutine(result):
+        loop = loop_holder.loop()
+        task = loop.create_task(result)
+        loop_holder.current_task = task
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            loop_holder.current_task = None
+    return result
+
+
+_env_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def env_vars(values: dict[str, str] | None) -> Iterator[None]:
+    """Apply ``runtime_env["env_vars"]`` around user code in a shared process.
+
+    Used where workers share one process (the thread backend): the environment is
+    process-wide, so such code runs one at a time and the old values come back after.
+    """
+    if not values:
+        yield
+        return
+    with _env_lock:
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, old in saved.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old

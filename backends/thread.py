@@ -1,0 +1,418 @@
+"""The thread backend: tasks on a pool of threads, each actor on threads of its own.
+
+Good for I/O-bound work, for code that releases the GIL (numpy, most C extensions), and
+for tests and notebooks where start-up must be instant. Semantics are the same as on
+the process backend: arguments and results are pickled (a task never mutates the
+caller's objects), code is unpickled once per worker, objects are read-only.
+
+Limits that come with sharing one process: ``runtime_env["env_vars"]`` is applied to the
+process environment while the task runs (one such task at a time); a running task can
+be interrupted by ``cancel`` only between Python bytecodes, and ``force=True`` cannot kill
+a thread any harder than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import queue
+import threading
+import uuid
+from typing import Any
+
+from actorlib.backends.base import (
+    ActorStart,
+    Backend,
+    BackendConfig,
+    CallRun,
+    CoreEvents,
+    ExecutionContext,
+    NodeInfo,
+    Outcome,
+    TaskRun,
+    current_execution,
+)
+from actorlib.backends.execution import (
+    CodeCache,
+    build_args,
+    env_vars,
+    pack_error,
+    pack_results,
+    run_sync_or_async,
+)
+from actorlib.core.loop import new_event_loop
+from actorlib.exceptions import ActorDiedError, TaskCancelledError
+
+_STOP = object()
+
+
+def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+
+
+class _LoopHolder:
+    """A thread's own event loop for ``async def`` tasks, made on first use."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.current_task: asyncio.Task[Any] | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = new_event_loop()
+        return self._loop
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+
+class _TaskWorker:
+    """One pool thread; runs one task at a time."""
+
+    def __init__(self, backend: ThreadBackend, index: int) -> None:
+        self.backend = backend
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.loops = _LoopHolder()
+        self.running: int | None = None  # task id, guarded by ``lock``
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(
+            target=self._run, name=f"actorlib-task-{index}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                run = self.jobs.get()
+                if run is _STOP:
+                    return
+                try:
+                    self._execute(run)
+                except TaskCancelledError:  # a cancel that landed just after the task ended
+                    pass
+                self.backend._idle.append(self)
+        finally:
+            self.loops.close()
+
+    def _execute(self, run: TaskRun) -> None:
+        backend = self.backend
+        spec = run.spec
+        ctx = ExecutionContext(run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids)
+        token = current_execution.set(ctx)
+        result: Any = None
+        with self.lock:
+            self.running = spec.task_id
+            backend._running[spec.task_id] = self
+        try:
+            fn = backend.code.load(spec.function)
+            args, kwargs = build_args(spec.args, run.deps)
+            with env_vars(spec.env_vars):
+                result = run_sync_or_async(fn, args, kwargs, self.loops)
+            with self.lock:
+                self.running = None
+            outcome = Outcome(spec.task_id, spec.attempt, values=pack_results(
+                result, spec.num_returns, spec.name))
+        except BaseException as exc:
+            with self.lock:
+                self.running = None
+            error, retryable = pack_error(exc, spec.name, spec.retry_exceptions)
+            outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
+        finally:
+            current_execution.reset(token)
+            backend._running.pop(spec.task_id, None)
+        backend.events.task_finished(outcome)
+
+    def cancel(self, task_id: int) -> None:
+        with self.lock:
+            if self.running != task_id:
+                return
+            task = self.loops.current_task
+            if task is not None and self.loops._loop is not None:
+                self.loops._loop.call_soon_threadsafe(task.cancel)
+            else:
+                _raise_in_thread(self.thread.ident or 0, TaskCancelledError)
+
+
+class _ActorHost:
+    """An actor's instance and the threads (or event loop) that run its calls."""
+
+    def __init__(self, backend: ThreadBackend, start: ActorStart) -> None:
+        self.backend = backend
+        self.start = start
+        self.spec = start.spec
+        self.actor_id = start.spec.actor_id
+        self.incarnation = start.incarnation
+        self.instance: Any = None
+        self.stopped = False
+        self.cancelled: set[int] = set()
+        self.calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.ready = threading.Event()
+        name = f"actorlib-actor-{start.spec.cls.name}"
+        if start.spec.is_async:
+            target = self._run_async
+        else:
+            target = self._run_sync
+        first = threading.Thread(target=target, name=name, daemon=True)
+        self.threads.append(first)
+        first.start()
+
+    def _context(self) -> ExecutionContext:
+        return ExecutionContext(
+            self.start.node_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids
+        )
+
+    def _construct(self) -> bool:
+        spec = self.spec
+        events = self.backend.events
+        token = current_execution.set(self._context())
+        try:
+            cls = self.backend.code.load(spec.cls)
+            args, kwargs = build_args(spec.args, self.start.deps)
+            with env_vars(spec.env_vars):
+                self.instance = cls(*args, **kwargs)
+        except BaseException as exc:
+            error, _ = pack_error(exc, f"{spec.cls.name}.__init__", False)
+            events.actor_init_failed(self.actor_id, self.incarnation, error)
+            return False
+        finally:
+            current_execution.reset(token)
+        events.actor_started(self.actor_id, self.incarnation)
+        return True
+
+    # -- sync and threaded actors ---------------------------------------------------------
+
+    def _run_sync(self) -> None:
+        ok = self._construct()
+        self.ready.set()
+        if not ok:
+            return
+        for i in range(1, self.spec.max_concurrency):
+            t = threading.Thread(
+                target=self._serve, name=f"actorlib-actor-{self.spec.cls.name}-{i}", daemon=True
+            )
+            self.threads.append(t)
+            t.start()
+        self._serve()
+
+    def _serve(self) -> None:
+        while True:
+            run = self.calls.get()
+            if run is _STOP or self.stopped:
+                self.calls.put(_STOP)  # wake the next sibling thread too
+                return
+            self._call(run)
+
+    def _call(self, run: CallRun) -> None:
+        spec = run.spec
+        if spec.call_id in self.cancelled:
+            self.cancelled.discard(spec.call_id)
+            error, _ = pack_error(TaskCancelledError(), spec.method, False)
+            self.backend.events.call_finished(Outcome(spec.call_id, spec.attempt, error=error))
+            return
+        token = current_execution.set(self._context())
+        result: Any = None
+        name = f"{self.spec.cls.name}.{spec.method}"
+        try:
+            method = getattr(self.instance, spec.method)
+            args, kwargs = build_args(spec.args, run.deps)
+            with env_vars(self.spec.env_vars):
+                result = method(*args, **kwargs)
+            outcome = Outcome(spec.call_id, spec.attempt,
+                              values=pack_results(result, spec.num_returns, name))
+        except BaseException as exc:
+            error, retryable = pack_error(exc, name, spec.retry_exceptions)
+            outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+        finally:
+            current_execution.reset(token)
+        self.backend.events.call_finished(outcome)
+
+    # -- async actors ---------------------------------------------------------------------
+
+    def _run_async(self) -> None:
+        loop = self.loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            ok = self._construct()
+            self.ready.set()
+            if ok:
+                loop.run_until_complete(self._serve_async())
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve_async(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = asyncio.Semaphore(self.spec.max_concurrency)
+        calls = self.calls
+        while True:
+            while not calls.empty():
+                run = calls.get_nowait()
+                if run is _STOP or self.stopped:
+                    return
+                await limit.acquire()  # calls start in arrival order, at most N at once
+                call_id = run.spec.call_id
+                task = loop.create_task(self._call_async(run))
+                self.tasks[call_id] = task
+                task.add_done_callback(lambda _t, cid=call_id: self._done(cid, limit))
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiter = waiter
+            if calls.empty():  # re-check after publishing the waiter (see submit)
+                await waiter
+            self._waiter = None
+
+    def _done(self, call_id: int, limit: asyncio.Semaphore) -> None:
+        self.tasks.pop(call_id, None)
+        limit.release()
+
+    async def _call_async(self, run: CallRun) -> None:
+        spec = run.spec
+        name = f"{self.spec.cls.name}.{spec.method}"
+        current_execution.set(self._context())
+        if spec.call_id in self.cancelled:
+            self.cancelled.discard(spec.call_id)
+            error, _ = pack_error(TaskCancelledError(), name, False)
+            self.backend.events.call_finished(Outcome(spec.call_id, spec.attempt, error=error))
+            return
+        try:
+            method = getattr(self.instance, spec.method)
+            args, kwargs = build_args(spec.args, run.deps)
+            result = method(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+            outcome = Outcome(spec.call_id, spec.attempt,
+                              values=pack_results(result, spec.num_returns, name))
+        except BaseException as exc:
+            error, retryable = pack_error(exc, name, spec.retry_exceptions)
+            outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+        self.backend.events.call_finished(outcome)
+
+    _waiter: asyncio.Future[None] | None = None
+
+    def submit(self, run: CallRun) -> None:
+        self.calls.put(run)
+        waiter = self._waiter
+        if waiter is not None and self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(_resolve, waiter)
+            except RuntimeError:  # loop already closed
+                pass
+
+    def cancel(self, call_id: int) -> None:
+        self.cancelled.add(call_id)
+        task = self.tasks.get(call_id)
+        if task is not None and self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass
+
+    def stop(self, force: bool) -> None:
+        if force:
+            self.stopped = True
+        self.submit(_STOP)  # type: ignore[arg-type]
+        if force and self.loop is not None:
+            loop = self.loop
+            for task in list(self.tasks.values()):
+                try:
+                    loop.call_soon_threadsafe(task.cancel)
+                except RuntimeError:
+                    pass
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in list(self.threads):
+            t.join(timeout)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class ThreadBackend(Backend):
+    name = "thread"
+
+    def __init__(self) -> None:
+        self.code = CodeCache()
+        self._idle: list[_TaskWorker] = []
+        self._workers: list[_TaskWorker] = []
+        self._running: dict[int, _TaskWorker] = {}
+        self._actors: dict[int, _ActorHost] = {}
+        self._retired: list[_ActorHost] = []
+
+    async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
+        import os
+
+        self.events = events
+        cpus = float(config.num_cpus if config.num_cpus is not None else (os.cpu_count() or 1))
+        resources: dict[str, float] = {"CPU": cpus}
+        if config.num_gpus:
+            resources["GPU"] = float(config.num_gpus)
+        resources.update({k: float(v) for k, v in config.resources.items()})
+        self.node_id = uuid.uuid4().hex[:16]
+        return [NodeInfo(self.node_id, resources)]
+
+    def run_task(self, run: TaskRun) -> None:
+        try:
+            worker = self._idle.pop()
+        except IndexError:
+            worker = _TaskWorker(self, len(self._workers))
+            self._workers.append(worker)
+        worker.jobs.put(run)
+
+    def start_actor(self, start: ActorStart) -> None:
+        old = self._actors.pop(start.spec.actor_id, None)
+        if old is not None:
+            old.stop(force=True)
+            self._retired.append(old)
+        self._actors[start.spec.actor_id] = _ActorHost(self, start)
+
+    def run_call(self, run: CallRun) -> None:
+        host = self._actors.get(run.spec.actor_id)
+        if host is None or host.incarnation != run.incarnation:
+            error, _ = pack_error(ActorDiedError("The actor is not running."), run.spec.method, False)
+            self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
+            return
+        host.submit(run)
+
+    def stop_actor(self, actor_id: int, *, force: bool) -> None:
+        host = self._actors.pop(actor_id, None)
+        if host is not None:
+            host.stop(force)
+            self._retired.append(host)
+
+    def cancel(self, id: int, *, force: bool) -> None:
+        worker = self._running.get(id)
+        if worker is not None:
+            worker.cancel(id)
+            return
+        for host in self._actors.values():
+            host.cancel(id)
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for host in list(self._actors.values()):
+            host.stop(force=True)
+            self._retired.append(host)
+        self._actors.clear()
+        for worker in self._workers:
+            worker.jobs.put(_STOP)
+        for task_id, worker in list(self._running.items()):
+            worker.cancel(task_id)
+
+        def join_all() -> None:
+            for worker in self._workers:
+                worker.thread.join(10)
+            for host in self._retired:
+                host.join(10)
+
+        await loop.run_in_executor(None, join_all)

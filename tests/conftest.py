@@ -1,0 +1,157 @@
+"""Shared fixtures: the backend list, the runtime fixture, the leak check, hypothesis profiles.
+
+Every behavioural test takes the ``rt`` fixture, so it runs once per name in ``BACKENDS``.
+Adding a backend means adding its name here; a backend that fails to import shows up as a
+skip carrying the import error, never as silently missing tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+from hypothesis import HealthCheck, settings
+
+# The ONE list of backends the behavioural suite runs on.
+BACKENDS = ["thread"]
+
+LEAK_GRACE_S = 2.0
+SHM_DIR = "/dev/shm"
+SHM_PREFIX = "actorlib"
+
+settings.register_profile(
+    "fast",
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("ACTORLIB_HYPOTHESIS_PROFILE", "fast"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "init_kwargs(**kw): extra keyword arguments for actorlib.init() in the rt fixture",
+    )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Remember each phase's report on the item so fixtures can tell if the test failed."""
+    rep = yield
+    setattr(item, f"_rep_{rep.when}", rep)
+    return rep
+
+
+# --------------------------------------------------------------------------- leak check
+
+
+def _shm_entries() -> set[str]:
+    try:
+        return {n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)}
+    except FileNotFoundError:
+        return set()
+
+
+def _live_children() -> list[psutil.Process]:
+    """All descendants, zombies included (an unreaped child is a leak too)."""
+    return psutil.Process().children(recursive=True)
+
+
+def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No thread, child process or /dev/shm segment may outlive a test.
+
+    Autouse fixtures are set up first, so this is torn down after ``rt`` (which also
+    depends on it explicitly): the check sees the state after ``shutdown()``.
+    """
+    threads_before = set(threading.enumerate())
+    shm_before = _shm_entries()
+    yield
+    problems: list[str] = []
+    actorlib = _maybe_actorlib()
+    if actorlib is not None and actorlib.is_initialized():
+        actorlib.shutdown()
+        rep = getattr(request.node, "_rep_call", None)
+        if rep is not None and rep.passed:
+            problems.append("the test left the actorlib runtime initialized")
+    gc.collect()
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while True:
+        threads = _new_threads(threads_before)
+        children = _live_children()
+        shm = _shm_entries() - shm_before
+        if not (threads or children or shm) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if threads:
+        problems.append(f"threads outlived the test: {[t.name for t in threads]}")
+    if children:
+        desc = []
+        for c in children:
+            with contextlib.suppress(psutil.Error):
+                desc.append(f"{c.pid}:{' '.join(c.cmdline())[:120]}")
+            with contextlib.suppress(psutil.Error):
+                c.kill()
+        problems.append(f"child processes outlived the test: {desc}")
+    if shm:
+        problems.append(f"/dev/shm entries outlived the test: {sorted(shm)}")
+    if problems:
+        pytest.fail("resource leak: " + "; ".join(problems), pytrace=False)
+
+
+def _maybe_actorlib() -> Any:
+    try:
+        return importlib.import_module("actorlib")
+    except ImportError:
+        return None
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """A backend name from BACKENDS; skipped (with the reason) if it cannot be imported."""
+    name: str = request.param
+    try:
+        importlib.import_module(f"actorlib.backends.{name}")
+    except Exception as exc:  # an absent optional dependency, a broken backend
+        pytest.skip(f"backend {name!r} unavailable: {type(exc).__name__}: {exc}")
+    return name
+
+
+@pytest.fixture
+def rt(backend_name: str, request: pytest.FixtureRequest, _leak_check: None) -> Iterator[Any]:
+    """An initialized runtime (4 CPUs) on each backend; shut down after the test.
+
+    ``@pytest.mark.init_kwargs(num_gpus=2, resources={...})`` adds init() arguments.
+    """
+    import actorlib
+
+    kwargs: dict[str, Any] = {"num_cpus": 4}
+    for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
+        kwargs.update(marker.kwargs)
+    info = actorlib.init(backend=backend_name, **kwargs)
+    try:
+        yield info
+    finally:
+        actorlib.shutdown()

@@ -1,0 +1,287 @@
+"""Actors: state, per-caller ordering, threaded and async concurrency, handles, lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+import time
+
+import pytest
+
+import actorlib
+from testkit import Recorder, Sync, T, live_actors, wait_until
+
+
+@actorlib.remote(num_cpus=0)
+class Counter:
+    def __init__(self, start=0, *, step=1):
+        self.n = start
+        self.step = step
+
+    def incr(self, by=None):
+        self.n += self.step if by is None else by
+        return self.n
+
+    def value(self):
+        return self.n
+
+    @actorlib.method(num_returns=2)
+    def pair(self):
+        return self.n, -self.n
+
+    def triple(self):
+        return 1, 2, 3
+
+    def my_id(self):
+        return actorlib.get_runtime_context().get_actor_id()
+
+
+@actorlib.remote(num_cpus=0)
+class Log:
+    """Sync actor that records its calls and notices any overlap."""
+
+    def __init__(self):
+        self.entries = []
+        self.in_call = False
+        self.overlapped = False
+
+    def record(self, item, hold=0.0):
+        if self.in_call:
+            self.overlapped = True
+        self.in_call = True
+        try:
+            if hold:
+                time.sleep(hold)
+            self.entries.append(item)
+        finally:
+            self.in_call = False
+        return item
+
+    def state(self):
+        return self.entries, self.overlapped
+
+
+@actorlib.remote(num_cpus=0)
+class Meeter:
+    """Blocks each call at a barrier: completes only if ``n`` calls run at once."""
+
+    def meet(self, sync, n):
+        return actorlib.get(sync.barrier.remote(n, "meet"), timeout=T)
+
+
+@actorlib.remote(num_cpus=0)
+class AsyncMeeter:
+    def __init__(self):
+        self.current = 0
+        self.peak = 0
+
+    async def meet(self, sync, n):
+        return await sync.barrier.remote(n, "ameet")
+
+    async def hold(self, sync, gate_count):
+        """Enter, announce entry, wait until ``gate_count`` calls have entered, leave."""
+        self.current += 1
+        self.peak = max(self.peak, self.current)
+        try:
+            await sync.arrive.remote("entered")
+            await sync.wait_count.remote(gate_count, "entered")
+            await asyncio.sleep(0.001)
+        finally:
+            self.current -= 1
+        return True
+
+    async def peak_concurrency(self):
+        return self.peak
+
+
+@actorlib.remote(num_cpus=0)
+class Forwarder:
+    """Holds another actor's handle and calls it later."""
+
+    def __init__(self, target=None):
+        self.target = target
+
+    def set_target(self, handle):
+        self.target = handle
+        return True
+
+    def forward(self, by):
+        return actorlib.get(self.target.incr.remote(by), timeout=T)
+
+
+@actorlib.remote
+def slow_value(sync, value):
+    actorlib.get(sync.wait.remote(), timeout=T)
+    return value
+
+
+@actorlib.remote
+def bump(counter, times):
+    refs = [counter.incr.remote(1) for _ in range(times)]
+    return actorlib.get(refs, timeout=T)
+
+
+def test_counter_state_and_order(rt):
+    c = Counter.remote()
+    refs = [c.incr.remote() for _ in range(100)]
+    assert actorlib.get(refs, timeout=T) == list(range(1, 101))
+    assert actorlib.get(c.value.remote(), timeout=T) == 100
+
+
+def test_constructor_args_and_isolation(rt):
+    a = Counter.remote(10, step=5)
+    b = Counter.remote()
+    assert actorlib.get(a.incr.remote(), timeout=T) == 15
+    assert actorlib.get(b.incr.remote(), timeout=T) == 1
+    assert actorlib.get(a.value.remote(), timeout=T) == 15
+
+
+def test_direct_instantiation_raises(rt):
+    with pytest.raises(TypeError):
+        Counter()
+
+
+def test_method_num_returns(rt):
+    c = Counter.remote(3)
+    refs = c.pair.remote()
+    assert len(refs) == 2
+    assert actorlib.get(refs, timeout=T) == [3, -3]
+    r3 = c.triple.options(num_returns=3).remote()
+    assert actorlib.get(r3, timeout=T) == [1, 2, 3]
+
+
+def test_later_call_with_ready_args_waits_for_earlier_slow_one(rt):
+    """Per-caller order holds even when a later call's arguments are ready first."""
+    sync = Sync.remote()
+    log = Log.remote()
+    first = log.record.remote(slow_value.remote(sync, "slow-first"))
+    second = log.record.remote("fast-second")
+    ready, _ = actorlib.wait([second], timeout=0.3)
+    assert ready == [], "the later call ran before the earlier one"
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get([first, second], timeout=T) == ["slow-first", "fast-second"]
+    entries, overlapped = actorlib.get(log.state.remote(), timeout=T)
+    assert entries == ["slow-first", "fast-second"]
+    assert not overlapped
+
+
+def test_sync_actor_runs_one_call_at_a_time(rt):
+    log = Log.remote()
+    refs = [log.record.remote(i, 0.002) for i in range(30)]
+    refs += [bump.remote(Counter.remote(), 1)]  # unrelated work running meanwhile
+    actorlib.get(refs, timeout=T)
+    entries, overlapped = actorlib.get(log.state.remote(), timeout=T)
+    assert entries == list(range(30))
+    assert not overlapped
+
+
+def test_threaded_actor_overlaps(rt):
+    """max_concurrency=3 on a sync class: three calls must be inside at once to finish."""
+    sync = Sync.remote()
+    m = Meeter.options(max_concurrency=3).remote()
+    refs = [m.meet.remote(sync, 3) for _ in range(3)]
+    assert sorted(actorlib.get(refs, timeout=T)) == [3, 3, 3]
+
+
+def test_async_actor_interleaves(rt):
+    sync = Sync.remote()
+    m = AsyncMeeter.options(max_concurrency=4).remote()
+    refs = [m.meet.remote(sync, 4) for _ in range(4)]
+    assert actorlib.get(refs, timeout=T) == [4, 4, 4, 4]
+
+
+def test_async_actor_default_concurrency_is_high(rt):
+    sync = Sync.remote()
+    m = AsyncMeeter.remote()
+    refs = [m.meet.remote(sync, 20) for _ in range(20)]
+    assert actorlib.get(refs, timeout=T) == [20] * 20
+
+
+def test_async_actor_respects_max_concurrency(rt):
+    """Exactly max_concurrency calls get in; the rest wait until one leaves."""
+    sync = Sync.remote()
+    m = AsyncMeeter.options(max_concurrency=2).remote()
+    refs = [m.hold.remote(sync, 2) for _ in range(6)]
+    assert all(actorlib.get(refs, timeout=T))
+    assert actorlib.get(m.peak_concurrency.remote(), timeout=T) == 2
+
+
+def test_handle_passed_to_task(rt):
+    c = Counter.remote()
+    assert actorlib.get(bump.remote(c, 5), timeout=T) == [1, 2, 3, 4, 5]
+    assert actorlib.get(c.value.remote(), timeout=T) == 5
+
+
+def test_handle_passed_to_actor(rt):
+    c = Counter.remote()
+    f = Forwarder.remote(c)
+    assert actorlib.get(f.forward.remote(3), timeout=T) == 3
+    g = Forwarder.remote()
+    actorlib.get(g.set_target.remote(c), timeout=T)
+    assert actorlib.get(g.forward.remote(4), timeout=T) == 7
+    assert actorlib.get(c.value.remote(), timeout=T) == 7
+
+
+def test_handle_pickles(rt):
+    c = Counter.remote()
+    c2 = pickle.loads(pickle.dumps(c))
+    actorlib.get(c.incr.remote(), timeout=T)
+    assert actorlib.get(c2.incr.remote(), timeout=T) == 2
+
+
+def test_runtime_context_in_actor(rt):
+    c = Counter.remote()
+    aid = actorlib.get(c.my_id.remote(), timeout=T)
+    assert isinstance(aid, str) and aid
+    other = actorlib.get(Counter.remote().my_id.remote(), timeout=T)
+    assert other != aid
+
+
+def test_actor_stopped_when_last_handle_dies(rt):
+    """No handle left (and not detached): the actor stops after its pending calls."""
+    c = Counter.remote()
+    aid = actorlib.get(c.my_id.remote(), timeout=T)
+    assert aid in live_actors()
+    pending = [c.incr.remote() for _ in range(5)]
+    del c
+    assert actorlib.get(pending, timeout=T) == [1, 2, 3, 4, 5]
+    wait_until(lambda: aid not in live_actors(), what="unreferenced actor to stop")
+
+
+def test_actor_kept_alive_by_handle_in_another_actor(rt):
+    c = Counter.remote()
+    aid = actorlib.get(c.my_id.remote(), timeout=T)
+    f = Forwarder.remote(c)
+    del c
+    assert aid in live_actors()
+    assert actorlib.get(f.forward.remote(1), timeout=T) == 1
+    del f
+    wait_until(lambda: aid not in live_actors(), what="actor to stop once every handle is gone")
+
+
+def test_actor_methods_called_from_several_driver_threads(rt):
+    """Handles are usable from any driver thread; the actor still serializes calls."""
+    log = Log.remote()
+    results: list[list[int]] = [[] for _ in range(4)]
+
+    def worker(k: int) -> None:
+        refs = [log.record.remote((k, i)) for i in range(25)]
+        results[k] = [i for (_, i) in actorlib.get(refs, timeout=T)]
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [list(range(25))] * 4
+    entries, overlapped = actorlib.get(log.state.remote(), timeout=T)
+    assert not overlapped
+    for k in range(4):
+        assert [i for (kk, i) in entries if kk == k] == list(range(25))
+
+
+def test_recorder_helper(rt):
+    r = Recorder.remote()
+    assert actorlib.get([r.append.remote("a"), r.append.remote("b")], timeout=T) == [1, 2]
+    assert actorlib.get(r.items.remote(), timeout=T) == ["a", "b"]

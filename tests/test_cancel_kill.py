@@ -1,0 +1,177 @@
+"""cancel() of queued, running and finished tasks; kill() of actors."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+
+import pytest
+
+import actorlib
+from actorlib import exceptions as exc
+from testkit import Recorder, Sync, T
+
+
+@actorlib.remote
+def blocker(started, sync):
+    """Occupy its resources until released; announce when it is running."""
+    actorlib.get(started.arrive.remote(), timeout=T)
+    actorlib.get(sync.wait.remote(), timeout=T)
+    return "released"
+
+
+@actorlib.remote
+def record(recorder, item):
+    actorlib.get(recorder.append.remote(item), timeout=T)
+    return item
+
+
+@actorlib.remote
+async def async_sleeper(started):
+    await started.arrive.remote()
+    await asyncio.sleep(60)
+    return "not cancelled"
+
+
+@actorlib.remote
+def busy_loop(started):
+    """A running sync task that only an interruption can stop early."""
+    actorlib.get(started.arrive.remote(), timeout=T)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+    return "not cancelled"
+
+
+@actorlib.remote
+def quick(x):
+    return x
+
+
+@actorlib.remote(num_cpus=0)
+class Worker:
+    def __init__(self):
+        self.calls = 0
+
+    def block(self, started, sync):
+        self.calls += 1
+        actorlib.get(started.arrive.remote(), timeout=T)
+        actorlib.get(sync.wait.remote(), timeout=T)
+        return "finished"
+
+    def ping(self):
+        self.calls += 1
+        return self.calls
+
+
+@pytest.mark.init_kwargs(resources={"slot": 1})
+def test_cancel_queued_task(rt):
+    """Fill every CPU (and the one slot) with a blocked task, then cancel a queued task."""
+    started, sync, rec = Sync.remote(), Sync.remote(), Recorder.remote()
+    hog = blocker.options(num_cpus=4, resources={"slot": 1}).remote(started, sync)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    queued = record.options(resources={"slot": 1}).remote(rec, "queued ran")
+    ready, _ = actorlib.wait([queued], timeout=0.1)
+    assert ready == []
+    actorlib.cancel(queued)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(queued, timeout=T)
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get(hog, timeout=T) == "released"
+    # a task submitted after it, needing the same slot, runs; the cancelled one never did
+    assert actorlib.get(record.options(resources={"slot": 1}).remote(rec, "after"), timeout=T)
+    assert actorlib.get(rec.items.remote(), timeout=T) == ["after"]
+
+
+def test_cancel_running_async_task(rt):
+    started = Sync.remote()
+    ref = async_sleeper.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+
+
+def test_cancel_running_sync_task(rt):
+    started = Sync.remote()
+    ref = busy_loop.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    t0 = time.monotonic()
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    assert time.monotonic() - t0 < 10, "the running task was not interrupted"
+
+
+def test_cancel_finished_task_keeps_result(rt):
+    ref = quick.remote(5)
+    assert actorlib.get(ref, timeout=T) == 5
+    actorlib.cancel(ref)
+    assert actorlib.get(ref, timeout=T) == 5
+
+
+def test_cancelled_error_properties(rt):
+    started = Sync.remote()
+    ref = async_sleeper.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError) as info:
+        actorlib.get(ref, timeout=T)
+    err = info.value
+    assert isinstance(err, exc.ActorlibError)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is type(err) and str(back) == str(err)
+
+
+@pytest.mark.asyncio
+async def test_await_cancelled_task(rt):
+    started = Sync.remote()
+    ref = async_sleeper.remote(started)
+    await started.wait_count.remote(1)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        await asyncio.wait_for(actorlib.get_async(ref), timeout=T)
+
+
+def test_kill_actor_fails_pending_and_later_calls(rt):
+    started, sync = Sync.remote(), Sync.remote()
+    w = Worker.remote()
+    assert actorlib.get(w.ping.remote(), timeout=T) == 1
+    running = w.block.remote(started, sync)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    queued = [w.ping.remote() for _ in range(3)]
+    actorlib.kill(w)
+    for ref in [running, *queued]:
+        with pytest.raises(exc.ActorDiedError):
+            actorlib.get(ref, timeout=T)
+    with pytest.raises(exc.ActorDiedError) as info:
+        actorlib.get(w.ping.remote(), timeout=T)
+    assert isinstance(info.value, exc.ActorError)
+    assert isinstance(info.value, exc.RayActorError)
+    actorlib.get(sync.set.remote(), timeout=T)  # let a thread stuck in block() finish
+
+
+def test_kill_idle_actor(rt):
+    w = Worker.remote()
+    assert actorlib.get(w.ping.remote(), timeout=T) == 1
+    actorlib.kill(w)
+    with pytest.raises(exc.ActorDiedError):
+        actorlib.get(w.ping.remote(), timeout=T)
+
+
+def test_kill_with_restart(rt):
+    """kill(no_restart=False) on a restartable actor: it comes back with fresh state."""
+    w = Worker.options(max_restarts=1).remote()
+    assert actorlib.get([w.ping.remote(), w.ping.remote()], timeout=T) == [1, 2]
+    actorlib.kill(w, no_restart=False)
+    assert actorlib.get(w.ping.remote(), timeout=T) == 1
+
+
+@pytest.mark.asyncio
+async def test_await_call_on_killed_actor(rt):
+    w = Worker.remote()
+    await w.ping.remote()
+    actorlib.kill(w)
+    with pytest.raises(exc.ActorDiedError):
+        await w.ping.remote()

@@ -1,0 +1,295 @@
+"""Remote errors: dual-typed TaskError, tracebacks, pickling, hierarchy, timeouts, retries."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import pytest
+
+import actorlib
+from actorlib import exceptions as exc
+from testkit import Recorder, Sync, T
+
+
+class CustomError(Exception):
+    """An application error with a non-trivial constructor."""
+
+    def __init__(self, code, detail):
+        super().__init__(code, detail)
+        self.code = code
+        self.detail = detail
+
+
+@actorlib.remote
+def fail_value(msg):
+    raise ValueError(msg)
+
+
+@actorlib.remote
+async def async_fail(msg):
+    raise KeyError(msg)
+
+
+@actorlib.remote
+def fail_custom():
+    raise CustomError(7, "bad thing")
+
+
+@actorlib.remote
+def add_one(x):
+    return x + 1
+
+
+@actorlib.remote
+def flaky(counter, key, fail_times, exc_name):
+    """Fail with ``exc_name`` on the first ``fail_times`` attempts; count attempts in an actor."""
+    attempt = actorlib.get(counter.incr.remote(key), timeout=T)
+    if attempt <= fail_times:
+        raise {"ValueError": ValueError, "KeyError": KeyError}[exc_name](f"attempt {attempt}")
+    return attempt
+
+
+@actorlib.remote
+def blocked(sync):
+    actorlib.get(sync.wait.remote(), timeout=T)
+    return "done"
+
+
+@actorlib.remote(num_cpus=0)
+class BrokenInit:
+    def __init__(self):
+        raise RuntimeError("constructor exploded")
+
+    def ping(self):
+        return "pong"
+
+
+@actorlib.remote(num_cpus=0)
+class Sometimes:
+    def __init__(self):
+        self.calls = 0
+
+    def maybe_fail(self, fail):
+        self.calls += 1
+        if fail:
+            raise ValueError("method failed")
+        return self.calls
+
+
+def test_task_error_is_instance_of_original_type(rt):
+    with pytest.raises(ValueError) as info:
+        actorlib.get(fail_value.remote("boom 123"), timeout=T)
+    err = info.value
+    assert isinstance(err, exc.TaskError)
+    assert isinstance(err, exc.RayTaskError)
+    assert isinstance(err, exc.ActorlibError)
+    assert isinstance(err.cause, ValueError)
+    assert "boom 123" in str(err.cause)
+
+
+def test_task_error_message_carries_remote_traceback(rt):
+    with pytest.raises(exc.TaskError) as info:
+        actorlib.get(fail_value.remote("distinctive message"), timeout=T)
+    text = str(info.value)
+    assert "fail_value" in text
+    assert "distinctive message" in text
+    assert "ValueError" in text
+    assert "raise ValueError(msg)" in text  # a source line from the remote traceback
+
+
+def test_async_task_error(rt):
+    with pytest.raises(KeyError) as info:
+        actorlib.get(async_fail.remote("k"), timeout=T)
+    assert isinstance(info.value, exc.TaskError)
+    assert "async_fail" in str(info.value)
+
+
+def test_custom_exception_with_custom_init(rt):
+    with pytest.raises(CustomError) as info:
+        actorlib.get(fail_custom.remote(), timeout=T)
+    assert isinstance(info.value, exc.TaskError)
+    assert info.value.cause.code == 7
+    assert "bad thing" in str(info.value)
+
+
+def test_error_propagates_through_dependencies(rt):
+    """A task whose argument failed fails with the upstream error, still a ValueError."""
+    with pytest.raises(ValueError) as info:
+        actorlib.get(add_one.remote(fail_value.remote("upstream")), timeout=T)
+    assert "upstream" in str(info.value)
+
+
+def test_task_error_pickle_round_trip(rt):
+    with pytest.raises(exc.TaskError) as info:
+        actorlib.get(fail_value.remote("pickled"), timeout=T)
+    back = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(back, ValueError)
+    assert isinstance(back, exc.TaskError)
+    assert str(back) == str(info.value)
+    assert isinstance(back.cause, ValueError)
+
+
+def test_natural_errors_pickle_round_trip(rt):
+    """Each kind of error actorlib raises survives pickling with its type and message."""
+    errors: list[BaseException] = []
+    sync = Sync.remote()
+    with pytest.raises(exc.GetTimeoutError) as i1:
+        actorlib.get(sync.wait.remote(), timeout=0.05)
+    errors.append(i1.value)
+    with pytest.raises(exc.SerializationError) as i2:
+        add_one.remote(threading.Lock())
+    errors.append(i2.value)
+    with pytest.raises(exc.InfeasibleResourceError) as i3:
+        add_one.options(resources={"unobtainium": 1}).remote(1)
+    errors.append(i3.value)
+    dead = BrokenInit.remote()
+    with pytest.raises(exc.ActorDiedError) as i4:
+        actorlib.get(dead.ping.remote(), timeout=T)
+    errors.append(i4.value)
+    with pytest.raises(exc.TaskError) as i5:
+        actorlib.get(fail_custom.remote(), timeout=T)
+    errors.append(i5.value)
+    for err in errors:
+        back = pickle.loads(pickle.dumps(err))
+        # every named class the original is an instance of (actorlib's and builtins)
+        for klass in type(err).__mro__:
+            if klass.__name__.startswith("TaskError("):
+                continue  # the generated dual class itself may be rebuilt, not identical
+            assert isinstance(back, klass), (err, klass)
+        assert str(back) == str(err)
+    actorlib.get(sync.set.remote(), timeout=T)
+
+
+@pytest.mark.parametrize(
+    ("cls", "bases"),
+    [
+        ("TaskError", ()),
+        ("ActorError", ()),
+        ("ActorDiedError", ("ActorError",)),
+        ("ActorUnavailableError", ()),
+        ("GetTimeoutError", (TimeoutError,)),
+        ("TaskCancelledError", ()),
+        ("WorkerCrashedError", ()),
+        ("ObjectLostError", ()),
+        ("ObjectStoreFullError", ()),
+        ("SerializationError", (TypeError,)),
+        ("InfeasibleResourceError", (ValueError,)),
+        ("RuntimeClosedError", (RuntimeError,)),
+    ],
+)
+def test_exception_hierarchy(cls, bases):
+    klass = getattr(exc, cls)
+    assert issubclass(klass, exc.ActorlibError)
+    for base in bases:
+        base_cls = getattr(exc, base) if isinstance(base, str) else base
+        assert issubclass(klass, base_cls)
+
+
+def test_ray_aliases_and_separation():
+    assert exc.RayError is exc.ActorlibError
+    assert exc.RayTaskError is exc.TaskError
+    assert exc.RayActorError is exc.ActorError
+    assert actorlib.exceptions is exc
+    # "you closed it" is kept apart from "it broke"
+    assert not issubclass(exc.RuntimeClosedError, exc.TaskError)
+    assert not issubclass(exc.RuntimeClosedError, exc.ActorError)
+    assert not issubclass(exc.TaskError, RuntimeError)
+
+
+def test_get_timeout(rt):
+    sync = Sync.remote()
+    ref = sync.wait.remote()
+    with pytest.raises(exc.GetTimeoutError) as info:
+        actorlib.get(ref, timeout=0.1)
+    assert isinstance(info.value, TimeoutError)
+    with pytest.raises(TimeoutError):
+        actorlib.get([actorlib.put(1), ref], timeout=0)
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get(ref, timeout=T) is None
+
+
+def test_exception_in_actor_init_kills_actor(rt):
+    actor = BrokenInit.remote()
+    for _ in range(2):
+        with pytest.raises(exc.ActorDiedError):
+            actorlib.get(actor.ping.remote(), timeout=T)
+
+
+def test_actor_survives_method_exception(rt):
+    a = Sometimes.remote()
+    assert actorlib.get(a.maybe_fail.remote(False), timeout=T) == 1
+    with pytest.raises(ValueError) as info:
+        actorlib.get(a.maybe_fail.remote(True), timeout=T)
+    assert isinstance(info.value, exc.TaskError)
+    assert "maybe_fail" in str(info.value)
+    assert actorlib.get(a.maybe_fail.remote(False), timeout=T) == 3
+
+
+def test_retry_exceptions_true_retries_until_success(rt):
+    counter = Recorder.remote()
+    ref = flaky.options(max_retries=3, retry_exceptions=True).remote(counter, "a", 2, "ValueError")
+    assert actorlib.get(ref, timeout=T) == 3
+    assert actorlib.get(counter.value.remote("a"), timeout=T) == 3
+
+
+def test_retry_exceptions_gives_up_after_max_retries(rt):
+    counter = Recorder.remote()
+    ref = flaky.options(max_retries=1, retry_exceptions=True).remote(counter, "b", 5, "ValueError")
+    with pytest.raises(ValueError, match="attempt 2"):
+        actorlib.get(ref, timeout=T)
+    assert actorlib.get(counter.value.remote("b"), timeout=T) == 2
+
+
+def test_application_errors_not_retried_by_default(rt):
+    counter = Recorder.remote()
+    with pytest.raises(ValueError, match="attempt 1"):
+        actorlib.get(flaky.remote(counter, "c", 5, "ValueError"), timeout=T)
+    assert actorlib.get(counter.value.remote("c"), timeout=T) == 1
+
+
+def test_retry_exceptions_list_filters_types(rt):
+    counter = Recorder.remote()
+    retried = flaky.options(max_retries=2, retry_exceptions=[ValueError])
+    assert actorlib.get(retried.remote(counter, "v", 2, "ValueError"), timeout=T) == 3
+    with pytest.raises(KeyError):
+        actorlib.get(retried.remote(counter, "k", 2, "KeyError"), timeout=T)
+    assert actorlib.get(counter.value.remote("k"), timeout=T) == 1
+
+
+def test_unpicklable_argument_raises_at_submission(rt):
+    lock = threading.Lock()
+    with pytest.raises(exc.SerializationError) as info:
+        add_one.remote(lock)
+    assert isinstance(info.value, TypeError)
+    assert "lock" in str(info.value).lower()
+    with pytest.raises(exc.SerializationError, match="(?i)lock"):
+        add_one.remote(x={"nested": [lock]})
+
+
+def test_unpicklable_actor_arguments(rt):
+    counter = Recorder.remote()
+    with pytest.raises(exc.SerializationError, match="(?i)lock"):
+        counter.append.remote(threading.Lock())
+    with pytest.raises(exc.SerializationError, match="(?i)lock"):
+        Recorder.options(name=None).remote(threading.Lock())
+    assert actorlib.get(counter.append.remote("fine"), timeout=T) == 1
+
+
+def test_failing_task_does_not_block_others(rt):
+    bad = [fail_value.remote(str(i)) for i in range(10)]
+    good = [add_one.remote(i) for i in range(10)]
+    assert actorlib.get(good, timeout=T) == list(range(1, 11))
+    for ref in bad:
+        with pytest.raises(ValueError):
+            actorlib.get(ref, timeout=T)
+
+
+def test_blocked_task_completes_after_signal(rt):
+    """Sanity check of the Sync helper the other tests rely on."""
+    sync = Sync.remote()
+    ref = blocked.remote(sync)
+    ready, not_ready = actorlib.wait([ref], timeout=0.2)
+    assert ready == [] and not_ready == [ref]
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get(ref, timeout=T) == "done"

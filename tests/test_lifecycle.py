@@ -1,0 +1,139 @@
+"""init/shutdown: reinit errors, context manager, auto-init, backend selection, clean exit."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import actorlib
+from actorlib import exceptions as exc
+from testkit import Sync, T
+
+
+@actorlib.remote
+def double(x):
+    return 2 * x
+
+
+@actorlib.remote
+def fail():
+    raise ValueError("failing before shutdown")
+
+
+@actorlib.remote
+def wait_forever(sync):
+    return actorlib.get(sync.wait.remote())
+
+
+def _actorlib_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("actorlib")]
+
+
+def test_init_twice_raises(rt, backend_name):
+    assert actorlib.is_initialized()
+    with pytest.raises(RuntimeError):
+        actorlib.init(backend=backend_name, num_cpus=1)
+    actorlib.init(backend=backend_name, num_cpus=1, ignore_reinit_error=True)
+    assert actorlib.is_initialized()
+    assert actorlib.cluster_resources()["CPU"] == 4  # the first runtime is kept
+
+
+def test_init_as_context_manager(backend_name):
+    assert not actorlib.is_initialized()
+    with actorlib.init(backend=backend_name, num_cpus=2) as info:
+        assert info is not None
+        assert actorlib.is_initialized()
+        assert actorlib.get(double.remote(4), timeout=T) == 8
+    assert not actorlib.is_initialized()
+
+
+def test_context_manager_shuts_down_on_error(backend_name):
+    with pytest.raises(KeyError), actorlib.init(backend=backend_name, num_cpus=2):
+        raise KeyError("inside")
+    assert not actorlib.is_initialized()
+
+
+def test_shutdown_is_idempotent(backend_name):
+    actorlib.init(backend=backend_name, num_cpus=1)
+    actorlib.shutdown()
+    actorlib.shutdown()
+    assert not actorlib.is_initialized()
+    actorlib.shutdown()
+
+
+def test_reinit_after_shutdown(backend_name):
+    for n in (1, 2):
+        with actorlib.init(backend=backend_name, num_cpus=n):
+            assert actorlib.cluster_resources()["CPU"] == n
+            assert actorlib.get(double.remote(n), timeout=T) == 2 * n
+
+
+def test_auto_init_uses_env_backend(backend_name, monkeypatch):
+    monkeypatch.setenv("ACTORLIB_BACKEND", backend_name)
+    assert not actorlib.is_initialized()
+    try:
+        assert actorlib.get(double.remote(21), timeout=T) == 42
+        assert actorlib.is_initialized()
+    finally:
+        actorlib.shutdown()
+
+
+def test_auto_init_on_put(backend_name, monkeypatch):
+    monkeypatch.setenv("ACTORLIB_BACKEND", backend_name)
+    try:
+        assert actorlib.get(actorlib.put("auto"), timeout=T) == "auto"
+    finally:
+        actorlib.shutdown()
+
+
+def test_unknown_backend_names_known_ones():
+    with pytest.raises(ValueError) as info:
+        actorlib.init(backend="no-such-backend")
+    assert "thread" in str(info.value)
+    assert not actorlib.is_initialized()
+
+
+def test_shutdown_after_failing_task_leaves_nothing(backend_name):
+    actorlib.init(backend=backend_name, num_cpus=2)
+    ref = fail.remote()
+    with pytest.raises(ValueError):
+        actorlib.get(ref, timeout=T)
+    actorlib.shutdown()
+    assert not actorlib.is_initialized()
+    assert _actorlib_threads() == []  # all gone synchronously, not only eventually
+
+
+def test_shutdown_with_blocked_work_does_not_hang(backend_name):
+    """Pending tasks and actors blocked on each other are torn down, not waited for."""
+    actorlib.init(backend=backend_name, num_cpus=2)
+    sync = Sync.remote()
+    refs = [wait_forever.remote(sync) for _ in range(3)]  # one is still queued
+    ready, _ = actorlib.wait(refs, timeout=0.1)
+    assert ready == []
+    actorlib.shutdown()
+    assert not actorlib.is_initialized()
+
+
+def test_get_on_pending_ref_after_shutdown(backend_name):
+    actorlib.init(backend=backend_name, num_cpus=1)
+    sync = Sync.remote()
+    ref = sync.wait.remote()
+    actorlib.shutdown()
+    with pytest.raises(exc.RuntimeClosedError):
+        actorlib.get(ref, timeout=T)
+
+
+def test_remote_after_shutdown_auto_starts_again(backend_name, monkeypatch):
+    """After shutdown, a new call auto-starts a runtime (Ray semantics)."""
+    monkeypatch.setenv("ACTORLIB_BACKEND", backend_name)
+    actorlib.init(backend=backend_name, num_cpus=1)
+    actorlib.shutdown()
+    try:
+        assert actorlib.get(double.remote(5), timeout=T) == 10
+    finally:
+        actorlib.shutdown()
+
+
+def test_is_initialized_false_without_runtime():
+    assert actorlib.is_initialized() is False

@@ -1,0 +1,212 @@
+"""The object store: put/get, immutability, zero-copy numpy, reference-counted lifetime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import actorlib
+from testkit import T, live_objects, wait_until
+
+
+@actorlib.remote
+def make_array(n):
+    return np.arange(n, dtype=np.float64)
+
+
+@actorlib.remote
+def array_sum(a):
+    return float(a.sum())
+
+
+@actorlib.remote
+def try_mutate(a):
+    """Try to write into the argument; the caller's array must not change either way."""
+    try:
+        a[0] = 999.0
+    except ValueError:
+        return "read-only"
+    return "copied"
+
+
+@actorlib.remote
+def identity(x):
+    return x
+
+
+@actorlib.remote
+def wrap(x):
+    return [x]
+
+
+@actorlib.remote(num_cpus=0)
+class Holder:
+    """Keeps refs in actor state: they must keep their objects alive."""
+
+    def __init__(self):
+        self.held = None
+
+    def hold(self, container):
+        self.held = container
+        return len(container)
+
+    def release(self):
+        self.held = None
+        return True
+
+    def read(self):
+        return actorlib.get(self.held[0], timeout=T)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, -1.5, "text", b"\x00bytes", None, [1, [2, 3]], {"a": (1, 2)}, {1, 2}, ("t",), 10**30],
+)
+def test_put_get_roundtrip(rt, value):
+    assert actorlib.get(actorlib.put(value), timeout=T) == value
+
+
+def test_get_many(rt):
+    refs = [actorlib.put(i) for i in range(50)]
+    assert actorlib.get(refs, timeout=T) == list(range(50))
+
+
+def test_put_is_a_snapshot(rt):
+    """put() stores the value as it was: later changes to the original are not seen."""
+    lst = [1, 2]
+    ref = actorlib.put(lst)
+    lst.append(3)
+    assert actorlib.get(ref, timeout=T) == [1, 2]
+    arr = np.zeros(1000)
+    aref = actorlib.put(arr)
+    arr[:] = 1.0
+    assert float(actorlib.get(aref, timeout=T).sum()) == 0.0
+
+
+def test_big_numpy_put_get_read_only_zero_copy(rt):
+    arr = np.random.default_rng(0).random(4 * 1024 * 1024 // 8 * 8)  # 32 MiB
+    ref = actorlib.put(arr)
+    out = actorlib.get(ref, timeout=T)
+    assert isinstance(out, np.ndarray)
+    assert out.shape == arr.shape and out.dtype == arr.dtype
+    assert np.array_equal(out, arr)
+    assert not out.flags.writeable
+    with pytest.raises(ValueError):
+        out[0] = 1.0
+    # zero-copy: the result is a view over store memory, not a freshly owned copy
+    assert not out.flags.owndata
+    assert actorlib.get(array_sum.remote(ref), timeout=T) == pytest.approx(float(arr.sum()))
+
+
+def test_numpy_task_result_is_read_only(rt):
+    out = actorlib.get(make_array.remote(100_000), timeout=T)
+    assert np.array_equal(out, np.arange(100_000, dtype=np.float64))
+    assert not out.flags.writeable
+
+
+def test_task_cannot_mutate_callers_array(rt):
+    arr = np.arange(10.0)
+    verdict = actorlib.get(try_mutate.remote(arr), timeout=T)
+    assert verdict in ("read-only", "copied")
+    assert arr[0] == 0.0
+    big = np.arange(1_000_000.0)
+    actorlib.get(try_mutate.remote(actorlib.put(big)), timeout=T)
+    assert big[0] == 0.0
+
+
+def test_put_object_freed_when_last_ref_dies(rt):
+    ref = actorlib.put("x" * 100)
+    oid = ref.hex()
+    assert oid in live_objects()
+    ref2 = ref
+    del ref
+    assert oid in live_objects()
+    del ref2
+    assert oid not in live_objects()
+
+
+def test_task_result_freed_when_last_ref_dies(rt):
+    ref = identity.remote(np.arange(10))
+    actorlib.get(ref, timeout=T)
+    oid = ref.hex()
+    assert oid in live_objects()
+    del ref
+    assert oid not in live_objects()
+
+
+def test_big_numpy_object_freed(rt):
+    ref = actorlib.put(np.ones(2_000_000))
+    oid = ref.hex()
+    value = actorlib.get(ref, timeout=T)
+    del ref
+    # a value read zero-copy may pin the memory; once it is dropped too, all is gone
+    del value
+    assert oid not in live_objects()
+
+
+def test_nested_ref_keeps_inner_alive(rt):
+    inner = actorlib.put("inner")
+    inner_id = inner.hex()
+    outer = actorlib.put([inner])
+    outer_id = outer.hex()
+    del inner
+    assert inner_id in live_objects()
+    got = actorlib.get(outer, timeout=T)
+    assert actorlib.get(got[0], timeout=T) == "inner"
+    del got
+    assert {inner_id, outer_id} <= live_objects()
+    del outer
+    assert not ({inner_id, outer_id} & live_objects())
+
+
+def test_ref_inside_task_result_keeps_inner_alive(rt):
+    inner = actorlib.put(123)
+    inner_id = inner.hex()
+    outer = wrap.remote([inner])  # nested: passed as a ref, returned inside a list
+    actorlib.wait([outer], timeout=T)
+    del inner
+    assert inner_id in live_objects()
+    [[back]] = actorlib.get(outer, timeout=T)
+    assert actorlib.get(back, timeout=T) == 123
+    del back, outer
+    assert inner_id not in live_objects()
+
+
+def test_ref_in_actor_state_keeps_object_alive(rt):
+    holder = Holder.remote()
+    ref = actorlib.put("kept by actor")
+    oid = ref.hex()
+    assert actorlib.get(holder.hold.remote([ref]), timeout=T) == 1
+    del ref
+    assert oid in live_objects()
+    assert actorlib.get(holder.read.remote(), timeout=T) == "kept by actor"
+    actorlib.get(holder.release.remote(), timeout=T)
+    wait_until(lambda: oid not in live_objects(), what="object released by actor to be freed")
+
+
+def test_pending_task_argument_keeps_object_alive(rt):
+    from testkit import Sync
+
+    sync = Sync.remote()
+    gate = sync.wait.remote()
+    ref = actorlib.put("arg")
+    oid = ref.hex()
+    out = _after.remote(gate, ref)
+    del ref
+    assert oid in live_objects()
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get(out, timeout=T) == "arg"
+    wait_until(lambda: oid not in live_objects(), what="argument freed after the task")
+
+
+@actorlib.remote
+def _after(_gate, value):
+    return value
+
+
+def test_get_after_shutdown_raises_runtime_closed(rt):
+    ref = actorlib.put(1)
+    actorlib.shutdown()
+    with pytest.raises(actorlib.exceptions.RuntimeClosedError) as info:
+        actorlib.get(ref, timeout=T)
+    assert isinstance(info.value, RuntimeError)

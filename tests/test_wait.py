@@ -1,0 +1,115 @@
+"""wait() and as_completed(): num_returns, timeout, input order, completion order, errors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import actorlib
+from testkit import Sync, T
+
+
+@actorlib.remote
+def gated(sync, key, value):
+    actorlib.get(sync.wait.remote(key), timeout=T)
+    return value
+
+
+@actorlib.remote
+def fail():
+    raise ValueError("failed but done")
+
+
+def test_wait_returns_ready_in_input_order(rt):
+    sync = Sync.remote()
+    b1 = sync.wait.remote("never")
+    d1 = actorlib.put(1)
+    b2 = gated.remote(sync, "never", 2)
+    d2 = actorlib.put(2)
+    refs = [b1, d1, b2, d2]
+    ready, not_ready = actorlib.wait(refs, num_returns=2, timeout=T)
+    assert ready == [d1, d2]
+    assert not_ready == [b1, b2]
+    actorlib.get(sync.set.remote("never"), timeout=T)
+
+
+def test_wait_default_num_returns_is_one(rt):
+    sync = Sync.remote()
+    blocked = sync.wait.remote()
+    done = [actorlib.put(i) for i in range(3)]
+    ready, not_ready = actorlib.wait([blocked, *done], timeout=T)
+    assert len(ready) == 1 and ready[0] in done
+    assert len(not_ready) == 3 and blocked in not_ready
+    actorlib.get(sync.set.remote(), timeout=T)
+
+
+def test_wait_timeout_returns_partial(rt):
+    sync = Sync.remote()
+    blocked = sync.wait.remote()
+    done = actorlib.put("x")
+    start = time.monotonic()
+    ready, not_ready = actorlib.wait([blocked, done], num_returns=2, timeout=0.2)
+    assert time.monotonic() - start < T
+    assert ready == [done] and not_ready == [blocked]
+    ready, not_ready = actorlib.wait([blocked], num_returns=1, timeout=0)
+    assert ready == [] and not_ready == [blocked]
+    actorlib.get(sync.set.remote(), timeout=T)
+    ready, not_ready = actorlib.wait([blocked, done], num_returns=2, timeout=T)
+    assert ready == [blocked, done] and not_ready == []
+
+
+def test_wait_blocks_until_num_returns(rt):
+    sync = Sync.remote()
+    refs = [gated.remote(sync, f"k{i}", i) for i in range(3)]
+    actorlib.get(sync.set.remote("k1"), timeout=T)
+    ready, not_ready = actorlib.wait(refs, num_returns=1, timeout=T)
+    assert ready == [refs[1]] and not_ready == [refs[0], refs[2]]
+    actorlib.get([sync.set.remote("k0"), sync.set.remote("k2")], timeout=T)
+    ready, not_ready = actorlib.wait(refs, num_returns=3, timeout=T)
+    assert ready == refs and not_ready == []
+
+
+def test_failed_task_counts_as_ready(rt):
+    bad = fail.remote()
+    ready, not_ready = actorlib.wait([bad], timeout=T)
+    assert ready == [bad] and not_ready == []
+    with pytest.raises(ValueError):
+        actorlib.get(bad, timeout=T)
+
+
+def test_wait_fetch_local_accepted(rt):
+    r = actorlib.put(1)
+    assert actorlib.wait([r], fetch_local=False, timeout=T) == ([r], [])
+
+
+def test_wait_rejects_duplicates(rt):
+    r = actorlib.put(1)
+    with pytest.raises(ValueError):
+        actorlib.wait([r, r])
+
+
+def test_wait_rejects_too_many_returns(rt):
+    refs = [actorlib.put(1), actorlib.put(2)]
+    with pytest.raises(ValueError):
+        actorlib.wait(refs, num_returns=3)
+
+
+def test_as_completed_sync_follows_completion_order(rt):
+    sync = Sync.remote()
+    refs = [gated.remote(sync, f"k{i}", i) for i in range(4)]
+    order = [3, 1, 0, 2]
+    actorlib.get(sync.set.remote(f"k{order[0]}"), timeout=T)
+    seen = []
+    for ref in actorlib.as_completed(refs, timeout=T):
+        assert isinstance(ref, actorlib.ObjectRef)
+        seen.append(actorlib.get(ref, timeout=T))
+        if len(seen) < len(order):
+            actorlib.get(sync.set.remote(f"k{order[len(seen)]}"), timeout=T)
+    assert seen == order
+
+
+def test_as_completed_yields_each_ref_once(rt):
+    refs = [actorlib.put(i) for i in range(20)]
+    got = list(actorlib.as_completed(refs))
+    assert sorted(r.hex() for r in got) == sorted(r.hex() for r in refs)

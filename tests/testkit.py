@@ -1,0 +1,118 @@
+"""Coordination helpers that work on every backend (threads, processes, machines).
+
+Tests never share Python objects between the driver and tasks: they synchronise through
+these actors, refs and return values, so the same test is valid when tasks run elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+import actorlib
+
+
+@actorlib.remote(num_cpus=0)
+class Sync:
+    """Async actor: named events, counters and barriers (the "signal actor" pattern)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._flags: set[str] = set()
+        self._cond: asyncio.Condition | None = None
+
+    def _c(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def set(self, key: str = "go") -> None:
+        async with self._c():
+            self._flags.add(key)
+            self._c().notify_all()
+
+    async def is_set(self, key: str = "go") -> bool:
+        return key in self._flags
+
+    async def wait(self, key: str = "go") -> None:
+        async with self._c():
+            await self._c().wait_for(lambda: key in self._flags)
+
+    async def arrive(self, key: str = "n") -> int:
+        async with self._c():
+            self._counts[key] = self._counts.get(key, 0) + 1
+            self._c().notify_all()
+            return self._counts[key]
+
+    async def count(self, key: str = "n") -> int:
+        return self._counts.get(key, 0)
+
+    async def wait_count(self, n: int, key: str = "n") -> int:
+        async with self._c():
+            await self._c().wait_for(lambda: self._counts.get(key, 0) >= n)
+            return self._counts[key]
+
+    async def barrier(self, n: int, key: str = "barrier") -> int:
+        """Arrive, then return once ``n`` callers have arrived (a deadlock if they can't overlap)."""
+        async with self._c():
+            self._counts[key] = self._counts.get(key, 0) + 1
+            self._c().notify_all()
+            await self._c().wait_for(lambda: self._counts.get(key, 0) >= n)
+            return self._counts[key]
+
+
+@actorlib.remote(num_cpus=0)
+class Recorder:
+    """Sync actor: an append-only log and per-key counters, readable from the driver."""
+
+    def __init__(self) -> None:
+        self.log: list[Any] = []
+        self.counts: dict[str, int] = {}
+
+    def append(self, item: Any) -> int:
+        self.log.append(item)
+        return len(self.log)
+
+    def items(self) -> list[Any]:
+        return list(self.log)
+
+    def incr(self, key: str = "n") -> int:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key]
+
+    def value(self, key: str = "n") -> int:
+        return self.counts.get(key, 0)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll an eventually-true condition (reference counting, resource release)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        if pred():
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def live_objects() -> set[str]:
+    """Hex ids of objects the core still holds, after a collection."""
+    from actorlib import _testing
+
+    gc.collect()
+    return set(_testing.live_object_ids())
+
+
+def live_actors() -> set[str]:
+    from actorlib import _testing
+
+    gc.collect()
+    return set(_testing.live_actor_ids())
+
+
+# Upper bound for any single wait in a test: a hang becomes a clear failure, not a timeout.
+T = 30.0
