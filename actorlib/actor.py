@@ -14,7 +14,7 @@ from actorlib.core.ids import id_hex
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import note_contained
 from actorlib.core.specs import DRIVER_CALLER, ActorSpec, CallSpec
-from actorlib.exceptions import InfeasibleResourceError
+from actorlib.exceptions import InfeasibleResourceError, RuntimeClosedError
 from actorlib.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
@@ -207,7 +207,9 @@ class ActorMethod:
         handle = self._handle
         client = handle._client
         if client is None or client.closed:
-            client = session.client()
+            raise RuntimeClosedError(
+                f"{handle!r} belongs to an actorlib runtime that was shut down."
+            )
         opts = self._options
         packed = pack_args(client, args, kwargs, f"{handle._class_name}.{self._name}")
         num_returns = opts.get("num_returns", 1)

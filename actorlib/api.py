@@ -25,9 +25,9 @@ T = TypeVar("T")
 
 
 @overload
-def remote(target: Callable[P, Awaitable[R]], /) -> RemoteFunction[P, R]: ...
+def remote(target: type[T], /) -> ActorClass[T]: ...  # type: ignore[overload-overlap]
 @overload
-def remote(target: type[T], /) -> ActorClass[T]: ...
+def remote(target: Callable[P, Awaitable[R]], /) -> RemoteFunction[P, R]: ...
 @overload
 def remote(target: Callable[P, R], /) -> RemoteFunction[P, R]: ...
 @overload
@@ -141,6 +141,8 @@ def wait(
     fetch_local: bool = True,
 ) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
     """Wait until ``num_returns`` refs are ready or ``timeout`` passes: (ready, not_ready)."""
+    if isinstance(refs, (list, tuple)) and not refs:
+        return [], []
     ref_list = _check_wait(refs, num_returns, "wait()")
     got = fetch(ref_list, num_returns, timeout)
     return _split(ref_list, set(got), num_returns)
@@ -151,12 +153,14 @@ async def wait_async(
     fetch_local: bool = True,
 ) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
     """``wait`` for coroutines."""
+    if isinstance(refs, (list, tuple)) and not refs:
+        return [], []
     ref_list = _check_wait(refs, num_returns, "wait_async()")
     got = await fetch_async(ref_list, num_returns, timeout)
     return _split(ref_list, set(got), num_returns)
 
 
-class as_completed:  # noqa: N801 - used like a function, as concurrent.futures.as_completed
+class as_completed:
     """Iterate refs in the order they finish, with ``for`` or ``async for``.
 
     ``timeout`` bounds the whole iteration; when it passes, ``GetTimeoutError`` is raised.

@@ -45,7 +45,7 @@ class ActorlibError(Exception):
 
 
 def _rebuild_plain(cls: type, args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
-    err = cls.__new__(cls)
+    err: BaseException = cls.__new__(cls)  # type: ignore[call-overload]
     Exception.__init__(err, *args)
     err.__dict__.update(state)
     return err
@@ -106,7 +106,7 @@ class TaskError(ActorlibError):
         if cls is None:
             return self
         try:
-            err: TaskError = cls.__new__(cls)
+            err: TaskError = cls.__new__(cls)  # type: ignore[call-overload]
         except Exception:  # a cause class whose __new__ insists on arguments
             return self
         err.function_name = self.function_name

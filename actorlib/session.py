@@ -9,11 +9,12 @@ from types import TracebackType
 from typing import Any
 
 from actorlib.backends import DEFAULT_BACKEND, load
-from actorlib.backends.base import BackendConfig
+from actorlib.backends.base import BackendConfig, current_execution
 from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.runtime import Runtime
 from actorlib.core.waiting import completer
+from actorlib.exceptions import RuntimeClosedError
 from actorlib.options import validate_runtime_env
 
 _lock = threading.RLock()
@@ -132,6 +133,10 @@ def client() -> Client:
     current = context.current()
     if current is not None:
         return current
+    if current_execution.get() is not None:
+        # Code still running in a worker of a runtime that was shut down must not
+        # start a fresh runtime behind the user's back.
+        raise RuntimeClosedError("actorlib was shut down while this task was running.")
     with _lock:
         if context.current() is None:
             init()

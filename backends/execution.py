@@ -17,6 +17,8 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from actorlib.backends.base import ObjectStore
+
 from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.core.specs import Args, CodeRef, Dep
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
@@ -46,9 +48,12 @@ def build_args(args: Args, deps: list[Serialized]) -> tuple[tuple[Any, ...], dic
     return positional, keywords
 
 
-def pack_results(result: Any, num_returns: int, name: str) -> list[Serialized]:
+def pack_results(
+    result: Any, num_returns: int, name: str, store: ObjectStore
+) -> list[Serialized]:
+    """Serialize the return value(s) into ``store``-owned memory (results are copies)."""
     if num_returns == 1:
-        return [serialize(result, label=f"the result of {name}")]
+        return [store.seal(serialize(result, label=f"the result of {name}"))]
     if num_returns == 0:
         return []
     try:
@@ -58,7 +63,9 @@ def pack_results(result: Any, num_returns: int, name: str) -> list[Serialized]:
     if items is None or len(items) != num_returns:
         got = "a non-iterable" if items is None else f"{len(items)} values"
         raise ValueError(f"{name} has num_returns={num_returns} but returned {got}")
-    return [serialize(item, label=f"result {i} of {name}") for i, item in enumerate(items)]
+    return [
+        store.seal(serialize(item, label=f"result {i} of {name}")) for i, item in enumerate(items)
+    ]
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -103,7 +110,9 @@ def is_async_callable(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
-def run_sync_or_async(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], loop_holder: Any) -> Any:
+def run_sync_or_async(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], loop_holder: Any
+) -> Any:
     """Call ``fn``; drive it on this thread's own event loop if it is a coroutine function."""
     result = fn(*args, **kwargs)
     if inspect.iscoroutine(result):
@@ -141,3 +150,12 @@ def env_vars(values: dict[str, str] | None) -> Iterator[None]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = old
+
+
+def schedulable_memory() -> int:
+    """Bytes of ``memory`` a node offers to tasks: 70% of what is free now (as Ray does)."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 4 GiB
+        free = 4 << 30
+    return int(free * 0.7)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import queue
 import threading
 import uuid
@@ -39,7 +40,9 @@ from actorlib.backends.execution import (
     pack_error,
     pack_results,
     run_sync_or_async,
+    schedulable_memory,
 )
+
 from actorlib.core.loop import new_event_loop
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 
@@ -47,7 +50,9 @@ _STOP = object()
 
 
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
+    )
 
 
 class _LoopHolder:
@@ -113,7 +118,7 @@ class _TaskWorker:
             with self.lock:
                 self.running = None
             outcome = Outcome(spec.task_id, spec.attempt, values=pack_results(
-                result, spec.num_returns, spec.name))
+                result, spec.num_returns, spec.name, backend.store))
         except BaseException as exc:
             with self.lock:
                 self.running = None
@@ -153,10 +158,7 @@ class _ActorHost:
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.ready = threading.Event()
         name = f"actorlib-actor-{start.spec.cls.name}"
-        if start.spec.is_async:
-            target = self._run_async
-        else:
-            target = self._run_sync
+        target = self._run_async if start.spec.is_async else self._run_sync
         first = threading.Thread(target=target, name=name, daemon=True)
         self.threads.append(first)
         first.start()
@@ -198,6 +200,9 @@ class _ActorHost:
             self.threads.append(t)
             t.start()
         self._serve()
+        for t in self.threads[1:]:
+            t.join()
+        self.instance = None  # drop the actor's state (and the refs and handles it holds)
 
     def _serve(self) -> None:
         while True:
@@ -222,8 +227,8 @@ class _ActorHost:
             args, kwargs = build_args(spec.args, run.deps)
             with env_vars(self.spec.env_vars):
                 result = method(*args, **kwargs)
-            outcome = Outcome(spec.call_id, spec.attempt,
-                              values=pack_results(result, spec.num_returns, name))
+            values = pack_results(result, spec.num_returns, name, self.backend.store)
+            outcome = Outcome(spec.call_id, spec.attempt, values=values)
         except BaseException as exc:
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
             outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
@@ -242,6 +247,7 @@ class _ActorHost:
             if ok:
                 loop.run_until_complete(self._serve_async())
         finally:
+            self.instance = None
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for t in pending:
                 t.cancel()
@@ -263,14 +269,14 @@ class _ActorHost:
                 call_id = run.spec.call_id
                 task = loop.create_task(self._call_async(run))
                 self.tasks[call_id] = task
-                task.add_done_callback(lambda _t, cid=call_id: self._done(cid, limit))
+                task.add_done_callback(functools.partial(self._done, call_id, limit))
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiter = waiter
             if calls.empty():  # re-check after publishing the waiter (see submit)
                 await waiter
             self._waiter = None
 
-    def _done(self, call_id: int, limit: asyncio.Semaphore) -> None:
+    def _done(self, call_id: int, limit: asyncio.Semaphore, _task: object) -> None:
         self.tasks.pop(call_id, None)
         limit.release()
 
@@ -289,8 +295,8 @@ class _ActorHost:
             result = method(*args, **kwargs)
             if asyncio.iscoroutine(result):
                 result = await result
-            outcome = Outcome(spec.call_id, spec.attempt,
-                              values=pack_results(result, spec.num_returns, name))
+            values = pack_results(result, spec.num_returns, name, self.backend.store)
+            outcome = Outcome(spec.call_id, spec.attempt, values=values)
         except BaseException as exc:
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
             outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
@@ -298,7 +304,7 @@ class _ActorHost:
 
     _waiter: asyncio.Future[None] | None = None
 
-    def submit(self, run: CallRun) -> None:
+    def submit(self, run: Any) -> None:
         self.calls.put(run)
         waiter = self._waiter
         if waiter is not None and self.loop is not None:
@@ -319,7 +325,7 @@ class _ActorHost:
     def stop(self, force: bool) -> None:
         if force:
             self.stopped = True
-        self.submit(_STOP)  # type: ignore[arg-type]
+        self.submit(_STOP)
         if force and self.loop is not None:
             loop = self.loop
             for task in list(self.tasks.values()):
@@ -327,6 +333,9 @@ class _ActorHost:
                     loop.call_soon_threadsafe(task.cancel)
                 except RuntimeError:
                     pass
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
 
     def join(self, timeout: float | None = None) -> None:
         for t in list(self.threads):
@@ -354,7 +363,7 @@ class ThreadBackend(Backend):
 
         self.events = events
         cpus = float(config.num_cpus if config.num_cpus is not None else (os.cpu_count() or 1))
-        resources: dict[str, float] = {"CPU": cpus}
+        resources: dict[str, float] = {"CPU": cpus, "memory": float(schedulable_memory())}
         if config.num_gpus:
             resources["GPU"] = float(config.num_gpus)
         resources.update({k: float(v) for k, v in config.resources.items()})
@@ -379,7 +388,8 @@ class ThreadBackend(Backend):
     def run_call(self, run: CallRun) -> None:
         host = self._actors.get(run.spec.actor_id)
         if host is None or host.incarnation != run.incarnation:
-            error, _ = pack_error(ActorDiedError("The actor is not running."), run.spec.method, False)
+            died = ActorDiedError("The actor is not running.")
+            error, _ = pack_error(died, run.spec.method, False)
             self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
             return
         host.submit(run)
@@ -388,6 +398,7 @@ class ThreadBackend(Backend):
         host = self._actors.pop(actor_id, None)
         if host is not None:
             host.stop(force)
+            self._retired = [h for h in self._retired if h.alive()]
             self._retired.append(host)
 
     def cancel(self, id: int, *, force: bool) -> None:

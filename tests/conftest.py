@@ -20,6 +20,8 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["pytester"]  # for test_leak_check.py, which checks the leak check itself
+
 # The ONE list of backends the behavioural suite runs on.
 BACKENDS = ["thread"]
 
@@ -110,7 +112,11 @@ def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
             with contextlib.suppress(psutil.Error):
                 desc.append(f"{c.pid}:{' '.join(c.cmdline())[:120]}")
             with contextlib.suppress(psutil.Error):
+                desc.append(f"({c.status()})")
+            with contextlib.suppress(psutil.Error):
                 c.kill()
+            with contextlib.suppress(psutil.Error, ChildProcessError):
+                c.wait(timeout=2)  # reap it, so it does not show up in the next test
         problems.append(f"child processes outlived the test: {desc}")
     if shm:
         problems.append(f"/dev/shm entries outlived the test: {sorted(shm)}")

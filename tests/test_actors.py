@@ -285,3 +285,15 @@ def test_recorder_helper(rt):
     r = Recorder.remote()
     assert actorlib.get([r.append.remote("a"), r.append.remote("b")], timeout=T) == [1, 2]
     assert actorlib.get(r.items.remote(), timeout=T) == ["a", "b"]
+
+
+def test_actor_unknown_option_names_it(rt):
+    with pytest.raises(TypeError, match="bogus_actor_option"):
+        Counter.options(bogus_actor_option=1)
+
+
+def test_actor_options_accepted(rt):
+    c = Counter.options(
+        num_cpus=0, max_restarts=1, max_task_retries=1, max_concurrency=1, runtime_env={}
+    ).remote(2)
+    assert actorlib.get(c.incr.remote(), timeout=T) == 3

@@ -162,7 +162,7 @@ def test_kill_idle_actor(rt):
 
 def test_kill_with_restart(rt):
     """kill(no_restart=False) on a restartable actor: it comes back with fresh state."""
-    w = Worker.options(max_restarts=1).remote()
+    w = Worker.options(max_restarts=1).remote()  # num_restarts left: 1
     assert actorlib.get([w.ping.remote(), w.ping.remote()], timeout=T) == [1, 2]
     actorlib.kill(w, no_restart=False)
     assert actorlib.get(w.ping.remote(), timeout=T) == 1
@@ -175,3 +175,64 @@ async def test_await_call_on_killed_actor(rt):
     actorlib.kill(w)
     with pytest.raises(exc.ActorDiedError):
         await w.ping.remote()
+
+
+@actorlib.remote
+async def parent_of_blocked(started, rec):
+    """Spawn a child that blocks, publish its ref, and wait for it."""
+    child = async_sleeper.remote(started)
+    await rec.append.remote([child])  # nested: stored as a ref
+    return await child
+
+
+def test_recursive_cancel_cancels_children(rt):
+    started, rec = Sync.remote(), Recorder.remote()
+    parent = parent_of_blocked.remote(started, rec)
+    actorlib.get(started.wait_count.remote(1), timeout=T)  # the child is running
+    [[child]] = actorlib.get(rec.items.remote(), timeout=T)
+    actorlib.cancel(parent)  # recursive=True is the default
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(parent, timeout=T)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(child, timeout=T)
+
+
+@actorlib.remote(num_cpus=0)
+class Stepper:
+    """Appends each step to an external log; step ``stall`` blocks on its first attempt."""
+
+    def step(self, rec, sync, i, stall):
+        if i == stall and actorlib.get(rec.incr.remote("attempts"), timeout=T) == 1:
+            actorlib.get(sync.arrive.remote("stalled"), timeout=T)
+            actorlib.get(sync.wait.remote("never"), timeout=T)
+        actorlib.get(rec.append.remote(i), timeout=T)
+        return i
+
+
+def test_call_order_survives_actor_restart(rt):
+    """Calls queued behind a call interrupted by a restart run after its retry, in order."""
+    rec, sync = Recorder.remote(), Sync.remote()
+    s = Stepper.options(max_restarts=1, max_task_retries=2).remote()
+    refs = [s.step.remote(rec, sync, i, 3) for i in range(8)]
+    actorlib.get(sync.wait_count.remote(1, "stalled"), timeout=T)
+    actorlib.kill(s, no_restart=False)
+    assert actorlib.get(refs, timeout=T) == list(range(8))
+    assert actorlib.get(rec.items.remote(), timeout=T) == list(range(8))
+    assert actorlib.get(rec.value.remote("attempts"), timeout=T) == 2
+    actorlib.get(sync.set.remote("never"), timeout=T)  # free a thread stuck in the old instance
+
+
+def test_restart_without_task_retries_fails_pending_calls(rt):
+    """max_task_retries=0: calls pending at the restart fail; later calls reach the new one."""
+    rec, sync = Recorder.remote(), Sync.remote()
+    s = Stepper.options(max_restarts=1, max_task_retries=0).remote()
+    first = s.step.remote(rec, sync, 0, 0)
+    actorlib.get(sync.wait_count.remote(1, "stalled"), timeout=T)
+    queued = s.step.remote(rec, sync, 1, 0)
+    actorlib.kill(s, no_restart=False)
+    for ref in (first, queued):
+        with pytest.raises(exc.ActorDiedError):
+            actorlib.get(ref, timeout=T)
+    assert actorlib.get(s.step.remote(rec, sync, 2, 0), timeout=T) == 2
+    assert actorlib.get(rec.items.remote(), timeout=T) == [2]
+    actorlib.get(sync.set.remote("never"), timeout=T)

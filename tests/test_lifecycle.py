@@ -42,7 +42,7 @@ def test_init_twice_raises(rt, backend_name):
 def test_init_as_context_manager(backend_name):
     assert not actorlib.is_initialized()
     with actorlib.init(backend=backend_name, num_cpus=2) as info:
-        assert info is not None
+        assert isinstance(info, actorlib.RuntimeInfo)
         assert actorlib.is_initialized()
         assert actorlib.get(double.remote(4), timeout=T) == 8
     assert not actorlib.is_initialized()

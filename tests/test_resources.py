@@ -189,7 +189,7 @@ def test_infeasible_cpu_request_names_request_and_capacity(rt):
         noop.options(num_cpus=64).remote()
     msg = str(info.value)
     assert "CPU" in msg and "64" in msg
-    assert re.search(r"(?<![\d.])4(\.0+)?(?![\d.])", msg), f"capacity 4 not named in {msg!r}"
+    assert re.search(r"(?<![\d.])4(\.0+)?(?!\d)", msg), f"capacity 4 not named in {msg!r}"
 
 
 def test_infeasible_actor(rt):

@@ -96,7 +96,9 @@ def test_unknown_option_names_it(rt):
 
 
 def test_options_do_not_change_the_original(rt):
-    f2 = add.options(num_cpus=2, name="custom-name", scheduling_strategy="SPREAD")
+    f2 = add.options(
+        num_cpus=2, name="custom-name", scheduling_strategy="SPREAD", max_retries=0
+    )
     assert actorlib.get(f2.remote(1, 1), timeout=T) == 2
     assert actorlib.get(add.options(scheduling_strategy="DEFAULT").remote(2), timeout=T) == 12
     assert actorlib.get(add.remote(3), timeout=T) == 13
@@ -174,3 +176,8 @@ def test_object_ref_hashable_and_picklable(rt):
 def test_refs_from_results_are_distinct(rt):
     refs = [identity.remote(1) for _ in range(5)]
     assert len({r.hex() for r in refs}) == 5
+
+
+def test_memory_option_fits_the_machine(rt):
+    """memory= is a Ray resource request in bytes; a small one fits any real node."""
+    assert actorlib.get(add.options(memory=10 * 1024 * 1024).remote(1, 1), timeout=T) == 2

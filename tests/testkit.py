@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
+
+import psutil
 
 import actorlib
 
@@ -116,3 +122,43 @@ def live_actors() -> set[str]:
 
 # Upper bound for any single wait in a test: a hang becomes a clear failure, not a timeout.
 T = 30.0
+
+
+def leftover_processes(token: str) -> list[psutil.Process]:
+    """Processes that inherited the run's marker env var (children of the script)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("ACTORLIB_TEST_RUN_TOKEN") == token:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def run_script(path: str, backend: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a script with the venv interpreter; assert success and no leftover processes."""
+    token = uuid.uuid4().hex
+    env = dict(os.environ, ACTORLIB_BACKEND=backend, ACTORLIB_TEST_RUN_TOKEN=token)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    proc = subprocess.run(
+        [sys.executable, path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=os.path.dirname(os.path.abspath(path)),
+    )
+    detail = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    assert proc.returncode == 0, detail
+    assert "Traceback" not in proc.stderr, detail
+    assert "resource_tracker" not in proc.stderr, detail
+    deadline = time.monotonic() + 5
+    left = leftover_processes(token)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = leftover_processes(token)
+    for p in left:
+        p.kill()
+    assert not left, f"processes left behind: {[p.pid for p in left]}"
+    return proc

@@ -100,7 +100,7 @@ class LoopThread:
             raise TimeoutError(f"the actorlib core did not answer within {timeout} s")
         ok, value = box[0]
         if ok:
-            return value  # type: ignore[no-any-return]
+            return value
         raise value
 
     def run_coroutine(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

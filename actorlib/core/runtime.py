@@ -288,7 +288,7 @@ class Runtime:
             self._finish_task(rec, outcome.error)
             return
         values = outcome.values or []
-        for rid, value in zip(spec.return_ids, values):
+        for rid, value in zip(spec.return_ids, values, strict=False):
             self._hold_ids(value.contained)
             self.objects.set_value(rid, value)
         self._finish_task(rec, None)
@@ -408,9 +408,8 @@ class Runtime:
                     queue.remove(queued)
                     if not queue:
                         del actor.queues[caller]
-                    self._finish_call(
-                        actor, queued, error_value(TaskCancelledError(self._cancel_msg(queued.spec)))
-                    )
+                    cancelled = TaskCancelledError(self._cancel_msg(queued.spec))
+                    self._finish_call(actor, queued, error_value(cancelled))
                     self._pump(actor, caller)
                     return
 
@@ -578,7 +577,7 @@ class Runtime:
             else:
                 self._finish_call(actor, call, outcome.error)
         else:
-            for rid, value in zip(spec.return_ids, outcome.values or []):
+            for rid, value in zip(spec.return_ids, outcome.values or [], strict=False):
                 self._hold_ids(value.contained)
                 self.objects.set_value(rid, value)
             self._finish_call(actor, call, None)

@@ -47,7 +47,7 @@ class Node:
                     return [(gpu, amount)]
             return None
         whole = [gpu for gpu, free in self.gpu_free.items() if free >= 1 - EPS]
-        need = int(round(amount))
+        need = round(amount)
         if len(whole) < need:
             return None
         return [(gpu, 1.0) for gpu in whole[:need]]

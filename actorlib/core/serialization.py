@@ -131,7 +131,7 @@ def _children(value: Any) -> list[tuple[str, Any]]:
     code = getattr(value, "__code__", None)
     if closure and code is not None:
         names = code.co_freevars
-        return [(f"<closure {n}>", c.cell_contents) for n, c in zip(names, closure)]
+        return [(f"<closure {n}>", c.cell_contents) for n, c in zip(names, closure, strict=False)]
     return []
 
 

@@ -64,7 +64,9 @@ class _Collect:
             self.done()
 
 
-def fetch(refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None) -> dict[int, Serialized]:
+def fetch(
+    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None
+) -> dict[int, Serialized]:
     """Block until ``need`` of ``refs`` are ready (or ``timeout``); return those ready."""
     ids = list(dict.fromkeys(ref._id for ref in refs))
     if need <= 0:
