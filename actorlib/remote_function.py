@@ -62,6 +62,11 @@ class RemoteFunction(Generic[P, R]):
         self._function = fn
         self._options = validate(options, TASK_OPTIONS, f"remote function {fn.__qualname__}")
         self._code = code or _Code(fn)
+        # Derived once: .remote() is a hot path.
+        self._name = self._options.get("name") or fn.__qualname__
+        self._resources = resource_request(self._options, 1.0)
+        self._strategy = self._options.get("scheduling_strategy", "DEFAULT")
+        self._num_returns: int = self._options.get("num_returns", 1)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -79,15 +84,15 @@ class RemoteFunction(Generic[P, R]):
         """Submit the task. Returns a ref (a list of refs if ``num_returns`` > 1)."""
         opts = self._options
         client = session.client()
-        name = opts.get("name") or self._function.__qualname__
-        resources = resource_request(opts, 1.0)
-        strategy = opts.get("scheduling_strategy", "DEFAULT")
+        name = self._name
+        resources = self._resources
+        strategy = self._strategy
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, name)
-        num_returns = opts.get("num_returns", 1)
+        num_returns = self._num_returns
         ids = client.ids
         return_ids = tuple(ids.next() for _ in range(num_returns))
         refs: list[ObjectRef[Any]] = [ObjectRef(i, client) for i in return_ids]

@@ -126,30 +126,56 @@ def run_sync_or_async(
     return result
 
 
-_env_lock = threading.RLock()
+class _SharedEnviron:
+    """``runtime_env["env_vars"]`` for code sharing one process (the thread backend).
+
+    The environment is process-wide, so a variable set for one task is visible to code
+    running beside it. Each key is reference-counted: the original value comes back when
+    the last task that set it ends. Nothing blocks, so nested tasks never deadlock; two
+    concurrent tasks that set one key to different values see the later one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[str, int] = {}
+        self._saved: dict[str, str | None] = {}
+
+    def enter(self, values: dict[str, str]) -> None:
+        with self._lock:
+            for key, value in values.items():
+                if key not in self._users:
+                    self._saved[key] = os.environ.get(key)
+                    self._users[key] = 0
+                self._users[key] += 1
+                os.environ[key] = value
+
+    def exit(self, values: dict[str, str]) -> None:
+        with self._lock:
+            for key in values:
+                self._users[key] -= 1
+                if self._users[key] == 0:
+                    del self._users[key]
+                    old = self._saved.pop(key)
+                    if old is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = old
+
+
+_shared_environ = _SharedEnviron()
 
 
 @contextlib.contextmanager
 def env_vars(values: dict[str, str] | None) -> Iterator[None]:
-    """Apply ``runtime_env["env_vars"]`` around user code in a shared process.
-
-    Used where workers share one process (the thread backend): the environment is
-    process-wide, so such code runs one at a time and the old values come back after.
-    """
+    """Apply ``runtime_env["env_vars"]`` around user code in a shared process."""
     if not values:
         yield
         return
-    with _env_lock:
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
+    _shared_environ.enter(values)
+    try:
+        yield
+    finally:
+        _shared_environ.exit(values)
 
 
 def schedulable_memory() -> int:

@@ -6,7 +6,7 @@ the process backend: arguments and results are pickled (a task never mutates the
 caller's objects), code is unpickled once per worker, objects are read-only.
 
 Limits that come with sharing one process: ``runtime_env["env_vars"]`` is applied to the
-process environment while the task runs (one such task at a time); a running task can
+process environment while the task runs, visible to code running beside it; a running task can
 be interrupted by ``cancel`` only between Python bytecodes, and ``force=True`` cannot kill
 a thread any harder than that.
 """

@@ -21,9 +21,10 @@ def cpu_work(x: int) -> int:
     return sum(i * i for i in range(x))
 
 
-@actorlib.remote
+@actorlib.remote(num_cpus=0)
 async def fetch(key: str, delay: float) -> str:
-    # async def remote functions are supported (Ray has none).
+    # async def remote functions are supported (Ray has none). This one only waits on
+    # I/O, so it asks for no CPU: any number of them may run at once.
     await asyncio.sleep(delay)
     return f"value-of-{key}"
 

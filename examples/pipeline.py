@@ -70,7 +70,7 @@ def main() -> None:
     print(f"{shards} shards -> {count} clean values, mean {total / count:.3f}")
 
     # The same result computed locally, to check the graph.
-    expected = []
+    expected: list[float] = []
     for i in range(shards):
         rng = random.Random(i)
         expected.extend(v for v in (rng.uniform(-10, 100) for _ in range(1_000)) if v >= 0)

@@ -25,8 +25,8 @@ pytest_plugins = ["pytester"]  # for test_leak_check.py, which checks the leak c
 # The ONE list of backends the behavioural suite runs on.
 BACKENDS = ["thread"]
 
-LEAK_GRACE_S = 2.0
-SHM_DIR = "/dev/shm"
+LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
+SHM_DIR = os.environ.get("ACTORLIB_TEST_SHM_DIR", "/dev/shm")  # overridable for test_harness
 SHM_PREFIX = "actorlib"
 
 settings.register_profile(

@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
+from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
-from testkit import Recorder, Sync, T, live_actors, wait_until
 
 
 @actorlib.remote(num_cpus=0)

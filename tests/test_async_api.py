@@ -7,10 +7,10 @@ import concurrent.futures
 
 import pytest
 import uvloop
+from testkit import Sync, T
 
 import actorlib
 from actorlib import exceptions as exc
-from testkit import Sync, T
 
 
 @actorlib.remote

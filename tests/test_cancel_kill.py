@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
 import time
 
 import pytest
+from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
-from testkit import Recorder, Sync, T
 
 
 @actorlib.remote
@@ -63,6 +64,37 @@ class Worker:
     def ping(self):
         self.calls += 1
         return self.calls
+
+    def my_id(self):
+        return actorlib.get_runtime_context().get_actor_id()
+
+
+@pytest.mark.init_kwargs(resources={"slot": 1})
+def test_remote_never_blocks_on_a_saturated_cluster(rt):
+    """.remote() returns at once even when nothing can run yet (tasks and actor calls)."""
+    started, sync = Sync.remote(), Sync.remote()
+    hog = blocker.options(num_cpus=4, resources={"slot": 1}).remote(started, sync)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    busy = Worker.remote()
+    busy_call = busy.block.remote(started, sync)
+    actorlib.get(started.wait_count.remote(2), timeout=T)
+    refs: list = []
+
+    def submit():
+        refs.extend(quick.options(resources={"slot": 1}).remote(i) for i in range(50))
+        refs.extend(busy.ping.remote() for _ in range(50))
+
+    t = threading.Thread(target=submit, name="submitter")
+    t.start()
+    t.join(timeout=T)
+    assert not t.is_alive(), ".remote() blocked"
+    assert len(refs) == 100
+    ready, _ = actorlib.wait(refs, num_returns=1, timeout=0)
+    assert ready == []
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get([hog, busy_call], timeout=T) == ["released", "finished"]
+    assert actorlib.get(refs[:50], timeout=T) == list(range(50))
+    assert actorlib.get(refs[50:], timeout=T) == list(range(2, 52))
 
 
 @pytest.mark.init_kwargs(resources={"slot": 1})
@@ -236,3 +268,11 @@ def test_restart_without_task_retries_fails_pending_calls(rt):
     assert actorlib.get(s.step.remote(rec, sync, 2, 0), timeout=T) == 2
     assert actorlib.get(rec.items.remote(), timeout=T) == [2]
     actorlib.get(sync.set.remote("never"), timeout=T)
+
+
+def test_killed_actor_is_released(rt):
+    w = Worker.remote()
+    aid = actorlib.get(w.my_id.remote(), timeout=T)
+    assert aid in live_actors()
+    actorlib.kill(w)
+    wait_until(lambda: aid not in live_actors(), what="killed actor to be released")

@@ -6,10 +6,10 @@ import pickle
 import threading
 
 import pytest
+from testkit import Recorder, Sync, T
 
 import actorlib
 from actorlib import exceptions as exc
-from testkit import Recorder, Sync, T
 
 
 class CustomError(Exception):
@@ -263,15 +263,15 @@ def test_unpicklable_argument_raises_at_submission(rt):
         add_one.remote(lock)
     assert isinstance(info.value, TypeError)
     assert "lock" in str(info.value).lower()
-    with pytest.raises(exc.SerializationError, match="(?i)lock"):
+    with pytest.raises(exc.SerializationError, match=r"(?i)lock"):
         add_one.remote(x={"nested": [lock]})
 
 
 def test_unpicklable_actor_arguments(rt):
     counter = Recorder.remote()
-    with pytest.raises(exc.SerializationError, match="(?i)lock"):
+    with pytest.raises(exc.SerializationError, match=r"(?i)lock"):
         counter.append.remote(threading.Lock())
-    with pytest.raises(exc.SerializationError, match="(?i)lock"):
+    with pytest.raises(exc.SerializationError, match=r"(?i)lock"):
         Recorder.options(name=None).remote(threading.Lock())
     assert actorlib.get(counter.append.remote("fine"), timeout=T) == 1
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from testkit import run_script
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"

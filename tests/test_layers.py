@@ -67,9 +67,11 @@ def core_violation(name: str) -> bool:
         return True
     if any(name.startswith(api + ".") for api in API_MODULES):
         return True
-    return name.startswith("actorlib.backends") and name not in (
-        "actorlib.backends.base",
-    ) and not name.startswith("actorlib.backends.base.")
+    return (
+        name.startswith("actorlib.backends")
+        and name not in ("actorlib.backends.base",)
+        and not name.startswith("actorlib.backends.base.")
+    )
 
 
 def backend_violation(name: str) -> bool:
@@ -114,11 +116,35 @@ def test_backends_do_not_import_api():
         ("from .. import remote_function", "actorlib.core.x", False, core_violation, True),
         ("from ...backends import thread", "actorlib.core.sub.x", False, core_violation, True),
         ("import actorlib.backends.thread", "actorlib.core.x", False, core_violation, True),
-        ("def f():\n    from actorlib.actor import A", "actorlib.core.x", False, core_violation, True),
-        ("from actorlib.backends.base import Backend", "actorlib.core.x", False, core_violation, False),
+        (
+            "def f():\n    from actorlib.actor import A",
+            "actorlib.core.x",
+            False,
+            core_violation,
+            True,
+        ),
+        (
+            "from actorlib.backends.base import Backend",
+            "actorlib.core.x",
+            False,
+            core_violation,
+            False,
+        ),
         ("from . import ids", "actorlib.core", True, core_violation, False),
-        ("from actorlib.exceptions import TaskError", "actorlib.core.x", False, core_violation, False),
-        ("from actorlib.remote_function import F", "actorlib.backends.t", False, backend_violation, True),
+        (
+            "from actorlib.exceptions import TaskError",
+            "actorlib.core.x",
+            False,
+            core_violation,
+            False,
+        ),
+        (
+            "from actorlib.remote_function import F",
+            "actorlib.backends.t",
+            False,
+            backend_violation,
+            True,
+        ),
         ("import actorlib", "actorlib.backends.t", False, backend_violation, True),
         ("from .. import session", "actorlib.backends.t", False, backend_violation, True),
         ("from .base import Backend", "actorlib.backends.t", False, backend_violation, False),

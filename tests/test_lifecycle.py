@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from testkit import Sync, T
 
 import actorlib
 from actorlib import exceptions as exc
-from testkit import Sync, T
 
 
 @actorlib.remote

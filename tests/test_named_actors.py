@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from testkit import T, live_actors
 
 import actorlib
-from testkit import T, live_actors
 
 
 @actorlib.remote(num_cpus=0)
@@ -50,8 +50,14 @@ def test_get_missing_actor_raises_value_error(rt):
 def test_namespaces_separate_names(rt):
     a = Box.options(name="shared", namespace="ns1").remote("one")
     b = Box.options(name="shared", namespace="ns2").remote("two")
-    assert actorlib.get(actorlib.get_actor("shared", namespace="ns1").read.remote(), timeout=T) == "one"
-    assert actorlib.get(actorlib.get_actor("shared", namespace="ns2").read.remote(), timeout=T) == "two"
+    assert (
+        actorlib.get(actorlib.get_actor("shared", namespace="ns1").read.remote(), timeout=T)
+        == "one"
+    )
+    assert (
+        actorlib.get(actorlib.get_actor("shared", namespace="ns2").read.remote(), timeout=T)
+        == "two"
+    )
     with pytest.raises(ValueError):
         actorlib.get_actor("shared", namespace="ns3")
     with pytest.raises(ValueError):
@@ -64,7 +70,10 @@ def test_namespaces_separate_names(rt):
 def test_init_namespace_is_default(rt):
     box = Box.options(name="in-app").remote("app")
     assert actorlib.get(actorlib.get_actor("in-app").read.remote(), timeout=T) == "app"
-    assert actorlib.get(actorlib.get_actor("in-app", namespace="appns").read.remote(), timeout=T) == "app"
+    assert (
+        actorlib.get(actorlib.get_actor("in-app", namespace="appns").read.remote(), timeout=T)
+        == "app"
+    )
     with pytest.raises(ValueError):
         actorlib.get_actor("in-app", namespace="other")
     del box
@@ -94,4 +103,3 @@ def test_detached_actor_outlives_its_handles(rt):
     again = actorlib.get_actor("detached-box")
     assert actorlib.get(again.read.remote(), timeout=T) == "kept"
     actorlib.kill(again)
-

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import actorlib
 from testkit import T
+
+import actorlib
 
 
 @actorlib.remote

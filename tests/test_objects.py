@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from testkit import T, live_objects, wait_until
 
 import actorlib
-from testkit import T, live_objects, wait_until
 
 
 @actorlib.remote

@@ -11,9 +11,9 @@ import time
 
 from hypothesis import given
 from hypothesis import strategies as st
+from testkit import Sync, T, live_objects
 
 import actorlib
-from testkit import Sync, T, live_objects
 
 # --------------------------------------------------------------------------- ordering
 

@@ -7,7 +7,7 @@ import textwrap
 from testkit import run_script
 
 RAY_SCRIPT = textwrap.dedent(
-    '''
+    """
     import actorlib as ray
 
     ray.init(num_cpus=4)
@@ -87,7 +87,7 @@ RAY_SCRIPT = textwrap.dedent(
     ray.shutdown()
     assert not ray.is_initialized()
     print("RAY-COMPAT-OK")
-    '''
+    """
 )
 
 

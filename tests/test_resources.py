@@ -8,10 +8,10 @@ import re
 import time
 
 import pytest
+from testkit import Sync, T, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
-from testkit import Sync, T, wait_until
 
 
 @actorlib.remote(num_cpus=0)

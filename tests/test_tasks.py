@@ -6,9 +6,9 @@ import asyncio
 import pickle
 
 import pytest
+from testkit import T
 
 import actorlib
-from testkit import T
 
 
 @actorlib.remote
@@ -96,9 +96,7 @@ def test_unknown_option_names_it(rt):
 
 
 def test_options_do_not_change_the_original(rt):
-    f2 = add.options(
-        num_cpus=2, name="custom-name", scheduling_strategy="SPREAD", max_retries=0
-    )
+    f2 = add.options(num_cpus=2, name="custom-name", scheduling_strategy="SPREAD", max_retries=0)
     assert actorlib.get(f2.remote(1, 1), timeout=T) == 2
     assert actorlib.get(add.options(scheduling_strategy="DEFAULT").remote(2), timeout=T) == 12
     assert actorlib.get(add.remote(3), timeout=T) == 13

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import trio
+from testkit import Sync, T
 
 import actorlib
 from actorlib import exceptions as exc
-from testkit import Sync, T
 
 
 @actorlib.remote

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from testkit import Sync, T
 
 import actorlib
-from testkit import Sync, T
 
 
 @actorlib.remote

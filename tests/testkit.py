@@ -62,7 +62,7 @@ class Sync:
             return self._counts[key]
 
     async def barrier(self, n: int, key: str = "barrier") -> int:
-        """Arrive, then return once ``n`` callers have arrived (a deadlock if they can't overlap)."""
+        """Arrive, then return once ``n`` callers arrived (deadlocks if they cannot overlap)."""
         async with self._c():
             self._counts[key] = self._counts.get(key, 0) + 1
             self._c().notify_all()
@@ -149,7 +149,9 @@ def run_script(path: str, backend: str, timeout: float = 120) -> subprocess.Comp
         timeout=timeout,
         cwd=os.path.dirname(os.path.abspath(path)),
     )
-    detail = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    detail = (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    )
     assert proc.returncode == 0, detail
     assert "Traceback" not in proc.stderr, detail
     assert "resource_tracker" not in proc.stderr, detail

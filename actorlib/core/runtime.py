@@ -80,6 +80,7 @@ class Runtime:
         self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
         self.names: dict[tuple[str, str], int] = {}
         self._dirty = False
+        self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
         self._next_prefix = DRIVER_PREFIX + 1
         self._loop.on_drained(self._schedule)
 
@@ -220,7 +221,17 @@ class Runtime:
     # == tasks ============================================================================
 
     def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
-        return self.scheduler.infeasible_reason(request, strategy)
+        """Cached per request shape until the set of nodes changes (any thread)."""
+        capacity = self.scheduler.capacity
+        cache = self._feasibility
+        if cache[0] is not capacity:
+            cache = self._feasibility = (capacity, {})
+        key = (tuple(request.items()), strategy)
+        try:
+            return cache[1][key]
+        except KeyError:
+            reason = cache[1][key] = self.scheduler.infeasible_reason(request, strategy)
+            return reason
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._loop.post(self._submit_task, spec)
