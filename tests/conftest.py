@@ -20,7 +20,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["pytester"]  # for test_leak_check.py, which checks the leak check itself
+pytest_plugins = ["pytester"]  # test_harness.py checks the leak check itself
 
 # The ONE list of backends the behavioural suite runs on.
 BACKENDS = ["thread"]

@@ -213,6 +213,20 @@ def test_runtime_env_does_not_leak_into_driver(rt):
     assert name not in os.environ
 
 
+@actorlib.remote
+def read_env_nested(inner_name, outer_name):
+    """Runs with env_vars of its own and waits on a task that has others."""
+    inner = read_env.options(runtime_env={"env_vars": {inner_name: "inner"}})
+    return actorlib.get(inner.remote(inner_name), timeout=T)
+
+
+def test_nested_tasks_with_env_vars_do_not_deadlock(rt):
+    outer, inner = "ACTORLIB_TEST_OUTER_VAR", "ACTORLIB_TEST_INNER_VAR"
+    task = read_env_nested.options(runtime_env={"env_vars": {outer: "outer"}})
+    assert actorlib.get(task.remote(inner, outer), timeout=T) == {inner: "inner"}
+    assert inner not in os.environ and outer not in os.environ
+
+
 def test_runtime_env_env_vars_in_actor(rt):
     name = "ACTORLIB_TEST_ACTOR_VAR"
     actor = EnvActor.options(runtime_env={"env_vars": {name: "actor-value"}}).remote()

@@ -109,3 +109,27 @@ def test_concurrent_awaits_in_trio_nursery(rt):
 
     trio.run(main)
     assert seen == ["a", "b"]
+
+
+def test_async_for_as_completed_under_trio(rt):
+    sync = Sync.remote()
+    refs = [_gated.remote(sync, f"k{i}", i) for i in range(3)]
+    order = [1, 2, 0]
+
+    async def main():
+        seen = []
+        await sync.set.remote(f"k{order[0]}")
+        with trio.fail_after(T):
+            async for ref in actorlib.as_completed(refs):
+                seen.append(await ref)
+                if len(seen) < len(order):
+                    await sync.set.remote(f"k{order[len(seen)]}")
+        return seen
+
+    assert trio.run(main) == order
+
+
+@actorlib.remote
+def _gated(sync, key, value):
+    actorlib.get(sync.wait.remote(key), timeout=T)
+    return value

@@ -1,0 +1,83 @@
+"""``actorlib.progress``: iterate completions with a progress bar (tqdm).
+
+The bar is drawn on stderr and turned off automatically when stderr is not a terminal
+(logs, CI, pytest), so leaving ``progress`` in a script costs nothing there.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from actorlib.api import as_completed
+from actorlib.core.refs import ObjectRef
+
+__all__ = ["make_bar", "progress"]
+
+T = TypeVar("T")
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+def make_bar(total: int | None, desc: str | None = None) -> Any:
+    """A tqdm bar on stderr, disabled when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not _stderr_is_terminal(), file=sys.stderr)
+
+
+def progress(
+    refs_or_futures: Iterable[T], *, total: int | None = None, desc: str | None = None
+) -> Iterator[T]:
+    """Yield ``ObjectRef``s and/or ``concurrent.futures.Future``s as they complete.
+
+    Each completion advances the bar. Any other iterable (for example the iterator of
+    ``Executor.map``) is passed through in its own order, one step per item.
+    ``total`` defaults to ``len(refs_or_futures)`` when it has one.
+    """
+    items: Any = refs_or_futures
+    if isinstance(items, (list, tuple, set, frozenset)) and items and all(
+        isinstance(x, (ObjectRef, concurrent.futures.Future)) for x in items
+    ):
+        return _completions(list(items), total, desc)
+    if total is None:
+        try:
+            total = len(items)
+        except TypeError:
+            total = None
+    return _passthrough(items, total, desc)
+
+
+def _completions(items: list[Any], total: int | None, desc: str | None) -> Iterator[Any]:
+    bar = make_bar(len(items) if total is None else total, desc)
+    try:
+        if all(isinstance(x, ObjectRef) for x in items):
+            for ref in as_completed(items):
+                bar.update(1)
+                yield ref
+        else:
+            by_future: dict[concurrent.futures.Future[Any], Any] = {}
+            for x in items:
+                by_future[x.future() if isinstance(x, ObjectRef) else x] = x
+            for future in concurrent.futures.as_completed(by_future):
+                bar.update(1)
+                yield by_future[future]
+    finally:
+        bar.close()
+
+
+def _passthrough(items: Iterable[Any], total: int | None, desc: str | None) -> Iterator[Any]:
+    bar = make_bar(total, desc)
+    try:
+        for item in items:
+            bar.update(1)
+            yield item
+    finally:
+        bar.close()
