@@ -7,13 +7,11 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from actorlib import session
-from actorlib.arguments import pack_args
-from actorlib.backends.base import current_execution
+from actorlib.arguments import caller_id, mint_returns, pack_args, returned
 from actorlib.core.context import Client
 from actorlib.core.ids import id_hex
-from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import note_contained
-from actorlib.core.specs import DRIVER_CALLER, ActorSpec, CallSpec
+from actorlib.core.specs import ActorSpec, CallSpec
 from actorlib.exceptions import InfeasibleResourceError, RuntimeClosedError
 from actorlib.options import (
     ACTOR_OPTIONS,
@@ -89,7 +87,6 @@ class ActorClass(Generic[T]):
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, f"{name}.__init__")
         default_concurrency = 1000 if self._is_async else 1
-        execution = current_execution.get()
         spec = ActorSpec(
             actor_id=client.ids.next(),
             cls=code,
@@ -105,7 +102,7 @@ class ActorClass(Generic[T]):
             detached=opts.get("lifetime") == "detached",
             scheduling_strategy=strategy,
             env_vars=env_vars_of(opts, session.job_env()),
-            caller_id=execution.caller_id if execution is not None else DRIVER_CALLER,
+            caller_id=caller_id(),
         )
         actor_id = client.create_actor(spec, bool(opts.get("get_if_exists")))
         return ActorHandle(actor_id, client, name, self._methods)
@@ -213,21 +210,16 @@ class ActorMethod:
         opts = self._options
         packed = pack_args(client, args, kwargs, f"{handle._class_name}.{self._name}")
         num_returns = opts.get("num_returns", 1)
-        ids = client.ids
-        return_ids = tuple(ids.next() for _ in range(num_returns))
-        refs: list[ObjectRef[Any]] = [ObjectRef(i, client) for i in return_ids]
-        execution = current_execution.get()
+        return_ids, refs = mint_returns(client, num_returns)
         client.submit_call(CallSpec(
-            call_id=ids.next(),
+            call_id=client.ids.next(),
             actor_id=handle._actor_id,
             method=self._name,
             args=packed,
             return_ids=return_ids,
             num_returns=num_returns,
-            caller_id=execution.caller_id if execution is not None else DRIVER_CALLER,
+            caller_id=caller_id(),
             max_task_retries=opts.get("max_task_retries"),
             retry_exceptions=opts.get("retry_exceptions", False),
         ))
-        if num_returns == 1:
-            return refs[0]
-        return refs if num_returns else None
+        return returned(refs)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from actorlib.backends.base import current_execution
 from actorlib.core.context import Client
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import describe_unpicklable, serialize
-from actorlib.core.specs import NO_ARGS, Args, Dep
+from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, Args, Dep
 from actorlib.exceptions import SerializationError
 
 
@@ -53,3 +54,22 @@ def _fails(value: Any) -> bool:
     except SerializationError:
         return True
     return False
+
+
+def mint_returns(client: Client, num_returns: int) -> tuple[tuple[int, ...], list[ObjectRef[Any]]]:
+    """Ids for a call's results, and the refs handed to the caller (counted by the core)."""
+    return_ids = tuple(client.ids.next() for _ in range(num_returns))
+    return return_ids, [ObjectRef(i, client) for i in return_ids]
+
+
+def returned(refs: list[ObjectRef[Any]]) -> Any:
+    """What ``.remote()`` returns: a ref, a list of refs (num_returns > 1), or None (0)."""
+    if len(refs) == 1:
+        return refs[0]
+    return refs or None
+
+
+def caller_id() -> int:
+    """Who is calling, for per-caller actor ordering: this task or actor, or the driver."""
+    execution = current_execution.get()
+    return execution.caller_id if execution is not None else DRIVER_CALLER

@@ -8,12 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
-from actorlib.arguments import pack_args
-from actorlib.backends.base import current_execution
+from actorlib.arguments import caller_id, mint_returns, pack_args, returned
 from actorlib.core.context import Client
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import dumps_function
-from actorlib.core.specs import DRIVER_CALLER, CodeRef, TaskSpec
+from actorlib.core.specs import CodeRef, TaskSpec
 from actorlib.exceptions import InfeasibleResourceError
 from actorlib.options import TASK_OPTIONS, env_vars_of, resource_request, validate
 
@@ -93,12 +92,9 @@ class RemoteFunction(Generic[P, R]):
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, name)
         num_returns = self._num_returns
-        ids = client.ids
-        return_ids = tuple(ids.next() for _ in range(num_returns))
-        refs: list[ObjectRef[Any]] = [ObjectRef(i, client) for i in return_ids]
-        execution = current_execution.get()
+        return_ids, refs = mint_returns(client, num_returns)
         client.submit_task(TaskSpec(
-            task_id=ids.next(),
+            task_id=client.ids.next(),
             function=code,
             args=packed,
             return_ids=return_ids,
@@ -109,11 +105,9 @@ class RemoteFunction(Generic[P, R]):
             scheduling_strategy=strategy,
             env_vars=env_vars_of(opts, session.job_env()),
             name=name,
-            caller_id=execution.caller_id if execution is not None else DRIVER_CALLER,
+            caller_id=caller_id(),
         ))
-        if num_returns == 1:
-            return refs[0]
-        return refs if num_returns else None  # type: ignore[return-value]
+        return returned(refs)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<RemoteFunction {self._function.__module__}.{self._function.__qualname__}>"

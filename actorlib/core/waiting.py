@@ -45,6 +45,10 @@ def value_of(obj: Serialized) -> Any:
     return value
 
 
+def _unique_ids(refs: Sequence[ObjectRef[Any]]) -> list[int]:
+    return list(dict.fromkeys(ref._id for ref in refs))
+
+
 class _Collect:
     """Gathers values until ``need`` distinct ids are ready, then calls ``done`` once."""
 
@@ -68,10 +72,9 @@ def fetch(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None
 ) -> dict[int, Serialized]:
     """Block until ``need`` of ``refs`` are ready (or ``timeout``); return those ready."""
-    ids = list(dict.fromkeys(ref._id for ref in refs))
     if need <= 0:
         return {}
-    client = client_of(refs)
+    ids, client = _unique_ids(refs), client_of(refs)
     lock = _thread.allocate_lock()
     lock.acquire()
     collect = _Collect(need, lock.release)
@@ -100,10 +103,9 @@ async def fetch_async(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None
 ) -> dict[int, Serialized]:
     """``fetch`` for coroutines: asyncio (and uvloop) or trio, found with sniffio."""
-    ids = list(dict.fromkeys(ref._id for ref in refs))
     if need <= 0:
         return {}
-    client = client_of(refs)
+    ids, client = _unique_ids(refs), client_of(refs)
     try:
         import sniffio
 
