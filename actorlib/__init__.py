@@ -5,6 +5,7 @@ Most Ray Core code runs unchanged with ``import actorlib as ray``.
 
 from actorlib import exceptions
 from actorlib.actor import ActorClass, ActorHandle, ActorMethod, method
+from actorlib.actor_pool import ActorPool
 from actorlib.api import (
     RuntimeContext,
     as_completed,
@@ -25,6 +26,9 @@ from actorlib.api import (
 )
 from actorlib.core.refs import ObjectRef
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
+from actorlib.executor import Executor
+from actorlib.pool import Pool
+from actorlib.progress import progress
 from actorlib.remote_function import RemoteFunction
 from actorlib.session import RuntimeInfo, init, is_initialized, shutdown
 
@@ -34,8 +38,11 @@ __all__ = [
     "ActorClass",
     "ActorHandle",
     "ActorMethod",
+    "ActorPool",
+    "Executor",
     "NodeAffinitySchedulingStrategy",
     "ObjectRef",
+    "Pool",
     "RemoteFunction",
     "RuntimeContext",
     "RuntimeInfo",
@@ -55,6 +62,7 @@ __all__ = [
     "kill",
     "method",
     "nodes",
+    "progress",
     "put",
     "remote",
     "shutdown",

@@ -9,8 +9,7 @@ Built only on actorlib's public API (``remote``, ``.options``, ``cancel``,
 every backend.
 
 How it works. Submitted calls wait in the executor's own queue; at most ``max_workers``
-of them (twice that when the executor started the runtime itself, whose ``num_cpus`` then
-bounds concurrency) are handed to actorlib at a time, as tasks. A future is PENDING (and
+of them are handed to actorlib at a time, as tasks. A future is PENDING (and
 ``cancel()`` succeeds) while its call waits in that queue, and RUNNING once handed over,
 exactly like ``ProcessPoolExecutor``'s pending-work queue and call queue. Results arrive
 through ``ObjectRef.future()``; each completion hands the next queued call over.
@@ -41,7 +40,6 @@ from actorlib.exceptions import (
     ActorlibError,
     GetTimeoutError,
     RuntimeClosedError,
-    TaskCancelledError,
     WorkerCrashedError,
 )
 from actorlib.remote_function import RemoteFunction
@@ -276,7 +274,7 @@ class _Item:
         self.ref: Any = None
 
 
-class _ChunkFuture(Future):  # type: ignore[type-arg]
+class _ChunkFuture(Future):
     """A chunk's future; ``partial`` holds the results before a failing item."""
 
     partial: list[Any] | None = None
@@ -349,14 +347,14 @@ class Executor(concurrent.futures.Executor):
                 raise ValueError("max_tasks_per_child must be >= 1")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
             raise ValueError(f"max_retries must be an int >= -1, got {max_retries!r}")
-        self._owns_runtime, started = _acquire_runtime(backend, max_workers, init_kwargs)
+        self._owns_runtime, _ = _acquire_runtime(backend, max_workers, init_kwargs)
         if max_workers is None:
             max_workers = max(1, int(cluster_resources().get("CPU", 1)))
         self._max_workers = max_workers
-        # The runtime bounds concurrency when it was started with num_cpus=max_workers for
-        # this executor; then a second batch can wait there to keep workers busy.
-        prefetch = started and init_kwargs.get("num_cpus", max_workers) == max_workers
-        self._window = 2 * max_workers if prefetch else max_workers
+        # No more than max_workers calls are handed to actorlib at a time. (Not more: a
+        # task blocked in get() lends its CPU back, so the runtime's num_cpus alone would
+        # not bound them.)
+        self._window = max_workers
         self._token = uuid.uuid4().hex
         prepare = None
         if initializer is not None:
@@ -373,6 +371,7 @@ class Executor(concurrent.futures.Executor):
         self._outstanding = 0  # queued + running
         self._shutdown = False
         self._released = False
+        self._release_lock = threading.Lock()
         self._broken: str | None = None
         self._pumping = threading.local()
 
@@ -386,7 +385,7 @@ class Executor(concurrent.futures.Executor):
         """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future``."""
         return self._enqueue(self._tasks_for(fn).call, args, kwargs, False)
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., T],
         *iterables: Iterable[Any],
@@ -405,12 +404,13 @@ class Executor(concurrent.futures.Executor):
             raise ValueError("chunksize must be >= 1.")
         end = None if timeout is None else time.monotonic() + timeout
         tasks = self._tasks_for(fn)
+        calls = zip(*iterables)  # noqa: B905 - stops at the shortest, like the stdlib
         if chunksize == 1:
-            futures = [self._enqueue(tasks.call, args, {}, False) for args in zip(*iterables)]
+            futures = [self._enqueue(tasks.call, args, {}, False) for args in calls]
             sizes = None
         else:
             futures, sizes = [], []
-            for chunk in _batched(zip(*iterables), chunksize):
+            for chunk in _batched(calls, chunksize):
                 futures.append(self._enqueue(tasks.chunk, (chunk,), {}, True))
                 sizes.append(len(chunk))
         bar = _bar_for(futures, sizes) if progress else None
@@ -584,12 +584,12 @@ class Executor(concurrent.futures.Executor):
             _settle_future(item.future, None, ExecutorInitializerError(message))
 
     def _release(self) -> None:
-        with self._lock:
+        with self._release_lock:  # held throughout: a second caller waits for the first
             if self._released:
                 return
             self._released = True
-        if self._owns_runtime:
-            _release_runtime()
+            if self._owns_runtime:
+                _release_runtime()
 
     def _release_when_idle(self) -> None:
         """Release the runtime once idle, from a thread that is not one of actorlib's own."""

@@ -26,11 +26,20 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
+_bar_class: Any = None
+
+
 def make_bar(total: int | None, desc: str | None = None) -> Any:
     """A tqdm bar on stderr, disabled when stderr is not a terminal."""
-    from tqdm import tqdm
+    global _bar_class
+    if _bar_class is None:
+        from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not _stderr_is_terminal(), file=sys.stderr)
+        # No monitor thread: it would outlive the bar (and serves only stalled bars).
+        _bar_class = type("ActorlibBar", (tqdm,), {"monitor_interval": 0})
+    return _bar_class(
+        total=total, desc=desc, disable=not _stderr_is_terminal(), file=sys.stderr
+    )
 
 
 def progress(

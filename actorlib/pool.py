@@ -1,0 +1,447 @@
+"""``actorlib.Pool``: ``multiprocessing.Pool``'s API on actorlib tasks.
+
+A drop-in for ``multiprocessing.Pool``::
+
+    from actorlib import Pool
+
+    with Pool(4) as pool:
+        print(pool.map(f, range(10)))
+
+Built on :class:`actorlib.Executor` (so it starts a runtime of its own when actorlib is not
+initialized, or shares the running one). Differences from ``multiprocessing`` are listed
+in docs/migration.md.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import CancelledError, Future
+from typing import Any, Generic, TypeVar
+
+from actorlib.exceptions import GetTimeoutError
+from actorlib.executor import Executor, ExecutorShutdownError, _ChunkFuture
+
+__all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "PoolTimeoutError"]
+
+T = TypeVar("T")
+
+_RUN, _CLOSE, _TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+
+class PoolTimeoutError(GetTimeoutError, multiprocessing.TimeoutError):
+    """``AsyncResult.get(timeout)``/``IMapIterator.next(timeout)`` gave up waiting.
+
+    Also a ``multiprocessing.TimeoutError`` and a builtin ``TimeoutError``.
+    """
+
+
+def _pool_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, CancelledError):
+        return ExecutorShutdownError("the pool was terminated before this call finished")
+    return exc
+
+
+class ApplyResult(Generic[T]):
+    """The result of ``apply_async`` (``multiprocessing.pool.AsyncResult``'s API).
+
+    Callbacks run before the result is marked ready, as in ``multiprocessing``: once
+    ``get()`` returns, the callback has been called.
+    """
+
+    def __init__(
+        self, callback: Callable[[T], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+    ) -> None:
+        self._event = threading.Event()
+        self._set_lock = threading.Lock()
+        self._settled = False
+        self._callback = callback
+        self._error_callback = error_callback
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def _set(self, value: Any, error: BaseException | None) -> None:
+        with self._set_lock:
+            if self._settled:
+                return
+            self._settled = True
+        self._value, self._error = value, error
+        try:
+            if error is None:
+                if self._callback is not None:
+                    self._callback(value)
+            elif self._error_callback is not None:
+                self._error_callback(error)
+        finally:
+            self._event.set()
+
+    def _from_future(self, future: Future[Any]) -> None:
+        try:
+            value = future.result()
+        except BaseException as exc:
+            self._set(None, _pool_error(exc))
+        else:
+            self._set(value, None)
+
+    def ready(self) -> bool:
+        return self._event.is_set()
+
+    def successful(self) -> bool:
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._error is None
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._event.wait(timeout)
+
+    def get(self, timeout: float | None = None) -> T:
+        self.wait(timeout)
+        if not self.ready():
+            raise PoolTimeoutError(f"the result was not ready within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult[list[T]]):
+    """The result of ``map_async``/``starmap_async``: a list, or the first error."""
+
+    def __init__(
+        self, futures: list[Future[Any]], callback: Callable[[list[T]], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+    ) -> None:
+        super().__init__(callback, error_callback)
+        self._futures = futures
+        self._left = len(futures)
+        self._lock = threading.Lock()
+        if not futures:
+            self._set([], None)
+        for future in futures:
+            future.add_done_callback(self._chunk_done)
+
+    def _chunk_done(self, future: Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            exc = CancelledError() if future.cancelled() else future.exception()
+            assert exc is not None
+            # Like multiprocessing: the first failure settles the whole map at once;
+            # the chunks not started yet are not run.
+            self._set(None, _pool_error(exc))
+            for other in self._futures:
+                other.cancel()
+            return
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            values: list[Any] = []
+            for f in self._futures:
+                values.extend(f.result())
+            self._set(values, None)
+
+
+class IMapIterator(Iterator[T]):
+    """``imap``/``imap_unordered``'s iterator, with ``next(timeout)`` like multiprocessing's.
+
+    The input is read lazily: a bounded number of chunks is kept in flight, so infinite
+    or huge iterables work with bounded memory.
+    """
+
+    def __init__(
+        self, pool: Pool, fn: Callable[..., Any], iterable: Iterable[Any], chunksize: int,
+        ordered: bool, star: bool, bar: Any = None,
+    ) -> None:
+        self._pool = pool
+        self._fn = fn
+        self._source = iter(iterable)
+        self._chunksize = chunksize
+        self._ordered = ordered
+        self._star = star
+        self._bar = bar
+        self._lookahead = max(4, 2 * pool._processes)
+        self._inflight: deque[Future[Any]] = deque()
+        self._completed: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+        self._buffer: deque[Any] = deque()
+        self._exhausted = False
+        self._finished = False
+        self._pending_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._fill()
+
+    def _fill(self) -> None:
+        while not self._exhausted and len(self._inflight) < self._lookahead:
+            chunk = []
+            for item in self._source:
+                chunk.append(tuple(item) if self._star else (item,))
+                if len(chunk) >= self._chunksize:
+                    break
+            if not chunk:
+                self._exhausted = True
+                return
+            if len(chunk) < self._chunksize:
+                self._exhausted = True
+            future = self._pool._executor._submit_chunk(self._fn, chunk)
+            if self._bar is not None:
+                future.add_done_callback(_advance(self._bar, len(chunk)))
+            if not self._ordered:
+                future.add_done_callback(self._completed.put)
+            self._inflight.append(future)
+
+    def __iter__(self) -> IMapIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> T:
+        with self._lock:
+            if self._buffer:
+                return self._buffer.popleft()
+            if self._pending_error is not None:
+                error, self._pending_error = self._pending_error, None
+                raise error
+            if self._finished or (not self._inflight and self._exhausted):
+                self._close_bar()
+                raise StopIteration
+            if self._ordered:
+                future = self._inflight[0]
+                try:
+                    future.exception(timeout)
+                except TimeoutError:
+                    raise PoolTimeoutError(
+                        f"the next result was not ready within {timeout} s"
+                    ) from None
+                except CancelledError:
+                    pass
+                self._inflight.popleft()
+            else:
+                try:
+                    future = self._completed.get(timeout=timeout)
+                except queue.Empty:
+                    raise PoolTimeoutError(
+                        f"no result was ready within {timeout} s"
+                    ) from None
+                self._inflight.remove(future)
+            self._fill()
+            if future.cancelled() or future.exception() is not None:
+                exc = _pool_error(
+                    CancelledError() if future.cancelled() else future.exception()  # type: ignore[arg-type]
+                )
+                partial = future.partial if isinstance(future, _ChunkFuture) else None
+                if self._chunksize > 1:
+                    # Like multiprocessing: a failed chunk ends a chunked iteration.
+                    self._finished = True
+                    for other in self._inflight:
+                        other.cancel()
+                    self._close_bar()
+                if partial:
+                    self._buffer.extend(partial)
+                    self._pending_error = exc
+                    return self._buffer.popleft()
+                raise exc
+            values = future.result()
+            self._buffer.extend(values)
+            return self._buffer.popleft()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _advance(bar: Any, n: int) -> Callable[[Future[Any]], None]:
+    lock = threading.Lock()
+
+    def advance(_future: Future[Any]) -> None:
+        with lock:
+            bar.update(n)
+
+    return advance
+
+
+class Pool:
+    """``multiprocessing.Pool`` on actorlib: ``processes`` calls run at once.
+
+    Extra keyword arguments (``backend=``, and ``init()`` arguments) apply when the pool
+    starts its own runtime. ``context`` is accepted for compatibility and ignored.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+        *,
+        backend: str | None = None,
+        **init_kwargs: Any,
+    ) -> None:
+        if processes is not None:
+            if isinstance(processes, bool) or not isinstance(processes, int):
+                raise TypeError(f"processes must be an int, got {processes!r}")
+            if processes < 1:
+                raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None and (
+            isinstance(maxtasksperchild, bool) or not isinstance(maxtasksperchild, int)
+            or maxtasksperchild <= 0
+        ):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._executor = Executor(
+            processes, backend=backend, initializer=initializer, initargs=tuple(initargs),
+            max_tasks_per_child=maxtasksperchild, **init_kwargs,
+        )
+        self._processes = self._executor.max_workers
+        self._state = _RUN
+
+    # -- state -------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._state != _RUN:
+            raise ValueError("Pool not running")
+
+    def close(self) -> None:
+        """No more work may be submitted; ``join()`` then waits for what was."""
+        if self._state == _RUN:
+            self._state = _CLOSE
+
+    def terminate(self) -> None:
+        """Stop at once: queued calls are dropped, running ones interrupted."""
+        self._state = _TERMINATE
+        self._executor._terminate()
+
+    def join(self) -> None:
+        """Wait for all submitted work (after ``close()`` or ``terminate()``)."""
+        if self._state == _RUN:
+            raise ValueError("Pool is still running")
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> Pool:
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.terminate()
+
+    def __repr__(self) -> str:
+        return f"<actorlib.Pool state={self._state} processes={self._processes}>"
+
+    # -- apply -------------------------------------------------------------------------
+
+    def apply(
+        self, func: Callable[..., T], args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+    ) -> T:
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(
+        self, func: Callable[..., T], args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        callback: Callable[[T], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> ApplyResult[T]:
+        self._check_running()
+        result: ApplyResult[T] = ApplyResult(callback, error_callback)
+        future = self._executor.submit(func, *tuple(args), **dict(kwds or {}))
+        future.add_done_callback(result._from_future)
+        return result
+
+    # -- map ---------------------------------------------------------------------------
+
+    def _chunks(self, items: list[Any], chunksize: int | None, star: bool) -> list[list[Any]]:
+        if chunksize is None:
+            chunksize, extra = divmod(len(items), self._processes * 4)
+            if extra:
+                chunksize += 1
+        if chunksize < 1 and items:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize}")
+        calls = [tuple(x) if star else (x,) for x in items]
+        return [calls[i:i + chunksize] for i in range(0, len(calls), max(chunksize, 1))]
+
+    def _map_async(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None,
+        star: bool, callback: Any, error_callback: Any, progress: bool = False,
+    ) -> MapResult[Any]:
+        self._check_running()
+        items = iterable if isinstance(iterable, list) else list(iterable)
+        chunks = self._chunks(items, chunksize, star)
+        futures = [self._executor._submit_chunk(func, chunk) for chunk in chunks]
+        result: MapResult[Any] = MapResult(futures, callback, error_callback)
+        if progress:
+            from actorlib.progress import make_bar
+
+            bar = make_bar(total=len(items))
+            for future, chunk in zip(futures, chunks, strict=True):
+                future.add_done_callback(_advance(bar, len(chunk)))
+            result._event.wait()  # map() blocks anyway
+            bar.close()
+        return result
+
+    def map(
+        self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int | None = None,
+        *, progress: bool = False,
+    ) -> list[T]:
+        """``[func(x) for x in iterable]`` in parallel; raises the first error."""
+        return self._map_async(func, iterable, chunksize, False, None, None, progress).get()
+
+    def map_async(
+        self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int | None = None,
+        callback: Callable[[list[T]], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult[T]:
+        return self._map_async(func, iterable, chunksize, False, callback, error_callback)
+
+    def starmap(
+        self, func: Callable[..., T], iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+    ) -> list[T]:
+        """``[func(*args) for args in iterable]`` in parallel."""
+        return self._map_async(func, iterable, chunksize, True, None, None).get()
+
+    def starmap_async(
+        self, func: Callable[..., T], iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callable[[list[T]], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult[T]:
+        return self._map_async(func, iterable, chunksize, True, callback, error_callback)
+
+    def _imap(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int,
+        ordered: bool, progress: bool,
+    ) -> IMapIterator[Any]:
+        self._check_running()
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
+        bar = None
+        if progress:
+            from actorlib.progress import make_bar
+
+            try:
+                total: int | None = len(iterable)  # type: ignore[arg-type]
+            except TypeError:
+                total = None
+            bar = make_bar(total=total)
+        return IMapIterator(self, func, iterable, chunksize, ordered, False, bar)
+
+    def imap(
+        self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int = 1,
+        *, progress: bool = False,
+    ) -> IMapIterator[T]:
+        """Results in order, lazily; the input is read as results are consumed."""
+        return self._imap(func, iterable, chunksize, True, progress)
+
+    def imap_unordered(
+        self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int = 1,
+        *, progress: bool = False,
+    ) -> IMapIterator[T]:
+        """Results in completion order, lazily."""
+        return self._imap(func, iterable, chunksize, False, progress)
+
