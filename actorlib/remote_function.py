@@ -107,7 +107,7 @@ class RemoteFunction(Generic[P, R]):
             name=name,
             caller_id=caller_id(),
         ))
-        return returned(refs)  # type: ignore[no-any-return,unused-ignore]
+        return returned(refs)
 
     def __repr__(self) -> str:
         return f"<RemoteFunction {self._function.__module__}.{self._function.__qualname__}>"

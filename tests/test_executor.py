@@ -462,19 +462,3 @@ def test_worker_errors_are_broken_executor_errors():
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is ExecutorWorkerError and str(again) == "worker 3 died"
     assert issubclass(BrokenExecutorError, ActorlibError)
-
-
-def crash_worker():
-    import os
-
-    os._exit(1)
-
-
-def test_a_dead_worker_fails_the_future_with_broken_executor(backend_name):
-    if backend_name == "thread":
-        pytest.skip("a thread worker cannot die on its own")
-    with Executor(1, backend=backend_name, max_retries=0) as ex:
-        with pytest.raises(cf.BrokenExecutor) as info:
-            ex.submit(crash_worker).result(timeout=T)
-        assert isinstance(info.value, WorkerCrashedError)
-        assert ex.submit(square, 2).result(timeout=T) == 4  # the runtime replaced it
