@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ def init(
         )
         rt = Runtime(backend_cls(), config, namespace or "default")
         rt.start()
+        atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
         _job_env = env
         context.install(rt)
@@ -108,6 +110,12 @@ def _info(rt: Runtime) -> RuntimeInfo:
         rt.backend.name, rt.namespace, [n.node_id for n in rt.scheduler.capacity],
         rt.cluster_resources(),
     )
+
+
+def _shutdown_at_exit(rt: Runtime) -> None:
+    """A script that never called shutdown() still stops its workers cleanly on exit."""
+    if _runtime is rt:
+        shutdown()
 
 
 def shutdown() -> None:

@@ -420,10 +420,16 @@ class ThreadBackend(Backend):
         for task_id, worker in list(self._running.items()):
             worker.cancel(task_id)
 
+        done: asyncio.Future[None] = loop.create_future()
+
         def join_all() -> None:
+            # A plain thread, not the loop's executor: this also runs from atexit, when
+            # executors refuse new work. The loop stays free for workers still finishing.
             for worker in self._workers:
                 worker.thread.join(10)
             for host in self._retired:
                 host.join(10)
+            loop.call_soon_threadsafe(_resolve, done)
 
-        await loop.run_in_executor(None, join_all)
+        threading.Thread(target=join_all, name="actorlib-thread-stop", daemon=True).start()
+        await done

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from testkit import Sync, T
+from testkit import Sync, T, run_script
 
 import actorlib
 from actorlib import exceptions as exc
@@ -137,3 +137,31 @@ def test_remote_after_shutdown_auto_starts_again(backend_name, monkeypatch):
 
 def test_is_initialized_false_without_runtime():
     assert actorlib.is_initialized() is False
+
+
+SCRIPT_WITHOUT_SHUTDOWN = """
+import actorlib
+
+@actorlib.remote
+def square(x):
+    return x * x
+
+@actorlib.remote
+class Holder:
+    def __init__(self):
+        self.ref = actorlib.put(list(range(10)))
+
+    def total(self):
+        return sum(actorlib.get(self.ref))
+
+h = Holder.remote()
+print(actorlib.get([square.remote(3), h.total.remote()]))
+# no shutdown(): the runtime must stop cleanly at interpreter exit
+"""
+
+
+def test_script_that_never_calls_shutdown_exits_cleanly(backend_name, tmp_path):
+    script = tmp_path / "no_shutdown.py"
+    script.write_text(SCRIPT_WITHOUT_SHUTDOWN)
+    proc = run_script(str(script), backend_name)
+    assert proc.stdout.strip() == "[9, 45]"
