@@ -152,6 +152,7 @@ class _ActorHost:
         self.instance: Any = None
         self.stopped = False
         self.cancelled: set[int] = set()
+        self.pending: set[int] = set()  # calls received and not finished
         self.calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -216,6 +217,7 @@ class _ActorHost:
         spec = run.spec
         if spec.call_id in self.cancelled:
             self.cancelled.discard(spec.call_id)
+            self.pending.discard(spec.call_id)
             error, _ = pack_error(TaskCancelledError(), spec.method, False)
             self.backend.events.call_finished(Outcome(spec.call_id, spec.attempt, error=error))
             return
@@ -234,6 +236,7 @@ class _ActorHost:
             outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
         finally:
             current_execution.reset(token)
+        self.pending.discard(spec.call_id)
         self.backend.events.call_finished(outcome)
 
     # -- async actors ---------------------------------------------------------------------
@@ -286,6 +289,7 @@ class _ActorHost:
         current_execution.set(self._context())
         if spec.call_id in self.cancelled:
             self.cancelled.discard(spec.call_id)
+            self.pending.discard(spec.call_id)
             error, _ = pack_error(TaskCancelledError(), name, False)
             self.backend.events.call_finished(Outcome(spec.call_id, spec.attempt, error=error))
             return
@@ -300,11 +304,14 @@ class _ActorHost:
         except BaseException as exc:
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
             outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+        self.pending.discard(spec.call_id)
         self.backend.events.call_finished(outcome)
 
     _waiter: asyncio.Future[None] | None = None
 
     def submit(self, run: Any) -> None:
+        if run is not _STOP:
+            self.pending.add(run.spec.call_id)
         self.calls.put(run)
         waiter = self._waiter
         if waiter is not None and self.loop is not None:
@@ -313,7 +320,10 @@ class _ActorHost:
             except RuntimeError:  # loop already closed
                 pass
 
-    def cancel(self, call_id: int) -> None:
+    def cancel(self, call_id: int) -> bool:
+        """Cancel a call this actor holds; False if it holds no such call."""
+        if call_id not in self.pending:
+            return False
         self.cancelled.add(call_id)
         task = self.tasks.get(call_id)
         if task is not None and self.loop is not None:
@@ -321,6 +331,7 @@ class _ActorHost:
                 self.loop.call_soon_threadsafe(task.cancel)
             except RuntimeError:
                 pass
+        return True
 
     def stop(self, force: bool) -> None:
         if force:
@@ -407,7 +418,8 @@ class ThreadBackend(Backend):
             worker.cancel(id)
             return
         for host in self._actors.values():
-            host.cancel(id)
+            if host.cancel(id):
+                return
 
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
