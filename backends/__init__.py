@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 BUILTIN: dict[str, str] = {
     "thread": "actorlib.backends.thread:ThreadBackend",
+    "process": "actorlib.backends.process:ProcessBackend",
 }
 
 DEFAULT_BACKEND = "thread"

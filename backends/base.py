@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import contextvars
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+
+if TYPE_CHECKING:
+    from actorlib.core.context import Client
 
 
 @dataclass(slots=True)
@@ -104,7 +108,16 @@ class Outcome:
 
 
 class CoreEvents(Protocol):
-    """What a backend tells the core. Thread-safe: call from any thread."""
+    """What a backend tells the core. Thread-safe: call from any thread.
+
+    ``client`` is the core's own client interface: backends whose workers live in other
+    processes forward those workers' API calls (nested tasks, refs, ``get``) to it.
+    """
+
+    client: Client
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the core loop after everything handed over so far."""
 
     def task_finished(self, outcome: Outcome) -> None: ...
 

@@ -31,7 +31,7 @@ from actorlib.core.loop import LoopThread
 from actorlib.core.objects import ObjectTable, Watcher
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized, serialize
-from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.core.specs import ActorSpec, Args, CallSpec, TaskSpec
 from actorlib.exceptions import (
     ActorDiedError,
     InfeasibleResourceError,
@@ -81,7 +81,6 @@ class Runtime:
         self.names: dict[tuple[str, str], int] = {}
         self._dirty = False
         self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
-        self._next_prefix = DRIVER_PREFIX + 1
         self._loop.on_drained(self._schedule)
 
     # == lifecycle (caller's thread) ====================================================
@@ -113,12 +112,6 @@ class Runtime:
             if entry is not None and entry.value is None and entry.watchers:
                 self.objects.set_value(entry_id, closed)
 
-    def new_prefix(self) -> int:
-        """An id prefix for another process that mints ids (a worker)."""
-        prefix = self._next_prefix
-        self._next_prefix += 1
-        return prefix
-
     # == reference counting ============================================================
 
     def add_ref(self, id_: int) -> None:
@@ -143,6 +136,12 @@ class Runtime:
             actor.handle_refs -= 1
             if actor.handle_refs <= 0:
                 self._actor_out_of_scope(actor)
+
+    def _release_args(self, args: Args) -> None:
+        """Arguments are no longer needed: free their buffers and the ids they held."""
+        if args.payload is not None and args.payload.buffers:
+            self.store.free(args.payload)
+        self._release_ids(args.held)
 
     def _hold_ids(self, ids: tuple[int, ...]) -> None:
         for id_ in ids:
@@ -350,7 +349,7 @@ class Runtime:
         self._release_placement(rec)
         rec.state = "done"
         del self.tasks[rec.spec.task_id]
-        self._release_ids(rec.spec.args.held)
+        self._release_args(rec.spec.args)
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
@@ -607,7 +606,7 @@ class Runtime:
         if error is not None:
             self._resolve(call.spec.return_ids, error)
         self.calls.pop(call.spec.call_id, None)
-        self._release_ids(call.spec.args.held)
+        self._release_args(call.spec.args)
 
     def _actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         rec = self.actors.get(actor_id)
@@ -670,7 +669,7 @@ class Runtime:
 
     def _forget_actor(self, rec: ActorRecord) -> None:
         if self.actors.pop(rec.spec.actor_id, None) is not None:
-            self._release_ids(rec.spec.args.held)
+            self._release_args(rec.spec.args)
 
     def _actor_out_of_scope(self, rec: ActorRecord) -> None:
         """No handle is left: stop the actor once its pending calls are done (Ray's rule)."""
@@ -766,11 +765,15 @@ class Runtime:
 class _Events:
     """The core's side of :class:`actorlib.backends.base.CoreEvents`: hand events to the loop."""
 
-    __slots__ = ("_post", "_rt")
+    __slots__ = ("_post", "_rt", "client")
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._post = rt._loop.post
+        self.client = rt
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._post(fn, *args)
 
     def task_finished(self, outcome: Outcome) -> None:
         self._post(self._rt._task_finished, outcome)

@@ -13,6 +13,8 @@ take the C pickler's fast path.
 
 from __future__ import annotations
 
+import mmap
+import os
 import pickle
 import threading
 from dataclasses import dataclass, field
@@ -30,16 +32,59 @@ _PLAIN_SCALARS = (int, float, str, bytes, bool, type(None), complex)
 
 @dataclass(slots=True)
 class Serialized:
-    """A pickled value: the stream, its out-of-band buffers, and the ids it holds."""
+    """A pickled value: the stream, its out-of-band buffers, and the ids it holds.
+
+    ``locations[i]``, when set, is ``(path, size)`` of a file (in shared memory or on disk)
+    holding ``buffers[i]``. Pickling a ``Serialized`` sends such buffers by location
+    only; unpickling maps the file read-only, so large buffers cross processes without a
+    copy.
+    """
 
     data: bytes
     buffers: list[Any] = field(default_factory=list)
     contained: tuple[int, ...] = ()
     is_error: bool = False
+    locations: list[tuple[str, int] | None] | None = None
 
     @property
     def nbytes(self) -> int:
         return len(self.data) + sum(memoryview(b).nbytes for b in self.buffers)
+
+    def __reduce__(self) -> Any:
+        locations = self.locations
+        buffers: list[Any]
+        if locations is None:
+            buffers = [bytes(b) if not isinstance(b, bytes) else b for b in self.buffers]
+        else:
+            buffers = [
+                None if loc is not None else (b if isinstance(b, bytes) else bytes(b))
+                for b, loc in zip(self.buffers, locations, strict=True)
+            ]
+        return (_rebuild_serialized, (self.data, buffers, self.contained, self.is_error, locations))
+
+
+def map_readonly(path: str, size: int) -> memoryview:
+    """Map a buffer file read-only; the mapping lives as long as views of it do."""
+    if size == 0:
+        return memoryview(b"")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mapped = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    return memoryview(mapped)
+
+
+def _rebuild_serialized(
+    data: bytes, buffers: list[Any], contained: tuple[int, ...], is_error: bool,
+    locations: list[tuple[str, int] | None] | None,
+) -> Serialized:
+    if locations is not None:
+        buffers = [
+            map_readonly(*loc) if loc is not None else b
+            for b, loc in zip(buffers, locations, strict=True)
+        ]
+    return Serialized(data, buffers, contained, is_error, locations)
 
 
 class _Collector(threading.local):

@@ -1,0 +1,392 @@
+"""The process backend: tasks and actors in worker processes on this machine.
+
+True parallelism for CPU-bound Python. Workers are fresh interpreters started with
+``subprocess`` (never a fork of a driver that has threads and a running loop), connected
+by a Unix socket speaking :mod:`actorlib.backends.wire`. Task workers are pooled and
+reused; each actor gets a process of its own. Large buffers go through shared memory
+(:mod:`actorlib.backends.shm_store`) and are read zero-copy everywhere.
+
+A worker's death is seen at once through its pidfd: its tasks are reported crashed (the
+core retries them), its actor dead (the core restarts it), and the references it held
+are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+from actorlib.backends import wire
+from actorlib.backends.base import (
+    ActorStart,
+    Backend,
+    BackendConfig,
+    CallRun,
+    CoreEvents,
+    NodeInfo,
+    ObjectStore,
+    Outcome,
+    TaskRun,
+)
+from actorlib.backends.execution import pack_error, schedulable_memory
+
+from actorlib.core.ids import DRIVER_PREFIX
+from actorlib.core.serialization import Serialized
+from actorlib.core.specs import Args
+from actorlib.exceptions import ActorDiedError, WorkerCrashedError
+
+# Queries a worker may put to the core, answered with a REPLY.
+_REQUESTS = frozenset({
+    "create_actor", "lookup_actor", "nodes", "cluster_resources", "available_resources",
+    "flush",
+})
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "an unknown status"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+class WorkerProcess:
+    """The driver's view of one worker process."""
+
+    def __init__(self, backend: ProcessBackend, prefix: int) -> None:
+        self.backend = backend
+        self.prefix = prefix
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "actorlib.backends.process_worker",
+             str(child_sock.fileno()), str(os.getpid())],
+            pass_fds=[child_sock.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        child_sock.close()
+        self.pid = self.proc.pid
+        loop = backend.loop
+        self.conn = wire.Connection(loop, self._on_message)
+        self._connecting = loop.create_task(
+            loop.create_unix_connection(lambda: self.conn, sock=parent_sock)
+        )
+        self.running: dict[int, int] = {}  # task id -> attempt
+        self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
+        self.code_ids: set[int] = set()
+        self.refs: collections.Counter[int] = collections.Counter()  # refs it holds
+        self.watchers: dict[int, Any] = {}  # watch token -> core watcher
+        self.expected_exit = False
+        self.dead = False
+        self.pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self.pidfd, backend._on_exit, self)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self.conn.send(message)
+
+    def kill(self) -> None:
+        try:
+            self.proc.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    @property
+    def idle(self) -> bool:
+        return not self.running and self.actor is None and not self.dead
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        # Handled on the core loop, after everything this worker sent before it.
+        self.backend.events.post(self.backend._handle, self, message)
+
+
+class ProcessBackend(Backend):
+    name = "process"
+
+    def __init__(self) -> None:
+        self._workers: list[WorkerProcess] = []
+        self._idle: list[WorkerProcess] = []
+        self._actors: dict[int, WorkerProcess] = {}
+        self._task_worker: dict[int, WorkerProcess] = {}
+        self._call_worker: dict[int, WorkerProcess] = {}
+        self._prefixes = itertools.count(DRIVER_PREFIX + 1)
+        self._store_config: dict[str, Any] | None = None
+
+    # == lifecycle ==========================================================================
+
+    async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
+        self.events = events
+        self.client = events.client
+        self.loop = asyncio.get_running_loop()
+        self.store = self._make_store(config)
+        cpus = float(config.num_cpus if config.num_cpus is not None else (os.cpu_count() or 1))
+        resources: dict[str, float] = {"CPU": cpus, "memory": float(schedulable_memory())}
+        if config.num_gpus:
+            resources["GPU"] = float(config.num_gpus)
+        resources.update({k: float(v) for k, v in config.resources.items()})
+        self.node_id = uuid.uuid4().hex[:16]
+        self.nodes = [NodeInfo(self.node_id, resources)]
+        for _ in range(max(1, min(int(cpus), 8))):
+            self._idle.append(self._spawn())
+        return self.nodes
+
+    def _make_store(self, config: BackendConfig) -> ObjectStore:
+        try:
+            from actorlib.backends.shm_store import SharedMemoryStore
+        except ImportError:
+            from actorlib.backends.base import HeapStore
+
+            return HeapStore()
+        store = SharedMemoryStore.for_driver(config.object_store_memory)
+        self._store_config = store.config()
+        return store
+
+    def _spawn(self) -> WorkerProcess:
+        worker = WorkerProcess(self, next(self._prefixes))
+        self._workers.append(worker)
+        worker.send((wire.INIT, {
+            "prefix": worker.prefix,
+            "namespace": self.client.namespace,
+            "node_id": self.node_id,
+            "nodes": self.nodes,
+            "sys_path": list(sys.path),
+            "store": self._store_config,
+        }))
+        return worker
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.expected_exit = True
+            worker.send((wire.EXIT,))
+        deadline = self.loop.time() + 3
+        while any(not w.dead for w in self._workers) and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for worker in self._workers:
+            if not worker.dead:
+                worker.kill()
+        while any(not w.dead for w in self._workers):
+            await asyncio.sleep(0.01)
+        for worker in self._workers:
+            worker.conn.close()
+        cleanup = getattr(self.store, "cleanup", None)
+        if cleanup is not None:
+            cleanup()
+
+    # == work ===============================================================================
+
+    def _take_worker(self) -> WorkerProcess:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.idle:
+                return worker
+        return self._spawn()
+
+    def _ship(self, worker: WorkerProcess, spec: Any, code_field: str) -> Any:
+        """Send code once per worker: later specs carry only its id."""
+        code = getattr(spec, code_field)
+        if code.id in worker.code_ids:
+            return dataclasses.replace(spec, **{code_field: dataclasses.replace(code, blob=b"")})
+        worker.code_ids.add(code.id)
+        return spec
+
+    def run_task(self, run: TaskRun) -> None:
+        worker = self._take_worker()
+        spec = self._ship(worker, run.spec, "function")
+        if run.gpu_ids:
+            env = dict(spec.env_vars or {})
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, run.gpu_ids))
+            spec = dataclasses.replace(spec, env_vars=env)
+        worker.running[spec.task_id] = spec.attempt
+        self._task_worker[spec.task_id] = worker
+        worker.send((wire.RUN_TASK, dataclasses.replace(run, spec=spec)))
+
+    def start_actor(self, start: ActorStart) -> None:
+        worker = self._take_worker()
+        spec = start.spec
+        worker.actor = (spec.actor_id, start.incarnation)
+        self._actors[spec.actor_id] = worker
+        if start.gpu_ids:
+            env = dict(spec.env_vars or {})
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, start.gpu_ids))
+            start = dataclasses.replace(start, spec=dataclasses.replace(spec, env_vars=env))
+        worker.send((wire.START_ACTOR, start))
+
+    def run_call(self, run: CallRun) -> None:
+        worker = self._actors.get(run.spec.actor_id)
+        if worker is None or worker.actor != (run.spec.actor_id, run.incarnation):
+            died = ActorDiedError("The actor is not running.")
+            error, _ = pack_error(died, run.spec.method, False)
+            self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
+            return
+        self._call_worker[run.spec.call_id] = worker
+        worker.send((wire.RUN_CALL, run))
+
+    def stop_actor(self, actor_id: int, *, force: bool) -> None:
+        worker = self._actors.pop(actor_id, None)
+        if worker is None:
+            return
+        worker.expected_exit = True
+        if force:
+            worker.kill()
+        else:
+            worker.send((wire.STOP_ACTOR, actor_id))
+
+    def cancel(self, id: int, *, force: bool) -> None:
+        worker = self._task_worker.get(id)
+        if worker is not None:
+            if force:
+                worker.kill()
+            else:
+                worker.send((wire.CANCEL, id))
+            return
+        worker = self._call_worker.get(id)
+        if worker is not None:
+            worker.send((wire.CANCEL, id))
+
+    # == messages from workers (on the core loop) ===========================================
+
+    def _adopt(self, value: Serialized | None) -> None:
+        if value is not None and value.locations:
+            adopt = getattr(self.store, "adopt", None)
+            if adopt is not None:
+                adopt(value)
+
+    def _adopt_args(self, args: Args) -> None:
+        self._adopt(args.payload)
+
+    def _handle(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        client = self.client
+        if kind == wire.TASK_FINISHED:
+            outcome: Outcome = message[1]
+            for value in outcome.values or ():
+                self._adopt(value)
+            worker.running.pop(outcome.id, None)
+            self._task_worker.pop(outcome.id, None)
+            if worker.idle:
+                self._idle.append(worker)
+            self.events.task_finished(outcome)
+        elif kind == wire.CALL_FINISHED:
+            outcome = message[1]
+            for value in outcome.values or ():
+                self._adopt(value)
+            self._call_worker.pop(outcome.id, None)
+            self.events.call_finished(outcome)
+        elif kind == wire.ADD_REF:
+            worker.refs[message[1]] += 1
+            client.add_ref(message[1])
+        elif kind == wire.DROP_REF:
+            worker.refs[message[1]] -= 1
+            client.drop_ref(message[1])
+        elif kind == wire.SUBMIT_TASK:
+            spec = message[1]
+            worker.refs.update(spec.return_ids)
+            self._adopt_args(spec.args)
+            client.submit_task(spec)
+        elif kind == wire.SUBMIT_CALL:
+            spec = message[1]
+            worker.refs.update(spec.return_ids)
+            self._adopt_args(spec.args)
+            client.submit_call(spec)
+        elif kind == wire.WATCH:
+            self._watch(worker, message[1], message[2])
+        elif kind == wire.UNWATCH:
+            watcher = worker.watchers.pop(message[1], None)
+            if watcher is not None:
+                client.unwatch(message[2], watcher)
+        elif kind == wire.PUT:
+            worker.refs[message[1]] += 1
+            self._adopt(message[2])
+            client.put(message[1], message[2])
+        elif kind == wire.ACTOR_STARTED:
+            self.events.actor_started(message[1], message[2])
+        elif kind == wire.ACTOR_INIT_FAILED:
+            self.events.actor_init_failed(message[1], message[2], message[3])
+        elif kind == wire.CREATE_ACTOR:
+            spec = message[1]
+            worker.refs[spec.actor_id] += 1
+            self._adopt_args(spec.args)
+            client.create_actor(spec)
+        elif kind == wire.TASK_BLOCKED:
+            client.task_blocked(message[1], message[2])
+        elif kind == wire.CANCEL:
+            client.cancel(message[1], message[2], message[3])
+        elif kind == wire.KILL_ACTOR:
+            client.kill_actor(message[1], message[2])
+        elif kind == wire.REQUEST:
+            self._request(worker, message[1], message[2], message[3])
+
+    def _watch(self, worker: WorkerProcess, token: int, ids: list[int]) -> None:
+        def ready(id_: int, value: Serialized) -> None:
+            worker.send((wire.READY, token, id_, value))
+
+        worker.watchers[token] = ready
+        self.client.watch(ids, ready)
+
+    def _request(
+        self, worker: WorkerProcess, req: int, method: str, args: tuple[Any, ...]
+    ) -> None:
+        def answer() -> None:
+            try:
+                if method not in _REQUESTS:
+                    raise ValueError(f"unknown request {method!r}")
+                if method == "flush":
+                    result: Any = None
+                else:
+                    if method == "create_actor":
+                        self._adopt_args(args[0].args)
+                    result = getattr(self.client, method)(*args)
+                ok = True
+            except Exception as exc:
+                result, ok = exc, False
+            if ok and method == "create_actor":
+                worker.refs[result] += 1
+            elif ok and method == "lookup_actor" and result is not None:
+                worker.refs[result.actor_id] += 1
+            worker.send((wire.REPLY, req, ok, result))
+
+        self.events.post(answer)
+
+    # == deaths =============================================================================
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        loop = self.loop
+        loop.remove_reader(worker.pidfd)
+        os.close(worker.pidfd)
+        code = worker.proc.wait()
+        worker.dead = True
+        worker.conn.close()
+        why = f"worker process {worker.pid} died with {describe_exit(code)}"
+        for task_id, attempt in list(worker.running.items()):
+            self._task_worker.pop(task_id, None)
+            self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))
+        worker.running.clear()
+        if worker.actor is not None:
+            actor_id, incarnation = worker.actor
+            if self._actors.get(actor_id) is worker:
+                del self._actors[actor_id]
+            for call_id, w in list(self._call_worker.items()):
+                if w is worker:
+                    del self._call_worker[call_id]
+            if not worker.expected_exit:
+                self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
+        # The references its objects and actors held die with it.
+        for id_, count in worker.refs.items():
+            for _ in range(count):
+                self.client.drop_ref(id_)
+        worker.refs.clear()
+        worker.watchers.clear()  # the core drops them when their objects resolve
+        if worker in self._idle:
+            self._idle.remove(worker)
+        if worker in self._workers:
+            self._workers.remove(worker)

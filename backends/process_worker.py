@@ -1,0 +1,307 @@
+"""A worker process of the process backend: ``python -m actorlib.backends.process_worker FD``.
+
+A fresh interpreter (never a fork of the driver), so it inherits no threads, locks or
+event loop, and does not re-run the driver's ``__main__``: code arrives pickled by
+cloudpickle and is cached by id. It dies with its parent (``PR_SET_PDEATHSIG``).
+
+Inside, it is a small thread backend whose events travel over a socket to the driver,
+plus a client that forwards the actorlib API (nested tasks, refs, ``get``) to the
+driver's core. An I/O thread owns the socket, so a task blocked in ``get`` still
+receives its answer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends import wire
+from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, Outcome
+from actorlib.backends.thread import ThreadBackend
+
+from actorlib.core import context
+from actorlib.core.ids import IdAllocator
+from actorlib.core.loop import LoopThread
+from actorlib.core.objects import Watcher
+from actorlib.core.scheduler import Scheduler
+from actorlib.core.serialization import Serialized
+from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.exceptions import RuntimeClosedError
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL us when the driver goes; exit if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+class PipeEvents:
+    """CoreEvents that travel to the driver."""
+
+    def __init__(self, conn: wire.Connection, client: WorkerClient) -> None:
+        self._send = conn.send
+        self.client = client
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:  # pragma: no cover - unused
+        fn(*args)
+
+    def task_finished(self, outcome: Outcome) -> None:
+        self._send((wire.TASK_FINISHED, outcome))
+
+    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        raise AssertionError("a worker does not report its own crash")
+
+    def actor_started(self, actor_id: int, incarnation: int) -> None:
+        self._send((wire.ACTOR_STARTED, actor_id, incarnation))
+
+    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
+        self._send((wire.ACTOR_INIT_FAILED, actor_id, incarnation, error))
+
+    def call_finished(self, outcome: Outcome) -> None:
+        self._send((wire.CALL_FINISHED, outcome))
+
+    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
+        pass  # the driver sees the process exit
+
+
+class WorkerClient:
+    """The actorlib API inside a worker: everything goes to the driver's core."""
+
+    def __init__(
+        self, conn: wire.Connection, prefix: int, namespace: str, store: ObjectStore,
+        nodes: list[NodeInfo],
+    ) -> None:
+        self.ids = IdAllocator(prefix)
+        self.namespace = namespace
+        self.store = store
+        self.closed = False
+        self._send = conn.send
+        self._scheduler = Scheduler()
+        for node in nodes:
+            self._scheduler.add_node(node.node_id, node.resources)
+        self._nodes = nodes
+        self._tokens = itertools.count(1)
+        self._watchers: dict[int, list[Any]] = {}  # token -> [callback, ids left]
+        self._token_of: dict[Any, int] = {}
+        self._requests = itertools.count(1)
+        self._pending: dict[int, tuple[threading.Event, list[Any]]] = {}
+
+    def _out(self, message: tuple[Any, ...]) -> None:
+        if self.closed:
+            raise RuntimeClosedError("actorlib was shut down (the driver is gone).")
+        self._send(message)
+
+    # -- refs and objects --------------------------------------------------------------
+
+    def add_ref(self, id_: int) -> None:
+        if not self.closed:
+            self._send((wire.ADD_REF, id_))
+
+    def drop_ref(self, id_: int) -> None:
+        if not self.closed:
+            self._send((wire.DROP_REF, id_))
+
+    def put(self, id_: int, value: Serialized) -> None:
+        self._out((wire.PUT, id_, value))
+
+    def watch(self, ids: list[int], callback: Watcher) -> None:
+        token = next(self._tokens)
+        self._watchers[token] = [callback, len(ids)]
+        self._token_of[callback] = token
+        self._out((wire.WATCH, token, ids))
+
+    def unwatch(self, ids: list[int], callback: Watcher) -> None:
+        token = self._token_of.pop(callback, None)
+        if token is not None and self._watchers.pop(token, None) is not None:
+            self._send((wire.UNWATCH, token, ids))
+
+    def on_ready(self, token: int, id_: int, value: Serialized) -> None:
+        entry = self._watchers.get(token)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._watchers[token]
+            self._token_of.pop(entry[0], None)
+        entry[0](id_, value)
+
+    # -- work ----------------------------------------------------------------------------
+
+    def submit_task(self, spec: TaskSpec) -> None:
+        self._out((wire.SUBMIT_TASK, spec))
+
+    def submit_call(self, spec: CallSpec) -> None:
+        self._out((wire.SUBMIT_CALL, spec))
+
+    def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
+        if spec.name is None:
+            self._out((wire.CREATE_ACTOR, spec))
+            return spec.actor_id
+        result: int = self._request("create_actor", spec, get_if_exists)
+        return result
+
+    def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+        self._out((wire.CANCEL, object_id, force, recursive))
+
+    def kill_actor(self, actor_id: int, no_restart: bool) -> None:
+        self._out((wire.KILL_ACTOR, actor_id, no_restart))
+
+    def task_blocked(self, task_id: int, blocked: bool) -> None:
+        self._send((wire.TASK_BLOCKED, task_id, blocked))
+
+    # -- queries -------------------------------------------------------------------------
+
+    def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
+        return self._scheduler.infeasible_reason(request, strategy)
+
+    def lookup_actor(self, name: str, namespace: str) -> ActorSpec | None:
+        result: ActorSpec | None = self._request("lookup_actor", name, namespace)
+        return result
+
+    def nodes(self) -> list[NodeInfo]:
+        result: list[NodeInfo] = self._request("nodes")
+        return result
+
+    def cluster_resources(self) -> dict[str, float]:
+        result: dict[str, float] = self._request("cluster_resources")
+        return result
+
+    def available_resources(self) -> dict[str, float]:
+        result: dict[str, float] = self._request("available_resources")
+        return result
+
+    def flush(self) -> None:
+        self._request("flush")
+
+    def _request(self, method: str, *args: Any) -> Any:
+        req = next(self._requests)
+        done = threading.Event()
+        box: list[Any] = []
+        self._pending[req] = (done, box)
+        self._out((wire.REQUEST, req, method, args))
+        done.wait()
+        ok, value = box[0]
+        if ok:
+            return value
+        raise value
+
+    def on_reply(self, req: int, ok: bool, value: Any) -> None:
+        pending = self._pending.pop(req, None)
+        if pending is not None:
+            pending[1].append((ok, value))
+            pending[0].set()
+
+    def close(self) -> None:
+        self.closed = True
+        for done, box in list(self._pending.values()):
+            box.append((False, RuntimeClosedError("the driver went away")))
+            done.set()
+        self._pending.clear()
+
+
+class Worker:
+    def __init__(self, sock: socket.socket) -> None:
+        self.local: ThreadBackend | None = None
+        self.client: WorkerClient | None = None
+        self.io = LoopThread("actorlib-io")
+        self.io.start()
+        self.exit = threading.Event()
+        self.conn = wire.Connection(self.io.loop, self._on_message, self.exit.set)
+        self.io.run_coroutine(self._connect(sock))
+
+    async def _connect(self, sock: socket.socket) -> None:
+        await self.io.loop.create_unix_connection(lambda: self.conn, sock=sock)
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        local = self.local
+        if kind == wire.RUN_TASK:
+            assert local is not None
+            local.run_task(message[1])
+        elif kind == wire.RUN_CALL:
+            assert local is not None
+            local.run_call(message[1])
+        elif kind == wire.READY:
+            assert self.client is not None
+            self.client.on_ready(message[1], message[2], message[3])
+        elif kind == wire.REPLY:
+            assert self.client is not None
+            self.client.on_reply(message[1], message[2], message[3])
+        elif kind == wire.START_ACTOR:
+            assert local is not None
+            local.start_actor(message[1])
+        elif kind == wire.CANCEL:
+            assert local is not None
+            local.cancel(message[1], force=False)
+        elif kind == wire.STOP_ACTOR:
+            assert local is not None
+            local.stop_actor(message[1], force=False)
+            threading.Thread(target=self._exit_after_actors, daemon=True).start()
+        elif kind == wire.INIT:
+            self._init(message[1])
+        elif kind == wire.EXIT:
+            self.exit.set()
+
+    def _init(self, config: dict[str, Any]) -> None:
+        for entry in reversed(config["sys_path"]):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        store: ObjectStore = HeapStore()
+        if config.get("store") is not None:
+            from actorlib.backends.shm_store import SharedMemoryStore
+
+            store = SharedMemoryStore.for_worker(config["store"])
+        client = WorkerClient(
+            self.conn, config["prefix"], config["namespace"], store, config["nodes"]
+        )
+        local = ThreadBackend()
+        local.events = PipeEvents(self.conn, client)
+        local.node_id = config["node_id"]
+        local.store = store
+        self.client = client
+        context.install(client)
+        self.local = local
+
+    def _exit_after_actors(self) -> None:
+        local = self.local
+        if local is not None:
+            for host in local._retired:
+                host.join()
+        self.exit.set()
+
+    def run(self) -> None:
+        self.exit.wait()
+        if self.client is not None:
+            self.client.close()
+        # Give queued messages (last results) a moment to leave, then go. Threads still
+        # running user code are abandoned: the driver has already given up on them.
+        try:
+            self.io.call(lambda: None, timeout=1)
+            self.io.call(lambda: None, timeout=1)
+        except Exception:
+            pass
+        os._exit(0)
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    parent = int(sys.argv[2])
+    die_with_parent(parent)
+    sock = socket.socket(fileno=fd)
+    Worker(sock).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,496 @@
+"""The process backend's object store: large buffers as files in shared memory.
+
+Each out-of-band buffer of a sealed value becomes one file ``actorlib-{session}-{pid}-{n}``
+in ``/dev/shm`` (tmpfs), written once and then mapped read-only by every process that
+reads it, so large values cross processes without a copy.
+
+Why plain files and not :mod:`multiprocessing.shared_memory`: its resource tracker unlinks
+(or warns about) segments that the process that created them does not own, and here
+workers create segments that the driver owns. Why ``posix_fallocate`` before writing: a
+write through a mapping into a full tmpfs kills the process with SIGBUS; reserving the
+space first turns that into an ``ENOSPC`` we can raise as
+:class:`~actorlib.exceptions.ObjectStoreFullError`.
+
+The driver's store (``owner=True``) accounts for every file of the session, spills the
+least recently used ones to disk when over capacity, unlinks them when freed, and removes
+everything at shutdown. Workers' stores (``owner=False``) only create files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from actorlib.backends.base import ObjectStore
+
+from actorlib.core.serialization import Serialized, map_readonly
+from actorlib.exceptions import ObjectStoreFullError
+
+__all__ = ["SharedMemoryStore"]
+
+#: Preferred place for buffer files: memory-backed, shared by all processes of the host.
+SHM_DIR = "/dev/shm"
+#: Below this much free space ``/dev/shm`` is not worth using (Docker's default is 64 MiB).
+MIN_SHM_FREE = 256 * 1024 * 1024
+#: Default capacity as a fraction of the chosen directory's free space.
+DEFAULT_FRACTION = 0.30
+PREFIX = "actorlib-"
+
+_counter_lock = threading.Lock()
+_counter = 0
+
+
+def _next_number() -> int:
+    """A number unique within this process (and, with the pid, within the session)."""
+    global _counter
+    with _counter_lock:
+        _counter += 1
+        return _counter
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _free_bytes(path: str) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OverflowError:  # not a real pid
+        return False
+    return True
+
+
+def remove_stale(directory: str) -> list[str]:
+    """Remove ``actorlib-{pid}-*`` entries of runtimes whose driver ``pid`` is dead.
+
+    A driver killed with SIGKILL cannot clean up; its files would hold memory forever.
+    Entries of live (or other users') processes are left alone. Returns what was removed.
+    """
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(PREFIX):
+            continue
+        pid_text = name[len(PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError:  # vanished meanwhile, or not ours to remove
+            continue
+        removed.append(path)
+    return removed
+
+
+def _byte_view(buf: Any) -> memoryview:
+    """A flat byte view of a contiguous buffer, without copying when C-contiguous.
+
+    Not ``pickle.PickleBuffer(buf).raw()``: over a memoryview that makes the garbage
+    collector fail (or crash) when the views end up in a reference cycle.
+    """
+    mv = memoryview(buf)
+    if mv.ndim == 1 and mv.format == "B" and mv.c_contiguous:
+        return mv
+    if mv.c_contiguous:
+        return mv.cast("B")
+    return memoryview(mv.tobytes(order="A"))  # Fortran order: keep the memory order
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate the file's blocks now, so writing through the mapping cannot SIGBUS."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+    else:  # macOS: no reservation possible; at least size the file
+        os.ftruncate(fd, size)
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    """The owner's record of one tracked object (kept alive until freed)."""
+
+    obj: Serialized
+    nbytes: int  # bytes of its files still in ``directory`` (not spilled)
+    freed: bool = False
+
+
+class SharedMemoryStore(ObjectStore):
+    """Buffers in files under ``directory`` (``/dev/shm``), mapped read-only by readers.
+
+    Thread-safe. ``owner`` is the driver's instance: it accounts, spills, frees and
+    cleans up. Other processes of the session use ``owner=False`` instances (from
+    :meth:`for_worker`) that only create files.
+    """
+
+    def __init__(
+        self, session: str, directory: str, capacity: int, *, owner: bool, spill_dir: str
+    ) -> None:
+        self.session = session
+        self.directory = os.path.abspath(directory)
+        self.capacity = int(capacity)
+        self.owner = owner
+        self.spill_dir = os.path.abspath(spill_dir)
+        self._prefix = f"{PREFIX}{session}-"
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._entries: dict[int, _Entry] = {}  # id(obj) -> entry, until freed
+        self._lru: OrderedDict[int, _Entry] = OrderedDict()  # those with bytes in directory
+        if owner:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            remove_stale(self.directory)
+            remove_stale(os.path.dirname(self.spill_dir))
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def for_driver(cls, object_store_memory: int | None = None) -> SharedMemoryStore:
+        """The driver's store: pick the directory, size it, clear dead runtimes' files."""
+        session = f"{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = tempfile.gettempdir()
+        directory = SHM_DIR
+        free = _free_bytes(SHM_DIR) if os.path.isdir(SHM_DIR) else -1
+        if free < MIN_SHM_FREE:
+            reason = (
+                f"{SHM_DIR} does not exist"
+                if free < 0
+                else f"{SHM_DIR} has only {_human(free)} free (less than {_human(MIN_SHM_FREE)};"
+                " in Docker, raise it with --shm-size)"
+            )
+            directory = os.path.join(tmp, f"actorlib-objects-{os.getuid()}")
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            free = _free_bytes(directory)
+            warnings.warn(
+                f"actorlib: {reason}; the object store uses {directory} instead, which is "
+                "disk-backed and slower.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        if object_store_memory is None:
+            capacity = int(free * DEFAULT_FRACTION)
+        elif object_store_memory > free:
+            raise ValueError(
+                f"object_store_memory={object_store_memory} bytes "
+                f"({_human(object_store_memory)}) is more than the {free} bytes "
+                f"({_human(free)}) free in {directory}"
+            )
+        else:
+            capacity = int(object_store_memory)
+        spill_dir = os.path.join(tmp, f"{PREFIX}{session}-spill")
+        return cls(session, directory, capacity, owner=True, spill_dir=spill_dir)
+
+    def config(self) -> dict[str, Any]:
+        """What a worker needs to build its (non-owner) store; picklable."""
+        return {
+            "session": self.session,
+            "directory": self.directory,
+            "capacity": self.capacity,
+            "spill_dir": self.spill_dir,
+        }
+
+    @classmethod
+    def for_worker(cls, config: dict[str, Any]) -> SharedMemoryStore:
+        return cls(
+            config["session"],
+            config["directory"],
+            config["capacity"],
+            owner=False,
+            spill_dir=config["spill_dir"],
+        )
+
+    def __repr__(self) -> str:
+        role = "owner" if self.owner else "worker"
+        return (
+            f"<SharedMemoryStore {role} {self.directory} "
+            f"{_human(self.in_use())}/{_human(self.capacity)}>"
+        )
+
+    # ------------------------------------------------------------------ the store
+
+    def seal(self, obj: Serialized) -> Serialized:
+        """Copy ``obj``'s buffers into new files; its buffers become read-only mappings.
+
+        Modifies and returns ``obj``. On error ``obj`` is unchanged and nothing is left.
+        """
+        buffers = obj.buffers
+        if not buffers:
+            return obj
+        locations: list[tuple[str, int] | None] = (
+            list(obj.locations) if obj.locations is not None else [None] * len(buffers)
+        )
+        todo: list[tuple[int, memoryview]] = []
+        for i, (buf, loc) in enumerate(zip(buffers, locations, strict=True)):
+            if loc is None:
+                raw = _byte_view(buf)
+                if raw.nbytes:
+                    todo.append((i, raw))
+        if not todo:
+            return obj
+        total = sum(raw.nbytes for _, raw in todo)
+        if total > self.capacity:
+            raise ObjectStoreFullError(
+                f"An object of {total} bytes ({_human(total)}) does not fit in the object "
+                f"store, whose capacity is {self.capacity} bytes ({_human(self.capacity)}). "
+                "Raise object_store_memory, or split the object."
+            )
+        if self.owner:
+            self._make_room(total)
+        written: list[tuple[int, str, int]] = []
+        try:
+            for i, raw in todo:
+                path = os.path.join(self.directory, f"{self._prefix}{os.getpid()}-{_next_number()}")
+                self._write(path, raw)
+                written.append((i, path, raw.nbytes))
+            views = [(i, map_readonly(path, size)) for i, path, size in written]
+        except BaseException:
+            for _, path, _ in written:
+                _unlink(path)
+            if self.owner:
+                with self._lock:
+                    self._in_use -= total
+            raise
+        new_buffers = list(buffers)
+        for i, view in views:
+            new_buffers[i] = view
+        for i, path, size in written:
+            locations[i] = (path, size)
+        obj.buffers = new_buffers
+        obj.locations = locations
+        if self.owner:
+            self._track(obj, reserved=total)
+        return obj
+
+    def adopt(self, obj: Serialized) -> None:
+        """Account for ``obj`` whose files another process of the session created.
+
+        Idempotent. May spill least recently used objects (``obj`` itself only if it alone
+        exceeds the capacity). Non-owner: no-op.
+        """
+        if not self.owner or not obj.locations:
+            return
+        self._track(obj, reserved=0)
+
+    def touch(self, obj: Serialized) -> None:
+        """Mark ``obj`` recently used, so it is spilled last."""
+        if not self.owner:
+            return
+        key = id(obj)
+        with self._lock:
+            if key in self._lru:
+                self._lru.move_to_end(key)
+
+    def free(self, obj: Serialized) -> None:
+        """Unlink ``obj``'s files (owner only). Safe to call twice."""
+        if not self.owner or not obj.locations:
+            return
+        with self._lock:
+            entry = self._entries.pop(id(obj), None)
+            if entry is not None and entry.obj is obj:
+                entry.freed = True
+                if self._lru.pop(id(obj), None) is not None:
+                    self._in_use -= entry.nbytes
+            # Read under the lock: a concurrent spill updates locations under it too.
+            paths = [loc[0] for loc in obj.locations if loc is not None]
+        for path in paths:
+            if os.path.basename(path).startswith(self._prefix):  # never anything not ours
+                _unlink(path)
+
+    def in_use(self) -> int:
+        """Bytes of tracked objects' files in ``directory`` (owner; 0 for workers)."""
+        with self._lock:
+            return self._in_use
+
+    def cleanup(self) -> None:
+        """Remove every file of the session and the spill directory (owner, at shutdown)."""
+        if not self.owner:
+            return
+        with self._lock:
+            for entry in self._entries.values():
+                entry.freed = True
+            self._entries.clear()
+            self._lru.clear()
+            self._in_use = 0
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.directory):
+                if name.startswith(self._prefix):
+                    _unlink(os.path.join(self.directory, name))
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+    def map_location(self, path: str, size: int) -> memoryview:
+        """Map a located buffer read-only, following it to the spill directory if moved.
+
+        A reader that got a location just before the owner spilled it finds the file
+        under the same name in ``spill_dir``.
+        """
+        try:
+            return map_readonly(path, size)
+        except FileNotFoundError:
+            return map_readonly(os.path.join(self.spill_dir, os.path.basename(path)), size)
+
+    # ------------------------------------------------------------------ internals
+
+    def _write(self, path: str, raw: memoryview) -> None:
+        """Create ``path``, reserve its space, copy ``raw`` in once through a mapping."""
+        size = raw.nbytes
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            try:
+                _reserve(fd, size)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise ObjectStoreFullError(
+                        f"No room for a buffer of {size} bytes ({_human(size)}) in "
+                        f"{self.directory}: {exc.strerror}. Free objects, lower "
+                        "object_store_memory, or give the machine more shared memory."
+                    ) from exc
+                raise
+            with mmap.mmap(fd, size) as m:  # MAP_SHARED, read-write
+                m[:] = raw
+        except BaseException:
+            os.close(fd)
+            _unlink(path)
+            raise
+        os.close(fd)
+
+    def _make_room(self, incoming: int) -> None:
+        """Reserve ``incoming`` bytes of capacity, spilling LRU objects to make room."""
+        with self._lock:
+            self._in_use += incoming
+            victims = self._pop_victims()
+        try:
+            self._spill_all(victims)
+        except OSError as exc:
+            with self._lock:
+                self._in_use -= incoming
+            raise ObjectStoreFullError(
+                f"The object store is full ({_human(self.capacity)}) and spilling to "
+                f"{self.spill_dir} failed: {exc}"
+            ) from exc
+
+    def _track(self, obj: Serialized, reserved: int) -> None:
+        """Start (or update) accounting for ``obj``; spill others if over capacity."""
+        nbytes = self._shm_bytes(obj)
+        key = id(obj)
+        with self._lock:
+            self._in_use += nbytes - reserved
+            entry = self._entries.get(key)
+            if entry is not None and entry.obj is obj:
+                if key in self._lru:
+                    self._in_use -= entry.nbytes
+                entry.nbytes = nbytes
+            else:
+                entry = self._entries[key] = _Entry(obj, nbytes)
+            if nbytes:
+                self._lru[key] = entry
+                self._lru.move_to_end(key)
+            else:
+                self._lru.pop(key, None)
+            victims = self._pop_victims()
+        try:
+            self._spill_all(victims)
+        except OSError as exc:
+            # The bytes are already in shared memory; staying over capacity beats failing.
+            warnings.warn(
+                f"actorlib: spilling objects to {self.spill_dir} failed ({exc}); the "
+                f"object store is over its capacity of {_human(self.capacity)}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _pop_victims(self) -> list[_Entry]:
+        """Least recently used entries to spill until within capacity. Hold the lock."""
+        victims = []
+        while self._in_use > self.capacity and self._lru:
+            _, entry = self._lru.popitem(last=False)
+            self._in_use -= entry.nbytes
+            victims.append(entry)
+        return victims
+
+    def _spill_all(self, victims: list[_Entry]) -> None:
+        for n, entry in enumerate(victims):
+            try:
+                self._spill(entry)
+            except OSError:
+                with self._lock:  # put the unspilled ones back, oldest first
+                    for back in reversed(victims[n:]):
+                        if not back.freed and self._entries.get(id(back.obj)) is back:
+                            back.nbytes = self._shm_bytes(back.obj)
+                            self._lru[id(back.obj)] = back
+                            self._lru.move_to_end(id(back.obj), last=False)
+                            self._in_use += back.nbytes
+                raise
+
+    def _spill(self, entry: _Entry) -> None:
+        """Move an object's files to disk; readers' existing mappings stay valid."""
+        obj = entry.obj
+        locations = obj.locations or []
+        os.makedirs(self.spill_dir, mode=0o700, exist_ok=True)
+        for i, loc in enumerate(locations):
+            if loc is None or os.path.dirname(loc[0]) != self.directory:
+                continue
+            src, size = loc
+            dst = os.path.join(self.spill_dir, os.path.basename(src))
+            partial = dst + ".partial"  # renamed when complete: never map half a copy
+            try:
+                shutil.copyfile(src, partial)
+            except FileNotFoundError:  # freed meanwhile
+                _unlink(partial)
+                continue
+            except OSError:
+                _unlink(partial)
+                raise
+            os.rename(partial, dst)
+            view = map_readonly(dst, size)
+            with self._lock:
+                if entry.freed:
+                    moved = False
+                else:
+                    locations[i] = (dst, size)
+                    obj.buffers[i] = view  # drop our mapping of the shm file: frees memory
+                    moved = True
+            _unlink(src if moved else dst)
+        with self._lock:
+            entry.nbytes = 0
+
+    def _shm_bytes(self, obj: Serialized) -> int:
+        """Bytes of ``obj``'s located buffers that live in ``directory``."""
+        return sum(
+            loc[1]
+            for loc in obj.locations or ()
+            if loc is not None and os.path.dirname(loc[0]) == self.directory
+        )
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,157 @@
+"""The wire protocol between the driver and worker processes (and, later, cluster nodes).
+
+Frames are a 4-byte big-endian length followed by a pickled message: a tuple whose first
+item is one of the message names below. Small values travel inline inside messages;
+large buffers travel as shared-memory locations (see ``Serialized.__reduce__``), so a
+frame stays small whatever the data. cloudpickle encodes messages, because task specs
+may carry classes defined in ``__main__`` (``retry_exceptions``).
+
+Writes are batched: ``send`` may be called from any thread; it queues the message and the
+connection's loop writes everything queued in one go, once per loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import pickle
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+log = logging.getLogger("actorlib.wire")
+
+HEADER = struct.Struct("!I")
+MAX_FRAME = 2**32 - 1
+
+# driver -> worker
+INIT = "init"
+RUN_TASK = "run_task"
+START_ACTOR = "start_actor"
+RUN_CALL = "run_call"
+CANCEL = "cancel"
+STOP_ACTOR = "stop_actor"
+READY = "ready"  # a watched object is ready: (token, id, value)
+REPLY = "reply"  # answer to a request: (request id, ok, value)
+EXIT = "exit"
+
+# worker -> driver: events about work it runs
+TASK_FINISHED = "task_finished"
+CALL_FINISHED = "call_finished"
+ACTOR_STARTED = "actor_started"
+ACTOR_INIT_FAILED = "actor_init_failed"
+# worker -> driver: the actorlib API used inside a worker
+ADD_REF = "add_ref"
+DROP_REF = "drop_ref"
+PUT = "put"
+WATCH = "watch"
+UNWATCH = "unwatch"
+SUBMIT_TASK = "submit_task"
+SUBMIT_CALL = "submit_call"
+CREATE_ACTOR = "create_actor"
+KILL_ACTOR = "kill_actor"
+TASK_BLOCKED = "task_blocked"
+REQUEST = "request"  # a query needing an answer: (request id, method, args)
+
+
+def encode(message: tuple[Any, ...]) -> bytes:
+    payload = cloudpickle.dumps(message, protocol=5)
+    if len(payload) > MAX_FRAME:
+        raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
+    return HEADER.pack(len(payload)) + payload
+
+
+class Decoder:
+    """Splits a byte stream into messages."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        offset = 0
+        size = len(buffer)
+        while size - offset >= HEADER.size:
+            (length,) = HEADER.unpack_from(buffer, offset)
+            end = offset + HEADER.size + length
+            if end > size:
+                break
+            messages.append(pickle.loads(memoryview(buffer)[offset + HEADER.size : end]))
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return messages
+
+
+class Connection(asyncio.Protocol):
+    """One end of a framed, duplex stream (a Unix socket) on an asyncio loop."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[tuple[Any, ...]], None],
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        self._loop = loop
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._decoder = Decoder()
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._flush_pending = False
+        self._transport: asyncio.Transport | None = None
+        self.closed = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        if self._outbox:
+            self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        for message in self._decoder.feed(data):
+            try:
+                self._on_message(message)
+            except Exception:
+                log.exception("actorlib: error handling message %r", message[0])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._transport = None
+        if self._on_lost is not None:
+            self._on_lost()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Queue a message; callable from any thread. Encoding happens here, in the caller."""
+        if self.closed:
+            return
+        self._outbox.append(encode(message))
+        if not self._flush_pending:
+            self._flush_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._flush)
+            except RuntimeError:  # loop closed: the peer is going away anyway
+                self._flush_pending = False
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        transport = self._transport
+        if transport is None or not self._outbox:
+            return
+        outbox = self._outbox
+        chunks = []
+        while outbox:
+            chunks.append(outbox.popleft())
+        transport.write(b"".join(chunks))
+
+    def close(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
