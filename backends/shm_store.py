@@ -313,7 +313,7 @@ class SharedMemoryStore(ObjectStore):
             return
         with self._lock:
             entry = self._entries.pop(id(obj), None)
-            if entry is not None and entry.obj is obj:
+            if entry is not None:
                 entry.freed = True
                 if self._lru.pop(id(obj), None) is not None:
                     self._in_use -= entry.nbytes
@@ -401,8 +401,8 @@ class SharedMemoryStore(ObjectStore):
         key = id(obj)
         with self._lock:
             self._in_use += nbytes - reserved
-            entry = self._entries.get(key)
-            if entry is not None and entry.obj is obj:
+            entry = self._entries.get(key)  # holds obj alive, so its id is not reused
+            if entry is not None:
                 if key in self._lru:
                     self._in_use -= entry.nbytes
                 entry.nbytes = nbytes

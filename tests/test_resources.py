@@ -118,8 +118,9 @@ def test_available_resources_track_running_tasks(rt):
     ref = hold.options(num_cpus=2, resources={"slot": 1}).remote(sync, started)
     actorlib.get(started.wait_count.remote(1), timeout=T)
     avail = actorlib.available_resources()
+    # The held custom resource is in use. (Its CPUs are not checked: a task blocked in
+    # get() lends its CPUs to other tasks, as in Ray.)
     assert avail.get("slot", 0) == 0
-    assert avail["CPU"] <= 2
     actorlib.get(sync.set.remote(), timeout=T)
     assert actorlib.get(ref, timeout=T) is True
     wait_until(lambda: actorlib.available_resources() == total, what="resources released")

@@ -92,6 +92,10 @@ class Runtime:
         except BaseException:
             self._loop.stop()
             raise
+        # A backend may pick its store while starting (the process backend sizes shared
+        # memory then); nothing has been stored before this point.
+        self.store = self.backend.store
+        self.objects = ObjectTable(self.store.free, self._release_ids)
         for node in nodes:
             self._loop.call(self.scheduler.add_node, node.node_id, dict(node.resources))
 

@@ -1,0 +1,808 @@
+"""Process-backend specifics: real worker processes that really die, and shared memory.
+
+The shared behavioural suite (``rt``) checks the semantics every backend shares; these
+tests check what only the process backend can show: worker processes crashing
+(``os._exit``, SIGKILL) and being retried or restarted in *new* processes, ``kill`` and
+``cancel(force=True)`` ending real processes, zero-copy reads of large numpy arrays from
+``/dev/shm``, the lifetime of the ``/dev/shm/actorlib-<driverpid>-*`` files, a SIGKILLed
+driver taking its workers with it, ``runtime_env`` / ``CUDA_VISIBLE_DEVICES`` set inside
+the worker only, and functions from an unguarded ``__main__`` shipped without re-running
+the script.
+
+Tests never share Python objects with tasks: attempts are counted in files under
+``tmp_path`` or in a ``Recorder`` actor (both outlive a crashed worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+from testkit import Recorder, Sync, T, live_objects, run_script, wait_until
+
+import actorlib
+from actorlib import exceptions as exc
+
+SHM_DIR = Path("/dev/shm")
+MiB = 1 << 20
+BIG = 200 * MiB  # the zero-copy array
+LARGE = 4 * MiB  # comfortably above the 64 KiB shared-memory threshold
+
+
+@pytest.fixture
+def prt(request: pytest.FixtureRequest, _leak_check: None) -> Iterator[Any]:
+    """An initialized process-backend runtime with 2 CPUs; shut down after the test.
+
+    ``@pytest.mark.init_kwargs(...)`` adds init() arguments (as for ``rt``).
+    """
+    kwargs: dict[str, Any] = {"num_cpus": 2}
+    for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
+        kwargs.update(marker.kwargs)
+    info = actorlib.init(backend="process", **kwargs)
+    try:
+        yield info
+    finally:
+        actorlib.shutdown()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _die(how: str) -> None:
+    """End the current process abruptly: no cleanup, no exception, no reply."""
+    if how == "exit":
+        os._exit(3)
+    elif how == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)  # never reached
+    raise AssertionError(f"unknown way to die: {how}")
+
+
+# What a WorkerCrashedError message must say for each way to die.
+CRASH_DETAIL = {
+    "exit": re.compile(r"(exit|code|status)\D{0,15}\b3\b", re.IGNORECASE),
+    "sigkill": re.compile(r"SIGKILL|signal\D{0,5}\b9\b|-9\b", re.IGNORECASE),
+}
+
+
+def _attempt(path: str) -> int:
+    """Log this attempt's pid to ``path``; return the attempt number (1-based)."""
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    with open(path) as f:
+        return len(f.read().split())
+
+
+def _attempt_pids(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def _pid_gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid)
+
+
+def _pid_dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for a parent that is not us (after reparenting)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _shm_files(driver_pid: int | None = None) -> dict[str, int]:
+    """``/dev/shm/actorlib-<driver_pid>-*`` files (this process by default) and their sizes."""
+    prefix = f"actorlib-{os.getpid() if driver_pid is None else driver_pid}-"
+    found: dict[str, int] = {}
+    for entry in os.scandir(SHM_DIR):
+        if entry.name.startswith(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                found[entry.name] = entry.stat().st_size
+    return found
+
+
+def _private_bytes() -> int:
+    """Resident memory not backed by a file or shared memory (anonymous, private)."""
+    m = psutil.Process().memory_info()
+    return m.rss - m.shared
+
+
+def _shm_mappings() -> dict[str, int]:
+    """Bytes of this process's address space mapped from /dev/shm/actorlib-* files."""
+    sizes: dict[str, int] = {}
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and parts[5].startswith("/dev/shm/actorlib-"):
+                start, end = (int(x, 16) for x in parts[0].split("-"))
+                sizes[parts[5]] = sizes.get(parts[5], 0) + end - start
+    return sizes
+
+
+# --------------------------------------------------------------------------- remote code
+
+
+@actorlib.remote
+def pid_of() -> int:
+    return os.getpid()
+
+
+@actorlib.remote
+def crash_until(path: str, how: str, ok_at: int | None) -> tuple[int, int]:
+    """Die on every attempt before attempt ``ok_at`` (never succeeds if ``ok_at`` is None)."""
+    n = _attempt(path)
+    if ok_at is None or n < ok_at:
+        _die(how)
+    return n, os.getpid()
+
+
+@actorlib.remote
+def sleep_reporting(rec: Any, seconds: float) -> str:
+    actorlib.get(rec.append.remote(os.getpid()), timeout=T)
+    time.sleep(seconds)  # blocked in C: only killing the process stops it early
+    return "not cancelled"
+
+
+@actorlib.remote
+def probe_array(arr: Any) -> dict[str, Any]:
+    """How a large array argument arrived: mapped or copied, writable or not."""
+    private0 = _private_bytes()
+    mapped = _shm_mappings()
+    total = float(np.sum(arr[:]))  # a view; reads every page
+    private1 = _private_bytes()
+    copy = arr.copy()
+    copy[0] += 1  # make sure the copy is real and resident
+    private2 = _private_bytes()
+    try:
+        arr[0] = -1.0
+        wrote = True
+    except ValueError:
+        wrote = False
+    return {
+        "pid": os.getpid(),
+        "writeable": bool(arr.flags.writeable),
+        "wrote": wrote,
+        "sum": total,
+        "private_at_start": private0,
+        "access_growth": private1 - private0,
+        "copy_growth": private2 - private1,
+        "largest_mapping": max(mapped.values(), default=0),
+    }
+
+
+@actorlib.remote
+def array_sum(arr: Any) -> float:
+    return float(np.sum(arr))
+
+
+@actorlib.remote
+def make_array(nbytes: int, fill: float = 1.0) -> Any:
+    return np.full(nbytes // 8, fill, dtype=np.float64)
+
+
+@actorlib.remote
+def put_large_then_die(nbytes: int, how: str) -> None:
+    ref = actorlib.put(np.ones(nbytes // 8))
+    arr = actorlib.get(ref, timeout=T)  # mapped here too
+    assert arr.nbytes == nbytes
+    _die(how)
+
+
+@actorlib.remote
+def read_env(name: str, sync: Any = None) -> tuple[str | None, int]:
+    if sync is not None:
+        actorlib.get(sync.arrive.remote("running"), timeout=T)
+        actorlib.get(sync.wait.remote("done"), timeout=T)
+    return os.environ.get(name), os.getpid()
+
+
+@actorlib.remote
+def gpu_env(sync: Any = None, n: int = 0) -> tuple[list[int], str | None]:
+    if sync is not None:
+        actorlib.get(sync.barrier.remote(n), timeout=T)
+    return list(actorlib.get_gpu_ids()), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+@actorlib.remote(num_cpus=0)
+class Phoenix:
+    """An actor that can crash its own process; every __init__ is logged in ``rec``."""
+
+    def __init__(self, rec: Any) -> None:
+        self.rec = rec
+        self.calls = 0
+        actorlib.get(rec.append.remote(["init", os.getpid()]), timeout=T)
+
+    def pid(self) -> int:
+        self.calls += 1
+        return os.getpid()
+
+    def ncalls(self) -> int:
+        return self.calls
+
+    def crash(self, how: str) -> None:
+        _die(how)
+
+    def crash_once(self, key: str, how: str = "exit") -> int:
+        """Crash the first attempt (counted in ``rec``, which survives us), then succeed."""
+        if actorlib.get(self.rec.incr.remote(key), timeout=T) == 1:
+            _die(how)
+        return os.getpid()
+
+    def step(self, i: int, crash_at: int) -> int:
+        if i == crash_at and actorlib.get(self.rec.incr.remote("attempts"), timeout=T) == 1:
+            _die("exit")
+        actorlib.get(self.rec.append.remote(i), timeout=T)
+        return i
+
+
+@actorlib.remote(num_cpus=0)
+class Holder:
+    """Holds large objects in its process: one it put itself, one it was given."""
+
+    def __init__(self) -> None:
+        self.kept: list[Any] = []
+
+    def make_and_hold(self, nbytes: int) -> int:
+        ref = actorlib.put(np.ones(nbytes // 8))
+        self.kept += [ref, actorlib.get(ref, timeout=T)]
+        return os.getpid()
+
+    def hold(self, arrays: list[Any]) -> int:
+        self.kept += [arrays[0], actorlib.get(arrays[0], timeout=T)]  # a nested ref
+        return os.getpid()
+
+
+@actorlib.remote(num_cpus=0)
+class EnvActor:
+    def read(self, name: str) -> tuple[str | None, int]:
+        return os.environ.get(name), os.getpid()
+
+
+@actorlib.remote(num_cpus=0)
+class GpuActor:
+    def ids(self) -> tuple[list[int], str | None]:
+        return list(actorlib.get_gpu_ids()), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def test_tasks_and_actors_run_in_worker_processes(prt):
+    me = os.getpid()
+    task_pids = actorlib.get([pid_of.remote() for _ in range(20)], timeout=T)
+    assert me not in task_pids
+    children = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert set(task_pids) <= children, "task workers must be this driver's descendants"
+    assert len(set(task_pids)) < 10, f"task workers are pooled and reused: {set(task_pids)}"
+    rec = Recorder.remote()
+    a, b = Phoenix.remote(rec), Phoenix.remote(rec)
+    pa, pb = actorlib.get([a.pid.remote(), b.pid.remote()], timeout=T)
+    assert len({pa, pb, me}) == 3, "each actor gets a process of its own"
+    later = actorlib.get([pid_of.remote() for _ in range(20)], timeout=T)
+    assert not ({pa, pb} & set(later)), "an actor's process never runs plain tasks"
+
+
+# --------------------------------------------------------------------------- task crashes
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_crashed_task_is_retried_in_a_new_worker(prt, tmp_path, how):
+    log = tmp_path / "attempts"
+    ref = crash_until.options(max_retries=3).remote(str(log), how, 3)
+    attempt, pid = actorlib.get(ref, timeout=T)
+    assert attempt == 3
+    pids = _attempt_pids(log)
+    assert len(pids) == 3 and pids[-1] == pid
+    assert len(set(pids)) == 3, f"each attempt after a crash runs in a new process: {pids}"
+    assert os.getpid() not in pids
+    for dead in pids[:2]:
+        wait_until(lambda dead=dead: _pid_gone(dead), what=f"crashed worker {dead} reaped")
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_crashed_task_without_retries_fails_naming_the_cause(prt, tmp_path, how):
+    log = tmp_path / "attempts"
+    ref = crash_until.options(max_retries=0).remote(str(log), how, None)
+    with pytest.raises(exc.WorkerCrashedError) as info:
+        actorlib.get(ref, timeout=T)
+    assert isinstance(info.value, exc.ActorlibError)
+    msg = str(info.value)
+    assert CRASH_DETAIL[how].search(msg), f"message should name the {how} cause: {msg!r}"
+    assert len(_attempt_pids(log)) == 1, "max_retries=0: exactly one attempt"
+    # The runtime is unharmed: the next task gets a fresh worker.
+    ok = crash_until.options(max_retries=0).remote(str(tmp_path / "ok"), how, 1)
+    assert actorlib.get(ok, timeout=T)[0] == 1
+
+
+def test_default_max_retries_is_three(prt, tmp_path):
+    log = tmp_path / "attempts"
+    with pytest.raises(exc.WorkerCrashedError) as info:
+        actorlib.get(crash_until.remote(str(log), "exit", None), timeout=T)
+    assert len(_attempt_pids(log)) == 4, "1 attempt + 3 retries"
+    assert CRASH_DETAIL["exit"].search(str(info.value)), str(info.value)
+
+
+def test_application_errors_are_not_worker_crashes(prt):
+    """An exception leaves the worker alive and is not retried as a crash."""
+
+    @actorlib.remote(max_retries=3)
+    def boom() -> None:
+        raise KeyError("nope")
+
+    with pytest.raises(KeyError) as info:
+        actorlib.get(boom.remote(), timeout=T)
+    assert not isinstance(info.value, exc.WorkerCrashedError)
+
+
+# --------------------------------------------------------------------------- actor crashes
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_crashed_actor_restarts_in_a_new_process(prt, how):
+    rec = Recorder.remote()
+    a = Phoenix.options(max_restarts=1).remote(rec)
+    pid1 = actorlib.get(a.pid.remote(), timeout=T)
+    with pytest.raises(exc.ActorDiedError):  # in flight, max_task_retries=0
+        actorlib.get(a.crash.remote(how), timeout=T)
+    pid2 = actorlib.get(a.pid.remote(), timeout=T)
+    assert pid2 != pid1
+    assert actorlib.get(a.ncalls.remote(), timeout=T) == 1, "state is fresh after a restart"
+    inits = actorlib.get(rec.items.remote(), timeout=T)
+    assert [list(x) for x in inits] == [["init", pid1], ["init", pid2]], "__init__ ran again"
+    wait_until(lambda: _pid_gone(pid1), what=f"old actor process {pid1} reaped")
+    # Restarts exhausted: the next crash is final.
+    with pytest.raises(exc.ActorDiedError):
+        actorlib.get(a.crash.remote(how), timeout=T)
+    with pytest.raises(exc.ActorDiedError):
+        actorlib.get(a.pid.remote(), timeout=T)
+    wait_until(lambda: _pid_gone(pid2), what=f"dead actor process {pid2} reaped")
+
+
+def test_call_in_flight_is_retried_with_max_task_retries(prt):
+    rec = Recorder.remote()
+    a = Phoenix.options(max_restarts=1, max_task_retries=1).remote(rec)
+    pid1 = actorlib.get(a.pid.remote(), timeout=T)
+    pid2 = actorlib.get(a.crash_once.remote("k", "sigkill"), timeout=T)
+    assert pid2 != pid1
+    assert actorlib.get(rec.value.remote("k"), timeout=T) == 2
+    assert len(actorlib.get(rec.items.remote(), timeout=T)) == 2  # two __init__ runs
+
+
+def test_call_in_flight_fails_without_max_task_retries(prt):
+    rec = Recorder.remote()
+    a = Phoenix.options(max_restarts=1, max_task_retries=0).remote(rec)
+    pid1 = actorlib.get(a.pid.remote(), timeout=T)
+    with pytest.raises(exc.ActorDiedError):
+        actorlib.get(a.crash_once.remote("k"), timeout=T)
+    assert actorlib.get(rec.value.remote("k"), timeout=T) == 1, "not retried"
+    pid2 = actorlib.get(a.pid.remote(), timeout=T)  # later calls reach the new instance
+    assert pid2 != pid1
+
+
+def test_per_caller_order_survives_a_real_crash(prt):
+    """Calls queued behind the call that crashed the process run after its retry, in order."""
+    rec = Recorder.remote()
+    a = Phoenix.options(max_restarts=1, max_task_retries=2).remote(rec)
+    refs = [a.step.remote(i, 3) for i in range(10)]
+    assert actorlib.get(refs, timeout=T) == list(range(10))
+    log = actorlib.get(rec.items.remote(), timeout=T)
+    inits = [x for x in log if isinstance(x, list)]
+    steps = [x for x in log if not isinstance(x, list)]
+    assert steps == list(range(10))
+    assert len(inits) == 2 and inits[0][1] != inits[1][1]
+    assert actorlib.get(rec.value.remote("attempts"), timeout=T) == 2
+
+
+def test_kill_actor_ends_its_process(prt):
+    a = Phoenix.remote(Recorder.remote())
+    pid = actorlib.get(a.pid.remote(), timeout=T)
+    assert psutil.pid_exists(pid)
+    actorlib.kill(a)
+    wait_until(lambda: _pid_gone(pid), what=f"killed actor process {pid} to disappear")
+    with pytest.raises(exc.ActorDiedError):
+        actorlib.get(a.pid.remote(), timeout=T)
+
+
+def test_kill_with_restart_starts_a_new_process(prt):
+    rec = Recorder.remote()
+    a = Phoenix.options(max_restarts=1).remote(rec)
+    pid1 = actorlib.get(a.pid.remote(), timeout=T)
+    actorlib.kill(a, no_restart=False)
+    pid2 = actorlib.get(a.pid.remote(), timeout=T)
+    assert pid2 != pid1
+    wait_until(lambda: _pid_gone(pid1), what=f"killed actor process {pid1} to disappear")
+
+
+def test_force_cancel_kills_the_running_worker(prt):
+    rec = Recorder.remote()
+    ref = sleep_reporting.options(max_retries=3).remote(rec, 60)
+    wait_until(lambda: actorlib.get(rec.items.remote(), timeout=T), what="task to start")
+    [pid] = actorlib.get(rec.items.remote(), timeout=T)
+    t0 = time.monotonic()
+    actorlib.cancel(ref, force=True)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    assert time.monotonic() - t0 < 10, "force-cancel must not wait for the task"
+    wait_until(lambda: _pid_gone(pid), what=f"force-cancelled worker {pid} to disappear")
+    time.sleep(0.3)
+    assert actorlib.get(rec.items.remote(), timeout=T) == [pid], "a cancel is not retried"
+    assert actorlib.get(pid_of.remote(), timeout=T) != pid  # the pool recovered
+
+
+# --------------------------------------------------------------------------- zero-copy
+
+
+def test_large_array_is_read_zero_copy_in_a_task(prt):
+    arr = np.arange(BIG // 8, dtype=np.float64)
+    expected = float(np.sum(arr))
+    ref = actorlib.put(arr)
+    del arr
+    gc.collect()
+    files = _shm_files()
+    assert max(files.values(), default=0) >= BIG, f"the array lives in /dev/shm: {files}"
+    probe = actorlib.get(probe_array.remote(ref), timeout=T)
+    assert probe["pid"] != os.getpid()
+    assert probe["sum"] == expected
+    assert not probe["writeable"] and not probe["wrote"], "arguments from the store are read-only"
+    assert probe["largest_mapping"] >= BIG, "the worker maps the /dev/shm file"
+    assert probe["private_at_start"] < BIG * 3 // 4, f"argument was copied: {probe}"
+    assert probe["access_growth"] < BIG // 4, f"reading the array copied it: {probe}"
+    assert probe["copy_growth"] > BIG * 3 // 4, f"measurement sanity (a real copy): {probe}"
+    # Many readers, still one copy in /dev/shm.
+    sums = actorlib.get([array_sum.remote(ref) for _ in range(4)], timeout=T)
+    assert sums == [expected] * 4
+    assert sum(1 for size in _shm_files().values() if size >= BIG) == 1
+
+
+def test_large_array_get_in_driver_is_read_only_and_fast(prt):
+    arr = np.arange(BIG // 8, dtype=np.float64)
+    expected = float(np.sum(arr))
+    ref = actorlib.put(arr)
+    del arr
+    gc.collect()
+    before = _private_bytes()
+    t0 = time.perf_counter()
+    out = actorlib.get(ref, timeout=T)
+    elapsed = time.perf_counter() - t0
+    assert isinstance(out, np.ndarray) and out.nbytes == BIG
+    assert not out.flags.writeable
+    with pytest.raises(ValueError):
+        out[0] = 1.0
+    assert float(np.sum(out)) == expected
+    growth = _private_bytes() - before
+    assert growth < BIG // 4, f"get copied the array ({growth} bytes of private memory)"
+    assert elapsed < 1.0, f"get of a {BIG} byte array took {elapsed:.3f}s"
+    assert max(_shm_mappings().values(), default=0) >= BIG
+    del out
+
+
+def test_large_result_from_a_task_is_read_only_in_the_driver(prt):
+    out = actorlib.get(make_array.remote(LARGE, 2.0), timeout=T)
+    assert out.nbytes == LARGE and not out.flags.writeable
+    assert float(out[0]) == 2.0 and float(out[-1]) == 2.0
+
+
+# --------------------------------------------------------------------------- /dev/shm lifecycle
+
+
+def test_small_objects_do_not_use_shm_files(prt):
+    base = set(_shm_files())
+    ref = actorlib.put(np.ones(1000))  # 8 KB, below the 64 KiB threshold
+    assert actorlib.get(array_sum.remote(ref), timeout=T) == 1000.0
+    assert set(_shm_files()) == base
+    del ref
+
+
+def test_shm_file_lives_while_a_ref_lives(prt):
+    base = set(_shm_files())
+    ref = actorlib.put(np.ones(LARGE // 8))
+    hex_id = ref.hex()
+    new = set(_shm_files()) - base
+    assert new, "a large object is written to /dev/shm/actorlib-<driverpid>-*"
+    assert actorlib.get(array_sum.remote(ref), timeout=T) == LARGE / 8
+    assert set(_shm_files()) >= new, "still alive while the ref lives"
+    del ref
+    wait_until(lambda: hex_id not in live_objects(), what="object to be released")
+    wait_until(lambda: not (set(_shm_files()) & new), what="its /dev/shm file to be removed")
+
+
+def test_shm_file_of_a_task_result_is_removed_after_last_ref(prt):
+    base = set(_shm_files())
+    ref = make_array.remote(LARGE)
+    assert actorlib.get(array_sum.remote(ref), timeout=T) == LARGE / 8
+    new = set(_shm_files()) - base
+    assert new, "a large result lives in /dev/shm"
+    hex_id = ref.hex()
+    del ref
+    wait_until(lambda: hex_id not in live_objects(), what="result to be released")
+    wait_until(lambda: not (set(_shm_files()) & new), what="its /dev/shm file to be removed")
+
+
+def test_no_shm_file_survives_shutdown():
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        refs = [actorlib.put(np.ones(LARGE // 8)) for _ in range(3)]
+        refs.append(make_array.remote(LARGE))
+        actorlib.get(refs[-1], timeout=T)
+        assert len(_shm_files()) >= 4
+    finally:
+        actorlib.shutdown()
+    assert _shm_files() == {}
+    del refs
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_task_dying_while_holding_a_large_object_leaves_no_file(how):
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        ref = put_large_then_die.options(max_retries=0).remote(LARGE, how)
+        with pytest.raises(exc.WorkerCrashedError):
+            actorlib.get(ref, timeout=T)
+    finally:
+        actorlib.shutdown()
+    assert _shm_files() == {}
+
+
+def test_actor_sigkilled_while_holding_large_objects_leaves_no_file():
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        h = Holder.remote()
+        pid = actorlib.get(h.make_and_hold.remote(LARGE), timeout=T)
+        given = actorlib.put(np.ones(LARGE // 8))
+        assert actorlib.get(h.hold.remote([given]), timeout=T) == pid
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _pid_gone(pid), what=f"killed actor process {pid} reaped")
+        with pytest.raises(exc.ActorDiedError):
+            actorlib.get(h.make_and_hold.remote(LARGE), timeout=T)
+        del given
+    finally:
+        actorlib.shutdown()
+    assert _shm_files() == {}
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+STORE = 96 * MiB
+
+
+def _spill_dirs() -> list[str]:
+    tmp = tempfile.gettempdir()
+    prefix = f"actorlib-{os.getpid()}-"
+    return [n for n in os.listdir(tmp) if n.startswith(prefix) and n.endswith("-spill")]
+
+
+def test_store_capacity_spills_least_recently_used_objects():
+    chunk = 32 * MiB
+    actorlib.init(backend="process", num_cpus=2, object_store_memory=STORE)
+    try:
+        refs = []
+        for i in range(5):  # 160 MiB of objects in a 96 MiB store
+            refs.append(actorlib.put(np.full(chunk // 8, float(i))))
+            in_shm = sum(_shm_files().values())
+            assert in_shm <= STORE + MiB, f"/dev/shm use {in_shm} exceeds the capacity {STORE}"
+        assert _spill_dirs(), "objects over the capacity are spilled to disk"
+        # Every object is still readable, spilled or not, in the driver and in tasks.
+        for i, ref in enumerate(refs):
+            arr = actorlib.get(ref, timeout=T)
+            assert arr.nbytes == chunk and float(arr[0]) == i and float(arr[-1]) == i
+            assert not arr.flags.writeable
+            del arr
+        sums = actorlib.get([array_sum.remote(r) for r in refs], timeout=T)
+        assert sums == [float(i) * chunk / 8 for i in range(5)]
+        assert sum(_shm_files().values()) <= STORE + MiB
+        del refs
+    finally:
+        actorlib.shutdown()
+    assert not _spill_dirs(), "the spill directory does not survive shutdown()"
+
+
+@pytest.mark.init_kwargs(object_store_memory=STORE)
+def test_object_larger_than_the_store_raises(prt):
+    with pytest.raises(exc.ObjectStoreFullError):
+        actorlib.put(np.ones((STORE + 16 * MiB) // 8))
+    with pytest.raises(exc.ObjectStoreFullError):
+        actorlib.get(make_array.remote(STORE + 16 * MiB), timeout=T)
+    # Still usable afterwards.
+    assert actorlib.get(array_sum.remote(actorlib.put(np.ones(LARGE // 8))), timeout=T) == (
+        LARGE / 8
+    )
+
+
+# --------------------------------------------------------------------------- driver death
+
+
+DRIVER_SCRIPT = """
+import json, os, sys, time
+import numpy as np
+import actorlib
+
+actorlib.init(backend="process", num_cpus=2)
+
+@actorlib.remote
+def pid_of():
+    return os.getpid()
+
+@actorlib.remote
+def hold(arr, seconds):
+    time.sleep(seconds)
+    return float(arr.sum())
+
+@actorlib.remote(num_cpus=0)
+class A:
+    def pid(self):
+        return os.getpid()
+
+big = actorlib.put(np.ones({nbytes} // 8))
+busy = hold.remote(big, 600)          # a worker maps the array and keeps running
+a = A.remote()
+pids = set(actorlib.get([pid_of.remote() for _ in range(4)])) | {{actorlib.get(a.pid.remote())}}
+with open({out!r} + ".tmp", "w") as f:
+    json.dump({{"driver": os.getpid(), "workers": sorted(pids)}}, f)
+os.rename({out!r} + ".tmp", {out!r})
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_sigkilled_driver_takes_its_workers_and_shm_files_with_it(tmp_path, _leak_check):
+    out = tmp_path / "pids.json"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER_SCRIPT.format(nbytes=LARGE, out=str(out)))
+    stderr = open(tmp_path / "stderr", "w")  # noqa: SIM115 - closed in finally
+    driver = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        cwd=str(tmp_path),
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + T
+        while not out.exists():
+            assert driver.poll() is None, (tmp_path / "stderr").read_text()
+            assert time.monotonic() < deadline, "driver script never got ready"
+            time.sleep(0.05)
+        info = json.loads(out.read_text())
+        assert info["driver"] == driver.pid
+        workers = set(info["workers"])
+        workers |= {p.pid for p in psutil.Process(driver.pid).children(recursive=True)}
+        assert len(workers) >= 2, workers  # the busy task's worker, the actor, ...
+        assert _shm_files(driver.pid), "the driver's large object is in /dev/shm"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=T)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(_pid_dead(p) for p in workers):
+            time.sleep(0.05)
+        alive = [p for p in workers if not _pid_dead(p)]
+        assert not alive, f"workers outlived their SIGKILLed driver: {alive}"
+        # Nobody could unlink the dead driver's files; the next start must.
+        with actorlib.init(backend="process", num_cpus=1):
+            pass
+        left = _shm_files(driver.pid)
+        assert not left, f"stale /dev/shm files of dead driver {driver.pid}: {sorted(left)}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for pid in workers:  # only ever the processes this test started
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        stderr.close()
+
+
+# --------------------------------------------------------------------------- env and GPUs
+
+
+def test_env_vars_apply_inside_the_worker_only(prt):
+    name = f"ACTORLIB_TEST_{uuid.uuid4().hex[:8].upper()}"
+    sync = Sync.remote()
+    ref = read_env.options(runtime_env={"env_vars": {name: "inside"}}).remote(name, sync)
+    actorlib.get(sync.wait_count.remote(1, "running"), timeout=T)
+    assert name not in os.environ, "the driver's environment never changes"
+    actorlib.get(sync.set.remote("done"), timeout=T)
+    value, pid = actorlib.get(ref, timeout=T)
+    assert value == "inside" and pid != os.getpid()
+    assert name not in os.environ
+    # Tasks without the env var never see it, on whichever pooled worker they land.
+    plain = actorlib.get([read_env.remote(name) for _ in range(8)], timeout=T)
+    assert [v for v, _ in plain] == [None] * 8
+    actor = EnvActor.options(runtime_env={"env_vars": {name: "actor"}}).remote()
+    assert actorlib.get(actor.read.remote(name), timeout=T)[0] == "actor"
+    assert name not in os.environ
+
+
+@pytest.mark.init_kwargs(num_gpus=2)
+def test_cuda_visible_devices_matches_gpu_ids(prt):
+    driver_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids, cuda = actorlib.get(gpu_env.options(num_gpus=1).remote(), timeout=T)
+    assert len(ids) == 1 and cuda == str(ids[0])
+    ids, cuda = actorlib.get(gpu_env.options(num_gpus=2).remote(), timeout=T)
+    assert sorted(ids) == [0, 1] and cuda == ",".join(str(i) for i in ids)
+    sync = Sync.remote()
+    both = actorlib.get([gpu_env.options(num_gpus=1).remote(sync, 2) for _ in range(2)], timeout=T)
+    assert sorted(i for ids, _ in both for i in ids) == [0, 1]
+    for ids, cuda in both:
+        assert cuda == ",".join(str(i) for i in ids)
+    actor = GpuActor.options(num_gpus=1).remote()
+    ids, cuda = actorlib.get(actor.ids.remote(), timeout=T)
+    assert len(ids) == 1 and cuda == str(ids[0])
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == driver_cuda
+
+
+# --------------------------------------------------------------------------- __main__ code
+
+
+MAIN_SCRIPT = """
+import os
+from dataclasses import dataclass
+
+import actorlib
+
+# Unguarded top level: a worker that re-ran this script would log itself here.
+with open({marker!r}, "a") as f:
+    f.write(f"{{os.getpid()}}\\n")
+print("TOP LEVEL RAN", flush=True)
+
+OFFSET = 100
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+def helper(p):
+    return p.x * p.y + OFFSET
+
+@actorlib.remote
+def area(p):
+    return helper(p), os.getpid()
+
+@actorlib.remote
+class Acc:
+    def __init__(self):
+        self.total = 0
+    def add(self, p):
+        self.total += helper(p)
+        return self.total, os.getpid()
+
+actorlib.init(backend="process", num_cpus=2)
+res = actorlib.get([area.remote(Point(i, 2)) for i in range(6)])
+acc = Acc.remote()
+totals = actorlib.get([acc.add.remote(Point(1, 1)) for _ in range(3)])
+print("AREAS", [r[0] for r in res])
+print("TOTALS", [t[0] for t in totals])
+print("DRIVER", os.getpid())
+print("WORKERS", sorted({{r[1] for r in res}} | {{t[1] for t in totals}}))
+actorlib.shutdown()
+"""
+
+
+def test_main_module_functions_run_without_rerunning_the_script(tmp_path):
+    marker = tmp_path / "toplevel.log"
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(MAIN_SCRIPT.format(marker=str(marker))))
+    proc = run_script(str(script), "process", timeout=60)
+    out = proc.stdout
+    assert out.count("TOP LEVEL RAN") == 1, out
+    assert "AREAS [100, 102, 104, 106, 108, 110]" in out, out
+    assert "TOTALS [101, 202, 303]" in out, out
+    driver = int(re.search(r"DRIVER (\d+)", out).group(1))  # type: ignore[union-attr]
+    workers = json.loads(re.search(r"WORKERS (\[.*\])", out).group(1))  # type: ignore[union-attr]
+    assert workers and driver not in workers, out
+    assert _attempt_pids(marker) == [driver], "the script's top level ran in a worker"
