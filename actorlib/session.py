@@ -69,7 +69,7 @@ def init(
     address: str | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
-    """Start actorlib in this process, on ``backend`` (default: ``$ACTORLIB_BACKEND`` or thread)."""
+    """Start actorlib in this process, on ``backend`` (default: ``$ACTORLIB_BACKEND`` or process)."""
     global _runtime, _job_env
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:

@@ -1,7 +1,7 @@
 """Backends: where actorlib's tasks and actors run. Loaded lazily, by name.
 
-Built in: ``thread``. Third-party packages add more through the ``actorlib.backends``
-entry-point group (``name = "package.module:BackendClass"``). Importing a backend module
+Built in: ``process`` (the default) and ``thread``. Third-party packages add more
+through the ``actorlib.backends`` entry-point group (``name = "package.module:BackendClass"``). Importing a backend module
 happens only when it is chosen, so an absent optional dependency costs nothing.
 """
 
@@ -19,7 +19,7 @@ BUILTIN: dict[str, str] = {
     "process": "actorlib.backends.process:ProcessBackend",
 }
 
-DEFAULT_BACKEND = "thread"
+DEFAULT_BACKEND = "process"
 
 
 def available() -> dict[str, str]:
