@@ -69,7 +69,10 @@ def init(
     address: str | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
-    """Start actorlib in this process, on ``backend`` (default: ``$ACTORLIB_BACKEND`` or process)."""
+    """Start actorlib in this process, on ``backend``.
+
+    The default is ``$ACTORLIB_BACKEND`` if set, else ``process``.
+    """
     global _runtime, _job_env
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:

@@ -1,8 +1,9 @@
 """Backends: where actorlib's tasks and actors run. Loaded lazily, by name.
 
 Built in: ``process`` (the default) and ``thread``. Third-party packages add more
-through the ``actorlib.backends`` entry-point group (``name = "package.module:BackendClass"``). Importing a backend module
-happens only when it is chosen, so an absent optional dependency costs nothing.
+through the ``actorlib.backends`` entry-point group (``name = "module:BackendClass"``).
+Importing a backend module happens only when it is chosen, so an absent optional
+dependency costs nothing.
 """
 
 from __future__ import annotations
