@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actorlib.core.specs import NodeAffinitySchedulingStrategy
+from actorlib.core.specs import ExceptionTypes, NodeAffinitySchedulingStrategy, RetryExceptions
 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
@@ -89,13 +89,13 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
     return out
 
 
-def _retry_exceptions(value: Any) -> bool | tuple[type[BaseException], ...]:
-    if isinstance(value, bool):
+def _retry_exceptions(value: Any) -> RetryExceptions:
+    if isinstance(value, (bool, ExceptionTypes)):
         return value
     if isinstance(value, (list, tuple)) and all(
         isinstance(t, type) and issubclass(t, BaseException) for t in value
     ):
-        return tuple(value)
+        return ExceptionTypes(tuple(value))
     raise ValueError(f"retry_exceptions must be a bool or a list of exception types, got {value!r}")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from actorlib.backends.base import ObjectStore
 
 from actorlib.core.serialization import Serialized, deserialize, serialize
-from actorlib.core.specs import Args, CodeRef, Dep
+from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
 
 
@@ -79,7 +79,7 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def pack_error(
-    exc: BaseException, name: str, retry_exceptions: bool | tuple[type[BaseException], ...]
+    exc: BaseException, name: str, retry_exceptions: RetryExceptions
 ) -> tuple[Serialized, bool]:
     """Serialize ``exc`` as a TaskError; say whether ``retry_exceptions`` covers it."""
     if isinstance(exc, (TaskCancelledError, asyncio.CancelledError)):
@@ -100,7 +100,7 @@ def pack_error(
     if retry_exceptions is True:
         retryable = isinstance(exc, Exception)
     elif retry_exceptions:
-        retryable = isinstance(exc, retry_exceptions)
+        retryable = isinstance(exc, retry_exceptions.types)
     else:
         retryable = False
     return packed, retryable

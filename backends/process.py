@@ -93,7 +93,7 @@ class WorkerProcess:
         loop.add_reader(self.pidfd, backend._on_exit, self)
 
     def send(self, message: tuple[Any, ...]) -> None:
-        self.conn.send(message)
+        self.conn.send(message, self.code_ids)
 
     def kill(self) -> None:
         try:
@@ -191,24 +191,16 @@ class ProcessBackend(Backend):
                 return worker
         return self._spawn()
 
-    def _ship(self, worker: WorkerProcess, spec: Any, code_field: str) -> Any:
-        """Send code once per worker: later specs carry only its id."""
-        code = getattr(spec, code_field)
-        if code.id in worker.code_ids:
-            return dataclasses.replace(spec, **{code_field: dataclasses.replace(code, blob=b"")})
-        worker.code_ids.add(code.id)
-        return spec
-
     def run_task(self, run: TaskRun) -> None:
         worker = self._take_worker()
-        spec = self._ship(worker, run.spec, "function")
+        spec = run.spec
         if run.gpu_ids:
             env = dict(spec.env_vars or {})
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, run.gpu_ids))
-            spec = dataclasses.replace(spec, env_vars=env)
+            run = dataclasses.replace(run, spec=dataclasses.replace(spec, env_vars=env))
         worker.running[spec.task_id] = spec.attempt
         self._task_worker[spec.task_id] = worker
-        worker.send((wire.RUN_TASK, dataclasses.replace(run, spec=spec)))
+        worker.send((wire.RUN_TASK, run))
 
     def start_actor(self, start: ActorStart) -> None:
         worker = self._take_worker()

@@ -3,8 +3,10 @@
 Frames are a 4-byte big-endian length followed by a pickled message: a tuple whose first
 item is one of the message names below. Small values travel inline inside messages;
 large buffers travel as shared-memory locations (see ``Serialized.__reduce__``), so a
-frame stays small whatever the data. cloudpickle encodes messages, because task specs
-may carry classes defined in ``__main__`` (``retry_exceptions``).
+frame stays small whatever the data. Messages hold only actorlib's own records and
+already-pickled user data (user classes inside specs pickle themselves by value, see
+``ExceptionTypes``), so the C pickler encodes them. Code travels once per peer
+(``shipping_to``).
 
 Writes are batched: ``send`` may be called from any thread; it queues the message and the
 connection's loop writes everything queued in one go, once per loop turn.
@@ -20,7 +22,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
+from actorlib.core.specs import shipping_to
 
 log = logging.getLogger("actorlib.wire")
 
@@ -57,8 +59,12 @@ TASK_BLOCKED = "task_blocked"
 REQUEST = "request"  # a query needing an answer: (request id, method, args)
 
 
-def encode(message: tuple[Any, ...]) -> bytes:
-    payload = cloudpickle.dumps(message, protocol=5)
+def encode(message: tuple[Any, ...], known_code: set[int] | None = None) -> bytes:
+    if known_code is None:
+        payload = pickle.dumps(message, protocol=5)
+    else:
+        with shipping_to(known_code):
+            payload = pickle.dumps(message, protocol=5)
     if len(payload) > MAX_FRAME:
         raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
     return HEADER.pack(len(payload)) + payload
@@ -128,11 +134,14 @@ class Connection(asyncio.Protocol):
 
     # -- sending --------------------------------------------------------------------------
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        """Queue a message; callable from any thread. Encoding happens here, in the caller."""
+    def send(self, message: tuple[Any, ...], known_code: set[int] | None = None) -> None:
+        """Queue a message; callable from any thread. Encoding happens here, in the caller.
+
+        ``known_code``: code ids the peer already holds (updated as code is sent).
+        """
         if self.closed:
             return
-        self._outbox.append(encode(message))
+        self._outbox.append(encode(message, known_code))
         if not self._flush_pending:
             self._flush_pending = True
             try:

@@ -7,8 +7,11 @@ objects can change freely once ``.remote()`` has returned.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+import cloudpickle
 
 from actorlib.core.serialization import Serialized
 
@@ -26,6 +29,29 @@ class NodeAffinitySchedulingStrategy:
 SchedulingStrategy = Any  # "DEFAULT" | "SPREAD" | NodeAffinitySchedulingStrategy
 
 
+class _Shipping(threading.local):
+    known: set[int] | None = None
+
+
+_shipping = _Shipping()
+
+
+class shipping_to:
+    """While pickling a message for one worker, send each CodeRef's blob only once.
+
+    ``known`` is that worker's set of code ids it already holds; it is updated.
+    """
+
+    def __init__(self, known: set[int]) -> None:
+        self._known = known
+
+    def __enter__(self) -> None:
+        _shipping.known = self._known
+
+    def __exit__(self, *exc: object) -> None:
+        _shipping.known = None
+
+
 @dataclass(frozen=True, slots=True)
 class CodeRef:
     """A function or class, pickled once and cached by ``id`` wherever it runs."""
@@ -34,6 +60,46 @@ class CodeRef:
     name: str
     blob: bytes
     is_async: bool = False
+
+    def __reduce__(self) -> Any:
+        known = _shipping.known
+        if known is not None:
+            if self.id in known:
+                return (CodeRef, (self.id, self.name, b"", self.is_async))
+            known.add(self.id)
+        return (CodeRef, (self.id, self.name, self.blob, self.is_async))
+
+
+class ExceptionTypes:
+    """``retry_exceptions`` as a tuple of classes that crosses processes by value.
+
+    The classes may live in ``__main__``; pickling them once with cloudpickle keeps every
+    other message on the C pickler's fast path.
+    """
+
+    __slots__ = ("_blob", "types")
+
+    def __init__(self, types: tuple[type[BaseException], ...], blob: bytes | None = None):
+        self.types = types
+        self._blob = blob
+
+    def __reduce__(self) -> Any:
+        if self._blob is None:
+            self._blob = cloudpickle.dumps(self.types, protocol=5)
+        return (_load_exception_types, (self._blob,))
+
+    def __bool__(self) -> bool:
+        return bool(self.types)
+
+    def __repr__(self) -> str:
+        return f"ExceptionTypes({self.types!r})"
+
+
+def _load_exception_types(blob: bytes) -> ExceptionTypes:
+    return ExceptionTypes(cloudpickle.loads(blob), blob)
+
+
+RetryExceptions = bool | ExceptionTypes
 
 
 class Dep:
@@ -75,7 +141,7 @@ class TaskSpec:
     num_returns: int
     resources: dict[str, float]
     max_retries: int = 3
-    retry_exceptions: bool | tuple[type[BaseException], ...] = False
+    retry_exceptions: RetryExceptions = False
     scheduling_strategy: SchedulingStrategy = "DEFAULT"
     env_vars: dict[str, str] | None = None
     name: str = ""
@@ -114,5 +180,5 @@ class CallSpec:
     num_returns: int
     caller_id: int = DRIVER_CALLER
     max_task_retries: int | None = None  # None: the actor's own setting
-    retry_exceptions: bool | tuple[type[BaseException], ...] = False
+    retry_exceptions: RetryExceptions = False
     attempt: int = 0
