@@ -40,7 +40,7 @@ from actorlib.backends.base import (
 from actorlib.backends.execution import pack_error, schedulable_memory
 
 from actorlib.core.ids import DRIVER_PREFIX
-from actorlib.core.serialization import Serialized
+from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.core.specs import Args
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 
@@ -149,6 +149,7 @@ class ProcessBackend(Backend):
             return HeapStore()
         store = SharedMemoryStore.for_driver(config.object_store_memory)
         self._store_config = store.config()
+        set_buffer_mapper(store.map_location)  # follow objects spilled while in flight
         return store
 
     def _spawn(self) -> WorkerProcess:
@@ -181,6 +182,7 @@ class ProcessBackend(Backend):
         cleanup = getattr(self.store, "cleanup", None)
         if cleanup is not None:
             cleanup()
+        set_buffer_mapper(map_readonly)
 
     # == work ===============================================================================
 

@@ -31,7 +31,7 @@ from actorlib.core.ids import IdAllocator
 from actorlib.core.loop import LoopThread
 from actorlib.core.objects import Watcher
 from actorlib.core.scheduler import Scheduler
-from actorlib.core.serialization import Serialized
+from actorlib.core.serialization import Serialized, set_buffer_mapper
 from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
 from actorlib.exceptions import RuntimeClosedError
 
@@ -262,7 +262,9 @@ class Worker:
         if config.get("store") is not None:
             from actorlib.backends.shm_store import SharedMemoryStore
 
-            store = SharedMemoryStore.for_worker(config["store"])
+            worker_store = SharedMemoryStore.for_worker(config["store"])
+            set_buffer_mapper(worker_store.map_location)
+            store = worker_store
         client = WorkerClient(
             self.conn, config["prefix"], config["namespace"], store, config["nodes"]
         )

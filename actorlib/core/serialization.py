@@ -17,6 +17,7 @@ import mmap
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +76,22 @@ def map_readonly(path: str, size: int) -> memoryview:
     return memoryview(mapped)
 
 
+_buffer_mapper: Callable[[str, int], memoryview] = map_readonly
+
+
+def set_buffer_mapper(mapper: Callable[[str, int], memoryview]) -> None:
+    """How this process maps located buffers (a store may follow spilled files)."""
+    global _buffer_mapper
+    _buffer_mapper = mapper
+
+
 def _rebuild_serialized(
     data: bytes, buffers: list[Any], contained: tuple[int, ...], is_error: bool,
     locations: list[tuple[str, int] | None] | None,
 ) -> Serialized:
     if locations is not None:
         buffers = [
-            map_readonly(*loc) if loc is not None else b
+            _buffer_mapper(*loc) if loc is not None else b
             for b, loc in zip(buffers, locations, strict=True)
         ]
     return Serialized(data, buffers, contained, is_error, locations)
