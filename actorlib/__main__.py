@@ -11,7 +11,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print actorlib's version")
     sub.add_parser("backends", help="list the backends and whether each loads here")
+    bench = sub.add_parser(
+        "bench", help="run the microbenchmark, side by side with Ray and the standard pools",
+        description="Ray's microbenchmark workloads on actorlib and, with --against, on "
+        "the alternatives; each target runs in a fresh process.",
+    )
+    from actorlib.bench import add_arguments
+
+    add_arguments(bench)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from actorlib.bench import run
+
+        return run(args, sys.argv[2:] if argv is None else argv[1:])
     if args.command == "version":
         import actorlib
 

@@ -1,0 +1,135 @@
+"""``actorlib bench``: Ray's microbenchmark workloads, side by side with the alternatives.
+
+    actorlib bench [--backend process] [--workloads a,b] [--rounds 3] [--warmup 1]
+                   [--against ray,processpool,mp-pool,loky] [--json FILE] [--plot FILE.png]
+
+Each target (actorlib on ``--backend``, and each alternative) runs in its own fresh
+subprocess; see :mod:`actorlib.bench.runner`. The workloads are in
+:mod:`actorlib.bench.workloads` (actorlib) and :mod:`actorlib.bench.alternatives`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from actorlib.bench.alternatives import ALTERNATIVES, unavailable_reason
+from actorlib.bench.workloads import DESCRIPTIONS, WORKLOADS
+
+__all__ = ["WORKLOADS", "add_arguments", "run"]
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="process",
+                        help="actorlib backend to measure (default: process)")
+    parser.add_argument("--workloads", type=_csv, default=None, metavar="A,B,...",
+                        help="comma-separated workload ids (default: all): "
+                             + ", ".join(WORKLOADS))
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="discarded warm-up rounds (default: 1)")
+    parser.add_argument("--duration", type=float, default=1.0, metavar="SECONDS",
+                        help="length of one round of a repeated step (default: 1.0)")
+    parser.add_argument("--against", type=_csv, default=[], metavar="A,B,...",
+                        help="alternatives to run too: " + ",".join(ALTERNATIVES))
+    parser.add_argument("--num-cpus", type=int, default=2,
+                        help="CPUs / workers for every target (default: 2)")
+    parser.add_argument("--large-mb", type=int, default=None, metavar="MIB",
+                        help="size of the large arrays (default: 256 for put_large and "
+                             "task_arg_large, 1024 for get_large)")
+    parser.add_argument("--json", metavar="FILE", help="write the full results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="draw the ratios as a bar chart (needs matplotlib)")
+    parser.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
+                        help="give up on a target after this long (default: 1800)")
+    parser.add_argument("--list", action="store_true",
+                        help="list the workloads and what each measures, then exit")
+
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    from actorlib.bench import report, runner
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if args.list:
+        for name, text in DESCRIPTIONS.items():
+            print(f"{name:20} {text}")
+        return 0
+    chosen = args.workloads or list(WORKLOADS)
+    unknown = [x for x in chosen if x not in WORKLOADS]
+    if unknown:
+        log(f"actorlib bench: unknown workload(s): {', '.join(unknown)}; "
+            f"choose from {', '.join(WORKLOADS)}")
+        return 2
+    if args.rounds < 1 or args.warmup < 0 or args.duration <= 0 or args.num_cpus < 1:
+        log("actorlib bench: need --rounds >= 1, --warmup >= 0, --duration > 0, "
+            "--num-cpus >= 1")
+        return 2
+    bad = [a for a in args.against if a not in ALTERNATIVES]
+    if bad:
+        log(f"actorlib bench: unknown alternative(s): {', '.join(bad)}; "
+            f"choose from {', '.join(ALTERNATIVES)}")
+        return 2
+    if args.plot:
+        try:
+            report.require_matplotlib()
+        except report.PlotUnavailableError as exc:
+            log(f"actorlib bench: {exc}")
+            return 2
+        if not args.against:
+            log("actorlib bench: --plot draws ratios against alternatives; add --against")
+            return 2
+
+    skipped_targets: dict[str, str] = {}
+    against: list[str] = []
+    for name in dict.fromkeys(args.against):
+        reason = unavailable_reason(name)
+        if reason:
+            skipped_targets[name] = reason
+        else:
+            against.append(name)
+
+    base_spec: dict[str, Any] = {
+        "workloads": chosen, "rounds": args.rounds, "warmup": args.warmup,
+        "duration": args.duration, "num_cpus": args.num_cpus, "large_mb": args.large_mb,
+    }
+    targets: dict[str, dict[str, Any]] = {}
+    for target in ["actorlib", *against]:
+        spec = dict(base_spec, target=target)
+        if target == "actorlib":
+            spec["backend"] = args.backend
+        label = f"actorlib ({args.backend} backend)" if target == "actorlib" else target
+        log(f"running {label} in a fresh process ...")
+        targets[target] = runner.run_target(spec, args.timeout)
+
+    command = "actorlib bench" + (" " + shlex.join(argv) if argv else "")
+    result: dict[str, Any] = {
+        "command": command,
+        "machine": runner.machine_info(),
+        "versions": runner.package_versions(),
+        "options": {
+            "backend": args.backend, "workloads": chosen, "rounds": args.rounds,
+            "warmup": args.warmup, "duration": args.duration, "num_cpus": args.num_cpus,
+            "large_mb": args.large_mb, "against": against,
+        },
+        "ratio_note": report.RATIO_NOTE,
+        "skipped_targets": skipped_targets,
+        "targets": targets,
+        "rows": report.build_rows(targets, against),
+    }
+    print(report.table(result))
+    if args.json:
+        report.write_json(result, args.json)
+        log(f"wrote {args.json}")
+    if args.plot:
+        report.plot(result, args.plot)
+        log(f"wrote {args.plot}")
+    failed = [t for t, r in targets.items() if r.get("failed")]
+    return 1 if "actorlib" in failed else 0
