@@ -78,7 +78,7 @@ class WorkerProcess:
         child_sock.close()
         self.pid = self.proc.pid
         loop = backend.loop
-        self.conn = wire.Connection(loop, self._on_message)
+        self.conn = wire.Connection(loop, self._on_message, self._on_eof)
         self._connecting = loop.create_task(
             loop.create_unix_connection(lambda: self.conn, sock=parent_sock)
         )
@@ -89,8 +89,14 @@ class WorkerProcess:
         self.watchers: dict[int, Any] = {}  # watch token -> core watcher
         self.expected_exit = False
         self.dead = False
+        # Death is handled once the process has exited AND its last bytes have been read,
+        # so results it sent just before dying count, and count first.
+        self.exit_code: int | None = None
+        self._exited = False
+        self._eof = False
+        self._death_posted = False
         self.pidfd = os.pidfd_open(self.pid)
-        loop.add_reader(self.pidfd, backend._on_exit, self)
+        loop.add_reader(self.pidfd, self._on_pidfd)
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.conn.send(message, self.code_ids)
@@ -108,6 +114,25 @@ class WorkerProcess:
     def _on_message(self, message: tuple[Any, ...]) -> None:
         # Handled on the core loop, after everything this worker sent before it.
         self.backend.events.post(self.backend._handle, self, message)
+
+    def _on_pidfd(self) -> None:
+        loop = self.backend.loop
+        loop.remove_reader(self.pidfd)
+        os.close(self.pidfd)
+        self.exit_code = self.proc.wait()
+        self._exited = True
+        self._maybe_dead()
+        if not self._eof:  # a socket that never closes must not keep the death unseen
+            loop.call_later(2.0, self._on_eof)
+
+    def _on_eof(self) -> None:
+        self._eof = True
+        self._maybe_dead()
+
+    def _maybe_dead(self) -> None:
+        if self._exited and self._eof and not self._death_posted:
+            self._death_posted = True
+            self.backend.events.post(self.backend._on_exit, self)
 
 
 class ProcessBackend(Backend):
@@ -321,8 +346,13 @@ class ProcessBackend(Backend):
             self._request(worker, message[1], message[2], message[3])
 
     def _watch(self, worker: WorkerProcess, token: int, ids: list[int]) -> None:
+        left = [len(set(ids))]
+
         def ready(id_: int, value: Serialized) -> None:
             worker.send((wire.READY, token, id_, value))
+            left[0] -= 1
+            if left[0] == 0:
+                worker.watchers.pop(token, None)
 
         worker.watchers[token] = ready
         self.client.watch(ids, ready)
@@ -354,10 +384,8 @@ class ProcessBackend(Backend):
     # == deaths =============================================================================
 
     def _on_exit(self, worker: WorkerProcess) -> None:
-        loop = self.loop
-        loop.remove_reader(worker.pidfd)
-        os.close(worker.pidfd)
-        code = worker.proc.wait()
+        """After the worker's last message: fail its work, release what it held."""
+        code = worker.exit_code
         worker.dead = True
         worker.conn.close()
         why = f"worker process {worker.pid} died with {describe_exit(code)}"

@@ -93,10 +93,7 @@ class _TaskWorker:
                 run = self.jobs.get()
                 if run is _STOP:
                     return
-                try:
-                    self._execute(run)
-                except TaskCancelledError:  # a cancel that landed just after the task ended
-                    pass
+                self._execute(run)
                 self.backend._idle.append(self)
         finally:
             self.loops.close()
@@ -110,20 +107,35 @@ class _TaskWorker:
         with self.lock:
             self.running = spec.task_id
             backend._running[spec.task_id] = self
+        failure: BaseException | None = None
         try:
-            fn = backend.code.load(spec.function)
-            args, kwargs = build_args(spec.args, run.deps)
-            with env_vars(spec.env_vars):
-                result = run_sync_or_async(fn, args, kwargs, self.loops)
-            with self.lock:
-                self.running = None
-            outcome = Outcome(spec.task_id, spec.attempt, values=pack_results(
-                result, spec.num_returns, spec.name, backend.store))
-        except BaseException as exc:
-            with self.lock:
-                self.running = None
-            error, retryable = pack_error(exc, spec.name, spec.retry_exceptions)
-            outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
+            # A cancel may raise TaskCancelledError anywhere until ``running`` is cleared
+            # under the lock, including inside the except clause: the outer try catches
+            # that too, so every task ends with exactly one outcome.
+            try:
+                fn = backend.code.load(spec.function)
+                args, kwargs = build_args(spec.args, run.deps)
+                with env_vars(spec.env_vars):
+                    result = run_sync_or_async(fn, args, kwargs, self.loops)
+            except BaseException as exc:
+                failure = exc
+            finally:
+                with self.lock:
+                    self.running = None
+        except TaskCancelledError as exc:
+            failure = exc
+            self.running = None
+        try:
+            if failure is None:
+                try:
+                    values = pack_results(result, spec.num_returns, spec.name, backend.store)
+                except BaseException as exc:  # an unpicklable result, a full store
+                    failure = exc
+                else:
+                    outcome = Outcome(spec.task_id, spec.attempt, values=values)
+            if failure is not None:
+                error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
+                outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
         finally:
             current_execution.reset(token)
             backend._running.pop(spec.task_id, None)

@@ -82,13 +82,23 @@ class Decoder:
         messages = []
         offset = 0
         size = len(buffer)
-        while size - offset >= HEADER.size:
-            (length,) = HEADER.unpack_from(buffer, offset)
-            end = offset + HEADER.size + length
-            if end > size:
-                break
-            messages.append(pickle.loads(memoryview(buffer)[offset + HEADER.size : end]))
-            offset = end
+        view = memoryview(buffer)
+        try:
+            while size - offset >= HEADER.size:
+                (length,) = HEADER.unpack_from(buffer, offset)
+                end = offset + HEADER.size + length
+                if end > size:
+                    break
+                frame = view[offset + HEADER.size : end]
+                offset = end
+                try:
+                    messages.append(pickle.loads(frame))
+                except Exception:  # one bad frame must not take the others with it
+                    log.exception("actorlib: dropped a message that could not be decoded")
+                finally:
+                    frame.release()
+        finally:
+            view.release()
         if offset:
             del buffer[:offset]
         return messages

@@ -806,3 +806,25 @@ def test_main_module_functions_run_without_rerunning_the_script(tmp_path):
     workers = json.loads(re.search(r"WORKERS (\[.*\])", out).group(1))  # type: ignore[union-attr]
     assert workers and driver not in workers, out
     assert _attempt_pids(marker) == [driver], "the script's top level ran in a worker"
+
+
+@actorlib.remote
+class Keeper:
+    def __init__(self, arr):
+        self.n = len(arr)
+
+    def size(self):
+        return self.n
+
+
+def test_unused_arguments_of_a_named_actor_lookup_are_freed(prt):
+    big = np.ones(MiB)  # 8 MiB: lives in shared memory
+    first = Keeper.options(name="keeper").remote(big)
+    assert actorlib.get(first.size.remote(), timeout=T) == MiB
+    baseline = len(_shm_files())
+    for _ in range(3):
+        again = Keeper.options(name="keeper", get_if_exists=True).remote(big)
+        assert actorlib.get(again.size.remote(), timeout=T) == MiB
+        with pytest.raises(ValueError, match="already exists"):
+            Keeper.options(name="keeper").remote(big)
+    assert len(_shm_files()) == baseline

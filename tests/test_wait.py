@@ -113,3 +113,15 @@ def test_as_completed_yields_each_ref_once(rt):
     refs = [actorlib.put(i) for i in range(20)]
     got = list(actorlib.as_completed(refs))
     assert sorted(r.hex() for r in got) == sorted(r.hex() for r in refs)
+
+
+@actorlib.remote
+def wait_now_inside(refs):
+    actorlib.get(refs, timeout=T)  # every ref is ready from here on
+    ready, rest = actorlib.wait(refs, num_returns=len(refs), timeout=0)
+    return len(ready), len(rest)
+
+
+def test_wait_with_zero_timeout_inside_a_task_sees_ready_objects(rt):
+    refs = [actorlib.put(i) for i in range(200)]
+    assert actorlib.get(wait_now_inside.remote(refs), timeout=T) == (200, 0)

@@ -12,8 +12,11 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from actorlib.exceptions import RuntimeClosedError
 
 T = TypeVar("T")
 log = logging.getLogger("actorlib.core")
@@ -96,8 +99,12 @@ class LoopThread:
             done.set()
 
         self.post(run)
-        if not done.wait(timeout):
-            raise TimeoutError(f"the actorlib core did not answer within {timeout} s")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done.wait(0.1):
+            if not self._thread.is_alive():
+                raise RuntimeClosedError("actorlib was shut down")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the actorlib core did not answer within {timeout} s")
         ok, value = box[0]
         if ok:
             return value

@@ -170,6 +170,11 @@ class Runtime:
         self._loop.post(self._watch, ids, callback)
 
     def _watch(self, ids: list[int], callback: Watcher) -> None:
+        if self.closed:  # arrived after shutdown failed everything: answer, never hang
+            closed = error_value(RuntimeClosedError("actorlib was shut down"))
+            for id_ in ids:
+                callback(id_, closed)
+            return
         for id_ in ids:
             if not self.objects.watch(id_, callback):
                 if self.closed:
@@ -444,6 +449,8 @@ class Runtime:
         key = (spec.namespace, spec.name)
         existing = self.names.get(key)
         if existing is not None:
+            if spec.args.payload is not None and spec.args.payload.buffers:
+                self.store.free(spec.args.payload)  # this spec's arguments are not used
             if get_if_exists:
                 self.actors[existing].handle_refs += 1
                 return existing

@@ -91,11 +91,11 @@ def fetch(
         if task_id is not None:
             client.task_blocked(task_id, False)
     if not ok:
-        client.unwatch(ids, collect)
         if timeout is not None and timeout <= 0.001:
             # A near-zero timeout must still see objects that were already ready: let the
-            # core process the watch first.
+            # core answer the watch before giving up on it.
             client.flush()
+        client.unwatch(ids, collect)
     return dict(collect.got)
 
 
@@ -135,9 +135,9 @@ async def fetch_async(
         else:
             await asyncio.wait_for(fut, timeout)
     except asyncio.TimeoutError:
-        client.unwatch(ids, collect)
         if timeout is not None and timeout <= 0.001:
             client.flush()
+        client.unwatch(ids, collect)
     except asyncio.CancelledError:
         client.unwatch(ids, collect)
         raise
