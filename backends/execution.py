@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from actorlib.backends.base import ObjectStore
+from actorlib.backends.base import BackendConfig, ObjectStore
 
 from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
@@ -185,3 +185,13 @@ def schedulable_memory() -> int:
     except (ValueError, OSError, AttributeError):  # not POSIX: assume 4 GiB
         free = 4 << 30
     return int(free * 0.7)
+
+
+def local_node_resources(config: BackendConfig) -> dict[str, float]:
+    """What this machine offers as one node: CPUs, memory, GPUs and custom resources."""
+    cpus = config.num_cpus if config.num_cpus is not None else (os.cpu_count() or 1)
+    resources = {"CPU": float(cpus), "memory": float(schedulable_memory())}
+    if config.num_gpus:
+        resources["GPU"] = float(config.num_gpus)
+    resources.update({k: float(v) for k, v in config.resources.items()})
+    return resources

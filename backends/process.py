@@ -37,7 +37,7 @@ from actorlib.backends.base import (
     Outcome,
     TaskRun,
 )
-from actorlib.backends.execution import pack_error, schedulable_memory
+from actorlib.backends.execution import local_node_resources, pack_error
 
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
@@ -49,6 +49,11 @@ _REQUESTS = frozenset({
     "create_actor", "lookup_actor", "nodes", "cluster_resources", "available_resources",
     "flush",
 })
+
+
+def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> dict[str, str]:
+    """The worker's environment: its GPUs are the only ones CUDA sees."""
+    return {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_ids))}
 
 
 def describe_exit(code: int | None) -> str:
@@ -154,11 +159,8 @@ class ProcessBackend(Backend):
         self.client = events.client
         self.loop = asyncio.get_running_loop()
         self.store = self._make_store(config)
-        cpus = float(config.num_cpus if config.num_cpus is not None else (os.cpu_count() or 1))
-        resources: dict[str, float] = {"CPU": cpus, "memory": float(schedulable_memory())}
-        if config.num_gpus:
-            resources["GPU"] = float(config.num_gpus)
-        resources.update({k: float(v) for k, v in config.resources.items()})
+        resources = local_node_resources(config)
+        cpus = resources["CPU"]
         self.node_id = uuid.uuid4().hex[:16]
         self.nodes = [NodeInfo(self.node_id, resources)]
         for _ in range(max(1, min(int(cpus), 8))):
@@ -222,8 +224,7 @@ class ProcessBackend(Backend):
         worker = self._take_worker()
         spec = run.spec
         if run.gpu_ids:
-            env = dict(spec.env_vars or {})
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, run.gpu_ids))
+            env = with_visible_gpus(spec.env_vars, run.gpu_ids)
             run = dataclasses.replace(run, spec=dataclasses.replace(spec, env_vars=env))
         worker.running[spec.task_id] = spec.attempt
         self._task_worker[spec.task_id] = worker
@@ -235,8 +236,7 @@ class ProcessBackend(Backend):
         worker.actor = (spec.actor_id, start.incarnation)
         self._actors[spec.actor_id] = worker
         if start.gpu_ids:
-            env = dict(spec.env_vars or {})
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, start.gpu_ids))
+            env = with_visible_gpus(spec.env_vars, start.gpu_ids)
             start = dataclasses.replace(start, spec=dataclasses.replace(spec, env_vars=env))
         worker.send((wire.START_ACTOR, start))
 

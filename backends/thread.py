@@ -37,10 +37,10 @@ from actorlib.backends.execution import (
     CodeCache,
     build_args,
     env_vars,
+    local_node_resources,
     pack_error,
     pack_results,
     run_sync_or_async,
-    schedulable_memory,
 )
 
 from actorlib.core.loop import new_event_loop
@@ -382,14 +382,8 @@ class ThreadBackend(Backend):
         self._retired: list[_ActorHost] = []
 
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
-        import os
-
         self.events = events
-        cpus = float(config.num_cpus if config.num_cpus is not None else (os.cpu_count() or 1))
-        resources: dict[str, float] = {"CPU": cpus, "memory": float(schedulable_memory())}
-        if config.num_gpus:
-            resources["GPU"] = float(config.num_gpus)
-        resources.update({k: float(v) for k, v in config.resources.items()})
+        resources = local_node_resources(config)
         self.node_id = uuid.uuid4().hex[:16]
         return [NodeInfo(self.node_id, resources)]
 
