@@ -9,7 +9,6 @@ dependency costs nothing.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +24,8 @@ DEFAULT_BACKEND = "process"
 
 def available() -> dict[str, str]:
     """Every known backend name and where it is defined."""
+    from importlib.metadata import entry_points  # only when asked: it is slow to import
+
     found = dict(BUILTIN)
     for ep in entry_points(group="actorlib.backends"):
         found.setdefault(ep.name, ep.value)
@@ -32,7 +33,7 @@ def available() -> dict[str, str]:
 
 
 def load(name: str) -> type[Backend]:
-    known = available()
+    known = BUILTIN if name in BUILTIN else available()
     target = known.get(name)
     if target is None:
         raise ValueError(
