@@ -9,6 +9,7 @@ dependency costs nothing.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,7 +20,8 @@ BUILTIN: dict[str, str] = {
     "process": "actorlib.backends.process:ProcessBackend",
 }
 
-DEFAULT_BACKEND = "process"
+# The process backend relies on Linux (pidfds, PR_SET_PDEATHSIG, /dev/shm).
+DEFAULT_BACKEND = "process" if sys.platform.startswith("linux") else "thread"
 
 
 def available() -> dict[str, str]:
