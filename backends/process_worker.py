@@ -28,7 +28,6 @@ from actorlib.backends.thread import ThreadBackend
 
 from actorlib.core import context
 from actorlib.core.ids import IdAllocator
-from actorlib.core.loop import LoopThread
 from actorlib.core.objects import Watcher
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, set_buffer_mapper
@@ -50,7 +49,7 @@ def die_with_parent(parent_pid: int) -> None:
 class PipeEvents:
     """CoreEvents that travel to the driver."""
 
-    def __init__(self, conn: wire.Connection, client: WorkerClient) -> None:
+    def __init__(self, conn: wire.BlockingConnection, client: WorkerClient) -> None:
         self._send = conn.send
         self.client = client
 
@@ -80,7 +79,7 @@ class WorkerClient:
     """The actorlib API inside a worker: everything goes to the driver's core."""
 
     def __init__(
-        self, conn: wire.Connection, prefix: int, namespace: str, store: ObjectStore,
+        self, conn: wire.BlockingConnection, prefix: int, namespace: str, store: ObjectStore,
         nodes: list[NodeInfo],
     ) -> None:
         self.ids = IdAllocator(prefix)
@@ -215,14 +214,9 @@ class Worker:
     def __init__(self, sock: socket.socket) -> None:
         self.local: ThreadBackend | None = None
         self.client: WorkerClient | None = None
-        self.io = LoopThread("actorlib-io")
-        self.io.start()
         self.exit = threading.Event()
-        self.conn = wire.Connection(self.io.loop, self._on_message, self.exit.set)
-        self.io.run_coroutine(self._connect(sock))
-
-    async def _connect(self, sock: socket.socket) -> None:
-        await self.io.loop.create_unix_connection(lambda: self.conn, sock=sock)
+        self.conn = wire.BlockingConnection(sock, self._on_message, self.exit.set)
+        self.conn.start()
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -287,13 +281,8 @@ class Worker:
         self.exit.wait()
         if self.client is not None:
             self.client.close()
-        # Give queued messages (last results) a moment to leave, then go. Threads still
-        # running user code are abandoned: the driver has already given up on them.
-        try:
-            self.io.call(lambda: None, timeout=1)
-            self.io.call(lambda: None, timeout=1)
-        except Exception:
-            pass
+        # Every message already left (sends are synchronous). Threads still running user
+        # code are abandoned: the driver has already given up on them.
         os._exit(0)
 
 

@@ -18,7 +18,9 @@ import asyncio
 import collections
 import logging
 import pickle
+import socket
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -174,3 +176,57 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self._transport is not None:
             self._transport.close()
+
+
+class BlockingConnection:
+    """The worker's end: a reader thread, and writes straight to the socket.
+
+    A worker's sends come from the threads running user code; writing from that thread
+    (under a lock) puts a result on the wire at once, with no hop to an I/O thread, and
+    nothing is left in an outbox if the process dies right after.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_message: Callable[[tuple[Any, ...]], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        sock.setblocking(True)
+        self._sock = sock
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._lock = threading.Lock()
+        self.closed = False
+        self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
+
+    def start(self) -> None:
+        self._reader.start()
+
+    def send(self, message: tuple[Any, ...], known_code: set[int] | None = None) -> None:
+        """Encode and write; callable from any thread."""
+        if self.closed:
+            return
+        data = encode(message, known_code)
+        with self._lock:
+            try:
+                self._sock.sendall(data)
+            except OSError:  # the driver is gone; the reader sees EOF and ends the worker
+                self.closed = True
+
+    def _read(self) -> None:
+        decoder = Decoder()
+        while True:
+            try:
+                data = self._sock.recv(1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            for message in decoder.feed(data):
+                try:
+                    self._on_message(message)
+                except Exception:
+                    log.exception("actorlib: error handling message %r", message[0])
+        self.closed = True
+        self._on_lost()
