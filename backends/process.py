@@ -51,6 +51,15 @@ _REQUESTS = frozenset({
 })
 
 
+# Start the worker without the current directory on sys.path: run from a source checkout,
+# "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
+# installed one. The driver's own sys.path reaches the worker with its first message.
+_WORKER_BOOT = (
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "from actorlib.backends.process_worker import main; main()"
+)
+
+
 def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> dict[str, str]:
     """The worker's environment: its GPUs are the only ones CUDA sees."""
     return {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_ids))}
@@ -75,8 +84,7 @@ class WorkerProcess:
         self.prefix = prefix
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "actorlib.backends.process_worker",
-             str(child_sock.fileno()), str(os.getpid())],
+            [sys.executable, "-c", _WORKER_BOOT, str(child_sock.fileno()), str(os.getpid())],
             pass_fds=[child_sock.fileno()],
             stdin=subprocess.DEVNULL,
         )

@@ -1,4 +1,4 @@
-"""A worker process of the process backend: ``python -m actorlib.backends.process_worker FD``.
+"""A worker process of the process backend (started by ``ProcessBackend`` with FD and PPID).
 
 A fresh interpreter (never a fork of the driver), so it inherits no threads, locks or
 event loop, and does not re-run the driver's ``__main__``: code arrives pickled by
