@@ -449,10 +449,7 @@ class Executor(concurrent.futures.Executor):
         """Cancel queued calls, interrupt running ones, stop at once (``Pool.terminate``)."""
         with self._lock:
             self._shutdown = True
-            queued = list(self._queue)
-            self._queue.clear()
-            running = list(self._running)
-            self._outstanding -= len(queued)
+            queued, running = self._take_pending()
         for item in queued:
             item.future.cancel()
         error = ExecutorShutdownError("the pool was terminated before this call finished")
@@ -567,10 +564,7 @@ class Executor(concurrent.futures.Executor):
             if self._broken is not None:
                 return
             self._broken = message
-            queued = list(self._queue)
-            self._queue.clear()
-            running = list(self._running)
-            self._outstanding -= len(queued)
+            queued, running = self._take_pending()
         for item in queued:
             error = ExecutorInitializerError(message)
             if item.future.set_running_or_notify_cancel():
@@ -582,6 +576,13 @@ class Executor(concurrent.futures.Executor):
                 except Exception:
                     pass
             _settle_future(item.future, None, ExecutorInitializerError(message))
+
+    def _take_pending(self) -> tuple[list[Any], list[Any]]:
+        """Empty the queue (call with the lock held): the queued and the running calls."""
+        queued = list(self._queue)
+        self._queue.clear()
+        self._outstanding -= len(queued)
+        return queued, list(self._running)
 
     def _release(self) -> None:
         with self._release_lock:  # held throughout: a second caller waits for the first

@@ -41,7 +41,6 @@ from actorlib.backends.execution import local_node_resources, pack_error
 
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
-from actorlib.core.specs import Args
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 
 # Queries a worker may put to the core, answered with a REPLY.
@@ -288,9 +287,6 @@ class ProcessBackend(Backend):
             if adopt is not None:
                 adopt(value)
 
-    def _adopt_args(self, args: Args) -> None:
-        self._adopt(args.payload)
-
     def _handle(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
         kind = message[0]
         client = self.client
@@ -318,12 +314,12 @@ class ProcessBackend(Backend):
         elif kind == wire.SUBMIT_TASK:
             spec = message[1]
             worker.refs.update(spec.return_ids)
-            self._adopt_args(spec.args)
+            self._adopt(spec.args.payload)
             client.submit_task(spec)
         elif kind == wire.SUBMIT_CALL:
             spec = message[1]
             worker.refs.update(spec.return_ids)
-            self._adopt_args(spec.args)
+            self._adopt(spec.args.payload)
             client.submit_call(spec)
         elif kind == wire.WATCH:
             self._watch(worker, message[1], message[2])
@@ -342,7 +338,7 @@ class ProcessBackend(Backend):
         elif kind == wire.CREATE_ACTOR:
             spec = message[1]
             worker.refs[spec.actor_id] += 1
-            self._adopt_args(spec.args)
+            self._adopt(spec.args.payload)
             client.create_actor(spec)
         elif kind == wire.TASK_BLOCKED:
             client.task_blocked(message[1], message[2])
@@ -376,7 +372,7 @@ class ProcessBackend(Backend):
                     result: Any = None
                 else:
                     if method == "create_actor":
-                        self._adopt_args(args[0].args)
+                        self._adopt(args[0].args.payload)
                     result = getattr(self.client, method)(*args)
                 ok = True
             except Exception as exc:

@@ -342,49 +342,37 @@ def pool_map(env: Env, h: Harness) -> None:
 # gets a first result, prints a JSON line of phase times, then (for idle_memory) waits
 # for a line on stdin before shutting down. ``{num_cpus}``, ``{backend}`` and ``{idle}``
 # are filled in.
+_STARTUP_TEMPLATE = """
+import json, sys, time
+t0 = time.perf_counter()
+import {module} as rt
+t1 = time.perf_counter()
+rt.init({init_args})
+t2 = time.perf_counter()
+@rt.remote
+def f():
+    return 1
+rt.get(f.remote())
+t3 = time.perf_counter()
+if {{idle}}:
+    print(json.dumps({{{{"ready": True}}}}), flush=True)
+    sys.stdin.readline()
+t3b = time.perf_counter()
+rt.shutdown()
+t4 = time.perf_counter()
+print(json.dumps({{{{"import_s": t1 - t0, "init_s": t2 - t1, "first_result_s": t3 - t2,
+                  "shutdown_s": t4 - t3b}}}}), flush=True)
+"""
+
+# Formatted twice: once here per target, then with backend/num_cpus/idle per run.
 STARTUP_SNIPPETS: dict[str, str] = {
-    "actorlib": """
-import json, sys, time
-t0 = time.perf_counter()
-import actorlib
-t1 = time.perf_counter()
-actorlib.init(backend={backend!r}, num_cpus={num_cpus})
-t2 = time.perf_counter()
-@actorlib.remote
-def f():
-    return 1
-actorlib.get(f.remote())
-t3 = time.perf_counter()
-if {idle}:
-    print(json.dumps({{"ready": True}}), flush=True)
-    sys.stdin.readline()
-t3b = time.perf_counter()
-actorlib.shutdown()
-t4 = time.perf_counter()
-print(json.dumps({{"import_s": t1 - t0, "init_s": t2 - t1, "first_result_s": t3 - t2,
-                  "shutdown_s": t4 - t3b}}), flush=True)
-""",
-    "ray": """
-import json, sys, time
-t0 = time.perf_counter()
-import ray
-t1 = time.perf_counter()
-ray.init(num_cpus={num_cpus}, include_dashboard=False, logging_level="ERROR")
-t2 = time.perf_counter()
-@ray.remote
-def f():
-    return 1
-ray.get(f.remote())
-t3 = time.perf_counter()
-if {idle}:
-    print(json.dumps({{"ready": True}}), flush=True)
-    sys.stdin.readline()
-t3b = time.perf_counter()
-ray.shutdown()
-t4 = time.perf_counter()
-print(json.dumps({{"import_s": t1 - t0, "init_s": t2 - t1, "first_result_s": t3 - t2,
-                  "shutdown_s": t4 - t3b}}), flush=True)
-""",
+    "actorlib": _STARTUP_TEMPLATE.format(
+        module="actorlib", init_args="backend={backend!r}, num_cpus={num_cpus}"
+    ),
+    "ray": _STARTUP_TEMPLATE.format(
+        module="ray",
+        init_args='num_cpus={num_cpus}, include_dashboard=False, logging_level="ERROR"',
+    ),
 }
 
 
