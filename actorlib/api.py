@@ -14,7 +14,14 @@ from actorlib.backends.base import current_execution
 from actorlib.core.ids import id_hex
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, serialize
-from actorlib.core.waiting import client_of, fetch, fetch_async, timeout_error, value_of
+from actorlib.core.waiting import (
+    client_of,
+    completions_async,
+    fetch,
+    fetch_async,
+    timeout_error,
+    value_of,
+)
 from actorlib.exceptions import GetTimeoutError
 from actorlib.remote_function import P, R, RemoteFunction
 
@@ -198,16 +205,11 @@ class as_completed:
                 client.unwatch(list(by_id), ready)
 
     async def __aiter__(self) -> AsyncIterator[ObjectRef[Any]]:
-        pending = list(self._refs)
-        loop_deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        while pending:
-            left = None if loop_deadline is None else max(0.0, loop_deadline - time.monotonic())
-            got = await fetch_async(pending, 1, left)
-            if not got:
-                raise GetTimeoutError(f"as_completed() timed out after {self._timeout} s")
-            ready, pending = _split(pending, set(got), len(got))
-            for ref in ready:
-                yield ref
+        if not self._refs:
+            return
+        by_id = {r._id: r for r in self._refs}
+        async for id_ in completions_async(self._refs, self._timeout):
+            yield by_id[id_]
 
 
 # -- tasks and actors --------------------------------------------------------------------

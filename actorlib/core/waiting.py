@@ -11,9 +11,11 @@ from __future__ import annotations
 import _thread
 import asyncio
 import concurrent.futures
+import math
 import queue
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from actorlib.backends.base import current_execution
@@ -167,6 +169,65 @@ async def _fetch_trio(
         if not event.is_set():
             client.unwatch(ids, collect)
     return dict(collect.got)
+
+
+async def completions_async(
+    refs: Sequence[ObjectRef[Any]], timeout: float | None
+) -> AsyncIterator[int]:
+    """Yield ids as their objects become ready, from one watch (asyncio, uvloop, trio)."""
+    ids, client = _unique_ids(refs), client_of(refs)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        import sniffio
+
+        library = sniffio.current_async_library()
+    except Exception:
+        library = "asyncio"
+    if library == "trio":
+        import trio
+
+        send, receive = trio.open_memory_channel[int](math.inf)
+        token = trio.lowlevel.current_trio_token()
+
+        def ready(id_: int, _value: Serialized) -> None:
+            try:
+                token.run_sync_soon(send.send_nowait, id_)
+            except trio.RunFinishedError:
+                pass
+
+        async def next_id(left: float | None) -> int | None:
+            with trio.move_on_after(math.inf if left is None else left):
+                return await receive.receive()
+            return None
+    else:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[int] = asyncio.Queue()
+
+        def ready(id_: int, _value: Serialized) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, id_)
+            except RuntimeError:  # the waiter's loop has closed
+                pass
+
+        async def next_id(left: float | None) -> int | None:
+            try:
+                return await asyncio.wait_for(queue.get(), left)
+            except asyncio.TimeoutError:
+                return None
+
+    pending = set(ids)
+    client.watch(ids, ready)
+    try:
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            id_ = await next_id(left)
+            if id_ is None:
+                raise GetTimeoutError(f"as_completed() timed out after {timeout} s")
+            pending.discard(id_)
+            yield id_
+    finally:
+        if pending:
+            client.unwatch(list(pending), ready)
 
 
 def timeout_error(timeout: float | None, pending: int) -> GetTimeoutError:
