@@ -78,7 +78,7 @@ class Decoder:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
+    def feed(self, data: bytes | memoryview) -> list[tuple[Any, ...]]:
         buffer = self._buffer
         buffer += data
         messages = []
@@ -216,14 +216,18 @@ class BlockingConnection:
 
     def _read(self) -> None:
         decoder = Decoder()
+        # One reused buffer: recv() of a fresh 1 MiB bytes costs an mmap, mremap and
+        # munmap per message.
+        buffer = bytearray(1 << 18)
+        view = memoryview(buffer)
         while True:
             try:
-                data = self._sock.recv(1 << 20)
+                size = self._sock.recv_into(buffer)
             except OSError:
-                data = b""
-            if not data:
+                size = 0
+            if not size:
                 break
-            for message in decoder.feed(data):
+            for message in decoder.feed(view[:size]):
                 try:
                     self._on_message(message)
                 except Exception:
