@@ -14,7 +14,6 @@ are released.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import itertools
 import os
@@ -37,18 +36,12 @@ from actorlib.backends.base import (
     Outcome,
     TaskRun,
 )
+from actorlib.backends.client_link import ClientLink
 from actorlib.backends.execution import local_node_resources, pack_error
 
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
-
-# Queries a worker may put to the core, answered with a REPLY.
-_REQUESTS = frozenset({
-    "create_actor", "lookup_actor", "nodes", "cluster_resources", "available_resources",
-    "flush",
-})
-
 
 # Start the worker without the current directory on sys.path: run from a source checkout,
 # "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
@@ -97,8 +90,7 @@ class WorkerProcess:
         self.running: dict[int, int] = {}  # task id -> attempt
         self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
         self.code_ids: set[int] = set()
-        self.refs: collections.Counter[int] = collections.Counter()  # refs it holds
-        self.watchers: dict[int, Any] = {}  # watch token -> core watcher
+        self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt)
         self.expected_exit = False
         self.dead = False
         # Death is handled once the process has exited AND its last bytes have been read,
@@ -289,7 +281,6 @@ class ProcessBackend(Backend):
 
     def _handle(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        client = self.client
         if kind == wire.TASK_FINISHED:
             outcome: Outcome = message[1]
             for value in outcome.values or ():
@@ -305,85 +296,12 @@ class ProcessBackend(Backend):
                 self._adopt(value)
             self._call_worker.pop(outcome.id, None)
             self.events.call_finished(outcome)
-        elif kind == wire.ADD_REF:
-            worker.refs[message[1]] += 1
-            client.add_ref(message[1])
-        elif kind == wire.DROP_REF:
-            worker.refs[message[1]] -= 1
-            client.drop_ref(message[1])
-        elif kind == wire.SUBMIT_TASK:
-            spec = message[1]
-            worker.refs.update(spec.return_ids)
-            self._adopt(spec.args.payload)
-            client.submit_task(spec)
-        elif kind == wire.SUBMIT_CALL:
-            spec = message[1]
-            worker.refs.update(spec.return_ids)
-            self._adopt(spec.args.payload)
-            client.submit_call(spec)
-        elif kind == wire.WATCH:
-            self._watch(worker, message[1], message[2])
-        elif kind == wire.UNWATCH:
-            watcher = worker.watchers.pop(message[1], None)
-            if watcher is not None:
-                client.unwatch(message[2], watcher)
-        elif kind == wire.PUT:
-            worker.refs[message[1]] += 1
-            self._adopt(message[2])
-            client.put(message[1], message[2])
         elif kind == wire.ACTOR_STARTED:
             self.events.actor_started(message[1], message[2])
         elif kind == wire.ACTOR_INIT_FAILED:
             self.events.actor_init_failed(message[1], message[2], message[3])
-        elif kind == wire.CREATE_ACTOR:
-            spec = message[1]
-            worker.refs[spec.actor_id] += 1
-            self._adopt(spec.args.payload)
-            client.create_actor(spec)
-        elif kind == wire.TASK_BLOCKED:
-            client.task_blocked(message[1], message[2])
-        elif kind == wire.CANCEL:
-            client.cancel(message[1], message[2], message[3])
-        elif kind == wire.KILL_ACTOR:
-            client.kill_actor(message[1], message[2])
-        elif kind == wire.REQUEST:
-            self._request(worker, message[1], message[2], message[3])
-
-    def _watch(self, worker: WorkerProcess, token: int, ids: list[int]) -> None:
-        left = [len(set(ids))]
-
-        def ready(id_: int, value: Serialized) -> None:
-            worker.send((wire.READY, token, id_, value))
-            left[0] -= 1
-            if left[0] == 0:
-                worker.watchers.pop(token, None)
-
-        worker.watchers[token] = ready
-        self.client.watch(ids, ready)
-
-    def _request(
-        self, worker: WorkerProcess, req: int, method: str, args: tuple[Any, ...]
-    ) -> None:
-        def answer() -> None:
-            try:
-                if method not in _REQUESTS:
-                    raise ValueError(f"unknown request {method!r}")
-                if method == "flush":
-                    result: Any = None
-                else:
-                    if method == "create_actor":
-                        self._adopt(args[0].args.payload)
-                    result = getattr(self.client, method)(*args)
-                ok = True
-            except Exception as exc:
-                result, ok = exc, False
-            if ok and method == "create_actor":
-                worker.refs[result] += 1
-            elif ok and method == "lookup_actor" and result is not None:
-                worker.refs[result.actor_id] += 1
-            worker.send((wire.REPLY, req, ok, result))
-
-        self.events.post(answer)
+        else:
+            worker.link.handle(message)
 
     # == deaths =============================================================================
 
@@ -406,12 +324,7 @@ class ProcessBackend(Backend):
                     del self._call_worker[call_id]
             if not worker.expected_exit:
                 self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
-        # The references its objects and actors held die with it.
-        for id_, count in worker.refs.items():
-            for _ in range(count):
-                self.client.drop_ref(id_)
-        worker.refs.clear()
-        worker.watchers.clear()  # the core drops them when their objects resolve
+        worker.link.release()
         if worker in self._idle:
             self._idle.remove(worker)
         if worker in self._workers:
