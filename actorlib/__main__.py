@@ -19,7 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     from actorlib.bench import add_arguments
 
     add_arguments(bench)
+    from actorlib import cluster_cli
+
+    cluster_cli.add_arguments(sub)
     args = parser.parse_args(argv)
+    if args.command in ("start", "stop", "status"):
+        return cluster_cli.run(args)
     if args.command == "bench":
         from actorlib.bench import run
 

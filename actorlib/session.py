@@ -7,7 +7,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from actorlib.backends import DEFAULT_BACKEND, load
 from actorlib.backends.base import BackendConfig, current_execution
@@ -18,8 +18,17 @@ from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
 from actorlib.options import validate_runtime_env
 
+
+class _Running(Client, Protocol):
+    """This process's runtime: a core of its own, or a cluster client (both shut down)."""
+
+    def shutdown(self) -> None: ...
+    def debug_state(self) -> dict[str, Any]: ...
+
+
 _lock = threading.RLock()
-_runtime: Runtime | None = None
+_runtime: _Running | None = None
+_backend_name = ""
 _job_env: dict[str, str] | None = None
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
@@ -73,7 +82,7 @@ def init(
 
     The default is ``$ACTORLIB_BACKEND`` if set, else ``process``.
     """
-    global _runtime, _job_env
+    global _runtime, _job_env, _backend_name
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -85,6 +94,8 @@ def init(
                 "actorlib is already initialized; call shutdown() first, or pass "
                 "ignore_reinit_error=True."
             )
+        if backend is None and (address is not None or os.environ.get("ACTORLIB_ADDRESS")):
+            backend = "cluster"
         name = backend or os.environ.get("ACTORLIB_BACKEND") or DEFAULT_BACKEND
         backend_cls = load(name)
         if resources is not None:
@@ -99,23 +110,28 @@ def init(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
             object_store_memory=object_store_memory, address=address,
         )
-        rt = Runtime(backend_cls(), config, namespace or "default")
-        rt.start()
+        connect = getattr(backend_cls, "connect", None)
+        rt: _Running
+        if connect is not None:  # the core lives elsewhere (a cluster's head)
+            rt = connect(config, namespace or "default")
+        else:
+            rt = Runtime(backend_cls(), config, namespace or "default")
+            rt.start()
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
+        _backend_name = name
         _job_env = env
         context.install(rt)
         return _info(rt)
 
 
-def _info(rt: Runtime) -> RuntimeInfo:
+def _info(rt: _Running) -> RuntimeInfo:
     return RuntimeInfo(
-        rt.backend.name, rt.namespace, [n.node_id for n in rt.scheduler.capacity],
-        rt.cluster_resources(),
+        _backend_name, rt.namespace, [n.node_id for n in rt.nodes()], rt.cluster_resources(),
     )
 
 
-def _shutdown_at_exit(rt: Runtime) -> None:
+def _shutdown_at_exit(rt: _Running) -> None:
     """A script that never called shutdown() still stops its workers cleanly on exit."""
     if _runtime is rt:
         shutdown()
@@ -160,5 +176,5 @@ def job_env() -> dict[str, str] | None:
     return _job_env
 
 
-def runtime() -> Runtime | None:
+def runtime() -> _Running | None:
     return _runtime

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "thread": "actorlib.backends.thread:ThreadBackend",
     "process": "actorlib.backends.process:ProcessBackend",
+    "cluster": "actorlib.backends.cluster:ClusterBackend",
 }
 
 # The process backend relies on Linux (pidfds, PR_SET_PDEATHSIG, /dev/shm).

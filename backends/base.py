@@ -132,6 +132,19 @@ class CoreEvents(Protocol):
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None: ...
 
+    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
+        """A node joined after start (clusters)."""
+
+    def node_removed(self, node_id: str) -> None:
+        """A node left; report its tasks crashed and its actors dead first."""
+
+    def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
+        """Values for which ``lost(value)`` holds lost their bytes (their node died).
+
+        The core re-runs the tasks that made them where it can, else fails them with
+        ``ObjectLostError``.
+        """
+
 
 class ObjectStore(ABC):
     """Owns the memory of large object buffers. Thread-safe."""

@@ -20,7 +20,7 @@ from actorlib.core.serialization import Serialized
 # Queries a peer may put to the core, answered with a REPLY.
 REQUESTS = frozenset({
     "create_actor", "lookup_actor", "nodes", "cluster_resources", "available_resources",
-    "flush",
+    "flush", "debug_state",
 })
 
 #: Message kinds a ClientLink handles.
@@ -106,24 +106,30 @@ class ClientLink:
         self.client.watch(ids, ready)
 
     def _request(self, req: int, method: str, args: tuple[Any, ...]) -> None:
-        def answer() -> None:
-            try:
-                if method not in REQUESTS:
-                    raise ValueError(f"unknown request {method!r}")
-                if method == "flush":
-                    result: Any = None
-                else:
-                    if method == "create_actor":
-                        self.adopt(args[0].args.payload)
-                    result = getattr(self.client, method)(*args)
-                ok = True
-            except Exception as exc:
-                result, ok = exc, False
+        def answered(ok: bool, result: Any) -> None:
             if ok and method == "create_actor":
                 self.refs[result] += 1
             elif ok and method == "lookup_actor" and result is not None:
                 self.refs[result.actor_id] += 1
             self.send((wire.REPLY, req, ok, result))
+
+        if method not in REQUESTS:
+            answered(False, ValueError(f"unknown request {method!r}"))
+            return
+        if method == "create_actor":
+            self.adopt(args[0].args.payload)
+        forward = getattr(self.client, "forward_request", None)
+        if forward is not None:  # a relay (a cluster node): never block its loop
+            forward(method, args, answered)
+            return
+
+        def answer() -> None:
+            try:
+                result = None if method == "flush" else getattr(self.client, method)(*args)
+            except Exception as exc:
+                answered(False, exc)
+            else:
+                answered(True, result)
 
         self.post(answer)
 

@@ -150,6 +150,8 @@ class ProcessBackend(Backend):
         self._call_worker: dict[int, WorkerProcess] = {}
         self._prefixes = itertools.count(DRIVER_PREFIX + 1)
         self._store_config: dict[str, Any] | None = None
+        self._worker_extra: dict[str, Any] = {}
+        self.store_override: Any = None  # a cluster node brings the store it serves
 
     # == lifecycle ==========================================================================
 
@@ -160,7 +162,10 @@ class ProcessBackend(Backend):
         self.store = self._make_store(config)
         resources = local_node_resources(config)
         cpus = resources["CPU"]
-        self.node_id = uuid.uuid4().hex[:16]
+        # A cluster node names itself and gets a range of id prefixes from its head.
+        self.node_id = config.options.get("node_id") or uuid.uuid4().hex[:16]
+        self._prefixes = itertools.count(config.options.get("prefix_base", DRIVER_PREFIX + 1))
+        self._worker_extra = config.options.get("worker_init", {})
         self.nodes = [NodeInfo(self.node_id, resources)]
         for _ in range(max(1, min(int(cpus), 8))):
             self._idle.append(self._spawn())
@@ -173,7 +178,7 @@ class ProcessBackend(Backend):
             from actorlib.backends.base import HeapStore
 
             return HeapStore()
-        store = SharedMemoryStore.for_driver(config.object_store_memory)
+        store = self.store_override or SharedMemoryStore.for_driver(config.object_store_memory)
         self._store_config = store.config()
         set_buffer_mapper(store.map_location)  # follow objects spilled while in flight
         return store
@@ -188,6 +193,7 @@ class ProcessBackend(Backend):
             "nodes": self.nodes,
             "sys_path": list(sys.path),
             "store": self._store_config,
+            **self._worker_extra,
         }))
         return worker
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -95,7 +96,7 @@ class WorkerClient:
         self._watchers: dict[int, list[Any]] = {}  # token -> [callback, ids left]
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
-        self._pending: dict[int, tuple[threading.Event, list[Any]]] = {}
+        self._pending: dict[int, Callable[[bool, Any], None]] = {}
 
     def _out(self, message: tuple[Any, ...]) -> None:
         if self.closed:
@@ -117,7 +118,7 @@ class WorkerClient:
 
     def watch(self, ids: list[int], callback: Watcher) -> None:
         token = next(self._tokens)
-        self._watchers[token] = [callback, len(ids)]
+        self._watchers[token] = [callback, len(ids), set(ids)]
         self._token_of[callback] = token
         self._out((wire.WATCH, token, ids))
 
@@ -131,6 +132,7 @@ class WorkerClient:
         if entry is None:
             return
         entry[1] -= 1
+        entry[2].discard(id_)
         if entry[1] <= 0:
             del self._watchers[token]
             self._token_of.pop(entry[0], None)
@@ -185,29 +187,63 @@ class WorkerClient:
         self._request("flush")
 
     def _request(self, method: str, *args: Any) -> Any:
-        req = next(self._requests)
         done = threading.Event()
         box: list[Any] = []
-        self._pending[req] = (done, box)
-        self._out((wire.REQUEST, req, method, args))
+
+        def answered(ok: bool, value: Any) -> None:
+            box.append((ok, value))
+            done.set()
+
+        self.forward_request(method, args, answered)
         done.wait()
         ok, value = box[0]
         if ok:
             return value
         raise value
 
-    def on_reply(self, req: int, ok: bool, value: Any) -> None:
-        pending = self._pending.pop(req, None)
-        if pending is not None:
-            pending[1].append((ok, value))
-            pending[0].set()
+    def forward_request(
+        self, method: str, args: tuple[Any, ...], answered: Callable[[bool, Any], None]
+    ) -> None:
+        """Ask the core without blocking; ``answered(ok, value)`` runs on the reader."""
+        req = next(self._requests)
+        self._pending[req] = answered
+        try:
+            self._out((wire.REQUEST, req, method, args))
+        except BaseException:
+            self._pending.pop(req, None)
+            raise
 
-    def close(self) -> None:
+    def on_reply(self, req: int, ok: bool, value: Any) -> None:
+        answered = self._pending.pop(req, None)
+        if answered is not None:
+            answered(ok, value)
+
+    def set_nodes(self, nodes: list[NodeInfo]) -> None:
+        """The cluster's nodes changed (a cluster client)."""
+        scheduler = Scheduler()
+        for node in nodes:
+            scheduler.add_node(node.node_id, node.resources)
+        self._scheduler = scheduler
+        self._nodes = nodes
+
+    def close(self, why: str = "the driver went away") -> None:
+        """The core is gone: fail every request and every object still awaited."""
         self.closed = True
-        for done, box in list(self._pending.values()):
-            box.append((False, RuntimeClosedError("the driver went away")))
-            done.set()
+        pending = list(self._pending.values())
         self._pending.clear()
+        for answered in pending:
+            answered(False, RuntimeClosedError(why))
+        watchers = list(self._watchers.values())
+        self._watchers.clear()
+        self._token_of.clear()
+        if watchers:
+            lost = Serialized(pickle.dumps(RuntimeClosedError(why), protocol=5), is_error=True)
+            for callback, _, ids in watchers:
+                for id_ in list(ids):
+                    try:
+                        callback(id_, lost)
+                    except Exception:  # one waiter's failure must not hide the others
+                        pass
 
 
 class Worker:
@@ -259,6 +295,12 @@ class Worker:
             worker_store = SharedMemoryStore.for_worker(config["store"])
             set_buffer_mapper(worker_store.map_location)
             store = worker_store
+            if config.get("cluster") is not None:  # other nodes' objects come through ours
+                from actorlib.backends.cluster_objects import WorkerMapper
+
+                link = config["cluster"]
+                tls = link["tls"].client_context() if link["tls"] is not None else None
+                set_buffer_mapper(WorkerMapper(worker_store, link["objects"], link["token"], tls))
         client = WorkerClient(
             self.conn, config["prefix"], config["namespace"], store, config["nodes"]
         )

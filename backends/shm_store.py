@@ -164,6 +164,7 @@ class SharedMemoryStore(ObjectStore):
         self._in_use = 0
         self._entries: dict[int, _Entry] = {}  # id(obj) -> entry, until freed
         self._lru: OrderedDict[int, _Entry] = OrderedDict()  # those with bytes in directory
+        self._by_path: dict[str, int] = {}  # first location path -> id(obj), for free_paths
         if owner:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             remove_stale(self.directory)
@@ -314,6 +315,9 @@ class SharedMemoryStore(ObjectStore):
         with self._lock:
             entry = self._entries.pop(id(obj), None)
             if entry is not None:
+                for loc in obj.locations:
+                    if loc is not None:
+                        self._by_path.pop(loc[0], None)
                 entry.freed = True
                 if self._lru.pop(id(obj), None) is not None:
                     self._in_use -= entry.nbytes
@@ -322,6 +326,33 @@ class SharedMemoryStore(ObjectStore):
         for path in paths:
             if os.path.basename(path).startswith(self._prefix):  # never anything not ours
                 _unlink(path)
+
+    def owns(self, path: str) -> bool:
+        """Whether ``path`` is a file of this store (not another node's)."""
+        return os.path.basename(path).startswith(self._prefix)
+
+    def cache_path(self, path: str) -> str:
+        """Where this store keeps its copy of another node's file ``path``."""
+        return os.path.join(self.directory, f"{self._prefix}cache-{os.path.basename(path)}")
+
+    def free_paths(self, paths: list[str]) -> None:
+        """Free objects by their file paths (the cluster's head names objects that way).
+
+        Files of this store are freed like :meth:`free`; copies cached from other nodes'
+        files are removed.
+        """
+        for path in paths:
+            if not self.owns(path):
+                _unlink(self.cache_path(path))
+                continue
+            with self._lock:
+                key = self._by_path.get(path)
+                entry = self._entries.get(key) if key is not None else None
+            if entry is not None:
+                self.free(entry.obj)
+            else:
+                _unlink(path)
+                _unlink(os.path.join(self.spill_dir, os.path.basename(path)))
 
     def in_use(self) -> int:
         """Bytes of tracked objects' files in ``directory`` (owner; 0 for workers)."""
@@ -336,6 +367,7 @@ class SharedMemoryStore(ObjectStore):
             for entry in self._entries.values():
                 entry.freed = True
             self._entries.clear()
+            self._by_path.clear()
             self._lru.clear()
             self._in_use = 0
         with contextlib.suppress(FileNotFoundError):
@@ -408,6 +440,9 @@ class SharedMemoryStore(ObjectStore):
                 entry.nbytes = nbytes
             else:
                 entry = self._entries[key] = _Entry(obj, nbytes)
+                for loc in obj.locations or ():
+                    if loc is not None:
+                        self._by_path[loc[0]] = key
             if nbytes:
                 self._lru[key] = entry
                 self._lru.move_to_end(key)

@@ -60,6 +60,17 @@ KILL_ACTOR = "kill_actor"
 TASK_BLOCKED = "task_blocked"
 REQUEST = "request"  # a query needing an answer: (request id, method, args)
 
+# Cluster only: between the head and its nodes and drivers.
+HELLO = "hello"  # peer -> head, first message: (role info dict)
+WELCOME = "welcome"  # head -> peer: (dict: id prefix, nodes, object directory)
+NODE_READY = "node_ready"  # node -> head: its store session and object server address
+NODES = "nodes"  # head -> peers: (nodes, object directory) whenever they change
+FREE = "free"  # head -> nodes: (paths of object files to free)
+TASK_CRASHED = "task_crashed"  # node -> head: (task id, attempt, error)
+ACTOR_DIED = "actor_died"  # node -> head: (actor id, incarnation, error)
+HEARTBEAT = "heartbeat"  # node -> head: (dict: workers, actors)
+STATUS = "status"  # cli -> head: (request id); head -> cli: (request id, dict)
+
 
 def encode(message: tuple[Any, ...], known_code: set[int] | None = None) -> bytes:
     if known_code is None:

@@ -20,13 +20,14 @@ Watcher = Callable[[int, Serialized], None]
 
 
 class ObjectEntry:
-    __slots__ = ("producer", "refs", "value", "watchers")
+    __slots__ = ("lineage", "producer", "refs", "value", "watchers")
 
     def __init__(self, refs: int, producer: int | None) -> None:
         self.refs = refs
         self.value: Serialized | None = None
         self.watchers: list[Watcher] | None = None
         self.producer = producer  # id of the task or call that makes it, if any
+        self.lineage: Any = None  # the TaskSpec that can make the value again, if any
 
 
 class ObjectTable:
@@ -124,6 +125,12 @@ class ObjectTable:
         entry = self.entries.get(id_)
         if entry is not None and entry.refs <= 0 and entry.value is None:
             del self.entries[id_]
+
+    def reset(self, id_: int) -> None:
+        """Make a ready object pending again (its bytes were lost; it is being rebuilt)."""
+        entry = self.entries.get(id_)
+        if entry is not None and entry.value is not None:
+            entry.value = None
 
     def live_ids(self) -> set[int]:
         return set(self.entries)

@@ -310,6 +310,11 @@ class Runtime:
         for rid, value in zip(spec.return_ids, values, strict=False):
             self._hold_ids(value.contained)
             self.objects.set_value(rid, value)
+        if any(v.locations for v in values) and self._rebuildable(spec):
+            for rid in spec.return_ids:
+                entry = self.objects.get(rid)
+                if entry is not None:
+                    entry.lineage = spec
         self._finish_task(rec, None)
 
     def _discard_outcome(self, outcome: Outcome) -> None:
@@ -757,6 +762,54 @@ class Runtime:
                     out[key] = out.get(key, 0.0) + value
         return out
 
+    @staticmethod
+    def _rebuildable(spec: TaskSpec) -> bool:
+        """Whether re-running ``spec`` could make its values again after they are lost.
+
+        Only tasks whose arguments are all inline: arguments held in a store (refs, large
+        buffers) are released when the task ends, so they cannot be replayed.
+        """
+        args = spec.args
+        return spec.max_retries != 0 and not args.deps and not args.held and not (
+            args.payload is not None and args.payload.locations
+        )
+
+    def _objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
+        """Values whose bytes are gone (their node died): rebuild them, or fail them."""
+        rebuild: dict[int, TaskSpec] = {}
+        for id_, entry in list(self.objects.entries.items()):
+            value = entry.value
+            if value is None or not value.locations or not lost(value):
+                continue
+            spec = entry.lineage
+            if spec is not None and spec.task_id not in self.tasks:
+                rebuild[spec.task_id] = spec
+                continue
+            entry.value = None
+            self.objects.set_value(id_, error_value(ObjectLostError(
+                f"Object {id_hex(id_)} was lost: {why}. It was not made by a task that "
+                "can be re-run (a put, an actor call, or a task with max_retries=0 or "
+                "arguments held in the object store)."
+            )))
+        for spec in rebuild.values():
+            for rid in spec.return_ids:
+                self.objects.reset(rid)
+            spec.attempt = 0
+            rec = TaskRecord(spec)
+            rec.state = "queued"
+            self.tasks[spec.task_id] = rec
+            self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+            self._dirty = True
+
+    def _node_added(self, node_id: str, resources: dict[str, float]) -> None:
+        self.scheduler.add_node(node_id, dict(resources))
+        self._dirty = True
+
+    def _node_removed(self, node_id: str) -> None:
+        """After the backend reported the node's tasks crashed and its actors dead."""
+        self.scheduler.remove_node(node_id)
+        self._dirty = True
+
     def debug_state(self) -> dict[str, Any]:
         def state() -> dict[str, Any]:
             return {
@@ -803,6 +856,15 @@ class _Events:
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         self._post(self._rt._actor_died, actor_id, incarnation, error)
+
+    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
+        self._post(self._rt._node_added, node_id, resources)
+
+    def node_removed(self, node_id: str) -> None:
+        self._post(self._rt._node_removed, node_id)
+
+    def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
+        self._post(self._rt._objects_lost, lost, why)
 
 
 __all__ = ["Runtime", "error_value", "serialize"]

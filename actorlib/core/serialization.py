@@ -76,10 +76,10 @@ def map_readonly(path: str, size: int) -> memoryview:
     return memoryview(mapped)
 
 
-_buffer_mapper: Callable[[str, int], memoryview] = map_readonly
+_buffer_mapper: Callable[[str, int], Any] = map_readonly
 
 
-def set_buffer_mapper(mapper: Callable[[str, int], memoryview]) -> None:
+def set_buffer_mapper(mapper: Callable[[str, int], Any]) -> None:
     """How this process maps located buffers (a store may follow spilled files)."""
     global _buffer_mapper
     _buffer_mapper = mapper
@@ -151,7 +151,23 @@ def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Se
     return Serialized(data, [b.raw() for b in buffers], tuple(ids), is_error)
 
 
+class Unavailable:
+    """Stands in for a located buffer that could not be mapped (its node is gone).
+
+    Unpickling a message must not fail for that: the task or ``get`` that needs the
+    value gets ``error`` when it deserializes it.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 def deserialize(obj: Serialized) -> Any:
+    for buf in obj.buffers:
+        if isinstance(buf, Unavailable):
+            raise buf.error
     try:
         return pickle.loads(obj.data, buffers=obj.buffers)
     except Exception as exc:

@@ -1,0 +1,258 @@
+"""The ``cluster`` backend, driver side: connect to a head, or start a private cluster.
+
+``init(address="host:port")`` (or ``"auto"``, or ``$ACTORLIB_ADDRESS``) connects this
+driver to a running cluster (``actorlib start``). ``init(backend="cluster")`` without an
+address starts a private one on this machine (a head and one node, with the resources
+given to ``init``) and stops it at ``shutdown()``.
+
+The driver holds no core: its client forwards the API to the head's core, as a process
+worker forwards it to its driver, and reads large objects from the nodes that hold them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from actorlib.backends import cluster_auth, wire
+from actorlib.backends.base import BackendConfig, HeapStore
+from actorlib.backends.cluster_objects import Directory, DriverMapper
+from actorlib.backends.process_worker import WorkerClient
+
+from actorlib.core.loop import LoopThread
+from actorlib.core.serialization import map_readonly, set_buffer_mapper
+
+ADDRESS_ENV = "ACTORLIB_ADDRESS"
+SESSIONS_ROOT = os.path.join(tempfile.gettempdir(), f"actorlib-{os.getuid()}")
+LATEST = os.path.join(SESSIONS_ROOT, "session_latest")
+
+
+def daemon_command(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-c",
+            "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+            f"from actorlib.backends.{module} import main; main()", *args]
+
+
+def wait_for_file(path: str, proc: subprocess.Popen[bytes], what: str, log: str,
+                  timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                data: dict[str, Any] = json.load(f)
+            return data
+        if proc.poll() is not None:
+            raise RuntimeError(f"the {what} exited with code {proc.returncode}; see {log}")
+        time.sleep(0.02)
+    raise TimeoutError(f"the {what} did not start within {timeout:g} s; see {log}")
+
+
+def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port: int = 0,
+               *, detach: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a head daemon; returns it and its ``host:port``."""
+    ready = os.path.join(session_dir, "head.json")
+    log = os.path.join(session_dir, "logs", "head.log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            daemon_command("cluster_head", "--host", host, "--port", str(port),
+                           "--token-file", token_file, "--ready-file", ready),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=detach,
+        )
+    info = wait_for_file(ready, proc, "head", log)
+    return proc, f"{info['host']}:{info['port']}"
+
+
+def start_node(session_dir: str, token_file: str, address: str, *, name: str = "node",
+               num_cpus: float | None = None, num_gpus: float | None = None,
+               resources: dict[str, float] | None = None,
+               object_store_memory: int | None = None, host: str = "127.0.0.1",
+               node_id: str | None = None, detach: bool = False) -> subprocess.Popen[bytes]:
+    log = os.path.join(session_dir, "logs", f"{name}.log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    args = ["--address", address, "--token-file", token_file, "--host", host]
+    if num_cpus is not None:
+        args += ["--num-cpus", str(num_cpus)]
+    if num_gpus is not None:
+        args += ["--num-gpus", str(num_gpus)]
+    if resources:
+        args += ["--resources", json.dumps(resources)]
+    if object_store_memory is not None:
+        args += ["--object-store-memory", str(object_store_memory)]
+    if node_id is not None:
+        args += ["--node-id", node_id]
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            daemon_command("cluster_node", *args), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=detach,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class PrivateCluster:
+    """A head and one node for this driver alone, removed at shutdown."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.dir = tempfile.mkdtemp(prefix="actorlib-cluster-")
+        self.token_file = os.path.join(self.dir, "token")
+        cluster_auth.write_token_file(self.token_file, cluster_auth.new_token())
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            head, self.address = start_head(self.dir, self.token_file)
+            self.procs.append(head)
+            self.procs.append(start_node(
+                self.dir, self.token_file, self.address, num_cpus=config.num_cpus,
+                num_gpus=config.num_gpus, resources=config.resources,
+                object_store_memory=config.object_store_memory,
+            ))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop_process(proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def resolve_address(address: str | None) -> tuple[str, str | None]:
+    """``host:port`` and the token file to use, from ``address``, env or the session."""
+    address = address or os.environ.get(ADDRESS_ENV)
+    if address in (None, "", "auto", "local"):
+        path = os.path.join(LATEST, "cluster.json")
+        try:
+            with open(path) as f:
+                info = json.load(f)
+        except FileNotFoundError:
+            raise ConnectionError(
+                "No running actorlib cluster found on this machine (no "
+                f"{path}). Start one with `actorlib start --head`, or pass "
+                "address='host:port'."
+            ) from None
+        return info["address"], info["token_file"]
+    if ":" not in address:
+        raise ValueError(f"a cluster address is 'host:port', got {address!r}")
+    local = os.path.join(LATEST, "cluster.json")
+    if os.path.exists(local):
+        with open(local) as f:
+            info = json.load(f)
+        if info.get("address") == address:
+            return address, info["token_file"]
+    return address, None
+
+
+class ClusterClient(WorkerClient):
+    """The driver's client: the actorlib API, forwarded to the head's core."""
+
+    def __init__(self, address: str, token: bytes, namespace: str,
+                 tls: cluster_auth.TLSConfig | None = None,
+                 private: PrivateCluster | None = None) -> None:
+        self.address = address
+        self.private = private
+        self.directory: Directory = {}
+        self._io = LoopThread("actorlib-cluster-io")
+        self._io.start()
+        host, _, port = address.rpartition(":")
+        ctx = tls.client_context() if tls is not None else None
+        try:
+            welcome = self._io.run_coroutine(self._connect(host, int(port), token, ctx), 60)
+        except BaseException:
+            self._io.stop()
+            raise
+        super().__init__(self.conn, welcome["prefix"], namespace, HeapStore(), welcome["nodes"])
+        self.directory = dict(welcome["directory"])
+        self._welcomed = True
+        self.mapper = DriverMapper(lambda: self.directory, token, ctx)
+        set_buffer_mapper(self.mapper)
+
+    async def _connect(self, host: str, port: int, token: bytes, ctx: Any) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        reader, writer = await cluster_auth.open_connection(host, port, token, "driver", tls=ctx)
+        self._welcome: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.conn = wire.Connection(loop, self._on_message, self._on_lost)
+        cluster_auth.hand_over(reader, writer, self.conn)
+        self.conn.send((wire.HELLO, {"pid": os.getpid()}))
+        return await asyncio.wait_for(self._welcome, 30)
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == wire.READY:
+            self.on_ready(message[1], message[2], message[3])
+        elif kind == wire.REPLY:
+            self.on_reply(message[1], message[2], message[3])
+        elif kind == wire.NODES:
+            self.directory = dict(message[2])
+            self.set_nodes(message[1])
+        elif kind == wire.WELCOME:
+            self._welcome.set_result(message[1])
+
+    def _on_lost(self) -> None:
+        if not self.closed:
+            self.close(f"the actorlib cluster head at {self.address} went away")
+
+    def debug_state(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("debug_state")
+        return result
+
+    def wait_for_nodes(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self._nodes) < count:
+            if self.closed or time.monotonic() > deadline:
+                raise TimeoutError(f"{count} node(s) did not join the cluster at {self.address}")
+            time.sleep(0.01)
+
+    def shutdown(self) -> None:
+        self.closed = True
+        self.conn.close()
+        self._io.stop()
+        self.mapper.close()
+        set_buffer_mapper(map_readonly)
+        if self.private is not None:
+            self.private.stop()
+
+
+class ClusterBackend:
+    """Registered as ``cluster``. A driver holds no core here: :meth:`connect` gives it a
+    client of the head's (the head runs :class:`~actorlib.backends.cluster_head.HeadBackend`).
+    """
+
+    name = "cluster"
+
+    @classmethod
+    def connect(cls, config: BackendConfig, namespace: str) -> ClusterClient:
+        private = None
+        token_file: str | None
+        if config.address is None and not os.environ.get(ADDRESS_ENV):
+            private = PrivateCluster(config)
+            address, token_file = private.address, private.token_file
+        else:
+            address, token_file = resolve_address(config.address)
+        try:
+            token = cluster_auth.resolve_token(token_file=token_file)
+            client = ClusterClient(address, token, namespace, cluster_auth.TLSConfig.from_env(),
+                                   private)
+            if private is not None:
+                client.wait_for_nodes(1)
+            return client
+        except BaseException:
+            if private is not None:
+                private.stop()
+            raise

@@ -1,0 +1,412 @@
+"""The cluster's head: the core (scheduler, objects, actors, names) and its TCP server.
+
+The head runs an ordinary :class:`~actorlib.core.runtime.Runtime` on a
+:class:`HeadBackend`, whose "workers" are whole nodes: node daemons
+(:mod:`actorlib.backends.cluster_node`) connect, register their resources and run the
+tasks and actors placed on them with process workers. Drivers connect too, and speak to
+the core exactly as a process worker speaks to its driver (:class:`ClientLink`): when a
+driver disconnects, everything it held is released, so its objects and non-detached
+actors go away with it.
+
+The head never reads object bytes: it passes locations on (``lazy_mapper``) and tells
+the owning node when an object is freed.
+
+Run as ``python -m actorlib.backends.cluster_head``; ``actorlib start --head`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from actorlib.backends import cluster_auth, wire
+from actorlib.backends.base import (
+    ActorStart,
+    Backend,
+    BackendConfig,
+    CallRun,
+    CoreEvents,
+    NodeInfo,
+    ObjectStore,
+    Outcome,
+    TaskRun,
+)
+from actorlib.backends.client_link import ClientLink
+from actorlib.backends.cluster_objects import lazy_mapper, session_of
+from actorlib.backends.execution import pack_error
+
+from actorlib.core.ids import DRIVER_PREFIX
+from actorlib.core.runtime import Runtime
+from actorlib.core.serialization import Serialized, set_buffer_mapper
+from actorlib.exceptions import ActorDiedError, WorkerCrashedError
+
+log = logging.getLogger("actorlib.cluster")
+
+#: A node silent for this long (no heartbeat, no message) is declared dead.
+NODE_TIMEOUT_S = float(os.environ.get("ACTORLIB_NODE_TIMEOUT_S", "5"))
+NODE_PREFIX_BLOCK = 1 << 20  # id prefixes per node: one per worker process it may start
+
+
+class _Peer:
+    """One authenticated connection: a node, a driver or a status query."""
+
+    def __init__(self, head: HeadBackend, role: str, address: str) -> None:
+        self.head = head
+        self.role = role
+        self.address = address
+        self.conn = wire.Connection(head.loop, self._on_message, self._on_lost)
+        self.link = ClientLink(head.client, self.send, head.events.post)
+        self.gone = False
+        self.last_seen = time.monotonic()
+        # nodes only
+        self.node: NodeInfo | None = None
+        self.session = ""
+        self.objects: tuple[str, int] | None = None
+        self.ready = False
+        self.running: dict[int, int] = {}  # task id -> attempt
+        self.actors: dict[int, int] = {}  # actor id -> incarnation
+        self.stats: dict[str, Any] = {}
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        # Code travels whole on every message: a node passes specs on to workers that may
+        # not have seen the code yet, and keeps no copy of its own.
+        self.conn.send(message)
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        self.last_seen = time.monotonic()
+        # On the core loop, after everything before it.
+        self.head.events.post(self.head._handle, self, message)
+
+    def _on_lost(self) -> None:
+        self.head.events.post(self.head._peer_lost, self)
+
+
+class HeadStore(ObjectStore):
+    """The head keeps no bytes: freeing an object tells the nodes to drop its files."""
+
+    def __init__(self, head: HeadBackend) -> None:
+        self.head = head
+
+    def seal(self, obj: Serialized) -> Serialized:
+        return obj
+
+    def free(self, obj: Serialized) -> None:
+        if obj.locations:
+            paths = [loc[0] for loc in obj.locations if loc is not None]
+            if paths:
+                self.head.events.post(self.head._broadcast_nodes, (wire.FREE, paths))
+
+
+class HeadBackend(Backend):
+    name = "cluster"
+
+    def __init__(
+        self, token: bytes, host: str = "127.0.0.1", port: int = 0,
+        tls: cluster_auth.TLSConfig | None = None,
+    ) -> None:
+        self.token = token
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.store = HeadStore(self)
+        self.peers: set[_Peer] = set()
+        self.nodes: dict[str, _Peer] = {}
+        self._task_node: dict[int, _Peer] = {}
+        self._call_node: dict[int, _Peer] = {}
+        self._actor_node: dict[int, _Peer] = {}
+        self._driver_prefixes = itertools.count(DRIVER_PREFIX + 1)
+        self._node_blocks = itertools.count(1)
+        self._server: asyncio.AbstractServer | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    # == lifecycle ==========================================================================
+
+    async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
+        self.events = events
+        self.client = events.client
+        self.loop = asyncio.get_running_loop()
+        set_buffer_mapper(lazy_mapper)
+        ctx = self.tls.server_context() if self.tls is not None else None
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, ssl=ctx)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._watchdog = self.loop.create_task(self._watch_nodes())
+        return []  # nodes join as they connect
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._server is not None:
+            self._server.close()
+        for peer in list(self.peers):
+            if peer.node is not None:
+                peer.send((wire.EXIT,))
+        await asyncio.sleep(0.05)
+        for peer in list(self.peers):
+            peer.conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        address = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
+        try:
+            role = await cluster_auth.server_handshake(reader, writer, self.token)
+        except (cluster_auth.AuthError, ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            return  # refused and logged by the handshake
+        if role not in ("node", "driver", "cli"):
+            log.warning("actorlib: refused %s: unknown role %r", address, role)
+            writer.close()
+            return
+        peer = _Peer(self, role, address)
+        self.peers.add(peer)
+        cluster_auth.hand_over(reader, writer, peer.conn)
+
+    async def _watch_nodes(self) -> None:
+        """A node that stops talking (hung, or cut off without a FIN) is declared dead."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for peer in list(self.nodes.values()):
+                if now - peer.last_seen > NODE_TIMEOUT_S:
+                    log.warning("actorlib: node %s at %s stopped responding",
+                                peer.node.node_id if peer.node else "?", peer.address)
+                    peer.conn.close()
+
+    # == what the core asks (core loop) =====================================================
+
+    def _lost(self, why: str) -> WorkerCrashedError:
+        return WorkerCrashedError(why)
+
+    def run_task(self, run: TaskRun) -> None:
+        peer = self.nodes.get(run.node_id)
+        spec = run.spec
+        if peer is None or peer.gone:
+            self.events.task_crashed(spec.task_id, spec.attempt,
+                                     self._lost(f"node {run.node_id} is gone"))
+            return
+        peer.running[spec.task_id] = spec.attempt
+        self._task_node[spec.task_id] = peer
+        peer.send((wire.RUN_TASK, run))
+
+    def start_actor(self, start: ActorStart) -> None:
+        peer = self.nodes.get(start.node_id)
+        actor_id = start.spec.actor_id
+        if peer is None or peer.gone:
+            self.events.actor_died(actor_id, start.incarnation,
+                                   self._lost(f"node {start.node_id} is gone"))
+            return
+        peer.actors[actor_id] = start.incarnation
+        self._actor_node[actor_id] = peer
+        peer.send((wire.START_ACTOR, start))
+
+    def run_call(self, run: CallRun) -> None:
+        peer = self._actor_node.get(run.spec.actor_id)
+        if peer is None or peer.gone:
+            error, _ = pack_error(ActorDiedError("The actor is not running."),
+                                  run.spec.method, False)
+            self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
+            return
+        self._call_node[run.spec.call_id] = peer
+        peer.send((wire.RUN_CALL, run))
+
+    def stop_actor(self, actor_id: int, *, force: bool) -> None:
+        peer = self._actor_node.pop(actor_id, None)
+        if peer is not None:
+            peer.actors.pop(actor_id, None)
+            peer.send((wire.STOP_ACTOR, actor_id, force))
+
+    def cancel(self, id: int, *, force: bool) -> None:
+        peer = self._task_node.get(id) or self._call_node.get(id)
+        if peer is not None:
+            peer.send((wire.CANCEL, id, force))
+
+    # == messages (core loop) ===============================================================
+
+    def _handle(self, peer: _Peer, message: tuple[Any, ...]) -> None:
+        if peer.gone:
+            return
+        kind = message[0]
+        events = self.events
+        if kind == wire.TASK_FINISHED:
+            outcome: Outcome = message[1]
+            peer.running.pop(outcome.id, None)
+            self._task_node.pop(outcome.id, None)
+            events.task_finished(outcome)
+        elif kind == wire.CALL_FINISHED:
+            self._call_node.pop(message[1].id, None)
+            events.call_finished(message[1])
+        elif kind == wire.ACTOR_STARTED:
+            events.actor_started(message[1], message[2])
+        elif kind == wire.ACTOR_INIT_FAILED:
+            events.actor_init_failed(message[1], message[2], message[3])
+        elif kind == wire.TASK_CRASHED:
+            peer.running.pop(message[1], None)
+            self._task_node.pop(message[1], None)
+            events.task_crashed(message[1], message[2], message[3])
+        elif kind == wire.ACTOR_DIED:
+            if peer.actors.get(message[1]) == message[2]:
+                del peer.actors[message[1]]
+                if self._actor_node.get(message[1]) is peer:
+                    del self._actor_node[message[1]]
+            events.actor_died(message[1], message[2], message[3])
+        elif kind == wire.HEARTBEAT:
+            peer.stats = message[1]
+        elif kind == wire.HELLO:
+            self._hello(peer, message[1])
+        elif kind == wire.NODE_READY:
+            self._node_ready(peer, message[1])
+        elif kind == wire.STATUS:
+            peer.send((wire.STATUS, message[1], self._status()))
+        else:
+            peer.link.handle(message)
+
+    def _hello(self, peer: _Peer, info: dict[str, Any]) -> None:
+        if peer.role == "node":
+            node_id = info["node_id"]
+            if node_id in self.nodes:
+                log.warning("actorlib: refused a second node with id %s", node_id)
+                peer.conn.close()
+                return
+            peer.node = NodeInfo(node_id, dict(info["resources"]), info.get("host", ""))
+            prefix = next(self._node_blocks) * NODE_PREFIX_BLOCK
+        elif peer.role == "driver":
+            prefix = next(self._driver_prefixes)
+        else:
+            prefix = 0
+        peer.send((wire.WELCOME, {
+            "prefix": prefix, "nodes": self._node_infos(), "directory": self._directory(),
+        }))
+
+    def _node_ready(self, peer: _Peer, info: dict[str, Any]) -> None:
+        assert peer.node is not None
+        peer.session = info["session"]
+        peer.objects = tuple(info["objects"])
+        peer.ready = True
+        self.nodes[peer.node.node_id] = peer
+        log.info("actorlib: node %s joined from %s with %s",
+                 peer.node.node_id, peer.address, peer.node.resources)
+        self.events.node_added(peer.node.node_id, peer.node.resources)
+        self._announce()
+
+    def _peer_lost(self, peer: _Peer) -> None:
+        if peer.gone:
+            return
+        peer.gone = True
+        self.peers.discard(peer)
+        if peer.node is not None and self.nodes.get(peer.node.node_id) is peer:
+            node_id = peer.node.node_id
+            del self.nodes[node_id]
+            log.warning("actorlib: node %s (%s) left the cluster", node_id, peer.address)
+            why = f"node {node_id} at {peer.address} died or lost its connection to the head"
+            # Remove the node first, so retries and restarts go elsewhere.
+            self.events.node_removed(node_id)
+            for task_id, attempt in list(peer.running.items()):
+                self._task_node.pop(task_id, None)
+                self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))
+            peer.running.clear()
+            for call_id, owner in list(self._call_node.items()):
+                if owner is peer:
+                    del self._call_node[call_id]
+            for actor_id, incarnation in list(peer.actors.items()):
+                if self._actor_node.get(actor_id) is peer:
+                    del self._actor_node[actor_id]
+                self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
+            peer.actors.clear()
+            if peer.session:
+                session = peer.session
+
+                def lived_there(value: Serialized) -> bool:
+                    return any(
+                        loc is not None and session_of(loc[0]) == session
+                        for loc in value.locations or ()
+                    )
+
+                self.events.objects_lost(lived_there, why)
+            self._announce()
+        peer.link.release()
+
+    # == views ==============================================================================
+
+    def _node_infos(self) -> list[NodeInfo]:
+        return [p.node for p in self.nodes.values() if p.node is not None]
+
+    def _directory(self) -> dict[str, tuple[str, int]]:
+        return {p.session: p.objects for p in self.nodes.values() if p.objects is not None}
+
+    def _announce(self) -> None:
+        message = (wire.NODES, self._node_infos(), self._directory())
+        for peer in list(self.peers):
+            if peer.role in ("node", "driver"):
+                peer.send(message)
+
+    def _broadcast_nodes(self, message: tuple[Any, ...]) -> None:
+        for peer in list(self.nodes.values()):
+            peer.send(message)
+
+    def _status(self) -> dict[str, Any]:
+        rt = self.client
+        scheduler = getattr(rt, "scheduler", None)
+        nodes = []
+        for peer in self.nodes.values():
+            assert peer.node is not None
+            live = scheduler.nodes.get(peer.node.node_id) if scheduler is not None else None
+            nodes.append({
+                "node_id": peer.node.node_id,
+                "address": peer.address,
+                "resources": peer.node.resources,
+                "available": dict(live.available) if live is not None else {},
+                "running_tasks": len(peer.running),
+                "actors": len(peer.actors),
+                **peer.stats,
+            })
+        state = rt.debug_state() if hasattr(rt, "debug_state") else {}
+        return {
+            "nodes": nodes,
+            "drivers": sum(1 for p in self.peers if p.role == "driver"),
+            "queued_tasks": state.get("queued", 0),
+            "tasks": state.get("tasks", 0),
+            "actors": len(state.get("actors", ())),
+        }
+
+
+# == the daemon ===================================================================================
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m actorlib.backends.cluster_head")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token-file", required=True)
+    parser.add_argument("--ready-file", help="written with the port once listening")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    token = cluster_auth.resolve_token(token_file=args.token_file)
+    backend = HeadBackend(token, args.host, args.port, cluster_auth.TLSConfig.from_env())
+    rt = Runtime(backend, BackendConfig(), "default")
+    rt.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("actorlib head listening on %s:%d (pid %d)", args.host, backend.port, os.getpid())
+    if args.ready_file:
+        tmp = f"{args.ready_file}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"host": args.host, "port": backend.port, "pid": os.getpid()}, f)
+        os.replace(tmp, args.ready_file)
+    stop.wait()
+    log.info("actorlib head stopping")
+    rt.shutdown()
+
+
+if __name__ == "__main__":
+    main()

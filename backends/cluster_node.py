@@ -1,0 +1,255 @@
+"""A cluster node: process workers and an object store, placed under a head's core.
+
+The node runs the process backend as it runs on one machine, with two changes of
+direction: its events (results, crashes, actor starts) go to the head over TCP instead
+of to a local core, and its workers' API calls (nested tasks, ``get``, refs) are relayed
+to the head through a :class:`~actorlib.backends.process_worker.WorkerClient`. An
+:class:`~actorlib.backends.cluster_objects.ObjectServer` serves its object files to the
+rest of the cluster and fetches other nodes' files for its workers.
+
+The node exits when it loses its head: its workers die with it, its files are removed.
+Run as ``python -m actorlib.backends.cluster_node``; ``actorlib start --address`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends import cluster_auth, wire
+from actorlib.backends.base import BackendConfig, HeapStore, Outcome
+from actorlib.backends.cluster_objects import Directory, ObjectServer, lazy_mapper
+from actorlib.backends.execution import local_node_resources
+from actorlib.backends.process import ProcessBackend
+from actorlib.backends.process_worker import WorkerClient
+from actorlib.backends.shm_store import SharedMemoryStore
+
+from actorlib.core.loop import LoopThread
+from actorlib.core.serialization import Serialized, set_buffer_mapper
+
+log = logging.getLogger("actorlib.cluster")
+
+HEARTBEAT_S = 1.0
+
+
+class _HeadEvents:
+    """CoreEvents of the node's process backend: they travel to the head."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None], client: WorkerClient,
+                 post: Callable[..., None]) -> None:
+        self._send = send
+        self.client = client
+        self.post = post
+
+    def task_finished(self, outcome: Outcome) -> None:
+        self._send((wire.TASK_FINISHED, outcome))
+
+    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        self._send((wire.TASK_CRASHED, task_id, attempt, error))
+
+    def actor_started(self, actor_id: int, incarnation: int) -> None:
+        self._send((wire.ACTOR_STARTED, actor_id, incarnation))
+
+    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
+        self._send((wire.ACTOR_INIT_FAILED, actor_id, incarnation, error))
+
+    def call_finished(self, outcome: Outcome) -> None:
+        self._send((wire.CALL_FINISHED, outcome))
+
+    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
+        self._send((wire.ACTOR_DIED, actor_id, incarnation, error))
+
+    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
+        pass
+
+    def node_removed(self, node_id: str) -> None:
+        pass
+
+    def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
+        pass
+
+
+class NodeDaemon:
+    def __init__(
+        self, head: tuple[str, int], token: bytes, config: BackendConfig, *,
+        host: str = "127.0.0.1", tls: cluster_auth.TLSConfig | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        self.head = head
+        self.token = token
+        self.config = config
+        self.host = host
+        self.tls = tls
+        self.node_id = node_id or uuid.uuid4().hex[:16]
+        self.loop_thread = LoopThread("actorlib-node")
+        self.done = threading.Event()
+        self.directory: Directory = {}
+        self.backend = ProcessBackend()
+        self.objects: ObjectServer | None = None
+        self._welcome: asyncio.Future[dict[str, Any]] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # == lifecycle ==========================================================================
+
+    def run(self) -> None:
+        self.loop_thread.start()
+        try:
+            self.loop_thread.run_coroutine(self._start(), timeout=60)
+            self.done.wait()
+        finally:
+            try:
+                self.loop_thread.run_coroutine(self._stop(), timeout=60)
+            finally:
+                self.loop_thread.stop()
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = self.tls.client_context() if self.tls is not None else None
+        reader, writer = await cluster_auth.open_connection(
+            self.head[0], self.head[1], self.token, "node", tls=ctx
+        )
+        self.conn = wire.Connection(loop, self._on_message, self._on_lost)
+        self._welcome = loop.create_future()
+        cluster_auth.hand_over(reader, writer, self.conn)
+        resources = local_node_resources(self.config)
+        self.conn.send((wire.HELLO, {
+            "node_id": self.node_id, "resources": resources, "host": self.host,
+            "pid": os.getpid(),
+        }))
+        welcome = await asyncio.wait_for(self._welcome, 30)
+        self.directory = dict(welcome["directory"])
+        client = WorkerClient(
+            self.conn, welcome["prefix"], "default", HeapStore(), welcome["nodes"]
+        )
+        self.client = client
+        events = _HeadEvents(self.conn.send, client, self.loop_thread.post)
+        # The object server needs the store, and workers need the server's address: start
+        # the backend first, with the address filled in before its first worker starts.
+        worker_link: dict[str, Any] = {"token": self.token, "tls": self.tls, "objects": None}
+        config = BackendConfig(
+            num_cpus=resources.get("CPU"), num_gpus=resources.get("GPU"),
+            resources={k: v for k, v in resources.items() if k not in ("CPU", "GPU")},
+            object_store_memory=self.config.object_store_memory,
+            options={
+                "node_id": self.node_id, "prefix_base": welcome["prefix"],
+                "worker_init": {"cluster": worker_link},
+            },
+        )
+        store = SharedMemoryStore.for_driver(self.config.object_store_memory)
+        self.objects = ObjectServer(store, self.token, lambda: self.directory, self.tls)
+        worker_link["objects"] = await self.objects.start(self.host)
+        self.backend.store_override = store
+        await self.backend.start(events, config)
+        set_buffer_mapper(lazy_mapper)  # the node relays locations, never reads them
+        self.conn.send((wire.NODE_READY, {
+            "session": store.session, "objects": worker_link["objects"],
+        }))
+        self._heartbeat = loop.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        while True:
+            backend = self.backend
+            self.conn.send((wire.HEARTBEAT, {
+                "workers": len(backend._workers), "idle_workers": len(backend._idle),
+                "object_store_bytes": backend.store.in_use()
+                if hasattr(backend.store, "in_use") else 0,
+            }))
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self.objects is not None:
+            await self.objects.stop()
+        if getattr(self.backend, "events", None) is not None:
+            await self.backend.stop()
+        if getattr(self, "client", None) is not None:
+            self.client.close("the node is stopping")
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+
+    # == from the head (node loop) ==========================================================
+
+    def _on_lost(self) -> None:
+        if not self.done.is_set():
+            log.warning("actorlib node %s: lost the head; stopping", self.node_id)
+        self.done.set()
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        backend = self.backend
+        if kind == wire.RUN_TASK:
+            backend.run_task(message[1])
+        elif kind == wire.RUN_CALL:
+            backend.run_call(message[1])
+        elif kind == wire.START_ACTOR:
+            backend.start_actor(message[1])
+        elif kind == wire.STOP_ACTOR:
+            backend.stop_actor(message[1], force=message[2])
+        elif kind == wire.CANCEL:
+            backend.cancel(message[1], force=message[2])
+        elif kind == wire.READY:
+            self.client.on_ready(message[1], message[2], message[3])
+        elif kind == wire.REPLY:
+            self.client.on_reply(message[1], message[2], message[3])
+        elif kind == wire.FREE:
+            backend.store.free_paths(message[1])
+        elif kind == wire.NODES:
+            self.directory = dict(message[2])
+            self.client.set_nodes(message[1])
+        elif kind == wire.WELCOME:
+            assert self._welcome is not None
+            self._welcome.set_result(message[1])
+        elif kind == wire.EXIT:
+            self.done.set()
+
+
+def _resources_arg(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise SystemExit("--resources must be a JSON object, e.g. '{\"accel\": 2}'")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m actorlib.backends.cluster_node")
+    parser.add_argument("--address", required=True, help="the head, HOST:PORT")
+    parser.add_argument("--token-file", required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="address others reach us at")
+    parser.add_argument("--num-cpus", type=float)
+    parser.add_argument("--num-gpus", type=float)
+    parser.add_argument("--resources")
+    parser.add_argument("--object-store-memory", type=int)
+    parser.add_argument("--node-id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host, _, port = args.address.rpartition(":")
+    config = BackendConfig(
+        num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+        resources=_resources_arg(args.resources),
+        object_store_memory=args.object_store_memory,
+    )
+    token = cluster_auth.resolve_token(token_file=args.token_file)
+    daemon = NodeDaemon((host, int(port)), token, config, host=args.host,
+                        tls=cluster_auth.TLSConfig.from_env(), node_id=args.node_id)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.done.set())
+    socket.setdefaulttimeout(None)
+    daemon.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The cluster backend with a head and two nodes as real processes on loopback.
+
+The shared behavioural suite also runs on ``cluster`` (a private head and node per test,
+see conftest.BACKENDS); these tests cover what only a multi-node cluster has: placement
+across nodes, objects moving between nodes, nodes and drivers going away, the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from actorlib.backends import cluster, cluster_auth
+from testkit import wait_until
+
+import actorlib
+from actorlib import NodeAffinitySchedulingStrategy
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the cluster's nodes run the process backend"
+)
+
+
+@dataclass
+class Cluster:
+    address: str
+    token_file: str
+    dir: str
+    head: subprocess.Popen[bytes]
+    nodes: dict[str, subprocess.Popen[bytes]]
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.dir, "logs", f"{name}.log")) as f:
+            return f.read()
+
+
+@pytest.fixture
+def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A head and two nodes: ``left`` (2 CPUs, resource left) and ``right`` (2 CPUs, right)."""
+    root = str(tmp_path)
+    token_file = os.path.join(root, "token")
+    cluster_auth.write_token_file(token_file, cluster_auth.new_token())
+    monkeypatch.setenv("ACTORLIB_CLUSTER_TOKEN_FILE", token_file)
+    head, address = cluster.start_head(root, token_file)
+    nodes = {}
+    try:
+        for name in ("left", "right"):
+            nodes[name] = cluster.start_node(
+                root, token_file, address, name=name, num_cpus=2, resources={name: 1},
+                node_id=name,
+            )
+        actorlib.init(address=address)
+        wait_until(lambda: len(actorlib.nodes()) == 2, timeout=30)
+        yield Cluster(address, token_file, root, head, nodes)
+    finally:
+        actorlib.shutdown()
+        for proc in nodes.values():
+            cluster.stop_process(proc)
+        cluster.stop_process(head)
+
+
+@actorlib.remote
+def where() -> str:
+    return actorlib.get_runtime_context().get_node_id()
+
+
+@actorlib.remote
+def make_array(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64)
+
+
+@actorlib.remote
+def total(a: np.ndarray) -> tuple[int, str, bool]:
+    return int(a.sum()), actorlib.get_runtime_context().get_node_id(), a.flags.writeable
+
+
+def test_custom_resources_place_tasks_on_their_node(three: Cluster) -> None:
+    assert actorlib.get(where.options(resources={"left": 1}).remote()) == "left"
+    assert actorlib.get(where.options(resources={"right": 1}).remote()) == "right"
+    assert actorlib.cluster_resources()["CPU"] == 4
+
+
+def test_spread_uses_both_nodes(three: Cluster) -> None:
+    refs = [where.options(scheduling_strategy="SPREAD").remote() for _ in range(8)]
+    assert set(actorlib.get(refs)) == {"left", "right"}
+
+
+def test_node_affinity(three: Cluster) -> None:
+    for node in ("left", "right"):
+        strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+        assert actorlib.get(where.options(scheduling_strategy=strategy).remote()) == node
+
+
+def test_large_array_moves_between_nodes(three: Cluster) -> None:
+    n = 8 * 2**20  # 64 MiB of int64
+    ref = make_array.options(resources={"left": 1}).remote(n)
+    # Read on the other node (streamed there, cached, mapped read-only) ...
+    result = actorlib.get(total.options(resources={"right": 1}).remote(ref))
+    assert result == (n * (n - 1) // 2, "right", False)
+    # ... twice, from the cache ...
+    assert actorlib.get(total.options(resources={"right": 1}).remote(ref))[0] == n * (n - 1) // 2
+    # ... and by the driver, from the owning node.
+    array = actorlib.get(ref)
+    assert array.shape == (n,) and int(array[-1]) == n - 1
+
+
+def test_driver_put_reaches_a_node(three: Cluster) -> None:
+    data = np.ones(2**20)
+    ref = actorlib.put(data)
+    assert actorlib.get(total.options(resources={"right": 1}).remote(ref))[0] == 2**20
+
+
+@actorlib.remote(max_retries=2)
+def slow_where(seconds: float) -> str:
+    time.sleep(seconds)
+    return actorlib.get_runtime_context().get_node_id()
+
+
+def test_task_on_a_killed_node_is_retried_elsewhere(three: Cluster) -> None:
+    strategy = NodeAffinitySchedulingStrategy("left", soft=True)
+    ref = slow_where.options(scheduling_strategy=strategy).remote(3.0)
+    time.sleep(1.0)  # running on left by now
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    started = time.monotonic()
+    assert actorlib.get(ref, timeout=60) == "right"
+    assert time.monotonic() - started < 30
+    wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
+
+
+@actorlib.remote(max_restarts=1)
+class Where:
+    def node(self) -> str:
+        return actorlib.get_runtime_context().get_node_id()
+
+
+def test_actor_restarts_on_another_node(three: Cluster) -> None:
+    actor = Where.remote()
+    first = actorlib.get(actor.node.remote())
+    survivor = "right" if first == "left" else "left"
+    three.nodes[first].send_signal(signal.SIGKILL)
+    wait_until(lambda: len(actorlib.nodes()) == 1, timeout=30)
+    assert actorlib.get(actor.node.remote(), timeout=60) == survivor
+
+
+def test_wrong_token_is_refused(three: Cluster) -> None:
+    host, _, port = three.address.rpartition(":")
+    with pytest.raises(cluster_auth.AuthError):
+        cluster_auth.connect(host, int(port), b"0" * 64, "driver")
+    wait_until(lambda: "refused" in three.log("head").lower() or "wrong" in three.log("head"))
+
+
+def test_a_disconnected_driver_is_cleaned_up(three: Cluster) -> None:
+    script = textwrap.dedent(f"""
+        import os, actorlib
+        actorlib.init(address={three.address!r})
+
+        @actorlib.remote
+        class Holder:
+            def ping(self):
+                return os.getpid()
+
+        h = Holder.remote()
+        actorlib.get(h.ping.remote())
+        ref = actorlib.put(list(range(1000)))
+        print("ready", flush=True)
+        os._exit(0)  # no shutdown: the connection just drops
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env={**os.environ})
+    assert "ready" in out.stdout, out.stderr
+    from actorlib.cluster_cli import query_status
+
+    wait_until(lambda: query_status(three.address)["actors"] == 0, timeout=30)
+    assert query_status(three.address)["drivers"] == 1  # only this test's driver
+
+
+def test_status_shows_nodes(three: Cluster) -> None:
+    from actorlib.cluster_cli import query_status
+
+    info = query_status(three.address)
+    assert sorted(n["node_id"] for n in info["nodes"]) == ["left", "right"]
+    assert json.dumps(info, default=str)
+
+
+def test_a_dead_head_fails_waiting_drivers(three: Cluster) -> None:
+    ref = slow_where.remote(30.0)
+    time.sleep(0.5)
+    three.head.send_signal(signal.SIGKILL)
+    three.head.wait()
+    with pytest.raises(actorlib.exceptions.RuntimeClosedError):
+        actorlib.get(ref, timeout=30)
+    for proc in three.nodes.values():  # nodes stop when their head is gone
+        proc.wait(timeout=30)
