@@ -517,24 +517,36 @@ async def client_handshake(
     Raises :class:`AuthError` if refused, fooled or left waiting ``timeout`` seconds. The
     streams stay the caller's: close them on failure.
     """
-    key = _key(token)
-    raw_role = _check_role(role)
     peer = peer or _format_peer(writer.get_extra_info("peername"))
+    await _client_async(reader, writer, _key(token), _check_role(role), peer, timeout, timeout)
+
+
+async def _client_async(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    key: bytes,
+    role: bytes,
+    peer: str,
+    timeout: float,
+    stated_timeout: float,
+) -> None:
     try:
         await asyncio.wait_for(
-            _drive_async(_client_steps(key, raw_role, peer), reader, writer), timeout
+            _drive_async(_client_steps(key, role, peer), reader, writer), timeout
         )
     except _Eof as exc:
         raise _client_failure(peer, exc) from None
     except asyncio.TimeoutError:
-        raise AuthError(
-            f"no handshake answer from {peer} within {timeout:g} s (is it an actorlib "
-            "cluster? TLS on one side only?)"
-        ) from None
+        raise AuthError(_no_answer(peer, stated_timeout)) from None
     except AuthError:
         raise
     except OSError as exc:
         raise AuthError(f"the connection to {peer} failed during the handshake: {exc}") from exc
+
+
+def _no_answer(peer: str, timeout: float) -> str:
+    return (f"no handshake answer from {peer} within {timeout:g} s (is it an actorlib "
+            "cluster? TLS on one side only?)")
 
 
 async def open_connection(
@@ -552,7 +564,7 @@ async def open_connection(
     raise :class:`AuthError`; an unreachable host raises the usual ``OSError``.
     """
     ctx = _client_ssl(tls)
-    _check_role(role)
+    key, raw_role = _key(token), _check_role(role)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     peer = _format_peer((host, port))
@@ -568,9 +580,8 @@ async def open_connection(
     except ssl.SSLError as exc:
         raise AuthError(_tls_failure(peer, exc)) from exc
     try:
-        await client_handshake(
-            reader, writer, token, role, timeout=max(deadline - loop.time(), 0.001), peer=peer
-        )
+        remaining = max(deadline - loop.time(), 0.001)
+        await _client_async(reader, writer, key, raw_role, peer, remaining, timeout)
     except BaseException:
         writer.close()
         raise
@@ -588,7 +599,8 @@ class _HandedOver:
     """Stands in for the transport inside a StreamWriter whose connection was handed over.
 
     ``StreamWriter.__del__`` (Python 3.11+) closes a transport that is not closing and
-    warns; the transport now belongs to another protocol, so the writer must let go.
+    warns; the transport now belongs to another protocol, so the writer lets go of it:
+    ``writer.close()`` (say, in a handler's ``finally``) no longer touches it either.
     """
 
     def __init__(self, transport: asyncio.BaseTransport) -> None:
@@ -598,7 +610,7 @@ class _HandedOver:
         return True
 
     def close(self) -> None:
-        self._transport.close()
+        pass
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)
@@ -626,7 +638,9 @@ def hand_over(
     buffer.clear()
     eof = reader.at_eof()
     exc = reader.exception()
-    lost = bool(getattr(old, "_connection_lost", False))  # connection_lost already ran
+    # Did the streams already see connection_lost? (asyncio's TLS transport then forgets
+    # its protocol; a StreamReaderProtocol records it.)
+    lost = old is None or bool(getattr(old, "_connection_lost", False))
     transport.set_protocol(protocol)
     writer._transport = _HandedOver(transport)  # type: ignore[attr-defined]
     protocol.connection_made(transport)
@@ -726,25 +740,26 @@ def connect_handshake(
     The socket's own timeout is restored on success; on failure it stays open (the
     caller's) and :class:`AuthError` is raised.
     """
-    key = _key(token)
-    raw_role = _check_role(role)
     if peer is None:
         try:
             peer = _format_peer(sock.getpeername())
         except OSError:
             peer = "?"
+    _client_blocking(sock, _key(token), _check_role(role), peer, timeout, timeout)
+
+
+def _client_blocking(
+    sock: socket.socket, key: bytes, role: bytes, peer: str, timeout: float, stated: float
+) -> None:
     previous = sock.gettimeout()
     try:
-        _drive_blocking(_client_steps(key, raw_role, peer), sock, time.monotonic() + timeout)
+        _drive_blocking(_client_steps(key, role, peer), sock, time.monotonic() + timeout)
     except _Eof as exc:
         raise _client_failure(peer, exc) from None
     except AuthError:
         raise
     except TimeoutError:
-        raise AuthError(
-            f"no handshake answer from {peer} within {timeout:g} s (is it an actorlib "
-            "cluster? TLS on one side only?)"
-        ) from None
+        raise AuthError(_no_answer(peer, stated)) from None
     except OSError as exc:
         raise AuthError(f"the connection to {peer} failed during the handshake: {exc}") from exc
     sock.settimeout(previous)
@@ -765,7 +780,7 @@ def connect(
     these sockets carry request/response traffic.
     """
     ctx = _client_ssl(tls)
-    _check_role(role)
+    key, raw_role = _key(token), _check_role(role)
     deadline = time.monotonic() + timeout
     peer = _format_peer((host, port))
     sock = socket.create_connection((host, port), timeout=timeout)
@@ -777,9 +792,8 @@ def connect(
                 sock = ctx.wrap_socket(sock, server_hostname=host)
             except (ssl.SSLError, TimeoutError, ConnectionError) as exc:
                 raise AuthError(_tls_failure(peer, exc)) from exc
-        connect_handshake(
-            sock, token, role, timeout=max(deadline - time.monotonic(), 0.001), peer=peer
-        )
+        remaining = max(deadline - time.monotonic(), 0.001)
+        _client_blocking(sock, key, raw_role, peer, remaining, timeout)
         sock.settimeout(None)
         return sock
     except BaseException:
