@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from actorlib.backends import cluster, cluster_auth, wire
+from actorlib.backends import cluster, cluster_auth, shm_store, wire
 
 
 def add_arguments(sub: Any) -> None:
@@ -142,6 +142,7 @@ def stop(args: argparse.Namespace) -> int:
             os.unlink(path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(cluster.LATEST)
+    shm_store.remove_dead_sessions()  # what daemons killed earlier left in /dev/shm
     print(f"stopped {len(alive)} actorlib daemon(s)")
     return 0
 

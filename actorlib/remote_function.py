@@ -106,6 +106,7 @@ class RemoteFunction(Generic[P, R]):
             env_vars=env_vars_of(opts, session.job_env()),
             name=name,
             caller_id=caller_id(),
+            namespace=client.namespace,
         ))
         return returned(refs)
 

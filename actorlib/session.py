@@ -47,10 +47,14 @@ class RuntimeInfo:
     namespace: str
     nodes: list[str] = field(default_factory=list)
     resources: dict[str, float] = field(default_factory=dict)
+    address: str | None = None  # a cluster's head, host:port
 
     @property
     def address_info(self) -> dict[str, Any]:
-        return {"backend": self.backend, "node_id": self.nodes[0] if self.nodes else None}
+        return {
+            "backend": self.backend, "node_id": self.nodes[0] if self.nodes else None,
+            "address": self.address, "gcs_address": self.address,
+        }
 
     def __enter__(self) -> RuntimeInfo:
         return self
@@ -128,6 +132,7 @@ def init(
 def _info(rt: _Running) -> RuntimeInfo:
     return RuntimeInfo(
         _backend_name, rt.namespace, [n.node_id for n in rt.nodes()], rt.cluster_resources(),
+        getattr(rt, "address", None),
     )
 
 

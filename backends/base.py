@@ -51,6 +51,7 @@ class ExecutionContext:
     task_id: int | None = None
     actor_id: int | None = None
     gpu_ids: tuple[int, ...] = ()
+    namespace: str = ""  # the job's namespace, where it differs from the process's
 
     @property
     def caller_id(self) -> int:
@@ -205,6 +206,13 @@ class Backend(ABC):
 
         The backend reports ``actor_died`` when it is gone.
         """
+
+    #: Whether objects live on different nodes (so placing work near its data pays).
+    has_locality: bool = False
+
+    def locate(self, path: str) -> str | None:
+        """The node whose store holds the file at ``path``; None if unknown."""
+        return None
 
     @abstractmethod
     def cancel(self, id: int, *, force: bool) -> None:

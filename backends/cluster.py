@@ -16,13 +16,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
-from actorlib.backends import cluster_auth, wire
+from actorlib.backends import cluster_auth, shm_store, wire
 from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster_objects import Directory, DriverMapper
 from actorlib.backends.process_worker import WorkerClient
@@ -56,8 +57,13 @@ def wait_for_file(path: str, proc: subprocess.Popen[bytes], what: str, log: str,
 
 
 def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port: int = 0,
-               *, detach: bool = False) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a head daemon; returns it and its ``host:port``."""
+               *, detach: bool = False, wait: bool = True,
+               ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a head daemon; returns it and its ``host:port``.
+
+    ``wait=False`` returns at once (``port`` must then be given): nodes started meanwhile
+    keep trying to connect until the head listens.
+    """
     ready = os.path.join(session_dir, "head.json")
     log = os.path.join(session_dir, "logs", "head.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
@@ -68,8 +74,17 @@ def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port:
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=detach,
         )
+    if not wait:
+        return proc, f"{host}:{port}"
     info = wait_for_file(ready, proc, "head", log)
     return proc, f"{info['host']}:{info['port']}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def start_node(session_dir: str, token_file: str, address: str, *, name: str = "node",
@@ -105,6 +120,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    # A daemon killed earlier (or its workers) cannot have removed its segments.
+    shm_store.remove_dead_sessions()
 
 
 class PrivateCluster:
@@ -116,18 +133,33 @@ class PrivateCluster:
         cluster_auth.write_token_file(self.token_file, cluster_auth.new_token())
         self.procs: list[subprocess.Popen[bytes]] = []
         try:
-            head, self.address = start_head(self.dir, self.token_file)
+            # Head and node start side by side; the node retries until the head listens.
+            head, self.address = start_head(self.dir, self.token_file, port=free_port(),
+                                            wait=False)
             self.procs.append(head)
             self.procs.append(start_node(
                 self.dir, self.token_file, self.address, num_cpus=config.num_cpus,
                 num_gpus=config.num_gpus, resources=config.resources,
                 object_store_memory=config.object_store_memory,
             ))
+            wait_for_file(os.path.join(self.dir, "head.json"), head, "head",
+                          os.path.join(self.dir, "logs", "head.log"))
         except BaseException:
             self.stop()
             raise
 
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            with open(os.path.join(self.dir, "logs", f"{name}.log")) as f:
+                tail = f.read().splitlines()[-lines:]
+        except OSError as exc:
+            return f"(no {name} log: {exc})"
+        return f"last lines of the {name}'s log:\n" + "\n".join(tail)
+
     def stop(self) -> None:
+        for proc in self.procs:  # all at once: each takes a moment to wind down
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for proc in reversed(self.procs):
             stop_process(proc)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -168,6 +200,10 @@ class ClusterClient(WorkerClient):
         self.address = address
         self.private = private
         self.directory: Directory = {}
+        # NODES announced between the WELCOME and the end of __init__ wait here, or the
+        # welcome's (older) list would overwrite them.
+        self._early_nodes: tuple[Any, ...] | None = None
+        self._welcomed = False
         self._io = LoopThread("actorlib-cluster-io")
         self._io.start()
         host, _, port = address.rpartition(":")
@@ -179,7 +215,7 @@ class ClusterClient(WorkerClient):
             raise
         super().__init__(self.conn, welcome["prefix"], namespace, HeapStore(), welcome["nodes"])
         self.directory = dict(welcome["directory"])
-        self._welcomed = True
+        self._io.call(self._welcome_done)
         self.mapper = DriverMapper(lambda: self.directory, token, ctx)
         set_buffer_mapper(self.mapper)
 
@@ -189,7 +225,7 @@ class ClusterClient(WorkerClient):
         self._welcome: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.conn = wire.Connection(loop, self._on_message, self._on_lost)
         cluster_auth.hand_over(reader, writer, self.conn)
-        self.conn.send((wire.HELLO, {"pid": os.getpid()}))
+        self.conn.send((wire.HELLO, {"pid": os.getpid(), "sys_path": list(sys.path)}))
         return await asyncio.wait_for(self._welcome, 30)
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
@@ -199,10 +235,20 @@ class ClusterClient(WorkerClient):
         elif kind == wire.REPLY:
             self.on_reply(message[1], message[2], message[3])
         elif kind == wire.NODES:
-            self.directory = dict(message[2])
-            self.set_nodes(message[1])
+            if self._welcomed:
+                self.directory = dict(message[2])
+                self.set_nodes(message[1])
+            else:
+                self._early_nodes = message
         elif kind == wire.WELCOME:
             self._welcome.set_result(message[1])
+
+    def _welcome_done(self) -> None:
+        """On the I/O thread, so no NODES message can slip in between."""
+        self._welcomed = True
+        if self._early_nodes is not None:
+            self._on_message(self._early_nodes)
+            self._early_nodes = None
 
     def _on_lost(self) -> None:
         if not self.closed:
@@ -221,8 +267,10 @@ class ClusterClient(WorkerClient):
 
     def shutdown(self) -> None:
         self.closed = True
-        self.conn.close()
-        self._io.stop()
+        try:
+            self._io.run_coroutine(self.conn.aclose(), 10)
+        finally:
+            self._io.stop()
         self.mapper.close()
         set_buffer_mapper(map_readonly)
         if self.private is not None:
@@ -250,7 +298,12 @@ class ClusterBackend:
             client = ClusterClient(address, token, namespace, cluster_auth.TLSConfig.from_env(),
                                    private)
             if private is not None:
-                client.wait_for_nodes(1)
+                try:
+                    client.wait_for_nodes(1)
+                except TimeoutError as exc:
+                    logs = f"{private.log_tail('node')}\n{private.log_tail('head')}"
+                    client.shutdown()  # removes the logs
+                    raise TimeoutError(f"{exc}\n{logs}") from None
             return client
         except BaseException:
             if private is not None:

@@ -107,6 +107,7 @@ class HeadStore(ObjectStore):
 
 class HeadBackend(Backend):
     name = "cluster"
+    has_locality = True
 
     def __init__(
         self, token: bytes, host: str = "127.0.0.1", port: int = 0,
@@ -123,6 +124,8 @@ class HeadBackend(Backend):
         self._call_node: dict[int, _Peer] = {}
         self._actor_node: dict[int, _Peer] = {}
         self._driver_prefixes = itertools.count(DRIVER_PREFIX + 1)
+        # Import paths of the jobs so far (existing on the nodes when they share a disk).
+        self._job_paths: dict[str, None] = {}
         self._node_blocks = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -279,10 +282,18 @@ class HeadBackend(Backend):
             prefix = next(self._node_blocks) * NODE_PREFIX_BLOCK
         elif peer.role == "driver":
             prefix = next(self._driver_prefixes)
+            new = [p for p in info.get("sys_path", ()) if p not in self._job_paths]
+            if new:
+                self._job_paths.update(dict.fromkeys(new))
+                # Every node connection, joined or still starting (its WELCOME may
+                # have gone out before these paths were known).
+                for node in [p for p in self.peers if p.role == "node"]:
+                    node.send((wire.SYS_PATH, new))
         else:
             prefix = 0
         peer.send((wire.WELCOME, {
             "prefix": prefix, "nodes": self._node_infos(), "directory": self._directory(),
+            "sys_path": list(self._job_paths),
         }))
 
     def _node_ready(self, peer: _Peer, info: dict[str, Any]) -> None:
@@ -334,6 +345,16 @@ class HeadBackend(Backend):
         peer.link.release()
 
     # == views ==============================================================================
+
+    def locate(self, path: str) -> str | None:
+        try:
+            session = session_of(path)
+        except ValueError:
+            return None
+        for node_id, peer in self.nodes.items():
+            if peer.session == session:
+                return node_id
+        return None
 
     def _node_infos(self) -> list[NodeInfo]:
         return [p.node for p in self.nodes.values() if p.node is not None]

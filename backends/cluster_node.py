@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends import cluster_auth, wire
-from actorlib.backends.base import BackendConfig, HeapStore, Outcome
+from actorlib.backends.base import BackendConfig, HeapStore, NodeInfo, Outcome
 from actorlib.backends.cluster_objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.execution import local_node_resources
 from actorlib.backends.process import ProcessBackend
@@ -39,6 +39,7 @@ from actorlib.core.serialization import Serialized, set_buffer_mapper
 log = logging.getLogger("actorlib.cluster")
 
 HEARTBEAT_S = 1.0
+CONNECT_TIMEOUT_S = 30.0
 
 
 class _HeadEvents:
@@ -93,10 +94,13 @@ class NodeDaemon:
         self.loop_thread = LoopThread("actorlib-node")
         self.done = threading.Event()
         self.directory: Directory = {}
+        self.job_sys_path: list[str] = []  # shared with the backend's worker INIT
         self.backend = ProcessBackend()
         self.objects: ObjectServer | None = None
         self._welcome: asyncio.Future[dict[str, Any]] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self.client: WorkerClient | None = None
+        self._early_nodes: list[NodeInfo] | None = None  # announced before the client exists
 
     # == lifecycle ==========================================================================
 
@@ -114,9 +118,17 @@ class NodeDaemon:
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         ctx = self.tls.client_context() if self.tls is not None else None
-        reader, writer = await cluster_auth.open_connection(
-            self.head[0], self.head[1], self.token, "node", tls=ctx
-        )
+        deadline = loop.time() + CONNECT_TIMEOUT_S
+        while True:  # the head may be starting beside us
+            try:
+                reader, writer = await cluster_auth.open_connection(
+                    self.head[0], self.head[1], self.token, "node", tls=ctx
+                )
+                break
+            except ConnectionRefusedError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
         self.conn = wire.Connection(loop, self._on_message, self._on_lost)
         self._welcome = loop.create_future()
         cluster_auth.hand_over(reader, writer, self.conn)
@@ -127,10 +139,13 @@ class NodeDaemon:
         }))
         welcome = await asyncio.wait_for(self._welcome, 30)
         self.directory = dict(welcome["directory"])
+        self.job_sys_path.extend(welcome.get("sys_path", ()))
         client = WorkerClient(
             self.conn, welcome["prefix"], "default", HeapStore(), welcome["nodes"]
         )
         self.client = client
+        if self._early_nodes is not None:
+            client.set_nodes(self._early_nodes)
         events = _HeadEvents(self.conn.send, client, self.loop_thread.post)
         # The object server needs the store, and workers need the server's address: start
         # the backend first, with the address filled in before its first worker starts.
@@ -141,7 +156,7 @@ class NodeDaemon:
             object_store_memory=self.config.object_store_memory,
             options={
                 "node_id": self.node_id, "prefix_base": welcome["prefix"],
-                "worker_init": {"cluster": worker_link},
+                "worker_init": {"cluster": worker_link, "job_sys_path": self.job_sys_path},
             },
         )
         store = SharedMemoryStore.for_driver(self.config.object_store_memory)
@@ -172,10 +187,10 @@ class NodeDaemon:
             await self.objects.stop()
         if getattr(self.backend, "events", None) is not None:
             await self.backend.stop()
-        if getattr(self, "client", None) is not None:
+        if self.client is not None:
             self.client.close("the node is stopping")
         if getattr(self, "conn", None) is not None:
-            self.conn.close()
+            await self.conn.aclose()
 
     # == from the head (node loop) ==========================================================
 
@@ -197,15 +212,24 @@ class NodeDaemon:
             backend.stop_actor(message[1], force=message[2])
         elif kind == wire.CANCEL:
             backend.cancel(message[1], force=message[2])
-        elif kind == wire.READY:
-            self.client.on_ready(message[1], message[2], message[3])
-        elif kind == wire.REPLY:
-            self.client.on_reply(message[1], message[2], message[3])
+        elif kind in (wire.READY, wire.REPLY):  # answers to our workers' requests
+            assert self.client is not None  # made before any worker starts
+            if kind == wire.READY:
+                self.client.on_ready(message[1], message[2], message[3])
+            else:
+                self.client.on_reply(message[1], message[2], message[3])
         elif kind == wire.FREE:
             backend.store.free_paths(message[1])
+        elif kind == wire.SYS_PATH:
+            self.job_sys_path.extend(message[1])
+            for worker in list(backend._workers):
+                worker.send(message)
         elif kind == wire.NODES:
             self.directory = dict(message[2])
-            self.client.set_nodes(message[1])
+            if self.client is None:
+                self._early_nodes = message[1]
+            else:
+                self.client.set_nodes(message[1])
         elif kind == wire.WELCOME:
             assert self._welcome is not None
             self._welcome.set_result(message[1])

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import inspect
 import os
-import pickle
 import threading
 import traceback
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 from actorlib.backends.base import BackendConfig, ObjectStore
 
-from actorlib.core.serialization import Serialized, deserialize, serialize
+from actorlib.core.serialization import Serialized, deserialize, loads_function, serialize
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
 
@@ -33,7 +32,7 @@ class CodeCache:
     def load(self, code: CodeRef) -> Any:
         obj = self._code.get(code.id)
         if obj is None:
-            obj = self._code[code.id] = pickle.loads(code.blob)
+            obj = self._code[code.id] = loads_function(code.blob)
         return obj
 
 

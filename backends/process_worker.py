@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends import wire
-from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, Outcome
+from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, Outcome, current_execution
 from actorlib.backends.thread import ThreadBackend
 
 from actorlib.core import context
@@ -45,6 +45,13 @@ def die_with_parent(parent_pid: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def add_import_paths(paths: Any) -> None:
+    """Where a cluster's jobs import their modules from; after our own, never before."""
+    for entry in paths:
+        if entry not in sys.path:
+            sys.path.append(entry)
 
 
 class PipeEvents:
@@ -84,7 +91,7 @@ class WorkerClient:
         nodes: list[NodeInfo],
     ) -> None:
         self.ids = IdAllocator(prefix)
-        self.namespace = namespace
+        self._namespace = namespace
         self.store = store
         self.closed = False
         self._send = conn.send
@@ -97,6 +104,14 @@ class WorkerClient:
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
         self._pending: dict[int, Callable[[bool, Any], None]] = {}
+
+    @property
+    def namespace(self) -> str:
+        """The running task's job namespace (workers of a cluster serve several jobs)."""
+        ctx = current_execution.get()
+        if ctx is not None and ctx.namespace:
+            return ctx.namespace
+        return self._namespace
 
     def _out(self, message: tuple[Any, ...]) -> None:
         if self.closed:
@@ -279,6 +294,8 @@ class Worker:
             assert local is not None
             local.stop_actor(message[1], force=False)
             threading.Thread(target=self._exit_after_actors, daemon=True).start()
+        elif kind == wire.SYS_PATH:
+            add_import_paths(message[1])
         elif kind == wire.INIT:
             self._init(message[1])
         elif kind == wire.EXIT:
@@ -288,6 +305,7 @@ class Worker:
         for entry in reversed(config["sys_path"]):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
+        add_import_paths(config.get("job_sys_path", ()))
         store: ObjectStore = HeapStore()
         if config.get("store") is not None:
             from actorlib.backends.shm_store import SharedMemoryStore

@@ -112,6 +112,18 @@ def remove_stale(directory: str) -> list[str]:
     return removed
 
 
+def remove_dead_sessions() -> list[str]:
+    """Sweep every place a store writes (shared memory, its disk fallback, spill files).
+
+    Called where a runtime may have died without cleaning up: a daemon stopped or killed.
+    """
+    tmp = tempfile.gettempdir()
+    removed = remove_stale(SHM_DIR)
+    removed += remove_stale(os.path.join(tmp, f"actorlib-objects-{os.getuid()}"))
+    removed += remove_stale(tmp)
+    return removed
+
+
 def _byte_view(buf: Any) -> memoryview:
     """A flat byte view of a contiguous buffer, without copying when C-contiguous.
 

@@ -101,7 +101,9 @@ class _TaskWorker:
     def _execute(self, run: TaskRun) -> None:
         backend = self.backend
         spec = run.spec
-        ctx = ExecutionContext(run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids)
+        ctx = ExecutionContext(
+            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace
+        )
         token = current_execution.set(ctx)
         result: Any = None
         with self.lock:
@@ -178,7 +180,8 @@ class _ActorHost:
 
     def _context(self) -> ExecutionContext:
         return ExecutionContext(
-            self.start.node_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids
+            self.start.node_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids,
+            namespace=self.spec.namespace,
         )
 
     def _construct(self) -> bool:

@@ -69,6 +69,7 @@ FREE = "free"  # head -> nodes: (paths of object files to free)
 TASK_CRASHED = "task_crashed"  # node -> head: (task id, attempt, error)
 ACTOR_DIED = "actor_died"  # node -> head: (actor id, incarnation, error)
 HEARTBEAT = "heartbeat"  # node -> head: (dict: workers, actors)
+SYS_PATH = "sys_path"  # head -> nodes -> workers: (import paths of connected jobs)
 STATUS = "status"  # cli -> head: (request id); head -> cli: (request id, dict)
 
 
@@ -134,6 +135,7 @@ class Connection(asyncio.Protocol):
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
         self.closed = False
+        self._gone = asyncio.Event()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._transport = None
+        self._gone.set()
         if self._on_lost is not None:
             self._on_lost()
 
@@ -184,9 +187,24 @@ class Connection(asyncio.Protocol):
         transport.write(b"".join(chunks))
 
     def close(self) -> None:
+        """Close from the loop's thread (queued messages still go out)."""
         self.closed = True
         if self._transport is not None:
             self._transport.close()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Close and wait until the transport is gone: a TLS close needs the loop running
+        for its shutdown exchange, and closing a loop with it pending fails."""
+        transport = self._transport
+        if transport is None:
+            self.closed = True
+            return
+        self._flush()
+        self.close()
+        try:
+            await asyncio.wait_for(self._gone.wait(), timeout)
+        except asyncio.TimeoutError:
+            transport.abort()
 
 
 class BlockingConnection:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings
 pytest_plugins = ["pytester"]  # test_harness.py checks the leak check itself
 
 # The ONE list of backends the behavioural suite runs on.
-BACKENDS = ["thread", "process"]
+BACKENDS = ["thread", "process", "cluster"]
 
 LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
 SHM_DIR = os.environ.get("ACTORLIB_TEST_SHM_DIR", "/dev/shm")  # overridable for test_harness

@@ -113,6 +113,25 @@ def test_large_array_moves_between_nodes(three: Cluster) -> None:
     assert array.shape == (n,) and int(array[-1]) == n - 1
 
 
+@actorlib.remote
+def sizes(*arrays: np.ndarray) -> tuple[list[int], str]:
+    return [a.size for a in arrays], actorlib.get_runtime_context().get_node_id()
+
+
+def test_tasks_run_where_their_largest_arguments_are(three: Cluster) -> None:
+    on = {node: make_array.options(resources={node: 1}) for node in ("left", "right")}
+    small, large = 2**16, 2**20
+    for node in ("left", "right"):  # the default would pick the same node both times
+        ref = on[node].remote(large)
+        assert actorlib.get(sizes.remote(ref)) == ([large], node)
+    left_small, right_large = on["left"].remote(small), on["right"].remote(large)
+    assert actorlib.get(sizes.remote(left_small, right_large)) == ([small, large], "right")
+    # Locality is a preference: with the data's node full, the task runs elsewhere.
+    busy = slow_where.options(resources={"right": 1}, num_cpus=2).remote(2.0)
+    assert actorlib.get(sizes.remote(right_large)) == ([large], "left")
+    actorlib.get(busy)
+
+
 def test_driver_put_reaches_a_node(three: Cluster) -> None:
     data = np.ones(2**20)
     ref = actorlib.put(data)
@@ -200,3 +219,47 @@ def test_a_dead_head_fails_waiting_drivers(three: Cluster) -> None:
         actorlib.get(ref, timeout=30)
     for proc in three.nodes.values():  # nodes stop when their head is gone
         proc.wait(timeout=30)
+
+
+def test_an_object_lost_with_its_node_is_rebuilt_from_lineage(three: Cluster) -> None:
+    n = 2**20
+    strategy = NodeAffinitySchedulingStrategy("left", soft=True)
+    ref = make_array.options(scheduling_strategy=strategy).remote(n)
+    actorlib.wait([ref], timeout=30)
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
+    # The array lived only on left: the task that made it runs again, on right.
+    assert actorlib.get(total.remote(ref), timeout=60) == (n * (n - 1) // 2, "right", False)
+
+
+@actorlib.remote
+def put_here(n: int) -> list[actorlib.ObjectRef[np.ndarray]]:
+    return [actorlib.put(np.ones(n))]
+
+
+def test_a_lost_object_without_lineage_raises_object_lost(three: Cluster) -> None:
+    inner = actorlib.get(put_here.options(resources={"left": 1}).remote(2**18))[0]
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: len(actorlib.nodes()) == 1, timeout=30)
+    with pytest.raises(actorlib.exceptions.ObjectLostError, match="lost"):
+        actorlib.get(inner, timeout=30)
+
+
+def test_tls(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, ca_file = os.path.join(tmp_path, "cert.pem"), os.path.join(tmp_path, "ca.pem")
+    cert.private_key_and_cert_chain_pem.write_to_path(cert_file)
+    ca.cert_pem.write_to_path(ca_file)
+    monkeypatch.setenv("ACTORLIB_TLS_CERT", cert_file)
+    monkeypatch.setenv("ACTORLIB_TLS_KEY", cert_file)
+    monkeypatch.setenv("ACTORLIB_TLS_CA", ca_file)
+    info = actorlib.init(backend="cluster", num_cpus=2)  # a private head and node, on TLS
+    try:
+        assert actorlib.get(make_array.remote(2**17))[-1] == 2**17 - 1  # bytes over TLS
+        host, _, port = info.address_info["address"].rpartition(":")
+        with pytest.raises(cluster_auth.AuthError):  # a plain-TCP client gets nowhere
+            cluster_auth.connect(host, int(port), "some token", "driver", timeout=5)
+    finally:
+        actorlib.shutdown()

@@ -21,9 +21,11 @@ class Client(Protocol):
     """What the API layer needs from a runtime. Every method is callable from any thread."""
 
     ids: IdAllocator
-    namespace: str
     store: ObjectStore
     closed: bool
+
+    @property
+    def namespace(self) -> str: ...
 
     def add_ref(self, id_: int) -> None: ...
     def drop_ref(self, id_: int) -> None: ...

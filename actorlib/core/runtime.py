@@ -49,7 +49,10 @@ def error_value(exc: BaseException) -> Serialized:
 
 
 class TaskRecord:
-    __slots__ = ("blocked", "cancelled", "children", "placement", "remaining", "spec", "state")
+    __slots__ = (
+        "blocked", "cancelled", "children", "placement", "preferred", "remaining", "spec",
+        "state",
+    )
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
@@ -59,6 +62,7 @@ class TaskRecord:
         self.cancelled = False
         self.blocked = False
         self.children: list[int] = []
+        self.preferred: str | None = None  # the node holding most of its argument bytes
 
 
 class Runtime:
@@ -270,8 +274,24 @@ class Runtime:
             self._finish_task(rec, error)
             return
         rec.state = "queued"
+        if self.backend.has_locality and rec.spec.scheduling_strategy == "DEFAULT":
+            rec.preferred = self._data_node(rec.spec)
         self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
         self._dirty = True
+
+    def _data_node(self, spec: TaskSpec) -> str | None:
+        """The node whose store holds the most bytes of ``spec``'s arguments, if any."""
+        values = self._dep_values(spec.args.deps)
+        if spec.args.payload is not None:
+            values.append(spec.args.payload)
+        held: dict[str, int] = {}
+        for value in values:
+            for location in value.locations or ():
+                if location is not None:
+                    node = self.backend.locate(location[0])
+                    if node is not None:
+                        held[node] = held.get(node, 0) + location[1]
+        return max(held, key=held.__getitem__) if held else None
 
     def _schedule(self) -> None:
         if not self._dirty or self.closed:
@@ -782,8 +802,11 @@ class Runtime:
             if value is None or not value.locations or not lost(value):
                 continue
             spec = entry.lineage
-            if spec is not None and spec.task_id not in self.tasks:
-                rebuild[spec.task_id] = spec
+            if spec is not None:
+                if spec.task_id in self.tasks:  # already being made again
+                    self.objects.reset(id_)
+                else:
+                    rebuild[spec.task_id] = spec
                 continue
             entry.value = None
             self.objects.set_value(id_, error_value(ObjectLostError(

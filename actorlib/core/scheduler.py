@@ -159,7 +159,7 @@ class Scheduler:
             request = dict(key[0])
             strategy = key[1]
             while queue:
-                node = self._choose(request, strategy)
+                node = self._choose(request, strategy, getattr(queue[0], "preferred", None))
                 if node is None:
                     break
                 work = queue.popleft()
@@ -167,7 +167,9 @@ class Scheduler:
             if not queue:
                 del self._queues[key]
 
-    def _choose(self, request: dict[str, float], strategy: Any) -> Node | None:
+    def _choose(
+        self, request: dict[str, float], strategy: Any, preferred: str | None = None
+    ) -> Node | None:
         nodes = self.alive_nodes()
         if isinstance(strategy, NodeAffinitySchedulingStrategy):
             target = self.nodes.get(strategy.node_id)
@@ -183,5 +185,11 @@ class Scheduler:
             return None
         if strategy == "SPREAD":
             return fitting[next(self._spread) % len(fitting)]
-        # DEFAULT: the node with the most free CPU, so load evens out.
+        # DEFAULT: the node that holds most of the work's argument bytes, when it has
+        # room (moving the work is cheaper than moving the data); else the node with the
+        # most free CPU, so load evens out.
+        if preferred is not None:
+            near = self.nodes.get(preferred)
+            if near is not None and near in fitting:
+                return near
         return max(fitting, key=lambda n: n.available.get("CPU", 0.0))

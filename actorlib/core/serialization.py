@@ -13,10 +13,12 @@ take the C pickler's fast path.
 
 from __future__ import annotations
 
+import inspect
 import mmap
 import os
 import pickle
 import threading
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,11 +177,53 @@ def deserialize(obj: Serialized) -> Any:
 
 
 def dumps_function(fn: Any) -> bytes:
-    """Pickle a function or class by value when it lives in ``__main__`` (cloudpickle)."""
+    """Pickle a function or class by value when it lives in ``__main__`` (cloudpickle).
+
+    Its source file travels along: cloudpickle (since 3.1.3) names code pickled by value
+    ``<dynamic-code>``, and remote tracebacks would lose their file names and lines.
+    """
     try:
-        return cloudpickle.dumps(fn, protocol=5)
+        source = inspect.getsourcefile(fn)
+    except (TypeError, OSError):
+        source = None
+    try:
+        return cloudpickle.dumps((fn, source), protocol=5)
     except Exception as exc:
         raise SerializationError(describe_unpicklable(fn, exc)) from exc
+
+
+def loads_function(blob: bytes) -> Any:
+    fn, source = pickle.loads(blob)
+    if source is not None:
+        _restore_filename(fn, source)
+    return fn
+
+
+_DYNAMIC_CODE = "<dynamic-code>"
+
+
+def _restore_filename(obj: Any, source: str) -> None:
+    """Give code unpickled by value its file name back (methods of a class too)."""
+    if isinstance(obj, type):
+        for member in vars(obj).values():
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if isinstance(member, property):
+                for accessor in (member.fget, member.fset, member.fdel):
+                    if accessor is not None:
+                        _restore_filename(accessor, source)
+            elif isinstance(member, types.FunctionType):
+                _restore_filename(member, source)
+    elif isinstance(obj, types.FunctionType) and obj.__code__.co_filename == _DYNAMIC_CODE:
+        obj.__code__ = _renamed(obj.__code__, source)
+
+
+def _renamed(code: types.CodeType, source: str) -> types.CodeType:
+    consts = tuple(
+        _renamed(c, source) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
+    filename = source if code.co_filename == _DYNAMIC_CODE else code.co_filename
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def _picklable(value: Any) -> bool:

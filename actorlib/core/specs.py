@@ -147,6 +147,7 @@ class TaskSpec:
     name: str = ""
     caller_id: int = DRIVER_CALLER
     attempt: int = 0
+    namespace: str = ""  # the submitting job's: a cluster's workers serve several jobs
 
 
 @dataclass(slots=True)
