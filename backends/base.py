@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actorlib.core.serialization import Serialized
-from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec, pickled_by_fields
 
 if TYPE_CHECKING:
     from actorlib.core.context import Client
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class NodeInfo:
     node_id: str
@@ -67,6 +68,7 @@ current_execution: contextvars.ContextVar[ExecutionContext | None] = contextvars
 )
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class TaskRun:
     """A task placed on a node, its dependency values gathered."""
@@ -77,6 +79,7 @@ class TaskRun:
     gpu_ids: tuple[int, ...] = ()
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class ActorStart:
     spec: ActorSpec
@@ -86,6 +89,7 @@ class ActorStart:
     gpu_ids: tuple[int, ...] = ()
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class CallRun:
     spec: CallSpec
@@ -93,6 +97,7 @@ class CallRun:
     incarnation: int
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class Outcome:
     """The end of one attempt of a task or call.

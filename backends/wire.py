@@ -9,7 +9,8 @@ already-pickled user data (user classes inside specs pickle themselves by value,
 (``shipping_to``).
 
 Writes are batched: ``send`` may be called from any thread; it queues the message and the
-connection's loop writes everything queued in one go, once per loop turn.
+connection's loop writes everything queued in one go, once per loop turn (a send from the
+loop's own thread schedules that write with ``call_soon``: no wake-up fd write).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pickle
 import socket
 import struct
 import threading
+from _thread import get_ident
 from collections.abc import Callable
 from typing import Any
 
@@ -134,6 +136,7 @@ class Connection(asyncio.Protocol):
         self._outbox: collections.deque[bytes] = collections.deque()
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
+        self._loop_ident: int | None = None  # the loop's thread, once connected
         self.closed = False
         self._gone = asyncio.Event()
 
@@ -141,6 +144,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self._loop_ident = get_ident()
         if self._outbox:
             self._flush()
 
@@ -171,7 +175,10 @@ class Connection(asyncio.Protocol):
         if not self._flush_pending:
             self._flush_pending = True
             try:
-                self._loop.call_soon_threadsafe(self._flush)
+                if get_ident() == self._loop_ident:
+                    self._loop.call_soon(self._flush)
+                else:
+                    self._loop.call_soon_threadsafe(self._flush)
             except RuntimeError:  # loop closed: the peer is going away anyway
                 self._flush_pending = False
 

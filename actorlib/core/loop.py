@@ -3,7 +3,9 @@
 Other threads never touch core state. They append ``(fn, args)`` to an inbox; the first
 append after a drain wakes the loop once (``call_soon_threadsafe``), and the loop runs
 everything queued in one turn. A burst of ``.remote()`` calls thus costs one wake-up, not
-one per call, and needs no lock: deque appends and pops are atomic.
+one per call, and needs no lock: deque appends and pops are atomic. Posts made on the
+loop thread itself (a worker's message, an event raised while draining) never write the
+loop's wake-up fd: they join the running drain, or the next turn via ``call_soon``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import collections
 import logging
 import threading
 import time
+from _thread import get_ident
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -38,6 +41,7 @@ class LoopThread:
             collections.deque()
         )
         self._wake_pending = False
+        self._ident: int | None = None  # the loop thread's, once it runs
         self._after_drain: list[Callable[[], None]] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -64,25 +68,35 @@ class LoopThread:
         if not self._wake_pending:
             self._wake_pending = True
             try:
-                self.loop.call_soon_threadsafe(self._drain)
+                if get_ident() == self._ident:
+                    self.loop.call_soon(self._drain)
+                else:
+                    self.loop.call_soon_threadsafe(self._drain)
             except RuntimeError:  # loop closed during shutdown: nothing will run it
                 self._wake_pending = False
 
     def _drain(self) -> None:
-        self._wake_pending = False
+        # ``_wake_pending`` stays set while draining, so posts made meanwhile (from this
+        # thread or others) are picked up here without another wake-up. It is cleared
+        # before the inbox is checked one last time: a post that saw it set is seen then.
         inbox = self._inbox
         popleft = inbox.popleft
-        while inbox:
-            fn, args = popleft()
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("actorlib core: internal error in %r", fn)
-        for hook in self._after_drain:
-            try:
-                hook()
-            except Exception:
-                log.exception("actorlib core: internal error in %r", hook)
+        while True:
+            while inbox:
+                fn, args = popleft()
+                try:
+                    fn(*args)
+                except Exception:
+                    log.exception("actorlib core: internal error in %r", fn)
+            for hook in self._after_drain:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("actorlib core: internal error in %r", hook)
+            self._wake_pending = False
+            if not inbox:
+                return
+            self._wake_pending = True
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn`` on the loop and wait for its result (for rare, blocking queries)."""
@@ -116,6 +130,7 @@ class LoopThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self._ident = get_ident()
         self.loop.call_soon(self._ready.set)
         try:
             self.loop.run_forever()

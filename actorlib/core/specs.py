@@ -7,15 +7,37 @@ objects can change freely once ``.remote()`` has returned.
 
 from __future__ import annotations
 
+import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import cloudpickle
 
 from actorlib.core.serialization import Serialized
 
 DRIVER_CALLER = 0  # caller id of code not running inside a task or actor
+
+_R = TypeVar("_R", bound=type)
+
+
+def pickled_by_fields(cls: _R) -> _R:
+    """Pickle a slotted dataclass as ``(cls, (field values...))``.
+
+    Every message between processes is made of these records. The default pickling of a
+    slotted dataclass (``copyreg`` state: a dict of slot names per object) makes frames
+    twice as large and about a quarter slower to encode and decode.
+    """
+    names: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
+    getter = operator.attrgetter(*names)
+    if len(names) == 1:
+        def __reduce__(self: Any) -> Any:
+            return (cls, (getter(self),))
+    else:
+        def __reduce__(self: Any) -> Any:
+            return (cls, getter(self))
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]
+    return cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +136,7 @@ class Dep:
         return (Dep, (self.index,))
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class Args:
     """Serialized ``(args, kwargs)`` with top-level refs replaced by :class:`Dep` slots."""
@@ -132,6 +155,7 @@ class Args:
 NO_ARGS = Args(None, ())
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class TaskSpec:
     task_id: int
@@ -150,6 +174,7 @@ class TaskSpec:
     namespace: str = ""  # the submitting job's: a cluster's workers serve several jobs
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class ActorSpec:
     actor_id: int
@@ -169,6 +194,7 @@ class ActorSpec:
     caller_id: int = DRIVER_CALLER
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class CallSpec:
     """One actor method call."""
