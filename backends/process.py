@@ -161,14 +161,15 @@ class ProcessBackend(Backend):
         self.loop = asyncio.get_running_loop()
         self.store = self._make_store(config)
         resources = local_node_resources(config)
-        cpus = resources["CPU"]
         # A cluster node names itself and gets a range of id prefixes from its head.
         self.node_id = config.options.get("node_id") or uuid.uuid4().hex[:16]
         self._prefixes = itertools.count(config.options.get("prefix_base", DRIVER_PREFIX + 1))
         self._worker_extra = config.options.get("worker_init", {})
         self.nodes = [NodeInfo(self.node_id, resources)]
-        for _ in range(max(1, min(int(cpus), 8))):
-            self._idle.append(self._spawn())
+        # One worker now, the rest when work first needs them: each is a fresh
+        # interpreter, and booting num_cpus of them at once delays the first result
+        # (they share the same cores) and holds memory a small job never uses.
+        self._idle.append(self._spawn())
         return self.nodes
 
     def _make_store(self, config: BackendConfig) -> ObjectStore:
