@@ -83,6 +83,7 @@ class Runtime:
         self.actors: dict[int, ActorRecord] = {}
         self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
         self.names: dict[tuple[str, str], int] = {}
+        self._fresh: dict[int, Serialized] = {}  # put by a caller, not yet on the loop
         self._dirty = False
         self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
         self._loop.on_drained(self._schedule)
@@ -162,12 +163,29 @@ class Runtime:
     # == objects ==========================================================================
 
     def put(self, id_: int, value: Serialized) -> None:
+        self._fresh[id_] = value  # readable by ``ready_value`` before the loop runs _put
         self._loop.post(self._put, id_, value)
 
     def _put(self, id_: int, value: Serialized) -> None:
         self.objects.create(id_, 1)
         self._hold_ids(value.contained)
         self.objects.set_value(id_, value)
+        del self._fresh[id_]  # after the entry exists, so ready_value never misses it
+
+    def ready_value(self, id_: int) -> Serialized | None:
+        """The value of ``id_`` if it is ready now, else None; any thread.
+
+        Lets ``get`` of a ready object skip the round trip through the core loop. Only
+        reads: a single dict lookup and attribute read are atomic under the GIL, and the
+        caller's ref keeps the entry alive.
+        """
+        if self.closed:
+            return None  # the slow path answers with RuntimeClosedError
+        value = self._fresh.get(id_)
+        if value is not None:
+            return value
+        entry = self.objects.entries.get(id_)
+        return None if entry is None else entry.value
 
     def watch(self, ids: list[int], callback: Watcher) -> None:
         """Call ``callback(id, value)`` on the loop thread as each id becomes ready."""
