@@ -181,6 +181,8 @@ class Backend(ABC):
 
     name: str = "?"
     store: ObjectStore = HeapStore()
+    #: Whether objects live on different nodes (so placing work near its data pays).
+    has_locality: bool = False
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
@@ -212,13 +214,10 @@ class Backend(ABC):
         The backend reports ``actor_died`` when it is gone.
         """
 
-    #: Whether objects live on different nodes (so placing work near its data pays).
-    has_locality: bool = False
+    @abstractmethod
+    def cancel(self, id: int, *, force: bool) -> None:
+        """Interrupt a running task or call; no-op if it already finished."""
 
     def locate(self, path: str) -> str | None:
         """The node whose store holds the file at ``path``; None if unknown."""
         return None
-
-    @abstractmethod
-    def cancel(self, id: int, *, force: bool) -> None:
-        """Interrupt a running task or call; no-op if it already finished."""

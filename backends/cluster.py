@@ -112,9 +112,12 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
         )
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    """SIGTERM every daemon at once (each takes a moment to wind down), then wait."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -157,11 +160,7 @@ class PrivateCluster:
         return f"last lines of the {name}'s log:\n" + "\n".join(tail)
 
     def stop(self) -> None:
-        for proc in self.procs:  # all at once: each takes a moment to wind down
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
-            stop_process(proc)
+        stop_processes(self.procs)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

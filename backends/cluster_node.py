@@ -212,12 +212,12 @@ class NodeDaemon:
             backend.stop_actor(message[1], force=message[2])
         elif kind == wire.CANCEL:
             backend.cancel(message[1], force=message[2])
-        elif kind in (wire.READY, wire.REPLY):  # answers to our workers' requests
+        elif kind == wire.READY:  # answers to our workers' requests
             assert self.client is not None  # made before any worker starts
-            if kind == wire.READY:
-                self.client.on_ready(message[1], message[2], message[3])
-            else:
-                self.client.on_reply(message[1], message[2], message[3])
+            self.client.on_ready(message[1], message[2], message[3])
+        elif kind == wire.REPLY:
+            assert self.client is not None
+            self.client.on_reply(message[1], message[2], message[3])
         elif kind == wire.FREE:
             backend.store.free_paths(message[1])
         elif kind == wire.SYS_PATH:

@@ -141,7 +141,7 @@ _WRITE_STEP = 64 * 2**20  # bytes per pwrite call
 
 
 def _reserve(fd: int, size: int) -> None:
-    """Allocate the file's blocks now, so writing through the mapping cannot SIGBUS."""
+    """Allocate the file's blocks now: a full store fails here, cleanly, before any copy."""
     if hasattr(os, "posix_fallocate"):
         os.posix_fallocate(fd, 0, size)
     else:  # macOS: no reservation possible; at least size the file

@@ -63,9 +63,7 @@ def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterat
         yield Cluster(address, token_file, root, head, nodes)
     finally:
         actorlib.shutdown()
-        for proc in nodes.values():
-            cluster.stop_process(proc)
-        cluster.stop_process(head)
+        cluster.stop_processes([*nodes.values(), head])
 
 
 @actorlib.remote
