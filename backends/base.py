@@ -71,12 +71,17 @@ current_execution: contextvars.ContextVar[ExecutionContext | None] = contextvars
 @pickled_by_fields
 @dataclass(slots=True)
 class TaskRun:
-    """A task placed on a node, its dependency values gathered."""
+    """A task placed on a node, its dependency values gathered.
+
+    ``follows``: when not 0, the id of a running task this one is queued behind on the
+    same worker (see ``Backend.pipelines``); it holds no resources until that one ends.
+    """
 
     spec: TaskSpec
     node_id: str
     deps: list[Serialized]
     gpu_ids: tuple[int, ...] = ()
+    follows: int = 0
 
 
 @pickled_by_fields
@@ -126,6 +131,9 @@ class CoreEvents(Protocol):
         """Run ``fn(*args)`` on the core loop after everything handed over so far."""
 
     def task_finished(self, outcome: Outcome) -> None: ...
+
+    def task_recalled(self, task_id: int, attempt: int) -> None:
+        """A queued-behind task (``TaskRun.follows``) was handed back before it started."""
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         """The worker running the task died; the core retries or fails it."""
@@ -183,6 +191,12 @@ class Backend(ABC):
     store: ObjectStore = HeapStore()
     #: Whether objects live on different nodes (so placing work near its data pays).
     has_locality: bool = False
+    #: Whether ``run_task`` takes ``TaskRun.follows``: a task queued on the worker behind
+    #: a running one, so the worker starts it without waiting a round trip to the core.
+    #: Such a backend runs the queued task when the one ahead ends or blocks in ``get``,
+    #: hands it back through ``task_recalled`` on ``recall`` if it has not started, and
+    #: reports it crashed (not started) if the worker dies.
+    pipelines: bool = False
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
@@ -217,6 +231,9 @@ class Backend(ABC):
     @abstractmethod
     def cancel(self, id: int, *, force: bool) -> None:
         """Interrupt a running task or call; no-op if it already finished."""
+
+    def recall(self, task_id: int) -> None:
+        """Hand back a queued-behind task that has not started (``pipelines`` only)."""
 
     def locate(self, path: str) -> str | None:
         """The node whose store holds the file at ``path``; None if unknown."""

@@ -28,11 +28,21 @@ class CodeCache:
 
     def __init__(self) -> None:
         self._code: dict[int, Any] = {}
+        self._blobs: dict[int, bytes] = {}  # received, not unpickled yet
+
+    def remember(self, code: CodeRef) -> None:
+        """Keep the code a message brought, whether or not that work ever runs: code is
+        sent once per worker, and the message may be for a task cancelled or recalled
+        before it started."""
+        if code.blob and code.id not in self._code:
+            self._blobs.setdefault(code.id, code.blob)
 
     def load(self, code: CodeRef) -> Any:
         obj = self._code.get(code.id)
         if obj is None:
-            obj = self._code[code.id] = loads_function(code.blob)
+            blob = code.blob or self._blobs[code.id]
+            obj = self._code[code.id] = loads_function(blob)
+            self._blobs.pop(code.id, None)
         return obj
 
 

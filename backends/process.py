@@ -141,6 +141,7 @@ class WorkerProcess:
 
 class ProcessBackend(Backend):
     name = "process"
+    pipelines = True
 
     def __init__(self) -> None:
         self._workers: list[WorkerProcess] = []
@@ -227,8 +228,12 @@ class ProcessBackend(Backend):
         return self._spawn()
 
     def run_task(self, run: TaskRun) -> None:
-        worker = self._take_worker()
         spec = run.spec
+        # Queued behind a task on its worker; if that one has already ended (its outcome
+        # is on the way to the core), the task just starts on a free worker.
+        worker = self._task_worker.get(run.follows) if run.follows else None
+        if worker is None or worker.dead:
+            worker = self._take_worker()
         if run.gpu_ids:
             env = with_visible_gpus(spec.env_vars, run.gpu_ids)
             run = dataclasses.replace(run, spec=dataclasses.replace(spec, env_vars=env))
@@ -266,6 +271,11 @@ class ProcessBackend(Backend):
         else:
             worker.send((wire.STOP_ACTOR, actor_id))
 
+    def recall(self, task_id: int) -> None:
+        worker = self._task_worker.get(task_id)
+        if worker is not None:
+            worker.send((wire.RECALL, task_id))
+
     def cancel(self, id: int, *, force: bool) -> None:
         worker = self._task_worker.get(id)
         if worker is not None:
@@ -297,6 +307,13 @@ class ProcessBackend(Backend):
             if worker.idle:
                 self._idle.append(worker)
             self.events.task_finished(outcome)
+        elif kind == wire.RECALLED:
+            task_id = message[1]
+            worker.running.pop(task_id, None)
+            self._task_worker.pop(task_id, None)
+            if worker.idle:
+                self._idle.append(worker)
+            self.events.task_recalled(task_id, message[2])
         elif kind == wire.CALL_FINISHED:
             outcome = message[1]
             for value in outcome.values or ():

@@ -104,6 +104,8 @@ class WorkerClient:
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
         self._pending: dict[int, Callable[[bool, Any], None]] = {}
+        # The local backend's: it starts the work queued behind a blocked task.
+        self.on_blocked: Callable[[int, bool, Callable[[], None]], None] | None = None
 
     @property
     def namespace(self) -> str:
@@ -175,7 +177,13 @@ class WorkerClient:
         self._out((wire.KILL_ACTOR, actor_id, no_restart))
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
-        self._send((wire.TASK_BLOCKED, task_id, blocked))
+        def announce() -> None:
+            self._send((wire.TASK_BLOCKED, task_id, blocked))
+
+        if self.on_blocked is None:
+            announce()
+        else:
+            self.on_blocked(task_id, blocked, announce)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -287,6 +295,11 @@ class Worker:
         elif kind == wire.START_ACTOR:
             assert local is not None
             local.start_actor(message[1])
+        elif kind == wire.RECALL:
+            assert local is not None
+            run = local.recall(message[1])
+            if run is not None:
+                self.conn.send((wire.RECALLED, run.spec.task_id, run.spec.attempt))
         elif kind == wire.CANCEL:
             assert local is not None
             local.cancel(message[1], force=False)
@@ -326,6 +339,7 @@ class Worker:
         local.events = PipeEvents(self.conn, client)
         local.node_id = config["node_id"]
         local.store = store
+        client.on_blocked = local.task_blocked
         self.client = client
         context.install(client)
         self.local = local

@@ -14,11 +14,13 @@ a thread any harder than that.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import functools
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import (
@@ -74,7 +76,7 @@ class _LoopHolder:
 
 
 class _TaskWorker:
-    """One pool thread; runs one task at a time."""
+    """One pool thread; runs one task at a time, then any queued behind it."""
 
     def __init__(self, backend: ThreadBackend, index: int) -> None:
         self.backend = backend
@@ -82,6 +84,12 @@ class _TaskWorker:
         self.loops = _LoopHolder()
         self.running: int | None = None  # task id, guarded by ``lock``
         self.lock = threading.Lock()
+        # Guarded by ``lock``: tasks queued behind the current one (TaskRun.follows), and
+        # whether the thread has work (so a task may queue behind it) or a task that
+        # waits in ``get`` (so none may).
+        self.followers: collections.deque[TaskRun] = collections.deque()
+        self.busy = False
+        self.blocked = False
         self.thread = threading.Thread(
             target=self._run, name=f"actorlib-task-{index}", daemon=True
         )
@@ -93,12 +101,20 @@ class _TaskWorker:
                 run = self.jobs.get()
                 if run is _STOP:
                     return
-                self._execute(run)
+                while run is not None:
+                    outcome = self._execute(run)
+                    # The next task is taken before the outcome goes out: whoever hears
+                    # of the outcome may rely on that task having started (no recall).
+                    with self.lock:
+                        run = self.followers.popleft() if self.followers else None
+                        if run is None:
+                            self.busy = False
+                    self.backend.events.task_finished(outcome)
                 self.backend._idle.append(self)
         finally:
             self.loops.close()
 
-    def _execute(self, run: TaskRun) -> None:
+    def _execute(self, run: TaskRun) -> Outcome:
         backend = self.backend
         spec = run.spec
         ctx = ExecutionContext(
@@ -141,7 +157,24 @@ class _TaskWorker:
         finally:
             current_execution.reset(token)
             backend._running.pop(spec.task_id, None)
-        backend.events.task_finished(outcome)
+            backend._owner.pop(spec.task_id, None)
+        return outcome
+
+    def queue_behind(self, run: TaskRun) -> bool:
+        """Queue ``run`` after the current work, unless there is none or it is blocked."""
+        with self.lock:
+            if not self.busy or self.blocked:
+                return False
+            self.followers.append(run)
+            return True
+
+    def take_follower(self, task_id: int) -> TaskRun | None:
+        with self.lock:
+            for run in self.followers:
+                if run.spec.task_id == task_id:
+                    self.followers.remove(run)
+                    return run
+        return None
 
     def cancel(self, task_id: int) -> None:
         with self.lock:
@@ -381,6 +414,7 @@ class ThreadBackend(Backend):
         self._idle: list[_TaskWorker] = []
         self._workers: list[_TaskWorker] = []
         self._running: dict[int, _TaskWorker] = {}
+        self._owner: dict[int, _TaskWorker] = {}  # the thread of every task not finished
         self._actors: dict[int, _ActorHost] = {}
         self._retired: list[_ActorHost] = []
 
@@ -391,12 +425,57 @@ class ThreadBackend(Backend):
         return [NodeInfo(self.node_id, resources)]
 
     def run_task(self, run: TaskRun) -> None:
+        task_id = run.spec.task_id
+        self.code.remember(run.spec.function)
+        if run.follows:
+            owner = self._owner.get(run.follows)
+            if owner is not None and owner.queue_behind(run):
+                self._owner[task_id] = owner
+                return
+        worker = self._take_thread()
+        self._owner[task_id] = worker
+        worker.jobs.put(run)
+
+    def _take_thread(self) -> _TaskWorker:
         try:
             worker = self._idle.pop()
         except IndexError:
             worker = _TaskWorker(self, len(self._workers))
             self._workers.append(worker)
-        worker.jobs.put(run)
+        with worker.lock:
+            worker.busy = True
+        return worker
+
+    def task_blocked(self, task_id: int, blocked: bool, announce: Callable[[], None]) -> None:
+        """A task waits in ``get`` (or stopped waiting): what is queued behind it starts
+        now, on another thread, as the core expects once ``announce`` has told it. That
+        task is taken off the queue first, so a recall can no longer take it back."""
+        owner = self._owner.get(task_id)
+        moved: list[TaskRun] = []
+        if owner is not None:
+            with owner.lock:
+                if owner.running == task_id:
+                    owner.blocked = blocked
+                    if blocked:
+                        moved = list(owner.followers)
+                        owner.followers.clear()
+        announce()
+        if not moved:
+            return
+        thread = self._take_thread()
+        with thread.lock:
+            thread.followers.extend(moved[1:])
+        for run in moved:
+            self._owner[run.spec.task_id] = thread
+        thread.jobs.put(moved[0])
+
+    def recall(self, task_id: int) -> TaskRun | None:
+        """Take back a task still queued behind another; None if it has started."""
+        owner = self._owner.get(task_id)
+        run = owner.take_follower(task_id) if owner is not None else None
+        if run is not None:
+            self._owner.pop(task_id, None)
+        return run
 
     def start_actor(self, start: ActorStart) -> None:
         old = self._actors.pop(start.spec.actor_id, None)
@@ -422,6 +501,12 @@ class ThreadBackend(Backend):
             self._retired.append(host)
 
     def cancel(self, id: int, *, force: bool) -> None:
+        queued = self.recall(id)
+        if queued is not None:
+            spec = queued.spec
+            error, _ = pack_error(TaskCancelledError(), spec.name, False)
+            self.events.task_finished(Outcome(id, spec.attempt, error=error))
+            return
         worker = self._running.get(id)
         if worker is not None:
             worker.cancel(id)

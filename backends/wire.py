@@ -39,6 +39,7 @@ RUN_TASK = "run_task"
 START_ACTOR = "start_actor"
 RUN_CALL = "run_call"
 CANCEL = "cancel"
+RECALL = "recall"  # hand back a task queued behind another, if not started: (task id)
 STOP_ACTOR = "stop_actor"
 READY = "ready"  # a watched object is ready: (token, id, value)
 REPLY = "reply"  # answer to a request: (request id, ok, value)
@@ -49,6 +50,7 @@ TASK_FINISHED = "task_finished"
 CALL_FINISHED = "call_finished"
 ACTOR_STARTED = "actor_started"
 ACTOR_INIT_FAILED = "actor_init_failed"
+RECALLED = "recalled"  # (task id, attempt): a queued task handed back unstarted
 # worker -> driver: the actorlib API used inside a worker
 ADD_REF = "add_ref"
 DROP_REF = "drop_ref"

@@ -314,6 +314,30 @@ def test_crashed_task_is_retried_in_a_new_worker(prt, tmp_path, how):
         wait_until(lambda dead=dead: _pid_gone(dead), what=f"crashed worker {dead} reaped")
 
 
+@actorlib.remote
+def die_when(path: str) -> None:
+    """Hold a CPU (no ``get``) until ``path`` exists, then kill the worker."""
+    deadline = time.monotonic() + 2 * T
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    _die("exit")
+
+
+def test_tasks_queued_on_a_dying_worker_run_elsewhere_without_using_a_retry(prt, tmp_path):
+    """With every CPU busy, the next tasks wait on the workers of the running ones; those
+    workers die, and the waiting tasks (max_retries=0) still run: they never started."""
+    release = tmp_path / "release"
+    dying = [die_when.options(max_retries=0).remote(str(release)) for _ in range(2)]
+    waiting = [pid_of.options(max_retries=0).remote() for _ in range(4)]
+    actorlib.wait(dying + waiting, timeout=0.2)  # let them reach the workers
+    release.touch()
+    for ref in dying:
+        with pytest.raises(exc.WorkerCrashedError):
+            actorlib.get(ref, timeout=T)
+    pids = actorlib.get(waiting, timeout=T)
+    assert os.getpid() not in pids
+
+
 @pytest.mark.parametrize("how", ["exit", "sigkill"])
 def test_crashed_task_without_retries_fails_naming_the_cause(prt, tmp_path, how):
     log = tmp_path / "attempts"

@@ -50,13 +50,18 @@ def error_value(exc: BaseException) -> Serialized:
 
 class TaskRecord:
     __slots__ = (
-        "blocked", "cancelled", "children", "placement", "preferred", "remaining", "spec",
-        "state",
+        "blocked", "cancelled", "children", "leader", "placement", "preferred", "recalling",
+        "remaining", "spec", "state", "successor",
     )
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
-        self.state = "waiting"  # waiting -> queued -> running -> (removed)
+        # waiting -> queued -> [following ->] running -> (removed). "following": sent to
+        # the worker of ``leader``, queued there behind it, holding no resources yet.
+        self.state = "waiting"
+        self.leader: TaskRecord | None = None
+        self.successor: TaskRecord | None = None
+        self.recalling = False
         self.remaining = 0
         self.placement: Placement | None = None
         self.cancelled = False
@@ -80,6 +85,10 @@ class Runtime:
         self.objects = ObjectTable(self.store.free, self._release_ids)
         self.scheduler = Scheduler()
         self.tasks: dict[int, TaskRecord] = {}
+        # Pipelining (Backend.pipelines): running tasks that may take a task queued behind
+        # them on their worker, and the tasks so queued.
+        self._leaders: dict[int, TaskRecord] = {}
+        self._followers: dict[int, TaskRecord] = {}
         self.actors: dict[int, ActorRecord] = {}
         self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
         self.names: dict[tuple[str, str], int] = {}
@@ -320,6 +329,10 @@ class Runtime:
                 self._dispatch_task(work, placement)
             else:
                 self._dispatch_actor(work, placement)
+        if self._leaders and self.scheduler.has_queued():
+            self._pipeline()
+        if self._followers:
+            self._steal()
 
     def _dispatch_task(self, rec: TaskRecord, placement: Placement) -> None:
         rec.state = "running"
@@ -329,10 +342,113 @@ class Runtime:
             placement.gpu_ids,
         )
         self.backend.run_task(run)
+        self._may_lead(rec)
+
+    # == pipelining: a task queued on the worker behind a running one ======================
+    #
+    # With every CPU busy, the next ready task of the same shape is sent to the worker of a
+    # running task and queued there, so the worker starts it the moment the first ends
+    # instead of after a round trip through the core (mp.Pool's trick). The queued task
+    # holds no resources: the running one's pass to it when that one ends (or lends its
+    # CPU in a blocking ``get``). One task per worker is queued this way, and a queued
+    # task is recalled when a CPU frees elsewhere, so no task waits behind a long one.
+
+    def _may_lead(self, rec: TaskRecord) -> None:
+        placement = rec.placement
+        if (
+            self.backend.pipelines and placement is not None and not placement.gpus
+            and rec.spec.scheduling_strategy == "DEFAULT"
+        ):
+            self._leaders[rec.spec.task_id] = rec
+
+    def _pipeline(self) -> None:
+        for leader in list(self._leaders.values()):
+            placement = leader.placement
+            if placement is None or leader.blocked:
+                del self._leaders[leader.spec.task_id]
+                continue
+            node_id = placement.node.node_id
+            rec = self.scheduler.take_next(placement.request, node_id)
+            if rec is None:
+                continue
+            if not isinstance(rec, TaskRecord) or rec.spec.caller_id == leader.spec.task_id:
+                # Not behind its own parent, which may be waiting for it.
+                self.scheduler.enqueue(rec, placement.request, "DEFAULT", front=True)
+                continue
+            del self._leaders[leader.spec.task_id]
+            leader.successor = rec
+            rec.leader = leader
+            rec.state = "following"
+            self._followers[rec.spec.task_id] = rec
+            deps = self._dep_values(rec.spec.args.deps)
+            self.backend.run_task(TaskRun(rec.spec, node_id, deps, follows=leader.spec.task_id))
+
+    def _steal(self) -> None:
+        """Recall queued tasks whose node has room now: nothing else wanted it."""
+        for rec in self._followers.values():
+            leader = rec.leader
+            if (
+                not rec.recalling and leader is not None and leader.placement is not None
+                and leader.placement.node.fits(rec.spec.resources)
+            ):
+                rec.recalling = True
+                self.backend.recall(rec.spec.task_id)
+
+    def _unfollow(self, rec: TaskRecord) -> None:
+        """``rec`` no longer waits behind its leader (it ended, or came back)."""
+        self._followers.pop(rec.spec.task_id, None)
+        leader = rec.leader
+        rec.leader = None
+        rec.recalling = False
+        if leader is not None and leader.successor is rec:
+            leader.successor = None
+            if leader.state == "running":
+                self._may_lead(leader)
+
+    def _leader_ended(self, rec: TaskRecord, worker_goes_on: bool) -> None:
+        """``rec`` stopped running. If its worker goes on, the task behind it starts there
+        and takes its resources; if the worker died, that task is reported crashed too."""
+        self._leaders.pop(rec.spec.task_id, None)
+        successor = rec.successor
+        if successor is None:
+            return
+        rec.successor = None
+        successor.leader = None
+        if not worker_goes_on:
+            return  # stays "following" until the backend reports it
+        self._followers.pop(successor.spec.task_id, None)
+        successor.recalling = False
+        placement = rec.placement
+        assert placement is not None
+        node = placement.node
+        request = successor.spec.resources
+        successor.state = "running"
+        successor.placement = Placement(node, request, node.acquire(request))
+        self._may_lead(successor)
+        self._dirty = True
+
+    def _task_recalled(self, task_id: int, attempt: int) -> None:
+        rec = self.tasks.get(task_id)
+        if rec is None or rec.state != "following" or attempt != rec.spec.attempt:
+            return
+        self._unfollow(rec)
+        if rec.cancelled:
+            self._finish_task(rec, error_value(TaskCancelledError(self._cancel_msg(rec.spec))))
+            return
+        rec.state = "queued"
+        self.scheduler.enqueue(rec, rec.spec.resources, "DEFAULT", front=True)
+        self._dirty = True
 
     def _task_finished(self, outcome: Outcome) -> None:
         rec = self.tasks.get(outcome.id)
-        if rec is None or rec.state != "running" or outcome.attempt != rec.spec.attempt:
+        if rec is None or outcome.attempt != rec.spec.attempt:
+            self._discard_outcome(outcome)
+            return
+        if rec.state == "running":
+            self._leader_ended(rec, worker_goes_on=True)
+        elif rec.state == "following":  # cancelled before it started
+            self._unfollow(rec)
+        else:
             self._discard_outcome(outcome)
             return
         spec = rec.spec
@@ -372,8 +488,14 @@ class Runtime:
 
     def _task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         rec = self.tasks.get(task_id)
-        if rec is None or rec.state != "running" or attempt != rec.spec.attempt:
+        if rec is None or attempt != rec.spec.attempt:
             return
+        if rec.state == "following":  # never started: not an attempt
+            self._task_recalled(task_id, attempt)
+            return
+        if rec.state != "running":
+            return
+        self._leader_ended(rec, worker_goes_on=False)
         if rec.cancelled:
             self._finish_task(rec, error_value(TaskCancelledError(self._cancel_msg(rec.spec))))
             return
@@ -400,6 +522,7 @@ class Runtime:
             self._resolve(rec.spec.return_ids, error)
         self._release_placement(rec)
         rec.state = "done"
+        self._leaders.pop(rec.spec.task_id, None)
         del self.tasks[rec.spec.task_id]
         self._release_args(rec.spec.args)
 
@@ -414,6 +537,8 @@ class Runtime:
         cpus = {"CPU": rec.placement.request.get("CPU", 0.0)}
         if blocked:
             rec.placement.node.release(cpus, ())
+            # The worker starts the task queued behind this one now.
+            self._leader_ended(rec, worker_goes_on=True)
         else:
             rec.placement.node.acquire(cpus)
         rec.blocked = blocked
@@ -454,6 +579,11 @@ class Runtime:
         elif rec.state == "running" and not rec.cancelled:
             rec.cancelled = True
             self.backend.cancel(rec.spec.task_id, force=force)
+        elif rec.state == "following" and not rec.cancelled:
+            # Not started: the worker drops it from its queue. Never force: killing the
+            # worker would kill the task ahead of it.
+            rec.cancelled = True
+            self.backend.cancel(rec.spec.task_id, force=False)
 
     def _cancel_call(self, call_id: int) -> None:
         actor = self.actors.get(self.calls[call_id])
@@ -885,6 +1015,9 @@ class _Events:
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         self._post(self._rt._task_crashed, task_id, attempt, error)
+
+    def task_recalled(self, task_id: int, attempt: int) -> None:
+        self._post(self._rt._task_recalled, task_id, attempt)
 
     def actor_started(self, actor_id: int, incarnation: int) -> None:
         self._post(self._rt._actor_started, actor_id, incarnation)

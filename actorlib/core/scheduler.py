@@ -134,12 +134,31 @@ class Scheduler:
 
     # -- queueing --------------------------------------------------------------------
 
-    def enqueue(self, work: Any, request: dict[str, float], strategy: Any) -> None:
+    def enqueue(
+        self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False
+    ) -> None:
+        """Queue ``work``; ``front`` for work handed back that must keep its turn."""
         key = shape_of(request, strategy)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
-        queue.append(work)
+        if front:
+            queue.appendleft(work)
+        else:
+            queue.append(work)
+
+    def take_next(self, request: dict[str, float], node_id: str) -> Any | None:
+        """Pop the oldest DEFAULT-strategy work of this shape that may run on ``node_id``.
+
+        For queueing it behind running work of the same shape on that node.
+        """
+        queue = self._queues.get(shape_of(request, "DEFAULT"))
+        if not queue:
+            return None
+        preferred = getattr(queue[0], "preferred", None)
+        if preferred is not None and preferred != node_id:
+            return None
+        return queue.popleft()
 
     def remove(self, work: Any) -> bool:
         for queue in self._queues.values():
@@ -149,6 +168,9 @@ class Scheduler:
                 continue
             return True
         return False
+
+    def has_queued(self) -> bool:
+        return any(self._queues.values())
 
     def queued(self) -> int:
         return sum(len(q) for q in self._queues.values())

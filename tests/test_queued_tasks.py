@@ -1,0 +1,86 @@
+"""Tasks waiting for a CPU while every CPU is busy, on every backend.
+
+The process backend queues such a task on the worker of a running one (so the worker
+starts it without a round trip to the core); others keep it in the core. Either way a
+user sees the same thing, checked here: a queued task never waits behind a long one
+while a CPU is free, cancelling it (even with ``force``) touches nothing else, and a
+task that waits in ``get`` for a task queued behind it still gets its result.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from testkit import T
+
+import actorlib
+from actorlib import exceptions as exc
+
+
+@actorlib.remote
+def hold_until(path: str) -> str:
+    """Keep a CPU busy (without ``get``, which would lend it) until ``path`` exists."""
+    deadline = time.monotonic() + 2 * T
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return "held"
+
+
+@actorlib.remote
+def quick(x: int) -> int:
+    return x
+
+
+@actorlib.remote
+def parent(n: int) -> list[int]:
+    """Waits in ``get`` for children submitted while it holds its CPU."""
+    return actorlib.get([quick.remote(i) for i in range(n)], timeout=T)
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_short_tasks_do_not_wait_behind_a_long_one(rt, tmp_path):
+    release = str(tmp_path / "release")
+    long = hold_until.remote(release)
+    shorts = [quick.remote(i) for i in range(40)]
+    # All finish on the one free CPU while the long task still runs.
+    assert actorlib.get(shorts, timeout=T) == list(range(40))
+    ready, _ = actorlib.wait([long], timeout=0)
+    assert ready == []
+    open(release, "w").close()
+    assert actorlib.get(long, timeout=T) == "held"
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+@pytest.mark.parametrize("force", [False, True])
+def test_cancel_a_task_waiting_for_a_cpu_leaves_the_running_ones(rt, tmp_path, force):
+    release = str(tmp_path / "release")
+    running = [hold_until.remote(release) for _ in range(2)]
+    waiting = [quick.remote(i) for i in range(4)]
+    # Let the core hand the waiting tasks to where they would wait.
+    actorlib.wait(running + waiting, timeout=0.2)
+    for ref in waiting[:2]:
+        actorlib.cancel(ref, force=force)
+    for ref in waiting[:2]:
+        with pytest.raises(exc.TaskCancelledError):
+            actorlib.get(ref, timeout=T)
+    open(release, "w").close()
+    assert actorlib.get(running, timeout=T) == ["held", "held"]
+    assert actorlib.get(waiting[2:], timeout=T) == [2, 3]
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_tasks_waiting_in_get_for_tasks_queued_behind_them(rt):
+    # Every CPU is taken by a parent; their children must still run.
+    parents = [parent.remote(3) for _ in range(6)]
+    assert actorlib.get(parents, timeout=T) == [[0, 1, 2]] * 6
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_available_resources_settle_after_a_burst(rt):
+    assert actorlib.get([quick.remote(i) for i in range(200)], timeout=T) == list(range(200))
+    deadline = time.monotonic() + T
+    while actorlib.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert actorlib.available_resources().get("CPU") == 2.0
