@@ -193,9 +193,9 @@ class Backend(ABC):
     has_locality: bool = False
     #: Whether ``run_task`` takes ``TaskRun.follows``: a task queued on the worker behind
     #: a running one, so the worker starts it without waiting a round trip to the core.
-    #: Such a backend runs the queued task when the one ahead ends or blocks in ``get``,
-    #: hands it back through ``task_recalled`` on ``recall`` if it has not started, and
-    #: reports it crashed (not started) if the worker dies.
+    #: Such a backend starts the queued task when the one ahead ends (and before it
+    #: reports that end), hands it back through ``task_recalled`` on ``recall`` if it has
+    #: not started, and reports it crashed (not started) if the worker dies.
     pipelines: bool = False
 
     @abstractmethod

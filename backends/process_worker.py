@@ -104,8 +104,6 @@ class WorkerClient:
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
         self._pending: dict[int, Callable[[bool, Any], None]] = {}
-        # The local backend's: it starts the work queued behind a blocked task.
-        self.on_blocked: Callable[[int, bool, Callable[[], None]], None] | None = None
 
     @property
     def namespace(self) -> str:
@@ -177,13 +175,7 @@ class WorkerClient:
         self._out((wire.KILL_ACTOR, actor_id, no_restart))
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
-        def announce() -> None:
-            self._send((wire.TASK_BLOCKED, task_id, blocked))
-
-        if self.on_blocked is None:
-            announce()
-        else:
-            self.on_blocked(task_id, blocked, announce)
+        self._send((wire.TASK_BLOCKED, task_id, blocked))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -339,7 +331,6 @@ class Worker:
         local.events = PipeEvents(self.conn, client)
         local.node_id = config["node_id"]
         local.store = store
-        client.on_blocked = local.task_blocked
         self.client = client
         context.install(client)
         self.local = local

@@ -20,7 +20,6 @@ import functools
 import queue
 import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import (
@@ -85,11 +84,9 @@ class _TaskWorker:
         self.running: int | None = None  # task id, guarded by ``lock``
         self.lock = threading.Lock()
         # Guarded by ``lock``: tasks queued behind the current one (TaskRun.follows), and
-        # whether the thread has work (so a task may queue behind it) or a task that
-        # waits in ``get`` (so none may).
+        # whether the thread has work (so a task may queue behind it).
         self.followers: collections.deque[TaskRun] = collections.deque()
         self.busy = False
-        self.blocked = False
         self.thread = threading.Thread(
             target=self._run, name=f"actorlib-task-{index}", daemon=True
         )
@@ -102,7 +99,9 @@ class _TaskWorker:
                 if run is _STOP:
                     return
                 while run is not None:
-                    outcome = self._execute(run)
+                    # ``result`` stays alive until the outcome is out: refs inside it
+                    # must not be dropped before the core holds them for the outcome.
+                    outcome, result = self._execute(run)
                     # The next task is taken before the outcome goes out: whoever hears
                     # of the outcome may rely on that task having started (no recall).
                     with self.lock:
@@ -110,11 +109,12 @@ class _TaskWorker:
                         if run is None:
                             self.busy = False
                     self.backend.events.task_finished(outcome)
+                    del outcome, result
                 self.backend._idle.append(self)
         finally:
             self.loops.close()
 
-    def _execute(self, run: TaskRun) -> Outcome:
+    def _execute(self, run: TaskRun) -> tuple[Outcome, Any]:
         backend = self.backend
         spec = run.spec
         ctx = ExecutionContext(
@@ -158,12 +158,12 @@ class _TaskWorker:
             current_execution.reset(token)
             backend._running.pop(spec.task_id, None)
             backend._owner.pop(spec.task_id, None)
-        return outcome
+        return outcome, result
 
     def queue_behind(self, run: TaskRun) -> bool:
-        """Queue ``run`` after the current work, unless there is none or it is blocked."""
+        """Queue ``run`` after the current work, unless there is none."""
         with self.lock:
-            if not self.busy or self.blocked:
+            if not self.busy:
                 return False
             self.followers.append(run)
             return True
@@ -445,29 +445,6 @@ class ThreadBackend(Backend):
         with worker.lock:
             worker.busy = True
         return worker
-
-    def task_blocked(self, task_id: int, blocked: bool, announce: Callable[[], None]) -> None:
-        """A task waits in ``get`` (or stopped waiting): what is queued behind it starts
-        now, on another thread, as the core expects once ``announce`` has told it. That
-        task is taken off the queue first, so a recall can no longer take it back."""
-        owner = self._owner.get(task_id)
-        moved: list[TaskRun] = []
-        if owner is not None:
-            with owner.lock:
-                if owner.running == task_id:
-                    owner.blocked = blocked
-                    if blocked:
-                        moved = list(owner.followers)
-                        owner.followers.clear()
-        announce()
-        if not moved:
-            return
-        thread = self._take_thread()
-        with thread.lock:
-            thread.followers.extend(moved[1:])
-        for run in moved:
-            self._owner[run.spec.task_id] = thread
-        thread.jobs.put(moved[0])
 
     def recall(self, task_id: int) -> TaskRun | None:
         """Take back a task still queued behind another; None if it has started."""

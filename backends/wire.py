@@ -26,6 +26,8 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends import codec
+
 from actorlib.core.specs import shipping_to
 
 log = logging.getLogger("actorlib.wire")
@@ -78,7 +80,10 @@ STATUS = "status"  # cli -> head: (request id); head -> cli: (request id, dict)
 
 
 def encode(message: tuple[Any, ...], known_code: set[int] | None = None) -> bytes:
-    if known_code is None:
+    flat = codec.flatten(message, known_code)
+    if flat is not None:
+        payload = pickle.dumps(flat, protocol=5)
+    elif known_code is None:
         payload = pickle.dumps(message, protocol=5)
     else:
         with shipping_to(known_code):
@@ -110,7 +115,10 @@ class Decoder:
                 frame = view[offset + HEADER.size : end]
                 offset = end
                 try:
-                    messages.append(pickle.loads(frame))
+                    message = pickle.loads(frame)
+                    if type(message[0]) is int:
+                        message = codec.unflatten(message)
+                    messages.append(message)
                 except Exception:  # one bad frame must not take the others with it
                     log.exception("actorlib: dropped a message that could not be decoded")
                 finally:

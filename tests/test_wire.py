@@ -38,3 +38,63 @@ def test_code_is_shipped_once_per_peer():
     second = pickle.loads(wire.encode(("run", code), known)[wire.HEADER.size :])
     assert first[1].blob == code.blob and second[1].blob == b""
     assert known == {7}
+
+
+def _task_run(**spec_fields):
+    from actorlib.backends.base import TaskRun
+
+    from actorlib.core.specs import Args, CodeRef, TaskSpec
+
+    payload = Serialized(b"args", [b"buf"], (5,), False, None)
+    spec = TaskSpec(
+        11, CodeRef(7, "f", b"blob", True), Args(payload, (3,)), (12, 13), 2,
+        {"CPU": 1.0, "memory": 2.0}, **spec_fields,
+    )
+    dep = Serialized(b"dep", [], (), False, None)
+    return TaskRun(spec, "node-a", [dep], (0,), follows=9)
+
+
+def _decode_one(data: bytes):
+    [message] = wire.Decoder().feed(data)
+    return message
+
+
+def test_hot_messages_round_trip_through_the_flat_encoding():
+    from actorlib.backends.base import CallRun, Outcome
+
+    from actorlib.core.specs import Args, CallSpec
+
+    value = Serialized(b"v", [b"x" * 10], (4,), False, None)
+    error = Serialized(b"e", [], (), True, None)
+    messages = [
+        (wire.RUN_TASK, _task_run(env_vars={"A": "1"}, name="f", caller_id=2, attempt=1)),
+        (wire.RUN_CALL, CallRun(CallSpec(21, 22, "m", Args(None), (23,), 1, 2, 3), [value], 4)),
+        (wire.TASK_FINISHED, Outcome(11, 1, values=[value, value])),
+        (wire.CALL_FINISHED, Outcome(21, 0, error=error, retryable=True)),
+    ]
+    for message in messages:
+        data = wire.encode(message)
+        assert type(pickle.loads(data[wire.HEADER.size :])[0]) is int  # took the flat path
+        assert repr(_decode_one(data)) == repr(message)
+
+
+def test_flat_encoding_ships_code_once_too():
+    known: set[int] = set()
+    first = _decode_one(wire.encode((wire.RUN_TASK, _task_run()), known))
+    second = _decode_one(wire.encode((wire.RUN_TASK, _task_run()), known))
+    assert first[1].spec.function.blob == b"blob"
+    assert second[1].spec.function.blob == b""
+    assert known == {7}
+
+
+def test_unusual_tasks_take_the_pickle_path_and_still_arrive():
+    from actorlib.core.specs import ExceptionTypes, NodeAffinitySchedulingStrategy
+
+    for fields in (
+        {"retry_exceptions": ExceptionTypes((KeyError,))},
+        {"scheduling_strategy": NodeAffinitySchedulingStrategy("node-b", soft=True)},
+    ):
+        message = (wire.RUN_TASK, _task_run(**fields))
+        data = wire.encode(message)
+        assert pickle.loads(data[wire.HEADER.size :])[0] == wire.RUN_TASK
+        assert repr(_decode_one(data)) == repr(message)

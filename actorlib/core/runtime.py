@@ -349,9 +349,9 @@ class Runtime:
     # With every CPU busy, the next ready task of the same shape is sent to the worker of a
     # running task and queued there, so the worker starts it the moment the first ends
     # instead of after a round trip through the core (mp.Pool's trick). The queued task
-    # holds no resources: the running one's pass to it when that one ends (or lends its
-    # CPU in a blocking ``get``). One task per worker is queued this way, and a queued
-    # task is recalled when a CPU frees elsewhere, so no task waits behind a long one.
+    # holds no resources: the running one's pass to it when that one ends. One task per
+    # worker is queued this way. A queued task is recalled when a CPU frees elsewhere,
+    # so no task waits behind a long one, and when the one ahead blocks in ``get``.
 
     def _may_lead(self, rec: TaskRecord) -> None:
         placement = rec.placement
@@ -537,8 +537,13 @@ class Runtime:
         cpus = {"CPU": rec.placement.request.get("CPU", 0.0)}
         if blocked:
             rec.placement.node.release(cpus, ())
-            # The worker starts the task queued behind this one now.
-            self._leader_ended(rec, worker_goes_on=True)
+            # Only CPUs are lent, which may not fit the task queued behind this one: it
+            # comes back to the core's queue (unless it starts first, when this ends).
+            self._leaders.pop(rec.spec.task_id, None)
+            successor = rec.successor
+            if successor is not None and not successor.recalling:
+                successor.recalling = True
+                self.backend.recall(successor.spec.task_id)
         else:
             rec.placement.node.acquire(cpus)
         rec.blocked = blocked
