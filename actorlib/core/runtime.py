@@ -284,7 +284,7 @@ class Runtime:
         parent = self.tasks.get(spec.caller_id)
         if parent is not None:
             parent.children.append(spec.task_id)
-        reason = self.scheduler.infeasible_reason(spec.resources, spec.scheduling_strategy)
+        reason = self.infeasible_reason(spec.resources, spec.scheduling_strategy)
         if reason is not None:
             self._finish_task(rec, error_value(InfeasibleResourceError(reason)))
             return
