@@ -3,9 +3,10 @@
 Most Ray Core code runs unchanged with ``import actorlib as ray``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from actorlib import exceptions
 from actorlib.actor import ActorClass, ActorHandle, ActorMethod, method
-from actorlib.actor_pool import ActorPool
 from actorlib.api import (
     RuntimeContext,
     as_completed,
@@ -26,11 +27,33 @@ from actorlib.api import (
 )
 from actorlib.core.refs import ObjectRef
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
-from actorlib.executor import Executor
-from actorlib.pool import Pool
 from actorlib.progress import progress
 from actorlib.remote_function import RemoteFunction
 from actorlib.session import RuntimeInfo, init, is_initialized, shutdown
+
+if TYPE_CHECKING:
+    from actorlib.actor_pool import ActorPool
+    from actorlib.executor import Executor
+    from actorlib.pool import Pool
+
+# Imported on first use: they pull in concurrent.futures.process and multiprocessing,
+# which every worker process would otherwise import at boot for nothing.
+_LAZY = {
+    "ActorPool": "actorlib.actor_pool",
+    "Executor": "actorlib.executor",
+    "Pool": "actorlib.pool",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'actorlib' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0"
 
