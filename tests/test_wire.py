@@ -71,6 +71,9 @@ def test_hot_messages_round_trip_through_the_flat_encoding():
         (wire.RUN_CALL, CallRun(CallSpec(21, 22, "m", Args(None), (23,), 1, 2, 3), [value], 4)),
         (wire.TASK_FINISHED, Outcome(11, 1, values=[value, value])),
         (wire.CALL_FINISHED, Outcome(21, 0, error=error, retryable=True)),
+        (wire.SUBMIT_TASK, _task_run(name="nested").spec),
+        (wire.SUBMIT_CALL, CallSpec(31, 22, "m", Args(value, (4,)), (32,), 1)),
+        (wire.READY, 5, 12, value),
     ]
     for message in messages:
         data = wire.encode(message)
