@@ -9,10 +9,15 @@ task that waits in ``get`` for a task queued behind it still gets its result.
 
 from __future__ import annotations
 
+import collections
+import io
 import os
 import time
+import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from testkit import T
 
 import actorlib
@@ -80,6 +85,48 @@ def test_tasks_waiting_in_get_for_tasks_queued_behind_them(rt):
 @pytest.mark.init_kwargs(num_cpus=2)
 def test_available_resources_settle_after_a_burst(rt):
     assert actorlib.get([quick.remote(i) for i in range(200)], timeout=T) == list(range(200))
+    deadline = time.monotonic() + T
+    while actorlib.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert actorlib.available_resources().get("CPU") == 2.0
+
+
+@actorlib.remote
+def run_once(path: str, i: int, delay: float) -> int:
+    """Leave a mark per run in ``path``, so a test can count how often each task ran."""
+    with open(path, "a") as marks:
+        marks.write(f"{i}\n")
+    if delay:
+        time.sleep(delay)
+    return i
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+@settings(max_examples=max(5, settings.default.max_examples // 2))
+@given(plan=st.lists(
+    st.tuples(st.sampled_from([0.0, 0.0, 0.0, 0.002, 0.02]), st.booleans()),
+    min_size=1, max_size=20,
+))
+def test_each_task_runs_once_or_is_cancelled(rt, tmp_path, plan):
+    """Bursts with cancels: every task not cancelled runs exactly once and returns its
+    value; a cancelled one raises TaskCancelledError unless it had already finished (then
+    it ran once); none runs twice; and every CPU comes back."""
+    path = str(tmp_path / f"marks-{uuid.uuid4().hex}")
+    refs = [run_once.remote(path, i, delay) for i, (delay, _) in enumerate(plan)]
+    for ref, (_, cancel) in zip(refs, plan, strict=True):
+        if cancel:
+            actorlib.cancel(ref)
+    finished = set()
+    for i, (ref, (_, cancel)) in enumerate(zip(refs, plan, strict=True)):
+        try:
+            assert actorlib.get(ref, timeout=T) == i
+            finished.add(i)
+        except exc.TaskCancelledError:
+            assert cancel, f"task {i} was not cancelled"
+    with open(path) if os.path.exists(path) else io.StringIO() as marks:
+        runs = collections.Counter(int(line) for line in marks)
+    assert all(n == 1 for n in runs.values()), runs
+    assert finished <= set(runs)
     deadline = time.monotonic() + T
     while actorlib.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
         time.sleep(0.01)
