@@ -289,7 +289,7 @@ class Worker:
             local.start_actor(message[1])
         elif kind == wire.RECALL:
             assert local is not None
-            run = local.recall(message[1])
+            run = local.take_back(message[1])
             if run is not None:
                 self.conn.send((wire.RECALLED, run.spec.task_id, run.spec.attempt))
         elif kind == wire.CANCEL:

@@ -408,6 +408,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 class ThreadBackend(Backend):
     name = "thread"
+    pipelines = True
 
     def __init__(self) -> None:
         self.code = CodeCache()
@@ -446,7 +447,12 @@ class ThreadBackend(Backend):
             worker.busy = True
         return worker
 
-    def recall(self, task_id: int) -> TaskRun | None:
+    def recall(self, task_id: int) -> None:
+        run = self.take_back(task_id)
+        if run is not None:
+            self.events.task_recalled(task_id, run.spec.attempt)
+
+    def take_back(self, task_id: int) -> TaskRun | None:
         """Take back a task still queued behind another; None if it has started."""
         owner = self._owner.get(task_id)
         run = owner.take_follower(task_id) if owner is not None else None
@@ -478,7 +484,7 @@ class ThreadBackend(Backend):
             self._retired.append(host)
 
     def cancel(self, id: int, *, force: bool) -> None:
-        queued = self.recall(id)
+        queued = self.take_back(id)
         if queued is not None:
             spec = queued.spec
             error, _ = pack_error(TaskCancelledError(), spec.name, False)
