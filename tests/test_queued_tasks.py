@@ -131,3 +131,19 @@ def test_each_task_runs_once_or_is_cancelled(rt, tmp_path, plan):
     while actorlib.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert actorlib.available_resources().get("CPU") == 2.0
+
+
+
+def test_nothing_is_queued_on_a_worker_while_work_of_another_shape_waits():
+    """Queueing behind running tasks hands their CPUs straight on; with a bigger task
+    waiting, that would keep those CPUs from ever coming free for it."""
+    from actorlib.core.scheduler import Scheduler
+
+    scheduler = Scheduler()
+    scheduler.add_node("n", {"CPU": 2.0})
+    one, two = {"CPU": 1.0}, {"CPU": 2.0}
+    scheduler.enqueue("small", one, "DEFAULT")
+    assert scheduler.take_next(one, "n") == "small"
+    scheduler.enqueue("small 2", one, "DEFAULT")
+    scheduler.enqueue("big", two, "DEFAULT")
+    assert scheduler.take_next(one, "n") is None

@@ -150,10 +150,14 @@ class Scheduler:
     def take_next(self, request: dict[str, float], node_id: str) -> Any | None:
         """Pop the oldest DEFAULT-strategy work of this shape that may run on ``node_id``.
 
-        For queueing it behind running work of the same shape on that node.
+        For queueing it behind running work of the same shape on that node; None while
+        work of another shape waits too (it would never see those resources free).
         """
-        queue = self._queues.get(shape_of(request, "DEFAULT"))
+        key = shape_of(request, "DEFAULT")
+        queue = self._queues.get(key)
         if not queue:
+            return None
+        if any(q and k != key for k, q in self._queues.items()):
             return None
         preferred = getattr(queue[0], "preferred", None)
         if preferred is not None and preferred != node_id:
