@@ -13,7 +13,6 @@ from actorlib.backends import DEFAULT_BACKEND, load
 from actorlib.backends.base import BackendConfig, current_execution
 from actorlib.core import context
 from actorlib.core.context import Client
-from actorlib.core.runtime import Runtime
 from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
 from actorlib.options import validate_runtime_env
@@ -119,6 +118,9 @@ def init(
         if connect is not None:  # the core lives elsewhere (a cluster's head)
             rt = connect(config, namespace or "default")
         else:
+            # Imported here: worker processes import this module but never run a core.
+            from actorlib.core.runtime import Runtime
+
             rt = Runtime(backend_cls(), config, namespace or "default")
             rt.start()
         atexit.register(_shutdown_at_exit, rt)
