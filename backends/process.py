@@ -296,24 +296,23 @@ class ProcessBackend(Backend):
             if adopt is not None:
                 adopt(value)
 
+    def _task_left(self, worker: WorkerProcess, task_id: int) -> None:
+        worker.running.pop(task_id, None)
+        self._task_worker.pop(task_id, None)
+        if worker.idle:
+            self._idle.append(worker)
+
     def _handle(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == wire.TASK_FINISHED:
             outcome: Outcome = message[1]
             for value in outcome.values or ():
                 self._adopt(value)
-            worker.running.pop(outcome.id, None)
-            self._task_worker.pop(outcome.id, None)
-            if worker.idle:
-                self._idle.append(worker)
+            self._task_left(worker, outcome.id)
             self.events.task_finished(outcome)
         elif kind == wire.RECALLED:
-            task_id = message[1]
-            worker.running.pop(task_id, None)
-            self._task_worker.pop(task_id, None)
-            if worker.idle:
-                self._idle.append(worker)
-            self.events.task_recalled(task_id, message[2])
+            self._task_left(worker, message[1])
+            self.events.task_recalled(message[1], message[2])
         elif kind == wire.CALL_FINISHED:
             outcome = message[1]
             for value in outcome.values or ():

@@ -124,7 +124,6 @@ class _TaskWorker:
         result: Any = None
         with self.lock:
             self.running = spec.task_id
-            backend._running[spec.task_id] = self
         failure: BaseException | None = None
         try:
             # A cancel may raise TaskCancelledError anywhere until ``running`` is cleared
@@ -156,7 +155,6 @@ class _TaskWorker:
                 outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
         finally:
             current_execution.reset(token)
-            backend._running.pop(spec.task_id, None)
             backend._owner.pop(spec.task_id, None)
         return outcome, result
 
@@ -414,7 +412,6 @@ class ThreadBackend(Backend):
         self.code = CodeCache()
         self._idle: list[_TaskWorker] = []
         self._workers: list[_TaskWorker] = []
-        self._running: dict[int, _TaskWorker] = {}
         self._owner: dict[int, _TaskWorker] = {}  # the thread of every task not finished
         self._actors: dict[int, _ActorHost] = {}
         self._retired: list[_ActorHost] = []
@@ -490,9 +487,9 @@ class ThreadBackend(Backend):
             error, _ = pack_error(TaskCancelledError(), spec.name, False)
             self.events.task_finished(Outcome(id, spec.attempt, error=error))
             return
-        worker = self._running.get(id)
+        worker = self._owner.get(id)
         if worker is not None:
-            worker.cancel(id)
+            worker.cancel(id)  # a no-op unless it runs there now
             return
         for host in self._actors.values():
             if host.cancel(id):
@@ -506,7 +503,7 @@ class ThreadBackend(Backend):
         self._actors.clear()
         for worker in self._workers:
             worker.jobs.put(_STOP)
-        for task_id, worker in list(self._running.items()):
+        for task_id, worker in list(self._owner.items()):
             worker.cancel(task_id)
 
         done: asyncio.Future[None] = loop.create_future()

@@ -10,6 +10,7 @@ shares with worker-side proxies (see :mod:`actorlib.core.context`).
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import pickle
@@ -68,6 +69,12 @@ class TaskRecord:
         self.blocked = False
         self.children: list[int] = []
         self.preferred: str | None = None  # the node holding most of its argument bytes
+
+
+def _may_follow(leader_id: int, work: Any) -> bool:
+    """A task may queue behind ``leader_id``: not an actor, and not the leader's child
+    (the leader may be waiting for it)."""
+    return isinstance(work, TaskRecord) and work.spec.caller_id != leader_id
 
 
 class Runtime:
@@ -357,25 +364,22 @@ class Runtime:
         placement = rec.placement
         if (
             self.backend.pipelines and placement is not None and not placement.gpus
-            and rec.spec.scheduling_strategy == "DEFAULT"
+            and not rec.blocked and rec.spec.scheduling_strategy == "DEFAULT"
         ):
             self._leaders[rec.spec.task_id] = rec
 
     def _pipeline(self) -> None:
         for leader in list(self._leaders.values()):
             placement = leader.placement
-            if placement is None or leader.blocked:
-                del self._leaders[leader.spec.task_id]
-                continue
+            assert placement is not None  # leaders run
             node_id = placement.node.node_id
-            rec = self.scheduler.take_next(placement.request, node_id)
+            leader_id = leader.spec.task_id
+            rec = self.scheduler.take_next(
+                placement.request, node_id, functools.partial(_may_follow, leader_id)
+            )
             if rec is None:
                 continue
-            if not isinstance(rec, TaskRecord) or rec.spec.caller_id == leader.spec.task_id:
-                # Not behind its own parent, which may be waiting for it.
-                self.scheduler.enqueue(rec, placement.request, "DEFAULT", front=True)
-                continue
-            del self._leaders[leader.spec.task_id]
+            del self._leaders[leader_id]
             leader.successor = rec
             rec.leader = leader
             rec.state = "following"
@@ -391,8 +395,11 @@ class Runtime:
                 not rec.recalling and leader is not None and leader.placement is not None
                 and leader.placement.node.fits(rec.spec.resources)
             ):
-                rec.recalling = True
-                self.backend.recall(rec.spec.task_id)
+                self._recall(rec)
+
+    def _recall(self, rec: TaskRecord) -> None:
+        rec.recalling = True
+        self.backend.recall(rec.spec.task_id)
 
     def _unfollow(self, rec: TaskRecord) -> None:
         """``rec`` no longer waits behind its leader (it ended, or came back)."""
@@ -542,8 +549,7 @@ class Runtime:
             self._leaders.pop(rec.spec.task_id, None)
             successor = rec.successor
             if successor is not None and not successor.recalling:
-                successor.recalling = True
-                self.backend.recall(successor.spec.task_id)
+                self._recall(successor)
         else:
             rec.placement.node.acquire(cpus)
         rec.blocked = blocked

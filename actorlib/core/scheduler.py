@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +147,11 @@ class Scheduler:
         else:
             queue.append(work)
 
-    def take_next(self, request: dict[str, float], node_id: str) -> Any | None:
-        """Pop the oldest DEFAULT-strategy work of this shape that may run on ``node_id``.
+    def take_next(
+        self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool]
+    ) -> Any | None:
+        """Pop the oldest DEFAULT-strategy work of this shape that may run on ``node_id``,
+        if ``accept(work)``.
 
         For queueing it behind running work of the same shape on that node; None while
         work of another shape waits too (it would never see those resources free).
@@ -159,8 +162,9 @@ class Scheduler:
             return None
         if any(q and k != key for k, q in self._queues.items()):
             return None
-        preferred = getattr(queue[0], "preferred", None)
-        if preferred is not None and preferred != node_id:
+        work = queue[0]
+        preferred = getattr(work, "preferred", None)
+        if (preferred is not None and preferred != node_id) or not accept(work):
             return None
         return queue.popleft()
 
