@@ -89,8 +89,9 @@ def get(refs: Any, *, timeout: float | None = None) -> Any:
     """Block until the values are ready; return them (raise the first error among them)."""
     ref_list, single = _as_ref_list(refs, "get()")
     need = len({r._id for r in ref_list})
-    got = fetch(ref_list, need, timeout)
+    got = fetch(ref_list, need, timeout, fail_fast=True)
     if len(got) < need:
+        _raise_first_error(ref_list, got)
         raise timeout_error(timeout, need - len(got))
     values = _values(ref_list, got)
     return values[0] if single else values
@@ -100,11 +101,20 @@ async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
     """``get`` for coroutines (asyncio, uvloop, trio): waits without blocking the loop."""
     ref_list, single = _as_ref_list(refs, "get_async()")
     need = len({r._id for r in ref_list})
-    got = await fetch_async(ref_list, need, timeout)
+    got = await fetch_async(ref_list, need, timeout, fail_fast=True)
     if len(got) < need:
+        _raise_first_error(ref_list, got)
         raise timeout_error(timeout, need - len(got))
     values = _values(ref_list, got)
     return values[0] if single else values
+
+
+def _raise_first_error(refs: list[ObjectRef[Any]], got: dict[int, Serialized]) -> None:
+    """``get`` fails as soon as one object holds an error: raise the first one there is."""
+    for ref in refs:
+        value = got.get(ref._id)
+        if value is not None and value.is_error:
+            value_of(value)
 
 
 def put(value: T) -> ObjectRef[T]:

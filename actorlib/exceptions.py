@@ -22,6 +22,7 @@ __all__ = [
     "ActorlibError",
     "GetTimeoutError",
     "InfeasibleResourceError",
+    "InternalError",
     "ObjectLostError",
     "ObjectStoreFullError",
     "RayActorError",
@@ -57,6 +58,14 @@ class RuntimeClosedError(ActorlibError, RuntimeError):
 
 class SystemFailureError(ActorlibError):
     """Something in actorlib's machinery broke (not your code)."""
+
+
+class InternalError(SystemFailureError):
+    """actorlib's core hit a bug of its own while handling this work.
+
+    Only the work concerned fails; the runtime goes on serving everything else. The
+    traceback is in the log of the ``actorlib.core`` logger.
+    """
 
 
 class TaskError(ActorlibError):

@@ -53,6 +53,10 @@ class ExecutionContext:
     actor_id: int | None = None
     gpu_ids: tuple[int, ...] = ()
     namespace: str = ""  # the job's namespace, where it differs from the process's
+    # Set by ``cancel``; ``wakeup`` is set while the task blocks in ``get``, so a cancel
+    # can end that wait (a thread blocked in a lock never sees an async exception).
+    cancelled: bool = False
+    wakeup: Callable[[], None] | None = None
 
     @property
     def caller_id(self) -> int:

@@ -82,6 +82,9 @@ class _TaskWorker:
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.loops = _LoopHolder()
         self.running: int | None = None  # task id, guarded by ``lock``
+        self.context: ExecutionContext | None = None  # the running task's, under ``lock``
+        # Under ``lock``: tasks given to this thread and cancelled before they started.
+        self.cancelled_early: set[int] = set()
         self.lock = threading.Lock()
         # Guarded by ``lock``: tasks queued behind the current one (TaskRun.follows), and
         # whether the thread has work (so a task may queue behind it).
@@ -124,12 +127,18 @@ class _TaskWorker:
         result: Any = None
         with self.lock:
             self.running = spec.task_id
+            self.context = ctx
+            if spec.task_id in self.cancelled_early:
+                self.cancelled_early.discard(spec.task_id)
+                ctx.cancelled = True
         failure: BaseException | None = None
         try:
             # A cancel may raise TaskCancelledError anywhere until ``running`` is cleared
             # under the lock, including inside the except clause: the outer try catches
             # that too, so every task ends with exactly one outcome.
             try:
+                if ctx.cancelled:
+                    raise TaskCancelledError(f"Task {spec.name} was cancelled.")
                 fn = backend.code.load(spec.function)
                 args, kwargs = build_args(spec.args, run.deps)
                 with env_vars(spec.env_vars):
@@ -177,12 +186,21 @@ class _TaskWorker:
     def cancel(self, task_id: int) -> None:
         with self.lock:
             if self.running != task_id:
+                # Given to this thread, not started yet: it must not start (a cancel that
+                # arrives first is not lost). Its outcome is the cancellation.
+                self.cancelled_early.add(task_id)
                 return
             task = self.loops.current_task
             if task is not None and self.loops._loop is not None:
                 self.loops._loop.call_soon_threadsafe(task.cancel)
-            else:
-                _raise_in_thread(self.thread.ident or 0, TaskCancelledError)
+                return
+            _raise_in_thread(self.thread.ident or 0, TaskCancelledError)
+            ctx = self.context
+            if ctx is not None:
+                ctx.cancelled = True
+                wakeup = ctx.wakeup
+                if wakeup is not None:
+                    wakeup()  # the task is blocked in get: the exception fires as it wakes
 
 
 class _ActorHost:

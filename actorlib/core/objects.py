@@ -67,6 +67,8 @@ class ObjectTable:
         if watchers:
             for watcher in watchers:
                 watcher(id_, value)
+        # A watcher may have dropped the last ref already (a task that failed on this
+        # value releases its arguments at once), which dropped the entry.
         if entry.refs <= 0:
             self._drop(id_, entry)
 
@@ -108,6 +110,8 @@ class ObjectTable:
         return True
 
     def _drop(self, id_: int, entry: ObjectEntry) -> None:
+        if self.entries.get(id_) is not entry:
+            return  # dropped already, from a watcher further up the stack
         del self.entries[id_]
         value = entry.value
         if value is not None:

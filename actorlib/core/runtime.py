@@ -36,6 +36,7 @@ from actorlib.core.specs import ActorSpec, Args, CallSpec, TaskSpec
 from actorlib.exceptions import (
     ActorDiedError,
     InfeasibleResourceError,
+    InternalError,
     ObjectLostError,
     RuntimeClosedError,
     TaskCancelledError,
@@ -255,14 +256,37 @@ class Runtime:
         return values
 
     def _first_dep_error(self, deps: tuple[int, ...]) -> Serialized | None:
+        """The first argument that is an error, as a value of the caller's own (the
+        argument's entry keeps and frees the original)."""
         for value in self._dep_values(deps):
             if value.is_error:
-                return value
+                return self._own_copy(value)
         return None
 
     def _resolve(self, ids: tuple[int, ...], value: Serialized) -> None:
-        for id_ in ids:
-            self.objects.set_value(id_, value)
+        """Give every id in ``ids`` the value (an error, usually), which the caller hands
+        over. Each entry frees its value and releases the ids it holds when it dies, so
+        the second and later ids get copies unless sharing is free."""
+        values = [value] + [self._own_copy(value) for _ in ids[1:]]
+        if not ids:
+            self._drop_value(value)
+        for id_, own in zip(ids, values, strict=False):
+            self.objects.set_value(id_, own)
+
+    def _drop_value(self, value: Serialized) -> None:
+        """A value nobody will keep: free its bytes, release the ids it holds."""
+        self.store.free(value)
+        self._release_ids(value.contained)
+
+    def _own_copy(self, value: Serialized) -> Serialized:
+        if not value.contained and not value.locations:
+            return value  # nothing to free or release: safe to share
+        if any(b is None for b in value.buffers):
+            return value  # bytes not here (another node's): rare for errors; share
+        copy = Serialized(value.data, [bytes(b) for b in value.buffers], value.contained,
+                          value.is_error)
+        self._hold_ids(copy.contained)
+        return copy
 
     # == tasks ============================================================================
 
@@ -280,7 +304,7 @@ class Runtime:
             return reason
 
     def submit_task(self, spec: TaskSpec) -> None:
-        self._loop.post(self._submit_task, spec)
+        self._loop.post(self._guard_submit, spec, self._submit_task)
 
     def _submit_task(self, spec: TaskSpec) -> None:
         for rid in spec.return_ids:
@@ -333,9 +357,9 @@ class Runtime:
         self._dirty = False
         for work, placement in self.scheduler.place_ready():
             if isinstance(work, TaskRecord):
-                self._dispatch_task(work, placement)
+                self._guard_task(work.spec.task_id, self._dispatch_task, work, placement)
             else:
-                self._dispatch_actor(work, placement)
+                self._guard_actor(work.spec.actor_id, self._dispatch_actor, work, placement)
         if self._leaders and self.scheduler.has_queued():
             self._pipeline()
         if self._followers:
@@ -460,10 +484,13 @@ class Runtime:
             return
         spec = rec.spec
         if outcome.error is not None:
+            self._hold_ids(outcome.error.contained)
             if rec.cancelled:
+                self._drop_value(outcome.error)
                 self._finish_task(rec, error_value(TaskCancelledError(self._cancel_msg(spec))))
                 return
             if outcome.retryable and self._retry_task(rec):
+                self._drop_value(outcome.error)
                 return
             self._finish_task(rec, outcome.error)
             return
@@ -481,6 +508,8 @@ class Runtime:
     def _discard_outcome(self, outcome: Outcome) -> None:
         for value in outcome.values or ():
             self.store.free(value)
+        if outcome.error is not None:
+            self.store.free(outcome.error)
 
     def _retry_task(self, rec: TaskRecord) -> bool:
         spec = rec.spec
@@ -535,7 +564,7 @@ class Runtime:
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
-        self._loop.post(self._task_blocked, task_id, blocked)
+        self._loop.post(self._guard_task, task_id, self._task_blocked, task_id, blocked)
 
     def _task_blocked(self, task_id: int, blocked: bool) -> None:
         rec = self.tasks.get(task_id)
@@ -712,7 +741,7 @@ class Runtime:
         self.backend.stop_actor(actor_id, force=True)
 
     def submit_call(self, spec: CallSpec) -> None:
-        self._loop.post(self._submit_call, spec)
+        self._loop.post(self._guard_submit, spec, self._submit_call)
 
     def _submit_call(self, spec: CallSpec) -> None:
         for rid in spec.return_ids:
@@ -772,11 +801,14 @@ class Runtime:
         if actor.barrier.get(spec.caller_id) == spec.call_id:
             del actor.barrier[spec.caller_id]
         if outcome.error is not None:
+            self._hold_ids(outcome.error.contained)
             if call.cancelled:
+                self._drop_value(outcome.error)
                 self._finish_call(
                     actor, call, error_value(TaskCancelledError(self._cancel_msg(spec)))
                 )
             elif outcome.retryable and self._may_retry_call(actor, call):
+                self._drop_value(outcome.error)
                 spec.attempt += 1
                 actor.queues.setdefault(spec.caller_id, collections.deque()).appendleft(call)
             else:
@@ -912,6 +944,125 @@ class Runtime:
         rec.handle_refs += 1
         return rec.spec
 
+    # == internal errors: a bug fails the work it concerns, not the core =================
+
+    def _guard_task(self, task_id: int, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._internal_error(exc, fn, "task", task_id)
+
+    def _guard_call(self, call_id: int, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._internal_error(exc, fn, "call", call_id)
+
+    def _guard_actor(self, actor_id: int, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._internal_error(exc, fn, "actor", actor_id)
+
+    def _guard_submit(self, spec: TaskSpec | CallSpec, fn: Callable[..., None]) -> None:
+        try:
+            fn(spec)
+        except Exception as exc:
+            if isinstance(spec, TaskSpec):
+                self._internal_error(exc, fn, "task", spec.task_id, spec.return_ids)
+            else:
+                self._internal_error(exc, fn, "call", spec.call_id, spec.return_ids)
+
+    def _internal_error(
+        self, exc: Exception, fn: Callable[..., None], kind: str, work_id: int,
+        returns: tuple[int, ...] = (),
+    ) -> None:
+        """Log a core bug and fail only the work it concerns, so everything else goes on."""
+        where = getattr(fn, "__qualname__", repr(fn))
+        log.error(
+            "actorlib core: internal error in %s handling %s %s; that work fails, the rest "
+            "goes on", where, kind, id_hex(work_id), exc_info=exc,
+        )
+        error = InternalError(
+            f"actorlib's core hit an internal error while handling this {kind} "
+            f"({id_hex(work_id)}): {type(exc).__name__}: {exc}. Only this work failed; the "
+            "traceback is in the log of the 'actorlib.core' logger. Please report it."
+        )
+        try:
+            if kind == "task":
+                self._abandon_task(work_id, error, returns)
+            elif kind == "call":
+                self._abandon_call(work_id, error, returns)
+            else:
+                self._abandon_actor(work_id, error)
+        except Exception:
+            log.exception("actorlib core: internal error while failing %s %s", kind, work_id)
+        self._dirty = True
+
+    def _abandon_task(self, task_id: int, error: BaseException, returns: tuple[int, ...]) -> None:
+        rec = self.tasks.pop(task_id, None)
+        if rec is not None:
+            returns = rec.spec.return_ids
+            self.scheduler.remove(rec)
+            self._leaders.pop(task_id, None)
+            self._followers.pop(task_id, None)
+            successor, rec.successor = rec.successor, None
+            if successor is not None:
+                successor.leader = None
+                if successor.state == "following":
+                    self._recall(successor)
+            if rec.leader is not None and rec.leader.successor is rec:
+                rec.leader.successor = None
+            if rec.state in ("running", "following"):
+                self.backend.cancel(task_id, force=False)  # its outcome will be discarded
+            self._release_placement(rec)
+            rec.state = "done"
+            self._release_args(rec.spec.args)
+        self._fail_pending(returns, error)
+
+    def _abandon_call(self, call_id: int, error: BaseException, returns: tuple[int, ...]) -> None:
+        actor_id = self.calls.pop(call_id, None)
+        actor = self.actors.get(actor_id) if actor_id is not None else None
+        if actor is not None:
+            call = actor.inflight.pop(call_id, None)
+            if call is None:
+                for queue in actor.queues.values():
+                    for queued in queue:
+                        if queued.spec.call_id == call_id:
+                            call = queued
+                            queue.remove(queued)
+                            break
+            if call is not None:
+                returns = call.spec.return_ids
+                caller = call.spec.caller_id
+                if actor.barrier.get(caller) == call_id:
+                    del actor.barrier[caller]
+                self._release_args(call.spec.args)
+                self._fail_pending(returns, error)
+                self._pump(actor, caller)
+                return
+        self._fail_pending(returns, error)
+
+    def _abandon_actor(self, actor_id: int, error: BaseException) -> None:
+        rec = self.actors.get(actor_id)
+        if rec is None or rec.state is ActorState.DEAD:
+            return
+        if rec.state in (ActorState.STARTING, ActorState.ALIVE):
+            self.backend.stop_actor(actor_id, force=True)
+        rec.no_restart = True
+        self._actor_dead(rec, ActorDiedError(str(error), id_hex(actor_id), error))
+
+    def _fail_pending(self, ids: tuple[int, ...], error: BaseException) -> None:
+        """Resolve those of ``ids`` still pending with ``error`` (made if not yet known)."""
+        value = error_value(error)
+        for id_ in ids:
+            entry = self.objects.get(id_)
+            if entry is None:
+                self.objects.create(id_, 1)  # the submitter's ref, not yet counted
+            elif entry.value is not None:
+                continue
+            self.objects.set_value(id_, value)
+
     # == cluster info =====================================================================
 
     def nodes(self) -> list[NodeInfo]:
@@ -1009,7 +1160,11 @@ class Runtime:
 
 
 class _Events:
-    """The core's side of :class:`actorlib.backends.base.CoreEvents`: hand events to the loop."""
+    """The core's side of :class:`actorlib.backends.base.CoreEvents`: hand events to the loop.
+
+    Each event runs under a guard naming the work it concerns: a bug in a handler fails
+    that work alone (see ``Runtime._internal_error``), never the whole core.
+    """
 
     __slots__ = ("_post", "_rt", "client")
 
@@ -1022,25 +1177,34 @@ class _Events:
         self._post(fn, *args)
 
     def task_finished(self, outcome: Outcome) -> None:
-        self._post(self._rt._task_finished, outcome)
+        rt = self._rt
+        self._post(rt._guard_task, outcome.id, rt._task_finished, outcome)
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
-        self._post(self._rt._task_crashed, task_id, attempt, error)
+        rt = self._rt
+        self._post(rt._guard_task, task_id, rt._task_crashed, task_id, attempt, error)
 
     def task_recalled(self, task_id: int, attempt: int) -> None:
-        self._post(self._rt._task_recalled, task_id, attempt)
+        rt = self._rt
+        self._post(rt._guard_task, task_id, rt._task_recalled, task_id, attempt)
 
     def actor_started(self, actor_id: int, incarnation: int) -> None:
-        self._post(self._rt._actor_started, actor_id, incarnation)
+        rt = self._rt
+        self._post(rt._guard_actor, actor_id, rt._actor_started, actor_id, incarnation)
 
     def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
-        self._post(self._rt._actor_init_failed, actor_id, incarnation, error)
+        rt = self._rt
+        self._post(
+            rt._guard_actor, actor_id, rt._actor_init_failed, actor_id, incarnation, error
+        )
 
     def call_finished(self, outcome: Outcome) -> None:
-        self._post(self._rt._call_finished, outcome)
+        rt = self._rt
+        self._post(rt._guard_call, outcome.id, rt._call_finished, outcome)
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
-        self._post(self._rt._actor_died, actor_id, incarnation, error)
+        rt = self._rt
+        self._post(rt._guard_actor, actor_id, rt._actor_died, actor_id, incarnation, error)
 
     def node_added(self, node_id: str, resources: dict[str, float]) -> None:
         self._post(self._rt._node_added, node_id, resources)

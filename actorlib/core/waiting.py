@@ -11,6 +11,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import concurrent.futures
+import functools
 import math
 import queue
 import threading
@@ -22,7 +23,7 @@ from actorlib.backends.base import current_execution
 from actorlib.core import context
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
-from actorlib.exceptions import GetTimeoutError, RuntimeClosedError
+from actorlib.exceptions import GetTimeoutError, RuntimeClosedError, TaskCancelledError
 
 
 def client_of(refs: Sequence[ObjectRef[Any]]) -> context.Client:
@@ -47,19 +48,31 @@ def value_of(obj: Serialized) -> Any:
     return value
 
 
+def _release(lock: Any) -> None:
+    try:
+        lock.release()
+    except RuntimeError:  # released already: the wait had ended
+        pass
+
+
 def _unique_ids(refs: Sequence[ObjectRef[Any]]) -> list[int]:
     return list(dict.fromkeys(ref._id for ref in refs))
 
 
 class _Collect:
-    """Gathers values until ``need`` distinct ids are ready, then calls ``done`` once."""
+    """Gathers values until ``need`` distinct ids are ready, then calls ``done`` once.
 
-    __slots__ = ("done", "got", "need")
+    With ``fail_fast`` (``get``), the first error ends the wait: its caller raises it at
+    once rather than after every other object is ready, as Ray does.
+    """
 
-    def __init__(self, need: int, done: Callable[[], None]) -> None:
+    __slots__ = ("done", "fail_fast", "got", "need")
+
+    def __init__(self, need: int, done: Callable[[], None], fail_fast: bool = False) -> None:
         self.got: dict[int, Serialized] = {}
         self.need = need
         self.done = done
+        self.fail_fast = fail_fast
 
     def __call__(self, id_: int, value: Serialized) -> None:
         got = self.got
@@ -68,12 +81,16 @@ class _Collect:
         got[id_] = value
         if len(got) == self.need:
             self.done()
+        elif value.is_error and self.fail_fast:
+            self.need = len(got)
+            self.done()
 
 
 def fetch(
-    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None
+    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False
 ) -> dict[int, Serialized]:
-    """Block until ``need`` of ``refs`` are ready (or ``timeout``); return those ready."""
+    """Block until ``need`` of ``refs`` are ready (or ``timeout``, or with ``fail_fast``
+    one of them holds an error); return those ready."""
     if need <= 0:
         return {}
     ids, client = _unique_ids(refs), client_of(refs)
@@ -84,22 +101,31 @@ def fetch(
             value = ready_value(id_)
             if value is not None:
                 got[id_] = value
-                if len(got) == need:
+                if len(got) == need or (fail_fast and value.is_error):
                     return got
     lock = _thread.allocate_lock()
     lock.acquire()
-    collect = _Collect(need, lock.release)
+    collect = _Collect(need, lock.release, fail_fast)
     client.watch(ids, collect)
     if lock.acquire(timeout=0.0005):
         return collect.got
     execution = current_execution.get()
     task_id = execution.task_id if execution is not None and execution.actor_id is None else None
     if task_id is not None:
+        assert execution is not None
         client.task_blocked(task_id, True)
+        execution.wakeup = functools.partial(_release, lock)
+    ok = False
     try:
-        ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        if execution is None or not execution.cancelled:
+            ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        if execution is not None and execution.cancelled:
+            client.unwatch(ids, collect)
+            raise TaskCancelledError("The task was cancelled while it waited in get().")
     finally:
         if task_id is not None:
+            assert execution is not None
+            execution.wakeup = None
             client.task_blocked(task_id, False)
     if not ok:
         if timeout is not None and timeout <= 0.001:
@@ -107,11 +133,13 @@ def fetch(
             # core answer the watch before giving up on it.
             client.flush()
         client.unwatch(ids, collect)
+    elif len(collect.got) < len(ids):  # ended early (fail_fast): stop watching the rest
+        client.unwatch([i for i in ids if i not in collect.got], collect)
     return dict(collect.got)
 
 
 async def fetch_async(
-    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None
+    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False
 ) -> dict[int, Serialized]:
     """``fetch`` for coroutines: asyncio (and uvloop) or trio, found with sniffio."""
     if need <= 0:
@@ -124,7 +152,7 @@ async def fetch_async(
     except Exception:
         library = "asyncio"
     if library == "trio":
-        return await _fetch_trio(client, ids, need, timeout)
+        return await _fetch_trio(client, ids, need, timeout, fail_fast)
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[None] = loop.create_future()
 
@@ -138,7 +166,7 @@ async def fetch_async(
         except RuntimeError:  # the waiter's loop has closed
             pass
 
-    collect = _Collect(need, done)
+    collect = _Collect(need, done, fail_fast)
     client.watch(ids, collect)
     try:
         if timeout is None:
@@ -152,11 +180,15 @@ async def fetch_async(
     except asyncio.CancelledError:
         client.unwatch(ids, collect)
         raise
+    else:
+        if len(collect.got) < len(ids):  # ended early (fail_fast)
+            client.unwatch([i for i in ids if i not in collect.got], collect)
     return dict(collect.got)
 
 
 async def _fetch_trio(
-    client: context.Client, ids: list[int], need: int, timeout: float | None
+    client: context.Client, ids: list[int], need: int, timeout: float | None,
+    fail_fast: bool,
 ) -> dict[int, Serialized]:
     import trio
 
@@ -169,7 +201,7 @@ async def _fetch_trio(
         except trio.RunFinishedError:
             pass
 
-    collect = _Collect(need, done)
+    collect = _Collect(need, done, fail_fast)
     client.watch(ids, collect)
     try:
         with trio.move_on_after(float("inf") if timeout is None else timeout):
@@ -177,6 +209,8 @@ async def _fetch_trio(
     finally:
         if not event.is_set():
             client.unwatch(ids, collect)
+        elif len(collect.got) < len(ids):  # ended early (fail_fast)
+            client.unwatch([i for i in ids if i not in collect.got], collect)
     return dict(collect.got)
 
 
