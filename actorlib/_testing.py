@@ -24,3 +24,8 @@ def live_object_ids() -> set[str]:
 
 def live_actor_ids() -> set[str]:
     return {id_hex(i) for i in _state()["actors"]}  # type: ignore[attr-defined]
+
+
+def core_problems() -> list[str]:
+    """Broken bookkeeping rules in the core (see ``actorlib.core.invariants``); [] if none."""
+    return list(_state().get("problems", []))  # type: ignore[call-overload]

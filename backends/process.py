@@ -36,6 +36,7 @@ from actorlib.backends.base import (
     Outcome,
     TaskRun,
 )
+from actorlib.backends.claims import ClaimTable
 from actorlib.backends.client_link import ClientLink
 from actorlib.backends.execution import local_node_resources, pack_error
 
@@ -75,9 +76,13 @@ class WorkerProcess:
         self.backend = backend
         self.prefix = prefix
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.claims = ClaimTable.create()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_BOOT, str(child_sock.fileno()), str(os.getpid())],
-            pass_fds=[child_sock.fileno()],
+            [
+                sys.executable, "-c", _WORKER_BOOT, str(child_sock.fileno()), str(os.getpid()),
+                str(self.claims.fd),
+            ],
+            pass_fds=[child_sock.fileno(), self.claims.fd],
             stdin=subprocess.DEVNULL,
         )
         child_sock.close()
@@ -213,6 +218,7 @@ class ProcessBackend(Backend):
             await asyncio.sleep(0.01)
         for worker in self._workers:
             worker.conn.close()
+            worker.claims.close()
         cleanup = getattr(self.store, "cleanup", None)
         if cleanup is not None:
             cleanup()
@@ -237,6 +243,8 @@ class ProcessBackend(Backend):
         if run.gpu_ids:
             env = with_visible_gpus(spec.env_vars, run.gpu_ids)
             run = dataclasses.replace(run, spec=dataclasses.replace(spec, env_vars=env))
+        if run.follows and not worker.claims.offer(spec.task_id):
+            run = dataclasses.replace(run, follows=0)  # no slot free: it just starts there
         worker.running[spec.task_id] = spec.attempt
         self._task_worker[spec.task_id] = worker
         worker.send((wire.RUN_TASK, run))
@@ -273,12 +281,33 @@ class ProcessBackend(Backend):
 
     def recall(self, task_id: int) -> None:
         worker = self._task_worker.get(task_id)
-        if worker is not None:
+        if worker is not None and not self._take_back(worker, task_id):
             worker.send((wire.RECALL, task_id))
+
+    def _take_back(self, worker: WorkerProcess, task_id: int) -> bool:
+        """Take a queued-behind task back without the worker's help (it may be frozen, or
+        in a C call holding its GIL). False if the worker must be asked: it holds the claim
+        lock right now. True also when the task has started there: nothing to take back."""
+        taken = worker.claims.take(task_id, wait=False)
+        if taken is None:
+            return False
+        if taken:
+            self._recalled(worker, task_id)
+        return True
+
+    def _recalled(self, worker: WorkerProcess, task_id: int) -> None:
+        attempt = worker.running.get(task_id, 0)
+        self._task_left(worker, task_id)
+        self.events.task_recalled(task_id, attempt)
 
     def cancel(self, id: int, *, force: bool) -> None:
         worker = self._task_worker.get(id)
         if worker is not None:
+            if not force and worker.claims.take(id, wait=False):
+                # Queued behind another task, never started: taken back here, the core
+                # ends it as cancelled. Nothing to ask the worker, which may be frozen.
+                self._recalled(worker, id)
+                return
             if force:
                 worker.kill()
             else:
@@ -333,6 +362,7 @@ class ProcessBackend(Backend):
         code = worker.exit_code
         worker.dead = True
         worker.conn.close()
+        worker.claims.close()
         why = f"worker process {worker.pid} died with {describe_exit(code)}"
         for task_id, attempt in list(worker.running.items()):
             self._task_worker.pop(task_id, None)

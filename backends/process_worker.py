@@ -25,6 +25,7 @@ from typing import Any
 
 from actorlib.backends import wire
 from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, Outcome, current_execution
+from actorlib.backends.claims import ClaimTable
 from actorlib.backends.thread import ThreadBackend
 
 from actorlib.core import context
@@ -262,7 +263,8 @@ class WorkerClient:
 
 
 class Worker:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, claims: ClaimTable | None = None) -> None:
+        self.claims = claims
         self.local: ThreadBackend | None = None
         self.client: WorkerClient | None = None
         self.exit = threading.Event()
@@ -328,6 +330,8 @@ class Worker:
             self.conn, config["prefix"], config["namespace"], store, config["nodes"]
         )
         local = ThreadBackend()
+        if self.claims is not None:
+            local.claim = self.claims.take
         local.events = PipeEvents(self.conn, client)
         local.node_id = config["node_id"]
         local.store = store
@@ -356,7 +360,8 @@ def main() -> None:
     parent = int(sys.argv[2])
     die_with_parent(parent)
     sock = socket.socket(fileno=fd)
-    Worker(sock).run()
+    claims = ClaimTable(int(sys.argv[3])) if len(sys.argv) > 3 else None
+    Worker(sock, claims).run()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import functools
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import (
@@ -101,21 +102,34 @@ class _TaskWorker:
                 run = self.jobs.get()
                 if run is _STOP:
                     return
+                if not self.backend.claimed(run):  # the core took it back meanwhile
+                    self.backend._owner.pop(run.spec.task_id, None)
+                    run = self._next_follower()
                 while run is not None:
                     # ``result`` stays alive until the outcome is out: refs inside it
                     # must not be dropped before the core holds them for the outcome.
                     outcome, result = self._execute(run)
                     # The next task is taken before the outcome goes out: whoever hears
                     # of the outcome may rely on that task having started (no recall).
-                    with self.lock:
-                        run = self.followers.popleft() if self.followers else None
-                        if run is None:
-                            self.busy = False
+                    run = self._next_follower()
                     self.backend.events.task_finished(outcome)
                     del outcome, result
                 self.backend._idle.append(self)
         finally:
             self.loops.close()
+
+    def _next_follower(self) -> TaskRun | None:
+        """The next queued task this thread may start (one the core did not take back)."""
+        backend = self.backend
+        while True:
+            with self.lock:
+                run = self.followers.popleft() if self.followers else None
+                if run is None:
+                    self.busy = False
+                    return None
+            if backend.claimed(run):
+                return run
+            backend._owner.pop(run.spec.task_id, None)
 
     def _execute(self, run: TaskRun) -> tuple[Outcome, Any]:
         backend = self.backend
@@ -440,6 +454,13 @@ class ThreadBackend(Backend):
         self.node_id = uuid.uuid4().hex[:16]
         return [NodeInfo(self.node_id, resources)]
 
+    #: In a process worker: whether a queued-behind task may start here, or the core took
+    #: it back without asking (see :mod:`actorlib.backends.claims`). None: always.
+    claim: Callable[[int], bool | None] | None = None
+
+    def claimed(self, run: TaskRun) -> bool:
+        return not run.follows or self.claim is None or bool(self.claim(run.spec.task_id))
+
     def run_task(self, run: TaskRun) -> None:
         task_id = run.spec.task_id
         self.code.remember(run.spec.function)
@@ -473,6 +494,8 @@ class ThreadBackend(Backend):
         run = owner.take_follower(task_id) if owner is not None else None
         if run is not None:
             self._owner.pop(task_id, None)
+            if not self.claimed(run):
+                return None  # the core took it back first, and knows
         return run
 
     def start_actor(self, start: ActorStart) -> None:

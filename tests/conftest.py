@@ -157,7 +157,14 @@ def rt(backend_name: str, request: pytest.FixtureRequest, _leak_check: None) -> 
     for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
         kwargs.update(marker.kwargs)
     info = actorlib.init(backend=backend_name, **kwargs)
+    problems: list[str] = []
     try:
         yield info
+        if actorlib.is_initialized():
+            from actorlib import _testing
+
+            problems = _testing.core_problems()
     finally:
         actorlib.shutdown()
+    if problems:
+        pytest.fail("the core's bookkeeping broke: " + "; ".join(problems), pytrace=False)

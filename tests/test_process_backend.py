@@ -852,3 +852,80 @@ def test_unused_arguments_of_a_named_actor_lookup_are_freed(prt):
         with pytest.raises(ValueError, match="already exists"):
             Keeper.options(name="keeper").remote(big)
     assert len(_shm_files()) == baseline
+
+
+# -- a task queued behind one whose worker does not answer ------------------------------
+
+
+@actorlib.remote
+def hold_worker(pid_file: str, seconds: float, gil: bool) -> int:
+    """Run ``seconds``; with ``gil``, in one C call that keeps the GIL (no thread of the
+    worker runs meanwhile, its reader included)."""
+    Path(pid_file).write_text(str(os.getpid()))
+    if gil:
+        import ctypes
+
+        ctypes.PyDLL(None).usleep(int(seconds * 1e6))
+    else:
+        time.sleep(seconds)
+    return os.getpid()
+
+
+@actorlib.remote
+def pid_of_worker() -> int:
+    return os.getpid()
+
+
+def _started(path: Path) -> int:
+    wait_until(lambda: path.exists() and path.read_text() != "", timeout=T,
+               what=f"{path.name} to start")
+    return int(path.read_text())
+
+
+def _follower_of(leader_pid_file: Path) -> None:
+    """Wait until a task is queued behind a running one (the core's own records)."""
+    from actorlib import session
+
+    runtime = session.runtime()
+
+    def following() -> bool:
+        return any(r.state == "following" for r in list(runtime.tasks.values()))  # type: ignore[union-attr]
+
+    wait_until(following, timeout=T, what="a task to be queued behind a running one")
+
+
+@pytest.mark.parametrize("freeze", ["sigstop", "gil"])
+def test_a_task_queued_behind_an_unanswering_worker_runs_elsewhere(prt, tmp_path, freeze):
+    """The first running task's worker is frozen (SIGSTOP) or holds its GIL: the task queued
+    behind it is taken back when the other CPU frees, without that worker's answer."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    stuck = hold_worker.remote(str(first), 20 if freeze == "gil" else 60, freeze == "gil")
+    stuck_pid = _started(first)
+    short = hold_worker.remote(str(second), 1.0, False)
+    _started(second)
+    queued = pid_of_worker.remote()  # both CPUs busy: it waits behind the first task
+    _follower_of(first)
+    if freeze == "sigstop":
+        os.kill(stuck_pid, signal.SIGSTOP)
+    try:
+        assert actorlib.get(queued, timeout=T) != stuck_pid
+        assert actorlib.wait([stuck], timeout=0)[0] == []  # it did not need the first to end
+        actorlib.get(short, timeout=T)
+    finally:
+        if freeze == "sigstop":
+            os.kill(stuck_pid, signal.SIGCONT)
+    actorlib.cancel(stuck, force=True)
+
+
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_cancel_of_a_task_queued_behind_an_unanswering_worker(prt, tmp_path):
+    first = tmp_path / "first"
+    stuck = hold_worker.remote(str(first), 20, True)
+    _started(first)
+    queued = pid_of_worker.remote()  # the only CPU is busy: it waits behind the first task
+    _follower_of(first)
+    actorlib.cancel(queued)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(queued, timeout=T)
+    assert actorlib.wait([stuck], timeout=0)[0] == []  # cancelled while the first still ran
+    actorlib.cancel(stuck, force=True)

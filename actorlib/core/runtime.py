@@ -26,6 +26,7 @@ from actorlib.backends.base import (
     Outcome,
     TaskRun,
 )
+from actorlib.core import invariants
 from actorlib.core.actors import ActorRecord, ActorState, CallRecord
 from actorlib.core.ids import DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.loop import LoopThread
@@ -1150,6 +1151,7 @@ class Runtime:
                 "actors": {a for a, r in self.actors.items() if r.state is not ActorState.DEAD},
                 "tasks": len(self.tasks),
                 "queued": self.scheduler.queued(),
+                "problems": invariants.problems(self),
             }
 
         return self._loop.call(state)

@@ -177,6 +177,10 @@ class Scheduler:
             return True
         return False
 
+    def queued_work(self) -> Iterator[Any]:
+        for queue in self._queues.values():
+            yield from queue
+
     def has_queued(self) -> bool:
         return any(self._queues.values())
 

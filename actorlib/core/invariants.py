@@ -1,0 +1,118 @@
+"""The core's bookkeeping checked against itself: every task in exactly one place.
+
+A task lost between two places (dispatched but held by no worker, queued twice, holding
+resources it no longer uses) shows up as a hang much later, far from its cause. This
+check states the rules and finds a break at once. It runs on the core loop, between
+events, where every rule must hold; tests call it often (``debug_state``), and it costs
+nothing when nobody asks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from actorlib.core.actors import ActorState
+from actorlib.core.ids import id_hex
+from actorlib.core.scheduler import EPS
+
+if TYPE_CHECKING:
+    from actorlib.core.runtime import Runtime
+
+TASK_STATES = ("waiting", "queued", "following", "running")
+
+
+def problems(rt: Runtime) -> list[str]:
+    """Every broken rule, as a sentence naming the task or node; empty when all hold."""
+    found: list[str] = []
+    queued = Counter(id(work) for work in rt.scheduler.queued_work())
+    found += _task_problems(rt, queued)
+    found += _actor_problems(rt, queued)
+    found += _resource_problems(rt)
+    return found
+
+
+def _task_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
+    found: list[str] = []
+    for task_id, rec in rt.tasks.items():
+        name = f"task {rec.spec.name} ({id_hex(task_id)}) {rec.state}"
+        if rec.spec.task_id != task_id:
+            found.append(f"{name} is filed under another id")
+        if rec.state not in TASK_STATES:
+            found.append(f"{name}: unknown state")
+        times = queued[id(rec)]
+        if times != (1 if rec.state == "queued" else 0):
+            found.append(f"{name} is in the scheduler's queues {times} time(s)")
+        following = rt._followers.get(task_id) is rec
+        if following != (rec.state == "following"):
+            found.append(f"{name} is {'' if following else 'not '}among the followers")
+        if (rec.placement is not None) != (rec.state == "running"):
+            found.append(f"{name} {'holds' if rec.placement else 'lacks'} a placement")
+        if rec.state == "waiting" and rec.remaining <= 0:
+            found.append(f"{name} waits for no argument")
+        leader = rec.leader
+        if leader is not None and (leader.successor is not rec or leader.state != "running"):
+            found.append(f"{name} follows {leader.spec.name} ({leader.state}), which "
+                         "does not lead it")
+        successor = rec.successor
+        if successor is not None and (
+            successor.leader is not rec or successor.state != "following"
+        ):
+            found.append(f"{name} leads {successor.spec.name} ({successor.state}), which "
+                         "does not follow it")
+        if rec.state != "running" and task_id in rt._leaders:
+            found.append(f"{name} may lead but does not run")
+    for task_id, rec in rt._followers.items():
+        if rt.tasks.get(task_id) is not rec:
+            found.append(f"follower {id_hex(task_id)} is not a live task")
+    for task_id, rec in rt._leaders.items():
+        if rt.tasks.get(task_id) is not rec:
+            found.append(f"leader {id_hex(task_id)} is not a live task")
+        elif rec.successor is not None or rec.blocked:
+            found.append(f"leader {rec.spec.name} ({id_hex(task_id)}) cannot lead")
+    return found
+
+
+def _actor_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
+    found: list[str] = []
+    for actor_id, rec in rt.actors.items():
+        name = f"actor {rec.spec.cls.name} ({id_hex(actor_id)}) {rec.state.value}"
+        times = queued[id(rec)]
+        if times > (1 if rec.state is ActorState.WAITING else 0):
+            found.append(f"{name} is in the scheduler's queues {times} time(s)")
+        holds = rec.placement is not None
+        if holds and rec.state in (ActorState.WAITING, ActorState.DEAD):
+            found.append(f"{name} holds a placement")
+        calls = list(rec.inflight.values()) + [c for q in rec.queues.values() for c in q]
+        for call in calls:
+            if rt.calls.get(call.spec.call_id) != actor_id:
+                found.append(f"{name}: call {call.spec.method} "
+                             f"({id_hex(call.spec.call_id)}) is not filed under it")
+    return found
+
+
+def _resource_problems(rt: Runtime) -> list[str]:
+    """Each node's used resources are exactly what its running work holds."""
+    used: dict[str, dict[str, float]] = {}
+
+    def hold(node_id: str, request: dict[str, float], lent_cpu: bool) -> None:
+        node = used.setdefault(node_id, {})
+        for key, amount in request.items():
+            if not (lent_cpu and key == "CPU"):
+                node[key] = node.get(key, 0.0) + amount
+
+    for rec in rt.tasks.values():
+        if rec.placement is not None:
+            hold(rec.placement.node.node_id, rec.placement.request, rec.blocked)
+    for actor in rt.actors.values():
+        if actor.placement is not None:
+            hold(actor.placement.node.node_id, actor.placement.request, False)
+    found: list[str] = []
+    for node in rt.scheduler.alive_nodes():
+        held = used.get(node.node_id, {})
+        for key, total in node.total.items():
+            in_use = total - node.available.get(key, 0.0)
+            if abs(in_use - held.get(key, 0.0)) > 1e3 * EPS:
+                found.append(f"node {node.node_id}: {key} in use {in_use:g}, but running "
+                             f"work holds {held.get(key, 0.0):g}")
+    return found

@@ -1,0 +1,83 @@
+"""Who starts a task queued behind another on a worker: the worker, or the core taking it back.
+
+A task queued behind a running one (``TaskRun.follows``) must start at most once: on that
+worker when the task ahead ends, or elsewhere after the core took it back. Asking the
+worker to hand it back needs the worker to answer, which a worker frozen by SIGSTOP, or
+stuck in a C call that holds the GIL, never does. So each worker shares a small table with
+the driver: the driver writes the task's id into a free slot when it sends the task, and
+whoever clears that slot first owns the task. Clearing happens under a POSIX record lock,
+which the kernel arbitrates between the two processes; the worker never holds it for more
+than a few system calls, and a frozen worker holds nothing at all in practice (the lock is
+tried without blocking; a busy lock falls back to asking the worker).
+
+The table is an unlinked temporary file, inherited by the worker as a file descriptor:
+nothing is left on disk or in ``/dev/shm``, whatever way either side exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import tempfile
+import threading
+
+SLOTS = 64
+_SLOT = struct.Struct("<q")
+_TABLE = struct.Struct(f"<{SLOTS}q")
+
+
+class ClaimTable:
+    """One worker's slots. The driver ``offer``s; either side ``take``s, exactly once."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        # POSIX locks exclude processes, not threads: threads of one process take turns.
+        self._threads = threading.Lock()
+
+    @classmethod
+    def create(cls) -> ClaimTable:
+        fd, path = tempfile.mkstemp(prefix="actorlib-claims-")
+        os.unlink(path)
+        os.ftruncate(fd, _TABLE.size)
+        return cls(fd)
+
+    def offer(self, task_id: int) -> bool:
+        """Driver: publish ``task_id`` as startable. False if every slot is taken.
+
+        Only the driver fills slots, so no lock is needed to pick a free one: a slot that
+        reads zero stays zero until the driver writes it.
+        """
+        slots = _TABLE.unpack(os.pread(self.fd, _TABLE.size, 0))
+        try:
+            index = slots.index(0)
+        except ValueError:
+            return False
+        os.pwrite(self.fd, _SLOT.pack(task_id), index * _SLOT.size)
+        return True
+
+    def take(self, task_id: int, wait: bool = True) -> bool | None:
+        """Clear ``task_id``'s slot: True if this caller owns the task now, False if the
+        other side took it first (or it was never offered). None if ``wait`` is False and
+        the other side holds the lock at this moment."""
+        with self._threads:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
+                return None
+            try:
+                slots = _TABLE.unpack(os.pread(self.fd, _TABLE.size, 0))
+                try:
+                    index = slots.index(task_id)
+                except ValueError:
+                    return False
+                os.pwrite(self.fd, _SLOT.pack(0), index * _SLOT.size)
+                return True
+            finally:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Idempotent: a second close must not hit a descriptor number reused since."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
