@@ -360,7 +360,9 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"actorlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (CLIError, PermissionError, cluster_auth.AuthError) as exc:
+    except BrokenPipeError:  # stdout's reader left: __main__ ends quietly
+        raise
+    except (CLIError, OSError, cluster_auth.AuthError) as exc:  # OSError: an unsafe root too
         print(f"actorlib {args.command}: {exc}", file=sys.stderr)
         return 1
 

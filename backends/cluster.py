@@ -302,7 +302,11 @@ class PrivateCluster:
 
 
 def resolve_address(address: str | None) -> tuple[str, str | None]:
-    """``host:port`` and the token file to use, from ``address``, env or the session."""
+    """``host:port`` and the token file to use, from ``address``, env or the session.
+
+    Raises ``PermissionError`` when the sessions root is not safe to trust (see
+    ``checked_root``), rather than connecting where someone else's files point.
+    """
     address = address or os.environ.get(ADDRESS_ENV)
     session = latest_session() if address in (None, "", "auto", "local") or (
         address is not None and ":" in address) else None
