@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a reader that goes away (``actorlib status | head``) is no error."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a broken pipe surfaces here, not at interpreter exit
+    except BrokenPipeError:
+        # Python's recipe: point stdout at devnull so the exit-time flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
+    import actorlib
+
     parser = argparse.ArgumentParser(prog="actorlib", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"actorlib {actorlib.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print actorlib's version")
     sub.add_parser("backends", help="list the backends and whether each loads here")
@@ -30,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args, sys.argv[2:] if argv is None else argv[1:])
     if args.command == "version":
-        import actorlib
-
         print(actorlib.__version__)
         return 0
     from actorlib.backends import available, load

@@ -208,9 +208,10 @@ class ActorMethod:
                 f"{handle!r} belongs to an actorlib runtime that was shut down."
             )
         opts = self._options
-        packed = pack_args(client, args, kwargs, f"{handle._class_name}.{self._name}")
+        label = f"{handle._class_name}.{self._name}"
+        packed = pack_args(client, args, kwargs, label)
         num_returns = opts.get("num_returns", 1)
-        return_ids, refs = mint_returns(client, num_returns)
+        return_ids, refs = mint_returns(client, num_returns, label)
         client.submit_call(CallSpec(
             call_id=client.ids.next(),
             actor_id=handle._actor_id,

@@ -15,6 +15,7 @@ from actorlib.core.ids import id_hex
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.waiting import (
+    check_timeout,
     client_of,
     completions_async,
     fetch,
@@ -88,11 +89,12 @@ def get(refs: Sequence[ObjectRef[Any]], *, timeout: float | None = None) -> list
 def get(refs: Any, *, timeout: float | None = None) -> Any:
     """Block until the values are ready; return them (raise the first error among them)."""
     ref_list, single = _as_ref_list(refs, "get()")
+    check_timeout(timeout, "get()")
     need = len({r._id for r in ref_list})
     got = fetch(ref_list, need, timeout, fail_fast=True)
     if len(got) < need:
         _raise_first_error(ref_list, got)
-        raise timeout_error(timeout, need - len(got))
+        raise timeout_error("get()", timeout, ref_list, got)
     values = _values(ref_list, got)
     return values[0] if single else values
 
@@ -100,11 +102,12 @@ def get(refs: Any, *, timeout: float | None = None) -> Any:
 async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
     """``get`` for coroutines (asyncio, uvloop, trio): waits without blocking the loop."""
     ref_list, single = _as_ref_list(refs, "get_async()")
+    check_timeout(timeout, "get_async()")
     need = len({r._id for r in ref_list})
     got = await fetch_async(ref_list, need, timeout, fail_fast=True)
     if len(got) < need:
         _raise_first_error(ref_list, got)
-        raise timeout_error(timeout, need - len(got))
+        raise timeout_error("get_async()", timeout, ref_list, got)
     values = _values(ref_list, got)
     return values[0] if single else values
 
@@ -128,8 +131,11 @@ def put(value: T) -> ObjectRef[T]:
     return ObjectRef(id_, client)
 
 
-def _check_wait(refs: Any, num_returns: int, what: str) -> list[ObjectRef[Any]]:
+def _check_wait(
+    refs: Any, num_returns: int, timeout: float | None, what: str
+) -> list[ObjectRef[Any]]:
     ref_list, single = _as_ref_list(refs, what)
+    check_timeout(timeout, what)
     if single:
         raise TypeError(f"{what} takes a list of ObjectRefs, not a single one.")
     if len({r._id for r in ref_list}) != len(ref_list):
@@ -159,8 +165,9 @@ def wait(
 ) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
     """Wait until ``num_returns`` refs are ready or ``timeout`` passes: (ready, not_ready)."""
     if isinstance(refs, (list, tuple)) and not refs:
+        check_timeout(timeout, "wait()")
         return [], []
-    ref_list = _check_wait(refs, num_returns, "wait()")
+    ref_list = _check_wait(refs, num_returns, timeout, "wait()")
     got = fetch(ref_list, num_returns, timeout)
     return _split(ref_list, set(got), num_returns)
 
@@ -171,8 +178,9 @@ async def wait_async(
 ) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
     """``wait`` for coroutines."""
     if isinstance(refs, (list, tuple)) and not refs:
+        check_timeout(timeout, "wait_async()")
         return [], []
-    ref_list = _check_wait(refs, num_returns, "wait_async()")
+    ref_list = _check_wait(refs, num_returns, timeout, "wait_async()")
     got = await fetch_async(ref_list, num_returns, timeout)
     return _split(ref_list, set(got), num_returns)
 
@@ -184,7 +192,8 @@ class as_completed:
     """
 
     def __init__(self, refs: Sequence[ObjectRef[Any]], *, timeout: float | None = None) -> None:
-        self._refs = _check_wait(refs, 1, "as_completed()") if refs else []
+        check_timeout(timeout, "as_completed()")
+        self._refs = _check_wait(refs, 1, timeout, "as_completed()") if refs else []
         self._timeout = timeout
 
     def __iter__(self) -> Iterator[ObjectRef[Any]]:

@@ -56,10 +56,12 @@ def _fails(value: Any) -> bool:
     return False
 
 
-def mint_returns(client: Client, num_returns: int) -> tuple[tuple[int, ...], list[ObjectRef[Any]]]:
+def mint_returns(
+    client: Client, num_returns: int, name: str
+) -> tuple[tuple[int, ...], list[ObjectRef[Any]]]:
     """Ids for a call's results, and the refs handed to the caller (counted by the core)."""
     return_ids = tuple(client.ids.next() for _ in range(num_returns))
-    return return_ids, [ObjectRef(i, client) for i in return_ids]
+    return return_ids, [ObjectRef(i, client, name) for i in return_ids]
 
 
 def returned(refs: list[ObjectRef[Any]]) -> Any:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
@@ -38,60 +41,190 @@ def add_arguments(sub: Any) -> None:
     sub.add_parser("stop", help="stop every daemon this machine started")
     status = sub.add_parser("status", help="nodes, resources, workers, actors, queued tasks")
     status.add_argument("--address", help="HOST:PORT of the head (default: local session)")
+    status.add_argument("--token-file", help="the cluster token (default: "
+                        "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
 
 
+class UsageError(Exception):
+    """A bad command line: reported on one line, exit code 2 (as argparse does)."""
+
+
+class CLIError(Exception):
+    """A failure to report on one line (exit code 1): no traceback, nothing left behind."""
+
+
+def _non_negative(value: float | None, flag: str) -> None:
+    if value is not None and not value >= 0:  # NaN too
+        raise UsageError(f"{flag} must be a number >= 0, got {value:g}")
+
+
+def _parse_resources(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    try:
+        resources = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--resources is not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(resources, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        and v >= 0 for k, v in resources.items()
+    ):
+        raise UsageError(
+            f"--resources must be a JSON object of names to numbers >= 0, like "
+            f'\'{{"accel": 2}}\', got {text!r}'
+        )
+    return {k: float(v) for k, v in resources.items()}
+
+
+def _parse_address(address: str) -> tuple[str, int]:
+    """``host:port``, checked now: a typo fails here rather than in a node's log."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"--address must be HOST:PORT, got {address!r}")
+    try:
+        socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--address {address}: cannot resolve host {host!r} "
+                         f"({exc.strerror})") from None
+    return host, int(port_text)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail early, with a plain message, when the head's port is taken.
+
+    The probe binds as the head's server does (``SO_REUSEADDR``), so a port that only
+    lingers in TIME_WAIT counts as free.
+    """
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CLIError(f"port {port} is in use on {host}: pick another with "
+                               "--port (0 picks a free one), or stop what holds it") from None
+            raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _running_head() -> tuple[str, str] | None:
+    """The address and session of a head ``auto`` would reach, if it is still running."""
+    session = cluster.latest_session()
+    if session is None:
+        return None
+    try:
+        info = json.loads(cluster.read_private(os.path.join(session, "cluster.json")))
+        with open(os.path.join(session, "head.pid")) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return (info["address"], session) if _is_daemon(pid) else None
+
+
 def _new_session() -> str:
-    os.makedirs(cluster.SESSIONS_ROOT, mode=0o700, exist_ok=True)
-    path = os.path.join(
-        cluster.SESSIONS_ROOT, f"session_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}"
-    )
-    os.makedirs(path, mode=0o700)
+    root = cluster.checked_root(create=True)
+    assert root is not None
+    path = os.path.join(root, f"session_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}")
+    os.mkdir(path, 0o700)
     return path
 
 
 def _record(session: str, name: str, pid: int) -> None:
-    with open(os.path.join(session, f"{name}.pid"), "w") as f:
-        f.write(str(pid))
+    cluster.write_private(os.path.join(session, f"{name}.pid"), str(pid).encode())
+
+
+def _log_tail(session: str, name: str, lines: int = 5) -> str:
+    try:
+        with open(os.path.join(session, "logs", f"{name}.log")) as f:
+            tail = [line for line in f.read().splitlines() if line.strip()][-lines:]
+    except OSError:
+        return ""
+    return "\n".join("  " + line for line in tail)
 
 
 def start(args: argparse.Namespace) -> int:
-    resources = json.loads(args.resources) if args.resources else None
+    resources = _parse_resources(args.resources)
+    _non_negative(args.num_cpus, "--num-cpus")
+    _non_negative(args.num_gpus, "--num-gpus")
+    if args.object_store_memory is not None and args.object_store_memory <= 0:
+        raise UsageError(f"--object-store-memory must be > 0 bytes, got "
+                         f"{args.object_store_memory}")
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port must be 0..65535, got {args.port}")
+    if args.head:
+        running = _running_head()
+        if running is not None:
+            # A second head would take over what init(address="auto") reaches.
+            raise CLIError(
+                f"an actorlib head is already running here at {running[0]} (session "
+                f"{running[1]}), and init(address='auto') connects to it; run "
+                "`actorlib stop` first (or start the new head with TMPDIR set to another "
+                "directory)"
+            )
+        _check_port_free(args.host, args.port)
+    else:
+        host, port = _parse_address(args.address)
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as exc:
+            reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else (
+                exc.strerror or str(exc))
+            raise CLIError(f"cannot reach the head at {args.address}: {reason}") from None
     session = _new_session()
+    try:
+        return _start_in(session, args, resources)
+    except BaseException:
+        shutil.rmtree(session, ignore_errors=True)
+        raise
+
+
+def _start_in(session: str, args: argparse.Namespace,
+              resources: dict[str, float] | None) -> int:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if args.head:
+            token_file = args.token_file or os.path.join(session, "token")
+            if not args.token_file:
+                cluster_auth.write_token_file(token_file, cluster_auth.new_token())
+            try:
+                head, address = cluster.start_head(session, token_file, args.host, args.port,
+                                                   detach=True)
+            except (RuntimeError, TimeoutError) as exc:
+                tail = _log_tail(session, "head")
+                if "Address already in use" in tail:
+                    raise CLIError(f"port {args.port} is in use on {args.host}") from None
+                raise CLIError(f"the head failed to start: {exc}\n{tail}") from None
+            procs.append(head)
+            _record(session, "head", head.pid)
+            cluster.write_private(
+                os.path.join(session, "cluster.json"),
+                json.dumps({"address": address, "token_file": token_file}).encode(),
+            )
+        else:
+            address = args.address
+            token_file = args.token_file or cluster.resolve_address(address)[1]
+            if token_file is None:
+                token = cluster_auth.resolve_token()  # from the environment, or a clear error
+                token_file = os.path.join(session, "token")
+                cluster_auth.write_token_file(token_file, token.decode())
+        if not (args.head and args.num_cpus == 0):
+            node = cluster.start_node(
+                session, token_file, address, num_cpus=args.num_cpus,
+                num_gpus=args.num_gpus, resources=resources,
+                object_store_memory=args.object_store_memory, host=args.host, detach=True,
+            )
+            procs.append(node)
+            _record(session, "node", node.pid)
+            time.sleep(0.2)
+            if node.poll() is not None:
+                raise CLIError(f"the node failed to start:\n{_log_tail(session, 'node')}")
+    except BaseException:
+        cluster.stop_processes(procs)
+        raise
     if args.head:
-        token_file = args.token_file or os.path.join(session, "token")
-        if not args.token_file:
-            cluster_auth.write_token_file(token_file, cluster_auth.new_token())
-        head, address = cluster.start_head(session, token_file, args.host, args.port,
-                                           detach=True)
-        _record(session, "head", head.pid)
-        with open(os.path.join(session, "cluster.json"), "w") as f:
-            json.dump({"address": address, "token_file": token_file}, f)
-        latest = cluster.LATEST
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(latest)
-        os.symlink(session, latest)
-    else:
-        address = args.address
-        token_file = args.token_file or cluster.resolve_address(address)[1]
-        if token_file is None:
-            token = cluster_auth.resolve_token()  # from the environment, or a clear error
-            token_file = os.path.join(session, "token")
-            cluster_auth.write_token_file(token_file, token.decode())
-    if args.head and args.num_cpus == 0:
-        node = None
-    else:
-        node = cluster.start_node(
-            session, token_file, address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-            resources=resources, object_store_memory=args.object_store_memory,
-            host=args.host, detach=True,
-        )
-        _record(session, "node", node.pid)
-        time.sleep(0.2)
-        if node.poll() is not None:
-            print(f"the node failed to start; see {session}/logs/node.log", file=sys.stderr)
-            return 1
-    if args.head:
+        cluster.link_latest(session)  # only now: auto never reaches a half-started head
         print(f"actorlib head started at {address} (session {session})")
         print("  connect from this machine:  actorlib.init(address='auto')")
         print(f"  join a node:                actorlib start --address {address} "
@@ -103,8 +236,8 @@ def start(args: argparse.Namespace) -> int:
 
 def _pids() -> list[tuple[str, int]]:
     found = []
-    root = cluster.SESSIONS_ROOT
-    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    root = cluster.checked_root()
+    for entry in sorted(os.listdir(root)) if root is not None else []:
         path = os.path.join(root, entry)
         if entry.startswith("session_") and os.path.isdir(path) and not os.path.islink(path):
             for name in sorted(os.listdir(path)):
@@ -140,21 +273,34 @@ def stop(args: argparse.Namespace) -> int:
     for path, _ in targets:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(cluster.LATEST)
+    root = cluster.checked_root()
+    if root is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(root, cluster.LATEST_NAME))
     shm_store.remove_dead_sessions()  # what daemons killed earlier left in /dev/shm
     print(f"stopped {len(alive)} actorlib daemon(s)")
     return 0
 
 
-def query_status(address: str | None = None) -> dict[str, Any]:
+def query_status(address: str | None = None, token_file: str | None = None) -> dict[str, Any]:
     """Ask a head for its status (nodes, usage, actors, queued tasks)."""
-    host_port, token_file = cluster.resolve_address(address)
-    token = cluster_auth.resolve_token(token_file=token_file)
+    host_port, session_token = cluster.resolve_address(address)
     host, _, port = host_port.rpartition(":")
+    try:
+        token = cluster_auth.resolve_token(token_file=token_file or session_token)
+    except cluster_auth.AuthError:
+        # Nothing listening is the likelier news, and the token cannot fix that.
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except ConnectionRefusedError:
+            raise ConnectionRefusedError(_refused(host_port)) from None
+        raise
     tls = cluster_auth.TLSConfig.from_env()
-    sock = cluster_auth.connect(host, int(port), token, "cli",
-                                tls=tls.client_context() if tls else None)
+    try:
+        sock = cluster_auth.connect(host, int(port), token, "cli",
+                                    tls=tls.client_context() if tls else None)
+    except ConnectionRefusedError:
+        raise ConnectionRefusedError(_refused(host_port)) from None
     try:
         sock.sendall(wire.encode((wire.STATUS, 1)))
         decoder = wire.Decoder()
@@ -174,9 +320,16 @@ def query_status(address: str | None = None) -> dict[str, Any]:
         sock.close()
 
 
+def _refused(host_port: str) -> str:
+    return (f"connection refused at {host_port}: no actorlib head is listening there "
+            "(start one with `actorlib start --head`)")
+
+
 def status(args: argparse.Namespace) -> int:
+    if args.address:
+        _parse_address(args.address)
     try:
-        info = query_status(args.address)
+        info = query_status(args.address, args.token_file)
     except (ConnectionError, OSError, cluster_auth.AuthError) as exc:
         print(f"actorlib status: {exc}", file=sys.stderr)
         return 1
@@ -201,7 +354,17 @@ def status(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"start": start, "stop": stop, "status": status}[args.command](args)
+    """Run a subcommand; expected failures become one line on stderr, not a traceback."""
+    try:
+        return {"start": start, "stop": stop, "status": status}[args.command](args)
+    except UsageError as exc:
+        print(f"actorlib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # stdout's reader left: __main__ ends quietly
+        raise
+    except (CLIError, OSError, cluster_auth.AuthError) as exc:  # OSError: an unsafe root too
+        print(f"actorlib {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 __all__ = ["add_arguments", "query_status", "run"]

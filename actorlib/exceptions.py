@@ -20,6 +20,8 @@ __all__ = [
     "ActorError",
     "ActorUnavailableError",
     "ActorlibError",
+    "ActorlibWarning",
+    "BlockingGetWarning",
     "GetTimeoutError",
     "InfeasibleResourceError",
     "InternalError",
@@ -213,6 +215,18 @@ class SerializationError(ActorlibError, TypeError):
 
 class InfeasibleResourceError(ActorlibError, ValueError):
     """A resource request that no node in the cluster can ever satisfy."""
+
+
+class ActorlibWarning(UserWarning):
+    """Root of every warning actorlib emits (filter them all with one category)."""
+
+
+class BlockingGetWarning(ActorlibWarning):
+    """A blocking ``get``/``wait`` ran on a thread whose event loop is running.
+
+    It stalls every other coroutine of that loop until the objects are ready; ``await``
+    the ref, or use ``get_async``/``wait_async``. Emitted once per process.
+    """
 
 
 # Ray's names, so `except ray.exceptions.RayTaskError:` keeps working.

@@ -92,7 +92,7 @@ class RemoteFunction(Generic[P, R]):
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, name)
         num_returns = self._num_returns
-        return_ids, refs = mint_returns(client, num_returns)
+        return_ids, refs = mint_returns(client, num_returns, name)
         client.submit_task(TaskSpec(
             task_id=client.ids.next(),
             function=code,

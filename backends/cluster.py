@@ -12,11 +12,13 @@ worker forwards it to its driver, and reads large objects from the nodes that ho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,8 +34,143 @@ from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
 
 ADDRESS_ENV = "ACTORLIB_ADDRESS"
-SESSIONS_ROOT = os.path.join(tempfile.gettempdir(), f"actorlib-{os.getuid()}")
-LATEST = os.path.join(SESSIONS_ROOT, "session_latest")
+LATEST_NAME = "session_latest"
+
+
+# -- the sessions root ---------------------------------------------------------------------
+#
+# ``actorlib start`` keeps its sessions (token, logs, ``cluster.json``) under one directory
+# per user, and ``init(address="auto")`` trusts what it finds there. In a world-writable
+# ``/tmp`` that name is predictable: another local user could create it first and so
+# choose where drivers connect. So the root is used only when it is ours and nobody else
+# may write to it, and files in it are created exclusively, never through a symlink.
+
+
+def sessions_root() -> str:
+    """``$XDG_RUNTIME_DIR/actorlib`` where that directory is usable, else ``$TMPDIR/actorlib-$UID``.
+
+    ``$XDG_RUNTIME_DIR`` is private to the user by specification (and not world-writable),
+    so it is preferred; it is read on each call so that tests and tools can redirect it.
+    """
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if xdg and os.path.isabs(xdg) and _private_dir(xdg):
+        return os.path.join(xdg, "actorlib")
+    return os.path.join(tempfile.gettempdir(), f"actorlib-{os.getuid()}")
+
+
+def _private_dir(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+            and not st.st_mode & 0o022 and os.access(path, os.W_OK | os.X_OK))
+
+
+def checked_root(create: bool = False) -> str | None:
+    """The sessions root, after checking nobody else controls it; ``None`` if it is absent.
+
+    Raises ``PermissionError`` (naming the path, its owner and mode, and the fix) for a
+    root that is a symlink, not a directory, not ours, or writable by group or others.
+    ``create`` makes it (mode 0700) when missing.
+    """
+    root = sessions_root()
+    if create:
+        try:
+            os.mkdir(root, 0o700)
+        except FileExistsError:
+            pass
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return None
+    problem = None
+    if stat.S_ISLNK(st.st_mode):
+        problem = "it is a symlink"
+    elif not stat.S_ISDIR(st.st_mode):
+        problem = "it is not a directory"
+    elif st.st_uid != os.getuid():
+        problem = f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    elif st.st_mode & 0o022:
+        problem = "group or others may write to it"
+    if problem is None:
+        return root
+    mine = st.st_uid == os.getuid() and stat.S_ISDIR(st.st_mode)
+    fix = (f"run `chmod 700 {root}`" if mine else
+           f"remove it (`rm -rf {root}`, as its owner or root) or set TMPDIR to a "
+           "private directory")
+    raise PermissionError(
+        f"refusing the actorlib sessions directory {root} (owner uid {st.st_uid}, mode "
+        f"{stat.S_IMODE(st.st_mode):04o}): {problem}, so another user could choose where "
+        f"`init(address='auto')` connects; {fix}"
+    )
+
+
+def latest_session() -> str | None:
+    """The newest session directory (``session_latest``), if it is a session of ours."""
+    root = checked_root()
+    if root is None:
+        return None
+    try:
+        target = os.readlink(os.path.join(root, LATEST_NAME))
+    except OSError:  # absent, or not a symlink: not something ``start`` made
+        return None
+    name = os.path.basename(target)
+    path = os.path.join(root, name)
+    if os.path.dirname(target) not in ("", root) or not name.startswith("session_"):
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        return None
+    return path
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write ``path`` (mode 0600) whole or not at all: a fresh temporary file, renamed.
+
+    ``O_EXCL | O_NOFOLLOW`` never opens a file or symlink someone else put there; the
+    rename replaces the name itself, not what it might point to.
+    """
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_private(path: str) -> bytes:
+    """Read a session file, refusing a symlink or a file that is not ours."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            raise PermissionError(f"refusing {path}: not a regular file of yours")
+        return os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+
+
+def link_latest(session: str) -> None:
+    """Point ``session_latest`` at ``session``, atomically (a new link renamed over it)."""
+    root = os.path.dirname(session)
+    tmp = os.path.join(root, f".{LATEST_NAME}.{os.getpid()}.{os.urandom(4).hex()}")
+    os.symlink(os.path.basename(session), tmp)
+    try:
+        os.replace(tmp, os.path.join(root, LATEST_NAME))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def daemon_command(module: str, *args: str) -> list[str]:
@@ -165,28 +302,31 @@ class PrivateCluster:
 
 
 def resolve_address(address: str | None) -> tuple[str, str | None]:
-    """``host:port`` and the token file to use, from ``address``, env or the session."""
+    """``host:port`` and the token file to use, from ``address``, env or the session.
+
+    Raises ``PermissionError`` when the sessions root is not safe to trust (see
+    ``checked_root``), rather than connecting where someone else's files point.
+    """
     address = address or os.environ.get(ADDRESS_ENV)
+    session = latest_session() if address in (None, "", "auto", "local") or (
+        address is not None and ":" in address) else None
+    info: dict[str, Any] = {}
+    if session is not None:
+        with contextlib.suppress(FileNotFoundError):
+            info = json.loads(read_private(os.path.join(session, "cluster.json")))
     if address in (None, "", "auto", "local"):
-        path = os.path.join(LATEST, "cluster.json")
-        try:
-            with open(path) as f:
-                info = json.load(f)
-        except FileNotFoundError:
+        if not info:
             raise ConnectionError(
-                "No running actorlib cluster found on this machine (no "
-                f"{path}). Start one with `actorlib start --head`, or pass "
+                "No running actorlib cluster found on this machine (no session in "
+                f"{sessions_root()}). Start one with `actorlib start --head`, or pass "
                 "address='host:port'."
-            ) from None
+            )
         return info["address"], info["token_file"]
+    assert address is not None
     if ":" not in address:
         raise ValueError(f"a cluster address is 'host:port', got {address!r}")
-    local = os.path.join(LATEST, "cluster.json")
-    if os.path.exists(local):
-        with open(local) as f:
-            info = json.load(f)
-        if info.get("address") == address:
-            return address, info["token_file"]
+    if info.get("address") == address:
+        return address, info["token_file"]
     return address, None
 
 

@@ -201,8 +201,9 @@ def resolve_token(token: str | None = None, token_file: str | None = None) -> by
     if env_file:
         return read_token_file(env_file)
     raise AuthError(
-        "no cluster token: pass --token-file (or --token), or set "
-        f"{TOKEN_ENV} or {TOKEN_FILE_ENV} (the head writes its token file at start --head)"
+        f"no cluster token: set {TOKEN_ENV} (the token) or {TOKEN_FILE_ENV} (a file holding "
+        "it), or pass --token-file to the actorlib command; `actorlib start --head` writes "
+        "the token file into its session directory"
     )
 
 

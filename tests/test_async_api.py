@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import warnings
 
 import pytest
 import uvloop
@@ -11,6 +12,7 @@ from testkit import Sync, T
 
 import actorlib
 from actorlib import exceptions as exc
+from actorlib.core import waiting
 
 
 @actorlib.remote
@@ -205,3 +207,44 @@ def test_await_in_fresh_loops(rt):
 
 async def _await(ref):
     return await ref
+
+
+def test_a_blocking_get_in_a_running_loop_warns_once(
+    rt: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(waiting, "_blocking_warned", False)
+    sync = Sync.remote()
+    never = sync.wait.remote()
+
+    async def main() -> None:
+        with (pytest.warns(exc.BlockingGetWarning, match="get_async"),
+              pytest.raises(exc.GetTimeoutError)):
+            actorlib.get(never, timeout=0.05)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per process: no second warning
+            with pytest.raises(exc.GetTimeoutError):
+                actorlib.get(never, timeout=0.05)
+            assert actorlib.wait([never], timeout=0.05) == ([], [never])
+
+    asyncio.run(main())
+    actorlib.get(sync.set.remote(), timeout=T)
+
+
+@actorlib.remote(num_cpus=0)
+class BlockingInAsync:
+    async def get_first(self, refs):
+        return actorlib.get(refs[0], timeout=T)
+
+
+def test_a_blocking_get_inside_an_async_actor_method_does_not_warn(
+    rt: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deliberate choice (see waiting._warn_if_in_event_loop): it stalls only that actor."""
+    monkeypatch.setattr(waiting, "_blocking_warned", False)
+    sync = Sync.remote()
+    actor = BlockingInAsync.remote()
+    out = actor.get_first.remote([sync.wait.remote()])  # nested: the method gets the ref
+    assert actorlib.wait([out], timeout=0.2) == ([], [out])  # blocked in get, not failed
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get(out, timeout=T) is None  # a warning would be an error in here
+    assert waiting._blocking_warned is False

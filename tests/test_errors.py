@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import threading
 
@@ -207,6 +208,48 @@ def test_get_timeout(rt):
         actorlib.get([actorlib.put(1), ref], timeout=0)
     actorlib.get(sync.set.remote(), timeout=T)
     assert actorlib.get(ref, timeout=T) is None
+
+
+def test_a_negative_timeout_is_refused(rt: object) -> None:
+    """A negative timeout used to mean "do not wait", silently; Ray refuses it too."""
+    sync = Sync.remote()
+    ref = sync.wait.remote()
+    with pytest.raises(ValueError, match="timeout"):
+        actorlib.get(ref, timeout=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        actorlib.wait([ref], timeout=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        asyncio.run(actorlib.get_async(ref, timeout=-0.5))
+    with pytest.raises(ValueError, match="timeout"):
+        asyncio.run(actorlib.wait_async([ref], timeout=-1))
+    actorlib.get(sync.set.remote(), timeout=T)
+
+
+def test_a_timed_out_get_names_the_refs_not_ready(rt: object) -> None:
+    sync = Sync.remote()
+    ready = actorlib.put(1)
+    method_ref = sync.wait.remote()
+    task_ref = blocked.remote(sync)
+    with pytest.raises(exc.GetTimeoutError) as info:
+        actorlib.get([ready, method_ref, task_ref], timeout=0.1)
+    message = str(info.value)
+    assert "2 object(s) not ready" in message
+    assert f"{method_ref.hex()} (Sync.wait)" in message
+    assert f"{task_ref.hex()} (blocked)" in message
+    assert ready.hex() not in message
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get(task_ref, timeout=T) == "done"
+
+
+def test_a_too_deeply_nested_value_is_a_serialization_error(rt: object) -> None:
+    """Not a bare RecursionError (from repr() of the value while describing it)."""
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(exc.SerializationError, match=r"put\(\).*nested too deeply"):
+        actorlib.put(deep)
+    with pytest.raises(exc.SerializationError, match=r"argument 0 of add_one .*nested"):
+        add_one.remote(deep)
 
 
 def test_exception_in_actor_init_kills_actor(rt):

@@ -23,12 +23,18 @@ T = TypeVar("T")
 
 
 class ObjectRef(Generic[T]):
-    __slots__ = ("__weakref__", "_client", "_id")
+    __slots__ = ("__weakref__", "_client", "_id", "_name")
 
-    def __init__(self, id_: int, client: Client | None) -> None:
-        """Wrap an id whose reference the core has already counted for this instance."""
+    def __init__(self, id_: int, client: Client | None, name: str | None = None) -> None:
+        """Wrap an id whose reference the core has already counted for this instance.
+
+        ``name`` is the task or method that produces the value, when the caller knows it
+        (an existing string, so ``.remote()`` pays nothing for it): a timed-out ``get``
+        names what it waited for.
+        """
         self._id = id_
         self._client = client
+        self._name = name
 
     @property
     def id(self) -> int:

@@ -260,8 +260,19 @@ def find_unpicklable(value: Any, path: str = "value", depth: int = 0) -> tuple[s
 
 
 def describe_unpicklable(value: Any, exc: BaseException, label: str = "value") -> str:
+    if isinstance(exc, RecursionError) or isinstance(exc.__cause__, RecursionError):
+        # Too deep to pickle (cloudpickle wraps the RecursionError): walking into the
+        # value or repr() of it would overflow again.
+        return (
+            f"Could not serialize {label} (type {type(value).__qualname__}): it is nested "
+            f"too deeply to pickle ({exc}). Flatten it, or raise sys.setrecursionlimit() "
+            "in the caller and in the workers."
+        )
     path, culprit = find_unpicklable(value, label)
-    text = repr(culprit)
+    try:
+        text = repr(culprit)
+    except Exception:  # a broken or too deep __repr__ must not hide the real error
+        text = f"<{type(culprit).__qualname__} object>"
     if len(text) > 200:
         text = text[:200] + "..."
     return (

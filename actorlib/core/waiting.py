@@ -16,14 +16,20 @@ import math
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable, Container, Sequence
 from typing import Any
 
 from actorlib.backends.base import current_execution
 from actorlib.core import context
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
-from actorlib.exceptions import GetTimeoutError, RuntimeClosedError, TaskCancelledError
+from actorlib.exceptions import (
+    BlockingGetWarning,
+    GetTimeoutError,
+    RuntimeClosedError,
+    TaskCancelledError,
+)
 
 
 def client_of(refs: Sequence[ObjectRef[Any]]) -> context.Client:
@@ -110,6 +116,12 @@ def fetch(
     if lock.acquire(timeout=0.0005):
         return collect.got
     execution = current_execution.get()
+    if execution is None and timeout != 0 and not _blocking_warned:
+        try:
+            _warn_if_in_event_loop()
+        except BaseException:  # the warning raised (warnings as errors): end the watch
+            client.unwatch(ids, collect)
+            raise
     task_id = execution.task_id if execution is not None and execution.actor_id is None else None
     if task_id is not None:
         assert execution is not None
@@ -136,6 +148,31 @@ def fetch(
     elif len(collect.got) < len(ids):  # ended early (fail_fast): stop watching the rest
         client.unwatch([i for i in ids if i not in collect.got], collect)
     return dict(collect.got)
+
+
+_blocking_warned = False
+
+
+def _warn_if_in_event_loop() -> None:
+    """Warn (once per process) that this blocking wait stalls a running event loop.
+
+    Only outside actorlib's own tasks and actors (``fetch`` checks ``current_execution``):
+    a blocking ``get`` in an ``async def`` actor method stalls that actor's loop alone,
+    which Ray allows and some actors want (their calls then run one at a time, like a
+    sync actor's); the core also knows it may wait and is not deadlocked by it. In an
+    application's own loop it stalls everything else the application does, silently.
+    Only called when the wait is about to block, so ``get`` of ready objects pays nothing.
+    """
+    global _blocking_warned
+    if asyncio._get_running_loop() is None:
+        return
+    _blocking_warned = True
+    warnings.warn(
+        "actorlib.get()/wait() blocks this thread, whose asyncio event loop is running: "
+        "every other coroutine waits too. Use `await ref`, `await actorlib.get_async(...)` "
+        "or `await actorlib.wait_async(...)` instead. (Warned once per process.)",
+        BlockingGetWarning, stacklevel=4,
+    )
 
 
 async def fetch_async(
@@ -273,8 +310,29 @@ async def completions_async(
             client.unwatch(list(pending), ready)
 
 
-def timeout_error(timeout: float | None, pending: int) -> GetTimeoutError:
-    return GetTimeoutError(f"Get timed out after {timeout} s: {pending} object(s) not ready.")
+def timeout_error(
+    what: str, timeout: float | None, refs: Sequence[ObjectRef[Any]], ready: Container[int],
+) -> GetTimeoutError:
+    """Name the refs that were not ready, and what produces each where the caller knows."""
+    pending = list({r._id: r for r in refs if r._id not in ready}.values())
+    shown = [r.hex() + (f" ({r._name})" if r._name else "") for r in pending[:5]]
+    more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+    return GetTimeoutError(
+        f"{what} timed out after {timeout} s: {len(pending)} object(s) not ready: "
+        f"{', '.join(shown)}{more}."
+    )
+
+
+def check_timeout(timeout: float | None, what: str) -> None:
+    """``timeout`` is None (wait for ever) or seconds >= 0; anything else is a mistake.
+
+    A negative timeout used to mean "do not wait", silently: Ray refuses it, and so do we.
+    """
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ValueError(f"{what} timeout must be None or a number of seconds >= 0, "
+                         f"got {timeout!r}")
 
 
 async def get_one_async(ref: ObjectRef[Any]) -> Any:
