@@ -22,7 +22,6 @@ import itertools
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Any
@@ -40,6 +39,7 @@ from actorlib.backends.base import (
     TaskRun,
 )
 from actorlib.backends.client_link import ClientLink
+from actorlib.backends.cluster import handle_daemon_signals
 from actorlib.backends.cluster_objects import lazy_mapper, session_of
 from actorlib.backends.execution import pack_error
 
@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--ready-file", help="written with the port once listening")
+    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -416,8 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     rt = Runtime(backend, BackendConfig(), "default")
     rt.start()
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    handle_daemon_signals(stop.set, args.driver_pid)
     log.info("actorlib head listening on %s:%d (pid %d)", args.host, backend.port, os.getpid())
     if args.ready_file:
         tmp = f"{args.ready_file}.tmp"
