@@ -176,6 +176,13 @@ class CoreEvents(Protocol):
         ``ObjectLostError``.
         """
 
+    def job_ended(self, job: int) -> None:
+        """The driver whose ids carry prefix ``job`` disconnected (clusters).
+
+        The core cancels its tasks (running ones forcibly, so their CPUs come free) and
+        kills its actors, except detached ones; nested work counts as its caller's job.
+        """
+
 
 class ObjectStore(ABC):
     """Owns the memory of large object buffers. Thread-safe."""

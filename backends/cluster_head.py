@@ -5,8 +5,9 @@ The head runs an ordinary :class:`~actorlib.core.runtime.Runtime` on a
 (:mod:`actorlib.backends.cluster_node`) connect, register their resources and run the
 tasks and actors placed on them with process workers. Drivers connect too, and speak to
 the core exactly as a process worker speaks to its driver (:class:`ClientLink`): when a
-driver disconnects, everything it held is released, so its objects and non-detached
-actors go away with it.
+driver disconnects (shut down, crashed or killed), its job ends: its queued and running
+tasks are cancelled and its non-detached actors killed at once, and everything it held
+is released.
 
 The head never reads object bytes: it passes locations on (``lazy_mapper``) and tells
 the owning node when an object is freed.
@@ -74,6 +75,8 @@ class _Peer:
         self.running: dict[int, int] = {}  # task id -> attempt
         self.actors: dict[int, int] = {}  # actor id -> incarnation
         self.stats: dict[str, Any] = {}
+        # drivers only: the id prefix it mints with, which names its job in the core
+        self.job: int | None = None
 
     def send(self, message: tuple[Any, ...]) -> None:
         # Code travels whole on every message: a node passes specs on to workers that may
@@ -281,7 +284,7 @@ class HeadBackend(Backend):
             peer.node = NodeInfo(node_id, dict(info["resources"]), info.get("host", ""))
             prefix = next(self._node_blocks) * NODE_PREFIX_BLOCK
         elif peer.role == "driver":
-            prefix = next(self._driver_prefixes)
+            prefix = peer.job = next(self._driver_prefixes)
             new = [p for p in info.get("sys_path", ()) if p not in self._job_paths]
             if new:
                 self._job_paths.update(dict.fromkeys(new))
@@ -342,6 +345,10 @@ class HeadBackend(Backend):
 
                 self.events.objects_lost(lived_there, why)
             self._announce()
+        if peer.job is not None:
+            # Before its references go: its actors are killed, not left to finish
+            # their queued calls as actors out of scope would.
+            self.events.job_ended(peer.job)
         peer.link.release()
 
     # == views ==============================================================================
