@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
 from actorlib.backends import DEFAULT_BACKEND, load
-from actorlib.backends.base import BackendConfig, current_execution
+from actorlib.backends.base import BackendConfig, current_execution, mark_exiting
 from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.waiting import completer
@@ -29,6 +30,11 @@ _lock = threading.RLock()
 _runtime: _Running | None = None
 _backend_name = ""
 _job_env: dict[str, str] | None = None
+# Signals that end a script like Ctrl-C does, once init() has installed our handler.
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+_handled: list[signal.Signals] = []  # those whose handler is ours (installed by init)
+_stopping = False  # shutdown() is running: a terminating signal waits for it to end
+_pending_signal: int | None = None
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
 _IGNORED_RAY_OPTIONS = frozenset({
@@ -125,6 +131,7 @@ def init(
             rt.start()
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
+        _install_signal_handlers()
         _backend_name = name
         _job_env = env
         context.install(rt)
@@ -139,23 +146,80 @@ def _info(rt: _Running) -> RuntimeInfo:
 
 
 def _shutdown_at_exit(rt: _Running) -> None:
-    """A script that never called shutdown() still stops its workers cleanly on exit."""
+    """A script that never called shutdown() still stops its workers cleanly on exit.
+
+    Promptly: the interpreter is going away, so backends abandon threads still running
+    user code (they cannot be killed) instead of waiting for them.
+    """
     if _runtime is rt:
-        shutdown()
+        mark_exiting()
+        try:
+            shutdown()
+        except SystemExit:
+            pass  # a signal during the cleanup: the interpreter is exiting anyway
+
+
+def _install_signal_handlers() -> None:
+    """Make SIGTERM and SIGHUP unwind the script like Ctrl-C, so ``shutdown`` runs.
+
+    Their default action kills the driver at once, leaving its shared-memory files and
+    a private cluster behind. Only from the main thread (the only one allowed to), and
+    only where the user has not installed a handler of their own.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in _TERMINATING:
+        if sig not in _handled and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _on_terminating_signal)
+            _handled.append(sig)
+
+
+def _restore_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # the handler stays; with no runtime it acts as the default would
+    for sig in list(_handled):
+        if signal.getsignal(sig) is _on_terminating_signal:
+            signal.signal(sig, signal.SIG_DFL)
+        _handled.remove(sig)
+
+
+def _on_terminating_signal(signum: int, frame: object) -> None:
+    """Exit with status 128+signum by unwinding (``finally`` blocks and atexit run).
+
+    A signal arriving while shutdown() runs is kept until it is done: raising there
+    would cut the cleanup short.
+    """
+    global _pending_signal
+    if _stopping:
+        _pending_signal = signum
+        return
+    if _runtime is None:  # nothing to clean up: behave exactly as the default action
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise SystemExit(128 + signum)
 
 
 def shutdown() -> None:
     """Stop every task and actor and free every resource. Safe to call twice."""
-    global _runtime, _job_env
+    global _runtime, _job_env, _stopping, _pending_signal
     with _lock:
         rt = _runtime
         _runtime = None
         _job_env = None
         if context.current() is rt:
             context.install(None)
-        if rt is not None:
-            rt.shutdown()
-        completer.stop()
+        _stopping = True
+        try:
+            if rt is not None:
+                rt.shutdown()
+            completer.stop()
+        finally:
+            _stopping = False
+            _restore_signal_handlers()
+        signum, _pending_signal = _pending_signal, None
+    if signum is not None:
+        raise SystemExit(128 + signum)  # the signal that arrived meanwhile ends the script
 
 
 def is_initialized() -> bool:

@@ -13,6 +13,7 @@ whose methods may be called from any thread (they hand the event to the core's l
 from __future__ import annotations
 
 import contextvars
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,18 @@ class ExecutionContext:
 current_execution: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
     "actorlib_execution", default=None
 )
+
+_exiting = threading.Event()
+
+
+def mark_exiting() -> None:
+    """The interpreter is exiting (atexit): the next ``Backend.stop`` must not wait for
+    what cannot be stopped at once, such as threads still running user code."""
+    _exiting.set()
+
+
+def exiting() -> bool:
+    return _exiting.is_set()
 
 
 @pickled_by_fields
@@ -163,6 +176,13 @@ class CoreEvents(Protocol):
         ``ObjectLostError``.
         """
 
+    def job_ended(self, job: int) -> None:
+        """The driver whose ids carry prefix ``job`` disconnected (clusters).
+
+        The core cancels its tasks (running ones forcibly, so their CPUs come free) and
+        kills its actors, except detached ones; nested work counts as its caller's job.
+        """
+
 
 class ObjectStore(ABC):
     """Owns the memory of large object buffers. Thread-safe."""
@@ -208,7 +228,11 @@ class Backend(ABC):
 
     @abstractmethod
     async def stop(self) -> None:
-        """Stop every worker and free every resource. Must not leave threads or processes."""
+        """Stop every worker and free every resource. Must not leave threads or processes.
+
+        When :func:`exiting`, return promptly: threads running user code may be left to
+        die with the interpreter (they are daemon threads), never waited for.
+        """
 
     @abstractmethod
     def run_task(self, run: TaskRun) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -22,7 +23,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends import cluster_auth, shm_store, wire
@@ -179,6 +182,35 @@ def daemon_command(module: str, *args: str) -> list[str]:
             f"from actorlib.backends.{module} import main; main()", *args]
 
 
+def handle_daemon_signals(stop: Callable[[], None], driver_pid: int | None) -> None:
+    """SIGTERM and SIGINT stop a daemon cleanly; a private cluster's follow its driver.
+
+    A private cluster (``driver_pid`` given) shares its driver's terminal: Ctrl-C and a
+    hang-up reach it too, but the driver decides (it stops the cluster in ``shutdown``,
+    or carries on if it catches the KeyboardInterrupt). The daemon stops when the driver
+    dies however it dies (SIGKILL included), watched through a pidfd. Ignored signals
+    stay ignored in the workers a node starts.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+    if driver_pid is None:
+        signal.signal(signal.SIGINT, lambda *_: stop())
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        fd = os.pidfd_open(driver_pid)
+    except ProcessLookupError:
+        stop()
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])  # readable once the driver has exited
+        os.close(fd)
+        stop()
+
+    threading.Thread(target=watch, name="actorlib-driver-watch", daemon=True).start()
+
+
 def wait_for_file(path: str, proc: subprocess.Popen[bytes], what: str, log: str,
                   timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
@@ -194,20 +226,22 @@ def wait_for_file(path: str, proc: subprocess.Popen[bytes], what: str, log: str,
 
 
 def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port: int = 0,
-               *, detach: bool = False, wait: bool = True,
+               *, detach: bool = False, wait: bool = True, driver_pid: int | None = None,
                ) -> tuple[subprocess.Popen[bytes], str]:
     """Start a head daemon; returns it and its ``host:port``.
 
     ``wait=False`` returns at once (``port`` must then be given): nodes started meanwhile
-    keep trying to connect until the head listens.
+    keep trying to connect until the head listens. ``driver_pid``: a private cluster's
+    head, which stops with that driver (see :func:`handle_daemon_signals`).
     """
     ready = os.path.join(session_dir, "head.json")
     log = os.path.join(session_dir, "logs", "head.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
+    extra = ["--driver-pid", str(driver_pid)] if driver_pid is not None else []
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             daemon_command("cluster_head", "--host", host, "--port", str(port),
-                           "--token-file", token_file, "--ready-file", ready),
+                           "--token-file", token_file, "--ready-file", ready, *extra),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=detach,
         )
@@ -228,10 +262,13 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
                num_cpus: float | None = None, num_gpus: float | None = None,
                resources: dict[str, float] | None = None,
                object_store_memory: int | None = None, host: str = "127.0.0.1",
-               node_id: str | None = None, detach: bool = False) -> subprocess.Popen[bytes]:
+               node_id: str | None = None, detach: bool = False,
+               driver_pid: int | None = None) -> subprocess.Popen[bytes]:
     log = os.path.join(session_dir, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     args = ["--address", address, "--token-file", token_file, "--host", host]
+    if driver_pid is not None:
+        args += ["--driver-pid", str(driver_pid)]
     if num_cpus is not None:
         args += ["--num-cpus", str(num_cpus)]
     if num_gpus is not None:
@@ -275,12 +312,12 @@ class PrivateCluster:
         try:
             # Head and node start side by side; the node retries until the head listens.
             head, self.address = start_head(self.dir, self.token_file, port=free_port(),
-                                            wait=False)
+                                            wait=False, driver_pid=os.getpid())
             self.procs.append(head)
             self.procs.append(start_node(
                 self.dir, self.token_file, self.address, num_cpus=config.num_cpus,
                 num_gpus=config.num_gpus, resources=config.resources,
-                object_store_memory=config.object_store_memory,
+                object_store_memory=config.object_store_memory, driver_pid=os.getpid(),
             ))
             wait_for_file(os.path.join(self.dir, "head.json"), head, "head",
                           os.path.join(self.dir, "logs", "head.log"))

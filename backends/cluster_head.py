@@ -5,8 +5,9 @@ The head runs an ordinary :class:`~actorlib.core.runtime.Runtime` on a
 (:mod:`actorlib.backends.cluster_node`) connect, register their resources and run the
 tasks and actors placed on them with process workers. Drivers connect too, and speak to
 the core exactly as a process worker speaks to its driver (:class:`ClientLink`): when a
-driver disconnects, everything it held is released, so its objects and non-detached
-actors go away with it.
+driver disconnects (shut down, crashed or killed), its job ends: its queued and running
+tasks are cancelled and its non-detached actors killed at once, and everything it held
+is released.
 
 The head never reads object bytes: it passes locations on (``lazy_mapper``) and tells
 the owning node when an object is freed.
@@ -22,7 +23,6 @@ import itertools
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Any
@@ -40,6 +40,7 @@ from actorlib.backends.base import (
     TaskRun,
 )
 from actorlib.backends.client_link import ClientLink
+from actorlib.backends.cluster import handle_daemon_signals
 from actorlib.backends.cluster_objects import lazy_mapper, session_of
 from actorlib.backends.execution import pack_error
 
@@ -74,6 +75,8 @@ class _Peer:
         self.running: dict[int, int] = {}  # task id -> attempt
         self.actors: dict[int, int] = {}  # actor id -> incarnation
         self.stats: dict[str, Any] = {}
+        # drivers only: the id prefix it mints with, which names its job in the core
+        self.job: int | None = None
 
     def send(self, message: tuple[Any, ...]) -> None:
         # Code travels whole on every message: a node passes specs on to workers that may
@@ -281,7 +284,7 @@ class HeadBackend(Backend):
             peer.node = NodeInfo(node_id, dict(info["resources"]), info.get("host", ""))
             prefix = next(self._node_blocks) * NODE_PREFIX_BLOCK
         elif peer.role == "driver":
-            prefix = next(self._driver_prefixes)
+            prefix = peer.job = next(self._driver_prefixes)
             new = [p for p in info.get("sys_path", ()) if p not in self._job_paths]
             if new:
                 self._job_paths.update(dict.fromkeys(new))
@@ -342,6 +345,10 @@ class HeadBackend(Backend):
 
                 self.events.objects_lost(lived_there, why)
             self._announce()
+        if peer.job is not None:
+            # Before its references go: its actors are killed, not left to finish
+            # their queued calls as actors out of scope would.
+            self.events.job_ended(peer.job)
         peer.link.release()
 
     # == views ==============================================================================
@@ -407,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--ready-file", help="written with the port once listening")
+    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -416,8 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     rt = Runtime(backend, BackendConfig(), "default")
     rt.start()
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    handle_daemon_signals(stop.set, args.driver_pid)
     log.info("actorlib head listening on %s:%d (pid %d)", args.host, backend.port, os.getpid())
     if args.ready_file:
         tmp = f"{args.ready_file}.tmp"

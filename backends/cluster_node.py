@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import socket
 import threading
 import uuid
@@ -27,6 +26,7 @@ from typing import Any
 
 from actorlib.backends import cluster_auth, wire
 from actorlib.backends.base import BackendConfig, HeapStore, NodeInfo, Outcome
+from actorlib.backends.cluster import handle_daemon_signals
 from actorlib.backends.cluster_objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.execution import local_node_resources
 from actorlib.backends.process import ProcessBackend
@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resources")
     parser.add_argument("--object-store-memory", type=int)
     parser.add_argument("--node-id")
+    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -269,8 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     token = cluster_auth.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,
                         tls=cluster_auth.TLSConfig.from_env(), node_id=args.node_id)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: daemon.done.set())
+    handle_daemon_signals(daemon.done.set, args.driver_pid)
     socket.setdefaulttimeout(None)
     daemon.run()
 

@@ -47,7 +47,11 @@ from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 # Start the worker without the current directory on sys.path: run from a source checkout,
 # "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
 # installed one. The driver's own sys.path reaches the worker with its first message.
+# SIGINT is ignored first thing: Ctrl-C in a terminal reaches the whole process group, and
+# the driver alone decides what it means (one KeyboardInterrupt traceback, not one per
+# worker; a driver that catches it keeps its workers).
 _WORKER_BOOT = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
     "from actorlib.backends.process_worker import main; main()"
 )

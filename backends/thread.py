@@ -19,6 +19,7 @@ import ctypes
 import functools
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ from actorlib.backends.base import (
     Outcome,
     TaskRun,
     current_execution,
+    exiting,
 )
 from actorlib.backends.execution import (
     CodeCache,
@@ -49,6 +51,10 @@ from actorlib.core.loop import new_event_loop
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 
 _STOP = object()
+#: How long ``stop`` waits for threads still running user code: in all, not per thread.
+STOP_GRACE_S = 10.0
+#: The same at interpreter exit (after Ctrl-C, say), after which they are abandoned.
+EXIT_GRACE_S = 0.5
 
 
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
@@ -549,13 +555,18 @@ class ThreadBackend(Backend):
 
         done: asyncio.Future[None] = loop.create_future()
 
+        # User code cannot be killed, only interrupted between bytecodes: a thread in a
+        # long C call (time.sleep, a socket) finishes when it finishes. At exit it is
+        # abandoned after a short grace (a daemon thread, it dies with the interpreter).
+        deadline = time.monotonic() + (EXIT_GRACE_S if exiting() else STOP_GRACE_S)
+
         def join_all() -> None:
             # A plain thread, not the loop's executor: this also runs from atexit, when
             # executors refuse new work. The loop stays free for workers still finishing.
-            for worker in self._workers:
-                worker.thread.join(10)
-            for host in self._retired:
-                host.join(10)
+            threads = [w.thread for w in self._workers]
+            threads += [t for host in self._retired for t in list(host.threads)]
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
             loop.call_soon_threadsafe(_resolve, done)
 
         threading.Thread(target=join_all, name="actorlib-thread-stop", daemon=True).start()

@@ -200,6 +200,54 @@ def test_a_disconnected_driver_is_cleaned_up(three: Cluster) -> None:
     assert query_status(three.address)["drivers"] == 1  # only this test's driver
 
 
+def test_a_killed_drivers_work_is_stopped_at_once(three: Cluster) -> None:
+    """A driver SIGKILLed mid-job must not keep the cluster's CPUs: its running and
+    queued tasks are cancelled and its actors killed when its connection drops, except a
+    detached actor, which outlives its driver."""
+    script = textwrap.dedent(f"""
+        import time, actorlib
+        actorlib.init(address={three.address!r})
+
+        @actorlib.remote
+        def hold():
+            time.sleep(60)
+
+        @actorlib.remote(num_cpus=1)
+        class Holder:
+            def ping(self):
+                return "pong"
+
+        h = Holder.remote()
+        kept = Holder.options(name="kept", lifetime="detached", num_cpus=0).remote()
+        actorlib.get([h.ping.remote(), kept.ping.remote()])
+        refs = [hold.remote() for _ in range(6)]  # 3 run (4 CPUs, 1 held), 3 queued
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.stderr
+        wait_until(lambda: actorlib.available_resources().get("CPU", 0) == 0, timeout=10,
+                   what="the other driver's work to take every CPU")
+    finally:
+        proc.kill()
+        proc.communicate()
+    start = time.monotonic()
+    assert actorlib.get(where.remote(), timeout=5) in ("left", "right")
+    took = time.monotonic() - start
+    assert took < 2.0, f"a trivial task waited {took:.1f} s behind a dead driver's work"
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 4, timeout=3,
+               what="the dead driver's CPUs to come free")
+    from actorlib.cluster_cli import query_status
+
+    assert query_status(three.address)["queued_tasks"] == 0
+    kept = actorlib.get_actor("kept")
+    assert actorlib.get(kept.ping.remote(), timeout=10) == "pong"
+    actorlib.kill(kept)
+
+
 def test_status_shows_nodes(three: Cluster) -> None:
     from actorlib.cluster_cli import query_status
 

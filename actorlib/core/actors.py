@@ -44,6 +44,7 @@ class ActorRecord:
         "handle_refs",
         "incarnation",
         "inflight",
+        "job",
         "no_restart",
         "placement",
         "queues",
@@ -53,8 +54,9 @@ class ActorRecord:
         "state",
     )
 
-    def __init__(self, spec: ActorSpec) -> None:
+    def __init__(self, spec: ActorSpec, job: int = 0) -> None:
         self.spec = spec
+        self.job = job  # the driver whose actor this is (Runtime._job_of)
         self.state = ActorState.WAITING
         self.incarnation = 0
         self.placement: Placement | None = None

@@ -28,7 +28,7 @@ from actorlib.backends.base import (
 )
 from actorlib.core import invariants
 from actorlib.core.actors import ActorRecord, ActorState, CallRecord
-from actorlib.core.ids import DRIVER_PREFIX, IdAllocator, id_hex
+from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.loop import LoopThread
 from actorlib.core.objects import ObjectTable, Watcher
 from actorlib.core.scheduler import Placement, Scheduler
@@ -53,12 +53,13 @@ def error_value(exc: BaseException) -> Serialized:
 
 class TaskRecord:
     __slots__ = (
-        "blocked", "cancelled", "children", "leader", "placement", "preferred", "recalling",
-        "remaining", "spec", "state", "successor",
+        "blocked", "cancelled", "children", "job", "leader", "placement", "preferred",
+        "recalling", "remaining", "spec", "state", "successor",
     )
 
-    def __init__(self, spec: TaskSpec) -> None:
+    def __init__(self, spec: TaskSpec, job: int = 0) -> None:
         self.spec = spec
+        self.job = job  # the driver whose work this is (Runtime._job_of)
         # waiting -> queued -> [following ->] running -> (removed). "following": sent to
         # the worker of ``leader``, queued there behind it, holding no resources yet.
         self.state = "waiting"
@@ -311,7 +312,7 @@ class Runtime:
         for rid in spec.return_ids:
             self.objects.create(rid, 1, spec.task_id)
         self._hold_ids(spec.args.held)
-        rec = TaskRecord(spec)
+        rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
         self.tasks[spec.task_id] = rec
         parent = self.tasks.get(spec.caller_id)
         if parent is not None:
@@ -676,7 +677,7 @@ class Runtime:
         return spec.actor_id
 
     def _create_actor(self, spec: ActorSpec) -> None:
-        rec = ActorRecord(spec)
+        rec = ActorRecord(spec, self._job_of(spec.caller_id, spec.actor_id))
         self.actors[spec.actor_id] = rec
         if spec.name is not None:
             self.names[(spec.namespace, spec.name)] = spec.actor_id
@@ -933,6 +934,33 @@ class Runtime:
             rec.no_restart = True
             self._actor_dead(rec, error)
 
+    # == jobs: the work of one driver ======================================================
+
+    def _job_of(self, caller_id: int, own_id: int) -> int:
+        """The job of new work: its caller's, else the id prefix of the driver minting it.
+
+        Ids carry the prefix of the process that minted them, and a driver submits with
+        its own prefix; work submitted by a task or actor belongs to the job of that
+        task or actor, so a driver's whole tree of work can be found when it leaves.
+        """
+        parent = self.tasks.get(caller_id)
+        if parent is not None:
+            return parent.job
+        actor = self.actors.get(caller_id)
+        if actor is not None:
+            return actor.job
+        return own_id >> COUNTER_BITS
+
+    def _end_job(self, job: int) -> None:
+        """The driver ``job`` is gone: nobody can read its results any more, so its tasks
+        are cancelled (running ones forcibly) and its non-detached actors killed, at once,
+        freeing the resources other drivers wait for."""
+        for rec in [r for r in self.tasks.values() if r.job == job]:
+            if self.tasks.get(rec.spec.task_id) is rec:
+                self._cancel_task(rec, force=True, recursive=False)
+        for actor in [a for a in self.actors.values() if a.job == job and not a.spec.detached]:
+            self._kill_actor(actor.spec.actor_id, no_restart=True)
+
     def lookup_actor(self, name: str, namespace: str) -> ActorSpec | None:
         """The spec of a live named actor, counting one more handle to it."""
         return self._loop.call(self._lookup_actor, name, namespace)
@@ -1129,7 +1157,7 @@ class Runtime:
             for rid in spec.return_ids:
                 self.objects.reset(rid)
             spec.attempt = 0
-            rec = TaskRecord(spec)
+            rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
             rec.state = "queued"
             self.tasks[spec.task_id] = rec
             self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
@@ -1216,6 +1244,9 @@ class _Events:
 
     def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
         self._post(self._rt._objects_lost, lost, why)
+
+    def job_ended(self, job: int) -> None:
+        self._post(self._rt._end_job, job)
 
 
 __all__ = ["Runtime", "error_value", "serialize"]

@@ -1,0 +1,209 @@
+"""Every exit path cleans up: a driver stopped by a signal in the middle of a blocking ``get``.
+
+Each test runs a real driver script in its own process group (as a terminal's foreground
+job is) and signals the whole group, as Ctrl-C or a hang-up does: the driver must exit
+within seconds, print one traceback at most (its own KeyboardInterrupt), leave no
+process and no ``/dev/shm`` file behind, and exit with the conventional status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+from testkit import leftover_processes
+
+import actorlib
+from actorlib import session
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="process groups, pidfds and /dev/shm"
+)
+
+SHM = "/dev/shm"
+EXIT_WITHIN_S = 5.0
+
+DRIVER = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import actorlib
+
+    backend, marks, catch = sys.argv[1], sys.argv[2], sys.argv[3] == "catch"
+    actorlib.init(backend=backend, num_cpus=2)
+
+    @actorlib.remote
+    def hold(i):
+        open(os.path.join(marks, f"task-{i}"), "w").close()
+        time.sleep(60)
+
+    @actorlib.remote(num_cpus=0)
+    class Holder:
+        def hold(self):
+            open(os.path.join(marks, "actor"), "w").close()
+            time.sleep(60)
+
+    @actorlib.remote
+    def square(x):
+        return x * x
+
+    @actorlib.remote
+    def make():
+        return np.ones(1 << 20)
+
+    # 8 MiB each: shared-memory files where there are some (a cluster's are its node's)
+    big = [actorlib.put(np.ones(1 << 20)), make.remote()]
+    actorlib.wait(big, num_returns=2)
+    holder = Holder.remote()
+    refs = [hold.remote(i) for i in range(2)] + [holder.hold.remote()]
+    while len(os.listdir(marks)) < 3:
+        time.sleep(0.01)
+    print("ready", os.getpid(), flush=True)
+    try:
+        actorlib.get(refs)
+    except KeyboardInterrupt:
+        if not catch:
+            raise
+        for ref in refs[:2]:
+            actorlib.cancel(ref, force=True)
+        print("still working:", actorlib.get(square.remote(3), timeout=30), flush=True)
+""")
+
+
+def _tree(pid: int) -> set[int]:
+    try:
+        proc = psutil.Process(pid)
+        return {pid} | {p.pid for p in proc.children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return {pid}
+
+
+def _shm_files(pids: set[int]) -> list[str]:
+    """Store files owned by these processes (``actorlib-{owner pid}-...``)."""
+    return sorted(
+        name for name in os.listdir(SHM)
+        if name.startswith("actorlib-") and name.split("-")[1].isdigit()
+        and int(name.split("-")[1]) in pids
+    )
+
+
+def _run_and_signal(
+    tmp_path: Path, backend: str, sig: signal.Signals, catch: bool = False
+) -> tuple[subprocess.CompletedProcess[str], float, set[int], str]:
+    """Start the driver, wait until its work runs, signal its group; returns how it ended,
+    how long that took, every pid of its tree, and its run token."""
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    token = uuid.uuid4().hex
+    env = dict(os.environ, ACTORLIB_TEST_RUN_TOKEN=token)
+    env.pop("ACTORLIB_ADDRESS", None)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), backend, str(marks), "catch" if catch else "raise"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=str(tmp_path), process_group=0,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("ready"), line + (proc.stderr.read() if proc.stderr else "")
+        pids = _tree(proc.pid)
+        if backend != "thread":
+            assert _shm_files(pids), "the test needs a shared-memory file to exist"
+        start = time.monotonic()
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, line + out, err)
+    return done, took, pids, token
+
+
+def _assert_nothing_left(pids: set[int], token: str) -> None:
+    deadline = time.monotonic() + 3
+    left = leftover_processes(token)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = leftover_processes(token)
+    for p in left:
+        p.kill()
+    assert not left, f"processes left behind: {[p.pid for p in left]}"
+    assert not _shm_files(pids), f"shared memory left behind: {_shm_files(pids)}"
+
+
+EXPECTED_STATUS = {
+    signal.SIGINT: -signal.SIGINT,  # Python re-raises an unhandled KeyboardInterrupt's signal
+    signal.SIGTERM: 128 + signal.SIGTERM,
+    signal.SIGHUP: 128 + signal.SIGHUP,
+}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: s.name)
+@pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
+def test_a_signal_ends_a_blocked_driver_cleanly(
+    tmp_path: Path, backend: str, sig: signal.Signals
+) -> None:
+    done, took, pids, token = _run_and_signal(tmp_path, backend, sig)
+    detail = f"exit {done.returncode} after {took:.2f} s\nstderr:\n{done.stderr[-4000:]}"
+    assert took < EXIT_WITHIN_S, detail
+    assert done.returncode == EXPECTED_STATUS[sig], detail
+    if sig == signal.SIGINT:
+        assert done.stderr.count("Traceback") == 1, detail
+        assert done.stderr.rstrip().endswith("KeyboardInterrupt"), detail
+    else:
+        assert "Traceback" not in done.stderr, detail
+    _assert_nothing_left(pids, token)
+
+
+@pytest.mark.parametrize("backend", ["process", "cluster"])
+def test_a_driver_that_catches_ctrl_c_keeps_its_workers(tmp_path: Path, backend: str) -> None:
+    """Ctrl-C reaches the workers' (and a private cluster's) process group too; they
+    leave it to the driver, which may carry on."""
+    done, _, pids, token = _run_and_signal(tmp_path, backend, signal.SIGINT, catch=True)
+    detail = f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, detail
+    assert "still working: 9" in done.stdout, detail
+    assert "Traceback" not in done.stderr, detail
+    _assert_nothing_left(pids, token)
+
+
+def test_signal_handlers_are_installed_by_init_and_restored_by_shutdown() -> None:
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    actorlib.init(backend="thread")
+    try:
+        assert signal.getsignal(signal.SIGTERM) is session._on_terminating_signal
+        assert signal.getsignal(signal.SIGHUP) is session._on_terminating_signal
+    finally:
+        actorlib.shutdown()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
+def test_a_users_own_signal_handler_is_left_alone() -> None:
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        actorlib.init(backend="thread")
+        try:
+            assert signal.getsignal(signal.SIGTERM) is mine
+            assert signal.getsignal(signal.SIGHUP) is session._on_terminating_signal
+        finally:
+            actorlib.shutdown()
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
