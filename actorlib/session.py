@@ -85,11 +85,14 @@ def init(
     ignore_reinit_error: bool = False,
     runtime_env: dict[str, Any] | None = None,
     address: str | None = None,
+    worker_timeout_s: float | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
 
-    The default is ``$ACTORLIB_BACKEND`` if set, else ``process``.
+    The default is ``$ACTORLIB_BACKEND`` if set, else ``process``. ``worker_timeout_s``
+    (default ``$ACTORLIB_WORKER_TIMEOUT_S``, else off): a worker process silent for that
+    long is taken for frozen and killed, so its work is retried elsewhere.
     """
     global _runtime, _job_env, _backend_name
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
@@ -115,9 +118,17 @@ def init(
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"{label} must be a non-negative number, got {value!r}")
         env = validate_runtime_env(runtime_env)["env_vars"] if runtime_env else None
+        if worker_timeout_s is not None and (
+            isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
+            or not worker_timeout_s > 0
+        ):
+            raise ValueError(
+                f"worker_timeout_s must be a positive number of seconds, got {worker_timeout_s!r}"
+            )
         config = BackendConfig(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
             object_store_memory=object_store_memory, address=address,
+            options={"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {},
         )
         connect = getattr(backend_cls, "connect", None)
         rt: _Running

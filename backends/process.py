@@ -62,6 +62,24 @@ def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> d
     return {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_ids))}
 
 
+def worker_timeout(config: BackendConfig) -> float:
+    """Seconds of silence after which a worker is taken for frozen; 0: never (default).
+
+    Off by default: a worker in a long C call that keeps the GIL cannot answer either,
+    and must not be killed for it unless the user says so.
+    """
+    value = config.options.get("worker_timeout_s") or os.environ.get("ACTORLIB_WORKER_TIMEOUT_S")
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(
+            f"ACTORLIB_WORKER_TIMEOUT_S must be a number of seconds, got {value!r}"
+        ) from None
+    return max(seconds, 0.0)
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "an unknown status"
@@ -102,6 +120,8 @@ class WorkerProcess:
         self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt)
         self.expected_exit = False
         self.dead = False
+        self.last_alive = loop.time()  # its boot counts as a sign of life
+        self.kill_reason = ""
         # Death is handled once the process has exited AND its last bytes have been read,
         # so results it sent just before dying count, and count first.
         self.exit_code: int | None = None
@@ -125,6 +145,9 @@ class WorkerProcess:
         return not self.running and self.actor is None and not self.dead
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
+        if message[0] == wire.ALIVE:
+            self.last_alive = self.backend.loop.time()
+            return
         # Handled on the core loop, after everything this worker sent before it.
         self.backend.events.post(self.backend._handle, self, message)
 
@@ -162,6 +185,8 @@ class ProcessBackend(Backend):
         self._store_config: dict[str, Any] | None = None
         self._worker_extra: dict[str, Any] = {}
         self.store_override: Any = None  # a cluster node brings the store it serves
+        self._worker_timeout = 0.0
+        self._stopping = False
 
     # == lifecycle ==========================================================================
 
@@ -175,6 +200,9 @@ class ProcessBackend(Backend):
         self.node_id = config.options.get("node_id") or uuid.uuid4().hex[:16]
         self._prefixes = itertools.count(config.options.get("prefix_base", DRIVER_PREFIX + 1))
         self._worker_extra = config.options.get("worker_init", {})
+        self._worker_timeout = worker_timeout(config)
+        if self._worker_timeout:
+            self.loop.call_later(self._worker_timeout / 4, self._check_alive)
         self.nodes = [NodeInfo(self.node_id, resources)]
         # One worker now, the rest when work first needs them: each is a fresh
         # interpreter, and booting num_cpus of them at once delays the first result
@@ -204,11 +232,30 @@ class ProcessBackend(Backend):
             "nodes": self.nodes,
             "sys_path": list(sys.path),
             "store": self._store_config,
+            "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
             **self._worker_extra,
         }))
         return worker
 
+    def _check_alive(self) -> None:
+        """Kill workers silent for longer than the timeout: frozen (SIGSTOP), deadlocked,
+        or stuck in a C call that holds the GIL. Their work is then retried or restarted
+        like that of any dead worker."""
+        if self._stopping:
+            return
+        timeout = self._worker_timeout
+        now = self.loop.time()
+        for worker in list(self._workers):
+            if not worker.dead and not worker.kill_reason and now - worker.last_alive > timeout:
+                worker.kill_reason = (
+                    f"it did not answer for {timeout:g} s: frozen (SIGSTOP), deadlocked, or "
+                    "in a C call holding the GIL; see worker_timeout_s"
+                )
+                worker.kill()
+        self.loop.call_later(timeout / 4, self._check_alive)
+
     async def stop(self) -> None:
+        self._stopping = True
         for worker in self._workers:
             worker.expected_exit = True
             worker.send((wire.EXIT,))
@@ -368,6 +415,8 @@ class ProcessBackend(Backend):
         worker.conn.close()
         worker.claims.close()
         why = f"worker process {worker.pid} died with {describe_exit(code)}"
+        if worker.kill_reason:
+            why += f" ({worker.kill_reason})"
         for task_id, attempt in list(worker.running.items()):
             self._task_worker.pop(task_id, None)
             self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))

@@ -308,7 +308,12 @@ class Worker:
         elif kind == wire.EXIT:
             self.exit.set()
 
+    alive_every_s: float | None = None
+
     def _init(self, config: dict[str, Any]) -> None:
+        if config.get("alive_every_s"):
+            self.alive_every_s = config["alive_every_s"]
+            self.conn.send((wire.ALIVE,))
         for entry in reversed(config["sys_path"]):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
@@ -347,7 +352,12 @@ class Worker:
         self.exit.set()
 
     def run(self) -> None:
-        self.exit.wait()
+        # The main thread has nothing else to do: it tells the driver this process is
+        # alive, when the driver checks (``worker_timeout_s``). A frozen process, or one
+        # stuck holding the GIL, falls silent.
+        while not self.exit.wait(self.alive_every_s or 1.0):
+            if self.alive_every_s:
+                self.conn.send((wire.ALIVE,))
         if self.client is not None:
             self.client.close()
         # Every message already left (sends are synchronous). Threads still running user

@@ -53,6 +53,7 @@ CALL_FINISHED = "call_finished"
 ACTOR_STARTED = "actor_started"
 ACTOR_INIT_FAILED = "actor_init_failed"
 RECALLED = "recalled"  # (task id, attempt): a queued task handed back unstarted
+ALIVE = "alive"  # worker -> driver, every few seconds when liveness checks are on
 # worker -> driver: the actorlib API used inside a worker
 ADD_REF = "add_ref"
 DROP_REF = "drop_ref"

@@ -929,3 +929,57 @@ def test_cancel_of_a_task_queued_behind_an_unanswering_worker(prt, tmp_path):
         actorlib.get(queued, timeout=T)
     assert actorlib.wait([stuck], timeout=0)[0] == []  # cancelled while the first still ran
     actorlib.cancel(stuck, force=True)
+
+
+# -- liveness: a frozen worker is found and its work retried --------------------------
+
+
+@actorlib.remote
+def once_frozen(pid_file: str) -> int:
+    """The first attempt announces itself and waits (to be frozen); a retry returns."""
+    path = Path(pid_file)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        time.sleep(60)
+    return os.getpid()
+
+
+@pytest.mark.init_kwargs(worker_timeout_s=1.0)
+def test_a_frozen_worker_is_killed_and_its_task_retried(prt, tmp_path):
+    pid_file = tmp_path / "pid"
+    ref = once_frozen.options(max_retries=1).remote(str(pid_file))
+    frozen = _started(pid_file)
+    os.kill(frozen, signal.SIGSTOP)
+    start = time.monotonic()
+    assert actorlib.get(ref, timeout=T) != frozen
+    assert time.monotonic() - start < T
+    wait_until(lambda: not psutil.pid_exists(frozen), timeout=T, what="the frozen worker's end")
+
+
+@pytest.mark.init_kwargs(worker_timeout_s=1.0)
+def test_a_frozen_worker_without_retries_fails_its_task_naming_why(prt, tmp_path):
+    pid_file = tmp_path / "pid"
+    ref = once_frozen.options(max_retries=0).remote(str(pid_file))
+    os.kill(_started(pid_file), signal.SIGSTOP)
+    with pytest.raises(exc.WorkerCrashedError, match="did not answer for 1 s"):
+        actorlib.get(ref, timeout=T)
+
+
+def test_without_a_worker_timeout_a_stopped_worker_is_left_alone(prt, tmp_path):
+    """Off by default: a worker may legitimately be silent (a long C call keeping the GIL)."""
+    pid_file = tmp_path / "pid"
+    ref = once_frozen.options(max_retries=0).remote(str(pid_file))
+    stopped = _started(pid_file)
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        assert actorlib.wait([ref], timeout=2.0) == ([], [ref])
+        assert psutil.Process(stopped).status() == psutil.STATUS_STOPPED
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    actorlib.cancel(ref, force=True)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "1", True])
+def test_worker_timeout_must_be_a_positive_number(bad, _leak_check):
+    with pytest.raises(ValueError, match="worker_timeout_s"):
+        actorlib.init(backend="process", worker_timeout_s=bad)
