@@ -31,6 +31,7 @@ from typing import Any
 from actorlib.backends import cluster_auth, shm_store, wire
 from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster_objects import Directory, DriverMapper
+from actorlib.backends.private_dir import private_dir
 from actorlib.backends.process_worker import WorkerClient
 
 from actorlib.core.loop import LoopThread
@@ -74,39 +75,12 @@ def checked_root(create: bool = False) -> str | None:
     """The sessions root, after checking nobody else controls it; ``None`` if it is absent.
 
     Raises ``PermissionError`` (naming the path, its owner and mode, and the fix) for a
-    root that is a symlink, not a directory, not ours, or writable by group or others.
-    ``create`` makes it (mode 0700) when missing.
+    root that is a symlink, not a directory, not ours, or writable by group or others:
+    another user could choose where ``init(address='auto')`` connects. ``create`` makes it
+    (mode 0700) when missing.
     """
-    root = sessions_root()
-    if create:
-        try:
-            os.mkdir(root, 0o700)
-        except FileExistsError:
-            pass
-    try:
-        st = os.lstat(root)
-    except FileNotFoundError:
-        return None
-    problem = None
-    if stat.S_ISLNK(st.st_mode):
-        problem = "it is a symlink"
-    elif not stat.S_ISDIR(st.st_mode):
-        problem = "it is not a directory"
-    elif st.st_uid != os.getuid():
-        problem = f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
-    elif st.st_mode & 0o022:
-        problem = "group or others may write to it"
-    if problem is None:
-        return root
-    mine = st.st_uid == os.getuid() and stat.S_ISDIR(st.st_mode)
-    fix = (f"run `chmod 700 {root}`" if mine else
-           f"remove it (`rm -rf {root}`, as its owner or root) or set TMPDIR to a "
-           "private directory")
-    raise PermissionError(
-        f"refusing the actorlib sessions directory {root} (owner uid {st.st_uid}, mode "
-        f"{stat.S_IMODE(st.st_mode):04o}): {problem}, so another user could choose where "
-        f"`init(address='auto')` connects; {fix}"
-    )
+    return private_dir(sessions_root(), "sessions directory", create=create,
+                       fix="set TMPDIR to a private directory")
 
 
 def latest_session() -> str | None:

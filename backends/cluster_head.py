@@ -237,8 +237,22 @@ class HeadBackend(Backend):
     # == messages (core loop) ===============================================================
 
     def _handle(self, peer: _Peer, message: tuple[Any, ...]) -> None:
+        """Dispatch a peer's message. A peer that broke the protocol (a message of an
+        unknown kind or the wrong shape) loses its connection; the head goes on."""
         if peer.gone:
             return
+        try:
+            self._dispatch(peer, message)
+        except Exception as exc:
+            kind = message[0] if isinstance(message, tuple) and message else message
+            log.warning(
+                "actorlib: %s %s sent a message the head cannot handle (%.40r: %s: %s); "
+                "closing its connection", peer.role, peer.address, kind, type(exc).__name__,
+                exc,
+            )
+            peer.conn.close()
+
+    def _dispatch(self, peer: _Peer, message: tuple[Any, ...]) -> None:
         kind = message[0]
         events = self.events
         if kind == wire.TASK_FINISHED:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
+from actorlib.backends.private_dir import private_dir
 
 from actorlib.core.serialization import Serialized, map_readonly
 from actorlib.exceptions import ObjectStoreFullError
@@ -201,7 +202,7 @@ class SharedMemoryStore(ObjectStore):
                 " in Docker, raise it with --shm-size)"
             )
             directory = os.path.join(tmp, f"actorlib-objects-{os.getuid()}")
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            private_dir(directory, "object store directory", fix="set TMPDIR")
             free = _free_bytes(directory)
             warnings.warn(
                 f"actorlib: {reason}; the object store uses {directory} instead, which is "
@@ -506,7 +507,7 @@ class SharedMemoryStore(ObjectStore):
         """Move an object's files to disk; readers' existing mappings stay valid."""
         obj = entry.obj
         locations = obj.locations or []
-        os.makedirs(self.spill_dir, mode=0o700, exist_ok=True)
+        private_dir(self.spill_dir, "spill directory", fix="set TMPDIR")
         for i, loc in enumerate(locations):
             if loc is None or os.path.dirname(loc[0]) != self.directory:
                 continue

@@ -46,6 +46,9 @@ settings.load_profile(os.environ.get("ACTORLIB_HYPOTHESIS_PROFILE", "fast"))
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
+        "markers", "chaos: fault injection under load (ACTORLIB_CHAOS_SECONDS sets the length)"
+    )
+    config.addinivalue_line(
         "markers",
         "init_kwargs(**kw): extra keyword arguments for actorlib.init() in the rt fixture",
     )

@@ -412,3 +412,35 @@ def test_seal_from_many_threads(dirs: tuple[str, str]) -> None:
         assert _files(directory) == [] and _files(spill) == []
     finally:
         s.cleanup()
+
+
+# --------------------------------------------------------------------------- private dirs
+
+
+@pytest.mark.parametrize("planted", ["open", "foreign", "symlink"])
+def test_a_spill_directory_made_in_advance_by_someone_else_is_refused(
+    dirs: tuple[str, str], tmp_path: Path, planted: str
+) -> None:
+    """Spilled bytes never go to a directory another local user prepared (or points at)."""
+    directory, spill = dirs
+    os.makedirs(os.path.dirname(spill), exist_ok=True)
+    if planted == "symlink":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        os.symlink(elsewhere, spill)
+    else:
+        os.mkdir(spill)
+        os.chmod(spill, 0o777 if planted == "open" else 0o700)
+        if planted == "foreign":
+            os.chown(spill, 65534, 65534)
+    s = SharedMemoryStore("1-abcd", directory, 1_000_000, owner=True, spill_dir=spill)
+    try:
+        s.seal(serialize(np.zeros(100_000)))
+        with pytest.raises(ObjectStoreFullError, match="refusing the actorlib spill directory"):
+            for i in range(3):  # over capacity: the oldest must spill
+                s.seal(serialize(np.full(100_000, float(i))))
+    finally:
+        s.cleanup()
+        if planted == "symlink":
+            assert os.listdir(tmp_path / "elsewhere") == []  # nothing went through the link
+            os.unlink(spill)

@@ -1,0 +1,168 @@
+"""Fault injection: real worker processes killed at random under a mixed load.
+
+Every result must arrive exactly once and be right, nothing may stall, actor order must
+hold across restarts, and the core's bookkeeping must stay consistent throughout. A few
+seconds each by default; ``ACTORLIB_CHAOS_SECONDS=150`` makes a soak of each.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+from testkit import T
+
+import actorlib
+from actorlib import _testing
+
+SECONDS = float(os.environ.get("ACTORLIB_CHAOS_SECONDS", "4"))
+pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture
+def chaos_rt(_leak_check: None) -> Iterator[None]:
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        yield
+    finally:
+        actorlib.shutdown()
+
+
+class Killer:
+    """SIGKILLs a random worker process of this driver every ``every`` seconds."""
+
+    def __init__(self, every: float, spare: set[int] | None = None) -> None:
+        self.every = every
+        self.spare = spare or set()
+        self.kills = 0
+        self._stop = threading.Event()
+        self._rng = random.Random(os.getpid())
+        self._thread = threading.Thread(target=self._run, name="chaos-killer")
+
+    def __enter__(self) -> Killer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(self._rng.uniform(0.5, 1.5) * self.every):
+            workers = [p for p in me.children() if p.pid not in self.spare]
+            if workers:
+                try:
+                    self._rng.choice(workers).send_signal(signal.SIGKILL)
+                    self.kills += 1
+                except psutil.Error:
+                    pass
+
+
+@actorlib.remote(max_retries=-1)
+def square(i: int) -> int:
+    time.sleep(random.random() * 0.002)
+    return i * i
+
+
+@actorlib.remote(max_retries=-1)
+def checksum(array: np.ndarray) -> int:
+    return int(array.sum())
+
+
+@actorlib.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
+class Ordered:
+    """Logs each call's sequence number as it starts, to a file that outlives restarts."""
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def step(self, seq: int) -> int:
+        with open(self.log, "a") as f:
+            f.write(f"{seq}\n")
+        time.sleep(0.001)
+        return seq
+
+
+def _no_problems() -> None:
+    problems = _testing.core_problems()
+    assert not problems, problems
+
+
+def test_tasks_under_worker_kills_run_exactly_once_each(chaos_rt: None) -> None:
+    deadline = time.monotonic() + SECONDS
+    batches = 0
+    with Killer(every=0.3) as killer:
+        while time.monotonic() < deadline:
+            refs = [square.remote(i) for i in range(200)]
+            assert actorlib.get(refs, timeout=T) == [i * i for i in range(200)]
+            batches += 1
+            _no_problems()
+    assert batches > 0 and killer.kills > 0
+
+
+def test_actor_order_holds_across_restarts_from_kills(chaos_rt: None, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    actor = Ordered.remote(str(log))
+    deadline = time.monotonic() + SECONDS
+    seq = 0
+    with Killer(every=0.4) as killer:
+        while time.monotonic() < deadline:
+            refs = [actor.step.remote(seq + i) for i in range(50)]
+            assert actorlib.get(refs, timeout=T) == list(range(seq, seq + 50))
+            seq += 50
+            _no_problems()
+    started = [int(line) for line in log.read_text().split()]
+    # A call may start again after a crash, but never after a later call has started.
+    assert started == sorted(started), "a later call started before an earlier one finished"
+    assert set(started) == set(range(seq))
+    assert killer.kills > 0
+
+
+def test_objects_under_worker_kills_keep_their_bytes(chaos_rt: None) -> None:
+    rng = np.random.default_rng(7)
+    deadline = time.monotonic() + SECONDS
+    with Killer(every=0.3) as killer:
+        while time.monotonic() < deadline:
+            arrays = [rng.integers(0, 1000, size=200_000) for _ in range(6)]
+            refs = [actorlib.put(a) for a in arrays]
+            sums = actorlib.get([checksum.remote(r) for r in refs], timeout=T)
+            assert sums == [int(a.sum()) for a in arrays]
+            for ref, array in zip(refs, arrays, strict=True):
+                assert np.array_equal(actorlib.get(ref, timeout=T), array)
+            _no_problems()
+    assert killer.kills > 0
+
+
+def test_mixed_load_under_kills_stalls_nothing(chaos_rt: None, tmp_path: Path) -> None:
+    """Tasks, nested tasks, actor calls and puts at once, while workers die."""
+
+    @actorlib.remote(max_retries=-1)
+    def parent(n: int) -> int:
+        return sum(actorlib.get([square.remote(i) for i in range(n)], timeout=T))
+
+    actor = Ordered.remote(str(tmp_path / "log"))
+    deadline = time.monotonic() + SECONDS
+    with Killer(every=0.3) as killer:
+        seq = 0
+        while time.monotonic() < deadline:
+            refs: list[Any] = [parent.remote(5) for _ in range(4)]
+            refs += [square.remote(i) for i in range(50)]
+            calls = [actor.step.remote(seq + i) for i in range(10)]
+            big = actorlib.put(np.arange(100_000))
+            total = checksum.remote(big)
+            assert actorlib.get(refs, timeout=T) == [30] * 4 + [i * i for i in range(50)]
+            assert actorlib.get(calls, timeout=T) == list(range(seq, seq + 10))
+            assert actorlib.get(total, timeout=T) == int(np.arange(100_000).sum())
+            seq += 10
+            _no_problems()
+    assert killer.kills > 0
