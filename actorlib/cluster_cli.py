@@ -235,9 +235,11 @@ def _start_in(session: str, args: argparse.Namespace,
 
 
 def _pids() -> list[tuple[str, int]]:
-    found = []
+    found: list[tuple[str, int]] = []
     root = cluster.checked_root()
-    for entry in sorted(os.listdir(root)) if root is not None else []:
+    if root is None:
+        return found
+    for entry in sorted(os.listdir(root)):
         path = os.path.join(root, entry)
         if entry.startswith("session_") and os.path.isdir(path) and not os.path.islink(path):
             for name in sorted(os.listdir(path)):

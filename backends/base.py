@@ -142,7 +142,8 @@ class CoreEvents(Protocol):
     processes forward those workers' API calls (nested tasks, refs, ``get``) to it.
     """
 
-    client: Client
+    @property
+    def client(self) -> Client: ...
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the core loop after everything handed over so far."""
@@ -197,6 +198,22 @@ class ObjectStore(ABC):
 
     def free(self, obj: Serialized) -> None:
         """The object's last reference died: its memory may be reused."""
+
+    # Abilities of stores that keep bytes in files (shared memory, spill files). The
+    # defaults fit stores that keep nothing outside the heap.
+
+    def adopt(self, obj: Serialized) -> None:
+        """Take charge of an object a worker wrote into this store's files."""
+
+    def free_paths(self, paths: list[str]) -> None:
+        """Free objects named by their files (the cluster's head names them that way)."""
+
+    def in_use(self) -> int:
+        """Bytes of objects held in the store's own memory (0 if it keeps none)."""
+        return 0
+
+    def cleanup(self) -> None:
+        """Remove everything this store ever wrote (its owner, at shutdown)."""
 
 
 class HeapStore(ObjectStore):

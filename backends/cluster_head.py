@@ -267,6 +267,10 @@ class HeadBackend(Backend):
             events.actor_started(message[1], message[2])
         elif kind == wire.ACTOR_INIT_FAILED:
             events.actor_init_failed(message[1], message[2], message[3])
+        elif kind == wire.RECALLED:  # a task queued behind another, handed back unstarted
+            peer.running.pop(message[1], None)
+            self._task_node.pop(message[1], None)
+            events.task_recalled(message[1], message[2])
         elif kind == wire.TASK_CRASHED:
             peer.running.pop(message[1], None)
             self._task_node.pop(message[1], None)

@@ -21,62 +21,25 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends import cluster_auth, wire
-from actorlib.backends.base import BackendConfig, HeapStore, NodeInfo, Outcome
+from actorlib.backends.base import BackendConfig, HeapStore, NodeInfo
 from actorlib.backends.cluster import handle_daemon_signals
 from actorlib.backends.cluster_objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.execution import local_node_resources
+from actorlib.backends.forwarding import ForwardedEvents
 from actorlib.backends.process import ProcessBackend
 from actorlib.backends.process_worker import WorkerClient
 from actorlib.backends.shm_store import SharedMemoryStore
 
 from actorlib.core.loop import LoopThread
-from actorlib.core.serialization import Serialized, set_buffer_mapper
+from actorlib.core.serialization import set_buffer_mapper
 
 log = logging.getLogger("actorlib.cluster")
 
 HEARTBEAT_S = 1.0
 CONNECT_TIMEOUT_S = 30.0
-
-
-class _HeadEvents:
-    """CoreEvents of the node's process backend: they travel to the head."""
-
-    def __init__(self, send: Callable[[tuple[Any, ...]], None], client: WorkerClient,
-                 post: Callable[..., None]) -> None:
-        self._send = send
-        self.client = client
-        self.post = post
-
-    def task_finished(self, outcome: Outcome) -> None:
-        self._send((wire.TASK_FINISHED, outcome))
-
-    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
-        self._send((wire.TASK_CRASHED, task_id, attempt, error))
-
-    def actor_started(self, actor_id: int, incarnation: int) -> None:
-        self._send((wire.ACTOR_STARTED, actor_id, incarnation))
-
-    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
-        self._send((wire.ACTOR_INIT_FAILED, actor_id, incarnation, error))
-
-    def call_finished(self, outcome: Outcome) -> None:
-        self._send((wire.CALL_FINISHED, outcome))
-
-    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
-        self._send((wire.ACTOR_DIED, actor_id, incarnation, error))
-
-    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
-        pass
-
-    def node_removed(self, node_id: str) -> None:
-        pass
-
-    def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
-        pass
 
 
 class NodeDaemon:
@@ -146,7 +109,7 @@ class NodeDaemon:
         self.client = client
         if self._early_nodes is not None:
             client.set_nodes(self._early_nodes)
-        events = _HeadEvents(self.conn.send, client, self.loop_thread.post)
+        events = ForwardedEvents(self.conn.send, client, self.loop_thread.post)
         # The object server needs the store, and workers need the server's address: start
         # the backend first, with the address filled in before its first worker starts.
         worker_link: dict[str, Any] = {"token": self.token, "tls": self.tls, "objects": None}
@@ -175,8 +138,7 @@ class NodeDaemon:
             backend = self.backend
             self.conn.send((wire.HEARTBEAT, {
                 "workers": len(backend._workers), "idle_workers": len(backend._idle),
-                "object_store_bytes": backend.store.in_use()
-                if hasattr(backend.store, "in_use") else 0,
+                "object_store_bytes": backend.store.in_use(),
             }))
             await asyncio.sleep(HEARTBEAT_S)
 

@@ -270,9 +270,7 @@ class ProcessBackend(Backend):
         for worker in self._workers:
             worker.conn.close()
             worker.claims.close()
-        cleanup = getattr(self.store, "cleanup", None)
-        if cleanup is not None:
-            cleanup()
+        self.store.cleanup()
         set_buffer_mapper(map_readonly)
 
     # == work ===============================================================================
@@ -372,9 +370,7 @@ class ProcessBackend(Backend):
 
     def _adopt(self, value: Serialized | None) -> None:
         if value is not None and value.locations:
-            adopt = getattr(self.store, "adopt", None)
-            if adopt is not None:
-                adopt(value)
+            self.store.adopt(value)
 
     def _task_left(self, worker: WorkerProcess, task_id: int) -> None:
         worker.running.pop(task_id, None)

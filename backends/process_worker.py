@@ -24,8 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends import wire
-from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, Outcome, current_execution
+from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, current_execution
 from actorlib.backends.claims import ClaimTable
+from actorlib.backends.forwarding import ForwardedEvents
 from actorlib.backends.thread import ThreadBackend
 
 from actorlib.core import context
@@ -55,40 +56,16 @@ def add_import_paths(paths: Any) -> None:
             sys.path.append(entry)
 
 
-class PipeEvents:
-    """CoreEvents that travel to the driver."""
-
-    def __init__(self, conn: wire.BlockingConnection, client: WorkerClient) -> None:
-        self._send = conn.send
-        self.client = client
-
-    def post(self, fn: Callable[..., Any], *args: Any) -> None:  # pragma: no cover - unused
-        fn(*args)
-
-    def task_finished(self, outcome: Outcome) -> None:
-        self._send((wire.TASK_FINISHED, outcome))
-
-    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
-        raise AssertionError("a worker does not report its own crash")
-
-    def actor_started(self, actor_id: int, incarnation: int) -> None:
-        self._send((wire.ACTOR_STARTED, actor_id, incarnation))
-
-    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
-        self._send((wire.ACTOR_INIT_FAILED, actor_id, incarnation, error))
-
-    def call_finished(self, outcome: Outcome) -> None:
-        self._send((wire.CALL_FINISHED, outcome))
-
-    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
-        pass  # the driver sees the process exit
+def _run_now(fn: Callable[..., Any], *args: Any) -> None:
+    """``post`` inside a worker: there is no core loop to defer to."""
+    fn(*args)
 
 
 class WorkerClient:
     """The actorlib API inside a worker: everything goes to the driver's core."""
 
     def __init__(
-        self, conn: wire.BlockingConnection, prefix: int, namespace: str, store: ObjectStore,
+        self, conn: wire.Sender, prefix: int, namespace: str, store: ObjectStore,
         nodes: list[NodeInfo],
     ) -> None:
         self.ids = IdAllocator(prefix)
@@ -337,7 +314,7 @@ class Worker:
         local = ThreadBackend()
         if self.claims is not None:
             local.claim = self.claims.take
-        local.events = PipeEvents(self.conn, client)
+        local.events = ForwardedEvents(self.conn.send, client, _run_now)
         local.node_id = config["node_id"]
         local.store = store
         self.client = client

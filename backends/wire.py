@@ -24,7 +24,7 @@ import struct
 import threading
 from _thread import get_ident
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from actorlib.backends import codec
 
@@ -92,6 +92,12 @@ def encode(message: tuple[Any, ...], known_code: set[int] | None = None) -> byte
     if len(payload) > MAX_FRAME:
         raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
     return HEADER.pack(len(payload)) + payload
+
+
+class Sender(Protocol):
+    """Either connection, as code that only sends sees it."""
+
+    def send(self, message: tuple[Any, ...], known_code: set[int] | None = None) -> None: ...
 
 
 class Decoder:

@@ -1,0 +1,69 @@
+"""Core events sent over a connection to a core in another process.
+
+A backend reports to its core through :class:`~actorlib.backends.base.CoreEvents`. Two
+backends run where no core is: the small thread backend inside every worker process (its
+core is the driver's), and a cluster node's process backend (its core is the head's).
+Both turn each event into the same message; only where local work is posted differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends import wire
+from actorlib.backends.base import Outcome
+
+from actorlib.core.context import Client
+from actorlib.core.serialization import Serialized
+
+
+class ForwardedEvents:
+    """``CoreEvents`` as messages on ``send``; the receiving side hands them to its core.
+
+    Cluster-wide events (nodes joining or leaving, lost objects, ended jobs) start at the
+    core itself, never at a worker or a node, so they are not forwarded.
+    """
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None], client: Client,
+                 post: Callable[..., None]) -> None:
+        self._send = send
+        self._client = client
+        self.post = post
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    def task_finished(self, outcome: Outcome) -> None:
+        self._send((wire.TASK_FINISHED, outcome))
+
+    def task_recalled(self, task_id: int, attempt: int) -> None:
+        self._send((wire.RECALLED, task_id, attempt))
+
+    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        self._send((wire.TASK_CRASHED, task_id, attempt, error))
+
+    def actor_started(self, actor_id: int, incarnation: int) -> None:
+        self._send((wire.ACTOR_STARTED, actor_id, incarnation))
+
+    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
+        self._send((wire.ACTOR_INIT_FAILED, actor_id, incarnation, error))
+
+    def call_finished(self, outcome: Outcome) -> None:
+        self._send((wire.CALL_FINISHED, outcome))
+
+    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
+        self._send((wire.ACTOR_DIED, actor_id, incarnation, error))
+
+    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
+        pass
+
+    def node_removed(self, node_id: str) -> None:
+        pass
+
+    def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
+        pass
+
+    def job_ended(self, job: int) -> None:
+        pass
