@@ -44,7 +44,20 @@ settings.register_profile(
 settings.load_profile(os.environ.get("ACTORLIB_HYPOTHESIS_PROFILE", "fast"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what the fast development subset leaves out (see docs/development.md):
+    ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend_name") if callspec is not None else None
+        if backend == "cluster" or "cluster" in item.path.name:
+            item.add_marker(pytest.mark.cluster)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: needs a cluster (a head and nodes as processes): slow to start"
+    )
     config.addinivalue_line(
         "markers", "chaos: fault injection under load (ACTORLIB_CHAOS_SECONDS sets the length)"
     )
@@ -66,10 +79,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _shm_entries() -> set[str]:
+    """actorlib's shared-memory files that may be this test run's.
+
+    A file names the pid of the driver or node that made it (``actorlib-<pid>-...``).
+    Files of a live process outside this run (another actorlib program on the machine)
+    are not ours to judge; files of a dead process might be, so they count.
+    """
     try:
-        return {n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)}
+        names = [n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)]
     except FileNotFoundError:
         return set()
+    ours = {os.getpid()} | {p.pid for p in _live_children()}
+    found = set()
+    for name in names:
+        pid_text = name[len(SHM_PREFIX):].lstrip("-").split("-", 1)[0]
+        pid = int(pid_text) if pid_text.isdigit() else None
+        if pid is None or pid in ours or not psutil.pid_exists(pid):
+            found.add(name)
+    return found
 
 
 def _live_children() -> list[psutil.Process]:
