@@ -223,3 +223,57 @@ def test_a_forked_child_does_not_hold_the_lifeline() -> None:
         os._exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the forked child kept the lifeline"
+
+
+CLUSTER_DRIVER = """
+import json, os, sys, time
+import actorlib
+
+actorlib.init(backend="cluster", num_cpus=1)
+
+@actorlib.remote
+def pid_of():
+    return os.getpid()
+
+worker = actorlib.get(pid_of.remote())
+with open(sys.argv[1] + ".tmp", "w") as f:
+    json.dump({"worker": worker}, f)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+def test_a_private_cluster_stops_with_its_sigkilled_driver(tmp_path: Path) -> None:
+    """Its head and node follow the driver through the lifeline, not a pidfd."""
+    script = tmp_path / "driver.py"
+    script.write_text(CLUSTER_DRIVER)
+    out = tmp_path / "ready.json"
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # what the killed driver leaves stays here
+    driver = subprocess.Popen(
+        [sys.executable, str(script), str(out)], env=env, cwd=str(tmp_path),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    procs: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists():
+            assert driver.poll() is None, "the driver failed to start its cluster"
+            assert time.monotonic() < deadline, "the private cluster never got ready"
+            time.sleep(0.05)
+        procs = psutil.Process(driver.pid).children(recursive=True)
+        assert len(procs) >= 3, procs  # head, node, the node's worker
+        for p in procs:
+            fds = f"/proc/{p.pid}/fd"
+            links = [os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds)]
+            assert not any("pidfd" in link for link in links), (p.cmdline(), links)
+        driver.kill()
+        driver.wait()
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        assert not alive, f"outlived their SIGKILLed driver: {[p.cmdline() for p in alive]}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for p in procs:  # only the processes this test started
+            with contextlib.suppress(psutil.Error):
+                p.kill()
