@@ -13,6 +13,7 @@ Linux mechanisms by accident.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import subprocess
@@ -277,3 +278,68 @@ def test_a_private_cluster_stops_with_its_sigkilled_driver(tmp_path: Path) -> No
         for p in procs:  # only the processes this test started
             with contextlib.suppress(psutil.Error):
                 p.kill()
+
+
+FORKING_DRIVER = """
+import json, os, sys, time
+import actorlib
+
+actorlib.init(backend="process", num_cpus=2)
+
+@actorlib.remote
+def pid_of():
+    return os.getpid()
+
+@actorlib.remote(num_cpus=0)
+class A:
+    def pid(self):
+        return os.getpid()
+
+a = A.remote()
+workers = set(actorlib.get([pid_of.remote() for _ in range(2)])) | {actorlib.get(a.pid.remote())}
+child = os.fork()  # a user's fork: it inherits the driver's ends of the workers' sockets
+if child == 0:
+    time.sleep(600)
+    os._exit(0)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    json.dump({"workers": sorted(workers), "child": child}, f)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("forced", [True, False], ids=["lifeline", "pdeathsig"])
+def test_workers_die_with_their_driver_though_a_fork_of_it_lives(
+    tmp_path: Path, forced: bool
+) -> None:
+    """The forked child keeps the workers' sockets open, so they see no EOF there: only
+    the death signal or the lifeline (which the fork drops) ends them."""
+    script = tmp_path / "driver.py"
+    script.write_text(FORKING_DRIVER)
+    out = tmp_path / "ready.json"
+    env = dict(os.environ, ACTORLIB_PORTABLE="1" if forced else "0")
+    driver = subprocess.Popen([sys.executable, str(script), str(out)], env=env,
+                              cwd=str(tmp_path), stderr=subprocess.DEVNULL)
+    info: dict[str, Any] = {"workers": [], "child": 0}
+    try:
+        deadline = time.monotonic() + T
+        while not out.exists():
+            assert driver.poll() is None, "the driver script failed"
+            assert time.monotonic() < deadline, "the driver script never got ready"
+            time.sleep(0.05)
+        info = json.loads(out.read_text())
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(map(pb._pid_dead, info["workers"])):
+            time.sleep(0.02)
+        alive = [p for p in info["workers"] if not pb._pid_dead(p)]
+        assert not alive, f"workers outlived their SIGKILLed driver: {alive}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for pid in [*info["workers"], info["child"]]:  # only what this test started
+            if pid:
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(pid).kill()
