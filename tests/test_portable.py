@@ -343,3 +343,13 @@ def test_workers_die_with_their_driver_though_a_fork_of_it_lives(
             if pid:
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(pid).kill()
+
+
+def test_the_default_backend_is_process_with_the_stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``init()`` picks process, and it runs with the stand-ins (as on macOS, where the
+    default used to be thread; on Linux this cannot tell the old choice from the new)."""
+    monkeypatch.delenv("ACTORLIB_BACKEND", raising=False)
+    monkeypatch.delenv("ACTORLIB_ADDRESS", raising=False)
+    with actorlib.init(num_cpus=1) as info:
+        assert info.backend == "process"
+        assert actorlib.get(worker_mechanisms.remote(), timeout=T)["forced"]
