@@ -9,7 +9,7 @@ dependency costs nothing.
 from __future__ import annotations
 
 import importlib
-import sys
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,8 +21,9 @@ BUILTIN: dict[str, str] = {
     "cluster": "actorlib.backends.cluster:ClusterBackend",
 }
 
-# The process backend relies on Linux (pidfds, PR_SET_PDEATHSIG, /dev/shm).
-DEFAULT_BACKEND = "process" if sys.platform.startswith("linux") else "thread"
+# The process backend needs POSIX (Unix sockets, fd passing, fcntl locks, mmap); its
+# Linux-only parts have portable stand-ins (actorlib.backends.portable). Windows: threads.
+DEFAULT_BACKEND = "process" if os.name == "posix" else "thread"
 
 
 def available() -> dict[str, str]:

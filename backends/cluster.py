@@ -28,12 +28,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends import cluster_auth, shm_store, wire
+from actorlib.backends import cluster_auth, portable, shm_store, wire
 from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster_objects import Directory, DriverMapper
 from actorlib.backends.private_dir import private_dir
 from actorlib.backends.process_worker import WorkerClient
-
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
 
@@ -156,14 +155,17 @@ def daemon_command(module: str, *args: str) -> list[str]:
             f"from actorlib.backends.{module} import main; main()", *args]
 
 
-def handle_daemon_signals(stop: Callable[[], None], driver_pid: int | None) -> None:
+def handle_daemon_signals(
+    stop: Callable[[], None], driver_pid: int | None, driver_fd: int | None = None
+) -> None:
     """SIGTERM and SIGINT stop a daemon cleanly; a private cluster's follow its driver.
 
     A private cluster (``driver_pid`` given) shares its driver's terminal: Ctrl-C and a
     hang-up reach it too, but the driver decides (it stops the cluster in ``shutdown``,
     or carries on if it catches the KeyboardInterrupt). The daemon stops when the driver
-    dies however it dies (SIGKILL included), watched through a pidfd. Ignored signals
-    stay ignored in the workers a node starts.
+    dies however it dies (SIGKILL included), watched through a pidfd, or where there is
+    none through the driver's lifeline pipe ``driver_fd`` (see :func:`driver_watch`).
+    Ignored signals stay ignored in the workers a node starts.
     """
     signal.signal(signal.SIGTERM, lambda *_: stop())
     if driver_pid is None:
@@ -172,10 +174,20 @@ def handle_daemon_signals(stop: Callable[[], None], driver_pid: int | None) -> N
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        fd = os.pidfd_open(driver_pid)
+        pidfd = portable.pidfd_open(driver_pid)
     except ProcessLookupError:
         stop()
         return
+    if pidfd is None:
+        if driver_fd is None:
+            raise RuntimeError(
+                f"cannot watch driver {driver_pid} here (no pidfd): pass --driver-fd"
+            )
+        portable.on_lifeline_cut(driver_fd, stop, "actorlib-driver-watch")
+        return
+    if driver_fd is not None:
+        os.close(driver_fd)  # the pidfd is enough
+    fd = pidfd
 
     def watch() -> None:
         select.select([fd], [], [])  # readable once the driver has exited
@@ -183,6 +195,17 @@ def handle_daemon_signals(stop: Callable[[], None], driver_pid: int | None) -> N
         stop()
 
     threading.Thread(target=watch, name="actorlib-driver-watch", daemon=True).start()
+
+
+def driver_watch(driver_pid: int | None) -> tuple[list[str], list[int]]:
+    """A private daemon's arguments and inherited fds to follow its driver (this process).
+
+    The driver's lifeline goes along always: the daemon uses it only without pidfds.
+    """
+    if driver_pid is None:
+        return [], []
+    fd = portable.lifeline_fd()
+    return ["--driver-pid", str(driver_pid), "--driver-fd", str(fd)], [fd]
 
 
 def wait_for_file(path: str, proc: subprocess.Popen[bytes], what: str, log: str,
@@ -211,13 +234,13 @@ def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port:
     ready = os.path.join(session_dir, "head.json")
     log = os.path.join(session_dir, "logs", "head.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
-    extra = ["--driver-pid", str(driver_pid)] if driver_pid is not None else []
+    extra, fds = driver_watch(driver_pid)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             daemon_command("cluster_head", "--host", host, "--port", str(port),
                            "--token-file", token_file, "--ready-file", ready, *extra),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=detach,
+            start_new_session=detach, pass_fds=fds,
         )
     if not wait:
         return proc, f"{host}:{port}"
@@ -240,9 +263,8 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
                driver_pid: int | None = None) -> subprocess.Popen[bytes]:
     log = os.path.join(session_dir, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
-    args = ["--address", address, "--token-file", token_file, "--host", host]
-    if driver_pid is not None:
-        args += ["--driver-pid", str(driver_pid)]
+    extra, fds = driver_watch(driver_pid)
+    args = ["--address", address, "--token-file", token_file, "--host", host, *extra]
     if num_cpus is not None:
         args += ["--num-cpus", str(num_cpus)]
     if num_gpus is not None:
@@ -256,7 +278,7 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
     with open(log, "ab") as out:
         return subprocess.Popen(
             daemon_command("cluster_node", *args), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=detach,
+            stderr=subprocess.STDOUT, start_new_session=detach, pass_fds=fds,
         )
 
 

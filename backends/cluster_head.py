@@ -43,7 +43,6 @@ from actorlib.backends.client_link import ClientLink
 from actorlib.backends.cluster import handle_daemon_signals
 from actorlib.backends.cluster_objects import lazy_mapper, session_of
 from actorlib.backends.execution import pack_error
-
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.runtime import Runtime
 from actorlib.core.serialization import Serialized, set_buffer_mapper
@@ -433,6 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--ready-file", help="written with the port once listening")
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
+    parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
     rt = Runtime(backend, BackendConfig(), "default")
     rt.start()
     stop = threading.Event()
-    handle_daemon_signals(stop.set, args.driver_pid)
+    handle_daemon_signals(stop.set, args.driver_pid, args.driver_fd)
     log.info("actorlib head listening on %s:%d (pid %d)", args.host, backend.port, os.getpid())
     if args.ready_file:
         tmp = f"{args.ready_file}.tmp"

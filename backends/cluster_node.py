@@ -32,7 +32,6 @@ from actorlib.backends.forwarding import ForwardedEvents
 from actorlib.backends.process import ProcessBackend
 from actorlib.backends.process_worker import WorkerClient
 from actorlib.backends.shm_store import SharedMemoryStore
-
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import set_buffer_mapper
 
@@ -219,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--object-store-memory", type=int)
     parser.add_argument("--node-id")
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
+    parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     token = cluster_auth.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,
                         tls=cluster_auth.TLSConfig.from_env(), node_id=args.node_id)
-    handle_daemon_signals(daemon.done.set, args.driver_pid)
+    handle_daemon_signals(daemon.done.set, args.driver_pid, args.driver_fd)
     socket.setdefaulttimeout(None)
     daemon.run()
 

@@ -6,7 +6,8 @@ by a Unix socket speaking :mod:`actorlib.backends.wire`. Task workers are pooled
 reused; each actor gets a process of its own. Large buffers go through shared memory
 (:mod:`actorlib.backends.shm_store`) and are read zero-copy everywhere.
 
-A worker's death is seen at once through its pidfd: its tasks are reported crashed (the
+A worker's death is seen at once through its pidfd (elsewhere, a waiter thread; see
+:mod:`actorlib.backends.portable`): its tasks are reported crashed (the
 core retries them), its actor dead (the core restarts it), and the references it held
 are released.
 """
@@ -39,7 +40,7 @@ from actorlib.backends.base import (
 from actorlib.backends.claims import ClaimTable
 from actorlib.backends.client_link import ClientLink
 from actorlib.backends.execution import local_node_resources, pack_error
-
+from actorlib.backends.portable import ExitWatcher, lifeline_fd, use_pdeathsig
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
@@ -99,12 +100,13 @@ class WorkerProcess:
         self.prefix = prefix
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.claims = ClaimTable.create()
+        lifeline = [] if use_pdeathsig() else [lifeline_fd()]  # how it dies with us
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-c", _WORKER_BOOT, str(child_sock.fileno()), str(os.getpid()),
-                str(self.claims.fd),
+                str(self.claims.fd), *map(str, lifeline),
             ],
-            pass_fds=[child_sock.fileno(), self.claims.fd],
+            pass_fds=[child_sock.fileno(), self.claims.fd, *lifeline],
             stdin=subprocess.DEVNULL,
         )
         child_sock.close()
@@ -128,8 +130,7 @@ class WorkerProcess:
         self._exited = False
         self._eof = False
         self._death_posted = False
-        self.pidfd = os.pidfd_open(self.pid)
-        loop.add_reader(self.pidfd, self._on_pidfd)
+        self.exit_watcher = ExitWatcher(self.proc, loop, self._on_process_exit)
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.conn.send(message, self.code_ids)
@@ -151,11 +152,9 @@ class WorkerProcess:
         # Handled on the core loop, after everything this worker sent before it.
         self.backend.events.post(self.backend._handle, self, message)
 
-    def _on_pidfd(self) -> None:
+    def _on_process_exit(self, code: int) -> None:
         loop = self.backend.loop
-        loop.remove_reader(self.pidfd)
-        os.close(self.pidfd)
-        self.exit_code = self.proc.wait()
+        self.exit_code = code
         self._exited = True
         self._maybe_dead()
         if not self._eof:  # a socket that never closes must not keep the death unseen

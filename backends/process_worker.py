@@ -2,7 +2,8 @@
 
 A fresh interpreter (never a fork of the driver), so it inherits no threads, locks or
 event loop, and does not re-run the driver's ``__main__``: code arrives pickled by
-cloudpickle and is cached by id. It dies with its parent (``PR_SET_PDEATHSIG``).
+cloudpickle and is cached by id. It dies with its parent (``PR_SET_PDEATHSIG``, or where
+there is none, the driver's lifeline pipe: :mod:`actorlib.backends.portable`).
 
 Inside, it is a small thread backend whose events travel over a socket to the driver,
 plus a client that forwards the actorlib API (nested tasks, refs, ``get``) to the
@@ -27,8 +28,8 @@ from actorlib.backends import wire
 from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, current_execution
 from actorlib.backends.claims import ClaimTable
 from actorlib.backends.forwarding import ForwardedEvents
+from actorlib.backends.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.thread import ThreadBackend
-
 from actorlib.core import context
 from actorlib.core.ids import IdAllocator
 from actorlib.core.objects import Watcher
@@ -40,11 +41,17 @@ from actorlib.exceptions import RuntimeClosedError
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL us when the driver goes; exit if it already has."""
-    if sys.platform.startswith("linux"):
+def die_with_parent(parent_pid: int, lifeline: int | None = None) -> None:
+    """Ask the kernel to SIGKILL us when the driver goes; exit if it already has.
+
+    Without ``PR_SET_PDEATHSIG`` (not Linux), exit once the driver's ``lifeline`` pipe
+    reads EOF: only the driver holds its write end.
+    """
+    if use_pdeathsig():
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    elif lifeline is not None:
+        on_lifeline_cut(lifeline, lambda: os._exit(1), "actorlib-lifeline")
     if os.getppid() != parent_pid:
         os._exit(1)
 
@@ -345,7 +352,7 @@ class Worker:
 def main() -> None:
     fd = int(sys.argv[1])
     parent = int(sys.argv[2])
-    die_with_parent(parent)
+    die_with_parent(parent, int(sys.argv[4]) if len(sys.argv) > 4 else None)
     sock = socket.socket(fileno=fd)
     claims = ClaimTable(int(sys.argv[3])) if len(sys.argv) > 3 else None
     Worker(sock, claims).run()

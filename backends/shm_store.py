@@ -2,7 +2,8 @@
 
 Each out-of-band buffer of a sealed value becomes one file ``actorlib-{session}-{pid}-{n}``
 in ``/dev/shm`` (tmpfs), written once and then mapped read-only by every process that
-reads it, so large values cross processes without a copy.
+reads it, so large values cross processes without a copy. Without ``/dev/shm`` (macOS, or
+too small) the files go to a private directory instead (:func:`fallback_dir` says why).
 
 Why plain files and not :mod:`multiprocessing.shared_memory`: its resource tracker unlinks
 (or warns about) segments that the process that created them does not own, and here
@@ -23,6 +24,7 @@ import errno
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
@@ -31,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
+from actorlib.backends.portable import use_dev_shm
 from actorlib.backends.private_dir import private_dir
-
 from actorlib.core.serialization import Serialized, map_readonly
 from actorlib.exceptions import ObjectStoreFullError
 
@@ -112,6 +114,21 @@ def remove_stale(directory: str) -> list[str]:
     return removed
 
 
+def fallback_dir() -> str:
+    """Where object files go without ``/dev/shm`` (macOS, a small Docker ``/dev/shm``).
+
+    A private directory under ``$TMPDIR``, not POSIX shared memory (``shm_open``), because
+    reads stay zero-copy either way (every reader maps the same page-cache pages with
+    ``mmap``) while only files keep the rest of the store working: stale files of a
+    SIGKILLed driver are found by listing the directory (macOS cannot list its
+    ``shm_open`` segments, so they would hold memory until reboot), spilling is a
+    rename, and writes use ``pwrite`` (macOS shared memory refuses ``write`` and a second
+    ``ftruncate``, and caps names at 31 bytes). The price: the kernel may write the pages
+    to disk in the background.
+    """
+    return os.path.join(tempfile.gettempdir(), f"actorlib-objects-{os.getuid()}")
+
+
 def remove_dead_sessions() -> list[str]:
     """Sweep every place a store writes (shared memory, its disk fallback, spill files).
 
@@ -119,7 +136,7 @@ def remove_dead_sessions() -> list[str]:
     """
     tmp = tempfile.gettempdir()
     removed = remove_stale(SHM_DIR)
-    removed += remove_stale(os.path.join(tmp, f"actorlib-objects-{os.getuid()}"))
+    removed += remove_stale(fallback_dir())
     removed += remove_stale(tmp)
     return removed
 
@@ -193,23 +210,26 @@ class SharedMemoryStore(ObjectStore):
         session = f"{os.getpid()}-{secrets.token_hex(4)}"
         tmp = tempfile.gettempdir()
         directory = SHM_DIR
-        free = _free_bytes(SHM_DIR) if os.path.isdir(SHM_DIR) else -1
+        usable = use_dev_shm() and os.path.isdir(SHM_DIR)
+        free = _free_bytes(SHM_DIR) if usable else -1
         if free < MIN_SHM_FREE:
-            reason = (
-                f"{SHM_DIR} does not exist"
-                if free < 0
-                else f"{SHM_DIR} has only {_human(free)} free (less than {_human(MIN_SHM_FREE)};"
-                " in Docker, raise it with --shm-size)"
-            )
-            directory = os.path.join(tmp, f"actorlib-objects-{os.getuid()}")
+            directory = fallback_dir()
             private_dir(directory, "object store directory", fix="set TMPDIR")
+            if use_dev_shm() and (usable or sys.platform.startswith("linux")):
+                # Only where /dev/shm was expected: elsewhere this is the normal place.
+                reason = (
+                    f"{SHM_DIR} does not exist"
+                    if free < 0
+                    else f"{SHM_DIR} has only {_human(free)} free (less than "
+                    f"{_human(MIN_SHM_FREE)}; in Docker, raise it with --shm-size)"
+                )
+                warnings.warn(
+                    f"actorlib: {reason}; the object store uses {directory} instead, which "
+                    "is disk-backed and slower.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             free = _free_bytes(directory)
-            warnings.warn(
-                f"actorlib: {reason}; the object store uses {directory} instead, which is "
-                "disk-backed and slower.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
         if object_store_memory is None:
             capacity = int(free * DEFAULT_FRACTION)
         elif object_store_memory > free:

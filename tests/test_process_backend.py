@@ -38,8 +38,12 @@ from testkit import Recorder, Sync, T, live_objects, run_script, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
+from actorlib.backends import portable
+from actorlib.backends.shm_store import fallback_dir
 
-SHM_DIR = Path("/dev/shm")
+# Where object files live: the fallback directory when the portable stand-ins are forced
+# (test_portable.py reruns tests of this module that way; workers import it with the flag).
+SHM_DIR = Path(fallback_dir() if portable.FORCED else "/dev/shm")
 MiB = 1 << 20
 BIG = 200 * MiB  # the zero-copy array
 LARGE = 4 * MiB  # comfortably above the 64 KiB shared-memory threshold
@@ -128,7 +132,7 @@ def _shm_mappings() -> dict[str, int]:
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split()
-            if len(parts) >= 6 and parts[5].startswith("/dev/shm/actorlib-"):
+            if len(parts) >= 6 and parts[5].startswith(f"{SHM_DIR}/actorlib-"):
                 start, end = (int(x, 16) for x in parts[0].split("-"))
                 sizes[parts[5]] = sizes.get(parts[5], 0) + end - start
     return sizes
