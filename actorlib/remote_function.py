@@ -92,9 +92,10 @@ class RemoteFunction(Generic[P, R]):
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, name)
         num_returns = self._num_returns
-        return_ids, refs = mint_returns(client, num_returns, name)
+        task_id = client.ids.next()
+        return_ids, refs = mint_returns(client, num_returns, name, task_id)
         client.submit_task(TaskSpec(
-            task_id=client.ids.next(),
+            task_id=task_id,
             function=code,
             args=packed,
             return_ids=return_ids,

@@ -58,6 +58,10 @@ class ExecutionContext:
     # can end that wait (a thread blocked in a lock never sees an async exception).
     cancelled: bool = False
     wakeup: Callable[[], None] | None = None
+    # What ``get_runtime_context()`` reports: the task's or actor's spec (its resources, the
+    # actor's class and methods for ``current_actor``) and the actor's incarnation (1 first).
+    spec: TaskSpec | ActorSpec | None = None
+    incarnation: int = 0
 
     @property
     def caller_id(self) -> int:
