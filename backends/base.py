@@ -50,7 +50,7 @@ class ExecutionContext:
     """What user code running inside a task or actor can ask about itself."""
 
     node_id: str
-    task_id: int | None = None
+    task_id: int | None = None  # the running task, or the actor call (ids of both kinds)
     actor_id: int | None = None
     gpu_ids: tuple[int, ...] = ()
     namespace: str = ""  # the job's namespace, where it differs from the process's

@@ -249,9 +249,9 @@ class _ActorHost:
         self.threads.append(first)
         first.start()
 
-    def _context(self) -> ExecutionContext:
+    def _context(self, call_id: int | None = None) -> ExecutionContext:
         return ExecutionContext(
-            self.start.node_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids,
+            self.start.node_id, task_id=call_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids,
             namespace=self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
         )
 
@@ -307,7 +307,7 @@ class _ActorHost:
             error, _ = pack_error(TaskCancelledError(), spec.method, False)
             self.backend.events.call_finished(Outcome(spec.call_id, spec.attempt, error=error))
             return
-        token = current_execution.set(self._context())
+        token = current_execution.set(self._context(spec.call_id))
         result: Any = None
         name = f"{self.spec.cls.name}.{spec.method}"
         try:
@@ -372,7 +372,7 @@ class _ActorHost:
     async def _call_async(self, run: CallRun) -> None:
         spec = run.spec
         name = f"{self.spec.cls.name}.{spec.method}"
-        current_execution.set(self._context())
+        current_execution.set(self._context(spec.call_id))
         if spec.call_id in self.cancelled:
             self.cancelled.discard(spec.call_id)
             self.pending.discard(spec.call_id)
