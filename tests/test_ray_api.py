@@ -626,3 +626,43 @@ def test_init_returns_the_address_mapping(rt: Any) -> None:
     assert rt.address_info == dict(rt)
     assert rt["node_ip_address"] == actorlib.nodes()[0]["NodeManagerAddress"]
     assert rt.backend in ("thread", "process", "cluster")  # RuntimeInfo attributes stay
+
+
+# -- max_calls ------------------------------------------------------------------------------------
+
+
+def test_max_calls_replaces_the_worker_process(rt: Any) -> None:
+    import os
+
+    import psutil
+    from testkit import wait_until
+
+    @actorlib.remote(max_calls=1)
+    def pid_once() -> int:
+        return os.getpid()
+
+    @actorlib.remote(max_calls=2)
+    def pid_twice() -> int:
+        return os.getpid()
+
+    once = [actorlib.get(pid_once.remote(), timeout=T) for _ in range(4)]
+    twice = [actorlib.get(pid_twice.remote(), timeout=T) for _ in range(6)]
+    if rt.backend == "thread":  # one process: documented as having no effect
+        assert set(once) == set(twice) == {os.getpid()}
+        return
+    assert len(set(once)) == 4, once
+    assert max(twice.count(p) for p in twice) <= 2, twice
+    wait_until(lambda: not any(psutil.pid_exists(p) for p in once), T, "retired workers to exit")
+
+
+def test_max_calls_is_validated() -> None:
+    def f() -> None:
+        pass
+
+    for bad in (-1, "3", True, 1.5):
+        with pytest.raises(ValueError, match=r"max_calls must be an int >= 0"):
+            actorlib.remote(max_calls=bad)(f)
+        with pytest.raises(ValueError, match=r"max_calls must be an int >= 0"):
+            actorlib.remote(f).options(max_calls=bad)
+    with pytest.raises(TypeError, match="max_calls"):
+        actorlib.remote(max_calls=1)(Base)  # a task option only, as in Ray
