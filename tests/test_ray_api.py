@@ -56,6 +56,7 @@ def test_util_is_an_attribute_after_a_bare_import() -> None:
     ]),
     ("actorlib.util", ["ActorPool", "get_node_ip_address", "placement_group"]),
     ("actorlib.util.queue", ["Queue", "Empty", "Full"]),
+    ("actorlib.util.multiprocessing", ["Pool"]),
     ("actorlib.actor", ["exit_actor"]),
     ("actorlib.runtime_env", ["RuntimeEnv"]),
     ("actorlib.job_config", ["JobConfig"]),
