@@ -43,14 +43,20 @@ _LAZY = {
     "Executor": "actorlib.executor",
     "Pool": "actorlib.pool",
 }
+# Ray's submodules reachable as attributes of the package (``ray.util.queue`` ...).
+_LAZY_MODULES = frozenset({"util", "runtime_env", "job_config", "runtime_context"})
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY_MODULES:  # ``actorlib.util`` after a bare ``import actorlib``, as Ray
+        value = importlib.import_module(f"actorlib.{name}")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'actorlib' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

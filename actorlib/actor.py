@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from actorlib import session
+from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit_actor
 from actorlib.arguments import caller_id, mint_returns, pack_args, returned
 from actorlib.core.context import Client
-from actorlib.core.ids import id_hex
+from actorlib.core.ids import ActorID, id_hex
 from actorlib.core.serialization import note_contained
 from actorlib.core.specs import ActorSpec, CallSpec
 from actorlib.exceptions import InfeasibleResourceError, RuntimeClosedError
@@ -110,6 +111,33 @@ class ActorClass(Generic[T]):
     def __repr__(self) -> str:
         return f"<ActorClass {self._cls.__module__}.{self._cls.__qualname__}>"
 
+    # -- the wrapped class shows through, as in Ray ----------------------------------------
+
+    @property
+    def __ray_actor_class__(self) -> type[T]:
+        """The plain class (Ray's name for it): subclass it, call its static methods."""
+        return self._cls
+
+    def __getattr__(self, name: str) -> Any:
+        """Class attributes, static and class methods of the wrapped class."""
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            return getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(
+                f"Actor class {cls.__qualname__} has no attribute {name!r}"
+            ) from None
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(dir(self._cls)))
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[type, ...]:
+        """``class B(A)`` with ``A`` an actor class inherits from A's plain class; make B an
+        actor class with ``@remote`` in turn (Ray refuses such a subclass outright)."""
+        return (self._cls,)
+
 
 class ActorHandle(Generic[T]):
     """A reference to a live actor. Picklable: pass it to tasks and other actors.
@@ -118,14 +146,14 @@ class ActorHandle(Generic[T]):
     ``lifetime="detached"``); then it stops after its pending calls.
     """
 
-    __slots__ = ("__weakref__", "_actor_id", "_class_name", "_client", "_methods")
+    __slots__ = ("__weakref__", "_class_name", "_client", "_id", "_methods")
 
     def __init__(
         self, actor_id: int, client: Client | None, class_name: str,
         methods: dict[str, dict[str, Any]],
     ) -> None:
         """Wrap an actor id whose handle count the core has already raised for this one."""
-        self._actor_id = actor_id
+        self._id = actor_id
         self._client = client
         self._class_name = class_name
         self._methods = methods
@@ -141,26 +169,42 @@ class ActorHandle(Generic[T]):
             )
         return ActorMethod(self, name, methods[name])
 
+    @property
+    def _actor_id(self) -> ActorID:
+        """Ray's spelling (``handle._actor_id.hex()``); :attr:`actor_id` is the public one."""
+        return ActorID(self._id)
+
+    @property
+    def actor_id(self) -> ActorID:
+        """This actor's id (``.hex()`` gives the string ``get_actor_id()`` returns).
+
+        If the actor's class has a method called ``actor_id``, that method wins.
+        """
+        methods = self._methods
+        if "actor_id" in methods:
+            return ActorMethod(self, "actor_id", methods["actor_id"])  # type: ignore[return-value]
+        return ActorID(self._id)
+
     def __repr__(self) -> str:
-        return f"ActorHandle({self._class_name}, {id_hex(self._actor_id)})"
+        return f"ActorHandle({self._class_name}, {id_hex(self._id)})"
 
     def __hash__(self) -> int:
-        return hash(self._actor_id)
+        return hash(self._id)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+        return isinstance(other, ActorHandle) and other._id == self._id
 
     def __del__(self) -> None:
         client = self._client
         if client is not None:
             try:
-                client.drop_ref(self._actor_id)
+                client.drop_ref(self._id)
             except Exception:  # interpreter teardown
                 pass
 
     def __reduce__(self) -> Any:
-        note_contained(self._actor_id)
-        return (_rebuild_handle, (self._actor_id, self._class_name, self._methods))
+        note_contained(self._id)
+        return (_rebuild_handle, (self._id, self._class_name, self._methods))
 
 
 def _rebuild_handle(
@@ -211,10 +255,11 @@ class ActorMethod:
         label = f"{handle._class_name}.{self._name}"
         packed = pack_args(client, args, kwargs, label)
         num_returns = opts.get("num_returns", 1)
-        return_ids, refs = mint_returns(client, num_returns, label)
+        call_id = client.ids.next()
+        return_ids, refs = mint_returns(client, num_returns, label, call_id)
         client.submit_call(CallSpec(
-            call_id=client.ids.next(),
-            actor_id=handle._actor_id,
+            call_id=call_id,
+            actor_id=handle._id,
             method=self._name,
             args=packed,
             return_ids=return_ids,

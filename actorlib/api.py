@@ -11,7 +11,6 @@ from typing import Any, TypeVar, overload
 from actorlib import session
 from actorlib.actor import ActorClass, ActorHandle, handle_from_spec
 from actorlib.backends.base import current_execution
-from actorlib.core.ids import id_hex
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.waiting import (
@@ -25,6 +24,8 @@ from actorlib.core.waiting import (
 )
 from actorlib.exceptions import GetTimeoutError
 from actorlib.remote_function import P, R, RemoteFunction
+from actorlib.runtime_context import RuntimeContext as RuntimeContext  # re-exported
+from actorlib.runtime_context import get_runtime_context as get_runtime_context
 
 T = TypeVar("T")
 
@@ -246,7 +247,7 @@ def kill(actor: ActorHandle[Any], *, no_restart: bool = True) -> None:
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() takes an ActorHandle, got {type(actor).__name__}")
     client = actor._client or session.client()
-    client.kill_actor(actor._actor_id, no_restart)
+    client.kill_actor(actor._id, no_restart)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
@@ -284,32 +285,3 @@ def cluster_resources() -> dict[str, float]:
 
 def available_resources() -> dict[str, float]:
     return session.client().available_resources()
-
-
-class RuntimeContext:
-    """What the calling code can learn about where it runs (Ray's RuntimeContext)."""
-
-    @property
-    def namespace(self) -> str:
-        return session.client().namespace
-
-    def get_task_id(self) -> str | None:
-        ctx = current_execution.get()
-        return id_hex(ctx.task_id) if ctx is not None and ctx.task_id else None
-
-    def get_actor_id(self) -> str | None:
-        ctx = current_execution.get()
-        return id_hex(ctx.actor_id) if ctx is not None and ctx.actor_id else None
-
-    def get_node_id(self) -> str:
-        ctx = current_execution.get()
-        if ctx is not None:
-            return ctx.node_id
-        return session.client().nodes()[0].node_id
-
-    def get_job_id(self) -> str:
-        return id_hex(0)
-
-
-def get_runtime_context() -> RuntimeContext:
-    return RuntimeContext()

@@ -57,11 +57,14 @@ def _fails(value: Any) -> bool:
 
 
 def mint_returns(
-    client: Client, num_returns: int, name: str
+    client: Client, num_returns: int, name: str, task: int = 0
 ) -> tuple[tuple[int, ...], list[ObjectRef[Any]]]:
-    """Ids for a call's results, and the refs handed to the caller (counted by the core)."""
+    """Ids for a call's results, and the refs handed to the caller (counted by the core).
+
+    ``task``: the id of the task or call making them (``ObjectRef.task_id()``).
+    """
     return_ids = tuple(client.ids.next() for _ in range(num_returns))
-    return return_ids, [ObjectRef(i, client, name) for i in return_ids]
+    return return_ids, [ObjectRef(i, client, name, task) for i in return_ids]
 
 
 def returned(refs: list[ObjectRef[Any]]) -> Any:

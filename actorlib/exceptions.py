@@ -25,6 +25,7 @@ __all__ = [
     "GetTimeoutError",
     "InfeasibleResourceError",
     "InternalError",
+    "NotSupportedError",
     "ObjectLostError",
     "ObjectStoreFullError",
     "RayActorError",
@@ -215,6 +216,13 @@ class SerializationError(ActorlibError, TypeError):
 
 class InfeasibleResourceError(ActorlibError, ValueError):
     """A resource request that no node in the cluster can ever satisfy."""
+
+
+class NotSupportedError(ActorlibError, NotImplementedError):
+    """A Ray feature actorlib does not have (placement groups, ...), named in the message.
+
+    Raised where the feature is used, so code that merely imports Ray's names still loads.
+    """
 
 
 class ActorlibWarning(UserWarning):

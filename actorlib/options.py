@@ -8,7 +8,7 @@ from actorlib.core.specs import ExceptionTypes, NodeAffinitySchedulingStrategy, 
 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
-    "retry_exceptions", "name", "scheduling_strategy", "runtime_env",
+    "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
 })
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
@@ -62,6 +62,13 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
     for key in ("max_retries", "max_restarts", "max_task_retries"):
         if key in out:
             out[key] = _retry_count(key, out[key])
+    if "max_calls" in out:
+        n = out["max_calls"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(
+                f"max_calls must be an int >= 0 (runs of the function per worker process "
+                f"before it is replaced; 0: no limit), got {n!r}"
+            )
     if "max_concurrency" in out:
         n = out["max_concurrency"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

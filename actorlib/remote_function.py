@@ -66,6 +66,7 @@ class RemoteFunction(Generic[P, R]):
         self._resources = resource_request(self._options, 1.0)
         self._strategy = self._options.get("scheduling_strategy", "DEFAULT")
         self._num_returns: int = self._options.get("num_returns", 1)
+        self._max_calls: int = self._options.get("max_calls", 0)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -92,9 +93,10 @@ class RemoteFunction(Generic[P, R]):
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, name)
         num_returns = self._num_returns
-        return_ids, refs = mint_returns(client, num_returns, name)
+        task_id = client.ids.next()
+        return_ids, refs = mint_returns(client, num_returns, name, task_id)
         client.submit_task(TaskSpec(
-            task_id=client.ids.next(),
+            task_id=task_id,
             function=code,
             args=packed,
             return_ids=return_ids,
@@ -107,6 +109,7 @@ class RemoteFunction(Generic[P, R]):
             name=name,
             caller_id=caller_id(),
             namespace=client.namespace,
+            max_calls=self._max_calls,
         ))
         return returned(refs)
 

@@ -6,9 +6,10 @@ import atexit
 import os
 import signal
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actorlib.backends import DEFAULT_BACKEND, load
 from actorlib.backends.base import BackendConfig, current_execution, mark_exiting
@@ -17,6 +18,9 @@ from actorlib.core.context import Client
 from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
 from actorlib.options import validate_runtime_env
+
+if TYPE_CHECKING:
+    from actorlib.job_config import JobConfig
 
 
 class _Running(Client, Protocol):
@@ -45,21 +49,37 @@ _IGNORED_RAY_OPTIONS = frozenset({
 
 
 @dataclass
-class RuntimeInfo:
-    """What ``init()`` returns; also a context manager that shuts the runtime down."""
+class RuntimeInfo(Mapping[str, Any]):
+    """What ``init()`` returns; also a context manager that shuts the runtime down.
+
+    Like Ray's ``RayContext`` it reads as the address-info mapping too
+    (``info["address"]``, ``info.address_info``); ``webui_url`` is None (no dashboard).
+    """
 
     backend: str
     namespace: str
     nodes: list[str] = field(default_factory=list)
     resources: dict[str, float] = field(default_factory=dict)
     address: str | None = None  # a cluster's head, host:port
+    node_ip_address: str | None = None  # the first node's, as nodes() reports it
 
     @property
     def address_info(self) -> dict[str, Any]:
         return {
-            "backend": self.backend, "node_id": self.nodes[0] if self.nodes else None,
-            "address": self.address, "gcs_address": self.address,
+            "backend": self.backend, "namespace": self.namespace,
+            "node_id": self.nodes[0] if self.nodes else None,
+            "node_ip_address": self.node_ip_address,
+            "address": self.address, "gcs_address": self.address, "webui_url": None,
         }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.address_info[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.address_info)
+
+    def __len__(self) -> int:
+        return len(self.address_info)
 
     def __enter__(self) -> RuntimeInfo:
         return self
@@ -86,6 +106,7 @@ def init(
     runtime_env: dict[str, Any] | None = None,
     address: str | None = None,
     worker_timeout_s: float | None = None,
+    job_config: JobConfig | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -93,11 +114,22 @@ def init(
     The default is ``$ACTORLIB_BACKEND`` if set, else ``process``. ``worker_timeout_s``
     (default ``$ACTORLIB_WORKER_TIMEOUT_S``, else off): a worker process silent for that
     long is taken for frozen and killed, so its work is retried elsewhere.
+    ``job_config`` (Ray's ``JobConfig``) supplies ``namespace`` and ``runtime_env`` where
+    those arguments are not given.
     """
     global _runtime, _job_env, _backend_name
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
+    if job_config is not None:
+        from actorlib.job_config import JobConfig
+
+        if not isinstance(job_config, JobConfig):
+            raise TypeError(
+                f"init(job_config=) takes an actorlib.job_config.JobConfig, got {job_config!r}"
+            )
+        namespace = namespace if namespace is not None else job_config.ray_namespace
+        runtime_env = runtime_env if runtime_env is not None else job_config.runtime_env
     with _lock:
         if _runtime is not None:
             if ignore_reinit_error:
@@ -150,9 +182,10 @@ def init(
 
 
 def _info(rt: _Running) -> RuntimeInfo:
+    nodes = rt.nodes()
     return RuntimeInfo(
-        _backend_name, rt.namespace, [n.node_id for n in rt.nodes()], rt.cluster_resources(),
-        getattr(rt, "address", None),
+        _backend_name, rt.namespace, [n.node_id for n in nodes], rt.cluster_resources(),
+        getattr(rt, "address", None), nodes[0].address if nodes else None,
     )
 
 

@@ -50,7 +50,7 @@ class ExecutionContext:
     """What user code running inside a task or actor can ask about itself."""
 
     node_id: str
-    task_id: int | None = None
+    task_id: int | None = None  # the running task, or the actor call (ids of both kinds)
     actor_id: int | None = None
     gpu_ids: tuple[int, ...] = ()
     namespace: str = ""  # the job's namespace, where it differs from the process's
@@ -58,6 +58,10 @@ class ExecutionContext:
     # can end that wait (a thread blocked in a lock never sees an async exception).
     cancelled: bool = False
     wakeup: Callable[[], None] | None = None
+    # What ``get_runtime_context()`` reports: the task's or actor's spec (its resources, the
+    # actor's class and methods for ``current_actor``) and the actor's incarnation (1 first).
+    spec: TaskSpec | ActorSpec | None = None
+    incarnation: int = 0
 
     @property
     def caller_id(self) -> int:

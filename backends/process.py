@@ -122,6 +122,10 @@ class WorkerProcess:
         self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt)
         self.expected_exit = False
         self.dead = False
+        # max_calls: runs given to it per function id; once one reaches its limit the
+        # worker takes no more work and exits when its tasks are done.
+        self.calls: dict[int, int] = {}
+        self.retired = False
         self.last_alive = loop.time()  # its boot counts as a sign of life
         self.kill_reason = ""
         # Death is handled once the process has exited AND its last bytes have been read,
@@ -143,7 +147,7 @@ class WorkerProcess:
 
     @property
     def idle(self) -> bool:
-        return not self.running and self.actor is None and not self.dead
+        return not self.running and self.actor is None and not self.dead and not self.retired
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
         if message[0] == wire.ALIVE:
@@ -286,7 +290,7 @@ class ProcessBackend(Backend):
         # Queued behind a task on its worker; if that one has already ended (its outcome
         # is on the way to the core), the task just starts on a free worker.
         worker = self._task_worker.get(run.follows) if run.follows else None
-        if worker is None or worker.dead:
+        if worker is None or worker.dead or worker.retired:  # retired: max_calls reached
             worker = self._take_worker()
         if run.gpu_ids:
             env = with_visible_gpus(spec.env_vars, run.gpu_ids)
@@ -295,6 +299,10 @@ class ProcessBackend(Backend):
             run = dataclasses.replace(run, follows=0)  # no slot free: it just starts there
         worker.running[spec.task_id] = spec.attempt
         self._task_worker[spec.task_id] = worker
+        if spec.max_calls:
+            count = worker.calls[spec.function.id] = worker.calls.get(spec.function.id, 0) + 1
+            if count >= spec.max_calls:
+                worker.retired = True
         worker.send((wire.RUN_TASK, run))
 
     def start_actor(self, start: ActorStart) -> None:
@@ -376,6 +384,9 @@ class ProcessBackend(Backend):
         self._task_worker.pop(task_id, None)
         if worker.idle:
             self._idle.append(worker)
+        elif worker.retired and not worker.running and not worker.expected_exit:
+            worker.expected_exit = True  # max_calls reached: it exits, a fresh one replaces it
+            worker.send((wire.EXIT,))
 
     def _handle(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
         kind = message[0]

@@ -141,7 +141,8 @@ class _TaskWorker:
         backend = self.backend
         spec = run.spec
         ctx = ExecutionContext(
-            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace
+            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
+            spec=spec,
         )
         token = current_execution.set(ctx)
         result: Any = None
@@ -210,14 +211,15 @@ class _TaskWorker:
                 # arrives first is not lost). Its outcome is the cancellation.
                 self.cancelled_early.add(task_id)
                 return
+            ctx = self.context
+            if ctx is not None:  # first, so code catching the cancel sees is_canceled()
+                ctx.cancelled = True
             task = self.loops.current_task
             if task is not None and self.loops._loop is not None:
                 self.loops._loop.call_soon_threadsafe(task.cancel)
                 return
             _raise_in_thread(self.thread.ident or 0, TaskCancelledError)
-            ctx = self.context
             if ctx is not None:
-                ctx.cancelled = True
                 wakeup = ctx.wakeup
                 if wakeup is not None:
                     wakeup()  # the task is blocked in get: the exception fires as it wakes
@@ -247,10 +249,10 @@ class _ActorHost:
         self.threads.append(first)
         first.start()
 
-    def _context(self) -> ExecutionContext:
+    def _context(self, call_id: int | None = None) -> ExecutionContext:
         return ExecutionContext(
-            self.start.node_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids,
-            namespace=self.spec.namespace,
+            self.start.node_id, task_id=call_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids,
+            namespace=self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
         )
 
     def _construct(self) -> bool:
@@ -305,7 +307,7 @@ class _ActorHost:
             error, _ = pack_error(TaskCancelledError(), spec.method, False)
             self.backend.events.call_finished(Outcome(spec.call_id, spec.attempt, error=error))
             return
-        token = current_execution.set(self._context())
+        token = current_execution.set(self._context(spec.call_id))
         result: Any = None
         name = f"{self.spec.cls.name}.{spec.method}"
         try:
@@ -370,7 +372,7 @@ class _ActorHost:
     async def _call_async(self, run: CallRun) -> None:
         spec = run.spec
         name = f"{self.spec.cls.name}.{spec.method}"
-        current_execution.set(self._context())
+        current_execution.set(self._context(spec.call_id))
         if spec.call_id in self.cancelled:
             self.cancelled.discard(spec.call_id)
             self.pending.discard(spec.call_id)

@@ -8,6 +8,7 @@ without a round trip, and ints keep the core's dict lookups cheap.
 from __future__ import annotations
 
 import itertools
+from typing import Any, TypeVar
 
 COUNTER_BITS = 40
 DRIVER_PREFIX = 1
@@ -32,3 +33,110 @@ def id_hex(id_: int) -> str:
 
 def id_from_hex(text: str) -> int:
     return int(text, 16)
+
+
+_I = TypeVar("_I", bound="BaseID")
+
+
+class BaseID:
+    """An id as Ray shows it to users: ``.hex()``, ``.binary()``, equal only to its own kind.
+
+    The core keeps plain ints (cheap dict keys); these wrappers are made only when user
+    code asks for an id, never on the ``.remote()`` path.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{type(self).__name__} wraps an int id, got {value!r}")
+        self._value = value
+
+    @classmethod
+    def from_hex(cls: type[_I], text: str) -> _I:
+        return cls(id_from_hex(text))
+
+    def hex(self) -> str:
+        return id_hex(self._value)
+
+    def binary(self) -> bytes:
+        return self._value.to_bytes(16, "big")
+
+    def is_nil(self) -> bool:
+        return self._value == 0
+
+    def __int__(self) -> int:
+        return self._value
+
+    def __index__(self) -> int:
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._value))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hex()})"
+
+    def __str__(self) -> str:
+        return self.hex()
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return (type(self), (self._value,))
+
+
+class TaskID(BaseID):
+    __slots__ = ()
+
+
+class ActorID(BaseID):
+    __slots__ = ()
+
+
+class ObjectID(BaseID):
+    __slots__ = ()
+
+
+class JobID(BaseID):
+    __slots__ = ()
+
+
+class NodeID:
+    """A node's id. Nodes are named by strings (``hex()`` is that string, as Ray's is)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"NodeID wraps a node id string, got {value!r}")
+        self._value = value
+
+    @classmethod
+    def from_hex(cls, text: str) -> NodeID:
+        return cls(text)
+
+    def hex(self) -> str:
+        return self._value
+
+    def binary(self) -> bytes:
+        return self._value.encode()
+
+    def is_nil(self) -> bool:
+        return not self._value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is NodeID and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("NodeID", self._value))
+
+    def __repr__(self) -> str:
+        return f"NodeID({self._value})"
+
+    def __str__(self) -> str:
+        return self._value
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (type(self), (self._value,))

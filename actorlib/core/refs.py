@@ -8,12 +8,13 @@ awaitable from asyncio, uvloop and trio, blockable with ``get``, and convertible
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from actorlib.core import context
-from actorlib.core.ids import id_hex
+from actorlib.core.ids import ObjectID, TaskID, id_hex
 from actorlib.core.serialization import note_contained
 
 if TYPE_CHECKING:
@@ -23,9 +24,11 @@ T = TypeVar("T")
 
 
 class ObjectRef(Generic[T]):
-    __slots__ = ("__weakref__", "_client", "_id", "_name")
+    __slots__ = ("__weakref__", "_client", "_id", "_name", "_task")
 
-    def __init__(self, id_: int, client: Client | None, name: str | None = None) -> None:
+    def __init__(
+        self, id_: int, client: Client | None, name: str | None = None, task: int = 0
+    ) -> None:
         """Wrap an id whose reference the core has already counted for this instance.
 
         ``name`` is the task or method that produces the value, when the caller knows it
@@ -35,6 +38,7 @@ class ObjectRef(Generic[T]):
         self._id = id_
         self._client = client
         self._name = name
+        self._task = task  # the task or call making the value; 0 for put()
 
     @property
     def id(self) -> int:
@@ -42,6 +46,16 @@ class ObjectRef(Generic[T]):
 
     def hex(self) -> str:
         return id_hex(self._id)
+
+    def object_id(self) -> ObjectID:
+        return ObjectID(self._id)
+
+    def task_id(self) -> TaskID:
+        """The id of the task or actor call that makes this value (nil for ``put``)."""
+        return TaskID(self._task)
+
+    def is_nil(self) -> bool:
+        return self._id == 0
 
     def binary(self) -> bytes:
         return self._id.to_bytes(16, "big")
@@ -65,13 +79,15 @@ class ObjectRef(Generic[T]):
 
     def __reduce__(self) -> Any:
         note_contained(self._id)
+        if self._task:
+            return (_rebuild_ref, (self._id, self._task))
         return (_rebuild_ref, (self._id,))
 
     def __copy__(self) -> ObjectRef[T]:
-        return _rebuild_ref(self._id)
+        return _rebuild_ref(self._id, self._task)
 
     def __deepcopy__(self, memo: Any) -> ObjectRef[T]:
-        return _rebuild_ref(self._id)
+        return _rebuild_ref(self._id, self._task)
 
     def __await__(self) -> Generator[Any, None, T]:
         from actorlib.core.waiting import get_one_async
@@ -84,10 +100,15 @@ class ObjectRef(Generic[T]):
 
         return future_of(self)
 
+    def as_future(self) -> asyncio.Future[T]:
+        """An ``asyncio.Future`` on the running loop resolved with this ref's value, as in
+        Ray. Cancelling the future does not cancel the task."""
+        return asyncio.wrap_future(self.future())
 
-def _rebuild_ref(id_: int) -> ObjectRef[Any]:
+
+def _rebuild_ref(id_: int, task: int = 0) -> ObjectRef[Any]:
     client = context.current()
     if client is not None and not client.closed:
         client.add_ref(id_)
-        return ObjectRef(id_, client)
-    return ObjectRef(id_, None)
+        return ObjectRef(id_, client, None, task)
+    return ObjectRef(id_, None, None, task)

@@ -925,7 +925,8 @@ class Runtime:
         if was_running:
             self.backend.stop_actor(actor_id, force=True)
         error = ActorDiedError(
-            f"The actor {rec.spec.cls.name} ({id_hex(actor_id)}) was killed with kill().",
+            f"The actor {rec.spec.cls.name} ({id_hex(actor_id)}) was killed "
+            "(kill() or exit_actor()).",
             id_hex(actor_id),
         )
         if was_running:

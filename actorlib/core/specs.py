@@ -172,6 +172,7 @@ class TaskSpec:
     caller_id: int = DRIVER_CALLER
     attempt: int = 0
     namespace: str = ""  # the submitting job's: a cluster's workers serve several jobs
+    max_calls: int = 0  # a worker process retires after this many runs of the function (0: never)
 
 
 @pickled_by_fields

@@ -1,5 +1,64 @@
-"""``actorlib.util``: Ray's ``ray.util`` names, so ``from ray.util import ActorPool`` translates."""
+"""``actorlib.util``: Ray's ``ray.util`` names, so ``from ray.util import ActorPool`` translates.
 
+Submodules as in Ray: ``actorlib.util.queue`` (``Queue``), ``actorlib.util.scheduling_strategies``
+and ``actorlib.util.placement_group`` (importable; placement groups themselves raise
+``NotSupportedError``).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from actorlib import session
 from actorlib.actor_pool import ActorPool
+from actorlib.backends.base import current_execution
+from actorlib.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["ActorPool"]
+__all__ = [
+    "ActorPool",
+    "PlacementGroup",
+    "get_current_placement_group",
+    "get_node_ip_address",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+]
+
+
+def _this_machine_ip() -> str:
+    """The address this machine reaches others from (a UDP connect sends no packet)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("8.8.8.8", 80))
+            return str(s.getsockname()[0])
+    except OSError:  # no route at all: a machine on its own
+        return "127.0.0.1"
+
+
+def get_node_ip_address() -> str:
+    """The IP address of the node the caller runs on, as ``nodes()`` reports it.
+
+    In a task or actor: its node's address. In a driver running its own runtime (thread,
+    process backends) the one local node's; elsewhere (before ``init``, or a driver
+    connected to a cluster, which is on no node) this machine's outgoing address.
+    """
+    ctx = current_execution.get()
+    rt = session.runtime()
+    if ctx is not None:
+        client = session.client()
+        for node in client.nodes():
+            if node.node_id == ctx.node_id and node.address:
+                return node.address
+    elif rt is not None and getattr(rt, "address", None) is None:
+        nodes = rt.nodes()
+        if nodes and nodes[0].address:
+            return nodes[0].address
+    return _this_machine_ip()

@@ -1,0 +1,140 @@
+"""``get_runtime_context()``: what running code can learn about itself (Ray's RuntimeContext).
+
+Answers come from the ``ExecutionContext`` the backend sets around user code, so nothing
+here costs anything until it is asked. In the driver, task and actor questions answer
+``None``, as Ray's do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actorlib import session
+from actorlib.backends.base import ExecutionContext, current_execution
+from actorlib.core.ids import ActorID, JobID, NodeID, TaskID, id_hex
+from actorlib.core.specs import ActorSpec
+
+__all__ = ["RuntimeContext", "get_runtime_context"]
+
+
+def _execution() -> ExecutionContext | None:
+    return current_execution.get()
+
+
+class RuntimeContext:
+    """What the calling code can learn about where it runs.
+
+    The ``get_*_id()`` methods return hex strings, as Ray's do; the ``*_id`` properties
+    return the id objects (``TaskID``, ``ActorID``, ...).
+    """
+
+    @property
+    def namespace(self) -> str:
+        ctx = _execution()
+        if ctx is not None and ctx.namespace:
+            return ctx.namespace
+        return session.client().namespace
+
+    def get_task_id(self) -> str | None:
+        """The running task's or actor call's id; None in the driver and in ``__init__``."""
+        task = self.task_id
+        return task.hex() if task is not None else None
+
+    @property
+    def task_id(self) -> TaskID | None:
+        ctx = _execution()
+        return TaskID(ctx.task_id) if ctx is not None and ctx.task_id else None
+
+    def get_actor_id(self) -> str | None:
+        """The id of the actor this code runs in; None outside actors."""
+        ctx = _execution()
+        return id_hex(ctx.actor_id) if ctx is not None and ctx.actor_id else None
+
+    @property
+    def actor_id(self) -> ActorID | None:
+        ctx = _execution()
+        return ActorID(ctx.actor_id) if ctx is not None and ctx.actor_id else None
+
+    def get_node_id(self) -> str:
+        """The node this code runs on (in the driver: the first node of the runtime)."""
+        ctx = _execution()
+        if ctx is not None:
+            return ctx.node_id
+        return session.client().nodes()[0].node_id
+
+    @property
+    def node_id(self) -> NodeID:
+        return NodeID(self.get_node_id())
+
+    def get_job_id(self) -> str:
+        return self.job_id.hex()
+
+    @property
+    def job_id(self) -> JobID:
+        """The driver's job: the id prefix it mints with (one per driver on a cluster).
+
+        Inside a task or actor: the prefix of the process that submitted it, which is the
+        driver's for work the driver submitted itself.
+        """
+        from actorlib.core.ids import COUNTER_BITS
+
+        ctx = _execution()
+        if ctx is not None:
+            own = ctx.actor_id or ctx.task_id or 0
+            return JobID(own >> COUNTER_BITS)
+        return JobID(session.client().ids.prefix)
+
+    def get_assigned_resources(self) -> dict[str, float]:
+        """The resources the running task or actor holds ({} in the driver)."""
+        ctx = _execution()
+        spec = ctx.spec if ctx is not None else None
+        return dict(spec.resources) if spec is not None else {}
+
+    def is_canceled(self) -> bool:
+        """Whether ``cancel`` was called on the running task (False outside tasks).
+
+        Code that catches the cancellation (``TaskCancelledError``, or
+        ``asyncio.CancelledError`` in an ``async def`` task) can check it there.
+        """
+        ctx = _execution()
+        return ctx is not None and ctx.cancelled
+
+    @property
+    def current_actor(self) -> Any:
+        """A handle to the actor this code runs in (as if from ``get_actor``)."""
+        ctx = _execution()
+        spec = ctx.spec if ctx is not None else None
+        if ctx is None or ctx.actor_id is None or not isinstance(spec, ActorSpec):
+            raise RuntimeError("current_actor is only available inside an actor.")
+        from actorlib.actor import handle_from_spec
+
+        client = session.client()
+        client.add_ref(ctx.actor_id)  # the handle counts one, as an unpickled handle does
+        return handle_from_spec(spec, client)
+
+    @property
+    def was_current_actor_reconstructed(self) -> bool:
+        """True in an actor that was restarted (after a crash, within ``max_restarts``)."""
+        ctx = _execution()
+        if ctx is None or ctx.actor_id is None:
+            raise RuntimeError("was_current_actor_reconstructed is only available in an actor.")
+        return ctx.incarnation > 1
+
+    def get_placement_group_id(self) -> None:
+        """Always None: actorlib has no placement groups."""
+        return None
+
+    def get(self) -> dict[str, Any]:
+        """Ray's older dict form of the context."""
+        out: dict[str, Any] = {
+            "job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace,
+        }
+        if self.task_id is not None:
+            out["task_id"] = self.task_id
+        if self.actor_id is not None:
+            out["actor_id"] = self.actor_id
+        return out
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext()

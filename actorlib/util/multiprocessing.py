@@ -1,0 +1,5 @@
+"""Ray's ``ray.util.multiprocessing``: ``Pool`` is :class:`actorlib.Pool` (stdlib interface)."""
+
+from actorlib.pool import Pool
+
+__all__ = ["Pool"]
