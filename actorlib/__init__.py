@@ -46,6 +46,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "util":  # a subpackage, documented as ``actorlib.util.ActorPool``
+        import importlib
+
+        return importlib.import_module("actorlib.util")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'actorlib' has no attribute {name!r}")
