@@ -87,9 +87,12 @@ def test_every_example_is_listed_in_readme_and_gallery(name):
 
 
 def test_readme_links_every_guide():
-    guides = sorted(p.name for p in DOCS.glob("*.md") if p.name != "index.md")
+    # index.md is the site's home page; changelog.md includes CHANGELOG.md.
+    guides = sorted(p.name for p in DOCS.glob("*.md") if p.name not in ("index.md",
+                                                                           "changelog.md"))
     assert "getting-started.md" in guides
     missing = [g for g in guides if f"(docs/{g})" not in README]
+    assert "(CHANGELOG.md)" in README
     assert not missing, f"README.md does not link: {missing}"
 
 
@@ -137,3 +140,21 @@ def test_auth_errors_name_only_flags_that_exist():
     unknown = sorted(flags - daemon_flags - offered)
     assert "--token-file" in flags
     assert not unknown, f"flags mentioned in the cluster code that no command takes: {unknown}"
+
+
+def test_api_reference_page_covers_every_public_name():
+    import actorlib.exceptions
+
+    page = (DOCS / "reference.md").read_text()
+    documented = set(re.findall(r"^::: actorlib\.(?:\w+\.)*?(\w+)$", page, re.MULTILINE))
+    public = {n for n in actorlib.__all__ if n not in ("__version__", "exceptions")}
+    public |= set(actorlib.exceptions.__all__)
+    assert not public - documented, f"missing from docs/reference.md: {public - documented}"
+    assert "`actorlib.__version__`" in page
+
+
+def test_every_page_is_in_the_site_navigation():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = sorted(p.name for p in DOCS.glob("*.md"))
+    missing = [p for p in pages if f": {p}" not in nav]
+    assert not missing, f"docs pages not in mkdocs.yml's nav: {missing}"
