@@ -1,4 +1,4 @@
-"""The ``actorlib`` command line."""
+"""The actorlib command line."""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from actorlib.backends.base import CallRun, Outcome, TaskRun
-
 from actorlib.core.serialization import Serialized, _rebuild_serialized
 from actorlib.core.specs import Args, CallSpec, CodeRef, TaskSpec
 

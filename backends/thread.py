@@ -46,7 +46,6 @@ from actorlib.backends.execution import (
     pack_results,
     run_sync_or_async,
 )
-
 from actorlib.core.loop import new_event_loop
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 

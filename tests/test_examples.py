@@ -1,4 +1,8 @@
-"""Every examples/*.py runs to completion in a fresh interpreter and leaves nothing behind."""
+"""Every examples/*.py runs to completion in a fresh interpreter and leaves nothing behind.
+
+Examples with a full size and a small one read ``ACTORLIB_EXAMPLE_SIZE=small`` (the same
+as their ``--small`` flag): the tests run the small size.
+"""
 
 from __future__ import annotations
 
@@ -17,5 +21,6 @@ def test_required_examples_exist():
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_runs(example, backend_name):
+def test_example_runs(example, backend_name, monkeypatch):
+    monkeypatch.setenv("ACTORLIB_EXAMPLE_SIZE", "small")
     run_script(str(example), backend_name)
