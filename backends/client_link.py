@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends import wire
-
 from actorlib.core.context import Client
 from actorlib.core.serialization import Serialized
 

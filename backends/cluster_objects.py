@@ -28,7 +28,6 @@ from typing import Any
 
 from actorlib.backends import cluster_auth
 from actorlib.backends.shm_store import PREFIX, SharedMemoryStore
-
 from actorlib.core.serialization import Unavailable, map_readonly
 from actorlib.exceptions import ObjectLostError
 

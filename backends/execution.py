@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, ObjectStore
-
 from actorlib.core.serialization import Serialized, deserialize, loads_function, serialize
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError

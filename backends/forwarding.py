@@ -13,7 +13,6 @@ from typing import Any
 
 from actorlib.backends import wire
 from actorlib.backends.base import Outcome
-
 from actorlib.core.context import Client
 from actorlib.core.serialization import Serialized
 

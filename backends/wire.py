@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from actorlib.backends import codec
-
 from actorlib.core.specs import shipping_to
 
 log = logging.getLogger("actorlib.wire")

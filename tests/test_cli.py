@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from actorlib.backends import cluster
 
 import actorlib
+from actorlib.backends import cluster
 
 UID = os.getuid()
 OTHER_UID = 65534  # "nobody"

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from actorlib.backends import cluster, cluster_auth
 from testkit import wait_until
 
 import actorlib
 from actorlib import NodeAffinitySchedulingStrategy
+from actorlib.backends import cluster, cluster_auth
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the cluster's nodes run the process backend"

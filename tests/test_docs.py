@@ -135,7 +135,8 @@ def test_auth_errors_name_only_flags_that_exist():
     for args in (["start"], ["status"], ["stop"]):
         helps += subprocess.run([sys.executable, "-m", "actorlib", *args, "--help"],
                                 capture_output=True, text=True, timeout=60, check=True).stdout
-    daemon_flags = {"--ready-file", "--driver-pid", "--driver-fd", "--node-id"}  # the daemons' own argv
+    # The daemons' own argv:
+    daemon_flags = {"--ready-file", "--driver-pid", "--driver-fd", "--node-id"}
     offered = set(re.findall(r"(--[a-z][a-z-]+)", helps))  # whole flags: not --token
     unknown = sorted(flags - daemon_flags - offered)
     assert "--token-file" in flags

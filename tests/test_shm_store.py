@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+
 from actorlib.backends import shm_store
 from actorlib.backends.shm_store import SharedMemoryStore
-
 from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.exceptions import ObjectStoreFullError
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from actorlib.backends import cluster, cluster_auth
 from hypothesis import given
 from hypothesis import strategies as st
 from testkit import T, wait_until
 
 import actorlib
+from actorlib.backends import cluster, cluster_auth
 
 pytestmark = pytest.mark.chaos
 HEADER = struct.Struct("!I")
