@@ -166,3 +166,39 @@ def test_mixed_load_under_kills_stalls_nothing(chaos_rt: None, tmp_path: Path) -
             seq += 10
             _no_problems()
     assert killer.kills > 0
+
+
+@actorlib.remote(max_retries=-1)
+def digest(array: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(array.tobytes()).hexdigest()
+
+
+def test_store_pressure_under_kills_keeps_every_byte(_leak_check: None) -> None:
+    """Eight times the store's capacity in live objects, spilled and read back by tasks
+    whose workers are killed meanwhile: every checksum matches."""
+    import hashlib
+
+    store = 24 * 1024 * 1024
+    actorlib.init(backend="process", num_cpus=2, object_store_memory=store)
+    try:
+        rng = np.random.default_rng(11)
+        arrays = [rng.integers(0, 2**31, size=store // 8 // 4, dtype=np.int64)
+                  for _ in range(32)]  # 8 x the capacity, all alive at once
+        expected = [hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]
+        refs = [actorlib.put(a) for a in arrays]
+        deadline = time.monotonic() + SECONDS
+        with Killer(every=0.3) as killer:
+            rounds = 0
+            while time.monotonic() < deadline or rounds == 0:
+                order = random.Random(rounds).sample(range(len(refs)), len(refs))
+                got = actorlib.get([digest.remote(refs[i]) for i in order], timeout=T)
+                assert got == [expected[i] for i in order]
+                rounds += 1
+                _no_problems()
+        for ref, want in zip(refs, expected, strict=True):
+            assert hashlib.sha256(actorlib.get(ref, timeout=T).tobytes()).hexdigest() == want
+        assert killer.kills > 0
+    finally:
+        actorlib.shutdown()
