@@ -88,6 +88,19 @@ class ActorClass(Generic[T]):
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, f"{name}.__init__")
         default_concurrency = 1000 if self._is_async else 1
+        groups = opts.get("concurrency_groups") or None
+        method_groups = {
+            m: o["concurrency_group"] for m, o in self._methods.items()
+            if o.get("concurrency_group")
+        } or None
+        if method_groups:
+            unknown = sorted({g for g in method_groups.values() if g not in (groups or {})})
+            if unknown:
+                raise ValueError(
+                    f"Actor class {name}: method(s) use concurrency group(s) "
+                    f"{', '.join(map(repr, unknown))} not declared in concurrency_groups="
+                    f"{groups or {}}."
+                )
         spec = ActorSpec(
             actor_id=client.ids.next(),
             cls=code,
@@ -104,6 +117,8 @@ class ActorClass(Generic[T]):
             scheduling_strategy=strategy,
             env_vars=env_vars_of(opts, session.job_env()),
             caller_id=caller_id(),
+            concurrency_groups=groups,
+            method_groups=method_groups,
         )
         actor_id = client.create_actor(spec, bool(opts.get("get_if_exists")))
         return ActorHandle(actor_id, client, name, self._methods)
@@ -244,6 +259,15 @@ class ActorMethod:
         checked = validate(options, METHOD_OPTIONS, f"actor method {self._name}")
         return ActorMethod(self._handle, self._name, {**self._options, **checked})
 
+    def _group_override(self, opts: dict[str, Any]) -> str | None:
+        """A group set with ``.options()`` for this call; the method's own the actor knows."""
+        group = opts.get("concurrency_group")
+        if group is None or group == self._handle._methods.get(self._name, {}).get(
+            "concurrency_group"
+        ):
+            return None
+        return str(group)
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         handle = self._handle
         client = handle._client
@@ -267,5 +291,6 @@ class ActorMethod:
             caller_id=caller_id(),
             max_task_retries=opts.get("max_task_retries"),
             retry_exceptions=opts.get("retry_exceptions", False),
+            concurrency_group=self._group_override(opts),
         ))
         return returned(refs)

@@ -13,9 +13,11 @@ TASK_OPTIONS = frozenset({
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
     "max_concurrency", "name", "namespace", "lifetime", "get_if_exists",
-    "scheduling_strategy", "runtime_env",
+    "scheduling_strategy", "runtime_env", "concurrency_groups",
 })
-METHOD_OPTIONS = frozenset({"num_returns", "max_task_retries", "retry_exceptions", "name"})
+METHOD_OPTIONS = frozenset({
+    "num_returns", "max_task_retries", "retry_exceptions", "name", "concurrency_group",
+})
 
 _RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory"})
 
@@ -73,6 +75,15 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         n = out["max_concurrency"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"max_concurrency must be an int >= 1, got {n!r}")
+    if "concurrency_groups" in out:
+        out["concurrency_groups"] = _concurrency_groups(out["concurrency_groups"])
+    if out.get("concurrency_group") is not None and (
+        not isinstance(out["concurrency_group"], str) or not out["concurrency_group"]
+    ):
+        raise ValueError(
+            "concurrency_group must be the name of one of the actor's concurrency_groups, "
+            f"got {out['concurrency_group']!r}"
+        )
     if "retry_exceptions" in out:
         out["retry_exceptions"] = _retry_exceptions(out["retry_exceptions"])
     if "lifetime" in out and out["lifetime"] not in (None, "detached", "non_detached"):
@@ -94,6 +105,21 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         if out.get(key) is not None and not isinstance(out[key], str):
             raise ValueError(f"{key} must be a string, got {out[key]!r}")
     return out
+
+
+def _concurrency_groups(value: Any) -> dict[str, int]:
+    """``{"io": 2, "compute": 4}``: named groups of calls, each with its own limit."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and k and not isinstance(v, bool) and isinstance(v, int) and v >= 1
+        for k, v in value.items()
+    ):
+        raise ValueError(
+            "concurrency_groups must be a dict of group name -> max concurrency (an int "
+            f">= 1), e.g. {{'io': 2}}; got {value!r}"
+        )
+    return dict(value)
 
 
 def _retry_exceptions(value: Any) -> RetryExceptions:

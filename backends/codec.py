@@ -70,7 +70,7 @@ def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] |
 
 
 def _call_spec(cs: CallSpec) -> tuple[Any, ...] | None:
-    if type(cs.retry_exceptions) is not bool:
+    if type(cs.retry_exceptions) is not bool or cs.concurrency_group is not None:
         return None
     return (
         cs.call_id, cs.actor_id, cs.method, _value(cs.args.payload), cs.args.deps,

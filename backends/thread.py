@@ -47,6 +47,7 @@ from actorlib.backends.execution import (
     run_sync_or_async,
 )
 from actorlib.core.loop import new_event_loop
+from actorlib.core.specs import CallSpec
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 
 _STOP = object()
@@ -238,6 +239,11 @@ class _ActorHost:
         self.cancelled: set[int] = set()
         self.pending: set[int] = set()  # calls received and not finished
         self.calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Sync actors with concurrency groups: a queue (and threads) per named group;
+        # ``calls`` is the default group's.
+        self.group_calls: dict[str, queue.SimpleQueue[Any]] = {
+            group: queue.SimpleQueue() for group in start.spec.concurrency_groups or {}
+        } if not start.spec.is_async else {}
         self.threads: list[threading.Thread] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: dict[int, asyncio.Task[Any]] = {}
@@ -279,24 +285,48 @@ class _ActorHost:
         self.ready.set()
         if not ok:
             return
-        for i in range(1, self.spec.max_concurrency):
-            t = threading.Thread(
-                target=self._serve, name=f"actorlib-actor-{self.spec.cls.name}-{i}", daemon=True
-            )
-            self.threads.append(t)
-            t.start()
-        self._serve()
+        name = self.spec.cls.name
+        limits = {"": self.spec.max_concurrency, **(self.spec.concurrency_groups or {})}
+        for group, limit in limits.items():
+            calls = self.group_calls.get(group, self.calls)
+            for i in range(1 if group == "" else 0, limit):
+                t = threading.Thread(
+                    target=self._serve, args=(calls,),
+                    name=f"actorlib-actor-{name}-{group or 'default'}-{i}", daemon=True,
+                )
+                self.threads.append(t)
+                t.start()
+        self._serve(self.calls)
         for t in self.threads[1:]:
             t.join()
         self.instance = None  # drop the actor's state (and the refs and handles it holds)
 
-    def _serve(self) -> None:
+    def _serve(self, calls: queue.SimpleQueue[Any]) -> None:
         while True:
-            run = self.calls.get()
+            run = calls.get()
             if run is _STOP or self.stopped:
-                self.calls.put(_STOP)  # wake the next sibling thread too
+                calls.put(_STOP)  # wake the next sibling thread too
                 return
             self._call(run)
+
+    def _group_of(self, spec: CallSpec) -> str:
+        """The call's concurrency group: set for this call, else its method's, else ""."""
+        if spec.concurrency_group is not None:
+            return spec.concurrency_group
+        groups = self.spec.method_groups
+        return groups.get(spec.method, "") if groups else ""
+
+    def _unknown_group(self, run: CallRun, group: str) -> None:
+        known = sorted(self.spec.concurrency_groups or {})
+        error, _ = pack_error(
+            ValueError(
+                f"concurrency group {group!r} is not one of actor "
+                f"{self.spec.cls.name}'s concurrency_groups ({', '.join(known) or 'none'})"
+            ),
+            f"{self.spec.cls.name}.{run.spec.method}", False,
+        )
+        self.pending.discard(run.spec.call_id)
+        self.backend.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
 
     def _call(self, run: CallRun) -> None:
         spec = run.spec
@@ -345,28 +375,47 @@ class _ActorHost:
             loop.close()
 
     async def _serve_async(self) -> None:
-        loop = asyncio.get_running_loop()
-        limit = asyncio.Semaphore(self.spec.max_concurrency)
+        """Start calls in arrival order, at most each group's limit at once. A full group
+        holds back only its own calls: each group waits in a queue of its own."""
+        limits = {"": self.spec.max_concurrency, **(self.spec.concurrency_groups or {})}
+        self._running = dict.fromkeys(limits, 0)
+        self._waiting: dict[str, collections.deque[CallRun]] = {
+            g: collections.deque() for g in limits
+        }
+        self._limits = limits
         calls = self.calls
         while True:
             while not calls.empty():
                 run = calls.get_nowait()
                 if run is _STOP or self.stopped:
                     return
-                await limit.acquire()  # calls start in arrival order, at most N at once
-                call_id = run.spec.call_id
-                task = loop.create_task(self._call_async(run))
-                self.tasks[call_id] = task
-                task.add_done_callback(functools.partial(self._done, call_id, limit))
-            waiter: asyncio.Future[None] = loop.create_future()
+                group = self._group_of(run.spec)
+                if group not in limits:
+                    self._unknown_group(run, group)
+                    continue
+                self._waiting[group].append(run)
+                self._start_async(group)
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             if calls.empty():  # re-check after publishing the waiter (see submit)
                 await waiter
             self._waiter = None
 
-    def _done(self, call_id: int, limit: asyncio.Semaphore, _task: object) -> None:
+    def _start_async(self, group: str) -> None:
+        waiting = self._waiting[group]
+        while waiting and self._running[group] < self._limits[group]:
+            run = waiting.popleft()
+            self._running[group] += 1
+            call_id = run.spec.call_id
+            task = asyncio.get_running_loop().create_task(self._call_async(run))
+            self.tasks[call_id] = task
+            task.add_done_callback(functools.partial(self._done, call_id, group))
+
+    def _done(self, call_id: int, group: str, _task: object) -> None:
         self.tasks.pop(call_id, None)
-        limit.release()
+        self._running[group] -= 1
+        if not self.stopped:
+            self._start_async(group)
 
     async def _call_async(self, run: CallRun) -> None:
         spec = run.spec
@@ -395,8 +444,20 @@ class _ActorHost:
     _waiter: asyncio.Future[None] | None = None
 
     def submit(self, run: Any) -> None:
-        if run is not _STOP:
+        if run is _STOP:
+            for group_calls in self.group_calls.values():
+                group_calls.put(_STOP)
+        else:
             self.pending.add(run.spec.call_id)
+            if self.group_calls:  # a sync actor with groups: to its group's threads
+                group = self._group_of(run.spec)
+                if group:
+                    calls = self.group_calls.get(group)
+                    if calls is None:
+                        self._unknown_group(run, group)
+                    else:
+                        calls.put(run)
+                    return
         self.calls.put(run)
         waiter = self._waiter
         if waiter is not None and self.loop is not None:

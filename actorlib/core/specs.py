@@ -193,6 +193,10 @@ class ActorSpec:
     scheduling_strategy: SchedulingStrategy = "DEFAULT"
     env_vars: dict[str, str] | None = None
     caller_id: int = DRIVER_CALLER
+    # Named groups of calls with limits of their own, and each method's group (the
+    # others run in the default group, limited by max_concurrency).
+    concurrency_groups: dict[str, int] | None = None
+    method_groups: dict[str, str] | None = None
 
 
 @pickled_by_fields
@@ -210,3 +214,4 @@ class CallSpec:
     max_task_retries: int | None = None  # None: the actor's own setting
     retry_exceptions: RetryExceptions = False
     attempt: int = 0
+    concurrency_group: str | None = None  # this call's group, over its method's
