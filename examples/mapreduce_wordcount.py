@@ -14,6 +14,7 @@ What it shows:
   the same files, and both are timed.
 
 Expected output (times vary with the machine and the backend):
+
     wrote 16 files, 67.1 MB, 11,200,000 words, in /tmp/wordcount-niltnklh
     mapreduce: 16 map tasks x 4 reducers on 2 CPUs: 6.50 s
     single process (collections.Counter): 6.52 s

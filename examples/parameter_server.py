@@ -17,6 +17,7 @@ What it shows:
   script asserts that the loss went down and the final accuracy is above a threshold.
 
 Expected output (times and staleness vary):
+
     data: 200,000 train rows x 128 features (109 MB), 10 classes; 4 workers on 2 CPUs
     sync: 4 workers x 120 steps, batch 256
       update    0: test loss 2.3026  accuracy 0.100
