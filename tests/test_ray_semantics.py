@@ -1,0 +1,80 @@
+"""Semantics that follow Ray Core's (issue 12, section 3): where errors are raised, what
+they look like, how cancel and workers behave.
+
+Tests taking ``rt`` run on every backend.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import actorlib
+from actorlib.core.specs import NodeAffinitySchedulingStrategy
+
+
+@actorlib.remote
+def echo(x: int) -> int:
+    return x
+
+
+# -- option errors: TypeError for the wrong type, ValueError for a bad value ---------------
+
+
+@pytest.mark.parametrize(("options", "name", "shown"), [
+    ({"max_retries": 0.87}, "max_retries", "float 0.87"),
+    ({"max_retries": "3"}, "max_retries", "str '3'"),
+    ({"num_cpus": "1"}, "num_cpus", "str '1'"),
+    ({"num_cpus": True}, "num_cpus", "bool True"),
+    ({"num_returns": 1.0}, "num_returns", "float 1.0"),
+    ({"resources": [("A", 1)]}, "resources", "list [('A', 1)]"),
+    ({"resources": {"A": "1"}}, "resources['A']", "str '1'"),
+    ({"retry_exceptions": "yes"}, "retry_exceptions", "str 'yes'"),
+    ({"scheduling_strategy": 3}, "scheduling_strategy", "int 3"),
+    ({"runtime_env": "env"}, "runtime_env", "str 'env'"),
+    ({"runtime_env": {"env_vars": {"A": 1}}}, "runtime_env['env_vars']", "dict {'A': 1}"),
+    ({"name": 7}, "name", "int 7"),
+])
+def test_task_option_of_the_wrong_type_raises_type_error(options, name, shown):
+    with pytest.raises(TypeError, match=r"^" + name.replace("[", r"\[") + " must be") as info:
+        echo.options(**options)
+    assert str(info.value).endswith(f", got {shown}")
+
+
+@pytest.mark.parametrize(("options", "name", "accepted"), [
+    ({"max_retries": -2}, "max_retries", "int >= -1"),
+    ({"num_cpus": -1}, "num_cpus", ">= 0"),
+    ({"num_cpus": float("nan")}, "num_cpus", ">= 0"),
+    ({"num_returns": -1}, "num_returns", "int >= 0"),
+    ({"resources": {"A": -1}}, "resources['A']", ">= 0"),
+    ({"scheduling_strategy": "PACK"}, "scheduling_strategy", "SPREAD"),
+])
+def test_task_option_out_of_range_raises_value_error(options, name, accepted):
+    with pytest.raises(ValueError, match=r"^" + name.replace("[", r"\[") + " must be") as info:
+        echo.options(**options)
+    assert accepted in str(info.value)
+
+
+def test_actor_option_errors_split_type_and_value():
+    @actorlib.remote
+    class A:
+        def f(self) -> int:
+            return 1
+
+    with pytest.raises(TypeError, match="max_concurrency must be an int >= 1, got float"):
+        A.options(max_concurrency=2.5)
+    with pytest.raises(ValueError, match="max_concurrency must be an int >= 1, got 0"):
+        A.options(max_concurrency=0)
+    with pytest.raises(TypeError, match="lifetime must be"):
+        A.options(lifetime=1)
+    with pytest.raises(ValueError, match='lifetime must be None, "detached"'):
+        A.options(lifetime="forever")
+    with pytest.raises(TypeError, match="get_if_exists must be a bool"):
+        A.options(get_if_exists="yes")
+    with pytest.raises(TypeError, match="max_restarts must be an int >= -1"):
+        A.options(max_restarts=None)
+    with pytest.raises(TypeError, match="max_task_retries must be"):
+        actorlib.method(max_task_retries=1.5)
+    # Right types pass, and are kept.
+    assert A.options(max_concurrency=2, lifetime=None)._options["max_concurrency"] == 2
+    strategy = NodeAffinitySchedulingStrategy("n", soft=True)
+    assert echo.options(scheduling_strategy=strategy)._strategy is strategy
