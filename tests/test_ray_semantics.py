@@ -78,3 +78,75 @@ def test_actor_option_errors_split_type_and_value():
     assert A.options(max_concurrency=2, lifetime=None)._options["max_concurrency"] == 2
     strategy = NodeAffinitySchedulingStrategy("n", soft=True)
     assert echo.options(scheduling_strategy=strategy)._strategy is strategy
+
+
+# -- a call with the wrong signature fails at .remote() ------------------------------------
+
+
+@actorlib.remote
+def two(a: int, b: int = 2, *, c: int = 3) -> int:
+    return a + b + c
+
+
+@actorlib.remote
+class Box:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def add(self, n: int) -> int:
+        return self.value + n
+
+    @staticmethod
+    def static(n: int) -> int:
+        return n
+
+    @classmethod
+    def klass(cls, n: int) -> int:
+        return n
+
+
+@actorlib.remote
+def call_box(box: actorlib.ActorHandle[Box]) -> str:
+    """A handle passed to a task keeps its checks."""
+    try:
+        box.add.remote(1, 2)
+    except TypeError as exc:
+        return str(exc)
+    return "no error"
+
+
+def test_wrong_task_arguments_raise_type_error_at_remote(rt):
+    with pytest.raises(TypeError, match=r"two.remote\(\): missing a required argument: 'a'"):
+        two.remote()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        two.remote(1, 2, 3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'd'"):
+        two.remote(1, d=4)
+    with pytest.raises(TypeError, match="multiple values for argument 'a'"):
+        two.remote(1, a=1)
+    with pytest.raises(TypeError, match="missing a required argument"):
+        two.options(name="renamed").remote(b=1)
+    # A shape that bound once is remembered; a failing one keeps failing.
+    assert actorlib.get([two.remote(1), two.remote(1, c=0), two.remote(a=1, b=1)]) == [6, 3, 5]
+    with pytest.raises(TypeError):
+        two.remote()
+
+
+def test_wrong_actor_arguments_raise_type_error_at_remote(rt):
+    with pytest.raises(TypeError, match=r"Box.remote\(\): missing a required argument: 'value'"):
+        Box.remote()
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Box.options(name=None).remote(1, other=2)
+    box = Box.remote(10)
+    with pytest.raises(TypeError, match=r"Box.add.remote\(\): too many positional arguments"):
+        box.add.remote(1, 2)
+    with pytest.raises(TypeError, match="missing a required argument: 'n'"):
+        box.add.options(name="x").remote()
+    with pytest.raises(TypeError, match="too many positional"):
+        box.static.remote(1, 2)
+    with pytest.raises(TypeError, match="too many positional"):
+        box.klass.remote(1, 2)
+    assert actorlib.get([box.add.remote(1), box.static.remote(2), box.klass.remote(n=3)]) == [
+        11, 2, 3,
+    ]
+    assert "too many positional arguments" in actorlib.get(call_box.remote(box))
