@@ -50,6 +50,11 @@ class _Code:
             self.owner = client
         return self.ref
 
+    def freeze(self) -> None:
+        """Pickle now, so that a holder may drop what the function refers to (Executor)."""
+        if self.blob is None:
+            self.blob = dumps_function(self.fn)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"fn": self.fn, "blob": self.blob, "ref": None, "owner": None}
 

@@ -6,7 +6,12 @@ Tests taking ``rt`` run on every backend.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+from testkit import T, wait_until
 
 import actorlib
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
@@ -150,3 +155,52 @@ def test_wrong_actor_arguments_raise_type_error_at_remote(rt):
         11, 2, 3,
     ]
     assert "too many positional arguments" in actorlib.get(call_box.remote(box))
+
+
+# -- Executor: keyword arguments named fn/self; no references kept -------------------------
+
+
+def keywords(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+class Payload:
+    """Weakly referable, picklable."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_executor_submit_passes_fn_and_self_keywords(rt):
+    with actorlib.Executor(2) as ex:
+        assert ex.submit(keywords, fn=1, self=2).result(timeout=T) == {"fn": 1, "self": 2}
+        assert list(ex.map(keywords)) == []
+
+
+def test_executor_keeps_no_reference_to_callable_arguments_or_result(rt):
+    def make_fn() -> Callable[[Payload], Payload]:
+        held = Payload(0)
+
+        def fn(p: Payload) -> Payload:
+            return Payload(p.n + held.n + 1)
+
+        return fn
+
+    with actorlib.Executor(2) as ex:
+        fn, arg = make_fn(), Payload(41)
+        future = ex.submit(fn, arg)
+        result = future.result(timeout=T)
+        assert result.n == 42
+        refs = [weakref.ref(o) for o in (fn, arg, result, fn.__closure__[0].cell_contents)]
+        # map, chunked and not, caches its callable the same way
+        mapped = make_fn()
+        assert [p.n for p in ex.map(mapped, [Payload(1), Payload(2)], chunksize=2)] == [2, 3]
+        refs.append(weakref.ref(mapped))
+        del fn, arg, result, future, mapped
+        wait_until(lambda: all(r() is None for r in refs), what="the executor to let go")
+        # A callable used again while alive is pickled once (cached), not per call.
+        fn2 = make_fn()
+        assert ex.submit(fn2, Payload(1)).result(timeout=T).n == 2
+        first = ex._tasks_for(fn2)
+        assert ex._tasks_for(fn2) is first and first.call._code.blob is not None
+
