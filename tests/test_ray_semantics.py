@@ -6,6 +6,8 @@ Tests taking ``rt`` run on every backend.
 
 from __future__ import annotations
 
+import pickle
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,7 @@ from testkit import T, wait_until
 
 import actorlib
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
+from actorlib.exceptions import SerializationError, TaskError
 
 
 @actorlib.remote
@@ -204,3 +207,63 @@ def test_executor_keeps_no_reference_to_callable_arguments_or_result(rt):
         first = ex._tasks_for(fn2)
         assert ex._tasks_for(fn2) is first and first.call._code.blob is not None
 
+
+# -- user exceptions whose __init__ takes other arguments ----------------------------------
+
+
+class TwoArgsError(Exception):
+    """Pickles, but cannot unpickle: ``args`` is the message, ``__init__`` wants two."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"a={a} b={b}")
+        self.a, self.b = a, b
+
+
+class ReducingError(Exception):
+    """Takes extra arguments too, and says how to rebuild itself: crosses as itself."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"code {code}: {detail}")
+        self.code, self.detail = code, detail
+
+    def __reduce__(self) -> Any:
+        return (ReducingError, (self.code, self.detail))
+
+
+class LockedError(Exception):
+    """Does not pickle at all."""
+
+    def __init__(self) -> None:
+        super().__init__("holding a lock")
+        self.lock = threading.Lock()
+
+
+@actorlib.remote
+def raise_kind(kind: str) -> None:
+    if kind == "two":
+        raise TwoArgsError(1, 2)
+    if kind == "reducing":
+        raise ReducingError(7, "seven")
+    raise LockedError()
+
+
+def test_exception_with_extra_init_arguments_comes_back(rt):
+    with pytest.raises(ReducingError) as info:
+        actorlib.get(raise_kind.remote("reducing"), timeout=T)
+    assert isinstance(info.value, TaskError)
+    assert (info.value.code, info.value.detail) == (7, "seven")
+    assert "code 7: seven" in str(info.value) and "raise_kind" in str(info.value)
+
+    for kind, type_name, message in [
+        ("two", "TwoArgsError", "a=1 b=2"), ("locked", "LockedError", "holding a lock"),
+    ]:
+        with pytest.raises(TaskError) as caught:
+            actorlib.get(raise_kind.remote(kind), timeout=T)
+        err = caught.value
+        assert not isinstance(err, SerializationError)
+        assert err.cause_type_name == type_name
+        text = str(err)
+        assert text.startswith(f"{type_name} raised in raise_kind: {message}")
+        assert "Remote traceback:" in text and "in raise_kind" in text
+        copy = pickle.loads(pickle.dumps(err))  # and it still crosses processes
+        assert str(copy) == text
