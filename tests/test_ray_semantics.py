@@ -6,6 +6,7 @@ Tests taking ``rt`` run on every backend.
 
 from __future__ import annotations
 
+import linecache
 import pickle
 import threading
 import weakref
@@ -267,3 +268,36 @@ def test_exception_with_extra_init_arguments_comes_back(rt):
         assert "Remote traceback:" in text and "in raise_kind" in text
         copy = pickle.loads(pickle.dumps(err))  # and it still crosses processes
         assert str(copy) == text
+
+
+# -- tracebacks name the driver's file and line, for code defined in __main__ / notebooks --
+
+CELL = '''\
+def cell_helper(x):
+    return 1 / x  # the failing line of the cell
+
+
+def cell_task(x):
+    return cell_helper(x)
+'''
+
+
+def test_traceback_names_the_file_and_line_of_notebook_code(rt, tmp_path):
+    # As a notebook does: the cell's code has a file name no worker can read, and its
+    # source sits in the driver's linecache.
+    filename = str(tmp_path / "no-such-dir" / "cell-7.py")
+    lines = CELL.splitlines(keepends=True)
+    linecache.cache[filename] = (len(CELL), None, lines, filename)
+    try:
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        exec(compile(CELL, filename, "exec"), namespace)  # noqa: S102 - the test's own code
+        task = actorlib.remote(namespace["cell_task"])
+        with pytest.raises(ZeroDivisionError) as info:
+            actorlib.get(task.remote(0), timeout=T)
+    finally:
+        linecache.cache.pop(filename, None)
+    text = info.value.traceback_str
+    assert "<dynamic-code>" not in text
+    assert f'File "{filename}", line 6, in cell_task' in text
+    assert f'File "{filename}", line 2, in cell_helper' in text
+    assert "return 1 / x  # the failing line of the cell" in text
