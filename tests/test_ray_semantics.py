@@ -290,7 +290,7 @@ def test_traceback_names_the_file_and_line_of_notebook_code(rt, tmp_path):
     linecache.cache[filename] = (len(CELL), None, lines, filename)
     try:
         namespace: dict[str, Any] = {"__name__": "__main__"}
-        exec(compile(CELL, filename, "exec"), namespace)  # noqa: S102 - the test's own code
+        exec(compile(CELL, filename, "exec"), namespace)
         task = actorlib.remote(namespace["cell_task"])
         with pytest.raises(ZeroDivisionError) as info:
             actorlib.get(task.remote(0), timeout=T)
