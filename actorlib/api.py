@@ -310,6 +310,11 @@ class RuntimeContext:
     def get_job_id(self) -> str:
         return id_hex(0)
 
+    def is_canceled(self) -> bool:
+        """Whether the running task has been cancelled (False outside a task)."""
+        ctx = current_execution.get()
+        return ctx is not None and ctx.cancelled
+
 
 def get_runtime_context() -> RuntimeContext:
     return RuntimeContext()

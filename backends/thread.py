@@ -153,7 +153,7 @@ class _TaskWorker:
                 ctx.cancelled = True
         failure: BaseException | None = None
         try:
-            # A cancel may raise TaskCancelledError anywhere until ``running`` is cleared
+            # A cancel may raise KeyboardInterrupt anywhere until ``running`` is cleared
             # under the lock, including inside the except clause: the outer try catches
             # that too, so every task ends with exactly one outcome.
             try:
@@ -168,9 +168,13 @@ class _TaskWorker:
             finally:
                 with self.lock:
                     self.running = None
-        except TaskCancelledError as exc:
+        except KeyboardInterrupt as exc:
             failure = exc
             self.running = None
+        if ctx.cancelled:
+            # Cancelled, whatever the code made of the interrupt (it may have swallowed
+            # it and returned): the caller's ``get`` raises TaskCancelledError.
+            failure, result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
         try:
             if failure is None:
                 try:
@@ -210,14 +214,17 @@ class _TaskWorker:
                 # arrives first is not lost). Its outcome is the cancellation.
                 self.cancelled_early.add(task_id)
                 return
+            ctx = self.context
+            if ctx is not None:
+                ctx.cancelled = True  # seen by get_runtime_context().is_canceled()
             task = self.loops.current_task
             if task is not None and self.loops._loop is not None:
                 self.loops._loop.call_soon_threadsafe(task.cancel)
                 return
-            _raise_in_thread(self.thread.ident or 0, TaskCancelledError)
-            ctx = self.context
+            # As in Ray: KeyboardInterrupt in the task's thread, so its ``finally`` blocks
+            # run, and an ``except Exception`` in it does not swallow the cancel.
+            _raise_in_thread(self.thread.ident or 0, KeyboardInterrupt)
             if ctx is not None:
-                ctx.cancelled = True
                 wakeup = ctx.wakeup
                 if wakeup is not None:
                     wakeup()  # the task is blocked in get: the exception fires as it wakes

@@ -9,16 +9,17 @@ from __future__ import annotations
 import linecache
 import pickle
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from testkit import T, wait_until
+from testkit import Recorder, Sync, T, wait_until
 
 import actorlib
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
-from actorlib.exceptions import SerializationError, TaskError
+from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
 
 
 @actorlib.remote
@@ -301,3 +302,45 @@ def test_traceback_names_the_file_and_line_of_notebook_code(rt, tmp_path):
     assert f'File "{filename}", line 6, in cell_task' in text
     assert f'File "{filename}", line 2, in cell_helper' in text
     assert "return 1 / x  # the failing line of the cell" in text
+
+
+# -- soft cancel interrupts a running sync task with KeyboardInterrupt ---------------------
+
+
+@actorlib.remote
+def interruptible(rec: Any, sync: Any, blocked_in_get: bool) -> str:
+    try:
+        try:
+            actorlib.get(rec.append.remote("started"))
+            if blocked_in_get:
+                actorlib.get(sync.wait.remote("never"))
+            else:
+                while True:
+                    time.sleep(0.005)
+        except Exception:  # a cancel is not an Exception: this must not catch it
+            actorlib.get(rec.append.remote("caught as Exception"))
+            return "swallowed"
+        except KeyboardInterrupt:
+            canceled = actorlib.get_runtime_context().is_canceled()
+            actorlib.get(rec.append.remote(("KeyboardInterrupt", canceled)))
+            raise
+    finally:
+        actorlib.get(rec.append.remote("finally"))
+
+
+@pytest.mark.parametrize("blocked_in_get", [False, True])
+def test_soft_cancel_raises_keyboard_interrupt_in_the_task(rt, blocked_in_get):
+    rec, sync = Recorder.remote(), Sync.remote()
+    ref = interruptible.remote(rec, sync, blocked_in_get)
+    wait_until(lambda: actorlib.get(rec.items.remote(), timeout=T) == ["started"],
+               timeout=T, what="the task to start")
+    time.sleep(0.05)  # into the sleep loop, or the get
+    actorlib.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    wait_until(lambda: len(actorlib.get(rec.items.remote(), timeout=T)) == 3,
+               timeout=T, what="the task's handlers")
+    assert actorlib.get(rec.items.remote(), timeout=T) == [
+        "started", ("KeyboardInterrupt", True), "finally",
+    ]
+    assert actorlib.get_runtime_context().is_canceled() is False  # the driver: no task

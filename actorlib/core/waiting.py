@@ -28,7 +28,6 @@ from actorlib.exceptions import (
     BlockingGetWarning,
     GetTimeoutError,
     RuntimeClosedError,
-    TaskCancelledError,
 )
 
 
@@ -133,7 +132,9 @@ def fetch(
             ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
         if execution is not None and execution.cancelled:
             client.unwatch(ids, collect)
-            raise TaskCancelledError("The task was cancelled while it waited in get().")
+            # As the cancel's own interrupt would (and Ray does): not an Exception, so an
+            # ``except Exception`` around ``get`` does not swallow the cancel.
+            raise KeyboardInterrupt("The task was cancelled while it waited in get().")
     finally:
         if task_id is not None:
             assert execution is not None
