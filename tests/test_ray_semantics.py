@@ -344,3 +344,31 @@ def test_soft_cancel_raises_keyboard_interrupt_in_the_task(rt, blocked_in_get):
         "started", ("KeyboardInterrupt", True), "finally",
     ]
     assert actorlib.get_runtime_context().is_canceled() is False  # the driver: no task
+
+
+# -- cancel(force=True) of a running task fails its ref at once ---------------------------
+
+
+@actorlib.remote
+def sleeper(rec: Any, seconds: float) -> str:
+    actorlib.get(rec.append.remote("sleeping"))
+    time.sleep(seconds)  # one C call: no bytecode boundary to interrupt it at
+    return "woke"
+
+
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_force_cancel_of_a_running_task_fails_it_at_once(rt):
+    rec = Recorder.remote()
+    ref = sleeper.remote(rec, 4.0)
+    behind = echo.remote(7)  # queued behind it (the only CPU is taken)
+    wait_until(lambda: actorlib.get(rec.items.remote(), timeout=T) == ["sleeping"],
+               timeout=T, what="the task to start")
+    start = time.monotonic()
+    actorlib.cancel(ref, force=True)
+    with pytest.raises(TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    # The task queued behind it, and a new one, run now: its CPU is free.
+    assert actorlib.get([behind, echo.remote(8)], timeout=T) == [7, 8]
+    assert time.monotonic() - start < 2.0, "the cancelled task's sleep was waited for"
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 1.0, timeout=T,
+               what="the CPU to come back")
