@@ -50,6 +50,9 @@ class Serialized:
     contained: tuple[int, ...] = ()
     is_error: bool = False
     locations: list[tuple[str, int] | None] | None = None
+    # An error delivered to a caller (by ``get``/``await``, or to a worker that asked):
+    # one nobody read is reported when it is dropped. Local to this copy; never pickled.
+    read: bool = False
 
     @property
     def nbytes(self) -> int:
