@@ -7,6 +7,8 @@ Tests taking ``rt`` run on every backend.
 from __future__ import annotations
 
 import linecache
+import logging
+import os
 import pickle
 import threading
 import time
@@ -372,3 +374,86 @@ def test_force_cancel_of_a_running_task_fails_it_at_once(rt):
     assert time.monotonic() - start < 2.0, "the cancelled task's sleep was waited for"
     wait_until(lambda: actorlib.available_resources().get("CPU") == 1.0, timeout=T,
                what="the CPU to come back")
+
+
+# -- an error nobody retrieved is logged once, when its last ref dies ----------------------
+
+
+@actorlib.remote
+def fail_with(tag: str) -> None:
+    raise ValueError(f"tag={tag}")
+
+
+def _unhandled(caplog: pytest.LogCaptureFixture, tag: str) -> int:
+    return sum(
+        1 for r in caplog.records
+        if r.name == "actorlib" and r.getMessage().startswith("Unhandled error (suppress with "
+                                                              "'ACTORLIB_IGNORE_UNHANDLED_ERRORS=1')")
+        and f"tag={tag}" in r.getMessage()
+    )
+
+
+def _drop_when_done(ref: Any) -> None:
+    actorlib.wait([ref], timeout=T)
+
+
+# The core runs in the driver on these backends; on the cluster backend it runs in the
+# head, which logs such errors in its own log (docs/backends.md).
+@pytest.mark.parametrize("backend_name", ["thread", "process"], indirect=True)
+def test_unhandled_error_is_logged_once_when_its_last_ref_dies(rt, caplog, monkeypatch):
+    monkeypatch.delenv("ACTORLIB_IGNORE_UNHANDLED_ERRORS", raising=False)
+    caplog.set_level(logging.ERROR, logger="actorlib")
+    fail_with.remote("fire-and-forget")  # dropped before it even ran
+    lost = fail_with.remote("lost")
+    _drop_when_done(lost)
+    del lost
+    read = fail_with.remote("read")
+    with pytest.raises(ValueError):
+        actorlib.get(read, timeout=T)
+    del read
+    awaited = fail_with.remote("future")
+    assert isinstance(awaited.future().exception(timeout=T), ValueError)
+    del awaited
+    first = fail_with.remote("chained")
+    second = echo.remote(first)  # fails with the same error: reported once, as its own
+    _drop_when_done(second)
+    del first, second
+    pair = fail_with.options(num_returns=2).remote("pair")  # one error, two refs
+    _drop_when_done(pair[0])
+    del pair
+    fail_with.remote("sentinel")
+    wait_until(lambda: _unhandled(caplog, "sentinel") == 1, timeout=T, what="the report")
+    counts = {t: _unhandled(caplog, t)
+              for t in ("fire-and-forget", "lost", "read", "future", "chained", "pair")}
+    assert counts == {"fire-and-forget": 1, "lost": 1, "read": 0, "future": 0, "chained": 1,
+                      "pair": 1}
+    message = next(r.getMessage() for r in caplog.records if "tag=lost" in r.getMessage())
+    assert "ValueError" in message and "Remote traceback" in message
+
+    monkeypatch.setenv("ACTORLIB_IGNORE_UNHANDLED_ERRORS", "1")
+    quiet = fail_with.remote("quiet")
+    _drop_when_done(quiet)
+    del quiet
+    assert actorlib.get(echo.remote(1), timeout=T) == 1  # the drop went before this
+    monkeypatch.delenv("ACTORLIB_IGNORE_UNHANDLED_ERRORS")
+    fail_with.remote("sentinel-2")
+    wait_until(lambda: _unhandled(caplog, "sentinel-2") == 1, timeout=T, what="the report")
+    assert _unhandled(caplog, "quiet") == 0
+
+
+# -- worker reuse: 2 CPUs, at most 2 worker processes --------------------------------------
+
+
+@actorlib.remote
+def worker_pid(delay: float) -> int:
+    time.sleep(delay)
+    return os.getpid()
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_sequential_and_batched_tasks_reuse_workers(rt):
+    sequential = {actorlib.get(worker_pid.remote(0.0), timeout=T) for _ in range(10)}
+    assert len(sequential) <= 2, f"10 sequential tasks used {len(sequential)} workers"
+    for delay in (0.0, 0.01):
+        batch = set(actorlib.get([worker_pid.remote(delay) for _ in range(10)], timeout=T))
+        assert len(batch | sequential) <= 2, f"used {len(batch | sequential)} workers"
