@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from actorlib import session
 from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit_actor
-from actorlib.arguments import caller_id, mint_returns, pack_args, returned
+from actorlib.arguments import ArgCheck, caller_id, mint_returns, pack_args, returned
 from actorlib.core.context import Client
 from actorlib.core.ids import ActorID, id_hex
 from actorlib.core.serialization import note_contained
@@ -53,14 +53,33 @@ def _method_table(cls: type) -> tuple[dict[str, dict[str, Any]], bool]:
     return table, is_async
 
 
+def _method_checks(cls: type, names: Any) -> dict[str, ArgCheck | None]:
+    """The argument check of each method, as called on an instance (without ``self``)."""
+    checks: dict[str, ArgCheck | None] = {}
+    for name in names:
+        raw = inspect.getattr_static(cls, name, None)
+        what = f"{cls.__qualname__}.{name}.remote()"
+        if isinstance(raw, (staticmethod, classmethod)):
+            checks[name] = ArgCheck.of(getattr(cls, name), what)  # no self to drop
+        elif inspect.isfunction(raw):
+            checks[name] = ArgCheck.of(raw, what, drop_first=True)
+        else:
+            checks[name] = None  # another kind of callable attribute: not checked
+    return checks
+
+
 class ActorClass(Generic[T]):
     """Call ``.remote(*args)`` to create an actor; get an ``ActorHandle`` at once."""
 
-    def __init__(self, cls: type[T], options: dict[str, Any], code: _Code | None = None) -> None:
+    def __init__(
+        self, cls: type[T], options: dict[str, Any], code: _Code | None = None,
+        checks: dict[str, ArgCheck | None] | None = None,
+    ) -> None:
         self._cls = cls
         self._options = validate(options, ACTOR_OPTIONS, f"actor class {cls.__qualname__}")
         self._code = code or _Code(cls)
         self._methods, self._is_async = _method_table(cls)
+        self._checks = checks if checks is not None else _method_checks(cls, self._methods)
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__doc__ = cls.__doc__
@@ -73,9 +92,13 @@ class ActorClass(Generic[T]):
         )
 
     def options(self, **options: Any) -> ActorClass[T]:
-        return ActorClass(self._cls, {**self._options, **options}, self._code)
+        return ActorClass(self._cls, {**self._options, **options}, self._code, self._checks)
 
-    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
+    def remote(self, /, *args: Any, **kwargs: Any) -> ActorHandle[T]:
+        """Create the actor; arguments its constructor cannot take raise ``TypeError`` here."""
+        check = self._code.check
+        if check is not None:
+            check(args, kwargs)
         opts = self._options
         client = session.client()
         name = self._cls.__qualname__
@@ -121,7 +144,7 @@ class ActorClass(Generic[T]):
             method_groups=method_groups,
         )
         actor_id = client.create_actor(spec, bool(opts.get("get_if_exists")))
-        return ActorHandle(actor_id, client, name, self._methods)
+        return ActorHandle(actor_id, client, name, self._methods, self._checks)
 
     def __repr__(self) -> str:
         return f"<ActorClass {self._cls.__module__}.{self._cls.__qualname__}>"
@@ -161,17 +184,22 @@ class ActorHandle(Generic[T]):
     ``lifetime="detached"``); then it stops after its pending calls.
     """
 
-    __slots__ = ("__weakref__", "_class_name", "_client", "_id", "_methods")
+    __slots__ = ("__weakref__", "_checks", "_class_name", "_client", "_id", "_methods")
 
     def __init__(
         self, actor_id: int, client: Client | None, class_name: str,
-        methods: dict[str, dict[str, Any]],
+        methods: dict[str, dict[str, Any]], checks: dict[str, ArgCheck | None] | None = None,
     ) -> None:
-        """Wrap an actor id whose handle count the core has already raised for this one."""
+        """Wrap an actor id whose handle count the core has already raised for this one.
+
+        ``checks``: each method's argument check; None (a handle from ``get_actor``, whose
+        class is not at hand) checks nothing at ``.remote()``.
+        """
         self._id = actor_id
         self._client = client
         self._class_name = class_name
         self._methods = methods
+        self._checks = checks
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("__") and name.endswith("__"):
@@ -182,7 +210,8 @@ class ActorHandle(Generic[T]):
                 f"Actor {self._class_name} has no method {name!r}. "
                 f"Methods: {', '.join(sorted(methods)) or '(none)'}."
             )
-        return ActorMethod(self, name, methods[name])
+        checks = self._checks
+        return ActorMethod(self, name, methods[name], checks.get(name) if checks else None)
 
     @property
     def _actor_id(self) -> ActorID:
@@ -219,19 +248,20 @@ class ActorHandle(Generic[T]):
 
     def __reduce__(self) -> Any:
         note_contained(self._id)
-        return (_rebuild_handle, (self._id, self._class_name, self._methods))
+        return (_rebuild_handle, (self._id, self._class_name, self._methods, self._checks))
 
 
 def _rebuild_handle(
-    actor_id: int, class_name: str, methods: dict[str, dict[str, Any]]
+    actor_id: int, class_name: str, methods: dict[str, dict[str, Any]],
+    checks: dict[str, ArgCheck | None] | None = None,
 ) -> ActorHandle[Any]:
     from actorlib.core import context
 
     client = context.current()
     if client is not None and not client.closed:
         client.add_ref(actor_id)
-        return ActorHandle(actor_id, client, class_name, methods)
-    return ActorHandle(actor_id, None, class_name, methods)
+        return ActorHandle(actor_id, client, class_name, methods, checks)
+    return ActorHandle(actor_id, None, class_name, methods, checks)
 
 
 def handle_from_spec(spec: ActorSpec, client: Client) -> ActorHandle[Any]:
@@ -243,12 +273,16 @@ def handle_from_spec(spec: ActorSpec, client: Client) -> ActorHandle[Any]:
 class ActorMethod:
     """``handle.method``: call ``.remote(*args)`` to queue a call on the actor."""
 
-    __slots__ = ("_handle", "_name", "_options")
+    __slots__ = ("_check", "_handle", "_name", "_options")
 
-    def __init__(self, handle: ActorHandle[Any], name: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self, handle: ActorHandle[Any], name: str, options: dict[str, Any],
+        check: ArgCheck | None = None,
+    ) -> None:
         self._handle = handle
         self._name = name
         self._options = options
+        self._check = check
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -257,7 +291,7 @@ class ActorMethod:
 
     def options(self, **options: Any) -> ActorMethod:
         checked = validate(options, METHOD_OPTIONS, f"actor method {self._name}")
-        return ActorMethod(self._handle, self._name, {**self._options, **checked})
+        return ActorMethod(self._handle, self._name, {**self._options, **checked}, self._check)
 
     def _group_override(self, opts: dict[str, Any]) -> str | None:
         """A group set with ``.options()`` for this call; the method's own the actor knows."""
@@ -268,7 +302,11 @@ class ActorMethod:
             return None
         return str(group)
 
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
+    def remote(self, /, *args: Any, **kwargs: Any) -> Any:
+        """Queue the call; arguments the method cannot take raise ``TypeError`` here."""
+        check = self._check
+        if check is not None:
+            check(args, kwargs)
         handle = self._handle
         client = handle._client
         if client is None or client.closed:

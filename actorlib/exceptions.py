@@ -85,19 +85,25 @@ class TaskError(ActorlibError):
         traceback_str: str,
         cause: BaseException | None = None,
         cause_type_name: str | None = None,
+        cause_message: str | None = None,
     ) -> None:
+        """``cause_type_name`` and ``cause_message`` stand in for a cause that could not
+        cross (it did not pickle, or not unpickle): the error still says what it was."""
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause = cause
         self.cause_type_name = cause_type_name or (
             type(cause).__name__ if cause is not None else "Exception"
         )
+        self.cause_message = cause_message
         super().__init__(self._message())
 
     def _message(self) -> str:
+        cause = self.cause
+        text = self.cause_message if cause is None and self.cause_message is not None else cause
         return (
             f"{self.cause_type_name} raised in {self.function_name}: "
-            f"{self.cause!s}\n\nRemote traceback:\n{self.traceback_str.rstrip()}"
+            f"{text!s}\n\nRemote traceback:\n{self.traceback_str.rstrip()}"
         )
 
     def __str__(self) -> str:
@@ -106,7 +112,8 @@ class TaskError(ActorlibError):
     def __reduce__(self) -> Any:
         return (
             _rebuild_task_error,
-            (self.function_name, self.traceback_str, self.cause, self.cause_type_name),
+            (self.function_name, self.traceback_str, self.cause, self.cause_type_name,
+             getattr(self, "cause_message", None)),
         )
 
     def as_instanceof_cause(self) -> TaskError:
@@ -125,6 +132,7 @@ class TaskError(ActorlibError):
         err.traceback_str = self.traceback_str
         err.cause = cause
         err.cause_type_name = self.cause_type_name
+        err.cause_message = self.cause_message
         err.args = (self._message(),)
         # The original's attributes (errno, filename, custom fields) stay readable.
         for key, value in getattr(cause, "__dict__", {}).items():
@@ -159,8 +167,11 @@ def _rebuild_task_error(
     traceback_str: str,
     cause: BaseException | None,
     cause_type_name: str | None,
+    cause_message: str | None = None,
 ) -> TaskError:
-    return TaskError(function_name, traceback_str, cause, cause_type_name).as_instanceof_cause()
+    return TaskError(
+        function_name, traceback_str, cause, cause_type_name, cause_message
+    ).as_instanceof_cause()
 
 
 class ActorError(ActorlibError):

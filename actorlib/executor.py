@@ -29,7 +29,8 @@ import itertools
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -40,6 +41,7 @@ from actorlib.exceptions import (
     ActorlibError,
     GetTimeoutError,
     RuntimeClosedError,
+    SerializationError,
     WorkerCrashedError,
 )
 from actorlib.remote_function import RemoteFunction
@@ -128,19 +130,22 @@ def _is_async(fn: Any) -> bool:
     )
 
 
-def _make_call(fn: Callable[..., Any], prepare: tuple[Any, ...] | None) -> Callable[..., Any]:
+def _make_call(
+    fn: Callable[..., Any], box: list[Any], prepare: tuple[Any, ...] | None
+) -> Callable[..., Any]:
+    """The task body for ``fn``, which it reads from ``box`` (see ``_detached``)."""
     if _is_async(fn):
         async def call_async(*args: Any, **kwargs: Any) -> Any:
             if prepare is not None:
                 _prepare_worker(*prepare)
-            return await fn(*args, **kwargs)
+            return await box[0](*args, **kwargs)
 
         return call_async
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if prepare is not None:
             _prepare_worker(*prepare)
-        return fn(*args, **kwargs)
+        return box[0](*args, **kwargs)
 
     return call
 
@@ -153,7 +158,10 @@ def _note_partial(exc: BaseException, done: list[Any]) -> None:
         pass
 
 
-def _make_chunk(fn: Callable[..., Any], prepare: tuple[Any, ...] | None) -> Callable[..., Any]:
+def _make_chunk(
+    fn: Callable[..., Any], box: list[Any], prepare: tuple[Any, ...] | None
+) -> Callable[..., Any]:
+    """The task body for a chunk of calls of ``fn``, read from ``box`` (see ``_detached``)."""
     if _is_async(fn):
         async def chunk_async(chunk: list[tuple[Any, ...]]) -> list[Any]:
             if prepare is not None:
@@ -161,7 +169,7 @@ def _make_chunk(fn: Callable[..., Any], prepare: tuple[Any, ...] | None) -> Call
             done: list[Any] = []
             for args in chunk:
                 try:
-                    done.append(await fn(*args))
+                    done.append(await box[0](*args))
                 except Exception as exc:
                     _note_partial(exc, done)
                     raise
@@ -175,7 +183,7 @@ def _make_chunk(fn: Callable[..., Any], prepare: tuple[Any, ...] | None) -> Call
         done: list[Any] = []
         for args in chunk:
             try:
-                done.append(fn(*args))
+                done.append(box[0](*args))
             except Exception as exc:
                 _note_partial(exc, done)
                 raise
@@ -280,33 +288,65 @@ class _ChunkFuture(Future):
     partial: list[Any] | None = None
 
 
+def _detached(
+    make: Callable[..., Callable[..., Any]], fn: Callable[..., Any],
+    prepare: tuple[Any, ...] | None, options: dict[str, Any],
+) -> RemoteFunction[Any, Any]:
+    """A remote function running ``make``'s body for ``fn``, holding no reference to ``fn``.
+
+    The body reads ``fn`` from a one-item list; it is pickled (with ``fn``) now, then the
+    list is emptied: the cached remote function keeps the pickled bytes, not ``fn`` or
+    what ``fn`` holds, so a callable the caller dropped is freed (the stdlib executors
+    keep none either). Raises ``SerializationError`` if ``fn`` cannot be pickled.
+    """
+    box: list[Any] = [fn]
+    task = remote(make(fn, box, prepare)).options(name=_name_of(fn), **options)
+    try:
+        task._code.freeze()
+    finally:
+        box.clear()
+    return task
+
+
 class _Tasks:
     """The remote functions the executor uses for one callable (made once, cached)."""
 
-    __slots__ = ("_chunk", "call", "fn", "options", "prepare")
+    __slots__ = ("__weakref__", "_chunk", "call", "options", "prepare")
 
     def __init__(
         self, fn: Callable[..., Any], prepare: tuple[Any, ...] | None, options: dict[str, Any]
     ) -> None:
-        self.fn = fn
         self.prepare = prepare
         self.options = options
-        name = _name_of(fn)
-        self.call: RemoteFunction[Any, Any] = remote(_make_call(fn, prepare)).options(
-            name=name, **options
-        )
+        self.call = _detached(_make_call, fn, prepare, options)
         self._chunk: RemoteFunction[Any, Any] | None = None
 
-    @property
-    def chunk(self) -> RemoteFunction[Any, Any]:
+    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
+        """The chunked form, made on first use from ``fn`` (the caller's, in hand)."""
         if self._chunk is None:
-            self._chunk = remote(_make_chunk(self.fn, self.prepare)).options(
-                name=_name_of(self.fn), **self.options
-            )
+            self._chunk = _detached(_make_chunk, fn, self.prepare, self.options)
         return self._chunk
 
 
-_TASK_CACHE_SIZE = 256
+class _Unpicklable:
+    """Stands in for ``_Tasks`` when ``fn`` cannot be pickled: each call then fails its
+    future with the ``SerializationError``, as ``ProcessPoolExecutor`` fails it."""
+
+    def __init__(self, fn: Callable[..., Any], prepare: tuple[Any, ...] | None,
+                 options: dict[str, Any]) -> None:
+        self._fn, self._prepare, self._options = fn, prepare, options
+
+    @property
+    def call(self) -> RemoteFunction[Any, Any]:
+        fn = self._fn
+        return remote(_make_call(fn, [fn], self._prepare)).options(
+            name=_name_of(fn), **self._options
+        )
+
+    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
+        return remote(_make_chunk(fn, [fn], self._prepare)).options(
+            name=_name_of(fn), **self._options
+        )
 
 
 class Executor(concurrent.futures.Executor):
@@ -361,7 +401,10 @@ class Executor(concurrent.futures.Executor):
             prepare = (self._token, initializer, tuple(initargs), max_tasks_per_child)
         self._prepare = prepare
         self._task_options: dict[str, Any] = {"num_cpus": 1, "max_retries": max_retries}
-        self._tasks: OrderedDict[Any, _Tasks] = OrderedDict()
+        # Weak keys: the executor keeps no submitted callable alive (a bound method, made
+        # anew for each call, is therefore pickled anew each time, with its object's
+        # state at submission, as the stdlib does).
+        self._tasks: weakref.WeakKeyDictionary[Any, _Tasks] = weakref.WeakKeyDictionary()
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -411,7 +454,7 @@ class Executor(concurrent.futures.Executor):
         else:
             futures, sizes = [], []
             for chunk in _batched(calls, chunksize):
-                futures.append(self._enqueue(tasks.chunk, (chunk,), {}, True))
+                futures.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
                 sizes.append(len(chunk))
         bar = _bar_for(futures, sizes) if progress else None
         return _results(futures, end, chunksize > 1, bar)
@@ -443,7 +486,7 @@ class Executor(concurrent.futures.Executor):
     # -- for Pool ----------------------------------------------------------------------
 
     def _submit_chunk(self, fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> Future[Any]:
-        return self._enqueue(self._tasks_for(fn).chunk, (chunk,), {}, True)
+        return self._enqueue(self._tasks_for(fn).chunk(fn), (chunk,), {}, True)
 
     def _terminate(self) -> None:
         """Cancel queued calls, interrupt running ones, stop at once (``Pool.terminate``)."""
@@ -464,21 +507,26 @@ class Executor(concurrent.futures.Executor):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _tasks_for(self, fn: Callable[..., Any]) -> _Tasks:
+    def _tasks_for(self, fn: Callable[..., Any]) -> _Tasks | _Unpicklable:
         if not callable(fn):
             raise TypeError(f"{fn!r} is not callable")
         if isinstance(fn, RemoteFunction):
             fn = fn._function
         try:
             tasks = self._tasks.get(fn)
-        except TypeError:  # unhashable callable: not cached
-            return _Tasks(fn, self._prepare, self._task_options)
-        if tasks is None:
+        except TypeError:  # unhashable or not weakly referable: not cached
+            tasks = None
+        if tasks is not None:
+            return tasks
+        try:
             tasks = _Tasks(fn, self._prepare, self._task_options)
+        except SerializationError:
+            return _Unpicklable(fn, self._prepare, self._task_options)
+        try:
             with self._lock:
                 self._tasks[fn] = tasks
-                if len(self._tasks) > _TASK_CACHE_SIZE:
-                    self._tasks.popitem(last=False)
+        except TypeError:
+            pass
         return tasks
 
     def _enqueue(

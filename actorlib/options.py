@@ -22,20 +22,41 @@ METHOD_OPTIONS = frozenset({
 _RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory"})
 
 
+def _type_error(name: str, value: Any, accepted: str) -> TypeError:
+    return TypeError(f"{name} must be {accepted}, got {type(value).__name__} {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _is_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
 def _non_negative_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    if not _is_number(value):
+        raise _type_error(name, value, "a number >= 0")
+    if not value >= 0:  # NaN too
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     return float(value)
 
 
-def _retry_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-        raise ValueError(f"{name} must be an int >= -1 (-1: retry forever), got {value!r}")
-    return value
+def _int_at_least(name: str, value: Any, low: int, meaning: str = "") -> int:
+    accepted = f"an int >= {low}{meaning}"
+    if not _is_int(value):
+        raise _type_error(name, value, accepted)
+    if value < low:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return int(value)
 
 
 def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
-    """Check ``options`` for a task, actor or method; return a normalised copy."""
+    """Check ``options`` for a task, actor or method; return a normalised copy.
+
+    As in Ray: a value of the wrong type raises ``TypeError``, a value of the right type
+    out of range raises ``ValueError``; both name the option and what it accepts.
+    """
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise TypeError(
@@ -48,8 +69,8 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
             out[key] = _non_negative_number(key, out[key])
     if out.get("resources") is not None:
         resources = out["resources"]
-        if not isinstance(resources, dict):
-            raise ValueError(f"resources must be a dict of name -> amount, got {resources!r}")
+        if not isinstance(resources, dict) or not all(isinstance(k, str) for k in resources):
+            raise _type_error("resources", resources, "a dict of name (str) -> amount")
         clash = sorted(_RESERVED_RESOURCES & set(resources))
         if clash:
             raise ValueError(
@@ -58,23 +79,17 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         out["resources"] = {k: _non_negative_number(f"resources[{k!r}]", v)
                             for k, v in resources.items()}
     if "num_returns" in out:
-        n = out["num_returns"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"num_returns must be an int >= 0, got {n!r}")
+        out["num_returns"] = _int_at_least("num_returns", out["num_returns"], 0)
     for key in ("max_retries", "max_restarts", "max_task_retries"):
         if key in out:
-            out[key] = _retry_count(key, out[key])
+            out[key] = _int_at_least(key, out[key], -1, " (-1: forever)")
     if "max_calls" in out:
-        n = out["max_calls"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(
-                f"max_calls must be an int >= 0 (runs of the function per worker process "
-                f"before it is replaced; 0: no limit), got {n!r}"
-            )
+        out["max_calls"] = _int_at_least(
+            "max_calls", out["max_calls"], 0,
+            " (runs of the function per worker process before it is replaced; 0: no limit)",
+        )
     if "max_concurrency" in out:
-        n = out["max_concurrency"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"max_concurrency must be an int >= 1, got {n!r}")
+        out["max_concurrency"] = _int_at_least("max_concurrency", out["max_concurrency"], 1)
     if "concurrency_groups" in out:
         out["concurrency_groups"] = _concurrency_groups(out["concurrency_groups"])
     if out.get("concurrency_group") is not None and (
@@ -86,24 +101,23 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         )
     if "retry_exceptions" in out:
         out["retry_exceptions"] = _retry_exceptions(out["retry_exceptions"])
-    if "lifetime" in out and out["lifetime"] not in (None, "detached", "non_detached"):
-        raise ValueError(f'lifetime must be None or "detached", got {out["lifetime"]!r}')
-    if "scheduling_strategy" in out:
-        strategy = out["scheduling_strategy"]
-        if strategy is None:
-            out["scheduling_strategy"] = "DEFAULT"
-        elif strategy not in ("DEFAULT", "SPREAD") and not isinstance(
-            strategy, NodeAffinitySchedulingStrategy
-        ):
+    if "lifetime" in out:
+        lifetime = out["lifetime"]
+        if lifetime is not None and not isinstance(lifetime, str):
+            raise _type_error("lifetime", lifetime, 'None, "detached" or "non_detached"')
+        if lifetime not in (None, "detached", "non_detached"):
             raise ValueError(
-                'scheduling_strategy must be "DEFAULT", "SPREAD" or a '
-                f"NodeAffinitySchedulingStrategy, got {strategy!r}"
+                f'lifetime must be None, "detached" or "non_detached", got {lifetime!r}'
             )
+    if "get_if_exists" in out and not isinstance(out["get_if_exists"], bool):
+        raise _type_error("get_if_exists", out["get_if_exists"], "a bool")
+    if "scheduling_strategy" in out:
+        out["scheduling_strategy"] = _strategy(out["scheduling_strategy"])
     if out.get("runtime_env") is not None:
         out["runtime_env"] = validate_runtime_env(out["runtime_env"])
     for key in ("name", "namespace"):
         if out.get(key) is not None and not isinstance(out[key], str):
-            raise ValueError(f"{key} must be a string, got {out[key]!r}")
+            raise _type_error(key, out[key], "a str")
     return out
 
 
@@ -122,6 +136,19 @@ def _concurrency_groups(value: Any) -> dict[str, int]:
     return dict(value)
 
 
+def _strategy(strategy: Any) -> Any:
+    accepted = '"DEFAULT", "SPREAD" or a NodeAffinitySchedulingStrategy'
+    if strategy is None:
+        return "DEFAULT"
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return strategy
+    if not isinstance(strategy, str):
+        raise _type_error("scheduling_strategy", strategy, accepted)
+    if strategy not in ("DEFAULT", "SPREAD"):
+        raise ValueError(f"scheduling_strategy must be {accepted}, got {strategy!r}")
+    return strategy
+
+
 def _retry_exceptions(value: Any) -> RetryExceptions:
     if isinstance(value, (bool, ExceptionTypes)):
         return value
@@ -129,12 +156,12 @@ def _retry_exceptions(value: Any) -> RetryExceptions:
         isinstance(t, type) and issubclass(t, BaseException) for t in value
     ):
         return ExceptionTypes(tuple(value))
-    raise ValueError(f"retry_exceptions must be a bool or a list of exception types, got {value!r}")
+    raise _type_error("retry_exceptions", value, "a bool or a list of exception types")
 
 
 def validate_runtime_env(env: Any) -> dict[str, Any]:
     if not isinstance(env, dict):
-        raise ValueError(f"runtime_env must be a dict, got {env!r}")
+        raise _type_error("runtime_env", env, "a dict")
     unsupported = sorted(set(env) - {"env_vars"})
     if unsupported:
         raise ValueError(
@@ -145,7 +172,7 @@ def validate_runtime_env(env: Any) -> dict[str, Any]:
     if not isinstance(env_vars, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
     ):
-        raise ValueError(f"runtime_env['env_vars'] must map str to str, got {env_vars!r}")
+        raise _type_error("runtime_env['env_vars']", env_vars, "a dict of str -> str")
     return {"env_vars": dict(env_vars)}
 
 

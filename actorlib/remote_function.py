@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
-from actorlib.arguments import caller_id, mint_returns, pack_args, returned
+from actorlib.arguments import ArgCheck, caller_id, mint_returns, pack_args, returned
 from actorlib.core.context import Client
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import dumps_function
@@ -22,13 +22,20 @@ R = TypeVar("R")
 class _Code:
     """The pickled function, shared by a RemoteFunction and its ``.options()`` copies."""
 
-    __slots__ = ("blob", "fn", "owner", "ref")
+    __slots__ = ("blob", "check", "fn", "owner", "ref")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self.blob: bytes | None = None
         self.ref: CodeRef | None = None
         self.owner: Client | None = None
+        self.check = self._check_of(fn)
+
+    @staticmethod
+    def _check_of(fn: Callable[..., Any]) -> ArgCheck | None:
+        """Arguments of a function's task; of a class's constructor (it is an actor's)."""
+        name = getattr(fn, "__qualname__", repr(fn))
+        return ArgCheck.of(fn, f"{name}.remote()")
 
     def get(self, client: Client) -> CodeRef:
         """Pickle once; the id comes from the runtime, unique in every process of it."""
@@ -43,12 +50,18 @@ class _Code:
             self.owner = client
         return self.ref
 
+    def freeze(self) -> None:
+        """Pickle now, so that a holder may drop what the function refers to (Executor)."""
+        if self.blob is None:
+            self.blob = dumps_function(self.fn)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"fn": self.fn, "blob": self.blob, "ref": None, "owner": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+        self.check = self._check_of(self.fn)
 
 
 class RemoteFunction(Generic[P, R]):
@@ -80,8 +93,14 @@ class RemoteFunction(Generic[P, R]):
         """A copy with some options changed; the function is pickled only once."""
         return RemoteFunction(self._function, {**self._options, **options}, self._code)
 
-    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef[R]:
-        """Submit the task. Returns a ref (a list of refs if ``num_returns`` > 1)."""
+    def remote(self, /, *args: Any, **kwargs: Any) -> ObjectRef[R]:
+        """Submit the task. Returns a ref (a list of refs if ``num_returns`` > 1).
+
+        Arguments the function cannot take raise ``TypeError`` here, as in Ray.
+        """
+        check = self._code.check
+        if check is not None:
+            check(args, kwargs)
         opts = self._options
         client = session.client()
         name = self._name

@@ -93,7 +93,7 @@ class RuntimeContext:
     def is_canceled(self) -> bool:
         """Whether ``cancel`` was called on the running task (False outside tasks).
 
-        Code that catches the cancellation (``TaskCancelledError``, or
+        Code that catches the cancellation (``KeyboardInterrupt`` in a sync task, or
         ``asyncio.CancelledError`` in an ``async def`` task) can check it there.
         """
         ctx = _execution()

@@ -96,6 +96,7 @@ class ClientLink:
         left = [len(set(ids))]
 
         def ready(id_: int, value: Serialized) -> None:
+            value.read = True  # delivered: the peer reads or reports it
             self.send((wire.READY, token, id_, value))
             left[0] -= 1
             if left[0] == 0:

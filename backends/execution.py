@@ -86,6 +86,13 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
+def _message_of(exc: BaseException | None) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__
+        return f"<{type(exc).__name__}: str() failed>"
+
+
 def pack_error(
     exc: BaseException, name: str, retry_exceptions: RetryExceptions
 ) -> tuple[Serialized, bool]:
@@ -101,10 +108,15 @@ def pack_error(
     error = TaskError(name, text, cause)
     try:
         packed = serialize(error.as_instanceof_cause(), is_error=True)
+        # Many exceptions pickle but do not unpickle (an ``__init__`` taking arguments
+        # other than its ``args``): find out here, not at ``get``.
+        deserialize(packed)
     except SerializationError:
-        plain = TaskError(name, text, None, type(cause).__name__ if cause else None)
-        plain.args = (f"{type(cause).__name__}: {cause}\n\nRemote traceback:\n{text}",)
-        packed = serialize(plain, is_error=True)
+        # The caller still learns the type's name, the message and the traceback.
+        packed = serialize(
+            TaskError(name, text, None, type(cause).__name__, _message_of(cause)),
+            is_error=True,
+        )
     if retry_exceptions is True:
         retryable = isinstance(exc, Exception)
     elif retry_exceptions:

@@ -7,8 +7,10 @@ caller's objects), code is unpickled once per worker, objects are read-only.
 
 Limits that come with sharing one process: ``runtime_env["env_vars"]`` is applied to the
 process environment while the task runs, visible to code running beside it; a running task can
-be interrupted by ``cancel`` only between Python bytecodes, and ``force=True`` cannot kill
-a thread any harder than that.
+be interrupted by ``cancel`` only between Python bytecodes (a C call such as ``time.sleep``
+ends first). ``force=True`` cannot kill a thread either: it ends the task at once for the
+caller and the scheduler (its ref fails, its CPU is free) and abandons the interrupted
+thread, whose result is discarded whenever it returns.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class _TaskWorker:
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.loops = _LoopHolder()
         self.running: int | None = None  # task id, guarded by ``lock``
+        self.current: TaskRun | None = None  # the running task's run, under ``lock``
         self.context: ExecutionContext | None = None  # the running task's, under ``lock``
         # Under ``lock``: tasks given to this thread and cancelled before they started.
         self.cancelled_early: set[int] = set()
@@ -148,13 +151,14 @@ class _TaskWorker:
         result: Any = None
         with self.lock:
             self.running = spec.task_id
+            self.current = run
             self.context = ctx
             if spec.task_id in self.cancelled_early:
                 self.cancelled_early.discard(spec.task_id)
                 ctx.cancelled = True
         failure: BaseException | None = None
         try:
-            # A cancel may raise TaskCancelledError anywhere until ``running`` is cleared
+            # A cancel may raise KeyboardInterrupt anywhere until ``running`` is cleared
             # under the lock, including inside the except clause: the outer try catches
             # that too, so every task ends with exactly one outcome.
             try:
@@ -169,9 +173,15 @@ class _TaskWorker:
             finally:
                 with self.lock:
                     self.running = None
-        except TaskCancelledError as exc:
+                    self.current = None
+        except KeyboardInterrupt as exc:
             failure = exc
             self.running = None
+            self.current = None
+        if ctx.cancelled:
+            # Cancelled, whatever the code made of the interrupt (it may have swallowed
+            # it and returned): the caller's ``get`` raises TaskCancelledError.
+            failure, result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
         try:
             if failure is None:
                 try:
@@ -204,6 +214,19 @@ class _TaskWorker:
                     return run
         return None
 
+    def abandon(self, task_id: int) -> tuple[TaskRun, list[TaskRun]] | None:
+        """``cancel(force=True)`` of the task running here: interrupt it, and hand back its
+        run and the tasks queued behind it, which must not wait for this thread (a thread
+        cannot be killed; it may be in a C call for long). None if it does not run here."""
+        with self.lock:
+            run = self.current
+            if run is None or self.running != task_id:
+                return None
+            followers = list(self.followers)
+            self.followers.clear()
+        self.cancel(task_id)
+        return run, followers
+
     def cancel(self, task_id: int) -> None:
         with self.lock:
             if self.running != task_id:
@@ -212,13 +235,15 @@ class _TaskWorker:
                 self.cancelled_early.add(task_id)
                 return
             ctx = self.context
-            if ctx is not None:  # first, so code catching the cancel sees is_canceled()
-                ctx.cancelled = True
+            if ctx is not None:
+                ctx.cancelled = True  # seen by get_runtime_context().is_canceled()
             task = self.loops.current_task
             if task is not None and self.loops._loop is not None:
                 self.loops._loop.call_soon_threadsafe(task.cancel)
                 return
-            _raise_in_thread(self.thread.ident or 0, TaskCancelledError)
+            # As in Ray: KeyboardInterrupt in the task's thread, so its ``finally`` blocks
+            # run, and an ``except Exception`` in it does not swallow the cancel.
+            _raise_in_thread(self.thread.ident or 0, KeyboardInterrupt)
             if ctx is not None:
                 wakeup = ctx.wakeup
                 if wakeup is not None:
@@ -598,7 +623,21 @@ class ThreadBackend(Backend):
             return
         worker = self._owner.get(id)
         if worker is not None:
-            worker.cancel(id)  # a no-op unless it runs there now
+            abandoned = worker.abandon(id) if force else None
+            if abandoned is None:
+                worker.cancel(id)  # a no-op unless it runs there now
+                return
+            # force: the task ends now for everyone but its thread, which is interrupted
+            # (KeyboardInterrupt) and abandoned; what it returns later is discarded (the
+            # core no longer knows the task). Its CPU is free at once, as when Ray kills
+            # the worker: a thread stuck in a C call must not hold a CPU for ever.
+            run, followers = abandoned
+            for follower in followers:  # back to the core, to start elsewhere
+                self._owner.pop(follower.spec.task_id, None)
+                self.events.task_recalled(follower.spec.task_id, follower.spec.attempt)
+            self._owner.pop(id, None)
+            error, _ = pack_error(TaskCancelledError(), run.spec.name, False)
+            self.events.task_finished(Outcome(id, run.spec.attempt, error=error))
             return
         for host in self._actors.values():
             if host.cancel(id):

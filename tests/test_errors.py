@@ -310,12 +310,18 @@ def test_unpicklable_argument_raises_at_submission(rt):
         add_one.remote(x={"nested": [lock]})
 
 
+@actorlib.remote
+class Holder:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
 def test_unpicklable_actor_arguments(rt):
     counter = Recorder.remote()
     with pytest.raises(exc.SerializationError, match=r"(?i)lock"):
         counter.append.remote(threading.Lock())
     with pytest.raises(exc.SerializationError, match=r"(?i)lock"):
-        Recorder.options(name=None).remote(threading.Lock())
+        Holder.options(name=None).remote(threading.Lock())
     assert actorlib.get(counter.append.remote("fine"), timeout=T) == 1
 
 

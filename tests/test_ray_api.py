@@ -660,10 +660,10 @@ def test_max_calls_is_validated() -> None:
     def f() -> None:
         pass
 
-    for bad in (-1, "3", True, 1.5):
-        with pytest.raises(ValueError, match=r"max_calls must be an int >= 0"):
+    for bad, error in ((-1, ValueError), ("3", TypeError), (True, TypeError), (1.5, TypeError)):
+        with pytest.raises(error, match=r"max_calls must be an int >= 0"):
             actorlib.remote(max_calls=bad)(f)
-        with pytest.raises(ValueError, match=r"max_calls must be an int >= 0"):
+        with pytest.raises(error, match=r"max_calls must be an int >= 0"):
             actorlib.remote(f).options(max_calls=bad)
     with pytest.raises(TypeError, match="max_calls"):
         actorlib.remote(max_calls=1)(Base)  # a task option only, as in Ray

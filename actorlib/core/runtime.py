@@ -34,6 +34,7 @@ from actorlib.core.objects import ObjectTable, Watcher
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.specs import ActorSpec, Args, CallSpec, TaskSpec
+from actorlib.core.waiting import report_unhandled
 from actorlib.exceptions import (
     ActorDiedError,
     InfeasibleResourceError,
@@ -92,7 +93,7 @@ class Runtime:
         self.closed = False
         self.job_id = os.getpid()
         self._loop = LoopThread()
-        self.objects = ObjectTable(self.store.free, self._release_ids)
+        self.objects = ObjectTable(self.store.free, self._release_ids, report_unhandled)
         self.scheduler = Scheduler()
         self.tasks: dict[int, TaskRecord] = {}
         # Pipelining (Backend.pipelines): running tasks that may take a task queued behind
@@ -119,7 +120,7 @@ class Runtime:
         # A backend may pick its store while starting (the process backend sizes shared
         # memory then); nothing has been stored before this point.
         self.store = self.backend.store
-        self.objects = ObjectTable(self.store.free, self._release_ids)
+        self.objects = ObjectTable(self.store.free, self._release_ids, report_unhandled)
         for node in nodes:
             self._loop.call(self.scheduler.add_node, node.node_id, dict(node.resources))
 
@@ -262,7 +263,11 @@ class Runtime:
         argument's entry keeps and frees the original)."""
         for value in self._dep_values(deps):
             if value.is_error:
-                return self._own_copy(value)
+                value.read = True  # passed on: the copy is reported if nobody reads it
+                copy = self._own_copy(value)
+                if copy is value:
+                    copy = Serialized(value.data, value.buffers, value.contained, True)
+                return copy
         return None
 
     def _resolve(self, ids: tuple[int, ...], value: Serialized) -> None:

@@ -13,7 +13,9 @@ take the C pickler's fast path.
 
 from __future__ import annotations
 
-import inspect
+import collections
+import io
+import linecache
 import mmap
 import os
 import pickle
@@ -48,6 +50,9 @@ class Serialized:
     contained: tuple[int, ...] = ()
     is_error: bool = False
     locations: list[tuple[str, int] | None] | None = None
+    # An error delivered to a caller (by ``get``/``await``, or to a worker that asked):
+    # one nobody read is reported when it is dropped. Local to this copy; never pickled.
+    read: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -101,6 +106,7 @@ def _rebuild_serialized(
 
 class _Collector(threading.local):
     ids: list[int] | None = None
+    files: set[str] | None = None  # file names of code pickled by value (dumps_function)
 
 
 _collector = _Collector()
@@ -145,7 +151,7 @@ def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Se
     ids: list[int] = []
     _collector.ids = ids
     try:
-        data = cloudpickle.dumps(value, protocol=5, buffer_callback=keep)
+        data = _dumps(value, keep)
     except Exception as exc:
         raise SerializationError(describe_unpicklable(value, exc, label)) from exc
     finally:
@@ -176,54 +182,80 @@ def deserialize(obj: Serialized) -> Any:
         raise SerializationError(f"Could not unpickle a value: {exc!r}") from exc
 
 
-def dumps_function(fn: Any) -> bytes:
-    """Pickle a function or class by value when it lives in ``__main__`` (cloudpickle).
+def _reduce_code(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, keeping its file name.
 
-    Its source file travels along: cloudpickle (since 3.1.3) names code pickled by value
-    ``<dynamic-code>``, and remote tracebacks would lose their file names and lines.
+    cloudpickle (since 3.1.3) names code pickled by value ``<dynamic-code>``, for payloads
+    that do not depend on where they were made; remote tracebacks would then lose the file
+    and line of everything defined in ``__main__`` or a notebook.
     """
-    try:
-        source = inspect.getsourcefile(fn)
-    except (TypeError, OSError):
-        source = None
-    try:
-        return cloudpickle.dumps((fn, source), protocol=5)
-    except Exception as exc:
-        raise SerializationError(describe_unpicklable(fn, exc)) from exc
-
-
-def loads_function(blob: bytes) -> Any:
-    fn, source = pickle.loads(blob)
-    if source is not None:
-        _restore_filename(fn, source)
-    return fn
+    ctor, args = _cloudpickle_code_reduce(code)
+    filename = code.co_filename
+    files = _collector.files
+    if files is not None:
+        files.add(filename)
+    return ctor, tuple(filename if a == _DYNAMIC_CODE else a for a in args)
 
 
 _DYNAMIC_CODE = "<dynamic-code>"
+_cloudpickle_code_reduce = cloudpickle.cloudpickle._code_reduce
 
 
-def _restore_filename(obj: Any, source: str) -> None:
-    """Give code unpickled by value its file name back (methods of a class too)."""
-    if isinstance(obj, type):
-        for member in vars(obj).values():
-            if isinstance(member, (staticmethod, classmethod)):
-                member = member.__func__
-            if isinstance(member, property):
-                for accessor in (member.fget, member.fset, member.fdel):
-                    if accessor is not None:
-                        _restore_filename(accessor, source)
-            elif isinstance(member, types.FunctionType):
-                _restore_filename(member, source)
-    elif isinstance(obj, types.FunctionType) and obj.__code__.co_filename == _DYNAMIC_CODE:
-        obj.__code__ = _renamed(obj.__code__, source)
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, with code pickled by value keeping its file name (``_reduce_code``)."""
 
-
-def _renamed(code: types.CodeType, source: str) -> types.CodeType:
-    consts = tuple(
-        _renamed(c, source) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    dispatch_table = collections.ChainMap(
+        {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
     )
-    filename = source if code.co_filename == _DYNAMIC_CODE else code.co_filename
-    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], bool] | None = None,
+           ) -> bytes:
+    """``cloudpickle.dumps`` with :class:`_Pickler`."""
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
+
+
+#: Source shipped with a function for its tracebacks, at most this much in all.
+MAX_SOURCE_BYTES = 1 << 20
+
+
+def dumps_function(fn: Any) -> bytes:
+    """Pickle a function or class, by value when it lives in ``__main__`` (cloudpickle).
+
+    The source of every file whose code went by value travels along (a notebook's cells,
+    a script on another machine): the worker registers it in ``linecache``, so remote
+    tracebacks show the driver's lines.
+    """
+    outer = _collector.files
+    files: set[str] = set()
+    _collector.files = files
+    try:
+        body = _dumps(fn)
+    except Exception as exc:
+        raise SerializationError(describe_unpicklable(fn, exc)) from exc
+    finally:
+        _collector.files = outer
+    sources: dict[str, list[str]] = {}
+    budget = MAX_SOURCE_BYTES
+    for filename in sorted(files):
+        lines = linecache.getlines(filename)
+        size = sum(map(len, lines))
+        if lines and size <= budget:
+            sources[filename] = lines
+            budget -= size
+    return pickle.dumps((body, sources), protocol=5)
+
+
+def loads_function(blob: bytes) -> Any:
+    body, sources = pickle.loads(blob)
+    for filename, lines in sources.items():
+        # Only where this machine cannot read the file itself (a notebook's cells, a
+        # script elsewhere): an entry without mtime is never checked against the disk.
+        if filename not in linecache.cache and not os.path.exists(filename):
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+    return pickle.loads(body)
 
 
 def _picklable(value: Any) -> bool:

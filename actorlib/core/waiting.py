@@ -12,7 +12,9 @@ import _thread
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -48,10 +50,43 @@ def client_of(refs: Sequence[ObjectRef[Any]]) -> context.Client:
 
 def value_of(obj: Serialized) -> Any:
     """The value an object holds; raise it if it holds an error."""
-    value = deserialize(obj)
     if obj.is_error:
-        raise value
-    return value
+        obj.read = True  # delivered to a caller: not an unhandled error
+        raise deserialize(obj)
+    return deserialize(obj)
+
+
+#: Set (to anything but "" or "0") to silence reports of errors nobody retrieved.
+IGNORE_UNHANDLED_ENV = "ACTORLIB_IGNORE_UNHANDLED_ERRORS"
+log = logging.getLogger("actorlib")
+
+
+def report_unhandled(value: Serialized) -> None:
+    """Log an error value nobody retrieved, as its last ref dies (Ray does the same).
+
+    Called on the core loop: the bytes are copied here (they are freed next) and
+    unpickled on the completer thread, never on the loop. Cancellation and shutdown are
+    not reported: the caller asked for them.
+    """
+    if os.environ.get(IGNORE_UNHANDLED_ENV, "") not in ("", "0"):
+        return
+    try:
+        copy = Serialized(bytes(value.data), [bytes(b) for b in value.buffers], (), True)
+    except Exception:  # its buffers are not here (another node's)
+        copy = None
+    completer.submit(functools.partial(_log_unhandled, copy))
+
+
+def _log_unhandled(value: Serialized | None) -> None:
+    error: Any = "an error whose value is on another node"
+    if value is not None:
+        try:
+            error = deserialize(value)
+        except Exception as exc:
+            error = exc
+    if isinstance(error, (TaskCancelledError, RuntimeClosedError)):
+        return
+    log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_UNHANDLED_ENV, error)
 
 
 def _release(lock: Any) -> None:
@@ -133,7 +168,9 @@ def fetch(
             ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
         if execution is not None and execution.cancelled:
             client.unwatch(ids, collect)
-            raise TaskCancelledError("The task was cancelled while it waited in get().")
+            # As the cancel's own interrupt would (and Ray does): not an Exception, so an
+            # ``except Exception`` around ``get`` does not swallow the cancel.
+            raise KeyboardInterrupt("The task was cancelled while it waited in get().")
     finally:
         if task_id is not None:
             assert execution is not None
