@@ -80,8 +80,13 @@ class RemoteFunction(Generic[P, R]):
         """A copy with some options changed; the function is pickled only once."""
         return RemoteFunction(self._function, {**self._options, **options}, self._code)
 
-    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef[R]:
-        """Submit the task. Returns a ref (a list of refs if ``num_returns`` > 1)."""
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
+        """Submit the task. Returns a ref (a list of refs if ``num_returns`` > 1).
+
+        Type checkers check the arguments against the function's signature; with the mypy
+        plugin (``plugins = ["actorlib.mypy"]``) an ``ObjectRef[T]`` is accepted where a
+        ``T`` is expected, as at run time. See "Typing" in docs/api.md.
+        """
         opts = self._options
         client = session.client()
         name = self._name
