@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
 from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit_actor
@@ -23,7 +23,12 @@ from actorlib.options import (
 )
 from actorlib.remote_function import _Code
 
+if TYPE_CHECKING:
+    from actorlib.core.refs import ObjectRef
+
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _METHOD_OPTIONS_ATTR = "__actorlib_method_options__"
@@ -201,7 +206,8 @@ class ActorHandle(Generic[T]):
         self._methods = methods
         self._checks = checks
 
-    def __getattr__(self, name: str) -> ActorMethod:
+    def __getattr__(self, name: str) -> ActorMethod[..., Any]:
+        # Typed per method (``ActorMethod[[by: int], int]``) by the mypy plugin.
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         methods = object.__getattribute__(self, "_methods")
@@ -270,8 +276,11 @@ def handle_from_spec(spec: ActorSpec, client: Client) -> ActorHandle[Any]:
     return ActorHandle(spec.actor_id, client, spec.cls.name, methods)
 
 
-class ActorMethod:
-    """``handle.method``: call ``.remote(*args)`` to queue a call on the actor."""
+class ActorMethod(Generic[P, R]):
+    """``handle.method``: call ``.remote(*args)`` to queue a call on the actor.
+
+    ``P`` and ``R`` are the method's parameters and result (for type checkers only).
+    """
 
     __slots__ = ("_check", "_handle", "_name", "_options")
 
@@ -289,7 +298,7 @@ class ActorMethod:
             f"Actor methods cannot be called directly. Use .{self._name}.remote(...)."
         )
 
-    def options(self, **options: Any) -> ActorMethod:
+    def options(self, **options: Any) -> ActorMethod[P, R]:
         checked = validate(options, METHOD_OPTIONS, f"actor method {self._name}")
         return ActorMethod(self._handle, self._name, {**self._options, **checked}, self._check)
 
@@ -302,7 +311,7 @@ class ActorMethod:
             return None
         return str(group)
 
-    def remote(self, /, *args: Any, **kwargs: Any) -> Any:
+    def remote(self, /, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
         """Queue the call; arguments the method cannot take raise ``TypeError`` here."""
         check = self._check
         if check is not None:

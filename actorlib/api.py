@@ -6,7 +6,7 @@ import inspect
 import queue
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from actorlib import session
 from actorlib.actor import ActorClass, ActorHandle, handle_from_spec
@@ -28,6 +28,25 @@ from actorlib.runtime_context import RuntimeContext as RuntimeContext  # re-expo
 from actorlib.runtime_context import get_runtime_context as get_runtime_context
 
 T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _RemoteDecorator(Protocol):
+        """What ``@remote(**options)`` returns: ``@remote`` itself, options applied."""
+
+        @overload
+        def __call__(self, target: type[T], /) -> ActorClass[T]: ...  # type: ignore[overload-overlap]
+        @overload
+        def __call__(self, target: Callable[P, Awaitable[R]], /) -> RemoteFunction[P, R]: ...
+        @overload
+        def __call__(self, target: Callable[P, R], /) -> RemoteFunction[P, R]: ...
 
 
 # -- remote ------------------------------------------------------------------------------
@@ -40,7 +59,7 @@ def remote(target: Callable[P, Awaitable[R]], /) -> RemoteFunction[P, R]: ...
 @overload
 def remote(target: Callable[P, R], /) -> RemoteFunction[P, R]: ...
 @overload
-def remote(**options: Any) -> Callable[[Any], Any]: ...
+def remote(**options: Any) -> _RemoteDecorator: ...
 
 
 def remote(target: Any = None, /, **options: Any) -> Any:
@@ -81,10 +100,39 @@ def _values(refs: list[ObjectRef[Any]], got: dict[int, Serialized]) -> list[Any]
     return [value_of(got[r._id]) for r in refs]
 
 
+# A tuple of refs gives a list of values at run time (as a list of refs does), so a tuple
+# of refs to different types is typed as a list of their union, not as a tuple.
 @overload
 def get(refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
 @overload
-def get(refs: Sequence[ObjectRef[Any]], *, timeout: float | None = None) -> list[Any]: ...
+def get(refs: tuple[ObjectRef[T1]], *, timeout: float | None = None) -> list[T1]: ...
+@overload
+def get(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2]], *, timeout: float | None = None
+) -> list[T1 | T2]: ...
+@overload
+def get(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2], ObjectRef[T3]], *, timeout: float | None = None
+) -> list[T1 | T2 | T3]: ...
+@overload
+def get(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2], ObjectRef[T3], ObjectRef[T4]], *,
+    timeout: float | None = None,
+) -> list[T1 | T2 | T3 | T4]: ...
+@overload
+def get(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2], ObjectRef[T3], ObjectRef[T4], ObjectRef[T5]], *,
+    timeout: float | None = None,
+) -> list[T1 | T2 | T3 | T4 | T5]: ...
+@overload
+def get(
+    refs: tuple[
+        ObjectRef[T1], ObjectRef[T2], ObjectRef[T3], ObjectRef[T4], ObjectRef[T5], ObjectRef[T6]
+    ], *,
+    timeout: float | None = None,
+) -> list[T1 | T2 | T3 | T4 | T5 | T6]: ...
+@overload
+def get(refs: Sequence[ObjectRef[T]], *, timeout: float | None = None) -> list[T]: ...
 
 
 def get(refs: Any, *, timeout: float | None = None) -> Any:
@@ -98,6 +146,41 @@ def get(refs: Any, *, timeout: float | None = None) -> Any:
         raise timeout_error("get()", timeout, ref_list, got)
     values = _values(ref_list, got)
     return values[0] if single else values
+
+
+@overload
+async def get_async(refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
+@overload
+async def get_async(refs: tuple[ObjectRef[T1]], *, timeout: float | None = None) -> list[T1]: ...
+@overload
+async def get_async(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2]], *, timeout: float | None = None
+) -> list[T1 | T2]: ...
+@overload
+async def get_async(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2], ObjectRef[T3]], *, timeout: float | None = None
+) -> list[T1 | T2 | T3]: ...
+@overload
+async def get_async(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2], ObjectRef[T3], ObjectRef[T4]], *,
+    timeout: float | None = None,
+) -> list[T1 | T2 | T3 | T4]: ...
+@overload
+async def get_async(
+    refs: tuple[ObjectRef[T1], ObjectRef[T2], ObjectRef[T3], ObjectRef[T4], ObjectRef[T5]], *,
+    timeout: float | None = None,
+) -> list[T1 | T2 | T3 | T4 | T5]: ...
+@overload
+async def get_async(
+    refs: tuple[
+        ObjectRef[T1], ObjectRef[T2], ObjectRef[T3], ObjectRef[T4], ObjectRef[T5], ObjectRef[T6]
+    ], *,
+    timeout: float | None = None,
+) -> list[T1 | T2 | T3 | T4 | T5 | T6]: ...
+@overload
+async def get_async(
+    refs: Sequence[ObjectRef[T]], *, timeout: float | None = None
+) -> list[T]: ...
 
 
 async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
@@ -161,9 +244,9 @@ def _split(refs: list[ObjectRef[Any]], ready_ids: set[int], num_returns: int) ->
 
 
 def wait(
-    refs: Sequence[ObjectRef[Any]], *, num_returns: int = 1, timeout: float | None = None,
+    refs: Sequence[ObjectRef[T]], *, num_returns: int = 1, timeout: float | None = None,
     fetch_local: bool = True,
-) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
+) -> tuple[list[ObjectRef[T]], list[ObjectRef[T]]]:
     """Wait until ``num_returns`` refs are ready or ``timeout`` passes: (ready, not_ready)."""
     if isinstance(refs, (list, tuple)) and not refs:
         check_timeout(timeout, "wait()")
@@ -174,9 +257,9 @@ def wait(
 
 
 async def wait_async(
-    refs: Sequence[ObjectRef[Any]], *, num_returns: int = 1, timeout: float | None = None,
+    refs: Sequence[ObjectRef[T]], *, num_returns: int = 1, timeout: float | None = None,
     fetch_local: bool = True,
-) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
+) -> tuple[list[ObjectRef[T]], list[ObjectRef[T]]]:
     """``wait`` for coroutines."""
     if isinstance(refs, (list, tuple)) and not refs:
         check_timeout(timeout, "wait_async()")
@@ -186,18 +269,18 @@ async def wait_async(
     return _split(ref_list, set(got), num_returns)
 
 
-class as_completed:
+class as_completed(Generic[T]):
     """Iterate refs in the order they finish, with ``for`` or ``async for``.
 
     ``timeout`` bounds the whole iteration; when it passes, ``GetTimeoutError`` is raised.
     """
 
-    def __init__(self, refs: Sequence[ObjectRef[Any]], *, timeout: float | None = None) -> None:
+    def __init__(self, refs: Sequence[ObjectRef[T]], *, timeout: float | None = None) -> None:
         check_timeout(timeout, "as_completed()")
         self._refs = _check_wait(refs, 1, timeout, "as_completed()") if refs else []
         self._timeout = timeout
 
-    def __iter__(self) -> Iterator[ObjectRef[Any]]:
+    def __iter__(self) -> Iterator[ObjectRef[T]]:
         if not self._refs:
             return
         by_id = {r._id: r for r in self._refs}
@@ -224,7 +307,7 @@ class as_completed:
             if by_id:
                 client.unwatch(list(by_id), ready)
 
-    async def __aiter__(self) -> AsyncIterator[ObjectRef[Any]]:
+    async def __aiter__(self) -> AsyncIterator[ObjectRef[T]]:
         if not self._refs:
             return
         by_id = {r._id: r for r in self._refs}

@@ -93,10 +93,13 @@ class RemoteFunction(Generic[P, R]):
         """A copy with some options changed; the function is pickled only once."""
         return RemoteFunction(self._function, {**self._options, **options}, self._code)
 
-    def remote(self, /, *args: Any, **kwargs: Any) -> ObjectRef[R]:
+    def remote(self, /, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
         """Submit the task. Returns a ref (a list of refs if ``num_returns`` > 1).
 
-        Arguments the function cannot take raise ``TypeError`` here, as in Ray.
+        Arguments the function cannot take raise ``TypeError`` here, as in Ray. Type
+        checkers check them against the function's signature; with the mypy plugin
+        (``plugins = ["actorlib.mypy"]``) an ``ObjectRef[T]`` is accepted where a ``T`` is
+        expected, as at run time. See "Typing" in docs/api.md.
         """
         check = self._code.check
         if check is not None:

@@ -20,7 +20,9 @@ from actorlib.core.serialization import note_contained
 if TYPE_CHECKING:
     from actorlib.core.context import Client
 
-T = TypeVar("T")
+# Covariant: a ref is read-only, so an ObjectRef[bool] is an ObjectRef[int], and a list
+# literal of refs to different types joins to a common ObjectRef type.
+T = TypeVar("T", covariant=True)
 
 
 class ObjectRef(Generic[T]):
