@@ -340,8 +340,8 @@ def test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel(rt: Any) -> Non
             deadline = time.monotonic() + T
             while time.monotonic() < deadline:
                 time.sleep(0.01)
-        except TaskCancelledError:
-            actorlib.get(rec.append.remote(ctx.is_canceled()))
+        except KeyboardInterrupt:  # a soft cancel interrupts a sync task, as in Ray
+            actorlib.get(rec.append.remote(ctx.is_canceled()))  # get still works after it
             raise
 
     ref = slow.remote(sync, rec)

@@ -164,9 +164,12 @@ def fetch(
         execution.wakeup = functools.partial(_release, lock)
     ok = False
     try:
-        if execution is None or not execution.cancelled:
-            ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
-        if execution is not None and execution.cancelled:
+        ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        if ok and execution is not None and execution.cancelled and (
+            len(collect.got) < collect.need
+        ):
+            # Woken by a cancel, not by the values (its interrupt usually fires first).
+            # Only this wait ends: a task that caught the cancel may still ``get`` after.
             client.unwatch(ids, collect)
             # As the cancel's own interrupt would (and Ray does): not an Exception, so an
             # ``except Exception`` around ``get`` does not swallow the cancel.
