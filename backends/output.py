@@ -212,7 +212,11 @@ def driver_logging() -> dict[str, Any]:
     """The driver's root logging level and format, for its worker processes."""
     root = logging.getLogger()
     config: dict[str, Any] = {"level": root.level, "format": None}
-    for handler in root.handlers:
+    consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    # The console handler's format (``basicConfig``'s) before any other's: test runners
+    # and libraries add handlers of their own.
+    handlers = sorted(root.handlers, key=lambda h: getattr(h, "stream", None) not in consoles)
+    for handler in handlers:
         formatter = handler.formatter or logging.Formatter()
         style = next(
             (key for key, (cls, _) in logging._STYLES.items() if type(formatter._style) is cls),
