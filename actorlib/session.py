@@ -6,7 +6,7 @@ import atexit
 import os
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,7 +42,7 @@ _pending_signal: int | None = None
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
 _IGNORED_RAY_OPTIONS = frozenset({
-    "include_dashboard", "dashboard_host", "dashboard_port", "log_to_driver",
+    "include_dashboard", "dashboard_host", "dashboard_port",
     "logging_level", "logging_format", "configure_logging", "_temp_dir", "_system_config",
     "local_mode",
 })
@@ -107,6 +107,8 @@ def init(
     address: str | None = None,
     worker_timeout_s: float | None = None,
     job_config: JobConfig | None = None,
+    log_to_driver: bool = True,
+    worker_process_setup_hook: Callable[[], Any] | str | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -116,6 +118,12 @@ def init(
     long is taken for frozen and killed, so its work is retried elsewhere.
     ``job_config`` (Ray's ``JobConfig``) supplies ``namespace`` and ``runtime_env`` where
     those arguments are not given.
+
+    ``log_to_driver``: what tasks and actors print (and log) is written through this
+    process's ``sys.stdout``/``sys.stderr``, each line prefixed with the task or actor
+    and its pid; False leaves worker processes' output on the file descriptors they
+    inherited, unprefixed. ``worker_process_setup_hook`` (a function, or
+    ``"module.function"``) runs in every worker process before its first task.
     """
     global _runtime, _job_env, _backend_name
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
@@ -157,10 +165,12 @@ def init(
             raise ValueError(
                 f"worker_timeout_s must be a positive number of seconds, got {worker_timeout_s!r}"
             )
+        options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
+        options["log_to_driver"] = bool(log_to_driver)
+        options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
         config = BackendConfig(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
-            object_store_memory=object_store_memory, address=address,
-            options={"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {},
+            object_store_memory=object_store_memory, address=address, options=options,
         )
         connect = getattr(backend_cls, "connect", None)
         rt: _Running
@@ -179,6 +189,33 @@ def init(
         _job_env = env
         context.install(rt)
         return _info(rt)
+
+
+def _output_options(
+    log_to_driver: bool, hook: Callable[[], Any] | str | None
+) -> dict[str, Any]:
+    """What worker processes need to know about output, logging and the setup hook."""
+    from actorlib.backends.output import driver_logging
+
+    packed: bytes | str | None = None
+    if isinstance(hook, str):
+        if "." not in hook:
+            raise ValueError(
+                f"worker_process_setup_hook as a string is 'module.function', got {hook!r}"
+            )
+        packed = hook
+    elif hook is not None:
+        if not callable(hook):
+            raise TypeError(
+                f"worker_process_setup_hook must be a function or 'module.function', got {hook!r}"
+            )
+        import cloudpickle
+
+        try:
+            packed = cloudpickle.dumps(hook)
+        except Exception as exc:
+            raise TypeError(f"worker_process_setup_hook {hook!r} cannot be pickled: {exc}") from exc
+    return {"log_to_driver": log_to_driver, "logging": driver_logging(), "setup_hook": packed}
 
 
 def _info(rt: _Running) -> RuntimeInfo:

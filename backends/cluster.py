@@ -31,10 +31,12 @@ from typing import Any
 from actorlib.backends import cluster_auth, portable, shm_store, wire
 from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster_objects import Directory, DriverMapper
+from actorlib.backends.output import OutputWriter
 from actorlib.backends.private_dir import private_dir
 from actorlib.backends.process_worker import WorkerClient
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
+from actorlib.exceptions import NotSupportedError
 
 ADDRESS_ENV = "ACTORLIB_ADDRESS"
 LATEST_NAME = "session_latest"
@@ -368,8 +370,13 @@ class ClusterClient(WorkerClient):
 
     def __init__(self, address: str, token: bytes, namespace: str,
                  tls: cluster_auth.TLSConfig | None = None,
-                 private: PrivateCluster | None = None) -> None:
+                 private: PrivateCluster | None = None, log_to_driver: bool = True) -> None:
         self.address = address
+        self.log_to_driver = log_to_driver
+        # Output from our tasks is written on a thread of its own; what the head sends
+        # after it waits until it is written (``_held``), as on the process backend.
+        self._held = 0
+        self._writer = OutputWriter(self._written)
         self.private = private
         self.directory: Directory = {}
         # NODES announced between the WELCOME and the end of __init__ wait here, or the
@@ -397,10 +404,31 @@ class ClusterClient(WorkerClient):
         self._welcome: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.conn = wire.Connection(loop, self._on_message, self._on_lost)
         cluster_auth.hand_over(reader, writer, self.conn)
-        self.conn.send((wire.HELLO, {"pid": os.getpid(), "sys_path": list(sys.path)}))
+        self.conn.send((wire.HELLO, {"pid": os.getpid(), "sys_path": list(sys.path),
+                                     "log_to_driver": self.log_to_driver}))
         return await asyncio.wait_for(self._welcome, 30)
 
     def _on_message(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == wire.OUTPUT or self._held:
+            self._held += 1
+            if kind == wire.OUTPUT:
+                self._writer.put(message[1], message[2], ())
+            else:
+                self._writer.put(None, "", message)
+            return
+        self._dispatch(message)
+
+    def _written(self, held: list[tuple[Any, ...]]) -> None:
+        self._io.post(self._release, held)
+
+    def _release(self, held: list[tuple[Any, ...]]) -> None:
+        for message in held:
+            self._held -= 1
+            if message:
+                self._dispatch(message)
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == wire.READY:
             self.on_ready(message[1], message[2], message[3])
@@ -419,7 +447,7 @@ class ClusterClient(WorkerClient):
         """On the I/O thread, so no NODES message can slip in between."""
         self._welcomed = True
         if self._early_nodes is not None:
-            self._on_message(self._early_nodes)
+            self._dispatch(self._early_nodes)
             self._early_nodes = None
 
     def _on_lost(self) -> None:
@@ -443,6 +471,7 @@ class ClusterClient(WorkerClient):
             self._io.run_coroutine(self.conn.aclose(), 10)
         finally:
             self._io.stop()
+        self._writer.close()
         self.mapper.close()
         set_buffer_mapper(map_readonly)
         if self.private is not None:
@@ -458,6 +487,13 @@ class ClusterBackend:
 
     @classmethod
     def connect(cls, config: BackendConfig, namespace: str) -> ClusterClient:
+        output = config.options.get("output") or {}
+        if output.get("setup_hook") is not None:
+            raise NotSupportedError(
+                "worker_process_setup_hook is not supported on the cluster backend yet: a "
+                "node's worker processes serve every driver of the cluster. Run the setup "
+                "at the top of your tasks, or use the process backend."
+            )
         private = None
         token_file: str | None
         if config.address is None and not os.environ.get(ADDRESS_ENV):
@@ -468,7 +504,7 @@ class ClusterBackend:
         try:
             token = cluster_auth.resolve_token(token_file=token_file)
             client = ClusterClient(address, token, namespace, cluster_auth.TLSConfig.from_env(),
-                                   private)
+                                   private, bool(config.options.get("log_to_driver", True)))
             if private is not None:
                 try:
                     client.wait_for_nodes(1)

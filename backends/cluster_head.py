@@ -76,6 +76,7 @@ class _Peer:
         self.stats: dict[str, Any] = {}
         # drivers only: the id prefix it mints with, which names its job in the core
         self.job: int | None = None
+        self.log_to_driver = False  # whether it wants its tasks' output
 
     def send(self, message: tuple[Any, ...]) -> None:
         # Code travels whole on every message: a node passes specs on to workers that may
@@ -280,6 +281,8 @@ class HeadBackend(Backend):
                 if self._actor_node.get(message[1]) is peer:
                     del self._actor_node[message[1]]
             events.actor_died(message[1], message[2], message[3])
+        elif kind == wire.OUTPUT:
+            self._route_output(message)
         elif kind == wire.HEARTBEAT:
             peer.stats = message[1]
         elif kind == wire.HELLO:
@@ -302,6 +305,7 @@ class HeadBackend(Backend):
             prefix = next(self._node_blocks) * NODE_PREFIX_BLOCK
         elif peer.role == "driver":
             prefix = peer.job = next(self._driver_prefixes)
+            peer.log_to_driver = bool(info.get("log_to_driver", True))
             new = [p for p in info.get("sys_path", ()) if p not in self._job_paths]
             if new:
                 self._job_paths.update(dict.fromkeys(new))
@@ -367,6 +371,15 @@ class HeadBackend(Backend):
             # their queued calls as actors out of scope would.
             self.events.job_ended(peer.job)
         peer.link.release()
+
+    def _route_output(self, message: tuple[Any, ...]) -> None:
+        """Output of a task or actor, to the driver whose job it is; output nobody can be
+        named for (written outside any task, or after its task ended) to every driver."""
+        job_of = getattr(self.client, "job_of_work", None)
+        job = job_of(message[3]) if job_of is not None and message[3] else None
+        for peer in list(self.peers):
+            if peer.role == "driver" and peer.log_to_driver and (job is None or peer.job == job):
+                peer.send(message)
 
     # == views ==============================================================================
 

@@ -125,6 +125,7 @@ class NodeDaemon:
         self.objects = ObjectServer(store, self.token, lambda: self.directory, self.tls)
         worker_link["objects"] = await self.objects.start(self.host)
         self.backend.store_override = store
+        self.backend.forward_output = self.conn.send  # workers' output: to the head
         await self.backend.start(events, config)
         set_buffer_mapper(lazy_mapper)  # the node relays locations, never reads them
         self.conn.send((wire.NODE_READY, {

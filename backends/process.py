@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends import wire
@@ -40,6 +41,7 @@ from actorlib.backends.base import (
 from actorlib.backends.claims import ClaimTable
 from actorlib.backends.client_link import ClientLink
 from actorlib.backends.execution import local_node_resources, pack_error
+from actorlib.backends.output import OutputWriter
 from actorlib.backends.portable import ExitWatcher, lifeline_fd, use_pdeathsig
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
@@ -56,6 +58,9 @@ _WORKER_BOOT = (
     "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
     "from actorlib.backends.process_worker import main; main()"
 )
+
+
+_EXITED = ("exited",)  # a worker's death, handled after the messages it sent before
 
 
 def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> dict[str, str]:
@@ -135,6 +140,7 @@ class WorkerProcess:
         self._eof = False
         self._death_posted = False
         self.exit_watcher = ExitWatcher(self.proc, loop, self._on_process_exit)
+        self.held = 0  # its messages waiting behind its output (ProcessBackend._output)
 
     def send(self, message: tuple[Any, ...]) -> None:
         self.conn.send(message, self.code_ids)
@@ -152,6 +158,9 @@ class WorkerProcess:
     def _on_message(self, message: tuple[Any, ...]) -> None:
         if message[0] == wire.ALIVE:
             self.last_alive = self.backend.loop.time()
+            return
+        if message[0] == wire.OUTPUT or self.held:
+            self.backend._output(self, message)
             return
         # Handled on the core loop, after everything this worker sent before it.
         self.backend.events.post(self.backend._handle, self, message)
@@ -171,7 +180,10 @@ class WorkerProcess:
     def _maybe_dead(self) -> None:
         if self._exited and self._eof and not self._death_posted:
             self._death_posted = True
-            self.backend.events.post(self.backend._on_exit, self)
+            if self.held:  # after the messages still waiting behind its output
+                self.backend._output(self, _EXITED)
+            else:
+                self.backend.events.post(self.backend._on_exit, self)
 
 
 class ProcessBackend(Backend):
@@ -190,6 +202,10 @@ class ProcessBackend(Backend):
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
         self._stopping = False
+        #: Where workers' output goes on a cluster node (to the head); None: the driver's
+        #: own streams, through ``_writer``.
+        self.forward_output: Callable[[tuple[Any, ...]], None] | None = None
+        self._output_config: dict[str, Any] | None = None
 
     # == lifecycle ==========================================================================
 
@@ -204,6 +220,8 @@ class ProcessBackend(Backend):
         self._prefixes = itertools.count(config.options.get("prefix_base", DRIVER_PREFIX + 1))
         self._worker_extra = config.options.get("worker_init", {})
         self._worker_timeout = worker_timeout(config)
+        self._output_config = config.options.get("output")
+        self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
         self.nodes = [NodeInfo(self.node_id, resources)]
@@ -236,6 +254,7 @@ class ProcessBackend(Backend):
             "sys_path": list(sys.path),
             "store": self._store_config,
             "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
+            "output": self._output_config,
             **self._worker_extra,
         }))
         return worker
@@ -275,6 +294,7 @@ class ProcessBackend(Backend):
             worker.claims.close()
         self.store.cleanup()
         set_buffer_mapper(map_readonly)
+        self._writer.close()
 
     # == work ===============================================================================
 
@@ -374,6 +394,31 @@ class ProcessBackend(Backend):
             worker.send((wire.CANCEL, id))
 
     # == messages from workers (on the core loop) ===========================================
+
+    def _output(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
+        """A worker's output, or a message it sent after output not yet written.
+
+        Writing to the driver's stdout may block (a full pipe, a paused terminal), so it
+        happens on the writer's thread, never here. What the worker sent after its
+        output waits until that output is written (``held``), so a task's lines appear
+        before its result is delivered, and inside the driver's ``redirect_stdout``.
+        """
+        if self.forward_output is not None:  # a cluster node: on to the head, in order
+            self.forward_output(message)
+            return
+        worker.held += 1
+        if message[0] == wire.OUTPUT:
+            self._writer.put(message[1], message[2], (worker, None))
+        else:
+            self._writer.put(None, "", (worker, message))
+
+    def _released(self, tokens: list[tuple[WorkerProcess, tuple[Any, ...] | None]]) -> None:
+        for worker, message in tokens:
+            worker.held -= 1
+            if message is _EXITED:
+                self._on_exit(worker)
+            elif message is not None:
+                self._handle(worker, message)
 
     def _adopt(self, value: Serialized | None) -> None:
         if value is not None and value.locations:

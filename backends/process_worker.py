@@ -14,6 +14,7 @@ receives its answer.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import itertools
 import os
 import pickle
@@ -21,13 +22,23 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from actorlib.backends import wire
 from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, current_execution
 from actorlib.backends.claims import ClaimTable
 from actorlib.backends.forwarding import ForwardedEvents
+from actorlib.backends.output import (
+    STDERR,
+    STDOUT,
+    LineSender,
+    apply_logging,
+    capture_fds,
+    make_prefix,
+    run_setup_hook,
+)
 from actorlib.backends.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.thread import ThreadBackend
 from actorlib.core import context
@@ -251,6 +262,11 @@ class Worker:
         self.claims = claims
         self.local: ThreadBackend | None = None
         self.client: WorkerClient | None = None
+        self.last_work: Any = None  # the last TaskRun or ActorStart: names fd-level output
+        self._senders: list[LineSender] = []
+        self._finish_output: Callable[[], None] | None = None
+        self._crash_log: TextIO | None = None
+        self._node: str | None = None
         self.exit = threading.Event()
         self.conn = wire.BlockingConnection(sock, self._on_message, self.exit.set)
         self.conn.start()
@@ -260,6 +276,7 @@ class Worker:
         local = self.local
         if kind == wire.RUN_TASK:
             assert local is not None
+            self.last_work = message[1]
             local.run_task(message[1])
         elif kind == wire.RUN_CALL:
             assert local is not None
@@ -272,6 +289,7 @@ class Worker:
             self.client.on_reply(message[1], message[2], message[3])
         elif kind == wire.START_ACTOR:
             assert local is not None
+            self.last_work = message[1]
             local.start_actor(message[1])
         elif kind == wire.RECALL:
             assert local is not None
@@ -327,6 +345,63 @@ class Worker:
         self.client = client
         context.install(client)
         self.local = local
+        self._setup_output(config)
+
+    # -- output ------------------------------------------------------------------------
+
+    def _setup_output(self, config: dict[str, Any]) -> None:
+        """Route stdout/stderr to the driver, apply its logging, run the setup hook.
+
+        On the reader thread, before any later message: the hook has run before the
+        first task starts.
+        """
+        output = config.get("output") or {}
+        node = config["node_id"] if config.get("cluster") is not None else None
+        self._node = node
+        if output.get("log_to_driver", True):
+            # Fatal-error tracebacks (segfaults) still reach the original stderr: the
+            # pipe's reader dies with the process and could not pass them on.
+            self._crash_log = os.fdopen(os.dup(2), "w")
+            faulthandler.enable(self._crash_log)
+            self._finish_output = capture_fds(self._send_output, self._fd_owner)
+            pid = os.getpid()
+            self._senders = [LineSender(STDOUT, self._send_output, pid, node, 1),
+                             LineSender(STDERR, self._send_output, pid, node, 2)]
+            sys.stdout, sys.stderr = self._senders
+        if output.get("logging") is not None:
+            apply_logging(output["logging"])
+        hook = output.get("setup_hook")
+        if hook is not None:
+            try:
+                run_setup_hook(hook)
+            except BaseException:
+                # Its tasks fail as crashed (and are retried elsewhere, up to max_retries);
+                # the traceback goes to the driver's stderr first.
+                sys.stderr.write(
+                    "worker_process_setup_hook failed; the worker exits:\n"
+                    + traceback.format_exc()
+                )
+                self._close_output()
+                os._exit(1)
+
+    def _send_output(self, stream: str, text: str, owner: int) -> None:
+        self.conn.send((wire.OUTPUT, stream, text, owner))
+
+    def _fd_owner(self) -> tuple[str, int]:
+        """Who wrote to fd 1/2 (the reader cannot tell): the last task or actor given."""
+        spec = getattr(self.last_work, "spec", None)
+        name, owner = "", 0
+        if isinstance(spec, ActorSpec):
+            name, owner = spec.cls.name.rpartition(".")[2], spec.actor_id
+        elif isinstance(spec, TaskSpec):
+            name, owner = spec.name.rpartition(".")[2], spec.task_id
+        return make_prefix(name, os.getpid(), self._node), owner
+
+    def _close_output(self) -> None:
+        for sender in self._senders:
+            sender.flush_all()
+        if self._finish_output is not None:
+            self._finish_output()
 
     def _exit_after_actors(self) -> None:
         local = self.local
@@ -344,6 +419,7 @@ class Worker:
                 self.conn.send((wire.ALIVE,))
         if self.client is not None:
             self.client.close()
+        self._close_output()
         # Every message already left (sends are synchronous). Threads still running user
         # code are abandoned: the driver has already given up on them.
         os._exit(0)

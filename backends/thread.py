@@ -48,6 +48,7 @@ from actorlib.backends.execution import (
     pack_results,
     run_sync_or_async,
 )
+from actorlib.backends.output import thread_backend_started, thread_backend_stopped
 from actorlib.core.loop import new_event_loop
 from actorlib.core.specs import CallSpec
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
@@ -545,6 +546,7 @@ class ThreadBackend(Backend):
         self.events = events
         resources = local_node_resources(config)
         self.node_id = uuid.uuid4().hex[:16]
+        thread_backend_started(config.options)  # lines from tasks get their prefix
         return [NodeInfo(self.node_id, resources)]
 
     #: In a process worker: whether a queued-behind task may start here, or the core took
@@ -672,3 +674,4 @@ class ThreadBackend(Backend):
 
         threading.Thread(target=join_all, name="actorlib-thread-stop", daemon=True).start()
         await done
+        thread_backend_stopped()

@@ -53,6 +53,9 @@ ACTOR_STARTED = "actor_started"
 ACTOR_INIT_FAILED = "actor_init_failed"
 RECALLED = "recalled"  # (task id, attempt): a queued task handed back unstarted
 ALIVE = "alive"  # worker -> driver, every few seconds when liveness checks are on
+# worker -> driver (node -> head -> driver on a cluster): whole lines a task or actor
+# wrote, prefixed: (stream "stdout"/"stderr", text, id of the task or actor, 0 if none)
+OUTPUT = "output"
 # worker -> driver: the actorlib API used inside a worker
 ADD_REF = "add_ref"
 DROP_REF = "drop_ref"

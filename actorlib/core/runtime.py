@@ -957,6 +957,15 @@ class Runtime:
             return actor.job
         return own_id >> COUNTER_BITS
 
+    def job_of_work(self, id_: int) -> int | None:
+        """The job of a live task or actor, None if unknown (on the core loop: a cluster's
+        head routes a task's output to its driver with it)."""
+        rec = self.tasks.get(id_)
+        if rec is not None:
+            return rec.job
+        actor = self.actors.get(id_)
+        return actor.job if actor is not None else None
+
     def _end_job(self, job: int) -> None:
         """The driver ``job`` is gone: nobody can read its results any more, so its tasks
         are cancelled (running ones forcibly) and its non-detached actors killed, at once,

@@ -1,0 +1,323 @@
+"""What tasks and actors print and log reaches the driver, prefixed (issue 15, section 1)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import actorlib
+
+PREFIX = r"\((?P<name>\w+) pid=(?P<pid>\d+)(?:, node=(?P<node>\w+))?\) "
+
+
+def _lines_with(text: str, marker: str) -> list[str]:
+    return [line for line in text.splitlines() if marker in line]
+
+
+def _check_prefix(line: str, name: str, backend: str) -> None:
+    """The line is prefixed with ``name`` and the pid (and node) of what wrote it.
+
+    On the thread backend a task writes to whatever ``sys.stdout`` is *now*: prefixed by
+    the stream actorlib put there at ``init``, unless something replaced that stream
+    since (pytest's capsys re-installs its own at each test phase, as ``redirect_stdout``
+    does); then the line arrives bare (see test_thread_backend_prefixes_...).
+    """
+    match = re.match(PREFIX, line)
+    if backend == "thread" and match is None:
+        assert not line.startswith("("), line
+        return
+    assert match is not None, f"no prefix on {line!r}"
+    assert match["name"] == name, line
+    if backend == "thread":
+        assert int(match["pid"]) == os.getpid(), line  # tasks are threads of the driver
+    else:
+        assert int(match["pid"]) != os.getpid(), line
+    assert (match["node"] is not None) == (backend == "cluster"), line
+
+
+@actorlib.remote
+def square(x: int) -> int:
+    print(f"square says {x}")
+    return x * x
+
+
+@actorlib.remote
+def complain(x: int) -> int:
+    print(f"complaint {x}", file=sys.stderr)
+    return x
+
+
+@actorlib.remote
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def incr(self) -> int:
+        self.n += 1
+        print(f"counter at {self.n}")
+        return self.n
+
+
+def test_a_print_in_a_task_reaches_the_driver_stdout_with_its_prefix(
+    capsys: pytest.CaptureFixture[str], rt: Any, backend_name: str
+) -> None:
+    assert actorlib.get([square.remote(i) for i in range(3)]) == [0, 1, 4]
+    print("the driver's own line")
+    out = capsys.readouterr().out
+    lines = _lines_with(out, "square says")
+    assert sorted(line.rpartition(" ")[2] for line in lines) == ["0", "1", "2"], out
+    for line in lines:
+        _check_prefix(line, "square", backend_name)
+    assert "the driver's own line\n" in out.splitlines(keepends=True), out
+
+
+def test_an_actor_prints_with_its_class_name(
+    capsys: pytest.CaptureFixture[str], rt: Any, backend_name: str
+) -> None:
+    counter = Counter.remote()
+    assert actorlib.get([counter.incr.remote() for _ in range(2)]) == [1, 2]
+    lines = _lines_with(capsys.readouterr().out, "counter at")
+    assert [line.rpartition(" ")[2] for line in lines] == ["1", "2"]
+    for line in lines:
+        _check_prefix(line, "Counter", backend_name)
+
+
+def test_stderr_reaches_the_driver_stderr(
+    capsys: pytest.CaptureFixture[str], rt: Any, backend_name: str
+) -> None:
+    assert actorlib.get(complain.remote(7)) == 7
+    captured = capsys.readouterr()
+    assert "complaint 7" not in captured.out
+    (line,) = _lines_with(captured.err, "complaint 7")
+    _check_prefix(line, "complain", backend_name)
+
+
+def test_redirect_stdout_in_the_driver_captures_task_output(rt: Any, backend_name: str) -> None:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert actorlib.get(square.remote(5)) == 25
+    (line,) = _lines_with(buffer.getvalue(), "square says 5")
+    _check_prefix(line, "square", backend_name)
+
+
+@contextlib.contextmanager
+def running(backend: str, **kwargs: Any) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """A runtime started and stopped while the driver's streams are StringIOs.
+
+    Unlike capsys (which re-installs its streams at each test phase), the driver's
+    streams stay the same from ``init`` to ``shutdown``, as in a script or a notebook.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        actorlib.init(backend=backend, num_cpus=4, **kwargs)
+        try:
+            yield out, err
+        finally:
+            actorlib.shutdown()
+
+
+def test_log_to_driver_false_keeps_task_output_out_of_the_driver_streams(
+    backend_name: str,
+) -> None:
+    with running(backend_name, log_to_driver=False) as (out, err):
+        assert actorlib.get([square.remote(11), complain.remote(12)]) == [121, 12]
+        counter = Counter.remote()
+        assert actorlib.get(counter.incr.remote()) == 1
+        print("the driver still prints")
+    assert out.getvalue() == "the driver still prints\n"
+    for marker in ("square says 11", "complaint 12", "counter at 1"):
+        assert marker not in err.getvalue()
+
+
+@actorlib.remote
+def chatter(i: int, lines: int) -> int:
+    for j in range(lines):
+        # A line in pieces: another task's line must never land inside it.
+        sys.stdout.write(f"chatter {i} ")
+        sys.stdout.write(f"line {j} ")
+        print("x" * 40, "end")
+    return i
+
+
+def test_many_lines_from_many_tasks_arrive_whole(backend_name: str) -> None:
+    tasks, lines = 8, 150
+    with running(backend_name) as (stdout, _):
+        assert actorlib.get([chatter.remote(i, lines) for i in range(tasks)]) == list(range(tasks))
+    out = stdout.getvalue()
+    seen = set()
+    pattern = re.compile(PREFIX + r"chatter (\d+) line (\d+) x{40} end$")
+    for line in _lines_with(out, "chatter"):
+        match = pattern.match(line)
+        assert match is not None, f"a broken line: {line!r}"
+        assert match["name"] == "chatter"
+        seen.add((int(match[4]), int(match[5])))
+    assert seen == {(i, j) for i in range(tasks) for j in range(lines)}
+
+
+@actorlib.remote
+def logs(x: int) -> int:
+    log = logging.getLogger("tasklog")
+    log.debug("not shown %d", x)
+    log.info("info record %d", x)
+    log.warning("warning record %d", x)
+    return x
+
+
+def test_logging_in_a_task_appears_in_the_driver_with_its_level(backend_name: str) -> None:
+    root = logging.getLogger()
+    old_level = root.level
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        handler = logging.StreamHandler()  # the driver's basicConfig: on its sys.stderr
+        handler.setFormatter(logging.Formatter("LOG %(levelname)s %(name)s| %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            actorlib.init(backend=backend_name, num_cpus=2)
+            try:
+                assert actorlib.get(logs.remote(3)) == 3
+            finally:
+                actorlib.shutdown()
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(old_level)
+    text = err.getvalue()
+    assert "not shown" not in text
+    if backend_name == "cluster":
+        # A node's workers serve every driver: the driver's logging config does not reach
+        # them; Python's last-resort handler shows warnings (bare), prefixed.
+        (line,) = _lines_with(text, "warning record 3")
+        assert "info record 3" not in text
+        _check_prefix(line, "logs", backend_name)
+        assert line.endswith(") warning record 3")
+        return
+    info, warning = _lines_with(text, "record 3")
+    if backend_name == "thread":  # the driver's own handler, writing where it was told to
+        assert info == "LOG INFO tasklog| info record 3"
+        assert warning == "LOG WARNING tasklog| warning record 3"
+    else:
+        _check_prefix(info, "logs", backend_name)
+        _check_prefix(warning, "logs", backend_name)
+        assert info.endswith(") LOG INFO tasklog| info record 3")
+        assert warning.endswith(") LOG WARNING tasklog| warning record 3")
+
+
+@actorlib.remote
+def hook_state() -> tuple[int, str | None]:
+    return os.getpid(), os.environ.get("ACTORLIB_TEST_HOOK_RAN")
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_the_setup_hook_runs_once_per_worker_before_its_first_task(
+    backend: str, tmp_path: Any
+) -> None:
+    record = tmp_path / "hook.txt"
+
+    def hook() -> None:
+        with open(record, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        os.environ["ACTORLIB_TEST_HOOK_RAN"] = "yes"
+
+    actorlib.init(backend=backend, num_cpus=2, worker_process_setup_hook=hook)
+    try:
+        results = actorlib.get([hook_state.remote() for _ in range(20)])
+        counter = Counter.remote()
+        actor_pid = actorlib.get(counter.incr.remote())
+        assert actor_pid == 1
+    finally:
+        actorlib.shutdown()
+        os.environ.pop("ACTORLIB_TEST_HOOK_RAN", None)
+    assert all(ran == "yes" for _, ran in results), results
+    pids = [int(line) for line in record.read_text().split()]
+    assert len(pids) == len(set(pids)), f"the hook ran twice in one process: {pids}"
+    assert {pid for pid, _ in results} <= set(pids)
+    if backend == "thread":
+        assert pids == [os.getpid()]
+    else:
+        assert os.getpid() not in pids
+
+
+def test_the_setup_hook_is_refused_on_the_cluster_backend() -> None:
+    with pytest.raises(actorlib.exceptions.NotSupportedError, match="setup_hook"):
+        actorlib.init(backend="cluster", num_cpus=1, worker_process_setup_hook=print)
+    assert not actorlib.is_initialized()
+
+
+def test_a_setup_hook_that_cannot_be_pickled_fails_at_init() -> None:
+    with pytest.raises(TypeError, match="worker_process_setup_hook"):
+        actorlib.init(backend="process", worker_process_setup_hook=42)  # type: ignore[arg-type]
+    assert not actorlib.is_initialized()
+
+
+@actorlib.remote
+def write_to_fds() -> int:
+    import subprocess
+
+    os.write(1, b"raw fd line\n")
+    subprocess.run([sys.executable, "-c", "print('from a child process')"], check=True)
+    return 1
+
+
+@pytest.mark.parametrize("backend", ["process", "cluster"])
+def test_output_written_to_file_descriptors_reaches_the_driver(
+    backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    actorlib.init(backend=backend, num_cpus=1)
+    try:
+        assert actorlib.get(write_to_fds.remote()) == 1
+        out = ""
+        deadline = time.monotonic() + 10  # read by a thread: not ordered with the result
+        while time.monotonic() < deadline:
+            out += capsys.readouterr().out
+            if "raw fd line" in out and "from a child process" in out:
+                break
+            time.sleep(0.02)
+    finally:
+        actorlib.shutdown()
+    for marker in ("raw fd line", "from a child process"):
+        (line,) = _lines_with(out, marker)
+        _check_prefix(line, "write_to_fds", backend)
+
+
+def test_the_thread_backend_puts_the_driver_streams_back_at_shutdown() -> None:
+    from actorlib.backends.output import PrefixingStream
+
+    before = sys.stdout, sys.stderr
+    actorlib.init(backend="thread", num_cpus=1)
+    try:
+        assert isinstance(sys.stdout, PrefixingStream)
+        assert isinstance(sys.stderr, PrefixingStream)
+    finally:
+        actorlib.shutdown()
+    assert (sys.stdout, sys.stderr) == before
+
+
+def test_thread_backend_prefixes_task_lines_on_the_stream_it_wraps() -> None:
+    """While ``sys.stdout`` stays what it was at ``init`` (a terminal, a notebook's
+    stream), the thread backend prefixes the lines of tasks and actors, not the driver's."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        actorlib.init(backend="thread", num_cpus=2)
+        try:
+            assert actorlib.get([square.remote(2), complain.remote(3)]) == [4, 3]
+            counter = Counter.remote()
+            assert actorlib.get(counter.incr.remote()) == 1
+            print("driver line")
+        finally:
+            actorlib.shutdown()
+    (line,) = _lines_with(out.getvalue(), "square says 2")
+    assert line == f"(square pid={os.getpid()}) square says 2"
+    (line,) = _lines_with(out.getvalue(), "counter at 1")
+    assert line == f"(Counter pid={os.getpid()}) counter at 1"
+    (line,) = _lines_with(err.getvalue(), "complaint 3")
+    assert line == f"(complain pid={os.getpid()}) complaint 3"
+    assert "driver line" in out.getvalue().splitlines()
