@@ -65,8 +65,8 @@ DRIVER = textwrap.dedent("""
     refs = [hold.remote(i) for i in range(2)] + [holder.hold.remote()]
     while len(os.listdir(marks)) < 3:
         time.sleep(0.01)
-    print("ready", os.getpid(), flush=True)
-    try:
+    try:  # entered before "ready": the signal may come as soon as that line is out
+        print("ready", os.getpid(), flush=True)
         actorlib.get(refs)
     except KeyboardInterrupt:
         if not catch:
