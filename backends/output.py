@@ -63,6 +63,21 @@ def make_prefix(name: str, pid: int, node: str | None) -> str:
     return f"({head}, node={node})" if node else f"({head})"
 
 
+def whole_lines(pending: dict[int, str], s: str) -> str:
+    """The complete lines ``s`` ends for the calling thread ("" if none); the rest of its
+    line waits in ``pending``. Per thread: lines of concurrent tasks never mix."""
+    ident = get_ident()
+    if "\n" not in s:
+        if s:
+            pending[ident] = pending.get(ident, "") + s
+        return ""
+    text = pending.pop(ident, "") + s
+    end = text.rindex("\n") + 1
+    if end < len(text):
+        pending[ident] = text[end:]
+    return text[:end]
+
+
 def prefix_lines(prefix: str, text: str) -> str:
     """Prefix every line of ``text``, which ends with a newline."""
     return "".join(f"{prefix} {line}\n" for line in text[:-1].split("\n"))
@@ -114,16 +129,9 @@ class LineSender(io.TextIOBase):
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        ident = get_ident()
-        if "\n" not in s:
-            if s:
-                self._pending[ident] = self._pending.get(ident, "") + s
-            return len(s)
-        text = self._pending.pop(ident, "") + s
-        end = text.rindex("\n") + 1
-        if end < len(text):
-            self._pending[ident] = text[end:]
-        self._emit(text[:end])
+        lines = whole_lines(self._pending, s)
+        if lines:
+            self._emit(lines)
         return len(s)
 
     def flush(self) -> None:
@@ -386,16 +394,10 @@ class PrefixingStream:
         if not self._to_driver:
             original = sys.__stdout__ if self._stream == STDOUT else sys.__stderr__
             return original.write(s) if original is not None else len(s)
-        ident = get_ident()
-        if "\n" not in s:
-            if s:
-                self._pending[ident] = self._pending.get(ident, "") + s
+        text = whole_lines(self._pending, s)
+        if not text:
             return len(s)
-        text = self._pending.pop(ident, "") + s
-        end = text.rindex("\n") + 1
-        if end < len(text):
-            self._pending[ident] = text[end:]
-        lines = prefix_lines(make_prefix(work_name(ctx), self._pid, None), text[:end])
+        lines = prefix_lines(make_prefix(work_name(ctx), self._pid, None), text)
         with self._lock:  # whole lines: never interleaved with another thread's
             self._target.write(lines)
         return len(s)
