@@ -21,7 +21,10 @@ import sys
 import time
 from typing import Any
 
-from actorlib.backends import cluster, cluster_auth, shm_store, wire
+from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.process import shm_store
+from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport import wire
 
 
 def add_arguments(sub: Any) -> None:

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 BUILTIN: dict[str, str] = {
     "thread": "actorlib.backends.thread:ThreadBackend",
-    "process": "actorlib.backends.process:ProcessBackend",
-    "cluster": "actorlib.backends.cluster:ClusterBackend",
+    "process": "actorlib.backends.process.backend:ProcessBackend",
+    "cluster": "actorlib.backends.cluster.driver:ClusterBackend",
 }
 
 # The process backend needs POSIX (Unix sockets, fd passing, fcntl locks, mmap); its
-# Linux-only parts have portable stand-ins (actorlib.backends.portable). Windows: threads.
+# Linux-only parts have portable stand-ins (actorlib.backends.process.portable). Windows: threads.
 DEFAULT_BACKEND = "process" if os.name == "posix" else "thread"
 
 

@@ -550,7 +550,7 @@ class ThreadBackend(Backend):
         return [NodeInfo(self.node_id, resources)]
 
     #: In a process worker: whether a queued-behind task may start here, or the core took
-    #: it back without asking (see :mod:`actorlib.backends.claims`). None: always.
+    #: it back without asking (see :mod:`actorlib.backends.process.claims`). None: always.
     claim: Callable[[int], bool | None] | None = None
 
     def claimed(self, run: TaskRun) -> bool:

@@ -169,7 +169,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     """A backend name from BACKENDS; skipped (with the reason) if it cannot be imported."""
     name: str = request.param
     try:
-        importlib.import_module(f"actorlib.backends.{name}")
+        importlib.import_module("actorlib.backends").load(name)
     except Exception as exc:  # an absent optional dependency, a broken backend
         pytest.skip(f"backend {name!r} unavailable: {type(exc).__name__}: {exc}")
     return name

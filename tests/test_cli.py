@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import actorlib
-from actorlib.backends import cluster
+from actorlib.backends.cluster import driver as cluster
 
 UID = os.getuid()
 OTHER_UID = 65534  # "nobody"

@@ -23,7 +23,8 @@ from testkit import wait_until
 
 import actorlib
 from actorlib import NodeAffinitySchedulingStrategy
-from actorlib.backends import cluster, cluster_auth
+from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.transport import auth as cluster_auth
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the cluster's nodes run the process backend"

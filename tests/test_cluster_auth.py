@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import pytest
 import trustme
 
-from actorlib.backends import cluster_auth as ca
-from actorlib.backends.cluster_auth import AuthError, TLSConfig
+from actorlib.backends.transport import auth as ca
+from actorlib.backends.transport.auth import AuthError, TLSConfig
 from actorlib.exceptions import ActorlibError
 
 uvloop = pytest.importorskip("uvloop")

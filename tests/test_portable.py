@@ -61,8 +61,8 @@ from test_tasks import test_arguments_are_passed_by_value, test_task_result_ref_
 from testkit import T
 
 import actorlib
-from actorlib.backends import portable
-from actorlib.backends.shm_store import fallback_dir
+from actorlib.backends.process import portable
+from actorlib.backends.process.shm_store import fallback_dir
 
 
 def _fallback_entries() -> set[str]:
@@ -173,7 +173,7 @@ def test_a_lifeline_reader_sees_eof_when_its_driver_dies(tmp_path: Path) -> None
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent("""
         import subprocess, sys, time
-        from actorlib.backends import portable
+        from actorlib.backends.process import portable
         fd = portable.lifeline_fd()
         child = subprocess.Popen([sys.executable, "-c", (
             "import os, sys, time; from actorlib.backends import portable; "

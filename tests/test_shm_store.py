@@ -1,4 +1,4 @@
-"""Unit tests of the shared-memory object store (backends/shm_store.py).
+"""Unit tests of the shared-memory object store (backends/process/shm_store.py).
 
 Most tests build the store on a private directory under ``tmp_path``; one uses the real
 ``/dev/shm`` through ``for_driver`` and cleans up (the autouse leak check verifies it).
@@ -23,8 +23,8 @@ import numpy as np
 import psutil
 import pytest
 
-from actorlib.backends import shm_store
-from actorlib.backends.shm_store import SharedMemoryStore
+from actorlib.backends.process import shm_store
+from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.exceptions import ObjectStoreFullError
 

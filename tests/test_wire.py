@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 
-from actorlib.backends import wire
+from actorlib.backends.transport import wire
 from actorlib.core.serialization import Serialized
 
 

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from testkit import T, wait_until
 
 import actorlib
-from actorlib.backends import cluster, cluster_auth
+from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.transport import auth as cluster_auth
 
 pytestmark = pytest.mark.chaos
 HEADER = struct.Struct("!I")

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
-from actorlib.backends.portable import use_dev_shm
 from actorlib.backends.private_dir import private_dir
+from actorlib.backends.process.portable import use_dev_shm
 from actorlib.core.serialization import Serialized, map_readonly
 from actorlib.exceptions import ObjectStoreFullError
 

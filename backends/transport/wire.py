@@ -26,7 +26,7 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actorlib.backends import codec
+from actorlib.backends.transport import codec
 from actorlib.core.specs import shipping_to
 
 log = logging.getLogger("actorlib.wire")

@@ -28,12 +28,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends import cluster_auth, portable, shm_store, wire
 from actorlib.backends.base import BackendConfig, HeapStore
-from actorlib.backends.cluster_objects import Directory, DriverMapper
+from actorlib.backends.cluster.objects import Directory, DriverMapper
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.private_dir import private_dir
-from actorlib.backends.process_worker import WorkerClient
+from actorlib.backends.process import portable, shm_store
+from actorlib.backends.process.worker import WorkerClient
+from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport import wire
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
 from actorlib.exceptions import NotSupportedError
@@ -239,7 +241,7 @@ def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port:
     extra, fds = driver_watch(driver_pid)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            daemon_command("cluster_head", "--host", host, "--port", str(port),
+            daemon_command("cluster.head", "--host", host, "--port", str(port),
                            "--token-file", token_file, "--ready-file", ready, *extra),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=detach, pass_fds=fds,
@@ -279,7 +281,7 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
         args += ["--node-id", node_id]
     with open(log, "ab") as out:
         return subprocess.Popen(
-            daemon_command("cluster_node", *args), stdin=subprocess.DEVNULL, stdout=out,
+            daemon_command("cluster.node", *args), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=detach, pass_fds=fds,
         )
 
@@ -480,7 +482,7 @@ class ClusterClient(WorkerClient):
 
 class ClusterBackend:
     """Registered as ``cluster``. A driver holds no core here: :meth:`connect` gives it a
-    client of the head's (the head runs :class:`~actorlib.backends.cluster_head.HeadBackend`).
+    client of the head's (the head runs :class:`~actorlib.backends.cluster.head.HeadBackend`).
     """
 
     name = "cluster"

@@ -2,12 +2,12 @@
 
 True parallelism for CPU-bound Python. Workers are fresh interpreters started with
 ``subprocess`` (never a fork of a driver that has threads and a running loop), connected
-by a Unix socket speaking :mod:`actorlib.backends.wire`. Task workers are pooled and
+by a Unix socket speaking :mod:`actorlib.backends.transport.wire`. Task workers are pooled and
 reused; each actor gets a process of its own. Large buffers go through shared memory
-(:mod:`actorlib.backends.shm_store`) and are read zero-copy everywhere.
+(:mod:`actorlib.backends.process.shm_store`) and are read zero-copy everywhere.
 
 A worker's death is seen at once through its pidfd (elsewhere, a waiter thread; see
-:mod:`actorlib.backends.portable`): its tasks are reported crashed (the
+:mod:`actorlib.backends.process.portable`): its tasks are reported crashed (the
 core retries them), its actor dead (the core restarts it), and the references it held
 are released.
 """
@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends import wire
 from actorlib.backends.base import (
     ActorStart,
     Backend,
@@ -38,11 +37,12 @@ from actorlib.backends.base import (
     Outcome,
     TaskRun,
 )
-from actorlib.backends.claims import ClaimTable
-from actorlib.backends.client_link import ClientLink
 from actorlib.backends.execution import local_node_resources, pack_error
 from actorlib.backends.output import OutputWriter
-from actorlib.backends.portable import ExitWatcher, lifeline_fd, use_pdeathsig
+from actorlib.backends.process.claims import ClaimTable
+from actorlib.backends.process.portable import ExitWatcher, lifeline_fd, use_pdeathsig
+from actorlib.backends.transport import wire
+from actorlib.backends.transport.client_link import ClientLink
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
@@ -56,7 +56,7 @@ from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 _WORKER_BOOT = (
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-    "from actorlib.backends.process_worker import main; main()"
+    "from actorlib.backends.process.worker import main; main()"
 )
 
 
@@ -233,7 +233,7 @@ class ProcessBackend(Backend):
 
     def _make_store(self, config: BackendConfig) -> ObjectStore:
         try:
-            from actorlib.backends.shm_store import SharedMemoryStore
+            from actorlib.backends.process.shm_store import SharedMemoryStore
         except ImportError:
             from actorlib.backends.base import HeapStore
 

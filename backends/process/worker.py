@@ -3,7 +3,7 @@
 A fresh interpreter (never a fork of the driver), so it inherits no threads, locks or
 event loop, and does not re-run the driver's ``__main__``: code arrives pickled by
 cloudpickle and is cached by id. It dies with its parent (``PR_SET_PDEATHSIG``, or where
-there is none, the driver's lifeline pipe: :mod:`actorlib.backends.portable`).
+there is none, the driver's lifeline pipe: :mod:`actorlib.backends.process.portable`).
 
 Inside, it is a small thread backend whose events travel over a socket to the driver,
 plus a client that forwards the actorlib API (nested tasks, refs, ``get``) to the
@@ -26,10 +26,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from actorlib.backends import wire
 from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, current_execution
-from actorlib.backends.claims import ClaimTable
-from actorlib.backends.forwarding import ForwardedEvents
 from actorlib.backends.output import (
     STDERR,
     STDOUT,
@@ -39,8 +36,11 @@ from actorlib.backends.output import (
     make_prefix,
     run_setup_hook,
 )
-from actorlib.backends.portable import on_lifeline_cut, use_pdeathsig
+from actorlib.backends.process.claims import ClaimTable
+from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.thread import ThreadBackend
+from actorlib.backends.transport import wire
+from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.core import context
 from actorlib.core.ids import IdAllocator
 from actorlib.core.objects import Watcher
@@ -322,13 +322,13 @@ class Worker:
         add_import_paths(config.get("job_sys_path", ()))
         store: ObjectStore = HeapStore()
         if config.get("store") is not None:
-            from actorlib.backends.shm_store import SharedMemoryStore
+            from actorlib.backends.process.shm_store import SharedMemoryStore
 
             worker_store = SharedMemoryStore.for_worker(config["store"])
             set_buffer_mapper(worker_store.map_location)
             store = worker_store
             if config.get("cluster") is not None:  # other nodes' objects come through ours
-                from actorlib.backends.cluster_objects import WorkerMapper
+                from actorlib.backends.cluster.objects import WorkerMapper
 
                 link = config["cluster"]
                 tls = link["tls"].client_context() if link["tls"] is not None else None

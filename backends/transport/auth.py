@@ -3,7 +3,7 @@
 Pickle runs code, so nothing a cluster peer sends may be unpickled before the peer has
 proved it holds the cluster's secret token. Every connection (node, driver, ``status``,
 object transfers) starts with the handshake below; only then does it carry
-:mod:`actorlib.backends.wire` frames. This module never imports pickle, and every read
+:mod:`actorlib.backends.transport.wire` frames. This module never imports pickle, and every read
 it makes is a fixed, small number of bytes, so a stranger can neither run code nor make
 a daemon buffer without bound.
 

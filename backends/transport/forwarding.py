@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends import wire
 from actorlib.backends.base import Outcome
+from actorlib.backends.transport import wire
 from actorlib.core.context import Client
 from actorlib.core.serialization import Serialized
 

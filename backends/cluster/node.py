@@ -3,12 +3,12 @@
 The node runs the process backend as it runs on one machine, with two changes of
 direction: its events (results, crashes, actor starts) go to the head over TCP instead
 of to a local core, and its workers' API calls (nested tasks, ``get``, refs) are relayed
-to the head through a :class:`~actorlib.backends.process_worker.WorkerClient`. An
-:class:`~actorlib.backends.cluster_objects.ObjectServer` serves its object files to the
+to the head through a :class:`~actorlib.backends.process.worker.WorkerClient`. An
+:class:`~actorlib.backends.cluster.objects.ObjectServer` serves its object files to the
 rest of the cluster and fetches other nodes' files for its workers.
 
 The node exits when it loses its head: its workers die with it, its files are removed.
-Run as ``python -m actorlib.backends.cluster_node``; ``actorlib start --address`` does.
+Run as ``python -m actorlib.backends.cluster.node``; ``actorlib start --address`` does.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ import threading
 import uuid
 from typing import Any
 
-from actorlib.backends import cluster_auth, wire
 from actorlib.backends.base import BackendConfig, HeapStore, NodeInfo
-from actorlib.backends.cluster import handle_daemon_signals
-from actorlib.backends.cluster_objects import Directory, ObjectServer, lazy_mapper
+from actorlib.backends.cluster.driver import handle_daemon_signals
+from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.execution import local_node_resources
-from actorlib.backends.forwarding import ForwardedEvents
-from actorlib.backends.process import ProcessBackend
-from actorlib.backends.process_worker import WorkerClient
-from actorlib.backends.shm_store import SharedMemoryStore
+from actorlib.backends.process.backend import ProcessBackend
+from actorlib.backends.process.shm_store import SharedMemoryStore
+from actorlib.backends.process.worker import WorkerClient
+from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport import wire
+from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import set_buffer_mapper
 
@@ -209,7 +210,7 @@ def _resources_arg(text: str | None) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m actorlib.backends.cluster_node")
+    parser = argparse.ArgumentParser(prog="python -m actorlib.backends.cluster.node")
     parser.add_argument("--address", required=True, help="the head, HOST:PORT")
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--host", default="127.0.0.1", help="address others reach us at")

@@ -8,7 +8,7 @@ its own store (one transfer per node, however many of its workers read it), and 
 worker maps that copy read-only, zero-copy. A driver asks the owner directly and reads
 the bytes into its own memory.
 
-Every connection is authenticated (:mod:`actorlib.backends.cluster_auth`) before any
+Every connection is authenticated (:mod:`actorlib.backends.transport.auth`) before any
 request is unpickled.
 """
 
@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends import cluster_auth
-from actorlib.backends.shm_store import PREFIX, SharedMemoryStore
+from actorlib.backends.process.shm_store import PREFIX, SharedMemoryStore
+from actorlib.backends.transport import auth as cluster_auth
 from actorlib.core.serialization import Unavailable, map_readonly
 from actorlib.exceptions import ObjectLostError
 

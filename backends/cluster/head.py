@@ -2,7 +2,7 @@
 
 The head runs an ordinary :class:`~actorlib.core.runtime.Runtime` on a
 :class:`HeadBackend`, whose "workers" are whole nodes: node daemons
-(:mod:`actorlib.backends.cluster_node`) connect, register their resources and run the
+(:mod:`actorlib.backends.cluster.node`) connect, register their resources and run the
 tasks and actors placed on them with process workers. Drivers connect too, and speak to
 the core exactly as a process worker speaks to its driver (:class:`ClientLink`): when a
 driver disconnects (shut down, crashed or killed), its job ends: its queued and running
@@ -12,7 +12,7 @@ is released.
 The head never reads object bytes: it passes locations on (``lazy_mapper``) and tells
 the owning node when an object is freed.
 
-Run as ``python -m actorlib.backends.cluster_head``; ``actorlib start --head`` does.
+Run as ``python -m actorlib.backends.cluster.head``; ``actorlib start --head`` does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import threading
 import time
 from typing import Any
 
-from actorlib.backends import cluster_auth, wire
 from actorlib.backends.base import (
     ActorStart,
     Backend,
@@ -39,10 +38,12 @@ from actorlib.backends.base import (
     Outcome,
     TaskRun,
 )
-from actorlib.backends.client_link import ClientLink
-from actorlib.backends.cluster import handle_daemon_signals
-from actorlib.backends.cluster_objects import lazy_mapper, session_of
+from actorlib.backends.cluster.driver import handle_daemon_signals
+from actorlib.backends.cluster.objects import lazy_mapper, session_of
 from actorlib.backends.execution import pack_error
+from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport import wire
+from actorlib.backends.transport.client_link import ClientLink
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.runtime import Runtime
 from actorlib.core.serialization import Serialized, set_buffer_mapper
@@ -439,7 +440,7 @@ class HeadBackend(Backend):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m actorlib.backends.cluster_head")
+    parser = argparse.ArgumentParser(prog="python -m actorlib.backends.cluster.head")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token-file", required=True)
