@@ -255,7 +255,7 @@ def _pids() -> list[tuple[str, int]]:
 def _is_daemon(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"actorlib.backends.cluster_" in f.read()
+            return b"actorlib.backends.cluster." in f.read()
     except OSError:
         return False
 

@@ -176,7 +176,7 @@ def test_a_lifeline_reader_sees_eof_when_its_driver_dies(tmp_path: Path) -> None
         from actorlib.backends.process import portable
         fd = portable.lifeline_fd()
         child = subprocess.Popen([sys.executable, "-c", (
-            "import os, sys, time; from actorlib.backends import portable; "
+            "import os, sys, time; from actorlib.backends.process import portable; "
             f"portable.on_lifeline_cut({fd}, lambda: os._exit(7), 'x'); time.sleep(600)"
         )], pass_fds=[fd])
         print(child.pid, flush=True)
