@@ -28,15 +28,7 @@ def private_dir(path: str, what: str, *, create: bool = True, fix: str = "") -> 
         st = os.lstat(path)
     except FileNotFoundError:
         return None
-    problem = None
-    if stat.S_ISLNK(st.st_mode):
-        problem = "it is a symlink"
-    elif not stat.S_ISDIR(st.st_mode):
-        problem = "it is not a directory"
-    elif st.st_uid != os.getuid():
-        problem = f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
-    elif st.st_mode & 0o022:
-        problem = "group or others may write to it"
+    problem = _problem(st)
     if problem is None:
         return path
     mine = st.st_uid == os.getuid() and stat.S_ISDIR(st.st_mode)
@@ -47,3 +39,26 @@ def private_dir(path: str, what: str, *, create: bool = True, fix: str = "") -> 
         f"{stat.S_IMODE(st.st_mode):04o}): {problem}, so another user could read or change "
         f"what actorlib keeps there; {remedy}"
     )
+
+
+def is_private(path: str) -> bool:
+    """Whether ``path`` (followed if a symlink) is a directory only this user may write,
+    and can use: for directories actorlib did not make, like ``$XDG_RUNTIME_DIR``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _problem(st) is None and os.access(path, os.W_OK | os.X_OK)
+
+
+def _problem(st: os.stat_result) -> str | None:
+    """What makes a directory unsafe to use, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if st.st_uid != os.getuid():
+        return f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    if st.st_mode & 0o022:
+        return "group or others may write to it"
+    return None

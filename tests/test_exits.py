@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from testkit import leftover_processes
+from testkit import assert_no_leftovers
 
 import actorlib
 from actorlib import session
@@ -132,14 +132,7 @@ def _run_and_signal(
 
 
 def _assert_nothing_left(pids: set[int], token: str) -> None:
-    deadline = time.monotonic() + 3
-    left = leftover_processes(token)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = leftover_processes(token)
-    for p in left:
-        p.kill()
-    assert not left, f"processes left behind: {[p.pid for p in left]}"
+    assert_no_leftovers(token, grace=3)
     assert not _shm_files(pids), f"shared memory left behind: {_shm_files(pids)}"
 
 

@@ -155,7 +155,14 @@ def run_script(path: str, backend: str, timeout: float = 120) -> subprocess.Comp
     assert proc.returncode == 0, detail
     assert "Traceback" not in proc.stderr, detail
     assert "resource_tracker" not in proc.stderr, detail
-    deadline = time.monotonic() + 5
+    assert_no_leftovers(token, grace=5)
+    return proc
+
+
+def assert_no_leftovers(token: str, grace: float) -> None:
+    """No process of the run marked ``token`` is left after ``grace`` seconds (any left
+    are killed, so they cannot disturb the next test)."""
+    deadline = time.monotonic() + grace
     left = leftover_processes(token)
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -163,4 +170,3 @@ def run_script(path: str, backend: str, timeout: float = 120) -> subprocess.Comp
     for p in left:
         p.kill()
     assert not left, f"processes left behind: {[p.pid for p in left]}"
-    return proc

@@ -126,6 +126,11 @@ class _Collect:
             self.need = len(got)
             self.done()
 
+    def stop_early(self, client: context.Client, ids: list[int]) -> None:
+        """After a wait that ended early (``fail_fast``): stop watching the rest."""
+        if len(self.got) < len(ids):
+            client.unwatch([i for i in ids if i not in self.got], self)
+
 
 def fetch(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False
@@ -185,8 +190,8 @@ def fetch(
             # core answer the watch before giving up on it.
             client.flush()
         client.unwatch(ids, collect)
-    elif len(collect.got) < len(ids):  # ended early (fail_fast): stop watching the rest
-        client.unwatch([i for i in ids if i not in collect.got], collect)
+    else:
+        collect.stop_early(client, ids)
     return dict(collect.got)
 
 
@@ -258,8 +263,7 @@ async def fetch_async(
         client.unwatch(ids, collect)
         raise
     else:
-        if len(collect.got) < len(ids):  # ended early (fail_fast)
-            client.unwatch([i for i in ids if i not in collect.got], collect)
+        collect.stop_early(client, ids)
     return dict(collect.got)
 
 
@@ -286,8 +290,8 @@ async def _fetch_trio(
     finally:
         if not event.is_set():
             client.unwatch(ids, collect)
-        elif len(collect.got) < len(ids):  # ended early (fail_fast)
-            client.unwatch([i for i in ids if i not in collect.got], collect)
+        else:
+            collect.stop_early(client, ids)
     return dict(collect.got)
 
 

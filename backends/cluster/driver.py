@@ -31,7 +31,7 @@ from typing import Any
 from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster.objects import Directory, DriverMapper
 from actorlib.backends.output import OutputWriter
-from actorlib.backends.private_dir import private_dir
+from actorlib.backends.private_dir import is_private, private_dir
 from actorlib.backends.process import portable, shm_store
 from actorlib.backends.process.worker import WorkerClient
 from actorlib.backends.transport import auth as cluster_auth
@@ -60,18 +60,9 @@ def sessions_root() -> str:
     so it is preferred; it is read on each call so that tests and tools can redirect it.
     """
     xdg = os.environ.get("XDG_RUNTIME_DIR", "")
-    if xdg and os.path.isabs(xdg) and _private_dir(xdg):
+    if xdg and os.path.isabs(xdg) and is_private(xdg):
         return os.path.join(xdg, "actorlib")
     return os.path.join(tempfile.gettempdir(), f"actorlib-{os.getuid()}")
-
-
-def _private_dir(path: str) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
-            and not st.st_mode & 0o022 and os.access(path, os.W_OK | os.X_OK))
 
 
 def checked_root(create: bool = False) -> str | None:
