@@ -6,7 +6,7 @@ import asyncio
 from typing import NoReturn
 
 from actorlib import session
-from actorlib.backends.base import current_execution
+from actorlib.core.execution_context import current_execution
 
 __all__ = ["exit_actor"]
 

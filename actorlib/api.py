@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from actorlib import session
 from actorlib.actor import ActorClass, ActorHandle, handle_from_spec
-from actorlib.backends.base import current_execution
+from actorlib.core.execution_context import current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.waiting import (

@@ -11,8 +11,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import current_execution
 from actorlib.core.context import Client
+from actorlib.core.execution_context import current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import describe_unpicklable, serialize
 from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, Args, Dep

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from actorlib import session
-from actorlib.backends.base import ExecutionContext, current_execution
+from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import ActorID, JobID, NodeID, TaskID, id_hex
 from actorlib.core.specs import ActorSpec
 

@@ -9,12 +9,14 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from actorlib.backends import DEFAULT_BACKEND, load
-from actorlib.backends.base import BackendConfig, current_execution, mark_exiting
+from actorlib.backends.base import BackendConfig, Connector, RunningCore
 from actorlib.core import context
 from actorlib.core.context import Client
+from actorlib.core.execution_context import current_execution
+from actorlib.core.exiting import mark_exiting
 from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
 from actorlib.options import validate_runtime_env
@@ -23,15 +25,8 @@ if TYPE_CHECKING:
     from actorlib.job_config import JobConfig
 
 
-class _Running(Client, Protocol):
-    """This process's runtime: a core of its own, or a cluster client (both shut down)."""
-
-    def shutdown(self) -> None: ...
-    def debug_state(self) -> dict[str, Any]: ...
-
-
 _lock = threading.RLock()
-_runtime: _Running | None = None
+_runtime: RunningCore | None = None
 _backend_name = ""
 _job_env: dict[str, str] | None = None
 # Signals that end a script like Ctrl-C does, once init() has installed our handler.
@@ -172,10 +167,9 @@ def init(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
             object_store_memory=object_store_memory, address=address, options=options,
         )
-        connect = getattr(backend_cls, "connect", None)
-        rt: _Running
-        if connect is not None:  # the core lives elsewhere (a cluster's head)
-            rt = connect(config, namespace or "default")
+        rt: RunningCore
+        if issubclass(backend_cls, Connector):  # the core lives elsewhere (a cluster's head)
+            rt = backend_cls.connect(config, namespace or "default")
         else:
             # Imported here: worker processes import this module but never run a core.
             from actorlib.core.runtime import Runtime
@@ -218,7 +212,7 @@ def _output_options(
     return {"log_to_driver": log_to_driver, "logging": driver_logging(), "setup_hook": packed}
 
 
-def _info(rt: _Running) -> RuntimeInfo:
+def _info(rt: RunningCore) -> RuntimeInfo:
     nodes = rt.nodes()
     return RuntimeInfo(
         _backend_name, rt.namespace, [n.node_id for n in nodes], rt.cluster_resources(),
@@ -226,7 +220,7 @@ def _info(rt: _Running) -> RuntimeInfo:
     )
 
 
-def _shutdown_at_exit(rt: _Running) -> None:
+def _shutdown_at_exit(rt: RunningCore) -> None:
     """A script that never called shutdown() still stops its workers cleanly on exit.
 
     Promptly: the interpreter is going away, so backends abandon threads still running
@@ -328,5 +322,5 @@ def job_env() -> dict[str, str] | None:
     return _job_env
 
 
-def runtime() -> _Running | None:
+def runtime() -> RunningCore | None:
     return _runtime

@@ -1,7 +1,8 @@
 """Backends: where actorlib's tasks and actors run. Loaded lazily, by name.
 
 Built in: ``process`` (the default) and ``thread``. Third-party packages add more
-through the ``actorlib.backends`` entry-point group (``name = "module:BackendClass"``).
+through the ``actorlib.backends`` entry-point group (``name = "module:Class"``, a
+:class:`~actorlib.backends.base.Backend` or a :class:`~actorlib.backends.base.Connector`).
 Importing a backend module happens only when it is chosen, so an absent optional
 dependency costs nothing.
 """
@@ -13,12 +14,12 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from actorlib.backends.base import Backend
+    from actorlib.backends.base import Backend, Connector
 
 BUILTIN: dict[str, str] = {
     "thread": "actorlib.backends.thread:ThreadBackend",
     "process": "actorlib.backends.process.backend:ProcessBackend",
-    "cluster": "actorlib.backends.cluster.driver:ClusterBackend",
+    "cluster": "actorlib.backends.cluster.driver:ClusterConnector",
 }
 
 # The process backend needs POSIX (Unix sockets, fd passing, fcntl locks, mmap); its
@@ -36,7 +37,7 @@ def available() -> dict[str, str]:
     return found
 
 
-def load(name: str) -> type[Backend]:
+def load(name: str) -> type[Backend] | type[Connector]:
     known = BUILTIN if name in BUILTIN else available()
     target = known.get(name)
     if target is None:
@@ -48,5 +49,5 @@ def load(name: str) -> type[Backend]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportError(f"The {name!r} backend is not usable here: {exc}") from exc
-    cls: type[Backend] = getattr(module, attr)
+    cls: type[Backend] | type[Connector] = getattr(module, attr)
     return cls

@@ -12,27 +12,14 @@ whose methods may be called from any thread (they hand the event to the core's l
 
 from __future__ import annotations
 
-import contextvars
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from actorlib.core.context import Client
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized
-from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec, pickled_by_fields
-
-if TYPE_CHECKING:
-    from actorlib.core.context import Client
-
-
-@pickled_by_fields
-@dataclass(slots=True)
-class NodeInfo:
-    node_id: str
-    resources: dict[str, float]
-    address: str = "127.0.0.1"
-    alive: bool = True
 
 
 @dataclass(slots=True)
@@ -43,100 +30,6 @@ class BackendConfig:
     object_store_memory: int | None = None
     address: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class ExecutionContext:
-    """What user code running inside a task or actor can ask about itself."""
-
-    node_id: str
-    task_id: int | None = None  # the running task, or the actor call (ids of both kinds)
-    actor_id: int | None = None
-    gpu_ids: tuple[int, ...] = ()
-    namespace: str = ""  # the job's namespace, where it differs from the process's
-    # Set by ``cancel``; ``wakeup`` is set while the task blocks in ``get``, so a cancel
-    # can end that wait (a thread blocked in a lock never sees an async exception).
-    cancelled: bool = False
-    wakeup: Callable[[], None] | None = None
-    # What ``get_runtime_context()`` reports: the task's or actor's spec (its resources, the
-    # actor's class and methods for ``current_actor``) and the actor's incarnation (1 first).
-    spec: TaskSpec | ActorSpec | None = None
-    incarnation: int = 0
-
-    @property
-    def caller_id(self) -> int:
-        """Identity used to order this code's calls to actors."""
-        if self.actor_id is not None:
-            return self.actor_id
-        return self.task_id or 0
-
-
-#: Set by the backend around user code; read by the API (caller identity, GPU ids, ...).
-current_execution: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
-    "actorlib_execution", default=None
-)
-
-_exiting = threading.Event()
-
-
-def mark_exiting() -> None:
-    """The interpreter is exiting (atexit): the next ``Backend.stop`` must not wait for
-    what cannot be stopped at once, such as threads still running user code."""
-    _exiting.set()
-
-
-def exiting() -> bool:
-    return _exiting.is_set()
-
-
-@pickled_by_fields
-@dataclass(slots=True)
-class TaskRun:
-    """A task placed on a node, its dependency values gathered.
-
-    ``follows``: when not 0, the id of a running task this one is queued behind on the
-    same worker (see ``Backend.pipelines``); it holds no resources until that one ends.
-    """
-
-    spec: TaskSpec
-    node_id: str
-    deps: list[Serialized]
-    gpu_ids: tuple[int, ...] = ()
-    follows: int = 0
-
-
-@pickled_by_fields
-@dataclass(slots=True)
-class ActorStart:
-    spec: ActorSpec
-    node_id: str
-    deps: list[Serialized]
-    incarnation: int
-    gpu_ids: tuple[int, ...] = ()
-
-
-@pickled_by_fields
-@dataclass(slots=True)
-class CallRun:
-    spec: CallSpec
-    deps: list[Serialized]
-    incarnation: int
-
-
-@pickled_by_fields
-@dataclass(slots=True)
-class Outcome:
-    """The end of one attempt of a task or call.
-
-    Exactly one of ``values`` (one per return) and ``error`` is set. ``retryable`` says
-    whether an application error matched the task's ``retry_exceptions``.
-    """
-
-    id: int
-    attempt: int
-    values: list[Serialized] | None = None
-    error: Serialized | None = None
-    retryable: bool = False
 
 
 class CoreEvents(Protocol):
@@ -251,8 +144,8 @@ class Backend(ABC):
     async def stop(self) -> None:
         """Stop every worker and free every resource. Must not leave threads or processes.
 
-        When :func:`exiting`, return promptly: threads running user code may be left to
-        die with the interpreter (they are daemon threads), never waited for.
+        When ``actorlib.core.exiting.exiting()``, return promptly: threads running user
+        code may be left to die with the interpreter (daemon threads), never waited for.
         """
 
     @abstractmethod
@@ -287,3 +180,23 @@ class Backend(ABC):
     def locate(self, path: str) -> str | None:
         """The node whose store holds the file at ``path``; None if unknown."""
         return None
+
+
+class RunningCore(Client, Protocol):
+    """A core this process talks to: its own ``Runtime``, or a client of one elsewhere."""
+
+    def shutdown(self) -> None: ...
+    def debug_state(self) -> dict[str, Any]: ...
+
+
+class Connector(ABC):
+    """The other kind of backend: the core runs elsewhere (a cluster's head), so ``init``
+    connects to it instead of starting a ``Runtime`` around a :class:`Backend`."""
+
+    name: str = "?"
+
+    @classmethod
+    @abstractmethod
+    def connect(cls, config: BackendConfig, namespace: str) -> RunningCore:
+        """Reach the core (starting it first if the backend owns it); raise if unreachable."""
+

@@ -38,7 +38,7 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from actorlib.backends.base import ExecutionContext, current_execution
+from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.specs import ActorSpec, TaskSpec
 
 STDOUT = "stdout"

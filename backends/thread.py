@@ -26,19 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import (
-    ActorStart,
-    Backend,
-    BackendConfig,
-    CallRun,
-    CoreEvents,
-    ExecutionContext,
-    NodeInfo,
-    Outcome,
-    TaskRun,
-    current_execution,
-    exiting,
-)
+from actorlib.backends.base import Backend, BackendConfig, CoreEvents
 from actorlib.backends.execution import (
     CodeCache,
     build_args,
@@ -49,7 +37,10 @@ from actorlib.backends.execution import (
     run_sync_or_async,
 )
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
+from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.exiting import exiting
 from actorlib.core.loop import new_event_loop
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.specs import CallSpec
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 

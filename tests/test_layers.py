@@ -1,8 +1,14 @@
-"""Layering: core never imports the API or a concrete backend; backends never import the API.
+"""Layering runs one way: API -> backends -> core.
+
+- core imports only the core and ``actorlib.exceptions``; it may name the interface it
+  drives (``actorlib.backends.base``) in annotations, under ``if TYPE_CHECKING:``, never
+  at run time;
+- backends import only backends, the core and ``actorlib.exceptions``, never the API;
+- API modules reach backends only through the composition roots (``session``, which picks
+  and starts one, and the command line), never a backend module directly.
 
 Imports are read with ast (including imports inside functions), so a lazy import cannot
-slip past. Allowed for core: anything but actorlib.backends.<not base> and the API modules;
-allowed for backends: actorlib.backends.*, actorlib.core.*, actorlib.exceptions.
+slip past.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG_DIRS = {"actorlib": ROOT / "actorlib", "actorlib.backends": ROOT / "backends"}
-API_MODULES = {"actorlib.api", "actorlib.remote_function", "actorlib.actor", "actorlib.executor"}
+# Where the API picks and starts a backend: the only API modules that may import one.
+COMPOSITION_ROOTS = {"actorlib.session", "actorlib.__main__", "actorlib.cluster_cli"}
 
 
 def _module_name(path: Path) -> str:
@@ -41,12 +48,35 @@ def _module_exists(name: str) -> bool:
     return False
 
 
-def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
-    """Absolute names of the actorlib modules a source file imports."""
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _nodes(tree: ast.AST, at_runtime: bool) -> list[ast.AST]:
+    """Every node, or (``at_runtime``) those outside ``if TYPE_CHECKING:`` blocks."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if at_runtime and isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def imported_modules(
+    source: str, module: str, is_package: bool, *, at_runtime: bool = False
+) -> set[str]:
+    """Absolute names of the actorlib modules a source file imports (``at_runtime``:
+    leaving out imports made only for the type checker)."""
     tree = ast.parse(source)
     package = module if is_package else module.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _nodes(tree, at_runtime):
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -63,15 +93,18 @@ def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
 
 
 def core_violation(name: str) -> bool:
-    if name == "actorlib" or name in API_MODULES:
-        return True
-    if any(name.startswith(api + ".") for api in API_MODULES):
-        return True
-    return (
-        name.startswith("actorlib.backends")
-        and name not in ("actorlib.backends.base",)
-        and not name.startswith("actorlib.backends.base.")
-    )
+    """At run time the core imports only itself and the exceptions."""
+    return not (name == "actorlib.core" or name.startswith("actorlib.core.")
+                or name == "actorlib.exceptions")
+
+
+def core_type_violation(name: str) -> bool:
+    """For annotations it may also name the backend interface it drives."""
+    return core_violation(name) and name != "actorlib.backends.base"
+
+
+def api_violation(name: str) -> bool:
+    return name == "actorlib.backends" or name.startswith("actorlib.backends.")
 
 
 def backend_violation(name: str) -> bool:
@@ -85,20 +118,33 @@ def _files(base: Path) -> list[Path]:
     return sorted(p for p in base.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def _violations(files: list[Path], rule) -> list[str]:
+def _violations(files: list[Path], rule, *, at_runtime: bool = False) -> list[str]:
     bad = []
     for path in files:
         mod = _module_name(path)
-        for imp in sorted(imported_modules(path.read_text(), mod, _is_package(path))):
+        found = imported_modules(path.read_text(), mod, _is_package(path), at_runtime=at_runtime)
+        for imp in sorted(found):
             if rule(imp):
                 bad.append(f"{path.relative_to(ROOT)} imports {imp}")
     return bad
 
 
-def test_core_does_not_import_api_or_backends():
+def test_core_imports_only_itself_at_run_time():
     files = _files(ROOT / "actorlib" / "core")
     assert files, "no core modules found"
-    assert _violations(files, core_violation) == []
+    assert _violations(files, core_violation, at_runtime=True) == []
+    assert _violations(files, core_type_violation) == []
+
+
+def test_api_reaches_backends_only_through_the_composition_roots():
+    files = [
+        p for p in _files(ROOT / "actorlib")
+        if "core" not in p.relative_to(ROOT / "actorlib").parts[:1]
+        and p.relative_to(ROOT / "actorlib").parts[0] != "backends"
+        and _module_name(p) not in COMPOSITION_ROOTS
+    ]
+    assert any(p.name == "api.py" for p in files), "API modules missing"
+    assert _violations(files, api_violation) == []
 
 
 def test_backends_do_not_import_api():
@@ -128,8 +174,25 @@ def test_backends_do_not_import_api():
             "actorlib.core.x",
             False,
             core_violation,
+            True,
+        ),
+        (
+            "from actorlib.backends.base import Backend",
+            "actorlib.core.x",
+            False,
+            core_type_violation,
             False,
         ),
+        (
+            "from actorlib.backends.thread import T",
+            "actorlib.core.x",
+            False,
+            core_type_violation,
+            True,
+        ),
+        ("from actorlib.options import x", "actorlib.core.x", False, core_violation, True),
+        ("from actorlib.backends import load", "actorlib.api", False, api_violation, True),
+        ("from actorlib.core import ids", "actorlib.api", False, api_violation, False),
         ("from . import ids", "actorlib.core", True, core_violation, False),
         (
             "from actorlib.exceptions import TaskError",
@@ -156,3 +219,16 @@ def test_checker_itself(source, module, is_pkg, rule, bad):
     """The import checker flags what it must (so the layer tests above can fail)."""
     found = [m for m in imported_modules(source, module, is_pkg) if rule(m)]
     assert bool(found) is bad, found
+
+
+def test_checker_tells_type_only_imports_apart():
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from actorlib.backends.base import Backend\n"
+        "else:\n    from actorlib.backends.thread import T\n"
+    )
+    everything = imported_modules(source, "actorlib.core.x", False)
+    assert {"actorlib.backends.base", "actorlib.backends.thread"} <= everything
+    at_runtime = imported_modules(source, "actorlib.core.x", False, at_runtime=True)
+    assert "actorlib.backends.base" not in at_runtime
+    assert "actorlib.backends.thread" in at_runtime

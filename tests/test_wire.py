@@ -40,7 +40,7 @@ def test_code_is_shipped_once_per_peer():
 
 
 def _task_run(**spec_fields):
-    from actorlib.backends.base import TaskRun
+    from actorlib.core.records import TaskRun
     from actorlib.core.specs import Args, CodeRef, TaskSpec
 
     payload = Serialized(b"args", [b"buf"], (5,), False, None)
@@ -58,7 +58,7 @@ def _decode_one(data: bytes):
 
 
 def test_hot_messages_round_trip_through_the_flat_encoding():
-    from actorlib.backends.base import CallRun, Outcome
+    from actorlib.core.records import CallRun, Outcome
     from actorlib.core.specs import Args, CallSpec
 
     value = Serialized(b"v", [b"x" * 10], (4,), False, None)

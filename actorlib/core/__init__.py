@@ -1,5 +1,6 @@
 """The core: one event loop that owns all of actorlib's state.
 
-Nothing in here imports a concrete backend or the API layer; it speaks to backends only
-through :mod:`actorlib.backends.base`.
+It imports only itself and :mod:`actorlib.exceptions`. It drives a backend through the
+interface in :mod:`actorlib.backends.base`, named in annotations only: a backend is handed
+to it, never imported (``tests/test_layers.py`` checks both).
 """

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from actorlib.backends.base import NodeInfo, ObjectStore
+    from actorlib.backends.base import ObjectStore
     from actorlib.core.ids import IdAllocator
     from actorlib.core.objects import Watcher
+    from actorlib.core.records import NodeInfo
     from actorlib.core.serialization import Serialized
     from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
 

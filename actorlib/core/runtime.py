@@ -15,22 +15,14 @@ import logging
 import os
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from actorlib.backends.base import (
-    ActorStart,
-    Backend,
-    BackendConfig,
-    CallRun,
-    NodeInfo,
-    Outcome,
-    TaskRun,
-)
 from actorlib.core import invariants
 from actorlib.core.actors import ActorRecord, ActorState, CallRecord
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.loop import LoopThread
 from actorlib.core.objects import ObjectTable, Watcher
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.specs import ActorSpec, Args, CallSpec, TaskSpec
@@ -44,6 +36,9 @@ from actorlib.exceptions import (
     TaskCancelledError,
     WorkerCrashedError,
 )
+
+if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
+    from actorlib.backends.base import Backend, BackendConfig
 
 log = logging.getLogger("actorlib.core")
 

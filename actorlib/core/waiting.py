@@ -22,8 +22,8 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Container, Sequence
 from typing import Any
 
-from actorlib.backends.base import current_execution
 from actorlib.core import context
+from actorlib.core.execution_context import current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
 from actorlib.exceptions import (

@@ -11,7 +11,7 @@ import socket
 
 from actorlib import session
 from actorlib.actor_pool import ActorPool
-from actorlib.backends.base import current_execution
+from actorlib.core.execution_context import current_execution
 from actorlib.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import BackendConfig, HeapStore
+from actorlib.backends.base import BackendConfig, Connector, HeapStore
 from actorlib.backends.cluster.objects import Directory, DriverMapper
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.private_dir import is_private, private_dir
@@ -471,7 +471,7 @@ class ClusterClient(WorkerClient):
             self.private.stop()
 
 
-class ClusterBackend:
+class ClusterConnector(Connector):
     """Registered as ``cluster``. A driver holds no core here: :meth:`connect` gives it a
     client of the head's (the head runs :class:`~actorlib.backends.cluster.head.HeadBackend`).
     """

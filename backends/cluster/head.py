@@ -27,17 +27,7 @@ import threading
 import time
 from typing import Any
 
-from actorlib.backends.base import (
-    ActorStart,
-    Backend,
-    BackendConfig,
-    CallRun,
-    CoreEvents,
-    NodeInfo,
-    ObjectStore,
-    Outcome,
-    TaskRun,
-)
+from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.cluster.driver import handle_daemon_signals
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
 from actorlib.backends.execution import pack_error
@@ -45,6 +35,7 @@ from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
 from actorlib.core.ids import DRIVER_PREFIX
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.runtime import Runtime
 from actorlib.core.serialization import Serialized, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError

@@ -23,7 +23,7 @@ import threading
 import uuid
 from typing import Any
 
-from actorlib.backends.base import BackendConfig, HeapStore, NodeInfo
+from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster.driver import handle_daemon_signals
 from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.execution import local_node_resources
@@ -34,6 +34,7 @@ from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.core.loop import LoopThread
+from actorlib.core.records import NodeInfo
 from actorlib.core.serialization import set_buffer_mapper
 
 log = logging.getLogger("actorlib.cluster")

@@ -26,17 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import (
-    ActorStart,
-    Backend,
-    BackendConfig,
-    CallRun,
-    CoreEvents,
-    NodeInfo,
-    ObjectStore,
-    Outcome,
-    TaskRun,
-)
+from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.execution import local_node_resources, pack_error
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.process.claims import ClaimTable
@@ -44,6 +34,7 @@ from actorlib.backends.process.portable import ExitWatcher, lifeline_fd, use_pde
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
 from actorlib.core.ids import DRIVER_PREFIX
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 

@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from actorlib.backends.base import HeapStore, NodeInfo, ObjectStore, current_execution
+from actorlib.backends.base import HeapStore, ObjectStore
 from actorlib.backends.output import (
     STDERR,
     STDOUT,
@@ -42,8 +42,10 @@ from actorlib.backends.thread import ThreadBackend
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.core import context
+from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import IdAllocator
 from actorlib.core.objects import Watcher
+from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, set_buffer_mapper
 from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec

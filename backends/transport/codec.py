@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actorlib.backends.base import CallRun, Outcome, TaskRun
+from actorlib.core.records import CallRun, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, _rebuild_serialized
 from actorlib.core.specs import Args, CallSpec, CodeRef, TaskSpec
 

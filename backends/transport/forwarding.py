@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import Outcome
 from actorlib.backends.transport import wire
 from actorlib.core.context import Client
+from actorlib.core.records import Outcome
 from actorlib.core.serialization import Serialized
 
 

@@ -1,0 +1,45 @@
+"""What user code running inside a task or actor can ask about itself.
+
+A backend sets :data:`current_execution` around user code; the API reads it (who is
+calling, for actor ordering; GPU ids; the runtime context; whether a cancel arrived).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actorlib.core.specs import ActorSpec, TaskSpec
+
+
+@dataclass(slots=True)
+class ExecutionContext:
+    """What user code running inside a task or actor can ask about itself."""
+
+    node_id: str
+    task_id: int | None = None  # the running task, or the actor call (ids of both kinds)
+    actor_id: int | None = None
+    gpu_ids: tuple[int, ...] = ()
+    namespace: str = ""  # the job's namespace, where it differs from the process's
+    # Set by ``cancel``; ``wakeup`` is set while the task blocks in ``get``, so a cancel
+    # can end that wait (a thread blocked in a lock never sees an async exception).
+    cancelled: bool = False
+    wakeup: Callable[[], None] | None = None
+    # What ``get_runtime_context()`` reports: the task's or actor's spec (its resources, the
+    # actor's class and methods for ``current_actor``) and the actor's incarnation (1 first).
+    spec: TaskSpec | ActorSpec | None = None
+    incarnation: int = 0
+
+    @property
+    def caller_id(self) -> int:
+        """Identity used to order this code's calls to actors."""
+        if self.actor_id is not None:
+            return self.actor_id
+        return self.task_id or 0
+
+
+#: Set by the backend around user code; read by the API (caller identity, GPU ids, ...).
+current_execution: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
+    "actorlib_execution", default=None
+)

@@ -1,0 +1,71 @@
+"""The records the core hands to a backend and gets back: work placed on a node, its end.
+
+They cross processes and sockets (the flat codec in ``backends/transport/codec.py`` packs
+them by field), so they stay plain: slots, no behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actorlib.core.serialization import Serialized
+from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec, pickled_by_fields
+
+
+@pickled_by_fields
+@dataclass(slots=True)
+class NodeInfo:
+    node_id: str
+    resources: dict[str, float]
+    address: str = "127.0.0.1"
+    alive: bool = True
+
+
+@pickled_by_fields
+@dataclass(slots=True)
+class TaskRun:
+    """A task placed on a node, its dependency values gathered.
+
+    ``follows``: when not 0, the id of a running task this one is queued behind on the
+    same worker (see ``Backend.pipelines``); it holds no resources until that one ends.
+    """
+
+    spec: TaskSpec
+    node_id: str
+    deps: list[Serialized]
+    gpu_ids: tuple[int, ...] = ()
+    follows: int = 0
+
+
+@pickled_by_fields
+@dataclass(slots=True)
+class ActorStart:
+    spec: ActorSpec
+    node_id: str
+    deps: list[Serialized]
+    incarnation: int
+    gpu_ids: tuple[int, ...] = ()
+
+
+@pickled_by_fields
+@dataclass(slots=True)
+class CallRun:
+    spec: CallSpec
+    deps: list[Serialized]
+    incarnation: int
+
+
+@pickled_by_fields
+@dataclass(slots=True)
+class Outcome:
+    """The end of one attempt of a task or call.
+
+    Exactly one of ``values`` (one per return) and ``error`` is set. ``retryable`` says
+    whether an application error matched the task's ``retry_exceptions``.
+    """
+
+    id: int
+    attempt: int
+    values: list[Serialized] | None = None
+    error: Serialized | None = None
+    retryable: bool = False
