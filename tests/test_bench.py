@@ -44,6 +44,33 @@ def test_bench_runs_and_writes_json(backend_name, tmp_path):
     assert "ratio" in proc.stdout and "tasks_sync" in proc.stdout
 
 
+@pytest.mark.timeout(90)
+def test_thread_backend_is_compared_with_what_it_replaces(tmp_path):
+    """``--backend thread --against threadpool,pykka``: the thread pool gets the task rows,
+    pykka the actor rows, each under actorlib's own metric ids."""
+    out = tmp_path / "bench.json"
+    workloads = ["tasks_sync", "tasks_async", "actor_sync", "actor_async"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "actorlib", "bench", "--backend", "thread",
+         "--rounds", "1", "--warmup", "0", "--duration", "0.2",
+         "--workloads", ",".join(workloads), "--against", "threadpool,pykka",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["targets"]) == {"actorlib", "threadpool", "pykka"}
+    for target in result["targets"].values():
+        assert target["errors"] == {}, target["errors"]
+    rows = {r["metric"]: r for r in result["rows"]}
+    for task_row in ("tasks_sync", "tasks_async"):
+        assert set(rows[task_row]["alternatives"]) == {"threadpool"}
+        assert rows[task_row]["alternatives"]["threadpool"]["ratio"] > 0
+    for actor_row in ("actor_sync", "actor_async"):
+        assert set(rows[actor_row]["alternatives"]) == {"pykka"}
+        assert rows[actor_row]["alternatives"]["pykka"]["ratio"] > 0
+
+
 def test_bench_rejects_unknown_workload():
     proc = subprocess.run(
         [sys.executable, "-m", "actorlib", "bench", "--workloads", "nope"],

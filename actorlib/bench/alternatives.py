@@ -1,5 +1,6 @@
 """The same workloads on the alternatives: ProcessPoolExecutor, multiprocessing.Pool,
-loky, and Ray (when ``import ray`` works).
+loky, and Ray (when ``import ray`` works); for ``--backend thread``, ThreadPoolExecutor and
+pykka (threaded actors), what that backend replaces.
 
 An alternative implements the workloads that have a counterpart in its API, under the
 same metric ids as actorlib's; the rest are listed as not applicable. Ray runs actorlib's
@@ -20,16 +21,18 @@ from actorlib.bench.workloads import BATCH, MAP_ITEMS, Env, small_value, trivial
 if TYPE_CHECKING:
     from actorlib.bench.runner import Harness
 
-ALTERNATIVES = ("ray", "processpool", "mp-pool", "loky")
+ALTERNATIVES = ("ray", "processpool", "mp-pool", "loky", "threadpool", "pykka")
 
-_PIP = {"ray": "pip install 'actorlib[ray]'", "loky": "pip install loky"}
+_PIP = {
+    "ray": "pip install 'actorlib[ray]'", "loky": "pip install loky", "pykka": "pip install pykka",
+}
 
 
 def unavailable_reason(name: str) -> str | None:
     """Why ``name`` cannot run here, or None if it can."""
     if name not in ALTERNATIVES:
         return f"unknown alternative (choose from {', '.join(ALTERNATIVES)})"
-    module = {"ray": "ray", "loky": "loky"}.get(name)
+    module = {"ray": "ray", "loky": "loky", "pykka": "pykka"}.get(name)
     if module is None:
         return None
     if importlib.util.find_spec(module) is None:
@@ -76,6 +79,18 @@ SNIPPETS = {
         "multiprocessing.Pool({num_cpus})",
         "pool.apply(abs, (-1,))",
         "pool.close(); pool.join()",
+    ),
+    "threadpool": _snippet(
+        "from concurrent.futures import ThreadPoolExecutor",
+        "ThreadPoolExecutor({num_cpus})",
+        "pool.submit(abs, -1).result()",
+        "pool.shutdown()",
+    ),
+    "pykka": _snippet(
+        "import pykka\nclass A(pykka.ThreadingActor):\n    def m(self):\n        return 1",
+        "A.start()",
+        "pool.proxy().m().get()",
+        "pykka.ActorRegistry.stop_all()",
     ),
     "loky": _snippet(
         "import loky",
@@ -138,6 +153,33 @@ def _mp_pool_map(env: Env, h: Harness) -> None:
     )
 
 
+def _pykka_actor_sync(env: Env, h: Harness) -> None:
+    actor = env.extra["actor"]
+    h.timed("actor_sync", lambda: actor.ask("small_value"), unit="calls/s")
+
+
+def _pykka_actor_async(env: Env, h: Harness) -> None:
+    actor = env.extra["actor"]
+
+    def step() -> None:
+        futures = [actor.ask("small_value", block=False) for _ in range(BATCH)]
+        for f in futures:
+            f.get()
+
+    h.timed("actor_async", step, ops=BATCH, unit="calls/s")
+
+
+def _pykka_actor_class() -> Any:
+    """A pykka actor with the bench actors' method, defined when pykka is there."""
+    pykka = importlib.import_module("pykka")
+
+    class SmallValue(pykka.ThreadingActor):  # type: ignore[misc,name-defined]
+        def on_receive(self, message: Any) -> Any:
+            return small_value()
+
+    return SmallValue
+
+
 _EXECUTOR_WORKLOADS: dict[str, Callable[[Env, Harness], None]] = {
     "tasks_sync": _executor_tasks_sync,
     "tasks_async": _executor_tasks_async,
@@ -149,6 +191,13 @@ _EXECUTOR_WORKLOADS: dict[str, Callable[[Env, Harness], None]] = {
 
 WORKLOADS: dict[str, dict[str, Callable[[Env, Harness], None]]] = {
     "processpool": _EXECUTOR_WORKLOADS,
+    "threadpool": _EXECUTOR_WORKLOADS,
+    "pykka": {
+        "actor_sync": _pykka_actor_sync,
+        "actor_async": _pykka_actor_async,
+        "startup": w.startup,
+        "idle_memory": w.idle_memory,
+    },
     "loky": _EXECUTOR_WORKLOADS,
     "mp-pool": {
         "tasks_sync": _mp_tasks_sync,
@@ -182,6 +231,23 @@ def started(target: str, num_cpus: int) -> Iterator[Env]:
                       extra={"pool": pool, "startup_snippet": SNIPPETS[target]})
         finally:
             pool.shutdown()
+    elif target == "threadpool":
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(num_cpus)
+        try:
+            yield Env(None, target, None, num_cpus,
+                      extra={"pool": pool, "startup_snippet": SNIPPETS[target]})
+        finally:
+            pool.shutdown()
+    elif target == "pykka":
+        pykka = importlib.import_module("pykka")
+        actor = _pykka_actor_class().start()
+        try:
+            yield Env(None, target, None, num_cpus,
+                      extra={"actor": actor, "startup_snippet": SNIPPETS[target]})
+        finally:
+            pykka.ActorRegistry.stop_all()
     elif target == "loky":
         loky = importlib.import_module("loky")
         pool = loky.get_reusable_executor(max_workers=num_cpus)
