@@ -11,8 +11,8 @@ from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit
 from actorlib.arguments import ArgCheck, caller_id, mint_returns, pack_args, returned
 from actorlib.core.context import Client
 from actorlib.core.ids import ActorID, id_hex
-from actorlib.core.serialization import note_contained
-from actorlib.core.specs import ActorSpec, CallSpec
+from actorlib.core.serialization import loads_function, note_contained
+from actorlib.core.specs import ActorSpec, CallSpec, CodeRef
 from actorlib.exceptions import InfeasibleResourceError, RuntimeClosedError
 from actorlib.options import (
     ACTOR_OPTIONS,
@@ -271,9 +271,38 @@ def _rebuild_handle(
 
 
 def handle_from_spec(spec: ActorSpec, client: Client) -> ActorHandle[Any]:
-    """A handle for an actor found by name (the core already counted it)."""
+    """A handle for an actor found by name (the core already counted it).
+
+    Its methods check their arguments at ``.remote()`` like those of a handle from
+    ``ActorClass.remote()``, when the actor's class can be loaded here.
+    """
     methods = {m: {"num_returns": n} for m, n in spec.method_returns.items()}
-    return ActorHandle(spec.actor_id, client, spec.cls.name, methods)
+    return ActorHandle(spec.actor_id, client, spec.cls.name, methods,
+                       _checks_of(spec.cls, methods))
+
+
+# By the class's pickled bytes: code ids are only unique within the driver that made them.
+_found_checks: dict[bytes, dict[str, ArgCheck | None] | None] = {}
+
+
+def _checks_of(code: CodeRef, methods: dict[str, Any]) -> dict[str, ArgCheck | None] | None:
+    """The argument checks of a named actor's class, unpickled once per class.
+
+    None (nothing checked at ``.remote()``; the call fails in the actor as before) when
+    the class cannot be loaded in this process, e.g. a module only its workers have.
+    """
+    if not code.blob:
+        return None
+    if code.blob in _found_checks:
+        return _found_checks[code.blob]
+    checks: dict[str, ArgCheck | None] | None = None
+    try:
+        cls = loads_function(code.blob)
+        checks = _method_checks(cls, methods) if isinstance(cls, type) else None
+    except Exception:
+        checks = None
+    _found_checks[code.blob] = checks
+    return checks
 
 
 class ActorMethod(Generic[P, R]):

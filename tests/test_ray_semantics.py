@@ -164,6 +164,28 @@ def test_wrong_actor_arguments_raise_type_error_at_remote(rt):
     assert "too many positional arguments" in actorlib.get(call_box.remote(box))
 
 
+@actorlib.remote
+def named_box_error(name: str) -> str:
+    try:
+        actorlib.get_actor(name).add.remote(1, 2)
+    except TypeError as exc:
+        return str(exc)
+    return "no error"
+
+
+def test_a_handle_from_get_actor_checks_arguments_too(rt):
+    box = Box.options(name="checked-box").remote(10)
+    found = actorlib.get_actor("checked-box")
+    with pytest.raises(TypeError, match=r"Box.add.remote\(\): too many positional arguments"):
+        found.add.remote(1, 2)
+    with pytest.raises(TypeError, match="missing a required argument: 'n'"):
+        found.add.remote()
+    assert actorlib.get(found.add.remote(5)) == 15
+    # ... and from inside a task, where the class arrives from the core
+    assert "too many positional arguments" in actorlib.get(named_box_error.remote("checked-box"))
+    del box, found
+
+
 # -- Executor: keyword arguments named fn/self; no references kept -------------------------
 
 
