@@ -253,11 +253,16 @@ def _pids() -> list[tuple[str, int]]:
 
 
 def _is_daemon(pid: int) -> bool:
+    """Whether ``pid`` (from a pid file) is still a head or node, not a reused pid."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"actorlib.backends.cluster." in f.read()
+            cmdline = f.read()
     except OSError:
         return False
+    # Titled by proc_title; the module path when setproctitle is missing.
+    return any(mark in cmdline for mark in (
+        b"actorlib::head", b"actorlib::node", b"actorlib.backends.cluster.",
+    ))
 
 
 def stop(args: argparse.Namespace) -> int:

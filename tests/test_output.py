@@ -321,3 +321,46 @@ def test_thread_backend_prefixes_task_lines_on_the_stream_it_wraps() -> None:
     (line,) = _lines_with(err.getvalue(), "complaint 3")
     assert line == f"(complain pid={os.getpid()}) complaint 3"
     assert "driver line" in out.getvalue().splitlines()
+
+
+# -- process titles ------------------------------------------------------------------------
+
+
+def _title(pid: int | None = None) -> str:
+    import psutil
+
+    cmdline = psutil.Process(pid).cmdline()
+    return cmdline[0] if cmdline else ""
+
+
+@actorlib.remote
+def own_title() -> tuple[int, str]:
+    return os.getpid(), _title()
+
+
+@actorlib.remote
+class Titled:
+    def own_title(self) -> tuple[int, str]:
+        return os.getpid(), _title()
+
+
+def test_every_process_actorlib_starts_says_what_it_is(rt: Any, backend_name: str) -> None:
+    """``ps`` shows actorlib::worker, actorlib::<ActorClass>, actorlib::head/node."""
+    import psutil
+
+    task_pid, task_title = actorlib.get(own_title.remote())
+    actor = Titled.remote()
+    actor_pid, actor_title = actorlib.get(actor.own_title.remote())
+    children = psutil.Process().children(recursive=True)
+    if backend_name == "thread":  # threads of this process: no process of ours to name
+        assert task_pid == actor_pid == os.getpid()
+        assert not children
+        return
+    assert task_title == "actorlib::worker"
+    assert actor_title == "actorlib::Titled"
+    titles = {_title(c.pid) for c in children}
+    assert all(t.startswith("actorlib::") for t in titles), titles
+    if backend_name == "cluster":  # a private cluster: its head and node are ours
+        assert {"actorlib::head", "actorlib::node"} <= titles
+    assert "actorlib::Titled" in titles
+    del actor

@@ -31,6 +31,7 @@ from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectSto
 from actorlib.backends.cluster.driver import handle_daemon_signals
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
 from actorlib.backends.execution import pack_error
+from actorlib.backends.proc_title import set_title
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
@@ -439,6 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
     args = parser.parse_args(argv)
+    set_title("head")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -27,6 +27,7 @@ from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster.driver import handle_daemon_signals
 from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.execution import local_node_resources
+from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.backend import ProcessBackend
 from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.backends.process.worker import WorkerClient
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
     args = parser.parse_args(argv)
+    set_title("node")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -36,6 +36,7 @@ from actorlib.backends.output import (
     make_prefix,
     run_setup_hook,
 )
+from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.thread import ThreadBackend
@@ -292,6 +293,7 @@ class Worker:
         elif kind == wire.START_ACTOR:
             assert local is not None
             self.last_work = message[1]
+            set_title(message[1].spec.cls.name)  # this worker now hosts this actor only
             local.start_actor(message[1])
         elif kind == wire.RECALL:
             assert local is not None
@@ -428,6 +430,7 @@ class Worker:
 
 
 def main() -> None:
+    set_title("worker")
     fd = int(sys.argv[1])
     parent = int(sys.argv[2])
     die_with_parent(parent, int(sys.argv[4]) if len(sys.argv) > 4 else None)
