@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from testkit import T, live_actors
 
@@ -103,3 +105,32 @@ def test_detached_actor_outlives_its_handles(rt):
     again = actorlib.get_actor("detached-box")
     assert actorlib.get(again.read.remote(), timeout=T) == "kept"
     actorlib.kill(again)
+
+
+@actorlib.remote
+def names_seen_from_a_task():
+    from actorlib.util import list_named_actors
+
+    return list_named_actors()
+
+
+def test_list_named_actors_in_this_namespace_and_all(rt):
+    from actorlib.util import list_named_actors
+
+    assert list_named_actors() == []
+    a = Box.options(name="listed-a").remote()
+    b = Box.options(name="listed-b", namespace="elsewhere").remote()
+    unnamed = Box.remote()
+    actorlib.get([a.read.remote(), b.read.remote(), unnamed.read.remote()], timeout=T)
+    assert list_named_actors() == ["listed-a"]
+    assert actorlib.get(names_seen_from_a_task.remote(), timeout=T) == ["listed-a"]
+    everything = list_named_actors(all_namespaces=True)
+    assert {"name": "listed-a", "namespace": rt.namespace} in everything
+    assert {"name": "listed-b", "namespace": "elsewhere"} in everything
+    assert len(everything) == 2
+    actorlib.kill(a)
+    deadline = time.monotonic() + T
+    while "listed-a" in list_named_actors() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list_named_actors() == []  # a dead actor's name is free again
+    del b, unnamed

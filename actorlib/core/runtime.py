@@ -975,6 +975,13 @@ class Runtime:
         """The spec of a live named actor, counting one more handle to it."""
         return self._loop.call(self._lookup_actor, name, namespace)
 
+    def named_actors(self, namespace: str | None) -> list[tuple[str, str]]:
+        """(namespace, name) of every live named actor, in ``namespace`` or (None) all."""
+        return self._loop.call(self._named_actors, namespace)
+
+    def _named_actors(self, namespace: str | None) -> list[tuple[str, str]]:
+        return sorted(k for k in self.names if namespace is None or k[0] == namespace)
+
     def _lookup_actor(self, name: str, namespace: str) -> ActorSpec | None:
         actor_id = self.names.get((namespace, name))
         if actor_id is None:

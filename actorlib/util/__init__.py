@@ -8,10 +8,12 @@ and ``actorlib.util.placement_group`` (importable; placement groups themselves r
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from actorlib import session
 from actorlib.actor_pool import ActorPool
 from actorlib.core.execution_context import current_execution
+from actorlib.util.check_serialize import inspect_serializability
 from actorlib.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -27,6 +29,8 @@ __all__ = [
     "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",
+    "inspect_serializability",
+    "list_named_actors",
     "placement_group",
     "placement_group_table",
     "remove_placement_group",
@@ -62,3 +66,15 @@ def get_node_ip_address() -> str:
         if nodes and nodes[0].address:
             return nodes[0].address
     return _this_machine_ip()
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[Any]:
+    """The names of the live named actors in this job's namespace, as Ray's does.
+
+    ``all_namespaces=True``: every namespace's, as ``{"name": ..., "namespace": ...}``.
+    """
+    client = session.client()
+    if all_namespaces:
+        return [{"name": name, "namespace": ns} for ns, name in client.named_actors(None)]
+    return [name for _, name in client.named_actors(client.namespace)]
+

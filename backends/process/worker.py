@@ -185,6 +185,10 @@ class WorkerClient:
         result: ActorSpec | None = self._request("lookup_actor", name, namespace)
         return result
 
+    def named_actors(self, namespace: str | None) -> list[tuple[str, str]]:
+        result: list[tuple[str, str]] = self._request("named_actors", namespace)
+        return result
+
     def nodes(self) -> list[NodeInfo]:
         result: list[NodeInfo] = self._request("nodes")
         return result

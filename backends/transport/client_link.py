@@ -18,8 +18,8 @@ from actorlib.core.serialization import Serialized
 
 # Queries a peer may put to the core, answered with a REPLY.
 REQUESTS = frozenset({
-    "create_actor", "lookup_actor", "nodes", "cluster_resources", "available_resources",
-    "flush", "debug_state",
+    "create_actor", "lookup_actor", "named_actors", "nodes", "cluster_resources",
+    "available_resources", "flush", "debug_state",
 })
 
 #: Message kinds a ClientLink handles.
