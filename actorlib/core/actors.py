@@ -108,10 +108,6 @@ class Actors:
         self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
         self.names: dict[tuple[str, str], int] = {}
 
-    def job(self, actor_id: int) -> int | None:
-        rec = self.records.get(actor_id)
-        return None if rec is None else rec.job
-
     # == handles: an actor id counted like an object's ====================================
 
     def add_handle(self, actor_id: int) -> None:

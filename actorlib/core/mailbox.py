@@ -106,10 +106,13 @@ class Mailbox:
     def retry_first(self, call: CallRecord) -> None:
         """Run ``call``, which came back, again before its caller's later calls."""
         call.spec.attempt += 1
-        queue = self.queues.get(call.spec.caller_id)
+        self._queue(call.spec.caller_id).appendleft(call)
+
+    def _queue(self, caller: int) -> collections.deque[CallRecord]:
+        queue = self.queues.get(caller)
         if queue is None:
-            queue = self.queues[call.spec.caller_id] = collections.deque()
-        queue.appendleft(call)
+            queue = self.queues[caller] = collections.deque()
+        return queue
 
     def remove_waiting(self, call_id: int) -> CallRecord | None:
         """Take out a call not yet handed over; None if there is none with that id."""
@@ -146,10 +149,7 @@ class Mailbox:
         self.inflight.clear()
         self.barrier.clear()
         for caller, calls in retry.items():
-            queue = self.queues.get(caller)
-            if queue is None:
-                queue = self.queues[caller] = collections.deque()
-            queue.extendleft(reversed(calls))
+            self._queue(caller).extendleft(reversed(calls))
         return failed
 
     def drain_all(self) -> list[CallRecord]:

@@ -86,7 +86,8 @@ class Runtime:
             raise
         # A backend may pick its store while starting (the process backend sizes shared
         # memory then); nothing has been stored before this point.
-        self._loop.call(self._assemble, self.backend.store)
+        if self.backend.store is not self.store:
+            self._loop.call(self._assemble, self.backend.store)
         for node in nodes:
             self._loop.call(self.scheduler.add_node, node.node_id, dict(node.resources))
 
@@ -253,14 +254,22 @@ class Runtime:
         its own prefix; work submitted by a task or actor belongs to the job of that
         task or actor, so a driver's whole tree of work can be found when it leaves.
         """
-        job = self.job_of_work(caller_id)
-        return own_id >> COUNTER_BITS if job is None else job
+        parent = self.tasks.records.get(caller_id)
+        if parent is not None:
+            return parent.job
+        actor = self.actors.records.get(caller_id)
+        if actor is not None:
+            return actor.job
+        return own_id >> COUNTER_BITS
 
     def job_of_work(self, id_: int) -> int | None:
         """The job of a live task or actor, None if unknown (on the core loop: a cluster's
         head routes a task's output to its driver with it)."""
-        job = self.tasks.job(id_)
-        return self.actors.job(id_) if job is None else job
+        rec = self.tasks.records.get(id_)
+        if rec is not None:
+            return rec.job
+        actor = self.actors.records.get(id_)
+        return actor.job if actor is not None else None
 
     def _end_job(self, job: int) -> None:
         """The driver ``job`` is gone: nobody can read its results any more, so its tasks

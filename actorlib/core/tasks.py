@@ -106,10 +106,6 @@ class Tasks:
         self.leaders: dict[int, TaskRecord] = {}
         self.followers: dict[int, TaskRecord] = {}
 
-    def job(self, task_id: int) -> int | None:
-        rec = self.records.get(task_id)
-        return None if rec is None else rec.job
-
     # == submission and dispatch =========================================================
 
     def submit(self, spec: TaskSpec) -> None:
