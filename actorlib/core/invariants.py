@@ -10,32 +10,27 @@ nothing when nobody asks.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
 
-from actorlib.core.actors import ActorState
+from actorlib.core.actors import Actors, ActorState
 from actorlib.core.ids import id_hex
-from actorlib.core.scheduler import EPS
-from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING
-
-if TYPE_CHECKING:
-    from actorlib.core.runtime import Runtime
+from actorlib.core.scheduler import EPS, Scheduler
+from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING, Tasks
 
 TASK_STATES = (WAITING, QUEUED, FOLLOWING, RUNNING)  # a task leaves the records when DONE
 
 
-def problems(rt: Runtime) -> list[str]:
+def problems(scheduler: Scheduler, tasks: Tasks, actors: Actors) -> list[str]:
     """Every broken rule, as a sentence naming the task or node; empty when all hold."""
     found: list[str] = []
-    queued = Counter(id(work) for work in rt.scheduler.queued_work())
-    found += _task_problems(rt, queued)
-    found += _actor_problems(rt, queued)
-    found += _resource_problems(rt)
+    queued = Counter(id(work) for work in scheduler.queued_work())
+    found += _task_problems(tasks, queued)
+    found += _actor_problems(actors, queued)
+    found += _resource_problems(scheduler, tasks, actors)
     return found
 
 
-def _task_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
+def _task_problems(tasks: Tasks, queued: Counter[int]) -> list[str]:
     found: list[str] = []
-    tasks = rt.tasks
     for task_id, rec in tasks.records.items():
         name = f"task {rec.spec.name} ({id_hex(task_id)}) {rec.state.value}"
         if rec.spec.task_id != task_id:
@@ -75,9 +70,9 @@ def _task_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
     return found
 
 
-def _actor_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
+def _actor_problems(actors: Actors, queued: Counter[int]) -> list[str]:
     found: list[str] = []
-    for actor_id, rec in rt.actors.records.items():
+    for actor_id, rec in actors.records.items():
         name = f"actor {rec.spec.cls.name} ({id_hex(actor_id)}) {rec.state.value}"
         times = queued[id(rec)]
         if times > (1 if rec.state is ActorState.WAITING else 0):
@@ -86,13 +81,13 @@ def _actor_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
         if holds and rec.state in (ActorState.WAITING, ActorState.DEAD):
             found.append(f"{name} holds a placement")
         for call in rec.mailbox.calls():
-            if rt.actors.calls.get(call.spec.call_id) != actor_id:
+            if actors.calls.get(call.spec.call_id) != actor_id:
                 found.append(f"{name}: call {call.spec.method} "
                              f"({id_hex(call.spec.call_id)}) is not filed under it")
     return found
 
 
-def _resource_problems(rt: Runtime) -> list[str]:
+def _resource_problems(scheduler: Scheduler, tasks: Tasks, actors: Actors) -> list[str]:
     """Each node's used resources are exactly what its running work holds."""
     used: dict[str, dict[str, float]] = {}
 
@@ -102,14 +97,14 @@ def _resource_problems(rt: Runtime) -> list[str]:
             if not (lent_cpu and key == "CPU"):
                 node[key] = node.get(key, 0.0) + amount
 
-    for rec in rt.tasks.records.values():
+    for rec in tasks.records.values():
         if rec.placement is not None:
             hold(rec.placement.node.node_id, rec.placement.request, rec.blocked)
-    for actor in rt.actors.records.values():
+    for actor in actors.records.values():
         if actor.placement is not None:
             hold(actor.placement.node.node_id, actor.placement.request, False)
     found: list[str] = []
-    for node in rt.scheduler.alive_nodes():
+    for node in scheduler.alive_nodes():
         held = used.get(node.node_id, {})
         for key, total in node.total.items():
             in_use = total - node.available.get(key, 0.0)

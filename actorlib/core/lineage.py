@@ -10,8 +10,7 @@ Runs on the core loop only; no locks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Container
 
 from actorlib.core.ids import id_hex
 from actorlib.core.objects import ObjectTable
@@ -19,9 +18,6 @@ from actorlib.core.serialization import Serialized
 from actorlib.core.specs import TaskSpec
 from actorlib.core.values import error_value
 from actorlib.exceptions import ObjectLostError
-
-if TYPE_CHECKING:
-    from actorlib.core.tasks import Tasks
 
 
 def rebuildable(spec: TaskSpec) -> bool:
@@ -47,11 +43,16 @@ def remember(objects: ObjectTable, spec: TaskSpec, values: list[Serialized]) -> 
 
 
 class Lineage:
-    """Rebuilds lost objects through :class:`~actorlib.core.tasks.Tasks`."""
+    """Rebuilds lost objects by re-running their tasks."""
 
-    def __init__(self, objects: ObjectTable, tasks: Tasks) -> None:
+    def __init__(
+        self, objects: ObjectTable, live: Container[int], rerun: Callable[[TaskSpec], None]
+    ) -> None:
+        """``live``: the ids of tasks running now; ``rerun``: queue a task again, its
+        arguments in hand (``Tasks.records`` and ``Tasks.rerun``)."""
         self.objects = objects
-        self.tasks = tasks
+        self._live = live
+        self._rerun = rerun
 
     def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
         """Values whose bytes are gone (their node died): rebuild them, or fail them."""
@@ -63,7 +64,7 @@ class Lineage:
                 continue
             spec = entry.lineage
             if spec is not None:
-                if spec.task_id in self.tasks.records:  # already being made again
+                if spec.task_id in self._live:  # already being made again
                     objects.reset(id_)
                 else:
                     rebuild[spec.task_id] = spec
@@ -78,4 +79,4 @@ class Lineage:
             for rid in spec.return_ids:
                 objects.reset(rid)
             spec.attempt = 0
-            self.tasks.rerun(spec)
+            self._rerun(spec)

@@ -73,7 +73,7 @@ class Runtime:
         parts = (self.objects, self.values, self.scheduler, self.backend, self._job_of)
         self.tasks = Tasks(*parts)
         self.actors = Actors(*parts)
-        self.lineage = Lineage(self.objects, self.tasks)
+        self.lineage = Lineage(self.objects, self.tasks.records, self.tasks.rerun)
 
     # == lifecycle (caller's thread) ====================================================
 
@@ -369,7 +369,7 @@ class Runtime:
                 "actors": {a for a, r in self.actors.records.items() if r.state is not DEAD},
                 "tasks": len(self.tasks.records),
                 "queued": self.scheduler.queued(),
-                "problems": invariants.problems(self),
+                "problems": invariants.problems(self.scheduler, self.tasks, self.actors),
             }
 
         return self._loop.call(state)
