@@ -2,7 +2,7 @@
 
 The fault is injected by replacing a core handler, so these tests run where the core
 lives in the test's own process (thread and process backends). The cluster's head runs
-the same ``Runtime`` class.
+the same ``Runtime`` class (and its parts, ``Tasks`` and ``Actors``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from testkit import T, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
-from actorlib.core.runtime import Runtime
+from actorlib.core.actors import Actors
+from actorlib.core.tasks import Tasks
 
 pytestmark = pytest.mark.parametrize("backend", ["thread", "process"])
 
@@ -40,17 +41,20 @@ class Counter:
 
 
 def _broken_for(name: str, handler):
-    """``handler``, raising for work named ``name`` (a task's or a call's)."""
+    """``handler`` (``Tasks.finished`` or ``Actors.call_finished``), raising for work
+    named ``name`` (a task's or a call's)."""
 
     def broken(self, outcome, *args):
-        work = self.tasks.get(outcome.id)
-        if work is not None and work.spec.name == name:
-            raise RuntimeError("injected core bug")
-        actor_id = self.calls.get(outcome.id)
-        actor = self.actors.get(actor_id) if actor_id is not None else None
-        call = actor.inflight.get(outcome.id) if actor is not None else None
-        if call is not None and call.spec.method == name:
-            raise RuntimeError("injected core bug")
+        if isinstance(self, Tasks):
+            work = self.records.get(outcome.id)
+            if work is not None and work.spec.name == name:
+                raise RuntimeError("injected core bug")
+        else:
+            actor_id = self.calls.get(outcome.id)
+            actor = self.records.get(actor_id) if actor_id is not None else None
+            call = actor.mailbox.in_flight(outcome.id) if actor is not None else None
+            if call is not None and call.spec.method == name:
+                raise RuntimeError("injected core bug")
         return handler(self, outcome, *args)
 
     return broken
@@ -66,7 +70,7 @@ def runtime(backend, _leak_check):
 
 
 def test_a_failing_task_handler_fails_that_task_only(runtime, monkeypatch, caplog):
-    monkeypatch.setattr(Runtime, "_task_finished", _broken_for("victim", Runtime._task_finished))
+    monkeypatch.setattr(Tasks, "finished", _broken_for("victim", Tasks.finished))
     with (
         caplog.at_level(logging.ERROR, logger="actorlib.core"),
         pytest.raises(exc.InternalError, match=r"internal error.*actorlib\.core"),
@@ -81,7 +85,7 @@ def test_a_failing_task_handler_fails_that_task_only(runtime, monkeypatch, caplo
 
 
 def test_a_failing_call_handler_fails_that_call_only(runtime, monkeypatch, caplog):
-    monkeypatch.setattr(Runtime, "_call_finished", _broken_for("incr", Runtime._call_finished))
+    monkeypatch.setattr(Actors, "call_finished", _broken_for("incr", Actors.call_finished))
     counter = Counter.remote()
     with (
         caplog.at_level(logging.ERROR, logger="actorlib.core"),
@@ -95,14 +99,14 @@ def test_a_failing_call_handler_fails_that_call_only(runtime, monkeypatch, caplo
 
 
 def test_a_failing_submit_fails_that_submission_only(runtime, monkeypatch, caplog):
-    real = Runtime._submit_task
+    real = Tasks.submit
 
     def broken(self, spec):
         if spec.name == "victim":
             raise RuntimeError("injected core bug")
         real(self, spec)
 
-    monkeypatch.setattr(Runtime, "_submit_task", broken)
+    monkeypatch.setattr(Tasks, "submit", broken)
     with (
         caplog.at_level(logging.ERROR, logger="actorlib.core"),
         pytest.raises(exc.InternalError),

@@ -893,7 +893,8 @@ def _follower_of(leader_pid_file: Path) -> None:
     runtime = session.runtime()
 
     def following() -> bool:
-        return any(r.state == "following" for r in list(runtime.tasks.values()))  # type: ignore[union-attr]
+        records = runtime.tasks.records  # type: ignore[union-attr]
+        return any(r.state.value == "following" for r in list(records.values()))
 
     wait_until(following, timeout=T, what="a task to be queued behind a running one")
 

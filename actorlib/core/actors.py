@@ -1,23 +1,41 @@
-"""Actor records and their mailboxes: ordering, restarts, lifetime.
+"""Actors: their lifecycle (create, start, restart, die) and the calls made to them.
 
-Ordering rule: calls from one caller are handed to the backend in submission order, and a
-call is handed over only when every earlier call from that caller has been handed over
-(so a later call whose arguments are ready first still waits). The backend starts calls
-in the order it receives them. When an actor dies, its calls in flight go back to the
-*front* of their callers' queues, in order, so a retried call still runs before every
-later one. A call that may be retried on an application error holds back its caller's
-later calls until it has finally finished.
+An actor's life, one :class:`ActorState` at a time::
 
-Runs on the core loop only; no locks.
+    WAITING ──placed──▶ STARTING ──constructor done──▶ ALIVE
+       ▲                   │                             │
+       └── RESTARTING ◀────┴──────── died, restarts left ┘
+    (any) ── killed, out of restarts, out of scope, constructor raised ──▶ DEAD
+
+WAITING: for its constructor's argument refs, then in the scheduler's queues. Calls are
+handed to the backend from STARTING on (queued behind the constructor there). A restarted
+actor gets its calls in flight back at the front of their callers' queues (see
+:mod:`actorlib.core.mailbox` for the ordering rule). With no handle left, the actor stops
+once its pending calls are done (Ray's rule), unless it is detached.
+
+Runs on the core loop only; no locks. The runtime calls the public methods (guarded:
+see ``Runtime._guard_actor`` and ``Runtime._guard_call``).
 """
 
 from __future__ import annotations
 
-import collections
 import enum
+import pickle
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from actorlib.core.scheduler import Placement
+from actorlib.core.ids import id_hex
+from actorlib.core.mailbox import CallRecord, Mailbox, may_retry
+from actorlib.core.objects import ObjectTable
+from actorlib.core.records import ActorStart, CallRun, Outcome
+from actorlib.core.scheduler import Placement, Scheduler
+from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
+from actorlib.core.values import Values, cancelled_value, error_value
+from actorlib.exceptions import ActorDiedError, InfeasibleResourceError
+
+if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
+    from actorlib.backends.base import Backend
 
 
 class ActorState(enum.Enum):
@@ -28,26 +46,23 @@ class ActorState(enum.Enum):
     DEAD = "dead"
 
 
-class CallRecord:
-    __slots__ = ("cancelled", "remaining", "spec")
-
-    def __init__(self, spec: CallSpec) -> None:
-        self.spec = spec
-        self.remaining = 0  # dependencies not yet ready
-        self.cancelled = False
+# Plain module names for the hot paths (see actorlib.core.tasks).
+WAITING = ActorState.WAITING
+STARTING = ActorState.STARTING
+ALIVE = ActorState.ALIVE
+RESTARTING = ActorState.RESTARTING
+DEAD = ActorState.DEAD
 
 
 class ActorRecord:
     __slots__ = (
-        "barrier",
         "dead_error",
         "handle_refs",
         "incarnation",
-        "inflight",
         "job",
+        "mailbox",
         "no_restart",
         "placement",
-        "queues",
         "remaining",
         "restarts",
         "spec",
@@ -56,8 +71,8 @@ class ActorRecord:
 
     def __init__(self, spec: ActorSpec, job: int = 0) -> None:
         self.spec = spec
-        self.job = job  # the driver whose actor this is (Runtime._job_of)
-        self.state = ActorState.WAITING
+        self.job = job  # the driver whose actor this is (Runtime.job_of)
+        self.state = WAITING
         self.incarnation = 0
         self.placement: Placement | None = None
         self.handle_refs = 1
@@ -65,70 +80,366 @@ class ActorRecord:
         self.remaining = 0
         self.no_restart = False
         self.dead_error: BaseException | None = None
-        # caller id -> calls not yet handed to the backend, in submission order
-        self.queues: dict[int, collections.deque[CallRecord]] = {}
-        # call id -> call handed to the backend, in hand-over order
-        self.inflight: dict[int, CallRecord] = {}
-        # caller id -> call that must finish before the caller's next one is handed over
-        self.barrier: dict[int, int] = {}
+        self.mailbox = Mailbox()
 
     @property
-    def accepts_calls(self) -> bool:
-        return self.state in (ActorState.STARTING, ActorState.ALIVE)
+    def running(self) -> bool:
+        """Hosted by the backend (its constructor running or done): calls go to it."""
+        state = self.state
+        return state is STARTING or state is ALIVE
 
-    @property
-    def idle(self) -> bool:
-        return not self.inflight and not any(self.queues.values())
+    accepts_calls = running
 
-    def enqueue(self, call: CallRecord) -> None:
-        queue = self.queues.get(call.spec.caller_id)
-        if queue is None:
-            queue = self.queues[call.spec.caller_id] = collections.deque()
-        queue.append(call)
 
-    def next_ready(self, caller: int) -> CallRecord | None:
-        """Pop the caller's next call if it may be handed over now."""
-        queue = self.queues.get(caller)
-        if not queue:
+class Actors:
+    """Every actor not yet forgotten, its name, and the calls pending on it."""
+
+    def __init__(
+        self, objects: ObjectTable, values: Values, scheduler: Scheduler, backend: Backend,
+        job_of: Callable[[int, int], int],
+    ) -> None:
+        """``job_of(caller_id, own_id)``: the driver new work belongs to (the runtime's)."""
+        self.objects = objects
+        self.values = values
+        self.scheduler = scheduler
+        self.backend = backend
+        self._job_of = job_of
+        self.records: dict[int, ActorRecord] = {}
+        self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
+        self.names: dict[tuple[str, str], int] = {}
+
+    # == handles: an actor id counted like an object's ====================================
+
+    def add_handle(self, actor_id: int) -> None:
+        rec = self.records.get(actor_id)
+        if rec is not None:
+            rec.handle_refs += 1
+
+    def drop_handle(self, actor_id: int) -> None:
+        rec = self.records.get(actor_id)
+        if rec is not None:
+            rec.handle_refs -= 1
+            if rec.handle_refs <= 0:
+                self._out_of_scope(rec)
+
+    def lookup(self, name: str, namespace: str) -> ActorSpec | None:
+        """The spec of a live named actor, counting one more handle to it."""
+        actor_id = self.names.get((namespace, name))
+        if actor_id is None:
             return None
-        if caller in self.barrier:
-            return None
-        head = queue[0]
-        if head.remaining:
-            return None
-        queue.popleft()
-        if not queue:
-            del self.queues[caller]
-        return head
+        rec = self.records[actor_id]
+        rec.handle_refs += 1
+        return rec.spec
 
-    def requeue_inflight(self, max_task_retries: int) -> list[CallRecord]:
-        """After a death: put retryable calls back at the front; return the ones out of tries."""
-        failed: list[CallRecord] = []
-        retry: dict[int, list[CallRecord]] = {}
-        for call in self.inflight.values():
-            limit = call.spec.max_task_retries
-            if limit is None:
-                limit = max_task_retries
-            if not call.cancelled and (limit < 0 or call.spec.attempt < limit):
-                call.spec.attempt += 1
-                retry.setdefault(call.spec.caller_id, []).append(call)
+    def named(self, namespace: str | None) -> list[tuple[str, str]]:
+        return sorted(k for k in self.names if namespace is None or k[0] == namespace)
+
+    # == lifecycle ==========================================================================
+
+    def create_named(self, spec: ActorSpec, get_if_exists: bool) -> int:
+        assert spec.name is not None
+        existing = self.names.get((spec.namespace, spec.name))
+        if existing is not None:
+            self.values.free_unused(spec.args)  # this spec's arguments are not used
+            if get_if_exists:
+                self.records[existing].handle_refs += 1
+                return existing
+            raise ValueError(
+                f"An actor named {spec.name!r} already exists in namespace {spec.namespace!r}. "
+                "Use get_actor() to reach it, or options(get_if_exists=True)."
+            )
+        self.create(spec)
+        return spec.actor_id
+
+    def create(self, spec: ActorSpec) -> None:
+        rec = ActorRecord(spec, self._job_of(spec.caller_id, spec.actor_id))
+        self.records[spec.actor_id] = rec
+        if spec.name is not None:
+            self.names[(spec.namespace, spec.name)] = spec.actor_id
+        self.values.hold_ids(spec.args.held)
+        reason = self.scheduler.infeasible_reason(spec.resources, spec.scheduling_strategy)
+        if reason is not None:
+            self._dead(rec, InfeasibleResourceError(reason))
+            return
+        rec.remaining = self.values.resolve_deps(spec.args.deps, lambda: self._deps_ready(rec))
+        if rec.remaining == 0:
+            self._deps_ready(rec)
+
+    def _deps_ready(self, rec: ActorRecord) -> None:
+        if rec.state is not WAITING:
+            return
+        rec.remaining = 0
+        error = self.values.first_dep_error(rec.spec.args.deps)
+        if error is not None:
+            self._dead(rec, self._constructor_error(rec, error))
+            return
+        self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
+
+    def dispatch(self, rec: ActorRecord, placement: Placement) -> None:
+        """The scheduler placed ``rec``: start it there, and hand over its waiting calls."""
+        if rec.state is DEAD:
+            placement.release()
+            return
+        rec.placement = placement
+        rec.incarnation += 1
+        rec.state = STARTING
+        self.backend.start_actor(
+            ActorStart(
+                rec.spec, placement.node.node_id, self.values.dep_values(rec.spec.args.deps),
+                rec.incarnation, placement.gpu_ids,
+            )
+        )
+        for caller in rec.mailbox.callers():
+            self._pump(rec, caller)
+
+    def started(self, actor_id: int, incarnation: int) -> None:
+        rec = self.records.get(actor_id)
+        if rec is not None and rec.incarnation == incarnation and rec.state is STARTING:
+            rec.state = ALIVE
+
+    @staticmethod
+    def _constructor_error(rec: ActorRecord, error: Serialized) -> ActorDiedError:
+        try:
+            cause = pickle.loads(error.data)
+        except Exception as exc:  # pragma: no cover - errors are made picklable by workers
+            cause = exc
+        return ActorDiedError(
+            f"The actor {rec.spec.cls.name} ({id_hex(rec.spec.actor_id)}) died because its "
+            f"constructor raised: {cause}",
+            id_hex(rec.spec.actor_id),
+            cause,
+        )
+
+    def init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
+        rec = self.records.get(actor_id)
+        if rec is None or rec.incarnation != incarnation or rec.state is DEAD:
+            return
+        self._dead(rec, self._constructor_error(rec, error))
+        self.backend.stop_actor(actor_id, force=True)
+
+    def died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
+        """The backend lost the actor: restart it if it may, else it is dead."""
+        rec = self.records.get(actor_id)
+        if rec is None or rec.incarnation != incarnation or rec.state is DEAD:
+            return
+        self._release_placement(rec)
+        spec = rec.spec
+        out_of_restarts = spec.max_restarts >= 0 and rec.restarts >= spec.max_restarts
+        if rec.no_restart or out_of_restarts or rec.handle_refs <= 0:
+            self._dead(rec, self._died_error(rec, error))
+            return
+        rec.restarts += 1
+        rec.state = RESTARTING
+        died = error_value(self._died_error(rec, error))
+        for call in rec.mailbox.requeue_inflight(spec.max_task_retries):
+            self._finish_call(call, died)
+        rec.state = WAITING
+        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+
+    @staticmethod
+    def _died_error(rec: ActorRecord, error: BaseException) -> ActorDiedError:
+        if isinstance(error, ActorDiedError):
+            return error
+        return ActorDiedError(
+            f"The actor {rec.spec.cls.name} ({id_hex(rec.spec.actor_id)}) died: {error}",
+            id_hex(rec.spec.actor_id),
+            error,
+        )
+
+    @staticmethod
+    def _dead_error(rec: ActorRecord) -> BaseException:
+        return rec.dead_error or ActorDiedError(
+            f"The actor {rec.spec.cls.name} is dead.", id_hex(rec.spec.actor_id)
+        )
+
+    def _release_placement(self, rec: ActorRecord) -> None:
+        if rec.placement is not None:
+            rec.placement.release()
+            rec.placement = None
+            self.scheduler.dirty = True
+
+    def _dead(self, rec: ActorRecord, error: BaseException) -> None:
+        """The actor is gone for good: fail every pending call, free its name."""
+        if rec.state is WAITING:
+            self.scheduler.remove(rec)
+        rec.state = DEAD
+        rec.dead_error = error
+        self._release_placement(rec)
+        died = error_value(error)
+        for call in rec.mailbox.drain_all():
+            self._finish_call(call, died)
+        self._unname(rec)
+        if rec.handle_refs <= 0:
+            self._forget(rec)
+
+    def _unname(self, rec: ActorRecord) -> None:
+        if rec.spec.name is not None:
+            key = (rec.spec.namespace, rec.spec.name)
+            if self.names.get(key) == rec.spec.actor_id:
+                del self.names[key]
+
+    def _forget(self, rec: ActorRecord) -> None:
+        if self.records.pop(rec.spec.actor_id, None) is not None:
+            self.values.release_args(rec.spec.args)
+
+    def _out_of_scope(self, rec: ActorRecord) -> None:
+        """No handle is left: stop the actor once its pending calls are done (Ray's rule)."""
+        if rec.spec.detached:
+            return
+        if rec.state is DEAD:
+            self._forget(rec)
+            return
+        if not rec.mailbox.idle:
+            return
+        if rec.running:
+            self.backend.stop_actor(rec.spec.actor_id, force=False)
+        self._dead(rec, ActorDiedError("The actor went out of scope."))
+
+    def kill(self, actor_id: int, no_restart: bool) -> None:
+        rec = self.records.get(actor_id)
+        if rec is None or rec.state is DEAD:
+            return
+        rec.no_restart = rec.no_restart or no_restart
+        was_running = rec.running
+        if was_running:
+            self.backend.stop_actor(actor_id, force=True)
+        error = ActorDiedError(
+            f"The actor {rec.spec.cls.name} ({id_hex(actor_id)}) was killed "
+            "(kill() or exit_actor()).",
+            id_hex(actor_id),
+        )
+        if was_running:
+            self.died(actor_id, rec.incarnation, error)
+        else:
+            rec.no_restart = True
+            self._dead(rec, error)
+
+    def end_job(self, job: int) -> None:
+        """Kill every actor of the driver ``job`` that is not detached."""
+        for rec in [a for a in self.records.values() if a.job == job and not a.spec.detached]:
+            self.kill(rec.spec.actor_id, no_restart=True)
+
+    def abandon(self, actor_id: int, error: BaseException) -> None:
+        """A core bug hit this actor: it dies for good, failing its calls."""
+        rec = self.records.get(actor_id)
+        if rec is None or rec.state is DEAD:
+            return
+        if rec.running:
+            self.backend.stop_actor(actor_id, force=True)
+        rec.no_restart = True
+        self._dead(rec, ActorDiedError(str(error), id_hex(actor_id), error))
+
+    # == calls ==============================================================================
+
+    def submit_call(self, spec: CallSpec) -> None:
+        objects = self.objects
+        for rid in spec.return_ids:
+            objects.create(rid, 1, spec.call_id)
+        values = self.values
+        values.hold_ids(spec.args.held)
+        call = CallRecord(spec)
+        actor = self.records.get(spec.actor_id)
+        if actor is None:
+            values.resolve(
+                spec.return_ids,
+                error_value(ActorDiedError("The actor is gone.", id_hex(spec.actor_id))),
+            )
+            values.release_ids(spec.args.held)
+            return
+        self.calls[spec.call_id] = spec.actor_id
+        if actor.state is DEAD:
+            self._finish_call(call, error_value(self._dead_error(actor)))
+            return
+        actor.mailbox.enqueue(call)
+        caller = spec.caller_id
+
+        def deps_ready() -> None:
+            call.remaining = 0
+            self._pump(actor, caller)
+
+        call.remaining = values.resolve_deps(spec.args.deps, deps_ready)
+        if call.remaining == 0:
+            self._pump(actor, caller)
+
+    def _pump(self, actor: ActorRecord, caller: int) -> None:
+        """Hand the caller's calls to the backend, in order, as far as the rules allow."""
+        mailbox = actor.mailbox
+        values = self.values
+        while actor.accepts_calls:
+            call = mailbox.next_ready(caller)
+            if call is None:
+                return
+            spec = call.spec
+            error = values.first_dep_error(spec.args.deps)
+            if error is not None:
+                self._finish_call(call, error)
+                continue
+            mailbox.hand_over(call)
+            self.backend.run_call(
+                CallRun(spec, values.dep_values(spec.args.deps), actor.incarnation)
+            )
+
+    def call_finished(self, outcome: Outcome) -> None:
+        actor_id = self.calls.get(outcome.id)
+        actor = self.records.get(actor_id) if actor_id is not None else None
+        call = actor.mailbox.in_flight(outcome.id) if actor is not None else None
+        if actor is None or call is None or call.spec.attempt != outcome.attempt:
+            self.values.discard_outcome(outcome)
+            return
+        spec = call.spec
+        mailbox = actor.mailbox
+        mailbox.returned(call)
+        values = self.values
+        if outcome.error is not None:
+            values.hold_ids(outcome.error.contained)
+            if call.cancelled:
+                values.drop_value(outcome.error)
+                self._finish_call(call, cancelled_value(spec.method))
+            elif outcome.retryable and may_retry(call, actor.spec.max_task_retries):
+                values.drop_value(outcome.error)
+                mailbox.retry_first(call)
             else:
-                failed.append(call)
-        self.inflight.clear()
-        self.barrier.clear()
-        for caller, calls in retry.items():
-            queue = self.queues.get(caller)
-            if queue is None:
-                queue = self.queues[caller] = collections.deque()
-            queue.extendleft(reversed(calls))
-        return failed
+                self._finish_call(call, outcome.error)
+        else:
+            values.set_results(spec.return_ids, outcome.values or [])
+            self._finish_call(call, None)
+        self._pump(actor, spec.caller_id)
+        if actor.handle_refs <= 0:
+            self._out_of_scope(actor)
 
-    def drain_all(self) -> list[CallRecord]:
-        calls = list(self.inflight.values())
-        for queue in self.queues.values():
-            calls.extend(queue)
-        self.inflight.clear()
-        self.queues.clear()
-        self.barrier.clear()
-        return calls
+    def _finish_call(self, call: CallRecord, error: Serialized | None) -> None:
+        if error is not None:
+            self.values.resolve(call.spec.return_ids, error)
+        self.calls.pop(call.spec.call_id, None)
+        self.values.release_args(call.spec.args)
 
+    def cancel_call(self, call_id: int) -> None:
+        actor_id = self.calls.get(call_id)
+        if actor_id is None:
+            return
+        actor = self.records.get(actor_id)
+        if actor is None:
+            return
+        call = actor.mailbox.in_flight(call_id)
+        if call is not None:
+            call.cancelled = True
+            self.backend.cancel(call_id, force=False)
+            return
+        call = actor.mailbox.remove_waiting(call_id)
+        if call is not None:
+            self._finish_call(call, cancelled_value(call.spec.method))
+            self._pump(actor, call.spec.caller_id)
+
+    def abandon_call(self, call_id: int, error: BaseException, returns: tuple[int, ...]) -> None:
+        """A core bug hit this call: take it out of its mailbox, fail its returns
+        (``returns`` if it never got that far)."""
+        actor_id = self.calls.pop(call_id, None)
+        actor = self.records.get(actor_id) if actor_id is not None else None
+        if actor is not None:
+            call = actor.mailbox.remove(call_id)
+            if call is not None:
+                self.values.release_args(call.spec.args)
+                self.values.fail_pending(call.spec.return_ids, error)
+                self._pump(actor, call.spec.caller_id)
+                return
+        self.values.fail_pending(returns, error)

@@ -10,72 +10,69 @@ nothing when nobody asks.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
 
-from actorlib.core.actors import ActorState
+from actorlib.core.actors import Actors, ActorState
 from actorlib.core.ids import id_hex
-from actorlib.core.scheduler import EPS
+from actorlib.core.scheduler import EPS, Scheduler
+from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING, Tasks
 
-if TYPE_CHECKING:
-    from actorlib.core.runtime import Runtime
-
-TASK_STATES = ("waiting", "queued", "following", "running")
+TASK_STATES = (WAITING, QUEUED, FOLLOWING, RUNNING)  # a task leaves the records when DONE
 
 
-def problems(rt: Runtime) -> list[str]:
+def problems(scheduler: Scheduler, tasks: Tasks, actors: Actors) -> list[str]:
     """Every broken rule, as a sentence naming the task or node; empty when all hold."""
     found: list[str] = []
-    queued = Counter(id(work) for work in rt.scheduler.queued_work())
-    found += _task_problems(rt, queued)
-    found += _actor_problems(rt, queued)
-    found += _resource_problems(rt)
+    queued = Counter(id(work) for work in scheduler.queued_work())
+    found += _task_problems(tasks, queued)
+    found += _actor_problems(actors, queued)
+    found += _resource_problems(scheduler, tasks, actors)
     return found
 
 
-def _task_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
+def _task_problems(tasks: Tasks, queued: Counter[int]) -> list[str]:
     found: list[str] = []
-    for task_id, rec in rt.tasks.items():
-        name = f"task {rec.spec.name} ({id_hex(task_id)}) {rec.state}"
+    for task_id, rec in tasks.records.items():
+        name = f"task {rec.spec.name} ({id_hex(task_id)}) {rec.state.value}"
         if rec.spec.task_id != task_id:
             found.append(f"{name} is filed under another id")
         if rec.state not in TASK_STATES:
             found.append(f"{name}: unknown state")
         times = queued[id(rec)]
-        if times != (1 if rec.state == "queued" else 0):
+        if times != (1 if rec.state is QUEUED else 0):
             found.append(f"{name} is in the scheduler's queues {times} time(s)")
-        following = rt._followers.get(task_id) is rec
-        if following != (rec.state == "following"):
+        following = tasks.followers.get(task_id) is rec
+        if following != (rec.state is FOLLOWING):
             found.append(f"{name} is {'' if following else 'not '}among the followers")
-        if (rec.placement is not None) != (rec.state == "running"):
+        if (rec.placement is not None) != (rec.state is RUNNING):
             found.append(f"{name} {'holds' if rec.placement else 'lacks'} a placement")
-        if rec.state == "waiting" and rec.remaining <= 0:
+        if rec.state is WAITING and rec.remaining <= 0:
             found.append(f"{name} waits for no argument")
         leader = rec.leader
-        if leader is not None and (leader.successor is not rec or leader.state != "running"):
-            found.append(f"{name} follows {leader.spec.name} ({leader.state}), which "
+        if leader is not None and (leader.successor is not rec or leader.state is not RUNNING):
+            found.append(f"{name} follows {leader.spec.name} ({leader.state.value}), which "
                          "does not lead it")
         successor = rec.successor
         if successor is not None and (
-            successor.leader is not rec or successor.state != "following"
+            successor.leader is not rec or successor.state is not FOLLOWING
         ):
-            found.append(f"{name} leads {successor.spec.name} ({successor.state}), which "
+            found.append(f"{name} leads {successor.spec.name} ({successor.state.value}), which "
                          "does not follow it")
-        if rec.state != "running" and task_id in rt._leaders:
+        if rec.state is not RUNNING and task_id in tasks.leaders:
             found.append(f"{name} may lead but does not run")
-    for task_id, rec in rt._followers.items():
-        if rt.tasks.get(task_id) is not rec:
+    for task_id, rec in tasks.followers.items():
+        if tasks.records.get(task_id) is not rec:
             found.append(f"follower {id_hex(task_id)} is not a live task")
-    for task_id, rec in rt._leaders.items():
-        if rt.tasks.get(task_id) is not rec:
+    for task_id, rec in tasks.leaders.items():
+        if tasks.records.get(task_id) is not rec:
             found.append(f"leader {id_hex(task_id)} is not a live task")
         elif rec.successor is not None or rec.blocked:
             found.append(f"leader {rec.spec.name} ({id_hex(task_id)}) cannot lead")
     return found
 
 
-def _actor_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
+def _actor_problems(actors: Actors, queued: Counter[int]) -> list[str]:
     found: list[str] = []
-    for actor_id, rec in rt.actors.items():
+    for actor_id, rec in actors.records.items():
         name = f"actor {rec.spec.cls.name} ({id_hex(actor_id)}) {rec.state.value}"
         times = queued[id(rec)]
         if times > (1 if rec.state is ActorState.WAITING else 0):
@@ -83,15 +80,14 @@ def _actor_problems(rt: Runtime, queued: Counter[int]) -> list[str]:
         holds = rec.placement is not None
         if holds and rec.state in (ActorState.WAITING, ActorState.DEAD):
             found.append(f"{name} holds a placement")
-        calls = list(rec.inflight.values()) + [c for q in rec.queues.values() for c in q]
-        for call in calls:
-            if rt.calls.get(call.spec.call_id) != actor_id:
+        for call in rec.mailbox.calls():
+            if actors.calls.get(call.spec.call_id) != actor_id:
                 found.append(f"{name}: call {call.spec.method} "
                              f"({id_hex(call.spec.call_id)}) is not filed under it")
     return found
 
 
-def _resource_problems(rt: Runtime) -> list[str]:
+def _resource_problems(scheduler: Scheduler, tasks: Tasks, actors: Actors) -> list[str]:
     """Each node's used resources are exactly what its running work holds."""
     used: dict[str, dict[str, float]] = {}
 
@@ -101,14 +97,14 @@ def _resource_problems(rt: Runtime) -> list[str]:
             if not (lent_cpu and key == "CPU"):
                 node[key] = node.get(key, 0.0) + amount
 
-    for rec in rt.tasks.values():
+    for rec in tasks.records.values():
         if rec.placement is not None:
             hold(rec.placement.node.node_id, rec.placement.request, rec.blocked)
-    for actor in rt.actors.values():
+    for actor in actors.records.values():
         if actor.placement is not None:
             hold(actor.placement.node.node_id, actor.placement.request, False)
     found: list[str] = []
-    for node in rt.scheduler.alive_nodes():
+    for node in scheduler.alive_nodes():
         held = used.get(node.node_id, {})
         for key, total in node.total.items():
             in_use = total - node.available.get(key, 0.0)

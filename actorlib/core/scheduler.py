@@ -97,6 +97,10 @@ class Scheduler:
         self.capacity: tuple[Node, ...] = ()
         self._queues: dict[tuple[Any, ...], collections.deque[Any]] = {}
         self._spread = itertools.count()
+        # A placement pass is due: work was queued, or resources or nodes changed. Set by
+        # whoever frees resources too; the runtime clears it when it places work.
+        self.dirty = False
+        self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
 
     # -- nodes -----------------------------------------------------------------------
 
@@ -106,12 +110,14 @@ class Scheduler:
             node_id, dict(resources), dict(resources), {i: 1.0 for i in range(gpus)}
         )
         self.capacity = tuple(self.nodes.values())
+        self.dirty = True
 
     def remove_node(self, node_id: str) -> None:
         node = self.nodes.pop(node_id, None)
         if node is not None:
             node.alive = False
         self.capacity = tuple(self.nodes.values())
+        self.dirty = True
 
     def alive_nodes(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.alive]
@@ -132,6 +138,22 @@ class Scheduler:
             f"Cluster capacity: {capacity}."
         )
 
+    def cached_infeasible_reason(
+        self, request: dict[str, float], strategy: Any
+    ) -> str | None:
+        """:meth:`infeasible_reason`, cached per request shape until the set of nodes
+        changes. Any thread may ask."""
+        capacity = self.capacity
+        cache = self._feasibility
+        if cache[0] is not capacity:
+            cache = self._feasibility = (capacity, {})
+        key = (tuple(request.items()), strategy)
+        try:
+            return cache[1][key]
+        except KeyError:
+            reason = cache[1][key] = self.infeasible_reason(request, strategy)
+            return reason
+
     # -- queueing --------------------------------------------------------------------
 
     def enqueue(
@@ -146,6 +168,7 @@ class Scheduler:
             queue.appendleft(work)
         else:
             queue.append(work)
+        self.dirty = True
 
     def take_next(
         self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool]

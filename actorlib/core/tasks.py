@@ -1,0 +1,432 @@
+"""Tasks: submission, argument waits, dispatch, retries, cancellation and pipelining.
+
+A task's life, one :class:`TaskState` at a time::
+
+    WAITING ──args ready──▶ QUEUED ──placed──▶ RUNNING ──outcome──▶ DONE
+                              │  ▲                ▲        │
+                              │  └─recalled─┐     │        └─retry─▶ QUEUED
+                              └─pipelined─▶ FOLLOWING ─leader ended─┘
+
+WAITING: for its argument refs. QUEUED: in the scheduler's queues. RUNNING: placed on
+a node, holding its resources. FOLLOWING: sent to the worker of a running task (its
+*leader*) and queued there behind it, holding no resources yet. DONE: its returns are
+resolved and it has left :attr:`Tasks.records`.
+
+Pipelining (``Backend.pipelines``): with every CPU busy, the next ready task of the same
+shape is sent to the worker of a running task and queued there, so the worker starts it
+the moment the first ends instead of after a round trip through the core (mp.Pool's
+trick). The queued task holds no resources: the running one's pass to it when that one
+ends. One task per worker is queued this way. A queued task is recalled when a CPU frees
+elsewhere, so no task waits behind a long one, and when the one ahead blocks in ``get``.
+
+Runs on the core loop only; no locks. The runtime calls the public methods (guarded:
+see ``Runtime._guard_task``); :mod:`actorlib.core.invariants` reads the records.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from actorlib.core.lineage import remember
+from actorlib.core.objects import ObjectTable
+from actorlib.core.records import Outcome, TaskRun
+from actorlib.core.scheduler import Placement, Scheduler
+from actorlib.core.serialization import Serialized
+from actorlib.core.specs import TaskSpec
+from actorlib.core.values import Values, cancelled_value, error_value
+from actorlib.exceptions import InfeasibleResourceError, WorkerCrashedError
+
+if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
+    from actorlib.backends.base import Backend
+
+
+class TaskState(enum.Enum):
+    WAITING = "waiting"
+    QUEUED = "queued"
+    FOLLOWING = "following"
+    RUNNING = "running"
+    DONE = "done"
+
+
+# Plain module names for the hot paths: a global read is several times faster than an
+# enum member read through its class (``TaskState.RUNNING``).
+WAITING = TaskState.WAITING
+QUEUED = TaskState.QUEUED
+FOLLOWING = TaskState.FOLLOWING
+RUNNING = TaskState.RUNNING
+DONE = TaskState.DONE
+
+
+class TaskRecord:
+    __slots__ = (
+        "blocked", "cancelled", "children", "job", "leader", "placement", "preferred",
+        "recalling", "remaining", "spec", "state", "successor",
+    )
+
+    def __init__(self, spec: TaskSpec, job: int = 0) -> None:
+        self.spec = spec
+        self.job = job  # the driver whose work this is (Runtime.job_of)
+        self.state = WAITING
+        self.leader: TaskRecord | None = None  # FOLLOWING: the task it waits behind
+        self.successor: TaskRecord | None = None  # RUNNING: the task following it
+        self.recalling = False  # FOLLOWING: asked back from the worker
+        self.remaining = 0  # WAITING: argument refs not ready yet
+        self.placement: Placement | None = None  # RUNNING: where, holding what
+        self.cancelled = False  # cancel asked while RUNNING or FOLLOWING
+        self.blocked = False  # waits in ``get``: its CPUs are lent out
+        self.children: list[int] = []
+        self.preferred: str | None = None  # the node holding most of its argument bytes
+
+
+def _may_follow(leader_id: int, work: Any) -> bool:
+    """A task may queue behind ``leader_id``: not an actor, and not the leader's child
+    (the leader may be waiting for it)."""
+    return isinstance(work, TaskRecord) and work.spec.caller_id != leader_id
+
+
+class Tasks:
+    """Every live task, from submission until its returns are resolved."""
+
+    def __init__(
+        self, objects: ObjectTable, values: Values, scheduler: Scheduler, backend: Backend,
+        job_of: Callable[[int, int], int],
+    ) -> None:
+        """``job_of(caller_id, own_id)``: the driver new work belongs to (the runtime's)."""
+        self.objects = objects
+        self.values = values
+        self.scheduler = scheduler
+        self.backend = backend
+        self._job_of = job_of
+        self.records: dict[int, TaskRecord] = {}
+        # Pipelining: running tasks that may take a task queued behind them on their
+        # worker, and the tasks so queued (FOLLOWING).
+        self.leaders: dict[int, TaskRecord] = {}
+        self.followers: dict[int, TaskRecord] = {}
+
+    # == submission and dispatch =========================================================
+
+    def submit(self, spec: TaskSpec) -> None:
+        objects = self.objects
+        for rid in spec.return_ids:
+            objects.create(rid, 1, spec.task_id)
+        self.values.hold_ids(spec.args.held)
+        rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
+        self.records[spec.task_id] = rec
+        parent = self.records.get(spec.caller_id)
+        if parent is not None:
+            parent.children.append(spec.task_id)
+        reason = self.scheduler.cached_infeasible_reason(
+            spec.resources, spec.scheduling_strategy
+        )
+        if reason is not None:
+            self._finish(rec, error_value(InfeasibleResourceError(reason)))
+            return
+        rec.remaining = self.values.resolve_deps(spec.args.deps, lambda: self._deps_ready(rec))
+        if rec.remaining == 0:
+            self._deps_ready(rec)
+
+    def _deps_ready(self, rec: TaskRecord) -> None:
+        if rec.state is not WAITING:
+            return  # cancelled meanwhile
+        rec.remaining = 0
+        error = self.values.first_dep_error(rec.spec.args.deps)
+        if error is not None:
+            self._finish(rec, error)
+            return
+        rec.state = QUEUED
+        if self.backend.has_locality and rec.spec.scheduling_strategy == "DEFAULT":
+            rec.preferred = self._data_node(rec.spec)
+        self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
+
+    def _data_node(self, spec: TaskSpec) -> str | None:
+        """The node whose store holds the most bytes of ``spec``'s arguments, if any."""
+        values = self.values.dep_values(spec.args.deps)
+        if spec.args.payload is not None:
+            values.append(spec.args.payload)
+        held: dict[str, int] = {}
+        for value in values:
+            for location in value.locations or ():
+                if location is not None:
+                    node = self.backend.locate(location[0])
+                    if node is not None:
+                        held[node] = held.get(node, 0) + location[1]
+        return max(held, key=held.__getitem__) if held else None
+
+    def dispatch(self, rec: TaskRecord, placement: Placement) -> None:
+        """The scheduler placed ``rec``: run it there."""
+        rec.state = RUNNING
+        rec.placement = placement
+        run = TaskRun(
+            rec.spec, placement.node.node_id, self.values.dep_values(rec.spec.args.deps),
+            placement.gpu_ids,
+        )
+        self.backend.run_task(run)
+        self._may_lead(rec)
+
+    def rerun(self, spec: TaskSpec) -> None:
+        """Queue ``spec`` again, its arguments already in hand (a lineage rebuild)."""
+        rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
+        rec.state = QUEUED
+        self.records[spec.task_id] = rec
+        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+
+    # == pipelining: a task queued on the worker behind a running one ======================
+
+    def pipeline(self) -> None:
+        """After a placement pass: queue tasks behind running ones, recall those that
+        could run elsewhere now."""
+        if self.leaders and self.scheduler.has_queued():
+            self._queue_behind_leaders()
+        if self.followers:
+            self._steal()
+
+    def _may_lead(self, rec: TaskRecord) -> None:
+        placement = rec.placement
+        if (
+            self.backend.pipelines and placement is not None and not placement.gpus
+            and not rec.blocked and rec.spec.scheduling_strategy == "DEFAULT"
+        ):
+            self.leaders[rec.spec.task_id] = rec
+
+    def _queue_behind_leaders(self) -> None:
+        for leader in list(self.leaders.values()):
+            placement = leader.placement
+            assert placement is not None  # leaders run
+            node_id = placement.node.node_id
+            leader_id = leader.spec.task_id
+            rec = self.scheduler.take_next(
+                placement.request, node_id, functools.partial(_may_follow, leader_id)
+            )
+            if rec is None:
+                continue
+            del self.leaders[leader_id]
+            leader.successor = rec
+            rec.leader = leader
+            rec.state = FOLLOWING
+            self.followers[rec.spec.task_id] = rec
+            deps = self.values.dep_values(rec.spec.args.deps)
+            self.backend.run_task(TaskRun(rec.spec, node_id, deps, follows=leader.spec.task_id))
+
+    def _steal(self) -> None:
+        """Recall queued tasks whose node has room now: nothing else wanted it."""
+        for rec in self.followers.values():
+            leader = rec.leader
+            if (
+                not rec.recalling and leader is not None and leader.placement is not None
+                and leader.placement.node.fits(rec.spec.resources)
+            ):
+                self._recall(rec)
+
+    def _recall(self, rec: TaskRecord) -> None:
+        rec.recalling = True
+        self.backend.recall(rec.spec.task_id)
+
+    def _unfollow(self, rec: TaskRecord) -> None:
+        """``rec`` no longer waits behind its leader (it ended, or came back)."""
+        self.followers.pop(rec.spec.task_id, None)
+        leader = rec.leader
+        rec.leader = None
+        rec.recalling = False
+        if leader is not None and leader.successor is rec:
+            leader.successor = None
+            if leader.state is RUNNING:
+                self._may_lead(leader)
+
+    def _leader_ended(self, rec: TaskRecord, worker_goes_on: bool) -> None:
+        """``rec`` stopped running. If its worker goes on, the task behind it starts there
+        and takes its resources; if the worker died, that task is reported crashed too."""
+        self.leaders.pop(rec.spec.task_id, None)
+        successor = rec.successor
+        if successor is None:
+            return
+        rec.successor = None
+        successor.leader = None
+        if not worker_goes_on:
+            return  # stays FOLLOWING until the backend reports it
+        self.followers.pop(successor.spec.task_id, None)
+        successor.recalling = False
+        placement = rec.placement
+        assert placement is not None
+        node = placement.node
+        request = successor.spec.resources
+        successor.state = RUNNING
+        successor.placement = Placement(node, request, node.acquire(request))
+        self._may_lead(successor)
+        self.scheduler.dirty = True
+
+    def recalled(self, task_id: int, attempt: int) -> None:
+        """The backend handed back a FOLLOWING task that never started."""
+        rec = self.records.get(task_id)
+        if rec is None or rec.state is not FOLLOWING or attempt != rec.spec.attempt:
+            return
+        self._unfollow(rec)
+        if rec.cancelled:
+            self._finish(rec, cancelled_value(rec.spec.name))
+            return
+        rec.state = QUEUED
+        self.scheduler.enqueue(rec, rec.spec.resources, "DEFAULT", front=True)
+
+    # == outcomes ===========================================================================
+
+    def finished(self, outcome: Outcome) -> None:
+        rec = self.records.get(outcome.id)
+        if rec is None or outcome.attempt != rec.spec.attempt:
+            self.values.discard_outcome(outcome)
+            return
+        if rec.state is RUNNING:
+            self._leader_ended(rec, worker_goes_on=True)
+        elif rec.state is FOLLOWING:  # cancelled before it started
+            self._unfollow(rec)
+        else:
+            self.values.discard_outcome(outcome)
+            return
+        spec = rec.spec
+        values = self.values
+        if outcome.error is not None:
+            values.hold_ids(outcome.error.contained)
+            if rec.cancelled:
+                values.drop_value(outcome.error)
+                self._finish(rec, cancelled_value(spec.name))
+                return
+            if outcome.retryable and self._retry(rec):
+                values.drop_value(outcome.error)
+                return
+            self._finish(rec, outcome.error)
+            return
+        results = outcome.values or []
+        values.set_results(spec.return_ids, results)
+        remember(self.objects, spec, results)
+        self._finish(rec, None)
+
+    def _retry(self, rec: TaskRecord) -> bool:
+        spec = rec.spec
+        if spec.max_retries >= 0 and spec.attempt >= spec.max_retries:
+            return False
+        spec.attempt += 1
+        self._release_placement(rec)
+        rec.state = QUEUED
+        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+        return True
+
+    def crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        """The worker running (or holding) the task died."""
+        rec = self.records.get(task_id)
+        if rec is None or attempt != rec.spec.attempt:
+            return
+        if rec.state is FOLLOWING:  # never started: not an attempt
+            self.recalled(task_id, attempt)
+            return
+        if rec.state is not RUNNING:
+            return
+        self._leader_ended(rec, worker_goes_on=False)
+        if rec.cancelled:
+            self._finish(rec, cancelled_value(rec.spec.name))
+            return
+        if self._retry(rec):
+            return
+        msg = (
+            f"The worker running task {rec.spec.name} died after "
+            f"{rec.spec.attempt + 1} attempt(s): {error}"
+        )
+        self._finish(rec, error_value(WorkerCrashedError(msg)))
+
+    def _release_placement(self, rec: TaskRecord) -> None:
+        if rec.placement is not None:
+            if rec.blocked:
+                rec.placement.node.acquire({"CPU": rec.placement.request.get("CPU", 0.0)})
+                rec.blocked = False
+            rec.placement.release()
+            rec.placement = None
+            self.scheduler.dirty = True
+
+    def _finish(self, rec: TaskRecord, error: Serialized | None) -> None:
+        """End a task for good: resolve its returns with ``error`` if given, free its hold."""
+        if error is not None:
+            self.values.resolve(rec.spec.return_ids, error)
+        self._release_placement(rec)
+        rec.state = DONE
+        self.leaders.pop(rec.spec.task_id, None)
+        del self.records[rec.spec.task_id]
+        self.values.release_args(rec.spec.args)
+
+    def blocked(self, task_id: int, blocked: bool) -> None:
+        """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
+        rec = self.records.get(task_id)
+        if rec is None or rec.placement is None or rec.blocked == blocked:
+            return
+        cpus = {"CPU": rec.placement.request.get("CPU", 0.0)}
+        if blocked:
+            rec.placement.node.release(cpus, ())
+            # Only CPUs are lent, which may not fit the task queued behind this one: it
+            # comes back to the core's queue (unless it starts first, when this ends).
+            self.leaders.pop(rec.spec.task_id, None)
+            successor = rec.successor
+            if successor is not None and not successor.recalling:
+                self._recall(successor)
+        else:
+            rec.placement.node.acquire(cpus)
+        rec.blocked = blocked
+        self.scheduler.dirty = True
+
+    # == cancel, a job's end, internal errors ==============================================
+
+    def cancel(self, task_id: int, force: bool, recursive: bool) -> bool:
+        """Cancel a live task (and its children, if ``recursive``); False if not one."""
+        rec = self.records.get(task_id)
+        if rec is None:
+            return False
+        self._cancel(rec, force, recursive)
+        return True
+
+    def _cancel(self, rec: TaskRecord, force: bool, recursive: bool) -> None:
+        if recursive:
+            for child in rec.children:
+                child_rec = self.records.get(child)
+                if child_rec is not None:
+                    self._cancel(child_rec, force, recursive)
+        state = rec.state
+        if state is WAITING:
+            self._finish(rec, cancelled_value(rec.spec.name))
+        elif state is QUEUED:
+            self.scheduler.remove(rec)
+            self._finish(rec, cancelled_value(rec.spec.name))
+        elif state is RUNNING and not rec.cancelled:
+            rec.cancelled = True
+            self.backend.cancel(rec.spec.task_id, force=force)
+        elif state is FOLLOWING and not rec.cancelled:
+            # Not started: the worker drops it from its queue. Never force: killing the
+            # worker would kill the task ahead of it.
+            rec.cancelled = True
+            self.backend.cancel(rec.spec.task_id, force=False)
+
+    def end_job(self, job: int) -> None:
+        """Cancel every task of the driver ``job`` (running ones forcibly)."""
+        for rec in [r for r in self.records.values() if r.job == job]:
+            if self.records.get(rec.spec.task_id) is rec:
+                self._cancel(rec, force=True, recursive=False)
+
+    def abandon(self, task_id: int, error: BaseException, returns: tuple[int, ...]) -> None:
+        """A core bug hit this task: take it out of every structure, fail its returns
+        (``returns`` if the task never got a record)."""
+        rec = self.records.pop(task_id, None)
+        if rec is not None:
+            returns = rec.spec.return_ids
+            self.scheduler.remove(rec)
+            self.leaders.pop(task_id, None)
+            self.followers.pop(task_id, None)
+            successor, rec.successor = rec.successor, None
+            if successor is not None:
+                successor.leader = None
+                if successor.state is FOLLOWING:
+                    self._recall(successor)
+            if rec.leader is not None and rec.leader.successor is rec:
+                rec.leader.successor = None
+            if rec.state is RUNNING or rec.state is FOLLOWING:
+                self.backend.cancel(task_id, force=False)  # its outcome will be discarded
+            self._release_placement(rec)
+            rec.state = DONE
+            self.values.release_args(rec.spec.args)
+        self.values.fail_pending(returns, error)
