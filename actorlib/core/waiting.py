@@ -135,6 +135,14 @@ class _Collect:
             client.unwatch([i for i in ids if i not in self.got], self)
 
 
+#: How a thread blocked in ``fetch`` waits: None to block on the lock the core releases
+#: when the wait is over. A backend that runs user code under a scheduler of its own (the
+#: deterministic ``sim`` backend) sets ``hook(lock, timeout, ids) -> released`` so that
+#: each wait becomes a step it schedules, in virtual time. The hook must fall back to
+#: ``lock.acquire`` for threads it does not control.
+blocking_wait: Callable[[Any, float | None, list[int]], bool] | None = None
+
+
 def fetch(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False
 ) -> dict[int, Serialized]:
@@ -156,7 +164,8 @@ def fetch(
     lock.acquire()
     collect = _Collect(need, lock.release, fail_fast)
     client.watch(ids, collect)
-    if lock.acquire(timeout=0.0005):
+    hook = blocking_wait
+    if hook is None and lock.acquire(timeout=0.0005):
         return collect.got
     execution = current_execution.get()
     if execution is None and timeout != 0 and not _blocking_warned:
@@ -172,7 +181,10 @@ def fetch(
         execution.wakeup = functools.partial(_release, lock)
     ok = False
     try:
-        ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        if hook is None:
+            ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        else:
+            ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids)
         if ok and execution is not None and execution.cancelled and (
             len(collect.got) < collect.need
         ):
