@@ -101,7 +101,9 @@ def current() -> SimBackend | None:
 def _settings_from_env() -> SimSettings:
     replay = os.environ.get(REPLAY_ENV)
     if replay:
-        return SimSettings(choices=ReplayChoices(replay))
+        choices = ReplayChoices(replay)
+        return SimSettings(choices=choices, faults=choices.faults,
+                           explore_time=choices.explore_time)
     return SimSettings(choices=RandomChoices(int(os.environ.get(SEED_ENV, "0"))))
 
 
@@ -166,10 +168,32 @@ class _Worker:
                 except BaseException:  # a bug of the simulator's own job code
                     log.exception("actorlib sim: internal error in a worker")
                 self.job = None
-                sim._back.release()
+                sim._hand_back()
         finally:
             sim._by_ident.pop(_thread.get_ident(), None)
             sim._back.release()  # the controller waits for the exit too
+
+
+class _Posting:
+    """The core's events, noting that something was posted (the core must go quiet)."""
+
+    __slots__ = ("_events", "_sim")
+
+    def __init__(self, events: CoreEvents, sim: SimBackend) -> None:
+        self._events = events
+        self._sim = sim
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._events, name)
+        if not callable(attr):
+            return attr
+        sim = self._sim
+
+        def posting(*args: Any) -> Any:
+            sim._posted = True
+            return attr(*args)
+
+        return posting
 
 
 class _Box:
@@ -259,6 +283,7 @@ class SimBackend(Backend):
         self._driver_wait: _Wait | None = None
         self._failure: SimulationError | None = None
         self._stopping = False
+        self._posted = True  # something may have reached the core since it was last quiet
         self._previous_hook: Any = None
         self.steps = 0
         self.faults_used = 0
@@ -269,7 +294,8 @@ class SimBackend(Backend):
 
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
         global _next, _current
-        self.events = events
+        self._raw_events = events
+        self.events = _Posting(events, self)
         self._core_loop = asyncio.get_running_loop()
         settings = _next if _next is not None else _settings_from_env()
         _next = None
@@ -364,6 +390,7 @@ class SimBackend(Backend):
         deadline = None if timeout is None else self.clock.now + timeout
         wait = _Wait(lambda: not lock.locked(), deadline, ids)
         self._driver_wait = wait
+        self._posted = True  # the driver ran code since it last waited
         try:
             while True:
                 self._settle()
@@ -421,7 +448,7 @@ class SimBackend(Backend):
 
     @property
     def trace(self) -> str:
-        return encode_trace(self.choices_made)
+        return encode_trace(self.choices_made, self.faults, self.settings.explore_time)
 
     def _fail(self, error: SimulationError) -> None:
         error.trace = self.trace
@@ -454,16 +481,27 @@ class SimBackend(Backend):
 
     # == quiet core, applied commands ======================================================
 
+    def _hand_back(self) -> None:
+        """A worker gives the baton back, through the core: the controller wakes once the
+        core has handled everything the worker posted (one wake-up fewer than a
+        separate quiesce)."""
+        if self._stopping:
+            self._back.release()
+        else:
+            self._raw_events.post(self._core_loop.call_soon, self._back.release)
+
     def _quiesce(self) -> None:
         """Wait until the core has handled everything posted so far, scheduling included."""
         lock = _thread.allocate_lock()
         lock.acquire()
-        self.events.post(self._core_loop.call_soon, lock.release)
+        self._raw_events.post(self._core_loop.call_soon, lock.release)
         lock.acquire()
 
     def _settle(self) -> None:
         while True:
-            self._quiesce()
+            if self._posted:  # else the core has nothing new: skip the round trip
+                self._posted = False
+                self._quiesce()
             if not self._commands and not self._plain_callbacks():
                 return
             while self._commands:
@@ -527,7 +565,7 @@ class SimBackend(Backend):
             for handle in [h for h in loop.ready_handles() if task_of(h) is None]:
                 loop.take(handle)
                 run_handle(loop, handle)
-                ran = True
+                ran = self._posted = True
         for task in self._started.values():
             if task.loop is not None:
                 task.loop.fire_due()
@@ -689,6 +727,7 @@ class SimBackend(Backend):
         """Hand ``worker`` the baton; return when it finished its job or paused."""
         worker.go.release()
         self._back.acquire()
+        self._posted = self._stopping  # handed back through the core: it is quiet
         if worker.wait is None:  # the job ended
             done, worker.on_done = worker.on_done, None
             worker.owner = None
@@ -729,7 +768,7 @@ class SimBackend(Backend):
         if worker.unwind:
             raise _Unwind()
         worker.wait = wait
-        self._back.release()
+        self._hand_back()
         worker.go.acquire()
         worker.wait = None
         if worker.unwind:

@@ -7,8 +7,8 @@ always answers 0 runs first come, first served, and a shrinking search (hypothes
 converges on the fewest deviations from that.
 
 A trace is the list of choices made where there was more than one option, written
-compactly: ``sim1:`` then ``.``-separated numbers, a run of k zeros written ``zk``
-(``sim1:z12.1.z3.2``).
+compactly after a header naming the fault plan: ``sim1:<flags>:`` then ``.``-separated
+numbers, a run of k zeros written ``zk`` (``sim1::z12.1.z3.2``, ``sim1:kd1:z4.7``).
 """
 
 from __future__ import annotations
@@ -101,7 +101,10 @@ class ReplayChoices(Choices):
     """The choices of a recorded trace, then the oldest step (0) once it is used up."""
 
     def __init__(self, trace: str | list[int]) -> None:
-        self.choices = decode_trace(trace) if isinstance(trace, str) else list(trace)
+        if isinstance(trace, str):
+            self.choices, self.faults, self.explore_time = decode_trace(trace)
+        else:
+            self.choices, self.faults, self.explore_time = list(trace), FaultPlan(), False
         self._at = 0
 
     def choose(self, n: int, faults: int = 0) -> int:
@@ -150,7 +153,19 @@ class FaultPlan:
         )
 
 
-def encode_trace(choices: list[int]) -> str:
+_FAULT_LETTERS = (("kill_worker", "k"), ("restart_actor", "a"), ("drop_before_reply", "d"))
+
+
+def encode_trace(choices: list[int], faults: FaultPlan | None = None,
+                 explore_time: bool = False) -> str:
+    """``sim1:<flags>:<choices>``: flags name the fault plan (k, a, d and the budget) and
+    ``t`` for explored time, which a replay needs to offer the same options."""
+    flags = ""
+    if faults is not None and faults.any:
+        flags = "".join(letter for name, letter in _FAULT_LETTERS if getattr(faults, name))
+        flags += str(faults.max_faults)
+    if explore_time:
+        flags += "t"
     parts: list[str] = []
     zeros = 0
     for choice in choices:
@@ -163,18 +178,24 @@ def encode_trace(choices: list[int]) -> str:
         parts.append(str(choice))
     if zeros:
         parts.append("0" if zeros == 1 else f"z{zeros}")
-    return TRACE_PREFIX + ".".join(parts)
+    return f"{TRACE_PREFIX}{flags}:{'.'.join(parts)}"
 
 
-def decode_trace(trace: str) -> list[int]:
+def decode_trace(trace: str) -> tuple[list[int], FaultPlan, bool]:
+    """The choices, the fault plan and the explore-time flag of a trace."""
     text = trace.strip()
-    if not text.startswith(TRACE_PREFIX):
-        raise ValueError(f"not a simulation trace (it starts with {TRACE_PREFIX!r}): {trace!r}")
-    body = text[len(TRACE_PREFIX):]
+    if not text.startswith(TRACE_PREFIX) or text.count(":") != 2:
+        raise ValueError(f"not a simulation trace ({TRACE_PREFIX}<flags>:<choices>): {trace!r}")
+    flags, _, body = text[len(TRACE_PREFIX):].partition(":")
+    digits = "".join(c for c in flags if c.isdigit())
+    plan = FaultPlan(
+        **{name: letter in flags for name, letter in _FAULT_LETTERS},
+        max_faults=int(digits) if digits else 0,
+    )
     out: list[int] = []
     for part in filter(None, body.split(".")):
         if part.startswith("z"):
             out.extend([0] * int(part[1:]))
         else:
             out.append(int(part))
-    return out
+    return out, plan, "t" in flags
