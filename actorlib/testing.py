@@ -301,6 +301,55 @@ def search(
     return None
 
 
+@dataclass
+class Exhausted:
+    """What :func:`exhaust` saw: every schedule, or the first failing one."""
+
+    runs: int
+    complete: bool  # every schedule was run (False: stopped at max_runs or a failure)
+    failure: BaseException | None = None
+    trace: str = ""
+    results: list[Any] = field(default_factory=list)
+
+
+def exhaust(
+    body: Callable[[], Any], *, max_runs: int = 10_000, faults: FaultPlan | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS, stop_on_failure: bool = True, **init_kwargs: Any,
+) -> Exhausted:
+    """Run ``body`` under every schedule, depth first (stateless model checking).
+
+    Each run replays a prefix of choices and takes the oldest step after it; the next
+    prefix bumps the last choice that had options left. ``results`` collects what each
+    run of ``body`` returned. Exhaustive only for small programs: the number of
+    schedules grows exponentially with the number of concurrent steps.
+    """
+    plan = faults or FaultPlan()
+    prefix: list[int] = []
+    out = Exhausted(0, False)
+    while out.runs < max_runs:
+        run: Simulation | None = None
+        out.runs += 1
+        try:
+            with simulate(Schedule(ReplayChoices(prefix), plan), max_steps=max_steps,
+                          **init_kwargs) as run:
+                out.results.append(body())
+        except Exception as exc:
+            if stop_on_failure:
+                out.failure = exc
+                out.trace = run.trace if run is not None else ""
+                return out
+        assert run is not None
+        choices, options = run.choices, list(run._backend.options)
+        i = len(choices) - 1
+        while i >= 0 and choices[i] + 1 >= options[i]:
+            i -= 1
+        if i < 0:
+            out.complete = True
+            return out
+        prefix = [*choices[:i], choices[i] + 1]
+    return out
+
+
 # -- inside a simulated run --------------------------------------------------------------
 
 
@@ -338,6 +387,7 @@ def current() -> Simulation:
 __all__ = [
     "DeadlockError",
     "FaultPlan",
+    "Exhausted",
     "Found",
     "InvariantViolation",
     "NotRunning",
@@ -347,6 +397,7 @@ __all__ = [
     "SimulationError",
     "StepBudgetExceeded",
     "current",
+    "exhaust",
     "explore",
     "faults",
     "invariant",

@@ -288,6 +288,7 @@ class SimBackend(Backend):
         self.steps = 0
         self.faults_used = 0
         self.choices_made: list[int] = []
+        self.options: list[int] = []  # how many options each choice had
         self.log: list[str] = []
 
     # == lifecycle =========================================================================
@@ -423,6 +424,7 @@ class SimBackend(Backend):
         else:
             choice = self.source.choose(len(items), len(faults))
             self.choices_made.append(choice)
+            self.options.append(len(options))
         picked = options[choice]
         self._born.pop(picked[0], None)
         if choice >= len(items):
@@ -435,6 +437,7 @@ class SimBackend(Backend):
             return False
         choice = self.source.choose(1, 1)
         self.choices_made.append(choice)
+        self.options.append(2)
         if choice:
             self.faults_used += 1
             self._record(name)
