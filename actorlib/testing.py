@@ -386,8 +386,8 @@ def current() -> Simulation:
 
 __all__ = [
     "DeadlockError",
-    "FaultPlan",
     "Exhausted",
+    "FaultPlan",
     "Found",
     "InvariantViolation",
     "NotRunning",

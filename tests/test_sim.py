@@ -32,7 +32,7 @@ from actorlib.testing import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import testing_actors  # noqa: E402
+import testing_actors
 
 
 @actorlib.remote(num_cpus=0)
@@ -187,8 +187,8 @@ def test_killed_workers_are_retried_and_every_result_arrives(schedule):
 def test_faults_do_land_and_are_retried():
     landed = 0
     for seed in range(40):
-        from actorlib.testing import Schedule
         from actorlib.backends.sim import RandomChoices
+        from actorlib.testing import Schedule
 
         schedule = Schedule(RandomChoices(seed, fault_rate=0.3),
                             FaultPlan(kill_worker=True, drop_before_reply=True, max_faults=3))
@@ -341,10 +341,9 @@ class SelfCaller:
 
 
 def test_a_deadlock_is_reported_with_who_waits_for_what():
-    with pytest.raises(DeadlockError) as info:
-        with simulate():
-            a = SelfCaller.remote()
-            actorlib.get(a.outer.remote(a))
+    with pytest.raises(DeadlockError) as info, simulate():
+        a = SelfCaller.remote()
+        actorlib.get(a.outer.remote(a))
     message = str(info.value)
     assert "SelfCaller#1.outer from driver waits for SelfCaller#1.inner" in message
     assert info.value.trace.startswith("sim1:")
@@ -358,17 +357,15 @@ class Spinner:
 
 
 def test_a_livelock_hits_the_step_budget():
-    with pytest.raises(StepBudgetExceeded):
-        with simulate(max_steps=500):
-            actorlib.get(Spinner.remote().spin.remote())
+    with pytest.raises(StepBudgetExceeded), simulate(max_steps=500):
+        actorlib.get(Spinner.remote().spin.remote())
 
 
 def test_an_invariant_fails_at_the_step_that_breaks_it():
-    with pytest.raises(InvariantViolation) as info:
-        with simulate():
-            log = Log.remote()
-            invariant(lambda: len(peek(log).entries) < 2)
-            actorlib.get([log.record.remote("x", i) for i in range(3)])
+    with pytest.raises(InvariantViolation) as info, simulate():
+        log = Log.remote()
+        invariant(lambda: len(peek(log).entries) < 2)
+        actorlib.get([log.record.remote("x", i) for i in range(3)])
     assert info.value.steps[-1] == "Log#1.record from driver"
     assert "replay with" in str(info.value)
 

@@ -61,6 +61,7 @@ DEFAULT_MEMORY = float(8 << 30)
 #: Environment: a trace to replay (``sim1:...``) or a seed, for ``init(backend="sim")``.
 REPLAY_ENV = "ACTORLIB_SIM_REPLAY"
 SEED_ENV = "ACTORLIB_SIM_SEED"
+MAX_STEPS_ENV = "ACTORLIB_SIM_MAX_STEPS"  # default for a plain init: 0, no limit
 
 
 class _Unwind(BaseException):
@@ -73,6 +74,7 @@ class SimSettings:
 
     choices: Choices = field(default_factory=RandomChoices)
     faults: FaultPlan = field(default_factory=FaultPlan)
+    #: Steps the whole run may take (0: no limit) before it fails with StepBudgetExceeded.
     max_steps: int = 20_000
     #: False (the default): virtual time jumps to the next timer only when nothing else
     #: can run (trio's autojump clock). True: "time passes" is one more choice at every
@@ -99,12 +101,14 @@ def current() -> SimBackend | None:
 
 
 def _settings_from_env() -> SimSettings:
+    max_steps = int(os.environ.get(MAX_STEPS_ENV, "0"))
     replay = os.environ.get(REPLAY_ENV)
     if replay:
         choices = ReplayChoices(replay)
-        return SimSettings(choices=choices, faults=choices.faults,
+        return SimSettings(choices=choices, faults=choices.faults, max_steps=max_steps,
                            explore_time=choices.explore_time)
-    return SimSettings(choices=RandomChoices(int(os.environ.get(SEED_ENV, "0"))))
+    return SimSettings(choices=RandomChoices(int(os.environ.get(SEED_ENV, "0"))),
+                       max_steps=max_steps)
 
 
 class _Wait:
@@ -168,6 +172,12 @@ class _Worker:
                 except BaseException:  # a bug of the simulator's own job code
                     log.exception("actorlib sim: internal error in a worker")
                 self.job = None
+                if not sim._reply_on_controller:
+                    # Report the end here, before the baton goes back through the core:
+                    # the core has handled the reply when the controller wakes.
+                    done, self.on_done = self.on_done, None
+                    if done is not None:
+                        done(self.unwound)
                 sim._hand_back()
         finally:
             sim._by_ident.pop(_thread.get_ident(), None)
@@ -283,6 +293,7 @@ class SimBackend(Backend):
         self._driver_wait: _Wait | None = None
         self._failure: SimulationError | None = None
         self._stopping = False
+        self._reply_on_controller = False
         self._posted = True  # something may have reached the core since it was last quiet
         self._previous_hook: Any = None
         self.steps = 0
@@ -303,6 +314,9 @@ class SimBackend(Backend):
         self.settings = settings
         self.source = settings.choices
         self.faults = settings.faults
+        # A reply may be dropped (a fault): decided on the controller, so replies are
+        # sent from there (a worker must never switch to another worker).
+        self._reply_on_controller = self.faults.drop_before_reply and self.faults.max_faults > 0
         self.invariants = list(settings.invariants)
         cpus = config.num_cpus if config.num_cpus is not None else DEFAULT_CPUS
         resources = {"CPU": float(cpus), "memory": DEFAULT_MEMORY}
@@ -399,9 +413,9 @@ class SimBackend(Backend):
                 items, faults = self._runnable()
                 if not items and not faults:
                     self._fail(DeadlockError(self._deadlock_report()))
-                if self.steps >= self.settings.max_steps:
+                if 0 < self.settings.max_steps <= self.steps:
                     self._fail(StepBudgetExceeded(
-                        f"the run took {self.steps} steps without the test's wait ending "
+                        f"the run took {self.steps} steps and the test still waits "
                         f"(max_steps={self.settings.max_steps}): a livelock, or raise the budget"
                     ))
                 _key, name, action = self._pick(items, faults)
