@@ -386,12 +386,18 @@ class SimBackend(Backend):
 
     # == the controller: the test's thread, blocked in get ==================================
 
-    def _blocking_wait(self, lock: Any, timeout: float | None, ids: list[int]) -> bool:
+    def _blocking_wait(
+        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool
+    ) -> bool:
         ident = _thread.get_ident()
         worker = self._by_ident.get(ident)
         if worker is not None:
+            if asynchronous:  # an await in a coroutine the simulator steps: it waits there
+                return True
             return self._worker_wait(worker, lock, timeout, ids)
         if self._stopping or (self._driver_ident not in (None, ident)):
+            if asynchronous:
+                return True
             return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
         self._driver_ident = ident
         return self._drive(lock, timeout, ids)
