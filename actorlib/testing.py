@@ -199,10 +199,12 @@ def _annotate(exc: BaseException, run: Simulation) -> None:
     tail = run.log[-30:]
     first = len(run.log) - len(tail) + 1
     steps = "\n".join(f"  {first + i:4d}. {name}" for i, name in enumerate(tail))
-    exc.add_note(
-        f"simulation: {run.steps} steps, virtual time {run.now:g}s; last {len(tail)}:\n"
-        f"{steps}\nreplay with: actorlib.testing.replay({run.trace!r})"
-    )
+    add_note = getattr(exc, "add_note", None)  # Python 3.11+
+    if add_note is not None:
+        add_note(
+            f"simulation: {run.steps} steps, virtual time {run.now:g}s; last {len(tail)}:\n"
+            f"{steps}\nreplay with: actorlib.testing.replay({run.trace!r})"
+        )
     with contextlib.suppress(AttributeError, TypeError):
         exc._actorlib_sim_noted = True  # type: ignore[attr-defined]
         exc.sim_trace = run.trace  # type: ignore[attr-defined]
