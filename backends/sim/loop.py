@@ -90,7 +90,7 @@ def run_handle(loop: SimLoop, handle: asyncio.Handle) -> None:
     previous = asyncio._get_running_loop()
     asyncio._set_running_loop(loop)
     try:
-        handle._run()  # type: ignore[attr-defined]
+        handle._run()
     finally:
         asyncio._set_running_loop(previous)
 
