@@ -54,13 +54,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_MAX_STEPS = 20_000
 
 
-@dataclass
 class Schedule:
     """Where one simulated run takes its choices from, and which faults it may suffer."""
 
-    choices: Choices = field(default_factory=FirstChoices)
-    faults: FaultPlan = field(default_factory=FaultPlan)
-    explore_time: bool = False
+    def __init__(
+        self, choices: Choices | None = None, faults: FaultPlan | None = None,
+        explore_time: bool = False,
+    ) -> None:
+        self.choices = choices if choices is not None else FirstChoices()
+        self.faults = faults if faults is not None else FaultPlan()
+        self.explore_time = explore_time
 
     def __repr__(self) -> str:
         extra = f", faults={self.faults}" if self.faults.any else ""

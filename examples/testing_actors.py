@@ -65,8 +65,8 @@ def transfer(src, dst, amount: int) -> bool:
 @actorlib.remote(num_cpus=0)
 def standing_order(ledger, src, dst, amount: int) -> bool:
     """A scheduled payment: some bookkeeping first, then the same transfer."""
-    actorlib.get(ledger.record.remote(f"standing order: {amount}"))
-    actorlib.get(ledger.record.remote("approved"))
+    for step in ("received", "checked", "approved", "scheduled"):
+        actorlib.get(ledger.record.remote(f"standing order of {amount}: {step}"))
     return bool(actorlib.get(transfer.remote(src, dst, amount)))
 
 

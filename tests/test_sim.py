@@ -380,7 +380,7 @@ def test_the_example_races_are_found_shrunk_and_replayed(scenario):
     error, _ = testing_actors.hunt(scenario, max_examples=500)
     elapsed = time.perf_counter() - started
     steps, trace = error.sim_steps, error.sim_trace
-    limit = {"bank": 30, "cache": 16}[scenario]
+    limit = {"bank": 36, "cache": 16}[scenario]
     assert len(steps) <= limit, steps
     again, message = testing_actors.replay_steps(scenario, trace)
     assert again == steps

@@ -129,6 +129,9 @@ class DrawChoices(Choices):
     def choose(self, n: int, faults: int = 0) -> int:
         return self._draw(n + faults)
 
+    def describe(self) -> str:
+        return "choices drawn by hypothesis (the trace is in the failure's notes)"
+
 
 @dataclass(frozen=True)
 class FaultPlan:
