@@ -14,7 +14,8 @@ default) and counts how often the bug shows; then lets hypothesis explore schedu
 ``sim``, which finds it, shrinks it and prints a trace that replays it step for step.
 
     python examples/testing_actors.py           # 200 real runs per scenario
-    python examples/testing_actors.py --small   # 20 (what the tests run)
+    python examples/testing_actors.py --small   # 20, and a quick random search instead
+                                                # of hypothesis's (what the tests run)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 import time
 
 import actorlib
-from actorlib.testing import explore, invariant, peek, simulate
+from actorlib.testing import explore, invariant, peek, search, simulate
 
 # -- the bank ----------------------------------------------------------------------------
 
@@ -192,11 +193,18 @@ def main() -> None:
     for name in SCENARIOS:
         hits = real_runs(name, runs)
         print(f"{name}: the bug showed in {hits} of {runs} runs on the {backend} backend")
-        error, seconds = hunt(name)
-        trace = error.sim_trace  # type: ignore[attr-defined]
-        steps = error.sim_steps  # type: ignore[attr-defined]
-        print(f"{name}: under sim, hypothesis found and shrank it in {seconds:.2f} s: "
-              f"{len(steps)} steps")
+        if small:  # quick: seeded random schedules, no shrinking (the tests' size)
+            found = search(SCENARIOS[name], iterations=500)
+            assert found is not None and isinstance(found.error, AssertionError)
+            error, seconds, trace = found.error, found.seconds, found.trace
+            steps = error.sim_steps  # type: ignore[attr-defined]
+            how = f"random search found it after {found.runs} runs"
+        else:
+            error, seconds = hunt(name)
+            trace = error.sim_trace  # type: ignore[attr-defined]
+            steps = error.sim_steps  # type: ignore[attr-defined]
+            how = "hypothesis found and shrank it"
+        print(f"{name}: under sim, {how} in {seconds:.2f} s: {len(steps)} steps")
         print(f"  {str(error).splitlines()[0]}")
         for i, step in enumerate(steps, 1):
             print(f"  {i:3d}. {step}")
