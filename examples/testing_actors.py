@@ -14,7 +14,7 @@ default) and counts how often the bug shows; then lets hypothesis explore schedu
 ``sim``, which finds it, shrinks it and prints a trace that replays it step for step.
 
     python examples/testing_actors.py           # 200 real runs per scenario
-    python examples/testing_actors.py --small   # 20, and a quick random search instead
+    python examples/testing_actors.py --small   # 10, and a quick random search instead
                                                 # of hypothesis's (what the tests run)
 """
 
@@ -187,7 +187,7 @@ def replay_steps(name: str, trace: str) -> tuple[list[str], str]:
 
 def main() -> None:
     small = "--small" in sys.argv or os.environ.get("ACTORLIB_EXAMPLE_SIZE") == "small"
-    runs = 20 if small else 200
+    runs = 10 if small else 200
     backend = os.environ.get("ACTORLIB_BACKEND", "thread")
     os.environ.setdefault("ACTORLIB_BACKEND", backend)
     for name in SCENARIOS:
