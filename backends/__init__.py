@@ -1,6 +1,7 @@
 """Backends: where actorlib's tasks and actors run. Loaded lazily, by name.
 
-Built in: ``process`` (the default) and ``thread``. Third-party packages add more
+Built in: ``process`` (the default), ``thread``, ``cluster``, and ``sim`` (deterministic
+simulation for tests: see ``actorlib.testing``). Third-party packages add more
 through the ``actorlib.backends`` entry-point group (``name = "module:Class"``, a
 :class:`~actorlib.backends.base.Backend` or a :class:`~actorlib.backends.base.Connector`).
 Importing a backend module happens only when it is chosen, so an absent optional
@@ -20,6 +21,7 @@ BUILTIN: dict[str, str] = {
     "thread": "actorlib.backends.thread:ThreadBackend",
     "process": "actorlib.backends.process.backend:ProcessBackend",
     "cluster": "actorlib.backends.cluster.driver:ClusterConnector",
+    "sim": "actorlib.backends.sim.backend:SimBackend",
 }
 
 # The process backend needs POSIX (Unix sockets, fd passing, fcntl locks, mmap); its

@@ -21,7 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG_DIRS = {"actorlib": ROOT / "actorlib", "actorlib.backends": ROOT / "backends"}
 # Where the API picks and starts a backend: the only API modules that may import one.
-COMPOSITION_ROOTS = {"actorlib.session", "actorlib.__main__", "actorlib.cluster_cli"}
+# ``actorlib.testing`` starts the deterministic ``sim`` backend under a schedule of its own.
+COMPOSITION_ROOTS = {
+    "actorlib.session", "actorlib.__main__", "actorlib.cluster_cli", "actorlib.testing",
+}
 
 
 def _module_name(path: Path) -> str:

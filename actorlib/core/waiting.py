@@ -135,6 +135,16 @@ class _Collect:
             client.unwatch([i for i in ids if i not in self.got], self)
 
 
+#: How a thread blocked in ``fetch`` waits: None to block on the lock the core releases
+#: when the wait is over. A backend that runs user code under a scheduler of its own (the
+#: deterministic ``sim`` backend) sets ``hook(lock, timeout, ids, asynchronous) ->
+#: released`` so that each wait becomes a step it schedules, in virtual time. The hook
+#: must fall back to ``lock.acquire`` for threads it does not control. ``fetch_async``
+#: calls it too (``asynchronous``): it may run the others until the wait is over (then
+#: the await completes at once), or return True at once to let the await wait.
+blocking_wait: Callable[[Any, float | None, list[int], bool], bool] | None = None
+
+
 def fetch(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False
 ) -> dict[int, Serialized]:
@@ -156,7 +166,8 @@ def fetch(
     lock.acquire()
     collect = _Collect(need, lock.release, fail_fast)
     client.watch(ids, collect)
-    if lock.acquire(timeout=0.0005):
+    hook = blocking_wait
+    if hook is None and lock.acquire(timeout=0.0005):
         return collect.got
     execution = current_execution.get()
     if execution is None and timeout != 0 and not _blocking_warned:
@@ -172,7 +183,10 @@ def fetch(
         execution.wakeup = functools.partial(_release, lock)
     ok = False
     try:
-        ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        if hook is None:
+            ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        else:
+            ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False)
         if ok and execution is not None and execution.cancelled and (
             len(collect.got) < collect.need
         ):
@@ -324,11 +338,26 @@ async def fetch_async(
         return {}
     ids, client = _unique_ids(refs), client_of(refs)
     signal = _signal()
-    collect = _Collect(need, signal.set_threadsafe, fail_fast)
+    hook = blocking_wait
+    if hook is None:
+        collect = _Collect(need, signal.set_threadsafe, fail_fast)
+    else:
+        lock = _thread.allocate_lock()
+        lock.acquire()
+
+        def done() -> None:
+            _release(lock)
+            signal.set_threadsafe()
+
+        collect = _Collect(need, done, fail_fast)
     client.watch(ids, collect)
     timed_out = False
     try:
-        timed_out = not await signal.wait(timeout)
+        # A scheduler of its own may run everything else until this wait is over first.
+        if hook is not None and not hook(lock, timeout, ids, True):
+            timed_out = True
+        else:
+            timed_out = not await signal.wait(timeout)
     finally:
         if signal.is_set():
             collect.stop_early(client, ids)

@@ -1,0 +1,54 @@
+"""The deterministic simulation backend: every open choice made by a scheduler.
+
+``backend="sim"`` runs tasks and actors in this process, one step at a time, and lets a
+*choice source* (a seeded RNG, a recorded trace, hypothesis data) pick every choice the
+core leaves open: which task starts next, which caller's call an actor takes next, which
+coroutine of an async actor resumes, when virtual time moves, where a fault lands. The
+same choices give the same run, step for step. See ``docs/testing.md``; the user-facing
+side is :mod:`actorlib.testing`.
+
+Modules: ``backend`` (the backend and its scheduler loop), ``loop`` (the virtual-time
+event loop of async actors), ``choices`` (choice sources, fault plans, trace encoding),
+``errors`` (what a failed simulation raises).
+"""
+
+from __future__ import annotations
+
+from actorlib.backends.sim.backend import SimBackend, SimSettings, configure, current
+from actorlib.backends.sim.choices import (
+    Choices,
+    FaultPlan,
+    FirstChoices,
+    RandomChoices,
+    ReplayChoices,
+    decode_trace,
+    encode_trace,
+)
+from actorlib.backends.sim.errors import (
+    DeadlockError,
+    InvariantViolation,
+    NotRunning,
+    ReplayDivergedError,
+    SimulationError,
+    StepBudgetExceeded,
+)
+
+__all__ = [
+    "Choices",
+    "DeadlockError",
+    "FaultPlan",
+    "FirstChoices",
+    "InvariantViolation",
+    "NotRunning",
+    "RandomChoices",
+    "ReplayChoices",
+    "ReplayDivergedError",
+    "SimBackend",
+    "SimSettings",
+    "SimulationError",
+    "StepBudgetExceeded",
+    "configure",
+    "current",
+    "decode_trace",
+    "encode_trace",
+]
