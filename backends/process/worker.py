@@ -5,10 +5,10 @@ event loop, and does not re-run the driver's ``__main__``: code arrives pickled 
 cloudpickle and is cached by id. It dies with its parent (``PR_SET_PDEATHSIG``, or where
 there is none, the driver's lifeline pipe: :mod:`actorlib.backends.process.portable`).
 
-Inside, it is the thread backend's local runner, whose events travel over a socket to
-the driver, plus a client that forwards the actorlib API (nested tasks, refs, ``get``) to
-the driver's core. An I/O thread owns the socket, so a task blocked in ``get`` still
-receives its answer.
+Inside, a local runner (:mod:`actorlib.backends.runner`, as in the thread backend) runs
+the work and reports over a socket to the driver, and a client forwards the actorlib API
+(nested tasks, refs, ``get``) to the driver's core. An I/O thread owns the socket, so a
+task blocked in ``get`` still receives its answer.
 """
 
 from __future__ import annotations

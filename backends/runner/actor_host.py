@@ -98,18 +98,16 @@ class ActorHost:
         args, kwargs = build_args(run.spec.args, run.deps)
         return method(*args, **kwargs)
 
-    def _outcome(self, run: CallRun, result: Any, failure: BaseException | None) -> Outcome:
-        """The call's result packed into the store, or its error (also if packing fails)."""
+    def _packed(self, run: CallRun, result: Any) -> Outcome:
+        """The call's result, packed into the store."""
         spec = run.spec
-        name = self._name(spec)
-        if failure is None:
-            try:
-                values = pack_results(result, spec.num_returns, name, self.runner.store)
-            except BaseException as exc:  # an unpicklable result, a full store
-                failure = exc
-            else:
-                return Outcome(spec.call_id, spec.attempt, values=values)
-        error, retryable = pack_error(failure, name, spec.retry_exceptions)
+        values = pack_results(result, spec.num_returns, self._name(spec), self.runner.store)
+        return Outcome(spec.call_id, spec.attempt, values=values)
+
+    def _packed_error(self, run: CallRun, exc: BaseException) -> Outcome:
+        """The call's error (raised by the method, or in packing its result)."""
+        spec = run.spec
+        error, retryable = pack_error(exc, self._name(spec), spec.retry_exceptions)
         return Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
 
     def _report(self, run: CallRun, outcome: Outcome) -> None:
@@ -135,14 +133,12 @@ class ActorHost:
             return
         token = current_execution.set(self._context(run.spec.call_id))
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
-        failure: BaseException | None = None
         try:
             with env_vars(self.spec.env_vars):
                 result = self._invoke(run)
+            outcome = self._packed(run, result)
         except BaseException as exc:
-            failure = exc
-        try:
-            outcome = self._outcome(run, result, failure)
+            outcome = self._packed_error(run, exc)
         finally:
             current_execution.reset(token)
         self._report(run, outcome)
@@ -152,15 +148,14 @@ class ActorHost:
         if self._cancelled_before_start(run):
             return
         current_execution.set(self._context(run.spec.call_id))
-        result: Any = None
-        failure: BaseException | None = None
         try:
             result = self._invoke(run)
             if asyncio.iscoroutine(result):
                 result = await result
+            outcome = self._packed(run, result)
         except BaseException as exc:
-            failure = exc
-        self._report(run, self._outcome(run, result, failure))
+            outcome = self._packed_error(run, exc)
+        self._report(run, outcome)
 
     def _group_of(self, spec: CallSpec) -> str:
         """The call's concurrency group: set for this call, else its method's, else ""."""
