@@ -8,12 +8,28 @@ pickles, so it can cross process and machine boundaries unchanged.
 Ray's names are kept as aliases (``RayError``, ``RayTaskError``, ``RayActorError``), so
 ``except ray.exceptions.RayTaskError`` works with ``import actorlib as ray``.
 
-This module is a leaf: every layer may import it, and it imports nothing from actorlib.
+The errors of :class:`actorlib.Executor` and :class:`actorlib.Pool` are here too
+(``ExecutorShutdownError``, ``BrokenExecutorError`` ...). They are also
+``concurrent.futures``' errors, whose module costs every process importing this one
+about 10 ms, so they are defined in :mod:`actorlib.executor_errors` and imported from
+there on first use.
+
+This module is a leaf: every layer may import it, and at import it imports nothing from
+actorlib.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actorlib.executor_errors import (
+        BrokenExecutorError,
+        ExecutorInitializerError,
+        ExecutorShutdownError,
+        ExecutorTimeoutError,
+        ExecutorWorkerError,
+    )
 
 __all__ = [
     "ActorDiedError",
@@ -22,6 +38,11 @@ __all__ = [
     "ActorlibError",
     "ActorlibWarning",
     "BlockingGetWarning",
+    "BrokenExecutorError",
+    "ExecutorInitializerError",
+    "ExecutorShutdownError",
+    "ExecutorTimeoutError",
+    "ExecutorWorkerError",
     "GetTimeoutError",
     "InfeasibleResourceError",
     "InternalError",
@@ -253,3 +274,21 @@ RayError = ActorlibError
 RayTaskError = TaskError
 RayActorError = ActorError
 RaySystemError = SystemFailureError
+
+
+_EXECUTOR_ERRORS = frozenset({
+    "BrokenExecutorError", "ExecutorInitializerError", "ExecutorShutdownError",
+    "ExecutorTimeoutError", "ExecutorWorkerError",
+})
+
+if not TYPE_CHECKING:  # the type checker reads the import at the top instead
+
+    def __getattr__(name: str) -> Any:
+        """The Executor's errors, imported on first use (see the module's docstring)."""
+        if name in _EXECUTOR_ERRORS:
+            from actorlib import executor_errors
+
+            value = getattr(executor_errors, name)
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

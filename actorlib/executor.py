@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import inspect
 import itertools
 import threading
 import time
@@ -33,19 +32,30 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from actorlib.api import cancel, cluster_resources, nodes, remote
+from actorlib.api import cancel, cluster_resources
 from actorlib.exceptions import (
-    ActorlibError,
-    GetTimeoutError,
+    BrokenExecutorError,
+    ExecutorInitializerError,
+    ExecutorShutdownError,
+    ExecutorTimeoutError,
+    ExecutorWorkerError,
     RuntimeClosedError,
     SerializationError,
     WorkerCrashedError,
 )
+from actorlib.executor_tasks import (
+    CallTasks,
+    ChunkFuture,
+    InitializerFailed,
+    Prepare,
+    UnpicklableTasks,
+    partial_results,
+)
 from actorlib.remote_function import RemoteFunction
-from actorlib.session import init, is_initialized, shutdown
+from actorlib.runtime_lease import acquire_runtime, release_runtime
+from actorlib.session import is_initialized
 
 __all__ = [
     "BrokenExecutorError",
@@ -59,153 +69,12 @@ __all__ = [
 T = TypeVar("T")
 
 
-# -- errors ------------------------------------------------------------------------------
-
-
-class ExecutorShutdownError(RuntimeClosedError):
-    """``submit``/``map`` after ``shutdown()`` (a ``RuntimeError``, like the stdlib's)."""
-
-
-class BrokenExecutorError(ActorlibError, BrokenProcessPool):
-    """The executor cannot run calls any more (``except BrokenProcessPool`` catches it)."""
-
-
-class ExecutorInitializerError(BrokenExecutorError):
-    """The ``initializer`` raised in a worker: the executor is broken, like the stdlib's."""
-
-
-class ExecutorWorkerError(WorkerCrashedError, BrokenExecutorError):
-    """The worker running a call died (and the call ran out of ``max_retries``)."""
-
-
-class ExecutorTimeoutError(GetTimeoutError, concurrent.futures.TimeoutError):
-    """``map``'s ``timeout`` passed before the next result was ready."""
-
-
-class _InitializerFailed(Exception):
-    """Raised in a worker when the executor's initializer failed there."""
-
-
-# -- what runs in the worker -------------------------------------------------------------
-
-_worker_local = threading.local()
-_PARTIAL = "_actorlib_chunk_results"
-
-
-def _prepare_worker(
-    token: str, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],
-    max_tasks: int | None,
-) -> None:
-    """Run the initializer before this worker's first task of executor ``token``."""
-    states: dict[str, list[Any]] | None = getattr(_worker_local, "states", None)
-    if states is None:
-        states = _worker_local.states = {}
-    state = states.get(token)
-    if state is not None and state[1] is not None:
-        raise _InitializerFailed(state[1])
-    if state is None or (max_tasks is not None and state[0] >= max_tasks):
-        if initializer is not None:
-            try:
-                initializer(*initargs)
-            except Exception as exc:
-                name = getattr(initializer, "__qualname__", repr(initializer))
-                message = f"The executor's initializer {name} raised {type(exc).__name__}: {exc}"
-                states[token] = [0, message]
-                raise _InitializerFailed(message) from exc
-        state = states[token] = [0, None]
-    state[0] += 1
-
-
-def _name_of(fn: Any) -> str:
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if isinstance(name, str):
-        return name
-    return type(fn).__name__
-
-
-def _is_async(fn: Any) -> bool:
-    target = fn.func if isinstance(fn, functools.partial) else fn
-    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)  # noqa: B004 - a callable instance's method
-    )
-
-
-def _make_call(
-    fn: Callable[..., Any], box: list[Any], prepare: tuple[Any, ...] | None
-) -> Callable[..., Any]:
-    """The task body for ``fn``, which it reads from ``box`` (see ``_detached``)."""
-    if _is_async(fn):
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
-            if prepare is not None:
-                _prepare_worker(*prepare)
-            return await box[0](*args, **kwargs)
-
-        return call_async
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if prepare is not None:
-            _prepare_worker(*prepare)
-        return box[0](*args, **kwargs)
-
-    return call
-
-
-def _note_partial(exc: BaseException, done: list[Any]) -> None:
-    """Attach the chunk's results before the failing item to the error (it crosses back)."""
-    try:
-        setattr(exc, _PARTIAL, done)
-    except Exception:
-        pass
-
-
-def _make_chunk(
-    fn: Callable[..., Any], box: list[Any], prepare: tuple[Any, ...] | None
-) -> Callable[..., Any]:
-    """The task body for a chunk of calls of ``fn``, read from ``box`` (see ``_detached``)."""
-    if _is_async(fn):
-        async def chunk_async(chunk: list[tuple[Any, ...]]) -> list[Any]:
-            if prepare is not None:
-                _prepare_worker(*prepare)
-            done: list[Any] = []
-            for args in chunk:
-                try:
-                    done.append(await box[0](*args))
-                except Exception as exc:
-                    _note_partial(exc, done)
-                    raise
-            return done
-
-        return chunk_async
-
-    def chunk_sync(chunk: list[tuple[Any, ...]]) -> list[Any]:
-        if prepare is not None:
-            _prepare_worker(*prepare)
-        done: list[Any] = []
-        for args in chunk:
-            try:
-                done.append(box[0](*args))
-            except Exception as exc:
-                _note_partial(exc, done)
-                raise
-        return done
-
-    return chunk_sync
-
-
-def _take_partial(exc: BaseException) -> list[Any] | None:
-    """The results a failed chunk produced before its failing item (and forget them)."""
-    found = exc.__dict__.pop(_PARTIAL, None)
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        from_cause = cause.__dict__.pop(_PARTIAL, None)
-        if found is None:
-            found = from_cause
-    return found if isinstance(found, list) else None
+# -- errors at the executor boundary ---------------------------------------------------
 
 
 def _translate(exc: BaseException) -> BaseException:
     """Errors at the executor boundary: worker deaths become ``BrokenExecutor`` too."""
-    if isinstance(exc, _InitializerFailed):
+    if isinstance(exc, InitializerFailed):
         err: BaseException = ExecutorInitializerError(str(getattr(exc, "cause", None) or exc))
     elif isinstance(exc, WorkerCrashedError) and not isinstance(exc, BrokenExecutorError):
         err = ExecutorWorkerError(*exc.args)
@@ -213,53 +82,6 @@ def _translate(exc: BaseException) -> BaseException:
         return exc
     err.__cause__ = exc
     return err
-
-
-# -- the runtime an executor runs on -----------------------------------------------------
-
-_lease_lock = threading.Lock()
-_lease: list[Any] | None = None  # [node id, number of executors using it]
-
-
-def _current_node() -> str | None:
-    if not is_initialized():
-        return None
-    try:
-        return str(nodes()[0]["NodeID"])
-    except Exception:
-        return None
-
-
-def _acquire_runtime(
-    backend: str | None, num_cpus: int | None, init_kwargs: dict[str, Any]
-) -> tuple[bool, bool]:
-    """Join or start a runtime. Returns (owned: shut it down when done, started now)."""
-    global _lease
-    with _lease_lock:
-        if is_initialized():
-            node = _current_node()
-            if _lease is not None and node is not None and _lease[0] == node:
-                _lease[1] += 1  # a runtime another Executor started: shared, counted
-                return True, False
-            return False, False
-        kwargs = {"num_cpus": num_cpus, **init_kwargs}
-        init(backend, **kwargs)
-        _lease = [_current_node(), 1]
-        return True, True
-
-
-def _release_runtime() -> None:
-    global _lease
-    with _lease_lock:
-        if _lease is None:
-            return
-        _lease[1] -= 1
-        if _lease[1] > 0:
-            return
-        node = _lease[0]
-        _lease = None
-        if node is not None and _current_node() == node:
-            shutdown()
 
 
 # -- the executor ------------------------------------------------------------------------
@@ -280,73 +102,6 @@ class _Item:
         self.kwargs: dict[str, Any] | None = kwargs
         self.chunked = chunked
         self.ref: Any = None
-
-
-class _ChunkFuture(Future):
-    """A chunk's future; ``partial`` holds the results before a failing item."""
-
-    partial: list[Any] | None = None
-
-
-def _detached(
-    make: Callable[..., Callable[..., Any]], fn: Callable[..., Any],
-    prepare: tuple[Any, ...] | None, options: dict[str, Any],
-) -> RemoteFunction[Any, Any]:
-    """A remote function running ``make``'s body for ``fn``, holding no reference to ``fn``.
-
-    The body reads ``fn`` from a one-item list; it is pickled (with ``fn``) now, then the
-    list is emptied: the cached remote function keeps the pickled bytes, not ``fn`` or
-    what ``fn`` holds, so a callable the caller dropped is freed (the stdlib executors
-    keep none either). Raises ``SerializationError`` if ``fn`` cannot be pickled.
-    """
-    box: list[Any] = [fn]
-    task = remote(make(fn, box, prepare)).options(name=_name_of(fn), **options)
-    try:
-        task._code.freeze()
-    finally:
-        box.clear()
-    return task
-
-
-class _Tasks:
-    """The remote functions the executor uses for one callable (made once, cached)."""
-
-    __slots__ = ("__weakref__", "_chunk", "call", "options", "prepare")
-
-    def __init__(
-        self, fn: Callable[..., Any], prepare: tuple[Any, ...] | None, options: dict[str, Any]
-    ) -> None:
-        self.prepare = prepare
-        self.options = options
-        self.call = _detached(_make_call, fn, prepare, options)
-        self._chunk: RemoteFunction[Any, Any] | None = None
-
-    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
-        """The chunked form, made on first use from ``fn`` (the caller's, in hand)."""
-        if self._chunk is None:
-            self._chunk = _detached(_make_chunk, fn, self.prepare, self.options)
-        return self._chunk
-
-
-class _Unpicklable:
-    """Stands in for ``_Tasks`` when ``fn`` cannot be pickled: each call then fails its
-    future with the ``SerializationError``, as ``ProcessPoolExecutor`` fails it."""
-
-    def __init__(self, fn: Callable[..., Any], prepare: tuple[Any, ...] | None,
-                 options: dict[str, Any]) -> None:
-        self._fn, self._prepare, self._options = fn, prepare, options
-
-    @property
-    def call(self) -> RemoteFunction[Any, Any]:
-        fn = self._fn
-        return remote(_make_call(fn, [fn], self._prepare)).options(
-            name=_name_of(fn), **self._options
-        )
-
-    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
-        return remote(_make_chunk(fn, [fn], self._prepare)).options(
-            name=_name_of(fn), **self._options
-        )
 
 
 class Executor(concurrent.futures.Executor):
@@ -387,7 +142,7 @@ class Executor(concurrent.futures.Executor):
                 raise ValueError("max_tasks_per_child must be >= 1")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
             raise ValueError(f"max_retries must be an int >= -1, got {max_retries!r}")
-        self._owns_runtime, _ = _acquire_runtime(backend, max_workers, init_kwargs)
+        self._owns_runtime = acquire_runtime(backend, max_workers, init_kwargs)
         if max_workers is None:
             max_workers = max(1, int(cluster_resources().get("CPU", 1)))
         self._max_workers = max_workers
@@ -396,7 +151,7 @@ class Executor(concurrent.futures.Executor):
         # not bound them.)
         self._window = max_workers
         self._token = uuid.uuid4().hex
-        prepare = None
+        prepare: Prepare | None = None
         if initializer is not None:
             prepare = (self._token, initializer, tuple(initargs), max_tasks_per_child)
         self._prepare = prepare
@@ -404,7 +159,7 @@ class Executor(concurrent.futures.Executor):
         # Weak keys: the executor keeps no submitted callable alive (a bound method, made
         # anew for each call, is therefore pickled anew each time, with its object's
         # state at submission, as the stdlib does).
-        self._tasks: weakref.WeakKeyDictionary[Any, _Tasks] = weakref.WeakKeyDictionary()
+        self._tasks: weakref.WeakKeyDictionary[Any, CallTasks] = weakref.WeakKeyDictionary()
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -507,7 +262,7 @@ class Executor(concurrent.futures.Executor):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _tasks_for(self, fn: Callable[..., Any]) -> _Tasks | _Unpicklable:
+    def _tasks_for(self, fn: Callable[..., Any]) -> CallTasks | UnpicklableTasks:
         if not callable(fn):
             raise TypeError(f"{fn!r} is not callable")
         if isinstance(fn, RemoteFunction):
@@ -519,9 +274,9 @@ class Executor(concurrent.futures.Executor):
         if tasks is not None:
             return tasks
         try:
-            tasks = _Tasks(fn, self._prepare, self._task_options)
+            tasks = CallTasks(fn, self._prepare, self._task_options)
         except SerializationError:
-            return _Unpicklable(fn, self._prepare, self._task_options)
+            return UnpicklableTasks(fn, self._prepare, self._task_options)
         try:
             with self._lock:
                 self._tasks[fn] = tasks
@@ -533,7 +288,7 @@ class Executor(concurrent.futures.Executor):
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         chunked: bool,
     ) -> Future[Any]:
-        future: Future[Any] = _ChunkFuture() if chunked else Future()
+        future: Future[Any] = ChunkFuture() if chunked else Future()
         with self._lock:
             if self._broken is not None:
                 raise BrokenExecutorError(self._broken)
@@ -589,8 +344,8 @@ class Executor(concurrent.futures.Executor):
 
     def _done(self, item: _Item, result: Any, exc: BaseException | None) -> None:
         if exc is not None:
-            if item.chunked and isinstance(item.future, _ChunkFuture):
-                item.future.partial = _take_partial(exc)
+            if item.chunked and isinstance(item.future, ChunkFuture):
+                item.future.keep_partial(exc)
             exc = _translate(exc)
             if isinstance(exc, ExecutorInitializerError):
                 self._break(str(exc))
@@ -638,7 +393,7 @@ class Executor(concurrent.futures.Executor):
                 return
             self._released = True
             if self._owns_runtime:
-                _release_runtime()
+                release_runtime()
 
     def _release_when_idle(self) -> None:
         """Release the runtime once idle, from a thread that is not one of actorlib's own."""
@@ -694,7 +449,7 @@ def _results(
                 ) from exc
             except Exception:
                 futures.pop()
-                partial = getattr(future, "partial", None) if chunked else None
+                partial = partial_results(future) if chunked else None
                 if partial:
                     yield from partial
                 raise

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from typing import Any, Generic, TypeVar
 
-from actorlib.exceptions import GetTimeoutError
-from actorlib.executor import Executor, ExecutorShutdownError, _ChunkFuture
+from actorlib.exceptions import ExecutorShutdownError, GetTimeoutError
+from actorlib.executor import Executor
+from actorlib.executor_tasks import partial_results
 
 __all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "PoolTimeoutError"]
 
@@ -233,7 +234,7 @@ class IMapIterator(Iterator[T]):
                 exc = _pool_error(
                     CancelledError() if future.cancelled() else future.exception()  # type: ignore[arg-type]
                 )
-                partial = future.partial if isinstance(future, _ChunkFuture) else None
+                partial = partial_results(future)
                 if self._chunksize > 1:
                     # Like multiprocessing: a failed chunk ends a chunked iteration.
                     self._finished = True

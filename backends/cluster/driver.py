@@ -33,7 +33,7 @@ from actorlib.backends.cluster.objects import Directory, DriverMapper
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.private_dir import is_private, private_dir
 from actorlib.backends.process import portable, shm_store
-from actorlib.backends.process.worker import WorkerClient
+from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.core.loop import LoopThread
@@ -358,7 +358,7 @@ def resolve_address(address: str | None) -> tuple[str, str | None]:
     return address, None
 
 
-class ClusterClient(WorkerClient):
+class ClusterClient(RemoteCoreClient):
     """The driver's client: the actorlib API, forwarded to the head's core."""
 
     def __init__(self, address: str, token: bytes, namespace: str,

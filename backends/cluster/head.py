@@ -30,8 +30,8 @@ from typing import Any
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.cluster.driver import handle_daemon_signals
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
-from actorlib.backends.execution import pack_error
 from actorlib.backends.proc_title import set_title
+from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink

@@ -3,7 +3,7 @@
 The node runs the process backend as it runs on one machine, with two changes of
 direction: its events (results, crashes, actor starts) go to the head over TCP instead
 of to a local core, and its workers' API calls (nested tasks, ``get``, refs) are relayed
-to the head through a :class:`~actorlib.backends.process.worker.WorkerClient`. An
+to the head through a :class:`~actorlib.backends.process.worker.RemoteCoreClient`. An
 :class:`~actorlib.backends.cluster.objects.ObjectServer` serves its object files to the
 rest of the cluster and fetches other nodes' files for its workers.
 
@@ -26,11 +26,11 @@ from typing import Any
 from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster.driver import handle_daemon_signals
 from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
-from actorlib.backends.execution import local_node_resources
+from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.backend import ProcessBackend
 from actorlib.backends.process.shm_store import SharedMemoryStore
-from actorlib.backends.process.worker import WorkerClient
+from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
@@ -64,7 +64,7 @@ class NodeDaemon:
         self.objects: ObjectServer | None = None
         self._welcome: asyncio.Future[dict[str, Any]] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
-        self.client: WorkerClient | None = None
+        self.client: RemoteCoreClient | None = None
         self._early_nodes: list[NodeInfo] | None = None  # announced before the client exists
 
     # == lifecycle ==========================================================================
@@ -105,7 +105,7 @@ class NodeDaemon:
         welcome = await asyncio.wait_for(self._welcome, 30)
         self.directory = dict(welcome["directory"])
         self.job_sys_path.extend(welcome.get("sys_path", ()))
-        client = WorkerClient(
+        client = RemoteCoreClient(
             self.conn, welcome["prefix"], "default", HeapStore(), welcome["nodes"]
         )
         self.client = client

@@ -27,10 +27,11 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
-from actorlib.backends.execution import local_node_resources, pack_error
+from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import ExitWatcher, lifeline_fd, use_pdeathsig
+from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
 from actorlib.core.ids import DRIVER_PREFIX

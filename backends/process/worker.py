@@ -5,10 +5,10 @@ event loop, and does not re-run the driver's ``__main__``: code arrives pickled 
 cloudpickle and is cached by id. It dies with its parent (``PR_SET_PDEATHSIG``, or where
 there is none, the driver's lifeline pipe: :mod:`actorlib.backends.process.portable`).
 
-Inside, it is a small thread backend whose events travel over a socket to the driver,
-plus a client that forwards the actorlib API (nested tasks, refs, ``get``) to the
-driver's core. An I/O thread owns the socket, so a task blocked in ``get`` still
-receives its answer.
+Inside, a local runner (:mod:`actorlib.backends.runner`, as in the thread backend) runs
+the work and reports over a socket to the driver, and a client forwards the actorlib API
+(nested tasks, refs, ``get``) to the driver's core. An I/O thread owns the socket, so a
+task blocked in ``get`` still receives its answer.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from actorlib.backends.output import (
 from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
-from actorlib.backends.thread import ThreadBackend
+from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.core import context
@@ -82,8 +82,13 @@ def _run_now(fn: Callable[..., Any], *args: Any) -> None:
     fn(*args)
 
 
-class WorkerClient:
-    """The actorlib API inside a worker: everything goes to the driver's core."""
+class RemoteCoreClient:
+    """The actorlib API where the core runs in another process: everything goes to it.
+
+    In a worker (to the driver's core), in a cluster's node and driver (to the head's).
+    The core's side of the connection is a
+    :class:`~actorlib.backends.transport.client_link.ClientLink`.
+    """
 
     def __init__(
         self, conn: wire.Sender, prefix: int, namespace: str, store: ObjectStore,
@@ -267,8 +272,8 @@ class WorkerClient:
 class Worker:
     def __init__(self, sock: socket.socket, claims: ClaimTable | None = None) -> None:
         self.claims = claims
-        self.local: ThreadBackend | None = None
-        self.client: WorkerClient | None = None
+        self.local: LocalRunner | None = None
+        self.client: RemoteCoreClient | None = None
         self.last_work: Any = None  # the last TaskRun or ActorStart: names fd-level output
         self._senders: list[LineSender] = []
         self._finish_output: Callable[[], None] | None = None
@@ -341,15 +346,11 @@ class Worker:
                 link = config["cluster"]
                 tls = link["tls"].client_context() if link["tls"] is not None else None
                 set_buffer_mapper(WorkerMapper(worker_store, link["objects"], link["token"], tls))
-        client = WorkerClient(
+        client = RemoteCoreClient(
             self.conn, config["prefix"], config["namespace"], store, config["nodes"]
         )
-        local = ThreadBackend()
-        if self.claims is not None:
-            local.claim = self.claims.take
-        local.events = ForwardedEvents(self.conn.send, client, _run_now)
-        local.node_id = config["node_id"]
-        local.store = store
+        claim = self.claims.take if self.claims is not None else None
+        local = LocalRunner(ForwardedEvents(self.conn.send, client, _run_now), store, claim)
         self.client = client
         context.install(client)
         self.local = local
@@ -412,10 +413,8 @@ class Worker:
             self._finish_output()
 
     def _exit_after_actors(self) -> None:
-        local = self.local
-        if local is not None:
-            for host in local._retired:
-                host.join()
+        if self.local is not None:
+            self.local.join_stopped_actors()
         self.exit.set()
 
     def run(self) -> None:

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents
-from actorlib.backends.execution import CodeCache, build_args, env_vars, pack_error, pack_results
+from actorlib.backends.runner.user_code import (
+    CodeCache,
+    build_args,
+    env_vars,
+    pack_error,
+    pack_results,
+)
 from actorlib.backends.sim.choices import (
     Choices,
     FaultPlan,

@@ -1,6 +1,6 @@
 """The core's side of a client in another process: a worker, a cluster node or a driver.
 
-Such a client (``process.worker.WorkerClient``) forwards the actorlib API over a
+Such a client (``process.worker.RemoteCoreClient``) forwards the actorlib API over a
 connection. A :class:`ClientLink` turns those messages back into calls on the core's
 client interface, and keeps a ledger of what the peer holds (references, watches), so
 that when the peer dies or disconnects, everything it held is released at once.

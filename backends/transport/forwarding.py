@@ -1,8 +1,8 @@
 """Core events sent over a connection to a core in another process.
 
 A backend reports to its core through :class:`~actorlib.backends.base.CoreEvents`. Two
-backends run where no core is: the small thread backend inside every worker process (its
-core is the driver's), and a cluster node's process backend (its core is the head's).
+runners work where no core is: the local runner inside every worker process (its core is
+the driver's), and a cluster node's process backend (its core is the head's).
 Both turn each event into the same message; only where local work is posted differs.
 """
 

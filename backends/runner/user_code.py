@@ -1,8 +1,12 @@
-"""What every worker does with a task or call, whatever backend hosts it.
+"""Running user code, whatever hosts it: the steps around one task or call.
 
-Unpack the arguments (top-level refs replaced by their values), run the user's code,
-pack the results, or pack the error with its traceback. Shared so that the thread and
-process backends cannot drift apart in semantics.
+Load the code (unpickled once per worker, :class:`CodeCache`), unpack the arguments
+(top-level refs replaced by their values, :func:`build_args`), call it (driving an
+``async def`` on the thread's own loop, :func:`run_sync_or_async`) with its
+``runtime_env["env_vars"]`` applied (:func:`env_vars`), then pack the results or the
+error with its traceback (:func:`pack_results`, :func:`pack_error`). Shared so that the
+thread and process backends cannot drift apart in semantics; the process backend and the
+cluster's head use :func:`pack_error` for failures they report themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from actorlib.backends.base import BackendConfig, ObjectStore
+from actorlib.backends.base import ObjectStore
+from actorlib.core.loop import new_event_loop
 from actorlib.core.serialization import Serialized, deserialize, loads_function, serialize
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
@@ -126,12 +131,35 @@ def pack_error(
     return packed, retryable
 
 
-def is_async_callable(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn)
+class LoopHolder:
+    """A thread's own event loop for ``async def`` tasks, made on first use."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: The task running on it now, so a cancel can reach it from another thread.
+        self.current_task: asyncio.Task[Any] | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = new_event_loop()
+        return self._loop
+
+    def cancel_current(self) -> bool:
+        """Cancel the running ``async def`` task (from any thread); False if there is none."""
+        task, loop = self.current_task, self._loop
+        if task is None or loop is None:
+            return False
+        loop.call_soon_threadsafe(task.cancel)
+        return True
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
 
 
 def run_sync_or_async(
-    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], loop_holder: Any
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], loop_holder: LoopHolder
 ) -> Any:
     """Call ``fn``; drive it on this thread's own event loop if it is a coroutine function."""
     result = fn(*args, **kwargs)
@@ -196,22 +224,3 @@ def env_vars(values: dict[str, str] | None) -> Iterator[None]:
         yield
     finally:
         _shared_environ.exit(values)
-
-
-def schedulable_memory() -> int:
-    """Bytes of ``memory`` a node offers to tasks: 70% of what is free now (as Ray does)."""
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume 4 GiB
-        free = 4 << 30
-    return int(free * 0.7)
-
-
-def local_node_resources(config: BackendConfig) -> dict[str, float]:
-    """What this machine offers as one node: CPUs, memory, GPUs and custom resources."""
-    cpus = config.num_cpus if config.num_cpus is not None else (os.cpu_count() or 1)
-    resources = {"CPU": float(cpus), "memory": float(schedulable_memory())}
-    if config.num_gpus:
-        resources["GPU"] = float(config.num_gpus)
-    resources.update({k: float(v) for k, v in config.resources.items()})
-    return resources

@@ -1,0 +1,225 @@
+"""What :class:`actorlib.Executor` (and so :class:`actorlib.Pool`) runs as actorlib tasks.
+
+For each callable, the remote functions that run it: one call, or a chunk of calls
+(``map`` with ``chunksize > 1``, every ``Pool`` map). Their bodies run the executor's
+``initializer`` first where a worker has not run it yet, and a chunk that fails carries
+the results before its failing item back with the error, where :class:`ChunkFuture`
+keeps them for whoever reads the results in order.
+
+The bodies run in workers: this module imports nothing that a worker does not need
+(not the executor and its ``concurrent.futures.process`` errors).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from actorlib.api import remote
+from actorlib.remote_function import RemoteFunction
+
+
+class InitializerFailed(Exception):
+    """Raised in a worker when the executor's initializer failed there."""
+
+
+# -- what runs in the worker -------------------------------------------------------------
+
+_worker_local = threading.local()
+_PARTIAL = "_actorlib_chunk_results"
+
+#: What a worker needs to run an executor's initializer: (executor token, initializer,
+#: its arguments, ``max_tasks_per_child``).
+Prepare = tuple[str, Callable[..., Any] | None, tuple[Any, ...], int | None]
+
+
+def prepare_worker(
+    token: str, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],
+    max_tasks: int | None,
+) -> None:
+    """Run the initializer before this worker's first task of executor ``token``."""
+    states: dict[str, list[Any]] | None = getattr(_worker_local, "states", None)
+    if states is None:
+        states = _worker_local.states = {}
+    state = states.get(token)
+    if state is not None and state[1] is not None:
+        raise InitializerFailed(state[1])
+    if state is None or (max_tasks is not None and state[0] >= max_tasks):
+        if initializer is not None:
+            try:
+                initializer(*initargs)
+            except Exception as exc:
+                name = getattr(initializer, "__qualname__", repr(initializer))
+                message = f"The executor's initializer {name} raised {type(exc).__name__}: {exc}"
+                states[token] = [0, message]
+                raise InitializerFailed(message) from exc
+        state = states[token] = [0, None]
+    state[0] += 1
+
+
+def _name_of(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return type(fn).__name__
+
+
+def _is_async(fn: Any) -> bool:
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004 - a callable instance's method
+    )
+
+
+def _make_call(
+    fn: Callable[..., Any], box: list[Any], prepare: Prepare | None
+) -> Callable[..., Any]:
+    """The task body for ``fn``, which it reads from ``box`` (see ``_detached``)."""
+    if _is_async(fn):
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            if prepare is not None:
+                prepare_worker(*prepare)
+            return await box[0](*args, **kwargs)
+
+        return call_async
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if prepare is not None:
+            prepare_worker(*prepare)
+        return box[0](*args, **kwargs)
+
+    return call
+
+
+def _note_partial(exc: BaseException, done: list[Any]) -> None:
+    """Attach the chunk's results before the failing item to the error (it crosses back)."""
+    try:
+        setattr(exc, _PARTIAL, done)
+    except Exception:
+        pass
+
+
+def _make_chunk(
+    fn: Callable[..., Any], box: list[Any], prepare: Prepare | None
+) -> Callable[..., Any]:
+    """The task body for a chunk of calls of ``fn``, read from ``box`` (see ``_detached``)."""
+    if _is_async(fn):
+        async def chunk_async(chunk: list[tuple[Any, ...]]) -> list[Any]:
+            if prepare is not None:
+                prepare_worker(*prepare)
+            done: list[Any] = []
+            for args in chunk:
+                try:
+                    done.append(await box[0](*args))
+                except Exception as exc:
+                    _note_partial(exc, done)
+                    raise
+            return done
+
+        return chunk_async
+
+    def chunk_sync(chunk: list[tuple[Any, ...]]) -> list[Any]:
+        if prepare is not None:
+            prepare_worker(*prepare)
+        done: list[Any] = []
+        for args in chunk:
+            try:
+                done.append(box[0](*args))
+            except Exception as exc:
+                _note_partial(exc, done)
+                raise
+        return done
+
+    return chunk_sync
+
+
+# -- what comes back ---------------------------------------------------------------------
+
+
+class ChunkFuture(Future):
+    """A chunk's future; ``partial`` holds the results before a failing item."""
+
+    partial: list[Any] | None = None
+
+    def keep_partial(self, exc: BaseException) -> None:
+        """Keep the results the failed chunk carried back (and take them off ``exc``)."""
+        found = exc.__dict__.pop(_PARTIAL, None)
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            from_cause = cause.__dict__.pop(_PARTIAL, None)
+            if found is None:
+                found = from_cause
+        self.partial = found if isinstance(found, list) else None
+
+
+def partial_results(future: Future[Any]) -> list[Any] | None:
+    """The results before the failing item, if ``future`` is a failed chunk's."""
+    return future.partial if isinstance(future, ChunkFuture) else None
+
+
+# -- the remote functions, per callable --------------------------------------------------
+
+
+def _detached(
+    make: Callable[..., Callable[..., Any]], fn: Callable[..., Any],
+    prepare: Prepare | None, options: dict[str, Any],
+) -> RemoteFunction[Any, Any]:
+    """A remote function running ``make``'s body for ``fn``, holding no reference to ``fn``.
+
+    The body reads ``fn`` from a one-item list; it is pickled (with ``fn``) now, then the
+    list is emptied: the cached remote function keeps the pickled bytes, not ``fn`` or
+    what ``fn`` holds, so a callable the caller dropped is freed (the stdlib executors
+    keep none either). Raises ``SerializationError`` if ``fn`` cannot be pickled.
+    """
+    box: list[Any] = [fn]
+    task = remote(make(fn, box, prepare)).options(name=_name_of(fn), **options)
+    try:
+        task._code.freeze()
+    finally:
+        box.clear()
+    return task
+
+
+class CallTasks:
+    """The remote functions the executor uses for one callable (made once, cached)."""
+
+    __slots__ = ("__weakref__", "_chunk", "call", "options", "prepare")
+
+    def __init__(
+        self, fn: Callable[..., Any], prepare: Prepare | None, options: dict[str, Any]
+    ) -> None:
+        self.prepare = prepare
+        self.options = options
+        self.call = _detached(_make_call, fn, prepare, options)
+        self._chunk: RemoteFunction[Any, Any] | None = None
+
+    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
+        """The chunked form, made on first use from ``fn`` (the caller's, in hand)."""
+        if self._chunk is None:
+            self._chunk = _detached(_make_chunk, fn, self.prepare, self.options)
+        return self._chunk
+
+
+class UnpicklableTasks:
+    """Stands in for :class:`CallTasks` when ``fn`` cannot be pickled: each call then fails
+    its future with the ``SerializationError``, as ``ProcessPoolExecutor`` fails it."""
+
+    def __init__(self, fn: Callable[..., Any], prepare: Prepare | None,
+                 options: dict[str, Any]) -> None:
+        self._fn, self._prepare, self._options = fn, prepare, options
+
+    @property
+    def call(self) -> RemoteFunction[Any, Any]:
+        fn = self._fn
+        return remote(_make_call(fn, [fn], self._prepare)).options(
+            name=_name_of(fn), **self._options
+        )
+
+    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
+        return remote(_make_chunk(fn, [fn], self._prepare)).options(
+            name=_name_of(fn), **self._options
+        )

@@ -1,0 +1,325 @@
+"""One actor inside a :class:`~actorlib.backends.runner.local_runner.LocalRunner`.
+
+The instance and what runs its calls: one thread for a sync actor (calls one at a time,
+in the order delivered), ``max_concurrency`` threads for a threaded one, an event loop on
+a thread of its own for an async one (calls interleave up to ``max_concurrency``). With
+concurrency groups, each named group has its own queue and limit, so a full group holds
+back only its own calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+from actorlib.backends.runner.task_thread import STOP
+from actorlib.backends.runner.user_code import build_args, env_vars, pack_error, pack_results
+from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.loop import new_event_loop
+from actorlib.core.records import ActorStart, CallRun, Outcome
+from actorlib.core.specs import CallSpec
+from actorlib.exceptions import TaskCancelledError
+
+if TYPE_CHECKING:
+    from actorlib.backends.runner.local_runner import LocalRunner
+
+
+def resolve(fut: asyncio.Future[None]) -> None:
+    """Complete ``fut`` unless it is done already (a wake-up sent from another thread)."""
+    if not fut.done():
+        fut.set_result(None)
+
+
+class ActorHost:
+    """An actor's instance and the threads (or event loop) that run its calls."""
+
+    def __init__(self, runner: LocalRunner, start: ActorStart) -> None:
+        self.runner = runner
+        self.start = start
+        self.spec = start.spec
+        self.actor_id = start.spec.actor_id
+        self.incarnation = start.incarnation
+        self.instance: Any = None
+        self.stopped = False
+        self.cancelled: set[int] = set()
+        self.pending: set[int] = set()  # calls received and not finished
+        self.calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Sync actors with concurrency groups: a queue (and threads) per named group;
+        # ``calls`` is the default group's.
+        self.group_calls: dict[str, queue.SimpleQueue[Any]] = {
+            group: queue.SimpleQueue() for group in start.spec.concurrency_groups or {}
+        } if not start.spec.is_async else {}
+        self.threads: list[threading.Thread] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.ready = threading.Event()
+        name = f"actorlib-actor-{start.spec.cls.name}"
+        target = self._run_async if start.spec.is_async else self._run_sync
+        first = threading.Thread(target=target, name=name, daemon=True)
+        self.threads.append(first)
+        first.start()
+
+    def _context(self, call_id: int | None = None) -> ExecutionContext:
+        return ExecutionContext(
+            self.start.node_id, task_id=call_id, actor_id=self.actor_id, gpu_ids=self.start.gpu_ids,
+            namespace=self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
+        )
+
+    def _construct(self) -> bool:
+        spec = self.spec
+        events = self.runner.events
+        token = current_execution.set(self._context())
+        try:
+            cls = self.runner.code.load(spec.cls)
+            args, kwargs = build_args(spec.args, self.start.deps)
+            with env_vars(spec.env_vars):
+                self.instance = cls(*args, **kwargs)
+        except BaseException as exc:
+            error, _ = pack_error(exc, f"{spec.cls.name}.__init__", False)
+            events.actor_init_failed(self.actor_id, self.incarnation, error)
+            return False
+        finally:
+            current_execution.reset(token)
+        events.actor_started(self.actor_id, self.incarnation)
+        return True
+
+    # -- one call, on any kind of actor -------------------------------------------------
+
+    def _name(self, spec: CallSpec) -> str:
+        return f"{self.spec.cls.name}.{spec.method}"
+
+    def _invoke(self, run: CallRun) -> Any:
+        """Call the method (an ``async def`` returns its coroutine, not awaited here)."""
+        method = getattr(self.instance, run.spec.method)
+        args, kwargs = build_args(run.spec.args, run.deps)
+        return method(*args, **kwargs)
+
+    def _packed(self, run: CallRun, result: Any) -> Outcome:
+        """The call's result, packed into the store."""
+        spec = run.spec
+        values = pack_results(result, spec.num_returns, self._name(spec), self.runner.store)
+        return Outcome(spec.call_id, spec.attempt, values=values)
+
+    def _packed_error(self, run: CallRun, exc: BaseException) -> Outcome:
+        """The call's error (raised by the method, or in packing its result)."""
+        spec = run.spec
+        error, retryable = pack_error(exc, self._name(spec), spec.retry_exceptions)
+        return Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+
+    def _report(self, run: CallRun, outcome: Outcome) -> None:
+        self.pending.discard(run.spec.call_id)
+        self.runner.events.call_finished(outcome)
+
+    def _fail(self, run: CallRun, error: BaseException) -> None:
+        """End a call that never ran (cancelled while it waited, an unknown group)."""
+        packed, _ = pack_error(error, self._name(run.spec), False)
+        self._report(run, Outcome(run.spec.call_id, run.spec.attempt, error=packed))
+
+    def _cancelled_before_start(self, run: CallRun) -> bool:
+        call_id = run.spec.call_id
+        if call_id not in self.cancelled:
+            return False
+        self.cancelled.discard(call_id)
+        self._fail(run, TaskCancelledError())
+        return True
+
+    def _call(self, run: CallRun) -> None:
+        """A call of a sync or threaded actor, on one of its threads."""
+        if self._cancelled_before_start(run):
+            return
+        token = current_execution.set(self._context(run.spec.call_id))
+        result: Any = None  # kept until the outcome is out (refs inside must stay alive)
+        try:
+            with env_vars(self.spec.env_vars):
+                result = self._invoke(run)
+            outcome = self._packed(run, result)
+        except BaseException as exc:
+            outcome = self._packed_error(run, exc)
+        finally:
+            current_execution.reset(token)
+        self._report(run, outcome)
+
+    async def _call_async(self, run: CallRun) -> None:
+        """A call of an async actor, as a task on its loop (with a context of its own)."""
+        if self._cancelled_before_start(run):
+            return
+        current_execution.set(self._context(run.spec.call_id))
+        try:
+            result = self._invoke(run)
+            if asyncio.iscoroutine(result):
+                result = await result
+            outcome = self._packed(run, result)
+        except BaseException as exc:
+            outcome = self._packed_error(run, exc)
+        self._report(run, outcome)
+
+    def _group_of(self, spec: CallSpec) -> str:
+        """The call's concurrency group: set for this call, else its method's, else ""."""
+        if spec.concurrency_group is not None:
+            return spec.concurrency_group
+        groups = self.spec.method_groups
+        return groups.get(spec.method, "") if groups else ""
+
+    def _unknown_group(self, run: CallRun, group: str) -> None:
+        known = sorted(self.spec.concurrency_groups or {})
+        self._fail(run, ValueError(
+            f"concurrency group {group!r} is not one of actor "
+            f"{self.spec.cls.name}'s concurrency_groups ({', '.join(known) or 'none'})"
+        ))
+
+    # -- sync and threaded actors ---------------------------------------------------------
+
+    def _run_sync(self) -> None:
+        ok = self._construct()
+        self.ready.set()
+        if not ok:
+            return
+        name = self.spec.cls.name
+        limits = {"": self.spec.max_concurrency, **(self.spec.concurrency_groups or {})}
+        for group, limit in limits.items():
+            calls = self.group_calls.get(group, self.calls)
+            for i in range(1 if group == "" else 0, limit):
+                t = threading.Thread(
+                    target=self._serve, args=(calls,),
+                    name=f"actorlib-actor-{name}-{group or 'default'}-{i}", daemon=True,
+                )
+                self.threads.append(t)
+                t.start()
+        self._serve(self.calls)
+        for t in self.threads[1:]:
+            t.join()
+        self.instance = None  # drop the actor's state (and the refs and handles it holds)
+
+    def _serve(self, calls: queue.SimpleQueue[Any]) -> None:
+        while True:
+            run = calls.get()
+            if run is STOP or self.stopped:
+                calls.put(STOP)  # wake the next sibling thread too
+                return
+            self._call(run)
+
+    # -- async actors ---------------------------------------------------------------------
+
+    def _run_async(self) -> None:
+        loop = self.loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            ok = self._construct()
+            self.ready.set()
+            if ok:
+                loop.run_until_complete(self._serve_async())
+        finally:
+            self.instance = None
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve_async(self) -> None:
+        """Start calls in arrival order, at most each group's limit at once. A full group
+        holds back only its own calls: each group waits in a queue of its own."""
+        limits = {"": self.spec.max_concurrency, **(self.spec.concurrency_groups or {})}
+        self._running = dict.fromkeys(limits, 0)
+        self._waiting: dict[str, collections.deque[CallRun]] = {
+            g: collections.deque() for g in limits
+        }
+        self._limits = limits
+        calls = self.calls
+        while True:
+            while not calls.empty():
+                run = calls.get_nowait()
+                if run is STOP or self.stopped:
+                    return
+                group = self._group_of(run.spec)
+                if group not in limits:
+                    self._unknown_group(run, group)
+                    continue
+                self._waiting[group].append(run)
+                self._start_async(group)
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            if calls.empty():  # re-check after publishing the waiter (see submit)
+                await waiter
+            self._waiter = None
+
+    def _start_async(self, group: str) -> None:
+        waiting = self._waiting[group]
+        while waiting and self._running[group] < self._limits[group]:
+            run = waiting.popleft()
+            self._running[group] += 1
+            call_id = run.spec.call_id
+            task = asyncio.get_running_loop().create_task(self._call_async(run))
+            self.tasks[call_id] = task
+            task.add_done_callback(functools.partial(self._done, call_id, group))
+
+    def _done(self, call_id: int, group: str, _task: object) -> None:
+        self.tasks.pop(call_id, None)
+        self._running[group] -= 1
+        if not self.stopped:
+            self._start_async(group)
+
+    _waiter: asyncio.Future[None] | None = None
+
+    # -- from the runner ------------------------------------------------------------------
+
+    def submit(self, run: Any) -> None:
+        if run is STOP:
+            for group_calls in self.group_calls.values():
+                group_calls.put(STOP)
+        else:
+            self.pending.add(run.spec.call_id)
+            if self.group_calls:  # a sync actor with groups: to its group's threads
+                group = self._group_of(run.spec)
+                if group:
+                    calls = self.group_calls.get(group)
+                    if calls is None:
+                        self._unknown_group(run, group)
+                    else:
+                        calls.put(run)
+                    return
+        self.calls.put(run)
+        waiter = self._waiter
+        if waiter is not None and self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(resolve, waiter)
+            except RuntimeError:  # loop already closed
+                pass
+
+    def cancel(self, call_id: int) -> bool:
+        """Cancel a call this actor holds; False if it holds no such call."""
+        if call_id not in self.pending:
+            return False
+        self.cancelled.add(call_id)
+        task = self.tasks.get(call_id)
+        if task is not None and self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass
+        return True
+
+    def stop(self, force: bool) -> None:
+        if force:
+            self.stopped = True
+        self.submit(STOP)
+        if force and self.loop is not None:
+            loop = self.loop
+            for task in list(self.tasks.values()):
+                try:
+                    loop.call_soon_threadsafe(task.cancel)
+                except RuntimeError:
+                    pass
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in list(self.threads):
+            t.join(timeout)

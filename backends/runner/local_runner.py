@@ -1,0 +1,181 @@
+"""The local runner: runs tasks and actors on threads of this process.
+
+Built by the thread backend (its whole work) and by every process worker (which hands it
+what the driver sends). It takes tasks (on a pool of :class:`TaskThread`, one task at a
+time each, the tasks queued behind one kept with it), actors (an :class:`ActorHost`
+each), cancels and recalls, and reports every end through the ``events`` it was given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from actorlib.backends.base import CoreEvents, ObjectStore
+from actorlib.backends.runner.actor_host import ActorHost
+from actorlib.backends.runner.task_thread import STOP, TaskThread
+from actorlib.backends.runner.user_code import CodeCache, pack_error
+from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
+from actorlib.exceptions import ActorDiedError, TaskCancelledError
+
+
+class LocalRunner:
+    """Tasks and actors on threads of this process, reported to ``events``.
+
+    ``store`` keeps the results' buffers. ``claim`` (in a process worker): whether a task
+    queued behind another may start here, or the core took it back without asking (see
+    :mod:`actorlib.backends.process.claims`); None: it always may.
+
+    Its methods are called from one thread (the core's loop, or a worker's reader); what
+    it reports may come from any of its threads.
+    """
+
+    def __init__(
+        self, events: CoreEvents, store: ObjectStore,
+        claim: Callable[[int], bool | None] | None = None,
+    ) -> None:
+        self.events = events
+        self.store = store
+        self.code = CodeCache()
+        self._claim = claim
+        self._idle: list[TaskThread] = []
+        self._threads: list[TaskThread] = []
+        self._owner: dict[int, TaskThread] = {}  # the thread of every task not finished
+        self._actors: dict[int, ActorHost] = {}
+        self._retired: list[ActorHost] = []  # stopped, their threads maybe still running
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def run_task(self, run: TaskRun) -> None:
+        task_id = run.spec.task_id
+        self.code.remember(run.spec.function)
+        if run.follows:
+            owner = self._owner.get(run.follows)
+            if owner is not None and owner.queue_behind(run):
+                self._owner[task_id] = owner
+                return
+        thread = self._take_thread()
+        self._owner[task_id] = thread
+        thread.jobs.put(run)
+
+    def _take_thread(self) -> TaskThread:
+        try:
+            thread = self._idle.pop()
+        except IndexError:
+            thread = TaskThread(self, len(self._threads))
+            self._threads.append(thread)
+        with thread.lock:
+            thread.busy = True
+        return thread
+
+    def claimed(self, run: TaskRun) -> bool:
+        """Whether ``run`` may start here (a queued-behind task the core did not take back)."""
+        return not run.follows or self._claim is None or bool(self._claim(run.spec.task_id))
+
+    def forget(self, task_id: int) -> None:
+        """The task ended here, or will not start here."""
+        self._owner.pop(task_id, None)
+
+    def thread_idle(self, thread: TaskThread) -> None:
+        self._idle.append(thread)
+
+    def recall(self, task_id: int) -> None:
+        """Hand a queued-behind task back to the core (``task_recalled``) if not started."""
+        run = self.take_back(task_id)
+        if run is not None:
+            self.events.task_recalled(task_id, run.spec.attempt)
+
+    def take_back(self, task_id: int) -> TaskRun | None:
+        """Take back a task still queued behind another; None if it has started."""
+        owner = self._owner.get(task_id)
+        run = owner.take_follower(task_id) if owner is not None else None
+        if run is not None:
+            self._owner.pop(task_id, None)
+            if not self.claimed(run):
+                return None  # the core took it back first, and knows
+        return run
+
+    # -- actors -----------------------------------------------------------------------------
+
+    def start_actor(self, start: ActorStart) -> None:
+        old = self._actors.pop(start.spec.actor_id, None)
+        if old is not None:
+            old.stop(force=True)
+            self._retired.append(old)
+        self._actors[start.spec.actor_id] = ActorHost(self, start)
+
+    def run_call(self, run: CallRun) -> None:
+        host = self._actors.get(run.spec.actor_id)
+        if host is None or host.incarnation != run.incarnation:
+            died = ActorDiedError("The actor is not running.")
+            error, _ = pack_error(died, run.spec.method, False)
+            self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
+            return
+        host.submit(run)
+
+    def stop_actor(self, actor_id: int, *, force: bool) -> None:
+        host = self._actors.pop(actor_id, None)
+        if host is not None:
+            host.stop(force)
+            self._retired = [h for h in self._retired if h.alive()]
+            self._retired.append(host)
+
+    def join_stopped_actors(self) -> None:
+        """Wait until every stopped actor's threads have ended (their queued calls run)."""
+        for host in self._retired:
+            host.join()
+
+    # -- both -------------------------------------------------------------------------------
+
+    def cancel(self, id: int, *, force: bool) -> None:
+        queued = self.take_back(id)
+        if queued is not None:
+            spec = queued.spec
+            error, _ = pack_error(TaskCancelledError(), spec.name, False)
+            self.events.task_finished(Outcome(id, spec.attempt, error=error))
+            return
+        thread = self._owner.get(id)
+        if thread is not None:
+            abandoned = thread.abandon(id) if force else None
+            if abandoned is None:
+                thread.cancel(id)  # a no-op unless it runs there now
+                return
+            # force: the task ends now for everyone but its thread, which is interrupted
+            # (KeyboardInterrupt) and abandoned; what it returns later is discarded (the
+            # core no longer knows the task). Its CPU is free at once, as when Ray kills
+            # the worker: a thread stuck in a C call must not hold a CPU for ever.
+            run, followers = abandoned
+            for follower in followers:  # back to the core, to start elsewhere
+                self._owner.pop(follower.spec.task_id, None)
+                self.events.task_recalled(follower.spec.task_id, follower.spec.attempt)
+            self._owner.pop(id, None)
+            error, _ = pack_error(TaskCancelledError(), run.spec.name, False)
+            self.events.task_finished(Outcome(id, run.spec.attempt, error=error))
+            return
+        for host in self._actors.values():
+            if host.cancel(id):
+                return
+
+    def stop(self) -> None:
+        """Stop every actor and task thread: running work is interrupted, none starts."""
+        for host in list(self._actors.values()):
+            host.stop(force=True)
+            self._retired.append(host)
+        self._actors.clear()
+        for thread in self._threads:
+            thread.jobs.put(STOP)
+        for task_id, thread in list(self._owner.items()):
+            thread.cancel(task_id)
+
+    def join(self, timeout_s: float) -> None:
+        """After ``stop``: wait up to ``timeout_s`` in all for the threads to end.
+
+        User code cannot be killed, only interrupted between bytecodes: a thread in a
+        long C call (``time.sleep``, a socket) ends when it ends, and is left behind
+        after the timeout (a daemon thread, it dies with the interpreter).
+        """
+        deadline = time.monotonic() + timeout_s
+        threads = [t.thread for t in self._threads]
+        threads += [t for host in self._retired for t in list(host.threads)]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,204 @@
+"""One thread of a :class:`~actorlib.backends.runner.local_runner.LocalRunner`'s task pool.
+
+It runs one task at a time, then the tasks queued behind it (``TaskRun.follows``), and
+takes a cancel: before the task starts (it never starts), or while it runs (the task's
+``async def`` is cancelled on its loop, sync code gets ``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+from actorlib.backends.runner.user_code import (
+    LoopHolder,
+    build_args,
+    env_vars,
+    pack_error,
+    pack_results,
+    run_sync_or_async,
+)
+from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.records import Outcome, TaskRun
+from actorlib.exceptions import TaskCancelledError
+
+if TYPE_CHECKING:
+    from actorlib.backends.runner.local_runner import LocalRunner
+
+#: Put in a thread's (or an actor's) queue: the thread ends when it reads it.
+STOP = object()
+
+
+def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
+    )
+
+
+class TaskThread:
+    """One pool thread; runs one task at a time, then any queued behind it."""
+
+    def __init__(self, runner: LocalRunner, index: int) -> None:
+        self.runner = runner
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.loops = LoopHolder()
+        self.running: int | None = None  # task id, guarded by ``lock``
+        self.current: TaskRun | None = None  # the running task's run, under ``lock``
+        self.context: ExecutionContext | None = None  # the running task's, under ``lock``
+        # Under ``lock``: tasks given to this thread and cancelled before they started.
+        self.cancelled_early: set[int] = set()
+        self.lock = threading.Lock()
+        # Guarded by ``lock``: tasks queued behind the current one (TaskRun.follows), and
+        # whether the thread has work (so a task may queue behind it).
+        self.followers: collections.deque[TaskRun] = collections.deque()
+        self.busy = False
+        self.thread = threading.Thread(
+            target=self._run, name=f"actorlib-task-{index}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        runner = self.runner
+        try:
+            while True:
+                run = self.jobs.get()
+                if run is STOP:
+                    return
+                if not runner.claimed(run):  # the core took it back meanwhile
+                    runner.forget(run.spec.task_id)
+                    run = self._next_follower()
+                while run is not None:
+                    # ``result`` stays alive until the outcome is out: refs inside it
+                    # must not be dropped before the core holds them for the outcome.
+                    outcome, result = self._execute(run)
+                    # The next task is taken before the outcome goes out: whoever hears
+                    # of the outcome may rely on that task having started (no recall).
+                    run = self._next_follower()
+                    runner.events.task_finished(outcome)
+                    del outcome, result
+                runner.thread_idle(self)
+        finally:
+            self.loops.close()
+
+    def _next_follower(self) -> TaskRun | None:
+        """The next queued task this thread may start (one the core did not take back)."""
+        runner = self.runner
+        while True:
+            with self.lock:
+                run = self.followers.popleft() if self.followers else None
+                if run is None:
+                    self.busy = False
+                    return None
+            if runner.claimed(run):
+                return run
+            runner.forget(run.spec.task_id)
+
+    def _execute(self, run: TaskRun) -> tuple[Outcome, Any]:
+        runner = self.runner
+        spec = run.spec
+        ctx = ExecutionContext(
+            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
+            spec=spec,
+        )
+        token = current_execution.set(ctx)
+        result: Any = None
+        with self.lock:
+            self.running = spec.task_id
+            self.current = run
+            self.context = ctx
+            if spec.task_id in self.cancelled_early:
+                self.cancelled_early.discard(spec.task_id)
+                ctx.cancelled = True
+        failure: BaseException | None = None
+        try:
+            # A cancel may raise KeyboardInterrupt anywhere until ``running`` is cleared
+            # under the lock, including inside the except clause: the outer try catches
+            # that too, so every task ends with exactly one outcome.
+            try:
+                if ctx.cancelled:
+                    raise TaskCancelledError(f"Task {spec.name} was cancelled.")
+                fn = runner.code.load(spec.function)
+                args, kwargs = build_args(spec.args, run.deps)
+                with env_vars(spec.env_vars):
+                    result = run_sync_or_async(fn, args, kwargs, self.loops)
+            except BaseException as exc:
+                failure = exc
+            finally:
+                with self.lock:
+                    self.running = None
+                    self.current = None
+        except KeyboardInterrupt as exc:
+            failure = exc
+            self.running = None
+            self.current = None
+        if ctx.cancelled:
+            # Cancelled, whatever the code made of the interrupt (it may have swallowed
+            # it and returned): the caller's ``get`` raises TaskCancelledError.
+            failure, result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
+        try:
+            if failure is None:
+                try:
+                    values = pack_results(result, spec.num_returns, spec.name, runner.store)
+                except BaseException as exc:  # an unpicklable result, a full store
+                    failure = exc
+                else:
+                    outcome = Outcome(spec.task_id, spec.attempt, values=values)
+            if failure is not None:
+                error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
+                outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
+        finally:
+            current_execution.reset(token)
+            runner.forget(spec.task_id)
+        return outcome, result
+
+    def queue_behind(self, run: TaskRun) -> bool:
+        """Queue ``run`` after the current work, unless there is none."""
+        with self.lock:
+            if not self.busy:
+                return False
+            self.followers.append(run)
+            return True
+
+    def take_follower(self, task_id: int) -> TaskRun | None:
+        with self.lock:
+            for run in self.followers:
+                if run.spec.task_id == task_id:
+                    self.followers.remove(run)
+                    return run
+        return None
+
+    def abandon(self, task_id: int) -> tuple[TaskRun, list[TaskRun]] | None:
+        """``cancel(force=True)`` of the task running here: interrupt it, and hand back its
+        run and the tasks queued behind it, which must not wait for this thread (a thread
+        cannot be killed; it may be in a C call for long). None if it does not run here."""
+        with self.lock:
+            run = self.current
+            if run is None or self.running != task_id:
+                return None
+            followers = list(self.followers)
+            self.followers.clear()
+        self.cancel(task_id)
+        return run, followers
+
+    def cancel(self, task_id: int) -> None:
+        with self.lock:
+            if self.running != task_id:
+                # Given to this thread, not started yet: it must not start (a cancel that
+                # arrives first is not lost). Its outcome is the cancellation.
+                self.cancelled_early.add(task_id)
+                return
+            ctx = self.context
+            if ctx is not None:
+                ctx.cancelled = True  # seen by get_runtime_context().is_canceled()
+            if self.loops.cancel_current():
+                return
+            # As in Ray: KeyboardInterrupt in the task's thread, so its ``finally`` blocks
+            # run, and an ``except Exception`` in it does not swallow the cancel.
+            _raise_in_thread(self.thread.ident or 0, KeyboardInterrupt)
+            if ctx is not None:
+                wakeup = ctx.wakeup
+                if wakeup is not None:
+                    wakeup()  # the task is blocked in get: the exception fires as it wakes
