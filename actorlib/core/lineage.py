@@ -32,10 +32,10 @@ def rebuildable(spec: TaskSpec) -> bool:
     )
 
 
-def remember(objects: ObjectTable, spec: TaskSpec, values: list[Serialized]) -> None:
-    """``spec`` made ``values`` (now set on its returns): if any lives in a store and the
-    task can be re-run, its returns keep the spec to be made again."""
-    if any(v.locations for v in values) and rebuildable(spec):
+def remember(objects: ObjectTable, spec: TaskSpec) -> None:
+    """``spec`` made values that live in a store (now set on its returns): if the task
+    can be re-run, its returns keep the spec to be made again."""
+    if rebuildable(spec):
         for rid in spec.return_ids:
             entry = objects.get(rid)
             if entry is not None:

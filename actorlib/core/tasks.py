@@ -296,9 +296,8 @@ class Tasks:
                 return
             self._finish(rec, outcome.error)
             return
-        results = outcome.values or []
-        values.set_results(spec.return_ids, results)
-        remember(self.objects, spec, results)
+        if values.set_results(spec.return_ids, outcome.values or []):
+            remember(self.objects, spec)
         self._finish(rec, None)
 
     def _retry(self, rec: TaskRecord) -> bool:

@@ -101,13 +101,18 @@ class Values:
                 return copy
         return None
 
-    def set_results(self, ids: tuple[int, ...], values: list[Serialized]) -> None:
-        """Results arrived: each holds the ids it contains, then resolves its return."""
+    def set_results(self, ids: tuple[int, ...], values: list[Serialized]) -> bool:
+        """Results arrived: each holds the ids it contains, then resolves its return.
+        True if any of them lives in a store (not inline)."""
         objects = self.objects
         hold_ids = self.hold_ids
+        stored = False
         for id_, value in zip(ids, values, strict=False):
             hold_ids(value.contained)
             objects.set_value(id_, value)
+            if value.locations:
+                stored = True
+        return stored
 
     def resolve(self, ids: tuple[int, ...], value: Serialized) -> None:
         """Give every id in ``ids`` the value (an error, usually), which the caller hands
