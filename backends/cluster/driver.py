@@ -385,12 +385,7 @@ class ClusterClient(WorkerClient):
         # welcome's (older) list would overwrite them.
         self._early_nodes: Nodes | None = None
         self._welcomed = False
-        #: One handler per record of ``messages.ToDriver``, but for ``Output`` (written
-        #: on a thread of its own, what follows it held back until it is written).
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            Ready: self._ready, Reply: self._reply, Nodes: self._on_nodes,
-            Welcome: self._on_welcome,
-        }
+        self._handlers = self._handler_table()
         self._io = LoopThread("actorlib-cluster-io")
         self._io.start()
         host, _, port = address.rpartition(":")
@@ -414,6 +409,14 @@ class ClusterClient(WorkerClient):
         cluster_auth.hand_over(reader, writer, self.conn)
         self.conn.send(DriverHello(os.getpid(), list(sys.path), self.log_to_driver))
         return await asyncio.wait_for(self._welcome, 30)
+
+    def _handler_table(self) -> dict[type, Callable[[Any], None]]:
+        """One handler per record of ``messages.ToDriver``, but for ``Output`` (written on
+        a thread of its own, what follows it held back until it is written)."""
+        return {
+            Ready: self._ready, Reply: self._reply, Nodes: self._on_nodes,
+            Welcome: self._on_welcome,
+        }
 
     def _on_message(self, message: ToDriver) -> None:
         if type(message) is Output or self._held:
