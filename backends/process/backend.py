@@ -176,7 +176,8 @@ class WorkerProcess:
             self.backend._output(self, message)
             return
         # Handled on the core loop, after everything this worker sent before it.
-        self.backend.events.post(self.backend._handle, self, message)
+        backend = self.backend
+        backend.events.post(backend._handlers[type(message)], self, message)
 
     def _on_process_exit(self, code: int) -> None:
         loop = self.backend.loop

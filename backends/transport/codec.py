@@ -87,11 +87,27 @@ def _call_spec(cs: CallSpec) -> tuple[Any, ...] | None:
     )
 
 
+# Code a peer already holds arrives as the same (id, name, b"", is_async) for every task
+# of it: one CodeRef (frozen) serves them all, saving a frozen dataclass's __init__ (the
+# dearest part of reading a task). Bounded: past the limit, new ones are simply built.
+_CODE_REFS: dict[tuple[Any, ...], CodeRef] = {}
+_CODE_REFS_MAX = 4096
+
+
+def _code_ref(code: tuple[Any, ...]) -> CodeRef:
+    ref = _CODE_REFS.get(code)
+    if ref is None:
+        ref = CodeRef(*code)
+        if not ref.blob and len(_CODE_REFS) < _CODE_REFS_MAX:
+            _CODE_REFS[code] = ref
+    return ref
+
+
 def _rebuild_task_spec(flat: tuple[Any, ...]) -> TaskSpec:
     (task_id, code, payload, deps, return_ids, num_returns, resources, max_retries,
      retry_exceptions, strategy, env_vars, name, caller_id, attempt, namespace) = flat
     return TaskSpec(
-        task_id, CodeRef(*code), Args(_rebuild(payload), deps), return_ids, num_returns,
+        task_id, _code_ref(code), Args(_rebuild(payload), deps), return_ids, num_returns,
         resources, max_retries, retry_exceptions, strategy, env_vars, name, caller_id,
         attempt, namespace,
     )
@@ -145,23 +161,31 @@ def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]
     return flat
 
 
-_FLATTEN: dict[type, Callable[[Any, set[int] | None], tuple[Any, ...] | None]] = {
+#: The flattener of each per-task record: its flat form, or None if this one is unusual.
+FLATTEN: dict[type, Callable[[Any, set[int] | None], tuple[Any, ...] | None]] = {
     RunTask: _flat_run_task, RunCall: _flat_run_call,
     TaskFinished: _flat_outcome(TASK_FINISHED), CallFinished: _flat_outcome(CALL_FINISHED),
     SubmitTask: _flat_submit_task, SubmitCall: _flat_submit_call, Ready: _flat_ready,
 }
 
 
+# Records are rebuilt with tuple.__new__: a NamedTuple's own __new__ is a Python function,
+# twice the cost on a path taken twice per task.
+_new = tuple.__new__
+
+
 def _run_task(flat: tuple[Any, ...]) -> RunTask:
     _, spec, node_id, dep_values, gpu_ids, follows = flat
-    return RunTask(
-        TaskRun(_rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) or [], gpu_ids, follows)
+    run = TaskRun(
+        _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) or [], gpu_ids, follows
     )
+    return _new(RunTask, (run,))
 
 
 def _run_call(flat: tuple[Any, ...]) -> RunCall:
     _, cs, dep_values, incarnation = flat
-    return RunCall(CallRun(_rebuild_call_spec(cs), _rebuild_all(dep_values) or [], incarnation))
+    run = CallRun(_rebuild_call_spec(cs), _rebuild_all(dep_values) or [], incarnation)
+    return _new(RunCall, (run,))
 
 
 def _outcome(flat: tuple[Any, ...]) -> Outcome:
@@ -171,43 +195,39 @@ def _outcome(flat: tuple[Any, ...]) -> Outcome:
 
 def _record_reader(cls: type) -> Callable[[tuple[Any, ...]], Any]:
     size = 1 + len(cls._fields)  # type: ignore[attr-defined]
-    new = tuple.__new__
 
     def read(body: tuple[Any, ...]) -> Any:
         # A record of the wrong size is no record: the receiver rejects it.
-        return new(cls, body[1:]) if len(body) == size else body
+        return _new(cls, body[1:]) if len(body) == size else body
 
     return read
 
 
 #: How to read each tag: the flat forms, then every record as ``(tag, *fields)``.
-_READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
+READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
     RUN_TASK: _run_task,
     RUN_CALL: _run_call,
-    TASK_FINISHED: lambda flat: TaskFinished(_outcome(flat)),
-    CALL_FINISHED: lambda flat: CallFinished(_outcome(flat)),
-    SUBMIT_TASK: lambda flat: SubmitTask(_rebuild_task_spec(flat[1])),
-    SUBMIT_CALL: lambda flat: SubmitCall(_rebuild_call_spec(flat[1])),
-    READY: lambda flat: Ready(flat[1], flat[2], _rebuild(flat[3])),
+    TASK_FINISHED: lambda flat: _new(TaskFinished, (_outcome(flat),)),
+    CALL_FINISHED: lambda flat: _new(CallFinished, (_outcome(flat),)),
+    SUBMIT_TASK: lambda flat: _new(SubmitTask, (_rebuild_task_spec(flat[1]),)),
+    SUBMIT_CALL: lambda flat: _new(SubmitCall, (_rebuild_call_spec(flat[1]),)),
+    READY: lambda flat: _new(Ready, (flat[1], flat[2], _rebuild(flat[3]))),
     **{tag: _record_reader(cls) for cls, tag in TAGS.items()},
 }
 
 
-def encode(message: Any, known_code: set[int] | None) -> tuple[Any, bool]:
-    """What to pickle for ``message``, and whether it is already flat.
+def flatten(message: Any, known_code: set[int] | None) -> tuple[Any, ...] | None:
+    """The flat form of a per-task record (builtins only, its code shipped through
+    ``known_code``); None for other records, and for unusual ones (see :func:`tagged`)."""
+    flat = FLATTEN.get(type(message))
+    return None if flat is None else flat(message, known_code)
 
-    Flat: builtins only, code already shipped (or not) through ``known_code``. Otherwise
-    ``(tag, *fields)``, to be pickled while shipping code to that peer. Anything that is
-    not a record goes as it is (the receiver rejects it).
-    """
-    cls = type(message)
-    flatten = _FLATTEN.get(cls)
-    if flatten is not None:
-        flat = flatten(message, known_code)
-        if flat is not None:
-            return flat, True
-    tag = TAGS.get(cls)
-    return (message if tag is None else (tag, *message)), False
+
+def tagged(message: Any) -> Any:
+    """``(tag, *fields)``, to be pickled while shipping code to the peer. Anything that is
+    not a record goes as it is (the receiver rejects it)."""
+    tag = TAGS.get(type(message))
+    return message if tag is None else (tag, *message)
 
 
 def decode(body: Any) -> Any:
@@ -215,5 +235,5 @@ def decode(body: Any) -> Any:
     rejects it). Raises if a record's values cannot be rebuilt (the frame is dropped)."""
     if type(body) is not tuple or not body or type(body[0]) is not int:
         return body
-    reader = _READERS.get(body[0])
+    reader = READERS.get(body[0])
     return body if reader is None else reader(body)

@@ -34,15 +34,20 @@ from actorlib.core.specs import shipping_to
 log = logging.getLogger("actorlib.wire")
 
 HEADER = struct.Struct("!I")
+_FLATTEN = codec.FLATTEN
+_READERS = codec.READERS
 MAX_FRAME = 2**32 - 1
 
 def encode(message: Any, known_code: set[int] | None = None) -> bytes:
-    body, flat = codec.encode(message, known_code)
-    if flat or known_code is None:
-        payload = pickle.dumps(body, protocol=5)
+    flatten = _FLATTEN.get(type(message))  # codec.flatten, one call less per message
+    flat = None if flatten is None else flatten(message, known_code)
+    if flat is not None:
+        payload = pickle.dumps(flat, protocol=5)
+    elif known_code is None:
+        payload = pickle.dumps(codec.tagged(message), protocol=5)
     else:
         with shipping_to(known_code):
-            payload = pickle.dumps(body, protocol=5)
+            payload = pickle.dumps(codec.tagged(message), protocol=5)
     if len(payload) > MAX_FRAME:
         raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
     return HEADER.pack(len(payload)) + payload
@@ -76,7 +81,12 @@ class Decoder:
                 frame = view[offset + HEADER.size : end]
                 offset = end
                 try:
-                    messages.append(codec.decode(pickle.loads(frame)))
+                    body = pickle.loads(frame)  # then codec.decode, one call less
+                    if type(body) is tuple and body and type(body[0]) is int:
+                        reader = _READERS.get(body[0])
+                        if reader is not None:
+                            body = reader(body)
+                    messages.append(body)
                 except Exception:  # one bad frame must not take the others with it
                     log.exception("actorlib: dropped a message that could not be decoded")
                 finally:
