@@ -216,24 +216,8 @@ READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
 }
 
 
-def flatten(message: Any, known_code: set[int] | None) -> tuple[Any, ...] | None:
-    """The flat form of a per-task record (builtins only, its code shipped through
-    ``known_code``); None for other records, and for unusual ones (see :func:`tagged`)."""
-    flat = FLATTEN.get(type(message))
-    return None if flat is None else flat(message, known_code)
-
-
 def tagged(message: Any) -> Any:
-    """``(tag, *fields)``, to be pickled while shipping code to the peer. Anything that is
-    not a record goes as it is (the receiver rejects it)."""
+    """Any record as ``(tag, *fields)``, to be pickled while shipping code to the peer.
+    Anything that is not a record goes as it is (the receiver rejects it)."""
     tag = TAGS.get(type(message))
     return message if tag is None else (tag, *message)
-
-
-def decode(body: Any) -> Any:
-    """The record ``body`` was made from; ``body`` itself if it is no record (the receiver
-    rejects it). Raises if a record's values cannot be rebuilt (the frame is dropped)."""
-    if type(body) is not tuple or not body or type(body[0]) is not int:
-        return body
-    reader = READERS.get(body[0])
-    return body if reader is None else reader(body)

@@ -39,7 +39,9 @@ _READERS = codec.READERS
 MAX_FRAME = 2**32 - 1
 
 def encode(message: Any, known_code: set[int] | None = None) -> bytes:
-    flatten = _FLATTEN.get(type(message))  # codec.flatten, one call less per message
+    """A record's frame: flat if it is a per-task kind (``codec.FLATTEN``), else
+    ``codec.tagged``; ``known_code`` (code ids the peer holds) is updated as code goes."""
+    flatten = _FLATTEN.get(type(message))
     flat = None if flatten is None else flatten(message, known_code)
     if flat is not None:
         payload = pickle.dumps(flat, protocol=5)
@@ -81,7 +83,9 @@ class Decoder:
                 frame = view[offset + HEADER.size : end]
                 offset = end
                 try:
-                    body = pickle.loads(frame)  # then codec.decode, one call less
+                    body = pickle.loads(frame)
+                    # The record it holds (``codec.READERS``); anything else is passed
+                    # on as it is, for the receiver to reject (no handler takes it).
                     if type(body) is tuple and body and type(body[0]) is int:
                         reader = _READERS.get(body[0])
                         if reader is not None:
