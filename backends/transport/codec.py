@@ -40,19 +40,29 @@ SUBMIT_TASK, SUBMIT_CALL, READY = 5, 6, 7
 
 
 def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
-    return None if obj is None else obj.__reduce__()[1]
+    if obj is None:
+        return None
+    if type(obj) is Serialized and obj.locations is None and not obj.buffers:
+        # Small values, nearly every value sent: what __reduce__ gives, with no call.
+        return (obj.data, [], obj.contained, obj.is_error, None)
+    return obj.__reduce__()[1]
 
 
-def _values(objs: list[Serialized] | None) -> list[tuple[Any, ...]] | None:
-    return None if objs is None else [obj.__reduce__()[1] for obj in objs]
+def _values(objs: list[Serialized] | None) -> list[tuple[Any, ...] | None] | None:
+    return None if objs is None else [_value(obj) for obj in objs]
 
 
 def _rebuild(flat: tuple[Any, ...] | None) -> Serialized | None:
-    return None if flat is None else _rebuild_serialized(*flat)
+    if flat is None:
+        return None
+    # Without locations there is nothing to map: Serialized itself, with no call between.
+    return Serialized(*flat) if flat[4] is None else _rebuild_serialized(*flat)
 
 
 def _rebuild_all(flat: list[tuple[Any, ...]] | None) -> list[Serialized] | None:
-    return None if flat is None else [_rebuild_serialized(*v) for v in flat]
+    return None if flat is None else [
+        Serialized(*v) if v[4] is None else _rebuild_serialized(*v) for v in flat
+    ]
 
 
 def _code(code: CodeRef, known: set[int] | None) -> tuple[Any, ...]:
