@@ -25,6 +25,7 @@ from actorlib.backends.cluster import driver as cluster
 from actorlib.backends.process import shm_store
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
+from actorlib.backends.transport.messages import Status, StatusQuery
 
 
 def add_arguments(sub: Any) -> None:
@@ -312,7 +313,7 @@ def query_status(address: str | None = None, token_file: str | None = None) -> d
     except ConnectionRefusedError:
         raise ConnectionRefusedError(_refused(host_port)) from None
     try:
-        sock.sendall(wire.encode((wire.STATUS, 1)))
+        sock.sendall(wire.encode(StatusQuery(1)))
         decoder = wire.Decoder()
         sock.settimeout(10)
         while True:
@@ -320,8 +321,8 @@ def query_status(address: str | None = None, token_file: str | None = None) -> d
             if not data:
                 raise ConnectionError("the head closed the connection")
             for message in decoder.feed(data):
-                if message[0] == wire.STATUS:
-                    result: dict[str, Any] = message[2]
+                if type(message) is Status:
+                    result: dict[str, Any] = message.status
                     result["address"] = host_port
                     return result
     finally:

@@ -5,7 +5,7 @@ Ray: ``(square pid=4242) hello``, ``(Counter pid=4243, node=1f2e...) hello`` on 
 
 - In a worker process, :class:`LineSender` replaces ``sys.stdout``/``sys.stderr``: it
   keeps a partial line per thread and sends each complete line (prefixed with the task or
-  actor running on that thread) as one ``OUTPUT`` message. Text written to file
+  actor running on that thread) as one ``Output`` message. Text written to file
   descriptors 1 and 2 directly (C code, subprocesses) is read from a pipe by a thread
   (:func:`capture_fds`) and sent the same way, named after the last task or actor the
   worker was given.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 
+from actorlib.backends.transport import messages as m
 from actorlib.backends.transport import wire
 from actorlib.core.serialization import Serialized
 
@@ -64,26 +65,26 @@ def test_hot_messages_round_trip_through_the_flat_encoding():
     value = Serialized(b"v", [b"x" * 10], (4,), False, None)
     error = Serialized(b"e", [], (), True, None)
     messages = [
-        (wire.RUN_TASK, _task_run(env_vars={"A": "1"}, name="f", caller_id=2, attempt=1)),
-        (wire.RUN_CALL, CallRun(CallSpec(21, 22, "m", Args(None), (23,), 1, 2, 3), [value], 4)),
-        (wire.TASK_FINISHED, Outcome(11, 1, values=[value, value])),
-        (wire.CALL_FINISHED, Outcome(21, 0, error=error, retryable=True)),
-        (wire.SUBMIT_TASK, _task_run(name="nested").spec),
-        (wire.SUBMIT_CALL, CallSpec(31, 22, "m", Args(value, (4,)), (32,), 1)),
-        (wire.READY, 5, 12, value),
+        m.RunTask(_task_run(env_vars={"A": "1"}, name="f", caller_id=2, attempt=1)),
+        m.RunCall(CallRun(CallSpec(21, 22, "m", Args(None), (23,), 1, 2, 3), [value], 4)),
+        m.TaskFinished(Outcome(11, 1, values=[value, value])),
+        m.CallFinished(Outcome(21, 0, error=error, retryable=True)),
+        m.SubmitTask(_task_run(name="nested").spec),
+        m.SubmitCall(CallSpec(31, 22, "m", Args(value, (4,)), (32,), 1)),
+        m.Ready(5, 12, value),
     ]
     for message in messages:
         data = wire.encode(message)
-        assert type(pickle.loads(data[wire.HEADER.size :])[0]) is int  # took the flat path
+        assert pickle.loads(data[wire.HEADER.size :])[0] < m.FIRST_TAG  # took the flat path
         assert repr(_decode_one(data)) == repr(message)
 
 
 def test_flat_encoding_ships_code_once_too():
     known: set[int] = set()
-    first = _decode_one(wire.encode((wire.RUN_TASK, _task_run()), known))
-    second = _decode_one(wire.encode((wire.RUN_TASK, _task_run()), known))
-    assert first[1].spec.function.blob == b"blob"
-    assert second[1].spec.function.blob == b""
+    first = _decode_one(wire.encode(m.RunTask(_task_run()), known))
+    second = _decode_one(wire.encode(m.RunTask(_task_run()), known))
+    assert first.run.spec.function.blob == b"blob"
+    assert second.run.spec.function.blob == b""
     assert known == {7}
 
 
@@ -94,7 +95,7 @@ def test_unusual_tasks_take_the_pickle_path_and_still_arrive():
         {"retry_exceptions": ExceptionTypes((KeyError,))},
         {"scheduling_strategy": NodeAffinitySchedulingStrategy("node-b", soft=True)},
     ):
-        message = (wire.RUN_TASK, _task_run(**fields))
+        message = m.RunTask(_task_run(**fields))
         data = wire.encode(message)
-        assert pickle.loads(data[wire.HEADER.size :])[0] == wire.RUN_TASK
+        assert pickle.loads(data[wire.HEADER.size :])[0] == m.TAGS[m.RunTask]
         assert repr(_decode_one(data)) == repr(message)

@@ -36,6 +36,15 @@ from actorlib.backends.process import portable, shm_store
 from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
+from actorlib.backends.transport.messages import (
+    DriverHello,
+    Nodes,
+    Output,
+    Ready,
+    Reply,
+    ToDriver,
+    Welcome,
+)
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
 from actorlib.exceptions import NotSupportedError
@@ -372,10 +381,11 @@ class ClusterClient(RemoteCoreClient):
         self._writer = OutputWriter(self._written)
         self.private = private
         self.directory: Directory = {}
-        # NODES announced between the WELCOME and the end of __init__ wait here, or the
+        # Nodes announced between the Welcome and the end of __init__ wait here, or the
         # welcome's (older) list would overwrite them.
-        self._early_nodes: tuple[Any, ...] | None = None
+        self._early_nodes: Nodes | None = None
         self._welcomed = False
+        self._handlers = self._handler_table()
         self._io = LoopThread("actorlib-cluster-io")
         self._io.start()
         host, _, port = address.rpartition(":")
@@ -385,62 +395,69 @@ class ClusterClient(RemoteCoreClient):
         except BaseException:
             self._io.stop()
             raise
-        super().__init__(self.conn, welcome["prefix"], namespace, HeapStore(), welcome["nodes"])
-        self.directory = dict(welcome["directory"])
+        super().__init__(self.conn, welcome.prefix, namespace, HeapStore(), welcome.nodes)
+        self.directory = dict(welcome.directory)
         self._io.call(self._welcome_done)
         self.mapper = DriverMapper(lambda: self.directory, token, ctx)
         set_buffer_mapper(self.mapper)
 
-    async def _connect(self, host: str, port: int, token: bytes, ctx: Any) -> dict[str, Any]:
+    async def _connect(self, host: str, port: int, token: bytes, ctx: Any) -> Welcome:
         loop = asyncio.get_running_loop()
         reader, writer = await cluster_auth.open_connection(host, port, token, "driver", tls=ctx)
-        self._welcome: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._welcome: asyncio.Future[Welcome] = loop.create_future()
         self.conn = wire.Connection(loop, self._on_message, self._on_lost)
         cluster_auth.hand_over(reader, writer, self.conn)
-        self.conn.send((wire.HELLO, {"pid": os.getpid(), "sys_path": list(sys.path),
-                                     "log_to_driver": self.log_to_driver}))
+        self.conn.send(DriverHello(os.getpid(), list(sys.path), self.log_to_driver))
         return await asyncio.wait_for(self._welcome, 30)
 
-    def _on_message(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == wire.OUTPUT or self._held:
+    def _handler_table(self) -> dict[type, Callable[[Any], None]]:
+        """One handler per record of ``messages.ToDriver``, but for ``Output`` (written on
+        a thread of its own, what follows it held back until it is written)."""
+        return {
+            Ready: self._ready, Reply: self._reply, Nodes: self._on_nodes,
+            Welcome: self._on_welcome,
+        }
+
+    def _on_message(self, message: ToDriver) -> None:
+        if type(message) is Output or self._held:
             self._held += 1
-            if kind == wire.OUTPUT:
-                self._writer.put(message[1], message[2], ())
+            if type(message) is Output:
+                self._writer.put(message.stream, message.text, None)
             else:
                 self._writer.put(None, "", message)
             return
-        self._dispatch(message)
+        self._handlers[type(message)](message)
 
-    def _written(self, held: list[tuple[Any, ...]]) -> None:
+    def _written(self, held: list[ToDriver | None]) -> None:
         self._io.post(self._release, held)
 
-    def _release(self, held: list[tuple[Any, ...]]) -> None:
+    def _release(self, held: list[ToDriver | None]) -> None:
         for message in held:
             self._held -= 1
-            if message:
-                self._dispatch(message)
+            if message is not None:
+                self._handlers[type(message)](message)
 
-    def _dispatch(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == wire.READY:
-            self.on_ready(message[1], message[2], message[3])
-        elif kind == wire.REPLY:
-            self.on_reply(message[1], message[2], message[3])
-        elif kind == wire.NODES:
-            if self._welcomed:
-                self.directory = dict(message[2])
-                self.set_nodes(message[1])
-            else:
-                self._early_nodes = message
-        elif kind == wire.WELCOME:
-            self._welcome.set_result(message[1])
+    def _ready(self, message: Ready) -> None:
+        self.on_ready(message.token, message.object_id, message.value)
+
+    def _reply(self, message: Reply) -> None:
+        self.on_reply(message.req, message.ok, message.value)
+
+    def _on_nodes(self, message: Nodes) -> None:
+        if self._welcomed:
+            self.directory = dict(message.directory)
+            self.set_nodes(message.nodes)
+        else:
+            self._early_nodes = message
+
+    def _on_welcome(self, message: Welcome) -> None:
+        self._welcome.set_result(message)
 
     def _welcome_done(self) -> None:
-        """On the I/O thread, so no NODES message can slip in between."""
+        """On the I/O thread, so no Nodes message can slip in between."""
         self._welcomed = True
         if self._early_nodes is not None:
-            self._dispatch(self._early_nodes)
+            self._on_nodes(self._early_nodes)
             self._early_nodes = None
 
     def _on_lost(self) -> None:

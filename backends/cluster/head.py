@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
@@ -35,6 +36,36 @@ from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
+from actorlib.backends.transport.messages import (
+    CLIENT_CALLS,
+    ActorDied,
+    ActorInitFailed,
+    ActorStarted,
+    CallFinished,
+    CancelRun,
+    ClientCall,
+    DriverHello,
+    Exit,
+    Free,
+    FromHead,
+    Heartbeat,
+    NodeHello,
+    NodeReady,
+    Nodes,
+    Output,
+    RunCall,
+    RunTask,
+    StartActor,
+    Status,
+    StatusQuery,
+    StopActor,
+    SysPath,
+    TaskCrashed,
+    TaskFinished,
+    TaskRecalled,
+    Welcome,
+    name_of,
+)
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.runtime import Runtime
@@ -57,6 +88,8 @@ class _Peer:
         self.address = address
         self.conn = wire.Connection(head.loop, self._on_message, self._on_lost)
         self.link = ClientLink(head.client, self.send, head.events.post)
+        #: What this peer may send: a handler per record of its role's vocabulary.
+        self.handlers = head.handlers[role]
         self.gone = False
         self.last_seen = time.monotonic()
         # nodes only
@@ -71,12 +104,12 @@ class _Peer:
         self.job: int | None = None
         self.log_to_driver = False  # whether it wants its tasks' output
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: FromHead) -> None:
         # Code travels whole on every message: a node passes specs on to workers that may
         # not have seen the code yet, and keeps no copy of its own.
         self.conn.send(message)
 
-    def _on_message(self, message: tuple[Any, ...]) -> None:
+    def _on_message(self, message: Any) -> None:
         self.last_seen = time.monotonic()
         # On the core loop, after everything before it.
         self.head.events.post(self.head._handle, self, message)
@@ -98,7 +131,7 @@ class HeadStore(ObjectStore):
         if obj.locations:
             paths = [loc[0] for loc in obj.locations if loc is not None]
             if paths:
-                self.head.events.post(self.head._broadcast_nodes, (wire.FREE, paths))
+                self.head.events.post(self.head._broadcast_nodes, Free(paths))
 
 
 class HeadBackend(Backend):
@@ -125,6 +158,21 @@ class HeadBackend(Backend):
         self._node_blocks = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        client_calls = dict.fromkeys(CLIENT_CALLS, self._client_call)
+        #: Per role, a handler per record of what that peer sends (``messages.FromNode``,
+        #: ``FromDriver``, ``FromCli``); anything else closes its connection.
+        self.handlers: dict[str, dict[type, Callable[[_Peer, Any], None]]] = {
+            "node": {
+                NodeHello: self._node_hello, NodeReady: self._node_ready,
+                Heartbeat: self._heartbeat, Output: self._route_output,
+                TaskFinished: self._task_finished, CallFinished: self._call_finished,
+                TaskRecalled: self._task_recalled, TaskCrashed: self._task_crashed,
+                ActorStarted: self._actor_started, ActorInitFailed: self._actor_init_failed,
+                ActorDied: self._actor_died, **client_calls,
+            },
+            "driver": {DriverHello: self._driver_hello, **client_calls},
+            "cli": {StatusQuery: self._status_query},
+        }
 
     # == lifecycle ==========================================================================
 
@@ -146,7 +194,7 @@ class HeadBackend(Backend):
             self._server.close()
         for peer in list(self.peers):
             if peer.node is not None:
-                peer.send((wire.EXIT,))
+                peer.send(Exit())
         await asyncio.sleep(0.05)
         for peer in list(self.peers):
             peer.conn.close()
@@ -193,7 +241,7 @@ class HeadBackend(Backend):
             return
         peer.running[spec.task_id] = spec.attempt
         self._task_node[spec.task_id] = peer
-        peer.send((wire.RUN_TASK, run))
+        peer.send(RunTask(run))
 
     def start_actor(self, start: ActorStart) -> None:
         peer = self.nodes.get(start.node_id)
@@ -204,7 +252,7 @@ class HeadBackend(Backend):
             return
         peer.actors[actor_id] = start.incarnation
         self._actor_node[actor_id] = peer
-        peer.send((wire.START_ACTOR, start))
+        peer.send(StartActor(start))
 
     def run_call(self, run: CallRun) -> None:
         peer = self._actor_node.get(run.spec.actor_id)
@@ -214,109 +262,113 @@ class HeadBackend(Backend):
             self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
             return
         self._call_node[run.spec.call_id] = peer
-        peer.send((wire.RUN_CALL, run))
+        peer.send(RunCall(run))
 
     def stop_actor(self, actor_id: int, *, force: bool) -> None:
         peer = self._actor_node.pop(actor_id, None)
         if peer is not None:
             peer.actors.pop(actor_id, None)
-            peer.send((wire.STOP_ACTOR, actor_id, force))
+            peer.send(StopActor(actor_id, force))
 
     def cancel(self, id: int, *, force: bool) -> None:
         peer = self._task_node.get(id) or self._call_node.get(id)
         if peer is not None:
-            peer.send((wire.CANCEL, id, force))
+            peer.send(CancelRun(id, force))
 
     # == messages (core loop) ===============================================================
 
-    def _handle(self, peer: _Peer, message: tuple[Any, ...]) -> None:
-        """Dispatch a peer's message. A peer that broke the protocol (a message of an
-        unknown kind or the wrong shape) loses its connection; the head goes on."""
+    def _handle(self, peer: _Peer, message: Any) -> None:
+        """Dispatch a peer's message. A peer that broke the protocol (a message its role
+        does not send, or of the wrong shape) loses its connection; the head goes on."""
         if peer.gone:
             return
         try:
-            self._dispatch(peer, message)
+            peer.handlers[type(message)](peer, message)
         except Exception as exc:
-            kind = message[0] if isinstance(message, tuple) and message else message
             log.warning(
-                "actorlib: %s %s sent a message the head cannot handle (%.40r: %s: %s); "
-                "closing its connection", peer.role, peer.address, kind, type(exc).__name__,
-                exc,
+                "actorlib: %s %s sent a message the head cannot handle (%s: %s: %.60s); "
+                "closing its connection", peer.role, peer.address, name_of(message),
+                type(exc).__name__, exc,
             )
             peer.conn.close()
 
-    def _dispatch(self, peer: _Peer, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        events = self.events
-        if kind == wire.TASK_FINISHED:
-            outcome: Outcome = message[1]
-            peer.running.pop(outcome.id, None)
-            self._task_node.pop(outcome.id, None)
-            events.task_finished(outcome)
-        elif kind == wire.CALL_FINISHED:
-            self._call_node.pop(message[1].id, None)
-            events.call_finished(message[1])
-        elif kind == wire.ACTOR_STARTED:
-            events.actor_started(message[1], message[2])
-        elif kind == wire.ACTOR_INIT_FAILED:
-            events.actor_init_failed(message[1], message[2], message[3])
-        elif kind == wire.RECALLED:  # a task queued behind another, handed back unstarted
-            peer.running.pop(message[1], None)
-            self._task_node.pop(message[1], None)
-            events.task_recalled(message[1], message[2])
-        elif kind == wire.TASK_CRASHED:
-            peer.running.pop(message[1], None)
-            self._task_node.pop(message[1], None)
-            events.task_crashed(message[1], message[2], message[3])
-        elif kind == wire.ACTOR_DIED:
-            if peer.actors.get(message[1]) == message[2]:
-                del peer.actors[message[1]]
-                if self._actor_node.get(message[1]) is peer:
-                    del self._actor_node[message[1]]
-            events.actor_died(message[1], message[2], message[3])
-        elif kind == wire.OUTPUT:
-            self._route_output(message)
-        elif kind == wire.HEARTBEAT:
-            peer.stats = message[1]
-        elif kind == wire.HELLO:
-            self._hello(peer, message[1])
-        elif kind == wire.NODE_READY:
-            self._node_ready(peer, message[1])
-        elif kind == wire.STATUS:
-            peer.send((wire.STATUS, message[1], self._status()))
-        else:
-            peer.link.handle(message)
+    # -- events from a node --------------------------------------------------------------
 
-    def _hello(self, peer: _Peer, info: dict[str, Any]) -> None:
-        if peer.role == "node":
-            node_id = info["node_id"]
-            if node_id in self.nodes:
-                log.warning("actorlib: refused a second node with id %s", node_id)
-                peer.conn.close()
-                return
-            peer.node = NodeInfo(node_id, dict(info["resources"]), info.get("host", ""))
-            prefix = next(self._node_blocks) * NODE_PREFIX_BLOCK
-        elif peer.role == "driver":
-            prefix = peer.job = next(self._driver_prefixes)
-            peer.log_to_driver = bool(info.get("log_to_driver", True))
-            new = [p for p in info.get("sys_path", ()) if p not in self._job_paths]
-            if new:
-                self._job_paths.update(dict.fromkeys(new))
-                # Every node connection, joined or still starting (its WELCOME may
-                # have gone out before these paths were known).
-                for node in [p for p in self.peers if p.role == "node"]:
-                    node.send((wire.SYS_PATH, new))
-        else:
-            prefix = 0
-        peer.send((wire.WELCOME, {
-            "prefix": prefix, "nodes": self._node_infos(), "directory": self._directory(),
-            "sys_path": list(self._job_paths),
-        }))
+    def _task_finished(self, peer: _Peer, message: TaskFinished) -> None:
+        outcome = message.outcome
+        peer.running.pop(outcome.id, None)
+        self._task_node.pop(outcome.id, None)
+        self.events.task_finished(outcome)
 
-    def _node_ready(self, peer: _Peer, info: dict[str, Any]) -> None:
-        assert peer.node is not None
-        peer.session = info["session"]
-        peer.objects = tuple(info["objects"])
+    def _call_finished(self, peer: _Peer, message: CallFinished) -> None:
+        self._call_node.pop(message.outcome.id, None)
+        self.events.call_finished(message.outcome)
+
+    def _actor_started(self, peer: _Peer, message: ActorStarted) -> None:
+        self.events.actor_started(message.actor_id, message.incarnation)
+
+    def _actor_init_failed(self, peer: _Peer, message: ActorInitFailed) -> None:
+        self.events.actor_init_failed(message.actor_id, message.incarnation, message.error)
+
+    def _task_recalled(self, peer: _Peer, message: TaskRecalled) -> None:
+        """A task queued behind another, handed back unstarted."""
+        peer.running.pop(message.task_id, None)
+        self._task_node.pop(message.task_id, None)
+        self.events.task_recalled(message.task_id, message.attempt)
+
+    def _task_crashed(self, peer: _Peer, message: TaskCrashed) -> None:
+        peer.running.pop(message.task_id, None)
+        self._task_node.pop(message.task_id, None)
+        self.events.task_crashed(message.task_id, message.attempt, message.error)
+
+    def _actor_died(self, peer: _Peer, message: ActorDied) -> None:
+        actor_id = message.actor_id
+        if peer.actors.get(actor_id) == message.incarnation:
+            del peer.actors[actor_id]
+            if self._actor_node.get(actor_id) is peer:
+                del self._actor_node[actor_id]
+        self.events.actor_died(actor_id, message.incarnation, message.error)
+
+    def _heartbeat(self, peer: _Peer, message: Heartbeat) -> None:
+        peer.stats = message.stats
+
+    # -- the rest --------------------------------------------------------------------------
+
+    def _client_call(self, peer: _Peer, message: ClientCall) -> None:
+        peer.link.handle(message)
+
+    def _status_query(self, peer: _Peer, message: StatusQuery) -> None:
+        peer.send(Status(message.req, self._status()))
+
+    def _node_hello(self, peer: _Peer, message: NodeHello) -> None:
+        if message.node_id in self.nodes:
+            log.warning("actorlib: refused a second node with id %s", message.node_id)
+            peer.conn.close()
+            return
+        peer.node = NodeInfo(message.node_id, dict(message.resources), message.host)
+        self._welcome(peer, next(self._node_blocks) * NODE_PREFIX_BLOCK)
+
+    def _driver_hello(self, peer: _Peer, message: DriverHello) -> None:
+        prefix = peer.job = next(self._driver_prefixes)
+        peer.log_to_driver = bool(message.log_to_driver)
+        new = [p for p in message.sys_path if p not in self._job_paths]
+        if new:
+            self._job_paths.update(dict.fromkeys(new))
+            # Every node connection, joined or still starting (its Welcome may have gone
+            # out before these paths were known).
+            for node in [p for p in self.peers if p.role == "node"]:
+                node.send(SysPath(new))
+        self._welcome(peer, prefix)
+
+    def _welcome(self, peer: _Peer, prefix: int) -> None:
+        peer.send(Welcome(prefix, self._node_infos(), self._directory(), list(self._job_paths)))
+
+    def _node_ready(self, peer: _Peer, message: NodeReady) -> None:
+        if peer.node is None:
+            raise ValueError("NodeReady before NodeHello")
+        peer.session = message.session
+        host, port = message.objects
+        peer.objects = (host, port)
         peer.ready = True
         self.nodes[peer.node.node_id] = peer
         log.info("actorlib: node %s joined from %s with %s",
@@ -365,11 +417,11 @@ class HeadBackend(Backend):
             self.events.job_ended(peer.job)
         peer.link.release()
 
-    def _route_output(self, message: tuple[Any, ...]) -> None:
+    def _route_output(self, peer: _Peer, message: Output) -> None:
         """Output of a task or actor, to the driver whose job it is; output nobody can be
         named for (written outside any task, or after its task ended) to every driver."""
         job_of = getattr(self.client, "job_of_work", None)
-        job = job_of(message[3]) if job_of is not None and message[3] else None
+        job = job_of(message.owner) if job_of is not None and message.owner else None
         for peer in list(self.peers):
             if peer.role == "driver" and peer.log_to_driver and (job is None or peer.job == job):
                 peer.send(message)
@@ -393,12 +445,12 @@ class HeadBackend(Backend):
         return {p.session: p.objects for p in self.nodes.values() if p.objects is not None}
 
     def _announce(self) -> None:
-        message = (wire.NODES, self._node_infos(), self._directory())
+        message = Nodes(self._node_infos(), self._directory())
         for peer in list(self.peers):
             if peer.role in ("node", "driver"):
                 peer.send(message)
 
-    def _broadcast_nodes(self, message: tuple[Any, ...]) -> None:
+    def _broadcast_nodes(self, message: Free) -> None:
         for peer in list(self.nodes.values()):
             peer.send(message)
 

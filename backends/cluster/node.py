@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, HeapStore
@@ -34,6 +35,24 @@ from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
+from actorlib.backends.transport.messages import (
+    CancelRun,
+    Exit,
+    Free,
+    Heartbeat,
+    NodeHello,
+    NodeReady,
+    Nodes,
+    Ready,
+    Reply,
+    RunCall,
+    RunTask,
+    StartActor,
+    StopActor,
+    SysPath,
+    ToNode,
+    Welcome,
+)
 from actorlib.core.loop import LoopThread
 from actorlib.core.records import NodeInfo
 from actorlib.core.serialization import set_buffer_mapper
@@ -62,10 +81,17 @@ class NodeDaemon:
         self.job_sys_path: list[str] = []  # shared with the backend's worker INIT
         self.backend = ProcessBackend()
         self.objects: ObjectServer | None = None
-        self._welcome: asyncio.Future[dict[str, Any]] | None = None
+        self._welcome: asyncio.Future[Welcome] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.client: RemoteCoreClient | None = None
         self._early_nodes: list[NodeInfo] | None = None  # announced before the client exists
+        #: One handler per record of ``messages.ToNode``.
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Welcome: self._on_welcome, Nodes: self._on_nodes, Free: self._free,
+            SysPath: self._sys_path, RunTask: self._run_task, RunCall: self._run_call,
+            StartActor: self._start_actor, StopActor: self._stop_actor,
+            CancelRun: self._cancel, Exit: self._exit, Ready: self._ready, Reply: self._reply,
+        }
 
     # == lifecycle ==========================================================================
 
@@ -98,15 +124,12 @@ class NodeDaemon:
         self._welcome = loop.create_future()
         cluster_auth.hand_over(reader, writer, self.conn)
         resources = local_node_resources(self.config)
-        self.conn.send((wire.HELLO, {
-            "node_id": self.node_id, "resources": resources, "host": self.host,
-            "pid": os.getpid(),
-        }))
+        self.conn.send(NodeHello(self.node_id, resources, self.host, os.getpid()))
         welcome = await asyncio.wait_for(self._welcome, 30)
-        self.directory = dict(welcome["directory"])
-        self.job_sys_path.extend(welcome.get("sys_path", ()))
+        self.directory = dict(welcome.directory)
+        self.job_sys_path.extend(welcome.sys_path)
         client = RemoteCoreClient(
-            self.conn, welcome["prefix"], "default", HeapStore(), welcome["nodes"]
+            self.conn, welcome.prefix, "default", HeapStore(), welcome.nodes
         )
         self.client = client
         if self._early_nodes is not None:
@@ -120,7 +143,7 @@ class NodeDaemon:
             resources={k: v for k, v in resources.items() if k not in ("CPU", "GPU")},
             object_store_memory=self.config.object_store_memory,
             options={
-                "node_id": self.node_id, "prefix_base": welcome["prefix"],
+                "node_id": self.node_id, "prefix_base": welcome.prefix,
                 "worker_init": {"cluster": worker_link, "job_sys_path": self.job_sys_path},
             },
         )
@@ -131,15 +154,13 @@ class NodeDaemon:
         self.backend.forward_output = self.conn.send  # workers' output: to the head
         await self.backend.start(events, config)
         set_buffer_mapper(lazy_mapper)  # the node relays locations, never reads them
-        self.conn.send((wire.NODE_READY, {
-            "session": store.session, "objects": worker_link["objects"],
-        }))
+        self.conn.send(NodeReady(store.session, worker_link["objects"]))
         self._heartbeat = loop.create_task(self._beat())
 
     async def _beat(self) -> None:
         while True:
             backend = self.backend
-            self.conn.send((wire.HEARTBEAT, {
+            self.conn.send(Heartbeat({
                 "workers": len(backend._workers), "idle_workers": len(backend._idle),
                 "object_store_bytes": backend.store.in_use(),
             }))
@@ -164,42 +185,53 @@ class NodeDaemon:
             log.warning("actorlib node %s: lost the head; stopping", self.node_id)
         self.done.set()
 
-    def _on_message(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        backend = self.backend
-        if kind == wire.RUN_TASK:
-            backend.run_task(message[1])
-        elif kind == wire.RUN_CALL:
-            backend.run_call(message[1])
-        elif kind == wire.START_ACTOR:
-            backend.start_actor(message[1])
-        elif kind == wire.STOP_ACTOR:
-            backend.stop_actor(message[1], force=message[2])
-        elif kind == wire.CANCEL:
-            backend.cancel(message[1], force=message[2])
-        elif kind == wire.READY:  # answers to our workers' requests
-            assert self.client is not None  # made before any worker starts
-            self.client.on_ready(message[1], message[2], message[3])
-        elif kind == wire.REPLY:
-            assert self.client is not None
-            self.client.on_reply(message[1], message[2], message[3])
-        elif kind == wire.FREE:
-            backend.store.free_paths(message[1])
-        elif kind == wire.SYS_PATH:
-            self.job_sys_path.extend(message[1])
-            for worker in list(backend._workers):
-                worker.send(message)
-        elif kind == wire.NODES:
-            self.directory = dict(message[2])
-            if self.client is None:
-                self._early_nodes = message[1]
-            else:
-                self.client.set_nodes(message[1])
-        elif kind == wire.WELCOME:
-            assert self._welcome is not None
-            self._welcome.set_result(message[1])
-        elif kind == wire.EXIT:
-            self.done.set()
+    def _on_message(self, message: ToNode) -> None:
+        self._handlers[type(message)](message)
+
+    def _run_task(self, message: RunTask) -> None:
+        self.backend.run_task(message.run)
+
+    def _run_call(self, message: RunCall) -> None:
+        self.backend.run_call(message.run)
+
+    def _start_actor(self, message: StartActor) -> None:
+        self.backend.start_actor(message.start)
+
+    def _stop_actor(self, message: StopActor) -> None:
+        self.backend.stop_actor(message.actor_id, force=message.force)
+
+    def _cancel(self, message: CancelRun) -> None:
+        self.backend.cancel(message.work_id, force=message.force)
+
+    def _ready(self, message: Ready) -> None:  # answers to our workers' requests
+        assert self.client is not None  # made before any worker starts
+        self.client.on_ready(message.token, message.object_id, message.value)
+
+    def _reply(self, message: Reply) -> None:
+        assert self.client is not None
+        self.client.on_reply(message.req, message.ok, message.value)
+
+    def _free(self, message: Free) -> None:
+        self.backend.store.free_paths(message.paths)
+
+    def _sys_path(self, message: SysPath) -> None:
+        self.job_sys_path.extend(message.paths)
+        for worker in list(self.backend._workers):
+            worker.send(message)
+
+    def _on_nodes(self, message: Nodes) -> None:
+        self.directory = dict(message.directory)
+        if self.client is None:
+            self._early_nodes = message.nodes
+        else:
+            self.client.set_nodes(message.nodes)
+
+    def _on_welcome(self, message: Welcome) -> None:
+        assert self._welcome is not None
+        self._welcome.set_result(message)
+
+    def _exit(self, message: Exit) -> None:
+        self.done.set()
 
 
 def _resources_arg(text: str | None) -> dict[str, float]:

@@ -34,6 +34,27 @@ from actorlib.backends.process.portable import ExitWatcher, lifeline_fd, use_pde
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
+from actorlib.backends.transport.messages import (
+    CLIENT_CALLS,
+    ActorInitFailed,
+    ActorStarted,
+    Alive,
+    CallFinished,
+    CancelRun,
+    ClientCall,
+    Exit,
+    FromWorker,
+    Init,
+    Output,
+    Recall,
+    RunCall,
+    RunTask,
+    StartActor,
+    StopActor,
+    TaskFinished,
+    TaskRecalled,
+    ToWorker,
+)
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
@@ -52,7 +73,7 @@ _WORKER_BOOT = (
 )
 
 
-_EXITED = ("exited",)  # a worker's death, handled after the messages it sent before
+_EXITED: Any = object()  # a worker's death, handled after the messages it sent before
 
 
 def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> dict[str, str]:
@@ -134,7 +155,7 @@ class WorkerProcess:
         self.exit_watcher = ExitWatcher(self.proc, loop, self._on_process_exit)
         self.held = 0  # its messages waiting behind its output (ProcessBackend._output)
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: ToWorker) -> None:
         self.conn.send(message, self.code_ids)
 
     def kill(self) -> None:
@@ -147,15 +168,17 @@ class WorkerProcess:
     def idle(self) -> bool:
         return not self.running and self.actor is None and not self.dead and not self.retired
 
-    def _on_message(self, message: tuple[Any, ...]) -> None:
-        if message[0] == wire.ALIVE:
+    def _on_message(self, message: FromWorker) -> None:
+        kind = type(message)
+        if kind is Alive:
             self.last_alive = self.backend.loop.time()
             return
-        if message[0] == wire.OUTPUT or self.held:
+        if kind is Output or self.held:
             self.backend._output(self, message)
             return
         # Handled on the core loop, after everything this worker sent before it.
-        self.backend.events.post(self.backend._handle, self, message)
+        backend = self.backend
+        backend.events.post(backend._handlers[type(message)], self, message)
 
     def _on_process_exit(self, code: int) -> None:
         loop = self.backend.loop
@@ -196,8 +219,15 @@ class ProcessBackend(Backend):
         self._stopping = False
         #: Where workers' output goes on a cluster node (to the head); None: the driver's
         #: own streams, through ``_writer``.
-        self.forward_output: Callable[[tuple[Any, ...]], None] | None = None
+        self.forward_output: Callable[[Output], None] | None = None
         self._output_config: dict[str, Any] | None = None
+        #: What a worker sends, but for ``Alive`` and ``Output`` (seen on arrival).
+        self._handlers: dict[type, Callable[[WorkerProcess, Any], None]] = {
+            TaskFinished: self._task_finished, TaskRecalled: self._task_recalled,
+            CallFinished: self._call_finished, ActorStarted: self._actor_started,
+            ActorInitFailed: self._actor_init_failed,
+            **dict.fromkeys(CLIENT_CALLS, self._client_call),
+        }
 
     # == lifecycle ==========================================================================
 
@@ -238,7 +268,7 @@ class ProcessBackend(Backend):
     def _spawn(self) -> WorkerProcess:
         worker = WorkerProcess(self, next(self._prefixes))
         self._workers.append(worker)
-        worker.send((wire.INIT, {
+        worker.send(Init({
             "prefix": worker.prefix,
             "namespace": self.client.namespace,
             "node_id": self.node_id,
@@ -272,7 +302,7 @@ class ProcessBackend(Backend):
         self._stopping = True
         for worker in self._workers:
             worker.expected_exit = True
-            worker.send((wire.EXIT,))
+            worker.send(Exit())
         deadline = self.loop.time() + 3
         while any(not w.dead for w in self._workers) and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
@@ -315,7 +345,7 @@ class ProcessBackend(Backend):
             count = worker.calls[spec.function.id] = worker.calls.get(spec.function.id, 0) + 1
             if count >= spec.max_calls:
                 worker.retired = True
-        worker.send((wire.RUN_TASK, run))
+        worker.send(RunTask(run))
 
     def start_actor(self, start: ActorStart) -> None:
         worker = self._take_worker()
@@ -325,7 +355,7 @@ class ProcessBackend(Backend):
         if start.gpu_ids:
             env = with_visible_gpus(spec.env_vars, start.gpu_ids)
             start = dataclasses.replace(start, spec=dataclasses.replace(spec, env_vars=env))
-        worker.send((wire.START_ACTOR, start))
+        worker.send(StartActor(start))
 
     def run_call(self, run: CallRun) -> None:
         worker = self._actors.get(run.spec.actor_id)
@@ -335,7 +365,7 @@ class ProcessBackend(Backend):
             self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
             return
         self._call_worker[run.spec.call_id] = worker
-        worker.send((wire.RUN_CALL, run))
+        worker.send(RunCall(run))
 
     def stop_actor(self, actor_id: int, *, force: bool) -> None:
         worker = self._actors.pop(actor_id, None)
@@ -345,12 +375,12 @@ class ProcessBackend(Backend):
         if force:
             worker.kill()
         else:
-            worker.send((wire.STOP_ACTOR, actor_id))
+            worker.send(StopActor(actor_id, False))
 
     def recall(self, task_id: int) -> None:
         worker = self._task_worker.get(task_id)
         if worker is not None and not self._take_back(worker, task_id):
-            worker.send((wire.RECALL, task_id))
+            worker.send(Recall(task_id))
 
     def _take_back(self, worker: WorkerProcess, task_id: int) -> bool:
         """Take a queued-behind task back without the worker's help (it may be frozen, or
@@ -379,15 +409,15 @@ class ProcessBackend(Backend):
             if force:
                 worker.kill()
             else:
-                worker.send((wire.CANCEL, id))
+                worker.send(CancelRun(id, False))
             return
         worker = self._call_worker.get(id)
         if worker is not None:
-            worker.send((wire.CANCEL, id))
+            worker.send(CancelRun(id, False))
 
     # == messages from workers (on the core loop) ===========================================
 
-    def _output(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
+    def _output(self, worker: WorkerProcess, message: FromWorker) -> None:
         """A worker's output, or a message it sent after output not yet written.
 
         Writing to the driver's stdout may block (a full pipe, a paused terminal), so it
@@ -396,15 +426,16 @@ class ProcessBackend(Backend):
         before its result is delivered, and inside the driver's ``redirect_stdout``.
         """
         if self.forward_output is not None:  # a cluster node: on to the head, in order
+            assert type(message) is Output  # nothing is held back on a node
             self.forward_output(message)
             return
         worker.held += 1
-        if message[0] == wire.OUTPUT:
-            self._writer.put(message[1], message[2], (worker, None))
+        if type(message) is Output:
+            self._writer.put(message.stream, message.text, (worker, None))
         else:
             self._writer.put(None, "", (worker, message))
 
-    def _released(self, tokens: list[tuple[WorkerProcess, tuple[Any, ...] | None]]) -> None:
+    def _released(self, tokens: list[tuple[WorkerProcess, FromWorker | None]]) -> None:
         for worker, message in tokens:
             worker.held -= 1
             if message is _EXITED:
@@ -423,31 +454,37 @@ class ProcessBackend(Backend):
             self._idle.append(worker)
         elif worker.retired and not worker.running and not worker.expected_exit:
             worker.expected_exit = True  # max_calls reached: it exits, a fresh one replaces it
-            worker.send((wire.EXIT,))
+            worker.send(Exit())
 
-    def _handle(self, worker: WorkerProcess, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == wire.TASK_FINISHED:
-            outcome: Outcome = message[1]
-            for value in outcome.values or ():
-                self._adopt(value)
-            self._task_left(worker, outcome.id)
-            self.events.task_finished(outcome)
-        elif kind == wire.RECALLED:
-            self._task_left(worker, message[1])
-            self.events.task_recalled(message[1], message[2])
-        elif kind == wire.CALL_FINISHED:
-            outcome = message[1]
-            for value in outcome.values or ():
-                self._adopt(value)
-            self._call_worker.pop(outcome.id, None)
-            self.events.call_finished(outcome)
-        elif kind == wire.ACTOR_STARTED:
-            self.events.actor_started(message[1], message[2])
-        elif kind == wire.ACTOR_INIT_FAILED:
-            self.events.actor_init_failed(message[1], message[2], message[3])
-        else:
-            worker.link.handle(message)
+    def _handle(self, worker: WorkerProcess, message: FromWorker) -> None:
+        self._handlers[type(message)](worker, message)
+
+    def _task_finished(self, worker: WorkerProcess, message: TaskFinished) -> None:
+        outcome = message.outcome
+        for value in outcome.values or ():
+            self._adopt(value)
+        self._task_left(worker, outcome.id)
+        self.events.task_finished(outcome)
+
+    def _task_recalled(self, worker: WorkerProcess, message: TaskRecalled) -> None:
+        self._task_left(worker, message.task_id)
+        self.events.task_recalled(message.task_id, message.attempt)
+
+    def _call_finished(self, worker: WorkerProcess, message: CallFinished) -> None:
+        outcome = message.outcome
+        for value in outcome.values or ():
+            self._adopt(value)
+        self._call_worker.pop(outcome.id, None)
+        self.events.call_finished(outcome)
+
+    def _actor_started(self, worker: WorkerProcess, message: ActorStarted) -> None:
+        self.events.actor_started(message.actor_id, message.incarnation)
+
+    def _actor_init_failed(self, worker: WorkerProcess, message: ActorInitFailed) -> None:
+        self.events.actor_init_failed(message.actor_id, message.incarnation, message.error)
+
+    def _client_call(self, worker: WorkerProcess, message: ClientCall) -> None:
+        worker.link.handle(message)
 
     # == deaths =============================================================================
 

@@ -42,6 +42,36 @@ from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
+from actorlib.backends.transport.messages import (
+    AddRef,
+    Alive,
+    CancelObject,
+    CancelRun,
+    ClientCall,
+    CreateActor,
+    DropRef,
+    Exit,
+    Init,
+    KillActor,
+    Output,
+    Put,
+    Ready,
+    Recall,
+    Reply,
+    Request,
+    RunCall,
+    RunTask,
+    StartActor,
+    StopActor,
+    SubmitCall,
+    SubmitTask,
+    SysPath,
+    TaskBlocked,
+    TaskRecalled,
+    ToWorker,
+    Unwatch,
+    Watch,
+)
 from actorlib.core import context
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import IdAllocator
@@ -117,7 +147,7 @@ class RemoteCoreClient:
             return ctx.namespace
         return self._namespace
 
-    def _out(self, message: tuple[Any, ...]) -> None:
+    def _out(self, message: ClientCall) -> None:
         if self.closed:
             raise RuntimeClosedError("actorlib was shut down (the driver is gone).")
         self._send(message)
@@ -126,25 +156,25 @@ class RemoteCoreClient:
 
     def add_ref(self, id_: int) -> None:
         if not self.closed:
-            self._send((wire.ADD_REF, id_))
+            self._send(AddRef(id_))
 
     def drop_ref(self, id_: int) -> None:
         if not self.closed:
-            self._send((wire.DROP_REF, id_))
+            self._send(DropRef(id_))
 
     def put(self, id_: int, value: Serialized) -> None:
-        self._out((wire.PUT, id_, value))
+        self._out(Put(id_, value))
 
     def watch(self, ids: list[int], callback: Watcher) -> None:
         token = next(self._tokens)
         self._watchers[token] = [callback, len(ids), set(ids)]
         self._token_of[callback] = token
-        self._out((wire.WATCH, token, ids))
+        self._out(Watch(token, ids))
 
     def unwatch(self, ids: list[int], callback: Watcher) -> None:
         token = self._token_of.pop(callback, None)
         if token is not None and self._watchers.pop(token, None) is not None:
-            self._send((wire.UNWATCH, token, ids))
+            self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
         entry = self._watchers.get(token)
@@ -160,26 +190,26 @@ class RemoteCoreClient:
     # -- work ----------------------------------------------------------------------------
 
     def submit_task(self, spec: TaskSpec) -> None:
-        self._out((wire.SUBMIT_TASK, spec))
+        self._out(SubmitTask(spec))
 
     def submit_call(self, spec: CallSpec) -> None:
-        self._out((wire.SUBMIT_CALL, spec))
+        self._out(SubmitCall(spec))
 
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
         if spec.name is None:
-            self._out((wire.CREATE_ACTOR, spec))
+            self._out(CreateActor(spec))
             return spec.actor_id
         result: int = self._request("create_actor", spec, get_if_exists)
         return result
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
-        self._out((wire.CANCEL, object_id, force, recursive))
+        self._out(CancelObject(object_id, force, recursive))
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
-        self._out((wire.KILL_ACTOR, actor_id, no_restart))
+        self._out(KillActor(actor_id, no_restart))
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
-        self._send((wire.TASK_BLOCKED, task_id, blocked))
+        self._send(TaskBlocked(task_id, blocked))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -231,7 +261,7 @@ class RemoteCoreClient:
         req = next(self._requests)
         self._pending[req] = answered
         try:
-            self._out((wire.REQUEST, req, method, args))
+            self._out(Request(req, method, args))
         except BaseException:
             self._pending.pop(req, None)
             raise
@@ -280,55 +310,69 @@ class Worker:
         self._crash_log: TextIO | None = None
         self._node: str | None = None
         self.exit = threading.Event()
+        #: One handler per record of ``messages.ToWorker``.
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Init: lambda message: self._init(message.config), SysPath: self._sys_path,
+            RunTask: self._run_task, RunCall: self._run_call, StartActor: self._start_actor,
+            StopActor: self._stop_actor, CancelRun: self._cancel, Recall: self._recall,
+            Ready: self._ready, Reply: self._reply, Exit: self._exit,
+        }
         self.conn = wire.BlockingConnection(sock, self._on_message, self.exit.set)
         self.conn.start()
 
-    def _on_message(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        local = self.local
-        if kind == wire.RUN_TASK:
-            assert local is not None
-            self.last_work = message[1]
-            local.run_task(message[1])
-        elif kind == wire.RUN_CALL:
-            assert local is not None
-            local.run_call(message[1])
-        elif kind == wire.READY:
-            assert self.client is not None
-            self.client.on_ready(message[1], message[2], message[3])
-        elif kind == wire.REPLY:
-            assert self.client is not None
-            self.client.on_reply(message[1], message[2], message[3])
-        elif kind == wire.START_ACTOR:
-            assert local is not None
-            self.last_work = message[1]
-            set_title(message[1].spec.cls.name)  # this worker now hosts this actor only
-            local.start_actor(message[1])
-        elif kind == wire.RECALL:
-            assert local is not None
-            run = local.take_back(message[1])
-            if run is not None:
-                self.conn.send((wire.RECALLED, run.spec.task_id, run.spec.attempt))
-        elif kind == wire.CANCEL:
-            assert local is not None
-            local.cancel(message[1], force=False)
-        elif kind == wire.STOP_ACTOR:
-            assert local is not None
-            local.stop_actor(message[1], force=False)
-            threading.Thread(target=self._exit_after_actors, daemon=True).start()
-        elif kind == wire.SYS_PATH:
-            add_import_paths(message[1])
-        elif kind == wire.INIT:
-            self._init(message[1])
-        elif kind == wire.EXIT:
-            self.exit.set()
+    def _on_message(self, message: ToWorker) -> None:
+        self._handlers[type(message)](message)
+
+    def _run_task(self, message: RunTask) -> None:
+        assert self.local is not None
+        self.last_work = message.run
+        self.local.run_task(message.run)
+
+    def _run_call(self, message: RunCall) -> None:
+        assert self.local is not None
+        self.local.run_call(message.run)
+
+    def _start_actor(self, message: StartActor) -> None:
+        assert self.local is not None
+        self.last_work = message.start
+        set_title(message.start.spec.cls.name)  # this worker now hosts this actor only
+        self.local.start_actor(message.start)
+
+    def _stop_actor(self, message: StopActor) -> None:
+        assert self.local is not None
+        self.local.stop_actor(message.actor_id, force=message.force)
+        threading.Thread(target=self._exit_after_actors, daemon=True).start()
+
+    def _cancel(self, message: CancelRun) -> None:
+        assert self.local is not None
+        self.local.cancel(message.work_id, force=message.force)
+
+    def _recall(self, message: Recall) -> None:
+        assert self.local is not None
+        run = self.local.take_back(message.task_id)
+        if run is not None:
+            self.conn.send(TaskRecalled(run.spec.task_id, run.spec.attempt))
+
+    def _ready(self, message: Ready) -> None:
+        assert self.client is not None
+        self.client.on_ready(message.token, message.object_id, message.value)
+
+    def _reply(self, message: Reply) -> None:
+        assert self.client is not None
+        self.client.on_reply(message.req, message.ok, message.value)
+
+    def _sys_path(self, message: SysPath) -> None:
+        add_import_paths(message.paths)
+
+    def _exit(self, message: Exit) -> None:
+        self.exit.set()
 
     alive_every_s: float | None = None
 
     def _init(self, config: dict[str, Any]) -> None:
         if config.get("alive_every_s"):
             self.alive_every_s = config["alive_every_s"]
-            self.conn.send((wire.ALIVE,))
+            self.conn.send(Alive())
         for entry in reversed(config["sys_path"]):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
@@ -394,7 +438,7 @@ class Worker:
                 os._exit(1)
 
     def _send_output(self, stream: str, text: str, owner: int) -> None:
-        self.conn.send((wire.OUTPUT, stream, text, owner))
+        self.conn.send(Output(stream, text, owner))
 
     def _fd_owner(self) -> tuple[str, int]:
         """Who wrote to fd 1/2 (the reader cannot tell): the last task or actor given."""
@@ -423,7 +467,7 @@ class Worker:
         # stuck holding the GIL, falls silent.
         while not self.exit.wait(self.alive_every_s or 1.0):
             if self.alive_every_s:
-                self.conn.send((wire.ALIVE,))
+                self.conn.send(Alive())
         if self.client is not None:
             self.client.close()
         self._close_output()

@@ -1,9 +1,10 @@
 """The core's side of a client in another process: a worker, a cluster node or a driver.
 
 Such a client (``process.worker.RemoteCoreClient``) forwards the actorlib API over a
-connection. A :class:`ClientLink` turns those messages back into calls on the core's
-client interface, and keeps a ledger of what the peer holds (references, watches), so
-that when the peer dies or disconnects, everything it held is released at once.
+connection, as the client-call records of :mod:`~.messages`. A :class:`ClientLink` turns
+them back into calls on the core's client interface (one handler per record), and keeps
+a ledger of what the peer holds (references, watches), so that when the peer dies or
+disconnects, everything it held is released at once.
 """
 
 from __future__ import annotations
@@ -12,21 +13,31 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.transport import wire
+from actorlib.backends.transport.messages import (
+    AddRef,
+    Answer,
+    CancelObject,
+    ClientCall,
+    CreateActor,
+    DropRef,
+    KillActor,
+    Put,
+    Ready,
+    Reply,
+    Request,
+    SubmitCall,
+    SubmitTask,
+    TaskBlocked,
+    Unwatch,
+    Watch,
+)
 from actorlib.core.context import Client
 from actorlib.core.serialization import Serialized
 
-# Queries a peer may put to the core, answered with a REPLY.
+# Queries a peer may put to the core, answered with a Reply.
 REQUESTS = frozenset({
     "create_actor", "lookup_actor", "named_actors", "nodes", "cluster_resources",
     "available_resources", "flush", "debug_state",
-})
-
-#: Message kinds a ClientLink handles.
-CLIENT_MESSAGES = frozenset({
-    wire.ADD_REF, wire.DROP_REF, wire.SUBMIT_TASK, wire.SUBMIT_CALL, wire.WATCH,
-    wire.UNWATCH, wire.PUT, wire.CREATE_ACTOR, wire.TASK_BLOCKED, wire.CANCEL,
-    wire.KILL_ACTOR, wire.REQUEST,
 })
 
 
@@ -36,7 +47,7 @@ class ClientLink:
     def __init__(
         self,
         client: Client,
-        send: Callable[[tuple[Any, ...]], None],
+        send: Callable[[Answer], None],
         post: Callable[..., None],
         adopt: Callable[[Serialized | None], None] = lambda value: None,
     ) -> None:
@@ -46,58 +57,71 @@ class ClientLink:
         self.adopt = adopt
         self.refs: collections.Counter[int] = collections.Counter()
         self.watchers: dict[int, Any] = {}  # watch token -> core watcher
+        #: One handler per record of ``messages.ClientCall``.
+        self.handlers: dict[type, Callable[[Any], None]] = {
+            AddRef: self._add_ref, DropRef: self._drop_ref, Put: self._put,
+            Watch: self._watch, Unwatch: self._unwatch, SubmitTask: self._submit_task,
+            SubmitCall: self._submit_call, CreateActor: self._create_actor,
+            KillActor: self._kill_actor, TaskBlocked: self._task_blocked,
+            CancelObject: self._cancel, Request: self._request,
+        }
 
-    def handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        client = self.client
-        if kind == wire.ADD_REF:
-            self.refs[message[1]] += 1
-            client.add_ref(message[1])
-        elif kind == wire.DROP_REF:
-            self.refs[message[1]] -= 1
-            client.drop_ref(message[1])
-        elif kind == wire.SUBMIT_TASK:
-            spec = message[1]
-            self.refs.update(spec.return_ids)
-            self.adopt(spec.args.payload)
-            client.submit_task(spec)
-        elif kind == wire.SUBMIT_CALL:
-            spec = message[1]
-            self.refs.update(spec.return_ids)
-            self.adopt(spec.args.payload)
-            client.submit_call(spec)
-        elif kind == wire.WATCH:
-            self._watch(message[1], message[2])
-        elif kind == wire.UNWATCH:
-            watcher = self.watchers.pop(message[1], None)
-            if watcher is not None:
-                client.unwatch(message[2], watcher)
-        elif kind == wire.PUT:
-            self.refs[message[1]] += 1
-            self.adopt(message[2])
-            client.put(message[1], message[2])
-        elif kind == wire.CREATE_ACTOR:
-            spec = message[1]
-            self.refs[spec.actor_id] += 1
-            self.adopt(spec.args.payload)
-            client.create_actor(spec)
-        elif kind == wire.TASK_BLOCKED:
-            client.task_blocked(message[1], message[2])
-        elif kind == wire.CANCEL:
-            client.cancel(message[1], message[2], message[3])
-        elif kind == wire.KILL_ACTOR:
-            client.kill_actor(message[1], message[2])
-        elif kind == wire.REQUEST:
-            self._request(message[1], message[2], message[3])
-        else:
-            raise ValueError(f"unexpected message {kind!r}")
+    def handle(self, message: ClientCall) -> None:
+        """Turn a client call into a call on the core; KeyError if it is none."""
+        self.handlers[type(message)](message)
 
-    def _watch(self, token: int, ids: list[int]) -> None:
+    def _add_ref(self, message: AddRef) -> None:
+        self.refs[message.object_id] += 1
+        self.client.add_ref(message.object_id)
+
+    def _drop_ref(self, message: DropRef) -> None:
+        self.refs[message.object_id] -= 1
+        self.client.drop_ref(message.object_id)
+
+    def _put(self, message: Put) -> None:
+        self.refs[message.object_id] += 1
+        self.adopt(message.value)
+        self.client.put(message.object_id, message.value)
+
+    def _submit_task(self, message: SubmitTask) -> None:
+        spec = message.spec
+        self.refs.update(spec.return_ids)
+        self.adopt(spec.args.payload)
+        self.client.submit_task(spec)
+
+    def _submit_call(self, message: SubmitCall) -> None:
+        spec = message.spec
+        self.refs.update(spec.return_ids)
+        self.adopt(spec.args.payload)
+        self.client.submit_call(spec)
+
+    def _create_actor(self, message: CreateActor) -> None:
+        spec = message.spec
+        self.refs[spec.actor_id] += 1
+        self.adopt(spec.args.payload)
+        self.client.create_actor(spec)
+
+    def _kill_actor(self, message: KillActor) -> None:
+        self.client.kill_actor(message.actor_id, message.no_restart)
+
+    def _task_blocked(self, message: TaskBlocked) -> None:
+        self.client.task_blocked(message.task_id, message.blocked)
+
+    def _cancel(self, message: CancelObject) -> None:
+        self.client.cancel(message.object_id, message.force, message.recursive)
+
+    def _unwatch(self, message: Unwatch) -> None:
+        watcher = self.watchers.pop(message.token, None)
+        if watcher is not None:
+            self.client.unwatch(message.ids, watcher)
+
+    def _watch(self, message: Watch) -> None:
+        token, ids = message.token, message.ids
         left = [len(set(ids))]
 
         def ready(id_: int, value: Serialized) -> None:
             value.read = True  # delivered: the peer reads or reports it
-            self.send((wire.READY, token, id_, value))
+            self.send(Ready(token, id_, value))
             left[0] -= 1
             if left[0] == 0:
                 self.watchers.pop(token, None)
@@ -105,13 +129,15 @@ class ClientLink:
         self.watchers[token] = ready
         self.client.watch(ids, ready)
 
-    def _request(self, req: int, method: str, args: tuple[Any, ...]) -> None:
+    def _request(self, message: Request) -> None:
+        req, method, args = message
+
         def answered(ok: bool, result: Any) -> None:
             if ok and method == "create_actor":
                 self.refs[result] += 1
             elif ok and method == "lookup_actor" and result is not None:
                 self.refs[result.actor_id] += 1
-            self.send((wire.REPLY, req, ok, result))
+            self.send(Reply(req, ok, result))
 
         if method not in REQUESTS:
             answered(False, ValueError(f"unknown request {method!r}"))

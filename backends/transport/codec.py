@@ -1,50 +1,68 @@
-"""A flat encoding of the messages sent once per task or actor call.
+"""The wire form of messages (:mod:`~.messages`): every record as ``(tag, *fields)``, the
+per-task ones flattened to builtins.
 
-``RUN_TASK``, ``RUN_CALL``, ``TASK_FINISHED`` and ``CALL_FINISHED`` make up almost all
-traffic; ``SUBMIT_TASK``, ``SUBMIT_CALL`` and ``READY`` the rest when tasks and actors
+``RunTask``, ``RunCall``, ``TaskFinished`` and ``CallFinished`` make up almost all
+traffic; ``SubmitTask``, ``SubmitCall`` and ``Ready`` the rest when tasks and actors
 call other actors and tasks. Pickled as records they cost the C pickler a class lookup
-per record (six in a ``RUN_TASK``) and a dataclass ``__init__`` per record on the way
+per record (six in a ``RunTask``) and a dataclass ``__init__`` per record on the way
 in: about 18 us to encode and 17 us to decode a task on the test machine, on both sides
 of every task.
-Flattened into a tuple of builtins (tagged with an int where other messages have their
-name) they pickle and unpickle several times faster, and the records are rebuilt by
-direct calls. Anything unusual (``retry_exceptions`` classes, a node-affinity strategy)
-takes the ordinary pickle path: this is an optimisation, never a second format to keep
-in step by hand beyond these seven.
+Flattened into a tuple of builtins (tagged with a small int) they pickle and unpickle
+several times faster, and the records are rebuilt by direct calls. Anything unusual
+(``retry_exceptions`` classes, a node-affinity strategy) takes the ordinary path, the
+tagged record: this is an optimisation, never a second format to keep in step by hand
+beyond these seven. Every other record is its tag and its fields, a tuple the C pickler
+writes without a class lookup for the message itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends.transport.messages import (
+    TAGS,
+    CallFinished,
+    Ready,
+    RunCall,
+    RunTask,
+    SubmitCall,
+    SubmitTask,
+    TaskFinished,
+)
 from actorlib.core.records import CallRun, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, _rebuild_serialized
 from actorlib.core.specs import Args, CallSpec, CodeRef, TaskSpec
 
+# Tags of the flat forms (other records' tags start at messages.FIRST_TAG).
 RUN_TASK, RUN_CALL, TASK_FINISHED, CALL_FINISHED = 1, 2, 3, 4
 SUBMIT_TASK, SUBMIT_CALL, READY = 5, 6, 7
-KINDS = {"run_task": RUN_TASK, "run_call": RUN_CALL,
-         "task_finished": TASK_FINISHED, "call_finished": CALL_FINISHED,
-         "submit_task": SUBMIT_TASK, "submit_call": SUBMIT_CALL, "ready": READY}
-_SIZES = {RUN_TASK: 2, RUN_CALL: 2, TASK_FINISHED: 2, CALL_FINISHED: 2, SUBMIT_TASK: 2,
-          SUBMIT_CALL: 2, READY: 4}
-NAMES = {tag: name for name, tag in KINDS.items()}
 
 
 def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
-    return None if obj is None else obj.__reduce__()[1]
+    if obj is None:
+        return None
+    if type(obj) is Serialized and obj.locations is None and not obj.buffers:
+        # Small values, nearly every value sent: what __reduce__ gives, with no call.
+        return (obj.data, [], obj.contained, obj.is_error, None)
+    return obj.__reduce__()[1]
 
 
-def _values(objs: list[Serialized] | None) -> list[tuple[Any, ...]] | None:
-    return None if objs is None else [obj.__reduce__()[1] for obj in objs]
+def _values(objs: list[Serialized] | None) -> list[tuple[Any, ...] | None] | None:
+    return None if objs is None else [_value(obj) for obj in objs]
 
 
 def _rebuild(flat: tuple[Any, ...] | None) -> Serialized | None:
-    return None if flat is None else _rebuild_serialized(*flat)
+    if flat is None:
+        return None
+    # Without locations there is nothing to map: Serialized itself, with no call between.
+    return Serialized(*flat) if flat[4] is None else _rebuild_serialized(*flat)
 
 
 def _rebuild_all(flat: list[tuple[Any, ...]] | None) -> list[Serialized] | None:
-    return None if flat is None else [_rebuild_serialized(*v) for v in flat]
+    return None if flat is None else [
+        Serialized(*v) if v[4] is None else _rebuild_serialized(*v) for v in flat
+    ]
 
 
 def _code(code: CodeRef, known: set[int] | None) -> tuple[Any, ...]:
@@ -79,11 +97,27 @@ def _call_spec(cs: CallSpec) -> tuple[Any, ...] | None:
     )
 
 
+# Code a peer already holds arrives as the same (id, name, b"", is_async) for every task
+# of it: one CodeRef (frozen) serves them all, saving a frozen dataclass's __init__ (the
+# dearest part of reading a task). Bounded: past the limit, new ones are simply built.
+_CODE_REFS: dict[tuple[Any, ...], CodeRef] = {}
+_CODE_REFS_MAX = 4096
+
+
+def _code_ref(code: tuple[Any, ...]) -> CodeRef:
+    ref = _CODE_REFS.get(code)
+    if ref is None:
+        ref = CodeRef(*code)
+        if not ref.blob and len(_CODE_REFS) < _CODE_REFS_MAX:
+            _CODE_REFS[code] = ref
+    return ref
+
+
 def _rebuild_task_spec(flat: tuple[Any, ...]) -> TaskSpec:
     (task_id, code, payload, deps, return_ids, num_returns, resources, max_retries,
      retry_exceptions, strategy, env_vars, name, caller_id, attempt, namespace) = flat
     return TaskSpec(
-        task_id, CodeRef(*code), Args(_rebuild(payload), deps), return_ids, num_returns,
+        task_id, _code_ref(code), Args(_rebuild(payload), deps), return_ids, num_returns,
         resources, max_retries, retry_exceptions, strategy, env_vars, name, caller_id,
         attempt, namespace,
     )
@@ -98,60 +132,102 @@ def _rebuild_call_spec(flat: tuple[Any, ...]) -> CallSpec:
     )
 
 
-def flatten(message: tuple[Any, ...], known_code: set[int] | None) -> tuple[Any, ...] | None:
-    """The flat form of ``message``, or None if it must be pickled as it is."""
-    tag = KINDS.get(message[0])
-    if tag is None or len(message) != _SIZES[tag]:
+def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, ...] | None:
+    run = message.run
+    spec = _task_spec(run.spec, known_code)
+    if spec is None:
         return None
-    body = message[1]
-    if tag == RUN_TASK:
-        run: TaskRun = body
-        spec = _task_spec(run.spec, known_code)
-        if spec is None:
-            return None
-        return (tag, spec, run.node_id, _values(run.deps), run.gpu_ids, run.follows)
-    if tag == RUN_CALL:
-        call: CallRun = body
-        cs = _call_spec(call.spec)
-        if cs is None:
-            return None
-        return (tag, cs, _values(call.deps), call.incarnation)
-    if tag == SUBMIT_TASK:
-        spec = _task_spec(body, known_code)
-        return None if spec is None else (tag, spec)
-    if tag == SUBMIT_CALL:
-        cs = _call_spec(body)
-        return None if cs is None else (tag, cs)
-    if tag == READY:
-        _, token, id_, value = message
-        return (tag, token, id_, _value(value))
-    outcome: Outcome = body
-    return (
-        tag, outcome.id, outcome.attempt, _values(outcome.values), _value(outcome.error),
-        outcome.retryable,
-    )
+    return (RUN_TASK, spec, run.node_id, _values(run.deps), run.gpu_ids, run.follows)
 
 
-def unflatten(flat: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The message ``flatten`` made ``flat`` from."""
-    tag = flat[0]
-    if tag == RUN_TASK:
-        _, spec, node_id, dep_values, gpu_ids, follows = flat
-        run = TaskRun(
-            _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) or [], gpu_ids, follows
-        )
-        return ("run_task", run)
-    if tag == RUN_CALL:
-        _, cs, dep_values, incarnation = flat
+def _flat_run_call(message: RunCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
+    call = message.run
+    cs = _call_spec(call.spec)
+    return None if cs is None else (RUN_CALL, cs, _values(call.deps), call.incarnation)
+
+
+def _flat_submit_task(message: SubmitTask, known_code: set[int] | None) -> tuple[Any, ...] | None:
+    spec = _task_spec(message.spec, known_code)
+    return None if spec is None else (SUBMIT_TASK, spec)
+
+
+def _flat_submit_call(message: SubmitCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
+    cs = _call_spec(message.spec)
+    return None if cs is None else (SUBMIT_CALL, cs)
+
+
+def _flat_ready(message: Ready, known_code: set[int] | None) -> tuple[Any, ...]:
+    return (READY, message.token, message.object_id, _value(message.value))
+
+
+def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]:
+    def flat(message: TaskFinished | CallFinished, known_code: set[int] | None) -> tuple[Any, ...]:
+        outcome = message.outcome
         return (
-            "run_call",
-            CallRun(_rebuild_call_spec(cs), _rebuild_all(dep_values) or [], incarnation),
+            tag, outcome.id, outcome.attempt, _values(outcome.values), _value(outcome.error),
+            outcome.retryable,
         )
-    if tag == SUBMIT_TASK:
-        return ("submit_task", _rebuild_task_spec(flat[1]))
-    if tag == SUBMIT_CALL:
-        return ("submit_call", _rebuild_call_spec(flat[1]))
-    if tag == READY:
-        return ("ready", flat[1], flat[2], _rebuild(flat[3]))
+
+    return flat
+
+
+#: The flattener of each per-task record: its flat form, or None if this one is unusual.
+FLATTEN: dict[type, Callable[[Any, set[int] | None], tuple[Any, ...] | None]] = {
+    RunTask: _flat_run_task, RunCall: _flat_run_call,
+    TaskFinished: _flat_outcome(TASK_FINISHED), CallFinished: _flat_outcome(CALL_FINISHED),
+    SubmitTask: _flat_submit_task, SubmitCall: _flat_submit_call, Ready: _flat_ready,
+}
+
+
+# Records are rebuilt with tuple.__new__: a NamedTuple's own __new__ is a Python function,
+# twice the cost on a path taken twice per task.
+_new = tuple.__new__
+
+
+def _run_task(flat: tuple[Any, ...]) -> RunTask:
+    _, spec, node_id, dep_values, gpu_ids, follows = flat
+    run = TaskRun(
+        _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) or [], gpu_ids, follows
+    )
+    return _new(RunTask, (run,))
+
+
+def _run_call(flat: tuple[Any, ...]) -> RunCall:
+    _, cs, dep_values, incarnation = flat
+    run = CallRun(_rebuild_call_spec(cs), _rebuild_all(dep_values) or [], incarnation)
+    return _new(RunCall, (run,))
+
+
+def _outcome(flat: tuple[Any, ...]) -> Outcome:
     _, id_, attempt, values, error, retryable = flat
-    return (NAMES[tag], Outcome(id_, attempt, _rebuild_all(values), _rebuild(error), retryable))
+    return Outcome(id_, attempt, _rebuild_all(values), _rebuild(error), retryable)
+
+
+def _record_reader(cls: type) -> Callable[[tuple[Any, ...]], Any]:
+    size = 1 + len(cls._fields)  # type: ignore[attr-defined]
+
+    def read(body: tuple[Any, ...]) -> Any:
+        # A record of the wrong size is no record: the receiver rejects it.
+        return _new(cls, body[1:]) if len(body) == size else body
+
+    return read
+
+
+#: How to read each tag: the flat forms, then every record as ``(tag, *fields)``.
+READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
+    RUN_TASK: _run_task,
+    RUN_CALL: _run_call,
+    TASK_FINISHED: lambda flat: _new(TaskFinished, (_outcome(flat),)),
+    CALL_FINISHED: lambda flat: _new(CallFinished, (_outcome(flat),)),
+    SUBMIT_TASK: lambda flat: _new(SubmitTask, (_rebuild_task_spec(flat[1]),)),
+    SUBMIT_CALL: lambda flat: _new(SubmitCall, (_rebuild_call_spec(flat[1]),)),
+    READY: lambda flat: _new(Ready, (flat[1], flat[2], _rebuild(flat[3]))),
+    **{tag: _record_reader(cls) for cls, tag in TAGS.items()},
+}
+
+
+def tagged(message: Any) -> Any:
+    """Any record as ``(tag, *fields)``, to be pickled while shipping code to the peer.
+    Anything that is not a record goes as it is (the receiver rejects it)."""
+    tag = TAGS.get(type(message))
+    return message if tag is None else (tag, *message)

@@ -1,17 +1,28 @@
 """Core events sent over a connection to a core in another process.
 
 A backend reports to its core through :class:`~actorlib.backends.base.CoreEvents`. Two
-runners work where no core is: the local runner inside every worker process (its core is
-the driver's), and a cluster node's process backend (its core is the head's).
-Both turn each event into the same message; only where local work is posted differs.
+runners work where no core is: the local runner inside every worker process (its core
+is the driver's), and a cluster node's process backend (its core is the head's).
+Both turn each event into the same record (:mod:`~.messages`, ``Event``); only where
+local work is posted differs. The receiving backend (``ProcessBackend`` for a worker's
+events, ``HeadBackend`` for a node's) does its bookkeeping and calls its own core's
+``CoreEvents`` with the record's fields, which are that method's arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from actorlib.backends.transport import wire
+from actorlib.backends.transport.messages import (
+    ActorDied,
+    ActorInitFailed,
+    ActorStarted,
+    CallFinished,
+    Event,
+    TaskCrashed,
+    TaskFinished,
+    TaskRecalled,
+)
 from actorlib.core.context import Client
 from actorlib.core.records import Outcome
 from actorlib.core.serialization import Serialized
@@ -24,7 +35,7 @@ class ForwardedEvents:
     core itself, never at a worker or a node, so they are not forwarded.
     """
 
-    def __init__(self, send: Callable[[tuple[Any, ...]], None], client: Client,
+    def __init__(self, send: Callable[[Event], None], client: Client,
                  post: Callable[..., None]) -> None:
         self._send = send
         self._client = client
@@ -35,25 +46,25 @@ class ForwardedEvents:
         return self._client
 
     def task_finished(self, outcome: Outcome) -> None:
-        self._send((wire.TASK_FINISHED, outcome))
+        self._send(TaskFinished(outcome))
 
     def task_recalled(self, task_id: int, attempt: int) -> None:
-        self._send((wire.RECALLED, task_id, attempt))
+        self._send(TaskRecalled(task_id, attempt))
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
-        self._send((wire.TASK_CRASHED, task_id, attempt, error))
+        self._send(TaskCrashed(task_id, attempt, error))
 
     def actor_started(self, actor_id: int, incarnation: int) -> None:
-        self._send((wire.ACTOR_STARTED, actor_id, incarnation))
+        self._send(ActorStarted(actor_id, incarnation))
 
     def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
-        self._send((wire.ACTOR_INIT_FAILED, actor_id, incarnation, error))
+        self._send(ActorInitFailed(actor_id, incarnation, error))
 
     def call_finished(self, outcome: Outcome) -> None:
-        self._send((wire.CALL_FINISHED, outcome))
+        self._send(CallFinished(outcome))
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
-        self._send((wire.ACTOR_DIED, actor_id, incarnation, error))
+        self._send(ActorDied(actor_id, incarnation, error))
 
     def node_added(self, node_id: str, resources: dict[str, float]) -> None:
         pass

@@ -1,7 +1,8 @@
 """The wire protocol between the driver and worker processes (and, later, cluster nodes).
 
-Frames are a 4-byte big-endian length followed by a pickled message: a tuple whose first
-item is one of the message names below. Small values travel inline inside messages;
+Frames are a 4-byte big-endian length followed by a pickled message: one of the records in
+:mod:`~.messages`, as :mod:`~.codec` lays it out (a tuple of a small int tag and the
+record's fields, flattened further for the per-task kinds). Small values travel inline;
 large buffers travel as shared-memory locations (see ``Serialized.__reduce__``), so a
 frame stays small whatever the data. Messages hold only actorlib's own records and
 already-pickled user data (user classes inside specs pickle themselves by value, see
@@ -27,70 +28,28 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from actorlib.backends.transport import codec
+from actorlib.backends.transport.messages import name_of
 from actorlib.core.specs import shipping_to
 
 log = logging.getLogger("actorlib.wire")
 
 HEADER = struct.Struct("!I")
+_FLATTEN = codec.FLATTEN
+_READERS = codec.READERS
 MAX_FRAME = 2**32 - 1
 
-# driver -> worker
-INIT = "init"
-RUN_TASK = "run_task"
-START_ACTOR = "start_actor"
-RUN_CALL = "run_call"
-CANCEL = "cancel"
-RECALL = "recall"  # hand back a task queued behind another, if not started: (task id)
-STOP_ACTOR = "stop_actor"
-READY = "ready"  # a watched object is ready: (token, id, value)
-REPLY = "reply"  # answer to a request: (request id, ok, value)
-EXIT = "exit"
-
-# worker -> driver: events about work it runs
-TASK_FINISHED = "task_finished"
-CALL_FINISHED = "call_finished"
-ACTOR_STARTED = "actor_started"
-ACTOR_INIT_FAILED = "actor_init_failed"
-RECALLED = "recalled"  # (task id, attempt): a queued task handed back unstarted
-ALIVE = "alive"  # worker -> driver, every few seconds when liveness checks are on
-# worker -> driver (node -> head -> driver on a cluster): whole lines a task or actor
-# wrote, prefixed: (stream "stdout"/"stderr", text, id of the task or actor, 0 if none)
-OUTPUT = "output"
-# worker -> driver: the actorlib API used inside a worker
-ADD_REF = "add_ref"
-DROP_REF = "drop_ref"
-PUT = "put"
-WATCH = "watch"
-UNWATCH = "unwatch"
-SUBMIT_TASK = "submit_task"
-SUBMIT_CALL = "submit_call"
-CREATE_ACTOR = "create_actor"
-KILL_ACTOR = "kill_actor"
-TASK_BLOCKED = "task_blocked"
-REQUEST = "request"  # a query needing an answer: (request id, method, args)
-
-# Cluster only: between the head and its nodes and drivers.
-HELLO = "hello"  # peer -> head, first message: (role info dict)
-WELCOME = "welcome"  # head -> peer: (dict: id prefix, nodes, object directory)
-NODE_READY = "node_ready"  # node -> head: its store session and object server address
-NODES = "nodes"  # head -> peers: (nodes, object directory) whenever they change
-FREE = "free"  # head -> nodes: (paths of object files to free)
-TASK_CRASHED = "task_crashed"  # node -> head: (task id, attempt, error)
-ACTOR_DIED = "actor_died"  # node -> head: (actor id, incarnation, error)
-HEARTBEAT = "heartbeat"  # node -> head: (dict: workers, actors)
-SYS_PATH = "sys_path"  # head -> nodes -> workers: (import paths of connected jobs)
-STATUS = "status"  # cli -> head: (request id); head -> cli: (request id, dict)
-
-
-def encode(message: tuple[Any, ...], known_code: set[int] | None = None) -> bytes:
-    flat = codec.flatten(message, known_code)
+def encode(message: Any, known_code: set[int] | None = None) -> bytes:
+    """A record's frame: flat if it is a per-task kind (``codec.FLATTEN``), else
+    ``codec.tagged``; ``known_code`` (code ids the peer holds) is updated as code goes."""
+    flatten = _FLATTEN.get(type(message))
+    flat = None if flatten is None else flatten(message, known_code)
     if flat is not None:
         payload = pickle.dumps(flat, protocol=5)
     elif known_code is None:
-        payload = pickle.dumps(message, protocol=5)
+        payload = pickle.dumps(codec.tagged(message), protocol=5)
     else:
         with shipping_to(known_code):
-            payload = pickle.dumps(message, protocol=5)
+            payload = pickle.dumps(codec.tagged(message), protocol=5)
     if len(payload) > MAX_FRAME:
         raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
     return HEADER.pack(len(payload)) + payload
@@ -99,7 +58,7 @@ def encode(message: tuple[Any, ...], known_code: set[int] | None = None) -> byte
 class Sender(Protocol):
     """Either connection, as code that only sends sees it."""
 
-    def send(self, message: tuple[Any, ...], known_code: set[int] | None = None) -> None: ...
+    def send(self, message: Any, known_code: set[int] | None = None) -> None: ...
 
 
 class Decoder:
@@ -108,7 +67,7 @@ class Decoder:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes | memoryview) -> list[tuple[Any, ...]]:
+    def feed(self, data: bytes | memoryview) -> list[Any]:
         buffer = self._buffer
         buffer += data
         messages = []
@@ -124,10 +83,14 @@ class Decoder:
                 frame = view[offset + HEADER.size : end]
                 offset = end
                 try:
-                    message = pickle.loads(frame)
-                    if type(message[0]) is int:
-                        message = codec.unflatten(message)
-                    messages.append(message)
+                    body = pickle.loads(frame)
+                    # The record it holds (``codec.READERS``); anything else is passed
+                    # on as it is, for the receiver to reject (no handler takes it).
+                    if type(body) is tuple and body and type(body[0]) is int:
+                        reader = _READERS.get(body[0])
+                        if reader is not None:
+                            body = reader(body)
+                    messages.append(body)
                 except Exception:  # one bad frame must not take the others with it
                     log.exception("actorlib: dropped a message that could not be decoded")
                 finally:
@@ -145,7 +108,7 @@ class Connection(asyncio.Protocol):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        on_message: Callable[[tuple[Any, ...]], None],
+        on_message: Callable[[Any], None],
         on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
@@ -172,7 +135,7 @@ class Connection(asyncio.Protocol):
             try:
                 self._on_message(message)
             except Exception:
-                log.exception("actorlib: error handling message %r", message[0])
+                log.exception("actorlib: error handling message %s", name_of(message))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -183,7 +146,7 @@ class Connection(asyncio.Protocol):
 
     # -- sending --------------------------------------------------------------------------
 
-    def send(self, message: tuple[Any, ...], known_code: set[int] | None = None) -> None:
+    def send(self, message: Any, known_code: set[int] | None = None) -> None:
         """Queue a message; callable from any thread. Encoding happens here, in the caller.
 
         ``known_code``: code ids the peer already holds (updated as code is sent).
@@ -244,7 +207,7 @@ class BlockingConnection:
     def __init__(
         self,
         sock: socket.socket,
-        on_message: Callable[[tuple[Any, ...]], None],
+        on_message: Callable[[Any], None],
         on_lost: Callable[[], None],
     ) -> None:
         sock.setblocking(True)
@@ -258,7 +221,7 @@ class BlockingConnection:
     def start(self) -> None:
         self._reader.start()
 
-    def send(self, message: tuple[Any, ...], known_code: set[int] | None = None) -> None:
+    def send(self, message: Any, known_code: set[int] | None = None) -> None:
         """Encode and write; callable from any thread."""
         if self.closed:
             return
@@ -286,6 +249,6 @@ class BlockingConnection:
                 try:
                     self._on_message(message)
                 except Exception:
-                    log.exception("actorlib: error handling message %r", message[0])
+                    log.exception("actorlib: error handling message %s", name_of(message))
         self.closed = True
         self._on_lost()
