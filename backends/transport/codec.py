@@ -224,10 +224,3 @@ READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
     READY: lambda flat: _new(Ready, (flat[1], flat[2], _rebuild(flat[3]))),
     **{tag: _record_reader(cls) for cls, tag in TAGS.items()},
 }
-
-
-def tagged(message: Any) -> Any:
-    """Any record as ``(tag, *fields)``, to be pickled while shipping code to the peer.
-    Anything that is not a record goes as it is (the receiver rejects it)."""
-    tag = TAGS.get(type(message))
-    return message if tag is None else (tag, *message)
