@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import uvloop
-from testkit import Sync, T
+from testkit import Sync, T, live_objects, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
@@ -127,6 +127,14 @@ def test_futures_with_concurrent_wait(rt):
     done, not_done = concurrent.futures.wait(futs, timeout=T)
     assert len(done) == 5 and not not_done
     assert sorted(f.result() for f in done) == [0, 1, 4, 9, 16]
+
+
+def test_a_settled_future_does_not_keep_its_ref_alive(rt):
+    ref = square.remote(6)
+    oid = ref.hex()
+    assert ref.future().result(timeout=T) == 36
+    del ref
+    wait_until(lambda: oid not in live_objects(), what="the future's object to be freed")
 
 
 @pytest.mark.asyncio

@@ -463,6 +463,9 @@ class Completer:
                 fn()
             except Exception:  # a user's done-callback raising: futures log it already
                 pass
+            # Drop it before waiting for the next: it may hold a ref (future_of's keeps
+            # its ref alive until settled), which would live on until the next job.
+            del fn
 
     def stop(self) -> None:
         thread = self._thread
