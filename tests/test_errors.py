@@ -7,7 +7,7 @@ import pickle
 import threading
 
 import pytest
-from testkit import Recorder, Sync, T
+from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
@@ -298,6 +298,18 @@ def test_retry_exceptions_list_filters_types(rt):
     with pytest.raises(KeyError):
         actorlib.get(retried.remote(counter, "k", 2, "KeyError"), timeout=T)
     assert actorlib.get(counter.value.remote("k"), timeout=T) == 1
+
+
+def test_a_failed_task_releases_its_arguments(rt):
+    """Its arguments (here an actor handle) go once it failed: a worker process that stays
+    idle (no garbage collection) must not keep them in the failure's traceback."""
+    before = live_actors()
+    counter = Recorder.remote()
+    with pytest.raises(ValueError):
+        actorlib.get(flaky.remote(counter, "r", 5, "ValueError"), timeout=T)
+    [actor] = live_actors() - before
+    del counter
+    wait_until(lambda: actor not in live_actors(), what="the failed task's argument to go")
 
 
 def test_unpicklable_argument_raises_at_submission(rt):

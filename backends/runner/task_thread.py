@@ -152,6 +152,10 @@ class TaskThread:
         finally:
             current_execution.reset(token)
             runner.forget(spec.task_id)
+            # The failure's traceback holds this frame, which holds the failure: without
+            # this, the cycle keeps the task's arguments (refs, actor handles) alive until
+            # a garbage collection, which an idle worker process may not run for long.
+            del failure
         return outcome, result
 
     def queue_behind(self, run: TaskRun) -> bool:
