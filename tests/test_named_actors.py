@@ -44,6 +44,16 @@ def test_get_actor_from_inside_a_task(rt):
     del box
 
 
+def test_an_actor_starts_where_a_task_looked_its_class_up(rt):
+    """get_actor() in a task brings the actor's spec (with its class) to that worker; an
+    actor of the class started there later must still find the class's code."""
+    box = Box.options(name="box-looked-up").remote(7)
+    assert actorlib.get(read_named.remote("box-looked-up"), timeout=T) == 7
+    del box  # its worker goes: the next actors start on the worker that ran the task
+    boxes = [Box.remote(i) for i in range(2)]
+    assert actorlib.get([b.read.remote() for b in boxes], timeout=T) == [0, 1]
+
+
 def test_get_missing_actor_raises_value_error(rt):
     with pytest.raises(ValueError):
         actorlib.get_actor("no-such-actor")

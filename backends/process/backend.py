@@ -73,6 +73,7 @@ _WORKER_BOOT = (
 )
 
 
+_KEEPS_CODE = frozenset({RunTask, StartActor})  # see WorkerProcess.send
 _EXITED: Any = object()  # a worker's death, handled after the messages it sent before
 
 
@@ -156,7 +157,12 @@ class WorkerProcess:
         self.held = 0  # its messages waiting behind its output (ProcessBackend._output)
 
     def send(self, message: ToWorker) -> None:
-        self.conn.send(message, self.code_ids)
+        # Code goes once per worker, counted as known only where the worker keeps it (the
+        # task or actor it runs). Code inside another message, such as the spec a
+        # get_actor() in a task looks up, travels whole and is not counted: the worker
+        # does not keep it, and an actor of that class started there later would lack it.
+        keeps_code = type(message) in _KEEPS_CODE
+        self.conn.send(message, self.code_ids if keeps_code else None)
 
     def kill(self) -> None:
         try:
