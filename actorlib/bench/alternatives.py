@@ -173,7 +173,7 @@ def _pykka_actor_class() -> Any:
     """A pykka actor with the bench actors' method, defined when pykka is there."""
     pykka = importlib.import_module("pykka")
 
-    class SmallValue(pykka.ThreadingActor):  # type: ignore[misc,name-defined]
+    class SmallValue(pykka.ThreadingActor):  # type: ignore[name-defined]
         def on_receive(self, message: Any) -> Any:
             return small_value()
 
