@@ -222,19 +222,11 @@ def not_applicable_reason(target: str, workload: str) -> str:
 @contextlib.contextmanager
 def started(target: str, num_cpus: int) -> Iterator[Env]:
     """Start ``target`` in this process and yield the Env its workloads run with."""
-    if target == "processpool":
-        from concurrent.futures import ProcessPoolExecutor
+    if target in ("processpool", "threadpool"):
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-        pool: Any = ProcessPoolExecutor(num_cpus)
-        try:
-            yield Env(None, target, None, num_cpus,
-                      extra={"pool": pool, "startup_snippet": SNIPPETS[target]})
-        finally:
-            pool.shutdown()
-    elif target == "threadpool":
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(num_cpus)
+        kind = ProcessPoolExecutor if target == "processpool" else ThreadPoolExecutor
+        pool: Any = kind(num_cpus)
         try:
             yield Env(None, target, None, num_cpus,
                       extra={"pool": pool, "startup_snippet": SNIPPETS[target]})
