@@ -17,6 +17,7 @@ from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.exiting import mark_exiting
+from actorlib.core.loop import fill_standard_fds
 from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
 from actorlib.options import validate_runtime_env
@@ -133,6 +134,8 @@ def init(
             )
         namespace = namespace if namespace is not None else job_config.ray_namespace
         runtime_env = runtime_env if runtime_env is not None else job_config.runtime_env
+    # Before any daemon, worker or socket is made: see fill_standard_fds.
+    fill_standard_fds()
     with _lock:
         if _runtime is not None:
             if ignore_reinit_error:

@@ -200,3 +200,64 @@ def test_a_users_own_signal_handler_is_left_alone() -> None:
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+CLOSED_STREAMS_DRIVER = textwrap.dedent("""
+    import sys
+    import actorlib
+
+    @actorlib.remote
+    def square(x):
+        print("a line nobody reads", x)
+        return x * x
+
+    @actorlib.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    actorlib.init(backend=sys.argv[1], num_cpus=2)
+    assert actorlib.get([square.remote(i) for i in range(20)]) == [i * i for i in range(20)]
+    counter = Counter.remote()
+    assert actorlib.get([counter.incr.remote() for _ in range(5)]) == [1, 2, 3, 4, 5]
+    actorlib.shutdown()
+    with open(sys.argv[2], "w") as f:
+        f.write("done")
+""")
+
+
+@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (0, 1, 2)], ids=lambda c: f"fds{c}")
+@pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
+def test_a_driver_started_with_standard_streams_closed_works(
+    tmp_path: Path, backend: str, closed: tuple[int, ...]
+) -> None:
+    """``python script.py <&- >&- 2>&-`` (cron, some daemon managers): the next socket
+    would take a closed stream's number, and libuv aborts when it closes such an fd."""
+    script = tmp_path / "driver.py"
+    script.write_text(CLOSED_STREAMS_DRIVER)
+    done_file = tmp_path / "done"
+    token = uuid.uuid4().hex
+    env = dict(os.environ, ACTORLIB_TEST_RUN_TOKEN=token)
+    env.pop("ACTORLIB_ADDRESS", None)
+    env.pop("PYTEST_CURRENT_TEST", None)
+
+    def close_streams() -> None:
+        for fd in closed:
+            os.close(fd)
+
+    proc = subprocess.Popen(
+        [sys.executable, str(script), backend, str(done_file)], env=env, cwd=str(tmp_path),
+        preexec_fn=close_streams, process_group=0,
+    )
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code == 0 and done_file.read_text() == "done", f"exit {code}"
+    assert_no_leftovers(token, grace=3)

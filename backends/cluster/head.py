@@ -67,6 +67,7 @@ from actorlib.backends.transport.messages import (
     name_of,
 )
 from actorlib.core.ids import DRIVER_PREFIX
+from actorlib.core.loop import fill_standard_fds
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.runtime import Runtime
 from actorlib.core.serialization import Serialized, set_buffer_mapper
@@ -492,6 +493,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
     args = parser.parse_args(argv)
+    fill_standard_fds()  # before any socket: a closed stderr must not become one
     set_title("head")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

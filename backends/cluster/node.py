@@ -53,7 +53,7 @@ from actorlib.backends.transport.messages import (
     ToNode,
     Welcome,
 )
-from actorlib.core.loop import LoopThread
+from actorlib.core.loop import LoopThread, fill_standard_fds
 from actorlib.core.records import NodeInfo
 from actorlib.core.serialization import set_buffer_mapper
 
@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
     args = parser.parse_args(argv)
+    fill_standard_fds()  # before any socket: a closed stderr must not become one
     set_title("node")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

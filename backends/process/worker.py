@@ -75,6 +75,7 @@ from actorlib.backends.transport.messages import (
 from actorlib.core import context
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import IdAllocator
+from actorlib.core.loop import fill_standard_fds
 from actorlib.core.objects import Watcher
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
@@ -477,6 +478,7 @@ class Worker:
 
 
 def main() -> None:
+    fill_standard_fds()  # the fds passed in are open: only holes at 0-2 are filled
     set_title("worker")
     fd = int(sys.argv[1])
     parent = int(sys.argv[2])
