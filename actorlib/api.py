@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from actorlib import session
 from actorlib.actor import ActorClass, ActorHandle, handle_from_spec
 from actorlib.core.execution_context import current_execution
+from actorlib.core.generators import ObjectRefGenerator
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.waiting import (
@@ -318,8 +319,14 @@ class as_completed(Generic[T]):
 # -- tasks and actors --------------------------------------------------------------------
 
 
-def cancel(ref: ObjectRef[Any], *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task making ``ref``: dequeue it, or interrupt it if running."""
+def cancel(
+    ref: ObjectRef[Any] | ObjectRefGenerator[Any], *, force: bool = False,
+    recursive: bool = True,
+) -> None:
+    """Cancel the task making ``ref`` (or a generator's items): dequeue it, or interrupt
+    it if running."""
+    if isinstance(ref, ObjectRefGenerator):
+        ref = ref.completed()  # pending until the task ends, so it names the task
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, got {type(ref).__name__}")
     client_of([ref]).cancel(ref._id, force, recursive)

@@ -113,6 +113,8 @@ class Tasks:
         for rid in spec.return_ids:
             objects.create(rid, 1, spec.task_id)
         self.values.hold_ids(spec.args.held)
+        if spec.generator == "streaming":
+            self.values.open_stream(spec.task_id, spec.return_ids[0], spec.backpressure)
         rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
         self.records[spec.task_id] = rec
         parent = self.records.get(spec.caller_id)
@@ -296,7 +298,7 @@ class Tasks:
                 return
             self._finish(rec, outcome.error)
             return
-        if values.set_results(spec.return_ids, outcome.values or []):
+        if values.set_results(spec.return_ids, outcome.values or []) and not spec.generator:
             remember(self.objects, spec)
         self._finish(rec, None)
 

@@ -275,6 +275,14 @@ class _Host:
 _Item = tuple[Any, str, Callable[[], Any]]
 
 
+def _no_generators(spec: Any) -> None:
+    """Generator tasks and calls are not simulated: their work fails with this error."""
+    if spec.generator:
+        raise NotImplementedError(
+            f"the sim backend does not run num_returns={spec.generator!r} generators"
+        )
+
+
 class SimBackend(Backend):
     name = "sim"
     pipelines = False
@@ -389,6 +397,9 @@ class SimBackend(Backend):
 
     def cancel(self, id: int, *, force: bool) -> None:
         self._commands.append(("cancel", id, force))
+
+    def items_consumed(self, id: int, consumed: int) -> None:
+        """Never needed: this backend produces no streams (see ``_no_generators``)."""
 
     # == the controller: the test's thread, blocked in get ==================================
 
@@ -841,6 +852,7 @@ class SimBackend(Backend):
                 failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
             if failure is None:
                 try:
+                    _no_generators(spec)
                     values = pack_results(box.result, spec.num_returns, spec.name, self.store)
                     box.outcome = Outcome(spec.task_id, spec.attempt, values=values)
                 except Exception as exc:
@@ -987,6 +999,7 @@ class SimBackend(Backend):
             args, kwargs = build_args(spec.args, run.deps)
             with env_vars(host.spec.env_vars):
                 box.result = method(*args, **kwargs)
+            _no_generators(spec)
             values = pack_results(box.result, spec.num_returns, name, self.store)
             box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
         except _Unwind:
@@ -1026,6 +1039,7 @@ class SimBackend(Backend):
             if asyncio.iscoroutine(result):
                 result = await result
             box.result = result
+            _no_generators(spec)
             values = pack_results(result, spec.num_returns, name, self.store)
             box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
         except _Unwind:
