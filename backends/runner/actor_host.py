@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import inspect
 import queue
 import threading
 from typing import TYPE_CHECKING, Any
@@ -182,7 +183,7 @@ class ActorHost:
         current_execution.set(self._context(run.spec.call_id))
         try:
             result = self._invoke(run)
-            if asyncio.iscoroutine(result):
+            if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
                 result = await result
             if run.spec.generator or is_generator(result):
                 producer = self._producer(run, result)
