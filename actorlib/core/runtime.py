@@ -381,7 +381,9 @@ class Runtime:
                 "actors": {a for a, r in self.actors.records.items() if r.state is not DEAD},
                 "tasks": len(self.tasks.records),
                 "queued": self.scheduler.queued(),
-                "problems": invariants.problems(self.scheduler, self.tasks, self.actors),
+                "problems": invariants.problems(
+                    self.scheduler, self.tasks, self.actors, self.streams
+                ),
             }
 
         return self._loop.call(state)
