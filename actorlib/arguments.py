@@ -147,7 +147,7 @@ def num_returns_of(fn: Any, options: dict[str, Any]) -> int | str:
     """``num_returns`` as given, else "streaming" for a generator function (Ray's
     default), else 1."""
     if "num_returns" in options:
-        return options["num_returns"]  # type: ignore[no-any-return]
+        return options["num_returns"]
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         return "streaming"
     return 1
