@@ -238,7 +238,18 @@ def test_backpressure_pauses_the_producer(rt):
     assert produced() == 6
 
 
-def test_retry_does_not_deliver_items_twice(rt):
+def test_dropped_generator_does_not_stall_a_paused_producer(rt):
+    recorder = Recorder.remote()
+    gen = counted.options(_generator_backpressure_num_objects=1).remote(recorder, 5)
+    assert actorlib.get(next(gen), timeout=T) == 0
+    done = gen.completed()
+    del gen  # nobody will consume the rest: the producer must not wait for ever
+    assert actorlib.get(done, timeout=T) is None
+    assert actorlib.get(recorder.value.remote("produced"), timeout=T) == 5
+
+
+@pytest.mark.parametrize("backpressure", [-1, 1])
+def test_retry_does_not_deliver_items_twice(rt, backpressure):
     recorder = Recorder.remote()
 
     @actorlib.remote(max_retries=1, retry_exceptions=True)
@@ -249,7 +260,8 @@ def test_retry_does_not_deliver_items_twice(rt):
             raise RuntimeError("first attempt fails")
         yield from range(3, 5)
 
-    assert values(flaky.remote(recorder)) == [0, 1, 2, 3, 4]
+    gen = flaky.options(_generator_backpressure_num_objects=backpressure).remote(recorder)
+    assert values(gen) == [0, 1, 2, 3, 4]
     assert actorlib.get(recorder.value.remote("attempt"), timeout=T) == 2
 
 
