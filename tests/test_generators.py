@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from testkit import T, Recorder, Sync, live_objects, wait_until
+from testkit import Recorder, Sync, T, live_objects, wait_until
 
 import actorlib
 from actorlib.exceptions import TaskCancelledError
@@ -15,8 +15,7 @@ from actorlib.exceptions import TaskCancelledError
 
 @actorlib.remote
 def count_to(n):
-    for i in range(n):
-        yield i
+    yield from range(n)
 
 
 @actorlib.remote
@@ -28,8 +27,7 @@ async def async_count_to(n):
 
 @actorlib.remote
 def fails_after(n):
-    for i in range(n):
-        yield i
+    yield from range(n)
     raise ValueError(f"failed after {n}")
 
 
@@ -38,8 +36,7 @@ def gated(sync, n):
     """Yields one item, then waits for "go" before the rest: proves items stream."""
     yield 0
     actorlib.get(sync.wait.remote("go"))
-    for i in range(1, n):
-        yield i
+    yield from range(1, n)
 
 
 @actorlib.remote

@@ -41,11 +41,13 @@ The vocabularies share records where a message means the same thing on several l
 They come in four families:
 
 - work orders, from a backend to whoever runs its work (driver → worker, head → node):
-  ``RunTask``, ``RunCall``, ``StartActor``, ``StopActor``, ``CancelRun``, ``Recall``,
-  ``SysPath``, ``Exit`` (and ``Init`` for a worker): the ``Backend`` methods;
+  ``RunTask``, ``RunCall``, ``StartActor``, ``StopActor``, ``CancelRun``,
+  ``ItemsConsumed``, ``Recall``, ``SysPath``, ``Exit`` (and ``Init`` for a worker): the
+  ``Backend`` methods;
 - events, the way back (worker → driver, node → head): ``TaskFinished``, ``CallFinished``,
-  ``TaskRecalled``, ``TaskCrashed``, ``ActorStarted``, ``ActorInitFailed``, ``ActorDied``:
-  the ``CoreEvents`` methods, sent by :class:`~.forwarding.ForwardedEvents`;
+  ``ItemProduced``, ``TaskRecalled``, ``TaskCrashed``, ``ActorStarted``,
+  ``ActorInitFailed``, ``ActorDied``: the ``CoreEvents`` methods, sent by
+  :class:`~.forwarding.ForwardedEvents`;
 - client calls, from a client of a core in another process (worker → driver, node → head
   for its workers, driver → head): ``AddRef`` ... ``Request``, the ``Client`` methods,
   received by :class:`~.client_link.ClientLink` and answered with ``Ready`` and ``Reply``;
