@@ -173,6 +173,18 @@ def test_wait_on_item_refs_and_pass_them_to_tasks(rt):
     assert actorlib.get([add_one.remote(r) for r in refs], timeout=T) == [1, 2, 3, 4]
 
 
+@actorlib.remote
+def sum_stream(n, backpressure):
+    """A task consuming a generator task: the consumer's client is a worker's."""
+    gen = count_to.options(_generator_backpressure_num_objects=backpressure).remote(n)
+    return sum(actorlib.get(ref) for ref in gen)
+
+
+@pytest.mark.parametrize("backpressure", [-1, 2])
+def test_a_task_consumes_a_generator(rt, backpressure):
+    assert actorlib.get(sum_stream.remote(10, backpressure), timeout=T) == sum(range(10))
+
+
 def test_generator_cannot_be_pickled(rt):
     gen = count_to.remote(1)
     with pytest.raises(TypeError, match="ObjectRefGenerator"):

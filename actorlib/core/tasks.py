@@ -190,6 +190,7 @@ class Tasks:
         if (
             self.backend.pipelines and placement is not None and not placement.gpus
             and not rec.blocked and rec.spec.scheduling_strategy == "DEFAULT"
+            and not rec.spec.generator  # a stream may pause for its consumer for long
         ):
             self.leaders[rec.spec.task_id] = rec
 
