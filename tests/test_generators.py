@@ -343,8 +343,11 @@ def test_generator_with_int_num_returns_yields_exactly_that_many(rt):
     assert actorlib.get(count_to.options(num_returns=1).remote(1), timeout=T) == 0
     a, b = count_to.options(num_returns=2).remote(2)
     assert actorlib.get([a, b], timeout=T) == [0, 1]
-    with pytest.raises(ValueError, match="yielded 3 values"):
+    with pytest.raises(ValueError, match="yielded more values"):
         actorlib.get(count_to.options(num_returns=1).remote(3), timeout=T)
+    with pytest.raises(ValueError, match="yielded 1 values"):
+        actorlib.get(count_to.options(num_returns=2).remote(1)[0], timeout=T)
+    assert count_to.options(num_returns=0).remote(0) is None
 
 
 # -- options ------------------------------------------------------------------------------------

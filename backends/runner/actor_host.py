@@ -119,7 +119,7 @@ class ActorHost:
         return producer
 
     def _exactly(self, run: CallRun, result: Any) -> Any:
-        return exactly(result, run.spec.num_returns, self._name(run.spec))
+        return exactly(result, run.spec.num_returns, self._name(run.spec), self.runner.store)
 
     def _generated_sync(self, run: CallRun, result: Any) -> Any:
         """A sync or threaded actor's generator call, driven on this thread (an async

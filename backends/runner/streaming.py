@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import CoreEvents, ObjectStore
+from actorlib.backends.runner.user_code import Packed
 from actorlib.core import context
 from actorlib.core.generators import DynamicObjectRefGenerator
 from actorlib.core.records import StreamItem
@@ -165,14 +166,21 @@ class Producer:
         return self._result()
 
 
-def exactly(result: Any, num_returns: int, name: str) -> Any:
-    """A generator with an int ``num_returns``: its values, which must be that many."""
+def exactly(result: Any, num_returns: int, name: str, store: ObjectStore) -> Packed:
+    """A generator with an int ``num_returns``: its values, which must be that many, each
+    stored as it is yielded (so the task never holds them all at once, as in Ray)."""
     if inspect.isasyncgen(result):
         raise TypeError(f"{name} is an async generator: use num_returns='streaming'")
-    items = list(result)
-    if len(items) != num_returns:
-        raise ValueError(f"{name} has num_returns={num_returns} but yielded {len(items)} values")
-    return items[0] if num_returns == 1 else items
+    values = []
+    for index, item in enumerate(result):
+        if index == num_returns:
+            raise ValueError(f"{name} has num_returns={num_returns} but yielded more values")
+        values.append(store.seal(serialize(item, label=f"result {index} of {name}")))
+    if len(values) != num_returns:
+        raise ValueError(
+            f"{name} has num_returns={num_returns} but yielded {len(values)} values"
+        )
+    return Packed(values)
 
 
 def produce_sync(producer: Producer, result: Any, run_coro: Callable[[Any], Any]) -> Any:

@@ -169,7 +169,7 @@ class TaskThread:
     def _generated(self, spec: TaskSpec, result: Any) -> Any:
         """Drive a generator task here (its items go out as they come)."""
         if not spec.generator:
-            return exactly(result, spec.num_returns, spec.name)
+            return exactly(result, spec.num_returns, spec.name, self.runner.store)
         runner = self.runner
         producer = Producer(spec, spec.task_id, spec.name, runner.events, runner.store,
                             runner.gates)
