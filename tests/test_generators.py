@@ -106,6 +106,11 @@ class AsyncProducer:
     async def ping(self):
         return "pong"
 
+    async def counted(self, recorder, n):
+        for i in range(n):
+            await recorder.incr.remote("produced")
+            yield i
+
 
 def values(gen):
     return [actorlib.get(ref, timeout=T) for ref in gen]
@@ -313,6 +318,31 @@ def test_async_actor_generator_methods(rt):
     assert actorlib.get(actor.ping.remote(), timeout=T) == "pong"
     assert values(gen) == ["async-0", "async-1", "async-2"]
     assert values(actor.sync_items.remote(2)) == [0, 1]
+
+
+@actorlib.remote
+async def async_counted(recorder, n):
+    for i in range(n):
+        await recorder.incr.remote("produced")
+        yield i
+
+
+@pytest.mark.parametrize("where", ["task", "async actor"])
+def test_async_generator_backpressure(rt, where):
+    recorder = Recorder.remote()
+    if where == "task":
+        producer = async_counted.options(_generator_backpressure_num_objects=3)
+    else:
+        producer = AsyncProducer.remote().counted.options(_generator_backpressure_num_objects=3)
+    gen = producer.remote(recorder, 5)
+
+    def produced():
+        return actorlib.get(recorder.value.remote("produced"), timeout=T)
+
+    wait_until(lambda: produced() == 3, T, "the first three items")
+    time.sleep(0.3)
+    assert produced() == 3
+    assert values(gen) == [0, 1, 2, 3, 4]
 
 
 def test_actor_generator_with_backpressure(rt):
