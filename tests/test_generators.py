@@ -171,6 +171,22 @@ def test_items_arrive_while_the_producer_runs(rt):
     assert values(gen) == [1, 2]
 
 
+def test_wait_takes_generators(rt):
+    sync = Sync.remote()
+    gen = gated.remote(sync, 2)
+    ready, not_ready = actorlib.wait([gen], timeout=T)
+    assert ready == [gen] and not_ready == []  # item 0 is there
+    assert actorlib.get(next(gen), timeout=T) == 0
+    ready, not_ready = actorlib.wait([gen], timeout=0.2)
+    assert ready == [] and not_ready == [gen]  # item 1 waits for "go"
+    actorlib.get(sync.set.remote("go"), timeout=T)
+    ready, _ = asyncio.run(actorlib.wait_async([gen], timeout=T))
+    assert ready == [gen]
+    assert values(gen) == [1]
+    ready, _ = actorlib.wait([gen], timeout=T)  # finished: next() returns at once
+    assert ready == [gen]
+
+
 def test_wait_on_item_refs_and_pass_them_to_tasks(rt):
     refs = list(count_to.remote(4))
     ready, not_ready = actorlib.wait(refs, num_returns=4, timeout=T)

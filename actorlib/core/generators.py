@@ -83,6 +83,10 @@ class ObjectRefGenerator(Generic[T]):
         slot = self._slot
         return slot is None or bool(fetch([slot], 1, 0))
 
+    def _next_ref(self) -> ObjectRef[Any]:
+        """The ref that is ready when ``next`` would return at once (``wait`` uses it)."""
+        return self._slot if self._slot is not None else self._end
+
     def task_id(self) -> Any:
         """The id of the task or call producing the items."""
         return self._end.task_id()
