@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import trio
 from testkit import Recorder, Sync, T, live_objects, wait_until
 
 import actorlib
@@ -156,6 +157,13 @@ def test_async_for(rt):
         return out
 
     assert asyncio.run(consume()) == [0, 1, 2, 3, 0, 10]
+
+
+def test_async_for_under_trio(rt):
+    async def consume():
+        return [await actorlib.get_async(ref) async for ref in async_count_to.remote(3)]
+
+    assert trio.run(consume) == [0, 10, 20]
 
 
 def test_items_arrive_while_the_producer_runs(rt):
