@@ -242,12 +242,13 @@ def test_streaming_a_plain_function_fails_at_the_first_item(rt):
         next(gen)
 
 
-def test_cancel_stops_the_producer(rt):
+@pytest.mark.parametrize("force", [False, True])
+def test_cancel_stops_the_producer(rt, force):
     recorder = Recorder.remote()
     gen = forever.remote(recorder)
     assert actorlib.get(next(gen), timeout=T) == 0
     assert actorlib.get(next(gen), timeout=T) == 1
-    actorlib.cancel(gen)
+    actorlib.cancel(gen, force=force)
     with pytest.raises(TaskCancelledError):
         for ref in gen:
             actorlib.get(ref, timeout=T)
