@@ -107,6 +107,13 @@ class AsyncProducer:
     async def ping(self):
         return "pong"
 
+    async def endless(self):
+        i = 0
+        while True:
+            yield i
+            i += 1
+            await asyncio.sleep(0.01)
+
     async def counted(self, recorder, n):
         for i in range(n):
             await recorder.incr.remote("produced")
@@ -368,6 +375,17 @@ def test_async_generator_backpressure(rt, where):
     time.sleep(0.3)
     assert produced() == 3
     assert values(gen) == [0, 1, 2, 3, 4]
+
+
+def test_cancel_an_async_actor_generator(rt):
+    actor = AsyncProducer.remote()
+    gen = actor.endless.remote()
+    assert actorlib.get(next(gen), timeout=T) == 0
+    actorlib.cancel(gen)
+    with pytest.raises(TaskCancelledError):
+        for ref in gen:
+            actorlib.get(ref, timeout=T)
+    assert actorlib.get(actor.ping.remote(), timeout=T) == "pong"  # the actor goes on
 
 
 def test_actor_generator_with_backpressure(rt):
