@@ -25,6 +25,7 @@ from actorlib.api import (
     wait,
     wait_async,
 )
+from actorlib.core.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from actorlib.core.refs import ObjectRef
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
 from actorlib.progress import progress
@@ -68,9 +69,11 @@ __all__ = [
     "ActorHandle",
     "ActorMethod",
     "ActorPool",
+    "DynamicObjectRefGenerator",
     "Executor",
     "NodeAffinitySchedulingStrategy",
     "ObjectRef",
+    "ObjectRefGenerator",
     "Pool",
     "RemoteFunction",
     "RuntimeContext",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
 from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit_actor
-from actorlib.arguments import ArgCheck, caller_id, mint_returns, pack_args, returned
+from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
 from actorlib.core.context import Client
 from actorlib.core.ids import ActorID, id_hex
 from actorlib.core.serialization import loads_function, note_contained
@@ -53,6 +53,8 @@ def _method_table(cls: type) -> tuple[dict[str, dict[str, Any]], bool]:
         if name.startswith("__") and name.endswith("__"):
             continue
         table[name] = dict(getattr(member, _METHOD_OPTIONS_ATTR, {}))
+        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
+            table[name]["num_returns"] = num_returns_of(member, table[name])
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
     return table, is_async
@@ -354,19 +356,22 @@ class ActorMethod(Generic[P, R]):
         opts = self._options
         label = f"{handle._class_name}.{self._name}"
         packed = pack_args(client, args, kwargs, label)
-        num_returns = opts.get("num_returns", 1)
         call_id = client.ids.next()
-        return_ids, refs = mint_returns(client, num_returns, label, call_id)
+        return_ids, count, generator, result = mint_results(
+            client, opts.get("num_returns", 1), label, call_id
+        )
         client.submit_call(CallSpec(
             call_id=call_id,
             actor_id=handle._id,
             method=self._name,
             args=packed,
             return_ids=return_ids,
-            num_returns=num_returns,
+            num_returns=count,
             caller_id=caller_id(),
             max_task_retries=opts.get("max_task_retries"),
             retry_exceptions=opts.get("retry_exceptions", False),
             concurrency_group=self._group_override(opts),
+            generator=generator,
+            backpressure=opts.get("_generator_backpressure_num_objects", -1),
         ))
-        return returned(refs)
+        return result

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from actorlib import session
 from actorlib.actor import ActorClass, ActorHandle, handle_from_spec
 from actorlib.core.execution_context import current_execution
+from actorlib.core.generators import ObjectRefGenerator
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.waiting import (
@@ -243,17 +244,43 @@ def _split(refs: list[ObjectRef[Any]], ready_ids: set[int], num_returns: int) ->
     return ready, rest
 
 
+def _generators_as_refs(refs: Any) -> tuple[Any, dict[int, Any]]:
+    """As in Ray, ``wait`` takes ``ObjectRefGenerator``s too: each counts as ready when
+    its ``next()`` would return at once. Each is replaced by the ref that says so."""
+    if not isinstance(refs, (list, tuple)) or not any(
+        type(r) is ObjectRefGenerator for r in refs
+    ):
+        return refs, {}
+    stand_ins: dict[int, Any] = {}
+    out: list[Any] = []
+    for r in refs:
+        if type(r) is ObjectRefGenerator:
+            ref = r._next_ref()
+            stand_ins[ref._id] = r
+            r = ref
+        out.append(r)
+    return out, stand_ins
+
+
+def _restore(refs: list[Any], stand_ins: dict[int, Any]) -> list[Any]:
+    return [stand_ins.get(r._id, r) for r in refs] if stand_ins else refs
+
+
 def wait(
     refs: Sequence[ObjectRef[T]], *, num_returns: int = 1, timeout: float | None = None,
     fetch_local: bool = True,
 ) -> tuple[list[ObjectRef[T]], list[ObjectRef[T]]]:
-    """Wait until ``num_returns`` refs are ready or ``timeout`` passes: (ready, not_ready)."""
+    """Wait until ``num_returns`` refs are ready or ``timeout`` passes: (ready, not_ready).
+
+    ``ObjectRefGenerator``s may be among them: ready when their next item is."""
     if isinstance(refs, (list, tuple)) and not refs:
         check_timeout(timeout, "wait()")
         return [], []
+    refs, stand_ins = _generators_as_refs(refs)
     ref_list = _check_wait(refs, num_returns, timeout, "wait()")
     got = fetch(ref_list, num_returns, timeout)
-    return _split(ref_list, set(got), num_returns)
+    ready, rest = _split(ref_list, set(got), num_returns)
+    return _restore(ready, stand_ins), _restore(rest, stand_ins)
 
 
 async def wait_async(
@@ -264,9 +291,11 @@ async def wait_async(
     if isinstance(refs, (list, tuple)) and not refs:
         check_timeout(timeout, "wait_async()")
         return [], []
+    refs, stand_ins = _generators_as_refs(refs)
     ref_list = _check_wait(refs, num_returns, timeout, "wait_async()")
     got = await fetch_async(ref_list, num_returns, timeout)
-    return _split(ref_list, set(got), num_returns)
+    ready, rest = _split(ref_list, set(got), num_returns)
+    return _restore(ready, stand_ins), _restore(rest, stand_ins)
 
 
 class as_completed(Generic[T]):
@@ -318,8 +347,14 @@ class as_completed(Generic[T]):
 # -- tasks and actors --------------------------------------------------------------------
 
 
-def cancel(ref: ObjectRef[Any], *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task making ``ref``: dequeue it, or interrupt it if running."""
+def cancel(
+    ref: ObjectRef[Any] | ObjectRefGenerator[Any], *, force: bool = False,
+    recursive: bool = True,
+) -> None:
+    """Cancel the task making ``ref`` (or a generator's items): dequeue it, or interrupt
+    it if running."""
+    if isinstance(ref, ObjectRefGenerator):
+        ref = ref.completed()  # pending until the task ends, so it names the task
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"cancel() takes an ObjectRef, got {type(ref).__name__}")
     client_of([ref]).cancel(ref._id, force, recursive)

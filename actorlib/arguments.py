@@ -13,6 +13,7 @@ from typing import Any
 
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
+from actorlib.core.generators import ObjectRefGenerator
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import describe_unpicklable, serialize
 from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, Args, Dep
@@ -124,6 +125,32 @@ def mint_returns(
     """
     return_ids = tuple(client.ids.next() for _ in range(num_returns))
     return return_ids, [ObjectRef(i, client, name, task) for i in return_ids]
+
+
+def mint_results(
+    client: Client, num_returns: int | str, name: str, task: int
+) -> tuple[tuple[int, ...], int, str, Any]:
+    """A call's return ids, their count, its generator kind ("" for a plain one), and
+    what ``.remote()`` returns: a ref, refs, None, or an ``ObjectRefGenerator``."""
+    if num_returns == "streaming":
+        ids, refs = mint_returns(client, 2, name, task)  # the stream's head, its end
+        return ids, 2, "streaming", ObjectRefGenerator(refs[0], refs[1])
+    if num_returns == "dynamic":
+        ids, refs = mint_returns(client, 1, name, task)
+        return ids, 1, "dynamic", refs[0]
+    assert isinstance(num_returns, int)
+    ids, refs = mint_returns(client, num_returns, name, task)
+    return ids, num_returns, "", returned(refs)
+
+
+def num_returns_of(fn: Any, options: dict[str, Any]) -> int | str:
+    """``num_returns`` as given, else "streaming" for a generator function (Ray's
+    default), else 1."""
+    if "num_returns" in options:
+        return options["num_returns"]
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        return "streaming"
+    return 1
 
 
 def returned(refs: list[ObjectRef[Any]]) -> Any:

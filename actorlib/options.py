@@ -9,6 +9,7 @@ from actorlib.core.specs import ExceptionTypes, NodeAffinitySchedulingStrategy, 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
+    "_generator_backpressure_num_objects",
 })
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
@@ -17,6 +18,7 @@ ACTOR_OPTIONS = frozenset({
 })
 METHOD_OPTIONS = frozenset({
     "num_returns", "max_task_retries", "retry_exceptions", "name", "concurrency_group",
+    "_generator_backpressure_num_objects",
 })
 
 _RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory"})
@@ -51,6 +53,32 @@ def _int_at_least(name: str, value: Any, low: int, meaning: str = "") -> int:
     return int(value)
 
 
+GENERATOR_RETURNS = ("streaming", "dynamic")
+
+
+def _num_returns(value: Any) -> int | str:
+    accepted = 'an int >= 0, "streaming" or "dynamic"'
+    if isinstance(value, str):
+        if value not in GENERATOR_RETURNS:
+            raise ValueError(f"num_returns must be {accepted}, got {value!r}")
+        return value
+    if not _is_int(value):
+        raise _type_error("num_returns", value, accepted)
+    if value < 0:
+        raise ValueError(f"num_returns must be {accepted}, got {value!r}")
+    return int(value)
+
+
+def _backpressure(value: Any) -> int:
+    name = "_generator_backpressure_num_objects"
+    accepted = "an int >= 1 (unconsumed items at which a generator pauses), or -1 (never)"
+    if not _is_int(value):
+        raise _type_error(name, value, accepted)
+    if value == 0 or value < -1:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return int(value)
+
+
 def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
     """Check ``options`` for a task, actor or method; return a normalised copy.
 
@@ -79,7 +107,11 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         out["resources"] = {k: _non_negative_number(f"resources[{k!r}]", v)
                             for k, v in resources.items()}
     if "num_returns" in out:
-        out["num_returns"] = _int_at_least("num_returns", out["num_returns"], 0)
+        out["num_returns"] = _num_returns(out["num_returns"])
+    if "_generator_backpressure_num_objects" in out:
+        out["_generator_backpressure_num_objects"] = _backpressure(
+            out["_generator_backpressure_num_objects"]
+        )
     for key in ("max_retries", "max_restarts", "max_task_retries"):
         if key in out:
             out[key] = _int_at_least(key, out[key], -1, " (-1: forever)")

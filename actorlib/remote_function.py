@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
-from actorlib.arguments import ArgCheck, caller_id, mint_returns, pack_args, returned
+from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
 from actorlib.core.context import Client
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import dumps_function
@@ -78,7 +78,8 @@ class RemoteFunction(Generic[P, R]):
         self._name = self._options.get("name") or fn.__qualname__
         self._resources = resource_request(self._options, 1.0)
         self._strategy = self._options.get("scheduling_strategy", "DEFAULT")
-        self._num_returns: int = self._options.get("num_returns", 1)
+        self._num_returns: int | str = num_returns_of(fn, self._options)
+        self._backpressure: int = self._options.get("_generator_backpressure_num_objects", -1)
         self._max_calls: int = self._options.get("max_calls", 0)
         functools.update_wrapper(self, fn)
 
@@ -116,13 +117,13 @@ class RemoteFunction(Generic[P, R]):
         packed = pack_args(client, args, kwargs, name)
         num_returns = self._num_returns
         task_id = client.ids.next()
-        return_ids, refs = mint_returns(client, num_returns, name, task_id)
+        return_ids, count, generator, result = mint_results(client, num_returns, name, task_id)
         client.submit_task(TaskSpec(
             task_id=task_id,
             function=code,
             args=packed,
             return_ids=return_ids,
-            num_returns=num_returns,
+            num_returns=count,
             resources=resources,
             max_retries=opts.get("max_retries", 3),
             retry_exceptions=opts.get("retry_exceptions", False),
@@ -132,8 +133,10 @@ class RemoteFunction(Generic[P, R]):
             caller_id=caller_id(),
             namespace=client.namespace,
             max_calls=self._max_calls,
+            generator=generator,
+            backpressure=self._backpressure,
         ))
-        return returned(refs)
+        return result
 
     def __repr__(self) -> str:
         return f"<RemoteFunction {self._function.__module__}.{self._function.__qualname__}>"

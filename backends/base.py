@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from actorlib.core.context import Client
-from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, StreamItem, TaskRun
 from actorlib.core.serialization import Serialized
 
 
@@ -52,6 +52,9 @@ class CoreEvents(Protocol):
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         """The worker running the task died; the core retries or fails it."""
+
+    def item_produced(self, item: StreamItem) -> None:
+        """A streaming task or call yielded an item (its value already in the store)."""
 
     def actor_started(self, actor_id: int, incarnation: int) -> None: ...
 
@@ -173,6 +176,11 @@ class Backend(ABC):
     @abstractmethod
     def cancel(self, id: int, *, force: bool) -> None:
         """Interrupt a running task or call; no-op if it already finished."""
+
+    @abstractmethod
+    def items_consumed(self, id: int, consumed: int) -> None:
+        """The consumer of a streaming task or call has taken ``consumed`` items: a
+        producer paused by backpressure (``TaskSpec.backpressure``) may go on."""
 
     def recall(self, task_id: int) -> None:
         """Hand back a queued-behind task that has not started (``pipelines`` only)."""

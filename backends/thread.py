@@ -74,6 +74,9 @@ class ThreadBackend(Backend):
     def cancel(self, id: int, *, force: bool) -> None:
         self.runner.cancel(id, force=force)
 
+    def items_consumed(self, id: int, consumed: int) -> None:
+        self.runner.items_consumed(id, consumed)
+
     async def stop(self) -> None:
         runner = self._runner
         if runner is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from actorlib.backends.transport import messages as m
 from actorlib.backends.transport import wire
-from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, StreamItem, TaskRun
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, Args, CallSpec, CodeRef, TaskSpec
 
@@ -19,6 +19,9 @@ _code = CodeRef(7, "f", b"blob")
 _task = TaskSpec(1, _code, Args(_value, (3,)), (2,), 1, {"CPU": 1.0})
 _call = CallSpec(4, 5, "m", Args(None), (6,), 1)
 _actor = ActorSpec(5, _code, Args(None), {"CPU": 0.0})
+_stream_task = TaskSpec(8, _code, Args(None), (9, 10), 2, {"CPU": 1.0}, generator="streaming",
+                        backpressure=4)
+_stream_call = CallSpec(11, 5, "m", Args(None), (12, 13), 2, generator="streaming")
 
 SAMPLES: list[Any] = [
     m.Init({"prefix": 3}), m.RunTask(TaskRun(_task, "n", [])), m.RunCall(CallRun(_call, [], 1)),
@@ -36,6 +39,8 @@ SAMPLES: list[Any] = [
     m.Welcome(3, [NodeInfo("n", {"CPU": 2.0})], {"s": ("h", 1)}, []),
     m.NodeReady("s", ("h", 1)), m.Nodes([], {}), m.Heartbeat({"workers": 1}), m.Free(["/p"]),
     m.StatusQuery(1), m.Status(1, {"nodes": []}),
+    m.ItemProduced(StreamItem(8, 0, 3, _value)), m.ItemsConsumed(8, 2),
+    m.SubmitTask(_stream_task), m.RunCall(CallRun(_stream_call, [], 1)),
 ]
 
 

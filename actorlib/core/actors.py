@@ -337,6 +337,8 @@ class Actors:
             objects.create(rid, 1, spec.call_id)
         values = self.values
         values.hold_ids(spec.args.held)
+        if spec.generator == "streaming":
+            values.open_stream(spec.call_id, spec.return_ids[0], spec.backpressure)
         call = CallRecord(spec)
         actor = self.records.get(spec.actor_id)
         if actor is None:

@@ -14,18 +14,44 @@ from collections import Counter
 from actorlib.core.actors import Actors, ActorState
 from actorlib.core.ids import id_hex
 from actorlib.core.scheduler import EPS, Scheduler
+from actorlib.core.streams import Streams
 from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING, Tasks
 
 TASK_STATES = (WAITING, QUEUED, FOLLOWING, RUNNING)  # a task leaves the records when DONE
 
 
-def problems(scheduler: Scheduler, tasks: Tasks, actors: Actors) -> list[str]:
+def problems(
+    scheduler: Scheduler, tasks: Tasks, actors: Actors, streams: Streams | None = None
+) -> list[str]:
     """Every broken rule, as a sentence naming the task or node; empty when all hold."""
     found: list[str] = []
     queued = Counter(id(work) for work in scheduler.queued_work())
     found += _task_problems(tasks, queued)
     found += _actor_problems(actors, queued)
     found += _resource_problems(scheduler, tasks, actors)
+    if streams is not None:
+        found += _stream_problems(streams, tasks, actors)
+    return found
+
+
+def _stream_problems(streams: Streams, tasks: Tasks, actors: Actors) -> list[str]:
+    """An open stream belongs to live work and waits on a pending slot; a consumed-slot
+    hook belongs to a live slot."""
+    found: list[str] = []
+    objects = streams.objects
+    for producer, stream in streams.by_producer.items():
+        where = f"stream of {id_hex(producer)}"
+        if producer not in tasks.records and producer not in actors.calls:
+            found.append(f"{where} is open but its task or call has ended")
+        if streams.by_head.get(stream.head) is not stream:
+            found.append(f"{where} is missing from the streams by head")
+        entry = objects.get(stream.pending)
+        if entry is not None and entry.value is not None:
+            found.append(f"{where} waits on slot {id_hex(stream.pending)}, which has a value")
+    found += [
+        f"a consumed-slot hook outlived its slot {id_hex(slot)}"
+        for slot in objects.drop_hooks if slot not in objects
+    ]
     return found
 
 

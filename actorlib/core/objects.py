@@ -43,6 +43,8 @@ class ObjectTable:
         self._free_value = free_value
         self._release_ids = release_ids
         self._unread_error = unread_error
+        #: Called once when the object with that id dies (a stream's consumed slots).
+        self.drop_hooks: dict[int, Callable[[], None]] = {}
 
     def __contains__(self, id_: int) -> bool:
         return id_ in self.entries
@@ -117,6 +119,10 @@ class ObjectTable:
         if self.entries.get(id_) is not entry:
             return  # dropped already, from a watcher further up the stack
         del self.entries[id_]
+        if self.drop_hooks:
+            hook = self.drop_hooks.pop(id_, None)
+            if hook is not None:
+                hook()
         value = entry.value
         if value is not None:
             if value.is_error and not value.read and self._unread_error is not None:
@@ -125,6 +131,10 @@ class ObjectTable:
             self._free_value(value)
             if value.contained:
                 self._release_ids(value.contained)
+
+    def on_drop(self, id_: int, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when ``id_`` dies (it must exist)."""
+        self.drop_hooks[id_] = hook
 
     def orphaned_pending(self, id_: int) -> bool:
         """A pending object nobody refers to (its producer may skip storing it)."""

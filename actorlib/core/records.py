@@ -69,3 +69,15 @@ class Outcome:
     values: list[Serialized] | None = None
     error: Serialized | None = None
     retryable: bool = False
+
+
+@pickled_by_fields
+@dataclass(slots=True)
+class StreamItem:
+    """One item a generator task or call yielded (``num_returns="streaming"``), sent as it
+    is produced: ``index`` counts from 0 in each attempt; ``value`` is already stored."""
+
+    id: int
+    attempt: int
+    index: int
+    value: Serialized

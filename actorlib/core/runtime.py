@@ -34,10 +34,11 @@ from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.lineage import Lineage
 from actorlib.core.loop import LoopThread
 from actorlib.core.objects import ObjectTable, Watcher
-from actorlib.core.records import NodeInfo, Outcome
+from actorlib.core.records import NodeInfo, Outcome, StreamItem
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.core.streams import Streams
 from actorlib.core.tasks import TaskRecord, Tasks
 from actorlib.core.values import Values, error_value
 from actorlib.core.waiting import report_unhandled
@@ -70,6 +71,8 @@ class Runtime:
         self.store = store
         self.objects = ObjectTable(store.free, self._release_ids, report_unhandled)
         self.values = Values(self.objects, store.free, self._hold_ids, self._release_ids)
+        self.streams = Streams(self.objects, self.values, self.ids, self.backend)
+        self.values.streams = self.streams
         parts = (self.objects, self.values, self.scheduler, self.backend, self._job_of)
         self.tasks = Tasks(*parts)
         self.actors = Actors(*parts)
@@ -284,6 +287,11 @@ class Runtime:
 
     # == internal errors: a bug fails the work it concerns, not the core =================
 
+    def _stream_item(self, item: StreamItem) -> None:
+        """An item of a streaming task or call, guarded as its producer's work."""
+        guard = self._guard_task if item.id in self.tasks.records else self._guard_call
+        guard(item.id, self.streams.item, item)
+
     def _guard_task(self, task_id: int, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
@@ -373,7 +381,9 @@ class Runtime:
                 "actors": {a for a, r in self.actors.records.items() if r.state is not DEAD},
                 "tasks": len(self.tasks.records),
                 "queued": self.scheduler.queued(),
-                "problems": invariants.problems(self.scheduler, self.tasks, self.actors),
+                "problems": invariants.problems(
+                    self.scheduler, self.tasks, self.actors, self.streams
+                ),
             }
 
         return self._loop.call(state)
@@ -421,6 +431,9 @@ class _Events:
         self._post(
             rt._guard_actor, actor_id, rt.actors.init_failed, actor_id, incarnation, error
         )
+
+    def item_produced(self, item: StreamItem) -> None:
+        self._post(self._rt._stream_item, item)
 
     def call_finished(self, outcome: Outcome) -> None:
         rt = self._rt

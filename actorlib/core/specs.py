@@ -173,6 +173,10 @@ class TaskSpec:
     attempt: int = 0
     namespace: str = ""  # the submitting job's: a cluster's workers serve several jobs
     max_calls: int = 0  # a worker process retires after this many runs of the function (0: never)
+    # "streaming": yields items as produced (return_ids: the stream's head, its end);
+    # "dynamic": one return, the refs of all items; "": a plain function.
+    generator: str = ""
+    backpressure: int = -1  # streaming: unconsumed items at which the producer pauses
 
 
 @pickled_by_fields
@@ -182,7 +186,7 @@ class ActorSpec:
     cls: CodeRef
     args: Args
     resources: dict[str, float]
-    method_returns: dict[str, int] = field(default_factory=dict)
+    method_returns: dict[str, int | str] = field(default_factory=dict)
     is_async: bool = False
     max_concurrency: int = 1
     max_restarts: int = 0
@@ -215,3 +219,5 @@ class CallSpec:
     retry_exceptions: RetryExceptions = False
     attempt: int = 0
     concurrency_group: str | None = None  # this call's group, over its method's
+    generator: str = ""  # as TaskSpec's
+    backpressure: int = -1

@@ -115,6 +115,8 @@ class Tasks:
         for rid in spec.return_ids:
             objects.create(rid, 1, spec.task_id)
         self.values.hold_ids(spec.args.held)
+        if spec.generator == "streaming":
+            self.values.open_stream(spec.task_id, spec.return_ids[0], spec.backpressure)
         rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
         self.records[spec.task_id] = rec
         parent = self.records.get(spec.caller_id)
@@ -190,6 +192,7 @@ class Tasks:
         if (
             self.backend.pipelines and placement is not None and not placement.gpus
             and not rec.blocked and rec.spec.scheduling_strategy == "DEFAULT"
+            and not rec.spec.generator  # a stream may pause for its consumer for long
         ):
             self.leaders[rec.spec.task_id] = rec
 
@@ -312,7 +315,7 @@ class Tasks:
                 return
             self._finish(rec, outcome.error)
             return
-        if values.set_results(spec.return_ids, outcome.values or []):
+        if values.set_results(spec.return_ids, outcome.values or []) and not spec.generator:
             remember(self.objects, spec)
         self._finish(rec, None)
 

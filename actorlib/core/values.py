@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from actorlib.core.ids import id_hex
 from actorlib.core.objects import ObjectTable
 from actorlib.core.records import Outcome
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import Args
+from actorlib.core.streams import END
 from actorlib.exceptions import ObjectLostError, TaskCancelledError
+
+if TYPE_CHECKING:
+    from actorlib.core.streams import Streams
 
 
 def error_value(exc: BaseException) -> Serialized:
@@ -34,7 +39,7 @@ def cancelled_value(name: str) -> Serialized:
 class Values:
     """The object-table side of running work; see the module docstring."""
 
-    __slots__ = ("_free", "hold_ids", "objects", "release_ids")
+    __slots__ = ("_free", "hold_ids", "objects", "release_ids", "streams")
 
     def __init__(
         self,
@@ -50,6 +55,12 @@ class Values:
         self._free = free
         self.hold_ids = hold_ids
         self.release_ids = release_ids
+        #: Open streams, by head id: a stream's head is resolved at its last pending slot.
+        self.streams: Streams | None = None
+
+    def open_stream(self, producer: int, head: int, threshold: int) -> None:
+        assert self.streams is not None  # made with the runtime
+        self.streams.open(producer, head, threshold)
 
     def release_args(self, args: Args) -> None:
         """Arguments are no longer needed: free their buffers and the ids they held."""
@@ -107,7 +118,13 @@ class Values:
         objects = self.objects
         hold_ids = self.hold_ids
         stored = False
+        streams = self.streams
         for id_, value in zip(ids, values, strict=False):
+            if streams is not None and id_ in streams.by_head:
+                # A generator's end: its value (None) is not kept; the stream's last
+                # slot says "no more items".
+                self.drop_value(value)
+                id_, value = streams.close(id_), Serialized(END)
             hold_ids(value.contained)
             objects.set_value(id_, value)
             if value.locations:
@@ -119,10 +136,19 @@ class Values:
         over. Each entry frees its value and releases the ids it holds when it dies, so
         the second and later ids get copies unless sharing is free."""
         values = [value] + [self._own_copy(value) for _ in ids[1:]]
+        ids = self._ends(ids)
         if not ids:
             self.drop_value(value)
         for id_, own in zip(ids, values, strict=False):
             self.objects.set_value(id_, own)
+
+    def _ends(self, ids: tuple[int, ...]) -> tuple[int, ...]:
+        """``ids`` with each open stream's head replaced by its pending slot (and closed):
+        an error ends a stream at the item where it happened."""
+        streams = self.streams
+        if streams is None or not streams.by_head:
+            return ids
+        return tuple(streams.close(i) if i in streams.by_head else i for i in ids)
 
     def drop_value(self, value: Serialized) -> None:
         """A value nobody will keep: free its bytes, release the ids it holds."""
@@ -149,7 +175,7 @@ class Values:
     def fail_pending(self, ids: tuple[int, ...], error: BaseException) -> None:
         """Resolve those of ``ids`` still pending with ``error`` (made if not yet known)."""
         value = error_value(error)
-        for id_ in ids:
+        for id_ in self._ends(ids):
             entry = self.objects.get(id_)
             if entry is None:
                 self.objects.create(id_, 1)  # the submitter's ref, not yet counted

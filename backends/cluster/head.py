@@ -49,6 +49,8 @@ from actorlib.backends.transport.messages import (
     Free,
     FromHead,
     Heartbeat,
+    ItemProduced,
+    ItemsConsumed,
     NodeHello,
     NodeReady,
     Nodes,
@@ -167,7 +169,8 @@ class HeadBackend(Backend):
                 NodeHello: self._node_hello, NodeReady: self._node_ready,
                 Heartbeat: self._heartbeat, Output: self._route_output,
                 TaskFinished: self._task_finished, CallFinished: self._call_finished,
-                TaskRecalled: self._task_recalled, TaskCrashed: self._task_crashed,
+                ItemProduced: self._item_produced, TaskRecalled: self._task_recalled,
+                TaskCrashed: self._task_crashed,
                 ActorStarted: self._actor_started, ActorInitFailed: self._actor_init_failed,
                 ActorDied: self._actor_died, **client_calls,
             },
@@ -276,6 +279,11 @@ class HeadBackend(Backend):
         if peer is not None:
             peer.send(CancelRun(id, force))
 
+    def items_consumed(self, id: int, consumed: int) -> None:
+        peer = self._task_node.get(id) or self._call_node.get(id)
+        if peer is not None:
+            peer.send(ItemsConsumed(id, consumed))
+
     # == messages (core loop) ===============================================================
 
     def _handle(self, peer: _Peer, message: Any) -> None:
@@ -304,6 +312,9 @@ class HeadBackend(Backend):
     def _call_finished(self, peer: _Peer, message: CallFinished) -> None:
         self._call_node.pop(message.outcome.id, None)
         self.events.call_finished(message.outcome)
+
+    def _item_produced(self, peer: _Peer, message: ItemProduced) -> None:
+        self.events.item_produced(message.item)
 
     def _actor_started(self, peer: _Peer, message: ActorStarted) -> None:
         self.events.actor_started(message.actor_id, message.incarnation)

@@ -40,6 +40,7 @@ from actorlib.backends.transport.messages import (
     Exit,
     Free,
     Heartbeat,
+    ItemsConsumed,
     NodeHello,
     NodeReady,
     Nodes,
@@ -90,7 +91,8 @@ class NodeDaemon:
             Welcome: self._on_welcome, Nodes: self._on_nodes, Free: self._free,
             SysPath: self._sys_path, RunTask: self._run_task, RunCall: self._run_call,
             StartActor: self._start_actor, StopActor: self._stop_actor,
-            CancelRun: self._cancel, Exit: self._exit, Ready: self._ready, Reply: self._reply,
+            CancelRun: self._cancel, ItemsConsumed: self._items_consumed, Exit: self._exit,
+            Ready: self._ready, Reply: self._reply,
         }
 
     # == lifecycle ==========================================================================
@@ -202,6 +204,9 @@ class NodeDaemon:
 
     def _cancel(self, message: CancelRun) -> None:
         self.backend.cancel(message.work_id, force=message.force)
+
+    def _items_consumed(self, message: ItemsConsumed) -> None:
+        self.backend.items_consumed(message.work_id, message.consumed)
 
     def _ready(self, message: Ready) -> None:  # answers to our workers' requests
         assert self.client is not None  # made before any worker starts

@@ -45,6 +45,8 @@ from actorlib.backends.transport.messages import (
     Exit,
     FromWorker,
     Init,
+    ItemProduced,
+    ItemsConsumed,
     Output,
     Recall,
     RunCall,
@@ -230,7 +232,8 @@ class ProcessBackend(Backend):
         #: What a worker sends, but for ``Alive`` and ``Output`` (seen on arrival).
         self._handlers: dict[type, Callable[[WorkerProcess, Any], None]] = {
             TaskFinished: self._task_finished, TaskRecalled: self._task_recalled,
-            CallFinished: self._call_finished, ActorStarted: self._actor_started,
+            CallFinished: self._call_finished, ItemProduced: self._item_produced,
+            ActorStarted: self._actor_started,
             ActorInitFailed: self._actor_init_failed,
             **dict.fromkeys(CLIENT_CALLS, self._client_call),
         }
@@ -421,6 +424,11 @@ class ProcessBackend(Backend):
         if worker is not None:
             worker.send(CancelRun(id, False))
 
+    def items_consumed(self, id: int, consumed: int) -> None:
+        worker = self._task_worker.get(id) or self._call_worker.get(id)
+        if worker is not None:
+            worker.send(ItemsConsumed(id, consumed))
+
     # == messages from workers (on the core loop) ===========================================
 
     def _output(self, worker: WorkerProcess, message: FromWorker) -> None:
@@ -482,6 +490,10 @@ class ProcessBackend(Backend):
             self._adopt(value)
         self._call_worker.pop(outcome.id, None)
         self.events.call_finished(outcome)
+
+    def _item_produced(self, worker: WorkerProcess, message: ItemProduced) -> None:
+        self._adopt(message.item.value)
+        self.events.item_produced(message.item)
 
     def _actor_started(self, worker: WorkerProcess, message: ActorStarted) -> None:
         self.events.actor_started(message.actor_id, message.incarnation)

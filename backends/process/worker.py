@@ -52,6 +52,7 @@ from actorlib.backends.transport.messages import (
     DropRef,
     Exit,
     Init,
+    ItemsConsumed,
     KillActor,
     Output,
     Put,
@@ -316,6 +317,7 @@ class Worker:
             Init: lambda message: self._init(message.config), SysPath: self._sys_path,
             RunTask: self._run_task, RunCall: self._run_call, StartActor: self._start_actor,
             StopActor: self._stop_actor, CancelRun: self._cancel, Recall: self._recall,
+            ItemsConsumed: self._items_consumed,
             Ready: self._ready, Reply: self._reply, Exit: self._exit,
         }
         self.conn = wire.BlockingConnection(sock, self._on_message, self.exit.set)
@@ -347,6 +349,10 @@ class Worker:
     def _cancel(self, message: CancelRun) -> None:
         assert self.local is not None
         self.local.cancel(message.work_id, force=message.force)
+
+    def _items_consumed(self, message: ItemsConsumed) -> None:
+        assert self.local is not None
+        self.local.items_consumed(message.work_id, message.consumed)
 
     def _recall(self, message: Recall) -> None:
         assert self.local is not None

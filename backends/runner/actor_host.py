@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import inspect
 import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
+from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
 from actorlib.backends.runner.task_thread import STOP
 from actorlib.backends.runner.user_code import build_args, env_vars, pack_error, pack_results
 from actorlib.core.execution_context import ExecutionContext, current_execution
@@ -26,6 +28,14 @@ from actorlib.exceptions import TaskCancelledError
 
 if TYPE_CHECKING:
     from actorlib.backends.runner.local_runner import LocalRunner
+
+
+def _run_coroutine(coro: Any) -> Any:
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 def resolve(fut: asyncio.Future[None]) -> None:
@@ -98,6 +108,27 @@ class ActorHost:
         args, kwargs = build_args(run.spec.args, run.deps)
         return method(*args, **kwargs)
 
+    def _producer(self, run: CallRun, result: Any) -> Producer | None:
+        """The driver of a generator call's items; None for an int ``num_returns``."""
+        if not run.spec.generator:
+            return None
+        runner = self.runner
+        producer = Producer(run.spec, run.spec.call_id, self._name(run.spec), runner.events,
+                            runner.store, runner.gates)
+        producer.check(result)
+        return producer
+
+    def _exactly(self, run: CallRun, result: Any) -> Any:
+        return exactly(result, run.spec.num_returns, self._name(run.spec), self.runner.store)
+
+    def _generated_sync(self, run: CallRun, result: Any) -> Any:
+        """A sync or threaded actor's generator call, driven on this thread (an async
+        generator on a loop of its own, made for the call)."""
+        producer = self._producer(run, result)
+        if producer is None:
+            return self._exactly(run, result)
+        return produce_sync(producer, result, _run_coroutine)
+
     def _packed(self, run: CallRun, result: Any) -> Outcome:
         """The call's result, packed into the store."""
         spec = run.spec
@@ -136,6 +167,8 @@ class ActorHost:
         try:
             with env_vars(self.spec.env_vars):
                 result = self._invoke(run)
+                if run.spec.generator or is_generator(result):
+                    result = self._generated_sync(run, result)
             outcome = self._packed(run, result)
         except BaseException as exc:
             outcome = self._packed_error(run, exc)
@@ -150,8 +183,12 @@ class ActorHost:
         current_execution.set(self._context(run.spec.call_id))
         try:
             result = self._invoke(run)
-            if asyncio.iscoroutine(result):
+            if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
                 result = await result
+            if run.spec.generator or is_generator(result):
+                producer = self._producer(run, result)
+                result = await producer.drain_async(result) if producer else self._exactly(
+                    run, result)
             outcome = self._packed(run, result)
         except BaseException as exc:
             outcome = self._packed_error(run, exc)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from actorlib.backends.base import CoreEvents, ObjectStore
 from actorlib.backends.runner.actor_host import ActorHost
+from actorlib.backends.runner.streaming import Gates
 from actorlib.backends.runner.task_thread import STOP, TaskThread
 from actorlib.backends.runner.user_code import CodeCache, pack_error
 from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
@@ -37,6 +38,7 @@ class LocalRunner:
         self.events = events
         self.store = store
         self.code = CodeCache()
+        self.gates = Gates()  # the streams produced here, paused by backpressure
         self._claim = claim
         self._idle: list[TaskThread] = []
         self._threads: list[TaskThread] = []
@@ -155,6 +157,10 @@ class LocalRunner:
         for host in self._actors.values():
             if host.cancel(id):
                 return
+
+    def items_consumed(self, id: int, consumed: int) -> None:
+        """The consumer of the stream ``id`` produces has taken ``consumed`` items."""
+        self.gates.consumed(id, consumed)
 
     def stop(self) -> None:
         """Stop every actor and task thread: running work is interrupted, none starts."""

@@ -13,6 +13,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
+from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
 from actorlib.backends.runner.user_code import (
     LoopHolder,
     build_args,
@@ -23,6 +24,7 @@ from actorlib.backends.runner.user_code import (
 )
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.records import Outcome, TaskRun
+from actorlib.core.specs import TaskSpec
 from actorlib.exceptions import TaskCancelledError
 
 if TYPE_CHECKING:
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
 
 #: Put in a thread's (or an actor's) queue: the thread ends when it reads it.
 STOP = object()
+
+
+async def _await(coro: Any) -> Any:
+    return await coro
 
 
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
@@ -124,6 +130,8 @@ class TaskThread:
                 args, kwargs = build_args(spec.args, run.deps)
                 with env_vars(spec.env_vars):
                     result = run_sync_or_async(fn, args, kwargs, self.loops)
+                    if spec.generator or is_generator(result):
+                        result = self._generated(spec, result)
             except BaseException as exc:
                 failure = exc
             finally:
@@ -157,6 +165,17 @@ class TaskThread:
             # a garbage collection, which an idle worker process may not run for long.
             del failure
         return outcome, result
+
+    def _generated(self, spec: TaskSpec, result: Any) -> Any:
+        """Drive a generator task here (its items go out as they come)."""
+        if not spec.generator:
+            return exactly(result, spec.num_returns, spec.name, self.runner.store)
+        runner = self.runner
+        producer = Producer(spec, spec.task_id, spec.name, runner.events, runner.store,
+                            runner.gates)
+        return produce_sync(
+            producer, result, lambda coro: run_sync_or_async(_await, (coro,), {}, self.loops)
+        )
 
     def queue_behind(self, run: TaskRun) -> bool:
         """Queue ``run`` after the current work, unless there is none."""

@@ -61,10 +61,21 @@ def build_args(args: Args, deps: list[Serialized]) -> tuple[tuple[Any, ...], dic
     return positional, keywords
 
 
+class Packed:
+    """Results already stored, one by one (a generator with an int ``num_returns``)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[Serialized]) -> None:
+        self.values = values
+
+
 def pack_results(
     result: Any, num_returns: int, name: str, store: ObjectStore
 ) -> list[Serialized]:
     """Serialize the return value(s) into ``store``-owned memory (results are copies)."""
+    if type(result) is Packed:
+        return result.values
     if num_returns == 1:
         return [store.seal(serialize(result, label=f"the result of {name}"))]
     if num_returns == 0:

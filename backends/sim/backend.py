@@ -164,6 +164,9 @@ class SimBackend(Steps, Backend):
     def cancel(self, id: int, *, force: bool) -> None:
         self._commands.append(("cancel", id, force))
 
+    def items_consumed(self, id: int, consumed: int) -> None:
+        """Never needed: this backend produces no streams (see ``running.no_generators``)."""
+
     # == the controller: the test's thread, blocked in get ==================================
 
     def _blocking_wait(

@@ -38,6 +38,14 @@ __all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome"]
 NODE_ID = "sim-node-0"
 
 
+
+def no_generators(spec: Any) -> None:
+    """Generator tasks and calls are not simulated: their work fails with this error."""
+    if spec.generator:
+        raise NotImplementedError(
+            f"the sim backend does not run num_returns={spec.generator!r} generators"
+        )
+
 class Box:
     """What a job produced: its outcome, and the result kept alive until it is out."""
 
@@ -155,6 +163,7 @@ class Running(Choosing):
                 failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
             if failure is None:
                 try:
+                    no_generators(spec)
                     values = pack_results(box.result, spec.num_returns, spec.name, self.store)
                     box.outcome = Outcome(spec.task_id, spec.attempt, values=values)
                 except Exception as exc:
@@ -299,6 +308,7 @@ class Running(Choosing):
             args, kwargs = build_args(spec.args, run.deps)
             with env_vars(host.spec.env_vars):
                 box.result = method(*args, **kwargs)
+            no_generators(spec)
             values = pack_results(box.result, spec.num_returns, name, self.store)
             box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
         except Unwind:
@@ -338,6 +348,7 @@ class Running(Choosing):
             if asyncio.iscoroutine(result):
                 result = await result
             box.result = result
+            no_generators(spec)
             values = pack_results(result, spec.num_returns, name, self.store)
             box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
         except Unwind:

@@ -77,7 +77,7 @@ def _code(code: CodeRef, known: set[int] | None) -> tuple[Any, ...]:
 
 def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] | None:
     if (type(spec.retry_exceptions) is not bool or type(spec.scheduling_strategy) is not str
-            or spec.max_calls):
+            or spec.max_calls or spec.generator):
         return None
     return (
         spec.task_id, _code(spec.function, known_code), _value(spec.args.payload),
@@ -88,7 +88,8 @@ def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] |
 
 
 def _call_spec(cs: CallSpec) -> tuple[Any, ...] | None:
-    if type(cs.retry_exceptions) is not bool or cs.concurrency_group is not None:
+    if (type(cs.retry_exceptions) is not bool or cs.concurrency_group is not None
+            or cs.generator):
         return None
     return (
         cs.call_id, cs.actor_id, cs.method, _value(cs.args.payload), cs.args.deps,

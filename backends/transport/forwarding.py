@@ -19,12 +19,13 @@ from actorlib.backends.transport.messages import (
     ActorStarted,
     CallFinished,
     Event,
+    ItemProduced,
     TaskCrashed,
     TaskFinished,
     TaskRecalled,
 )
 from actorlib.core.context import Client
-from actorlib.core.records import Outcome
+from actorlib.core.records import Outcome, StreamItem
 from actorlib.core.serialization import Serialized
 
 
@@ -47,6 +48,9 @@ class ForwardedEvents:
 
     def task_finished(self, outcome: Outcome) -> None:
         self._send(TaskFinished(outcome))
+
+    def item_produced(self, item: StreamItem) -> None:
+        self._send(ItemProduced(item))
 
     def task_recalled(self, task_id: int, attempt: int) -> None:
         self._send(TaskRecalled(task_id, attempt))

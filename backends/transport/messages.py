@@ -41,11 +41,13 @@ The vocabularies share records where a message means the same thing on several l
 They come in four families:
 
 - work orders, from a backend to whoever runs its work (driver → worker, head → node):
-  ``RunTask``, ``RunCall``, ``StartActor``, ``StopActor``, ``CancelRun``, ``Recall``,
-  ``SysPath``, ``Exit`` (and ``Init`` for a worker): the ``Backend`` methods;
+  ``RunTask``, ``RunCall``, ``StartActor``, ``StopActor``, ``CancelRun``,
+  ``ItemsConsumed``, ``Recall``, ``SysPath``, ``Exit`` (and ``Init`` for a worker): the
+  ``Backend`` methods;
 - events, the way back (worker → driver, node → head): ``TaskFinished``, ``CallFinished``,
-  ``TaskRecalled``, ``TaskCrashed``, ``ActorStarted``, ``ActorInitFailed``, ``ActorDied``:
-  the ``CoreEvents`` methods, sent by :class:`~.forwarding.ForwardedEvents`;
+  ``ItemProduced``, ``TaskRecalled``, ``TaskCrashed``, ``ActorStarted``,
+  ``ActorInitFailed``, ``ActorDied``: the ``CoreEvents`` methods, sent by
+  :class:`~.forwarding.ForwardedEvents`;
 - client calls, from a client of a core in another process (worker → driver, node → head
   for its workers, driver → head): ``AddRef`` ... ``Request``, the ``Client`` methods,
   received by :class:`~.client_link.ClientLink` and answered with ``Ready`` and ``Reply``;
@@ -70,7 +72,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, get_args
 
-from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
+from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, StreamItem, TaskRun
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
 
@@ -121,6 +123,14 @@ class SysPath(NamedTuple):
     paths: list[str]
 
 
+class ItemsConsumed(NamedTuple):
+    """The consumer of a streaming task or call has taken ``consumed`` items: a producer
+    paused by backpressure may go on (``Backend.items_consumed``)."""
+
+    work_id: int
+    consumed: int
+
+
 class Exit(NamedTuple):
     """Driver → worker, head → node: finish up and exit."""
 
@@ -134,6 +144,12 @@ class TaskFinished(NamedTuple):
 
 class CallFinished(NamedTuple):
     outcome: Outcome
+
+
+class ItemProduced(NamedTuple):
+    """A streaming task or call yielded an item (``CoreEvents.item_produced``)."""
+
+    item: StreamItem
 
 
 class TaskRecalled(NamedTuple):
@@ -338,10 +354,12 @@ class Status(NamedTuple):
 
 # == the vocabularies =========================================================================
 
-WorkOrder = RunTask | RunCall | StartActor | StopActor | CancelRun | SysPath | Exit
+WorkOrder = (
+    RunTask | RunCall | StartActor | StopActor | CancelRun | ItemsConsumed | SysPath | Exit
+)
 Event = (
-    TaskFinished | CallFinished | TaskRecalled | TaskCrashed | ActorStarted | ActorInitFailed
-    | ActorDied
+    TaskFinished | CallFinished | ItemProduced | TaskRecalled | TaskCrashed | ActorStarted
+    | ActorInitFailed | ActorDied
 )
 ClientCall = (
     AddRef | DropRef | Put | Watch | Unwatch | SubmitTask | SubmitCall | CreateActor | KillActor
@@ -351,8 +369,8 @@ Answer = Ready | Reply
 
 ToWorker = Init | WorkOrder | Recall | Answer
 FromWorker = (
-    Alive | Output | TaskFinished | CallFinished | TaskRecalled | ActorStarted | ActorInitFailed
-    | ClientCall
+    Alive | Output | TaskFinished | CallFinished | ItemProduced | TaskRecalled | ActorStarted
+    | ActorInitFailed | ClientCall
 )
 ToNode = Welcome | Nodes | Free | WorkOrder | Answer
 FromNode = NodeHello | NodeReady | Heartbeat | Output | Event | ClientCall
@@ -385,6 +403,7 @@ RECORDS: tuple[type, ...] = (
     AddRef, DropRef, Put, Watch, Unwatch, SubmitTask, SubmitCall, CreateActor, KillActor,
     TaskBlocked, CancelObject, Request, Ready, Reply,
     NodeHello, DriverHello, Welcome, NodeReady, Nodes, Heartbeat, Free, StatusQuery, Status,
+    ItemProduced, ItemsConsumed,
 )
 FIRST_TAG = 16
 TAGS: dict[type, int] = {cls: FIRST_TAG + i for i, cls in enumerate(RECORDS)}
