@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from actorlib.core.specs import ExceptionTypes, NodeAffinitySchedulingStrategy, RetryExceptions
+from actorlib.core.specs import (
+    ExceptionTypes,
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupStrategy,
+    RetryExceptions,
+)
+from actorlib.placement import PlacementGroupSchedulingStrategy, core_strategy
 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
 })
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
     "max_concurrency", "name", "namespace", "lifetime", "get_if_exists",
     "scheduling_strategy", "runtime_env", "concurrency_groups",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
 })
 METHOD_OPTIONS = frozenset({
     "num_returns", "max_task_retries", "retry_exceptions", "name", "concurrency_group",
@@ -111,6 +119,9 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
             )
     if "get_if_exists" in out and not isinstance(out["get_if_exists"], bool):
         raise _type_error("get_if_exists", out["get_if_exists"], "a bool")
+    _legacy_placement_group(out)
+    if out.get("scheduling_strategy", "DEFAULT") is None:  # unset: Ray's default
+        del out["scheduling_strategy"]
     if "scheduling_strategy" in out:
         out["scheduling_strategy"] = _strategy(out["scheduling_strategy"])
     if out.get("runtime_env") is not None:
@@ -136,12 +147,38 @@ def _concurrency_groups(value: Any) -> dict[str, int]:
     return dict(value)
 
 
+_LEGACY_PG = ("placement_group", "placement_group_bundle_index",
+              "placement_group_capture_child_tasks")
+
+
+def _legacy_placement_group(out: dict[str, Any]) -> None:
+    """Ray's older ``placement_group=``, ``placement_group_bundle_index=`` and
+    ``placement_group_capture_child_tasks=`` options, turned into the strategy they mean."""
+    if not any(key in out for key in _LEGACY_PG):
+        return
+    group, index, capture = (out.pop(key, default) for key, default in
+                             zip(_LEGACY_PG, ("default", -1, None)))
+    if group == "default":
+        group = None
+    if group is None and index == -1 and not capture:
+        return
+    if out.get("scheduling_strategy") not in (None, "DEFAULT"):
+        raise ValueError(
+            "Use either scheduling_strategy or placement_group=..., not both (prefer "
+            "scheduling_strategy=PlacementGroupSchedulingStrategy(...))."
+        )
+    out["scheduling_strategy"] = core_strategy(group, index, capture)
+
+
 def _strategy(strategy: Any) -> Any:
-    accepted = '"DEFAULT", "SPREAD" or a NodeAffinitySchedulingStrategy'
-    if strategy is None:
-        return "DEFAULT"
-    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+    accepted = (
+        '"DEFAULT", "SPREAD", a NodeAffinitySchedulingStrategy or a '
+        "PlacementGroupSchedulingStrategy"
+    )
+    if isinstance(strategy, (NodeAffinitySchedulingStrategy, PlacementGroupStrategy)):
         return strategy
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return strategy._core
     if not isinstance(strategy, str):
         raise _type_error("scheduling_strategy", strategy, accepted)
     if strategy not in ("DEFAULT", "SPREAD"):

@@ -4,6 +4,11 @@ Ready work waits in one FIFO per *shape* (its resource request and strategy), li
 scheduling classes: a task that needs a GPU never holds back CPU-only tasks behind it,
 and work of one shape starts in submission order. GPUs are handed out by id.
 
+Placement groups (:mod:`actorlib.core.placement_groups`) reserve *bundles*: each bundle
+takes its resources out of its node's free pool and is itself a :class:`Node` (with that
+node's id and ``host``), so work placed in a bundle acquires the bundle's resources, never
+the node's.
+
 Runs on the core loop only; no locks.
 """
 
@@ -15,7 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from actorlib.core.specs import NodeAffinitySchedulingStrategy
+from actorlib.core.ids import id_hex
+from actorlib.core.specs import NodeAffinitySchedulingStrategy, PlacementGroupStrategy
 
 EPS = 1e-9
 
@@ -27,6 +33,7 @@ class Node:
     available: dict[str, float]
     gpu_free: dict[int, float] = field(default_factory=dict)  # GPU id -> free fraction
     alive: bool = True
+    host: Node | None = None  # a bundle: the node it is reserved on
 
     def fits(self, request: dict[str, float]) -> bool:
         available = self.available
@@ -101,6 +108,14 @@ class Scheduler:
         # whoever frees resources too; the runtime clears it when it places work.
         self.dirty = False
         self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
+        # Placement groups, kept by core.placement_groups: each created group's bundles
+        # (None where a bundle is not reserved now), and the ids of removed groups.
+        self.bundles: dict[int, list[Node | None]] = {}
+        self.removed_groups: set[int] = set()
+
+    def forget_feasibility(self) -> None:
+        """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
+        self._feasibility = ((), {})
 
     # -- nodes -----------------------------------------------------------------------
 
@@ -124,6 +139,8 @@ class Scheduler:
 
     def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
         """Why no node can ever host ``request``, or None if one can. Any thread may ask."""
+        if isinstance(strategy, PlacementGroupStrategy):
+            return self._bundle_reason(request, strategy)
         nodes = [n for n in self.capacity if n.alive]
         if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
             target = next((n for n in nodes if n.node_id == strategy.node_id), None)
@@ -136,6 +153,26 @@ class Scheduler:
         return (
             f"No node can ever satisfy the resource request {{{describe(request)}}}. "
             f"Cluster capacity: {capacity}."
+        )
+
+    def _bundle_reason(self, request: dict[str, float], strategy: PlacementGroupStrategy
+                       ) -> str | None:
+        group = f"placement group {id_hex(strategy.group_id)}"
+        if strategy.group_id in self.removed_groups:
+            return f"{group} was removed"
+        index, bundles = strategy.bundle_index, strategy.bundles
+        if index >= len(bundles):
+            return f"{group} has {len(bundles)} bundle(s): there is no bundle {index}"
+        chosen = [bundles[index]] if index >= 0 else list(bundles)
+        for bundle in chosen:
+            held = dict(bundle)
+            if all(held.get(k, 0.0) + EPS >= v for k, v in request.items() if v > 0):
+                return None
+        where = f"bundle {index}" if index >= 0 else "any bundle"
+        return (
+            f"the request {{{describe(request)}}} does not fit in {where} of {group} "
+            f"(bundles: {'; '.join('{' + describe(dict(b)) + '}' for b in bundles)}). Work "
+            "in a placement group uses its bundle's resources only."
         )
 
     def cached_infeasible_reason(
@@ -227,6 +264,8 @@ class Scheduler:
     def _choose(
         self, request: dict[str, float], strategy: Any, preferred: str | None = None
     ) -> Node | None:
+        if isinstance(strategy, PlacementGroupStrategy):
+            return self._choose_bundle(request, strategy)
         nodes = self.alive_nodes()
         if isinstance(strategy, NodeAffinitySchedulingStrategy):
             target = self.nodes.get(strategy.node_id)
@@ -250,3 +289,16 @@ class Scheduler:
             if near is not None and near in fitting:
                 return near
         return max(fitting, key=lambda n: n.available.get("CPU", 0.0))
+
+    def _choose_bundle(self, request: dict[str, float], strategy: PlacementGroupStrategy
+                       ) -> Node | None:
+        """The bundle of the group with room for ``request``; None while the group waits
+        for its reservation (or the bundle for room)."""
+        bundles = self.bundles.get(strategy.group_id)
+        if not bundles:
+            return None
+        index = strategy.bundle_index
+        for bundle in bundles if index < 0 else bundles[index:index + 1]:
+            if bundle is not None and bundle.alive and bundle.fits(request):
+                return bundle
+        return None

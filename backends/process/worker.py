@@ -79,7 +79,7 @@ from actorlib.core.objects import Watcher
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, set_buffer_mapper
-from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
 from actorlib.exceptions import RuntimeClosedError
 
 PR_SET_PDEATHSIG = 1
@@ -238,6 +238,23 @@ class RemoteCoreClient:
 
     def flush(self) -> None:
         self._request("flush")
+
+    def create_placement_group(self, spec: PlacementGroupSpec) -> None:
+        self._request("create_placement_group", spec)
+
+    def remove_placement_group(self, group_id: int) -> None:
+        self._request("remove_placement_group", group_id)
+
+    def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
+        self._request("placement_group_ready", group_id, object_id, value)
+
+    def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None:
+        result: PlacementGroupSpec | None = self._request("lookup_placement_group", name, namespace)
+        return result
+
+    def placement_groups(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("placement_groups")
+        return result
 
     def _request(self, method: str, *args: Any) -> Any:
         done = threading.Event()
