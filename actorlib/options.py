@@ -157,7 +157,7 @@ def _legacy_placement_group(out: dict[str, Any]) -> None:
     if not any(key in out for key in _LEGACY_PG):
         return
     group, index, capture = (out.pop(key, default) for key, default in
-                             zip(_LEGACY_PG, ("default", -1, None)))
+                             zip(_LEGACY_PG, ("default", -1, None), strict=True))
     if group == "default":
         group = None
     if group is None and index == -1 and not capture:

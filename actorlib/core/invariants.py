@@ -17,7 +17,6 @@ from actorlib.core.placement_groups import GroupState, PlacementGroups
 from actorlib.core.scheduler import EPS, Node, Scheduler
 from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING, Tasks
 
-
 TASK_STATES = (WAITING, QUEUED, FOLLOWING, RUNNING)  # a task leaves the records when DONE
 
 

@@ -148,7 +148,7 @@ class PlacementGroups:
                          take=True)
         if placed is None:
             return
-        for i, request, (host, gpus) in zip(todo, wanted, placed):
+        for i, request, (host, gpus) in zip(todo, wanted, placed, strict=True):
             rec.held[i] = (request, gpus)
             rec.bundles[i] = Node(
                 host.node_id, dict(request), dict(request),
