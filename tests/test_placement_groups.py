@@ -149,10 +149,11 @@ def test_bundle_resources_limit_the_work_in_it(rt: Any) -> None:
     assert pg.wait(T)
     sync = Sync.remote()
     inside = busy.options(scheduling_strategy=in_group(pg, 0))
-    refs = [inside.remote(sync, 0.6) for _ in range(3)]
+    refs = [inside.remote(sync, 2.0) for _ in range(3)]
     actorlib.get(sync.wait_count.remote(2), timeout=T)
     # The node's free pool is untouched by the work in the bundle: 2 CPUs outside it.
     assert free_cpus() == 2.0
+    assert actorlib.get(sync.count.remote(), timeout=T) == 2
     intervals = actorlib.get(refs, timeout=T)
     starts = sorted(start for start, _ in intervals)
     first_end = min(end for _, end in intervals)
