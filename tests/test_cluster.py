@@ -16,13 +16,14 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 from testkit import wait_until
 
 import actorlib
-from actorlib import NodeAffinitySchedulingStrategy
+from actorlib import NodeAffinitySchedulingStrategy, exceptions
 from actorlib.backends.cluster import driver as cluster
 from actorlib.backends.transport import auth as cluster_auth
 
@@ -247,6 +248,73 @@ def test_a_killed_drivers_work_is_stopped_at_once(three: Cluster) -> None:
     kept = actorlib.get_actor("kept")
     assert actorlib.get(kept.ping.remote(), timeout=10) == "pong"
     actorlib.kill(kept)
+
+
+def _hosts(pg: Any) -> list[str]:
+    from actorlib.util.placement_group import placement_group_table
+
+    row = placement_group_table(pg)
+    return [row["bundles_to_node_id"][i] for i in range(pg.bundle_count)]
+
+
+def test_placement_group_strategies_across_nodes(three: Cluster) -> None:
+    from actorlib.util.placement_group import placement_group, remove_placement_group
+    from actorlib.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    def made(bundles: list[dict[str, float]], strategy: str) -> Any:
+        pg = placement_group(bundles, strategy=strategy)
+        assert pg.wait(30), strategy
+        return pg
+
+    spread = made([{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD")
+    hosts = _hosts(spread)
+    assert sorted(hosts) == ["left", "right"]
+    for index, host in enumerate(hosts):  # work in a bundle runs on the bundle's node
+        strategy = PlacementGroupSchedulingStrategy(spread, index)
+        assert actorlib.get(where.options(scheduling_strategy=strategy).remote()) == host
+        actor = Where.options(scheduling_strategy=strategy).remote()
+        assert actorlib.get(actor.node.remote()) == host
+    remove_placement_group(spread)
+    with pytest.raises(exceptions.InfeasibleResourceError, match="STRICT_SPREAD"):
+        placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")  # 2 nodes only
+    with pytest.raises(exceptions.InfeasibleResourceError, match="STRICT_PACK"):
+        placement_group([{"CPU": 2}, {"CPU": 1}], strategy="STRICT_PACK")  # 2 CPUs a node
+    strict_pack = made([{"CPU": 1}, {"CPU": 1}], "STRICT_PACK")
+    assert len(set(_hosts(strict_pack))) == 1
+    remove_placement_group(strict_pack)
+    pack = made([{"CPU": 1}, {"CPU": 1}], "PACK")  # fits one node: packed there
+    assert len(set(_hosts(pack))) == 1
+    remove_placement_group(pack)
+    pack = made([{"CPU": 2}, {"CPU": 1}], "PACK")  # does not: spans both
+    assert sorted(set(_hosts(pack))) == ["left", "right"]
+    remove_placement_group(pack)
+    soft = made([{"CPU": 1}, {"CPU": 1}], "SPREAD")
+    assert sorted(_hosts(soft)) == ["left", "right"]
+    remove_placement_group(soft)
+    on_right = made([{"right": 1, "CPU": 1}], "PACK")  # custom resources pick the node
+    assert _hosts(on_right) == ["right"]
+    remove_placement_group(on_right)
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 4, timeout=10,
+               what="every reservation freed")
+
+
+def test_a_group_loses_its_bundle_with_its_node(three: Cluster) -> None:
+    from actorlib.util.placement_group import placement_group, placement_group_table
+    from actorlib.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="SPREAD")
+    assert pg.wait(30)
+    hosts = _hosts(pg)
+    assert sorted(hosts) == ["left", "right"]
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: len(actorlib.nodes()) == 1, timeout=30)
+    # The lost bundle is reserved again on the node left (SPREAD allows sharing one).
+    wait_until(lambda: placement_group_table(pg)["state"] == "CREATED"
+               and _hosts(pg) == ["right", "right"], timeout=30,
+               what="the lost bundle reserved again")
+    lost = hosts.index("left")
+    strategy = PlacementGroupSchedulingStrategy(pg, lost)
+    assert actorlib.get(where.options(scheduling_strategy=strategy).remote(), timeout=30) == "right"
 
 
 def test_status_shows_nodes(three: Cluster) -> None:

@@ -51,7 +51,8 @@ def busy(sync: Any, seconds: float) -> tuple[float, float]:
 @actorlib.remote(num_cpus=1)
 class Member:
     def group(self) -> tuple[PlacementGroup | None, str | None]:
-        return get_current_placement_group(), actorlib.get_runtime_context().get_placement_group_id()
+        context = actorlib.get_runtime_context()
+        return get_current_placement_group(), context.get_placement_group_id()
 
     def child_group(self) -> PlacementGroup | None:
         return actorlib.get(where_am_i.options(num_cpus=0).remote(), timeout=T)[0]
@@ -236,9 +237,9 @@ def test_remove_kills_actors_and_ends_tasks(rt: Any) -> None:
     actorlib.get(sync.wait_count.remote(1), timeout=T)
     waiting = busy.options(scheduling_strategy=in_group(pg, 1)).remote(sync, 0)  # no room
     remove_placement_group(pg)
-    with pytest.raises(ActorDiedError, match="placement group .* was removed"):
+    with pytest.raises(ActorDiedError, match=r"placement group .* was removed"):
         actorlib.get(member.group.remote(), timeout=T)
-    with pytest.raises(TaskCancelledError, match="placement group .* was removed"):
+    with pytest.raises(TaskCancelledError, match=r"placement group .* was removed"):
         actorlib.get(waiting, timeout=T)
     with pytest.raises(TaskCancelledError):
         actorlib.get(running, timeout=T)
