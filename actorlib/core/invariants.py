@@ -112,8 +112,8 @@ def _resource_problems(
         if actor.placement is not None:
             hold(actor.placement.node, actor.placement.request, False)
     bundles: list[tuple[str, Node]] = []
-    for group_id, rec in (groups.records.items() if groups is not None else ()):
-        for index, bundle in enumerate(rec.bundles):
+    for group_id, group in (groups.records.items() if groups is not None else ()):
+        for index, bundle in enumerate(group.bundles):
             if bundle is not None and bundle.host is not None and bundle.host.alive:
                 hold(bundle.host, bundle.total, False)
                 bundles.append((f"bundle {index} of group {id_hex(group_id)}", bundle))
