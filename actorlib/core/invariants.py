@@ -144,6 +144,9 @@ def _group_problems(scheduler: Scheduler, groups: PlacementGroups) -> list[str]:
         )):
             has = "has" if group_id in scheduler.bundles else "lacks"
             found.append(f"{name}: the scheduler {has} its bundles")
+        waits = rec.state in (GroupState.PENDING, GroupState.RESCHEDULING)
+        if (groups.waiting.get(group_id) is rec) != waits:
+            found.append(f"{name} is {'not ' if waits else ''}among the waiting groups")
         if (group_id in scheduler.removed_groups) != (rec.state is GroupState.REMOVED):
             found.append(f"{name}: the scheduler's removed set disagrees")
     return found

@@ -83,6 +83,7 @@ class PlacementGroups:
         self._job_of = job_of
         self.records: dict[int, GroupRecord] = {}
         self.names: dict[tuple[str, str], int] = {}
+        self.waiting: dict[int, GroupRecord] = {}  # PENDING or RESCHEDULING, in order
 
     # == creation and readiness ===========================================================
 
@@ -105,9 +106,10 @@ class PlacementGroups:
                 f"{', '.join('{' + describe(b) + '}' for b in bundles)}: no set of nodes can "
                 f"ever hold it. Cluster capacity: {capacity or 'no nodes'}."
             )
-        self.records[spec.group_id] = GroupRecord(
+        rec = self.records[spec.group_id] = GroupRecord(
             spec, self._job_of(spec.caller_id, spec.group_id)
         )
+        self.waiting[spec.group_id] = rec
         if spec.name:
             self.names[key] = spec.group_id
         self.scheduler.dirty = True
@@ -136,9 +138,8 @@ class PlacementGroups:
 
     def reserve(self) -> None:
         """Reserve every waiting group that fits now, all its bundles or none."""
-        for rec in self.records.values():
-            if rec.state is GroupState.PENDING or rec.state is GroupState.RESCHEDULING:
-                self._try_reserve(rec)
+        for rec in list(self.waiting.values()):
+            self._try_reserve(rec)
 
     def _try_reserve(self, rec: GroupRecord) -> None:
         fixed = [b.host for b in rec.bundles if b is not None and b.host is not None]
@@ -156,6 +157,7 @@ class PlacementGroups:
             )
         self.scheduler.bundles[rec.spec.group_id] = rec.bundles
         rec.state = GroupState.CREATED
+        del self.waiting[rec.spec.group_id]
         for object_id, value in rec.waiters:
             self.objects.set_value(object_id, value)
         rec.waiters.clear()
@@ -168,6 +170,7 @@ class PlacementGroups:
         if rec is None or rec.state is GroupState.REMOVED:
             return
         rec.state = GroupState.REMOVED
+        self.waiting.pop(group_id, None)
         if self.names.get((rec.spec.namespace, rec.spec.name)) == group_id:
             del self.names[(rec.spec.namespace, rec.spec.name)]
         scheduler = self.scheduler
@@ -217,6 +220,7 @@ class PlacementGroups:
                 rec.held[i] = None
             if lost and rec.state is GroupState.CREATED:
                 rec.state = GroupState.RESCHEDULING
+                self.waiting[rec.spec.group_id] = rec
         self.scheduler.dirty = True
 
     # == queries ==========================================================================

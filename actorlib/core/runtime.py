@@ -220,7 +220,7 @@ class Runtime:
         if not scheduler.dirty or self.closed:
             return
         scheduler.dirty = False
-        if self.groups.records:
+        if self.groups.waiting:
             self.groups.reserve()
         tasks = self.tasks
         for work, placement in scheduler.place_ready():
