@@ -317,6 +317,31 @@ def test_a_group_loses_its_bundle_with_its_node(three: Cluster) -> None:
     assert actorlib.get(where.options(scheduling_strategy=strategy).remote(), timeout=30) == "right"
 
 
+def test_a_drivers_groups_end_with_it_unless_detached(three: Cluster) -> None:
+    from actorlib.util.placement_group import get_placement_group, remove_placement_group
+
+    script = textwrap.dedent(f"""
+        import os, actorlib
+        from actorlib.util.placement_group import placement_group
+        actorlib.init(address={three.address!r})
+        mine = placement_group([{{"CPU": 1}}, {{"CPU": 1}}], strategy="STRICT_SPREAD")
+        kept = placement_group([{{"CPU": 1}}], name="kept", lifetime="detached")
+        assert mine.wait(30) and kept.wait(30)
+        print("ready", flush=True)
+        os._exit(0)  # no shutdown: the connection just drops
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env={**os.environ})
+    assert "ready" in out.stdout, out.stderr
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 3, timeout=10,
+               what="the gone driver's group freed, the detached one kept")
+    kept = get_placement_group("kept")
+    assert kept.wait(10)
+    remove_placement_group(kept)
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 4, timeout=10,
+               what="the detached group freed")
+
+
 def test_status_shows_nodes(three: Cluster) -> None:
     from actorlib.cluster_cli import query_status
 
