@@ -303,6 +303,22 @@ def test_handles_pickle_into_tasks(rt: Any) -> None:
     assert actorlib.get(run_in.remote(pg), timeout=T) == pg
 
 
+@actorlib.remote(num_cpus=0)
+def group_lifecycle_inside() -> tuple[bool, bool, str]:
+    """Create, use, look up and remove a group from inside a task."""
+    pg = placement_group([{"CPU": 1}], name="inner")
+    ready = pg.wait(T)
+    found = get_placement_group("inner") == pg
+    ran = actorlib.get(where_am_i.options(scheduling_strategy=in_group(pg)).remote(), timeout=T)
+    remove_placement_group(pg)
+    return ready, found and ran[0] == pg, placement_group_table(pg)["state"]
+
+
+def test_groups_from_inside_a_task(rt: Any) -> None:
+    assert actorlib.get(group_lifecycle_inside.remote(), timeout=T) == (True, True, "REMOVED")
+    wait_until(lambda: free_cpus() == 4.0, timeout=T, what="the inner group freed")
+
+
 # -- checks at the call site (no runtime needed) -------------------------------------------------
 
 
