@@ -13,7 +13,12 @@ import pytest
 from testkit import Sync, T, wait_until
 
 import actorlib
-from actorlib.exceptions import ActorDiedError, InfeasibleResourceError, TaskCancelledError
+from actorlib.exceptions import (
+    ActorDiedError,
+    InfeasibleResourceError,
+    NotSupportedError,
+    TaskCancelledError,
+)
 from actorlib.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -359,6 +364,10 @@ def test_bad_arguments() -> None:
         where_am_i.options(placement_group=pg, placement_group_bundle_index=5)
     with pytest.raises(ValueError, match="timeout_seconds"):
         pg.wait(-1)
+    with pytest.raises(NotSupportedError, match="bundle_label_selector"):
+        placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "a"}])
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        placement_group([{"CPU": 1}], stratgy="PACK")
     with pytest.raises(TypeError, match="remove_placement_group"):
         remove_placement_group(None)  # type: ignore[arg-type]
     assert not actorlib.is_initialized()

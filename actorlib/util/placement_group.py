@@ -16,6 +16,7 @@ from actorlib import session
 from actorlib.arguments import caller_id
 from actorlib.core.ids import id_hex
 from actorlib.core.specs import PlacementGroupSpec
+from actorlib.exceptions import NotSupportedError
 from actorlib.placement import (
     PlacementGroup,
     current_group,
@@ -49,9 +50,11 @@ def placement_group(
     if unknown:
         raise TypeError(f"placement_group() got unexpected keyword argument(s) "
                         f"{', '.join(map(repr, unknown))}")
-    if any(v is not None for v in ray_only.values()):
-        raise TypeError(
-            f"placement_group(): {', '.join(sorted(ray_only))} is not supported by actorlib"
+    given = sorted(k for k, v in ray_only.items() if v is not None)
+    if given:
+        raise NotSupportedError(
+            f"placement_group(): {', '.join(given)} is not supported by actorlib (it has no "
+            "node labels or soft node targets); bundles go where the strategy puts them."
         )
     specs = validate_bundles(bundles)
     strategy = validate_strategy(strategy)
