@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actorlib.core.labels import LabelSelectorStrategy, parse_selector
 from actorlib.core.specs import (
     ExceptionTypes,
     NodeAffinitySchedulingStrategy,
@@ -16,12 +17,14 @@ TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "label_selector", "fallback_strategy",
 })
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
     "max_concurrency", "name", "namespace", "lifetime", "get_if_exists",
     "scheduling_strategy", "runtime_env", "concurrency_groups",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "label_selector", "fallback_strategy",
 })
 METHOD_OPTIONS = frozenset({
     "num_returns", "max_task_retries", "retry_exceptions", "name", "concurrency_group",
@@ -124,6 +127,7 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         del out["scheduling_strategy"]
     if "scheduling_strategy" in out:
         out["scheduling_strategy"] = _strategy(out["scheduling_strategy"])
+    _label_selector(out)
     if out.get("runtime_env") is not None:
         out["runtime_env"] = validate_runtime_env(out["runtime_env"])
     for key in ("name", "namespace"):
@@ -170,12 +174,52 @@ def _legacy_placement_group(out: dict[str, Any]) -> None:
     out["scheduling_strategy"] = core_strategy(group, index, capture)
 
 
+def _label_selector(out: dict[str, Any]) -> None:
+    """``label_selector`` and ``fallback_strategy`` (Ray 2.49+) as the strategy they mean:
+    nodes whose labels match, the fallbacks' tried in order when none has room."""
+    selector = out.pop("label_selector", None)
+    fallback = out.pop("fallback_strategy", None)
+    if selector is None and fallback is None:
+        return
+    if selector is None:
+        raise ValueError("fallback_strategy needs a label_selector to fall back from")
+    selectors = [parse_selector(selector)]
+    if fallback is not None:
+        if not isinstance(fallback, (list, tuple)) or not all(
+            isinstance(f, dict) for f in fallback
+        ):
+            raise _type_error("fallback_strategy", fallback,
+                              'a list of option dicts, like [{"label_selector": {...}}]')
+        for index, option in enumerate(fallback):
+            extra = sorted(set(option) - {"label_selector"})
+            if extra or "label_selector" not in option:
+                raise ValueError(
+                    f"fallback_strategy[{index}] must be {{\"label_selector\": {{...}}}} "
+                    f"(the only option a fallback may change), got {option!r}"
+                )
+            selectors.append(
+                parse_selector(option["label_selector"], f"fallback_strategy[{index}]")
+            )
+    base = out.get("scheduling_strategy", "DEFAULT")
+    if isinstance(base, LabelSelectorStrategy):  # .options() over an earlier selector
+        base = "SPREAD" if base.spread else "DEFAULT"
+    if base not in ("DEFAULT", "SPREAD"):
+        raise ValueError(
+            'label_selector goes with scheduling_strategy "DEFAULT" or "SPREAD" only, got '
+            f"{base!r}"
+        )
+    out["scheduling_strategy"] = LabelSelectorStrategy(tuple(selectors), base == "SPREAD")
+
+
 def _strategy(strategy: Any) -> Any:
     accepted = (
         '"DEFAULT", "SPREAD", a NodeAffinitySchedulingStrategy or a '
         "PlacementGroupSchedulingStrategy"
     )
-    if isinstance(strategy, (NodeAffinitySchedulingStrategy, PlacementGroupStrategy)):
+    if isinstance(
+        strategy,
+        (NodeAffinitySchedulingStrategy, PlacementGroupStrategy, LabelSelectorStrategy),
+    ):
         return strategy
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         return strategy._core

@@ -94,7 +94,9 @@ class Runtime:
         if self.backend.store is not self.store:
             self._loop.call(self._assemble, self.backend.store)
         for node in nodes:
-            self._loop.call(self.scheduler.add_node, node.node_id, dict(node.resources))
+            self._loop.call(
+                self.scheduler.add_node, node.node_id, dict(node.resources), node.labels
+            )
 
     def shutdown(self) -> None:
         if self.closed:
@@ -373,7 +375,7 @@ class Runtime:
     def nodes(self) -> list[NodeInfo]:
         def snapshot() -> list[NodeInfo]:
             return [
-                NodeInfo(n.node_id, dict(n.total), alive=n.alive)
+                NodeInfo(n.node_id, dict(n.total), alive=n.alive, labels=dict(n.labels))
                 for n in self.scheduler.nodes.values()
             ]
 
@@ -463,8 +465,10 @@ class _Events:
         rt = self._rt
         self._post(rt._guard_actor, actor_id, rt.actors.died, actor_id, incarnation, error)
 
-    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
-        self._post(self._rt.scheduler.add_node, node_id, dict(resources))
+    def node_added(
+        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
+    ) -> None:
+        self._post(self._rt.scheduler.add_node, node_id, dict(resources), labels)
 
     def node_removed(self, node_id: str) -> None:
         """After the backend reported the node's tasks crashed and its actors dead."""

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actorlib.core.ids import id_hex
+from actorlib.core.labels import LabelSelectorStrategy, describe_selector, matches
 from actorlib.core.specs import NodeAffinitySchedulingStrategy, PlacementGroupStrategy
 
 EPS = 1e-9
+NODE_ID_LABEL = "ray.io/node-id"  # every node's own label, as in Ray
 
 
 @dataclass(slots=True)
@@ -34,6 +36,7 @@ class Node:
     gpu_free: dict[int, float] = field(default_factory=dict)  # GPU id -> free fraction
     alive: bool = True
     host: Node | None = None  # a bundle: the node it is reserved on
+    labels: dict[str, str] = field(default_factory=dict)
 
     def fits(self, request: dict[str, float]) -> bool:
         available = self.available
@@ -119,10 +122,13 @@ class Scheduler:
 
     # -- nodes -----------------------------------------------------------------------
 
-    def add_node(self, node_id: str, resources: dict[str, float]) -> None:
+    def add_node(
+        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
+    ) -> None:
         gpus = int(resources.get("GPU", 0))
         self.nodes[node_id] = Node(
-            node_id, dict(resources), dict(resources), {i: 1.0 for i in range(gpus)}
+            node_id, dict(resources), dict(resources), {i: 1.0 for i in range(gpus)},
+            labels={NODE_ID_LABEL: node_id, **(labels or {})},
         )
         self.capacity = tuple(self.nodes.values())
         self.dirty = True
@@ -142,6 +148,8 @@ class Scheduler:
         if isinstance(strategy, PlacementGroupStrategy):
             return self._bundle_reason(request, strategy)
         nodes = [n for n in self.capacity if n.alive]
+        if isinstance(strategy, LabelSelectorStrategy):
+            return _label_reason(request, strategy, nodes)
         if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
             target = next((n for n in nodes if n.node_id == strategy.node_id), None)
             if target is None:
@@ -267,6 +275,16 @@ class Scheduler:
         if isinstance(strategy, PlacementGroupStrategy):
             return self._choose_bundle(request, strategy)
         nodes = self.alive_nodes()
+        if isinstance(strategy, LabelSelectorStrategy):
+            for selector in strategy.selectors:  # the first with a node that has room
+                fitting = [n for n in nodes if matches(n.labels, selector) and n.fits(request)]
+                if fitting:
+                    break
+            else:
+                return None
+            if strategy.spread:
+                return fitting[next(self._spread) % len(fitting)]
+            return max(fitting, key=lambda n: n.available.get("CPU", 0.0))
         if isinstance(strategy, NodeAffinitySchedulingStrategy):
             target = self.nodes.get(strategy.node_id)
             if target is not None and target.alive:
@@ -302,3 +320,20 @@ class Scheduler:
             if bundle is not None and bundle.alive and bundle.fits(request):
                 return bundle
         return None
+
+
+def _label_reason(
+    request: dict[str, float], strategy: LabelSelectorStrategy, nodes: list[Node]
+) -> str | None:
+    """Why no node matching any of the strategy's selectors can ever host ``request``."""
+    for selector in strategy.selectors:
+        if any(matches(n.labels, selector) and n.can_ever_fit(request) for n in nodes):
+            return None
+    wanted = " or ".join(describe_selector(s) for s in strategy.selectors)
+    labelled = "; ".join(
+        f"{n.node_id}: labels {n.labels or '{}'}, {describe(n.total)}" for n in nodes
+    ) or "no nodes"
+    return (
+        f"No node with labels matching {wanted} can ever satisfy the resource request "
+        f"{{{describe(request)}}}. Nodes: {labelled}."
+    )

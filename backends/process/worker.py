@@ -131,7 +131,7 @@ class RemoteCoreClient:
         self._send = conn.send
         self._scheduler = Scheduler()
         for node in nodes:
-            self._scheduler.add_node(node.node_id, node.resources)
+            self._scheduler.add_node(node.node_id, node.resources, node.labels)
         self._nodes = nodes
         self._tokens = itertools.count(1)
         self._watchers: dict[int, list[Any]] = {}  # token -> [callback, ids left]
@@ -292,7 +292,7 @@ class RemoteCoreClient:
         """The cluster's nodes changed (a cluster client)."""
         scheduler = Scheduler()
         for node in nodes:
-            scheduler.add_node(node.node_id, node.resources)
+            scheduler.add_node(node.node_id, node.resources, node.labels)
         self._scheduler = scheduler
         self._nodes = nodes
 
