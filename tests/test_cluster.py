@@ -47,7 +47,8 @@ class Cluster:
 
 @pytest.fixture
 def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    """A head and two nodes: ``left`` (2 CPUs, resource left) and ``right`` (2 CPUs, right)."""
+    """A head and two nodes: ``left`` (2 CPUs, resource left, label side=left) and
+    ``right`` (2 CPUs, right, side=right)."""
     root = str(tmp_path)
     token_file = os.path.join(root, "token")
     cluster_auth.write_token_file(token_file, cluster_auth.new_token())
@@ -58,7 +59,7 @@ def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterat
         for name in ("left", "right"):
             nodes[name] = cluster.start_node(
                 root, token_file, address, name=name, num_cpus=2, resources={name: 1},
-                node_id=name,
+                node_id=name, labels={"side": name},
             )
         actorlib.init(address=address)
         wait_until(lambda: len(actorlib.nodes()) == 2, timeout=30)
@@ -340,6 +341,28 @@ def test_a_drivers_groups_end_with_it_unless_detached(three: Cluster) -> None:
     remove_placement_group(kept)
     wait_until(lambda: actorlib.available_resources().get("CPU") == 4, timeout=10,
                what="the detached group freed")
+
+
+def test_label_selectors_across_nodes(three: Cluster) -> None:
+    assert {n["NodeID"]: n["Labels"]["side"] for n in actorlib.nodes()} == {
+        "left": "left", "right": "right"
+    }
+    for side, other in (("left", "right"), ("right", "left")):
+        assert actorlib.get(where.options(label_selector={"side": side}).remote()) == side
+        assert actorlib.get(where.options(label_selector={"side": f"!{side}"}).remote()) == other
+        actor = Where.options(label_selector={"side": side}).remote()
+        assert actorlib.get(actor.node.remote()) == side
+    spread = where.options(label_selector={"side": "in(left,right)"}, scheduling_strategy="SPREAD")
+    assert set(actorlib.get([spread.remote() for _ in range(8)])) == {"left", "right"}
+    # Left is full: the fallback's node takes the work rather than letting it wait.
+    holder = Where.options(num_cpus=2, label_selector={"side": "left"}).remote()
+    assert actorlib.get(holder.node.remote()) == "left"
+    fallback = where.options(label_selector={"side": "left"},
+                             fallback_strategy=[{"label_selector": {"side": "right"}}])
+    assert actorlib.get(fallback.remote(), timeout=30) == "right"
+    with pytest.raises(exceptions.InfeasibleResourceError, match="side=middle"):
+        where.options(label_selector={"side": "middle"}).remote()
+    actorlib.kill(holder)
 
 
 def test_status_shows_nodes(three: Cluster) -> None:
