@@ -12,7 +12,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,21 @@ def chaos_rt(_leak_check: None) -> Iterator[None]:
 
 
 class Killer:
-    """SIGKILLs a random worker process of this driver every ``every`` seconds."""
+    """SIGKILLs a random worker process of this driver every ``every`` seconds.
 
-    def __init__(self, every: float, spare: set[int] | None = None) -> None:
+    With ``progress`` (a counter of work done), a kill waits until the count has moved
+    since the previous kill. An actor lives in one process, and under load a fresh
+    interpreter can take longer to boot than the gap between kills: without this its
+    restarts would never get to run a call (a kill storm, not a stall of actorlib's).
+    """
+
+    def __init__(
+        self, every: float, spare: set[int] | None = None,
+        progress: Callable[[], int] | None = None,
+    ) -> None:
         self.every = every
         self.spare = spare or set()
+        self.progress = progress
         self.kills = 0
         self._stop = threading.Event()
         self._rng = random.Random(os.getpid())
@@ -58,7 +68,13 @@ class Killer:
 
     def _run(self) -> None:
         me = psutil.Process()
+        seen = None
         while not self._stop.wait(self._rng.uniform(0.5, 1.5) * self.every):
+            if self.progress is not None:
+                now = self.progress()
+                if now == seen:
+                    continue
+                seen = now
             workers = [p for p in me.children() if p.pid not in self.spare]
             if workers:
                 try:
@@ -93,6 +109,11 @@ class Ordered:
         return seq
 
 
+def _lines(path: Path) -> Callable[[], int]:
+    """How many calls have started, as counted by an :class:`Ordered` log."""
+    return lambda: path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def _no_problems() -> None:
     problems = _testing.core_problems()
     assert not problems, problems
@@ -115,7 +136,7 @@ def test_actor_order_holds_across_restarts_from_kills(chaos_rt: None, tmp_path: 
     actor = Ordered.remote(str(log))
     deadline = time.monotonic() + SECONDS
     seq = 0
-    with Killer(every=0.4) as killer:
+    with Killer(every=0.4, progress=_lines(log)) as killer:
         while time.monotonic() < deadline:
             refs = [actor.step.remote(seq + i) for i in range(50)]
             assert actorlib.get(refs, timeout=T) == list(range(seq, seq + 50))
@@ -150,9 +171,10 @@ def test_mixed_load_under_kills_stalls_nothing(chaos_rt: None, tmp_path: Path) -
     def parent(n: int) -> int:
         return sum(actorlib.get([square.remote(i) for i in range(n)], timeout=T))
 
-    actor = Ordered.remote(str(tmp_path / "log"))
+    log = tmp_path / "log"
+    actor = Ordered.remote(str(log))
     deadline = time.monotonic() + SECONDS
-    with Killer(every=0.3) as killer:
+    with Killer(every=0.3, progress=_lines(log)) as killer:
         seq = 0
         while time.monotonic() < deadline:
             refs: list[Any] = [parent.remote(5) for _ in range(4)]
