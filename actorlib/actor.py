@@ -21,6 +21,7 @@ from actorlib.options import (
     resource_request,
     validate,
 )
+from actorlib.placement import inherited_strategy
 from actorlib.remote_function import _Code
 
 if TYPE_CHECKING:
@@ -111,7 +112,9 @@ class ActorClass(Generic[T]):
         name = self._cls.__qualname__
         # Like Ray: an actor holds no CPU unless it asks for some.
         resources = resource_request(opts, 0.0)
-        strategy = opts.get("scheduling_strategy", "DEFAULT")
+        strategy = opts.get("scheduling_strategy")
+        if strategy is None:  # none given: a parent's placement group may capture it
+            strategy = inherited_strategy()
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot create actor {name}: {reason}")

@@ -392,6 +392,7 @@ def nodes() -> list[dict[str, Any]]:
         {
             "NodeID": n.node_id, "Alive": n.alive, "alive": n.alive,
             "Resources": dict(n.resources), "NodeManagerAddress": n.address,
+            "Labels": dict(n.labels),
         }
         for n in session.client().nodes()
     ]

@@ -26,6 +26,7 @@ from actorlib.backends.process import shm_store
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.messages import Status, StatusQuery
+from actorlib.core.labels import parse_labels_arg
 
 
 def add_arguments(sub: Any) -> None:
@@ -40,6 +41,7 @@ def add_arguments(sub: Any) -> None:
     start.add_argument("--num-gpus", type=float, help="GPUs of this node (default: detected)")
     start.add_argument("--resources", help="custom resources, JSON: '{\"accel\": 2}'")
     start.add_argument("--object-store-memory", type=int, help="bytes for this node's store")
+    start.add_argument("--labels", help="this node's labels for label_selector: 'zone=a,disk=ssd'")
     start.add_argument("--token-file", help="the cluster token (default: generated for a "
                        "head; else $ACTORLIB_CLUSTER_TOKEN or the local session's)")
     sub.add_parser("stop", help="stop every daemon this machine started")
@@ -150,6 +152,10 @@ def _log_tail(session: str, name: str, lines: int = 5) -> str:
 
 def start(args: argparse.Namespace) -> int:
     resources = _parse_resources(args.resources)
+    try:
+        labels = parse_labels_arg(args.labels or "")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     _non_negative(args.num_cpus, "--num-cpus")
     _non_negative(args.num_gpus, "--num-gpus")
     if args.object_store_memory is not None and args.object_store_memory <= 0:
@@ -178,14 +184,14 @@ def start(args: argparse.Namespace) -> int:
             raise CLIError(f"cannot reach the head at {args.address}: {reason}") from None
     session = _new_session()
     try:
-        return _start_in(session, args, resources)
+        return _start_in(session, args, resources, labels)
     except BaseException:
         shutil.rmtree(session, ignore_errors=True)
         raise
 
 
 def _start_in(session: str, args: argparse.Namespace,
-              resources: dict[str, float] | None) -> int:
+              resources: dict[str, float] | None, labels: dict[str, str]) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         if args.head:
@@ -218,6 +224,7 @@ def _start_in(session: str, args: argparse.Namespace,
                 session, token_file, address, num_cpus=args.num_cpus,
                 num_gpus=args.num_gpus, resources=resources,
                 object_store_memory=args.object_store_memory, host=args.host, detach=True,
+                labels=labels,
             )
             procs.append(node)
             _record(session, "node", node.pid)

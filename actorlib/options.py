@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from actorlib.core.specs import ExceptionTypes, NodeAffinitySchedulingStrategy, RetryExceptions
+from actorlib.core.labels import LabelSelectorStrategy, parse_selector
+from actorlib.core.specs import (
+    ExceptionTypes,
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupStrategy,
+    RetryExceptions,
+)
+from actorlib.placement import PlacementGroupSchedulingStrategy, core_strategy
 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
     "_generator_backpressure_num_objects",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "label_selector", "fallback_strategy",
 })
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
     "max_concurrency", "name", "namespace", "lifetime", "get_if_exists",
     "scheduling_strategy", "runtime_env", "concurrency_groups",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "label_selector", "fallback_strategy",
 })
 METHOD_OPTIONS = frozenset({
     "num_returns", "max_task_retries", "retry_exceptions", "name", "concurrency_group",
@@ -143,8 +154,12 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
             )
     if "get_if_exists" in out and not isinstance(out["get_if_exists"], bool):
         raise _type_error("get_if_exists", out["get_if_exists"], "a bool")
+    _legacy_placement_group(out)
+    if out.get("scheduling_strategy", "DEFAULT") is None:  # unset: Ray's default
+        del out["scheduling_strategy"]
     if "scheduling_strategy" in out:
         out["scheduling_strategy"] = _strategy(out["scheduling_strategy"])
+    _label_selector(out)
     if out.get("runtime_env") is not None:
         out["runtime_env"] = validate_runtime_env(out["runtime_env"])
     for key in ("name", "namespace"):
@@ -168,12 +183,78 @@ def _concurrency_groups(value: Any) -> dict[str, int]:
     return dict(value)
 
 
+_LEGACY_PG = ("placement_group", "placement_group_bundle_index",
+              "placement_group_capture_child_tasks")
+
+
+def _legacy_placement_group(out: dict[str, Any]) -> None:
+    """Ray's older ``placement_group=``, ``placement_group_bundle_index=`` and
+    ``placement_group_capture_child_tasks=`` options, turned into the strategy they mean."""
+    if not any(key in out for key in _LEGACY_PG):
+        return
+    group, index, capture = (out.pop(key, default) for key, default in
+                             zip(_LEGACY_PG, ("default", -1, None), strict=True))
+    if group == "default":
+        group = None
+    if group is None and index == -1 and not capture:
+        return
+    if out.get("scheduling_strategy") not in (None, "DEFAULT"):
+        raise ValueError(
+            "Use either scheduling_strategy or placement_group=..., not both (prefer "
+            "scheduling_strategy=PlacementGroupSchedulingStrategy(...))."
+        )
+    out["scheduling_strategy"] = core_strategy(group, index, capture)
+
+
+def _label_selector(out: dict[str, Any]) -> None:
+    """``label_selector`` and ``fallback_strategy`` (Ray 2.49+) as the strategy they mean:
+    nodes whose labels match, the fallbacks' tried in order when none has room."""
+    selector = out.pop("label_selector", None)
+    fallback = out.pop("fallback_strategy", None)
+    if selector is None and fallback is None:
+        return
+    if selector is None:
+        raise ValueError("fallback_strategy needs a label_selector to fall back from")
+    selectors = [parse_selector(selector)]
+    if fallback is not None:
+        if not isinstance(fallback, (list, tuple)) or not all(
+            isinstance(f, dict) for f in fallback
+        ):
+            raise _type_error("fallback_strategy", fallback,
+                              'a list of option dicts, like [{"label_selector": {...}}]')
+        for index, option in enumerate(fallback):
+            extra = sorted(set(option) - {"label_selector"})
+            if extra or "label_selector" not in option:
+                raise ValueError(
+                    f"fallback_strategy[{index}] must be {{\"label_selector\": {{...}}}} "
+                    f"(the only option a fallback may change), got {option!r}"
+                )
+            selectors.append(
+                parse_selector(option["label_selector"], f"fallback_strategy[{index}]")
+            )
+    base = out.get("scheduling_strategy", "DEFAULT")
+    if isinstance(base, LabelSelectorStrategy):  # .options() over an earlier selector
+        base = "SPREAD" if base.spread else "DEFAULT"
+    if base not in ("DEFAULT", "SPREAD"):
+        raise ValueError(
+            'label_selector goes with scheduling_strategy "DEFAULT" or "SPREAD" only, got '
+            f"{base!r}"
+        )
+    out["scheduling_strategy"] = LabelSelectorStrategy(tuple(selectors), base == "SPREAD")
+
+
 def _strategy(strategy: Any) -> Any:
-    accepted = '"DEFAULT", "SPREAD" or a NodeAffinitySchedulingStrategy'
-    if strategy is None:
-        return "DEFAULT"
-    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+    accepted = (
+        '"DEFAULT", "SPREAD", a NodeAffinitySchedulingStrategy or a '
+        "PlacementGroupSchedulingStrategy"
+    )
+    if isinstance(
+        strategy,
+        (NodeAffinitySchedulingStrategy, PlacementGroupStrategy, LabelSelectorStrategy),
+    ):
         return strategy
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return strategy._core
     if not isinstance(strategy, str):
         raise _type_error("scheduling_strategy", strategy, accepted)
     if strategy not in ("DEFAULT", "SPREAD"):

@@ -15,6 +15,7 @@ from actorlib.core.serialization import dumps_function
 from actorlib.core.specs import CodeRef, TaskSpec
 from actorlib.exceptions import InfeasibleResourceError
 from actorlib.options import TASK_OPTIONS, env_vars_of, resource_request, validate
+from actorlib.placement import inherited_strategy
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,7 +78,8 @@ class RemoteFunction(Generic[P, R]):
         # Derived once: .remote() is a hot path.
         self._name = self._options.get("name") or fn.__qualname__
         self._resources = resource_request(self._options, 1.0)
-        self._strategy = self._options.get("scheduling_strategy", "DEFAULT")
+        # None: none given, so a parent's placement group may capture the task.
+        self._strategy = self._options.get("scheduling_strategy")
         self._num_returns: int | str = num_returns_of(fn, self._options)
         self._backpressure: int = self._options.get("_generator_backpressure_num_objects", -1)
         self._max_calls: int = self._options.get("max_calls", 0)
@@ -110,6 +112,8 @@ class RemoteFunction(Generic[P, R]):
         name = self._name
         resources = self._resources
         strategy = self._strategy
+        if strategy is None:
+            strategy = inherited_strategy()
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")

@@ -120,9 +120,12 @@ class RuntimeContext:
             raise RuntimeError("was_current_actor_reconstructed is only available in an actor.")
         return ctx.incarnation > 1
 
-    def get_placement_group_id(self) -> None:
-        """Always None: actorlib has no placement groups."""
-        return None
+    def get_placement_group_id(self) -> str | None:
+        """The hex id of the placement group this task or actor runs in, else None."""
+        from actorlib.placement import current_group
+
+        group = current_group()
+        return None if group is None else group.id.hex()
 
     def get(self) -> dict[str, Any]:
         """Ray's older dict form of the context."""

@@ -17,6 +17,7 @@ from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.exiting import mark_exiting
+from actorlib.core.labels import validate_labels
 from actorlib.core.loop import fill_standard_fds
 from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
@@ -105,6 +106,7 @@ def init(
     job_config: JobConfig | None = None,
     log_to_driver: bool = True,
     worker_process_setup_hook: Callable[[], Any] | str | None = None,
+    labels: dict[str, str] | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -120,6 +122,8 @@ def init(
     and its pid; False leaves worker processes' output on the file descriptors they
     inherited, unprefixed. ``worker_process_setup_hook`` (a function, or
     ``"module.function"``) runs in every worker process before its first task.
+    ``labels``: this node's labels (``{"zone": "a"}``), which ``label_selector`` matches;
+    for a cluster's nodes, ``actorlib start --labels zone=a``.
     """
     global _runtime, _job_env, _backend_name
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
@@ -169,6 +173,7 @@ def init(
         config = BackendConfig(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
             object_store_memory=object_store_memory, address=address, options=options,
+            labels=validate_labels(labels or {}, "init(labels=)"),
         )
         rt: RunningCore
         if issubclass(backend_cls, Connector):  # the core lives elsewhere (a cluster's head)

@@ -28,6 +28,7 @@ class BackendConfig:
     num_gpus: float | None = None
     resources: dict[str, float] = field(default_factory=dict)
     object_store_memory: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # the node's (this machine's)
     address: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -64,7 +65,9 @@ class CoreEvents(Protocol):
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None: ...
 
-    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
+    def node_added(
+        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
+    ) -> None:
         """A node joined after start (clusters)."""
 
     def node_removed(self, node_id: str) -> None:

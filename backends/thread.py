@@ -49,7 +49,7 @@ class ThreadBackend(Backend):
         self.node_id = uuid.uuid4().hex[:16]
         thread_backend_started(config.options)  # lines from tasks get their prefix
         self._runner = LocalRunner(events, self.store)
-        return [NodeInfo(self.node_id, resources)]
+        return [NodeInfo(self.node_id, resources, labels=dict(config.labels))]
 
     @property
     def runner(self) -> LocalRunner:

@@ -141,6 +141,8 @@ def test_start_creates_private_session_files(head: dict[str, str], tmp_path: Pat
     ["start", "--address", "nohost:6390"],
     ["start", "--head", "--resources", "{bad"],
     ["start", "--head", "--num-cpus", "-1"],
+    ["start", "--head", "--labels", "zone"],
+    ["start", "--head", "--labels", "zone=a b"],
     ["status", "--address", "nohost"],
 ], ids=lambda a: " ".join(a))
 def test_a_bad_argument_is_one_line_and_exit_code_2(
@@ -150,6 +152,22 @@ def test_a_bad_argument_is_one_line_and_exit_code_2(
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"actorlib {args[0]}: error:")
     assert sessions(tmp_path / f"actorlib-{UID}") == []
+
+
+def test_start_labels_the_node(tmp_env: dict[str, str]) -> None:
+    out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "1",
+              "--labels", "zone=a,disk=ssd")
+    try:
+        assert out.returncode == 0, out.stderr
+        script = ("import json, actorlib; actorlib.init(address='auto'); "
+                  "print(json.dumps(actorlib.nodes()[0]['Labels']))")
+        shown = subprocess.run([sys.executable, "-c", script], env=tmp_env,
+                               capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        labels = json.loads(shown.stdout)
+        assert (labels["zone"], labels["disk"]) == ("a", "ssd")
+    finally:
+        assert cli(tmp_env, "stop").returncode == 0
 
 
 def test_a_port_in_use_is_named_and_nothing_is_left_behind(

@@ -16,13 +16,14 @@ import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 from testkit import wait_until
 
 import actorlib
-from actorlib import NodeAffinitySchedulingStrategy
+from actorlib import NodeAffinitySchedulingStrategy, exceptions
 from actorlib.backends.cluster import driver as cluster
 from actorlib.backends.transport import auth as cluster_auth
 
@@ -46,7 +47,8 @@ class Cluster:
 
 @pytest.fixture
 def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    """A head and two nodes: ``left`` (2 CPUs, resource left) and ``right`` (2 CPUs, right)."""
+    """A head and two nodes: ``left`` (2 CPUs, resource left, label side=left) and
+    ``right`` (2 CPUs, right, side=right)."""
     root = str(tmp_path)
     token_file = os.path.join(root, "token")
     cluster_auth.write_token_file(token_file, cluster_auth.new_token())
@@ -57,7 +59,7 @@ def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterat
         for name in ("left", "right"):
             nodes[name] = cluster.start_node(
                 root, token_file, address, name=name, num_cpus=2, resources={name: 1},
-                node_id=name,
+                node_id=name, labels={"side": name},
             )
         actorlib.init(address=address)
         wait_until(lambda: len(actorlib.nodes()) == 2, timeout=30)
@@ -247,6 +249,120 @@ def test_a_killed_drivers_work_is_stopped_at_once(three: Cluster) -> None:
     kept = actorlib.get_actor("kept")
     assert actorlib.get(kept.ping.remote(), timeout=10) == "pong"
     actorlib.kill(kept)
+
+
+def _hosts(pg: Any) -> list[str]:
+    from actorlib.util.placement_group import placement_group_table
+
+    row = placement_group_table(pg)
+    return [row["bundles_to_node_id"][i] for i in range(pg.bundle_count)]
+
+
+def test_placement_group_strategies_across_nodes(three: Cluster) -> None:
+    from actorlib.util.placement_group import placement_group, remove_placement_group
+    from actorlib.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    def made(bundles: list[dict[str, float]], strategy: str) -> Any:
+        pg = placement_group(bundles, strategy=strategy)
+        assert pg.wait(30), strategy
+        return pg
+
+    spread = made([{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD")
+    hosts = _hosts(spread)
+    assert sorted(hosts) == ["left", "right"]
+    for index, host in enumerate(hosts):  # work in a bundle runs on the bundle's node
+        strategy = PlacementGroupSchedulingStrategy(spread, index)
+        assert actorlib.get(where.options(scheduling_strategy=strategy).remote()) == host
+        actor = Where.options(scheduling_strategy=strategy).remote()
+        assert actorlib.get(actor.node.remote()) == host
+    remove_placement_group(spread)
+    with pytest.raises(exceptions.InfeasibleResourceError, match="STRICT_SPREAD"):
+        placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")  # 2 nodes only
+    with pytest.raises(exceptions.InfeasibleResourceError, match="STRICT_PACK"):
+        placement_group([{"CPU": 2}, {"CPU": 1}], strategy="STRICT_PACK")  # 2 CPUs a node
+    strict_pack = made([{"CPU": 1}, {"CPU": 1}], "STRICT_PACK")
+    assert len(set(_hosts(strict_pack))) == 1
+    remove_placement_group(strict_pack)
+    pack = made([{"CPU": 1}, {"CPU": 1}], "PACK")  # fits one node: packed there
+    assert len(set(_hosts(pack))) == 1
+    remove_placement_group(pack)
+    pack = made([{"CPU": 2}, {"CPU": 1}], "PACK")  # does not: spans both
+    assert sorted(set(_hosts(pack))) == ["left", "right"]
+    remove_placement_group(pack)
+    soft = made([{"CPU": 1}, {"CPU": 1}], "SPREAD")
+    assert sorted(_hosts(soft)) == ["left", "right"]
+    remove_placement_group(soft)
+    on_right = made([{"right": 1, "CPU": 1}], "PACK")  # custom resources pick the node
+    assert _hosts(on_right) == ["right"]
+    remove_placement_group(on_right)
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 4, timeout=10,
+               what="every reservation freed")
+
+
+def test_a_group_loses_its_bundle_with_its_node(three: Cluster) -> None:
+    from actorlib.util.placement_group import placement_group, placement_group_table
+    from actorlib.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="SPREAD")
+    assert pg.wait(30)
+    hosts = _hosts(pg)
+    assert sorted(hosts) == ["left", "right"]
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: len(actorlib.nodes()) == 1, timeout=30)
+    # The lost bundle is reserved again on the node left (SPREAD allows sharing one).
+    wait_until(lambda: placement_group_table(pg)["state"] == "CREATED"
+               and _hosts(pg) == ["right", "right"], timeout=30,
+               what="the lost bundle reserved again")
+    lost = hosts.index("left")
+    strategy = PlacementGroupSchedulingStrategy(pg, lost)
+    assert actorlib.get(where.options(scheduling_strategy=strategy).remote(), timeout=30) == "right"
+
+
+def test_a_drivers_groups_end_with_it_unless_detached(three: Cluster) -> None:
+    from actorlib.util.placement_group import get_placement_group, remove_placement_group
+
+    script = textwrap.dedent(f"""
+        import os, actorlib
+        from actorlib.util.placement_group import placement_group
+        actorlib.init(address={three.address!r})
+        mine = placement_group([{{"CPU": 1}}, {{"CPU": 1}}], strategy="STRICT_SPREAD")
+        kept = placement_group([{{"CPU": 1}}], name="kept", lifetime="detached")
+        assert mine.wait(30) and kept.wait(30)
+        print("ready", flush=True)
+        os._exit(0)  # no shutdown: the connection just drops
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env={**os.environ})
+    assert "ready" in out.stdout, out.stderr
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 3, timeout=10,
+               what="the gone driver's group freed, the detached one kept")
+    kept = get_placement_group("kept")
+    assert kept.wait(10)
+    remove_placement_group(kept)
+    wait_until(lambda: actorlib.available_resources().get("CPU") == 4, timeout=10,
+               what="the detached group freed")
+
+
+def test_label_selectors_across_nodes(three: Cluster) -> None:
+    assert {n["NodeID"]: n["Labels"]["side"] for n in actorlib.nodes()} == {
+        "left": "left", "right": "right"
+    }
+    for side, other in (("left", "right"), ("right", "left")):
+        assert actorlib.get(where.options(label_selector={"side": side}).remote()) == side
+        assert actorlib.get(where.options(label_selector={"side": f"!{side}"}).remote()) == other
+        actor = Where.options(label_selector={"side": side}).remote()
+        assert actorlib.get(actor.node.remote()) == side
+    spread = where.options(label_selector={"side": "in(left,right)"}, scheduling_strategy="SPREAD")
+    assert set(actorlib.get([spread.remote() for _ in range(8)])) == {"left", "right"}
+    # Left is full: the fallback's node takes the work rather than letting it wait.
+    holder = Where.options(num_cpus=2, label_selector={"side": "left"}).remote()
+    assert actorlib.get(holder.node.remote()) == "left"
+    fallback = where.options(label_selector={"side": "left"},
+                             fallback_strategy=[{"label_selector": {"side": "right"}}])
+    assert actorlib.get(fallback.remote(), timeout=30) == "right"
+    with pytest.raises(exceptions.InfeasibleResourceError, match="side=middle"):
+        where.options(label_selector={"side": "middle"}).remote()
+    actorlib.kill(holder)
 
 
 def test_status_shows_nodes(three: Cluster) -> None:

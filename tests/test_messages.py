@@ -35,7 +35,7 @@ SAMPLES: list[Any] = [
     m.SubmitTask(_task), m.SubmitCall(_call), m.CreateActor(_actor), m.KillActor(5, True),
     m.TaskBlocked(1, True), m.CancelObject(2, False, True), m.Request(1, "nodes", ()),
     m.Ready(1, 2, _value), m.Reply(1, True, [3]),
-    m.NodeHello("n", {"CPU": 2.0}, "127.0.0.1", 42), m.DriverHello(43, ["/x"], True),
+    m.NodeHello("n", {"CPU": 2.0}, "127.0.0.1", 42, {"zone": "a"}), m.DriverHello(43, ["/x"], True),
     m.Welcome(3, [NodeInfo("n", {"CPU": 2.0})], {"s": ("h", 1)}, []),
     m.NodeReady("s", ("h", 1)), m.Nodes([], {}), m.Heartbeat({"workers": 1}), m.Free(["/p"]),
     m.StatusQuery(1), m.Status(1, {"nodes": []}),

@@ -73,34 +73,6 @@ def test_node_affinity_is_the_same_class_everywhere() -> None:
     assert NodeAffinitySchedulingStrategy is actorlib.NodeAffinitySchedulingStrategy
 
 
-def _pg(name: str) -> Any:
-    return getattr(importlib.import_module("actorlib.util.placement_group"), name)
-
-
-def _strategy(name: str) -> Any:
-    return getattr(importlib.import_module("actorlib.util.scheduling_strategies"), name)
-
-
-@pytest.mark.parametrize("make", [
-    lambda: _pg("placement_group")([{"CPU": 1}]),
-    lambda: _pg("PlacementGroup")(),
-    lambda: _pg("get_placement_group")("pg"),
-    lambda: _pg("remove_placement_group")(None),
-    lambda: _strategy("PlacementGroupSchedulingStrategy")(None),
-])
-def test_placement_groups_raise_a_clear_error_at_use(make: Any) -> None:
-    with pytest.raises(NotSupportedError, match=r"[Pp]lacement group") as info:
-        make()
-    assert isinstance(info.value, NotImplementedError)
-
-
-def test_placement_group_questions_with_true_answers() -> None:
-    from actorlib.util import get_current_placement_group, placement_group_table
-
-    assert get_current_placement_group() is None
-    assert placement_group_table() == {}
-
-
 def test_node_label_strategy_raises_naming_the_feature() -> None:
     from actorlib.util.scheduling_strategies import In, NodeLabelSchedulingStrategy
 

@@ -295,7 +295,9 @@ class Actors:
             self.backend.stop_actor(rec.spec.actor_id, force=False)
         self._dead(rec, ActorDiedError("The actor went out of scope."))
 
-    def kill(self, actor_id: int, no_restart: bool) -> None:
+    def kill(
+        self, actor_id: int, no_restart: bool, why: str = "kill() or exit_actor()"
+    ) -> None:
         rec = self.records.get(actor_id)
         if rec is None or rec.state is DEAD:
             return
@@ -304,8 +306,7 @@ class Actors:
         if was_running:
             self.backend.stop_actor(actor_id, force=True)
         error = ActorDiedError(
-            f"The actor {rec.spec.cls.name} ({id_hex(actor_id)}) was killed "
-            "(kill() or exit_actor()).",
+            f"The actor {rec.spec.cls.name} ({id_hex(actor_id)}) was killed ({why}).",
             id_hex(actor_id),
         )
         if was_running:

@@ -99,6 +99,10 @@ class ObjectID(BaseID):
     __slots__ = ()
 
 
+class PlacementGroupID(BaseID):
+    """A placement group's id."""
+
+
 class JobID(BaseID):
     __slots__ = ()
 

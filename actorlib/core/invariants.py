@@ -13,7 +13,8 @@ from collections import Counter
 
 from actorlib.core.actors import Actors, ActorState
 from actorlib.core.ids import id_hex
-from actorlib.core.scheduler import EPS, Scheduler
+from actorlib.core.placement_groups import GroupState, PlacementGroups
+from actorlib.core.scheduler import EPS, Node, Scheduler
 from actorlib.core.streams import Streams
 from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING, Tasks
 
@@ -21,14 +22,17 @@ TASK_STATES = (WAITING, QUEUED, FOLLOWING, RUNNING)  # a task leaves the records
 
 
 def problems(
-    scheduler: Scheduler, tasks: Tasks, actors: Actors, streams: Streams | None = None
+    scheduler: Scheduler, tasks: Tasks, actors: Actors, streams: Streams | None = None,
+    groups: PlacementGroups | None = None,
 ) -> list[str]:
     """Every broken rule, as a sentence naming the task or node; empty when all hold."""
     found: list[str] = []
     queued = Counter(id(work) for work in scheduler.queued_work())
     found += _task_problems(tasks, queued)
     found += _actor_problems(actors, queued)
-    found += _resource_problems(scheduler, tasks, actors)
+    found += _resource_problems(scheduler, tasks, actors, groups)
+    if groups is not None:
+        found += _group_problems(scheduler, groups)
     if streams is not None:
         found += _stream_problems(streams, tasks, actors)
     return found
@@ -113,28 +117,61 @@ def _actor_problems(actors: Actors, queued: Counter[int]) -> list[str]:
     return found
 
 
-def _resource_problems(scheduler: Scheduler, tasks: Tasks, actors: Actors) -> list[str]:
-    """Each node's used resources are exactly what its running work holds."""
-    used: dict[str, dict[str, float]] = {}
+def _resource_problems(
+    scheduler: Scheduler, tasks: Tasks, actors: Actors, groups: PlacementGroups | None
+) -> list[str]:
+    """Each node's used resources are exactly what its running work and its reserved
+    bundles hold; each bundle's, what the work running in it holds."""
+    used: dict[int, dict[str, float]] = {}  # by id() of the node or bundle
 
-    def hold(node_id: str, request: dict[str, float], lent_cpu: bool) -> None:
-        node = used.setdefault(node_id, {})
+    def hold(node: Node, request: dict[str, float], lent_cpu: bool) -> None:
+        held = used.setdefault(id(node), {})
         for key, amount in request.items():
             if not (lent_cpu and key == "CPU"):
-                node[key] = node.get(key, 0.0) + amount
+                held[key] = held.get(key, 0.0) + amount
 
     for rec in tasks.records.values():
         if rec.placement is not None:
-            hold(rec.placement.node.node_id, rec.placement.request, rec.blocked)
+            hold(rec.placement.node, rec.placement.request, rec.blocked)
     for actor in actors.records.values():
         if actor.placement is not None:
-            hold(actor.placement.node.node_id, actor.placement.request, False)
+            hold(actor.placement.node, actor.placement.request, False)
+    bundles: list[tuple[str, Node]] = []
+    for group_id, group in (groups.records.items() if groups is not None else ()):
+        for index, bundle in enumerate(group.bundles):
+            if bundle is not None and bundle.host is not None and bundle.host.alive:
+                hold(bundle.host, bundle.total, False)
+                bundles.append((f"bundle {index} of group {id_hex(group_id)}", bundle))
     found: list[str] = []
-    for node in scheduler.alive_nodes():
-        held = used.get(node.node_id, {})
+    nodes = [(f"node {n.node_id}", n) for n in scheduler.alive_nodes()]
+    for name, node in nodes + bundles:
+        held = used.get(id(node), {})
         for key, total in node.total.items():
             in_use = total - node.available.get(key, 0.0)
             if abs(in_use - held.get(key, 0.0)) > 1e3 * EPS:
-                found.append(f"node {node.node_id}: {key} in use {in_use:g}, but running "
-                             f"work holds {held.get(key, 0.0):g}")
+                found.append(f"{name}: {key} in use {in_use:g}, but running work and "
+                             f"reserved bundles hold {held.get(key, 0.0):g}")
+    return found
+
+
+def _group_problems(scheduler: Scheduler, groups: PlacementGroups) -> list[str]:
+    """A reserved group has all its bundles (a pending one none); removed ones hold none."""
+    found: list[str] = []
+    for group_id, rec in groups.records.items():
+        name = f"placement group {id_hex(group_id)} {rec.state.value}"
+        count = sum(b is not None for b in rec.bundles)
+        want = {GroupState.CREATED: len(rec.bundles), GroupState.PENDING: 0,
+                GroupState.REMOVED: 0}.get(rec.state)
+        if want is not None and count != want:
+            found.append(f"{name} holds {count} of its {len(rec.bundles)} bundles")
+        if (group_id in scheduler.bundles) != (rec.state in (
+            GroupState.CREATED, GroupState.RESCHEDULING
+        )):
+            has = "has" if group_id in scheduler.bundles else "lacks"
+            found.append(f"{name}: the scheduler {has} its bundles")
+        waits = rec.state in (GroupState.PENDING, GroupState.RESCHEDULING)
+        if (groups.waiting.get(group_id) is rec) != waits:
+            found.append(f"{name} is {'not ' if waits else ''}among the waiting groups")
+        if (group_id in scheduler.removed_groups) != (rec.state is GroupState.REMOVED):
+            found.append(f"{name}: the scheduler's removed set disagrees")
     return found

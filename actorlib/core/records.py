@@ -6,7 +6,7 @@ them by field), so they stay plain: slots, no behaviour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec, pickled_by_fields
@@ -19,6 +19,7 @@ class NodeInfo:
     resources: dict[str, float]
     address: str = "127.0.0.1"
     alive: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @pickled_by_fields

@@ -9,7 +9,8 @@ only, each a plain class owning its state and handed its collaborators at constr
 - :class:`~actorlib.core.scheduler.Scheduler`: nodes, resources, queued work;
 - :class:`~actorlib.core.tasks.Tasks`: tasks, their retries, cancellation, pipelining;
 - :class:`~actorlib.core.actors.Actors`: actors' lifecycle and the calls made to them;
-- :class:`~actorlib.core.lineage.Lineage`: lost objects made again.
+- :class:`~actorlib.core.lineage.Lineage`: lost objects made again;
+- :class:`~actorlib.core.placement_groups.PlacementGroups`: reserved bundles of resources.
 
 The runtime itself is what other threads and the backend see. Public methods (no leading
 underscore) may be called from any thread: they hand work to the loop (batched) and never
@@ -34,10 +35,11 @@ from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.lineage import Lineage
 from actorlib.core.loop import LoopThread
 from actorlib.core.objects import ObjectTable, Watcher
+from actorlib.core.placement_groups import PlacementGroups
 from actorlib.core.records import NodeInfo, Outcome, StreamItem
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
-from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
 from actorlib.core.streams import Streams
 from actorlib.core.tasks import TaskRecord, Tasks
 from actorlib.core.values import Values, error_value
@@ -77,6 +79,9 @@ class Runtime:
         self.tasks = Tasks(*parts)
         self.actors = Actors(*parts)
         self.lineage = Lineage(self.objects, self.tasks.records, self.tasks.rerun)
+        self.groups = PlacementGroups(
+            self.objects, self.scheduler, self.tasks, self.actors, self._job_of
+        )
 
     # == lifecycle (caller's thread) ====================================================
 
@@ -92,7 +97,9 @@ class Runtime:
         if self.backend.store is not self.store:
             self._loop.call(self._assemble, self.backend.store)
         for node in nodes:
-            self._loop.call(self.scheduler.add_node, node.node_id, dict(node.resources))
+            self._loop.call(
+                self.scheduler.add_node, node.node_id, dict(node.resources), node.labels
+            )
 
     def shutdown(self) -> None:
         if self.closed:
@@ -218,6 +225,8 @@ class Runtime:
         if not scheduler.dirty or self.closed:
             return
         scheduler.dirty = False
+        if self.groups.waiting:
+            self.groups.reserve()
         tasks = self.tasks
         for work, placement in scheduler.place_ready():
             if isinstance(work, TaskRecord):
@@ -252,6 +261,29 @@ class Runtime:
         """(namespace, name) of every live named actor, in ``namespace`` or (None) all."""
         return self._loop.call(self.actors.named, namespace)
 
+    # == placement groups ==================================================================
+
+    def create_placement_group(self, spec: PlacementGroupSpec) -> None:
+        """Register a group (reserved as soon as it fits); raises at once if its name is
+        taken or no set of nodes could ever hold it."""
+        self._loop.call(self.groups.create, spec)
+
+    def remove_placement_group(self, group_id: int) -> None:
+        """Remove a group; its resources are free when this returns."""
+        self._loop.call(self.groups.remove, group_id)
+
+    def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
+        """Resolve ``object_id`` (counted once for the caller) to ``value`` when the group
+        is reserved."""
+        self._loop.call(self.groups.ready, group_id, object_id, value)
+
+    def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None:
+        return self._loop.call(self.groups.lookup, name, namespace)
+
+    def placement_groups(self) -> list[dict[str, Any]]:
+        """Ray's ``placement_group_table`` rows, one per group."""
+        return self._loop.call(self.groups.table)
+
     # == jobs: the work of one driver ======================================================
 
     def _job_of(self, caller_id: int, own_id: int) -> int:
@@ -284,6 +316,7 @@ class Runtime:
         freeing the resources other drivers wait for."""
         self.tasks.end_job(job)
         self.actors.end_job(job)
+        self.groups.end_job(job)
 
     # == internal errors: a bug fails the work it concerns, not the core =================
 
@@ -350,7 +383,7 @@ class Runtime:
     def nodes(self) -> list[NodeInfo]:
         def snapshot() -> list[NodeInfo]:
             return [
-                NodeInfo(n.node_id, dict(n.total), alive=n.alive)
+                NodeInfo(n.node_id, dict(n.total), alive=n.alive, labels=dict(n.labels))
                 for n in self.scheduler.nodes.values()
             ]
 
@@ -382,7 +415,7 @@ class Runtime:
                 "tasks": len(self.tasks.records),
                 "queued": self.scheduler.queued(),
                 "problems": invariants.problems(
-                    self.scheduler, self.tasks, self.actors, self.streams
+                    self.scheduler, self.tasks, self.actors, self.streams, self.groups
                 ),
             }
 
@@ -443,12 +476,15 @@ class _Events:
         rt = self._rt
         self._post(rt._guard_actor, actor_id, rt.actors.died, actor_id, incarnation, error)
 
-    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
-        self._post(self._rt.scheduler.add_node, node_id, dict(resources))
+    def node_added(
+        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
+    ) -> None:
+        self._post(self._rt.scheduler.add_node, node_id, dict(resources), labels)
 
     def node_removed(self, node_id: str) -> None:
         """After the backend reported the node's tasks crashed and its actors dead."""
         self._post(self._rt.scheduler.remove_node, node_id)
+        self._post(self._rt.groups.node_removed, node_id)
 
     def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
         self._post(self._rt.lineage.objects_lost, lost, why)

@@ -4,6 +4,11 @@ Ready work waits in one FIFO per *shape* (its resource request and strategy), li
 scheduling classes: a task that needs a GPU never holds back CPU-only tasks behind it,
 and work of one shape starts in submission order. GPUs are handed out by id.
 
+Placement groups (:mod:`actorlib.core.placement_groups`) reserve *bundles*: each bundle
+takes its resources out of its node's free pool and is itself a :class:`Node` (with that
+node's id and ``host``), so work placed in a bundle acquires the bundle's resources, never
+the node's.
+
 Runs on the core loop only; no locks.
 """
 
@@ -15,9 +20,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from actorlib.core.specs import NodeAffinitySchedulingStrategy
+from actorlib.core.ids import id_hex
+from actorlib.core.labels import LabelSelectorStrategy, describe_selector, matches
+from actorlib.core.specs import NodeAffinitySchedulingStrategy, PlacementGroupStrategy
 
 EPS = 1e-9
+NODE_ID_LABEL = "ray.io/node-id"  # every node's own label, as in Ray
 
 
 @dataclass(slots=True)
@@ -27,6 +35,8 @@ class Node:
     available: dict[str, float]
     gpu_free: dict[int, float] = field(default_factory=dict)  # GPU id -> free fraction
     alive: bool = True
+    host: Node | None = None  # a bundle: the node it is reserved on
+    labels: dict[str, str] = field(default_factory=dict)
 
     def fits(self, request: dict[str, float]) -> bool:
         available = self.available
@@ -101,13 +111,24 @@ class Scheduler:
         # whoever frees resources too; the runtime clears it when it places work.
         self.dirty = False
         self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
+        # Placement groups, kept by core.placement_groups: each created group's bundles
+        # (None where a bundle is not reserved now), and the ids of removed groups.
+        self.bundles: dict[int, list[Node | None]] = {}
+        self.removed_groups: set[int] = set()
+
+    def forget_feasibility(self) -> None:
+        """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
+        self._feasibility = ((), {})
 
     # -- nodes -----------------------------------------------------------------------
 
-    def add_node(self, node_id: str, resources: dict[str, float]) -> None:
+    def add_node(
+        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
+    ) -> None:
         gpus = int(resources.get("GPU", 0))
         self.nodes[node_id] = Node(
-            node_id, dict(resources), dict(resources), {i: 1.0 for i in range(gpus)}
+            node_id, dict(resources), dict(resources), {i: 1.0 for i in range(gpus)},
+            labels={NODE_ID_LABEL: node_id, **(labels or {})},
         )
         self.capacity = tuple(self.nodes.values())
         self.dirty = True
@@ -124,7 +145,11 @@ class Scheduler:
 
     def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
         """Why no node can ever host ``request``, or None if one can. Any thread may ask."""
+        if isinstance(strategy, PlacementGroupStrategy):
+            return self._bundle_reason(request, strategy)
         nodes = [n for n in self.capacity if n.alive]
+        if isinstance(strategy, LabelSelectorStrategy):
+            return _label_reason(request, strategy, nodes)
         if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
             target = next((n for n in nodes if n.node_id == strategy.node_id), None)
             if target is None:
@@ -136,6 +161,26 @@ class Scheduler:
         return (
             f"No node can ever satisfy the resource request {{{describe(request)}}}. "
             f"Cluster capacity: {capacity}."
+        )
+
+    def _bundle_reason(self, request: dict[str, float], strategy: PlacementGroupStrategy
+                       ) -> str | None:
+        group = f"placement group {id_hex(strategy.group_id)}"
+        if strategy.group_id in self.removed_groups:
+            return f"{group} was removed"
+        index, bundles = strategy.bundle_index, strategy.bundles
+        if index >= len(bundles):
+            return f"{group} has {len(bundles)} bundle(s): there is no bundle {index}"
+        chosen = [bundles[index]] if index >= 0 else list(bundles)
+        for bundle in chosen:
+            held = dict(bundle)
+            if all(held.get(k, 0.0) + EPS >= v for k, v in request.items() if v > 0):
+                return None
+        where = f"bundle {index}" if index >= 0 else "any bundle"
+        return (
+            f"the request {{{describe(request)}}} does not fit in {where} of {group} "
+            f"(bundles: {'; '.join('{' + describe(dict(b)) + '}' for b in bundles)}). Work "
+            "in a placement group uses its bundle's resources only."
         )
 
     def cached_infeasible_reason(
@@ -227,7 +272,19 @@ class Scheduler:
     def _choose(
         self, request: dict[str, float], strategy: Any, preferred: str | None = None
     ) -> Node | None:
+        if isinstance(strategy, PlacementGroupStrategy):
+            return self._choose_bundle(request, strategy)
         nodes = self.alive_nodes()
+        if isinstance(strategy, LabelSelectorStrategy):
+            for selector in strategy.selectors:  # the first with a node that has room
+                fitting = [n for n in nodes if matches(n.labels, selector) and n.fits(request)]
+                if fitting:
+                    break
+            else:
+                return None
+            if strategy.spread:
+                return fitting[next(self._spread) % len(fitting)]
+            return max(fitting, key=lambda n: n.available.get("CPU", 0.0))
         if isinstance(strategy, NodeAffinitySchedulingStrategy):
             target = self.nodes.get(strategy.node_id)
             if target is not None and target.alive:
@@ -250,3 +307,33 @@ class Scheduler:
             if near is not None and near in fitting:
                 return near
         return max(fitting, key=lambda n: n.available.get("CPU", 0.0))
+
+    def _choose_bundle(self, request: dict[str, float], strategy: PlacementGroupStrategy
+                       ) -> Node | None:
+        """The bundle of the group with room for ``request``; None while the group waits
+        for its reservation (or the bundle for room)."""
+        bundles = self.bundles.get(strategy.group_id)
+        if not bundles:
+            return None
+        index = strategy.bundle_index
+        for bundle in bundles if index < 0 else bundles[index:index + 1]:
+            if bundle is not None and bundle.alive and bundle.fits(request):
+                return bundle
+        return None
+
+
+def _label_reason(
+    request: dict[str, float], strategy: LabelSelectorStrategy, nodes: list[Node]
+) -> str | None:
+    """Why no node matching any of the strategy's selectors can ever host ``request``."""
+    for selector in strategy.selectors:
+        if any(matches(n.labels, selector) and n.can_ever_fit(request) for n in nodes):
+            return None
+    wanted = " or ".join(describe_selector(s) for s in strategy.selectors)
+    labelled = "; ".join(
+        f"{n.node_id}: labels {n.labels or '{}'}, {describe(n.total)}" for n in nodes
+    ) or "no nodes"
+    return (
+        f"No node with labels matching {wanted} can ever satisfy the resource request "
+        f"{{{describe(request)}}}. Nodes: {labelled}."
+    )

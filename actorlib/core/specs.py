@@ -48,7 +48,25 @@ class NodeAffinitySchedulingStrategy:
     soft: bool = False
 
 
-SchedulingStrategy = Any  # "DEFAULT" | "SPREAD" | NodeAffinitySchedulingStrategy
+Bundle = tuple[tuple[str, float], ...]  # one bundle's resources, sorted by name
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementGroupStrategy:
+    """Run in a bundle of placement group ``group_id`` (``bundle_index`` -1: any bundle).
+
+    Carries the group's bundles, so that a request too large for its bundle is refused
+    at the call site, in any process, without asking the core. ``capture_child_tasks``:
+    work submitted from inside runs in the group too, unless it names a strategy.
+    """
+
+    group_id: int
+    bundles: tuple[Bundle, ...]
+    bundle_index: int = -1
+    capture_child_tasks: bool = False
+
+
+SchedulingStrategy = Any  # "DEFAULT" | "SPREAD" | NodeAffinity... | PlacementGroupStrategy
 
 
 class _Shipping(threading.local):
@@ -221,3 +239,17 @@ class CallSpec:
     concurrency_group: str | None = None  # this call's group, over its method's
     generator: str = ""  # as TaskSpec's
     backpressure: int = -1
+
+
+@pickled_by_fields
+@dataclass(slots=True)
+class PlacementGroupSpec:
+    """A placement group to reserve: bundles of resources, reserved all at once or not at all."""
+
+    group_id: int
+    bundles: tuple[Bundle, ...]
+    strategy: str  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD
+    name: str = ""
+    namespace: str = ""
+    detached: bool = False
+    caller_id: int = DRIVER_CALLER

@@ -422,6 +422,18 @@ class Tasks:
             rec.recalling = True
             self.backend.cancel(rec.spec.task_id, force=False)
 
+    def fail(self, task_id: int, error: BaseException) -> None:
+        """End a task that has not started with ``error`` (its placement group is gone);
+        one running (or queued on a worker) is cancelled forcibly."""
+        rec = self.records.get(task_id)
+        if rec is None:
+            return
+        if rec.state is WAITING or rec.state is QUEUED:
+            self.scheduler.remove(rec)
+            self._finish(rec, error_value(error))
+        else:
+            self._cancel(rec, force=True, recursive=False)
+
     def end_job(self, job: int) -> None:
         """Cancel every task of the driver ``job`` (running ones forcibly)."""
         for rec in [r for r in self.records.values() if r.job == job]:

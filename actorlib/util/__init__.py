@@ -1,8 +1,7 @@
 """``actorlib.util``: Ray's ``ray.util`` names, so ``from ray.util import ActorPool`` translates.
 
 Submodules as in Ray: ``actorlib.util.queue`` (``Queue``), ``actorlib.util.scheduling_strategies``
-and ``actorlib.util.placement_group`` (importable; placement groups themselves raise
-``NotSupportedError``).
+and ``actorlib.util.placement_group`` (reserved bundles of resources).
 """
 
 from __future__ import annotations

@@ -1,17 +1,28 @@
-"""Ray's ``ray.util.placement_group`` names, importable so Ray code loads.
+"""Ray's ``ray.util.placement_group``: reserve bundles of resources, all at once.
 
-actorlib has no placement groups (gang-reserving resource bundles across nodes). Rather
-than fake one (a "reservation" that reserves nothing), creating, looking up or removing a
-placement group raises :class:`~actorlib.exceptions.NotSupportedError`. The questions that
-have a true answer without them are answered: no code runs in a placement group
-(``get_current_placement_group()`` is None) and the table of groups is empty.
+``placement_group(bundles, strategy)`` asks the core to reserve every bundle (each on one
+node, the strategy saying how they spread across nodes) and returns a handle at once;
+``pg.ready()`` resolves when the reservation is made. Work scheduled with
+``PlacementGroupSchedulingStrategy(pg, bundle_index)`` then runs from a bundle's
+resources. A group no set of nodes could ever hold is refused here, with the cluster's
+capacity in the message, rather than left pending forever.
 """
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
+from actorlib import session
+from actorlib.arguments import caller_id
+from actorlib.core.ids import id_hex
+from actorlib.core.specs import PlacementGroupSpec
 from actorlib.exceptions import NotSupportedError
+from actorlib.placement import (
+    PlacementGroup,
+    current_group,
+    validate_bundles,
+    validate_strategy,
+)
 
 __all__ = [
     "PlacementGroup",
@@ -22,43 +33,83 @@ __all__ = [
     "remove_placement_group",
 ]
 
-_MESSAGE = (
-    "Placement groups are not supported by actorlib ({what}). Reserve resources with "
-    "num_cpus/num_gpus/resources on each task or actor, and pin work to a node with "
-    "NodeAffinitySchedulingStrategy; code that needs gang scheduling needs Ray itself."
-)
+
+def placement_group(
+    bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
+    lifetime: str | None = None, **ray_only: Any,
+) -> PlacementGroup:
+    """Reserve ``bundles`` (a list of resource dicts) with ``strategy``: "PACK" (as few
+    nodes as will do), "SPREAD" (different nodes where it can), "STRICT_PACK" (one node)
+    or "STRICT_SPREAD" (a different node each). Returns at once; ``ready()`` tells when.
+
+    ``name`` makes it reachable with ``get_placement_group(name)``; ``lifetime="detached"``
+    keeps it after the creating driver ends. Raises ``InfeasibleResourceError`` if no set
+    of nodes can ever hold it.
+    """
+    unknown = sorted(set(ray_only) - {"_soft_target_node_id", "bundle_label_selector"})
+    if unknown:
+        raise TypeError(f"placement_group() got unexpected keyword argument(s) "
+                        f"{', '.join(map(repr, unknown))}")
+    given = sorted(k for k, v in ray_only.items() if v is not None)
+    if given:
+        raise NotSupportedError(
+            f"placement_group(): {', '.join(given)} is not supported by actorlib (it has no "
+            "node labels or soft node targets); bundles go where the strategy puts them."
+        )
+    specs = validate_bundles(bundles)
+    strategy = validate_strategy(strategy)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__} {name!r}")
+    if lifetime not in (None, "detached"):
+        raise ValueError(f'lifetime must be None or "detached", got {lifetime!r}')
+    client = session.client()
+    group_id = client.ids.next()
+    client.create_placement_group(PlacementGroupSpec(
+        group_id, specs, strategy, name, client.namespace, lifetime == "detached",
+        caller_id(),
+    ))
+    return PlacementGroup(group_id, specs)
 
 
-def _unsupported(what: str) -> NoReturn:
-    raise NotSupportedError(_MESSAGE.format(what=what))
+def remove_placement_group(placement_group: PlacementGroup) -> None:
+    """Remove the group: its actors are killed, its tasks cancelled (those still waiting
+    fail), and its resources freed."""
+    if not isinstance(placement_group, PlacementGroup):
+        raise TypeError("remove_placement_group() takes a PlacementGroup, got "
+                        f"{type(placement_group).__name__} {placement_group!r}")
+    session.client().remove_placement_group(int(placement_group.id))
 
 
-class PlacementGroup:
-    """Ray's placement-group handle; raises ``NotSupportedError`` when constructed."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _unsupported("PlacementGroup()")
-
-
-def placement_group(*args: Any, **kwargs: Any) -> NoReturn:
-    _unsupported("placement_group()")
-
-
-def get_placement_group(placement_group_name: str) -> NoReturn:
-    _unsupported(f"get_placement_group({placement_group_name!r})")
-
-
-def remove_placement_group(placement_group: Any) -> NoReturn:
-    _unsupported("remove_placement_group()")
+def get_placement_group(placement_group_name: str) -> PlacementGroup:
+    """The live group named ``placement_group_name`` in this job's namespace."""
+    if not isinstance(placement_group_name, str):
+        raise TypeError("placement_group_name must be a str, got "
+                        f"{type(placement_group_name).__name__} {placement_group_name!r}")
+    client = session.client()
+    spec = client.lookup_placement_group(placement_group_name, client.namespace)
+    if spec is None:
+        raise ValueError(
+            f"Failed to look up placement group with name: {placement_group_name!r} (none "
+            f"in namespace {client.namespace!r})."
+        )
+    return PlacementGroup(spec.group_id, spec.bundles)
 
 
-def placement_group_table(placement_group: Any = None) -> dict[str, Any]:
-    """Every placement group there is: none."""
-    if placement_group is not None:
-        _unsupported("placement_group_table(pg)")
+def placement_group_table(placement_group: PlacementGroup | None = None) -> dict[str, Any]:
+    """Every group's state by id hex, as Ray's; for one group, its row."""
+    rows = session.client().placement_groups()
+    if placement_group is None:
+        return {row["placement_group_id"]: row for row in rows}
+    if not isinstance(placement_group, PlacementGroup):
+        raise TypeError("placement_group_table() takes a PlacementGroup or None, got "
+                        f"{type(placement_group).__name__} {placement_group!r}")
+    wanted = id_hex(int(placement_group.id))
+    for row in rows:
+        if row["placement_group_id"] == wanted:
+            return row
     return {}
 
 
-def get_current_placement_group() -> None:
-    """The placement group the caller runs in: never one, in actorlib."""
-    return None
+def get_current_placement_group() -> PlacementGroup | None:
+    """The group the calling task or actor runs in; None in a driver or outside groups."""
+    return current_group()

@@ -1,9 +1,10 @@
 """Ray's ``ray.util.scheduling_strategies``: where a task or actor may run.
 
-``"DEFAULT"``, ``"SPREAD"`` and :class:`NodeAffinitySchedulingStrategy` are supported.
-Placement-group and node-label strategies are importable, so Ray code loads, but
-constructing one raises :class:`~actorlib.exceptions.NotSupportedError`: actorlib has no
-placement groups or node labels, and placing work somewhere else silently would be wrong.
+``"DEFAULT"``, ``"SPREAD"``, :class:`NodeAffinitySchedulingStrategy` and
+:class:`PlacementGroupSchedulingStrategy` are supported. Node-label strategies are
+importable, so Ray code loads, but constructing one raises
+:class:`~actorlib.exceptions.NotSupportedError`: actorlib has no node labels, and placing
+work somewhere else silently would be wrong.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, NoReturn
 
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
 from actorlib.exceptions import NotSupportedError
+from actorlib.placement import PlacementGroupSchedulingStrategy
 
 __all__ = [
     "DEFAULT_SCHEDULING_STRATEGY",
@@ -32,25 +34,18 @@ SPREAD_SCHEDULING_STRATEGY = "SPREAD"
 def _unsupported(feature: str) -> NoReturn:
     raise NotSupportedError(
         f"{feature} is not supported by actorlib (it has no {_WHY[feature]}). Supported "
-        'scheduling strategies: "DEFAULT", "SPREAD", NodeAffinitySchedulingStrategy.'
+        'scheduling strategies: "DEFAULT", "SPREAD", NodeAffinitySchedulingStrategy, '
+        "PlacementGroupSchedulingStrategy."
     )
 
 
 _WHY = {
-    "PlacementGroupSchedulingStrategy": "placement groups",
     "NodeLabelSchedulingStrategy": "node labels",
     "In": "node labels",
     "NotIn": "node labels",
     "Exists": "node labels",
     "DoesNotExist": "node labels",
 }
-
-
-class PlacementGroupSchedulingStrategy:
-    """Ray's placement-group strategy; raises ``NotSupportedError`` when constructed."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        _unsupported("PlacementGroupSchedulingStrategy")
 
 
 class NodeLabelSchedulingStrategy:

@@ -263,6 +263,7 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
                num_cpus: float | None = None, num_gpus: float | None = None,
                resources: dict[str, float] | None = None,
                object_store_memory: int | None = None, host: str = "127.0.0.1",
+               labels: dict[str, str] | None = None,
                node_id: str | None = None, detach: bool = False,
                driver_pid: int | None = None) -> subprocess.Popen[bytes]:
     log = os.path.join(session_dir, "logs", f"{name}.log")
@@ -277,6 +278,8 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
         args += ["--resources", json.dumps(resources)]
     if object_store_memory is not None:
         args += ["--object-store-memory", str(object_store_memory)]
+    if labels:
+        args += ["--labels", ",".join(f"{k}={v}" for k, v in labels.items())]
     if node_id is not None:
         args += ["--node-id", node_id]
     with open(log, "ab") as out:
@@ -318,6 +321,7 @@ class PrivateCluster:
                 self.dir, self.token_file, self.address, num_cpus=config.num_cpus,
                 num_gpus=config.num_gpus, resources=config.resources,
                 object_store_memory=config.object_store_memory, driver_pid=os.getpid(),
+                labels=config.labels,
             ))
             wait_for_file(os.path.join(self.dir, "head.json"), head, "head",
                           os.path.join(self.dir, "logs", "head.log"))

@@ -357,7 +357,8 @@ class HeadBackend(Backend):
             log.warning("actorlib: refused a second node with id %s", message.node_id)
             peer.conn.close()
             return
-        peer.node = NodeInfo(message.node_id, dict(message.resources), message.host)
+        peer.node = NodeInfo(message.node_id, dict(message.resources), message.host,
+                             labels=dict(message.labels))
         self._welcome(peer, next(self._node_blocks) * NODE_PREFIX_BLOCK)
 
     def _driver_hello(self, peer: _Peer, message: DriverHello) -> None:
@@ -385,7 +386,7 @@ class HeadBackend(Backend):
         self.nodes[peer.node.node_id] = peer
         log.info("actorlib: node %s joined from %s with %s",
                  peer.node.node_id, peer.address, peer.node.resources)
-        self.events.node_added(peer.node.node_id, peer.node.resources)
+        self.events.node_added(peer.node.node_id, peer.node.resources, peer.node.labels)
         self._announce()
 
     def _peer_lost(self, peer: _Peer) -> None:

@@ -54,6 +54,7 @@ from actorlib.backends.transport.messages import (
     ToNode,
     Welcome,
 )
+from actorlib.core.labels import parse_labels_arg
 from actorlib.core.loop import LoopThread, fill_standard_fds
 from actorlib.core.records import NodeInfo
 from actorlib.core.serialization import set_buffer_mapper
@@ -126,7 +127,9 @@ class NodeDaemon:
         self._welcome = loop.create_future()
         cluster_auth.hand_over(reader, writer, self.conn)
         resources = local_node_resources(self.config)
-        self.conn.send(NodeHello(self.node_id, resources, self.host, os.getpid()))
+        self.conn.send(NodeHello(
+            self.node_id, resources, self.host, os.getpid(), dict(self.config.labels)
+        ))
         welcome = await asyncio.wait_for(self._welcome, 30)
         self.directory = dict(welcome.directory)
         self.job_sys_path.extend(welcome.sys_path)
@@ -257,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-gpus", type=float)
     parser.add_argument("--resources")
     parser.add_argument("--object-store-memory", type=int)
+    parser.add_argument("--labels", help="this node's labels: name=value,name=value")
     parser.add_argument("--node-id")
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
@@ -271,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         num_cpus=args.num_cpus, num_gpus=args.num_gpus,
         resources=_resources_arg(args.resources),
         object_store_memory=args.object_store_memory,
+        labels=parse_labels_arg(args.labels or ""),
     )
     token = cluster_auth.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,

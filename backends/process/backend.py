@@ -255,7 +255,7 @@ class ProcessBackend(Backend):
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
-        self.nodes = [NodeInfo(self.node_id, resources)]
+        self.nodes = [NodeInfo(self.node_id, resources, labels=dict(config.labels))]
         # One worker now, the rest when work first needs them: each is a fresh
         # interpreter, and booting num_cpus of them at once delays the first result
         # (they share the same cores) and holds memory a small job never uses.

@@ -81,7 +81,7 @@ from actorlib.core.objects import Watcher
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, set_buffer_mapper
-from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec
+from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
 from actorlib.exceptions import RuntimeClosedError
 
 PR_SET_PDEATHSIG = 1
@@ -133,7 +133,7 @@ class RemoteCoreClient:
         self._send = conn.send
         self._scheduler = Scheduler()
         for node in nodes:
-            self._scheduler.add_node(node.node_id, node.resources)
+            self._scheduler.add_node(node.node_id, node.resources, node.labels)
         self._nodes = nodes
         self._tokens = itertools.count(1)
         self._watchers: dict[int, list[Any]] = {}  # token -> [callback, ids left]
@@ -241,6 +241,23 @@ class RemoteCoreClient:
     def flush(self) -> None:
         self._request("flush")
 
+    def create_placement_group(self, spec: PlacementGroupSpec) -> None:
+        self._request("create_placement_group", spec)
+
+    def remove_placement_group(self, group_id: int) -> None:
+        self._request("remove_placement_group", group_id)
+
+    def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
+        self._request("placement_group_ready", group_id, object_id, value)
+
+    def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None:
+        result: PlacementGroupSpec | None = self._request("lookup_placement_group", name, namespace)
+        return result
+
+    def placement_groups(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("placement_groups")
+        return result
+
     def _request(self, method: str, *args: Any) -> Any:
         done = threading.Event()
         box: list[Any] = []
@@ -277,7 +294,7 @@ class RemoteCoreClient:
         """The cluster's nodes changed (a cluster client)."""
         scheduler = Scheduler()
         for node in nodes:
-            scheduler.add_node(node.node_id, node.resources)
+            scheduler.add_node(node.node_id, node.resources, node.labels)
         self._scheduler = scheduler
         self._nodes = nodes
 

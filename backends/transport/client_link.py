@@ -37,7 +37,9 @@ from actorlib.core.serialization import Serialized
 # Queries a peer may put to the core, answered with a Reply.
 REQUESTS = frozenset({
     "create_actor", "lookup_actor", "named_actors", "nodes", "cluster_resources",
-    "available_resources", "flush", "debug_state",
+    "available_resources", "flush", "debug_state", "create_placement_group",
+    "remove_placement_group", "placement_group_ready", "lookup_placement_group",
+    "placement_groups",
 })
 
 
@@ -137,6 +139,8 @@ class ClientLink:
                 self.refs[result] += 1
             elif ok and method == "lookup_actor" and result is not None:
                 self.refs[result.actor_id] += 1
+            elif ok and method == "placement_group_ready":
+                self.refs[args[1]] += 1
             self.send(Reply(req, ok, result))
 
         if method not in REQUESTS:

@@ -70,7 +70,9 @@ class ForwardedEvents:
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         self._send(ActorDied(actor_id, incarnation, error))
 
-    def node_added(self, node_id: str, resources: dict[str, float]) -> None:
+    def node_added(
+        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
+    ) -> None:
         pass
 
     def node_removed(self, node_id: str) -> None:

@@ -296,6 +296,7 @@ class NodeHello(NamedTuple):
     resources: dict[str, float]
     host: str
     pid: int
+    labels: dict[str, str]
 
 
 class DriverHello(NamedTuple):

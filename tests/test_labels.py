@@ -1,0 +1,116 @@
+"""Node labels and ``label_selector``/``fallback_strategy``, on every backend (one node
+labelled zone=a, disk=ssd); several labelled nodes are in test_cluster.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from testkit import T
+
+import actorlib
+from actorlib.exceptions import InfeasibleResourceError
+
+pytestmark = pytest.mark.init_kwargs(labels={"zone": "a", "disk": "ssd"})
+AFFINITY = actorlib.NodeAffinitySchedulingStrategy("n")
+
+
+@actorlib.remote
+def node() -> str:
+    return actorlib.get_runtime_context().get_node_id()
+
+
+@actorlib.remote(num_cpus=0)
+class Where:
+    def node(self) -> str:
+        return actorlib.get_runtime_context().get_node_id()
+
+
+def test_nodes_report_their_labels(rt: Any) -> None:
+    [info] = actorlib.nodes()
+    assert info["Labels"] == {"zone": "a", "disk": "ssd", "ray.io/node-id": info["NodeID"]}
+
+
+@pytest.mark.parametrize("selector", [
+    {"zone": "a"},
+    {"zone": "a", "disk": "ssd"},
+    {"zone": "!b"},
+    {"zone": "in(a,b)"},
+    {"zone": "!in(b,c)"},
+    {"gpu": "!yes"},  # a label the node lacks is "not yes"
+    {"gpu": "!in(yes,maybe)"},
+])
+def test_matching_selectors_run(rt: Any, selector: dict[str, str]) -> None:
+    here = actorlib.nodes()[0]["NodeID"]
+    assert actorlib.get(node.options(label_selector=selector).remote(), timeout=T) == here
+    actor = Where.options(label_selector=selector).remote()
+    assert actorlib.get(actor.node.remote(), timeout=T) == here
+
+
+@pytest.mark.parametrize("selector", [
+    {"zone": "b"},
+    {"zone": "!a"},
+    {"zone": "in(b,c)"},
+    {"zone": "!in(a,b)"},
+    {"gpu": "yes"},  # a label the node lacks is not "yes"
+    {"zone": "a", "disk": "hdd"},  # every condition must hold
+])
+def test_selectors_no_node_matches_are_infeasible_at_once(
+    rt: Any, selector: dict[str, str]
+) -> None:
+    with pytest.raises(InfeasibleResourceError, match="No node with labels matching"):
+        node.options(label_selector=selector).remote()
+    with pytest.raises(InfeasibleResourceError, match="No node with labels matching"):
+        Where.options(label_selector=selector).remote()
+
+
+def test_the_node_id_label(rt: Any) -> None:
+    here = actorlib.nodes()[0]["NodeID"]
+    ref = node.options(label_selector={"ray.io/node-id": here}).remote()
+    assert actorlib.get(ref, timeout=T) == here
+
+
+def test_fallbacks_are_tried_in_order(rt: Any) -> None:
+    fallback = [{"label_selector": {"zone": "c"}}, {"label_selector": {"disk": "ssd"}}]
+    ref = node.options(label_selector={"zone": "b"}, fallback_strategy=fallback).remote()
+    assert actorlib.get(ref, timeout=T) == actorlib.nodes()[0]["NodeID"]
+    with pytest.raises(InfeasibleResourceError, match=r"\{zone=b\} or \{zone=c\}"):
+        node.options(label_selector={"zone": "b"},
+                     fallback_strategy=[{"label_selector": {"zone": "c"}}]).remote()
+
+
+def test_selected_work_waits_for_room_on_matching_nodes(rt: Any) -> None:
+    holder = Where.options(num_cpus=2).remote()
+    actorlib.get(holder.node.remote(), timeout=T)
+    ref = node.options(num_cpus=4, label_selector={"zone": "a"}).remote()
+    assert actorlib.wait([ref], timeout=0.3)[0] == []
+    actorlib.kill(holder)
+    assert actorlib.get(ref, timeout=T) == actorlib.nodes()[0]["NodeID"]
+
+
+@pytest.mark.parametrize("options, error, match", [
+    ({"label_selector": "zone=a"}, TypeError, "label_selector must be a dict"),
+    ({"label_selector": {"zone": 1}}, TypeError, r"label_selector\['zone'\] must be a str"),
+    ({"label_selector": {"zone": "in()"}}, ValueError, "is not a condition"),
+    ({"label_selector": {"zone": "a b"}}, ValueError, "is not a condition"),
+    ({"label_selector": {"bad key!": "a"}}, ValueError, "not a valid label name"),
+    ({"fallback_strategy": [{"label_selector": {"zone": "a"}}]}, ValueError,
+     "fallback_strategy needs a label_selector"),
+    ({"label_selector": {"zone": "a"}, "fallback_strategy": {"zone": "b"}}, TypeError,
+     "fallback_strategy must be a list"),
+    ({"label_selector": {"zone": "a"}, "fallback_strategy": [{"num_cpus": 2}]}, ValueError,
+     r"fallback_strategy\[0\] must be"),
+    ({"label_selector": {"zone": "a"}, "scheduling_strategy": AFFINITY}, ValueError,
+     "label_selector goes with"),
+])
+def test_bad_selectors(options: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        node.options(**options)
+
+
+def test_bad_node_labels() -> None:
+    with pytest.raises(TypeError, match=r"init\(labels=\) must be a dict"):
+        actorlib.init(backend="thread", labels=["zone"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a valid label value"):
+        actorlib.init(backend="thread", labels={"zone": "a b"})
+    assert not actorlib.is_initialized()
