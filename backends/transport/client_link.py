@@ -37,7 +37,7 @@ from actorlib.core.serialization import Serialized
 # Queries a peer may put to the core, answered with a Reply.
 REQUESTS = frozenset({
     "create_actor", "lookup_actor", "named_actors", "nodes", "cluster_resources",
-    "available_resources", "flush", "debug_state",
+    "available_resources", "flush", "debug_state", "state_rows",
 })
 
 
