@@ -295,6 +295,16 @@ def stop(args: argparse.Namespace) -> int:
 
 def query_status(address: str | None = None, token_file: str | None = None) -> dict[str, Any]:
     """Ask a head for its status (nodes, usage, actors, queued tasks)."""
+    host_port, reply = ask_head(address, token_file, StatusQuery(1), Status)
+    result: dict[str, Any] = reply.status
+    result["address"] = host_port
+    return result
+
+
+def ask_head(
+    address: str | None, token_file: str | None, query: Any, reply_type: type,
+) -> tuple[str, Any]:
+    """Send ``query`` to a head as a CLI peer; its address and its first ``reply_type``."""
     host_port, session_token = cluster.resolve_address(address)
     host, _, port = host_port.rpartition(":")
     try:
@@ -313,7 +323,7 @@ def query_status(address: str | None = None, token_file: str | None = None) -> d
     except ConnectionRefusedError:
         raise ConnectionRefusedError(_refused(host_port)) from None
     try:
-        sock.sendall(wire.encode(StatusQuery(1)))
+        sock.sendall(wire.encode(query))
         decoder = wire.Decoder()
         sock.settimeout(10)
         while True:
@@ -321,10 +331,8 @@ def query_status(address: str | None = None, token_file: str | None = None) -> d
             if not data:
                 raise ConnectionError("the head closed the connection")
             for message in decoder.feed(data):
-                if type(message) is Status:
-                    result: dict[str, Any] = message.status
-                    result["address"] = host_port
-                    return result
+                if type(message) is reply_type:
+                    return host_port, message
     finally:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)

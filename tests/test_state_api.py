@@ -105,7 +105,8 @@ def test_workload_states(rt):
     assert [c["state"] for c in calls] == ["FINISHED", "FINISHED"]
 
     # Filters, limit, detail, get.
-    assert all(t["state"] != "FINISHED" for t in state.list_tasks(filters=[("state", "!=", "FINISHED")]))
+    unfinished = state.list_tasks(filters=[("state", "!=", "FINISHED")])
+    assert unfinished and all(t["state"] != "FINISHED" for t in unfinished)
     assert len(state.list_tasks(limit=2)) == 2
     assert "creation_time_ms" not in state.list_tasks()[0]
     got = state.get_task(row["task_id"])

@@ -1,8 +1,8 @@
 """``actorlib.util``: Ray's ``ray.util`` names, so ``from ray.util import ActorPool`` translates.
 
 Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.queue``
-(``Queue``), ``actorlib.util.scheduling_strategies`` and ``actorlib.util.placement_group`` (importable; placement groups themselves raise
-``NotSupportedError``).
+(``Queue``), ``actorlib.util.scheduling_strategies`` and ``actorlib.util.placement_group``
+(importable; placement groups themselves raise ``NotSupportedError``).
 """
 
 from __future__ import annotations

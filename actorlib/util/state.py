@@ -162,12 +162,12 @@ def _get(kind: str, key: str, id_: str, fetch: Fetch | None) -> dict[str, Any] |
     return max(found, key=lambda r: r.get("attempt_number", 0)) if found else None
 
 
-def get_task(id: str, *, _fetch: Fetch | None = None) -> dict[str, Any] | None:  # noqa: A002
+def get_task(id: str, *, _fetch: Fetch | None = None) -> dict[str, Any] | None:
     """The task or actor call with hex id ``id`` (its latest attempt); None if unknown."""
     return _get("tasks", "task_id", id, _fetch)
 
 
-def get_actor(id: str, *, _fetch: Fetch | None = None) -> dict[str, Any] | None:  # noqa: A002
+def get_actor(id: str, *, _fetch: Fetch | None = None) -> dict[str, Any] | None:
     """The actor with hex id ``id``; None if unknown."""
     return _get("actors", "actor_id", id, _fetch)
 

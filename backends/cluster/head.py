@@ -56,6 +56,8 @@ from actorlib.backends.transport.messages import (
     RunCall,
     RunTask,
     StartActor,
+    StateQuery,
+    StateRows,
     Status,
     StatusQuery,
     StopActor,
@@ -171,7 +173,7 @@ class HeadBackend(Backend):
                 ActorDied: self._actor_died, **client_calls,
             },
             "driver": {DriverHello: self._driver_hello, **client_calls},
-            "cli": {StatusQuery: self._status_query},
+            "cli": {StatusQuery: self._status_query, StateQuery: self._state_query},
         }
 
     # == lifecycle ==========================================================================
@@ -339,6 +341,14 @@ class HeadBackend(Backend):
 
     def _status_query(self, peer: _Peer, message: StatusQuery) -> None:
         peer.send(Status(message.req, self._status()))
+
+    def _state_query(self, peer: _Peer, message: StateQuery) -> None:
+        try:
+            rows = self.client.state_rows(message.kind)
+        except (ValueError, RuntimeError) as exc:
+            peer.send(StateRows(message.req, [], str(exc)))
+            return
+        peer.send(StateRows(message.req, rows))
 
     def _node_hello(self, peer: _Peer, message: NodeHello) -> None:
         if message.node_id in self.nodes:

@@ -1,0 +1,99 @@
+"""``actorlib list``, ``summary`` and ``get`` against a real cluster head and its work."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from test_cli import cli, tmp_env  # noqa: F401 - the fixture is used by name
+from test_state_api import Counter, Gate, _wait_for, broken, held, ok
+
+import actorlib
+from actorlib import exceptions as exc
+from actorlib.util import state
+
+T = 60
+
+
+@pytest.fixture
+def cluster_with_work(tmp_env: dict[str, str]) -> Iterator[dict[str, str]]:  # noqa: F811
+    """A head with a local node, and this process a driver with a running task on it."""
+    out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "2")
+    assert out.returncode == 0, out.stderr
+    try:
+        actorlib.init(address="auto")
+        try:
+            _wait_for(lambda: actorlib.cluster_resources().get("CPU") == 2, "the node")
+            gate = Gate.remote()
+            running = held.remote(gate)
+            assert actorlib.get(ok.remote(1), timeout=T) == 2
+            with pytest.raises(exc.TaskError):
+                actorlib.get(broken.remote(), timeout=T)
+            counter = Counter.remote()
+            assert actorlib.get(counter.incr.remote(), timeout=T) == 1
+            _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]),
+                      "the held task's call")
+            yield tmp_env
+            actorlib.get(gate.open.remote(), timeout=T)
+            actorlib.get(running, timeout=T)
+        finally:
+            actorlib.shutdown()
+    finally:
+        stopped = cli(tmp_env, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def _json(env: dict[str, str], *args: str):
+    out = cli(env, *args, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_list_summary_get(cluster_with_work: dict[str, str]) -> None:
+    env = cluster_with_work
+    tasks = {t["name"]: t for t in _json(env, "list", "tasks", "--address", "auto")}
+    assert tasks["held"]["state"] == "RUNNING"
+    assert tasks["ok"]["state"] == "FINISHED"
+    assert tasks["broken"]["state"] == "FAILED"
+    running = _json(env, "list", "tasks", "--filter", "state=RUNNING")
+    assert {t["name"] for t in running} >= {"held", "Gate.wait"}
+    assert all(t["state"] == "RUNNING" for t in running)
+    assert len(_json(env, "list", "tasks", "--limit", "1")) == 1
+    not_done = _json(env, "list", "tasks", "--filter", "state!=FINISHED")
+    assert "ok" not in {t["name"] for t in not_done}
+
+    actors = {a["class_name"]: a for a in _json(env, "list", "actors")}
+    assert actors["Counter"]["state"] == "ALIVE"
+    got = _json(env, "get", "actor", actors["Counter"]["actor_id"])
+    assert got["class_name"] == "Counter" and got["num_restarts"] == 0
+    assert _json(env, "get", "task", tasks["ok"]["task_id"])["state"] == "FINISHED"
+
+    summary = _json(env, "summary", "tasks")["cluster"]["summary"]
+    assert summary["broken"]["state_counts"] == {"FAILED": 1}
+    nodes = _json(env, "list", "nodes")
+    assert len(nodes) == 1 and nodes[0]["resources_total"]["CPU"] == 2
+
+    table = cli(env, "list", "actors")
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.splitlines()
+    assert header.split()[:3] == ["ACTOR_ID", "CLASS_NAME", "STATE"]
+    assert any(line.split()[1:3] == ["Counter", "ALIVE"] for line in lines)
+    summary_table = cli(env, "summary", "actors")
+    assert summary_table.returncode == 0 and "Gate" in summary_table.stdout
+
+
+def test_bad_input_and_missing_ids(cluster_with_work: dict[str, str]) -> None:
+    env = cluster_with_work
+    out = cli(env, "list", "tasks", "--filter", "colour=red")
+    assert out.returncode == 2 and "unknown key 'colour'" in out.stderr
+    out = cli(env, "list", "tasks", "--filter", "nonsense")
+    assert out.returncode == 2 and "KEY=VALUE" in out.stderr
+    out = cli(env, "get", "task", "00000000deadbeef")
+    assert out.returncode == 1 and "no task with id" in out.stderr
+
+
+def test_no_head_is_one_line(tmp_env: dict[str, str]) -> None:  # noqa: F811
+    out = cli(tmp_env, "list", "nodes")
+    assert out.returncode == 1
+    assert "actorlib list:" in out.stderr and "Traceback" not in out.stderr
