@@ -36,6 +36,7 @@ SAMPLES: list[Any] = [
     m.Welcome(3, [NodeInfo("n", {"CPU": 2.0})], {"s": ("h", 1)}, []),
     m.NodeReady("s", ("h", 1)), m.Nodes([], {}), m.Heartbeat({"workers": 1}), m.Free(["/p"]),
     m.StatusQuery(1), m.Status(1, {"nodes": []}),
+    m.StateQuery(1, "tasks"), m.StateRows(1, [{"task_id": "01", "state": "RUNNING"}], None),
 ]
 
 
