@@ -74,7 +74,7 @@ def head_fetcher(address: str | None, token_file: str | None) -> state.Fetch:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, dict):
         return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
