@@ -1,7 +1,8 @@
-"""``actorlib list``, ``summary`` and ``get``: the state API against a cluster's head.
+"""``actorlib list``, ``summary`` and ``get``: the state API from another terminal.
 
-The rows come from the head's core (a ``StateQuery`` on a CLI connection, as ``actorlib
-status`` asks for its ``Status``); filtering, limits and summaries are
+The rows come from a cluster's head (a ``StateQuery`` on a CLI connection, as ``actorlib
+status`` asks for its ``Status``) or from a local driver's state socket
+(:mod:`actorlib.backends.state_socket`); filtering, limits and summaries are
 :mod:`actorlib.util.state`'s own, so the command line and the Python API agree.
 """
 
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
+from actorlib.backends import state_socket
+from actorlib.backends.cluster import driver as cluster
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport.messages import StateQuery, StateRows
 from actorlib.util import state
@@ -29,6 +33,10 @@ def add_arguments(sub: Any) -> None:
                             "(default: the local session)")
         parser.add_argument("--token-file", help="the cluster token (default: "
                             "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
+        parser.add_argument("--pid", type=int, help="a local driver (a script that called "
+                            "init() without a cluster) by its process id; without --pid "
+                            "and --address: the local cluster if there is one, else the "
+                            "newest local driver")
         parser.add_argument("--format", default="table", choices=FORMATS,
                             help="aligned columns (default) or JSON")
 
@@ -71,6 +79,28 @@ def head_fetcher(address: str | None, token_file: str | None) -> state.Fetch:
         return rows
 
     return fetch
+
+
+def local_fetcher(pid: int | None) -> state.Fetch:
+    """Rows from the local driver ``pid`` (None: the newest)."""
+    path = state_socket.driver_socket(pid)
+
+    def fetch(kind: str) -> list[dict[str, Any]]:
+        return state_socket.query(path, kind)
+
+    return fetch
+
+
+def fetcher(args: argparse.Namespace) -> state.Fetch:
+    """Where the rows come from: ``--pid``, ``--address``, else the local cluster or driver."""
+    if args.pid is not None:
+        if args.address:
+            raise ValueError("--pid (a local driver) and --address (a cluster) exclude "
+                             "each other")
+        return local_fetcher(args.pid)
+    if args.address or os.environ.get(cluster.ADDRESS_ENV) or cluster.latest_session():
+        return head_fetcher(args.address, args.token_file)
+    return local_fetcher(None)
 
 
 def _cell(value: Any) -> str:
@@ -117,8 +147,8 @@ def _output(args: argparse.Namespace, value: Any, rows: list[dict[str, Any]]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run ``list``/``summary``/``get``; failures become one line on stderr."""
-    fetch = head_fetcher(args.address, args.token_file)
     try:
+        fetch = fetcher(args)
         if args.command == "list":
             filters = [parse_filter(f) for f in args.filter]
             rows = state.select(args.kind, fetch(args.kind), filters, args.limit, args.detail)

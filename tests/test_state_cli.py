@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_cli import cli, tmp_env  # noqa: F401 - the fixture is used by name
@@ -97,3 +99,33 @@ def test_no_head_is_one_line(tmp_env: dict[str, str]) -> None:  # noqa: F811
     out = cli(tmp_env, "list", "nodes")
     assert out.returncode == 1
     assert "actorlib list:" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_local_driver_answers_from_another_process(
+    tmp_env: dict[str, str], backend: str,  # noqa: F811
+) -> None:
+    """A second terminal looks at a script running its own core (no cluster)."""
+    actorlib.init(backend=backend, num_cpus=2)
+    try:
+        gate = Gate.remote()
+        running = held.remote(gate)
+        assert actorlib.get(ok.remote(1), timeout=T) == 2
+        _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "the call")
+        by_pid = _json(tmp_env, "list", "tasks", "--pid", str(os.getpid()))
+        assert {t["name"]: t["state"] for t in by_pid}["held"] == "RUNNING"
+        newest = _json(tmp_env, "list", "tasks", "--filter", "name=ok")  # no cluster: local
+        assert [t["state"] for t in newest] == ["FINISHED"]
+        assert _json(tmp_env, "summary", "actors")["cluster"]["summary"]["Gate"][
+            "state_counts"] == {"ALIVE": 1}
+        out = cli(tmp_env, "list", "tasks", "--filter", "colour=red")
+        assert out.returncode == 2 and "unknown key 'colour'" in out.stderr
+        out = cli(tmp_env, "list", "tasks", "--pid", "1")
+        assert out.returncode == 1 and f"running: {os.getpid()}" in out.stderr
+        actorlib.get(gate.open.remote(), timeout=T)
+        assert actorlib.get(running, timeout=T) == "opened"
+    finally:
+        actorlib.shutdown()
+    out = cli(tmp_env, "list", "tasks")
+    assert out.returncode == 1 and "no local actorlib driver" in out.stderr
+    assert not list(Path(tmp_env["TMPDIR"]).glob("**/state.sock"))
