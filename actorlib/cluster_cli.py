@@ -358,18 +358,43 @@ def status(args: argparse.Namespace) -> int:
     print(f"cluster at {info['address']}: {len(info['nodes'])} node(s), "
           f"{info['drivers']} driver(s), {info['actors']} actor(s), "
           f"{info['tasks']} task(s) of which {info['queued_tasks']} queued")
-
-    def fmt(resources: dict[str, float]) -> str:
-        return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
-
+    for label, key in (("actors", "actors_by_state"), ("tasks", "tasks_by_state")):
+        counts = info.get(key)
+        if counts:
+            print(f"  {label} by state: " + ", ".join(
+                f"{state} {n}" for state, n in sorted(counts.items())))
     for node in info["nodes"]:
         print(f"  node {node['node_id']} at {node['address']}")
-        print(f"    total     {fmt(node['resources'])}")
-        print(f"    available {fmt(node['available'])}")
+        print(f"    resources {resource_usage(node['resources'], node['available'])}")
         print(f"    workers {node.get('workers', '?')} (idle {node.get('idle_workers', '?')}), "
               f"running tasks {node['running_tasks']}, actors {node['actors']}, "
-              f"object store {node.get('object_store_bytes', 0) / 2**20:.1f} MiB")
+              f"object store {human_bytes(node.get('object_store_bytes', 0))}")
     return 0
+
+
+#: Resources counted in bytes, shown in binary units.
+BYTE_RESOURCES = frozenset({"memory", "object_store_memory"})
+
+
+def human_bytes(n: float) -> str:
+    """``1.5 GiB``, ``512 B``: bytes in the largest binary unit that keeps them >= 1."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def resource_usage(total: dict[str, float], available: dict[str, float]) -> str:
+    """``CPU 1/4, memory 2.0 GiB/15.0 GiB``: used of total per resource."""
+    parts = []
+    for key in sorted(total):
+        used = max(total[key] - available.get(key, total[key]), 0.0)
+        if key in BYTE_RESOURCES:
+            parts.append(f"{key} {human_bytes(used)}/{human_bytes(total[key])}")
+        else:
+            parts.append(f"{key} {used:g}/{total[key]:g}")
+    return ", ".join(parts) + " used" if parts else "none"
 
 
 def run(args: argparse.Namespace) -> int:

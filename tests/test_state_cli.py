@@ -129,3 +129,36 @@ def test_a_local_driver_answers_from_another_process(
     out = cli(tmp_env, "list", "tasks")
     assert out.returncode == 1 and "no local actorlib driver" in out.stderr
     assert not list(Path(tmp_env["TMPDIR"]).glob("**/state.sock"))
+
+
+def test_status_counts_states_and_speaks_in_bytes(cluster_with_work: dict[str, str]) -> None:
+    out = cli(cluster_with_work, "status")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    tasks = next(line for line in lines if "tasks by state:" in line)
+    assert "FAILED 1" in tasks and "RUNNING 2" in tasks  # held and its call on the gate
+    actors = next(line for line in lines if "actors by state:" in line)
+    assert "ALIVE 2" in actors
+    resources = next(line for line in lines if line.strip().startswith("resources"))
+    assert "CPU " in resources and "e+" not in resources
+    assert "memory " in resources and "GiB used" in resources
+    info = _json_status(cluster_with_work)
+    assert info["tasks_by_state"]["FINISHED"] >= 1
+
+
+def _json_status(env: dict[str, str]) -> dict:
+    out = cli(env, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_human_bytes() -> None:
+    from actorlib.cluster_cli import human_bytes, resource_usage
+
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(1.59977e10) == "14.9 GiB"
+    assert human_bytes(3 * 2**50) == "3072.0 TiB"
+    assert resource_usage({"CPU": 4.0, "memory": 2.0**33}, {"CPU": 3.0, "memory": 2.0**32}) == (
+        "CPU 1/4, memory 4.0 GiB/8.0 GiB used"
+    )

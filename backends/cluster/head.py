@@ -487,7 +487,17 @@ class HeadBackend(Backend):
             "queued_tasks": state.get("queued", 0),
             "tasks": state.get("tasks", 0),
             "actors": len(state.get("actors", ())),
+            "tasks_by_state": _count_states(rt, "tasks"),
+            "actors_by_state": _count_states(rt, "actors"),
         }
+
+
+def _count_states(rt: Any, kind: str) -> dict[str, int]:
+    """How many rows of ``kind`` the state API lists in each state (ended tasks too)."""
+    counts: dict[str, int] = {}
+    for row in rt.state_rows(kind):
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return counts
 
 
 # == the daemon ===================================================================================
