@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
 
 import actorlib
 import actorlib as ray
+from actorlib import _testing, session
 from actorlib import exceptions as exc
+from actorlib.core import state as core_state
 from actorlib.util import state
 
 T = 60
@@ -140,6 +143,11 @@ def test_workload_states(rt):
                                                  ("state", "=", "DEAD")]), "Counter dead")
     dead = state.get_actor(actors["Counter"]["actor_id"])
     assert "killed" in dead["death_cause"]
+    # With its last handle gone the core forgets it; the state API still lists it, dead.
+    del counter
+    gc.collect()
+    _testing.live_actor_ids()  # applies the dropped handle
+    assert state.get_actor(actors["Counter"]["actor_id"])["state"] == "DEAD"
 
 
 def test_objects_and_nodes(rt):
@@ -173,3 +181,25 @@ def test_bad_arguments(rt):
 
 def test_reachable_as_ray_util_state(rt):
     assert ray.util.state.list_nodes is state.list_nodes
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_the_core_keeps_a_bounded_history(backend, monkeypatch):
+    """Where the core lives in this process: the ended-task ring is bounded, and a
+    forgotten actor is listed from a row of its own, not from its record."""
+    monkeypatch.setattr(core_state, "ENDED_KEPT", 5)
+    actorlib.init(backend=backend, num_cpus=2)
+    try:
+        assert actorlib.get([ok.remote(i) for i in range(8)], timeout=T) == list(range(1, 9))
+        assert len(state.list_tasks(filters=[("name", "=", "ok")])) == 5
+        counter = Counter.remote()
+        actor_id = state.list_actors(filters=[("class_name", "=", "Counter")])[0]["actor_id"]
+        assert actorlib.get(counter.incr.remote(), timeout=T) == 1
+        del counter
+        gc.collect()
+        rt = session.runtime()
+        _wait_for(lambda: not rt.actors.records, "the actor to be forgotten")
+        row = state.get_actor(actor_id)
+        assert row["state"] == "DEAD" and "out of scope" in row["death_cause"]
+    finally:
+        actorlib.shutdown()

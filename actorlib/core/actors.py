@@ -32,7 +32,7 @@ from actorlib.core.records import ActorStart, CallRun, Outcome
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
-from actorlib.core.state import dead_actor_ring, ended_ring
+from actorlib.core.state import actor_row, dead_actor_ring, ended_ring
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import ActorDiedError, InfeasibleResourceError
 
@@ -285,7 +285,7 @@ class Actors:
     def _forget(self, rec: ActorRecord) -> None:
         if self.records.pop(rec.spec.actor_id, None) is not None:
             self.values.release_args(rec.spec.args)
-            self.dead.append(rec)
+            self.dead.append(actor_row(rec))
 
     def _out_of_scope(self, rec: ActorRecord) -> None:
         """No handle is left: stop the actor once its pending calls are done (Ray's rule)."""

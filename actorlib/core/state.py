@@ -42,7 +42,8 @@ def ended_ring() -> collections.deque[Ended]:
     return collections.deque(maxlen=ENDED_KEPT)
 
 
-def dead_actor_ring() -> collections.deque[ActorRecord]:
+def dead_actor_ring() -> collections.deque[dict[str, Any]]:
+    """Rows of forgotten actors: a row, not the record, so their arguments can be freed."""
     return collections.deque(maxlen=DEAD_ACTORS_KEPT)
 
 
@@ -137,7 +138,7 @@ def task_rows(tasks: Tasks, actors: Actors) -> list[dict[str, Any]]:
     return out
 
 
-def _actor_row(rec: ActorRecord) -> dict[str, Any]:
+def actor_row(rec: ActorRecord) -> dict[str, Any]:
     spec = rec.spec
     placement = rec.placement
     error = rec.dead_error
@@ -158,10 +159,10 @@ def _actor_row(rec: ActorRecord) -> dict[str, Any]:
 
 def actor_rows(actors: Actors) -> list[dict[str, Any]]:
     """Every actor the core knows, then dead ones it has forgotten (the latest last)."""
-    live = list(actors.records.values())
-    seen = {rec.spec.actor_id for rec in live}
-    gone = [rec for rec in actors.dead if rec.spec.actor_id not in seen]
-    return [_actor_row(rec) for rec in live + gone]
+    out = [actor_row(rec) for rec in actors.records.values()]
+    seen = {row["actor_id"] for row in out}
+    out.extend(dict(row) for row in actors.dead if row["actor_id"] not in seen)
+    return out
 
 
 def object_rows(
