@@ -114,7 +114,7 @@ class StateServer:
         sock = self._sock
         assert sock is not None
         while True:
-            ready, _, _ = select.select([sock, self._wake_r], [], [])
+            ready, _, _ = select.select([sock.fileno(), self._wake_r], [], [])
             if self._wake_r in ready:
                 return
             try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from test_state_api import Counter, Gate, _wait_for, broken, held, ok
 
 import actorlib
 from actorlib import exceptions as exc
+from actorlib.backends import state_socket
 from actorlib.util import state
 
 T = 60
@@ -122,6 +125,14 @@ def test_a_local_driver_answers_from_another_process(
         assert out.returncode == 2 and "unknown key 'colour'" in out.stderr
         out = cli(tmp_env, "list", "tasks", "--pid", "1")
         assert out.returncode == 1 and f"running: {os.getpid()}" in out.stderr
+        path = state_socket.driver_socket(os.getpid())
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        with socket.socket(socket.AF_UNIX) as conn:  # not JSON: an answer, never a crash
+            conn.connect(path)
+            conn.sendall(b"\x80\x04not json\n")
+            assert "error" in json.loads(state_socket.read_line(conn, limit=None))
+        with pytest.raises(ValueError, match="unknown state kind"):
+            state_socket.query(path, "workers")
         actorlib.get(gate.open.remote(), timeout=T)
         assert actorlib.get(running, timeout=T) == "opened"
     finally:
