@@ -303,6 +303,7 @@ def query_status(address: str | None = None, token_file: str | None = None) -> d
 
 def ask_head(
     address: str | None, token_file: str | None, query: Any, reply_type: type,
+    timeout: float = 10.0,
 ) -> tuple[str, Any]:
     """Send ``query`` to a head as a CLI peer; its address and its first ``reply_type``."""
     host_port, session_token = cluster.resolve_address(address)
@@ -325,7 +326,7 @@ def ask_head(
     try:
         sock.sendall(wire.encode(query))
         decoder = wire.Decoder()
-        sock.settimeout(10)
+        sock.settimeout(timeout)
         while True:
             data = sock.recv(1 << 16)
             if not data:

@@ -67,12 +67,14 @@ def parse_filter(text: str) -> tuple[str, str, str]:
     raise ValueError(f"--filter: expected KEY=VALUE or KEY!=VALUE, got {text!r}")
 
 
-def head_fetcher(address: str | None, token_file: str | None) -> state.Fetch:
+def head_fetcher(
+    address: str | None, token_file: str | None, timeout: float = 10.0,
+) -> state.Fetch:
     """Rows from the head at ``address``, for :mod:`actorlib.util.state`'s ``_fetch``."""
     from actorlib.cluster_cli import ask_head
 
     def fetch(kind: str) -> list[dict[str, Any]]:
-        _, reply = ask_head(address, token_file, StateQuery(1, kind), StateRows)
+        _, reply = ask_head(address, token_file, StateQuery(1, kind), StateRows, timeout)
         if reply.error is not None:
             raise ValueError(reply.error)
         rows: list[dict[str, Any]] = reply.rows
@@ -81,26 +83,35 @@ def head_fetcher(address: str | None, token_file: str | None) -> state.Fetch:
     return fetch
 
 
-def local_fetcher(pid: int | None) -> state.Fetch:
+def local_fetcher(pid: int | None, timeout: float = state_socket.TIMEOUT_S) -> state.Fetch:
     """Rows from the local driver ``pid`` (None: the newest)."""
     path = state_socket.driver_socket(pid)
 
     def fetch(kind: str) -> list[dict[str, Any]]:
-        return state_socket.query(path, kind)
+        return state_socket.query(path, kind, timeout)
 
     return fetch
 
 
-def fetcher(args: argparse.Namespace) -> state.Fetch:
-    """Where the rows come from: ``--pid``, ``--address``, else the local cluster or driver."""
-    if args.pid is not None:
-        if args.address:
+def remote_fetcher(
+    address: str | None, pid: int | None = None, token_file: str | None = None,
+    timeout: float = 10.0,
+) -> state.Fetch:
+    """Where rows come from outside this process: the local driver ``pid``, the head at
+    ``address``, else this machine's cluster if it has one, else its newest local driver."""
+    if pid is not None:
+        if address:
             raise ValueError("--pid (a local driver) and --address (a cluster) exclude "
                              "each other")
-        return local_fetcher(args.pid)
-    if args.address or os.environ.get(cluster.ADDRESS_ENV) or cluster.latest_session():
-        return head_fetcher(args.address, args.token_file)
-    return local_fetcher(None)
+        return local_fetcher(pid, timeout)
+    if address or os.environ.get(cluster.ADDRESS_ENV) or cluster.latest_session():
+        return head_fetcher(address, token_file, timeout)
+    return local_fetcher(None, timeout)
+
+
+def fetcher(args: argparse.Namespace) -> state.Fetch:
+    """The command line's source of rows (see :func:`remote_fetcher`)."""
+    return remote_fetcher(args.address, args.pid, args.token_file)
 
 
 def _cell(value: Any) -> str:

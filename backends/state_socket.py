@@ -199,10 +199,10 @@ def driver_socket(pid: int | None) -> str:
     raise ConnectionError(f"no local actorlib driver with pid {pid} (running: {running})")
 
 
-def query(path: str, kind: str) -> list[dict[str, Any]]:
+def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
     """The rows of ``kind`` from the driver listening at ``path``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(TIMEOUT_S)
+        conn.settimeout(timeout)
         conn.connect(path)
         conn.sendall(json.dumps({"kind": kind}).encode() + b"\n")
         line = read_line(conn, limit=None)

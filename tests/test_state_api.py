@@ -177,6 +177,8 @@ def test_bad_arguments(rt):
         state.list_nodes(limit=-1)
     with pytest.raises(ValueError, match="unknown state kind"):
         state.rows("workers")
+    with pytest.raises(ValueError, match="timeout"):
+        state.list_tasks(timeout=0)
 
 
 def test_reachable_as_ray_util_state(rt):

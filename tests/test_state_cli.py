@@ -6,6 +6,8 @@ import json
 import os
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +127,13 @@ def test_a_local_driver_answers_from_another_process(
         assert out.returncode == 2 and "unknown key 'colour'" in out.stderr
         out = cli(tmp_env, "list", "tasks", "--pid", "1")
         assert out.returncode == 1 and f"running: {os.getpid()}" in out.stderr
+        # The Python API in a process with no runtime of its own asks the same driver.
+        code = ("import json; from actorlib.util.state import list_tasks; "
+                "print(json.dumps(list_tasks(filters=[('name', '=', 'held')])))")
+        other = subprocess.run([sys.executable, "-c", code], env=tmp_env,
+                               capture_output=True, text=True, timeout=T)
+        assert other.returncode == 0, other.stderr
+        assert [t["state"] for t in json.loads(other.stdout)] == ["RUNNING"]
         path = state_socket.driver_socket(os.getpid())
         assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
         with socket.socket(socket.AF_UNIX) as conn:  # not JSON: an answer, never a crash

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from actorlib import session
+from actorlib.core import context
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -45,10 +46,27 @@ KINDS = tuple(BRIEF)
 
 Filter = tuple[str, str, Any]
 Fetch = Callable[[str], list[dict[str, Any]]]
+DEFAULT_TIMEOUT = 30  # seconds, Ray's
 
 
 def _local_rows(kind: str) -> list[dict[str, Any]]:
     return session.client().state_rows(kind)
+
+
+def _source(address: str | None, timeout: float, fetch: Fetch | None) -> Fetch:
+    """This process's runtime when it has one and no ``address`` is given; else, as Ray's
+    state API does, a runtime elsewhere: the head at ``address``, or with ``None`` /
+    ``"auto"`` this machine's cluster, else its newest local driver (a script running its
+    own core, see docs/observability.md)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+    if fetch is not None:
+        return fetch
+    if address is None and context.current() is not None:
+        return _local_rows
+    from actorlib.state_cli import remote_fetcher  # the composition root for other runtimes
+
+    return remote_fetcher(None if address == "auto" else address, timeout=timeout)
 
 
 def rows(kind: str, fetch: Fetch | None = None) -> list[dict[str, Any]]:
@@ -117,65 +135,86 @@ def select(
     return matched
 
 
-def _list(kind: str, filters: Sequence[Filter] | None, limit: int, detail: bool,
-          raise_on_missing_output: bool, fetch: Fetch | None) -> list[dict[str, Any]]:
-    return select(kind, rows(kind, fetch), filters, limit, detail, raise_on_missing_output)
+def _list(kind: str, address: str | None, filters: Sequence[Filter] | None, limit: int,
+          timeout: float, detail: bool, raise_on_missing_output: bool,
+          fetch: Fetch | None) -> list[dict[str, Any]]:
+    source = _source(address, timeout, fetch)
+    return select(kind, rows(kind, source), filters, limit, detail, raise_on_missing_output)
 
 
 def list_tasks(
-    filters: Sequence[Filter] | None = None, limit: int = DEFAULT_LIMIT, detail: bool = False,
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
 ) -> list[dict[str, Any]]:
     """Live tasks and actor calls, then the last ended ones (FINISHED / FAILED)."""
-    return _list("tasks", filters, limit, detail, raise_on_missing_output, _fetch)
+    return _list("tasks", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
 
 
 def list_actors(
-    filters: Sequence[Filter] | None = None, limit: int = DEFAULT_LIMIT, detail: bool = False,
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
 ) -> list[dict[str, Any]]:
     """Actors the core knows, dead ones included (the last 1,000 forgotten ones too)."""
-    return _list("actors", filters, limit, detail, raise_on_missing_output, _fetch)
+    return _list("actors", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
 
 
 def list_objects(
-    filters: Sequence[Filter] | None = None, limit: int = DEFAULT_LIMIT, detail: bool = False,
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
 ) -> list[dict[str, Any]]:
     """Objects the core holds: pending and ready, with size, ref count and location."""
-    return _list("objects", filters, limit, detail, raise_on_missing_output, _fetch)
+    return _list("objects", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
 
 
 def list_nodes(
-    filters: Sequence[Filter] | None = None, limit: int = DEFAULT_LIMIT, detail: bool = False,
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
 ) -> list[dict[str, Any]]:
     """Nodes with their total and available resources."""
-    return _list("nodes", filters, limit, detail, raise_on_missing_output, _fetch)
+    return _list("nodes", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
 
 
-def _get(kind: str, key: str, id_: str, fetch: Fetch | None) -> dict[str, Any] | None:
+def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
+         fetch: Fetch | None) -> dict[str, Any] | None:
     if not isinstance(id_, str):
         raise TypeError(f"{key}: expected a hex id string, got {type(id_).__name__}")
-    found = [row for row in rows(kind, fetch) if row.get(key) == id_.lower()]
+    found = [row for row in rows(kind, _source(address, timeout, fetch))
+             if row.get(key) == id_.lower()]
     # A retried task is listed once per ended attempt: the latest attempt is the answer.
     return max(found, key=lambda r: r.get("attempt_number", 0)) if found else None
 
 
-def get_task(id: str, *, _fetch: Fetch | None = None) -> dict[str, Any] | None:
+def get_task(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
+    _fetch: Fetch | None = None,
+) -> dict[str, Any] | None:
     """The task or actor call with hex id ``id`` (its latest attempt); None if unknown."""
-    return _get("tasks", "task_id", id, _fetch)
+    return _get("tasks", "task_id", id, address, timeout, _fetch)
 
 
-def get_actor(id: str, *, _fetch: Fetch | None = None) -> dict[str, Any] | None:
+def get_actor(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
+    _fetch: Fetch | None = None,
+) -> dict[str, Any] | None:
     """The actor with hex id ``id``; None if unknown."""
-    return _get("actors", "actor_id", id, _fetch)
+    return _get("actors", "actor_id", id, address, timeout, _fetch)
 
 
-def summarize_tasks(*, _fetch: Fetch | None = None) -> dict[str, Any]:
+def summarize_tasks(
+    address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> dict[str, Any]:
     """Tasks grouped by name, each with a count per state (Ray's ``summarize_tasks``)."""
     groups: dict[str, dict[str, Any]] = {}
-    all_rows = rows("tasks", _fetch)
+    all_rows = rows("tasks", _source(address, timeout, _fetch))
     for row in all_rows:
         name = row["func_or_class_name"]
         group = groups.get(name)
@@ -188,10 +227,13 @@ def summarize_tasks(*, _fetch: Fetch | None = None) -> dict[str, Any]:
     return {"cluster": {"summary": groups, "total_tasks": len(all_rows)}}
 
 
-def summarize_actors(*, _fetch: Fetch | None = None) -> dict[str, Any]:
+def summarize_actors(
+    address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> dict[str, Any]:
     """Actors grouped by class, each with a count per state (Ray's ``summarize_actors``)."""
     groups: dict[str, dict[str, Any]] = {}
-    all_rows = rows("actors", _fetch)
+    all_rows = rows("actors", _source(address, timeout, _fetch))
     for row in all_rows:
         name = row["class_name"]
         group = groups.setdefault(name, {"class_name": name, "state_counts": {}})
@@ -200,9 +242,12 @@ def summarize_actors(*, _fetch: Fetch | None = None) -> dict[str, Any]:
     return {"cluster": {"summary": groups, "total_actors": len(all_rows)}}
 
 
-def summarize_objects(*, _fetch: Fetch | None = None) -> dict[str, Any]:
+def summarize_objects(
+    address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> dict[str, Any]:
     """Objects counted by status, with their total size and spilled bytes."""
-    all_rows = rows("objects", _fetch)
+    all_rows = rows("objects", _source(address, timeout, _fetch))
     by_status = collections.Counter(row["task_status"] for row in all_rows)
     total = sum(row["object_size"] or 0 for row in all_rows)
     spilled = sum(row["object_size"] or 0 for row in all_rows if row["spilled"])
