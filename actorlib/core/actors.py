@@ -32,7 +32,7 @@ from actorlib.core.records import ActorStart, CallRun, Outcome
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
-from actorlib.core.state import actor_row, dead_actor_ring, ended_ring
+from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import ActorDiedError, InfeasibleResourceError
 
@@ -109,7 +109,7 @@ class Actors:
         self.records: dict[int, ActorRecord] = {}
         self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
         self.names: dict[tuple[str, str], int] = {}
-        self.ended = ended_ring()  # the last ended calls, for the state API
+        self.ended = ended_calls_ring()  # the last ended calls, for the state API
         self.dead = dead_actor_ring()  # the last forgotten (dead) actors, likewise
 
     # == handles: an actor id counted like an object's ====================================
@@ -419,11 +419,9 @@ class Actors:
         self.calls.pop(spec.call_id, None)
         actor = self.records.get(spec.actor_id)
         if actor is not None:
-            placement = actor.placement
             self.ended.append((
-                spec.call_id, f"{actor.spec.cls.name}.{spec.method}", "ACTOR_TASK", spec.attempt,
-                placement.node.node_id if placement is not None else None, spec.actor_id,
-                error is not None, actor.job, call.created, 0.0, time.time(),
+                spec.call_id, spec.method, actor.spec.cls.name, spec.attempt, actor.placement,
+                spec.actor_id, error is not None, actor.job, call.created, time.time(),
             ))
         self.values.release_args(spec.args)
 

@@ -22,7 +22,7 @@ from actorlib.core.ids import id_hex
 if TYPE_CHECKING:
     from actorlib.core.actors import ActorRecord, Actors
     from actorlib.core.objects import ObjectTable
-    from actorlib.core.scheduler import Scheduler
+    from actorlib.core.scheduler import Placement, Scheduler
     from actorlib.core.tasks import TaskRecord, Tasks
 
 #: How many ended tasks (and, separately, ended actor calls) the core remembers.
@@ -33,12 +33,19 @@ DEAD_ACTORS_KEPT = 1_000
 #: The kinds :func:`rows` answers for.
 KINDS = ("tasks", "actors", "objects", "nodes")
 
-# An ended task or call: (id, name, type, attempt, node_id, actor_id, failed, job,
-# creation time, start time, end time). A tuple, not a dict: appended once per task.
-Ended = tuple[int, str, str, int, "str | None", int, bool, int, float, float, float]
+# An ended task: (task id, name, attempt, placement, failed, job, creation, start and end
+# time); an ended call: (call id, method, class name, attempt, the actor's placement, actor
+# id, failed, job, creation and end time). Tuples of what is at hand, not dicts: one is
+# appended per task, and a row is made of it only when someone asks.
+EndedTask = tuple[int, str, int, "Placement | None", bool, int, float, float, float]
+EndedCall = tuple[int, str, str, int, "Placement | None", int, bool, int, float, float]
 
 
-def ended_ring() -> collections.deque[Ended]:
+def ended_ring() -> collections.deque[EndedTask]:
+    return collections.deque(maxlen=ENDED_KEPT)
+
+
+def ended_calls_ring() -> collections.deque[EndedCall]:
     return collections.deque(maxlen=ENDED_KEPT)
 
 
@@ -128,13 +135,19 @@ def task_rows(tasks: Tasks, actors: Actors) -> list[dict[str, Any]]:
     """Every live task and actor call, then those ended (the most recent last)."""
     out = [_live_task(rec) for rec in tasks.records.values()]
     out.extend(_calls(actors))
-    for ring in (tasks.ended, actors.ended):
-        for (id_, name, type_, attempt, node_id, actor_id, failed, job, created, started,
-             ended) in ring:
-            out.append(_task_row(
-                id_, name, type_, "FAILED" if failed else "FINISHED", attempt, node_id,
-                actor_id, job, created, started, ended,
-            ))
+    for id_, name, attempt, placement, failed, job, created, started, ended in tasks.ended:
+        out.append(_task_row(
+            id_, name, "NORMAL_TASK", "FAILED" if failed else "FINISHED", attempt,
+            placement.node.node_id if placement is not None else None, 0, job, created,
+            started, ended,
+        ))
+    for (id_, method, class_name, attempt, placement, actor_id, failed, job, created,
+         ended) in actors.ended:
+        out.append(_task_row(
+            id_, f"{class_name}.{method}", "ACTOR_TASK", "FAILED" if failed else "FINISHED",
+            attempt, placement.node.node_id if placement is not None else None, actor_id,
+            job, created, 0.0, ended,
+        ))
     return out
 
 

@@ -353,11 +353,9 @@ class Tasks:
         if error is not None:
             self.values.resolve(rec.spec.return_ids, error)
         spec = rec.spec
-        placement = rec.placement
         self.ended.append((
-            spec.task_id, spec.name, "NORMAL_TASK", spec.attempt,
-            placement.node.node_id if placement is not None else None, 0, error is not None,
-            rec.job, rec.created, rec.started, time.time(),
+            spec.task_id, spec.name, spec.attempt, rec.placement, error is not None, rec.job,
+            rec.created, rec.started, time.time(),
         ))
         self._release_placement(rec)
         rec.state = DONE
