@@ -45,8 +45,8 @@ from actorlib.backends.sim import (
     SimulationError,
     StepBudgetExceeded,
 )
-from actorlib.backends.sim.backend import REPLAY_ENV, SimSettings
 from actorlib.backends.sim.choices import DrawChoices, PCTChoices
+from actorlib.backends.sim.settings import REPLAY_ENV, SimSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,12 +21,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
 import trustme
 
 from actorlib.backends.transport import auth as ca
+from actorlib.backends.transport import handshake, tokens
+from actorlib.backends.transport import tls as tls_config
 from actorlib.backends.transport.auth import AuthError, TLSConfig
 from actorlib.exceptions import ActorlibError
 
@@ -326,8 +329,9 @@ def test_auth_error_is_a_connection_error_and_pickles() -> None:
     assert type(back) is AuthError and str(back) == str(err)
 
 
-def test_the_module_never_unpickles() -> None:
-    tree = ast.parse(Path(ca.__file__).read_text())
+@pytest.mark.parametrize("module", [ca, handshake, tls_config, tokens], ids=lambda m: m.__name__)
+def test_the_module_never_unpickles(module: ModuleType) -> None:
+    tree = ast.parse(Path(str(module.__file__)).read_text())
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not imported & {"pickle", "cloudpickle", "marshal", "shelve", "_pickle"}

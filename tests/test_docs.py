@@ -129,6 +129,8 @@ def test_auth_errors_name_only_flags_that_exist():
     """Every ``--flag`` an error message of the cluster code suggests is a real option."""
     flags: set[str] = set()
     for path in [ROOT / "backends" / "transport" / "auth.py",
+                 ROOT / "backends" / "transport" / "handshake.py",
+                 ROOT / "backends" / "transport" / "tokens.py",
                  ROOT / "backends" / "cluster" / "driver.py",
                  ROOT / "actorlib" / "cluster_cli.py"]:
         flags |= set(re.findall(r"(--[a-z][a-z-]+)", path.read_text()))

@@ -62,7 +62,7 @@ from testkit import T
 
 import actorlib
 from actorlib.backends.process import portable
-from actorlib.backends.process.shm_store import fallback_dir
+from actorlib.backends.process.shm_files import fallback_dir
 
 
 def _fallback_entries() -> set[str]:

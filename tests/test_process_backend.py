@@ -39,7 +39,7 @@ from testkit import Recorder, Sync, T, live_objects, run_script, wait_until
 import actorlib
 from actorlib import exceptions as exc
 from actorlib.backends.process import portable
-from actorlib.backends.process.shm_store import fallback_dir
+from actorlib.backends.process.shm_files import fallback_dir
 
 # Where object files live: the fallback directory when the portable stand-ins are forced
 # (test_portable.py reruns tests of this module that way; workers import it with the flag).

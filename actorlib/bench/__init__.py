@@ -5,7 +5,9 @@
 
 Each target (actorlib on ``--backend``, and each alternative) runs in its own fresh
 subprocess; see :mod:`actorlib.bench.runner`. The workloads are in
-:mod:`actorlib.bench.workloads` (actorlib) and :mod:`actorlib.bench.alternatives`.
+:mod:`actorlib.bench.workloads` (actorlib, and the registry), :mod:`actorlib.bench.fresh_process`
+(startup and idle memory, for every target) and :mod:`actorlib.bench.alternatives`; what they
+share (the ``Env``, the sizes, the remote code) is in :mod:`actorlib.bench.workload_kit`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from actorlib.bench import workloads as w
-from actorlib.bench.workloads import BATCH, MAP_ITEMS, Env, small_value, trivial
+from actorlib.bench.fresh_process import idle_memory, startup
+from actorlib.bench.workload_kit import BATCH, MAP_ITEMS, Env, small_value, trivial
 
 if TYPE_CHECKING:
     from actorlib.bench.runner import Harness
@@ -185,8 +186,8 @@ _EXECUTOR_WORKLOADS: dict[str, Callable[[Env, Harness], None]] = {
     "tasks_async": _executor_tasks_async,
     "executor_map_c1": _executor_map(1),
     "executor_map_c100": _executor_map(100),
-    "startup": w.startup,
-    "idle_memory": w.idle_memory,
+    "startup": startup,
+    "idle_memory": idle_memory,
 }
 
 WORKLOADS: dict[str, dict[str, Callable[[Env, Harness], None]]] = {
@@ -195,16 +196,16 @@ WORKLOADS: dict[str, dict[str, Callable[[Env, Harness], None]]] = {
     "pykka": {
         "actor_sync": _pykka_actor_sync,
         "actor_async": _pykka_actor_async,
-        "startup": w.startup,
-        "idle_memory": w.idle_memory,
+        "startup": startup,
+        "idle_memory": idle_memory,
     },
     "loky": _EXECUTOR_WORKLOADS,
     "mp-pool": {
         "tasks_sync": _mp_tasks_sync,
         "tasks_async": _mp_tasks_async,
         "pool_map": _mp_pool_map,
-        "startup": w.startup,
-        "idle_memory": w.idle_memory,
+        "startup": startup,
+        "idle_memory": idle_memory,
     },
     "ray": {k: v for k, v in w.WORKLOADS.items() if k not in w.ACTORLIB_ONLY},
 }

@@ -24,6 +24,7 @@ from typing import Any
 
 from actorlib.bench import alternatives
 from actorlib.bench import workloads as w
+from actorlib.bench.workload_kit import Env, SkipWorkload
 
 
 def higher_is_better(unit: str) -> bool:
@@ -110,14 +111,14 @@ class Harness:
 
 
 @contextlib.contextmanager
-def _started(spec: dict[str, Any]) -> Iterator[w.Env]:
+def _started(spec: dict[str, Any]) -> Iterator[Env]:
     target = spec["target"]
     if target == "actorlib":
         import actorlib
 
         actorlib.init(backend=spec["backend"], num_cpus=spec["num_cpus"])
         try:
-            yield w.Env(actorlib, "actorlib", spec["backend"], spec["num_cpus"])
+            yield Env(actorlib, "actorlib", spec["backend"], spec["num_cpus"])
         finally:
             actorlib.shutdown()
     else:
@@ -125,7 +126,7 @@ def _started(spec: dict[str, Any]) -> Iterator[w.Env]:
             yield env
 
 
-def _workloads_of(target: str) -> dict[str, Callable[[w.Env, Harness], None]]:
+def _workloads_of(target: str) -> dict[str, Callable[[Env, Harness], None]]:
     if target == "actorlib":
         return dict(w.WORKLOADS)
     return alternatives.WORKLOADS[target]
@@ -158,7 +159,7 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
             h = Harness(settings, name, log)
             try:
                 fn(env, h)
-            except w.SkipWorkload as exc:
+            except SkipWorkload as exc:
                 result["skipped"][name] = str(exc)
             except Exception as exc:
                 traceback.print_exc()

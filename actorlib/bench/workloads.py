@@ -7,106 +7,41 @@ steps, ``harness.sample`` for one-shot measurements). The same code runs on Ray
 actorlib-only API are listed in ``ACTORLIB_ONLY``.
 
 The workload names are stable ids (``--workloads``); a metric id is the workload name,
-or ``workload.variant`` when one workload records several metrics.
+or ``workload.variant`` when one workload records several metrics. This module holds the
+workloads that time API calls in the started runtime (tasks, actors, objects, executor and
+pool) and the registry of all of them; ``startup`` and ``idle_memory``, which measure a
+fresh interpreter, are in :mod:`actorlib.bench.fresh_process`, and what every workload is
+written with (:class:`~actorlib.bench.workload_kit.Env`, the sizes, the remote code) in
+:mod:`actorlib.bench.workload_kit`.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from actorlib.bench.fresh_process import idle_memory, startup
+from actorlib.bench.workload_kit import (
+    BATCH,
+    DEFAULT_GET_LARGE_MB,
+    DEFAULT_LARGE_MB,
+    MAP_ITEMS,
+    Actor,
+    AsyncActor,
+    Env,
+    call_own_actor,
+    first_element,
+    make_refs,
+    need_numpy,
+    need_psutil,
+    small_value,
+    trivial,
+)
 
 if TYPE_CHECKING:
     from actorlib.bench.runner import Harness
-
-DEFAULT_LARGE_MB = 256  # put_large, task_arg_large
-DEFAULT_GET_LARGE_MB = 1024  # get_large (Ray's "get of a 1 GiB array")
-BATCH = 1000  # calls per step of the "async" workloads (Ray's harness uses 1000 too)
-MAP_ITEMS = 10_000
-
-
-@dataclass
-class Env:
-    """What a workload needs: the API module and the run's settings."""
-
-    api: Any  # the actorlib module, or ray
-    target: str  # "actorlib", "ray", or an alternative's name
-    backend: str | None
-    num_cpus: int
-    large_mb: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. an alternative's pool
-
-    @property
-    def api_name(self) -> str:
-        return str(self.api.__name__)
-
-    def large_bytes(self, default_mb: int) -> int:
-        return (self.large_mb if self.large_mb is not None else default_mb) * 1024 * 1024
-
-
-# --------------------------------------------------------------------------- remote code
-# Module-level, so that every worker (and ProcessPoolExecutor / multiprocessing.Pool)
-# imports them by reference.
-
-
-def small_value() -> bytes:
-    return b"ok"
-
-
-def trivial(x: Any) -> Any:
-    return x
-
-
-def first_element(a: Any) -> float:
-    return float(a[0])
-
-
-def call_own_actor(api_name: str, actor: Any, n: int) -> int:
-    """A caller task of ``actor_n_n``: ``n`` async calls to its own actor."""
-    api = importlib.import_module(api_name)
-    api.get([actor.small_value.remote() for _ in range(n)])
-    return n
-
-
-def make_refs(api_name: str, n: int) -> list[Any]:
-    """The task of ``refs_10000``: a result holding ``n`` refs."""
-    api = importlib.import_module(api_name)
-    return [api.put(1) for _ in range(n)]
-
-
-class Actor:
-    def small_value(self) -> bytes:
-        return b"ok"
-
-
-class AsyncActor:
-    async def small_value(self) -> bytes:
-        return b"ok"
-
-
-def _numpy() -> Any:
-    try:
-        return importlib.import_module("numpy")
-    except ImportError as exc:
-        raise SkipWorkload("numpy is not installed") from exc
-
-
-def _psutil() -> Any:
-    try:
-        return importlib.import_module("psutil")
-    except ImportError as exc:
-        raise SkipWorkload("psutil is not installed") from exc
-
-
-class SkipWorkload(Exception):
-    """Raised by a workload that cannot run here; the message is the reason."""
 
 
 def _kill(env: Env, *handles: Any) -> None:
@@ -228,7 +163,7 @@ def get_small(env: Env, h: Harness) -> None:
 
 
 def put_large(env: Env, h: Harness) -> None:
-    np = _numpy()
+    np = need_numpy()
     api = env.api
     size = env.large_bytes(DEFAULT_LARGE_MB)
     arr = np.full(size // 8, 1.0)  # written, so every page is really there
@@ -240,8 +175,8 @@ def put_large(env: Env, h: Harness) -> None:
 
 
 def get_large(env: Env, h: Harness) -> None:
-    np = _numpy()
-    psutil = _psutil()
+    np = need_numpy()
+    psutil = need_psutil()
     api = env.api
     size = env.large_bytes(DEFAULT_GET_LARGE_MB)
     arr = np.full(size // 8, 1.0)
@@ -271,7 +206,7 @@ def get_large(env: Env, h: Harness) -> None:
 
 
 def task_arg_large(env: Env, h: Harness) -> None:
-    np = _numpy()
+    np = need_numpy()
     api = env.api
     size = env.large_bytes(DEFAULT_LARGE_MB)
     arr = np.full(size // 8, 1.0)
@@ -334,122 +269,6 @@ def pool_map(env: Env, h: Harness) -> None:
     finally:
         pool.close()
         pool.join()
-
-
-# --------------------------------------------------------------------------- fresh processes
-
-# Snippets run by ``python -c`` for startup and idle_memory. Each starts the target,
-# gets a first result, prints a JSON line of phase times, then (for idle_memory) waits
-# for a line on stdin before shutting down. ``{num_cpus}``, ``{backend}`` and ``{idle}``
-# are filled in.
-_STARTUP_TEMPLATE = """
-import json, sys, time
-t0 = time.perf_counter()
-import {module} as rt
-t1 = time.perf_counter()
-rt.init({init_args})
-t2 = time.perf_counter()
-@rt.remote
-def f():
-    return 1
-rt.get(f.remote())
-t3 = time.perf_counter()
-if {{idle}}:
-    print(json.dumps({{{{"ready": True}}}}), flush=True)
-    sys.stdin.readline()
-t3b = time.perf_counter()
-rt.shutdown()
-t4 = time.perf_counter()
-print(json.dumps({{{{"import_s": t1 - t0, "init_s": t2 - t1, "first_result_s": t3 - t2,
-                  "shutdown_s": t4 - t3b}}}}), flush=True)
-"""
-
-# Formatted twice: once here per target, then with backend/num_cpus/idle per run.
-STARTUP_SNIPPETS: dict[str, str] = {
-    "actorlib": _STARTUP_TEMPLATE.format(
-        module="actorlib", init_args="backend={backend!r}, num_cpus={num_cpus}"
-    ),
-    "ray": _STARTUP_TEMPLATE.format(
-        module="ray",
-        init_args='num_cpus={num_cpus}, include_dashboard=False, logging_level="ERROR"',
-    ),
-}
-
-
-def _snippet(env: Env, idle: bool) -> str:
-    template = env.extra.get("startup_snippet") or STARTUP_SNIPPETS[env.target]
-    return str(template).format(
-        backend=env.backend, num_cpus=env.num_cpus, idle=idle,
-    )
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    return env
-
-
-def startup(env: Env, h: Harness) -> None:
-    code = _snippet(env, idle=False)
-
-    def measure() -> tuple[dict[str, float], dict[str, Any]]:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-            env=_child_env(),
-        )
-        elapsed = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"startup snippet failed:\n{proc.stderr[-2000:]}")
-        phases = json.loads(proc.stdout.strip().splitlines()[-1])
-        return {"startup": elapsed}, {k: round(v, 4) for k, v in phases.items()}
-
-    h.sample(measure, units={"startup": "s"}, note="fresh interpreter to exit")
-
-
-def idle_memory(env: Env, h: Harness) -> None:
-    psutil = _psutil()
-    code = _snippet(env, idle=True)
-
-    def measure() -> tuple[dict[str, float], dict[str, Any]]:
-        child = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=_child_env(),
-        )
-        assert child.stdin is not None and child.stdout is not None
-        try:
-            line = child.stdout.readline()
-            if not line:
-                raise RuntimeError(f"idle_memory snippet failed:\n{child.communicate()[1]}")
-            time.sleep(0.5)  # let the tree settle (lazy workers, daemons)
-            root = psutil.Process(child.pid)
-            procs = [root, *root.children(recursive=True)]
-            rss = pss = 0
-            for p in procs:
-                try:
-                    info = p.memory_full_info()
-                except psutil.Error:
-                    continue
-                rss += info.rss
-                pss += getattr(info, "pss", info.rss)
-            child.stdin.write("\n")
-            child.stdin.flush()
-            _out, err = child.communicate(timeout=120)
-            if child.returncode != 0:
-                raise RuntimeError(f"idle_memory snippet failed:\n{err[-2000:]}")
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-        return (
-            {"idle_memory.rss": rss / 2**20, "idle_memory.pss": pss / 2**20},
-            {"processes": len(procs)},
-        )
-
-    h.sample(
-        measure, units={"idle_memory.rss": "MB", "idle_memory.pss": "MB"},
-        note="whole process tree after start and a first result",
-    )
 
 
 # --------------------------------------------------------------------------- the registry

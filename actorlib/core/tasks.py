@@ -74,7 +74,9 @@ class TaskRecord:
         self.state = WAITING
         self.leader: TaskRecord | None = None  # FOLLOWING: the task it waits behind
         self.successor: TaskRecord | None = None  # RUNNING: the task following it
-        self.recalling = False  # FOLLOWING: asked back from the worker
+        # Asked back from the worker: FOLLOWING, or RUNNING if its leader ended before
+        # the answer came (see Tasks.recalled)
+        self.recalling = False
         self.remaining = 0  # WAITING: argument refs not ready yet
         self.placement: Placement | None = None  # RUNNING: where, holding what
         self.cancelled = False  # cancel asked while RUNNING or FOLLOWING
@@ -253,7 +255,6 @@ class Tasks:
         if not worker_goes_on:
             return  # stays FOLLOWING until the backend reports it
         self.followers.pop(successor.spec.task_id, None)
-        successor.recalling = False
         placement = rec.placement
         assert placement is not None
         node = placement.node
@@ -261,15 +262,30 @@ class Tasks:
         successor.state = RUNNING
         successor.started = time.time()
         successor.placement = Placement(node, request, node.acquire(request))
-        self._may_lead(successor)
+        # A recall (or a cancel) asked before this may still hand it back unstarted: it
+        # keeps ``recalling`` so :meth:`recalled` takes it back, and leads nothing
+        # until then.
+        if not successor.recalling:
+            self._may_lead(successor)
         self.scheduler.dirty = True
 
     def recalled(self, task_id: int, attempt: int) -> None:
-        """The backend handed back a FOLLOWING task that never started."""
+        """The backend handed back a FOLLOWING task that never started.
+
+        Its leader may have ended meanwhile (its outcome was on the way when the task
+        was taken back): the task is RUNNING here then, promoted into the leader's
+        resources, though it never started. It gives them back and queues again.
+        """
         rec = self.records.get(task_id)
-        if rec is None or rec.state is not FOLLOWING or attempt != rec.spec.attempt:
+        if rec is None or attempt != rec.spec.attempt:
             return
-        self._unfollow(rec)
+        if rec.state is FOLLOWING:
+            self._unfollow(rec)
+        elif rec.state is RUNNING and rec.recalling:
+            rec.recalling = False
+            self._release_placement(rec)
+        else:
+            return
         if rec.cancelled:
             self._finish(rec, cancelled_value(rec.spec.name))
             return
@@ -313,6 +329,7 @@ class Tasks:
             return False
         spec.attempt += 1
         self._release_placement(rec)
+        rec.recalling = False  # a hand-back of the last attempt is ignored (its attempt)
         rec.state = QUEUED
         self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
         return True
@@ -408,9 +425,10 @@ class Tasks:
             rec.cancelled = True
             self.backend.cancel(rec.spec.task_id, force=force)
         elif state is FOLLOWING and not rec.cancelled:
-            # Not started: the worker drops it from its queue. Never force: killing the
-            # worker would kill the task ahead of it.
+            # Not started: the worker drops it from its queue (a hand-back, hence
+            # ``recalling``). Never force: killing the worker would kill the task ahead.
             rec.cancelled = True
+            rec.recalling = True
             self.backend.cancel(rec.spec.task_id, force=False)
 
     def end_job(self, job: int) -> None:

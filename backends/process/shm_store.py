@@ -14,7 +14,9 @@ space first turns that into an ``ENOSPC`` we can raise as
 
 The driver's store (``owner=True``) accounts for every file of the session, spills the
 least recently used ones to disk when over capacity, unlinks them when freed, and removes
-everything at shutdown. Workers' stores (``owner=False``) only create files.
+everything at shutdown. Workers' stores (``owner=False``) only create files. The mechanics
+of one file (naming, writing, the fallback directory, sweeping dead runtimes' files) are in
+:mod:`actorlib.backends.process.shm_files`; this module is the accounting over them.
 """
 
 from __future__ import annotations
@@ -35,29 +37,26 @@ from typing import Any
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.private_dir import private_dir
 from actorlib.backends.process.portable import use_dev_shm
+from actorlib.backends.process.shm_files import (
+    PREFIX,
+    SHM_DIR,
+    WRITE_STEP,
+    byte_view,
+    fallback_dir,
+    next_number,
+    remove_stale,
+    reserve,
+    unlink,
+)
 from actorlib.core.serialization import Serialized, map_readonly
 from actorlib.exceptions import ObjectStoreFullError
 
 __all__ = ["SharedMemoryStore"]
 
-#: Preferred place for buffer files: memory-backed, shared by all processes of the host.
-SHM_DIR = "/dev/shm"
 #: Below this much free space ``/dev/shm`` is not worth using (Docker's default is 64 MiB).
 MIN_SHM_FREE = 256 * 1024 * 1024
 #: Default capacity as a fraction of the chosen directory's free space.
 DEFAULT_FRACTION = 0.30
-PREFIX = "actorlib-"
-
-_counter_lock = threading.Lock()
-_counter = 0
-
-
-def _next_number() -> int:
-    """A number unique within this process (and, with the pid, within the session)."""
-    global _counter
-    with _counter_lock:
-        _counter += 1
-        return _counter
 
 
 def _human(n: float) -> str:
@@ -73,62 +72,6 @@ def _free_bytes(path: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    except OverflowError:  # not a real pid
-        return False
-    return True
-
-
-def remove_stale(directory: str) -> list[str]:
-    """Remove ``actorlib-{pid}-*`` entries of runtimes whose driver ``pid`` is dead.
-
-    A driver killed with SIGKILL cannot clean up; its files would hold memory forever.
-    Entries of live (or other users') processes are left alone. Returns what was removed.
-    """
-    removed: list[str] = []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in names:
-        if not name.startswith(PREFIX):
-            continue
-        pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
-        except OSError:  # vanished meanwhile, or not ours to remove
-            continue
-        removed.append(path)
-    return removed
-
-
-def fallback_dir() -> str:
-    """Where object files go without ``/dev/shm`` (macOS, a small Docker ``/dev/shm``).
-
-    A private directory under ``$TMPDIR``, not POSIX shared memory (``shm_open``), because
-    reads stay zero-copy either way (every reader maps the same page-cache pages with
-    ``mmap``) while only files keep the rest of the store working: stale files of a
-    SIGKILLed driver are found by listing the directory (macOS cannot list its
-    ``shm_open`` segments, so they would hold memory until reboot), spilling is a
-    rename, and writes use ``pwrite`` (macOS shared memory refuses ``write`` and a second
-    ``ftruncate``, and caps names at 31 bytes). The price: the kernel may write the pages
-    to disk in the background.
-    """
-    return os.path.join(tempfile.gettempdir(), f"actorlib-objects-{os.getuid()}")
-
-
 def remove_dead_sessions() -> list[str]:
     """Sweep every place a store writes (shared memory, its disk fallback, spill files).
 
@@ -139,31 +82,6 @@ def remove_dead_sessions() -> list[str]:
     removed += remove_stale(fallback_dir())
     removed += remove_stale(tmp)
     return removed
-
-
-def _byte_view(buf: Any) -> memoryview:
-    """A flat byte view of a contiguous buffer, without copying when C-contiguous.
-
-    Not ``pickle.PickleBuffer(buf).raw()``: over a memoryview that makes the garbage
-    collector fail (or crash) when the views end up in a reference cycle.
-    """
-    mv = memoryview(buf)
-    if mv.ndim == 1 and mv.format == "B" and mv.c_contiguous:
-        return mv
-    if mv.c_contiguous:
-        return mv.cast("B")
-    return memoryview(mv.tobytes(order="A"))  # Fortran order: keep the memory order
-
-
-_WRITE_STEP = 64 * 2**20  # bytes per pwrite call
-
-
-def _reserve(fd: int, size: int) -> None:
-    """Allocate the file's blocks now: a full store fails here, cleanly, before any copy."""
-    if hasattr(os, "posix_fallocate"):
-        os.posix_fallocate(fd, 0, size)
-    else:  # macOS: no reservation possible; at least size the file
-        os.ftruncate(fd, size)
 
 
 @dataclass(slots=True, eq=False)
@@ -285,7 +203,7 @@ class SharedMemoryStore(ObjectStore):
         todo: list[tuple[int, memoryview]] = []
         for i, (buf, loc) in enumerate(zip(buffers, locations, strict=True)):
             if loc is None:
-                raw = _byte_view(buf)
+                raw = byte_view(buf)
                 if raw.nbytes:
                     todo.append((i, raw))
         if not todo:
@@ -302,13 +220,13 @@ class SharedMemoryStore(ObjectStore):
         written: list[tuple[int, str, int]] = []
         try:
             for i, raw in todo:
-                path = os.path.join(self.directory, f"{self._prefix}{os.getpid()}-{_next_number()}")
+                path = os.path.join(self.directory, f"{self._prefix}{os.getpid()}-{next_number()}")
                 self._write(path, raw)
                 written.append((i, path, raw.nbytes))
             views = [(i, map_readonly(path, size)) for i, path, size in written]
         except BaseException:
             for _, path, _ in written:
-                _unlink(path)
+                unlink(path)
             if self.owner:
                 with self._lock:
                     self._in_use -= total
@@ -360,7 +278,7 @@ class SharedMemoryStore(ObjectStore):
             paths = [loc[0] for loc in obj.locations if loc is not None]
         for path in paths:
             if os.path.basename(path).startswith(self._prefix):  # never anything not ours
-                _unlink(path)
+                unlink(path)
 
     def owns(self, path: str) -> bool:
         """Whether ``path`` is a file of this store (not another node's)."""
@@ -378,7 +296,7 @@ class SharedMemoryStore(ObjectStore):
         """
         for path in paths:
             if not self.owns(path):
-                _unlink(self.cache_path(path))
+                unlink(self.cache_path(path))
                 continue
             with self._lock:
                 key = self._by_path.get(path)
@@ -386,8 +304,8 @@ class SharedMemoryStore(ObjectStore):
             if entry is not None:
                 self.free(entry.obj)
             else:
-                _unlink(path)
-                _unlink(os.path.join(self.spill_dir, os.path.basename(path)))
+                unlink(path)
+                unlink(os.path.join(self.spill_dir, os.path.basename(path)))
 
     def is_spilled(self, path: str) -> bool:
         return os.path.dirname(path) == self.spill_dir
@@ -411,7 +329,7 @@ class SharedMemoryStore(ObjectStore):
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(self.directory):
                 if name.startswith(self._prefix):
-                    _unlink(os.path.join(self.directory, name))
+                    unlink(os.path.join(self.directory, name))
         shutil.rmtree(self.spill_dir, ignore_errors=True)
 
     def map_location(self, path: str, size: int) -> memoryview:
@@ -437,7 +355,7 @@ class SharedMemoryStore(ObjectStore):
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
             try:
-                _reserve(fd, size)
+                reserve(fd, size)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise ObjectStoreFullError(
@@ -448,10 +366,10 @@ class SharedMemoryStore(ObjectStore):
                 raise
             offset = 0
             while offset < size:
-                offset += os.pwrite(fd, raw[offset:offset + _WRITE_STEP], offset)
+                offset += os.pwrite(fd, raw[offset:offset + WRITE_STEP], offset)
         except BaseException:
             os.close(fd)
-            _unlink(path)
+            unlink(path)
             raise
         os.close(fd)
 
@@ -540,10 +458,10 @@ class SharedMemoryStore(ObjectStore):
             try:
                 shutil.copyfile(src, partial)
             except FileNotFoundError:  # freed meanwhile
-                _unlink(partial)
+                unlink(partial)
                 continue
             except OSError:
-                _unlink(partial)
+                unlink(partial)
                 raise
             os.rename(partial, dst)
             view = map_readonly(dst, size)
@@ -554,7 +472,7 @@ class SharedMemoryStore(ObjectStore):
                     locations[i] = (dst, size)
                     obj.buffers[i] = view  # drop our mapping of the shm file: frees memory
                     moved = True
-            _unlink(src if moved else dst)
+            unlink(src if moved else dst)
         with self._lock:
             entry.nbytes = 0
 
@@ -565,10 +483,3 @@ class SharedMemoryStore(ObjectStore):
             for loc in obj.locations or ()
             if loc is not None and os.path.dirname(loc[0]) == self.directory
         )
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -7,14 +7,17 @@ coroutine of an async actor resumes, when virtual time moves, where a fault land
 same choices give the same run, step for step. See ``docs/testing.md``; the user-facing
 side is :mod:`actorlib.testing`.
 
-Modules: ``backend`` (the backend and its scheduler loop), ``loop`` (the virtual-time
-event loop of async actors), ``choices`` (choice sources, fault plans, trace encoding),
-``errors`` (what a failed simulation raises).
+Modules: ``backend`` (the backend and its controller loop), built in layers from
+``threads`` (worker threads that run one at a time, the baton), ``choosing`` (picking each
+step and fault, the trace, invariant checks), ``running`` (tasks and actors as steps) and
+``steps`` (the runnable steps at each turn, virtual time moving); ``settings`` (how a run is
+set up), ``loop`` (the virtual-time event loop of async actors), ``choices`` (choice
+sources, fault plans, trace encoding), ``errors`` (what a failed simulation raises).
 """
 
 from __future__ import annotations
 
-from actorlib.backends.sim.backend import SimBackend, SimSettings, configure, current
+from actorlib.backends.sim.backend import SimBackend, configure, current
 from actorlib.backends.sim.choices import (
     Choices,
     FaultPlan,
@@ -32,6 +35,7 @@ from actorlib.backends.sim.errors import (
     SimulationError,
     StepBudgetExceeded,
 )
+from actorlib.backends.sim.settings import SimSettings
 
 __all__ = [
     "Choices",

@@ -1,0 +1,133 @@
+"""The object store's files, one at a time: their names, where they go, writing one, sweeping.
+
+What :class:`~actorlib.backends.process.shm_store.SharedMemoryStore` does to a single file
+or directory, without any of its accounting: the ``actorlib-{session}-{pid}-{n}`` naming,
+the private disk directory used without ``/dev/shm``, a flat byte view of a buffer, space
+reserved before a write (a full tmpfs then fails with ``ENOSPC`` rather than SIGBUS), and
+removing the files of runtimes whose driver died. Separate because these are the
+filesystem mechanics, while the store itself is the accounting over them (capacity,
+spilling, freeing); tests and the process backend's leak checks use the naming and the
+fallback directory on their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from typing import Any
+
+__all__ = [
+    "PREFIX",
+    "SHM_DIR",
+    "WRITE_STEP",
+    "byte_view",
+    "fallback_dir",
+    "next_number",
+    "remove_stale",
+    "reserve",
+    "unlink",
+]
+
+#: Preferred place for buffer files: memory-backed, shared by all processes of the host.
+SHM_DIR = "/dev/shm"
+PREFIX = "actorlib-"
+
+_counter_lock = threading.Lock()
+_counter = 0
+
+
+def next_number() -> int:
+    """A number unique within this process (and, with the pid, within the session)."""
+    global _counter
+    with _counter_lock:
+        _counter += 1
+        return _counter
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OverflowError:  # not a real pid
+        return False
+    return True
+
+
+def remove_stale(directory: str) -> list[str]:
+    """Remove ``actorlib-{pid}-*`` entries of runtimes whose driver ``pid`` is dead.
+
+    A driver killed with SIGKILL cannot clean up; its files would hold memory forever.
+    Entries of live (or other users') processes are left alone. Returns what was removed.
+    """
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(PREFIX):
+            continue
+        pid_text = name[len(PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError:  # vanished meanwhile, or not ours to remove
+            continue
+        removed.append(path)
+    return removed
+
+
+def fallback_dir() -> str:
+    """Where object files go without ``/dev/shm`` (macOS, a small Docker ``/dev/shm``).
+
+    A private directory under ``$TMPDIR``, not POSIX shared memory (``shm_open``), because
+    reads stay zero-copy either way (every reader maps the same page-cache pages with
+    ``mmap``) while only files keep the rest of the store working: stale files of a
+    SIGKILLed driver are found by listing the directory (macOS cannot list its
+    ``shm_open`` segments, so they would hold memory until reboot), spilling is a
+    rename, and writes use ``pwrite`` (macOS shared memory refuses ``write`` and a second
+    ``ftruncate``, and caps names at 31 bytes). The price: the kernel may write the pages
+    to disk in the background.
+    """
+    return os.path.join(tempfile.gettempdir(), f"actorlib-objects-{os.getuid()}")
+
+
+def byte_view(buf: Any) -> memoryview:
+    """A flat byte view of a contiguous buffer, without copying when C-contiguous.
+
+    Not ``pickle.PickleBuffer(buf).raw()``: over a memoryview that makes the garbage
+    collector fail (or crash) when the views end up in a reference cycle.
+    """
+    mv = memoryview(buf)
+    if mv.ndim == 1 and mv.format == "B" and mv.c_contiguous:
+        return mv
+    if mv.c_contiguous:
+        return mv.cast("B")
+    return memoryview(mv.tobytes(order="A"))  # Fortran order: keep the memory order
+
+
+WRITE_STEP = 64 * 2**20  # bytes per pwrite call
+
+
+def reserve(fd: int, size: int) -> None:
+    """Allocate the file's blocks now: a full store fails here, cleanly, before any copy."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+    else:  # macOS: no reservation possible; at least size the file
+        os.ftruncate(fd, size)
+
+
+def unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

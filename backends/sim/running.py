@@ -1,0 +1,476 @@
+"""Running tasks and actors as steps: starting them, their jobs, their replies, killing them.
+
+Each step the controller picks (a task starts, an actor's constructor or a call runs, an
+async actor's coroutine resumes) is launched here on a worker
+(:mod:`actorlib.backends.sim.threads`) and reported to the core when it ends; the faults
+that hit a task or an actor (its worker killed, a reply dropped) are applied here too.
+:class:`SimTask` and :class:`SimHost` are what the simulator holds of a task and of one
+incarnation of an actor. Separate because this is the backend's execution of user code,
+while the controller (:mod:`actorlib.backends.sim.backend`) only decides what runs when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+from typing import Any
+
+from actorlib.backends.base import ObjectStore
+from actorlib.backends.runner.user_code import (
+    CodeCache,
+    build_args,
+    env_vars,
+    pack_error,
+    pack_results,
+)
+from actorlib.backends.sim.choosing import Choosing
+from actorlib.backends.sim.loop import Clock, SimLoop, run_handle, task_of
+from actorlib.backends.sim.threads import Posting, SimWorker, Unwind, Wait
+from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.ids import id_hex
+from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
+from actorlib.core.specs import DRIVER_CALLER, CallSpec
+from actorlib.exceptions import TaskCancelledError, WorkerCrashedError
+
+__all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome"]
+
+NODE_ID = "sim-node-0"
+
+
+class Box:
+    """What a job produced: its outcome, and the result kept alive until it is out."""
+
+    __slots__ = ("ok", "outcome", "result")
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+        self.result: Any = None
+        self.ok = False
+
+
+class SimTask:
+    __slots__ = ("box", "ctx", "label", "loop", "run", "worker")
+
+    def __init__(self, run: TaskRun, label: str) -> None:
+        self.run = run
+        self.label = label
+        self.worker: SimWorker | None = None
+        self.ctx: ExecutionContext | None = None
+        self.box = Box()
+        self.loop: SimLoop | None = None  # an ``async def`` task's own loop
+
+
+class SimHost:
+    """One incarnation of an actor: its instance, the calls handed to it, what runs."""
+
+    def __init__(self, start: ActorStart, label: str, clock: Clock) -> None:
+        spec = start.spec
+        self.start = start
+        self.spec = spec
+        self.label = label
+        self.incarnation = start.incarnation
+        self.state = "new"  # new -> constructing -> ready -> dead
+        self.instance: Any = None
+        self.queues: dict[int, collections.deque[CallRun]] = {}
+        self.running: dict[int, Any] = {}  # call id -> worker (sync) or asyncio task
+        self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
+        self.busy = dict.fromkeys(self.limits, 0)
+        self.worker: SimWorker | None = None  # running the constructor or an async step
+        self.loop = SimLoop(clock) if spec.is_async else None
+        self.tasks: dict[asyncio.Task[Any], str] = {}  # coroutine -> its name in traces
+        self.serial: dict[asyncio.Task[Any], int] = {}
+        self.finished: list[tuple[CallRun, Box]] = []
+        self.cancelled: set[int] = set()
+        self.ctor_box = Box()
+
+    def context(self, call_id: int | None = None) -> ExecutionContext:
+        return ExecutionContext(
+            NODE_ID, task_id=call_id, actor_id=self.spec.actor_id, gpu_ids=self.start.gpu_ids,
+            namespace=self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
+        )
+
+    def group_of(self, spec: CallSpec) -> str:
+        if spec.concurrency_group is not None:
+            return spec.concurrency_group
+        groups = self.spec.method_groups
+        return groups.get(spec.method, "") if groups else ""
+
+
+class Running(Choosing):
+    """The tasks and actor incarnations of the run, and the steps that run their code."""
+
+    events: Posting
+    store: ObjectStore
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.code = CodeCache()
+        self._pending: dict[int, SimTask] = {}  # task id -> not started
+        self._started: dict[int, SimTask] = {}  # task id -> started, not finished
+        self._hosts: dict[int, SimHost] = {}  # actor id -> current incarnation
+        self._labels: dict[int, str] = {DRIVER_CALLER: "driver"}
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def _new_label(self, name: str) -> str:
+        self._counts[name] += 1
+        return f"{name}#{self._counts[name]}"
+
+    def _caller(self, caller_id: int) -> str:
+        return self._labels.get(caller_id, f"caller {id_hex(caller_id)}")
+
+    def _start_task(self, task: SimTask) -> None:
+        spec = task.run.spec
+        del self._pending[spec.task_id]
+        self._started[spec.task_id] = task
+        self._launch(
+            functools.partial(self._task_job, task), functools.partial(self._task_done, task),
+            f"task {task.label}", task, bind=functools.partial(setattr, task, "worker"),
+        )
+
+    def _task_job(self, task: SimTask) -> None:
+        run = task.run
+        spec = run.spec
+        ctx = task.ctx = ExecutionContext(
+            NODE_ID, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
+            spec=spec,
+        )
+        token = current_execution.set(ctx)
+        box = task.box
+        failure: BaseException | None = None
+        try:
+            try:
+                fn = self.code.load(spec.function)
+                args, kwargs = build_args(spec.args, run.deps)
+                with env_vars(spec.env_vars):
+                    result = fn(*args, **kwargs)
+                    if asyncio.iscoroutine(result):
+                        result = self._run_coroutine(task, result)
+                box.result = result
+            except Unwind:
+                raise
+            except BaseException as exc:
+                failure = exc
+            if ctx.cancelled:
+                failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
+            if failure is None:
+                try:
+                    values = pack_results(box.result, spec.num_returns, spec.name, self.store)
+                    box.outcome = Outcome(spec.task_id, spec.attempt, values=values)
+                except Exception as exc:
+                    failure = exc
+            if failure is not None:
+                error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
+                box.outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
+        finally:
+            current_execution.reset(token)
+
+    def _run_coroutine(self, task: SimTask, coro: Any) -> Any:
+        """An ``async def`` task: its own loop, stepped here; paused while nothing is ready."""
+        loop = task.loop = SimLoop(self.clock)
+        worker = task.worker
+        assert worker is not None
+        runner = loop.create_task(coro)
+        try:
+            while not runner.done():
+                loop.fire_due()
+                handles = loop.ready_handles()
+                if not handles:
+                    loop.drop_cancelled()
+                    self._park(worker, Wait(lambda: bool(loop.ready_handles()), None, []))
+                    continue
+                loop.take(handles[0])
+                run_handle(loop, handles[0])
+            return runner.result()
+        except Unwind:
+            runner.cancel()
+            loop._sim_dropped = True  # type: ignore[attr-defined]
+            raise
+        finally:
+            task.loop = None
+            if runner.done():
+                loop.close()
+
+    def _task_done(self, task: SimTask, unwound: bool) -> None:
+        spec = task.run.spec
+        self._started.pop(spec.task_id, None)
+        task.worker = None
+        if unwound:
+            return
+        box = task.box
+        outcome = box.outcome
+        assert outcome is not None
+        if self._choose_fault(f"worker running {task.label} dies before its reply"):
+            self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(
+                "the simulator killed the worker before it replied"
+            ))
+        else:
+            self.events.task_finished(outcome)
+        box.result = None
+
+    def _kill_task(self, task: SimTask) -> None:
+        spec = task.run.spec
+        if task.worker is not None:
+            self._unwind(task.worker)
+        self._started.pop(spec.task_id, None)
+        self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(
+            "the simulator killed the worker running it"
+        ))
+
+    def _construct(self, host: SimHost) -> None:
+        host.state = "constructing"
+        self._launch(
+            functools.partial(self._ctor_job, host), functools.partial(self._ctor_done, host),
+            f"{host.label}.__init__", host, bind=functools.partial(setattr, host, "worker"),
+        )
+
+    def _ctor_job(self, host: SimHost) -> None:
+        spec = host.spec
+        box = host.ctor_box = Box()
+        token = current_execution.set(host.context())
+        try:
+            cls = self.code.load(spec.cls)
+            args, kwargs = build_args(spec.args, host.start.deps)
+            with env_vars(spec.env_vars):
+                host.instance = cls(*args, **kwargs)
+            box.ok = True
+        except Unwind:
+            raise
+        except BaseException as exc:
+            error, _ = pack_error(exc, f"{spec.cls.name}.__init__", False)
+            box.outcome = Outcome(0, 0, error=error)
+        finally:
+            current_execution.reset(token)
+
+    def _ctor_done(self, host: SimHost, unwound: bool) -> None:
+        host.worker = None
+        if unwound or host.state == "dead":
+            return
+        box = host.ctor_box
+        if box.ok:
+            host.state = "ready"
+            self.events.actor_started(host.spec.actor_id, host.incarnation)
+        else:
+            assert box.outcome is not None and box.outcome.error is not None
+            host.state = "dead"
+            self.events.actor_init_failed(host.spec.actor_id, host.incarnation, box.outcome.error)
+
+    def _start_call(self, host: SimHost, caller: int) -> None:
+        queue = host.queues[caller]
+        run = queue.popleft()
+        if not queue:
+            del host.queues[caller]
+        spec = run.spec
+        if spec.call_id in host.cancelled:
+            host.cancelled.discard(spec.call_id)
+            self._reply(spec, error_outcome(spec.call_id, spec.attempt, TaskCancelledError(),
+                                             spec.method))
+            return
+        group = host.group_of(spec) if host.spec.concurrency_groups else ""
+        if group not in host.limits:
+            known = ", ".join(sorted(host.spec.concurrency_groups or {})) or "none"
+            self._reply(spec, error_outcome(spec.call_id, spec.attempt, ValueError(
+                f"concurrency group {group!r} is not one of actor {host.spec.cls.name}'s "
+                f"concurrency_groups ({known})"), spec.method))
+            return
+        host.busy[group] += 1
+        name = f"{host.label}.{spec.method} from {self._caller(caller)}"
+        if host.loop is None:
+            box = Box()
+            self._launch(
+                functools.partial(self._call_job, host, run, box),
+                functools.partial(self._call_done, host, run, box, group),
+                name, host, bind=functools.partial(host.running.__setitem__, spec.call_id),
+            )
+            return
+        loop = host.loop
+        box = Box()
+        task = loop.create_task(self._call_async(host, run, box, group))
+        host.tasks[task] = name
+        host.running[spec.call_id] = task
+        self._async_step(host, task)
+
+    def _call_job(self, host: SimHost, run: CallRun, box: Box) -> None:
+        spec = run.spec
+        token = current_execution.set(host.context(spec.call_id))
+        name = f"{host.spec.cls.name}.{spec.method}"
+        try:
+            method = getattr(host.instance, spec.method)
+            args, kwargs = build_args(spec.args, run.deps)
+            with env_vars(host.spec.env_vars):
+                box.result = method(*args, **kwargs)
+            values = pack_results(box.result, spec.num_returns, name, self.store)
+            box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
+        except Unwind:
+            raise
+        except BaseException as exc:
+            error, retryable = pack_error(exc, name, spec.retry_exceptions)
+            box.outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+        finally:
+            current_execution.reset(token)
+
+    def _call_done(
+        self, host: SimHost, run: CallRun, box: Box, group: str, unwound: bool
+    ) -> None:
+        host.running.pop(run.spec.call_id, None)
+        if host.state == "dead" or unwound:
+            return
+        host.busy[group] -= 1
+        self._deliver(host, run, box)
+
+    def _deliver(self, host: SimHost, run: CallRun, box: Box) -> None:
+        outcome = box.outcome
+        assert outcome is not None
+        if self._choose_fault(f"{host.label} dies before replying to {run.spec.method}"):
+            self._kill_actor(host)
+            return
+        self.events.call_finished(outcome)
+        box.result = None
+
+    async def _call_async(self, host: SimHost, run: CallRun, box: Box, group: str) -> None:
+        spec = run.spec
+        name = f"{host.spec.cls.name}.{spec.method}"
+        current_execution.set(host.context(spec.call_id))
+        try:
+            method = getattr(host.instance, spec.method)
+            args, kwargs = build_args(spec.args, run.deps)
+            result = method(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+            box.result = result
+            values = pack_results(result, spec.num_returns, name, self.store)
+            box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
+        except Unwind:
+            raise
+        except BaseException as exc:
+            error, retryable = pack_error(exc, name, spec.retry_exceptions)
+            box.outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+        if host.state != "dead":
+            host.running.pop(spec.call_id, None)
+            host.busy[group] -= 1
+            host.finished.append((run, box))
+
+    def _async_step(self, host: SimHost, task: asyncio.Task[Any]) -> None:
+        loop = host.loop
+        assert loop is not None
+        self._launch(
+            functools.partial(self._step_job, loop, task),
+            functools.partial(self._step_done, host, task),
+            host.tasks.get(task, host.label), host, bind=functools.partial(setattr, host, "worker"),
+        )
+
+    @staticmethod
+    def _step_job(loop: SimLoop, task: asyncio.Task[Any]) -> None:
+        for handle in loop.ready_handles():
+            if task_of(handle) is task:
+                loop.take(handle)
+                run_handle(loop, handle)
+                return
+
+    def _step_done(self, host: SimHost, task: asyncio.Task[Any], unwound: bool) -> None:
+        host.worker = None
+        if task.done():
+            host.tasks.pop(task, None)
+            host.serial.pop(task, None)
+        if unwound or host.state == "dead":
+            return
+        finished, host.finished = host.finished, []
+        for run, box in finished:
+            if host.state == "dead":
+                break
+            self._deliver(host, run, box)
+
+    def _kill_actor(self, host: SimHost) -> None:
+        actor_id, incarnation = host.spec.actor_id, host.incarnation
+        if self._hosts.get(actor_id) is host:
+            del self._hosts[actor_id]
+        self._dispose(host)
+        self.events.actor_died(actor_id, incarnation, WorkerCrashedError(
+            "the simulator killed the actor's worker"
+        ))
+
+    def _dispose(self, host: SimHost) -> None:
+        """The incarnation is gone: end whatever of its user code is paused, drop the rest."""
+        if host.state == "dead" and host.instance is None:
+            return
+        host.state = "dead"
+        host.queues.clear()
+        paused = [w for w in self._workers if w.owner is host and w.wait is not None]
+        for worker in paused:
+            self._unwind(worker)
+        loop = host.loop
+        if loop is not None and not loop.is_closed():
+            loop._sim_dropped = True  # type: ignore[attr-defined]
+            self._launch(functools.partial(_drop_loop, loop), _ignore,
+                         f"{host.label} dropped", host, unwind=True)
+        host.worker = None
+        host.instance = None
+        host.tasks.clear()
+        host.serial.clear()
+        host.running.clear()
+        host.finished = []
+
+    def _cancel(self, id_: int, force: bool) -> None:
+        task = self._pending.pop(id_, None)
+        if task is not None:
+            spec = task.run.spec
+            self.events.task_finished(error_outcome(id_, spec.attempt, TaskCancelledError(),
+                                                     spec.name))
+            return
+        task = self._started.get(id_)
+        if task is not None:
+            ctx = task.ctx
+            if ctx is None:
+                return
+            ctx.cancelled = True
+            if force and task.worker is not None and task.worker.wait is not None:
+                self._unwind(task.worker)
+                self._started.pop(id_, None)
+                spec = task.run.spec
+                self.events.task_finished(error_outcome(id_, spec.attempt,
+                                                         TaskCancelledError(), spec.name))
+                return
+            if task.loop is not None:
+                for t in asyncio.all_tasks(task.loop):
+                    t.cancel()
+            elif ctx.wakeup is not None:
+                ctx.wakeup()
+            return
+        for host in self._hosts.values():
+            for queue in host.queues.values():
+                for run in queue:
+                    if run.spec.call_id == id_:
+                        host.cancelled.add(id_)
+                        return
+            running = host.running.get(id_)
+            if isinstance(running, asyncio.Task):
+                running.cancel()
+                return
+
+    def _reply(self, spec: CallSpec, outcome: Outcome) -> None:
+        self.events.call_finished(outcome)
+
+
+def _ignore(unwound: bool) -> None:
+    pass
+
+
+def _drop_loop(loop: SimLoop) -> None:
+    """Cancel a dead actor's coroutines and let them unwind (a blocking get raises)."""
+    try:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        for _ in range(1000):
+            loop.fire_due()
+            handles = loop.ready_handles()
+            if not handles:
+                break
+            loop.take(handles[0])
+            run_handle(loop, handles[0])
+    finally:
+        loop.close()
+
+
+def error_outcome(id_: int, attempt: int, exc: BaseException, name: str) -> Outcome:
+    error, _ = pack_error(exc, name, False)
+    return Outcome(id_, attempt, error=error)

@@ -1,0 +1,160 @@
+"""The menu of runnable steps, and virtual time.
+
+At each turn the controller lists every step that could run now (:meth:`Steps._runnable`):
+the driver continuing, a paused worker resuming or timing out, a task starting, an actor's
+constructor, a call or a coroutine step, virtual time advancing to the next timer, and,
+while the fault plan allows, the faults that could land. Each step has a key that keeps
+its age across turns, so the list is ordered the same way in every replay. Separate
+because this is what makes the choice points explicit: adding a kind of step means adding
+it here, and nowhere else decides what may run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from actorlib.backends.sim.choosing import Item
+from actorlib.backends.sim.loop import task_of
+from actorlib.backends.sim.running import Running, SimHost
+from actorlib.backends.sim.threads import Wait
+
+__all__ = ["DRIVER_STEP", "Steps"]
+
+
+class Steps(Running):
+    """What may run now, as (key, name, action) items for the choice source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._driver_wait: Wait | None = None
+
+    def _runnable(self) -> tuple[list[Item], list[Item]]:
+        items: list[Item] = []
+        faults: list[Item] = []
+        now = self.clock.now
+        driver = self._driver_wait
+        if driver is not None and (
+            driver.ready() or (driver.deadline is not None and driver.deadline <= now)
+        ):
+            items.append((("driver",), "driver continues", DRIVER_STEP))
+        for worker in self._workers:
+            wait = worker.wait
+            if wait is None:
+                continue
+            if wait.ready():
+                items.append(((
+                    "resume", wait.serial), f"{worker.label} resumes",
+                    functools.partial(self._resume, worker, False),
+                ))
+            elif wait.deadline is not None and wait.deadline <= now:
+                items.append(((
+                    "timeout", wait.serial), f"{worker.label} times out",
+                    functools.partial(self._resume, worker, True),
+                ))
+        for task in self._pending.values():
+            spec = task.run.spec
+            items.append((
+                ("task", spec.task_id, spec.attempt),
+                f"task {task.label} starts"
+                + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
+                functools.partial(self._start_task, task),
+            ))
+        for host in self._hosts.values():
+            self._host_items(host, items)
+        wake = self._next_wake() if (not items or self.settings.explore_time) else None
+        if wake is not None and wake > now:
+            items.append((("clock", wake), f"time advances to {wake:g}s",
+                          functools.partial(self._advance, wake)))
+        if self.faults.any and self.faults_used < self.faults.max_faults:
+            if self.faults.kill_worker:
+                for task in self._started.values():
+                    if task.worker is not None and task.worker.wait is not None:
+                        faults.append((
+                            ("kill", task.run.spec.task_id), f"worker running {task.label} killed",
+                            functools.partial(self._kill_task, task),
+                        ))
+            if self.faults.restart_actor:
+                for host in self._hosts.values():
+                    if host.state == "ready":
+                        faults.append((
+                            ("die", host.spec.actor_id, host.incarnation),
+                            f"actor {host.label} killed (its worker died)",
+                            functools.partial(self._kill_actor, host),
+                        ))
+        born = self._born
+        keep = {}
+        for key, _, _ in items:
+            age = born.get(key)
+            if age is None:
+                age = self._births
+                self._births += 1
+            keep[key] = age
+        self._born = keep
+        items.sort(key=lambda item: keep[item[0]])
+        return items, faults
+
+    def _host_items(self, host: SimHost, items: list[Item]) -> None:
+        if host.state == "new":
+            items.append((
+                ("ctor", host.spec.actor_id, host.incarnation),
+                f"{host.label}.__init__" + (" (restart)" if host.incarnation > 1 else ""),
+                functools.partial(self._construct, host),
+            ))
+            return
+        if host.state != "ready" or host.worker is not None:
+            return
+        for caller, queue in host.queues.items():
+            run = queue[0]
+            group = host.group_of(run.spec) if host.spec.concurrency_groups else ""
+            if group in host.limits and host.busy[group] >= host.limits[group]:
+                continue
+            items.append((
+                ("call", run.spec.call_id, run.spec.attempt),
+                f"{host.label}.{run.spec.method} from {self._caller(caller)}",
+                functools.partial(self._start_call, host, caller),
+            ))
+        loop = host.loop
+        if loop is not None:
+            seen: set[asyncio.Task[Any]] = set()
+            for handle in loop.ready_handles():
+                task = task_of(handle)
+                if task is None or task in seen:
+                    continue
+                seen.add(task)
+                serial = host.serial.get(task)
+                if serial is None:
+                    serial = host.serial[task] = len(host.serial) + 1
+                name = host.tasks.get(task) or f"{host.label} coroutine {serial}"
+                items.append((
+                    ("step", host.spec.actor_id, host.incarnation, serial),
+                    f"{name} resumes", functools.partial(self._async_step, host, task),
+                ))
+
+    def _next_wake(self) -> float | None:
+        times: list[float] = []
+        for host in self._hosts.values():
+            if host.loop is not None and host.state != "dead":
+                when = host.loop.next_timer()
+                if when is not None:
+                    times.append(when)
+        for task in self._started.values():
+            if task.loop is not None:
+                when = task.loop.next_timer()
+                if when is not None:
+                    times.append(when)
+        for worker in self._workers:
+            if worker.wait is not None and worker.wait.deadline is not None:
+                times.append(worker.wait.deadline)
+        driver = self._driver_wait
+        if driver is not None and driver.deadline is not None:
+            times.append(driver.deadline)
+        return min(times) if times else None
+
+    def _advance(self, when: float) -> None:
+        self.clock.now = max(self.clock.now, when)
+
+
+def DRIVER_STEP() -> None:
+    """Never called: the step that ends the driver's wait."""

@@ -1,0 +1,233 @@
+"""Worker emulation: threads that run user code only while they hold the baton.
+
+User code runs on real threads (it may block in ``get``, sleep, hold locks), but only one
+thread runs at a time: the controller hands a :class:`SimWorker` the baton (``_switch``)
+and waits until the worker hands it back, through the core, when its job ends or when it
+would block (``_park``). :class:`Baton` is the part of the backend that owns these threads
+and the core's quiescence (``_quiesce``, ``_hand_back``, :class:`Posting`). Separate
+because this thread hand-off is the one piece of the simulator that is about threads and
+locks; everything above it sees steps that run to completion one at a time.
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends.base import CoreEvents
+from actorlib.backends.sim.loop import Clock
+
+__all__ = ["Baton", "Posting", "SimWorker", "Unwind", "Wait"]
+
+log = logging.getLogger("actorlib.sim")
+
+
+class Unwind(BaseException):
+    """Raised in user code whose worker the simulation killed or stopped."""
+
+
+class Wait:
+    """What a paused thread waits for: ``ready()``, or virtual time reaching ``deadline``."""
+
+    __slots__ = ("deadline", "ids", "ready", "serial", "timed_out")
+
+    _serials = 0
+
+    def __init__(
+        self, ready: Callable[[], bool], deadline: float | None, ids: list[int]
+    ) -> None:
+        self.ready = ready
+        self.deadline = deadline
+        self.ids = ids
+        self.timed_out = False
+        # Made by the one thread running now: the same sequence in every replay.
+        Wait._serials += 1
+        self.serial = Wait._serials
+
+
+class SimWorker:
+    """A thread that runs user code only while it holds the baton."""
+
+    __slots__ = (
+        "go", "index", "job", "label", "on_done", "owner", "sim", "thread", "unwind",
+        "unwound", "wait",
+    )
+
+    def __init__(self, sim: Baton, index: int) -> None:
+        self.sim = sim
+        self.index = index
+        self.go = _thread.allocate_lock()
+        self.go.acquire()
+        self.job: Callable[[], None] | None = None
+        self.on_done: Callable[[bool], None] | None = None
+        self.wait: Wait | None = None
+        self.unwind = False
+        self.unwound = False
+        self.label = ""
+        self.owner: Any = None
+        self.thread = threading.Thread(
+            target=self._main, name=f"actorlib-sim-{index}", daemon=True
+        )
+        self.thread.start()
+
+    def _main(self) -> None:
+        sim = self.sim
+        sim._by_ident[_thread.get_ident()] = self
+        try:
+            while True:
+                self.go.acquire()
+                job = self.job
+                if job is None:
+                    return
+                self.unwound = False
+                try:
+                    job()
+                except Unwind:
+                    self.unwound = True
+                except BaseException:  # a bug of the simulator's own job code
+                    log.exception("actorlib sim: internal error in a worker")
+                self.job = None
+                if not sim._reply_on_controller:
+                    # Report the end here, before the baton goes back through the core:
+                    # the core has handled the reply when the controller wakes.
+                    done, self.on_done = self.on_done, None
+                    if done is not None:
+                        done(self.unwound)
+                sim._hand_back()
+        finally:
+            sim._by_ident.pop(_thread.get_ident(), None)
+            sim._back.release()  # the controller waits for the exit too
+
+
+class Posting:
+    """The core's events, noting that something was posted (the core must go quiet)."""
+
+    __slots__ = ("_events", "_sim")
+
+    def __init__(self, events: CoreEvents, sim: Baton) -> None:
+        self._events = events
+        self._sim = sim
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._events, name)
+        if not callable(attr):
+            return attr
+        sim = self._sim
+
+        def posting(*args: Any) -> Any:
+            sim._posted = True
+            return attr(*args)
+
+        return posting
+
+
+class Baton:
+    """The backend's workers and the hand-off of the one baton between them."""
+
+    _raw_events: CoreEvents
+    _core_loop: asyncio.AbstractEventLoop
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self._by_ident: dict[int, SimWorker] = {}
+        self._workers: list[SimWorker] = []
+        self._idle: list[SimWorker] = []
+        self._back = _thread.allocate_lock()
+        self._back.acquire()
+        self._stopping = False
+        self._reply_on_controller = False
+        self._posted = True  # something may have reached the core since it was last quiet
+
+    def _hand_back(self) -> None:
+        """A worker gives the baton back, through the core: the controller wakes once the
+        core has handled everything the worker posted (one wake-up fewer than a
+        separate quiesce)."""
+        if self._stopping:
+            self._back.release()
+        else:
+            self._raw_events.post(self._core_loop.call_soon, self._back.release)
+
+    def _quiesce(self) -> None:
+        """Wait until the core has handled everything posted so far, scheduling included."""
+        lock = _thread.allocate_lock()
+        lock.acquire()
+        self._raw_events.post(self._core_loop.call_soon, lock.release)
+        lock.acquire()
+
+    def _take_worker(self) -> SimWorker:
+        if self._idle:
+            return self._idle.pop()
+        worker = SimWorker(self, len(self._workers))
+        self._workers.append(worker)
+        return worker
+
+    def _launch(
+        self, job: Callable[[], None], on_done: Callable[[bool], None], label: str, owner: Any,
+        bind: Callable[[SimWorker | None], None] | None = None, unwind: bool = False,
+    ) -> None:
+        """Run ``job`` on a worker until it ends or pauses. ``bind(worker)`` first (so the
+        job can find its worker); ``on_done(unwound)`` when it ends."""
+        worker = self._take_worker()
+        worker.job = job
+        worker.on_done = on_done
+        worker.label = label
+        worker.owner = owner
+        worker.unwind = unwind
+        if bind is not None:
+            bind(worker)
+        self._switch(worker)
+
+    def _switch(self, worker: SimWorker) -> None:
+        """Hand ``worker`` the baton; return when it finished its job or paused."""
+        worker.go.release()
+        self._back.acquire()
+        self._posted = self._stopping  # handed back through the core: it is quiet
+        if worker.wait is None:  # the job ended
+            done, worker.on_done = worker.on_done, None
+            worker.owner = None
+            worker.unwind = False
+            self._idle.append(worker)
+            if done is not None:
+                done(worker.unwound)
+
+    def _resume(self, worker: SimWorker, timed_out: bool) -> None:
+        wait = worker.wait
+        if wait is not None:
+            wait.timed_out = timed_out and not wait.ready()
+        self._switch(worker)
+
+    def _unwind(self, worker: SimWorker) -> None:
+        """End the user code a paused worker runs (its worker died)."""
+        worker.unwind = True
+        self._switch(worker)
+
+    def _worker_wait(
+        self, worker: SimWorker, lock: Any, timeout: float | None, ids: list[int]
+    ) -> bool:
+        if worker.unwind:
+            raise Unwind()
+        if timeout is not None and timeout <= 0.001:
+            self._quiesce()
+            return bool(lock.acquire(False))
+        deadline = None if timeout is None else self.clock.now + timeout
+        wait = Wait(lambda: not lock.locked(), deadline, ids)
+        self._park(worker, wait)
+        if wait.timed_out:
+            return False
+        lock.acquire()
+        return True
+
+    def _park(self, worker: SimWorker, wait: Wait) -> None:
+        """Pause this worker (its own thread) until the controller resumes it."""
+        if worker.unwind:
+            raise Unwind()
+        worker.wait = wait
+        self._hand_back()
+        worker.go.acquire()
+        worker.wait = None
+        if worker.unwind:
+            raise Unwind()
