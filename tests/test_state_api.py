@@ -205,3 +205,22 @@ def test_the_core_keeps_a_bounded_history(backend, monkeypatch):
         assert row["state"] == "DEAD" and "out of scope" in row["death_cause"]
     finally:
         actorlib.shutdown()
+
+
+def test_spilled_objects_are_listed_as_spilled():
+    """The process backend's store moves objects over its capacity to disk: the state API
+    says which, and counts their bytes."""
+    np = pytest.importorskip("numpy")
+    mib = 1 << 20
+    actorlib.init(backend="process", num_cpus=2, object_store_memory=96 * mib)
+    try:
+        refs = [actorlib.put(np.full(4 * mib, float(i))) for i in range(4)]  # 128 MiB
+        rows = {o["object_id"]: o for o in state.list_objects(detail=True)}
+        spilled = [rows[r.hex()]["spilled"] for r in refs]
+        assert spilled[0] and not spilled[-1], spilled
+        summary = state.summarize_objects()["cluster"]
+        assert summary["spilled_bytes"] >= 32 * mib
+        assert state.list_objects(filters=[("spilled", "=", True)])
+        del refs
+    finally:
+        actorlib.shutdown()
