@@ -302,6 +302,17 @@ def stop(args: argparse.Namespace) -> int:
 
 def query_status(address: str | None = None, token_file: str | None = None) -> dict[str, Any]:
     """Ask a head for its status (nodes, usage, actors, queued tasks)."""
+    host_port, reply = ask_head(address, token_file, StatusQuery(1), Status)
+    result: dict[str, Any] = reply.status
+    result["address"] = host_port
+    return result
+
+
+def ask_head(
+    address: str | None, token_file: str | None, query: Any, reply_type: type,
+    timeout: float = 10.0,
+) -> tuple[str, Any]:
+    """Send ``query`` to a head as a CLI peer; its address and its first ``reply_type``."""
     host_port, session_token = cluster.resolve_address(address)
     host, _, port = host_port.rpartition(":")
     try:
@@ -320,18 +331,16 @@ def query_status(address: str | None = None, token_file: str | None = None) -> d
     except ConnectionRefusedError:
         raise ConnectionRefusedError(_refused(host_port)) from None
     try:
-        sock.sendall(wire.encode(StatusQuery(1)))
+        sock.sendall(wire.encode(query))
         decoder = wire.Decoder()
-        sock.settimeout(10)
+        sock.settimeout(timeout)
         while True:
             data = sock.recv(1 << 16)
             if not data:
                 raise ConnectionError("the head closed the connection")
             for message in decoder.feed(data):
-                if type(message) is Status:
-                    result: dict[str, Any] = message.status
-                    result["address"] = host_port
-                    return result
+                if type(message) is reply_type:
+                    return host_port, message
     finally:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
@@ -357,18 +366,43 @@ def status(args: argparse.Namespace) -> int:
     print(f"cluster at {info['address']}: {len(info['nodes'])} node(s), "
           f"{info['drivers']} driver(s), {info['actors']} actor(s), "
           f"{info['tasks']} task(s) of which {info['queued_tasks']} queued")
-
-    def fmt(resources: dict[str, float]) -> str:
-        return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
-
+    for label, key in (("actors", "actors_by_state"), ("tasks", "tasks_by_state")):
+        counts = info.get(key)
+        if counts:
+            print(f"  {label} by state: " + ", ".join(
+                f"{state} {n}" for state, n in sorted(counts.items())))
     for node in info["nodes"]:
         print(f"  node {node['node_id']} at {node['address']}")
-        print(f"    total     {fmt(node['resources'])}")
-        print(f"    available {fmt(node['available'])}")
+        print(f"    resources {resource_usage(node['resources'], node['available'])}")
         print(f"    workers {node.get('workers', '?')} (idle {node.get('idle_workers', '?')}), "
               f"running tasks {node['running_tasks']}, actors {node['actors']}, "
-              f"object store {node.get('object_store_bytes', 0) / 2**20:.1f} MiB")
+              f"object store {human_bytes(node.get('object_store_bytes', 0))}")
     return 0
+
+
+#: Resources counted in bytes, shown in binary units.
+BYTE_RESOURCES = frozenset({"memory", "object_store_memory"})
+
+
+def human_bytes(n: float) -> str:
+    """``1.5 GiB``, ``512 B``: bytes in the largest binary unit that keeps them >= 1."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def resource_usage(total: dict[str, float], available: dict[str, float]) -> str:
+    """``CPU 1/4, memory 2.0 GiB/15.0 GiB``: used of total per resource."""
+    parts = []
+    for key in sorted(total):
+        used = max(total[key] - available.get(key, total[key]), 0.0)
+        if key in BYTE_RESOURCES:
+            parts.append(f"{key} {human_bytes(used)}/{human_bytes(total[key])}")
+        else:
+            parts.append(f"{key} {used:g}/{total[key]:g}")
+    return ", ".join(parts) + " used" if parts else "none"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _lock = threading.RLock()
 _runtime: RunningCore | None = None
+_state_server: Any = None  # a local core's state socket (backends/state_socket.py)
 _backend_name = ""
 _job_env: dict[str, str] | None = None
 # Signals that end a script like Ctrl-C does, once init() has installed our handler.
@@ -125,7 +126,7 @@ def init(
     ``labels``: this node's labels (``{"zone": "a"}``), which ``label_selector`` matches;
     for a cluster's nodes, ``actorlib start --labels zone=a``.
     """
-    global _runtime, _job_env, _backend_name
+    global _runtime, _job_env, _backend_name, _state_server
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -184,6 +185,11 @@ def init(
 
             rt = Runtime(backend_cls(), config, namespace or "default")
             rt.start()
+            from actorlib.backends import state_socket
+
+            if state_socket.enabled():  # `actorlib list` from another terminal
+                _state_server = state_socket.StateServer(rt.state_rows)
+                _state_server.start()
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
         _install_signal_handlers()
@@ -285,10 +291,13 @@ def _on_terminating_signal(signum: int, frame: object) -> None:
 
 def shutdown() -> None:
     """Stop every task and actor and free every resource. Safe to call twice."""
-    global _runtime, _job_env, _stopping, _pending_signal
+    global _runtime, _job_env, _stopping, _pending_signal, _state_server
     with _lock:
         rt = _runtime
         _runtime = None
+        server, _state_server = _state_server, None
+        if server is not None:
+            server.stop()
         _job_env = None
         if context.current() is rt:
             context.install(None)

@@ -115,6 +115,10 @@ class ObjectStore(ABC):
         """Bytes of objects held in the store's own memory (0 if it keeps none)."""
         return 0
 
+    def is_spilled(self, path: str) -> bool:
+        """Whether the buffer file at ``path`` was moved to disk (the state API asks)."""
+        return False
+
     def cleanup(self) -> None:
         """Remove everything this store ever wrote (its owner, at shutdown)."""
 

@@ -41,6 +41,7 @@ SAMPLES: list[Any] = [
     m.StatusQuery(1), m.Status(1, {"nodes": []}),
     m.ItemProduced(StreamItem(8, 0, 3, _value)), m.ItemsConsumed(8, 2),
     m.SubmitTask(_stream_task), m.RunCall(CallRun(_stream_call, [], 1)),
+    m.StateQuery(1, "tasks"), m.StateRows(1, [{"task_id": "01", "state": "RUNNING"}], None),
 ]
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import pickle
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from actorlib.core.records import ActorStart, CallRun, Outcome
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
+from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import ActorDiedError, InfeasibleResourceError
 
@@ -107,6 +109,8 @@ class Actors:
         self.records: dict[int, ActorRecord] = {}
         self.calls: dict[int, int] = {}  # call id -> actor id, while the call is pending
         self.names: dict[tuple[str, str], int] = {}
+        self.ended = ended_calls_ring()  # the last ended calls, for the state API
+        self.dead = dead_actor_ring()  # the last forgotten (dead) actors, likewise
 
     # == handles: an actor id counted like an object's ====================================
 
@@ -281,6 +285,7 @@ class Actors:
     def _forget(self, rec: ActorRecord) -> None:
         if self.records.pop(rec.spec.actor_id, None) is not None:
             self.values.release_args(rec.spec.args)
+            self.dead.append(actor_row(rec))
 
     def _out_of_scope(self, rec: ActorRecord) -> None:
         """No handle is left: stop the actor once its pending calls are done (Ray's rule)."""
@@ -413,8 +418,15 @@ class Actors:
     def _finish_call(self, call: CallRecord, error: Serialized | None) -> None:
         if error is not None:
             self.values.resolve(call.spec.return_ids, error)
-        self.calls.pop(call.spec.call_id, None)
-        self.values.release_args(call.spec.args)
+        spec = call.spec
+        self.calls.pop(spec.call_id, None)
+        actor = self.records.get(spec.actor_id)
+        if actor is not None:
+            self.ended.append((
+                spec.call_id, spec.method, actor.spec.cls.name, spec.attempt, actor.placement,
+                spec.actor_id, error is not None, actor.job, call.created, time.time(),
+            ))
+        self.values.release_args(spec.args)
 
     def cancel_call(self, call_id: int) -> None:
         actor_id = self.calls.get(call_id)

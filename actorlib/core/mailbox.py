@@ -17,18 +17,20 @@ Runs on the core loop only; no locks.
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Iterator
 
 from actorlib.core.specs import CallSpec
 
 
 class CallRecord:
-    __slots__ = ("cancelled", "remaining", "spec")
+    __slots__ = ("cancelled", "created", "remaining", "spec")
 
     def __init__(self, spec: CallSpec) -> None:
         self.spec = spec
         self.remaining = 0  # dependencies not yet ready
         self.cancelled = False
+        self.created = time.time()  # for the state API (actorlib.core.state)
 
 
 def may_retry(call: CallRecord, actor_limit: int) -> bool:

@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from actorlib.core import invariants
+from actorlib.core import invariants, state
 from actorlib.core.actors import DEAD, Actors
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.lineage import Lineage
@@ -406,6 +406,17 @@ class Runtime:
                 for key, value in node.total.items():
                     out[key] = out.get(key, 0.0) + value
         return out
+
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        """Rows of the state API for ``kind`` (see :mod:`actorlib.core.state`)."""
+        if kind not in state.KINDS:
+            raise ValueError(
+                f"unknown state kind {kind!r}; expected one of {', '.join(state.KINDS)}"
+            )
+        return self._loop.call(
+            state.rows, kind, self.tasks, self.actors, self.objects, self.scheduler,
+            self.backend.locate, self.store.is_spilled,
+        )
 
     def debug_state(self) -> dict[str, Any]:
         def state() -> dict[str, Any]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from actorlib.core.records import Outcome, TaskRun
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import TaskSpec
+from actorlib.core.state import ended_ring
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import InfeasibleResourceError, WorkerCrashedError
 
@@ -62,8 +64,8 @@ DONE = TaskState.DONE
 
 class TaskRecord:
     __slots__ = (
-        "blocked", "cancelled", "children", "job", "leader", "placement", "preferred",
-        "recalling", "remaining", "spec", "state", "successor",
+        "blocked", "cancelled", "children", "created", "job", "leader", "placement",
+        "preferred", "recalling", "remaining", "spec", "started", "state", "successor",
     )
 
     def __init__(self, spec: TaskSpec, job: int = 0) -> None:
@@ -81,6 +83,8 @@ class TaskRecord:
         self.blocked = False  # waits in ``get``: its CPUs are lent out
         self.children: list[int] = []
         self.preferred: str | None = None  # the node holding most of its argument bytes
+        self.created = time.time()  # for the state API (actorlib.core.state)
+        self.started = 0.0  # when it last went RUNNING
 
 
 def _may_follow(leader_id: int, work: Any) -> bool:
@@ -107,6 +111,7 @@ class Tasks:
         # worker, and the tasks so queued (FOLLOWING).
         self.leaders: dict[int, TaskRecord] = {}
         self.followers: dict[int, TaskRecord] = {}
+        self.ended = ended_ring()  # the last ended tasks, for the state API
 
     # == submission and dispatch =========================================================
 
@@ -162,6 +167,7 @@ class Tasks:
     def dispatch(self, rec: TaskRecord, placement: Placement) -> None:
         """The scheduler placed ``rec``: run it there."""
         rec.state = RUNNING
+        rec.started = time.time()
         rec.placement = placement
         run = TaskRun(
             rec.spec, placement.node.node_id, self.values.dep_values(rec.spec.args.deps),
@@ -257,6 +263,7 @@ class Tasks:
         node = placement.node
         request = successor.spec.resources
         successor.state = RUNNING
+        successor.started = time.time()
         successor.placement = Placement(node, request, node.acquire(request))
         # A recall (or a cancel) asked before this may still hand it back unstarted: it
         # keeps ``recalling`` so :meth:`recalled` takes it back, and leads nothing
@@ -365,6 +372,11 @@ class Tasks:
         """End a task for good: resolve its returns with ``error`` if given, free its hold."""
         if error is not None:
             self.values.resolve(rec.spec.return_ids, error)
+        spec = rec.spec
+        self.ended.append((
+            spec.task_id, spec.name, spec.attempt, rec.placement, error is not None, rec.job,
+            rec.created, rec.started, time.time(),
+        ))
         self._release_placement(rec)
         rec.state = DONE
         self.leaders.pop(rec.spec.task_id, None)

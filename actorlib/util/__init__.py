@@ -1,7 +1,8 @@
 """``actorlib.util``: Ray's ``ray.util`` names, so ``from ray.util import ActorPool`` translates.
 
-Submodules as in Ray: ``actorlib.util.queue`` (``Queue``), ``actorlib.util.scheduling_strategies``
-and ``actorlib.util.placement_group`` (reserved bundles of resources).
+Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.queue``
+(``Queue``), ``actorlib.util.scheduling_strategies`` and ``actorlib.util.placement_group``
+(reserved bundles of resources).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from actorlib import session
 from actorlib.actor_pool import ActorPool
 from actorlib.core.execution_context import current_execution
+from actorlib.util import state
 from actorlib.util.check_serialize import inspect_serializability
 from actorlib.util.placement_group import (
     PlacementGroup,
@@ -33,6 +35,7 @@ __all__ = [
     "placement_group",
     "placement_group_table",
     "remove_placement_group",
+    "state",
 ]
 
 

@@ -58,6 +58,8 @@ from actorlib.backends.transport.messages import (
     RunCall,
     RunTask,
     StartActor,
+    StateQuery,
+    StateRows,
     Status,
     StatusQuery,
     StopActor,
@@ -175,7 +177,7 @@ class HeadBackend(Backend):
                 ActorDied: self._actor_died, **client_calls,
             },
             "driver": {DriverHello: self._driver_hello, **client_calls},
-            "cli": {StatusQuery: self._status_query},
+            "cli": {StatusQuery: self._status_query, StateQuery: self._state_query},
         }
 
     # == lifecycle ==========================================================================
@@ -352,6 +354,14 @@ class HeadBackend(Backend):
     def _status_query(self, peer: _Peer, message: StatusQuery) -> None:
         peer.send(Status(message.req, self._status()))
 
+    def _state_query(self, peer: _Peer, message: StateQuery) -> None:
+        try:
+            rows = self.client.state_rows(message.kind)
+        except (ValueError, RuntimeError) as exc:
+            peer.send(StateRows(message.req, [], str(exc)))
+            return
+        peer.send(StateRows(message.req, rows))
+
     def _node_hello(self, peer: _Peer, message: NodeHello) -> None:
         if message.node_id in self.nodes:
             log.warning("actorlib: refused a second node with id %s", message.node_id)
@@ -490,7 +500,17 @@ class HeadBackend(Backend):
             "queued_tasks": state.get("queued", 0),
             "tasks": state.get("tasks", 0),
             "actors": len(state.get("actors", ())),
+            "tasks_by_state": _count_states(rt, "tasks"),
+            "actors_by_state": _count_states(rt, "actors"),
         }
+
+
+def _count_states(rt: Any, kind: str) -> dict[str, int]:
+    """How many rows of ``kind`` the state API lists in each state (ended tasks too)."""
+    counts: dict[str, int] = {}
+    for row in rt.state_rows(kind):
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return counts
 
 
 # == the daemon ===================================================================================

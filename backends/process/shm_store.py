@@ -307,6 +307,9 @@ class SharedMemoryStore(ObjectStore):
                 unlink(path)
                 unlink(os.path.join(self.spill_dir, os.path.basename(path)))
 
+    def is_spilled(self, path: str) -> bool:
+        return os.path.dirname(path) == self.spill_dir
+
     def in_use(self) -> int:
         """Bytes of tracked objects' files in ``directory`` (owner; 0 for workers)."""
         with self._lock:

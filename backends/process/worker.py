@@ -230,6 +230,10 @@ class RemoteCoreClient:
         result: list[NodeInfo] = self._request("nodes")
         return result
 
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("state_rows", kind)
+        return result
+
     def cluster_resources(self) -> dict[str, float]:
         result: dict[str, float] = self._request("cluster_resources")
         return result

@@ -52,8 +52,9 @@ They come in four families:
   for its workers, driver → head): ``AddRef`` ... ``Request``, the ``Client`` methods,
   received by :class:`~.client_link.ClientLink` and answered with ``Ready`` and ``Reply``;
 - the cluster's own: ``NodeHello``/``DriverHello``, ``Welcome``, ``NodeReady``, ``Nodes``,
-  ``Heartbeat``, ``Free``, ``StatusQuery``/``Status``; and ``Output`` (a worker's lines,
-  on to the driver that owns them), ``Alive`` (a worker's sign of life).
+  ``Heartbeat``, ``Free``, ``StatusQuery``/``Status``, ``StateQuery``/``StateRows``; and
+  ``Output`` (a worker's lines, on to the driver that owns them), ``Alive`` (a worker's
+  sign of life).
 
 Two cancels, two names: ``CancelRun`` asks whoever runs a task or call to stop it (the
 ``Backend.cancel`` of the sender); ``CancelObject`` is ``actorlib.cancel(ref)`` called
@@ -353,6 +354,21 @@ class Status(NamedTuple):
     status: dict[str, Any]
 
 
+class StateQuery(NamedTuple):
+    """``actorlib list/summary/get`` → head: the state API's rows of one ``kind``."""
+
+    req: int
+    kind: str
+
+
+class StateRows(NamedTuple):
+    """Head → CLI: the rows asked for, or ``error`` (a message) instead."""
+
+    req: int
+    rows: list[dict[str, Any]]
+    error: str | None = None
+
+
 # == the vocabularies =========================================================================
 
 WorkOrder = (
@@ -377,8 +393,8 @@ ToNode = Welcome | Nodes | Free | WorkOrder | Answer
 FromNode = NodeHello | NodeReady | Heartbeat | Output | Event | ClientCall
 ToDriver = Welcome | Nodes | Output | Answer
 FromDriver = DriverHello | ClientCall
-ToCli = Status
-FromCli = StatusQuery
+ToCli = Status | StateRows
+FromCli = StatusQuery | StateQuery
 FromHead = ToNode | ToDriver | ToCli
 
 #: The record types each direction carries, for handler tables and their tests.
@@ -388,8 +404,8 @@ TO_NODE: tuple[type, ...] = get_args(ToNode)
 FROM_NODE: tuple[type, ...] = get_args(FromNode)
 TO_DRIVER: tuple[type, ...] = get_args(ToDriver)
 FROM_DRIVER: tuple[type, ...] = get_args(FromDriver)
-TO_CLI: tuple[type, ...] = (Status,)
-FROM_CLI: tuple[type, ...] = (StatusQuery,)
+TO_CLI: tuple[type, ...] = get_args(ToCli)
+FROM_CLI: tuple[type, ...] = get_args(FromCli)
 EVENTS: tuple[type, ...] = get_args(Event)
 CLIENT_CALLS: tuple[type, ...] = get_args(ClientCall)
 
@@ -405,6 +421,7 @@ RECORDS: tuple[type, ...] = (
     TaskBlocked, CancelObject, Request, Ready, Reply,
     NodeHello, DriverHello, Welcome, NodeReady, Nodes, Heartbeat, Free, StatusQuery, Status,
     ItemProduced, ItemsConsumed,
+    StateQuery, StateRows,
 )
 FIRST_TAG = 16
 TAGS: dict[type, int] = {cls: FIRST_TAG + i for i, cls in enumerate(RECORDS)}

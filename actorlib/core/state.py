@@ -1,0 +1,247 @@
+"""Snapshots of the core's records as plain rows: what ``actorlib.util.state`` lists.
+
+The core keeps only live work in its records (a task leaves :attr:`Tasks.records` when its
+returns are resolved), so it also keeps a bounded ring of ended tasks and calls, one tuple
+each (:func:`ended_entry`), appended where a task's returns are resolved. Rows are built
+from those only when asked, on the core loop, so listing costs nothing while no one looks.
+
+Field names are Ray's (``ray.util.state``) where Ray has the field: times in milliseconds
+since the epoch (``creation_time_ms``...), ids as hex strings, states in Ray's words.
+
+Runs on the core loop only (the runtime calls :func:`rows` through it).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from actorlib.core.ids import id_hex
+
+if TYPE_CHECKING:
+    from actorlib.core.actors import ActorRecord, Actors
+    from actorlib.core.objects import ObjectTable
+    from actorlib.core.scheduler import Placement, Scheduler
+    from actorlib.core.tasks import TaskRecord, Tasks
+
+#: How many ended tasks (and, separately, ended actor calls) the core remembers.
+ENDED_KEPT = 10_000
+#: How many dead actors the core remembers after their last handle is gone.
+DEAD_ACTORS_KEPT = 1_000
+
+#: The kinds :func:`rows` answers for.
+KINDS = ("tasks", "actors", "objects", "nodes")
+
+# An ended task: (task id, name, attempt, placement, failed, job, creation, start and end
+# time); an ended call: (call id, method, class name, attempt, the actor's placement, actor
+# id, failed, job, creation and end time). Tuples of what is at hand, not dicts: one is
+# appended per task, and a row is made of it only when someone asks.
+EndedTask = tuple[int, str, int, "Placement | None", bool, int, float, float, float]
+EndedCall = tuple[int, str, str, int, "Placement | None", int, bool, int, float, float]
+
+
+def ended_ring() -> collections.deque[EndedTask]:
+    return collections.deque(maxlen=ENDED_KEPT)
+
+
+def ended_calls_ring() -> collections.deque[EndedCall]:
+    return collections.deque(maxlen=ENDED_KEPT)
+
+
+def dead_actor_ring() -> collections.deque[dict[str, Any]]:
+    """Rows of forgotten actors: a row, not the record, so their arguments can be freed."""
+    return collections.deque(maxlen=DEAD_ACTORS_KEPT)
+
+
+# Ray's names for the core's task states (actorlib.core.tasks.TaskState values).
+_TASK_STATES = {
+    "waiting": "PENDING_ARGS_AVAIL",
+    "queued": "PENDING_NODE_ASSIGNMENT",
+    "following": "SUBMITTED_TO_WORKER",  # queued on a worker behind a running task
+    "running": "RUNNING",
+}
+# ... and actor states (actorlib.core.actors.ActorState values).
+_ACTOR_STATES = {
+    "waiting": "PENDING_CREATION",
+    "starting": "PENDING_CREATION",
+    "alive": "ALIVE",
+    "restarting": "RESTARTING",
+    "dead": "DEAD",
+}
+
+
+def _ms(t: float) -> int | None:
+    return int(t * 1000) if t else None
+
+
+def _task_row(
+    task_id: int, name: str, type_: str, state: str, attempt: int, node_id: str | None,
+    actor_id: int, job: int, created: float, started: float, ended: float,
+) -> dict[str, Any]:
+    return {
+        "task_id": id_hex(task_id),
+        "attempt_number": attempt,
+        "name": name,
+        "state": state,
+        "job_id": id_hex(job),
+        "actor_id": id_hex(actor_id) if actor_id else None,
+        "type": type_,
+        "func_or_class_name": name,
+        "node_id": node_id,
+        "creation_time_ms": _ms(created),
+        "start_time_ms": _ms(started),
+        "end_time_ms": _ms(ended),
+    }
+
+
+def _live_task(rec: TaskRecord) -> dict[str, Any]:
+    spec = rec.spec
+    placement = rec.placement
+    leader = rec.leader
+    if placement is None and leader is not None:  # queued on its leader's worker
+        placement = leader.placement
+    return _task_row(
+        spec.task_id, spec.name or spec.function.name, "NORMAL_TASK",
+        _TASK_STATES.get(rec.state.value, rec.state.value.upper()), spec.attempt,
+        placement.node.node_id if placement is not None else None, 0, rec.job,
+        rec.created, rec.started, 0.0,
+    )
+
+
+def _calls(actors: Actors) -> list[dict[str, Any]]:
+    out = []
+    for actor in actors.records.values():
+        placement = actor.placement
+        node_id = placement.node.node_id if placement is not None else None
+        mailbox = actor.mailbox
+        name = actor.spec.cls.name
+        for call in mailbox.calls():
+            spec = call.spec
+            if spec.call_id in mailbox.inflight:
+                state = "RUNNING"  # handed to the actor (it may queue them itself)
+            elif call.remaining:
+                state = "PENDING_ARGS_AVAIL"
+            else:
+                state = "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
+            out.append(_task_row(
+                spec.call_id, f"{name}.{spec.method}", "ACTOR_TASK", state, spec.attempt,
+                node_id, spec.actor_id, actor.job, call.created, 0.0, 0.0,
+            ))
+    return out
+
+
+def task_rows(tasks: Tasks, actors: Actors) -> list[dict[str, Any]]:
+    """Every live task and actor call, then those ended (the most recent last)."""
+    out = [_live_task(rec) for rec in tasks.records.values()]
+    out.extend(_calls(actors))
+    for id_, name, attempt, placement, failed, job, created, started, ended in tasks.ended:
+        out.append(_task_row(
+            id_, name, "NORMAL_TASK", "FAILED" if failed else "FINISHED", attempt,
+            placement.node.node_id if placement is not None else None, 0, job, created,
+            started, ended,
+        ))
+    for (id_, method, class_name, attempt, placement, actor_id, failed, job, created,
+         ended) in actors.ended:
+        out.append(_task_row(
+            id_, f"{class_name}.{method}", "ACTOR_TASK", "FAILED" if failed else "FINISHED",
+            attempt, placement.node.node_id if placement is not None else None, actor_id,
+            job, created, 0.0, ended,
+        ))
+    return out
+
+
+def actor_row(rec: ActorRecord) -> dict[str, Any]:
+    spec = rec.spec
+    placement = rec.placement
+    error = rec.dead_error
+    return {
+        "actor_id": id_hex(spec.actor_id),
+        "class_name": spec.cls.name,
+        "state": _ACTOR_STATES.get(rec.state.value, rec.state.value.upper()),
+        "job_id": id_hex(rec.job),
+        "name": spec.name or "",
+        "ray_namespace": spec.namespace,
+        "node_id": placement.node.node_id if placement is not None else None,
+        "num_restarts": rec.restarts,
+        "is_detached": spec.detached,
+        "required_resources": dict(spec.resources),
+        "death_cause": str(error) if error is not None else None,
+    }
+
+
+def actor_rows(actors: Actors) -> list[dict[str, Any]]:
+    """Every actor the core knows, then dead ones it has forgotten (the latest last)."""
+    out = [actor_row(rec) for rec in actors.records.values()]
+    seen = {row["actor_id"] for row in out}
+    out.extend(dict(row) for row in actors.dead if row["actor_id"] not in seen)
+    return out
+
+
+def object_rows(
+    objects: ObjectTable, locate: Callable[[str], str | None], spilled: Callable[[str], bool],
+) -> list[dict[str, Any]]:
+    """Every object the core holds: its size and where its bytes are, once it has a value.
+
+    ``locate(path)``: the node holding a buffer file; ``spilled(path)``: whether the store
+    moved that file to disk.
+    """
+    out = []
+    for id_, entry in objects.entries.items():
+        value = entry.value
+        size: int | None = None
+        where: list[str] = []
+        on_disk = False
+        if value is not None:
+            size = len(value.data)
+            for i, location in enumerate(value.locations or ()):
+                if location is None:
+                    size += memoryview(value.buffers[i]).nbytes if i < len(value.buffers) else 0
+                else:
+                    size += location[1]
+                    on_disk = on_disk or spilled(location[0])
+                    node = locate(location[0])
+                    if node is not None and node not in where:
+                        where.append(node)
+            if value.locations is None:
+                size += sum(memoryview(b).nbytes for b in value.buffers)
+        out.append({
+            "object_id": id_hex(id_),
+            "object_size": size,
+            "reference_count": entry.refs,
+            "task_status": (
+                "PENDING" if value is None else "FAILED" if value.is_error else "FINISHED"
+            ),
+            "producer_id": id_hex(entry.producer) if entry.producer else None,
+            "where": where,
+            "spilled": on_disk,
+        })
+    return out
+
+
+def node_rows(scheduler: Scheduler) -> list[dict[str, Any]]:
+    return [
+        {
+            "node_id": node.node_id,
+            "state": "ALIVE" if node.alive else "DEAD",
+            "resources_total": dict(node.total),
+            "resources_available": {k: max(v, 0.0) for k, v in node.available.items()},
+        }
+        for node in scheduler.nodes.values()
+    ]
+
+
+def rows(
+    kind: str, tasks: Tasks, actors: Actors, objects: ObjectTable, scheduler: Scheduler,
+    locate: Callable[[str], str | None], spilled: Callable[[str], bool],
+) -> list[dict[str, Any]]:
+    """The rows of one kind (one of :data:`KINDS`)."""
+    if kind == "tasks":
+        return task_rows(tasks, actors)
+    if kind == "actors":
+        return actor_rows(actors)
+    if kind == "objects":
+        return object_rows(objects, locate, spilled)
+    if kind == "nodes":
+        return node_rows(scheduler)
+    raise ValueError(f"unknown state kind {kind!r}; expected one of {', '.join(KINDS)}")

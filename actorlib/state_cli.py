@@ -1,0 +1,185 @@
+"""``actorlib list``, ``summary`` and ``get``: the state API from another terminal.
+
+The rows come from a cluster's head (a ``StateQuery`` on a CLI connection, as ``actorlib
+status`` asks for its ``Status``) or from a local driver's state socket
+(:mod:`actorlib.backends.state_socket`); filtering, limits and summaries are
+:mod:`actorlib.util.state`'s own, so the command line and the Python API agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from actorlib.backends import state_socket
+from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport.messages import StateQuery, StateRows
+from actorlib.util import state
+
+FORMATS = ("table", "json")
+LIST_KINDS = state.KINDS
+SUMMARY_KINDS = ("tasks", "actors", "objects")
+GET_KINDS = ("task", "actor")
+COMMANDS = ("list", "summary", "get")
+
+
+def add_arguments(sub: Any) -> None:
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--address", help="HOST:PORT of the head, or 'auto' "
+                            "(default: the local session)")
+        parser.add_argument("--token-file", help="the cluster token (default: "
+                            "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
+        parser.add_argument("--pid", type=int, help="a local driver (a script that called "
+                            "init() without a cluster) by its process id; without --pid "
+                            "and --address: the local cluster if there is one, else the "
+                            "newest local driver")
+        parser.add_argument("--format", default="table", choices=FORMATS,
+                            help="aligned columns (default) or JSON")
+
+    listing = sub.add_parser("list", help="list tasks, actors, objects or nodes (state API)")
+    listing.add_argument("kind", choices=LIST_KINDS)
+    listing.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                         help="keep rows whose KEY equals VALUE (KEY!=VALUE: differs); "
+                         "repeatable")
+    listing.add_argument("--limit", type=int, default=state.DEFAULT_LIMIT,
+                         help=f"at most this many rows (default {state.DEFAULT_LIMIT})")
+    listing.add_argument("--detail", action="store_true", help="every field of each row")
+    common(listing)
+    summary = sub.add_parser("summary", help="tasks, actors or objects counted by state")
+    summary.add_argument("kind", choices=SUMMARY_KINDS)
+    common(summary)
+    get = sub.add_parser("get", help="one task or actor by its hex id")
+    get.add_argument("kind", choices=GET_KINDS)
+    get.add_argument("id", help="the task's or actor's hex id")
+    common(get)
+
+
+def parse_filter(text: str) -> tuple[str, str, str]:
+    """``key=value`` or ``key!=value`` as a state API filter."""
+    for op in ("!=", "="):
+        key, sep, value = text.partition(op)
+        if sep and key.strip():
+            return key.strip(), op, value.strip()
+    raise ValueError(f"--filter: expected KEY=VALUE or KEY!=VALUE, got {text!r}")
+
+
+def head_fetcher(
+    address: str | None, token_file: str | None, timeout: float = 10.0,
+) -> state.Fetch:
+    """Rows from the head at ``address``, for :mod:`actorlib.util.state`'s ``_fetch``."""
+    from actorlib.cluster_cli import ask_head
+
+    def fetch(kind: str) -> list[dict[str, Any]]:
+        _, reply = ask_head(address, token_file, StateQuery(1, kind), StateRows, timeout)
+        if reply.error is not None:
+            raise ValueError(reply.error)
+        rows: list[dict[str, Any]] = reply.rows
+        return rows
+
+    return fetch
+
+
+def local_fetcher(pid: int | None, timeout: float = state_socket.TIMEOUT_S) -> state.Fetch:
+    """Rows from the local driver ``pid`` (None: the newest)."""
+    path = state_socket.driver_socket(pid)
+
+    def fetch(kind: str) -> list[dict[str, Any]]:
+        return state_socket.query(path, kind, timeout)
+
+    return fetch
+
+
+def remote_fetcher(
+    address: str | None, pid: int | None = None, token_file: str | None = None,
+    timeout: float = 10.0,
+) -> state.Fetch:
+    """Where rows come from outside this process: the local driver ``pid``, the head at
+    ``address``, else this machine's cluster if it has one, else its newest local driver."""
+    if pid is not None:
+        if address:
+            raise ValueError("--pid (a local driver) and --address (a cluster) exclude "
+                             "each other")
+        return local_fetcher(pid, timeout)
+    if address or os.environ.get(cluster.ADDRESS_ENV) or cluster.latest_session():
+        return head_fetcher(address, token_file, timeout)
+    return local_fetcher(None, timeout)
+
+
+def fetcher(args: argparse.Namespace) -> state.Fetch:
+    """The command line's source of rows (see :func:`remote_fetcher`)."""
+    return remote_fetcher(args.address, args.pid, args.token_file)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in sorted(value.items()))
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Rows as aligned columns under an upper-case header."""
+    if not rows:
+        return "(none)"
+    columns = list(rows[0])
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _summary_rows(kind: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = summary["cluster"]
+    if kind == "objects":
+        return [cluster]
+    return [
+        {**{k: v for k, v in group.items() if k != "state_counts"},
+         "total": sum(group["state_counts"].values()),
+         "state_counts": group["state_counts"]}
+        for group in cluster["summary"].values()
+    ]
+
+
+def _output(args: argparse.Namespace, value: Any, rows: list[dict[str, Any]]) -> None:
+    if args.format == "json":
+        print(json.dumps(value, indent=2, default=str))
+    else:
+        print(table(rows))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``list``/``summary``/``get``; failures become one line on stderr."""
+    try:
+        fetch = fetcher(args)
+        if args.command == "list":
+            filters = [parse_filter(f) for f in args.filter]
+            rows = state.select(args.kind, fetch(args.kind), filters, args.limit, args.detail)
+            _output(args, rows, rows)
+        elif args.command == "summary":
+            summarize = {"tasks": state.summarize_tasks, "actors": state.summarize_actors,
+                         "objects": state.summarize_objects}[args.kind]
+            summary = summarize(_fetch=fetch)
+            _output(args, summary, _summary_rows(args.kind, summary))
+        else:
+            getter = state.get_task if args.kind == "task" else state.get_actor
+            row = getter(args.id, _fetch=fetch)
+            if row is None:
+                print(f"actorlib get: no {args.kind} with id {args.id}", file=sys.stderr)
+                return 1
+            _output(args, row, [{"field": k, "value": _cell(v)} for k, v in row.items()])
+    except ValueError as exc:
+        print(f"actorlib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ConnectionError, OSError, cluster_auth.AuthError) as exc:
+        print(f"actorlib {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0

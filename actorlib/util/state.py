@@ -1,0 +1,257 @@
+"""``actorlib.util.state``: Ray's state API (``ray.util.state``) over the core's records.
+
+Each call asks the core (through the process's client: the driver's own runtime, or the
+driver or head a worker or cluster driver talks to) for plain rows of one kind, then
+filters, sorts and cuts them here. Rows are dicts with Ray's field names where Ray has the
+field; see "State API and CLI" in docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from actorlib import session
+from actorlib.core import context
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "get_actor",
+    "get_task",
+    "list_actors",
+    "list_nodes",
+    "list_objects",
+    "list_tasks",
+    "rows",
+    "summarize_actors",
+    "summarize_objects",
+    "summarize_tasks",
+]
+
+DEFAULT_LIMIT = 100  # Ray's
+OPERATORS = ("=", "!=")
+
+#: The fields shown without ``detail=True``, per kind (Ray shows a short form likewise).
+BRIEF: dict[str, tuple[str, ...]] = {
+    "tasks": ("task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type",
+              "func_or_class_name", "node_id"),
+    "actors": ("actor_id", "class_name", "state", "job_id", "name", "node_id",
+               "ray_namespace", "num_restarts", "death_cause"),
+    "objects": ("object_id", "object_size", "reference_count", "task_status", "where",
+                "spilled"),
+    "nodes": ("node_id", "state", "resources_total", "resources_available"),
+}
+KINDS = tuple(BRIEF)
+
+Filter = tuple[str, str, Any]
+Fetch = Callable[[str], list[dict[str, Any]]]
+DEFAULT_TIMEOUT = 30  # seconds, Ray's
+
+
+def _local_rows(kind: str) -> list[dict[str, Any]]:
+    return session.client().state_rows(kind)
+
+
+def _source(address: str | None, timeout: float, fetch: Fetch | None) -> Fetch:
+    """This process's runtime when it has one and no ``address`` is given; else, as Ray's
+    state API does, a runtime elsewhere: the head at ``address``, or with ``None`` /
+    ``"auto"`` this machine's cluster, else its newest local driver (a script running its
+    own core, see docs/observability.md)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+    if fetch is not None:
+        return fetch
+    if address is None and context.current() is not None:
+        return _local_rows
+    from actorlib.state_cli import remote_fetcher  # the composition root for other runtimes
+
+    return remote_fetcher(None if address == "auto" else address, timeout=timeout)
+
+
+def rows(kind: str, fetch: Fetch | None = None) -> list[dict[str, Any]]:
+    """Every row of ``kind`` (one of tasks, actors, objects, nodes), unfiltered."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown state kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return (fetch or _local_rows)(kind)
+
+
+def _check_filters(kind: str, filters: Sequence[Filter] | None) -> list[Filter]:
+    out = []
+    for item in filters or ():
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise ValueError(
+                f"filters: each filter is a (key, operator, value) tuple, got {item!r}"
+            )
+        key, op, value = item
+        if op not in OPERATORS:
+            raise ValueError(
+                f"filters: unknown operator {op!r} in {tuple(item)!r}; "
+                f"expected one of {', '.join(repr(o) for o in OPERATORS)}"
+            )
+        out.append((key, op, value))
+    return out
+
+
+def _matches(row: dict[str, Any], filters: list[Filter]) -> bool:
+    for key, op, value in filters:
+        field = row.get(key)
+        # Ray compares as strings, case-insensitively for states ("running" finds RUNNING).
+        equal = str(field).lower() == str(value).lower()
+        if equal != (op == "="):
+            return False
+    return True
+
+
+def select(
+    kind: str,
+    all_rows: list[dict[str, Any]],
+    filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT,
+    detail: bool = False,
+    raise_on_missing_output: bool = True,
+) -> list[dict[str, Any]]:
+    """Filter, cut to ``limit`` and (without ``detail``) trim ``all_rows`` of ``kind``."""
+    checked = _check_filters(kind, filters)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ValueError(f"limit: expected a non-negative int, got {limit!r}")
+    fields = set(BRIEF[kind])
+    if all_rows:
+        fields |= set(all_rows[0])
+    for key, _, _ in checked:
+        if key not in fields:
+            raise ValueError(
+                f"filters: unknown key {key!r} for {kind}; expected one of "
+                f"{', '.join(sorted(fields))}"
+            )
+    # ``raise_on_missing_output`` is Ray's guard against partial answers (nodes that did
+    # not reply). One core answers here, whole or not at all (an error), so it never
+    # applies; ended tasks past the ring's size are forgotten, as Ray's GCS forgets them.
+    del raise_on_missing_output
+    matched = [row for row in all_rows if _matches(row, checked)][:limit]
+    if not detail:
+        brief = BRIEF[kind]
+        matched = [{k: row.get(k) for k in brief} for row in matched]
+    return matched
+
+
+def _list(kind: str, address: str | None, filters: Sequence[Filter] | None, limit: int,
+          timeout: float, detail: bool, raise_on_missing_output: bool,
+          fetch: Fetch | None) -> list[dict[str, Any]]:
+    source = _source(address, timeout, fetch)
+    return select(kind, rows(kind, source), filters, limit, detail, raise_on_missing_output)
+
+
+def list_tasks(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """Live tasks and actor calls, then the last ended ones (FINISHED / FAILED)."""
+    return _list("tasks", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
+
+
+def list_actors(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """Actors the core knows, dead ones included (the last 1,000 forgotten ones too)."""
+    return _list("actors", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
+
+
+def list_objects(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """Objects the core holds: pending and ready, with size, ref count and location."""
+    return _list("objects", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
+
+
+def list_nodes(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """Nodes with their total and available resources."""
+    return _list("nodes", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
+
+
+def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
+         fetch: Fetch | None) -> dict[str, Any] | None:
+    if not isinstance(id_, str):
+        raise TypeError(f"{key}: expected a hex id string, got {type(id_).__name__}")
+    found = [row for row in rows(kind, _source(address, timeout, fetch))
+             if row.get(key) == id_.lower()]
+    # A retried task is listed once per ended attempt: the latest attempt is the answer.
+    return max(found, key=lambda r: r.get("attempt_number", 0)) if found else None
+
+
+def get_task(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
+    _fetch: Fetch | None = None,
+) -> dict[str, Any] | None:
+    """The task or actor call with hex id ``id`` (its latest attempt); None if unknown."""
+    return _get("tasks", "task_id", id, address, timeout, _fetch)
+
+
+def get_actor(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
+    _fetch: Fetch | None = None,
+) -> dict[str, Any] | None:
+    """The actor with hex id ``id``; None if unknown."""
+    return _get("actors", "actor_id", id, address, timeout, _fetch)
+
+
+def summarize_tasks(
+    address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> dict[str, Any]:
+    """Tasks grouped by name, each with a count per state (Ray's ``summarize_tasks``)."""
+    groups: dict[str, dict[str, Any]] = {}
+    all_rows = rows("tasks", _source(address, timeout, _fetch))
+    for row in all_rows:
+        name = row["func_or_class_name"]
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = {
+                "func_or_class_name": name, "type": row["type"], "state_counts": {},
+            }
+        counts = group["state_counts"]
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return {"cluster": {"summary": groups, "total_tasks": len(all_rows)}}
+
+
+def summarize_actors(
+    address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> dict[str, Any]:
+    """Actors grouped by class, each with a count per state (Ray's ``summarize_actors``)."""
+    groups: dict[str, dict[str, Any]] = {}
+    all_rows = rows("actors", _source(address, timeout, _fetch))
+    for row in all_rows:
+        name = row["class_name"]
+        group = groups.setdefault(name, {"class_name": name, "state_counts": {}})
+        counts = group["state_counts"]
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return {"cluster": {"summary": groups, "total_actors": len(all_rows)}}
+
+
+def summarize_objects(
+    address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> dict[str, Any]:
+    """Objects counted by status, with their total size and spilled bytes."""
+    all_rows = rows("objects", _source(address, timeout, _fetch))
+    by_status = collections.Counter(row["task_status"] for row in all_rows)
+    total = sum(row["object_size"] or 0 for row in all_rows)
+    spilled = sum(row["object_size"] or 0 for row in all_rows if row["spilled"])
+    return {"cluster": {
+        "total_objects": len(all_rows), "total_size_bytes": total,
+        "spilled_bytes": spilled, "status_counts": dict(by_status),
+    }}

@@ -1,0 +1,215 @@
+"""A local driver's state API on a unix socket, for ``actorlib list`` in a second terminal.
+
+A driver running its own core (thread and process backends) listens on
+``<sessions root>/driver-<pid>/state.sock``, in a directory only this user may enter (mode
+0700, checked like the cluster's session directories), and answers only peers of this
+user (``SO_PEERCRED`` where the platform has it). One request per connection, JSON both
+ways, so nothing is unpickled: ``{"kind": "tasks"}`` in, ``{"rows": [...]}`` or
+``{"error": "..."}`` out, each one line.
+
+``ACTORLIB_STATE_SOCKET=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import shutil
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends.cluster.driver import checked_root
+from actorlib.backends.private_dir import private_dir
+
+log = logging.getLogger("actorlib.state")
+
+ENV = "ACTORLIB_STATE_SOCKET"
+DIR_PREFIX = "driver-"
+SOCKET_NAME = "state.sock"
+MAX_REQUEST = 1 << 12
+TIMEOUT_S = 10.0
+
+Rows = Callable[[str], list[dict[str, Any]]]
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _peer_uid(conn: socket.socket) -> int | None:
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    raw = conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", raw)
+    return int(uid)
+
+
+class StateServer:
+    """Answers state queries from a thread of its own until :meth:`stop`."""
+
+    def __init__(self, rows: Rows) -> None:
+        self._rows = rows
+        self.directory: str | None = None
+        self._sock: socket.socket | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str | None:
+        """Listen; the socket's path, or None when it cannot (logged, never fatal)."""
+        try:
+            root = checked_root(create=True)
+            assert root is not None
+            directory = os.path.join(root, f"{DIR_PREFIX}{os.getpid()}")
+            shutil.rmtree(directory, ignore_errors=True)  # a dead driver's with our pid
+            private_dir(directory, "driver state directory")
+            path = os.path.join(directory, SOCKET_NAME)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(path)
+                sock.listen(8)
+            except OSError:
+                sock.close()
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+        except OSError as exc:
+            log.warning("actorlib: the state socket is off (%s); set %s=0 to silence this",
+                        exc, ENV)
+            self._close_pipe()
+            return None
+        self.directory, self._sock = directory, sock
+        self._thread = threading.Thread(
+            target=self._serve, name="actorlib-state-socket", daemon=True
+        )
+        self._thread.start()
+        return path
+
+    def stop(self) -> None:
+        """Stop answering; remove the socket and its directory. Safe to call twice."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            os.write(self._wake_w, b"x")
+            thread.join()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def _serve(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while True:
+            ready, _, _ = select.select([sock.fileno(), self._wake_r], [], [])
+            if self._wake_r in ready:
+                return
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    self._answer(conn)
+                except Exception:  # one bad peer never stops the server
+                    log.debug("actorlib: a state query failed", exc_info=True)
+
+    def _answer(self, conn: socket.socket) -> None:
+        uid = _peer_uid(conn)
+        if uid is not None and uid != os.getuid():
+            return
+        conn.settimeout(TIMEOUT_S)
+        request = read_line(conn)
+        try:
+            kind = json.loads(request)["kind"]
+            if not isinstance(kind, str):
+                raise ValueError(f"kind must be a string, got {kind!r}")
+            answer: dict[str, Any] = {"rows": self._rows(kind)}
+        except (ValueError, KeyError, TypeError) as exc:
+            answer = {"error": str(exc) or type(exc).__name__}
+        conn.sendall(json.dumps(answer, default=str).encode() + b"\n")
+
+
+def read_line(conn: socket.socket, limit: int | None = MAX_REQUEST) -> bytes:
+    """Bytes up to the first newline (at most ``limit``, if given)."""
+    data = bytearray()
+    while b"\n" not in data:
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+        if limit is not None and len(data) > limit:
+            raise ValueError("request too long")
+    return bytes(data.split(b"\n", 1)[0])
+
+
+# == the client side (the CLI) ================================================================
+
+
+def local_drivers() -> list[tuple[int, str]]:
+    """``(pid, socket path)`` of this user's local drivers still running, newest first."""
+    root = checked_root()
+    if root is None:
+        return []
+    found = []
+    for name in os.listdir(root):
+        if not name.startswith(DIR_PREFIX) or not name[len(DIR_PREFIX):].isdigit():
+            continue
+        pid = int(name[len(DIR_PREFIX):])
+        path = os.path.join(root, name, SOCKET_NAME)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:  # killed without its shutdown: clear what it left
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            continue
+        except PermissionError:
+            continue
+        if os.path.exists(path):
+            found.append((os.stat(path).st_mtime, pid, path))
+    return [(pid, path) for _, pid, path in sorted(found, reverse=True)]
+
+
+def driver_socket(pid: int | None) -> str:
+    """The socket of the local driver ``pid`` (None: the newest one); ConnectionError if none."""
+    drivers = local_drivers()
+    if pid is None:
+        if not drivers:
+            raise ConnectionError(
+                "no local actorlib driver is running (a script that called init() without "
+                f"a cluster address, with {ENV} not set to 0)"
+            )
+        return drivers[0][1]
+    for candidate, path in drivers:
+        if candidate == pid:
+            return path
+    running = ", ".join(str(p) for p, _ in drivers) or "none"
+    raise ConnectionError(f"no local actorlib driver with pid {pid} (running: {running})")
+
+
+def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
+    """The rows of ``kind`` from the driver listening at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(path)
+        conn.sendall(json.dumps({"kind": kind}).encode() + b"\n")
+        line = read_line(conn, limit=None)
+    if not line:
+        raise ConnectionError(f"the driver at {path} closed the connection")
+    answer = json.loads(line)
+    if "error" in answer:
+        raise ValueError(answer["error"])
+    rows: list[dict[str, Any]] = answer["rows"]
+    return rows

@@ -1,0 +1,226 @@
+"""The state API (``actorlib.util.state``): list, summarize and get over a live workload."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+import pytest
+
+import actorlib
+import actorlib as ray
+from actorlib import _testing, session
+from actorlib import exceptions as exc
+from actorlib.core import state as core_state
+from actorlib.util import state
+
+T = 60
+
+
+@actorlib.remote
+class Gate:
+    """Holds callers until opened."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self) -> str:
+        await self.event.wait()
+        return "opened"
+
+    async def open(self) -> None:
+        self.event.set()
+
+
+@actorlib.remote
+def held(gate):
+    return actorlib.get(gate.wait.remote())
+
+
+@actorlib.remote
+def ok(x):
+    return x + 1
+
+
+@actorlib.remote(max_retries=0)
+def broken():
+    raise ValueError("broken on purpose")
+
+
+@actorlib.remote(max_restarts=1)
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def incr(self) -> int:
+        self.n += 1
+        return self.n
+
+
+@actorlib.remote
+def rows_from_inside(kind):
+    return [row["state"] for row in state.list_tasks(filters=[("name", "=", kind)])]
+
+
+def _wait_for(predicate, what: str):
+    deadline = time.monotonic() + T
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _one(name: str) -> dict:
+    rows = state.list_tasks(filters=[("name", "=", name)], detail=True)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_workload_states(rt):
+    gate = Gate.remote()
+    running = held.remote(gate)
+    assert actorlib.get(ok.remote(1), timeout=T) == 2
+    with pytest.raises(exc.TaskError):
+        actorlib.get(broken.remote(), timeout=T)
+    counter = Counter.remote()
+    assert actorlib.get(counter.incr.remote(), timeout=T) == 1
+    actorlib.kill(counter, no_restart=False)
+    assert actorlib.get(counter.incr.remote(), timeout=T) == 1  # a fresh incarnation
+
+    # The held task runs once its call on the gate is in flight.
+    _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "Gate.wait")
+    row = _one("held")
+    assert row["state"] == "RUNNING"
+    assert row["type"] == "NORMAL_TASK"
+    assert row["node_id"] in {n["node_id"] for n in state.list_nodes()}
+    assert row["creation_time_ms"] <= row["start_time_ms"]
+    assert row["end_time_ms"] is None
+    finished = _one("ok")
+    assert finished["state"] == "FINISHED"
+    assert finished["start_time_ms"] <= finished["end_time_ms"]
+    assert _one("broken")["state"] == "FAILED"
+    assert _one("Gate.wait")["type"] == "ACTOR_TASK"
+    calls = state.list_tasks(filters=[("name", "=", "Counter.incr")])
+    assert [c["state"] for c in calls] == ["FINISHED", "FINISHED"]
+
+    # Filters, limit, detail, get.
+    unfinished = state.list_tasks(filters=[("state", "!=", "FINISHED")])
+    assert unfinished and all(t["state"] != "FINISHED" for t in unfinished)
+    assert len(state.list_tasks(limit=2)) == 2
+    assert "creation_time_ms" not in state.list_tasks()[0]
+    got = state.get_task(row["task_id"])
+    assert got is not None and got["name"] == "held"
+    assert state.get_task("00000000deadbeef") is None
+
+    actors = {a["class_name"]: a for a in state.list_actors(detail=True)}
+    assert actors["Counter"]["state"] == "ALIVE"
+    assert actors["Counter"]["num_restarts"] == 1
+    assert actors["Gate"]["state"] == "ALIVE"
+    assert state.get_actor(actors["Counter"]["actor_id"])["class_name"] == "Counter"
+    assert state.list_actors(filters=[("state", "=", "DEAD")]) == []
+
+    summary = state.summarize_tasks()["cluster"]["summary"]
+    assert summary["ok"]["state_counts"] == {"FINISHED": 1}
+    assert summary["broken"]["state_counts"] == {"FAILED": 1}
+    assert summary["held"]["state_counts"] == {"RUNNING": 1}
+    assert state.summarize_actors()["cluster"]["summary"]["Counter"]["state_counts"] == {
+        "ALIVE": 1
+    }
+
+    # The same API inside a task (forwarded to the core on the process and cluster backends).
+    assert actorlib.get(rows_from_inside.remote("ok"), timeout=T) == ["FINISHED"]
+
+    actorlib.get(gate.open.remote(), timeout=T)
+    assert actorlib.get(running, timeout=T) == "opened"
+    _wait_for(lambda: _one("held")["state"] == "FINISHED", "held to finish")
+
+    actorlib.kill(counter)
+    _wait_for(lambda: state.list_actors(filters=[("class_name", "=", "Counter"),
+                                                 ("state", "=", "DEAD")]), "Counter dead")
+    dead = state.get_actor(actors["Counter"]["actor_id"])
+    assert "killed" in dead["death_cause"]
+    # With its last handle gone the core forgets it; the state API still lists it, dead.
+    del counter
+    gc.collect()
+    _testing.live_actor_ids()  # applies the dropped handle
+    assert state.get_actor(actors["Counter"]["actor_id"])["state"] == "DEAD"
+
+
+def test_objects_and_nodes(rt):
+    big = actorlib.put(b"x" * 200_000)
+    small = actorlib.put(7)
+    rows = {o["object_id"]: o for o in state.list_objects()}
+    assert rows[big.hex()]["object_size"] >= 200_000
+    assert rows[big.hex()]["reference_count"] >= 1
+    assert rows[big.hex()]["task_status"] == "FINISHED"
+    assert rows[big.hex()]["spilled"] is False
+    assert small.hex() in rows
+    summary = state.summarize_objects()["cluster"]
+    assert summary["total_objects"] >= 2
+    assert summary["total_size_bytes"] >= 200_000
+    nodes = state.list_nodes()
+    assert nodes and all(n["state"] == "ALIVE" for n in nodes)
+    assert sum(n["resources_total"].get("CPU", 0) for n in nodes) == 4
+    del big, small
+
+
+def test_bad_arguments(rt):
+    with pytest.raises(ValueError, match="unknown operator '>'"):
+        state.list_tasks(filters=[("state", ">", "RUNNING")])
+    with pytest.raises(ValueError, match="unknown key 'colour'"):
+        state.list_actors(filters=[("colour", "=", "red")])
+    with pytest.raises(ValueError, match="limit"):
+        state.list_nodes(limit=-1)
+    with pytest.raises(ValueError, match="unknown state kind"):
+        state.rows("workers")
+    with pytest.raises(ValueError, match="timeout"):
+        state.list_tasks(timeout=0)
+
+
+def test_reachable_as_ray_util_state(rt):
+    assert ray.util.state.list_nodes is state.list_nodes
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_the_core_keeps_a_bounded_history(backend, monkeypatch):
+    """Where the core lives in this process: the ended-task ring is bounded, and a
+    forgotten actor is listed from a row of its own, not from its record."""
+    monkeypatch.setattr(core_state, "ENDED_KEPT", 5)
+    actorlib.init(backend=backend, num_cpus=2)
+    try:
+        assert actorlib.get([ok.remote(i) for i in range(8)], timeout=T) == list(range(1, 9))
+        assert len(state.list_tasks(filters=[("name", "=", "ok")])) == 5
+        counter = Counter.remote()
+        actor_id = state.list_actors(filters=[("class_name", "=", "Counter")])[0]["actor_id"]
+        assert actorlib.get(counter.incr.remote(), timeout=T) == 1
+        del counter
+        gc.collect()
+        rt = session.runtime()
+        _wait_for(lambda: not rt.actors.records, "the actor to be forgotten")
+        row = state.get_actor(actor_id)
+        assert row["state"] == "DEAD" and "out of scope" in row["death_cause"]
+    finally:
+        actorlib.shutdown()
+
+
+def test_spilled_objects_are_listed_as_spilled():
+    """The process backend's store moves objects over its capacity to disk: the state API
+    says which, and counts their bytes."""
+    np = pytest.importorskip("numpy")
+    mib = 1 << 20
+    actorlib.init(backend="process", num_cpus=2, object_store_memory=96 * mib)
+    try:
+        refs = [actorlib.put(np.full(4 * mib, float(i))) for i in range(4)]  # 128 MiB
+        rows = {o["object_id"]: o for o in state.list_objects(detail=True)}
+        spilled = [rows[r.hex()]["spilled"] for r in refs]
+        assert spilled[0] and not spilled[-1], spilled
+        summary = state.summarize_objects()["cluster"]
+        assert summary["spilled_bytes"] >= 32 * mib
+        assert state.list_objects(filters=[("spilled", "=", True)])
+        del refs
+    finally:
+        actorlib.shutdown()

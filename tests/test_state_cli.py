@@ -1,0 +1,184 @@
+"""``actorlib list``, ``summary`` and ``get`` against a real cluster head and its work."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_cli import cli, tmp_env  # noqa: F401 - the fixture is used by name
+from test_state_api import Counter, Gate, _wait_for, broken, held, ok
+
+import actorlib
+from actorlib import exceptions as exc
+from actorlib.backends import state_socket
+from actorlib.util import state
+
+T = 60
+
+
+@pytest.fixture
+def cluster_with_work(tmp_env: dict[str, str]) -> Iterator[dict[str, str]]:  # noqa: F811
+    """A head with a local node, and this process a driver with a running task on it."""
+    out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "2")
+    assert out.returncode == 0, out.stderr
+    try:
+        actorlib.init(address="auto")
+        try:
+            _wait_for(lambda: actorlib.cluster_resources().get("CPU") == 2, "the node")
+            gate = Gate.remote()
+            running = held.remote(gate)
+            assert actorlib.get(ok.remote(1), timeout=T) == 2
+            with pytest.raises(exc.TaskError):
+                actorlib.get(broken.remote(), timeout=T)
+            counter = Counter.remote()
+            assert actorlib.get(counter.incr.remote(), timeout=T) == 1
+            _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]),
+                      "the held task's call")
+            yield tmp_env
+            actorlib.get(gate.open.remote(), timeout=T)
+            actorlib.get(running, timeout=T)
+        finally:
+            actorlib.shutdown()
+    finally:
+        stopped = cli(tmp_env, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def _json(env: dict[str, str], *args: str):
+    out = cli(env, *args, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_list_summary_get(cluster_with_work: dict[str, str]) -> None:
+    env = cluster_with_work
+    tasks = {t["name"]: t for t in _json(env, "list", "tasks", "--address", "auto")}
+    assert tasks["held"]["state"] == "RUNNING"
+    assert tasks["ok"]["state"] == "FINISHED"
+    assert tasks["broken"]["state"] == "FAILED"
+    running = _json(env, "list", "tasks", "--filter", "state=RUNNING")
+    assert {t["name"] for t in running} >= {"held", "Gate.wait"}
+    assert all(t["state"] == "RUNNING" for t in running)
+    assert len(_json(env, "list", "tasks", "--limit", "1")) == 1
+    not_done = _json(env, "list", "tasks", "--filter", "state!=FINISHED")
+    assert "ok" not in {t["name"] for t in not_done}
+
+    actors = {a["class_name"]: a for a in _json(env, "list", "actors")}
+    assert actors["Counter"]["state"] == "ALIVE"
+    got = _json(env, "get", "actor", actors["Counter"]["actor_id"])
+    assert got["class_name"] == "Counter" and got["num_restarts"] == 0
+    assert _json(env, "get", "task", tasks["ok"]["task_id"])["state"] == "FINISHED"
+
+    summary = _json(env, "summary", "tasks")["cluster"]["summary"]
+    assert summary["broken"]["state_counts"] == {"FAILED": 1}
+    nodes = _json(env, "list", "nodes")
+    assert len(nodes) == 1 and nodes[0]["resources_total"]["CPU"] == 2
+
+    table = cli(env, "list", "actors")
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.splitlines()
+    assert header.split()[:3] == ["ACTOR_ID", "CLASS_NAME", "STATE"]
+    assert any(line.split()[1:3] == ["Counter", "ALIVE"] for line in lines)
+    summary_table = cli(env, "summary", "actors")
+    assert summary_table.returncode == 0 and "Gate" in summary_table.stdout
+
+
+def test_bad_input_and_missing_ids(cluster_with_work: dict[str, str]) -> None:
+    env = cluster_with_work
+    out = cli(env, "list", "tasks", "--filter", "colour=red")
+    assert out.returncode == 2 and "unknown key 'colour'" in out.stderr
+    out = cli(env, "list", "tasks", "--filter", "nonsense")
+    assert out.returncode == 2 and "KEY=VALUE" in out.stderr
+    out = cli(env, "get", "task", "00000000deadbeef")
+    assert out.returncode == 1 and "no task with id" in out.stderr
+
+
+def test_no_head_is_one_line(tmp_env: dict[str, str]) -> None:  # noqa: F811
+    out = cli(tmp_env, "list", "nodes")
+    assert out.returncode == 1
+    assert "actorlib list:" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_local_driver_answers_from_another_process(
+    tmp_env: dict[str, str], backend: str,  # noqa: F811
+) -> None:
+    """A second terminal looks at a script running its own core (no cluster)."""
+    actorlib.init(backend=backend, num_cpus=2)
+    try:
+        gate = Gate.remote()
+        running = held.remote(gate)
+        assert actorlib.get(ok.remote(1), timeout=T) == 2
+        _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "the call")
+        by_pid = _json(tmp_env, "list", "tasks", "--pid", str(os.getpid()))
+        assert {t["name"]: t["state"] for t in by_pid}["held"] == "RUNNING"
+        newest = _json(tmp_env, "list", "tasks", "--filter", "name=ok")  # no cluster: local
+        assert [t["state"] for t in newest] == ["FINISHED"]
+        assert _json(tmp_env, "summary", "actors")["cluster"]["summary"]["Gate"][
+            "state_counts"] == {"ALIVE": 1}
+        out = cli(tmp_env, "list", "tasks", "--filter", "colour=red")
+        assert out.returncode == 2 and "unknown key 'colour'" in out.stderr
+        out = cli(tmp_env, "list", "tasks", "--pid", "1")
+        assert out.returncode == 1 and f"running: {os.getpid()}" in out.stderr
+        # The Python API in a process with no runtime of its own asks the same driver.
+        code = ("import json; from actorlib.util.state import list_tasks; "
+                "print(json.dumps(list_tasks(filters=[('name', '=', 'held')])))")
+        other = subprocess.run([sys.executable, "-c", code], env=tmp_env,
+                               capture_output=True, text=True, timeout=T)
+        assert other.returncode == 0, other.stderr
+        assert [t["state"] for t in json.loads(other.stdout)] == ["RUNNING"]
+        path = state_socket.driver_socket(os.getpid())
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        with socket.socket(socket.AF_UNIX) as conn:  # not JSON: an answer, never a crash
+            conn.connect(path)
+            conn.sendall(b"\x80\x04not json\n")
+            assert "error" in json.loads(state_socket.read_line(conn, limit=None))
+        with pytest.raises(ValueError, match="unknown state kind"):
+            state_socket.query(path, "workers")
+        actorlib.get(gate.open.remote(), timeout=T)
+        assert actorlib.get(running, timeout=T) == "opened"
+    finally:
+        actorlib.shutdown()
+    out = cli(tmp_env, "list", "tasks")
+    assert out.returncode == 1 and "no local actorlib driver" in out.stderr
+    assert not list(Path(tmp_env["TMPDIR"]).glob("**/state.sock"))
+
+
+def test_status_counts_states_and_speaks_in_bytes(cluster_with_work: dict[str, str]) -> None:
+    out = cli(cluster_with_work, "status")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    tasks = next(line for line in lines if "tasks by state:" in line)
+    assert "FAILED 1" in tasks and "RUNNING 2" in tasks  # held and its call on the gate
+    actors = next(line for line in lines if "actors by state:" in line)
+    assert "ALIVE 2" in actors
+    resources = next(line for line in lines if line.strip().startswith("resources"))
+    assert "CPU " in resources and "e+" not in resources
+    assert "memory " in resources and "GiB used" in resources
+    info = _json_status(cluster_with_work)
+    assert info["tasks_by_state"]["FINISHED"] >= 1
+
+
+def _json_status(env: dict[str, str]) -> dict:
+    out = cli(env, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_human_bytes() -> None:
+    from actorlib.cluster_cli import human_bytes, resource_usage
+
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(1.59977e10) == "14.9 GiB"
+    assert human_bytes(3 * 2**50) == "3072.0 TiB"
+    assert resource_usage({"CPU": 4.0, "memory": 2.0**33}, {"CPU": 3.0, "memory": 2.0**32}) == (
+        "CPU 1/4, memory 4.0 GiB/8.0 GiB used"
+    )
