@@ -88,3 +88,121 @@ def test_unavailable_backend_is_a_skip_with_reason(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*backend 'nosuch' unavailable*"])
+
+
+SHARED_TESTS = """
+import asyncio
+
+import pytest
+
+import actorlib
+from actorlib import session
+
+pytestmark = pytest.mark.shared_runtime
+SEEN = []  # the runtime each test ran on
+KEEP = []  # what a test leaves behind on purpose
+
+
+@actorlib.remote(num_cpus=0)
+class A:
+    def ping(self):
+        return 1
+
+
+@actorlib.remote
+async def nap():
+    await asyncio.sleep(30)
+
+
+def test_01_starts_one(rt):
+    SEEN.append(session.runtime())
+
+
+def test_02_shares_it(rt):
+    assert session.runtime() is SEEN[-1]
+    assert actorlib.get(A.remote().ping.remote()) == 1  # the actor goes with its handle
+
+
+@pytest.mark.fresh_runtime
+def test_03_fresh(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+
+
+def test_04_after_a_fresh_one_a_new_shared_one(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_05_other_init_kwargs(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_06_same_init_kwargs(rt):
+    assert session.runtime() is SEEN[-1]
+
+
+def test_07_leaves_an_actor(rt):
+    SEEN.append(session.runtime())
+    KEEP.append(A.remote())
+
+
+def test_08_leaves_a_ref(rt):
+    assert session.runtime() not in SEEN  # the unclean one was dropped
+    SEEN.append(session.runtime())
+    KEEP.append(actorlib.put(1))
+
+
+def test_09_leaves_a_task(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+    nap.remote()
+
+
+def test_10_leaves_a_detached_actor(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+    A.options(name="kept", lifetime="detached").remote()
+
+
+def test_11_fails(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+    KEEP.append(A.remote())
+    raise AssertionError("on purpose")
+
+
+def test_12_shuts_it_down(rt):
+    assert session.runtime() not in SEEN  # the failed test's one was dropped
+    SEEN.append(session.runtime())
+    actorlib.shutdown()
+
+
+def test_13_last(rt):
+    assert session.runtime() not in SEEN
+    assert actorlib.get(actorlib.put(3)) == 3
+"""
+
+
+def test_shared_runtime_is_shared_and_checked_clean_between_tests(pytester, monkeypatch):
+    """Tests of a shared_runtime module share one runtime; one that leaves anything in it
+    fails, and the next test gets a new runtime; fresh_runtime and other init_kwargs get
+    their own."""
+    monkeypatch.setenv("ACTORLIB_TEST_LEAK_GRACE", "0.3")
+    _setup(pytester, CONFTEST)
+    pytester.makepyfile(test_shared=SHARED_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=12, failed=1, errors=4)
+    text = result.stdout.str()
+    for test, left in [
+        ("test_07", "live actors"),
+        ("test_08", "live objects"),
+        ("test_09", "1 tasks pending"),
+        ("test_10", "actor names taken ['default/kept']"),
+    ]:
+        assert re.search(rf"ERROR at teardown of {test}.*\n(.*\n)*?.*{re.escape(left)}", text)
+    assert "left the shared runtime unclean" in text
+    assert "shared runtime: 12 tests ran on 10 shared runtimes" in text
