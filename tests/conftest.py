@@ -79,6 +79,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "fresh_runtime: this test gets a runtime of its own in a shared_runtime module"
     )
+    config.addinivalue_line(
+        "markers",
+        "slow: starts interpreters or tools of its own (scripts, mypy, pytest), injects "
+        "crashes and freezes, or is a property test: left out of the quick loop",
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

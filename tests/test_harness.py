@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs pytest in a subprocess
+
 # The real conftest, pinned to the thread backend so these checks stay quick.
 CONFTEST = re.sub(
     r"^BACKENDS = \[.*\]$",

@@ -16,7 +16,7 @@ from testkit import Sync, T, live_objects
 
 import actorlib
 
-pytestmark = pytest.mark.shared_runtime
+pytestmark = [pytest.mark.shared_runtime, pytest.mark.slow]
 
 # --------------------------------------------------------------------------- ordering
 
