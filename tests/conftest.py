@@ -52,12 +52,15 @@ settings.load_profile(os.environ.get("ACTORLIB_HYPOTHESIS_PROFILE", "fast"))
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what the fast development subset leaves out (see docs/development.md):
-    ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection)."""
+    ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection);
+    and each test on the ``thread`` or ``process`` backend with its backend's name."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend_name") if callspec is not None else None
         if backend == "cluster" or "cluster" in item.path.name:
             item.add_marker(pytest.mark.cluster)
+        elif backend in ("thread", "process"):
+            item.add_marker(getattr(pytest.mark, backend))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,6 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "chaos: fault injection under load (ACTORLIB_CHAOS_SECONDS sets the length)"
     )
+    config.addinivalue_line("markers", "thread: a test on the thread backend")
+    config.addinivalue_line("markers", "process: a test on the process backend")
     config.addinivalue_line(
         "markers",
         "init_kwargs(**kw): extra keyword arguments for actorlib.init() in the rt fixture",
