@@ -99,14 +99,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """What collection built (the test modules, hypothesis, numpy...) lives to the end:
-    move it out of the collector's way, so the gc.collect() of every test's checks stays
-    fast (it was most of a short test's time). See _leaks() too."""
-    gc.collect()
-    gc.freeze()
-
-
 _NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
 
 
@@ -160,9 +152,6 @@ def _leaks(threads_before: set[threading.Thread], shm_before: set[str]) -> list[
     """With no runtime left: threads, child processes and /dev/shm files still there
     after the grace period (the processes are killed, so the next test starts clean)."""
     gc.collect()
-    # Nothing of the run is left to become garbage: move what lives now out of the
-    # collector's way, so the many gc.collect() calls of later tests stay fast.
-    gc.freeze()
     deadline = time.monotonic() + LEAK_GRACE_S
     while True:
         threads = _new_threads(threads_before)

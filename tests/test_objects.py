@@ -161,9 +161,6 @@ def test_nested_ref_keeps_inner_alive(rt):
     assert not ({inner_id, outer_id} & live_objects())
 
 
-# Racy: the worker drops its ref after sending the result; seen failing once in 18
-# runs on a shared runtime under load. Fresh, as it was, until that is settled.
-@pytest.mark.fresh_runtime
 def test_ref_inside_task_result_keeps_inner_alive(rt):
     inner = actorlib.put(123)
     inner_id = inner.hex()
