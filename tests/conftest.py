@@ -17,6 +17,7 @@ import gc
 import importlib
 import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -119,29 +120,46 @@ def _passed(item: pytest.Item) -> bool:
 
 
 def _shm_entries() -> set[str]:
-    """actorlib's shared-memory files that may be this test run's.
+    """actorlib's shared-memory files that belong to this test run.
 
-    A file names the pid of the driver or node that made it (``actorlib-<pid>-...``).
-    Files of a live process outside this run (another actorlib program on the machine)
-    are not ours to judge; files of a dead process might be, so they count.
+    A file names the pid of the driver or node that made it (``actorlib-<pid>-...``). It
+    is the run's if that process is, or was, this one or one of its descendants
+    (``_RUN_PIDS``): files of another actorlib program on the machine, running or killed,
+    are not ours to judge. A name without a pid counts (it cannot be placed).
     """
     try:
         names = [n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)]
     except FileNotFoundError:
         return set()
-    ours = {os.getpid()} | {p.pid for p in _live_children()}
+    _live_children()  # records the descendants living now in _RUN_PIDS
     found = set()
     for name in names:
         pid_text = name[len(SHM_PREFIX) :].lstrip("-").split("-", 1)[0]
-        pid = int(pid_text) if pid_text.isdigit() else None
-        if pid is None or pid in ours or not psutil.pid_exists(pid):
+        if not pid_text.isdigit() or int(pid_text) in _RUN_PIDS:
             found.add(name)
     return found
 
 
+# The processes of this test run: pytest itself and every descendant seen so far, by a
+# check (``_live_children``) or as ``subprocess`` started it (a short-lived child may
+# make files and die between two checks). Only their /dev/shm files count as leaks.
+_RUN_PIDS: set[int] = {os.getpid()}
+_popen_init = subprocess.Popen.__init__
+
+
+def _recording_popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    _popen_init(self, *args, **kwargs)
+    _RUN_PIDS.add(self.pid)
+
+
+subprocess.Popen.__init__ = _recording_popen_init  # type: ignore[method-assign]
+
+
 def _live_children() -> list[psutil.Process]:
     """All descendants, zombies included (an unreaped child is a leak too)."""
-    return psutil.Process().children(recursive=True)
+    children = psutil.Process().children(recursive=True)
+    _RUN_PIDS.update(c.pid for c in children)
+    return children
 
 
 def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:

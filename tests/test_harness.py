@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,22 @@ def test_leaks_shm():
     open(SHM, "wb").close()
 
 
+def test_leaks_shm_of_a_child_that_died():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    path = os.path.join(os.environ["ACTORLIB_TEST_SHM_DIR"], f"actorlib-{child.pid}-0-1")
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    open(path, "wb").close()
+
+
+def test_other_programs_shm_is_not_ours():
+    # files of actorlib programs outside this run, one running and one killed meanwhile
+    for pid in (os.environ["FOREIGN_LIVE_PID"], os.environ["FOREIGN_DEAD_PID"]):
+        path = os.path.join(os.environ["ACTORLIB_TEST_SHM_DIR"], f"actorlib-{pid}-0-1")
+        atexit.register(lambda p=path: os.path.exists(p) and os.unlink(p))
+        open(path, "wb").close()
+
+
 def test_leaves_runtime_initialized(backend_name):
     actorlib.init(backend=backend_name, num_cpus=1)
 
@@ -58,15 +76,28 @@ def test_leak_check_catches_leaks(pytester, monkeypatch, tmp_path):
     # a private stand-in for /dev/shm, so concurrent test runs never see the fake segment
     monkeypatch.setenv("ACTORLIB_TEST_SHM_DIR", str(shm_dir))
     monkeypatch.setenv("ACTORLIB_TEST_LEAK_GRACE", "0.3")  # these leaks are permanent
+    # Processes outside the inner run (children of this one): stand-ins for other actorlib
+    # programs on the machine, one still running and one gone.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setenv("FOREIGN_DEAD_PID", str(dead.pid))
+    monkeypatch.setenv("FOREIGN_LIVE_PID", str(live.pid))
     _setup(pytester, CONFTEST)
     pytester.makepyfile(test_leaky=LEAKY_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=5, errors=4)
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    finally:
+        live.kill()
+        live.wait()
+    result.assert_outcomes(passed=7, errors=5)
     text = result.stdout.str()
     assert "leaky" in text
     assert "child processes outlived the test" in text
     assert "actorlib-leakcheck" in text
     assert "left the actorlib runtime initialized" in text
+    assert "ERROR test_leaky.py::test_leaks_shm_of_a_child_that_died" in text
+    assert f"actorlib-{dead.pid}-" not in text and f"actorlib-{live.pid}-" not in text
 
 
 ONE_TEST = """
