@@ -3,14 +3,21 @@
 Every behavioural test takes the ``rt`` fixture, so it runs once per name in ``BACKENDS``.
 Adding a backend means adding its name here; a backend that fails to import shows up as a
 skip carrying the import error, never as silently missing tests.
+
+A module marked ``pytestmark = pytest.mark.shared_runtime`` shares one runtime among its
+consecutive tests on the same backend with the same ``init_kwargs``, checked clean after
+each test (see "shared runtime" below and docs/development.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import importlib
 import os
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -46,12 +53,15 @@ settings.load_profile(os.environ.get("ACTORLIB_HYPOTHESIS_PROFILE", "fast"))
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what the fast development subset leaves out (see docs/development.md):
-    ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection)."""
+    ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection);
+    and each test on the ``thread`` or ``process`` backend with its backend's name."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend_name") if callspec is not None else None
         if backend == "cluster" or "cluster" in item.path.name:
             item.add_marker(pytest.mark.cluster)
+        elif backend in ("thread", "process"):
+            item.add_marker(getattr(pytest.mark, backend))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,9 +71,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "chaos: fault injection under load (ACTORLIB_CHAOS_SECONDS sets the length)"
     )
+    config.addinivalue_line("markers", "thread: a test on the thread backend")
+    config.addinivalue_line("markers", "process: a test on the process backend")
     config.addinivalue_line(
         "markers",
         "init_kwargs(**kw): extra keyword arguments for actorlib.init() in the rt fixture",
+    )
+    config.addinivalue_line(
+        "markers",
+        "shared_runtime: the rt fixture shares one runtime among consecutive tests of the "
+        "module on the same backend with the same init_kwargs (checked clean after each)",
+    )
+    config.addinivalue_line(
+        "markers", "fresh_runtime: this test gets a runtime of its own in a shared_runtime module"
+    )
+    config.addinivalue_line(
+        "markers",
+        "slow: starts interpreters or tools of its own (scripts, mypy, pytest), injects "
+        "crashes and freezes, or is a property test: left out of the quick loop",
     )
 
 
@@ -75,56 +100,75 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
+_NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Let fixtures see the next test: the shared runtime stops after its last user."""
+    item.stash[_NEXT_ITEM] = nextitem
+
+
+def _passed(item: pytest.Item) -> bool:
+    return all(
+        getattr(item, f"_rep_{when}", None) is not None and getattr(item, f"_rep_{when}").passed
+        for when in ("setup", "call")
+    )
+
+
 # --------------------------------------------------------------------------- leak check
 
 
 def _shm_entries() -> set[str]:
-    """actorlib's shared-memory files that may be this test run's.
+    """actorlib's shared-memory files that belong to this test run.
 
-    A file names the pid of the driver or node that made it (``actorlib-<pid>-...``).
-    Files of a live process outside this run (another actorlib program on the machine)
-    are not ours to judge; files of a dead process might be, so they count.
+    A file names the pid of the driver or node that made it (``actorlib-<pid>-...``). It
+    is the run's if that process is, or was, this one or one of its descendants
+    (``_RUN_PIDS``): files of another actorlib program on the machine, running or killed,
+    are not ours to judge. A name without a pid counts (it cannot be placed).
     """
     try:
         names = [n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)]
     except FileNotFoundError:
         return set()
-    ours = {os.getpid()} | {p.pid for p in _live_children()}
+    _live_children()  # records the descendants living now in _RUN_PIDS
     found = set()
     for name in names:
-        pid_text = name[len(SHM_PREFIX):].lstrip("-").split("-", 1)[0]
-        pid = int(pid_text) if pid_text.isdigit() else None
-        if pid is None or pid in ours or not psutil.pid_exists(pid):
+        pid_text = name[len(SHM_PREFIX) :].lstrip("-").split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) in _RUN_PIDS:
             found.add(name)
     return found
 
 
+# The processes of this test run: pytest itself and every descendant seen so far, by a
+# check (``_live_children``) or as ``subprocess`` started it (a short-lived child may
+# make files and die between two checks). Only their /dev/shm files count as leaks.
+_RUN_PIDS: set[int] = {os.getpid()}
+_popen_init = subprocess.Popen.__init__
+
+
+def _recording_popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    _popen_init(self, *args, **kwargs)
+    _RUN_PIDS.add(self.pid)
+
+
+subprocess.Popen.__init__ = _recording_popen_init  # type: ignore[method-assign]
+
+
 def _live_children() -> list[psutil.Process]:
     """All descendants, zombies included (an unreaped child is a leak too)."""
-    return psutil.Process().children(recursive=True)
+    children = psutil.Process().children(recursive=True)
+    _RUN_PIDS.update(c.pid for c in children)
+    return children
 
 
 def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t not in before and t.is_alive()]
 
 
-@pytest.fixture(autouse=True)
-def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
-    """No thread, child process or /dev/shm segment may outlive a test.
-
-    Autouse fixtures are set up first, so this is torn down after ``rt`` (which also
-    depends on it explicitly): the check sees the state after ``shutdown()``.
-    """
-    threads_before = set(threading.enumerate())
-    shm_before = _shm_entries()
-    yield
-    problems: list[str] = []
-    actorlib = _maybe_actorlib()
-    if actorlib is not None and actorlib.is_initialized():
-        actorlib.shutdown()
-        rep = getattr(request.node, "_rep_call", None)
-        if rep is not None and rep.passed:
-            problems.append("the test left the actorlib runtime initialized")
+def _leaks(threads_before: set[threading.Thread], shm_before: set[str]) -> list[str]:
+    """With no runtime left: threads, child processes and /dev/shm files still there
+    after the grace period (the processes are killed, so the next test starts clean)."""
     gc.collect()
     deadline = time.monotonic() + LEAK_GRACE_S
     while True:
@@ -134,6 +178,7 @@ def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
         if not (threads or children or shm) or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
+    problems: list[str] = []
     if threads:
         problems.append(f"threads outlived the test: {[t.name for t in threads]}")
     if children:
@@ -150,6 +195,45 @@ def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"child processes outlived the test: {desc}")
     if shm:
         problems.append(f"/dev/shm entries outlived the test: {sorted(shm)}")
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No thread, child process or /dev/shm segment may outlive a test.
+
+    Autouse fixtures are set up first, so this is torn down after ``rt`` (which also
+    depends on it explicitly): the check sees the state after ``shutdown()``. A test on
+    a shared runtime is checked against the state it found instead, and the runtime is
+    shut down and checked like this after the last test sharing it.
+    """
+    item = request.node
+    key = _share_key(item)
+    problems: list[str] = []
+    if _shared is not None and _shared.key != key:  # normally stopped by the test before
+        problems = _stop_shared()
+        if problems:
+            pytest.fail(
+                f"resource leak of the runtime shared up to {_shared_last}: " + "; ".join(problems),
+                pytrace=False,
+            )
+    if key is not None and _shared is None:
+        request.getfixturevalue("backend_name")  # an unavailable backend skips here
+        _start_shared(key)
+    threads_before = set(threading.enumerate())
+    shm_before = _shm_entries()
+    children_before = {c.pid for c in _live_children()}
+    yield
+    actorlib = _maybe_actorlib()
+    if key is not None and _shared is not None:
+        problems = _after_shared_test(item, threads_before, shm_before, children_before)
+    else:
+        if actorlib is not None and actorlib.is_initialized():
+            actorlib.shutdown()
+            rep = getattr(request.node, "_rep_call", None)
+            if rep is not None and rep.passed:
+                problems.append("the test left the actorlib runtime initialized")
+        problems += _leaks(threads_before, shm_before)
     if problems:
         pytest.fail("resource leak: " + "; ".join(problems), pytrace=False)
 
@@ -161,12 +245,200 @@ def _maybe_actorlib() -> Any:
         return None
 
 
+# --------------------------------------------------------------------------- shared runtime
+#
+# Starting a runtime per test is most of the cost of a short test (a process backend boots
+# a worker interpreter first). A module marked ``shared_runtime`` lets consecutive tests
+# on the same backend, with the same init_kwargs, use one runtime; ``backend_name`` is
+# module-scoped so pytest runs a module's tests backend by backend. The runtime is shut
+# down after the last test that shares it (the next test needs another one, or none),
+# and checked then like a fresh one (no thread, process or /dev/shm file left).
+#
+# Sharing must never let one test's leftovers reach the next, so after each test the
+# runtime must be back as the test found it, within LEAK_GRACE_S: no task, actor, actor
+# call or queued work, no actor name taken, the same live objects (no leaked ref), every
+# resource available, the core's bookkeeping intact, and no thread, child process or
+# /dev/shm file the runtime does not keep between tests (its task threads, its idle
+# worker processes). Otherwise the test fails, naming what it left, and the runtime is
+# shut down, so the next test starts on a fresh one. A test that fails stops it too.
+# Tests that change the runtime as a whole (shut it down, kill workers, set process-wide
+# state in workers) are marked ``fresh_runtime`` in a shared module.
+
+# Backends whose runtime tests may share. Not the cluster yet: the check between tests
+# cannot tell a node's idle worker processes from leftovers, so each test starts its own.
+SHARED_BACKENDS = ("thread", "process")
+
+# Threads a runtime starts when work first needs them and keeps until shutdown.
+_RUNTIME_THREADS = re.compile(r"actorlib-(core|task-\d+|futures|output|io|wait-\d+)")
+
+
+@dataclasses.dataclass
+class _Shared:
+    key: tuple[Any, ...]
+    info: Any  # what init() returned
+    runtime: Any  # actorlib.session.runtime() then: a test that replaced it is caught
+    threads_before: set[threading.Thread]  # before init, for the check after shutdown
+    shm_before: set[str]
+    objects: set[str]  # live right after init
+
+
+_shared: _Shared | None = None
+_shared_last = ""  # the last test that used it, for messages
+_shared_counts = {"runtimes": 0, "tests": 0}
+
+
+def _init_kwargs(node: pytest.Item) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"num_cpus": 4}
+    for marker in reversed(list(node.iter_markers("init_kwargs"))):
+        kwargs.update(marker.kwargs)
+    return kwargs
+
+
+def _share_key(item: pytest.Item | None) -> tuple[Any, ...] | None:
+    """What a test's ``rt`` may be shared by: (module, backend, init kwargs); None if the
+    test gets a runtime of its own (or none)."""
+    if item is None or "rt" not in getattr(item, "fixturenames", ()):
+        return None
+    if item.get_closest_marker("shared_runtime") is None:
+        return None
+    if item.get_closest_marker("fresh_runtime") is not None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("backend_name") if callspec is not None else None
+    if backend not in SHARED_BACKENDS:
+        return None
+    return (str(item.path), backend, _init_kwargs(item))
+
+
+def _start_shared(key: tuple[Any, ...]) -> None:
+    global _shared
+    import actorlib
+    from actorlib import _testing, session
+
+    threads_before = set(threading.enumerate())
+    shm_before = _shm_entries()
+    info = actorlib.init(backend=key[1], **key[2])
+    _shared_counts["runtimes"] += 1
+    _shared = _Shared(
+        key,
+        info,
+        session.runtime(),
+        threads_before,
+        shm_before,
+        _testing.holdings()["objects"],
+    )
+
+
+def _stop_shared() -> list[str]:
+    """Shut the shared runtime down; what it left behind."""
+    global _shared
+    import actorlib
+
+    shared, _shared = _shared, None
+    assert shared is not None
+    actorlib.shutdown()
+    return _leaks(shared.threads_before, shared.shm_before)
+
+
+def _after_shared_test(
+    item: pytest.Item,
+    threads_before: set[threading.Thread],
+    shm_before: set[str],
+    children_before: set[int],
+) -> list[str]:
+    """Check a test left the shared runtime as it found it; stop the runtime after its
+    last test, or at once if it is not clean (or the test failed)."""
+    global _shared_last
+    from actorlib import session
+
+    assert _shared is not None
+    _shared_last = item.nodeid
+    _shared_counts["tests"] += 1
+    problems: list[str] = []
+    current = session.runtime()
+    if current is not _shared.runtime:
+        if current is not None:  # init() again after a shutdown(): not the shared one
+            problems.append("the test replaced the shared runtime: mark it fresh_runtime")
+        return problems + _stop_shared()
+    if not _passed(item):  # its failure is reported; its leftovers go with the runtime
+        return _stop_shared()
+    problems = _leftovers(threads_before, shm_before, children_before)
+    if problems:
+        problems = [
+            "the test left the shared runtime unclean (clean up in the test, or mark it "
+            "@pytest.mark.fresh_runtime): " + "; ".join(problems)
+        ]
+    if problems or _share_key(item.stash.get(_NEXT_ITEM, None)) != _shared.key:
+        problems += _stop_shared()
+    return problems
+
+
+def _leftovers(
+    threads_before: set[threading.Thread], shm_before: set[str], children_before: set[int]
+) -> list[str]:
+    """What the last test left in the shared runtime, after waiting LEAK_GRACE_S for it
+    to go (work finishing, actors stopping, refs dropped); [] if it is back as it was."""
+    import actorlib
+    from actorlib import _testing
+
+    assert _shared is not None
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while True:
+        held = _testing.holdings()
+        found = [f"core: {p}" for p in held["problems"]]
+        for what in ("tasks", "calls", "queued"):
+            if held[what]:
+                found.append(f"{held[what]} {what} pending")
+        if held["actors"]:
+            found.append(f"live actors {sorted(held['actors'])}")
+        if held["names"]:
+            found.append(f"actor names taken {held['names']}")
+        if held["objects"] != _shared.objects:
+            found.append(f"live objects {sorted(held['objects'] - _shared.objects)}")
+            if _shared.objects - held["objects"]:
+                found.append(f"objects gone {sorted(_shared.objects - held['objects'])}")
+        total, available = actorlib.cluster_resources(), actorlib.available_resources()
+        if any(abs(total[r] - available.get(r, 0.0)) > 1e-9 for r in total):
+            found.append(f"resources held: {available} of {total} available")
+        threads = [
+            t.name for t in _new_threads(threads_before) if not _RUNTIME_THREADS.fullmatch(t.name)
+        ]
+        if threads:
+            found.append(f"threads {threads}")
+        pool = _testing.idle_worker_pids()
+        children = [c.pid for c in _live_children() if c.pid not in children_before | pool]
+        if children:
+            found.append(f"child processes {children} (not idle workers)")
+        shm = _shm_entries() - shm_before
+        if shm:
+            found.append(f"/dev/shm entries {sorted(shm)}")
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _shared is not None:  # the run was cut short (-x, Ctrl-C)
+        _stop_shared()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _shared_counts["tests"]:
+        terminalreporter.write_line(
+            f"shared runtime: {_shared_counts['tests']} tests ran on "
+            f"{_shared_counts['runtimes']} shared runtimes"
+        )
+
+
 # --------------------------------------------------------------------------- runtime
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
-    """A backend name from BACKENDS; skipped (with the reason) if it cannot be imported."""
+    """A backend name from BACKENDS; skipped (with the reason) if it cannot be imported.
+
+    Module-scoped, so pytest runs a module's tests backend by backend (a shared runtime
+    serves a whole run of them)."""
     name: str = request.param
     try:
         importlib.import_module("actorlib.backends").load(name)
@@ -179,14 +451,16 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 def rt(backend_name: str, request: pytest.FixtureRequest, _leak_check: None) -> Iterator[Any]:
     """An initialized runtime (4 CPUs) on each backend; shut down after the test.
 
-    ``@pytest.mark.init_kwargs(num_gpus=2, resources={...})`` adds init() arguments.
+    ``@pytest.mark.init_kwargs(num_gpus=2, resources={...})`` adds init() arguments. In
+    a ``shared_runtime`` module the runtime may be one an earlier test started
+    (``_leak_check`` starts, checks and stops it).
     """
     import actorlib
 
-    kwargs: dict[str, Any] = {"num_cpus": 4}
-    for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
-        kwargs.update(marker.kwargs)
-    info = actorlib.init(backend=backend_name, **kwargs)
+    if _shared is not None and _shared.key == _share_key(request.node):
+        yield _shared.info
+        return
+    info = actorlib.init(backend=backend_name, **_init_kwargs(request.node))
     problems: list[str] = []
     try:
         yield info

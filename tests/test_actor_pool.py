@@ -9,6 +9,8 @@ import actorlib
 from actorlib import ActorPool
 from actorlib.exceptions import GetTimeoutError
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 class Worker:

@@ -12,6 +12,8 @@ from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote(num_cpus=0)
 class Counter:

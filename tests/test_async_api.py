@@ -14,6 +14,8 @@ import actorlib
 from actorlib import exceptions as exc
 from actorlib.core import waiting
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def square(x):

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 WORKLOADS = ["tasks_sync", "put_small", "startup"]
 
 

@@ -13,6 +13,8 @@ from testkit import Recorder, Sync, T, live_actors, wait_until
 import actorlib
 from actorlib import exceptions as exc
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def blocker(started, sync):

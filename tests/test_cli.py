@@ -22,6 +22,8 @@ import pytest
 import actorlib
 from actorlib.backends.cluster import driver as cluster
 
+pytestmark = pytest.mark.slow
+
 UID = os.getuid()
 OTHER_UID = 65534  # "nobody"
 

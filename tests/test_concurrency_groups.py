@@ -11,6 +11,8 @@ from testkit import Sync, T
 
 import actorlib
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote(concurrency_groups={"io": 2, "compute": 1})
 class Threaded:

@@ -12,6 +12,8 @@ from testkit import Recorder, Sync, T, live_actors, wait_until
 import actorlib
 from actorlib import exceptions as exc
 
+pytestmark = pytest.mark.shared_runtime
+
 
 class CustomError(Exception):
     """An application error with a non-trivial constructor."""

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from testkit import assert_no_leftovers, run_script
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 

@@ -33,6 +33,8 @@ from actorlib.executor import (
     _translate,
 )
 
+pytestmark = pytest.mark.shared_runtime
+
 # -- module-level functions (picklable by reference on every backend) ---------------------
 
 
@@ -404,6 +406,7 @@ def test_map_rejects_bad_chunksize(rt):
         ex.map(square, [1], chunksize=0)
 
 
+@pytest.mark.fresh_runtime  # reads stderr: no output of earlier tests
 def test_map_with_progress_bar(rt, capsys):
     with Executor(2) as ex:
         assert list(ex.map(square, range(10), chunksize=3, progress=True)) == [
@@ -415,6 +418,7 @@ def test_map_with_progress_bar(rt, capsys):
 # -- initializer, broken executor, worker death -------------------------------------------
 
 
+@pytest.mark.fresh_runtime  # workers keep its code, with initargs (an actor), until shutdown
 def test_initializer_runs_once_per_worker_before_its_first_task(rt):
     rec = Recorder.remote()
     with Executor(2, initializer=set_up_worker, initargs=(rec, "init")) as ex:
@@ -425,6 +429,7 @@ def test_initializer_runs_once_per_worker_before_its_first_task(rt):
     assert inits < 21
 
 
+@pytest.mark.fresh_runtime  # workers keep its code, with initargs (an actor), until shutdown
 def test_max_tasks_per_child_reruns_the_initializer(rt):
     rec = Recorder.remote()
     with Executor(

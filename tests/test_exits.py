@@ -24,9 +24,9 @@ from testkit import assert_no_leftovers
 import actorlib
 from actorlib import session
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="process groups, pidfds and /dev/shm"
-)
+)]
 
 SHM = "/dev/shm"
 EXIT_WITHIN_S = 5.0

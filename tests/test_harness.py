@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs pytest in a subprocess
 
 # The real conftest, pinned to the thread backend so these checks stay quick.
 CONFTEST = re.sub(
@@ -39,6 +45,22 @@ def test_leaks_shm():
     open(SHM, "wb").close()
 
 
+def test_leaks_shm_of_a_child_that_died():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    path = os.path.join(os.environ["ACTORLIB_TEST_SHM_DIR"], f"actorlib-{child.pid}-0-1")
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    open(path, "wb").close()
+
+
+def test_other_programs_shm_is_not_ours():
+    # files of actorlib programs outside this run, one running and one killed meanwhile
+    for pid in (os.environ["FOREIGN_LIVE_PID"], os.environ["FOREIGN_DEAD_PID"]):
+        path = os.path.join(os.environ["ACTORLIB_TEST_SHM_DIR"], f"actorlib-{pid}-0-1")
+        atexit.register(lambda p=path: os.path.exists(p) and os.unlink(p))
+        open(path, "wb").close()
+
+
 def test_leaves_runtime_initialized(backend_name):
     actorlib.init(backend=backend_name, num_cpus=1)
 
@@ -54,15 +76,28 @@ def test_leak_check_catches_leaks(pytester, monkeypatch, tmp_path):
     # a private stand-in for /dev/shm, so concurrent test runs never see the fake segment
     monkeypatch.setenv("ACTORLIB_TEST_SHM_DIR", str(shm_dir))
     monkeypatch.setenv("ACTORLIB_TEST_LEAK_GRACE", "0.3")  # these leaks are permanent
+    # Processes outside the inner run (children of this one): stand-ins for other actorlib
+    # programs on the machine, one still running and one gone.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setenv("FOREIGN_DEAD_PID", str(dead.pid))
+    monkeypatch.setenv("FOREIGN_LIVE_PID", str(live.pid))
     _setup(pytester, CONFTEST)
     pytester.makepyfile(test_leaky=LEAKY_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=5, errors=4)
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    finally:
+        live.kill()
+        live.wait()
+    result.assert_outcomes(passed=7, errors=5)
     text = result.stdout.str()
     assert "leaky" in text
     assert "child processes outlived the test" in text
     assert "actorlib-leakcheck" in text
     assert "left the actorlib runtime initialized" in text
+    assert "ERROR test_leaky.py::test_leaks_shm_of_a_child_that_died" in text
+    assert f"actorlib-{dead.pid}-" not in text and f"actorlib-{live.pid}-" not in text
 
 
 ONE_TEST = """
@@ -88,3 +123,121 @@ def test_unavailable_backend_is_a_skip_with_reason(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*backend 'nosuch' unavailable*"])
+
+
+SHARED_TESTS = """
+import asyncio
+
+import pytest
+
+import actorlib
+from actorlib import session
+
+pytestmark = pytest.mark.shared_runtime
+SEEN = []  # the runtime each test ran on
+KEEP = []  # what a test leaves behind on purpose
+
+
+@actorlib.remote(num_cpus=0)
+class A:
+    def ping(self):
+        return 1
+
+
+@actorlib.remote
+async def nap():
+    await asyncio.sleep(30)
+
+
+def test_01_starts_one(rt):
+    SEEN.append(session.runtime())
+
+
+def test_02_shares_it(rt):
+    assert session.runtime() is SEEN[-1]
+    assert actorlib.get(A.remote().ping.remote()) == 1  # the actor goes with its handle
+
+
+@pytest.mark.fresh_runtime
+def test_03_fresh(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+
+
+def test_04_after_a_fresh_one_a_new_shared_one(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_05_other_init_kwargs(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+
+
+@pytest.mark.init_kwargs(num_cpus=2)
+def test_06_same_init_kwargs(rt):
+    assert session.runtime() is SEEN[-1]
+
+
+def test_07_leaves_an_actor(rt):
+    SEEN.append(session.runtime())
+    KEEP.append(A.remote())
+
+
+def test_08_leaves_a_ref(rt):
+    assert session.runtime() not in SEEN  # the unclean one was dropped
+    SEEN.append(session.runtime())
+    KEEP.append(actorlib.put(1))
+
+
+def test_09_leaves_a_task(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+    nap.remote()
+
+
+def test_10_leaves_a_detached_actor(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+    A.options(name="kept", lifetime="detached").remote()
+
+
+def test_11_fails(rt):
+    assert session.runtime() not in SEEN
+    SEEN.append(session.runtime())
+    KEEP.append(A.remote())
+    raise AssertionError("on purpose")
+
+
+def test_12_shuts_it_down(rt):
+    assert session.runtime() not in SEEN  # the failed test's one was dropped
+    SEEN.append(session.runtime())
+    actorlib.shutdown()
+
+
+def test_13_last(rt):
+    assert session.runtime() not in SEEN
+    assert actorlib.get(actorlib.put(3)) == 3
+"""
+
+
+def test_shared_runtime_is_shared_and_checked_clean_between_tests(pytester, monkeypatch):
+    """Tests of a shared_runtime module share one runtime; one that leaves anything in it
+    fails, and the next test gets a new runtime; fresh_runtime and other init_kwargs get
+    their own."""
+    monkeypatch.setenv("ACTORLIB_TEST_LEAK_GRACE", "0.3")
+    _setup(pytester, CONFTEST)
+    pytester.makepyfile(test_shared=SHARED_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=12, failed=1, errors=4)
+    text = result.stdout.str()
+    for test, left in [
+        ("test_07", "live actors"),
+        ("test_08", "live objects"),
+        ("test_09", "1 tasks pending"),
+        ("test_10", "actor names taken ['default/kept']"),
+    ]:
+        assert re.search(rf"ERROR at teardown of {test}.*\n(.*\n)*?.*{re.escape(left)}", text)
+    assert "left the shared runtime unclean" in text
+    assert "shared runtime: 12 tests ran on 10 shared runtimes" in text

@@ -9,6 +9,8 @@ from testkit import T, live_actors
 
 import actorlib
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote(num_cpus=0)
 class Box:

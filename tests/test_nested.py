@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from testkit import T
 
 import actorlib
+
+pytestmark = pytest.mark.shared_runtime
 
 
 @actorlib.remote

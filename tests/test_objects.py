@@ -8,6 +8,8 @@ from testkit import T, live_objects, wait_until
 
 import actorlib
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def make_array(n):
@@ -204,6 +206,7 @@ def _after(_gate, value):
     return value
 
 
+@pytest.mark.fresh_runtime  # shuts the runtime down
 def test_get_after_shutdown_raises_runtime_closed(rt):
     ref = actorlib.put(1)
     actorlib.shutdown()

@@ -20,6 +20,8 @@ from actorlib.exceptions import ActorlibError, GetTimeoutError
 from actorlib.executor import ExecutorInitializerError
 from actorlib.pool import PoolTimeoutError
 
+pytestmark = pytest.mark.shared_runtime
+
 
 def square(x):
     return x * x
@@ -281,6 +283,7 @@ def test_bad_chunksize(rt, ref_pool):
                 p.imap(square, [1], 0)
 
 
+@pytest.mark.fresh_runtime  # reads stderr: no output of earlier tests
 def test_progress_keyword(rt, capsys):
     with Pool(2) as pool:
         assert pool.map(square, range(6), progress=True) == [x * x for x in range(6)]
@@ -291,6 +294,7 @@ def test_progress_keyword(rt, capsys):
 # -- initializer --------------------------------------------------------------------------
 
 
+@pytest.mark.fresh_runtime  # workers keep its code, with initargs (an actor), until shutdown
 def test_initializer_runs_per_worker(rt):
     rec = Recorder.remote()
     with Pool(2, initializer=set_up_worker, initargs=(rec,)) as pool:
@@ -313,6 +317,7 @@ def remote_square(x):
     return x * x
 
 
+@pytest.mark.fresh_runtime  # reads stderr: no output of earlier tests
 def test_progress_over_refs_futures_and_iterables(rt, capsys):
     refs = [remote_square.remote(i) for i in range(5)]
     assert sorted(actorlib.get(list(actorlib.progress(refs, desc="refs")))) == [

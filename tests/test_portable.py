@@ -64,6 +64,8 @@ import actorlib
 from actorlib.backends.process import portable
 from actorlib.backends.process.shm_files import fallback_dir
 
+pytestmark = pytest.mark.slow
+
 
 def _fallback_entries() -> set[str]:
     try:

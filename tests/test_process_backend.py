@@ -286,6 +286,7 @@ class GpuActor:
 # --------------------------------------------------------------------------- processes
 
 
+@pytest.mark.slow
 def test_tasks_and_actors_run_in_worker_processes(prt):
     me = os.getpid()
     task_pids = actorlib.get([pid_of.remote() for _ in range(20)], timeout=T)
@@ -304,6 +305,7 @@ def test_tasks_and_actors_run_in_worker_processes(prt):
 # --------------------------------------------------------------------------- task crashes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["exit", "sigkill"])
 def test_crashed_task_is_retried_in_a_new_worker(prt, tmp_path, how):
     log = tmp_path / "attempts"
@@ -327,6 +329,7 @@ def die_when(path: str) -> None:
     _die("exit")
 
 
+@pytest.mark.slow
 def test_tasks_queued_on_a_dying_worker_run_elsewhere_without_using_a_retry(prt, tmp_path):
     """With every CPU busy, the next tasks wait on the workers of the running ones; those
     workers die, and the waiting tasks (max_retries=0) still run: they never started."""
@@ -342,6 +345,7 @@ def test_tasks_queued_on_a_dying_worker_run_elsewhere_without_using_a_retry(prt,
     assert os.getpid() not in pids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["exit", "sigkill"])
 def test_crashed_task_without_retries_fails_naming_the_cause(prt, tmp_path, how):
     log = tmp_path / "attempts"
@@ -357,6 +361,7 @@ def test_crashed_task_without_retries_fails_naming_the_cause(prt, tmp_path, how)
     assert actorlib.get(ok, timeout=T)[0] == 1
 
 
+@pytest.mark.slow
 def test_default_max_retries_is_three(prt, tmp_path):
     log = tmp_path / "attempts"
     with pytest.raises(exc.WorkerCrashedError) as info:
@@ -380,6 +385,7 @@ def test_application_errors_are_not_worker_crashes(prt):
 # --------------------------------------------------------------------------- actor crashes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["exit", "sigkill"])
 def test_crashed_actor_restarts_in_a_new_process(prt, how):
     rec = Recorder.remote()
@@ -401,6 +407,7 @@ def test_crashed_actor_restarts_in_a_new_process(prt, how):
     wait_until(lambda: _pid_gone(pid2), what=f"dead actor process {pid2} reaped")
 
 
+@pytest.mark.slow
 def test_call_in_flight_is_retried_with_max_task_retries(prt):
     rec = Recorder.remote()
     a = Phoenix.options(max_restarts=1, max_task_retries=1).remote(rec)
@@ -411,6 +418,7 @@ def test_call_in_flight_is_retried_with_max_task_retries(prt):
     assert len(actorlib.get(rec.items.remote(), timeout=T)) == 2  # two __init__ runs
 
 
+@pytest.mark.slow
 def test_call_in_flight_fails_without_max_task_retries(prt):
     rec = Recorder.remote()
     a = Phoenix.options(max_restarts=1, max_task_retries=0).remote(rec)
@@ -422,6 +430,7 @@ def test_call_in_flight_fails_without_max_task_retries(prt):
     assert pid2 != pid1
 
 
+@pytest.mark.slow
 def test_per_caller_order_survives_a_real_crash(prt):
     """Calls queued behind the call that crashed the process run after its retry, in order."""
     rec = Recorder.remote()
@@ -446,6 +455,7 @@ def test_kill_actor_ends_its_process(prt):
         actorlib.get(a.pid.remote(), timeout=T)
 
 
+@pytest.mark.slow
 def test_kill_with_restart_starts_a_new_process(prt):
     rec = Recorder.remote()
     a = Phoenix.options(max_restarts=1).remote(rec)
@@ -456,6 +466,7 @@ def test_kill_with_restart_starts_a_new_process(prt):
     wait_until(lambda: _pid_gone(pid1), what=f"killed actor process {pid1} to disappear")
 
 
+@pytest.mark.slow
 def test_force_cancel_kills_the_running_worker(prt):
     rec = Recorder.remote()
     ref = sleep_reporting.options(max_retries=3).remote(rec, 60)
@@ -475,6 +486,7 @@ def test_force_cancel_kills_the_running_worker(prt):
 # --------------------------------------------------------------------------- zero-copy
 
 
+@pytest.mark.slow
 def test_large_array_is_read_zero_copy_in_a_task(prt):
     arr = np.arange(BIG // 8, dtype=np.float64)
     expected = float(np.sum(arr))
@@ -688,6 +700,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_sigkilled_driver_takes_its_workers_and_shm_files_with_it(tmp_path, _leak_check):
     out = tmp_path / "pids.json"
     script = tmp_path / "driver.py"
@@ -899,6 +912,7 @@ def _follower_of(leader_pid_file: Path) -> None:
     wait_until(following, timeout=T, what="a task to be queued behind a running one")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze", ["sigstop", "gil"])
 def test_a_task_queued_behind_an_unanswering_worker_runs_elsewhere(prt, tmp_path, freeze):
     """The first running task's worker is frozen (SIGSTOP) or holds its GIL: the task queued
@@ -922,6 +936,7 @@ def test_a_task_queued_behind_an_unanswering_worker_runs_elsewhere(prt, tmp_path
     actorlib.cancel(stuck, force=True)
 
 
+@pytest.mark.slow
 @pytest.mark.init_kwargs(num_cpus=1)
 def test_cancel_of_a_task_queued_behind_an_unanswering_worker(prt, tmp_path):
     first = tmp_path / "first"
@@ -949,6 +964,7 @@ def once_frozen(pid_file: str) -> int:
     return os.getpid()
 
 
+@pytest.mark.slow
 @pytest.mark.init_kwargs(worker_timeout_s=1.0)
 def test_a_frozen_worker_is_killed_and_its_task_retried(prt, tmp_path):
     pid_file = tmp_path / "pid"
@@ -961,6 +977,7 @@ def test_a_frozen_worker_is_killed_and_its_task_retried(prt, tmp_path):
     wait_until(lambda: not psutil.pid_exists(frozen), timeout=T, what="the frozen worker's end")
 
 
+@pytest.mark.slow
 @pytest.mark.init_kwargs(worker_timeout_s=1.0)
 def test_a_frozen_worker_without_retries_fails_its_task_naming_why(prt, tmp_path):
     pid_file = tmp_path / "pid"
@@ -970,6 +987,7 @@ def test_a_frozen_worker_without_retries_fails_its_task_naming_why(prt, tmp_path
         actorlib.get(ref, timeout=T)
 
 
+@pytest.mark.slow
 def test_without_a_worker_timeout_a_stopped_worker_is_left_alone(prt, tmp_path):
     """Off by default: a worker may legitimately be silent (a long C call keeping the GIL)."""
     pid_file = tmp_path / "pid"

@@ -9,11 +9,14 @@ import asyncio
 import threading
 import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from testkit import Sync, T, live_objects
 
 import actorlib
+
+pytestmark = [pytest.mark.shared_runtime, pytest.mark.slow]
 
 # --------------------------------------------------------------------------- ordering
 

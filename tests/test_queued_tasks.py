@@ -23,6 +23,8 @@ from testkit import T
 import actorlib
 from actorlib import exceptions as exc
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def hold_until(path: str) -> str:

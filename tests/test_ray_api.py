@@ -27,6 +27,8 @@ from actorlib.job_config import JobConfig
 from actorlib.runtime_env import RuntimeEnv
 from actorlib.util.queue import Empty, Full, Queue
 
+pytestmark = pytest.mark.shared_runtime
+
 # -- module paths ------------------------------------------------------------------------
 
 
@@ -604,6 +606,7 @@ def test_init_returns_the_address_mapping(rt: Any) -> None:
 # -- max_calls ------------------------------------------------------------------------------------
 
 
+@pytest.mark.fresh_runtime  # retires worker processes
 def test_max_calls_replaces_the_worker_process(rt: Any) -> None:
     import os
 

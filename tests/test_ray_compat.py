@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 from testkit import run_script
+
+pytestmark = pytest.mark.slow
 
 RAY_SCRIPT = textwrap.dedent(
     """

@@ -23,6 +23,8 @@ import actorlib
 from actorlib.core.specs import NodeAffinitySchedulingStrategy
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def echo(x: int) -> int:
@@ -352,6 +354,7 @@ def interruptible(rec: Any, sync: Any, blocked_in_get: bool) -> str:
         actorlib.get(rec.append.remote("finally"))
 
 
+@pytest.mark.fresh_runtime  # leaves a Sync.wait call pending
 @pytest.mark.parametrize("blocked_in_get", [False, True])
 def test_soft_cancel_raises_keyboard_interrupt_in_the_task(rt, blocked_in_get):
     rec, sync = Recorder.remote(), Sync.remote()
@@ -380,6 +383,7 @@ def sleeper(rec: Any, seconds: float) -> str:
     return "woke"
 
 
+@pytest.mark.fresh_runtime  # kills a worker (process), abandons a thread (thread)
 @pytest.mark.init_kwargs(num_cpus=1)
 def test_force_cancel_of_a_running_task_fails_it_at_once(rt):
     rec = Recorder.remote()
@@ -472,6 +476,7 @@ def worker_pid(delay: float) -> int:
     return os.getpid()
 
 
+@pytest.mark.fresh_runtime  # counts the worker processes
 @pytest.mark.init_kwargs(num_cpus=2)
 def test_sequential_and_batched_tasks_reuse_workers(rt):
     sequential = {actorlib.get(worker_pid.remote(0.0), timeout=T) for _ in range(10)}

@@ -13,6 +13,8 @@ from testkit import Sync, T, wait_until
 import actorlib
 from actorlib import exceptions as exc
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote(num_cpus=0)
 class Tracker:

@@ -10,6 +10,8 @@ from testkit import T
 
 import actorlib
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def add(a, b=10):

@@ -9,6 +9,8 @@ from testkit import Sync, T
 import actorlib
 from actorlib import exceptions as exc
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def square(x):

@@ -9,6 +9,8 @@ from testkit import Sync, T
 
 import actorlib
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def gated(sync, key, value):

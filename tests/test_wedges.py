@@ -14,6 +14,8 @@ from testkit import Sync, T, live_objects, wait_until
 import actorlib
 from actorlib import exceptions as exc
 
+pytestmark = pytest.mark.shared_runtime
+
 
 @actorlib.remote
 def bad():
@@ -83,6 +85,7 @@ def test_an_error_with_two_returns_reaches_both_and_both_are_freed(rt):
     _still_serving()
 
 
+@pytest.mark.fresh_runtime  # leaves a Sync.wait call pending: shutdown ends it
 def test_cancel_downstream_then_upstream_of_a_blocked_chain(rt):
     sync = Sync.remote()
     obj1 = waits_for.remote([sync.wait.remote()])
@@ -105,6 +108,7 @@ def arrives_then_waits(sync):
     return "not cancelled"
 
 
+@pytest.mark.fresh_runtime  # leaves a Sync.wait call pending: shutdown ends it
 def test_cancel_a_task_blocked_in_get_ends_it(rt):
     sync = Sync.remote()
     blocked = arrives_then_waits.remote(sync)

@@ -424,6 +424,8 @@ class Runtime:
                 "objects": self.objects.live_ids(),
                 "actors": {a for a, r in self.actors.records.items() if r.state is not DEAD},
                 "tasks": len(self.tasks.records),
+                "calls": len(self.actors.calls),
+                "names": sorted(f"{namespace}/{name}" for namespace, name in self.actors.names),
                 "queued": self.scheduler.queued(),
                 "problems": invariants.problems(
                     self.scheduler, self.tasks, self.actors, self.streams, self.groups

@@ -422,7 +422,9 @@ class Worker:
             self.conn, config["prefix"], config["namespace"], store, config["nodes"]
         )
         claim = self.claims.take if self.claims is not None else None
-        local = LocalRunner(ForwardedEvents(self.conn.send, client, _run_now), store, claim)
+        local = LocalRunner(
+            ForwardedEvents(self.conn.send, client, _run_now), store, claim, self.conn.together
+        )
         self.client = client
         context.install(client)
         self.local = local

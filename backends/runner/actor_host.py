@@ -174,13 +174,16 @@ class ActorHost:
             outcome = self._packed_error(run, exc)
         finally:
             current_execution.reset(token)
-        self._report(run, outcome)
+        with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
+            self._report(run, outcome)
+            del result, outcome
 
     async def _call_async(self, run: CallRun) -> None:
         """A call of an async actor, as a task on its loop (with a context of its own)."""
         if self._cancelled_before_start(run):
             return
         current_execution.set(self._context(run.spec.call_id))
+        result: Any = None  # kept until the outcome is out (refs inside must stay alive)
         try:
             result = self._invoke(run)
             if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
@@ -192,7 +195,9 @@ class ActorHost:
             outcome = self._packed(run, result)
         except BaseException as exc:
             outcome = self._packed_error(run, exc)
-        self._report(run, outcome)
+        with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
+            self._report(run, outcome)
+            del result, outcome
 
     def _group_of(self, spec: CallSpec) -> str:
         """The call's concurrency group: set for this call, else its method's, else ""."""

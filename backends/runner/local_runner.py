@@ -8,6 +8,7 @@ each), cancels and recalls, and reports every end through the ``events`` it was 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -25,7 +26,9 @@ class LocalRunner:
 
     ``store`` keeps the results' buffers. ``claim`` (in a process worker): whether a task
     queued behind another may start here, or the core took it back without asking (see
-    :mod:`actorlib.backends.process.claims`); None: it always may.
+    :mod:`actorlib.backends.process.claims`); None: it always may. ``together`` (in a
+    process worker): a block whose sends reach the core as one step (see
+    ``TaskThread._run``).
 
     Its methods are called from one thread (the core's loop, or a worker's reader); what
     it reports may come from any of its threads.
@@ -34,8 +37,10 @@ class LocalRunner:
     def __init__(
         self, events: CoreEvents, store: ObjectStore,
         claim: Callable[[int], bool | None] | None = None,
+        together: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         self.events = events
+        self.together = together
         self.store = store
         self.code = CodeCache()
         self.gates = Gates()  # the streams produced here, paused by backpressure

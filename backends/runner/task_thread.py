@@ -83,8 +83,11 @@ class TaskThread:
                     # The next task is taken before the outcome goes out: whoever hears
                     # of the outcome may rely on that task having started (no recall).
                     run = self._next_follower()
-                    runner.events.task_finished(outcome)
-                    del outcome, result
+                    # The drops go with the outcome: whoever gets the result then finds
+                    # the refs it held released (a worker's drops would come a moment late).
+                    with runner.together():
+                        runner.events.task_finished(outcome)
+                        del outcome, result
                 runner.thread_idle(self)
         finally:
             self.loops.close()

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import pickle
 import socket
 import struct
 import threading
 from _thread import get_ident
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from actorlib.backends.transport import codec
@@ -221,6 +222,7 @@ class BlockingConnection:
         self._on_message = on_message
         self._on_lost = on_lost
         self._lock = threading.Lock()
+        self._held = threading.local()  # .frames: this thread's sends inside together()
         self.closed = False
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
 
@@ -232,11 +234,39 @@ class BlockingConnection:
         if self.closed:
             return
         data = encode(message, known_code)
+        frames = getattr(self._held, "frames", None)
+        if frames is not None:
+            frames.append(data)
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         with self._lock:
             try:
                 self._sock.sendall(data)
             except OSError:  # the driver is gone; the reader sees EOF and ends the worker
                 self.closed = True
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """What this thread sends inside the block goes out in one write at its end.
+
+        The driver reads one write in one go and queues every message in it on its core
+        loop before it handles any: a task's outcome and the drops of the refs its result
+        held then count as one step, so no ``get`` returns in between and sees the
+        worker still holding them.
+        """
+        if getattr(self._held, "frames", None) is not None:  # already together
+            yield
+            return
+        frames: list[bytes] = []
+        self._held.frames = frames
+        try:
+            yield
+        finally:
+            self._held.frames = None
+            if frames and not self.closed:
+                self._write(b"".join(frames))
 
     def _read(self) -> None:
         decoder = Decoder()
