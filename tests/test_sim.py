@@ -254,9 +254,16 @@ class Resilient:
         return seq
 
 
+_runs = itertools.count()  # every run of a caller task, retries included (one process)
+
+
 @actorlib.remote(num_cpus=0)
 def add_in_order(actor, name, calls):
-    return actorlib.get([actor.add.remote(name, i) for i in range(calls)])
+    """A retried caller (its worker lost before it replied) calls again from 0: the order
+    holds per run of the caller, so each run tags its calls."""
+    run = next(_runs)
+    got = actorlib.get([actor.add.remote((name, run), i) for i in range(calls)])
+    return got
 
 
 @given(schedule=schedules(faults=faults(restart_actor=True, drop_before_reply=True,
@@ -268,9 +275,9 @@ def test_restarted_actors_retry_calls_and_keep_each_callers_order(schedule):
         results = actorlib.get([add_in_order.remote(r, "a", 3), add_in_order.remote(r, "b", 3)])
         assert results == [[0, 1, 2], [0, 1, 2]]
         seen = peek(r).seen  # this incarnation's: calls since the last restart
-    for name in "ab":
-        mine = [s for c, s in seen if c == name]
-        assert mine == sorted(mine), f"{name} out of order after {run.faults_injected} faults"
+    for caller in {c for c, _ in seen}:
+        mine = [s for c, s in seen if c == caller]
+        assert mine == sorted(mine), f"{caller} out of order after {run.faults_injected} faults"
 
 
 # --------------------------------------------------------------------------- time, cancel
