@@ -18,12 +18,13 @@ from typing import Any
 
 import psutil
 import pytest
+import sim_suite
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]  # test_harness.py checks the leak check itself
 
 # The ONE list of backends the behavioural suite runs on.
-BACKENDS = ["thread", "process", "cluster"]
+BACKENDS = ["thread", "process", "cluster", "sim"]
 
 LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
 SHM_DIR = os.environ.get("ACTORLIB_TEST_SHM_DIR", "/dev/shm")  # overridable for test_harness
@@ -52,6 +53,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         backend = callspec.params.get("backend_name") if callspec is not None else None
         if backend == "cluster" or "cluster" in item.path.name:
             item.add_marker(pytest.mark.cluster)
+        sim_suite.mark(item, backend)
 
 
 def pytest_configure(config: pytest.Config) -> None:

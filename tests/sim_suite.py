@@ -1,0 +1,31 @@
+"""The shared suite on the ``sim`` backend: how it runs there, and what it skips and why.
+
+The one place that says which shared tests do not apply to ``sim``, each with its reason
+(conftest marks them). Everything else runs unchanged. The suite's runtimes also run with
+the idle driver on (a test body that waits on a future, a lock or ``time.sleep`` still
+sees its work progress; see ``idle_drive`` in docs/testing.md) and a step budget, so a
+test that would hang fails fast with the simulator's report instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("ACTORLIB_SIM_IDLE_DRIVE", "0.01")
+os.environ.setdefault("ACTORLIB_SIM_MAX_STEPS", "200000")
+
+REAL_TIME = "needs real time: the test measures wall-clock concurrency"
+
+#: test name (without the parameter id) -> why it does not apply to ``sim``.
+SKIPS: dict[str, str] = {}
+
+
+def mark(item: pytest.Item, backend: str | None) -> None:
+    """Skip ``item`` on ``sim`` if SKIPS names it."""
+    if backend != "sim":
+        return
+    reason = SKIPS.get(getattr(item, "originalname", item.name))
+    if reason is not None:
+        item.add_marker(pytest.mark.skip(reason=f"sim: {reason}"))
