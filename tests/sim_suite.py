@@ -17,9 +17,16 @@ os.environ.setdefault("ACTORLIB_SIM_IDLE_DRIVE", "0.01")
 os.environ.setdefault("ACTORLIB_SIM_MAX_STEPS", "200000")
 
 REAL_TIME = "needs real time: the test measures wall-clock concurrency"
+PREEMPTION = (
+    "needs preemption: a sync task spins in real time (time.sleep in a loop) until a "
+    "cancel interrupts it; sim runs one step at a time and takes a cancel between steps"
+)
 
 #: test name (without the parameter id) -> why it does not apply to ``sim``.
-SKIPS: dict[str, str] = {}
+SKIPS: dict[str, str] = {
+    "test_cancel_running_sync_task": PREEMPTION,
+    "test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel": PREEMPTION,
+}
 
 
 def mark(item: pytest.Item, backend: str | None) -> None:

@@ -16,7 +16,9 @@ from typing import Any
 
 from actorlib.backends.sim.choices import Choices, FaultPlan, RandomChoices, ReplayChoices
 
-__all__ = ["IDLE_DRIVE_ENV", "MAX_STEPS_ENV", "REPLAY_ENV", "SEED_ENV", "SimSettings", "settings_from_env"]
+__all__ = [
+    "IDLE_DRIVE_ENV", "MAX_STEPS_ENV", "REPLAY_ENV", "SEED_ENV", "SimSettings", "settings_from_env",
+]
 
 REPLAY_ENV = "ACTORLIB_SIM_REPLAY"
 SEED_ENV = "ACTORLIB_SIM_SEED"
