@@ -122,7 +122,7 @@ def load_target(target: str) -> Callable[[], Any]:
         fn = getattr(fn, part)
     if not callable(fn):
         raise ValueError(f"target {target!r} is not callable")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def _print_error(exc: BaseException, simulated: bool) -> None:
