@@ -21,12 +21,19 @@ PREEMPTION = (
     "needs preemption: a sync task spins in real time (time.sleep in a loop) until a "
     "cancel interrupts it; sim runs one step at a time and takes a cancel between steps"
 )
+HOLDS = (
+    "needs preemption: a task polls the file system in real time until the driver "
+    "releases it; under sim it holds the one running slot, so the driver never runs to "
+    "release it"
+)
 
 #: test name (all its parameters, or one: ``name[param]`` without the backend's id) ->
 #: why it does not apply to ``sim``.
 SKIPS: dict[str, str] = {
     "test_cancel_running_sync_task": PREEMPTION,
     "test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel": PREEMPTION,
+    "test_short_tasks_do_not_wait_behind_a_long_one": HOLDS,
+    "test_cancel_a_task_waiting_for_a_cpu_leaves_the_running_ones": HOLDS,
     "test_example_runs[hyperparameter_search.py]": (
         "needs preemption: a trial trains without a yield point (no get), so one sim step "
         "runs it to the end and early stopping never lands; the example asserts it does"
