@@ -46,8 +46,7 @@ def add_arguments(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from actorlib.backends.sim import FaultPlan, SimulationError
-    from actorlib.testing import search, simulate
+    from actorlib.testing import FaultPlan, SimulationError, search, simulate
 
     try:
         body = load_target(args.target)
