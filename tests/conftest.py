@@ -25,12 +25,13 @@ from typing import Any
 
 import psutil
 import pytest
+import sim_suite
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]  # test_harness.py checks the leak check itself
 
 # The ONE list of backends the behavioural suite runs on.
-BACKENDS = ["thread", "process", "cluster"]
+BACKENDS = ["thread", "process", "cluster", "sim"]
 
 LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
 SHM_DIR = os.environ.get("ACTORLIB_TEST_SHM_DIR", "/dev/shm")  # overridable for test_harness
@@ -62,6 +63,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
         elif backend in ("thread", "process"):
             item.add_marker(getattr(pytest.mark, backend))
+        sim_suite.mark(item, backend)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -111,6 +111,7 @@ def test_put(rt):
 
 def _setup(pytester, conftest):
     pytester.makeconftest(conftest)
+    pytester.makepyfile(sim_suite=(Path(__file__).parent / "sim_suite.py").read_text())
     pytester.makeini(
         "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
     )

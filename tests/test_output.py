@@ -16,6 +16,8 @@ import pytest
 
 import actorlib
 
+#: Backends whose tasks run on threads of the driver's own process.
+IN_PROCESS = ("thread", "sim")
 PREFIX = r"\((?P<name>\w+) pid=(?P<pid>\d+)(?:, node=(?P<node>\w+))?\) "
 
 
@@ -32,12 +34,12 @@ def _check_prefix(line: str, name: str, backend: str) -> None:
     does); then the line arrives bare (see test_thread_backend_prefixes_...).
     """
     match = re.match(PREFIX, line)
-    if backend == "thread" and match is None:
+    if backend in IN_PROCESS and match is None:
         assert not line.startswith("("), line
         return
     assert match is not None, f"no prefix on {line!r}"
     assert match["name"] == name, line
-    if backend == "thread":
+    if backend in IN_PROCESS:
         assert int(match["pid"]) == os.getpid(), line  # tasks are threads of the driver
     else:
         assert int(match["pid"]) != os.getpid(), line
@@ -201,7 +203,7 @@ def test_logging_in_a_task_appears_in_the_driver_with_its_level(backend_name: st
         assert line.endswith(") warning record 3")
         return
     info, warning = _lines_with(text, "record 3")
-    if backend_name == "thread":  # the driver's own handler, writing where it was told to
+    if backend_name in IN_PROCESS:  # the driver's own handler, writing where it was told to
         assert info == "LOG INFO tasklog| info record 3"
         assert warning == "LOG WARNING tasklog| warning record 3"
     else:
@@ -352,7 +354,7 @@ def test_every_process_actorlib_starts_says_what_it_is(rt: Any, backend_name: st
     actor = Titled.remote()
     actor_pid, actor_title = actorlib.get(actor.own_title.remote())
     children = psutil.Process().children(recursive=True)
-    if backend_name == "thread":  # threads of this process: no process of ours to name
+    if backend_name in IN_PROCESS:  # threads of this process: no process of ours to name
         assert task_pid == actor_pid == os.getpid()
         assert not children
         return

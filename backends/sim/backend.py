@@ -28,10 +28,12 @@ import asyncio
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents
+from actorlib.backends.output import thread_backend_started, thread_backend_stopped
 from actorlib.backends.sim.errors import (
     DeadlockError,
     NotRunning,
@@ -81,6 +83,11 @@ class SimBackend(Steps, Backend):
         self._commands: collections.deque[tuple[Any, ...]] = collections.deque()
         self._driver_ident: int | None = None
         self._previous_hook: Any = None
+        # Held by whoever runs steps: the driver in its get, or the idle driver.
+        self._drive_lock = threading.Lock()
+        self._last_drive = time.monotonic()
+        self._idle_thread: threading.Thread | None = None
+        self._started_at = time.monotonic()
 
     # == lifecycle =========================================================================
 
@@ -103,9 +110,16 @@ class SimBackend(Steps, Backend):
         if config.num_gpus:
             resources["GPU"] = float(config.num_gpus)
         resources.update({k: float(v) for k, v in config.resources.items()})
+        thread_backend_started(config.options)  # tasks run in this process: prefix lines
         self._previous_hook = waiting.blocking_wait
         waiting.blocking_wait = self._blocking_wait
         _current = self
+        if settings.idle_drive > 0:
+            self._idle_thread = threading.Thread(
+                target=self._idle_driver, args=(settings.idle_drive,),
+                name="actorlib-sim-idle", daemon=True,
+            )
+            self._idle_thread.start()
         return [NodeInfo(NODE_ID, resources)]
 
     async def stop(self) -> None:
@@ -116,6 +130,10 @@ class SimBackend(Steps, Backend):
 
         def finish() -> None:
             try:
+                with self._drive_lock:  # the idle driver is between steps, and stops
+                    pass
+                if self._idle_thread is not None:
+                    self._idle_thread.join(5)
                 self._stop_everything()
             except BaseException:
                 log.exception("actorlib sim: error while stopping")
@@ -124,6 +142,7 @@ class SimBackend(Steps, Backend):
 
         threading.Thread(target=finish, name="actorlib-sim-stop", daemon=True).start()
         await done
+        thread_backend_stopped()
         if waiting.blocking_wait == self._blocking_wait:
             waiting.blocking_wait = self._previous_hook
         if _current is self:
@@ -183,9 +202,15 @@ class SimBackend(Steps, Backend):
                 return True
             return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
         self._driver_ident = ident
-        return self._drive(lock, timeout, ids)
+        with self._drive_lock:
+            try:
+                return self._drive(lock, timeout, ids, asynchronous)
+            finally:
+                self._last_drive = time.monotonic()
 
-    def _drive(self, lock: Any, timeout: float | None, ids: list[int]) -> bool:
+    def _drive(
+        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool = False
+    ) -> bool:
         if self._failure is not None:
             raise self._failure
         if timeout is not None and timeout <= 0.001:
@@ -201,12 +226,13 @@ class SimBackend(Steps, Backend):
                 self._check_invariants()
                 items, faults = self._runnable()
                 if not items and not faults:
+                    if asynchronous and _other_coroutines():
+                        return True  # another coroutine of the driver's loop may end it
                     self._fail(DeadlockError(self._deadlock_report()))
-                if 0 < self.settings.max_steps <= self.steps:
-                    self._fail(StepBudgetExceeded(
-                        f"the run took {self.steps} steps and the test still waits "
-                        f"(max_steps={self.settings.max_steps}): a livelock, or raise the budget"
-                    ))
+                if (asynchronous and self._idle_thread is not None and _only_time(items)
+                        and _other_coroutines()):
+                    return True  # time moves at the idle driver's real-time pace
+                self._check_budget()
                 _key, name, action = self._pick(items, faults)
                 self._record(name)
                 if action is DRIVER_STEP:
@@ -217,6 +243,57 @@ class SimBackend(Steps, Backend):
                 action()
         finally:
             self._driver_wait = None
+
+    # == the idle driver (settings.idle_drive > 0) ========================================
+
+    def _idle_driver(self, idle: float) -> None:
+        """Run the runnable steps whenever no thread has driven for ``idle`` seconds: the
+        driver waits on something the simulator does not see (a future, a lock, a sleep)."""
+        while not self._stopping:
+            time.sleep(idle)
+            if self._failure is not None or not self._drive_lock.acquire(False):
+                continue
+            try:
+                if not self._stopping and time.monotonic() - self._last_drive >= idle:
+                    self._drive_idle()
+            except SimulationError:
+                pass  # kept in self._failure: the driver's next get raises it
+            except BaseException:
+                log.exception("actorlib sim: error in the idle driver")
+            finally:
+                self._last_drive = time.monotonic()
+                self._drive_lock.release()
+
+    def _drive_idle(self, max_steps: int = 1000) -> None:
+        """Up to ``max_steps`` steps, until nothing but the driver could run."""
+        for _ in range(max_steps):
+            if self._stopping:
+                return
+            self._settle()
+            self._check_invariants()
+            items, faults = self._runnable()
+            if not items:
+                return
+            if _only_time(items):
+                # Virtual time keeps to real time here: a driver waiting on real time
+                # (a future, a sleep) must not see a timeout that has not really passed.
+                real = time.monotonic() - self._started_at
+                if real <= self.clock.now:
+                    return
+                self.clock.now = min(items[0][0][1], real)
+                self._record(f"time advances to {self.clock.now:g}s")
+                continue
+            self._check_budget()
+            _key, name, action = self._pick(items, faults)
+            self._record(name)
+            action()
+
+    def _check_budget(self) -> None:
+        if 0 < self.settings.max_steps <= self.steps:
+            self._fail(StepBudgetExceeded(
+                f"the run took {self.steps} steps and the test still waits "
+                f"(max_steps={self.settings.max_steps}): a livelock, or raise the budget"
+            ))
 
     # == quiet core, applied commands ======================================================
 
@@ -336,6 +413,20 @@ class SimBackend(Steps, Backend):
     @property
     def failure(self) -> SimulationError | None:
         return self._failure
+
+
+def _only_time(items: list[Any]) -> bool:
+    return len(items) == 1 and items[0][0][0] == "clock"
+
+
+def _other_coroutines() -> bool:
+    """Whether the driver's event loop has coroutines besides the one waiting (they may
+    be what ends its wait: a timeout, another ``remote`` call), or is not asyncio."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # not asyncio (trio): its other tasks are not visible here
+        return True
+    return len(tasks) > 1
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

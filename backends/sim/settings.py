@@ -16,11 +16,14 @@ from typing import Any
 
 from actorlib.backends.sim.choices import Choices, FaultPlan, RandomChoices, ReplayChoices
 
-__all__ = ["MAX_STEPS_ENV", "REPLAY_ENV", "SEED_ENV", "SimSettings", "settings_from_env"]
+__all__ = [
+    "IDLE_DRIVE_ENV", "MAX_STEPS_ENV", "REPLAY_ENV", "SEED_ENV", "SimSettings", "settings_from_env",
+]
 
 REPLAY_ENV = "ACTORLIB_SIM_REPLAY"
 SEED_ENV = "ACTORLIB_SIM_SEED"
 MAX_STEPS_ENV = "ACTORLIB_SIM_MAX_STEPS"  # default for a plain init: 0, no limit
+IDLE_DRIVE_ENV = "ACTORLIB_SIM_IDLE_DRIVE"  # seconds; default for a plain init: 0, off
 
 
 @dataclass
@@ -38,14 +41,36 @@ class SimSettings:
     invariants: list[Callable[[], Any]] = field(default_factory=list)
     #: Called with each step's name as it runs (a live trace; tests of the simulator).
     on_step: Callable[[str], None] | None = None
+    #: 0 (the default): steps run only while a thread waits in ``get``/``wait``, so the
+    #: run is a function of its choices. > 0: once no thread has driven the simulation
+    #: for this many seconds of real time, a background thread runs the runnable steps
+    #: (a program that waits on something else, a ``concurrent.futures`` future, a lock,
+    #: ``time.sleep``, still progresses), at the price of exact replay.
+    idle_drive: float = 0.0
 
 
 def settings_from_env() -> SimSettings:
-    max_steps = int(os.environ.get(MAX_STEPS_ENV, "0"))
+    max_steps = _number(MAX_STEPS_ENV, int, 0)
+    idle_drive = _number(IDLE_DRIVE_ENV, float, 0.0)
     replay = os.environ.get(REPLAY_ENV)
     if replay:
         choices = ReplayChoices(replay)
         return SimSettings(choices=choices, faults=choices.faults, max_steps=max_steps,
-                           explore_time=choices.explore_time)
-    return SimSettings(choices=RandomChoices(int(os.environ.get(SEED_ENV, "0"))),
-                       max_steps=max_steps)
+                           explore_time=choices.explore_time, idle_drive=idle_drive)
+    return SimSettings(choices=RandomChoices(_number(SEED_ENV, int, 0)),
+                       max_steps=max_steps, idle_drive=idle_drive)
+
+
+def _number(name: str, kind: type[Any], default: Any) -> Any:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(
+            f"${name}={text!r}: expected a non-negative {kind.__name__}"
+        ) from None
+    if value < 0:
+        raise ValueError(f"${name}={text!r}: expected a non-negative {kind.__name__}")
+    return value
