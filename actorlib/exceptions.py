@@ -46,6 +46,7 @@ __all__ = [
     "GetTimeoutError",
     "InfeasibleResourceError",
     "InternalError",
+    "BackendUnavailableError",
     "NotSupportedError",
     "ObjectLostError",
     "ObjectStoreFullError",
@@ -248,6 +249,10 @@ class SerializationError(ActorlibError, TypeError):
 
 class InfeasibleResourceError(ActorlibError, ValueError):
     """A resource request that no node in the cluster can ever satisfy."""
+
+
+class BackendUnavailableError(ActorlibError, ImportError):
+    """A backend's optional dependency is missing or of an unsupported version."""
 
 
 class NotSupportedError(ActorlibError, NotImplementedError):
