@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import importlib.util
 import os
 import threading
 import time
@@ -22,8 +23,15 @@ from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]  # test_harness.py checks the leak check itself
 
-# The ONE list of backends the behavioural suite runs on.
+# The ONE list of backends the behavioural suite runs on ("ray" where Ray is installed).
 BACKENDS = ["thread", "process", "cluster"]
+if importlib.util.find_spec("ray") is not None:
+    BACKENDS.append("ray")
+
+# The ray backend's tests share one Ray cluster (Ray takes seconds to start), so the
+# one thing a test cannot do there is shape that cluster: init() arguments that size
+# it are skipped on ray, for this reason (docs/backends.md, "The ray backend").
+RAY_SHARED_CLUSTER_SKIP = frozenset({"num_cpus", "num_gpus", "resources", "object_store_memory"})
 
 LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
 SHM_DIR = os.environ.get("ACTORLIB_TEST_SHM_DIR", "/dev/shm")  # overridable for test_harness
@@ -104,8 +112,15 @@ def _live_children() -> list[psutil.Process]:
     return psutil.Process().children(recursive=True)
 
 
+#: Threads of a connection shared by many tests (the ray backend's): not a test's leak.
+SHARED_THREADS: set[threading.Thread] = set()
+
+
 def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    return [
+        t for t in threading.enumerate()
+        if t not in before and t not in SHARED_THREADS and t.is_alive()
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -186,6 +201,15 @@ def rt(backend_name: str, request: pytest.FixtureRequest, _leak_check: None) -> 
     kwargs: dict[str, Any] = {"num_cpus": 4}
     for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
         kwargs.update(marker.kwargs)
+    if backend_name == "ray":
+        shaped = sorted(RAY_SHARED_CLUSTER_SKIP & {
+            k for m in request.node.iter_markers("init_kwargs") for k in m.kwargs
+        })
+        if shaped:
+            pytest.skip(f"the ray tests share one 4-CPU Ray cluster; init({', '.join(shaped)}=) "
+                        "would need a cluster of its own")
+        request.getfixturevalue("_ray_cluster")
+        kwargs.pop("num_cpus")
     info = actorlib.init(backend=backend_name, **kwargs)
     problems: list[str] = []
     try:
@@ -196,5 +220,18 @@ def rt(backend_name: str, request: pytest.FixtureRequest, _leak_check: None) -> 
             problems = _testing.core_problems()
     finally:
         actorlib.shutdown()
+        if backend_name == "ray":
+            from ray_local import reset_cluster
+
+            reset_cluster()
     if problems:
         pytest.fail("the core's bookkeeping broke: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _ray_cluster(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The one Ray cluster of this test run (see tests/ray_local.py), this process
+    connected to it; requested by ``rt`` for the ray backend."""
+    from ray_local import shared_cluster
+
+    yield from shared_cluster(SHARED_THREADS)
