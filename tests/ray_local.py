@@ -61,16 +61,22 @@ class LocalRay:
             "--temp-dir", self.temp_dir, "--include-dashboard", "false",
             "--disable-usage-stats", "--num-cpus", str(num_cpus),
             "--num-gpus", str(num_gpus), "--resources", json.dumps(resources or {}),
+            "--object-store-memory", str(400 * 1024 * 1024),
         ])
 
     def add_node(self, num_cpus: float, resources: dict[str, float] | None = None) -> None:
+        """Another node on this machine (Ray calls a second node on one machine a
+        cluster: the one place the cluster switch is on)."""
+        # 127.0.0.2 (loopback too): with the cluster switch on, Ray would swap the
+        # spelling 127.0.0.1 for the machine's own address.
         self._run([
-            "--address", self.address, "--node-ip-address", "127.0.0.1",
+            "--address", f"127.0.0.2:{self.port}", "--node-ip-address", "127.0.0.1",
             "--num-cpus", str(num_cpus), "--resources", json.dumps(resources or {}),
-        ])
+            "--object-store-memory", str(400 * 1024 * 1024),
+        ], RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
 
-    def _run(self, args: list[str]) -> None:
-        subprocess.run([_ray_cli(), "start", *args], env=self.env, check=True,
+    def _run(self, args: list[str], **env: str) -> None:
+        subprocess.run([_ray_cli(), "start", *args], env={**self.env, **env}, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
 
     def processes(self) -> list[psutil.Process]:
@@ -115,7 +121,10 @@ def shared_cluster(shared_threads: set[threading.Thread]) -> Iterator[str]:
     try:
         cluster.start_head(4)
         before = set(threading.enumerate())
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True)
+        from actorlib.backends.ray.connector import driver_runtime_env
+
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True,
+                 runtime_env=driver_runtime_env())
         shared_threads.update(set(threading.enumerate()) - before)
         yield cluster.address
     finally:

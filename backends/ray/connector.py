@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, Connector, RunningCore
@@ -33,6 +34,16 @@ def import_ray() -> Any:
     return ray
 
 
+def driver_runtime_env() -> dict[str, Any]:
+    """Workers find the modules this driver imports, as on every backend: the driver's
+    ``sys.path`` (the directories that exist) goes first on theirs."""
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    old = os.environ.get("PYTHONPATH")
+    if old:
+        paths.append(old)
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
 class RayConnector(Connector):
     """Runs actorlib's API on Ray (see :mod:`actorlib.backends.ray`)."""
 
@@ -52,6 +63,7 @@ class RayConnector(Connector):
         kwargs: dict[str, Any] = {
             "namespace": namespace, "include_dashboard": False,
             "log_to_driver": log_to_driver, "configure_logging": False,
+            "runtime_env": driver_runtime_env(),
         }
         if config.address is None:
             kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus,

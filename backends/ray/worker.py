@@ -14,6 +14,7 @@ import functools
 import inspect
 import threading
 import time
+import warnings
 from typing import Any
 
 import ray
@@ -163,7 +164,9 @@ class _Host:
     def __init__(self, spec: ActorSpec, payload: Box | None, *deps: Any) -> None:
         core = client(spec.namespace)
         self._spec = spec
-        reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():  # Ray's property uses its own deprecated API
+            warnings.simplefilter("ignore")
+            reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         self._incarnation = 2 if reconstructed else 1
         self._node = _node_id()
         token = current_execution.set(self._context(None))
