@@ -41,8 +41,14 @@ def free_port(low: int = 6400, high: int = 9900) -> int:
     raise RuntimeError("no free port")
 
 
-def _ray_cli() -> str:
-    return os.path.join(os.path.dirname(sys.executable), "ray")
+# ``ray start``, except that a loopback address stays loopback: with the cluster switch
+# on (a second node), Ray swaps 127.0.0.1 for the machine's own address, and this test
+# talks to loopback only.
+_RAY_START = (
+    "import sys; import ray._private.services as s; "
+    "s.resolve_ip_for_localhost = lambda host: host; "
+    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"
+)
 
 
 class LocalRay:
@@ -67,17 +73,16 @@ class LocalRay:
     def add_node(self, num_cpus: float, resources: dict[str, float] | None = None) -> None:
         """Another node on this machine (Ray calls a second node on one machine a
         cluster: the one place the cluster switch is on)."""
-        # 127.0.0.2 (loopback too): with the cluster switch on, Ray would swap the
-        # spelling 127.0.0.1 for the machine's own address.
         self._run([
-            "--address", f"127.0.0.2:{self.port}", "--node-ip-address", "127.0.0.1",
+            "--address", self.address, "--node-ip-address", "127.0.0.1",
             "--num-cpus", str(num_cpus), "--resources", json.dumps(resources or {}),
             "--object-store-memory", str(400 * 1024 * 1024),
         ], RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
 
     def _run(self, args: list[str], **env: str) -> None:
-        subprocess.run([_ray_cli(), "start", *args], env={**self.env, **env}, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        subprocess.run([sys.executable, "-c", _RAY_START, "start", *args],
+                       env={**self.env, **env}, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=180)
 
     def processes(self) -> list[psutil.Process]:
         """This cluster's processes: those naming its temp dir or its GCS address, and

@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ray
-
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.ray.boxes import ActorRef, Box, Retryable
+from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.core.ids import COUNTER_BITS, IdAllocator
 from actorlib.core.records import NodeInfo
@@ -46,6 +45,8 @@ Watcher = Callable[[int, Serialized], None]
 _UNCLAIMED_S = 60.0
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
+
+ray = ray_module()
 
 
 class PassStore(ObjectStore):

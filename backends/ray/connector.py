@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -13,10 +14,16 @@ from actorlib.exceptions import BackendUnavailableError
 SUPPORTED = ((2, 9), (3, 0))
 
 
+def ray_module() -> Any:
+    """Ray, typed as ``Any``: Ray ships no type information, and a directory named
+    ``ray`` where mypy runs (Ray's own ``/tmp/ray``) would pass for it."""
+    return importlib.import_module("ray")
+
+
 def import_ray() -> Any:
     """Ray, or a clear error saying how to install a supported version."""
     try:
-        import ray
+        ray = ray_module()
     except ImportError as exc:
         raise BackendUnavailableError(
             "The 'ray' backend needs Ray: pip install 'actorlib[ray]'"

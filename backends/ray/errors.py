@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from actorlib.backends.ray.boxes import Retryable
@@ -19,7 +20,7 @@ from actorlib.exceptions import (
 
 def translate(exc: BaseException) -> BaseException:
     """The actorlib exception a caller sees for a Ray failure ``exc``."""
-    import ray.exceptions as rx
+    rx: Any = importlib.import_module("ray.exceptions")
 
     if isinstance(exc, rx.TaskCancelledError):
         return TaskCancelledError(str(exc))
@@ -45,7 +46,7 @@ def translate(exc: BaseException) -> BaseException:
 
 def error_value(exc: BaseException) -> Serialized:
     """What a waiter receives for a Ray failure: actorlib's error, serialized."""
-    import ray.exceptions as rx
+    rx: Any = importlib.import_module("ray.exceptions")
 
     if isinstance(exc, rx.RayTaskError) and isinstance(getattr(exc, "cause", None), Retryable):
         packed: Serialized = exc.cause.packed

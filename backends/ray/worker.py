@@ -17,11 +17,10 @@ import time
 import warnings
 from typing import Any
 
-import ray
-
 from actorlib.backends.base import HeapStore
 from actorlib.backends.ray.boxes import Box, Retryable
 from actorlib.backends.ray.client import RayCore
+from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.runner.user_code import (
     CodeCache,
     LoopHolder,
@@ -38,6 +37,8 @@ _code = CodeCache()
 _store = HeapStore()
 _setup = threading.Lock()
 _loops = threading.local()
+
+ray = ray_module()
 
 
 def client(namespace: str) -> RayCore:
@@ -149,7 +150,7 @@ def run_task(spec: TaskSpec, payload: Box | None, *deps: Any) -> Any:
             if isinstance(unpacked, Serialized):
                 return _finish(core, unpacked, spec.num_returns)
             fn = _code.load(spec.function)
-            result = run_sync_or_async(fn, *unpacked, _loop_holder())
+            result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
             values = pack_results(result, spec.num_returns, name, _store)
         except Exception as exc:
             return _finish(core, _failed(exc, name, spec.retry_exceptions), spec.num_returns)
