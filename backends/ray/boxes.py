@@ -38,12 +38,12 @@ def _unbox(
 
 
 class ActorRef:
-    """An actor handle inside a box: Ray's handle and each method's concurrency group
-    (Ray needs the group when the call is submitted)."""
+    """An actor handle inside a box: Ray's handle and its concurrency groups (each
+    method's, the declared ones, the class name: Ray needs the group at submission)."""
 
     __slots__ = ("groups", "handle")
 
-    def __init__(self, handle: Any, groups: dict[str, str] | None) -> None:
+    def __init__(self, handle: Any, groups: Any) -> None:
         self.handle = handle
         self.groups = groups
 

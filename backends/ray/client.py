@@ -24,6 +24,7 @@ from actorlib.backends.base import ObjectStore
 from actorlib.backends.ray.boxes import ActorRef, Box, Retryable
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
+from actorlib.backends.runner.user_code import pack_error
 from actorlib.core.ids import COUNTER_BITS, IdAllocator
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
@@ -75,6 +76,7 @@ class RayCore:
         self._unclaimed: dict[int, tuple[Any, float]] = {}  # id -> (Ray object, since)
         self._watches: dict[Any, set[int]] = {}  # watcher -> ids it still waits for
         self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
+        self._killed: set[int] = set()  # actors killed for good (handles may remain)
         self._nodes_at = 0.0
         self._scheduler = Scheduler()
 
@@ -177,6 +179,22 @@ class RayCore:
 
     # -- waiting ------------------------------------------------------------------------
 
+    def ready_value(self, id_: int) -> Serialized | None:
+        """The value of ``id_`` if Ray has it ready now (``get`` reads it without a watch;
+        ``wait(timeout=0)`` sees what is ready)."""
+        try:
+            ref = self.ray_ref(id_)
+        except RuntimeClosedError:
+            return None
+        ready, _ = ray.wait([ref], num_returns=1, timeout=0, fetch_local=False)
+        if not ready:
+            return None
+        try:
+            data = ray.get(ref)
+        except Exception as exc:  # Ray's errors, as the value
+            data = exc
+        return self.value_of(data)
+
     def watch(self, ids: list[int], callback: Watcher) -> None:
         self._check_open()
         refs = [(id_, self.ray_ref(id_)) for id_ in ids]
@@ -237,7 +255,7 @@ class RayCore:
         options = _actor_options(spec)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
-        host = worker.remote_host(spec.is_async)
+        host = worker.remote_host(spec.is_async, spec.concurrency_groups)
         handle = host.options(**options).remote(meta, *self._pack(spec.args))
         actor_id = spec.actor_id
         if get_if_exists and spec.name is not None:
@@ -247,16 +265,26 @@ class RayCore:
             if entry is not None:
                 entry[1] += 1
             else:
-                self._actors[actor_id] = [handle, 1, spec.method_groups]
+                self._actors[actor_id] = [handle, 1, _groups_of(spec)]
             if not spec.detached and actor_id == spec.actor_id:
                 self._created[actor_id] = handle
         return actor_id
 
     def submit_call(self, spec: CallSpec) -> None:
         self._check_open()
-        handle, groups = self._handle(spec.actor_id)
+        handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
-        group = spec.concurrency_group or (groups or {}).get(spec.method)
+        group = spec.concurrency_group or method_groups.get(spec.method)
+        if group is not None and group not in declared:
+            # Ray would kill the actor's process for it: fail the call, as elsewhere.
+            error = ValueError(
+                f"concurrency group {group!r} is not one of actor {cls_name}'s "
+                f"concurrency_groups ({', '.join(sorted(declared)) or 'none'})"
+            )
+            packed = pack_error(error, f"{cls_name}.{spec.method}", False)[0]
+            failed = [ray.put(Box(packed, {})) for _ in spec.return_ids]
+            self._adopt_returns(spec.return_ids, failed)
+            return
         if spec.max_task_retries is not None:
             options["max_task_retries"] = spec.max_task_retries
         if spec.retry_exceptions:
@@ -276,6 +304,8 @@ class RayCore:
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         ray.kill(self._handle(actor_id)[0], no_restart=no_restart)
+        if no_restart:
+            self._killed.add(actor_id)
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """Ray learns it from the wait itself (see ``worker.blocking_wait``)."""
@@ -299,7 +329,7 @@ class RayCore:
             if entry is not None:
                 entry[1] += 1
             else:
-                self._actors[spec.actor_id] = [handle, 1, spec.method_groups]
+                self._actors[spec.actor_id] = [handle, 1, _groups_of(spec)]
         return spec
 
     def named_actors(self, namespace: str | None) -> list[tuple[str, str]]:
@@ -378,7 +408,15 @@ class RayCore:
 
     def debug_state(self) -> dict[str, Any]:
         with self._lock:
-            return {"objects": list(self._refs), "actors": list(self._actors), "problems": []}
+            actors = [a for a in self._actors if a not in self._killed]
+            return {"objects": list(self._refs), "actors": actors, "problems": []}
+
+
+def _groups_of(spec: ActorSpec) -> tuple[dict[str, str], frozenset[str], str]:
+    """What a caller needs to route calls into concurrency groups: each method's group,
+    the groups the actor declared, and its class's name (for errors)."""
+    return (dict(spec.method_groups or {}), frozenset(spec.concurrency_groups or ()),
+            spec.cls.name)
 
 
 def _countable(resources: dict[str, float]) -> dict[str, float]:
@@ -442,6 +480,4 @@ def _actor_options(spec: ActorSpec) -> dict[str, Any]:
         options["lifetime"] = "detached"
     if spec.env_vars:
         options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
-    if spec.concurrency_groups:
-        options["concurrency_groups"] = dict(spec.concurrency_groups)
     return options

@@ -28,7 +28,7 @@ def translate(exc: BaseException) -> BaseException:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, (TaskError, TaskCancelledError)):
             return cause
-        if isinstance(cause, KeyboardInterrupt):
+        if isinstance(cause, (KeyboardInterrupt, rx.TaskCancelledError)):
             return TaskCancelledError(f"Task {exc.function_name} was cancelled.")
         return TaskError(exc.function_name, exc.traceback_str, cause)
     if isinstance(exc, rx.ActorUnavailableError):

@@ -124,6 +124,8 @@ def _finish(
 
 
 def _failed(exc: Exception, name: str, retry: RetryExceptions) -> Serialized:
+    if isinstance(exc, ray.exceptions.TaskCancelledError):
+        raise exc  # Ray's cancel: Ray reports it
     packed, retryable = pack_error(exc, name, retry)
     if retryable:
         raise Retryable(packed)
@@ -250,7 +252,7 @@ class AsyncHost(_Host):
 
 # Made on first use and kept out of the module's names, so that Ray pickles the functions
 # and classes by reference (workers import them) rather than by value.
-_remote: dict[str, Any] = {}
+_remote: dict[Any, Any] = {}
 
 
 def remote_task() -> Any:
@@ -260,9 +262,14 @@ def remote_task() -> Any:
     return found
 
 
-def remote_host(is_async: bool) -> Any:
-    key = "async" if is_async else "sync"
+def remote_host(is_async: bool, groups: dict[str, int] | None = None) -> Any:
+    """The Ray actor class hosting an actorlib actor (Ray takes concurrency groups only
+    here, in ``ray.remote``: one class per distinct set of groups)."""
+    key = ("async" if is_async else "sync", tuple(sorted((groups or {}).items())))
     found = _remote.get(key)
     if found is None:
-        found = _remote[key] = ray.remote(AsyncHost if is_async else SyncHost)
+        cls = AsyncHost if is_async else SyncHost
+        found = _remote[key] = (
+            ray.remote(concurrency_groups=dict(groups))(cls) if groups else ray.remote(cls)
+        )
     return found
