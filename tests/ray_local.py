@@ -144,5 +144,7 @@ def reset_cluster() -> None:
     if not ray.is_initialized():
         return
     for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["name"].startswith("actorlib-actor-"):
+            continue  # an unnamed actor's: it dies with its handles
         with contextlib.suppress(Exception):
             ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]))

@@ -25,6 +25,7 @@ from actorlib.backends.ray.boxes import ActorRef, Box, Retryable
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.runner.user_code import pack_error
+from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
@@ -145,9 +146,24 @@ class RayCore:
                 found = self._unclaimed.get(actor_id)
                 if found is not None and isinstance(found[0], ActorRef):
                     return found[0].handle, found[0].groups
-        if entry is None:
-            raise ActorDiedError(f"actor {actor_id:016x} is unknown to this process")
-        return entry[0], entry[2]
+        if entry is not None:
+            return entry[0], entry[2]
+        # A handle that reached this process outside a value (in a function's closure,
+        # an actor's own handle): find the actor by its internal Ray name.
+        ctx = current_execution.get()
+        try:
+            if ctx is not None and ctx.actor_id == actor_id and isinstance(ctx.spec, ActorSpec):
+                # The actor's own handle (it may be busy running this very call).
+                handle, spec = ray.get_runtime_context().current_actor, ctx.spec
+            else:
+                handle = ray.get_actor(internal_name(actor_id), namespace=self.namespace)
+                spec = ray.get(handle.actorlib_spec.remote())
+        except Exception:
+            raise ActorDiedError(f"actor {actor_id:016x} is unknown to this process") from None
+        groups = _groups_of(spec)
+        with self._lock:
+            self._unclaimed[actor_id] = (ActorRef(handle, groups), time.monotonic())
+        return handle, groups
 
     def box(self, value: Serialized) -> Box:
         """``value`` with the Ray objects behind the ids pickled inside it."""
@@ -336,7 +352,8 @@ class RayCore:
         found = ray.util.list_named_actors(all_namespaces=True)
         return [
             (a["namespace"], a["name"]) for a in found
-            if namespace is None or a["namespace"] == namespace
+            if (namespace is None or a["namespace"] == namespace)
+            and not a["name"].startswith(_INTERNAL_PREFIX)
         ]
 
     def nodes(self) -> list[NodeInfo]:
@@ -412,6 +429,14 @@ class RayCore:
             return {"objects": list(self._refs), "actors": actors, "problems": []}
 
 
+_INTERNAL_PREFIX = "actorlib-actor-"
+
+
+def internal_name(actor_id: int) -> str:
+    """The Ray name of an actor the user did not name."""
+    return f"{_INTERNAL_PREFIX}{actor_id:016x}"
+
+
 def _groups_of(spec: ActorSpec) -> tuple[dict[str, str], frozenset[str], str]:
     """What a caller needs to route calls into concurrency groups: each method's group,
     the groups the actor declared, and its class's name (for errors)."""
@@ -473,9 +498,9 @@ def _actor_options(spec: ActorSpec) -> dict[str, Any]:
     options["max_restarts"] = spec.max_restarts
     options["max_task_retries"] = spec.max_task_retries
     options["scheduling_strategy"] = _strategy(spec.scheduling_strategy)
-    if spec.name is not None:
-        options["name"] = spec.name
-        options["namespace"] = spec.namespace
+    # Every actor has a Ray name, so that any process can find it by its actorlib id.
+    options["name"] = internal_name(spec.actor_id) if spec.name is None else spec.name
+    options["namespace"] = spec.namespace
     if spec.detached:
         options["lifetime"] = "detached"
     if spec.env_vars:
