@@ -254,7 +254,8 @@ class RayCore:
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
         options = _task_options(spec)
-        out = worker.remote_task().options(**options).remote(meta, *self._pack(spec.args))
+        task = worker.remote_task(spec.max_calls)
+        out = task.options(**options).remote(meta, *self._pack(spec.args))
         self._adopt_returns(spec.return_ids, out)
 
     def _adopt_returns(self, ids: tuple[int, ...], out: Any) -> None:
@@ -487,8 +488,6 @@ def _task_options(spec: TaskSpec) -> dict[str, Any]:
         options["name"] = spec.name
     if spec.env_vars:
         options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
-    if spec.max_calls:
-        options["max_calls"] = spec.max_calls
     return options
 
 

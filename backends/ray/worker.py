@@ -255,10 +255,14 @@ class AsyncHost(_Host):
 _remote: dict[Any, Any] = {}
 
 
-def remote_task() -> Any:
-    found = _remote.get("task")
+def remote_task(max_calls: int = 0) -> Any:
+    """The Ray function running actorlib tasks (Ray takes ``max_calls`` only here)."""
+    key = ("task", max_calls)
+    found = _remote.get(key)
     if found is None:
-        found = _remote["task"] = ray.remote(run_task)
+        found = _remote[key] = (
+            ray.remote(max_calls=max_calls)(run_task) if max_calls else ray.remote(run_task)
+        )
     return found
 
 
