@@ -33,6 +33,47 @@ if importlib.util.find_spec("ray") is not None:
 # it are skipped on ray, for this reason (docs/backends.md, "The ray backend").
 RAY_SHARED_CLUSTER_SKIP = frozenset({"num_cpus", "num_gpus", "resources", "object_store_memory"})
 
+# The ONE list of shared tests that do not hold on the ray backend, each with its reason
+# (docs/backends.md, "The ray backend"). They run as strict xfails: a test that starts to
+# pass there fails the run until it leaves this list.
+_RAY_OWNS_LIFETIMES = (
+    "difference: Ray keeps objects and actors alive (its own reference counting); "
+    "actorlib's table on ray lists only the ids this process maps"
+)
+_RAY_OUTPUT = "difference: worker output is Ray's log_to_driver (its prefixes, its titles)"
+_RAY_SHARED = "difference: the test sizes the runtime, and the ray tests share one 4-CPU cluster"
+_RAY_RESTARTS = (
+    "difference: Ray's actor restarts (calls in flight fail with ActorUnavailableError, a "
+    "caller's order is not kept across the restart, kill takes effect asynchronously)"
+)
+_RAY_NOT_YET = "not yet on ray: "
+RAY_EXCEPTIONS: dict[str, str] = {
+    "test_actor_kept_alive_by_handle_in_another_actor": _RAY_OWNS_LIFETIMES,
+    "test_detached_actor_outlives_its_handles": _RAY_OWNS_LIFETIMES,
+    "test_nested_ref_keeps_inner_alive": _RAY_OWNS_LIFETIMES,
+    "test_ref_inside_task_result_keeps_inner_alive": _RAY_OWNS_LIFETIMES,
+    "test_ref_in_actor_state_keeps_object_alive": _RAY_OWNS_LIFETIMES,
+    "test_pending_task_argument_keeps_object_alive": _RAY_OWNS_LIFETIMES,
+    "test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES,
+    "test_a_print_in_a_task_reaches_the_driver_stdout_with_its_prefix": _RAY_OUTPUT,
+    "test_an_actor_prints_with_its_class_name": _RAY_OUTPUT,
+    "test_stderr_reaches_the_driver_stderr": _RAY_OUTPUT,
+    "test_redirect_stdout_in_the_driver_captures_task_output": _RAY_OUTPUT,
+    "test_many_lines_from_many_tasks_arrive_whole": _RAY_OUTPUT,
+    "test_logging_in_a_task_appears_in_the_driver_with_its_level": _RAY_OUTPUT,
+    "test_every_process_actorlib_starts_says_what_it_is": _RAY_OUTPUT,
+    "test_reinit_after_shutdown": _RAY_SHARED,
+    "test_starts_and_stops_its_own_runtime": _RAY_SHARED,
+    "test_kill_with_restart": _RAY_RESTARTS,
+    "test_call_order_survives_actor_restart": _RAY_RESTARTS,
+    "test_restart_without_task_retries_fails_pending_calls": _RAY_RESTARTS,
+    "test_was_current_actor_reconstructed": _RAY_NOT_YET + "the incarnation after a restart",
+    "test_is_canceled_seen_by_an_async_task_that_catches_the_cancel":
+        _RAY_NOT_YET + "is_canceled() after a caught cancel",
+    "test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel":
+        _RAY_NOT_YET + "is_canceled() after a caught cancel",
+}
+
 LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
 SHM_DIR = os.environ.get("ACTORLIB_TEST_SHM_DIR", "/dev/shm")  # overridable for test_harness
 SHM_PREFIX = "actorlib"
@@ -60,6 +101,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         backend = callspec.params.get("backend_name") if callspec is not None else None
         if backend == "cluster" or "cluster" in item.path.name:
             item.add_marker(pytest.mark.cluster)
+        reason = RAY_EXCEPTIONS.get(getattr(item, "originalname", "")) if backend == "ray" else None
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 def pytest_configure(config: pytest.Config) -> None:
