@@ -24,6 +24,14 @@ from actorlib.backends.base import ObjectStore
 from actorlib.backends.ray.boxes import ActorRef, Box, Retryable
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray.options import (
+    INTERNAL_PREFIX,
+    actor_options,
+    countable,
+    groups_of,
+    internal_name,
+    task_options,
+)
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator
@@ -160,7 +168,7 @@ class RayCore:
                 spec = ray.get(handle.actorlib_spec.remote())
         except Exception:
             raise ActorDiedError(f"actor {actor_id:016x} is unknown to this process") from None
-        groups = _groups_of(spec)
+        groups = groups_of(spec)
         with self._lock:
             self._unclaimed[actor_id] = (ActorRef(handle, groups), time.monotonic())
         return handle, groups
@@ -253,7 +261,7 @@ class RayCore:
         from actorlib.backends.ray import worker
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
-        options = _task_options(spec)
+        options = task_options(spec)
         task = worker.remote_task(spec.max_calls)
         out = task.options(**options).remote(meta, *self._pack(spec.args))
         self._adopt_returns(spec.return_ids, out)
@@ -269,7 +277,7 @@ class RayCore:
         from actorlib.backends.ray import worker
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
-        options = _actor_options(spec)
+        options = actor_options(spec)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
@@ -282,7 +290,7 @@ class RayCore:
             if entry is not None:
                 entry[1] += 1
             else:
-                self._actors[actor_id] = [handle, 1, _groups_of(spec)]
+                self._actors[actor_id] = [handle, 1, groups_of(spec)]
             if not spec.detached and actor_id == spec.actor_id:
                 self._created[actor_id] = handle
         return actor_id
@@ -346,7 +354,7 @@ class RayCore:
             if entry is not None:
                 entry[1] += 1
             else:
-                self._actors[spec.actor_id] = [handle, 1, _groups_of(spec)]
+                self._actors[spec.actor_id] = [handle, 1, groups_of(spec)]
         return spec
 
     def named_actors(self, namespace: str | None) -> list[tuple[str, str]]:
@@ -354,7 +362,7 @@ class RayCore:
         return [
             (a["namespace"], a["name"]) for a in found
             if (namespace is None or a["namespace"] == namespace)
-            and not a["name"].startswith(_INTERNAL_PREFIX)
+            and not a["name"].startswith(INTERNAL_PREFIX)
         ]
 
     def nodes(self) -> list[NodeInfo]:
@@ -370,7 +378,7 @@ class RayCore:
             scheduler = Scheduler()
             for node in self.nodes():
                 if node.alive:
-                    scheduler.add_node(node.node_id, _countable(node.resources))
+                    scheduler.add_node(node.node_id, countable(node.resources))
             self._scheduler, self._nodes_at = scheduler, now
         if not isinstance(strategy, (str, NodeAffinitySchedulingStrategy)):
             return None  # Ray's own strategies (placement groups): Ray decides
@@ -428,80 +436,3 @@ class RayCore:
         with self._lock:
             actors = [a for a in self._actors if a not in self._killed]
             return {"objects": list(self._refs), "actors": actors, "problems": []}
-
-
-_INTERNAL_PREFIX = "actorlib-actor-"
-
-
-def internal_name(actor_id: int) -> str:
-    """The Ray name of an actor the user did not name."""
-    return f"{_INTERNAL_PREFIX}{actor_id:016x}"
-
-
-def _groups_of(spec: ActorSpec) -> tuple[dict[str, str], frozenset[str], str]:
-    """What a caller needs to route calls into concurrency groups: each method's group,
-    the groups the actor declared, and its class's name (for errors)."""
-    return (dict(spec.method_groups or {}), frozenset(spec.concurrency_groups or ()),
-            spec.cls.name)
-
-
-def _countable(resources: dict[str, float]) -> dict[str, float]:
-    """A Ray node's resources as actorlib's scheduler counts them (memory in bytes too)."""
-    return {k: v for k, v in resources.items() if not k.startswith("node:")}
-
-
-def _resource_options(resources: dict[str, float]) -> dict[str, Any]:
-    rest = dict(resources)
-    options: dict[str, Any] = {
-        "num_cpus": rest.pop("CPU", 0.0),
-        "num_gpus": rest.pop("GPU", 0.0),
-    }
-    memory = rest.pop("memory", 0.0)
-    if memory:
-        options["memory"] = memory
-    custom = {k: v for k, v in rest.items() if v}
-    if custom:
-        options["resources"] = custom
-    return options
-
-
-def _strategy(strategy: Any) -> Any:
-    if isinstance(strategy, NodeAffinitySchedulingStrategy):
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as RayAffinity
-
-        return RayAffinity(strategy.node_id, soft=strategy.soft)
-    if strategy in ("DEFAULT", "SPREAD", None):
-        return strategy or "DEFAULT"
-    raise NotSupportedError(
-        f"scheduling_strategy={strategy!r} is not supported on the ray backend "
-        "(supported: 'DEFAULT', 'SPREAD', NodeAffinitySchedulingStrategy)"
-    )
-
-
-def _task_options(spec: TaskSpec) -> dict[str, Any]:
-    options = _resource_options(spec.resources)
-    options["num_returns"] = spec.num_returns
-    options["max_retries"] = spec.max_retries
-    options["retry_exceptions"] = [Retryable] if spec.retry_exceptions else False
-    options["scheduling_strategy"] = _strategy(spec.scheduling_strategy)
-    if spec.name:
-        options["name"] = spec.name
-    if spec.env_vars:
-        options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
-    return options
-
-
-def _actor_options(spec: ActorSpec) -> dict[str, Any]:
-    options = _resource_options(spec.resources)
-    options["max_concurrency"] = spec.max_concurrency
-    options["max_restarts"] = spec.max_restarts
-    options["max_task_retries"] = spec.max_task_retries
-    options["scheduling_strategy"] = _strategy(spec.scheduling_strategy)
-    # Every actor has a Ray name, so that any process can find it by its actorlib id.
-    options["name"] = internal_name(spec.actor_id) if spec.name is None else spec.name
-    options["namespace"] = spec.namespace
-    if spec.detached:
-        options["lifetime"] = "detached"
-    if spec.env_vars:
-        options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
-    return options
