@@ -33,7 +33,8 @@ if importlib.util.find_spec("ray") is not None:
 # it are skipped on ray, for this reason (docs/backends.md, "The ray backend").
 RAY_SHARED_CLUSTER_SKIP = frozenset({"num_cpus", "num_gpus", "resources", "object_store_memory"})
 
-# The ONE list of shared tests that do not hold on the ray backend, each with its reason
+# The ONE list of shared tests (by name, or "file::name") that do not hold on the ray
+# backend, each with its reason
 # (docs/backends.md, "The ray backend"). They run as strict xfails: a test that starts to
 # pass there fails the run until it leaves this list.
 _RAY_OWNS_LIFETIMES = (
@@ -63,7 +64,7 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_logging_in_a_task_appears_in_the_driver_with_its_level": _RAY_OUTPUT,
     "test_every_process_actorlib_starts_says_what_it_is": _RAY_OUTPUT,
     "test_reinit_after_shutdown": _RAY_SHARED,
-    "test_starts_and_stops_its_own_runtime": _RAY_SHARED,
+    "test_executor.py::test_starts_and_stops_its_own_runtime": _RAY_SHARED,
     "test_kill_with_restart": _RAY_RESTARTS,
     "test_call_order_survives_actor_restart": _RAY_RESTARTS,
     "test_restart_without_task_retries_fails_pending_calls": _RAY_RESTARTS,
@@ -101,7 +102,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         backend = callspec.params.get("backend_name") if callspec is not None else None
         if backend == "cluster" or "cluster" in item.path.name:
             item.add_marker(pytest.mark.cluster)
-        reason = RAY_EXCEPTIONS.get(getattr(item, "originalname", "")) if backend == "ray" else None
+        name = getattr(item, "originalname", "")
+        reason = (
+            RAY_EXCEPTIONS.get(name, RAY_EXCEPTIONS.get(f"{item.path.name}::{name}"))
+            if backend == "ray" else None
+        )
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
