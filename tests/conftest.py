@@ -64,7 +64,8 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_logging_in_a_task_appears_in_the_driver_with_its_level": _RAY_OUTPUT,
     "test_every_process_actorlib_starts_says_what_it_is": _RAY_OUTPUT,
     "test_reinit_after_shutdown": _RAY_SHARED,
-    "test_executor.py::test_starts_and_stops_its_own_runtime": _RAY_SHARED,
+    "test_executor.py::test_starts_and_stops_its_own_runtime": _RAY_SHARED + (
+        " (run alone it starts a Ray of its own and passes: not strict)"),
     "test_kill_with_restart": _RAY_RESTARTS,
     "test_call_order_survives_actor_restart": _RAY_RESTARTS,
     "test_restart_without_task_retries_fails_pending_calls": _RAY_RESTARTS,
@@ -108,7 +109,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if backend == "ray" else None
         )
         if reason is not None:
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+            item.add_marker(pytest.mark.xfail(reason=reason, strict="not strict" not in reason))
 
 
 def pytest_configure(config: pytest.Config) -> None:
