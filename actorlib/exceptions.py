@@ -37,6 +37,7 @@ __all__ = [
     "ActorUnavailableError",
     "ActorlibError",
     "ActorlibWarning",
+    "BackendUnavailableError",
     "BlockingGetWarning",
     "BrokenExecutorError",
     "ExecutorInitializerError",
@@ -248,6 +249,10 @@ class SerializationError(ActorlibError, TypeError):
 
 class InfeasibleResourceError(ActorlibError, ValueError):
     """A resource request that no node in the cluster can ever satisfy."""
+
+
+class BackendUnavailableError(ActorlibError, ImportError):
+    """A backend's optional dependency is missing or of an unsupported version."""
 
 
 class NotSupportedError(ActorlibError, NotImplementedError):

@@ -22,6 +22,7 @@ BUILTIN: dict[str, str] = {
     "process": "actorlib.backends.process.backend:ProcessBackend",
     "cluster": "actorlib.backends.cluster.driver:ClusterConnector",
     "sim": "actorlib.backends.sim.backend:SimBackend",
+    "ray": "actorlib.backends.ray.connector:RayConnector",
 }
 
 # The process backend needs POSIX (Unix sockets, fd passing, fcntl locks, mmap); its

@@ -600,7 +600,7 @@ def test_init_returns_the_address_mapping(rt: Any) -> None:
     assert "address" in rt and rt["address"] == rt.address
     assert rt.address_info == dict(rt)
     assert rt["node_ip_address"] == actorlib.nodes()[0]["NodeManagerAddress"]
-    assert rt.backend in ("thread", "process", "cluster", "sim")  # RuntimeInfo attributes stay
+    assert rt.backend in ("thread", "process", "cluster", "sim", "ray")  # RuntimeInfo stays
 
 
 # -- max_calls ------------------------------------------------------------------------------------

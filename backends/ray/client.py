@@ -1,0 +1,438 @@
+"""actorlib's client interface on Ray: specs become Ray calls, ids name Ray objects.
+
+The API mints int ids and hands over specs whose arguments are already serialized; this
+client keeps, per process, which Ray ObjectRef or ActorHandle each live id stands for
+(counted as the API counts its refs and handles: the last one dropped releases the Ray
+object to Ray's own reference counting). Values never pass through here on their way
+to a task: a ref argument is handed to Ray as the Ray ref it stands for.
+
+The same class serves the driver and every Ray worker running actorlib code (nested
+tasks, actors calling actors): a worker learns the Ray objects behind ids from the boxes
+(:mod:`.boxes`) its arguments arrive in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends.base import ObjectStore
+from actorlib.backends.ray.boxes import ActorRef, Box, Retryable
+from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray.options import (
+    INTERNAL_PREFIX,
+    actor_options,
+    countable,
+    groups_of,
+    internal_name,
+    task_options,
+)
+from actorlib.backends.runner.user_code import pack_error
+from actorlib.core.execution_context import current_execution
+from actorlib.core.ids import COUNTER_BITS, IdAllocator
+from actorlib.core.records import NodeInfo
+from actorlib.core.scheduler import Scheduler
+from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.specs import (
+    NO_ARGS,
+    ActorSpec,
+    Args,
+    CallSpec,
+    NodeAffinitySchedulingStrategy,
+    TaskSpec,
+)
+from actorlib.exceptions import ActorDiedError, NotSupportedError, RuntimeClosedError
+
+Watcher = Callable[[int, Serialized], None]
+
+#: How long a Ray object learnt from a box stays mapped with no actorlib ref counting it
+#: (a value delivered to a waiter is unpickled right after, adding its refs).
+_UNCLAIMED_S = 60.0
+#: How long the cluster's node list is trusted for feasibility checks.
+_NODES_TTL_S = 2.0
+
+ray = ray_module()
+
+
+class PassStore(ObjectStore):
+    """Ray copies values into its store as ``.remote()``/``put`` serialize them, in the
+    caller's thread: nothing to copy before that."""
+
+    def seal(self, obj: Serialized) -> Serialized:
+        return obj
+
+
+class RayCore:
+    """The :class:`~actorlib.core.context.Client` (and ``RunningCore``) on Ray."""
+
+    def __init__(self, namespace: str, *, stop_ray: bool, worker: bool = False) -> None:
+        # Ids from every process of a program must not clash: a random prefix each.
+        self.ids = IdAllocator(secrets.randbits(62) | 1 << 62)
+        assert COUNTER_BITS == 40
+        self.store: ObjectStore = PassStore()
+        self.closed = False
+        self._namespace = namespace
+        self._stop_ray = stop_ray
+        self._worker = worker
+        self._lock = threading.Lock()
+        self._refs: dict[int, list[Any]] = {}  # id -> [Ray ObjectRef, count]
+        self._actors: dict[int, list[Any]] = {}  # id -> [Ray ActorHandle, count, method groups]
+        self._unclaimed: dict[int, tuple[Any, float]] = {}  # id -> (Ray object, since)
+        self._watches: dict[Any, set[int]] = {}  # watcher -> ids it still waits for
+        self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
+        self._killed: set[int] = set()  # actors killed for good (handles may remain)
+        self._nodes_at = 0.0
+        self._scheduler = Scheduler()
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    # -- refs ---------------------------------------------------------------------------
+
+    def add_ref(self, id_: int) -> None:
+        with self._lock:
+            entry = self._refs.get(id_) or self._actors.get(id_)
+            if entry is not None:
+                entry[1] += 1
+                return
+            found = self._unclaimed.pop(id_, None)
+            if found is not None:
+                self._adopt(id_, found[0], 1)
+
+    def drop_ref(self, id_: int) -> None:
+        with self._lock:
+            for table in (self._refs, self._actors):
+                entry = table.get(id_)
+                if entry is not None:
+                    entry[1] -= 1
+                    if entry[1] <= 0:
+                        del table[id_]
+                    return
+
+    def _adopt(self, id_: int, obj: Any, count: int) -> None:
+        if isinstance(obj, ActorRef):
+            self._actors[id_] = [obj.handle, count, obj.groups]
+        else:
+            self._refs[id_] = [obj, count]
+
+    def learn(self, refs: dict[int, Any]) -> None:
+        """Ray objects behind ids pickled in a value about to be unpickled here."""
+        if not refs:
+            return
+        now = time.monotonic()
+        with self._lock:
+            for id_, obj in refs.items():
+                if id_ not in self._refs and id_ not in self._actors:
+                    self._unclaimed[id_] = (obj, now)
+            if len(self._unclaimed) > 256:
+                old = [i for i, (_, t) in self._unclaimed.items() if now - t > _UNCLAIMED_S]
+                for id_ in old:
+                    del self._unclaimed[id_]
+
+    def ray_ref(self, id_: int) -> Any:
+        with self._lock:
+            entry = self._refs.get(id_)
+            if entry is None:
+                found = self._unclaimed.get(id_)
+                if found is not None:
+                    return found[0]
+                raise RuntimeClosedError(
+                    f"object {id_:016x} is unknown to this process (its runtime was shut down)"
+                )
+            return entry[0]
+
+    def _handle(self, actor_id: int) -> Any:
+        with self._lock:
+            entry = self._actors.get(actor_id)
+            if entry is None:
+                found = self._unclaimed.get(actor_id)
+                if found is not None and isinstance(found[0], ActorRef):
+                    return found[0].handle, found[0].groups
+        if entry is not None:
+            return entry[0], entry[2]
+        # A handle that reached this process outside a value (in a function's closure,
+        # an actor's own handle): find the actor by its internal Ray name.
+        ctx = current_execution.get()
+        try:
+            if ctx is not None and ctx.actor_id == actor_id and isinstance(ctx.spec, ActorSpec):
+                # The actor's own handle (it may be busy running this very call).
+                handle, spec = ray.get_runtime_context().current_actor, ctx.spec
+            else:
+                handle = ray.get_actor(internal_name(actor_id), namespace=self.namespace)
+                spec = ray.get(handle.actorlib_spec.remote())
+        except Exception:
+            raise ActorDiedError(f"actor {actor_id:016x} is unknown to this process") from None
+        groups = groups_of(spec)
+        with self._lock:
+            self._unclaimed[actor_id] = (ActorRef(handle, groups), time.monotonic())
+        return handle, groups
+
+    def box(self, value: Serialized) -> Box:
+        """``value`` with the Ray objects behind the ids pickled inside it."""
+        refs: dict[int, Any] = {}
+        if value.contained:
+            with self._lock:
+                for id_ in value.contained:
+                    entry = self._refs.get(id_)
+                    actor = self._actors.get(id_)
+                    if entry is not None:
+                        refs[id_] = entry[0]
+                    elif actor is not None:
+                        refs[id_] = ActorRef(actor[0], actor[2])
+                    elif id_ in self._unclaimed:
+                        refs[id_] = self._unclaimed[id_][0]
+        return Box(value, refs)
+
+    def _pack(self, args: Args) -> list[Any]:
+        """Ray arguments: the payload's box, then the Ray refs of top-level ref arguments
+        (Ray resolves those to their values before the task runs)."""
+        payload = None if args.payload is None else self.box(args.payload)
+        return [payload, *[self.ray_ref(d) for d in args.deps]]
+
+    def put(self, id_: int, value: Serialized) -> None:
+        self._check_open()
+        ref = ray.put(self.box(value))
+        with self._lock:
+            self._refs[id_] = [ref, 1]
+
+    # -- waiting ------------------------------------------------------------------------
+
+    def ready_value(self, id_: int) -> Serialized | None:
+        """The value of ``id_`` if Ray has it ready now (``get`` reads it without a watch;
+        ``wait(timeout=0)`` sees what is ready)."""
+        try:
+            ref = self.ray_ref(id_)
+        except RuntimeClosedError:
+            return None
+        ready, _ = ray.wait([ref], num_returns=1, timeout=0, fetch_local=False)
+        if not ready:
+            return None
+        try:
+            data = ray.get(ref)
+        except Exception as exc:  # Ray's errors, as the value
+            data = exc
+        return self.value_of(data)
+
+    def watch(self, ids: list[int], callback: Watcher) -> None:
+        self._check_open()
+        refs = [(id_, self.ray_ref(id_)) for id_ in ids]
+        with self._lock:
+            self._watches.setdefault(callback, set()).update(ids)
+        for id_, ref in refs:
+            ref._on_completed(lambda data, id_=id_: self._completed(id_, callback, data))
+
+    def unwatch(self, ids: list[int], callback: Watcher) -> None:
+        with self._lock:
+            waiting = self._watches.get(callback)
+            if waiting is not None:
+                waiting.difference_update(ids)
+                if not waiting:
+                    del self._watches[callback]
+
+    def _completed(self, id_: int, callback: Watcher, data: Any) -> None:
+        with self._lock:
+            waiting = self._watches.get(callback)
+            if waiting is None or id_ not in waiting:
+                return
+            waiting.discard(id_)
+            if not waiting:
+                del self._watches[callback]
+        callback(id_, self.value_of(data))
+
+    def value_of(self, data: Any) -> Serialized:
+        """A Ray object's content as actorlib's serialized value (errors translated)."""
+        if isinstance(data, Box):
+            self.learn(data.refs)
+            return data.value
+        if isinstance(data, BaseException):
+            return error_value(data)
+        return serialize(data)  # a value a plain Ray task made
+
+    # -- work ---------------------------------------------------------------------------
+
+    def submit_task(self, spec: TaskSpec) -> None:
+        self._check_open()
+        from actorlib.backends.ray import worker
+
+        meta = dataclasses.replace(spec, args=NO_ARGS)
+        options = task_options(spec)
+        task = worker.remote_task(spec.max_calls)
+        out = task.options(**options).remote(meta, *self._pack(spec.args))
+        self._adopt_returns(spec.return_ids, out)
+
+    def _adopt_returns(self, ids: tuple[int, ...], out: Any) -> None:
+        refs = [] if out is None else (out if isinstance(out, list) else [out])
+        with self._lock:
+            for id_, ref in zip(ids, refs, strict=True):
+                self._refs[id_] = [ref, 1]
+
+    def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
+        self._check_open()
+        from actorlib.backends.ray import worker
+
+        meta = dataclasses.replace(spec, args=NO_ARGS)
+        options = actor_options(spec)
+        if get_if_exists and spec.name is not None:
+            options["get_if_exists"] = True
+        host = worker.remote_host(spec.is_async, spec.concurrency_groups)
+        handle = host.options(**options).remote(meta, *self._pack(spec.args))
+        actor_id = spec.actor_id
+        if get_if_exists and spec.name is not None:
+            actor_id = ray.get(handle.actorlib_spec.remote()).actor_id
+        with self._lock:
+            entry = self._actors.get(actor_id)
+            if entry is not None:
+                entry[1] += 1
+            else:
+                self._actors[actor_id] = [handle, 1, groups_of(spec)]
+            if not spec.detached and actor_id == spec.actor_id:
+                self._created[actor_id] = handle
+        return actor_id
+
+    def submit_call(self, spec: CallSpec) -> None:
+        self._check_open()
+        handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
+        options: dict[str, Any] = {"num_returns": spec.num_returns}
+        group = spec.concurrency_group or method_groups.get(spec.method)
+        if group is not None and group not in declared:
+            # Ray would kill the actor's process for it: fail the call, as elsewhere.
+            error = ValueError(
+                f"concurrency group {group!r} is not one of actor {cls_name}'s "
+                f"concurrency_groups ({', '.join(sorted(declared)) or 'none'})"
+            )
+            packed = pack_error(error, f"{cls_name}.{spec.method}", False)[0]
+            failed = [ray.put(Box(packed, {})) for _ in spec.return_ids]
+            self._adopt_returns(spec.return_ids, failed)
+            return
+        if spec.max_task_retries is not None:
+            options["max_task_retries"] = spec.max_task_retries
+        if spec.retry_exceptions:
+            options["retry_exceptions"] = [Retryable]
+        if group is not None:
+            options["concurrency_group"] = group
+        meta = dataclasses.replace(spec, args=NO_ARGS)
+        out = handle.call.options(**options).remote(meta, *self._pack(spec.args))
+        self._adopt_returns(spec.return_ids, out)
+
+    def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+        ref = self.ray_ref(object_id)
+        try:
+            ray.cancel(ref, force=force, recursive=recursive)
+        except ValueError:  # Ray cannot force-cancel an actor call: interrupt it instead
+            ray.cancel(ref, force=False, recursive=recursive)
+
+    def kill_actor(self, actor_id: int, no_restart: bool) -> None:
+        ray.kill(self._handle(actor_id)[0], no_restart=no_restart)
+        if no_restart:
+            self._killed.add(actor_id)
+
+    def task_blocked(self, task_id: int, blocked: bool) -> None:
+        """Ray learns it from the wait itself (see ``worker.blocking_wait``)."""
+
+    # -- queries ------------------------------------------------------------------------
+
+    def lookup_actor(self, name: str, namespace: str) -> ActorSpec | None:
+        try:
+            handle = ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            return None
+        try:
+            spec: ActorSpec = ray.get(handle.actorlib_spec.remote())
+        except AttributeError:
+            raise NotSupportedError(
+                f"actor {name!r} in namespace {namespace!r} is a plain Ray actor, "
+                "not one actorlib created"
+            ) from None
+        with self._lock:
+            entry = self._actors.get(spec.actor_id)
+            if entry is not None:
+                entry[1] += 1
+            else:
+                self._actors[spec.actor_id] = [handle, 1, groups_of(spec)]
+        return spec
+
+    def named_actors(self, namespace: str | None) -> list[tuple[str, str]]:
+        found = ray.util.list_named_actors(all_namespaces=True)
+        return [
+            (a["namespace"], a["name"]) for a in found
+            if (namespace is None or a["namespace"] == namespace)
+            and not a["name"].startswith(INTERNAL_PREFIX)
+        ]
+
+    def nodes(self) -> list[NodeInfo]:
+        return [
+            NodeInfo(n["NodeID"], dict(n.get("Resources", {})),
+                     n.get("NodeManagerAddress", ""), bool(n.get("Alive")))
+            for n in ray.nodes()
+        ]
+
+    def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
+        now = time.monotonic()
+        if now - self._nodes_at > _NODES_TTL_S:
+            scheduler = Scheduler()
+            for node in self.nodes():
+                if node.alive:
+                    scheduler.add_node(node.node_id, countable(node.resources))
+            self._scheduler, self._nodes_at = scheduler, now
+        if not isinstance(strategy, (str, NodeAffinitySchedulingStrategy)):
+            return None  # Ray's own strategies (placement groups): Ray decides
+        return self._scheduler.cached_infeasible_reason(request, strategy)
+
+    def cluster_resources(self) -> dict[str, float]:
+        return dict(ray.cluster_resources())
+
+    def available_resources(self) -> dict[str, float]:
+        return dict(ray.available_resources())
+
+    def flush(self) -> None:
+        """Nothing is batched here."""
+
+    # -- the end ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeClosedError("actorlib was shut down")
+
+    def shutdown(self) -> None:
+        """Kill this driver's non-detached actors, release its objects, and stop Ray if
+        actorlib started it (a cluster joined by address, or a Ray this process had
+        already initialized, stays up)."""
+        if self.closed:
+            return
+        self.closed = True
+        with self._lock:
+            created = list(self._created.values())
+            watches = list(self._watches.items())
+            self._created.clear()
+            self._watches.clear()
+            self._refs.clear()
+            self._actors.clear()
+            self._unclaimed.clear()
+        closed = serialize(RuntimeClosedError("actorlib was shut down"), is_error=True)
+        for callback, ids in watches:
+            for id_ in ids:
+                try:
+                    callback(id_, closed)
+                except Exception:  # one waiter's failure must not hide the others
+                    pass
+        if self._worker:
+            return
+        if self._stop_ray:
+            ray.shutdown()
+            return
+        for handle in created:
+            try:
+                ray.kill(handle)
+            except Exception:  # already gone
+                pass
+
+    def debug_state(self) -> dict[str, Any]:
+        with self._lock:
+            actors = [a for a in self._actors if a not in self._killed]
+            return {"objects": list(self._refs), "actors": actors, "problems": []}

@@ -1,0 +1,87 @@
+"""Start or join Ray: ``init(backend="ray", address=None | "auto" | "host:port" | "ray://...")``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from actorlib.backends.base import BackendConfig, Connector, RunningCore
+from actorlib.exceptions import BackendUnavailableError
+
+#: The Ray releases this backend is tested with: [lowest, below this).
+SUPPORTED = ((2, 9), (3, 0))
+
+
+def ray_module() -> Any:
+    """Ray, typed as ``Any``: Ray ships no type information, and a directory named
+    ``ray`` where mypy runs (Ray's own ``/tmp/ray``) would pass for it."""
+    return importlib.import_module("ray")
+
+
+def import_ray() -> Any:
+    """Ray, or a clear error saying how to install a supported version."""
+    try:
+        ray = ray_module()
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "The 'ray' backend needs Ray: pip install 'actorlib[ray]'"
+        ) from exc
+    try:
+        version = tuple(int(p) for p in ray.__version__.split(".")[:2])
+    except ValueError:  # a development build
+        return ray
+    low, high = SUPPORTED
+    if not low <= version < high:
+        raise BackendUnavailableError(
+            f"The 'ray' backend supports Ray >= {low[0]}.{low[1]}, < {high[0]}.{high[1]}; "
+            f"found {ray.__version__}. pip install 'actorlib[ray]' installs one."
+        )
+    return ray
+
+
+def driver_runtime_env() -> dict[str, Any]:
+    """Workers find the modules this driver imports, as on every backend: the driver's
+    ``sys.path`` (the directories that exist) goes first on theirs."""
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    old = os.environ.get("PYTHONPATH")
+    if old:
+        paths.append(old)
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
+class RayConnector(Connector):
+    """Runs actorlib's API on Ray (see :mod:`actorlib.backends.ray`)."""
+
+    name = "ray"
+
+    @classmethod
+    def connect(cls, config: BackendConfig, namespace: str) -> RunningCore:
+        ray = import_ray()
+        from actorlib.backends.ray.client import RayCore
+
+        if ray.is_initialized():
+            # This process already runs Ray (the program uses Ray directly too): share
+            # that connection, and leave it up at shutdown().
+            return RayCore(namespace, stop_ray=False)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        log_to_driver = bool(config.options.get("log_to_driver", True))
+        kwargs: dict[str, Any] = {
+            "namespace": namespace, "include_dashboard": False,
+            "log_to_driver": log_to_driver, "configure_logging": False,
+            "runtime_env": driver_runtime_env(),
+        }
+        if config.address is None:
+            kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus,
+                          resources=config.resources or None,
+                          object_store_memory=config.object_store_memory)
+        else:
+            kwargs["address"] = config.address
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise ConnectionError(
+                f"Cannot reach the Ray cluster at {config.address!r}: {exc}"
+            ) from exc
+        return RayCore(namespace, stop_ray=True)

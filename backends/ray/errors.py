@@ -1,0 +1,60 @@
+"""Ray's exceptions as actorlib's: errors translated at the backend boundary."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from actorlib.backends.ray.boxes import Retryable
+from actorlib.core.serialization import Serialized, serialize
+from actorlib.exceptions import (
+    ActorDiedError,
+    ActorUnavailableError,
+    ObjectLostError,
+    SystemFailureError,
+    TaskCancelledError,
+    TaskError,
+    WorkerCrashedError,
+)
+
+
+def translate(exc: BaseException) -> BaseException:
+    """The actorlib exception a caller sees for a Ray failure ``exc``."""
+    rx: Any = importlib.import_module("ray.exceptions")
+
+    if isinstance(exc, rx.TaskCancelledError):
+        return TaskCancelledError(str(exc))
+    if isinstance(exc, rx.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, (TaskError, TaskCancelledError)):
+            return cause
+        if isinstance(cause, (KeyboardInterrupt, rx.TaskCancelledError)):
+            return TaskCancelledError(f"Task {exc.function_name} was cancelled.")
+        return TaskError(exc.function_name, exc.traceback_str, cause)
+    if isinstance(exc, rx.ActorUnavailableError):
+        return ActorUnavailableError(str(exc))
+    if isinstance(exc, rx.RayActorError):
+        return ActorDiedError(str(exc))
+    if isinstance(exc, (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError)):
+        return WorkerCrashedError(str(exc))
+    if isinstance(exc, rx.ObjectLostError):
+        return ObjectLostError(str(exc))
+    if isinstance(exc, (TaskCancelledError, TaskError)):
+        return exc
+    return SystemFailureError(f"{type(exc).__name__}: {exc}")
+
+
+def error_value(exc: BaseException) -> Serialized:
+    """What a waiter receives for a Ray failure: actorlib's error, serialized."""
+    rx: Any = importlib.import_module("ray.exceptions")
+
+    if isinstance(exc, rx.RayTaskError) and isinstance(getattr(exc, "cause", None), Retryable):
+        packed: Serialized = exc.cause.packed
+        return packed
+    err: Any = translate(exc)
+    if isinstance(err, TaskError):
+        err = err.as_instanceof_cause()
+    try:
+        return serialize(err, is_error=True)
+    except Exception:
+        return serialize(SystemFailureError(str(err)), is_error=True)

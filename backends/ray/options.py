@@ -1,0 +1,86 @@
+"""actorlib's task and actor options as Ray's ``.options()``, and the names and
+concurrency groups a caller needs to reach an actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actorlib.backends.ray.boxes import Retryable
+from actorlib.core.specs import ActorSpec, NodeAffinitySchedulingStrategy, TaskSpec
+from actorlib.exceptions import NotSupportedError
+
+INTERNAL_PREFIX = "actorlib-actor-"
+
+
+def internal_name(actor_id: int) -> str:
+    """The Ray name of an actor the user did not name."""
+    return f"{INTERNAL_PREFIX}{actor_id:016x}"
+
+
+def groups_of(spec: ActorSpec) -> tuple[dict[str, str], frozenset[str], str]:
+    """What a caller needs to route calls into concurrency groups: each method's group,
+    the groups the actor declared, and its class's name (for errors)."""
+    return (dict(spec.method_groups or {}), frozenset(spec.concurrency_groups or ()),
+            spec.cls.name)
+
+
+def countable(resources: dict[str, float]) -> dict[str, float]:
+    """A Ray node's resources as actorlib's scheduler counts them (memory in bytes too)."""
+    return {k: v for k, v in resources.items() if not k.startswith("node:")}
+
+
+def _resource_options(resources: dict[str, float]) -> dict[str, Any]:
+    rest = dict(resources)
+    options: dict[str, Any] = {
+        "num_cpus": rest.pop("CPU", 0.0),
+        "num_gpus": rest.pop("GPU", 0.0),
+    }
+    memory = rest.pop("memory", 0.0)
+    if memory:
+        options["memory"] = memory
+    custom = {k: v for k, v in rest.items() if v}
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def _strategy(strategy: Any) -> Any:
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as RayAffinity
+
+        return RayAffinity(strategy.node_id, soft=strategy.soft)
+    if strategy in ("DEFAULT", "SPREAD", None):
+        return strategy or "DEFAULT"
+    raise NotSupportedError(
+        f"scheduling_strategy={strategy!r} is not supported on the ray backend "
+        "(supported: 'DEFAULT', 'SPREAD', NodeAffinitySchedulingStrategy)"
+    )
+
+
+def task_options(spec: TaskSpec) -> dict[str, Any]:
+    options = _resource_options(spec.resources)
+    options["num_returns"] = spec.num_returns
+    options["max_retries"] = spec.max_retries
+    options["retry_exceptions"] = [Retryable] if spec.retry_exceptions else False
+    options["scheduling_strategy"] = _strategy(spec.scheduling_strategy)
+    if spec.name:
+        options["name"] = spec.name
+    if spec.env_vars:
+        options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
+    return options
+
+
+def actor_options(spec: ActorSpec) -> dict[str, Any]:
+    options = _resource_options(spec.resources)
+    options["max_concurrency"] = spec.max_concurrency
+    options["max_restarts"] = spec.max_restarts
+    options["max_task_retries"] = spec.max_task_retries
+    options["scheduling_strategy"] = _strategy(spec.scheduling_strategy)
+    # Every actor has a Ray name, so that any process can find it by its actorlib id.
+    options["name"] = internal_name(spec.actor_id) if spec.name is None else spec.name
+    options["namespace"] = spec.namespace
+    if spec.detached:
+        options["lifetime"] = "detached"
+    if spec.env_vars:
+        options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
+    return options

@@ -1,0 +1,279 @@
+"""What runs inside Ray's worker processes: one generic task and two actor hosts.
+
+Each unboxes its arguments (learning the Ray objects behind the ids pickled inside),
+runs the user's code under an :class:`ExecutionContext` with this process's actorlib
+client installed (so nested ``.remote()``/``get``/``put`` go to Ray as well), and boxes
+the results. An application error comes back as the task's value (actorlib's
+``TaskError``, with the remote traceback); one that ``retry_exceptions`` covers is raised
+as :class:`~.boxes.Retryable` instead, so Ray retries the task.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+import warnings
+from typing import Any
+
+from actorlib.backends.base import HeapStore
+from actorlib.backends.ray.boxes import Box, Retryable
+from actorlib.backends.ray.client import RayCore
+from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.runner.user_code import (
+    CodeCache,
+    LoopHolder,
+    pack_error,
+    pack_results,
+    run_sync_or_async,
+)
+from actorlib.core import context, waiting
+from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.serialization import Serialized, deserialize
+from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
+
+_code = CodeCache()
+_store = HeapStore()
+_setup = threading.Lock()
+_loops = threading.local()
+
+ray = ray_module()
+
+
+def client(namespace: str) -> RayCore:
+    """This worker's actorlib client, installed on first use."""
+    current = context.current()
+    if isinstance(current, RayCore):
+        return current
+    with _setup:
+        current = context.current()
+        if not isinstance(current, RayCore):
+            current = RayCore(namespace, stop_ray=False, worker=True)
+            context.install(current)
+            waiting.blocking_wait = blocking_wait
+    return current
+
+
+def blocking_wait(lock: Any, timeout: float | None, ids: list[int], asynchronous: bool) -> bool:
+    """A ``get`` inside a Ray worker waits in ``ray.wait``, so Ray knows this worker is
+    blocked and lends its CPU to the tasks it waits for (nested tasks never deadlock)."""
+    if asynchronous:
+        return True
+    current = context.current()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending: list[Any] = []
+    if isinstance(current, RayCore):
+        try:
+            pending = [current.ray_ref(i) for i in ids]
+        except Exception:
+            pending = []
+    while not lock.acquire(timeout=0):
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not pending or left == 0.0:
+            return bool(lock.acquire(timeout=-1 if left is None else left))
+        ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
+        if not ready:
+            return bool(lock.acquire(timeout=0))
+    return True
+
+
+def _node_id() -> str:
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def _gpu_ids() -> tuple[int, ...]:
+    try:
+        return tuple(int(g) for g in ray.get_gpu_ids())
+    except Exception:  # ids that are not ints (GPU UUIDs)
+        return ()
+
+
+def _unpack(core: RayCore, payload: Box | None, deps: tuple[Any, ...]) -> Any:
+    """(args, kwargs), or the first error among the dependency values (the task then
+    fails with it, as on every backend)."""
+    values: list[Serialized] = []
+    for dep in deps:
+        value = core.value_of(dep)
+        if value.is_error:
+            return value
+        values.append(value)
+    if payload is None:
+        return (), {}
+    core.learn(payload.refs)
+    positional, keywords = deserialize(payload.value)
+    if values:
+        loaded = [deserialize(v) for v in values]
+        positional = tuple(loaded[a.index] if type(a) is Dep else a for a in positional)
+        keywords = {k: loaded[v.index] if type(v) is Dep else v for k, v in keywords.items()}
+    return positional, keywords
+
+
+def _finish(
+    core: RayCore, values: list[Serialized] | Serialized, num_returns: int
+) -> Any:
+    if isinstance(values, Serialized):  # one error for every return
+        boxes = [Box(values, {})] * num_returns
+    else:
+        boxes = [core.box(v) for v in values]
+    if num_returns == 1:
+        return boxes[0]
+    if num_returns == 0:
+        return None
+    return tuple(boxes)
+
+
+def _failed(exc: Exception, name: str, retry: RetryExceptions) -> Serialized:
+    if isinstance(exc, ray.exceptions.TaskCancelledError):
+        raise exc  # Ray's cancel: Ray reports it
+    packed, retryable = pack_error(exc, name, retry)
+    if retryable:
+        raise Retryable(packed)
+    return packed
+
+
+def _loop_holder() -> LoopHolder:
+    holder = getattr(_loops, "holder", None)
+    if holder is None:
+        holder = _loops.holder = LoopHolder()
+    return holder
+
+
+def run_task(spec: TaskSpec, payload: Box | None, *deps: Any) -> Any:
+    core = client(spec.namespace)
+    name = spec.name or spec.function.name
+    token = current_execution.set(ExecutionContext(
+        _node_id(), task_id=spec.task_id, gpu_ids=_gpu_ids(), namespace=spec.namespace,
+        spec=spec,
+    ))
+    try:
+        try:
+            unpacked = _unpack(core, payload, deps)
+            if isinstance(unpacked, Serialized):
+                return _finish(core, unpacked, spec.num_returns)
+            fn = _code.load(spec.function)
+            result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
+            values = pack_results(result, spec.num_returns, name, _store)
+        except Exception as exc:
+            return _finish(core, _failed(exc, name, spec.retry_exceptions), spec.num_returns)
+        return _finish(core, values, spec.num_returns)
+    finally:
+        current_execution.reset(token)
+
+
+class _Host:
+    """One actorlib actor inside a Ray actor."""
+
+    def __init__(self, spec: ActorSpec, payload: Box | None, *deps: Any) -> None:
+        core = client(spec.namespace)
+        self._spec = spec
+        with warnings.catch_warnings():  # Ray's property uses its own deprecated API
+            warnings.simplefilter("ignore")
+            reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        self._incarnation = 2 if reconstructed else 1
+        self._node = _node_id()
+        token = current_execution.set(self._context(None))
+        try:
+            unpacked = _unpack(core, payload, deps)
+            if isinstance(unpacked, Serialized):
+                raise deserialize(unpacked)
+            cls = _code.load(spec.cls)
+            try:
+                self._instance = cls(*unpacked[0], **unpacked[1])
+            except Exception as exc:
+                raise deserialize(pack_error(exc, f"{spec.cls.name}.__init__", False)[0]) from None
+        finally:
+            current_execution.reset(token)
+
+    def _context(self, call_id: int | None) -> ExecutionContext:
+        spec = self._spec
+        return ExecutionContext(
+            self._node, task_id=call_id, actor_id=spec.actor_id, gpu_ids=_gpu_ids(),
+            namespace=spec.namespace, spec=spec, incarnation=self._incarnation,
+        )
+
+    def _method(self, spec: CallSpec, payload: Box | None, deps: tuple[Any, ...]) -> Any:
+        core = client(self._spec.namespace)
+        unpacked = _unpack(core, payload, deps)
+        if isinstance(unpacked, Serialized):
+            return unpacked
+        return functools.partial(getattr(self._instance, spec.method), *unpacked[0],
+                                 **unpacked[1])
+
+    def _name(self, spec: CallSpec) -> str:
+        return f"{self._spec.cls.name}.{spec.method}"
+
+    def actorlib_spec(self) -> ActorSpec:
+        return self._spec
+
+
+class SyncHost(_Host):
+    def call(self, spec: CallSpec, payload: Box | None, *deps: Any) -> Any:
+        core = client(self._spec.namespace)
+        token = current_execution.set(self._context(spec.call_id))
+        try:
+            try:
+                method = self._method(spec, payload, deps)
+                if isinstance(method, Serialized):
+                    return _finish(core, method, spec.num_returns)
+                result = run_sync_or_async(method, (), {}, _loop_holder())
+                values = pack_results(result, spec.num_returns, self._name(spec), _store)
+            except Exception as exc:
+                error = _failed(exc, self._name(spec), spec.retry_exceptions)
+                return _finish(core, error, spec.num_returns)
+            return _finish(core, values, spec.num_returns)
+        finally:
+            current_execution.reset(token)
+
+
+class AsyncHost(_Host):
+    async def call(self, spec: CallSpec, payload: Box | None, *deps: Any) -> Any:
+        core = client(self._spec.namespace)
+        token = current_execution.set(self._context(spec.call_id))
+        try:
+            try:
+                method = self._method(spec, payload, deps)
+                if isinstance(method, Serialized):
+                    return _finish(core, method, spec.num_returns)
+                result = method()
+                if inspect.isawaitable(result):
+                    result = await result
+                values = pack_results(result, spec.num_returns, self._name(spec), _store)
+            except Exception as exc:
+                error = _failed(exc, self._name(spec), spec.retry_exceptions)
+                return _finish(core, error, spec.num_returns)
+            return _finish(core, values, spec.num_returns)
+        finally:
+            current_execution.reset(token)
+
+    async def actorlib_spec(self) -> ActorSpec:  # type: ignore[override]
+        return self._spec
+
+
+# Made on first use and kept out of the module's names, so that Ray pickles the functions
+# and classes by reference (workers import them) rather than by value.
+_remote: dict[Any, Any] = {}
+
+
+def remote_task(max_calls: int = 0) -> Any:
+    """The Ray function running actorlib tasks (Ray takes ``max_calls`` only here)."""
+    key = ("task", max_calls)
+    found = _remote.get(key)
+    if found is None:
+        found = _remote[key] = (
+            ray.remote(max_calls=max_calls)(run_task) if max_calls else ray.remote(run_task)
+        )
+    return found
+
+
+def remote_host(is_async: bool, groups: dict[str, int] | None = None) -> Any:
+    """The Ray actor class hosting an actorlib actor (Ray takes concurrency groups only
+    here, in ``ray.remote``: one class per distinct set of groups)."""
+    key = ("async" if is_async else "sync", tuple(sorted((groups or {}).items())))
+    found = _remote.get(key)
+    if found is None:
+        cls = AsyncHost if is_async else SyncHost
+        found = _remote[key] = (
+            ray.remote(concurrency_groups=dict(groups))(cls) if groups else ray.remote(cls)
+        )
+    return found
