@@ -44,6 +44,7 @@ from actorlib.core.specs import (
     Args,
     CallSpec,
     NodeAffinitySchedulingStrategy,
+    PlacementGroupSpec,
     TaskSpec,
 )
 from actorlib.exceptions import ActorDiedError, NotSupportedError, RuntimeClosedError
@@ -258,6 +259,7 @@ class RayCore:
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
+        _no_generator(spec.generator, spec.name)
         from actorlib.backends.ray import worker
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
@@ -297,6 +299,7 @@ class RayCore:
 
     def submit_call(self, spec: CallSpec) -> None:
         self._check_open()
+        _no_generator(spec.generator, spec.method)
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
         group = spec.concurrency_group or method_groups.get(spec.method)
@@ -393,6 +396,29 @@ class RayCore:
     def flush(self) -> None:
         """Nothing is batched here."""
 
+    # -- not mapped onto Ray yet: a clear error, never a silent difference ---------------
+
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        raise NotSupportedError(
+            "actorlib.util.state is not served by the ray backend yet; Ray's own "
+            "ray.util.state lists this cluster's tasks, actors and objects"
+        )
+
+    def create_placement_group(self, spec: PlacementGroupSpec) -> None:
+        raise NotSupportedError(_NO_GROUPS)
+
+    def remove_placement_group(self, group_id: int) -> None:
+        raise NotSupportedError(_NO_GROUPS)
+
+    def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
+        raise NotSupportedError(_NO_GROUPS)
+
+    def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None:
+        raise NotSupportedError(_NO_GROUPS)
+
+    def placement_groups(self) -> list[dict[str, Any]]:
+        raise NotSupportedError(_NO_GROUPS)
+
     # -- the end ------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -436,3 +462,17 @@ class RayCore:
         with self._lock:
             actors = [a for a in self._actors if a not in self._killed]
             return {"objects": list(self._refs), "actors": actors, "problems": []}
+
+
+_NO_GROUPS = (
+    "placement groups are not mapped onto Ray by the ray backend yet: use the thread, "
+    "process or cluster backend, or Ray's own ray.util.placement_group"
+)
+
+
+def _no_generator(generator: str, name: str) -> None:
+    if generator:
+        raise NotSupportedError(
+            f"{name}: num_returns={generator!r} generators are not mapped onto Ray by the "
+            "ray backend yet (use num_returns=1, or another backend)"
+        )
