@@ -31,6 +31,8 @@ HOLDS = (
 #: why it does not apply to ``sim``.
 SKIPS: dict[str, str] = {
     "test_cancel_running_sync_task": PREEMPTION,
+    "test_bundle_resources_limit_the_work_in_it": REAL_TIME,
+    "test_remove_kills_actors_and_ends_tasks": PREEMPTION,
     "test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel": PREEMPTION,
     "test_soft_cancel_raises_keyboard_interrupt_in_the_task[False]": PREEMPTION,
     "test_force_cancel_of_a_running_task_fails_it_at_once": PREEMPTION,
@@ -43,9 +45,20 @@ SKIPS: dict[str, str] = {
 }
 
 
+#: Whole modules whose subject the sim backend does not simulate yet, with the reason.
+SKIPPED_MODULES: dict[str, str] = {
+    "test_generators.py": "generators are not simulated yet (their work fails with "
+    "NotImplementedError on sim)",
+}
+
+
 def mark(item: pytest.Item, backend: str | None) -> None:
-    """Skip ``item`` on ``sim`` if SKIPS names it."""
+    """Skip ``item`` on ``sim`` if SKIPS (or SKIPPED_MODULES) names it."""
     if backend != "sim":
+        return
+    module_reason = SKIPPED_MODULES.get(item.path.name)
+    if module_reason is not None:
+        item.add_marker(pytest.mark.skip(reason=f"sim: {module_reason}"))
         return
     name = item.name.replace("[sim-", "[").replace("-sim]", "]").replace("[sim]", "")
     reason = SKIPS.get(name) or SKIPS.get(getattr(item, "originalname", item.name))

@@ -94,6 +94,13 @@ def _shm_files(pids: set[int]) -> list[str]:
     )
 
 
+def _default_sigint() -> None:
+    """A terminal's foreground job gets Ctrl-C. The test run itself may have been started
+    with SIGINT ignored (a background job of a non-interactive shell), which its children
+    would inherit, and Python then never turns SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_and_signal(
     tmp_path: Path, backend: str, sig: signal.Signals, catch: bool = False
 ) -> tuple[subprocess.CompletedProcess[str], float, set[int], str]:
@@ -110,7 +117,7 @@ def _run_and_signal(
     proc = subprocess.Popen(
         [sys.executable, str(script), backend, str(marks), "catch" if catch else "raise"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        cwd=str(tmp_path), process_group=0,
+        cwd=str(tmp_path), process_group=0, preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None

@@ -120,7 +120,7 @@ class SimBackend(Steps, Backend):
                 name="actorlib-sim-idle", daemon=True,
             )
             self._idle_thread.start()
-        return [NodeInfo(NODE_ID, resources)]
+        return [NodeInfo(NODE_ID, resources, labels=dict(config.labels))]
 
     async def stop(self) -> None:
         global _current
