@@ -94,6 +94,14 @@ def _shm_files(pids: set[int]) -> list[str]:
     )
 
 
+def _driver_env(token: str) -> dict[str, str]:
+    """A driver of its own: marked with the run's token, joining no cluster of ours."""
+    env = dict(os.environ, ACTORLIB_TEST_RUN_TOKEN=token)
+    env.pop("ACTORLIB_ADDRESS", None)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return env
+
+
 def _default_sigint() -> None:
     """A terminal's foreground job gets Ctrl-C. The test run itself may have been started
     with SIGINT ignored (a background job of a non-interactive shell), which its children
@@ -111,9 +119,7 @@ def _run_and_signal(
     marks = tmp_path / "marks"
     marks.mkdir()
     token = uuid.uuid4().hex
-    env = dict(os.environ, ACTORLIB_TEST_RUN_TOKEN=token)
-    env.pop("ACTORLIB_ADDRESS", None)
-    env.pop("PYTEST_CURRENT_TEST", None)
+    env = _driver_env(token)
     proc = subprocess.Popen(
         [sys.executable, str(script), backend, str(marks), "catch" if catch else "raise"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -248,9 +254,7 @@ def test_a_driver_started_with_standard_streams_closed_works(
     script.write_text(CLOSED_STREAMS_DRIVER)
     done_file = tmp_path / "done"
     token = uuid.uuid4().hex
-    env = dict(os.environ, ACTORLIB_TEST_RUN_TOKEN=token)
-    env.pop("ACTORLIB_ADDRESS", None)
-    env.pop("PYTEST_CURRENT_TEST", None)
+    env = _driver_env(token)
 
     def close_streams() -> None:
         for fd in closed:

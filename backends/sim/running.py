@@ -163,9 +163,7 @@ class Running(Choosing):
                 failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
             if failure is None:
                 try:
-                    no_generators(spec)
-                    values = pack_results(box.result, spec.num_returns, spec.name, self.store)
-                    box.outcome = Outcome(spec.task_id, spec.attempt, values=values)
+                    box.outcome = self._succeeded(spec, spec.task_id, box.result, spec.name)
                 except Exception as exc:
                     failure = exc
             if failure is not None:
@@ -299,6 +297,13 @@ class Running(Choosing):
         host.running[spec.call_id] = task
         self._async_step(host, task)
 
+    def _succeeded(self, spec: Any, work_id: int, result: Any, name: str) -> Outcome:
+        """The outcome of a step that returned ``result``, packed as the real runners pack
+        it (generators are not simulated: see :func:`no_generators`)."""
+        no_generators(spec)
+        values = pack_results(result, spec.num_returns, name, self.store)
+        return Outcome(work_id, spec.attempt, values=values)
+
     def _call_job(self, host: SimHost, run: CallRun, box: Box) -> None:
         spec = run.spec
         token = current_execution.set(host.context(spec.call_id))
@@ -308,9 +313,7 @@ class Running(Choosing):
             args, kwargs = build_args(spec.args, run.deps)
             with env_vars(host.spec.env_vars):
                 box.result = method(*args, **kwargs)
-            no_generators(spec)
-            values = pack_results(box.result, spec.num_returns, name, self.store)
-            box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
+            box.outcome = self._succeeded(spec, spec.call_id, box.result, name)
         except Unwind:
             raise
         except BaseException as exc:
@@ -348,9 +351,7 @@ class Running(Choosing):
             if asyncio.iscoroutine(result):
                 result = await result
             box.result = result
-            no_generators(spec)
-            values = pack_results(result, spec.num_returns, name, self.store)
-            box.outcome = Outcome(spec.call_id, spec.attempt, values=values)
+            box.outcome = self._succeeded(spec, spec.call_id, result, name)
         except Unwind:
             raise
         except BaseException as exc:
