@@ -29,12 +29,12 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
-from actorlib.backends.cluster.driver import handle_daemon_signals
+from actorlib.backends.cluster.daemons import handle_daemon_signals
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
 from actorlib.backends.proc_title import set_title
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.transport import auth as cluster_auth
-from actorlib.backends.transport import wire
+from actorlib.backends.transport import tokens, wire
 from actorlib.backends.transport.client_link import ClientLink
 from actorlib.backends.transport.messages import (
     CLIENT_CALLS,
@@ -211,7 +211,7 @@ class HeadBackend(Backend):
         address = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
         try:
             role = await cluster_auth.server_handshake(reader, writer, self.token)
-        except (cluster_auth.AuthError, ConnectionError, asyncio.IncompleteReadError):
+        except (tokens.AuthError, ConnectionError, asyncio.IncompleteReadError):
             writer.close()
             return  # refused and logged by the handshake
         if role not in ("node", "driver", "cli"):
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    token = cluster_auth.resolve_token(token_file=args.token_file)
+    token = tokens.resolve_token(token_file=args.token_file)
     backend = HeadBackend(token, args.host, args.port, cluster_auth.TLSConfig.from_env())
     rt = Runtime(backend, BackendConfig(), "default")
     rt.start()

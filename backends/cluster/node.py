@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, HeapStore
-from actorlib.backends.cluster.driver import handle_daemon_signals
+from actorlib.backends.cluster.daemons import handle_daemon_signals
 from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.proc_title import set_title
@@ -33,7 +33,7 @@ from actorlib.backends.process.backend import ProcessBackend
 from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
-from actorlib.backends.transport import wire
+from actorlib.backends.transport import tokens, wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.backends.transport.messages import (
     CancelRun,
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         object_store_memory=args.object_store_memory,
         labels=parse_labels_arg(args.labels or ""),
     )
-    token = cluster_auth.resolve_token(token_file=args.token_file)
+    token = tokens.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,
                         tls=cluster_auth.TLSConfig.from_env(), node_id=args.node_id)
     handle_daemon_signals(daemon.done.set, args.driver_pid, args.driver_fd)
