@@ -115,7 +115,7 @@ def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port:
     extra, fds = driver_watch(driver_pid)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            daemon_command("cluster.head", "--host", host, "--port", str(port),
+            daemon_command("cluster.head_daemon", "--host", host, "--port", str(port),
                            "--token-file", token_file, "--ready-file", ready, *extra),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=detach, pass_fds=fds,
