@@ -23,7 +23,6 @@ from actorlib.backends.cluster.daemons import PrivateCluster
 from actorlib.backends.cluster.objects import Directory, DriverMapper
 from actorlib.backends.cluster.sessions import ADDRESS_ENV, resolve_address
 from actorlib.backends.output import OutputWriter
-from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import tokens, wire
 from actorlib.backends.transport.messages import (
@@ -35,6 +34,7 @@ from actorlib.backends.transport.messages import (
     ToDriver,
     Welcome,
 )
+from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
 from actorlib.exceptions import NotSupportedError

@@ -3,7 +3,7 @@
 The node runs the process backend as it runs on one machine, with two changes of
 direction: its events (results, crashes, actor starts) go to the head over TCP instead
 of to a local core, and its workers' API calls (nested tasks, ``get``, refs) are relayed
-to the head through a :class:`~actorlib.backends.process.worker.RemoteCoreClient`. An
+to the head through a :class:`~actorlib.backends.transport.remote_core.RemoteCoreClient`. An
 :class:`~actorlib.backends.cluster.objects.ObjectServer` serves its object files to the
 rest of the cluster and fetches other nodes' files for its workers.
 
@@ -31,7 +31,6 @@ from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.backend import ProcessBackend
 from actorlib.backends.process.shm_store import SharedMemoryStore
-from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import tokens, wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
@@ -54,6 +53,7 @@ from actorlib.backends.transport.messages import (
     ToNode,
     Welcome,
 )
+from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core.labels import parse_labels_arg
 from actorlib.core.loop import LoopThread, fill_standard_fds
 from actorlib.core.records import NodeInfo
