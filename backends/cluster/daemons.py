@@ -8,7 +8,9 @@ dies) and are removed at its ``shutdown()``. The daemons call
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import select
 import shutil
@@ -23,14 +25,31 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import BackendConfig
+from actorlib.backends.proc_title import set_title
 from actorlib.backends.process import portable, shm_store
 from actorlib.backends.transport.tokens import new_token, write_token_file
+from actorlib.core.loop import fill_standard_fds
 
 
 def daemon_command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-c",
             "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
             f"from actorlib.backends.{module} import main; main()", *args]
+
+
+def add_driver_args(parser: argparse.ArgumentParser) -> None:
+    """A daemon's options naming the driver a private cluster follows (:func:`driver_watch`)."""
+    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
+    parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
+
+
+def begin_daemon(title: str) -> None:
+    """A daemon's first steps: standard fds, its process title, logging to its log file."""
+    fill_standard_fds()  # before any socket: a closed stderr must not become one
+    set_title(title)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def handle_daemon_signals(

@@ -16,12 +16,10 @@ import os
 import threading
 
 from actorlib.backends.base import BackendConfig
-from actorlib.backends.cluster.daemons import handle_daemon_signals
+from actorlib.backends.cluster.daemons import add_driver_args, begin_daemon, handle_daemon_signals
 from actorlib.backends.cluster.head import HeadBackend
-from actorlib.backends.proc_title import set_title
 from actorlib.backends.transport import tokens
 from actorlib.backends.transport.tls import TLSConfig
-from actorlib.core.loop import fill_standard_fds
 from actorlib.core.runtime import Runtime
 
 log = logging.getLogger("actorlib.cluster")
@@ -33,14 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--ready-file", help="written with the port once listening")
-    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
-    parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
+    add_driver_args(parser)
     args = parser.parse_args(argv)
-    fill_standard_fds()  # before any socket: a closed stderr must not become one
-    set_title("head")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    begin_daemon("head")
     token = tokens.resolve_token(token_file=args.token_file)
     backend = HeadBackend(token, args.host, args.port, TLSConfig.from_env())
     rt = Runtime(backend, BackendConfig(), "default")

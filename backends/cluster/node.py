@@ -25,10 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, HeapStore
-from actorlib.backends.cluster.daemons import handle_daemon_signals
+from actorlib.backends.cluster.daemons import add_driver_args, begin_daemon, handle_daemon_signals
 from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.node_resources import local_node_resources
-from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.backend import ProcessBackend
 from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.backends.transport import auth as cluster_auth
@@ -55,7 +54,7 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core.labels import parse_labels_arg
-from actorlib.core.loop import LoopThread, fill_standard_fds
+from actorlib.core.loop import LoopThread
 from actorlib.core.records import NodeInfo
 from actorlib.core.serialization import set_buffer_mapper
 
@@ -262,14 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--object-store-memory", type=int)
     parser.add_argument("--labels", help="this node's labels: name=value,name=value")
     parser.add_argument("--node-id")
-    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
-    parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
+    add_driver_args(parser)
     args = parser.parse_args(argv)
-    fill_standard_fds()  # before any socket: a closed stderr must not become one
-    set_title("node")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    begin_daemon("node")
     host, _, port = args.address.rpartition(":")
     config = BackendConfig(
         num_cpus=args.num_cpus, num_gpus=args.num_gpus,
