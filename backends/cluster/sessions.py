@@ -1,9 +1,12 @@
 """Where ``actorlib start`` keeps its sessions, and how a driver finds the cluster to join.
 
 A session (token, logs, ``cluster.json``) lives under one directory per user, and
-``init(address="auto")`` trusts what it finds there; so the root and its files are checked
-and written as private (see :func:`checked_root`). :func:`resolve_address` turns an
-address (or its absence) into ``host:port`` and the token file to use.
+``init(address="auto")`` trusts what it finds there. In a world-writable ``/tmp`` that
+name is predictable: another local user could create it first and so choose where
+drivers connect. So the root is used only when it is ours and nobody else may write to
+it (:func:`checked_root`), and files in it are created exclusively, never through a
+symlink. :func:`resolve_address` turns an address (or its absence) into ``host:port`` and
+the token file to use.
 """
 
 from __future__ import annotations
@@ -19,15 +22,6 @@ from actorlib.backends.private_dir import is_private, private_dir
 
 ADDRESS_ENV = "ACTORLIB_ADDRESS"
 LATEST_NAME = "session_latest"
-
-
-# -- the sessions root ---------------------------------------------------------------------
-#
-# ``actorlib start`` keeps its sessions (token, logs, ``cluster.json``) under one directory
-# per user, and ``init(address="auto")`` trusts what it finds there. In a world-writable
-# ``/tmp`` that name is predictable: another local user could create it first and so
-# choose where drivers connect. So the root is used only when it is ours and nobody else
-# may write to it, and files in it are created exclusively, never through a symlink.
 
 
 def sessions_root() -> str:
