@@ -25,11 +25,12 @@ class RuntimeEvents:
     that work alone (see :mod:`actorlib.core.guards`), never the whole core.
     """
 
-    __slots__ = ("_post", "_rt", "client")
+    __slots__ = ("_guard", "_post", "_rt", "client")
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._post = rt._loop.post
+        self._guard = rt.guard  # made once with the runtime, never replaced
         self.client = rt
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -37,36 +38,36 @@ class RuntimeEvents:
 
     def task_finished(self, outcome: Outcome) -> None:
         rt = self._rt
-        self._post(rt.guard.task, outcome.id, rt.tasks.finished, outcome)
+        self._post(self._guard.task, outcome.id, rt.tasks.finished, outcome)
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         rt = self._rt
-        self._post(rt.guard.task, task_id, rt.tasks.crashed, task_id, attempt, error)
+        self._post(self._guard.task, task_id, rt.tasks.crashed, task_id, attempt, error)
 
     def task_recalled(self, task_id: int, attempt: int) -> None:
         rt = self._rt
-        self._post(rt.guard.task, task_id, rt.tasks.recalled, task_id, attempt)
+        self._post(self._guard.task, task_id, rt.tasks.recalled, task_id, attempt)
 
     def actor_started(self, actor_id: int, incarnation: int) -> None:
         rt = self._rt
-        self._post(rt.guard.actor, actor_id, rt.actors.started, actor_id, incarnation)
+        self._post(self._guard.actor, actor_id, rt.actors.started, actor_id, incarnation)
 
     def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
         rt = self._rt
         self._post(
-            rt.guard.actor, actor_id, rt.actors.init_failed, actor_id, incarnation, error
+            self._guard.actor, actor_id, rt.actors.init_failed, actor_id, incarnation, error
         )
 
     def item_produced(self, item: StreamItem) -> None:
-        self._post(self._rt.guard.stream_item, item)
+        self._post(self._guard.stream_item, item)
 
     def call_finished(self, outcome: Outcome) -> None:
         rt = self._rt
-        self._post(rt.guard.call, outcome.id, rt.actors.call_finished, outcome)
+        self._post(self._guard.call, outcome.id, rt.actors.call_finished, outcome)
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         rt = self._rt
-        self._post(rt.guard.actor, actor_id, rt.actors.died, actor_id, incarnation, error)
+        self._post(self._guard.actor, actor_id, rt.actors.died, actor_id, incarnation, error)
 
     def node_added(
         self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
