@@ -46,6 +46,10 @@ class CoreEvents(Protocol):
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the core loop after everything handed over so far."""
 
+    def idle(self) -> bool:
+        """Whether the core has handled everything handed over so far, its scheduling
+        included (the ``sim`` backend skips a round trip through the loop when it has)."""
+
     def task_finished(self, outcome: Outcome) -> None: ...
 
     def task_recalled(self, task_id: int, attempt: int) -> None:

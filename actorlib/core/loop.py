@@ -95,6 +95,12 @@ class LoopThread:
             except RuntimeError:  # loop closed during shutdown: nothing will run it
                 self._wake_pending = False
 
+    def idle(self) -> bool:
+        """Whether everything posted so far has been handled, the hooks after each batch
+        included: nothing is in the inbox and no drain is due or running. Callable from
+        any thread; a post made after it answers is not covered."""
+        return not self._wake_pending and not self._inbox
+
     def _drain(self) -> None:
         # ``_wake_pending`` stays set while draining, so posts made meanwhile (from this
         # thread or others) are picked up here without another wake-up. It is cleared

@@ -456,6 +456,9 @@ class _Events:
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         self._post(fn, *args)
 
+    def idle(self) -> bool:
+        return self._rt._loop.idle()
+
     def task_finished(self, outcome: Outcome) -> None:
         rt = self._rt
         self._post(rt._guard_task, outcome.id, rt.tasks.finished, outcome)

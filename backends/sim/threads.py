@@ -146,13 +146,15 @@ class Baton:
         """A worker gives the baton back, through the core: the controller wakes once the
         core has handled everything the worker posted (one wake-up fewer than a
         separate quiesce)."""
-        if self._stopping:
+        if self._stopping or self._raw_events.idle():  # quiet already: no round trip
             self._back.release()
         else:
             self._raw_events.post(self._core_loop.call_soon, self._back.release)
 
     def _quiesce(self) -> None:
         """Wait until the core has handled everything posted so far, scheduling included."""
+        if self._raw_events.idle():
+            return
         lock = _thread.allocate_lock()
         lock.acquire()
         self._raw_events.post(self._core_loop.call_soon, lock.release)
