@@ -50,6 +50,17 @@ class CoreEvents(Protocol):
         """Whether the core has handled everything handed over so far, its scheduling
         included (the ``sim`` backend skips a round trip through the loop when it has)."""
 
+    def lend(self, borrower: Callable[[], bool]) -> bool:
+        """Let the threads for which ``borrower()`` holds run the core's work themselves,
+        one at a time, until ``reclaim``; only when idle (else False). For a backend that
+        runs everything one step at a time (``sim``): no thread switch to the loop."""
+
+    def drain(self) -> None:
+        """While lent: run what was posted, and the scheduling after it, on this thread."""
+
+    def reclaim(self) -> None:
+        """End a ``lend``: the core's loop runs its work again."""
+
     def task_finished(self, outcome: Outcome) -> None: ...
 
     def task_recalled(self, task_id: int, attempt: int) -> None:

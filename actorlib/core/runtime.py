@@ -459,6 +459,15 @@ class _Events:
     def idle(self) -> bool:
         return self._rt._loop.idle()
 
+    def lend(self, borrower: Callable[[], bool]) -> bool:
+        return self._rt._loop.lend(borrower)
+
+    def drain(self) -> None:
+        self._rt._loop.drain_lent()
+
+    def reclaim(self) -> None:
+        self._rt._loop.reclaim()
+
     def task_finished(self, outcome: Outcome) -> None:
         rt = self._rt
         self._post(rt._guard_task, outcome.id, rt.tasks.finished, outcome)

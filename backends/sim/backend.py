@@ -81,7 +81,6 @@ class SimBackend(Steps, Backend):
     def __init__(self) -> None:
         super().__init__()
         self._commands: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._driver_ident: int | None = None
         self._previous_hook: Any = None
         # Held by whoever runs steps: the driver in its get, or the idle driver.
         self._drive_lock = threading.Lock()
@@ -203,9 +202,11 @@ class SimBackend(Steps, Backend):
             return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
         self._driver_ident = ident
         with self._drive_lock:
+            self._borrow()
             try:
                 return self._drive(lock, timeout, ids, asynchronous)
             finally:
+                self._give_back()
                 self._last_drive = time.monotonic()
 
     def _drive(
@@ -255,7 +256,12 @@ class SimBackend(Steps, Backend):
                 continue
             try:
                 if not self._stopping and time.monotonic() - self._last_drive >= idle:
-                    self._drive_idle()
+                    self._idle_ident = _thread.get_ident()
+                    self._borrow()
+                    try:
+                        self._drive_idle()
+                    finally:
+                        self._give_back()
             except SimulationError:
                 pass  # kept in self._failure: the driver's next get raises it
             except BaseException:

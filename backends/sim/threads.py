@@ -141,24 +141,50 @@ class Baton:
         self._stopping = False
         self._reply_on_controller = False
         self._posted = True  # something may have reached the core since it was last quiet
+        self._lent = False  # the core is lent to the baton's holders (see ``_borrow``)
+        self._driver_ident: int | None = None
+        self._idle_ident: int | None = None
 
     def _hand_back(self) -> None:
         """A worker gives the baton back, through the core: the controller wakes once the
         core has handled everything the worker posted (one wake-up fewer than a
         separate quiesce)."""
-        if self._stopping or self._raw_events.idle():  # quiet already: no round trip
+        if self._lent or self._stopping or self._raw_events.idle():  # no round trip
             self._back.release()
         else:
             self._raw_events.post(self._core_loop.call_soon, self._back.release)
 
     def _quiesce(self) -> None:
         """Wait until the core has handled everything posted so far, scheduling included."""
+        if self._lent:
+            self._raw_events.drain()  # the baton's holder runs it: no thread switch
+            return
         if self._raw_events.idle():
             return
         lock = _thread.allocate_lock()
         lock.acquire()
         self._raw_events.post(self._core_loop.call_soon, lock.release)
         lock.acquire()
+
+    def _borrow(self) -> None:
+        """Have the core lent to this backend's threads for a drive: the baton's holder
+        (the driver, a worker, the idle driver) runs the core's work itself, where it
+        would otherwise post to the core's loop and wait for it (two thread switches a
+        step). Only the baton's holder runs, so the core still has one owner at a time."""
+        for _ in range(3):  # a post from a thread outside the simulation may race it
+            self._quiesce()
+            if self._raw_events.lend(self._is_ours):
+                self._lent = True
+                return
+
+    def _give_back(self) -> None:
+        if self._lent:
+            self._lent = False
+            self._raw_events.reclaim()
+
+    def _is_ours(self) -> bool:
+        ident = _thread.get_ident()
+        return ident in self._by_ident or ident in (self._driver_ident, self._idle_ident)
 
     def _take_worker(self) -> SimWorker:
         if self._idle:
@@ -187,7 +213,8 @@ class Baton:
         """Hand ``worker`` the baton; return when it finished its job or paused."""
         worker.go.release()
         self._back.acquire()
-        self._posted = self._stopping  # handed back through the core: it is quiet
+        # Handed back through the core, it is quiet; a lent core has work queued.
+        self._posted = self._stopping or self._lent
         if worker.wait is None:  # the job ended
             done, worker.on_done = worker.on_done, None
             worker.owner = None
