@@ -29,11 +29,13 @@ import collections
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
+from actorlib.backends.sim.deadlock import deadlock_report
 from actorlib.backends.sim.errors import (
     DeadlockError,
     NotRunning,
@@ -87,6 +89,10 @@ class SimBackend(Steps, Backend):
         self._last_drive = time.monotonic()
         self._idle_thread: threading.Thread | None = None
         self._started_at = time.monotonic()
+        # What each coroutine the simulator steps awaits (its wait's lock, the ids).
+        self._awaits: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[Any, list[int]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # == lifecycle =========================================================================
 
@@ -194,6 +200,9 @@ class SimBackend(Steps, Backend):
         worker = self._by_ident.get(ident)
         if worker is not None:
             if asynchronous:  # an await in a coroutine the simulator steps: it waits there
+                task = asyncio.current_task()
+                if task is not None:  # kept for a deadlock report
+                    self._awaits[task] = (lock, ids)
                 return True
             return self._worker_wait(worker, lock, timeout, ids)
         if self._stopping or (self._driver_ident not in (None, ident)):
@@ -373,36 +382,19 @@ class SimBackend(Steps, Backend):
     # == reports ===========================================================================
 
     def _deadlock_report(self) -> str:
-        producers: dict[int, str] = {}
-        for task in [*self._pending.values(), *self._started.values()]:
-            for rid in task.run.spec.return_ids:
-                producers[rid] = f"task {task.label}"
-        for host in self._hosts.values():
-            for queue in host.queues.values():
-                for run in queue:
-                    for rid in run.spec.return_ids:
-                        producers[rid] = (
-                            f"{host.label}.{run.spec.method} (queued on {host.label})"
-                        )
-        lines = []
-        driver = self._driver_wait
-        if driver is not None:
-            lines.append("driver waits for " + self._waited(driver.ids, producers))
-        for worker in self._workers:
-            if worker.wait is not None:
-                waits = self._waited(worker.wait.ids, producers) if worker.wait.ids else (
-                    "its coroutine"
-                )
-                lines.append(f"{worker.label} waits for {waits}")
-        for host in self._hosts.values():
-            busy = [w.label for w in self._workers if w.owner is host and w.wait is not None]
-            if busy and host.queues:
-                lines.append(f"{host.label} is busy with {', '.join(busy)}; calls queued behind")
-        return "deadlock: nothing can run.\n" + "\n".join(f"  {line}" for line in lines)
+        return deadlock_report(self)
 
-    @staticmethod
-    def _waited(ids: list[int], producers: dict[int, str]) -> str:
-        return ", ".join(producers.get(i, f"object {id_hex(i)}") for i in ids) or "nothing"
+    def _awaited_by(self, task: asyncio.Task[Any]) -> list[int]:
+        """The objects a coroutine of the simulation awaits now (none if it does not)."""
+        entry = self._awaits.get(task)
+        return entry[1] if entry is not None and entry[0].locked() else []
+
+    def _awaited_on(self, loop: Any) -> list[int]:
+        """The objects the coroutines of ``loop`` (an async task's) await now."""
+        if loop is None:
+            return []
+        return [i for task in list(self._awaits) if task.get_loop() is loop
+                for i in self._awaited_by(task)]
 
     # == for actorlib.testing ==============================================================
 

@@ -82,6 +82,7 @@ class SimHost:
         self.instance: Any = None
         self.queues: dict[int, collections.deque[CallRun]] = {}
         self.running: dict[int, Any] = {}  # call id -> worker (sync) or asyncio task
+        self.runs: dict[int, CallRun] = {}  # call id -> the call, while it runs
         self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
         self.busy = dict.fromkeys(self.limits, 0)
         self.worker: SimWorker | None = None  # running the constructor or an async step
@@ -281,6 +282,7 @@ class Running(Choosing):
                 f"concurrency_groups ({known})"), spec.method))
             return
         host.busy[group] += 1
+        host.runs[spec.call_id] = run
         name = f"{host.label}.{spec.method} from {self._caller(caller)}"
         if host.loop is None:
             box = Box()
@@ -326,6 +328,7 @@ class Running(Choosing):
         self, host: SimHost, run: CallRun, box: Box, group: str, unwound: bool
     ) -> None:
         host.running.pop(run.spec.call_id, None)
+        host.runs.pop(run.spec.call_id, None)
         if host.state == "dead" or unwound:
             return
         host.busy[group] -= 1
@@ -359,6 +362,7 @@ class Running(Choosing):
             box.outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
         if host.state != "dead":
             host.running.pop(spec.call_id, None)
+            host.runs.pop(spec.call_id, None)
             host.busy[group] -= 1
             host.finished.append((run, box))
 
@@ -420,6 +424,7 @@ class Running(Choosing):
         host.tasks.clear()
         host.serial.clear()
         host.running.clear()
+        host.runs.clear()
         host.finished = []
 
     def _cancel(self, id_: int, force: bool) -> None:
