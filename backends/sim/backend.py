@@ -89,6 +89,9 @@ class SimBackend(Steps, Backend):
         self._last_drive = time.monotonic()
         self._idle_thread: threading.Thread | None = None
         self._started_at = time.monotonic()
+        self._chain_ok = False  # workers may take steps (see ``_take_steps``)
+        self._handoff: Any = None  # a step a worker chose for the driver to take
+        self._chain_error: BaseException | None = None
         # What each coroutine the simulator steps awaits (its wait's lock, the ids).
         self._awaits: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[Any, list[int]]] = (
             weakref.WeakKeyDictionary()
@@ -167,6 +170,7 @@ class SimBackend(Steps, Backend):
                 self._unwind(worker)
         for worker in self._workers:
             worker.job = None
+            worker.resumer = self._back
             worker.go.release()
             self._back.acquire()
             worker.thread.join(5)
@@ -230,21 +234,32 @@ class SimBackend(Steps, Backend):
         wait = Wait(lambda: not lock.locked(), deadline, ids)
         self._driver_wait = wait
         self._posted = True  # the driver ran code since it last waited
+        # Workers may take steps themselves (``_take_steps``): a synchronous wait only
+        # (an async driver decides on its own loop), and no reply decided here.
+        self._chain_ok = not asynchronous and not self._reply_on_controller
         try:
             while True:
-                self._settle()
-                self._check_invariants()
-                items, faults = self._runnable()
-                if not items and not faults:
-                    if asynchronous and _other_coroutines():
-                        return True  # another coroutine of the driver's loop may end it
-                    self._fail(DeadlockError(self._deadlock_report()))
-                if (asynchronous and self._idle_thread is not None and _only_time(items)
-                        and _other_coroutines()):
-                    return True  # time moves at the idle driver's real-time pace
-                self._check_budget()
-                _key, name, action = self._pick(items, faults)
-                self._record(name)
+                if self._chain_error is not None:
+                    error, self._chain_error = self._chain_error, None
+                    raise error
+                if self._failure is not None:
+                    raise self._failure
+                item, self._handoff = self._handoff, None
+                if item is None:
+                    self._settle()
+                    self._check_invariants()
+                    items, faults = self._runnable()
+                    if not items and not faults:
+                        if asynchronous and _other_coroutines():
+                            return True  # another coroutine of the driver's loop may end it
+                        self._fail(DeadlockError(self._deadlock_report()))
+                    if (asynchronous and self._idle_thread is not None and _only_time(items)
+                            and _other_coroutines()):
+                        return True  # time moves at the idle driver's real-time pace
+                    self._check_budget()
+                    item = self._pick(items, faults)
+                    self._record(item[1])
+                action = item[2]
                 if action is DRIVER_STEP:
                     if wait.ready():
                         lock.acquire()
@@ -252,7 +267,37 @@ class SimBackend(Steps, Backend):
                     return False
                 action()
         finally:
+            self._chain_ok = False
             self._driver_wait = None
+            self._handoff = None
+
+    def _take_steps(self, worker: Any) -> None:
+        """Take the next steps on this worker, whose job just ended, while the driver
+        waits: the same settle, checks, choice and record the driver's loop makes, in the
+        same order, so the run is the same step for step. A step the driver must take
+        (its own wait ending) or that nothing can run goes back to the driver, with a
+        failure to raise there; every other step runs here, a job inline."""
+        while self._chain_ok and self._handoff is None and not self._stopping:
+            try:
+                self._settle()
+                self._check_invariants()
+                items, faults = self._runnable()
+                if not items and not faults:
+                    return  # the driver reports the deadlock
+                self._check_budget()
+                item = self._pick(items, faults)
+                self._record(item[1])
+                if item[2] is DRIVER_STEP:
+                    self._handoff = item
+                    return
+                item[2]()
+            except SimulationError as exc:  # the driver raises it (``_fail`` kept it)
+                if self._failure is None:
+                    self._chain_error = exc
+                return
+            except BaseException as exc:
+                self._chain_error = exc
+                return
 
     # == the idle driver (settings.idle_drive > 0) ========================================
 

@@ -53,8 +53,8 @@ class SimWorker:
     """A thread that runs user code only while it holds the baton."""
 
     __slots__ = (
-        "go", "index", "job", "label", "on_done", "owner", "sim", "thread", "unwind",
-        "unwound", "wait",
+        "back", "go", "index", "job", "label", "may_chain", "on_done", "owner", "resumer",
+        "sim", "thread", "unwind", "unwound", "wait",
     )
 
     def __init__(self, sim: Baton, index: int) -> None:
@@ -62,6 +62,11 @@ class SimWorker:
         self.index = index
         self.go = _thread.allocate_lock()
         self.go.acquire()
+        # Released by whoever this worker hands the baton to (when it takes steps itself).
+        self.back = _thread.allocate_lock()
+        self.back.acquire()
+        self.resumer = sim._back  # the lock its resumer waits on: released to hand back
+        self.may_chain = False  # its job is the last thing its resumer's step does
         self.job: Callable[[], None] | None = None
         self.on_done: Callable[[bool], None] | None = None
         self.wait: Wait | None = None
@@ -97,10 +102,12 @@ class SimWorker:
                     done, self.on_done = self.on_done, None
                     if done is not None:
                         done(self.unwound)
-                sim._hand_back()
+                    if self.may_chain and not self.unwound:
+                        sim._take_steps(self)
+                sim._hand_back(self)
         finally:
             sim._by_ident.pop(_thread.get_ident(), None)
-            sim._back.release()  # the controller waits for the exit too
+            self.resumer.release()  # the controller waits for the exit too
 
 
 class Posting:
@@ -145,14 +152,19 @@ class Baton:
         self._driver_ident: int | None = None
         self._idle_ident: int | None = None
 
-    def _hand_back(self) -> None:
-        """A worker gives the baton back, through the core: the controller wakes once the
-        core has handled everything the worker posted (one wake-up fewer than a
-        separate quiesce)."""
+    def _hand_back(self, worker: SimWorker) -> None:
+        """A worker gives the baton back to whoever handed it over, through the core: that
+        thread wakes once the core has handled everything the worker posted (one wake-up
+        fewer than a separate quiesce)."""
         if self._lent or self._stopping or self._raw_events.idle():  # no round trip
-            self._back.release()
+            worker.resumer.release()
         else:
-            self._raw_events.post(self._core_loop.call_soon, self._back.release)
+            self._raw_events.post(self._core_loop.call_soon, worker.resumer.release)
+
+    def _take_steps(self, worker: SimWorker) -> None:
+        """A worker whose job just ended (the last thing of the step that launched or
+        resumed it) may take the next steps itself, instead of two thread switches to
+        the controller and back: see ``SimBackend._take_steps``."""
 
     def _quiesce(self) -> None:
         """Wait until the core has handled everything posted so far, scheduling included."""
@@ -198,8 +210,13 @@ class Baton:
         bind: Callable[[SimWorker | None], None] | None = None, unwind: bool = False,
     ) -> None:
         """Run ``job`` on a worker until it ends or pauses. ``bind(worker)`` first (so the
-        job can find its worker); ``on_done(unwound)`` when it ends."""
-        worker = self._take_worker()
+        job can find its worker); ``on_done(unwound)`` when it ends.
+
+        A worker taking steps itself between jobs runs the job here, on its own thread:
+        no thread switch unless the job pauses (then it hands the baton back as any
+        worker does, and its steps go on when it is resumed)."""
+        me = self._by_ident.get(_thread.get_ident())
+        worker = me if me is not None and me.job is None else self._take_worker()
         worker.job = job
         worker.on_done = on_done
         worker.label = label
@@ -207,12 +224,41 @@ class Baton:
         worker.unwind = unwind
         if bind is not None:
             bind(worker)
-        self._switch(worker)
+        if worker is me:
+            self._run_here(worker)
+        else:
+            self._switch(worker, chain=not unwind)
 
-    def _switch(self, worker: SimWorker) -> None:
-        """Hand ``worker`` the baton; return when it finished its job or paused."""
+    def _run_here(self, worker: SimWorker) -> None:
+        """Run the job just given to ``worker``, the calling thread's own."""
+        job = worker.job
+        assert job is not None
+        worker.unwound = False
+        try:
+            job()
+        except Unwind:
+            worker.unwound = True
+        except BaseException:  # a bug of the simulator's own job code
+            log.exception("actorlib sim: internal error in a worker")
+        worker.job = None
+        done, worker.on_done = worker.on_done, None
+        worker.owner = None
+        worker.unwind = False
+        self._posted = True
+        if done is not None:
+            done(worker.unwound)
+
+    def _switch(self, worker: SimWorker, chain: bool = False) -> None:
+        """Hand ``worker`` the baton; return when it finished its job or paused.
+
+        ``chain``: the switch is the last thing the step does, so the worker may take the
+        next steps itself once its job ends (``_take_steps``)."""
+        me = self._by_ident.get(_thread.get_ident())
+        back = self._back if me is None else me.back
+        worker.resumer = back
+        worker.may_chain = chain
         worker.go.release()
-        self._back.acquire()
+        back.acquire()
         # Handed back through the core, it is quiet; a lent core has work queued.
         self._posted = self._stopping or self._lent
         if worker.wait is None:  # the job ended
@@ -227,7 +273,7 @@ class Baton:
         wait = worker.wait
         if wait is not None:
             wait.timed_out = timed_out and not wait.ready()
-        self._switch(worker)
+        self._switch(worker, chain=True)
 
     def _unwind(self, worker: SimWorker) -> None:
         """End the user code a paused worker runs (its worker died)."""
@@ -255,7 +301,7 @@ class Baton:
         if worker.unwind:
             raise Unwind()
         worker.wait = wait
-        self._hand_back()
+        self._hand_back(worker)
         worker.go.acquire()
         worker.wait = None
         if worker.unwind:
