@@ -277,7 +277,10 @@ class SimBackend(Steps, Backend):
         same order, so the run is the same step for step. A step the driver must take
         (its own wait ending) or that nothing can run goes back to the driver, with a
         failure to raise there; every other step runs here, a job inline."""
-        while self._chain_ok and self._handoff is None and not self._stopping:
+        # ``may_chain`` turns false when the worker is resumed by a step that goes on
+        # after it (its job unwound): that step's thread must get the baton back first.
+        while (self._chain_ok and worker.may_chain and self._handoff is None
+               and not self._stopping):
             try:
                 self._settle()
                 self._check_invariants()
