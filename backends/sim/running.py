@@ -126,7 +126,8 @@ class Running(Choosing):
         return f"{name}#{self._counts[name]}"
 
     def _caller(self, caller_id: int) -> str:
-        return self._labels.get(caller_id, f"caller {id_hex(caller_id)}")
+        label = self._labels.get(caller_id)
+        return label if label is not None else f"caller {id_hex(caller_id)}"
 
     def _start_task(self, task: SimTask) -> None:
         spec = task.run.spec
@@ -313,7 +314,10 @@ class Running(Choosing):
         try:
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)
-            with env_vars(host.spec.env_vars):
+            if host.spec.env_vars:
+                with env_vars(host.spec.env_vars):
+                    box.result = method(*args, **kwargs)
+            else:  # the common case, without a context manager's cost on every call
                 box.result = method(*args, **kwargs)
             box.outcome = self._succeeded(spec, spec.call_id, box.result, name)
         except Unwind:

@@ -111,9 +111,8 @@ class SimWorker:
 
 
 class Posting:
-    """The core's events, noting that something was posted (the core must go quiet)."""
-
-    __slots__ = ("_events", "_sim")
+    """The core's events, noting that something was posted (the core must go quiet).
+    Each wrapped method is made once, on first use, and kept as an attribute."""
 
     def __init__(self, events: CoreEvents, sim: Baton) -> None:
         self._events = events
@@ -129,6 +128,7 @@ class Posting:
             sim._posted = True
             return attr(*args)
 
+        setattr(self, name, posting)
         return posting
 
 
