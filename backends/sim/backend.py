@@ -6,11 +6,13 @@ How it stays deterministic while the core runs on its own loop thread (see
 - User code runs on worker threads of this backend, but only one thread runs at a time:
   a worker runs when the controller hands it the baton (``_switch``) and hands it back
   when its job ends or when it would block in ``get`` (``waiting.blocking_wait``).
-- The controller is the test's own thread, inside its blocking ``get``: it waits for the
-  core to go quiet (``_quiesce``), applies what the core asked of the backend (the
-  backend's methods only queue commands), lists the runnable steps, asks the choice
-  source for one, runs it, and repeats until the test's own wait is satisfied *and*
-  chosen.
+- The controller is the test's own thread, inside its blocking ``get``: it has the core
+  lent to the simulation's threads (``_borrow``) and runs what was posted to it
+  (``_quiesce``), applies what the core asked of the backend (the backend's methods only
+  queue commands), lists the runnable steps, asks the choice source for one, runs it,
+  and repeats until the test's own wait is satisfied *and* chosen. A worker whose job
+  ends takes the next steps the same way (``_take_steps``), running jobs inline, until
+  the driver's wait is chosen or a job pauses: no thread switch per step.
 - Async actors run on a :class:`~actorlib.backends.sim.loop.SimLoop` each: one ready
   coroutine step at a time, in virtual time.
 

@@ -1,10 +1,12 @@
 """Worker emulation: threads that run user code only while they hold the baton.
 
 User code runs on real threads (it may block in ``get``, sleep, hold locks), but only one
-thread runs at a time: the controller hands a :class:`SimWorker` the baton (``_switch``)
-and waits until the worker hands it back, through the core, when its job ends or when it
-would block (``_park``). :class:`Baton` is the part of the backend that owns these threads
-and the core's quiescence (``_quiesce``, ``_hand_back``, :class:`Posting`). Separate
+thread runs at a time: a thread hands a :class:`SimWorker` the baton (``_switch``) and
+waits on its own lock until the worker hands it back, when its job ends or when it would
+block (``_park``). A worker between jobs runs a job it is given inline (``_run_here``).
+The core is lent to these threads while one drives (``_borrow``), so the baton's holder
+runs the core's work itself. :class:`Baton` is the part of the backend that owns these
+threads and the core's quiescence (``_quiesce``, ``_hand_back``, :class:`Posting`). Separate
 because this thread hand-off is the one piece of the simulator that is about threads and
 locks; everything above it sees steps that run to completion one at a time.
 """
