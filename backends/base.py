@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from actorlib.core.context import Client
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, StreamItem, TaskRun
@@ -45,21 +45,6 @@ class CoreEvents(Protocol):
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the core loop after everything handed over so far."""
-
-    def idle(self) -> bool:
-        """Whether the core has handled everything handed over so far, its scheduling
-        included (the ``sim`` backend skips a round trip through the loop when it has)."""
-
-    def lend(self, borrower: Callable[[], bool]) -> bool:
-        """Let the threads for which ``borrower()`` holds run the core's work themselves,
-        one at a time, until ``reclaim``; only when idle (else False). For a backend that
-        runs everything one step at a time (``sim``): no thread switch to the loop."""
-
-    def drain(self) -> None:
-        """While lent: run what was posted, and the scheduling after it, on this thread."""
-
-    def reclaim(self) -> None:
-        """End a ``lend``: the core's loop runs its work again."""
 
     def task_finished(self, outcome: Outcome) -> None: ...
 
@@ -101,6 +86,30 @@ class CoreEvents(Protocol):
         The core cancels its tasks (running ones forcibly, so their CPUs come free) and
         kills its actors, except detached ones; nested work counts as its caller's job.
         """
+
+
+@runtime_checkable
+class LendingCore(Protocol):
+    """More of the core, for a backend that runs everything one step at a time (``sim``):
+    the core's own events (what ``Backend.start`` gets in this process) offer it, events
+    forwarded from elsewhere do not."""
+
+    def idle(self) -> bool:
+        """Whether the core has handled everything handed over so far, its scheduling
+        included (a backend may skip a round trip through the loop when it has)."""
+        ...
+
+    def lend(self, borrower: Callable[[], bool]) -> bool:
+        """Let the threads for which ``borrower()`` holds run the core's work themselves,
+        one at a time, until ``reclaim``; only when idle (else False): no thread switch
+        to the core's loop and back for each step."""
+        ...
+
+    def drain(self) -> None:
+        """While lent: run what was posted, and the scheduling after it, on this thread."""
+
+    def reclaim(self) -> None:
+        """End a ``lend``: the core's loop runs its work again."""
 
 
 class ObjectStore(ABC):

@@ -132,12 +132,12 @@ def build_graph(sim: SimBackend) -> WaitGraph:
         wait = worker.wait
         if wait is None:
             continue
-        key = _key_of_worker(sim, worker, workers_of_calls)
-        if key is None:
+        paused = _key_of_worker(sim, worker, workers_of_calls)
+        if paused is None:
             continue
-        graph.node(key, worker.label)
+        graph.node(paused, worker.label)
         ids = wait.ids or sim._awaited_on(getattr(worker.owner, "loop", None))
-        graph.waits_for_objects(key, ids)
+        graph.waits_for_objects(paused, ids)
     for host in sim._hosts.values():
         for call_id, running in host.running.items():
             if isinstance(running, asyncio.Task) and not running.done():

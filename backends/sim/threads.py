@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import CoreEvents
+from actorlib.backends.base import CoreEvents, LendingCore
 from actorlib.backends.sim.loop import Clock
 
 __all__ = ["Baton", "Posting", "SimWorker", "Unwind", "Wait"]
@@ -138,6 +138,7 @@ class Baton:
     """The backend's workers and the hand-off of the one baton between them."""
 
     _raw_events: CoreEvents
+    _core: LendingCore  # the same events: the core, lent while the simulation drives
     _core_loop: asyncio.AbstractEventLoop
 
     def __init__(self) -> None:
@@ -158,7 +159,7 @@ class Baton:
         """A worker gives the baton back to whoever handed it over, through the core: that
         thread wakes once the core has handled everything the worker posted (one wake-up
         fewer than a separate quiesce)."""
-        if self._lent or self._stopping or self._raw_events.idle():  # no round trip
+        if self._lent or self._stopping or self._core.idle():  # no round trip
             worker.resumer.release()
         else:
             self._raw_events.post(self._core_loop.call_soon, worker.resumer.release)
@@ -171,9 +172,9 @@ class Baton:
     def _quiesce(self) -> None:
         """Wait until the core has handled everything posted so far, scheduling included."""
         if self._lent:
-            self._raw_events.drain()  # the baton's holder runs it: no thread switch
+            self._core.drain()  # the baton's holder runs it: no thread switch
             return
-        if self._raw_events.idle():
+        if self._core.idle():
             return
         lock = _thread.allocate_lock()
         lock.acquire()
@@ -187,14 +188,14 @@ class Baton:
         step). Only the baton's holder runs, so the core still has one owner at a time."""
         for _ in range(3):  # a post from a thread outside the simulation may race it
             self._quiesce()
-            if self._raw_events.lend(self._is_ours):
+            if self._core.lend(self._is_ours):
                 self._lent = True
                 return
 
     def _give_back(self) -> None:
         if self._lent:
             self._lent = False
-            self._raw_events.reclaim()
+            self._core.reclaim()
 
     def _is_ours(self) -> bool:
         ident = _thread.get_ident()
