@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from actorlib.core.context import Client
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, StreamItem, TaskRun
@@ -87,12 +87,26 @@ class CoreEvents(Protocol):
         kills its actors, except detached ones; nested work counts as its caller's job.
         """
 
+    @property
+    def view(self) -> CoreView | None:
+        """The core itself, to read from, when it runs in this process (a cluster's head);
+        None where events travel to a core elsewhere (a worker, a node)."""
 
-@runtime_checkable
-class LendingCore(Protocol):
-    """More of the core, for a backend that runs everything one step at a time (``sim``):
-    the core's own events (what ``Backend.start`` gets in this process) offer it, events
-    forwarded from elsewhere do not."""
+
+class CoreView(Protocol):
+    """What a backend may read from a core in its own process, on the core's loop only
+    (a cluster's head routes output and answers ``actorlib status`` from there); and,
+    for a backend that runs everything one step at a time (``sim``), the core's loop
+    lent to its threads (``idle``, ``lend``, ``drain``, ``reclaim``, from any thread)."""
+
+    def job_of_work(self, id_: int) -> int | None:
+        """The job of a live task or actor; None if the core does not know it."""
+
+    def node_available(self, node_id: str) -> dict[str, float] | None:
+        """What the scheduler has free on the node now; None for an unknown node."""
+
+    def debug_state(self) -> dict[str, Any]:
+        """The core's counts: live ``objects`` and ``actors``, ``tasks``, ``queued``."""
 
     def idle(self) -> bool:
         """Whether the core has handled everything handed over so far, its scheduling
@@ -223,6 +237,10 @@ class Backend(ABC):
 
 class RunningCore(Client, Protocol):
     """A core this process talks to: its own ``Runtime``, or a client of one elsewhere."""
+
+    @property
+    def address(self) -> str | None:
+        """The cluster's address (``host:port``) when the core is a cluster's; else None."""
 
     def shutdown(self) -> None: ...
     def debug_state(self) -> dict[str, Any]: ...

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import Backend, BackendConfig, CoreEvents, LendingCore
+from actorlib.backends.base import Backend, BackendConfig, CoreEvents
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
 from actorlib.backends.sim.deadlock import deadlock_report
 from actorlib.backends.sim.errors import (
@@ -103,12 +103,11 @@ class SimBackend(Steps, Backend):
 
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
         global _next, _current
-        if not isinstance(events, LendingCore):
-            raise RuntimeError(
-                "the sim backend runs in the driver's process, on the core's own events"
-            )
+        view = events.view
+        if view is None:
+            raise RuntimeError("the sim backend runs in the process of the core it reports to")
         self._raw_events = events
-        self._core = events
+        self._core = view
         self.events = Posting(events, self)
         self._core_loop = asyncio.get_running_loop()
         settings = _next if _next is not None else settings_from_env()

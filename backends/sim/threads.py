@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import CoreEvents, LendingCore
+from actorlib.backends.base import CoreEvents, CoreView
 from actorlib.backends.sim.loop import Clock
 
 __all__ = ["Baton", "Posting", "SimWorker", "Unwind", "Wait"]
@@ -138,7 +138,7 @@ class Baton:
     """The backend's workers and the hand-off of the one baton between them."""
 
     _raw_events: CoreEvents
-    _core: LendingCore  # the same events: the core, lent while the simulation drives
+    _core: CoreView  # the core in this process: lent while the simulation drives
     _core_loop: asyncio.AbstractEventLoop
 
     def __init__(self) -> None:
