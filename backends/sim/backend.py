@@ -319,7 +319,6 @@ class SimBackend(Steps, Backend):
                 continue
             try:
                 if not self._stopping and time.monotonic() - self._last_drive >= idle:
-                    self._idle_ident = _thread.get_ident()
                     self._borrow()
                     try:
                         self._drive_idle()

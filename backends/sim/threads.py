@@ -153,7 +153,7 @@ class Baton:
         self._posted = True  # something may have reached the core since it was last quiet
         self._lent = False  # the core is lent to the baton's holders (see ``_borrow``)
         self._driver_ident: int | None = None
-        self._idle_ident: int | None = None
+        self._borrow_ident: int | None = None  # the thread that drives with the core lent
 
     def _hand_back(self, worker: SimWorker) -> None:
         """A worker gives the baton back to whoever handed it over, through the core: that
@@ -186,6 +186,7 @@ class Baton:
         (the driver, a worker, the idle driver) runs the core's work itself, where it
         would otherwise post to the core's loop and wait for it (two thread switches a
         step). Only the baton's holder runs, so the core still has one owner at a time."""
+        self._borrow_ident = _thread.get_ident()
         for _ in range(3):  # a post from a thread outside the simulation may race it
             self._quiesce()
             if self._core.lend(self._is_ours):
@@ -199,7 +200,9 @@ class Baton:
 
     def _is_ours(self) -> bool:
         ident = _thread.get_ident()
-        return ident in self._by_ident or ident in (self._driver_ident, self._idle_ident)
+        # Only the baton's holder runs: a worker, or the thread driving (not the driver
+        # while the idle driver drives: it runs alongside, and must wait for the core).
+        return ident in self._by_ident or ident == self._borrow_ident
 
     def _take_worker(self) -> SimWorker:
         if self._idle:
