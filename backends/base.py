@@ -95,7 +95,9 @@ class CoreEvents(Protocol):
 
 class CoreView(Protocol):
     """What a backend may read from a core in its own process, on the core's loop only
-    (a cluster's head routes output and answers ``actorlib status`` from there)."""
+    (a cluster's head routes output and answers ``actorlib status`` from there); and,
+    for a backend that runs everything one step at a time (``sim``), the core's loop
+    lent to its threads (``idle``, ``lend``, ``drain``, ``reclaim``, from any thread)."""
 
     def job_of_work(self, id_: int) -> int | None:
         """The job of a live task or actor; None if the core does not know it."""
@@ -105,6 +107,23 @@ class CoreView(Protocol):
 
     def debug_state(self) -> dict[str, Any]:
         """The core's counts: live ``objects`` and ``actors``, ``tasks``, ``queued``."""
+
+    def idle(self) -> bool:
+        """Whether the core has handled everything handed over so far, its scheduling
+        included (a backend may skip a round trip through the loop when it has)."""
+        ...
+
+    def lend(self, borrower: Callable[[], bool]) -> bool:
+        """Let the threads for which ``borrower()`` holds run the core's work themselves,
+        one at a time, until ``reclaim``; only when idle (else False): no thread switch
+        to the core's loop and back for each step."""
+        ...
+
+    def drain(self) -> None:
+        """While lent: run what was posted, and the scheduling after it, on this thread."""
+
+    def reclaim(self) -> None:
+        """End a ``lend``: the core's loop runs its work again."""
 
 
 class ObjectStore(ABC):
