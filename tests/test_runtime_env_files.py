@@ -182,3 +182,14 @@ def test_packing_is_deterministic_and_follows_content(tmp_path: Path) -> None:
     assert pack(str(tmp_path), "working_dir") == first
     (tmp_path / "a.py").write_text("A = 2\n")
     assert pack(str(tmp_path), "working_dir").hash != first.hash
+
+
+def test_runtime_env_class_takes_the_file_fields(tmp_path: Path) -> None:
+    from actorlib.runtime_env import RuntimeEnv
+
+    project, library, _ = _project(tmp_path)
+    env = RuntimeEnv(working_dir=str(project), py_modules=[str(library)], excludes=["*.log"])
+    assert env.working_dir() == str(project) and env.py_modules() == [str(library)]
+    assert RuntimeEnv.deserialize(env.serialize()) == env
+    with pytest.raises(FileNotFoundError, match=r"runtime_env\['working_dir'\]"):
+        RuntimeEnv(working_dir=str(tmp_path / "missing"))
