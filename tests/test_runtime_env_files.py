@@ -100,7 +100,7 @@ def test_actor_with_py_modules_given_as_a_module(rt: Any, tmp_path: Path) -> Non
 
 def test_work_without_the_env_does_not_see_it(rt: Any, tmp_path: Path) -> None:
     """Workers are dedicated to one environment: a plain task never sees a py_module."""
-    project, library, mod = _project(tmp_path)
+    _, library, mod = _project(tmp_path)
 
     @actorlib.remote
     def can_import(name: str) -> bool:
