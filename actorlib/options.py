@@ -320,7 +320,9 @@ def merge_code_env(own: CodeEnv | None, own_fields: dict[str, Any],
     the job's (each field replaces the job's, as in Ray)."""
     if not own_fields:
         return job
-    working_dir = own.working_dir if own and own.working_dir else (job and job.working_dir)
+    working_dir = own.working_dir if own and own.working_dir else None
+    if working_dir is None and job is not None:
+        working_dir = job.working_dir
     modules = (own.py_modules if own else ()) if "py_modules" in own_fields else (
         job.py_modules if job else ())
     if working_dir is None and not modules:
