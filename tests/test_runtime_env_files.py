@@ -193,3 +193,15 @@ def test_runtime_env_class_takes_the_file_fields(tmp_path: Path) -> None:
     assert RuntimeEnv.deserialize(env.serialize()) == env
     with pytest.raises(FileNotFoundError, match=r"runtime_env\['working_dir'\]"):
         RuntimeEnv(working_dir=str(tmp_path / "missing"))
+
+
+def test_received_packages_share_one_copy() -> None:
+    """Each spec carries its package; a process that receives many keeps one copy."""
+    import pickle
+
+    from actorlib.core.specs import CodeEnv, Package
+
+    package = Package("feed", b"zip bytes" * 100)
+    first, second = (pickle.loads(pickle.dumps(CodeEnv(package))) for _ in range(2))
+    assert first.working_dir is second.working_dir
+    assert first.working_dir == package and first.key == "feed"

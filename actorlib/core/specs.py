@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -110,16 +111,30 @@ class CodeRef:
         return (CodeRef, (self.id, self.name, self.blob, self.is_async))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slotted: interned through weak references
 class Package:
     """A directory or module file of ``runtime_env``, zipped once, named by its content.
 
     ``hash`` (sha256 of the zip) is what a node caches the extracted files by, so the same
-    contents are extracted once per node however many tasks use them.
+    contents are extracted once per node however many tasks use them. Unpickled, it is
+    interned by hash: the specs of a thousand tasks a process receives share one copy.
     """
 
     hash: str
     blob: bytes = field(repr=False)
+
+    def __reduce__(self) -> Any:
+        return (_package, (self.hash, self.blob))
+
+
+_packages: weakref.WeakValueDictionary[str, Package] = weakref.WeakValueDictionary()
+
+
+def _package(hash_: str, blob: bytes) -> Package:
+    package = _packages.get(hash_)
+    if package is None:
+        package = _packages[hash_] = Package(hash_, blob)
+    return package
 
 
 @dataclass(frozen=True, slots=True)
