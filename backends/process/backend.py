@@ -226,6 +226,8 @@ class ProcessBackend(Backend):
             count = worker.calls[spec.function.id] = worker.calls.get(spec.function.id, 0) + 1
             if count >= spec.max_calls:
                 worker.retired = True
+        if spec.code_env is not None:  # the worker was started in it: the bytes stay here
+            run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, code_env=None))
         worker.send(RunTask(run))
 
     def start_actor(self, start: ActorStart) -> None:
@@ -236,6 +238,8 @@ class ProcessBackend(Backend):
         if start.gpu_ids:
             env = with_visible_gpus(spec.env_vars, start.gpu_ids)
             start = dataclasses.replace(start, spec=dataclasses.replace(spec, env_vars=env))
+        if spec.code_env is not None:  # as in run_task
+            start = dataclasses.replace(start, spec=dataclasses.replace(start.spec, code_env=None))
         worker.send(StartActor(start))
 
     def run_call(self, run: CallRun) -> None:
