@@ -3,7 +3,8 @@
 Packages arrive as bytes inside the work's spec (a cluster node never reads the driver's
 file system) and are extracted into a private directory of this node's backend, one
 folder per content hash, so every worker of that environment shares one copy. The
-directory goes when the backend stops.
+directory goes when the backend stops (or, after a crash, with the node's other stale
+session files).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class CodeEnvDirs:
 
     def _extract(self, package: Package) -> str:
         if self._root is None:
-            self._root = tempfile.mkdtemp(prefix="actorlib-env-")  # mode 0700
+            # Mode 0700; named as the store's files are, so that if this process is
+            # killed, the next daemon's sweep of dead sessions removes it (remove_stale).
+            self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
         target = os.path.join(self._root, package.hash)
         if package.hash not in self._done:
             partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
