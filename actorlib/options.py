@@ -309,8 +309,8 @@ def check_backend_fields(runtime_env: dict[str, Any] | None, supported: frozense
     if missing:
         raise NotSupportedError(
             f"runtime_env {', '.join(map(repr, missing))} is not supported on the {backend} "
-            "backend: its work shares the driver's process, whose cwd and imports are "
-            "process-wide; use the process or cluster backend (see docs/backends.md)"
+            "backend (a worker process of its own is needed for a cwd and imports of its "
+            "own); use the process or cluster backend (see docs/ray-compatibility.md)"
         )
 
 
