@@ -98,6 +98,29 @@ def test_actor_with_py_modules_given_as_a_module(rt: Any, tmp_path: Path) -> Non
     assert actorlib.get(actor.read.remote(mod), timeout=T) == ("actor data", 42)
 
 
+@actorlib.remote
+def child_answer(mod: str) -> int:
+    import importlib
+
+    return importlib.import_module(mod).answer()
+
+
+@actorlib.remote
+def parent_answer(mod: str) -> int:
+    """Submits a child that names no runtime_env: it runs in this task's environment."""
+    return actorlib.get(child_answer.remote(mod), timeout=T)
+
+
+def test_nested_work_inherits_the_parents_env(rt: Any, tmp_path: Path) -> None:
+    _, library, mod = _project(tmp_path)
+    parent = parent_answer.options(runtime_env={"py_modules": [str(library)]})
+    if rt.backend in SHARED_PROCESS:
+        with pytest.raises(exc.NotSupportedError, match="runtime_env 'py_modules'"):
+            parent.remote(mod)
+        return
+    assert actorlib.get(parent.remote(mod), timeout=T) == 42
+
+
 def test_work_without_the_env_does_not_see_it(rt: Any, tmp_path: Path) -> None:
     """Workers are dedicated to one environment: a plain task never sees a py_module."""
     _, library, mod = _project(tmp_path)

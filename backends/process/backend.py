@@ -134,6 +134,8 @@ class ProcessBackend(Backend):
         worker = WorkerProcess(self, next(self._prefixes))
         worker.env_key = code_env.key if code_env else ""
         self._workers.append(worker)
+        if code_env is not None:  # once per worker: what its nested work inherits
+            setup["code_env"] = code_env
         worker.send(Init({
             "prefix": worker.prefix,
             "namespace": self.client.namespace,

@@ -182,6 +182,7 @@ class Worker:
             sys.path.insert(0, entry)
         if config.get("cwd"):
             os.chdir(config["cwd"])
+        context.inherited_code_env = config.get("code_env")
         store: ObjectStore = HeapStore()
         if config.get("store") is not None:
             from actorlib.backends.process.shm_store import SharedMemoryStore
