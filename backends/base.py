@@ -183,6 +183,10 @@ class Backend(ABC):
     #: reports that end), hands it back through ``task_recalled`` on ``recall`` if it has
     #: not started, and reports it crashed (not started) if the worker dies.
     pipelines: bool = False
+    #: The runtime_env file fields it applies: ``working_dir`` / ``py_modules`` need a
+    #: worker process of their own (cwd and imports are process-wide), so a backend
+    #: whose work shares one process leaves them out and they are refused at submission.
+    runtime_env_files: frozenset[str] = frozenset()
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
@@ -251,6 +255,7 @@ class Connector(ABC):
     connects to it instead of starting a ``Runtime`` around a :class:`Backend`."""
 
     name: str = "?"
+    runtime_env_files: frozenset[str] = frozenset()  # as Backend.runtime_env_files
 
     @classmethod
     @abstractmethod

@@ -10,7 +10,9 @@ the same that runs inside every process worker; this module makes it a ``Backend
 node (this machine), worker output prefixed, a stop that does not block the core's loop.
 
 Limits that come with sharing one process: ``runtime_env["env_vars"]`` is applied to the
-process environment while the task runs, visible to code running beside it; a running task can
+process environment while the task runs, visible to code running beside it;
+``runtime_env`` ``working_dir`` / ``py_modules`` are refused (``runtime_env_files`` is
+empty: a cwd and imports cannot belong to one task); a running task can
 be interrupted by ``cancel`` only between Python bytecodes (a C call such as ``time.sleep``
 ends first). ``force=True`` cannot kill a thread either: it ends the task at once for the
 caller and the scheduler (its ref fails, its CPU is free) and abandons the interrupted

@@ -177,6 +177,12 @@ class Worker:
             if entry not in sys.path:
                 sys.path.insert(0, entry)
         add_import_paths(config.get("job_sys_path", ()))
+        # runtime_env: this worker serves one working_dir / py_modules for life.
+        for entry in reversed(config.get("code_paths", ())):
+            sys.path.insert(0, entry)
+        if config.get("cwd"):
+            os.chdir(config["cwd"])
+        context.inherited_code_env = config.get("code_env")
         store: ObjectStore = HeapStore()
         if config.get("store") is not None:
             from actorlib.backends.process.shm_store import SharedMemoryStore

@@ -110,6 +110,7 @@ class WorkerProcess:
         )
         self.running: dict[int, int] = {}  # task id -> attempt
         self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
+        self.env_key = ""  # the runtime_env working_dir / py_modules it serves (CodeEnv.key)
         self.code_ids: set[int] = set()
         self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt)
         self.expected_exit = False

@@ -77,7 +77,7 @@ def _code(code: CodeRef, known: set[int] | None) -> tuple[Any, ...]:
 
 def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] | None:
     if (type(spec.retry_exceptions) is not bool or type(spec.scheduling_strategy) is not str
-            or spec.max_calls or spec.generator):
+            or spec.max_calls or spec.generator or spec.code_env):
         return None
     return (
         spec.task_id, _code(spec.function, known_code), _value(spec.args.payload),
