@@ -40,7 +40,8 @@ def add_arguments(sub: Any) -> None:
         parser.add_argument("--format", default="table", choices=FORMATS,
                             help="aligned columns (default) or JSON")
 
-    listing = sub.add_parser("list", help="list tasks, actors, objects or nodes (state API)")
+    listing = sub.add_parser("list", help="list tasks, actors, objects, nodes or workers "
+                             "(state API)")
     listing.add_argument("kind", choices=LIST_KINDS)
     listing.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                          help="keep rows whose KEY equals VALUE (KEY!=VALUE: differs); "

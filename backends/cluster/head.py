@@ -451,6 +451,10 @@ class HeadBackend(Backend):
 
     # == views ==============================================================================
 
+    def workers(self) -> list[dict[str, Any]]:
+        """Each node's workers as of its last heartbeat (``HEARTBEAT_S``)."""
+        return [row for peer in self.nodes.values() for row in peer.stats.get("worker_rows", ())]
+
     def locate(self, path: str) -> str | None:
         try:
             session = session_of(path)
@@ -491,7 +495,7 @@ class HeadBackend(Backend):
                 "available": dict(live.available) if live is not None else {},
                 "running_tasks": len(peer.running),
                 "actors": len(peer.actors),
-                **peer.stats,
+                **{k: v for k, v in peer.stats.items() if k != "worker_rows"},
             })
         state = rt.debug_state() if hasattr(rt, "debug_state") else {}
         return {

@@ -15,6 +15,7 @@ are released.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import itertools
 import os
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
@@ -57,7 +59,7 @@ from actorlib.backends.transport.messages import (
     TaskRecalled,
     ToWorker,
 )
-from actorlib.core.ids import DRIVER_PREFIX
+from actorlib.core.ids import DRIVER_PREFIX, id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
@@ -77,6 +79,7 @@ _WORKER_BOOT = (
 
 _KEEPS_CODE = frozenset({RunTask, StartActor})  # see WorkerProcess.send
 _EXITED: Any = object()  # a worker's death, handled after the messages it sent before
+DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 
 
 def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> dict[str, str]:
@@ -157,6 +160,17 @@ class WorkerProcess:
         self._death_posted = False
         self.exit_watcher = ExitWatcher(self.proc, loop, self._on_process_exit)
         self.held = 0  # its messages waiting behind its output (ProcessBackend._output)
+        self.exit_detail: str | None = None
+
+    def info(self, node_id: str) -> dict[str, Any]:
+        """What ``list_workers`` shows of it (``Backend.workers``)."""
+        return {
+            "worker_id": id_hex(self.prefix), "pid": self.pid, "node_id": node_id,
+            "worker_type": "WORKER", "is_alive": not self.dead,
+            "task_ids": [] if self.dead else list(self.running),
+            "actor_id": self.actor[0] if self.actor else 0,
+            "exit_detail": self.exit_detail,
+        }
 
     def send(self, message: ToWorker) -> None:
         # Code goes once per worker, counted as known only where the worker keeps it (the
@@ -215,6 +229,9 @@ class ProcessBackend(Backend):
 
     def __init__(self) -> None:
         self._workers: list[WorkerProcess] = []
+        self._gone: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=DEAD_WORKERS_KEPT
+        )
         self._idle: list[WorkerProcess] = []
         self._actors: dict[int, WorkerProcess] = {}
         self._task_worker: dict[int, WorkerProcess] = {}
@@ -252,6 +269,7 @@ class ProcessBackend(Backend):
         self._worker_extra = config.options.get("worker_init", {})
         self._worker_timeout = worker_timeout(config)
         self._output_config = config.options.get("output")
+        self._stack_dir = stacks.directory(create=True)  # `actorlib stack` reads them there
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
@@ -286,6 +304,7 @@ class ProcessBackend(Backend):
             "store": self._store_config,
             "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
             "output": self._output_config,
+            "stack_dir": self._stack_dir,
             **self._worker_extra,
         }))
         return worker
@@ -326,6 +345,9 @@ class ProcessBackend(Backend):
         self.store.cleanup()
         set_buffer_mapper(map_readonly)
         self._writer.close()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return [w.info(self.node_id) for w in self._workers] + list(self._gone)
 
     # == work ===============================================================================
 
@@ -515,6 +537,9 @@ class ProcessBackend(Backend):
         why = f"worker process {worker.pid} died with {describe_exit(code)}"
         if worker.kill_reason:
             why += f" ({worker.kill_reason})"
+        worker.exit_detail = why
+        stacks.forget(worker.pid, self._stack_dir)
+        self._gone.append(worker.info(self.node_id))
         for task_id, attempt in list(worker.running.items()):
             self._task_worker.pop(task_id, None)
             self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))

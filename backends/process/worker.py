@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from actorlib.backends import stacks
 from actorlib.backends.base import HeapStore, ObjectStore
 from actorlib.backends.output import (
     STDERR,
@@ -429,6 +430,7 @@ class Worker:
         context.install(client)
         self.local = local
         self._setup_output(config)
+        stacks.enable(config.get("stack_dir"))  # `actorlib stack`: dump on SIGUSR1
 
     # -- output ------------------------------------------------------------------------
 
@@ -501,6 +503,7 @@ class Worker:
         if self.client is not None:
             self.client.close()
         self._close_output()
+        stacks.disable()
         # Every message already left (sends are synchronous). Threads still running user
         # code are abandoned: the driver has already given up on them.
         os._exit(0)
