@@ -371,13 +371,36 @@ def status(args: argparse.Namespace) -> int:
         if counts:
             print(f"  {label} by state: " + ", ".join(
                 f"{state} {n}" for state, n in sorted(counts.items())))
+    for line in demand_lines(info.get("demand") or []):
+        print(f"  {line}")
     for node in info["nodes"]:
         print(f"  node {node['node_id']} at {node['address']}")
         print(f"    resources {resource_usage(node['resources'], node['available'])}")
+        store = human_bytes(node.get("object_store_bytes", 0))
+        if node.get("object_store_capacity"):
+            store += f"/{human_bytes(node['object_store_capacity'])}"
         print(f"    workers {node.get('workers', '?')} (idle {node.get('idle_workers', '?')}), "
               f"running tasks {node['running_tasks']}, actors {node['actors']}, "
-              f"object store {human_bytes(node.get('object_store_bytes', 0))}")
+              f"object store {store}")
+    print(f"  objects spilled to disk: {human_bytes(info.get('spilled_bytes', 0))}")
     return 0
+
+
+def demand_lines(demand: list[dict[str, Any]]) -> list[str]:
+    """``pending demand: 3x {CPU: 1}``, with infeasible shapes and why, one per line."""
+    if not demand:
+        return ["pending demand: none"]
+    lines = ["pending demand (waiting for resources):"]
+    for row in demand:
+        shape = "{" + ", ".join(
+            f"{k}: {human_bytes(v) if k in BYTE_RESOURCES else f'{v:g}'}"
+            for k, v in sorted(row["resources"].items())) + "}"
+        strategy = "" if row["strategy"] == "DEFAULT" else f" ({row['strategy']})"
+        line = f"  {row['count']}x {shape}{strategy}"
+        if row["infeasible"]:
+            line += f" INFEASIBLE: {row['infeasible']}"
+        lines.append(line)
+    return lines
 
 
 #: Resources counted in bytes, shown in binary units.

@@ -25,6 +25,9 @@ SUBDIR = "stacks"
 SIGNAL = getattr(signal, "SIGUSR1", None)  # absent on Windows: no dumps there
 #: How long :func:`dump` waits for a process to write its stacks.
 DUMP_TIMEOUT_S = 5.0
+#: How long it waits for a live process's file to appear: a worker given a task while it
+#: still boots (an interpreter takes a second or more under load) registers only then.
+BOOT_WAIT_S = 5.0
 
 _file: TextIO | None = None
 _in_driver = False
@@ -104,14 +107,19 @@ def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
     machine (no stack file), ``TimeoutError`` when it wrote nothing within ``timeout``.
     """
     where = directory()
-    path = path_of(pid, where) if where is not None else None
-    if path is None or not os.path.exists(path) or SIGNAL is None:
-        raise LookupError(f"pid {pid} is not an actorlib worker of this user on this machine")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         forget(pid, where)
-        raise LookupError(f"pid {pid} has exited") from None
+        raise LookupError(f"pid {pid} is not running") from None
+    path = path_of(pid, where) if where is not None else None
+    booting = time.monotonic() + BOOT_WAIT_S
+    while path is None or not os.path.exists(path) or SIGNAL is None:
+        if path is None or SIGNAL is None or time.monotonic() > booting:
+            raise LookupError(
+                f"pid {pid} is not an actorlib worker of this user on this machine"
+            )
+        time.sleep(0.05)
     start = os.path.getsize(path)
     os.kill(pid, SIGNAL)
     deadline = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -60,10 +61,10 @@ def _worker_running(name: str) -> dict | None:
 
 
 def test_list_workers_shows_what_each_runs(rt, tmp_path):
-    release = tmp_path / "release"
-    blocked = sleeps_until.remote(str(release))
     host = Host.remote()
     actor_pid = actorlib.get(host.pid.remote(), timeout=T)
+    release = tmp_path / "release"
+    blocked = sleeps_until.remote(str(release))
 
     worker = _wait_for(lambda: _worker_running("sleeps_until"), "a worker running the task")
     assert worker["is_alive"] and worker["pid"] > 0
@@ -142,8 +143,54 @@ def test_timeline_holds_one_span_per_task(rt, tmp_path):
             lanes.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
     for spans in lanes.values():
         spans.sort()
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
     names = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
     assert all(names[span["pid"]].startswith("worker pid=") for span in tasks)
     assert actorlib.timeline() is not None  # without a file: the events
     del host
+
+
+def test_pending_demand_counts_queued_work_and_says_what_is_infeasible():
+    """``actorlib status``'s pending demand: queued work per request shape; work no node
+    can ever take (its nodes left) is marked infeasible, with the reason."""
+    from actorlib.cluster_cli import demand_lines
+    from actorlib.core.scheduler import Scheduler
+    from actorlib.core.state import demand_rows
+
+    scheduler = Scheduler()
+    scheduler.add_node("a", {"CPU": 2.0})
+    scheduler.add_node("b", {"CPU": 8.0, "GPU": 1.0})
+    for _ in range(3):
+        scheduler.enqueue(object(), {"CPU": 1.0}, "DEFAULT")
+    scheduler.enqueue(object(), {"GPU": 1.0}, "DEFAULT")
+    scheduler.remove_node("b")
+    rows = {tuple(r["resources"]): r for r in demand_rows(scheduler)}
+    assert rows[("CPU",)]["count"] == 3 and rows[("CPU",)]["infeasible"] is None
+    assert "No node can ever satisfy" in rows[("GPU",)]["infeasible"]
+    lines = demand_lines(demand_rows(scheduler))
+    assert "3x {CPU: 1}" in lines[1] and "INFEASIBLE" not in lines[1]
+    assert "1x {GPU: 1} INFEASIBLE: No node" in lines[2]
+    assert demand_lines([]) == ["pending demand: none"]
+
+
+@pytest.mark.fresh_runtime
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_queued_tasks_are_pending_demand(rt, tmp_path):
+    from actorlib import session
+
+    release = tmp_path / "release"
+    first = sleeps_until.remote(str(release))
+    rest = [sleeps_until.remote(str(release)) for _ in range(2)]
+    try:
+        _wait_for(lambda: _worker_running("sleeps_until"), "the first task to run")
+        demand = _wait_for(lambda: session.client().state_rows("demand"), "queued demand")
+        assert [(d["resources"], d["infeasible"]) for d in demand] == [({"CPU": 1.0}, None)]
+        # A task queued on the busy worker behind the running one (pipelining) waits
+        # there, not in the scheduler: the two queued tasks are one or the other.
+        behind = state.list_tasks(filters=[("name", "=", "sleeps_until"),
+                                           ("state", "=", "SUBMITTED_TO_WORKER")])
+        assert demand[0]["count"] + len(behind) == 2
+    finally:
+        release.write_text("go")
+    actorlib.get([first, *rest], timeout=T)
+    assert session.client().state_rows("demand") == []

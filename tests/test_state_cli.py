@@ -141,7 +141,7 @@ def test_a_local_driver_answers_from_another_process(
             conn.sendall(b"\x80\x04not json\n")
             assert "error" in json.loads(state_socket.read_line(conn, limit=None))
         with pytest.raises(ValueError, match="unknown state kind"):
-            state_socket.query(path, "workers")
+            state_socket.query(path, "colours")
         actorlib.get(gate.open.remote(), timeout=T)
         assert actorlib.get(running, timeout=T) == "opened"
     finally:
@@ -162,8 +162,13 @@ def test_status_counts_states_and_speaks_in_bytes(cluster_with_work: dict[str, s
     resources = next(line for line in lines if line.strip().startswith("resources"))
     assert "CPU " in resources and "e+" not in resources
     assert "memory " in resources and "GiB used" in resources
+    assert any(line.strip().startswith("pending demand") for line in lines)
+    assert any("objects spilled to disk: 0 B" in line for line in lines)
+    store = next(line for line in lines if "object store" in line)
+    assert "/" in store.split("object store", 1)[1]  # used of capacity
     info = _json_status(cluster_with_work)
     assert info["tasks_by_state"]["FINISHED"] >= 1
+    assert info["demand"] == [] and info["spilled_bytes"] == 0
 
 
 def _json_status(env: dict[str, str]) -> dict:

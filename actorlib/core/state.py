@@ -30,8 +30,8 @@ ENDED_KEPT = 10_000
 #: How many dead actors the core remembers after their last handle is gone.
 DEAD_ACTORS_KEPT = 1_000
 
-#: The kinds :func:`rows` answers for.
-KINDS = ("tasks", "actors", "objects", "nodes", "workers")
+#: The kinds :func:`rows` answers for (``demand`` for ``actorlib status``).
+KINDS = ("tasks", "actors", "objects", "nodes", "workers", "demand")
 
 # An ended task: (task id, name, attempt, placement, failed, job, creation, start and end
 # time, pid); an ended call: (call id, method, class name, attempt, the actor's placement,
@@ -277,6 +277,20 @@ def node_rows(scheduler: Scheduler) -> list[dict[str, Any]]:
     ]
 
 
+def demand_rows(scheduler: Scheduler) -> list[dict[str, Any]]:
+    """Work waiting for resources, per request shape: how much, and whether any node can
+    ever take it (``infeasible``: why not, e.g. after the nodes that could have left)."""
+    return [
+        {
+            "resources": request,
+            "strategy": strategy if isinstance(strategy, str) else type(strategy).__name__,
+            "count": count,
+            "infeasible": scheduler.infeasible_reason(request, strategy),
+        }
+        for request, strategy, count in scheduler.demand()
+    ]
+
+
 def worker_rows(
     workers: list[WorkerInfo], tasks: Tasks, actors: Actors,
 ) -> list[dict[str, Any]]:
@@ -339,6 +353,8 @@ def rows(
         return actor_rows(actors, workers())
     if kind == "workers":
         return worker_rows(workers(), tasks, actors)
+    if kind == "demand":
+        return demand_rows(scheduler)
     if kind == "objects":
         return object_rows(objects, locate, spilled)
     if kind == "nodes":

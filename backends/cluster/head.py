@@ -506,6 +506,9 @@ class HeadBackend(Backend):
             "actors": len(state.get("actors", ())),
             "tasks_by_state": _count_states(rt, "tasks"),
             "actors_by_state": _count_states(rt, "actors"),
+            "demand": rt.state_rows("demand"),
+            "spilled_bytes": sum(row["object_size"] or 0 for row in rt.state_rows("objects")
+                                 if row["spilled"]),
         }
 
 

@@ -168,6 +168,7 @@ class NodeDaemon:
             self.conn.send(Heartbeat({
                 "workers": len(backend._workers), "idle_workers": len(backend._idle),
                 "object_store_bytes": backend.store.in_use(),
+                "object_store_capacity": getattr(backend.store, "capacity", 0),
                 "worker_rows": backend.workers(),  # for list_workers, as of this beat
             }))
             await asyncio.sleep(HEARTBEAT_S)
