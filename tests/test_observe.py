@@ -194,3 +194,57 @@ def test_queued_tasks_are_pending_demand(rt, tmp_path):
         release.write_text("go")
     actorlib.get([first, *rest], timeout=T)
     assert session.client().state_rows("demand") == []
+
+
+@actorlib.remote
+def chatty(n, tag):
+    for i in range(n):
+        print(f"{tag} line {i} " + "x" * 40)
+    return os.getpid()
+
+
+def test_a_worker_log_rotates(tmp_path, monkeypatch):
+    from actorlib.backends.log_files import worker_log
+
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BYTES", "100")
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BACKUP_COUNT", "2")
+    log = worker_log(str(tmp_path / "logs"), 42)
+    assert log is not None
+    for i in range(10):
+        log.write(f"line {i} " + "y" * 30 + "\n")
+    log.close()
+    names = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert names == ["worker-42.log", "worker-42.log.1", "worker-42.log.2"]
+    assert all(p.stat().st_size <= 100 for p in (tmp_path / "logs").iterdir())
+    assert (tmp_path / "logs" / "worker-42.log").read_text().endswith("line 9 " + "y" * 30 + "\n")
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BYTES", "lots")
+    with pytest.raises(ValueError, match="ACTORLIB_LOG_ROTATE_BYTES must be an integer"):
+        worker_log(str(tmp_path / "logs"), 43)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "sim"])
+@pytest.mark.parametrize("to_driver", [True, False])
+def test_init_log_dir_keeps_a_rotated_log_per_worker(backend, to_driver, tmp_path,
+                                                     monkeypatch, capsys):
+    """``init(log_dir=)``: each worker's printed lines, prefixed, in ``worker-<pid>.log``,
+    whether or not they also reach the driver; rotated at the configured size."""
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BYTES", "2000")
+    logs = tmp_path / "logs"
+    actorlib.init(backend=backend, num_cpus=2, log_dir=logs, log_to_driver=to_driver)
+    try:
+        pid = actorlib.get(chatty.remote(60, "hello"), timeout=T)
+    finally:
+        actorlib.shutdown()
+    files = sorted(p.name for p in logs.iterdir())
+    assert f"worker-{pid}.log" in files and f"worker-{pid}.log.1" in files, files
+    text = "".join(p.read_text() for p in sorted(logs.glob(f"worker-{pid}.log*")))
+    assert f"(chatty pid={pid}) hello line 59 " in text
+    assert all(p.stat().st_size <= 2000 for p in logs.iterdir())
+    captured = capsys.readouterr().out
+    assert ("hello line 59" in captured) == to_driver
+
+
+def test_log_dir_is_refused_for_a_cluster():
+    with pytest.raises(ValueError, match="log_dir: the cluster backend's workers keep"):
+        actorlib.init(backend="cluster", log_dir="/tmp/nowhere")
+    assert not actorlib.is_initialized()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_cli import cli, tmp_env  # noqa: F401 - the fixture is used by name
+from test_observe import chatty
 from test_state_api import Counter, Gate, _wait_for, broken, held, ok
 
 import actorlib
@@ -169,6 +170,21 @@ def test_status_counts_states_and_speaks_in_bytes(cluster_with_work: dict[str, s
     info = _json_status(cluster_with_work)
     assert info["tasks_by_state"]["FINISHED"] >= 1
     assert info["demand"] == [] and info["spilled_bytes"] == 0
+
+
+def test_cluster_workers_keep_log_files(cluster_with_work: dict[str, str]) -> None:
+    """Each node's worker keeps its printed lines in the session's logs/worker-<pid>.log."""
+    from actorlib.backends.cluster import driver as cluster
+
+    pid = actorlib.get(chatty.remote(3, "logged"), timeout=T)
+    session = cluster.latest_session()
+    assert session is not None
+    path = Path(session) / "logs" / f"worker-{pid}.log"
+    _wait_for(lambda: path.exists() and "logged line 2" in path.read_text(), "the log")
+    assert f"(chatty pid={pid}, node=" in path.read_text()
+    out = cli(cluster_with_work, "list", "workers", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert pid in {w["pid"] for w in json.loads(out.stdout)}
 
 
 def _json_status(env: dict[str, str]) -> dict:

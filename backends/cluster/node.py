@@ -149,6 +149,7 @@ class NodeDaemon:
             object_store_memory=self.config.object_store_memory,
             options={
                 "node_id": self.node_id, "prefix_base": welcome.prefix,
+                "log_dir": self.config.options.get("log_dir"),  # per-worker log files
                 "worker_init": {"cluster": worker_link, "job_sys_path": self.job_sys_path},
             },
         )
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-id")
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
+    parser.add_argument("--log-dir", help="where each worker keeps its log file")
     args = parser.parse_args(argv)
     fill_standard_fds()  # before any socket: a closed stderr must not become one
     set_title("node")
@@ -278,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         resources=_resources_arg(args.resources),
         object_store_memory=args.object_store_memory,
         labels=parse_labels_arg(args.labels or ""),
+        options={"log_dir": args.log_dir},
     )
     token = cluster_auth.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,

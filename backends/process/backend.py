@@ -270,6 +270,7 @@ class ProcessBackend(Backend):
         self._worker_timeout = worker_timeout(config)
         self._output_config = config.options.get("output")
         self._stack_dir = stacks.directory(create=True)  # `actorlib stack` reads them there
+        self._log_dir = config.options.get("log_dir")  # per-worker log files, if any
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
@@ -305,6 +306,7 @@ class ProcessBackend(Backend):
             "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
             "output": self._output_config,
             "stack_dir": self._stack_dir,
+            "log_dir": self._log_dir,
             **self._worker_extra,
         }))
         return worker
