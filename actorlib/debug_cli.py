@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             text, failed = stacks_of(chosen)
             print(text, end="")
             return 1 if failed == len(chosen) and chosen else 0
-        trace.timeline(args.output, _rows=_fetch(args))
+        trace.timeline_of(_fetch(args), args.output)
         with open(args.output) as f:
             count = sum(1 for e in json.load(f) if e.get("cat") in ("task", "actor_task"))
         print(f"wrote {count} task spans to {args.output}; open it in https://ui.perfetto.dev")

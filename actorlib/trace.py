@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["timeline", "trace_events"]
+__all__ = ["timeline", "timeline_of", "trace_events"]
 
 #: The track of scheduling delays (real pids are never 0).
 SCHEDULER_PID = 0
@@ -91,15 +91,20 @@ def trace_events(rows: list[dict[str, Any]], now_ms: float | None = None) -> lis
     return events
 
 
-def timeline(filename: str | os.PathLike[str] | None = None, *, _rows: Rows | None = None
-             ) -> list[dict[str, Any]] | None:
+def timeline(filename: str | os.PathLike[str] | None = None) -> list[dict[str, Any]] | None:
     """The tasks and actor calls the core knows as Chrome trace events (Ray's
     ``ray.timeline``): written to ``filename`` as JSON when given (returns None), else
     returned. Open the file in https://ui.perfetto.dev or ``chrome://tracing``."""
+    return timeline_of(None, filename)
+
+
+def timeline_of(
+    rows: Rows | None, filename: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]] | None:
+    """:func:`timeline` of the runtime ``rows`` reads (None: as the state API chooses)."""
     from actorlib.util import state
 
-    rows = state.list_tasks(limit=MAX_ROWS, detail=True, _fetch=_rows)
-    events = trace_events(rows)
+    events = trace_events(state.list_tasks(limit=MAX_ROWS, detail=True, _fetch=rows))
     if filename is None:
         return events
     with open(filename, "w") as f:

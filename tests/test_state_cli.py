@@ -187,6 +187,29 @@ def test_cluster_workers_keep_log_files(cluster_with_work: dict[str, str]) -> No
     assert pid in {w["pid"] for w in json.loads(out.stdout)}
 
 
+def test_stack_and_timeline_from_the_command_line(
+    cluster_with_work: dict[str, str], tmp_path: Path,
+) -> None:
+    env = cluster_with_work
+    held_id = state.list_tasks(filters=[("name", "=", "held")])[0]["task_id"]
+    # The held task waits in get() for its call on the gate: its worker's stack says where.
+    _wait_for(lambda: any(held_id in w["current_task_ids"]
+                          for w in state.list_workers(detail=True)), "its worker's heartbeat")
+    out = cli(env, "stack", "--task", held_id)
+    assert out.returncode == 0, out.stderr
+    assert "running held" in out.stdout and "in held" in out.stdout
+    out = cli(env, "stack", "--task", "00000000deadbeef")
+    assert out.returncode == 2 and "no live worker with a running task" in out.stderr
+
+    trace = tmp_path / "trace.json"
+    out = cli(env, "timeline", "-o", str(trace))
+    assert out.returncode == 0, out.stderr
+    assert "task spans" in out.stdout
+    events = json.loads(trace.read_text())
+    assert [e["args"]["state"] for e in events if e.get("name") == "ok"] == ["FINISHED"]
+    assert [e["args"]["state"] for e in events if e.get("name") == "held"] == ["RUNNING"]
+
+
 def _json_status(env: dict[str, str]) -> dict:
     out = cli(env, "status", "--json")
     assert out.returncode == 0, out.stderr
