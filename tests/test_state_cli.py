@@ -143,12 +143,28 @@ def test_a_local_driver_answers_from_another_process(
             assert "error" in json.loads(state_socket.read_line(conn, limit=None))
         with pytest.raises(ValueError, match="unknown state kind"):
             state_socket.query(path, "colours")
+        # `actorlib status` next to the script: the same summary a head gives.
+        for args in (("status", "--pid", str(os.getpid())), ("status",)):
+            out = cli(tmp_env, *args)
+            assert out.returncode == 0, out.stderr
+            lines = out.stdout.splitlines()
+            assert lines[0].startswith(f"local driver pid {os.getpid()}: 1 node(s)")
+            assert "RUNNING 2" in next(line for line in lines if "tasks by state" in line)
+            assert "ALIVE 1" in next(line for line in lines if "actors by state" in line)
+            assert "pending demand: none" in out.stdout
+            # held waits in get(), lending its CPU: nothing holds one
+            assert "resources CPU 0/2, memory " in out.stdout
+            assert "running tasks 1, actors 1" in out.stdout
+        status = json.loads(cli(tmp_env, "status", "--json").stdout)
+        assert status["driver_pid"] == os.getpid() and status["spilled_bytes"] == 0
         actorlib.get(gate.open.remote(), timeout=T)
         assert actorlib.get(running, timeout=T) == "opened"
     finally:
         actorlib.shutdown()
     out = cli(tmp_env, "list", "tasks")
     assert out.returncode == 1 and "no local actorlib driver" in out.stderr
+    out = cli(tmp_env, "status")
+    assert out.returncode == 1 and "no actorlib cluster" in out.stderr
     assert not list(Path(tmp_env["TMPDIR"]).glob("**/state.sock"))
 
 
