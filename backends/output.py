@@ -372,7 +372,8 @@ class PrefixingStream:
     """Stands for the driver's stdout or stderr while a thread-backend runtime runs.
 
     Writes from inside a task or actor are line-buffered per thread and prefixed (with
-    ``log_to_driver=False`` they go to the process's original stream instead, unprefixed);
+    ``log_to_driver=False`` they go to the process's original stream instead, unprefixed,
+    or with ``init(log_dir=)`` to this process's worker log only, as in a worker process);
     every other write goes straight to the wrapped stream, at the cost of one context
     variable lookup. Anything else (``fileno``, ``encoding``, ...) is the wrapped stream's.
     """
@@ -404,10 +405,7 @@ class PrefixingStream:
         lines = prefix_lines(make_prefix(work_name(ctx), self._pid, None), text)
         if self._log is not None:
             self._log.write(lines)
-        if not self._to_driver:
-            original = sys.__stdout__ if self._stream == STDOUT else sys.__stderr__
-            if original is not None:
-                original.write(text)
+        if not self._to_driver:  # kept in the log only, as a worker process does
             return len(s)
         with self._lock:  # whole lines: never interleaved with another thread's
             self._target.write(lines)
