@@ -198,9 +198,14 @@ def test_cluster_workers_keep_log_files(cluster_with_work: dict[str, str]) -> No
     path = Path(session) / "logs" / f"worker-{pid}.log"
     _wait_for(lambda: path.exists() and "logged line 2" in path.read_text(), "the log")
     assert f"(chatty pid={pid}, node=" in path.read_text()
-    out = cli(cluster_with_work, "list", "workers", "--format", "json")
-    assert out.returncode == 0, out.stderr
-    assert pid in {w["pid"] for w in json.loads(out.stdout)}
+
+
+    def listed() -> bool:  # as of the node's next heartbeat (each second)
+        out = cli(cluster_with_work, "list", "workers", "--format", "json")
+        assert out.returncode == 0, out.stderr
+        return pid in {w["pid"] for w in json.loads(out.stdout)}
+
+    _wait_for(listed, "the worker in `actorlib list workers`")
 
 
 def test_stack_and_timeline_from_the_command_line(
