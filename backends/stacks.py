@@ -93,6 +93,23 @@ def disable_in_driver() -> None:
         _in_driver = False
 
 
+def sweep(where: str | None) -> None:
+    """Remove the files of processes that are gone (killed with their driver, say)."""
+    if where is None:
+        return
+    with contextlib.suppress(OSError):
+        for name in os.listdir(where):
+            pid = name.removesuffix(".txt")
+            if not pid.isdigit():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                forget(int(pid), where)
+            except OSError:
+                pass  # alive (another user's process now has that pid): not ours to judge
+
+
 def forget(pid: int, where: str | None) -> None:
     """Remove the file of a process that died without removing it (killed)."""
     if where is not None:

@@ -248,3 +248,14 @@ def test_log_dir_is_refused_for_a_cluster():
     with pytest.raises(ValueError, match="log_dir: the cluster backend's workers keep"):
         actorlib.init(backend="cluster", log_dir="/tmp/nowhere")
     assert not actorlib.is_initialized()
+
+
+def test_stack_files_of_dead_processes_are_swept(tmp_path):
+    from actorlib.backends import stacks
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"{dead.pid}.txt").write_text("")
+    (tmp_path / f"{os.getpid()}.txt").write_text("")
+    stacks.sweep(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{os.getpid()}.txt"]

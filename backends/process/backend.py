@@ -270,6 +270,7 @@ class ProcessBackend(Backend):
         self._worker_timeout = worker_timeout(config)
         self._output_config = config.options.get("output")
         self._stack_dir = stacks.directory(create=True)  # `actorlib stack` reads them there
+        stacks.sweep(self._stack_dir)
         self._log_dir = config.options.get("log_dir")  # per-worker log files, if any
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
