@@ -35,7 +35,7 @@ _in_driver = False
 
 def directory(create: bool = False) -> str | None:
     """``<sessions root>/stacks``, private to this user; None if absent or unusable."""
-    from actorlib.backends.cluster.driver import checked_root
+    from actorlib.backends.cluster.sessions import checked_root
     from actorlib.backends.private_dir import private_dir
 
     try:

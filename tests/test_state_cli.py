@@ -190,7 +190,7 @@ def test_status_counts_states_and_speaks_in_bytes(cluster_with_work: dict[str, s
 
 def test_cluster_workers_keep_log_files(cluster_with_work: dict[str, str]) -> None:
     """Each node's worker keeps its printed lines in the session's logs/worker-<pid>.log."""
-    from actorlib.backends.cluster import driver as cluster
+    from actorlib.backends.cluster import sessions as cluster
 
     pid = actorlib.get(chatty.remote(3, "logged"), timeout=T)
     session = cluster.latest_session()
