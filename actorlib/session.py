@@ -112,6 +112,7 @@ def init(
     log_to_driver: bool = True,
     worker_process_setup_hook: Callable[[], Any] | str | None = None,
     labels: dict[str, str] | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -128,7 +129,9 @@ def init(
     inherited, unprefixed. ``worker_process_setup_hook`` (a function, or
     ``"module.function"``) runs in every worker process before its first task.
     ``labels``: this node's labels (``{"zone": "a"}``), which ``label_selector`` matches;
-    for a cluster's nodes, ``actorlib start --labels zone=a``.
+    for a cluster's nodes, ``actorlib start --labels zone=a``. ``log_dir``: a directory
+    where each worker keeps a log file of what it printed, ``worker-<pid>.log``, rotated
+    (a cluster's workers keep theirs in the session's ``logs/`` directory).
     """
     global _runtime, _job_env, _backend_name, _state_server, _job_code_env, _env_support
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
@@ -178,6 +181,14 @@ def init(
         options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
         options["log_to_driver"] = bool(log_to_driver)
         options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
+        if log_dir is not None:
+            if issubclass(backend_cls, Connector):
+                raise ValueError(
+                    f"log_dir: the {name} backend's workers keep their logs where their "
+                    "nodes run (a cluster: its session's logs/ directory); log_dir is for "
+                    "the thread, process and sim backends"
+                )
+            options["log_dir"] = _log_dir(log_dir)
         config = BackendConfig(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
             object_store_memory=object_store_memory, address=address, options=options,
@@ -206,6 +217,20 @@ def init(
         _env_support = (backend_cls.runtime_env_files, name)
         context.install(rt)
         return _info(rt)
+
+
+def _log_dir(log_dir: Any) -> str:
+    """``init(log_dir=)`` as an absolute path, made (mode 0700) if missing."""
+    if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+        raise TypeError(f"log_dir must be a directory path, got {log_dir!r}")
+    path = os.path.abspath(os.fspath(log_dir))
+    try:
+        os.makedirs(path, 0o700, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"log_dir: cannot use {path}: {exc}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"log_dir: {path} is not a writable directory")
+    return path
 
 
 def _output_options(

@@ -238,6 +238,12 @@ class Backend(ABC):
         """The node whose store holds the file at ``path``; None if unknown."""
         return None
 
+    def workers(self) -> list[dict[str, Any]]:
+        """The processes that run this backend's work, for ``list_workers``: plain dicts
+        (keys in :data:`actorlib.core.state.WorkerInfo`). Empty when the backend cannot
+        tell (its work runs somewhere it does not see)."""
+        return []
+
 
 class RunningCore(Client, Protocol):
     """A core this process talks to: its own ``Runtime``, or a client of one elsewhere."""

@@ -15,6 +15,7 @@ are released.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import itertools
 import sys
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
@@ -61,6 +63,7 @@ from actorlib.core.serialization import Serialized, map_readonly, set_buffer_map
 from actorlib.core.specs import CodeEnv
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 
+DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 
 class ProcessBackend(Backend):
     name = "process"
@@ -69,6 +72,9 @@ class ProcessBackend(Backend):
 
     def __init__(self) -> None:
         self._workers: list[WorkerProcess] = []
+        self._gone: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=DEAD_WORKERS_KEPT
+        )
         self._idle: list[WorkerProcess] = []
         self._actors: dict[int, WorkerProcess] = {}
         self._task_worker: dict[int, WorkerProcess] = {}
@@ -107,6 +113,9 @@ class ProcessBackend(Backend):
         self._worker_extra = config.options.get("worker_init", {})
         self._worker_timeout = worker_timeout(config)
         self._output_config = config.options.get("output")
+        self._stack_dir = stacks.directory(create=True)  # `actorlib stack` reads them there
+        stacks.sweep(self._stack_dir)
+        self._log_dir = config.options.get("log_dir")  # per-worker log files, if any
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
@@ -145,6 +154,8 @@ class ProcessBackend(Backend):
             "store": self._store_config,
             "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
             "output": self._output_config,
+            "stack_dir": self._stack_dir,
+            "log_dir": self._log_dir,
             **self._worker_extra,
             **setup,
         }))
@@ -187,6 +198,9 @@ class ProcessBackend(Backend):
         self._code_envs.cleanup()
         set_buffer_mapper(map_readonly)
         self._writer.close()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return [w.info(self.node_id) for w in self._workers] + list(self._gone)
 
     # == work ===============================================================================
 
@@ -393,6 +407,9 @@ class ProcessBackend(Backend):
         why = f"worker process {worker.pid} died with {describe_exit(code)}"
         if worker.kill_reason:
             why += f" ({worker.kill_reason})"
+        worker.exit_detail = why
+        stacks.forget(worker.pid, self._stack_dir)
+        self._gone.append(worker.info(self.node_id))
         for task_id, attempt in list(worker.running.items()):
             self._task_worker.pop(task_id, None)
             self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))

@@ -35,6 +35,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
 from actorlib.backends.sim.deadlock import deadlock_report
@@ -49,6 +50,7 @@ from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outco
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
 from actorlib.backends.sim.threads import Posting, Wait
+from actorlib.backends.thread import this_process
 from actorlib.core import waiting
 from actorlib.core.ids import id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
@@ -125,6 +127,7 @@ class SimBackend(Steps, Backend):
             resources["GPU"] = float(config.num_gpus)
         resources.update({k: float(v) for k, v in config.resources.items()})
         thread_backend_started(config.options)  # tasks run in this process: prefix lines
+        stacks.enable_in_driver()  # and `actorlib stack` asks this process
         self._previous_hook = waiting.blocking_wait
         waiting.blocking_wait = self._blocking_wait
         _current = self
@@ -135,6 +138,9 @@ class SimBackend(Steps, Backend):
             )
             self._idle_thread.start()
         return [NodeInfo(NODE_ID, resources, labels=dict(config.labels))]
+
+    def workers(self) -> list[dict[str, Any]]:
+        return this_process(NODE_ID)
 
     async def stop(self) -> None:
         global _current
@@ -157,6 +163,7 @@ class SimBackend(Steps, Backend):
         threading.Thread(target=finish, name="actorlib-sim-stop", daemon=True).start()
         await done
         thread_backend_stopped()
+        stacks.disable_in_driver()
         if waiting.blocking_wait == self._blocking_wait:
             waiting.blocking_wait = self._previous_hook
         if _current is self:

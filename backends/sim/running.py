@@ -18,6 +18,7 @@ from typing import Any
 
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.runner.user_code import (
+    PID,
     CodeCache,
     build_args,
     env_vars,
@@ -170,7 +171,9 @@ class Running(Choosing):
                     failure = exc
             if failure is not None:
                 error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
-                box.outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
+                box.outcome = Outcome(
+                    spec.task_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+                )
         finally:
             current_execution.reset(token)
 
@@ -305,7 +308,7 @@ class Running(Choosing):
         it (generators are not simulated: see :func:`no_generators`)."""
         no_generators(spec)
         values = pack_results(result, spec.num_returns, name, self.store)
-        return Outcome(work_id, spec.attempt, values=values)
+        return Outcome(work_id, spec.attempt, values=values, pid=PID.value)
 
     def _call_job(self, host: SimHost, run: CallRun, box: Box) -> None:
         spec = run.spec
@@ -324,7 +327,9 @@ class Running(Choosing):
             raise
         except BaseException as exc:
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
-            box.outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+            box.outcome = Outcome(
+                spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+            )
         finally:
             current_execution.reset(token)
 
@@ -363,7 +368,9 @@ class Running(Choosing):
             raise
         except BaseException as exc:
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
-            box.outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+            box.outcome = Outcome(
+                spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+            )
         if host.state != "dead":
             host.running.pop(spec.call_id, None)
             host.runs.pop(spec.call_id, None)
