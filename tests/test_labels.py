@@ -11,12 +11,18 @@ from testkit import T
 
 import actorlib
 from actorlib.exceptions import InfeasibleResourceError
+from actorlib.util.placement_group import (
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 from actorlib.util.scheduling_strategies import (
     DoesNotExist,
     Exists,
     In,
     NodeLabelSchedulingStrategy,
     NotIn,
+    PlacementGroupSchedulingStrategy,
 )
 
 pytestmark = pytest.mark.init_kwargs(labels={"zone": "a", "disk": "ssd"})
@@ -186,3 +192,38 @@ def test_node_label_strategy_hard_no_node_matches_is_infeasible_at_once(
 def test_bad_node_label_strategies(build: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         build()
+
+
+# -- bundle_label_selector: each bundle only on a node whose labels match -------------------
+
+
+@pytest.mark.parametrize("selectors", [
+    [{"zone": "a"}, {"disk": "ssd"}],
+    [{}, {"zone": "in(a,b)", "gpu": "!yes"}],
+    [{"zone": "!b"}, {}],
+])
+def test_bundles_go_on_matching_nodes(rt: Any, selectors: list[dict[str, str]]) -> None:
+    here = actorlib.nodes()[0]["NodeID"]
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], bundle_label_selector=selectors)
+    assert pg.wait(T)
+    row = placement_group_table(pg)
+    assert row["bundles_to_node_id"] == {0: here, 1: here}
+    assert len(row["bundle_label_selector"]) == 2
+    strategy = PlacementGroupSchedulingStrategy(pg, 1)
+    assert actorlib.get(node.options(scheduling_strategy=strategy).remote(), timeout=T) == here
+    remove_placement_group(pg)
+
+
+@pytest.mark.parametrize("selectors, shown", [
+    ([{"zone": "b"}], "CPU=1 on {zone=b}"),
+    ([{"disk": "ssd", "zone": "!a"}], "{disk=ssd, zone=!a}"),
+    ([{"zone": "a"}, {"gpu": "yes"}], "CPU=1 on {gpu=yes}"),
+])
+def test_bundles_no_node_matches_are_infeasible_at_once(
+    rt: Any, selectors: list[dict[str, str]], shown: str
+) -> None:
+    bundles = [{"CPU": 1} for _ in selectors]
+    with pytest.raises(InfeasibleResourceError, match="no set of nodes can ever hold it") as info:
+        placement_group(bundles, bundle_label_selector=selectors)
+    assert shown in str(info.value) and "labels {" in str(info.value)
+    assert placement_group_table() == {}
