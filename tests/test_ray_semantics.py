@@ -423,9 +423,9 @@ def _drop_when_done(ref: Any) -> None:
     actorlib.wait([ref], timeout=T)
 
 
-# The core runs in the driver on these backends; on the cluster backend it runs in the
-# head, which logs such errors in its own log (docs/backends.md).
-@pytest.mark.parametrize("backend_name", ["thread", "process"], indirect=True)
+# The core runs in the driver on thread and process; on the cluster it runs in the head,
+# which sends the report to the driver whose work it was.
+@pytest.mark.parametrize("backend_name", ["thread", "process", "cluster"], indirect=True)
 def test_unhandled_error_is_logged_once_when_its_last_ref_dies(rt, caplog, monkeypatch):
     monkeypatch.delenv("ACTORLIB_IGNORE_UNHANDLED_ERRORS", raising=False)
     caplog.set_level(logging.ERROR, logger="actorlib")

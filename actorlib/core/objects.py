@@ -35,10 +35,11 @@ class ObjectTable:
         self,
         free_value: Callable[[Serialized], None],
         release_ids: Callable[[tuple[int, ...]], None],
-        unread_error: Callable[[Serialized], None] | None = None,
+        unread_error: Callable[[int, Serialized], None] | None = None,
     ) -> None:
-        """``unread_error`` is called with an error value nobody read, as it is dropped
-        (before its bytes are freed), once: Ray reports such errors, so they are not lost."""
+        """``unread_error`` is called with the id and error value nobody read, as it is
+        dropped (before its bytes are freed), once: Ray reports such errors, so they are
+        not lost."""
         self.entries: dict[int, ObjectEntry] = {}
         self._free_value = free_value
         self._release_ids = release_ids
@@ -127,7 +128,7 @@ class ObjectTable:
         if value is not None:
             if value.is_error and not value.read and self._unread_error is not None:
                 value.read = True  # shared by several ids (num_returns): reported once
-                self._unread_error(value)
+                self._unread_error(id_, value)
             self._free_value(value)
             if value.contained:
                 self._release_ids(value.contained)

@@ -13,8 +13,8 @@ different nodes where it can. A bundle with a label selector (``bundle_label_sel
 goes only on a node whose labels match it. A group no set of nodes could ever hold is
 refused when it is created. Removing a group (or its driver's end, unless it is
 detached) kills the actors in it, fails the tasks waiting for it and cancels those
-running in it, and gives its resources back. A node lost takes its bundles with it: the group is RESCHEDULING
-until they are reserved again.
+running in it, and gives its resources back. A node lost takes its bundles with it: the
+group is RESCHEDULING until they are reserved again.
 
 Runs on the core loop only; no locks.
 """
