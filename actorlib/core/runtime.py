@@ -74,7 +74,9 @@ class Runtime:
     def _assemble(self, store: ObjectStore) -> None:
         """Build the parts that keep values in ``store`` (before anything is stored)."""
         self.store = store
-        self.objects = ObjectTable(store.free, self._release_ids, self._unhandled_error)
+        self.objects = ObjectTable(
+            store.free, self._release_ids, self._unhandled_error, self.job_of_work
+        )
         self.values = Values(self.objects, store.free, self._hold_ids, self._release_ids)
         self.streams = Streams(self.objects, self.values, self.ids, self.backend)
         self.values.streams = self.streams
@@ -305,11 +307,11 @@ class Runtime:
             return actor.job
         return own_id >> COUNTER_BITS
 
-    def _unhandled_error(self, id_: int, value: Serialized) -> None:
+    def _unhandled_error(self, id_: int, value: Serialized, job: int | None) -> None:
         """An error value nobody read dies: report it in its job's driver (Ray prints it
-        there). The job is the prefix of the id's minter: the driver for the work it
-        submits itself; an id minted by a worker names no driver, and is logged here."""
-        if not self.backend.unhandled_error(id_ >> COUNTER_BITS, value):
+        there). The job is that of the task that made it, else the prefix of the id's
+        minter: the driver, for the calls it makes and what it puts itself."""
+        if not self.backend.unhandled_error(id_ >> COUNTER_BITS if job is None else job, value):
             report_unhandled(value)
 
     def job_of_work(self, id_: int) -> int | None:
