@@ -28,7 +28,9 @@ class _Operator:
         return f"{type(self).__name__}({', '.join(map(repr, self.values))})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.values == self.values  # type: ignore[attr-defined]
+        return isinstance(other, _Operator) and type(other) is type(self) and (
+            other.values == self.values
+        )
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(self.values)))

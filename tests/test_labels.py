@@ -227,3 +227,12 @@ def test_bundles_no_node_matches_are_infeasible_at_once(
         placement_group(bundles, bundle_label_selector=selectors)
     assert shown in str(info.value) and "labels {" in str(info.value)
     assert placement_group_table() == {}
+
+
+def test_node_label_operators_compare_and_show_as_written() -> None:
+    assert In("a", "b") == In("a", "b") and hash(In("a")) == hash(In("a"))
+    assert In("a") != NotIn("a") and Exists() != DoesNotExist() and In("a") != "a"
+    strategy = NodeLabelSchedulingStrategy({"zone": In("a", "b")}, soft={"gpu": Exists()})
+    assert repr(strategy) == (
+        "NodeLabelSchedulingStrategy(hard={'zone': In('a', 'b')}, soft={'gpu': Exists()})"
+    )
