@@ -278,7 +278,7 @@ def wait(
         return [], []
     refs, stand_ins = _generators_as_refs(refs)
     ref_list = _check_wait(refs, num_returns, timeout, "wait()")
-    got = fetch(ref_list, num_returns, timeout)
+    got = fetch(ref_list, num_returns, timeout, reads=False)
     ready, rest = _split(ref_list, set(got), num_returns)
     return _restore(ready, stand_ins), _restore(rest, stand_ins)
 
@@ -293,7 +293,7 @@ async def wait_async(
         return [], []
     refs, stand_ins = _generators_as_refs(refs)
     ref_list = _check_wait(refs, num_returns, timeout, "wait_async()")
-    got = await fetch_async(ref_list, num_returns, timeout)
+    got = await fetch_async(ref_list, num_returns, timeout, reads=False)
     ready, rest = _split(ref_list, set(got), num_returns)
     return _restore(ready, stand_ins), _restore(rest, stand_ins)
 
@@ -320,7 +320,7 @@ class as_completed(Generic[T]):
         def ready(id_: int, _value: Serialized) -> None:
             done.put(id_)
 
-        client.watch(ids, ready)
+        client.watch(ids, ready, False)
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         try:
             for _ in range(len(ids)):

@@ -13,6 +13,7 @@ from actorlib.core.specs import (
     RetryExceptions,
 )
 from actorlib.exceptions import NotSupportedError
+from actorlib.label_strategy import NodeLabelSchedulingStrategy
 from actorlib.placement import PlacementGroupSchedulingStrategy, core_strategy
 from actorlib.runtime_env_files import check_paths, code_env
 
@@ -160,6 +161,12 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
     _legacy_placement_group(out)
     if out.get("scheduling_strategy", "DEFAULT") is None:  # unset: Ray's default
         del out["scheduling_strategy"]
+    if isinstance(out.get("scheduling_strategy"), NodeLabelSchedulingStrategy) and (
+        out.get("label_selector") is not None
+    ):
+        raise ValueError("Use either label_selector or scheduling_strategy="
+                         "NodeLabelSchedulingStrategy(...), not both: both say which nodes "
+                         "may run the work")
     if "scheduling_strategy" in out:
         out["scheduling_strategy"] = _strategy(out["scheduling_strategy"])
     _label_selector(out)
@@ -248,15 +255,15 @@ def _label_selector(out: dict[str, Any]) -> None:
 
 def _strategy(strategy: Any) -> Any:
     accepted = (
-        '"DEFAULT", "SPREAD", a NodeAffinitySchedulingStrategy or a '
-        "PlacementGroupSchedulingStrategy"
+        '"DEFAULT", "SPREAD", a NodeAffinitySchedulingStrategy, a '
+        "PlacementGroupSchedulingStrategy or a NodeLabelSchedulingStrategy"
     )
     if isinstance(
         strategy,
         (NodeAffinitySchedulingStrategy, PlacementGroupStrategy, LabelSelectorStrategy),
     ):
         return strategy
-    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+    if isinstance(strategy, (PlacementGroupSchedulingStrategy, NodeLabelSchedulingStrategy)):
         return strategy._core
     if not isinstance(strategy, str):
         raise _type_error("scheduling_strategy", strategy, accepted)

@@ -244,6 +244,12 @@ class Backend(ABC):
         tell (its work runs somewhere it does not see)."""
         return []
 
+    def unhandled_error(self, job: int, value: Serialized) -> bool:
+        """An error nobody retrieved, of work of ``job``, as its last ref dies: report it
+        where the job's driver runs. False (the default) if the core's own process is
+        that place: the core logs it there. Called on the core loop."""
+        return False
+
 
 class RunningCore(Client, Protocol):
     """A core this process talks to: its own ``Runtime``, or a client of one elsewhere."""

@@ -366,6 +366,51 @@ def test_label_selectors_across_nodes(three: Cluster) -> None:
     actorlib.kill(holder)
 
 
+def test_node_label_strategy_and_bundle_selectors_across_nodes(three: Cluster) -> None:
+    from actorlib.util.placement_group import (
+        placement_group,
+        placement_group_table,
+        remove_placement_group,
+    )
+    from actorlib.util.scheduling_strategies import (
+        DoesNotExist,
+        In,
+        NodeLabelSchedulingStrategy,
+        NotIn,
+    )
+
+    def on(hard: Any, soft: Any = None) -> Any:
+        return where.options(scheduling_strategy=NodeLabelSchedulingStrategy(hard, soft=soft))
+
+    for side, other in (("left", "right"), ("right", "left")):
+        assert actorlib.get(on({"side": In(side)}).remote()) == side
+        assert actorlib.get(on({"side": NotIn(side)}).remote()) == other
+        assert actorlib.get(on({}, {"side": In(side)}).remote()) == side
+    # Soft is a preference: while the preferred node is full, a hard match takes the work.
+    holder = Where.options(num_cpus=2, label_selector={"side": "left"}).remote()
+    assert actorlib.get(holder.node.remote()) == "left"
+    assert actorlib.get(on({"side": In("left", "right")}, {"side": In("left")}).remote(),
+                        timeout=30) == "right"
+    # Hard is a requirement: the work waits for the full node rather than go elsewhere.
+    waiting = on({"side": In("left")}).remote()
+    assert actorlib.wait([waiting], timeout=0.5)[0] == []
+    actorlib.kill(holder)
+    assert actorlib.get(waiting, timeout=30) == "left"
+    with pytest.raises(exceptions.InfeasibleResourceError, match="side: does not exist"):
+        on({"side": DoesNotExist()}).remote()
+
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK",
+                         bundle_label_selector=[{"side": "right"}, {"side": "left"}])
+    assert pg.wait(30)
+    assert placement_group_table(pg)["bundles_to_node_id"] == {0: "right", 1: "left"}
+    remove_placement_group(pg)
+    with pytest.raises(exceptions.InfeasibleResourceError, match="no set of nodes"):
+        placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD",
+                        bundle_label_selector=[{"side": "left"}, {"side": "left"}])
+    with pytest.raises(exceptions.InfeasibleResourceError, match="no set of nodes"):
+        placement_group([{"CPU": 2}], bundle_label_selector=[{"side": "middle"}])
+
+
 def test_status_shows_nodes(three: Cluster) -> None:
     from actorlib.cluster_cli import query_status
 

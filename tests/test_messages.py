@@ -31,7 +31,8 @@ SAMPLES: list[Any] = [
     m.TaskRecalled(1, 0), m.TaskCrashed(1, 0, RuntimeError("x")), m.ActorStarted(5, 1),
     m.ActorInitFailed(5, 1, _value), m.ActorDied(5, 1, RuntimeError("y")), m.Alive(),
     m.Output("stdout", "hi\n", 1),
-    m.AddRef(2), m.DropRef(2), m.Put(2, _value), m.Watch(1, [2]), m.Unwatch(1, [2]),
+    m.AddRef(2), m.DropRef(2), m.Put(2, _value), m.Watch(1, [2]), m.Watch(1, [2], False),
+    m.Unwatch(1, [2]),
     m.SubmitTask(_task), m.SubmitCall(_call), m.CreateActor(_actor), m.KillActor(5, True),
     m.TaskBlocked(1, True), m.CancelObject(2, False, True), m.Request(1, "nodes", ()),
     m.Ready(1, 2, _value), m.Reply(1, True, [3]),
@@ -42,6 +43,7 @@ SAMPLES: list[Any] = [
     m.ItemProduced(StreamItem(8, 0, 3, _value)), m.ItemsConsumed(8, 2),
     m.SubmitTask(_stream_task), m.RunCall(CallRun(_stream_call, [], 1)),
     m.StateQuery(1, "tasks"), m.StateRows(1, [{"task_id": "01", "state": "RUNNING"}], None),
+    m.UnhandledError(_value),
 ]
 
 

@@ -364,8 +364,17 @@ def test_bad_arguments() -> None:
         where_am_i.options(placement_group=pg, placement_group_bundle_index=5)
     with pytest.raises(ValueError, match="timeout_seconds"):
         pg.wait(-1)
-    with pytest.raises(NotSupportedError, match="bundle_label_selector"):
-        placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "a"}])
+    with pytest.raises(NotSupportedError, match="_soft_target_node_id"):
+        placement_group([{"CPU": 1}], _soft_target_node_id="n")
+    with pytest.raises(TypeError, match=r"bundle_label_selector must be a list of 1 label"):
+        placement_group([{"CPU": 1}], bundle_label_selector={"zone": "a"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"one per bundle.*got 2"):
+        placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "a"}, {}])
+    with pytest.raises(TypeError, match=r"bundle_label_selector\[1\] must be a dict"):
+        placement_group([{"CPU": 1}, {"CPU": 1}],
+                        bundle_label_selector=[{}, "zone=a"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"bundle_label_selector\[0\]\['zone'\].*not a cond"):
+        placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "in()"}])
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         placement_group([{"CPU": 1}], stratgy="PACK")
     with pytest.raises(TypeError, match="remove_placement_group"):

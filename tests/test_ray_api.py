@@ -22,7 +22,7 @@ from testkit import Recorder, Sync, T
 import actorlib
 import actorlib as ray
 from actorlib.core.ids import ActorID, JobID, NodeID, ObjectID, TaskID
-from actorlib.exceptions import ActorDiedError, NotSupportedError, TaskCancelledError
+from actorlib.exceptions import ActorDiedError, TaskCancelledError
 from actorlib.job_config import JobConfig
 from actorlib.runtime_env import RuntimeEnv
 from actorlib.util.queue import Empty, Full, Queue
@@ -73,15 +73,6 @@ def test_node_affinity_is_the_same_class_everywhere() -> None:
     from actorlib.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     assert NodeAffinitySchedulingStrategy is actorlib.NodeAffinitySchedulingStrategy
-
-
-def test_node_label_strategy_raises_naming_the_feature() -> None:
-    from actorlib.util.scheduling_strategies import In, NodeLabelSchedulingStrategy
-
-    with pytest.raises(NotSupportedError, match=r"NodeLabelSchedulingStrategy.*node labels"):
-        NodeLabelSchedulingStrategy({"region": "us"})
-    with pytest.raises(NotSupportedError, match=r"In is not supported.*node labels"):
-        In("us")
 
 
 def test_scheduling_strategy_from_util_path_places_a_task(rt: Any) -> None:

@@ -81,7 +81,7 @@ class ObjectRefGenerator(Generic[T]):
     def next_ready(self) -> bool:
         """Whether ``next`` would return at once."""
         slot = self._slot
-        return slot is None or bool(fetch([slot], 1, 0))
+        return slot is None or bool(fetch([slot], 1, 0, reads=False))
 
     def _next_ref(self) -> ObjectRef[Any]:
         """The ref that is ready when ``next`` would return at once (``wait`` uses it)."""

@@ -5,7 +5,9 @@ A node carries labels (``{"zone": "a", "disk": "ssd"}``), given where it starts
 label with ``label_selector``: ``{"zone": "a"}`` (equal), ``{"zone": "!a"}`` (not equal,
 or no such label), ``{"zone": "in(a,b)"}`` (one of), ``{"zone": "!in(a,b)"}`` (none of,
 or no such label); every key must match. ``fallback_strategy`` lists further selectors,
-tried in order. The parsed form is hashable, so it can be part of a scheduling shape.
+tried in order. ``NodeLabelSchedulingStrategy`` adds conditions on a label's presence
+(``Exists``, ``DoesNotExist``), which are conditions with no values here. The parsed form
+is hashable, so it can be part of a scheduling shape.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # One condition: (key, negated, values): the label is one of ``values`` (or, negated,
-# is none of them or absent).
+# is none of them or absent). No values: the label is present (or, negated, absent).
 Condition = tuple[str, bool, tuple[str, ...]]
 Selector = tuple[Condition, ...]
 
@@ -89,12 +91,18 @@ def parse_selector(selector: Any, what: str = "label_selector") -> Selector:
 
 
 def matches(labels: dict[str, str], selector: Selector) -> bool:
-    return all((labels.get(key) in values) != negated for key, negated, values in selector)
+    return all(
+        ((labels.get(key) in values) if values else (key in labels)) != negated
+        for key, negated, values in selector
+    )
 
 
 def describe_selector(selector: Selector) -> str:
     parts = []
     for key, negated, values in selector:
+        if not values:
+            parts.append(f"{key}: {'does not exist' if negated else 'exists'}")
+            continue
         body = values[0] if len(values) == 1 else f"in({','.join(values)})"
         parts.append(f"{key}={'!' if negated else ''}{body}")
     return "{" + ", ".join(parts) + "}"

@@ -35,14 +35,19 @@ class ObjectTable:
         self,
         free_value: Callable[[Serialized], None],
         release_ids: Callable[[tuple[int, ...]], None],
-        unread_error: Callable[[Serialized], None] | None = None,
+        unread_error: Callable[[int, Serialized, int | None], None] | None = None,
+        job_of: Callable[[int], int | None] | None = None,
     ) -> None:
-        """``unread_error`` is called with an error value nobody read, as it is dropped
-        (before its bytes are freed), once: Ray reports such errors, so they are not lost."""
+        """``unread_error`` is called with the id, the error value nobody read and its
+        job, as it is dropped (before its bytes are freed), once: Ray reports such errors,
+        so they are not lost. ``job_of(producer)``: the job of the task or call that made
+        an error, asked as the error arrives (the producer may be gone when it dies)."""
         self.entries: dict[int, ObjectEntry] = {}
         self._free_value = free_value
         self._release_ids = release_ids
         self._unread_error = unread_error
+        self._job_of = job_of
+        self.error_jobs: dict[int, int] = {}  # error objects alive -> their job, if known
         #: Called once when the object with that id dies (a stream's consumed slots).
         self.drop_hooks: dict[int, Callable[[], None]] = {}
 
@@ -67,6 +72,10 @@ class ObjectTable:
             self._release_ids(value.contained)
             return
         entry.value = value
+        if value.is_error and entry.producer is not None and self._job_of is not None:
+            job = self._job_of(entry.producer)
+            if job is not None:
+                self.error_jobs[id_] = job
         entry.producer = None
         watchers = entry.watchers
         entry.watchers = None
@@ -124,10 +133,11 @@ class ObjectTable:
             if hook is not None:
                 hook()
         value = entry.value
+        job = self.error_jobs.pop(id_, None) if self.error_jobs else None
         if value is not None:
             if value.is_error and not value.read and self._unread_error is not None:
                 value.read = True  # shared by several ids (num_returns): reported once
-                self._unread_error(value)
+                self._unread_error(id_, value, job)
             self._free_value(value)
             if value.contained:
                 self._release_ids(value.contained)

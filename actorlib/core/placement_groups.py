@@ -9,11 +9,12 @@ places work that names the group into the bundle, from the bundle's resources on
 
 The strategies place bundles across nodes: STRICT_PACK all on one node, PACK on one if
 it can (else as few as it can), STRICT_SPREAD each on a different node, SPREAD on
-different nodes where it can. A group no set of nodes could ever hold is refused when it
-is created. Removing a group (or its driver's end, unless it is detached) kills the
-actors in it, fails the tasks waiting for it and cancels those running in it, and gives
-its resources back. A node lost takes its bundles with it: the group is RESCHEDULING
-until they are reserved again.
+different nodes where it can. A bundle with a label selector (``bundle_label_selector``)
+goes only on a node whose labels match it. A group no set of nodes could ever hold is
+refused when it is created. Removing a group (or its driver's end, unless it is
+detached) kills the actors in it, fails the tasks waiting for it and cancels those
+running in it, and gives its resources back. A node lost takes its bundles with it: the
+group is RESCHEDULING until they are reserved again.
 
 Runs on the core loop only; no locks.
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 from actorlib.core.actors import Actors
 from actorlib.core.ids import id_hex
+from actorlib.core.labels import Selector, describe_selector, matches
 from actorlib.core.objects import ObjectTable
 from actorlib.core.scheduler import Node, Scheduler, describe
 from actorlib.core.serialization import Serialized
@@ -98,14 +100,10 @@ class PlacementGroups:
         bundles = [dict(b) for b in spec.bundles]
         nodes = self.scheduler.alive_nodes()
         empty = [Node(n.node_id, dict(n.total), dict(n.total),
-                      {i: 1.0 for i in range(int(n.total.get("GPU", 0)))}) for n in nodes]
-        if _assign(bundles, spec.strategy, empty, []) is None:
-            capacity = "; ".join(f"{n.node_id}: {describe(n.total)}" for n in nodes)
-            raise InfeasibleResourceError(
-                f"Cannot create a placement group with strategy {spec.strategy} and bundles "
-                f"{', '.join('{' + describe(b) + '}' for b in bundles)}: no set of nodes can "
-                f"ever hold it. Cluster capacity: {capacity or 'no nodes'}."
-            )
+                      {i: 1.0 for i in range(int(n.total.get("GPU", 0)))}, labels=n.labels)
+                 for n in nodes]
+        if _assign(bundles, spec.strategy, empty, [], spec.bundle_selectors) is None:
+            raise InfeasibleResourceError(_infeasible(spec, bundles, nodes))
         rec = self.records[spec.group_id] = GroupRecord(
             spec, self._job_of(spec.caller_id, spec.group_id)
         )
@@ -145,8 +143,9 @@ class PlacementGroups:
         fixed = [b.host for b in rec.bundles if b is not None and b.host is not None]
         todo = [i for i, b in enumerate(rec.bundles) if b is None]
         wanted = [dict(rec.spec.bundles[i]) for i in todo]
+        selectors = rec.spec.bundle_selectors
         placed = _assign(wanted, rec.spec.strategy, self.scheduler.alive_nodes(), fixed,
-                         take=True)
+                         tuple(selectors[i] for i in todo) if selectors else (), take=True)
         if placed is None:
             return
         for i, request, (host, gpus) in zip(todo, wanted, placed, strict=True):
@@ -240,6 +239,9 @@ class PlacementGroups:
                 "bundles_to_node_id": {
                     i: b.node_id for i, b in enumerate(rec.bundles) if b is not None
                 },
+                "bundle_label_selector": [
+                    describe_selector(s) for s in rec.spec.bundle_selectors
+                ],
                 "strategy": rec.spec.strategy,
                 "state": rec.state.value,
                 "lifetime": "detached" if rec.spec.detached else "non_detached",
@@ -251,12 +253,31 @@ class PlacementGroups:
 # == where bundles go ======================================================================
 
 
+def _infeasible(spec: PlacementGroupSpec, bundles: list[dict[str, float]], nodes: list[Node]
+                ) -> str:
+    """The message for a group no set of nodes could ever hold."""
+    shown = [describe(b) for b in bundles]
+    if spec.bundle_selectors:
+        shown = [f"{b} on {describe_selector(s)}" if s else b
+                 for b, s in zip(shown, spec.bundle_selectors, strict=True)]
+        capacity = "; ".join(f"{n.node_id}: labels {n.labels or '{}'}, {describe(n.total)}"
+                             for n in nodes)
+    else:
+        capacity = "; ".join(f"{n.node_id}: {describe(n.total)}" for n in nodes)
+    return (
+        f"Cannot create a placement group with strategy {spec.strategy} and bundles "
+        f"{', '.join('{' + b + '}' for b in shown)}: no set of nodes can ever hold it. "
+        f"Cluster capacity: {capacity or 'no nodes'}."
+    )
+
+
 def _assign(
     bundles: list[dict[str, float]], strategy: str, nodes: list[Node],
-    fixed: list[Node], take: bool = False,
+    fixed: list[Node], selectors: tuple[Selector, ...] = (), take: bool = False,
 ) -> list[tuple[Node, tuple[tuple[int, float], ...]]] | None:
     """A node for each of ``bundles`` following ``strategy``, acquiring as it goes; on
-    failure everything acquired is released and None returned.
+    failure everything acquired is released and None returned. ``selectors``, if given,
+    has one per bundle: the labels its node must match.
 
     ``fixed``: hosts of the group's bundles already reserved, which the strategies
     respect. With ``take`` False the caller passes copies of the
@@ -281,7 +302,7 @@ def _assign(
         hosts = {h.node_id for h in fixed}
         candidates = [n for n in nodes if not hosts or n.node_id in hosts]
         for node in most_free(candidates):
-            if all(_take(node, bundles[i], taken, out, i) for i in order):
+            if all(_take(node, bundles[i], taken, out, i, selectors) for i in order):
                 break
             undo()
             taken.clear()
@@ -292,7 +313,7 @@ def _assign(
             out = [None] * len(bundles)
             for i in order:  # PACK: as few nodes as will do
                 ranked = sorted(most_free(nodes), key=lambda n: -used.get(n.node_id, 0))
-                if not any(_take(n, bundles[i], taken, out, i) for n in ranked):
+                if not any(_take(n, bundles[i], taken, out, i, selectors) for n in ranked):
                     undo()
                     return None
                 used[out[i][0].node_id] = used.get(out[i][0].node_id, 0) + 1  # type: ignore[index]
@@ -302,7 +323,7 @@ def _assign(
             ranked = sorted(most_free(nodes), key=lambda n: used.get(n.node_id, 0))
             if strict:
                 ranked = [n for n in ranked if not used.get(n.node_id)]
-            if not any(_take(n, bundles[i], taken, out, i) for n in ranked):
+            if not any(_take(n, bundles[i], taken, out, i, selectors) for n in ranked):
                 undo()
                 return None
             used[out[i][0].node_id] = used.get(out[i][0].node_id, 0) + 1  # type: ignore[index]
@@ -315,8 +336,9 @@ def _take(
     node: Node, request: dict[str, float],
     taken: list[tuple[Node, dict[str, float], tuple[tuple[int, float], ...]]],
     out: list[tuple[Node, tuple[tuple[int, float], ...]] | None], index: int,
+    selectors: tuple[Selector, ...] = (),
 ) -> bool:
-    if not node.fits(request):
+    if not node.fits(request) or (selectors and not matches(node.labels, selectors[index])):
         return False
     gpus = node.acquire(request)
     taken.append((node, request, gpus))

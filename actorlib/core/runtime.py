@@ -74,7 +74,9 @@ class Runtime:
     def _assemble(self, store: ObjectStore) -> None:
         """Build the parts that keep values in ``store`` (before anything is stored)."""
         self.store = store
-        self.objects = ObjectTable(store.free, self._release_ids, report_unhandled)
+        self.objects = ObjectTable(
+            store.free, self._release_ids, self._unhandled_error, self.job_of_work
+        )
         self.values = Values(self.objects, store.free, self._hold_ids, self._release_ids)
         self.streams = Streams(self.objects, self.values, self.ids, self.backend)
         self.values.streams = self.streams
@@ -174,8 +176,9 @@ class Runtime:
         entry = self.objects.entries.get(id_)
         return None if entry is None else entry.value
 
-    def watch(self, ids: list[int], callback: Watcher) -> None:
-        """Call ``callback(id, value)`` on the loop thread as each id becomes ready."""
+    def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
+        """Call ``callback(id, value)`` on the loop thread as each id becomes ready.
+        (``reads`` is for a core in another process: here a read marks the value.)"""
         self._loop.post(self._watch, ids, callback)
 
     def _watch(self, ids: list[int], callback: Watcher) -> None:
@@ -303,6 +306,13 @@ class Runtime:
         if actor is not None:
             return actor.job
         return own_id >> COUNTER_BITS
+
+    def _unhandled_error(self, id_: int, value: Serialized, job: int | None) -> None:
+        """An error value nobody read dies: report it in its job's driver (Ray prints it
+        there). The job is that of the task that made it, else the prefix of the id's
+        minter: the driver, for the calls it makes and what it puts itself."""
+        if not self.backend.unhandled_error(id_ >> COUNTER_BITS if job is None else job, value):
+            report_unhandled(value)
 
     def job_of_work(self, id_: int) -> int | None:
         """The job of a live task or actor, None if unknown (on the core loop: a cluster's

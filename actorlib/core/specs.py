@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import cloudpickle
 
+from actorlib.core.labels import Selector
 from actorlib.core.serialization import Serialized
 
 DRIVER_CALLER = 0  # caller id of code not running inside a task or actor
@@ -300,3 +301,5 @@ class PlacementGroupSpec:
     namespace: str = ""
     detached: bool = False
     caller_id: int = DRIVER_CALLER
+    # Per bundle, the labels its node must have (``bundle_label_selector``); () for none.
+    bundle_selectors: tuple[Selector, ...] = ()

@@ -146,10 +146,12 @@ blocking_wait: Callable[[Any, float | None, list[int], bool], bool] | None = Non
 
 
 def fetch(
-    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False
+    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False,
+    reads: bool = True,
 ) -> dict[int, Serialized]:
     """Block until ``need`` of ``refs`` are ready (or ``timeout``, or with ``fail_fast``
-    one of them holds an error); return those ready."""
+    one of them holds an error); return those ready. ``reads`` False: the caller only
+    waits (an error it gets is not handled by it)."""
     if need <= 0:
         return {}
     ids, client = _unique_ids(refs), client_of(refs)
@@ -163,7 +165,7 @@ def fetch(
     lock = _thread.allocate_lock()
     lock.acquire()
     collect = _Collect(need, lock.release, fail_fast)
-    client.watch(ids, collect)
+    client.watch(ids, collect, reads)
     hook = blocking_wait
     if hook is None and lock.acquire(timeout=0.0005):
         return collect.got
@@ -329,7 +331,8 @@ def _signal() -> _AnyioSignal | _AsyncioSignal:
 
 
 async def fetch_async(
-    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False
+    refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False,
+    reads: bool = True,
 ) -> dict[int, Serialized]:
     """``fetch`` for coroutines: asyncio (and uvloop) or trio."""
     if need <= 0:
@@ -348,7 +351,7 @@ async def fetch_async(
             signal.set_threadsafe()
 
         collect = _Collect(need, done, fail_fast)
-    client.watch(ids, collect)
+    client.watch(ids, collect, reads)
     timed_out = False
     try:
         # A scheduler of its own may run everything else until this wait is over first.
@@ -379,7 +382,7 @@ async def completions_async(
         hand_off(send.send_nowait, id_)
 
     pending = set(ids)
-    client.watch(ids, ready)
+    client.watch(ids, ready, False)
     try:
         while pending:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -15,6 +15,7 @@ from typing import Any
 from actorlib import session
 from actorlib.arguments import caller_id
 from actorlib.core.ids import id_hex
+from actorlib.core.labels import Selector, parse_selector
 from actorlib.core.specs import PlacementGroupSpec
 from actorlib.exceptions import NotSupportedError
 from actorlib.placement import (
@@ -36,17 +37,20 @@ __all__ = [
 
 def placement_group(
     bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
-    lifetime: str | None = None, **ray_only: Any,
+    lifetime: str | None = None, bundle_label_selector: list[dict[str, str]] | None = None,
+    **ray_only: Any,
 ) -> PlacementGroup:
     """Reserve ``bundles`` (a list of resource dicts) with ``strategy``: "PACK" (as few
     nodes as will do), "SPREAD" (different nodes where it can), "STRICT_PACK" (one node)
     or "STRICT_SPREAD" (a different node each). Returns at once; ``ready()`` tells when.
 
     ``name`` makes it reachable with ``get_placement_group(name)``; ``lifetime="detached"``
-    keeps it after the creating driver ends. Raises ``InfeasibleResourceError`` if no set
-    of nodes can ever hold it.
+    keeps it after the creating driver ends. ``bundle_label_selector``: one
+    ``label_selector`` per bundle (``{}`` for any node); each bundle goes only on a node
+    whose labels match its selector. Raises ``InfeasibleResourceError`` if no set of nodes
+    can ever hold it.
     """
-    unknown = sorted(set(ray_only) - {"_soft_target_node_id", "bundle_label_selector"})
+    unknown = sorted(set(ray_only) - {"_soft_target_node_id"})
     if unknown:
         raise TypeError(f"placement_group() got unexpected keyword argument(s) "
                         f"{', '.join(map(repr, unknown))}")
@@ -54,9 +58,11 @@ def placement_group(
     if given:
         raise NotSupportedError(
             f"placement_group(): {', '.join(given)} is not supported by actorlib (it has no "
-            "node labels or soft node targets); bundles go where the strategy puts them."
+            "soft node targets); bundles go where the strategy and bundle_label_selector "
+            "put them."
         )
     specs = validate_bundles(bundles)
+    selectors = _bundle_selectors(bundle_label_selector, len(specs))
     strategy = validate_strategy(strategy)
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__} {name!r}")
@@ -66,9 +72,26 @@ def placement_group(
     group_id = client.ids.next()
     client.create_placement_group(PlacementGroupSpec(
         group_id, specs, strategy, name, client.namespace, lifetime == "detached",
-        caller_id(),
+        caller_id(), selectors,
     ))
     return PlacementGroup(group_id, specs)
+
+
+def _bundle_selectors(value: Any, count: int) -> tuple[Selector, ...]:
+    """``bundle_label_selector``: a list of one label selector per bundle, or None."""
+    if value is None:
+        return ()
+    accepted = (f"a list of {count} label selector dict(s), one per bundle, like "
+                '[{"zone": "a"}] ({} for any node)')
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"bundle_label_selector must be {accepted}, got "
+                        f"{type(value).__name__} {value!r}")
+    if len(value) != count:
+        raise ValueError(f"bundle_label_selector must be {accepted}, got {len(value)}: "
+                         f"{value!r}")
+    selectors = tuple(parse_selector(s, f"bundle_label_selector[{i}]")
+                      for i, s in enumerate(value))
+    return selectors if any(selectors) else ()
 
 
 def remove_placement_group(placement_group: PlacementGroup) -> None:

@@ -32,11 +32,13 @@ from actorlib.backends.transport.messages import (
     Ready,
     Reply,
     ToDriver,
+    UnhandledError,
     Welcome,
 )
 from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
+from actorlib.core.waiting import report_unhandled
 from actorlib.exceptions import NotSupportedError
 
 
@@ -88,7 +90,7 @@ class ClusterClient(RemoteCoreClient):
         a thread of its own, what follows it held back until it is written)."""
         return {
             Ready: self._ready, Reply: self._reply, Nodes: self._on_nodes,
-            Welcome: self._on_welcome,
+            Welcome: self._on_welcome, UnhandledError: self._unhandled,
         }
 
     def _on_message(self, message: ToDriver) -> None:
@@ -112,6 +114,11 @@ class ClusterClient(RemoteCoreClient):
 
     def _ready(self, message: Ready) -> None:
         self.on_ready(message.token, message.object_id, message.value)
+
+    def _unhandled(self, message: UnhandledError) -> None:
+        """An error of this driver's work that nobody read died in the head: report it
+        here, where its core would if it ran in this process."""
+        report_unhandled(message.value)
 
     def _reply(self, message: Reply) -> None:
         self.on_reply(message.req, message.ok, message.value)

@@ -63,6 +63,7 @@ from actorlib.backends.transport.messages import (
     TaskCrashed,
     TaskFinished,
     TaskRecalled,
+    UnhandledError,
     Welcome,
     name_of,
 )
@@ -405,6 +406,19 @@ class HeadBackend(Backend):
         for peer in list(self.peers):
             if peer.role == "driver" and peer.log_to_driver and (job is None or peer.job == job):
                 peer.send(message)
+
+    def unhandled_error(self, job: int, value: Serialized) -> bool:
+        """An error of ``job``'s work nobody read: to that driver, which reports it (as Ray
+        prints it in the driver). Its bytes are copied now: they are freed next."""
+        driver = next((p for p in self.peers if p.role == "driver" and p.job == job), None)
+        if driver is None:
+            return False
+        try:
+            copy = Serialized(bytes(value.data), [bytes(b) for b in value.buffers], (), True)
+        except Exception:  # its buffers are on a node: the head logs what it can
+            return False
+        driver.send(UnhandledError(copy))
+        return True
 
     # == views ==============================================================================
 

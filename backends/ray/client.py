@@ -222,7 +222,7 @@ class RayCore:
             data = exc
         return self.value_of(data)
 
-    def watch(self, ids: list[int], callback: Watcher) -> None:
+    def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         self._check_open()
         refs = [(id_, self.ray_ref(id_)) for id_ in ids]
         with self._lock:

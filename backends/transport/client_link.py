@@ -121,8 +121,11 @@ class ClientLink:
         token, ids = message.token, message.ids
         left = [len(set(ids))]
 
+        reads = message.reads
+
         def ready(id_: int, value: Serialized) -> None:
-            value.read = True  # delivered: the peer reads or reports it
+            if reads:
+                value.read = True  # delivered to a get: the peer reads it
             self.send(Ready(token, id_, value))
             left[0] -= 1
             if left[0] == 0:

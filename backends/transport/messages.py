@@ -52,7 +52,8 @@ They come in four families:
   for its workers, driver → head): ``AddRef`` ... ``Request``, the ``Client`` methods,
   received by :class:`~.client_link.ClientLink` and answered with ``Ready`` and ``Reply``;
 - the cluster's own: ``NodeHello``/``DriverHello``, ``Welcome``, ``NodeReady``, ``Nodes``,
-  ``Heartbeat``, ``Free``, ``StatusQuery``/``Status``, ``StateQuery``/``StateRows``; and
+  ``Heartbeat``, ``Free``, ``StatusQuery``/``Status``, ``StateQuery``/``StateRows``,
+  ``UnhandledError`` (an error of a driver's work nobody read, for it to report); and
   ``Output`` (a worker's lines, on to the driver that owns them), ``Alive`` (a worker's
   sign of life).
 
@@ -217,10 +218,13 @@ class Put(NamedTuple):
 
 
 class Watch(NamedTuple):
-    """Send a ``Ready`` for each of ``ids`` once it has a value."""
+    """Send a ``Ready`` for each of ``ids`` once it has a value. ``reads``: the watcher
+    reads the values (``get``), so an error delivered is handled; False for a ``wait``,
+    which leaves an error to be reported if nobody reads it."""
 
     token: int
     ids: list[int]
+    reads: bool = True
 
 
 class Unwatch(NamedTuple):
@@ -285,6 +289,13 @@ class Reply(NamedTuple):
     req: int
     ok: bool
     value: Any  # the result, or the exception if not ok
+
+
+class UnhandledError(NamedTuple):
+    """Head → driver: an error value of the driver's work died with nobody having read
+    it; the driver reports it (as a core in the driver would)."""
+
+    value: Serialized
 
 
 # == the cluster's own ========================================================================
@@ -391,7 +402,7 @@ FromWorker = (
 )
 ToNode = Welcome | Nodes | Free | WorkOrder | Answer
 FromNode = NodeHello | NodeReady | Heartbeat | Output | Event | ClientCall
-ToDriver = Welcome | Nodes | Output | Answer
+ToDriver = Welcome | Nodes | Output | UnhandledError | Answer
 FromDriver = DriverHello | ClientCall
 ToCli = Status | StateRows
 FromCli = StatusQuery | StateQuery
@@ -421,7 +432,7 @@ RECORDS: tuple[type, ...] = (
     TaskBlocked, CancelObject, Request, Ready, Reply,
     NodeHello, DriverHello, Welcome, NodeReady, Nodes, Heartbeat, Free, StatusQuery, Status,
     ItemProduced, ItemsConsumed,
-    StateQuery, StateRows,
+    StateQuery, StateRows, UnhandledError,
 )
 FIRST_TAG = 16
 TAGS: dict[type, int] = {cls: FIRST_TAG + i for i, cls in enumerate(RECORDS)}

@@ -100,11 +100,11 @@ class RemoteCoreClient:
     def ready_value(self, id_: int) -> Serialized | None:
         return None  # values live with the core, in another process: always a watch
 
-    def watch(self, ids: list[int], callback: Watcher) -> None:
+    def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         token = next(self._tokens)
         self._watchers[token] = [callback, len(ids), set(ids)]
         self._token_of[callback] = token
-        self._out(Watch(token, ids))
+        self._out(Watch(token, ids) if reads else Watch(token, ids, False))
 
     def unwatch(self, ids: list[int], callback: Watcher) -> None:
         token = self._token_of.pop(callback, None)
