@@ -11,8 +11,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-from actorlib.api import as_completed
-from actorlib.core.refs import ObjectRef
+# The API and the ref type are imported when first needed: ``import actorlib`` binds
+# ``progress`` eagerly (its module's name is the function's), so this module stays light.
 
 __all__ = ["make_bar", "progress"]
 
@@ -51,6 +51,8 @@ def progress(
     ``Executor.map``) is passed through in its own order, one step per item.
     ``total`` defaults to ``len(refs_or_futures)`` when it has one.
     """
+    from actorlib.core.refs import ObjectRef
+
     items: Any = refs_or_futures
     if isinstance(items, (list, tuple, set, frozenset)) and items and all(
         isinstance(x, (ObjectRef, concurrent.futures.Future)) for x in items
@@ -65,6 +67,9 @@ def progress(
 
 
 def _completions(items: list[Any], total: int | None, desc: str | None) -> Iterator[Any]:
+    from actorlib.api import as_completed
+    from actorlib.core.refs import ObjectRef
+
     bar = make_bar(len(items) if total is None else total, desc)
     try:
         if all(isinstance(x, ObjectRef) for x in items):

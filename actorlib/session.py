@@ -17,8 +17,8 @@ from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.exiting import mark_exiting
+from actorlib.core.fds import fill_standard_fds
 from actorlib.core.labels import validate_labels
-from actorlib.core.loop import fill_standard_fds
 from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
 from actorlib.options import validate_runtime_env

@@ -18,12 +18,15 @@ set the variable for the child processes they start.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a worker imports this module and may never run a loop
+    import asyncio
 
 FORCED: bool = os.environ.get("ACTORLIB_PORTABLE", "") not in ("", "0")
 

@@ -40,7 +40,7 @@ from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
-from actorlib.backends.transport import wire
+from actorlib.backends.transport import framing
 from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.backends.transport.messages import (
     AddRef,
@@ -75,8 +75,8 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.core import context
 from actorlib.core.execution_context import current_execution
+from actorlib.core.fds import fill_standard_fds
 from actorlib.core.ids import IdAllocator
-from actorlib.core.loop import fill_standard_fds
 from actorlib.core.objects import Watcher
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
@@ -123,7 +123,7 @@ class RemoteCoreClient:
     """
 
     def __init__(
-        self, conn: wire.Sender, prefix: int, namespace: str, store: ObjectStore,
+        self, conn: framing.Sender, prefix: int, namespace: str, store: ObjectStore,
         nodes: list[NodeInfo],
     ) -> None:
         self.ids = IdAllocator(prefix)
@@ -341,7 +341,7 @@ class Worker:
             ItemsConsumed: self._items_consumed,
             Ready: self._ready, Reply: self._reply, Exit: self._exit,
         }
-        self.conn = wire.BlockingConnection(sock, self._on_message, self.exit.set)
+        self.conn = framing.BlockingConnection(sock, self._on_message, self.exit.set)
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
