@@ -6,10 +6,12 @@ The bar is drawn on stderr and turned off automatically when stderr is not a ter
 
 from __future__ import annotations
 
-import concurrent.futures
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 # The API and the ref type are imported when first needed: ``import actorlib`` binds
 # ``progress`` eagerly (its module's name is the function's), so this module stays light.
@@ -51,6 +53,8 @@ def progress(
     ``Executor.map``) is passed through in its own order, one step per item.
     ``total`` defaults to ``len(refs_or_futures)`` when it has one.
     """
+    import concurrent.futures
+
     from actorlib.core.refs import ObjectRef
 
     items: Any = refs_or_futures
@@ -67,6 +71,8 @@ def progress(
 
 
 def _completions(items: list[Any], total: int | None, desc: str | None) -> Iterator[Any]:
+    import concurrent.futures
+
     from actorlib.api import as_completed
     from actorlib.core.refs import ObjectRef
 

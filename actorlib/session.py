@@ -11,19 +11,19 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from actorlib.backends import DEFAULT_BACKEND, load
-from actorlib.backends.base import BackendConfig, Connector, RunningCore
+from actorlib.backends import DEFAULT_BACKEND, load, prestart
 from actorlib.core import context
-from actorlib.core.context import Client
-from actorlib.core.execution_context import current_execution
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.labels import validate_labels
-from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
-from actorlib.options import validate_runtime_env
 
+# The runtime's own modules (the backend interface, the core, asyncio) are imported by
+# init(), after it has started the first worker: its interpreter then boots while this
+# process imports them (see backends.prestart).
 if TYPE_CHECKING:
+    from actorlib.backends.base import RunningCore
+    from actorlib.core.context import Client
     from actorlib.job_config import JobConfig
 
 
@@ -126,7 +126,7 @@ def init(
     ``labels``: this node's labels (``{"zone": "a"}``), which ``label_selector`` matches;
     for a cluster's nodes, ``actorlib start --labels zone=a``.
     """
-    global _runtime, _job_env, _backend_name, _state_server
+    global _runtime, _job_env, _backend_name
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -139,6 +139,20 @@ def init(
             )
         namespace = namespace if namespace is not None else job_config.ray_namespace
         runtime_env = runtime_env if runtime_env is not None else job_config.runtime_env
+    if resources is not None:
+        clash = {"CPU", "GPU"} & set(resources)
+        if clash:
+            raise ValueError("Use num_cpus=/num_gpus= rather than resources={'CPU'/'GPU'}.")
+    for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"{label} must be a non-negative number, got {value!r}")
+    if worker_timeout_s is not None and (
+        isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
+        or not worker_timeout_s > 0
+    ):
+        raise ValueError(
+            f"worker_timeout_s must be a positive number of seconds, got {worker_timeout_s!r}"
+        )
     # Before any daemon, worker or socket is made: see fill_standard_fds.
     fill_standard_fds()
     with _lock:
@@ -152,44 +166,20 @@ def init(
         if backend is None and (address is not None or os.environ.get("ACTORLIB_ADDRESS")):
             backend = "cluster"
         name = backend or os.environ.get("ACTORLIB_BACKEND") or DEFAULT_BACKEND
-        backend_cls = load(name)
-        if resources is not None:
-            clash = {"CPU", "GPU"} & set(resources)
-            if clash:
-                raise ValueError("Use num_cpus=/num_gpus= rather than resources={'CPU'/'GPU'}.")
-        for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-            if value is not None and (not isinstance(value, (int, float)) or value < 0):
-                raise ValueError(f"{label} must be a non-negative number, got {value!r}")
-        env = validate_runtime_env(runtime_env)["env_vars"] if runtime_env else None
-        if worker_timeout_s is not None and (
-            isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
-            or not worker_timeout_s > 0
-        ):
-            raise ValueError(
-                f"worker_timeout_s must be a positive number of seconds, got {worker_timeout_s!r}"
+        # The first worker starts now, before the imports below (killed if init fails).
+        warm = prestart(name)
+        try:
+            rt, env = _start(
+                name, warm, namespace or "default", runtime_env, labels, num_cpus=num_cpus,
+                num_gpus=num_gpus, resources=resources,
+                object_store_memory=object_store_memory, address=address,
+                worker_timeout_s=worker_timeout_s, log_to_driver=log_to_driver,
+                worker_process_setup_hook=worker_process_setup_hook,
             )
-        options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
-        options["log_to_driver"] = bool(log_to_driver)
-        options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
-        config = BackendConfig(
-            num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
-            object_store_memory=object_store_memory, address=address, options=options,
-            labels=validate_labels(labels or {}, "init(labels=)"),
-        )
-        rt: RunningCore
-        if issubclass(backend_cls, Connector):  # the core lives elsewhere (a cluster's head)
-            rt = backend_cls.connect(config, namespace or "default")
-        else:
-            # Imported here: worker processes import this module but never run a core.
-            from actorlib.core.runtime import Runtime
-
-            rt = Runtime(backend_cls(), config, namespace or "default")
-            rt.start()
-            from actorlib.backends import state_socket
-
-            if state_socket.enabled():  # `actorlib list` from another terminal
-                _state_server = state_socket.StateServer(rt.state_rows)
-                _state_server.start()
+        except BaseException:
+            if warm is not None:
+                warm.discard()
+            raise
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
         _install_signal_handlers()
@@ -197,6 +187,47 @@ def init(
         _job_env = env
         context.install(rt)
         return _info(rt)
+
+
+def _start(
+    name: str, warm: Any, namespace: str, runtime_env: dict[str, Any] | None,
+    labels: dict[str, str] | None, *, num_cpus: float | None, num_gpus: float | None,
+    resources: dict[str, float] | None, object_store_memory: int | None,
+    address: str | None, worker_timeout_s: float | None, log_to_driver: bool,
+    worker_process_setup_hook: Callable[[], Any] | str | None,
+) -> tuple[RunningCore, dict[str, str] | None]:
+    """Validate the rest of init()'s arguments, then start (or connect to) the core."""
+    global _state_server
+    from actorlib.backends.base import BackendConfig, Connector
+    from actorlib.options import validate_runtime_env
+
+    backend_cls = load(name)
+    env = validate_runtime_env(runtime_env)["env_vars"] if runtime_env else None
+    options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
+    options["log_to_driver"] = bool(log_to_driver)
+    options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
+    if warm is not None:
+        options["prestarted"] = warm  # the backend's first worker (backends.prestart)
+    config = BackendConfig(
+        num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
+        object_store_memory=object_store_memory, address=address, options=options,
+        labels=validate_labels(labels or {}, "init(labels=)"),
+    )
+    rt: RunningCore
+    if issubclass(backend_cls, Connector):  # the core lives elsewhere (a cluster's head)
+        rt = backend_cls.connect(config, namespace)
+    else:
+        # Imported here: worker processes import this module but never run a core.
+        from actorlib.core.runtime import Runtime
+
+        rt = Runtime(backend_cls(), config, namespace)
+        rt.start()
+        from actorlib.backends import state_socket
+
+        if state_socket.enabled():  # `actorlib list` from another terminal
+            _state_server = state_socket.StateServer(rt.state_rows)
+            _state_server.start()
+    return rt, env
 
 
 def _output_options(
@@ -305,6 +336,8 @@ def shutdown() -> None:
         try:
             if rt is not None:
                 rt.shutdown()
+            from actorlib.core.waiting import completer
+
             completer.stop()
         finally:
             _stopping = False
@@ -323,6 +356,8 @@ def client() -> Client:
     current = context.current()
     if current is not None:
         return current
+    from actorlib.core.execution_context import current_execution
+
     if current_execution.get() is not None:
         # Code still running in a worker of a runtime that was shut down must not
         # start a fresh runtime behind the user's back.

@@ -19,8 +19,6 @@ import dataclasses
 import itertools
 import os
 import signal
-import socket
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -29,8 +27,8 @@ from typing import Any
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
-from actorlib.backends.process.claims import ClaimTable
-from actorlib.backends.process.portable import ExitWatcher, lifeline_fd, use_pdeathsig
+from actorlib.backends.process.launch import Launched
+from actorlib.backends.process.portable import ExitWatcher
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
@@ -61,19 +59,6 @@ from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
-
-# Start the worker without the current directory on sys.path: run from a source checkout,
-# "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
-# installed one. The driver's own sys.path reaches the worker with its first message.
-# SIGINT is ignored first thing: Ctrl-C in a terminal reaches the whole process group, and
-# the driver alone decides what it means (one KeyboardInterrupt traceback, not one per
-# worker; a driver that catches it keeps its workers).
-_WORKER_BOOT = (
-    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-    "from actorlib.backends.process.worker import main; main()"
-)
-
 
 _KEEPS_CODE = frozenset({RunTask, StartActor})  # see WorkerProcess.send
 _EXITED: Any = object()  # a worker's death, handled after the messages it sent before
@@ -116,21 +101,17 @@ def describe_exit(code: int | None) -> str:
 class WorkerProcess:
     """The driver's view of one worker process."""
 
-    def __init__(self, backend: ProcessBackend, prefix: int) -> None:
+    def __init__(
+        self, backend: ProcessBackend, prefix: int, launched: Launched | None = None
+    ) -> None:
         self.backend = backend
         self.prefix = prefix
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.claims = ClaimTable.create()
-        lifeline = [] if use_pdeathsig() else [lifeline_fd()]  # how it dies with us
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-c", _WORKER_BOOT, str(child_sock.fileno()), str(os.getpid()),
-                str(self.claims.fd), *map(str, lifeline),
-            ],
-            pass_fds=[child_sock.fileno(), self.claims.fd, *lifeline],
-            stdin=subprocess.DEVNULL,
-        )
-        child_sock.close()
+        # Started here, or earlier by init() (the warm worker, see launch.prestart).
+        launched = launched or Launched()
+        launched.adopted = True
+        parent_sock = launched.sock
+        self.claims = launched.claims
+        self.proc = launched.proc
         self.pid = self.proc.pid
         loop = backend.loop
         self.conn = wire.Connection(loop, self._on_message, self._on_eof)
@@ -259,7 +240,7 @@ class ProcessBackend(Backend):
         # One worker now, the rest when work first needs them: each is a fresh
         # interpreter, and booting num_cpus of them at once delays the first result
         # (they share the same cores) and holds memory a small job never uses.
-        self._idle.append(self._spawn())
+        self._idle.append(self._spawn(config.options.get("prestarted")))
         return self.nodes
 
     def _make_store(self, config: BackendConfig) -> ObjectStore:
@@ -274,8 +255,8 @@ class ProcessBackend(Backend):
         set_buffer_mapper(store.map_location)  # follow objects spilled while in flight
         return store
 
-    def _spawn(self) -> WorkerProcess:
-        worker = WorkerProcess(self, next(self._prefixes))
+    def _spawn(self, launched: Launched | None = None) -> WorkerProcess:
+        worker = WorkerProcess(self, next(self._prefixes), launched)
         self._workers.append(worker)
         worker.send(Init({
             "prefix": worker.prefix,
