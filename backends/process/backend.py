@@ -206,6 +206,7 @@ class ProcessBackend(Backend):
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
         self._stopping = False
+        self._death: asyncio.Future[None] | None = None  # set by a worker's death
         #: Where workers' output goes on a cluster node (to the head); None: the driver's
         #: own streams, through ``_writer``.
         self.forward_output: Callable[[Output], None] | None = None
@@ -293,20 +294,31 @@ class ProcessBackend(Backend):
         for worker in self._workers:
             worker.expected_exit = True
             worker.send(Exit())
-        deadline = self.loop.time() + 3
-        while any(not w.dead for w in self._workers) and self.loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        await self._all_dead(3.0)
         for worker in self._workers:
             if not worker.dead:
                 worker.kill()
-        while any(not w.dead for w in self._workers):
-            await asyncio.sleep(0.01)
+        await self._all_dead(None)
         for worker in self._workers:
             worker.conn.close()
             worker.claims.close()
         self.store.cleanup()
         set_buffer_mapper(map_readonly)
         self._writer.close()
+
+    async def _all_dead(self, timeout: float | None) -> None:
+        """Until every worker is dead (or ``timeout`` s have passed), woken by each death
+        (``_on_exit``) rather than polling: shutdown() returns as soon as the last goes."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while any(not w.dead for w in self._workers):
+            left = None if deadline is None else deadline - self.loop.time()
+            if left is not None and left <= 0:
+                return
+            self._death = self.loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._death), left)
+            except asyncio.TimeoutError:
+                return
 
     # == work ===============================================================================
 
@@ -491,6 +503,8 @@ class ProcessBackend(Backend):
         """After the worker's last message: fail its work, release what it held."""
         code = worker.exit_code
         worker.dead = True
+        if self._death is not None and not self._death.done():
+            self._death.set_result(None)  # wakes stop() (_all_dead)
         worker.conn.close()
         worker.claims.close()
         why = f"worker process {worker.pid} died with {describe_exit(code)}"
