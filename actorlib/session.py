@@ -23,6 +23,7 @@ from actorlib.exceptions import RuntimeClosedError
 # process imports them (see backends.prestart).
 if TYPE_CHECKING:
     from actorlib.backends.base import RunningCore
+    from actorlib.backends.process.launch import Launched
     from actorlib.core.context import Client
     from actorlib.job_config import JobConfig
 
@@ -190,7 +191,7 @@ def init(
 
 
 def _start(
-    name: str, warm: Any, namespace: str, runtime_env: dict[str, Any] | None,
+    name: str, warm: Launched | None, namespace: str, runtime_env: dict[str, Any] | None,
     labels: dict[str, str] | None, *, num_cpus: float | None, num_gpus: float | None,
     resources: dict[str, float] | None, object_store_memory: int | None,
     address: str | None, worker_timeout_s: float | None, log_to_driver: bool,
