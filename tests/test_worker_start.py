@@ -34,9 +34,11 @@ import json, subprocess, sys
 launched = []
 _popen_init = subprocess.Popen.__init__
 
-def _record(self, *args, **kwargs):
-    _popen_init(self, *args, **kwargs)
-    launched.append({{"pid": self.pid, "loaded": sorted(m for m in {later!r} if m in sys.modules)}})
+def _record(self, args, *rest, **kwargs):
+    _popen_init(self, args, *rest, **kwargs)
+    if any("actorlib.backends.process.worker" in str(arg) for arg in args):
+        loaded = sorted(m for m in {later!r} if m in sys.modules)
+        launched.append({{"pid": self.pid, "loaded": loaded}})
 
 subprocess.Popen.__init__ = _record
 
