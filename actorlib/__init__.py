@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from actorlib.pool import Pool
     from actorlib.remote_function import RemoteFunction
     from actorlib.session import RuntimeInfo, init, is_initialized, shutdown
+    from actorlib.trace import timeline
 
 # Every public name is imported on first use (PEP 562). A worker process imports this
 # package (its modules live in it) but needs none of the API: importing it all there
@@ -62,6 +63,7 @@ _LAZY = {
     "ActorPool": "actorlib.actor_pool",
     "Executor": "actorlib.executor",
     "Pool": "actorlib.pool",
+    "timeline": "actorlib.trace",
 }
 # Ray's submodules reachable as attributes of the package (``ray.util.queue`` ...).
 _LAZY_MODULES = frozenset({"util", "runtime_env", "job_config", "runtime_context"})
@@ -122,6 +124,7 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "timeline",
     "wait",
     "wait_async",
 ]
