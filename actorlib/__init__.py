@@ -6,41 +6,60 @@ Most Ray Core code runs unchanged with ``import actorlib as ray``.
 from typing import TYPE_CHECKING, Any
 
 from actorlib import exceptions
-from actorlib.actor import ActorClass, ActorHandle, ActorMethod, method
-from actorlib.api import (
-    RuntimeContext,
-    as_completed,
-    available_resources,
-    cancel,
-    cluster_resources,
-    get,
-    get_actor,
-    get_async,
-    get_gpu_ids,
-    get_runtime_context,
-    kill,
-    nodes,
-    put,
-    remote,
-    wait,
-    wait_async,
-)
-from actorlib.core.generators import DynamicObjectRefGenerator, ObjectRefGenerator
-from actorlib.core.refs import ObjectRef
-from actorlib.core.specs import NodeAffinitySchedulingStrategy
+
+# Bound now: ``actorlib.progress`` is also the name of its module, which, imported later
+# by other code, would otherwise take the function's place (the module is light).
 from actorlib.progress import progress
-from actorlib.remote_function import RemoteFunction
-from actorlib.session import RuntimeInfo, init, is_initialized, shutdown
 
 if TYPE_CHECKING:
+    from actorlib.actor import ActorClass, ActorHandle, ActorMethod, method
     from actorlib.actor_pool import ActorPool
+    from actorlib.api import (
+        RuntimeContext,
+        as_completed,
+        available_resources,
+        cancel,
+        cluster_resources,
+        get,
+        get_actor,
+        get_async,
+        get_gpu_ids,
+        get_runtime_context,
+        kill,
+        nodes,
+        put,
+        remote,
+        wait,
+        wait_async,
+    )
+    from actorlib.core.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+    from actorlib.core.refs import ObjectRef
+    from actorlib.core.specs import NodeAffinitySchedulingStrategy
     from actorlib.executor import Executor
     from actorlib.pool import Pool
+    from actorlib.remote_function import RemoteFunction
+    from actorlib.session import RuntimeInfo, init, is_initialized, shutdown
     from actorlib.trace import timeline
 
-# Imported on first use: they pull in concurrent.futures.process and multiprocessing,
-# which every worker process would otherwise import at boot for nothing.
+# Every public name is imported on first use (PEP 562). A worker process imports this
+# package (its modules live in it) but needs none of the API: importing it all there
+# would cost every worker tens of milliseconds at boot and megabytes of memory; and a
+# driver pays for the runtime's modules in ``init()``, after its first worker is on its
+# way, not at ``import actorlib``.
 _LAZY = {
+    **dict.fromkeys(("ActorClass", "ActorHandle", "ActorMethod", "method"), "actorlib.actor"),
+    **dict.fromkeys((
+        "RuntimeContext", "as_completed", "available_resources", "cancel",
+        "cluster_resources", "get", "get_actor", "get_async", "get_gpu_ids",
+        "get_runtime_context", "kill", "nodes", "put", "remote", "wait", "wait_async",
+    ), "actorlib.api"),
+    **dict.fromkeys(
+        ("DynamicObjectRefGenerator", "ObjectRefGenerator"), "actorlib.core.generators"
+    ),
+    "ObjectRef": "actorlib.core.refs",
+    "NodeAffinitySchedulingStrategy": "actorlib.core.specs",
+    "RemoteFunction": "actorlib.remote_function",
+    **dict.fromkeys(("RuntimeInfo", "init", "is_initialized", "shutdown"), "actorlib.session"),
     "ActorPool": "actorlib.actor_pool",
     "Executor": "actorlib.executor",
     "Pool": "actorlib.pool",
@@ -63,6 +82,11 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_LAZY_MODULES})
+
 
 __version__ = "0.1.0"
 

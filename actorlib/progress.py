@@ -6,13 +6,15 @@ The bar is drawn on stderr and turned off automatically when stderr is not a ter
 
 from __future__ import annotations
 
-import concurrent.futures
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from actorlib.api import as_completed
-from actorlib.core.refs import ObjectRef
+if TYPE_CHECKING:
+    import concurrent.futures
+
+# The API and the ref type are imported when first needed: ``import actorlib`` binds
+# ``progress`` eagerly (its module's name is the function's), so this module stays light.
 
 __all__ = ["make_bar", "progress"]
 
@@ -51,6 +53,10 @@ def progress(
     ``Executor.map``) is passed through in its own order, one step per item.
     ``total`` defaults to ``len(refs_or_futures)`` when it has one.
     """
+    import concurrent.futures
+
+    from actorlib.core.refs import ObjectRef
+
     items: Any = refs_or_futures
     if isinstance(items, (list, tuple, set, frozenset)) and items and all(
         isinstance(x, (ObjectRef, concurrent.futures.Future)) for x in items
@@ -65,6 +71,11 @@ def progress(
 
 
 def _completions(items: list[Any], total: int | None, desc: str | None) -> Iterator[Any]:
+    import concurrent.futures
+
+    from actorlib.api import as_completed
+    from actorlib.core.refs import ObjectRef
+
     bar = make_bar(len(items) if total is None else total, desc)
     try:
         if all(isinstance(x, ObjectRef) for x in items):

@@ -11,21 +11,21 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from actorlib import runtime_env_files
-from actorlib.backends import DEFAULT_BACKEND, load
-from actorlib.backends.base import BackendConfig, Connector, RunningCore
+from actorlib.backends import DEFAULT_BACKEND, load, prestart
 from actorlib.core import context
-from actorlib.core.context import Client
-from actorlib.core.execution_context import current_execution
 from actorlib.core.exiting import mark_exiting
+from actorlib.core.fds import fill_standard_fds
 from actorlib.core.labels import validate_labels
-from actorlib.core.loop import fill_standard_fds
-from actorlib.core.specs import CodeEnv
-from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
-from actorlib.options import check_backend_fields, validate_runtime_env
 
+# The runtime's own modules (the backend interface, the core, asyncio) are imported by
+# init(), after it has started the first worker: its interpreter then boots while this
+# process imports them (see backends.prestart).
 if TYPE_CHECKING:
+    from actorlib.backends.base import Backend, Connector, RunningCore
+    from actorlib.backends.process.launch import Launched
+    from actorlib.core.context import Client
+    from actorlib.core.specs import CodeEnv
     from actorlib.job_config import JobConfig
 
 
@@ -133,7 +133,7 @@ def init(
     where each worker keeps a log file of what it printed, ``worker-<pid>.log``, rotated
     (a cluster's workers keep theirs in the session's ``logs/`` directory).
     """
-    global _runtime, _job_env, _backend_name, _state_server, _job_code_env, _env_support
+    global _runtime, _job_env, _backend_name, _job_code_env, _env_support
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -146,6 +146,20 @@ def init(
             )
         namespace = namespace if namespace is not None else job_config.ray_namespace
         runtime_env = runtime_env if runtime_env is not None else job_config.runtime_env
+    if resources is not None:
+        clash = {"CPU", "GPU"} & set(resources)
+        if clash:
+            raise ValueError("Use num_cpus=/num_gpus= rather than resources={'CPU'/'GPU'}.")
+    for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"{label} must be a non-negative number, got {value!r}")
+    if worker_timeout_s is not None and (
+        isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
+        or not worker_timeout_s > 0
+    ):
+        raise ValueError(
+            f"worker_timeout_s must be a positive number of seconds, got {worker_timeout_s!r}"
+        )
     # Before any daemon, worker or socket is made: see fill_standard_fds.
     fill_standard_fds()
     with _lock:
@@ -159,55 +173,20 @@ def init(
         if backend is None and (address is not None or os.environ.get("ACTORLIB_ADDRESS")):
             backend = "cluster"
         name = backend or os.environ.get("ACTORLIB_BACKEND") or DEFAULT_BACKEND
-        backend_cls = load(name)
-        if resources is not None:
-            clash = {"CPU", "GPU"} & set(resources)
-            if clash:
-                raise ValueError("Use num_cpus=/num_gpus= rather than resources={'CPU'/'GPU'}.")
-        for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
-            if value is not None and (not isinstance(value, (int, float)) or value < 0):
-                raise ValueError(f"{label} must be a non-negative number, got {value!r}")
-        checked = validate_runtime_env(runtime_env) if runtime_env else None
-        env = checked["env_vars"] if checked else None
-        check_backend_fields(checked, backend_cls.runtime_env_files, name)
-        code_env = runtime_env_files.code_env(checked)  # packed once, for the whole job
-        if worker_timeout_s is not None and (
-            isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
-            or not worker_timeout_s > 0
-        ):
-            raise ValueError(
-                f"worker_timeout_s must be a positive number of seconds, got {worker_timeout_s!r}"
+        # The first worker starts now, before the imports below (killed if init fails).
+        warm = prestart(name)
+        try:
+            rt, backend_cls, env, code_env = _start(
+                name, warm, namespace or "default", runtime_env, labels, log_dir,
+                num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                object_store_memory=object_store_memory, address=address,
+                worker_timeout_s=worker_timeout_s, log_to_driver=log_to_driver,
+                worker_process_setup_hook=worker_process_setup_hook,
             )
-        options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
-        options["log_to_driver"] = bool(log_to_driver)
-        options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
-        if log_dir is not None:
-            if issubclass(backend_cls, Connector):
-                raise ValueError(
-                    f"log_dir: the {name} backend's workers keep their logs where their "
-                    "nodes run (a cluster: its session's logs/ directory); log_dir is for "
-                    "the thread, process and sim backends"
-                )
-            options["log_dir"] = _log_dir(log_dir)
-        config = BackendConfig(
-            num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
-            object_store_memory=object_store_memory, address=address, options=options,
-            labels=validate_labels(labels or {}, "init(labels=)"),
-        )
-        rt: RunningCore
-        if issubclass(backend_cls, Connector):  # the core lives elsewhere (a cluster's head)
-            rt = backend_cls.connect(config, namespace or "default")
-        else:
-            # Imported here: worker processes import this module but never run a core.
-            from actorlib.core.runtime import Runtime
-
-            rt = Runtime(backend_cls(), config, namespace or "default")
-            rt.start()
-            from actorlib.backends import state_socket
-
-            if state_socket.enabled():  # `actorlib list` from another terminal
-                _state_server = state_socket.StateServer(rt.state_rows)
-                _state_server.start()
+        except BaseException:
+            if warm is not None:
+                warm.discard()
+            raise
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
         _install_signal_handlers()
@@ -217,6 +196,59 @@ def init(
         _env_support = (backend_cls.runtime_env_files, name)
         context.install(rt)
         return _info(rt)
+
+
+def _start(
+    name: str, warm: Launched | None, namespace: str, runtime_env: dict[str, Any] | None,
+    labels: dict[str, str] | None, log_dir: Any, *, num_cpus: float | None,
+    num_gpus: float | None, resources: dict[str, float] | None,
+    object_store_memory: int | None, address: str | None, worker_timeout_s: float | None,
+    log_to_driver: bool, worker_process_setup_hook: Callable[[], Any] | str | None,
+) -> tuple[RunningCore, type[Backend] | type[Connector], dict[str, str] | None, CodeEnv | None]:
+    """Validate the rest of init()'s arguments, then start (or connect to) the core."""
+    global _state_server
+    from actorlib import runtime_env_files
+    from actorlib.backends.base import BackendConfig, Connector
+    from actorlib.options import check_backend_fields, validate_runtime_env
+
+    backend_cls = load(name)
+    checked = validate_runtime_env(runtime_env) if runtime_env else None
+    env = checked["env_vars"] if checked else None
+    check_backend_fields(checked, backend_cls.runtime_env_files, name)
+    code_env = runtime_env_files.code_env(checked)  # packed once, for the whole job
+    options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
+    options["log_to_driver"] = bool(log_to_driver)
+    options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
+    if log_dir is not None:
+        if issubclass(backend_cls, Connector):
+            raise ValueError(
+                f"log_dir: the {name} backend's workers keep their logs where their "
+                "nodes run (a cluster: its session's logs/ directory); log_dir is for "
+                "the thread, process and sim backends"
+            )
+        options["log_dir"] = _log_dir(log_dir)
+    if warm is not None:
+        options["prestarted"] = warm  # the backend's first worker (backends.prestart)
+    config = BackendConfig(
+        num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
+        object_store_memory=object_store_memory, address=address, options=options,
+        labels=validate_labels(labels or {}, "init(labels=)"),
+    )
+    rt: RunningCore
+    if issubclass(backend_cls, Connector):  # the core lives elsewhere (a cluster's head)
+        rt = backend_cls.connect(config, namespace)
+    else:
+        # Imported here: worker processes import this module but never run a core.
+        from actorlib.core.runtime import Runtime
+
+        rt = Runtime(backend_cls(), config, namespace)
+        rt.start()
+        from actorlib.backends import state_socket
+
+        if state_socket.enabled():  # `actorlib list` from another terminal
+            _state_server = state_socket.StateServer(rt.state_rows)
+            _state_server.start()
+    return rt, backend_cls, env, code_env
 
 
 def _log_dir(log_dir: Any) -> str:
@@ -340,6 +372,8 @@ def shutdown() -> None:
         try:
             if rt is not None:
                 rt.shutdown()
+            from actorlib.core.waiting import completer
+
             completer.stop()
         finally:
             _stopping = False
@@ -358,6 +392,8 @@ def client() -> Client:
     current = context.current()
     if current is not None:
         return current
+    from actorlib.core.execution_context import current_execution
+
     if current_execution.get() is not None:
         # Code still running in a worker of a runtime that was shut down must not
         # start a fresh runtime behind the user's back.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from actorlib.backends.base import Backend, Connector
+    from actorlib.backends.process.launch import Launched
 
 BUILTIN: dict[str, str] = {
     "thread": "actorlib.backends.thread:ThreadBackend",
@@ -28,6 +29,21 @@ BUILTIN: dict[str, str] = {
 # The process backend needs POSIX (Unix sockets, fd passing, fcntl locks, mmap); its
 # Linux-only parts have portable stand-ins (actorlib.backends.process.portable). Windows: threads.
 DEFAULT_BACKEND = "process" if os.name == "posix" else "thread"
+
+
+def prestart(name: str) -> Launched | None:
+    """The first worker of backend ``name``, started before its module is imported.
+
+    ``init()`` calls this first, so the worker's interpreter boots while the driver
+    imports the runtime; the backend adopts it (``BackendConfig.options["prestarted"]``),
+    and ``init()`` kills it (``discard()``) if it fails before that. Only the ``process``
+    backend has one; any other name gets None.
+    """
+    if name != "process":
+        return None
+    from actorlib.backends.process.launch import prestart as start_first_worker
+
+    return start_first_worker()
 
 
 def available() -> dict[str, str]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import threading
 import time
 from _thread import get_ident
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from actorlib.core.fds import fill_standard_fds
 from actorlib.exceptions import RuntimeClosedError
 
 T = TypeVar("T")
@@ -34,24 +34,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
-
-
-def fill_standard_fds() -> None:
-    """Open ``/dev/null`` on whichever of fds 0, 1 and 2 is closed.
-
-    A program started with a standard stream closed (``<&-`` in a shell, some daemon
-    managers) would otherwise have its next socket or pipe take that number: libuv aborts
-    the process when it closes such an fd, a worker's stdin redirection would replace its
-    socket, and a stray ``print`` would write into a connection. Daemons fill the holes
-    for the same reasons.
-    """
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            opened = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd``
-            if opened != fd:  # a lower hole was filled first, which cannot happen here
-                os.close(opened)
 
 
 class LoopThread:

@@ -8,7 +8,6 @@ awaitable from asyncio, uvloop and trio, blockable with ``get``, and convertible
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -18,6 +17,8 @@ from actorlib.core.ids import ObjectID, TaskID, id_hex
 from actorlib.core.serialization import note_contained
 
 if TYPE_CHECKING:
+    import asyncio
+
     from actorlib.core.context import Client
 
 # Covariant: a ref is read-only, so an ObjectRef[bool] is an ObjectRef[int], and a list
@@ -105,6 +106,8 @@ class ObjectRef(Generic[T]):
     def as_future(self) -> asyncio.Future[T]:
         """An ``asyncio.Future`` on the running loop resolved with this ref's value, as in
         Ray. Cancelling the future does not cancel the task."""
+        import asyncio  # here: a worker process unpickles refs without running a loop
+
         return asyncio.wrap_future(self.future())
 
 

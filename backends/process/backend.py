@@ -28,6 +28,7 @@ from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectSto
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.process.code_envs import CodeEnvDirs
+from actorlib.backends.process.launch import Launched
 from actorlib.backends.process.worker_process import (
     EXITED,
     WorkerProcess,
@@ -85,6 +86,7 @@ class ProcessBackend(Backend):
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
         self._stopping = False
+        self._death: asyncio.Future[None] | None = None  # set by a worker's death
         self._code_envs = CodeEnvDirs()
         #: Where workers' output goes on a cluster node (to the head); None: the driver's
         #: own streams, through ``_writer``.
@@ -123,7 +125,7 @@ class ProcessBackend(Backend):
         # One worker now, the rest when work first needs them: each is a fresh
         # interpreter, and booting num_cpus of them at once delays the first result
         # (they share the same cores) and holds memory a small job never uses.
-        self._idle.append(self._spawn())
+        self._idle.append(self._spawn(launched=config.options.get("prestarted")))
         return self.nodes
 
     def _make_store(self, config: BackendConfig) -> ObjectStore:
@@ -138,9 +140,11 @@ class ProcessBackend(Backend):
         set_buffer_mapper(store.map_location)  # follow objects spilled while in flight
         return store
 
-    def _spawn(self, code_env: CodeEnv | None = None) -> WorkerProcess:
+    def _spawn(
+        self, code_env: CodeEnv | None = None, launched: Launched | None = None
+    ) -> WorkerProcess:
         setup = self._code_envs.worker_setup(code_env)
-        worker = WorkerProcess(self, next(self._prefixes))
+        worker = WorkerProcess(self, next(self._prefixes), launched)
         worker.env_key = code_env.key if code_env else ""
         self._workers.append(worker)
         if code_env is not None:  # once per worker: what its nested work inherits
@@ -183,14 +187,11 @@ class ProcessBackend(Backend):
         for worker in self._workers:
             worker.expected_exit = True
             worker.send(Exit())
-        deadline = self.loop.time() + 3
-        while any(not w.dead for w in self._workers) and self.loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        await self._all_dead(3.0)
         for worker in self._workers:
             if not worker.dead:
                 worker.kill()
-        while any(not w.dead for w in self._workers):
-            await asyncio.sleep(0.01)
+        await self._all_dead(None)
         for worker in self._workers:
             worker.conn.close()
             worker.claims.close()
@@ -201,6 +202,20 @@ class ProcessBackend(Backend):
 
     def workers(self) -> list[dict[str, Any]]:
         return [w.info(self.node_id) for w in self._workers] + list(self._gone)
+
+    async def _all_dead(self, timeout: float | None) -> None:
+        """Until every worker is dead (or ``timeout`` s have passed), woken by each death
+        (``_on_exit``) rather than polling: shutdown() returns as soon as the last goes."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while any(not w.dead for w in self._workers):
+            left = None if deadline is None else deadline - self.loop.time()
+            if left is not None and left <= 0:
+                return
+            self._death = self.loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._death), left)
+            except asyncio.TimeoutError:
+                return
 
     # == work ===============================================================================
 
@@ -402,6 +417,8 @@ class ProcessBackend(Backend):
         """After the worker's last message: fail its work, release what it held."""
         code = worker.exit_code
         worker.dead = True
+        if self._death is not None and not self._death.done():
+            self._death.set_result(None)  # wakes stop() (_all_dead)
         worker.conn.close()
         worker.claims.close()
         why = f"worker process {worker.pid} died with {describe_exit(code)}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
-import tempfile
 import threading
 
 SLOTS = 64
@@ -37,6 +36,8 @@ class ClaimTable:
 
     @classmethod
     def create(cls) -> ClaimTable:
+        import tempfile  # the driver's side only: a worker inherits the table's fd
+
         fd, path = tempfile.mkstemp(prefix="actorlib-claims-")
         os.unlink(path)
         os.ftruncate(fd, _TABLE.size)

@@ -18,12 +18,17 @@ set the variable for the child processes they start.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+# For annotations only: a worker imports this module, and it watches no process and may
+# never run an event loop.
+if TYPE_CHECKING:
+    import asyncio
+    import subprocess
 
 FORCED: bool = os.environ.get("ACTORLIB_PORTABLE", "") not in ("", "0")
 

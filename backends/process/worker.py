@@ -40,7 +40,7 @@ from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
-from actorlib.backends.transport import wire
+from actorlib.backends.transport import framing
 from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.backends.transport.messages import (
     Alive,
@@ -62,7 +62,7 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core import context
-from actorlib.core.loop import fill_standard_fds
+from actorlib.core.fds import fill_standard_fds
 from actorlib.core.serialization import set_buffer_mapper
 from actorlib.core.specs import ActorSpec, TaskSpec
 
@@ -117,7 +117,7 @@ class Worker:
             ItemsConsumed: self._items_consumed,
             Ready: self._ready, Reply: self._reply, Exit: self._exit,
         }
-        self.conn = wire.BlockingConnection(sock, self._on_message, self.exit.set)
+        self.conn = framing.BlockingConnection(sock, self._on_message, self.exit.set)
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:

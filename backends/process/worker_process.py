@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import BackendConfig
-from actorlib.backends.process.claims import ClaimTable
-from actorlib.backends.process.portable import ExitWatcher, lifeline_fd, use_pdeathsig
+from actorlib.backends.process.launch import Launched
+from actorlib.backends.process.portable import ExitWatcher
 from actorlib.backends.transport import wire
 from actorlib.backends.transport.client_link import ClientLink
 from actorlib.backends.transport.messages import (
@@ -33,19 +30,6 @@ from actorlib.core.ids import id_hex
 
 if TYPE_CHECKING:
     from actorlib.backends.process.backend import ProcessBackend
-
-# Start the worker without the current directory on sys.path: run from a source checkout,
-# "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
-# installed one. The driver's own sys.path reaches the worker with its first message.
-# SIGINT is ignored first thing: Ctrl-C in a terminal reaches the whole process group, and
-# the driver alone decides what it means (one KeyboardInterrupt traceback, not one per
-# worker; a driver that catches it keeps its workers).
-_WORKER_BOOT = (
-    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-    "from actorlib.backends.process.worker import main; main()"
-)
-
 
 KEEPS_CODE = frozenset({RunTask, StartActor})  # see WorkerProcess.send
 EXITED: Any = object()  # a worker's death, handled after the messages it sent before
@@ -88,21 +72,17 @@ def describe_exit(code: int | None) -> str:
 class WorkerProcess:
     """The driver's view of one worker process."""
 
-    def __init__(self, backend: ProcessBackend, prefix: int) -> None:
+    def __init__(
+        self, backend: ProcessBackend, prefix: int, launched: Launched | None = None
+    ) -> None:
         self.backend = backend
         self.prefix = prefix
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.claims = ClaimTable.create()
-        lifeline = [] if use_pdeathsig() else [lifeline_fd()]  # how it dies with us
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-c", _WORKER_BOOT, str(child_sock.fileno()), str(os.getpid()),
-                str(self.claims.fd), *map(str, lifeline),
-            ],
-            pass_fds=[child_sock.fileno(), self.claims.fd, *lifeline],
-            stdin=subprocess.DEVNULL,
-        )
-        child_sock.close()
+        # Started here, or earlier by init() (the warm worker, see launch.prestart).
+        launched = launched or Launched()
+        launched.adopted = True
+        parent_sock = launched.sock
+        self.claims = launched.claims
+        self.proc = launched.proc
         self.pid = self.proc.pid
         loop = backend.loop
         self.conn = wire.Connection(loop, self._on_message, self._on_eof)

@@ -11,14 +11,19 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from actorlib.backends.base import CoreEvents, ObjectStore
-from actorlib.backends.runner.actor_host import ActorHost
 from actorlib.backends.runner.streaming import Gates
 from actorlib.backends.runner.task_thread import STOP, TaskThread
 from actorlib.backends.runner.user_code import CodeCache, pack_error
 from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
+
+if TYPE_CHECKING:
+    # Imported with the first actor: it needs asyncio, which a process that only runs
+    # plain tasks (a pooled worker) never imports.
+    from actorlib.backends.runner.actor_host import ActorHost
 
 
 class LocalRunner:
@@ -109,6 +114,8 @@ class LocalRunner:
         if old is not None:
             old.stop(force=True)
             self._retired.append(old)
+        from actorlib.backends.runner.actor_host import ActorHost
+
         self._actors[start.spec.actor_id] = ActorHost(self, start)
 
     def run_call(self, run: CallRun) -> None:

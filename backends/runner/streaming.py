@@ -11,19 +11,20 @@ with an int ``num_returns`` must yield exactly that many values (as in Ray).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import CoreEvents, ObjectStore
 from actorlib.backends.runner.user_code import Packed
 from actorlib.core import context
-from actorlib.core.generators import DynamicObjectRefGenerator
 from actorlib.core.records import StreamItem
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import serialize
+
+if TYPE_CHECKING:
+    import asyncio  # imported by async producers only (see user_code)
 
 #: How often a paused producer looks again (a cancel interrupts it between looks).
 PAUSE_POLL_S = 0.05
@@ -55,6 +56,8 @@ class Gate:
                 self.cond.wait(PAUSE_POLL_S)
 
     async def wait_async(self, produced: int, threshold: int) -> None:
+        import asyncio
+
         loop = asyncio.get_running_loop()
         while True:
             with self.cond:
@@ -128,6 +131,10 @@ class Producer:
 
     def _result(self) -> Any:
         if self.spec.generator == "dynamic":
+            # Here, not at import: it brings the waiting machinery (anyio, asyncio),
+            # which a worker running plain functions does without.
+            from actorlib.core.generators import DynamicObjectRefGenerator
+
             return DynamicObjectRefGenerator(self.refs)
         return (None, None)  # the stream's head and end: the core fills the head's chain
 

@@ -11,20 +11,24 @@ cluster's head use :func:`pack_error` for failures they report themselves.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import ObjectStore
-from actorlib.core.loop import new_event_loop
 from actorlib.core.serialization import Serialized, deserialize, loads_function, serialize
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
+
+if TYPE_CHECKING:
+    # Only ``async def`` code needs asyncio: a process that runs plain functions never
+    # imports it (nor ssl, which it brings).
+    import asyncio
 
 
 class _Pid:
@@ -124,11 +128,16 @@ def _message_of(exc: BaseException | None) -> str:
         return f"<{type(exc).__name__}: str() failed>"
 
 
+def _is_asyncio_cancel(exc: BaseException) -> bool:
+    asyncio = sys.modules.get("asyncio")  # none can have been raised without it
+    return asyncio is not None and isinstance(exc, asyncio.CancelledError)
+
+
 def pack_error(
     exc: BaseException, name: str, retry_exceptions: RetryExceptions
 ) -> tuple[Serialized, bool]:
     """Serialize ``exc`` as a TaskError; say whether ``retry_exceptions`` covers it."""
-    if isinstance(exc, (TaskCancelledError, asyncio.CancelledError)):
+    if isinstance(exc, TaskCancelledError) or _is_asyncio_cancel(exc):
         cancelled = TaskCancelledError(f"Task {name} was cancelled.")
         return serialize(cancelled, is_error=True), False
     text = _user_traceback(exc)
@@ -167,6 +176,8 @@ class LoopHolder:
 
     def loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
+            from actorlib.core.loop import new_event_loop
+
             self._loop = new_event_loop()
         return self._loop
 

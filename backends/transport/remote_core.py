@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
-from actorlib.backends.transport import wire
+from actorlib.backends.transport import framing
 from actorlib.backends.transport.messages import (
     AddRef,
     CancelObject,
@@ -53,7 +53,7 @@ class RemoteCoreClient:
     """
 
     def __init__(
-        self, conn: wire.Sender, prefix: int, namespace: str, store: ObjectStore,
+        self, conn: framing.Sender, prefix: int, namespace: str, store: ObjectStore,
         nodes: list[NodeInfo],
     ) -> None:
         self.ids = IdAllocator(prefix)

@@ -1,0 +1,89 @@
+"""Starting a worker process, and the warm worker ``init()`` starts before anything else.
+
+A worker is a fresh interpreter (``python -c`` importing
+:mod:`actorlib.backends.process.worker`), given its end of a socket pair, its claim table
+(:mod:`~.claims`) and, where the kernel cannot kill it with its parent, the driver's
+lifeline (:mod:`~.portable`). Everything else (the store, ``sys.path``, output) reaches
+it later in its ``Init`` message, so a worker can be started before the driver has
+built any of that.
+
+This is what :func:`prestart` does: ``init(backend="process")`` starts the first worker
+before it imports the runtime and the backend, so the worker's interpreter boots while
+the driver goes on. This module is kept light (no asyncio) for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+from actorlib.backends.process.claims import ClaimTable
+from actorlib.backends.process.portable import lifeline_fd, use_pdeathsig
+
+# Start the worker without the current directory on sys.path: run from a source checkout,
+# "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
+# installed one. The driver's own sys.path reaches the worker with its first message.
+# SIGINT is ignored first thing: Ctrl-C in a terminal reaches the whole process group, and
+# the driver alone decides what it means (one KeyboardInterrupt traceback, not one per
+# worker; a driver that catches it keeps its workers).
+WORKER_BOOT = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "from actorlib.backends.process.worker import main; main()"
+)
+
+
+class Launched:
+    """A started worker process and the driver's ends of what connects it."""
+
+    def __init__(self) -> None:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = parent_sock
+        self.claims = ClaimTable.create()
+        lifeline = [] if use_pdeathsig() else [lifeline_fd()]  # how it dies with us
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-c", WORKER_BOOT, str(child_sock.fileno()),
+                    str(os.getpid()), str(self.claims.fd), *map(str, lifeline),
+                ],
+                pass_fds=[child_sock.fileno(), self.claims.fd, *lifeline],
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            parent_sock.close()
+            self.claims.close()
+            raise
+        finally:
+            child_sock.close()
+        self.adopted = False
+
+    def discard(self) -> None:
+        """Kill and reap it, unless a backend took it over; idempotent."""
+        if self.adopted:
+            return
+        self.adopted = True
+        try:
+            self.proc.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.sock.close()
+        self.claims.close()
+
+
+def prestart() -> Launched | None:
+    """The first worker of a process backend about to start, or None where it must wait.
+
+    Only from the main thread: a worker asks the kernel to kill it when the *thread* that
+    started it ends (``PR_SET_PDEATHSIG`` follows the parent thread), and only the main
+    thread lives as long as the driver. Elsewhere the backend starts the worker from its
+    own loop thread, as it starts every later one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return Launched()

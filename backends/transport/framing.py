@@ -1,0 +1,185 @@
+"""Frames of the wire protocol, and the blocking end a worker process holds.
+
+The encoding (:func:`encode`, :class:`Decoder`) and :class:`BlockingConnection` live here,
+apart from the asyncio end (:mod:`~.wire`): a worker process talks through a blocking
+socket and a reader thread, and importing asyncio there (with ssl, which it pulls in)
+would cost every worker's boot and memory for nothing. See :mod:`~.wire` for the format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from actorlib.backends.transport import codec
+from actorlib.backends.transport.messages import name_of
+from actorlib.core.specs import shipping_to
+
+log = logging.getLogger("actorlib.wire")
+
+HEADER = struct.Struct("!I")
+_FLATTEN = codec.FLATTEN
+_READERS = codec.READERS
+_TAGS = codec.TAGS
+MAX_FRAME = 2**32 - 1
+
+def encode(message: Any, known_code: set[int] | None = None) -> bytes:
+    """A record's frame: flat if it is a per-task kind (``codec.FLATTEN``), else
+    ``(tag, *fields)``; ``known_code`` (code ids the peer holds) is updated as code goes.
+    Anything that is not a record goes as it is (the receiver rejects it)."""
+    flatten = _FLATTEN.get(type(message))
+    flat = None if flatten is None else flatten(message, known_code)
+    if flat is not None:
+        payload = pickle.dumps(flat, protocol=5)
+    else:
+        tag = _TAGS.get(type(message))
+        # (tag,) + message: a third of the cost of (tag, *message)
+        body = message if tag is None else (tag,) + message  # noqa: RUF005
+        if known_code is None:
+            payload = pickle.dumps(body, protocol=5)
+        else:
+            with shipping_to(known_code):
+                payload = pickle.dumps(body, protocol=5)
+    if len(payload) > MAX_FRAME:
+        raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
+    return HEADER.pack(len(payload)) + payload
+
+
+class Sender(Protocol):
+    """Either connection, as code that only sends sees it."""
+
+    def send(self, message: Any, known_code: set[int] | None = None) -> None: ...
+
+
+class Decoder:
+    """Splits a byte stream into messages."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes | memoryview) -> list[Any]:
+        buffer = self._buffer
+        buffer += data
+        messages = []
+        offset = 0
+        size = len(buffer)
+        view = memoryview(buffer)
+        try:
+            while size - offset >= HEADER.size:
+                (length,) = HEADER.unpack_from(buffer, offset)
+                end = offset + HEADER.size + length
+                if end > size:
+                    break
+                frame = view[offset + HEADER.size : end]
+                offset = end
+                try:
+                    body = pickle.loads(frame)
+                    # The record it holds (``codec.READERS``); anything else is passed
+                    # on as it is, for the receiver to reject (no handler takes it).
+                    if type(body) is tuple and body and type(body[0]) is int:
+                        reader = _READERS.get(body[0])
+                        if reader is not None:
+                            body = reader(body)
+                    messages.append(body)
+                except Exception:  # one bad frame must not take the others with it
+                    log.exception("actorlib: dropped a message that could not be decoded")
+                finally:
+                    frame.release()
+        finally:
+            view.release()
+        if offset:
+            del buffer[:offset]
+        return messages
+
+
+class BlockingConnection:
+    """The worker's end: a reader thread, and writes straight to the socket.
+
+    A worker's sends come from the threads running user code; writing from that thread
+    (under a lock) puts a result on the wire at once, with no hop to an I/O thread, and
+    nothing is left in an outbox if the process dies right after.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_message: Callable[[Any], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        sock.setblocking(True)
+        self._sock = sock
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._lock = threading.Lock()
+        self._held = threading.local()  # .frames: this thread's sends inside together()
+        self.closed = False
+        self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
+
+    def start(self) -> None:
+        self._reader.start()
+
+    def send(self, message: Any, known_code: set[int] | None = None) -> None:
+        """Encode and write; callable from any thread."""
+        if self.closed:
+            return
+        data = encode(message, known_code)
+        frames = getattr(self._held, "frames", None)
+        if frames is not None:
+            frames.append(data)
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        with self._lock:
+            try:
+                self._sock.sendall(data)
+            except OSError:  # the driver is gone; the reader sees EOF and ends the worker
+                self.closed = True
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """What this thread sends inside the block goes out in one write at its end.
+
+        The driver reads one write in one go and queues every message in it on its core
+        loop before it handles any: a task's outcome and the drops of the refs its result
+        held then count as one step, so no ``get`` returns in between and sees the
+        worker still holding them.
+        """
+        if getattr(self._held, "frames", None) is not None:  # already together
+            yield
+            return
+        frames: list[bytes] = []
+        self._held.frames = frames
+        try:
+            yield
+        finally:
+            self._held.frames = None
+            if frames and not self.closed:
+                self._write(b"".join(frames))
+
+    def _read(self) -> None:
+        decoder = Decoder()
+        # One reused buffer: recv() of a fresh 1 MiB bytes costs an mmap, mremap and
+        # munmap per message.
+        buffer = bytearray(1 << 18)
+        view = memoryview(buffer)
+        while True:
+            try:
+                size = self._sock.recv_into(buffer)
+            except OSError:
+                size = 0
+            if not size:
+                break
+            for message in decoder.feed(view[:size]):
+                try:
+                    self._on_message(message)
+                except Exception:
+                    log.exception("actorlib: error handling message %s", name_of(message))
+        self.closed = True
+        self._on_lost()
