@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _runtime: RunningCore | None = None
 _state_server: Any = None  # a local core's state socket (backends/state_socket.py)
+_dashboard: Any = None  # init(dashboard=True)'s server (backends/dashboard/server.py)
 _backend_name = ""
 _job_env: dict[str, str] | None = None
 # Signals that end a script like Ctrl-C does, once init() has installed our handler.
@@ -40,7 +41,6 @@ _pending_signal: int | None = None
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
 _IGNORED_RAY_OPTIONS = frozenset({
-    "include_dashboard", "dashboard_host", "dashboard_port",
     "logging_level", "logging_format", "configure_logging", "_temp_dir", "_system_config",
     "local_mode",
 })
@@ -51,7 +51,8 @@ class RuntimeInfo(Mapping[str, Any]):
     """What ``init()`` returns; also a context manager that shuts the runtime down.
 
     Like Ray's ``RayContext`` it reads as the address-info mapping too
-    (``info["address"]``, ``info.address_info``); ``webui_url`` is None (no dashboard).
+    (``info["address"]``, ``info.address_info``). ``dashboard_url`` (also ``webui_url``):
+    the dashboard's address with its token when ``init(dashboard=True)``, else None.
     """
 
     backend: str
@@ -60,6 +61,7 @@ class RuntimeInfo(Mapping[str, Any]):
     resources: dict[str, float] = field(default_factory=dict)
     address: str | None = None  # a cluster's head, host:port
     node_ip_address: str | None = None  # the first node's, as nodes() reports it
+    dashboard_url: str | None = None
 
     @property
     def address_info(self) -> dict[str, Any]:
@@ -67,7 +69,8 @@ class RuntimeInfo(Mapping[str, Any]):
             "backend": self.backend, "namespace": self.namespace,
             "node_id": self.nodes[0] if self.nodes else None,
             "node_ip_address": self.node_ip_address,
-            "address": self.address, "gcs_address": self.address, "webui_url": None,
+            "address": self.address, "gcs_address": self.address,
+            "webui_url": self.dashboard_url,
         }
 
     def __getitem__(self, key: str) -> Any:
@@ -108,6 +111,10 @@ def init(
     log_to_driver: bool = True,
     worker_process_setup_hook: Callable[[], Any] | str | None = None,
     labels: dict[str, str] | None = None,
+    dashboard: bool = False,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
+    include_dashboard: bool | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -125,8 +132,13 @@ def init(
     ``"module.function"``) runs in every worker process before its first task.
     ``labels``: this node's labels (``{"zone": "a"}``), which ``label_selector`` matches;
     for a cluster's nodes, ``actorlib start --labels zone=a``.
+
+    ``dashboard`` (Ray's ``include_dashboard`` too): serve the live web dashboard from
+    this process on ``dashboard_host`` (default 127.0.0.1) and ``dashboard_port``
+    (default Ray's 8265, or a free port if that is taken); its URL, token included, is
+    printed and returned as ``dashboard_url``. Needs the ``dashboard`` extra (aiohttp).
     """
-    global _runtime, _job_env, _backend_name, _state_server
+    global _runtime, _job_env, _backend_name, _state_server, _dashboard
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -139,6 +151,8 @@ def init(
             )
         namespace = namespace if namespace is not None else job_config.ray_namespace
         runtime_env = runtime_env if runtime_env is not None else job_config.runtime_env
+    serve_dashboard = _check_dashboard(dashboard, include_dashboard, dashboard_host,
+                                       dashboard_port)
     # Before any daemon, worker or socket is made: see fill_standard_fds.
     fill_standard_fds()
     with _lock:
@@ -190,6 +204,15 @@ def init(
             if state_socket.enabled():  # `actorlib list` from another terminal
                 _state_server = state_socket.StateServer(rt.state_rows)
                 _state_server.start()
+        if serve_dashboard:
+            try:
+                _dashboard = _start_dashboard(rt, name, dashboard_host, dashboard_port)
+            except BaseException:
+                server, _state_server = _state_server, None
+                if server is not None:
+                    server.stop()
+                rt.shutdown()
+                raise
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
         _install_signal_handlers()
@@ -197,6 +220,36 @@ def init(
         _job_env = env
         context.install(rt)
         return _info(rt)
+
+
+def _check_dashboard(dashboard: bool, include_dashboard: bool | None, host: str,
+                     port: int | None) -> bool:
+    """Whether to serve the dashboard; bad options fail before anything starts."""
+    for label, flag in (("dashboard", dashboard), ("include_dashboard", include_dashboard)):
+        if flag is not None and not isinstance(flag, bool):
+            raise TypeError(f"init({label}=) takes True or False, got {flag!r}")
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"init(dashboard_host=) takes an interface to bind, got {host!r}")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536
+    ):
+        raise ValueError(f"init(dashboard_port=) takes an int from 0 to 65535 (0: any free "
+                         f"port), got {port!r}")
+    return bool(dashboard or include_dashboard)
+
+
+def _start_dashboard(rt: RunningCore, backend: str, host: str, port: int | None) -> Any:
+    """Serve the dashboard of ``rt``'s state rows; print where (as Ray does)."""
+    import sys
+
+    from actorlib.backends.dashboard import server
+
+    address = getattr(rt, "address", None)
+    where = f"cluster {address}" if address else f"{backend} backend"
+    dashboard = server.start(rt.state_rows, host=host, port=port,
+                             source=f"driver pid {os.getpid()} · {where}")
+    print(f"actorlib: dashboard at {dashboard.url}", file=sys.stderr, flush=True)
+    return dashboard
 
 
 def _output_options(
@@ -231,6 +284,7 @@ def _info(rt: RunningCore) -> RuntimeInfo:
     return RuntimeInfo(
         _backend_name, rt.namespace, [n.node_id for n in nodes], rt.cluster_resources(),
         getattr(rt, "address", None), nodes[0].address if nodes else None,
+        _dashboard.url if _dashboard is not None else None,
     )
 
 
@@ -291,13 +345,14 @@ def _on_terminating_signal(signum: int, frame: object) -> None:
 
 def shutdown() -> None:
     """Stop every task and actor and free every resource. Safe to call twice."""
-    global _runtime, _job_env, _stopping, _pending_signal, _state_server
+    global _runtime, _job_env, _stopping, _pending_signal, _state_server, _dashboard
     with _lock:
         rt = _runtime
         _runtime = None
-        server, _state_server = _state_server, None
-        if server is not None:
-            server.stop()
+        for server in (_dashboard, _state_server):
+            if server is not None:
+                server.stop()
+        _dashboard = _state_server = None
         _job_env = None
         if context.current() is rt:
             context.install(None)
