@@ -43,11 +43,16 @@ def _main(argv: list[str] | None) -> int:
 
     state_cli.add_arguments(sub)
     explore_cli.add_arguments(sub)
+    from actorlib import dashboard_cli
+
+    dashboard_cli.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.command in ("start", "stop", "status"):
         return cluster_cli.run(args)
     if args.command in state_cli.COMMANDS:
         return state_cli.run(args)
+    if args.command == dashboard_cli.COMMAND:
+        return dashboard_cli.run(args)
     if args.command == "test-explore":
         return explore_cli.run(args)
     if args.command == "bench":

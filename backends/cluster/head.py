@@ -524,6 +524,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-file", help="written with the port once listening")
     parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
     parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
+    parser.add_argument("--dashboard-host", default="127.0.0.1")
+    parser.add_argument("--dashboard-port", type=int, help="serve the web dashboard here")
     args = parser.parse_args(argv)
     fill_standard_fds()  # before any socket: a closed stderr must not become one
     set_title("head")
@@ -537,13 +539,27 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     handle_daemon_signals(stop.set, args.driver_pid, args.driver_fd)
     log.info("actorlib head listening on %s:%d (pid %d)", args.host, backend.port, os.getpid())
+    ready: dict[str, Any] = {"host": args.host, "port": backend.port, "pid": os.getpid()}
+    dashboard = None
+    if args.dashboard_port is not None:
+        from actorlib.backends.dashboard import serve_head
+
+        try:
+            dashboard = serve_head(rt.state_rows, token, args.dashboard_host,
+                                   args.dashboard_port, f"cluster head {args.host}:{backend.port}")
+        except BaseException:
+            rt.shutdown()
+            raise
+        ready["dashboard_url"] = dashboard.url
     if args.ready_file:
         tmp = f"{args.ready_file}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"host": args.host, "port": backend.port, "pid": os.getpid()}, f)
+            json.dump(ready, f)
         os.replace(tmp, args.ready_file)
     stop.wait()
     log.info("actorlib head stopping")
+    if dashboard is not None:
+        dashboard.stop()
     rt.shutdown()
 
 

@@ -100,7 +100,7 @@ def _recent_tasks(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]
 
 def _summary(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"total": len(rows)}
-    if kind in ("tasks", "actors", "nodes", "workers") and rows and "state" in rows[0]:
+    if kind in ("tasks", "actors", "nodes") or (rows and "state" in rows[0]):
         out["by_state"] = count_by(rows, "state")
     if kind == "actors":
         out["restarts"] = sum(int(row.get("num_restarts") or 0) for row in rows)
