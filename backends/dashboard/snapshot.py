@@ -92,9 +92,10 @@ def _with_store(nodes: list[dict[str, Any]], objects: list[dict[str, Any]] | Non
 
 
 def _recent_tasks(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Live tasks first, then the latest ended ones (rows list ended ones oldest first)."""
+    """Live tasks first, then the ended ones, latest first."""
     live = [row for row in rows if row.get("state") not in ENDED]
-    ended = [row for row in reversed(rows) if row.get("state") in ENDED]
+    ended = sorted((row for row in rows if row.get("state") in ENDED),
+                   key=lambda row: row.get("end_time_ms") or 0, reverse=True)
     return (live + ended)[:limit]
 
 
