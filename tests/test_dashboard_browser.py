@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cdp import find_chromium, open_page
 
@@ -88,7 +89,7 @@ def _card(name: str) -> str:
 
 async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str | None) -> None:
     async with open_page(chromium, profile, url) as page:
-        await page.wait_for("Number(document.body.dataset.polls) >= 1", "the first poll")
+        await page.wait_for("Number(document.body?.dataset.polls) >= 1", "the first poll")
         assert await page.evaluate("document.title") == "actorlib dashboard"
         # The running actors and tasks of the workload.
         actors = await page.wait_for(
@@ -103,6 +104,8 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
         assert await page.evaluate(_card("running")) >= 2
         assert await page.evaluate(_card("actors")) == 2
         assert await page.evaluate(_card("failed")) == 1
+        nodes = await page.evaluate(_cell_texts("nodes"))
+        assert len(nodes) == 1 and "4.0 MiB" in nodes[0], nodes  # the array in the store
         finished = await page.evaluate(_card("finished"))
         assert finished >= 9
         assert await page.evaluate("document.getElementById('status').textContent") == "live"
@@ -144,8 +147,10 @@ def test_the_page_shows_a_workload_and_follows_it(chromium: str, tmp_path: Path)
         assert actorlib.get([square.remote(i) for i in range(6)], timeout=T)[3] == 9
         with pytest.raises(actorlib.exceptions.TaskError):
             actorlib.get(broken.remote(), timeout=T)
+        weights = actorlib.put(np.zeros(1 << 19))  # 4 MiB, in the node's store
         shot = os.environ.get("ACTORLIB_DASHBOARD_SCREENSHOT")
         asyncio.run(_drive(chromium, tmp_path / "profile", info.dashboard_url, gate, shot))
         assert actorlib.get(steps, timeout=T) == ["opened", "opened"]
+        del weights
     finally:
         actorlib.shutdown()

@@ -84,6 +84,12 @@ def _with_store(nodes: list[dict[str, Any]], objects: list[dict[str, Any]] | Non
         return nodes
     use = store_use(objects)
     empty = {"objects": 0, "bytes": 0, "spilled_bytes": 0}
+    if len(nodes) == 1 and None in use:
+        # One node: objects whose node is not recorded (kept inline, or in a store that
+        # does not say where) are on this machine all the same.
+        node_id = nodes[0].get("node_id")
+        own, unplaced = use.get(node_id, empty), use.pop(None)
+        use[node_id] = {key: own[key] + unplaced[key] for key in empty}
     return [
         {**row, "object_store_bytes": use.get(row.get("node_id"), empty)["bytes"],
          "spilled_bytes": use.get(row.get("node_id"), empty)["spilled_bytes"]}
