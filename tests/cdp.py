@@ -145,7 +145,8 @@ async def open_page(executable: str, profile: Path, url: str,
         deadline = time.monotonic() + T
         while not active.exists() or len(active.read_text().splitlines()) < 2:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chromium did not start: {(profile / 'chromium.log').read_text()}")
+                output = (profile / "chromium.log").read_text()
+                raise RuntimeError(f"chromium did not start: {output}")
             await asyncio.sleep(0.05)
         port = int(active.read_text().splitlines()[0])
         async with aiohttp.ClientSession() as http:

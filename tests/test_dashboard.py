@@ -183,7 +183,7 @@ def served():
 
 
 def test_the_token_in_the_url_becomes_a_cookie(served):
-    base, token = split(served.url)
+    _, token = split(served.url)
     status, page, headers = get(served.url, f"?token={token}", token=None)
     assert status == 200 and "<canvas" in page
     cookie = headers["Set-Cookie"]
