@@ -244,6 +244,7 @@ def _start_dashboard(rt: RunningCore, backend: str, host: str, port: int | None)
 
     from actorlib.backends.dashboard import server
 
+    rt.state_rows("nodes")  # a backend without the state API says so now, not in a page
     address = getattr(rt, "address", None)
     where = f"cluster {address}" if address else f"{backend} backend"
     dashboard = server.start(rt.state_rows, host=host, port=port,

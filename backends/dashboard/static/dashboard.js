@@ -286,12 +286,16 @@ function setStatus(kind, text) {
 }
 
 async function poll() {
+  let delay = POLL_MS;
   try {
     const response = await fetch(`api/snapshot?limit=${LIMIT}`,
       { credentials: "same-origin", cache: "no-store" });
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
     render(body);
+    // At most a tenth of the time building snapshots: a core remembering many tasks
+    // takes longer to list them.
+    delay = Math.max(POLL_MS, 10 * (body.build_ms || 0));
     polls += 1;
     document.body.dataset.polls = String(polls);
     setStatus("live", "live");
@@ -300,7 +304,7 @@ async function poll() {
   } catch (err) {
     setStatus("error", err.message || String(err));
   } finally {
-    setTimeout(poll, POLL_MS);
+    setTimeout(poll, delay);
   }
 }
 
