@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,14 @@ def test_dashboard_port_is_for_a_head(tmp_env: dict[str, str]):
     assert out.returncode == 2 and "--dashboard-port is for a head" in out.stderr
     out = cli(tmp_env, "start", "--head", "--dashboard-port", "70000")
     assert out.returncode == 2 and "--dashboard-port must be 0..65535" in out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "0",
+                  "--dashboard-port", str(port))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert f"port {port} is in use" in out.stderr and "--dashboard-port" in out.stderr
 
 
 DRIVER = textwrap.dedent("""

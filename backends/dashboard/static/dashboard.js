@@ -287,6 +287,10 @@ function setStatus(kind, text) {
 
 async function poll() {
   let delay = POLL_MS;
+  if (document.hidden) { // a tab in the background costs the core nothing
+    setTimeout(poll, delay);
+    return;
+  }
   try {
     const response = await fetch(`api/snapshot?limit=${LIMIT}`,
       { credentials: "same-origin", cache: "no-store" });
