@@ -92,15 +92,14 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
         await page.wait_for("Number(document.body?.dataset.polls) >= 1", "the first poll")
         assert await page.evaluate("document.title") == "actorlib dashboard"
         # The running actors and tasks of the workload.
-        actors = await page.wait_for(
-            f"{_cell_texts('actors')}.join('|').includes('ParameterServer') && "
-            f"{_cell_texts('actors')}", "the actors' rows")
-        assert any("Gate" in row and "ALIVE" in row for row in actors), actors
-        assert any("ParameterServer" in row and "ALIVE" in row for row in actors), actors
-        running = await page.wait_for(
+        alive = (f"{ROWS.format(kind='actors')}.filter(r => r.dataset.state === 'ALIVE')"
+                 ".map(r => r.textContent)")
+        actors = await page.wait_for(f"{alive}.length === 2 && {alive}", "two live actors")
+        assert any("Gate" in row for row in actors), actors
+        assert any("ParameterServer" in row for row in actors), actors
+        await page.wait_for(
             f"{ROWS.format(kind='tasks')}.filter(r => r.dataset.state === 'RUNNING' && "
-            "r.textContent.includes('training_step')).length", "the running tasks")
-        assert running == 2
+            "r.textContent.includes('training_step')).length === 2", "the running tasks")
         assert await page.evaluate(_card("running")) >= 2
         assert await page.evaluate(_card("actors")) == 2
         assert await page.evaluate(_card("failed")) == 1
@@ -132,7 +131,12 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
             f"{ROWS.format(kind='tasks')}.filter(r => r.textContent.includes('training_step'))"
             ".map(r => r.dataset.state)")
         assert states == ["FINISHED", "FINISHED"], states
-        assert await page.evaluate("Number(document.body.dataset.polls)") > polls
+        # ... and keeps polling without trouble.
+        now = await page.evaluate("Number(document.body.dataset.polls)")
+        assert now > polls
+        await page.wait_for(f"Number(document.body.dataset.polls) >= {now + 2}",
+                            "two more polls")
+        assert await page.evaluate("document.getElementById('status').textContent") == "live"
         assert page.errors == [], page.errors
 
 
