@@ -269,3 +269,12 @@ def test_without_aiohttp_the_error_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'actorlib\[dashboard\]'"):
         actorlib.init(backend="thread", include_dashboard=True, dashboard_port=0)
     assert not actorlib.is_initialized()
+
+
+def test_a_source_that_lists_workers_shows_them():
+    workers = [{"worker_id": "w1", "pid": 4242, "node_id": "n1", "state": "ALIVE"},
+               {"worker_id": "w2", "pid": 4243, "node_id": "n1", "state": "IDLE"}]
+    body = snap.snapshot(lambda kind: workers if kind == "workers" else _fetch(kind))
+    assert body["kinds"] == list(snap.KINDS) and body["unavailable"] == {}
+    assert body["rows"]["workers"] == workers
+    assert body["summary"]["workers"] == {"total": 2, "by_state": {"ALIVE": 1, "IDLE": 1}}
