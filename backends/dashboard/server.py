@@ -151,7 +151,9 @@ class DashboardServer:
     async def _serve(self) -> None:
         web = self._web
         self._stopping = asyncio.Event()
-        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        # A request still waiting on its fetch at stop() gets a short grace, not a minute.
+        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=2.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
