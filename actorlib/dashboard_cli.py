@@ -17,7 +17,7 @@ from typing import Any
 
 from actorlib import state_cli
 from actorlib.backends import state_socket
-from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.cluster import sessions
 from actorlib.backends.dashboard import server
 from actorlib.backends.transport import tokens
 
@@ -43,9 +43,9 @@ def add_arguments(sub: Any) -> None:
 
 def _source(args: argparse.Namespace) -> str:
     """What the page's header says it shows (the choice ``remote_fetcher`` makes)."""
-    if args.pid is None and (args.address or os.environ.get(cluster.ADDRESS_ENV)
-                             or cluster.latest_session()):
-        return f"cluster {args.address or os.environ.get(cluster.ADDRESS_ENV) or 'auto'}"
+    if args.pid is None and (args.address or os.environ.get(sessions.ADDRESS_ENV)
+                             or sessions.latest_session()):
+        return f"cluster {args.address or os.environ.get(sessions.ADDRESS_ENV) or 'auto'}"
     path = state_socket.driver_socket(args.pid)
     name = os.path.basename(os.path.dirname(path))
     return f"local driver pid {name[len(state_socket.DIR_PREFIX):]}"

@@ -370,9 +370,10 @@ def _maybe_actorlib() -> Any:
 # Tests that change the runtime as a whole (shut it down, kill workers, set process-wide
 # state in workers) are marked ``fresh_runtime`` in a shared module.
 
-# Backends whose runtime tests may share. Not the cluster yet: the check between tests
-# cannot tell a node's idle worker processes from leftovers, so each test starts its own.
-SHARED_BACKENDS = ("thread", "process")
+# Backends whose runtime tests may share. On the cluster, a node keeps idle workers
+# between tests as the process backend does; they are told from leftovers by their title
+# (``_cluster_pool``).
+SHARED_BACKENDS = ("thread", "process", "cluster")
 
 # Threads a runtime starts when work first needs them and keeps until shutdown.
 _RUNTIME_THREADS = re.compile(r"actorlib-(core|task-\d+|futures|output|io|wait-\d+)")
@@ -511,7 +512,7 @@ def _leftovers(
         ]
         if threads:
             found.append(f"threads {threads}")
-        pool = _testing.idle_worker_pids()
+        pool = _testing.idle_worker_pids() | _cluster_pool()
         children = [c.pid for c in _live_children() if c.pid not in children_before | pool]
         if children:
             found.append(f"child processes {children} (not idle workers)")
@@ -521,6 +522,24 @@ def _leftovers(
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.05)
+
+
+def _cluster_pool() -> set[int]:
+    """A private cluster's daemons and its nodes' task workers with no actor in them.
+
+    A node names a task worker ``actorlib::worker`` and a worker hosting an actor after its
+    class, so a live actor's process (the core lists its actor) or a dead one's (a leak)
+    is never taken for the pool; a busy task worker shows as a pending task instead.
+    """
+    pool: set[int] = set()
+    for proc in _live_children():
+        with contextlib.suppress(psutil.Error):
+            title = (proc.cmdline() or [""])[0]
+            daemon = title in ("actorlib::head", "actorlib::node")
+            if daemon or (title == "actorlib::worker"
+                          and proc.parent().cmdline()[:1] == ["actorlib::node"]):
+                pool.add(proc.pid)
+    return pool
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
