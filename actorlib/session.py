@@ -245,8 +245,7 @@ def _start_dashboard(rt: RunningCore, backend: str, host: str, port: int | None)
     from actorlib.backends.dashboard import server
 
     rt.state_rows("nodes")  # a backend without the state API says so now, not in a page
-    address = getattr(rt, "address", None)
-    where = f"cluster {address}" if address else f"{backend} backend"
+    where = f"cluster {rt.address}" if rt.address else f"{backend} backend"
     dashboard = server.start(rt.state_rows, host=host, port=port,
                              source=f"driver pid {os.getpid()} · {where}")
     print(f"actorlib: dashboard at {dashboard.url}", file=sys.stderr, flush=True)
@@ -284,7 +283,7 @@ def _info(rt: RunningCore) -> RuntimeInfo:
     nodes = rt.nodes()
     return RuntimeInfo(
         _backend_name, rt.namespace, [n.node_id for n in nodes], rt.cluster_resources(),
-        getattr(rt, "address", None), nodes[0].address if nodes else None,
+        rt.address, nodes[0].address if nodes else None,
         _dashboard.url if _dashboard is not None else None,
     )
 

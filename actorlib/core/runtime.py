@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # the interface the core drives; the core never imports a bac
 class Runtime:
     """The driver's core. Also the API's client when the API runs in the driver process."""
 
+    address: str | None = None  # the core is this process's: no cluster to join
+
     def __init__(self, backend: Backend, config: BackendConfig, namespace: str) -> None:
         self.backend = backend
         self.config = config

@@ -84,3 +84,17 @@ class RuntimeEvents:
 
     def job_ended(self, job: int) -> None:
         self._post(self._rt._end_job, job)
+
+    @property
+    def view(self) -> RuntimeEvents:
+        return self  # also the core's ``CoreView``: the reads below
+
+    def job_of_work(self, id_: int) -> int | None:
+        return self._rt.job_of_work(id_)
+
+    def node_available(self, node_id: str) -> dict[str, float] | None:
+        node = self._rt.scheduler.nodes.get(node_id)
+        return dict(node.available) if node is not None else None
+
+    def debug_state(self) -> dict[str, Any]:
+        return self._rt.debug_state()

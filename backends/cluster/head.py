@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
+from actorlib.backends.base import Backend, BackendConfig, CoreEvents, CoreView, ObjectStore
 from actorlib.backends.cluster.head_peer import HeadPeer
 from actorlib.backends.cluster.head_status import head_status
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
@@ -140,6 +140,9 @@ class HeadBackend(Backend):
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
         self.events = events
         self.client = events.client
+        if events.view is None:
+            raise RuntimeError("a cluster head runs its core in its own process")
+        self.core: CoreView = events.view
         self.loop = asyncio.get_running_loop()
         set_buffer_mapper(lazy_mapper)
         ctx = self.tls.server_context() if self.tls is not None else None
@@ -398,8 +401,7 @@ class HeadBackend(Backend):
     def _route_output(self, peer: HeadPeer, message: Output) -> None:
         """Output of a task or actor, to the driver whose job it is; output nobody can be
         named for (written outside any task, or after its task ended) to every driver."""
-        job_of = getattr(self.client, "job_of_work", None)
-        job = job_of(message.owner) if job_of is not None and message.owner else None
+        job = self.core.job_of_work(message.owner) if message.owner else None
         for peer in list(self.peers):
             if peer.role == "driver" and peer.log_to_driver and (job is None or peer.job == job):
                 peer.send(message)

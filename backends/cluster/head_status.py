@@ -10,38 +10,37 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from actorlib.backends.cluster.head import HeadBackend
+    from actorlib.core.context import Client
 
 
 def head_status(head: HeadBackend) -> dict[str, Any]:
     """What ``actorlib status`` shows: the nodes, their load, and the core's counts."""
-    rt = head.client
-    scheduler = getattr(rt, "scheduler", None)
+    core = head.core
     nodes = []
     for peer in head.nodes.values():
         assert peer.node is not None
-        live = scheduler.nodes.get(peer.node.node_id) if scheduler is not None else None
         nodes.append({
             "node_id": peer.node.node_id,
             "address": peer.address,
             "resources": peer.node.resources,
-            "available": dict(live.available) if live is not None else {},
+            "available": core.node_available(peer.node.node_id) or {},
             "running_tasks": len(peer.running),
             "actors": len(peer.actors),
             **peer.stats,
         })
-    state = rt.debug_state() if hasattr(rt, "debug_state") else {}
+    state = core.debug_state()
     return {
         "nodes": nodes,
         "drivers": sum(1 for p in head.peers if p.role == "driver"),
         "queued_tasks": state.get("queued", 0),
         "tasks": state.get("tasks", 0),
         "actors": len(state.get("actors", ())),
-        "tasks_by_state": _count_states(rt, "tasks"),
-        "actors_by_state": _count_states(rt, "actors"),
+        "tasks_by_state": _count_states(head.client, "tasks"),
+        "actors_by_state": _count_states(head.client, "actors"),
     }
 
 
-def _count_states(rt: Any, kind: str) -> dict[str, int]:
+def _count_states(rt: Client, kind: str) -> dict[str, int]:
     """How many rows of ``kind`` the state API lists in each state (ended tasks too)."""
     counts: dict[str, int] = {}
     for row in rt.state_rows(kind):

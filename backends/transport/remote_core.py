@@ -97,6 +97,9 @@ class RemoteCoreClient:
     def put(self, id_: int, value: Serialized) -> None:
         self._out(Put(id_, value))
 
+    def ready_value(self, id_: int) -> Serialized | None:
+        return None  # values live with the core, in another process: always a watch
+
     def watch(self, ids: list[int], callback: Watcher) -> None:
         token = next(self._tokens)
         self._watchers[token] = [callback, len(ids), set(ids)]
