@@ -39,9 +39,10 @@ def _main(argv: list[str] | None) -> int:
     from actorlib import cluster_cli
 
     cluster_cli.add_arguments(sub)
-    from actorlib import explore_cli, state_cli
+    from actorlib import debug_cli, explore_cli, state_cli
 
     state_cli.add_arguments(sub)
+    debug_cli.add_arguments(sub)
     explore_cli.add_arguments(sub)
     from actorlib import dashboard_cli
 
@@ -51,6 +52,8 @@ def _main(argv: list[str] | None) -> int:
         return cluster_cli.run(args)
     if args.command in state_cli.COMMANDS:
         return state_cli.run(args)
+    if args.command in debug_cli.COMMANDS:
+        return debug_cli.run(args)
     if args.command == dashboard_cli.COMMAND:
         return dashboard_cli.run(args)
     if args.command == "test-explore":

@@ -103,6 +103,9 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
         assert await page.evaluate(_card("running")) >= 2
         assert await page.evaluate(_card("actors")) == 2
         assert await page.evaluate(_card("failed")) == 1
+        assert await page.evaluate(_card("workers")) >= 3  # two steps and two actors, at least
+        workers = await page.evaluate(_cell_texts("workers"))
+        assert any("ParameterServer" in row for row in workers), workers
         nodes = await page.evaluate(_cell_texts("nodes"))
         assert len(nodes) == 1 and "4.0 MiB" in nodes[0], nodes  # the array in the store
         finished = await page.evaluate(_card("finished"))

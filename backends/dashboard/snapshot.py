@@ -16,7 +16,7 @@ from typing import Any
 Fetch = Callable[[str], list[dict[str, Any]]]
 
 #: The kinds of rows the page shows, in its order.
-KINDS = ("nodes", "workers", "actors", "tasks", "objects")
+KINDS = ("nodes", "demand", "workers", "actors", "tasks", "objects")
 #: Task states that mean "ended" (the rest are live).
 ENDED = frozenset({"FINISHED", "FAILED"})
 #: The rate chart: this many one-second buckets, the newest last.
@@ -109,7 +109,13 @@ def _summary(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"total": len(rows)}
     if kind in ("tasks", "actors", "nodes") or (rows and "state" in rows[0]):
         out["by_state"] = count_by(rows, "state")
-    if kind == "actors":
+    if kind == "workers":
+        out["alive"] = sum(1 for row in rows if row.get("is_alive", True))
+    elif kind == "demand":
+        out["requests"] = sum(int(row.get("count") or 0) for row in rows)
+        out["infeasible"] = sum(int(row.get("count") or 0) for row in rows
+                                if row.get("infeasible"))
+    elif kind == "actors":
         out["restarts"] = sum(int(row.get("num_restarts") or 0) for row in rows)
     elif kind == "objects":
         out["by_status"] = count_by(rows, "task_status")

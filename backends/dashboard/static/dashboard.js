@@ -7,13 +7,15 @@ const POLL_MS = 1000;
 const LIMIT = 200;
 const HISTORY = 60; // running-task samples kept for the chart
 
-const TITLES = { nodes: "Nodes", workers: "Workers", actors: "Actors", tasks: "Tasks",
-  objects: "Objects" };
+const TITLES = { nodes: "Nodes", demand: "Pending demand (waiting for resources)",
+  workers: "Workers", actors: "Actors", tasks: "Tasks", objects: "Objects" };
 // Columns shown first, per kind; other fields follow, except those hidden.
 const COLUMNS = {
   nodes: ["node_id", "state", "cpu", "memory", "object_store_bytes", "spilled_bytes",
     "resources_total"],
-  workers: ["worker_id", "pid", "node_id", "state", "worker_type"],
+  demand: ["resources", "count", "strategy", "infeasible"],
+  workers: ["pid", "worker_type", "is_alive", "actor_class", "current_task_names", "node_id",
+    "worker_id", "exit_detail"],
   actors: ["actor_id", "class_name", "name", "state", "num_restarts", "pid", "node_id",
     "death_cause"],
   tasks: ["task_id", "name", "state", "attempt_number", "type", "duration", "node_id",
@@ -25,7 +27,8 @@ const HIDDEN = {
   tasks: ["func_or_class_name", "job_id", "creation_time_ms", "start_time_ms", "end_time_ms"],
   actors: ["job_id", "ray_namespace", "is_detached", "required_resources"],
   objects: [],
-  workers: [],
+  workers: ["actor_id", "current_task_ids"],
+  demand: [],
 };
 const ID_FIELD = { nodes: "node_id", workers: "worker_id", actors: "actor_id",
   tasks: "task_id", objects: "object_id" };
@@ -190,7 +193,11 @@ function renderCards(snap) {
     const cpu = usage(s.nodes.resources_total, s.nodes.resources_available, "CPU");
     if (cpu) out.push(card("cpu", "CPU used", cpu.text));
   }
-  if (s.workers) out.push(card("workers", "Workers", s.workers.total));
+  if (s.workers) out.push(card("workers", "Workers", s.workers.alive, `${s.workers.total} known`));
+  if (s.demand && s.demand.requests) {
+    out.push(card("demand", "Waiting for resources", s.demand.requests,
+      s.demand.infeasible ? `${s.demand.infeasible} infeasible` : null));
+  }
   if (s.actors) {
     out.push(card("actors", "Actors alive", actors.ALIVE || 0,
       `${s.actors.total} known, ${s.actors.restarts} restarts`));
@@ -266,6 +273,10 @@ function render(snap) {
   if (running.length > HISTORY) running.shift();
   drawChart(snap.rate);
   for (const kind of snap.kinds) {
+    if (kind === "demand" && !snap.rows[kind].length) { // shown only while there is some
+      document.getElementById(`kind-${kind}`)?.remove();
+      continue;
+    }
     const node = section(kind);
     const body = node.querySelector(".body");
     const parts = [];
