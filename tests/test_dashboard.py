@@ -240,7 +240,7 @@ def test_a_taken_port_is_a_clear_error(served):
 def test_the_task_rate_counts_ended_tasks_per_second():
     now = 100_000
     rows = [
-        {"state": "FINISHED", "end_time_ms": now - 500},
+        {"state": "FINISHED", "end_time_ms": now - 500.25},  # the core's are floats
         {"state": "FINISHED", "end_time_ms": now - 1500},
         {"state": "FAILED", "end_time_ms": now - 1200},
         {"state": "FINISHED", "end_time_ms": now - 61_000},  # outside the window

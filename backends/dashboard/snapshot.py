@@ -57,9 +57,10 @@ def task_rate(
     for row in rows:
         state = row.get("state")
         end = row.get("end_time_ms")
-        if state not in ENDED or not isinstance(end, int) or end <= start or end > now_ms:
+        if (state not in ENDED or isinstance(end, bool) or not isinstance(end, (int, float))
+                or end <= start or end > now_ms):
             continue
-        bucket = min((end - start) // 1000, window_s - 1)
+        bucket = min(int(end - start) // 1000, window_s - 1)
         (failed if state == "FAILED" else finished)[bucket] += 1
     return {"end_ms": now_ms, "bucket_s": 1, "finished": finished, "failed": failed}
 

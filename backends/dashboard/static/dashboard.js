@@ -72,7 +72,7 @@ function usage(total, available, key) {
 }
 
 function seconds(ms) {
-  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 function derived(kind, row, now) {
