@@ -44,6 +44,9 @@ def _main(argv: list[str] | None) -> int:
     state_cli.add_arguments(sub)
     debug_cli.add_arguments(sub)
     explore_cli.add_arguments(sub)
+    from actorlib import dashboard_cli
+
+    dashboard_cli.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.command in ("start", "stop", "status"):
         return cluster_cli.run(args)
@@ -51,6 +54,8 @@ def _main(argv: list[str] | None) -> int:
         return state_cli.run(args)
     if args.command in debug_cli.COMMANDS:
         return debug_cli.run(args)
+    if args.command == dashboard_cli.COMMAND:
+        return dashboard_cli.run(args)
     if args.command == "test-explore":
         return explore_cli.run(args)
     if args.command == "bench":

@@ -44,6 +44,10 @@ def add_arguments(sub: Any) -> None:
     start.add_argument("--labels", help="this node's labels for label_selector: 'zone=a,disk=ssd'")
     start.add_argument("--token-file", help="the cluster token (default: generated for a "
                        "head; else $ACTORLIB_CLUSTER_TOKEN or the local session's)")
+    start.add_argument("--dashboard-port", type=int, help="a head: serve the web dashboard "
+                       "on this port (Ray's is 8265; 0 picks a free one); its URL is printed")
+    start.add_argument("--dashboard-host", default="127.0.0.1",
+                       help="the dashboard's interface (default 127.0.0.1)")
     sub.add_parser("stop", help="stop every daemon this machine started")
     status = sub.add_parser("status", help="nodes, resources, workers, actors, queued tasks")
     status.add_argument("--address", help="HOST:PORT of the head (default: local session)")
@@ -100,7 +104,23 @@ def _parse_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _check_port_free(host: str, port: int) -> None:
+def _check_dashboard(args: argparse.Namespace) -> None:
+    """``--dashboard-port``: a head's, in range, with the dashboard extra installed."""
+    if args.dashboard_port is None:
+        return
+    if not args.head:
+        raise UsageError("--dashboard-port is for a head (start --head); a node serves none")
+    if not 0 <= args.dashboard_port < 65536:
+        raise UsageError(f"--dashboard-port must be 0..65535, got {args.dashboard_port}")
+    from actorlib.backends.dashboard.server import load_aiohttp
+
+    try:
+        load_aiohttp()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _check_port_free(host: str, port: int, flag: str = "--port") -> None:
     """Fail early, with a plain message, when the head's port is taken.
 
     The probe binds as the head's server does (``SO_REUSEADDR``), so a port that only
@@ -115,7 +135,7 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise CLIError(f"port {port} is in use on {host}: pick another with "
-                               "--port (0 picks a free one), or stop what holds it") from None
+                               f"{flag} (0 picks a free one), or stop what holds it") from None
             raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -167,6 +187,7 @@ def start(args: argparse.Namespace) -> int:
                          f"{args.object_store_memory}")
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
+    _check_dashboard(args)
     if args.head:
         running = _running_head()
         if running is not None:
@@ -178,6 +199,8 @@ def start(args: argparse.Namespace) -> int:
                 "directory)"
             )
         _check_port_free(args.host, args.port)
+        if args.dashboard_port is not None:
+            _check_port_free(args.dashboard_host, args.dashboard_port, "--dashboard-port")
     else:
         host, port = _parse_address(args.address)
         try:
@@ -202,9 +225,11 @@ def _start_in(session: str, args: argparse.Namespace,
             token_file = args.token_file or os.path.join(session, "token")
             if not args.token_file:
                 tokens.write_token_file(token_file, tokens.new_token())
+            dashboard = (None if args.dashboard_port is None
+                         else (args.dashboard_host, args.dashboard_port))
             try:
                 head, address = daemons.start_head(session, token_file, args.host, args.port,
-                                                   detach=True)
+                                                   detach=True, dashboard=dashboard)
             except (RuntimeError, TimeoutError) as exc:
                 tail = _log_tail(session, "head")
                 if "Address already in use" in tail:
@@ -244,9 +269,22 @@ def _start_in(session: str, args: argparse.Namespace,
         print("  connect from this machine:  actorlib.init(address='auto')")
         print(f"  join a node:                actorlib start --address {address} "
               f"--token-file {token_file}")
+        dashboard_url = _dashboard_url(session)
+        if dashboard_url is not None:
+            print(f"  dashboard (keep the URL private: its token opens it):  {dashboard_url}")
     else:
         print(f"actorlib node started, joining {address} (session {session})")
     return 0
+
+
+def _dashboard_url(session: str) -> str | None:
+    """The head's dashboard, token included, as its ready file says (None: none)."""
+    try:
+        with open(os.path.join(session, "head.json")) as f:
+            url = json.load(f).get("dashboard_url")
+    except (OSError, ValueError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 def _pids() -> list[tuple[str, int]]:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _lock = threading.RLock()
 _runtime: RunningCore | None = None
 _state_server: Any = None  # a local core's state socket (backends/state_socket.py)
+_dashboard: Any = None  # init(dashboard=True)'s server (backends/dashboard/server.py)
 _backend_name = ""
 _job_env: dict[str, str] | None = None
 _job_code_env: CodeEnv | None = None
@@ -44,7 +45,6 @@ _pending_signal: int | None = None
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
 _IGNORED_RAY_OPTIONS = frozenset({
-    "include_dashboard", "dashboard_host", "dashboard_port",
     "logging_level", "logging_format", "configure_logging", "_temp_dir", "_system_config",
     "local_mode",
 })
@@ -55,7 +55,8 @@ class RuntimeInfo(Mapping[str, Any]):
     """What ``init()`` returns; also a context manager that shuts the runtime down.
 
     Like Ray's ``RayContext`` it reads as the address-info mapping too
-    (``info["address"]``, ``info.address_info``); ``webui_url`` is None (no dashboard).
+    (``info["address"]``, ``info.address_info``). ``dashboard_url`` (also ``webui_url``):
+    the dashboard's address with its token when ``init(dashboard=True)``, else None.
     """
 
     backend: str
@@ -64,6 +65,7 @@ class RuntimeInfo(Mapping[str, Any]):
     resources: dict[str, float] = field(default_factory=dict)
     address: str | None = None  # a cluster's head, host:port
     node_ip_address: str | None = None  # the first node's, as nodes() reports it
+    dashboard_url: str | None = None
 
     @property
     def address_info(self) -> dict[str, Any]:
@@ -71,7 +73,8 @@ class RuntimeInfo(Mapping[str, Any]):
             "backend": self.backend, "namespace": self.namespace,
             "node_id": self.nodes[0] if self.nodes else None,
             "node_ip_address": self.node_ip_address,
-            "address": self.address, "gcs_address": self.address, "webui_url": None,
+            "address": self.address, "gcs_address": self.address,
+            "webui_url": self.dashboard_url,
         }
 
     def __getitem__(self, key: str) -> Any:
@@ -113,6 +116,10 @@ def init(
     worker_process_setup_hook: Callable[[], Any] | str | None = None,
     labels: dict[str, str] | None = None,
     log_dir: str | os.PathLike[str] | None = None,
+    dashboard: bool = False,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
+    include_dashboard: bool | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -132,8 +139,14 @@ def init(
     for a cluster's nodes, ``actorlib start --labels zone=a``. ``log_dir``: a directory
     where each worker keeps a log file of what it printed, ``worker-<pid>.log``, rotated
     (a cluster's workers keep theirs in the session's ``logs/`` directory).
+
+    ``dashboard`` (Ray's ``include_dashboard`` too): serve the live web dashboard from
+    this process on ``dashboard_host`` (default 127.0.0.1) and ``dashboard_port``
+    (default Ray's 8265, or a free port if that is taken); its URL, token included, is
+    printed and returned as ``dashboard_url``. Needs the ``dashboard`` extra (aiohttp).
     """
-    global _runtime, _job_env, _backend_name, _job_code_env, _env_support
+    global _runtime, _job_env, _backend_name, _state_server, _job_code_env, _env_support
+    global _dashboard
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -160,6 +173,8 @@ def init(
         raise ValueError(
             f"worker_timeout_s must be a positive number of seconds, got {worker_timeout_s!r}"
         )
+    serve_dashboard = _check_dashboard(dashboard, include_dashboard, dashboard_host,
+                                       dashboard_port)
     # Before any daemon, worker or socket is made: see fill_standard_fds.
     fill_standard_fds()
     with _lock:
@@ -187,6 +202,15 @@ def init(
             if warm is not None:
                 warm.discard()
             raise
+        if serve_dashboard:
+            try:
+                _dashboard = _start_dashboard(rt, name, dashboard_host, dashboard_port)
+            except BaseException:
+                server, _state_server = _state_server, None
+                if server is not None:
+                    server.stop()
+                rt.shutdown()
+                raise
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt
         _install_signal_handlers()
@@ -251,6 +275,36 @@ def _start(
     return rt, backend_cls, env, code_env
 
 
+def _check_dashboard(dashboard: bool, include_dashboard: bool | None, host: str,
+                     port: int | None) -> bool:
+    """Whether to serve the dashboard; bad options fail before anything starts."""
+    for label, flag in (("dashboard", dashboard), ("include_dashboard", include_dashboard)):
+        if flag is not None and not isinstance(flag, bool):
+            raise TypeError(f"init({label}=) takes True or False, got {flag!r}")
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"init(dashboard_host=) takes an interface to bind, got {host!r}")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536
+    ):
+        raise ValueError(f"init(dashboard_port=) takes an int from 0 to 65535 (0: any free "
+                         f"port), got {port!r}")
+    return bool(dashboard or include_dashboard)
+
+
+def _start_dashboard(rt: RunningCore, backend: str, host: str, port: int | None) -> Any:
+    """Serve the dashboard of ``rt``'s state rows; print where (as Ray does)."""
+    import sys
+
+    from actorlib.backends.dashboard import server
+
+    rt.state_rows("nodes")  # a backend without the state API says so now, not in a page
+    where = f"cluster {rt.address}" if rt.address else f"{backend} backend"
+    dashboard = server.start(rt.state_rows, host=host, port=port,
+                             source=f"driver pid {os.getpid()} · {where}")
+    print(f"actorlib: dashboard at {dashboard.url}", file=sys.stderr, flush=True)
+    return dashboard
+
+
 def _log_dir(log_dir: Any) -> str:
     """``init(log_dir=)`` as an absolute path, made (mode 0700) if missing."""
     if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
@@ -297,6 +351,7 @@ def _info(rt: RunningCore) -> RuntimeInfo:
     return RuntimeInfo(
         _backend_name, rt.namespace, [n.node_id for n in nodes], rt.cluster_resources(),
         rt.address, nodes[0].address if nodes else None,
+        _dashboard.url if _dashboard is not None else None,
     )
 
 
@@ -358,12 +413,14 @@ def _on_terminating_signal(signum: int, frame: object) -> None:
 def shutdown() -> None:
     """Stop every task and actor and free every resource. Safe to call twice."""
     global _runtime, _job_env, _stopping, _pending_signal, _state_server, _job_code_env
+    global _dashboard
     with _lock:
         rt = _runtime
         _runtime = None
-        server, _state_server = _state_server, None
-        if server is not None:
-            server.stop()
+        for server in (_dashboard, _state_server):
+            if server is not None:
+                server.stop()
+        _dashboard = _state_server = None
         _job_env = None
         _job_code_env = None
         if context.current() is rt:

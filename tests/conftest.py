@@ -89,6 +89,14 @@ RAY_EXCEPTIONS: dict[str, str] = {
         _RAY_NOT_YET + "is_canceled() after a caught cancel",
     "test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel":
         _RAY_NOT_YET + "is_canceled() after a caught cancel",
+    # init(dashboard=True) raises NotSupportedError there: the dashboard's rows are the
+    # state API's, which the ray backend does not serve (Ray's own dashboard shows Ray's).
+    "test_dashboard.py::test_the_snapshot_shows_a_workload_and_follows_it":
+        _RAY_NOT_YET + "the state API, so the dashboard",
+    "test_dashboard.py::test_bad_requests_get_a_clear_error":
+        _RAY_NOT_YET + "the state API, so the dashboard",
+    "test_dashboard.py::test_requests_without_the_token_get_401":
+        _RAY_NOT_YET + "the state API, so the dashboard",
 }
 
 LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))

@@ -121,17 +121,22 @@ def wait_for_file(path: str, proc: subprocess.Popen[bytes], what: str, log: str,
 
 def start_head(session_dir: str, token_file: str, host: str = "127.0.0.1", port: int = 0,
                *, detach: bool = False, wait: bool = True, driver_pid: int | None = None,
+               dashboard: tuple[str, int] | None = None,
                ) -> tuple[subprocess.Popen[bytes], str]:
     """Start a head daemon; returns it and its ``host:port``.
 
     ``wait=False`` returns at once (``port`` must then be given): nodes started meanwhile
     keep trying to connect until the head listens. ``driver_pid``: a private cluster's
     head, which stops with that driver (see :func:`handle_daemon_signals`).
+    ``dashboard``: ``(host, port)`` to serve the web dashboard on; its URL is then in the
+    session's ``head.json``.
     """
     ready = os.path.join(session_dir, "head.json")
     log = os.path.join(session_dir, "logs", "head.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     extra, fds = driver_watch(driver_pid)
+    if dashboard is not None:
+        extra += ["--dashboard-host", dashboard[0], "--dashboard-port", str(dashboard[1])]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             daemon_command("cluster.head_daemon", "--host", host, "--port", str(port),

@@ -1,0 +1,163 @@
+"""The dashboard page in a real headless Chromium: it loads without console errors, shows
+a workload's running actors and tasks, and follows it as it changes.
+
+Chromium is Debian's ``chromium`` package (.ci/run installs it). Under CI (``CI`` set) a
+missing browser fails the test; elsewhere it skips, saying how to install it.
+``ACTORLIB_DASHBOARD_SCREENSHOT=path.png`` saves what the browser shows (docs/ has one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cdp import find_chromium, open_page
+
+import actorlib
+
+pytestmark = pytest.mark.slow
+
+T = 60
+CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        message = "chromium is not installed: apt-get install -y chromium (.ci/run does)"
+        if CI:
+            pytest.fail(f"{message}; the dashboard's browser test must run in CI",
+                        pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@actorlib.remote
+class Gate:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self) -> str:
+        await self.event.wait()
+        return "opened"
+
+    async def open(self) -> None:
+        self.event.set()
+
+
+@actorlib.remote
+def training_step(gate):
+    return actorlib.get(gate.wait.remote())
+
+
+@actorlib.remote
+def square(x):
+    time.sleep(0.05)
+    return x * x
+
+
+@actorlib.remote(max_retries=0)
+def broken():
+    raise ValueError("broken on purpose")
+
+
+@actorlib.remote(max_restarts=1)
+class ParameterServer:
+    def __init__(self) -> None:
+        self.weights = [0.0] * 4
+
+    def push(self, delta: float) -> float:
+        self.weights = [w + delta for w in self.weights]
+        return self.weights[0]
+
+
+ROWS = "Array.from(document.querySelectorAll('#kind-{kind} tbody tr'))"
+
+
+def _cell_texts(kind: str) -> str:
+    return f"{ROWS.format(kind=kind)}.map(r => r.textContent)"
+
+
+def _card(name: str) -> str:
+    return f"Number(document.getElementById('card-{name}')?.dataset.value ?? -1)"
+
+
+async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str | None) -> None:
+    async with open_page(chromium, profile, url) as page:
+        await page.wait_for("Number(document.body?.dataset.polls) >= 1", "the first poll")
+        assert await page.evaluate("document.title") == "actorlib dashboard"
+        # The running actors and tasks of the workload.
+        alive = (f"{ROWS.format(kind='actors')}.filter(r => r.dataset.state === 'ALIVE')"
+                 ".map(r => r.textContent)")
+        actors = await page.wait_for(f"{alive}.length === 2 && {alive}", "two live actors")
+        assert any("Gate" in row for row in actors), actors
+        assert any("ParameterServer" in row for row in actors), actors
+        await page.wait_for(
+            f"{ROWS.format(kind='tasks')}.filter(r => r.dataset.state === 'RUNNING' && "
+            "r.textContent.includes('training_step')).length === 2", "the running tasks")
+        assert await page.evaluate(_card("running")) >= 2
+        assert await page.evaluate(_card("actors")) == 2
+        assert await page.evaluate(_card("failed")) == 1
+        assert await page.evaluate(_card("workers")) >= 3  # two steps and two actors, at least
+        workers = await page.evaluate(_cell_texts("workers"))
+        assert any("ParameterServer" in row for row in workers), workers
+        nodes = await page.evaluate(_cell_texts("nodes"))
+        assert len(nodes) == 1 and "4.0 MiB" in nodes[0], nodes  # the array in the store
+        finished = await page.evaluate(_card("finished"))
+        assert finished >= 9
+        assert await page.evaluate("document.getElementById('status').textContent") == "live"
+        # The rate chart drew the finished tasks' bars (in their green).
+        green = await page.evaluate(
+            "(() => { const c = document.getElementById('rate');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 0; i < d.length; i += 4)"
+            " if (d[i] === 26 && d[i+1] === 127 && d[i+2] === 55) n++; return n; })()")
+        assert green > 50, green
+        # The address bar lost the token (it is a cookie now).
+        assert "token" not in await page.evaluate("window.location.href")
+        if screenshot:
+            await page.screenshot(screenshot)
+
+        # It follows the workload: the gate opens, the steps finish, more tasks run.
+        polls = await page.evaluate("Number(document.body.dataset.polls)")
+        await gate.open.remote()
+        await asyncio.gather(*[square.remote(i) for i in range(5)])
+        await page.wait_for(
+            f"{_card('running')} === 0 && {_card('finished')} >= {finished + 2 + 5}",
+            "the finished count to grow")
+        states = await page.evaluate(
+            f"{ROWS.format(kind='tasks')}.filter(r => r.textContent.includes('training_step'))"
+            ".map(r => r.dataset.state)")
+        assert states == ["FINISHED", "FINISHED"], states
+        # ... and keeps polling without trouble.
+        now = await page.evaluate("Number(document.body.dataset.polls)")
+        assert now > polls
+        await page.wait_for(f"Number(document.body.dataset.polls) >= {now + 2}",
+                            "two more polls")
+        assert await page.evaluate("document.getElementById('status').textContent") == "live"
+        assert page.errors == [], page.errors
+
+
+def test_the_page_shows_a_workload_and_follows_it(chromium: str, tmp_path: Path) -> None:
+    info = actorlib.init(backend="process", num_cpus=4, dashboard=True, dashboard_port=0)
+    try:
+        assert info.dashboard_url is not None
+        gate = Gate.remote()
+        steps = [training_step.remote(gate) for _ in range(2)]
+        server = ParameterServer.remote()
+        assert actorlib.get([server.push.remote(0.1) for _ in range(3)], timeout=T)[-1] > 0.2
+        assert actorlib.get([square.remote(i) for i in range(6)], timeout=T)[3] == 9
+        with pytest.raises(actorlib.exceptions.TaskError):
+            actorlib.get(broken.remote(), timeout=T)
+        weights = actorlib.put(np.zeros(1 << 19))  # 4 MiB, in the node's store
+        shot = os.environ.get("ACTORLIB_DASHBOARD_SCREENSHOT")
+        asyncio.run(_drive(chromium, tmp_path / "profile", info.dashboard_url, gate, shot))
+        assert actorlib.get(steps, timeout=T) == ["opened", "opened"]
+        del weights
+    finally:
+        actorlib.shutdown()
