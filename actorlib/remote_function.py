@@ -83,6 +83,7 @@ class RemoteFunction(Generic[P, R]):
         self._num_returns: int | str = num_returns_of(fn, self._options)
         self._backpressure: int = self._options.get("_generator_backpressure_num_objects", -1)
         self._max_calls: int = self._options.get("max_calls", 0)
+        self._concurrency: tuple[str, int] | None = self._options.get("_concurrency")
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -139,6 +140,7 @@ class RemoteFunction(Generic[P, R]):
             max_calls=self._max_calls,
             generator=generator,
             backpressure=self._backpressure,
+            concurrency=self._concurrency,
         ))
         return result
 

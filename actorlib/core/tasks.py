@@ -148,7 +148,9 @@ class Tasks:
         rec.state = QUEUED
         if self.backend.has_locality and rec.spec.scheduling_strategy == "DEFAULT":
             rec.preferred = self._data_node(rec.spec)
-        self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
+        self.scheduler.enqueue(
+            rec, rec.spec.resources, rec.spec.scheduling_strategy, limit=rec.spec.concurrency
+        )
 
     def _data_node(self, spec: TaskSpec) -> str | None:
         """The node whose store holds the most bytes of ``spec``'s arguments, if any."""
@@ -181,7 +183,9 @@ class Tasks:
         rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
         rec.state = QUEUED
         self.records[spec.task_id] = rec
-        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+        self.scheduler.enqueue(
+            rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
+        )
 
     # == pipelining: a task queued on the worker behind a running one ======================
 
@@ -199,6 +203,9 @@ class Tasks:
             self.backend.pipelines and placement is not None and not placement.gpus
             and not rec.blocked and rec.spec.scheduling_strategy == "DEFAULT"
             and not rec.spec.generator  # a stream may pause for its consumer for long
+            # A task queued behind it would be on a worker beyond the limit, and no
+            # longer withdrawable (see withdraw).
+            and rec.spec.concurrency is None
         ):
             self.leaders[rec.spec.task_id] = rec
 
@@ -293,7 +300,9 @@ class Tasks:
             self._finish(rec, cancelled_value(rec.spec.name))
             return
         rec.state = QUEUED
-        self.scheduler.enqueue(rec, rec.spec.resources, "DEFAULT", front=True)
+        self.scheduler.enqueue(
+            rec, rec.spec.resources, "DEFAULT", front=True, limit=rec.spec.concurrency
+        )
 
     # == outcomes ===========================================================================
 
@@ -334,7 +343,9 @@ class Tasks:
         self._release_placement(rec)
         rec.recalling = False  # a hand-back of the last attempt is ignored (its attempt)
         rec.state = QUEUED
-        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+        self.scheduler.enqueue(
+            rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
+        )
         return True
 
     def crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
@@ -366,6 +377,8 @@ class Tasks:
                 rec.blocked = False
             rec.placement.release()
             rec.placement = None
+            if rec.spec.concurrency is not None:
+                self.scheduler.leave(rec.spec.concurrency)
             self.scheduler.dirty = True
 
     def _finish(self, rec: TaskRecord, error: Serialized | None) -> None:
@@ -433,6 +446,16 @@ class Tasks:
             rec.cancelled = True
             rec.recalling = True
             self.backend.cancel(rec.spec.task_id, force=False)
+
+    def withdraw(self, task_id: int) -> bool:
+        """Cancel a task only if no worker has it yet (it waits for its arguments or in
+        the scheduler's queue): True if so, and it will never run. The Executor cancels a
+        queued future through this: a call either never starts or was not cancelled."""
+        rec = self.records.get(task_id)
+        if rec is None or (rec.state is not WAITING and rec.state is not QUEUED):
+            return False
+        self._cancel(rec, force=False, recursive=False)
+        return True
 
     def fail(self, task_id: int, error: BaseException) -> None:
         """End a task that has not started with ``error`` (its placement group is gone);
