@@ -40,7 +40,8 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from actorlib.api import cancel, cluster_resources
-from actorlib.core.waiting import client_of
+from actorlib.core.serialization import Serialized
+from actorlib.core.waiting import client_of, completer, value_of
 from actorlib.exceptions import (
     BrokenExecutorError,
     ExecutorInitializerError,
@@ -175,6 +176,10 @@ class Executor(concurrent.futures.Executor):
         self._released = False
         self._release_lock = threading.Lock()
         self._broken: str | None = None
+        # Results come in on the core's thread; the futures thread settles them in batches.
+        self._arrivals: list[tuple[_Item, Serialized]] = []
+        self._arrivals_lock = threading.Lock()
+        self._draining = False
 
     # -- public API --------------------------------------------------------------------
 
@@ -184,7 +189,9 @@ class Executor(concurrent.futures.Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future``."""
-        return self._enqueue(self._tasks_for(fn).call, args, kwargs, False).future
+        item = self._enqueue(self._tasks_for(fn).call, args, kwargs, False)
+        self._watch([item])
+        return item.future
 
     def map(
         self,
@@ -214,6 +221,7 @@ class Executor(concurrent.futures.Executor):
             for chunk in _batched(calls, chunksize):
                 items.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
                 sizes.append(len(chunk))
+        self._watch(items)
         futures = [item.future for item in items]
         bar = _bar_for(futures, sizes) if progress else None
         return _results(items, end, chunksize > 1, bar, self._cancel_items)
@@ -238,7 +246,9 @@ class Executor(concurrent.futures.Executor):
     # -- for Pool ----------------------------------------------------------------------
 
     def _submit_chunk(self, fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> Future[Any]:
-        return self._enqueue(self._tasks_for(fn).chunk(fn), (chunk,), {}, True).future
+        item = self._enqueue(self._tasks_for(fn).chunk(fn), (chunk,), {}, True)
+        self._watch([item])
+        return item.future
 
     def _terminate(self) -> None:
         """Cancel queued calls, interrupt running ones, stop at once (``Pool.terminate``)."""
@@ -294,7 +304,7 @@ class Executor(concurrent.futures.Executor):
         try:
             if not is_initialized():
                 raise RuntimeClosedError("actorlib was shut down under the executor")
-            ref = item.ref = task.remote(*args, **kwargs)
+            item.ref = task.remote(*args, **kwargs)
         except Exception as exc:
             with self._lock:
                 taken, item.done = item.done, True  # taken: a terminate settled it
@@ -311,7 +321,6 @@ class Executor(concurrent.futures.Executor):
                     self._mark(item)
                 else:
                     self._pending.append(item)
-        ref.future().add_done_callback(functools.partial(self._on_done, item))
         return item
 
     def _mark(self, item: _Item) -> None:
@@ -368,20 +377,54 @@ class Executor(concurrent.futures.Executor):
                 self._release_when_idle()
         return len(withdrawn)
 
-    def _on_done(self, item: _Item, ref_future: Future[Any]) -> None:
-        with self._lock:
-            if item.done:
-                return  # withdrawn, or failed by a broken or terminated executor
-            item.done = True
-            self._live.discard(item)
-            if item.marked:
-                self._marked -= 1
-            self._promote()
-        exc = ref_future.exception()
-        if exc is None:
-            self._settle(item, ref_future.result(), None)
-        else:
-            self._settle(item, None, exc)
+    def _watch(self, items: list[_Item]) -> None:
+        """Have the core report when these calls' results are in, in one request."""
+        by_id = {item.ref.id: item for item in items if item.ref is not None}
+        if by_id:
+            first = next(iter(by_id.values())).ref
+            client_of([first]).watch(list(by_id), functools.partial(self._arrived, by_id))
+
+    def _arrived(self, by_id: dict[int, _Item], id_: int, value: Serialized) -> None:
+        """A result is in (on the core's thread: only queue it; results are read and
+        futures settled on the futures thread, in batches)."""
+        item = by_id.pop(id_)
+        with self._arrivals_lock:
+            self._arrivals.append((item, value))
+            if self._draining:
+                return
+            self._draining = True
+        completer.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Settle the futures of every result that has come in (the futures thread)."""
+        while True:
+            with self._arrivals_lock:
+                batch, self._arrivals = self._arrivals, []
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes: list[tuple[_Item, Any, BaseException | None]] = []
+            for item, value in batch:
+                try:
+                    outcomes.append((item, value_of(value), None))
+                except BaseException as exc:  # the call's error (its value marked read)
+                    outcomes.append((item, None, exc))
+            with self._lock:
+                live = []
+                for outcome in outcomes:
+                    item = outcome[0]
+                    if item.done:
+                        continue  # withdrawn, or failed by a broken or terminated executor
+                    item.done = True
+                    self._live.discard(item)
+                    if item.marked:
+                        self._marked -= 1
+                    live.append(outcome)
+                self._promote()
+            del batch, outcomes
+            for item, result, exc in live:
+                self._settle(item, result, exc)
+            del live
 
     def _settle(self, item: _Item, result: Any, exc: BaseException | None) -> None:
         """Resolve ``item``'s future (it is done: no longer live or pending)."""

@@ -61,17 +61,14 @@ def _stream_problems(streams: Streams, tasks: Tasks, actors: Actors) -> list[str
 
 
 def _limit_problems(scheduler: Scheduler, tasks: Tasks) -> list[str]:
-    """Each concurrency limit counts exactly the placed tasks under it, within the limit,
-    and none of them is pipelined (FOLLOWING)."""
+    """Each concurrency limit counts exactly the placed tasks under it, within the limit
+    (a pipelined one, FOLLOWING, takes its leader's slot when that one ends)."""
     found: list[str] = []
     placed: Counter[str] = Counter()
     for rec in tasks.records.values():
         limit = rec.spec.concurrency
         if limit is None:
             continue
-        if rec.state is FOLLOWING or rec.successor is not None:
-            found.append(f"task {rec.spec.name} ({id_hex(rec.spec.task_id)}) under "
-                         f"concurrency limit {limit[0]!r} is pipelined")
         if rec.placement is not None:
             placed[limit[0]] += 1
             if placed[limit[0]] > limit[1]:

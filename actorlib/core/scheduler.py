@@ -252,6 +252,10 @@ class Scheduler:
         limit = shape[2]
         return limit is not None and self.limited.get(limit[0], 0) >= limit[1]
 
+    def enter(self, limit: tuple[str, int]) -> None:
+        """An item takes a slot under ``limit`` without a placement pass (pipelined)."""
+        self.limited[limit[0]] = self.limited.get(limit[0], 0) + 1
+
     def leave(self, limit: tuple[str, int]) -> None:
         """An item placed under ``limit`` gave its slot back."""
         key = limit[0]

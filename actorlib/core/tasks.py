@@ -203,9 +203,6 @@ class Tasks:
             self.backend.pipelines and placement is not None and not placement.gpus
             and not rec.blocked and rec.spec.scheduling_strategy == "DEFAULT"
             and not rec.spec.generator  # a stream may pause for its consumer for long
-            # A task queued behind it would be on a worker beyond the limit, and no
-            # longer withdrawable (see withdraw).
-            and rec.spec.concurrency is None
         ):
             self.leaders[rec.spec.task_id] = rec
 
@@ -272,6 +269,8 @@ class Tasks:
         successor.state = RUNNING
         successor.started = time.time()
         successor.placement = Placement(node, request, node.acquire(request))
+        if successor.spec.concurrency is not None:  # takes the slot its leader frees
+            self.scheduler.enter(successor.spec.concurrency)
         # A recall (or a cancel) asked before this may still hand it back unstarted: it
         # keeps ``recalling`` so :meth:`recalled` takes it back, and leads nothing
         # until then.
@@ -448,11 +447,23 @@ class Tasks:
             self.backend.cancel(rec.spec.task_id, force=False)
 
     def withdraw(self, task_id: int) -> bool:
-        """Cancel a task only if no worker has it yet (it waits for its arguments or in
-        the scheduler's queue): True if so, and it will never run. The Executor cancels a
-        queued future through this: a call either never starts or was not cancelled."""
+        """Cancel a task only if it has not started and can be stopped from starting at
+        once: it waits for its arguments, in the scheduler's queue, or queued behind
+        another on a worker that hands it back now (``Backend.take_back``). True if so:
+        it will never run. The Executor cancels a queued future through this, so a call
+        either never starts or was not cancelled."""
         rec = self.records.get(task_id)
-        if rec is None or (rec.state is not WAITING and rec.state is not QUEUED):
+        if rec is None:
+            return False
+        state = rec.state
+        if state is FOLLOWING:
+            # Asked back already: the answer (handed back, or started) is on its way.
+            if rec.recalling or rec.cancelled or not self.backend.take_back(task_id):
+                return False
+            self._unfollow(rec)
+            self._finish(rec, cancelled_value(rec.spec.name))
+            return True
+        if state is not WAITING and state is not QUEUED:
             return False
         self._cancel(rec, force=False, recursive=False)
         return True
