@@ -334,7 +334,7 @@ class Executor(concurrent.futures.Executor):
         pending = self._pending
         while self._marked < self._max_workers and pending:
             item = pending.popleft()
-            if not item.done:
+            if not item.done and not item.marked:  # marked: a cancel found it started
                 self._mark(item)
 
     def _cancel(self, item: _Item) -> bool:
@@ -397,6 +397,14 @@ class Executor(concurrent.futures.Executor):
 
     def _drain(self) -> None:
         """Settle the futures of every result that has come in (the futures thread)."""
+        try:
+            self._drain_arrivals()
+        except BaseException:
+            with self._arrivals_lock:  # a bug here must not stop later results for good
+                self._draining = False
+            raise
+
+    def _drain_arrivals(self) -> None:
         while True:
             with self._arrivals_lock:
                 batch, self._arrivals = self._arrivals, []
