@@ -227,7 +227,8 @@ class Scheduler:
         self.dirty = True
 
     def take_next(
-        self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool]
+        self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool],
+        limit: tuple[str, int] | None = None,
     ) -> Any | None:
         """Pop the oldest DEFAULT-strategy work of this shape that may run on ``node_id``,
         if ``accept(work)``.
@@ -235,7 +236,7 @@ class Scheduler:
         For queueing it behind running work of the same shape on that node; None while
         work of another shape waits too (it would never see those resources free).
         """
-        key = shape_of(request, "DEFAULT")
+        key = shape_of(request, "DEFAULT", limit)
         queue = self._queues.get(key)
         if not queue:
             return None
@@ -249,7 +250,10 @@ class Scheduler:
 
     def _held_back(self, shape: tuple[Any, ...]) -> bool:
         """Work of ``shape`` waits for its concurrency limit, not for resources."""
-        limit = shape[2]
+        return self.at_limit(shape[2])
+
+    def at_limit(self, limit: tuple[str, int] | None) -> bool:
+        """No more work under ``limit`` may be placed now."""
         return limit is not None and self.limited.get(limit[0], 0) >= limit[1]
 
     def enter(self, limit: tuple[str, int]) -> None:

@@ -213,7 +213,8 @@ class Tasks:
             node_id = placement.node.node_id
             leader_id = leader.spec.task_id
             rec = self.scheduler.take_next(
-                placement.request, node_id, functools.partial(_may_follow, leader_id)
+                placement.request, node_id, functools.partial(_may_follow, leader_id),
+                leader.spec.concurrency,
             )
             if rec is None:
                 continue
@@ -226,12 +227,15 @@ class Tasks:
             self.backend.run_task(TaskRun(rec.spec, node_id, deps, follows=leader.spec.task_id))
 
     def _steal(self) -> None:
-        """Recall queued tasks whose node has room now: nothing else wanted it."""
+        """Recall queued tasks whose node has room now: nothing else wanted it (unless
+        their concurrency limit is reached: they could not start there either)."""
+        at_limit = self.scheduler.at_limit
         for rec in self.followers.values():
             leader = rec.leader
             if (
                 not rec.recalling and leader is not None and leader.placement is not None
                 and leader.placement.node.fits(rec.spec.resources)
+                and not at_limit(rec.spec.concurrency)
             ):
                 self._recall(rec)
 
