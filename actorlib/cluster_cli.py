@@ -21,10 +21,10 @@ import sys
 import time
 from typing import Any
 
-from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.cluster import daemons, sessions
 from actorlib.backends.process import shm_store
 from actorlib.backends.transport import auth as cluster_auth
-from actorlib.backends.transport import wire
+from actorlib.backends.transport import tokens, wire
 from actorlib.backends.transport.messages import Status, StatusQuery
 from actorlib.core.labels import parse_labels_arg
 
@@ -117,11 +117,11 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _running_head() -> tuple[str, str] | None:
     """The address and session of a head ``auto`` would reach, if it is still running."""
-    session = cluster.latest_session()
+    session = sessions.latest_session()
     if session is None:
         return None
     try:
-        info = json.loads(cluster.read_private(os.path.join(session, "cluster.json")))
+        info = json.loads(sessions.read_private(os.path.join(session, "cluster.json")))
         with open(os.path.join(session, "head.pid")) as f:
             pid = int(f.read().strip())
     except (OSError, ValueError):
@@ -130,7 +130,7 @@ def _running_head() -> tuple[str, str] | None:
 
 
 def _new_session() -> str:
-    root = cluster.checked_root(create=True)
+    root = sessions.checked_root(create=True)
     assert root is not None
     path = os.path.join(root, f"session_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}")
     os.mkdir(path, 0o700)
@@ -138,7 +138,7 @@ def _new_session() -> str:
 
 
 def _record(session: str, name: str, pid: int) -> None:
-    cluster.write_private(os.path.join(session, f"{name}.pid"), str(pid).encode())
+    sessions.write_private(os.path.join(session, f"{name}.pid"), str(pid).encode())
 
 
 def _log_tail(session: str, name: str, lines: int = 5) -> str:
@@ -197,9 +197,9 @@ def _start_in(session: str, args: argparse.Namespace,
         if args.head:
             token_file = args.token_file or os.path.join(session, "token")
             if not args.token_file:
-                cluster_auth.write_token_file(token_file, cluster_auth.new_token())
+                tokens.write_token_file(token_file, tokens.new_token())
             try:
-                head, address = cluster.start_head(session, token_file, args.host, args.port,
+                head, address = daemons.start_head(session, token_file, args.host, args.port,
                                                    detach=True)
             except (RuntimeError, TimeoutError) as exc:
                 tail = _log_tail(session, "head")
@@ -208,19 +208,19 @@ def _start_in(session: str, args: argparse.Namespace,
                 raise CLIError(f"the head failed to start: {exc}\n{tail}") from None
             procs.append(head)
             _record(session, "head", head.pid)
-            cluster.write_private(
+            sessions.write_private(
                 os.path.join(session, "cluster.json"),
                 json.dumps({"address": address, "token_file": token_file}).encode(),
             )
         else:
             address = args.address
-            token_file = args.token_file or cluster.resolve_address(address)[1]
+            token_file = args.token_file or sessions.resolve_address(address)[1]
             if token_file is None:
-                token = cluster_auth.resolve_token()  # from the environment, or a clear error
+                token = tokens.resolve_token()  # from the environment, or a clear error
                 token_file = os.path.join(session, "token")
-                cluster_auth.write_token_file(token_file, token.decode())
+                tokens.write_token_file(token_file, token.decode())
         if not (args.head and args.num_cpus == 0):
-            node = cluster.start_node(
+            node = daemons.start_node(
                 session, token_file, address, num_cpus=args.num_cpus,
                 num_gpus=args.num_gpus, resources=resources,
                 object_store_memory=args.object_store_memory, host=args.host, detach=True,
@@ -232,10 +232,10 @@ def _start_in(session: str, args: argparse.Namespace,
             if node.poll() is not None:
                 raise CLIError(f"the node failed to start:\n{_log_tail(session, 'node')}")
     except BaseException:
-        cluster.stop_processes(procs)
+        daemons.stop_processes(procs)
         raise
     if args.head:
-        cluster.link_latest(session)  # only now: auto never reaches a half-started head
+        sessions.link_latest(session)  # only now: auto never reaches a half-started head
         print(f"actorlib head started at {address} (session {session})")
         print("  connect from this machine:  actorlib.init(address='auto')")
         print(f"  join a node:                actorlib start --address {address} "
@@ -247,7 +247,7 @@ def _start_in(session: str, args: argparse.Namespace,
 
 def _pids() -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
-    root = cluster.checked_root()
+    root = sessions.checked_root()
     if root is None:
         return found
     for entry in sorted(os.listdir(root)):
@@ -291,10 +291,10 @@ def stop(args: argparse.Namespace) -> int:
     for path, _ in targets:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    root = cluster.checked_root()
+    root = sessions.checked_root()
     if root is not None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(root, cluster.LATEST_NAME))
+            os.unlink(os.path.join(root, sessions.LATEST_NAME))
     shm_store.remove_dead_sessions()  # what daemons killed earlier left in /dev/shm
     print(f"stopped {len(alive)} actorlib daemon(s)")
     return 0
@@ -313,11 +313,11 @@ def ask_head(
     timeout: float = 10.0,
 ) -> tuple[str, Any]:
     """Send ``query`` to a head as a CLI peer; its address and its first ``reply_type``."""
-    host_port, session_token = cluster.resolve_address(address)
+    host_port, session_token = sessions.resolve_address(address)
     host, _, port = host_port.rpartition(":")
     try:
-        token = cluster_auth.resolve_token(token_file=token_file or session_token)
-    except cluster_auth.AuthError:
+        token = tokens.resolve_token(token_file=token_file or session_token)
+    except tokens.AuthError:
         # Nothing listening is the likelier news, and the token cannot fix that.
         try:
             socket.create_connection((host, int(port)), timeout=5).close()
@@ -357,7 +357,7 @@ def status(args: argparse.Namespace) -> int:
         _parse_address(args.address)
     try:
         info = query_status(args.address, args.token_file)
-    except (ConnectionError, OSError, cluster_auth.AuthError) as exc:
+    except (ConnectionError, OSError, tokens.AuthError) as exc:
         print(f"actorlib status: {exc}", file=sys.stderr)
         return 1
     if args.json:
@@ -414,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except BrokenPipeError:  # stdout's reader left: __main__ ends quietly
         raise
-    except (CLIError, OSError, cluster_auth.AuthError) as exc:  # OSError: an unsafe root too
+    except (CLIError, OSError, tokens.AuthError) as exc:  # OSError: an unsafe root too
         print(f"actorlib {args.command}: {exc}", file=sys.stderr)
         return 1
 

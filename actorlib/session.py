@@ -230,7 +230,7 @@ def _info(rt: RunningCore) -> RuntimeInfo:
     nodes = rt.nodes()
     return RuntimeInfo(
         _backend_name, rt.namespace, [n.node_id for n in nodes], rt.cluster_resources(),
-        getattr(rt, "address", None), nodes[0].address if nodes else None,
+        rt.address, nodes[0].address if nodes else None,
     )
 
 

@@ -15,8 +15,8 @@ import sys
 from typing import Any
 
 from actorlib.backends import state_socket
-from actorlib.backends.cluster import driver as cluster
-from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.cluster import sessions
+from actorlib.backends.transport import tokens
 from actorlib.backends.transport.messages import StateQuery, StateRows
 from actorlib.util import state
 
@@ -104,7 +104,7 @@ def remote_fetcher(
             raise ValueError("--pid (a local driver) and --address (a cluster) exclude "
                              "each other")
         return local_fetcher(pid, timeout)
-    if address or os.environ.get(cluster.ADDRESS_ENV) or cluster.latest_session():
+    if address or os.environ.get(sessions.ADDRESS_ENV) or sessions.latest_session():
         return head_fetcher(address, token_file, timeout)
     return local_fetcher(None, timeout)
 
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"actorlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (ConnectionError, OSError, cluster_auth.AuthError) as exc:
+    except (ConnectionError, OSError, tokens.AuthError) as exc:
         print(f"actorlib {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0

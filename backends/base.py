@@ -87,6 +87,25 @@ class CoreEvents(Protocol):
         kills its actors, except detached ones; nested work counts as its caller's job.
         """
 
+    @property
+    def view(self) -> CoreView | None:
+        """The core itself, to read from, when it runs in this process (a cluster's head);
+        None where events travel to a core elsewhere (a worker, a node)."""
+
+
+class CoreView(Protocol):
+    """What a backend may read from a core in its own process, on the core's loop only
+    (a cluster's head routes output and answers ``actorlib status`` from there)."""
+
+    def job_of_work(self, id_: int) -> int | None:
+        """The job of a live task or actor; None if the core does not know it."""
+
+    def node_available(self, node_id: str) -> dict[str, float] | None:
+        """What the scheduler has free on the node now; None for an unknown node."""
+
+    def debug_state(self) -> dict[str, Any]:
+        """The core's counts: live ``objects`` and ``actors``, ``tasks``, ``queued``."""
+
 
 class ObjectStore(ABC):
     """Owns the memory of large object buffers. Thread-safe."""
@@ -205,6 +224,10 @@ class Backend(ABC):
 
 class RunningCore(Client, Protocol):
     """A core this process talks to: its own ``Runtime``, or a client of one elsewhere."""
+
+    @property
+    def address(self) -> str | None:
+        """The cluster's address (``host:port``) when the core is a cluster's; else None."""
 
     def shutdown(self) -> None: ...
     def debug_state(self) -> dict[str, Any]: ...

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.cluster.driver import checked_root
+from actorlib.backends.cluster.sessions import checked_root
 from actorlib.backends.private_dir import private_dir
 
 log = logging.getLogger("actorlib.state")

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import actorlib
-from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.cluster import daemons
+from actorlib.backends.cluster import sessions as cluster_sessions
 
 pytestmark = pytest.mark.slow
 
@@ -73,10 +74,10 @@ def test_sessions_live_in_xdg_runtime_dir_when_it_is_usable(
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    assert cluster.checked_root(create=True) == str(runtime / "actorlib")
+    assert cluster_sessions.checked_root(create=True) == str(runtime / "actorlib")
     assert stat.S_IMODE(os.stat(runtime / "actorlib").st_mode) == 0o700
     runtime.chmod(0o777)  # not private: fall back to $TMPDIR/actorlib-$UID
-    assert cluster.sessions_root() == str(tmp_path / f"actorlib-{UID}")
+    assert cluster_sessions.sessions_root() == str(tmp_path / f"actorlib-{UID}")
 
 
 @pytest.mark.parametrize("flaw", ["writable by others", "owned by another user", "a symlink"])
@@ -114,14 +115,14 @@ def test_a_planted_symlink_in_the_sessions_root_is_not_followed(
     (bait / "cluster.json").write_text(json.dumps({"address": "10.6.6.6:1", "token_file": "x"}))
     (root / "session_latest").symlink_to(bait)  # outside the root
     with pytest.raises(ConnectionError, match="No running actorlib cluster"):
-        cluster.resolve_address("auto")
+        cluster_sessions.resolve_address("auto")
     session = root / "session_20000101-000000_1"
     session.mkdir(mode=0o700)
     (session / "cluster.json").symlink_to(bait / "cluster.json")
     (root / "session_latest").unlink()
     (root / "session_latest").symlink_to(session.name)
     with pytest.raises(OSError):  # O_NOFOLLOW: ELOOP
-        cluster.resolve_address("auto")
+        cluster_sessions.resolve_address("auto")
 
 
 def test_start_creates_private_session_files(head: dict[str, str], tmp_path: Path) -> None:
@@ -188,7 +189,7 @@ def test_a_port_in_use_is_named_and_nothing_is_left_behind(
 def test_a_second_head_does_not_take_over_auto(head: dict[str, str], tmp_path: Path) -> None:
     root = tmp_path / f"actorlib-{UID}"
     before = os.readlink(root / "session_latest")
-    address = cluster.resolve_address("auto")[0]
+    address = cluster_sessions.resolve_address("auto")[0]
     out = cli(head, "start", "--head", "--port", "0", "--num-cpus", "0")
     assert out.returncode == 1 and "already running" in out.stderr and address in out.stderr
     assert os.readlink(root / "session_latest") == before and sessions(root) == [before]
@@ -206,7 +207,7 @@ def test_status_into_a_closed_pipe_is_quiet(head: dict[str, str]) -> None:
 
 
 def test_status_of_a_closed_port_says_connection_refused(tmp_env: dict[str, str]) -> None:
-    out = cli(tmp_env, "status", "--address", f"127.0.0.1:{cluster.free_port()}")
+    out = cli(tmp_env, "status", "--address", f"127.0.0.1:{daemons.free_port()}")
     assert out.returncode == 1 and "connection refused" in out.stderr, out.stderr
     assert "--token" not in out.stderr
 

@@ -24,8 +24,9 @@ from testkit import wait_until
 
 import actorlib
 from actorlib import NodeAffinitySchedulingStrategy, exceptions
-from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.cluster import daemons
 from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport import tokens
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the cluster's nodes run the process backend"
@@ -51,13 +52,13 @@ def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterat
     ``right`` (2 CPUs, right, side=right)."""
     root = str(tmp_path)
     token_file = os.path.join(root, "token")
-    cluster_auth.write_token_file(token_file, cluster_auth.new_token())
+    tokens.write_token_file(token_file, tokens.new_token())
     monkeypatch.setenv("ACTORLIB_CLUSTER_TOKEN_FILE", token_file)
-    head, address = cluster.start_head(root, token_file)
+    head, address = daemons.start_head(root, token_file)
     nodes = {}
     try:
         for name in ("left", "right"):
-            nodes[name] = cluster.start_node(
+            nodes[name] = daemons.start_node(
                 root, token_file, address, name=name, num_cpus=2, resources={name: 1},
                 node_id=name, labels={"side": name},
             )
@@ -66,7 +67,7 @@ def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterat
         yield Cluster(address, token_file, root, head, nodes)
     finally:
         actorlib.shutdown()
-        cluster.stop_processes([*nodes.values(), head])
+        daemons.stop_processes([*nodes.values(), head])
 
 
 @actorlib.remote
@@ -173,7 +174,7 @@ def test_actor_restarts_on_another_node(three: Cluster) -> None:
 
 def test_wrong_token_is_refused(three: Cluster) -> None:
     host, _, port = three.address.rpartition(":")
-    with pytest.raises(cluster_auth.AuthError):
+    with pytest.raises(tokens.AuthError):
         cluster_auth.connect(host, int(port), b"0" * 64, "driver")
     wait_until(lambda: "refused" in three.log("head").lower() or "wrong" in three.log("head"))
 
@@ -422,7 +423,7 @@ def test_tls(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Non
     try:
         assert actorlib.get(make_array.remote(2**17))[-1] == 2**17 - 1  # bytes over TLS
         host, _, port = info.address_info["address"].rpartition(":")
-        with pytest.raises(cluster_auth.AuthError):  # a plain-TCP client gets nowhere
+        with pytest.raises(tokens.AuthError):  # a plain-TCP client gets nowhere
             cluster_auth.connect(host, int(port), "some token", "driver", timeout=5)
     finally:
         actorlib.shutdown()

@@ -30,7 +30,8 @@ import trustme
 from actorlib.backends.transport import auth as ca
 from actorlib.backends.transport import handshake, tokens
 from actorlib.backends.transport import tls as tls_config
-from actorlib.backends.transport.auth import AuthError, TLSConfig
+from actorlib.backends.transport.auth import TLSConfig
+from actorlib.backends.transport.tokens import AuthError
 from actorlib.exceptions import ActorlibError
 
 uvloop = pytest.importorskip("uvloop")
@@ -256,7 +257,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 
 def test_new_token_is_256_random_bits_in_hex() -> None:
-    a, b = ca.new_token(), ca.new_token()
+    a, b = tokens.new_token(), tokens.new_token()
     assert len(a) == 64 and int(a, 16) >= 0 and a != b
 
 
@@ -276,7 +277,7 @@ def test_write_token_file_is_0600_from_creation(
     monkeypatch.setattr(os, "open", recording_open)
     old_umask = os.umask(0)
     try:
-        ca.write_token_file(str(path), "abc123")
+        tokens.write_token_file(str(path), "abc123")
     finally:
         os.umask(old_umask)
     (_, flags, mode), = created
@@ -284,42 +285,42 @@ def test_write_token_file_is_0600_from_creation(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == "abc123\n"
     assert os.listdir(tmp_path) == ["token"]  # no temporary file left behind
-    assert ca.resolve_token(token_file=str(path)) == b"abc123"
+    assert tokens.resolve_token(token_file=str(path)) == b"abc123"
 
 
 def test_resolve_token_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file_a, file_b = tmp_path / "a", tmp_path / "b"
-    ca.write_token_file(file_a, "from-file")
-    ca.write_token_file(file_b, "from-env-file")
-    monkeypatch.setenv(ca.TOKEN_ENV, "from-env")
-    monkeypatch.setenv(ca.TOKEN_FILE_ENV, str(file_b))
-    assert ca.resolve_token("explicit", str(file_a)) == b"explicit"
-    assert ca.resolve_token(None, str(file_a)) == b"from-file"
-    assert ca.resolve_token() == b"from-env"
-    monkeypatch.setenv(ca.TOKEN_ENV, "")  # empty counts as unset
-    assert ca.resolve_token() == b"from-env-file"
-    monkeypatch.delenv(ca.TOKEN_FILE_ENV)
-    with pytest.raises(AuthError, match=f"{ca.TOKEN_ENV}.*{ca.TOKEN_FILE_ENV}"):
-        ca.resolve_token()
+    tokens.write_token_file(file_a, "from-file")
+    tokens.write_token_file(file_b, "from-env-file")
+    monkeypatch.setenv(tokens.TOKEN_ENV, "from-env")
+    monkeypatch.setenv(tokens.TOKEN_FILE_ENV, str(file_b))
+    assert tokens.resolve_token("explicit", str(file_a)) == b"explicit"
+    assert tokens.resolve_token(None, str(file_a)) == b"from-file"
+    assert tokens.resolve_token() == b"from-env"
+    monkeypatch.setenv(tokens.TOKEN_ENV, "")  # empty counts as unset
+    assert tokens.resolve_token() == b"from-env-file"
+    monkeypatch.delenv(tokens.TOKEN_FILE_ENV)
+    with pytest.raises(AuthError, match=f"{tokens.TOKEN_ENV}.*{tokens.TOKEN_FILE_ENV}"):
+        tokens.resolve_token()
     with pytest.raises(AuthError, match="empty"):
-        ca.resolve_token("  ")
+        tokens.resolve_token("  ")
 
 
 def test_token_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "token"
-    ca.write_token_file(path, ca.new_token())
+    tokens.write_token_file(path, tokens.new_token())
     for mode in (0o640, 0o604, 0o660, 0o644, 0o620):
         path.chmod(mode)
         with pytest.raises(AuthError, match=f"mode {mode:04o}.*chmod 600"):
-            ca.resolve_token(token_file=str(path))
+            tokens.resolve_token(token_file=str(path))
 
 
 def test_token_file_missing_or_empty(tmp_path: Path) -> None:
     with pytest.raises(AuthError, match="cannot read the cluster token file"):
-        ca.resolve_token(token_file=str(tmp_path / "nope"))
-    ca.write_token_file(tmp_path / "empty", "")
+        tokens.resolve_token(token_file=str(tmp_path / "nope"))
+    tokens.write_token_file(tmp_path / "empty", "")
     with pytest.raises(AuthError, match="empty"):
-        ca.resolve_token(token_file=str(tmp_path / "empty"))
+        tokens.resolve_token(token_file=str(tmp_path / "empty"))
 
 
 def test_auth_error_is_a_connection_error_and_pickles() -> None:

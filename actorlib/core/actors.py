@@ -14,7 +14,7 @@ actor gets its calls in flight back at the front of their callers' queues (see
 once its pending calls are done (Ray's rule), unless it is detached.
 
 Runs on the core loop only; no locks. The runtime calls the public methods (guarded:
-see ``Runtime._guard_actor`` and ``Runtime._guard_call``).
+see :mod:`actorlib.core.guards`).
 """
 
 from __future__ import annotations

@@ -16,27 +16,29 @@ The runtime itself is what other threads and the backend see. Public methods (no
 underscore) may be called from any thread: they hand work to the loop (batched) and never
 block, except the few queries that must answer (``nodes()``, ``lookup_actor()``...).
 Methods with a leading underscore run on the loop only: reference counting across objects
-and actor handles, a driver's end, the placement pass after each batch, and the guards
-that turn a bug in a part into the failure of the work it concerns. :class:`_Events` is
-the backend's way in (``CoreEvents``). The API layer reaches this class through the
+and actor handles, a driver's end, the placement pass after each batch. Every handler for
+a task, call or actor runs under its guard (:mod:`actorlib.core.guards`), which turns a
+bug in a part into the failure of the work it concerns, and
+:class:`~actorlib.core.runtime_events.RuntimeEvents` is the backend's way in
+(``CoreEvents``). The API layer reaches this class through the
 client interface it shares with worker-side proxies (see :mod:`actorlib.core.context`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actorlib.core import invariants, state
 from actorlib.core.actors import DEAD, Actors
+from actorlib.core.guards import Guards
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.lineage import Lineage
 from actorlib.core.loop import LoopThread
 from actorlib.core.objects import ObjectTable, Watcher
 from actorlib.core.placement_groups import PlacementGroups
-from actorlib.core.records import NodeInfo, Outcome, StreamItem
+from actorlib.core.records import NodeInfo
+from actorlib.core.runtime_events import RuntimeEvents
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
@@ -44,16 +46,16 @@ from actorlib.core.streams import Streams
 from actorlib.core.tasks import TaskRecord, Tasks
 from actorlib.core.values import Values, error_value
 from actorlib.core.waiting import report_unhandled
-from actorlib.exceptions import InternalError, ObjectLostError, RuntimeClosedError
+from actorlib.exceptions import ObjectLostError, RuntimeClosedError
 
 if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
     from actorlib.backends.base import Backend, BackendConfig, ObjectStore
 
-log = logging.getLogger("actorlib.core")
-
 
 class Runtime:
     """The driver's core. Also the API's client when the API runs in the driver process."""
+
+    address: str | None = None  # the core is this process's: no cluster to join
 
     def __init__(self, backend: Backend, config: BackendConfig, namespace: str) -> None:
         self.backend = backend
@@ -63,6 +65,7 @@ class Runtime:
         self.closed = False
         self.job_id = os.getpid()
         self._loop = LoopThread()
+        self.guard = Guards(self)
         self.scheduler = Scheduler()
         self._assemble(backend.store)
         self._fresh: dict[int, Serialized] = {}  # put by a caller, not yet on the loop
@@ -88,7 +91,7 @@ class Runtime:
     def start(self) -> None:
         self._loop.start()
         try:
-            nodes = self._loop.run_coroutine(self.backend.start(_Events(self), self.config))
+            nodes = self._loop.run_coroutine(self.backend.start(RuntimeEvents(self), self.config))
         except BaseException:
             self._loop.stop()
             raise
@@ -203,11 +206,11 @@ class Runtime:
         return self.scheduler.cached_infeasible_reason(request, strategy)
 
     def submit_task(self, spec: TaskSpec) -> None:
-        self._loop.post(self._guard_submit, spec, self.tasks.submit)
+        self._loop.post(self.guard.submit, spec, self.tasks.submit)
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
-        self._loop.post(self._guard_task, task_id, self.tasks.blocked, task_id, blocked)
+        self._loop.post(self.guard.task, task_id, self.tasks.blocked, task_id, blocked)
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         self._loop.post(self._cancel, object_id, force, recursive)
@@ -244,9 +247,9 @@ class Runtime:
         tasks = self.tasks
         for work, placement in scheduler.place_ready():
             if isinstance(work, TaskRecord):
-                self._guard_task(work.spec.task_id, tasks.dispatch, work, placement)
+                self.guard.task(work.spec.task_id, tasks.dispatch, work, placement)
             else:
-                self._guard_actor(work.spec.actor_id, self.actors.dispatch, work, placement)
+                self.guard.actor(work.spec.actor_id, self.actors.dispatch, work, placement)
         tasks.pipeline()
 
     # == actors ===========================================================================
@@ -262,7 +265,7 @@ class Runtime:
         return self._loop.call(self.actors.create_named, spec, get_if_exists)
 
     def submit_call(self, spec: CallSpec) -> None:
-        self._loop.post(self._guard_submit, spec, self.actors.submit_call)
+        self._loop.post(self.guard.submit, spec, self.actors.submit_call)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         self._loop.post(self.actors.kill, actor_id, no_restart)
@@ -332,66 +335,6 @@ class Runtime:
         self.actors.end_job(job)
         self.groups.end_job(job)
 
-    # == internal errors: a bug fails the work it concerns, not the core =================
-
-    def _stream_item(self, item: StreamItem) -> None:
-        """An item of a streaming task or call, guarded as its producer's work."""
-        guard = self._guard_task if item.id in self.tasks.records else self._guard_call
-        guard(item.id, self.streams.item, item)
-
-    def _guard_task(self, task_id: int, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:
-            self._internal_error(exc, fn, "task", task_id)
-
-    def _guard_call(self, call_id: int, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:
-            self._internal_error(exc, fn, "call", call_id)
-
-    def _guard_actor(self, actor_id: int, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:
-            self._internal_error(exc, fn, "actor", actor_id)
-
-    def _guard_submit(self, spec: TaskSpec | CallSpec, fn: Callable[..., None]) -> None:
-        try:
-            fn(spec)
-        except Exception as exc:
-            if isinstance(spec, TaskSpec):
-                self._internal_error(exc, fn, "task", spec.task_id, spec.return_ids)
-            else:
-                self._internal_error(exc, fn, "call", spec.call_id, spec.return_ids)
-
-    def _internal_error(
-        self, exc: Exception, fn: Callable[..., None], kind: str, work_id: int,
-        returns: tuple[int, ...] = (),
-    ) -> None:
-        """Log a core bug and fail only the work it concerns, so everything else goes on."""
-        where = getattr(fn, "__qualname__", repr(fn))
-        log.error(
-            "actorlib core: internal error in %s handling %s %s; that work fails, the rest "
-            "goes on", where, kind, id_hex(work_id), exc_info=exc,
-        )
-        error = InternalError(
-            f"actorlib's core hit an internal error while handling this {kind} "
-            f"({id_hex(work_id)}): {type(exc).__name__}: {exc}. Only this work failed; the "
-            "traceback is in the log of the 'actorlib.core' logger. Please report it."
-        )
-        try:
-            if kind == "task":
-                self.tasks.abandon(work_id, error, returns)
-            elif kind == "call":
-                self.actors.abandon_call(work_id, error, returns)
-            else:
-                self.actors.abandon(work_id, error)
-        except Exception:
-            log.exception("actorlib core: internal error while failing %s %s", kind, work_id)
-        self.scheduler.dirty = True
-
     # == cluster info =====================================================================
 
     def nodes(self) -> list[NodeInfo]:
@@ -451,73 +394,6 @@ class Runtime:
     def flush(self) -> None:
         """Wait until everything posted so far has been processed."""
         self._loop.call(lambda: None)
-
-
-class _Events:
-    """The core's side of :class:`actorlib.backends.base.CoreEvents`: hand events to the loop.
-
-    Each event runs under a guard naming the work it concerns: a bug in a handler fails
-    that work alone (see ``Runtime._internal_error``), never the whole core.
-    """
-
-    __slots__ = ("_post", "_rt", "client")
-
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-        self._post = rt._loop.post
-        self.client = rt
-
-    def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._post(fn, *args)
-
-    def task_finished(self, outcome: Outcome) -> None:
-        rt = self._rt
-        self._post(rt._guard_task, outcome.id, rt.tasks.finished, outcome)
-
-    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
-        rt = self._rt
-        self._post(rt._guard_task, task_id, rt.tasks.crashed, task_id, attempt, error)
-
-    def task_recalled(self, task_id: int, attempt: int) -> None:
-        rt = self._rt
-        self._post(rt._guard_task, task_id, rt.tasks.recalled, task_id, attempt)
-
-    def actor_started(self, actor_id: int, incarnation: int) -> None:
-        rt = self._rt
-        self._post(rt._guard_actor, actor_id, rt.actors.started, actor_id, incarnation)
-
-    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
-        rt = self._rt
-        self._post(
-            rt._guard_actor, actor_id, rt.actors.init_failed, actor_id, incarnation, error
-        )
-
-    def item_produced(self, item: StreamItem) -> None:
-        self._post(self._rt._stream_item, item)
-
-    def call_finished(self, outcome: Outcome) -> None:
-        rt = self._rt
-        self._post(rt._guard_call, outcome.id, rt.actors.call_finished, outcome)
-
-    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
-        rt = self._rt
-        self._post(rt._guard_actor, actor_id, rt.actors.died, actor_id, incarnation, error)
-
-    def node_added(
-        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
-    ) -> None:
-        self._post(self._rt.scheduler.add_node, node_id, dict(resources), labels)
-
-    def node_removed(self, node_id: str) -> None:
-        """After the backend reported the node's tasks crashed and its actors dead."""
-        self._post(self._rt.scheduler.remove_node, node_id)
-        self._post(self._rt.groups.node_removed, node_id)
-
-    def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
-        self._post(self._rt.lineage.objects_lost, lost, why)
-
-    def job_ended(self, job: int) -> None:
-        self._post(self._rt._end_job, job)
 
 
 __all__ = ["Runtime", "error_value", "serialize"]

@@ -20,7 +20,7 @@ ends. One task per worker is queued this way. A queued task is recalled when a C
 elsewhere, so no task waits behind a long one, and when the one ahead blocks in ``get``.
 
 Runs on the core loop only; no locks. The runtime calls the public methods (guarded:
-see ``Runtime._guard_task``); :mod:`actorlib.core.invariants` reads the records.
+see :mod:`actorlib.core.guards`); :mod:`actorlib.core.invariants` reads the records.
 """
 
 from __future__ import annotations

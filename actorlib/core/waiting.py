@@ -153,15 +153,13 @@ def fetch(
     if need <= 0:
         return {}
     ids, client = _unique_ids(refs), client_of(refs)
-    ready_value = getattr(client, "ready_value", None)
-    if ready_value is not None:  # the core is in this process: read ready values directly
-        got = {}
-        for id_ in ids:
-            value = ready_value(id_)
-            if value is not None:
-                got[id_] = value
-                if len(got) == need or (fail_fast and value.is_error):
-                    return got
+    got: dict[int, Serialized] = {}
+    for id_ in ids:  # values this process can read at once (the core is here)
+        value = client.ready_value(id_)
+        if value is not None:
+            got[id_] = value
+            if len(got) == need or (fail_fast and value.is_error):
+                return got
     lock = _thread.allocate_lock()
     lock.acquire()
     collect = _Collect(need, lock.release, fail_fast)

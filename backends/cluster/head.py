@@ -12,30 +12,27 @@ is released.
 The head never reads object bytes: it passes locations on (``lazy_mapper``) and tells
 the owning node when an object is freed.
 
-Run as ``python -m actorlib.backends.cluster.head``; ``actorlib start --head`` does.
+The head's process is :mod:`actorlib.backends.cluster.head_daemon`; the connection to
+one peer is :mod:`.head_peer`, the report ``actorlib status`` shows :mod:`.head_status`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
-from actorlib.backends.cluster.driver import handle_daemon_signals
+from actorlib.backends.base import Backend, BackendConfig, CoreEvents, CoreView, ObjectStore
+from actorlib.backends.cluster.head_peer import HeadPeer
+from actorlib.backends.cluster.head_status import head_status
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
-from actorlib.backends.proc_title import set_title
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.transport import auth as cluster_auth
-from actorlib.backends.transport import wire
-from actorlib.backends.transport.client_link import ClientLink
+from actorlib.backends.transport import tokens
 from actorlib.backends.transport.messages import (
     CLIENT_CALLS,
     ActorDied,
@@ -47,7 +44,6 @@ from actorlib.backends.transport.messages import (
     DriverHello,
     Exit,
     Free,
-    FromHead,
     Heartbeat,
     ItemProduced,
     ItemsConsumed,
@@ -71,9 +67,7 @@ from actorlib.backends.transport.messages import (
     name_of,
 )
 from actorlib.core.ids import DRIVER_PREFIX
-from actorlib.core.loop import fill_standard_fds
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
-from actorlib.core.runtime import Runtime
 from actorlib.core.serialization import Serialized, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 
@@ -82,45 +76,6 @@ log = logging.getLogger("actorlib.cluster")
 #: A node silent for this long (no heartbeat, no message) is declared dead.
 NODE_TIMEOUT_S = float(os.environ.get("ACTORLIB_NODE_TIMEOUT_S", "5"))
 NODE_PREFIX_BLOCK = 1 << 20  # id prefixes per node: one per worker process it may start
-
-
-class _Peer:
-    """One authenticated connection: a node, a driver or a status query."""
-
-    def __init__(self, head: HeadBackend, role: str, address: str) -> None:
-        self.head = head
-        self.role = role
-        self.address = address
-        self.conn = wire.Connection(head.loop, self._on_message, self._on_lost)
-        self.link = ClientLink(head.client, self.send, head.events.post)
-        #: What this peer may send: a handler per record of its role's vocabulary.
-        self.handlers = head.handlers[role]
-        self.gone = False
-        self.last_seen = time.monotonic()
-        # nodes only
-        self.node: NodeInfo | None = None
-        self.session = ""
-        self.objects: tuple[str, int] | None = None
-        self.ready = False
-        self.running: dict[int, int] = {}  # task id -> attempt
-        self.actors: dict[int, int] = {}  # actor id -> incarnation
-        self.stats: dict[str, Any] = {}
-        # drivers only: the id prefix it mints with, which names its job in the core
-        self.job: int | None = None
-        self.log_to_driver = False  # whether it wants its tasks' output
-
-    def send(self, message: FromHead) -> None:
-        # Code travels whole on every message: a node passes specs on to workers that may
-        # not have seen the code yet, and keeps no copy of its own.
-        self.conn.send(message)
-
-    def _on_message(self, message: Any) -> None:
-        self.last_seen = time.monotonic()
-        # On the core loop, after everything before it.
-        self.head.events.post(self.head._handle, self, message)
-
-    def _on_lost(self) -> None:
-        self.head.events.post(self.head._peer_lost, self)
 
 
 class HeadStore(ObjectStore):
@@ -152,11 +107,11 @@ class HeadBackend(Backend):
         self.port = port
         self.tls = tls
         self.store = HeadStore(self)
-        self.peers: set[_Peer] = set()
-        self.nodes: dict[str, _Peer] = {}
-        self._task_node: dict[int, _Peer] = {}
-        self._call_node: dict[int, _Peer] = {}
-        self._actor_node: dict[int, _Peer] = {}
+        self.peers: set[HeadPeer] = set()
+        self.nodes: dict[str, HeadPeer] = {}
+        self._task_node: dict[int, HeadPeer] = {}
+        self._call_node: dict[int, HeadPeer] = {}
+        self._actor_node: dict[int, HeadPeer] = {}
         self._driver_prefixes = itertools.count(DRIVER_PREFIX + 1)
         # Import paths of the jobs so far (existing on the nodes when they share a disk).
         self._job_paths: dict[str, None] = {}
@@ -166,7 +121,7 @@ class HeadBackend(Backend):
         client_calls = dict.fromkeys(CLIENT_CALLS, self._client_call)
         #: Per role, a handler per record of what that peer sends (``messages.FromNode``,
         #: ``FromDriver``, ``FromCli``); anything else closes its connection.
-        self.handlers: dict[str, dict[type, Callable[[_Peer, Any], None]]] = {
+        self.handlers: dict[str, dict[type, Callable[[HeadPeer, Any], None]]] = {
             "node": {
                 NodeHello: self._node_hello, NodeReady: self._node_ready,
                 Heartbeat: self._heartbeat, Output: self._route_output,
@@ -185,6 +140,9 @@ class HeadBackend(Backend):
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
         self.events = events
         self.client = events.client
+        if events.view is None:
+            raise RuntimeError("a cluster head runs its core in its own process")
+        self.core: CoreView = events.view
         self.loop = asyncio.get_running_loop()
         set_buffer_mapper(lazy_mapper)
         ctx = self.tls.server_context() if self.tls is not None else None
@@ -211,14 +169,14 @@ class HeadBackend(Backend):
         address = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
         try:
             role = await cluster_auth.server_handshake(reader, writer, self.token)
-        except (cluster_auth.AuthError, ConnectionError, asyncio.IncompleteReadError):
+        except (tokens.AuthError, ConnectionError, asyncio.IncompleteReadError):
             writer.close()
             return  # refused and logged by the handshake
         if role not in ("node", "driver", "cli"):
             log.warning("actorlib: refused %s: unknown role %r", address, role)
             writer.close()
             return
-        peer = _Peer(self, role, address)
+        peer = HeadPeer(self, role, address)
         self.peers.add(peer)
         cluster_auth.hand_over(reader, writer, peer.conn)
 
@@ -288,7 +246,7 @@ class HeadBackend(Backend):
 
     # == messages (core loop) ===============================================================
 
-    def _handle(self, peer: _Peer, message: Any) -> None:
+    def _handle(self, peer: HeadPeer, message: Any) -> None:
         """Dispatch a peer's message. A peer that broke the protocol (a message its role
         does not send, or of the wrong shape) loses its connection; the head goes on."""
         if peer.gone:
@@ -305,37 +263,37 @@ class HeadBackend(Backend):
 
     # -- events from a node --------------------------------------------------------------
 
-    def _task_finished(self, peer: _Peer, message: TaskFinished) -> None:
+    def _task_finished(self, peer: HeadPeer, message: TaskFinished) -> None:
         outcome = message.outcome
         peer.running.pop(outcome.id, None)
         self._task_node.pop(outcome.id, None)
         self.events.task_finished(outcome)
 
-    def _call_finished(self, peer: _Peer, message: CallFinished) -> None:
+    def _call_finished(self, peer: HeadPeer, message: CallFinished) -> None:
         self._call_node.pop(message.outcome.id, None)
         self.events.call_finished(message.outcome)
 
-    def _item_produced(self, peer: _Peer, message: ItemProduced) -> None:
+    def _item_produced(self, peer: HeadPeer, message: ItemProduced) -> None:
         self.events.item_produced(message.item)
 
-    def _actor_started(self, peer: _Peer, message: ActorStarted) -> None:
+    def _actor_started(self, peer: HeadPeer, message: ActorStarted) -> None:
         self.events.actor_started(message.actor_id, message.incarnation)
 
-    def _actor_init_failed(self, peer: _Peer, message: ActorInitFailed) -> None:
+    def _actor_init_failed(self, peer: HeadPeer, message: ActorInitFailed) -> None:
         self.events.actor_init_failed(message.actor_id, message.incarnation, message.error)
 
-    def _task_recalled(self, peer: _Peer, message: TaskRecalled) -> None:
+    def _task_recalled(self, peer: HeadPeer, message: TaskRecalled) -> None:
         """A task queued behind another, handed back unstarted."""
         peer.running.pop(message.task_id, None)
         self._task_node.pop(message.task_id, None)
         self.events.task_recalled(message.task_id, message.attempt)
 
-    def _task_crashed(self, peer: _Peer, message: TaskCrashed) -> None:
+    def _task_crashed(self, peer: HeadPeer, message: TaskCrashed) -> None:
         peer.running.pop(message.task_id, None)
         self._task_node.pop(message.task_id, None)
         self.events.task_crashed(message.task_id, message.attempt, message.error)
 
-    def _actor_died(self, peer: _Peer, message: ActorDied) -> None:
+    def _actor_died(self, peer: HeadPeer, message: ActorDied) -> None:
         actor_id = message.actor_id
         if peer.actors.get(actor_id) == message.incarnation:
             del peer.actors[actor_id]
@@ -343,18 +301,18 @@ class HeadBackend(Backend):
                 del self._actor_node[actor_id]
         self.events.actor_died(actor_id, message.incarnation, message.error)
 
-    def _heartbeat(self, peer: _Peer, message: Heartbeat) -> None:
+    def _heartbeat(self, peer: HeadPeer, message: Heartbeat) -> None:
         peer.stats = message.stats
 
     # -- the rest --------------------------------------------------------------------------
 
-    def _client_call(self, peer: _Peer, message: ClientCall) -> None:
+    def _client_call(self, peer: HeadPeer, message: ClientCall) -> None:
         peer.link.handle(message)
 
-    def _status_query(self, peer: _Peer, message: StatusQuery) -> None:
-        peer.send(Status(message.req, self._status()))
+    def _status_query(self, peer: HeadPeer, message: StatusQuery) -> None:
+        peer.send(Status(message.req, head_status(self)))
 
-    def _state_query(self, peer: _Peer, message: StateQuery) -> None:
+    def _state_query(self, peer: HeadPeer, message: StateQuery) -> None:
         try:
             rows = self.client.state_rows(message.kind)
         except (ValueError, RuntimeError) as exc:
@@ -362,7 +320,7 @@ class HeadBackend(Backend):
             return
         peer.send(StateRows(message.req, rows))
 
-    def _node_hello(self, peer: _Peer, message: NodeHello) -> None:
+    def _node_hello(self, peer: HeadPeer, message: NodeHello) -> None:
         if message.node_id in self.nodes:
             log.warning("actorlib: refused a second node with id %s", message.node_id)
             peer.conn.close()
@@ -371,7 +329,7 @@ class HeadBackend(Backend):
                              labels=dict(message.labels))
         self._welcome(peer, next(self._node_blocks) * NODE_PREFIX_BLOCK)
 
-    def _driver_hello(self, peer: _Peer, message: DriverHello) -> None:
+    def _driver_hello(self, peer: HeadPeer, message: DriverHello) -> None:
         prefix = peer.job = next(self._driver_prefixes)
         peer.log_to_driver = bool(message.log_to_driver)
         new = [p for p in message.sys_path if p not in self._job_paths]
@@ -383,10 +341,10 @@ class HeadBackend(Backend):
                 node.send(SysPath(new))
         self._welcome(peer, prefix)
 
-    def _welcome(self, peer: _Peer, prefix: int) -> None:
+    def _welcome(self, peer: HeadPeer, prefix: int) -> None:
         peer.send(Welcome(prefix, self._node_infos(), self._directory(), list(self._job_paths)))
 
-    def _node_ready(self, peer: _Peer, message: NodeReady) -> None:
+    def _node_ready(self, peer: HeadPeer, message: NodeReady) -> None:
         if peer.node is None:
             raise ValueError("NodeReady before NodeHello")
         peer.session = message.session
@@ -399,7 +357,7 @@ class HeadBackend(Backend):
         self.events.node_added(peer.node.node_id, peer.node.resources, peer.node.labels)
         self._announce()
 
-    def _peer_lost(self, peer: _Peer) -> None:
+    def _peer_lost(self, peer: HeadPeer) -> None:
         if peer.gone:
             return
         peer.gone = True
@@ -440,11 +398,10 @@ class HeadBackend(Backend):
             self.events.job_ended(peer.job)
         peer.link.release()
 
-    def _route_output(self, peer: _Peer, message: Output) -> None:
+    def _route_output(self, peer: HeadPeer, message: Output) -> None:
         """Output of a task or actor, to the driver whose job it is; output nobody can be
         named for (written outside any task, or after its task ended) to every driver."""
-        job_of = getattr(self.client, "job_of_work", None)
-        job = job_of(message.owner) if job_of is not None and message.owner else None
+        job = self.core.job_of_work(message.owner) if message.owner else None
         for peer in list(self.peers):
             if peer.role == "driver" and peer.log_to_driver and (job is None or peer.job == job):
                 peer.send(message)
@@ -476,76 +433,3 @@ class HeadBackend(Backend):
     def _broadcast_nodes(self, message: Free) -> None:
         for peer in list(self.nodes.values()):
             peer.send(message)
-
-    def _status(self) -> dict[str, Any]:
-        rt = self.client
-        scheduler = getattr(rt, "scheduler", None)
-        nodes = []
-        for peer in self.nodes.values():
-            assert peer.node is not None
-            live = scheduler.nodes.get(peer.node.node_id) if scheduler is not None else None
-            nodes.append({
-                "node_id": peer.node.node_id,
-                "address": peer.address,
-                "resources": peer.node.resources,
-                "available": dict(live.available) if live is not None else {},
-                "running_tasks": len(peer.running),
-                "actors": len(peer.actors),
-                **peer.stats,
-            })
-        state = rt.debug_state() if hasattr(rt, "debug_state") else {}
-        return {
-            "nodes": nodes,
-            "drivers": sum(1 for p in self.peers if p.role == "driver"),
-            "queued_tasks": state.get("queued", 0),
-            "tasks": state.get("tasks", 0),
-            "actors": len(state.get("actors", ())),
-            "tasks_by_state": _count_states(rt, "tasks"),
-            "actors_by_state": _count_states(rt, "actors"),
-        }
-
-
-def _count_states(rt: Any, kind: str) -> dict[str, int]:
-    """How many rows of ``kind`` the state API lists in each state (ended tasks too)."""
-    counts: dict[str, int] = {}
-    for row in rt.state_rows(kind):
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-    return counts
-
-
-# == the daemon ===================================================================================
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m actorlib.backends.cluster.head")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token-file", required=True)
-    parser.add_argument("--ready-file", help="written with the port once listening")
-    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
-    parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
-    args = parser.parse_args(argv)
-    fill_standard_fds()  # before any socket: a closed stderr must not become one
-    set_title("head")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    token = cluster_auth.resolve_token(token_file=args.token_file)
-    backend = HeadBackend(token, args.host, args.port, cluster_auth.TLSConfig.from_env())
-    rt = Runtime(backend, BackendConfig(), "default")
-    rt.start()
-    stop = threading.Event()
-    handle_daemon_signals(stop.set, args.driver_pid, args.driver_fd)
-    log.info("actorlib head listening on %s:%d (pid %d)", args.host, backend.port, os.getpid())
-    if args.ready_file:
-        tmp = f"{args.ready_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"host": args.host, "port": backend.port, "pid": os.getpid()}, f)
-        os.replace(tmp, args.ready_file)
-    stop.wait()
-    log.info("actorlib head stopping")
-    rt.shutdown()
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,7 @@
 The node runs the process backend as it runs on one machine, with two changes of
 direction: its events (results, crashes, actor starts) go to the head over TCP instead
 of to a local core, and its workers' API calls (nested tasks, ``get``, refs) are relayed
-to the head through a :class:`~actorlib.backends.process.worker.RemoteCoreClient`. An
+to the head through a :class:`~actorlib.backends.transport.remote_core.RemoteCoreClient`. An
 :class:`~actorlib.backends.cluster.objects.ObjectServer` serves its object files to the
 rest of the cluster and fetches other nodes' files for its workers.
 
@@ -25,15 +25,13 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, HeapStore
-from actorlib.backends.cluster.driver import handle_daemon_signals
+from actorlib.backends.cluster.daemons import add_driver_args, begin_daemon, handle_daemon_signals
 from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
 from actorlib.backends.node_resources import local_node_resources
-from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.backend import ProcessBackend
 from actorlib.backends.process.shm_store import SharedMemoryStore
-from actorlib.backends.process.worker import RemoteCoreClient
 from actorlib.backends.transport import auth as cluster_auth
-from actorlib.backends.transport import wire
+from actorlib.backends.transport import tokens, wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.backends.transport.messages import (
     CancelRun,
@@ -54,8 +52,9 @@ from actorlib.backends.transport.messages import (
     ToNode,
     Welcome,
 )
+from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core.labels import parse_labels_arg
-from actorlib.core.loop import LoopThread, fill_standard_fds
+from actorlib.core.loop import LoopThread
 from actorlib.core.records import NodeInfo
 from actorlib.core.serialization import set_buffer_mapper
 
@@ -262,14 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--object-store-memory", type=int)
     parser.add_argument("--labels", help="this node's labels: name=value,name=value")
     parser.add_argument("--node-id")
-    parser.add_argument("--driver-pid", type=int, help="a private cluster's driver")
-    parser.add_argument("--driver-fd", type=int, help="its lifeline (without pidfds)")
+    add_driver_args(parser)
     args = parser.parse_args(argv)
-    fill_standard_fds()  # before any socket: a closed stderr must not become one
-    set_title("node")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    begin_daemon("node")
     host, _, port = args.address.rpartition(":")
     config = BackendConfig(
         num_cpus=args.num_cpus, num_gpus=args.num_gpus,
@@ -277,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         object_store_memory=args.object_store_memory,
         labels=parse_labels_arg(args.labels or ""),
     )
-    token = cluster_auth.resolve_token(token_file=args.token_file)
+    token = tokens.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,
                         tls=cluster_auth.TLSConfig.from_env(), node_id=args.node_id)
     handle_daemon_signals(daemon.done.set, args.driver_pid, args.driver_fd)

@@ -28,6 +28,7 @@ from typing import Any
 
 from actorlib.backends.process.shm_store import PREFIX, SharedMemoryStore
 from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport import tokens
 from actorlib.core.serialization import Unavailable, map_readonly
 from actorlib.exceptions import ObjectLostError
 
@@ -110,7 +111,7 @@ class ObjectServer:
                     await writer.drain()
                 else:
                     return
-        except (cluster_auth.AuthError, ConnectionError, asyncio.IncompleteReadError):
+        except (tokens.AuthError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
             log.exception("actorlib: object server error")

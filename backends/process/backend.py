@@ -17,10 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import os
-import signal
-import socket
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -29,16 +25,18 @@ from typing import Any
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
-from actorlib.backends.process.claims import ClaimTable
-from actorlib.backends.process.portable import ExitWatcher, lifeline_fd, use_pdeathsig
+from actorlib.backends.process.worker_process import (
+    EXITED,
+    WorkerProcess,
+    describe_exit,
+    with_visible_gpus,
+    worker_timeout,
+)
 from actorlib.backends.runner.user_code import pack_error
-from actorlib.backends.transport import wire
-from actorlib.backends.transport.client_link import ClientLink
 from actorlib.backends.transport.messages import (
     CLIENT_CALLS,
     ActorInitFailed,
     ActorStarted,
-    Alive,
     CallFinished,
     CancelRun,
     ClientCall,
@@ -55,158 +53,11 @@ from actorlib.backends.transport.messages import (
     StopActor,
     TaskFinished,
     TaskRecalled,
-    ToWorker,
 )
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
-
-# Start the worker without the current directory on sys.path: run from a source checkout,
-# "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
-# installed one. The driver's own sys.path reaches the worker with its first message.
-# SIGINT is ignored first thing: Ctrl-C in a terminal reaches the whole process group, and
-# the driver alone decides what it means (one KeyboardInterrupt traceback, not one per
-# worker; a driver that catches it keeps its workers).
-_WORKER_BOOT = (
-    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-    "from actorlib.backends.process.worker import main; main()"
-)
-
-
-_KEEPS_CODE = frozenset({RunTask, StartActor})  # see WorkerProcess.send
-_EXITED: Any = object()  # a worker's death, handled after the messages it sent before
-
-
-def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> dict[str, str]:
-    """The worker's environment: its GPUs are the only ones CUDA sees."""
-    return {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpu_ids))}
-
-
-def worker_timeout(config: BackendConfig) -> float:
-    """Seconds of silence after which a worker is taken for frozen; 0: never (default).
-
-    Off by default: a worker in a long C call that keeps the GIL cannot answer either,
-    and must not be killed for it unless the user says so.
-    """
-    value = config.options.get("worker_timeout_s") or os.environ.get("ACTORLIB_WORKER_TIMEOUT_S")
-    if not value:
-        return 0.0
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(
-            f"ACTORLIB_WORKER_TIMEOUT_S must be a number of seconds, got {value!r}"
-        ) from None
-    return max(seconds, 0.0)
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "an unknown status"
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
-
-
-class WorkerProcess:
-    """The driver's view of one worker process."""
-
-    def __init__(self, backend: ProcessBackend, prefix: int) -> None:
-        self.backend = backend
-        self.prefix = prefix
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.claims = ClaimTable.create()
-        lifeline = [] if use_pdeathsig() else [lifeline_fd()]  # how it dies with us
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-c", _WORKER_BOOT, str(child_sock.fileno()), str(os.getpid()),
-                str(self.claims.fd), *map(str, lifeline),
-            ],
-            pass_fds=[child_sock.fileno(), self.claims.fd, *lifeline],
-            stdin=subprocess.DEVNULL,
-        )
-        child_sock.close()
-        self.pid = self.proc.pid
-        loop = backend.loop
-        self.conn = wire.Connection(loop, self._on_message, self._on_eof)
-        self._connecting = loop.create_task(
-            loop.create_unix_connection(lambda: self.conn, sock=parent_sock)
-        )
-        self.running: dict[int, int] = {}  # task id -> attempt
-        self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
-        self.code_ids: set[int] = set()
-        self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt)
-        self.expected_exit = False
-        self.dead = False
-        # max_calls: runs given to it per function id; once one reaches its limit the
-        # worker takes no more work and exits when its tasks are done.
-        self.calls: dict[int, int] = {}
-        self.retired = False
-        self.last_alive = loop.time()  # its boot counts as a sign of life
-        self.kill_reason = ""
-        # Death is handled once the process has exited AND its last bytes have been read,
-        # so results it sent just before dying count, and count first.
-        self.exit_code: int | None = None
-        self._exited = False
-        self._eof = False
-        self._death_posted = False
-        self.exit_watcher = ExitWatcher(self.proc, loop, self._on_process_exit)
-        self.held = 0  # its messages waiting behind its output (ProcessBackend._output)
-
-    def send(self, message: ToWorker) -> None:
-        # Code goes once per worker, counted as known only where the worker keeps it (the
-        # task or actor it runs). Code inside another message, such as the spec a
-        # get_actor() in a task looks up, travels whole and is not counted: the worker
-        # does not keep it, and an actor of that class started there later would lack it.
-        keeps_code = type(message) in _KEEPS_CODE
-        self.conn.send(message, self.code_ids if keeps_code else None)
-
-    def kill(self) -> None:
-        try:
-            self.proc.send_signal(signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    @property
-    def idle(self) -> bool:
-        return not self.running and self.actor is None and not self.dead and not self.retired
-
-    def _on_message(self, message: FromWorker) -> None:
-        kind = type(message)
-        if kind is Alive:
-            self.last_alive = self.backend.loop.time()
-            return
-        if kind is Output or self.held:
-            self.backend._output(self, message)
-            return
-        # Handled on the core loop, after everything this worker sent before it.
-        backend = self.backend
-        backend.events.post(backend._handlers[type(message)], self, message)
-
-    def _on_process_exit(self, code: int) -> None:
-        loop = self.backend.loop
-        self.exit_code = code
-        self._exited = True
-        self._maybe_dead()
-        if not self._eof:  # a socket that never closes must not keep the death unseen
-            loop.call_later(2.0, self._on_eof)
-
-    def _on_eof(self) -> None:
-        self._eof = True
-        self._maybe_dead()
-
-    def _maybe_dead(self) -> None:
-        if self._exited and self._eof and not self._death_posted:
-            self._death_posted = True
-            if self.held:  # after the messages still waiting behind its output
-                self.backend._output(self, _EXITED)
-            else:
-                self.backend.events.post(self.backend._on_exit, self)
 
 
 class ProcessBackend(Backend):
@@ -459,7 +310,7 @@ class ProcessBackend(Backend):
     def _released(self, tokens: list[tuple[WorkerProcess, FromWorker | None]]) -> None:
         for worker, message in tokens:
             worker.held -= 1
-            if message is _EXITED:
+            if message is EXITED:
                 self._on_exit(worker)
             elif message is not None:
                 self._handle(worker, message)

@@ -71,6 +71,8 @@ class PassStore(ObjectStore):
 class RayCore:
     """The :class:`~actorlib.core.context.Client` (and ``RunningCore``) on Ray."""
 
+    address: str | None = None  # Ray's own address is Ray's business (``ray.init``)
+
     def __init__(self, namespace: str, *, stop_ray: bool, worker: bool = False) -> None:
         # Ids from every process of a program must not clash: a random prefix each.
         self.ids = IdAllocator(secrets.randbits(62) | 1 << 62)

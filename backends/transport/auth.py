@@ -10,9 +10,9 @@ neither run code nor make a daemon buffer without bound.
 The parts: :mod:`.tokens` finds and stores the token (and defines :class:`AuthError`),
 :mod:`.tls` configures TLS, :mod:`.handshake` is the protocol itself as I/O-free steps; this
 module runs those steps over asyncio streams and blocking sockets (accepting, connecting,
-handing an authenticated stream over to a protocol). It also re-exports the layer's public
-names, because the daemons, the CLI and the tests use the security layer as one module
-(``from actorlib.backends.transport import auth as cluster_auth``).
+handing an authenticated stream over to a protocol). It also re-exports the TLS and
+protocol names its callers pass in (``TLSConfig``, the ``TLS_*_ENV`` names, ``MAGIC``,
+``VERSION``); the token helpers and :class:`AuthError` are imported from :mod:`.tokens`.
 
 Without TLS the handshake authenticates both ends but the traffic after it is neither
 encrypted nor bound to the handshake: keep the port off untrusted networks, or turn on
@@ -48,15 +48,7 @@ from actorlib.backends.transport.tls import (
     tls_failure,
     tls_hint,
 )
-from actorlib.backends.transport.tokens import (
-    TOKEN_ENV,
-    TOKEN_FILE_ENV,
-    AuthError,
-    new_token,
-    read_token_file,
-    resolve_token,
-    write_token_file,
-)
+from actorlib.backends.transport.tokens import AuthError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -64,22 +56,15 @@ __all__ = [
     "TLS_CA_ENV",
     "TLS_CERT_ENV",
     "TLS_KEY_ENV",
-    "TOKEN_ENV",
-    "TOKEN_FILE_ENV",
     "VERSION",
-    "AuthError",
     "TLSConfig",
     "accept_handshake",
     "client_handshake",
     "connect",
     "connect_handshake",
     "hand_over",
-    "new_token",
     "open_connection",
-    "read_token_file",
-    "resolve_token",
     "server_handshake",
-    "write_token_file",
 ]
 
 log = logging.getLogger("actorlib.cluster")

@@ -1,6 +1,6 @@
 """The core's side of a client in another process: a worker, a cluster node or a driver.
 
-Such a client (``process.worker.RemoteCoreClient``) forwards the actorlib API over a
+Such a client (``remote_core.RemoteCoreClient``) forwards the actorlib API over a
 connection, as the client-call records of :mod:`~.messages`. A :class:`ClientLink` turns
 them back into calls on the core's client interface (one handler per record), and keeps
 a ledger of what the peer holds (references, watches), so that when the peer dies or

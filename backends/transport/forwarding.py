@@ -36,6 +36,8 @@ class ForwardedEvents:
     core itself, never at a worker or a node, so they are not forwarded.
     """
 
+    view = None  # the core is in another process: nothing to read here
+
     def __init__(self, send: Callable[[Event], None], client: Client,
                  post: Callable[..., None]) -> None:
         self._send = send

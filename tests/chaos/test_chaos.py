@@ -121,14 +121,14 @@ def _no_problems() -> None:
 
 def test_tasks_under_worker_kills_run_exactly_once_each(chaos_rt: None) -> None:
     deadline = time.monotonic() + SECONDS
-    batches = 0
-    with Killer(every=0.3) as killer:
+    batches = [0]
+    with Killer(every=0.3, progress=lambda: batches[0]) as killer:
         while time.monotonic() < deadline:
             refs = [square.remote(i) for i in range(200)]
             assert actorlib.get(refs, timeout=T) == [i * i for i in range(200)]
-            batches += 1
+            batches[0] += 1
             _no_problems()
-    assert batches > 0 and killer.kills > 0
+    assert batches[0] > 0 and killer.kills > 0
 
 
 def test_actor_order_holds_across_restarts_from_kills(chaos_rt: None, tmp_path: Path) -> None:
@@ -152,7 +152,8 @@ def test_actor_order_holds_across_restarts_from_kills(chaos_rt: None, tmp_path: 
 def test_objects_under_worker_kills_keep_their_bytes(chaos_rt: None) -> None:
     rng = np.random.default_rng(7)
     deadline = time.monotonic() + SECONDS
-    with Killer(every=0.3) as killer:
+    batches = [0]
+    with Killer(every=0.3, progress=lambda: batches[0]) as killer:
         while time.monotonic() < deadline:
             arrays = [rng.integers(0, 1000, size=200_000) for _ in range(6)]
             refs = [actorlib.put(a) for a in arrays]
@@ -160,6 +161,7 @@ def test_objects_under_worker_kills_keep_their_bytes(chaos_rt: None) -> None:
             assert sums == [int(a.sum()) for a in arrays]
             for ref, array in zip(refs, arrays, strict=True):
                 assert np.array_equal(actorlib.get(ref, timeout=T), array)
+            batches[0] += 1
             _no_problems()
     assert killer.kills > 0
 

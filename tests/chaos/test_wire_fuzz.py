@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from testkit import T, wait_until
 
 import actorlib
-from actorlib.backends.cluster import driver as cluster
+from actorlib.backends.cluster import daemons
 from actorlib.backends.transport import auth as cluster_auth
+from actorlib.backends.transport import tokens
 
 pytestmark = pytest.mark.chaos
 HEADER = struct.Struct("!I")
@@ -40,14 +41,14 @@ class Head:
 def head(tmp_path: Path, _leak_check: None) -> Iterator[Head]:
     root = str(tmp_path)
     token_file = os.path.join(root, "token")
-    cluster_auth.write_token_file(token_file, cluster_auth.new_token())
-    proc, address = cluster.start_head(root, token_file)
-    node = cluster.start_node(root, token_file, address, name="node", num_cpus=1)
+    tokens.write_token_file(token_file, tokens.new_token())
+    proc, address = daemons.start_head(root, token_file)
+    node = daemons.start_node(root, token_file, address, name="node", num_cpus=1)
     host, port = address.rsplit(":", 1)
     try:
-        yield Head(host, int(port), cluster_auth.read_token_file(token_file), [proc, node])
+        yield Head(host, int(port), tokens.read_token_file(token_file), [proc, node])
     finally:
-        cluster.stop_processes([node, proc])
+        daemons.stop_processes([node, proc])
         head_log = Path(root, "logs", "head.log").read_text()
         assert "internal error" not in head_log, head_log[-4000:]
 

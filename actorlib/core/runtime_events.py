@@ -1,0 +1,100 @@
+"""The backend's way into the core: :class:`RuntimeEvents`, the core's ``CoreEvents``.
+
+A backend reports from its own threads and callbacks (a task finished, a worker died, a
+node joined); each report is posted to the core's loop, to run there in order after
+everything posted before it, under the guard that names the work it concerns
+(:mod:`actorlib.core.guards`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from actorlib.core.records import Outcome, StreamItem
+from actorlib.core.serialization import Serialized
+
+if TYPE_CHECKING:
+    from actorlib.core.runtime import Runtime
+
+
+class RuntimeEvents:
+    """The core's side of :class:`actorlib.backends.base.CoreEvents`: hand events to the loop.
+
+    Each event runs under a guard naming the work it concerns: a bug in a handler fails
+    that work alone (see :mod:`actorlib.core.guards`), never the whole core.
+    """
+
+    __slots__ = ("_guard", "_post", "_rt", "client")
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._post = rt._loop.post
+        self._guard = rt.guard  # made once with the runtime, never replaced
+        self.client = rt
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._post(fn, *args)
+
+    def task_finished(self, outcome: Outcome) -> None:
+        rt = self._rt
+        self._post(self._guard.task, outcome.id, rt.tasks.finished, outcome)
+
+    def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
+        rt = self._rt
+        self._post(self._guard.task, task_id, rt.tasks.crashed, task_id, attempt, error)
+
+    def task_recalled(self, task_id: int, attempt: int) -> None:
+        rt = self._rt
+        self._post(self._guard.task, task_id, rt.tasks.recalled, task_id, attempt)
+
+    def actor_started(self, actor_id: int, incarnation: int) -> None:
+        rt = self._rt
+        self._post(self._guard.actor, actor_id, rt.actors.started, actor_id, incarnation)
+
+    def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
+        rt = self._rt
+        self._post(
+            self._guard.actor, actor_id, rt.actors.init_failed, actor_id, incarnation, error
+        )
+
+    def item_produced(self, item: StreamItem) -> None:
+        self._post(self._guard.stream_item, item)
+
+    def call_finished(self, outcome: Outcome) -> None:
+        rt = self._rt
+        self._post(self._guard.call, outcome.id, rt.actors.call_finished, outcome)
+
+    def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
+        rt = self._rt
+        self._post(self._guard.actor, actor_id, rt.actors.died, actor_id, incarnation, error)
+
+    def node_added(
+        self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
+    ) -> None:
+        self._post(self._rt.scheduler.add_node, node_id, dict(resources), labels)
+
+    def node_removed(self, node_id: str) -> None:
+        """After the backend reported the node's tasks crashed and its actors dead."""
+        self._post(self._rt.scheduler.remove_node, node_id)
+        self._post(self._rt.groups.node_removed, node_id)
+
+    def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
+        self._post(self._rt.lineage.objects_lost, lost, why)
+
+    def job_ended(self, job: int) -> None:
+        self._post(self._rt._end_job, job)
+
+    @property
+    def view(self) -> RuntimeEvents:
+        return self  # also the core's ``CoreView``: the reads below
+
+    def job_of_work(self, id_: int) -> int | None:
+        return self._rt.job_of_work(id_)
+
+    def node_available(self, node_id: str) -> dict[str, float] | None:
+        node = self._rt.scheduler.nodes.get(node_id)
+        return dict(node.available) if node is not None else None
+
+    def debug_state(self) -> dict[str, Any]:
+        return self._rt.debug_state()

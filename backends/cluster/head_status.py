@@ -1,0 +1,48 @@
+"""The head's status report, answered to ``actorlib status`` (a ``StatusQuery``).
+
+Read on the core loop from the head's peers and the core it runs; kept apart from the
+head's message handling because it is a view, not a protocol.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actorlib.backends.cluster.head import HeadBackend
+    from actorlib.core.context import Client
+
+
+def head_status(head: HeadBackend) -> dict[str, Any]:
+    """What ``actorlib status`` shows: the nodes, their load, and the core's counts."""
+    core = head.core
+    nodes = []
+    for peer in head.nodes.values():
+        assert peer.node is not None
+        nodes.append({
+            "node_id": peer.node.node_id,
+            "address": peer.address,
+            "resources": peer.node.resources,
+            "available": core.node_available(peer.node.node_id) or {},
+            "running_tasks": len(peer.running),
+            "actors": len(peer.actors),
+            **peer.stats,
+        })
+    state = core.debug_state()
+    return {
+        "nodes": nodes,
+        "drivers": sum(1 for p in head.peers if p.role == "driver"),
+        "queued_tasks": state.get("queued", 0),
+        "tasks": state.get("tasks", 0),
+        "actors": len(state.get("actors", ())),
+        "tasks_by_state": _count_states(head.client, "tasks"),
+        "actors_by_state": _count_states(head.client, "actors"),
+    }
+
+
+def _count_states(rt: Client, kind: str) -> dict[str, int]:
+    """How many rows of ``kind`` the state API lists in each state (ended tasks too)."""
+    counts: dict[str, int] = {}
+    for row in rt.state_rows(kind):
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return counts

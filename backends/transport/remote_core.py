@@ -1,0 +1,259 @@
+"""The actorlib API where the core runs in another process: a client that forwards it.
+
+A process worker's client speaks to its driver's core, a cluster node's and driver's to
+the head's. Every call becomes a message (``messages.ClientCall``); the few that must
+answer wait for a ``Reply``, and values awaited with ``watch`` arrive as ``Ready``. The
+core's side of the same connection is
+:class:`~actorlib.backends.transport.client_link.ClientLink`; events of the work a
+process runs travel the other way through
+:class:`~actorlib.backends.transport.forwarding.ForwardedEvents`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.backends.base import ObjectStore
+from actorlib.backends.transport import wire
+from actorlib.backends.transport.messages import (
+    AddRef,
+    CancelObject,
+    ClientCall,
+    CreateActor,
+    DropRef,
+    KillActor,
+    Put,
+    Request,
+    SubmitCall,
+    SubmitTask,
+    TaskBlocked,
+    Unwatch,
+    Watch,
+)
+from actorlib.core.execution_context import current_execution
+from actorlib.core.ids import IdAllocator
+from actorlib.core.objects import Watcher
+from actorlib.core.records import NodeInfo
+from actorlib.core.scheduler import Scheduler
+from actorlib.core.serialization import Serialized
+from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
+from actorlib.exceptions import RuntimeClosedError
+
+
+class RemoteCoreClient:
+    """The actorlib API where the core runs in another process: everything goes to it.
+
+    In a worker (to the driver's core), in a cluster's node and driver (to the head's).
+    The core's side of the connection is a
+    :class:`~actorlib.backends.transport.client_link.ClientLink`.
+    """
+
+    def __init__(
+        self, conn: wire.Sender, prefix: int, namespace: str, store: ObjectStore,
+        nodes: list[NodeInfo],
+    ) -> None:
+        self.ids = IdAllocator(prefix)
+        self._namespace = namespace
+        self.store = store
+        self.closed = False
+        self._send = conn.send
+        self._scheduler = Scheduler()
+        for node in nodes:
+            self._scheduler.add_node(node.node_id, node.resources, node.labels)
+        self._nodes = nodes
+        self._tokens = itertools.count(1)
+        self._watchers: dict[int, list[Any]] = {}  # token -> [callback, ids left]
+        self._token_of: dict[Any, int] = {}
+        self._requests = itertools.count(1)
+        self._pending: dict[int, Callable[[bool, Any], None]] = {}
+
+    @property
+    def namespace(self) -> str:
+        """The running task's job namespace (workers of a cluster serve several jobs)."""
+        ctx = current_execution.get()
+        if ctx is not None and ctx.namespace:
+            return ctx.namespace
+        return self._namespace
+
+    def _out(self, message: ClientCall) -> None:
+        if self.closed:
+            raise RuntimeClosedError("actorlib was shut down (the driver is gone).")
+        self._send(message)
+
+    # -- refs and objects --------------------------------------------------------------
+
+    def add_ref(self, id_: int) -> None:
+        if not self.closed:
+            self._send(AddRef(id_))
+
+    def drop_ref(self, id_: int) -> None:
+        if not self.closed:
+            self._send(DropRef(id_))
+
+    def put(self, id_: int, value: Serialized) -> None:
+        self._out(Put(id_, value))
+
+    def ready_value(self, id_: int) -> Serialized | None:
+        return None  # values live with the core, in another process: always a watch
+
+    def watch(self, ids: list[int], callback: Watcher) -> None:
+        token = next(self._tokens)
+        self._watchers[token] = [callback, len(ids), set(ids)]
+        self._token_of[callback] = token
+        self._out(Watch(token, ids))
+
+    def unwatch(self, ids: list[int], callback: Watcher) -> None:
+        token = self._token_of.pop(callback, None)
+        if token is not None and self._watchers.pop(token, None) is not None:
+            self._send(Unwatch(token, ids))
+
+    def on_ready(self, token: int, id_: int, value: Serialized) -> None:
+        entry = self._watchers.get(token)
+        if entry is None:
+            return
+        entry[1] -= 1
+        entry[2].discard(id_)
+        if entry[1] <= 0:
+            del self._watchers[token]
+            self._token_of.pop(entry[0], None)
+        entry[0](id_, value)
+
+    # -- work ----------------------------------------------------------------------------
+
+    def submit_task(self, spec: TaskSpec) -> None:
+        self._out(SubmitTask(spec))
+
+    def submit_call(self, spec: CallSpec) -> None:
+        self._out(SubmitCall(spec))
+
+    def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
+        if spec.name is None:
+            self._out(CreateActor(spec))
+            return spec.actor_id
+        result: int = self._request("create_actor", spec, get_if_exists)
+        return result
+
+    def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+        self._out(CancelObject(object_id, force, recursive))
+
+    def withdraw(self, object_ids: list[int]) -> list[bool]:
+        result: list[bool] = self._request("withdraw", object_ids)
+        return result
+
+    def kill_actor(self, actor_id: int, no_restart: bool) -> None:
+        self._out(KillActor(actor_id, no_restart))
+
+    def task_blocked(self, task_id: int, blocked: bool) -> None:
+        self._send(TaskBlocked(task_id, blocked))
+
+    # -- queries -------------------------------------------------------------------------
+
+    def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
+        return self._scheduler.infeasible_reason(request, strategy)
+
+    def lookup_actor(self, name: str, namespace: str) -> ActorSpec | None:
+        result: ActorSpec | None = self._request("lookup_actor", name, namespace)
+        return result
+
+    def named_actors(self, namespace: str | None) -> list[tuple[str, str]]:
+        result: list[tuple[str, str]] = self._request("named_actors", namespace)
+        return result
+
+    def nodes(self) -> list[NodeInfo]:
+        result: list[NodeInfo] = self._request("nodes")
+        return result
+
+    def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("state_rows", kind)
+        return result
+
+    def cluster_resources(self) -> dict[str, float]:
+        result: dict[str, float] = self._request("cluster_resources")
+        return result
+
+    def available_resources(self) -> dict[str, float]:
+        result: dict[str, float] = self._request("available_resources")
+        return result
+
+    def flush(self) -> None:
+        self._request("flush")
+
+    def create_placement_group(self, spec: PlacementGroupSpec) -> None:
+        self._request("create_placement_group", spec)
+
+    def remove_placement_group(self, group_id: int) -> None:
+        self._request("remove_placement_group", group_id)
+
+    def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
+        self._request("placement_group_ready", group_id, object_id, value)
+
+    def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None:
+        result: PlacementGroupSpec | None = self._request("lookup_placement_group", name, namespace)
+        return result
+
+    def placement_groups(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("placement_groups")
+        return result
+
+    def _request(self, method: str, *args: Any) -> Any:
+        done = threading.Event()
+        box: list[Any] = []
+
+        def answered(ok: bool, value: Any) -> None:
+            box.append((ok, value))
+            done.set()
+
+        self.forward_request(method, args, answered)
+        done.wait()
+        ok, value = box[0]
+        if ok:
+            return value
+        raise value
+
+    def forward_request(
+        self, method: str, args: tuple[Any, ...], answered: Callable[[bool, Any], None]
+    ) -> None:
+        """Ask the core without blocking; ``answered(ok, value)`` runs on the reader."""
+        req = next(self._requests)
+        self._pending[req] = answered
+        try:
+            self._out(Request(req, method, args))
+        except BaseException:
+            self._pending.pop(req, None)
+            raise
+
+    def on_reply(self, req: int, ok: bool, value: Any) -> None:
+        answered = self._pending.pop(req, None)
+        if answered is not None:
+            answered(ok, value)
+
+    def set_nodes(self, nodes: list[NodeInfo]) -> None:
+        """The cluster's nodes changed (a cluster client)."""
+        scheduler = Scheduler()
+        for node in nodes:
+            scheduler.add_node(node.node_id, node.resources, node.labels)
+        self._scheduler = scheduler
+        self._nodes = nodes
+
+    def close(self, why: str = "the driver went away") -> None:
+        """The core is gone: fail every request and every object still awaited."""
+        self.closed = True
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for answered in pending:
+            answered(False, RuntimeClosedError(why))
+        watchers = list(self._watchers.values())
+        self._watchers.clear()
+        self._token_of.clear()
+        if watchers:
+            lost = Serialized(pickle.dumps(RuntimeClosedError(why), protocol=5), is_error=True)
+            for callback, _, ids in watchers:
+                for id_ in list(ids):
+                    try:
+                        callback(id_, lost)
+                    except Exception:  # one waiter's failure must not hide the others
+                        pass
