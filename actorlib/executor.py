@@ -351,7 +351,7 @@ class Executor(concurrent.futures.Executor):
                 return 0
             try:
                 taken = client_of([asked[0].ref]).withdraw([i.ref.id for i in asked])
-            except RuntimeClosedError:
+            except Exception:  # the runtime is gone (or going): nothing can be withdrawn
                 taken = [False] * len(asked)
             withdrawn = []
             for item, took in zip(asked, taken, strict=True):

@@ -227,6 +227,8 @@ class Runtime:
                 done.append(producer is not None and self.tasks.withdraw(producer))
             return done
 
+        if self.closed:
+            return [False] * len(object_ids)
         return self._loop.call(withdraw)
 
     def _cancel(self, object_id: int, force: bool, recursive: bool) -> None:
