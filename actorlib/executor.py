@@ -415,8 +415,8 @@ class Executor(concurrent.futures.Executor):
             for item, value in batch:
                 try:
                     outcomes.append((item, value_of(value), None))
-                except BaseException as exc:  # the call's error (its value marked read)
-                    outcomes.append((item, None, exc))
+                except BaseException as error:  # the call's error (its value marked read)
+                    outcomes.append((item, None, error))
             with self._lock:
                 live = []
                 for outcome in outcomes:
@@ -430,8 +430,8 @@ class Executor(concurrent.futures.Executor):
                     live.append(outcome)
                 self._promote()
             del batch, outcomes
-            for item, result, exc in live:
-                self._settle(item, result, exc)
+            for item, result, failure in live:
+                self._settle(item, result, failure)
             del live
 
     def _settle(self, item: _Item, result: Any, exc: BaseException | None) -> None:
