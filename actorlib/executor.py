@@ -213,15 +213,19 @@ class Executor(concurrent.futures.Executor):
         end = None if timeout is None else time.monotonic() + timeout
         tasks = self._tasks_for(fn)
         calls = zip(*iterables)  # noqa: B905 - stops at the shortest, like the stdlib
-        if chunksize == 1:
-            items = [self._enqueue(tasks.call, args, {}, False) for args in calls]
-            sizes = None
-        else:
-            items, sizes = [], []
-            for chunk in _batched(calls, chunksize):
-                items.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
-                sizes.append(len(chunk))
-        self._watch(items)
+        items: list[_Item] = []
+        sizes: list[int] | None = None
+        try:
+            if chunksize == 1:
+                items.extend(self._enqueue(tasks.call, args, {}, False) for args in calls)
+            else:
+                sizes = []
+                for chunk in _batched(calls, chunksize):
+                    items.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
+                    sizes.append(len(chunk))
+        finally:
+            # Watched even if the iterables raised part way: those calls run and end.
+            self._watch(items)
         futures = [item.future for item in items]
         bar = _bar_for(futures, sizes) if progress else None
         return _results(items, end, chunksize > 1, bar, self._cancel_items)
