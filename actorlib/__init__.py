@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from actorlib.actor_pool import ActorPool
     from actorlib.executor import Executor
     from actorlib.pool import Pool
+    from actorlib.trace import timeline
 
 # Imported on first use: they pull in concurrent.futures.process and multiprocessing,
 # which every worker process would otherwise import at boot for nothing.
@@ -43,6 +44,7 @@ _LAZY = {
     "ActorPool": "actorlib.actor_pool",
     "Executor": "actorlib.executor",
     "Pool": "actorlib.pool",
+    "timeline": "actorlib.trace",
 }
 # Ray's submodules reachable as attributes of the package (``ray.util.queue`` ...).
 _LAZY_MODULES = frozenset({"util", "runtime_env", "job_config", "runtime_context"})
@@ -98,6 +100,7 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "timeline",
     "wait",
     "wait_async",
 ]

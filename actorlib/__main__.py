@@ -39,15 +39,18 @@ def _main(argv: list[str] | None) -> int:
     from actorlib import cluster_cli
 
     cluster_cli.add_arguments(sub)
-    from actorlib import explore_cli, state_cli
+    from actorlib import debug_cli, explore_cli, state_cli
 
     state_cli.add_arguments(sub)
+    debug_cli.add_arguments(sub)
     explore_cli.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.command in ("start", "stop", "status"):
         return cluster_cli.run(args)
     if args.command in state_cli.COMMANDS:
         return state_cli.run(args)
+    if args.command in debug_cli.COMMANDS:
+        return debug_cli.run(args)
     if args.command == "test-explore":
         return explore_cli.run(args)
     if args.command == "bench":

@@ -17,6 +17,7 @@ from actorlib.exceptions import InfeasibleResourceError, RuntimeClosedError
 from actorlib.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
+    OwnFiles,
     env_vars_of,
     resource_request,
     validate,
@@ -86,6 +87,7 @@ class ActorClass(Generic[T]):
         self._cls = cls
         self._options = validate(options, ACTOR_OPTIONS, f"actor class {cls.__qualname__}")
         self._code = code or _Code(cls)
+        self._files = OwnFiles(self._options.get("runtime_env"))
         self._methods, self._is_async = _method_table(cls)
         self._checks = checks if checks is not None else _method_checks(cls, self._methods)
         self.__name__ = cls.__name__
@@ -118,6 +120,7 @@ class ActorClass(Generic[T]):
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot create actor {name}: {reason}")
+        code_env = self._files.code_env(session.job_code_env(), *session.env_support())
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, f"{name}.__init__")
         default_concurrency = 1000 if self._is_async else 1
@@ -152,6 +155,7 @@ class ActorClass(Generic[T]):
             caller_id=caller_id(),
             concurrency_groups=groups,
             method_groups=method_groups,
+            code_env=code_env,
         )
         actor_id = client.create_actor(spec, bool(opts.get("get_if_exists")))
         return ActorHandle(actor_id, client, name, self._methods, self._checks)

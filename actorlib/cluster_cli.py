@@ -49,6 +49,10 @@ def add_arguments(sub: Any) -> None:
     status.add_argument("--address", help="HOST:PORT of the head (default: local session)")
     status.add_argument("--token-file", help="the cluster token (default: "
                         "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
+    status.add_argument("--pid", type=int, help="a local driver (a script that called "
+                        "init() without a cluster) by its process id; without --pid and "
+                        "--address: the local cluster if there is one, else the newest "
+                        "local driver")
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
 
 
@@ -355,15 +359,31 @@ def _refused(host_port: str) -> str:
 def status(args: argparse.Namespace) -> int:
     if args.address:
         _parse_address(args.address)
+    if args.pid is not None and args.address:
+        raise UsageError("--pid (a local driver) and --address (a cluster) exclude each other")
+    from actorlib import state_cli  # the local driver's rows, as `actorlib list` reads them
+
+    local = args.pid is not None or not (
+        args.address or os.environ.get(sessions.ADDRESS_ENV) or sessions.latest_session()
+    )
     try:
-        info = query_status(args.address, args.token_file)
+        info = (state_cli.local_status(args.pid) if local
+                else query_status(args.address, args.token_file))
     except (ConnectionError, OSError, tokens.AuthError) as exc:
+        if local and args.pid is None and isinstance(exc, ConnectionError):
+            exc = ConnectionError(
+                "no actorlib cluster (`actorlib start --head`) and no local driver (a "
+                "script that called init()) found on this machine, under "
+                f"{sessions.sessions_root()}"
+            )
         print(f"actorlib status: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    print(f"cluster at {info['address']}: {len(info['nodes'])} node(s), "
+    where = (f"local driver pid {info['driver_pid']}" if local
+             else f"cluster at {info['address']}")
+    print(f"{where}: {len(info['nodes'])} node(s), "
           f"{info['drivers']} driver(s), {info['actors']} actor(s), "
           f"{info['tasks']} task(s) of which {info['queued_tasks']} queued")
     for label, key in (("actors", "actors_by_state"), ("tasks", "tasks_by_state")):
@@ -371,13 +391,36 @@ def status(args: argparse.Namespace) -> int:
         if counts:
             print(f"  {label} by state: " + ", ".join(
                 f"{state} {n}" for state, n in sorted(counts.items())))
+    for line in demand_lines(info.get("demand") or []):
+        print(f"  {line}")
     for node in info["nodes"]:
         print(f"  node {node['node_id']} at {node['address']}")
         print(f"    resources {resource_usage(node['resources'], node['available'])}")
+        store = human_bytes(node.get("object_store_bytes", 0))
+        if node.get("object_store_capacity"):
+            store += f"/{human_bytes(node['object_store_capacity'])}"
         print(f"    workers {node.get('workers', '?')} (idle {node.get('idle_workers', '?')}), "
               f"running tasks {node['running_tasks']}, actors {node['actors']}, "
-              f"object store {human_bytes(node.get('object_store_bytes', 0))}")
+              f"object store {store}")
+    print(f"  objects spilled to disk: {human_bytes(info.get('spilled_bytes', 0))}")
     return 0
+
+
+def demand_lines(demand: list[dict[str, Any]]) -> list[str]:
+    """``pending demand: 3x {CPU: 1}``, with infeasible shapes and why, one per line."""
+    if not demand:
+        return ["pending demand: none"]
+    lines = ["pending demand (waiting for resources):"]
+    for row in demand:
+        shape = "{" + ", ".join(
+            f"{k}: {human_bytes(v) if k in BYTE_RESOURCES else f'{v:g}'}"
+            for k, v in sorted(row["resources"].items())) + "}"
+        strategy = "" if row["strategy"] == "DEFAULT" else f" ({row['strategy']})"
+        line = f"  {row['count']}x {shape}{strategy}"
+        if row["infeasible"]:
+            line += f" INFEASIBLE: {row['infeasible']}"
+        lines.append(line)
+    return lines
 
 
 #: Resources counted in bytes, shown in binary units.

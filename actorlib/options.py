@@ -6,12 +6,15 @@ from typing import Any
 
 from actorlib.core.labels import LabelSelectorStrategy, parse_selector
 from actorlib.core.specs import (
+    CodeEnv,
     ExceptionTypes,
     NodeAffinitySchedulingStrategy,
     PlacementGroupStrategy,
     RetryExceptions,
 )
+from actorlib.exceptions import NotSupportedError
 from actorlib.placement import PlacementGroupSchedulingStrategy, core_strategy
+from actorlib.runtime_env_files import check_paths, code_env
 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
@@ -285,21 +288,59 @@ def _retry_exceptions(value: Any) -> RetryExceptions:
     raise _type_error("retry_exceptions", value, "a bool or a list of exception types")
 
 
+RUNTIME_ENV_FIELDS = ("env_vars", "working_dir", "py_modules", "excludes")
+
+
 def validate_runtime_env(env: Any) -> dict[str, Any]:
+    """A runtime_env checked, its paths absolute (py_modules' modules become paths)."""
     if not isinstance(env, dict):
         raise _type_error("runtime_env", env, "a dict")
-    unsupported = sorted(set(env) - {"env_vars"})
+    unsupported = sorted(set(env) - set(RUNTIME_ENV_FIELDS))
     if unsupported:
         raise ValueError(
             f"runtime_env field(s) {', '.join(map(repr, unsupported))} are not supported; "
-            "actorlib supports runtime_env={'env_vars': {...}}."
+            f"actorlib supports {', '.join(map(repr, RUNTIME_ENV_FIELDS))}."
         )
     env_vars = env.get("env_vars") or {}
     if not isinstance(env_vars, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
     ):
         raise _type_error("runtime_env['env_vars']", env_vars, "a dict of str -> str")
-    return {"env_vars": dict(env_vars)}
+    return {"env_vars": dict(env_vars), **check_paths(env)}
+
+
+def files_of(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
+    """The file fields of a checked runtime_env (``working_dir``, ``py_modules``, ...)."""
+    return {k: v for k, v in (runtime_env or {}).items() if k != "env_vars"}
+
+
+def check_backend_fields(runtime_env: dict[str, Any] | None, supported: frozenset[str],
+                         backend: str) -> None:
+    """Refuse, naming the option, runtime_env fields the running backend cannot apply."""
+    given = [k for k in ("working_dir", "py_modules") if (runtime_env or {}).get(k) is not None]
+    missing = [k for k in given if k not in supported]
+    if missing:
+        raise NotSupportedError(
+            f"runtime_env {', '.join(map(repr, missing))} is not supported on the {backend} "
+            "backend (a worker process of its own is needed for a cwd and imports of its "
+            "own); use the process or cluster backend (see docs/ray-compatibility.md)"
+        )
+
+
+def merge_code_env(own: CodeEnv | None, own_fields: dict[str, Any],
+                   job: CodeEnv | None) -> CodeEnv | None:
+    """The task's or actor's ``working_dir`` / ``py_modules`` where it gives them, else
+    the job's (each field replaces the job's, as in Ray)."""
+    if not own_fields:
+        return job
+    working_dir = own.working_dir if own and own.working_dir else None
+    if working_dir is None and job is not None:
+        working_dir = job.working_dir
+    modules = (own.py_modules if own else ()) if "py_modules" in own_fields else (
+        job.py_modules if job else ())
+    if working_dir is None and not modules:
+        return None
+    return CodeEnv(working_dir, modules)
 
 
 def resource_request(options: dict[str, Any], default_cpus: float) -> dict[str, float]:
@@ -318,3 +359,25 @@ def env_vars_of(options: dict[str, Any], job_env: dict[str, str] | None) -> dict
     env = dict(job_env or {})
     env.update((options.get("runtime_env") or {}).get("env_vars", {}))
     return env or None
+
+
+class OwnFiles:
+    """A remote function's or actor class's own ``working_dir`` / ``py_modules``: packed
+    at its first submission, then reused by every call (as Ray uploads at ``.options()``)."""
+
+    __slots__ = ("_env", "_fields", "_packed")
+
+    def __init__(self, runtime_env: dict[str, Any] | None) -> None:
+        self._fields = files_of(runtime_env)
+        self._env: CodeEnv | None = None
+        self._packed = False
+
+    def code_env(self, job: CodeEnv | None, supported: frozenset[str],
+                 backend: str) -> CodeEnv | None:
+        """The environment a submission runs in: its own fields, else the job's."""
+        if self._fields:
+            check_backend_fields(self._fields, supported, backend)
+            if not self._packed:
+                self._env = code_env(self._fields)
+                self._packed = True
+        return merge_code_env(self._env, self._fields, job)

@@ -14,7 +14,7 @@ from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import dumps_function
 from actorlib.core.specs import CodeRef, TaskSpec
 from actorlib.exceptions import InfeasibleResourceError
-from actorlib.options import TASK_OPTIONS, env_vars_of, resource_request, validate
+from actorlib.options import TASK_OPTIONS, OwnFiles, env_vars_of, resource_request, validate
 from actorlib.placement import inherited_strategy
 
 P = ParamSpec("P")
@@ -84,6 +84,7 @@ class RemoteFunction(Generic[P, R]):
         self._backpressure: int = self._options.get("_generator_backpressure_num_objects", -1)
         self._max_calls: int = self._options.get("max_calls", 0)
         self._concurrency: tuple[str, int] | None = self._options.get("_concurrency")
+        self._files = OwnFiles(self._options.get("runtime_env"))
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -118,6 +119,7 @@ class RemoteFunction(Generic[P, R]):
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")
+        code_env = self._files.code_env(session.job_code_env(), *session.env_support())
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, name)
         num_returns = self._num_returns
@@ -141,6 +143,7 @@ class RemoteFunction(Generic[P, R]):
             generator=generator,
             backpressure=self._backpressure,
             concurrency=self._concurrency,
+            code_env=code_env,
         ))
         return result
 

@@ -16,7 +16,8 @@ __all__ = ["RuntimeEnv"]
 
 
 class RuntimeEnv(dict[str, Any]):
-    """``RuntimeEnv(env_vars={"K": "v"})``; the same fields as the dict form."""
+    """``RuntimeEnv(env_vars={"K": "v"}, working_dir="./proj", py_modules=[...])``; the
+    same fields as the dict form (paths are checked and made absolute when made)."""
 
     def __init__(self, **fields: Any) -> None:
         given = {k: v for k, v in fields.items() if v is not None}
@@ -24,6 +25,12 @@ class RuntimeEnv(dict[str, Any]):
 
     def env_vars(self) -> dict[str, str]:
         return dict(self.get("env_vars") or {})
+
+    def working_dir(self) -> str | None:
+        return self.get("working_dir")
+
+    def py_modules(self) -> list[str]:
+        return list(self.get("py_modules") or ())
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from actorlib import runtime_env_files
 from actorlib.backends import DEFAULT_BACKEND, load
 from actorlib.backends.base import BackendConfig, Connector, RunningCore
 from actorlib.core import context
@@ -19,9 +20,10 @@ from actorlib.core.execution_context import current_execution
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.labels import validate_labels
 from actorlib.core.loop import fill_standard_fds
+from actorlib.core.specs import CodeEnv
 from actorlib.core.waiting import completer
 from actorlib.exceptions import RuntimeClosedError
-from actorlib.options import validate_runtime_env
+from actorlib.options import check_backend_fields, validate_runtime_env
 
 if TYPE_CHECKING:
     from actorlib.job_config import JobConfig
@@ -32,6 +34,8 @@ _runtime: RunningCore | None = None
 _state_server: Any = None  # a local core's state socket (backends/state_socket.py)
 _backend_name = ""
 _job_env: dict[str, str] | None = None
+_job_code_env: CodeEnv | None = None
+_env_support: tuple[frozenset[str], str] = (frozenset({"working_dir", "py_modules"}), "")
 # Signals that end a script like Ctrl-C does, once init() has installed our handler.
 _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _handled: list[signal.Signals] = []  # those whose handler is ours (installed by init)
@@ -108,6 +112,7 @@ def init(
     log_to_driver: bool = True,
     worker_process_setup_hook: Callable[[], Any] | str | None = None,
     labels: dict[str, str] | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -124,9 +129,11 @@ def init(
     inherited, unprefixed. ``worker_process_setup_hook`` (a function, or
     ``"module.function"``) runs in every worker process before its first task.
     ``labels``: this node's labels (``{"zone": "a"}``), which ``label_selector`` matches;
-    for a cluster's nodes, ``actorlib start --labels zone=a``.
+    for a cluster's nodes, ``actorlib start --labels zone=a``. ``log_dir``: a directory
+    where each worker keeps a log file of what it printed, ``worker-<pid>.log``, rotated
+    (a cluster's workers keep theirs in the session's ``logs/`` directory).
     """
-    global _runtime, _job_env, _backend_name, _state_server
+    global _runtime, _job_env, _backend_name, _state_server, _job_code_env, _env_support
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
@@ -160,7 +167,10 @@ def init(
         for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ValueError(f"{label} must be a non-negative number, got {value!r}")
-        env = validate_runtime_env(runtime_env)["env_vars"] if runtime_env else None
+        checked = validate_runtime_env(runtime_env) if runtime_env else None
+        env = checked["env_vars"] if checked else None
+        check_backend_fields(checked, backend_cls.runtime_env_files, name)
+        code_env = runtime_env_files.code_env(checked)  # packed once, for the whole job
         if worker_timeout_s is not None and (
             isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
             or not worker_timeout_s > 0
@@ -171,6 +181,14 @@ def init(
         options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
         options["log_to_driver"] = bool(log_to_driver)
         options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
+        if log_dir is not None:
+            if issubclass(backend_cls, Connector):
+                raise ValueError(
+                    f"log_dir: the {name} backend's workers keep their logs where their "
+                    "nodes run (a cluster: its session's logs/ directory); log_dir is for "
+                    "the thread, process and sim backends"
+                )
+            options["log_dir"] = _log_dir(log_dir)
         config = BackendConfig(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
             object_store_memory=object_store_memory, address=address, options=options,
@@ -195,8 +213,24 @@ def init(
         _install_signal_handlers()
         _backend_name = name
         _job_env = env
+        _job_code_env = code_env
+        _env_support = (backend_cls.runtime_env_files, name)
         context.install(rt)
         return _info(rt)
+
+
+def _log_dir(log_dir: Any) -> str:
+    """``init(log_dir=)`` as an absolute path, made (mode 0700) if missing."""
+    if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+        raise TypeError(f"log_dir must be a directory path, got {log_dir!r}")
+    path = os.path.abspath(os.fspath(log_dir))
+    try:
+        os.makedirs(path, 0o700, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"log_dir: cannot use {path}: {exc}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"log_dir: {path} is not a writable directory")
+    return path
 
 
 def _output_options(
@@ -291,7 +325,7 @@ def _on_terminating_signal(signum: int, frame: object) -> None:
 
 def shutdown() -> None:
     """Stop every task and actor and free every resource. Safe to call twice."""
-    global _runtime, _job_env, _stopping, _pending_signal, _state_server
+    global _runtime, _job_env, _stopping, _pending_signal, _state_server, _job_code_env
     with _lock:
         rt = _runtime
         _runtime = None
@@ -299,6 +333,7 @@ def shutdown() -> None:
         if server is not None:
             server.stop()
         _job_env = None
+        _job_code_env = None
         if context.current() is rt:
             context.install(None)
         _stopping = True
@@ -337,6 +372,18 @@ def client() -> Client:
 
 def job_env() -> dict[str, str] | None:
     return _job_env
+
+
+def job_code_env() -> CodeEnv | None:
+    """The job's ``working_dir`` / ``py_modules``, packed at ``init``; in a worker
+    process, the environment it was started in."""
+    return _job_code_env or context.inherited_code_env
+
+
+def env_support() -> tuple[frozenset[str], str]:
+    """The runtime_env file fields this process's backend applies, and its name. In a
+    worker (no ``init`` here) every field passes: the core's backend runs the work."""
+    return _env_support
 
 
 def runtime() -> RunningCore | None:

@@ -40,7 +40,8 @@ def add_arguments(sub: Any) -> None:
         parser.add_argument("--format", default="table", choices=FORMATS,
                             help="aligned columns (default) or JSON")
 
-    listing = sub.add_parser("list", help="list tasks, actors, objects or nodes (state API)")
+    listing = sub.add_parser("list", help="list tasks, actors, objects, nodes or workers "
+                             "(state API)")
     listing.add_argument("kind", choices=LIST_KINDS)
     listing.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                          help="keep rows whose KEY equals VALUE (KEY!=VALUE: differs); "
@@ -112,6 +113,52 @@ def remote_fetcher(
 def fetcher(args: argparse.Namespace) -> state.Fetch:
     """The command line's source of rows (see :func:`remote_fetcher`)."""
     return remote_fetcher(args.address, args.pid, args.token_file)
+
+
+def local_status(pid: int | None = None) -> dict[str, Any]:
+    """``actorlib status`` of a local driver (``pid``; None: the newest), in the shape a
+    head answers, built from its state rows."""
+    path = state_socket.driver_socket(pid)
+    if pid is None:
+        pid = next(p for p, candidate in state_socket.local_drivers() if candidate == path)
+
+    def rows(kind: str) -> list[dict[str, Any]]:
+        return state_socket.query(path, kind)
+
+    tasks, actors, objects = rows("tasks"), rows("actors"), rows("objects")
+    workers = [w for w in rows("workers") if w["is_alive"]]
+    nodes = []
+    for node in rows("nodes"):
+        here = node["node_id"]
+        nodes.append({
+            "node_id": here, "address": "this machine",
+            "resources": node["resources_total"], "available": node["resources_available"],
+            "running_tasks": sum(1 for t in tasks if t["node_id"] == here
+                                 and t["state"] == "RUNNING" and t["type"] == "NORMAL_TASK"),
+            "actors": sum(1 for a in actors if a["node_id"] == here and a["state"] == "ALIVE"),
+            "workers": sum(1 for w in workers if w["node_id"] == here),
+            "idle_workers": sum(1 for w in workers
+                                if w["node_id"] == here and not w["current_task_ids"]),
+            "object_store_bytes": sum(o["object_size"] or 0 for o in objects
+                                      if here in o["where"] and not o["spilled"]),
+        })
+
+    def by_state(items: list[dict[str, Any]]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item["state"]] = counts.get(item["state"], 0) + 1
+        return counts
+
+    demand = rows("demand")
+    return {
+        "driver_pid": pid, "nodes": nodes, "drivers": 1,
+        "tasks": sum(1 for t in tasks if t["state"] not in ("FINISHED", "FAILED")),
+        "queued_tasks": sum(d["count"] for d in demand),
+        "actors": sum(1 for a in actors if a["state"] != "DEAD"),
+        "tasks_by_state": by_state(tasks), "actors_by_state": by_state(actors),
+        "demand": demand,
+        "spilled_bytes": sum(o["object_size"] or 0 for o in objects if o["spilled"]),
+    }
 
 
 def _cell(value: Any) -> str:

@@ -95,7 +95,9 @@ class CoreEvents(Protocol):
 
 class CoreView(Protocol):
     """What a backend may read from a core in its own process, on the core's loop only
-    (a cluster's head routes output and answers ``actorlib status`` from there)."""
+    (a cluster's head routes output and answers ``actorlib status`` from there); and,
+    for a backend that runs everything one step at a time (``sim``), the core's loop
+    lent to its threads (``idle``, ``lend``, ``drain``, ``reclaim``, from any thread)."""
 
     def job_of_work(self, id_: int) -> int | None:
         """The job of a live task or actor; None if the core does not know it."""
@@ -105,6 +107,23 @@ class CoreView(Protocol):
 
     def debug_state(self) -> dict[str, Any]:
         """The core's counts: live ``objects`` and ``actors``, ``tasks``, ``queued``."""
+
+    def idle(self) -> bool:
+        """Whether the core has handled everything handed over so far, its scheduling
+        included (a backend may skip a round trip through the loop when it has)."""
+        ...
+
+    def lend(self, borrower: Callable[[], bool]) -> bool:
+        """Let the threads for which ``borrower()`` holds run the core's work themselves,
+        one at a time, until ``reclaim``; only when idle (else False): no thread switch
+        to the core's loop and back for each step."""
+        ...
+
+    def drain(self) -> None:
+        """While lent: run what was posted, and the scheduling after it, on this thread."""
+
+    def reclaim(self) -> None:
+        """End a ``lend``: the core's loop runs its work again."""
 
 
 class ObjectStore(ABC):
@@ -164,6 +183,10 @@ class Backend(ABC):
     #: reports that end), hands it back through ``task_recalled`` on ``recall`` if it has
     #: not started, and reports it crashed (not started) if the worker dies.
     pipelines: bool = False
+    #: The runtime_env file fields it applies: ``working_dir`` / ``py_modules`` need a
+    #: worker process of their own (cwd and imports are process-wide), so a backend
+    #: whose work shares one process leaves them out and they are refused at submission.
+    runtime_env_files: frozenset[str] = frozenset()
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
@@ -221,6 +244,12 @@ class Backend(ABC):
         """The node whose store holds the file at ``path``; None if unknown."""
         return None
 
+    def workers(self) -> list[dict[str, Any]]:
+        """The processes that run this backend's work, for ``list_workers``: plain dicts
+        (keys in :data:`actorlib.core.state.WorkerInfo`). Empty when the backend cannot
+        tell (its work runs somewhere it does not see)."""
+        return []
+
 
 class RunningCore(Client, Protocol):
     """A core this process talks to: its own ``Runtime``, or a client of one elsewhere."""
@@ -238,6 +267,7 @@ class Connector(ABC):
     connects to it instead of starting a ``Runtime`` around a :class:`Backend`."""
 
     name: str = "?"
+    runtime_env_files: frozenset[str] = frozenset()  # as Backend.runtime_env_files
 
     @classmethod
     @abstractmethod

@@ -38,6 +38,7 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from actorlib.backends.log_files import RotatingLog, worker_log
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.specs import ActorSpec, TaskSpec
 
@@ -371,15 +372,19 @@ class PrefixingStream:
     """Stands for the driver's stdout or stderr while a thread-backend runtime runs.
 
     Writes from inside a task or actor are line-buffered per thread and prefixed (with
-    ``log_to_driver=False`` they go to the process's original stream instead, unprefixed);
+    ``log_to_driver=False`` they go to the process's original stream instead, unprefixed,
+    or with ``init(log_dir=)`` to this process's worker log only, as in a worker process);
     every other write goes straight to the wrapped stream, at the cost of one context
     variable lookup. Anything else (``fileno``, ``encoding``, ...) is the wrapped stream's.
     """
 
-    def __init__(self, target: TextIO, stream: str, to_driver: bool) -> None:
+    def __init__(
+        self, target: TextIO, stream: str, to_driver: bool, log: RotatingLog | None = None,
+    ) -> None:
         self._target = target
         self._stream = stream
         self._to_driver = to_driver
+        self._log = log  # init(log_dir=): task lines are kept there too, prefixed
         self._pending: dict[int, str] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -391,19 +396,23 @@ class PrefixingStream:
         ctx = current_execution.get()
         if ctx is None:
             return self._target.write(s)
-        if not self._to_driver:
+        if not self._to_driver and self._log is None:
             original = sys.__stdout__ if self._stream == STDOUT else sys.__stderr__
             return original.write(s) if original is not None else len(s)
         text = whole_lines(self._pending, s)
         if not text:
             return len(s)
         lines = prefix_lines(make_prefix(work_name(ctx), self._pid, None), text)
+        if self._log is not None:
+            self._log.write(lines)
+        if not self._to_driver:  # kept in the log only, as a worker process does
+            return len(s)
         with self._lock:  # whole lines: never interleaved with another thread's
             self._target.write(lines)
         return len(s)
 
     def flush(self) -> None:
-        if current_execution.get() is not None and self._to_driver:
+        if current_execution.get() is not None and (self._to_driver or self._log is not None):
             text = self._pending.pop(get_ident(), "")
             if text:
                 self.write(text + "\n")
@@ -415,15 +424,16 @@ class PrefixingStream:
 
 
 _installed: list[tuple[str, PrefixingStream]] = []
+_log: list[RotatingLog] = []  # the driver's own worker log (thread and sim backends)
 
 
-def install_prefixing(to_driver: bool) -> None:
+def install_prefixing(to_driver: bool, log: RotatingLog | None = None) -> None:
     """Wrap ``sys.stdout`` and ``sys.stderr`` (the thread backend's ``start``)."""
     for name in (STDOUT, STDERR):
         target = getattr(sys, name)
         if target is None or isinstance(target, PrefixingStream):
             continue
-        proxy = PrefixingStream(target, name, to_driver)
+        proxy = PrefixingStream(target, name, to_driver, log)
         setattr(sys, name, proxy)
         _installed.append((name, proxy))
 
@@ -434,6 +444,8 @@ def remove_prefixing() -> None:
         name, proxy = _installed.pop()
         if getattr(sys, name) is proxy:
             setattr(sys, name, proxy._target)
+    while _log:
+        _log.pop().close()
 
 
 def thread_backend_started(options: dict[str, Any]) -> None:
@@ -441,7 +453,10 @@ def thread_backend_started(options: dict[str, Any]) -> None:
 
     ``worker_process_setup_hook`` runs once, here, before the first task.
     """
-    install_prefixing(bool(options.get("log_to_driver", True)))
+    log = worker_log(options.get("log_dir"))  # this process is the worker: its log
+    if log is not None:
+        _log.append(log)
+    install_prefixing(bool(options.get("log_to_driver", True)), log)
     hook = (options.get("output") or {}).get("setup_hook")
     if hook is not None:
         try:

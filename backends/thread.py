@@ -10,7 +10,9 @@ the same that runs inside every process worker; this module makes it a ``Backend
 node (this machine), worker output prefixed, a stop that does not block the core's loop.
 
 Limits that come with sharing one process: ``runtime_env["env_vars"]`` is applied to the
-process environment while the task runs, visible to code running beside it; a running task can
+process environment while the task runs, visible to code running beside it;
+``runtime_env`` ``working_dir`` / ``py_modules`` are refused (``runtime_env_files`` is
+empty: a cwd and imports cannot belong to one task); a running task can
 be interrupted by ``cancel`` only between Python bytecodes (a C call such as ``time.sleep``
 ends first). ``force=True`` cannot kill a thread either: it ends the task at once for the
 caller and the scheduler (its ref fails, its CPU is free) and abandons the interrupted
@@ -20,21 +22,34 @@ thread, whose result is discarded whenever it returns.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
+from typing import Any
 
+from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
 from actorlib.backends.runner.actor_host import resolve
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.core.exiting import exiting
+from actorlib.core.ids import DRIVER_PREFIX, id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
 
 #: How long ``stop`` waits for threads still running user code: in all, not per thread.
 STOP_GRACE_S = 10.0
 #: The same at interpreter exit (after Ctrl-C, say), after which they are abandoned.
 EXIT_GRACE_S = 0.5
+
+
+def this_process(node_id: str) -> list[dict[str, Any]]:
+    """``Backend.workers`` of a backend that runs every task in the driver's process."""
+    return [{
+        "worker_id": id_hex(DRIVER_PREFIX), "pid": os.getpid(), "node_id": node_id,
+        "worker_type": "DRIVER", "is_alive": True, "task_ids": None, "actor_id": 0,
+        "exit_detail": None,
+    }]
 
 
 class ThreadBackend(Backend):
@@ -48,6 +63,7 @@ class ThreadBackend(Backend):
         resources = local_node_resources(config)
         self.node_id = uuid.uuid4().hex[:16]
         thread_backend_started(config.options)  # lines from tasks get their prefix
+        stacks.enable_in_driver()  # tasks run here: `actorlib stack` asks this process
         self._runner = LocalRunner(events, self.store)
         return [NodeInfo(self.node_id, resources, labels=dict(config.labels))]
 
@@ -55,6 +71,9 @@ class ThreadBackend(Backend):
     def runner(self) -> LocalRunner:
         assert self._runner is not None, "the thread backend was not started"
         return self._runner
+
+    def workers(self) -> list[dict[str, Any]]:
+        return this_process(self.node_id)
 
     def run_task(self, run: TaskRun) -> None:
         self.runner.run_task(run)
@@ -99,3 +118,4 @@ class ThreadBackend(Backend):
             threading.Thread(target=join_all, name="actorlib-thread-stop", daemon=True).start()
             await done
         thread_backend_stopped()
+        stacks.disable_in_driver()

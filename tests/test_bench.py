@@ -80,3 +80,27 @@ def test_bench_rejects_unknown_workload():
     )
     assert proc.returncode == 2
     assert "unknown workload" in proc.stderr
+
+
+@pytest.mark.timeout(90)
+def test_sim_steps_reports_the_simulators_steps_per_second_on_sim_only(tmp_path):
+    kinds = {"sim_steps.calls", "sim_steps.tasks", "sim_steps.coroutine"}
+    for backend in ("sim", "thread"):
+        out = tmp_path / f"{backend}.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "actorlib", "bench", "--backend", backend,
+             "--rounds", "1", "--warmup", "0", "--duration", "0.2",
+             "--workloads", "sim_steps", "--json", str(out)],
+            capture_output=True, text=True, timeout=90,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        ours = json.loads(out.read_text())["targets"]["actorlib"]
+        assert ours["errors"] == {}, ours["errors"]
+        if backend == "sim":
+            assert set(ours["metrics"]) == kinds
+            for metric in ours["metrics"].values():
+                assert metric["unit"] == "steps/s" and metric["mean"] > 0
+                assert metric["extras"]["calls_cpu_us_per_step"] > 0
+        else:
+            assert ours["metrics"] == {}
+            assert "--backend sim" in ours["skipped"]["sim_steps"]

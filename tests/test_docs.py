@@ -139,7 +139,7 @@ def test_auth_errors_name_only_flags_that_exist():
         helps += subprocess.run([sys.executable, "-m", "actorlib", *args, "--help"],
                                 capture_output=True, text=True, timeout=60, check=True).stdout
     # The daemons' own argv:
-    daemon_flags = {"--ready-file", "--driver-pid", "--driver-fd", "--node-id"}
+    daemon_flags = {"--ready-file", "--driver-pid", "--driver-fd", "--node-id", "--log-dir"}
     offered = set(re.findall(r"(--[a-z][a-z-]+)", helps))  # whole flags: not --token
     unknown = sorted(flags - daemon_flags - offered)
     assert "--token-file" in flags

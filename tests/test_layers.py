@@ -25,6 +25,7 @@ PKG_DIRS = {"actorlib": ROOT / "actorlib", "actorlib.backends": ROOT / "backends
 COMPOSITION_ROOTS = {
     "actorlib.session", "actorlib.__main__", "actorlib.cluster_cli", "actorlib.testing",
     "actorlib.state_cli",  # the state CLI asks a cluster's head, as cluster_cli does
+    "actorlib.debug_cli",  # `actorlib stack` signals workers (backends.stacks)
     "actorlib._testing",  # the test suite's hooks: they may look inside a backend
 }
 

@@ -176,7 +176,7 @@ def test_bad_arguments(rt):
     with pytest.raises(ValueError, match="limit"):
         state.list_nodes(limit=-1)
     with pytest.raises(ValueError, match="unknown state kind"):
-        state.rows("workers")
+        state.rows("colours")
     with pytest.raises(ValueError, match="timeout"):
         state.list_tasks(timeout=0)
 

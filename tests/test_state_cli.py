@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_cli import cli, tmp_env  # noqa: F401 - the fixture is used by name
+from test_observe import chatty
 from test_state_api import Counter, Gate, _wait_for, broken, held, ok
 
 import actorlib
@@ -141,13 +142,29 @@ def test_a_local_driver_answers_from_another_process(
             conn.sendall(b"\x80\x04not json\n")
             assert "error" in json.loads(state_socket.read_line(conn, limit=None))
         with pytest.raises(ValueError, match="unknown state kind"):
-            state_socket.query(path, "workers")
+            state_socket.query(path, "colours")
+        # `actorlib status` next to the script: the same summary a head gives.
+        for args in (("status", "--pid", str(os.getpid())), ("status",)):
+            out = cli(tmp_env, *args)
+            assert out.returncode == 0, out.stderr
+            lines = out.stdout.splitlines()
+            assert lines[0].startswith(f"local driver pid {os.getpid()}: 1 node(s)")
+            assert "RUNNING 2" in next(line for line in lines if "tasks by state" in line)
+            assert "ALIVE 1" in next(line for line in lines if "actors by state" in line)
+            assert "pending demand: none" in out.stdout
+            # held waits in get(), lending its CPU: nothing holds one
+            assert "resources CPU 0/2, memory " in out.stdout
+            assert "running tasks 1, actors 1" in out.stdout
+        status = json.loads(cli(tmp_env, "status", "--json").stdout)
+        assert status["driver_pid"] == os.getpid() and status["spilled_bytes"] == 0
         actorlib.get(gate.open.remote(), timeout=T)
         assert actorlib.get(running, timeout=T) == "opened"
     finally:
         actorlib.shutdown()
     out = cli(tmp_env, "list", "tasks")
     assert out.returncode == 1 and "no local actorlib driver" in out.stderr
+    out = cli(tmp_env, "status")
+    assert out.returncode == 1 and "no actorlib cluster" in out.stderr
     assert not list(Path(tmp_env["TMPDIR"]).glob("**/state.sock"))
 
 
@@ -162,8 +179,56 @@ def test_status_counts_states_and_speaks_in_bytes(cluster_with_work: dict[str, s
     resources = next(line for line in lines if line.strip().startswith("resources"))
     assert "CPU " in resources and "e+" not in resources
     assert "memory " in resources and "GiB used" in resources
+    assert any(line.strip().startswith("pending demand") for line in lines)
+    assert any("objects spilled to disk: 0 B" in line for line in lines)
+    store = next(line for line in lines if "object store" in line)
+    assert "/" in store.split("object store", 1)[1]  # used of capacity
     info = _json_status(cluster_with_work)
     assert info["tasks_by_state"]["FINISHED"] >= 1
+    assert info["demand"] == [] and info["spilled_bytes"] == 0
+
+
+def test_cluster_workers_keep_log_files(cluster_with_work: dict[str, str]) -> None:
+    """Each node's worker keeps its printed lines in the session's logs/worker-<pid>.log."""
+    from actorlib.backends.cluster import sessions as cluster
+
+    pid = actorlib.get(chatty.remote(3, "logged"), timeout=T)
+    session = cluster.latest_session()
+    assert session is not None
+    path = Path(session) / "logs" / f"worker-{pid}.log"
+    _wait_for(lambda: path.exists() and "logged line 2" in path.read_text(), "the log")
+    assert f"(chatty pid={pid}, node=" in path.read_text()
+
+
+    def listed() -> bool:  # as of the node's next heartbeat (each second)
+        out = cli(cluster_with_work, "list", "workers", "--format", "json")
+        assert out.returncode == 0, out.stderr
+        return pid in {w["pid"] for w in json.loads(out.stdout)}
+
+    _wait_for(listed, "the worker in `actorlib list workers`")
+
+
+def test_stack_and_timeline_from_the_command_line(
+    cluster_with_work: dict[str, str], tmp_path: Path,
+) -> None:
+    env = cluster_with_work
+    held_id = state.list_tasks(filters=[("name", "=", "held")])[0]["task_id"]
+    # The held task waits in get() for its call on the gate: its worker's stack says where.
+    _wait_for(lambda: any(held_id in w["current_task_ids"]
+                          for w in state.list_workers(detail=True)), "its worker's heartbeat")
+    out = cli(env, "stack", "--task", held_id)
+    assert out.returncode == 0, out.stderr
+    assert "running held" in out.stdout and "in held" in out.stdout
+    out = cli(env, "stack", "--task", "00000000deadbeef")
+    assert out.returncode == 2 and "no live worker with a running task" in out.stderr
+
+    trace = tmp_path / "trace.json"
+    out = cli(env, "timeline", "-o", str(trace))
+    assert out.returncode == 0, out.stderr
+    assert "task spans" in out.stdout
+    events = json.loads(trace.read_text())
+    assert [e["args"]["state"] for e in events if e.get("name") == "ok"] == ["FINISHED"]
+    assert [e["args"]["state"] for e in events if e.get("name") == "held"] == ["RUNNING"]
 
 
 def _json_status(env: dict[str, str]) -> dict:

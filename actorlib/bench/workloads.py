@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actorlib.bench.fresh_process import idle_memory, startup
+from actorlib.bench.sim_steps import sim_steps
 from actorlib.bench.workload_kit import (
     BATCH,
     DEFAULT_GET_LARGE_MB,
@@ -297,9 +298,10 @@ WORKLOADS: dict[str, Workload] = {
     "executor_map_c1": executor_map_c1,
     "executor_map_c100": executor_map_c100,
     "pool_map": pool_map,
+    "sim_steps": sim_steps,
 }
 
-ACTORLIB_ONLY = frozenset({"executor_map_c1", "executor_map_c100", "pool_map"})
+ACTORLIB_ONLY = frozenset({"executor_map_c1", "executor_map_c100", "pool_map", "sim_steps"})
 
 DESCRIPTIONS: dict[str, str] = {
     "tasks_sync": "get(f.remote()) in a loop: one task round trip at a time",
@@ -323,4 +325,5 @@ DESCRIPTIONS: dict[str, str] = {
     "executor_map_c1": "Executor.map of a trivial function over 10,000 items, chunksize 1",
     "executor_map_c100": "Executor.map over 10,000 items, chunksize 100",
     "pool_map": "Pool.map over 10,000 items (default chunksize)",
+    "sim_steps": "sim backend only: simulator steps/s (trivial calls, tasks, coroutine awaits)",
 }

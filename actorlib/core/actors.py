@@ -395,6 +395,7 @@ class Actors:
             self.values.discard_outcome(outcome)
             return
         spec = call.spec
+        call.pid = outcome.pid
         mailbox = actor.mailbox
         mailbox.returned(call)
         values = self.values
@@ -424,7 +425,8 @@ class Actors:
         if actor is not None:
             self.ended.append((
                 spec.call_id, spec.method, actor.spec.cls.name, spec.attempt, actor.placement,
-                spec.actor_id, error is not None, actor.job, call.created, time.time(),
+                spec.actor_id, error is not None, actor.job, call.created, call.started,
+                time.time(), call.pid,
             ))
         self.values.release_args(spec.args)
 

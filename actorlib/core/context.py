@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from actorlib.core.objects import Watcher
     from actorlib.core.records import NodeInfo
     from actorlib.core.serialization import Serialized
-    from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
+    from actorlib.core.specs import ActorSpec, CallSpec, CodeEnv, PlacementGroupSpec, TaskSpec
 
 
 class Client(Protocol):
@@ -60,6 +60,10 @@ class Client(Protocol):
 
 
 _current: Client | None = None
+#: In a worker process started for a runtime_env ``working_dir`` / ``py_modules``: that
+#: environment, which work submitted from here inherits unless it names its own (as in
+#: Ray, where a child task runs in its parent's runtime_env).
+inherited_code_env: CodeEnv | None = None
 
 
 def current() -> Client | None:

@@ -64,6 +64,8 @@ class LoopThread:
         self._ident: int | None = None  # the loop thread's, once it runs
         self._after_drain: list[Callable[[], None]] = []
         self._closed = False
+        # While lent (``lend``): whether the calling thread is the borrower.
+        self._borrower: Callable[[], bool] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._ready = threading.Event()
 
@@ -95,7 +97,63 @@ class LoopThread:
             except RuntimeError:  # loop closed during shutdown: nothing will run it
                 self._wake_pending = False
 
+    def idle(self) -> bool:
+        """Whether everything posted so far has been handled, the hooks after each batch
+        included: nothing is in the inbox and no drain is due or running. Callable from
+        any thread; a post made after it answers is not covered."""
+        return not self._wake_pending and not self._inbox
+
+    # -- lending: a backend that runs everything one step at a time (``sim``) ------------
+
+    def lend(self, borrower: Callable[[], bool]) -> bool:
+        """Let the borrowing threads run the core's work themselves, until :meth:`reclaim`.
+
+        Only when idle (else False, nothing changed). While lent, a post from any thread
+        only queues (``_wake_pending`` stays set, so nothing wakes the loop), the
+        borrower runs the queue with :meth:`drain_lent`, and ``call`` from a thread for
+        which ``borrower()`` is true drains and runs inline. The borrower guarantees that
+        one thread at a time does so (the ``sim`` backend's baton): the core still has
+        one owner at a time, without a thread switch per step.
+        """
+        if self._wake_pending or self._inbox or self._closed:
+            return False
+        self._wake_pending = True
+        self._borrower = borrower
+        return True
+
+    def drain_lent(self) -> None:
+        """Run what is queued, and the hooks after it, on the borrowing thread."""
+        self._run_inbox()
+
+    def reclaim(self) -> None:
+        """End a :meth:`lend`: the loop thread runs whatever is queued, as usual."""
+        self._borrower = None
+        try:
+            self.loop.call_soon_threadsafe(self._drain)  # ``_wake_pending`` is still set
+        except RuntimeError:  # loop closed during shutdown: nothing will run it
+            self._wake_pending = False
+
+    def _run_inbox(self) -> None:
+        inbox = self._inbox
+        popleft = inbox.popleft
+        while True:
+            while inbox:
+                fn, args = popleft()
+                try:
+                    fn(*args)
+                except Exception:
+                    log.exception("actorlib core: internal error in %r", fn)
+            for hook in self._after_drain:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("actorlib core: internal error in %r", hook)
+            if not inbox:
+                return
+
     def _drain(self) -> None:
+        if self._borrower is not None:  # a wake-up that raced a lend: the borrower drains
+            return
         # ``_wake_pending`` stays set while draining, so posts made meanwhile (from this
         # thread or others) are picked up here without another wake-up. It is cleared
         # before the inbox is checked one last time: a post that saw it set is seen then.
@@ -121,6 +179,10 @@ class LoopThread:
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn`` on the loop and wait for its result (for rare, blocking queries)."""
         if self.in_loop_thread():
+            return fn(*args)
+        borrower = self._borrower
+        if borrower is not None and borrower():
+            self._run_inbox()  # what was posted before runs first
             return fn(*args)
         done = threading.Event()
         box: list[Any] = []

@@ -24,13 +24,15 @@ from actorlib.core.specs import CallSpec
 
 
 class CallRecord:
-    __slots__ = ("cancelled", "created", "remaining", "spec")
+    __slots__ = ("cancelled", "created", "pid", "remaining", "spec", "started")
 
     def __init__(self, spec: CallSpec) -> None:
         self.spec = spec
         self.remaining = 0  # dependencies not yet ready
         self.cancelled = False
         self.created = time.time()  # for the state API (actorlib.core.state)
+        self.started = 0.0  # when it was last handed to the actor
+        self.pid = 0  # the process that ran its last attempt (from its outcome)
 
 
 def may_retry(call: CallRecord, actor_limit: int) -> bool:
@@ -92,6 +94,7 @@ class Mailbox:
         """``call`` (from :meth:`next_ready`) goes to the backend now."""
         spec = call.spec
         self.inflight[spec.call_id] = call
+        call.started = time.time()
         if spec.retry_exceptions:
             self.barrier[spec.caller_id] = spec.call_id
 

@@ -62,7 +62,8 @@ class Outcome:
     """The end of one attempt of a task or call.
 
     Exactly one of ``values`` (one per return) and ``error`` is set. ``retryable`` says
-    whether an application error matched the task's ``retry_exceptions``.
+    whether an application error matched the task's ``retry_exceptions``. ``pid``: the
+    process that ran it (0 if it never ran), for the state API and the timeline.
     """
 
     id: int
@@ -70,6 +71,7 @@ class Outcome:
     values: list[Serialized] | None = None
     error: Serialized | None = None
     retryable: bool = False
+    pid: int = 0
 
 
 @pickled_by_fields

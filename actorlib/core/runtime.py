@@ -374,7 +374,7 @@ class Runtime:
             )
         return self._loop.call(
             state.rows, kind, self.tasks, self.actors, self.objects, self.scheduler,
-            self.backend.locate, self.store.is_spilled,
+            self.backend.locate, self.store.is_spilled, self.backend.workers,
         )
 
     def debug_state(self) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class RuntimeEvents:
 
     @property
     def view(self) -> RuntimeEvents:
-        return self  # also the core's ``CoreView``: the reads below
+        return self  # also the core's ``CoreView``: the reads and the lending below
 
     def job_of_work(self, id_: int) -> int | None:
         return self._rt.job_of_work(id_)
@@ -98,3 +98,15 @@ class RuntimeEvents:
 
     def debug_state(self) -> dict[str, Any]:
         return self._rt.debug_state()
+
+    def idle(self) -> bool:
+        return self._rt._loop.idle()
+
+    def lend(self, borrower: Callable[[], bool]) -> bool:
+        return self._rt._loop.lend(borrower)
+
+    def drain(self) -> None:
+        self._rt._loop.drain_lent()
+
+    def reclaim(self) -> None:
+        self._rt._loop.reclaim()

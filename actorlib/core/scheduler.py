@@ -289,6 +289,10 @@ class Scheduler:
     def queued(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    def demand(self) -> list[tuple[dict[str, float], Any, int]]:
+        """What waits for resources: ``(request, strategy, how many)`` per shape."""
+        return [(dict(key[0]), key[1], len(q)) for key, q in self._queues.items() if q]
+
     def place_ready(self) -> Iterator[tuple[Any, Placement]]:
         """Yield (work, placement) for every queued item that fits now, FIFO per shape."""
         limited = self.limited

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -110,6 +111,50 @@ class CodeRef:
         return (CodeRef, (self.id, self.name, self.blob, self.is_async))
 
 
+@dataclass(frozen=True)  # not slotted: interned through weak references
+class Package:
+    """A directory or module file of ``runtime_env``, zipped once, named by its content.
+
+    ``hash`` (sha256 of the zip) is what a node caches the extracted files by, so the same
+    contents are extracted once per node however many tasks use them. Unpickled, it is
+    interned by hash: the specs of a thousand tasks a process receives share one copy.
+    """
+
+    hash: str
+    blob: bytes = field(repr=False)
+
+    def __reduce__(self) -> Any:
+        return (_package, (self.hash, self.blob))
+
+
+_packages: weakref.WeakValueDictionary[str, Package] = weakref.WeakValueDictionary()
+
+
+def _package(hash_: str, blob: bytes) -> Package:
+    package = _packages.get(hash_)
+    if package is None:
+        package = _packages[hash_] = Package(hash_, blob)
+    return package
+
+
+@dataclass(frozen=True, slots=True)
+class CodeEnv:
+    """``runtime_env`` ``working_dir`` and ``py_modules``: files a worker runs among.
+
+    A worker process is dedicated to one ``CodeEnv`` (its cwd and ``sys.path`` are set at
+    start), so work with different ones never shares a process.
+    """
+
+    working_dir: Package | None = None
+    py_modules: tuple[Package, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """What tells one environment from another: the packages' hashes, in order."""
+        wd = self.working_dir.hash if self.working_dir else ""
+        return "/".join([wd, *(p.hash for p in self.py_modules)])
+
+
 class ExceptionTypes:
     """``retry_exceptions`` as a tuple of classes that crosses processes by value.
 
@@ -198,6 +243,7 @@ class TaskSpec:
     # (key, limit): at most ``limit`` tasks with this key are on workers at once, across
     # the runtime, held while one waits in ``get`` (an Executor's ``max_workers``).
     concurrency: tuple[str, int] | None = None
+    code_env: CodeEnv | None = None  # runtime_env working_dir / py_modules
 
 
 @pickled_by_fields
@@ -222,6 +268,7 @@ class ActorSpec:
     # others run in the default group, limited by max_concurrency).
     concurrency_groups: dict[str, int] | None = None
     method_groups: dict[str, str] | None = None
+    code_env: CodeEnv | None = None  # runtime_env working_dir / py_modules
 
 
 @pickled_by_fields

@@ -30,15 +30,24 @@ ENDED_KEPT = 10_000
 #: How many dead actors the core remembers after their last handle is gone.
 DEAD_ACTORS_KEPT = 1_000
 
-#: The kinds :func:`rows` answers for.
-KINDS = ("tasks", "actors", "objects", "nodes")
+#: The kinds :func:`rows` answers for (``demand`` for ``actorlib status``).
+KINDS = ("tasks", "actors", "objects", "nodes", "workers", "demand")
 
 # An ended task: (task id, name, attempt, placement, failed, job, creation, start and end
-# time); an ended call: (call id, method, class name, attempt, the actor's placement, actor
-# id, failed, job, creation and end time). Tuples of what is at hand, not dicts: one is
-# appended per task, and a row is made of it only when someone asks.
-EndedTask = tuple[int, str, int, "Placement | None", bool, int, float, float, float]
-EndedCall = tuple[int, str, str, int, "Placement | None", int, bool, int, float, float]
+# time, pid); an ended call: (call id, method, class name, attempt, the actor's placement,
+# actor id, failed, job, creation, start and end time, pid). Tuples of what is at hand, not
+# dicts: one is appended per task, and a row is made of it only when someone asks.
+EndedTask = tuple[int, str, int, "Placement | None", bool, int, float, float, float, int]
+EndedCall = tuple[
+    int, str, str, int, "Placement | None", int, bool, int, float, float, float, int
+]
+
+#: What a backend says of a worker (``Backend.workers``): plain dicts with the keys
+#: ``worker_id``, ``pid``, ``node_id``, ``worker_type`` ("WORKER", or "DRIVER" for the
+#: process the core runs in), ``is_alive``, ``task_ids`` (what it runs; None: every task
+#: of this core, when they all run in this process), ``actor_id`` (0: none) and
+#: ``exit_detail``.
+WorkerInfo = dict[str, Any]
 
 
 def ended_ring() -> collections.deque[EndedTask]:
@@ -71,13 +80,14 @@ _ACTOR_STATES = {
 }
 
 
-def _ms(t: float) -> int | None:
-    return int(t * 1000) if t else None
+def _ms(t: float) -> float | None:
+    """Seconds as milliseconds, to the microsecond (a timeline of short tasks needs it)."""
+    return round(t * 1000, 3) if t else None
 
 
 def _task_row(
     task_id: int, name: str, type_: str, state: str, attempt: int, node_id: str | None,
-    actor_id: int, job: int, created: float, started: float, ended: float,
+    actor_id: int, job: int, created: float, started: float, ended: float, pid: int,
 ) -> dict[str, Any]:
     return {
         "task_id": id_hex(task_id),
@@ -92,10 +102,11 @@ def _task_row(
         "creation_time_ms": _ms(created),
         "start_time_ms": _ms(started),
         "end_time_ms": _ms(ended),
+        "worker_pid": pid or None,
     }
 
 
-def _live_task(rec: TaskRecord) -> dict[str, Any]:
+def _live_task(rec: TaskRecord, pids: _Pids) -> dict[str, Any]:
     spec = rec.spec
     placement = rec.placement
     leader = rec.leader
@@ -105,17 +116,18 @@ def _live_task(rec: TaskRecord) -> dict[str, Any]:
         spec.task_id, spec.name or spec.function.name, "NORMAL_TASK",
         _TASK_STATES.get(rec.state.value, rec.state.value.upper()), spec.attempt,
         placement.node.node_id if placement is not None else None, 0, rec.job,
-        rec.created, rec.started, 0.0,
+        rec.created, rec.started, 0.0, pids.of_task(spec.task_id),
     )
 
 
-def _calls(actors: Actors) -> list[dict[str, Any]]:
+def _calls(actors: Actors, pids: _Pids) -> list[dict[str, Any]]:
     out = []
     for actor in actors.records.values():
         placement = actor.placement
         node_id = placement.node.node_id if placement is not None else None
         mailbox = actor.mailbox
         name = actor.spec.cls.name
+        pid = pids.of_actor(actor.spec.actor_id)
         for call in mailbox.calls():
             spec = call.spec
             if spec.call_id in mailbox.inflight:
@@ -124,34 +136,63 @@ def _calls(actors: Actors) -> list[dict[str, Any]]:
                 state = "PENDING_ARGS_AVAIL"
             else:
                 state = "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
+            running = state == "RUNNING"
             out.append(_task_row(
                 spec.call_id, f"{name}.{spec.method}", "ACTOR_TASK", state, spec.attempt,
-                node_id, spec.actor_id, actor.job, call.created, 0.0, 0.0,
+                node_id, spec.actor_id, actor.job, call.created,
+                call.started if running else 0.0, 0.0, pid if running else 0,
             ))
     return out
 
 
-def task_rows(tasks: Tasks, actors: Actors) -> list[dict[str, Any]]:
+def task_rows(tasks: Tasks, actors: Actors, workers: list[WorkerInfo]) -> list[dict[str, Any]]:
     """Every live task and actor call, then those ended (the most recent last)."""
-    out = [_live_task(rec) for rec in tasks.records.values()]
-    out.extend(_calls(actors))
-    for id_, name, attempt, placement, failed, job, created, started, ended in tasks.ended:
+    pids = _Pids(workers)
+    out = [_live_task(rec, pids) for rec in tasks.records.values()]
+    out.extend(_calls(actors, pids))
+    for (id_, name, attempt, placement, failed, job, created, started, ended,
+         pid) in tasks.ended:
         out.append(_task_row(
             id_, name, "NORMAL_TASK", "FAILED" if failed else "FINISHED", attempt,
             placement.node.node_id if placement is not None else None, 0, job, created,
-            started, ended,
+            started, ended, pid,
         ))
     for (id_, method, class_name, attempt, placement, actor_id, failed, job, created,
-         ended) in actors.ended:
+         started, ended, pid) in actors.ended:
         out.append(_task_row(
             id_, f"{class_name}.{method}", "ACTOR_TASK", "FAILED" if failed else "FINISHED",
             attempt, placement.node.node_id if placement is not None else None, actor_id,
-            job, created, 0.0, ended,
+            job, created, started, ended, pid,
         ))
     return out
 
 
-def actor_row(rec: ActorRecord) -> dict[str, Any]:
+class _Pids:
+    """Which process runs a task or hosts an actor, from the backend's workers."""
+
+    def __init__(self, workers: list[WorkerInfo]) -> None:
+        self.tasks: dict[int, int] = {}
+        self.actors: dict[int, int] = {}
+        self.everything = 0  # the core's own process, when all work runs in it
+        for worker in workers:
+            if not worker["is_alive"]:
+                continue
+            if worker["task_ids"] is None:
+                self.everything = worker["pid"]
+                continue
+            for task_id in worker["task_ids"]:
+                self.tasks[task_id] = worker["pid"]
+            if worker["actor_id"]:
+                self.actors[worker["actor_id"]] = worker["pid"]
+
+    def of_task(self, task_id: int) -> int:
+        return self.tasks.get(task_id, self.everything)
+
+    def of_actor(self, actor_id: int) -> int:
+        return self.actors.get(actor_id, self.everything)
+
+
+def actor_row(rec: ActorRecord, pid: int = 0) -> dict[str, Any]:
     spec = rec.spec
     placement = rec.placement
     error = rec.dead_error
@@ -167,12 +208,17 @@ def actor_row(rec: ActorRecord) -> dict[str, Any]:
         "is_detached": spec.detached,
         "required_resources": dict(spec.resources),
         "death_cause": str(error) if error is not None else None,
+        "pid": pid or None,
     }
 
 
-def actor_rows(actors: Actors) -> list[dict[str, Any]]:
+def actor_rows(actors: Actors, workers: list[WorkerInfo]) -> list[dict[str, Any]]:
     """Every actor the core knows, then dead ones it has forgotten (the latest last)."""
-    out = [actor_row(rec) for rec in actors.records.values()]
+    pids = _Pids(workers)
+    out = [
+        actor_row(rec, pids.of_actor(id_) if rec.state.value == "alive" else 0)
+        for id_, rec in actors.records.items()
+    ]
     seen = {row["actor_id"] for row in out}
     out.extend(dict(row) for row in actors.dead if row["actor_id"] not in seen)
     return out
@@ -231,15 +277,84 @@ def node_rows(scheduler: Scheduler) -> list[dict[str, Any]]:
     ]
 
 
+def demand_rows(scheduler: Scheduler) -> list[dict[str, Any]]:
+    """Work waiting for resources, per request shape: how much, and whether any node can
+    ever take it (``infeasible``: why not, e.g. after the nodes that could have left)."""
+    return [
+        {
+            "resources": request,
+            "strategy": strategy if isinstance(strategy, str) else type(strategy).__name__,
+            "count": count,
+            "infeasible": scheduler.infeasible_reason(request, strategy),
+        }
+        for request, strategy, count in scheduler.demand()
+    ]
+
+
+def worker_rows(
+    workers: list[WorkerInfo], tasks: Tasks, actors: Actors,
+) -> list[dict[str, Any]]:
+    """The backend's workers, with the names of what each runs.
+
+    An actor's worker runs the calls in flight to that actor; a worker that runs every
+    task of this core (``task_ids`` None: the thread backend's own process) lists every
+    running task and in-flight call.
+    """
+    out = []
+    for worker in workers:
+        task_ids = worker["task_ids"]
+        actor_id = worker["actor_id"]
+        current: list[tuple[int, str]] = []
+        actor = actors.records.get(actor_id) if actor_id else None
+        if not worker["is_alive"]:
+            pass
+        elif task_ids is None:
+            current += [(id_, rec.spec.name) for id_, rec in tasks.records.items()
+                        if rec.state.value == "running"]
+            for actor in actors.records.values():
+                current += _in_flight(actor)
+        else:
+            for id_ in task_ids:
+                rec = tasks.records.get(id_)
+                if rec is not None:
+                    current.append((id_, rec.spec.name))
+            if actor is not None:
+                current += _in_flight(actor)
+        actor_class = actor.spec.cls.name if actor is not None else None
+        out.append({
+            "worker_id": worker["worker_id"],
+            "is_alive": worker["is_alive"],
+            "worker_type": worker["worker_type"],
+            "node_id": worker["node_id"],
+            "pid": worker["pid"],
+            "actor_id": id_hex(actor_id) if actor_id else None,
+            "actor_class": actor_class,
+            "current_task_ids": [id_hex(i) for i, _ in current],
+            "current_task_names": [name for _, name in current],
+            "exit_detail": worker.get("exit_detail"),
+        })
+    return out
+
+
+def _in_flight(actor: ActorRecord) -> list[tuple[int, str]]:
+    name = actor.spec.cls.name
+    return [(id_, f"{name}.{call.spec.method}") for id_, call in actor.mailbox.inflight.items()]
+
+
 def rows(
     kind: str, tasks: Tasks, actors: Actors, objects: ObjectTable, scheduler: Scheduler,
     locate: Callable[[str], str | None], spilled: Callable[[str], bool],
+    workers: Callable[[], list[WorkerInfo]],
 ) -> list[dict[str, Any]]:
     """The rows of one kind (one of :data:`KINDS`)."""
     if kind == "tasks":
-        return task_rows(tasks, actors)
+        return task_rows(tasks, actors, workers())
     if kind == "actors":
-        return actor_rows(actors)
+        return actor_rows(actors, workers())
+    if kind == "workers":
+        return worker_rows(workers(), tasks, actors)
+    if kind == "demand":
+        return demand_rows(scheduler)
     if kind == "objects":
         return object_rows(objects, locate, spilled)
     if kind == "nodes":

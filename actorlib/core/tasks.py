@@ -64,7 +64,7 @@ DONE = TaskState.DONE
 
 class TaskRecord:
     __slots__ = (
-        "blocked", "cancelled", "children", "created", "job", "leader", "placement",
+        "blocked", "cancelled", "children", "created", "job", "leader", "pid", "placement",
         "preferred", "recalling", "remaining", "spec", "started", "state", "successor",
     )
 
@@ -85,6 +85,7 @@ class TaskRecord:
         self.preferred: str | None = None  # the node holding most of its argument bytes
         self.created = time.time()  # for the state API (actorlib.core.state)
         self.started = 0.0  # when it last went RUNNING
+        self.pid = 0  # the process that ran its last attempt (from its outcome)
 
 
 def _may_follow(leader_id: int, work: Any) -> bool:
@@ -321,6 +322,7 @@ class Tasks:
         else:
             self.values.discard_outcome(outcome)
             return
+        rec.pid = outcome.pid
         spec = rec.spec
         values = self.values
         if outcome.error is not None:
@@ -391,7 +393,7 @@ class Tasks:
         spec = rec.spec
         self.ended.append((
             spec.task_id, spec.name, spec.attempt, rec.placement, error is not None, rec.job,
-            rec.created, rec.started, time.time(),
+            rec.created, rec.started, time.time(), rec.pid,
         ))
         self._release_placement(rec)
         rec.state = DONE

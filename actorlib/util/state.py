@@ -23,6 +23,7 @@ __all__ = [
     "list_nodes",
     "list_objects",
     "list_tasks",
+    "list_workers",
     "rows",
     "summarize_actors",
     "summarize_objects",
@@ -35,12 +36,14 @@ OPERATORS = ("=", "!=")
 #: The fields shown without ``detail=True``, per kind (Ray shows a short form likewise).
 BRIEF: dict[str, tuple[str, ...]] = {
     "tasks": ("task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type",
-              "func_or_class_name", "node_id"),
-    "actors": ("actor_id", "class_name", "state", "job_id", "name", "node_id",
+              "func_or_class_name", "node_id", "worker_pid"),
+    "actors": ("actor_id", "class_name", "state", "job_id", "name", "node_id", "pid",
                "ray_namespace", "num_restarts", "death_cause"),
     "objects": ("object_id", "object_size", "reference_count", "task_status", "where",
                 "spilled"),
     "nodes": ("node_id", "state", "resources_total", "resources_available"),
+    "workers": ("worker_id", "is_alive", "worker_type", "node_id", "pid", "actor_class",
+                "current_task_names"),
 }
 KINDS = tuple(BRIEF)
 
@@ -70,7 +73,7 @@ def _source(address: str | None, timeout: float, fetch: Fetch | None) -> Fetch:
 
 
 def rows(kind: str, fetch: Fetch | None = None) -> list[dict[str, Any]]:
-    """Every row of ``kind`` (one of tasks, actors, objects, nodes), unfiltered."""
+    """Every row of ``kind`` (one of tasks, actors, objects, nodes, workers), unfiltered."""
     if kind not in KINDS:
         raise ValueError(f"unknown state kind {kind!r}; expected one of {', '.join(KINDS)}")
     return (fetch or _local_rows)(kind)
@@ -179,6 +182,18 @@ def list_nodes(
 ) -> list[dict[str, Any]]:
     """Nodes with their total and available resources."""
     return _list("nodes", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
+
+
+def list_workers(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """The processes that run tasks and actors, with what each runs now; the last 100
+    that ended too (``is_alive`` False). On the thread and sim backends: one row, the
+    driver's own process (``worker_type`` DRIVER), which runs everything."""
+    return _list("workers", address, filters, limit, timeout, detail, raise_on_missing_output,
                  _fetch)
 
 

@@ -162,7 +162,8 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
     log = os.path.join(session_dir, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     extra, fds = driver_watch(driver_pid)
-    args = ["--address", address, "--token-file", token_file, "--host", host, *extra]
+    args = ["--address", address, "--token-file", token_file, "--host", host,
+            "--log-dir", os.path.dirname(log), *extra]
     if num_cpus is not None:
         args += ["--num-cpus", str(num_cpus)]
     if num_gpus is not None:

@@ -167,6 +167,7 @@ class ClusterConnector(Connector):
     """
 
     name = "cluster"
+    runtime_env_files = frozenset({"working_dir", "py_modules"})  # nodes' process workers
 
     @classmethod
     def connect(cls, config: BackendConfig, namespace: str) -> ClusterClient:

@@ -408,6 +408,10 @@ class HeadBackend(Backend):
 
     # == views ==============================================================================
 
+    def workers(self) -> list[dict[str, Any]]:
+        """Each node's workers as of its last heartbeat (``HEARTBEAT_S``)."""
+        return [row for peer in self.nodes.values() for row in peer.stats.get("worker_rows", ())]
+
     def locate(self, path: str) -> str | None:
         try:
             session = session_of(path)

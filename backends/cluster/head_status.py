@@ -26,7 +26,7 @@ def head_status(head: HeadBackend) -> dict[str, Any]:
             "available": core.node_available(peer.node.node_id) or {},
             "running_tasks": len(peer.running),
             "actors": len(peer.actors),
-            **peer.stats,
+            **{k: v for k, v in peer.stats.items() if k != "worker_rows"},  # list_workers's
         })
     state = core.debug_state()
     return {
@@ -37,6 +37,9 @@ def head_status(head: HeadBackend) -> dict[str, Any]:
         "actors": len(state.get("actors", ())),
         "tasks_by_state": _count_states(head.client, "tasks"),
         "actors_by_state": _count_states(head.client, "actors"),
+        "demand": head.client.state_rows("demand"),
+        "spilled_bytes": sum(row["object_size"] or 0 for row in head.client.state_rows("objects")
+                             if row["spilled"]),
     }
 
 

@@ -148,6 +148,7 @@ class NodeDaemon:
             object_store_memory=self.config.object_store_memory,
             options={
                 "node_id": self.node_id, "prefix_base": welcome.prefix,
+                "log_dir": self.config.options.get("log_dir"),  # per-worker log files
                 "worker_init": {"cluster": worker_link, "job_sys_path": self.job_sys_path},
             },
         )
@@ -167,6 +168,8 @@ class NodeDaemon:
             self.conn.send(Heartbeat({
                 "workers": len(backend._workers), "idle_workers": len(backend._idle),
                 "object_store_bytes": backend.store.in_use(),
+                "object_store_capacity": getattr(backend.store, "capacity", 0),
+                "worker_rows": backend.workers(),  # for list_workers, as of this beat
             }))
             await asyncio.sleep(HEARTBEAT_S)
 
@@ -262,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", help="this node's labels: name=value,name=value")
     parser.add_argument("--node-id")
     add_driver_args(parser)
+    parser.add_argument("--log-dir", help="where each worker keeps its log file")
     args = parser.parse_args(argv)
     begin_daemon("node")
     host, _, port = args.address.rpartition(":")
@@ -270,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         resources=_resources_arg(args.resources),
         object_store_memory=args.object_store_memory,
         labels=parse_labels_arg(args.labels or ""),
+        options={"log_dir": args.log_dir},
     )
     token = tokens.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,

@@ -15,6 +15,7 @@ are released.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import itertools
 import sys
@@ -22,9 +23,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
+from actorlib.backends.process.code_envs import CodeEnvDirs
 from actorlib.backends.process.worker_process import (
     EXITED,
     WorkerProcess,
@@ -57,15 +60,21 @@ from actorlib.backends.transport.messages import (
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
+from actorlib.core.specs import CodeEnv
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 
+DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 
 class ProcessBackend(Backend):
     name = "process"
     pipelines = True
+    runtime_env_files = frozenset({"working_dir", "py_modules"})
 
     def __init__(self) -> None:
         self._workers: list[WorkerProcess] = []
+        self._gone: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=DEAD_WORKERS_KEPT
+        )
         self._idle: list[WorkerProcess] = []
         self._actors: dict[int, WorkerProcess] = {}
         self._task_worker: dict[int, WorkerProcess] = {}
@@ -76,6 +85,7 @@ class ProcessBackend(Backend):
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
         self._stopping = False
+        self._code_envs = CodeEnvDirs()
         #: Where workers' output goes on a cluster node (to the head); None: the driver's
         #: own streams, through ``_writer``.
         self.forward_output: Callable[[Output], None] | None = None
@@ -103,6 +113,9 @@ class ProcessBackend(Backend):
         self._worker_extra = config.options.get("worker_init", {})
         self._worker_timeout = worker_timeout(config)
         self._output_config = config.options.get("output")
+        self._stack_dir = stacks.directory(create=True)  # `actorlib stack` reads them there
+        stacks.sweep(self._stack_dir)
+        self._log_dir = config.options.get("log_dir")  # per-worker log files, if any
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
@@ -125,9 +138,13 @@ class ProcessBackend(Backend):
         set_buffer_mapper(store.map_location)  # follow objects spilled while in flight
         return store
 
-    def _spawn(self) -> WorkerProcess:
+    def _spawn(self, code_env: CodeEnv | None = None) -> WorkerProcess:
+        setup = self._code_envs.worker_setup(code_env)
         worker = WorkerProcess(self, next(self._prefixes))
+        worker.env_key = code_env.key if code_env else ""
         self._workers.append(worker)
+        if code_env is not None:  # once per worker: what its nested work inherits
+            setup["code_env"] = code_env
         worker.send(Init({
             "prefix": worker.prefix,
             "namespace": self.client.namespace,
@@ -137,7 +154,10 @@ class ProcessBackend(Backend):
             "store": self._store_config,
             "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
             "output": self._output_config,
+            "stack_dir": self._stack_dir,
+            "log_dir": self._log_dir,
             **self._worker_extra,
+            **setup,
         }))
         return worker
 
@@ -175,25 +195,42 @@ class ProcessBackend(Backend):
             worker.conn.close()
             worker.claims.close()
         self.store.cleanup()
+        self._code_envs.cleanup()
         set_buffer_mapper(map_readonly)
         self._writer.close()
 
+    def workers(self) -> list[dict[str, Any]]:
+        return [w.info(self.node_id) for w in self._workers] + list(self._gone)
+
     # == work ===============================================================================
 
-    def _take_worker(self) -> WorkerProcess:
-        while self._idle:
-            worker = self._idle.pop()
-            if worker.idle:
-                return worker
-        return self._spawn()
+    def _take_worker(self, code_env: CodeEnv | None) -> WorkerProcess:
+        """An idle worker of this runtime_env (working_dir / py_modules), else a new one.
+
+        A worker serves one environment for life (its cwd and imports are set at start),
+        so a new one replaces an idle worker of another environment: the pool stays as
+        large as the work needs, whatever the number of environments.
+        """
+        key = code_env.key if code_env else ""
+        self._idle = [w for w in self._idle if w.idle]
+        for i in range(len(self._idle) - 1, -1, -1):
+            if self._idle[i].env_key == key:
+                return self._idle.pop(i)
+        if self._idle:
+            other = self._idle.pop(0)
+            other.expected_exit = True
+            other.send(Exit())
+        return self._spawn(code_env)
 
     def run_task(self, run: TaskRun) -> None:
         spec = run.spec
         # Queued behind a task on its worker; if that one has already ended (its outcome
         # is on the way to the core), the task just starts on a free worker.
         worker = self._task_worker.get(run.follows) if run.follows else None
-        if worker is None or worker.dead or worker.retired:  # retired: max_calls reached
-            worker = self._take_worker()
+        key = spec.code_env.key if spec.code_env else ""
+        if (worker is None or worker.dead or worker.retired  # retired: max_calls reached
+                or worker.env_key != key):
+            worker = self._take_worker(spec.code_env)
         if run.gpu_ids:
             env = with_visible_gpus(spec.env_vars, run.gpu_ids)
             run = dataclasses.replace(run, spec=dataclasses.replace(spec, env_vars=env))
@@ -205,16 +242,20 @@ class ProcessBackend(Backend):
             count = worker.calls[spec.function.id] = worker.calls.get(spec.function.id, 0) + 1
             if count >= spec.max_calls:
                 worker.retired = True
+        if spec.code_env is not None:  # the worker was started in it: the bytes stay here
+            run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, code_env=None))
         worker.send(RunTask(run))
 
     def start_actor(self, start: ActorStart) -> None:
-        worker = self._take_worker()
+        worker = self._take_worker(start.spec.code_env)
         spec = start.spec
         worker.actor = (spec.actor_id, start.incarnation)
         self._actors[spec.actor_id] = worker
         if start.gpu_ids:
             env = with_visible_gpus(spec.env_vars, start.gpu_ids)
             start = dataclasses.replace(start, spec=dataclasses.replace(spec, env_vars=env))
+        if spec.code_env is not None:  # as in run_task
+            start = dataclasses.replace(start, spec=dataclasses.replace(start.spec, code_env=None))
         worker.send(StartActor(start))
 
     def run_call(self, run: CallRun) -> None:
@@ -373,6 +414,9 @@ class ProcessBackend(Backend):
         why = f"worker process {worker.pid} died with {describe_exit(code)}"
         if worker.kill_reason:
             why += f" ({worker.kill_reason})"
+        worker.exit_detail = why
+        stacks.forget(worker.pid, self._stack_dir)
+        self._gone.append(worker.info(self.node_id))
         for task_id, attempt in list(worker.running.items()):
             self._task_worker.pop(task_id, None)
             self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))

@@ -24,7 +24,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from actorlib.backends import stacks
 from actorlib.backends.base import HeapStore, ObjectStore
+from actorlib.backends.log_files import RotatingLog, worker_log
 from actorlib.backends.output import (
     STDERR,
     STDOUT,
@@ -103,6 +105,8 @@ class Worker:
         self._senders: list[LineSender] = []
         self._finish_output: Callable[[], None] | None = None
         self._crash_log: TextIO | None = None
+        self._log: RotatingLog | None = None  # this worker's log file, if it keeps one
+        self._to_driver = True
         self._node: str | None = None
         self.exit = threading.Event()
         #: One handler per record of ``messages.ToWorker``.
@@ -177,6 +181,12 @@ class Worker:
             if entry not in sys.path:
                 sys.path.insert(0, entry)
         add_import_paths(config.get("job_sys_path", ()))
+        # runtime_env: this worker serves one working_dir / py_modules for life.
+        for entry in reversed(config.get("code_paths", ())):
+            sys.path.insert(0, entry)
+        if config.get("cwd"):
+            os.chdir(config["cwd"])
+        context.inherited_code_env = config.get("code_env")
         store: ObjectStore = HeapStore()
         if config.get("store") is not None:
             from actorlib.backends.process.shm_store import SharedMemoryStore
@@ -201,6 +211,7 @@ class Worker:
         context.install(client)
         self.local = local
         self._setup_output(config)
+        stacks.enable(config.get("stack_dir"))  # `actorlib stack`: dump on SIGUSR1
 
     # -- output ------------------------------------------------------------------------
 
@@ -213,7 +224,9 @@ class Worker:
         output = config.get("output") or {}
         node = config["node_id"] if config.get("cluster") is not None else None
         self._node = node
-        if output.get("log_to_driver", True):
+        self._to_driver = bool(output.get("log_to_driver", True))
+        self._log = worker_log(config.get("log_dir"))
+        if self._to_driver or self._log is not None:
             # Fatal-error tracebacks (segfaults) still reach the original stderr: the
             # pipe's reader dies with the process and could not pass them on.
             self._crash_log = os.fdopen(os.dup(2), "w")
@@ -240,7 +253,10 @@ class Worker:
                 os._exit(1)
 
     def _send_output(self, stream: str, text: str, owner: int) -> None:
-        self.conn.send(Output(stream, text, owner))
+        if self._log is not None:
+            self._log.write(text)
+        if self._to_driver:
+            self.conn.send(Output(stream, text, owner))
 
     def _fd_owner(self) -> tuple[str, int]:
         """Who wrote to fd 1/2 (the reader cannot tell): the last task or actor given."""
@@ -257,6 +273,8 @@ class Worker:
             sender.flush_all()
         if self._finish_output is not None:
             self._finish_output()
+        if self._log is not None:
+            self._log.close()
 
     def _exit_after_actors(self) -> None:
         if self.local is not None:
@@ -273,6 +291,7 @@ class Worker:
         if self.client is not None:
             self.client.close()
         self._close_output()
+        stacks.disable()
         # Every message already left (sends are synchronous). Threads still running user
         # code are abandoned: the driver has already given up on them.
         os._exit(0)

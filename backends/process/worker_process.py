@@ -29,6 +29,7 @@ from actorlib.backends.transport.messages import (
     StartActor,
     ToWorker,
 )
+from actorlib.core.ids import id_hex
 
 if TYPE_CHECKING:
     from actorlib.backends.process.backend import ProcessBackend
@@ -110,6 +111,7 @@ class WorkerProcess:
         )
         self.running: dict[int, int] = {}  # task id -> attempt
         self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
+        self.env_key = ""  # the runtime_env working_dir / py_modules it serves (CodeEnv.key)
         self.code_ids: set[int] = set()
         self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt)
         self.expected_exit = False
@@ -128,6 +130,17 @@ class WorkerProcess:
         self._death_posted = False
         self.exit_watcher = ExitWatcher(self.proc, loop, self._on_process_exit)
         self.held = 0  # its messages waiting behind its output (ProcessBackend._output)
+        self.exit_detail: str | None = None
+
+    def info(self, node_id: str) -> dict[str, Any]:
+        """What ``list_workers`` shows of it (``Backend.workers``)."""
+        return {
+            "worker_id": id_hex(self.prefix), "pid": self.pid, "node_id": node_id,
+            "worker_type": "WORKER", "is_alive": not self.dead,
+            "task_ids": [] if self.dead else list(self.running),
+            "actor_id": self.actor[0] if self.actor else 0,
+            "exit_detail": self.exit_detail,
+        }
 
     def send(self, message: ToWorker) -> None:
         # Code goes once per worker, counted as known only where the worker keeps it (the

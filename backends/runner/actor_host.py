@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
 from actorlib.backends.runner.task_thread import STOP
-from actorlib.backends.runner.user_code import build_args, env_vars, pack_error, pack_results
+from actorlib.backends.runner.user_code import (
+    PID,
+    build_args,
+    env_vars,
+    pack_error,
+    pack_results,
+)
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.loop import new_event_loop
 from actorlib.core.records import ActorStart, CallRun, Outcome
@@ -133,13 +139,15 @@ class ActorHost:
         """The call's result, packed into the store."""
         spec = run.spec
         values = pack_results(result, spec.num_returns, self._name(spec), self.runner.store)
-        return Outcome(spec.call_id, spec.attempt, values=values)
+        return Outcome(spec.call_id, spec.attempt, values=values, pid=PID.value)
 
     def _packed_error(self, run: CallRun, exc: BaseException) -> Outcome:
         """The call's error (raised by the method, or in packing its result)."""
         spec = run.spec
         error, retryable = pack_error(exc, self._name(spec), spec.retry_exceptions)
-        return Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+        return Outcome(
+            spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+        )
 
     def _report(self, run: CallRun, outcome: Outcome) -> None:
         self.pending.discard(run.spec.call_id)

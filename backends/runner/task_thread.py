@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
 from actorlib.backends.runner.user_code import (
+    PID,
     LoopHolder,
     build_args,
     env_vars,
@@ -156,10 +157,12 @@ class TaskThread:
                 except BaseException as exc:  # an unpicklable result, a full store
                     failure = exc
                 else:
-                    outcome = Outcome(spec.task_id, spec.attempt, values=values)
+                    outcome = Outcome(spec.task_id, spec.attempt, values=values, pid=PID.value)
             if failure is not None:
                 error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
-                outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
+                outcome = Outcome(
+                    spec.task_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+                )
         finally:
             current_execution.reset(token)
             runner.forget(spec.task_id)

@@ -27,6 +27,21 @@ from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
 
 
+class _Pid:
+    """This process's id, read per task without a system call (kept right across fork)."""
+
+    value = os.getpid()
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.value = os.getpid()
+
+
+PID = _Pid
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Pid.refresh)
+
+
 class CodeCache:
     """Functions and classes by id: unpickled once per worker, then reused."""
 

@@ -10,7 +10,8 @@ side is :mod:`actorlib.testing`.
 Modules: ``backend`` (the backend and its controller loop), built in layers from
 ``threads`` (worker threads that run one at a time, the baton), ``choosing`` (picking each
 step and fault, the trace, invariant checks), ``running`` (tasks and actors as steps) and
-``steps`` (the runnable steps at each turn, virtual time moving); ``settings`` (how a run is
+``steps`` (the runnable steps at each turn, virtual time moving); ``deadlock`` (the
+cycle of waits a deadlock report names); ``settings`` (how a run is
 set up), ``loop`` (the virtual-time event loop of async actors), ``choices`` (choice
 sources, fault plans, trace encoding), ``errors`` (what a failed simulation raises).
 """

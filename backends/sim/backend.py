@@ -6,11 +6,13 @@ How it stays deterministic while the core runs on its own loop thread (see
 - User code runs on worker threads of this backend, but only one thread runs at a time:
   a worker runs when the controller hands it the baton (``_switch``) and hands it back
   when its job ends or when it would block in ``get`` (``waiting.blocking_wait``).
-- The controller is the test's own thread, inside its blocking ``get``: it waits for the
-  core to go quiet (``_quiesce``), applies what the core asked of the backend (the
-  backend's methods only queue commands), lists the runnable steps, asks the choice
-  source for one, runs it, and repeats until the test's own wait is satisfied *and*
-  chosen.
+- The controller is the test's own thread, inside its blocking ``get``: it has the core
+  lent to the simulation's threads (``_borrow``) and runs what was posted to it
+  (``_quiesce``), applies what the core asked of the backend (the backend's methods only
+  queue commands), lists the runnable steps, asks the choice source for one, runs it,
+  and repeats until the test's own wait is satisfied *and* chosen. A worker whose job
+  ends takes the next steps the same way (``_take_steps``), running jobs inline, until
+  the driver's wait is chosen or a job pauses: no thread switch per step.
 - Async actors run on a :class:`~actorlib.backends.sim.loop.SimLoop` each: one ready
   coroutine step at a time, in virtual time.
 
@@ -29,11 +31,14 @@ import collections
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
+from actorlib.backends.sim.deadlock import deadlock_report
 from actorlib.backends.sim.errors import (
     DeadlockError,
     NotRunning,
@@ -45,6 +50,7 @@ from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outco
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
 from actorlib.backends.sim.threads import Posting, Wait
+from actorlib.backends.thread import this_process
 from actorlib.core import waiting
 from actorlib.core.ids import id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
@@ -81,19 +87,29 @@ class SimBackend(Steps, Backend):
     def __init__(self) -> None:
         super().__init__()
         self._commands: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._driver_ident: int | None = None
         self._previous_hook: Any = None
         # Held by whoever runs steps: the driver in its get, or the idle driver.
         self._drive_lock = threading.Lock()
         self._last_drive = time.monotonic()
         self._idle_thread: threading.Thread | None = None
         self._started_at = time.monotonic()
+        self._chain_ok = False  # workers may take steps (see ``_take_steps``)
+        self._handoff: Any = None  # a step a worker chose for the driver to take
+        self._chain_error: BaseException | None = None
+        # What each coroutine the simulator steps awaits (its wait's lock, the ids).
+        self._awaits: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[Any, list[int]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # == lifecycle =========================================================================
 
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
         global _next, _current
+        view = events.view
+        if view is None:
+            raise RuntimeError("the sim backend runs in the process of the core it reports to")
         self._raw_events = events
+        self._core = view
         self.events = Posting(events, self)
         self._core_loop = asyncio.get_running_loop()
         settings = _next if _next is not None else settings_from_env()
@@ -111,6 +127,7 @@ class SimBackend(Steps, Backend):
             resources["GPU"] = float(config.num_gpus)
         resources.update({k: float(v) for k, v in config.resources.items()})
         thread_backend_started(config.options)  # tasks run in this process: prefix lines
+        stacks.enable_in_driver()  # and `actorlib stack` asks this process
         self._previous_hook = waiting.blocking_wait
         waiting.blocking_wait = self._blocking_wait
         _current = self
@@ -121,6 +138,9 @@ class SimBackend(Steps, Backend):
             )
             self._idle_thread.start()
         return [NodeInfo(NODE_ID, resources, labels=dict(config.labels))]
+
+    def workers(self) -> list[dict[str, Any]]:
+        return this_process(NODE_ID)
 
     async def stop(self) -> None:
         global _current
@@ -143,6 +163,7 @@ class SimBackend(Steps, Backend):
         threading.Thread(target=finish, name="actorlib-sim-stop", daemon=True).start()
         await done
         thread_backend_stopped()
+        stacks.disable_in_driver()
         if waiting.blocking_wait == self._blocking_wait:
             waiting.blocking_wait = self._previous_hook
         if _current is self:
@@ -162,6 +183,7 @@ class SimBackend(Steps, Backend):
                 self._unwind(worker)
         for worker in self._workers:
             worker.job = None
+            worker.resumer = self._back
             worker.go.release()
             self._back.acquire()
             worker.thread.join(5)
@@ -195,6 +217,9 @@ class SimBackend(Steps, Backend):
         worker = self._by_ident.get(ident)
         if worker is not None:
             if asynchronous:  # an await in a coroutine the simulator steps: it waits there
+                task = asyncio.current_task()
+                if task is not None:  # kept for a deadlock report
+                    self._awaits[task] = (lock, ids)
                 return True
             return self._worker_wait(worker, lock, timeout, ids)
         if self._stopping or (self._driver_ident not in (None, ident)):
@@ -203,9 +228,11 @@ class SimBackend(Steps, Backend):
             return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
         self._driver_ident = ident
         with self._drive_lock:
+            self._borrow()
             try:
                 return self._drive(lock, timeout, ids, asynchronous)
             finally:
+                self._give_back()
                 self._last_drive = time.monotonic()
 
     def _drive(
@@ -220,21 +247,32 @@ class SimBackend(Steps, Backend):
         wait = Wait(lambda: not lock.locked(), deadline, ids)
         self._driver_wait = wait
         self._posted = True  # the driver ran code since it last waited
+        # Workers may take steps themselves (``_take_steps``): a synchronous wait only
+        # (an async driver decides on its own loop), and no reply decided here.
+        self._chain_ok = not asynchronous and not self._reply_on_controller
         try:
             while True:
-                self._settle()
-                self._check_invariants()
-                items, faults = self._runnable()
-                if not items and not faults:
-                    if asynchronous and _other_coroutines():
-                        return True  # another coroutine of the driver's loop may end it
-                    self._fail(DeadlockError(self._deadlock_report()))
-                if (asynchronous and self._idle_thread is not None and _only_time(items)
-                        and _other_coroutines()):
-                    return True  # time moves at the idle driver's real-time pace
-                self._check_budget()
-                _key, name, action = self._pick(items, faults)
-                self._record(name)
+                if self._chain_error is not None:
+                    error, self._chain_error = self._chain_error, None
+                    raise error
+                if self._failure is not None:
+                    raise self._failure
+                item, self._handoff = self._handoff, None
+                if item is None:
+                    self._settle()
+                    self._check_invariants()
+                    items, faults = self._runnable()
+                    if not items and not faults:
+                        if asynchronous and _other_coroutines():
+                            return True  # another coroutine of the driver's loop may end it
+                        self._fail(DeadlockError(self._deadlock_report()))
+                    if (asynchronous and self._idle_thread is not None and _only_time(items)
+                            and _other_coroutines()):
+                        return True  # time moves at the idle driver's real-time pace
+                    self._check_budget()
+                    item = self._pick(items, faults)
+                    self._record(item[1])
+                action = item[2]
                 if action is DRIVER_STEP:
                     if wait.ready():
                         lock.acquire()
@@ -242,7 +280,40 @@ class SimBackend(Steps, Backend):
                     return False
                 action()
         finally:
+            self._chain_ok = False
             self._driver_wait = None
+            self._handoff = None
+
+    def _take_steps(self, worker: Any) -> None:
+        """Take the next steps on this worker, whose job just ended, while the driver
+        waits: the same settle, checks, choice and record the driver's loop makes, in the
+        same order, so the run is the same step for step. A step the driver must take
+        (its own wait ending) or that nothing can run goes back to the driver, with a
+        failure to raise there; every other step runs here, a job inline."""
+        # ``may_chain`` turns false when the worker is resumed by a step that goes on
+        # after it (its job unwound): that step's thread must get the baton back first.
+        while (self._chain_ok and worker.may_chain and self._handoff is None
+               and not self._stopping):
+            try:
+                self._settle()
+                self._check_invariants()
+                items, faults = self._runnable()
+                if not items and not faults:
+                    return  # the driver reports the deadlock
+                self._check_budget()
+                item = self._pick(items, faults)
+                self._record(item[1])
+                if item[2] is DRIVER_STEP:
+                    self._handoff = item
+                    return
+                item[2]()
+            except SimulationError as exc:  # the driver raises it (``_fail`` kept it)
+                if self._failure is None:
+                    self._chain_error = exc
+                return
+            except BaseException as exc:
+                self._chain_error = exc
+                return
 
     # == the idle driver (settings.idle_drive > 0) ========================================
 
@@ -255,7 +326,11 @@ class SimBackend(Steps, Backend):
                 continue
             try:
                 if not self._stopping and time.monotonic() - self._last_drive >= idle:
-                    self._drive_idle()
+                    self._borrow()
+                    try:
+                        self._drive_idle()
+                    finally:
+                        self._give_back()
             except SimulationError:
                 pass  # kept in self._failure: the driver's next get raises it
             except BaseException:
@@ -367,36 +442,19 @@ class SimBackend(Steps, Backend):
     # == reports ===========================================================================
 
     def _deadlock_report(self) -> str:
-        producers: dict[int, str] = {}
-        for task in [*self._pending.values(), *self._started.values()]:
-            for rid in task.run.spec.return_ids:
-                producers[rid] = f"task {task.label}"
-        for host in self._hosts.values():
-            for queue in host.queues.values():
-                for run in queue:
-                    for rid in run.spec.return_ids:
-                        producers[rid] = (
-                            f"{host.label}.{run.spec.method} (queued on {host.label})"
-                        )
-        lines = []
-        driver = self._driver_wait
-        if driver is not None:
-            lines.append("driver waits for " + self._waited(driver.ids, producers))
-        for worker in self._workers:
-            if worker.wait is not None:
-                waits = self._waited(worker.wait.ids, producers) if worker.wait.ids else (
-                    "its coroutine"
-                )
-                lines.append(f"{worker.label} waits for {waits}")
-        for host in self._hosts.values():
-            busy = [w.label for w in self._workers if w.owner is host and w.wait is not None]
-            if busy and host.queues:
-                lines.append(f"{host.label} is busy with {', '.join(busy)}; calls queued behind")
-        return "deadlock: nothing can run.\n" + "\n".join(f"  {line}" for line in lines)
+        return deadlock_report(self)
 
-    @staticmethod
-    def _waited(ids: list[int], producers: dict[int, str]) -> str:
-        return ", ".join(producers.get(i, f"object {id_hex(i)}") for i in ids) or "nothing"
+    def _awaited_by(self, task: asyncio.Task[Any]) -> list[int]:
+        """The objects a coroutine of the simulation awaits now (none if it does not)."""
+        entry = self._awaits.get(task)
+        return entry[1] if entry is not None and entry[0].locked() else []
+
+    def _awaited_on(self, loop: Any) -> list[int]:
+        """The objects the coroutines of ``loop`` (an async task's) await now."""
+        if loop is None:
+            return []
+        return [i for task in list(self._awaits) if task.get_loop() is loop
+                for i in self._awaited_by(task)]
 
     # == for actorlib.testing ==============================================================
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.runner.user_code import (
+    PID,
     CodeCache,
     build_args,
     env_vars,
@@ -82,6 +83,7 @@ class SimHost:
         self.instance: Any = None
         self.queues: dict[int, collections.deque[CallRun]] = {}
         self.running: dict[int, Any] = {}  # call id -> worker (sync) or asyncio task
+        self.runs: dict[int, CallRun] = {}  # call id -> the call, while it runs
         self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
         self.busy = dict.fromkeys(self.limits, 0)
         self.worker: SimWorker | None = None  # running the constructor or an async step
@@ -125,7 +127,8 @@ class Running(Choosing):
         return f"{name}#{self._counts[name]}"
 
     def _caller(self, caller_id: int) -> str:
-        return self._labels.get(caller_id, f"caller {id_hex(caller_id)}")
+        label = self._labels.get(caller_id)
+        return label if label is not None else f"caller {id_hex(caller_id)}"
 
     def _start_task(self, task: SimTask) -> None:
         spec = task.run.spec
@@ -168,7 +171,9 @@ class Running(Choosing):
                     failure = exc
             if failure is not None:
                 error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
-                box.outcome = Outcome(spec.task_id, spec.attempt, error=error, retryable=retryable)
+                box.outcome = Outcome(
+                    spec.task_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+                )
         finally:
             current_execution.reset(token)
 
@@ -281,6 +286,7 @@ class Running(Choosing):
                 f"concurrency_groups ({known})"), spec.method))
             return
         host.busy[group] += 1
+        host.runs[spec.call_id] = run
         name = f"{host.label}.{spec.method} from {self._caller(caller)}"
         if host.loop is None:
             box = Box()
@@ -302,7 +308,7 @@ class Running(Choosing):
         it (generators are not simulated: see :func:`no_generators`)."""
         no_generators(spec)
         values = pack_results(result, spec.num_returns, name, self.store)
-        return Outcome(work_id, spec.attempt, values=values)
+        return Outcome(work_id, spec.attempt, values=values, pid=PID.value)
 
     def _call_job(self, host: SimHost, run: CallRun, box: Box) -> None:
         spec = run.spec
@@ -311,14 +317,19 @@ class Running(Choosing):
         try:
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)
-            with env_vars(host.spec.env_vars):
+            if host.spec.env_vars:
+                with env_vars(host.spec.env_vars):
+                    box.result = method(*args, **kwargs)
+            else:  # the common case, without a context manager's cost on every call
                 box.result = method(*args, **kwargs)
             box.outcome = self._succeeded(spec, spec.call_id, box.result, name)
         except Unwind:
             raise
         except BaseException as exc:
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
-            box.outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+            box.outcome = Outcome(
+                spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+            )
         finally:
             current_execution.reset(token)
 
@@ -326,6 +337,7 @@ class Running(Choosing):
         self, host: SimHost, run: CallRun, box: Box, group: str, unwound: bool
     ) -> None:
         host.running.pop(run.spec.call_id, None)
+        host.runs.pop(run.spec.call_id, None)
         if host.state == "dead" or unwound:
             return
         host.busy[group] -= 1
@@ -356,9 +368,12 @@ class Running(Choosing):
             raise
         except BaseException as exc:
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
-            box.outcome = Outcome(spec.call_id, spec.attempt, error=error, retryable=retryable)
+            box.outcome = Outcome(
+                spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
+            )
         if host.state != "dead":
             host.running.pop(spec.call_id, None)
+            host.runs.pop(spec.call_id, None)
             host.busy[group] -= 1
             host.finished.append((run, box))
 
@@ -420,6 +435,7 @@ class Running(Choosing):
         host.tasks.clear()
         host.serial.clear()
         host.running.clear()
+        host.runs.clear()
         host.finished = []
 
     def _cancel(self, id_: int, force: bool) -> None:

@@ -1,10 +1,12 @@
 """Worker emulation: threads that run user code only while they hold the baton.
 
 User code runs on real threads (it may block in ``get``, sleep, hold locks), but only one
-thread runs at a time: the controller hands a :class:`SimWorker` the baton (``_switch``)
-and waits until the worker hands it back, through the core, when its job ends or when it
-would block (``_park``). :class:`Baton` is the part of the backend that owns these threads
-and the core's quiescence (``_quiesce``, ``_hand_back``, :class:`Posting`). Separate
+thread runs at a time: a thread hands a :class:`SimWorker` the baton (``_switch``) and
+waits on its own lock until the worker hands it back, when its job ends or when it would
+block (``_park``). A worker between jobs runs a job it is given inline (``_run_here``).
+The core is lent to these threads while one drives (``_borrow``), so the baton's holder
+runs the core's work itself. :class:`Baton` is the part of the backend that owns these
+threads and the core's quiescence (``_quiesce``, ``_hand_back``, :class:`Posting`). Separate
 because this thread hand-off is the one piece of the simulator that is about threads and
 locks; everything above it sees steps that run to completion one at a time.
 """
@@ -18,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import CoreEvents
+from actorlib.backends.base import CoreEvents, CoreView
 from actorlib.backends.sim.loop import Clock
 
 __all__ = ["Baton", "Posting", "SimWorker", "Unwind", "Wait"]
@@ -53,8 +55,8 @@ class SimWorker:
     """A thread that runs user code only while it holds the baton."""
 
     __slots__ = (
-        "go", "index", "job", "label", "on_done", "owner", "sim", "thread", "unwind",
-        "unwound", "wait",
+        "back", "go", "index", "job", "label", "may_chain", "on_done", "owner", "resumer",
+        "sim", "thread", "unwind", "unwound", "wait",
     )
 
     def __init__(self, sim: Baton, index: int) -> None:
@@ -62,6 +64,11 @@ class SimWorker:
         self.index = index
         self.go = _thread.allocate_lock()
         self.go.acquire()
+        # Released by whoever this worker hands the baton to (when it takes steps itself).
+        self.back = _thread.allocate_lock()
+        self.back.acquire()
+        self.resumer = sim._back  # the lock its resumer waits on: released to hand back
+        self.may_chain = False  # its job is the last thing its resumer's step does
         self.job: Callable[[], None] | None = None
         self.on_done: Callable[[bool], None] | None = None
         self.wait: Wait | None = None
@@ -97,16 +104,17 @@ class SimWorker:
                     done, self.on_done = self.on_done, None
                     if done is not None:
                         done(self.unwound)
-                sim._hand_back()
+                    if self.may_chain and not self.unwound:
+                        sim._take_steps(self)
+                sim._hand_back(self)
         finally:
             sim._by_ident.pop(_thread.get_ident(), None)
-            sim._back.release()  # the controller waits for the exit too
+            self.resumer.release()  # the controller waits for the exit too
 
 
 class Posting:
-    """The core's events, noting that something was posted (the core must go quiet)."""
-
-    __slots__ = ("_events", "_sim")
+    """The core's events, noting that something was posted (the core must go quiet).
+    Each wrapped method is made once, on first use, and kept as an attribute."""
 
     def __init__(self, events: CoreEvents, sim: Baton) -> None:
         self._events = events
@@ -122,6 +130,7 @@ class Posting:
             sim._posted = True
             return attr(*args)
 
+        setattr(self, name, posting)
         return posting
 
 
@@ -129,6 +138,7 @@ class Baton:
     """The backend's workers and the hand-off of the one baton between them."""
 
     _raw_events: CoreEvents
+    _core: CoreView  # the core in this process: lent while the simulation drives
     _core_loop: asyncio.AbstractEventLoop
 
     def __init__(self) -> None:
@@ -141,22 +151,58 @@ class Baton:
         self._stopping = False
         self._reply_on_controller = False
         self._posted = True  # something may have reached the core since it was last quiet
+        self._lent = False  # the core is lent to the baton's holders (see ``_borrow``)
+        self._driver_ident: int | None = None
+        self._borrow_ident: int | None = None  # the thread that drives with the core lent
 
-    def _hand_back(self) -> None:
-        """A worker gives the baton back, through the core: the controller wakes once the
-        core has handled everything the worker posted (one wake-up fewer than a
-        separate quiesce)."""
-        if self._stopping:
-            self._back.release()
+    def _hand_back(self, worker: SimWorker) -> None:
+        """A worker gives the baton back to whoever handed it over, through the core: that
+        thread wakes once the core has handled everything the worker posted (one wake-up
+        fewer than a separate quiesce)."""
+        if self._lent or self._stopping or self._core.idle():  # no round trip
+            worker.resumer.release()
         else:
-            self._raw_events.post(self._core_loop.call_soon, self._back.release)
+            self._raw_events.post(self._core_loop.call_soon, worker.resumer.release)
+
+    def _take_steps(self, worker: SimWorker) -> None:
+        """A worker whose job just ended (the last thing of the step that launched or
+        resumed it) may take the next steps itself, instead of two thread switches to
+        the controller and back: see ``SimBackend._take_steps``."""
 
     def _quiesce(self) -> None:
         """Wait until the core has handled everything posted so far, scheduling included."""
+        if self._lent:
+            self._core.drain()  # the baton's holder runs it: no thread switch
+            return
+        if self._core.idle():
+            return
         lock = _thread.allocate_lock()
         lock.acquire()
         self._raw_events.post(self._core_loop.call_soon, lock.release)
         lock.acquire()
+
+    def _borrow(self) -> None:
+        """Have the core lent to this backend's threads for a drive: the baton's holder
+        (the driver, a worker, the idle driver) runs the core's work itself, where it
+        would otherwise post to the core's loop and wait for it (two thread switches a
+        step). Only the baton's holder runs, so the core still has one owner at a time."""
+        self._borrow_ident = _thread.get_ident()
+        for _ in range(3):  # a post from a thread outside the simulation may race it
+            self._quiesce()
+            if self._core.lend(self._is_ours):
+                self._lent = True
+                return
+
+    def _give_back(self) -> None:
+        if self._lent:
+            self._lent = False
+            self._core.reclaim()
+
+    def _is_ours(self) -> bool:
+        ident = _thread.get_ident()
+        # Only the baton's holder runs: a worker, or the thread driving (not the driver
+        # while the idle driver drives: it runs alongside, and must wait for the core).
+        return ident in self._by_ident or ident == self._borrow_ident
 
     def _take_worker(self) -> SimWorker:
         if self._idle:
@@ -170,8 +216,13 @@ class Baton:
         bind: Callable[[SimWorker | None], None] | None = None, unwind: bool = False,
     ) -> None:
         """Run ``job`` on a worker until it ends or pauses. ``bind(worker)`` first (so the
-        job can find its worker); ``on_done(unwound)`` when it ends."""
-        worker = self._take_worker()
+        job can find its worker); ``on_done(unwound)`` when it ends.
+
+        A worker taking steps itself between jobs runs the job here, on its own thread:
+        no thread switch unless the job pauses (then it hands the baton back as any
+        worker does, and its steps go on when it is resumed)."""
+        me = self._by_ident.get(_thread.get_ident())
+        worker = me if me is not None and me.job is None else self._take_worker()
         worker.job = job
         worker.on_done = on_done
         worker.label = label
@@ -179,13 +230,43 @@ class Baton:
         worker.unwind = unwind
         if bind is not None:
             bind(worker)
-        self._switch(worker)
+        if worker is me:
+            self._run_here(worker)
+        else:
+            self._switch(worker, chain=not unwind)
 
-    def _switch(self, worker: SimWorker) -> None:
-        """Hand ``worker`` the baton; return when it finished its job or paused."""
+    def _run_here(self, worker: SimWorker) -> None:
+        """Run the job just given to ``worker``, the calling thread's own."""
+        job = worker.job
+        assert job is not None
+        worker.unwound = False
+        try:
+            job()
+        except Unwind:
+            worker.unwound = True
+        except BaseException:  # a bug of the simulator's own job code
+            log.exception("actorlib sim: internal error in a worker")
+        worker.job = None
+        done, worker.on_done = worker.on_done, None
+        worker.owner = None
+        worker.unwind = False
+        self._posted = True
+        if done is not None:
+            done(worker.unwound)
+
+    def _switch(self, worker: SimWorker, chain: bool = False) -> None:
+        """Hand ``worker`` the baton; return when it finished its job or paused.
+
+        ``chain``: the switch is the last thing the step does, so the worker may take the
+        next steps itself once its job ends (``_take_steps``)."""
+        me = self._by_ident.get(_thread.get_ident())
+        back = self._back if me is None else me.back
+        worker.resumer = back
+        worker.may_chain = chain
         worker.go.release()
-        self._back.acquire()
-        self._posted = self._stopping  # handed back through the core: it is quiet
+        back.acquire()
+        # Handed back through the core, it is quiet; a lent core has work queued.
+        self._posted = self._stopping or self._lent
         if worker.wait is None:  # the job ended
             done, worker.on_done = worker.on_done, None
             worker.owner = None
@@ -198,7 +279,7 @@ class Baton:
         wait = worker.wait
         if wait is not None:
             wait.timed_out = timed_out and not wait.ready()
-        self._switch(worker)
+        self._switch(worker, chain=True)
 
     def _unwind(self, worker: SimWorker) -> None:
         """End the user code a paused worker runs (its worker died)."""
@@ -226,7 +307,7 @@ class Baton:
         if worker.unwind:
             raise Unwind()
         worker.wait = wait
-        self._hand_back()
+        self._hand_back(worker)
         worker.go.acquire()
         worker.wait = None
         if worker.unwind:

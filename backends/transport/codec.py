@@ -77,7 +77,7 @@ def _code(code: CodeRef, known: set[int] | None) -> tuple[Any, ...]:
 
 def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] | None:
     if (type(spec.retry_exceptions) is not bool or type(spec.scheduling_strategy) is not str
-            or spec.max_calls or spec.generator):
+            or spec.max_calls or spec.generator or spec.code_env):
         return None
     return (
         spec.task_id, _code(spec.function, known_code), _value(spec.args.payload),
@@ -167,7 +167,7 @@ def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]
         outcome = message.outcome
         return (
             tag, outcome.id, outcome.attempt, _values(outcome.values), _value(outcome.error),
-            outcome.retryable,
+            outcome.retryable, outcome.pid,
         )
 
     return flat
@@ -201,8 +201,8 @@ def _run_call(flat: tuple[Any, ...]) -> RunCall:
 
 
 def _outcome(flat: tuple[Any, ...]) -> Outcome:
-    _, id_, attempt, values, error, retryable = flat
-    return Outcome(id_, attempt, _rebuild_all(values), _rebuild(error), retryable)
+    _, id_, attempt, values, error, retryable, pid = flat
+    return Outcome(id_, attempt, _rebuild_all(values), _rebuild(error), retryable, pid)
 
 
 def _record_reader(cls: type) -> Callable[[tuple[Any, ...]], Any]:

@@ -1,0 +1,55 @@
+"""``runtime_env`` ``working_dir`` / ``py_modules`` on one node: extracted once per package.
+
+Packages arrive as bytes inside the work's spec (a cluster node never reads the driver's
+file system) and are extracted into a private directory of this node's backend, one
+folder per content hash, so every worker of that environment shares one copy. The
+directory goes when the backend stops (or, after a crash, with the node's other stale
+session files).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+
+from actorlib.core.specs import CodeEnv, Package
+
+
+class CodeEnvDirs:
+    """Where this node keeps extracted packages, and a worker's cwd and import paths."""
+
+    def __init__(self) -> None:
+        self._root: str | None = None
+        self._done: set[str] = set()
+
+    def _extract(self, package: Package) -> str:
+        if self._root is None:
+            # Mode 0700; named as the store's files are, so that if this process is
+            # killed, the next daemon's sweep of dead sessions removes it (remove_stale).
+            self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
+        target = os.path.join(self._root, package.hash)
+        if package.hash not in self._done:
+            partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
+            with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
+                archive.extractall(partial)  # names are made safe by zipfile
+            os.replace(partial, target)
+            self._done.add(package.hash)
+        return target
+
+    def worker_setup(self, env: CodeEnv | None) -> dict[str, object]:
+        """What a worker of ``env`` needs at start: its ``cwd`` and ``code_paths`` (first
+        on ``sys.path``: the working_dir, then each py_module's folder)."""
+        if env is None:
+            return {}
+        cwd = self._extract(env.working_dir) if env.working_dir else None
+        paths = ([cwd] if cwd else []) + [self._extract(p) for p in env.py_modules]
+        return {"cwd": cwd, "code_paths": paths}
+
+    def cleanup(self) -> None:
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+            self._done.clear()

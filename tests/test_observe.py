@@ -1,0 +1,261 @@
+"""Seeing what runs: ``list_workers``, ``actorlib stack``, ``actorlib.timeline``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import actorlib
+from actorlib import debug_cli
+from actorlib.util import state
+
+pytestmark = pytest.mark.shared_runtime
+
+T = 60
+
+
+@actorlib.remote
+def sleeps_until(path):
+    """Blocked in time.sleep until ``path`` exists; returns the pid that ran it."""
+    while not os.path.exists(path):
+        time.sleep(0.05)
+    return os.getpid()
+
+
+@actorlib.remote
+def quick(x):
+    return x * 2
+
+
+@actorlib.remote
+class Host:
+    def pid(self) -> int:
+        return os.getpid()
+
+    def twice(self, x):
+        return x * 2
+
+
+def _wait_for(predicate, what: str):
+    deadline = time.monotonic() + T
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _worker_running(name: str) -> dict | None:
+    for worker in state.list_workers(detail=True):
+        if name in worker["current_task_names"]:
+            return worker
+    return None
+
+
+def test_list_workers_shows_what_each_runs(rt, tmp_path):
+    host = Host.remote()
+    actor_pid = actorlib.get(host.pid.remote(), timeout=T)
+    release = tmp_path / "release"
+    blocked = sleeps_until.remote(str(release))
+
+    worker = _wait_for(lambda: _worker_running("sleeps_until"), "a worker running the task")
+    assert worker["is_alive"] and worker["pid"] > 0
+    assert worker["worker_type"] in ("WORKER", "DRIVER")
+    assert worker["node_id"] in {n["node_id"] for n in state.list_nodes()}
+    task_id = state.list_tasks(filters=[("name", "=", "sleeps_until")])[0]["task_id"]
+    assert task_id in worker["current_task_ids"]
+    running = state.get_task(task_id)
+    assert running["state"] == "RUNNING" and running["worker_pid"] == worker["pid"]
+
+    # The actor's process is a worker too, and its row says which pid hosts it.
+    alive = [w for w in state.list_workers() if w["is_alive"]]
+    assert actor_pid in {w["pid"] for w in alive}
+    actor_id = state.list_actors(filters=[("class_name", "=", "Host")])[0]["actor_id"]
+    _wait_for(lambda: state.get_actor(actor_id)["pid"] == actor_pid, "the actor's pid")
+    assert state.list_workers(filters=[("pid", "=", actor_pid)])
+
+    release.write_text("go")
+    assert actorlib.get(blocked, timeout=T) == worker["pid"]  # the pid listed ran it
+    _wait_for(lambda: state.get_task(task_id)["state"] == "FINISHED", "the task to finish")
+    assert state.get_task(task_id)["worker_pid"] == worker["pid"]
+    _wait_for(lambda: _worker_running("sleeps_until") is None, "the worker to be idle")
+    del host
+
+
+def test_stack_shows_a_task_blocked_in_time_sleep(rt, tmp_path):
+    release = tmp_path / "release"
+    blocked = sleeps_until.remote(str(release))
+    try:
+        worker = _wait_for(lambda: _worker_running("sleeps_until"), "the task to run")
+        task_id = worker["current_task_ids"][worker["current_task_names"].index("sleeps_until")]
+        chosen = debug_cli.targets(state.list_workers(detail=True), task=task_id)
+        assert [w["pid"] for w in chosen] == [worker["pid"]]
+        text, failed = debug_cli.stacks_of(chosen)
+        assert failed == 0, text
+        assert f"== pid {worker['pid']}" in text and "running sleeps_until" in text
+        # faulthandler's frame line for the task: its file, line and function.
+        assert "test_observe.py\", line" in text and "in sleeps_until" in text
+
+        # The command line, asking the process by pid.
+        out = subprocess.run(
+            [sys.executable, "-m", "actorlib", "stack", "--pid", str(worker["pid"])],
+            capture_output=True, text=True, timeout=T,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "in sleeps_until" in out.stdout
+    finally:
+        release.write_text("go")
+    actorlib.get(blocked, timeout=T)
+
+
+def test_stack_names_what_it_cannot_find(rt):
+    with pytest.raises(LookupError, match="no live worker with a running task"):
+        debug_cli.targets(state.list_workers(detail=True), task="00000000deadbeef")
+    with pytest.raises(LookupError, match="no live worker with pid"):
+        debug_cli.targets(state.list_workers(detail=True), pid=1)
+
+
+def test_timeline_holds_one_span_per_task(rt, tmp_path):
+    assert actorlib.get([quick.remote(i) for i in range(5)], timeout=T) == [0, 2, 4, 6, 8]
+    host = Host.remote()
+    assert actorlib.get([host.twice.remote(i) for i in range(3)], timeout=T) == [0, 2, 4]
+    path = tmp_path / "trace.json"
+    assert actorlib.timeline(str(path)) is None
+    events = json.loads(path.read_text())
+    tasks = [e for e in events if e.get("cat") == "task" and e["name"] == "quick"]
+    calls = [e for e in events if e.get("cat") == "actor_task" and e["name"] == "Host.twice"]
+    assert len(tasks) == 5 and len(calls) == 3
+    for span in tasks + calls:
+        assert span["ph"] == "X" and span["dur"] >= 0 and span["pid"] > 0
+        assert span["args"]["scheduling_delay_ms"] >= 0
+    # Each worker's spans are laid out on lanes that never overlap.
+    lanes: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for e in events:
+        if e.get("ph") == "X":
+            lanes.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
+    for spans in lanes.values():
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    names = {e["pid"]: e["args"]["name"] for e in events if e.get("name") == "process_name"}
+    assert all(names[span["pid"]].startswith("worker pid=") for span in tasks)
+    assert actorlib.timeline() is not None  # without a file: the events
+    del host
+
+
+def test_pending_demand_counts_queued_work_and_says_what_is_infeasible():
+    """``actorlib status``'s pending demand: queued work per request shape; work no node
+    can ever take (its nodes left) is marked infeasible, with the reason."""
+    from actorlib.cluster_cli import demand_lines
+    from actorlib.core.scheduler import Scheduler
+    from actorlib.core.state import demand_rows
+
+    scheduler = Scheduler()
+    scheduler.add_node("a", {"CPU": 2.0})
+    scheduler.add_node("b", {"CPU": 8.0, "GPU": 1.0})
+    for _ in range(3):
+        scheduler.enqueue(object(), {"CPU": 1.0}, "DEFAULT")
+    scheduler.enqueue(object(), {"GPU": 1.0}, "DEFAULT")
+    scheduler.remove_node("b")
+    rows = {tuple(r["resources"]): r for r in demand_rows(scheduler)}
+    assert rows[("CPU",)]["count"] == 3 and rows[("CPU",)]["infeasible"] is None
+    assert "No node can ever satisfy" in rows[("GPU",)]["infeasible"]
+    lines = demand_lines(demand_rows(scheduler))
+    assert "3x {CPU: 1}" in lines[1] and "INFEASIBLE" not in lines[1]
+    assert "1x {GPU: 1} INFEASIBLE: No node" in lines[2]
+    assert demand_lines([]) == ["pending demand: none"]
+
+
+@pytest.mark.fresh_runtime
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_queued_tasks_are_pending_demand(rt, tmp_path):
+    from actorlib import session
+
+    release = tmp_path / "release"
+    first = sleeps_until.remote(str(release))
+    rest = [sleeps_until.remote(str(release)) for _ in range(2)]
+    try:
+        _wait_for(lambda: _worker_running("sleeps_until"), "the first task to run")
+        demand = _wait_for(lambda: session.client().state_rows("demand"), "queued demand")
+        assert [(d["resources"], d["infeasible"]) for d in demand] == [({"CPU": 1.0}, None)]
+        # A task queued on the busy worker behind the running one (pipelining) waits
+        # there, not in the scheduler: the two queued tasks are one or the other.
+        behind = state.list_tasks(filters=[("name", "=", "sleeps_until"),
+                                           ("state", "=", "SUBMITTED_TO_WORKER")])
+        assert demand[0]["count"] + len(behind) == 2
+    finally:
+        release.write_text("go")
+    actorlib.get([first, *rest], timeout=T)
+    assert session.client().state_rows("demand") == []
+
+
+@actorlib.remote
+def chatty(n, tag):
+    for i in range(n):
+        print(f"{tag} line {i} " + "x" * 40)
+    return os.getpid()
+
+
+def test_a_worker_log_rotates(tmp_path, monkeypatch):
+    from actorlib.backends.log_files import worker_log
+
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BYTES", "100")
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BACKUP_COUNT", "2")
+    log = worker_log(str(tmp_path / "logs"), 42)
+    assert log is not None
+    for i in range(10):
+        log.write(f"line {i} " + "y" * 30 + "\n")
+    log.close()
+    names = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert names == ["worker-42.log", "worker-42.log.1", "worker-42.log.2"]
+    assert all(p.stat().st_size <= 100 for p in (tmp_path / "logs").iterdir())
+    assert (tmp_path / "logs" / "worker-42.log").read_text().endswith("line 9 " + "y" * 30 + "\n")
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BYTES", "lots")
+    with pytest.raises(ValueError, match="ACTORLIB_LOG_ROTATE_BYTES must be an integer"):
+        worker_log(str(tmp_path / "logs"), 43)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "sim"])
+@pytest.mark.parametrize("to_driver", [True, False])
+def test_init_log_dir_keeps_a_rotated_log_per_worker(backend, to_driver, tmp_path,
+                                                     monkeypatch, capsys):
+    """``init(log_dir=)``: each worker's printed lines, prefixed, in ``worker-<pid>.log``,
+    whether or not they also reach the driver; rotated at the configured size."""
+    monkeypatch.setenv("ACTORLIB_LOG_ROTATE_BYTES", "2000")
+    logs = tmp_path / "logs"
+    actorlib.init(backend=backend, num_cpus=2, log_dir=logs, log_to_driver=to_driver)
+    try:
+        pid = actorlib.get(chatty.remote(60, "hello"), timeout=T)
+    finally:
+        actorlib.shutdown()
+    files = sorted(p.name for p in logs.iterdir())
+    assert f"worker-{pid}.log" in files and f"worker-{pid}.log.1" in files, files
+    text = "".join(p.read_text() for p in sorted(logs.glob(f"worker-{pid}.log*")))
+    assert f"(chatty pid={pid}) hello line 59 " in text
+    assert all(p.stat().st_size <= 2000 for p in logs.iterdir())
+    captured = capsys.readouterr().out
+    assert ("hello line 59" in captured) == to_driver
+
+
+def test_log_dir_is_refused_for_a_cluster():
+    with pytest.raises(ValueError, match="log_dir: the cluster backend's workers keep"):
+        actorlib.init(backend="cluster", log_dir="/tmp/nowhere")
+    assert not actorlib.is_initialized()
+
+
+def test_stack_files_of_dead_processes_are_swept(tmp_path):
+    from actorlib.backends import stacks
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"{dead.pid}.txt").write_text("")
+    (tmp_path / f"{os.getpid()}.txt").write_text("")
+    stacks.sweep(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{os.getpid()}.txt"]

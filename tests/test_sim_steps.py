@@ -1,0 +1,73 @@
+"""Who takes the ``sim`` backend's steps: a worker whose job ends takes the next ones
+itself (no thread switch per step), and what goes wrong there reaches the driver."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import actorlib
+from actorlib.testing import InvariantViolation, ReplayDivergedError, invariant, peek, simulate
+
+
+@actorlib.remote(num_cpus=0)
+class Tally:
+    def __init__(self):
+        self.n = 0
+
+    def add(self):
+        self.n += 1
+        return self.n
+
+
+def test_a_batch_of_calls_is_stepped_by_one_worker_without_switching_back():
+    takers: list[str] = []
+
+    def on_step(name: str) -> None:
+        takers.append(threading.current_thread().name)
+
+    with simulate(on_step=on_step) as run:
+        tally = Tally.remote()
+        assert actorlib.get([tally.add.remote() for _ in range(50)]) == list(range(1, 51))
+    calls = [i for i, name in enumerate(run.log) if name == "Tally#1.add from driver"]
+    assert len(calls) == 50
+    # The first call is chosen by the driver, the other 49 by the worker that ran the one
+    # before, on its own thread: one thread switch for the batch, not two per call.
+    later = {takers[i] for i in calls[1:]}
+    assert len(later) == 1 and later != {threading.current_thread().name}, takers
+    assert run.log[-1] == "driver continues"
+
+
+def test_the_same_steps_whoever_takes_them():
+    def program() -> list[int]:
+        tally = Tally.remote()
+        return actorlib.get([tally.add.remote() for _ in range(20)])
+
+    with simulate(seed=11) as first:
+        program()
+    with simulate(trace=first.trace) as again:
+        program()
+    assert again.log == first.log
+
+
+@actorlib.remote(num_cpus=0)
+def adder(tally, times):
+    return actorlib.get([tally.add.remote() for _ in range(times)])
+
+
+def test_a_replay_that_diverges_on_a_workers_step_raises_in_the_driver():
+    # Choices 1 and 2 start both tasks; a later choice has 2 options, never 10.
+    with pytest.raises(ReplayDivergedError, match="option 9"), simulate(
+        trace="sim1::0.0.9.9.9"
+    ):
+        tally = Tally.remote()
+        actorlib.get([adder.remote(tally, 3), adder.remote(tally, 3)])
+
+
+def test_an_invariant_broken_on_a_workers_step_fails_the_run_in_the_driver():
+    with pytest.raises(InvariantViolation) as info, simulate():
+        tally = Tally.remote()
+        invariant(lambda: peek(tally).n < 30)
+        actorlib.get([tally.add.remote() for _ in range(50)])
+    assert info.value.steps.count("Tally#1.add from driver") == 30
