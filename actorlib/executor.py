@@ -415,12 +415,7 @@ class Executor(concurrent.futures.Executor):
                 if not batch:
                     self._draining = False
                     return
-            outcomes: list[tuple[_Item, Any, BaseException | None]] = []
-            for item, value in batch:
-                try:
-                    outcomes.append((item, value_of(value), None))
-                except BaseException as error:  # the call's error (its value marked read)
-                    outcomes.append((item, None, error))
+            outcomes = [(item, *_read(value)) for item, value in batch]
             with self._lock:
                 live = []
                 for outcome in outcomes:
@@ -506,6 +501,15 @@ class Executor(concurrent.futures.Executor):
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else "running"
         return f"<actorlib.Executor max_workers={self._max_workers} {state}>"
+
+
+def _read(value: Serialized) -> tuple[Any, BaseException | None]:
+    """A call's result, or its error (marked read). Apart, so that the error's traceback
+    holds this frame, not the drain loop's (whose locals would make a cycle with it)."""
+    try:
+        return value_of(value), None
+    except BaseException as error:
+        return None, error
 
 
 def _settle_future(future: Future[Any], result: Any, exc: BaseException | None) -> None:
