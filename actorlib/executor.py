@@ -8,11 +8,16 @@ Built only on actorlib's public API (``remote``, ``.options``, ``cancel``,
 ``ObjectRef.future()``, ``init``/``shutdown``/``is_initialized``), so it runs unchanged on
 every backend.
 
-How it works. Submitted calls wait in the executor's own queue; at most ``max_workers``
-of them are handed to actorlib at a time, as tasks. A future is PENDING (and
-``cancel()`` succeeds) while its call waits in that queue, and RUNNING once handed over,
-exactly like ``ProcessPoolExecutor``'s pending-work queue and call queue. Results arrive
-through ``ObjectRef.future()``; each completion hands the next queued call over.
+How it works. Every submitted call is handed to actorlib at once, as a task carrying a
+concurrency limit of ``max_workers`` for this executor (``_concurrency``): the core's
+scheduler places at most that many on workers at a time, and a task waiting in ``get``
+keeps its slot (only its CPU is lent), so the bound holds as ``ProcessPoolExecutor``'s
+does. The rest wait in the core's queue, where each completion starts the next one
+without a round trip through this executor. A future shows RUNNING for up to
+``max_workers`` calls in submission order, PENDING for the others; ``cancel()`` of a
+PENDING future asks the core to withdraw its task, which succeeds only if no worker has
+it yet (then it never runs); otherwise the call has started and the future is RUNNING.
+Results arrive through ``ObjectRef.future()``.
 
 Per-worker set-up (``initializer``) runs inside the task, once per worker and executor,
 before that worker's first task of this executor; ``max_tasks_per_child`` reruns it after
@@ -35,6 +40,8 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from actorlib.api import cancel, cluster_resources
+from actorlib.core.serialization import Serialized
+from actorlib.core.waiting import client_of, completer, value_of
 from actorlib.exceptions import (
     BrokenExecutorError,
     ExecutorInitializerError,
@@ -88,20 +95,16 @@ def _translate(exc: BaseException) -> BaseException:
 
 
 class _Item:
-    """One queued or running call (a chunk of calls for ``map`` with ``chunksize > 1``)."""
+    """One submitted call (a chunk of calls for ``map`` with ``chunksize > 1``)."""
 
-    __slots__ = ("args", "chunked", "future", "kwargs", "ref", "task")
+    __slots__ = ("chunked", "done", "future", "marked", "ref")
 
-    def __init__(
-        self, future: Future[Any], task: RemoteFunction[Any, Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], chunked: bool,
-    ) -> None:
+    def __init__(self, future: Future[Any], chunked: bool) -> None:
         self.future = future
-        self.task = task
-        self.args: tuple[Any, ...] | None = args
-        self.kwargs: dict[str, Any] | None = kwargs
         self.chunked = chunked
         self.ref: Any = None
+        self.done = False  # settled, withdrawn or failed: this executor is done with it
+        self.marked = False  # its future shows RUNNING
 
 
 class Executor(concurrent.futures.Executor):
@@ -146,16 +149,18 @@ class Executor(concurrent.futures.Executor):
         if max_workers is None:
             max_workers = max(1, int(cluster_resources().get("CPU", 1)))
         self._max_workers = max_workers
-        # No more than max_workers calls are handed to actorlib at a time. (Not more: a
-        # task blocked in get() lends its CPU back, so the runtime's num_cpus alone would
-        # not bound them.)
-        self._window = max_workers
         self._token = uuid.uuid4().hex
         prepare: Prepare | None = None
         if initializer is not None:
             prepare = (self._token, initializer, tuple(initargs), max_tasks_per_child)
         self._prepare = prepare
-        self._task_options: dict[str, Any] = {"num_cpus": 1, "max_retries": max_retries}
+        # The core runs at most max_workers of this executor's tasks at once. (The
+        # runtime's num_cpus alone would not bound them: a task blocked in get() lends
+        # its CPU back, not its slot under the limit.)
+        self._task_options: dict[str, Any] = {
+            "num_cpus": 1, "max_retries": max_retries,
+            "_concurrency": (f"executor-{self._token}", max_workers),
+        }
         # Weak keys: the executor keeps no submitted callable alive (a bound method, made
         # anew for each call, is therefore pickled anew each time, with its object's
         # state at submission, as the stdlib does).
@@ -163,15 +168,18 @@ class Executor(concurrent.futures.Executor):
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._queue: deque[_Item] = deque()
-        self._running: set[_Item] = set()
-        self._inflight = 0
-        self._outstanding = 0  # queued + running
+        self._pending: deque[_Item] = deque()  # futures PENDING, in submission order
+        self._live: set[_Item] = set()  # submitted, not done
+        self._marked = 0  # futures shown RUNNING, not settled
+        self._outstanding = 0  # submitted, future not settled yet
         self._shutdown = False
         self._released = False
         self._release_lock = threading.Lock()
         self._broken: str | None = None
-        self._pumping = threading.local()
+        # Results come in on the core's thread; the futures thread settles them in batches.
+        self._arrivals: list[tuple[_Item, Serialized]] = []
+        self._arrivals_lock = threading.Lock()
+        self._draining = False
 
     # -- public API --------------------------------------------------------------------
 
@@ -181,7 +189,9 @@ class Executor(concurrent.futures.Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future``."""
-        return self._enqueue(self._tasks_for(fn).call, args, kwargs, False)
+        item = self._enqueue(self._tasks_for(fn).call, args, kwargs, False)
+        self._watch([item])
+        return item.future
 
     def map(
         self,
@@ -203,16 +213,22 @@ class Executor(concurrent.futures.Executor):
         end = None if timeout is None else time.monotonic() + timeout
         tasks = self._tasks_for(fn)
         calls = zip(*iterables)  # noqa: B905 - stops at the shortest, like the stdlib
-        if chunksize == 1:
-            futures = [self._enqueue(tasks.call, args, {}, False) for args in calls]
-            sizes = None
-        else:
-            futures, sizes = [], []
-            for chunk in _batched(calls, chunksize):
-                futures.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
-                sizes.append(len(chunk))
+        items: list[_Item] = []
+        sizes: list[int] | None = None
+        try:
+            if chunksize == 1:
+                items.extend(self._enqueue(tasks.call, args, {}, False) for args in calls)
+            else:
+                sizes = []
+                for chunk in _batched(calls, chunksize):
+                    items.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
+                    sizes.append(len(chunk))
+        finally:
+            # Watched even if the iterables raised part way: those calls run and end.
+            self._watch(items)
+        futures = [item.future for item in items]
         bar = _bar_for(futures, sizes) if progress else None
-        return _results(futures, end, chunksize > 1, bar)
+        return _results(items, end, chunksize > 1, bar, self._cancel_items)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking calls; optionally cancel queued ones; optionally wait for the rest.
@@ -221,15 +237,8 @@ class Executor(concurrent.futures.Executor):
         """
         with self._lock:
             self._shutdown = True
-            dropped = list(self._queue) if cancel_futures else []
-            if cancel_futures:
-                self._queue.clear()
-        for item in dropped:
-            item.future.cancel()  # still PENDING: queued items were never handed over
-        if dropped:
-            with self._lock:
-                self._outstanding -= len(dropped)
-                self._idle.notify_all()
+        if cancel_futures:
+            self._cancel_items(list(self._pending))
         if wait:
             with self._lock:
                 while self._outstanding > 0:
@@ -241,23 +250,22 @@ class Executor(concurrent.futures.Executor):
     # -- for Pool ----------------------------------------------------------------------
 
     def _submit_chunk(self, fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> Future[Any]:
-        return self._enqueue(self._tasks_for(fn).chunk(fn), (chunk,), {}, True)
+        item = self._enqueue(self._tasks_for(fn).chunk(fn), (chunk,), {}, True)
+        self._watch([item])
+        return item.future
 
     def _terminate(self) -> None:
         """Cancel queued calls, interrupt running ones, stop at once (``Pool.terminate``)."""
         with self._lock:
             self._shutdown = True
-            queued, running = self._take_pending()
-        for item in queued:
-            item.future.cancel()
+        self._cancel_items(list(self._pending))
         error = ExecutorShutdownError("the pool was terminated before this call finished")
-        for item in running:
-            if item.ref is not None:
-                try:
-                    cancel(item.ref, force=True)
-                except Exception:
-                    pass
-            _settle_future(item.future, None, error)
+        for item in self._take_live():
+            try:
+                cancel(item.ref, force=True)
+            except Exception:
+                pass
+            self._settle(item, None, error)
         self._release()
 
     # -- internals ---------------------------------------------------------------------
@@ -287,73 +295,156 @@ class Executor(concurrent.futures.Executor):
     def _enqueue(
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         chunked: bool,
-    ) -> Future[Any]:
+    ) -> _Item:
         future: Future[Any] = ChunkFuture() if chunked else Future()
+        item = _Item(future, chunked)
         with self._lock:
             if self._broken is not None:
                 raise BrokenExecutorError(self._broken)
             if self._shutdown:
                 raise ExecutorShutdownError("cannot schedule new futures after shutdown")
-            self._queue.append(_Item(future, task, args, kwargs, chunked))
             self._outstanding += 1
-        self._pump()
-        return future
-
-    def _pump(self) -> None:
-        """Hand queued calls to actorlib while fewer than the window are running."""
-        local = self._pumping
-        if getattr(local, "active", False):
-            return  # re-entered from a done-callback: the outer loop carries on
-        local.active = True
-        try:
-            while True:
-                with self._lock:
-                    if self._inflight >= self._window or not self._queue:
-                        return
-                    item = self._queue.popleft()
-                    if not item.future.set_running_or_notify_cancel():
-                        self._outstanding -= 1  # cancelled while queued: never runs
-                        if self._outstanding == 0:
-                            self._idle.notify_all()
-                        continue
-                    self._inflight += 1
-                    self._running.add(item)
-                self._launch(item)
-        finally:
-            local.active = False
-
-    def _launch(self, item: _Item) -> None:
+            self._live.add(item)
         try:
             if not is_initialized():
                 raise RuntimeClosedError("actorlib was shut down under the executor")
-            args, kwargs = item.args or (), item.kwargs or {}
-            item.ref = item.task.remote(*args, **kwargs)
+            item.ref = task.remote(*args, **kwargs)
         except Exception as exc:
-            self._done(item, None, exc)
-            return
-        item.args = item.kwargs = None
-        item.ref.future().add_done_callback(functools.partial(self._on_done, item))
+            with self._lock:
+                taken, item.done = item.done, True  # taken: a terminate settled it
+                self._live.discard(item)
+            if not taken:
+                self._settle(item, None, exc)
+            return item
+        # cancel() asks the core (see _cancel); an instance attribute, so the future
+        # stays a plain concurrent.futures.Future. Dropped once settled.
+        future.cancel = functools.partial(self._cancel, item)  # type: ignore[method-assign]
+        with self._lock:
+            if not item.done:
+                if self._marked < self._max_workers and not self._pending:
+                    self._mark(item)
+                else:
+                    self._pending.append(item)
+        return item
 
-    def _on_done(self, item: _Item, ref_future: Future[Any]) -> None:
-        exc = ref_future.exception()
-        if exc is None:
-            self._done(item, ref_future.result(), None)
-        else:
-            self._done(item, None, exc)
-        self._pump()
+    def _mark(self, item: _Item) -> None:
+        """Show ``item``'s future RUNNING (lock held; it is PENDING: not done)."""
+        item.marked = True
+        self._marked += 1
+        item.future.set_running_or_notify_cancel()
 
-    def _done(self, item: _Item, result: Any, exc: BaseException | None) -> None:
+    def _promote(self) -> None:
+        """Show the oldest PENDING futures RUNNING while fewer than max_workers are."""
+        pending = self._pending
+        while self._marked < self._max_workers and pending:
+            item = pending.popleft()
+            if not item.done and not item.marked:  # marked: a cancel found it started
+                self._mark(item)
+
+    def _cancel(self, item: _Item) -> bool:
+        """``Future.cancel`` for a submitted call: withdrawn from the core if no worker
+        has it yet, else it has started (RUNNING) and is not cancelled."""
+        return self._cancel_items([item]) == 1 or item.future.cancelled()
+
+    def _cancel_items(self, items: list[_Item]) -> int:
+        """Cancel those of ``items`` whose futures are PENDING, in one request to the core;
+        those a worker has already are shown RUNNING. Returns how many were cancelled."""
+        with self._lock:
+            asked = [i for i in items if not i.done and not i.marked and i.ref is not None]
+            if not asked:
+                return 0
+            try:
+                taken = client_of([asked[0].ref]).withdraw([i.ref.id for i in asked])
+            except Exception:  # the runtime is gone (or going): nothing can be withdrawn
+                taken = [False] * len(asked)
+            withdrawn = []
+            for item, took in zip(asked, taken, strict=True):
+                if took:
+                    item.done = True
+                    self._live.discard(item)
+                    withdrawn.append(item)
+                else:
+                    self._mark(item)
+            if withdrawn:
+                gone = set(map(id, withdrawn))
+                self._pending = deque(i for i in self._pending if id(i) not in gone)
+        for item in withdrawn:
+            item.future.__dict__.pop("cancel", None)
+            Future.cancel(item.future)
+        if withdrawn:
+            with self._lock:
+                self._outstanding -= len(withdrawn)
+                idle = self._outstanding == 0
+                if idle:
+                    self._idle.notify_all()
+            if idle and self._shutdown:
+                self._release_when_idle()
+        return len(withdrawn)
+
+    def _watch(self, items: list[_Item]) -> None:
+        """Have the core report when these calls' results are in, in one request."""
+        by_id = {item.ref.id: item for item in items if item.ref is not None}
+        if by_id:
+            first = next(iter(by_id.values())).ref
+            client_of([first]).watch(list(by_id), functools.partial(self._arrived, by_id))
+
+    def _arrived(self, by_id: dict[int, _Item], id_: int, value: Serialized) -> None:
+        """A result is in (on the core's thread: only queue it; results are read and
+        futures settled on the futures thread, in batches)."""
+        item = by_id.pop(id_)
+        with self._arrivals_lock:
+            self._arrivals.append((item, value))
+            if self._draining:
+                return
+            self._draining = True
+        completer.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Settle the futures of every result that has come in (the futures thread)."""
+        try:
+            self._drain_arrivals()
+        except BaseException:
+            with self._arrivals_lock:  # a bug here must not stop later results for good
+                self._draining = False
+            raise
+
+    def _drain_arrivals(self) -> None:
+        while True:
+            with self._arrivals_lock:
+                batch, self._arrivals = self._arrivals, []
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes = [(item, *_read(value)) for item, value in batch]
+            with self._lock:
+                live = []
+                for outcome in outcomes:
+                    item = outcome[0]
+                    if item.done:
+                        continue  # withdrawn, or failed by a broken or terminated executor
+                    item.done = True
+                    self._live.discard(item)
+                    if item.marked:
+                        self._marked -= 1
+                    live.append(outcome)
+                self._promote()
+            del batch, outcomes
+            for item, result, failure in live:
+                self._settle(item, result, failure)
+            del live
+
+    def _settle(self, item: _Item, result: Any, exc: BaseException | None) -> None:
+        """Resolve ``item``'s future (it is done: no longer live or pending)."""
         if exc is not None:
             if item.chunked and isinstance(item.future, ChunkFuture):
                 item.future.keep_partial(exc)
             exc = _translate(exc)
             if isinstance(exc, ExecutorInitializerError):
                 self._break(str(exc))
+        item.future.__dict__.pop("cancel", None)
         _settle_future(item.future, result, exc)
         item.ref = None
         with self._lock:
-            self._inflight -= 1
-            self._running.discard(item)
             self._outstanding -= 1
             idle = self._outstanding == 0
             if idle:
@@ -367,25 +458,25 @@ class Executor(concurrent.futures.Executor):
             if self._broken is not None:
                 return
             self._broken = message
-            queued, running = self._take_pending()
-        for item in queued:
-            error = ExecutorInitializerError(message)
-            if item.future.set_running_or_notify_cancel():
-                item.future.set_exception(error)
-        for item in running:
+        for item in self._take_live():
             if item.ref is not None:
                 try:
-                    cancel(item.ref)
+                    cancel(item.ref)  # dequeued if waiting, interrupted if running
                 except Exception:
                     pass
-            _settle_future(item.future, None, ExecutorInitializerError(message))
+            self._settle(item, None, ExecutorInitializerError(message))
 
-    def _take_pending(self) -> tuple[list[Any], list[Any]]:
-        """Empty the queue (call with the lock held): the queued and the running calls."""
-        queued = list(self._queue)
-        self._queue.clear()
-        self._outstanding -= len(queued)
-        return queued, list(self._running)
+    def _take_live(self) -> list[_Item]:
+        """Every call not done yet, now done here (the caller settles their futures)."""
+        with self._lock:
+            items = list(self._live)
+            self._live.clear()
+            self._pending.clear()
+            for item in items:
+                item.done = True
+                if item.marked:
+                    self._marked -= 1
+        return items
 
     def _release(self) -> None:
         with self._release_lock:  # held throughout: a second caller waits for the first
@@ -412,6 +503,15 @@ class Executor(concurrent.futures.Executor):
         return f"<actorlib.Executor max_workers={self._max_workers} {state}>"
 
 
+def _read(value: Serialized) -> tuple[Any, BaseException | None]:
+    """A call's result, or its error (marked read). Apart, so that the error's traceback
+    holds this frame, not the drain loop's (whose locals would make a cycle with it)."""
+    try:
+        return value_of(value), None
+    except BaseException as error:
+        return None, error
+
+
 def _settle_future(future: Future[Any], result: Any, exc: BaseException | None) -> None:
     try:
         if exc is None:
@@ -432,13 +532,14 @@ def _batched(iterable: Iterable[Any], n: int) -> Iterator[list[Any]]:
 
 
 def _results(
-    futures: list[Future[Any]], end: float | None, chunked: bool, bar: Any
+    items: list[_Item], end: float | None, chunked: bool, bar: Any,
+    cancel_rest: Callable[[list[_Item]], int],
 ) -> Iterator[Any]:
     """Yield results in order; cancel what is left if the consumer stops early."""
     try:
-        futures.reverse()
-        while futures:
-            future = futures[-1]
+        items.reverse()
+        while items:
+            future = items[-1].future
             try:
                 value = future.result(None if end is None else end - time.monotonic())
             except concurrent.futures.TimeoutError as exc:
@@ -448,20 +549,20 @@ def _results(
                     "map() timed out waiting for the next result"
                 ) from exc
             except Exception:
-                futures.pop()
+                items.pop()
                 partial = partial_results(future) if chunked else None
                 if partial:
                     yield from partial
                 raise
-            futures.pop()
+            items.pop()
             del future
             if chunked:
                 yield from value
             else:
                 yield value
     finally:
-        for future in futures:
-            future.cancel()
+        if items:
+            cancel_rest(items)
         if bar is not None:
             bar.close()
 

@@ -20,7 +20,7 @@ from actorlib.runtime_env_files import check_paths, code_env
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
-    "_generator_backpressure_num_objects",
+    "_generator_backpressure_num_objects", "_concurrency",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
     "label_selector", "fallback_strategy",
 })
@@ -135,6 +135,8 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
             "max_calls", out["max_calls"], 0,
             " (runs of the function per worker process before it is replaced; 0: no limit)",
         )
+    if out.get("_concurrency") is not None:
+        out["_concurrency"] = _concurrency_limit(out["_concurrency"])
     if "max_concurrency" in out:
         out["max_concurrency"] = _int_at_least("max_concurrency", out["max_concurrency"], 1)
     if "concurrency_groups" in out:
@@ -176,6 +178,17 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         if out.get(key) is not None and not isinstance(out[key], str):
             raise _type_error(key, out[key], "a str")
     return out
+
+
+def _concurrency_limit(value: Any) -> tuple[str, int]:
+    """``_concurrency=(key, limit)``: at most ``limit`` tasks with ``key`` on workers at
+    once (what :class:`actorlib.Executor` bounds ``max_workers`` with)."""
+    if (
+        not isinstance(value, tuple) or len(value) != 2 or not isinstance(value[0], str)
+        or not value[0] or not _is_int(value[1])
+    ):
+        raise _type_error("_concurrency", value, "a (key: non-empty str, limit: int) tuple")
+    return (value[0], _int_at_least("_concurrency limit", value[1], 1))
 
 
 def _concurrency_groups(value: Any) -> dict[str, int]:

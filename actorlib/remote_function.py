@@ -83,6 +83,7 @@ class RemoteFunction(Generic[P, R]):
         self._num_returns: int | str = num_returns_of(fn, self._options)
         self._backpressure: int = self._options.get("_generator_backpressure_num_objects", -1)
         self._max_calls: int = self._options.get("max_calls", 0)
+        self._concurrency: tuple[str, int] | None = self._options.get("_concurrency")
         self._files = OwnFiles(self._options.get("runtime_env"))
         functools.update_wrapper(self, fn)
 
@@ -141,6 +142,7 @@ class RemoteFunction(Generic[P, R]):
             max_calls=self._max_calls,
             generator=generator,
             backpressure=self._backpressure,
+            concurrency=self._concurrency,
             code_env=code_env,
         ))
         return result

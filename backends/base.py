@@ -234,6 +234,12 @@ class Backend(ABC):
     def recall(self, task_id: int) -> None:
         """Hand back a queued-behind task that has not started (``pipelines`` only)."""
 
+    def take_back(self, task_id: int) -> bool:
+        """Take back a queued-behind task at once, without a ``task_recalled``: True if
+        done (it will never start there), False if it has started or cannot be taken
+        back right now (``pipelines`` only)."""
+        return False
+
     def locate(self, path: str) -> str | None:
         """The node whose store holds the file at ``path``; None if unknown."""
         return None

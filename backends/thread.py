@@ -81,6 +81,9 @@ class ThreadBackend(Backend):
     def recall(self, task_id: int) -> None:
         self.runner.recall(task_id)
 
+    def take_back(self, task_id: int) -> bool:
+        return self.runner.take_back(task_id) is not None
+
     def start_actor(self, start: ActorStart) -> None:
         self.runner.start_actor(start)
 

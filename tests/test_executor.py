@@ -467,3 +467,17 @@ def test_worker_errors_are_broken_executor_errors():
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is ExecutorWorkerError and str(again) == "worker 3 died"
     assert issubclass(BrokenExecutorError, ActorlibError)
+
+
+def _items_then_error(n):
+    yield from range(n)
+    raise LookupError("the iterable broke")
+
+
+def test_map_whose_iterable_raises_part_way_still_runs_what_it_submitted(rt):
+    rec = Recorder.remote()
+    ex = Executor(2)
+    with pytest.raises(LookupError):
+        ex.map(record, [rec] * 10, _items_then_error(3))
+    ex.shutdown(wait=True)  # returns: the three submitted calls ran and ended
+    assert sorted(actorlib.get(rec.items.remote(), timeout=T)) == [0, 1, 2]

@@ -38,6 +38,8 @@ class ScriptedBackend:
         self.runs: list[TaskRun] = []
         self.recalls: list[int] = []
         self.cancels: list[int] = []
+        self.taken_back: list[int] = []
+        self.can_take_back = True  # take_back's answer: not started yet
 
     def run_task(self, run: TaskRun) -> None:
         self.runs.append(run)
@@ -48,23 +50,28 @@ class ScriptedBackend:
     def cancel(self, id: int, *, force: bool) -> None:
         self.cancels.append(id)
 
+    def take_back(self, task_id: int) -> bool:
+        if self.can_take_back:
+            self.taken_back.append(task_id)
+        return self.can_take_back
+
 
 class Core:
-    def __init__(self) -> None:
+    def __init__(self, cpus: float = 1.0) -> None:
         self.backend = ScriptedBackend()
         self.objects = ObjectTable(lambda value: None, lambda ids: None)
         self.values = Values(self.objects, lambda value: None, lambda ids: None,
                              lambda ids: None)
         self.scheduler = Scheduler()
-        self.scheduler.add_node("node", {"CPU": 1.0})
+        self.scheduler.add_node("node", {"CPU": cpus})
         backend: Any = self.backend
         parts = (self.objects, self.values, self.scheduler, backend, lambda c, o: 0)
         self.tasks = Tasks(*parts)
         self.actors = Actors(*parts)
 
-    def submit(self, task_id: int) -> TaskSpec:
+    def submit(self, task_id: int, limit: tuple[str, int] | None = None) -> TaskSpec:
         spec = TaskSpec(task_id, CodeRef(1, "work", b""), Args(None), (), 0, {"CPU": 1.0},
-                        name=f"work-{task_id}")
+                        name=f"work-{task_id}", concurrency=limit)
         self.tasks.submit(spec)
         self.schedule()
         return spec

@@ -134,6 +134,8 @@ def test_terminate_drops_queued_work(rt):
         with pytest.raises(ActorlibError):
             r.get(timeout=T)
     assert actorlib.get(rec.items.remote(), timeout=T) == []
+    # The terminated task may have reached its wait on the actor first: release it.
+    actorlib.get(sync.set.remote("go"), timeout=T)
 
 
 # -- apply --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def problems(
     found: list[str] = []
     queued = Counter(id(work) for work in scheduler.queued_work())
     found += _task_problems(tasks, queued)
+    found += _limit_problems(scheduler, tasks)
     found += _actor_problems(actors, queued)
     found += _resource_problems(scheduler, tasks, actors, groups)
     if groups is not None:
@@ -56,6 +57,24 @@ def _stream_problems(streams: Streams, tasks: Tasks, actors: Actors) -> list[str
         f"a consumed-slot hook outlived its slot {id_hex(slot)}"
         for slot in objects.drop_hooks if slot not in objects
     ]
+    return found
+
+
+def _limit_problems(scheduler: Scheduler, tasks: Tasks) -> list[str]:
+    """Each concurrency limit counts exactly the placed tasks under it, within the limit
+    (a pipelined one, FOLLOWING, takes its leader's slot when that one ends)."""
+    found: list[str] = []
+    placed: Counter[str] = Counter()
+    for rec in tasks.records.values():
+        limit = rec.spec.concurrency
+        if limit is None:
+            continue
+        if rec.placement is not None:
+            placed[limit[0]] += 1
+            if placed[limit[0]] > limit[1]:
+                found.append(f"concurrency limit {limit[0]!r}: more than {limit[1]} placed")
+    if dict(placed) != scheduler.limited:
+        found.append(f"concurrency limits count {scheduler.limited}, placed tasks {dict(placed)}")
     return found
 
 

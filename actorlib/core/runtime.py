@@ -218,6 +218,22 @@ class Runtime:
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         self._loop.post(self._cancel, object_id, force, recursive)
 
+    def withdraw(self, object_ids: list[int]) -> list[bool]:
+        """For each object, cancel the task making it if no worker has that task yet;
+        answers whether it did (so the task never runs). Waits for the answer."""
+
+        def withdraw() -> list[bool]:
+            done = []
+            for object_id in object_ids:
+                entry = self.objects.get(object_id)
+                producer = None if entry is None else entry.producer
+                done.append(producer is not None and self.tasks.withdraw(producer))
+            return done
+
+        if self.closed:
+            return [False] * len(object_ids)
+        return self._loop.call(withdraw)
+
     def _cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         entry = self.objects.get(object_id)
         if entry is None or entry.producer is None:

@@ -4,6 +4,11 @@ Ready work waits in one FIFO per *shape* (its resource request and strategy), li
 scheduling classes: a task that needs a GPU never holds back CPU-only tasks behind it,
 and work of one shape starts in submission order. GPUs are handed out by id.
 
+Work may carry a *concurrency limit* ``(key, limit)`` (``TaskSpec.concurrency``): at most
+``limit`` items with that key are placed at once, across all nodes, and an item keeps
+its slot while it waits in ``get`` (only its CPUs are lent). The limit is part of the
+shape, so work held back by its limit never holds back other work.
+
 Placement groups (:mod:`actorlib.core.placement_groups`) reserve *bundles*: each bundle
 takes its resources out of its node's free pool and is itself a :class:`Node` (with that
 node's id and ``host``), so work placed in a bundle acquires the bundle's resources, never
@@ -92,8 +97,10 @@ class Placement:
             self.node.release(self.request, self.gpus)
 
 
-def shape_of(request: dict[str, float], strategy: Any) -> tuple[Any, ...]:
-    return (tuple(sorted(request.items())), strategy)
+def shape_of(
+    request: dict[str, float], strategy: Any, limit: tuple[str, int] | None = None
+) -> tuple[Any, ...]:
+    return (tuple(sorted(request.items())), strategy, limit)
 
 
 def describe(request: dict[str, float]) -> str:
@@ -115,6 +122,8 @@ class Scheduler:
         # (None where a bundle is not reserved now), and the ids of removed groups.
         self.bundles: dict[int, list[Node | None]] = {}
         self.removed_groups: set[int] = set()
+        # Concurrency limits: how many items of each key are placed now.
+        self.limited: dict[str, int] = {}
 
     def forget_feasibility(self) -> None:
         """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
@@ -202,10 +211,12 @@ class Scheduler:
     # -- queueing --------------------------------------------------------------------
 
     def enqueue(
-        self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False
+        self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False,
+        limit: tuple[str, int] | None = None,
     ) -> None:
-        """Queue ``work``; ``front`` for work handed back that must keep its turn."""
-        key = shape_of(request, strategy)
+        """Queue ``work``; ``front`` for work handed back that must keep its turn;
+        ``limit``: its concurrency limit ``(key, limit)``, if any."""
+        key = shape_of(request, strategy, limit)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
@@ -216,7 +227,8 @@ class Scheduler:
         self.dirty = True
 
     def take_next(
-        self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool]
+        self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool],
+        limit: tuple[str, int] | None = None,
     ) -> Any | None:
         """Pop the oldest DEFAULT-strategy work of this shape that may run on ``node_id``,
         if ``accept(work)``.
@@ -224,17 +236,39 @@ class Scheduler:
         For queueing it behind running work of the same shape on that node; None while
         work of another shape waits too (it would never see those resources free).
         """
-        key = shape_of(request, "DEFAULT")
+        key = shape_of(request, "DEFAULT", limit)
         queue = self._queues.get(key)
         if not queue:
             return None
-        if any(q and k != key for k, q in self._queues.items()):
+        if any(q and k != key and not self._held_back(k) for k, q in self._queues.items()):
             return None
         work = queue[0]
         preferred = getattr(work, "preferred", None)
         if (preferred is not None and preferred != node_id) or not accept(work):
             return None
         return queue.popleft()
+
+    def _held_back(self, shape: tuple[Any, ...]) -> bool:
+        """Work of ``shape`` waits for its concurrency limit, not for resources."""
+        return self.at_limit(shape[2])
+
+    def at_limit(self, limit: tuple[str, int] | None) -> bool:
+        """No more work under ``limit`` may be placed now."""
+        return limit is not None and self.limited.get(limit[0], 0) >= limit[1]
+
+    def enter(self, limit: tuple[str, int]) -> None:
+        """An item takes a slot under ``limit`` without a placement pass (pipelined)."""
+        self.limited[limit[0]] = self.limited.get(limit[0], 0) + 1
+
+    def leave(self, limit: tuple[str, int]) -> None:
+        """An item placed under ``limit`` gave its slot back."""
+        key = limit[0]
+        left = self.limited[key] - 1
+        if left:
+            self.limited[key] = left
+        else:
+            del self.limited[key]
+        self.dirty = True
 
     def remove(self, work: Any) -> bool:
         for queue in self._queues.values():
@@ -261,14 +295,20 @@ class Scheduler:
 
     def place_ready(self) -> Iterator[tuple[Any, Placement]]:
         """Yield (work, placement) for every queued item that fits now, FIFO per shape."""
+        limited = self.limited
         for key, queue in list(self._queues.items()):
             request = dict(key[0])
             strategy = key[1]
+            limit = key[2]
             while queue:
+                if limit is not None and limited.get(limit[0], 0) >= limit[1]:
+                    break
                 node = self._choose(request, strategy, getattr(queue[0], "preferred", None))
                 if node is None:
                     break
                 work = queue.popleft()
+                if limit is not None:
+                    limited[limit[0]] = limited.get(limit[0], 0) + 1
                 yield work, Placement(node, request, node.acquire(request))
             if not queue:
                 del self._queues[key]

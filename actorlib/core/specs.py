@@ -241,6 +241,9 @@ class TaskSpec:
     # "dynamic": one return, the refs of all items; "": a plain function.
     generator: str = ""
     backpressure: int = -1  # streaming: unconsumed items at which the producer pauses
+    # (key, limit): at most ``limit`` tasks with this key are on workers at once, across
+    # the runtime, held while one waits in ``get`` (an Executor's ``max_workers``).
+    concurrency: tuple[str, int] | None = None
     code_env: CodeEnv | None = None  # runtime_env working_dir / py_modules
 
 

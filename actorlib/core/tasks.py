@@ -149,7 +149,9 @@ class Tasks:
         rec.state = QUEUED
         if self.backend.has_locality and rec.spec.scheduling_strategy == "DEFAULT":
             rec.preferred = self._data_node(rec.spec)
-        self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
+        self.scheduler.enqueue(
+            rec, rec.spec.resources, rec.spec.scheduling_strategy, limit=rec.spec.concurrency
+        )
 
     def _data_node(self, spec: TaskSpec) -> str | None:
         """The node whose store holds the most bytes of ``spec``'s arguments, if any."""
@@ -182,7 +184,9 @@ class Tasks:
         rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
         rec.state = QUEUED
         self.records[spec.task_id] = rec
-        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+        self.scheduler.enqueue(
+            rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
+        )
 
     # == pipelining: a task queued on the worker behind a running one ======================
 
@@ -210,7 +214,8 @@ class Tasks:
             node_id = placement.node.node_id
             leader_id = leader.spec.task_id
             rec = self.scheduler.take_next(
-                placement.request, node_id, functools.partial(_may_follow, leader_id)
+                placement.request, node_id, functools.partial(_may_follow, leader_id),
+                leader.spec.concurrency,
             )
             if rec is None:
                 continue
@@ -223,12 +228,15 @@ class Tasks:
             self.backend.run_task(TaskRun(rec.spec, node_id, deps, follows=leader.spec.task_id))
 
     def _steal(self) -> None:
-        """Recall queued tasks whose node has room now: nothing else wanted it."""
+        """Recall queued tasks whose node has room now: nothing else wanted it (unless
+        their concurrency limit is reached: they could not start there either)."""
+        at_limit = self.scheduler.at_limit
         for rec in self.followers.values():
             leader = rec.leader
             if (
                 not rec.recalling and leader is not None and leader.placement is not None
                 and leader.placement.node.fits(rec.spec.resources)
+                and not at_limit(rec.spec.concurrency)
             ):
                 self._recall(rec)
 
@@ -266,6 +274,8 @@ class Tasks:
         successor.state = RUNNING
         successor.started = time.time()
         successor.placement = Placement(node, request, node.acquire(request))
+        if successor.spec.concurrency is not None:  # takes the slot its leader frees
+            self.scheduler.enter(successor.spec.concurrency)
         # A recall (or a cancel) asked before this may still hand it back unstarted: it
         # keeps ``recalling`` so :meth:`recalled` takes it back, and leads nothing
         # until then.
@@ -294,7 +304,9 @@ class Tasks:
             self._finish(rec, cancelled_value(rec.spec.name))
             return
         rec.state = QUEUED
-        self.scheduler.enqueue(rec, rec.spec.resources, "DEFAULT", front=True)
+        self.scheduler.enqueue(
+            rec, rec.spec.resources, "DEFAULT", front=True, limit=rec.spec.concurrency
+        )
 
     # == outcomes ===========================================================================
 
@@ -336,7 +348,9 @@ class Tasks:
         self._release_placement(rec)
         rec.recalling = False  # a hand-back of the last attempt is ignored (its attempt)
         rec.state = QUEUED
-        self.scheduler.enqueue(rec, spec.resources, spec.scheduling_strategy)
+        self.scheduler.enqueue(
+            rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
+        )
         return True
 
     def crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
@@ -368,6 +382,8 @@ class Tasks:
                 rec.blocked = False
             rec.placement.release()
             rec.placement = None
+            if rec.spec.concurrency is not None:
+                self.scheduler.leave(rec.spec.concurrency)
             self.scheduler.dirty = True
 
     def _finish(self, rec: TaskRecord, error: Serialized | None) -> None:
@@ -435,6 +451,28 @@ class Tasks:
             rec.cancelled = True
             rec.recalling = True
             self.backend.cancel(rec.spec.task_id, force=False)
+
+    def withdraw(self, task_id: int) -> bool:
+        """Cancel a task only if it has not started and can be stopped from starting at
+        once: it waits for its arguments, in the scheduler's queue, or queued behind
+        another on a worker that hands it back now (``Backend.take_back``). True if so:
+        it will never run. The Executor cancels a queued future through this, so a call
+        either never starts or was not cancelled."""
+        rec = self.records.get(task_id)
+        if rec is None:
+            return False
+        state = rec.state
+        if state is FOLLOWING:
+            # Asked back already: the answer (handed back, or started) is on its way.
+            if rec.recalling or rec.cancelled or not self.backend.take_back(task_id):
+                return False
+            self._unfollow(rec)
+            self._finish(rec, cancelled_value(rec.spec.name))
+            return True
+        if state is not WAITING and state is not QUEUED:
+            return False
+        self._cancel(rec, force=False, recursive=False)
+        return True
 
     def fail(self, task_id: int, error: BaseException) -> None:
         """End a task that has not started with ``error`` (its placement group is gone);

@@ -298,6 +298,13 @@ class ProcessBackend(Backend):
         if worker is not None and not self._take_back(worker, task_id):
             worker.send(Recall(task_id))
 
+    def take_back(self, task_id: int) -> bool:
+        worker = self._task_worker.get(task_id)
+        if worker is None or not worker.claims.take(task_id, wait=False):
+            return False  # started, or the worker is claiming right now
+        self._task_left(worker, task_id)
+        return True
+
     def _take_back(self, worker: WorkerProcess, task_id: int) -> bool:
         """Take a queued-behind task back without the worker's help (it may be frozen, or
         in a C call holding its GIL). False if the worker must be asked: it holds the claim

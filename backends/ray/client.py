@@ -332,6 +332,11 @@ class RayCore:
         except ValueError:  # Ray cannot force-cancel an actor call: interrupt it instead
             ray.cancel(ref, force=False, recursive=recursive)
 
+    def withdraw(self, object_ids: list[int]) -> list[bool]:
+        """Ray cannot tell whether a task has started: none is taken back (a cancel
+        that cannot be kept is never promised)."""
+        return [False] * len(object_ids)
+
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         ray.kill(self._handle(actor_id)[0], no_restart=no_restart)
         if no_restart:

@@ -83,7 +83,7 @@ def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] |
         spec.task_id, _code(spec.function, known_code), _value(spec.args.payload),
         spec.args.deps, spec.return_ids, spec.num_returns, spec.resources, spec.max_retries,
         spec.retry_exceptions, spec.scheduling_strategy, spec.env_vars, spec.name,
-        spec.caller_id, spec.attempt, spec.namespace,
+        spec.caller_id, spec.attempt, spec.namespace, spec.concurrency,
     )
 
 
@@ -116,11 +116,12 @@ def _code_ref(code: tuple[Any, ...]) -> CodeRef:
 
 def _rebuild_task_spec(flat: tuple[Any, ...]) -> TaskSpec:
     (task_id, code, payload, deps, return_ids, num_returns, resources, max_retries,
-     retry_exceptions, strategy, env_vars, name, caller_id, attempt, namespace) = flat
+     retry_exceptions, strategy, env_vars, name, caller_id, attempt, namespace,
+     concurrency) = flat
     return TaskSpec(
         task_id, _code_ref(code), Args(_rebuild(payload), deps), return_ids, num_returns,
         resources, max_retries, retry_exceptions, strategy, env_vars, name, caller_id,
-        attempt, namespace,
+        attempt, namespace, concurrency=concurrency,
     )
 
 

@@ -140,6 +140,10 @@ class RemoteCoreClient:
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         self._out(CancelObject(object_id, force, recursive))
 
+    def withdraw(self, object_ids: list[int]) -> list[bool]:
+        result: list[bool] = self._request("withdraw", object_ids)
+        return result
+
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         self._out(KillActor(actor_id, no_restart))
 
