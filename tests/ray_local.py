@@ -122,14 +122,25 @@ def shared_cluster(shared_threads: set[threading.Thread]) -> Iterator[str]:
     os.environ.update(RAY_ENV)
     import ray
 
-    cluster = LocalRay()
-    try:
-        cluster.start_head(4)
-        before = set(threading.enumerate())
-        from actorlib.backends.ray.connector import driver_runtime_env
+    from actorlib.backends.ray.connector import driver_runtime_env
 
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True,
-                 runtime_env=driver_runtime_env())
+    # Ray's own start can time out waiting for its GCS on a busy machine ("Timed out while
+    # waiting for GCS to become available"): that is Ray's, not a test's, so a fresh
+    # cluster gets a second and third try before every ray test errors on it.
+    for attempt in range(3):
+        cluster = LocalRay()
+        try:
+            cluster.start_head(4)
+            before = set(threading.enumerate())
+            ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True,
+                     runtime_env=driver_runtime_env())
+            break
+        except Exception:
+            ray.shutdown()
+            cluster.stop()
+            if attempt == 2:
+                raise
+    try:
         shared_threads.update(set(threading.enumerate()) - before)
         yield cluster.address
     finally:
