@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import itertools
 import threading
 import time
 import uuid
@@ -41,7 +40,7 @@ from typing import Any, TypeVar
 
 from actorlib.api import cancel, cluster_resources
 from actorlib.core.serialization import Serialized
-from actorlib.core.waiting import client_of, completer, value_of
+from actorlib.core.waiting import client_of, completer
 from actorlib.exceptions import (
     BrokenExecutorError,
     ExecutorInitializerError,
@@ -52,13 +51,20 @@ from actorlib.exceptions import (
     SerializationError,
     WorkerCrashedError,
 )
+from actorlib.executor_results import (
+    Item,
+    batched,
+    ordered_results,
+    progress_bar,
+    read_result,
+    settle_future,
+)
 from actorlib.executor_tasks import (
     CallTasks,
     ChunkFuture,
     InitializerFailed,
     Prepare,
     UnpicklableTasks,
-    partial_results,
 )
 from actorlib.remote_function import RemoteFunction
 from actorlib.runtime_lease import acquire_runtime, release_runtime
@@ -92,19 +98,6 @@ def _translate(exc: BaseException) -> BaseException:
 
 
 # -- the executor ------------------------------------------------------------------------
-
-
-class _Item:
-    """One submitted call (a chunk of calls for ``map`` with ``chunksize > 1``)."""
-
-    __slots__ = ("chunked", "done", "future", "marked", "ref")
-
-    def __init__(self, future: Future[Any], chunked: bool) -> None:
-        self.future = future
-        self.chunked = chunked
-        self.ref: Any = None
-        self.done = False  # settled, withdrawn or failed: this executor is done with it
-        self.marked = False  # its future shows RUNNING
 
 
 class Executor(concurrent.futures.Executor):
@@ -168,8 +161,8 @@ class Executor(concurrent.futures.Executor):
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._pending: deque[_Item] = deque()  # futures PENDING, in submission order
-        self._live: set[_Item] = set()  # submitted, not done
+        self._pending: deque[Item] = deque()  # futures PENDING, in submission order
+        self._live: set[Item] = set()  # submitted, not done
         self._marked = 0  # futures shown RUNNING, not settled
         self._outstanding = 0  # submitted, future not settled yet
         self._shutdown = False
@@ -177,7 +170,7 @@ class Executor(concurrent.futures.Executor):
         self._release_lock = threading.Lock()
         self._broken: str | None = None
         # Results come in on the core's thread; the futures thread settles them in batches.
-        self._arrivals: list[tuple[_Item, Serialized]] = []
+        self._arrivals: list[tuple[Item, Serialized]] = []
         self._arrivals_lock = threading.Lock()
         self._draining = False
 
@@ -213,22 +206,22 @@ class Executor(concurrent.futures.Executor):
         end = None if timeout is None else time.monotonic() + timeout
         tasks = self._tasks_for(fn)
         calls = zip(*iterables)  # noqa: B905 - stops at the shortest, like the stdlib
-        items: list[_Item] = []
+        items: list[Item] = []
         sizes: list[int] | None = None
         try:
             if chunksize == 1:
                 items.extend(self._enqueue(tasks.call, args, {}, False) for args in calls)
             else:
                 sizes = []
-                for chunk in _batched(calls, chunksize):
+                for chunk in batched(calls, chunksize):
                     items.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
                     sizes.append(len(chunk))
         finally:
             # Watched even if the iterables raised part way: those calls run and end.
             self._watch(items)
         futures = [item.future for item in items]
-        bar = _bar_for(futures, sizes) if progress else None
-        return _results(items, end, chunksize > 1, bar, self._cancel_items)
+        bar = progress_bar(futures, sizes) if progress else None
+        return ordered_results(items, end, chunksize > 1, bar, self._cancel_items)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking calls; optionally cancel queued ones; optionally wait for the rest.
@@ -295,9 +288,9 @@ class Executor(concurrent.futures.Executor):
     def _enqueue(
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         chunked: bool,
-    ) -> _Item:
+    ) -> Item:
         future: Future[Any] = ChunkFuture() if chunked else Future()
-        item = _Item(future, chunked)
+        item = Item(future, chunked)
         with self._lock:
             if self._broken is not None:
                 raise BrokenExecutorError(self._broken)
@@ -327,7 +320,7 @@ class Executor(concurrent.futures.Executor):
                     self._pending.append(item)
         return item
 
-    def _mark(self, item: _Item) -> None:
+    def _mark(self, item: Item) -> None:
         """Show ``item``'s future RUNNING (lock held; it is PENDING: not done)."""
         item.marked = True
         self._marked += 1
@@ -341,12 +334,12 @@ class Executor(concurrent.futures.Executor):
             if not item.done and not item.marked:  # marked: a cancel found it started
                 self._mark(item)
 
-    def _cancel(self, item: _Item) -> bool:
+    def _cancel(self, item: Item) -> bool:
         """``Future.cancel`` for a submitted call: withdrawn from the core if no worker
         has it yet, else it has started (RUNNING) and is not cancelled."""
         return self._cancel_items([item]) == 1 or item.future.cancelled()
 
-    def _cancel_items(self, items: list[_Item]) -> int:
+    def _cancel_items(self, items: list[Item]) -> int:
         """Cancel those of ``items`` whose futures are PENDING, in one request to the core;
         those a worker has already are shown RUNNING. Returns how many were cancelled."""
         with self._lock:
@@ -381,14 +374,14 @@ class Executor(concurrent.futures.Executor):
                 self._release_when_idle()
         return len(withdrawn)
 
-    def _watch(self, items: list[_Item]) -> None:
+    def _watch(self, items: list[Item]) -> None:
         """Have the core report when these calls' results are in, in one request."""
         by_id = {item.ref.id: item for item in items if item.ref is not None}
         if by_id:
             first = next(iter(by_id.values())).ref
             client_of([first]).watch(list(by_id), functools.partial(self._arrived, by_id))
 
-    def _arrived(self, by_id: dict[int, _Item], id_: int, value: Serialized) -> None:
+    def _arrived(self, by_id: dict[int, Item], id_: int, value: Serialized) -> None:
         """A result is in (on the core's thread: only queue it; results are read and
         futures settled on the futures thread, in batches)."""
         item = by_id.pop(id_)
@@ -415,7 +408,7 @@ class Executor(concurrent.futures.Executor):
                 if not batch:
                     self._draining = False
                     return
-            outcomes = [(item, *_read(value)) for item, value in batch]
+            outcomes = [(item, *read_result(value)) for item, value in batch]
             with self._lock:
                 live = []
                 for outcome in outcomes:
@@ -433,7 +426,7 @@ class Executor(concurrent.futures.Executor):
                 self._settle(item, result, failure)
             del live
 
-    def _settle(self, item: _Item, result: Any, exc: BaseException | None) -> None:
+    def _settle(self, item: Item, result: Any, exc: BaseException | None) -> None:
         """Resolve ``item``'s future (it is done: no longer live or pending)."""
         if exc is not None:
             if item.chunked and isinstance(item.future, ChunkFuture):
@@ -442,7 +435,7 @@ class Executor(concurrent.futures.Executor):
             if isinstance(exc, ExecutorInitializerError):
                 self._break(str(exc))
         item.future.__dict__.pop("cancel", None)
-        _settle_future(item.future, result, exc)
+        settle_future(item.future, result, exc)
         item.ref = None
         with self._lock:
             self._outstanding -= 1
@@ -466,7 +459,7 @@ class Executor(concurrent.futures.Executor):
                     pass
             self._settle(item, None, ExecutorInitializerError(message))
 
-    def _take_live(self) -> list[_Item]:
+    def _take_live(self) -> list[Item]:
         """Every call not done yet, now done here (the caller settles their futures)."""
         with self._lock:
             items = list(self._live)
@@ -501,84 +494,3 @@ class Executor(concurrent.futures.Executor):
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else "running"
         return f"<actorlib.Executor max_workers={self._max_workers} {state}>"
-
-
-def _read(value: Serialized) -> tuple[Any, BaseException | None]:
-    """A call's result, or its error (marked read). Apart, so that the error's traceback
-    holds this frame, not the drain loop's (whose locals would make a cycle with it)."""
-    try:
-        return value_of(value), None
-    except BaseException as error:
-        return None, error
-
-
-def _settle_future(future: Future[Any], result: Any, exc: BaseException | None) -> None:
-    try:
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
-    except concurrent.futures.InvalidStateError:
-        pass  # already failed (broken executor, terminate)
-
-
-def _batched(iterable: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    it = iter(iterable)
-    while True:
-        chunk = list(itertools.islice(it, n))
-        if not chunk:
-            return
-        yield chunk
-
-
-def _results(
-    items: list[_Item], end: float | None, chunked: bool, bar: Any,
-    cancel_rest: Callable[[list[_Item]], int],
-) -> Iterator[Any]:
-    """Yield results in order; cancel what is left if the consumer stops early."""
-    try:
-        items.reverse()
-        while items:
-            future = items[-1].future
-            try:
-                value = future.result(None if end is None else end - time.monotonic())
-            except concurrent.futures.TimeoutError as exc:
-                if future.done():  # the call itself raised a TimeoutError
-                    raise
-                raise ExecutorTimeoutError(
-                    "map() timed out waiting for the next result"
-                ) from exc
-            except Exception:
-                items.pop()
-                partial = partial_results(future) if chunked else None
-                if partial:
-                    yield from partial
-                raise
-            items.pop()
-            del future
-            if chunked:
-                yield from value
-            else:
-                yield value
-    finally:
-        if items:
-            cancel_rest(items)
-        if bar is not None:
-            bar.close()
-
-
-def _bar_for(futures: list[Future[Any]], sizes: list[int] | None) -> Any:
-    from actorlib.progress import make_bar
-
-    total = len(futures) if sizes is None else sum(sizes)
-    bar = make_bar(total=total, desc=None)
-    lock = threading.Lock()
-
-    def advance(n: int, _future: Future[Any]) -> None:
-        with lock:
-            bar.update(n)
-
-    for i, future in enumerate(futures):
-        future.add_done_callback(functools.partial(advance, 1 if sizes is None else sizes[i]))
-    return bar
-

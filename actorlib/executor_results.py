@@ -1,0 +1,113 @@
+"""How an :class:`~actorlib.executor.Executor`'s calls come back: the record of one
+submitted call, reading its result, settling its future, ``map``'s in-order iterator and
+its progress bar. Apart from the executor, which decides what runs and when."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from actorlib.core.serialization import Serialized
+from actorlib.core.waiting import value_of
+from actorlib.exceptions import ExecutorTimeoutError
+from actorlib.executor_tasks import partial_results
+
+
+class Item:
+    """One submitted call (a chunk of calls for ``map`` with ``chunksize > 1``)."""
+
+    __slots__ = ("chunked", "done", "future", "marked", "ref")
+
+    def __init__(self, future: Future[Any], chunked: bool) -> None:
+        self.future = future
+        self.chunked = chunked
+        self.ref: Any = None
+        self.done = False  # settled, withdrawn or failed: this executor is done with it
+        self.marked = False  # its future shows RUNNING
+
+
+def read_result(value: Serialized) -> tuple[Any, BaseException | None]:
+    """A call's result, or its error (marked read). Apart, so that the error's traceback
+    holds this frame, not the drain loop's (whose locals would make a cycle with it)."""
+    try:
+        return value_of(value), None
+    except BaseException as error:
+        return None, error
+
+
+def settle_future(future: Future[Any], result: Any, exc: BaseException | None) -> None:
+    try:
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+    except concurrent.futures.InvalidStateError:
+        pass  # already failed (broken executor, terminate)
+
+
+def batched(iterable: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    it = iter(iterable)
+    while True:
+        chunk = list(itertools.islice(it, n))
+        if not chunk:
+            return
+        yield chunk
+
+
+def ordered_results(
+    items: list[Item], end: float | None, chunked: bool, bar: Any,
+    cancel_rest: Callable[[list[Item]], int],
+) -> Iterator[Any]:
+    """Yield results in order; cancel what is left if the consumer stops early."""
+    try:
+        items.reverse()
+        while items:
+            future = items[-1].future
+            try:
+                value = future.result(None if end is None else end - time.monotonic())
+            except concurrent.futures.TimeoutError as exc:
+                if future.done():  # the call itself raised a TimeoutError
+                    raise
+                raise ExecutorTimeoutError(
+                    "map() timed out waiting for the next result"
+                ) from exc
+            except Exception:
+                items.pop()
+                partial = partial_results(future) if chunked else None
+                if partial:
+                    yield from partial
+                raise
+            items.pop()
+            del future
+            if chunked:
+                yield from value
+            else:
+                yield value
+    finally:
+        if items:
+            cancel_rest(items)
+        if bar is not None:
+            bar.close()
+
+
+def progress_bar(futures: list[Future[Any]], sizes: list[int] | None) -> Any:
+    from actorlib.progress import make_bar
+
+    total = len(futures) if sizes is None else sum(sizes)
+    bar = make_bar(total=total, desc=None)
+    lock = threading.Lock()
+
+    def advance(n: int, _future: Future[Any]) -> None:
+        with lock:
+            bar.update(n)
+
+    for i, future in enumerate(futures):
+        future.add_done_callback(functools.partial(advance, 1 if sizes is None else sizes[i]))
+    return bar
+
