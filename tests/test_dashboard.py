@@ -6,11 +6,11 @@ cluster's head and ``actorlib dashboard`` in test_dashboard_cli.py.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import pytest
 from dashboard_client import get, snapshot, split, wait_for
+from testkit import Gate, held
 
 import actorlib
 from actorlib import exceptions as exc
@@ -19,24 +19,6 @@ from actorlib.backends.dashboard import snapshot as snap
 
 T = 60
 ON = pytest.mark.init_kwargs(dashboard=True, dashboard_port=0)
-
-
-@actorlib.remote
-class Gate:
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    async def wait(self) -> str:
-        await self.event.wait()
-        return "opened"
-
-    async def open(self) -> None:
-        self.event.set()
-
-
-@actorlib.remote
-def held(gate):
-    return actorlib.get(gate.wait.remote())
 
 
 @actorlib.remote

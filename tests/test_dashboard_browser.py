@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cdp import find_chromium, open_page
+from testkit import Gate
 
 import actorlib
 
@@ -35,19 +36,6 @@ def chromium() -> str:
                         pytrace=False)
         pytest.skip(message)
     return path
-
-
-@actorlib.remote
-class Gate:
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    async def wait(self) -> str:
-        await self.event.wait()
-        return "opened"
-
-    async def open(self) -> None:
-        self.event.set()
 
 
 @actorlib.remote

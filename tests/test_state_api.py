@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import time
 
 import pytest
+from testkit import Gate, held
 
 import actorlib
 import actorlib as ray
@@ -16,26 +16,6 @@ from actorlib.core import state as core_state
 from actorlib.util import state
 
 T = 60
-
-
-@actorlib.remote
-class Gate:
-    """Holds callers until opened."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    async def wait(self) -> str:
-        await self.event.wait()
-        return "opened"
-
-    async def open(self) -> None:
-        self.event.set()
-
-
-@actorlib.remote
-def held(gate):
-    return actorlib.get(gate.wait.remote())
 
 
 @actorlib.remote

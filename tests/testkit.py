@@ -21,6 +21,28 @@ import psutil
 import actorlib
 
 
+@actorlib.remote
+class Gate:
+    """Holds callers (``wait``) until opened (``open``): a task or call that stays running
+    for as long as a test needs it to."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self) -> str:
+        await self.event.wait()
+        return "opened"
+
+    async def open(self) -> None:
+        self.event.set()
+
+
+@actorlib.remote
+def held(gate: Any) -> Any:
+    """A task running until ``gate`` opens."""
+    return actorlib.get(gate.wait.remote())
+
+
 @actorlib.remote(num_cpus=0)
 class Sync:
     """Async actor: named events, counters and barriers (the "signal actor" pattern)."""

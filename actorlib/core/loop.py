@@ -139,22 +139,10 @@ class LoopThread:
         # ``_wake_pending`` stays set while draining, so posts made meanwhile (from this
         # thread or others) are picked up here without another wake-up. It is cleared
         # before the inbox is checked one last time: a post that saw it set is seen then.
-        inbox = self._inbox
-        popleft = inbox.popleft
         while True:
-            while inbox:
-                fn, args = popleft()
-                try:
-                    fn(*args)
-                except Exception:
-                    log.exception("actorlib core: internal error in %r", fn)
-            for hook in self._after_drain:
-                try:
-                    hook()
-                except Exception:
-                    log.exception("actorlib core: internal error in %r", hook)
+            self._run_inbox()
             self._wake_pending = False
-            if not inbox:
+            if not self._inbox:
                 return
             self._wake_pending = True
 
