@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,14 +43,3 @@ def snapshot(url: str, **query: Any) -> dict[str, Any]:
     status, body, _ = get(url, path)
     assert status == 200, body
     return dict(body)
-
-
-def wait_for(predicate: Any, what: str, timeout: float = T) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)

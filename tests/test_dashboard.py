@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from dashboard_client import get, snapshot, split, wait_for
-from testkit import Gate, held
+from dashboard_client import get, snapshot, split
+from testkit import Gate, held, wait_for
 
 import actorlib
 from actorlib import exceptions as exc

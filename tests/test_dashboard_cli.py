@@ -18,7 +18,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from dashboard_client import get, snapshot, split, wait_for
+from dashboard_client import get, snapshot, split
+from testkit import wait_for
 
 from actorlib.backends.dashboard import guard
 from actorlib.backends.transport import tokens

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from testkit import wait_for
 
 import actorlib
 from actorlib import debug_cli
@@ -42,17 +43,6 @@ class Host:
         return x * 2
 
 
-def _wait_for(predicate, what: str):
-    deadline = time.monotonic() + T
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def _worker_running(name: str) -> dict | None:
     for worker in state.list_workers(detail=True):
         if name in worker["current_task_names"]:
@@ -66,7 +56,7 @@ def test_list_workers_shows_what_each_runs(rt, tmp_path):
     release = tmp_path / "release"
     blocked = sleeps_until.remote(str(release))
 
-    worker = _wait_for(lambda: _worker_running("sleeps_until"), "a worker running the task")
+    worker = wait_for(lambda: _worker_running("sleeps_until"), "a worker running the task")
     assert worker["is_alive"] and worker["pid"] > 0
     assert worker["worker_type"] in ("WORKER", "DRIVER")
     assert worker["node_id"] in {n["node_id"] for n in state.list_nodes()}
@@ -79,14 +69,14 @@ def test_list_workers_shows_what_each_runs(rt, tmp_path):
     alive = [w for w in state.list_workers() if w["is_alive"]]
     assert actor_pid in {w["pid"] for w in alive}
     actor_id = state.list_actors(filters=[("class_name", "=", "Host")])[0]["actor_id"]
-    _wait_for(lambda: state.get_actor(actor_id)["pid"] == actor_pid, "the actor's pid")
+    wait_for(lambda: state.get_actor(actor_id)["pid"] == actor_pid, "the actor's pid")
     assert state.list_workers(filters=[("pid", "=", actor_pid)])
 
     release.write_text("go")
     assert actorlib.get(blocked, timeout=T) == worker["pid"]  # the pid listed ran it
-    _wait_for(lambda: state.get_task(task_id)["state"] == "FINISHED", "the task to finish")
+    wait_for(lambda: state.get_task(task_id)["state"] == "FINISHED", "the task to finish")
     assert state.get_task(task_id)["worker_pid"] == worker["pid"]
-    _wait_for(lambda: _worker_running("sleeps_until") is None, "the worker to be idle")
+    wait_for(lambda: _worker_running("sleeps_until") is None, "the worker to be idle")
     del host
 
 
@@ -94,7 +84,7 @@ def test_stack_shows_a_task_blocked_in_time_sleep(rt, tmp_path):
     release = tmp_path / "release"
     blocked = sleeps_until.remote(str(release))
     try:
-        worker = _wait_for(lambda: _worker_running("sleeps_until"), "the task to run")
+        worker = wait_for(lambda: _worker_running("sleeps_until"), "the task to run")
         task_id = worker["current_task_ids"][worker["current_task_names"].index("sleeps_until")]
         chosen = debug_cli.targets(state.list_workers(detail=True), task=task_id)
         assert [w["pid"] for w in chosen] == [worker["pid"]]
@@ -182,8 +172,8 @@ def test_queued_tasks_are_pending_demand(rt, tmp_path):
     first = sleeps_until.remote(str(release))
     rest = [sleeps_until.remote(str(release)) for _ in range(2)]
     try:
-        _wait_for(lambda: _worker_running("sleeps_until"), "the first task to run")
-        demand = _wait_for(lambda: session.client().state_rows("demand"), "queued demand")
+        wait_for(lambda: _worker_running("sleeps_until"), "the first task to run")
+        demand = wait_for(lambda: session.client().state_rows("demand"), "queued demand")
         assert [(d["resources"], d["infeasible"]) for d in demand] == [({"CPU": 1.0}, None)]
         # A task queued on the busy worker behind the running one (pipelining) waits
         # there, not in the scheduler: the two queued tasks are one or the other.

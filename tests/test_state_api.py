@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import gc
-import time
 
 import pytest
-from testkit import Gate, held
+from testkit import Gate, held, wait_for
 
 import actorlib
 import actorlib as ray
@@ -43,17 +42,6 @@ def rows_from_inside(kind):
     return [row["state"] for row in state.list_tasks(filters=[("name", "=", kind)])]
 
 
-def _wait_for(predicate, what: str):
-    deadline = time.monotonic() + T
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def _one(name: str) -> dict:
     rows = state.list_tasks(filters=[("name", "=", name)], detail=True)
     assert len(rows) == 1, rows
@@ -72,7 +60,7 @@ def test_workload_states(rt):
     assert actorlib.get(counter.incr.remote(), timeout=T) == 1  # a fresh incarnation
 
     # The held task runs once its call on the gate is in flight.
-    _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "Gate.wait")
+    wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "Gate.wait")
     row = _one("held")
     assert row["state"] == "RUNNING"
     assert row["type"] == "NORMAL_TASK"
@@ -116,10 +104,10 @@ def test_workload_states(rt):
 
     actorlib.get(gate.open.remote(), timeout=T)
     assert actorlib.get(running, timeout=T) == "opened"
-    _wait_for(lambda: _one("held")["state"] == "FINISHED", "held to finish")
+    wait_for(lambda: _one("held")["state"] == "FINISHED", "held to finish")
 
     actorlib.kill(counter)
-    _wait_for(lambda: state.list_actors(filters=[("class_name", "=", "Counter"),
+    wait_for(lambda: state.list_actors(filters=[("class_name", "=", "Counter"),
                                                  ("state", "=", "DEAD")]), "Counter dead")
     dead = state.get_actor(actors["Counter"]["actor_id"])
     assert "killed" in dead["death_cause"]
@@ -180,7 +168,7 @@ def test_the_core_keeps_a_bounded_history(backend, monkeypatch):
         del counter
         gc.collect()
         rt = session.runtime()
-        _wait_for(lambda: not rt.actors.records, "the actor to be forgotten")
+        wait_for(lambda: not rt.actors.records, "the actor to be forgotten")
         row = state.get_actor(actor_id)
         assert row["state"] == "DEAD" and "out of scope" in row["death_cause"]
     finally:

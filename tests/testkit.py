@@ -115,16 +115,22 @@ class Recorder:
         return self.counts.get(key, 0)
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll an eventually-true condition (reference counting, resource release)."""
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Poll until ``predicate()`` is truthy; return that value (a row, a pid, ...)."""
     deadline = time.monotonic() + timeout
     while True:
-        gc.collect()
-        if pred():
-            return
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll an eventually-true condition after a collection each time (reference
+    counting, resource release)."""
+    wait_for(lambda: gc.collect() >= 0 and pred(), what, timeout)
 
 
 def live_objects() -> set[str]:
