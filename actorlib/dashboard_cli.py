@@ -27,14 +27,7 @@ COMMAND = "dashboard"
 def add_arguments(sub: Any) -> None:
     parser = sub.add_parser(COMMAND, help="serve the web dashboard of a running driver or "
                             "cluster, until Ctrl-C")
-    parser.add_argument("--address", help="HOST:PORT of a cluster's head, or 'auto' "
-                        "(default: the local session)")
-    parser.add_argument("--token-file", help="the cluster token (default: "
-                        "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
-    parser.add_argument("--pid", type=int, help="a local driver (a script that called "
-                        "init() without a cluster) by its process id; without --pid and "
-                        "--address: the local cluster if there is one, else the newest "
-                        "local driver")
+    state_cli.add_source_arguments(parser)
     parser.add_argument("--host", default=server.DEFAULT_HOST,
                         help=f"the interface to serve on (default {server.DEFAULT_HOST})")
     parser.add_argument("--port", type=int, help=f"the port (default {server.DEFAULT_PORT}, "

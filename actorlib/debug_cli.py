@@ -25,15 +25,6 @@ COMMANDS = ("stack", "timeline")
 
 
 def add_arguments(sub: Any) -> None:
-    def source(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--address", help="HOST:PORT of the head, or 'auto' "
-                            "(default: the local session)")
-        parser.add_argument("--token-file", help="the cluster token (default: "
-                            "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
-        parser.add_argument("--driver", type=int, metavar="PID", help="a local driver (a "
-                            "script that called init() without a cluster) by its process "
-                            "id; default: the local cluster if there is one, else the "
-                            "newest local driver")
 
     stack = sub.add_parser("stack", help="the Python stacks of workers (debug a hang)")
     which = stack.add_mutually_exclusive_group()
@@ -41,12 +32,12 @@ def add_arguments(sub: Any) -> None:
     which.add_argument("--actor", metavar="ID", help="only the worker hosting this actor")
     which.add_argument("--task", metavar="ID", help="only the worker running this task "
                        "or actor call")
-    source(stack)
+    state_cli.add_source_arguments(stack, "--driver")
     timeline = sub.add_parser("timeline", help="tasks and actor calls as a Chrome trace "
                               "(open in ui.perfetto.dev)")
     timeline.add_argument("-o", "--output", default="timeline.json",
                           help="the file to write (default: timeline.json)")
-    source(timeline)
+    state_cli.add_source_arguments(timeline, "--driver")
 
 
 def targets(

@@ -27,16 +27,21 @@ GET_KINDS = ("task", "actor")
 COMMANDS = ("list", "summary", "get")
 
 
+def add_source_arguments(parser: argparse.ArgumentParser, pid_flag: str = "--pid") -> None:
+    """Where a command reads its rows: a cluster (``--address``, ``--token-file``) or a
+    local driver (``pid_flag``); shared by every command that looks at a running job."""
+    parser.add_argument("--address", help="HOST:PORT of a cluster's head, or 'auto' "
+                        "(default: the local session)")
+    parser.add_argument("--token-file", help="the cluster token (default: "
+                        "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
+    parser.add_argument(pid_flag, type=int, metavar="PID", help="a local driver (a script "
+                        "that called init() without a cluster) by its process id; default: "
+                        "the local cluster if there is one, else the newest local driver")
+
+
 def add_arguments(sub: Any) -> None:
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--address", help="HOST:PORT of the head, or 'auto' "
-                            "(default: the local session)")
-        parser.add_argument("--token-file", help="the cluster token (default: "
-                            "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
-        parser.add_argument("--pid", type=int, help="a local driver (a script that called "
-                            "init() without a cluster) by its process id; without --pid "
-                            "and --address: the local cluster if there is one, else the "
-                            "newest local driver")
+        add_source_arguments(parser)
         parser.add_argument("--format", default="table", choices=FORMATS,
                             help="aligned columns (default) or JSON")
 

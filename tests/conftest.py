@@ -19,9 +19,11 @@ import importlib.util
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -638,3 +640,18 @@ def _ray_cluster(request: pytest.FixtureRequest) -> Iterator[str]:
     from ray_local import shared_cluster
 
     yield from shared_cluster(SHARED_THREADS)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def tmp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process and its children keep sessions under ``tmp_path``."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    for name in ("ACTORLIB_ADDRESS", "ACTORLIB_CLUSTER_TOKEN", "ACTORLIB_CLUSTER_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    env = dict(os.environ)
+    env["TMPDIR"] = str(tmp_path)
+    return env

@@ -13,7 +13,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,18 +26,6 @@ pytestmark = pytest.mark.slow
 
 UID = os.getuid()
 OTHER_UID = 65534  # "nobody"
-
-
-@pytest.fixture
-def tmp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """This process and its children keep sessions under ``tmp_path``."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    for name in ("ACTORLIB_ADDRESS", "ACTORLIB_CLUSTER_TOKEN", "ACTORLIB_CLUSTER_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    env = dict(os.environ)
-    env["TMPDIR"] = str(tmp_path)
-    return env
 
 
 def cli(env: dict[str, str], *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

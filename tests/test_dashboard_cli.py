@@ -13,12 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 from dashboard_client import get, snapshot, split
+from test_cli import cli
 from testkit import wait_for
 
 from actorlib.backends.dashboard import guard
@@ -28,22 +28,6 @@ pytestmark = pytest.mark.slow
 
 T = 60
 URL = re.compile(r"http://\S+\?token=\S+")
-
-
-@pytest.fixture
-def tmp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    for name in ("ACTORLIB_ADDRESS", "ACTORLIB_CLUSTER_TOKEN", "ACTORLIB_CLUSTER_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    env = dict(os.environ)
-    env["TMPDIR"] = str(tmp_path)
-    return env
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "actorlib", *args], env=env,
-                          capture_output=True, text=True, timeout=T)
 
 
 def test_the_head_serves_the_dashboard_behind_the_cluster_token(tmp_env: dict[str, str]):

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import cli, tmp_env  # noqa: F401 - the fixture is used by name
+from test_cli import cli
 from test_observe import chatty
-from test_state_api import Counter, Gate, _wait_for, broken, held, ok
+from test_state_api import Counter, broken, ok
+from testkit import Gate, held, wait_for
 
 import actorlib
 from actorlib import exceptions as exc
@@ -25,14 +26,14 @@ T = 60
 
 
 @pytest.fixture
-def cluster_with_work(tmp_env: dict[str, str]) -> Iterator[dict[str, str]]:  # noqa: F811
+def cluster_with_work(tmp_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """A head with a local node, and this process a driver with a running task on it."""
     out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "2")
     assert out.returncode == 0, out.stderr
     try:
         actorlib.init(address="auto")
         try:
-            _wait_for(lambda: actorlib.cluster_resources().get("CPU") == 2, "the node")
+            wait_for(lambda: actorlib.cluster_resources().get("CPU") == 2, "the node")
             gate = Gate.remote()
             running = held.remote(gate)
             assert actorlib.get(ok.remote(1), timeout=T) == 2
@@ -40,7 +41,7 @@ def cluster_with_work(tmp_env: dict[str, str]) -> Iterator[dict[str, str]]:  # n
                 actorlib.get(broken.remote(), timeout=T)
             counter = Counter.remote()
             assert actorlib.get(counter.incr.remote(), timeout=T) == 1
-            _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]),
+            wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]),
                       "the held task's call")
             yield tmp_env
             actorlib.get(gate.open.remote(), timeout=T)
@@ -101,7 +102,7 @@ def test_bad_input_and_missing_ids(cluster_with_work: dict[str, str]) -> None:
     assert out.returncode == 1 and "no task with id" in out.stderr
 
 
-def test_no_head_is_one_line(tmp_env: dict[str, str]) -> None:  # noqa: F811
+def test_no_head_is_one_line(tmp_env: dict[str, str]) -> None:
     out = cli(tmp_env, "list", "nodes")
     assert out.returncode == 1
     assert "actorlib list:" in out.stderr and "Traceback" not in out.stderr
@@ -109,7 +110,7 @@ def test_no_head_is_one_line(tmp_env: dict[str, str]) -> None:  # noqa: F811
 
 @pytest.mark.parametrize("backend", ["thread", "process"])
 def test_a_local_driver_answers_from_another_process(
-    tmp_env: dict[str, str], backend: str,  # noqa: F811
+    tmp_env: dict[str, str], backend: str,
 ) -> None:
     """A second terminal looks at a script running its own core (no cluster)."""
     actorlib.init(backend=backend, num_cpus=2)
@@ -117,7 +118,7 @@ def test_a_local_driver_answers_from_another_process(
         gate = Gate.remote()
         running = held.remote(gate)
         assert actorlib.get(ok.remote(1), timeout=T) == 2
-        _wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "the call")
+        wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "the call")
         by_pid = _json(tmp_env, "list", "tasks", "--pid", str(os.getpid()))
         assert {t["name"]: t["state"] for t in by_pid}["held"] == "RUNNING"
         newest = _json(tmp_env, "list", "tasks", "--filter", "name=ok")  # no cluster: local
@@ -196,7 +197,7 @@ def test_cluster_workers_keep_log_files(cluster_with_work: dict[str, str]) -> No
     session = cluster.latest_session()
     assert session is not None
     path = Path(session) / "logs" / f"worker-{pid}.log"
-    _wait_for(lambda: path.exists() and "logged line 2" in path.read_text(), "the log")
+    wait_for(lambda: path.exists() and "logged line 2" in path.read_text(), "the log")
     assert f"(chatty pid={pid}, node=" in path.read_text()
 
 
@@ -205,7 +206,7 @@ def test_cluster_workers_keep_log_files(cluster_with_work: dict[str, str]) -> No
         assert out.returncode == 0, out.stderr
         return pid in {w["pid"] for w in json.loads(out.stdout)}
 
-    _wait_for(listed, "the worker in `actorlib list workers`")
+    wait_for(listed, "the worker in `actorlib list workers`")
 
 
 def test_stack_and_timeline_from_the_command_line(
@@ -214,7 +215,7 @@ def test_stack_and_timeline_from_the_command_line(
     env = cluster_with_work
     held_id = state.list_tasks(filters=[("name", "=", "held")])[0]["task_id"]
     # The held task waits in get() for its call on the gate: its worker's stack says where.
-    _wait_for(lambda: any(held_id in w["current_task_ids"]
+    wait_for(lambda: any(held_id in w["current_task_ids"]
                           for w in state.list_workers(detail=True)), "its worker's heartbeat")
     out = cli(env, "stack", "--task", held_id)
     assert out.returncode == 0, out.stderr
