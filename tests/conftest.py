@@ -532,7 +532,9 @@ def _leftovers(
         ]
         if threads:
             found.append(f"threads {threads}")
-        pool = _testing.idle_worker_pids() | _cluster_pool()
+        pool = _testing.idle_worker_pids()
+        if _shared.key[1] == "cluster":
+            pool |= _cluster_pool()
         children = [c.pid for c in _live_children() if c.pid not in children_before | pool]
         if children:
             found.append(f"child processes {children} (not idle workers)")
