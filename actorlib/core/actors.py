@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import pickle
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,7 +31,7 @@ from actorlib.core.records import ActorStart, CallRun, Outcome
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
-from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring
+from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import ActorDiedError, InfeasibleResourceError
 
@@ -426,7 +425,7 @@ class Actors:
             self.ended.append((
                 spec.call_id, spec.method, actor.spec.cls.name, spec.attempt, actor.placement,
                 spec.actor_id, error is not None, actor.job, call.created, call.started,
-                time.time(), call.pid,
+                event_time(), call.pid,
             ))
         self.values.release_args(spec.args)
 

@@ -17,10 +17,10 @@ Runs on the core loop only; no locks.
 from __future__ import annotations
 
 import collections
-import time
 from collections.abc import Iterator
 
 from actorlib.core.specs import CallSpec
+from actorlib.core.state import event_time
 
 
 class CallRecord:
@@ -30,7 +30,7 @@ class CallRecord:
         self.spec = spec
         self.remaining = 0  # dependencies not yet ready
         self.cancelled = False
-        self.created = time.time()  # for the state API (actorlib.core.state)
+        self.created = event_time()  # for the state API (actorlib.core.state)
         self.started = 0.0  # when it was last handed to the actor
         self.pid = 0  # the process that ran its last attempt (from its outcome)
 
@@ -94,7 +94,7 @@ class Mailbox:
         """``call`` (from :meth:`next_ready`) goes to the backend now."""
         spec = call.spec
         self.inflight[spec.call_id] = call
-        call.started = time.time()
+        call.started = event_time()
         if spec.retry_exceptions:
             self.barrier[spec.caller_id] = spec.call_id
 

@@ -14,6 +14,8 @@ Runs on the core loop only (the runtime calls :func:`rows` through it).
 from __future__ import annotations
 
 import collections
+import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -50,12 +52,25 @@ EndedCall = tuple[
 WorkerInfo = dict[str, Any]
 
 
+#: Task events (times and the ended rings) are recorded unless ``_ACTORLIB_TASK_EVENTS=0``:
+#: a private switch, there to measure what recording costs (``actorlib bench`` in pairs).
+RECORDING = os.environ.get("_ACTORLIB_TASK_EVENTS", "1") != "0"
+
+
+def _no_time() -> float:
+    return 0.0
+
+
+#: The clock of task events: ``time.time``, or a constant 0 when recording is off.
+event_time: Callable[[], float] = time.time if RECORDING else _no_time
+
+
 def ended_ring() -> collections.deque[EndedTask]:
-    return collections.deque(maxlen=ENDED_KEPT)
+    return collections.deque(maxlen=ENDED_KEPT if RECORDING else 0)
 
 
 def ended_calls_ring() -> collections.deque[EndedCall]:
-    return collections.deque(maxlen=ENDED_KEPT)
+    return collections.deque(maxlen=ENDED_KEPT if RECORDING else 0)
 
 
 def dead_actor_ring() -> collections.deque[dict[str, Any]]:

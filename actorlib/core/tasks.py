@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ from actorlib.core.records import Outcome, TaskRun
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import TaskSpec
-from actorlib.core.state import ended_ring
+from actorlib.core.state import ended_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import InfeasibleResourceError, WorkerCrashedError
 
@@ -83,7 +82,7 @@ class TaskRecord:
         self.blocked = False  # waits in ``get``: its CPUs are lent out
         self.children: list[int] = []
         self.preferred: str | None = None  # the node holding most of its argument bytes
-        self.created = time.time()  # for the state API (actorlib.core.state)
+        self.created = event_time()  # for the state API (actorlib.core.state)
         self.started = 0.0  # when it last went RUNNING
         self.pid = 0  # the process that ran its last attempt (from its outcome)
 
@@ -170,7 +169,7 @@ class Tasks:
     def dispatch(self, rec: TaskRecord, placement: Placement) -> None:
         """The scheduler placed ``rec``: run it there."""
         rec.state = RUNNING
-        rec.started = time.time()
+        rec.started = event_time()
         rec.placement = placement
         run = TaskRun(
             rec.spec, placement.node.node_id, self.values.dep_values(rec.spec.args.deps),
@@ -272,7 +271,7 @@ class Tasks:
         node = placement.node
         request = successor.spec.resources
         successor.state = RUNNING
-        successor.started = time.time()
+        successor.started = event_time()
         successor.placement = Placement(node, request, node.acquire(request))
         if successor.spec.concurrency is not None:  # takes the slot its leader frees
             self.scheduler.enter(successor.spec.concurrency)
@@ -393,7 +392,7 @@ class Tasks:
         spec = rec.spec
         self.ended.append((
             spec.task_id, spec.name, spec.attempt, rec.placement, error is not None, rec.job,
-            rec.created, rec.started, time.time(), rec.pid,
+            rec.created, rec.started, event_time(), rec.pid,
         ))
         self._release_placement(rec)
         rec.state = DONE
