@@ -347,10 +347,12 @@ class Titled:
 
 
 def test_every_process_actorlib_starts_says_what_it_is(rt: Any, backend_name: str) -> None:
-    """``ps`` shows actorlib::worker, actorlib::<ActorClass>, actorlib::head/node."""
+    """``ps`` shows actorlib::worker, actorlib::<ActorClass>, actorlib::head/node; a task
+    worker names the task it runs, and is plain ``actorlib::worker`` again once idle."""
     import psutil
 
     task_pid, task_title = actorlib.get(own_title.remote())
+    idle_title = "" if backend_name in IN_PROCESS else _title(task_pid)
     actor = Titled.remote()
     actor_pid, actor_title = actorlib.get(actor.own_title.remote())
     children = psutil.Process().children(recursive=True)
@@ -358,7 +360,8 @@ def test_every_process_actorlib_starts_says_what_it_is(rt: Any, backend_name: st
         assert task_pid == actor_pid == os.getpid()
         assert not children
         return
-    assert task_title == "actorlib::worker"
+    assert task_title == "actorlib::worker own_title"
+    assert idle_title == "actorlib::worker"  # reset before its outcome went out
     assert actor_title == "actorlib::Titled"
     titles = {_title(c.pid) for c in children}
     assert all(t.startswith("actorlib::") for t in titles), titles

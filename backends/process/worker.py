@@ -36,7 +36,7 @@ from actorlib.backends.output import (
     make_prefix,
     run_setup_hook,
 )
-from actorlib.backends.proc_title import set_title
+from actorlib.backends.proc_title import TaskTitles, set_title
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
@@ -207,6 +207,9 @@ class Worker:
         local = LocalRunner(
             ForwardedEvents(self.conn.send, client, _run_now), store, claim, self.conn.together
         )
+        titles = TaskTitles()
+        if titles.enabled:  # ``actorlib::worker square`` while square runs
+            local.titles = titles
         self.client = client
         context.install(client)
         self.local = local

@@ -23,6 +23,7 @@ from actorlib.exceptions import ActorDiedError, TaskCancelledError
 if TYPE_CHECKING:
     # Imported with the first actor: it needs asyncio, which a process that only runs
     # plain tasks (a pooled worker) never imports.
+    from actorlib.backends.proc_title import TaskTitles
     from actorlib.backends.runner.actor_host import ActorHost
 
 
@@ -55,6 +56,8 @@ class LocalRunner:
         self._owner: dict[int, TaskThread] = {}  # the thread of every task not finished
         self._actors: dict[int, ActorHost] = {}
         self._retired: list[ActorHost] = []  # stopped, their threads maybe still running
+        #: A process worker's title, naming the task each thread runs (``proc_title``).
+        self.titles: TaskTitles | None = None
 
     # -- tasks ------------------------------------------------------------------------------
 
