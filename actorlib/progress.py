@@ -1,7 +1,9 @@
 """``actorlib.progress``: iterate completions with a progress bar (tqdm).
 
 The bar is drawn on stderr and turned off automatically when stderr is not a terminal
-(logs, CI, pytest), so leaving ``progress`` in a script costs nothing there.
+(logs, CI, pytest), so leaving ``progress`` in a script costs nothing there. In a Jupyter
+kernel stderr is no terminal either, yet the bar shows: as a widget (``tqdm.auto``) where
+``ipywidgets`` is installed, else as text in the cell's output.
 """
 
 from __future__ import annotations
@@ -28,18 +30,48 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-_bar_class: Any = None
+def in_jupyter_kernel() -> bool:
+    """Whether this process is a Jupyter (ipykernel) kernel running IPython.
+
+    Looked up in ``sys.modules`` only: a script that never imported IPython pays nothing.
+    """
+    if "ipykernel" not in sys.modules:
+        return False
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _has_widgets() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+_bar_classes: dict[bool, Any] = {}
+
+
+def _bar_class(widget: bool) -> Any:
+    cls = _bar_classes.get(widget)
+    if cls is None:
+        if widget:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm  # type: ignore[assignment]
+        # No monitor thread: it would outlive the bar (and serves only stalled bars).
+        cls = _bar_classes[widget] = type("ActorlibBar", (tqdm,), {"monitor_interval": 0})
+    return cls
 
 
 def make_bar(total: int | None, desc: str | None = None) -> Any:
-    """A tqdm bar on stderr, disabled when stderr is not a terminal."""
-    global _bar_class
-    if _bar_class is None:
-        from tqdm import tqdm
-
-        # No monitor thread: it would outlive the bar (and serves only stalled bars).
-        _bar_class = type("ActorlibBar", (tqdm,), {"monitor_interval": 0})
-    return _bar_class(
+    """A tqdm bar: on stderr where stderr is a terminal, in the notebook in a Jupyter
+    kernel (a widget, or text without ``ipywidgets``), else disabled."""
+    if in_jupyter_kernel():
+        if _has_widgets():
+            return _bar_class(True)(total=total, desc=desc)
+        return _bar_class(False)(total=total, desc=desc, file=sys.stderr)
+    return _bar_class(False)(
         total=total, desc=desc, disable=not _stderr_is_terminal(), file=sys.stderr
     )
 

@@ -188,18 +188,12 @@ class LoopThread:
             self.loop.run_forever()
         finally:
             self._closed = True
+        self._close_loop()
 
-    def stop(self) -> None:
-        """Drain what is queued, stop the loop and join the thread."""
-        if not self._thread.is_alive():
-            return
-
-        def halt() -> None:
-            self._drain()
-            self.loop.stop()
-
-        self.loop.call_soon_threadsafe(halt)
-        self._thread.join()
+    def _close_loop(self) -> None:
+        """Cancel what is left and close the loop, on its own thread: the thread calling
+        :meth:`stop` may run an event loop of its own (a Jupyter kernel's), and a loop
+        cannot run in a thread where another one runs."""
         loop = self.loop
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in pending:
@@ -209,3 +203,15 @@ class LoopThread:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
+
+    def stop(self) -> None:
+        """Drain what is queued, stop the loop and join the thread (which closes it)."""
+        if not self._thread.is_alive():
+            return
+
+        def halt() -> None:
+            self._drain()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(halt)
+        self._thread.join()
