@@ -236,20 +236,27 @@ def driver_logging() -> dict[str, Any]:
     return config
 
 
+_applied: list[logging.Handler] = []  # the handler apply_logging added, if any
+
+
 def apply_logging(config: dict[str, Any]) -> None:
     """In a worker: the driver's root level, and a handler on ``sys.stderr`` in its format.
 
     With no handler in the driver, none here either: Python's last-resort handler prints
-    warnings and errors, bare, as the driver's would.
+    warnings and errors, bare, as the driver's would. Applied again (a cluster worker
+    going from one driver's work to another's), it replaces what it applied before.
     """
     root = logging.getLogger()
     root.setLevel(config["level"])
+    while _applied:
+        root.removeHandler(_applied.pop())
     if config.get("format") is not None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(
             config["format"], config.get("datefmt"), style=config.get("style", "%"),
         ))
         root.addHandler(handler)
+        _applied.append(handler)
 
 
 def run_setup_hook(hook: bytes | str) -> None:

@@ -44,6 +44,10 @@ SAMPLES: list[Any] = [
     m.SubmitTask(_stream_task), m.RunCall(CallRun(_stream_call, [], 1)),
     m.StateQuery(1, "tasks"), m.StateRows(1, [{"task_id": "01", "state": "RUNNING"}], None),
     m.UnhandledError(_value),
+    m.JobSetup(17, {"logging": {"level": 20, "format": None}, "setup_hook": b"x"}),
+    m.JobSetup(17, None), m.DriverHello(43, ["/x"], True, {"logging": None, "setup_hook": None}),
+    m.RunTask(TaskRun(_task, "n", [], job=17)),
+    m.StartActor(ActorStart(_actor, "n", [], 1, job=17)),
 ]
 
 

@@ -194,14 +194,6 @@ def test_logging_in_a_task_appears_in_the_driver_with_its_level(backend_name: st
             root.setLevel(old_level)
     text = err.getvalue()
     assert "not shown" not in text
-    if backend_name == "cluster":
-        # A node's workers serve every driver: the driver's logging config does not reach
-        # them; Python's last-resort handler shows warnings (bare), prefixed.
-        (line,) = _lines_with(text, "warning record 3")
-        assert "info record 3" not in text
-        _check_prefix(line, "logs", backend_name)
-        assert line.endswith(") warning record 3")
-        return
     info, warning = _lines_with(text, "record 3")
     if backend_name in IN_PROCESS:  # the driver's own handler, writing where it was told to
         assert info == "LOG INFO tasklog| info record 3"
@@ -218,7 +210,7 @@ def hook_state() -> tuple[int, str | None]:
     return os.getpid(), os.environ.get("ACTORLIB_TEST_HOOK_RAN")
 
 
-@pytest.mark.parametrize("backend", ["thread", "process"])
+@pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
 def test_the_setup_hook_runs_once_per_worker_before_its_first_task(
     backend: str, tmp_path: Any
 ) -> None:
@@ -248,10 +240,30 @@ def test_the_setup_hook_runs_once_per_worker_before_its_first_task(
         assert os.getpid() not in pids
 
 
-def test_the_setup_hook_is_refused_on_the_cluster_backend() -> None:
-    with pytest.raises(actorlib.exceptions.NotSupportedError, match="setup_hook"):
-        actorlib.init(backend="cluster", num_cpus=1, worker_process_setup_hook=print)
-    assert not actorlib.is_initialized()
+def _failing_hook() -> None:
+    raise RuntimeError("the hook broke")
+
+
+@actorlib.remote(max_retries=0)
+def never_runs() -> int:
+    return 1
+
+
+@pytest.mark.parametrize("backend", ["process", "cluster"])
+def test_a_failing_setup_hook_ends_its_worker_and_says_why(backend: str) -> None:
+    """The worker exits before running anything (its task fails as crashed), and the
+    driver's stderr shows the hook's traceback."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        actorlib.init(backend=backend, num_cpus=1, worker_process_setup_hook=_failing_hook)
+        try:
+            with pytest.raises(actorlib.exceptions.WorkerCrashedError):
+                actorlib.get(never_runs.remote(), timeout=60)
+        finally:
+            actorlib.shutdown()
+    text = err.getvalue()
+    assert "worker_process_setup_hook failed; the worker exits" in text
+    assert "RuntimeError: the hook broke" in text
 
 
 def test_a_setup_hook_that_cannot_be_pickled_fails_at_init() -> None:

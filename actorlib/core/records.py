@@ -29,6 +29,8 @@ class TaskRun:
 
     ``follows``: when not 0, the id of a running task this one is queued behind on the
     same worker (see ``Backend.pipelines``); it holds no resources until that one ends.
+    ``job``: the driver whose work it is, where workers serve several (a cluster's head
+    sets it, so a worker applies that driver's logging and setup hook first); 0 if not.
     """
 
     spec: TaskSpec
@@ -36,6 +38,7 @@ class TaskRun:
     deps: list[Serialized]
     gpu_ids: tuple[int, ...] = ()
     follows: int = 0
+    job: int = 0
 
 
 @pickled_by_fields
@@ -46,6 +49,7 @@ class ActorStart:
     deps: list[Serialized]
     incarnation: int
     gpu_ids: tuple[int, ...] = ()
+    job: int = 0  # as ``TaskRun.job``
 
 
 @pickled_by_fields

@@ -39,7 +39,6 @@ from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import map_readonly, set_buffer_mapper
 from actorlib.core.waiting import report_unhandled
-from actorlib.exceptions import NotSupportedError
 
 
 class ClusterClient(RemoteCoreClient):
@@ -47,9 +46,11 @@ class ClusterClient(RemoteCoreClient):
 
     def __init__(self, address: str, token: bytes, namespace: str,
                  tls: cluster_auth.TLSConfig | None = None,
-                 private: PrivateCluster | None = None, log_to_driver: bool = True) -> None:
+                 private: PrivateCluster | None = None, log_to_driver: bool = True,
+                 setup: dict[str, Any] | None = None) -> None:
         self.address = address
         self.log_to_driver = log_to_driver
+        self.setup = setup  # logging and setup hook for the workers (``JobSetup``)
         # Output from our tasks is written on a thread of its own; what the head sends
         # after it waits until it is written (``_held``), as on the process backend.
         self._held = 0
@@ -82,7 +83,7 @@ class ClusterClient(RemoteCoreClient):
         self._welcome: asyncio.Future[Welcome] = loop.create_future()
         self.conn = wire.Connection(loop, self._on_message, self._on_lost)
         cluster_auth.hand_over(reader, writer, self.conn)
-        self.conn.send(DriverHello(os.getpid(), list(sys.path), self.log_to_driver))
+        self.conn.send(DriverHello(os.getpid(), list(sys.path), self.log_to_driver, self.setup))
         return await asyncio.wait_for(self._welcome, 30)
 
     def _handler_table(self) -> dict[type, Callable[[Any], None]]:
@@ -179,12 +180,7 @@ class ClusterConnector(Connector):
     @classmethod
     def connect(cls, config: BackendConfig, namespace: str) -> ClusterClient:
         output = config.options.get("output") or {}
-        if output.get("setup_hook") is not None:
-            raise NotSupportedError(
-                "worker_process_setup_hook is not supported on the cluster backend yet: a "
-                "node's worker processes serve every driver of the cluster. Run the setup "
-                "at the top of your tasks, or use the process backend."
-            )
+        setup = {"logging": output.get("logging"), "setup_hook": output.get("setup_hook")}
         private = None
         token_file: str | None
         if config.address is None and not os.environ.get(ADDRESS_ENV):
@@ -195,7 +191,8 @@ class ClusterConnector(Connector):
         try:
             token = tokens.resolve_token(token_file=token_file)
             client = ClusterClient(address, token, namespace, cluster_auth.TLSConfig.from_env(),
-                                   private, bool(config.options.get("log_to_driver", True)))
+                                   private, bool(config.options.get("log_to_driver", True)),
+                                   setup)
             if private is not None:
                 try:
                     client.wait_for_nodes(1)

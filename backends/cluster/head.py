@@ -47,6 +47,7 @@ from actorlib.backends.transport.messages import (
     Heartbeat,
     ItemProduced,
     ItemsConsumed,
+    JobSetup,
     NodeHello,
     NodeReady,
     Nodes,
@@ -116,6 +117,8 @@ class HeadBackend(Backend):
         self._driver_prefixes = itertools.count(DRIVER_PREFIX + 1)
         # Import paths of the jobs so far (existing on the nodes when they share a disk).
         self._job_paths: dict[str, None] = {}
+        # Each connected driver's logging and setup hook, for the workers of every node.
+        self._job_setups: dict[int, dict[str, Any]] = {}
         self._node_blocks = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -206,6 +209,7 @@ class HeadBackend(Backend):
             return
         peer.running[spec.task_id] = spec.attempt
         self._task_node[spec.task_id] = peer
+        run.job = self.core.job_of_work(spec.task_id) or 0  # its driver's setup applies
         peer.send(RunTask(run))
 
     def start_actor(self, start: ActorStart) -> None:
@@ -217,6 +221,7 @@ class HeadBackend(Backend):
             return
         peer.actors[actor_id] = start.incarnation
         self._actor_node[actor_id] = peer
+        start.job = self.core.job_of_work(actor_id) or 0
         peer.send(StartActor(start))
 
     def run_call(self, run: CallRun) -> None:
@@ -340,10 +345,18 @@ class HeadBackend(Backend):
             # out before these paths were known).
             for node in [p for p in self.peers if p.role == "node"]:
                 node.send(SysPath(new))
+        if message.setup is not None:
+            # Before any of its tasks can reach a node: the same connection, sent first.
+            self._job_setups[prefix] = message.setup
+            for node in [p for p in self.peers if p.role == "node"]:
+                node.send(JobSetup(prefix, message.setup))
         self._welcome(peer, prefix)
 
     def _welcome(self, peer: HeadPeer, prefix: int) -> None:
         peer.send(Welcome(prefix, self._node_infos(), self._directory(), list(self._job_paths)))
+        if peer.role == "node":  # the drivers already connected
+            for job, setup in self._job_setups.items():
+                peer.send(JobSetup(job, setup))
 
     def _node_ready(self, peer: HeadPeer, message: NodeReady) -> None:
         if peer.node is None:
@@ -397,6 +410,9 @@ class HeadBackend(Backend):
             # Before its references go: its actors are killed, not left to finish
             # their queued calls as actors out of scope would.
             self.events.job_ended(peer.job)
+            if self._job_setups.pop(peer.job, None) is not None:
+                for node in [p for p in self.peers if p.role == "node"]:
+                    node.send(JobSetup(peer.job, None))
         peer.link.release()
 
     def _route_output(self, peer: HeadPeer, message: Output) -> None:

@@ -39,6 +39,7 @@ from actorlib.backends.transport.messages import (
     Free,
     Heartbeat,
     ItemsConsumed,
+    JobSetup,
     NodeHello,
     NodeReady,
     Nodes,
@@ -80,6 +81,8 @@ class NodeDaemon:
         self.done = threading.Event()
         self.directory: Directory = {}
         self.job_sys_path: list[str] = []  # shared with the backend's worker INIT
+        # The drivers' logging and setup hooks (``JobSetup``), shared likewise.
+        self.job_setups: dict[int, dict[str, Any]] = {}
         self.backend = ProcessBackend()
         self.objects: ObjectServer | None = None
         self._welcome: asyncio.Future[Welcome] | None = None
@@ -89,7 +92,8 @@ class NodeDaemon:
         #: One handler per record of ``messages.ToNode``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Welcome: self._on_welcome, Nodes: self._on_nodes, Free: self._free,
-            SysPath: self._sys_path, RunTask: self._run_task, RunCall: self._run_call,
+            SysPath: self._sys_path, JobSetup: self._job_setup,
+            RunTask: self._run_task, RunCall: self._run_call,
             StartActor: self._start_actor, StopActor: self._stop_actor,
             CancelRun: self._cancel, ItemsConsumed: self._items_consumed, Exit: self._exit,
             Ready: self._ready, Reply: self._reply,
@@ -149,7 +153,8 @@ class NodeDaemon:
             options={
                 "node_id": self.node_id, "prefix_base": welcome.prefix,
                 "log_dir": self.config.options.get("log_dir"),  # per-worker log files
-                "worker_init": {"cluster": worker_link, "job_sys_path": self.job_sys_path},
+                "worker_init": {"cluster": worker_link, "job_sys_path": self.job_sys_path,
+                                "job_setups": self.job_setups},
             },
         )
         store = SharedMemoryStore.for_driver(self.config.object_store_memory)
@@ -226,6 +231,15 @@ class NodeDaemon:
 
     def _sys_path(self, message: SysPath) -> None:
         self.job_sys_path.extend(message.paths)
+        for worker in list(self.backend._workers):
+            worker.send(message)
+
+    def _job_setup(self, message: JobSetup) -> None:
+        """A driver's logging and hook, for every worker (a new one gets them at Init)."""
+        if message.setup is None:
+            self.job_setups.pop(message.job, None)
+        else:
+            self.job_setups[message.job] = message.setup
         for worker in list(self.backend._workers):
             worker.send(message)
 

@@ -34,6 +34,7 @@ from actorlib.backends.output import (
     apply_logging,
     capture_fds,
     make_prefix,
+    prefix_lines,
     run_setup_hook,
 )
 from actorlib.backends.proc_title import TaskTitles, set_title
@@ -48,6 +49,7 @@ from actorlib.backends.transport.messages import (
     Exit,
     Init,
     ItemsConsumed,
+    JobSetup,
     Output,
     Ready,
     Recall,
@@ -108,10 +110,16 @@ class Worker:
         self._log: RotatingLog | None = None  # this worker's log file, if it keeps one
         self._to_driver = True
         self._node: str | None = None
+        # A cluster worker serves several drivers (jobs): each one's logging and setup
+        # hook (``JobSetup``), the job whose logging is applied, the jobs hooked here.
+        self._job_setups: dict[int, dict[str, Any]] = {}
+        self._job = 0
+        self._hooked: set[int] = set()
         self.exit = threading.Event()
         #: One handler per record of ``messages.ToWorker``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Init: lambda message: self._init(message.config), SysPath: self._sys_path,
+            JobSetup: self._job_setup,
             RunTask: self._run_task, RunCall: self._run_call, StartActor: self._start_actor,
             StopActor: self._stop_actor, CancelRun: self._cancel, Recall: self._recall,
             ItemsConsumed: self._items_consumed,
@@ -125,8 +133,11 @@ class Worker:
 
     def _run_task(self, message: RunTask) -> None:
         assert self.local is not None
-        self.last_work = message.run
-        self.local.run_task(message.run)
+        run = message.run
+        self.last_work = run
+        if run.job != self._job:  # a cluster driver's first task here, or another's
+            self._enter_job(run.job, run.spec.task_id)
+        self.local.run_task(run)
 
     def _run_call(self, message: RunCall) -> None:
         assert self.local is not None
@@ -135,6 +146,8 @@ class Worker:
     def _start_actor(self, message: StartActor) -> None:
         assert self.local is not None
         self.last_work = message.start
+        if message.start.job != self._job:
+            self._enter_job(message.start.job, message.start.spec.actor_id)
         set_title(message.start.spec.cls.name)  # this worker now hosts this actor only
         self.local.start_actor(message.start)
 
@@ -168,6 +181,37 @@ class Worker:
     def _sys_path(self, message: SysPath) -> None:
         add_import_paths(message.paths)
 
+    def _job_setup(self, message: JobSetup) -> None:
+        if message.setup is None:
+            self._job_setups.pop(message.job, None)
+        else:
+            self._job_setups[message.job] = message.setup
+
+    def _enter_job(self, job: int, owner: int) -> None:
+        """Work of cluster driver ``job`` is next: apply its logging, and before its first
+        task or actor here run its setup hook. A hook that fails ends the worker, as on
+        the process backend; its traceback goes to that driver (``owner``: the work's id).
+        """
+        self._job = job
+        setup = self._job_setups.get(job)
+        if setup is None:
+            return
+        if setup.get("logging") is not None:
+            apply_logging(setup["logging"])
+        hook = setup.get("setup_hook")
+        if hook is None or job in self._hooked:
+            return
+        self._hooked.add(job)
+        try:
+            run_setup_hook(hook)
+        except BaseException:
+            self._send_output(STDERR, prefix_lines(
+                make_prefix("", os.getpid(), self._node),
+                "worker_process_setup_hook failed; the worker exits:\n" + traceback.format_exc(),
+            ), owner)
+            self._close_output()
+            os._exit(1)
+
     def _exit(self, message: Exit) -> None:
         self.exit.set()
 
@@ -181,6 +225,7 @@ class Worker:
             if entry not in sys.path:
                 sys.path.insert(0, entry)
         add_import_paths(config.get("job_sys_path", ()))
+        self._job_setups.update(config.get("job_setups") or {})
         # runtime_env: this worker serves one working_dir / py_modules for life.
         for entry in reversed(config.get("code_paths", ())):
             sys.path.insert(0, entry)

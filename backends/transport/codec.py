@@ -139,7 +139,7 @@ def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, 
     spec = _task_spec(run.spec, known_code)
     if spec is None:
         return None
-    return (RUN_TASK, spec, run.node_id, _values(run.deps), run.gpu_ids, run.follows)
+    return (RUN_TASK, spec, run.node_id, _values(run.deps), run.gpu_ids, run.follows, run.job)
 
 
 def _flat_run_call(message: RunCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
@@ -187,9 +187,10 @@ _new = tuple.__new__
 
 
 def _run_task(flat: tuple[Any, ...]) -> RunTask:
-    _, spec, node_id, dep_values, gpu_ids, follows = flat
+    _, spec, node_id, dep_values, gpu_ids, follows, job = flat
     run = TaskRun(
-        _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) or [], gpu_ids, follows
+        _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) or [], gpu_ids, follows,
+        job,
     )
     return _new(RunTask, (run,))
 

@@ -125,6 +125,16 @@ class SysPath(NamedTuple):
     paths: list[str]
 
 
+class JobSetup(NamedTuple):
+    """A cluster driver's logging and setup hook (head → node → worker), applied by a
+    worker before it runs that driver's first task (``TaskRun.job``). ``setup`` None: the
+    driver is gone, forget it. ``setup`` holds ``logging`` (``output.driver_logging``)
+    and ``setup_hook`` (pickled, or ``"module.function"``, or None)."""
+
+    job: int
+    setup: dict[str, Any] | None
+
+
 class ItemsConsumed(NamedTuple):
     """The consumer of a streaming task or call has taken ``consumed`` items: a producer
     paused by backpressure may go on (``Backend.items_consumed``)."""
@@ -317,6 +327,7 @@ class DriverHello(NamedTuple):
     pid: int
     sys_path: list[str]
     log_to_driver: bool
+    setup: dict[str, Any] | None = None  # its logging and setup hook (``JobSetup``)
 
 
 class Welcome(NamedTuple):
@@ -395,12 +406,12 @@ ClientCall = (
 )
 Answer = Ready | Reply
 
-ToWorker = Init | WorkOrder | Recall | Answer
+ToWorker = Init | WorkOrder | Recall | JobSetup | Answer
 FromWorker = (
     Alive | Output | TaskFinished | CallFinished | ItemProduced | TaskRecalled | ActorStarted
     | ActorInitFailed | ClientCall
 )
-ToNode = Welcome | Nodes | Free | WorkOrder | Answer
+ToNode = Welcome | Nodes | Free | WorkOrder | JobSetup | Answer
 FromNode = NodeHello | NodeReady | Heartbeat | Output | Event | ClientCall
 ToDriver = Welcome | Nodes | Output | UnhandledError | Answer
 FromDriver = DriverHello | ClientCall
@@ -432,7 +443,7 @@ RECORDS: tuple[type, ...] = (
     TaskBlocked, CancelObject, Request, Ready, Reply,
     NodeHello, DriverHello, Welcome, NodeReady, Nodes, Heartbeat, Free, StatusQuery, Status,
     ItemProduced, ItemsConsumed,
-    StateQuery, StateRows, UnhandledError,
+    StateQuery, StateRows, UnhandledError, JobSetup,
 )
 FIRST_TAG = 16
 TAGS: dict[type, int] = {cls: FIRST_TAG + i for i, cls in enumerate(RECORDS)}
