@@ -4,7 +4,9 @@
 workers by default, or the one with ``--pid``, the one hosting ``--actor``, the one
 running ``--task``. The workers come from ``list_workers`` (the same sources as ``actorlib
 list``); each dumps its own stacks on a signal (:mod:`actorlib.backends.stacks`), so
-this works on a worker stuck in a C call. Only workers on this machine can be asked.
+this works on a worker stuck in a C call. The runtime that listed them asks for each
+dump where the worker runs: a local driver on this machine, a cluster's head through the
+worker's node, so workers on other machines answer too.
 
 ``timeline`` writes :func:`actorlib.timeline`'s Chrome trace of the same runtime.
 """
@@ -80,14 +82,21 @@ def header(worker: dict[str, Any]) -> str:
     return "== " + ", ".join(parts) + " =="
 
 
-def stacks_of(chosen: list[dict[str, Any]]) -> tuple[str, int]:
-    """Each chosen worker's header and stacks; and how many could not be asked."""
+def stacks_of(
+    chosen: list[dict[str, Any]], fetch: state.Fetch | None = None,
+) -> tuple[str, int]:
+    """Each chosen worker's header and stacks, asked of ``fetch``'s runtime (``stack:PID``)
+    or, without one, of the process itself; and how many could not be asked."""
     out, failed = [], 0
     for worker in chosen:
         out.append(header(worker))
         try:
-            out.append(stacks.dump(worker["pid"]).rstrip("\n"))
-        except (LookupError, TimeoutError, PermissionError) as exc:
+            if fetch is not None:
+                text = fetch(f"stack:{worker['pid']}")[0]["text"]
+            else:
+                text = stacks.dump(worker["pid"])
+            out.append(text.rstrip("\n"))
+        except (ValueError, LookupError, TimeoutError, PermissionError) as exc:
             out.append(f"(no stacks: {exc})")
             failed += 1
         out.append("")
@@ -105,10 +114,12 @@ def run(args: argparse.Namespace) -> int:
             if args.pid is not None and args.address is None and args.driver is None:
                 # A pid alone needs no runtime: ask that process directly.
                 chosen = [{"pid": args.pid, "worker_type": "process", "is_alive": True}]
+                fetch = None
             else:
-                workers = state.rows("workers", _fetch(args))
+                fetch = _fetch(args)
+                workers = state.rows("workers", fetch)
                 chosen = targets(workers, args.pid, args.actor, args.task)
-            text, failed = stacks_of(chosen)
+            text, failed = stacks_of(chosen, fetch)
             print(text, end="")
             return 1 if failed == len(chosen) and chosen else 0
         trace.timeline_of(_fetch(args), args.output)

@@ -12,6 +12,7 @@ whose methods may be called from any thread (they hand the event to the core's l
 
 from __future__ import annotations
 
+import concurrent.futures
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from actorlib.core.context import Client
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, StreamItem, TaskRun
 from actorlib.core.serialization import Serialized
+from actorlib.core.state import WorkerQuery
 
 
 @dataclass(slots=True)
@@ -187,6 +189,8 @@ class Backend(ABC):
     #: worker process of their own (cwd and imports are process-wide), so a backend
     #: whose work shares one process leaves them out and they are refused at submission.
     runtime_env_files: frozenset[str] = frozenset()
+    #: Where its workers keep their log files (``init(log_dir=)``, a node's logs/), if anywhere.
+    worker_log_dir: str | None = None
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
@@ -249,6 +253,17 @@ class Backend(ABC):
         (keys in :data:`actorlib.core.state.WorkerInfo`). Empty when the backend cannot
         tell (its work runs somewhere it does not see)."""
         return []
+
+    def worker_query(self, query: WorkerQuery) -> concurrent.futures.Future[list[dict[str, Any]]]:
+        """Answer a question about its worker processes (``actorlib.core.state.worker_query``:
+        a stack dump, its log files, a log's tail), later: a dump waits for the process.
+        Called on the core loop. By default answered on this machine, where the workers
+        are (:mod:`actorlib.backends.worker_files`); a backend whose workers run elsewhere
+        asks there."""
+        from actorlib.backends import worker_files
+
+        node_id = next((w.get("node_id") for w in self.workers()), None)
+        return worker_files.answer_in_thread(query, node_id, self.worker_log_dir)
 
     def unhandled_error(self, job: int, value: Serialized) -> bool:
         """An error nobody retrieved, of work of ``job``, as its last ref dies: report it

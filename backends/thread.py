@@ -63,6 +63,7 @@ class ThreadBackend(Backend):
         resources = local_node_resources(config)
         self.node_id = uuid.uuid4().hex[:16]
         thread_backend_started(config.options)  # lines from tasks get their prefix
+        self.worker_log_dir = config.options.get("log_dir")  # this process's log, if kept
         stacks.enable_in_driver()  # tasks run here: `actorlib stack` asks this process
         self._runner = LocalRunner(events, self.store)
         return [NodeInfo(self.node_id, resources, labels=dict(config.labels))]

@@ -26,7 +26,9 @@ client interface it shares with worker-side proxies (see :mod:`actorlib.core.con
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actorlib.core import invariants, state
@@ -51,6 +53,9 @@ from actorlib.exceptions import ObjectLostError, RuntimeClosedError
 if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
     from actorlib.backends.base import Backend, BackendConfig, ObjectStore
 
+
+#: How long a question about worker processes (a stack dump, a log tail) may take.
+WORKER_QUERY_TIMEOUT_S = 30.0
 
 class Runtime:
     """The driver's core. Also the API's client when the API runs in the driver process."""
@@ -377,15 +382,47 @@ class Runtime:
         return out
 
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
-        """Rows of the state API for ``kind`` (see :mod:`actorlib.core.state`)."""
+        """Rows of the state API for ``kind`` (see :mod:`actorlib.core.state`), or the
+        answer to a question about worker processes (``state.worker_query``), which the
+        backend answers where they run: blocks, so not on the core loop."""
         if kind not in state.KINDS:
-            raise ValueError(
-                f"unknown state kind {kind!r}; expected one of {', '.join(state.KINDS)}"
-            )
+            query = state.worker_query(kind)
+            if query is None:
+                raise ValueError(
+                    f"unknown state kind {kind!r}; expected one of {', '.join(state.KINDS)}"
+                )
+            if self._loop.in_loop_thread():
+                raise RuntimeError("a worker query waits for the workers: not on the core "
+                                   "loop (answer_worker_query does not wait)")
+            answer = self._loop.call(self.backend.worker_query, query)
+            rows: list[dict[str, Any]] = answer.result(WORKER_QUERY_TIMEOUT_S)
+            return rows
         return self._loop.call(
             state.rows, kind, self.tasks, self.actors, self.objects, self.scheduler,
             self.backend.locate, self.store.is_spilled, self.backend.workers,
         )
+
+    def answer_worker_query(
+        self, kind: str, done: Callable[[bool, Any], None],
+    ) -> bool:
+        """On the core loop: if ``kind`` is a worker query, ask the backend and call
+        ``done(ok, rows or error)`` on the loop once it answers, and return True; else
+        False (a plain kind: ``state_rows`` answers it at once)."""
+        try:
+            query = state.worker_query(kind)
+        except ValueError as exc:
+            done(False, exc)
+            return True
+        if query is None:
+            return False
+        answer = self.backend.worker_query(query)
+
+        def answered(future: concurrent.futures.Future[list[dict[str, Any]]]) -> None:
+            error = future.exception()
+            self._loop.post(done, error is None, error if error is not None else future.result())
+
+        answer.add_done_callback(answered)
+        return True
 
     def debug_state(self) -> dict[str, Any]:
         def state() -> dict[str, Any]:

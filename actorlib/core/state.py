@@ -35,6 +35,35 @@ DEAD_ACTORS_KEPT = 1_000
 #: The kinds :func:`rows` answers for (``demand`` for ``actorlib status``).
 KINDS = ("tasks", "actors", "objects", "nodes", "workers", "demand")
 
+#: Questions about the worker processes themselves, answered by the backend where they run
+#: (a cluster's head asks their node), asked as a kind so that every way rows travel (a
+#: local driver's socket, a head's CLI link, a driver's client) carries them:
+#: ``stack:PID`` (the threads' stacks of worker PID), ``logs`` (the worker log files),
+#: ``log:PID:BYTES`` (the last BYTES of worker PID's log file).
+WORKER_QUERIES = ("stack", "logs", "log")
+#: The most of a log file one ``log:`` query reads.
+MAX_LOG_TAIL = 1 << 20
+#: A parsed worker query: what, the pid (0 for ``logs``), the bytes (0 but for ``log``).
+WorkerQuery = tuple[str, int, int]
+
+
+def worker_query(kind: str) -> WorkerQuery | None:
+    """``kind`` as a :data:`WorkerQuery` if it asks about worker processes, else None;
+    ``ValueError`` naming the accepted forms if it is malformed."""
+    what, _, rest = kind.partition(":")
+    if what not in WORKER_QUERIES:
+        return None
+    parts = rest.split(":")
+    if what == "logs" and not rest:
+        return ("logs", 0, 0)
+    if what == "stack" and len(parts) == 1 and parts[0].isdigit() and int(parts[0]) > 0:
+        return ("stack", int(parts[0]), 0)
+    if (what == "log" and len(parts) == 2 and all(p.isdigit() for p in parts)
+            and int(parts[0]) > 0 and 0 < int(parts[1]) <= MAX_LOG_TAIL):
+        return ("log", int(parts[0]), int(parts[1]))
+    raise ValueError(f"{kind!r}: a question about workers is stack:PID, logs or "
+                     f"log:PID:BYTES (BYTES from 1 to {MAX_LOG_TAIL})")
+
 # An ended task: (task id, name, attempt, placement, failed, job, creation, start and end
 # time, pid); an ended call: (call id, method, class name, attempt, the actor's placement,
 # actor id, failed, job, creation, start and end time, pid). Tuples of what is at hand, not

@@ -19,6 +19,7 @@ one peer is :mod:`.head_peer`, the report ``actorlib status`` shows :mod:`.head_
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -28,6 +29,7 @@ from typing import Any
 
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, CoreView, ObjectStore
 from actorlib.backends.cluster.head_peer import HeadPeer
+from actorlib.backends.cluster.head_queries import NodeQueries
 from actorlib.backends.cluster.head_status import head_status
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
 from actorlib.backends.runner.user_code import pack_error
@@ -48,6 +50,7 @@ from actorlib.backends.transport.messages import (
     ItemProduced,
     ItemsConsumed,
     JobSetup,
+    NodeAnswer,
     NodeHello,
     NodeReady,
     Nodes,
@@ -71,6 +74,7 @@ from actorlib.backends.transport.messages import (
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, set_buffer_mapper
+from actorlib.core.state import WorkerQuery
 from actorlib.exceptions import ActorDiedError, WorkerCrashedError
 
 log = logging.getLogger("actorlib.cluster")
@@ -119,6 +123,7 @@ class HeadBackend(Backend):
         self._job_paths: dict[str, None] = {}
         # Each connected driver's logging and setup hook, for the workers of every node.
         self._job_setups: dict[int, dict[str, Any]] = {}
+        self._queries = NodeQueries()  # stacks and log files of the nodes' workers
         self._node_blocks = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -129,6 +134,7 @@ class HeadBackend(Backend):
             "node": {
                 NodeHello: self._node_hello, NodeReady: self._node_ready,
                 Heartbeat: self._heartbeat, Output: self._route_output,
+                NodeAnswer: self._queries_answered,
                 TaskFinished: self._task_finished, CallFinished: self._call_finished,
                 ItemProduced: self._item_produced, TaskRecalled: self._task_recalled,
                 TaskCrashed: self._task_crashed,
@@ -245,6 +251,10 @@ class HeadBackend(Backend):
         if peer is not None:
             peer.send(CancelRun(id, force))
 
+    def worker_query(self, query: WorkerQuery) -> concurrent.futures.Future[list[dict[str, Any]]]:
+        """Asked of the node that runs the worker (every node, for the log files)."""
+        return self._queries.ask([p for p in self.nodes.values() if not p.gone], query)
+
     def items_consumed(self, id: int, consumed: int) -> None:
         peer = self._task_node.get(id) or self._call_node.get(id)
         if peer is not None:
@@ -307,6 +317,9 @@ class HeadBackend(Backend):
                 del self._actor_node[actor_id]
         self.events.actor_died(actor_id, message.incarnation, message.error)
 
+    def _queries_answered(self, peer: HeadPeer, message: NodeAnswer) -> None:
+        self._queries.answered(message)
+
     def _heartbeat(self, peer: HeadPeer, message: Heartbeat) -> None:
         peer.stats = message.stats
 
@@ -319,6 +332,13 @@ class HeadBackend(Backend):
         peer.send(Status(message.req, head_status(self)))
 
     def _state_query(self, peer: HeadPeer, message: StateQuery) -> None:
+        req = message.req
+
+        def answered(ok: bool, value: Any) -> None:  # a worker query, later
+            peer.send(StateRows(req, value, None) if ok else StateRows(req, [], str(value)))
+
+        if self.client.answer_worker_query(message.kind, answered):
+            return
         try:
             rows = self.client.state_rows(message.kind)
         except (ValueError, RuntimeError) as exc:
@@ -381,6 +401,7 @@ class HeadBackend(Backend):
             del self.nodes[node_id]
             log.warning("actorlib: node %s (%s) left the cluster", node_id, peer.address)
             why = f"node {node_id} at {peer.address} died or lost its connection to the head"
+            self._queries.node_lost(peer, why)
             # Remove the node first, so retries and restarts go elsewhere.
             self.events.node_removed(node_id)
             for task_id, attempt in list(peer.running.items()):

@@ -40,7 +40,9 @@ from actorlib.backends.transport.messages import (
     Heartbeat,
     ItemsConsumed,
     JobSetup,
+    NodeAnswer,
     NodeHello,
+    NodeQuery,
     NodeReady,
     Nodes,
     Ready,
@@ -92,7 +94,7 @@ class NodeDaemon:
         #: One handler per record of ``messages.ToNode``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Welcome: self._on_welcome, Nodes: self._on_nodes, Free: self._free,
-            SysPath: self._sys_path, JobSetup: self._job_setup,
+            SysPath: self._sys_path, JobSetup: self._job_setup, NodeQuery: self._node_query,
             RunTask: self._run_task, RunCall: self._run_call,
             StartActor: self._start_actor, StopActor: self._stop_actor,
             CancelRun: self._cancel, ItemsConsumed: self._items_consumed, Exit: self._exit,
@@ -242,6 +244,20 @@ class NodeDaemon:
             self.job_setups[message.job] = message.setup
         for worker in list(self.backend._workers):
             worker.send(message)
+
+    def _node_query(self, message: NodeQuery) -> None:
+        """A question about our workers (a stack dump, a log file), answered from a
+        thread of its own: a dump waits for the worker to write its stacks."""
+        req = message.req
+        answer = self.backend.worker_query((message.what, message.pid, message.size))
+
+        def answered(future: Any) -> None:
+            error = future.exception()
+            reply = (NodeAnswer(req, [], f"{error}") if error is not None
+                     else NodeAnswer(req, future.result()))
+            self.loop_thread.post(self.conn.send, reply)
+
+        answer.add_done_callback(answered)
 
     def _on_nodes(self, message: Nodes) -> None:
         self.directory = dict(message.directory)

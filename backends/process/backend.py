@@ -118,6 +118,7 @@ class ProcessBackend(Backend):
         self._stack_dir = stacks.directory(create=True)  # `actorlib stack` reads them there
         stacks.sweep(self._stack_dir)
         self._log_dir = config.options.get("log_dir")  # per-worker log files, if any
+        self.worker_log_dir = self._log_dir
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)

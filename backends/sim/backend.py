@@ -127,6 +127,7 @@ class SimBackend(Steps, Backend):
             resources["GPU"] = float(config.num_gpus)
         resources.update({k: float(v) for k, v in config.resources.items()})
         thread_backend_started(config.options)  # tasks run in this process: prefix lines
+        self.worker_log_dir = config.options.get("log_dir")
         stacks.enable_in_driver()  # and `actorlib stack` asks this process
         self._previous_hook = waiting.blocking_wait
         waiting.blocking_wait = self._blocking_wait

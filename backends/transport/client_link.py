@@ -157,6 +157,10 @@ class ClientLink:
             return
 
         def answer() -> None:
+            if method == "state_rows" and worker_query is not None and worker_query(
+                args[0], answered
+            ):
+                return  # a question about worker processes: answered once they answer
             try:
                 result = None if method == "flush" else getattr(self.client, method)(*args)
             except Exception as exc:
@@ -164,6 +168,7 @@ class ClientLink:
             else:
                 answered(True, result)
 
+        worker_query = getattr(self.client, "answer_worker_query", None)  # a core's
         self.post(answer)
 
     def release(self) -> None:

@@ -125,6 +125,24 @@ class SysPath(NamedTuple):
     paths: list[str]
 
 
+class NodeQuery(NamedTuple):
+    """Head → node: a question about one of its worker processes, or all of them
+    (``actorlib.core.state.worker_query``: what, pid, bytes); answered by ``NodeAnswer``."""
+
+    req: int
+    what: str
+    pid: int
+    size: int
+
+
+class NodeAnswer(NamedTuple):
+    """Node → head: the rows answering ``NodeQuery`` ``req``, or ``error`` (a message)."""
+
+    req: int
+    rows: list[dict[str, Any]]
+    error: str | None = None
+
+
 class JobSetup(NamedTuple):
     """A cluster driver's logging and setup hook (head → node → worker), applied by a
     worker before it runs that driver's first task (``TaskRun.job``). ``setup`` None: the
@@ -411,8 +429,8 @@ FromWorker = (
     Alive | Output | TaskFinished | CallFinished | ItemProduced | TaskRecalled | ActorStarted
     | ActorInitFailed | ClientCall
 )
-ToNode = Welcome | Nodes | Free | WorkOrder | JobSetup | Answer
-FromNode = NodeHello | NodeReady | Heartbeat | Output | Event | ClientCall
+ToNode = Welcome | Nodes | Free | WorkOrder | JobSetup | NodeQuery | Answer
+FromNode = NodeHello | NodeReady | Heartbeat | Output | NodeAnswer | Event | ClientCall
 ToDriver = Welcome | Nodes | Output | UnhandledError | Answer
 FromDriver = DriverHello | ClientCall
 ToCli = Status | StateRows
@@ -443,7 +461,7 @@ RECORDS: tuple[type, ...] = (
     TaskBlocked, CancelObject, Request, Ready, Reply,
     NodeHello, DriverHello, Welcome, NodeReady, Nodes, Heartbeat, Free, StatusQuery, Status,
     ItemProduced, ItemsConsumed,
-    StateQuery, StateRows, UnhandledError, JobSetup,
+    StateQuery, StateRows, UnhandledError, JobSetup, NodeQuery, NodeAnswer,
 )
 FIRST_TAG = 16
 TAGS: dict[type, int] = {cls: FIRST_TAG + i for i, cls in enumerate(RECORDS)}

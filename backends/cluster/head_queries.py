@@ -1,0 +1,84 @@
+"""The head's questions to its nodes about their worker processes.
+
+``actorlib stack`` and the dashboard's log page ask about workers that may run on other
+machines; only the node beside a worker can dump its stacks or read its log file. The
+head sends that node a ``NodeQuery`` and resolves a future with its ``NodeAnswer``: the
+one node running the worker (known from its heartbeat's worker list), or every node for
+the list of log files. Runs on the head's core loop.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from actorlib.backends.transport.messages import NodeAnswer, NodeQuery
+from actorlib.core.state import WorkerQuery
+
+if TYPE_CHECKING:
+    from actorlib.backends.cluster.head_peer import HeadPeer
+
+Rows = list[dict[str, Any]]
+
+
+class NodeQueries:
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[concurrent.futures.Future[Rows], HeadPeer]] = {}
+
+    def ask(self, nodes: list[HeadPeer], query: WorkerQuery) -> concurrent.futures.Future[Rows]:
+        """The answer of the node running worker ``pid`` (or of every node, for ``logs``)."""
+        what, pid, _ = query
+        if what == "logs":
+            return self._gather([self._ask(node, query) for node in nodes])
+        for node in nodes:
+            rows = (node.stats or {}).get("worker_rows") or ()
+            if any(row.get("pid") == pid and row.get("is_alive") for row in rows):
+                return self._ask(node, query)
+        future: concurrent.futures.Future[Rows] = concurrent.futures.Future()
+        future.set_exception(LookupError(
+            f"no live worker with pid {pid} on the cluster's nodes; see `actorlib list workers`"
+        ))
+        return future
+
+    def _ask(self, node: HeadPeer, query: WorkerQuery) -> concurrent.futures.Future[Rows]:
+        req = next(self._ids)
+        future: concurrent.futures.Future[Rows] = concurrent.futures.Future()
+        self._waiting[req] = (future, node)
+        node.send(NodeQuery(req, *query))
+        return future
+
+    @staticmethod
+    def _gather(parts: list[concurrent.futures.Future[Rows]]) -> concurrent.futures.Future[Rows]:
+        """Every node's rows together; a node that could not answer is left out."""
+        whole: concurrent.futures.Future[Rows] = concurrent.futures.Future()
+        left = [len(parts)]
+        if not parts:
+            whole.set_result([])
+
+        def one_done(_: concurrent.futures.Future[Rows]) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                whole.set_result([row for part in parts if part.exception() is None
+                                  for row in part.result()])
+
+        for part in parts:
+            part.add_done_callback(one_done)
+        return whole
+
+    def answered(self, message: NodeAnswer) -> None:
+        entry = self._waiting.pop(message.req, None)
+        if entry is None:
+            return  # its node was declared gone meanwhile
+        future = entry[0]
+        if message.error is not None:
+            future.set_exception(LookupError(message.error))
+        else:
+            future.set_result(list(message.rows))
+
+    def node_lost(self, node: HeadPeer, why: str) -> None:
+        for req, (future, asked) in list(self._waiting.items()):
+            if asked is node:
+                del self._waiting[req]
+                future.set_exception(ConnectionError(why))
