@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from testkit import wait_until
+from testkit import wait_for, wait_until
 
 import actorlib
 from actorlib import NodeAffinitySchedulingStrategy, exceptions
@@ -472,3 +472,46 @@ def test_tls(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Non
             cluster_auth.connect(host, int(port), "some token", "driver", timeout=5)
     finally:
         actorlib.shutdown()
+
+
+def test_stack_of_a_worker_on_another_node_comes_through_the_head(
+    three: Cluster, tmp_path: os.PathLike[str],
+) -> None:
+    """``actorlib stack`` asks the head, which asks the node running the worker: from a
+    process whose sessions directory is not the nodes' (as on another machine), a local
+    dump could not work."""
+    release = os.path.join(str(tmp_path), "release")
+    blocked = blocked_on_right.remote(release)
+    try:
+        from actorlib.util import state
+
+        def running() -> Any:
+            rows = state.list_tasks(filters=[("name", "=", "blocked_on_right"),
+                                             ("state", "=", "RUNNING")])
+            return rows[0] if rows else None
+
+        task = wait_for(running, "the task to run on right", 30)
+        assert task["node_id"] == "right"
+        elsewhere = os.path.join(str(tmp_path), "elsewhere")
+        os.mkdir(elsewhere, 0o700)
+        env = {**os.environ, "XDG_RUNTIME_DIR": "", "TMPDIR": elsewhere}
+        out = subprocess.run(
+            [sys.executable, "-m", "actorlib", "stack", "--task", task["task_id"],
+             "--address", three.address, "--token-file", three.token_file],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "node right" in out.stdout and "running blocked_on_right" in out.stdout
+        assert "in blocked_on_right" in out.stdout, out.stdout  # faulthandler's frame line
+        assert "(no stacks" not in out.stdout
+    finally:
+        with open(release, "w"):
+            pass
+    assert actorlib.get(blocked, timeout=60) == "right"
+
+
+@actorlib.remote(resources={"right": 1})
+def blocked_on_right(path: str) -> str:
+    while not os.path.exists(path):
+        time.sleep(0.05)
+    return actorlib.get_runtime_context().get_node_id()

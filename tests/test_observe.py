@@ -93,6 +93,10 @@ def test_stack_shows_a_task_blocked_in_time_sleep(rt, tmp_path):
         assert f"== pid {worker['pid']}" in text and "running sleeps_until" in text
         # faulthandler's frame line for the task: its file, line and function.
         assert "test_observe.py\", line" in text and "in sleeps_until" in text
+        # The same, asked of the runtime, which asks where the worker runs.
+        text, failed = debug_cli.stacks_of(chosen, state._local_rows)
+        assert failed == 0, text
+        assert "in sleeps_until" in text
 
         # The command line, asking the process by pid.
         out = subprocess.run(
