@@ -132,6 +132,26 @@ def test_requests_without_the_token_get_401(rt):
         assert status == 401, path
 
 
+@ON
+def test_the_timeline_endpoint_serves_the_chrome_trace(rt):
+    url = rt.dashboard_url
+    assert actorlib.get([ok.remote(i) for i in range(3)], timeout=T) == [1, 2, 3]
+    status, events, headers = get(url, "api/timeline")
+    assert status == 200 and "Content-Disposition" not in headers
+    spans = [e for e in events if e["ph"] == "X" and e["name"] == "ok"]
+    assert len(spans) == 3 and all(e["cat"] == "task" and e["dur"] >= 0 for e in spans)
+    assert {e["pid"] for e in spans} <= {e["pid"] for e in events if e["name"] == "process_name"}
+    status, again, headers = get(url, "api/timeline?download=1")
+    assert status == 200 and len([e for e in again if e.get("name") == "ok"]) == 3
+    assert headers["Content-Disposition"] == 'attachment; filename="timeline.json"'
+    for page in ("timeline", "logs"):
+        status, text, headers = get(url, page)
+        assert status == 200 and headers["Content-Type"].startswith("text/html"), page
+        assert "static/common.js" in text
+    status, body, _ = get(url, "api/timeline", token=None)
+    assert status == 401
+
+
 def test_off_by_default(rt):
     assert rt.dashboard_url is None and rt["webui_url"] is None
 

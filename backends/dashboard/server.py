@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from actorlib.backends.dashboard import guard
-from actorlib.backends.dashboard.snapshot import Fetch, check_limit, kind_rows, snapshot
+from actorlib.backends.dashboard.snapshot import (
+    Fetch,
+    check_bytes,
+    check_limit,
+    kind_rows,
+    log_files,
+    log_tail,
+    snapshot,
+    timeline,
+)
 
 log = logging.getLogger("actorlib.dashboard")
 
@@ -34,9 +43,16 @@ STATIC = Path(__file__).resolve().parent / "static"
 #: The files the page is made of: name -> content type.
 FILES = {
     "index.html": "text/html",
+    "logs.html": "text/html",
+    "timeline.html": "text/html",
     "dashboard.js": "text/javascript",
+    "logs.js": "text/javascript",
+    "timeline.js": "text/javascript",
+    "common.js": "text/javascript",
     "dashboard.css": "text/css",
 }
+#: The pages: path -> file.
+PAGES = {"/": "index.html", "/logs": "logs.html", "/timeline": "timeline.html"}
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -174,10 +190,14 @@ class DashboardServer:
             return await self._guard(request, handler)
 
         app = web.Application(middlewares=[guarded])
-        app.router.add_get("/", self._index)
+        for path, name in PAGES.items():
+            app.router.add_get(path, functools.partial(self._page, name))
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/snapshot", self._snapshot)
         app.router.add_get("/api/state/{kind}", self._kind)
+        app.router.add_get("/api/logs", self._logs)
+        app.router.add_get("/api/logs/{pid}", self._log_tail)
+        app.router.add_get("/api/timeline", self._timeline)
         return app
 
     @property
@@ -200,13 +220,13 @@ class DashboardServer:
     def _json(self, value: Any, status: int = 200) -> Any:
         return self._web.json_response(value, status=status, dumps=_dumps)
 
-    async def _index(self, request: Any) -> Any:
-        return self._web.Response(body=self._files["index.html"], content_type="text/html",
+    async def _page(self, name: str, request: Any) -> Any:
+        return self._web.Response(body=self._files[name], content_type="text/html",
                                   charset="utf-8")
 
     async def _static(self, request: Any) -> Any:
         name = request.match_info["name"]
-        if name not in FILES or name == "index.html":
+        if name not in FILES or name in PAGES.values():
             return self._json({"error": f"no such file: {name}"}, status=404)
         return self._web.Response(body=self._files[name], content_type=FILES[name],
                                   charset="utf-8")
@@ -216,8 +236,8 @@ class DashboardServer:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
-        except ValueError as exc:
-            return self._json({"error": str(exc)}, status=404)
+        except (ValueError, LookupError) as exc:  # no such kind, worker or log file
+            return self._json({"error": str(exc).strip("'\"")}, status=404)
         except Exception as exc:  # the source is gone or cannot answer: say so, stay up
             log.debug("actorlib: a dashboard query failed", exc_info=True)
             return self._json({"error": f"{type(exc).__name__}: {exc}"}, status=503)
@@ -244,6 +264,31 @@ class DashboardServer:
             return self._json({"error": str(exc)}, status=400)
         answer = await self._call(kind_rows, self._fetch, request.match_info["kind"], limit)
         return self._json(answer) if isinstance(answer, dict) else answer
+
+
+    async def _logs(self, request: Any) -> Any:
+        answer = await self._call(log_files, self._fetch)
+        return self._json(answer) if isinstance(answer, dict) else answer
+
+    async def _log_tail(self, request: Any) -> Any:
+        pid = request.match_info["pid"]
+        try:
+            if not pid.isdigit() or int(pid) <= 0:
+                raise ValueError(f"pid: expected a worker's process id, got {pid!r}")
+            size = check_bytes(request.query.get("bytes"))
+        except ValueError as exc:
+            return self._json({"error": str(exc)}, status=400)
+        answer = await self._call(log_tail, self._fetch, int(pid), size)
+        return self._json(answer) if isinstance(answer, dict) else answer
+
+    async def _timeline(self, request: Any) -> Any:
+        answer = await self._call(timeline, self._fetch)
+        if not isinstance(answer, list):
+            return answer
+        response = self._json(answer)
+        if request.query.get("download"):
+            response.headers["Content-Disposition"] = 'attachment; filename="timeline.json"'
+        return response
 
 
 def start(fetch: Fetch, *, host: str = DEFAULT_HOST, port: int | None = None,

@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.core.state import MAX_LOG_TAIL
+from actorlib.core.trace_events import trace_events
+
 Fetch = Callable[[str], list[dict[str, Any]]]
 
 #: The kinds of rows the page shows, in its order.
@@ -23,6 +26,9 @@ ENDED = frozenset({"FINISHED", "FAILED"})
 RATE_WINDOW_S = 60
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 10_000
+#: A log tail's default and largest size, in bytes.
+DEFAULT_TAIL = 64 * 1024
+MAX_TAIL = MAX_LOG_TAIL
 
 
 def check_limit(text: str | None) -> int:
@@ -32,6 +38,43 @@ def check_limit(text: str | None) -> int:
     if not text.isdigit() or int(text) > MAX_LIMIT:
         raise ValueError(f"limit: expected an integer from 0 to {MAX_LIMIT}, got {text!r}")
     return int(text)
+
+
+def check_bytes(text: str | None) -> int:
+    """The ``bytes`` query parameter of a log tail."""
+    if text is None:
+        return DEFAULT_TAIL
+    if not text.isdigit() or not 0 < int(text) <= MAX_TAIL:
+        raise ValueError(f"bytes: expected an integer from 1 to {MAX_TAIL}, got {text!r}")
+    return int(text)
+
+
+def log_files(fetch: Fetch) -> dict[str, Any]:
+    """The worker log files (``logs``), newest first, each with the worker's row if it is
+    listed (its actor, what it runs now, alive or not)."""
+    files = fetch("logs")
+    try:
+        workers = {(w.get("node_id"), w.get("pid")): w for w in fetch("workers")}
+    except ValueError:
+        workers = {}
+    rows = []
+    for row in files:
+        worker = workers.get((row.get("node_id"), row.get("pid"))) or {}
+        rows.append({**row, "is_alive": worker.get("is_alive"),
+                     "actor_class": worker.get("actor_class"),
+                     "current_task_names": worker.get("current_task_names") or []})
+    return {"time_ms": int(time.time() * 1000), "total": len(rows), "rows": rows}
+
+
+def log_tail(fetch: Fetch, pid: int, size: int) -> dict[str, Any]:
+    """The last ``size`` bytes of worker ``pid``'s log file, from a line's start."""
+    (row,) = fetch(f"log:{pid}:{size}")
+    return {"time_ms": int(time.time() * 1000), **row}
+
+
+def timeline(fetch: Fetch) -> list[dict[str, Any]]:
+    """The Chrome trace of the tasks the source remembers (``actorlib.timeline()``'s)."""
+    return trace_events(fetch("tasks"))
 
 
 def count_by(rows: list[dict[str, Any]], key: str) -> dict[str, int]:

@@ -39,24 +39,6 @@ const BYTE_RESOURCES = ["memory", "object_store_memory"];
 const running = [];
 let polls = 0;
 
-function el(tag, attrs, text) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (key === "class") node.className = value;
-    else node.setAttribute(key, value);
-  }
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
-
-function bytes(n) {
-  if (n === null || n === undefined) return "–";
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
-}
-
 function number(n) {
   return Number.isInteger(n) ? String(n) : n.toFixed(2).replace(/\.?0+$/, "");
 }
@@ -290,12 +272,6 @@ function render(snap) {
   }
 }
 
-function setStatus(kind, text) {
-  const node = document.getElementById("status");
-  node.className = `status status-${kind}`;
-  node.textContent = text;
-}
-
 async function poll() {
   let delay = POLL_MS;
   if (document.hidden) { // a tab in the background costs the core nothing
@@ -323,8 +299,5 @@ async function poll() {
   }
 }
 
-// The token came in the URL and is now a cookie: keep it out of the address bar.
-if (new URLSearchParams(window.location.search).has("token")) {
-  window.history.replaceState(null, "", window.location.pathname);
-}
+dropToken();
 poll();
