@@ -148,7 +148,7 @@ def test_the_timeline_endpoint_serves_the_chrome_trace(rt):
         status, text, headers = get(url, page)
         assert status == 200 and headers["Content-Type"].startswith("text/html"), page
         assert "static/common.js" in text
-    status, body, _ = get(url, "api/timeline", token=None)
+    status, _, _ = get(url, "api/timeline", token=None)
     assert status == 401
 
 
