@@ -1,5 +1,6 @@
 """The dashboard page in a real headless Chromium: it loads without console errors, shows
-a workload's running actors and tasks, and follows it as it changes.
+a workload's running actors and tasks, and follows it as it changes; its worker log page
+shows a worker's log tail, and its timeline page draws the tasks' spans.
 
 Chromium is Debian's ``chromium`` package (.ci/run installs it). Under CI (``CI`` set) a
 missing browser fails the test; elsewhere it skips, saying how to install it.
@@ -49,6 +50,12 @@ def square(x):
     return x * x
 
 
+@actorlib.remote
+def chatty():
+    print("chatty says hello")
+    return os.getpid()
+
+
 @actorlib.remote(max_retries=0)
 def broken():
     raise ValueError("broken on purpose")
@@ -75,7 +82,8 @@ def _card(name: str) -> str:
     return f"Number(document.getElementById('card-{name}')?.dataset.value ?? -1)"
 
 
-async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str | None) -> None:
+async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str | None,
+                 chatty_pid: int) -> None:
     async with open_page(chromium, profile, url) as page:
         await page.wait_for("Number(document.body?.dataset.polls) >= 1", "the first poll")
         assert await page.evaluate("document.title") == "actorlib dashboard"
@@ -130,9 +138,42 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
         assert await page.evaluate("document.getElementById('status').textContent") == "live"
         assert page.errors == [], page.errors
 
+        # The worker log page, by its link (the cookie carries the token): the files, and
+        # the tail of the one picked.
+        await page.evaluate("document.querySelector('nav a[href=\"logs\"]').click()")
+        await page.wait_for("location.pathname === '/logs' && "
+                            "Number(document.body?.dataset.polls) >= 1", "the log page")
+        row = f"document.querySelector('#file-list tr[data-pid=\"{chatty_pid}\"] a')"
+        await page.wait_for(f"{row} !== null", "the chatty worker's log file")
+        await page.evaluate(f"{row}.click()")
+        tail = await page.wait_for(
+            f"(t => t.dataset.pid === '{chatty_pid}' && t.textContent)("
+            "document.getElementById('tail-text'))", "the chatty worker's log tail")
+        assert f"(chatty pid={chatty_pid}) chatty says hello" in tail, tail
+        assert await page.evaluate("location.search") == f"?pid={chatty_pid}"
+        assert await page.evaluate("document.getElementById('status').textContent") == "live"
+
+        # The timeline page: a span per task attempt that ran, on its worker's row.
+        await page.evaluate("document.querySelector('nav a[href=\"timeline\"]').click()")
+        await page.wait_for("location.pathname === '/timeline' && "
+                            "Number(document.body?.dataset.loads) >= 1", "the timeline page")
+        squares = await page.evaluate(
+            "Array.from(document.querySelectorAll('#spans rect'))"
+            ".filter(r => r.querySelector('title').textContent.startsWith('square ')).length")
+        assert squares == 6 + 5, squares
+        labels = await page.evaluate(
+            "Array.from(document.querySelectorAll('#spans text[data-row]'))"
+            ".map(t => t.textContent)")
+        assert any(f"worker pid={chatty_pid}" in label for label in labels), labels
+        assert await page.evaluate(
+            "document.getElementById('download').getAttribute('href')"
+        ) == "api/timeline?download=1"
+        assert page.errors == [], page.errors
+
 
 def test_the_page_shows_a_workload_and_follows_it(chromium: str, tmp_path: Path) -> None:
-    info = actorlib.init(backend="process", num_cpus=4, dashboard=True, dashboard_port=0)
+    info = actorlib.init(backend="process", num_cpus=4, dashboard=True, dashboard_port=0,
+                         log_dir=str(tmp_path / "logs"))
     try:
         assert info.dashboard_url is not None
         gate = Gate.remote()
@@ -143,8 +184,10 @@ def test_the_page_shows_a_workload_and_follows_it(chromium: str, tmp_path: Path)
         with pytest.raises(actorlib.exceptions.TaskError):
             actorlib.get(broken.remote(), timeout=T)
         weights = actorlib.put(np.zeros(1 << 19))  # 4 MiB, in the node's store
+        chatty_pid = actorlib.get(chatty.remote(), timeout=T)
         shot = os.environ.get("ACTORLIB_DASHBOARD_SCREENSHOT")
-        asyncio.run(_drive(chromium, tmp_path / "profile", info.dashboard_url, gate, shot))
+        asyncio.run(_drive(chromium, tmp_path / "profile", info.dashboard_url, gate, shot,
+                           chatty_pid))
         assert actorlib.get(steps, timeout=T) == ["opened", "opened"]
         del weights
     finally:
