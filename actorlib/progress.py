@@ -58,7 +58,7 @@ def _bar_class(widget: bool) -> Any:
         if widget:
             from tqdm.auto import tqdm
         else:
-            from tqdm import tqdm  # type: ignore[assignment]
+            from tqdm import tqdm
         # No monitor thread: it would outlive the bar (and serves only stalled bars).
         cls = _bar_classes[widget] = type("ActorlibBar", (tqdm,), {"monitor_interval": 0})
     return cls

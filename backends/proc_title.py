@@ -46,7 +46,7 @@ def _task_setter() -> Callable[[str], None] | None:
         from setproctitle import setproctitle
     except ImportError:
         return None
-    return setproctitle  # type: ignore[no-any-return]
+    return setproctitle
 
 
 class TaskTitles:

@@ -60,7 +60,7 @@ def answer_in_thread(
 
 def log_files(node_id: str | None, log_dir: str | None) -> list[dict[str, Any]]:
     """The worker log files in ``log_dir`` (none without one), newest first."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if log_dir is None:
         return rows
     try:
@@ -77,7 +77,7 @@ def log_files(node_id: str | None, log_dir: str | None) -> list[dict[str, Any]]:
             continue
         rows.append({"node_id": node_id, "pid": int(match[1]), "file": name,
                      "size": info.st_size, "mtime_ms": round(info.st_mtime * 1000, 3)})
-    rows.sort(key=lambda row: -row["mtime_ms"])
+    rows.sort(key=lambda row: float(row["mtime_ms"]), reverse=True)
     return rows
 
 

@@ -150,6 +150,10 @@ class HeadBackend(Backend):
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
         self.events = events
         self.client = events.client
+        # The core's (a Runtime's): questions about workers, answered once nodes answer.
+        self._answer_worker_query: Callable[[str, Callable[[bool, Any], None]], bool] = (
+            events.client.answer_worker_query  # type: ignore[attr-defined]
+        )
         if events.view is None:
             raise RuntimeError("a cluster head runs its core in its own process")
         self.core: CoreView = events.view
@@ -337,7 +341,7 @@ class HeadBackend(Backend):
         def answered(ok: bool, value: Any) -> None:  # a worker query, later
             peer.send(StateRows(req, value, None) if ok else StateRows(req, [], str(value)))
 
-        if self.client.answer_worker_query(message.kind, answered):
+        if self._answer_worker_query(message.kind, answered):
             return
         try:
             rows = self.client.state_rows(message.kind)
