@@ -15,9 +15,11 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
+from testkit import wait_for
 
 from actorlib.backends.cluster import daemons
 from actorlib.backends.transport import tokens
+from actorlib.cluster_cli import query_status
 
 pytestmark = [
     pytest.mark.slow,  # starts a head, a node and driver interpreters
@@ -57,6 +59,8 @@ def one_cpu_cluster(tmp_path: os.PathLike[str]) -> Iterator[tuple[str, str]]:
     node = None
     try:
         node = daemons.start_node(root, token_file, address, name="only", num_cpus=1)
+        wait_for(lambda: len(query_status(address, token_file)["nodes"]) == 1,
+                 "the node to join", 30)
         yield address, token_file
     finally:
         daemons.stop_processes([p for p in (node, head) if p is not None])
