@@ -4,7 +4,8 @@ shows a worker's log tail, and its timeline page draws the tasks' spans.
 
 Chromium is Debian's ``chromium`` package (.ci/run installs it). Under CI (``CI`` set) a
 missing browser fails the test; elsewhere it skips, saying how to install it.
-``ACTORLIB_DASHBOARD_SCREENSHOT=path.png`` saves what the browser shows (docs/ has one).
+``ACTORLIB_DASHBOARD_SCREENSHOT=path.png`` saves what the browser shows (docs/ has them),
+and the log and timeline pages beside it (``path-logs.png``, ``path-timeline.png``).
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
         assert f"(chatty pid={chatty_pid}) chatty says hello" in tail, tail
         assert await page.evaluate("location.search") == f"?pid={chatty_pid}"
         assert await page.evaluate("document.getElementById('status').textContent") == "live"
+        if screenshot:
+            await page.screenshot(_beside(screenshot, "logs"))
 
         # The timeline page: a span per task attempt that ran, on its worker's row.
         await page.evaluate("document.querySelector('nav a[href=\"timeline\"]').click()")
@@ -164,11 +167,19 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
         labels = await page.evaluate(
             "Array.from(document.querySelectorAll('#spans text[data-row]'))"
             ".map(t => t.textContent)")
-        assert any(f"worker pid={chatty_pid}" in label for label in labels), labels
+        assert any(f"pid={chatty_pid}" in label for label in labels), labels
         assert await page.evaluate(
             "document.getElementById('download').getAttribute('href')"
         ) == "api/timeline?download=1"
+        if screenshot:
+            await page.screenshot(_beside(screenshot, "timeline"))
         assert page.errors == [], page.errors
+
+
+def _beside(screenshot: str, page: str) -> str:
+    """``docs/dashboard.png`` -> ``docs/dashboard-logs.png``: the other pages' shots."""
+    path = Path(screenshot)
+    return str(path.with_name(f"{path.stem}-{page}{path.suffix}"))
 
 
 def test_the_page_shows_a_workload_and_follows_it(chromium: str, tmp_path: Path) -> None:

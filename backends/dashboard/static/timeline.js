@@ -3,7 +3,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const LABEL_W = 230;
+const LABEL_W = 260;
 const WIDTH = 1000;
 const ROW_H = 18;
 let loads = 0;
@@ -48,7 +48,10 @@ function draw(events) {
     const [pid, tid] = key.split("/");
     const y = i * ROW_H;
     chart.append(svg("line", { class: "grid", x1: 0, x2: WIDTH, y1: y + ROW_H, y2: y + ROW_H }));
-    const label = (names[pid] || `pid ${pid}`) + (tid !== "0" ? ` · lane ${tid}` : "");
+    // "worker pid=4242, node=1f2e3d4c5b6a7988" -> "pid=4242, node=1f2e3d4c…": fits the column.
+    const name = (names[pid] || `pid=${pid}`).replace(/^worker /, "")
+      .replace(/node=(\w{8})\w+/, "node=$1…");
+    const label = name + (tid !== "0" ? ` · lane ${tid}` : "");
     chart.append(svg("text", { x: 4, y: y + 13, "data-row": key }, label));
   });
   for (const s of spans) {
