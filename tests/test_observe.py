@@ -253,3 +253,25 @@ def test_stack_files_of_dead_processes_are_swept(tmp_path):
     (tmp_path / f"{os.getpid()}.txt").write_text("")
     stacks.sweep(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{os.getpid()}.txt"]
+
+
+@pytest.mark.slow  # an interpreter of its own
+def test_recording_can_be_switched_off_to_measure_its_cost():
+    """``_ACTORLIB_TASK_EVENTS=0`` (for ``actorlib bench`` pairs only): no times, no ended
+    tasks remembered; the work itself is the same."""
+    script = (
+        "import actorlib\n"
+        "from actorlib.util import state\n"
+        "actorlib.init(backend='thread')\n"
+        "f = actorlib.remote(lambda x: x + 1)\n"
+        "assert actorlib.get([f.remote(i) for i in range(5)]) == [1, 2, 3, 4, 5]\n"
+        "print(len(state.list_tasks(filters=[('state', '=', 'FINISHED')])))\n"
+        "actorlib.shutdown()\n"
+    )
+    counts = {}
+    for value in ("1", "0"):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=T, env={**os.environ, "_ACTORLIB_TASK_EVENTS": value})
+        assert out.returncode == 0, out.stderr
+        counts[value] = int(out.stdout.split()[-1])
+    assert counts == {"1": 5, "0": 0}
