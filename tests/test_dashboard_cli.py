@@ -55,6 +55,21 @@ def test_the_head_serves_the_dashboard_behind_the_cluster_token(tmp_env: dict[st
         assert body["source"].startswith("cluster head 127.0.0.1:")
         status, page, _ = get(url, "")
         assert status == 200 and "<canvas" in page
+
+        # A worker's log, read by the head from its node.
+        script = ("import os, actorlib\nactorlib.init(address='auto')\n"
+                  "f = actorlib.remote(lambda: (print('seen by the head'), os.getpid())[1])\n"
+                  "print('pid', actorlib.get(f.remote()))\nactorlib.shutdown()\n")
+        ran = subprocess.run([sys.executable, "-c", script], env=tmp_env, capture_output=True,
+                             text=True, timeout=T)
+        assert ran.returncode == 0, ran.stderr
+        pid = int(ran.stdout.split("pid ")[-1])
+        status, files, _ = get(url, "api/logs")
+        assert status == 200 and pid in {row["pid"] for row in files["rows"]}, files
+        status, tail, _ = get(url, f"api/logs/{pid}")
+        assert status == 200 and "seen by the head" in tail["text"], tail
+        status, _, _ = get(url, f"api/logs/{pid}", token=None)
+        assert status == 401
     finally:
         stopped = cli(tmp_env, "stop")
         assert stopped.returncode == 0, stopped.stderr
