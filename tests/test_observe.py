@@ -275,3 +275,16 @@ def test_recording_can_be_switched_off_to_measure_its_cost():
         assert out.returncode == 0, out.stderr
         counts[value] = int(out.stdout.split()[-1])
     assert counts == {"1": 5, "0": 0}
+
+
+def test_questions_about_workers_are_parsed_or_refused_clearly():
+    from actorlib.core.state import MAX_LOG_TAIL, worker_query
+
+    assert worker_query("tasks") is None  # a plain kind
+    assert worker_query("stack:42") == ("stack", 42, 0)
+    assert worker_query("logs") == ("logs", 0, 0)
+    assert worker_query(f"log:42:{MAX_LOG_TAIL}") == ("log", 42, MAX_LOG_TAIL)
+    for bad in ("stack:", "stack:x", "stack:0", "logs:3", "log:42", "log:42:0",
+                f"log:42:{MAX_LOG_TAIL + 1}", "log:-1:10", "stack:../../etc"):
+        with pytest.raises(ValueError, match="stack:PID, logs or log:PID:BYTES"):
+            worker_query(bad)
