@@ -191,6 +191,12 @@ class Backend(ABC):
     runtime_env_files: frozenset[str] = frozenset()
     #: Where its workers keep their log files (``init(log_dir=)``, a node's logs/), if anywhere.
     worker_log_dir: str | None = None
+    #: Whether the core may run on other threads than its loop's (one at a time, under
+    #: the core's lock): the thread that submits work or reports its end then runs the
+    #: core's handlers itself, without a hop through the loop thread. Only for a backend
+    #: whose methods (but ``start`` and ``stop``) any thread may call, and whose threads
+    #: report a task's or call's end holding no lock its methods take.
+    runs_core_inline: bool = False
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
