@@ -492,6 +492,10 @@ def test_stack_of_a_worker_on_another_node_comes_through_the_head(
 
         task = wait_for(running, "the task to run on right", 30)
         assert task["node_id"] == "right"
+        # Worker rows come with the nodes' heartbeats (once a second): wait for this one.
+        wait_for(lambda: any(task["task_id"] in w["current_task_ids"]
+                             for w in state.list_workers(detail=True)),
+                 "the node's heartbeat to list the task", 30)
         elsewhere = os.path.join(str(tmp_path), "elsewhere")
         os.mkdir(elsewhere, 0o700)
         env = {**os.environ, "XDG_RUNTIME_DIR": "", "TMPDIR": elsewhere}
