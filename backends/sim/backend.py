@@ -145,6 +145,7 @@ class SimBackend(Steps, Backend):
     async def stop(self) -> None:
         global _current
         self._stopping = True
+        self._give_back()  # the core's loop runs what is left, and the shutdown's reports
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
@@ -232,7 +233,11 @@ class SimBackend(Steps, Backend):
             try:
                 return self._drive(lock, timeout, ids, asynchronous)
             finally:
-                self._give_back()
+                if self._idle_thread is not None:
+                    self._give_back()  # the idle driver may borrow it next
+                # Else the driver keeps the core between its drives: its submissions
+                # only queue (no wake-up of the core's loop, no thread running beside
+                # it), and its next drive runs them in one batch.
                 self._last_drive = time.monotonic()
 
     def _drive(

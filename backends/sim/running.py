@@ -59,11 +59,13 @@ class Box:
 
 
 class SimTask:
-    __slots__ = ("box", "ctx", "label", "loop", "run", "worker")
+    __slots__ = ("box", "ctx", "item", "label", "loop", "run", "worker")
 
     def __init__(self, run: TaskRun, label: str) -> None:
         self.run = run
         self.label = label
+        #: Its "starts" step, made once (listed at every turn until it starts).
+        self.item: Any = None
         self.worker: SimWorker | None = None
         self.ctx: ExecutionContext | None = None
         self.box = Box()
@@ -82,6 +84,9 @@ class SimHost:
         self.state = "new"  # new -> constructing -> ready -> dead
         self.instance: Any = None
         self.queues: dict[int, collections.deque[CallRun]] = {}
+        #: call id -> its step (made once, when queued): listed at every turn it heads
+        #: its caller's queue, until it starts.
+        self.items: dict[int, Any] = {}
         self.running: dict[int, Any] = {}  # call id -> worker (sync) or asyncio task
         self.runs: dict[int, CallRun] = {}  # call id -> the call, while it runs
         self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
@@ -153,10 +158,11 @@ class Running(Choosing):
             try:
                 fn = self.code.load(spec.function)
                 args, kwargs = build_args(spec.args, run.deps)
-                with env_vars(spec.env_vars):
-                    result = fn(*args, **kwargs)
-                    if asyncio.iscoroutine(result):
-                        result = self._run_coroutine(task, result)
+                if spec.env_vars:
+                    with env_vars(spec.env_vars):
+                        result = self._call_task(task, fn, args, kwargs)
+                else:  # the common case, without a context manager's cost on every task
+                    result = self._call_task(task, fn, args, kwargs)
                 box.result = result
             except Unwind:
                 raise
@@ -176,6 +182,12 @@ class Running(Choosing):
                 )
         finally:
             current_execution.reset(token)
+
+    def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        if asyncio.iscoroutine(result):
+            result = self._run_coroutine(task, result)
+        return result
 
     def _run_coroutine(self, task: SimTask, coro: Any) -> Any:
         """An ``async def`` task: its own loop, stepped here; paused while nothing is ready."""
@@ -273,6 +285,7 @@ class Running(Choosing):
         if not queue:
             del host.queues[caller]
         spec = run.spec
+        host.items.pop(spec.call_id, None)
         if spec.call_id in host.cancelled:
             host.cancelled.discard(spec.call_id)
             self._reply(spec, error_outcome(spec.call_id, spec.attempt, TaskCancelledError(),
@@ -422,6 +435,7 @@ class Running(Choosing):
             return
         host.state = "dead"
         host.queues.clear()
+        host.items.clear()
         paused = [w for w in self._workers if w.owner is host and w.wait is not None]
         for worker in paused:
             self._unwind(worker)

@@ -54,13 +54,16 @@ class Steps(Running):
                     functools.partial(self._resume, worker, True),
                 ))
         for task in self._pending.values():
-            spec = task.run.spec
-            items.append((
-                ("task", spec.task_id, spec.attempt),
-                f"task {task.label} starts"
-                + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
-                functools.partial(self._start_task, task),
-            ))
+            item = task.item
+            if item is None:
+                spec = task.run.spec
+                item = task.item = (
+                    ("task", spec.task_id, spec.attempt),
+                    f"task {task.label} starts"
+                    + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
+                    functools.partial(self._start_task, task),
+                )
+            items.append(item)
         for host in self._hosts.values():
             self._host_items(host, items)
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
@@ -105,16 +108,25 @@ class Steps(Running):
             return
         if host.state != "ready" or host.worker is not None:
             return
+        grouped = host.spec.concurrency_groups
+        made = host.items
         for caller, queue in host.queues.items():
             run = queue[0]
-            group = host.group_of(run.spec) if host.spec.concurrency_groups else ""
-            if group in host.limits and host.busy[group] >= host.limits[group]:
+            spec = run.spec
+            if grouped:
+                group = host.group_of(spec)
+                if group in host.limits and host.busy[group] >= host.limits[group]:
+                    continue
+            elif host.busy[""] >= host.limits[""]:
                 continue
-            items.append((
-                ("call", run.spec.call_id, run.spec.attempt),
-                f"{host.label}.{run.spec.method} from {self._caller(caller)}",
-                functools.partial(self._start_call, host, caller),
-            ))
+            item = made.get(spec.call_id)
+            if item is None:
+                item = made[spec.call_id] = (
+                    ("call", spec.call_id, spec.attempt),
+                    f"{host.label}.{spec.method} from {self._caller(caller)}",
+                    functools.partial(self._start_call, host, caller),
+                )
+            items.append(item)
         loop = host.loop
         if loop is not None:
             seen: set[asyncio.Task[Any]] = set()

@@ -186,7 +186,11 @@ class Baton:
         (the driver, a worker, the idle driver) runs the core's work itself, where it
         would otherwise post to the core's loop and wait for it (two thread switches a
         step). Only the baton's holder runs, so the core still has one owner at a time."""
-        self._borrow_ident = _thread.get_ident()
+        ident = _thread.get_ident()
+        if self._lent and self._borrow_ident == ident:
+            return  # kept from this thread's last drive (see ``SimBackend._blocking_wait``)
+        self._give_back()  # kept by another thread (a driver that has gone)
+        self._borrow_ident = ident
         for _ in range(3):  # a post from a thread outside the simulation may race it
             self._quiesce()
             if self._core.lend(self._is_ours):
