@@ -46,12 +46,14 @@ from actorlib.backends.sim.errors import (
     StepBudgetExceeded,
 )
 from actorlib.backends.sim.loop import run_handle, task_of
-from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome
+from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
+from actorlib.backends.sim.store import SimStore, node_of
 from actorlib.backends.sim.threads import Posting, Wait
 from actorlib.backends.thread import this_process
 from actorlib.core import waiting
+from actorlib.core.execution_context import ExecutionContext
 from actorlib.core.ids import id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
 from actorlib.exceptions import ActorDiedError
@@ -126,6 +128,10 @@ class SimBackend(Steps, Backend):
         if config.num_gpus:
             resources["GPU"] = float(config.num_gpus)
         resources.update({k: float(v) for k, v in config.resources.items()})
+        if settings.nodes < 1:
+            raise ValueError(f"the sim backend needs at least one node (nodes={settings.nodes})")
+        self.nodes = [node_name(i) for i in range(settings.nodes)]
+        self.store = SimStore(NODE_ID, self._sealed_by)
         thread_backend_started(config.options)  # tasks run in this process: prefix lines
         stacks.enable_in_driver()  # and `actorlib stack` asks this process
         self._previous_hook = waiting.blocking_wait
@@ -137,10 +143,21 @@ class SimBackend(Steps, Backend):
                 name="actorlib-sim-idle", daemon=True,
             )
             self._idle_thread.start()
-        return [NodeInfo(NODE_ID, resources, labels=dict(config.labels))]
+        return [NodeInfo(node, dict(resources), labels=dict(config.labels))
+                for node in self.nodes]
 
     def workers(self) -> list[dict[str, Any]]:
-        return this_process(NODE_ID)
+        return this_process(NODE_ID)  # every node's work runs in this one process
+
+    def locate(self, path: str) -> str | None:
+        node = node_of(path)
+        return node if node in self.nodes else None
+
+    def _sealed_by(self, ctx: ExecutionContext | None) -> str:
+        if ctx is None:
+            return "driver"
+        work = ctx.actor_id if ctx.actor_id is not None else ctx.task_id
+        return self._labels.get(work or 0, "driver")
 
     async def stop(self) -> None:
         global _current

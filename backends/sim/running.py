@@ -16,7 +16,6 @@ import collections
 import functools
 from typing import Any
 
-from actorlib.backends.base import ObjectStore
 from actorlib.backends.runner.user_code import (
     PID,
     CodeCache,
@@ -27,6 +26,7 @@ from actorlib.backends.runner.user_code import (
 )
 from actorlib.backends.sim.choosing import Choosing
 from actorlib.backends.sim.loop import Clock, SimLoop, run_handle, task_of
+from actorlib.backends.sim.store import SimStore
 from actorlib.backends.sim.threads import Posting, SimWorker, Unwind, Wait
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import id_hex
@@ -34,9 +34,13 @@ from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
 from actorlib.core.specs import DRIVER_CALLER, CallSpec
 from actorlib.exceptions import TaskCancelledError, WorkerCrashedError
 
-__all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome"]
+__all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome", "node_name"]
 
-NODE_ID = "sim-node-0"
+NODE_ID = "sim-node-0"  # the first node: the driver's
+
+
+def node_name(index: int) -> str:
+    return f"sim-node-{index}"
 
 
 
@@ -101,8 +105,9 @@ class SimHost:
 
     def context(self, call_id: int | None = None) -> ExecutionContext:
         return ExecutionContext(
-            NODE_ID, task_id=call_id, actor_id=self.spec.actor_id, gpu_ids=self.start.gpu_ids,
-            namespace=self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
+            self.start.node_id, task_id=call_id, actor_id=self.spec.actor_id,
+            gpu_ids=self.start.gpu_ids, namespace=self.spec.namespace, spec=self.spec,
+            incarnation=self.incarnation,
         )
 
     def group_of(self, spec: CallSpec) -> str:
@@ -116,7 +121,8 @@ class Running(Choosing):
     """The tasks and actor incarnations of the run, and the steps that run their code."""
 
     events: Posting
-    store: ObjectStore
+    store: SimStore
+    nodes: list[str]  # the nodes alive, the driver's first
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,6 +132,9 @@ class Running(Choosing):
         self._hosts: dict[int, SimHost] = {}  # actor id -> current incarnation
         self._labels: dict[int, str] = {DRIVER_CALLER: "driver"}
         self._counts: collections.Counter[str] = collections.Counter()
+        #: Replies held back by ``delay_reply`` faults: key -> (step name, delivery).
+        self._delayed: dict[tuple[str, int], tuple[str, Any]] = {}
+        self._delays = 0
 
     def _new_label(self, name: str) -> str:
         self._counts[name] += 1
@@ -148,7 +157,7 @@ class Running(Choosing):
         run = task.run
         spec = run.spec
         ctx = task.ctx = ExecutionContext(
-            NODE_ID, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
+            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
             spec=spec,
         )
         token = current_execution.set(ctx)
@@ -224,22 +233,22 @@ class Running(Choosing):
         box = task.box
         outcome = box.outcome
         assert outcome is not None
-        if self._choose_fault(f"worker running {task.label} dies before its reply"):
+        if self._choose_fault(self.faults.drop_before_reply,
+                              f"worker running {task.label} dies before its reply"):
             self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(
                 "the simulator killed the worker before it replied"
             ))
-        else:
-            self.events.task_finished(outcome)
-        box.result = None
+            box.result = None
+            return
+        self._send(f"task {task.label}", self.events.task_finished, outcome, box)
 
-    def _kill_task(self, task: SimTask) -> None:
+    def _kill_task(self, task: SimTask, why: str = "the simulator killed the worker running it",
+                   ) -> None:
         spec = task.run.spec
         if task.worker is not None:
             self._unwind(task.worker)
         self._started.pop(spec.task_id, None)
-        self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(
-            "the simulator killed the worker running it"
-        ))
+        self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
 
     def _construct(self, host: SimHost) -> None:
         host.state = "constructing"
@@ -359,11 +368,27 @@ class Running(Choosing):
     def _deliver(self, host: SimHost, run: CallRun, box: Box) -> None:
         outcome = box.outcome
         assert outcome is not None
-        if self._choose_fault(f"{host.label} dies before replying to {run.spec.method}"):
+        if self._choose_fault(self.faults.drop_before_reply,
+                              f"{host.label} dies before replying to {run.spec.method}"):
             self._kill_actor(host)
             return
-        self.events.call_finished(outcome)
-        box.result = None
+        self._send(f"{host.label}.{run.spec.method} to {self._caller(run.spec.caller_id)}",
+                   self.events.call_finished, outcome, box)
+
+    def _send(self, what: str, report: Any, outcome: Outcome, box: Box) -> None:
+        """Report ``outcome`` to the core now, or (a ``delay_reply`` fault) hold it back
+        as a step of its own, delivered when the scheduler picks it."""
+        if not self._choose_fault(self.faults.delay_reply, f"reply of {what} delayed"):
+            report(outcome)
+            box.result = None
+            return
+        self._delays += 1
+
+        def deliver() -> None:
+            report(outcome)
+            box.result = None  # kept alive until its reply is out
+
+        self._delayed[("reply", self._delays)] = (f"reply of {what} delivered", deliver)
 
     async def _call_async(self, host: SimHost, run: CallRun, box: Box, group: str) -> None:
         spec = run.spec
@@ -420,14 +445,35 @@ class Running(Choosing):
                 break
             self._deliver(host, run, box)
 
-    def _kill_actor(self, host: SimHost) -> None:
+    def _kill_actor(self, host: SimHost, why: str = "the simulator killed the actor's worker",
+                    ) -> None:
         actor_id, incarnation = host.spec.actor_id, host.incarnation
         if self._hosts.get(actor_id) is host:
             del self._hosts[actor_id]
         self._dispose(host)
-        self.events.actor_died(actor_id, incarnation, WorkerCrashedError(
-            "the simulator killed the actor's worker"
-        ))
+        self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
+
+    def _lose_node(self, node: str) -> None:
+        """Every worker of ``node`` dies at once: its tasks crash (started or not), its
+        actors die, the values its store held are lost; then the node is gone."""
+        self.nodes.remove(node)
+        why = f"the simulator lost node {node}"
+        for task in [t for t in self._started.values() if t.run.node_id == node]:
+            self._kill_task(task, why)
+        for task in [t for t in self._pending.values() if t.run.node_id == node]:
+            spec = task.run.spec
+            del self._pending[spec.task_id]
+            self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
+        for host in [h for h in self._hosts.values() if h.start.node_id == node]:
+            self._kill_actor(host, why)
+        paths = self.store.on_node(node)
+        if paths:
+            self.events.objects_lost(self.store.lose(paths), why)
+        self.events.node_removed(node)
+
+    def _lose_object(self, paths: list[str]) -> None:
+        """A value in a node's store vanishes (its bytes are gone; its refs live on)."""
+        self.events.objects_lost(self.store.lose(set(paths)), "the simulator lost it")
 
     def _dispose(self, host: SimHost) -> None:
         """The incarnation is gone: end whatever of its user code is paused, drop the rest."""

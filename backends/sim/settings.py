@@ -47,6 +47,9 @@ class SimSettings:
     #: (a program that waits on something else, a ``concurrent.futures`` future, a lock,
     #: ``time.sleep``, still progresses), at the price of exact replay.
     idle_drive: float = 0.0
+    #: Simulated nodes, each with the resources ``init`` asks for (``num_cpus``, ...).
+    #: The driver runs on the first; a ``lose_node`` fault takes one of the others.
+    nodes: int = 1
 
 
 def settings_from_env() -> SimSettings:
@@ -56,7 +59,8 @@ def settings_from_env() -> SimSettings:
     if replay:
         choices = ReplayChoices(replay)
         return SimSettings(choices=choices, faults=choices.faults, max_steps=max_steps,
-                           explore_time=choices.explore_time, idle_drive=idle_drive)
+                           explore_time=choices.explore_time, idle_drive=idle_drive,
+                           nodes=choices.nodes)
     return SimSettings(choices=RandomChoices(_number(SEED_ENV, int, 0)),
                        max_steps=max_steps, idle_drive=idle_drive)
 

@@ -66,6 +66,8 @@ class Steps(Running):
             items.append(item)
         for host in self._hosts.values():
             self._host_items(host, items)
+        for key, (name, deliver) in self._delayed.items():
+            items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
         if wake is not None and wake > now:
             items.append((("clock", wake), f"time advances to {wake:g}s",
@@ -86,6 +88,18 @@ class Steps(Running):
                             f"actor {host.label} killed (its worker died)",
                             functools.partial(self._kill_actor, host),
                         ))
+            if self.faults.lose_node:
+                for node in self.nodes[1:]:  # never the driver's
+                    faults.append((
+                        ("node", node), f"node {node} lost (its workers died)",
+                        functools.partial(self._lose_node, node),
+                    ))
+            if self.faults.lose_object:
+                for first, paths, name in self.store.stored():
+                    faults.append((
+                        ("object", first), f"{name} lost",
+                        functools.partial(self._lose_object, paths),
+                    ))
         born = self._born
         keep = {}
         for key, _, _ in items:
@@ -143,6 +157,10 @@ class Steps(Running):
                     ("step", host.spec.actor_id, host.incarnation, serial),
                     f"{name} resumes", functools.partial(self._async_step, host, task),
                 ))
+
+    def _deliver_late(self, key: tuple[str, int], deliver: Any) -> None:
+        del self._delayed[key]
+        deliver()
 
     def _next_wake(self) -> float | None:
         times: list[float] = []
