@@ -15,6 +15,7 @@ import pytest
 
 os.environ.setdefault("ACTORLIB_SIM_IDLE_DRIVE", "0.01")
 os.environ.setdefault("ACTORLIB_SIM_MAX_STEPS", "200000")
+os.environ.setdefault("ACTORLIB_SIM_PREEMPT", "0.05")
 
 REAL_TIME = "needs real time: the test measures wall-clock concurrency"
 PREEMPTION = (
@@ -30,17 +31,7 @@ HOLDS = (
 #: test name (all its parameters, or one: ``name[param]`` without the backend's id) ->
 #: why it does not apply to ``sim``.
 SKIPS: dict[str, str] = {
-    "test_cancel_running_sync_task": PREEMPTION,
     "test_bundle_resources_limit_the_work_in_it": REAL_TIME,
-    "test_remove_kills_actors_and_ends_tasks": PREEMPTION,
-    "test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel": PREEMPTION,
-    "test_soft_cancel_raises_keyboard_interrupt_in_the_task[False]": PREEMPTION,
-    "test_force_cancel_of_a_running_task_fails_it_at_once": PREEMPTION,
-    "test_short_tasks_do_not_wait_behind_a_long_one": HOLDS,
-    "test_cancel_a_task_waiting_for_a_cpu_leaves_the_running_ones": HOLDS,
-    "test_list_workers_shows_what_each_runs": HOLDS,
-    "test_stack_shows_a_task_blocked_in_time_sleep": HOLDS,
-    "test_queued_tasks_are_pending_demand": HOLDS,
     "test_example_runs[hyperparameter_search.py]": (
         "needs preemption: a trial trains without a yield point (no get), so one sim step "
         "runs it to the end and early stopping never lands; the example asserts it does"

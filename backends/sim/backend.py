@@ -123,6 +123,7 @@ class SimBackend(Steps, Backend):
         # sent from there (a worker must never switch to another worker).
         self._reply_on_controller = self.faults.drop_before_reply and self.faults.max_faults > 0
         self.invariants = list(settings.invariants)
+        self._preempt = settings.preempt
         cpus = config.num_cpus if config.num_cpus is not None else DEFAULT_CPUS
         resources = {"CPU": float(cpus), "memory": DEFAULT_MEMORY}
         if config.num_gpus:
@@ -188,6 +189,13 @@ class SimBackend(Steps, Backend):
             _current = None
 
     def _stop_everything(self) -> None:
+        deadline = time.monotonic() + 5
+        while self._detached() and time.monotonic() < deadline:
+            for worker in self._workers:  # preempted: let them come back to be ended
+                if worker.detached:
+                    self._interrupt(worker)
+            self._rejoined.wait(0.01)
+            self._rejoined.clear()
         for host in list(self._hosts.values()):
             self._dispose(host)
         self._hosts.clear()
@@ -287,6 +295,10 @@ class SimBackend(Steps, Backend):
                     if not items and not faults:
                         if asynchronous and _other_coroutines():
                             return True  # another coroutine of the driver's loop may end it
+                        waited = time.monotonic()
+                        if self._await_rejoin():  # preempted work runs on: it may end this
+                            self._pass_real_time(time.monotonic() - waited)
+                            continue
                         self._fail(DeadlockError(self._deadlock_report()))
                     if (asynchronous and self._idle_thread is not None and _only_time(items)
                             and _other_coroutines()):
@@ -460,6 +472,9 @@ class SimBackend(Steps, Backend):
             if task.loop is not None:
                 task.loop.fire_due()
         return ran
+
+    def _preempted(self, worker: Any) -> None:
+        self._record(f"{worker.label} preempted (runs on in real time)")
 
     # == reports ===========================================================================
 

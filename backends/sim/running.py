@@ -63,13 +63,16 @@ class Box:
 
 
 class SimTask:
-    __slots__ = ("box", "ctx", "item", "label", "loop", "run", "worker")
+    __slots__ = ("abandoned", "box", "ctx", "item", "label", "loop", "run", "worker")
 
     def __init__(self, run: TaskRun, label: str) -> None:
         self.run = run
         self.label = label
         #: Its "starts" step, made once (listed at every turn until it starts).
         self.item: Any = None
+        #: Ended for the core while its preempted worker still runs (force-cancelled,
+        #: killed): what it returns later is dropped.
+        self.abandoned = False
         self.worker: SimWorker | None = None
         self.ctx: ExecutionContext | None = None
         self.box = Box()
@@ -193,7 +196,7 @@ class Running(Choosing):
             current_execution.reset(token)
 
     def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
-        result = fn(*args, **kwargs)
+        result = self._user(fn, *args, **kwargs)
         if asyncio.iscoroutine(result):
             result = self._run_coroutine(task, result)
         return result
@@ -213,7 +216,7 @@ class Running(Choosing):
                     self._park(worker, Wait(lambda: bool(loop.ready_handles()), None, []))
                     continue
                 loop.take(handles[0])
-                run_handle(loop, handles[0])
+                self._user(run_handle, loop, handles[0])
             return runner.result()
         except Unwind:
             runner.cancel()
@@ -228,7 +231,7 @@ class Running(Choosing):
         spec = task.run.spec
         self._started.pop(spec.task_id, None)
         task.worker = None
-        if unwound:
+        if unwound or task.abandoned:
             return
         box = task.box
         outcome = box.outcome
@@ -245,8 +248,12 @@ class Running(Choosing):
     def _kill_task(self, task: SimTask, why: str = "the simulator killed the worker running it",
                    ) -> None:
         spec = task.run.spec
-        if task.worker is not None:
-            self._unwind(task.worker)
+        worker = task.worker
+        if worker is not None and worker.detached:  # preempted: it cannot be stopped
+            task.abandoned = True
+            self._interrupt(worker)
+        elif worker is not None:
+            self._unwind(worker)
         self._started.pop(spec.task_id, None)
         self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
 
@@ -265,7 +272,7 @@ class Running(Choosing):
             cls = self.code.load(spec.cls)
             args, kwargs = build_args(spec.args, host.start.deps)
             with env_vars(spec.env_vars):
-                host.instance = cls(*args, **kwargs)
+                host.instance = self._user(cls, *args, **kwargs)
             box.ok = True
         except Unwind:
             raise
@@ -341,9 +348,9 @@ class Running(Choosing):
             args, kwargs = build_args(spec.args, run.deps)
             if host.spec.env_vars:
                 with env_vars(host.spec.env_vars):
-                    box.result = method(*args, **kwargs)
+                    box.result = self._user(method, *args, **kwargs)
             else:  # the common case, without a context manager's cost on every call
-                box.result = method(*args, **kwargs)
+                box.result = self._user(method, *args, **kwargs)
             box.outcome = self._succeeded(spec, spec.call_id, box.result, name)
         except Unwind:
             raise
@@ -424,12 +431,11 @@ class Running(Choosing):
             host.tasks.get(task, host.label), host, bind=functools.partial(setattr, host, "worker"),
         )
 
-    @staticmethod
-    def _step_job(loop: SimLoop, task: asyncio.Task[Any]) -> None:
+    def _step_job(self, loop: SimLoop, task: asyncio.Task[Any]) -> None:
         for handle in loop.ready_handles():
             if task_of(handle) is task:
                 loop.take(handle)
-                run_handle(loop, handle)
+                self._user(run_handle, loop, handle)
                 return
 
     def _step_done(self, host: SimHost, task: asyncio.Task[Any], unwound: bool) -> None:
@@ -511,6 +517,19 @@ class Running(Choosing):
             if ctx is None:
                 return
             ctx.cancelled = True
+            worker = task.worker
+            if worker is not None and worker.detached:
+                # Preempted, in user code: KeyboardInterrupt there, as on the thread
+                # backend; forced, it also ends for everyone now (its thread may sit in a
+                # long C call) and what it returns later is dropped.
+                self._interrupt(worker)
+                if force:
+                    task.abandoned = True
+                    self._started.pop(id_, None)
+                    spec = task.run.spec
+                    self.events.task_finished(error_outcome(id_, spec.attempt,
+                                                             TaskCancelledError(), spec.name))
+                return
             if force and task.worker is not None and task.worker.wait is not None:
                 self._unwind(task.worker)
                 self._started.pop(id_, None)

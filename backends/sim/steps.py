@@ -69,7 +69,9 @@ class Steps(Running):
         for key, (name, deliver) in self._delayed.items():
             items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
-        if wake is not None and wake > now:
+        if wake is not None and wake > now and not (self._preempt > 0 and self._detached()):
+            # (With a preempted step running on, time moves at real time's pace instead:
+            # ``_pass_real_time``.)
             items.append((("clock", wake), f"time advances to {wake:g}s",
                           functools.partial(self._advance, wake)))
         if self.faults.any and self.faults_used < self.faults.max_faults:
@@ -181,6 +183,13 @@ class Steps(Running):
         if driver is not None and driver.deadline is not None:
             times.append(driver.deadline)
         return min(times) if times else None
+
+    def _pass_real_time(self, seconds: float) -> None:
+        """While preempted work runs on, virtual time moves as real time does (up to the
+        next timer): a timeout it outlasts still fires, no sooner than in real time."""
+        wake = self._next_wake()
+        if wake is not None and wake > self.clock.now:
+            self.clock.now = min(wake, self.clock.now + seconds)
 
     def _advance(self, when: float) -> None:
         self.clock.now = max(self.clock.now, when)
