@@ -40,10 +40,7 @@ SKIPS: dict[str, str] = {
 
 
 #: Whole modules whose subject the sim backend does not simulate yet, with the reason.
-SKIPPED_MODULES: dict[str, str] = {
-    "test_generators.py": "generators are not simulated yet (their work fails with "
-    "NotImplementedError on sim)",
-}
+SKIPPED_MODULES: dict[str, str] = {}
 
 
 def mark(item: pytest.Item, backend: str | None) -> None:

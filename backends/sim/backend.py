@@ -119,9 +119,13 @@ class SimBackend(Steps, Backend):
         self.settings = settings
         self.source = settings.choices
         self.faults = settings.faults
-        # A reply may be dropped (a fault): decided on the controller, so replies are
-        # sent from there (a worker must never switch to another worker).
-        self._reply_on_controller = self.faults.drop_before_reply and self.faults.max_faults > 0
+        # A reply may be dropped or delayed (a fault): decided on the controller, so
+        # replies are sent from there (a worker must never switch to another worker, and
+        # what the choice source raises, hypothesis's end of data say, must reach the
+        # driver).
+        self._reply_on_controller = (
+            self.faults.drop_before_reply or self.faults.delay_reply
+        ) and self.faults.max_faults > 0
         self.invariants = list(settings.invariants)
         self._preempt = settings.preempt
         cpus = config.num_cpus if config.num_cpus is not None else DEFAULT_CPUS
@@ -232,7 +236,9 @@ class SimBackend(Steps, Backend):
         self._commands.append(("cancel", id, force))
 
     def items_consumed(self, id: int, consumed: int) -> None:
-        """Never needed: this backend produces no streams (see ``running.no_generators``)."""
+        """The consumer of the stream ``id`` produces has taken ``consumed`` items: a
+        producer paused by backpressure may go on (its wait is ready)."""
+        self.gates.consumed(id, consumed)
 
     # == the controller: the test's thread, blocked in get ==================================
 
@@ -468,7 +474,7 @@ class SimBackend(Steps, Backend):
                 loop.take(handle)
                 run_handle(loop, handle)
                 ran = self._posted = True
-        for task in self._started.values():
+        for task in [*self._started.values(), *self._call_loops]:
             if task.loop is not None:
                 task.loop.fire_due()
         return ran

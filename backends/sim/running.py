@@ -11,11 +11,14 @@ while the controller (:mod:`actorlib.backends.sim.backend`) only decides what ru
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import functools
+import inspect
 from typing import Any
 
+from actorlib.backends.runner.streaming import Gates, Producer, exactly, is_generator
 from actorlib.backends.runner.user_code import (
     PID,
     CodeCache,
@@ -44,12 +47,67 @@ def node_name(index: int) -> str:
 
 
 
-def no_generators(spec: Any) -> None:
-    """Generator tasks and calls are not simulated: their work fails with this error."""
-    if spec.generator:
-        raise NotImplementedError(
-            f"the sim backend does not run num_returns={spec.generator!r} generators"
-        )
+class SimProducer(Producer):
+    """A generator's items under the simulator: each item a step of its own (the producer
+    pauses after each, to be resumed when the scheduler picks it), and backpressure a
+    wait the scheduler sees, instead of a thread blocked on a condition."""
+
+    def __init__(self, sim: Running, spec: Any, work_id: int, name: str) -> None:
+        super().__init__(spec, work_id, name, sim.events, sim.store, sim.gates)
+        self.sim = sim
+
+    def drain(self, gen: Any) -> Any:
+        sim = self.sim
+        worker = sim._by_ident[_thread.get_ident()]
+        threshold = self._threshold()
+        gate = self.gates.open(self.work_id)
+        try:
+            index = 0
+            while True:
+                try:
+                    item = sim._user(next, gen)
+                except StopIteration:
+                    break
+                self._emit(index, item)
+                index += 1
+                sim._park(worker, Wait(
+                    lambda n=index: threshold <= 0 or n - gate.consumed < threshold, None, [],
+                ))
+                ctx = current_execution.get()
+                if ctx is not None and ctx.cancelled:  # cancelled between two items
+                    gen.close()
+                    raise TaskCancelledError(f"{self.name} was cancelled.")
+        finally:
+            self.gates.close(self.work_id)
+        return self._result()
+
+    async def drain_async(self, gen: Any) -> Any:
+        self.check(gen)
+        if not inspect.isasyncgen(gen):
+            return self.drain(gen)
+        threshold = self._threshold()
+        gate = self.gates.open(self.work_id)
+        try:
+            index = 0
+            async for item in gen:
+                self._emit(index, item)
+                index += 1
+                if threshold > 0:
+                    await gate.wait_async(index, threshold)
+                await asyncio.sleep(0)  # each item a step of its own
+        finally:
+            self.gates.close(self.work_id)
+        return self._result()
+
+
+class CallLoop:
+    """The loop of an async generator a sync actor's method returned, while it runs."""
+
+    __slots__ = ("loop", "worker")
+
+    def __init__(self, worker: SimWorker | None) -> None:
+        self.loop: SimLoop | None = None
+        self.worker = worker
 
 class Box:
     """What a job produced: its outcome, and the result kept alive until it is out."""
@@ -138,6 +196,8 @@ class Running(Choosing):
         #: Replies held back by ``delay_reply`` faults: key -> (step name, delivery).
         self._delayed: dict[tuple[str, int], tuple[str, Any]] = {}
         self._delays = 0
+        self.gates = Gates()  # the streams of generator tasks and calls, by producer
+        self._call_loops: set[CallLoop] = set()  # async generators of sync actors' calls
 
     def _new_label(self, name: str) -> str:
         self._counts[name] += 1
@@ -197,12 +257,28 @@ class Running(Choosing):
 
     def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
         result = self._user(fn, *args, **kwargs)
-        if asyncio.iscoroutine(result):
+        if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
             result = self._run_coroutine(task, result)
+        spec = task.run.spec
+        if spec.generator or is_generator(result):
+            result = self._generated(spec, spec.task_id, spec.name, result, task)
         return result
 
-    def _run_coroutine(self, task: SimTask, coro: Any) -> Any:
-        """An ``async def`` task: its own loop, stepped here; paused while nothing is ready."""
+    def _generated(self, spec: Any, work_id: int, name: str, result: Any,
+                   holder: SimTask | CallLoop) -> Any:
+        """A generator's result, driven here: its items out one step at a time
+        (``num_returns="streaming"``/``"dynamic"``), or exactly ``num_returns`` values."""
+        if not spec.generator:
+            return exactly(result, spec.num_returns, name, self.store)
+        producer = SimProducer(self, spec, work_id, name)
+        producer.check(result)
+        if inspect.isasyncgen(result):
+            return self._run_coroutine(holder, producer.drain_async(result))
+        return producer.drain(result)
+
+    def _run_coroutine(self, task: SimTask | CallLoop, coro: Any) -> Any:
+        """An ``async def`` task (or an async generator): its own loop, stepped here;
+        paused while nothing is ready."""
         loop = task.loop = SimLoop(self.clock)
         worker = task.worker
         assert worker is not None
@@ -334,8 +410,7 @@ class Running(Choosing):
 
     def _succeeded(self, spec: Any, work_id: int, result: Any, name: str) -> Outcome:
         """The outcome of a step that returned ``result``, packed as the real runners pack
-        it (generators are not simulated: see :func:`no_generators`)."""
-        no_generators(spec)
+        it (a generator's items are out already: see :class:`SimProducer`)."""
         values = pack_results(result, spec.num_returns, name, self.store)
         return Outcome(work_id, spec.attempt, values=values, pid=PID.value)
 
@@ -351,6 +426,8 @@ class Running(Choosing):
                     box.result = self._user(method, *args, **kwargs)
             else:  # the common case, without a context manager's cost on every call
                 box.result = self._user(method, *args, **kwargs)
+            if spec.generator or is_generator(box.result):
+                box.result = self._call_generated(spec, name, box.result)
             box.outcome = self._succeeded(spec, spec.call_id, box.result, name)
         except Unwind:
             raise
@@ -361,6 +438,16 @@ class Running(Choosing):
             )
         finally:
             current_execution.reset(token)
+
+    def _call_generated(self, spec: CallSpec, name: str, result: Any) -> Any:
+        """A sync or threaded actor's generator call (an async generator on a loop of its
+        own, made for the call)."""
+        holder = CallLoop(self._by_ident.get(_thread.get_ident()))
+        self._call_loops.add(holder)
+        try:
+            return self._generated(spec, spec.call_id, name, result, holder)
+        finally:
+            self._call_loops.discard(holder)
 
     def _call_done(
         self, host: SimHost, run: CallRun, box: Box, group: str, unwound: bool
@@ -405,8 +492,14 @@ class Running(Choosing):
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)
             result = method(*args, **kwargs)
-            if asyncio.iscoroutine(result):
+            if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
                 result = await result
+            if spec.generator or is_generator(result):
+                if spec.generator:
+                    result = await SimProducer(self, spec, spec.call_id, name).drain_async(
+                        result)
+                else:
+                    result = exactly(result, spec.num_returns, name, self.store)
             box.result = result
             box.outcome = self._succeeded(spec, spec.call_id, result, name)
         except Unwind:

@@ -171,7 +171,7 @@ class Steps(Running):
                 when = host.loop.next_timer()
                 if when is not None:
                     times.append(when)
-        for task in self._started.values():
+        for task in [*self._started.values(), *self._call_loops]:
             if task.loop is not None:
                 when = task.loop.next_timer()
                 if when is not None:

@@ -172,7 +172,7 @@ class Baton:
 
     # -- preemption (settings.preempt > 0) -------------------------------------------------
 
-    def _user(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _user(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run user code ``fn(*args, **kwargs)`` on this worker, preemptible when
         ``preempt`` > 0."""
         if self._preempt <= 0:
