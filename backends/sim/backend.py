@@ -46,7 +46,14 @@ from actorlib.backends.sim.errors import (
     StepBudgetExceeded,
 )
 from actorlib.backends.sim.loop import run_handle, task_of
-from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
+from actorlib.backends.sim.running import (
+    NODE_ID,
+    CallLoop,
+    SimHost,
+    SimTask,
+    error_outcome,
+    node_name,
+)
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
 from actorlib.backends.sim.store import SimStore, node_of
@@ -136,7 +143,7 @@ class SimBackend(Steps, Backend):
         if settings.nodes < 1:
             raise ValueError(f"the sim backend needs at least one node (nodes={settings.nodes})")
         self.nodes = [node_name(i) for i in range(settings.nodes)]
-        self.store = SimStore(NODE_ID, self._sealed_by)
+        self.store = self.sim_store = SimStore(NODE_ID, self._sealed_by)
         thread_backend_started(config.options)  # tasks run in this process: prefix lines
         stacks.enable_in_driver()  # and `actorlib stack` asks this process
         self._previous_hook = waiting.blocking_wait
@@ -474,7 +481,8 @@ class SimBackend(Steps, Backend):
                 loop.take(handle)
                 run_handle(loop, handle)
                 ran = self._posted = True
-        for task in [*self._started.values(), *self._call_loops]:
+        holders: list[SimTask | CallLoop] = [*self._started.values(), *self._call_loops]
+        for task in holders:
             if task.loop is not None:
                 task.loop.fire_due()
         return ran

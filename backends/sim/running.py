@@ -18,6 +18,7 @@ import functools
 import inspect
 from typing import Any
 
+from actorlib.backends.base import ObjectStore
 from actorlib.backends.runner.streaming import Gates, Producer, exactly, is_generator
 from actorlib.backends.runner.user_code import (
     PID,
@@ -37,7 +38,10 @@ from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
 from actorlib.core.specs import DRIVER_CALLER, CallSpec
 from actorlib.exceptions import TaskCancelledError, WorkerCrashedError
 
-__all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome", "node_name"]
+__all__ = [
+    "NODE_ID", "Box", "CallLoop", "Running", "SimHost", "SimProducer", "SimTask", "error_outcome",
+    "node_name",
+]
 
 NODE_ID = "sim-node-0"  # the first node: the driver's
 
@@ -71,7 +75,7 @@ class SimProducer(Producer):
                 self._emit(index, item)
                 index += 1
                 sim._park(worker, Wait(
-                    lambda n=index: threshold <= 0 or n - gate.consumed < threshold, None, [],
+                    functools.partial(_may_produce, gate, index, threshold), None, [],
                 ))
                 ctx = current_execution.get()
                 if ctx is not None and ctx.cancelled:  # cancelled between two items
@@ -98,6 +102,11 @@ class SimProducer(Producer):
         finally:
             self.gates.close(self.work_id)
         return self._result()
+
+
+def _may_produce(gate: Any, produced: int, threshold: int) -> bool:
+    """Whether a producer that has produced ``produced`` items may go on (backpressure)."""
+    return threshold <= 0 or produced - gate.consumed < threshold
 
 
 class CallLoop:
@@ -182,7 +191,8 @@ class Running(Choosing):
     """The tasks and actor incarnations of the run, and the steps that run their code."""
 
     events: Posting
-    store: SimStore
+    store: ObjectStore
+    sim_store: SimStore  # the same store, for what only the simulator asks of it
     nodes: list[str]  # the nodes alive, the driver's first
 
     def __init__(self) -> None:
@@ -312,6 +322,10 @@ class Running(Choosing):
         box = task.box
         outcome = box.outcome
         assert outcome is not None
+        if not self._reply_on_controller:  # no reply is dropped or delayed: the fast path
+            self.events.task_finished(outcome)
+            box.result = None
+            return
         if self._choose_fault(self.faults.drop_before_reply,
                               f"worker running {task.label} dies before its reply"):
             self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(
@@ -462,6 +476,10 @@ class Running(Choosing):
     def _deliver(self, host: SimHost, run: CallRun, box: Box) -> None:
         outcome = box.outcome
         assert outcome is not None
+        if not self._reply_on_controller:  # no reply is dropped or delayed: the fast path
+            self.events.call_finished(outcome)
+            box.result = None
+            return
         if self._choose_fault(self.faults.drop_before_reply,
                               f"{host.label} dies before replying to {run.spec.method}"):
             self._kill_actor(host)
@@ -565,14 +583,14 @@ class Running(Choosing):
             self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
         for host in [h for h in self._hosts.values() if h.start.node_id == node]:
             self._kill_actor(host, why)
-        paths = self.store.on_node(node)
+        paths = self.sim_store.on_node(node)
         if paths:
-            self.events.objects_lost(self.store.lose(paths), why)
+            self.events.objects_lost(self.sim_store.lose(paths), why)
         self.events.node_removed(node)
 
     def _lose_object(self, paths: list[str]) -> None:
         """A value in a node's store vanishes (its bytes are gone; its refs live on)."""
-        self.events.objects_lost(self.store.lose(set(paths)), "the simulator lost it")
+        self.events.objects_lost(self.sim_store.lose(set(paths)), "the simulator lost it")
 
     def _dispose(self, host: SimHost) -> None:
         """The incarnation is gone: end whatever of its user code is paused, drop the rest."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from actorlib.backends.sim.choosing import Item
 from actorlib.backends.sim.loop import task_of
-from actorlib.backends.sim.running import Running, SimHost
+from actorlib.backends.sim.running import CallLoop, Running, SimHost, SimTask
 from actorlib.backends.sim.threads import Wait
 
 __all__ = ["DRIVER_STEP", "Steps"]
@@ -97,7 +97,7 @@ class Steps(Running):
                         functools.partial(self._lose_node, node),
                     ))
             if self.faults.lose_object:
-                for first, paths, name in self.store.stored():
+                for first, paths, name in self.sim_store.stored():
                     faults.append((
                         ("object", first), f"{name} lost",
                         functools.partial(self._lose_object, paths),
@@ -171,7 +171,8 @@ class Steps(Running):
                 when = host.loop.next_timer()
                 if when is not None:
                     times.append(when)
-        for task in [*self._started.values(), *self._call_loops]:
+        holders: list[SimTask | CallLoop] = [*self._started.values(), *self._call_loops]
+        for task in holders:
             if task.loop is not None:
                 when = task.loop.next_timer()
                 if when is not None:

@@ -37,9 +37,9 @@ class SimStore(HeapStore):
         self.live: dict[str, tuple[list[str], str]] = {}
 
     def seal(self, obj: Serialized) -> Serialized:
-        obj = super().seal(obj)
-        if not obj.buffers:
+        if not obj.buffers:  # inline (the common case): nothing to keep
             return obj
+        obj = super().seal(obj)
         ctx = current_execution.get()
         node = ctx.node_id if ctx is not None and ctx.node_id else self._head
         who = self._label_of(ctx)
