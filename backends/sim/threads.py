@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import _thread
 import asyncio
-import ctypes
 import logging
 import threading
 from collections.abc import Callable
@@ -433,6 +432,7 @@ def _always() -> bool:
 
 def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
     """Raise ``exc`` in thread ``thread_id`` at its next bytecode (None: clear a pending one)."""
+    import ctypes  # here: only a preempted step's cancel needs it
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
     )
