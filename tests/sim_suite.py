@@ -33,8 +33,9 @@ HOLDS = (
 SKIPS: dict[str, str] = {
     "test_bundle_resources_limit_the_work_in_it": REAL_TIME,
     "test_example_runs[hyperparameter_search.py]": (
-        "needs preemption: a trial trains without a yield point (no get), so one sim step "
-        "runs it to the end and early stopping never lands; the example asserts it does"
+        "needs real time: a trial trains without a yield point (no get), so whether early "
+        "stopping lands depends on when real time preempts it (preempt), and a cancel that "
+        "arrives while it is between two preemptions is late; the example asserts both"
     ),
 }
 
