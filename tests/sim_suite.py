@@ -3,8 +3,10 @@
 The one place that says which shared tests do not apply to ``sim``, each with its reason
 (conftest marks them). Everything else runs unchanged. The suite's runtimes also run with
 the idle driver on (a test body that waits on a future, a lock or ``time.sleep`` still
-sees its work progress; see ``idle_drive`` in docs/testing.md) and a step budget, so a
-test that would hang fails fast with the simulator's report instead.
+sees its work progress; see ``idle_drive`` in docs/testing.md), preemption on (a task that
+spins in real time until the driver or a cancel releases it runs on beside the
+simulation; ``preempt``) and a step budget, so a test that would hang fails fast with the
+simulator's report instead.
 """
 
 from __future__ import annotations
@@ -18,16 +20,6 @@ os.environ.setdefault("ACTORLIB_SIM_MAX_STEPS", "200000")
 os.environ.setdefault("ACTORLIB_SIM_PREEMPT", "0.05")
 
 REAL_TIME = "needs real time: the test measures wall-clock concurrency"
-PREEMPTION = (
-    "needs preemption: a sync task spins in real time (time.sleep in a loop) until a "
-    "cancel interrupts it; sim runs one step at a time and takes a cancel between steps"
-)
-HOLDS = (
-    "needs preemption: a task polls the file system in real time until the driver "
-    "releases it; under sim it holds the one running slot, so the driver never runs to "
-    "release it"
-)
-
 #: test name (all its parameters, or one: ``name[param]`` without the backend's id) ->
 #: why it does not apply to ``sim``.
 SKIPS: dict[str, str] = {
