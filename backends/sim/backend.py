@@ -46,14 +46,7 @@ from actorlib.backends.sim.errors import (
     StepBudgetExceeded,
 )
 from actorlib.backends.sim.loop import run_handle, task_of
-from actorlib.backends.sim.running import (
-    NODE_ID,
-    CallLoop,
-    SimHost,
-    SimTask,
-    error_outcome,
-    node_name,
-)
+from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
 from actorlib.backends.sim.store import SimStore, node_of
@@ -126,6 +119,7 @@ class SimBackend(Steps, Backend):
         self.settings = settings
         self.source = settings.choices
         self.faults = settings.faults
+        self._faulty = settings.faults.any  # asked at every step: computed once
         # A reply may be dropped or delayed (a fault): decided on the controller, so
         # replies are sent from there (a worker must never switch to another worker, and
         # what the choice source raises, hypothesis's end of data say, must reach the
@@ -481,10 +475,12 @@ class SimBackend(Steps, Backend):
                 loop.take(handle)
                 run_handle(loop, handle)
                 ran = self._posted = True
-        holders: list[SimTask | CallLoop] = [*self._started.values(), *self._call_loops]
-        for task in holders:
+        for task in self._started.values():
             if task.loop is not None:
                 task.loop.fire_due()
+        for call in self._call_loops:
+            if call.loop is not None:
+                call.loop.fire_due()
         return ran
 
     def _preempted(self, worker: Any) -> None:

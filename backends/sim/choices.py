@@ -163,7 +163,10 @@ class FaultPlan:
 
     @property
     def any(self) -> bool:
-        return self.max_faults > 0 and any(getattr(self, name) for name, _ in _FAULT_LETTERS)
+        return self.max_faults > 0 and (
+            self.kill_worker or self.restart_actor or self.drop_before_reply
+            or self.delay_reply or self.lose_node or self.lose_object
+        )
 
 
 _FAULT_LETTERS = (

@@ -38,6 +38,7 @@ class Choosing(Baton):
         self._born: dict[Any, int] = {}
         self._births = 0
         self._failure: SimulationError | None = None
+        self._faulty = False  # the fault plan allows any fault (``faults.any``)
         self.steps = 0
         self.faults_used = 0
         self.choices_made: list[int] = []

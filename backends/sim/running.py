@@ -391,7 +391,7 @@ class Running(Choosing):
         if not queue:
             del host.queues[caller]
         spec = run.spec
-        host.items.pop(spec.call_id, None)
+        item = host.items.pop(spec.call_id, None)
         if spec.call_id in host.cancelled:
             host.cancelled.discard(spec.call_id)
             self._reply(spec, error_outcome(spec.call_id, spec.attempt, TaskCancelledError(),
@@ -406,7 +406,9 @@ class Running(Choosing):
             return
         host.busy[group] += 1
         host.runs[spec.call_id] = run
-        name = f"{host.label}.{spec.method} from {self._caller(caller)}"
+        name = item[1] if item is not None else (
+            f"{host.label}.{spec.method} from {self._caller(caller)}"
+        )
         if host.loop is None:
             box = Box()
             self._launch(

@@ -74,7 +74,7 @@ class Steps(Running):
             # ``_pass_real_time``.)
             items.append((("clock", wake), f"time advances to {wake:g}s",
                           functools.partial(self._advance, wake)))
-        if self.faults.any and self.faults_used < self.faults.max_faults:
+        if self._faulty and self.faults_used < self.faults.max_faults:
             if self.faults.kill_worker:
                 for task in self._started.values():
                     if task.worker is not None and task.worker.wait is not None:
@@ -104,14 +104,17 @@ class Steps(Running):
                     ))
         born = self._born
         keep = {}
+        births = self._births
         for key, _, _ in items:
             age = born.get(key)
             if age is None:
-                age = self._births
-                self._births += 1
+                age = births
+                births += 1
             keep[key] = age
+        self._births = births
         self._born = keep
-        items.sort(key=lambda item: keep[item[0]])
+        if len(items) > 1:
+            items.sort(key=lambda item: keep[item[0]])
         return items, faults
 
     def _host_items(self, host: SimHost, items: list[Item]) -> None:
