@@ -52,9 +52,10 @@ def node_name(index: int) -> str:
 
 
 class SimProducer(Producer):
-    """A generator's items under the simulator: each item a step of its own (the producer
-    pauses after each, to be resumed when the scheduler picks it), and backpressure a
-    wait the scheduler sees, instead of a thread blocked on a condition."""
+    """A generator's items under the simulator: each item of a sync generator a step of
+    its own (the producer pauses after each, to be resumed when the scheduler picks it),
+    and backpressure a wait the scheduler sees, instead of a thread blocked on a
+    condition. An async generator runs as any coroutine: a step at each ``await``."""
 
     def __init__(self, sim: Running, spec: Any, work_id: int, name: str) -> None:
         super().__init__(spec, work_id, name, sim.events, sim.store, sim.gates)
@@ -81,24 +82,6 @@ class SimProducer(Producer):
                 if ctx is not None and ctx.cancelled:  # cancelled between two items
                     gen.close()
                     raise TaskCancelledError(f"{self.name} was cancelled.")
-        finally:
-            self.gates.close(self.work_id)
-        return self._result()
-
-    async def drain_async(self, gen: Any) -> Any:
-        self.check(gen)
-        if not inspect.isasyncgen(gen):
-            return self.drain(gen)
-        threshold = self._threshold()
-        gate = self.gates.open(self.work_id)
-        try:
-            index = 0
-            async for item in gen:
-                self._emit(index, item)
-                index += 1
-                if threshold > 0:
-                    await gate.wait_async(index, threshold)
-                await asyncio.sleep(0)  # each item a step of its own
         finally:
             self.gates.close(self.work_id)
         return self._result()
