@@ -19,7 +19,7 @@ import inspect
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
-from actorlib.backends.runner.streaming import Gates, Producer, exactly, is_generator
+from actorlib.backends.runner.streaming import Gates, exactly, is_generator
 from actorlib.backends.runner.user_code import (
     PID,
     CodeCache,
@@ -29,6 +29,7 @@ from actorlib.backends.runner.user_code import (
     pack_results,
 )
 from actorlib.backends.sim.choosing import Choosing
+from actorlib.backends.sim.generators import CallLoop, SimProducer
 from actorlib.backends.sim.loop import Clock, SimLoop, run_handle, task_of
 from actorlib.backends.sim.store import SimStore
 from actorlib.backends.sim.threads import Posting, SimWorker, Unwind, Wait
@@ -38,10 +39,7 @@ from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
 from actorlib.core.specs import DRIVER_CALLER, CallSpec
 from actorlib.exceptions import TaskCancelledError, WorkerCrashedError
 
-__all__ = [
-    "NODE_ID", "Box", "CallLoop", "Running", "SimHost", "SimProducer", "SimTask", "error_outcome",
-    "node_name",
-]
+__all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome", "node_name"]
 
 NODE_ID = "sim-node-0"  # the first node: the driver's
 
@@ -49,57 +47,6 @@ NODE_ID = "sim-node-0"  # the first node: the driver's
 def node_name(index: int) -> str:
     return f"sim-node-{index}"
 
-
-
-class SimProducer(Producer):
-    """A generator's items under the simulator: each item of a sync generator a step of
-    its own (the producer pauses after each, to be resumed when the scheduler picks it),
-    and backpressure a wait the scheduler sees, instead of a thread blocked on a
-    condition. An async generator runs as any coroutine: a step at each ``await``."""
-
-    def __init__(self, sim: Running, spec: Any, work_id: int, name: str) -> None:
-        super().__init__(spec, work_id, name, sim.events, sim.store, sim.gates)
-        self.sim = sim
-
-    def drain(self, gen: Any) -> Any:
-        sim = self.sim
-        worker = sim._by_ident[_thread.get_ident()]
-        threshold = self._threshold()
-        gate = self.gates.open(self.work_id)
-        try:
-            index = 0
-            while True:
-                try:
-                    item = sim._user(next, gen)
-                except StopIteration:
-                    break
-                self._emit(index, item)
-                index += 1
-                sim._park(worker, Wait(
-                    functools.partial(_may_produce, gate, index, threshold), None, [],
-                ))
-                ctx = current_execution.get()
-                if ctx is not None and ctx.cancelled:  # cancelled between two items
-                    gen.close()
-                    raise TaskCancelledError(f"{self.name} was cancelled.")
-        finally:
-            self.gates.close(self.work_id)
-        return self._result()
-
-
-def _may_produce(gate: Any, produced: int, threshold: int) -> bool:
-    """Whether a producer that has produced ``produced`` items may go on (backpressure)."""
-    return threshold <= 0 or produced - gate.consumed < threshold
-
-
-class CallLoop:
-    """The loop of an async generator a sync actor's method returned, while it runs."""
-
-    __slots__ = ("loop", "worker")
-
-    def __init__(self, worker: SimWorker | None) -> None:
-        self.loop: SimLoop | None = None
-        self.worker = worker
 
 class Box:
     """What a job produced: its outcome, and the result kept alive until it is out."""

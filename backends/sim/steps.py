@@ -16,8 +16,9 @@ import functools
 from typing import Any
 
 from actorlib.backends.sim.choosing import Item
+from actorlib.backends.sim.generators import CallLoop
 from actorlib.backends.sim.loop import task_of
-from actorlib.backends.sim.running import CallLoop, Running, SimHost, SimTask
+from actorlib.backends.sim.running import Running, SimHost, SimTask
 from actorlib.backends.sim.threads import Wait
 
 __all__ = ["DRIVER_STEP", "Steps"]
