@@ -6,7 +6,9 @@ address starts a private one on this machine (a head and one node, with the reso
 given to ``init``) and stops it at ``shutdown()``.
 
 The driver holds no core: its client forwards the API to the head's core, as a process
-worker forwards it to its driver, and reads large objects from the nodes that hold them.
+worker forwards it to its driver. Object bytes never pass through the head: the driver
+puts large buffers into a node's store (:mod:`.driver_store`) and reads them from the
+nodes (:mod:`.objects`), zero-copy from a node on its own machine.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import BackendConfig, Connector, HeapStore
+from actorlib.backends.base import BackendConfig, Connector
 from actorlib.backends.cluster.daemons import PrivateCluster
-from actorlib.backends.cluster.objects import Directory, DriverMapper
+from actorlib.backends.cluster.driver_store import DriverStore
+from actorlib.backends.cluster.objects import Directory, DriverMapper, NodeLinks
 from actorlib.backends.cluster.sessions import ADDRESS_ENV, resolve_address
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.transport import auth as cluster_auth
@@ -70,11 +73,12 @@ class ClusterClient(RemoteCoreClient):
         except BaseException:
             self._io.stop()
             raise
-        super().__init__(self.conn, welcome.prefix, namespace, HeapStore(), welcome.nodes)
+        self.links = NodeLinks(lambda: self.directory, token, ctx)
+        super().__init__(self.conn, welcome.prefix, namespace, DriverStore(self.links),
+                         welcome.nodes)
         self.directory = dict(welcome.directory)
         self._io.call(self._welcome_done)
-        self.mapper = DriverMapper(lambda: self.directory, token, ctx)
-        set_buffer_mapper(self.mapper)
+        set_buffer_mapper(DriverMapper(self.links))
 
     async def _connect(self, host: str, port: int, token: bytes, ctx: Any) -> Welcome:
         loop = asyncio.get_running_loop()
@@ -162,8 +166,8 @@ class ClusterClient(RemoteCoreClient):
         finally:
             self._io.stop()
         self._writer.close()
-        self.mapper.close()
         set_buffer_mapper(map_readonly)
+        self.links.close()
         if self.private is not None:
             self.private.stop()
 
