@@ -2,8 +2,8 @@
 
 Both start a cluster of their own on this machine (a head and two nodes of one CPU each,
 on loopback) with ``actorlib start`` in a private sessions directory, run a driver
-against it in a fresh interpreter (``python -m actorlib.bench.cluster_data``), and stop
-it with ``actorlib stop``; whatever ``--backend`` says. Separate from
+against it in a fresh interpreter (``python -m actorlib.bench.cluster_data``, the driver
+of this module), and stop it with ``actorlib stop``; whatever ``--backend`` says. Separate from
 :mod:`actorlib.bench.workloads` because this is process plumbing (daemons, a driver
 process), and because the benchmark's own runtime cannot be the cluster's driver too.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import mmap
 import os
 import shutil
 import socket
@@ -46,10 +47,11 @@ DEFAULT_DRIVER_GET_MB = 200  # decimal: the issue's "200 MB"
 
 def _run_driver(kind: str, size: int, runs: int) -> list[dict[str, Any]]:
     """Run ``runs`` measurements in a driver process of a fresh cluster; one dict each."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "actorlib.bench.cluster_data", kind, str(size), str(runs)],
-        capture_output=True, text=True, timeout=600 + 60 * runs,
-    )
+    with _local_cluster() as env:
+        proc = subprocess.run(
+            [sys.executable, "-m", "actorlib.bench.cluster_data", kind, str(size), str(runs)],
+            capture_output=True, text=True, timeout=600 + 60 * runs, env=env,
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"the cluster driver failed:\n{proc.stderr[-3000:]}")
     rows: list[dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -118,8 +120,12 @@ def _local_cluster() -> Iterator[dict[str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _socket_copy(size: int) -> float:
-    """Seconds to copy ``size`` bytes from another process over loopback (one stream)."""
+def _socket_copy(size: int, fresh: bool) -> float:
+    """Seconds to copy ``size`` bytes from another process over loopback (one stream).
+
+    Into a buffer allocated and touched before the clock starts, or (``fresh``) into a new
+    file in ``/dev/shm``, mapped: what a copy into a store must pay for its pages too.
+    """
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         sender = subprocess.Popen([sys.executable, "-c", (
@@ -132,10 +138,15 @@ def _socket_copy(size: int) -> float:
         )])
         try:
             conn, _ = server.accept()
-            with conn:
-                buffer = bytearray(size)  # allocated and touched before the clock starts
-                view = memoryview(buffer)
+            with conn, contextlib.ExitStack() as stack:
+                target = stack.enter_context(
+                    tempfile.TemporaryFile(dir="/dev/shm")) if fresh else None
+                buffer: Any = None if fresh else bytearray(size)
                 t0 = time.perf_counter()
+                if target is not None:
+                    os.ftruncate(target.fileno(), size)
+                    buffer = mmap.mmap(target.fileno(), size)
+                view = memoryview(buffer)
                 conn.sendall(b"g")
                 got = 0
                 while got < size:
@@ -144,6 +155,7 @@ def _socket_copy(size: int) -> float:
                         raise EOFError("the sender stopped early")
                     got += n
                 elapsed = time.perf_counter() - t0
+                view.release()
                 conn.sendall(b"d")
         finally:
             sender.wait(60)
@@ -194,9 +206,14 @@ def _driver(kind: str, size: int, runs: int) -> list[dict[str, Any]]:
                                     .remote(ref)) == size
                 nodes = size / (time.perf_counter() - t0) / 1e9
                 del ref
-                plain = size / _socket_copy(size) / 1e9
-                rows.append({"cluster_transfer": nodes, "cluster_transfer.socket": plain,
-                             "cluster_transfer.ratio": nodes / plain})
+                plain = size / _socket_copy(size, fresh=False) / 1e9
+                into_shm = size / _socket_copy(size, fresh=True) / 1e9
+                rows.append({
+                    "cluster_transfer": nodes, "cluster_transfer.socket": plain,
+                    "cluster_transfer.ratio": nodes / plain,
+                    "extras": {"socket_into_new_shm_gbps": round(into_shm, 3),
+                               "ratio_to_that": round(nodes / into_shm, 3)},
+                })
             else:
                 array = np.full(size // 8, 1.0)
                 t0 = time.perf_counter()
@@ -233,12 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("size", type=int)
     parser.add_argument("runs", type=int)
     args = parser.parse_args(argv)
-    with _local_cluster() as env:
-        os.environ.clear()
-        os.environ.update(env)
-        tempfile.tempdir = None  # find the sessions directory under the new TMPDIR
-        rows = _driver(args.kind, args.size, args.runs)
-    print(json.dumps(rows), flush=True)
+    print(json.dumps(_driver(args.kind, args.size, args.runs)), flush=True)
 
 
 if __name__ == "__main__":

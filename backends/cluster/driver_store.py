@@ -69,9 +69,15 @@ class DriverStore(ObjectStore):
                 if error.startswith("ObjectStoreFullError"):
                     raise ObjectStoreFullError(error.partition(": ")[2])
                 raise ObjectLostError(f"could not store the object on a node: {error}")
-            for raw in raws:
-                sock.sendall(raw)
-            ok, result = read_reply(sock)
+            try:
+                for raw in raws:
+                    sock.sendall(raw)
+                ok, result = read_reply(sock)
+            except (ConnectionError, EOFError) as exc:
+                raise ObjectLostError(
+                    f"the node at {address[0]}:{address[1]} closed the connection while "
+                    f"receiving the object ({exc}); its shared memory may be full"
+                ) from exc
             if not ok:
                 raise ObjectLostError(f"could not store the object on a node: {result}")
         except BaseException:

@@ -35,14 +35,12 @@ from actorlib.backends.cluster.transfer import (
     MISSING,
     ROLE,
     SIZE,
+    Destination,
     encode,
     fill_file,
-    populate,
     recv_exactly,
-    recv_into,
     send_buffer,
     send_file,
-    writable_file,
 )
 from actorlib.backends.process.shm_files import PREFIX, next_number, unlink
 from actorlib.backends.transport import auth as cluster_auth
@@ -222,8 +220,7 @@ class ObjectServer:
 
     def _write(self, conn: socket.socket, sizes: list[int]) -> None:
         """A ``put`` from a driver elsewhere: its buffers, received into new files."""
-        made: list[tuple[str, int]] = []
-        maps = []
+        made: list[Destination] = []
         try:
             try:
                 if sum(sizes) > self.store.capacity:
@@ -233,35 +230,21 @@ class ObjectServer:
                         f"{self.store.capacity} bytes. Raise object_store_memory."
                     )
                 for size in sizes:
-                    path = os.path.join(
-                        self.store.directory,
-                        f"{PREFIX}{self.store.session}-{os.getpid()}-{next_number()}",
-                    )
-                    mapped, needs_populate = writable_file(path, size)
-                    made.append((path, size))
-                    maps.append(mapped)
-                    if mapped is not None and needs_populate:
-                        populate(mapped, 0, size, path)
+                    name = f"{PREFIX}{self.store.session}-{os.getpid()}-{next_number()}"
+                    made.append(Destination(os.path.join(self.store.directory, name), size))
             except Exception as exc:
                 conn.sendall(encode((False, f"{type(exc).__name__}: {exc}")))
                 raise
             conn.sendall(encode((True, None)))  # go ahead
-            for mapped in maps:
-                if mapped is not None:
-                    view = memoryview(mapped)
-                    try:
-                        recv_into(conn, view)
-                    finally:
-                        view.release()
+            for dest in made:
+                dest.receive(conn, 0, dest.size)
         except BaseException:
-            for path, _ in made:
-                unlink(path)
+            for dest in made:
+                dest.discard()
             raise
-        finally:
-            for mapped in maps:
-                if mapped is not None:
-                    mapped.close()
-        self._reply(conn, lambda: self._take(made))
+        for dest in made:
+            dest.close()
+        self._reply(conn, lambda: self._take([(dest.path, dest.size) for dest in made]))
 
     # -- copies of other nodes' objects ------------------------------------------------
 

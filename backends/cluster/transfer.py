@@ -7,10 +7,8 @@ a request is a length-prefixed pickle; a ``read`` answer is the object's size (o
 Bytes are moved the cheapest way the kernel offers: a file is sent with ``sendfile`` (the
 kernel copies page-cache pages straight into the socket), anything else (an arena extent)
 from its read-only mapping with one ``sendall``; the receiver ``recv_into`` s its
-destination's mapping directly, the pages populated first with
-``MADV_POPULATE_WRITE`` (a full tmpfs then fails with an error, not SIGBUS, and the copy
-takes no page faults). A large object moves over several connections at once, each
-carrying one slice.
+destination's mapping directly (:class:`Destination`). A large object moves over
+several connections at once, each carrying one slice.
 """
 
 from __future__ import annotations
@@ -22,12 +20,11 @@ import pickle
 import socket
 import ssl
 import struct
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actorlib.backends.process.shm_files import reserve, unlink
+from actorlib.backends.process.shm_files import unlink
 from actorlib.exceptions import ObjectLostError, ObjectStoreFullError
 
 __all__ = [
@@ -35,17 +32,16 @@ __all__ = [
     "ROLE",
     "STREAMS",
     "STREAM_MIN",
+    "Destination",
     "encode",
     "fill_buffer",
     "fill_file",
-    "populate",
     "read_reply",
     "recv_exactly",
     "recv_into",
     "send_buffer",
     "send_file",
     "slices",
-    "writable_file",
 ]
 
 ROLE = "objects"
@@ -57,10 +53,8 @@ STEP = 256 * 2**20
 MISSING = 2**64 - 1  # a ``read`` answer's size: "no such object here"
 HEADER = struct.Struct("!I")
 SIZE = struct.Struct("!Q")
-#: Not in :mod:`mmap` before Python 3.13; Linux 5.14+ (EINVAL before: reserve instead).
-MADV_POPULATE_WRITE = getattr(
-    mmap, "MADV_POPULATE_WRITE", 23 if sys.platform.startswith("linux") else None
-)
+#: Bytes of a destination reserved at a time, just ahead of receiving them.
+RESERVE_STEP = 32 * 2**20
 
 
 def encode(request: tuple[Any, ...]) -> bytes:
@@ -127,66 +121,64 @@ def send_buffer(sock: socket.socket, view: memoryview, lo: int, hi: int) -> None
 # -- receiving -------------------------------------------------------------------------------
 
 
-def writable_file(path: str, size: int) -> tuple[mmap.mmap | None, bool]:
-    """Create ``path`` (exclusively) of ``size`` bytes and map it writable.
+class Destination:
+    """A new file of ``size`` bytes in a store, mapped writable, filled by ``recv_into``.
 
-    Returns the mapping (None for an empty file) and whether its pages still need
-    :func:`populate`. The caller closes the mapping; on error nothing is left.
+    Its blocks are reserved (``posix_fallocate``) one :data:`RESERVE_STEP` at a time just
+    before the bytes for them are received: a full tmpfs then fails with
+    :class:`ObjectStoreFullError` instead of killing the process with SIGBUS, and with
+    several streams one allocates pages while another receives. (``fallocate`` releases
+    the GIL; ``mmap.madvise`` does not, and populating a large file through it stalls
+    every thread of the process.) On any error :meth:`discard` leaves nothing.
     """
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    try:
-        if not size:
-            return None, False
-        if MADV_POPULATE_WRITE is None:
-            _reserve(fd, size, path)  # no populate here: reserve the blocks instead
-            return mmap.mmap(fd, size), False
-        os.ftruncate(fd, size)
-        return mmap.mmap(fd, size), True
-    except BaseException:
-        unlink(path)
-        raise
-    finally:
-        os.close(fd)
 
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.size = size
+        self.fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        self.mapped: mmap.mmap | None = None
+        try:
+            if size:
+                os.ftruncate(self.fd, size)
+                self.mapped = mmap.mmap(self.fd, size)
+        except BaseException:
+            self.discard()
+            raise
+        self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
 
-def _reserve(fd: int, size: int, path: str) -> None:
-    try:
-        reserve(fd, size)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _full(size, path, exc) from exc
-        raise
-
-
-def _full(size: int, path: str, exc: OSError) -> ObjectStoreFullError:
-    return ObjectStoreFullError(
-        f"No room for a copy of {size} bytes in {os.path.dirname(path)}: {exc.strerror}. "
-        "Free objects, lower object_store_memory, or give the machine more shared memory."
-    )
-
-
-def populate(mapped: mmap.mmap, lo: int, hi: int, path: str) -> None:
-    """Allocate and map the pages of ``lo:hi`` now: an error if the store is full.
-
-    A write through the mapping into a full tmpfs would kill the process with SIGBUS;
-    ``MADV_POPULATE_WRITE`` reports it as ``EFAULT`` instead, and the copy that follows
-    takes no page faults. Kernels without it (EINVAL) reserve the file's blocks with
-    ``posix_fallocate``.
-    """
-    start = lo - lo % mmap.PAGESIZE
-    try:
-        mapped.madvise(MADV_POPULATE_WRITE, start, hi - start)  # type: ignore[arg-type]
-    except OSError as exc:
-        if exc.errno == errno.EINVAL:
-            fd = os.open(path, os.O_RDWR)
-            try:
-                _reserve(fd, mapped.size(), path)
-            finally:
-                os.close(fd)
+    def reserve(self, lo: int, hi: int) -> None:
+        if not hasattr(os, "posix_fallocate"):  # macOS: nothing to reserve with
             return
-        if exc.errno in (errno.EFAULT, errno.ENOMEM, errno.ENOSPC):
-            raise _full(hi - lo, path, exc) from exc
-        raise
+        try:
+            os.posix_fallocate(self.fd, lo, hi - lo)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ObjectStoreFullError(
+                    f"No room for {self.size} bytes in {os.path.dirname(self.path)}: "
+                    f"{exc.strerror}. Free objects, lower object_store_memory, or give the "
+                    "machine more shared memory."
+                ) from exc
+            raise
+
+    def receive(self, sock: socket.socket, lo: int, hi: int) -> None:
+        """Bytes ``lo:hi`` from ``sock``, straight into the file's pages."""
+        for start in range(lo, hi, RESERVE_STEP):
+            stop = min(start + RESERVE_STEP, hi)
+            self.reserve(start, stop)
+            recv_into(sock, self.view[start:stop])
+
+    def close(self) -> None:
+        self.view.release()
+        if self.mapped is not None:
+            self.mapped.close()
+            self.mapped = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        self.close()
+        unlink(self.path)
 
 
 Connect = Callable[[], socket.socket]
@@ -202,23 +194,13 @@ def fill_file(path: str, size: int, connect: Connect, request: Request,
     mapping. Connections that finished cleanly go back through ``release``. On any error
     the file is removed.
     """
-    mapped, needs_populate = writable_file(path, size)
-    if mapped is None:
-        return
-    view = memoryview(mapped)
+    dest = Destination(path, size)
     try:
-
-        def before(lo: int, hi: int) -> None:
-            if needs_populate:
-                populate(mapped, lo, hi, path)
-
-        _fill(view, connect, request, release, before)
+        _fill(size, dest.receive, connect, request, release)
     except BaseException:
-        unlink(path)
+        dest.discard()
         raise
-    finally:
-        view.release()
-        mapped.close()
+    dest.close()
 
 
 def fill_buffer(size: int, connect: Connect, request: Request,
@@ -227,28 +209,24 @@ def fill_buffer(size: int, connect: Connect, request: Request,
     data = bytearray(size)
     view = memoryview(data)
     try:
-        _fill(view, connect, request, release, None)
+        _fill(size, lambda sock, lo, hi: recv_into(sock, view[lo:hi]), connect, request,
+              release)
     finally:
         view.release()
     return data
 
 
-def _fill(view: memoryview, connect: Connect, request: Request,
-          release: Callable[[socket.socket], None],
-          before: Callable[[int, int], None] | None) -> None:
-    size = view.nbytes
-
+def _fill(size: int, receive: Callable[[socket.socket, int, int], None], connect: Connect,
+          request: Request, release: Callable[[socket.socket], None]) -> None:
     def one(part: tuple[int, int]) -> None:
         lo, hi = part
-        if before is not None:
-            before(lo, hi)
         sock = connect()
         try:
             sock.sendall(encode(request(lo, hi)))
             (announced,) = SIZE.unpack(recv_exactly(sock, SIZE.size))
             if announced != size:
                 raise ObjectLostError("the object is no longer where it was")
-            recv_into(sock, view[lo:hi])
+            receive(sock, lo, hi)
         except BaseException:
             sock.close()
             raise
