@@ -208,7 +208,7 @@ def test_a_put_larger_than_the_nodes_stores_is_refused_and_leaves_nothing(
     assert actorlib.get(actorlib.put(np.ones(4, dtype=np.uint8))).sum() == 4  # still works
 
 
-def test_object_servers_refuse_bad_requests(pair: Pair) -> None:
+def test_object_servers_refuse_bad_requests(pair: Pair, tmp_path: Any) -> None:
     client: Any = session.client()
     left = pair.session("left")
     address = client.directory[left]
@@ -218,10 +218,16 @@ def test_object_servers_refuse_bad_requests(pair: Pair) -> None:
     foreign = os.path.join(SHM_DIR, f"actorlib-{pair.session('right')}-1-1")
     ok, error = pool.request(address, ("localize", foreign, 10))
     assert not ok and "ObjectLostError" in error
-    missing = transfer.SIZE.unpack(pool.request(
-        address, ("read", "/etc/passwd", 10, 0, 10),
-        lambda sock: transfer.recv_exactly(sock, transfer.SIZE.size)))[0]
-    assert missing == transfer.MISSING
+    named_like_ours = os.path.join(str(tmp_path), f"actorlib-{left}-1-1")
+    with open(named_like_ours, "wb") as f:
+        f.write(b"secret")
+    for path in ("/etc/passwd", named_like_ours):  # only files of its store are served
+        missing = transfer.SIZE.unpack(pool.request(
+            address, ("read", path, 6, 0, 6),
+            lambda sock: transfer.recv_exactly(sock, transfer.SIZE.size)))[0]
+        assert missing == transfer.MISSING
+    ok, error = pool.request(address, ("adopt", [(named_like_ours, 6)]))
+    assert not ok and "not an object file of this node" in error
     assert actorlib.get(checksum.options(**on("left")).remote(
         random_array.options(**on("left")).remote(MiB, 5)))[1] == "left"
 

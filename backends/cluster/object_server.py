@@ -166,7 +166,7 @@ class ObjectServer:
 
     def _read(self, conn: socket.socket, path: str, size: int, lo: int, hi: int) -> None:
         """Bytes ``lo:hi`` of our object ``path``, by ``sendfile`` where it is a file."""
-        if not self.store.owns(path):
+        if not self._ours(path) or not 0 <= lo <= hi <= size:
             conn.sendall(SIZE.pack(MISSING))
             return
         for candidate in (path, os.path.join(self.store.spill_dir, os.path.basename(path))):
@@ -191,6 +191,10 @@ class ObjectServer:
         finally:
             view.release()
 
+    def _ours(self, path: str) -> bool:
+        """Whether ``path`` names an object of our store (never any other file)."""
+        return os.path.dirname(path) == self.store.directory and self.store.owns(path)
+
     def _reply(self, conn: socket.socket, work: Callable[[], Any]) -> None:
         try:
             reply: tuple[bool, Any] = (True, work())
@@ -213,7 +217,7 @@ class ObjectServer:
     def _take(self, locations: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Account for files of our store written by someone else (a driver)."""
         for path, size in locations:
-            if not self.store.owns(path) or os.path.getsize(path) != size:
+            if not self._ours(path) or os.path.getsize(path) != size:
                 raise ValueError(f"{path} is not an object file of this node")
         self.store.adopt(Serialized(b"", [None] * len(locations), (), False, list(locations)))
         return locations
