@@ -9,6 +9,8 @@ evicted, bad requests refused, and nothing left in ``/dev/shm`` when the nodes s
 
 from __future__ import annotations
 
+import copy
+import gc
 import glob
 import hashlib
 import os
@@ -172,7 +174,8 @@ def test_a_driver_on_another_machine_puts_and_reads_over_the_network(
     assert mapped_file(a) == "" or "actorlib-" not in mapped_file(a)  # a copy, in memory
     assert not a.flags.writeable and digest(a) == digest(data)
     made = random_array.options(**on("right")).remote(3 * MiB, 4)
-    assert digest(actorlib.get(made)) == actorlib.get(checksum.options(**on("left")).remote(made))[0]
+    on_left = actorlib.get(checksum.options(**on("left")).remote(made))[0]
+    assert digest(actorlib.get(made)) == on_left
     assert actorlib.get(checksum.options(**on("right")).remote(ref))[0] == digest(data)
 
 
@@ -242,3 +245,22 @@ def test_nothing_is_left_in_dev_shm(pair: Pair) -> None:
     daemons.stop_processes(list(pair.procs.values()))
     for s in sessions:
         assert glob.glob(os.path.join(SHM_DIR, f"actorlib-{s}-*")) == []
+
+
+def test_a_drivers_own_puts_are_read_here_until_their_last_ref_goes(pair: Pair) -> None:
+    client: Any = session.client()
+    big = actorlib.put(np.arange(2 * MiB, dtype=np.int64))
+    small = actorlib.put({"a": [1, 2]})
+    empty = actorlib.put(np.zeros(0))
+    kept = copy.copy(big)  # a second ref to the same object
+    del big
+    gc.collect()
+    a = actorlib.get(kept)  # read through the node's store, no copy
+    assert int(a[-1]) == 2 * MiB - 1 and not a.flags.writeable
+    assert os.path.basename(mapped_file(a)).startswith("actorlib-")
+    assert actorlib.get(small) == {"a": [1, 2]} and actorlib.get(empty).size == 0
+    assert actorlib.get(checksum.options(**on("right")).remote(kept))[0] == digest(a)
+    assert {kept.id, small.id, empty.id} <= set(client._own)
+    del a, kept, small, empty
+    gc.collect()
+    wait_until(lambda: not client._own, timeout=5, what="the driver to forget its puts")
