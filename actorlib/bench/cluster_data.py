@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import mmap
 import os
@@ -162,6 +163,27 @@ def _socket_copy(size: int, fresh: bool) -> float:
     return elapsed
 
 
+def _node_cpu() -> float:
+    """CPU seconds used so far by this cluster's node daemons (not their workers).
+
+    A transfer's cost in CPU holds still when other jobs load the machine; its rate does
+    not. The nodes are found by the pid files ``actorlib start`` wrote in our sessions
+    directory (under our ``TMPDIR``).
+    """
+    import psutil
+
+    root = os.path.join(tempfile.gettempdir(), f"actorlib-{os.getuid()}")
+    total = 0.0
+    for path in glob.glob(os.path.join(root, "session_*", "node*.pid")):
+        try:
+            with open(path) as f:
+                cpu = psutil.Process(int(f.read().strip())).cpu_times()
+        except (OSError, ValueError, psutil.Error):
+            continue
+        total += cpu.user + cpu.system
+    return total
+
+
 def _make(n: int) -> Any:
     import numpy as np
 
@@ -201,17 +223,20 @@ def _driver(kind: str, size: int, runs: int) -> list[dict[str, Any]]:
             if kind == "transfer":
                 ref = make.options(scheduling_strategy=on(first)).remote(size)
                 actorlib.wait([ref])
+                cpu0 = _node_cpu()
                 t0 = time.perf_counter()
                 assert actorlib.get(nbytes.options(scheduling_strategy=on(second))
                                     .remote(ref)) == size
                 nodes = size / (time.perf_counter() - t0) / 1e9
+                cpu_per_gib = (_node_cpu() - cpu0) / (size / 2**30)
                 del ref
                 plain = size / _socket_copy(size, fresh=False) / 1e9
                 into_shm = size / _socket_copy(size, fresh=True) / 1e9
                 rows.append({
                     "cluster_transfer": nodes, "cluster_transfer.socket": plain,
                     "cluster_transfer.ratio": nodes / plain,
-                    "extras": {"socket_into_new_shm_gbps": round(into_shm, 3),
+                    "extras": {"node_cpu_s_per_gib": round(cpu_per_gib, 3),
+                               "socket_into_new_shm_gbps": round(into_shm, 3),
                                "ratio_to_that": round(nodes / into_shm, 3)},
                 })
             else:
