@@ -78,7 +78,7 @@ class ClusterClient(RemoteCoreClient):
         self._mapper = DriverMapper(self.links)
         #: id -> [refs held here, pickle stream, contained ids, locations, inline buffers]
         self._own: dict[int, list[Any]] = {}
-        self._own_lock = threading.Lock()
+        self._own_lock = threading.RLock()  # a ref may die (GC) while we hold it
         super().__init__(self.conn, welcome.prefix, namespace, DriverStore(self.links),
                          welcome.nodes)
         self.directory = dict(welcome.directory)
