@@ -86,11 +86,9 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_kill_with_restart": _RAY_RESTARTS,
     "test_call_order_survives_actor_restart": _RAY_RESTARTS,
     "test_restart_without_task_retries_fails_pending_calls": _RAY_RESTARTS,
-    "test_was_current_actor_reconstructed": _RAY_NOT_YET + "the incarnation after a restart",
-    "test_is_canceled_seen_by_an_async_task_that_catches_the_cancel":
-        _RAY_NOT_YET + "is_canceled() after a caught cancel",
-    "test_is_canceled_seen_by_a_sync_task_that_catches_the_cancel":
-        _RAY_NOT_YET + "is_canceled() after a caught cancel",
+    "test_is_canceled_seen_by_an_async_task_that_catches_the_cancel": (
+        "difference: Ray ends a cancelled task that runs an async def function by "
+        "interrupting its worker, so the coroutine never sees asyncio.CancelledError"),
     # init(dashboard=True) raises NotSupportedError there: the dashboard's rows are the
     # state API's, which the ray backend does not serve (Ray's own dashboard shows Ray's).
     "test_dashboard.py::test_the_snapshot_shows_a_workload_and_follows_it":
