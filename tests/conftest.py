@@ -62,7 +62,7 @@ _RAY_OUTPUT = "difference: worker output is Ray's log_to_driver (its prefixes, i
 _RAY_SHARED = "difference: the test sizes the runtime, and the ray tests share one 4-CPU cluster"
 _RAY_RESTARTS = (
     "difference: Ray's actor restarts (calls in flight fail with ActorUnavailableError, a "
-    "caller's order is not kept across the restart, kill takes effect asynchronously)"
+    "caller's order is not kept across the restart)"
 )
 _RAY_NOT_YET = "not yet on ray: "
 RAY_EXCEPTIONS: dict[str, str] = {
@@ -83,7 +83,6 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_reinit_after_shutdown": _RAY_SHARED,
     "test_executor.py::test_starts_and_stops_its_own_runtime": _RAY_SHARED + (
         " (run alone it starts a Ray of its own and passes: not strict)"),
-    "test_kill_with_restart": _RAY_RESTARTS,
     "test_call_order_survives_actor_restart": _RAY_RESTARTS,
     "test_restart_without_task_retries_fails_pending_calls": _RAY_RESTARTS,
     "test_is_canceled_seen_by_an_async_task_that_catches_the_cancel": (
