@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -83,3 +84,74 @@ def test_a_loopback_only_cluster_keeps_its_loopback_address(
         assert services.canonicalize_bootstrap_address(address) == address
         if swapped != address:  # a machine with an address of its own
             assert constants.ENABLE_RAY_CLUSTER is False
+
+
+# -- on the run's Ray: what is mapped, and what raises NotSupportedError ----------------
+
+
+@pytest.fixture
+def on_ray(request: pytest.FixtureRequest) -> Iterator[str]:
+    """actorlib on the test run's Ray cluster (tests/ray_local.py); the node's id."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")
+    actorlib.init(backend="ray")
+    try:
+        import ray
+
+        yield str(ray.get_runtime_context().get_node_id())
+    finally:
+        actorlib.shutdown()
+
+
+@actorlib.remote
+def node_of() -> str:
+    return actorlib.get_runtime_context().get_node_id()
+
+
+@actorlib.remote
+class Placed:
+    def node(self) -> str:
+        return actorlib.get_runtime_context().get_node_id()
+
+
+def test_label_selectors_become_rays(on_ray: str) -> None:
+    """label_selector, fallback_strategy and NodeLabelSchedulingStrategy are Ray's
+    label selectors (Ray labels every node with its id)."""
+    from actorlib.util.scheduling_strategies import In, NodeLabelSchedulingStrategy, NotIn
+
+    key = "ray.io/node-id"
+    assert actorlib.get(node_of.options(label_selector={key: on_ray}).remote(),
+                        timeout=120) == on_ray
+    hard = NodeLabelSchedulingStrategy({key: In(on_ray, "f" * 56)})
+    actor = Placed.options(scheduling_strategy=hard).remote()
+    assert actorlib.get(actor.node.remote(), timeout=120) == on_ray
+    # No node matches the first selector: Ray falls back to the next.
+    fallback = node_of.options(label_selector={key: "0" * 56},
+                               fallback_strategy=[{"label_selector": {key: f"!{'0' * 56}"}}])
+    assert actorlib.get(fallback.remote(), timeout=120) == on_ray
+    # A soft condition no node meets: preferred, not required.
+    soft = NodeLabelSchedulingStrategy({key: NotIn("0" * 56)}, soft={"zone": In("nowhere")})
+    assert actorlib.get(node_of.options(scheduling_strategy=soft).remote(),
+                        timeout=120) == on_ray
+
+
+def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
+    from actorlib.exceptions import NotSupportedError
+    from actorlib.util import state
+    from actorlib.util.placement_group import placement_group
+    from actorlib.util.scheduling_strategies import Exists, NodeLabelSchedulingStrategy
+
+    strategy = NodeLabelSchedulingStrategy({"ray.io/node-id": Exists()})
+    with pytest.raises(NotSupportedError, match=r"no Exists\(\)/DoesNotExist\(\)"):
+        node_of.options(scheduling_strategy=strategy).remote()
+    with pytest.raises(NotSupportedError, match=r"ray\.util\.state"):
+        state.list_tasks()
+    with pytest.raises(NotSupportedError, match=r"ray\.util\.placement_group"):
+        placement_group([{"CPU": 1}])
+
+    @actorlib.remote(num_returns="streaming")
+    def numbers(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with pytest.raises(NotSupportedError, match="generators are not mapped onto Ray"):
+        numbers.remote(3)
