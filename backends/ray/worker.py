@@ -190,11 +190,13 @@ class _Host:
     def __init__(self, spec: ActorSpec, payload: Box | None, *deps: Any) -> None:
         core = client(spec.namespace)
         self._spec = spec
-        count = restarts(ray.get_runtime_context().get_actor_id())
-        if count is None:
-            with warnings.catch_warnings():  # Ray's property uses its own deprecated API
-                warnings.simplefilter("ignore")
-                count = int(bool(ray.get_runtime_context().was_current_actor_reconstructed))
+        with warnings.catch_warnings():  # Ray's property uses its own deprecated API
+            warnings.simplefilter("ignore")
+            reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        # Only a restarted actor asks Ray's actor table how often (a call to the GCS).
+        count = 0
+        if reconstructed:
+            count = restarts(ray.get_runtime_context().get_actor_id()) or 1
         self._incarnation = count + 1
         self._node = _node_id()
         token = current_execution.set(self._context(None))
