@@ -7,7 +7,9 @@ Its behaviour is the shared suite's (``rt`` runs on "ray" where Ray is installed
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 
 import pytest
@@ -155,3 +157,23 @@ def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
 
     with pytest.raises(NotSupportedError, match="generators are not mapped onto Ray"):
         numbers.remote(3)
+
+
+def test_init_on_an_unreachable_address_fails_and_stays_uninitialized() -> None:
+    """Through ``init`` itself, in a fresh interpreter (this one may share the run's Ray)."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    program = textwrap.dedent(f"""
+        import actorlib
+        from actorlib.backends.ray import address
+        address.CONNECT_TIMEOUT_S = 1.0
+        try:
+            actorlib.init(backend="ray", address="127.0.0.1:{_closed_port()}")
+        except ConnectionError as exc:
+            print("refused:", exc)
+        print("initialized:", actorlib.is_initialized())
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120)
+    assert "refused: Cannot reach the Ray cluster at '127.0.0.1:" in done.stdout, (
+        done.stdout + done.stderr[-2000:])
+    assert "initialized: False" in done.stdout

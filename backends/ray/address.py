@@ -55,12 +55,15 @@ def answers(hosts: list[tuple[str, int]], timeout: float) -> tuple[str, int] | s
         time.sleep(0.2)
 
 
-def check_address(ray: Any, address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+def check_address(ray: Any, address: str, timeout: float | None = None) -> None:
     """Make sure ``ray.init(address=address)`` reaches a cluster, or raise
-    ``ConnectionError`` saying why not, within ``timeout`` seconds.
+    ``ConnectionError`` saying why not, within ``timeout`` seconds (default
+    :data:`CONNECT_TIMEOUT_S`).
 
     ``ray://`` addresses (Ray Client) are probed as given; others as Ray will dial them.
     """
+    if timeout is None:
+        timeout = CONNECT_TIMEOUT_S
     if address.startswith("ray://"):
         target = _split(address[len("ray://"):].split("/", 1)[0])
         if target is None:
