@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -88,9 +89,10 @@ class LocalRay:
         """This cluster's processes: those naming its temp dir or its GCS address, and
         everything they started."""
         found: dict[int, psutil.Process] = {}
+        gcs = re.compile(rf"127\.0\.0\.1:{self.port}(?!\d)")  # not :{port}1 of another
         for proc in psutil.process_iter(["cmdline"]):
             cmd = " ".join(proc.info.get("cmdline") or ())
-            if self.temp_dir in cmd or f"127.0.0.1:{self.port}" in cmd:
+            if self.temp_dir in cmd or gcs.search(cmd):
                 found[proc.pid] = proc
                 with contextlib.suppress(psutil.Error):
                     for child in proc.children(recursive=True):
