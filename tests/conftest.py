@@ -303,9 +303,13 @@ SHARED_THREADS: set[threading.Thread] = set()
 
 
 def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    # While a shared connection is up, a thread of its own (Ray's, in C++) shows up as a
+    # dummy thread the first time it calls into Python (a completion callback): not a leak.
+    shared = bool(SHARED_THREADS)
     return [
         t for t in threading.enumerate()
         if t not in before and t not in SHARED_THREADS and t.is_alive()
+        and not (shared and isinstance(t, threading._DummyThread))
     ]
 
 
