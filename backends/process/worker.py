@@ -20,7 +20,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -39,8 +38,6 @@ from actorlib.backends.output import (
 )
 from actorlib.backends.proc_title import set_title
 from actorlib.backends.process.claims import ClaimTable
-from actorlib.backends.process.lead import ActorLead
-from actorlib.backends.process.lead import supported as lead_supported
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import framing
@@ -120,8 +117,7 @@ class Worker:
             ItemsConsumed: self._items_consumed,
             Ready: self._ready, Reply: self._reply, Exit: self._exit,
         }
-        self.conn = framing.BlockingConnection(sock, self._on_message, self._stop)
-        self._lead = ActorLead(self.conn) if lead_supported() else None
+        self.conn = framing.BlockingConnection(sock, self._on_message, self.exit.set)
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
@@ -173,12 +169,7 @@ class Worker:
         add_import_paths(message.paths)
 
     def _exit(self, message: Exit) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
         self.exit.set()
-        if self._lead is not None:
-            self._lead.wake()
 
     alive_every_s: float | None = None
 
@@ -214,8 +205,7 @@ class Worker:
         )
         claim = self.claims.take if self.claims is not None else None
         local = LocalRunner(
-            ForwardedEvents(self.conn.send, client, _run_now), store, claim, self.conn.together,
-            self._lead,
+            ForwardedEvents(self.conn.send, client, _run_now), store, claim, self.conn.together
         )
         self.client = client
         context.install(client)
@@ -289,25 +279,14 @@ class Worker:
     def _exit_after_actors(self) -> None:
         if self.local is not None:
             self.local.join_stopped_actors()
-        self._stop()
+        self.exit.set()
 
     def run(self) -> None:
-        # The main thread tells the driver this process is alive, when the driver checks
-        # (``worker_timeout_s``): a frozen process, or one stuck holding the GIL, falls
-        # silent. In an actor's process it also reads what arrives while a call runs
-        # (signalled: see ``lead.py``).
-        lead = self._lead
-        while not self.exit.is_set():
-            every = self.alive_every_s or 1.0
-            if lead is None:
-                self.exit.wait(every)
-            else:
-                deadline = time.monotonic() + every
-                while lead.wait(max(0.0, deadline - time.monotonic())):
-                    if self.exit.is_set():
-                        break
-                    lead.read_signalled()
-            if self.alive_every_s and not self.exit.is_set():
+        # The main thread has nothing else to do: it tells the driver this process is
+        # alive, when the driver checks (``worker_timeout_s``). A frozen process, or one
+        # stuck holding the GIL, falls silent.
+        while not self.exit.wait(self.alive_every_s or 1.0):
+            if self.alive_every_s:
                 self.conn.send(Alive())
         if self.client is not None:
             self.client.close()

@@ -33,7 +33,7 @@ from actorlib.core.specs import CallSpec
 from actorlib.exceptions import TaskCancelledError
 
 if TYPE_CHECKING:
-    from actorlib.backends.runner.local_runner import Lead, LocalRunner
+    from actorlib.backends.runner.local_runner import LocalRunner
 
 
 def _run_coroutine(coro: Any) -> Any:
@@ -75,12 +75,6 @@ class ActorHost:
         self.ready = threading.Event()
         name = f"actorlib-actor-{start.spec.cls.name}"
         target = self._run_async if start.spec.is_async else self._run_sync
-        lead = runner.lead
-        self._lead: Lead | None = None
-        if (lead is not None and not start.spec.is_async and start.spec.max_concurrency == 1
-                and not start.spec.concurrency_groups and lead.take()):
-            self._lead = lead
-            target = self._run_led
         first = threading.Thread(target=target, name=name, daemon=True)
         self.threads.append(first)
         first.start()
@@ -257,49 +251,6 @@ class ActorHost:
                 calls.put(STOP)  # wake the next sibling thread too
                 return
             self._call(run)
-
-    # -- a sync actor whose thread reads its own calls ------------------------------------
-
-    def _run_led(self) -> None:
-        """A one-at-a-time sync actor in a process worker: this thread reads the socket
-        when idle and runs the calls it reads (see ``backends/process/lead.py``)."""
-        lead = self._lead
-        assert lead is not None
-        calls = self.calls
-        try:
-            lead.arm()
-            try:
-                ok = self._construct()
-            finally:
-                lead.disarm()
-            self.ready.set()
-            if not ok:
-                return
-            fresh = False  # the queue was just read: nothing can have come since
-            while True:
-                if calls.empty():
-                    if not lead.read(unless=lambda: not calls.empty()):
-                        return  # the driver is gone: the process is ending
-                    fresh = True
-                    continue
-                if not fresh:
-                    # Calls were queued while the last ran: what came since (a cancel
-                    # of one of them, say) is dispatched before the next starts.
-                    lead.poll()
-                fresh = False
-                run = calls.get_nowait()
-                if run is STOP or self.stopped:
-                    calls.put(STOP)
-                    return
-                lead.arm()
-                try:
-                    self._call(run)
-                finally:
-                    lead.disarm()
-        finally:
-            self.ready.set()
-            self.instance = None  # drop the actor's state (and the refs and handles it holds)
-            lead.give_back()
 
     # -- async actors ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from actorlib.backends.base import CoreEvents, ObjectStore
 from actorlib.backends.runner.streaming import Gates
@@ -19,29 +19,6 @@ from actorlib.backends.runner.task_thread import STOP, TaskThread
 from actorlib.backends.runner.user_code import CodeCache, pack_error
 from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
-
-class Lead(Protocol):
-    """How a sync actor's thread reads its own calls in a process worker (leader/follower,
-    :class:`actorlib.backends.process.lead.ActorLead`); the thread backend has none."""
-
-    def take(self) -> bool:
-        """On the thread that dispatches ``start_actor``: may the actor's thread read?"""
-
-    def read(self, unless: Callable[[], bool]) -> bool:
-        """Wait for messages and dispatch them; False once the connection is lost."""
-
-    def arm(self) -> None:
-        """Before user code runs: another thread reads whatever arrives meanwhile."""
-
-    def disarm(self) -> None:
-        """After it: this thread reads again."""
-
-    def poll(self) -> None:
-        """Dispatch what has come, without waiting."""
-
-    def give_back(self) -> None:
-        """The actor's thread stops reading."""
-
 
 if TYPE_CHECKING:
     # Imported with the first actor: it needs asyncio, which a process that only runs
@@ -56,8 +33,7 @@ class LocalRunner:
     queued behind another may start here, or the core took it back without asking (see
     :mod:`actorlib.backends.process.claims`); None: it always may. ``together`` (in a
     process worker): a block whose sends reach the core as one step (see
-    ``TaskThread._run``). ``lead`` (in a process worker): lets a sync actor's thread read
-    its own calls (:class:`Lead`).
+    ``TaskThread._run``).
 
     Its methods are called from one thread (the core's loop, or a worker's reader); what
     it reports may come from any of its threads.
@@ -67,10 +43,8 @@ class LocalRunner:
         self, events: CoreEvents, store: ObjectStore,
         claim: Callable[[int], bool | None] | None = None,
         together: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
-        lead: Lead | None = None,
     ) -> None:
         self.events = events
-        self.lead = lead
         self.together = together
         self.store = store
         self.code = CodeCache()

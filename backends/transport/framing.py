@@ -100,18 +100,14 @@ class Decoder:
 
 
 class BlockingConnection:
-    """The worker's end: one reader at a time, and writes straight to the socket.
+    """The worker's end: a reader thread, and writes straight to the socket.
 
     A worker's sends come from the threads running user code; writing from that thread
     (under a lock) puts a result on the wire at once, with no hop to an I/O thread, and
     nothing is left in an outbox if the process dies right after.
 
-    Reading is leader/follower: whichever thread holds the read lock receives, decodes
-    and dispatches, in arrival order (one inbox). The I/O thread reads until a sync
-    actor's thread takes the lead (:meth:`take_lead`); that thread then reads its own
-    next call, with no hop through another thread, and hands reading to whoever the
-    process names (:class:`~actorlib.backends.process.lead.ActorLead`) while it runs one.
-    A thread that reads and must wait for an answer reads it itself (:meth:`pump`).
+    Messages are handled in arrival order from one inbox, also when a handler on the
+    reader thread must wait for an answer and reads on itself (:meth:`pump`).
     """
 
     def __init__(
@@ -127,21 +123,13 @@ class BlockingConnection:
         self._lock = threading.Lock()
         self._held = threading.local()  # .frames: this thread's sends inside together()
         self.closed = False
-        self._lost_told = False
-        self._read_lock = threading.Lock()
-        self._reader_ident: int | None = None  # the thread holding _read_lock
         self._decoder = Decoder()
-        self._inbox: collections.deque[Any] = collections.deque()
+        self._inbox: collections.deque[Any] = collections.deque()  # decoded, not handled
         # One reused buffer: recv() of a fresh 1 MiB bytes costs an mmap, mremap and
         # munmap per message.
         self._buffer = bytearray(1 << 18)
         self._view = memoryview(self._buffer)
-        self._led = False  # a sync actor's thread reads (the I/O thread has stopped)
-        self._missed = False  # a non-blocking read found another thread reading
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
 
     def start(self) -> None:
         self._reader.start()
@@ -185,70 +173,34 @@ class BlockingConnection:
             if frames and not self.closed:
                 self._write(b"".join(frames))
 
-    # -- reading -------------------------------------------------------------------------
-
     def reads_here(self) -> bool:
-        """Whether this thread is the one reading (so nobody else would read an answer)."""
-        return self._reader_ident == threading.get_ident()
-
-    def read(self, *, block: bool, unless: Callable[[], bool] | None = None) -> bool:
-        """Receive what has come (waiting for it if ``block``) and dispatch it; False once
-        the connection is lost.
-
-        Without ``block``, it gives up at once if another thread is reading (that thread
-        will dispatch what came). ``unless()``, checked under the read lock, skips the
-        wait: the caller has work already (dispatched by a reader before it).
-        """
-        if not self._read_lock.acquire(block):
-            # The reader may be about to let go without receiving this: it reads again.
-            self._missed = True
-            return not self.closed
-        self._reader_ident = threading.get_ident()
-        try:
-            if unless is not None and unless():
-                return True
-            return self._receive(block)
-        finally:
-            self._reader_ident = None
-            self._read_lock.release()
-            if self._missed:
-                self._missed = False
-                self.read(block=False)
+        """Whether this is the reader thread: nobody else would read an answer it awaits."""
+        return threading.current_thread() is self._reader
 
     def pump(self) -> bool:
-        """On the reading thread, inside a dispatch: wait for and dispatch the next
-        messages (an answer this thread waits for can only come this way)."""
+        """On the reader thread, inside a handler: receive and handle the next messages,
+        in order (an answer the handler waits for can only come in this way); False once
+        the connection is lost."""
         assert self.reads_here()
-        return self._receive(True)
+        return self._receive()
 
-    def _receive(self, block: bool) -> bool:
-        """Read lock held: dispatch the inbox, then receive; False once lost."""
-        self._dispatch()
+    def _receive(self) -> bool:
+        """Handle what is decoded, receive (waiting for it) and handle that too."""
+        self._handle_inbox()
         if self.closed:
             return False
-        sock = self._sock
-        flags = 0 if block else socket.MSG_DONTWAIT
-        got = False
-        while True:
-            try:
-                size = sock.recv_into(self._buffer, 0, flags)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                size = 0
-            if not size:
-                self._lost()
-                return False
-            self._inbox.extend(self._decoder.feed(self._view[:size]))
-            got = True
-            if size < len(self._buffer):  # all there was (else more may wait: read on)
-                break
-            flags = socket.MSG_DONTWAIT
-        if got:
-            self._dispatch()
+        try:
+            size = self._sock.recv_into(self._buffer)
+        except OSError:
+            size = 0
+        if not size:
+            self.closed = True
+            return False
+        self._inbox.extend(self._decoder.feed(self._view[:size]))
+        self._handle_inbox()
         return True
 
-    def _dispatch(self) -> None:
+    def _handle_inbox(self) -> None:
         inbox = self._inbox
         while inbox:
             message = inbox.popleft()
@@ -257,30 +209,7 @@ class BlockingConnection:
             except Exception:
                 log.exception("actorlib: error handling message %s", name_of(message))
 
-    def _lost(self) -> None:
-        self.closed = True
-        if not self._lost_told:
-            self._lost_told = True
-            self._on_lost()
-
-    def take_lead(self) -> bool:
-        """Called on the I/O thread while it dispatches (a sync actor starting): it stops
-        reading after this batch, and the caller's thread reads from now on. False if
-        reading is not the I/O thread's to give (led already, or not on that thread)."""
-        if self._led or threading.current_thread() is not self._reader:
-            return False
-        self._led = True
-        return True
-
-    def give_back_lead(self) -> None:
-        """The leading thread stops reading: an I/O thread reads again."""
-        if not self._led or self.closed:
-            return
-        self._led = False
-        self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
-        self._reader.start()
-
     def _read(self) -> None:
-        while not self._led:
-            if not self.read(block=True):
-                return
+        while self._receive():
+            pass
+        self._on_lost()
