@@ -21,7 +21,9 @@ from typing import Any
 __all__ = ["add_arguments", "load_target", "run"]
 
 STRATEGIES = ("random", "pct")
-FAULT_KINDS = ("kill_worker", "restart_actor", "drop_before_reply")
+FAULT_KINDS = (
+    "kill_worker", "restart_actor", "drop_before_reply", "delay_reply", "lose_node", "lose_object",
+)
 
 
 def add_arguments(sub: Any) -> None:
@@ -42,6 +44,8 @@ def add_arguments(sub: Any) -> None:
     p.add_argument("--faults", default="", help="comma-separated fault kinds to inject: "
                    + ", ".join(FAULT_KINDS))
     p.add_argument("--max-faults", type=int, default=1, help="faults per run (default 1)")
+    p.add_argument("--nodes", type=_positive, default=1,
+                   help="simulated nodes (default 1; lose_node needs 2 or more)")
     p.add_argument("--replay", metavar="TRACE", help="run once from TRACE, print every step")
 
 
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     plan = FaultPlan(**{k: True for k in kinds}, max_faults=args.max_faults if kinds else 0)
     found = search(body, iterations=args.iterations, seed=args.seed, strategy=args.strategy,
-                   faults=plan, max_steps=args.max_steps)
+                   faults=plan, max_steps=args.max_steps, nodes=args.nodes)
     if found is None:
         print(f"{name}: no failure in {args.iterations} runs ({args.strategy}, seeds "
               f"{args.seed}..{args.seed + args.iterations - 1})")

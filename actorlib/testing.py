@@ -109,15 +109,17 @@ class Simulation:
 
 def faults(
     *, kill_worker: bool = False, restart_actor: bool = False, drop_before_reply: bool = False,
+    delay_reply: bool = False, lose_node: bool = False, lose_object: bool = False,
     max_faults: int = 1,
 ) -> Any:
     """A strategy of fault plans: the kinds allowed, and up to ``max_faults`` of them per
-    run (hypothesis shrinks toward fewer)."""
+    run (hypothesis shrinks toward fewer). What each kind does: :class:`FaultPlan`."""
     from hypothesis import strategies as st
 
     return st.builds(
         FaultPlan, kill_worker=st.just(kill_worker), restart_actor=st.just(restart_actor),
-        drop_before_reply=st.just(drop_before_reply),
+        drop_before_reply=st.just(drop_before_reply), delay_reply=st.just(delay_reply),
+        lose_node=st.just(lose_node), lose_object=st.just(lose_object),
         max_faults=st.integers(min_value=0, max_value=max_faults),
     )
 
@@ -151,19 +153,30 @@ def schedules(faults: Any = None, *, explore_time: bool = False) -> Any:
 def simulate(
     schedule: Schedule | None = None, *, seed: int | None = None, trace: str | None = None,
     max_steps: int = DEFAULT_MAX_STEPS, invariants: tuple[Callable[[], Any], ...] = (),
-    on_step: Callable[[str], None] | None = None, **init_kwargs: Any,
+    on_step: Callable[[str], None] | None = None, nodes: int | None = None,
+    preempt: float = 0.0, **init_kwargs: Any,
 ) -> Iterator[Simulation]:
     """Start actorlib on the ``sim`` backend for the ``with`` body; shut it down after.
 
     Choices come from ``schedule``, else a ``trace`` to replay, else ``seed`` (random),
-    else ``$ACTORLIB_SIM_REPLAY``, else the oldest step each time. A failure raised in
-    the body carries the trace that replays it (an exception note).
+    else ``$ACTORLIB_SIM_REPLAY``, else the oldest step each time. ``nodes``: simulated
+    nodes, each with the resources ``init_kwargs`` ask for (default 1, or as many as the
+    replayed trace had). ``preempt``: seconds of real time a step may run user code
+    before it runs on beside the simulation (for tasks that spin in real time; off by
+    default, as it makes the run depend on real time). A failure raised in the body
+    carries the trace that replays it (an exception note).
     """
+    if nodes is not None and (type(nodes) is not int or nodes < 1):
+        raise ValueError(f"simulate(nodes={nodes!r}): expected a whole number of nodes, 1 or more")
+    if not isinstance(preempt, (int, float)) or isinstance(preempt, bool) or preempt < 0:
+        raise ValueError(f"simulate(preempt={preempt!r}): expected seconds, 0 (off) or more")
     if schedule is None:
         trace = trace or os.environ.get(REPLAY_ENV) or None
         if trace is not None:
             replayed = ReplayChoices(trace)
             schedule = Schedule(replayed, replayed.faults, replayed.explore_time)
+            if nodes is None:
+                nodes = replayed.nodes
         elif seed is not None:
             schedule = Schedule(RandomChoices(seed))
         else:
@@ -171,6 +184,7 @@ def simulate(
     settings = SimSettings(
         choices=schedule.choices, faults=schedule.faults, max_steps=max_steps,
         invariants=list(invariants), explore_time=schedule.explore_time, on_step=on_step,
+        nodes=1 if nodes is None else nodes, preempt=float(preempt),
     )
     if session.runtime() is not None:
         raise RuntimeError("simulate() starts its own runtime: call actorlib.shutdown() first")

@@ -58,7 +58,30 @@ def test_a_correct_function_passes_every_run(tmp_path: Path) -> None:
     assert "fine:body" not in ok.stdout and "body: no failure in 20 runs" in ok.stdout
 
 
+def test_node_loss_is_explored_on_several_nodes_and_replayed(tmp_path: Path) -> None:
+    (tmp_path / "fragile.py").write_text(
+        "import actorlib\n"
+        "from actorlib.util.scheduling_strategies import NodeAffinitySchedulingStrategy\n\n"
+        "@actorlib.remote(num_cpus=1, max_restarts=0)\nclass Once:\n"
+        "    def ping(self):\n        return 'pong'\n\n"
+        "def body():\n"
+        "    once = Once.options(scheduling_strategy=NodeAffinitySchedulingStrategy(\n"
+        "        'sim-node-1', soft=True)).remote()\n"
+        "    assert actorlib.get([once.ping.remote() for _ in range(3)]) == ['pong'] * 3\n"
+    )
+    found = explore("fragile:body", "--iterations", "50", "--faults", "lose_node",
+                    "--nodes", "2", cwd=tmp_path)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "node sim-node-1 lost (its workers died)" in found.stdout
+    trace = re.search(r"--replay '([^']+)'", found.stdout)
+    assert trace is not None and ":n1x2:" in trace[1], found.stdout
+    replayed = explore("fragile:body", "--replay", trace[1], cwd=tmp_path)
+    assert "the replay failed, as recorded" in replayed.stdout, replayed.stdout
+    assert "node sim-node-1 lost (its workers died)" in replayed.stdout
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    ([BANK, "--nodes", "0"], "expected a positive integer"),
     (["nocolon"], "expected MODULE:FUNCTION"),
     (["no_such_module_xyz:f"], "No module named"),
     ([BANK, "--faults", "meteor"], "--faults: unknown kind(s) meteor; accepted: kill_worker"),

@@ -13,7 +13,9 @@ step and fault, the trace, invariant checks), ``running`` (tasks and actors as s
 ``steps`` (the runnable steps at each turn, virtual time moving); ``deadlock`` (the
 cycle of waits a deadlock report names); ``settings`` (how a run is
 set up), ``loop`` (the virtual-time event loop of async actors), ``choices`` (choice
-sources, fault plans, trace encoding), ``errors`` (what a failed simulation raises).
+sources, fault plans, trace encoding), ``errors`` (what a failed simulation raises),
+``store`` (the simulated nodes' object stores, where a value can be lost),
+``generators`` (a generator's items as steps).
 """
 
 from __future__ import annotations

@@ -46,12 +46,14 @@ from actorlib.backends.sim.errors import (
     StepBudgetExceeded,
 )
 from actorlib.backends.sim.loop import run_handle, task_of
-from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome
+from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
+from actorlib.backends.sim.store import SimStore, node_of
 from actorlib.backends.sim.threads import Posting, Wait
 from actorlib.backends.thread import this_process
 from actorlib.core import waiting
+from actorlib.core.execution_context import ExecutionContext
 from actorlib.core.ids import id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
 from actorlib.exceptions import ActorDiedError
@@ -117,15 +119,25 @@ class SimBackend(Steps, Backend):
         self.settings = settings
         self.source = settings.choices
         self.faults = settings.faults
-        # A reply may be dropped (a fault): decided on the controller, so replies are
-        # sent from there (a worker must never switch to another worker).
-        self._reply_on_controller = self.faults.drop_before_reply and self.faults.max_faults > 0
+        self._faulty = settings.faults.any  # asked at every step: computed once
+        # A reply may be dropped or delayed (a fault): decided on the controller, so
+        # replies are sent from there (a worker must never switch to another worker, and
+        # what the choice source raises, hypothesis's end of data say, must reach the
+        # driver).
+        self._reply_on_controller = (
+            self.faults.drop_before_reply or self.faults.delay_reply
+        ) and self.faults.max_faults > 0
         self.invariants = list(settings.invariants)
+        self._preempt = settings.preempt
         cpus = config.num_cpus if config.num_cpus is not None else DEFAULT_CPUS
         resources = {"CPU": float(cpus), "memory": DEFAULT_MEMORY}
         if config.num_gpus:
             resources["GPU"] = float(config.num_gpus)
         resources.update({k: float(v) for k, v in config.resources.items()})
+        if settings.nodes < 1:
+            raise ValueError(f"the sim backend needs at least one node (nodes={settings.nodes})")
+        self.nodes = [node_name(i) for i in range(settings.nodes)]
+        self.store = self.sim_store = SimStore(NODE_ID, self._sealed_by)
         thread_backend_started(config.options)  # tasks run in this process: prefix lines
         stacks.enable_in_driver()  # and `actorlib stack` asks this process
         self._previous_hook = waiting.blocking_wait
@@ -137,14 +149,26 @@ class SimBackend(Steps, Backend):
                 name="actorlib-sim-idle", daemon=True,
             )
             self._idle_thread.start()
-        return [NodeInfo(NODE_ID, resources, labels=dict(config.labels))]
+        return [NodeInfo(node, dict(resources), labels=dict(config.labels))
+                for node in self.nodes]
 
     def workers(self) -> list[dict[str, Any]]:
-        return this_process(NODE_ID)
+        return this_process(NODE_ID)  # every node's work runs in this one process
+
+    def locate(self, path: str) -> str | None:
+        node = node_of(path)
+        return node if node in self.nodes else None
+
+    def _sealed_by(self, ctx: ExecutionContext | None) -> str:
+        if ctx is None:
+            return "driver"
+        work = ctx.actor_id if ctx.actor_id is not None else ctx.task_id
+        return self._labels.get(work or 0, "driver")
 
     async def stop(self) -> None:
         global _current
         self._stopping = True
+        self._give_back()  # the core's loop runs what is left, and the shutdown's reports
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
@@ -170,6 +194,13 @@ class SimBackend(Steps, Backend):
             _current = None
 
     def _stop_everything(self) -> None:
+        deadline = time.monotonic() + 5
+        while self._detached() and time.monotonic() < deadline:
+            for worker in self._workers:  # preempted: let them come back to be ended
+                if worker.detached:
+                    self._interrupt(worker)
+            self._rejoined.wait(0.01)
+            self._rejoined.clear()
         for host in list(self._hosts.values()):
             self._dispose(host)
         self._hosts.clear()
@@ -206,7 +237,9 @@ class SimBackend(Steps, Backend):
         self._commands.append(("cancel", id, force))
 
     def items_consumed(self, id: int, consumed: int) -> None:
-        """Never needed: this backend produces no streams (see ``running.no_generators``)."""
+        """The consumer of the stream ``id`` produces has taken ``consumed`` items: a
+        producer paused by backpressure may go on (its wait is ready)."""
+        self.gates.consumed(id, consumed)
 
     # == the controller: the test's thread, blocked in get ==================================
 
@@ -232,7 +265,11 @@ class SimBackend(Steps, Backend):
             try:
                 return self._drive(lock, timeout, ids, asynchronous)
             finally:
-                self._give_back()
+                if self._idle_thread is not None:
+                    self._give_back()  # the idle driver may borrow it next
+                # Else the driver keeps the core between its drives: its submissions
+                # only queue (no wake-up of the core's loop, no thread running beside
+                # it), and its next drive runs them in one batch.
                 self._last_drive = time.monotonic()
 
     def _drive(
@@ -265,6 +302,10 @@ class SimBackend(Steps, Backend):
                     if not items and not faults:
                         if asynchronous and _other_coroutines():
                             return True  # another coroutine of the driver's loop may end it
+                        waited = time.monotonic()
+                        if self._await_rejoin():  # preempted work runs on: it may end this
+                            self._pass_real_time(time.monotonic() - waited)
+                            continue
                         self._fail(DeadlockError(self._deadlock_report()))
                     if (asynchronous and self._idle_thread is not None and _only_time(items)
                             and _other_coroutines()):
@@ -437,7 +478,13 @@ class SimBackend(Steps, Backend):
         for task in self._started.values():
             if task.loop is not None:
                 task.loop.fire_due()
+        for call in self._call_loops:
+            if call.loop is not None:
+                call.loop.fire_due()
         return ran
+
+    def _preempted(self, worker: Any) -> None:
+        self._record(f"{worker.label} preempted (runs on in real time)")
 
     # == reports ===========================================================================
 

@@ -101,8 +101,10 @@ class ReplayChoices(Choices):
     """The choices of a recorded trace, then the oldest step (0) once it is used up."""
 
     def __init__(self, trace: str | list[int]) -> None:
+        self.nodes = 1  # the simulated nodes the recorded run had
         if isinstance(trace, str):
             self.choices, self.faults, self.explore_time = decode_trace(trace)
+            self.nodes = trace_nodes(trace)
         else:
             self.choices, self.faults, self.explore_time = list(trace), FaultPlan(), False
         self._at = 0
@@ -141,34 +143,51 @@ class FaultPlan:
     ``get``); ``restart_actor``: an actor's worker dies between steps (the core restarts
     it if ``max_restarts`` allows, retrying calls per ``max_task_retries``);
     ``drop_before_reply``: a task or call runs to the end and its worker dies before the
-    result gets out (the side effects happened; the result is lost).
+    result gets out (the side effects happened; the result is lost); ``delay_reply``: a
+    task's or call's reply (a message) is held back, and delivered at a later step of the
+    scheduler's choosing, other steps running meanwhile; ``lose_node``: every worker of a
+    simulated node other than the driver's dies at once, its actors and tasks with them,
+    and the values its store held are lost (``simulate(nodes=2)`` or more); ``lose_object``:
+    a value kept in a node's store (64 KiB and up; smaller ones travel inline) vanishes:
+    the core re-runs the task that made it where it can, else ``get`` raises
+    ``ObjectLostError``.
     """
 
     kill_worker: bool = False
     restart_actor: bool = False
     drop_before_reply: bool = False
+    delay_reply: bool = False
+    lose_node: bool = False
+    lose_object: bool = False
     max_faults: int = 1
 
     @property
     def any(self) -> bool:
-        return (self.kill_worker or self.restart_actor or self.drop_before_reply) and (
-            self.max_faults > 0
+        return self.max_faults > 0 and (
+            self.kill_worker or self.restart_actor or self.drop_before_reply
+            or self.delay_reply or self.lose_node or self.lose_object
         )
 
 
-_FAULT_LETTERS = (("kill_worker", "k"), ("restart_actor", "a"), ("drop_before_reply", "d"))
+_FAULT_LETTERS = (
+    ("kill_worker", "k"), ("restart_actor", "a"), ("drop_before_reply", "d"),
+    ("delay_reply", "m"), ("lose_node", "n"), ("lose_object", "o"),
+)
 
 
 def encode_trace(choices: list[int], faults: FaultPlan | None = None,
-                 explore_time: bool = False) -> str:
-    """``sim1:<flags>:<choices>``: flags name the fault plan (k, a, d and the budget) and
-    ``t`` for explored time, which a replay needs to offer the same options."""
+                 explore_time: bool = False, nodes: int = 1) -> str:
+    """``sim1:<flags>:<choices>``: flags name the fault plan (k, a, d, m, n, o and the
+    budget), ``t`` explored time and ``x<n>`` the number of simulated nodes (when more
+    than one), which a replay needs to offer the same options."""
     flags = ""
     if faults is not None and faults.any:
         flags = "".join(letter for name, letter in _FAULT_LETTERS if getattr(faults, name))
         flags += str(faults.max_faults)
     if explore_time:
         flags += "t"
+    if nodes != 1:
+        flags += f"x{nodes}"
     parts: list[str] = []
     zeros = 0
     for choice in choices:
@@ -190,6 +209,7 @@ def decode_trace(trace: str) -> tuple[list[int], FaultPlan, bool]:
     if not text.startswith(TRACE_PREFIX) or text.count(":") != 2:
         raise ValueError(f"not a simulation trace ({TRACE_PREFIX}<flags>:<choices>): {trace!r}")
     flags, _, body = text[len(TRACE_PREFIX):].partition(":")
+    flags = flags.partition("x")[0]
     digits = "".join(c for c in flags if c.isdigit())
     plan = FaultPlan(
         **{name: letter in flags for name, letter in _FAULT_LETTERS},
@@ -202,3 +222,14 @@ def decode_trace(trace: str) -> tuple[list[int], FaultPlan, bool]:
         else:
             out.append(int(part))
     return out, plan, "t" in flags
+
+
+def trace_nodes(trace: str) -> int:
+    """The number of simulated nodes a trace was recorded with (``x<n>`` in its flags)."""
+    flags = trace.strip()[len(TRACE_PREFIX):].partition(":")[0]
+    _, x, count = flags.partition("x")
+    if not x:
+        return 1
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError(f"not a simulation trace (bad node count x{count}): {trace!r}")
+    return int(count)

@@ -38,6 +38,7 @@ class Choosing(Baton):
         self._born: dict[Any, int] = {}
         self._births = 0
         self._failure: SimulationError | None = None
+        self._faulty = False  # the fault plan allows any fault (``faults.any``)
         self.steps = 0
         self.faults_used = 0
         self.choices_made: list[int] = []
@@ -60,9 +61,10 @@ class Choosing(Baton):
             self.faults_used += 1
         return picked
 
-    def _choose_fault(self, name: str) -> bool:
-        """A point where one fault may land (``drop_before_reply``): 1 means it does."""
-        if not (self.faults.drop_before_reply and self.faults_used < self.faults.max_faults):
+    def _choose_fault(self, allowed: bool, name: str) -> bool:
+        """A point where one fault may land (``drop_before_reply``, ``delay_reply``, as
+        ``allowed`` says): 1 means it does."""
+        if not (allowed and self.faults_used < self.faults.max_faults):
             return False
         choice = self.source.choose(1, 1)
         self.choices_made.append(choice)
@@ -80,7 +82,8 @@ class Choosing(Baton):
 
     @property
     def trace(self) -> str:
-        return encode_trace(self.choices_made, self.faults, self.settings.explore_time)
+        return encode_trace(self.choices_made, self.faults, self.settings.explore_time,
+                            self.settings.nodes)
 
     def _fail(self, error: SimulationError) -> None:
         error.trace = self.trace

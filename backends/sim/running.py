@@ -11,12 +11,15 @@ while the controller (:mod:`actorlib.backends.sim.backend`) only decides what ru
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import functools
+import inspect
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
+from actorlib.backends.runner.streaming import Gates, exactly, is_generator
 from actorlib.backends.runner.user_code import (
     PID,
     CodeCache,
@@ -26,7 +29,9 @@ from actorlib.backends.runner.user_code import (
     pack_results,
 )
 from actorlib.backends.sim.choosing import Choosing
+from actorlib.backends.sim.generators import CallLoop, SimProducer
 from actorlib.backends.sim.loop import Clock, SimLoop, run_handle, task_of
+from actorlib.backends.sim.store import SimStore
 from actorlib.backends.sim.threads import Posting, SimWorker, Unwind, Wait
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import id_hex
@@ -34,18 +39,14 @@ from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
 from actorlib.core.specs import DRIVER_CALLER, CallSpec
 from actorlib.exceptions import TaskCancelledError, WorkerCrashedError
 
-__all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome"]
+__all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome", "node_name"]
 
-NODE_ID = "sim-node-0"
+NODE_ID = "sim-node-0"  # the first node: the driver's
 
 
+def node_name(index: int) -> str:
+    return f"sim-node-{index}"
 
-def no_generators(spec: Any) -> None:
-    """Generator tasks and calls are not simulated: their work fails with this error."""
-    if spec.generator:
-        raise NotImplementedError(
-            f"the sim backend does not run num_returns={spec.generator!r} generators"
-        )
 
 class Box:
     """What a job produced: its outcome, and the result kept alive until it is out."""
@@ -59,11 +60,16 @@ class Box:
 
 
 class SimTask:
-    __slots__ = ("box", "ctx", "label", "loop", "run", "worker")
+    __slots__ = ("abandoned", "box", "ctx", "item", "label", "loop", "run", "worker")
 
     def __init__(self, run: TaskRun, label: str) -> None:
         self.run = run
         self.label = label
+        #: Its "starts" step, made once (listed at every turn until it starts).
+        self.item: Any = None
+        #: Ended for the core while its preempted worker still runs (force-cancelled,
+        #: killed): what it returns later is dropped.
+        self.abandoned = False
         self.worker: SimWorker | None = None
         self.ctx: ExecutionContext | None = None
         self.box = Box()
@@ -82,6 +88,9 @@ class SimHost:
         self.state = "new"  # new -> constructing -> ready -> dead
         self.instance: Any = None
         self.queues: dict[int, collections.deque[CallRun]] = {}
+        #: call id -> its step (made once, when queued): listed at every turn it heads
+        #: its caller's queue, until it starts.
+        self.items: dict[int, Any] = {}
         self.running: dict[int, Any] = {}  # call id -> worker (sync) or asyncio task
         self.runs: dict[int, CallRun] = {}  # call id -> the call, while it runs
         self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
@@ -96,8 +105,9 @@ class SimHost:
 
     def context(self, call_id: int | None = None) -> ExecutionContext:
         return ExecutionContext(
-            NODE_ID, task_id=call_id, actor_id=self.spec.actor_id, gpu_ids=self.start.gpu_ids,
-            namespace=self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
+            self.start.node_id, task_id=call_id, actor_id=self.spec.actor_id,
+            gpu_ids=self.start.gpu_ids, namespace=self.spec.namespace, spec=self.spec,
+            incarnation=self.incarnation,
         )
 
     def group_of(self, spec: CallSpec) -> str:
@@ -112,6 +122,8 @@ class Running(Choosing):
 
     events: Posting
     store: ObjectStore
+    sim_store: SimStore  # the same store, for what only the simulator asks of it
+    nodes: list[str]  # the nodes alive, the driver's first
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,6 +133,11 @@ class Running(Choosing):
         self._hosts: dict[int, SimHost] = {}  # actor id -> current incarnation
         self._labels: dict[int, str] = {DRIVER_CALLER: "driver"}
         self._counts: collections.Counter[str] = collections.Counter()
+        #: Replies held back by ``delay_reply`` faults: key -> (step name, delivery).
+        self._delayed: dict[tuple[str, int], tuple[str, Any]] = {}
+        self._delays = 0
+        self.gates = Gates()  # the streams of generator tasks and calls, by producer
+        self._call_loops: set[CallLoop] = set()  # async generators of sync actors' calls
 
     def _new_label(self, name: str) -> str:
         self._counts[name] += 1
@@ -143,7 +160,7 @@ class Running(Choosing):
         run = task.run
         spec = run.spec
         ctx = task.ctx = ExecutionContext(
-            NODE_ID, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
+            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
             spec=spec,
         )
         token = current_execution.set(ctx)
@@ -153,10 +170,11 @@ class Running(Choosing):
             try:
                 fn = self.code.load(spec.function)
                 args, kwargs = build_args(spec.args, run.deps)
-                with env_vars(spec.env_vars):
-                    result = fn(*args, **kwargs)
-                    if asyncio.iscoroutine(result):
-                        result = self._run_coroutine(task, result)
+                if spec.env_vars:
+                    with env_vars(spec.env_vars):
+                        result = self._call_task(task, fn, args, kwargs)
+                else:  # the common case, without a context manager's cost on every task
+                    result = self._call_task(task, fn, args, kwargs)
                 box.result = result
             except Unwind:
                 raise
@@ -177,8 +195,30 @@ class Running(Choosing):
         finally:
             current_execution.reset(token)
 
-    def _run_coroutine(self, task: SimTask, coro: Any) -> Any:
-        """An ``async def`` task: its own loop, stepped here; paused while nothing is ready."""
+    def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
+        result = self._user(fn, *args, **kwargs)
+        if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
+            result = self._run_coroutine(task, result)
+        spec = task.run.spec
+        if spec.generator or is_generator(result):
+            result = self._generated(spec, spec.task_id, spec.name, result, task)
+        return result
+
+    def _generated(self, spec: Any, work_id: int, name: str, result: Any,
+                   holder: SimTask | CallLoop) -> Any:
+        """A generator's result, driven here: its items out one step at a time
+        (``num_returns="streaming"``/``"dynamic"``), or exactly ``num_returns`` values."""
+        if not spec.generator:
+            return exactly(result, spec.num_returns, name, self.store)
+        producer = SimProducer(self, spec, work_id, name)
+        producer.check(result)
+        if inspect.isasyncgen(result):
+            return self._run_coroutine(holder, producer.drain_async(result))
+        return producer.drain(result)
+
+    def _run_coroutine(self, task: SimTask | CallLoop, coro: Any) -> Any:
+        """An ``async def`` task (or an async generator): its own loop, stepped here;
+        paused while nothing is ready."""
         loop = task.loop = SimLoop(self.clock)
         worker = task.worker
         assert worker is not None
@@ -192,7 +232,7 @@ class Running(Choosing):
                     self._park(worker, Wait(lambda: bool(loop.ready_handles()), None, []))
                     continue
                 loop.take(handles[0])
-                run_handle(loop, handles[0])
+                self._user(run_handle, loop, handles[0])
             return runner.result()
         except Unwind:
             runner.cancel()
@@ -207,27 +247,35 @@ class Running(Choosing):
         spec = task.run.spec
         self._started.pop(spec.task_id, None)
         task.worker = None
-        if unwound:
+        if unwound or task.abandoned:
             return
         box = task.box
         outcome = box.outcome
         assert outcome is not None
-        if self._choose_fault(f"worker running {task.label} dies before its reply"):
+        if not self._reply_on_controller:  # no reply is dropped or delayed: the fast path
+            self.events.task_finished(outcome)
+            box.result = None
+            return
+        if self._choose_fault(self.faults.drop_before_reply,
+                              f"worker running {task.label} dies before its reply"):
             self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(
                 "the simulator killed the worker before it replied"
             ))
-        else:
-            self.events.task_finished(outcome)
-        box.result = None
+            box.result = None
+            return
+        self._send(f"task {task.label}", self.events.task_finished, outcome, box)
 
-    def _kill_task(self, task: SimTask) -> None:
+    def _kill_task(self, task: SimTask, why: str = "the simulator killed the worker running it",
+                   ) -> None:
         spec = task.run.spec
-        if task.worker is not None:
-            self._unwind(task.worker)
+        worker = task.worker
+        if worker is not None and worker.detached:  # preempted: it cannot be stopped
+            task.abandoned = True
+            self._interrupt(worker)
+        elif worker is not None:
+            self._unwind(worker)
         self._started.pop(spec.task_id, None)
-        self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(
-            "the simulator killed the worker running it"
-        ))
+        self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
 
     def _construct(self, host: SimHost) -> None:
         host.state = "constructing"
@@ -244,7 +292,7 @@ class Running(Choosing):
             cls = self.code.load(spec.cls)
             args, kwargs = build_args(spec.args, host.start.deps)
             with env_vars(spec.env_vars):
-                host.instance = cls(*args, **kwargs)
+                host.instance = self._user(cls, *args, **kwargs)
             box.ok = True
         except Unwind:
             raise
@@ -273,6 +321,7 @@ class Running(Choosing):
         if not queue:
             del host.queues[caller]
         spec = run.spec
+        item = host.items.pop(spec.call_id, None)
         if spec.call_id in host.cancelled:
             host.cancelled.discard(spec.call_id)
             self._reply(spec, error_outcome(spec.call_id, spec.attempt, TaskCancelledError(),
@@ -287,7 +336,9 @@ class Running(Choosing):
             return
         host.busy[group] += 1
         host.runs[spec.call_id] = run
-        name = f"{host.label}.{spec.method} from {self._caller(caller)}"
+        name = item[1] if item is not None else (
+            f"{host.label}.{spec.method} from {self._caller(caller)}"
+        )
         if host.loop is None:
             box = Box()
             self._launch(
@@ -305,8 +356,7 @@ class Running(Choosing):
 
     def _succeeded(self, spec: Any, work_id: int, result: Any, name: str) -> Outcome:
         """The outcome of a step that returned ``result``, packed as the real runners pack
-        it (generators are not simulated: see :func:`no_generators`)."""
-        no_generators(spec)
+        it (a generator's items are out already: see :class:`SimProducer`)."""
         values = pack_results(result, spec.num_returns, name, self.store)
         return Outcome(work_id, spec.attempt, values=values, pid=PID.value)
 
@@ -319,9 +369,11 @@ class Running(Choosing):
             args, kwargs = build_args(spec.args, run.deps)
             if host.spec.env_vars:
                 with env_vars(host.spec.env_vars):
-                    box.result = method(*args, **kwargs)
+                    box.result = self._user(method, *args, **kwargs)
             else:  # the common case, without a context manager's cost on every call
-                box.result = method(*args, **kwargs)
+                box.result = self._user(method, *args, **kwargs)
+            if spec.generator or is_generator(box.result):
+                box.result = self._call_generated(spec, name, box.result)
             box.outcome = self._succeeded(spec, spec.call_id, box.result, name)
         except Unwind:
             raise
@@ -332,6 +384,16 @@ class Running(Choosing):
             )
         finally:
             current_execution.reset(token)
+
+    def _call_generated(self, spec: CallSpec, name: str, result: Any) -> Any:
+        """A sync or threaded actor's generator call (an async generator on a loop of its
+        own, made for the call)."""
+        holder = CallLoop(self._by_ident.get(_thread.get_ident()))
+        self._call_loops.add(holder)
+        try:
+            return self._generated(spec, spec.call_id, name, result, holder)
+        finally:
+            self._call_loops.discard(holder)
 
     def _call_done(
         self, host: SimHost, run: CallRun, box: Box, group: str, unwound: bool
@@ -346,11 +408,31 @@ class Running(Choosing):
     def _deliver(self, host: SimHost, run: CallRun, box: Box) -> None:
         outcome = box.outcome
         assert outcome is not None
-        if self._choose_fault(f"{host.label} dies before replying to {run.spec.method}"):
+        if not self._reply_on_controller:  # no reply is dropped or delayed: the fast path
+            self.events.call_finished(outcome)
+            box.result = None
+            return
+        if self._choose_fault(self.faults.drop_before_reply,
+                              f"{host.label} dies before replying to {run.spec.method}"):
             self._kill_actor(host)
             return
-        self.events.call_finished(outcome)
-        box.result = None
+        self._send(f"{host.label}.{run.spec.method} to {self._caller(run.spec.caller_id)}",
+                   self.events.call_finished, outcome, box)
+
+    def _send(self, what: str, report: Any, outcome: Outcome, box: Box) -> None:
+        """Report ``outcome`` to the core now, or (a ``delay_reply`` fault) hold it back
+        as a step of its own, delivered when the scheduler picks it."""
+        if not self._choose_fault(self.faults.delay_reply, f"reply of {what} delayed"):
+            report(outcome)
+            box.result = None
+            return
+        self._delays += 1
+
+        def deliver() -> None:
+            report(outcome)
+            box.result = None  # kept alive until its reply is out
+
+        self._delayed[("reply", self._delays)] = (f"reply of {what} delivered", deliver)
 
     async def _call_async(self, host: SimHost, run: CallRun, box: Box, group: str) -> None:
         spec = run.spec
@@ -360,8 +442,14 @@ class Running(Choosing):
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)
             result = method(*args, **kwargs)
-            if asyncio.iscoroutine(result):
+            if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
                 result = await result
+            if spec.generator or is_generator(result):
+                if spec.generator:
+                    result = await SimProducer(self, spec, spec.call_id, name).drain_async(
+                        result)
+                else:
+                    result = exactly(result, spec.num_returns, name, self.store)
             box.result = result
             box.outcome = self._succeeded(spec, spec.call_id, result, name)
         except Unwind:
@@ -386,12 +474,11 @@ class Running(Choosing):
             host.tasks.get(task, host.label), host, bind=functools.partial(setattr, host, "worker"),
         )
 
-    @staticmethod
-    def _step_job(loop: SimLoop, task: asyncio.Task[Any]) -> None:
+    def _step_job(self, loop: SimLoop, task: asyncio.Task[Any]) -> None:
         for handle in loop.ready_handles():
             if task_of(handle) is task:
                 loop.take(handle)
-                run_handle(loop, handle)
+                self._user(run_handle, loop, handle)
                 return
 
     def _step_done(self, host: SimHost, task: asyncio.Task[Any], unwound: bool) -> None:
@@ -407,14 +494,35 @@ class Running(Choosing):
                 break
             self._deliver(host, run, box)
 
-    def _kill_actor(self, host: SimHost) -> None:
+    def _kill_actor(self, host: SimHost, why: str = "the simulator killed the actor's worker",
+                    ) -> None:
         actor_id, incarnation = host.spec.actor_id, host.incarnation
         if self._hosts.get(actor_id) is host:
             del self._hosts[actor_id]
         self._dispose(host)
-        self.events.actor_died(actor_id, incarnation, WorkerCrashedError(
-            "the simulator killed the actor's worker"
-        ))
+        self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
+
+    def _lose_node(self, node: str) -> None:
+        """Every worker of ``node`` dies at once: its tasks crash (started or not), its
+        actors die, the values its store held are lost; then the node is gone."""
+        self.nodes.remove(node)
+        why = f"the simulator lost node {node}"
+        for task in [t for t in self._started.values() if t.run.node_id == node]:
+            self._kill_task(task, why)
+        for task in [t for t in self._pending.values() if t.run.node_id == node]:
+            spec = task.run.spec
+            del self._pending[spec.task_id]
+            self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
+        for host in [h for h in self._hosts.values() if h.start.node_id == node]:
+            self._kill_actor(host, why)
+        paths = self.sim_store.on_node(node)
+        if paths:
+            self.events.objects_lost(self.sim_store.lose(paths), why)
+        self.events.node_removed(node)
+
+    def _lose_object(self, paths: list[str]) -> None:
+        """A value in a node's store vanishes (its bytes are gone; its refs live on)."""
+        self.events.objects_lost(self.sim_store.lose(set(paths)), "the simulator lost it")
 
     def _dispose(self, host: SimHost) -> None:
         """The incarnation is gone: end whatever of its user code is paused, drop the rest."""
@@ -422,6 +530,7 @@ class Running(Choosing):
             return
         host.state = "dead"
         host.queues.clear()
+        host.items.clear()
         paused = [w for w in self._workers if w.owner is host and w.wait is not None]
         for worker in paused:
             self._unwind(worker)
@@ -451,6 +560,19 @@ class Running(Choosing):
             if ctx is None:
                 return
             ctx.cancelled = True
+            worker = task.worker
+            if worker is not None and worker.detached:
+                # Preempted, in user code: KeyboardInterrupt there, as on the thread
+                # backend; forced, it also ends for everyone now (its thread may sit in a
+                # long C call) and what it returns later is dropped.
+                self._interrupt(worker)
+                if force:
+                    task.abandoned = True
+                    self._started.pop(id_, None)
+                    spec = task.run.spec
+                    self.events.task_finished(error_outcome(id_, spec.attempt,
+                                                             TaskCancelledError(), spec.name))
+                return
             if force and task.worker is not None and task.worker.wait is not None:
                 self._unwind(task.worker)
                 self._started.pop(id_, None)

@@ -17,13 +17,15 @@ from typing import Any
 from actorlib.backends.sim.choices import Choices, FaultPlan, RandomChoices, ReplayChoices
 
 __all__ = [
-    "IDLE_DRIVE_ENV", "MAX_STEPS_ENV", "REPLAY_ENV", "SEED_ENV", "SimSettings", "settings_from_env",
+    "IDLE_DRIVE_ENV", "MAX_STEPS_ENV", "PREEMPT_ENV", "REPLAY_ENV", "SEED_ENV", "SimSettings",
+    "settings_from_env",
 ]
 
 REPLAY_ENV = "ACTORLIB_SIM_REPLAY"
 SEED_ENV = "ACTORLIB_SIM_SEED"
 MAX_STEPS_ENV = "ACTORLIB_SIM_MAX_STEPS"  # default for a plain init: 0, no limit
 IDLE_DRIVE_ENV = "ACTORLIB_SIM_IDLE_DRIVE"  # seconds; default for a plain init: 0, off
+PREEMPT_ENV = "ACTORLIB_SIM_PREEMPT"  # seconds; default for a plain init: 0, off
 
 
 @dataclass
@@ -47,18 +49,31 @@ class SimSettings:
     #: (a program that waits on something else, a ``concurrent.futures`` future, a lock,
     #: ``time.sleep``, still progresses), at the price of exact replay.
     idle_drive: float = 0.0
+    #: 0 (the default): a step runs until its user code ends or waits in ``get``, so a
+    #: task that spins in real time (polls a file or a flag, sleeps in a loop) holds the
+    #: run. > 0: once a step has run user code for this many seconds of real time, it is
+    #: preempted: it runs on beside the simulation, which takes other steps meanwhile (a
+    #: cancel interrupts it as on the thread backend), and it rejoins the run as a paused
+    #: step when it ends or calls ``get``. Real time then decides what runs when: a run
+    #: that preempts is not replayed exactly.
+    preempt: float = 0.0
+    #: Simulated nodes, each with the resources ``init`` asks for (``num_cpus``, ...).
+    #: The driver runs on the first; a ``lose_node`` fault takes one of the others.
+    nodes: int = 1
 
 
 def settings_from_env() -> SimSettings:
     max_steps = _number(MAX_STEPS_ENV, int, 0)
     idle_drive = _number(IDLE_DRIVE_ENV, float, 0.0)
+    preempt = _number(PREEMPT_ENV, float, 0.0)
     replay = os.environ.get(REPLAY_ENV)
     if replay:
         choices = ReplayChoices(replay)
         return SimSettings(choices=choices, faults=choices.faults, max_steps=max_steps,
-                           explore_time=choices.explore_time, idle_drive=idle_drive)
+                           explore_time=choices.explore_time, idle_drive=idle_drive,
+                           nodes=choices.nodes, preempt=preempt)
     return SimSettings(choices=RandomChoices(_number(SEED_ENV, int, 0)),
-                       max_steps=max_steps, idle_drive=idle_drive)
+                       max_steps=max_steps, idle_drive=idle_drive, preempt=preempt)
 
 
 def _number(name: str, kind: type[Any], default: Any) -> Any:

@@ -16,8 +16,9 @@ import functools
 from typing import Any
 
 from actorlib.backends.sim.choosing import Item
+from actorlib.backends.sim.generators import CallLoop
 from actorlib.backends.sim.loop import task_of
-from actorlib.backends.sim.running import Running, SimHost
+from actorlib.backends.sim.running import Running, SimHost, SimTask
 from actorlib.backends.sim.threads import Wait
 
 __all__ = ["DRIVER_STEP", "Steps"]
@@ -54,20 +55,27 @@ class Steps(Running):
                     functools.partial(self._resume, worker, True),
                 ))
         for task in self._pending.values():
-            spec = task.run.spec
-            items.append((
-                ("task", spec.task_id, spec.attempt),
-                f"task {task.label} starts"
-                + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
-                functools.partial(self._start_task, task),
-            ))
+            item = task.item
+            if item is None:
+                spec = task.run.spec
+                item = task.item = (
+                    ("task", spec.task_id, spec.attempt),
+                    f"task {task.label} starts"
+                    + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
+                    functools.partial(self._start_task, task),
+                )
+            items.append(item)
         for host in self._hosts.values():
             self._host_items(host, items)
+        for key, (name, deliver) in self._delayed.items():
+            items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
-        if wake is not None and wake > now:
+        if wake is not None and wake > now and not (self._preempt > 0 and self._detached()):
+            # (With a preempted step running on, time moves at real time's pace instead:
+            # ``_pass_real_time``.)
             items.append((("clock", wake), f"time advances to {wake:g}s",
                           functools.partial(self._advance, wake)))
-        if self.faults.any and self.faults_used < self.faults.max_faults:
+        if self._faulty and self.faults_used < self.faults.max_faults:
             if self.faults.kill_worker:
                 for task in self._started.values():
                     if task.worker is not None and task.worker.wait is not None:
@@ -83,16 +91,31 @@ class Steps(Running):
                             f"actor {host.label} killed (its worker died)",
                             functools.partial(self._kill_actor, host),
                         ))
+            if self.faults.lose_node:
+                for node in self.nodes[1:]:  # never the driver's
+                    faults.append((
+                        ("node", node), f"node {node} lost (its workers died)",
+                        functools.partial(self._lose_node, node),
+                    ))
+            if self.faults.lose_object:
+                for first, paths, name in self.sim_store.stored():
+                    faults.append((
+                        ("object", first), f"{name} lost",
+                        functools.partial(self._lose_object, paths),
+                    ))
         born = self._born
         keep = {}
+        births = self._births
         for key, _, _ in items:
             age = born.get(key)
             if age is None:
-                age = self._births
-                self._births += 1
+                age = births
+                births += 1
             keep[key] = age
+        self._births = births
         self._born = keep
-        items.sort(key=lambda item: keep[item[0]])
+        if len(items) > 1:
+            items.sort(key=lambda item: keep[item[0]])
         return items, faults
 
     def _host_items(self, host: SimHost, items: list[Item]) -> None:
@@ -105,16 +128,25 @@ class Steps(Running):
             return
         if host.state != "ready" or host.worker is not None:
             return
+        grouped = host.spec.concurrency_groups
+        made = host.items
         for caller, queue in host.queues.items():
             run = queue[0]
-            group = host.group_of(run.spec) if host.spec.concurrency_groups else ""
-            if group in host.limits and host.busy[group] >= host.limits[group]:
+            spec = run.spec
+            if grouped:
+                group = host.group_of(spec)
+                if group in host.limits and host.busy[group] >= host.limits[group]:
+                    continue
+            elif host.busy[""] >= host.limits[""]:
                 continue
-            items.append((
-                ("call", run.spec.call_id, run.spec.attempt),
-                f"{host.label}.{run.spec.method} from {self._caller(caller)}",
-                functools.partial(self._start_call, host, caller),
-            ))
+            item = made.get(spec.call_id)
+            if item is None:
+                item = made[spec.call_id] = (
+                    ("call", spec.call_id, spec.attempt),
+                    f"{host.label}.{spec.method} from {self._caller(caller)}",
+                    functools.partial(self._start_call, host, caller),
+                )
+            items.append(item)
         loop = host.loop
         if loop is not None:
             seen: set[asyncio.Task[Any]] = set()
@@ -132,6 +164,10 @@ class Steps(Running):
                     f"{name} resumes", functools.partial(self._async_step, host, task),
                 ))
 
+    def _deliver_late(self, key: tuple[str, int], deliver: Any) -> None:
+        del self._delayed[key]
+        deliver()
+
     def _next_wake(self) -> float | None:
         times: list[float] = []
         for host in self._hosts.values():
@@ -139,7 +175,8 @@ class Steps(Running):
                 when = host.loop.next_timer()
                 if when is not None:
                     times.append(when)
-        for task in self._started.values():
+        holders: list[SimTask | CallLoop] = [*self._started.values(), *self._call_loops]
+        for task in holders:
             if task.loop is not None:
                 when = task.loop.next_timer()
                 if when is not None:
@@ -151,6 +188,13 @@ class Steps(Running):
         if driver is not None and driver.deadline is not None:
             times.append(driver.deadline)
         return min(times) if times else None
+
+    def _pass_real_time(self, seconds: float) -> None:
+        """While preempted work runs on, virtual time moves as real time does (up to the
+        next timer): a timeout it outlasts still fires, no sooner than in real time."""
+        wake = self._next_wake()
+        if wake is not None and wake > self.clock.now:
+            self.clock.now = min(wake, self.clock.now + seconds)
 
     def _advance(self, when: float) -> None:
         self.clock.now = max(self.clock.now, when)

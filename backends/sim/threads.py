@@ -55,8 +55,9 @@ class SimWorker:
     """A thread that runs user code only while it holds the baton."""
 
     __slots__ = (
-        "back", "go", "index", "job", "label", "may_chain", "on_done", "owner", "resumer",
-        "sim", "thread", "unwind", "unwound", "wait",
+        "back", "detached", "go", "in_user", "index", "interrupted", "job", "label",
+        "may_chain", "mutex", "on_done", "owner", "resumer", "sim", "thread", "unwind",
+        "unwound", "wait",
     )
 
     def __init__(self, sim: Baton, index: int) -> None:
@@ -74,6 +75,15 @@ class SimWorker:
         self.wait: Wait | None = None
         self.unwind = False
         self.unwound = False
+        # Preemption (``Baton._switch``): ``in_user`` while it runs user code; ``detached``
+        # once the thread that handed it the baton stopped waiting for it (it runs on in
+        # real time, beside the simulation, until it needs the baton again: ``_enter``);
+        # ``interrupted`` while a KeyboardInterrupt sent to it (a cancel) may be pending.
+        # All three change under ``mutex``.
+        self.mutex = _thread.allocate_lock()
+        self.in_user = False
+        self.detached = False
+        self.interrupted = False
         self.label = ""
         self.owner: Any = None
         self.thread = threading.Thread(
@@ -97,6 +107,8 @@ class SimWorker:
                     self.unwound = True
                 except BaseException:  # a bug of the simulator's own job code
                     log.exception("actorlib sim: internal error in a worker")
+                if sim._preempt > 0 and sim._enter(self):  # preempted: took the baton back
+                    self.unwound = self.unwound or self.unwind
                 self.job = None
                 if not sim._reply_on_controller:
                     # Report the end here, before the baton goes back through the core:
@@ -154,6 +166,66 @@ class Baton:
         self._lent = False  # the core is lent to the baton's holders (see ``_borrow``)
         self._driver_ident: int | None = None
         self._borrow_ident: int | None = None  # the thread that drives with the core lent
+        self._preempt = 0.0  # seconds of real time a step may run before it is preempted
+        self._rejoined = threading.Event()  # a preempted worker wants the baton back
+
+    # -- preemption (settings.preempt > 0) -------------------------------------------------
+
+    def _user(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run user code ``fn(*args, **kwargs)`` on this worker, preemptible when
+        ``preempt`` > 0."""
+        if self._preempt <= 0:
+            return fn(*args, **kwargs)
+        worker = self._by_ident[_thread.get_ident()]
+        worker.in_user = True
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._enter(worker)
+
+    def _enter(self, worker: SimWorker) -> bool:
+        """The worker leaves user code for the simulator's: if it was preempted, it waits
+        for the baton first (resumed as any paused worker is). Whether it was."""
+        with worker.mutex:
+            worker.in_user = False
+            detached = worker.detached
+            if worker.interrupted:  # a cancel's KeyboardInterrupt must not land from here on
+                worker.interrupted = False
+                _set_async_exc(worker.thread.ident or 0, None)
+        if not detached:
+            return False
+        try:
+            self._park(worker, Wait(_always, None, []))
+        except Unwind:
+            pass  # killed meanwhile: the caller sees ``worker.unwind``
+        return True
+
+    def _preempted(self, worker: SimWorker) -> None:
+        """A worker ran user code for longer than ``preempt`` seconds of real time: it now
+        runs on beside the simulation. Overridden to record it."""
+
+    def _interrupt(self, worker: SimWorker) -> bool:
+        """KeyboardInterrupt in a preempted worker's user code (a cancel), as the thread
+        backend does; False if it is not running user code now."""
+        with worker.mutex:
+            if not (worker.detached and worker.in_user):
+                return False
+            worker.interrupted = True
+            _set_async_exc(worker.thread.ident or 0, KeyboardInterrupt)
+            return True
+
+    def _detached(self) -> bool:
+        return any(w.detached for w in self._workers)
+
+    def _await_rejoin(self) -> bool:
+        """Nothing runs, but preempted workers run on: wait (real time) a little for one
+        to come back. Whether any is still out."""
+        if not self._detached():
+            return False
+        self._rejoined.wait(0.005)
+        self._rejoined.clear()
+        self._posted = True  # it may have posted to the core meanwhile
+        return True
 
     def _hand_back(self, worker: SimWorker) -> None:
         """A worker gives the baton back to whoever handed it over, through the core: that
@@ -186,7 +258,11 @@ class Baton:
         (the driver, a worker, the idle driver) runs the core's work itself, where it
         would otherwise post to the core's loop and wait for it (two thread switches a
         step). Only the baton's holder runs, so the core still has one owner at a time."""
-        self._borrow_ident = _thread.get_ident()
+        ident = _thread.get_ident()
+        if self._lent and self._borrow_ident == ident:
+            return  # kept from this thread's last drive (see ``SimBackend._blocking_wait``)
+        self._give_back()  # kept by another thread (a driver that has gone)
+        self._borrow_ident = ident
         for _ in range(3):  # a post from a thread outside the simulation may race it
             self._quiesce()
             if self._core.lend(self._is_ours):
@@ -201,8 +277,12 @@ class Baton:
     def _is_ours(self) -> bool:
         ident = _thread.get_ident()
         # Only the baton's holder runs: a worker, or the thread driving (not the driver
-        # while the idle driver drives: it runs alongside, and must wait for the core).
-        return ident in self._by_ident or ident == self._borrow_ident
+        # while the idle driver drives, nor a preempted worker: they run alongside, and
+        # must wait for the core).
+        worker = self._by_ident.get(ident)
+        if worker is not None:
+            return not worker.detached
+        return ident == self._borrow_ident
 
     def _take_worker(self) -> SimWorker:
         if self._idle:
@@ -246,6 +326,8 @@ class Baton:
             worker.unwound = True
         except BaseException:  # a bug of the simulator's own job code
             log.exception("actorlib sim: internal error in a worker")
+        if self._preempt > 0 and self._enter(worker):  # preempted: took the baton back
+            worker.unwound = worker.unwound or worker.unwind
         worker.job = None
         done, worker.on_done = worker.on_done, None
         worker.owner = None
@@ -264,7 +346,12 @@ class Baton:
         worker.resumer = back
         worker.may_chain = chain
         worker.go.release()
-        back.acquire()
+        if self._preempt <= 0 or self._stopping:
+            back.acquire()
+        elif not self._wait_or_preempt(worker, back):
+            self._posted = True
+            self._preempted(worker)
+            return
         # Handed back through the core, it is quiet; a lent core has work queued.
         self._posted = self._stopping or self._lent
         if worker.wait is None:  # the job ended
@@ -274,6 +361,18 @@ class Baton:
             self._idle.append(worker)
             if done is not None:
                 done(worker.unwound)
+
+    def _wait_or_preempt(self, worker: SimWorker, back: Any) -> bool:
+        """Wait for ``worker`` to hand the baton back (True), or preempt it (False) once it
+        has run user code for ``preempt`` seconds without doing so."""
+        while not back.acquire(timeout=self._preempt):
+            with worker.mutex:
+                if back.acquire(False):
+                    return True
+                if worker.in_user:
+                    worker.detached = True
+                    return False
+        return True
 
     def _resume(self, worker: SimWorker, timed_out: bool) -> None:
         wait = worker.wait
@@ -289,26 +388,51 @@ class Baton:
     def _worker_wait(
         self, worker: SimWorker, lock: Any, timeout: float | None, ids: list[int]
     ) -> bool:
-        if worker.unwind:
-            raise Unwind()
-        if timeout is not None and timeout <= 0.001:
-            self._quiesce()
-            return bool(lock.acquire(False))
-        deadline = None if timeout is None else self.clock.now + timeout
-        wait = Wait(lambda: not lock.locked(), deadline, ids)
-        self._park(worker, wait)
-        if wait.timed_out:
-            return False
-        lock.acquire()
-        return True
+        preempt = self._preempt > 0
+        in_user = worker.in_user
+        if preempt:
+            self._enter(worker)  # out of user code (the get), the baton taken back if need be
+        try:
+            if worker.unwind:
+                raise Unwind()
+            if timeout is not None and timeout <= 0.001:
+                self._quiesce()
+                return bool(lock.acquire(False))
+            deadline = None if timeout is None else self.clock.now + timeout
+            wait = Wait(lambda: not lock.locked(), deadline, ids)
+            self._park(worker, wait)
+            if wait.timed_out:
+                return False
+            lock.acquire()
+            return True
+        finally:
+            if preempt:
+                worker.in_user = in_user  # back to the user code that called get
 
     def _park(self, worker: SimWorker, wait: Wait) -> None:
         """Pause this worker (its own thread) until the controller resumes it."""
         if worker.unwind:
             raise Unwind()
-        worker.wait = wait
-        self._hand_back(worker)
+        with worker.mutex:
+            worker.wait = wait
+            detached, worker.detached = worker.detached, False
+        if detached:  # preempted: nobody waits for it to hand back; it asks to be resumed
+            self._rejoined.set()
+        else:
+            self._hand_back(worker)
         worker.go.acquire()
         worker.wait = None
         if worker.unwind:
             raise Unwind()
+
+
+def _always() -> bool:
+    return True
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``thread_id`` at its next bytecode (None: clear a pending one)."""
+    import ctypes  # here: only a preempted step's cancel needs it
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
+    )
