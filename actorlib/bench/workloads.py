@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from actorlib.bench.cluster_data import cluster_driver_get, cluster_transfer
 from actorlib.bench.fresh_process import idle_memory, startup
 from actorlib.bench.sim_steps import sim_steps
 from actorlib.bench.workload_kit import (
@@ -299,9 +300,14 @@ WORKLOADS: dict[str, Workload] = {
     "executor_map_c100": executor_map_c100,
     "pool_map": pool_map,
     "sim_steps": sim_steps,
+    "cluster_transfer": cluster_transfer,
+    "cluster_driver_get": cluster_driver_get,
 }
 
-ACTORLIB_ONLY = frozenset({"executor_map_c1", "executor_map_c100", "pool_map", "sim_steps"})
+ACTORLIB_ONLY = frozenset({
+    "executor_map_c1", "executor_map_c100", "pool_map", "sim_steps", "cluster_transfer",
+    "cluster_driver_get",
+})
 
 DESCRIPTIONS: dict[str, str] = {
     "tasks_sync": "get(f.remote()) in a loop: one task round trip at a time",
@@ -326,4 +332,8 @@ DESCRIPTIONS: dict[str, str] = {
     "executor_map_c100": "Executor.map over 10,000 items, chunksize 100",
     "pool_map": "Pool.map over 10,000 items (default chunksize)",
     "sim_steps": "sim backend only: simulator steps/s (trivial calls, tasks, coroutine awaits)",
+    "cluster_transfer": "a local head and two nodes: a 1 GiB array made on one node, read on "
+                        "the other, against a plain socket copy (any --backend)",
+    "cluster_driver_get": "a local head and two nodes: a driver's put and get of a 200 MB "
+                          "array, and get of one a node made (any --backend)",
 }

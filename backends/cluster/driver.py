@@ -6,7 +6,9 @@ address starts a private one on this machine (a head and one node, with the reso
 given to ``init``) and stops it at ``shutdown()``.
 
 The driver holds no core: its client forwards the API to the head's core, as a process
-worker forwards it to its driver, and reads large objects from the nodes that hold them.
+worker forwards it to its driver. Object bytes never pass through the head: the driver
+puts large buffers into a node's store (:mod:`.driver_store`) and reads them from the
+nodes (:mod:`.objects`), zero-copy from a node on its own machine.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.base import BackendConfig, Connector, HeapStore
+from actorlib.backends.base import BackendConfig, Connector
 from actorlib.backends.cluster.daemons import PrivateCluster
-from actorlib.backends.cluster.objects import Directory, DriverMapper
+from actorlib.backends.cluster.driver_store import DriverStore
+from actorlib.backends.cluster.objects import Directory, DriverMapper, NodeLinks
 from actorlib.backends.cluster.sessions import ADDRESS_ENV, resolve_address
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.transport import auth as cluster_auth
@@ -37,7 +41,7 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core.loop import LoopThread
-from actorlib.core.serialization import map_readonly, set_buffer_mapper
+from actorlib.core.serialization import Serialized, Unavailable, map_readonly, set_buffer_mapper
 from actorlib.core.waiting import report_unhandled
 from actorlib.exceptions import NotSupportedError
 
@@ -70,11 +74,16 @@ class ClusterClient(RemoteCoreClient):
         except BaseException:
             self._io.stop()
             raise
-        super().__init__(self.conn, welcome.prefix, namespace, HeapStore(), welcome.nodes)
+        self.links = NodeLinks(lambda: self.directory, token, ctx)
+        self._mapper = DriverMapper(self.links)
+        #: id -> [refs held here, pickle stream, contained ids, locations, inline buffers]
+        self._own: dict[int, list[Any]] = {}
+        self._own_lock = threading.RLock()  # a ref may die (GC) while we hold it
+        super().__init__(self.conn, welcome.prefix, namespace, DriverStore(self.links),
+                         welcome.nodes)
         self.directory = dict(welcome.directory)
         self._io.call(self._welcome_done)
-        self.mapper = DriverMapper(lambda: self.directory, token, ctx)
-        set_buffer_mapper(self.mapper)
+        set_buffer_mapper(self._mapper)
 
     async def _connect(self, host: str, port: int, token: bytes, ctx: Any) -> Welcome:
         loop = asyncio.get_running_loop()
@@ -144,6 +153,61 @@ class ClusterClient(RemoteCoreClient):
         if not self.closed:
             self.close(f"the actorlib cluster head at {self.address} went away")
 
+    # -- what this driver put: read here, without a round trip to the head ---------------
+
+    def put(self, id_: int, value: Serialized) -> None:
+        """Send the value to the head, and remember how to read it while we hold a ref.
+
+        Only its pickle stream and locations are kept, never a mapping of its buffers (a
+        mapping would keep the node from freeing the memory when it spills the object).
+        """
+        locations = value.locations
+        inline = list(value.buffers) if locations is None else [
+            b if loc is None else None for b, loc in zip(value.buffers, locations, strict=True)
+        ]
+        with self._own_lock:
+            self._own[id_] = [1, value.data, value.contained, locations, inline]
+        try:
+            super().put(id_, value)
+        except BaseException:
+            with self._own_lock:
+                self._own.pop(id_, None)
+            raise
+
+    def add_ref(self, id_: int) -> None:
+        with self._own_lock:
+            own = self._own.get(id_)
+            if own is not None:
+                own[0] += 1
+        super().add_ref(id_)
+
+    def drop_ref(self, id_: int) -> None:
+        with self._own_lock:
+            own = self._own.get(id_)
+            if own is not None:
+                own[0] -= 1
+                if own[0] <= 0:
+                    del self._own[id_]
+        super().drop_ref(id_)
+
+    def ready_value(self, id_: int) -> Serialized | None:
+        """A value this driver put, mapped from its node's store (zero-copy nearby)."""
+        if self.closed:
+            return None
+        own = self._own.get(id_)
+        if own is None:
+            return None
+        _, data, contained, locations, inline = own
+        if locations is None:
+            return Serialized(data, list(inline), contained)
+        mapped = [
+            self._mapper(*loc) if loc is not None else b
+            for loc, b in zip(locations, inline, strict=True)
+        ]
+        if any(isinstance(b, Unavailable) for b in mapped):
+            return None  # gone from its node: the head says what happened
+        return Serialized(data, mapped, contained, False, list(locations))
+
     def debug_state(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("debug_state")
         return result
@@ -162,8 +226,8 @@ class ClusterClient(RemoteCoreClient):
         finally:
             self._io.stop()
         self._writer.close()
-        self.mapper.close()
         set_buffer_mapper(map_readonly)
+        self.links.close()
         if self.private is not None:
             self.private.stop()
 

@@ -4,8 +4,8 @@ The node runs the process backend as it runs on one machine, with two changes of
 direction: its events (results, crashes, actor starts) go to the head over TCP instead
 of to a local core, and its workers' API calls (nested tasks, ``get``, refs) are relayed
 to the head through a :class:`~actorlib.backends.transport.remote_core.RemoteCoreClient`. An
-:class:`~actorlib.backends.cluster.objects.ObjectServer` serves its object files to the
-rest of the cluster and fetches other nodes' files for its workers.
+:class:`~actorlib.backends.cluster.object_server.ObjectServer` serves its objects to the
+rest of the cluster and fetches other nodes' objects for its workers and drivers.
 
 The node exits when it loses its head: its workers die with it, its files are removed.
 Run as ``python -m actorlib.backends.cluster.node``; ``actorlib start --address`` does.
@@ -26,10 +26,11 @@ from typing import Any
 
 from actorlib.backends.base import BackendConfig, HeapStore
 from actorlib.backends.cluster.daemons import add_driver_args, begin_daemon, handle_daemon_signals
-from actorlib.backends.cluster.objects import Directory, ObjectServer, lazy_mapper
+from actorlib.backends.cluster.node_store import NodeStore
+from actorlib.backends.cluster.object_server import ObjectServer
+from actorlib.backends.cluster.objects import Directory, lazy_mapper
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.process.backend import ProcessBackend
-from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import tokens, wire
 from actorlib.backends.transport.forwarding import ForwardedEvents
@@ -152,9 +153,9 @@ class NodeDaemon:
                 "worker_init": {"cluster": worker_link, "job_sys_path": self.job_sys_path},
             },
         )
-        store = SharedMemoryStore.for_driver(self.config.object_store_memory)
+        store = NodeStore.for_node(self.config.object_store_memory)
         self.objects = ObjectServer(store, self.token, lambda: self.directory, self.tls)
-        worker_link["objects"] = await self.objects.start(self.host)
+        worker_link["objects"] = self.objects.start(self.host)
         self.backend.store_override = store
         self.backend.forward_output = self.conn.send  # workers' output: to the head
         await self.backend.start(events, config)
@@ -167,7 +168,10 @@ class NodeDaemon:
             backend = self.backend
             self.conn.send(Heartbeat({
                 "workers": len(backend._workers), "idle_workers": len(backend._idle),
-                "object_store_bytes": backend.store.in_use(),
+                # its own objects and the copies it cached of others'
+                "object_store_bytes": backend.store.in_use() + (
+                    self.objects.store.copy_bytes() if self.objects is not None else 0
+                ),
                 "object_store_capacity": getattr(backend.store, "capacity", 0),
                 "worker_rows": backend.workers(),  # for list_workers, as of this beat
             }))
@@ -177,7 +181,7 @@ class NodeDaemon:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self.objects is not None:
-            await self.objects.stop()
+            await asyncio.to_thread(self.objects.stop)
         if getattr(self.backend, "events", None) is not None:
             await self.backend.stop()
         if self.client is not None:

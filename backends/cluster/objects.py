@@ -1,12 +1,17 @@
-"""Object bytes between cluster nodes: a per-node object server and the readers' side.
+"""Object bytes between cluster nodes and drivers: the readers' side.
 
-Large buffers live in files of the node that made them (its shared-memory store). A
-location ``(path, size)`` names the owner by the store session in the file's name. A
-worker that unpickles a location of another node asks its own node's object server to
-*localize* it: the node streams the file from the owner in chunks into a cached copy in
-its own store (one transfer per node, however many of its workers read it), and the
-worker maps that copy read-only, zero-copy. A driver asks the owner directly and reads
-the bytes into its own memory.
+Large buffers live in the shared-memory store of a node (the one whose worker made them,
+or the one a driver ``put`` them into). A location ``(path, size)`` names its node by the
+store session in the file's name; the head's directory maps sessions to the nodes'
+object servers (:mod:`.object_server`).
+
+- A worker reads its own node's objects in place; another node's through its node,
+  which copies the object into its store once (:meth:`ObjectServer.localize`) for
+  every worker there, and maps the copy read-only, zero-copy.
+- A driver on the same machine as a node (same host name, same boot, and the node's
+  store directory is the one the driver sees) maps that node's objects directly, and
+  has that node fetch other nodes' objects for it: zero-copy, like a worker. A driver
+  elsewhere reads the bytes into its own memory, over parallel streams for large ones.
 
 Every connection is authenticated (:mod:`actorlib.backends.transport.auth`) before any
 request is unpickled.
@@ -14,30 +19,19 @@ request is unpickled.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import mmap
 import os
-import pickle
 import socket
 import ssl
-import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.process.shm_store import PREFIX, SharedMemoryStore
+from actorlib.backends.cluster.transfer import ROLE, encode, fill_buffer, read_reply
+from actorlib.backends.process.shm_files import PREFIX
+from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.backends.transport import auth as cluster_auth
-from actorlib.backends.transport import tokens
 from actorlib.core.serialization import Unavailable, map_readonly
 from actorlib.exceptions import ObjectLostError
-
-log = logging.getLogger("actorlib.cluster")
-
-CHUNK = 1 << 20
-_HEADER = struct.Struct("!I")
-_SIZE = struct.Struct("!Q")
-ROLE = "objects"
 
 #: session of a store -> (host, port) of its node's object server
 Directory = dict[str, tuple[str, int]]
@@ -52,213 +46,109 @@ def session_of(path: str) -> str:
     return f"{parts[0]}-{parts[1]}"
 
 
-def _encode(request: tuple[Any, ...]) -> bytes:
-    payload = pickle.dumps(request, protocol=5)
-    return _HEADER.pack(len(payload)) + payload
+def host_id() -> str:
+    """This machine as seen by a process: host name and boot (so a reboot or a clone differs)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
 
 
-# == the server (in each node daemon, on its loop) ===========================================
+class Pool:
+    """Authenticated blocking connections to object servers, kept for reuse. Thread-safe.
 
+    A connection carries one request at a time: :meth:`connect` takes one (idle or new),
+    :meth:`release` gives it back after a request completed cleanly.
+    """
 
-class ObjectServer:
-    """Serves this node's object files to other nodes and drivers; localizes for workers."""
-
-    def __init__(
-        self,
-        store: SharedMemoryStore,
-        token: bytes,
-        directory: Callable[[], Directory],
-        tls: cluster_auth.TLSConfig | None = None,
-    ) -> None:
-        self.store = store
+    def __init__(self, token: bytes, tls: ssl.SSLContext | None) -> None:
         self.token = token
         self.tls = tls
-        self.directory = directory
-        self._fetching: dict[str, asyncio.Future[str]] = {}
-        self._server: asyncio.AbstractServer | None = None
-        self.address: tuple[str, int] = ("", 0)
+        self._idle: dict[tuple[str, int], list[socket.socket]] = {}
+        self._lock = threading.Lock()
+        self.closed = False
 
-    async def start(self, host: str) -> tuple[str, int]:
-        ctx = self.tls.server_context() if self.tls is not None else None
-        self._server = await asyncio.start_server(self._serve, host, 0, ssl=ctx)
-        sock = self._server.sockets[0]
-        self.address = (host, sock.getsockname()[1])
-        return self.address
+    def connect(self, address: tuple[str, int], fresh: bool = False) -> socket.socket:
+        if not fresh:
+            with self._lock:
+                idle = self._idle.get(address)
+                if idle:
+                    return idle.pop()
+        return cluster_auth.connect(address[0], address[1], self.token, ROLE, tls=self.tls)
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+    def release(self, address: tuple[str, int], sock: socket.socket) -> None:
+        with self._lock:
+            if not self.closed:
+                self._idle.setdefault(address, []).append(sock)
+                return
+        sock.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await cluster_auth.server_handshake(reader, writer, self.token)
-            while True:
-                try:
-                    (length,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-                except asyncio.IncompleteReadError:
-                    return
-                request = pickle.loads(await reader.readexactly(length))
-                if request[0] == "read":
-                    await self._send_file(writer, request[1], request[2])
-                elif request[0] == "localize":
-                    try:
-                        local = await self.localize(request[1], request[2])
-                        reply: tuple[Any, ...] = (True, local)
-                    except Exception as exc:
-                        reply = (False, f"{type(exc).__name__}: {exc}")
-                    writer.write(_encode(reply))
-                    await writer.drain()
-                else:
-                    return
-        except (tokens.AuthError, ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except Exception:
-            log.exception("actorlib: object server error")
-        finally:
-            writer.close()
-
-    def _open_local(self, path: str) -> int:
-        try:
-            return os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return os.open(os.path.join(self.store.spill_dir, os.path.basename(path)), os.O_RDONLY)
-
-    async def _send_file(self, writer: asyncio.StreamWriter, path: str, size: int) -> None:
-        try:
-            if not self.store.owns(path):
-                raise FileNotFoundError(path)
-            fd = self._open_local(path)
-        except OSError:
-            writer.write(_SIZE.pack(2**64 - 1))  # "no such object here"
-            await writer.drain()
-            return
-        try:
-            writer.write(_SIZE.pack(size))
-            if size:
-                with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
-                    view = memoryview(mapped)
-                    try:
-                        for offset in range(0, size, CHUNK):
-                            writer.write(view[offset : offset + CHUNK])
-                            await writer.drain()  # at most a chunk or two buffered
-                    finally:
-                        view.release()
-            else:
-                await writer.drain()
-        finally:
-            os.close(fd)
-
-    async def localize(self, path: str, size: int) -> str:
-        """A local file holding ``path``'s bytes: the file itself, or a cached copy."""
-        if self.store.owns(path):
-            return path
-        target = self.store.cache_path(path)
-        if os.path.exists(target):
-            return target
-        pending = self._fetching.get(path)
-        if pending is None:
-            pending = self._fetching[path] = asyncio.ensure_future(self._fetch(path, size))
-            pending.add_done_callback(lambda _: self._fetching.pop(path, None))
-        return await asyncio.shield(pending)
-
-    async def _fetch(self, path: str, size: int) -> str:
-        owner = self.directory().get(session_of(path))
-        if owner is None:
-            raise ObjectLostError(f"the node holding {os.path.basename(path)} is gone")
-        ctx = self.tls.client_context() if self.tls is not None else None
-        reader, writer = await cluster_auth.open_connection(
-            owner[0], owner[1], self.token, ROLE, tls=ctx
-        )
-        target = self.store.cache_path(path)
-        partial = f"{target}.partial"
-        try:
-            writer.write(_encode(("read", path, size)))
-            await writer.drain()
-            (announced,) = _SIZE.unpack(await reader.readexactly(_SIZE.size))
-            if announced != size:
-                raise ObjectLostError(f"object file {os.path.basename(path)} is gone")
-            fd = os.open(partial, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    def request(self, address: tuple[str, int], request: tuple[Any, ...],
+                read: Callable[[socket.socket], Any] = read_reply) -> Any:
+        """Send ``request`` and return ``read(sock)``; a stale kept connection is replaced."""
+        for fresh in (False, True):
+            sock = self.connect(address, fresh)
             try:
-                if size:
-                    os.posix_fallocate(fd, 0, size)
-                    offset = 0
-                    while offset < size:
-                        chunk = await reader.read(min(CHUNK, size - offset))
-                        if not chunk:
-                            raise ObjectLostError(
-                                f"the node holding {os.path.basename(path)} went away "
-                                "during the transfer"
-                            )
-                        os.pwrite(fd, chunk, offset)
-                        offset += len(chunk)
-            finally:
-                os.close(fd)
-            os.rename(partial, target)
-            return target
-        except BaseException:
-            try:
-                os.unlink(partial)
-            except FileNotFoundError:
-                pass
-            raise
-        finally:
-            writer.close()
+                sock.sendall(encode(request))
+                result = read(sock)
+            except (ConnectionError, EOFError):
+                sock.close()
+                if fresh:
+                    raise
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            self.release(address, sock)
+            return result
+        raise AssertionError("unreachable")
 
+    def fetch(self, address: tuple[str, int], path: str, size: int) -> bytearray:
+        """``path``'s bytes from the node at ``address``, into this process's memory."""
 
-# == readers (blocking; any thread) ===========================================================
+        def read(lo: int, hi: int) -> tuple[Any, ...]:
+            return ("read", path, size, lo, hi)
 
+        def attempt(fresh: bool) -> bytearray:
+            return fill_buffer(size, lambda: self.connect(address, fresh), read,
+                               lambda sock: self.release(address, sock))
 
-class _Channel:
-    """One authenticated blocking connection to an object server, reused under a lock."""
-
-    def __init__(self, address: tuple[str, int], token: bytes, tls: ssl.SSLContext | None):
-        self.address = address
-        self.token = token
-        self.tls = tls
-        self.lock = threading.Lock()
-        self.sock: socket.socket | None = None
-
-    def request(self, request: tuple[Any, ...], read: Callable[[socket.socket], Any]) -> Any:
-        with self.lock:
-            for attempt in (0, 1):
-                if self.sock is None:
-                    self.sock = cluster_auth.connect(
-                        self.address[0], self.address[1], self.token, ROLE, tls=self.tls
-                    )
-                try:
-                    self.sock.sendall(_encode(request))
-                    return read(self.sock)
-                except (ConnectionError, EOFError):
-                    self.close()
-                    if attempt:
-                        raise
-            raise AssertionError("unreachable")
+        try:
+            return attempt(False)
+        except (ConnectionError, EOFError):  # a kept connection the server had closed
+            return attempt(True)
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, {}
+        for socks in idle.values():
+            for sock in socks:
+                sock.close()
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = bytearray(size)
-    _recv_into(sock, memoryview(data))
-    return bytes(data)
+def _checked(reply: tuple[bool, Any], path: str) -> Any:
+    ok, value = reply
+    if not ok:
+        raise ObjectLostError(f"could not fetch object {os.path.basename(path)}: {value}")
+    return value
 
 
-def _recv_into(sock: socket.socket, view: memoryview) -> None:
-    offset = 0
-    while offset < view.nbytes:
-        n = sock.recv_into(view[offset:], min(CHUNK, view.nbytes - offset))
-        if not n:
-            raise EOFError("the object server closed the connection")
-        offset += n
+def map_copy(pool: Pool, server: tuple[str, int], path: str, size: int) -> memoryview:
+    """Map the node at ``server``'s copy of ``path``, asking it to make one if needed.
 
-
-def _read_reply(sock: socket.socket) -> Any:
-    (length,) = _HEADER.unpack(_recv_exactly(sock, _HEADER.size))
-    return pickle.loads(_recv_exactly(sock, length))
+    The node may drop a copy to make room between its answer and our mapping: ask again.
+    """
+    for attempt in (0, 1):
+        local = _checked(pool.request(server, ("localize", path, size)), path)
+        try:
+            return map_readonly(local, size)
+        except FileNotFoundError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 class WorkerMapper:
@@ -267,35 +157,91 @@ class WorkerMapper:
     def __init__(self, store: SharedMemoryStore, server: tuple[str, int], token: bytes,
                  tls: ssl.SSLContext | None) -> None:
         self.store = store
-        self.channel = _Channel(server, token, tls)
+        self.server = server
+        self.pool = Pool(token, tls)
 
     def __call__(self, path: str, size: int) -> memoryview | Unavailable:
         try:
             if self.store.owns(path):
                 return self.store.map_location(path, size)
-            cached = self.store.cache_path(path)
             try:
-                return map_readonly(cached, size)
+                return map_readonly(self.store.cache_path(path), size)
             except FileNotFoundError:
                 pass
-            ok, local = self.channel.request(("localize", path, size), _read_reply)
-            if not ok:
-                raise ObjectLostError(f"could not fetch object {os.path.basename(path)}: {local}")
-            return map_readonly(local, size)
+            return map_copy(self.pool, self.server, path, size)
         except Exception as exc:
             return unavailable(path, exc)
 
 
-class DriverMapper:
-    """A driver's buffer mapper: bytes streamed from the owning node into memory."""
+class NodeLinks:
+    """What a driver knows of the nodes' object servers, and which share its machine."""
 
     def __init__(self, directory: Callable[[], Directory], token: bytes,
                  tls: ssl.SSLContext | None) -> None:
         self.directory = directory
-        self.token = token
-        self.tls = tls
-        self._channels: dict[tuple[str, int], _Channel] = {}
+        self.pool = Pool(token, tls)
         self._lock = threading.Lock()
+        self._stores: dict[str, SharedMemoryStore | None] = {}  # session -> mapped here?
+
+    def address(self, session: str) -> tuple[str, int]:
+        address = self.directory().get(session)
+        if address is None:
+            raise ObjectLostError(f"the node of object store {session} is gone")
+        return address
+
+    def local_store(self, session: str) -> SharedMemoryStore | None:
+        """The store of node ``session`` if it is on this machine, attached for reading."""
+        with self._lock:
+            if session in self._stores:
+                return self._stores[session]
+        info = _checked(self.pool.request(self.address(session), ("describe",)), session)
+        store = SharedMemoryStore.for_worker(info["store"]) if _is_here(info) else None
+        with self._lock:
+            self._stores[session] = store
+        return store
+
+    def local_node(self) -> str | None:
+        """The session of a node on this machine (the first found), or None."""
+        sessions = sorted(self.directory())
+        for session in sessions:
+            try:
+                if self.local_store(session) is not None:
+                    return session
+            except (OSError, EOFError, ObjectLostError, cluster_auth.AuthError):
+                continue  # going away: not the one
+        return None
+
+    def close(self) -> None:
+        self.pool.close()
+        with self._lock:
+            stores = [s for s in self._stores.values() if s is not None]
+            self._stores.clear()
+        for store in stores:
+            close = getattr(store, "close_reader", None)  # stores that map segments once
+            if close is not None:
+                close()
+
+
+def _is_here(info: dict[str, Any]) -> bool:
+    """Whether a node's store is the one this process sees: same machine, same files.
+
+    The host name and boot id rule out other machines; the marker file (a nonce the node
+    wrote into its store directory) rules out a container with its own ``/dev/shm``.
+    """
+    if info.get("host") != host_id():
+        return False
+    try:
+        with open(info["marker"]) as f:
+            return f.read() == info["nonce"]
+    except OSError:
+        return False
+
+
+class DriverMapper:
+    """A driver's buffer mapper: zero-copy through a node on this machine, else a copy."""
+
+    def __init__(self, links: NodeLinks) -> None:
+        self.links = links
 
     def __call__(self, path: str, size: int) -> memoryview | Unavailable:
         try:
@@ -304,29 +250,15 @@ class DriverMapper:
             return unavailable(path, exc)
 
     def _read(self, path: str, size: int) -> memoryview:
-        owner = self.directory().get(session_of(path))
-        if owner is None:
-            raise ObjectLostError(f"the node holding {os.path.basename(path)} is gone")
-        with self._lock:
-            channel = self._channels.get(owner)
-            if channel is None:
-                channel = self._channels[owner] = _Channel(owner, self.token, self.tls)
-        data = bytearray(size)
-
-        def read(sock: socket.socket) -> None:
-            (announced,) = _SIZE.unpack(_recv_exactly(sock, _SIZE.size))
-            if announced != size:
-                raise ObjectLostError(f"object file {os.path.basename(path)} is gone")
-            _recv_into(sock, memoryview(data))
-
-        channel.request(("read", path, size), read)
-        return memoryview(data).toreadonly()
-
-    def close(self) -> None:
-        with self._lock:
-            for channel in self._channels.values():
-                channel.close()
-            self._channels.clear()
+        links = self.links
+        session = session_of(path)
+        store = links.local_store(session)
+        if store is not None:
+            return store.map_location(path, size)
+        here = links.local_node()
+        if here is not None:  # our machine's node fetches it (once for every reader there)
+            return map_copy(links.pool, links.address(here), path, size)
+        return memoryview(links.pool.fetch(links.address(session), path, size)).toreadonly()
 
 
 def unavailable(path: str, exc: Exception) -> Unavailable:

@@ -1,0 +1,121 @@
+"""A cluster node's object store: its own objects, and copies of other nodes' it cached.
+
+A node keeps a copy of every object of another node that one of its workers (or a driver
+on its machine) read, so the next reader maps it without a transfer. Those copies share
+the node's ``object_store_memory`` with the node's own objects: before a copy is made,
+and before the node takes on an object of its own, the least recently used copies are
+removed until both fit. A copy is never spilled (its owner still has the object): it is
+dropped, and read again from the owner if needed. Readers that still map a dropped copy
+keep their view (unlinking a mapped file frees its memory when the last mapping goes).
+
+This is :class:`~actorlib.backends.process.shm_store.SharedMemoryStore` (through its
+public methods only) plus the bookkeeping of the cached copies.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from actorlib.backends.process.shm_files import unlink
+from actorlib.backends.process.shm_store import SharedMemoryStore
+from actorlib.core.serialization import Serialized
+from actorlib.exceptions import ObjectStoreFullError
+
+__all__ = ["NodeStore"]
+
+
+class NodeStore(SharedMemoryStore):
+    """The node's store; thread-safe (the object server's threads and the node's loop)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache_lock = threading.Lock()
+        #: another node's path -> bytes of our copy, least recently used first
+        self._copies: OrderedDict[str, int] = OrderedDict()
+        self._copy_bytes = 0  # of the copies in ``_copies`` and those being made
+
+    @classmethod
+    def for_node(cls, object_store_memory: int | None = None) -> NodeStore:
+        """A node's store, placed and sized as a driver's (:meth:`for_driver`)."""
+        store = cls.for_driver(object_store_memory)
+        assert isinstance(store, NodeStore)
+        return store
+
+    # -- cached copies -----------------------------------------------------------------
+
+    def cached(self, path: str) -> str | None:
+        """Our copy of another node's ``path``, marked recently used; None if there is none."""
+        with self._cache_lock:
+            if path not in self._copies:
+                return None
+            self._copies.move_to_end(path)
+        target = self.cache_path(path)
+        return target if os.path.exists(target) else None
+
+    def reserve_copy(self, size: int) -> None:
+        """Make room for a copy of ``size`` bytes, dropping older copies; count it."""
+        if size > self.capacity:
+            raise ObjectStoreFullError(
+                f"An object of {size} bytes does not fit in this node's object store, "
+                f"whose capacity is {self.capacity} bytes. Raise object_store_memory."
+            )
+        with self._cache_lock:
+            self._copy_bytes += size
+        self._drop_copies(0)
+
+    def add_copy(self, path: str, size: int) -> None:
+        """A copy reserved with :meth:`reserve_copy` is complete."""
+        with self._cache_lock:
+            self._copies[path] = size
+
+    def cancel_copy(self, size: int) -> None:
+        """A copy reserved with :meth:`reserve_copy` failed."""
+        with self._cache_lock:
+            self._copy_bytes -= size
+
+    def copy_bytes(self) -> int:
+        """Bytes of cached copies (complete or being made)."""
+        with self._cache_lock:
+            return self._copy_bytes
+
+    def _drop_copies(self, incoming: int) -> None:
+        """Drop least recently used copies until ours, theirs and ``incoming`` fit."""
+        dropped: list[str] = []
+        with self._cache_lock:
+            while self._copies and (
+                self.in_use() + self._copy_bytes + incoming > self.capacity
+            ):
+                path, size = self._copies.popitem(last=False)
+                self._copy_bytes -= size
+                dropped.append(path)
+        for path in dropped:
+            unlink(self.cache_path(path))
+
+    # -- the store's own objects make room among the copies first ----------------------------
+
+    def seal(self, obj: Serialized) -> Serialized:
+        self._drop_copies(sum(memoryview(b).nbytes for b in obj.buffers if b is not None))
+        return super().seal(obj)
+
+    def adopt(self, obj: Serialized) -> None:
+        self._drop_copies(sum(
+            loc[1] for loc in obj.locations or () if loc is not None and self.owns(loc[0])
+        ))
+        super().adopt(obj)
+
+    def free_paths(self, paths: list[str]) -> None:
+        with self._cache_lock:
+            for path in paths:
+                size = self._copies.pop(path, None)
+                if size is not None:
+                    self._copy_bytes -= size
+        super().free_paths(paths)
+
+    def cleanup(self) -> None:
+        with self._cache_lock:
+            self._copies.clear()
+            self._copy_bytes = 0
+        super().cleanup()

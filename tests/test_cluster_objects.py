@@ -1,0 +1,266 @@
+"""The cluster's data plane, with a head and two nodes as real processes on loopback.
+
+Objects made on one node and read on the other (checksummed, over parallel streams when
+large), a driver on the nodes' machine reading and putting zero-copy through a node's
+store (never the head's memory), a driver on another machine (simulated) reading and
+putting over the network, copies cached on a node counted against its capacity and
+evicted, bad requests refused, and nothing left in ``/dev/shm`` when the nodes stop.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import glob
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from testkit import wait_until
+
+import actorlib
+from actorlib import exceptions, session
+from actorlib.backends.cluster import daemons, objects, transfer
+from actorlib.backends.process.shm_files import SHM_DIR
+from actorlib.backends.transport import tokens
+from actorlib.cluster_cli import query_status
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the cluster's nodes run the process backend"
+)
+
+MiB = 2**20
+RIGHT_STORE = 160 * MiB  # room for two 64 MiB copies, not three
+
+
+@dataclass
+class Pair:
+    address: str
+    procs: dict[str, Any]
+
+    def session(self, name: str) -> str:
+        """The store session of node ``name`` (it starts with the node daemon's pid)."""
+        pid = str(self.procs[name].pid)
+        sessions = [s for s in session.client().directory if s.split("-")[0] == pid]  # type: ignore[attr-defined]
+        assert len(sessions) == 1, sessions
+        return sessions[0]
+
+    def files(self, name: str, kind: str = "") -> list[str]:
+        return glob.glob(os.path.join(SHM_DIR, f"actorlib-{self.session(name)}-{kind}*"))
+
+    def store_bytes(self, name: str) -> int:
+        for node in query_status(self.address)["nodes"]:
+            if node["node_id"] == name:
+                return int(node.get("object_store_bytes", -1))
+        raise AssertionError(f"no node {name}")
+
+
+@pytest.fixture
+def pair(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
+    """A head and two nodes: ``left`` (2 CPUs) and ``right`` (1 CPU, a 160 MiB store)."""
+    root = str(tmp_path)
+    token_file = os.path.join(root, "token")
+    tokens.write_token_file(token_file, tokens.new_token())
+    monkeypatch.setenv("ACTORLIB_CLUSTER_TOKEN_FILE", token_file)
+    head, address = daemons.start_head(root, token_file)
+    procs: dict[str, Any] = {}
+    try:
+        procs["left"] = daemons.start_node(root, token_file, address, name="left",
+                                           num_cpus=2, resources={"left": 1}, node_id="left")
+        procs["right"] = daemons.start_node(
+            root, token_file, address, name="right", num_cpus=1, resources={"right": 1},
+            node_id="right", object_store_memory=RIGHT_STORE,
+        )
+        actorlib.init(address=address)
+        wait_until(lambda: len(actorlib.nodes()) == 2, timeout=30)
+        yield Pair(address, procs)
+    finally:
+        actorlib.shutdown()
+        daemons.stop_processes([*procs.values(), head])
+
+
+def digest(a: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
+
+
+@actorlib.remote
+def random_array(nbytes: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2**63, nbytes // 8, dtype=np.int64)
+
+
+@actorlib.remote
+def checksum(a: np.ndarray) -> tuple[str, str, bool]:
+    node = actorlib.get_runtime_context().get_node_id()
+    return hashlib.sha256(memoryview(a).cast("B")).hexdigest(), node, a.flags.writeable
+
+
+def on(node: str) -> dict[str, Any]:
+    return {"resources": {node: 1}}
+
+
+def mapped_file(a: np.ndarray) -> str:
+    """The file this process maps at ``a``'s memory ('' for anonymous memory)."""
+    address = a.ctypes.data
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if lo <= address < hi:
+                return fields[5].strip() if len(fields) == 6 else ""
+    raise AssertionError("address not mapped")
+
+
+def test_transfer_between_nodes_keeps_every_byte(pair: Pair) -> None:
+    for nbytes in (3 * MiB + 8, transfer.STREAM_MIN + 5 * MiB):  # one stream, then several
+        ref = random_array.options(**on("left")).remote(nbytes, nbytes)
+        made_on_left = actorlib.get(checksum.options(**on("left")).remote(ref))
+        read_on_right = actorlib.get(checksum.options(**on("right")).remote(ref))
+        assert read_on_right == (made_on_left[0], "right", False)
+        assert pair.files("right", "cache-")  # one copy on right, for every reader there
+        again = actorlib.get(checksum.options(**on("right")).remote(ref))
+        assert again == read_on_right
+        assert digest(actorlib.get(ref)) == made_on_left[0]
+        del ref
+        wait_until(lambda: not pair.files("right", "cache-"), timeout=10,
+                   what="the copy to go with the object")
+
+
+def test_driver_reads_zero_copy_from_a_node_on_its_machine(pair: Pair) -> None:
+    ref = random_array.options(**on("left")).remote(8 * MiB, 1)
+    a = actorlib.get(ref)
+    assert not a.flags.writeable
+    with pytest.raises(ValueError):
+        a[0] = 1
+    # The array is the node's object file itself, mapped here: no copy.
+    path = mapped_file(a)
+    assert os.path.basename(path).startswith(f"actorlib-{pair.session('left')}-"), path
+    assert digest(a) == actorlib.get(checksum.options(**on("right")).remote(ref))[0]
+
+
+def test_driver_put_lands_in_a_nodes_store(pair: Pair) -> None:
+    data = np.random.default_rng(2).integers(0, 255, 32 * MiB, dtype=np.uint8)
+    ref = actorlib.put(data)
+    data[:] = 0  # put copied it: later changes are not seen
+    a = actorlib.get(ref)
+    path = mapped_file(a)
+    owner = next(n for n in ("left", "right")
+                 if os.path.basename(path).startswith(f"actorlib-{pair.session(n)}-"))
+    # The node accounts for it as its own (the head holds no bytes)...
+    wait_until(lambda: pair.store_bytes(owner) >= 32 * MiB, timeout=10)
+    expected = hashlib.sha256(np.random.default_rng(2).integers(
+        0, 255, 32 * MiB, dtype=np.uint8)).hexdigest()
+    assert digest(a) == expected
+    assert actorlib.get(checksum.options(**on("left")).remote(ref))[0] == expected
+    assert actorlib.get(checksum.options(**on("right")).remote(ref))[0] == expected
+    # ... and frees it with its last reference.
+    del a, ref
+    wait_until(lambda: not os.path.exists(path), timeout=10, what="the put's file to go")
+    wait_until(lambda: pair.store_bytes(owner) < 32 * MiB, timeout=10)
+
+
+def test_a_driver_on_another_machine_puts_and_reads_over_the_network(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objects, "host_id", lambda: "elsewhere/0")
+    session.client().links._stores.clear()  # type: ignore[attr-defined]
+    data = np.random.default_rng(3).integers(0, 2**63, 9 * MiB, dtype=np.int64)  # 72 MiB
+    ref = actorlib.put(data)
+    a = actorlib.get(ref)
+    assert mapped_file(a) == "" or "actorlib-" not in mapped_file(a)  # a copy, in memory
+    assert not a.flags.writeable and digest(a) == digest(data)
+    made = random_array.options(**on("right")).remote(3 * MiB, 4)
+    on_left = actorlib.get(checksum.options(**on("left")).remote(made))[0]
+    assert digest(actorlib.get(made)) == on_left
+    assert actorlib.get(checksum.options(**on("right")).remote(ref))[0] == digest(data)
+
+
+def test_cached_copies_count_against_capacity_and_are_evicted(pair: Pair) -> None:
+    size = 64 * MiB
+    refs = [random_array.options(**on("left")).remote(size, seed) for seed in range(3)]
+    sums = [actorlib.get(checksum.options(**on("left")).remote(r))[0] for r in refs]
+    for r, expected in zip(refs, sums, strict=True):  # three copies do not fit on right
+        assert actorlib.get(checksum.options(**on("right")).remote(r))[0] == expected
+        assert len(pair.files("right", "cache-")) <= 2
+    wait_until(lambda: 0 < pair.store_bytes("right") <= RIGHT_STORE, timeout=10)
+    # An evicted copy is fetched again.
+    assert actorlib.get(checksum.options(**on("right")).remote(refs[0]))[0] == sums[0]
+    assert len(pair.files("right", "cache-")) <= 2
+
+
+def test_a_put_larger_than_the_nodes_stores_is_refused_and_leaves_nothing(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = np.zeros(RIGHT_STORE + MiB, dtype=np.uint8)
+    client: Any = session.client()
+    right = pair.session("right")
+    monkeypatch.setattr(client.links, "local_node", lambda: right)
+    before = set(pair.files("right"))
+    with pytest.raises(exceptions.ObjectStoreFullError, match="capacity"):
+        actorlib.put(big)
+    # Over the network to the same node: refused before a byte is sent.
+    monkeypatch.setattr(client.links, "local_node", lambda: None)
+    monkeypatch.setattr(client.links, "directory", lambda: {right: client.directory[right]})
+    with pytest.raises(exceptions.ObjectStoreFullError, match="capacity"):
+        actorlib.put(big)
+    assert set(pair.files("right")) == before
+    assert actorlib.get(actorlib.put(np.ones(4, dtype=np.uint8))).sum() == 4  # still works
+
+
+def test_object_servers_refuse_bad_requests(pair: Pair, tmp_path: Any) -> None:
+    client: Any = session.client()
+    left = pair.session("left")
+    address = client.directory[left]
+    pool = client.links.pool
+    ok, error = pool.request(address, ("adopt", [("/etc/passwd", 10)]))
+    assert not ok and "not an object file of this node" in error
+    foreign = os.path.join(SHM_DIR, f"actorlib-{pair.session('right')}-1-1")
+    ok, error = pool.request(address, ("localize", foreign, 10))
+    assert not ok and "ObjectLostError" in error
+    named_like_ours = os.path.join(str(tmp_path), f"actorlib-{left}-1-1")
+    with open(named_like_ours, "wb") as f:
+        f.write(b"secret")
+    for path in ("/etc/passwd", named_like_ours):  # only files of its store are served
+        missing = transfer.SIZE.unpack(pool.request(
+            address, ("read", path, 6, 0, 6),
+            lambda sock: transfer.recv_exactly(sock, transfer.SIZE.size)))[0]
+        assert missing == transfer.MISSING
+    ok, error = pool.request(address, ("adopt", [(named_like_ours, 6)]))
+    assert not ok and "not an object file of this node" in error
+    assert actorlib.get(checksum.options(**on("left")).remote(
+        random_array.options(**on("left")).remote(MiB, 5)))[1] == "left"
+
+
+def test_nothing_is_left_in_dev_shm(pair: Pair) -> None:
+    sessions = [pair.session("left"), pair.session("right")]
+    refs = [random_array.options(**on("left")).remote(4 * MiB, 6), actorlib.put(np.ones(MiB))]
+    for ref in refs:
+        actorlib.get(checksum.options(**on("right")).remote(ref))
+    assert any(glob.glob(os.path.join(SHM_DIR, f"actorlib-{s}-*")) for s in sessions)
+    actorlib.shutdown()
+    daemons.stop_processes(list(pair.procs.values()))
+    for s in sessions:
+        assert glob.glob(os.path.join(SHM_DIR, f"actorlib-{s}-*")) == []
+
+
+def test_a_drivers_own_puts_are_read_here_until_their_last_ref_goes(pair: Pair) -> None:
+    client: Any = session.client()
+    big = actorlib.put(np.arange(2 * MiB, dtype=np.int64))
+    small = actorlib.put({"a": [1, 2]})
+    empty = actorlib.put(np.zeros(0))
+    kept = copy.copy(big)  # a second ref to the same object
+    del big
+    gc.collect()
+    a = actorlib.get(kept)  # read through the node's store, no copy
+    assert int(a[-1]) == 2 * MiB - 1 and not a.flags.writeable
+    assert os.path.basename(mapped_file(a)).startswith("actorlib-")
+    assert actorlib.get(small) == {"a": [1, 2]} and actorlib.get(empty).size == 0
+    assert actorlib.get(checksum.options(**on("right")).remote(kept))[0] == digest(a)
+    assert {kept.id, small.id, empty.id} <= set(client._own)
+    del a, kept, small, empty
+    gc.collect()
+    wait_until(lambda: not client._own, timeout=5, what="the driver to forget its puts")
