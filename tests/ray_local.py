@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -88,9 +89,10 @@ class LocalRay:
         """This cluster's processes: those naming its temp dir or its GCS address, and
         everything they started."""
         found: dict[int, psutil.Process] = {}
+        gcs = re.compile(rf"127\.0\.0\.1:{self.port}(?!\d)")  # not :{port}1 of another
         for proc in psutil.process_iter(["cmdline"]):
             cmd = " ".join(proc.info.get("cmdline") or ())
-            if self.temp_dir in cmd or f"127.0.0.1:{self.port}" in cmd:
+            if self.temp_dir in cmd or gcs.search(cmd):
                 found[proc.pid] = proc
                 with contextlib.suppress(psutil.Error):
                     for child in proc.children(recursive=True):
@@ -122,16 +124,20 @@ def shared_cluster(shared_threads: set[threading.Thread]) -> Iterator[str]:
     os.environ.update(RAY_ENV)
     import ray
 
+    from actorlib.backends.ray.address import check_address
     from actorlib.backends.ray.connector import driver_runtime_env
 
-    # Ray's own start can time out waiting for its GCS on a busy machine ("Timed out while
-    # waiting for GCS to become available"): that is Ray's, not a test's, so a fresh
-    # cluster gets a second and third try before every ray test errors on it.
+    # A start that fails on a busy machine gets a second and third try (a fresh cluster
+    # each) before every ray test errors on it.
     for attempt in range(3):
         cluster = LocalRay()
         try:
             cluster.start_head(4)
             before = set(threading.enumerate())
+            # Ray may have been imported before RAY_ENV was set (a test module's
+            # importorskip at collection): without this, Ray dials this machine's address
+            # instead of loopback and ray.init hangs ("Timed out while waiting for GCS").
+            check_address(ray, cluster.address)
             ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True,
                      runtime_env=driver_runtime_env())
             break

@@ -24,7 +24,8 @@ from testkit import assert_no_leftovers, run_script
 pytestmark = pytest.mark.slow
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
+# on_ray.py runs on Ray whatever ACTORLIB_BACKEND says: tested once, below.
+EXAMPLES = sorted(p for p in EXAMPLES_DIR.glob("*.py") if p.name != "on_ray.py")
 
 
 def test_required_examples_exist():
@@ -36,6 +37,21 @@ def test_required_examples_exist():
 def test_example_runs(example, backend_name, monkeypatch):
     monkeypatch.setenv("ACTORLIB_EXAMPLE_SIZE", "small")
     run_script(str(example), backend_name)
+
+
+@pytest.mark.timeout(400)  # it may start the run's Ray (the first ray test does)
+def test_on_ray_example_runs(request: pytest.FixtureRequest) -> None:
+    """examples/on_ray.py joins the test run's Ray cluster by address (the way a user
+    joins one that ``ray start`` made), runs, and leaves the cluster up."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("examples/on_ray.py needs Ray: pip install 'actorlib[ray]'")
+    address = request.getfixturevalue("_ray_cluster")
+    proc = run_script(str(EXAMPLES_DIR / "on_ray.py"), "ray", timeout=170, args=[address])
+    assert "squares: [0, 1, 4, 9, 16, 25, 36, 49]" in proc.stdout, proc.stdout
+    assert "tally after async adds: 30" in proc.stdout, proc.stdout
+    import ray
+
+    assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 4
 
 
 def _load_example(name: str) -> Any:

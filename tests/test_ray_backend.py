@@ -6,11 +6,16 @@ Its behaviour is the shared suite's (``rt`` runs on "ray" where Ray is installed
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
+import textwrap
+from collections.abc import Iterator
 
 import pytest
 
 import actorlib
+from actorlib.backends.ray import address as address_check
 from actorlib.backends.ray import connector
 from actorlib.exceptions import BackendUnavailableError
 
@@ -34,3 +39,141 @@ def test_backend_unavailable_is_an_import_error() -> None:
     # ``except ImportError`` around an optional backend keeps working.
     assert issubclass(BackendUnavailableError, ImportError)
     assert issubclass(BackendUnavailableError, actorlib.exceptions.ActorlibError)
+
+
+# -- the address, checked before ray.init dials it (backends/ray/address.py) -------------
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_unreachable_address_fails_with_a_clear_error(scheme: str) -> None:
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    address = f"{scheme}127.0.0.1:{_closed_port()}"
+    # ray.init itself would retry for about ten minutes; the check gives up after its
+    # timeout (the test's own timeout catches a hang).
+    with pytest.raises(ConnectionError, match=r"Cannot reach the Ray cluster at .*nothing "
+                       r"answered on (\S+ nor on )?127\.0\.0\.1:\d+ within 0\.5 s"):
+        address_check.check_address(ray, address, timeout=0.5)
+
+
+def test_malformed_address_is_a_value_error() -> None:
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    with pytest.raises(ValueError, match="expected 'auto', 'host:port'"):
+        address_check.check_address(ray, "no-port-here", timeout=0.5)
+
+
+def test_a_loopback_only_cluster_keeps_its_loopback_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Linux Ray swaps 127.0.0.1 for the machine's address, where a cluster started
+    with ``--node-ip-address 127.0.0.1`` does not listen: the check keeps loopback."""
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    constants = ray._private.ray_constants
+    monkeypatch.setattr(constants, "ENABLE_RAY_CLUSTER", True)  # Linux's default
+    services = ray._private.services
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        swapped = services.canonicalize_bootstrap_address(address)
+        address_check.check_address(ray, address, timeout=2)
+        assert services.canonicalize_bootstrap_address(address) == address
+        if swapped != address:  # a machine with an address of its own
+            assert constants.ENABLE_RAY_CLUSTER is False
+
+
+# -- on the run's Ray: what is mapped, and what raises NotSupportedError ----------------
+
+
+@pytest.fixture
+def on_ray(request: pytest.FixtureRequest) -> Iterator[str]:
+    """actorlib on the test run's Ray cluster (tests/ray_local.py); the node's id."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")
+    actorlib.init(backend="ray")
+    try:
+        import ray
+
+        yield str(ray.get_runtime_context().get_node_id())
+    finally:
+        actorlib.shutdown()
+
+
+@actorlib.remote
+def node_of() -> str:
+    return actorlib.get_runtime_context().get_node_id()
+
+
+@actorlib.remote
+class Placed:
+    def node(self) -> str:
+        return actorlib.get_runtime_context().get_node_id()
+
+
+def test_label_selectors_become_rays(on_ray: str) -> None:
+    """label_selector, fallback_strategy and NodeLabelSchedulingStrategy are Ray's
+    label selectors (Ray labels every node with its id)."""
+    from actorlib.util.scheduling_strategies import In, NodeLabelSchedulingStrategy, NotIn
+
+    key = "ray.io/node-id"
+    assert actorlib.get(node_of.options(label_selector={key: on_ray}).remote(),
+                        timeout=120) == on_ray
+    hard = NodeLabelSchedulingStrategy({key: In(on_ray, "f" * 56)})
+    actor = Placed.options(scheduling_strategy=hard).remote()
+    assert actorlib.get(actor.node.remote(), timeout=120) == on_ray
+    # No node matches the first selector: Ray falls back to the next.
+    fallback = node_of.options(label_selector={key: "0" * 56},
+                               fallback_strategy=[{"label_selector": {key: f"!{'0' * 56}"}}])
+    assert actorlib.get(fallback.remote(), timeout=120) == on_ray
+    # A soft condition no node meets: preferred, not required.
+    soft = NodeLabelSchedulingStrategy({key: NotIn("0" * 56)}, soft={"zone": In("nowhere")})
+    assert actorlib.get(node_of.options(scheduling_strategy=soft).remote(),
+                        timeout=120) == on_ray
+
+
+def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
+    from actorlib.exceptions import NotSupportedError
+    from actorlib.util import state
+    from actorlib.util.placement_group import placement_group
+    from actorlib.util.scheduling_strategies import Exists, NodeLabelSchedulingStrategy
+
+    strategy = NodeLabelSchedulingStrategy({"ray.io/node-id": Exists()})
+    with pytest.raises(NotSupportedError, match=r"no Exists\(\)/DoesNotExist\(\)"):
+        node_of.options(scheduling_strategy=strategy).remote()
+    with pytest.raises(NotSupportedError, match=r"ray\.util\.state"):
+        state.list_tasks()
+    with pytest.raises(NotSupportedError, match=r"ray\.util\.placement_group"):
+        placement_group([{"CPU": 1}])
+
+    @actorlib.remote(num_returns="streaming")
+    def numbers(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    with pytest.raises(NotSupportedError, match="generators are not mapped onto Ray"):
+        numbers.remote(3)
+
+
+def test_init_on_an_unreachable_address_fails_and_stays_uninitialized() -> None:
+    """Through ``init`` itself, in a fresh interpreter (this one may share the run's Ray)."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    program = textwrap.dedent(f"""
+        import actorlib
+        from actorlib.backends.ray import address
+        address.CONNECT_TIMEOUT_S = 1.0
+        try:
+            actorlib.init(backend="ray", address="127.0.0.1:{_closed_port()}")
+        except ConnectionError as exc:
+            print("refused:", exc)
+        print("initialized:", actorlib.is_initialized())
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120)
+    assert "refused: Cannot reach the Ray cluster at '127.0.0.1:" in done.stdout, (
+        done.stdout + done.stderr[-2000:])
+    assert "initialized: False" in done.stdout

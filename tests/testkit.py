@@ -164,13 +164,15 @@ def leftover_processes(token: str) -> list[psutil.Process]:
     return found
 
 
-def run_script(path: str, backend: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run a script with the venv interpreter; assert success and no leftover processes."""
+def run_script(path: str, backend: str, timeout: float = 120,
+               args: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run a script (with ``args``) with the venv interpreter; assert success and no
+    leftover processes."""
     token = uuid.uuid4().hex
     env = dict(os.environ, ACTORLIB_BACKEND=backend, ACTORLIB_TEST_RUN_TOKEN=token)
     env.pop("PYTEST_CURRENT_TEST", None)
     proc = subprocess.run(
-        [sys.executable, path],
+        [sys.executable, path, *(args or [])],
         env=env,
         capture_output=True,
         text=True,

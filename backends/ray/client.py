@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
+from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Retryable
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
@@ -338,9 +339,12 @@ class RayCore:
         return [False] * len(object_ids)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
-        ray.kill(self._handle(actor_id)[0], no_restart=no_restart)
+        handle = self._handle(actor_id)[0]
         if no_restart:
+            ray.kill(handle, no_restart=True)
             self._killed.add(actor_id)
+            return
+        kill_and_await_restart(handle)
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """Ray learns it from the wait itself (see ``worker.blocking_wait``)."""

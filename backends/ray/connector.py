@@ -77,6 +77,9 @@ class RayConnector(Connector):
                           resources=config.resources or None,
                           object_store_memory=config.object_store_memory)
         else:
+            from actorlib.backends.ray.address import check_address
+
+            check_address(ray, config.address)
             kwargs["address"] = config.address
         try:
             ray.init(**kwargs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from actorlib.backends.ray.boxes import Retryable
+from actorlib.core.labels import LabelSelectorStrategy, Selector
 from actorlib.core.specs import ActorSpec, NodeAffinitySchedulingStrategy, TaskSpec
 from actorlib.exceptions import NotSupportedError
 
@@ -44,16 +45,45 @@ def _resource_options(resources: dict[str, float]) -> dict[str, Any]:
     return options
 
 
-def _strategy(strategy: Any) -> Any:
+def _selector(selector: Selector) -> dict[str, str]:
+    """One actorlib label selector in Ray's syntax: ``{"zone": "in(a,b)", "gpu": "!t4"}``."""
+    out: dict[str, str] = {}
+    for key, negated, values in selector:
+        if not values or key in out:
+            raise NotSupportedError(
+                f"label condition on {key!r}: Ray's label selectors take one In/NotIn "
+                "condition per label (no Exists()/DoesNotExist()) on the ray backend"
+            )
+        text = values[0] if len(values) == 1 else f"in({','.join(values)})"
+        out[key] = f"!{text}" if negated else text
+    return out
+
+
+def _labels(strategy: LabelSelectorStrategy) -> dict[str, Any]:
+    """``label_selector``/``fallback_strategy`` (and NodeLabelSchedulingStrategy, which
+    becomes them) as Ray's options of the same names: the first selector, then the rest
+    tried in order."""
+    first, *rest = strategy.selectors
+    options: dict[str, Any] = {"label_selector": _selector(first),
+                               "scheduling_strategy": "SPREAD" if strategy.spread else "DEFAULT"}
+    if rest:
+        options["fallback_strategy"] = [{"label_selector": _selector(s)} for s in rest]
+    return options
+
+
+def _strategy(strategy: Any) -> dict[str, Any]:
+    if isinstance(strategy, LabelSelectorStrategy):
+        return _labels(strategy)
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as RayAffinity
 
-        return RayAffinity(strategy.node_id, soft=strategy.soft)
+        return {"scheduling_strategy": RayAffinity(strategy.node_id, soft=strategy.soft)}
     if strategy in ("DEFAULT", "SPREAD", None):
-        return strategy or "DEFAULT"
+        return {"scheduling_strategy": strategy or "DEFAULT"}
     raise NotSupportedError(
         f"scheduling_strategy={strategy!r} is not supported on the ray backend "
-        "(supported: 'DEFAULT', 'SPREAD', NodeAffinitySchedulingStrategy)"
+        "(supported: 'DEFAULT', 'SPREAD', NodeAffinitySchedulingStrategy, "
+        "NodeLabelSchedulingStrategy, label_selector)"
     )
 
 
@@ -62,7 +92,7 @@ def task_options(spec: TaskSpec) -> dict[str, Any]:
     options["num_returns"] = spec.num_returns
     options["max_retries"] = spec.max_retries
     options["retry_exceptions"] = [Retryable] if spec.retry_exceptions else False
-    options["scheduling_strategy"] = _strategy(spec.scheduling_strategy)
+    options.update(_strategy(spec.scheduling_strategy))
     if spec.name:
         options["name"] = spec.name
     if spec.env_vars:
@@ -75,7 +105,7 @@ def actor_options(spec: ActorSpec) -> dict[str, Any]:
     options["max_concurrency"] = spec.max_concurrency
     options["max_restarts"] = spec.max_restarts
     options["max_task_retries"] = spec.max_task_retries
-    options["scheduling_strategy"] = _strategy(spec.scheduling_strategy)
+    options.update(_strategy(spec.scheduling_strategy))
     # Every actor has a Ray name, so that any process can find it by its actorlib id.
     options["name"] = internal_name(spec.actor_id) if spec.name is None else spec.name
     options["namespace"] = spec.namespace

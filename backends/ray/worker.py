@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import signal
 import threading
 import time
 import warnings
 from typing import Any
 
 from actorlib.backends.base import HeapStore
+from actorlib.backends.ray.actor_table import restarts
 from actorlib.backends.ray.boxes import Box, Retryable
 from actorlib.backends.ray.client import RayCore
 from actorlib.backends.ray.connector import ray_module
@@ -52,7 +54,28 @@ def client(namespace: str) -> RayCore:
             current = RayCore(namespace, stop_ray=False, worker=True)
             context.install(current)
             waiting.blocking_wait = blocking_wait
+            _note_cancels()
     return current
+
+
+def _note_cancels() -> None:
+    """Ray cancels a running sync task by raising ``KeyboardInterrupt`` in it through
+    SIGINT's handler (``_thread.interrupt_main``); this handler first marks the task
+    cancelled, so ``is_canceled()`` is True in code that catches the interrupt."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return
+
+    def interrupted(signum: int, frame: Any) -> None:
+        ctx = current_execution.get()
+        if ctx is not None:
+            try:
+                ctx.cancelled = bool(ray.get_runtime_context().is_canceled())
+            except Exception:  # not a task Ray can say about (an async actor)
+                pass
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
 
 
 def blocking_wait(lock: Any, timeout: float | None, ids: list[int], asynchronous: bool) -> bool:
@@ -170,7 +193,11 @@ class _Host:
         with warnings.catch_warnings():  # Ray's property uses its own deprecated API
             warnings.simplefilter("ignore")
             reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
-        self._incarnation = 2 if reconstructed else 1
+        # Only a restarted actor asks Ray's actor table how often (a call to the GCS).
+        count = 0
+        if reconstructed:
+            count = restarts(ray.get_runtime_context().get_actor_id()) or 1
+        self._incarnation = count + 1
         self._node = _node_id()
         token = current_execution.set(self._context(None))
         try:
