@@ -213,8 +213,11 @@ class Executor(concurrent.futures.Executor):
                 items.extend(self._enqueue(tasks.call, args, {}, False) for args in calls)
             else:
                 sizes = []
-                for chunk in batched(calls, chunksize):
-                    items.append(self._enqueue(tasks.chunk(fn), (chunk,), {}, True))
+                # One iterable: its items go bare, the worker calls fn(item).
+                spread = len(iterables) != 1
+                source = calls if spread else iterables[0]
+                for chunk in batched(source, chunksize):
+                    items.append(self._enqueue(tasks.chunk(fn), (chunk, spread), {}, True))
                     sizes.append(len(chunk))
         finally:
             # Watched even if the iterables raised part way: those calls run and end.
@@ -242,8 +245,10 @@ class Executor(concurrent.futures.Executor):
 
     # -- for Pool ----------------------------------------------------------------------
 
-    def _submit_chunk(self, fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> Future[Any]:
-        item = self._enqueue(self._tasks_for(fn).chunk(fn), (chunk,), {}, True)
+    def _submit_chunk(self, fn: Callable[..., Any], chunk: list[Any], spread: bool) -> Future[Any]:
+        """A chunk of calls of ``fn``: each item a tuple of arguments if ``spread``, else
+        the one argument."""
+        item = self._enqueue(self._tasks_for(fn).chunk(fn), (chunk, spread), {}, True)
         self._watch([item])
         return item.future
 

@@ -106,15 +106,20 @@ def _note_partial(exc: BaseException, done: list[Any]) -> None:
 def _make_chunk(
     fn: Callable[..., Any], box: list[Any], prepare: Prepare | None
 ) -> Callable[..., Any]:
-    """The task body for a chunk of calls of ``fn``, read from ``box`` (see ``_detached``)."""
+    """The task body for a chunk of calls of ``fn``, read from ``box`` (see ``_detached``).
+
+    ``spread``: each item is a tuple of arguments; else each item is the one argument
+    (``map`` over one iterable: a tuple per item would cost more to build and pickle,
+    on both sides, than the call itself).
+    """
     if _is_async(fn):
-        async def chunk_async(chunk: list[tuple[Any, ...]]) -> list[Any]:
+        async def chunk_async(chunk: list[Any], spread: bool = True) -> list[Any]:
             if prepare is not None:
                 prepare_worker(*prepare)
             done: list[Any] = []
             for args in chunk:
                 try:
-                    done.append(await box[0](*args))
+                    done.append(await (box[0](*args) if spread else box[0](args)))
                 except Exception as exc:
                     _note_partial(exc, done)
                     raise
@@ -122,16 +127,21 @@ def _make_chunk(
 
         return chunk_async
 
-    def chunk_sync(chunk: list[tuple[Any, ...]]) -> list[Any]:
+    def chunk_sync(chunk: list[Any], spread: bool = True) -> list[Any]:
         if prepare is not None:
             prepare_worker(*prepare)
+        fn = box[0]
         done: list[Any] = []
-        for args in chunk:
-            try:
-                done.append(box[0](*args))
-            except Exception as exc:
-                _note_partial(exc, done)
-                raise
+        try:
+            if spread:
+                for args in chunk:
+                    done.append(fn(*args))
+            else:
+                for arg in chunk:  # one argument each, sent bare: no tuple per item
+                    done.append(fn(arg))
+        except Exception as exc:
+            _note_partial(exc, done)
+            raise
         return done
 
     return chunk_sync

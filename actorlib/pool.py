@@ -179,7 +179,7 @@ class IMapIterator(Iterator[T]):
         while not self._exhausted and len(self._inflight) < self._lookahead:
             chunk = []
             for item in self._source:
-                chunk.append(tuple(item) if self._star else (item,))
+                chunk.append(tuple(item) if self._star else item)
                 if len(chunk) >= self._chunksize:
                     break
             if not chunk:
@@ -187,7 +187,7 @@ class IMapIterator(Iterator[T]):
                 return
             if len(chunk) < self._chunksize:
                 self._exhausted = True
-            future = self._pool._executor._submit_chunk(self._fn, chunk)
+            future = self._pool._executor._submit_chunk(self._fn, chunk, self._star)
             if self._bar is not None:
                 future.add_done_callback(_advance(self._bar, len(chunk)))
             if not self._ordered:
@@ -357,13 +357,15 @@ class Pool:
     # -- map ---------------------------------------------------------------------------
 
     def _chunks(self, items: list[Any], chunksize: int | None, star: bool) -> list[list[Any]]:
+        """``items`` in chunks; for ``starmap`` each item a tuple of arguments, else the
+        item itself (the worker calls ``func(item)``: see ``executor_tasks._make_chunk``)."""
         if chunksize is None:
             chunksize, extra = divmod(len(items), self._processes * 4)
             if extra:
                 chunksize += 1
         if chunksize < 1 and items:
             raise ValueError(f"Chunksize must be 1+, not {chunksize}")
-        calls = [tuple(x) if star else (x,) for x in items]
+        calls = [tuple(x) for x in items] if star else items
         return [calls[i:i + chunksize] for i in range(0, len(calls), max(chunksize, 1))]
 
     def _map_async(
@@ -373,7 +375,8 @@ class Pool:
         self._check_running()
         items = iterable if isinstance(iterable, list) else list(iterable)
         chunks = self._chunks(items, chunksize, star)
-        futures = [self._executor._submit_chunk(func, chunk) for chunk in chunks]
+        submit = self._executor._submit_chunk
+        futures = [submit(func, chunk, star) for chunk in chunks]
         result: MapResult[Any] = MapResult(futures, callback, error_callback)
         if progress:
             from actorlib.progress import make_bar

@@ -362,6 +362,22 @@ def test_map_matches_the_stdlib(rt, chunksize):
         assert list(ex.map(square, [], chunksize=chunksize)) == []
 
 
+def count_args(*args):
+    return len(args), args
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_passes_each_item_as_one_argument(rt, chunksize):
+    items = [(1, 2), [3, 4], None, (), (5,)] * 2
+    with Executor(2) as ex:
+        assert list(ex.map(count_args, items, chunksize=chunksize)) == [
+            (1, (item,)) for item in items
+        ]
+        assert list(ex.map(count_args, items, "xy", chunksize=chunksize)) == [
+            (2, ((1, 2), "x")), (2, ([3, 4], "y")),
+        ]
+
+
 @pytest.mark.parametrize("chunksize", [1, 3])
 def test_map_raises_at_the_failing_item(rt, chunksize):
     def consume(it):

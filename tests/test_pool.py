@@ -202,6 +202,24 @@ def test_map_and_starmap_match_multiprocessing(rt, ref_pool, chunksize):
             assert p.map(square, []) == []
 
 
+def count_args(*args):
+    return len(args), args
+
+
+@pytest.mark.parametrize("chunksize", [None, 1, 4])
+def test_map_passes_each_item_as_one_argument(rt, ref_pool, chunksize):
+    # Items travel bare in chunks: a tuple, a list or None is still the one argument.
+    items = [(1, 2), [3, 4], None, (), "ab", (5,)] * 3
+    with Pool(2) as pool:
+        for p in (pool, ref_pool):
+            expected = [(1, (item,)) for item in items]
+            assert p.map(count_args, items, chunksize) == expected
+            assert list(p.imap(count_args, items, chunksize or 1)) == expected
+            assert p.starmap(count_args, [(1, 2), [3], ()], chunksize) == [
+                (2, (1, 2)), (1, (3,)), (0, ()),
+            ]
+
+
 def test_map_raises_the_error(rt, ref_pool):
     with Pool(2) as pool:
         for p in (pool, ref_pool):

@@ -8,6 +8,7 @@ would cost every worker's boot and memory for nothing. See :mod:`~.wire` for the
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import pickle
@@ -104,6 +105,9 @@ class BlockingConnection:
     A worker's sends come from the threads running user code; writing from that thread
     (under a lock) puts a result on the wire at once, with no hop to an I/O thread, and
     nothing is left in an outbox if the process dies right after.
+
+    Messages are handled in arrival order from one inbox, also when a handler on the
+    reader thread must wait for an answer and reads on itself (:meth:`pump`).
     """
 
     def __init__(
@@ -119,6 +123,12 @@ class BlockingConnection:
         self._lock = threading.Lock()
         self._held = threading.local()  # .frames: this thread's sends inside together()
         self.closed = False
+        self._decoder = Decoder()
+        self._inbox: collections.deque[Any] = collections.deque()  # decoded, not handled
+        # One reused buffer: recv() of a fresh 1 MiB bytes costs an mmap, mremap and
+        # munmap per message.
+        self._buffer = bytearray(1 << 18)
+        self._view = memoryview(self._buffer)
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
 
     def start(self) -> None:
@@ -163,23 +173,43 @@ class BlockingConnection:
             if frames and not self.closed:
                 self._write(b"".join(frames))
 
-    def _read(self) -> None:
-        decoder = Decoder()
-        # One reused buffer: recv() of a fresh 1 MiB bytes costs an mmap, mremap and
-        # munmap per message.
-        buffer = bytearray(1 << 18)
-        view = memoryview(buffer)
-        while True:
+    def reads_here(self) -> bool:
+        """Whether this is the reader thread: nobody else would read an answer it awaits."""
+        return threading.current_thread() is self._reader
+
+    def pump(self) -> bool:
+        """On the reader thread, inside a handler: receive and handle the next messages,
+        in order (an answer the handler waits for can only come in this way); False once
+        the connection is lost."""
+        assert self.reads_here()
+        return self._receive()
+
+    def _receive(self) -> bool:
+        """Handle what is decoded, receive (waiting for it) and handle that too."""
+        self._handle_inbox()
+        if self.closed:
+            return False
+        try:
+            size = self._sock.recv_into(self._buffer)
+        except OSError:
+            size = 0
+        if not size:
+            self.closed = True
+            return False
+        self._inbox.extend(self._decoder.feed(self._view[:size]))
+        self._handle_inbox()
+        return True
+
+    def _handle_inbox(self) -> None:
+        inbox = self._inbox
+        while inbox:
+            message = inbox.popleft()
             try:
-                size = self._sock.recv_into(buffer)
-            except OSError:
-                size = 0
-            if not size:
-                break
-            for message in decoder.feed(view[:size]):
-                try:
-                    self._on_message(message)
-                except Exception:
-                    log.exception("actorlib: error handling message %s", name_of(message))
-        self.closed = True
+                self._on_message(message)
+            except Exception:
+                log.exception("actorlib: error handling message %s", name_of(message))
+
+    def _read(self) -> None:
+        while self._receive():
+            pass
         self._on_lost()

@@ -44,6 +44,10 @@ from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpe
 from actorlib.exceptions import RuntimeClosedError
 
 
+def _never() -> bool:
+    return False
+
+
 class RemoteCoreClient:
     """The actorlib API where the core runs in another process: everything goes to it.
 
@@ -61,6 +65,8 @@ class RemoteCoreClient:
         self.store = store
         self.closed = False
         self._send = conn.send
+        self._reads_here: Callable[[], bool] = getattr(conn, "reads_here", _never)
+        self._pump: Callable[[], bool] = getattr(conn, "pump", _never)
         self._scheduler = Scheduler()
         for node in nodes:
             self._scheduler.add_node(node.node_id, node.resources, node.labels)
@@ -208,7 +214,14 @@ class RemoteCoreClient:
             done.set()
 
         self.forward_request(method, args, answered)
-        done.wait()
+        if self._reads_here():
+            # Asked on the thread that reads the answers (a finalizer the GC ran while
+            # it dispatched, say): it reads until the answer is in, or it never would be.
+            while not done.is_set():
+                if not self._pump():
+                    raise RuntimeClosedError("the connection to the core was lost")
+        else:
+            done.wait()
         ok, value = box[0]
         if ok:
             return value
