@@ -25,6 +25,7 @@ __all__ = [
     "byte_view",
     "fallback_dir",
     "next_number",
+    "pid_alive",
     "remove_stale",
     "reserve",
     "unlink",
@@ -45,7 +46,9 @@ def next_number() -> int:
         _counter += 1
         return _counter
 
-def _pid_alive(pid: int) -> bool:
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,7 +75,7 @@ def remove_stale(directory: str) -> list[str]:
         if not name.startswith(PREFIX):
             continue
         pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         path = os.path.join(directory, name)
         try:
