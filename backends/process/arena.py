@@ -264,10 +264,9 @@ class Arena(ArenaReader):
             with self._lock:
                 if self._closed:
                     return None
-                found = self._fit(span)
-                if found is None and self._pending:
+                if self._pending:  # first: reuse what readers let go of (pages they mapped)
                     self._reclaim()
-                    found = self._fit(span)
+                found = self._fit(span)
                 growing = self._growing
                 if found is not None:
                     extent = self._take(found[0], found[1], span, size)

@@ -366,7 +366,7 @@ class SharedMemoryStore(ObjectStore):
         this process mapped once, pinned while the view lives.
         """
         try:
-            if is_arena_path(path):
+            if self._in_arena(path):
                 return self._arena_reader().map(path, size)
             return map_readonly(path, size)
         except FileNotFoundError:
@@ -391,9 +391,13 @@ class SharedMemoryStore(ObjectStore):
                 reader = self._reader
         return reader
 
+    def _in_arena(self, path: str) -> bool:
+        """Whether ``path`` names an extent of the arena (once spilled, it names a file)."""
+        return is_arena_path(path) and os.path.dirname(path) == self.directory
+
     def _remove(self, path: str) -> None:
         """Free one location: release an arena extent, unlink a file."""
-        if is_arena_path(path):
+        if self._in_arena(path):
             if self.arena is not None:
                 self.arena.release(path)
         else:
