@@ -157,7 +157,8 @@ def test_a_released_location_is_refused_not_misread(store: SharedMemoryStore) ->
 
 def test_bad_locations_are_errors(store: SharedMemoryStore) -> None:
     assert store.arena is not None
-    assert store.arena.release(os.path.join(store.directory, "actorlib-9-ffff-arena-0@0.1")) is False
+    other_session = os.path.join(store.directory, "actorlib-9-ffff-arena-0@0.1")
+    assert store.arena.release(other_session) is False
     with pytest.raises(FileNotFoundError):
         store.map_location(os.path.join(store.directory, "actorlib-1-abcd-arena-0@0.99"), 10)
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
-import ctypes
 import errno
 import mmap
 import os
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from actorlib.backends.process.shm_files import PREFIX, pid_alive, reserve, unlink
 from actorlib.exceptions import ObjectStoreFullError
 
-__all__ = ["ALIGN", "Arena", "ArenaReader", "Extent", "is_arena_path"]
+__all__ = ["ALIGN", "Arena", "ArenaReader", "Extent", "is_arena_path", "map_early", "reader_for"]
 
 #: Extents start on page boundaries (numpy's alignment, and whole pages for the kernel).
 ALIGN = 4096
@@ -100,9 +99,8 @@ class _Pins:
     holds the lock applies the queue before letting go.
     """
 
-    def __init__(self, path: str | None, nblocks: int) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
-        self.nblocks = nblocks
         self.fd = -1
         self.counts: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -140,9 +138,8 @@ class _Pins:
             count = 0
         if self.path is None:
             return
-        if self.fd < 0:
+        if self.fd < 0:  # written sparsely at block offsets: holes cost nothing
             self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.ftruncate(self.fd, self.nblocks * _COUNT.size)  # sparse: costs nothing
         os.pwrite(self.fd, _COUNT.pack(count), block * _COUNT.size)
 
     def close(self) -> None:
@@ -159,6 +156,8 @@ def _make_view(mapped: mmap.mmap, extent_offset: int, span: int, size: int,
     from that, numpy arrays included) keeps the anchor itself alive, which a plain slice
     of the mapping would not.
     """
+    import ctypes  # here: a worker that never reads the arena does not pay for it
+
     pins.pin(block)
     try:
         anchor = (ctypes.c_ubyte * span).from_buffer(mapped, extent_offset)
@@ -170,17 +169,18 @@ def _make_view(mapped: mmap.mmap, extent_offset: int, span: int, size: int,
 
 
 class ArenaReader:
-    """A process's view of a session's arena: segments attached once, extents pinned."""
+    """A process's view of a session's arena: segments attached once, extents pinned.
 
-    def __init__(self, directory: str, session: str, capacity: int, *,
-                 pin_file: bool = True) -> None:
+    One per process and session (:func:`reader_for`): the process's pins of the session's
+    extents live in one file, which only this reader writes.
+    """
+
+    def __init__(self, directory: str, session: str, *, pin_file: bool = True) -> None:
         self.directory = directory
         self.session = session
-        self.capacity = capacity
-        self.nblocks = max(1, capacity // ALIGN + 1)
         self._name = f"{PREFIX}{session}"
         pins_path = os.path.join(directory, f"{self._name}-pins-{os.getpid()}")
-        self._pins = _Pins(pins_path if pin_file else None, self.nblocks)
+        self._pins = _Pins(pins_path if pin_file else None)
         self._maps: dict[str, mmap.mmap] = {}  # segment file name -> its mapping
         self._index_fd = -1
         self._attach_lock = threading.Lock()
@@ -241,7 +241,8 @@ class Arena(ArenaReader):
     """
 
     def __init__(self, directory: str, session: str, capacity: int) -> None:
-        super().__init__(directory, session, capacity, pin_file=False)
+        super().__init__(directory, session, pin_file=False)
+        self.capacity = capacity
         self._lock = threading.Lock()
         self._free: dict[int, list[tuple[int, int]]] = {}  # base -> sorted (offset, span)
         self._sizes: dict[int, int] = {}  # base -> segment size
@@ -457,9 +458,8 @@ class Arena(ArenaReader):
                 raise ObjectStoreFullError("the arena is at its capacity")
             base = self._mapped
             self._mapped += size  # claimed: a concurrent growth starts after it
-            if self._index_fd < 0:
+            if self._index_fd < 0:  # sparse, like the pin files
                 self._index_fd = os.open(self._index_path(), os.O_CREAT | os.O_RDWR, 0o600)
-                os.ftruncate(self._index_fd, self.nblocks * _GEN.size)
         name = self._segment_name(base)
         path = os.path.join(self.directory, name)
         try:
@@ -473,6 +473,45 @@ class Arena(ArenaReader):
             self._maps[name] = mapped
             self._sizes[base] = size
             self._free[base] = [(0, size)]
+
+
+_readers: dict[tuple[str, str], ArenaReader] = {}
+_readers_lock = threading.Lock()
+
+
+def reader_for(directory: str, session: str) -> ArenaReader:
+    """This process's reader of a session's arena (made on first use)."""
+    key = (directory, session)
+    with _readers_lock:
+        reader = _readers.get(key)
+        if reader is None:
+            reader = _readers[key] = ArenaReader(directory, session)
+        return reader
+
+
+def forget_reader(directory: str, session: str) -> None:
+    """Close this process's reader of a session (its store is done with it)."""
+    with _readers_lock:
+        reader = _readers.pop((directory, session), None)
+    if reader is not None:
+        reader.close()
+
+
+def map_early(path: str, size: int) -> memoryview:
+    """A worker's buffer mapper until its store is set up.
+
+    A worker may decode a task that names arena extents in the same read as the
+    message that configures its store: the location itself says which arena it is in.
+    """
+    from actorlib.core.serialization import map_readonly
+
+    name = os.path.basename(path)
+    directory = os.path.dirname(path)
+    segment = name.partition("@")[0]
+    if not is_arena_path(path) or not os.path.exists(os.path.join(directory, segment)):
+        return map_readonly(path, size)  # a file (a spilled extent's is named after it)
+    session = name[len(PREFIX):name.index(_TAG)]
+    return reader_for(directory, session).map(path, size)
 
 
 def _create_segment(path: str, size: int) -> mmap.mmap:

@@ -41,7 +41,14 @@ from typing import Any
 
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.private_dir import private_dir
-from actorlib.backends.process.arena import Arena, ArenaReader, Extent, is_arena_path
+from actorlib.backends.process.arena import (
+    Arena,
+    ArenaReader,
+    Extent,
+    forget_reader,
+    is_arena_path,
+    reader_for,
+)
 from actorlib.backends.process.portable import use_dev_shm
 from actorlib.backends.process.shm_files import (
     PREFIX,
@@ -127,7 +134,6 @@ class SharedMemoryStore(ObjectStore):
         self.arena: Arena | None = (
             Arena(self.directory, session, self.capacity) if owner and arena else None
         )
-        self._reader: ArenaReader | None = None
         if owner:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             remove_stale(self.directory)
@@ -373,23 +379,16 @@ class SharedMemoryStore(ObjectStore):
             return map_readonly(os.path.join(self.spill_dir, os.path.basename(path)), size)
 
     def close_reader(self) -> None:
-        """A worker's store: let go of the arena's segments and its pin file."""
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.close()
+        """A worker's store: let go of the arena's segments (in this process)."""
+        if self.arena is None:
+            forget_reader(self.directory, self.session)
 
     # ------------------------------------------------------------------ internals
 
     def _arena_reader(self) -> ArenaReader:
         if self.arena is not None:
             return self.arena
-        reader = self._reader
-        if reader is None:
-            with self._lock:
-                if self._reader is None:
-                    self._reader = ArenaReader(self.directory, self.session, self.capacity)
-                reader = self._reader
-        return reader
+        return reader_for(self.directory, self.session)
 
     def _in_arena(self, path: str) -> bool:
         """Whether ``path`` names an extent of the arena (once spilled, it names a file)."""
