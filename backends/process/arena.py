@@ -320,6 +320,20 @@ class Arena(ArenaReader):
             self._pending.append(extent)
         return True
 
+    def live(self) -> list[str]:
+        """The location paths of every live extent."""
+        with self._lock:
+            return [extent.path for extent in self._live.values()]
+
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` names a live (allocated, not yet freed) extent."""
+        if not os.path.basename(path).startswith(self._name + _TAG):
+            return False
+        _, base, offset, gen = _parse(path)
+        with self._lock:
+            extent = self._live.get((base, offset))
+            return extent is not None and extent.gen == gen
+
     def pinned(self, extent: Extent) -> bool:
         """Whether any live process of the session still views ``extent``."""
         with self._lock:
