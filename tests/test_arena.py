@@ -343,3 +343,23 @@ def test_arena_module_rejects_nothing_silently(dirs: tuple[str, str]) -> None:
         assert a.release(extent.path) is False  # twice: nothing happens
     finally:
         a.close()
+
+
+def test_a_worker_maps_extents_before_its_store_is_configured(store: SharedMemoryStore) -> None:
+    # A worker may decode a task naming an extent in the same read as its Init: the
+    # location alone leads to the arena; a spilled extent's file is mapped as a file.
+    arr = np.random.default_rng(5).random(100_000)
+    obj = _seal(store, arr)
+    path, size = _location(obj)
+    try:
+        view = arena_mod.map_early(path, size)
+        assert _digest(view) == _digest(arr) and view.readonly
+        del view
+        spilled = os.path.join(store.spill_dir, os.path.basename(path))
+        os.makedirs(store.spill_dir, mode=0o700)
+        with open(spilled, "wb") as f:
+            f.write(b"x" * size)
+        assert bytes(arena_mod.map_early(spilled, size)[:3]) == b"xxx"
+    finally:
+        arena_mod.forget_reader(store.directory, store.session)
+        store.free(obj)

@@ -44,7 +44,6 @@ from actorlib.backends.private_dir import private_dir
 from actorlib.backends.process.arena import (
     Arena,
     ArenaReader,
-    Extent,
     forget_reader,
     is_arena_path,
     reader_for,
@@ -237,23 +236,20 @@ class SharedMemoryStore(ObjectStore):
         if self.owner:
             self._make_room(total)
         written: list[tuple[int, str, int]] = []
-        extents: dict[int, Extent] = {}
+        views: list[tuple[int, memoryview]] = []
+        arena = self.arena
         try:
             for i, raw in todo:
-                extent = self.arena.alloc(raw.nbytes) if self.arena is not None else None
-                if extent is not None:
-                    extents[i] = extent
+                extent = arena.alloc(raw.nbytes) if arena is not None else None
+                if arena is not None and extent is not None:
                     written.append((i, extent.path, raw.nbytes))
-                    self.arena.write(extent, raw)  # type: ignore[union-attr]
+                    arena.write(extent, raw)  # one memcpy into pages already mapped
+                    views.append((i, arena.view(extent)))
                     continue
                 path = os.path.join(self.directory, f"{self._prefix}{os.getpid()}-{next_number()}")
                 self._write(path, raw)
                 written.append((i, path, raw.nbytes))
-            views = [
-                (i, self.arena.view(extents[i]) if i in extents  # type: ignore[union-attr]
-                 else map_readonly(path, size))
-                for i, path, size in written
-            ]
+                views.append((i, map_readonly(path, raw.nbytes)))
         except BaseException:
             for _, path, _ in written:
                 self._remove(path)
