@@ -13,10 +13,11 @@ fallback directory on their own.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 from typing import Any
+
+# shutil and tempfile are imported where used: a worker imports this module at boot (through
+# the arena's reader) and needs neither.
 
 __all__ = [
     "PREFIX",
@@ -66,6 +67,8 @@ def remove_stale(directory: str) -> list[str]:
     A driver killed with SIGKILL cannot clean up; its files would hold memory forever.
     Entries of live (or other users') processes are left alone. Returns what was removed.
     """
+    import shutil
+
     removed: list[str] = []
     try:
         names = os.listdir(directory)
@@ -101,6 +104,8 @@ def fallback_dir() -> str:
     ``ftruncate``, and caps names at 31 bytes). The price: the kernel may write the pages
     to disk in the background.
     """
+    import tempfile
+
     return os.path.join(tempfile.gettempdir(), f"actorlib-objects-{os.getuid()}")
 
 
