@@ -53,6 +53,8 @@ MADV_POPULATE_WRITE = getattr(
     mmap, "MADV_POPULATE_WRITE", 23 if sys.platform.startswith("linux") else None
 )
 _TAG = "-arena-"
+#: Freed extents checked for pins before every allocation while there are at most this many.
+_RECLAIM_FIRST = 64
 _COUNT = struct.Struct("<I")  # one process's pins of one extent
 _GEN = struct.Struct("<Q")  # the live generation of the extent starting at a block
 
@@ -265,9 +267,14 @@ class Arena(ArenaReader):
             with self._lock:
                 if self._closed:
                     return None
-                if self._pending:  # first: reuse what readers let go of (pages they mapped)
+                # Reuse what readers let go of first (pages they have mapped), unless so
+                # many extents are still viewed that checking them all costs more.
+                if self._pending and len(self._pending) <= _RECLAIM_FIRST:
                     self._reclaim()
                 found = self._fit(span)
+                if found is None and len(self._pending) > _RECLAIM_FIRST:
+                    self._reclaim()
+                    found = self._fit(span)
                 growing = self._growing
                 if found is not None:
                     extent = self._take(found[0], found[1], span, size)
@@ -398,17 +405,19 @@ class Arena(ArenaReader):
 
     def _reclaim(self) -> None:
         still = []
+        self._refresh_peers()
         for extent in self._pending:
-            if self._pinned(extent.block):
+            if self._pinned(extent.block, refresh=False):
                 still.append(extent)
             else:
                 self._give_back(extent)
         self._pending = still
 
-    def _pinned(self, block: int) -> bool:
+    def _pinned(self, block: int, refresh: bool = True) -> bool:
         if self._pins.pinned(block):
             return True
-        self._refresh_peers()
+        if refresh:
+            self._refresh_peers()
         for pid, fd in list(self._peers.items()):
             raw = os.pread(fd, _COUNT.size, block * _COUNT.size)
             if len(raw) == _COUNT.size and _COUNT.unpack(raw)[0]:
@@ -440,8 +449,6 @@ class Arena(ArenaReader):
         """Start making the next segment before a write needs it (off the hot path)."""
         if self._growing is not None or self._closed:
             return
-        if self._pending:
-            self._reclaim()
         free = sum(length for segment in self._free.values() for _, length in segment)
         room = self.capacity - self._mapped
         if room < MIN_SEGMENT // 4 or free * 4 >= self._mapped:
