@@ -104,6 +104,7 @@ class _Pins:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.fd = -1
+        self.closed = False
         self.counts: dict[int, int] = {}
         self._lock = threading.Lock()
         self._released: collections.deque[int] = collections.deque()
@@ -138,13 +139,16 @@ class _Pins:
         else:
             self.counts.pop(block, None)
             count = 0
-        if self.path is None:
+        if self.path is None or self.closed:
             return
         if self.fd < 0:  # written sparsely at block offsets: holes cost nothing
             self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
         os.pwrite(self.fd, _COUNT.pack(count), block * _COUNT.size)
 
     def close(self) -> None:
+        """Stop publishing (views dropped later change nothing on disk)."""
+        with self._lock:
+            self.closed = True
         fd, self.fd = self.fd, -1
         if fd >= 0:
             os.close(fd)
@@ -166,7 +170,7 @@ def _make_view(mapped: mmap.mmap, extent_offset: int, span: int, size: int,
     except BaseException:
         pins.unpin(block)
         raise
-    weakref.finalize(anchor, pins.unpin, block)
+    weakref.finalize(anchor, pins.unpin, block).atexit = False  # nothing to tell at exit
     return memoryview(anchor).cast("B")[:size].toreadonly()
 
 
@@ -247,7 +251,6 @@ class Arena(ArenaReader):
         self.capacity = capacity
         self._lock = threading.Lock()
         self._free: dict[int, list[tuple[int, int]]] = {}  # base -> sorted (offset, span)
-        self._sizes: dict[int, int] = {}  # base -> segment size
         self._live: dict[tuple[int, int], Extent] = {}  # (base, offset) -> extent
         self._pending: list[Extent] = []  # released, maybe still pinned somewhere
         self._mapped = 0
@@ -492,7 +495,6 @@ class Arena(ArenaReader):
             raise
         with self._lock:
             self._maps[name] = mapped
-            self._sizes[base] = size
             self._free[base] = [(0, size)]
 
 
