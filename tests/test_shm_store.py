@@ -218,9 +218,10 @@ def test_cleanup_removes_everything(dirs: tuple[str, str]) -> None:
 # --------------------------------------------------------------------------- full store
 
 
-def test_object_larger_than_capacity(dirs: tuple[str, str]) -> None:
+@pytest.mark.parametrize("arena", [False, True])
+def test_object_larger_than_capacity(dirs: tuple[str, str], arena: bool) -> None:
     directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 1_000_000, owner=True, spill_dir=spill, arena=False)
+    s = SharedMemoryStore("1-abcd", directory, 1_000_000, owner=True, spill_dir=spill, arena=arena)
     with pytest.raises(ObjectStoreFullError) as info:
         s.seal(serialize(np.zeros(200_000)))  # 1_600_000 bytes
     assert "1600000" in str(info.value) and "1000000" in str(info.value)
