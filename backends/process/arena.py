@@ -48,6 +48,11 @@ __all__ = ["ALIGN", "Arena", "ArenaReader", "Extent", "is_arena_path", "map_earl
 ALIGN = 4096
 #: The smallest segment: fewer, larger mappings.
 MIN_SEGMENT = 64 * 1024 * 1024
+#: Bytes copied per step of a write.
+COPY_STEP = 64 * 1024 * 1024
+#: Bytes populated per ``madvise`` call: it holds the GIL, so the segment is populated in
+#: steps while the process's other threads go on.
+POPULATE_STEP = 4 * 1024 * 1024
 #: Not in :mod:`mmap` before Python 3.13; Linux 5.14+ (EINVAL before: touch instead).
 MADV_POPULATE_WRITE = getattr(
     mmap, "MADV_POPULATE_WRITE", 23 if sys.platform.startswith("linux") else None
@@ -295,9 +300,21 @@ class Arena(ArenaReader):
                 return None
 
     def write(self, extent: Extent, raw: memoryview) -> None:
-        """Copy ``raw`` into the extent: one ``memcpy`` into pages already mapped."""
-        mapped = self._segment(self._segment_name(extent.base))
-        memoryview(mapped)[extent.offset:extent.offset + raw.nbytes] = raw
+        """Copy ``raw`` into the extent: ``memcpy`` into pages already mapped.
+
+        In steps of :data:`COPY_STEP`: the copy holds the GIL, and between steps the
+        driver's other threads (its core loop) get their turn. Steps this large keep the
+        speed of one copy (smaller ones measured up to 2x slower: the C library stops
+        using non-temporal stores).
+        """
+        mapped = memoryview(self._segment(self._segment_name(extent.base)))
+        start = extent.offset
+        try:
+            for offset in range(0, raw.nbytes, COPY_STEP):
+                end = min(offset + COPY_STEP, raw.nbytes)
+                mapped[start + offset:start + end] = raw[offset:end]
+        finally:
+            mapped.release()
 
     def view(self, extent: Extent) -> memoryview:
         """A read-only pinned view of a live extent."""
@@ -573,7 +590,8 @@ def _create_segment(path: str, size: int) -> mmap.mmap:
 def _populate(mapped: mmap.mmap, size: int) -> None:
     if MADV_POPULATE_WRITE is not None:
         try:
-            mapped.madvise(MADV_POPULATE_WRITE)
+            for offset in range(0, size, POPULATE_STEP):
+                mapped.madvise(MADV_POPULATE_WRITE, offset, min(POPULATE_STEP, size - offset))
             return
         except OSError as exc:
             if exc.errno != errno.EINVAL:  # EINVAL: an older kernel; touch instead
