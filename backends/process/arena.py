@@ -286,7 +286,7 @@ class Arena(ArenaReader):
                 growing = self._growing
                 if found is not None:
                     extent = self._take(found[0], found[1], span, size)
-                    self._maybe_grow_ahead()
+                    self._maybe_grow_ahead(span)
                     return extent
                 room = self.capacity - self._mapped
             if growing is not None:
@@ -295,7 +295,7 @@ class Arena(ArenaReader):
             if room < span:
                 return None
             try:
-                self._add_segment(max(span, min(room, max(MIN_SEGMENT, self._mapped))))
+                self._add_segment(min(room, max(span, MIN_SEGMENT)))  # only what it needs
             except ObjectStoreFullError:
                 return None
 
@@ -465,21 +465,26 @@ class Arena(ArenaReader):
         os.close(self._peers.pop(pid))
         unlink(os.path.join(self.directory, f"{self._name}-pins-{pid}"))
 
-    def _maybe_grow_ahead(self) -> None:
-        """Start making the next segment before a write needs it (off the hot path)."""
+    def _maybe_grow_ahead(self, span: int) -> None:
+        """Start making the next segment before a write needs it (off the hot path),
+        when less than a quarter of the arena is free: room for one more object like the
+        one just placed."""
         if self._growing is not None or self._closed:
             return
         free = sum(length for segment in self._free.values() for _, length in segment)
         room = self.capacity - self._mapped
         if room < MIN_SEGMENT // 4 or free * 4 >= self._mapped:
             return
-        size = min(room, max(MIN_SEGMENT, self._mapped))
+        size = min(room, max(MIN_SEGMENT, span))
         thread = threading.Thread(target=self._grow_ahead, args=(size,),
                                   name="actorlib-arena", daemon=True)
         self._growing = thread
         thread.start()
 
     def _grow_ahead(self, size: int) -> None:
+        if sys.platform.startswith("linux"):  # where nice is per thread: yield to work
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         try:
             self._add_segment(size)
         except ObjectStoreFullError:
