@@ -11,11 +11,9 @@ uploads at those points; files changed later are seen by the next ``init`` or ``
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import io
 import os
 import types
-import zipfile
 from typing import Any
 
 from actorlib.core.specs import CodeEnv, Package
@@ -156,6 +154,9 @@ def pack(path: str, option: str, excludes: tuple[str, ...] = (), *, top: str = "
                 f"set {MAX_BYTES_ENV} to change it, or leave files out with "
                 "runtime_env['excludes'])"
             )
+    import hashlib  # with zipfile, only when a runtime_env has files: not at every init
+    import zipfile
+
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, file in files:

@@ -25,7 +25,6 @@ Ray: ``(square pid=4242) hello``, ``(Counter pid=4243, node=1f2e...) hello`` on 
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import io
 import logging
@@ -179,6 +178,8 @@ def capture_fds(
         readers.append(reader)
 
     def finish() -> None:
+        import ctypes  # at a worker's end only: not on every driver's start
+
         try:
             ctypes.CDLL(None).fflush(None)  # C's buffered stdio (printf to a pipe)
         except (OSError, AttributeError):

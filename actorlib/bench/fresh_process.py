@@ -69,7 +69,15 @@ def _snippet(env: Env, idle: bool) -> str:
 
 
 def _child_env() -> dict[str, str]:
+    """The environment of a measured interpreter: an installed program's, with bytecode.
+
+    ``PYTHONDONTWRITEBYTECODE`` (set in some shells and CI images) would make every run
+    compile each imported module from source again: about twice the startup of a program
+    whose package was installed with its ``.pyc`` files, for actorlib and for every
+    alternative. The child writes its caches, so only the first, unmeasured, run compiles.
+    """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     return env
 

@@ -22,7 +22,6 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Container, Sequence
 from typing import Any
 
-import anyio
 import sniffio
 
 from actorlib.core import context
@@ -272,6 +271,8 @@ class _AnyioSignal:
     __slots__ = ("_event", "_hand_off")
 
     def __init__(self) -> None:
+        import anyio  # only under trio: a plain driver never pays for importing it
+
         self._event = anyio.Event()
         self._hand_off = _hand_off()
 
@@ -283,6 +284,8 @@ class _AnyioSignal:
 
     async def wait(self, timeout: float | None) -> bool:
         """False if ``timeout`` passed first."""
+        import anyio
+
         with anyio.move_on_after(timeout):
             await self._event.wait()
             return True
@@ -373,6 +376,8 @@ async def completions_async(
     refs: Sequence[ObjectRef[Any]], timeout: float | None
 ) -> AsyncIterator[int]:
     """Yield ids as their objects become ready, from one watch (asyncio, uvloop, trio)."""
+    import anyio
+
     ids, client = _unique_ids(refs), client_of(refs)
     deadline = None if timeout is None else time.monotonic() + timeout
     send, receive = anyio.create_memory_object_stream[int](math.inf)

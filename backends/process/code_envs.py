@@ -13,7 +13,6 @@ import io
 import os
 import shutil
 import tempfile
-import zipfile
 
 from actorlib.core.specs import CodeEnv, Package
 
@@ -32,6 +31,8 @@ class CodeEnvDirs:
             self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
         target = os.path.join(self._root, package.hash)
         if package.hash not in self._done:
+            import zipfile  # only with a runtime_env's files: not at every start
+
             partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
             with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
                 archive.extractall(partial)  # names are made safe by zipfile
