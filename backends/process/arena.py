@@ -23,12 +23,14 @@ generation in the shared index ``actorlib-{session}-arena-index``; the owner cle
 generation when it frees or spills an extent and reads the pins only later, so either
 the owner sees the pin, or the reader sees the extent is gone (and follows the spill
 file, or fails). ``pwrite``/``pread`` order those steps between processes.
+
+The pins are :mod:`~actorlib.backends.process.arena_pins`; making a segment's pages is
+:mod:`~actorlib.backends.process.arena_segments`.
 """
 
 from __future__ import annotations
 
 import bisect
-import collections
 import contextlib
 import errno
 import mmap
@@ -36,10 +38,11 @@ import os
 import struct
 import sys
 import threading
-import weakref
 from dataclasses import dataclass
 
-from actorlib.backends.process.shm_files import PREFIX, pid_alive, reserve, unlink
+from actorlib.backends.process.arena_pins import COUNT, Pins, pinned_view
+from actorlib.backends.process.arena_segments import create_segment
+from actorlib.backends.process.shm_files import PREFIX, pid_alive, unlink
 from actorlib.exceptions import ObjectStoreFullError
 
 __all__ = ["ALIGN", "Arena", "ArenaReader", "Extent", "is_arena_path", "map_early", "reader_for"]
@@ -50,17 +53,9 @@ ALIGN = 4096
 MIN_SEGMENT = 64 * 1024 * 1024
 #: Writes from this size on copy without the GIL where they can (numpy).
 _UNLOCKED_COPY = 1024 * 1024
-#: Bytes populated per ``madvise`` call: it holds the GIL, so the segment is populated in
-#: steps while the process's other threads go on.
-POPULATE_STEP = 4 * 1024 * 1024
-#: Not in :mod:`mmap` before Python 3.13; Linux 5.14+ (EINVAL before: touch instead).
-MADV_POPULATE_WRITE = getattr(
-    mmap, "MADV_POPULATE_WRITE", 23 if sys.platform.startswith("linux") else None
-)
 _TAG = "-arena-"
 #: Freed extents checked for pins before every allocation while there are at most this many.
 _RECLAIM_FIRST = 64
-_COUNT = struct.Struct("<I")  # one process's pins of one extent
 _GEN = struct.Struct("<Q")  # the live generation of the extent starting at a block
 
 
@@ -98,87 +93,6 @@ class Extent:
         return (self.base + self.offset) // ALIGN
 
 
-class _Pins:
-    """This process's live views per extent, published in its pin file (if it has one).
-
-    A view's anchor is finalized by the garbage collector, possibly while this thread is
-    inside :meth:`pin`: the finalizer never blocks, it queues its release, and whoever
-    holds the lock applies the queue before letting go.
-    """
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.fd = -1
-        self.closed = False
-        self.counts: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self._released: collections.deque[int] = collections.deque()
-
-    def pin(self, block: int) -> None:
-        with self._lock:
-            self._add(block, 1)
-            self._drain()
-
-    def unpin(self, block: int) -> None:
-        """Finalizer-safe: never waits for the lock."""
-        self._released.append(block)
-        while self._released and self._lock.acquire(blocking=False):
-            try:
-                self._drain()
-            finally:
-                self._lock.release()
-
-    def pinned(self, block: int) -> bool:
-        with self._lock:
-            self._drain()
-            return self.counts.get(block, 0) > 0
-
-    def _drain(self) -> None:
-        while self._released:
-            self._add(self._released.popleft(), -1)
-
-    def _add(self, block: int, delta: int) -> None:
-        count = self.counts.get(block, 0) + delta
-        if count > 0:
-            self.counts[block] = count
-        else:
-            self.counts.pop(block, None)
-            count = 0
-        if self.path is None or self.closed:
-            return
-        if self.fd < 0:  # written sparsely at block offsets: holes cost nothing
-            self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        os.pwrite(self.fd, _COUNT.pack(count), block * _COUNT.size)
-
-    def close(self) -> None:
-        """Stop publishing (views dropped later change nothing on disk)."""
-        with self._lock:
-            self.closed = True
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-
-def _make_view(mapped: mmap.mmap, extent_offset: int, span: int, size: int,
-               pins: _Pins, block: int) -> memoryview:
-    """A read-only view of an extent whose anchor holds a pin until every view is gone.
-
-    The anchor is a ctypes array over the mapping: a memoryview of it (and anything made
-    from that, numpy arrays included) keeps the anchor itself alive, which a plain slice
-    of the mapping would not.
-    """
-    import ctypes  # here: a worker that never reads the arena does not pay for it
-
-    pins.pin(block)
-    try:
-        anchor = (ctypes.c_ubyte * span).from_buffer(mapped, extent_offset)
-    except BaseException:
-        pins.unpin(block)
-        raise
-    weakref.finalize(anchor, pins.unpin, block).atexit = False  # nothing to tell at exit
-    return memoryview(anchor).cast("B")[:size].toreadonly()
-
-
 class ArenaReader:
     """A process's view of a session's arena: segments attached once, extents pinned.
 
@@ -191,7 +105,7 @@ class ArenaReader:
         self.session = session
         self._name = f"{PREFIX}{session}"
         pins_path = os.path.join(directory, f"{self._name}-pins-{os.getpid()}")
-        self._pins = _Pins(pins_path if pin_file else None)
+        self._pins = Pins(pins_path if pin_file else None)
         self._maps: dict[str, mmap.mmap] = {}  # segment file name -> its mapping
         self._index_fd = -1
         self._attach_lock = threading.Lock()
@@ -203,7 +117,7 @@ class ArenaReader:
         mapped = self._segment(segment)
         block = (base + offset) // ALIGN
         span = _round_up(max(size, 1), ALIGN)
-        view = _make_view(mapped, offset, span, size, self._pins, block)
+        view = pinned_view(mapped, offset, span, size, self._pins, block)
         if self._generation(block) != gen:
             view.release()  # its anchor dies with it: the pin goes
             raise FileNotFoundError(errno.ENOENT, "the arena extent was released", path)
@@ -322,7 +236,7 @@ class Arena(ArenaReader):
     def view(self, extent: Extent) -> memoryview:
         """A read-only pinned view of a live extent."""
         mapped = self._segment(self._segment_name(extent.base))
-        return _make_view(mapped, extent.offset, extent.span, extent.size, self._pins,
+        return pinned_view(mapped, extent.offset, extent.span, extent.size, self._pins,
                           extent.block)
 
     def map(self, path: str, size: int) -> memoryview:
@@ -442,8 +356,8 @@ class Arena(ArenaReader):
         if refresh:
             self._refresh_peers()
         for pid, fd in list(self._peers.items()):
-            raw = os.pread(fd, _COUNT.size, block * _COUNT.size)
-            if len(raw) == _COUNT.size and _COUNT.unpack(raw)[0]:
+            raw = os.pread(fd, COUNT.size, block * COUNT.size)
+            if len(raw) == COUNT.size and COUNT.unpack(raw)[0]:
                 if pid_alive(pid):
                     return True
                 self._forget_peer(pid)  # a dead process views nothing
@@ -512,7 +426,7 @@ class Arena(ArenaReader):
         name = self._segment_name(base)
         path = os.path.join(self.directory, name)
         try:
-            mapped = _create_segment(path, size)
+            mapped = create_segment(path, size)
         except BaseException:
             with self._lock:
                 if self._mapped == base + size:
@@ -560,53 +474,3 @@ def map_early(path: str, size: int) -> memoryview:
         return map_readonly(path, size)  # a file (a spilled extent's is named after it)
     session = name[len(PREFIX):name.index(_TAG)]
     return reader_for(directory, session).map(path, size)
-
-
-def _create_segment(path: str, size: int) -> mmap.mmap:
-    """A new file of ``size`` bytes, its pages allocated now and mapped read-write.
-
-    The space is reserved first (a full store fails here with ``ENOSPC``, not later with
-    SIGBUS), then every page is mapped in one ``MADV_POPULATE_WRITE`` call (measured:
-    reserve plus populate takes about as long as writing the bytes into a fresh file,
-    once, instead of on every write); without it, one byte per page is touched.
-    """
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    try:
-        reserve(fd, size)
-        os.ftruncate(fd, size)  # where reserve could not size it (macOS)
-        mapped = mmap.mmap(fd, size)
-        try:
-            _populate(mapped, size)
-        except BaseException:
-            mapped.close()
-            raise
-    except OSError as exc:
-        os.close(fd)
-        unlink(path)
-        raise ObjectStoreFullError(
-            f"No room for an object arena segment of {size} bytes in "
-            f"{os.path.dirname(path)}: {exc.strerror}"
-        ) from exc
-    except BaseException:
-        os.close(fd)
-        unlink(path)
-        raise
-    os.close(fd)
-    return mapped
-
-
-def _populate(mapped: mmap.mmap, size: int) -> None:
-    if MADV_POPULATE_WRITE is not None:
-        try:
-            for offset in range(0, size, POPULATE_STEP):
-                mapped.madvise(MADV_POPULATE_WRITE, offset, min(POPULATE_STEP, size - offset))
-            return
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: an older kernel; touch instead
-                raise
-    view = memoryview(mapped)
-    try:
-        for offset in range(0, size, mmap.PAGESIZE):
-            view[offset] = 0
-    finally:
-        view.release()
