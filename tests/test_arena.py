@@ -36,17 +36,17 @@ from actorlib.core.serialization import (
 MB = 1024 * 1024
 
 
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[str, str]:
-    shm = tmp_path / "shm"
-    shm.mkdir()
-    return str(shm), str(tmp_path / "spillroot" / "spill")
+def _new_store(tmp_path: Path, capacity: int) -> SharedMemoryStore:
+    """An owner's store (arena on) in a private directory under ``tmp_path``."""
+    (tmp_path / "shm").mkdir(exist_ok=True)
+    spill = str(tmp_path / "spillroot" / "spill")
+    return SharedMemoryStore("1-abcd", str(tmp_path / "shm"), capacity, owner=True,
+                             spill_dir=spill)
 
 
 @pytest.fixture
-def store(dirs: tuple[str, str]) -> Iterator[SharedMemoryStore]:
-    directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 64 * MB, owner=True, spill_dir=spill)
+def store(tmp_path: Path) -> Iterator[SharedMemoryStore]:
+    s = _new_store(tmp_path, 64 * MB)
     yield s
     s.cleanup()
 
@@ -163,9 +163,9 @@ def test_bad_locations_are_errors(store: SharedMemoryStore) -> None:
         store.map_location(os.path.join(store.directory, "actorlib-1-abcd-arena-0@0.99"), 10)
 
 
-def test_an_object_larger_than_the_arena_can_hold_goes_to_a_file(dirs: tuple[str, str]) -> None:
-    directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 4 * MB, owner=True, spill_dir=spill)
+def test_an_object_larger_than_the_arena_can_hold_goes_to_a_file(tmp_path: Path) -> None:
+    s = _new_store(tmp_path, 4 * MB)
+    directory = s.directory
     try:
         assert s.arena is not None
         pinned = [deserialize(_seal(s, np.full(MB // 8 * 3, 1.0)))]  # 3 MiB, viewed
@@ -179,9 +179,8 @@ def test_an_object_larger_than_the_arena_can_hold_goes_to_a_file(dirs: tuple[str
     assert os.listdir(directory) == []
 
 
-def test_growth_stays_within_capacity(dirs: tuple[str, str], small_segments: None) -> None:
-    directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 8 * MB, owner=True, spill_dir=spill)
+def test_growth_stays_within_capacity(tmp_path: Path, small_segments: None) -> None:
+    s = _new_store(tmp_path, 8 * MB)
     try:
         assert s.arena is not None
         kept = [_seal(s, np.full(MB // 8, float(i))) for i in range(7)]
@@ -279,9 +278,9 @@ def test_a_dead_process_pins_nothing(store: SharedMemoryStore) -> None:
 # --------------------------------------------------------------------------- pressure
 
 
-def test_spilled_and_restored_under_pressure(dirs: tuple[str, str], small_segments: None) -> None:
-    directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 4 * MB, owner=True, spill_dir=spill)
+def test_spilled_and_restored_under_pressure(tmp_path: Path, small_segments: None) -> None:
+    s = _new_store(tmp_path, 4 * MB)
+    spill = s.spill_dir
     try:
         rng = np.random.default_rng(3)
         arrays = [rng.random(MB // 8) for _ in range(10)]  # 10 MiB through a 4 MiB store
@@ -304,10 +303,9 @@ def test_spilled_and_restored_under_pressure(dirs: tuple[str, str], small_segmen
 
 
 def test_a_reader_of_a_just_spilled_extent_follows_it_to_disk(
-    dirs: tuple[str, str], small_segments: None
+    tmp_path: Path, small_segments: None
 ) -> None:
-    directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 2 * MB, owner=True, spill_dir=spill)
+    s = _new_store(tmp_path, 2 * MB)
     try:
         old = np.random.default_rng(4).random(MB // 8)
         obj = _seal(s, old)
@@ -321,18 +319,17 @@ def test_a_reader_of_a_just_spilled_extent_follows_it_to_disk(
         s.cleanup()
 
 
-def test_cleanup_leaves_nothing_even_with_live_views(dirs: tuple[str, str]) -> None:
-    directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 64 * MB, owner=True, spill_dir=spill)
+def test_cleanup_leaves_nothing_even_with_live_views(tmp_path: Path) -> None:
+    s = _new_store(tmp_path, 64 * MB)
+    directory = s.directory
     view = deserialize(_seal(s, np.full(100_000, 3.0)))
     s.cleanup()
     assert os.listdir(directory) == []
     assert np.all(view == 3.0)  # the mapping outlives the files
 
 
-def test_arena_module_rejects_nothing_silently(dirs: tuple[str, str]) -> None:
-    directory, _ = dirs
-    a = Arena(directory, "1-abcd", 2 * MB)
+def test_arena_module_rejects_nothing_silently(tmp_path: Path) -> None:
+    a = Arena(str(tmp_path), "1-abcd", 2 * MB)
     try:
         assert a.alloc(3 * MB) is None  # more than the capacity: the caller uses a file
         extent = a.alloc(10)
