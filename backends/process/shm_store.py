@@ -106,7 +106,7 @@ class _Entry:
 
 
 class SharedMemoryStore(ObjectStore):
-    """Buffers in files under ``directory`` (``/dev/shm``), mapped read-only by readers.
+    """Buffers in an arena or files under ``directory`` (``/dev/shm``), read-only to readers.
 
     Thread-safe. ``owner`` is the driver's instance: it writes into the arena (unless
     ``arena`` is False), accounts, spills, frees and cleans up. Other processes of the
@@ -129,7 +129,7 @@ class SharedMemoryStore(ObjectStore):
         self._entries: dict[int, _Entry] = {}  # id(obj) -> entry, until freed
         self._lru: OrderedDict[int, _Entry] = OrderedDict()  # those with bytes in directory
         self._by_path: dict[str, int] = {}  # first location path -> id(obj), for free_paths
-        # The owner's arena; a worker's reader of it, attached when it first maps one.
+        # The owner's arena (workers read it through one reader per process: reader_for).
         self.arena: Arena | None = (
             Arena(self.directory, session, self.capacity) if owner and arena else None
         )
