@@ -132,6 +132,9 @@ def mint_results(
 ) -> tuple[tuple[int, ...], int, str, Any]:
     """A call's return ids, their count, its generator kind ("" for a plain one), and
     what ``.remote()`` returns: a ref, refs, None, or an ``ObjectRefGenerator``."""
+    if num_returns == 1:  # the common case, without the general path's lists
+        rid = client.ids.next()
+        return (rid,), 1, "", ObjectRef(rid, client, name, task)
     if num_returns == "streaming":
         ids, refs = mint_returns(client, 2, name, task)  # the stream's head, its end
         return ids, 2, "streaming", ObjectRefGenerator(refs[0], refs[1])

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Any
 
-from actorlib.core.execution_context import current_execution
+from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import PlacementGroupID, id_hex
 from actorlib.core.refs import ObjectRef
 from actorlib.core.specs import Bundle, PlacementGroupStrategy
@@ -181,7 +181,11 @@ def core_strategy(
 def inherited_strategy() -> Any:
     """The strategy of work that names none: its parent's placement group, if the parent
     runs in one that captures child tasks; else "DEFAULT"."""
-    ctx = current_execution.get()
+    return strategy_inherited_in(current_execution.get())
+
+
+def strategy_inherited_in(ctx: ExecutionContext | None) -> Any:
+    """:func:`inherited_strategy` for a caller that has its ``current_execution`` at hand."""
     if ctx is not None and ctx.spec is not None:
         strategy = ctx.spec.scheduling_strategy
         if isinstance(strategy, PlacementGroupStrategy) and strategy.capture_child_tasks:

@@ -8,14 +8,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
-from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
+from actorlib.arguments import ArgCheck, mint_results, num_returns_of, pack_args
 from actorlib.core.context import Client
+from actorlib.core.execution_context import current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import dumps_function
-from actorlib.core.specs import CodeRef, TaskSpec
+from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, CodeRef, TaskSpec
 from actorlib.exceptions import InfeasibleResourceError
 from actorlib.options import TASK_OPTIONS, OwnFiles, env_vars_of, resource_request, validate
-from actorlib.placement import inherited_strategy
+from actorlib.placement import strategy_inherited_in
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,7 +86,19 @@ class RemoteFunction(Generic[P, R]):
         self._max_calls: int = self._options.get("max_calls", 0)
         self._concurrency: tuple[str, int] | None = self._options.get("_concurrency")
         self._files = OwnFiles(self._options.get("runtime_env"))
+        self._max_retries: int = self._options.get("max_retries", 3)
+        self._retry_exceptions: Any = self._options.get("retry_exceptions", False)
+        # The env_vars of the last job seen, and the job's env they were merged with.
+        self._env: tuple[dict[str, str] | None, dict[str, str] | None] | None = None
         functools.update_wrapper(self, fn)
+
+    def _env_vars(self, job_env: dict[str, str] | None) -> dict[str, str] | None:
+        """The task's env_vars: the job's and its own, merged once per job (shared by
+        every spec, which only reads them)."""
+        cached = self._env
+        if cached is None or cached[0] is not job_env:
+            cached = self._env = (job_env, env_vars_of(self._options, job_env))
+        return cached[1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         name = self._function.__qualname__
@@ -109,22 +122,23 @@ class RemoteFunction(Generic[P, R]):
         check = self._code.check
         if check is not None:
             check(args, kwargs)
-        opts = self._options
         client = session.client()
         name = self._name
         resources = self._resources
+        execution = current_execution.get()
         strategy = self._strategy
         if strategy is None:
-            strategy = inherited_strategy()
+            strategy = strategy_inherited_in(execution)
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")
         code_env = self._files.code_env(session.job_code_env(), *session.env_support())
         code = self._code.get(client)
-        packed = pack_args(client, args, kwargs, name)
-        num_returns = self._num_returns
+        packed = pack_args(client, args, kwargs, name) if args or kwargs else NO_ARGS
         task_id = client.ids.next()
-        return_ids, count, generator, result = mint_results(client, num_returns, name, task_id)
+        return_ids, count, generator, result = mint_results(
+            client, self._num_returns, name, task_id
+        )
         client.submit_task(TaskSpec(
             task_id=task_id,
             function=code,
@@ -132,12 +146,12 @@ class RemoteFunction(Generic[P, R]):
             return_ids=return_ids,
             num_returns=count,
             resources=resources,
-            max_retries=opts.get("max_retries", 3),
-            retry_exceptions=opts.get("retry_exceptions", False),
+            max_retries=self._max_retries,
+            retry_exceptions=self._retry_exceptions,
             scheduling_strategy=strategy,
-            env_vars=env_vars_of(opts, session.job_env()),
+            env_vars=self._env_vars(session.job_env()),
             name=name,
-            caller_id=caller_id(),
+            caller_id=DRIVER_CALLER if execution is None else execution.caller_id,
             namespace=client.namespace,
             max_calls=self._max_calls,
             generator=generator,

@@ -187,6 +187,12 @@ class Backend(ABC):
     #: worker process of their own (cwd and imports are process-wide), so a backend
     #: whose work shares one process leaves them out and they are refused at submission.
     runtime_env_files: frozenset[str] = frozenset()
+    #: Whether the core may run on other threads than its loop's (one at a time, under
+    #: the core's lock): the thread that submits work or reports its end then runs the
+    #: core's handlers itself, without a hop through the loop thread. Only for a backend
+    #: whose methods (but ``start`` and ``stop``) any thread may call, and whose threads
+    #: report a task's or call's end holding no lock its methods take.
+    runs_core_inline: bool = False
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:

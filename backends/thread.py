@@ -55,6 +55,7 @@ def this_process(node_id: str) -> list[dict[str, Any]]:
 class ThreadBackend(Backend):
     name = "thread"
     pipelines = True
+    runs_core_inline = True  # the runner's methods are thread-safe; no asyncio in them
 
     _runner: LocalRunner | None = None
 

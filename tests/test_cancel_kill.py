@@ -138,6 +138,31 @@ def test_cancel_running_sync_task(rt):
     assert time.monotonic() - t0 < 10, "the running task was not interrupted"
 
 
+@actorlib.remote
+def submitting_loop(started):
+    """A running task that spends its time submitting nested work and reading it back,
+    so a cancel's interruption lands while it talks to the core."""
+    actorlib.get(started.arrive.remote(), timeout=T)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        actorlib.get([quick.remote(i) for i in range(5)], timeout=T)
+    return "not cancelled"
+
+
+def test_cancel_a_task_while_it_submits_nested_work(rt):
+    """The interruption ends the task, never the core's work in the middle (the ``rt``
+    fixture checks the core's bookkeeping after the test)."""
+    started = Sync.remote()
+    refs = [submitting_loop.options(num_cpus=1).remote(started) for _ in range(2)]
+    actorlib.get(started.wait_count.remote(2), timeout=T)
+    for ref in refs:
+        actorlib.cancel(ref)
+    for ref in refs:
+        with pytest.raises(exc.TaskCancelledError):
+            actorlib.get(ref, timeout=T)
+    assert actorlib.get([quick.remote(i) for i in range(10)], timeout=T) == list(range(10))
+
+
 def test_cancel_finished_task_keeps_result(rt):
     ref = quick.remote(5)
     assert actorlib.get(ref, timeout=T) == 5

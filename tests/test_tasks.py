@@ -181,3 +181,33 @@ def test_refs_from_results_are_distinct(rt):
 def test_memory_option_fits_the_machine(rt):
     """memory= is a Ray resource request in bytes; a small one fits any real node."""
     assert actorlib.get(add.options(memory=10 * 1024 * 1024).remote(1, 1), timeout=T) == 2
+
+
+def test_tasks_from_several_driver_threads_with_chained_arguments(rt):
+    """Several threads submit at once, each a chain where every task takes the ref of
+    the one before (so completions start dependents while others submit), plus
+    independent tasks; every result is right."""
+    import threading
+
+    results: dict[int, tuple[int, list[int]]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def submit(k: int) -> None:
+        try:
+            start.wait(T)
+            ref = add.remote(k, 0)
+            for _ in range(20):
+                ref = add.remote(ref, 1)
+            loose = [add.remote(k, i) for i in range(20)]
+            results[k] = (actorlib.get(ref, timeout=T), actorlib.get(loose, timeout=T))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T)
+    assert not errors
+    assert results == {k: (k + 20, [k + i for i in range(20)]) for k in range(4)}

@@ -360,14 +360,17 @@ class Actors:
             return
         actor.mailbox.enqueue(call)
         caller = spec.caller_id
+        deps = spec.args.deps
+        if deps:
 
-        def deps_ready() -> None:
-            call.remaining = 0
-            self._pump(actor, caller)
+            def deps_ready() -> None:
+                call.remaining = 0
+                self._pump(actor, caller)
 
-        call.remaining = values.resolve_deps(spec.args.deps, deps_ready)
-        if call.remaining == 0:
-            self._pump(actor, caller)
+            call.remaining = values.resolve_deps(deps, deps_ready)
+            if call.remaining:
+                return
+        self._pump(actor, caller)
 
     def _pump(self, actor: ActorRecord, caller: int) -> None:
         """Hand the caller's calls to the backend, in order, as far as the rules allow."""

@@ -6,6 +6,15 @@ everything queued in one turn. A burst of ``.remote()`` calls thus costs one wak
 one per call, and needs no lock: deque appends and pops are atomic. Posts made on the
 loop thread itself (a worker's message, an event raised while draining) never write the
 loop's wake-up fd: they join the running drain, or the next turn via ``call_soon``.
+
+Inline mode (:meth:`LoopThread.run_inline`, for a backend whose methods any thread may
+call, the thread backend): the core's state is owned by whichever thread holds the
+core lock, not by the loop thread alone. A post made through :meth:`post_inline` (a
+submission, a watch, a task's end) runs the inbox on the posting thread at once when no
+other thread is running it, so a task goes caller → task thread → caller with no hop
+through the loop thread. A post that finds the lock taken only queues: the holder checks
+the inbox again after releasing the lock, so nothing is left behind. Nothing ever waits
+for the lock except the loop thread, so no lock order can deadlock.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def _nothing() -> None:
+    """Posted to wake the loop thread for what is queued already."""
+
+
 class LoopThread:
     def __init__(self, name: str = "actorlib-core") -> None:
         self.loop = new_event_loop()
@@ -50,6 +63,10 @@ class LoopThread:
         self._borrower: Callable[[], bool] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._ready = threading.Event()
+        # Inline mode: who runs the inbox holds ``_core_lock``; ``_owner`` is its ident.
+        self._inline = False
+        self._core_lock = threading.Lock()
+        self._owner: int | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -83,7 +100,40 @@ class LoopThread:
         """Whether everything posted so far has been handled, the hooks after each batch
         included: nothing is in the inbox and no drain is due or running. Callable from
         any thread; a post made after it answers is not covered."""
-        return not self._wake_pending and not self._inbox
+        return not self._wake_pending and not self._inbox and self._owner is None
+
+    # -- inline mode: the posting thread runs the core's work ------------------------------
+
+    def run_inline(self, on: bool) -> None:
+        """Let threads that post with :meth:`post_inline` run the inbox themselves (on), or
+        hand everything back to the loop thread (off: before a backend stops, say)."""
+        self._inline = on
+        if not on and self._inbox:
+            self.post(_nothing)  # a post queued by a thread that found the lock taken
+
+    def post_inline(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Like :meth:`post`, but in inline mode run the inbox here unless another thread
+        is running it (then that thread runs this too). Only from a thread that holds no
+        lock the core's work may take (a backend's or a watcher's): a ref's ``__del__``,
+        which may run anywhere, posts with :meth:`post`."""
+        if not self._inline:
+            self.post(fn, *args)
+            return
+        self._inbox.append((fn, args))
+        if self._owner != get_ident():  # else: the drain running on this thread takes it
+            self._drain_here()
+
+    def _drain_here(self) -> None:
+        lock = self._core_lock
+        inbox = self._inbox
+        while inbox and lock.acquire(False):
+            self._owner = get_ident()
+            try:
+                self._run_inbox()
+            finally:
+                self._owner = None
+                lock.release()
+            # A post that found the lock taken only queued: see to it now.
 
     # -- lending: a backend that runs everything one step at a time (``sim``) ------------
 
@@ -139,16 +189,23 @@ class LoopThread:
         # ``_wake_pending`` stays set while draining, so posts made meanwhile (from this
         # thread or others) are picked up here without another wake-up. It is cleared
         # before the inbox is checked one last time: a post that saw it set is seen then.
-        while True:
-            self._run_inbox()
-            self._wake_pending = False
-            if not self._inbox:
-                return
-            self._wake_pending = True
+        with self._core_lock:
+            self._owner = self._ident
+            try:
+                while True:
+                    self._run_inbox()
+                    self._wake_pending = False
+                    if not self._inbox:
+                        break
+                    self._wake_pending = True
+            finally:
+                self._owner = None
+        if self._inline:
+            self._drain_here()  # what was posted inline while this thread held the lock
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn`` on the loop and wait for its result (for rare, blocking queries)."""
-        if self.in_loop_thread():
+        if self.in_loop_thread() or self._owner == get_ident():
             return fn(*args)
         borrower = self._borrower
         if borrower is not None and borrower():

@@ -27,10 +27,12 @@ client interface it shares with worker-side proxies (see :mod:`actorlib.core.con
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actorlib.core import invariants, state
 from actorlib.core.actors import DEAD, Actors
+from actorlib.core.execution_context import current_execution
 from actorlib.core.guards import Guards
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.lineage import Lineage
@@ -105,11 +107,14 @@ class Runtime:
             self._loop.call(
                 self.scheduler.add_node, node.node_id, dict(node.resources), node.labels
             )
+        # Started: from now on the threads that submit and finish work may run the core.
+        self._loop.run_inline(self.backend.runs_core_inline)
 
     def shutdown(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._loop.run_inline(False)  # the backend stops on the loop thread, alone
         try:
             self._loop.call(self._fail_everything)
             self._loop.run_coroutine(self.backend.stop(), timeout=60)
@@ -149,6 +154,15 @@ class Runtime:
         for id_ in ids:
             self._drop_ref(id_)
 
+    def _post_from_caller(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Post a caller's request: inline (on the thread backend) only outside a task or
+        actor. A running task's thread may be interrupted by a cancel at any bytecode
+        (``KeyboardInterrupt``), which must never land in the middle of the core's work."""
+        if current_execution.get() is None:
+            self._loop.post_inline(fn, *args)
+        else:
+            self._loop.post(fn, *args)
+
     # == objects ==========================================================================
 
     def put(self, id_: int, value: Serialized) -> None:
@@ -179,7 +193,7 @@ class Runtime:
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """Call ``callback(id, value)`` on the loop thread as each id becomes ready.
         (``reads`` is for a core in another process: here a read marks the value.)"""
-        self._loop.post(self._watch, ids, callback)
+        self._post_from_caller(self._watch, ids, callback)
 
     def _watch(self, ids: list[int], callback: Watcher) -> None:
         if self.closed:  # arrived after shutdown failed everything: answer, never hang
@@ -209,7 +223,7 @@ class Runtime:
         return self.scheduler.cached_infeasible_reason(request, strategy)
 
     def submit_task(self, spec: TaskSpec) -> None:
-        self._loop.post(self.guard.submit, spec, self.tasks.submit)
+        self._post_from_caller(self.guard.submit, spec, self.tasks.submit)
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
@@ -270,7 +284,7 @@ class Runtime:
         return self._loop.call(self.actors.create_named, spec, get_if_exists)
 
     def submit_call(self, spec: CallSpec) -> None:
-        self._loop.post(self.guard.submit, spec, self.actors.submit_call)
+        self._post_from_caller(self.guard.submit, spec, self.actors.submit_call)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         self._loop.post(self.actors.kill, actor_id, no_restart)

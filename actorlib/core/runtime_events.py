@@ -25,11 +25,13 @@ class RuntimeEvents:
     that work alone (see :mod:`actorlib.core.guards`), never the whole core.
     """
 
-    __slots__ = ("_guard", "_post", "_rt", "client")
+    __slots__ = ("_guard", "_post", "_post_inline", "_rt", "client")
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._post = rt._loop.post
+        # A task's or call's end may run the core on the reporting thread (inline mode).
+        self._post_inline = rt._loop.post_inline
         self._guard = rt.guard  # made once with the runtime, never replaced
         self.client = rt
 
@@ -38,7 +40,7 @@ class RuntimeEvents:
 
     def task_finished(self, outcome: Outcome) -> None:
         rt = self._rt
-        self._post(self._guard.task, outcome.id, rt.tasks.finished, outcome)
+        self._post_inline(self._guard.task, outcome.id, rt.tasks.finished, outcome)
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         rt = self._rt
@@ -63,7 +65,7 @@ class RuntimeEvents:
 
     def call_finished(self, outcome: Outcome) -> None:
         rt = self._rt
-        self._post(self._guard.call, outcome.id, rt.actors.call_finished, outcome)
+        self._post_inline(self._guard.call, outcome.id, rt.actors.call_finished, outcome)
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         rt = self._rt

@@ -134,9 +134,12 @@ class Tasks:
         if reason is not None:
             self._finish(rec, error_value(InfeasibleResourceError(reason)))
             return
-        rec.remaining = self.values.resolve_deps(spec.args.deps, lambda: self._deps_ready(rec))
-        if rec.remaining == 0:
-            self._deps_ready(rec)
+        deps = spec.args.deps
+        if deps:
+            rec.remaining = self.values.resolve_deps(deps, lambda: self._deps_ready(rec))
+            if rec.remaining:
+                return
+        self._deps_ready(rec)
 
     def _deps_ready(self, rec: TaskRecord) -> None:
         if rec.state is not WAITING:

@@ -75,6 +75,8 @@ class Values:
 
     def resolve_deps(self, deps: tuple[int, ...], on_ready: Callable[[], None]) -> int:
         """Count deps not ready yet; call ``on_ready`` when the last one is."""
+        if not deps:
+            return 0
         objects = self.objects
         pending = [d for d in set(deps) if not objects.ready(d)]
         if not pending:
@@ -93,7 +95,9 @@ class Values:
         return len(pending)
 
     def dep_values(self, deps: tuple[int, ...]) -> list[Serialized]:
-        values = []
+        values: list[Serialized] = []
+        if not deps:
+            return values
         for dep in deps:
             entry = self.objects.get(dep)
             assert entry is not None and entry.value is not None
@@ -103,6 +107,8 @@ class Values:
     def first_dep_error(self, deps: tuple[int, ...]) -> Serialized | None:
         """The first argument that is an error, as a value of the caller's own (the
         argument's entry keeps and frees the original)."""
+        if not deps:
+            return None
         for value in self.dep_values(deps):
             if value.is_error:
                 value.read = True  # passed on: the copy is reported if nobody reads it

@@ -163,7 +163,8 @@ def fetch(
                 return got
     lock = _thread.allocate_lock()
     lock.acquire()
-    collect = _Collect(need, lock.release, fail_fast)
+    # Released by the values or by a cancel (``execution.wakeup``), whichever comes first.
+    collect = _Collect(need, functools.partial(_release, lock), fail_fast)
     client.watch(ids, collect, reads)
     hook = blocking_wait
     if hook is None and lock.acquire(timeout=0.0005):
