@@ -417,7 +417,10 @@ def _maybe_actorlib() -> Any:
 SHARED_BACKENDS = ("thread", "process", "cluster")
 
 # Threads a runtime starts when work first needs them and keeps until shutdown.
-_RUNTIME_THREADS = re.compile(r"actorlib-(core|task-\d+|futures|output|io|wait-\d+)")
+_RUNTIME_THREADS = re.compile(r"actorlib-(core|task-\d+|futures|output|io|wait-\d+|arena)")
+# /dev/shm files a runtime makes when first needed and keeps until shutdown: the object
+# arena's segments and index, and each process's pins of arena extents.
+_RUNTIME_SHM = re.compile(r"actorlib-\d+-[0-9a-f]+-(arena-(\d+|index)|pins-\d+)")
 
 
 @dataclasses.dataclass
@@ -559,7 +562,7 @@ def _leftovers(
         children = [c.pid for c in _live_children() if c.pid not in children_before | pool]
         if children:
             found.append(f"child processes {children} (not idle workers)")
-        shm = _shm_entries() - shm_before
+        shm = [n for n in _shm_entries() - shm_before if not _RUNTIME_SHM.fullmatch(n)]
         if shm:
             found.append(f"/dev/shm entries {sorted(shm)}")
         if not found or time.monotonic() >= deadline:

@@ -38,6 +38,7 @@ from testkit import Recorder, Sync, T, live_objects, run_script, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
+from actorlib import session
 from actorlib.backends.process import portable
 from actorlib.backends.process.shm_files import fallback_dir
 
@@ -506,7 +507,7 @@ def test_large_array_is_read_zero_copy_in_a_task(prt):
     # Many readers, still one copy in /dev/shm.
     sums = actorlib.get([array_sum.remote(ref) for _ in range(4)], timeout=T)
     assert sums == [expected] * 4
-    assert sum(1 for size in _shm_files().values() if size >= BIG) == 1
+    assert BIG <= session.runtime().backend.store.in_use() < 2 * BIG
 
 
 def test_large_array_get_in_driver_is_read_only_and_fast(prt):
@@ -548,17 +549,25 @@ def test_small_objects_do_not_use_shm_files(prt):
     del ref
 
 
-def test_shm_file_lives_while_a_ref_lives(prt):
-    base = set(_shm_files())
+def _arena() -> Any:
+    """The driver's object arena."""
+    arena = session.runtime().backend.store.arena
+    assert arena is not None
+    return arena
+
+
+def test_arena_extent_lives_while_a_ref_lives(prt):
+    before = set(_arena().live())
     ref = actorlib.put(np.ones(LARGE // 8))
     hex_id = ref.hex()
-    new = set(_shm_files()) - base
-    assert new, "a large object is written to /dev/shm/actorlib-<driverpid>-*"
+    new = set(_arena().live()) - before
+    assert new, "a large put goes into the arena"
+    assert any("-arena-" in name for name in _shm_files()), "the arena is in /dev/shm"
     assert actorlib.get(array_sum.remote(ref), timeout=T) == LARGE / 8
-    assert set(_shm_files()) >= new, "still alive while the ref lives"
+    assert set(_arena().live()) >= new, "still alive while the ref lives"
     del ref
     wait_until(lambda: hex_id not in live_objects(), what="object to be released")
-    wait_until(lambda: not (set(_shm_files()) & new), what="its /dev/shm file to be removed")
+    wait_until(lambda: not (set(_arena().live()) & new), what="its extent to be freed")
 
 
 def test_shm_file_of_a_task_result_is_removed_after_last_ref(prt):
@@ -579,7 +588,9 @@ def test_no_shm_file_survives_shutdown():
         refs = [actorlib.put(np.ones(LARGE // 8)) for _ in range(3)]
         refs.append(make_array.remote(LARGE))
         actorlib.get(refs[-1], timeout=T)
-        assert len(_shm_files()) >= 4
+        names = _shm_files()
+        assert any("-arena-" in n for n in names), "the puts are in the arena"
+        assert any(n.split("-")[3].isdigit() for n in names), "the result in a worker's file"
     finally:
         actorlib.shutdown()
     assert _shm_files() == {}
@@ -724,7 +735,9 @@ def test_sigkilled_driver_takes_its_workers_and_shm_files_with_it(tmp_path, _lea
         workers = set(info["workers"])
         workers |= {p.pid for p in psutil.Process(driver.pid).children(recursive=True)}
         assert len(workers) >= 2, workers  # the busy task's worker, the actor, ...
-        assert _shm_files(driver.pid), "the driver's large object is in /dev/shm"
+        names = _shm_files(driver.pid)
+        assert any("-arena-" in n for n in names), f"the large object is in the arena: {names}"
+        assert any("-pins-" in n for n in names), f"a worker pins what it maps: {names}"
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=T)
         deadline = time.monotonic() + 5

@@ -2,6 +2,8 @@
 
 Most tests build the store on a private directory under ``tmp_path``; one uses the real
 ``/dev/shm`` through ``for_driver`` and cleans up (the autouse leak check verifies it).
+These test the store's files (``arena=False``): what workers write, and where the owner's
+buffers go when the arena cannot take them. The arena itself is tested in test_arena.py.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def dirs(tmp_path: Path) -> tuple[str, str]:
 @pytest.fixture
 def store(dirs: tuple[str, str]) -> Iterator[SharedMemoryStore]:
     directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 512 * MB, owner=True, spill_dir=spill)
+    s = SharedMemoryStore("1-abcd", directory, 512 * MB, owner=True, spill_dir=spill, arena=False)
     yield s
     s.cleanup()
 
@@ -198,7 +200,7 @@ def test_worker_store_seals_and_owner_adopts_and_frees(store: SharedMemoryStore)
 
 def test_cleanup_removes_everything(dirs: tuple[str, str]) -> None:
     directory, spill = dirs
-    owner = SharedMemoryStore("1-abcd", directory, 1 * MB, owner=True, spill_dir=spill)
+    owner = SharedMemoryStore("1-abcd", directory, 1 * MB, owner=True, spill_dir=spill, arena=False)
     worker = SharedMemoryStore.for_worker(owner.config())
     other = os.path.join(directory, "actorlib-1-ffff-1-1")  # another live session: kept
     Path(other).write_bytes(b"x")
@@ -216,9 +218,10 @@ def test_cleanup_removes_everything(dirs: tuple[str, str]) -> None:
 # --------------------------------------------------------------------------- full store
 
 
-def test_object_larger_than_capacity(dirs: tuple[str, str]) -> None:
+@pytest.mark.parametrize("arena", [False, True])
+def test_object_larger_than_capacity(dirs: tuple[str, str], arena: bool) -> None:
     directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 1_000_000, owner=True, spill_dir=spill)
+    s = SharedMemoryStore("1-abcd", directory, 1_000_000, owner=True, spill_dir=spill, arena=arena)
     with pytest.raises(ObjectStoreFullError) as info:
         s.seal(serialize(np.zeros(200_000)))  # 1_600_000 bytes
     assert "1600000" in str(info.value) and "1000000" in str(info.value)
@@ -245,7 +248,7 @@ def test_enospc_raises_and_leaves_nothing(
 
 def test_spills_least_recently_used_when_over_capacity(dirs: tuple[str, str]) -> None:
     directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 2_000_000, owner=True, spill_dir=spill)
+    s = SharedMemoryStore("1-abcd", directory, 2_000_000, owner=True, spill_dir=spill, arena=False)
     try:
         a_val, b_val, c_val = (np.full(100_000, float(i)) for i in range(3))  # 800 KB each
         a = s.seal(serialize(a_val))
@@ -305,7 +308,7 @@ def test_stale_files_of_dead_drivers_are_removed(dirs: tuple[str, str]) -> None:
     Path(stale[1], f"actorlib-{dead}-0a0a-7-2").write_bytes(b"y")
     for p in kept:
         Path(p).write_bytes(b"z")
-    s = SharedMemoryStore("1-abcd", directory, MB, owner=True, spill_dir=spill)
+    s = SharedMemoryStore("1-abcd", directory, MB, owner=True, spill_dir=spill, arena=False)
     assert not any(os.path.exists(p) for p in stale)
     assert all(os.path.exists(p) for p in kept)
     s.cleanup()
@@ -367,7 +370,7 @@ def test_small_dev_shm_falls_back_to_disk_with_a_warning(
 
 def test_seal_from_many_threads(dirs: tuple[str, str]) -> None:
     directory, spill = dirs
-    s = SharedMemoryStore("1-abcd", directory, 8 * MB, owner=True, spill_dir=spill)
+    s = SharedMemoryStore("1-abcd", directory, 8 * MB, owner=True, spill_dir=spill, arena=False)
     results: list[tuple[float, Serialized]] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -433,7 +436,7 @@ def test_a_spill_directory_made_in_advance_by_someone_else_is_refused(
         os.chmod(spill, 0o777 if planted == "open" else 0o700)
         if planted == "foreign":
             os.chown(spill, 65534, 65534)
-    s = SharedMemoryStore("1-abcd", directory, 1_000_000, owner=True, spill_dir=spill)
+    s = SharedMemoryStore("1-abcd", directory, 1_000_000, owner=True, spill_dir=spill, arena=False)
     try:
         s.seal(serialize(np.zeros(100_000)))
         with pytest.raises(ObjectStoreFullError, match="refusing the actorlib spill directory"):

@@ -176,6 +176,21 @@ def put_large(env: Env, h: Harness) -> None:
     h.timed("put_large", step, ops=size / 1e9, unit="GB/s", note=f"{size >> 20} MiB")
 
 
+def memcpy_large(env: Env, h: Harness) -> None:
+    """The floor under the large-object rows: one copy of the same bytes, in memory that
+    is already mapped (what a put into a pre-faulted store costs at best)."""
+    np = need_numpy()
+    size = env.large_bytes(DEFAULT_LARGE_MB)
+    arr = np.full(size // 8, 1.0)
+    dst = np.zeros_like(arr)
+    dst[:] = 0.5  # every page really there
+
+    def step() -> None:
+        np.copyto(dst, arr)
+
+    h.timed("memcpy_large", step, ops=size / 1e9, unit="GB/s", note=f"{size >> 20} MiB")
+
+
 def get_large(env: Env, h: Harness) -> None:
     np = need_numpy()
     psutil = need_psutil()
@@ -292,6 +307,7 @@ WORKLOADS: dict[str, Workload] = {
     "put_large": put_large,
     "get_large": get_large,
     "task_arg_large": task_arg_large,
+    "memcpy_large": memcpy_large,
     "wait_1000": wait_1000,
     "refs_10000": refs_10000,
     "startup": startup,
@@ -306,7 +322,7 @@ WORKLOADS: dict[str, Workload] = {
 
 ACTORLIB_ONLY = frozenset({
     "executor_map_c1", "executor_map_c100", "pool_map", "sim_steps", "cluster_transfer",
-    "cluster_driver_get",
+    "cluster_driver_get", "memcpy_large",
 })
 
 DESCRIPTIONS: dict[str, str] = {
@@ -324,6 +340,7 @@ DESCRIPTIONS: dict[str, str] = {
     "put_large": "put of a large numpy array (default 256 MiB), GB/s",
     "get_large": "get of a large numpy array (default 1 GiB): latency; copied? read-only?",
     "task_arg_large": "a large array as a task argument: direct, and as a ref from put",
+    "memcpy_large": "reference: one numpy copy of the large array into mapped memory, GB/s",
     "wait_1000": "submit 1000 tasks, then wait() until each one is ready",
     "refs_10000": "get the result of a task that returns a list of 10,000 refs",
     "startup": "fresh interpreter: import, init, first result, shutdown",

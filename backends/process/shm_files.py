@@ -13,10 +13,11 @@ fallback directory on their own.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 from typing import Any
+
+# shutil and tempfile are imported where used: a worker imports this module at boot (through
+# the arena's reader) and needs neither.
 
 __all__ = [
     "PREFIX",
@@ -25,6 +26,7 @@ __all__ = [
     "byte_view",
     "fallback_dir",
     "next_number",
+    "pid_alive",
     "remove_stale",
     "reserve",
     "unlink",
@@ -45,7 +47,9 @@ def next_number() -> int:
         _counter += 1
         return _counter
 
-def _pid_alive(pid: int) -> bool:
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,6 +67,8 @@ def remove_stale(directory: str) -> list[str]:
     A driver killed with SIGKILL cannot clean up; its files would hold memory forever.
     Entries of live (or other users') processes are left alone. Returns what was removed.
     """
+    import shutil
+
     removed: list[str] = []
     try:
         names = os.listdir(directory)
@@ -72,7 +78,7 @@ def remove_stale(directory: str) -> list[str]:
         if not name.startswith(PREFIX):
             continue
         pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         path = os.path.join(directory, name)
         try:
@@ -98,6 +104,8 @@ def fallback_dir() -> str:
     ``ftruncate``, and caps names at 31 bytes). The price: the kernel may write the pages
     to disk in the background.
     """
+    import tempfile
+
     return os.path.join(tempfile.gettempdir(), f"actorlib-objects-{os.getuid()}")
 
 

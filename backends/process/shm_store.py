@@ -1,9 +1,14 @@
-"""The process backend's object store: large buffers as files in shared memory.
+"""The process backend's object store: large buffers in shared memory.
 
-Each out-of-band buffer of a sealed value becomes one file ``actorlib-{session}-{pid}-{n}``
-in ``/dev/shm`` (tmpfs), written once and then mapped read-only by every process that
-reads it, so large values cross processes without a copy. Without ``/dev/shm`` (macOS, or
-too small) the files go to a private directory instead (:func:`fallback_dir` says why).
+The driver's out-of-band buffers go into the store's arena
+(:mod:`actorlib.backends.process.arena`): a few large segments in ``/dev/shm`` (tmpfs),
+pre-faulted once, mapped once by every process that reads them, with freed extents reused
+once nobody views them. A buffer the arena cannot hold at the moment (every extent in use
+or still viewed), and every buffer a worker writes, becomes one file
+``actorlib-{session}-{pid}-{n}``, written once and then mapped read-only by every reader.
+Either way large values cross processes without a copy. Without ``/dev/shm`` (macOS, or
+too small) the segments and files go to a private directory instead (:func:`fallback_dir`
+says why).
 
 Why plain files and not :mod:`multiprocessing.shared_memory`: its resource tracker unlinks
 (or warns about) segments that the process that created them does not own, and here
@@ -36,6 +41,13 @@ from typing import Any
 
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.private_dir import private_dir
+from actorlib.backends.process.arena import (
+    Arena,
+    ArenaReader,
+    forget_reader,
+    is_arena_path,
+    reader_for,
+)
 from actorlib.backends.process.portable import use_dev_shm
 from actorlib.backends.process.shm_files import (
     PREFIX,
@@ -94,15 +106,17 @@ class _Entry:
 
 
 class SharedMemoryStore(ObjectStore):
-    """Buffers in files under ``directory`` (``/dev/shm``), mapped read-only by readers.
+    """Buffers in an arena or files under ``directory`` (``/dev/shm``), read-only to readers.
 
-    Thread-safe. ``owner`` is the driver's instance: it accounts, spills, frees and
-    cleans up. Other processes of the session use ``owner=False`` instances (from
-    :meth:`for_worker`) that only create files.
+    Thread-safe. ``owner`` is the driver's instance: it writes into the arena (unless
+    ``arena`` is False), accounts, spills, frees and cleans up. Other processes of the
+    session use ``owner=False`` instances (from :meth:`for_worker`) that create files and
+    read the arena.
     """
 
     def __init__(
-        self, session: str, directory: str, capacity: int, *, owner: bool, spill_dir: str
+        self, session: str, directory: str, capacity: int, *, owner: bool, spill_dir: str,
+        arena: bool = True,
     ) -> None:
         self.session = session
         self.directory = os.path.abspath(directory)
@@ -115,6 +129,10 @@ class SharedMemoryStore(ObjectStore):
         self._entries: dict[int, _Entry] = {}  # id(obj) -> entry, until freed
         self._lru: OrderedDict[int, _Entry] = OrderedDict()  # those with bytes in directory
         self._by_path: dict[str, int] = {}  # first location path -> id(obj), for free_paths
+        # The owner's arena (workers read it through one reader per process: reader_for).
+        self.arena: Arena | None = (
+            Arena(self.directory, session, self.capacity) if owner and arena else None
+        )
         if owner:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             remove_stale(self.directory)
@@ -218,15 +236,23 @@ class SharedMemoryStore(ObjectStore):
         if self.owner:
             self._make_room(total)
         written: list[tuple[int, str, int]] = []
+        views: list[tuple[int, memoryview]] = []
+        arena = self.arena
         try:
             for i, raw in todo:
+                extent = arena.alloc(raw.nbytes) if arena is not None else None
+                if arena is not None and extent is not None:
+                    written.append((i, extent.path, raw.nbytes))
+                    arena.write(extent, raw)  # one memcpy into pages already mapped
+                    views.append((i, arena.view(extent)))
+                    continue
                 path = os.path.join(self.directory, f"{self._prefix}{os.getpid()}-{next_number()}")
                 self._write(path, raw)
                 written.append((i, path, raw.nbytes))
-            views = [(i, map_readonly(path, size)) for i, path, size in written]
+                views.append((i, map_readonly(path, raw.nbytes)))
         except BaseException:
             for _, path, _ in written:
-                unlink(path)
+                self._remove(path)
             if self.owner:
                 with self._lock:
                     self._in_use -= total
@@ -278,7 +304,7 @@ class SharedMemoryStore(ObjectStore):
             paths = [loc[0] for loc in obj.locations if loc is not None]
         for path in paths:
             if os.path.basename(path).startswith(self._prefix):  # never anything not ours
-                unlink(path)
+                self._remove(path)
 
     def owns(self, path: str) -> bool:
         """Whether ``path`` is a file of this store (not another node's)."""
@@ -326,6 +352,8 @@ class SharedMemoryStore(ObjectStore):
             self._by_path.clear()
             self._lru.clear()
             self._in_use = 0
+        if self.arena is not None:
+            self.arena.close()
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(self.directory):
                 if name.startswith(self._prefix):
@@ -336,14 +364,39 @@ class SharedMemoryStore(ObjectStore):
         """Map a located buffer read-only, following it to the spill directory if moved.
 
         A reader that got a location just before the owner spilled it finds the file
-        under the same name in ``spill_dir``.
+        under the same name in ``spill_dir``. An arena extent is viewed in the segment
+        this process mapped once, pinned while the view lives.
         """
         try:
+            if self._in_arena(path):
+                return self._arena_reader().map(path, size)
             return map_readonly(path, size)
         except FileNotFoundError:
             return map_readonly(os.path.join(self.spill_dir, os.path.basename(path)), size)
 
+    def close_reader(self) -> None:
+        """A worker's store: let go of the arena's segments (in this process)."""
+        if self.arena is None:
+            forget_reader(self.directory, self.session)
+
     # ------------------------------------------------------------------ internals
+
+    def _arena_reader(self) -> ArenaReader:
+        if self.arena is not None:
+            return self.arena
+        return reader_for(self.directory, self.session)
+
+    def _in_arena(self, path: str) -> bool:
+        """Whether ``path`` names an extent of the arena (once spilled, it names a file)."""
+        return is_arena_path(path) and os.path.dirname(path) == self.directory
+
+    def _remove(self, path: str) -> None:
+        """Free one location: release an arena extent, unlink a file."""
+        if self._in_arena(path):
+            if self.arena is not None:
+                self.arena.release(path)
+        else:
+            unlink(path)
 
     def _write(self, path: str, raw: memoryview) -> None:
         """Create ``path``, reserve its space, copy ``raw`` in once with ``pwrite``.
@@ -456,7 +509,14 @@ class SharedMemoryStore(ObjectStore):
             dst = os.path.join(self.spill_dir, os.path.basename(src))
             partial = dst + ".partial"  # renamed when complete: never map half a copy
             try:
-                shutil.copyfile(src, partial)
+                if is_arena_path(src):
+                    with self._lock:
+                        if entry.freed:
+                            continue
+                        source = obj.buffers[i]  # our pinned view: valid until we drop it
+                    _write_file(partial, source)
+                else:
+                    shutil.copyfile(src, partial)
             except FileNotFoundError:  # freed meanwhile
                 unlink(partial)
                 continue
@@ -472,7 +532,10 @@ class SharedMemoryStore(ObjectStore):
                     locations[i] = (dst, size)
                     obj.buffers[i] = view  # drop our mapping of the shm file: frees memory
                     moved = True
-            unlink(src if moved else dst)
+            if moved:
+                self._remove(src)
+            else:
+                unlink(dst)
         with self._lock:
             entry.nbytes = 0
 
@@ -483,3 +546,15 @@ class SharedMemoryStore(ObjectStore):
             for loc in obj.locations or ()
             if loc is not None and os.path.dirname(loc[0]) == self.directory
         )
+
+
+def _write_file(path: str, data: Any) -> None:
+    """Write ``data`` (a buffer) into a new file ``path``."""
+    view = byte_view(data)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        offset = 0
+        while offset < view.nbytes:
+            offset += os.pwrite(fd, view[offset:offset + WRITE_STEP], offset)
+    finally:
+        os.close(fd)

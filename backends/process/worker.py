@@ -352,6 +352,10 @@ def main() -> None:
     parent = int(sys.argv[2])
     die_with_parent(parent, int(sys.argv[4]) if len(sys.argv) > 4 else None)
     sock = socket.socket(fileno=fd)
+    # A task may be decoded before Init installs the store's mapper (one read, both).
+    from actorlib.backends.process.arena import map_early
+
+    set_buffer_mapper(map_early)
     claims = ClaimTable(int(sys.argv[3])) if len(sys.argv) > 3 else None
     Worker(sock, claims).run()
 

@@ -1,0 +1,362 @@
+"""Unit tests of the object arena (backends/process/arena.py) and the store's use of it.
+
+Each test builds a store on a private directory under ``tmp_path``; readers in other
+processes are plain interpreters that attach the arena as a worker does
+(``SharedMemoryStore.for_worker``).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from actorlib.backends.process import arena as arena_mod
+from actorlib.backends.process.arena import ALIGN, Arena, is_arena_path
+from actorlib.backends.process.shm_store import SharedMemoryStore
+from actorlib.core.serialization import (
+    Serialized,
+    deserialize,
+    map_readonly,
+    serialize,
+    set_buffer_mapper,
+)
+
+MB = 1024 * 1024
+
+
+def _new_store(tmp_path: Path, capacity: int) -> SharedMemoryStore:
+    """An owner's store (arena on) in a private directory under ``tmp_path``."""
+    (tmp_path / "shm").mkdir(exist_ok=True)
+    spill = str(tmp_path / "spillroot" / "spill")
+    return SharedMemoryStore("1-abcd", str(tmp_path / "shm"), capacity, owner=True,
+                             spill_dir=spill)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SharedMemoryStore]:
+    s = _new_store(tmp_path, 64 * MB)
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments of 1 MiB, so a test fills them with a few objects."""
+    monkeypatch.setattr(arena_mod, "MIN_SEGMENT", MB)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(memoryview(value).cast("B")).hexdigest()
+
+
+def _seal(store: SharedMemoryStore, value: Any) -> Serialized:
+    return store.seal(serialize(value))
+
+
+def _received(store: SharedMemoryStore, obj: Serialized) -> Any:
+    """``obj``'s value as a process of the session gets it: pickled, then unpickled."""
+    set_buffer_mapper(store.map_location)
+    try:
+        return deserialize(pickle.loads(pickle.dumps(obj)))
+    finally:
+        set_buffer_mapper(map_readonly)
+
+
+def _location(obj: Serialized) -> tuple[str, int]:
+    assert obj.locations is not None and obj.locations[0] is not None
+    return obj.locations[0]
+
+
+def _offset(obj: Serialized) -> tuple[str, int]:
+    """(segment, offset) of an object's first extent."""
+    name = os.path.basename(_location(obj)[0])
+    segment, _, rest = name.partition("@")
+    return segment, int(rest.partition(".")[0])
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_seal_writes_into_the_arena_and_reads_zero_copy(store: SharedMemoryStore) -> None:
+    arr = np.random.default_rng(1).random(300_000)
+    obj = _seal(store, arr)
+    path, size = _location(obj)
+    assert is_arena_path(path) and size == arr.nbytes
+    assert _offset(obj)[1] % ALIGN == 0
+    out = deserialize(obj)
+    assert np.array_equal(out, arr) and not out.flags.writeable and not out.flags.owndata
+    assert out.__array_interface__["data"][0] % 64 == 0  # aligned for numpy
+    # A second reader of the location (another unpickling) sees the same pages.
+    again = _received(store, obj)
+    assert again.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+    assert store.in_use() == arr.nbytes
+    assert [n for n in os.listdir(store.directory) if "-arena-" not in n] == []
+
+
+def test_freed_extents_coalesce_and_are_reused(store: SharedMemoryStore) -> None:
+    objs = [_seal(store, np.full(40_000, float(i))) for i in range(3)]  # 320,000 B each
+    assert store.arena is not None
+    mapped = store.arena.mapped()
+    offsets = [_offset(o) for o in objs]
+    for obj in objs:
+        store.free(obj)
+    del objs, obj
+    gc.collect()
+    # The three neighbours merged: one object as large as all of them fits where they were.
+    big = _seal(store, np.zeros(3 * 40_000))
+    assert _offset(big) == offsets[0]
+    assert store.arena.mapped() == mapped
+    store.free(big)
+
+
+def test_a_viewed_extent_is_not_reused_until_its_views_die(store: SharedMemoryStore) -> None:
+    obj = _seal(store, np.full(100_000, 7.0))
+    first = _offset(obj)
+    view = deserialize(obj)[10:20]  # a slice of the array still holds the pin
+    store.free(obj)
+    del obj
+    gc.collect()
+    for i in range(20):
+        other = _seal(store, np.full(100_000, float(i)))
+        assert _offset(other) != first
+        store.free(other)
+        del other
+    assert np.all(view == 7.0)
+    del view
+    gc.collect()
+    reused = _seal(store, np.full(100_000, 1.0))
+    assert _offset(reused) == first
+    store.free(reused)
+
+
+def test_a_released_location_is_refused_not_misread(store: SharedMemoryStore) -> None:
+    obj = _seal(store, np.ones(100_000))
+    path, size = _location(obj)
+    store.free(obj)
+    with pytest.raises(FileNotFoundError):
+        store.map_location(path, size)
+    worker = SharedMemoryStore.for_worker(store.config())
+    try:
+        with pytest.raises(FileNotFoundError):
+            worker.map_location(path, size)
+    finally:
+        worker.close_reader()
+
+
+def test_bad_locations_are_errors(store: SharedMemoryStore) -> None:
+    assert store.arena is not None
+    other_session = os.path.join(store.directory, "actorlib-9-ffff-arena-0@0.1")
+    assert store.arena.release(other_session) is False
+    with pytest.raises(FileNotFoundError):
+        store.map_location(os.path.join(store.directory, "actorlib-1-abcd-arena-0@0.99"), 10)
+
+
+def test_an_object_larger_than_the_arena_can_hold_goes_to_a_file(tmp_path: Path) -> None:
+    s = _new_store(tmp_path, 4 * MB)
+    directory = s.directory
+    try:
+        assert s.arena is not None
+        pinned = [deserialize(_seal(s, np.full(MB // 8 * 3, 1.0)))]  # 3 MiB, viewed
+        obj = _seal(s, np.full(MB // 8 * 2, 2.0))  # 2 MiB: no room left in the arena
+        assert not is_arena_path(_location(obj)[0])
+        assert np.all(deserialize(obj) == 2.0)
+        assert s.arena.mapped() <= s.capacity
+        del pinned
+    finally:
+        s.cleanup()
+    assert os.listdir(directory) == []
+
+
+def test_growth_stays_within_capacity(tmp_path: Path, small_segments: None) -> None:
+    s = _new_store(tmp_path, 8 * MB)
+    try:
+        assert s.arena is not None
+        kept = [_seal(s, np.full(MB // 8, float(i))) for i in range(7)]
+        assert all(is_arena_path(_location(o)[0]) for o in kept)
+        assert s.arena.mapped() <= s.capacity
+        for i, obj in enumerate(kept):
+            assert np.all(deserialize(obj) == float(i))
+    finally:
+        s.cleanup()
+
+
+# --------------------------------------------------------------------------- other processes
+
+_READER = textwrap.dedent(
+    """
+    import hashlib, pickle, sys
+    from actorlib.backends.process.shm_store import SharedMemoryStore
+    from actorlib.core.serialization import deserialize, set_buffer_mapper
+    config, blob = pickle.loads(bytes.fromhex(sys.argv[1])), bytes.fromhex(sys.argv[2])
+    store = SharedMemoryStore.for_worker(config)
+    set_buffer_mapper(store.map_location)
+    value = deserialize(pickle.loads(blob))
+    print(hashlib.sha256(memoryview(value).cast("B")).hexdigest(), value.flags.writeable,
+          flush=True)
+    for line in sys.stdin:  # "check": the digest again; "drop": let go of the view
+        if line.strip() == "drop":
+            del value
+            print("dropped", flush=True)
+        else:
+            print(hashlib.sha256(memoryview(value).cast("B")).hexdigest(), flush=True)
+    """
+)
+
+
+def _reader(store: SharedMemoryStore, obj: Serialized) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _READER, pickle.dumps(store.config()).hex(),
+         pickle.dumps(obj).hex()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+
+
+def _ask(proc: subprocess.Popen[str], line: str) -> str:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return proc.stdout.readline().strip()
+
+
+@pytest.mark.slow
+def test_another_process_view_pins_its_extent(store: SharedMemoryStore) -> None:
+    arr = np.random.default_rng(2).random(200_000)
+    obj = _seal(store, arr)
+    first = _offset(obj)
+    proc = _reader(store, obj)
+    try:
+        assert proc.stdout is not None
+        digest, writeable = proc.stdout.readline().split()
+        assert digest == _digest(arr) and writeable == "False"
+        store.free(obj)
+        del obj
+        gc.collect()
+        for i in range(30):  # many put/free cycles while the reader holds its view
+            other = _seal(store, np.full(200_000, float(i)))
+            assert _offset(other) != first
+            store.free(other)
+            del other
+        assert _ask(proc, "check") == _digest(arr)
+        assert _ask(proc, "drop") == "dropped"
+        reused = _seal(store, np.zeros(200_000))
+        assert _offset(reused) == first
+        store.free(reused)
+    finally:
+        proc.kill()
+        proc.communicate()  # and close the pipes
+
+
+@pytest.mark.slow
+def test_a_dead_process_pins_nothing(store: SharedMemoryStore) -> None:
+    obj = _seal(store, np.ones(200_000))
+    first = _offset(obj)
+    proc = _reader(store, obj)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    store.free(obj)
+    del obj  # our own view goes with it
+    reused = _seal(store, np.zeros(200_000))
+    assert _offset(reused) == first
+    assert not [n for n in os.listdir(store.directory) if f"-pins-{proc.pid}" in n]
+    store.free(reused)
+
+
+# --------------------------------------------------------------------------- pressure
+
+
+def test_spilled_and_restored_under_pressure(tmp_path: Path, small_segments: None) -> None:
+    s = _new_store(tmp_path, 4 * MB)
+    spill = s.spill_dir
+    try:
+        rng = np.random.default_rng(3)
+        arrays = [rng.random(MB // 8) for _ in range(10)]  # 10 MiB through a 4 MiB store
+        objs = [_seal(s, a) for a in arrays]
+        assert s.in_use() <= s.capacity
+        assert s.arena is not None and s.arena.mapped() <= s.capacity
+        spilled = [o for o in objs if s.is_spilled(_location(o)[0])]
+        assert spilled, "the oldest objects went to disk"
+        # Every object reads back intact: spilled ones from disk, the rest from the arena,
+        # here and through a pickled location (what another process receives).
+        for a, o in zip(arrays, objs, strict=True):
+            assert _digest(deserialize(o)) == _digest(a)
+            assert _digest(_received(s, o)) == _digest(a)
+        for o in objs:
+            s.free(o)
+        assert s.in_use() == 0
+        assert os.listdir(spill) == []
+    finally:
+        s.cleanup()
+
+
+def test_a_reader_of_a_just_spilled_extent_follows_it_to_disk(
+    tmp_path: Path, small_segments: None
+) -> None:
+    s = _new_store(tmp_path, 2 * MB)
+    try:
+        old = np.random.default_rng(4).random(MB // 8)
+        obj = _seal(s, old)
+        stale = _location(obj)  # what a message in flight still names
+        newer = [_seal(s, np.full(MB // 8, float(i))) for i in range(2)]  # spills ``obj``
+        assert s.is_spilled(_location(obj)[0])
+        assert _digest(s.map_location(*stale)) == _digest(old)
+        for o in [obj, *newer]:
+            s.free(o)
+    finally:
+        s.cleanup()
+
+
+def test_cleanup_leaves_nothing_even_with_live_views(tmp_path: Path) -> None:
+    s = _new_store(tmp_path, 64 * MB)
+    directory = s.directory
+    view = deserialize(_seal(s, np.full(100_000, 3.0)))
+    s.cleanup()
+    assert os.listdir(directory) == []
+    assert np.all(view == 3.0)  # the mapping outlives the files
+
+
+def test_arena_module_rejects_nothing_silently(tmp_path: Path) -> None:
+    a = Arena(str(tmp_path), "1-abcd", 2 * MB)
+    try:
+        assert a.alloc(3 * MB) is None  # more than the capacity: the caller uses a file
+        extent = a.alloc(10)
+        assert extent is not None and extent.span == ALIGN
+        a.write(extent, memoryview(b"0123456789"))
+        assert bytes(a.view(extent)) == b"0123456789"
+        assert a.release(extent.path) is True
+        assert a.release(extent.path) is False  # twice: nothing happens
+    finally:
+        a.close()
+
+
+def test_a_worker_maps_extents_before_its_store_is_configured(store: SharedMemoryStore) -> None:
+    # A worker may decode a task naming an extent in the same read as its Init: the
+    # location alone leads to the arena; a spilled extent's file is mapped as a file.
+    arr = np.random.default_rng(5).random(100_000)
+    obj = _seal(store, arr)
+    path, size = _location(obj)
+    try:
+        view = arena_mod.map_early(path, size)
+        assert _digest(view) == _digest(arr) and view.readonly
+        del view
+        spilled = os.path.join(store.spill_dir, os.path.basename(path))
+        os.makedirs(store.spill_dir, mode=0o700)
+        with open(spilled, "wb") as f:
+            f.write(b"x" * size)
+        assert bytes(arena_mod.map_early(spilled, size)[:3]) == b"xxx"
+    finally:
+        arena_mod.forget_reader(store.directory, store.session)
+        store.free(obj)
