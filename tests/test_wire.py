@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import pickle
 
+import pytest
+
 from actorlib.backends.transport import messages as m
 from actorlib.backends.transport import wire
 from actorlib.core.serialization import Serialized
@@ -19,9 +21,19 @@ def test_frames_split_anywhere_come_out_whole():
     assert got == [("msg", i, "x" * i) for i in range(50)]
 
 
+def _refuse_to_load() -> None:
+    raise ValueError("this frame cannot be decoded")
+
+
+class _FailsToLoad:
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return _refuse_to_load, ()
+
+
 def test_a_frame_that_cannot_be_decoded_is_dropped_alone(caplog):
-    missing = Serialized(b"x", [None], (), False, [("/nonexistent/actorlib-gone", 10)])
-    stream = wire.encode(("first",)) + wire.encode(("bad", missing)) + wire.encode(("third",))
+    stream = (
+        wire.encode(("first",)) + wire.encode(("bad", _FailsToLoad())) + wire.encode(("third",))
+    )
     decoder = wire.Decoder()
     with caplog.at_level(logging.ERROR, logger="actorlib.wire"):
         assert decoder.feed(stream) == [("first",), ("third",)]
@@ -99,3 +111,37 @@ def test_unusual_tasks_take_the_pickle_path_and_still_arrive():
         data = wire.encode(message)
         assert pickle.loads(data[wire.HEADER.size :])[0] == m.TAGS[m.RunTask]
         assert repr(_decode_one(data)) == repr(message)
+
+
+def test_a_buffer_that_cannot_be_mapped_yet_is_mapped_when_the_value_is_read(tmp_path):
+    # A message is decoded on a connection's reader, maybe before the process's store
+    # installs its mapper or while the file moves (spilled): decoding must not fail (the
+    # message, and the task in it, would be dropped); reading the value maps it again.
+    from actorlib.core import serialization as ser
+
+    payload = b"x" * 4096
+    moved = tmp_path / "spilled"
+    moved.write_bytes(payload)
+    out_of_band: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(
+        pickle.PickleBuffer(bytearray(payload)), protocol=5, buffer_callback=out_of_band.append
+    )
+    flat = (data, [None], (), False, [(str(tmp_path / "gone"), len(payload))])
+
+    def missing(path: str, size: int) -> object:
+        raise FileNotFoundError(path)
+
+    def follows(path: str, size: int) -> object:  # as a store follows a spilled file
+        return ser.map_readonly(str(moved), size)
+
+    before = ser._buffer_mapper
+    ser.set_buffer_mapper(missing)
+    try:
+        obj = ser._rebuild_serialized(*flat)
+        assert isinstance(obj.buffers[0], ser.Unavailable)  # decoded, not dropped
+        with pytest.raises(FileNotFoundError):
+            ser.deserialize(obj)  # still nowhere: the error is the value's
+        ser.set_buffer_mapper(follows)
+        assert bytes(ser.deserialize(obj)) == payload  # the mapper in place now maps it
+    finally:
+        ser.set_buffer_mapper(before)

@@ -98,10 +98,25 @@ def _rebuild_serialized(
 ) -> Serialized:
     if locations is not None:
         buffers = [
-            _buffer_mapper(*loc) if loc is not None else b
+            _map_or_defer(loc) if loc is not None else b
             for b, loc in zip(buffers, locations, strict=True)
         ]
     return Serialized(data, buffers, contained, is_error, locations)
+
+
+def _map_or_defer(location: tuple[str, int]) -> Any:
+    """Map a located buffer now, or leave its mapping to whoever deserializes the value.
+
+    A message is decoded on a connection's reader, possibly before this process's store
+    installs its mapper (a worker's first read can hold both its set-up and a task), and
+    a file may move meanwhile (spilled). Raising here would drop the whole message, and
+    the task in it would never run: a wedge. ``deserialize`` retries with the mapper then
+    installed, and only then is the error the value's.
+    """
+    try:
+        return _buffer_mapper(*location)
+    except Exception as exc:
+        return Unavailable(exc, location)
 
 
 class _Collector(threading.local):
@@ -166,16 +181,22 @@ class Unavailable:
     value gets ``error`` when it deserializes it.
     """
 
-    __slots__ = ("error",)
+    __slots__ = ("error", "location")
 
-    def __init__(self, error: BaseException) -> None:
+    def __init__(self, error: BaseException, location: tuple[str, int] | None = None) -> None:
         self.error = error
+        self.location = location  # set: mapping it again may succeed (see _map_or_defer)
 
 
 def deserialize(obj: Serialized) -> Any:
-    for buf in obj.buffers:
+    for i, buf in enumerate(obj.buffers):
         if isinstance(buf, Unavailable):
-            raise buf.error
+            if buf.location is None:
+                raise buf.error
+            try:
+                obj.buffers[i] = _buffer_mapper(*buf.location)
+            except Exception:
+                raise buf.error from None
     try:
         return pickle.loads(obj.data, buffers=obj.buffers)
     except Exception as exc:
