@@ -13,7 +13,6 @@ several connections at once, each carrying one slice.
 
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import pickle
@@ -24,8 +23,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actorlib.backends.process.shm_files import unlink
-from actorlib.exceptions import ObjectLostError, ObjectStoreFullError
+from actorlib.backends.process.shm_files import full_store_error, unlink
+from actorlib.exceptions import ObjectLostError
 
 __all__ = [
     "MISSING",
@@ -152,12 +151,9 @@ class Destination:
         try:
             os.posix_fallocate(self.fd, lo, hi - lo)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ObjectStoreFullError(
-                    f"No room for {self.size} bytes in {os.path.dirname(self.path)}: "
-                    f"{exc.strerror}. Free objects, lower object_store_memory, or give the "
-                    "machine more shared memory."
-                ) from exc
+            full = full_store_error(f"{self.size} bytes", os.path.dirname(self.path), exc)
+            if full is not None:
+                raise full from exc
             raise
 
     def receive(self, sock: socket.socket, lo: int, hi: int) -> None:

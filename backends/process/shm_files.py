@@ -12,9 +12,12 @@ fallback directory on their own.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from typing import Any
+
+from actorlib.exceptions import ObjectStoreFullError
 
 # shutil and tempfile are imported where used: a worker imports this module at boot (through
 # the arena's reader) and needs neither.
@@ -132,6 +135,16 @@ def reserve(fd: int, size: int) -> None:
         os.posix_fallocate(fd, 0, size)
     else:  # macOS: no reservation possible; at least size the file
         os.ftruncate(fd, size)
+
+
+def full_store_error(what: str, directory: str, exc: OSError) -> ObjectStoreFullError | None:
+    """The error a reservation that found no room becomes (None: another failure)."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return ObjectStoreFullError(
+        f"No room for {what} in {directory}: {exc.strerror}. Free objects, lower "
+        "object_store_memory, or give the machine more shared memory."
+    )
 
 
 def unlink(path: str) -> None:

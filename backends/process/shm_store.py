@@ -27,7 +27,6 @@ of one file (naming, writing, the fallback directory, sweeping dead runtimes' fi
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 import shutil
@@ -55,6 +54,7 @@ from actorlib.backends.process.shm_files import (
     WRITE_STEP,
     byte_view,
     fallback_dir,
+    full_store_error,
     next_number,
     remove_stale,
     reserve,
@@ -410,12 +410,11 @@ class SharedMemoryStore(ObjectStore):
             try:
                 reserve(fd, size)
             except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise ObjectStoreFullError(
-                        f"No room for a buffer of {size} bytes ({_human(size)}) in "
-                        f"{self.directory}: {exc.strerror}. Free objects, lower "
-                        "object_store_memory, or give the machine more shared memory."
-                    ) from exc
+                full = full_store_error(
+                    f"a buffer of {size} bytes ({_human(size)})", self.directory, exc
+                )
+                if full is not None:
+                    raise full from exc
                 raise
             offset = 0
             while offset < size:
