@@ -35,6 +35,12 @@ class Client(Protocol):
         """The value of ``id_`` if this process can read it now without asking the core
         (``get`` of a ready object then skips the round trip); None otherwise, always
         None where the core is in another process."""
+    def ready_values(
+        self, ids: list[int], need: int, fail_fast: bool
+    ) -> dict[int, Serialized]:
+        """Those of ``ids`` whose values ``ready_value`` would give, in ``ids`` order,
+        stopping at ``need`` of them or (``fail_fast``) at the first error: one call, so
+        a backend whose store answers many objects at once asks it once."""
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """Call ``callback(id, value)`` as each id is ready. ``reads``: the caller reads
         the values (``get``), so an error among them is handled; False for a ``wait``."""

@@ -194,6 +194,18 @@ class Runtime:
         entry = self.objects.entries.get(id_)
         return None if entry is None else entry.value
 
+    def ready_values(
+        self, ids: list[int], need: int, fail_fast: bool
+    ) -> dict[int, Serialized]:
+        got: dict[int, Serialized] = {}
+        for id_ in ids:
+            value = self.ready_value(id_)
+            if value is not None:
+                got[id_] = value
+                if len(got) == need or (fail_fast and value.is_error):
+                    break
+        return got
+
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """Call ``callback(id, value)`` on the loop thread as each id becomes ready.
         (``reads`` is for a core in another process: here a read marks the value.)"""

@@ -154,13 +154,11 @@ def fetch(
     if need <= 0:
         return {}
     ids, client = _unique_ids(refs), client_of(refs)
-    got: dict[int, Serialized] = {}
-    for id_ in ids:  # values this process can read at once (the core is here)
-        value = client.ready_value(id_)
-        if value is not None:
-            got[id_] = value
-            if len(got) == need or (fail_fast and value.is_error):
-                return got
+    # Values this process can read at once (the core is here, or the backend can ask
+    # its store about all of them in one call).
+    got = client.ready_values(ids, need, fail_fast)
+    if len(got) == need or (fail_fast and any(v.is_error for v in got.values())):
+        return got
     lock = _thread.allocate_lock()
     lock.acquire()
     # Released by the values or by a cancel (``execution.wakeup``), whichever comes first.

@@ -14,6 +14,7 @@ tasks, actors calling actors): a worker learns the Ray objects behind ids from t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import threading
 import time
@@ -88,6 +89,8 @@ class RayCore:
         self._actors: dict[int, list[Any]] = {}  # id -> [Ray ActorHandle, count, method groups]
         self._unclaimed: dict[int, tuple[Any, float]] = {}  # id -> (Ray object, since)
         self._watches: dict[Any, set[int]] = {}  # watcher -> ids it still waits for
+        self._watchers: dict[int, set[Any]] = {}  # id -> its watchers (the same pairs)
+        self._hooked: set[int] = set()  # ids with a Ray completion callback pending
         self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
         self._killed: set[int] = set()  # actors killed for good (handles may remain)
         self._nodes_at = 0.0
@@ -208,28 +211,64 @@ class RayCore:
     # -- waiting ------------------------------------------------------------------------
 
     def ready_value(self, id_: int) -> Serialized | None:
-        """The value of ``id_`` if Ray has it ready now (``get`` reads it without a watch;
-        ``wait(timeout=0)`` sees what is ready)."""
-        try:
-            ref = self.ray_ref(id_)
-        except RuntimeClosedError:
-            return None
-        ready, _ = ray.wait([ref], num_returns=1, timeout=0, fetch_local=False)
+        """The value of ``id_`` if Ray has it ready now."""
+        return self.ready_values([id_], 1, False).get(id_)
+
+    def ready_values(
+        self, ids: list[int], need: int, fail_fast: bool
+    ) -> dict[int, Serialized]:
+        """What Ray has ready now, asked in one ``ray.wait`` and read in one ``ray.get``
+        (asked one by one, a ``wait`` over n refs cost n calls into Ray)."""
+        known: list[tuple[int, Any]] = []
+        with self._lock:
+            for id_ in ids:
+                entry = self._refs.get(id_)
+                if entry is not None:
+                    known.append((id_, entry[0]))
+                elif id_ in self._unclaimed:
+                    known.append((id_, self._unclaimed[id_][0]))
+        if not known:
+            return {}
+        refs = [ref for _, ref in known]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
         if not ready:
-            return None
+            return {}
+        ready_set = set(ready)
+        chosen = [(id_, ref) for id_, ref in known if ref in ready_set][:need]
         try:
-            data = ray.get(ref)
+            datas = ray.get([ref for _, ref in chosen])
+        except Exception:  # one holds an error: read them one by one, errors as values
+            datas = [self._read(ref) for _, ref in chosen]
+        got: dict[int, Serialized] = {}
+        for (id_, _), data in zip(chosen, datas, strict=True):
+            value = got[id_] = self.value_of(data)
+            if fail_fast and value.is_error:
+                break
+        return got
+
+    @staticmethod
+    def _read(ref: Any) -> Any:
+        try:
+            return ray.get(ref)
         except Exception as exc:  # Ray's errors, as the value
-            data = exc
-        return self.value_of(data)
+            return exc
 
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
+        """One Ray completion callback per Ray object, shared by every watcher of it: a
+        loop of ``wait`` over the remaining refs would otherwise add one per ref and
+        step, O(n^2) calls into Ray."""
         self._check_open()
         refs = [(id_, self.ray_ref(id_)) for id_ in ids]
+        hook: list[tuple[int, Any]] = []
         with self._lock:
             self._watches.setdefault(callback, set()).update(ids)
-        for id_, ref in refs:
-            ref._on_completed(lambda data, id_=id_: self._completed(id_, callback, data))
+            for id_, ref in refs:
+                self._watchers.setdefault(id_, set()).add(callback)
+                if id_ not in self._hooked:
+                    self._hooked.add(id_)
+                    hook.append((id_, ref))
+        for id_, ref in hook:  # outside the lock: Ray may call back at once
+            ref._on_completed(functools.partial(self._completed, id_))
 
     def unwatch(self, ids: list[int], callback: Watcher) -> None:
         with self._lock:
@@ -238,16 +277,28 @@ class RayCore:
                 waiting.difference_update(ids)
                 if not waiting:
                     del self._watches[callback]
+            for id_ in ids:
+                watchers = self._watchers.get(id_)
+                if watchers is not None:
+                    watchers.discard(callback)
+                    if not watchers:
+                        del self._watchers[id_]
 
-    def _completed(self, id_: int, callback: Watcher, data: Any) -> None:
+    def _completed(self, id_: int, data: Any) -> None:
         with self._lock:
-            waiting = self._watches.get(callback)
-            if waiting is None or id_ not in waiting:
-                return
-            waiting.discard(id_)
-            if not waiting:
-                del self._watches[callback]
-        callback(id_, self.value_of(data))
+            self._hooked.discard(id_)
+            callbacks = self._watchers.pop(id_, ())
+            for callback in callbacks:
+                waiting = self._watches.get(callback)
+                if waiting is not None:
+                    waiting.discard(id_)
+                    if not waiting:
+                        del self._watches[callback]
+        if not callbacks:
+            return
+        value = self.value_of(data)
+        for callback in callbacks:
+            callback(id_, value)
 
     def value_of(self, data: Any) -> Serialized:
         """A Ray object's content as actorlib's serialized value (errors translated)."""
@@ -448,6 +499,8 @@ class RayCore:
             watches = list(self._watches.items())
             self._created.clear()
             self._watches.clear()
+            self._watchers.clear()
+            self._hooked.clear()
             self._refs.clear()
             self._actors.clear()
             self._unclaimed.clear()
