@@ -19,6 +19,21 @@ from actorlib.core.serialization import Serialized
 Watcher = Callable[[int, Serialized], None]
 
 
+def first_ready(
+    ids: list[int], read: Callable[[int], Serialized | None], need: int, fail_fast: bool
+) -> dict[int, Serialized]:
+    """A client's ``ready_values`` from its ``ready_value``: ``ids`` in order, stopping
+    at ``need`` values or (``fail_fast``) at the first error."""
+    got: dict[int, Serialized] = {}
+    for id_ in ids:
+        value = read(id_)
+        if value is not None:
+            got[id_] = value
+            if len(got) == need or (fail_fast and value.is_error):
+                break
+    return got
+
+
 class ObjectEntry:
     __slots__ = ("lineage", "producer", "refs", "value", "watchers")
 

@@ -38,7 +38,7 @@ from actorlib.core.guards import Guards
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.lineage import Lineage
 from actorlib.core.loop import LoopThread
-from actorlib.core.objects import ObjectTable, Watcher
+from actorlib.core.objects import ObjectTable, Watcher, first_ready
 from actorlib.core.placement_groups import PlacementGroups
 from actorlib.core.records import NodeInfo
 from actorlib.core.runtime_events import RuntimeEvents
@@ -197,14 +197,7 @@ class Runtime:
     def ready_values(
         self, ids: list[int], need: int, fail_fast: bool
     ) -> dict[int, Serialized]:
-        got: dict[int, Serialized] = {}
-        for id_ in ids:
-            value = self.ready_value(id_)
-            if value is not None:
-                got[id_] = value
-                if len(got) == need or (fail_fast and value.is_error):
-                    break
-        return got
+        return first_ready(ids, self.ready_value, need, fail_fast)
 
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """Call ``callback(id, value)`` on the loop thread as each id becomes ready.

@@ -36,7 +36,7 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import IdAllocator
-from actorlib.core.objects import Watcher
+from actorlib.core.objects import Watcher, first_ready
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized
@@ -102,6 +102,11 @@ class RemoteCoreClient:
 
     def put(self, id_: int, value: Serialized) -> None:
         self._out(Put(id_, value))
+
+    def ready_values(
+        self, ids: list[int], need: int, fail_fast: bool
+    ) -> dict[int, Serialized]:
+        return first_ready(ids, self.ready_value, need, fail_fast)
 
     def ready_value(self, id_: int) -> Serialized | None:
         return None  # values live with the core, in another process: always a watch
