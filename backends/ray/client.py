@@ -56,6 +56,8 @@ Watcher = Callable[[int, Serialized], None]
 #: How long a Ray object learnt from a box stays mapped with no actorlib ref counting it
 #: (a value delivered to a waiter is unpickled right after, adding its refs).
 _UNCLAIMED_S = 60.0
+#: A watch of more ids than this is scanned on completions rather than indexed by id.
+_INDEXED = 16
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
 
@@ -91,6 +93,7 @@ class RayCore:
         self._watches: dict[Any, set[int]] = {}  # watcher -> ids it still waits for
         self._watchers: dict[int, set[Any]] = {}  # id -> its watchers (the same pairs)
         self._hooked: set[int] = set()  # ids with a Ray completion callback pending
+        self._large: set[Any] = set()  # watchers of many ids (not in ``_watchers``)
         self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
         self._killed: set[int] = set()  # actors killed for good (handles may remain)
         self._nodes_at = 0.0
@@ -254,29 +257,39 @@ class RayCore:
             return exc
 
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
-        """One Ray completion callback per Ray object, shared by every watcher of it: a
-        loop of ``wait`` over the remaining refs would otherwise add one per ref and
-        step, O(n^2) calls into Ray."""
+        """One Ray completion callback per Ray object, shared by every watcher of it (a
+        loop of ``wait`` over the remaining refs would otherwise add one per ref and step,
+        O(n^2) calls into Ray). A small watch is indexed by id; a large one (a ``wait``
+        over many refs) is kept whole and scanned as objects complete, so that each step
+        of such a loop costs set operations, not a Python loop over its refs."""
         self._check_open()
-        refs = [(id_, self.ray_ref(id_)) for id_ in ids]
-        hook: list[tuple[int, Any]] = []
+        refs = {id_: self.ray_ref(id_) for id_ in ids}
         with self._lock:
-            self._watches.setdefault(callback, set()).update(ids)
-            for id_, ref in refs:
-                self._watchers.setdefault(id_, set()).add(callback)
-                if id_ not in self._hooked:
-                    self._hooked.add(id_)
-                    hook.append((id_, ref))
-        for id_, ref in hook:  # outside the lock: Ray may call back at once
-            ref._on_completed(functools.partial(self._completed, id_))
+            waiting = self._watches.get(callback)
+            if waiting is None:
+                waiting = self._watches[callback] = set()
+            waiting.update(ids)
+            if len(waiting) > _INDEXED:
+                self._large.add(callback)
+            else:
+                for id_ in ids:
+                    self._watchers.setdefault(id_, set()).add(callback)
+            new = refs.keys() - self._hooked
+            self._hooked.update(new)
+        for id_ in new:  # outside the lock: Ray may call back at once
+            refs[id_]._on_completed(functools.partial(self._completed, id_))
 
     def unwatch(self, ids: list[int], callback: Watcher) -> None:
         with self._lock:
             waiting = self._watches.get(callback)
-            if waiting is not None:
-                waiting.difference_update(ids)
-                if not waiting:
-                    del self._watches[callback]
+            if waiting is None:
+                return
+            waiting.difference_update(ids)
+            if not waiting:
+                del self._watches[callback]
+                self._large.discard(callback)
+            if callback in self._large:
+                return
             for id_ in ids:
                 watchers = self._watchers.get(id_)
                 if watchers is not None:
@@ -287,13 +300,17 @@ class RayCore:
     def _completed(self, id_: int, data: Any) -> None:
         with self._lock:
             self._hooked.discard(id_)
-            callbacks = self._watchers.pop(id_, ())
-            for callback in callbacks:
+            candidates = [*self._watchers.pop(id_, ()), *self._large]
+            callbacks = []
+            for callback in candidates:
                 waiting = self._watches.get(callback)
-                if waiting is not None:
-                    waiting.discard(id_)
-                    if not waiting:
-                        del self._watches[callback]
+                if waiting is None or id_ not in waiting:
+                    continue  # done already (or a small watch that grew large)
+                callbacks.append(callback)
+                waiting.discard(id_)
+                if not waiting:
+                    del self._watches[callback]
+                    self._large.discard(callback)
         if not callbacks:
             return
         value = self.value_of(data)
@@ -501,6 +518,7 @@ class RayCore:
             self._watches.clear()
             self._watchers.clear()
             self._hooked.clear()
+            self._large.clear()
             self._refs.clear()
             self._actors.clear()
             self._unclaimed.clear()
