@@ -72,6 +72,19 @@ def test_wait_blocks_until_num_returns(rt):
     assert ready == refs and not_ready == []
 
 
+def test_wait_loop_over_many_refs(rt):
+    """A wait() loop over the remaining refs (the way to take results as they come): each
+    step sees exactly the one released, however many the earlier steps watched."""
+    sync = Sync.remote()
+    refs = [sync.wait.remote(f"k{i}") for i in range(40)]
+    not_ready = list(refs)
+    for i in reversed(range(len(refs))):
+        actorlib.get(sync.set.remote(f"k{i}"), timeout=T)
+        ready, not_ready = actorlib.wait(not_ready, timeout=T)
+        assert ready == [refs[i]]
+        assert not_ready == refs[:i]
+
+
 def test_failed_task_counts_as_ready(rt):
     bad = fail.remote()
     ready, not_ready = actorlib.wait([bad], timeout=T)
