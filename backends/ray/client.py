@@ -233,11 +233,15 @@ class RayCore:
         if not known:
             return {}
         refs = [ref for _, ref in known]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        # At most ``need``: Ray then stops at the first ready ones it finds in this
+        # process (asking for all of them asks the raylet about the rest, each step).
+        ready, _ = ray.wait(
+            refs, num_returns=min(need, len(refs)), timeout=0, fetch_local=False
+        )
         if not ready:
             return {}
         ready_set = set(ready)
-        chosen = [(id_, ref) for id_, ref in known if ref in ready_set][:need]
+        chosen = [(id_, ref) for id_, ref in known if ref in ready_set]
         try:
             datas = ray.get([ref for _, ref in chosen])
         except Exception:  # one holds an error: read them one by one, errors as values
