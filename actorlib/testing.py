@@ -246,7 +246,7 @@ def explore(
             if os.environ.get(REPLAY_ENV):
                 with simulate(max_steps=max_steps, **init_kwargs):
                     return fn(*args, **kwargs)
-            from hypothesis import HealthCheck, given, settings
+            from hypothesis import HealthCheck, Phase, given, settings
 
             def body(schedule: Schedule) -> None:
                 with simulate(schedule, max_steps=max_steps, **init_kwargs):
@@ -257,9 +257,14 @@ def explore(
                 f"{fn.__module__}.{fn.__qualname__}".encode()
             )
             extra: dict[str, Any] = {} if database == "default" else {"database": database}
+            # No ``explain`` phase: after the first failure it traces every later run
+            # line by line (sys.settrace), which over a simulated run's many steps made
+            # one hunt take minutes instead of seconds; the printed schedule trace is
+            # the explanation a failure needs.
             test = settings(
                 max_examples=max_examples, deadline=None,
                 suppress_health_check=list(HealthCheck), **extra,
+                phases=[phase for phase in Phase if phase is not Phase.explain],
             )(given(schedule=schedules(faults, explore_time=explore_time))(body))
             test()
             return None
