@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -138,8 +139,10 @@ def shared_cluster(shared_threads: set[threading.Thread]) -> Iterator[str]:
             # importorskip at collection): without this, Ray dials this machine's address
             # instead of loopback and ray.init hangs ("Timed out while waiting for GCS").
             check_address(ray, cluster.address)
+            sigterm = signal.getsignal(signal.SIGTERM)  # ray.init's own would outlive us
             ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True,
                      runtime_env=driver_runtime_env())
+            signal.signal(signal.SIGTERM, sigterm)
             break
         except Exception:
             ray.shutdown()

@@ -137,6 +137,27 @@ def test_label_selectors_become_rays(on_ray: str) -> None:
                         timeout=120) == on_ray
 
 
+def test_sigterm_stays_actorlibs_on_ray(request: pytest.FixtureRequest) -> None:
+    """ray.init's own SIGTERM handler (exit status 15, no shutdown) replaces neither
+    actorlib's nor outlives the session. In a fresh interpreter: this one shares the
+    run's Ray, whose ray.init has already happened."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    cluster = request.getfixturevalue("_ray_cluster")
+    program = textwrap.dedent(f"""
+        import signal
+        import actorlib
+        from actorlib import session
+        actorlib.init(backend="ray", address={cluster!r})
+        print("during:", signal.getsignal(signal.SIGTERM) is session._on_terminating_signal)
+        actorlib.shutdown()
+        print("after:", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120)
+    assert "during: True" in done.stdout and "after: True" in done.stdout, (
+        done.stdout + done.stderr[-2000:])
+
+
 def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
     from actorlib.exceptions import NotSupportedError
     from actorlib.util import state

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, Connector, RunningCore
@@ -81,10 +83,18 @@ class RayConnector(Connector):
 
             check_address(ray, config.address)
             kwargs["address"] = config.address
+        # ray.init installs a SIGTERM handler of its own (exit status 15, no unwinding
+        # through actorlib.shutdown) and ray.shutdown never removes it: keep the one
+        # in place, so SIGTERM acts as on every other backend and outlives no session.
+        sigterm = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(**kwargs)
         except ConnectionError as exc:
             raise ConnectionError(
                 f"Cannot reach the Ray cluster at {config.address!r}: {exc}"
             ) from exc
+        finally:
+            if (sigterm is not None
+                    and threading.current_thread() is threading.main_thread()):
+                signal.signal(signal.SIGTERM, sigterm)
         return RayCore(namespace, stop_ray=True)
