@@ -15,6 +15,7 @@ import pickle
 import socket
 import struct
 import threading
+from _thread import get_ident
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -129,6 +130,15 @@ class BlockingConnection:
         # munmap per message.
         self._buffer = bytearray(1 << 18)
         self._view = memoryview(self._buffer)
+        # Who reads (see ``run_inline``): one thread at a time owns the socket's reading;
+        # under ``_role`` it may pass to a spare thread while the owner runs user code.
+        self._role = threading.Lock()
+        self._owner: int | None = None  # the ident of the thread that reads now
+        self._inline = 0  # the owner's ident while it runs work inline, else 0
+        self._inline_runs = 0  # counts inline runs: the watchdog's sign of progress
+        self._pumping = 0  # nested reads of a handler waiting for an answer (``pump``)
+        self._spares: list[tuple[int, threading.Event]] = []  # threads waiting to read
+        self._lost_reported = False
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
 
     def start(self) -> None:
@@ -174,21 +184,99 @@ class BlockingConnection:
                 self._write(b"".join(frames))
 
     def reads_here(self) -> bool:
-        """Whether this is the reader thread: nobody else would read an answer it awaits."""
-        return threading.current_thread() is self._reader
+        """Whether this thread reads: nobody else would read an answer it awaits."""
+        return self._owner == get_ident()
 
     def pump(self) -> bool:
-        """On the reader thread, inside a handler: receive and handle the next messages,
+        """On the reading thread, inside a handler: receive and handle the next messages,
         in order (an answer the handler waits for can only come in this way); False once
         the connection is lost."""
         assert self.reads_here()
-        return self._receive()
+        self._pumping += 1
+        try:
+            return self._receive()
+        finally:
+            self._pumping -= 1
+
+    # -- work run by the reading thread itself ----------------------------------------------
+
+    def may_run_inline(self) -> bool:
+        """Whether a handler may run work here and now, on the thread that reads (at the
+        top of its loop: not inside a ``pump``, not inside other inline work)."""
+        return self._owner == get_ident() and not self._pumping and not self._inline
+
+    def run_inline(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (user code) on the reading thread, as ``multiprocessing.Pool``'s
+        worker runs a task on the thread that read it: no hop to another thread.
+
+        Nothing is read meanwhile, so reading passes to a spare thread when the work must
+        wait for an answer (``yield_reading``) or when it runs long enough for a watchdog
+        to notice (``watch_inline``); after the work this thread reads on if it still
+        owns the socket, else it becomes a spare.
+        """
+        me = get_ident()
+        self._inline_runs += 1
+        self._inline = me
+        try:
+            work()
+        finally:
+            with self._role:
+                self._inline = 0
+
+    def yield_reading(self) -> None:
+        """Inline work is about to wait for an answer: another thread reads from now on."""
+        me = get_ident()
+        if self._inline != me:
+            return
+        with self._role:
+            if self._inline == me and self._owner == me:
+                self._hand_over()
+
+    def watch_inline(self, seen: int) -> int:
+        """Called now and then from another thread (the watchdog): if the same inline work
+        still runs as at the last call (``seen``, this call's result), reading passes to
+        a spare, so a cancel, an answer or an exit is read while that work runs on."""
+        with self._role:
+            runs = self._inline_runs
+            if runs == seen and self._inline and self._owner == self._inline:
+                self._hand_over()
+            return runs
+
+    def _hand_over(self) -> None:
+        """Make a spare thread (a new one if none waits) the reader; ``_role`` held."""
+        if self._spares:
+            self._owner, ready = self._spares.pop()
+            ready.set()
+            return
+        self._owner = None  # nobody reads until the new thread takes over
+        threading.Thread(target=self._take_over, name="actorlib-io", daemon=True).start()
+
+    def _take_over(self) -> None:
+        with self._role:
+            if self._owner is not None or self.closed:
+                return
+            self._owner = get_ident()
+        self._serve()
+
+    def _stand_by(self) -> bool:
+        """Wait until reading is handed to this thread; False once the connection is lost."""
+        me = get_ident()
+        ready = threading.Event()
+        with self._role:
+            if self.closed:
+                return False
+            self._spares.append((me, ready))
+        ready.wait()
+        return not self.closed
+
+    # -- reading ------------------------------------------------------------------------------
 
     def _receive(self) -> bool:
-        """Handle what is decoded, receive (waiting for it) and handle that too."""
-        self._handle_inbox()
-        if self.closed:
-            return False
+        """Handle what is decoded, receive (waiting for it) and handle that too. True with
+        nothing received if reading passed to another thread meanwhile."""
+        me = get_ident()
+        if not self._handle_inbox(me) or self.closed:
+            return not self.closed
         try:
             size = self._sock.recv_into(self._buffer)
         except OSError:
@@ -197,19 +285,45 @@ class BlockingConnection:
             self.closed = True
             return False
         self._inbox.extend(self._decoder.feed(self._view[:size]))
-        self._handle_inbox()
+        self._handle_inbox(me)
         return True
 
-    def _handle_inbox(self) -> None:
+    def _handle_inbox(self, me: int) -> bool:
+        """Handle decoded messages in order while this thread reads; False if it no longer
+        does (inline work handed reading over: the new reader handles the rest)."""
         inbox = self._inbox
         while inbox:
+            if self._owner != me:
+                return False
             message = inbox.popleft()
             try:
                 self._on_message(message)
             except Exception:
                 log.exception("actorlib: error handling message %s", name_of(message))
+        return self._owner == me
 
     def _read(self) -> None:
-        while self._receive():
-            pass
-        self._on_lost()
+        with self._role:
+            self._owner = get_ident()
+        self._serve()
+
+    def _serve(self) -> None:
+        """Read while this thread owns reading; then wait as a spare to own it again."""
+        me = get_ident()
+        while True:
+            while self._owner == me:
+                if not self._receive():
+                    self._lost()
+                    return
+            if not self._stand_by():
+                return
+
+    def _lost(self) -> None:
+        with self._role:
+            self.closed = True
+            spares, self._spares = self._spares, []
+            reported, self._lost_reported = self._lost_reported, True
+        for _, ready in spares:
+            ready.set()
+        if not reported:
+            self._on_lost()
