@@ -39,8 +39,8 @@ from actorlib.backends.output import (
     run_setup_hook,
 )
 from actorlib.backends.proc_title import TaskTitles, set_title
-from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.claims import ClaimTable
+from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import framing
