@@ -73,7 +73,7 @@ from actorlib.core.specs import ActorSpec, TaskSpec
 PR_SET_PDEATHSIG = 1
 # How often the main thread looks at a task run on the reading thread: while tasks come,
 # and at most when none has come for a while (see ``Worker.run``).
-WATCH_BUSY_S = 0.005
+WATCH_BUSY_S = 0.02
 WATCH_IDLE_S = 0.1
 
 
