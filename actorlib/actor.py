@@ -162,7 +162,7 @@ class ActorClass(Generic[T]):
             code_env=code_env,
         )
         actor_id = client.create_actor(spec, bool(opts.get("get_if_exists")))
-        handle = ActorHandle(actor_id, client, name, self._methods, self._checks)
+        handle: ActorHandle[T] = ActorHandle(actor_id, client, name, self._methods, self._checks)
         limit = opts.get("max_pending_calls", -1)
         if limit != -1:
             handle._pending = PendingCalls(limit)
