@@ -247,3 +247,56 @@ def test_inline_work_is_not_run_inside_a_pump(inline_link):
     core.send(Reply(request.req, True, [True]))
     assert done.wait(T)
     assert seen == [False]
+
+
+class _Interrupting:
+    """A spare's wake-up event where a cancel's interrupt lands, the first time it is set
+    (the hand-over); later (the connection lost) it wakes the spare."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+        self.fired = False
+
+    def set(self) -> None:
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        self.wake.set()
+
+
+def test_a_cancel_interrupting_the_hand_over_leaves_a_reader(inline_link):
+    """A task is interrupted (cancelled) between any two bytecodes, also inside the
+    hand-over of reading: whatever step it stops at, some thread reads on."""
+    core, client, conn = inline_link
+    value = serialize(None)
+    first_done = threading.Event()
+
+    def first(_id: int, _value: Any) -> None:  # leaves a spare behind: this thread
+        conn.run_inline(conn.yield_reading)
+        first_done.set()
+
+    a = _watch(core, client, 1, first)
+    core.send(Ready(a, 1, value))
+    assert first_done.wait(T)
+    interrupted = threading.Event()
+
+    def second(_id: int, _value: Any) -> None:
+        def work() -> None:
+            with conn._role:
+                assert conn._spares, "the first thread should wait as a spare"
+                ident = conn._spares[-1]
+                conn._wakes[ident] = _Interrupting(conn._wakes[ident])  # type: ignore[assignment]
+            try:
+                conn.yield_reading()
+            except KeyboardInterrupt:
+                interrupted.set()
+
+        conn.run_inline(work)
+
+    b = _watch(core, client, 2, second)
+    core.send(Ready(b, 2, value))
+    assert interrupted.wait(T)
+    after = threading.Event()
+    c = _watch(core, client, 3, lambda _id, _value: after.set())
+    core.send(Ready(c, 3, value))
+    assert after.wait(T), "nobody reads after an interrupted hand-over"

@@ -137,7 +137,8 @@ class BlockingConnection:
         self._inline = 0  # the owner's ident while it runs work inline, else 0
         self._inline_runs = 0  # counts inline runs: the watchdog's sign of progress
         self._pumping = 0  # nested reads of a handler waiting for an answer (``pump``)
-        self._spares: list[tuple[int, threading.Event]] = []  # threads waiting to read
+        self._spares: list[int] = []  # threads waiting to read, by ident
+        self._wakes: dict[int, threading.Event] = {}  # how each such thread is woken
         self._lost_reported = False
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
 
@@ -243,31 +244,45 @@ class BlockingConnection:
             return runs
 
     def _hand_over(self) -> None:
-        """Make a spare thread (a new one if none waits) the reader; ``_role`` held."""
+        """Make a spare thread (a new one if none waits) the reader; ``_role`` held.
+
+        Called on the thread of a task, which a cancel interrupts between any two
+        bytecodes: each step leaves a state that works if the next never comes (this
+        thread still reads; a spare woken too early waits again; one taken off the list
+        and never woken waits, idle, until the connection is lost).
+        """
         if self._spares:
-            self._owner, ready = self._spares.pop()
-            ready.set()
+            ident = self._spares.pop()
+            self._wakes[ident].set()  # it checks, once we release ``_role``, that it reads
+            self._owner = ident
             return
-        self._owner = None  # nobody reads until the new thread takes over
+        # The new thread waits for ``_role``; then it reads, or waits as a spare if we
+        # were interrupted before we gave reading up.
         threading.Thread(target=self._take_over, name="actorlib-io", daemon=True).start()
+        self._owner = None
 
     def _take_over(self) -> None:
         with self._role:
-            if self._owner is not None or self.closed:
-                return
-            self._owner = get_ident()
+            if self._owner is None and not self.closed:
+                self._owner = get_ident()
         self._serve()
 
     def _stand_by(self) -> bool:
         """Wait until reading is handed to this thread; False once the connection is lost."""
         me = get_ident()
-        ready = threading.Event()
         with self._role:
-            if self.closed:
-                return False
-            self._spares.append((me, ready))
-        ready.wait()
-        return not self.closed
+            wake = self._wakes.setdefault(me, threading.Event())
+        while True:
+            with self._role:
+                if self.closed:
+                    self._wakes.pop(me, None)
+                    return False
+                if self._owner == me:
+                    return True
+                wake.clear()
+                if me not in self._spares:
+                    self._spares.append(me)
+            wake.wait()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -308,7 +323,7 @@ class BlockingConnection:
         self._serve()
 
     def _serve(self) -> None:
-        """Read while this thread owns reading; then wait as a spare to own it again."""
+        """Read while this thread owns reading; wait as a spare while it does not."""
         me = get_ident()
         while True:
             while self._owner == me:
@@ -321,9 +336,10 @@ class BlockingConnection:
     def _lost(self) -> None:
         with self._role:
             self.closed = True
-            spares, self._spares = self._spares, []
+            self._spares = []
+            wakes = list(self._wakes.values())
             reported, self._lost_reported = self._lost_reported, True
-        for _, ready in spares:
-            ready.set()
+        for wake in wakes:  # every spare, also one a hand-over left unwoken
+            wake.set()
         if not reported:
             self._on_lost()
