@@ -73,8 +73,10 @@ from actorlib.core.specs import ActorSpec, TaskSpec
 PR_SET_PDEATHSIG = 1
 # How often the main thread looks at a task run on the reading thread: while tasks come,
 # and at most when none has come for a while (see ``Worker.run``).
-WATCH_BUSY_S = 0.02
-WATCH_IDLE_S = 0.1
+# Not more often: under load a short task is often preempted for tens of milliseconds,
+# and each hand-over of reading costs a thread wake-up.
+WATCH_BUSY_S = 0.1
+WATCH_IDLE_S = 1.0
 
 
 def die_with_parent(parent_pid: int, lifeline: int | None = None) -> None:
@@ -354,6 +356,8 @@ class Worker:
                 self.conn.send(Alive())
             runs = self.conn.watch_inline(seen)
             pause = WATCH_BUSY_S if runs != seen else min(pause * 2, WATCH_IDLE_S)
+            if self.alive_every_s:  # signs of life at most half a period late
+                pause = min(pause, self.alive_every_s / 2)
             seen = runs
         if self.client is not None:
             self.client.close()
