@@ -41,7 +41,7 @@ import threading
 from dataclasses import dataclass
 
 from actorlib.backends.process.arena_pins import COUNT, Pins, pinned_view
-from actorlib.backends.process.arena_segments import create_segment
+from actorlib.backends.process.arena_segments import create_segment, populate
 from actorlib.backends.process.shm_files import PREFIX, pid_alive, unlink
 from actorlib.exceptions import ObjectStoreFullError
 
@@ -109,6 +109,7 @@ class ArenaReader:
         self._maps: dict[str, mmap.mmap] = {}  # segment file name -> its mapping
         self._index_fd = -1
         self._attach_lock = threading.Lock()
+        self._populated: set[str] = set()  # segments whose pages this process has mapped
 
     def map(self, path: str, size: int) -> memoryview:
         """Pin and view the extent at ``path``; FileNotFoundError if it no longer is there
@@ -122,6 +123,23 @@ class ArenaReader:
             view.release()  # its anchor dies with it: the pin goes
             raise FileNotFoundError(errno.ENOENT, "the arena extent was released", path)
         return view
+
+    def write_granted(self, path: str, raw: memoryview) -> None:
+        """Copy ``raw`` into the extent at ``path`` that this process was granted.
+
+        A worker writes its large results this way: the owner allocated the extent, this
+        process copies once into the segment it maps. The first write into a segment
+        maps all its pages in one ``madvise`` first: the segment's pages exist already
+        (the owner made them), but a fresh mapping would take a page fault per 4 KiB
+        page of the copy (measured 262 ms against 24 + 27 ms for 256 MiB).
+        """
+        segment, _, offset, _ = _parse(path)
+        mapped = self._segment(segment)
+        if segment not in self._populated:
+            with contextlib.suppress(OSError):
+                populate(mapped, len(mapped))
+            self._populated.add(segment)
+        copy_into(mapped, offset, raw)
 
     def _generation(self, block: int) -> int:
         if self._index_fd < 0:
@@ -180,8 +198,12 @@ class Arena(ArenaReader):
 
     # ------------------------------------------------------------------ extents
 
-    def alloc(self, size: int) -> Extent | None:
-        """An extent for ``size`` bytes, or None if the arena cannot hold it now."""
+    def alloc(self, size: int, grow: bool = True) -> Extent | None:
+        """An extent for ``size`` bytes, or None if the arena cannot hold it now.
+
+        ``grow=False``: only from segments already made, never waiting for a new one
+        (the caller may not block: the driver's core loop).
+        """
         span = _round_up(max(size, 1), ALIGN)
         if span > self.capacity:
             return None
@@ -203,6 +225,8 @@ class Arena(ArenaReader):
                     self._maybe_grow_ahead(span)
                     return extent
                 room = self.capacity - self._mapped
+            if not grow:
+                return None
             if growing is not None:
                 growing.join()  # a segment may be on its way
                 continue
@@ -214,24 +238,8 @@ class Arena(ArenaReader):
                 return None
 
     def write(self, extent: Extent, raw: memoryview) -> None:
-        """Copy ``raw`` into the extent: one ``memcpy`` into pages already mapped.
-
-        One copy, not steps (steps of 64 MiB measured 1.8x slower: the C library copies
-        one large block faster). A plain copy holds the GIL throughout, stalling the
-        driver's other threads (its core loop); numpy's copy, as fast, lets go of it, so
-        it is used when numpy is already imported (it is, for a numpy array).
-        """
-        mapped = memoryview(self._segment(self._segment_name(extent.base)))
-        try:
-            target = mapped[extent.offset:extent.offset + raw.nbytes]
-            np = sys.modules.get("numpy")
-            if np is not None and raw.nbytes >= _UNLOCKED_COPY:
-                np.copyto(np.frombuffer(target, np.uint8), np.frombuffer(raw, np.uint8))
-            else:
-                target[:] = raw
-            target.release()
-        finally:
-            mapped.release()
+        """Copy ``raw`` into the extent: one ``memcpy`` into pages already mapped."""
+        copy_into(self._segment(self._segment_name(extent.base)), extent.offset, raw)
 
     def view(self, extent: Extent) -> memoryview:
         """A read-only pinned view of a live extent."""
@@ -435,6 +443,27 @@ class Arena(ArenaReader):
         with self._lock:
             self._maps[name] = mapped
             self._free[base] = [(0, size)]
+
+
+def copy_into(mapped: mmap.mmap, offset: int, raw: memoryview) -> None:
+    """Copy ``raw`` into ``mapped`` at ``offset``: one ``memcpy``.
+
+    One copy, not steps (steps of 64 MiB measured 1.8x slower: the C library copies one
+    large block faster). A plain copy holds the GIL throughout, stalling the process's
+    other threads (the driver's core loop, a worker's reader); numpy's copy, as fast,
+    lets go of it, so it is used when numpy is already imported (it is, for an array).
+    """
+    view = memoryview(mapped)
+    try:
+        target = view[offset:offset + raw.nbytes]
+        np = sys.modules.get("numpy")
+        if np is not None and raw.nbytes >= _UNLOCKED_COPY:
+            np.copyto(np.frombuffer(target, np.uint8), np.frombuffer(raw, np.uint8))
+        else:
+            target[:] = raw
+        target.release()
+    finally:
+        view.release()
 
 
 _readers: dict[tuple[str, str], ArenaReader] = {}

@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import itertools
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -138,6 +139,9 @@ class ProcessBackend(Backend):
             return HeapStore()
         store = self.store_override or SharedMemoryStore.for_driver(config.object_store_memory)
         self._store_config = store.config()
+        if self.store_override is not None:
+            # A node's objects are served to other nodes by path: an arena extent has none.
+            self._store_config["arena"] = False
         set_buffer_mapper(store.map_location)  # follow objects spilled while in flight
         return store
 
@@ -165,6 +169,51 @@ class ProcessBackend(Backend):
             **setup,
         }))
         return worker
+
+    def own_requests(self, worker: WorkerProcess) -> dict[str, Callable[..., None]]:
+        """Requests of a worker answered here, not by the core: arena extents for its
+        large results and puts (see ``SharedMemoryStore.grant``)."""
+        if not (self._store_config or {}).get("arena"):
+            return {}
+        return {
+            "arena_extents": lambda args, answered: self._grant(worker, args, answered),
+            "arena_return": lambda args, answered: self._return_grants(worker, args, answered),
+        }
+
+    def _grant(self, worker: WorkerProcess, args: tuple[Any, ...],
+               answered: Callable[[bool, Any], None]) -> None:
+        """Extents for a worker's buffers: at once when they fit in the segments made, else
+        on a thread (spilling or making a segment must not stall the core loop)."""
+        sizes = args[0] if len(args) == 1 else None
+        if not isinstance(sizes, list) or not all(
+            type(size) is int and size >= 0 for size in sizes
+        ):
+            answered(False, ValueError(f"arena_extents takes a list of sizes, got {args!r}"))
+            return
+        store: Any = self.store
+        grants = store.grant(worker.prefix, sizes, block=False)
+        if grants is not None:
+            answered(True, grants)
+            return
+
+        def grant_blocking() -> None:
+            try:
+                result: tuple[bool, Any] = (True, store.grant(worker.prefix, sizes, block=True))
+            except Exception as exc:
+                result = (False, exc)
+            self.events.post(answered, *result)
+
+        threading.Thread(target=grant_blocking, name="actorlib-arena-grant", daemon=True).start()
+
+    def _return_grants(self, worker: WorkerProcess, args: tuple[Any, ...],
+                       answered: Callable[[bool, Any], None]) -> None:
+        paths = args[0] if len(args) == 1 else None
+        if not isinstance(paths, list) or not all(type(path) is str for path in paths):
+            answered(False, ValueError(f"arena_return takes a list of paths, got {args!r}"))
+            return
+        store: Any = self.store
+        store.return_grants(worker.prefix, paths)
+        answered(True, None)
 
     def _check_alive(self) -> None:
         """Kill workers silent for longer than the timeout: frozen (SIGSTOP), deadlocked,
@@ -449,6 +498,9 @@ class ProcessBackend(Backend):
             if not worker.expected_exit:
                 self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
         worker.link.release()
+        holder_gone = getattr(self.store, "holder_gone", None)
+        if holder_gone is not None:  # extents it was granted and never sent back
+            holder_gone(worker.prefix)
         if worker in self._idle:
             self._idle.remove(worker)
         if worker in self._workers:

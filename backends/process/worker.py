@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import functools
 import os
 import signal
 import socket
@@ -91,6 +92,11 @@ def add_import_paths(paths: Any) -> None:
     for entry in paths:
         if entry not in sys.path:
             sys.path.append(entry)
+
+
+def _give_back(client: RemoteCoreClient, paths: list[str]) -> None:
+    """Return granted arena extents the worker will not use (no answer awaited)."""
+    client.forward_request("arena_return", (paths,), lambda ok, value: None)
 
 
 def _run_now(fn: Callable[..., Any], *args: Any) -> None:
@@ -233,6 +239,7 @@ class Worker:
             os.chdir(config["cwd"])
         context.inherited_code_env = config.get("code_env")
         store: ObjectStore = HeapStore()
+        worker_store = None
         if config.get("store") is not None:
             from actorlib.backends.process.shm_store import SharedMemoryStore
 
@@ -248,6 +255,10 @@ class Worker:
         client = RemoteCoreClient(
             self.conn, config["prefix"], config["namespace"], store, config["nodes"]
         )
+        if worker_store is not None and config["store"].get("arena"):
+            # Large results and puts go into the driver's arena, in extents it grants.
+            worker_store.ask_extents = functools.partial(client.request, "arena_extents")
+            worker_store.give_back = functools.partial(_give_back, client)
         claim = self.claims.take if self.claims is not None else None
         local = LocalRunner(
             ForwardedEvents(self.conn.send, client, _run_now), store, claim, self.conn.together

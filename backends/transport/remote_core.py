@@ -210,6 +210,10 @@ class RemoteCoreClient:
         result: list[dict[str, Any]] = self._request("placement_groups")
         return result
 
+    def request(self, method: str, *args: Any) -> Any:
+        """Ask the other side and wait for its answer (raised if it is an error)."""
+        return self._request(method, *args)
+
     def _request(self, method: str, *args: Any) -> Any:
         done = threading.Event()
         box: list[Any] = []
