@@ -360,3 +360,110 @@ def test_a_worker_maps_extents_before_its_store_is_configured(store: SharedMemor
     finally:
         arena_mod.forget_reader(store.directory, store.session)
         store.free(obj)
+
+
+# --------------------------------------------------------------------------- extents granted to workers
+
+
+def _worker_store(owner: SharedMemoryStore, holder: int = 7) -> SharedMemoryStore:
+    """A worker's store wired to ``owner`` as a worker's is through its driver link."""
+    assert owner.config()["arena"] is True
+    worker = SharedMemoryStore.for_worker(owner.config())
+    worker.ask_extents = lambda sizes: owner.grant(holder, sizes, block=True)  # type: ignore[assignment]
+    worker.give_back = lambda paths: owner.return_grants(holder, paths)
+    return worker
+
+
+def test_a_worker_writes_its_large_buffers_into_granted_extents(store: SharedMemoryStore) -> None:
+    worker = _worker_store(store)
+    arr = np.random.default_rng(9).random(512 * 1024)  # 4 MiB
+    obj = worker.seal(serialize(arr))
+    path, size = _location(obj)
+    assert is_arena_path(path) and size == arr.nbytes
+    assert store.granted() == 1 and store.in_use() >= arr.nbytes  # counted while granted
+    sent = pickle.loads(pickle.dumps(obj))  # to the driver, as a result
+    store.adopt(sent)
+    assert store.granted() == 0 and store.in_use() == arr.nbytes
+    out = _received(store, sent)
+    assert _digest(out) == _digest(arr) and not out.flags.writeable
+    assert not out.flags.owndata  # a view of the extent, no copy
+    del out, obj
+    gc.collect()
+    store.free(sent)
+    assert store.in_use() == 0 and store.arena is not None and store.arena.live() == []
+
+
+def test_small_buffers_of_a_worker_stay_files(store: SharedMemoryStore) -> None:
+    worker = _worker_store(store)
+    obj = worker.seal(serialize(np.ones(100_000)))  # 800 kB: no round trip for it
+    assert not is_arena_path(_location(obj)[0])
+    assert store.granted() == 0
+    os.unlink(_location(obj)[0])
+
+
+def test_extents_of_a_holder_that_dies_are_freed(store: SharedMemoryStore) -> None:
+    grants = store.grant(3, [2 * MB, 3 * MB], block=True)
+    assert grants is not None and all(g is not None for g in grants)
+    assert store.granted() == 2 and store.in_use() == 5 * MB
+    store.holder_gone(3)  # killed mid-write: its extents were never sent
+    assert store.granted() == 0 and store.in_use() == 0
+    assert store.arena is not None and store.arena.live() == []
+    for path, size in (g for g in grants if g is not None):
+        with pytest.raises(FileNotFoundError):  # a stale location is refused, not misread
+            store.arena.map(path, size)
+    assert store.grant(3, [MB], block=True) == [None]  # a dead holder gets nothing
+    again = store.grant(4, [2 * MB], block=True)  # the space is reused
+    assert again is not None and again[0] is not None
+    assert _offset_of(again[0][0]) == _offset_of(grants[0][0])  # type: ignore[index]
+    store.holder_gone(4)
+
+
+def _offset_of(path: str) -> tuple[str, int]:
+    segment, _, rest = os.path.basename(path).partition("@")
+    return segment, int(rest.partition(".")[0])
+
+
+def test_a_worker_that_fails_mid_seal_gives_its_extents_back(
+    store: SharedMemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = _worker_store(store)
+    calls = []
+
+    def broken(path: str, raw: memoryview) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("the copy failed")
+        original(path, raw)
+
+    reader = arena_mod.reader_for(worker.directory, worker.session)
+    original = reader.write_granted
+    monkeypatch.setattr(reader, "write_granted", broken)
+    value = [np.ones(MB // 8 * 2), np.ones(MB // 8 * 2)]  # two 2 MiB buffers
+    with pytest.raises(OSError, match="the copy failed"):
+        worker.seal(serialize(value))
+    assert len(calls) == 2
+    assert store.granted() == 0 and store.in_use() == 0
+    assert store.arena is not None and store.arena.live() == []
+
+
+def test_grant_on_the_loop_never_spills_or_grows(tmp_path: Path, small_segments: None) -> None:
+    store = _new_store(tmp_path, 8 * MB)
+    try:
+        assert store.grant(1, [2 * MB], block=False) is None  # no segment yet: not here
+        assert store.grant(1, [2 * MB], block=True) is not None  # off the loop: made
+        assert store.grant(1, [7 * MB], block=False) is None  # would spill first
+        assert store.grant(1, [20 * MB], block=True) == [None]  # never fits: a file
+        assert store.granted() == 1
+    finally:
+        store.cleanup()
+    assert store.granted() == 0
+    assert not [n for n in os.listdir(tmp_path / "shm") if n.startswith("actorlib-")]
+
+
+def test_returned_extents_of_another_holder_are_not_taken(store: SharedMemoryStore) -> None:
+    grants = store.grant(1, [2 * MB], block=True)
+    assert grants is not None and grants[0] is not None
+    store.return_grants(2, [grants[0][0], "/dev/shm/not-an-extent"])  # not 2's: ignored
+    assert store.granted() == 1
+    store.return_grants(1, [grants[0][0]])
+    assert store.granted() == 0 and store.in_use() == 0
