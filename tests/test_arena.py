@@ -467,3 +467,87 @@ def test_returned_extents_of_another_holder_are_not_taken(store: SharedMemorySto
     assert store.granted() == 1
     store.return_grants(1, [grants[0][0]])
     assert store.granted() == 0 and store.in_use() == 0
+
+
+# --------------------------------------------------------------------------- giving pages back
+
+
+def _resident_bytes(store: SharedMemoryStore) -> int:
+    """Bytes of the arena's segment files the kernel holds pages for."""
+    shm = store.directory
+    return sum(os.stat(os.path.join(shm, n)).st_blocks * 512 for n in os.listdir(shm)
+               if "-arena-" in n and not n.endswith("-index"))
+
+
+def test_trim_gives_free_pages_back_and_space_is_reused_intact(store: SharedMemoryStore) -> None:
+    arena = store.arena
+    assert arena is not None
+    objs = [_seal(store, np.full(MB, float(i))) for i in range(3)]  # 8 MiB each
+    assert _resident_bytes(store) >= arena.mapped() == 64 * MB  # pre-faulted
+    kept = _seal(store, np.random.default_rng(4).random(MB))
+    view = _received(store, kept)
+    store.free(kept)  # freed but still viewed: pinned, keeps its pages
+    for obj in objs:
+        store.free(obj)
+    del objs, obj  # the store's own views of them pin them too
+    gc.collect()
+    given = arena.trim(keep=0)
+    assert given == 64 * MB - 8 * MB
+    assert arena.resident() == 8 * MB
+    assert _resident_bytes(store) <= 8 * MB + ALIGN
+    assert _digest(view) == _digest(np.random.default_rng(4).random(MB))
+    # Space given back is allocated again (populated again): bytes intact.
+    arrays = [np.random.default_rng(10 + i).random(MB) for i in range(4)]
+    again = [_seal(store, a) for a in arrays]
+    for obj, a in zip(again, arrays, strict=True):
+        assert _digest(_received(store, obj)) == _digest(a)
+    assert arena.resident() >= 8 * MB + 4 * 8 * MB
+    for obj in again:
+        store.free(obj)
+    del view, kept
+    gc.collect()
+
+
+def test_trim_keeps_the_space_first_fit_takes_warm(store: SharedMemoryStore) -> None:
+    arena = store.arena
+    assert arena is not None
+    store.free(_seal(store, np.ones(MB)))
+    assert arena.trimmable(16 * MB) == 48 * MB
+    assert arena.trim(keep=16 * MB) == 48 * MB
+    assert arena.trimmable(16 * MB) == 0 and arena.resident() == 16 * MB
+    # The core loop never populates: only warm space is granted without blocking.
+    assert store.grant(1, [8 * MB], block=False) is not None
+    assert store.grant(1, [16 * MB], block=False) is None
+    assert store.grant(1, [16 * MB], block=True) not in (None, [None])
+    # [8, 24) MiB: its cold half [16, 24) was populated again, the rest stays given back.
+    assert arena.resident() == 24 * MB and _resident_bytes(store) >= 24 * MB - ALIGN
+    store.holder_gone(1)
+
+
+def test_the_store_trims_only_after_it_was_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "0.3")
+    store = _new_store(tmp_path, 256 * MB)
+    try:
+        assert store.trim_after == 0.3
+        obj = _seal(store, np.ones(16 * MB))  # a 128 MiB segment
+        store.free(obj)
+        assert not store.trim_due()  # just used
+        import time
+
+        time.sleep(0.4)
+        assert store.trim_due()
+        assert store.trim() == 128 * MB - 64 * MB  # KEEP_WARM stays
+        assert not store.trim_due()
+    finally:
+        store.cleanup()
+
+
+@pytest.mark.parametrize("bad", ["soon", "1s"])
+def test_a_bad_trim_delay_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", bad)
+    with pytest.raises(ValueError, match="ACTORLIB_ARENA_TRIM_S must be a number"):
+        _new_store(tmp_path, 64 * MB)

@@ -656,6 +656,50 @@ def test_no_shm_file_survives_shutdown():
     del refs
 
 
+def _arena_blocks() -> int:
+    """Bytes of this driver's arena segments that hold pages (what they cost in memory)."""
+    prefix = f"actorlib-{os.getpid()}-"
+    return sum(
+        entry.stat().st_blocks * 512 for entry in os.scandir(SHM_DIR)
+        if entry.name.startswith(prefix) and "-arena-" in entry.name
+        and not entry.name.endswith("-index")
+    )
+
+
+def test_after_a_burst_the_arena_gives_its_memory_back(monkeypatch, _leak_check):
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "0.5")
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        refs = [make_array.remote(32 * MiB, float(i)) for i in range(6)]  # 192 MiB burst
+        assert [float(a[-1]) for a in actorlib.get(refs, timeout=T)] == [0.0, 1, 2, 3, 4, 5]
+        peak = _arena_blocks()
+        assert peak >= 192 * MiB
+        del refs
+        # Idle for a while: all but 64 MiB (kept warm for the next burst) is given back.
+        wait_until(lambda: _arena_blocks() <= 64 * MiB + 4096,
+                   what="the arena's free pages to be given back", timeout=T)
+        # The next burst reuses the space (populated again) with every byte right.
+        arrays = [np.random.default_rng(i).random(4 * MiB) for i in range(4)]  # 32 MiB each
+        refs = [actorlib.put(a) for a in arrays]
+        outs = actorlib.get([make_array.remote(32 * MiB, 9.0) for _ in range(3)], timeout=T)
+        assert all(float(o.sum()) == 9.0 * 4 * MiB for o in outs)
+        for ref, a in zip(refs, arrays, strict=True):
+            assert np.array_equal(actorlib.get(ref, timeout=T), a)
+            assert actorlib.get(array_sum.remote(ref), timeout=T) == pytest.approx(float(a.sum()))
+        del refs, outs
+    finally:
+        actorlib.shutdown()
+    assert _shm_files() == {}
+
+
+def test_a_bad_trim_delay_fails_init_clearly(monkeypatch, _leak_check):
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "later")
+    with pytest.raises(ValueError, match="ACTORLIB_ARENA_TRIM_S"):
+        actorlib.init(backend="process", num_cpus=1)
+    assert not actorlib.is_initialized()
+    assert _shm_files() == {}
+
+
 @pytest.mark.parametrize("how", ["exit", "sigkill"])
 def test_task_dying_while_holding_a_large_object_leaves_no_file(how):
     actorlib.init(backend="process", num_cpus=2)

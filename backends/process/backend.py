@@ -87,6 +87,8 @@ class ProcessBackend(Backend):
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
         self._stopping = False
+        self._trimming: threading.Thread | None = None  # giving the arena's free pages back
+        self._trim_every = 5.0
         self._death: asyncio.Future[None] | None = None  # set by a worker's death
         self._code_envs = CodeEnvDirs()
         #: Where workers' output goes on a cluster node (to the head); None: the driver's
@@ -123,6 +125,10 @@ class ProcessBackend(Backend):
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
+        trim_after = getattr(self.store, "trim_after", -1.0)
+        if trim_after >= 0:
+            self._trim_every = min(5.0, max(0.05, trim_after / 2))
+            self.loop.call_later(self._trim_every, self._trim_check)
         self.nodes = [NodeInfo(self.node_id, resources, labels=dict(config.labels))]
         # One worker now, the rest when work first needs them: each is a fresh
         # interpreter, and booting num_cpus of them at once delays the first result
@@ -232,6 +238,18 @@ class ProcessBackend(Backend):
                 worker.kill()
         self.loop.call_later(timeout / 4, self._check_alive)
 
+    def _trim_check(self) -> None:
+        """Give the arena's free pages back after a while without large objects, on a
+        thread (it takes the arena's lock for as long as the kernel frees the pages)."""
+        if self._stopping:
+            return
+        store: Any = self.store
+        if (self._trimming is None or not self._trimming.is_alive()) and store.trim_due():
+            self._trimming = threading.Thread(target=store.trim, name="actorlib-arena-trim",
+                                              daemon=True)
+            self._trimming.start()
+        self.loop.call_later(self._trim_every, self._trim_check)
+
     async def stop(self) -> None:
         self._stopping = True
         for worker in self._workers:
@@ -245,6 +263,8 @@ class ProcessBackend(Backend):
         for worker in self._workers:
             worker.conn.close()
             worker.claims.close()
+        if self._trimming is not None:
+            self._trimming.join()
         self.store.cleanup()
         self._code_envs.cleanup()
         set_buffer_mapper(map_readonly)

@@ -74,6 +74,13 @@ DEFAULT_FRACTION = 0.30
 #: the answer takes a round trip to the driver, which a file of its own does not.
 WORKER_ARENA_MIN = 1024 * 1024
 
+#: Seconds without a new large object after which the arena gives the pages of its free
+#: space back to the system (``ACTORLIB_ARENA_TRIM_S``; negative: never). Long enough
+#: that a workload's next burst finds its pages still there.
+TRIM_AFTER_S = 30.0
+#: Free arena space kept with its pages when trimming: the next burst's first writes.
+KEEP_WARM = 64 * 1024 * 1024
+
 #: One buffer's extent granted to a worker (its location), or None: write a file.
 Grant = tuple[str, int] | None
 
@@ -148,6 +155,7 @@ class SharedMemoryStore(ObjectStore):
         #: ones it will not use; None: this store writes files only.
         self.ask_extents: Callable[[list[int]], list[Grant]] | None = None
         self.give_back: Callable[[list[str]], None] | None = None
+        self.trim_after = _trim_after() if self.arena is not None else -1.0
         if owner:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             remove_stale(self.directory)
@@ -367,6 +375,18 @@ class SharedMemoryStore(ObjectStore):
         """How many extents are granted and not yet adopted (owner)."""
         with self._lock:
             return len(self._granted)
+
+    def trim_due(self) -> bool:
+        """Whether the arena has been idle long enough, with free pages to give back."""
+        arena = self.arena
+        return (
+            arena is not None and self.trim_after >= 0
+            and arena.idle_for() >= self.trim_after and arena.trimmable(KEEP_WARM) > 0
+        )
+
+    def trim(self) -> int:
+        """Give the pages of the arena's free space back, but for ``KEEP_WARM`` bytes."""
+        return self.arena.trim(KEEP_WARM) if self.arena is not None else 0
 
     def adopt(self, obj: Serialized) -> None:
         """Account for ``obj`` whose files another process of the session created.
@@ -676,6 +696,18 @@ class SharedMemoryStore(ObjectStore):
             for loc in obj.locations or ()
             if loc is not None and os.path.dirname(loc[0]) == self.directory
         )
+
+
+def _trim_after() -> float:
+    value = os.environ.get("ACTORLIB_ARENA_TRIM_S")
+    if value is None or value == "":
+        return TRIM_AFTER_S
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(
+            f"ACTORLIB_ARENA_TRIM_S must be a number of seconds (negative: never), got {value!r}"
+        ) from None
 
 
 def _write_file(path: str, data: Any) -> None:
