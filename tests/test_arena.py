@@ -362,7 +362,7 @@ def test_a_worker_maps_extents_before_its_store_is_configured(store: SharedMemor
         store.free(obj)
 
 
-# --------------------------------------------------------------------------- extents granted to workers
+# ------------------------------------------------------------- extents granted to workers
 
 
 def _worker_store(owner: SharedMemoryStore, holder: int = 7) -> SharedMemoryStore:

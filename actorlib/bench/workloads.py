@@ -35,6 +35,7 @@ from actorlib.bench.workload_kit import (
     Env,
     call_own_actor,
     first_element,
+    large_array,
     make_refs,
     need_numpy,
     need_psutil,
@@ -234,6 +235,37 @@ def task_arg_large(env: Env, h: Harness) -> None:
     h.timed("task_arg_large.put", lambda: api.get(f.remote(ref)), unit="ms", note=note)
 
 
+def task_result_large(env: Env, h: Harness) -> None:
+    """A task returns the large array (made once in its worker), the driver gets it:
+    the worker's copy into the store, then the driver's read (zero-copy or not)."""
+    np = need_numpy()
+    psutil = need_psutil()
+    api = env.api
+    size = env.large_bytes(DEFAULT_LARGE_MB)
+    f = api.remote(large_array)
+    proc = psutil.Process()
+
+    def measure() -> tuple[dict[str, float], dict[str, Any]]:
+        gc.collect()
+        rss0 = proc.memory_info().rss
+        t0 = time.perf_counter()
+        value = api.get(f.remote(size))
+        elapsed = time.perf_counter() - t0
+        rss1 = proc.memory_info().rss
+        assert isinstance(value, np.ndarray) and value.nbytes == size
+        read_only = not value.flags.writeable
+        del value
+        grew = (rss1 - rss0) / 2**20
+        return {"task_result_large": elapsed * 1000}, {
+            "size_mib": size >> 20,
+            "rss_growth_mib": round(grew, 1),
+            "read_only": read_only,
+            "copied": grew > (size >> 20) / 2,
+        }
+
+    h.sample(measure, units={"task_result_large": "ms"}, note=f"{size >> 20} MiB")
+
+
 def wait_1000(env: Env, h: Harness) -> None:
     api = env.api
     f = api.remote(small_value)
@@ -307,6 +339,7 @@ WORKLOADS: dict[str, Workload] = {
     "put_large": put_large,
     "get_large": get_large,
     "task_arg_large": task_arg_large,
+    "task_result_large": task_result_large,
     "memcpy_large": memcpy_large,
     "wait_1000": wait_1000,
     "refs_10000": refs_10000,
@@ -340,6 +373,8 @@ DESCRIPTIONS: dict[str, str] = {
     "put_large": "put of a large numpy array (default 256 MiB), GB/s",
     "get_large": "get of a large numpy array (default 1 GiB): latency; copied? read-only?",
     "task_arg_large": "a large array as a task argument: direct, and as a ref from put",
+    "task_result_large": "a task returns a large array, get in the driver: ms; copied? "
+                         "read-only?",
     "memcpy_large": "reference: one numpy copy of the large array into mapped memory, GB/s",
     "wait_1000": "submit 1000 tasks, then wait() until each one is ready",
     "refs_10000": "get the result of a task that returns a list of 10,000 refs",
