@@ -24,6 +24,15 @@ generation when it frees or spills an extent and reads the pins only later, so e
 the owner sees the pin, or the reader sees the extent is gone (and follows the spill
 file, or fails). ``pwrite``/``pread`` order those steps between processes.
 
+Only the owner allocates. A worker writes into an extent the owner granted it
+(:meth:`ArenaReader.write_granted`), in the segment it maps; the store does the granting
+and takes the extent back if the worker dies before its value arrives.
+
+After a burst, :meth:`Arena.trim` gives free space's pages back to the kernel (holes
+punched in the segment files; the segments stay mapped everywhere), and allocation
+prefers space whose pages are still there, populating given-back space again only when
+nothing else fits.
+
 The pins are :mod:`~actorlib.backends.process.arena_pins`; making a segment's pages is
 :mod:`~actorlib.backends.process.arena_segments`.
 """

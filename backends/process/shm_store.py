@@ -3,10 +3,14 @@
 The driver's out-of-band buffers go into the store's arena
 (:mod:`actorlib.backends.process.arena`): a few large segments in ``/dev/shm`` (tmpfs),
 pre-faulted once, mapped once by every process that reads them, with freed extents reused
-once nobody views them. A buffer the arena cannot hold at the moment (every extent in use
-or still viewed), and every buffer a worker writes, becomes one file
-``actorlib-{session}-{pid}-{n}``, written once and then mapped read-only by every reader.
-Either way large values cross processes without a copy. Without ``/dev/shm`` (macOS, or
+once nobody views them. A worker's buffers (1 MiB or more per value) go there too, into
+extents the owner *grants* (:meth:`SharedMemoryStore.grant`, asked over the worker's link
+to the driver): the allocator stays in one process, and an extent is the worker's until
+the value carrying it is adopted, so a worker that dies first gives it back. A buffer the
+arena cannot hold at the moment (every extent in use or still viewed), and a worker's
+smaller ones, become one file ``actorlib-{session}-{pid}-{n}``, written once and then
+mapped read-only by every reader. Either way large values cross processes without a copy.
+After a while without large objects the arena gives its free pages back (:meth:`trim`). Without ``/dev/shm`` (macOS, or
 too small) the segments and files go to a private directory instead (:func:`fallback_dir`
 says why).
 
@@ -19,7 +23,8 @@ space first turns that into an ``ENOSPC`` we can raise as
 
 The driver's store (``owner=True``) accounts for every file of the session, spills the
 least recently used ones to disk when over capacity, unlinks them when freed, and removes
-everything at shutdown. Workers' stores (``owner=False``) only create files. The mechanics
+everything at shutdown. Workers' stores (``owner=False``) create files and fill granted
+extents. The mechanics
 of one file (naming, writing, the fallback directory, sweeping dead runtimes' files) are in
 :mod:`actorlib.backends.process.shm_files`; this module is the accounting over them.
 """
