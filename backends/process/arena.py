@@ -51,7 +51,7 @@ import time
 from dataclasses import dataclass
 
 from actorlib.backends.process.arena_pins import COUNT, Pins, pinned_view
-from actorlib.backends.process.arena_segments import create_segment, map_pages, populate
+from actorlib.backends.process.arena_segments import SegmentMaker, map_pages, populate
 from actorlib.backends.process.shm_files import PREFIX, pid_alive, unlink
 from actorlib.exceptions import ObjectStoreFullError
 
@@ -236,6 +236,7 @@ class Arena(ArenaReader):
         self._mapped = 0
         self._gen = 0
         self._growing: threading.Thread | None = None
+        self._maker: SegmentMaker | None = None  # the segment being made, if any
         self._peers: dict[int, int] = {}  # pid -> fd of its pin file
         self._closed = False
         #: Free ranges whose pages were given back (trim): base -> [(offset, length)].
@@ -285,8 +286,12 @@ class Arena(ArenaReader):
                 room = self.capacity - self._mapped
             if not grow:
                 return None
-            if growing is not None:
-                growing.join()  # a segment may be on its way
+            if growing is not None:  # a segment is on its way: help make it, then take it
+                with self._lock:
+                    maker = self._maker
+                if maker is not None:
+                    maker.work()
+                growing.join()
                 continue
             if room < span:
                 return None
@@ -569,7 +574,8 @@ class Arena(ArenaReader):
 
     def _add_segment(self, size: int) -> None:
         """Make, reserve and pre-fault a segment of ``size`` bytes (no lock held while
-        the kernel does the slow part), then offer its space."""
+        the kernel does the slow part; an allocation waiting for it helps), then offer
+        its space."""
         size = _round_up(size, ALIGN)
         with self._lock:
             if self._closed or self._mapped + size > self.capacity:
@@ -581,7 +587,15 @@ class Arena(ArenaReader):
         name = self._segment_name(base)
         path = os.path.join(self.directory, name)
         try:
-            mapped = create_segment(path, size)
+            maker = SegmentMaker(path, size)
+            with self._lock:
+                self._maker = maker
+            try:
+                maker.work()
+                mapped = maker.finish()
+            finally:
+                with self._lock:
+                    self._maker = None
         except BaseException:
             with self._lock:
                 if self._mapped == base + size:

@@ -67,7 +67,6 @@ from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core import context
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.serialization import set_buffer_mapper
-from actorlib.core.specs import ActorSpec, TaskSpec
 
 PR_SET_PDEATHSIG = 1
 
@@ -109,7 +108,10 @@ class Worker:
         self.claims = claims
         self.local: LocalRunner | None = None
         self.client: RemoteCoreClient | None = None
-        self.last_work: Any = None  # the last TaskRun or ActorStart: names fd-level output
+        # Who the last task or actor given is, (short name, id): it names fd-level output.
+        # Not the work itself: its arguments would stay mapped, and their arena extents
+        # pinned, until the next task came.
+        self.last_work: tuple[str, int] = ("", 0)
         self._senders: list[LineSender] = []
         self._finish_output: Callable[[], None] | None = None
         self._crash_log: TextIO | None = None
@@ -140,7 +142,7 @@ class Worker:
     def _run_task(self, message: RunTask) -> None:
         assert self.local is not None
         run = message.run
-        self.last_work = run
+        self.last_work = (run.spec.name.rpartition(".")[2], run.spec.task_id)
         if run.job != self._job:  # a cluster driver's first task here, or another's
             self._enter_job(run.job, run.spec.task_id)
         self.local.run_task(run)
@@ -151,7 +153,8 @@ class Worker:
 
     def _start_actor(self, message: StartActor) -> None:
         assert self.local is not None
-        self.last_work = message.start
+        spec = message.start.spec
+        self.last_work = (spec.cls.name.rpartition(".")[2], spec.actor_id)
         if message.start.job != self._job:
             self._enter_job(message.start.job, message.start.spec.actor_id)
         set_title(message.start.spec.cls.name)  # this worker now hosts this actor only
@@ -319,12 +322,7 @@ class Worker:
 
     def _fd_owner(self) -> tuple[str, int]:
         """Who wrote to fd 1/2 (the reader cannot tell): the last task or actor given."""
-        spec = getattr(self.last_work, "spec", None)
-        name, owner = "", 0
-        if isinstance(spec, ActorSpec):
-            name, owner = spec.cls.name.rpartition(".")[2], spec.actor_id
-        elif isinstance(spec, TaskSpec):
-            name, owner = spec.name.rpartition(".")[2], spec.task_id
+        name, owner = self.last_work
         return make_prefix(name, os.getpid(), self._node), owner
 
     def _close_output(self) -> None:
