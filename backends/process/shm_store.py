@@ -10,9 +10,9 @@ the value carrying it is adopted, so a worker that dies first gives it back. A b
 arena cannot hold at the moment (every extent in use or still viewed), and a worker's
 smaller ones, become one file ``actorlib-{session}-{pid}-{n}``, written once and then
 mapped read-only by every reader. Either way large values cross processes without a copy.
-After a while without large objects the arena gives its free pages back (:meth:`trim`). Without ``/dev/shm`` (macOS, or
-too small) the segments and files go to a private directory instead (:func:`fallback_dir`
-says why).
+After a while without large objects the arena gives its free pages back (:meth:`trim`).
+Without ``/dev/shm`` (macOS, or too small) the segments and files go to a private
+directory instead (:func:`fallback_dir` says why).
 
 Why plain files and not :mod:`multiprocessing.shared_memory`: its resource tracker unlinks
 (or warns about) segments that the process that created them does not own, and here
