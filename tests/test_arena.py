@@ -527,18 +527,22 @@ def test_trim_keeps_the_space_first_fit_takes_warm(store: SharedMemoryStore) -> 
 def test_the_store_trims_only_after_it_was_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "0.3")
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "3600")
     store = _new_store(tmp_path, 256 * MB)
     try:
-        assert store.trim_after == 0.3
+        assert store.trim_after == 3600
         obj = _seal(store, np.ones(16 * MB))  # a 128 MiB segment
         store.free(obj)
-        assert not store.trim_due()  # just used
-        import time
-
-        time.sleep(0.4)
+        del obj
+        gc.collect()
+        assert not store.trim_due()  # used within the hour
+        store.trim_after = 0.0  # idle long enough now
         assert store.trim_due()
         assert store.trim() == 128 * MB - 64 * MB  # KEEP_WARM stays
+        assert not store.trim_due()  # nothing left to give back
+        store.trim_after = -1.0  # never
+        store.free(_seal(store, np.ones(16 * MB)))
+        gc.collect()
         assert not store.trim_due()
     finally:
         store.cleanup()
