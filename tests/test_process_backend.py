@@ -619,6 +619,25 @@ def die_while_writing(nbytes: int, marker: str, how: str) -> Any:
     return np.random.default_rng(nbytes).random(nbytes // 8)
 
 
+def test_malformed_arena_requests_are_refused_clearly(prt):
+    backend = session.runtime().backend
+    answers: list[tuple[bool, Any]] = []
+
+    def answered(ok: bool, value: Any) -> None:
+        answers.append((ok, value))
+
+    for bad in [(), ("big",), (["big"],), ([-1],), ([1.5],), ([1], [2])]:
+        backend._grant(None, bad, answered)
+    for bad in [(), ("path",), ([1],)]:
+        backend._return_grants(None, bad, answered)
+    assert len(answers) == 9
+    assert all(not ok and isinstance(err, ValueError) for ok, err in answers)
+    assert "arena_extents takes a list of sizes" in str(answers[0][1])
+    assert "arena_return takes a list of paths" in str(answers[-1][1])
+    assert backend.store.granted() == 0
+    assert actorlib.get(make_array.remote(LARGE, 3.0), timeout=T)[-1] == 3.0  # still fine
+
+
 @pytest.mark.parametrize("how", ["mid-copy", "before-send"])
 def test_a_worker_killed_writing_a_result_leaks_no_extent_and_corrupts_nothing(
     prt, tmp_path, how
