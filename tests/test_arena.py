@@ -360,3 +360,198 @@ def test_a_worker_maps_extents_before_its_store_is_configured(store: SharedMemor
     finally:
         arena_mod.forget_reader(store.directory, store.session)
         store.free(obj)
+
+
+# ------------------------------------------------------------- extents granted to workers
+
+
+def _worker_store(owner: SharedMemoryStore, holder: int = 7) -> SharedMemoryStore:
+    """A worker's store wired to ``owner`` as a worker's is through its driver link."""
+    assert owner.config()["arena"] is True
+    worker = SharedMemoryStore.for_worker(owner.config())
+    worker.ask_extents = lambda sizes: owner.grant(holder, sizes, block=True)  # type: ignore[assignment]
+    worker.give_back = lambda paths: owner.return_grants(holder, paths)
+    return worker
+
+
+def test_a_worker_writes_its_large_buffers_into_granted_extents(store: SharedMemoryStore) -> None:
+    worker = _worker_store(store)
+    arr = np.random.default_rng(9).random(512 * 1024)  # 4 MiB
+    obj = worker.seal(serialize(arr))
+    path, size = _location(obj)
+    assert is_arena_path(path) and size == arr.nbytes
+    assert store.granted() == 1 and store.in_use() >= arr.nbytes  # counted while granted
+    sent = pickle.loads(pickle.dumps(obj))  # to the driver, as a result
+    store.adopt(sent)
+    assert store.granted() == 0 and store.in_use() == arr.nbytes
+    out = _received(store, sent)
+    assert _digest(out) == _digest(arr) and not out.flags.writeable
+    assert not out.flags.owndata  # a view of the extent, no copy
+    del out, obj
+    gc.collect()
+    store.free(sent)
+    assert store.in_use() == 0 and store.arena is not None and store.arena.live() == []
+
+
+def test_small_buffers_of_a_worker_stay_files(store: SharedMemoryStore) -> None:
+    worker = _worker_store(store)
+    obj = worker.seal(serialize(np.ones(100_000)))  # 800 kB: no round trip for it
+    assert not is_arena_path(_location(obj)[0])
+    assert store.granted() == 0
+    os.unlink(_location(obj)[0])
+
+
+def test_extents_of_a_holder_that_dies_are_freed(store: SharedMemoryStore) -> None:
+    grants = store.grant(3, [2 * MB, 3 * MB], block=True)
+    assert grants is not None and all(g is not None for g in grants)
+    assert store.granted() == 2 and store.in_use() == 5 * MB
+    store.holder_gone(3)  # killed mid-write: its extents were never sent
+    assert store.granted() == 0 and store.in_use() == 0
+    assert store.arena is not None and store.arena.live() == []
+    for path, size in (g for g in grants if g is not None):
+        with pytest.raises(FileNotFoundError):  # a stale location is refused, not misread
+            store.arena.map(path, size)
+    assert store.grant(3, [MB], block=True) == [None]  # a dead holder gets nothing
+    again = store.grant(4, [2 * MB], block=True)  # the space is reused
+    assert again is not None and again[0] is not None
+    assert _offset_of(again[0][0]) == _offset_of(grants[0][0])  # type: ignore[index]
+    store.holder_gone(4)
+
+
+def _offset_of(path: str) -> tuple[str, int]:
+    segment, _, rest = os.path.basename(path).partition("@")
+    return segment, int(rest.partition(".")[0])
+
+
+def test_a_worker_that_fails_mid_seal_gives_its_extents_back(
+    store: SharedMemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = _worker_store(store)
+    calls = []
+
+    def broken(path: str, raw: memoryview) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("the copy failed")
+        original(path, raw)
+
+    reader = arena_mod.reader_for(worker.directory, worker.session)
+    original = reader.write_granted
+    monkeypatch.setattr(reader, "write_granted", broken)
+    value = [np.ones(MB // 8 * 2), np.ones(MB // 8 * 2)]  # two 2 MiB buffers
+    with pytest.raises(OSError, match="the copy failed"):
+        worker.seal(serialize(value))
+    assert len(calls) == 2
+    assert store.granted() == 0 and store.in_use() == 0
+    assert store.arena is not None and store.arena.live() == []
+
+
+def test_grant_on_the_loop_never_spills_or_grows(tmp_path: Path, small_segments: None) -> None:
+    store = _new_store(tmp_path, 8 * MB)
+    try:
+        assert store.grant(1, [2 * MB], block=False) is None  # no segment yet: not here
+        assert store.grant(1, [2 * MB], block=True) is not None  # off the loop: made
+        assert store.grant(1, [7 * MB], block=False) is None  # would spill first
+        assert store.grant(1, [20 * MB], block=True) == [None]  # never fits: a file
+        assert store.granted() == 1
+    finally:
+        store.cleanup()
+    assert store.granted() == 0
+    assert not [n for n in os.listdir(tmp_path / "shm") if n.startswith("actorlib-")]
+
+
+def test_returned_extents_of_another_holder_are_not_taken(store: SharedMemoryStore) -> None:
+    grants = store.grant(1, [2 * MB], block=True)
+    assert grants is not None and grants[0] is not None
+    store.return_grants(2, [grants[0][0], "/dev/shm/not-an-extent"])  # not 2's: ignored
+    assert store.granted() == 1
+    store.return_grants(1, [grants[0][0]])
+    assert store.granted() == 0 and store.in_use() == 0
+
+
+# --------------------------------------------------------------------------- giving pages back
+
+
+def _resident_bytes(store: SharedMemoryStore) -> int:
+    """Bytes of the arena's segment files the kernel holds pages for."""
+    shm = store.directory
+    return sum(os.stat(os.path.join(shm, n)).st_blocks * 512 for n in os.listdir(shm)
+               if "-arena-" in n and not n.endswith("-index"))
+
+
+def test_trim_gives_free_pages_back_and_space_is_reused_intact(store: SharedMemoryStore) -> None:
+    arena = store.arena
+    assert arena is not None
+    objs = [_seal(store, np.full(MB, float(i))) for i in range(3)]  # 8 MiB each
+    assert _resident_bytes(store) >= arena.mapped() == 64 * MB  # pre-faulted
+    kept = _seal(store, np.random.default_rng(4).random(MB))
+    view = _received(store, kept)
+    store.free(kept)  # freed but still viewed: pinned, keeps its pages
+    for obj in objs:
+        store.free(obj)
+    del objs, obj  # the store's own views of them pin them too
+    gc.collect()
+    given = arena.trim(keep=0)
+    assert given == 64 * MB - 8 * MB
+    assert arena.resident() == 8 * MB
+    assert _resident_bytes(store) <= 8 * MB + ALIGN
+    assert _digest(view) == _digest(np.random.default_rng(4).random(MB))
+    # Space given back is allocated again (populated again): bytes intact.
+    arrays = [np.random.default_rng(10 + i).random(MB) for i in range(4)]
+    again = [_seal(store, a) for a in arrays]
+    for obj, a in zip(again, arrays, strict=True):
+        assert _digest(_received(store, obj)) == _digest(a)
+    assert arena.resident() >= 8 * MB + 4 * 8 * MB
+    for obj in again:
+        store.free(obj)
+    del view, kept
+    gc.collect()
+
+
+def test_trim_keeps_the_space_first_fit_takes_warm(store: SharedMemoryStore) -> None:
+    arena = store.arena
+    assert arena is not None
+    store.free(_seal(store, np.ones(MB)))
+    assert arena.trimmable(16 * MB) == 48 * MB
+    assert arena.trim(keep=16 * MB) == 48 * MB
+    assert arena.trimmable(16 * MB) == 0 and arena.resident() == 16 * MB
+    # The core loop never populates: only warm space is granted without blocking.
+    assert store.grant(1, [8 * MB], block=False) is not None
+    assert store.grant(1, [16 * MB], block=False) is None
+    assert store.grant(1, [16 * MB], block=True) not in (None, [None])
+    # [8, 24) MiB: its cold half [16, 24) was populated again, the rest stays given back.
+    assert arena.resident() == 24 * MB and _resident_bytes(store) >= 24 * MB - ALIGN
+    store.holder_gone(1)
+
+
+def test_the_store_trims_only_after_it_was_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "3600")
+    store = _new_store(tmp_path, 256 * MB)
+    try:
+        assert store.trim_after == 3600
+        obj = _seal(store, np.ones(16 * MB))  # a 128 MiB segment
+        store.free(obj)
+        del obj
+        gc.collect()
+        assert not store.trim_due()  # used within the hour
+        store.trim_after = 0.0  # idle long enough now
+        assert store.trim_due()
+        assert store.trim() == 128 * MB - 64 * MB  # KEEP_WARM stays
+        assert not store.trim_due()  # nothing left to give back
+        store.trim_after = -1.0  # never
+        store.free(_seal(store, np.ones(16 * MB)))
+        gc.collect()
+        assert not store.trim_due()
+    finally:
+        store.cleanup()
+
+
+@pytest.mark.parametrize("bad", ["soon", "1s"])
+def test_a_bad_trim_delay_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", bad)
+    with pytest.raises(ValueError, match="ACTORLIB_ARENA_TRIM_S must be a number"):
+        _new_store(tmp_path, 64 * MB)

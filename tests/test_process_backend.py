@@ -570,16 +570,94 @@ def test_arena_extent_lives_while_a_ref_lives(prt):
     wait_until(lambda: not (set(_arena().live()) & new), what="its extent to be freed")
 
 
-def test_shm_file_of_a_task_result_is_removed_after_last_ref(prt):
-    base = set(_shm_files())
+def test_arena_extent_of_a_task_result_is_freed_after_last_ref(prt):
+    before = set(_arena().live())
     ref = make_array.remote(LARGE)
     assert actorlib.get(array_sum.remote(ref), timeout=T) == LARGE / 8
+    new = set(_arena().live()) - before
+    assert new, "a large result lives in the driver's arena"
+    assert session.runtime().backend.store.granted() == 0, "adopted with the result"
+    hex_id = ref.hex()
+    del ref
+    wait_until(lambda: hex_id not in live_objects(), what="result to be released")
+    wait_until(lambda: not (set(_arena().live()) & new), what="its extent to be freed")
+
+
+def test_a_small_task_result_is_a_file_of_its_own(prt):
+    base = set(_shm_files())
+    ref = make_array.remote(256 * 1024)  # shared memory, too small to ask for an extent
+    assert actorlib.get(array_sum.remote(ref), timeout=T) == 256 * 1024 / 8
     new = set(_shm_files()) - base
-    assert new, "a large result lives in /dev/shm"
+    assert new and not any("-arena-" in n for n in new)
     hex_id = ref.hex()
     del ref
     wait_until(lambda: hex_id not in live_objects(), what="result to be released")
     wait_until(lambda: not (set(_shm_files()) & new), what="its /dev/shm file to be removed")
+
+
+@actorlib.remote
+def die_while_writing(nbytes: int, marker: str, how: str) -> Any:
+    """Die during the copy of a large result into its granted extent (first attempt)."""
+    from actorlib.backends.process import arena
+
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        if how == "mid-copy":
+            def half_then_die(mapped: Any, offset: int, raw: memoryview) -> None:
+                mapped[offset:offset + raw.nbytes // 2] = raw[:raw.nbytes // 2]
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            arena.copy_into = half_then_die
+        else:  # written whole, killed before the result is sent
+            real = arena.copy_into
+
+            def copy_then_die(mapped: Any, offset: int, raw: memoryview) -> None:
+                real(mapped, offset, raw)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            arena.copy_into = copy_then_die
+    return np.random.default_rng(nbytes).random(nbytes // 8)
+
+
+def test_malformed_arena_requests_are_refused_clearly(prt):
+    backend = session.runtime().backend
+    answers: list[tuple[bool, Any]] = []
+
+    def answered(ok: bool, value: Any) -> None:
+        answers.append((ok, value))
+
+    for bad in [(), ("big",), (["big"],), ([-1],), ([1.5],), ([1], [2])]:
+        backend._grant(None, bad, answered)
+    for bad in [(), ("path",), ([1],)]:
+        backend._return_grants(None, bad, answered)
+    assert len(answers) == 9
+    assert all(not ok and isinstance(err, ValueError) for ok, err in answers)
+    assert "arena_extents takes a list of sizes" in str(answers[0][1])
+    assert "arena_return takes a list of paths" in str(answers[-1][1])
+    assert backend.store.granted() == 0
+    assert actorlib.get(make_array.remote(LARGE, 3.0), timeout=T)[-1] == 3.0  # still fine
+
+
+@pytest.mark.parametrize("how", ["mid-copy", "before-send"])
+def test_a_worker_killed_writing_a_result_leaks_no_extent_and_corrupts_nothing(
+    prt, tmp_path, how
+):
+    store = session.runtime().backend.store
+    before = set(_arena().live())
+    marker = str(tmp_path / "died-once")
+    ref = die_while_writing.options(max_retries=1).remote(LARGE, marker, how)
+    out = actorlib.get(ref, timeout=T)
+    assert os.path.exists(marker), "the first attempt died"
+    want = np.random.default_rng(LARGE).random(LARGE // 8)
+    assert np.array_equal(out, want) and not out.flags.writeable  # the retry's, whole
+    assert store.granted() == 0, "the dead worker's extent was given back"
+    assert len(set(_arena().live()) - before) == 1, "only the retry's result is live"
+    del out, ref
+    with pytest.raises(exc.WorkerCrashedError):  # no retry: the error, never half a value
+        actorlib.get(die_while_writing.options(max_retries=0).remote(
+            LARGE, str(tmp_path / "again"), how), timeout=T)
+    wait_until(lambda: store.granted() == 0, what="the extent given back")
+    wait_until(lambda: set(_arena().live()) <= before, what="nothing left in the arena")
 
 
 def test_no_shm_file_survives_shutdown():
@@ -589,12 +667,56 @@ def test_no_shm_file_survives_shutdown():
         refs.append(make_array.remote(LARGE))
         actorlib.get(refs[-1], timeout=T)
         names = _shm_files()
-        assert any("-arena-" in n for n in names), "the puts are in the arena"
-        assert any(n.split("-")[3].isdigit() for n in names), "the result in a worker's file"
+        assert any("-arena-" in n for n in names), "the puts and the result are in the arena"
+        assert any("-pins-" in n for n in names), "the worker pins the result it wrote"
     finally:
         actorlib.shutdown()
     assert _shm_files() == {}
     del refs
+
+
+def _arena_blocks() -> int:
+    """Bytes of this driver's arena segments that hold pages (what they cost in memory)."""
+    prefix = f"actorlib-{os.getpid()}-"
+    return sum(
+        entry.stat().st_blocks * 512 for entry in os.scandir(SHM_DIR)
+        if entry.name.startswith(prefix) and "-arena-" in entry.name
+        and not entry.name.endswith("-index")
+    )
+
+
+def test_after_a_burst_the_arena_gives_its_memory_back(monkeypatch, _leak_check):
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "0.5")
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        refs = [make_array.remote(32 * MiB, float(i)) for i in range(6)]  # 192 MiB burst
+        assert [float(a[-1]) for a in actorlib.get(refs, timeout=T)] == [0.0, 1, 2, 3, 4, 5]
+        peak = _arena_blocks()
+        assert peak >= 192 * MiB
+        del refs
+        # Idle for a while: all but 64 MiB (kept warm for the next burst) is given back.
+        wait_until(lambda: _arena_blocks() <= 64 * MiB + 4096,
+                   what="the arena's free pages to be given back", timeout=T)
+        # The next burst reuses the space (populated again) with every byte right.
+        arrays = [np.random.default_rng(i).random(4 * MiB) for i in range(4)]  # 32 MiB each
+        refs = [actorlib.put(a) for a in arrays]
+        outs = actorlib.get([make_array.remote(32 * MiB, 9.0) for _ in range(3)], timeout=T)
+        assert all(float(o.sum()) == 9.0 * 4 * MiB for o in outs)
+        for ref, a in zip(refs, arrays, strict=True):
+            assert np.array_equal(actorlib.get(ref, timeout=T), a)
+            assert actorlib.get(array_sum.remote(ref), timeout=T) == pytest.approx(float(a.sum()))
+        del refs, outs
+    finally:
+        actorlib.shutdown()
+    assert _shm_files() == {}
+
+
+def test_a_bad_trim_delay_fails_init_clearly(monkeypatch, _leak_check):
+    monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", "later")
+    with pytest.raises(ValueError, match="ACTORLIB_ARENA_TRIM_S"):
+        actorlib.init(backend="process", num_cpus=1)
+    assert not actorlib.is_initialized()
+    assert _shm_files() == {}
 
 
 @pytest.mark.parametrize("how", ["exit", "sigkill"])

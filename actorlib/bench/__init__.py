@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, default=2,
                         help="CPUs / workers for every target (default: 2)")
     parser.add_argument("--large-mb", type=int, default=None, metavar="MIB",
-                        help="size of the large arrays (default: 256 for put_large and "
-                             "task_arg_large, 1024 for get_large)")
+                        help="size of the large arrays (default: 256 for put_large, "
+                             "task_arg_large and task_result_large, 1024 for get_large)")
     parser.add_argument("--json", metavar="FILE", help="write the full results as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="draw the ratios as a bar chart (needs matplotlib)")

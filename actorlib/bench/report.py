@@ -140,7 +140,7 @@ def _notes(result: dict[str, Any]) -> list[str]:
             for wl, reason in skipped.items():
                 notes.append(f"skipped actorlib {wl}: {reason}")
     ours = result["targets"].get("actorlib", {}).get("metrics", {})
-    for metric in ("get_large", "startup", "idle_memory.pss"):
+    for metric in ("get_large", "task_result_large", "startup", "idle_memory.pss"):
         if metric in ours and ours[metric].get("extras"):
             notes.append(f"actorlib {metric}: {_kv(ours[metric]['extras'])}")
         for name in result["options"]["against"]:

@@ -75,6 +75,20 @@ def first_element(a: Any) -> float:
     return float(a[0])
 
 
+_ARRAYS: dict[int, Any] = {}
+
+
+def large_array(nbytes: int) -> Any:
+    """An array of ``nbytes`` made once per worker process and returned every time: what
+    ``task_result_large`` times is the result's way into the store and out to the driver."""
+    arr = _ARRAYS.get(nbytes)
+    if arr is None:
+        import numpy as np
+
+        arr = _ARRAYS[nbytes] = np.full(nbytes // 8, 1.0)
+    return arr
+
+
 def call_own_actor(api_name: str, actor: Any, n: int) -> int:
     """A caller task of ``actor_n_n``: ``n`` async calls to its own actor."""
     api = importlib.import_module(api_name)

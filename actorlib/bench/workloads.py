@@ -35,6 +35,7 @@ from actorlib.bench.workload_kit import (
     Env,
     call_own_actor,
     first_element,
+    large_array,
     make_refs,
     need_numpy,
     need_psutil,
@@ -191,35 +192,44 @@ def memcpy_large(env: Env, h: Harness) -> None:
     h.timed("memcpy_large", step, ops=size / 1e9, unit="GB/s", note=f"{size >> 20} MiB")
 
 
-def get_large(env: Env, h: Harness) -> None:
-    np = need_numpy()
+def _sample_large_get(
+    h: Harness, metric: str, size: int, get: Callable[[], Any]
+) -> None:
+    """Time ``get()`` of a large array once per round; the extras say whether the driver
+    copied it (its RSS grew by more than half the array) and whether it is read-only."""
     psutil = need_psutil()
-    api = env.api
-    size = env.large_bytes(DEFAULT_GET_LARGE_MB)
-    arr = np.full(size // 8, 1.0)
-    ref = api.put(arr)
-    del arr
-    gc.collect()
     proc = psutil.Process()
 
     def measure() -> tuple[dict[str, float], dict[str, Any]]:
         gc.collect()
         rss0 = proc.memory_info().rss
         t0 = time.perf_counter()
-        value = api.get(ref)
+        value = get()
         elapsed = time.perf_counter() - t0
         rss1 = proc.memory_info().rss
+        assert value.nbytes == size
         read_only = not value.flags.writeable
         del value
         grew = (rss1 - rss0) / 2**20
-        return {"get_large": elapsed * 1000}, {
+        return {metric: elapsed * 1000}, {
             "size_mib": size >> 20,
             "rss_growth_mib": round(grew, 1),
             "read_only": read_only,
             "copied": grew > (size >> 20) / 2,
         }
 
-    h.sample(measure, units={"get_large": "ms"}, note=f"{size >> 20} MiB")
+    h.sample(measure, units={metric: "ms"}, note=f"{size >> 20} MiB")
+
+
+def get_large(env: Env, h: Harness) -> None:
+    np = need_numpy()
+    api = env.api
+    size = env.large_bytes(DEFAULT_GET_LARGE_MB)
+    arr = np.full(size // 8, 1.0)
+    ref = api.put(arr)
+    del arr
+    gc.collect()
+    _sample_large_get(h, "get_large", size, lambda: api.get(ref))
 
 
 def task_arg_large(env: Env, h: Harness) -> None:
@@ -232,6 +242,16 @@ def task_arg_large(env: Env, h: Harness) -> None:
     h.timed("task_arg_large.direct", lambda: api.get(f.remote(arr)), unit="ms", note=note)
     ref = api.put(arr)
     h.timed("task_arg_large.put", lambda: api.get(f.remote(ref)), unit="ms", note=note)
+
+
+def task_result_large(env: Env, h: Harness) -> None:
+    """A task returns the large array (made once in its worker), the driver gets it:
+    the worker's copy into the store, then the driver's read (zero-copy or not)."""
+    need_numpy()
+    api = env.api
+    size = env.large_bytes(DEFAULT_LARGE_MB)
+    f = api.remote(large_array)
+    _sample_large_get(h, "task_result_large", size, lambda: api.get(f.remote(size)))
 
 
 def wait_1000(env: Env, h: Harness) -> None:
@@ -307,6 +327,7 @@ WORKLOADS: dict[str, Workload] = {
     "put_large": put_large,
     "get_large": get_large,
     "task_arg_large": task_arg_large,
+    "task_result_large": task_result_large,
     "memcpy_large": memcpy_large,
     "wait_1000": wait_1000,
     "refs_10000": refs_10000,
@@ -340,6 +361,8 @@ DESCRIPTIONS: dict[str, str] = {
     "put_large": "put of a large numpy array (default 256 MiB), GB/s",
     "get_large": "get of a large numpy array (default 1 GiB): latency; copied? read-only?",
     "task_arg_large": "a large array as a task argument: direct, and as a ref from put",
+    "task_result_large": "a task returns a large array, get in the driver: ms; copied? "
+                         "read-only?",
     "memcpy_large": "reference: one numpy copy of the large array into mapped memory, GB/s",
     "wait_1000": "submit 1000 tasks, then wait() until each one is ready",
     "refs_10000": "get the result of a task that returns a list of 10,000 refs",

@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import itertools
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +87,8 @@ class ProcessBackend(Backend):
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
         self._stopping = False
+        self._trimming: threading.Thread | None = None  # giving the arena's free pages back
+        self._trim_every = 5.0
         self._death: asyncio.Future[None] | None = None  # set by a worker's death
         self._code_envs = CodeEnvDirs()
         #: Where workers' output goes on a cluster node (to the head); None: the driver's
@@ -122,6 +125,10 @@ class ProcessBackend(Backend):
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
+        trim_after = getattr(self.store, "trim_after", -1.0)
+        if trim_after >= 0:
+            self._trim_every = min(5.0, max(0.05, trim_after / 2))
+            self.loop.call_later(self._trim_every, self._trim_check)
         self.nodes = [NodeInfo(self.node_id, resources, labels=dict(config.labels))]
         # One worker now, the rest when work first needs them: each is a fresh
         # interpreter, and booting num_cpus of them at once delays the first result
@@ -138,6 +145,9 @@ class ProcessBackend(Backend):
             return HeapStore()
         store = self.store_override or SharedMemoryStore.for_driver(config.object_store_memory)
         self._store_config = store.config()
+        if self.store_override is not None:
+            # A node's objects are served to other nodes by path: an arena extent has none.
+            self._store_config["arena"] = False
         set_buffer_mapper(store.map_location)  # follow objects spilled while in flight
         return store
 
@@ -166,6 +176,51 @@ class ProcessBackend(Backend):
         }))
         return worker
 
+    def own_requests(self, worker: WorkerProcess) -> dict[str, Callable[..., None]]:
+        """Requests of a worker answered here, not by the core: arena extents for its
+        large results and puts (see ``SharedMemoryStore.grant``)."""
+        if not (self._store_config or {}).get("arena"):
+            return {}
+        return {
+            "arena_extents": lambda args, answered: self._grant(worker, args, answered),
+            "arena_return": lambda args, answered: self._return_grants(worker, args, answered),
+        }
+
+    def _grant(self, worker: WorkerProcess, args: tuple[Any, ...],
+               answered: Callable[[bool, Any], None]) -> None:
+        """Extents for a worker's buffers: at once when they fit in the segments made, else
+        on a thread (spilling or making a segment must not stall the core loop)."""
+        sizes = args[0] if len(args) == 1 else None
+        if not isinstance(sizes, list) or not all(
+            type(size) is int and size >= 0 for size in sizes
+        ):
+            answered(False, ValueError(f"arena_extents takes a list of sizes, got {args!r}"))
+            return
+        store: Any = self.store
+        grants = store.grant(worker.prefix, sizes, block=False)
+        if grants is not None:
+            answered(True, grants)
+            return
+
+        def grant_blocking() -> None:
+            try:
+                result: tuple[bool, Any] = (True, store.grant(worker.prefix, sizes, block=True))
+            except Exception as exc:
+                result = (False, exc)
+            self.events.post(answered, *result)
+
+        threading.Thread(target=grant_blocking, name="actorlib-arena-grant", daemon=True).start()
+
+    def _return_grants(self, worker: WorkerProcess, args: tuple[Any, ...],
+                       answered: Callable[[bool, Any], None]) -> None:
+        paths = args[0] if len(args) == 1 else None
+        if not isinstance(paths, list) or not all(type(path) is str for path in paths):
+            answered(False, ValueError(f"arena_return takes a list of paths, got {args!r}"))
+            return
+        store: Any = self.store
+        store.return_grants(worker.prefix, paths)
+        answered(True, None)
+
     def _check_alive(self) -> None:
         """Kill workers silent for longer than the timeout: frozen (SIGSTOP), deadlocked,
         or stuck in a C call that holds the GIL. Their work is then retried or restarted
@@ -183,6 +238,18 @@ class ProcessBackend(Backend):
                 worker.kill()
         self.loop.call_later(timeout / 4, self._check_alive)
 
+    def _trim_check(self) -> None:
+        """Give the arena's free pages back after a while without large objects, on a
+        thread (it takes the arena's lock for as long as the kernel frees the pages)."""
+        if self._stopping:
+            return
+        store: Any = self.store
+        if (self._trimming is None or not self._trimming.is_alive()) and store.trim_due():
+            self._trimming = threading.Thread(target=store.trim, name="actorlib-arena-trim",
+                                              daemon=True)
+            self._trimming.start()
+        self.loop.call_later(self._trim_every, self._trim_check)
+
     async def stop(self) -> None:
         self._stopping = True
         for worker in self._workers:
@@ -196,6 +263,8 @@ class ProcessBackend(Backend):
         for worker in self._workers:
             worker.conn.close()
             worker.claims.close()
+        if self._trimming is not None:
+            self._trimming.join()
         self.store.cleanup()
         self._code_envs.cleanup()
         set_buffer_mapper(map_readonly)
@@ -449,6 +518,9 @@ class ProcessBackend(Backend):
             if not worker.expected_exit:
                 self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
         worker.link.release()
+        holder_gone = getattr(self.store, "holder_gone", None)
+        if holder_gone is not None:  # extents it was granted and never sent back
+            holder_gone(worker.prefix)
         if worker in self._idle:
             self._idle.remove(worker)
         if worker in self._workers:

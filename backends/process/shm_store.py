@@ -3,12 +3,16 @@
 The driver's out-of-band buffers go into the store's arena
 (:mod:`actorlib.backends.process.arena`): a few large segments in ``/dev/shm`` (tmpfs),
 pre-faulted once, mapped once by every process that reads them, with freed extents reused
-once nobody views them. A buffer the arena cannot hold at the moment (every extent in use
-or still viewed), and every buffer a worker writes, becomes one file
-``actorlib-{session}-{pid}-{n}``, written once and then mapped read-only by every reader.
-Either way large values cross processes without a copy. Without ``/dev/shm`` (macOS, or
-too small) the segments and files go to a private directory instead (:func:`fallback_dir`
-says why).
+once nobody views them. A worker's buffers (1 MiB or more per value) go there too, into
+extents the owner *grants* (:meth:`SharedMemoryStore.grant`, asked over the worker's link
+to the driver): the allocator stays in one process, and an extent is the worker's until
+the value carrying it is adopted, so a worker that dies first gives it back. A buffer the
+arena cannot hold at the moment (every extent in use or still viewed), and a worker's
+smaller ones, become one file ``actorlib-{session}-{pid}-{n}``, written once and then
+mapped read-only by every reader. Either way large values cross processes without a copy.
+After a while without large objects the arena gives its free pages back (:meth:`trim`).
+Without ``/dev/shm`` (macOS, or too small) the segments and files go to a private
+directory instead (:func:`fallback_dir` says why).
 
 Why plain files and not :mod:`multiprocessing.shared_memory`: its resource tracker unlinks
 (or warns about) segments that the process that created them does not own, and here
@@ -19,7 +23,8 @@ space first turns that into an ``ENOSPC`` we can raise as
 
 The driver's store (``owner=True``) accounts for every file of the session, spills the
 least recently used ones to disk when over capacity, unlinks them when freed, and removes
-everything at shutdown. Workers' stores (``owner=False``) only create files. The mechanics
+everything at shutdown. Workers' stores (``owner=False``) create files and fill granted
+extents. The mechanics
 of one file (naming, writing, the fallback directory, sweeping dead runtimes' files) are in
 :mod:`actorlib.backends.process.shm_files`; this module is the accounting over them.
 """
@@ -35,6 +40,7 @@ import tempfile
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +75,19 @@ __all__ = ["SharedMemoryStore"]
 MIN_SHM_FREE = 256 * 1024 * 1024
 #: Default capacity as a fraction of the chosen directory's free space.
 DEFAULT_FRACTION = 0.30
+#: A worker asks the owner for arena extents when its buffers total at least this much:
+#: the answer takes a round trip to the driver, which a file of its own does not.
+WORKER_ARENA_MIN = 1024 * 1024
+
+#: Seconds without a new large object after which the arena gives the pages of its free
+#: space back to the system (``ACTORLIB_ARENA_TRIM_S``; negative: never). Long enough
+#: that a workload's next burst finds its pages still there.
+TRIM_AFTER_S = 30.0
+#: Free arena space kept with its pages when trimming: the next burst's first writes.
+KEEP_WARM = 64 * 1024 * 1024
+
+#: One buffer's extent granted to a worker (its location), or None: write a file.
+Grant = tuple[str, int] | None
 
 
 def _human(n: float) -> str:
@@ -133,6 +152,15 @@ class SharedMemoryStore(ObjectStore):
         self.arena: Arena | None = (
             Arena(self.directory, session, self.capacity) if owner and arena else None
         )
+        # The owner's extents granted to workers and not yet adopted: path -> (holder,
+        # size). A holder that dies gives back what it still holds (``holder_gone``).
+        self._granted: dict[str, tuple[Hashable, int]] = {}
+        self._gone: set[Hashable] = set()
+        #: A worker's way to ask the owner for extents (``grant`` there), and to give back
+        #: ones it will not use; None: this store writes files only.
+        self.ask_extents: Callable[[list[int]], list[Grant]] | None = None
+        self.give_back: Callable[[list[str]], None] | None = None
+        self.trim_after = _trim_after() if self.arena is not None else -1.0
         if owner:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             remove_stale(self.directory)
@@ -186,6 +214,8 @@ class SharedMemoryStore(ObjectStore):
             "directory": self.directory,
             "capacity": self.capacity,
             "spill_dir": self.spill_dir,
+            # Workers write large buffers into the owner's arena, extents granted by it.
+            "arena": self.arena is not None,
         }
 
     @classmethod
@@ -238,8 +268,18 @@ class SharedMemoryStore(ObjectStore):
         written: list[tuple[int, str, int]] = []
         views: list[tuple[int, memoryview]] = []
         arena = self.arena
+        grants: list[Grant] = []
+        if arena is None and self.ask_extents is not None and total >= WORKER_ARENA_MIN:
+            grants = self._ask_grants([raw.nbytes for _, raw in todo])
         try:
-            for i, raw in todo:
+            for n, (i, raw) in enumerate(todo):
+                grant = grants[n] if grants else None
+                if grant is not None:  # a worker: one copy into the owner's extent
+                    reader = reader_for(self.directory, self.session)
+                    written.append((i, grant[0], raw.nbytes))
+                    reader.write_granted(grant[0], raw)
+                    views.append((i, reader.map(grant[0], raw.nbytes)))
+                    continue
                 extent = arena.alloc(raw.nbytes) if arena is not None else None
                 if arena is not None and extent is not None:
                     written.append((i, extent.path, raw.nbytes))
@@ -256,6 +296,7 @@ class SharedMemoryStore(ObjectStore):
             if self.owner:
                 with self._lock:
                     self._in_use -= total
+            self._return_grants([grant[0] for grant in grants if grant is not None])
             raise
         new_buffers = list(buffers)
         for i, view in views:
@@ -267,6 +308,90 @@ class SharedMemoryStore(ObjectStore):
         if self.owner:
             self._track(obj, reserved=total)
         return obj
+
+    def grant(self, holder: Hashable, sizes: list[int], *, block: bool) -> list[Grant] | None:
+        """Arena extents for a worker's buffers of ``sizes`` bytes (owner).
+
+        The worker copies each buffer into its extent and sends the value on; adopting
+        the value ends the grant. Until then the extent counts against the capacity and
+        is ``holder``'s: if the holder dies first (killed mid-write, say), ``holder_gone``
+        frees it, so nothing leaks and no half-written object is ever read. A None in
+        the answer: no extent for that buffer (the worker writes a file). With ``block``
+        False (the core loop), None instead of spilling or making a segment: ask again
+        with ``block`` True off the loop.
+        """
+        arena = self.arena
+        if arena is None or not sizes:
+            return [None] * len(sizes)
+        total = sum(sizes)
+        with self._lock:
+            if holder in self._gone:
+                return [None] * len(sizes)
+            if not block and self._in_use + total > self.capacity:
+                return None  # spilling first: not on the loop
+            if not block:
+                self._in_use += total
+        if block:
+            try:
+                self._make_room(total)
+            except ObjectStoreFullError:
+                return [None] * len(sizes)
+        grants: list[Grant] = []
+        for size in sizes:
+            extent = arena.alloc(size, grow=block)
+            if extent is None and not block:
+                for grant in grants:
+                    if grant is not None:
+                        arena.release(grant[0])
+                with self._lock:
+                    self._in_use -= total
+                return None
+            grants.append((extent.path, size) if extent is not None else None)
+        with self._lock:
+            self._in_use -= sum(size for size, grant in zip(sizes, grants, strict=True)
+                                if grant is None)
+            gone = holder in self._gone
+            if not gone:
+                for grant in grants:
+                    if grant is not None:
+                        self._granted[grant[0]] = (holder, grant[1])
+        if gone:  # died while we allocated
+            self._release_granted(grants)
+            return [None] * len(sizes)
+        return grants
+
+    def return_grants(self, holder: Hashable, paths: list[str]) -> None:
+        """Free extents granted to ``holder`` that it will not use (owner)."""
+        with self._lock:
+            back = [path for path in paths if self._granted.get(path, (None,))[0] == holder]
+            for path in back:
+                self._in_use -= self._granted.pop(path)[1]
+        for path in back:
+            self._remove(path)
+
+    def holder_gone(self, holder: Hashable) -> None:
+        """``holder`` died: free what was granted to it and never adopted (owner)."""
+        with self._lock:
+            self._gone.add(holder)
+            paths = [path for path, (who, _) in self._granted.items() if who == holder]
+        self.return_grants(holder, paths)
+
+    def granted(self) -> int:
+        """How many extents are granted and not yet adopted (owner)."""
+        with self._lock:
+            return len(self._granted)
+
+    def trim_due(self) -> bool:
+        """Whether the arena has been idle long enough, with free pages to give back."""
+        arena = self.arena
+        return (
+            arena is not None and self.trim_after >= 0
+            and arena.idle_for() >= self.trim_after and arena.trimmable(KEEP_WARM) > 0
+        )
+
+    def trim(self) -> int:
+        """Give the pages of the arena's free space back, but for ``KEEP_WARM`` bytes."""
+        return self.arena.trim(KEEP_WARM) if self.arena is not None else 0
 
     def adopt(self, obj: Serialized) -> None:
         """Account for ``obj`` whose files another process of the session created.
@@ -350,6 +475,7 @@ class SharedMemoryStore(ObjectStore):
                 entry.freed = True
             self._entries.clear()
             self._by_path.clear()
+            self._granted.clear()
             self._lru.clear()
             self._in_use = 0
         if self.arena is not None:
@@ -380,6 +506,31 @@ class SharedMemoryStore(ObjectStore):
             forget_reader(self.directory, self.session)
 
     # ------------------------------------------------------------------ internals
+
+    def _release_granted(self, grants: list[Grant]) -> None:
+        with self._lock:
+            self._in_use -= sum(grant[1] for grant in grants if grant is not None)
+        for grant in grants:
+            if grant is not None:
+                self._remove(grant[0])
+
+    def _ask_grants(self, sizes: list[int]) -> list[Grant]:
+        """A worker: extents for these buffers from the owner (none if it cannot say)."""
+        assert self.ask_extents is not None
+        try:
+            grants = self.ask_extents(sizes)
+        except Exception:  # the driver is gone, or refused: files, as before
+            return []
+        if len(grants) != len(sizes):
+            self._return_grants([grant[0] for grant in grants if grant is not None])
+            return []
+        return grants
+
+    def _return_grants(self, paths: list[str]) -> None:
+        """A worker gives back extents it was granted and will not use."""
+        if paths and self.give_back is not None:
+            with contextlib.suppress(Exception):  # the driver is gone: nothing to give back
+                self.give_back(paths)
 
     def _arena_reader(self) -> ArenaReader:
         if self.arena is not None:
@@ -445,6 +596,11 @@ class SharedMemoryStore(ObjectStore):
         nbytes = self._shm_bytes(obj)
         key = id(obj)
         with self._lock:
+            if self._granted:  # a worker's extents: counted since they were granted
+                for loc in obj.locations or ():
+                    granted = self._granted.pop(loc[0], None) if loc is not None else None
+                    if granted is not None:
+                        reserved += granted[1]
             self._in_use += nbytes - reserved
             entry = self._entries.get(key)  # holds obj alive, so its id is not reused
             if entry is not None:
@@ -545,6 +701,18 @@ class SharedMemoryStore(ObjectStore):
             for loc in obj.locations or ()
             if loc is not None and os.path.dirname(loc[0]) == self.directory
         )
+
+
+def _trim_after() -> float:
+    value = os.environ.get("ACTORLIB_ARENA_TRIM_S")
+    if value is None or value == "":
+        return TRIM_AFTER_S
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(
+            f"ACTORLIB_ARENA_TRIM_S must be a number of seconds (negative: never), got {value!r}"
+        ) from None
 
 
 def _write_file(path: str, data: Any) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import functools
 import os
 import signal
 import socket
@@ -68,7 +69,6 @@ from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core import context
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.serialization import set_buffer_mapper
-from actorlib.core.specs import ActorSpec, TaskSpec
 
 PR_SET_PDEATHSIG = 1
 # How often the main thread looks at a task run on the reading thread: while tasks come,
@@ -101,6 +101,11 @@ def add_import_paths(paths: Any) -> None:
             sys.path.append(entry)
 
 
+def _give_back(client: RemoteCoreClient, paths: list[str]) -> None:
+    """Return granted arena extents the worker will not use (no answer awaited)."""
+    client.forward_request("arena_return", (paths,), lambda ok, value: None)
+
+
 def _run_now(fn: Callable[..., Any], *args: Any) -> None:
     """``post`` inside a worker: there is no core loop to defer to."""
     fn(*args)
@@ -112,7 +117,10 @@ class Worker:
         self.local: LocalRunner | None = None
         self.inline: InlineTasks | None = None
         self.client: RemoteCoreClient | None = None
-        self.last_work: Any = None  # the last TaskRun or ActorStart: names fd-level output
+        # Who the last task or actor given is, (short name, id): it names fd-level output.
+        # Not the work itself: its arguments would stay mapped, and their arena extents
+        # pinned, until the next task came.
+        self.last_work: tuple[str, int] = ("", 0)
         self._senders: list[LineSender] = []
         self._finish_output: Callable[[], None] | None = None
         self._crash_log: TextIO | None = None
@@ -143,7 +151,7 @@ class Worker:
     def _run_task(self, message: RunTask) -> None:
         assert self.local is not None
         run = message.run
-        self.last_work = run
+        self.last_work = (run.spec.name.rpartition(".")[2], run.spec.task_id)
         if run.job != self._job:  # a cluster driver's first task here, or another's
             self._enter_job(run.job, run.spec.task_id)
         if self.inline is not None and self.inline.run(run):
@@ -156,7 +164,8 @@ class Worker:
 
     def _start_actor(self, message: StartActor) -> None:
         assert self.local is not None
-        self.last_work = message.start
+        spec = message.start.spec
+        self.last_work = (spec.cls.name.rpartition(".")[2], spec.actor_id)
         if message.start.job != self._job:
             self._enter_job(message.start.job, message.start.spec.actor_id)
         set_title(message.start.spec.cls.name)  # this worker now hosts this actor only
@@ -244,6 +253,7 @@ class Worker:
             os.chdir(config["cwd"])
         context.inherited_code_env = config.get("code_env")
         store: ObjectStore = HeapStore()
+        worker_store = None
         if config.get("store") is not None:
             from actorlib.backends.process.shm_store import SharedMemoryStore
 
@@ -259,6 +269,10 @@ class Worker:
         client = RemoteCoreClient(
             self.conn, config["prefix"], config["namespace"], store, config["nodes"]
         )
+        if worker_store is not None and config["store"].get("arena"):
+            # Large results and puts go into the driver's arena, in extents it grants.
+            worker_store.ask_extents = functools.partial(client.request, "arena_extents")
+            worker_store.give_back = functools.partial(_give_back, client)
         claim = self.claims.take if self.claims is not None else None
         local = LocalRunner(
             ForwardedEvents(self.conn.send, client, _run_now), store, claim, self.conn.together
@@ -320,12 +334,7 @@ class Worker:
 
     def _fd_owner(self) -> tuple[str, int]:
         """Who wrote to fd 1/2 (the reader cannot tell): the last task or actor given."""
-        spec = getattr(self.last_work, "spec", None)
-        name, owner = "", 0
-        if isinstance(spec, ActorSpec):
-            name, owner = spec.cls.name.rpartition(".")[2], spec.actor_id
-        elif isinstance(spec, TaskSpec):
-            name, owner = spec.name.rpartition(".")[2], spec.task_id
+        name, owner = self.last_work
         return make_prefix(name, os.getpid(), self._node), owner
 
     def _close_output(self) -> None:

@@ -93,7 +93,8 @@ class WorkerProcess:
         self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
         self.env_key = ""  # the runtime_env working_dir / py_modules it serves (CodeEnv.key)
         self.code_ids: set[int] = set()
-        self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt)
+        self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt,
+                               backend.own_requests(self))
         self.expected_exit = False
         self.dead = False
         # max_calls: runs given to it per function id; once one reaches its limit the

@@ -153,10 +153,12 @@ class TaskThread:
                 with self.lock:
                     self.running = None
                     self.current = None
+                    self.context = None  # its spec holds the arguments (arena pins)
         except KeyboardInterrupt as exc:
             failure = exc
             self.running = None
             self.current = None
+            self.context = None
         if ctx.cancelled:
             # Cancelled, whatever the code made of the interrupt (it may have swallowed
             # it and returned): the caller's ``get`` raises TaskCancelledError.

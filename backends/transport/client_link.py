@@ -52,11 +52,16 @@ class ClientLink:
         send: Callable[[Answer], None],
         post: Callable[..., None],
         adopt: Callable[[Serialized | None], None] = lambda value: None,
+        own: dict[str, Callable[[tuple[Any, ...], Callable[[bool, Any], None]], None]]
+        | None = None,
     ) -> None:
         self.client = client
         self.send = send
         self.post = post
         self.adopt = adopt
+        #: Requests the link's owner answers itself, not the core (the process backend's
+        #: arena extents for a worker): method -> handler(args, answered).
+        self.own = own or {}
         self.refs: collections.Counter[int] = collections.Counter()
         self.watchers: dict[int, Any] = {}  # watch token -> core watcher
         #: One handler per record of ``messages.ClientCall``.
@@ -146,6 +151,10 @@ class ClientLink:
                 self.refs[args[1]] += 1
             self.send(Reply(req, ok, result))
 
+        own = self.own.get(method)
+        if own is not None:
+            own(args, answered)
+            return
         if method not in REQUESTS:
             answered(False, ValueError(f"unknown request {method!r}"))
             return

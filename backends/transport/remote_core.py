@@ -217,6 +217,10 @@ class RemoteCoreClient:
         result: list[dict[str, Any]] = self._request("placement_groups")
         return result
 
+    def request(self, method: str, *args: Any) -> Any:
+        """Ask the other side and wait for its answer (raised if it is an error)."""
+        return self._request(method, *args)
+
     def _request(self, method: str, *args: Any) -> Any:
         self._yield_reading()
         done = threading.Event()

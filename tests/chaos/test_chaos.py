@@ -166,6 +166,47 @@ def test_objects_under_worker_kills_keep_their_bytes(chaos_rt: None) -> None:
     assert killer.kills > 0
 
 
+@actorlib.remote(max_retries=-1)
+def large_result(seed: int) -> np.ndarray:
+    """A 2 MiB result: written by the worker into an extent of the driver's arena."""
+    return np.random.default_rng(seed).integers(0, 2**31, size=256 * 1024, dtype=np.int64)
+
+
+def test_large_results_under_worker_kills_keep_their_bytes_and_leak_no_extent(
+    chaos_rt: None,
+) -> None:
+    import hashlib
+
+    from actorlib import session
+
+    def expected(seed: int) -> str:
+        array = np.random.default_rng(seed).integers(0, 2**31, size=256 * 1024, dtype=np.int64)
+        return hashlib.sha256(array.tobytes()).hexdigest()
+
+    store = session.runtime().backend.store
+    deadline = time.monotonic() + SECONDS
+    batches = [0]
+    with Killer(every=0.3, progress=lambda: batches[0]) as killer:
+        while time.monotonic() < deadline or batches[0] == 0:
+            seeds = range(batches[0] * 6, batches[0] * 6 + 6)
+            refs = [large_result.remote(seed) for seed in seeds]
+            for ref, seed in zip(refs, seeds, strict=True):
+                value = actorlib.get(ref, timeout=T)
+                assert hashlib.sha256(value.tobytes()).hexdigest() == expected(seed)
+                assert not value.flags.writeable
+            batches[0] += 1
+            _no_problems()
+            del refs, ref, value
+    assert killer.kills > 0
+    # Every extent granted to a worker was adopted with its result or given back when
+    # that worker died; with every ref gone, nothing is left in the arena.
+    assert store.granted() == 0
+    deadline = time.monotonic() + T
+    while store.arena.live() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.arena.live() == []
+
+
 def test_mixed_load_under_kills_stalls_nothing(chaos_rt: None, tmp_path: Path) -> None:
     """Tasks, nested tasks, actor calls and puts at once, while workers die."""
 
