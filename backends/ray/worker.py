@@ -20,9 +20,10 @@ from typing import Any
 
 from actorlib.backends.base import HeapStore
 from actorlib.backends.ray.actor_table import restarts
-from actorlib.backends.ray.boxes import Box, Retryable
+from actorlib.backends.ray.boxes import Box, Packed, Retryable
 from actorlib.backends.ray.client import RayCore
 from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.wire import call_spec, task_spec
 from actorlib.backends.runner.user_code import (
     CodeCache,
     LoopHolder,
@@ -33,7 +34,7 @@ from actorlib.backends.runner.user_code import (
 from actorlib.core import context, waiting
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.serialization import Serialized, deserialize
-from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
+from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions
 
 _code = CodeCache()
 _store = HeapStore()
@@ -101,18 +102,28 @@ def blocking_wait(lock: Any, timeout: float | None, ids: list[int], asynchronous
     return True
 
 
+_node: list[str] = []
+
+
 def _node_id() -> str:
-    return str(ray.get_runtime_context().get_node_id())
+    """This worker's node (a process never moves: asked of Ray once)."""
+    if not _node:
+        _node.append(str(ray.get_runtime_context().get_node_id()))
+    return _node[0]
 
 
-def _gpu_ids() -> tuple[int, ...]:
+def _gpu_ids(resources: dict[str, float]) -> tuple[int, ...]:
+    """The GPUs Ray gave this task or actor (none asked for: none given, and Ray is not
+    asked, which cost a tenth of a small task's time in the worker)."""
+    if not resources.get("GPU"):
+        return ()
     try:
         return tuple(int(g) for g in ray.get_gpu_ids())
     except Exception:  # ids that are not ints (GPU UUIDs)
         return ()
 
 
-def _unpack(core: RayCore, payload: Box | None, deps: tuple[Any, ...]) -> Any:
+def _unpack(core: RayCore, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
     """(args, kwargs), or the first error among the dependency values (the task then
     fails with it, as on every backend)."""
     values: list[Serialized] = []
@@ -123,8 +134,7 @@ def _unpack(core: RayCore, payload: Box | None, deps: tuple[Any, ...]) -> Any:
         values.append(value)
     if payload is None:
         return (), {}
-    core.learn(payload.refs)
-    positional, keywords = deserialize(payload.value)
+    positional, keywords = deserialize(core.value_of(payload))
     if values:
         loaded = [deserialize(v) for v in values]
         positional = tuple(loaded[a.index] if type(a) is Dep else a for a in positional)
@@ -162,12 +172,13 @@ def _loop_holder() -> LoopHolder:
     return holder
 
 
-def run_task(spec: TaskSpec, payload: Box | None, *deps: Any) -> Any:
+def run_task(template: bytes, ids: bytes, payload: Packed | None, *deps: Any) -> Any:
+    spec = task_spec(template, ids)
     core = client(spec.namespace)
     name = spec.name or spec.function.name
     token = current_execution.set(ExecutionContext(
-        _node_id(), task_id=spec.task_id, gpu_ids=_gpu_ids(), namespace=spec.namespace,
-        spec=spec,
+        _node_id(), task_id=spec.task_id, gpu_ids=_gpu_ids(spec.resources),
+        namespace=spec.namespace, spec=spec,
     ))
     try:
         try:
@@ -187,7 +198,7 @@ def run_task(spec: TaskSpec, payload: Box | None, *deps: Any) -> Any:
 class _Host:
     """One actorlib actor inside a Ray actor."""
 
-    def __init__(self, spec: ActorSpec, payload: Box | None, *deps: Any) -> None:
+    def __init__(self, spec: ActorSpec, payload: Packed | None, *deps: Any) -> None:
         core = client(spec.namespace)
         self._spec = spec
         with warnings.catch_warnings():  # Ray's property uses its own deprecated API
@@ -199,6 +210,7 @@ class _Host:
             count = restarts(ray.get_runtime_context().get_actor_id()) or 1
         self._incarnation = count + 1
         self._node = _node_id()
+        self._gpus = _gpu_ids(spec.resources)  # an actor's GPUs are its own for life
         token = current_execution.set(self._context(None))
         try:
             unpacked = _unpack(core, payload, deps)
@@ -215,11 +227,11 @@ class _Host:
     def _context(self, call_id: int | None) -> ExecutionContext:
         spec = self._spec
         return ExecutionContext(
-            self._node, task_id=call_id, actor_id=spec.actor_id, gpu_ids=_gpu_ids(),
+            self._node, task_id=call_id, actor_id=spec.actor_id, gpu_ids=self._gpus,
             namespace=spec.namespace, spec=spec, incarnation=self._incarnation,
         )
 
-    def _method(self, spec: CallSpec, payload: Box | None, deps: tuple[Any, ...]) -> Any:
+    def _method(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         unpacked = _unpack(core, payload, deps)
         if isinstance(unpacked, Serialized):
@@ -235,7 +247,8 @@ class _Host:
 
 
 class SyncHost(_Host):
-    def call(self, spec: CallSpec, payload: Box | None, *deps: Any) -> Any:
+    def call(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Any:
+        spec = call_spec(fields)
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id))
         try:
@@ -254,7 +267,8 @@ class SyncHost(_Host):
 
 
 class AsyncHost(_Host):
-    async def call(self, spec: CallSpec, payload: Box | None, *deps: Any) -> Any:
+    async def call(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Any:
+        spec = call_spec(fields)
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id))
         try:
