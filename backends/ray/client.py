@@ -411,6 +411,14 @@ class RayCore:
     def submit_call(self, spec: CallSpec) -> None:
         self._check_open()
         _no_generator(spec.generator, spec.method)
+        if spec.actor_id in self._killed:
+            # Ray's kill is asynchronous: a call sent right after it could still reach
+            # the old instance. One this process killed for good fails, as elsewhere.
+            died = serialize(ActorDiedError(
+                f"actor {spec.actor_id:016x} was killed (actorlib.kill); "
+                f"{spec.method}() cannot run"), is_error=True)
+            self._adopt_returns(spec.return_ids, [ray.put(Box(died, {})) for _ in spec.return_ids])
+            return
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
         group = spec.concurrency_group or method_groups.get(spec.method)
