@@ -36,6 +36,7 @@ from actorlib.backends.ray.options import (
 )
 from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
 from actorlib.backends.runner.user_code import pack_error
+from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator
 from actorlib.core.records import NodeInfo
@@ -61,6 +62,9 @@ _UNCLAIMED_S = 60.0
 _INDEXED = 16
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
+#: How long one ``ray.wait`` of a blocked ``get`` lasts before the thread looks whether
+#: its wait ended otherwise (a shutdown, a cancel).
+_SLICE_S = 1.0
 
 ray = ray_module()
 
@@ -102,6 +106,8 @@ class RayCore:
         self._nodes_at = 0.0
         self._scheduler = Scheduler()
         self._task_callers = TaskCallers(_ray_task)
+        self._local = threading.local()  # .fetching: the ids of this thread's blocking get
+        waiting.blocking_wait = self.wait_blocking
 
     @property
     def namespace(self) -> str:
@@ -270,6 +276,9 @@ class RayCore:
         over many refs) is kept whole and scanned as objects complete, so that each step
         of such a loop costs set operations, not a Python loop over its refs."""
         self._check_open()
+        blocking = getattr(self._local, "fetching", None) is ids
+        if blocking:
+            self._local.fetching = None
         with self._lock:
             refs = {id_: self._ray_ref(id_) for id_ in ids}
             waiting = self._watches.get(callback)
@@ -281,6 +290,8 @@ class RayCore:
             else:
                 for id_ in ids:
                     self._watchers.setdefault(id_, set()).add(callback)
+            if blocking:  # the waiting thread reads them (``wait_blocking``)
+                return
             new = refs.keys() - self._hooked
             self._hooked.update(new)
         for id_ in new:  # outside the lock: Ray may call back at once
@@ -333,6 +344,40 @@ class RayCore:
         value = data if type(data) is Serialized else self.value_of(data)
         for callback in callbacks:
             callback(id_, value)
+
+    def wait_blocking(
+        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool
+    ) -> bool:
+        """``waiting.blocking_wait`` on Ray: a blocked ``get``/``wait`` waits in
+        ``ray.wait`` and reads what is ready with ``ray.get``, in its own thread, as plain
+        Ray's ``get`` does: no completion callback per object and no hop from Ray's
+        callback thread (a third of a task's round trip). In a worker, Ray then knows
+        the worker is blocked and lends its CPU to the tasks it waits for."""
+        if asynchronous:
+            return True  # an ``await``: the completion callbacks wake it
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending: dict[Any, int] = {}
+        with self._lock:
+            for id_ in ids:
+                try:
+                    pending[self._ray_ref(id_)] = id_
+                except RuntimeClosedError:
+                    continue
+        while not lock.acquire(timeout=0):
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not pending or left == 0.0:
+                return bool(lock.acquire(timeout=-1 if left is None else left))
+            refs = list(pending)
+            ready, _ = ray.wait(refs, num_returns=1, fetch_local=False,
+                                timeout=_SLICE_S if left is None else min(left, _SLICE_S))
+            if not ready:
+                continue
+            if len(refs) > 1:  # and every other one ready by now, in the same step
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+            chosen = [(pending.pop(ref), ref) for ref in ready]
+            for id_, value in self._read_all(chosen, False).items():
+                self._deliver(id_, value)
+        return True
 
     def flush(self) -> None:
         """A wait about to give up at a (near) zero timeout must still see the objects
@@ -566,6 +611,8 @@ class RayCore:
             self._refs.clear()
             self._actors.clear()
             self._unclaimed.clear()
+        if waiting.blocking_wait == self.wait_blocking:
+            waiting.blocking_wait = None
         closed = serialize(RuntimeClosedError("actorlib was shut down"), is_error=True)
         for callback, ids in watches:
             for id_ in ids:

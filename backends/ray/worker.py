@@ -14,7 +14,6 @@ import functools
 import inspect
 import signal
 import threading
-import time
 import warnings
 from typing import Any
 
@@ -31,7 +30,7 @@ from actorlib.backends.runner.user_code import (
     pack_results,
     run_sync_or_async,
 )
-from actorlib.core import context, waiting
+from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.serialization import Serialized, deserialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions
@@ -53,8 +52,7 @@ def client(namespace: str) -> RayCore:
         current = context.current()
         if not isinstance(current, RayCore):
             current = RayCore(namespace, stop_ray=False, worker=True)
-            context.install(current)
-            waiting.blocking_wait = blocking_wait
+            context.install(current)  # it waits in Ray: ``RayCore.wait_blocking``
             _note_cancels()
     return current
 
@@ -77,29 +75,6 @@ def _note_cancels() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
-
-
-def blocking_wait(lock: Any, timeout: float | None, ids: list[int], asynchronous: bool) -> bool:
-    """A ``get`` inside a Ray worker waits in ``ray.wait``, so Ray knows this worker is
-    blocked and lends its CPU to the tasks it waits for (nested tasks never deadlock)."""
-    if asynchronous:
-        return True
-    current = context.current()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pending: list[Any] = []
-    if isinstance(current, RayCore):
-        try:
-            pending = [current.ray_ref(i) for i in ids]
-        except Exception:
-            pending = []
-    while not lock.acquire(timeout=0):
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if not pending or left == 0.0:
-            return bool(lock.acquire(timeout=-1 if left is None else left))
-        ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
-        if not ready:
-            return bool(lock.acquire(timeout=0))
-    return True
 
 
 _node: list[str] = []
