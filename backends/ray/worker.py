@@ -120,6 +120,7 @@ def _unpack(core: RayCore, payload: Packed | None, deps: tuple[Any, ...]) -> Any
 def _finish(
     core: RayCore, values: list[Serialized] | Serialized, num_returns: int
 ) -> Any:
+    boxes: list[Packed]
     if isinstance(values, Serialized):  # one error for every return
         boxes = [Box(values, {})] * num_returns
     else:
