@@ -5,6 +5,11 @@ behind the actorlib refs and handles pickled inside it. Ray serializes the box i
 it sees those nested Ray refs (and keeps them alive while the box lives, as it does for
 refs nested in any value) and stores the large buffers out of band: a reader maps them
 from the object store without a copy.
+
+Most values are none of that: a pickle stream alone, no buffers, no refs, no error.
+Those travel as their bytes (:data:`Packed`), which Ray stores and sends as they are;
+a box would be pickled once more by Ray's own pickler, on every result and argument.
+Every Ray object actorlib makes is therefore a box or bytes.
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ def _unbox(
     refs: dict[int, Any],
 ) -> Box:
     return Box(Serialized(data, list(buffers), contained, is_error), refs)
+
+
+#: What actorlib puts into Ray's store for a value: a box, or a plain value's bytes.
+Packed = Box | bytes
+
+
+def packed(value: Serialized, refs: dict[int, Any]) -> Packed:
+    """``value`` as it goes into Ray's store: its bytes alone when that is all it is."""
+    if (type(value.data) is bytes and not value.buffers and not value.contained
+            and not value.is_error):
+        return value.data
+    return Box(value, refs)
 
 
 class ActorRef:

@@ -23,7 +23,7 @@ from typing import Any
 
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.ray.actor_table import kill_and_await_restart
-from actorlib.backends.ray.boxes import ActorRef, Box, Retryable
+from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.options import (
@@ -34,7 +34,9 @@ from actorlib.backends.ray.options import (
     internal_name,
     task_options,
 )
+from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
 from actorlib.backends.runner.user_code import pack_error
+from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator
 from actorlib.core.records import NodeInfo
@@ -60,6 +62,9 @@ _UNCLAIMED_S = 60.0
 _INDEXED = 16
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
+#: How long one ``ray.wait`` of a blocked ``get`` lasts before the thread looks whether
+#: its wait ended otherwise (a shutdown, a cancel).
+_SLICE_S = 1.0
 
 ray = ray_module()
 
@@ -87,7 +92,9 @@ class RayCore:
         self._stop_ray = stop_ray
         self._worker = worker
         self._lock = threading.Lock()
-        self._refs: dict[int, list[Any]] = {}  # id -> [Ray ObjectRef, count]
+        # id -> [Ray ObjectRef, count, ready]: ``ready`` once this process knows the
+        # object is complete (its put, or a completion seen), so a ``get`` reads it at once.
+        self._refs: dict[int, list[Any]] = {}
         self._actors: dict[int, list[Any]] = {}  # id -> [Ray ActorHandle, count, method groups]
         self._unclaimed: dict[int, tuple[Any, float]] = {}  # id -> (Ray object, since)
         self._watches: dict[Any, set[int]] = {}  # watcher -> ids it still waits for
@@ -98,6 +105,11 @@ class RayCore:
         self._killed: set[int] = set()  # actors killed for good (handles may remain)
         self._nodes_at = 0.0
         self._scheduler = Scheduler()
+        self._task_callers = TaskCallers(_ray_task)
+        # This thread's blocking get: ``fetching`` its ids (from ``ready_values`` to
+        # ``watch``), ``direct`` those read in ``wait_blocking`` (from ``watch`` to it).
+        self._local = threading.local()
+        waiting.blocking_wait = self.wait_blocking
 
     @property
     def namespace(self) -> str:
@@ -129,7 +141,7 @@ class RayCore:
         if isinstance(obj, ActorRef):
             self._actors[id_] = [obj.handle, count, obj.groups]
         else:
-            self._refs[id_] = [obj, count]
+            self._refs[id_] = [obj, count, False]
 
     def learn(self, refs: dict[int, Any]) -> None:
         """Ray objects behind ids pickled in a value about to be unpickled here."""
@@ -147,15 +159,7 @@ class RayCore:
 
     def ray_ref(self, id_: int) -> Any:
         with self._lock:
-            entry = self._refs.get(id_)
-            if entry is None:
-                found = self._unclaimed.get(id_)
-                if found is not None:
-                    return found[0]
-                raise RuntimeClosedError(
-                    f"object {id_:016x} is unknown to this process (its runtime was shut down)"
-                )
-            return entry[0]
+            return self._ray_ref(id_)
 
     def _handle(self, actor_id: int) -> Any:
         with self._lock:
@@ -183,7 +187,7 @@ class RayCore:
             self._unclaimed[actor_id] = (ActorRef(handle, groups), time.monotonic())
         return handle, groups
 
-    def box(self, value: Serialized) -> Box:
+    def box(self, value: Serialized) -> Packed:
         """``value`` with the Ray objects behind the ids pickled inside it."""
         refs: dict[int, Any] = {}
         if value.contained:
@@ -197,7 +201,7 @@ class RayCore:
                         refs[id_] = ActorRef(actor[0], actor[2])
                     elif id_ in self._unclaimed:
                         refs[id_] = self._unclaimed[id_][0]
-        return Box(value, refs)
+        return packed(value, refs)
 
     def _pack(self, args: Args) -> list[Any]:
         """Ray arguments: the payload's box, then the Ray refs of top-level ref arguments
@@ -209,39 +213,34 @@ class RayCore:
         self._check_open()
         ref = ray.put(self.box(value))
         with self._lock:
-            self._refs[id_] = [ref, 1]
+            self._refs[id_] = [ref, 1, True]
 
     # -- waiting ------------------------------------------------------------------------
 
     def ready_value(self, id_: int) -> Serialized | None:
-        """The value of ``id_`` if Ray has it ready now."""
+        """The value of ``id_`` if this process knows it is complete."""
         return self.ready_values([id_], 1, False).get(id_)
 
     def ready_values(
         self, ids: list[int], need: int, fail_fast: bool
     ) -> dict[int, Serialized]:
-        """What Ray has ready now, asked in one ``ray.wait`` and read in one ``ray.get``
-        (asked one by one, a ``wait`` over n refs cost n calls into Ray)."""
-        known: list[tuple[int, Any]] = []
+        """The objects this process knows are complete (its puts, completions it has
+        seen), read in one ``ray.get``. Nothing else is asked of Ray here: probing a
+        just-submitted task's ref (``ray.wait(timeout=0)``) asked the raylet and took a
+        third of a ``get(f.remote())``. A wait that is about to give up at a zero
+        timeout asks Ray in :meth:`flush` instead."""
+        chosen: list[tuple[int, Any]] = []
         with self._lock:
             for id_ in ids:
                 entry = self._refs.get(id_)
-                if entry is not None:
-                    known.append((id_, entry[0]))
-                elif id_ in self._unclaimed:
-                    known.append((id_, self._unclaimed[id_][0]))
-        if not known:
-            return {}
-        refs = [ref for _, ref in known]
-        # At most ``need``: Ray then stops at the first ready ones it finds in this
-        # process (asking for all of them asks the raylet about the rest, each step).
-        ready, _ = ray.wait(
-            refs, num_returns=min(need, len(refs)), timeout=0, fetch_local=False
-        )
-        if not ready:
-            return {}
-        ready_set = set(ready)
-        chosen = [(id_, ref) for id_, ref in known if ref in ready_set]
+                if entry is not None and entry[2]:
+                    chosen.append((id_, entry[0]))
+                    if len(chosen) == need:
+                        break
+        return self._read_all(chosen, fail_fast) if chosen else {}
+
+    def _read_all(self, chosen: list[tuple[int, Any]], fail_fast: bool) -> dict[int, Serialized]:
+        """The values of complete Ray objects, in one ``ray.get``."""
         try:
             datas = ray.get([ref for _, ref in chosen])
         except Exception:  # one holds an error: read them one by one, errors as values
@@ -260,6 +259,18 @@ class RayCore:
         except Exception as exc:  # Ray's errors, as the value
             return exc
 
+    def _ray_ref(self, id_: int) -> Any:
+        """:meth:`ray_ref`, with the lock held."""
+        entry = self._refs.get(id_)
+        if entry is not None:
+            return entry[0]
+        found = self._unclaimed.get(id_)
+        if found is not None:
+            return found[0]
+        raise RuntimeClosedError(
+            f"object {id_:016x} is unknown to this process (its runtime was shut down)"
+        )
+
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """One Ray completion callback per Ray object, shared by every watcher of it (a
         loop of ``wait`` over the remaining refs would otherwise add one per ref and step,
@@ -267,8 +278,12 @@ class RayCore:
         over many refs) is kept whole and scanned as objects complete, so that each step
         of such a loop costs set operations, not a Python loop over its refs."""
         self._check_open()
-        refs = {id_: self.ray_ref(id_) for id_ in ids}
+        # A blocking get of one object reads it itself (``wait_blocking``): no callback.
+        direct = len(ids) == 1 and getattr(self._local, "fetching", None) is ids
+        self._local.fetching = None
+        self._local.direct = ids if direct else None
         with self._lock:
+            refs = {id_: self._ray_ref(id_) for id_ in ids}
             waiting = self._watches.get(callback)
             if waiting is None:
                 waiting = self._watches[callback] = set()
@@ -278,6 +293,8 @@ class RayCore:
             else:
                 for id_ in ids:
                     self._watchers.setdefault(id_, set()).add(callback)
+            if direct:
+                return
             new = refs.keys() - self._hooked
             self._hooked.update(new)
         for id_ in new:  # outside the lock: Ray may call back at once
@@ -302,8 +319,18 @@ class RayCore:
                         del self._watchers[id_]
 
     def _completed(self, id_: int, data: Any) -> None:
+        """Ray's completion callback (on Ray's thread)."""
+        self._deliver(id_, data, hooked=True)
+
+    def _deliver(self, id_: int, data: Any, hooked: bool = False) -> None:
+        """Hand a complete object (Ray's data, or a value :meth:`_read_all` made) to the
+        watchers still waiting for it."""
         with self._lock:
-            self._hooked.discard(id_)
+            if hooked:
+                self._hooked.discard(id_)
+            entry = self._refs.get(id_)
+            if entry is not None:
+                entry[2] = True
             candidates = [*self._watchers.pop(id_, ()), *self._large]
             callbacks = []
             for callback in candidates:
@@ -317,37 +344,111 @@ class RayCore:
                     self._large.discard(callback)
         if not callbacks:
             return
-        value = self.value_of(data)
+        value = data if type(data) is Serialized else self.value_of(data)
         for callback in callbacks:
             callback(id_, value)
 
+    def wait_blocking(
+        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool
+    ) -> bool:
+        """``waiting.blocking_wait`` on Ray. A blocked ``get`` of one object waits in
+        ``ray.get`` in its own thread, as plain Ray's does: no completion callback and no
+        hop from Ray's callback thread (its watch registered none, see :meth:`watch`).
+        Of many objects, the completion callbacks deliver them (batched by Ray's
+        thread; one ``ray.wait`` per step over the rest asks the raylet about them); a
+        worker then waits in ``ray.wait`` for them, so Ray knows it is blocked and lends
+        its CPU to the tasks it waits for (nested tasks never deadlock)."""
+        if asynchronous:
+            return True  # an ``await``: the completion callbacks wake it
+        deadline = None if timeout is None else time.monotonic() + timeout
+        direct = getattr(self._local, "direct", None) is ids
+        self._local.direct = None
+        if direct:
+            return self._get_one(lock, deadline, ids[0])
+        if not self._worker:
+            return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
+        try:
+            pending = [self.ray_ref(i) for i in ids]
+        except RuntimeClosedError:
+            pending = []
+        while not lock.acquire(timeout=0):
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not pending or left == 0.0:
+                return bool(lock.acquire(timeout=-1 if left is None else left))
+            ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
+            if not ready:
+                return bool(lock.acquire(timeout=0))
+        return True
+
+    def _get_one(self, lock: Any, deadline: float | None, id_: int) -> bool:
+        """Wait for one object in ``ray.get`` and hand it to its watchers."""
+        try:
+            ref = self.ray_ref(id_)
+        except RuntimeClosedError:
+            return bool(lock.acquire(timeout=0))
+        while not lock.acquire(timeout=0):
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if left == 0.0:
+                return False
+            try:
+                data = ray.get(ref, timeout=_SLICE_S if left is None else min(left, _SLICE_S))
+            except ray.exceptions.GetTimeoutError:
+                continue  # look again whether the wait ended otherwise (shutdown, cancel)
+            except Exception as exc:  # Ray's errors, as the value
+                data = exc
+            self._deliver(id_, data)
+        return True
+
+    def flush(self) -> None:
+        """A wait about to give up at a (near) zero timeout must still see the objects
+        that are complete: ask Ray now about every watched object (the completion
+        callbacks may not have run yet) and hand those ready to their watchers."""
+        with self._lock:
+            ids = set(self._watchers)
+            for callback in self._large:
+                ids.update(self._watches.get(callback, ()))
+            pairs = []
+            for id_ in ids:
+                try:
+                    pairs.append((id_, self._ray_ref(id_)))
+                except RuntimeClosedError:
+                    continue
+        if not pairs:
+            return
+        refs = [ref for _, ref in pairs]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        if not ready:
+            return
+        ready_set = set(ready)
+        chosen = [(id_, ref) for id_, ref in pairs if ref in ready_set]
+        for id_, value in self._read_all(chosen, False).items():
+            self._deliver(id_, value)
+
     def value_of(self, data: Any) -> Serialized:
         """A Ray object's content as actorlib's serialized value (errors translated)."""
+        if type(data) is bytes:  # a plain value's pickle (see ``boxes.packed``)
+            return Serialized(data)
         if isinstance(data, Box):
             self.learn(data.refs)
             return data.value
         if isinstance(data, BaseException):
             return error_value(data)
-        return serialize(data)  # a value a plain Ray task made
+        return serialize(data)  # a value Ray made (a plain Ray task's)
 
     # -- work ---------------------------------------------------------------------------
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
         _no_generator(spec.generator, spec.name)
-        from actorlib.backends.ray import worker
-
-        meta = dataclasses.replace(spec, args=NO_ARGS)
-        options = task_options(spec)
-        task = worker.remote_task(spec.max_calls)
-        out = task.options(**options).remote(meta, *self._pack(spec.args))
+        task, template = self._task_callers.get(spec)
+        out = task.remote(template, task_ids(spec), *self._pack(spec.args))
         self._adopt_returns(spec.return_ids, out)
 
     def _adopt_returns(self, ids: tuple[int, ...], out: Any) -> None:
         refs = [] if out is None else (out if isinstance(out, list) else [out])
         with self._lock:
             for id_, ref in zip(ids, refs, strict=True):
-                self._refs[id_] = [ref, 1]
+                self._refs[id_] = [ref, 1, False]
 
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
         self._check_open()
@@ -375,6 +476,14 @@ class RayCore:
     def submit_call(self, spec: CallSpec) -> None:
         self._check_open()
         _no_generator(spec.generator, spec.method)
+        if spec.actor_id in self._killed:
+            # Ray's kill is asynchronous: a call sent right after it could still reach
+            # the old instance. One this process killed for good fails, as elsewhere.
+            died = serialize(ActorDiedError(
+                f"actor {spec.actor_id:016x} was killed (actorlib.kill); "
+                f"{spec.method}() cannot run"), is_error=True)
+            self._adopt_returns(spec.return_ids, [ray.put(Box(died, {})) for _ in spec.return_ids])
+            return
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
         group = spec.concurrency_group or method_groups.get(spec.method)
@@ -394,8 +503,7 @@ class RayCore:
             options["retry_exceptions"] = [Retryable]
         if group is not None:
             options["concurrency_group"] = group
-        meta = dataclasses.replace(spec, args=NO_ARGS)
-        out = handle.call.options(**options).remote(meta, *self._pack(spec.args))
+        out = handle.call.options(**options).remote(call_fields(spec), *self._pack(spec.args))
         self._adopt_returns(spec.return_ids, out)
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
@@ -476,9 +584,6 @@ class RayCore:
     def available_resources(self) -> dict[str, float]:
         return dict(ray.available_resources())
 
-    def flush(self) -> None:
-        """Nothing is batched here."""
-
     # -- not mapped onto Ray yet: a clear error, never a silent difference ---------------
 
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
@@ -526,6 +631,8 @@ class RayCore:
             self._refs.clear()
             self._actors.clear()
             self._unclaimed.clear()
+        if waiting.blocking_wait == self.wait_blocking:
+            waiting.blocking_wait = None
         closed = serialize(RuntimeClosedError("actorlib was shut down"), is_error=True)
         for callback, ids in watches:
             for id_ in ids:
@@ -548,6 +655,13 @@ class RayCore:
         with self._lock:
             actors = [a for a in self._actors if a not in self._killed]
             return {"objects": list(self._refs), "actors": actors, "problems": []}
+
+
+def _ray_task(spec: TaskSpec) -> Any:
+    """Ray's remote function for ``spec``'s tasks, its options applied."""
+    from actorlib.backends.ray import worker
+
+    return worker.remote_task(spec.max_calls).options(**task_options(spec))
 
 
 _NO_GROUPS = (

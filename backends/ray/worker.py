@@ -14,15 +14,15 @@ import functools
 import inspect
 import signal
 import threading
-import time
 import warnings
 from typing import Any
 
 from actorlib.backends.base import HeapStore
 from actorlib.backends.ray.actor_table import restarts
-from actorlib.backends.ray.boxes import Box, Retryable
+from actorlib.backends.ray.boxes import Box, Packed, Retryable
 from actorlib.backends.ray.client import RayCore
 from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.wire import call_spec, task_spec
 from actorlib.backends.runner.user_code import (
     CodeCache,
     LoopHolder,
@@ -30,10 +30,10 @@ from actorlib.backends.runner.user_code import (
     pack_results,
     run_sync_or_async,
 )
-from actorlib.core import context, waiting
+from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.serialization import Serialized, deserialize
-from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
+from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions
 
 _code = CodeCache()
 _store = HeapStore()
@@ -52,8 +52,7 @@ def client(namespace: str) -> RayCore:
         current = context.current()
         if not isinstance(current, RayCore):
             current = RayCore(namespace, stop_ray=False, worker=True)
-            context.install(current)
-            waiting.blocking_wait = blocking_wait
+            context.install(current)  # it waits in Ray: ``RayCore.wait_blocking``
             _note_cancels()
     return current
 
@@ -78,41 +77,28 @@ def _note_cancels() -> None:
     signal.signal(signal.SIGINT, interrupted)
 
 
-def blocking_wait(lock: Any, timeout: float | None, ids: list[int], asynchronous: bool) -> bool:
-    """A ``get`` inside a Ray worker waits in ``ray.wait``, so Ray knows this worker is
-    blocked and lends its CPU to the tasks it waits for (nested tasks never deadlock)."""
-    if asynchronous:
-        return True
-    current = context.current()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pending: list[Any] = []
-    if isinstance(current, RayCore):
-        try:
-            pending = [current.ray_ref(i) for i in ids]
-        except Exception:
-            pending = []
-    while not lock.acquire(timeout=0):
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if not pending or left == 0.0:
-            return bool(lock.acquire(timeout=-1 if left is None else left))
-        ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
-        if not ready:
-            return bool(lock.acquire(timeout=0))
-    return True
+_node: list[str] = []
 
 
 def _node_id() -> str:
-    return str(ray.get_runtime_context().get_node_id())
+    """This worker's node (a process never moves: asked of Ray once)."""
+    if not _node:
+        _node.append(str(ray.get_runtime_context().get_node_id()))
+    return _node[0]
 
 
-def _gpu_ids() -> tuple[int, ...]:
+def _gpu_ids(resources: dict[str, float]) -> tuple[int, ...]:
+    """The GPUs Ray gave this task or actor (none asked for: none given, and Ray is not
+    asked, which cost a tenth of a small task's time in the worker)."""
+    if not resources.get("GPU"):
+        return ()
     try:
         return tuple(int(g) for g in ray.get_gpu_ids())
     except Exception:  # ids that are not ints (GPU UUIDs)
         return ()
 
 
-def _unpack(core: RayCore, payload: Box | None, deps: tuple[Any, ...]) -> Any:
+def _unpack(core: RayCore, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
     """(args, kwargs), or the first error among the dependency values (the task then
     fails with it, as on every backend)."""
     values: list[Serialized] = []
@@ -123,8 +109,7 @@ def _unpack(core: RayCore, payload: Box | None, deps: tuple[Any, ...]) -> Any:
         values.append(value)
     if payload is None:
         return (), {}
-    core.learn(payload.refs)
-    positional, keywords = deserialize(payload.value)
+    positional, keywords = deserialize(core.value_of(payload))
     if values:
         loaded = [deserialize(v) for v in values]
         positional = tuple(loaded[a.index] if type(a) is Dep else a for a in positional)
@@ -135,6 +120,7 @@ def _unpack(core: RayCore, payload: Box | None, deps: tuple[Any, ...]) -> Any:
 def _finish(
     core: RayCore, values: list[Serialized] | Serialized, num_returns: int
 ) -> Any:
+    boxes: list[Packed]
     if isinstance(values, Serialized):  # one error for every return
         boxes = [Box(values, {})] * num_returns
     else:
@@ -162,12 +148,13 @@ def _loop_holder() -> LoopHolder:
     return holder
 
 
-def run_task(spec: TaskSpec, payload: Box | None, *deps: Any) -> Any:
+def run_task(template: bytes, ids: bytes, payload: Packed | None, *deps: Any) -> Any:
+    spec = task_spec(template, ids)
     core = client(spec.namespace)
     name = spec.name or spec.function.name
     token = current_execution.set(ExecutionContext(
-        _node_id(), task_id=spec.task_id, gpu_ids=_gpu_ids(), namespace=spec.namespace,
-        spec=spec,
+        _node_id(), task_id=spec.task_id, gpu_ids=_gpu_ids(spec.resources),
+        namespace=spec.namespace, spec=spec,
     ))
     try:
         try:
@@ -187,7 +174,7 @@ def run_task(spec: TaskSpec, payload: Box | None, *deps: Any) -> Any:
 class _Host:
     """One actorlib actor inside a Ray actor."""
 
-    def __init__(self, spec: ActorSpec, payload: Box | None, *deps: Any) -> None:
+    def __init__(self, spec: ActorSpec, payload: Packed | None, *deps: Any) -> None:
         core = client(spec.namespace)
         self._spec = spec
         with warnings.catch_warnings():  # Ray's property uses its own deprecated API
@@ -199,6 +186,7 @@ class _Host:
             count = restarts(ray.get_runtime_context().get_actor_id()) or 1
         self._incarnation = count + 1
         self._node = _node_id()
+        self._gpus = _gpu_ids(spec.resources)  # an actor's GPUs are its own for life
         token = current_execution.set(self._context(None))
         try:
             unpacked = _unpack(core, payload, deps)
@@ -215,11 +203,11 @@ class _Host:
     def _context(self, call_id: int | None) -> ExecutionContext:
         spec = self._spec
         return ExecutionContext(
-            self._node, task_id=call_id, actor_id=spec.actor_id, gpu_ids=_gpu_ids(),
+            self._node, task_id=call_id, actor_id=spec.actor_id, gpu_ids=self._gpus,
             namespace=spec.namespace, spec=spec, incarnation=self._incarnation,
         )
 
-    def _method(self, spec: CallSpec, payload: Box | None, deps: tuple[Any, ...]) -> Any:
+    def _method(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         unpacked = _unpack(core, payload, deps)
         if isinstance(unpacked, Serialized):
@@ -235,7 +223,8 @@ class _Host:
 
 
 class SyncHost(_Host):
-    def call(self, spec: CallSpec, payload: Box | None, *deps: Any) -> Any:
+    def call(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Any:
+        spec = call_spec(fields)
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id))
         try:
@@ -254,7 +243,8 @@ class SyncHost(_Host):
 
 
 class AsyncHost(_Host):
-    async def call(self, spec: CallSpec, payload: Box | None, *deps: Any) -> Any:
+    async def call(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Any:
+        spec = call_spec(fields)
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id))
         try:

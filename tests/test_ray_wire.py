@@ -1,0 +1,90 @@
+"""How the ray backend hands specs and values to Ray (``backends/ray/wire.py``,
+``boxes.packed``): what a worker rebuilds is what the driver submitted. No Ray needed."""
+
+from __future__ import annotations
+
+import pickle
+
+import cloudpickle
+
+from actorlib.backends.ray.boxes import Box, packed
+from actorlib.backends.ray.wire import (
+    TaskCallers,
+    call_fields,
+    call_spec,
+    pack_ids,
+    task_ids,
+    task_spec,
+    unpack_ids,
+)
+from actorlib.core.labels import LabelSelectorStrategy
+from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.specs import NO_ARGS, CallSpec, CodeRef, ExceptionTypes, TaskSpec
+
+WIDE = (1 << 102) | 12345  # actorlib ids: a 63-bit prefix over a 40-bit counter
+RETRY = ExceptionTypes((KeyError,))  # one per remote function, as its options hold it
+
+
+def _spec(task_id: int, **changes: object) -> TaskSpec:
+    fields: dict[str, object] = dict(
+        task_id=task_id, function=CodeRef(7, "f", cloudpickle.dumps(len)), args=NO_ARGS,
+        return_ids=(task_id + 1, task_id + 2), num_returns=2, resources={"CPU": 1.0},
+        retry_exceptions=RETRY, caller_id=WIDE + 9, name="f",
+        namespace="ns", env_vars={"A": "1"},
+        scheduling_strategy=LabelSelectorStrategy(((("zone", False, ("a",)),),)),
+    )
+    fields.update(changes)
+    return TaskSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_wide_ids_round_trip() -> None:
+    ids = [0, 1, WIDE, (1 << 103) - 1]
+    assert unpack_ids(pack_ids(*ids)) == ids
+    assert unpack_ids(b"") == []
+
+
+def test_a_task_spec_is_rebuilt_from_its_template_and_ids() -> None:
+    made: list[TaskSpec] = []
+    callers = TaskCallers(lambda spec: made.append(spec) or object())
+    first, second = _spec(WIDE), _spec(WIDE + 100)
+    caller_a, template_a = callers.get(first)
+    caller_b, template_b = callers.get(second)
+    # One translation for every call of one function with the same options.
+    assert (caller_a, template_a) == (caller_b, template_b) and len(made) == 1
+    rebuilt = task_spec(template_b, task_ids(second))
+    assert pickle.dumps(rebuilt) == pickle.dumps(second)
+    assert rebuilt.retry_exceptions.types == (KeyError,)
+    # Other options: another template.
+    _, template_c = callers.get(_spec(WIDE, num_returns=1, return_ids=(WIDE + 1,)))
+    assert template_c != template_a and len(made) == 2
+
+
+def test_options_that_cannot_be_a_key_are_translated_each_time() -> None:
+    made: list[TaskSpec] = []
+    callers = TaskCallers(lambda spec: made.append(spec) or object())
+    spec = _spec(WIDE, scheduling_strategy=["not", "hashable"])
+    _, template = callers.get(spec)
+    callers.get(spec)
+    assert len(made) == 2
+    assert task_spec(template, task_ids(spec)).scheduling_strategy == ["not", "hashable"]
+
+
+def test_a_call_spec_travels_as_plain_fields() -> None:
+    spec = CallSpec(WIDE + 3, WIDE + 4, "m", NO_ARGS, (WIDE + 5,), 1, WIDE + 6, 2, True, 0,
+                    "io", "", -1)
+    fields = call_fields(spec)
+    assert type(fields) is list  # Ray packs a list of plain values; it pickles a tuple
+    assert call_spec(fields) == spec
+    assert call_spec(list(fields)) == spec
+
+
+def test_plain_values_go_to_ray_as_bytes_and_the_rest_in_a_box() -> None:
+    plain = serialize({"a": 1})
+    assert packed(plain, {}) == plain.data
+    error = serialize(ValueError("x"), is_error=True)
+    assert isinstance(packed(error, {}), Box)
+    with_ref = Serialized(b"data", [], (WIDE,), False)
+    box = packed(with_ref, {WIDE: "ray ref"})
+    assert isinstance(box, Box) and box.refs == {WIDE: "ray ref"}
+    with_buffer = Serialized(b"data", [b"x" * 10], (), False)
+    assert isinstance(packed(with_buffer, {}), Box)
