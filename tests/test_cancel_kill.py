@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from testkit import Recorder, Sync, T, live_actors, wait_until
+from testkit import Recorder, Sync, T, live_actors, wait_for, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
@@ -248,7 +248,10 @@ def test_recursive_cancel_cancels_children(rt):
     started, rec = Sync.remote(), Recorder.remote()
     parent = parent_of_blocked.remote(started, rec)
     actorlib.get(started.wait_count.remote(1), timeout=T)  # the child is running
-    [[child]] = actorlib.get(rec.items.remote(), timeout=T)
+    # The parent publishes the child after submitting it: from another caller than the
+    # child's arrive, so in no order with it.
+    [[child]] = wait_for(lambda: actorlib.get(rec.items.remote(), timeout=T),
+                         "the parent to publish its child", timeout=T)
     actorlib.cancel(parent)  # recursive=True is the default
     with pytest.raises(exc.TaskCancelledError):
         actorlib.get(parent, timeout=T)
