@@ -182,6 +182,7 @@ class Actors:
         """The scheduler placed ``rec``: start it there, and hand over its waiting calls."""
         if rec.state is DEAD:
             placement.release()
+            self.scheduler.dirty = True  # room for work queued behind a waiting head
             return
         rec.placement = placement
         rec.incarnation += 1

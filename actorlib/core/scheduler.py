@@ -124,6 +124,8 @@ class Scheduler:
         self.removed_groups: set[int] = set()
         # Concurrency limits: how many items of each key are placed now.
         self.limited: dict[str, int] = {}
+        # The request of each shape seen, as a dict (``place_ready``): made once.
+        self._requests: dict[tuple[Any, ...], dict[str, float]] = {}
 
     def forget_feasibility(self) -> None:
         """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
@@ -220,11 +222,16 @@ class Scheduler:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
+        # A pass is due only if ``work`` may change what a pass does: the head of a queue
+        # decides alone whether its shape is placed (or followed, ``take_next``), so work
+        # queued behind a head that the last pass left waiting changes nothing. A burst
+        # of submissions thus costs one placement pass, not one each.
+        if front or not queue:
+            self.dirty = True
         if front:
             queue.appendleft(work)
         else:
             queue.append(work)
-        self.dirty = True
 
     def take_next(
         self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool],
@@ -237,10 +244,13 @@ class Scheduler:
         work of another shape waits too (it would never see those resources free).
         """
         key = shape_of(request, "DEFAULT", limit)
-        queue = self._queues.get(key)
+        queues = self._queues
+        queue = queues.get(key)
         if not queue:
             return None
-        if any(q and k != key and not self._held_back(k) for k, q in self._queues.items()):
+        if len(queues) > 1 and any(
+            q and k != key and not self._held_back(k) for k, q in queues.items()
+        ):
             return None
         work = queue[0]
         preferred = getattr(work, "preferred", None)
@@ -276,6 +286,7 @@ class Scheduler:
                 queue.remove(work)
             except ValueError:
                 continue
+            self.dirty = True  # maybe a head that held back the work behind it
             return True
         return False
 
@@ -296,8 +307,11 @@ class Scheduler:
     def place_ready(self) -> Iterator[tuple[Any, Placement]]:
         """Yield (work, placement) for every queued item that fits now, FIFO per shape."""
         limited = self.limited
+        requests = self._requests
         for key, queue in list(self._queues.items()):
-            request = dict(key[0])
+            request = requests.get(key)
+            if request is None:  # one per shape, shared by its placements (never changed)
+                request = requests[key] = dict(key[0])
             strategy = key[1]
             limit = key[2]
             while queue:
@@ -316,6 +330,17 @@ class Scheduler:
     def _choose(
         self, request: dict[str, float], strategy: Any, preferred: str | None = None
     ) -> Node | None:
+        if strategy == "DEFAULT":  # the common case, without the lists below
+            best: Node | None = None
+            best_cpu = 0.0
+            for node in self.nodes.values():
+                if node.alive and node.fits(request):
+                    if node.node_id == preferred:
+                        return node
+                    cpu = node.available.get("CPU", 0.0)
+                    if best is None or cpu > best_cpu:
+                        best, best_cpu = node, cpu
+            return best
         if isinstance(strategy, PlacementGroupStrategy):
             return self._choose_bundle(request, strategy)
         nodes = self.alive_nodes()
