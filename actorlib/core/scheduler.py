@@ -31,6 +31,7 @@ from actorlib.core.specs import NodeAffinitySchedulingStrategy, PlacementGroupSt
 
 EPS = 1e-9
 NODE_ID_LABEL = "ray.io/node-id"  # every node's own label, as in Ray
+MAX_SHAPES = 256  # request dicts whose shape the scheduler remembers (``_shape``)
 
 
 @dataclass(slots=True)
@@ -68,9 +69,12 @@ class Node:
         return [(gpu, 1.0) for gpu in whole[:need]]
 
     def acquire(self, request: dict[str, float]) -> tuple[tuple[int, float], ...]:
+        available = self.available
         for key, amount in request.items():
-            self.available[key] = self.available.get(key, 0.0) - amount
-        gpus = self._pick_gpus(request.get("GPU", 0.0)) or []
+            available[key] = available.get(key, 0.0) - amount
+        if "GPU" not in request:
+            return ()
+        gpus = self._pick_gpus(request["GPU"]) or []
         for gpu, share in gpus:
             self.gpu_free[gpu] -= share
         return tuple(gpus)
@@ -126,6 +130,7 @@ class Scheduler:
         self.limited: dict[str, int] = {}
         # The request of each shape seen, as a dict (``place_ready``): made once.
         self._requests: dict[tuple[Any, ...], dict[str, float]] = {}
+        self._shapes: dict[int, tuple[dict[str, float], Any, Any, tuple[Any, ...]]] = {}
 
     def forget_feasibility(self) -> None:
         """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
@@ -212,13 +217,30 @@ class Scheduler:
 
     # -- queueing --------------------------------------------------------------------
 
+    def _shape(
+        self, request: dict[str, float], strategy: Any, limit: tuple[str, int] | None
+    ) -> tuple[Any, ...]:
+        """:func:`shape_of`, remembered per request dict: the work of one remote function
+        shares its dict, which nothing changes once submitted. The entry keeps the dict
+        alive, so its id is not reused while remembered."""
+        shapes = self._shapes
+        known = shapes.get(id(request))
+        if known is not None and known[0] is request and known[1] == strategy \
+                and known[2] == limit:
+            return known[3]
+        if len(shapes) >= MAX_SHAPES:  # dicts unpickled per task (a worker's): start over
+            shapes.clear()
+        key = shape_of(request, strategy, limit)
+        shapes[id(request)] = (request, strategy, limit, key)
+        return key
+
     def enqueue(
         self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False,
         limit: tuple[str, int] | None = None,
     ) -> None:
         """Queue ``work``; ``front`` for work handed back that must keep its turn;
         ``limit``: its concurrency limit ``(key, limit)``, if any."""
-        key = shape_of(request, strategy, limit)
+        key = self._shape(request, strategy, limit)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
@@ -243,7 +265,7 @@ class Scheduler:
         For queueing it behind running work of the same shape on that node; None while
         work of another shape waits too (it would never see those resources free).
         """
-        key = shape_of(request, "DEFAULT", limit)
+        key = self._shape(request, "DEFAULT", limit)
         queues = self._queues
         queue = queues.get(key)
         if not queue:
