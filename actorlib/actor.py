@@ -13,7 +13,11 @@ from actorlib.core.context import Client
 from actorlib.core.ids import ActorID, id_hex
 from actorlib.core.serialization import loads_function, note_contained
 from actorlib.core.specs import ActorSpec, CallSpec, CodeRef
-from actorlib.exceptions import InfeasibleResourceError, RuntimeClosedError
+from actorlib.exceptions import (
+    InfeasibleResourceError,
+    PendingCallsLimitExceeded,
+    RuntimeClosedError,
+)
 from actorlib.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
@@ -158,7 +162,11 @@ class ActorClass(Generic[T]):
             code_env=code_env,
         )
         actor_id = client.create_actor(spec, bool(opts.get("get_if_exists")))
-        return ActorHandle(actor_id, client, name, self._methods, self._checks)
+        handle: ActorHandle[T] = ActorHandle(actor_id, client, name, self._methods, self._checks)
+        limit = opts.get("max_pending_calls", -1)
+        if limit != -1:
+            handle._pending = PendingCalls(limit)
+        return handle
 
     def __repr__(self) -> str:
         return f"<ActorClass {self._cls.__module__}.{self._cls.__qualname__}>"
@@ -198,7 +206,9 @@ class ActorHandle(Generic[T]):
     ``lifetime="detached"``); then it stops after its pending calls.
     """
 
-    __slots__ = ("__weakref__", "_checks", "_class_name", "_client", "_id", "_methods")
+    __slots__ = (
+        "__weakref__", "_checks", "_class_name", "_client", "_id", "_methods", "_pending",
+    )
 
     def __init__(
         self, actor_id: int, client: Client | None, class_name: str,
@@ -214,6 +224,7 @@ class ActorHandle(Generic[T]):
         self._class_name = class_name
         self._methods = methods
         self._checks = checks
+        self._pending: PendingCalls | None = None  # max_pending_calls on this handle
 
     def __getattr__(self, name: str) -> ActorMethod[..., Any]:
         # Typed per method (``ActorMethod[[by: int], int]``) by the mypy plugin.
@@ -314,6 +325,38 @@ def _checks_of(code: CodeRef, methods: dict[str, Any]) -> dict[str, ArgCheck | N
     return checks
 
 
+class PendingCalls:
+    """``max_pending_calls``: the calls made through one handle and not yet finished,
+    forgotten as each first return is ready (a watch, only on such handles)."""
+
+    __slots__ = ("ids", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.ids: set[int] = set()
+
+    def check(self, client: Client, label: str) -> None:
+        ids = self.ids
+        if len(ids) >= self.limit:
+            # Ready a moment ago, its watch not yet run: a caller that just read the
+            # results must not be refused.
+            ids.difference_update(client.ready_values(list(ids), len(ids), False))
+        if len(ids) >= self.limit:
+            raise PendingCallsLimitExceeded(
+                f"{label}: this actor handle already has {len(self.ids)} calls not yet "
+                f"finished (max_pending_calls={self.limit}); wait for some results first"
+            )
+
+    def add(self, client: Client, id_: int | None) -> None:
+        if id_ is None:  # num_returns=0: nothing to watch, as it has nothing to wait for
+            return
+        self.ids.add(id_)
+        client.watch([id_], self._finished, reads=False)
+
+    def _finished(self, id_: int, value: object) -> None:
+        self.ids.discard(id_)
+
+
 class ActorMethod(Generic[P, R]):
     """``handle.method``: call ``.remote(*args)`` to queue a call on the actor.
 
@@ -362,6 +405,9 @@ class ActorMethod(Generic[P, R]):
             )
         opts = self._options
         label = f"{handle._class_name}.{self._name}"
+        pending = handle._pending
+        if pending is not None:
+            pending.check(client, label)
         packed = pack_args(client, args, kwargs, label)
         call_id = client.ids.next()
         return_ids, count, generator, result = mint_results(
@@ -381,4 +427,6 @@ class ActorMethod(Generic[P, R]):
             generator=generator,
             backpressure=opts.get("_generator_backpressure_num_objects", -1),
         ))
+        if pending is not None:
+            pending.add(client, return_ids[0] if return_ids else None)
         return result

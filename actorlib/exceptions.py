@@ -50,6 +50,7 @@ __all__ = [
     "NotSupportedError",
     "ObjectLostError",
     "ObjectStoreFullError",
+    "PendingCallsLimitExceeded",
     "RayActorError",
     "RayError",
     "RaySystemError",
@@ -221,6 +222,11 @@ class ActorDiedError(ActorError):
 
 class ActorUnavailableError(ActorError):
     """The actor is temporarily unreachable (for example, restarting)."""
+
+
+class PendingCallsLimitExceeded(ActorError):
+    """An actor handle already has ``max_pending_calls`` calls not yet finished: the
+    caller is ahead of the actor (back off, or wait for some results)."""
 
 
 class GetTimeoutError(ActorlibError, TimeoutError):

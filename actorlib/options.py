@@ -22,14 +22,14 @@ TASK_OPTIONS = frozenset({
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
     "_generator_backpressure_num_objects", "_concurrency",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-    "label_selector", "fallback_strategy",
+    "label_selector", "fallback_strategy", "accelerator_type",
 })
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
     "max_concurrency", "name", "namespace", "lifetime", "get_if_exists",
     "scheduling_strategy", "runtime_env", "concurrency_groups",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-    "label_selector", "fallback_strategy",
+    "label_selector", "fallback_strategy", "accelerator_type", "max_pending_calls",
 })
 METHOD_OPTIONS = frozenset({
     "num_returns", "max_task_retries", "retry_exceptions", "name", "concurrency_group",
@@ -37,6 +37,10 @@ METHOD_OPTIONS = frozenset({
 })
 
 _RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory"})
+
+#: What ``accelerator_type="X"`` asks of ``accelerator_type:X`` (Ray's amount): any number
+#: of tasks share a node's accelerator model; ``num_gpus`` counts the devices.
+ACCELERATOR_SHARE = 0.001
 
 
 def _type_error(name: str, value: Any, accepted: str) -> TypeError:
@@ -137,6 +141,17 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         )
     if out.get("_concurrency") is not None:
         out["_concurrency"] = _concurrency_limit(out["_concurrency"])
+    if "max_pending_calls" in out:
+        limit = out["max_pending_calls"]
+        accepted = "-1 (no limit) or an int >= 1 (calls of a handle not yet finished)"
+        if not _is_int(limit):
+            raise _type_error("max_pending_calls", limit, accepted)
+        if limit == 0 or limit < -1:
+            raise ValueError(f"max_pending_calls must be {accepted}, got {limit!r}")
+    if out.get("accelerator_type") is not None and (
+            not isinstance(out["accelerator_type"], str) or not out["accelerator_type"]):
+        raise _type_error("accelerator_type", out["accelerator_type"],
+                          'an accelerator model\'s name such as "A100"')
     if "max_concurrency" in out:
         out["max_concurrency"] = _int_at_least("max_concurrency", out["max_concurrency"], 1)
     if "concurrency_groups" in out:
@@ -359,6 +374,9 @@ def resource_request(options: dict[str, Any], default_cpus: float) -> dict[str, 
         "memory": options.get("memory") or 0.0,
     }
     request.update(options.get("resources") or {})
+    accelerator = options.get("accelerator_type")
+    if accelerator:  # as Ray: a sliver of the resource the accelerator's nodes offer
+        request.setdefault(f"accelerator_type:{accelerator}", ACCELERATOR_SHARE)
     return {k: float(v) for k, v in request.items() if v}
 
 

@@ -68,6 +68,7 @@ class StateServer:
             assert root is not None
             directory = os.path.join(root, f"{DIR_PREFIX}{os.getpid()}")
             shutil.rmtree(directory, ignore_errors=True)  # a dead driver's with our pid
+            live_drivers(root)  # and those of drivers killed before their shutdown
             private_dir(directory, "driver state directory")
             path = os.path.join(directory, SOCKET_NAME)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,6 +165,11 @@ def local_drivers() -> list[tuple[int, str]]:
     root = checked_root()
     if root is None:
         return []
+    return live_drivers(root)
+
+
+def live_drivers(root: str) -> list[tuple[int, str]]:
+    """``local_drivers`` under ``root``; the directories of dead drivers are removed."""
     found = []
     for name in os.listdir(root):
         if not name.startswith(DIR_PREFIX) or not name[len(DIR_PREFIX):].isdigit():

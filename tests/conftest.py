@@ -89,6 +89,15 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_is_canceled_seen_by_an_async_task_that_catches_the_cancel": (
         "difference: Ray ends a cancelled task that runs an async def function by "
         "interrupting its worker, so the coroutine never sees asyncio.CancelledError"),
+    # Measured on plain Ray 2.60 (ray.cancel of an actor task), which the ray backend
+    # passes the cancel to.
+    "test_cancel_calls.py::test_a_queued_call_is_cancelled_and_never_runs": (
+        "difference: Ray 2.60 does not end a queued actor call when it is cancelled: the "
+        "call still runs when the actor reaches it"),
+    "test_cancel_calls.py::test_a_running_sync_call_runs_on_and_sees_is_canceled": (
+        "difference: in Ray 2.60 a running sync actor call does not see is_canceled()"),
+    "test_cancel_calls.py::test_a_cancelled_sync_call_that_fails_raises_task_cancelled": (
+        "difference: in Ray 2.60 a running sync actor call does not see is_canceled()"),
     # init(dashboard=True) raises NotSupportedError there: the dashboard's rows are the
     # state API's, which the ray backend does not serve (Ray's own dashboard shows Ray's).
     "test_dashboard.py::test_the_snapshot_shows_a_workload_and_follows_it":

@@ -90,6 +90,18 @@ class Producer:
         for i in range(n):
             yield f"sync-{i}"
 
+    @actorlib.method(num_returns="streaming")
+    def async_items(self, n):
+        """A plain method (the actor stays sync) that returns an async generator."""
+        self.calls += 1
+
+        async def items():
+            for i in range(n):
+                await asyncio.sleep(0)
+                yield f"agen-{i}"
+
+        return items()
+
     def calls_made(self):
         return self.calls
 
@@ -340,6 +352,13 @@ def test_sync_actor_generator_method(rt):
     actor = Producer.remote()
     assert values(actor.items.remote(3)) == ["sync-0", "sync-1", "sync-2"]
     assert values(actor.items.remote(1)) == ["sync-0"]
+    assert actorlib.get(actor.calls_made.remote(), timeout=T) == 2
+
+
+def test_sync_actor_method_returning_an_async_generator(rt):
+    actor = Producer.remote()
+    assert values(actor.async_items.remote(3)) == ["agen-0", "agen-1", "agen-2"]
+    assert values(actor.items.remote(1)) == ["sync-0"]  # in order, one at a time
     assert actorlib.get(actor.calls_made.remote(), timeout=T) == 2
 
 

@@ -20,6 +20,7 @@ from testkit import Gate, held, wait_for
 import actorlib
 from actorlib import exceptions as exc
 from actorlib.backends import state_socket
+from actorlib.backends.cluster.sessions import checked_root
 from actorlib.util import state
 
 T = 60
@@ -248,3 +249,26 @@ def test_human_bytes() -> None:
     assert resource_usage({"CPU": 4.0, "memory": 2.0**33}, {"CPU": 3.0, "memory": 2.0**32}) == (
         "CPU 1/4, memory 4.0 GiB/8.0 GiB used"
     )
+
+
+def test_a_killed_drivers_state_directory_is_removed_by_the_next_driver(
+    tmp_env: dict[str, str],
+) -> None:
+    """A driver killed before its shutdown leaves ``driver-<pid>/``; the next ``init``
+    clears it (and keeps a live driver's)."""
+    code = ("import os, actorlib; actorlib.init(backend='thread'); "
+            "print(os.getpid(), flush=True); os._exit(0)")
+    done = subprocess.run([sys.executable, "-c", code], env=tmp_env, capture_output=True,
+                          text=True, timeout=T)
+    assert done.returncode == 0, done.stderr
+    dead = int(done.stdout.split()[0])
+    root = checked_root()
+    assert root is not None
+    left = os.path.join(root, f"{state_socket.DIR_PREFIX}{dead}")
+    assert os.path.isdir(left), "the killed driver left nothing to clear: the test is void"
+    actorlib.init(backend="thread")
+    try:
+        assert not os.path.exists(left)
+        assert [pid for pid, _ in state_socket.local_drivers()] == [os.getpid()]
+    finally:
+        actorlib.shutdown()

@@ -222,11 +222,31 @@ _DYNAMIC_CODE = "<dynamic-code>"
 _cloudpickle_code_reduce = cloudpickle.cloudpickle._code_reduce
 
 
+#: Reductions the program registered (``actorlib.util.register_serializer``), by exact
+#: type, consulted before any other: this process's pickles only, as in Ray.
+_registered: dict[type, Callable[[Any], Any]] = {}
+
+
+def register_reducer(cls: type, reducer: Callable[[Any], Any]) -> None:
+    """Pickle instances of ``cls`` (exactly that type) with ``reducer`` in this process."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_serializer() takes a class, got {cls!r}")
+    if cls in _PLAIN_SCALARS or cls in (tuple, list, dict, set, frozenset, bytearray):
+        # pickle writes these itself, before it looks at any table
+        raise ValueError(f"the pickling of Python's built-in {cls.__name__} cannot be replaced")
+    _registered[cls] = reducer
+
+
+def unregister_reducer(cls: type) -> None:
+    _registered.pop(cls, None)
+
+
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, with code pickled by value keeping its file name (``_reduce_code``)."""
+    """cloudpickle, with code pickled by value keeping its file name (``_reduce_code``),
+    and the program's registered reductions first."""
 
     dispatch_table = collections.ChainMap(
-        {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
+        _registered, {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
     )
 
 

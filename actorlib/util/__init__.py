@@ -15,6 +15,7 @@ from actorlib.actor_pool import ActorPool
 from actorlib.core.execution_context import current_execution
 from actorlib.util import state
 from actorlib.util.check_serialize import inspect_serializability
+from actorlib.util.helpers import as_completed, map_unordered
 from actorlib.util.placement_group import (
     PlacementGroup,
     get_current_placement_group,
@@ -23,17 +24,22 @@ from actorlib.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
+from actorlib.util.serialization import deregister_serializer, register_serializer
 
 __all__ = [
     "ActorPool",
     "PlacementGroup",
+    "as_completed",
+    "deregister_serializer",
     "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",
     "inspect_serializability",
     "list_named_actors",
+    "map_unordered",
     "placement_group",
     "placement_group_table",
+    "register_serializer",
     "remove_placement_group",
     "state",
 ]

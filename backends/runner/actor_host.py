@@ -61,8 +61,14 @@ class ActorHost:
         self.incarnation = start.incarnation
         self.instance: Any = None
         self.stopped = False
+        # Calls received and not finished; those started, with their contexts (where a
+        # cancel raises the flag ``is_canceled()`` reads); those cancelled before they
+        # started (already reported, skipped when they come up). Under ``_lock``: a
+        # cancel comes from the runner's thread while the actor's threads start calls.
+        self.pending: dict[int, CallRun] = {}
+        self.started: dict[int, ExecutionContext] = {}
         self.cancelled: set[int] = set()
-        self.pending: set[int] = set()  # calls received and not finished
+        self._lock = threading.Lock()
         self.calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Sync actors with concurrency groups: a queue (and threads) per named group;
         # ``calls`` is the default group's.
@@ -150,7 +156,10 @@ class ActorHost:
         )
 
     def _report(self, run: CallRun, outcome: Outcome) -> None:
-        self.pending.discard(run.spec.call_id)
+        call_id = run.spec.call_id
+        with self._lock:
+            self.pending.pop(call_id, None)
+            self.started.pop(call_id, None)
         self.runner.events.call_finished(outcome)
 
     def _fail(self, run: CallRun, error: BaseException) -> None:
@@ -158,19 +167,23 @@ class ActorHost:
         packed, _ = pack_error(error, self._name(run.spec), False)
         self._report(run, Outcome(run.spec.call_id, run.spec.attempt, error=packed))
 
-    def _cancelled_before_start(self, run: CallRun) -> bool:
+    def _begin(self, run: CallRun) -> ExecutionContext | None:
+        """The started call's context; None for a call cancelled before it started (its
+        cancellation is reported already)."""
         call_id = run.spec.call_id
-        if call_id not in self.cancelled:
-            return False
-        self.cancelled.discard(call_id)
-        self._fail(run, TaskCancelledError())
-        return True
+        with self._lock:
+            if call_id in self.cancelled:
+                self.cancelled.discard(call_id)
+                return None
+            ctx = self.started[call_id] = self._context(call_id)
+            return ctx
 
     def _call(self, run: CallRun) -> None:
         """A call of a sync or threaded actor, on one of its threads."""
-        if self._cancelled_before_start(run):
+        ctx = self._begin(run)
+        if ctx is None:
             return
-        token = current_execution.set(self._context(run.spec.call_id))
+        token = current_execution.set(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
         try:
             with env_vars(self.spec.env_vars):
@@ -188,9 +201,10 @@ class ActorHost:
 
     async def _call_async(self, run: CallRun) -> None:
         """A call of an async actor, as a task on its loop (with a context of its own)."""
-        if self._cancelled_before_start(run):
+        ctx = self._begin(run)
+        if ctx is None:
             return
-        current_execution.set(self._context(run.spec.call_id))
+        current_execution.set(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
         try:
             result = self._invoke(run)
@@ -324,7 +338,7 @@ class ActorHost:
             for group_calls in self.group_calls.values():
                 group_calls.put(STOP)
         else:
-            self.pending.add(run.spec.call_id)
+            self.pending[run.spec.call_id] = run
             if self.group_calls:  # a sync actor with groups: to its group's threads
                 group = self._group_of(run.spec)
                 if group:
@@ -343,10 +357,26 @@ class ActorHost:
                 pass
 
     def cancel(self, call_id: int) -> bool:
-        """Cancel a call this actor holds; False if it holds no such call."""
-        if call_id not in self.pending:
-            return False
-        self.cancelled.add(call_id)
+        """Cancel a call this actor holds; False if it holds no such call.
+
+        One still queued ends now, as cancelled, and is skipped when it comes up (it
+        must not wait for the calls ahead of it). A running call of a sync or threaded
+        actor is not interrupted (the actor's state is its own, as in Ray): it sees
+        ``is_canceled()``, and an error it raises then becomes the cancellation. A
+        running call of an async actor gets ``asyncio.CancelledError``.
+        """
+        with self._lock:
+            run = self.pending.get(call_id)
+            if run is None:
+                return False
+            ctx = self.started.get(call_id)
+            if ctx is None:
+                self.cancelled.add(call_id)
+            else:
+                ctx.cancelled = True
+        if ctx is None:
+            self._fail(run, TaskCancelledError())
+            return True
         task = self.tasks.get(call_id)
         if task is not None and self.loop is not None:
             try:

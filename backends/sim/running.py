@@ -93,6 +93,8 @@ class SimHost:
         self.items: dict[int, Any] = {}
         self.running: dict[int, Any] = {}  # call id -> worker (sync) or asyncio task
         self.runs: dict[int, CallRun] = {}  # call id -> the call, while it runs
+        #: call id -> its context, while it runs (a cancel raises its ``is_canceled()``)
+        self.contexts: dict[int, ExecutionContext] = {}
         self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
         self.busy = dict.fromkeys(self.limits, 0)
         self.worker: SimWorker | None = None  # running the constructor or an async step
@@ -104,11 +106,14 @@ class SimHost:
         self.ctor_box = Box()
 
     def context(self, call_id: int | None = None) -> ExecutionContext:
-        return ExecutionContext(
+        ctx = ExecutionContext(
             self.start.node_id, task_id=call_id, actor_id=self.spec.actor_id,
             gpu_ids=self.start.gpu_ids, namespace=self.spec.namespace, spec=self.spec,
             incarnation=self.incarnation,
         )
+        if call_id is not None:
+            self.contexts[call_id] = ctx
+        return ctx
 
     def group_of(self, spec: CallSpec) -> str:
         if spec.concurrency_group is not None:
@@ -322,10 +327,8 @@ class Running(Choosing):
             del host.queues[caller]
         spec = run.spec
         item = host.items.pop(spec.call_id, None)
-        if spec.call_id in host.cancelled:
+        if spec.call_id in host.cancelled:  # its cancellation is reported already
             host.cancelled.discard(spec.call_id)
-            self._reply(spec, error_outcome(spec.call_id, spec.attempt, TaskCancelledError(),
-                                             spec.method))
             return
         group = host.group_of(spec) if host.spec.concurrency_groups else ""
         if group not in host.limits:
@@ -400,6 +403,7 @@ class Running(Choosing):
     ) -> None:
         host.running.pop(run.spec.call_id, None)
         host.runs.pop(run.spec.call_id, None)
+        host.contexts.pop(run.spec.call_id, None)
         if host.state == "dead" or unwound:
             return
         host.busy[group] -= 1
@@ -462,6 +466,7 @@ class Running(Choosing):
         if host.state != "dead":
             host.running.pop(spec.call_id, None)
             host.runs.pop(spec.call_id, None)
+            host.contexts.pop(spec.call_id, None)
             host.busy[group] -= 1
             host.finished.append((run, box))
 
@@ -545,6 +550,7 @@ class Running(Choosing):
         host.serial.clear()
         host.running.clear()
         host.runs.clear()
+        host.contexts.clear()
         host.finished = []
 
     def _cancel(self, id_: int, force: bool) -> None:
@@ -586,15 +592,25 @@ class Running(Choosing):
             elif ctx.wakeup is not None:
                 ctx.wakeup()
             return
+        # An actor call: one still queued ends now (not after the calls ahead of it) and
+        # is skipped when it comes up; a running one is not interrupted unless its actor
+        # is async (as on every backend, see ActorHost.cancel).
         for host in self._hosts.values():
             for queue in host.queues.values():
                 for run in queue:
                     if run.spec.call_id == id_:
                         host.cancelled.add(id_)
+                        self._reply(run.spec, error_outcome(
+                            id_, run.spec.attempt, TaskCancelledError(), run.spec.method))
                         return
+            ctx = host.contexts.get(id_)
+            if ctx is not None:
+                ctx.cancelled = True
             running = host.running.get(id_)
             if isinstance(running, asyncio.Task):
                 running.cancel()
+                return
+            if ctx is not None:
                 return
 
     def _reply(self, spec: CallSpec, outcome: Outcome) -> None:

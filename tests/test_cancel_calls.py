@@ -1,0 +1,143 @@
+"""cancel() of actor calls: queued ones never run; a running call of a sync actor is not
+interrupted (the actor's state is its own) but sees ``is_canceled()``; a running call of an
+async actor gets ``asyncio.CancelledError``. As Ray documents for actor tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from testkit import Sync, T
+
+import actorlib
+from actorlib import exceptions as exc
+
+pytestmark = pytest.mark.shared_runtime
+
+
+@actorlib.remote(num_cpus=0)
+class Ledger:
+    """A sync actor: one call at a time, in each caller's order."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def block(self, started: object, sync: object) -> str:
+        self.ran.append("block")
+        actorlib.get(started.arrive.remote(), timeout=T)  # type: ignore[attr-defined]
+        actorlib.get(sync.wait.remote(), timeout=T)  # type: ignore[attr-defined]
+        return "finished"
+
+    def note(self, item: str) -> str:
+        self.ran.append(item)
+        return item
+
+    def until_canceled(self, started: object) -> str:
+        """Runs until told it was cancelled: only ``is_canceled()`` can end it early."""
+        ctx = actorlib.get_runtime_context()
+        actorlib.get(started.arrive.remote(), timeout=T)  # type: ignore[attr-defined]
+        deadline = time.monotonic() + T
+        while time.monotonic() < deadline:
+            if ctx.is_canceled():
+                self.ran.append("saw the cancel")
+                return "saw the cancel"
+            time.sleep(0.005)
+        return "never told"
+
+    def failing_after_cancel(self, started: object) -> str:
+        ctx = actorlib.get_runtime_context()
+        actorlib.get(started.arrive.remote(), timeout=T)  # type: ignore[attr-defined]
+        deadline = time.monotonic() + T
+        while not ctx.is_canceled() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        raise RuntimeError("stopped because it was cancelled")
+
+    def history(self) -> tuple[list[str], bool]:
+        return self.ran, actorlib.get_runtime_context().is_canceled()
+
+
+@actorlib.remote(num_cpus=0)
+class Sleeper:
+    """An async actor."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def sleep(self, started: object) -> str:
+        try:
+            await started.arrive.remote()  # type: ignore[attr-defined]
+            await asyncio.sleep(60)
+            return "slept"
+        except asyncio.CancelledError:
+            self.events.append("cancelled")
+            raise
+
+    async def ping(self) -> str:
+        return "pong"
+
+    async def history(self) -> list[str]:
+        return self.events
+
+
+def test_a_queued_call_is_cancelled_and_never_runs(rt):
+    started, sync = Sync.remote(), Sync.remote()
+    ledger = Ledger.remote()
+    running = ledger.block.remote(started, sync)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    first, second, third = (ledger.note.remote(x) for x in ("first", "second", "third"))
+    actorlib.cancel(second)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(second, timeout=T)
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get([running, first, third], timeout=T) == ["finished", "first", "third"]
+    assert actorlib.get(ledger.history.remote(), timeout=T) == (
+        ["block", "first", "third"], False)
+
+
+def test_a_running_sync_call_runs_on_and_sees_is_canceled(rt):
+    started = Sync.remote()
+    ledger = Ledger.remote()
+    ref = ledger.until_canceled.remote(started)
+    later = ledger.note.remote("later")
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    # Not interrupted: it returns what it made of the cancel, and the actor goes on.
+    assert actorlib.get(ref, timeout=T) == "saw the cancel"
+    assert actorlib.get(later, timeout=T) == "later"
+    # The flag belongs to the cancelled call only.
+    assert actorlib.get(ledger.history.remote(), timeout=T) == (
+        ["saw the cancel", "later"], False)
+
+
+def test_a_cancelled_sync_call_that_fails_raises_task_cancelled(rt):
+    started = Sync.remote()
+    ledger = Ledger.remote()
+    ref = ledger.failing_after_cancel.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    assert actorlib.get(ledger.note.remote("after"), timeout=T) == "after"
+
+
+def test_a_running_async_call_is_cancelled_inside_the_actor(rt):
+    started = Sync.remote()
+    sleeper = Sleeper.remote()
+    ref = sleeper.sleep.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    t0 = time.monotonic()
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    assert time.monotonic() - t0 < T, "the call's sleep was waited out"
+    assert actorlib.get(sleeper.ping.remote(), timeout=T) == "pong"
+    assert actorlib.get(sleeper.history.remote(), timeout=T) == ["cancelled"]
+
+
+def test_cancelling_a_finished_call_keeps_its_result(rt):
+    ledger = Ledger.remote()
+    ref = ledger.note.remote("done")
+    assert actorlib.get(ref, timeout=T) == "done"
+    actorlib.cancel(ref)
+    assert actorlib.get(ref, timeout=T) == "done"

@@ -1,0 +1,92 @@
+"""Ray's options beyond the basics, on every backend: ``max_pending_calls`` (an actor
+handle refuses calls while too many are unfinished) and ``accelerator_type``."""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+import pytest
+from testkit import Gate, T
+
+import actorlib
+from actorlib.exceptions import ActorError, InfeasibleResourceError, PendingCallsLimitExceeded
+from actorlib.util import accelerators
+
+pytestmark = pytest.mark.shared_runtime
+
+
+@actorlib.remote(num_cpus=0)
+class Worker:
+    def hold(self, gate: Any) -> str:
+        actorlib.get(gate.wait.remote(), timeout=T)
+        return "held"
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_a_handle_refuses_calls_beyond_max_pending_calls(rt: Any) -> None:
+    gate = Gate.remote()
+    worker = Worker.options(max_pending_calls=2).remote()
+    first, second = worker.hold.remote(gate), worker.ping.remote()
+    with pytest.raises(PendingCallsLimitExceeded, match=r"max_pending_calls=2") as caught:
+        worker.ping.remote()
+    assert isinstance(caught.value, ActorError)
+    other = Worker.remote()  # no limit: unaffected
+    assert actorlib.get([other.ping.remote() for _ in range(5)], timeout=T) == ["pong"] * 5
+    actorlib.get(gate.open.remote(), timeout=T)
+    assert actorlib.get([first, second], timeout=T) == ["held", "pong"]
+    # Read back: the next calls are taken at once.
+    assert actorlib.get([worker.ping.remote(), worker.ping.remote()], timeout=T) == [
+        "pong", "pong"]
+
+
+def test_calls_whose_refs_were_dropped_count_until_they_finish(rt: Any) -> None:
+    gate = Gate.remote()
+    worker = Worker.options(max_pending_calls=2).remote()
+    worker.hold.remote(gate)
+    worker.ping.remote()
+    gc.collect()
+    with pytest.raises(PendingCallsLimitExceeded):
+        worker.ping.remote()
+    actorlib.get(gate.open.remote(), timeout=T)
+    deadline = time.monotonic() + T
+    while True:  # nothing to read back: the handle learns of the ends on its own
+        try:
+            ref = worker.ping.remote()
+            break
+        except PendingCallsLimitExceeded:
+            assert time.monotonic() < deadline, "the finished calls still count"
+            time.sleep(0.01)
+    assert actorlib.get(ref, timeout=T) == "pong"
+
+
+def test_max_pending_calls_is_checked() -> None:
+    for bad, error in ((0, ValueError), (-2, ValueError), ("3", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="max_pending_calls must be"):
+            Worker.options(max_pending_calls=bad)
+    with pytest.raises(TypeError, match="max_pending_calls"):  # an actor option, as in Ray
+        actorlib.remote(max_pending_calls=3)(lambda: None)
+
+
+@actorlib.remote
+def accelerated() -> dict[str, float]:
+    return actorlib.get_runtime_context().get_assigned_resources()
+
+
+@pytest.mark.init_kwargs(resources={"accelerator_type:A100": 1})
+def test_accelerator_type_needs_a_node_that_offers_it(rt: Any) -> None:
+    assert accelerators.NVIDIA_A100 == "A100"
+    on_a100 = accelerated.options(accelerator_type=accelerators.NVIDIA_A100)
+    held = actorlib.get([on_a100.remote() for _ in range(3)], timeout=T)
+    assert all(r.get("accelerator_type:A100") == pytest.approx(0.001) for r in held), held
+    with pytest.raises(InfeasibleResourceError, match="accelerator_type:H100"):
+        accelerated.options(accelerator_type="H100").remote()
+    with pytest.raises(InfeasibleResourceError, match="accelerator_type:H100"):
+        Worker.options(accelerator_type="H100").remote()
+    worker = Worker.options(accelerator_type="A100").remote()
+    assert actorlib.get(worker.ping.remote(), timeout=T) == "pong"
+    with pytest.raises(TypeError, match="accelerator_type"):
+        accelerated.options(accelerator_type=100)

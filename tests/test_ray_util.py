@@ -1,0 +1,188 @@
+"""``ray.util``'s helpers on every backend: ``as_completed``, ``map_unordered``,
+``register_serializer``, and the ``ray.util.actor_pool`` module path."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from testkit import Gate, T
+
+import actorlib
+import actorlib as ray
+from actorlib.exceptions import GetTimeoutError, SerializationError, TaskError
+
+pytestmark = pytest.mark.shared_runtime
+
+
+@actorlib.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@actorlib.remote
+def gated(gate: Any, x: int) -> int:
+    actorlib.get(gate.wait.remote(), timeout=T)
+    return x
+
+
+@actorlib.remote
+def fails(x: int) -> int:
+    raise ValueError(f"bad item {x}")
+
+
+def test_the_module_paths_ray_code_imports() -> None:
+    from actorlib.util import (
+        as_completed,
+        deregister_serializer,
+        map_unordered,
+        register_serializer,
+    )
+    from actorlib.util.actor_pool import ActorPool
+
+    assert ActorPool is ray.util.ActorPool
+    assert callable(as_completed) and callable(map_unordered)
+    assert callable(register_serializer) and callable(deregister_serializer)
+
+
+# -- as_completed -------------------------------------------------------------------------
+
+
+def test_as_completed_yields_what_is_ready_without_waiting_for_the_rest(rt: Any) -> None:
+    gate = Gate.remote()
+    slow = gated.remote(gate, -1)
+    refs = [slow] + [square.remote(i) for i in range(5)]
+    results = ray.util.as_completed(refs, chunk_size=1)
+    early = [next(results) for _ in range(5)]  # the gated task still runs
+    assert sorted(early) == [0, 1, 4, 9, 16]
+    actorlib.get(gate.open.remote(), timeout=T)
+    assert list(results) == [-1]
+
+
+def test_as_completed_gives_refs_when_asked(rt: Any) -> None:
+    refs = [square.remote(i) for i in range(7)]
+    got = list(ray.util.as_completed(refs, chunk_size=3, yield_obj_refs=True))
+    assert sorted(got, key=refs.index) == refs
+    assert sorted(actorlib.get(got, timeout=T)) == [i * i for i in range(7)]
+
+
+def test_as_completed_raises_a_failed_tasks_error(rt: Any) -> None:
+    refs = [square.remote(1), fails.remote(2)]
+    with pytest.raises(TaskError, match="bad item 2"):
+        list(ray.util.as_completed(refs, chunk_size=2))
+
+
+def test_as_completed_with_a_timeout_that_passes_raises(rt: Any) -> None:
+    gate = Gate.remote()
+    ref = gated.remote(gate, 1)
+    with pytest.raises(GetTimeoutError, match="none of 1 pending results was ready"):
+        list(ray.util.as_completed([ref], timeout=0.2))
+    actorlib.get(gate.open.remote(), timeout=T)
+    assert list(ray.util.as_completed([ref], timeout=T)) == [1]
+
+
+# -- map_unordered ------------------------------------------------------------------------
+
+
+def test_map_unordered_bounds_the_tasks_in_flight(rt: Any) -> None:
+    drawn = []
+
+    def items() -> Iterator[int]:
+        for i in range(20):
+            drawn.append(i)
+            yield i
+
+    results = ray.util.map_unordered(square, items(), backpressure_size=3, chunk_size=1)
+    first = next(results)
+    assert len(drawn) == 3, "more items were submitted than backpressure_size allows"
+    assert sorted([first, *results]) == [i * i for i in range(20)]
+
+
+def test_map_unordered_without_a_bound_and_empty(rt: Any) -> None:
+    assert sorted(ray.util.map_unordered(square, range(12), backpressure_size=None)) == [
+        i * i for i in range(12)]
+    assert list(ray.util.map_unordered(square, [])) == []
+
+
+def test_bad_arguments_are_refused_before_any_task() -> None:
+    with pytest.raises(ValueError, match="chunk_size"):
+        list(ray.util.as_completed([], chunk_size=0))
+    with pytest.raises(ValueError, match="num_returns"):
+        list(ray.util.as_completed([], num_returns=2))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        list(ray.util.as_completed([], timout=1))
+    with pytest.raises(ValueError, match="backpressure_size"):
+        list(ray.util.map_unordered(square, [1], backpressure_size=0))
+    with pytest.raises(TypeError, match="remote function"):
+        list(ray.util.map_unordered(lambda x: x, [1]))
+
+
+# -- register_serializer ------------------------------------------------------------------
+
+
+class Account:
+    """Holds a lock: does not pickle on its own."""
+
+    def __init__(self, owner: str, balance: int) -> None:
+        self.owner = owner
+        self.balance = balance
+        self.lock = threading.Lock()
+
+
+def account_state(account: Account) -> tuple[str, int]:
+    return account.owner, account.balance
+
+
+def rebuild_account(state: tuple[str, int]) -> Account:
+    return Account(*state)
+
+
+@actorlib.remote
+def describe(account: Account) -> str:
+    return f"{account.owner}: {account.balance} ({type(account.lock).__name__})"
+
+
+@actorlib.remote
+def open_account(owner: str) -> Account:
+    # As in Ray, each process that sends such values registers (here: the worker, for
+    # its result; it stays registered there).
+    ray.util.register_serializer(Account, serializer=account_state,
+                                 deserializer=rebuild_account)
+    return Account(owner, 7)
+
+
+def test_a_registered_serializer_carries_an_unpicklable_class(rt: Any) -> None:
+    with pytest.raises(SerializationError):
+        describe.remote(Account("ada", 5))
+    ray.util.register_serializer(Account, serializer=account_state,
+                                 deserializer=rebuild_account)
+    try:
+        assert actorlib.get(describe.remote(Account("ada", 5)), timeout=T) == "ada: 5 (lock)"
+        back = actorlib.get(actorlib.put(Account("bob", 3)), timeout=T)
+        assert (back.owner, back.balance) == ("bob", 3)
+    finally:
+        ray.util.deregister_serializer(Account)
+    with pytest.raises(SerializationError):
+        describe.remote(Account("ada", 5))
+    ray.util.deregister_serializer(Account)  # twice: nothing happens
+
+
+def test_a_worker_registers_for_what_it_returns(rt: Any) -> None:
+    try:
+        account = actorlib.get(open_account.remote("cy"), timeout=T)
+    finally:
+        ray.util.deregister_serializer(Account)  # one process on thread and sim
+    assert (account.owner, account.balance, type(account.lock)) == (
+        "cy", 7, type(threading.Lock()))
+
+
+def test_register_serializer_refuses_what_it_cannot_do() -> None:
+    with pytest.raises(ValueError, match="built-in int"):
+        ray.util.register_serializer(int, serializer=str, deserializer=int)
+    with pytest.raises(TypeError, match="takes a class"):
+        ray.util.register_serializer("Account", serializer=str, deserializer=str)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="callable"):
+        ray.util.register_serializer(Account, serializer=None,  # type: ignore[arg-type]
+                                     deserializer=rebuild_account)
