@@ -29,6 +29,25 @@ def chain(depth):
 
 
 @actorlib.remote
+def get_on_a_thread_of_its_own(x):
+    """The task waits on a thread of its own that waits on the core (not on ``get``)."""
+    import threading
+
+    got = []
+    helper = threading.Thread(target=lambda: got.append(actorlib.get(leaf.remote(x), timeout=T)))
+    helper.start()
+    helper.join(T)
+    return got
+
+
+@actorlib.remote
+def nested_then_many(n):
+    """Nested waits, then results again: the worker reads on after each wait."""
+    first = actorlib.get(leaf.remote(n), timeout=T)
+    return [first, *actorlib.get([leaf.remote(i) for i in range(n)], timeout=T)]
+
+
+@actorlib.remote
 async def async_parent(x):
     a = await leaf.remote(x)
     b = await actorlib.get_async(leaf.remote(a))
@@ -100,6 +119,19 @@ class AsyncSpawner:
 
 def test_task_submits_tasks(rt):
     assert actorlib.get(parent.remote(1), timeout=T) == [2, 11]
+
+
+def test_task_waits_on_its_own_thread_that_gets(rt):
+    # On the process backend a plain task runs on the thread that reads the worker's
+    # socket: the answer to its helper thread's get must still be read meanwhile.
+    assert actorlib.get(get_on_a_thread_of_its_own.remote(4), timeout=T) == [5]
+
+
+def test_tasks_after_nested_waits(rt):
+    refs = [nested_then_many.remote(n) for n in range(1, 6)]
+    assert actorlib.get(refs, timeout=T) == [
+        [n + 1, *range(1, n + 1)] for n in range(1, 6)
+    ]
 
 
 def test_nested_chain(rt):
