@@ -127,8 +127,8 @@ class RemoteFunction(Generic[P, R]):
         resources = self._resources
         execution = current_execution.get()
         strategy = self._strategy
-        if strategy is None:
-            strategy = strategy_inherited_in(execution)
+        if strategy is None:  # the driver's own tasks inherit nothing: no call for them
+            strategy = "DEFAULT" if execution is None else strategy_inherited_in(execution)
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")

@@ -88,7 +88,13 @@ def test_stack_shows_a_task_blocked_in_time_sleep(rt, tmp_path):
         task_id = worker["current_task_ids"][worker["current_task_names"].index("sleeps_until")]
         chosen = debug_cli.targets(state.list_workers(detail=True), task=task_id)
         assert [w["pid"] for w in chosen] == [worker["pid"]]
-        text, failed = debug_cli.stacks_of(chosen)
+        # The core lists the task as running once it is handed to its worker, a moment
+        # before the worker's thread enters the function: dump until the frame is there.
+        def dump() -> tuple[str, int] | None:
+            text, failed = debug_cli.stacks_of(chosen)
+            return (text, failed) if failed or "in sleeps_until" in text else None
+
+        text, failed = wait_for(dump, "the task's frame in the dump", timeout=T)
         assert failed == 0, text
         assert f"== pid {worker['pid']}" in text and "running sleeps_until" in text
         # faulthandler's frame line for the task: its file, line and function.

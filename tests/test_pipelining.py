@@ -83,6 +83,16 @@ class Core:
             self.tasks.dispatch(work, placement)
         self.tasks.pipeline()
 
+    def schedule_as_runtime(self) -> bool:
+        """What ``Runtime._schedule`` does: a placement pass only when one is due, else
+        only followers for new leaders. True if a pass ran."""
+        if not self.scheduler.dirty:
+            if self.tasks.new_leaders:
+                self.tasks.lead()
+            return False
+        self.schedule()
+        return True
+
     def problems(self) -> list[str]:
         return problems(self.scheduler, self.tasks, self.actors)
 
@@ -145,3 +155,36 @@ def test_a_recall_that_lost_the_race_leaves_the_started_task_running() -> None:
     core.tasks.finished(Outcome(3, 0, values=[]))
     assert core.tasks.records == {} and core.problems() == []
     assert core.free_cpus == 1.0
+
+
+def test_a_burst_and_the_ends_of_its_tasks_need_no_pass_per_task() -> None:
+    """Work queued behind a waiting head asks for no placement pass, and a task's end
+    hands its CPU to the task behind it as held: the chain runs in order, one task
+    behind each running one, with the books right at every step."""
+    core = Core()
+    passes = []
+    for task_id in range(1, 9):
+        spec = TaskSpec(task_id, CodeRef(1, "work", b""), Args(None), (), 0, {"CPU": 1.0},
+                        name=f"work-{task_id}")
+        core.tasks.submit(spec)
+        passes.append(core.schedule_as_runtime())
+    # 1 placed, 2 queued behind it, 3 left waiting at the head: then no more passes.
+    assert passes == [True, True, True] + [False] * 5
+    assert [(run.spec.task_id, run.follows) for run in core.backend.runs] == [(1, 0), (2, 1)]
+    for task_id in range(1, 9):
+        core.tasks.finished(Outcome(task_id, 0, values=[]))
+        ran_pass = core.schedule_as_runtime()
+        assert core.problems() == []
+        if task_id < 8:
+            assert not ran_pass  # the CPU passed on as held: nothing to place
+            assert core.free_cpus == 0.0
+            assert core.tasks.records[task_id + 1].state is RUNNING
+        if task_id < 7:  # the next one queued behind the new leader
+            assert core.backend.runs[-1].spec.task_id == task_id + 2
+            assert core.backend.runs[-1].follows == task_id + 1
+    assert ran_pass  # the last end freed the CPU
+    assert core.tasks.records == {} and core.free_cpus == 1.0
+    assert [run.spec.task_id for run in core.backend.runs] == list(range(1, 9))
+    # The ended tasks keep the node they ran on (the state API's rows).
+    assert all(placement is not None and placement.node.node_id == "node"
+               for (_, _, _, placement, *_rest) in core.tasks.ended)

@@ -182,6 +182,7 @@ class Actors:
         """The scheduler placed ``rec``: start it there, and hand over its waiting calls."""
         if rec.state is DEAD:
             placement.release()
+            self.scheduler.dirty = True  # room for work queued behind a waiting head
             return
         rec.placement = placement
         rec.incarnation += 1
@@ -357,9 +358,19 @@ class Actors:
         if actor.state is DEAD:
             self._finish_call(call, error_value(self._dead_error(actor)))
             return
-        actor.mailbox.enqueue(call)
+        mailbox = actor.mailbox
         caller = spec.caller_id
         deps = spec.args.deps
+        if (
+            not deps and actor.accepts_calls and caller not in mailbox.queues
+            and caller not in mailbox.barrier
+        ):
+            # Nothing of this caller waits and the actor takes calls: what ``_pump`` would
+            # do with it, without queueing it first.
+            mailbox.hand_over(call)
+            self.backend.run_call(CallRun(spec, [], actor.incarnation))
+            return
+        mailbox.enqueue(call)
         if deps:
 
             def deps_ready() -> None:
@@ -414,7 +425,8 @@ class Actors:
         else:
             values.set_results(spec.return_ids, outcome.values or [])
             self._finish_call(call, None)
-        self._pump(actor, spec.caller_id)
+        if spec.caller_id in mailbox.queues:  # else the caller has nothing waiting
+            self._pump(actor, spec.caller_id)
         if actor.handle_refs <= 0:
             self._out_of_scope(actor)
 

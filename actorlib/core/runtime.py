@@ -267,7 +267,11 @@ class Runtime:
     def _schedule(self) -> None:
         """After each batch of work on the loop: place what is ready, then pipeline."""
         scheduler = self.scheduler
-        if not scheduler.dirty or self.closed:
+        if self.closed:
+            return
+        if not scheduler.dirty:
+            if self.tasks.new_leaders:  # a task's end passed its resources on: no pass
+                self.tasks.lead()
             return
         scheduler.dirty = False
         if self.groups.waiting:

@@ -31,6 +31,7 @@ from actorlib.core.specs import NodeAffinitySchedulingStrategy, PlacementGroupSt
 
 EPS = 1e-9
 NODE_ID_LABEL = "ray.io/node-id"  # every node's own label, as in Ray
+MAX_SHAPES = 256  # request dicts whose shape the scheduler remembers (``_shape``)
 
 
 @dataclass(slots=True)
@@ -68,9 +69,12 @@ class Node:
         return [(gpu, 1.0) for gpu in whole[:need]]
 
     def acquire(self, request: dict[str, float]) -> tuple[tuple[int, float], ...]:
+        available = self.available
         for key, amount in request.items():
-            self.available[key] = self.available.get(key, 0.0) - amount
-        gpus = self._pick_gpus(request.get("GPU", 0.0)) or []
+            available[key] = available.get(key, 0.0) - amount
+        if "GPU" not in request:
+            return ()
+        gpus = self._pick_gpus(request["GPU"]) or []
         for gpu, share in gpus:
             self.gpu_free[gpu] -= share
         return tuple(gpus)
@@ -124,6 +128,9 @@ class Scheduler:
         self.removed_groups: set[int] = set()
         # Concurrency limits: how many items of each key are placed now.
         self.limited: dict[str, int] = {}
+        # The request of each shape seen, as a dict (``place_ready``): made once.
+        self._requests: dict[tuple[Any, ...], dict[str, float]] = {}
+        self._shapes: dict[int, tuple[dict[str, float], Any, Any, tuple[Any, ...]]] = {}
 
     def forget_feasibility(self) -> None:
         """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
@@ -210,21 +217,43 @@ class Scheduler:
 
     # -- queueing --------------------------------------------------------------------
 
+    def _shape(
+        self, request: dict[str, float], strategy: Any, limit: tuple[str, int] | None
+    ) -> tuple[Any, ...]:
+        """:func:`shape_of`, remembered per request dict: the work of one remote function
+        shares its dict, which nothing changes once submitted. The entry keeps the dict
+        alive, so its id is not reused while remembered."""
+        shapes = self._shapes
+        known = shapes.get(id(request))
+        if known is not None and known[0] is request and known[1] == strategy \
+                and known[2] == limit:
+            return known[3]
+        if len(shapes) >= MAX_SHAPES:  # dicts unpickled per task (a worker's): start over
+            shapes.clear()
+        key = shape_of(request, strategy, limit)
+        shapes[id(request)] = (request, strategy, limit, key)
+        return key
+
     def enqueue(
         self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False,
         limit: tuple[str, int] | None = None,
     ) -> None:
         """Queue ``work``; ``front`` for work handed back that must keep its turn;
         ``limit``: its concurrency limit ``(key, limit)``, if any."""
-        key = shape_of(request, strategy, limit)
+        key = self._shape(request, strategy, limit)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
+        # A pass is due only if ``work`` may change what a pass does: the head of a queue
+        # decides alone whether its shape is placed (or followed, ``take_next``), so work
+        # queued behind a head that the last pass left waiting changes nothing. A burst
+        # of submissions thus costs one placement pass, not one each.
+        if front or not queue:
+            self.dirty = True
         if front:
             queue.appendleft(work)
         else:
             queue.append(work)
-        self.dirty = True
 
     def take_next(
         self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool],
@@ -236,11 +265,14 @@ class Scheduler:
         For queueing it behind running work of the same shape on that node; None while
         work of another shape waits too (it would never see those resources free).
         """
-        key = shape_of(request, "DEFAULT", limit)
-        queue = self._queues.get(key)
+        key = self._shape(request, "DEFAULT", limit)
+        queues = self._queues
+        queue = queues.get(key)
         if not queue:
             return None
-        if any(q and k != key and not self._held_back(k) for k, q in self._queues.items()):
+        if len(queues) > 1 and any(
+            q and k != key and not self._held_back(k) for k, q in queues.items()
+        ):
             return None
         work = queue[0]
         preferred = getattr(work, "preferred", None)
@@ -276,6 +308,7 @@ class Scheduler:
                 queue.remove(work)
             except ValueError:
                 continue
+            self.dirty = True  # maybe a head that held back the work behind it
             return True
         return False
 
@@ -296,8 +329,11 @@ class Scheduler:
     def place_ready(self) -> Iterator[tuple[Any, Placement]]:
         """Yield (work, placement) for every queued item that fits now, FIFO per shape."""
         limited = self.limited
+        requests = self._requests
         for key, queue in list(self._queues.items()):
-            request = dict(key[0])
+            request = requests.get(key)
+            if request is None:  # one per shape, shared by its placements (never changed)
+                request = requests[key] = dict(key[0])
             strategy = key[1]
             limit = key[2]
             while queue:
@@ -316,6 +352,17 @@ class Scheduler:
     def _choose(
         self, request: dict[str, float], strategy: Any, preferred: str | None = None
     ) -> Node | None:
+        if strategy == "DEFAULT":  # the common case, without the lists below
+            best: Node | None = None
+            best_cpu = 0.0
+            for node in self.nodes.values():
+                if node.alive and node.fits(request):
+                    if node.node_id == preferred:
+                        return node
+                    cpu = node.available.get("CPU", 0.0)
+                    if best is None or cpu > best_cpu:
+                        best, best_cpu = node, cpu
+            return best
         if isinstance(strategy, PlacementGroupStrategy):
             return self._choose_bundle(request, strategy)
         nodes = self.alive_nodes()

@@ -80,11 +80,15 @@ class TaskRecord:
         self.placement: Placement | None = None  # RUNNING: where, holding what
         self.cancelled = False  # cancel asked while RUNNING or FOLLOWING
         self.blocked = False  # waits in ``get``: its CPUs are lent out
-        self.children: list[int] = []
+        self.children: list[int] | None = None  # made with the first child: most have none
         self.preferred: str | None = None  # the node holding most of its argument bytes
         self.created = event_time()  # for the state API (actorlib.core.state)
         self.started = 0.0  # when it last went RUNNING
         self.pid = 0  # the process that ran its last attempt (from its outcome)
+
+
+#: The request of a leader whose resources passed to its successor (``_leader_ended``).
+HELD_NOTHING: dict[str, float] = {}
 
 
 def _may_follow(leader_id: int, work: Any) -> bool:
@@ -111,6 +115,9 @@ class Tasks:
         # worker, and the tasks so queued (FOLLOWING).
         self.leaders: dict[int, TaskRecord] = {}
         self.followers: dict[int, TaskRecord] = {}
+        # A task may lead since the last pass: the runtime calls :meth:`lead` if no
+        # placement pass is due.
+        self.new_leaders = False
         self.ended = ended_ring()  # the last ended tasks, for the state API
 
     # == submission and dispatch =========================================================
@@ -126,7 +133,10 @@ class Tasks:
         self.records[spec.task_id] = rec
         parent = self.records.get(spec.caller_id)
         if parent is not None:
-            parent.children.append(spec.task_id)
+            if parent.children is None:
+                parent.children = [spec.task_id]
+            else:
+                parent.children.append(spec.task_id)
         reason = self.scheduler.cached_infeasible_reason(
             spec.resources, spec.scheduling_strategy
         )
@@ -195,10 +205,19 @@ class Tasks:
     def pipeline(self) -> None:
         """After a placement pass: queue tasks behind running ones, recall those that
         could run elsewhere now."""
+        self.new_leaders = False
         if self.leaders and self.scheduler.has_queued():
             self._queue_behind_leaders()
         if self.followers:
             self._steal()
+
+    def lead(self) -> None:
+        """Without a placement pass (no resources changed hands): queue tasks behind the
+        tasks that may lead since the last pass. Nothing can be recalled: no node has
+        more room than the last pass left it."""
+        self.new_leaders = False
+        if self.leaders and self.scheduler.has_queued():
+            self._queue_behind_leaders()
 
     def _may_lead(self, rec: TaskRecord) -> None:
         placement = rec.placement
@@ -208,6 +227,7 @@ class Tasks:
             and not rec.spec.generator  # a stream may pause for its consumer for long
         ):
             self.leaders[rec.spec.task_id] = rec
+            self.new_leaders = True
 
     def _queue_behind_leaders(self) -> None:
         for leader in list(self.leaders.values()):
@@ -275,7 +295,15 @@ class Tasks:
         request = successor.spec.resources
         successor.state = RUNNING
         successor.started = event_time()
-        successor.placement = Placement(node, request, node.acquire(request))
+        if not rec.blocked and not placement.gpus and request == placement.request:
+            # The usual case: the resources pass to the successor as they are held (no
+            # acquire now, no release at the leader's end), so no placement pass is due:
+            # nothing was freed. The leader keeps where it ran, holding nothing.
+            successor.placement = placement
+            rec.placement = Placement(node, HELD_NOTHING, ())
+        else:
+            successor.placement = Placement(node, request, node.acquire(request))
+            self.scheduler.dirty = True
         if successor.spec.concurrency is not None:  # takes the slot its leader frees
             self.scheduler.enter(successor.spec.concurrency)
         # A recall (or a cancel) asked before this may still hand it back unstarted: it
@@ -283,7 +311,6 @@ class Tasks:
         # until then.
         if not successor.recalling:
             self._may_lead(successor)
-        self.scheduler.dirty = True
 
     def recalled(self, task_id: int, attempt: int) -> None:
         """The backend handed back a FOLLOWING task that never started.
@@ -378,15 +405,17 @@ class Tasks:
         self._finish(rec, error_value(WorkerCrashedError(msg)))
 
     def _release_placement(self, rec: TaskRecord) -> None:
-        if rec.placement is not None:
+        placement = rec.placement
+        if placement is not None:
             if rec.blocked:
-                rec.placement.node.acquire({"CPU": rec.placement.request.get("CPU", 0.0)})
+                placement.node.acquire({"CPU": placement.request.get("CPU", 0.0)})
                 rec.blocked = False
-            rec.placement.release()
             rec.placement = None
             if rec.spec.concurrency is not None:
                 self.scheduler.leave(rec.spec.concurrency)
-            self.scheduler.dirty = True
+            if placement.request is not HELD_NOTHING:  # else handed to its successor
+                placement.release()
+                self.scheduler.dirty = True
 
     def _finish(self, rec: TaskRecord, error: Serialized | None) -> None:
         """End a task for good: resolve its returns with ``error`` if given, free its hold."""
@@ -434,7 +463,7 @@ class Tasks:
 
     def _cancel(self, rec: TaskRecord, force: bool, recursive: bool) -> None:
         if recursive:
-            for child in rec.children:
+            for child in rec.children or ():
                 child_rec = self.records.get(child)
                 if child_rec is not None:
                     self._cancel(child_rec, force, recursive)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable
+from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import CoreEvents, ObjectStore
@@ -31,7 +32,10 @@ PAUSE_POLL_S = 0.05
 
 
 def is_generator(result: Any) -> bool:
-    return inspect.isgenerator(result) or inspect.isasyncgen(result)
+    return isinstance(result, _GENERATORS)  # inspect.isgenerator or inspect.isasyncgen
+
+
+_GENERATORS = (GeneratorType, AsyncGeneratorType)
 
 
 class Gate:

@@ -12,12 +12,12 @@ cluster's head use :func:`pack_error` for failures they report themselves.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import sys
 import threading
 import traceback
 from collections.abc import Iterator
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import ObjectStore
@@ -200,7 +200,7 @@ def run_sync_or_async(
 ) -> Any:
     """Call ``fn``; drive it on this thread's own event loop if it is a coroutine function."""
     result = fn(*args, **kwargs)
-    if inspect.iscoroutine(result):
+    if isinstance(result, CoroutineType):  # inspect.iscoroutine, without its call
         loop = loop_holder.loop()
         task = loop.create_task(result)
         loop_holder.current_task = task
@@ -251,13 +251,18 @@ _shared_environ = _SharedEnviron()
 
 
 @contextlib.contextmanager
-def env_vars(values: dict[str, str] | None) -> Iterator[None]:
-    """Apply ``runtime_env["env_vars"]`` around user code in a shared process."""
-    if not values:
-        yield
-        return
+def _applied(values: dict[str, str]) -> Iterator[None]:
     _shared_environ.enter(values)
     try:
         yield
     finally:
         _shared_environ.exit(values)
+
+
+#: Reusable and reentrant: most work sets no env_vars, and pays no generator for them.
+_NO_ENV_VARS = contextlib.nullcontext()
+
+
+def env_vars(values: dict[str, str] | None) -> contextlib.AbstractContextManager[object]:
+    """Apply ``runtime_env["env_vars"]`` around user code in a shared process."""
+    return _applied(values) if values else _NO_ENV_VARS
