@@ -524,6 +524,35 @@ def test_trim_keeps_the_space_first_fit_takes_warm(store: SharedMemoryStore) -> 
     store.holder_gone(1)
 
 
+def test_space_given_back_is_reserved_again_before_use(
+    store: SharedMemoryStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Others may fill /dev/shm after a trim: taking the space again reserves it first,
+    and a full tmpfs then leaves everything as it was (a write into a hole would be
+    SIGBUS, not an error)."""
+    import errno
+
+    arena = store.arena
+    assert arena is not None
+    store.free(_seal(store, np.ones(MB)))
+    assert arena.trim(keep=0) == 64 * MB
+    resident = arena.resident()
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(arena_mod, "reserve_range", full)
+    assert arena.alloc(8 * MB) is None
+    assert arena.resident() == resident and arena.live() == []
+    monkeypatch.undo()
+    extent = arena.alloc(8 * MB)  # the same space, now reserved and populated
+    assert extent is not None and arena.resident() == resident + 8 * MB
+    data = np.random.default_rng(5).random(MB)
+    arena.write(extent, memoryview(data).cast("B"))
+    assert _digest(arena.view(extent)) == _digest(data)
+    assert arena.release(extent.path)
+
+
 def test_the_store_trims_only_after_it_was_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,7 +41,9 @@ from test_objects import (  # noqa: F401
     test_ref_in_actor_state_keeps_object_alive,
 )
 from test_process_backend import (  # noqa: F401
+    test_a_small_task_result_is_a_file_of_its_own,
     test_actor_sigkilled_while_holding_large_objects_leaves_no_file,
+    test_arena_extent_of_a_task_result_is_freed_after_last_ref,
     test_call_in_flight_is_retried_with_max_task_retries,
     test_crashed_actor_restarts_in_a_new_process,
     test_crashed_task_is_retried_in_a_new_worker,
@@ -52,7 +54,6 @@ from test_process_backend import (  # noqa: F401
     test_large_array_get_in_driver_is_read_only_and_fast,
     test_large_array_is_read_zero_copy_in_a_task,
     test_no_shm_file_survives_shutdown,
-    test_shm_file_of_a_task_result_is_removed_after_last_ref,
     test_sigkilled_driver_takes_its_workers_and_shm_files_with_it,
     test_task_dying_while_holding_a_large_object_leaves_no_file,
     test_tasks_and_actors_run_in_worker_processes,

@@ -51,7 +51,13 @@ import time
 from dataclasses import dataclass
 
 from actorlib.backends.process.arena_pins import COUNT, Pins, pinned_view
-from actorlib.backends.process.arena_segments import SegmentMaker, map_pages, populate
+from actorlib.backends.process.arena_segments import (
+    SegmentMaker,
+    madvise,
+    map_pages,
+    populate,
+    reserve_range,
+)
 from actorlib.backends.process.shm_files import PREFIX, pid_alive, unlink
 from actorlib.exceptions import ObjectStoreFullError
 
@@ -278,6 +284,8 @@ class Arena(ArenaReader):
                     self._maybe_grow_ahead(span)
                     mapped = self._maps[self._segment_name(extent.base)]
             if found is not None:
+                if cold and not self._reserve_again(extent, cold):
+                    return None  # /dev/shm filled up since: the caller's fallback says so
                 for offset, length in cold:  # outside the lock, like a new segment's
                     with contextlib.suppress(OSError):
                         populate(mapped, length, offset)
@@ -396,8 +404,8 @@ class Arena(ArenaReader):
                         budget = 0
                         if start == end:
                             continue
-                        try:
-                            mapped.madvise(remove, start, end - start)
+                        try:  # without the GIL: the core loop runs on meanwhile
+                            madvise(mapped, start, end - start, remove)
                         except OSError:
                             return given  # not supported here (a disk fallback, say)
                         _add_range(cold, start, end - start)
@@ -572,6 +580,28 @@ class Arena(ArenaReader):
 
     # ------------------------------------------------------------------ segments
 
+    def _reserve_again(self, extent: Extent, cold: list[tuple[int, int]]) -> bool:
+        """Reserve space :meth:`trim` gave back before any page of it is touched: others
+        may have filled ``/dev/shm`` since, and a write into a hole of a full tmpfs is
+        SIGBUS, not an error. On failure the extent and its ranges go back, cold."""
+        path = os.path.join(self.directory, self._segment_name(extent.base))
+        try:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                for offset, length in cold:
+                    reserve_range(fd, offset, length)
+            finally:
+                os.close(fd)
+            return True
+        except OSError:
+            with self._lock:
+                ranges = self._cold.setdefault(extent.base, [])
+                for offset, length in cold:
+                    _add_range(ranges, offset, length)
+                if self._live.pop((extent.base, extent.offset), None) is not None:
+                    self._give_back(extent)
+            return False
+
     def _add_segment(self, size: int) -> None:
         """Make, reserve and pre-fault a segment of ``size`` bytes (no lock held while
         the kernel does the slow part; an allocation waiting for it helps), then offer
@@ -602,8 +632,16 @@ class Arena(ArenaReader):
                     self._mapped = base
             raise
         with self._lock:
-            self._maps[name] = mapped
-            self._free[base] = [(0, size)]
+            if not self._closed:
+                self._maps[name] = mapped
+                self._free[base] = [(0, size)]
+                return
+        # Closed while it was made (a grant outstanding at shutdown): the store's
+        # cleanup has already run, so the file is this thread's to remove.
+        mapped.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise ObjectStoreFullError("the arena was closed")
 
 
 def copy_into(mapped: mmap.mmap, offset: int, raw: memoryview) -> None:

@@ -62,9 +62,6 @@ _UNCLAIMED_S = 60.0
 _INDEXED = 16
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
-#: How long one ``ray.wait`` of a blocked ``get`` lasts before the thread looks whether
-#: its wait ended otherwise (a shutdown, a cancel).
-_SLICE_S = 1.0
 
 ray = ray_module()
 
@@ -106,10 +103,8 @@ class RayCore:
         self._nodes_at = 0.0
         self._scheduler = Scheduler()
         self._task_callers = TaskCallers(_ray_task)
-        # This thread's blocking get: ``fetching`` its ids (from ``ready_values`` to
-        # ``watch``), ``direct`` those read in ``wait_blocking`` (from ``watch`` to it).
-        self._local = threading.local()
-        waiting.blocking_wait = self.wait_blocking
+        if worker:
+            waiting.blocking_wait = self.wait_blocking
 
     @property
     def namespace(self) -> str:
@@ -278,10 +273,6 @@ class RayCore:
         over many refs) is kept whole and scanned as objects complete, so that each step
         of such a loop costs set operations, not a Python loop over its refs."""
         self._check_open()
-        # A blocking get of one object reads it itself (``wait_blocking``): no callback.
-        direct = len(ids) == 1 and getattr(self._local, "fetching", None) is ids
-        self._local.fetching = None
-        self._local.direct = ids if direct else None
         with self._lock:
             refs = {id_: self._ray_ref(id_) for id_ in ids}
             waiting = self._watches.get(callback)
@@ -293,8 +284,6 @@ class RayCore:
             else:
                 for id_ in ids:
                     self._watchers.setdefault(id_, set()).add(callback)
-            if direct:
-                return
             new = refs.keys() - self._hooked
             self._hooked.update(new)
         for id_ in new:  # outside the lock: Ray may call back at once
@@ -351,22 +340,14 @@ class RayCore:
     def wait_blocking(
         self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool
     ) -> bool:
-        """``waiting.blocking_wait`` on Ray. A blocked ``get`` of one object waits in
-        ``ray.get`` in its own thread, as plain Ray's does: no completion callback and no
-        hop from Ray's callback thread (its watch registered none, see :meth:`watch`).
-        Of many objects, the completion callbacks deliver them (batched by Ray's
-        thread; one ``ray.wait`` per step over the rest asks the raylet about them); a
-        worker then waits in ``ray.wait`` for them, so Ray knows it is blocked and lends
-        its CPU to the tasks it waits for (nested tasks never deadlock)."""
+        """``waiting.blocking_wait`` in a Ray worker: the completion callbacks deliver
+        the objects (one ``ray.wait`` per step over the rest would ask the raylet about
+        them), while the worker waits in ``ray.wait`` for them, so Ray knows it is
+        blocked and lends its CPU to the tasks it waits for (nested tasks never
+        deadlock)."""
         if asynchronous:
             return True  # an ``await``: the completion callbacks wake it
         deadline = None if timeout is None else time.monotonic() + timeout
-        direct = getattr(self._local, "direct", None) is ids
-        self._local.direct = None
-        if direct:
-            return self._get_one(lock, deadline, ids[0])
-        if not self._worker:
-            return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
         try:
             pending = [self.ray_ref(i) for i in ids]
         except RuntimeClosedError:
@@ -378,25 +359,6 @@ class RayCore:
             ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
             if not ready:
                 return bool(lock.acquire(timeout=0))
-        return True
-
-    def _get_one(self, lock: Any, deadline: float | None, id_: int) -> bool:
-        """Wait for one object in ``ray.get`` and hand it to its watchers."""
-        try:
-            ref = self.ray_ref(id_)
-        except RuntimeClosedError:
-            return bool(lock.acquire(timeout=0))
-        while not lock.acquire(timeout=0):
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            if left == 0.0:
-                return False
-            try:
-                data = ray.get(ref, timeout=_SLICE_S if left is None else min(left, _SLICE_S))
-            except ray.exceptions.GetTimeoutError:
-                continue  # look again whether the wait ended otherwise (shutdown, cancel)
-            except Exception as exc:  # Ray's errors, as the value
-                data = exc
-            self._deliver(id_, data)
         return True
 
     def flush(self) -> None:

@@ -13,14 +13,18 @@ them (a list: Ray pickles a tuple). Workers keep each template they have unpickl
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import pickle
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import cloudpickle
+
 from actorlib.core.specs import NO_ARGS, CallSpec, TaskSpec
 
-#: Distinct templates kept (per process) before the cache starts afresh.
+#: Distinct templates kept per process, the least recently used dropped first (a
+#: ``.options(name=...)`` per call makes one template per call).
 _KEEP = 512
 #: Bytes per id on the wire (ids are a 63-bit prefix and a 40-bit counter).
 _ID_BYTES = 16
@@ -58,20 +62,26 @@ class TaskCallers:
 
     def __init__(self, make: Callable[[TaskSpec], Any]) -> None:
         self._make = make  # spec -> Ray's ``.options(...)`` wrapper for it
-        self._cache: dict[Hashable, tuple[Any, bytes]] = {}
+        self._cache: collections.OrderedDict[Hashable, tuple[Any, bytes]] = (
+            collections.OrderedDict())
 
     def get(self, spec: TaskSpec) -> tuple[Any, bytes]:
         key = _task_key(spec)
-        found = None if key is None else self._cache.get(key)
-        if found is None:
-            template = dataclasses.replace(
-                spec, task_id=0, args=NO_ARGS, return_ids=(), caller_id=0
-            )
-            found = (self._make(spec), pickle.dumps(template, protocol=5))
-            if key is not None:
-                if len(self._cache) >= _KEEP:
-                    self._cache.clear()
-                self._cache[key] = found
+        cache = self._cache
+        found = None if key is None else cache.get(key)
+        if found is not None:
+            cache.move_to_end(key)
+            return found
+        template = dataclasses.replace(
+            spec, task_id=0, args=NO_ARGS, return_ids=(), caller_id=0
+        )
+        # cloudpickle: what the spec holds may live in the driver's ``__main__`` (the
+        # classes of ``retry_exceptions``), which a worker cannot import by name.
+        found = (self._make(spec), cloudpickle.dumps(template, protocol=5))
+        if key is not None:
+            if len(cache) >= _KEEP:
+                cache.popitem(last=False)
+            cache[key] = found
         return found
 
 
@@ -79,7 +89,8 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))  # its __init__'s 
 _TASK_ID, _RETURN_IDS, _CALLER_ID = (
     _FIELDS.index("task_id"), _FIELDS.index("return_ids"), _FIELDS.index("caller_id")
 )
-_templates: dict[bytes, list[Any]] = {}  # a template's bytes -> its spec's field values
+#: A template's bytes -> its spec's field values, the least recently used dropped first.
+_templates: collections.OrderedDict[bytes, list[Any]] = collections.OrderedDict()
 
 
 def task_ids(spec: TaskSpec) -> bytes:
@@ -94,8 +105,10 @@ def task_spec(template: bytes, ids: bytes) -> TaskSpec:
         base: TaskSpec = pickle.loads(template)
         fields = [getattr(base, name) for name in _FIELDS]
         if len(_templates) >= _KEEP:
-            _templates.clear()
+            _templates.popitem(last=False)
         _templates[template] = fields
+    else:
+        _templates.move_to_end(template)
     task_id, caller_id, *return_ids = unpack_ids(ids)
     values = list(fields)
     values[_TASK_ID], values[_RETURN_IDS], values[_CALLER_ID] = (
