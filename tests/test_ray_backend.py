@@ -158,6 +158,42 @@ def test_sigterm_stays_actorlibs_on_ray(request: pytest.FixtureRequest) -> None:
         done.stdout + done.stderr[-2000:])
 
 
+def test_a_scripts_own_exception_class_retries_on_ray(request: pytest.FixtureRequest) -> None:
+    """``retry_exceptions`` naming a class of the driver's ``__main__``: the task's spec
+    template (pickled once, see backends/ray/wire.py) reaches Ray's worker with the class
+    itself (by value), as every backend sends it."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    cluster = request.getfixturevalue("_ray_cluster")
+    program = textwrap.dedent(f"""
+        import actorlib
+
+        class Flaky(Exception):
+            pass
+
+        @actorlib.remote
+        class Count:
+            def __init__(self):
+                self.n = 0
+
+            def next(self):
+                self.n += 1
+                return self.n
+
+        @actorlib.remote(max_retries=2, retry_exceptions=[Flaky])
+        def flaky_once(counter):
+            if actorlib.get(counter.next.remote()) == 1:
+                raise Flaky("the first try fails")
+            return "retried"
+
+        actorlib.init(backend="ray", address={cluster!r})
+        print("result:", actorlib.get(flaky_once.remote(Count.remote()), timeout=120))
+        actorlib.shutdown()
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=180)
+    assert "result: retried" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
 def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
     from actorlib.exceptions import NotSupportedError
     from actorlib.util import state

@@ -19,8 +19,6 @@ import pickle
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import cloudpickle
-
 from actorlib.core.specs import NO_ARGS, CallSpec, TaskSpec
 
 #: Distinct templates kept per process, the least recently used dropped first (a
@@ -75,9 +73,9 @@ class TaskCallers:
         template = dataclasses.replace(
             spec, task_id=0, args=NO_ARGS, return_ids=(), caller_id=0
         )
-        # cloudpickle: what the spec holds may live in the driver's ``__main__`` (the
-        # classes of ``retry_exceptions``), which a worker cannot import by name.
-        found = (self._make(spec), cloudpickle.dumps(template, protocol=5))
+        # The C pickler: a spec's parts that may live in the driver's ``__main__`` (its
+        # function, the classes of ``retry_exceptions``) carry their own cloudpickled bytes.
+        found = (self._make(spec), pickle.dumps(template, protocol=5))
         if key is not None:
             if len(cache) >= _KEEP:
                 cache.popitem(last=False)
