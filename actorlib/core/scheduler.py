@@ -128,8 +128,10 @@ class Scheduler:
         self.removed_groups: set[int] = set()
         # Concurrency limits: how many items of each key are placed now.
         self.limited: dict[str, int] = {}
-        # The request of each shape seen, as a dict (``place_ready``): made once.
-        self._requests: dict[tuple[Any, ...], dict[str, float]] = {}
+        # Each request seen, as a dict (``place_ready``), made once; keyed by the request
+        # alone, not a shape's strategy or concurrency key: as many as the distinct
+        # requests a program makes, however many Executors it creates.
+        self._requests: dict[Any, dict[str, float]] = {}
         self._shapes: dict[int, tuple[dict[str, float], Any, Any, tuple[Any, ...]]] = {}
 
     def forget_feasibility(self) -> None:
@@ -331,9 +333,9 @@ class Scheduler:
         limited = self.limited
         requests = self._requests
         for key, queue in list(self._queues.items()):
-            request = requests.get(key)
-            if request is None:  # one per shape, shared by its placements (never changed)
-                request = requests[key] = dict(key[0])
+            request = requests.get(key[0])
+            if request is None:  # one per request, shared by its placements (never changed)
+                request = requests[key[0]] = dict(key[0])
             strategy = key[1]
             limit = key[2]
             while queue:
