@@ -168,19 +168,22 @@ def madvise(mapped: mmap.mmap, offset: int, length: int, advice: int) -> None:
         del region  # the mapping can be closed again
 
 
-def map_pages(mapped: mmap.mmap) -> None:
-    """Map the pages of another process's segment into this one, changing no byte.
+def map_pages(mapped: mmap.mmap, start: int, size: int) -> None:
+    """Map the pages of ``mapped[start:start + size]`` (``start`` page-aligned), another
+    process's segment, into this one, changing no byte.
 
-    For a writer: a fresh mapping would take a page fault per 4 KiB page of its first
-    copy. A read populate suffices for a shared memory file (its pages are mapped
-    writable) and, unlike a write populate or a touch, cannot race with another process
-    writing its own extent. Without it (older kernels) the faults just happen.
+    For a writer: a fresh mapping would take a page fault per 4 KiB page of its copy. A
+    read populate suffices for a shared memory file (its pages are mapped writable) and,
+    unlike a write populate or a touch, cannot race with another process writing its own
+    extent. Only the writer's extent: elsewhere in the segment may be space trim gave
+    back, which a populate would take again. Without it (older kernels) the faults just
+    happen.
     """
     if MADV_POPULATE_READ is None:
         return
-    size = len(mapped)
+    end = min(start + size, len(mapped))
     try:
-        for offset in range(0, size, POPULATE_STEP):
-            madvise(mapped, offset, min(POPULATE_STEP, size - offset), MADV_POPULATE_READ)
+        for offset in range(start, end, POPULATE_STEP):
+            madvise(mapped, offset, min(POPULATE_STEP, end - offset), MADV_POPULATE_READ)
     except OSError:
         pass
