@@ -122,6 +122,10 @@ class Scheduler:
         # whoever frees resources too; the runtime clears it when it places work.
         self.dirty = False
         self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
+        # The last answer of ``cached_infeasible_reason``: (capacity, request, strategy,
+        # reason). A remote function's tasks share one request dict, so the next question
+        # is most often the same one: answered by identity, with no key built or hashed.
+        self._last_feasibility: tuple[Any, Any, Any, str | None] = ((), None, None, None)
         # Placement groups, kept by core.placement_groups: each created group's bundles
         # (None where a bundle is not reserved now), and the ids of removed groups.
         self.bundles: dict[int, list[Node | None]] = {}
@@ -137,6 +141,7 @@ class Scheduler:
     def forget_feasibility(self) -> None:
         """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
         self._feasibility = ((), {})
+        self._last_feasibility = ((), None, None, None)
 
     # -- nodes -----------------------------------------------------------------------
 
@@ -207,15 +212,20 @@ class Scheduler:
         """:meth:`infeasible_reason`, cached per request shape until the set of nodes
         changes. Any thread may ask."""
         capacity = self.capacity
+        last = self._last_feasibility  # one read: another thread may replace it
+        if last[0] is capacity and last[1] is request and last[2] is strategy:
+            return last[3]
         cache = self._feasibility
         if cache[0] is not capacity:
             cache = self._feasibility = (capacity, {})
         key = (tuple(request.items()), strategy)
         try:
-            return cache[1][key]
+            reason = cache[1][key]
         except KeyError:
             reason = cache[1][key] = self.infeasible_reason(request, strategy)
-            return reason
+        # Holding ``request`` keeps its id from being reused while it is remembered.
+        self._last_feasibility = (capacity, request, strategy, reason)
+        return reason
 
     # -- queueing --------------------------------------------------------------------
 

@@ -126,7 +126,8 @@ class Tasks:
         objects = self.objects
         for rid in spec.return_ids:
             objects.create(rid, 1, spec.task_id)
-        self.values.hold_ids(spec.args.held)
+        if spec.args.held:  # most tasks hold no refs: no call for them
+            self.values.hold_ids(spec.args.held)
         if spec.generator == "streaming":
             self.values.open_stream(spec.task_id, spec.return_ids[0], spec.backpressure)
         rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
@@ -154,15 +155,17 @@ class Tasks:
         if rec.state is not WAITING:
             return  # cancelled meanwhile
         rec.remaining = 0
-        error = self.values.first_dep_error(rec.spec.args.deps)
-        if error is not None:
-            self._finish(rec, error)
-            return
+        spec = rec.spec
+        if spec.args.deps:
+            error = self.values.first_dep_error(spec.args.deps)
+            if error is not None:
+                self._finish(rec, error)
+                return
         rec.state = QUEUED
-        if self.backend.has_locality and rec.spec.scheduling_strategy == "DEFAULT":
-            rec.preferred = self._data_node(rec.spec)
+        if self.backend.has_locality and spec.scheduling_strategy == "DEFAULT":
+            rec.preferred = self._data_node(spec)
         self.scheduler.enqueue(
-            rec, rec.spec.resources, rec.spec.scheduling_strategy, limit=rec.spec.concurrency
+            rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
         )
 
     def _data_node(self, spec: TaskSpec) -> str | None:

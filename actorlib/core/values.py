@@ -66,7 +66,8 @@ class Values:
         """Arguments are no longer needed: free their buffers and the ids they held."""
         if args.payload is not None and args.payload.buffers:
             self._free(args.payload)
-        self.release_ids(args.held)
+        if args.held:
+            self.release_ids(args.held)
 
     def free_unused(self, args: Args) -> None:
         """Free the buffers of arguments that were never taken in (no ids were held)."""
