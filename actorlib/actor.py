@@ -210,6 +210,13 @@ class ActorHandle(Generic[T]):
         "__weakref__", "_checks", "_class_name", "_client", "_id", "_methods", "_pending",
     )
 
+    def __new__(
+        cls, actor_id: int, client: Client | None, class_name: str,
+        methods: dict[str, dict[str, Any]], checks: dict[str, ArgCheck | None] | None = None,
+    ) -> ActorHandle[T]:
+        # An instance of the subclass made for this set of methods (see ``_handle_class``).
+        return object.__new__(_handle_class(methods) if cls is ActorHandle else cls)
+
     def __init__(
         self, actor_id: int, client: Client | None, class_name: str,
         methods: dict[str, dict[str, Any]], checks: dict[str, ArgCheck | None] | None = None,
@@ -227,7 +234,8 @@ class ActorHandle(Generic[T]):
         self._pending: PendingCalls | None = None  # max_pending_calls on this handle
 
     def __getattr__(self, name: str) -> ActorMethod[..., Any]:
-        # Typed per method (``ActorMethod[[by: int], int]``) by the mypy plugin.
+        # Typed per method (``ActorMethod[[by: int], int]``) by the mypy plugin. Reached
+        # only for names the handle's class does not bind (see ``_handle_class``).
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         methods = object.__getattribute__(self, "_methods")
@@ -275,6 +283,55 @@ class ActorHandle(Generic[T]):
     def __reduce__(self) -> Any:
         note_contained(self._id)
         return (_rebuild_handle, (self._id, self._class_name, self._methods, self._checks))
+
+
+class _BoundMethod:
+    """``handle.name`` for one of the actor's methods, found on the handle's class.
+
+    ``__getattr__`` alone would do, but Python reaches it only after the normal lookup
+    failed, and that failure makes (and drops) an ``AttributeError`` with its message on
+    every ``handle.method.remote()``: several times the cost of this lookup.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, handle: ActorHandle[Any] | None, owner: type | None = None) -> Any:
+        if handle is None:
+            return self
+        name = self._name
+        checks = handle._checks
+        return ActorMethod(
+            handle, name, handle._methods[name], checks.get(name) if checks else None
+        )
+
+
+# One handle class per set of method names (each actor class's, as a rule): bounded by the
+# distinct classes a program uses.
+_handle_classes: dict[frozenset[str], type[ActorHandle[Any]]] = {}
+
+
+def _handle_class(methods: dict[str, dict[str, Any]]) -> type[ActorHandle[Any]]:
+    """The subclass of :class:`ActorHandle` that binds ``methods`` as class attributes.
+
+    Names the handle has an attribute of its own for (``actor_id``, ``_id``, ...) and
+    dunder names are left to the handle, as with ``__getattr__``.
+    """
+    key = frozenset(methods)
+    cls = _handle_classes.get(key)
+    if cls is None:
+        bound: dict[str, Any] = {
+            name: _BoundMethod(name) for name in key
+            if not (name.startswith("__") and name.endswith("__"))
+            and not hasattr(ActorHandle, name)
+        }
+        cls = _handle_classes[key] = type(
+            "ActorHandle", (ActorHandle,), {"__slots__": (), "__module__": __name__,
+                                            "__qualname__": "ActorHandle", **bound}
+        )
+    return cls
 
 
 def _rebuild_handle(

@@ -232,6 +232,43 @@ def test_handle_pickles(rt):
     assert actorlib.get(c2.incr.remote(), timeout=T) == 2
 
 
+@actorlib.remote
+class Named:
+    """Methods named like a handle's own attributes, or like the API's verbs."""
+
+    def remote(self) -> str:
+        return "remote"
+
+    def options(self) -> str:
+        return "options"
+
+    def actor_id(self) -> str:
+        return "actor_id"
+
+    def _id(self) -> str:
+        return "_id"
+
+
+def test_handle_methods_named_like_its_attributes(rt):
+    """Every method is reachable as ``handle.name`` unless the handle has an attribute of
+    that name (``_id`` stays the handle's); unknown names raise AttributeError naming the
+    methods; handles of one class, made or unpickled, behave the same."""
+    n = Named.remote()
+    for handle in (n, pickle.loads(pickle.dumps(n))):
+        assert isinstance(handle, actorlib.ActorHandle)
+        assert actorlib.get(handle.remote.remote(), timeout=T) == "remote"
+        assert actorlib.get(handle.options.remote(), timeout=T) == "options"
+        assert actorlib.get(handle.actor_id.remote(), timeout=T) == "actor_id"
+        assert isinstance(handle._id, int)
+        with pytest.raises(AttributeError, match="has no method 'nope'.*actor_id"):
+            handle.nope  # noqa: B018
+        with pytest.raises(AttributeError):
+            handle.__nope__  # noqa: B018
+    c = Counter.remote()
+    assert not hasattr(c, "remote")  # another class's methods are not bound to it
+    assert actorlib.get(c.incr.remote(), timeout=T) == 1
+
+
 def test_runtime_context_in_actor(rt):
     c = Counter.remote()
     aid = actorlib.get(c.my_id.remote(), timeout=T)
