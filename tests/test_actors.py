@@ -260,7 +260,7 @@ def test_handle_methods_named_like_its_attributes(rt):
         assert actorlib.get(handle.options.remote(), timeout=T) == "options"
         assert actorlib.get(handle.actor_id.remote(), timeout=T) == "actor_id"
         assert isinstance(handle._id, int)
-        with pytest.raises(AttributeError, match="has no method 'nope'.*actor_id"):
+        with pytest.raises(AttributeError, match=r"has no method 'nope'.*actor_id"):
             handle.nope  # noqa: B018
         with pytest.raises(AttributeError):
             handle.__nope__  # noqa: B018
