@@ -201,6 +201,10 @@ def test_capture_child_tasks(rt: Any) -> None:
     assert actorlib.get(not_captured, timeout=T) is None
     member = Member.options(scheduling_strategy=in_group(pg, capture=True)).remote()
     assert actorlib.get(member.child_group.remote(), timeout=T) == pg
+    assert actorlib.get([
+        captures.options(scheduling_strategy=in_group(pg, 0, True)).remote(),
+        captures.options(scheduling_strategy=in_group(pg, 0)).remote(),
+    ], timeout=T) == [True, False]
 
 
 def test_legacy_placement_group_options(rt: Any) -> None:
@@ -213,7 +217,15 @@ def test_legacy_placement_group_options(rt: Any) -> None:
 
 @actorlib.remote
 def gpu_ids() -> list[int]:
-    return list(actorlib.get_gpu_ids())
+    ids = list(actorlib.get_gpu_ids())
+    accelerators = actorlib.get_runtime_context().get_accelerator_ids()
+    assert accelerators == {"GPU": [str(i) for i in ids]}, accelerators
+    return ids
+
+
+@actorlib.remote
+def captures() -> bool:
+    return actorlib.get_runtime_context().should_capture_child_tasks_in_placement_group
 
 
 @pytest.mark.init_kwargs(num_gpus=2)
