@@ -26,6 +26,7 @@ from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,
     actor_options,
@@ -38,7 +39,7 @@ from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
-from actorlib.core.ids import COUNTER_BITS, IdAllocator
+from actorlib.core.ids import COUNTER_BITS, IdAllocator, id_hex
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
@@ -49,9 +50,15 @@ from actorlib.core.specs import (
     CallSpec,
     NodeAffinitySchedulingStrategy,
     PlacementGroupSpec,
+    PlacementGroupStrategy,
     TaskSpec,
 )
-from actorlib.exceptions import ActorDiedError, NotSupportedError, RuntimeClosedError
+from actorlib.exceptions import (
+    ActorDiedError,
+    NotSupportedError,
+    RuntimeClosedError,
+    TaskCancelledError,
+)
 
 Watcher = Callable[[int, Serialized], None]
 
@@ -101,8 +108,13 @@ class RayCore:
         self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
         self._killed: set[int] = set()  # actors killed for good (handles may remain)
         self._nodes_at = 0.0
+        self._groups = RayGroups()
         self._scheduler = Scheduler()
-        self._task_callers = TaskCallers(_ray_task)
+        self._scheduler.removed_groups = self._groups.removed
+        self._task_callers = TaskCallers(self._ray_task)
+        # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
+        # its placement group's removal, a group's ``ready()``).
+        self._errors_as: dict[int, Serialized] = {}
         if worker:
             waiting.blocking_wait = self.wait_blocking
 
@@ -130,6 +142,8 @@ class RayCore:
                     entry[1] -= 1
                     if entry[1] <= 0:
                         del table[id_]
+                        if self._errors_as:
+                            self._errors_as.pop(id_, None)
                     return
 
     def _adopt(self, id_: int, obj: Any, count: int) -> None:
@@ -241,8 +255,11 @@ class RayCore:
         except Exception:  # one holds an error: read them one by one, errors as values
             datas = [self._read(ref) for _, ref in chosen]
         got: dict[int, Serialized] = {}
+        errors_as = self._errors_as
         for (id_, _), data in zip(chosen, datas, strict=True):
             value = got[id_] = self.value_of(data)
+            if value.is_error and errors_as:
+                value = got[id_] = errors_as.get(id_, value)
             if fail_fast and value.is_error:
                 break
         return got
@@ -334,6 +351,8 @@ class RayCore:
         if not callbacks:
             return
         value = data if type(data) is Serialized else self.value_of(data)
+        if value.is_error and self._errors_as:
+            value = self._errors_as.get(id_, value)
         for callback in callbacks:
             callback(id_, value)
 
@@ -405,6 +424,9 @@ class RayCore:
         task, template = self._task_callers.get(spec)
         out = task.remote(template, task_ids(spec), *self._pack(spec.args))
         self._adopt_returns(spec.return_ids, out)
+        strategy = spec.scheduling_strategy
+        if type(strategy) is PlacementGroupStrategy:
+            self._groups.track(strategy.group_id, spec.return_ids, self._refs.keys())
 
     def _adopt_returns(self, ids: tuple[int, ...], out: Any) -> None:
         refs = [] if out is None else (out if isinstance(out, list) else [out])
@@ -417,7 +439,7 @@ class RayCore:
         from actorlib.backends.ray import worker
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
-        options = actor_options(spec)
+        options = actor_options(spec, self._groups.ray_group)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
@@ -524,20 +546,24 @@ class RayCore:
     def nodes(self) -> list[NodeInfo]:
         return [
             NodeInfo(n["NodeID"], dict(n.get("Resources", {})),
-                     n.get("NodeManagerAddress", ""), bool(n.get("Alive")))
+                     n.get("NodeManagerAddress", ""), bool(n.get("Alive")),
+                     dict(n.get("Labels") or {}))
             for n in ray.nodes()
         ]
 
     def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
+        if type(strategy) is PlacementGroupStrategy:  # its bundles and removal: no nodes
+            return self._scheduler.infeasible_reason(request, strategy)
         now = time.monotonic()
         if now - self._nodes_at > _NODES_TTL_S:
             scheduler = Scheduler()
             for node in self.nodes():
                 if node.alive:
                     scheduler.add_node(node.node_id, countable(node.resources))
+            scheduler.removed_groups = self._groups.removed
             self._scheduler, self._nodes_at = scheduler, now
         if not isinstance(strategy, (str, NodeAffinitySchedulingStrategy)):
-            return None  # Ray's own strategies (placement groups): Ray decides
+            return None
         return self._scheduler.cached_infeasible_reason(request, strategy)
 
     def cluster_resources(self) -> dict[str, float]:
@@ -554,20 +580,57 @@ class RayCore:
             "ray.util.state lists this cluster's tasks, actors and objects"
         )
 
+# -- placement groups (see :mod:`.groups`) --------------------------------------------
+
     def create_placement_group(self, spec: PlacementGroupSpec) -> None:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        nodes = [NodeInfo(n.node_id, countable(n.resources), n.address, n.alive, n.labels)
+                 for n in self.nodes()]
+        self._groups.create(spec, nodes)
 
     def remove_placement_group(self, group_id: int) -> None:
-        raise NotSupportedError(_NO_GROUPS)
+        """Cancel the tasks this process sent into the group, then remove it in Ray
+        (which kills its actors and fails the work waiting for it)."""
+        self._check_open()
+        self._groups.remove(group_id, functools.partial(self._end_group_tasks, group_id))
+        self._scheduler.forget_feasibility()
+
+    def _end_group_tasks(self, group_id: int, tasks: list[int]) -> None:
+        ended = []
+        cancelled = serialize(TaskCancelledError(
+            f"The task was cancelled: its placement group {id_hex(group_id)} was removed."),
+            is_error=True)
+        with self._lock:
+            for id_ in tasks:
+                entry = self._refs.get(id_)
+                if entry is not None and not entry[2]:
+                    ended.append(entry[0])
+                    self._errors_as[id_] = cancelled
+        for ref in ended:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # finished meanwhile
+                pass
 
     def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        removed = serialize(TaskCancelledError(
+            f"The placement group {id_hex(group_id)} was removed before it was ready."),
+            is_error=True)
+        ref = self._groups.ready(group_id, Box(value, {}))  # a Box: Ray pickles it
+        if ref is None:
+            ref = ray.put(Box(removed, {}))
+        with self._lock:
+            self._refs[object_id] = [ref, 1, False]
+            self._errors_as[object_id] = removed
 
     def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        return self._groups.lookup(name, namespace)
 
     def placement_groups(self) -> list[dict[str, Any]]:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        return self._groups.table()
 
     # -- the end ------------------------------------------------------------------------
 
@@ -604,6 +667,7 @@ class RayCore:
                     pass
         if self._worker:
             return
+        self._groups.close()
         if self._stop_ray:
             ray.shutdown()
             return
@@ -613,23 +677,19 @@ class RayCore:
             except Exception:  # already gone
                 pass
 
+    def _ray_task(self, spec: TaskSpec) -> Any:
+        """Ray's remote function for ``spec``'s tasks, its options applied."""
+        from actorlib.backends.ray import worker
+
+        options = task_options(spec, self._groups.ray_group)
+        return worker.remote_task(spec.max_calls).options(**options)
+
     def debug_state(self) -> dict[str, Any]:
         with self._lock:
             actors = [a for a in self._actors if a not in self._killed]
             return {"objects": list(self._refs), "actors": actors, "problems": []}
 
 
-def _ray_task(spec: TaskSpec) -> Any:
-    """Ray's remote function for ``spec``'s tasks, its options applied."""
-    from actorlib.backends.ray import worker
-
-    return worker.remote_task(spec.max_calls).options(**task_options(spec))
-
-
-_NO_GROUPS = (
-    "placement groups are not mapped onto Ray by the ray backend yet: use the thread, "
-    "process or cluster backend, or Ray's own ray.util.placement_group"
-)
 
 
 def _no_generator(generator: str, name: str) -> None:

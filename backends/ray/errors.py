@@ -24,6 +24,13 @@ def translate(exc: BaseException) -> BaseException:
 
     if isinstance(exc, rx.TaskCancelledError):
         return TaskCancelledError(str(exc))
+    if isinstance(exc, rx.TaskPlacementGroupRemoved):
+        return TaskCancelledError(
+            "The task was cancelled before it started: the placement group it was to run "
+            "in was removed.")
+    if isinstance(exc, rx.ActorPlacementGroupRemoved):
+        return ActorDiedError(
+            "The actor died: the placement group it was to run in was removed.")
     if isinstance(exc, rx.RayTaskError):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, (TaskError, TaskCancelledError)):
@@ -34,6 +41,9 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, rx.ActorUnavailableError):
         return ActorUnavailableError(str(exc))
     if isinstance(exc, rx.RayActorError):
+        if "placement group was removed" in str(exc):
+            return ActorDiedError(
+                f"The actor died: the placement group it ran in was removed. ({exc})")
         return ActorDiedError(str(exc))
     if isinstance(exc, (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError)):
         return WorkerCrashedError(str(exc))
