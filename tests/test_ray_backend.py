@@ -259,13 +259,6 @@ def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
     with pytest.raises(NotSupportedError, match=r"ray\.util\.state"):
         state.list_tasks()
 
-    @actorlib.remote(num_returns="streaming")
-    def numbers(n: int) -> Iterator[int]:
-        yield from range(n)
-
-    with pytest.raises(NotSupportedError, match="generators are not mapped onto Ray"):
-        numbers.remote(3)
-
 
 def test_init_on_an_unreachable_address_fails_and_stays_uninitialized() -> None:
     """Through ``init`` itself, in a fresh interpreter (this one may share the run's Ray)."""

@@ -35,6 +35,7 @@ from actorlib.backends.ray.options import (
     internal_name,
     task_options,
 )
+from actorlib.backends.ray.streams import END, RayStream, link
 from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
@@ -115,6 +116,10 @@ class RayCore:
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
         self._errors_as: dict[int, Serialized] = {}
+        self._slots: dict[int, RayStream] = {}  # a stream's slot id -> its stream
+        # A stream's end id -> its stream: Ray reports a generator's error as its last
+        # item, not through its completion, so the end takes the error once it is read.
+        self._ends: dict[int, RayStream] = {}
         if worker:
             waiting.blocking_wait = self.wait_blocking
 
@@ -144,6 +149,10 @@ class RayCore:
                         del table[id_]
                         if self._errors_as:
                             self._errors_as.pop(id_, None)
+                        if self._ends:
+                            self._ends.pop(id_, None)
+                        if self._slots:
+                            self._slot_dropped(id_)
                     return
 
     def _adopt(self, id_: int, obj: Any, count: int) -> None:
@@ -256,9 +265,13 @@ class RayCore:
             datas = [self._read(ref) for _, ref in chosen]
         got: dict[int, Serialized] = {}
         errors_as = self._errors_as
+        slots = self._slots
         for (id_, _), data in zip(chosen, datas, strict=True):
-            value = got[id_] = self.value_of(data)
-            if value.is_error and errors_as:
+            if slots and id_ in slots:
+                value = got[id_] = self._slot_value(id_, data)
+            else:
+                value = got[id_] = self.value_of(data)
+            if errors_as and (value.is_error or id_ in self._ends):
                 value = got[id_] = errors_as.get(id_, value)
             if fail_fast and value.is_error:
                 break
@@ -350,8 +363,13 @@ class RayCore:
                     self._large.discard(callback)
         if not callbacks:
             return
-        value = data if type(data) is Serialized else self.value_of(data)
-        if value.is_error and self._errors_as:
+        if type(data) is Serialized:
+            value = data
+        elif self._slots and id_ in self._slots:
+            value = self._slot_value(id_, data)
+        else:
+            value = self.value_of(data)
+        if self._errors_as and (value.is_error or id_ in self._ends):
             value = self._errors_as.get(id_, value)
         for callback in callbacks:
             callback(id_, value)
@@ -416,14 +434,81 @@ class RayCore:
             return error_value(data)
         return serialize(data)  # a value Ray made (a plain Ray task's)
 
+    # -- streams (see :mod:`.streams`) -----------------------------------------------------
+
+    def _open_stream(self, return_ids: tuple[int, ...], generator: Any) -> None:
+        """A streaming task or call was submitted: its head slot is Ray's first position,
+        its end Ray's completion ref."""
+        head, end = return_ids
+        stream = RayStream(generator, head, end)
+        head_ref = stream.head_ref()
+        with self._lock:
+            self._refs[head] = [head_ref, 1, False]
+            self._refs[end] = [generator.completed(), 1, False]
+            self._slots[head] = stream
+            self._ends[end] = stream
+
+    def _slot_value(self, id_: int, data: Any) -> Serialized:
+        """Slot ``id_``'s value, Ray's data at its position being ``data``: made once,
+        taking the item from Ray's stream."""
+        stream = self._slots.get(id_)
+        if stream is None:
+            return self.value_of(data)
+        with stream.lock:
+            known = stream.links.get(id_)
+            if known is not None:
+                return known
+            if isinstance(data, ray.exceptions.ObjectRefStreamEndOfStreamError):
+                value = END
+            elif isinstance(data, BaseException) or stream.generator is None:
+                stream.take()
+                value = error_value(data) if isinstance(data, BaseException) else END
+                if value.is_error:
+                    with self._lock:
+                        if stream.end in self._refs:
+                            self._errors_as[stream.end] = value
+            else:
+                item_ref = stream.take()
+                next_ref = stream.head_ref()
+                item_id, next_id = self.ids.next(), self.ids.next()
+                with self._lock:  # counted by the consumer when it reads the link
+                    self._refs[item_id] = [item_ref, 0, True]
+                    self._refs[next_id] = [next_ref, 0, False]
+                    self._slots[next_id] = stream
+                stream.newest = next_id
+                value = link(item_id, next_id)
+            stream.links[id_] = value
+        return value
+
+    def _slot_dropped(self, id_: int) -> None:
+        """With the lock held: slot ``id_`` is gone. If nobody holds the slot to read
+        next, nobody will read on: the stream is released."""
+        stream = self._slots.pop(id_, None)
+        if stream is None:
+            return
+        made = stream.links.pop(id_, None)
+        newest = stream.newest
+        entry = self._refs.get(newest)
+        if newest != id_ and entry is not None and entry[1] > 0:
+            return  # the consumer moved on to the next slot
+        unread = made.contained if made is not None and made.contained else ()
+        for unclaimed in (*unread, newest):  # made for a read that never came
+            found = self._refs.get(unclaimed)
+            if found is not None and found[1] <= 0:
+                del self._refs[unclaimed]
+            self._slots.pop(unclaimed, None)
+        stream.release()
+
     # -- work ---------------------------------------------------------------------------
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
-        _no_generator(spec.generator, spec.name)
         task, template = self._task_callers.get(spec)
         out = task.remote(template, task_ids(spec), *self._pack(spec.args))
-        self._adopt_returns(spec.return_ids, out)
+        if spec.generator == "streaming":
+            self._open_stream(spec.return_ids, out)
+        else:
+            self._adopt_returns(spec.return_ids, out)
         strategy = spec.scheduling_strategy
         if type(strategy) is PlacementGroupStrategy:
             self._groups.track(strategy.group_id, spec.return_ids, self._refs.keys())
@@ -459,7 +544,6 @@ class RayCore:
 
     def submit_call(self, spec: CallSpec) -> None:
         self._check_open()
-        _no_generator(spec.generator, spec.method)
         if spec.actor_id in self._killed:
             # Ray's kill is asynchronous: a call sent right after it could still reach
             # the old instance. One this process killed for good fails, as elsewhere.
@@ -470,6 +554,10 @@ class RayCore:
             return
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
+        if spec.generator == "streaming":
+            options["num_returns"] = "streaming"
+            if spec.backpressure > 0:
+                options["_generator_backpressure_num_objects"] = spec.backpressure
         group = spec.concurrency_group or method_groups.get(spec.method)
         if group is not None and group not in declared:
             # Ray would kill the actor's process for it: fail the call, as elsewhere.
@@ -487,8 +575,12 @@ class RayCore:
             options["retry_exceptions"] = [Retryable]
         if group is not None:
             options["concurrency_group"] = group
-        out = handle.call.options(**options).remote(call_fields(spec), *self._pack(spec.args))
-        self._adopt_returns(spec.return_ids, out)
+        method = handle.stream if spec.generator == "streaming" else handle.call
+        out = method.options(**options).remote(call_fields(spec), *self._pack(spec.args))
+        if spec.generator == "streaming":
+            self._open_stream(spec.return_ids, out)
+        else:
+            self._adopt_returns(spec.return_ids, out)
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         ref = self.ray_ref(object_id)
@@ -682,7 +774,12 @@ class RayCore:
         from actorlib.backends.ray import worker
 
         options = task_options(spec, self._groups.ray_group)
-        return worker.remote_task(spec.max_calls).options(**options)
+        streaming = spec.generator == "streaming"
+        if streaming:
+            options["num_returns"] = "streaming"
+            if spec.backpressure > 0:
+                options["_generator_backpressure_num_objects"] = spec.backpressure
+        return worker.remote_task(spec.max_calls, streaming).options(**options)
 
     def debug_state(self) -> dict[str, Any]:
         with self._lock:
@@ -691,10 +788,3 @@ class RayCore:
 
 
 
-
-def _no_generator(generator: str, name: str) -> None:
-    if generator:
-        raise NotSupportedError(
-            f"{name}: num_returns={generator!r} generators are not mapped onto Ray by the "
-            "ray backend yet (use num_returns=1, or another backend)"
-        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from actorlib.backends.ray.boxes import Retryable
+from actorlib.backends.ray.boxes import Raised, Retryable
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.exceptions import (
     ActorDiedError,
@@ -58,7 +58,8 @@ def error_value(exc: BaseException) -> Serialized:
     """What a waiter receives for a Ray failure: actorlib's error, serialized."""
     rx: Any = importlib.import_module("ray.exceptions")
 
-    if isinstance(exc, rx.RayTaskError) and isinstance(getattr(exc, "cause", None), Retryable):
+    if isinstance(exc, rx.RayTaskError) and isinstance(
+            getattr(exc, "cause", None), (Retryable, Raised)):
         packed: Serialized = exc.cause.packed
         return packed
     err: Any = translate(exc)
