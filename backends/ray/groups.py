@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +165,7 @@ class RayGroups:
             )
         return found.ray_group
 
-    def track(self, group_id: int, return_ids: tuple[int, ...], live: set[int]) -> None:
+    def track(self, group_id: int, return_ids: tuple[int, ...], live: Container[int]) -> None:
         """Remember tasks sent into a group, so its removal can end them (``live``: the
         ids still mapped, to drop finished ones from time to time)."""
         with self._lock:

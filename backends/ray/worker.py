@@ -15,7 +15,7 @@ import inspect
 import signal
 import threading
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from actorlib.backends.base import HeapStore
@@ -121,13 +121,13 @@ def _unpack(core: RayCore, payload: Packed | None, deps: tuple[Any, ...]) -> Any
 
 
 def _finish(
-    core: RayCore, values: list[Serialized | Packed] | Serialized, num_returns: int
+    core: RayCore, values: Sequence[Serialized | Packed] | Serialized, num_returns: int
 ) -> Any:
     boxes: list[Packed]
     if isinstance(values, Serialized):  # one error for every return
         boxes = [Box(values, {})] * num_returns
     else:
-        boxes = [core.box(v) if type(v) is Serialized else v for v in values]
+        boxes = [core.box(v) if isinstance(v, Serialized) else v for v in values]
     if num_returns == 1:
         return boxes[0]
     if num_returns == 0:
@@ -152,7 +152,7 @@ def _loop_holder() -> LoopHolder:
 
 
 def _values(core: RayCore, result: Any, generator: str, num_returns: int, name: str,
-            work_id: int) -> list[Serialized | Packed]:
+            work_id: int) -> Sequence[Serialized | Packed]:
     """A task's or call's results: ``dynamic``'s one ref of its items' refs, a generator's
     exact count of values (an int ``num_returns``), or the return value(s)."""
     if generator == "dynamic":
@@ -165,7 +165,7 @@ def _values(core: RayCore, result: Any, generator: str, num_returns: int, name: 
     return pack_results(result, num_returns, name, _store)
 
 
-def _dynamic_box(core: RayCore, refs: Any, name: str) -> list[Serialized | Packed]:
+def _dynamic_box(core: RayCore, refs: Any, name: str) -> Sequence[Serialized | Packed]:
     """The refs of a dynamic generator's items, boxed while they are alive here (the box
     carries their Ray objects to the caller)."""
     return [core.box(pack_results(refs, 1, name, _store)[0])]
