@@ -248,6 +248,42 @@ def test_placement_groups_are_rays_and_found_from_any_process(on_ray: str) -> No
     assert rows[RAY_NAME_PREFIX + kept.id.hex()]["state"] == "REMOVED"
 
 
+@actorlib.remote
+def squares_then_fail(n: int) -> Iterator[int]:
+    for i in range(n):
+        yield i * i
+    raise ValueError(f"no more than {n}")
+
+
+@actorlib.remote
+class Streamer:
+    async def items(self, n: int) -> Any:
+        for i in range(n):
+            yield f"item-{i}"
+
+
+def test_generators_are_rays(on_ray: str) -> None:
+    """A streaming task is Ray's generator task read as actorlib's stream (its error at
+    the failing item and in ``completed()``), an async actor's generator method too, and
+    ``dynamic`` one ref of the items' refs. The rest is the shared suite's
+    (test_generators.py, with ACTORLIB_TEST_RAY=all)."""
+    gen = squares_then_fail.options(_generator_backpressure_num_objects=1).remote(3)
+    assert [actorlib.get(next(gen), timeout=120) for _ in range(3)] == [0, 1, 4]
+    with pytest.raises(ValueError, match="no more than 3"):
+        actorlib.get(next(gen), timeout=120)
+    assert gen.is_finished()
+    with pytest.raises(ValueError, match="no more than 3"):
+        actorlib.get(gen.completed(), timeout=120)
+    streamer = Streamer.remote()
+    assert [actorlib.get(r, timeout=120) for r in streamer.items.remote(2)] == [
+        "item-0", "item-1"]
+    with pytest.raises(ValueError, match="no more than 0"):
+        actorlib.get(squares_then_fail.options(num_returns="dynamic").remote(0), timeout=120)
+    dynamic = streamer.items.options(num_returns="dynamic").remote(3)
+    assert [actorlib.get(r, timeout=120) for r in actorlib.get(dynamic, timeout=120)] == [
+        "item-0", "item-1", "item-2"]
+
+
 def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
     from actorlib.exceptions import NotSupportedError
     from actorlib.util import state

@@ -748,6 +748,11 @@ class RayCore:
             self._refs.clear()
             self._actors.clear()
             self._unclaimed.clear()
+            self._errors_as.clear()
+            self._ends.clear()
+            for stream in self._slots.values():
+                stream.release()
+            self._slots.clear()
         if waiting.blocking_wait == self.wait_blocking:
             waiting.blocking_wait = None
         closed = serialize(RuntimeClosedError("actorlib was shut down"), is_error=True)
