@@ -59,6 +59,7 @@ from actorlib.exceptions import (
     NotSupportedError,
     RuntimeClosedError,
     TaskCancelledError,
+    TaskPlacementGroupRemoved,
 )
 
 Watcher = Callable[[int, Serialized], None]
@@ -689,7 +690,7 @@ class RayCore:
 
     def _end_group_tasks(self, group_id: int, tasks: list[int]) -> None:
         ended = []
-        cancelled = serialize(TaskCancelledError(
+        cancelled = serialize(TaskPlacementGroupRemoved(
             f"The task was cancelled: its placement group {id_hex(group_id)} was removed."),
             is_error=True)
         with self._lock:

@@ -9,11 +9,13 @@ from actorlib.backends.ray.boxes import Raised, Retryable
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.exceptions import (
     ActorDiedError,
+    ActorPlacementGroupRemoved,
     ActorUnavailableError,
     ObjectLostError,
     SystemFailureError,
     TaskCancelledError,
     TaskError,
+    TaskPlacementGroupRemoved,
     WorkerCrashedError,
 )
 
@@ -25,11 +27,11 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, rx.TaskCancelledError):
         return TaskCancelledError(str(exc))
     if isinstance(exc, rx.TaskPlacementGroupRemoved):
-        return TaskCancelledError(
+        return TaskPlacementGroupRemoved(
             "The task was cancelled before it started: the placement group it was to run "
             "in was removed.")
     if isinstance(exc, rx.ActorPlacementGroupRemoved):
-        return ActorDiedError(
+        return ActorPlacementGroupRemoved(
             "The actor died: the placement group it was to run in was removed.")
     if isinstance(exc, rx.RayTaskError):
         cause = getattr(exc, "cause", None)
@@ -42,7 +44,7 @@ def translate(exc: BaseException) -> BaseException:
         return ActorUnavailableError(str(exc))
     if isinstance(exc, rx.RayActorError):
         if "placement group was removed" in str(exc):
-            return ActorDiedError(
+            return ActorPlacementGroupRemoved(
                 f"The actor died: the placement group it ran in was removed. ({exc})")
         return ActorDiedError(str(exc))
     if isinstance(exc, (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError)):
