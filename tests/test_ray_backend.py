@@ -284,6 +284,18 @@ def test_generators_are_rays(on_ray: str) -> None:
         "item-0", "item-1", "item-2"]
 
 
+def test_streams_and_group_readiness_refuse_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver on Ray Client has no core worker, which streams and a placement group's
+    ready() read Ray through: they say so rather than fail inside Ray."""
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    from actorlib.backends.ray.streams import core_worker
+    from actorlib.exceptions import NotSupportedError
+
+    monkeypatch.setattr(ray._private.worker, "global_worker", object())
+    with pytest.raises(NotSupportedError, match=r"not through Ray Client \(ray://\)"):
+        core_worker("a streaming generator")
+
+
 def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
     from actorlib.exceptions import NotSupportedError
     from actorlib.util import state

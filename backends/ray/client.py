@@ -35,7 +35,7 @@ from actorlib.backends.ray.options import (
     internal_name,
     task_options,
 )
-from actorlib.backends.ray.streams import END, RayStream, link
+from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
@@ -504,6 +504,8 @@ class RayCore:
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
+        if spec.generator == "streaming":
+            core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
         out = task.remote(template, task_ids(spec), *self._pack(spec.args))
         if spec.generator == "streaming":
@@ -576,6 +578,8 @@ class RayCore:
             options["retry_exceptions"] = [Retryable]
         if group is not None:
             options["concurrency_group"] = group
+        if spec.generator == "streaming":
+            core_worker("a streaming generator")
         method = handle.stream if spec.generator == "streaming" else handle.call
         out = method.options(**options).remote(call_fields(spec), *self._pack(spec.args))
         if spec.generator == "streaming":

@@ -28,6 +28,7 @@ from typing import Any
 
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.options import ray_selector
+from actorlib.backends.ray.streams import core_worker
 from actorlib.core.ids import id_hex
 from actorlib.core.labels import describe_selector
 from actorlib.core.placement_groups import never_fits
@@ -184,10 +185,10 @@ class RayGroups:
         found = self._find(group_id)
         if found is None:
             return None
+        core = core_worker("a placement group's ready()")
         worker = ray._private.worker.global_worker
         serialized = worker.get_serialization_context().serialize(value)
-        return worker.core_worker.async_wait_placement_group_ready(
-            found.ray_group.id, serialized)
+        return core.async_wait_placement_group_ready(found.ray_group.id, serialized)
 
     def remove(self, group_id: int, end_tasks: Callable[[list[int]], None]) -> None:
         """Remove the group (nothing if it is gone already), first ending the tasks this

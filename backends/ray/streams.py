@@ -23,8 +23,22 @@ from typing import Any
 
 from actorlib.backends.ray.connector import ray_module
 from actorlib.core.serialization import Serialized
+from actorlib.exceptions import NotSupportedError
 
 ray = ray_module()
+
+
+def core_worker(what: str) -> Any:
+    """Ray's core worker of this process, which streams and a group's readiness use; a
+    driver on Ray Client (``ray://``) has none."""
+    found = getattr(ray._private.worker.global_worker, "core_worker", None)
+    if found is None:
+        raise NotSupportedError(
+            f"{what} on the ray backend needs a driver connected to the Ray cluster "
+            "directly (address='auto' or the head's host:port), not through Ray Client "
+            "(ray://)"
+        )
+    return found
 
 #: The value of the slot after the last item.
 END = Serialized(pickle.dumps(None, protocol=5))
@@ -44,14 +58,14 @@ class RayStream:
 
     def head_ref(self) -> Any:
         """Ray's ref at the stream's next position (not taken from the stream)."""
-        core_worker = ray._private.worker.global_worker.core_worker
-        return core_worker.peek_object_ref_stream(self.generator.completed())[0]
+        stream = core_worker("a generator's stream")
+        return stream.peek_object_ref_stream(self.generator.completed())[0]
 
     def take(self) -> Any:
         """Take the next item from Ray's stream (Ray's backpressure counts it); its ref."""
-        core_worker = ray._private.worker.global_worker.core_worker
+        stream = core_worker("a generator's stream")
         try:
-            return core_worker.try_read_next_object_ref_stream(self.generator.completed())
+            return stream.try_read_next_object_ref_stream(self.generator.completed())
         except Exception:  # past the end (an error item is the last): nothing to take
             return None
 
