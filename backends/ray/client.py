@@ -56,6 +56,7 @@ from actorlib.core.specs import (
 )
 from actorlib.exceptions import (
     ActorDiedError,
+    ActorPlacementGroupRemoved,
     NotSupportedError,
     RuntimeClosedError,
     TaskCancelledError,
@@ -108,7 +109,8 @@ class RayCore:
         self._hooked: set[int] = set()  # ids with a Ray completion callback pending
         self._large: set[Any] = set()  # watchers of many ids (not in ``_watchers``)
         self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
-        self._killed: set[int] = set()  # actors killed for good (handles may remain)
+        # Actors killed for good (handles may remain): why, as the error their calls get.
+        self._killed: dict[int, tuple[type[ActorDiedError], str]] = {}
         self._nodes_at = 0.0
         self._groups = RayGroups()
         self._scheduler = Scheduler()
@@ -535,6 +537,9 @@ class RayCore:
         actor_id = spec.actor_id
         if get_if_exists and spec.name is not None:
             actor_id = ray.get(handle.actorlib_spec.remote()).actor_id
+        strategy = spec.scheduling_strategy
+        if type(strategy) is PlacementGroupStrategy and actor_id == spec.actor_id:
+            self._groups.track_actor(strategy.group_id, actor_id)
         with self._lock:
             entry = self._actors.get(actor_id)
             if entry is not None:
@@ -547,12 +552,13 @@ class RayCore:
 
     def submit_call(self, spec: CallSpec) -> None:
         self._check_open()
-        if spec.actor_id in self._killed:
+        killed = self._killed.get(spec.actor_id)
+        if killed is not None:
             # Ray's kill is asynchronous: a call sent right after it could still reach
             # the old instance. One this process killed for good fails, as elsewhere.
-            died = serialize(ActorDiedError(
-                f"actor {spec.actor_id:016x} was killed (actorlib.kill); "
-                f"{spec.method}() cannot run"), is_error=True)
+            died = serialize(killed[0](
+                f"actor {spec.actor_id:016x} {killed[1]}; {spec.method}() cannot run"),
+                is_error=True)
             self._adopt_returns(spec.return_ids, [ray.put(Box(died, {})) for _ in spec.return_ids])
             return
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
@@ -603,7 +609,7 @@ class RayCore:
         handle = self._handle(actor_id)[0]
         if no_restart:
             ray.kill(handle, no_restart=True)
-            self._killed.add(actor_id)
+            self._killed[actor_id] = (ActorDiedError, "was killed (actorlib.kill)")
             return
         kill_and_await_restart(handle)
 
@@ -689,8 +695,13 @@ class RayCore:
         """Cancel the tasks this process sent into the group, then remove it in Ray
         (which kills its actors and fails the work waiting for it)."""
         self._check_open()
-        self._groups.remove(group_id, functools.partial(self._end_group_tasks, group_id))
+        actors = self._groups.remove(group_id,
+                                     functools.partial(self._end_group_tasks, group_id))
         self._scheduler.forget_feasibility()
+        for actor_id in actors:  # Ray kills them soon; a call sent now must not run
+            self._killed[actor_id] = (
+                ActorPlacementGroupRemoved,
+                f"died: its placement group {id_hex(group_id)} was removed")
 
     def _end_group_tasks(self, group_id: int, tasks: list[int]) -> None:
         ended = []

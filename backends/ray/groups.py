@@ -66,6 +66,7 @@ class _Group:
     created_here: bool = False
     removed: bool = False
     tasks: list[int] = field(default_factory=list)  # return ids of tasks sent into it
+    actors: list[int] = field(default_factory=list)  # actors this process made in it
 
 
 class RayGroups:
@@ -177,6 +178,13 @@ class RayGroups:
             if len(found.tasks) > 1024:
                 found.tasks = [i for i in found.tasks if i in live]
 
+    def track_actor(self, group_id: int, actor_id: int) -> None:
+        """Remember an actor made in a group, so its removal can say it died."""
+        with self._lock:
+            found = self._groups.get(group_id)
+            if found is not None:
+                found.actors.append(actor_id)
+
     # -- readiness, removal, lookups --------------------------------------------------------
 
     def ready(self, group_id: int, value: Any) -> Any | None:
@@ -190,19 +198,21 @@ class RayGroups:
         serialized = worker.get_serialization_context().serialize(value)
         return core.async_wait_placement_group_ready(found.ray_group.id, serialized)
 
-    def remove(self, group_id: int, end_tasks: Callable[[list[int]], None]) -> None:
+    def remove(self, group_id: int, end_tasks: Callable[[list[int]], None]) -> list[int]:
         """Remove the group (nothing if it is gone already), first ending the tasks this
         process sent into it (``end_tasks`` of their return ids): Ray would retry a task
-        its removal killed, and the retry would wait for the removed group forever."""
+        its removal killed, and the retry would wait for the removed group forever.
+        Returns the actors this process made in it (Ray kills them, asynchronously)."""
         found = self._find(group_id)
         if found is None:
-            return
+            return []
         with self._lock:
             if found.removed:
-                return
+                return []
             found.removed = True
             self.removed.add(group_id)
             tasks, found.tasks = found.tasks, []
+            actors, found.actors = found.actors, []
         try:
             end_tasks(tasks)
             ray.util.remove_placement_group(found.ray_group)
@@ -215,6 +225,7 @@ class RayGroups:
                 if kv._internal_kv_get(key, namespace=KV_NAMESPACE) == \
                         id_hex(group_id).encode():
                     kv._internal_kv_del(key, namespace=KV_NAMESPACE)
+        return actors
 
     def lookup(self, name: str, namespace: str) -> PlacementGroupSpec | None:
         holder = _kv()._internal_kv_get(_name_key(namespace, name), namespace=KV_NAMESPACE)
