@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -171,7 +170,7 @@ class SharedMemoryStore(ObjectStore):
     @classmethod
     def for_driver(cls, object_store_memory: int | None = None) -> SharedMemoryStore:
         """The driver's store: pick the directory, size it, clear dead runtimes' files."""
-        session = f"{os.getpid()}-{secrets.token_hex(4)}"
+        session = f"{os.getpid()}-{os.urandom(4).hex()}"
         tmp = tempfile.gettempdir()
         directory = SHM_DIR
         usable = use_dev_shm() and os.path.isdir(SHM_DIR)
