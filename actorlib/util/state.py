@@ -22,6 +22,7 @@ __all__ = [
     "list_actors",
     "list_nodes",
     "list_objects",
+    "list_placement_groups",
     "list_tasks",
     "list_workers",
     "rows",
@@ -44,6 +45,7 @@ BRIEF: dict[str, tuple[str, ...]] = {
     "nodes": ("node_id", "state", "resources_total", "resources_available"),
     "workers": ("worker_id", "is_alive", "worker_type", "node_id", "pid", "actor_class",
                 "current_task_names"),
+    "placement_groups": ("placement_group_id", "name", "state", "strategy", "is_detached"),
 }
 KINDS = tuple(BRIEF)
 
@@ -73,7 +75,7 @@ def _source(address: str | None, timeout: float, fetch: Fetch | None) -> Fetch:
 
 
 def rows(kind: str, fetch: Fetch | None = None) -> list[dict[str, Any]]:
-    """Every row of ``kind`` (one of tasks, actors, objects, nodes, workers), unfiltered."""
+    """Every row of ``kind`` (one of :data:`KINDS`), unfiltered."""
     if kind not in KINDS:
         raise ValueError(f"unknown state kind {kind!r}; expected one of {', '.join(KINDS)}")
     return (fetch or _local_rows)(kind)
@@ -195,6 +197,17 @@ def list_workers(
     driver's own process (``worker_type`` DRIVER), which runs everything."""
     return _list("workers", address, filters, limit, timeout, detail, raise_on_missing_output,
                  _fetch)
+
+
+def list_placement_groups(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """Placement groups, removed ones included (as Ray's table keeps them), with the
+    node each bundle is reserved on (``detail=True``: ``bundles``)."""
+    return _list("placement_groups", address, filters, limit, timeout, detail,
+                 raise_on_missing_output, _fetch)
 
 
 def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
