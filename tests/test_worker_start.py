@@ -2,10 +2,11 @@
 
 ``init()`` starts the first worker before it imports the runtime
 (``actorlib.backends.prestart``), so the worker's interpreter boots while the driver goes
-on; a worker imports only what a plain task needs (no asyncio, ssl or actorlib's API
-until async code or an actor asks for them); ``import actorlib`` binds its names on first
-use. What is imported when can only be seen in a fresh interpreter, so most tests here
-run a driver script (``run_script`` also checks that no process of it is left).
+on; a worker imports only what a plain task needs (no asyncio, ssl, tempfile, hashlib or
+actorlib's API until async code or an actor asks for them); ``import actorlib`` binds its
+names on first use. What is imported when can only be seen in a fresh interpreter, so
+most tests here run a driver script (``run_script`` also checks that no process of it is
+left).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from testkit import run_script
 
 import actorlib
 
-# What a lean worker does without, and what `import actorlib` alone must not load.
-HEAVY = ("asyncio", "ssl", "anyio", "actorlib.api", "actorlib.session", "actorlib.core.runtime")
+# What a lean worker does without, and what `import actorlib` alone must not load
+# (tempfile brings shutil, random, bz2 and lzma; hashlib OpenSSL's libcrypto).
+HEAVY = ("asyncio", "ssl", "anyio", "actorlib.api", "actorlib.session", "actorlib.core.runtime",
+         "tempfile", "hashlib")
 # What the driver has not imported yet when init() starts the warm worker.
 LATER = ("asyncio", "ssl", "actorlib.core.runtime", "actorlib.backends.process.backend")
 
