@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -40,6 +41,7 @@ from actorlib.backends.output import (
 )
 from actorlib.backends.proc_title import TaskTitles, set_title
 from actorlib.backends.process.claims import ClaimTable
+from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import framing
@@ -69,6 +71,12 @@ from actorlib.core.fds import fill_standard_fds
 from actorlib.core.serialization import set_buffer_mapper
 
 PR_SET_PDEATHSIG = 1
+# How often the main thread looks at a task run on the reading thread: while tasks come,
+# and at most when none has come for a while (see ``Worker.run``).
+# Not more often: under load a short task is often preempted for tens of milliseconds,
+# and each hand-over of reading costs a thread wake-up.
+WATCH_BUSY_S = 0.1
+WATCH_IDLE_S = 1.0
 
 
 def die_with_parent(parent_pid: int, lifeline: int | None = None) -> None:
@@ -107,6 +115,7 @@ class Worker:
     def __init__(self, sock: socket.socket, claims: ClaimTable | None = None) -> None:
         self.claims = claims
         self.local: LocalRunner | None = None
+        self.inline: InlineTasks | None = None
         self.client: RemoteCoreClient | None = None
         # Who the last task or actor given is, (short name, id): it names fd-level output.
         # Not the work itself: its arguments would stay mapped, and their arena extents
@@ -145,6 +154,8 @@ class Worker:
         self.last_work = (run.spec.name.rpartition(".")[2], run.spec.task_id)
         if run.job != self._job:  # a cluster driver's first task here, or another's
             self._enter_job(run.job, run.spec.task_id)
+        if self.inline is not None and self.inline.run(run):
+            return
         self.local.run_task(run)
 
     def _run_call(self, message: RunCall) -> None:
@@ -272,6 +283,7 @@ class Worker:
         self.client = client
         context.install(client)
         self.local = local
+        self.inline = InlineTasks(local, self.conn)
         self._setup_output(config)
         stacks.enable(config.get("stack_dir"))  # `actorlib stack`: dump on SIGUSR1
 
@@ -339,12 +351,23 @@ class Worker:
         self.exit.set()
 
     def run(self) -> None:
-        # The main thread has nothing else to do: it tells the driver this process is
-        # alive, when the driver checks (``worker_timeout_s``). A frozen process, or one
-        # stuck holding the GIL, falls silent.
-        while not self.exit.wait(self.alive_every_s or 1.0):
-            if self.alive_every_s:
+        # The main thread tells the driver this process is alive, when the driver checks
+        # (``worker_timeout_s``): a frozen process, or one stuck holding the GIL, falls
+        # silent. And it watches the tasks run on the reading thread (``InlineTasks``):
+        # one still running at the next look has reading passed to a spare thread.
+        # Looks are frequent while tasks come, rare when none has for a while.
+        seen = 0
+        pause = WATCH_BUSY_S
+        next_alive = time.monotonic() + (self.alive_every_s or 0.0)
+        while not self.exit.wait(pause):
+            if self.alive_every_s and time.monotonic() >= next_alive:
+                next_alive = time.monotonic() + self.alive_every_s
                 self.conn.send(Alive())
+            runs = self.conn.watch_inline(seen)
+            pause = WATCH_BUSY_S if runs != seen else min(pause * 2, WATCH_IDLE_S)
+            if self.alive_every_s:  # signs of life at most half a period late
+                pause = min(pause, self.alive_every_s / 2)
+            seen = runs
         if self.client is not None:
             self.client.close()
         self._close_output()
