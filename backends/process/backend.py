@@ -254,7 +254,7 @@ class ProcessBackend(Backend):
         self._stopping = True
         for worker in self._workers:
             worker.expected_exit = True
-            worker.send(Exit())
+            worker.send_urgent(Exit())
         await self._all_dead(3.0)
         for worker in self._workers:
             if not worker.dead:
@@ -402,7 +402,7 @@ class ProcessBackend(Backend):
             if force:
                 worker.kill()
             else:
-                worker.send(CancelRun(id, False))
+                worker.send_urgent(CancelRun(id, False))
             return
         worker = self._call_worker.get(id)
         if worker is not None:

@@ -43,6 +43,7 @@ from actorlib.backends.proc_title import TaskTitles, set_title
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
+from actorlib.backends.process.urgent import Wakeup
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import framing
 from actorlib.backends.transport.forwarding import ForwardedEvents
@@ -74,9 +75,11 @@ PR_SET_PDEATHSIG = 1
 # How often the main thread looks at a task run on the reading thread: while tasks come,
 # and at most when none has come for a while (see ``Worker.run``).
 # Not more often: under load a short task is often preempted for tens of milliseconds,
-# and each hand-over of reading costs a thread wake-up.
-WATCH_BUSY_S = 0.1
-WATCH_IDLE_S = 1.0
+# and each hand-over of reading costs a thread wake-up. A cancel or an exit does not wait
+# for a look: the driver signals the worker (``urgent``). ACTORLIB_INLINE_WATCH_S sets
+# the busy period (the idle one is ten times it, at least a second).
+WATCH_BUSY_S = float(os.environ.get("ACTORLIB_INLINE_WATCH_S") or 0.1)
+WATCH_IDLE_S = max(1.0, 10 * WATCH_BUSY_S)
 
 
 def die_with_parent(parent_pid: int, lifeline: int | None = None) -> None:
@@ -133,6 +136,9 @@ class Worker:
         self._job = 0
         self._hooked: set[int] = set()
         self.exit = threading.Event()
+        # The main thread's wait between looks: a driver's signal (something urgent was
+        # sent) or an exit ends it early. Made here, on the main thread.
+        self.wakeup = Wakeup()
         #: One handler per record of ``messages.ToWorker``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Init: lambda message: self._init(message.config), SysPath: self._sys_path,
@@ -142,7 +148,7 @@ class Worker:
             ItemsConsumed: self._items_consumed,
             Ready: self._ready, Reply: self._reply, Exit: self._exit,
         }
-        self.conn = framing.BlockingConnection(sock, self._on_message, self.exit.set)
+        self.conn = framing.BlockingConnection(sock, self._on_message, self._stop)
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
@@ -233,7 +239,11 @@ class Worker:
             os._exit(1)
 
     def _exit(self, message: Exit) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         self.exit.set()
+        self.wakeup.poke()
 
     alive_every_s: float | None = None
 
@@ -348,18 +358,24 @@ class Worker:
     def _exit_after_actors(self) -> None:
         if self.local is not None:
             self.local.join_stopped_actors()
-        self.exit.set()
+        self._stop()
 
     def run(self) -> None:
         # The main thread tells the driver this process is alive, when the driver checks
         # (``worker_timeout_s``): a frozen process, or one stuck holding the GIL, falls
         # silent. And it watches the tasks run on the reading thread (``InlineTasks``):
         # one still running at the next look has reading passed to a spare thread.
-        # Looks are frequent while tasks come, rare when none has for a while.
+        # Looks are frequent while tasks come, rare when none has for a while; the
+        # driver's signal that it sent something urgent (a cancel, an exit) passes
+        # reading on at once.
         seen = 0
         pause = WATCH_BUSY_S
         next_alive = time.monotonic() + (self.alive_every_s or 0.0)
-        while not self.exit.wait(pause):
+        while not self.exit.is_set():
+            if self.wakeup.wait(pause):
+                self.conn.urgent()
+            if self.exit.is_set():
+                break
             if self.alive_every_s and time.monotonic() >= next_alive:
                 next_alive = time.monotonic() + self.alive_every_s
                 self.conn.send(Alive())

@@ -136,6 +136,9 @@ class BlockingConnection:
         self._owner: int | None = None  # the ident of the thread that reads now
         self._inline = 0  # the owner's ident while it runs work inline, else 0
         self._inline_runs = 0  # counts inline runs: the watchdog's sign of progress
+        # Something urgent was sent while no inline work held the reading: the next
+        # inline work hands reading over as it starts (see ``urgent``).
+        self._urgent = False
         self._pumping = 0  # nested reads of a handler waiting for an answer (``pump``)
         self._spares: list[int] = []  # threads waiting to read, by ident
         self._wakes: dict[int, threading.Event] = {}  # how each such thread is woken
@@ -211,27 +214,45 @@ class BlockingConnection:
         worker runs a task on the thread that read it: no hop to another thread.
 
         Nothing is read meanwhile, so reading passes to a spare thread when the work must
-        wait for an answer (``yield_reading``) or when it runs long enough for a watchdog
-        to notice (``watch_inline``); after the work this thread reads on if it still
-        owns the socket, else it becomes a spare.
+        wait for an answer (``yield_reading``), when the driver says something urgent
+        waits (``urgent``: a cancel, an exit) or when the work runs long enough for a
+        watchdog to notice (``watch_inline``); after the work this thread reads on if it
+        still owns the socket, else it becomes a spare.
         """
         me = get_ident()
         self._inline_runs += 1
         self._inline = me
         try:
+            if self._urgent:  # said before this work began: what it is about may be queued
+                with self._role:
+                    if self._owner == me:
+                        self._hand_over()
             work()
         finally:
             with self._role:
                 self._inline = 0
 
     def yield_reading(self) -> None:
-        """Inline work is about to wait for an answer: another thread reads from now on."""
-        me = get_ident()
-        if self._inline != me:
+        """This thread is about to wait for an answer: if inline work holds the reading
+        (this thread's, or the task's that started this thread), another thread reads from
+        now on."""
+        if not self._inline:
             return
         with self._role:
-            if self._inline == me and self._owner == me:
+            if self._inline and self._owner == self._inline:
                 self._hand_over()
+
+    def urgent(self) -> None:
+        """The driver sent something that must not wait for inline work (a cancel, an
+        exit; it signals the worker, see :mod:`actorlib.backends.process.urgent`): reading
+        passes to a spare thread now if inline work holds it, else the next inline work
+        passes it on as it starts (the message may still be queued behind that work's).
+        Called from another thread than the reading one."""
+        with self._role:
+            if self._inline and self._owner == self._inline:
+                self._hand_over()
+            else:
+                self._urgent = True
 
     def watch_inline(self, seen: int) -> int:
         """Called now and then from another thread (the watchdog): if the same inline work
@@ -249,8 +270,10 @@ class BlockingConnection:
         Called on the thread of a task, which a cancel interrupts between any two
         bytecodes: each step leaves a state that works if the next never comes (this
         thread still reads; a spare woken too early waits again; one taken off the list
-        and never woken waits, idle, until the connection is lost).
+        and never woken waits, idle, until the connection is lost). The new reader reads
+        everything pending, so an urgent message no longer waits.
         """
+        self._urgent = False
         if self._spares:
             ident = self._spares.pop()
             self._wakes[ident].set()  # it checks, once we release ``_role``, that it reads
