@@ -300,3 +300,74 @@ def test_a_cancel_interrupting_the_hand_over_leaves_a_reader(inline_link):
     c = _watch(core, client, 3, lambda _id, _value: after.set())
     core.send(Ready(c, 3, value))
     assert after.wait(T), "nobody reads after an interrupted hand-over"
+
+
+def test_an_urgent_message_passes_reading_on_while_inline_work_runs(inline_link):
+    """The driver's signal (a cancel or an exit was sent) makes the worker's main thread
+    call ``urgent``: reading passes to a spare at once, with no watchdog look."""
+    core, client, conn = inline_link
+    started, released, done = threading.Event(), threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def work() -> None:
+        started.set()
+        waited.append(released.wait(T))
+
+    def first(_id: int, _value: Any) -> None:
+        conn.run_inline(work)
+        done.set()
+
+    a = _watch(core, client, 1, first)
+    b = _watch(core, client, 2, lambda _id, _value: released.set())
+    value = serialize(None)
+    core.send(Ready(a, 1, value))
+    assert started.wait(T)
+    conn.urgent()
+    assert conn.reads_here() is False
+    core.send(Ready(b, 2, value))
+    assert done.wait(T)
+    assert waited == [True], "nobody read the urgent message"
+
+
+def test_an_urgent_message_before_inline_work_passes_reading_on_as_it_starts(inline_link):
+    """Said while no inline work runs (the urgent message may be decoded already, queued
+    behind the task that runs next): the next inline work hands reading over first."""
+    core, client, conn = inline_link
+    released, done = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def first(_id: int, _value: Any) -> None:
+        conn.run_inline(lambda: waited.append(released.wait(T)))
+        done.set()
+
+    a = _watch(core, client, 1, first)
+    b = _watch(core, client, 2, lambda _id, _value: released.set())
+    value = serialize(None)
+    conn.urgent()
+    core.send(Ready(a, 1, value), Ready(b, 2, value))  # one write: b waits behind a's work
+    assert done.wait(T)
+    assert waited == [True], "the message behind the inline work was not read"
+
+
+def test_a_thread_of_inline_work_waiting_for_an_answer_passes_reading_on(inline_link):
+    """Inline work whose own thread asks the core (and waits for that answer before it
+    ends): the asking thread hands reading over, no watchdog look needed."""
+    core, client, conn = inline_link
+    answers: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        helper = threading.Thread(target=lambda: answers.append(client.withdraw([7])))
+        helper.start()
+        helper.join(T)
+
+    def first(_id: int, _value: Any) -> None:
+        conn.run_inline(work)
+        done.set()
+
+    a = _watch(core, client, 1, first)
+    core.send(Ready(a, 1, serialize(None)))
+    request = core.expect(Request)
+    core.send(Reply(request.req, True, [True]))
+    assert done.wait(T)
+    assert answers == [[True]], "the answer to the task's thread was not read"

@@ -28,6 +28,7 @@ from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
+from actorlib.backends.process import urgent
 from actorlib.backends.process.code_envs import CodeEnvDirs
 from actorlib.backends.process.launch import Launched
 from actorlib.backends.process.worker_process import (
@@ -86,6 +87,7 @@ class ProcessBackend(Backend):
         self._worker_extra: dict[str, Any] = {}
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
+        self._inline_watch_s = urgent.WATCH_S
         self._stopping = False
         self._trimming: threading.Thread | None = None  # giving the arena's free pages back
         self._trim_every = 5.0
@@ -107,6 +109,7 @@ class ProcessBackend(Backend):
     # == lifecycle ==========================================================================
 
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
+        self._inline_watch_s = urgent.watch_period()  # a bad value fails before anything starts
         self.events = events
         self.client = events.client
         self.loop = asyncio.get_running_loop()
@@ -168,6 +171,7 @@ class ProcessBackend(Backend):
             "sys_path": list(sys.path),
             "store": self._store_config,
             "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
+            "inline_watch_s": self._inline_watch_s,
             "output": self._output_config,
             "stack_dir": self._stack_dir,
             "log_dir": self._log_dir,

@@ -28,6 +28,29 @@ from types import FrameType
 
 #: None where the platform has no such signal (Windows): no nudge, the looks remain.
 SIGNAL: signal.Signals | None = getattr(signal, "SIGURG", None)
+#: How often a worker's main thread looks at a task run on its reading thread while tasks
+#: come (``ACTORLIB_INLINE_WATCH_S``); when none has come for a while, ten times as
+#: rarely (at least every second). Not more often: under load a short task is often
+#: preempted for tens of milliseconds, and each hand-over of reading costs a wake-up.
+#: A cancel or an exit does not wait for a look.
+WATCH_S = 0.1
+
+
+def watch_period() -> float:
+    """The looks' period for this driver's workers: ``ACTORLIB_INLINE_WATCH_S`` or
+    :data:`WATCH_S` (read in the driver, so a bad value fails ``init``)."""
+    value = os.environ.get("ACTORLIB_INLINE_WATCH_S")
+    if value is None or value == "":
+        return WATCH_S
+    try:
+        period = float(value)
+    except ValueError:
+        period = 0.0
+    if not period > 0 or period == float("inf"):
+        raise ValueError(
+            f"ACTORLIB_INLINE_WATCH_S must be a positive number of seconds, got {value!r}"
+        )
+    return period
 
 
 def notify(pid: int) -> None:

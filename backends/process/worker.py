@@ -40,6 +40,7 @@ from actorlib.backends.output import (
     run_setup_hook,
 )
 from actorlib.backends.proc_title import TaskTitles, set_title
+from actorlib.backends.process import urgent
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
@@ -72,14 +73,6 @@ from actorlib.core.fds import fill_standard_fds
 from actorlib.core.serialization import set_buffer_mapper
 
 PR_SET_PDEATHSIG = 1
-# How often the main thread looks at a task run on the reading thread: while tasks come,
-# and at most when none has come for a while (see ``Worker.run``).
-# Not more often: under load a short task is often preempted for tens of milliseconds,
-# and each hand-over of reading costs a thread wake-up. A cancel or an exit does not wait
-# for a look: the driver signals the worker (``urgent``). ACTORLIB_INLINE_WATCH_S sets
-# the busy period (the idle one is ten times it, at least a second).
-WATCH_BUSY_S = float(os.environ.get("ACTORLIB_INLINE_WATCH_S") or 0.1)
-WATCH_IDLE_S = max(1.0, 10 * WATCH_BUSY_S)
 
 
 def die_with_parent(parent_pid: int, lifeline: int | None = None) -> None:
@@ -136,6 +129,7 @@ class Worker:
         self._job = 0
         self._hooked: set[int] = set()
         self.exit = threading.Event()
+        self.watch_s = urgent.WATCH_S  # the main thread's looks (``Init`` may change it)
         # The main thread's wait between looks: a driver's signal (something urgent was
         # sent) or an exit ends it early. Made here, on the main thread.
         self.wakeup = Wakeup()
@@ -251,6 +245,7 @@ class Worker:
         if config.get("alive_every_s"):
             self.alive_every_s = config["alive_every_s"]
             self.conn.send(Alive())
+        self.watch_s = config.get("inline_watch_s") or urgent.WATCH_S
         for entry in reversed(config["sys_path"]):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
@@ -369,7 +364,7 @@ class Worker:
         # driver's signal that it sent something urgent (a cancel, an exit) passes
         # reading on at once.
         seen = 0
-        pause = WATCH_BUSY_S
+        pause = self.watch_s
         next_alive = time.monotonic() + (self.alive_every_s or 0.0)
         while not self.exit.is_set():
             if self.wakeup.wait(pause):
@@ -380,7 +375,8 @@ class Worker:
                 next_alive = time.monotonic() + self.alive_every_s
                 self.conn.send(Alive())
             runs = self.conn.watch_inline(seen)
-            pause = WATCH_BUSY_S if runs != seen else min(pause * 2, WATCH_IDLE_S)
+            busy = self.watch_s  # ``Init`` sets it (after this loop began)
+            pause = busy if runs != seen else min(pause * 2, max(1.0, 10 * busy))
             if self.alive_every_s:  # signs of life at most half a period late
                 pause = min(pause, self.alive_every_s / 2)
             seen = runs
