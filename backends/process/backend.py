@@ -370,7 +370,7 @@ class ProcessBackend(Backend):
     def recall(self, task_id: int) -> None:
         worker = self._task_worker.get(task_id)
         if worker is not None and not self._take_back(worker, task_id):
-            worker.send(Recall(task_id))
+            worker.send_urgent(Recall(task_id))
 
     def take_back(self, task_id: int) -> bool:
         worker = self._task_worker.get(task_id)
