@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -327,34 +328,48 @@ def _checks_of(code: CodeRef, methods: dict[str, Any]) -> dict[str, ArgCheck | N
 
 class PendingCalls:
     """``max_pending_calls``: the calls made through one handle and not yet finished,
-    forgotten as each first return is ready (a watch, only on such handles)."""
+    forgotten as each first return is ready (a watch, only on such handles).
 
-    __slots__ = ("ids", "limit")
+    A call takes its place before it is submitted (:meth:`reserve`) and under a lock, so
+    threads calling through one handle at once never get past the limit together.
+    """
+
+    __slots__ = ("_lock", "_reserved", "ids", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.ids: set[int] = set()
+        self._reserved = 0  # places taken by calls still being submitted
+        self._lock = threading.RLock()  # a watch may run its callback on this thread
 
-    def check(self, client: Client, label: str) -> None:
-        ids = self.ids
-        if len(ids) >= self.limit:
-            # Ready a moment ago, its watch not yet run: a caller that just read the
-            # results must not be refused.
-            ids.difference_update(client.ready_values(list(ids), len(ids), False))
-        if len(ids) >= self.limit:
-            raise PendingCallsLimitExceeded(
-                f"{label}: this actor handle already has {len(self.ids)} calls not yet "
-                f"finished (max_pending_calls={self.limit}); wait for some results first"
-            )
+    def reserve(self, client: Client, label: str) -> None:
+        with self._lock:
+            ids = self.ids
+            if len(ids) + self._reserved >= self.limit and ids:
+                # Ready a moment ago, its watch not yet run: a caller that just read the
+                # results must not be refused.
+                ids.difference_update(client.ready_values(list(ids), len(ids), False))
+            if len(ids) + self._reserved >= self.limit:
+                raise PendingCallsLimitExceeded(
+                    f"{label}: this actor handle already has {len(ids) + self._reserved} "
+                    f"calls not yet finished (max_pending_calls={self.limit}); wait for "
+                    "some results first"
+                )
+            self._reserved += 1
 
-    def add(self, client: Client, id_: int | None) -> None:
-        if id_ is None:  # num_returns=0: nothing to watch, as it has nothing to wait for
-            return
-        self.ids.add(id_)
-        client.watch([id_], self._finished, reads=False)
+    def settle(self, client: Client, id_: int | None) -> None:
+        """The reserved place goes to the call's first return ``id_``; None gives it back
+        (submission failed, or ``num_returns=0``: nothing to wait for)."""
+        with self._lock:
+            self._reserved -= 1
+            if id_ is not None:
+                self.ids.add(id_)
+        if id_ is not None:
+            client.watch([id_], self._finished, reads=False)
 
     def _finished(self, id_: int, value: object) -> None:
-        self.ids.discard(id_)
+        with self._lock:
+            self.ids.discard(id_)
 
 
 class ActorMethod(Generic[P, R]):
@@ -403,11 +418,24 @@ class ActorMethod(Generic[P, R]):
             raise RuntimeClosedError(
                 f"{handle!r} belongs to an actorlib runtime that was shut down."
             )
-        opts = self._options
         label = f"{handle._class_name}.{self._name}"
         pending = handle._pending
-        if pending is not None:
-            pending.check(client, label)
+        if pending is None:
+            return self._submit(client, args, kwargs, label)[0]
+        pending.reserve(client, label)
+        first: int | None = None
+        try:
+            result, return_ids = self._submit(client, args, kwargs, label)
+            first = return_ids[0] if return_ids else None
+        finally:
+            pending.settle(client, first)
+        return result
+
+    def _submit(
+        self, client: Client, args: tuple[Any, ...], kwargs: dict[str, Any], label: str
+    ) -> tuple[Any, tuple[int, ...]]:
+        handle = self._handle
+        opts = self._options
         packed = pack_args(client, args, kwargs, label)
         call_id = client.ids.next()
         return_ids, count, generator, result = mint_results(
@@ -427,6 +455,4 @@ class ActorMethod(Generic[P, R]):
             generator=generator,
             backpressure=opts.get("_generator_backpressure_num_objects", -1),
         ))
-        if pending is not None:
-            pending.add(client, return_ids[0] if return_ids else None)
-        return result
+        return result, return_ids

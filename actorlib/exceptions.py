@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "ActorAlreadyExistsError",
     "ActorDiedError",
     "ActorError",
+    "ActorPlacementGroupRemoved",
     "ActorUnavailableError",
     "ActorlibError",
     "ActorlibWarning",
@@ -60,6 +62,7 @@ __all__ = [
     "SystemFailureError",
     "TaskCancelledError",
     "TaskError",
+    "TaskPlacementGroupRemoved",
     "WorkerCrashedError",
 ]
 
@@ -220,6 +223,15 @@ class ActorDiedError(ActorError):
             self.__cause__ = cause
 
 
+class ActorPlacementGroupRemoved(ActorDiedError):
+    """The actor died because its placement group was removed (Ray's name)."""
+
+
+class ActorAlreadyExistsError(ActorlibError, ValueError):
+    """An actor of this name already lives in the namespace (Ray's name; a ``ValueError``
+    as in Ray): reach it with ``get_actor()`` or ``options(get_if_exists=True)``."""
+
+
 class ActorUnavailableError(ActorError):
     """The actor is temporarily unreachable (for example, restarting)."""
 
@@ -235,6 +247,10 @@ class GetTimeoutError(ActorlibError, TimeoutError):
 
 class TaskCancelledError(ActorlibError):
     """The task was cancelled with ``cancel()`` before it could produce a result."""
+
+
+class TaskPlacementGroupRemoved(TaskCancelledError):
+    """The task was ended because its placement group was removed (Ray's name)."""
 
 
 class WorkerCrashedError(ActorlibError):

@@ -127,6 +127,44 @@ class RuntimeContext:
         group = current_group()
         return None if group is None else group.id.hex()
 
+    @property
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        """Whether work this task or actor submits joins its placement group by default
+        (``capture_child_tasks=True`` in its strategy)."""
+        from actorlib.placement import PlacementGroupStrategy
+
+        ctx = _execution()
+        strategy = ctx.spec.scheduling_strategy if ctx is not None and ctx.spec else None
+        return isinstance(strategy, PlacementGroupStrategy) and strategy.capture_child_tasks
+
+    def get_worker_id(self) -> str:
+        """The hex id of the process this code runs in, as ``list_workers()`` shows it (on
+        the thread and sim backends, which run everything in the driver: the driver's)."""
+        return id_hex(session.client().ids.prefix)
+
+    def get_actor_name(self) -> str | None:
+        """The running actor's name ("" for an unnamed one); None outside actors."""
+        ctx = _execution()
+        spec = ctx.spec if ctx is not None else None
+        if ctx is None or ctx.actor_id is None or not isinstance(spec, ActorSpec):
+            return None
+        return spec.name or ""
+
+    def get_accelerator_ids(self) -> dict[str, list[str]]:
+        """The accelerators the running task or actor holds, by kind, as id strings (Ray's
+        form; actorlib schedules GPUs only): ``{"GPU": ["0"]}``, empty lists in the driver."""
+        ctx = _execution()
+        return {"GPU": [str(i) for i in ctx.gpu_ids] if ctx is not None else []}
+
+    def get_node_labels(self) -> dict[str, str]:
+        """The labels of the node this code runs on (``init(labels=)``, a node's
+        ``--labels``)."""
+        node_id = self.get_node_id()
+        for node in session.client().nodes():
+            if node.node_id == node_id:
+                return dict(node.labels)
+        return {}
+
     def get(self) -> dict[str, Any]:
         """Ray's older dict form of the context."""
         out: dict[str, Any] = {

@@ -17,6 +17,8 @@ from dashboard_client import get
 from testkit import wait_for
 
 import actorlib
+from actorlib import exceptions as exc
+from actorlib.util import state
 
 T = 60
 
@@ -56,6 +58,29 @@ def test_the_log_files_and_a_tail_of_one(backend: str, tmp_path: Path) -> None:
         assert status == 200 and short["truncated"] and short["size"] == tail["size"]
         assert len(short["text"].encode()) <= 100
         assert all(line.startswith("(printer pid=") for line in short["text"].splitlines())
+
+        # The same through Ray's list_logs / get_log.
+        logs = state.list_logs()
+        assert f"worker-{pid}.log" in logs["worker"]
+        assert state.list_logs(glob_filter=f"*-{pid}.log") == {"worker": [f"worker-{pid}.log"]}
+        assert state.list_logs(node_id="no-such-node") == {}
+        last = list(state.get_log(filename=f"worker-{pid}.log", tail=3))
+        assert [line.rsplit(" ", 4)[-4:] for line in last] == [
+            ["line", str(i), "of", "200"] for i in (197, 198, 199)]
+        assert list(state.get_log(pid=pid, tail=3)) == last
+        ref = printer.remote(3)
+        by_task = actorlib.get(ref, timeout=T)
+        task_log = wait_for(lambda: list(state.get_log(task_id=ref.task_id().hex(), tail=1))
+                            or None, "the task's lines")
+        assert task_log[0].endswith("log line 2 of 3") and f"worker-{by_task}.log" in (
+            state.list_logs()["worker"])
+        for bad, error in (({"pid": pid, "follow": True}, exc.NotSupportedError),
+                           ({"pid": pid, "tail": 0}, ValueError),
+                           ({"filename": "raylet.out"}, ValueError),
+                           ({"pid": pid, "task_id": "00"}, ValueError),
+                           ({"pid": 99999999}, LookupError)):
+            with pytest.raises(error):
+                list(state.get_log(**bad))
 
         # Bad input: a clear error, nothing read.
         for path, code, words in (

@@ -8,6 +8,7 @@ import pytest
 from testkit import T, live_actors
 
 import actorlib
+from actorlib.exceptions import ActorAlreadyExistsError
 
 pytestmark = pytest.mark.shared_runtime
 
@@ -104,8 +105,9 @@ def test_get_if_exists(rt):
 
 def test_duplicate_name_rejected(rt):
     box = Box.options(name="taken").remote()
-    with pytest.raises(ValueError):
+    with pytest.raises(ActorAlreadyExistsError, match="already exists") as caught:
         Box.options(name="taken").remote()
+    assert isinstance(caught.value, ValueError)  # Ray's: an ActorAlreadyExistsError is one
     assert actorlib.get(box.read.remote(), timeout=T) == 0
 
 

@@ -15,9 +15,11 @@ from testkit import Sync, T, wait_until
 import actorlib
 from actorlib.exceptions import (
     ActorDiedError,
+    ActorPlacementGroupRemoved,
     InfeasibleResourceError,
     NotSupportedError,
     TaskCancelledError,
+    TaskPlacementGroupRemoved,
 )
 from actorlib.util.placement_group import (
     PlacementGroup,
@@ -201,6 +203,10 @@ def test_capture_child_tasks(rt: Any) -> None:
     assert actorlib.get(not_captured, timeout=T) is None
     member = Member.options(scheduling_strategy=in_group(pg, capture=True)).remote()
     assert actorlib.get(member.child_group.remote(), timeout=T) == pg
+    assert actorlib.get([
+        captures.options(scheduling_strategy=in_group(pg, 0, True)).remote(),
+        captures.options(scheduling_strategy=in_group(pg, 0)).remote(),
+    ], timeout=T) == [True, False]
 
 
 def test_legacy_placement_group_options(rt: Any) -> None:
@@ -213,7 +219,15 @@ def test_legacy_placement_group_options(rt: Any) -> None:
 
 @actorlib.remote
 def gpu_ids() -> list[int]:
-    return list(actorlib.get_gpu_ids())
+    ids = list(actorlib.get_gpu_ids())
+    accelerators = actorlib.get_runtime_context().get_accelerator_ids()
+    assert accelerators == {"GPU": [str(i) for i in ids]}, accelerators
+    return ids
+
+
+@actorlib.remote
+def captures() -> bool:
+    return actorlib.get_runtime_context().should_capture_child_tasks_in_placement_group
 
 
 @pytest.mark.init_kwargs(num_gpus=2)
@@ -242,10 +256,13 @@ def test_remove_kills_actors_and_ends_tasks(rt: Any) -> None:
     actorlib.get(sync.wait_count.remote(1), timeout=T)
     waiting = busy.options(scheduling_strategy=in_group(pg, 1)).remote(sync, 0)  # no room
     remove_placement_group(pg)
-    with pytest.raises(ActorDiedError, match=r"placement group .* was removed"):
+    with pytest.raises(ActorPlacementGroupRemoved, match=r"placement group .* was removed") as died:
         actorlib.get(member.group.remote(), timeout=T)
-    with pytest.raises(TaskCancelledError, match=r"placement group .* was removed"):
+    with pytest.raises(TaskPlacementGroupRemoved, match=r"placement group .* was removed") as ended:
         actorlib.get(waiting, timeout=T)
+    # Ray's names, and still the errors they were: except clauses for either work.
+    assert isinstance(died.value, ActorDiedError)
+    assert isinstance(ended.value, TaskCancelledError)
     with pytest.raises(TaskCancelledError):
         actorlib.get(running, timeout=T)
     wait_until(lambda: free_cpus() == 4.0, timeout=T, what="the group's CPUs freed")

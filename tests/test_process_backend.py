@@ -15,12 +15,15 @@ Tests never share Python objects with tasks: attempts are counted in files under
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +44,9 @@ from actorlib import exceptions as exc
 from actorlib import session
 from actorlib.backends.process import portable
 from actorlib.backends.process.shm_files import fallback_dir
+from actorlib.backends.process.worker_process import settle_socket
+from actorlib.backends.transport import wire
+from actorlib.core.loop import new_event_loop
 
 # Where object files live: the fallback directory when the portable stand-ins are forced
 # (test_portable.py reruns tests of this module that way; workers import it with the flag).
@@ -1141,3 +1147,38 @@ def test_without_a_worker_timeout_a_stopped_worker_is_left_alone(prt, tmp_path):
 def test_worker_timeout_must_be_a_positive_number(bad, _leak_check):
     with pytest.raises(ValueError, match="worker_timeout_s"):
         actorlib.init(backend="process", worker_timeout_s=bad)
+
+
+def test_a_worker_gone_before_it_is_connected_leaves_no_stale_descriptor() -> None:
+    """A worker that died before the driver connected to it: writing its ``Init`` fails
+    inside ``connection_made`` and the transport closes the descriptor before uvloop ties
+    the socket object to it. That object must not close the number again when collected:
+    by then the number was another worker's pidfd, whose exit went unseen, and
+    ``shutdown()`` waited for it forever."""
+
+    async def connect() -> tuple[socket.socket, int]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        theirs.close()  # the worker is gone
+        conn = wire.Connection(loop, lambda message: None, lambda: None)
+        conn.send(("init",))  # queued until connected, as a worker's Init is
+        connecting = loop.create_task(loop.create_unix_connection(lambda: conn, sock=ours))
+        connecting.add_done_callback(functools.partial(settle_socket, ours))
+        await asyncio.wait([connecting])
+        await asyncio.sleep(0)  # the done callback
+        reader, writer = os.pipe()  # takes the freed number, as a new worker's pidfd would
+        os.close(writer)
+        return ours, reader
+
+    loop = new_event_loop()
+    try:
+        ours, reader = loop.run_until_complete(connect())
+    finally:
+        loop.close()
+    try:
+        assert ours.fileno() == -1  # the socket object no longer claims a descriptor
+        del ours
+        gc.collect()
+        os.fstat(reader)  # still open: nobody closed it by its stale number
+    finally:
+        os.close(reader)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
+import os
 import pickle
 import queue as stdlib_queue
 import subprocess
@@ -25,6 +26,7 @@ from actorlib.core.ids import ActorID, JobID, NodeID, ObjectID, TaskID
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 from actorlib.job_config import JobConfig
 from actorlib.runtime_env import RuntimeEnv
+from actorlib.util import state
 from actorlib.util.queue import Empty, Full, Queue
 
 pytestmark = pytest.mark.shared_runtime
@@ -233,6 +235,33 @@ def test_runtime_context_in_a_task(rt: Any) -> None:
     assert got["resources"] == {"CPU": 2.0, "widget": 1.0}
     assert got["canceled"] is False
     assert got["namespace"] == rt.namespace
+
+
+def test_runtime_context_names_the_worker_actor_and_accelerators(rt: Any) -> None:
+    @actorlib.remote
+    def where() -> tuple[str, int, dict[str, list[str]], str | None, str, dict[str, str]]:
+        ctx = actorlib.get_runtime_context()
+        return (ctx.get_worker_id(), os.getpid(), ctx.get_accelerator_ids(),
+                ctx.get_actor_name(), ctx.get_node_id(), ctx.get_node_labels())
+
+    @actorlib.remote
+    class Named:
+        def name(self) -> str | None:
+            return actorlib.get_runtime_context().get_actor_name()
+
+    worker_id, pid, accelerators, actor_name, node, labels = actorlib.get(
+        where.remote(), timeout=T)
+    rows = {row["worker_id"]: row for row in state.list_workers(detail=True)}
+    assert rows[worker_id]["pid"] == pid  # the worker list shows the process it ran in
+    assert accelerators == {"GPU": []} and actor_name is None
+    assert labels == next(n["Labels"] for n in actorlib.nodes() if n["NodeID"] == node)
+    named = Named.options(name="runtime-context-named").remote()
+    assert actorlib.get(named.name.remote(), timeout=T) == "runtime-context-named"
+    assert actorlib.get(Named.remote().name.remote(), timeout=T) == ""
+    ctx = actorlib.get_runtime_context()
+    assert ctx.get_actor_name() is None and ctx.get_accelerator_ids() == {"GPU": []}
+    assert ctx.should_capture_child_tasks_in_placement_group is False
+    actorlib.kill(named)
 
 
 def test_current_actor_is_a_working_handle_to_itself(rt: Any) -> None:

@@ -4,6 +4,7 @@ handle refuses calls while too many are unfinished) and ``accelerator_type``."""
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from typing import Any
 
@@ -25,6 +26,9 @@ class Worker:
 
     def ping(self) -> str:
         return "pong"
+
+    def echo(self, value: Any) -> Any:
+        return value
 
 
 def test_a_handle_refuses_calls_beyond_max_pending_calls(rt: Any) -> None:
@@ -61,6 +65,39 @@ def test_calls_whose_refs_were_dropped_count_until_they_finish(rt: Any) -> None:
             assert time.monotonic() < deadline, "the finished calls still count"
             time.sleep(0.01)
     assert actorlib.get(ref, timeout=T) == "pong"
+
+
+def test_threads_calling_through_one_handle_never_pass_the_limit_together(rt: Any) -> None:
+    gate = Gate.remote()
+    worker = Worker.options(max_pending_calls=3).remote()
+    taken: list[Any] = []
+    refused: list[int] = []
+    start = threading.Barrier(8)
+
+    def call() -> None:
+        start.wait(timeout=T)
+        for _ in range(20):
+            try:
+                taken.append(worker.hold.remote(gate))
+            except PendingCallsLimitExceeded:
+                refused.append(1)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=T)
+    assert len(taken) == 3 and len(refused) == 8 * 20 - 3
+    actorlib.get(gate.open.remote(), timeout=T)
+    assert actorlib.get(taken, timeout=T) == ["held"] * 3
+
+
+def test_a_call_that_fails_to_submit_gives_its_place_back(rt: Any) -> None:
+    worker = Worker.options(max_pending_calls=1).remote()
+    for _ in range(3):
+        with pytest.raises(TypeError, match="pickle"):
+            worker.echo.remote(threading.Lock())  # an argument that cannot be pickled
+    assert actorlib.get(worker.ping.remote(), timeout=T) == "pong"
 
 
 def test_max_pending_calls_is_checked() -> None:

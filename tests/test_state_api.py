@@ -136,6 +136,24 @@ def test_objects_and_nodes(rt):
     del big, small
 
 
+def test_placement_groups(rt):
+    from actorlib.util.placement_group import placement_group, remove_placement_group
+
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="SPREAD", name="state-pg")
+    assert pg.wait(T)
+    rows = {r["placement_group_id"]: r for r in state.list_placement_groups(detail=True)}
+    row = rows[pg.id.hex()]
+    assert (row["name"], row["state"], row["strategy"], row["is_detached"]) == (
+        "state-pg", "CREATED", "SPREAD", False)
+    nodes = {n["node_id"] for n in state.list_nodes()}
+    assert [b["unit_resources"] for b in row["bundles"]] == [{"CPU": 1.0}, {"CPU": 1.0}]
+    assert all(b["node_id"] in nodes for b in row["bundles"])
+    assert set(state.list_placement_groups()[0]) == set(state.BRIEF["placement_groups"])
+    remove_placement_group(pg)
+    removed = state.list_placement_groups(filters=[("placement_group_id", "=", pg.id.hex())])
+    assert [r["state"] for r in removed] == ["REMOVED"]  # kept, as in Ray's table
+
+
 def test_bad_arguments(rt):
     with pytest.raises(ValueError, match="unknown operator '>'"):
         state.list_tasks(filters=[("state", ">", "RUNNING")])

@@ -33,7 +33,7 @@ from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
 from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
-from actorlib.exceptions import ActorDiedError, InfeasibleResourceError
+from actorlib.exceptions import ActorAlreadyExistsError, ActorDiedError, InfeasibleResourceError
 
 if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
     from actorlib.backends.base import Backend
@@ -147,7 +147,7 @@ class Actors:
             if get_if_exists:
                 self.records[existing].handle_refs += 1
                 return existing
-            raise ValueError(
+            raise ActorAlreadyExistsError(
                 f"An actor named {spec.name!r} already exists in namespace {spec.namespace!r}. "
                 "Use get_actor() to reach it, or options(get_if_exists=True)."
             )
@@ -301,7 +301,8 @@ class Actors:
         self._dead(rec, ActorDiedError("The actor went out of scope."))
 
     def kill(
-        self, actor_id: int, no_restart: bool, why: str = "kill() or exit_actor()"
+        self, actor_id: int, no_restart: bool, why: str = "kill() or exit_actor()",
+        error_type: type[ActorDiedError] = ActorDiedError,
     ) -> None:
         rec = self.records.get(actor_id)
         if rec is None or rec.state is DEAD:
@@ -310,7 +311,7 @@ class Actors:
         was_running = rec.running
         if was_running:
             self.backend.stop_actor(actor_id, force=True)
-        error = ActorDiedError(
+        error = error_type(
             f"The actor {rec.spec.cls.name} ({id_hex(actor_id)}) was killed ({why}).",
             id_hex(actor_id),
         )

@@ -34,7 +34,12 @@ from actorlib.core.serialization import Serialized
 from actorlib.core.specs import PlacementGroupSpec, PlacementGroupStrategy
 from actorlib.core.tasks import Tasks
 from actorlib.core.values import error_value
-from actorlib.exceptions import InfeasibleResourceError, TaskCancelledError
+from actorlib.exceptions import (
+    ActorPlacementGroupRemoved,
+    InfeasibleResourceError,
+    TaskCancelledError,
+    TaskPlacementGroupRemoved,
+)
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
@@ -178,10 +183,11 @@ class PlacementGroups:
         why = f"its {rec.name} was removed"
         for actor in list(self.actors.records.values()):
             if _in_group(actor.spec.scheduling_strategy, group_id):
-                self.actors.kill(actor.spec.actor_id, no_restart=True, why=why)
+                self.actors.kill(actor.spec.actor_id, no_restart=True, why=why,
+                                 error_type=ActorPlacementGroupRemoved)
         for task in list(self.tasks.records.values()):
             if _in_group(task.spec.scheduling_strategy, group_id):
-                self.tasks.fail(task.spec.task_id, TaskCancelledError(
+                self.tasks.fail(task.spec.task_id, TaskPlacementGroupRemoved(
                     f"Task {task.spec.name} was cancelled: {why}."
                 ))
         self._release(rec)

@@ -33,7 +33,7 @@ ENDED_KEPT = 10_000
 DEAD_ACTORS_KEPT = 1_000
 
 #: The kinds :func:`rows` answers for (``demand`` for ``actorlib status``).
-KINDS = ("tasks", "actors", "objects", "nodes", "workers", "demand")
+KINDS = ("tasks", "actors", "objects", "nodes", "workers", "placement_groups", "demand")
 
 #: Questions about the worker processes themselves, answered by the backend where they run
 #: (a cluster's head asks their node), asked as a kind so that every way rows travel (a
@@ -318,6 +318,26 @@ def node_rows(scheduler: Scheduler) -> list[dict[str, Any]]:
             "resources_available": {k: max(v, 0.0) for k, v in node.available.items()},
         }
         for node in scheduler.nodes.values()
+    ]
+
+
+def placement_group_rows(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ray's state rows of placement groups, from the ``placement_group_table`` rows."""
+    return [
+        {
+            "placement_group_id": row["placement_group_id"],
+            "name": row["name"],
+            "ray_namespace": row["namespace"],
+            "state": row["state"],
+            "strategy": row["strategy"],
+            "is_detached": row["lifetime"] == "detached",
+            "bundles": [
+                {"bundle_id": f"{row['placement_group_id']}:{i}",
+                 "node_id": row["bundles_to_node_id"].get(i), "unit_resources": resources}
+                for i, resources in row["bundles"].items()
+            ],
+        }
+        for row in table
     ]
 
 

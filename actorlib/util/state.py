@@ -9,19 +9,25 @@ field; see "State API and CLI" in docs/observability.md.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Sequence
+import fnmatch
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from actorlib import session
 from actorlib.core import context
+from actorlib.exceptions import NotSupportedError
 
 __all__ = [
     "DEFAULT_LIMIT",
     "get_actor",
+    "get_log",
     "get_task",
     "list_actors",
+    "list_logs",
     "list_nodes",
     "list_objects",
+    "list_placement_groups",
     "list_tasks",
     "list_workers",
     "rows",
@@ -44,6 +50,7 @@ BRIEF: dict[str, tuple[str, ...]] = {
     "nodes": ("node_id", "state", "resources_total", "resources_available"),
     "workers": ("worker_id", "is_alive", "worker_type", "node_id", "pid", "actor_class",
                 "current_task_names"),
+    "placement_groups": ("placement_group_id", "name", "state", "strategy", "is_detached"),
 }
 KINDS = tuple(BRIEF)
 
@@ -73,7 +80,7 @@ def _source(address: str | None, timeout: float, fetch: Fetch | None) -> Fetch:
 
 
 def rows(kind: str, fetch: Fetch | None = None) -> list[dict[str, Any]]:
-    """Every row of ``kind`` (one of tasks, actors, objects, nodes, workers), unfiltered."""
+    """Every row of ``kind`` (one of :data:`KINDS`), unfiltered."""
     if kind not in KINDS:
         raise ValueError(f"unknown state kind {kind!r}; expected one of {', '.join(KINDS)}")
     return (fetch or _local_rows)(kind)
@@ -197,6 +204,17 @@ def list_workers(
                  _fetch)
 
 
+def list_placement_groups(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """Placement groups, removed ones included (as Ray's table keeps them), with the
+    node each bundle is reserved on (``detail=True``: ``bundles``)."""
+    return _list("placement_groups", address, filters, limit, timeout, detail,
+                 raise_on_missing_output, _fetch)
+
+
 def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
          fetch: Fetch | None) -> dict[str, Any] | None:
     if not isinstance(id_, str):
@@ -270,3 +288,93 @@ def summarize_objects(
         "total_objects": len(all_rows), "total_size_bytes": total,
         "spilled_bytes": spilled, "status_counts": dict(by_status),
     }}
+
+
+# == worker log files (Ray's list_logs / get_log) ==========================================
+
+#: The category ``list_logs`` files worker logs under (a worker's stdout and stderr share
+#: one file, ``worker-PID.log``).
+LOG_CATEGORY = "worker"
+_LOG_FILE = re.compile(r"worker-(\d+)\.log")
+
+
+def list_logs(
+    address: str | None = None, node_id: str | None = None, node_ip: str | None = None,
+    glob_filter: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
+    _fetch: Fetch | None = None,
+) -> dict[str, list[str]]:
+    """The worker log files, newest first, by category (Ray's form): ``{"worker":
+    ["worker-123.log", ...]}``. A local driver keeps them with ``init(log_dir=...)``; a
+    cluster's nodes always do. ``node_ip`` is not supported (pass ``node_id``)."""
+    if node_ip is not None:
+        raise NotSupportedError("list_logs(node_ip=): pass node_id (list_nodes() gives it)")
+    files = _source(address, timeout, _fetch)("logs")
+    names = [
+        row["file"] for row in files
+        if (node_id is None or row["node_id"] == node_id)
+        and (glob_filter is None or fnmatch.fnmatch(row["file"], glob_filter))
+    ]
+    return {LOG_CATEGORY: names} if names else {}
+
+
+def get_log(
+    address: str | None = None, node_id: str | None = None, node_ip: str | None = None,
+    filename: str | None = None, actor_id: str | None = None, task_id: str | None = None,
+    pid: int | None = None, follow: bool = False, tail: int = 1000,
+    timeout: float = DEFAULT_TIMEOUT, suffix: str = "out", *, _fetch: Fetch | None = None,
+) -> Iterator[str]:
+    """The last ``tail`` lines (``-1``: as many as one read returns, up to 1 MiB) of one
+    worker's log, found by ``filename`` (from :func:`list_logs`), ``pid``, ``actor_id``
+    (the process the actor runs in) or ``task_id`` (the process that ran it); lines
+    without their newline, as Ray's ``get_log`` yields them. ``LookupError`` if there is
+    no such log. ``suffix`` is accepted for Ray's signature: a worker's stdout and stderr
+    share one file. ``follow`` and ``node_ip`` are not supported."""
+    if follow:
+        raise NotSupportedError("get_log(follow=True): read the file on its node, or the "
+                                "dashboard's logs page, which refreshes")
+    if node_ip is not None:
+        raise NotSupportedError("get_log(node_ip=): pass node_id (list_nodes() gives it)")
+    if isinstance(tail, bool) or not isinstance(tail, int) or tail == 0 or tail < -1:
+        raise ValueError(f"tail: expected a positive number of lines or -1, got {tail!r}")
+    fetch = _source(address, timeout, _fetch)
+    worker = _log_pid(fetch, filename, actor_id, task_id, pid)
+    from actorlib.core.state import MAX_LOG_TAIL
+
+    rows = fetch(f"log:{worker}:{MAX_LOG_TAIL}")
+    if node_id is not None and rows and rows[0].get("node_id") not in (None, node_id):
+        raise LookupError(f"worker pid {worker} does not run on node {node_id}")
+    lines = rows[0]["text"].splitlines() if rows else []
+    return iter(lines if tail == -1 else lines[-tail:])
+
+
+def _log_pid(fetch: Fetch, filename: str | None, actor_id: str | None,
+             task_id: str | None, pid: int | None) -> int:
+    given = [name for name, value in (("filename", filename), ("actor_id", actor_id),
+                                      ("task_id", task_id), ("pid", pid)) if value is not None]
+    if len(given) != 1:
+        raise ValueError("get_log: pass exactly one of filename, actor_id, task_id and pid"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    if filename is not None:
+        match = _LOG_FILE.fullmatch(filename)
+        if match is None:
+            raise ValueError(f"filename: expected a name list_logs() gives, such as "
+                             f"'worker-123.log', got {filename!r}")
+        return int(match[1])
+    if pid is not None:
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise ValueError(f"pid: expected a positive int, got {pid!r}")
+        return pid
+    if actor_id is not None:
+        row = _find(fetch("actors"), "actor_id", actor_id)
+        found = row.get("pid") if row else None
+    else:
+        row = _find(fetch("tasks"), "task_id", str(task_id))
+        found = row.get("worker_pid") if row else None
+    if not found:
+        what = f"actor {actor_id}" if actor_id is not None else f"task {task_id}"
+        raise LookupError(f"no worker process is known for {what}")
+    return int(found)
+
+
+def _find(rows: list[dict[str, Any]], key: str, value: str) -> dict[str, Any] | None:
+    return next((row for row in rows if row.get(key) == value), None)

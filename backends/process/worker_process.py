@@ -9,8 +9,11 @@ build a worker's environment and describe its silence and its exit.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import signal
+import socket
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import BackendConfig
@@ -59,6 +62,23 @@ def worker_timeout(config: BackendConfig) -> float:
     return max(seconds, 0.0)
 
 
+def settle_socket(sock: socket.socket, connecting: asyncio.Task[Any]) -> None:
+    """Make sure ``sock`` never closes its descriptor number a second time.
+
+    uvloop ties the socket object to its transport only once the connection is made. A
+    transport closed before that (a worker that died first: writing its ``Init`` failed
+    inside ``connection_made``) has closed the descriptor already, yet the object, when
+    collected, closed the same number again: by then often another worker's pidfd or
+    socket, so that worker's exit went unseen and ``shutdown()`` waited for it forever.
+    asyncio's own transports close the socket object themselves.
+    """
+    if connecting.cancelled() or connecting.exception() is not None:
+        return  # uvloop detached it; asyncio closed it
+    transport, _ = connecting.result()
+    if transport.is_closing() and type(transport).__module__.startswith("uvloop"):
+        sock.detach()  # harmless if uvloop's own close detaches it later
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "an unknown status"
@@ -90,6 +110,7 @@ class WorkerProcess:
         self._connecting = loop.create_task(
             loop.create_unix_connection(lambda: self.conn, sock=parent_sock)
         )
+        self._connecting.add_done_callback(functools.partial(settle_socket, parent_sock))
         self.running: dict[int, int] = {}  # task id -> attempt
         self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
         self.env_key = ""  # the runtime_env working_dir / py_modules it serves (CodeEnv.key)
