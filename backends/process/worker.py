@@ -44,7 +44,6 @@ from actorlib.backends.process import urgent
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
-from actorlib.backends.process.urgent import Wakeup
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import framing
 from actorlib.backends.transport.forwarding import ForwardedEvents
@@ -132,7 +131,7 @@ class Worker:
         self.watch_s = urgent.WATCH_S  # the main thread's looks (``Init`` may change it)
         # The main thread's wait between looks: a driver's signal (something urgent was
         # sent) or an exit ends it early. Made here, on the main thread.
-        self.wakeup = Wakeup()
+        self.wakeup = urgent.Wakeup()
         #: One handler per record of ``messages.ToWorker``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Init: lambda message: self._init(message.config), SysPath: self._sys_path,
