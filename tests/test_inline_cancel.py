@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,16 @@ def test_a_cancel_reaches_a_task_on_the_reading_thread_without_a_look(
         actorlib.shutdown()
 
 
+@pytest.fixture
+def prt_fresh(_leak_check: None) -> Iterator[None]:
+    """A process-backend runtime of one CPU of its own."""
+    actorlib.init(backend="process", num_cpus=1)
+    try:
+        yield
+    finally:
+        actorlib.shutdown()
+
+
 @pytest.mark.parametrize("value", ["soon", "0", "-1", "inf", "nan"])
 def test_a_bad_look_period_fails_init_clearly(
     monkeypatch: pytest.MonkeyPatch, value: str, _leak_check: None
@@ -63,3 +74,37 @@ def test_a_bad_look_period_fails_init_clearly(
     with pytest.raises(ValueError, match="ACTORLIB_INLINE_WATCH_S"):
         actorlib.init(backend="process", num_cpus=1)
     assert not actorlib.is_initialized()
+
+
+class _SlowToGo:
+    """Its finalizer blocks a while (as a ref's drop may, sending to the driver): a
+    cancel's interrupt most likely lands inside it, where Python swallows exceptions."""
+
+    def __del__(self) -> None:
+        time.sleep(0.02)
+
+
+@actorlib.remote
+def make_garbage(started: str, interrupted: str, seconds: float) -> str:
+    Path(started).write_text("started")
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            _SlowToGo()
+    except KeyboardInterrupt:
+        Path(interrupted).write_text("yes")
+        raise
+    return "ran to its end"
+
+
+def test_a_cancel_landing_in_a_finalizer_still_ends_the_task(
+    prt_fresh: None, tmp_path: Path
+) -> None:
+    started, interrupted = tmp_path / "started", tmp_path / "interrupted"
+    ref = make_garbage.remote(str(started), str(interrupted), T)
+    wait_until(started.exists, what="the task to start", timeout=T)
+    time.sleep(0.2)  # well inside its loop: nearly all of its time is in finalizers
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=2 * T)
+    assert interrupted.exists(), "the interrupt was swallowed: the task ran to its end"

@@ -23,8 +23,12 @@ import contextlib
 import os
 import select
 import signal
+import sys
 import threading
 from types import FrameType
+from typing import Any
+
+from actorlib.core.execution_context import current_execution
 
 #: None where the platform has no such signal (Windows): no nudge, the looks remain.
 SIGNAL: signal.Signals | None = getattr(signal, "SIGURG", None)
@@ -58,6 +62,35 @@ def notify(pid: int) -> None:
     if SIGNAL is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, SIGNAL)
+
+
+def keep_cancels() -> None:
+    """A cancel's ``KeyboardInterrupt`` that lands in a finalizer (an ``ObjectRef``'s
+    ``__del__`` sending its drop, say: the interrupt fires as the send returns) is
+    printed and swallowed by Python, and the task would run on. In a worker, such an
+    interrupt of a cancelled task is raised again instead, in the task's own code at its
+    next call after the finalizer (``sys.unraisablehook`` runs on the task's thread; a
+    one-shot profile function of that thread raises it: raised in the hook, it would be
+    swallowed again)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is KeyboardInterrupt:
+            ctx = current_execution.get()
+            if ctx is not None and ctx.cancelled:
+                here = sys._getframe()
+
+                def again(frame: FrameType, event: str, _arg: Any) -> None:
+                    if frame is here or event not in ("call", "c_call"):
+                        return
+                    sys.setprofile(None)
+                    raise KeyboardInterrupt
+
+                sys.setprofile(again)
+                return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _ignore(_signum: int, _frame: FrameType | None) -> None:

@@ -132,6 +132,7 @@ class Worker:
         # The main thread's wait between looks: a driver's signal (something urgent was
         # sent) or an exit ends it early. Made here, on the main thread.
         self.wakeup = urgent.Wakeup()
+        urgent.keep_cancels()
         #: One handler per record of ``messages.ToWorker``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Init: lambda message: self._init(message.config), SysPath: self._sys_path,
