@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -194,10 +195,110 @@ def test_a_scripts_own_exception_class_retries_on_ray(request: pytest.FixtureReq
     assert "result: retried" in done.stdout, done.stdout + done.stderr[-3000:]
 
 
+@actorlib.remote(num_cpus=0)
+def child_in_parents_group() -> tuple[Any, str]:
+    """A task captured in a group submits a child naming no strategy: the child goes
+    to the same Ray group, found from actorlib's group id alone."""
+    from actorlib.util.placement_group import get_current_placement_group
+
+    @actorlib.remote(num_cpus=1)
+    def where() -> Any:
+        return get_current_placement_group()
+
+    import ray
+
+    return actorlib.get(where.remote(), timeout=120), ray.get_runtime_context().get_node_id()
+
+
+def test_placement_groups_are_rays_and_found_from_any_process(on_ray: str) -> None:
+    import ray
+    from ray.experimental import internal_kv
+
+    from actorlib.backends.ray.groups import KV_NAMESPACE, RAY_NAME_PREFIX
+    from actorlib.util.placement_group import (
+        get_placement_group,
+        placement_group,
+        remove_placement_group,
+    )
+    from actorlib.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    # A name reserved by a driver that ended without removing its group is taken over.
+    internal_kv._internal_kv_put(b"name/default/stale", b"7" * 26, namespace=KV_NAMESPACE)
+    pg = placement_group([{"CPU": 2}], name="stale")
+    kept = placement_group([{"CPU": 1}], lifetime="detached")
+    assert pg.wait(120) and kept.wait(120)
+    assert get_placement_group("stale") == pg
+    rows = {r["name"]: r for r in ray.util.placement_group_table().values()}
+    assert rows[RAY_NAME_PREFIX + pg.id.hex()]["state"] == "CREATED"
+    assert rows[RAY_NAME_PREFIX + pg.id.hex()]["bundles"] == {0: {"CPU": 2.0}}
+    strategy = PlacementGroupSchedulingStrategy(pg, 0, placement_group_capture_child_tasks=True)
+    got, node = actorlib.get(child_in_parents_group.options(scheduling_strategy=strategy)
+                             .remote(), timeout=120)
+    assert got == pg and node == on_ray
+    # shutdown() removes this driver's groups (its Ray connection stays up), not a
+    # detached one.
+    actorlib.shutdown()
+    rows = {r["name"]: r for r in ray.util.placement_group_table().values()}
+    assert rows[RAY_NAME_PREFIX + pg.id.hex()]["state"] == "REMOVED"
+    assert rows[RAY_NAME_PREFIX + kept.id.hex()]["state"] == "CREATED"
+    assert internal_kv._internal_kv_get(b"name/default/stale", namespace=KV_NAMESPACE) is None
+    actorlib.init(backend="ray")
+    remove_placement_group(kept)
+    rows = {r["name"]: r for r in ray.util.placement_group_table().values()}
+    assert rows[RAY_NAME_PREFIX + kept.id.hex()]["state"] == "REMOVED"
+
+
+@actorlib.remote
+def squares_then_fail(n: int) -> Iterator[int]:
+    for i in range(n):
+        yield i * i
+    raise ValueError(f"no more than {n}")
+
+
+@actorlib.remote
+class Streamer:
+    async def items(self, n: int) -> Any:
+        for i in range(n):
+            yield f"item-{i}"
+
+
+def test_generators_are_rays(on_ray: str) -> None:
+    """A streaming task is Ray's generator task read as actorlib's stream (its error at
+    the failing item and in ``completed()``), an async actor's generator method too, and
+    ``dynamic`` one ref of the items' refs. The rest is the shared suite's
+    (test_generators.py, with ACTORLIB_TEST_RAY=all)."""
+    gen = squares_then_fail.options(_generator_backpressure_num_objects=1).remote(3)
+    assert [actorlib.get(next(gen), timeout=120) for _ in range(3)] == [0, 1, 4]
+    with pytest.raises(ValueError, match="no more than 3"):
+        actorlib.get(next(gen), timeout=120)
+    assert gen.is_finished()
+    with pytest.raises(ValueError, match="no more than 3"):
+        actorlib.get(gen.completed(), timeout=120)
+    streamer = Streamer.remote()
+    assert [actorlib.get(r, timeout=120) for r in streamer.items.remote(2)] == [
+        "item-0", "item-1"]
+    with pytest.raises(ValueError, match="no more than 0"):
+        actorlib.get(squares_then_fail.options(num_returns="dynamic").remote(0), timeout=120)
+    dynamic = streamer.items.options(num_returns="dynamic").remote(3)
+    assert [actorlib.get(r, timeout=120) for r in actorlib.get(dynamic, timeout=120)] == [
+        "item-0", "item-1", "item-2"]
+
+
+def test_streams_and_group_readiness_refuse_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver on Ray Client has no core worker, which streams and a placement group's
+    ready() read Ray through: they say so rather than fail inside Ray."""
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    from actorlib.backends.ray.streams import core_worker
+    from actorlib.exceptions import NotSupportedError
+
+    monkeypatch.setattr(ray._private.worker, "global_worker", object())
+    with pytest.raises(NotSupportedError, match=r"not through Ray Client \(ray://\)"):
+        core_worker("a streaming generator")
+
+
 def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
     from actorlib.exceptions import NotSupportedError
     from actorlib.util import state
-    from actorlib.util.placement_group import placement_group
     from actorlib.util.scheduling_strategies import Exists, NodeLabelSchedulingStrategy
 
     strategy = NodeLabelSchedulingStrategy({"ray.io/node-id": Exists()})
@@ -205,15 +306,6 @@ def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
         node_of.options(scheduling_strategy=strategy).remote()
     with pytest.raises(NotSupportedError, match=r"ray\.util\.state"):
         state.list_tasks()
-    with pytest.raises(NotSupportedError, match=r"ray\.util\.placement_group"):
-        placement_group([{"CPU": 1}])
-
-    @actorlib.remote(num_returns="streaming")
-    def numbers(n: int) -> Iterator[int]:
-        yield from range(n)
-
-    with pytest.raises(NotSupportedError, match="generators are not mapped onto Ray"):
-        numbers.remote(3)
 
 
 def test_init_on_an_unreachable_address_fails_and_stays_uninitialized() -> None:

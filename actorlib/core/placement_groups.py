@@ -102,13 +102,9 @@ class PlacementGroups:
                 f"A placement group named {spec.name!r} already exists in namespace "
                 f"{spec.namespace!r}. Use get_placement_group() to reach it."
             )
-        bundles = [dict(b) for b in spec.bundles]
-        nodes = self.scheduler.alive_nodes()
-        empty = [Node(n.node_id, dict(n.total), dict(n.total),
-                      {i: 1.0 for i in range(int(n.total.get("GPU", 0)))}, labels=n.labels)
-                 for n in nodes]
-        if _assign(bundles, spec.strategy, empty, [], spec.bundle_selectors) is None:
-            raise InfeasibleResourceError(_infeasible(spec, bundles, nodes))
+        reason = never_fits(spec, self.scheduler.alive_nodes())
+        if reason is not None:
+            raise InfeasibleResourceError(reason)
         rec = self.records[spec.group_id] = GroupRecord(
             spec, self._job_of(spec.caller_id, spec.group_id)
         )
@@ -257,6 +253,18 @@ class PlacementGroups:
 
 
 # == where bundles go ======================================================================
+
+
+def never_fits(spec: PlacementGroupSpec, nodes: list[Node]) -> str | None:
+    """Why no set of ``nodes`` could ever hold ``spec``'s group (a what-if on the nodes
+    empty), or None if one could. Any backend that reserves groups itself asks it too."""
+    bundles = [dict(b) for b in spec.bundles]
+    empty = [Node(n.node_id, dict(n.total), dict(n.total),
+                  {i: 1.0 for i in range(int(n.total.get("GPU", 0)))}, labels=n.labels)
+             for n in nodes]
+    if _assign(bundles, spec.strategy, empty, [], spec.bundle_selectors) is None:
+        return _infeasible(spec, bundles, nodes)
+    return None
 
 
 def _infeasible(spec: PlacementGroupSpec, bundles: list[dict[str, float]], nodes: list[Node]

@@ -78,3 +78,15 @@ class Retryable(Exception):
 
     def __reduce__(self) -> Any:
         return (Retryable, (self.packed,))
+
+
+class Raised(Exception):
+    """A generator's application error that is not retried: raised (not returned) so Ray
+    ends the stream with it, as its last item and the ``completed()`` ref's error."""
+
+    def __init__(self, packed: Serialized) -> None:
+        super().__init__("actorlib: generator failed")
+        self.packed = packed
+
+    def __reduce__(self) -> Any:
+        return (Raised, (self.packed,))

@@ -26,6 +26,7 @@ from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,
     actor_options,
@@ -34,11 +35,12 @@ from actorlib.backends.ray.options import (
     internal_name,
     task_options,
 )
+from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
-from actorlib.core.ids import COUNTER_BITS, IdAllocator
+from actorlib.core.ids import COUNTER_BITS, IdAllocator, id_hex
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
@@ -49,9 +51,17 @@ from actorlib.core.specs import (
     CallSpec,
     NodeAffinitySchedulingStrategy,
     PlacementGroupSpec,
+    PlacementGroupStrategy,
     TaskSpec,
 )
-from actorlib.exceptions import ActorDiedError, NotSupportedError, RuntimeClosedError
+from actorlib.exceptions import (
+    ActorDiedError,
+    ActorPlacementGroupRemoved,
+    NotSupportedError,
+    RuntimeClosedError,
+    TaskCancelledError,
+    TaskPlacementGroupRemoved,
+)
 
 Watcher = Callable[[int, Serialized], None]
 
@@ -99,10 +109,20 @@ class RayCore:
         self._hooked: set[int] = set()  # ids with a Ray completion callback pending
         self._large: set[Any] = set()  # watchers of many ids (not in ``_watchers``)
         self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
-        self._killed: set[int] = set()  # actors killed for good (handles may remain)
+        # Actors killed for good (handles may remain): why, as the error their calls get.
+        self._killed: dict[int, tuple[type[ActorDiedError], str]] = {}
         self._nodes_at = 0.0
+        self._groups = RayGroups()
         self._scheduler = Scheduler()
-        self._task_callers = TaskCallers(_ray_task)
+        self._scheduler.removed_groups = self._groups.removed
+        self._task_callers = TaskCallers(self._ray_task)
+        # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
+        # its placement group's removal, a group's ``ready()``).
+        self._errors_as: dict[int, Serialized] = {}
+        self._slots: dict[int, RayStream] = {}  # a stream's slot id -> its stream
+        # A stream's end id -> its stream: Ray reports a generator's error as its last
+        # item, not through its completion, so the end takes the error once it is read.
+        self._ends: dict[int, RayStream] = {}
         if worker:
             waiting.blocking_wait = self.wait_blocking
 
@@ -130,6 +150,12 @@ class RayCore:
                     entry[1] -= 1
                     if entry[1] <= 0:
                         del table[id_]
+                        if self._errors_as:
+                            self._errors_as.pop(id_, None)
+                        if self._ends:
+                            self._ends.pop(id_, None)
+                        if self._slots:
+                            self._slot_dropped(id_)
                     return
 
     def _adopt(self, id_: int, obj: Any, count: int) -> None:
@@ -241,8 +267,15 @@ class RayCore:
         except Exception:  # one holds an error: read them one by one, errors as values
             datas = [self._read(ref) for _, ref in chosen]
         got: dict[int, Serialized] = {}
+        errors_as = self._errors_as
+        slots = self._slots
         for (id_, _), data in zip(chosen, datas, strict=True):
-            value = got[id_] = self.value_of(data)
+            if slots and id_ in slots:
+                value = got[id_] = self._slot_value(id_, data)
+            else:
+                value = got[id_] = self.value_of(data)
+            if errors_as and (value.is_error or id_ in self._ends):
+                value = got[id_] = errors_as.get(id_, value)
             if fail_fast and value.is_error:
                 break
         return got
@@ -333,7 +366,14 @@ class RayCore:
                     self._large.discard(callback)
         if not callbacks:
             return
-        value = data if type(data) is Serialized else self.value_of(data)
+        if type(data) is Serialized:
+            value = data
+        elif self._slots and id_ in self._slots:
+            value = self._slot_value(id_, data)
+        else:
+            value = self.value_of(data)
+        if self._errors_as and (value.is_error or id_ in self._ends):
+            value = self._errors_as.get(id_, value)
         for callback in callbacks:
             callback(id_, value)
 
@@ -397,14 +437,86 @@ class RayCore:
             return error_value(data)
         return serialize(data)  # a value Ray made (a plain Ray task's)
 
+    # -- streams (see :mod:`.streams`) -----------------------------------------------------
+
+    def _open_stream(self, return_ids: tuple[int, ...], generator: Any) -> None:
+        """A streaming task or call was submitted: its head slot is Ray's first position,
+        its end Ray's completion ref."""
+        head, end = return_ids
+        stream = RayStream(generator, head, end)
+        head_ref = stream.head_ref()
+        with self._lock:
+            self._refs[head] = [head_ref, 1, False]
+            self._refs[end] = [generator.completed(), 1, False]
+            self._slots[head] = stream
+            self._ends[end] = stream
+
+    def _slot_value(self, id_: int, data: Any) -> Serialized:
+        """Slot ``id_``'s value, Ray's data at its position being ``data``: made once,
+        taking the item from Ray's stream."""
+        stream = self._slots.get(id_)
+        if stream is None:
+            return self.value_of(data)
+        with stream.lock:
+            known = stream.links.get(id_)
+            if known is not None:
+                return known
+            if isinstance(data, ray.exceptions.ObjectRefStreamEndOfStreamError):
+                value = END
+            elif isinstance(data, BaseException) or stream.generator is None:
+                stream.take()
+                value = error_value(data) if isinstance(data, BaseException) else END
+                if value.is_error:
+                    with self._lock:
+                        if stream.end in self._refs:
+                            self._errors_as[stream.end] = value
+            else:
+                item_ref = stream.take()
+                next_ref = stream.head_ref()
+                item_id, next_id = self.ids.next(), self.ids.next()
+                with self._lock:  # counted by the consumer when it reads the link
+                    self._refs[item_id] = [item_ref, 0, True]
+                    self._refs[next_id] = [next_ref, 0, False]
+                    self._slots[next_id] = stream
+                stream.newest = next_id
+                value = link(item_id, next_id)
+            stream.links[id_] = value
+        return value
+
+    def _slot_dropped(self, id_: int) -> None:
+        """With the lock held: slot ``id_`` is gone. If nobody holds the slot to read
+        next, nobody will read on: the stream is released."""
+        stream = self._slots.pop(id_, None)
+        if stream is None:
+            return
+        made = stream.links.pop(id_, None)
+        newest = stream.newest
+        entry = self._refs.get(newest)
+        if newest != id_ and entry is not None and entry[1] > 0:
+            return  # the consumer moved on to the next slot
+        unread = made.contained if made is not None and made.contained else ()
+        for unclaimed in (*unread, newest):  # made for a read that never came
+            found = self._refs.get(unclaimed)
+            if found is not None and found[1] <= 0:
+                del self._refs[unclaimed]
+            self._slots.pop(unclaimed, None)
+        stream.release()
+
     # -- work ---------------------------------------------------------------------------
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
-        _no_generator(spec.generator, spec.name)
+        if spec.generator == "streaming":
+            core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
         out = task.remote(template, task_ids(spec), *self._pack(spec.args))
-        self._adopt_returns(spec.return_ids, out)
+        if spec.generator == "streaming":
+            self._open_stream(spec.return_ids, out)
+        else:
+            self._adopt_returns(spec.return_ids, out)
+        strategy = spec.scheduling_strategy
+        if type(strategy) is PlacementGroupStrategy:
+            self._groups.track(strategy.group_id, spec.return_ids, self._refs.keys())
 
     def _adopt_returns(self, ids: tuple[int, ...], out: Any) -> None:
         refs = [] if out is None else (out if isinstance(out, list) else [out])
@@ -417,7 +529,7 @@ class RayCore:
         from actorlib.backends.ray import worker
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
-        options = actor_options(spec)
+        options = actor_options(spec, self._groups.ray_group)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
@@ -425,6 +537,9 @@ class RayCore:
         actor_id = spec.actor_id
         if get_if_exists and spec.name is not None:
             actor_id = ray.get(handle.actorlib_spec.remote()).actor_id
+        strategy = spec.scheduling_strategy
+        if type(strategy) is PlacementGroupStrategy and actor_id == spec.actor_id:
+            self._groups.track_actor(strategy.group_id, actor_id)
         with self._lock:
             entry = self._actors.get(actor_id)
             if entry is not None:
@@ -437,17 +552,21 @@ class RayCore:
 
     def submit_call(self, spec: CallSpec) -> None:
         self._check_open()
-        _no_generator(spec.generator, spec.method)
-        if spec.actor_id in self._killed:
+        killed = self._killed.get(spec.actor_id)
+        if killed is not None:
             # Ray's kill is asynchronous: a call sent right after it could still reach
             # the old instance. One this process killed for good fails, as elsewhere.
-            died = serialize(ActorDiedError(
-                f"actor {spec.actor_id:016x} was killed (actorlib.kill); "
-                f"{spec.method}() cannot run"), is_error=True)
+            died = serialize(killed[0](
+                f"actor {spec.actor_id:016x} {killed[1]}; {spec.method}() cannot run"),
+                is_error=True)
             self._adopt_returns(spec.return_ids, [ray.put(Box(died, {})) for _ in spec.return_ids])
             return
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
+        if spec.generator == "streaming":
+            options["num_returns"] = "streaming"
+            if spec.backpressure > 0:
+                options["_generator_backpressure_num_objects"] = spec.backpressure
         group = spec.concurrency_group or method_groups.get(spec.method)
         if group is not None and group not in declared:
             # Ray would kill the actor's process for it: fail the call, as elsewhere.
@@ -465,8 +584,14 @@ class RayCore:
             options["retry_exceptions"] = [Retryable]
         if group is not None:
             options["concurrency_group"] = group
-        out = handle.call.options(**options).remote(call_fields(spec), *self._pack(spec.args))
-        self._adopt_returns(spec.return_ids, out)
+        if spec.generator == "streaming":
+            core_worker("a streaming generator")
+        method = handle.stream if spec.generator == "streaming" else handle.call
+        out = method.options(**options).remote(call_fields(spec), *self._pack(spec.args))
+        if spec.generator == "streaming":
+            self._open_stream(spec.return_ids, out)
+        else:
+            self._adopt_returns(spec.return_ids, out)
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         ref = self.ray_ref(object_id)
@@ -484,7 +609,7 @@ class RayCore:
         handle = self._handle(actor_id)[0]
         if no_restart:
             ray.kill(handle, no_restart=True)
-            self._killed.add(actor_id)
+            self._killed[actor_id] = (ActorDiedError, "was killed (actorlib.kill)")
             return
         kill_and_await_restart(handle)
 
@@ -524,20 +649,24 @@ class RayCore:
     def nodes(self) -> list[NodeInfo]:
         return [
             NodeInfo(n["NodeID"], dict(n.get("Resources", {})),
-                     n.get("NodeManagerAddress", ""), bool(n.get("Alive")))
+                     n.get("NodeManagerAddress", ""), bool(n.get("Alive")),
+                     dict(n.get("Labels") or {}))
             for n in ray.nodes()
         ]
 
     def infeasible_reason(self, request: dict[str, float], strategy: Any) -> str | None:
+        if type(strategy) is PlacementGroupStrategy:  # its bundles and removal: no nodes
+            return self._scheduler.infeasible_reason(request, strategy)
         now = time.monotonic()
         if now - self._nodes_at > _NODES_TTL_S:
             scheduler = Scheduler()
             for node in self.nodes():
                 if node.alive:
                     scheduler.add_node(node.node_id, countable(node.resources))
+            scheduler.removed_groups = self._groups.removed
             self._scheduler, self._nodes_at = scheduler, now
         if not isinstance(strategy, (str, NodeAffinitySchedulingStrategy)):
-            return None  # Ray's own strategies (placement groups): Ray decides
+            return None
         return self._scheduler.cached_infeasible_reason(request, strategy)
 
     def cluster_resources(self) -> dict[str, float]:
@@ -554,20 +683,62 @@ class RayCore:
             "ray.util.state lists this cluster's tasks, actors and objects"
         )
 
+# -- placement groups (see :mod:`.groups`) --------------------------------------------
+
     def create_placement_group(self, spec: PlacementGroupSpec) -> None:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        nodes = [NodeInfo(n.node_id, countable(n.resources), n.address, n.alive, n.labels)
+                 for n in self.nodes()]
+        self._groups.create(spec, nodes)
 
     def remove_placement_group(self, group_id: int) -> None:
-        raise NotSupportedError(_NO_GROUPS)
+        """Cancel the tasks this process sent into the group, then remove it in Ray
+        (which kills its actors and fails the work waiting for it)."""
+        self._check_open()
+        actors = self._groups.remove(group_id,
+                                     functools.partial(self._end_group_tasks, group_id))
+        self._scheduler.forget_feasibility()
+        for actor_id in actors:  # Ray kills them soon; a call sent now must not run
+            self._killed[actor_id] = (
+                ActorPlacementGroupRemoved,
+                f"died: its placement group {id_hex(group_id)} was removed")
+
+    def _end_group_tasks(self, group_id: int, tasks: list[int]) -> None:
+        ended = []
+        cancelled = serialize(TaskPlacementGroupRemoved(
+            f"The task was cancelled: its placement group {id_hex(group_id)} was removed."),
+            is_error=True)
+        with self._lock:
+            for id_ in tasks:
+                entry = self._refs.get(id_)
+                if entry is not None and not entry[2]:
+                    ended.append(entry[0])
+                    self._errors_as[id_] = cancelled
+        for ref in ended:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # finished meanwhile
+                pass
 
     def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        removed = serialize(TaskCancelledError(
+            f"The placement group {id_hex(group_id)} was removed before it was ready."),
+            is_error=True)
+        ref = self._groups.ready(group_id, Box(value, {}))  # a Box: Ray pickles it
+        if ref is None:
+            ref = ray.put(Box(removed, {}))
+        with self._lock:
+            self._refs[object_id] = [ref, 1, False]
+            self._errors_as[object_id] = removed
 
     def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        return self._groups.lookup(name, namespace)
 
     def placement_groups(self) -> list[dict[str, Any]]:
-        raise NotSupportedError(_NO_GROUPS)
+        self._check_open()
+        return self._groups.table()
 
     # -- the end ------------------------------------------------------------------------
 
@@ -593,6 +764,11 @@ class RayCore:
             self._refs.clear()
             self._actors.clear()
             self._unclaimed.clear()
+            self._errors_as.clear()
+            self._ends.clear()
+            for stream in self._slots.values():
+                stream.release()
+            self._slots.clear()
         if waiting.blocking_wait == self.wait_blocking:
             waiting.blocking_wait = None
         closed = serialize(RuntimeClosedError("actorlib was shut down"), is_error=True)
@@ -604,6 +780,7 @@ class RayCore:
                     pass
         if self._worker:
             return
+        self._groups.close()
         if self._stop_ray:
             ray.shutdown()
             return
@@ -613,28 +790,22 @@ class RayCore:
             except Exception:  # already gone
                 pass
 
+    def _ray_task(self, spec: TaskSpec) -> Any:
+        """Ray's remote function for ``spec``'s tasks, its options applied."""
+        from actorlib.backends.ray import worker
+
+        options = task_options(spec, self._groups.ray_group)
+        streaming = spec.generator == "streaming"
+        if streaming:
+            options["num_returns"] = "streaming"
+            if spec.backpressure > 0:
+                options["_generator_backpressure_num_objects"] = spec.backpressure
+        return worker.remote_task(spec.max_calls, streaming).options(**options)
+
     def debug_state(self) -> dict[str, Any]:
         with self._lock:
             actors = [a for a in self._actors if a not in self._killed]
             return {"objects": list(self._refs), "actors": actors, "problems": []}
 
 
-def _ray_task(spec: TaskSpec) -> Any:
-    """Ray's remote function for ``spec``'s tasks, its options applied."""
-    from actorlib.backends.ray import worker
 
-    return worker.remote_task(spec.max_calls).options(**task_options(spec))
-
-
-_NO_GROUPS = (
-    "placement groups are not mapped onto Ray by the ray backend yet: use the thread, "
-    "process or cluster backend, or Ray's own ray.util.placement_group"
-)
-
-
-def _no_generator(generator: str, name: str) -> None:
-    if generator:
-        raise NotSupportedError(
-            f"{name}: num_returns={generator!r} generators are not mapped onto Ray by the "
-            "ray backend yet (use num_returns=1, or another backend)"
-        )

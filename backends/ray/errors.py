@@ -5,15 +5,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from actorlib.backends.ray.boxes import Retryable
+from actorlib.backends.ray.boxes import Raised, Retryable
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.exceptions import (
     ActorDiedError,
+    ActorPlacementGroupRemoved,
     ActorUnavailableError,
     ObjectLostError,
     SystemFailureError,
     TaskCancelledError,
     TaskError,
+    TaskPlacementGroupRemoved,
     WorkerCrashedError,
 )
 
@@ -24,6 +26,13 @@ def translate(exc: BaseException) -> BaseException:
 
     if isinstance(exc, rx.TaskCancelledError):
         return TaskCancelledError(str(exc))
+    if isinstance(exc, rx.TaskPlacementGroupRemoved):
+        return TaskPlacementGroupRemoved(
+            "The task was cancelled before it started: the placement group it was to run "
+            "in was removed.")
+    if isinstance(exc, rx.ActorPlacementGroupRemoved):
+        return ActorPlacementGroupRemoved(
+            "The actor died: the placement group it was to run in was removed.")
     if isinstance(exc, rx.RayTaskError):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, (TaskError, TaskCancelledError)):
@@ -34,6 +43,9 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, rx.ActorUnavailableError):
         return ActorUnavailableError(str(exc))
     if isinstance(exc, rx.RayActorError):
+        if "placement group was removed" in str(exc):
+            return ActorPlacementGroupRemoved(
+                f"The actor died: the placement group it ran in was removed. ({exc})")
         return ActorDiedError(str(exc))
     if isinstance(exc, (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError)):
         return WorkerCrashedError(str(exc))
@@ -48,7 +60,8 @@ def error_value(exc: BaseException) -> Serialized:
     """What a waiter receives for a Ray failure: actorlib's error, serialized."""
     rx: Any = importlib.import_module("ray.exceptions")
 
-    if isinstance(exc, rx.RayTaskError) and isinstance(getattr(exc, "cause", None), Retryable):
+    if isinstance(exc, rx.RayTaskError) and isinstance(
+            getattr(exc, "cause", None), (Retryable, Raised)):
         packed: Serialized = exc.cause.packed
         return packed
     err: Any = translate(exc)

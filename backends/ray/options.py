@@ -3,11 +3,17 @@ concurrency groups a caller needs to reach an actor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.ray.boxes import Retryable
 from actorlib.core.labels import LabelSelectorStrategy, Selector
-from actorlib.core.specs import ActorSpec, NodeAffinitySchedulingStrategy, TaskSpec
+from actorlib.core.specs import (
+    ActorSpec,
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupStrategy,
+    TaskSpec,
+)
 from actorlib.exceptions import NotSupportedError
 
 INTERNAL_PREFIX = "actorlib-actor-"
@@ -45,7 +51,7 @@ def _resource_options(resources: dict[str, float]) -> dict[str, Any]:
     return options
 
 
-def _selector(selector: Selector) -> dict[str, str]:
+def ray_selector(selector: Selector) -> dict[str, str]:
     """One actorlib label selector in Ray's syntax: ``{"zone": "in(a,b)", "gpu": "!t4"}``."""
     out: dict[str, str] = {}
     for key, negated, values in selector:
@@ -64,14 +70,25 @@ def _labels(strategy: LabelSelectorStrategy) -> dict[str, Any]:
     becomes them) as Ray's options of the same names: the first selector, then the rest
     tried in order."""
     first, *rest = strategy.selectors
-    options: dict[str, Any] = {"label_selector": _selector(first),
+    options: dict[str, Any] = {"label_selector": ray_selector(first),
                                "scheduling_strategy": "SPREAD" if strategy.spread else "DEFAULT"}
     if rest:
-        options["fallback_strategy"] = [{"label_selector": _selector(s)} for s in rest]
+        options["fallback_strategy"] = [{"label_selector": ray_selector(s)} for s in rest]
     return options
 
 
-def _strategy(strategy: Any) -> dict[str, Any]:
+#: Ray's placement group for actorlib's group id (see :mod:`.groups`).
+GroupFinder = Callable[[int], Any]
+
+
+def _strategy(strategy: Any, find_group: GroupFinder) -> dict[str, Any]:
+    if isinstance(strategy, PlacementGroupStrategy):
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy as RayGroup
+
+        # Capturing child tasks is actorlib's (a child naming no strategy inherits its
+        # parent's group at submission), so Ray is not asked to.
+        return {"scheduling_strategy": RayGroup(
+            find_group(strategy.group_id), strategy.bundle_index, False)}
     if isinstance(strategy, LabelSelectorStrategy):
         return _labels(strategy)
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
@@ -83,16 +100,16 @@ def _strategy(strategy: Any) -> dict[str, Any]:
     raise NotSupportedError(
         f"scheduling_strategy={strategy!r} is not supported on the ray backend "
         "(supported: 'DEFAULT', 'SPREAD', NodeAffinitySchedulingStrategy, "
-        "NodeLabelSchedulingStrategy, label_selector)"
+        "NodeLabelSchedulingStrategy, PlacementGroupSchedulingStrategy, label_selector)"
     )
 
 
-def task_options(spec: TaskSpec) -> dict[str, Any]:
+def task_options(spec: TaskSpec, find_group: GroupFinder) -> dict[str, Any]:
     options = _resource_options(spec.resources)
     options["num_returns"] = spec.num_returns
     options["max_retries"] = spec.max_retries
     options["retry_exceptions"] = [Retryable] if spec.retry_exceptions else False
-    options.update(_strategy(spec.scheduling_strategy))
+    options.update(_strategy(spec.scheduling_strategy, find_group))
     if spec.name:
         options["name"] = spec.name
     if spec.env_vars:
@@ -100,12 +117,12 @@ def task_options(spec: TaskSpec) -> dict[str, Any]:
     return options
 
 
-def actor_options(spec: ActorSpec) -> dict[str, Any]:
+def actor_options(spec: ActorSpec, find_group: GroupFinder) -> dict[str, Any]:
     options = _resource_options(spec.resources)
     options["max_concurrency"] = spec.max_concurrency
     options["max_restarts"] = spec.max_restarts
     options["max_task_retries"] = spec.max_task_retries
-    options.update(_strategy(spec.scheduling_strategy))
+    options.update(_strategy(spec.scheduling_strategy, find_group))
     # Every actor has a Ray name, so that any process can find it by its actorlib id.
     options["name"] = internal_name(spec.actor_id) if spec.name is None else spec.name
     options["namespace"] = spec.namespace

@@ -15,14 +15,16 @@ import inspect
 import signal
 import threading
 import warnings
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from actorlib.backends.base import HeapStore
 from actorlib.backends.ray.actor_table import restarts
-from actorlib.backends.ray.boxes import Box, Packed, Retryable
+from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
 from actorlib.backends.ray.client import RayCore
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.wire import call_spec, task_spec
+from actorlib.backends.runner.streaming import exactly, is_generator
 from actorlib.backends.runner.user_code import (
     CodeCache,
     LoopHolder,
@@ -32,7 +34,8 @@ from actorlib.backends.runner.user_code import (
 )
 from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
-from actorlib.core.serialization import Serialized, deserialize
+from actorlib.core.refs import ObjectRef
+from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions
 
 _code = CodeCache()
@@ -118,13 +121,13 @@ def _unpack(core: RayCore, payload: Packed | None, deps: tuple[Any, ...]) -> Any
 
 
 def _finish(
-    core: RayCore, values: list[Serialized] | Serialized, num_returns: int
+    core: RayCore, values: Sequence[Serialized | Packed] | Serialized, num_returns: int
 ) -> Any:
     boxes: list[Packed]
     if isinstance(values, Serialized):  # one error for every return
         boxes = [Box(values, {})] * num_returns
     else:
-        boxes = [core.box(v) for v in values]
+        boxes = [core.box(v) if isinstance(v, Serialized) else v for v in values]
     if num_returns == 1:
         return boxes[0]
     if num_returns == 0:
@@ -148,6 +151,145 @@ def _loop_holder() -> LoopHolder:
     return holder
 
 
+def _values(core: RayCore, result: Any, generator: str, num_returns: int, name: str,
+            work_id: int) -> Sequence[Serialized | Packed]:
+    """A task's or call's results: ``dynamic``'s one ref of its items' refs, a generator's
+    exact count of values (an int ``num_returns``), or the return value(s)."""
+    if generator == "dynamic":
+        if inspect.isasyncgen(result):
+            result = _sync_items(result, name, _loop_holder())
+        return _dynamic_box(core, _dynamic(core, _checked(result, name, generator), name,
+                                           work_id), name)
+    if is_generator(result):
+        result = exactly(result, num_returns, name, _store)
+    return pack_results(result, num_returns, name, _store)
+
+
+def _dynamic_box(core: RayCore, refs: Any, name: str) -> Sequence[Serialized | Packed]:
+    """The refs of a dynamic generator's items, boxed while they are alive here (the box
+    carries their Ray objects to the caller)."""
+    return [core.box(pack_results(refs, 1, name, _store)[0])]
+
+
+def _checked(result: Any, name: str, generator: str) -> Any:
+    if not is_generator(result):
+        raise TypeError(
+            f"{name} has num_returns={generator!r} but returned {type(result).__name__}, "
+            "not a generator: use yield, or an int num_returns"
+        )
+    return result
+
+
+def _dynamic(core: RayCore, items: Any, name: str, work_id: int) -> Any:
+    """``num_returns="dynamic"``: each item put into Ray's store as it is yielded (this
+    worker owns them, as it owns its ``put`` objects), their refs returned together."""
+    from actorlib.core.generators import DynamicObjectRefGenerator
+
+    refs: list[ObjectRef[Any]] = []
+    for index, item in enumerate(items):
+        id_ = core.ids.next()
+        core.put(id_, _store.seal(serialize(item, label=f"item {index} of {name}")))
+        refs.append(ObjectRef(id_, core, name, work_id))
+    return DynamicObjectRefGenerator(refs)
+
+
+def _sync_items(result: Any, name: str, holder: LoopHolder) -> Iterator[Any]:
+    """A streaming result's items on this thread (an async generator on its loop)."""
+    if inspect.isasyncgen(result):
+        loop = holder.loop()
+        while True:
+            try:
+                item = loop.run_until_complete(result.__anext__())
+            except StopAsyncIteration:
+                return
+            yield item
+    yield from _checked(result, name, "streaming")
+
+
+def _raised(exc: Exception, name: str, retry: RetryExceptions) -> Exception:
+    """How a generator's failure leaves it: raised, so Ray ends the stream with it."""
+    if isinstance(exc, (Raised, Retryable, ray.exceptions.TaskCancelledError)):
+        return exc
+    packed, retryable = pack_error(exc, name, retry)
+    return Retryable(packed) if retryable else Raised(packed)
+
+
+def _stream(core: RayCore, ctx: ExecutionContext, make: Callable[[], Any], name: str,
+            retry: RetryExceptions) -> Iterator[Packed]:
+    """``num_returns="streaming"`` in a sync worker: each item boxed as it is yielded
+    (Ray streams it to the caller), the user's code run under ``ctx`` step by step."""
+    try:
+        token = current_execution.set(ctx)
+        try:
+            items = _sync_items(make(), name, _loop_holder())
+        finally:
+            current_execution.reset(token)
+        index = 0
+        while True:
+            token = current_execution.set(ctx)
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                current_execution.reset(token)
+            yield core.box(_store.seal(serialize(item, label=f"item {index} of {name}")))
+            index += 1
+    except Exception as exc:
+        raise _raised(exc, name, retry) from None
+
+
+async def _stream_async(core: RayCore, ctx: ExecutionContext, make: Callable[[], Any],
+                        name: str, retry: RetryExceptions) -> AsyncIterator[Packed]:
+    """:func:`_stream` in an async actor (an async generator driven on its loop)."""
+    try:
+        token = current_execution.set(ctx)
+        try:
+            result = make()
+            if inspect.isawaitable(result) and not inspect.isasyncgen(result):
+                result = await result
+        finally:
+            current_execution.reset(token)
+        _checked(result, name, "streaming")
+        index = 0
+        while True:
+            token = current_execution.set(ctx)
+            try:
+                if inspect.isasyncgen(result):
+                    item = await result.__anext__()
+                else:
+                    item = next(result)
+            except (StopIteration, StopAsyncIteration):
+                return
+            finally:
+                current_execution.reset(token)
+            yield core.box(_store.seal(serialize(item, label=f"item {index} of {name}")))
+            index += 1
+    except Exception as exc:
+        raise _raised(exc, name, retry) from None
+
+
+def run_stream_task(template: bytes, ids: bytes, payload: Packed | None,
+                    *deps: Any) -> Iterator[Packed]:
+    """A ``num_returns="streaming"`` task: Ray's generator task, yielding boxed items."""
+    spec = task_spec(template, ids)
+    core = client(spec.namespace)
+    name = spec.name or spec.function.name
+    ctx = ExecutionContext(
+        _node_id(), task_id=spec.task_id, gpu_ids=_gpu_ids(spec.resources),
+        namespace=spec.namespace, spec=spec,
+    )
+
+    def make() -> Any:
+        unpacked = _unpack(core, payload, deps)
+        if isinstance(unpacked, Serialized):
+            raise Raised(unpacked)
+        fn = _code.load(spec.function)
+        return run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
+
+    yield from _stream(core, ctx, make, name, spec.retry_exceptions)
+
+
 def run_task(template: bytes, ids: bytes, payload: Packed | None, *deps: Any) -> Any:
     spec = task_spec(template, ids)
     core = client(spec.namespace)
@@ -163,7 +305,8 @@ def run_task(template: bytes, ids: bytes, payload: Packed | None, *deps: Any) ->
                 return _finish(core, unpacked, spec.num_returns)
             fn = _code.load(spec.function)
             result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
-            values = pack_results(result, spec.num_returns, name, _store)
+            values = _values(core, result, spec.generator, spec.num_returns, name,
+                             spec.task_id)
         except Exception as exc:
             return _finish(core, _failed(exc, name, spec.retry_exceptions), spec.num_returns)
         return _finish(core, values, spec.num_returns)
@@ -233,13 +376,29 @@ class SyncHost(_Host):
                 if isinstance(method, Serialized):
                     return _finish(core, method, spec.num_returns)
                 result = run_sync_or_async(method, (), {}, _loop_holder())
-                values = pack_results(result, spec.num_returns, self._name(spec), _store)
+                values = _values(core, result, spec.generator, spec.num_returns,
+                                 self._name(spec), spec.call_id)
             except Exception as exc:
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
             return _finish(core, values, spec.num_returns)
         finally:
             current_execution.reset(token)
+
+
+    def stream(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Iterator[Packed]:
+        """A ``num_returns="streaming"`` call: Ray's generator method."""
+        spec = call_spec(fields)
+        core = client(self._spec.namespace)
+
+        def make() -> Any:
+            method = self._method(spec, payload, deps)
+            if isinstance(method, Serialized):
+                raise Raised(method)
+            return run_sync_or_async(method, (), {}, _loop_holder())
+
+        yield from _stream(core, self._context(spec.call_id), make, self._name(spec),
+                           spec.retry_exceptions)
 
 
 class AsyncHost(_Host):
@@ -255,7 +414,13 @@ class AsyncHost(_Host):
                 result = method()
                 if inspect.isawaitable(result):
                     result = await result
-                values = pack_results(result, spec.num_returns, self._name(spec), _store)
+                if spec.generator == "dynamic" and inspect.isasyncgen(result):
+                    result = [item async for item in result]  # its items, then as a task's
+                    refs = _dynamic(core, result, self._name(spec), spec.call_id)
+                    values = _dynamic_box(core, refs, self._name(spec))
+                else:
+                    values = _values(core, result, spec.generator, spec.num_returns,
+                                     self._name(spec), spec.call_id)
             except Exception as exc:
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
@@ -266,19 +431,36 @@ class AsyncHost(_Host):
     async def actorlib_spec(self) -> ActorSpec:  # type: ignore[override]
         return self._spec
 
+    async def stream(self, fields: list[Any], payload: Packed | None, *deps: Any
+                     ) -> AsyncIterator[Packed]:
+        """A ``num_returns="streaming"`` call: Ray's async generator method."""
+        spec = call_spec(fields)
+        core = client(self._spec.namespace)
+
+        def make() -> Any:
+            method = self._method(spec, payload, deps)
+            if isinstance(method, Serialized):
+                raise Raised(method)
+            return method()
+
+        async for box in _stream_async(core, self._context(spec.call_id), make,
+                                       self._name(spec), spec.retry_exceptions):
+            yield box
+
 
 # Made on first use and kept out of the module's names, so that Ray pickles the functions
 # and classes by reference (workers import them) rather than by value.
 _remote: dict[Any, Any] = {}
 
 
-def remote_task(max_calls: int = 0) -> Any:
+def remote_task(max_calls: int = 0, streaming: bool = False) -> Any:
     """The Ray function running actorlib tasks (Ray takes ``max_calls`` only here)."""
-    key = ("task", max_calls)
+    key = ("stream" if streaming else "task", max_calls)
     found = _remote.get(key)
     if found is None:
+        fn = run_stream_task if streaming else run_task
         found = _remote[key] = (
-            ray.remote(max_calls=max_calls)(run_task) if max_calls else ray.remote(run_task)
+            ray.remote(max_calls=max_calls)(fn) if max_calls else ray.remote(fn)
         )
     return found
 
