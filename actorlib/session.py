@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import signal
 import threading
@@ -190,6 +191,12 @@ def init(
         name = backend or os.environ.get("ACTORLIB_BACKEND") or DEFAULT_BACKEND
         # The first worker starts now, before the imports below (killed if init fails).
         warm = prestart(name)
+        # No cyclic collection while the runtime's modules are imported and its threads
+        # start: what they allocate is kept for good, and each of the dozens of
+        # collections those allocations would set off scans it all again (about a tenth
+        # of init's CPU). A collector the program turned off stays off.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             rt, backend_cls, env, code_env = _start(
                 name, warm, namespace or "default", runtime_env, labels, log_dir,
@@ -202,6 +209,9 @@ def init(
             if warm is not None:
                 warm.discard()
             raise
+        finally:
+            if collecting:
+                gc.enable()
         if serve_dashboard:
             try:
                 _dashboard = _start_dashboard(rt, name, dashboard_host, dashboard_port)

@@ -26,6 +26,8 @@ from actorlib.core.state import WorkerQuery
 
 @dataclass(slots=True)
 class BackendConfig:
+    """What ``init()`` asks of a backend: the node's resources, store size, options."""
+
     num_cpus: float | None = None
     num_gpus: float | None = None
     resources: dict[str, float] = field(default_factory=dict)

@@ -2,10 +2,11 @@
 
 ``init()`` starts the first worker before it imports the runtime
 (``actorlib.backends.prestart``), so the worker's interpreter boots while the driver goes
-on; a worker imports only what a plain task needs (no asyncio, ssl or actorlib's API
-until async code or an actor asks for them); ``import actorlib`` binds its names on first
-use. What is imported when can only be seen in a fresh interpreter, so most tests here
-run a driver script (``run_script`` also checks that no process of it is left).
+on; a worker imports only what a plain task needs (no asyncio, ssl, tempfile, hashlib or
+actorlib's API until async code or an actor asks for them); ``import actorlib`` binds its
+names on first use. What is imported when can only be seen in a fresh interpreter, so
+most tests here run a driver script (``run_script`` also checks that no process of it is
+left).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from testkit import run_script
 
 import actorlib
 
-# What a lean worker does without, and what `import actorlib` alone must not load.
-HEAVY = ("asyncio", "ssl", "anyio", "actorlib.api", "actorlib.session", "actorlib.core.runtime")
+# What a lean worker does without, and what `import actorlib` alone must not load
+# (tempfile brings shutil, random, bz2 and lzma; hashlib OpenSSL's libcrypto).
+HEAVY = ("asyncio", "ssl", "anyio", "actorlib.api", "actorlib.session", "actorlib.core.runtime",
+         "tempfile", "hashlib")
 # What the driver has not imported yet when init() starts the warm worker.
 LATER = ("asyncio", "ssl", "actorlib.core.runtime", "actorlib.backends.process.backend")
 
@@ -154,3 +157,65 @@ def test_init_from_a_thread_that_ends_keeps_its_first_worker(_leak_check):
         assert psutil.pid_exists(first[0])
     finally:
         actorlib.shutdown()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("fails", [False, True])
+def test_init_leaves_the_cyclic_collector_as_it_found_it(enabled, fails, _leak_check):
+    """init() pauses the collector while it imports the runtime, and only that long."""
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        if fails:
+            with pytest.raises(ValueError):
+                actorlib.init(backend="process", num_cpus=1, object_store_memory=1 << 60)
+            assert gc.isenabled() is enabled
+        else:
+            actorlib.init(backend="process", num_cpus=1)
+            try:
+                assert gc.isenabled() is enabled
+            finally:
+                actorlib.shutdown()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_a_worker_runs_tasks_with_the_cyclic_collector_on(_leak_check):
+    """A worker boots with the collector off (see launch.WORKER_BOOT), then turns it on."""
+
+    @actorlib.remote
+    def collecting() -> tuple[bool, int]:
+        import gc
+
+        return gc.isenabled(), os.getpid()
+
+    actorlib.init(backend="process", num_cpus=1)
+    try:
+        enabled, pid = actorlib.get(collecting.remote())
+        assert enabled
+        assert pid != os.getpid()
+    finally:
+        actorlib.shutdown()
+
+
+def test_a_claim_table_is_an_anonymous_memory_file_shared_through_its_descriptor():
+    """Offered by the driver, taken once by either side, through the inherited fd; where
+    the kernel has memfd_create no file is ever made (nor a tempfile import)."""
+    from actorlib.backends.process.claims import ClaimTable
+
+    table = ClaimTable.create()
+    try:
+        if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+            assert os.readlink(f"/proc/self/fd/{table.fd}").startswith("/memfd:actorlib-claims")
+        other = ClaimTable(os.dup(table.fd))  # the worker's end, as inherited
+        try:
+            assert table.offer(7)
+            assert other.take(7) is True
+            assert table.take(7) is False  # taken once only
+            assert other.take(8) is False  # never offered
+        finally:
+            os.close(other.fd)
+    finally:
+        table.close()

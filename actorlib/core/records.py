@@ -15,6 +15,8 @@ from actorlib.core.specs import ActorSpec, CallSpec, TaskSpec, pickled_by_fields
 @pickled_by_fields
 @dataclass(slots=True)
 class NodeInfo:
+    """A node as the core knows it: resources, address, liveness, labels."""
+
     node_id: str
     resources: dict[str, float]
     address: str = "127.0.0.1"
@@ -44,6 +46,8 @@ class TaskRun:
 @pickled_by_fields
 @dataclass(slots=True)
 class ActorStart:
+    """An order to start one incarnation of an actor on a node."""
+
     spec: ActorSpec
     node_id: str
     deps: list[Serialized]
@@ -55,6 +59,8 @@ class ActorStart:
 @pickled_by_fields
 @dataclass(slots=True)
 class CallRun:
+    """An order to run one actor call, with its resolved dependencies."""
+
     spec: CallSpec
     deps: list[Serialized]
     incarnation: int

@@ -36,6 +36,8 @@ MAX_SHAPES = 256  # request dicts whose shape the scheduler remembers (``_shape`
 
 @dataclass(slots=True)
 class Node:
+    """A node (or a placement group's bundle) and the resources it has free."""
+
     node_id: str
     total: dict[str, float]
     available: dict[str, float]
@@ -88,6 +90,8 @@ class Node:
 
 @dataclass(slots=True)
 class Placement:
+    """Where a request was placed: the node, what it took, which GPUs."""
+
     node: Node
     request: dict[str, float]
     gpus: tuple[tuple[int, float], ...]

@@ -222,6 +222,8 @@ NO_ARGS = Args(None, ())
 @pickled_by_fields
 @dataclass(slots=True)
 class TaskSpec:
+    """One task as submitted: the function, its arguments and its options."""
+
     task_id: int
     function: CodeRef
     args: Args
@@ -250,6 +252,8 @@ class TaskSpec:
 @pickled_by_fields
 @dataclass(slots=True)
 class ActorSpec:
+    """One actor as created: its class, constructor arguments and options."""
+
     actor_id: int
     cls: CodeRef
     args: Args

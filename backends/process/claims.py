@@ -10,8 +10,9 @@ which the kernel arbitrates between the two processes; the worker never holds it
 than a few system calls, and a frozen worker holds nothing at all in practice (the lock is
 tried without blocking; a busy lock falls back to asking the worker).
 
-The table is an unlinked temporary file, inherited by the worker as a file descriptor:
-nothing is left on disk or in ``/dev/shm``, whatever way either side exits.
+The table is an anonymous memory file (``memfd_create``; elsewhere an unlinked temporary
+file), inherited by the worker as a file descriptor: nothing is left on disk or in
+``/dev/shm``, whatever way either side exits.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ class ClaimTable:
 
     @classmethod
     def create(cls) -> ClaimTable:
-        import tempfile  # the driver's side only: a worker inherits the table's fd
+        if hasattr(os, "memfd_create"):  # no file to name, and no tempfile import at init
+            fd = os.memfd_create("actorlib-claims", os.MFD_CLOEXEC)
+        else:
+            import tempfile  # the driver's side only: a worker inherits the table's fd
 
-        fd, path = tempfile.mkstemp(prefix="actorlib-claims-")
-        os.unlink(path)
+            fd, path = tempfile.mkstemp(prefix="actorlib-claims-")
+            os.unlink(path)
         os.ftruncate(fd, _TABLE.size)
         return cls(fd)
 

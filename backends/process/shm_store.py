@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -68,6 +65,9 @@ from actorlib.backends.process.shm_files import (
 )
 from actorlib.core.serialization import Serialized, map_readonly
 from actorlib.exceptions import ObjectStoreFullError
+
+# shutil and tempfile are imported where used: a worker imports this module when it starts
+# (its store) and needs neither, nor what they import (random, bz2, lzma).
 
 __all__ = ["SharedMemoryStore"]
 
@@ -108,6 +108,8 @@ def remove_dead_sessions() -> list[str]:
 
     Called where a runtime may have died without cleaning up: a daemon stopped or killed.
     """
+    import tempfile
+
     tmp = tempfile.gettempdir()
     removed = remove_stale(SHM_DIR)
     removed += remove_stale(fallback_dir())
@@ -171,7 +173,9 @@ class SharedMemoryStore(ObjectStore):
     @classmethod
     def for_driver(cls, object_store_memory: int | None = None) -> SharedMemoryStore:
         """The driver's store: pick the directory, size it, clear dead runtimes' files."""
-        session = f"{os.getpid()}-{secrets.token_hex(4)}"
+        import tempfile
+
+        session = f"{os.getpid()}-{os.urandom(4).hex()}"
         tmp = tempfile.gettempdir()
         directory = SHM_DIR
         usable = use_dev_shm() and os.path.isdir(SHM_DIR)
@@ -484,6 +488,8 @@ class SharedMemoryStore(ObjectStore):
             for name in os.listdir(self.directory):
                 if name.startswith(self._prefix):
                     unlink(os.path.join(self.directory, name))
+        import shutil
+
         shutil.rmtree(self.spill_dir, ignore_errors=True)
 
     def map_location(self, path: str, size: int) -> memoryview:
@@ -671,6 +677,8 @@ class SharedMemoryStore(ObjectStore):
                         source = obj.buffers[i]  # our pinned view: valid until we drop it
                     _write_file(partial, source)
                 else:
+                    import shutil
+
                     shutil.copyfile(src, partial)
             except FileNotFoundError:  # freed meanwhile
                 unlink(partial)
