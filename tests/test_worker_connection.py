@@ -8,8 +8,10 @@ itself, handling what came before the answer first, in order.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -48,6 +50,18 @@ class Core:
 
 @pytest.fixture
 def link():
+    with _linked() as (core, client, _conn):
+        yield core, client
+
+
+@pytest.fixture
+def inline_link():
+    with _linked() as linked:
+        yield linked
+
+
+@contextlib.contextmanager
+def _linked() -> Iterator[tuple[Core, RemoteCoreClient, framing.BlockingConnection]]:
     core_sock, worker_sock = socket.socketpair()
     holder: dict[str, RemoteCoreClient] = {}
 
@@ -64,7 +78,7 @@ def link():
     conn.start()
     core = Core(core_sock)
     try:
-        yield core, client
+        yield core, client, conn
     finally:
         core_sock.close()
         conn._reader.join(T)
@@ -122,3 +136,238 @@ def test_a_request_on_the_reader_fails_if_the_core_goes(link):
     core.sock.shutdown(socket.SHUT_RDWR)  # the driver is gone, the answer never comes
     assert done.wait(T)
     assert len(errors) == 1
+
+
+# -- work run inline on the reading thread (a worker's plain tasks) ------------------------
+
+
+def test_inline_work_that_waits_for_an_answer_hands_reading_over(inline_link):
+    """Inline work that asks the core hands reading to a spare thread: the answer, and
+    what arrives meanwhile, is read while it waits; afterwards reading goes on."""
+    core, client, conn = inline_link
+    order: list[str] = []
+    answers: list[Any] = []
+    done = threading.Event()
+    readers: set[int] = set()
+
+    def work() -> None:
+        order.append("work: asks")
+        answers.append(client.withdraw([7]))  # not answered until the core gets a Request
+        order.append("work: answered")
+
+    def first(_id: int, _value: Any) -> None:
+        readers.add(threading.get_ident())
+        assert conn.may_run_inline()
+        conn.run_inline(work)
+        done.set()
+
+    def second(_id: int, _value: Any) -> None:
+        readers.add(threading.get_ident())
+        order.append("second")
+
+    a = _watch(core, client, 1, first)
+    b = _watch(core, client, 2, second)
+    value = serialize(None)
+    core.send(Ready(a, 1, value))
+    request = core.expect(Request)
+    core.send(Ready(b, 2, value))  # read by the spare while the work waits
+    core.send(Reply(request.req, True, [True]))
+    assert done.wait(T)
+    assert answers == [[True]]
+    assert order == ["work: asks", "second", "work: answered"]
+    assert len(readers) == 2  # the second message was read by another thread
+    # Reading goes on, on whichever thread owns it now.
+    after = threading.Event()
+    c = _watch(core, client, 3, lambda _id, _value: after.set())
+    core.send(Ready(c, 3, value))
+    assert after.wait(T)
+
+
+def test_the_watchdog_passes_reading_on_while_inline_work_runs(inline_link):
+    """Inline work that waits on something only a later message brings (a thread of
+    the task calling the API, a cancel): the watchdog's look hands reading over."""
+    core, client, conn = inline_link
+    started, released, done = threading.Event(), threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def work() -> None:
+        started.set()
+        waited.append(released.wait(T))
+
+    def first(_id: int, _value: Any) -> None:
+        conn.run_inline(work)
+        done.set()
+
+    a = _watch(core, client, 1, first)
+    b = _watch(core, client, 2, lambda _id, _value: released.set())
+    value = serialize(None)
+    core.send(Ready(a, 1, value))
+    assert started.wait(T)
+    # Two looks at the same inline run, as the worker's main thread makes them: the
+    # first sees it new, the second sees it still running and hands reading over.
+    seen = conn.watch_inline(-1)
+    assert conn.reads_here() is False
+    conn.watch_inline(seen)
+    core.send(Ready(b, 2, value))
+    assert done.wait(T)
+    assert waited == [True], "nobody read the message that ends the inline work"
+    # Each thread takes its turn: the reader that ran the work now waits as a spare,
+    # and inline work on the new reader hands reading back to it.
+    again = threading.Event()
+
+    def third(_id: int, _value: Any) -> None:
+        conn.run_inline(lambda: again.set() if client.withdraw([1]) else None)
+
+    c = _watch(core, client, 3, third)
+    core.send(Ready(c, 3, value))
+    request = core.expect(Request)
+    core.send(Reply(request.req, True, [True]))
+    assert again.wait(T)
+
+
+def test_inline_work_is_not_run_inside_a_pump(inline_link):
+    """A handler that reads on itself while it waits (``pump``) must not start inline
+    work: the work would run nested inside it."""
+    core, client, conn = inline_link
+    seen: list[bool] = []
+    done = threading.Event()
+
+    def first(_id: int, _value: Any) -> None:
+        client.withdraw([7])  # on the reader: it pumps until the answer comes
+        done.set()
+
+    def second(_id: int, _value: Any) -> None:
+        seen.append(conn.may_run_inline())
+
+    a = _watch(core, client, 1, first)
+    b = _watch(core, client, 2, second)
+    value = serialize(None)
+    core.send(Ready(a, 1, value), Ready(b, 2, value))
+    request = core.expect(Request)
+    core.send(Reply(request.req, True, [True]))
+    assert done.wait(T)
+    assert seen == [False]
+
+
+class _Interrupting:
+    """A spare's wake-up event where a cancel's interrupt lands, the first time it is set
+    (the hand-over); later (the connection lost) it wakes the spare."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+        self.fired = False
+
+    def set(self) -> None:
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        self.wake.set()
+
+
+def test_a_cancel_interrupting_the_hand_over_leaves_a_reader(inline_link):
+    """A task is interrupted (cancelled) between any two bytecodes, also inside the
+    hand-over of reading: whatever step it stops at, some thread reads on."""
+    core, client, conn = inline_link
+    value = serialize(None)
+    first_done = threading.Event()
+
+    def first(_id: int, _value: Any) -> None:  # leaves a spare behind: this thread
+        conn.run_inline(conn.yield_reading)
+        first_done.set()
+
+    a = _watch(core, client, 1, first)
+    core.send(Ready(a, 1, value))
+    assert first_done.wait(T)
+    interrupted = threading.Event()
+
+    def second(_id: int, _value: Any) -> None:
+        def work() -> None:
+            with conn._role:
+                assert conn._spares, "the first thread should wait as a spare"
+                ident = conn._spares[-1]
+                conn._wakes[ident] = _Interrupting(conn._wakes[ident])  # type: ignore[assignment]
+            try:
+                conn.yield_reading()
+            except KeyboardInterrupt:
+                interrupted.set()
+
+        conn.run_inline(work)
+
+    b = _watch(core, client, 2, second)
+    core.send(Ready(b, 2, value))
+    assert interrupted.wait(T)
+    after = threading.Event()
+    c = _watch(core, client, 3, lambda _id, _value: after.set())
+    core.send(Ready(c, 3, value))
+    assert after.wait(T), "nobody reads after an interrupted hand-over"
+
+
+def test_an_urgent_message_passes_reading_on_while_inline_work_runs(inline_link):
+    """The driver's signal (a cancel or an exit was sent) makes the worker's main thread
+    call ``urgent``: reading passes to a spare at once, with no watchdog look."""
+    core, client, conn = inline_link
+    started, released, done = threading.Event(), threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def work() -> None:
+        started.set()
+        waited.append(released.wait(T))
+
+    def first(_id: int, _value: Any) -> None:
+        conn.run_inline(work)
+        done.set()
+
+    a = _watch(core, client, 1, first)
+    b = _watch(core, client, 2, lambda _id, _value: released.set())
+    value = serialize(None)
+    core.send(Ready(a, 1, value))
+    assert started.wait(T)
+    conn.urgent()
+    assert conn.reads_here() is False
+    core.send(Ready(b, 2, value))
+    assert done.wait(T)
+    assert waited == [True], "nobody read the urgent message"
+
+
+def test_an_urgent_message_before_inline_work_passes_reading_on_as_it_starts(inline_link):
+    """Said while no inline work runs (the urgent message may be decoded already, queued
+    behind the task that runs next): the next inline work hands reading over first."""
+    core, client, conn = inline_link
+    released, done = threading.Event(), threading.Event()
+    waited: list[bool] = []
+
+    def first(_id: int, _value: Any) -> None:
+        conn.run_inline(lambda: waited.append(released.wait(T)))
+        done.set()
+
+    a = _watch(core, client, 1, first)
+    b = _watch(core, client, 2, lambda _id, _value: released.set())
+    value = serialize(None)
+    conn.urgent()
+    core.send(Ready(a, 1, value), Ready(b, 2, value))  # one write: b waits behind a's work
+    assert done.wait(T)
+    assert waited == [True], "the message behind the inline work was not read"
+
+
+def test_a_thread_of_inline_work_waiting_for_an_answer_passes_reading_on(inline_link):
+    """Inline work whose own thread asks the core (and waits for that answer before it
+    ends): the asking thread hands reading over, no watchdog look needed."""
+    core, client, conn = inline_link
+    answers: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        helper = threading.Thread(target=lambda: answers.append(client.withdraw([7])))
+        helper.start()
+        helper.join(T)
+
+    def first(_id: int, _value: Any) -> None:
+        conn.run_inline(work)
+        done.set()
+
+    a = _watch(core, client, 1, first)
+    core.send(Ready(a, 1, serialize(None)))
+    request = core.expect(Request)
+    core.send(Reply(request.req, True, [True]))
+    assert done.wait(T)
+    assert answers == [[True]], "the answer to the task's thread was not read"

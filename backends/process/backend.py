@@ -28,6 +28,7 @@ from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents, ObjectStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import OutputWriter
+from actorlib.backends.process import urgent
 from actorlib.backends.process.code_envs import CodeEnvDirs
 from actorlib.backends.process.launch import Launched
 from actorlib.backends.process.worker_process import (
@@ -86,6 +87,7 @@ class ProcessBackend(Backend):
         self._worker_extra: dict[str, Any] = {}
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
+        self._inline_watch_s = urgent.WATCH_S
         self._stopping = False
         self._trimming: threading.Thread | None = None  # giving the arena's free pages back
         self._trim_every = 5.0
@@ -107,6 +109,7 @@ class ProcessBackend(Backend):
     # == lifecycle ==========================================================================
 
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:
+        self._inline_watch_s = urgent.watch_period()  # a bad value fails before anything starts
         self.events = events
         self.client = events.client
         self.loop = asyncio.get_running_loop()
@@ -168,6 +171,7 @@ class ProcessBackend(Backend):
             "sys_path": list(sys.path),
             "store": self._store_config,
             "alive_every_s": self._worker_timeout / 4 if self._worker_timeout else None,
+            "inline_watch_s": self._inline_watch_s,
             "output": self._output_config,
             "stack_dir": self._stack_dir,
             "log_dir": self._log_dir,
@@ -254,7 +258,7 @@ class ProcessBackend(Backend):
         self._stopping = True
         for worker in self._workers:
             worker.expected_exit = True
-            worker.send(Exit())
+            worker.send_urgent(Exit())
         await self._all_dead(3.0)
         for worker in self._workers:
             if not worker.dead:
@@ -366,7 +370,7 @@ class ProcessBackend(Backend):
     def recall(self, task_id: int) -> None:
         worker = self._task_worker.get(task_id)
         if worker is not None and not self._take_back(worker, task_id):
-            worker.send(Recall(task_id))
+            worker.send_urgent(Recall(task_id))
 
     def take_back(self, task_id: int) -> bool:
         worker = self._task_worker.get(task_id)
@@ -402,7 +406,7 @@ class ProcessBackend(Backend):
             if force:
                 worker.kill()
             else:
-                worker.send(CancelRun(id, False))
+                worker.send_urgent(CancelRun(id, False))
             return
         worker = self._call_worker.get(id)
         if worker is not None:

@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -39,7 +40,9 @@ from actorlib.backends.output import (
     run_setup_hook,
 )
 from actorlib.backends.proc_title import TaskTitles, set_title
+from actorlib.backends.process import urgent
 from actorlib.backends.process.claims import ClaimTable
+from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import framing
@@ -107,6 +110,7 @@ class Worker:
     def __init__(self, sock: socket.socket, claims: ClaimTable | None = None) -> None:
         self.claims = claims
         self.local: LocalRunner | None = None
+        self.inline: InlineTasks | None = None
         self.client: RemoteCoreClient | None = None
         # Who the last task or actor given is, (short name, id): it names fd-level output.
         # Not the work itself: its arguments would stay mapped, and their arena extents
@@ -124,6 +128,11 @@ class Worker:
         self._job = 0
         self._hooked: set[int] = set()
         self.exit = threading.Event()
+        self.watch_s = urgent.WATCH_S  # the main thread's looks (``Init`` may change it)
+        # The main thread's wait between looks: a driver's signal (something urgent was
+        # sent) or an exit ends it early. Made here, on the main thread.
+        self.wakeup = urgent.Wakeup()
+        urgent.keep_cancels()
         #: One handler per record of ``messages.ToWorker``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Init: lambda message: self._init(message.config), SysPath: self._sys_path,
@@ -133,7 +142,7 @@ class Worker:
             ItemsConsumed: self._items_consumed,
             Ready: self._ready, Reply: self._reply, Exit: self._exit,
         }
-        self.conn = framing.BlockingConnection(sock, self._on_message, self.exit.set)
+        self.conn = framing.BlockingConnection(sock, self._on_message, self._stop)
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
@@ -145,6 +154,8 @@ class Worker:
         self.last_work = (run.spec.name.rpartition(".")[2], run.spec.task_id)
         if run.job != self._job:  # a cluster driver's first task here, or another's
             self._enter_job(run.job, run.spec.task_id)
+        if self.inline is not None and self.inline.run(run):
+            return
         self.local.run_task(run)
 
     def _run_call(self, message: RunCall) -> None:
@@ -222,7 +233,11 @@ class Worker:
             os._exit(1)
 
     def _exit(self, message: Exit) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         self.exit.set()
+        self.wakeup.poke()
 
     alive_every_s: float | None = None
 
@@ -230,6 +245,7 @@ class Worker:
         if config.get("alive_every_s"):
             self.alive_every_s = config["alive_every_s"]
             self.conn.send(Alive())
+        self.watch_s = config.get("inline_watch_s") or urgent.WATCH_S
         for entry in reversed(config["sys_path"]):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
@@ -272,6 +288,7 @@ class Worker:
         self.client = client
         context.install(client)
         self.local = local
+        self.inline = InlineTasks(local, self.conn)
         self._setup_output(config)
         stacks.enable(config.get("stack_dir"))  # `actorlib stack`: dump on SIGUSR1
 
@@ -336,15 +353,33 @@ class Worker:
     def _exit_after_actors(self) -> None:
         if self.local is not None:
             self.local.join_stopped_actors()
-        self.exit.set()
+        self._stop()
 
     def run(self) -> None:
-        # The main thread has nothing else to do: it tells the driver this process is
-        # alive, when the driver checks (``worker_timeout_s``). A frozen process, or one
-        # stuck holding the GIL, falls silent.
-        while not self.exit.wait(self.alive_every_s or 1.0):
-            if self.alive_every_s:
+        # The main thread tells the driver this process is alive, when the driver checks
+        # (``worker_timeout_s``): a frozen process, or one stuck holding the GIL, falls
+        # silent. And it watches the tasks run on the reading thread (``InlineTasks``):
+        # one still running at the next look has reading passed to a spare thread.
+        # Looks are frequent while tasks come, rare when none has for a while; the
+        # driver's signal that it sent something urgent (a cancel, an exit) passes
+        # reading on at once.
+        seen = 0
+        pause = self.watch_s
+        next_alive = time.monotonic() + (self.alive_every_s or 0.0)
+        while not self.exit.is_set():
+            if self.wakeup.wait(pause):
+                self.conn.urgent()
+            if self.exit.is_set():
+                break
+            if self.alive_every_s and time.monotonic() >= next_alive:
+                next_alive = time.monotonic() + self.alive_every_s
                 self.conn.send(Alive())
+            runs = self.conn.watch_inline(seen)
+            busy = self.watch_s  # ``Init`` sets it (after this loop began)
+            pause = busy if runs != seen else min(pause * 2, max(1.0, 10 * busy))
+            if self.alive_every_s:  # signs of life at most half a period late
+                pause = min(pause, self.alive_every_s / 2)
+            seen = runs
         if self.client is not None:
             self.client.close()
         self._close_output()

@@ -17,6 +17,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import BackendConfig
+from actorlib.backends.process import urgent
 from actorlib.backends.process.launch import Launched
 from actorlib.backends.process.portable import ExitWatcher
 from actorlib.backends.transport import wire
@@ -151,6 +152,14 @@ class WorkerProcess:
         # does not keep it, and an actor of that class started there later would lack it.
         keeps_code = type(message) in KEEPS_CODE
         self.conn.send(message, self.code_ids if keeps_code else None)
+
+    def send_urgent(self, message: ToWorker) -> None:
+        """Send ``message`` (a cancel, a recall, an exit), and if a task of ours may run on
+        the worker's reading thread, signal it to read on elsewhere now (see
+        :mod:`actorlib.backends.process.urgent`)."""
+        self.send(message)
+        if self.running and self.actor is None and not self.dead:
+            urgent.notify(self.pid)
 
     def kill(self) -> None:
         try:

@@ -83,6 +83,15 @@ class LocalRunner:
             thread.busy = True
         return thread
 
+    def adopt(self, task_id: int, thread: TaskThread) -> None:
+        """``thread`` runs ``task_id`` (one of a worker's own, see ``InlineTasks``): cancels
+        and recalls find it there."""
+        self._owner[task_id] = thread
+
+    def runs(self, task_id: int) -> bool:
+        """Whether ``task_id`` was given here and has not ended."""
+        return task_id in self._owner
+
     def claimed(self, run: TaskRun) -> bool:
         """Whether ``run`` may start here (a queued-behind task the core did not take back)."""
         return not run.follows or self._claim is None or bool(self._claim(run.spec.task_id))

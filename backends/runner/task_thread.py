@@ -48,7 +48,7 @@ def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
 class TaskThread:
     """One pool thread; runs one task at a time, then any queued behind it."""
 
-    def __init__(self, runner: LocalRunner, index: int) -> None:
+    def __init__(self, runner: LocalRunner, index: int, start: bool = True) -> None:
         self.runner = runner
         self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.loops = LoopHolder()
@@ -65,7 +65,13 @@ class TaskThread:
         self.thread = threading.Thread(
             target=self._run, name=f"actorlib-task-{index}", daemon=True
         )
-        self.thread.start()
+        if start:  # else its tasks run on a thread of the caller's (``ident``)
+            self.thread.start()
+
+    @property
+    def ident(self) -> int:
+        """The thread its tasks run on (where a cancel interrupts them)."""
+        return self.thread.ident or 0
 
     def _run(self) -> None:
         runner = self.runner
@@ -233,7 +239,7 @@ class TaskThread:
                 return
             # As in Ray: KeyboardInterrupt in the task's thread, so its ``finally`` blocks
             # run, and an ``except Exception`` in it does not swallow the cancel.
-            _raise_in_thread(self.thread.ident or 0, KeyboardInterrupt)
+            _raise_in_thread(self.ident, KeyboardInterrupt)
             if ctx is not None:
                 wakeup = ctx.wakeup
                 if wakeup is not None:

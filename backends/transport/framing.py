@@ -15,6 +15,7 @@ import pickle
 import socket
 import struct
 import threading
+from _thread import get_ident
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -129,6 +130,19 @@ class BlockingConnection:
         # munmap per message.
         self._buffer = bytearray(1 << 18)
         self._view = memoryview(self._buffer)
+        # Who reads (see ``run_inline``): one thread at a time owns the socket's reading;
+        # under ``_role`` it may pass to a spare thread while the owner runs user code.
+        self._role = threading.Lock()
+        self._owner: int | None = None  # the ident of the thread that reads now
+        self._inline = 0  # the owner's ident while it runs work inline, else 0
+        self._inline_runs = 0  # counts inline runs: the watchdog's sign of progress
+        # Something urgent was sent while no inline work held the reading: the next
+        # inline work hands reading over as it starts (see ``urgent``).
+        self._urgent = False
+        self._pumping = 0  # nested reads of a handler waiting for an answer (``pump``)
+        self._spares: list[int] = []  # threads waiting to read, by ident
+        self._wakes: dict[int, threading.Event] = {}  # how each such thread is woken
+        self._lost_reported = False
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
 
     def start(self) -> None:
@@ -174,21 +188,133 @@ class BlockingConnection:
                 self._write(b"".join(frames))
 
     def reads_here(self) -> bool:
-        """Whether this is the reader thread: nobody else would read an answer it awaits."""
-        return threading.current_thread() is self._reader
+        """Whether this thread reads: nobody else would read an answer it awaits."""
+        return self._owner == get_ident()
 
     def pump(self) -> bool:
-        """On the reader thread, inside a handler: receive and handle the next messages,
+        """On the reading thread, inside a handler: receive and handle the next messages,
         in order (an answer the handler waits for can only come in this way); False once
         the connection is lost."""
         assert self.reads_here()
-        return self._receive()
+        self._pumping += 1
+        try:
+            return self._receive()
+        finally:
+            self._pumping -= 1
+
+    # -- work run by the reading thread itself ----------------------------------------------
+
+    def may_run_inline(self) -> bool:
+        """Whether a handler may run work here and now, on the thread that reads (at the
+        top of its loop: not inside a ``pump``, not inside other inline work)."""
+        return self._owner == get_ident() and not self._pumping and not self._inline
+
+    def run_inline(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (user code) on the reading thread, as ``multiprocessing.Pool``'s
+        worker runs a task on the thread that read it: no hop to another thread.
+
+        Nothing is read meanwhile, so reading passes to a spare thread when the work must
+        wait for an answer (``yield_reading``), when the driver says something urgent
+        waits (``urgent``: a cancel, an exit) or when the work runs long enough for a
+        watchdog to notice (``watch_inline``); after the work this thread reads on if it
+        still owns the socket, else it becomes a spare.
+        """
+        me = get_ident()
+        self._inline_runs += 1
+        self._inline = me
+        try:
+            if self._urgent:  # said before this work began: what it is about may be queued
+                with self._role:
+                    if self._owner == me:
+                        self._hand_over()
+            work()
+        finally:
+            with self._role:
+                self._inline = 0
+
+    def yield_reading(self) -> None:
+        """This thread is about to wait for an answer: if inline work holds the reading
+        (this thread's, or the task's that started this thread), another thread reads from
+        now on."""
+        if not self._inline:
+            return
+        with self._role:
+            if self._inline and self._owner == self._inline:
+                self._hand_over()
+
+    def urgent(self) -> None:
+        """The driver sent something that must not wait for inline work (a cancel, an
+        exit; it signals the worker, see :mod:`actorlib.backends.process.urgent`): reading
+        passes to a spare thread now if inline work holds it, else the next inline work
+        passes it on as it starts (the message may still be queued behind that work's).
+        Called from another thread than the reading one."""
+        with self._role:
+            if self._inline and self._owner == self._inline:
+                self._hand_over()
+            else:
+                self._urgent = True
+
+    def watch_inline(self, seen: int) -> int:
+        """Called now and then from another thread (the watchdog): if the same inline work
+        still runs as at the last call (``seen``, this call's result), reading passes to
+        a spare, so a cancel, an answer or an exit is read while that work runs on."""
+        with self._role:
+            runs = self._inline_runs
+            if runs == seen and self._inline and self._owner == self._inline:
+                self._hand_over()
+            return runs
+
+    def _hand_over(self) -> None:
+        """Make a spare thread (a new one if none waits) the reader; ``_role`` held.
+
+        Called on the thread of a task, which a cancel interrupts between any two
+        bytecodes: each step leaves a state that works if the next never comes (this
+        thread still reads; a spare woken too early waits again; one taken off the list
+        and never woken waits, idle, until the connection is lost). The new reader reads
+        everything pending, so an urgent message no longer waits.
+        """
+        self._urgent = False
+        if self._spares:
+            ident = self._spares.pop()
+            self._wakes[ident].set()  # it checks, once we release ``_role``, that it reads
+            self._owner = ident
+            return
+        # The new thread waits for ``_role``; then it reads, or waits as a spare if we
+        # were interrupted before we gave reading up.
+        threading.Thread(target=self._take_over, name="actorlib-io", daemon=True).start()
+        self._owner = None
+
+    def _take_over(self) -> None:
+        with self._role:
+            if self._owner is None and not self.closed:
+                self._owner = get_ident()
+        self._serve()
+
+    def _stand_by(self) -> bool:
+        """Wait until reading is handed to this thread; False once the connection is lost."""
+        me = get_ident()
+        with self._role:
+            wake = self._wakes.setdefault(me, threading.Event())
+        while True:
+            with self._role:
+                if self.closed:
+                    self._wakes.pop(me, None)
+                    return False
+                if self._owner == me:
+                    return True
+                wake.clear()
+                if me not in self._spares:
+                    self._spares.append(me)
+            wake.wait()
+
+    # -- reading ------------------------------------------------------------------------------
 
     def _receive(self) -> bool:
-        """Handle what is decoded, receive (waiting for it) and handle that too."""
-        self._handle_inbox()
-        if self.closed:
-            return False
+        """Handle what is decoded, receive (waiting for it) and handle that too. True with
+        nothing received if reading passed to another thread meanwhile."""
+        me = get_ident()
+        if not self._handle_inbox(me) or self.closed:
+            return not self.closed
         try:
             size = self._sock.recv_into(self._buffer)
         except OSError:
@@ -197,19 +323,46 @@ class BlockingConnection:
             self.closed = True
             return False
         self._inbox.extend(self._decoder.feed(self._view[:size]))
-        self._handle_inbox()
+        self._handle_inbox(me)
         return True
 
-    def _handle_inbox(self) -> None:
+    def _handle_inbox(self, me: int) -> bool:
+        """Handle decoded messages in order while this thread reads; False if it no longer
+        does (inline work handed reading over: the new reader handles the rest)."""
         inbox = self._inbox
         while inbox:
+            if self._owner != me:
+                return False
             message = inbox.popleft()
             try:
                 self._on_message(message)
             except Exception:
                 log.exception("actorlib: error handling message %s", name_of(message))
+        return self._owner == me
 
     def _read(self) -> None:
-        while self._receive():
-            pass
-        self._on_lost()
+        with self._role:
+            self._owner = get_ident()
+        self._serve()
+
+    def _serve(self) -> None:
+        """Read while this thread owns reading; wait as a spare while it does not."""
+        me = get_ident()
+        while True:
+            while self._owner == me:
+                if not self._receive():
+                    self._lost()
+                    return
+            if not self._stand_by():
+                return
+
+    def _lost(self) -> None:
+        with self._role:
+            self.closed = True
+            self._spares = []
+            wakes = list(self._wakes.values())
+            reported, self._lost_reported = self._lost_reported, True
+        for wake in wakes:  # every spare, also one a hand-over left unwoken
+            wake.set()
+        if not reported:
+            self._on_lost()

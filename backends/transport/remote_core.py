@@ -48,6 +48,10 @@ def _never() -> bool:
     return False
 
 
+def _nothing() -> None:
+    pass
+
+
 class RemoteCoreClient:
     """The actorlib API where the core runs in another process: everything goes to it.
 
@@ -67,6 +71,8 @@ class RemoteCoreClient:
         self._send = conn.send
         self._reads_here: Callable[[], bool] = getattr(conn, "reads_here", _never)
         self._pump: Callable[[], bool] = getattr(conn, "pump", _never)
+        # Work running inline on the reading thread hands reading over before it waits.
+        self._yield_reading: Callable[[], None] = getattr(conn, "yield_reading", _nothing)
         self._scheduler = Scheduler()
         for node in nodes:
             self._scheduler.add_node(node.node_id, node.resources, node.labels)
@@ -112,6 +118,7 @@ class RemoteCoreClient:
         return None  # values live with the core, in another process: always a watch
 
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
+        self._yield_reading()  # the answer must be read while the caller waits for it
         token = next(self._tokens)
         self._watchers[token] = [callback, len(ids), set(ids)]
         self._token_of[callback] = token
@@ -215,6 +222,7 @@ class RemoteCoreClient:
         return self._request(method, *args)
 
     def _request(self, method: str, *args: Any) -> Any:
+        self._yield_reading()
         done = threading.Event()
         box: list[Any] = []
 

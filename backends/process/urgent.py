@@ -1,0 +1,138 @@
+"""The driver's nudge that something urgent waits in a worker's socket.
+
+A worker runs a plain task on the thread that reads its socket
+(:mod:`actorlib.backends.process.inline_tasks`), so while that task runs nobody reads: a
+cancel of it, or an ``Exit``, would wait for the task's end or the main thread's next
+look (every 0.1 s at best). So after sending such a message to a worker that may run a
+task inline, the driver sends the worker :data:`SIGNAL` (:func:`notify`). In the worker
+the signal only wakes the main thread (:class:`Wakeup`, through
+:func:`signal.set_wakeup_fd`, whichever thread the kernel delivers it to), which hands
+reading to a spare thread at once; that thread reads the cancel, which interrupts the task
+as it would on a task thread.
+
+``SIGURG`` because its default action is to ignore it: a worker still booting (no handler
+yet), or a process that took a dead worker's pid, is not killed by it. A worker's main
+thread and its signal handlers are actorlib's (user code runs on other threads, where
+``signal.signal`` is refused), so no user handler is replaced; a task that asks for
+``SIGURG`` on a socket of its own (``F_SETOWN`` to the worker) only causes an early look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from actorlib.core.execution_context import current_execution
+
+#: None where the platform has no such signal (Windows): no nudge, the looks remain.
+SIGNAL: signal.Signals | None = getattr(signal, "SIGURG", None)
+#: How often a worker's main thread looks at a task run on its reading thread while tasks
+#: come (``ACTORLIB_INLINE_WATCH_S``); when none has come for a while, ten times as
+#: rarely (at least every second). Not more often: under load a short task is often
+#: preempted for tens of milliseconds, and each hand-over of reading costs a wake-up.
+#: A cancel or an exit does not wait for a look.
+WATCH_S = 0.1
+
+
+def watch_period() -> float:
+    """The looks' period for this driver's workers: ``ACTORLIB_INLINE_WATCH_S`` or
+    :data:`WATCH_S` (read in the driver, so a bad value fails ``init``)."""
+    value = os.environ.get("ACTORLIB_INLINE_WATCH_S")
+    if value is None or value == "":
+        return WATCH_S
+    try:
+        period = float(value)
+    except ValueError:
+        period = 0.0
+    if not period > 0 or period == float("inf"):
+        raise ValueError(
+            f"ACTORLIB_INLINE_WATCH_S must be a positive number of seconds, got {value!r}"
+        )
+    return period
+
+
+def notify(pid: int) -> None:
+    """Nudge worker ``pid`` (in the driver, after sending it something urgent)."""
+    if SIGNAL is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, SIGNAL)
+
+
+def keep_cancels() -> None:
+    """A cancel's ``KeyboardInterrupt`` that lands in a finalizer (an ``ObjectRef``'s
+    ``__del__`` sending its drop, say: the interrupt fires as the send returns) is
+    printed and swallowed by Python, and the task would run on. In a worker, such an
+    interrupt of a cancelled task is raised again instead, in the task's own code at its
+    next call after the finalizer (``sys.unraisablehook`` runs on the task's thread; a
+    one-shot profile function of that thread raises it: raised in the hook, it would be
+    swallowed again)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is KeyboardInterrupt:
+            ctx = current_execution.get()
+            if ctx is not None and ctx.cancelled:
+                here = sys._getframe()
+
+                def again(frame: FrameType, event: str, _arg: Any) -> None:
+                    if frame is here or event not in ("call", "c_call"):
+                        return
+                    sys.setprofile(None)
+                    raise KeyboardInterrupt
+
+                sys.setprofile(again)
+                return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level handler has nothing to do: the wake-up byte is the message."""
+
+
+class Wakeup:
+    """What a worker's main thread waits on between its looks: a pipe woken by
+    :data:`SIGNAL` (and any other signal with a Python handler) or by :meth:`poke`.
+
+    Made on the main thread (``signal.signal`` and ``set_wakeup_fd`` must be).
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()  # without the signal (Windows): poke alone
+        if SIGNAL is None:
+            return
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        signal.signal(SIGNAL, _ignore)
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+
+    def poke(self) -> None:
+        """Wake the waiting thread (from any thread)."""
+        if SIGNAL is None:
+            self._event.set()
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._write, b"\0")
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True if :data:`SIGNAL` came meanwhile."""
+        if SIGNAL is None:
+            self._event.wait(timeout)
+            self._event.clear()
+            return False
+        ready, _, _ = select.select([self._read], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            got = os.read(self._read, 512)
+        except BlockingIOError:
+            return False
+        return SIGNAL is not None and bytes([SIGNAL]) in got
