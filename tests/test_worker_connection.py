@@ -183,9 +183,12 @@ def test_inline_work_that_waits_for_an_answer_hands_reading_over(inline_link):
     assert after.wait(T)
 
 
-def test_the_watchdog_passes_reading_on_while_inline_work_runs(inline_link):
-    """Inline work that waits on something only a later message brings (a thread of
-    the task calling the API, a cancel): the watchdog's look hands reading over."""
+def _inline_work_waiting_for_the_next_message(
+    inline_link: Any,
+) -> tuple[int, Any, threading.Event, list[bool]]:
+    """Inline work started by the first message that waits for what the second brings:
+    (the second's id, a value to send, set when the first's handler returns, what the
+    work's wait gave)."""
     core, client, conn = inline_link
     started, released, done = threading.Event(), threading.Event(), threading.Event()
     waited: list[bool] = []
@@ -203,6 +206,14 @@ def test_the_watchdog_passes_reading_on_while_inline_work_runs(inline_link):
     value = serialize(None)
     core.send(Ready(a, 1, value))
     assert started.wait(T)
+    return b, value, done, waited
+
+
+def test_the_watchdog_passes_reading_on_while_inline_work_runs(inline_link):
+    """Inline work that waits on something only a later message brings (a thread of
+    the task calling the API, a cancel): the watchdog's look hands reading over."""
+    core, client, conn = inline_link
+    b, value, done, waited = _inline_work_waiting_for_the_next_message(inline_link)
     # Two looks at the same inline run, as the worker's main thread makes them: the
     # first sees it new, the second sees it still running and hands reading over.
     seen = conn.watch_inline(-1)
@@ -305,23 +316,8 @@ def test_a_cancel_interrupting_the_hand_over_leaves_a_reader(inline_link):
 def test_an_urgent_message_passes_reading_on_while_inline_work_runs(inline_link):
     """The driver's signal (a cancel or an exit was sent) makes the worker's main thread
     call ``urgent``: reading passes to a spare at once, with no watchdog look."""
-    core, client, conn = inline_link
-    started, released, done = threading.Event(), threading.Event(), threading.Event()
-    waited: list[bool] = []
-
-    def work() -> None:
-        started.set()
-        waited.append(released.wait(T))
-
-    def first(_id: int, _value: Any) -> None:
-        conn.run_inline(work)
-        done.set()
-
-    a = _watch(core, client, 1, first)
-    b = _watch(core, client, 2, lambda _id, _value: released.set())
-    value = serialize(None)
-    core.send(Ready(a, 1, value))
-    assert started.wait(T)
+    core, _, conn = inline_link
+    b, value, done, waited = _inline_work_waiting_for_the_next_message(inline_link)
     conn.urgent()
     assert conn.reads_here() is False
     core.send(Ready(b, 2, value))
