@@ -422,7 +422,11 @@ class PendingCalls:
             if id_ is not None:
                 self.ids.add(id_)
         if id_ is not None:
-            client.watch([id_], self._finished, reads=False)
+            try:
+                client.watch([id_], self._finished, reads=False)
+            except BaseException:  # a client closing meanwhile: the place must not stay
+                self._finished(id_, None)
+                raise
 
     def _finished(self, id_: int, value: object) -> None:
         with self._lock:

@@ -97,6 +97,36 @@ def make_garbage(started: str, interrupted: str, seconds: float) -> str:
     return "ran to its end"
 
 
+@actorlib.remote
+def make_garbage_under_a_lock(started: str, interrupted: str, seconds: float) -> str:
+    lock = threading.Lock()
+    Path(started).write_text("started")
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            with lock:
+                _SlowToGo()
+    except KeyboardInterrupt:
+        Path(interrupted).write_text("held" if lock.locked() else "released")
+        raise
+    return "ran to its end"
+
+
+def test_a_cancel_raised_again_after_a_finalizer_leaves_locks_released(
+    prt_fresh: None, tmp_path: Path
+) -> None:
+    """The interrupt raised again must not skip the ``__exit__`` of the ``with`` block
+    the finalizer ran in (raised as that call began, the lock stayed held for good)."""
+    started, interrupted = tmp_path / "started", tmp_path / "interrupted"
+    ref = make_garbage_under_a_lock.remote(str(started), str(interrupted), T)
+    wait_until(started.exists, what="the task to start", timeout=T)
+    time.sleep(0.2)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=2 * T)
+    assert interrupted.read_text() == "released"
+
+
 def test_a_cancel_landing_in_a_finalizer_still_ends_the_task(
     prt_fresh: None, tmp_path: Path
 ) -> None:

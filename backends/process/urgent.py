@@ -68,23 +68,24 @@ def keep_cancels() -> None:
     """A cancel's ``KeyboardInterrupt`` that lands in a finalizer (an ``ObjectRef``'s
     ``__del__`` sending its drop, say: the interrupt fires as the send returns) is
     printed and swallowed by Python, and the task would run on. In a worker, such an
-    interrupt of a cancelled task is raised again instead, in the task's own code at its
-    next call after the finalizer (``sys.unraisablehook`` runs on the task's thread; a
-    one-shot profile function of that thread raises it: raised in the hook, it would be
-    swallowed again)."""
+    interrupt of a cancelled task is raised again instead, in the frame that was running
+    when the finalizer ran, as its next C call returns or as it returns: where a
+    cancel's own interrupt may fire too. Not in the hook (swallowed again), not as an
+    interrupt set for the thread from here (it fires at once, in the hook), not at a
+    call (it would skip that call, such as the ``__exit__`` that releases a lock), and
+    not in another frame (most likely the next finalizer)."""
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
         if unraisable.exc_type is KeyboardInterrupt:
             ctx = current_execution.get()
             if ctx is not None and ctx.cancelled:
-                here = sys._getframe()
+                target = sys._getframe(1)  # the frame the finalizer interrupted
 
                 def again(frame: FrameType, event: str, _arg: Any) -> None:
-                    if frame is here or event not in ("call", "c_call"):
-                        return
-                    sys.setprofile(None)
-                    raise KeyboardInterrupt
+                    if frame is target and event in ("c_return", "return"):
+                        sys.setprofile(None)
+                        raise KeyboardInterrupt
 
                 sys.setprofile(again)
                 return

@@ -55,6 +55,7 @@ from actorlib.core.specs import (
     TaskSpec,
 )
 from actorlib.exceptions import (
+    ActorAlreadyExistsError,
     ActorDiedError,
     ActorPlacementGroupRemoved,
     NotSupportedError,
@@ -533,7 +534,18 @@ class RayCore:
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
-        handle = host.options(**options).remote(meta, *self._pack(spec.args))
+        try:
+            handle = host.options(**options).remote(meta, *self._pack(spec.args))
+        except ValueError as exc:
+            # Ray's ActorAlreadyExistsError (2.x later releases) or its plain ValueError.
+            if type(exc).__name__ != "ActorAlreadyExistsError" and (
+                    "already taken" not in str(exc)):
+                raise
+            raise ActorAlreadyExistsError(
+                f"An actor named {spec.name!r} already exists in namespace "
+                f"{spec.namespace!r}. Use get_actor() to reach it, or "
+                "options(get_if_exists=True)."
+            ) from None
         actor_id = spec.actor_id
         if get_if_exists and spec.name is not None:
             actor_id = ray.get(handle.actorlib_spec.remote()).actor_id

@@ -90,23 +90,24 @@ class RayGroups:
             raise InfeasibleResourceError(reason)
         selectors = [ray_selector(s) for s in spec.bundle_selectors]
         kv = _kv()
-        if spec.name:
-            self._reserve_name(spec)
+        options: dict[str, Any] = {"name": RAY_NAME_PREFIX + id_hex(spec.group_id)}
+        if spec.detached:
+            options["lifetime"] = "detached"
+        if selectors:
+            options["bundle_label_selector"] = selectors
+        group = ray.util.placement_group(
+            [dict(b) for b in spec.bundles], strategy=spec.strategy, **options)
+        # The group and its record exist before its name is reserved, so a holder of a
+        # name always has a record another process can check (else it is stale).
         try:
-            options: dict[str, Any] = {"name": RAY_NAME_PREFIX + id_hex(spec.group_id)}
-            if spec.detached:
-                options["lifetime"] = "detached"
-            if selectors:
-                options["bundle_label_selector"] = selectors
-            group = ray.util.placement_group(
-                [dict(b) for b in spec.bundles], strategy=spec.strategy, **options)
             kv._internal_kv_put(_group_key(spec.group_id),
                                 pickle.dumps((group.id.binary(), spec), protocol=5),
                                 namespace=KV_NAMESPACE)
-        except BaseException:
             if spec.name:
-                kv._internal_kv_del(_name_key(spec.namespace, spec.name),
-                                    namespace=KV_NAMESPACE)
+                self._reserve_name(spec)
+        except BaseException:
+            ray.util.remove_placement_group(group)
+            kv._internal_kv_del(_group_key(spec.group_id), namespace=KV_NAMESPACE)
             raise
         with self._lock:
             self._groups[spec.group_id] = _Group(spec, group, created_here=True)
@@ -124,8 +125,10 @@ class RayGroups:
                     f"A placement group named {spec.name!r} already exists in namespace "
                     f"{spec.namespace!r}. Use get_placement_group() to reach it."
                 )
-            # A stale reservation (its driver ended without removing it): take it over.
-            kv._internal_kv_del(key, namespace=KV_NAMESPACE)
+            # A stale reservation (its driver ended without removing it): take it over,
+            # unless someone else did meanwhile.
+            if kv._internal_kv_get(key, namespace=KV_NAMESPACE) == holder:
+                kv._internal_kv_del(key, namespace=KV_NAMESPACE)
         raise ValueError(f"could not reserve the placement group name {spec.name!r}")
 
     # -- finding Ray's group -----------------------------------------------------------------

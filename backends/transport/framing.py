@@ -220,13 +220,13 @@ class BlockingConnection:
         still owns the socket, else it becomes a spare.
         """
         me = get_ident()
-        self._inline_runs += 1
-        self._inline = me
+        with self._role:  # with ``urgent``'s look: one of the two sees the other
+            self._inline_runs += 1
+            self._inline = me
+            # Said before this work began: what it is about may be queued behind it.
+            if self._urgent and self._owner == me:
+                self._hand_over()
         try:
-            if self._urgent:  # said before this work began: what it is about may be queued
-                with self._role:
-                    if self._owner == me:
-                        self._hand_over()
             work()
         finally:
             with self._role:
