@@ -4,7 +4,9 @@ per receiver covering exactly what its direction carries."""
 from __future__ import annotations
 
 import pickle
+import signal
 import socket
+import sys
 import types
 from typing import Any
 
@@ -118,9 +120,15 @@ def test_each_receiver_handles_exactly_its_direction():
     node.loop_thread.loop.close()
     assert set(node._handlers) == set(m.TO_NODE)
     ours, theirs = socket.socketpair()
+    hook = sys.unraisablehook
     worker = Worker(theirs)
     try:
         assert set(worker._handlers) == set(m.TO_WORKER)
+        # Made outside a worker process, it leaves the process's signal wake-up fd and
+        # unraisable hook alone (trio, for one, refuses to run on a taken wake-up fd).
+        taken = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(taken)
+        assert taken == -1 and sys.unraisablehook is hook
     finally:
         ours.close()
         assert worker.exit.wait(5)

@@ -102,13 +102,17 @@ class Wakeup:
     """What a worker's main thread waits on between its looks: a pipe woken by
     :data:`SIGNAL` (and any other signal with a Python handler) or by :meth:`poke`.
 
-    Made on the main thread (``signal.signal`` and ``set_wakeup_fd`` must be).
+    Made on the main thread (``signal.signal`` and ``set_wakeup_fd`` must be), once per
+    worker process: both are the process's. ``signals=False`` (a ``Worker`` made inside
+    another process, as tests do): :meth:`poke` alone wakes it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signals: bool = True) -> None:
         self._event = threading.Event()  # without the signal (Windows): poke alone
-        if SIGNAL is None:
+        self._signals = signals and SIGNAL is not None
+        if not self._signals:
             return
+        assert SIGNAL is not None
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
@@ -117,7 +121,7 @@ class Wakeup:
 
     def poke(self) -> None:
         """Wake the waiting thread (from any thread)."""
-        if SIGNAL is None:
+        if not self._signals:
             self._event.set()
             return
         with contextlib.suppress(OSError):
@@ -125,7 +129,7 @@ class Wakeup:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s; True if :data:`SIGNAL` came meanwhile."""
-        if SIGNAL is None:
+        if not self._signals:
             self._event.wait(timeout)
             self._event.clear()
             return False

@@ -44,6 +44,7 @@ from actorlib.backends.process import urgent
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.inline_tasks import InlineTasks
 from actorlib.backends.process.portable import on_lifeline_cut, use_pdeathsig
+from actorlib.backends.process.urgent import Wakeup
 from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.backends.transport import framing
 from actorlib.backends.transport.forwarding import ForwardedEvents
@@ -107,7 +108,10 @@ def _run_now(fn: Callable[..., Any], *args: Any) -> None:
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, claims: ClaimTable | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, claims: ClaimTable | None = None,
+        wakeup: Wakeup | None = None,
+    ) -> None:
         self.claims = claims
         self.local: LocalRunner | None = None
         self.inline: InlineTasks | None = None
@@ -130,9 +134,9 @@ class Worker:
         self.exit = threading.Event()
         self.watch_s = urgent.WATCH_S  # the main thread's looks (``Init`` may change it)
         # The main thread's wait between looks: a driver's signal (something urgent was
-        # sent) or an exit ends it early. Made here, on the main thread.
-        self.wakeup = urgent.Wakeup()
-        urgent.keep_cancels()
+        # sent) or an exit ends it early. The worker process's own is made by ``main``
+        # (a signal handler is the process's); without one, an exit alone ends it.
+        self.wakeup = wakeup or Wakeup(signals=False)
         #: One handler per record of ``messages.ToWorker``.
         self._handlers: dict[type, Callable[[Any], None]] = {
             Init: lambda message: self._init(message.config), SysPath: self._sys_path,
@@ -401,7 +405,9 @@ def main() -> None:
 
     set_buffer_mapper(map_early)
     claims = ClaimTable(int(sys.argv[3])) if len(sys.argv) > 3 else None
-    Worker(sock, claims).run()
+    wakeup = urgent.Wakeup()  # here, on the main thread: the handlers are the process's
+    urgent.keep_cancels()
+    Worker(sock, claims, wakeup).run()
 
 
 if __name__ == "__main__":
