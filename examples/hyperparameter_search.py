@@ -43,7 +43,7 @@ import actorlib
 from actorlib.exceptions import TaskCancelledError
 
 SMALL = "--small" in sys.argv or os.environ.get("ACTORLIB_EXAMPLE_SIZE") == "small"
-ROWS, FEATURES = (10_000, 20) if SMALL else (60_000, 50)
+ROWS, FEATURES = (30_000, 20) if SMALL else (60_000, 50)
 EPOCHS = 16 if SMALL else 24
 RUNGS = [r for r in (2, 4, 8, 16) if r < EPOCHS]
 LRS = [3.0, 0.3, 0.03, 0.0003] if SMALL else [3.0, 1.0, 0.3, 0.1, 0.03, 0.003, 0.0003]
