@@ -245,8 +245,12 @@ class ActorHandle(Generic[T]):
                 f"Actor {self._class_name} has no method {name!r}. "
                 f"Methods: {', '.join(sorted(methods)) or '(none)'}."
             )
+        return self._actorlib_method(name)
+
+    def _actorlib_method(self, name: str) -> ActorMethod[..., Any]:
+        """``handle.name`` for the actor's method ``name`` (a name unlikely to be a method's)."""
         checks = self._checks
-        return ActorMethod(self, name, methods[name], checks.get(name) if checks else None)
+        return ActorMethod(self, name, self._methods[name], checks.get(name) if checks else None)
 
     @property
     def _actor_id(self) -> ActorID:
@@ -302,11 +306,7 @@ class _BoundMethod:
     def __get__(self, handle: ActorHandle[Any] | None, owner: type | None = None) -> Any:
         if handle is None:
             return self
-        name = self._name
-        checks = handle._checks
-        return ActorMethod(
-            handle, name, handle._methods[name], checks.get(name) if checks else None
-        )
+        return handle._actorlib_method(self._name)
 
 
 # One handle class per set of method names (each actor class's, as a rule): bounded by the

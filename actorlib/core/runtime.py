@@ -419,11 +419,9 @@ class Runtime:
             answer = self._loop.call(self.backend.worker_query, query)
             rows: list[dict[str, Any]] = answer.result(WORKER_QUERY_TIMEOUT_S)
             return rows
-        if kind == "placement_groups":
-            return state.placement_group_rows(self.placement_groups())
         return self._loop.call(
             state.rows, kind, self.tasks, self.actors, self.objects, self.scheduler,
-            self.backend.locate, self.store.is_spilled, self.backend.workers,
+            self.backend.locate, self.store.is_spilled, self.backend.workers, self.groups,
         )
 
     def answer_worker_query(

@@ -24,6 +24,7 @@ from actorlib.core.ids import id_hex
 if TYPE_CHECKING:
     from actorlib.core.actors import ActorRecord, Actors
     from actorlib.core.objects import ObjectTable
+    from actorlib.core.placement_groups import PlacementGroups
     from actorlib.core.scheduler import Placement, Scheduler
     from actorlib.core.tasks import TaskRecord, Tasks
 
@@ -408,7 +409,7 @@ def _in_flight(actor: ActorRecord) -> list[tuple[int, str]]:
 def rows(
     kind: str, tasks: Tasks, actors: Actors, objects: ObjectTable, scheduler: Scheduler,
     locate: Callable[[str], str | None], spilled: Callable[[str], bool],
-    workers: Callable[[], list[WorkerInfo]],
+    workers: Callable[[], list[WorkerInfo]], groups: PlacementGroups,
 ) -> list[dict[str, Any]]:
     """The rows of one kind (one of :data:`KINDS`)."""
     if kind == "tasks":
@@ -423,4 +424,6 @@ def rows(
         return object_rows(objects, locate, spilled)
     if kind == "nodes":
         return node_rows(scheduler)
+    if kind == "placement_groups":
+        return placement_group_rows(groups.table())
     raise ValueError(f"unknown state kind {kind!r}; expected one of {', '.join(KINDS)}")

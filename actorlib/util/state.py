@@ -365,16 +365,12 @@ def _log_pid(fetch: Fetch, filename: str | None, actor_id: str | None,
             raise ValueError(f"pid: expected a positive int, got {pid!r}")
         return pid
     if actor_id is not None:
-        row = _find(fetch("actors"), "actor_id", actor_id)
+        row = _get("actors", "actor_id", actor_id, None, DEFAULT_TIMEOUT, fetch)
         found = row.get("pid") if row else None
     else:
-        row = _find(fetch("tasks"), "task_id", str(task_id))
+        row = _get("tasks", "task_id", str(task_id), None, DEFAULT_TIMEOUT, fetch)
         found = row.get("worker_pid") if row else None
     if not found:
         what = f"actor {actor_id}" if actor_id is not None else f"task {task_id}"
         raise LookupError(f"no worker process is known for {what}")
     return int(found)
-
-
-def _find(rows: list[dict[str, Any]], key: str, value: str) -> dict[str, Any] | None:
-    return next((row for row in rows if row.get(key) == value), None)

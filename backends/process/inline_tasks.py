@@ -62,18 +62,6 @@ class InlineTasks:
         return True
 
     def _run_all(self, first: TaskRun) -> None:
-        """``first``, then each task queued behind it meanwhile (as ``TaskThread._run``)."""
-        tasks, runner = self._tasks, self._runner
-        titles = runner.titles
-        tasks.runs_on = get_ident()
-        run: TaskRun | None = first
-        while run is not None:
-            if titles is not None:
-                titles.started((run.spec.name or run.spec.function.name).rpartition(".")[2])
-            outcome, result = tasks._execute(run)
-            run = tasks._next_follower()  # before the outcome goes out, as a thread does
-            if run is None and titles is not None:
-                titles.idle()
-            with runner.together():
-                runner.events.task_finished(outcome)
-                del outcome, result
+        """``first``, then each task queued behind it meanwhile, as a task thread does."""
+        self._tasks.runs_on = get_ident()
+        self._tasks.run_chain(first)

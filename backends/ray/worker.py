@@ -10,8 +10,10 @@ as :class:`~.boxes.Retryable` instead, so Ray retries the task.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import itertools
 import signal
 import threading
 import warnings
@@ -214,27 +216,36 @@ def _raised(exc: Exception, name: str, retry: RetryExceptions) -> Exception:
     return Retryable(packed) if retryable else Raised(packed)
 
 
+@contextlib.contextmanager
+def _running_as(ctx: ExecutionContext) -> Iterator[None]:
+    """User code in between runs under ``ctx`` (what ``get_runtime_context()`` reads)."""
+    token = current_execution.set(ctx)
+    try:
+        yield
+    finally:
+        current_execution.reset(token)
+
+
+def _boxed(core: RayCore, item: Any, index: int, name: str) -> Packed:
+    return core.box(_store.seal(serialize(item, label=f"item {index} of {name}")))
+
+
+_END: Any = object()  # past a stream's last item
+
+
 def _stream(core: RayCore, ctx: ExecutionContext, make: Callable[[], Any], name: str,
             retry: RetryExceptions) -> Iterator[Packed]:
     """``num_returns="streaming"`` in a sync worker: each item boxed as it is yielded
     (Ray streams it to the caller), the user's code run under ``ctx`` step by step."""
     try:
-        token = current_execution.set(ctx)
-        try:
+        with _running_as(ctx):
             items = _sync_items(make(), name, _loop_holder())
-        finally:
-            current_execution.reset(token)
-        index = 0
-        while True:
-            token = current_execution.set(ctx)
-            try:
-                item = next(items)
-            except StopIteration:
+        for index in itertools.count():
+            with _running_as(ctx):
+                item = next(items, _END)
+            if item is _END:
                 return
-            finally:
-                current_execution.reset(token)
-            yield core.box(_store.seal(serialize(item, label=f"item {index} of {name}")))
-            index += 1
+            yield _boxed(core, item, index, name)
     except Exception as exc:
         raise _raised(exc, name, retry) from None
 
@@ -243,28 +254,20 @@ async def _stream_async(core: RayCore, ctx: ExecutionContext, make: Callable[[],
                         name: str, retry: RetryExceptions) -> AsyncIterator[Packed]:
     """:func:`_stream` in an async actor (an async generator driven on its loop)."""
     try:
-        token = current_execution.set(ctx)
-        try:
+        with _running_as(ctx):
             result = make()
             if inspect.isawaitable(result) and not inspect.isasyncgen(result):
                 result = await result
-        finally:
-            current_execution.reset(token)
         _checked(result, name, "streaming")
-        index = 0
-        while True:
-            token = current_execution.set(ctx)
-            try:
+        for index in itertools.count():
+            with _running_as(ctx):
                 if inspect.isasyncgen(result):
-                    item = await result.__anext__()
+                    item = await anext(result, _END)
                 else:
-                    item = next(result)
-            except (StopIteration, StopAsyncIteration):
+                    item = next(result, _END)
+            if item is _END:
                 return
-            finally:
-                current_execution.reset(token)
-            yield core.box(_store.seal(serialize(item, label=f"item {index} of {name}")))
-            index += 1
+            yield _boxed(core, item, index, name)
     except Exception as exc:
         raise _raised(exc, name, retry) from None
 

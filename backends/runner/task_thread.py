@@ -75,7 +75,6 @@ class TaskThread:
 
     def _run(self) -> None:
         runner = self.runner
-        titles = runner.titles
         try:
             while True:
                 run = self.jobs.get()
@@ -84,25 +83,31 @@ class TaskThread:
                 if not runner.claimed(run):  # the core took it back meanwhile
                     runner.forget(run.spec.task_id)
                     run = self._next_follower()
-                while run is not None:
-                    if titles is not None:
-                        titles.started((run.spec.name or run.spec.function.name).rpartition(".")[2])
-                    # ``result`` stays alive until the outcome is out: refs inside it
-                    # must not be dropped before the core holds them for the outcome.
-                    outcome, result = self._execute(run)
-                    # The next task is taken before the outcome goes out: whoever hears
-                    # of the outcome may rely on that task having started (no recall).
-                    run = self._next_follower()
-                    if run is None and titles is not None:
-                        titles.idle()  # before the outcome: idle once it is heard of
-                    # The drops go with the outcome: whoever gets the result then finds
-                    # the refs it held released (a worker's drops would come a moment late).
-                    with runner.together():
-                        runner.events.task_finished(outcome)
-                        del outcome, result
+                self.run_chain(run)
                 runner.thread_idle(self)
         finally:
             self.loops.close()
+
+    def run_chain(self, run: TaskRun | None) -> None:
+        """``run``, then each task queued behind it meanwhile, until none is left."""
+        runner = self.runner
+        titles = runner.titles
+        while run is not None:
+            if titles is not None:
+                titles.started((run.spec.name or run.spec.function.name).rpartition(".")[2])
+            # ``result`` stays alive until the outcome is out: refs inside it must not be
+            # dropped before the core holds them for the outcome.
+            outcome, result = self._execute(run)
+            # The next task is taken before the outcome goes out: whoever hears of the
+            # outcome may rely on that task having started (no recall).
+            run = self._next_follower()
+            if run is None and titles is not None:
+                titles.idle()  # before the outcome: idle once it is heard of
+            # The drops go with the outcome: whoever gets the result then finds the refs
+            # it held released (a worker's drops would come a moment late).
+            with runner.together():
+                runner.events.task_finished(outcome)
+                del outcome, result
 
     def _next_follower(self) -> TaskRun | None:
         """The next queued task this thread may start (one the core did not take back)."""

@@ -239,7 +239,7 @@ class BlockingConnection:
         if not self._inline:
             return
         with self._role:
-            if self._inline and self._owner == self._inline:
+            if self._inline_reads():
                 self._hand_over()
 
     def urgent(self) -> None:
@@ -249,7 +249,7 @@ class BlockingConnection:
         passes it on as it starts (the message may still be queued behind that work's).
         Called from another thread than the reading one."""
         with self._role:
-            if self._inline and self._owner == self._inline:
+            if self._inline_reads():
                 self._hand_over()
             else:
                 self._urgent = True
@@ -260,9 +260,13 @@ class BlockingConnection:
         a spare, so a cancel, an answer or an exit is read while that work runs on."""
         with self._role:
             runs = self._inline_runs
-            if runs == seen and self._inline and self._owner == self._inline:
+            if runs == seen and self._inline_reads():
                 self._hand_over()
             return runs
+
+    def _inline_reads(self) -> bool:
+        """Whether inline work holds the reading now; ``_role`` held."""
+        return bool(self._inline) and self._owner == self._inline
 
     def _hand_over(self) -> None:
         """Make a spare thread (a new one if none waits) the reader; ``_role`` held.
