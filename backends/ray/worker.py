@@ -361,6 +361,14 @@ class _Host:
         return functools.partial(getattr(self._instance, spec.method), *unpacked[0],
                                  **unpacked[1])
 
+    def _streamed(self, spec: CallSpec, payload: Packed | None,
+                  deps: tuple[Any, ...]) -> Any:
+        """:meth:`_method` for a stream, whose failure to unpack ends it raised."""
+        method = self._method(spec, payload, deps)
+        if isinstance(method, Serialized):
+            raise Raised(method)
+        return method
+
     def _name(self, spec: CallSpec) -> str:
         return f"{self._spec.cls.name}.{spec.method}"
 
@@ -388,17 +396,14 @@ class SyncHost(_Host):
         finally:
             current_execution.reset(token)
 
-
     def stream(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Iterator[Packed]:
         """A ``num_returns="streaming"`` call: Ray's generator method."""
         spec = call_spec(fields)
         core = client(self._spec.namespace)
 
         def make() -> Any:
-            method = self._method(spec, payload, deps)
-            if isinstance(method, Serialized):
-                raise Raised(method)
-            return run_sync_or_async(method, (), {}, _loop_holder())
+            return run_sync_or_async(self._streamed(spec, payload, deps), (), {},
+                                     _loop_holder())
 
         yield from _stream(core, self._context(spec.call_id), make, self._name(spec),
                            spec.retry_exceptions)
@@ -441,10 +446,7 @@ class AsyncHost(_Host):
         core = client(self._spec.namespace)
 
         def make() -> Any:
-            method = self._method(spec, payload, deps)
-            if isinstance(method, Serialized):
-                raise Raised(method)
-            return method()
+            return self._streamed(spec, payload, deps)()
 
         async for box in _stream_async(core, self._context(spec.call_id), make,
                                        self._name(spec), spec.retry_exceptions):
