@@ -26,7 +26,6 @@ from testkit import wait_until
 import actorlib
 from actorlib import exceptions, session
 from actorlib.backends.cluster import daemons, objects, transfer
-from actorlib.backends.process.shm_files import SHM_DIR
 from actorlib.backends.transport import tokens
 from actorlib.cluster_cli import query_status
 
@@ -50,8 +49,24 @@ class Pair:
         assert len(sessions) == 1, sessions
         return sessions[0]
 
+    def directory(self, name: str) -> str:
+        """Where node ``name`` keeps its files: ``/dev/shm``, or the disk-backed fallback
+        when ``/dev/shm`` had too little room free as the node started."""
+        store = session.client().links.local_store(self.session(name))  # type: ignore[attr-defined]
+        assert store is not None, f"node {name} is on this machine"
+        return str(store.directory)
+
     def files(self, name: str, kind: str = "") -> list[str]:
-        return glob.glob(os.path.join(SHM_DIR, f"actorlib-{self.session(name)}-{kind}*"))
+        return glob.glob(os.path.join(self.directory(name),
+                                      f"actorlib-{self.session(name)}-{kind}*"))
+
+    def explain(self) -> str:
+        """Both nodes' files and store bytes, for a failure's message."""
+        return "; ".join(
+            f"{name}: dir {self.directory(name)}, {self.store_bytes(name)} bytes, files "
+            f"{sorted(os.path.basename(f) for f in self.files(name))}"
+            for name in self.procs
+        )
 
     def store_bytes(self, name: str) -> int:
         for node in query_status(self.address)["nodes"]:
@@ -121,7 +136,8 @@ def test_transfer_between_nodes_keeps_every_byte(pair: Pair) -> None:
         made_on_left = actorlib.get(checksum.options(**on("left")).remote(ref))
         read_on_right = actorlib.get(checksum.options(**on("right")).remote(ref))
         assert read_on_right == (made_on_left[0], "right", False)
-        assert pair.files("right", "cache-")  # one copy on right, for every reader there
+        # One copy on right, for every reader there.
+        assert pair.files("right", "cache-"), pair.explain()
         again = actorlib.get(checksum.options(**on("right")).remote(ref))
         assert again == read_on_right
         assert digest(actorlib.get(ref)) == made_on_left[0]
@@ -218,7 +234,7 @@ def test_object_servers_refuse_bad_requests(pair: Pair, tmp_path: Any) -> None:
     pool = client.links.pool
     ok, error = pool.request(address, ("adopt", [("/etc/passwd", 10)]))
     assert not ok and "not an object file of this node" in error
-    foreign = os.path.join(SHM_DIR, f"actorlib-{pair.session('right')}-1-1")
+    foreign = os.path.join(pair.directory("right"), f"actorlib-{pair.session('right')}-1-1")
     ok, error = pool.request(address, ("localize", foreign, 10))
     assert not ok and "ObjectLostError" in error
     named_like_ours = os.path.join(str(tmp_path), f"actorlib-{left}-1-1")
@@ -237,14 +253,15 @@ def test_object_servers_refuse_bad_requests(pair: Pair, tmp_path: Any) -> None:
 
 def test_nothing_is_left_in_dev_shm(pair: Pair) -> None:
     sessions = [pair.session("left"), pair.session("right")]
+    dirs = [pair.directory("left"), pair.directory("right")]
     refs = [random_array.options(**on("left")).remote(4 * MiB, 6), actorlib.put(np.ones(MiB))]
     for ref in refs:
         actorlib.get(checksum.options(**on("right")).remote(ref))
-    assert any(glob.glob(os.path.join(SHM_DIR, f"actorlib-{s}-*")) for s in sessions)
+    assert any(pair.files(name) for name in ("left", "right"))
     actorlib.shutdown()
     daemons.stop_processes(list(pair.procs.values()))
-    for s in sessions:
-        assert glob.glob(os.path.join(SHM_DIR, f"actorlib-{s}-*")) == []
+    for d, s in zip(dirs, sessions, strict=True):
+        assert glob.glob(os.path.join(d, f"actorlib-{s}-*")) == []
 
 
 def test_a_drivers_own_puts_are_read_here_until_their_last_ref_goes(pair: Pair) -> None:
