@@ -301,10 +301,14 @@ class ProcessBackend(Backend):
         large as the work needs, whatever the number of environments.
         """
         key = code_env.key if code_env else ""
-        self._idle = [w for w in self._idle if w.idle]
-        for i in range(len(self._idle) - 1, -1, -1):
-            if self._idle[i].env_key == key:
-                return self._idle.pop(i)
+        idle = self._idle
+        for i in range(len(idle) - 1, -1, -1):  # the newest first; busy ones are dropped
+            worker = idle[i]
+            if not worker.idle:
+                del idle[i]
+            elif worker.env_key == key:
+                del idle[i]
+                return worker
         if self._idle:
             other = self._idle.pop(0)
             other.expected_exit = True

@@ -67,14 +67,19 @@ class Decoder:
 
     def feed(self, data: bytes | memoryview) -> list[Any]:
         buffer = self._buffer
-        buffer += data
+        # Nothing held back (nearly always: a read ends on a frame's end): the frames are
+        # read from ``data`` itself, and only a partial last frame is copied to be kept.
+        source: bytes | memoryview | bytearray = data
+        if buffer:
+            buffer += data
+            source = buffer
         messages = []
         offset = 0
-        size = len(buffer)
-        view = memoryview(buffer)
+        size = len(source)
+        view = memoryview(source)
         try:
             while size - offset >= HEADER.size:
-                (length,) = HEADER.unpack_from(buffer, offset)
+                (length,) = HEADER.unpack_from(source, offset)
                 end = offset + HEADER.size + length
                 if end > size:
                     break
@@ -95,8 +100,11 @@ class Decoder:
                     frame.release()
         finally:
             view.release()
-        if offset:
-            del buffer[:offset]
+        if source is buffer:
+            if offset:
+                del buffer[:offset]
+        elif offset < size:
+            buffer += data[offset:]
         return messages
 
 
