@@ -53,6 +53,7 @@ from actorlib.exceptions import (
 )
 from actorlib.executor_results import (
     Item,
+    Unread,
     batched,
     ordered_results,
     progress_bar,
@@ -210,14 +211,18 @@ class Executor(concurrent.futures.Executor):
         sizes: list[int] | None = None
         try:
             if chunksize == 1:
-                items.extend(self._enqueue(tasks.call, args, {}, False) for args in calls)
+                items.extend(
+                    self._enqueue(tasks.call, args, {}, False, not progress) for args in calls
+                )
             else:
                 sizes = []
                 # One iterable: its items go bare, the worker calls fn(item).
                 spread = len(iterables) != 1
                 source = calls if spread else iterables[0]
                 for chunk in batched(source, chunksize):
-                    items.append(self._enqueue(tasks.chunk(fn), (chunk, spread), {}, True))
+                    items.append(
+                        self._enqueue(tasks.chunk(fn), (chunk, spread), {}, True, not progress)
+                    )
                     sizes.append(len(chunk))
         finally:
             # Watched even if the iterables raised part way: those calls run and end.
@@ -292,10 +297,11 @@ class Executor(concurrent.futures.Executor):
 
     def _enqueue(
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        chunked: bool,
+        chunked: bool, direct: bool = False,
     ) -> Item:
         future: Future[Any] = ChunkFuture() if chunked else Future()
         item = Item(future, chunked)
+        item.direct = direct
         with self._lock:
             if self._broken is not None:
                 raise BrokenExecutorError(self._broken)
@@ -390,12 +396,53 @@ class Executor(concurrent.futures.Executor):
         """A result is in (on the core's thread: only queue it; results are read and
         futures settled on the futures thread, in batches)."""
         item = by_id.pop(id_)
+        if item.direct and not value.is_error and self._settle_unread(item, value):
+            return
         with self._arrivals_lock:
             self._arrivals.append((item, value))
             if self._draining:
                 return
             self._draining = True
         completer.submit(self._drain)
+
+    def _settle_unread(self, item: Item, value: Serialized) -> bool:
+        """Settle a ``map`` call's future with its result unread, here on the thread the
+        result came in on: its consumer wakes straight from here, not through the futures
+        thread. Only a value held whole in its bytes (no shared memory, no refs: it reads
+        the same after the runtime is gone), and only if the executor's lock is free at
+        once (its holder may be waiting for the core, whose thread this may be: see
+        ``_cancel_items``). False: not settled, nothing changed."""
+        if value.locations is not None or value.buffers or value.contained:
+            return False
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if item.done:
+                return True  # withdrawn, or failed by a broken or terminated executor
+            self._take_done(item)
+            self._promote()
+        finally:
+            self._lock.release()
+        item.future.__dict__.pop("cancel", None)
+        settle_future(item.future, Unread(value), None)
+        item.ref = None
+        if not self._lock.acquire(blocking=False):
+            completer.submit(self._count_settled)
+            return True
+        try:
+            idle = self._one_settled()
+        finally:
+            self._lock.release()
+        if idle and self._shutdown:
+            completer.submit(self._release_when_idle)  # it may wait: not on this thread
+        return True
+
+    def _take_done(self, item: Item) -> None:
+        """``item`` has ended: no longer live, nor RUNNING (lock held; it was not done)."""
+        item.done = True
+        self._live.discard(item)
+        if item.marked:
+            self._marked -= 1
 
     def _drain(self) -> None:
         """Settle the futures of every result that has come in (the futures thread)."""
@@ -420,10 +467,7 @@ class Executor(concurrent.futures.Executor):
                     item = outcome[0]
                     if item.done:
                         continue  # withdrawn, or failed by a broken or terminated executor
-                    item.done = True
-                    self._live.discard(item)
-                    if item.marked:
-                        self._marked -= 1
+                    self._take_done(item)
                     live.append(outcome)
                 self._promote()
             del batch, outcomes
@@ -442,13 +486,22 @@ class Executor(concurrent.futures.Executor):
         item.future.__dict__.pop("cancel", None)
         settle_future(item.future, result, exc)
         item.ref = None
+        self._count_settled()
+
+    def _count_settled(self) -> None:
+        """One more future settled: wake ``shutdown(wait=True)`` once none is left."""
         with self._lock:
-            self._outstanding -= 1
-            idle = self._outstanding == 0
-            if idle:
-                self._idle.notify_all()
+            idle = self._one_settled()
         if idle and self._shutdown:
             self._release_when_idle()
+
+    def _one_settled(self) -> bool:
+        """Count a settled future (lock held); True if none is outstanding now."""
+        self._outstanding -= 1
+        idle = self._outstanding == 0
+        if idle:
+            self._idle.notify_all()
+        return idle
 
     def _break(self, message: str) -> None:
         """The initializer failed: fail every pending call and refuse new ones (stdlib)."""

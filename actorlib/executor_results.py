@@ -22,7 +22,7 @@ from actorlib.executor_tasks import partial_results
 class Item:
     """One submitted call (a chunk of calls for ``map`` with ``chunksize > 1``)."""
 
-    __slots__ = ("chunked", "done", "future", "marked", "ref")
+    __slots__ = ("chunked", "direct", "done", "future", "marked", "ref")
 
     def __init__(self, future: Future[Any], chunked: bool) -> None:
         self.future = future
@@ -30,6 +30,19 @@ class Item:
         self.ref: Any = None
         self.done = False  # settled, withdrawn or failed: this executor is done with it
         self.marked = False  # its future shows RUNNING
+        # Its future is seen by map's own iterator only (no callbacks on it): a result may
+        # settle it as it arrives, unread (``Unread``), with no hop to the futures thread.
+        self.direct = False
+
+
+class Unread:
+    """A result settled as it arrived, not deserialized yet: ``map``'s iterator reads it
+    on the consumer's thread (user objects never unpickle on actorlib's own threads)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Serialized) -> None:
+        self.value = value
 
 
 def read_result(value: Serialized) -> tuple[Any, BaseException | None]:
@@ -85,6 +98,8 @@ def ordered_results(
                 raise
             items.pop()
             del future
+            if type(value) is Unread:
+                value = value_of(value.value)  # a result, never an error (see Item.direct)
             if chunked:
                 yield from value
             else:
