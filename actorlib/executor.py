@@ -257,6 +257,21 @@ class Executor(concurrent.futures.Executor):
         self._watch([item])
         return item.future
 
+    def _submit_chunks(
+        self, fn: Callable[..., Any], chunks: list[list[Any]], spread: bool,
+    ) -> list[Future[Any]]:
+        """Chunks as ``_submit_chunk`` makes them, for a caller that waits for them all and
+        reads them itself (``Pool.map``): their futures carry no callbacks, so results
+        settle them as they arrive (``Item.direct``; read with ``read_unread``)."""
+        tasks = self._tasks_for(fn)
+        items: list[Item] = []
+        try:
+            for chunk in chunks:
+                items.append(self._enqueue(tasks.chunk(fn), (chunk, spread), {}, True, True))
+        finally:
+            self._watch(items)  # in one request, also if a submission raised part way
+        return [item.future for item in items]
+
     def _terminate(self) -> None:
         """Cancel queued calls, interrupt running ones, stop at once (``Pool.terminate``)."""
         with self._lock:

@@ -45,6 +45,13 @@ class Unread:
         self.value = value
 
 
+def read_unread(result: Any) -> Any:
+    """A direct future's result as its reader sees it (``Unread`` read here)."""
+    if type(result) is Unread:
+        return value_of(result.value)  # a result, never an error (see Item.direct)
+    return result
+
+
 def read_result(value: Serialized) -> tuple[Any, BaseException | None]:
     """A call's result, or its error (marked read). Apart, so that the error's traceback
     holds this frame, not the drain loop's (whose locals would make a cycle with it)."""
@@ -98,8 +105,7 @@ def ordered_results(
                 raise
             items.pop()
             del future
-            if type(value) is Unread:
-                value = value_of(value.value)  # a result, never an error (see Item.direct)
+            value = read_unread(value)
             if chunked:
                 yield from value
             else:

@@ -19,11 +19,12 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, wait
 from typing import Any, Generic, TypeVar
 
 from actorlib.exceptions import ExecutorShutdownError, GetTimeoutError
 from actorlib.executor import Executor
+from actorlib.executor_results import read_unread
 from actorlib.executor_tasks import partial_results
 
 __all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "PoolTimeoutError"]
@@ -393,7 +394,33 @@ class Pool:
         *, progress: bool = False,
     ) -> list[T]:
         """``[func(x) for x in iterable]`` in parallel; raises the first error."""
-        return self._map_async(func, iterable, chunksize, False, None, None, progress).get()
+        if progress:
+            return self._map_async(func, iterable, chunksize, False, None, None, True).get()
+        return self._map_now(func, iterable, chunksize, False)
+
+    def _map_now(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None,
+        star: bool,
+    ) -> list[Any]:
+        """``map``/``starmap``: as ``map_async(...).get()``, but the caller, who waits for
+        every chunk anyway, reads their results itself, with no hop through the futures
+        thread. The first failure ends the map at once; chunks not started are not run."""
+        self._check_running()
+        items = iterable if isinstance(iterable, list) else list(iterable)
+        chunks = self._chunks(items, chunksize, star)
+        futures = self._executor._submit_chunks(func, chunks, star)
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future.done() and (future.cancelled() or future.exception() is not None):
+                exc = CancelledError() if future.cancelled() else future.exception()
+                assert exc is not None
+                for other in futures:
+                    other.cancel()
+                raise _pool_error(exc)
+        values: list[Any] = []
+        for future in futures:
+            values.extend(read_unread(future.result()))
+        return values
 
     def map_async(
         self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int | None = None,
@@ -407,7 +434,7 @@ class Pool:
         chunksize: int | None = None,
     ) -> list[T]:
         """``[func(*args) for args in iterable]`` in parallel."""
-        return self._map_async(func, iterable, chunksize, True, None, None).get()
+        return self._map_now(func, iterable, chunksize, True)
 
     def starmap_async(
         self, func: Callable[..., T], iterable: Iterable[Iterable[Any]],
