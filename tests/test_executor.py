@@ -320,6 +320,23 @@ def test_shutdown_waits_for_pending_work(backend_name):
     assert not actorlib.is_initialized()
 
 
+def large(n):
+    return bytearray(n)  # out of band: through shared memory on the process backend
+
+
+def test_map_results_read_after_shutdown(backend_name):
+    """As the stdlib: a map's results, small and large, can be read after shutdown(wait)
+    ended the runtime the executor started."""
+    ex = Executor(2, backend=backend_name)
+    small = ex.map(square, range(20))
+    chunked = ex.map(square, range(20), chunksize=6)
+    big = ex.map(large, [1 << 21] * 3)
+    ex.shutdown(wait=True)
+    assert not actorlib.is_initialized()
+    assert list(small) == list(chunked) == [i * i for i in range(20)]
+    assert [len(b) for b in big] == [1 << 21] * 3
+
+
 def test_shutdown_without_wait_still_finishes_the_work(backend_name):
     ex = Executor(1, backend=backend_name)
     futures = [ex.submit(square, i) for i in range(5)]

@@ -229,6 +229,31 @@ def test_map_raises_the_error(rt, ref_pool):
                 p.map(fail_on, range(10), 3)
 
 
+def held_or_failing(sync, x):
+    if x == 0:
+        actorlib.get(sync.wait.remote("go"), timeout=T)
+        return 0
+    raise ValueError(f"bad item {x}")
+
+
+@pytest.mark.parametrize("star", [False, True])
+def test_map_raises_the_first_failure_while_other_chunks_still_run(rt, star):
+    """As multiprocessing: map() does not wait for the chunks before the failing one."""
+    sync = Sync.remote()
+    try:
+        with Pool(2) as pool, pytest.raises(ValueError, match="bad item 1"):
+            if star:
+                pool.starmap(held_or_failing, [(sync, 0), (sync, 1)], chunksize=1)
+            else:
+                pool.map(_held_or_failing_pair, [(sync, 0), (sync, 1)], chunksize=1)
+    finally:
+        actorlib.get(sync.set.remote("go"), timeout=T)
+
+
+def _held_or_failing_pair(pair):
+    return held_or_failing(*pair)
+
+
 def test_map_async_callbacks(rt):
     got, errors = [], []
     with Pool(2) as pool:

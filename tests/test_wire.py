@@ -21,6 +21,24 @@ def test_frames_split_anywhere_come_out_whole():
     assert got == [("msg", i, "x" * i) for i in range(50)]
 
 
+def test_a_partial_frame_is_kept_apart_from_the_reused_buffer_it_was_read_into():
+    """A worker reads into one reused buffer and feeds views of it: whole frames decode
+    straight from the view, and the partial last frame is copied before the buffer is
+    read into again."""
+    stream = b"".join(wire.encode(("msg", i, "y" * i)) for i in range(6))
+    cut = len(wire.encode(("msg", 0, ""))) + 5  # one whole frame, then part of the next
+    buffer = bytearray(len(stream))
+    decoder = wire.Decoder()
+    buffer[:cut] = stream[:cut]
+    got = decoder.feed(memoryview(buffer)[:cut])
+    buffer[:] = b"\xff" * len(buffer)  # the next read overwrites what was fed
+    rest = len(stream) - cut
+    buffer[:rest] = stream[cut:]
+    got += decoder.feed(memoryview(buffer)[:rest])
+    assert got == [("msg", i, "y" * i) for i in range(6)]
+    assert decoder.feed(b"") == []
+
+
 def _refuse_to_load() -> None:
     raise ValueError("this frame cannot be decoded")
 
