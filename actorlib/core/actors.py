@@ -343,7 +343,9 @@ class Actors:
         for rid in spec.return_ids:
             objects.create(rid, 1, spec.call_id)
         values = self.values
-        values.hold_ids(spec.args.held)
+        args = spec.args
+        if args.deps or (args.payload is not None and args.payload.contained):
+            values.hold_ids(args.held)  # most calls hold no refs: no call for them
         if spec.generator == "streaming":
             values.open_stream(spec.call_id, spec.return_ids[0], spec.backpressure)
         call = CallRecord(spec)

@@ -30,12 +30,13 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from actorlib.core.ids import COUNTER_BITS
 from actorlib.core.lineage import remember
 from actorlib.core.objects import ObjectTable
 from actorlib.core.records import Outcome, TaskRun
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
-from actorlib.core.specs import TaskSpec
+from actorlib.core.specs import DRIVER_CALLER, TaskSpec
 from actorlib.core.state import ended_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import InfeasibleResourceError, WorkerCrashedError
@@ -123,28 +124,34 @@ class Tasks:
     # == submission and dispatch =========================================================
 
     def submit(self, spec: TaskSpec) -> None:
+        task_id = spec.task_id
         objects = self.objects
         for rid in spec.return_ids:
-            objects.create(rid, 1, spec.task_id)
-        if spec.args.held:  # most tasks hold no refs: no call for them
-            self.values.hold_ids(spec.args.held)
+            objects.create(rid, 1, task_id)
+        args = spec.args
+        deps = args.deps
+        if deps or (args.payload is not None and args.payload.contained):
+            self.values.hold_ids(args.held)  # most tasks hold no refs: no call for them
         if spec.generator == "streaming":
-            self.values.open_stream(spec.task_id, spec.return_ids[0], spec.backpressure)
-        rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
-        self.records[spec.task_id] = rec
-        parent = self.records.get(spec.caller_id)
-        if parent is not None:
-            if parent.children is None:
-                parent.children = [spec.task_id]
-            else:
-                parent.children.append(spec.task_id)
+            self.values.open_stream(task_id, spec.return_ids[0], spec.backpressure)
+        caller = spec.caller_id
+        if caller == DRIVER_CALLER:  # the driver's own task: its job is its id's prefix
+            rec = TaskRecord(spec, task_id >> COUNTER_BITS)
+        else:
+            rec = TaskRecord(spec, self._job_of(caller, task_id))
+            parent = self.records.get(caller)
+            if parent is not None:
+                if parent.children is None:
+                    parent.children = [task_id]
+                else:
+                    parent.children.append(task_id)
+        self.records[task_id] = rec
         reason = self.scheduler.cached_infeasible_reason(
             spec.resources, spec.scheduling_strategy
         )
         if reason is not None:
             self._finish(rec, error_value(InfeasibleResourceError(reason)))
             return
-        deps = spec.args.deps
         if deps:
             rec.remaining = self.values.resolve_deps(deps, lambda: self._deps_ready(rec))
             if rec.remaining:

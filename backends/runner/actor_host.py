@@ -61,6 +61,7 @@ class ActorHost:
         self.incarnation = start.incarnation
         self.instance: Any = None
         self.stopped = False
+        self._names: dict[str, str] = {}  # method -> "Class.method" (``_name``)
         # Calls received and not finished; those started, with their contexts (where a
         # cancel raises the flag ``is_canceled()`` reads); those cancelled before they
         # started (already reported, skipped when they come up). Under ``_lock``: a
@@ -112,7 +113,12 @@ class ActorHost:
     # -- one call, on any kind of actor -------------------------------------------------
 
     def _name(self, spec: CallSpec) -> str:
-        return f"{self.spec.cls.name}.{spec.method}"
+        """``Class.method``, made once per method (every call's result is labelled)."""
+        names = self._names
+        name = names.get(spec.method)
+        if name is None:
+            name = names[spec.method] = f"{self.spec.cls.name}.{spec.method}"
+        return name
 
     def _invoke(self, run: CallRun) -> Any:
         """Call the method (an ``async def`` returns its coroutine, not awaited here)."""

@@ -96,7 +96,11 @@ def pack_results(
     if type(result) is Packed:
         return result.values
     if num_returns == 1:
-        return [store.seal(serialize(result, label=f"the result of {name}"))]
+        try:
+            value = serialize(result)
+        except SerializationError:  # again, to name the result in the error (rare)
+            value = serialize(result, label=f"the result of {name}")
+        return [store.seal(value)]
     if num_returns == 0:
         return []
     try:
@@ -201,14 +205,19 @@ def run_sync_or_async(
     """Call ``fn``; drive it on this thread's own event loop if it is a coroutine function."""
     result = fn(*args, **kwargs)
     if isinstance(result, CoroutineType):  # inspect.iscoroutine, without its call
-        loop = loop_holder.loop()
-        task = loop.create_task(result)
-        loop_holder.current_task = task
-        try:
-            return loop.run_until_complete(task)
-        finally:
-            loop_holder.current_task = None
+        return drive(result, loop_holder)
     return result
+
+
+def drive(coro: Any, loop_holder: LoopHolder) -> Any:
+    """Run the coroutine ``coro`` to its end on this thread's own event loop."""
+    loop = loop_holder.loop()
+    task = loop.create_task(coro)
+    loop_holder.current_task = task
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        loop_holder.current_task = None
 
 
 class _SharedEnviron:
