@@ -137,7 +137,8 @@ class Values:
                 # slot says "no more items".
                 self.drop_value(value)
                 id_, value = streams.close(id_), Serialized(END)
-            hold_ids(value.contained)
+            if value.contained:
+                hold_ids(value.contained)
             objects.set_value(id_, value)
             if value.locations:
                 stored = True

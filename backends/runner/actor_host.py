@@ -201,6 +201,9 @@ class ActorHost:
             outcome = self._packed_error(run, exc)
         finally:
             current_execution.reset(token)
+        if self.runner.alone:
+            self._report(run, outcome)
+            return
         with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
             del result, outcome
@@ -223,6 +226,9 @@ class ActorHost:
             outcome = self._packed(run, result)
         except BaseException as exc:
             outcome = self._packed_error(run, exc)
+        if self.runner.alone:
+            self._report(run, outcome)
+            return
         with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
             del result, outcome

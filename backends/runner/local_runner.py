@@ -47,6 +47,7 @@ class LocalRunner:
     ) -> None:
         self.events = events
         self.together = together
+        self.alone = together is contextlib.nullcontext  # no block to enter per outcome
         self.store = store
         self.code = CodeCache()
         self.gates = Gates()  # the streams produced here, paused by backpressure

@@ -111,9 +111,13 @@ class TaskThread:
                 titles.idle()  # before the outcome: idle once it is heard of
             # The drops go with the outcome: whoever gets the result then finds the refs
             # it held released (a worker's drops would come a moment late).
-            with runner.together():
+            if runner.alone:
                 runner.events.task_finished(outcome)
                 del outcome, result
+            else:
+                with runner.together():
+                    runner.events.task_finished(outcome)
+                    del outcome, result
 
     def _next_follower(self) -> TaskRun | None:
         """The next queued task this thread may start (one the core did not take back)."""
