@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from actorlib.core.ids import COUNTER_BITS
 from actorlib.core.lineage import remember
-from actorlib.core.objects import ObjectTable
+from actorlib.core.objects import ObjectEntry, ObjectTable
 from actorlib.core.records import Outcome, TaskRun
-from actorlib.core.scheduler import Placement, Scheduler
+from actorlib.core.scheduler import Node, Placement, Scheduler
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import DRIVER_CALLER, TaskSpec
 from actorlib.core.state import ended_ring, event_time
@@ -120,14 +120,15 @@ class Tasks:
         # placement pass is due.
         self.new_leaders = False
         self.ended = ended_ring()  # the last ended tasks, for the state API
+        self._nothing: dict[str, Placement] = {}  # ``_held_nothing``, by node id
 
     # == submission and dispatch =========================================================
 
     def submit(self, spec: TaskSpec) -> None:
         task_id = spec.task_id
-        objects = self.objects
+        entries = self.objects.entries  # ``ObjectTable.create``, without its frame
         for rid in spec.return_ids:
-            objects.create(rid, 1, task_id)
+            entries[rid] = ObjectEntry(1, task_id)
         args = spec.args
         deps = args.deps
         if deps or (args.payload is not None and args.payload.contained):
@@ -156,7 +157,14 @@ class Tasks:
             rec.remaining = self.values.resolve_deps(deps, lambda: self._deps_ready(rec))
             if rec.remaining:
                 return
-        self._deps_ready(rec)
+            self._deps_ready(rec)
+        elif self.backend.has_locality and spec.scheduling_strategy == "DEFAULT":
+            self._deps_ready(rec)
+        else:  # the plain task: ``_deps_ready``'s queueing, without its frame
+            rec.state = QUEUED
+            self.scheduler.enqueue(
+                rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
+            )
 
     def _deps_ready(self, rec: TaskRecord) -> None:
         if rec.state is not WAITING:
@@ -194,8 +202,9 @@ class Tasks:
         rec.state = RUNNING
         rec.started = event_time()
         rec.placement = placement
+        deps = rec.spec.args.deps
         run = TaskRun(
-            rec.spec, placement.node.node_id, self.values.dep_values(rec.spec.args.deps),
+            rec.spec, placement.node.node_id, self.values.dep_values(deps) if deps else [],
             placement.gpu_ids,
         )
         self.backend.run_task(run)
@@ -256,8 +265,9 @@ class Tasks:
             rec.leader = leader
             rec.state = FOLLOWING
             self.followers[rec.spec.task_id] = rec
-            deps = self.values.dep_values(rec.spec.args.deps)
-            self.backend.run_task(TaskRun(rec.spec, node_id, deps, follows=leader.spec.task_id))
+            deps = rec.spec.args.deps
+            values = self.values.dep_values(deps) if deps else []
+            self.backend.run_task(TaskRun(rec.spec, node_id, values, follows=leader_id))
 
     def _steal(self) -> None:
         """Recall queued tasks whose node has room now: nothing else wanted it (unless
@@ -310,7 +320,7 @@ class Tasks:
             # acquire now, no release at the leader's end), so no placement pass is due:
             # nothing was freed. The leader keeps where it ran, holding nothing.
             successor.placement = placement
-            rec.placement = Placement(node, HELD_NOTHING, ())
+            rec.placement = self._held_nothing(node)
         else:
             successor.placement = Placement(node, request, node.acquire(request))
             self.scheduler.dirty = True
@@ -321,6 +331,14 @@ class Tasks:
         # until then.
         if not successor.recalling:
             self._may_lead(successor)
+
+    def _held_nothing(self, node: Node) -> Placement:
+        """Where an ended leader ran, holding nothing: one per node, shared (never
+        changed, read by the state API)."""
+        placement = self._nothing.get(node.node_id)
+        if placement is None or placement.node is not node:
+            placement = self._nothing[node.node_id] = Placement(node, HELD_NOTHING, ())
+        return placement
 
     def recalled(self, task_id: int, attempt: int) -> None:
         """The backend handed back a FOLLOWING task that never started.
@@ -438,9 +456,11 @@ class Tasks:
         ))
         self._release_placement(rec)
         rec.state = DONE
-        self.leaders.pop(rec.spec.task_id, None)
-        del self.records[rec.spec.task_id]
-        self.values.release_args(rec.spec.args)
+        self.leaders.pop(spec.task_id, None)
+        del self.records[spec.task_id]
+        args = spec.args
+        if args.payload is not None or args.deps:  # else nothing to free or release
+            self.values.release_args(args)
 
     def blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""

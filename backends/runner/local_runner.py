@@ -51,7 +51,7 @@ class LocalRunner:
         self.store = store
         self.code = CodeCache()
         self.gates = Gates()  # the streams produced here, paused by backpressure
-        self._claim = claim
+        self.claim = claim
         self._idle: list[TaskThread] = []
         self._threads: list[TaskThread] = []
         self._owner: dict[int, TaskThread] = {}  # the thread of every task not finished
@@ -95,7 +95,7 @@ class LocalRunner:
 
     def claimed(self, run: TaskRun) -> bool:
         """Whether ``run`` may start here (a queued-behind task the core did not take back)."""
-        return not run.follows or self._claim is None or bool(self._claim(run.spec.task_id))
+        return not run.follows or self.claim is None or bool(self.claim(run.spec.task_id))
 
     def forget(self, task_id: int) -> None:
         """The task ended here, or will not start here."""

@@ -128,7 +128,7 @@ class TaskThread:
                 if run is None:
                     self.busy = False
                     return None
-            if runner.claimed(run):
+            if runner.claim is None or runner.claimed(run):  # a follower: ``follows`` set
                 return run
             runner.forget(run.spec.task_id)
 
