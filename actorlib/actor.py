@@ -475,7 +475,7 @@ class ActorMethod(Generic[P, R]):
     def remote(self, /, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
         """Queue the call; arguments the method cannot take raise ``TypeError`` here."""
         check = self._check
-        if check is not None:
+        if check is not None and (kwargs or len(args) not in check.shapes):
             check(args, kwargs)
         handle = self._handle
         client = handle._client

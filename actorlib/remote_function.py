@@ -9,6 +9,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
 from actorlib.arguments import ArgCheck, mint_results, num_returns_of, pack_args
+from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.refs import ObjectRef
@@ -121,9 +122,11 @@ class RemoteFunction(Generic[P, R]):
         """
         own_code = self._code
         check = own_code.check
-        if check is not None:
+        if check is not None and (kwargs or len(args) not in check.shapes):
             check(args, kwargs)
-        client = session.client()
+        client = context.current()
+        if client is None:
+            client = session.client()  # starts the default runtime, or says why not
         name = self._name
         resources = self._resources
         execution = current_execution.get()

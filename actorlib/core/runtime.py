@@ -73,6 +73,8 @@ class Runtime:
         self._loop = LoopThread()
         self.guard = Guards(self)
         self.scheduler = Scheduler()
+        # ``.remote()`` asks on every call: the scheduler's cache, without a frame here.
+        self.infeasible_reason = self.scheduler.cached_infeasible_reason  # type: ignore[method-assign]
         self._assemble(backend.store)
         self._fresh: dict[int, Serialized] = {}  # put by a caller, not yet on the loop
         self._loop.on_drained(self._schedule)

@@ -65,7 +65,8 @@ DONE = TaskState.DONE
 class TaskRecord:
     __slots__ = (
         "blocked", "cancelled", "children", "created", "job", "leader", "pid", "placement",
-        "preferred", "recalling", "remaining", "spec", "started", "state", "successor",
+        "preferred", "recalling", "remaining", "shape", "spec", "started", "state",
+        "successor",
     )
 
     def __init__(self, spec: TaskSpec, job: int = 0) -> None:
@@ -86,6 +87,7 @@ class TaskRecord:
         self.created = event_time()  # for the state API (actorlib.core.state)
         self.started = 0.0  # when it last went RUNNING
         self.pid = 0  # the process that ran its last attempt (from its outcome)
+        self.shape: tuple[Any, ...] = ()  # its queue's key, as last queued (a leader's)
 
 
 #: The request of a leader whose resources passed to its successor (``_leader_ended``).
@@ -162,7 +164,7 @@ class Tasks:
             self._deps_ready(rec)
         else:  # the plain task: ``_deps_ready``'s queueing, without its frame
             rec.state = QUEUED
-            self.scheduler.enqueue(
+            rec.shape = self.scheduler.enqueue(
                 rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
             )
 
@@ -179,7 +181,7 @@ class Tasks:
         rec.state = QUEUED
         if self.backend.has_locality and spec.scheduling_strategy == "DEFAULT":
             rec.preferred = self._data_node(spec)
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
         )
 
@@ -215,7 +217,7 @@ class Tasks:
         rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
         rec.state = QUEUED
         self.records[spec.task_id] = rec
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
         )
 
@@ -255,8 +257,7 @@ class Tasks:
             node_id = placement.node.node_id
             leader_id = leader.spec.task_id
             rec = self.scheduler.take_next(
-                placement.request, node_id, functools.partial(_may_follow, leader_id),
-                leader.spec.concurrency,
+                leader.shape, node_id, functools.partial(_may_follow, leader_id)
             )
             if rec is None:
                 continue
@@ -361,7 +362,7 @@ class Tasks:
             self._finish(rec, cancelled_value(rec.spec.name))
             return
         rec.state = QUEUED
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, rec.spec.resources, "DEFAULT", front=True, limit=rec.spec.concurrency
         )
 
@@ -405,7 +406,7 @@ class Tasks:
         self._release_placement(rec)
         rec.recalling = False  # a hand-back of the last attempt is ignored (its attempt)
         rec.state = QUEUED
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
         )
         return True

@@ -201,7 +201,7 @@ class TaskThread:
                 )
         finally:
             current_execution.reset(token)
-            runner.forget(spec.task_id)
+            runner.owner.pop(spec.task_id, None)  # ``runner.forget``, without its frame
             # The failure's traceback holds this frame, which holds the failure: without
             # this, the cycle keeps the task's arguments (refs, actor handles) alive until
             # a garbage collection, which an idle worker process may not run for long.
