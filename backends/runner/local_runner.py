@@ -65,7 +65,9 @@ class LocalRunner:
 
     def run_task(self, run: TaskRun) -> None:
         task_id = run.spec.task_id
-        self.code.remember(run.spec.function)
+        code = run.spec.function
+        if code.id not in self.code.loaded:  # else known: nothing to remember
+            self.code.remember(code)
         if run.follows:
             owner = self.owner.get(run.follows)
             if owner is not None and owner.queue_behind(run):

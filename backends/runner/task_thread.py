@@ -156,7 +156,9 @@ class TaskThread:
             try:
                 if ctx.cancelled:
                     raise TaskCancelledError(f"Task {spec.name} was cancelled.")
-                fn = runner.code.load(spec.function)
+                fn = runner.code.loaded.get(spec.function.id)
+                if fn is None:
+                    fn = runner.code.load(spec.function)
                 if spec.env_vars:
                     args, kwargs = build_args(spec.args, run.deps)
                     with env_vars(spec.env_vars):

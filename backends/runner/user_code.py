@@ -50,21 +50,22 @@ class CodeCache:
     """Functions and classes by id: unpickled once per worker, then reused."""
 
     def __init__(self) -> None:
-        self._code: dict[int, Any] = {}
+        #: Unpickled, by id (read directly on the hot paths: a hit needs no call).
+        self.loaded: dict[int, Any] = {}
         self._blobs: dict[int, bytes] = {}  # received, not unpickled yet
 
     def remember(self, code: CodeRef) -> None:
         """Keep the code a message brought, whether or not that work ever runs: code is
         sent once per worker, and the message may be for a task cancelled or recalled
         before it started."""
-        if code.blob and code.id not in self._code:
+        if code.blob and code.id not in self.loaded:
             self._blobs.setdefault(code.id, code.blob)
 
     def load(self, code: CodeRef) -> Any:
-        obj = self._code.get(code.id)
+        obj = self.loaded.get(code.id)
         if obj is None:
             blob = code.blob or self._blobs[code.id]
-            obj = self._code[code.id] = loads_function(blob)
+            obj = self.loaded[code.id] = loads_function(blob)
             self._blobs.pop(code.id, None)
         return obj
 
