@@ -508,6 +508,7 @@ class ActorMethod(Generic[P, R]):
         if num_returns == 1:  # the common case, without mint_results' general path
             rid = next_id()
             return_ids: tuple[int, ...] = (rid,)
+            result: Any
             count, generator, result = 1, "", ObjectRef(rid, client, label, call_id)
         else:
             return_ids, count, generator, result = mint_results(

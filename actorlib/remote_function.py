@@ -153,6 +153,7 @@ class RemoteFunction(Generic[P, R]):
         if self._num_returns == 1:  # the common case, without mint_results' general path
             rid = next_id()
             return_ids: tuple[int, ...] = (rid,)
+            result: Any
             count, generator, result = 1, "", ObjectRef(rid, client, name, task_id)
         else:
             return_ids, count, generator, result = mint_results(

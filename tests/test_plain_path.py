@@ -129,7 +129,7 @@ def test_a_wrong_call_after_right_ones_still_raises_at_once(rt):
 
 
 def test_an_unpicklable_result_is_named_in_its_error(rt):
-    with pytest.raises(exc.SerializationError, match="the result of .*unpicklable_result"):
+    with pytest.raises(exc.SerializationError, match=r"the result of .*unpicklable_result"):
         actorlib.get(unpicklable_result.remote(), timeout=T)
 
 
