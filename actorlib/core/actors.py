@@ -406,7 +406,8 @@ class Actors:
     def call_finished(self, outcome: Outcome) -> None:
         actor_id = self.calls.get(outcome.id)
         actor = self.records.get(actor_id) if actor_id is not None else None
-        call = actor.mailbox.in_flight(outcome.id) if actor is not None else None
+        # ``mailbox.in_flight``, without its frame
+        call = actor.mailbox.inflight.get(outcome.id) if actor is not None else None
         if actor is None or call is None or call.spec.attempt != outcome.attempt:
             self.values.discard_outcome(outcome)
             return

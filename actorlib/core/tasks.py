@@ -321,7 +321,11 @@ class Tasks:
             # acquire now, no release at the leader's end), so no placement pass is due:
             # nothing was freed. The leader keeps where it ran, holding nothing.
             successor.placement = placement
-            rec.placement = self._held_nothing(node)
+            nothing = self._nothing.get(node.node_id)  # ``_held_nothing``'s usual answer
+            rec.placement = (
+                nothing if nothing is not None and nothing.node is node
+                else self._held_nothing(node)
+            )
         else:
             successor.placement = Placement(node, request, node.acquire(request))
             self.scheduler.dirty = True
