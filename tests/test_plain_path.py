@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
+from test_queued_tasks import hold_until
 from testkit import T
 
 import actorlib
@@ -27,15 +27,6 @@ def plain() -> int:
 @actorlib.remote
 def add(a: int, b: int) -> int:
     return a + b
-
-
-@actorlib.remote
-def hold_until(path: str) -> str:
-    """Keep a CPU busy (without ``get``, which would lend it) until ``path`` exists."""
-    deadline = time.monotonic() + 2 * T
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return "held"
 
 
 @actorlib.remote(max_retries=2, retry_exceptions=True)
