@@ -5,15 +5,17 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
 from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit_actor
 from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
 from actorlib.core.context import Client
+from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import ActorID, id_hex
+from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import loads_function, note_contained
-from actorlib.core.specs import ActorSpec, CallSpec, CodeRef
+from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, ActorSpec, CallSpec, CodeRef
 from actorlib.exceptions import (
     InfeasibleResourceError,
     PendingCallsLimitExceeded,
@@ -29,9 +31,6 @@ from actorlib.options import (
 )
 from actorlib.placement import inherited_strategy
 from actorlib.remote_function import _Code
-
-if TYPE_CHECKING:
-    from actorlib.core.refs import ObjectRef
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -306,7 +305,12 @@ class _BoundMethod:
     def __get__(self, handle: ActorHandle[Any] | None, owner: type | None = None) -> Any:
         if handle is None:
             return self
-        return handle._actorlib_method(self._name)
+        # ``handle._actorlib_method(name)``, without its frame (every call comes here)
+        name = self._name
+        checks = handle._checks
+        return ActorMethod(
+            handle, name, handle._methods[name], checks.get(name) if checks else None
+        )
 
 
 # One handle class per set of method names (each actor class's, as a rule): bounded by the
@@ -471,7 +475,7 @@ class ActorMethod(Generic[P, R]):
     def remote(self, /, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
         """Queue the call; arguments the method cannot take raise ``TypeError`` here."""
         check = self._check
-        if check is not None:
+        if check is not None and (kwargs or len(args) not in check.shapes):
             check(args, kwargs)
         handle = self._handle
         client = handle._client
@@ -497,11 +501,20 @@ class ActorMethod(Generic[P, R]):
     ) -> tuple[Any, tuple[int, ...]]:
         handle = self._handle
         opts = self._options
-        packed = pack_args(client, args, kwargs, label)
-        call_id = client.ids.next()
-        return_ids, count, generator, result = mint_results(
-            client, opts.get("num_returns", 1), label, call_id
-        )
+        packed = pack_args(client, args, kwargs, label) if args or kwargs else NO_ARGS
+        next_id = client.ids.next
+        call_id = next_id()
+        num_returns = opts.get("num_returns", 1)
+        if num_returns == 1:  # the common case, without mint_results' general path
+            rid = next_id()
+            return_ids: tuple[int, ...] = (rid,)
+            result: Any
+            count, generator, result = 1, "", ObjectRef(rid, client, label, call_id)
+        else:
+            return_ids, count, generator, result = mint_results(
+                client, num_returns, label, call_id
+            )
+        execution = current_execution.get()
         client.submit_call(CallSpec(
             call_id=call_id,
             actor_id=handle._id,
@@ -509,10 +522,11 @@ class ActorMethod(Generic[P, R]):
             args=packed,
             return_ids=return_ids,
             num_returns=count,
-            caller_id=caller_id(),
+            caller_id=DRIVER_CALLER if execution is None else execution.caller_id,
             max_task_retries=opts.get("max_task_retries"),
             retry_exceptions=opts.get("retry_exceptions", False),
-            concurrency_group=self._group_override(opts),
+            concurrency_group=None if "concurrency_group" not in opts
+            else self._group_override(opts),
             generator=generator,
             backpressure=opts.get("_generator_backpressure_num_objects", -1),
         ))

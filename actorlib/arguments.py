@@ -36,7 +36,7 @@ class ArgCheck:
     Pickles as the parameters' names and kinds only (defaults need not pickle).
     """
 
-    __slots__ = ("_params", "_shapes", "_signature", "what")
+    __slots__ = ("_params", "_signature", "shapes", "what")
 
     def __init__(self, params: list[_Param], what: str) -> None:
         self._params = params
@@ -45,7 +45,7 @@ class ArgCheck:
                               default=None if has_default else inspect.Parameter.empty)
             for name, kind, has_default in params
         ])
-        self._shapes: set[Any] = set()
+        self.shapes: set[Any] = set()
         self.what = what
 
     @classmethod
@@ -64,14 +64,15 @@ class ArgCheck:
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         shape = (len(args), *kwargs) if kwargs else len(args)
-        if shape in self._shapes:
+        # (``.remote()`` tests ``len(args) in shapes`` itself first: no call then)
+        if shape in self.shapes:
             return
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.what}: {exc}") from None
-        if len(self._shapes) < _MAX_SHAPES:
-            self._shapes.add(shape)
+        if len(self.shapes) < _MAX_SHAPES:
+            self.shapes.add(shape)
 
     def __reduce__(self) -> Any:
         return (ArgCheck, (self._params, self.what))

@@ -390,10 +390,12 @@ class OwnFiles:
     """A remote function's or actor class's own ``working_dir`` / ``py_modules``: packed
     at its first submission, then reused by every call (as Ray uploads at ``.options()``)."""
 
-    __slots__ = ("_env", "_fields", "_packed")
+    __slots__ = ("_env", "_fields", "_packed", "given")
 
     def __init__(self, runtime_env: dict[str, Any] | None) -> None:
         self._fields = files_of(runtime_env)
+        #: Whether it has fields of its own (else a submission runs in the job's).
+        self.given = bool(self._fields)
         self._env: CodeEnv | None = None
         self._packed = False
 

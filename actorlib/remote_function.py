@@ -9,6 +9,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from actorlib import session
 from actorlib.arguments import ArgCheck, mint_results, num_returns_of, pack_args
+from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.refs import ObjectRef
@@ -119,10 +120,13 @@ class RemoteFunction(Generic[P, R]):
         (``plugins = ["actorlib.mypy"]``) an ``ObjectRef[T]`` is accepted where a ``T`` is
         expected, as at run time. See "Typing" in docs/api.md.
         """
-        check = self._code.check
-        if check is not None:
+        own_code = self._code
+        check = own_code.check
+        if check is not None and (kwargs or len(args) not in check.shapes):
             check(args, kwargs)
-        client = session.client()
+        client = context.current()
+        if client is None:
+            client = session.client()  # starts the default runtime, or says why not
         name = self._name
         resources = self._resources
         execution = current_execution.get()
@@ -132,13 +136,29 @@ class RemoteFunction(Generic[P, R]):
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
             raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")
-        code_env = self._files.code_env(session.job_code_env(), *session.env_support())
-        code = self._code.get(client)
+        files = self._files
+        if files.given:
+            code_env = files.code_env(session.job_code_env(), *session.env_support())
+        else:  # the common case: the job's, without asking what the backend supports
+            code_env = session.job_code_env()
+        code = own_code.ref
+        if code is None or own_code.owner is not client:
+            code = own_code.get(client)
         packed = pack_args(client, args, kwargs, name) if args or kwargs else NO_ARGS
-        task_id = client.ids.next()
-        return_ids, count, generator, result = mint_results(
-            client, self._num_returns, name, task_id
-        )
+        job_env = session.job_env()
+        env = self._env
+        env_vars = env[1] if env is not None and env[0] is job_env else self._env_vars(job_env)
+        next_id = client.ids.next
+        task_id = next_id()
+        if self._num_returns == 1:  # the common case, without mint_results' general path
+            rid = next_id()
+            return_ids: tuple[int, ...] = (rid,)
+            result: Any
+            count, generator, result = 1, "", ObjectRef(rid, client, name, task_id)
+        else:
+            return_ids, count, generator, result = mint_results(
+                client, self._num_returns, name, task_id
+            )
         client.submit_task(TaskSpec(
             task_id=task_id,
             function=code,
@@ -149,7 +169,7 @@ class RemoteFunction(Generic[P, R]):
             max_retries=self._max_retries,
             retry_exceptions=self._retry_exceptions,
             scheduling_strategy=strategy,
-            env_vars=self._env_vars(session.job_env()),
+            env_vars=env_vars,
             name=name,
             caller_id=DRIVER_CALLER if execution is None else execution.caller_id,
             namespace=client.namespace,

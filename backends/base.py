@@ -142,7 +142,11 @@ class ObjectStore(ABC):
         """
 
     def free(self, obj: Serialized) -> None:
-        """The object's last reference died: its memory may be reused."""
+        """The object's last reference died: its memory may be reused.
+
+        Only a value with ``locations`` holds memory of a store's own: the core may skip
+        this call for any other (it does, as a ref dies: most values are inline).
+        """
 
     # Abilities of stores that keep bytes in files (shared memory, spill files). The
     # defaults fit stores that keep nothing outside the heap.

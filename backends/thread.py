@@ -66,7 +66,10 @@ class ThreadBackend(Backend):
         thread_backend_started(config.options)  # lines from tasks get their prefix
         self.worker_log_dir = config.options.get("log_dir")  # this process's log, if kept
         stacks.enable_in_driver()  # tasks run here: `actorlib stack` asks this process
-        self._runner = LocalRunner(events, self.store)
+        runner = self._runner = LocalRunner(events, self.store)
+        # The core hands over every task and call: straight to the runner, no frame here.
+        self.run_task = runner.run_task  # type: ignore[method-assign]
+        self.run_call = runner.run_call  # type: ignore[method-assign]
         return [NodeInfo(self.node_id, resources, labels=dict(config.labels))]
 
     @property

@@ -144,8 +144,8 @@ def test_nothing_is_queued_on_a_worker_while_work_of_another_shape_waits():
     scheduler = Scheduler()
     scheduler.add_node("n", {"CPU": 2.0})
     one, two = {"CPU": 1.0}, {"CPU": 2.0}
-    scheduler.enqueue("small", one, "DEFAULT")
-    assert scheduler.take_next(one, "n", bool) == "small"
+    shape = scheduler.enqueue("small", one, "DEFAULT")
+    assert scheduler.take_next(shape, "n", bool) == "small"
     scheduler.enqueue("small 2", one, "DEFAULT")
     scheduler.enqueue("big", two, "DEFAULT")
-    assert scheduler.take_next(one, "n", bool) is None
+    assert scheduler.take_next(shape, "n", bool) is None

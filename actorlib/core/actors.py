@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from actorlib.core.ids import id_hex
 from actorlib.core.mailbox import CallRecord, Mailbox, may_retry
-from actorlib.core.objects import ObjectTable
+from actorlib.core.objects import ObjectEntry, ObjectTable
 from actorlib.core.records import ActorStart, CallRun, Outcome
 from actorlib.core.scheduler import Placement, Scheduler
 from actorlib.core.serialization import Serialized
@@ -339,11 +339,13 @@ class Actors:
     # == calls ==============================================================================
 
     def submit_call(self, spec: CallSpec) -> None:
-        objects = self.objects
+        entries = self.objects.entries  # ``ObjectTable.create``, without its frame
         for rid in spec.return_ids:
-            objects.create(rid, 1, spec.call_id)
+            entries[rid] = ObjectEntry(1, spec.call_id)
         values = self.values
-        values.hold_ids(spec.args.held)
+        args = spec.args
+        if args.deps or (args.payload is not None and args.payload.contained):
+            values.hold_ids(args.held)  # most calls hold no refs: no call for them
         if spec.generator == "streaming":
             values.open_stream(spec.call_id, spec.return_ids[0], spec.backpressure)
         call = CallRecord(spec)
@@ -404,7 +406,8 @@ class Actors:
     def call_finished(self, outcome: Outcome) -> None:
         actor_id = self.calls.get(outcome.id)
         actor = self.records.get(actor_id) if actor_id is not None else None
-        call = actor.mailbox.in_flight(outcome.id) if actor is not None else None
+        # ``mailbox.in_flight``, without its frame
+        call = actor.mailbox.inflight.get(outcome.id) if actor is not None else None
         if actor is None or call is None or call.spec.attempt != outcome.attempt:
             self.values.discard_outcome(outcome)
             return
@@ -443,7 +446,9 @@ class Actors:
                 spec.actor_id, error is not None, actor.job, call.created, call.started,
                 event_time(), call.pid,
             ))
-        self.values.release_args(spec.args)
+        args = spec.args
+        if args.payload is not None or args.deps:  # else nothing to free or release
+            self.values.release_args(args)
 
     def cancel_call(self, call_id: int) -> None:
         actor_id = self.calls.get(call_id)

@@ -119,9 +119,20 @@ class LoopThread:
         if not self._inline:
             self.post(fn, *args)
             return
-        self._inbox.append((fn, args))
-        if self._owner != get_ident():  # else: the drain running on this thread takes it
-            self._drain_here()
+        inbox = self._inbox
+        inbox.append((fn, args))
+        ident = get_ident()
+        if self._owner == ident:
+            return  # the drain running on this thread takes it
+        # ``_drain_here``, without its frame (every submission and end comes here)
+        lock = self._core_lock
+        while inbox and lock.acquire(False):
+            self._owner = ident
+            try:
+                self._run_inbox()
+            finally:
+                self._owner = None
+                lock.release()
 
     def _drain_here(self) -> None:
         lock = self._core_lock

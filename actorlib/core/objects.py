@@ -153,7 +153,8 @@ class ObjectTable:
             if value.is_error and not value.read and self._unread_error is not None:
                 value.read = True  # shared by several ids (num_returns): reported once
                 self._unread_error(id_, value, job)
-            self._free_value(value)
+            if value.locations:  # a value without any holds nothing a store must free
+                self._free_value(value)
             if value.contained:
                 self._release_ids(value.contained)
 

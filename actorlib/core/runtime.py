@@ -73,6 +73,8 @@ class Runtime:
         self._loop = LoopThread()
         self.guard = Guards(self)
         self.scheduler = Scheduler()
+        # ``.remote()`` asks on every call: the scheduler's cache, without a frame here.
+        self.infeasible_reason = self.scheduler.cached_infeasible_reason  # type: ignore[method-assign]
         self._assemble(backend.store)
         self._fresh: dict[int, Serialized] = {}  # put by a caller, not yet on the loop
         self._loop.on_drained(self._schedule)
@@ -232,7 +234,11 @@ class Runtime:
         return self.scheduler.cached_infeasible_reason(request, strategy)
 
     def submit_task(self, spec: TaskSpec) -> None:
-        self._post_from_caller(self.guard.submit, spec, self.tasks.submit)
+        # ``_post_from_caller``, without its frame
+        if current_execution.get() is None:
+            self._loop.post_inline(self.guard.submit, spec, self.tasks.submit)
+        else:
+            self._loop.post(self.guard.submit, spec, self.tasks.submit)
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
@@ -297,7 +303,11 @@ class Runtime:
         return self._loop.call(self.actors.create_named, spec, get_if_exists)
 
     def submit_call(self, spec: CallSpec) -> None:
-        self._post_from_caller(self.guard.submit, spec, self.actors.submit_call)
+        # ``_post_from_caller``, without its frame
+        if current_execution.get() is None:
+            self._loop.post_inline(self.guard.submit, spec, self.actors.submit_call)
+        else:
+            self._loop.post(self.guard.submit, spec, self.actors.submit_call)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         self._loop.post(self.actors.kill, actor_id, no_restart)

@@ -253,9 +253,10 @@ class Scheduler:
     def enqueue(
         self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False,
         limit: tuple[str, int] | None = None,
-    ) -> None:
+    ) -> tuple[Any, ...]:
         """Queue ``work``; ``front`` for work handed back that must keep its turn;
-        ``limit``: its concurrency limit ``(key, limit)``, if any."""
+        ``limit``: its concurrency limit ``(key, limit)``, if any. Returns its shape (for
+        ``take_next``)."""
         key = self._shape(request, strategy, limit)
         queue = self._queues.get(key)
         if queue is None:
@@ -270,18 +271,17 @@ class Scheduler:
             queue.appendleft(work)
         else:
             queue.append(work)
+        return key
 
     def take_next(
-        self, request: dict[str, float], node_id: str, accept: Callable[[Any], bool],
-        limit: tuple[str, int] | None = None,
+        self, key: tuple[Any, ...], node_id: str, accept: Callable[[Any], bool],
     ) -> Any | None:
-        """Pop the oldest DEFAULT-strategy work of this shape that may run on ``node_id``,
-        if ``accept(work)``.
+        """Pop the oldest work of shape ``key`` (a DEFAULT-strategy one, as ``enqueue``
+        returned it) that may run on ``node_id``, if ``accept(work)``.
 
         For queueing it behind running work of the same shape on that node; None while
         work of another shape waits too (it would never see those resources free).
         """
-        key = self._shape(request, "DEFAULT", limit)
         queues = self._queues
         queue = queues.get(key)
         if not queue:

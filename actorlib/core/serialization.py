@@ -154,7 +154,7 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
 
 def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Serialized:
     """Pickle ``value``; raise :class:`SerializationError` naming what could not be pickled."""
-    if _is_plain(value):
+    if type(value) in _PLAIN_SCALARS or _is_plain(value):
         return Serialized(pickle.dumps(value, protocol=5), [], (), is_error)
     buffers: list[Any] = []
 

@@ -30,12 +30,13 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from actorlib.core.ids import COUNTER_BITS
 from actorlib.core.lineage import remember
-from actorlib.core.objects import ObjectTable
+from actorlib.core.objects import ObjectEntry, ObjectTable
 from actorlib.core.records import Outcome, TaskRun
-from actorlib.core.scheduler import Placement, Scheduler
+from actorlib.core.scheduler import Node, Placement, Scheduler
 from actorlib.core.serialization import Serialized
-from actorlib.core.specs import TaskSpec
+from actorlib.core.specs import DRIVER_CALLER, TaskSpec
 from actorlib.core.state import ended_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
 from actorlib.exceptions import InfeasibleResourceError, WorkerCrashedError
@@ -64,7 +65,8 @@ DONE = TaskState.DONE
 class TaskRecord:
     __slots__ = (
         "blocked", "cancelled", "children", "created", "job", "leader", "pid", "placement",
-        "preferred", "recalling", "remaining", "spec", "started", "state", "successor",
+        "preferred", "recalling", "remaining", "shape", "spec", "started", "state",
+        "successor",
     )
 
     def __init__(self, spec: TaskSpec, job: int = 0) -> None:
@@ -85,6 +87,7 @@ class TaskRecord:
         self.created = event_time()  # for the state API (actorlib.core.state)
         self.started = 0.0  # when it last went RUNNING
         self.pid = 0  # the process that ran its last attempt (from its outcome)
+        self.shape: tuple[Any, ...] = ()  # its queue's key, as last queued (a leader's)
 
 
 #: The request of a leader whose resources passed to its successor (``_leader_ended``).
@@ -119,37 +122,51 @@ class Tasks:
         # placement pass is due.
         self.new_leaders = False
         self.ended = ended_ring()  # the last ended tasks, for the state API
+        self._nothing: dict[str, Placement] = {}  # ``_held_nothing``, by node id
 
     # == submission and dispatch =========================================================
 
     def submit(self, spec: TaskSpec) -> None:
-        objects = self.objects
+        task_id = spec.task_id
+        entries = self.objects.entries  # ``ObjectTable.create``, without its frame
         for rid in spec.return_ids:
-            objects.create(rid, 1, spec.task_id)
-        if spec.args.held:  # most tasks hold no refs: no call for them
-            self.values.hold_ids(spec.args.held)
+            entries[rid] = ObjectEntry(1, task_id)
+        args = spec.args
+        deps = args.deps
+        if deps or (args.payload is not None and args.payload.contained):
+            self.values.hold_ids(args.held)  # most tasks hold no refs: no call for them
         if spec.generator == "streaming":
-            self.values.open_stream(spec.task_id, spec.return_ids[0], spec.backpressure)
-        rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
-        self.records[spec.task_id] = rec
-        parent = self.records.get(spec.caller_id)
-        if parent is not None:
-            if parent.children is None:
-                parent.children = [spec.task_id]
-            else:
-                parent.children.append(spec.task_id)
+            self.values.open_stream(task_id, spec.return_ids[0], spec.backpressure)
+        caller = spec.caller_id
+        if caller == DRIVER_CALLER:  # the driver's own task: its job is its id's prefix
+            rec = TaskRecord(spec, task_id >> COUNTER_BITS)
+        else:
+            rec = TaskRecord(spec, self._job_of(caller, task_id))
+            parent = self.records.get(caller)
+            if parent is not None:
+                if parent.children is None:
+                    parent.children = [task_id]
+                else:
+                    parent.children.append(task_id)
+        self.records[task_id] = rec
         reason = self.scheduler.cached_infeasible_reason(
             spec.resources, spec.scheduling_strategy
         )
         if reason is not None:
             self._finish(rec, error_value(InfeasibleResourceError(reason)))
             return
-        deps = spec.args.deps
         if deps:
             rec.remaining = self.values.resolve_deps(deps, lambda: self._deps_ready(rec))
             if rec.remaining:
                 return
-        self._deps_ready(rec)
+            self._deps_ready(rec)
+        elif self.backend.has_locality and spec.scheduling_strategy == "DEFAULT":
+            self._deps_ready(rec)
+        else:  # the plain task: ``_deps_ready``'s queueing, without its frame
+            rec.state = QUEUED
+            rec.shape = self.scheduler.enqueue(
+                rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
+            )
 
     def _deps_ready(self, rec: TaskRecord) -> None:
         if rec.state is not WAITING:
@@ -164,7 +181,7 @@ class Tasks:
         rec.state = QUEUED
         if self.backend.has_locality and spec.scheduling_strategy == "DEFAULT":
             rec.preferred = self._data_node(spec)
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
         )
 
@@ -187,8 +204,9 @@ class Tasks:
         rec.state = RUNNING
         rec.started = event_time()
         rec.placement = placement
+        deps = rec.spec.args.deps
         run = TaskRun(
-            rec.spec, placement.node.node_id, self.values.dep_values(rec.spec.args.deps),
+            rec.spec, placement.node.node_id, self.values.dep_values(deps) if deps else [],
             placement.gpu_ids,
         )
         self.backend.run_task(run)
@@ -199,7 +217,7 @@ class Tasks:
         rec = TaskRecord(spec, self._job_of(spec.caller_id, spec.task_id))
         rec.state = QUEUED
         self.records[spec.task_id] = rec
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
         )
 
@@ -239,8 +257,7 @@ class Tasks:
             node_id = placement.node.node_id
             leader_id = leader.spec.task_id
             rec = self.scheduler.take_next(
-                placement.request, node_id, functools.partial(_may_follow, leader_id),
-                leader.spec.concurrency,
+                leader.shape, node_id, functools.partial(_may_follow, leader_id)
             )
             if rec is None:
                 continue
@@ -249,8 +266,9 @@ class Tasks:
             rec.leader = leader
             rec.state = FOLLOWING
             self.followers[rec.spec.task_id] = rec
-            deps = self.values.dep_values(rec.spec.args.deps)
-            self.backend.run_task(TaskRun(rec.spec, node_id, deps, follows=leader.spec.task_id))
+            deps = rec.spec.args.deps
+            values = self.values.dep_values(deps) if deps else []
+            self.backend.run_task(TaskRun(rec.spec, node_id, values, follows=leader_id))
 
     def _steal(self) -> None:
         """Recall queued tasks whose node has room now: nothing else wanted it (unless
@@ -303,7 +321,11 @@ class Tasks:
             # acquire now, no release at the leader's end), so no placement pass is due:
             # nothing was freed. The leader keeps where it ran, holding nothing.
             successor.placement = placement
-            rec.placement = Placement(node, HELD_NOTHING, ())
+            nothing = self._nothing.get(node.node_id)  # ``_held_nothing``'s usual answer
+            rec.placement = (
+                nothing if nothing is not None and nothing.node is node
+                else self._held_nothing(node)
+            )
         else:
             successor.placement = Placement(node, request, node.acquire(request))
             self.scheduler.dirty = True
@@ -314,6 +336,14 @@ class Tasks:
         # until then.
         if not successor.recalling:
             self._may_lead(successor)
+
+    def _held_nothing(self, node: Node) -> Placement:
+        """Where an ended leader ran, holding nothing: one per node, shared (never
+        changed, read by the state API)."""
+        placement = self._nothing.get(node.node_id)
+        if placement is None or placement.node is not node:
+            placement = self._nothing[node.node_id] = Placement(node, HELD_NOTHING, ())
+        return placement
 
     def recalled(self, task_id: int, attempt: int) -> None:
         """The backend handed back a FOLLOWING task that never started.
@@ -336,7 +366,7 @@ class Tasks:
             self._finish(rec, cancelled_value(rec.spec.name))
             return
         rec.state = QUEUED
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, rec.spec.resources, "DEFAULT", front=True, limit=rec.spec.concurrency
         )
 
@@ -380,7 +410,7 @@ class Tasks:
         self._release_placement(rec)
         rec.recalling = False  # a hand-back of the last attempt is ignored (its attempt)
         rec.state = QUEUED
-        self.scheduler.enqueue(
+        rec.shape = self.scheduler.enqueue(
             rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
         )
         return True
@@ -431,9 +461,11 @@ class Tasks:
         ))
         self._release_placement(rec)
         rec.state = DONE
-        self.leaders.pop(rec.spec.task_id, None)
-        del self.records[rec.spec.task_id]
-        self.values.release_args(rec.spec.args)
+        self.leaders.pop(spec.task_id, None)
+        del self.records[spec.task_id]
+        args = spec.args
+        if args.payload is not None or args.deps:  # else nothing to free or release
+            self.values.release_args(args)
 
     def blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""

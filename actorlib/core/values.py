@@ -64,9 +64,14 @@ class Values:
 
     def release_args(self, args: Args) -> None:
         """Arguments are no longer needed: free their buffers and the ids they held."""
-        if args.payload is not None and args.payload.buffers:
-            self._free(args.payload)
-        if args.held:
+        payload = args.payload
+        if payload is None:
+            if args.deps:
+                self.release_ids(args.deps)
+            return
+        if payload.buffers:
+            self._free(payload)
+        if args.deps or payload.contained:
             self.release_ids(args.held)
 
     def free_unused(self, args: Args) -> None:
@@ -132,7 +137,8 @@ class Values:
                 # slot says "no more items".
                 self.drop_value(value)
                 id_, value = streams.close(id_), Serialized(END)
-            hold_ids(value.contained)
+            if value.contained:
+                hold_ids(value.contained)
             objects.set_value(id_, value)
             if value.locations:
                 stored = True

@@ -15,6 +15,7 @@ import functools
 import inspect
 import queue
 import threading
+from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
@@ -35,6 +36,9 @@ from actorlib.exceptions import TaskCancelledError
 if TYPE_CHECKING:
     from actorlib.backends.runner.local_runner import LocalRunner
 
+
+#: A sync method's result that is produced item by item (neither can be subclassed).
+_GENERATOR_TYPES = frozenset({GeneratorType, AsyncGeneratorType})
 
 def _run_coroutine(coro: Any) -> Any:
     loop = new_event_loop()
@@ -61,6 +65,7 @@ class ActorHost:
         self.incarnation = start.incarnation
         self.instance: Any = None
         self.stopped = False
+        self._names: dict[str, str] = {}  # method -> "Class.method" (``_name``)
         # Calls received and not finished; those started, with their contexts (where a
         # cancel raises the flag ``is_canceled()`` reads); those cancelled before they
         # started (already reported, skipped when they come up). Under ``_lock``: a
@@ -112,13 +117,31 @@ class ActorHost:
     # -- one call, on any kind of actor -------------------------------------------------
 
     def _name(self, spec: CallSpec) -> str:
-        return f"{self.spec.cls.name}.{spec.method}"
+        """``Class.method``, made once per method (every call's result is labelled)."""
+        names = self._names
+        name = names.get(spec.method)
+        if name is None:
+            name = names[spec.method] = f"{self.spec.cls.name}.{spec.method}"
+        return name
 
     def _invoke(self, run: CallRun) -> Any:
         """Call the method (an ``async def`` returns its coroutine, not awaited here)."""
         method = getattr(self.instance, run.spec.method)
         args, kwargs = build_args(run.spec.args, run.deps)
         return method(*args, **kwargs)
+
+    def _invoke_sync(self, run: CallRun) -> Any:
+        """Call the method on this thread; a generator's items produced here."""
+        spec = run.spec
+        method = getattr(self.instance, spec.method)
+        if spec.args.payload is None:
+            result = method()
+        else:
+            args, kwargs = build_args(spec.args, run.deps)
+            result = method(*args, **kwargs)
+        if spec.generator or type(result) in _GENERATOR_TYPES:
+            result = self._generated_sync(run, result)
+        return result
 
     def _producer(self, run: CallRun, result: Any) -> Producer | None:
         """The driver of a generator call's items; None for an int ``num_returns``."""
@@ -171,12 +194,17 @@ class ActorHost:
         """The started call's context; None for a call cancelled before it started (its
         cancellation is reported already)."""
         call_id = run.spec.call_id
+        # ``_context(call_id)``, without its frame
+        ctx = ExecutionContext(
+            self.start.node_id, call_id, self.actor_id, self.start.gpu_ids,
+            self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
+        )
         with self._lock:
             if call_id in self.cancelled:
                 self.cancelled.discard(call_id)
                 return None
-            ctx = self.started[call_id] = self._context(call_id)
-            return ctx
+            self.started[call_id] = ctx
+        return ctx
 
     def _call(self, run: CallRun) -> None:
         """A call of a sync or threaded actor, on one of its threads."""
@@ -186,15 +214,19 @@ class ActorHost:
         token = current_execution.set(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
         try:
-            with env_vars(self.spec.env_vars):
-                result = self._invoke(run)
-                if run.spec.generator or is_generator(result):
-                    result = self._generated_sync(run, result)
+            if self.spec.env_vars:
+                with env_vars(self.spec.env_vars):
+                    result = self._invoke_sync(run)
+            else:  # the common actor: no environment to apply around each call
+                result = self._invoke_sync(run)
             outcome = self._packed(run, result)
         except BaseException as exc:
             outcome = self._packed_error(run, exc)
         finally:
             current_execution.reset(token)
+        if self.runner.alone:
+            self._report(run, outcome)
+            return
         with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
             del result, outcome
@@ -217,6 +249,9 @@ class ActorHost:
             outcome = self._packed(run, result)
         except BaseException as exc:
             outcome = self._packed_error(run, exc)
+        if self.runner.alone:
+            self._report(run, outcome)
+            return
         with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
             del result, outcome

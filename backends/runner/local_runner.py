@@ -47,13 +47,15 @@ class LocalRunner:
     ) -> None:
         self.events = events
         self.together = together
+        self.alone = together is contextlib.nullcontext  # no block to enter per outcome
         self.store = store
         self.code = CodeCache()
         self.gates = Gates()  # the streams produced here, paused by backpressure
-        self._claim = claim
+        self.claim = claim
         self._idle: list[TaskThread] = []
         self._threads: list[TaskThread] = []
-        self._owner: dict[int, TaskThread] = {}  # the thread of every task not finished
+        #: The thread of every task not finished (a task's thread drops its own entry).
+        self.owner: dict[int, TaskThread] = {}
         self._actors: dict[int, ActorHost] = {}
         self._retired: list[ActorHost] = []  # stopped, their threads maybe still running
         #: A process worker's title, naming the task each thread runs (``proc_title``).
@@ -63,14 +65,16 @@ class LocalRunner:
 
     def run_task(self, run: TaskRun) -> None:
         task_id = run.spec.task_id
-        self.code.remember(run.spec.function)
+        code = run.spec.function
+        if code.id not in self.code.loaded:  # else known: nothing to remember
+            self.code.remember(code)
         if run.follows:
-            owner = self._owner.get(run.follows)
+            owner = self.owner.get(run.follows)
             if owner is not None and owner.queue_behind(run):
-                self._owner[task_id] = owner
+                self.owner[task_id] = owner
                 return
         thread = self._take_thread()
-        self._owner[task_id] = thread
+        self.owner[task_id] = thread
         thread.jobs.put(run)
 
     def _take_thread(self) -> TaskThread:
@@ -86,19 +90,19 @@ class LocalRunner:
     def adopt(self, task_id: int, thread: TaskThread) -> None:
         """``thread`` runs ``task_id`` (one of a worker's own, see ``InlineTasks``): cancels
         and recalls find it there."""
-        self._owner[task_id] = thread
+        self.owner[task_id] = thread
 
     def runs(self, task_id: int) -> bool:
         """Whether ``task_id`` was given here and has not ended."""
-        return task_id in self._owner
+        return task_id in self.owner
 
     def claimed(self, run: TaskRun) -> bool:
         """Whether ``run`` may start here (a queued-behind task the core did not take back)."""
-        return not run.follows or self._claim is None or bool(self._claim(run.spec.task_id))
+        return not run.follows or self.claim is None or bool(self.claim(run.spec.task_id))
 
     def forget(self, task_id: int) -> None:
         """The task ended here, or will not start here."""
-        self._owner.pop(task_id, None)
+        self.owner.pop(task_id, None)
 
     def thread_idle(self, thread: TaskThread) -> None:
         self._idle.append(thread)
@@ -111,10 +115,10 @@ class LocalRunner:
 
     def take_back(self, task_id: int) -> TaskRun | None:
         """Take back a task still queued behind another; None if it has started."""
-        owner = self._owner.get(task_id)
+        owner = self.owner.get(task_id)
         run = owner.take_follower(task_id) if owner is not None else None
         if run is not None:
-            self._owner.pop(task_id, None)
+            self.owner.pop(task_id, None)
             if not self.claimed(run):
                 return None  # the core took it back first, and knows
         return run
@@ -160,7 +164,7 @@ class LocalRunner:
             error, _ = pack_error(TaskCancelledError(), spec.name, False)
             self.events.task_finished(Outcome(id, spec.attempt, error=error))
             return
-        thread = self._owner.get(id)
+        thread = self.owner.get(id)
         if thread is not None:
             abandoned = thread.abandon(id) if force else None
             if abandoned is None:
@@ -172,9 +176,9 @@ class LocalRunner:
             # the worker: a thread stuck in a C call must not hold a CPU for ever.
             run, followers = abandoned
             for follower in followers:  # back to the core, to start elsewhere
-                self._owner.pop(follower.spec.task_id, None)
+                self.owner.pop(follower.spec.task_id, None)
                 self.events.task_recalled(follower.spec.task_id, follower.spec.attempt)
-            self._owner.pop(id, None)
+            self.owner.pop(id, None)
             error, _ = pack_error(TaskCancelledError(), run.spec.name, False)
             self.events.task_finished(Outcome(id, run.spec.attempt, error=error))
             return
@@ -194,7 +198,7 @@ class LocalRunner:
         self._actors.clear()
         for thread in self._threads:
             thread.jobs.put(STOP)
-        for task_id, thread in list(self._owner.items()):
+        for task_id, thread in list(self.owner.items()):
             thread.cancel(task_id)
 
     def join(self, timeout_s: float) -> None:

@@ -11,6 +11,7 @@ import collections
 import ctypes
 import queue
 import threading
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
@@ -18,6 +19,7 @@ from actorlib.backends.runner.user_code import (
     PID,
     LoopHolder,
     build_args,
+    drive,
     env_vars,
     pack_error,
     pack_results,
@@ -30,6 +32,10 @@ from actorlib.exceptions import TaskCancelledError
 
 if TYPE_CHECKING:
     from actorlib.backends.runner.local_runner import LocalRunner
+
+#: What a task's function may return that is run further here (``_driven``); none of
+#: these types can be subclassed, so a ``type() in`` test is exact.
+_DRIVEN = frozenset({CoroutineType, GeneratorType, AsyncGeneratorType})
 
 #: Put in a thread's (or an actor's) queue: the thread ends when it reads it.
 STOP = object()
@@ -105,9 +111,13 @@ class TaskThread:
                 titles.idle()  # before the outcome: idle once it is heard of
             # The drops go with the outcome: whoever gets the result then finds the refs
             # it held released (a worker's drops would come a moment late).
-            with runner.together():
+            if runner.alone:
                 runner.events.task_finished(outcome)
                 del outcome, result
+            else:
+                with runner.together():
+                    runner.events.task_finished(outcome)
+                    del outcome, result
 
     def _next_follower(self) -> TaskRun | None:
         """The next queued task this thread may start (one the core did not take back)."""
@@ -118,7 +128,7 @@ class TaskThread:
                 if run is None:
                     self.busy = False
                     return None
-            if runner.claimed(run):
+            if runner.claim is None or runner.claimed(run):  # a follower: ``follows`` set
                 return run
             runner.forget(run.spec.task_id)
 
@@ -146,12 +156,22 @@ class TaskThread:
             try:
                 if ctx.cancelled:
                     raise TaskCancelledError(f"Task {spec.name} was cancelled.")
-                fn = runner.code.load(spec.function)
-                args, kwargs = build_args(spec.args, run.deps)
-                with env_vars(spec.env_vars):
-                    result = run_sync_or_async(fn, args, kwargs, self.loops)
-                    if spec.generator or is_generator(result):
-                        result = self._generated(spec, result)
+                fn = runner.code.loaded.get(spec.function.id)
+                if fn is None:
+                    fn = runner.code.load(spec.function)
+                if spec.env_vars:
+                    args, kwargs = build_args(spec.args, run.deps)
+                    with env_vars(spec.env_vars):
+                        result = self._driven(spec, fn(*args, **kwargs))
+                else:
+                    # The common task: no environment to apply, often no arguments.
+                    if spec.args.payload is None:
+                        result = fn()
+                    else:
+                        args, kwargs = build_args(spec.args, run.deps)
+                        result = fn(*args, **kwargs)
+                    if spec.generator or type(result) in _DRIVEN:
+                        result = self._driven(spec, result)
             except BaseException as exc:
                 failure = exc
             finally:
@@ -183,12 +203,21 @@ class TaskThread:
                 )
         finally:
             current_execution.reset(token)
-            runner.forget(spec.task_id)
+            runner.owner.pop(spec.task_id, None)  # ``runner.forget``, without its frame
             # The failure's traceback holds this frame, which holds the failure: without
             # this, the cycle keeps the task's arguments (refs, actor handles) alive until
             # a garbage collection, which an idle worker process may not run for long.
             del failure
         return outcome, result
+
+    def _driven(self, spec: TaskSpec, result: Any) -> Any:
+        """What a call of the task's function returned, run to its end here: a
+        coroutine on this thread's loop, a generator's items produced."""
+        if type(result) is CoroutineType:
+            result = drive(result, self.loops)
+        if spec.generator or is_generator(result):
+            result = self._generated(spec, result)
+        return result
 
     def _generated(self, spec: TaskSpec, result: Any) -> Any:
         """Drive a generator task here (its items go out as they come)."""

@@ -50,21 +50,22 @@ class CodeCache:
     """Functions and classes by id: unpickled once per worker, then reused."""
 
     def __init__(self) -> None:
-        self._code: dict[int, Any] = {}
+        #: Unpickled, by id (read directly on the hot paths: a hit needs no call).
+        self.loaded: dict[int, Any] = {}
         self._blobs: dict[int, bytes] = {}  # received, not unpickled yet
 
     def remember(self, code: CodeRef) -> None:
         """Keep the code a message brought, whether or not that work ever runs: code is
         sent once per worker, and the message may be for a task cancelled or recalled
         before it started."""
-        if code.blob and code.id not in self._code:
+        if code.blob and code.id not in self.loaded:
             self._blobs.setdefault(code.id, code.blob)
 
     def load(self, code: CodeRef) -> Any:
-        obj = self._code.get(code.id)
+        obj = self.loaded.get(code.id)
         if obj is None:
             blob = code.blob or self._blobs[code.id]
-            obj = self._code[code.id] = loads_function(blob)
+            obj = self.loaded[code.id] = loads_function(blob)
             self._blobs.pop(code.id, None)
         return obj
 
@@ -96,7 +97,11 @@ def pack_results(
     if type(result) is Packed:
         return result.values
     if num_returns == 1:
-        return [store.seal(serialize(result, label=f"the result of {name}"))]
+        try:
+            value = serialize(result)
+        except SerializationError:  # again, to name the result in the error (rare)
+            value = serialize(result, label=f"the result of {name}")
+        return [store.seal(value)]
     if num_returns == 0:
         return []
     try:
@@ -201,14 +206,19 @@ def run_sync_or_async(
     """Call ``fn``; drive it on this thread's own event loop if it is a coroutine function."""
     result = fn(*args, **kwargs)
     if isinstance(result, CoroutineType):  # inspect.iscoroutine, without its call
-        loop = loop_holder.loop()
-        task = loop.create_task(result)
-        loop_holder.current_task = task
-        try:
-            return loop.run_until_complete(task)
-        finally:
-            loop_holder.current_task = None
+        return drive(result, loop_holder)
     return result
+
+
+def drive(coro: Any, loop_holder: LoopHolder) -> Any:
+    """Run the coroutine ``coro`` to its end on this thread's own event loop."""
+    loop = loop_holder.loop()
+    task = loop.create_task(coro)
+    loop_holder.current_task = task
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        loop_holder.current_task = None
 
 
 class _SharedEnviron:
