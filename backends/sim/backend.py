@@ -98,6 +98,7 @@ class SimBackend(Steps, Backend):
         self._chain_ok = False  # workers may take steps (see ``_take_steps``)
         self._handoff: Any = None  # a step a worker chose for the driver to take
         self._chain_error: BaseException | None = None
+        self._max_steps = 0  # the step budget (settings.max_steps), asked at every step
         # What each coroutine the simulator steps awaits (its wait's lock, the ids).
         self._awaits: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[Any, list[int]]] = (
             weakref.WeakKeyDictionary()
@@ -120,6 +121,8 @@ class SimBackend(Steps, Backend):
         self.source = settings.choices
         self.faults = settings.faults
         self._faulty = settings.faults.any  # asked at every step: computed once
+        self._max_steps = settings.max_steps
+        self._on_step = settings.on_step
         # A reply may be dropped or delayed (a fault): decided on the controller, so
         # replies are sent from there (a worker must never switch to another worker, and
         # what the choice source raises, hypothesis's end of data say, must reach the
@@ -338,11 +341,13 @@ class SimBackend(Steps, Backend):
                and not self._stopping):
             try:
                 self._settle()
-                self._check_invariants()
+                if self.invariants:
+                    self._check_invariants()
                 items, faults = self._runnable()
                 if not items and not faults:
                     return  # the driver reports the deadlock
-                self._check_budget()
+                if self._max_steps and self.steps >= self._max_steps:
+                    self._check_budget()
                 item = self._pick(items, faults)
                 self._record(item[1])
                 if item[2] is DRIVER_STEP:
@@ -469,6 +474,8 @@ class SimBackend(Steps, Backend):
         for host in list(self._hosts.values()):
             loop = host.loop
             if loop is None or host.worker is not None or host.state == "dead":
+                continue
+            if not loop.pending():  # nothing ready, no timer: nothing to run
                 continue
             loop.fire_due()
             loop.drop_cancelled()

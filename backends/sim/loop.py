@@ -41,6 +41,14 @@ class SimLoop(asyncio.BaseEventLoop):
 
     # -- what the simulator asks --------------------------------------------------------
 
+    def pending(self) -> bool:
+        """Whether anything is ready or scheduled (a cheap test before the others)."""
+        return bool(self._ready or self._scheduled)  # type: ignore[attr-defined]
+
+    def has_ready(self) -> bool:
+        """Whether any handle is in the ready queue (cancelled ones included)."""
+        return bool(self._ready)  # type: ignore[attr-defined]
+
     def ready_handles(self) -> list[asyncio.Handle]:
         return [h for h in self._ready if not h._cancelled]  # type: ignore[attr-defined]
 

@@ -101,6 +101,8 @@ class SimHost:
         self.loop = SimLoop(clock) if spec.is_async else None
         self.tasks: dict[asyncio.Task[Any], str] = {}  # coroutine -> its name in traces
         self.serial: dict[asyncio.Task[Any], int] = {}
+        #: coroutine -> its "resumes" step (made once, kept while it lives)
+        self.step_items: dict[asyncio.Task[Any], Any] = {}
         self.finished: list[tuple[CallRun, Box]] = []
         self.cancelled: set[int] = set()
         self.ctor_box = Box()
@@ -201,7 +203,8 @@ class Running(Choosing):
             current_execution.reset(token)
 
     def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
-        result = self._user(fn, *args, **kwargs)
+        # (Straight to ``fn`` unless preemption is on: one frame fewer on every task.)
+        result = fn(*args, **kwargs) if self._preempt <= 0 else self._user(fn, *args, **kwargs)
         if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
             result = self._run_coroutine(task, result)
         spec = task.run.spec
@@ -258,7 +261,8 @@ class Running(Choosing):
         outcome = box.outcome
         assert outcome is not None
         if not self._reply_on_controller:  # no reply is dropped or delayed: the fast path
-            self.events.task_finished(outcome)
+            self._posted = True  # (what ``self.events`` does, without its extra frame)
+            self._raw_events.task_finished(outcome)
             box.result = None
             return
         if self._choose_fault(self.faults.drop_before_reply,
@@ -373,7 +377,9 @@ class Running(Choosing):
             if host.spec.env_vars:
                 with env_vars(host.spec.env_vars):
                     box.result = self._user(method, *args, **kwargs)
-            else:  # the common case, without a context manager's cost on every call
+            elif self._preempt <= 0:  # the common case: no context manager, no extra frame
+                box.result = method(*args, **kwargs)
+            else:
                 box.result = self._user(method, *args, **kwargs)
             if spec.generator or is_generator(box.result):
                 box.result = self._call_generated(spec, name, box.result)
@@ -413,7 +419,8 @@ class Running(Choosing):
         outcome = box.outcome
         assert outcome is not None
         if not self._reply_on_controller:  # no reply is dropped or delayed: the fast path
-            self.events.call_finished(outcome)
+            self._posted = True  # (what ``self.events`` does, without its extra frame)
+            self._raw_events.call_finished(outcome)
             box.result = None
             return
         if self._choose_fault(self.faults.drop_before_reply,
@@ -491,6 +498,7 @@ class Running(Choosing):
         if task.done():
             host.tasks.pop(task, None)
             host.serial.pop(task, None)
+            host.step_items.pop(task, None)
         if unwound or host.state == "dead":
             return
         finished, host.finished = host.finished, []
@@ -548,6 +556,7 @@ class Running(Choosing):
         host.instance = None
         host.tasks.clear()
         host.serial.clear()
+        host.step_items.clear()
         host.running.clear()
         host.runs.clear()
         host.contexts.clear()
