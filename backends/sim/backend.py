@@ -423,7 +423,10 @@ class SimBackend(Steps, Backend):
         while True:
             if self._posted:  # else the core has nothing new: skip the round trip
                 self._posted = False
-                self._quiesce()
+                if self._lent:
+                    self._core.drain()  # (``_quiesce``, lent: the baton's holder runs it)
+                else:
+                    self._quiesce()
             if not self._commands and not self._plain_callbacks():
                 return
             while self._commands:
@@ -459,7 +462,10 @@ class SimBackend(Steps, Backend):
                     call.spec.call_id, call.spec.attempt, died, call.spec.method,
                 ))
                 return
-            host.queues.setdefault(call.spec.caller_id, collections.deque()).append(call)
+            queue = host.queues.get(call.spec.caller_id)
+            if queue is None:
+                queue = host.queues[call.spec.caller_id] = collections.deque()
+            queue.append(call)
         elif kind == "stop":
             host = self._hosts.pop(command[1], None)
             if host is not None:

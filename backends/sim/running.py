@@ -16,6 +16,7 @@ import asyncio
 import collections
 import functools
 import inspect
+from types import CoroutineType
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
@@ -106,6 +107,7 @@ class SimHost:
         self.finished: list[tuple[CallRun, Box]] = []
         self.cancelled: set[int] = set()
         self.ctor_box = Box()
+        self.names: dict[str, str] = {}  # method -> ``Class.method`` (see ``name_of``)
 
     def context(self, call_id: int | None = None) -> ExecutionContext:
         ctx = ExecutionContext(
@@ -116,6 +118,11 @@ class SimHost:
         if call_id is not None:
             self.contexts[call_id] = ctx
         return ctx
+
+    def name_of(self, method: str) -> str:
+        """``Class.method``, as errors and results name the call (made once a method)."""
+        name = self.names[method] = f"{self.spec.cls.name}.{method}"
+        return name
 
     def group_of(self, spec: CallSpec) -> str:
         if spec.concurrency_group is not None:
@@ -205,7 +212,7 @@ class Running(Choosing):
     def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
         # (Straight to ``fn`` unless preemption is on: one frame fewer on every task.)
         result = fn(*args, **kwargs) if self._preempt <= 0 else self._user(fn, *args, **kwargs)
-        if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
+        if isinstance(result, CoroutineType):  # (``inspect.iscoroutine``, one frame fewer)
             result = self._run_coroutine(task, result)
         spec = task.run.spec
         if spec.generator or is_generator(result):
@@ -370,7 +377,7 @@ class Running(Choosing):
     def _call_job(self, host: SimHost, run: CallRun, box: Box) -> None:
         spec = run.spec
         token = current_execution.set(host.context(spec.call_id))
-        name = f"{host.spec.cls.name}.{spec.method}"
+        name = host.names.get(spec.method) or host.name_of(spec.method)
         try:
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)
@@ -447,7 +454,7 @@ class Running(Choosing):
 
     async def _call_async(self, host: SimHost, run: CallRun, box: Box, group: str) -> None:
         spec = run.spec
-        name = f"{host.spec.cls.name}.{spec.method}"
+        name = host.names.get(spec.method) or host.name_of(spec.method)
         current_execution.set(host.context(spec.call_id))
         try:
             method = getattr(host.instance, spec.method)

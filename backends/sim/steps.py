@@ -66,7 +66,11 @@ class Steps(Running):
                 )
             items.append(item)
         for host in self._hosts.values():
-            self._host_items(host, items)
+            # (An idle host lists nothing: not even a call to ``_host_items`` for it.)
+            if host.state != "ready" or host.queues or (
+                host.loop is not None and host.loop.has_ready()
+            ):
+                self._host_items(host, items)
         for key, (name, deliver) in self._delayed.items():
             items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
