@@ -45,7 +45,7 @@ from actorlib.backends.sim.errors import (
     SimulationError,
     StepBudgetExceeded,
 )
-from actorlib.backends.sim.loop import run_handle, task_of
+from actorlib.backends.sim.loop import run_handle
 from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
@@ -485,7 +485,7 @@ class SimBackend(Steps, Backend):
                 continue
             loop.fire_due()
             loop.drop_cancelled()
-            for handle in [h for h in loop.ready_handles() if task_of(h) is None]:
+            for handle in loop.plain_handles():
                 loop.take(handle)
                 run_handle(loop, handle)
                 ran = self._posted = True

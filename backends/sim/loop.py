@@ -54,10 +54,20 @@ class SimLoop(asyncio.BaseEventLoop):
 
     def drop_cancelled(self) -> None:
         ready = self._ready  # type: ignore[attr-defined]
-        if any(h._cancelled for h in ready):
-            kept = [h for h in ready if not h._cancelled]
-            ready.clear()
-            ready.extend(kept)
+        for handle in ready:
+            if handle._cancelled:
+                kept = [h for h in ready if not h._cancelled]
+                ready.clear()
+                ready.extend(kept)
+                return
+
+    def plain_handles(self) -> list[asyncio.Handle]:
+        """The ready handles that are plain callbacks (not a coroutine's step)."""
+        return [
+            h for h in self._ready  # type: ignore[attr-defined]
+            if not h._cancelled and not isinstance(getattr(h._callback, "__self__", None),
+                                                   asyncio.Task)
+        ]
 
     def next_timer(self) -> float | None:
         """When the earliest live timer is due, None if there is none."""

@@ -506,7 +506,7 @@ class Running(Choosing):
             host.tasks.pop(task, None)
             host.serial.pop(task, None)
             host.step_items.pop(task, None)
-        if unwound or host.state == "dead":
+        if unwound or host.state == "dead" or not host.finished:
             return
         finished, host.finished = host.finished, []
         for run, box in finished:
