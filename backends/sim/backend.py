@@ -348,17 +348,8 @@ class SimBackend(Steps, Backend):
                     return  # the driver reports the deadlock
                 if self._max_steps and self.steps >= self._max_steps:
                     self._check_budget()
-                # ``_pick`` (a lone step) and ``_record``, inline: every chained step
-                # goes round this loop.
-                if not faults and len(items) == 1:
-                    item = items[0]
-                    self._born.pop(item[0], None)
-                else:
-                    item = self._pick(items, faults)
-                self.steps += 1
-                self.log.append(item[1])
-                if self._on_step is not None:
-                    self._on_step(item[1])
+                item = self._pick(items, faults)
+                self._record(item[1])
                 if item[2] is DRIVER_STEP:
                     self._handoff = item
                     return
