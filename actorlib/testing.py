@@ -124,6 +124,15 @@ def faults(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _indices(n: int) -> Any:
+    """The strategy of a choice among ``n`` options, made once per ``n``: a draw is taken
+    at every choice of a run, and building the strategy each time cost a third of it."""
+    from hypothesis import strategies as st
+
+    return st.integers(min_value=0, max_value=n - 1)
+
+
 def schedules(faults: Any = None, *, explore_time: bool = False) -> Any:
     """A strategy of :class:`Schedule`: each choice of the run is drawn from hypothesis
     when the run makes it (``faults``: a :func:`faults` strategy, or a FaultPlan)."""
@@ -139,7 +148,7 @@ def schedules(faults: Any = None, *, explore_time: bool = False) -> Any:
             plan = draw(faults)
 
         def choose(n: int) -> int:
-            return int(draw(st.integers(min_value=0, max_value=n - 1)))
+            return int(draw(_indices(n)))
 
         return Schedule(DrawChoices(choose), plan, explore_time)
 

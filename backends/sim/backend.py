@@ -45,7 +45,7 @@ from actorlib.backends.sim.errors import (
     SimulationError,
     StepBudgetExceeded,
 )
-from actorlib.backends.sim.loop import run_handle, task_of
+from actorlib.backends.sim.loop import run_handle
 from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
 from actorlib.backends.sim.steps import DRIVER_STEP, Steps
@@ -98,6 +98,7 @@ class SimBackend(Steps, Backend):
         self._chain_ok = False  # workers may take steps (see ``_take_steps``)
         self._handoff: Any = None  # a step a worker chose for the driver to take
         self._chain_error: BaseException | None = None
+        self._max_steps = 0  # the step budget (settings.max_steps), asked at every step
         # What each coroutine the simulator steps awaits (its wait's lock, the ids).
         self._awaits: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[Any, list[int]]] = (
             weakref.WeakKeyDictionary()
@@ -120,6 +121,8 @@ class SimBackend(Steps, Backend):
         self.source = settings.choices
         self.faults = settings.faults
         self._faulty = settings.faults.any  # asked at every step: computed once
+        self._max_steps = settings.max_steps
+        self._on_step = settings.on_step
         # A reply may be dropped or delayed (a fault): decided on the controller, so
         # replies are sent from there (a worker must never switch to another worker, and
         # what the choice source raises, hypothesis's end of data say, must reach the
@@ -338,11 +341,13 @@ class SimBackend(Steps, Backend):
                and not self._stopping):
             try:
                 self._settle()
-                self._check_invariants()
+                if self.invariants:
+                    self._check_invariants()
                 items, faults = self._runnable()
                 if not items and not faults:
                     return  # the driver reports the deadlock
-                self._check_budget()
+                if self._max_steps and self.steps >= self._max_steps:
+                    self._check_budget()
                 item = self._pick(items, faults)
                 self._record(item[1])
                 if item[2] is DRIVER_STEP:
@@ -418,7 +423,10 @@ class SimBackend(Steps, Backend):
         while True:
             if self._posted:  # else the core has nothing new: skip the round trip
                 self._posted = False
-                self._quiesce()
+                if self._lent:
+                    self._core.drain()  # (``_quiesce``, lent: the baton's holder runs it)
+                else:
+                    self._quiesce()
             if not self._commands and not self._plain_callbacks():
                 return
             while self._commands:
@@ -454,7 +462,10 @@ class SimBackend(Steps, Backend):
                     call.spec.call_id, call.spec.attempt, died, call.spec.method,
                 ))
                 return
-            host.queues.setdefault(call.spec.caller_id, collections.deque()).append(call)
+            queue = host.queues.get(call.spec.caller_id)
+            if queue is None:
+                queue = host.queues[call.spec.caller_id] = collections.deque()
+            queue.append(call)
         elif kind == "stop":
             host = self._hosts.pop(command[1], None)
             if host is not None:
@@ -470,9 +481,11 @@ class SimBackend(Steps, Backend):
             loop = host.loop
             if loop is None or host.worker is not None or host.state == "dead":
                 continue
+            if not loop.pending():  # nothing ready, no timer: nothing to run
+                continue
             loop.fire_due()
             loop.drop_cancelled()
-            for handle in [h for h in loop.ready_handles() if task_of(h) is None]:
+            for handle in loop.plain_handles():
                 loop.take(handle)
                 run_handle(loop, handle)
                 ran = self._posted = True

@@ -51,7 +51,9 @@ class RandomChoices(Choices):
         rng = self._rng
         if faults and (n == 0 or rng.random() < self.fault_rate):
             return n + rng.randrange(faults)
-        return rng.randrange(n)
+        # ``randrange(n)`` is ``_randbelow(n)`` for n > 0 (the same numbers from the same
+        # seed), less its checks of the arguments.
+        return rng._randbelow(n) if n > 0 else rng.randrange(n)  # type: ignore[attr-defined]
 
     def describe(self) -> str:
         return f"RandomChoices(seed={self.seed})"

@@ -44,8 +44,14 @@ class Choosing(Baton):
         self.choices_made: list[int] = []
         self.options: list[int] = []  # how many options each choice had
         self.log: list[str] = []
+        # Asked at every step: read from the settings once, when the run starts.
+        self._on_step: Callable[[str], None] | None = None
 
     def _pick(self, items: list[Item], faults: list[Item]) -> Item:
+        if not faults and len(items) == 1:  # no choice: nothing asked, nothing recorded
+            picked = items[0]
+            self._born.pop(picked[0], None)
+            return picked
         options = items + faults
         if isinstance(self.source, PCTChoices):
             self.source.keys = [key for key, _, _ in items]
@@ -77,8 +83,8 @@ class Choosing(Baton):
     def _record(self, name: str) -> None:
         self.steps += 1
         self.log.append(name)
-        if self.settings.on_step is not None:
-            self.settings.on_step(name)
+        if self._on_step is not None:
+            self._on_step(name)
 
     @property
     def trace(self) -> str:

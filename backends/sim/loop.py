@@ -41,15 +41,33 @@ class SimLoop(asyncio.BaseEventLoop):
 
     # -- what the simulator asks --------------------------------------------------------
 
+    def pending(self) -> bool:
+        """Whether anything is ready or scheduled (a cheap test before the others)."""
+        return bool(self._ready or self._scheduled)  # type: ignore[attr-defined]
+
+    def has_ready(self) -> bool:
+        """Whether any handle is in the ready queue (cancelled ones included)."""
+        return bool(self._ready)  # type: ignore[attr-defined]
+
     def ready_handles(self) -> list[asyncio.Handle]:
         return [h for h in self._ready if not h._cancelled]  # type: ignore[attr-defined]
 
     def drop_cancelled(self) -> None:
         ready = self._ready  # type: ignore[attr-defined]
-        if any(h._cancelled for h in ready):
-            kept = [h for h in ready if not h._cancelled]
-            ready.clear()
-            ready.extend(kept)
+        for handle in ready:
+            if handle._cancelled:
+                kept = [h for h in ready if not h._cancelled]
+                ready.clear()
+                ready.extend(kept)
+                return
+
+    def plain_handles(self) -> list[asyncio.Handle]:
+        """The ready handles that are plain callbacks (not a coroutine's step)."""
+        return [
+            h for h in self._ready  # type: ignore[attr-defined]
+            if not h._cancelled and not isinstance(getattr(h._callback, "__self__", None),
+                                                   asyncio.Task)
+        ]
 
     def next_timer(self) -> float | None:
         """When the earliest live timer is due, None if there is none."""

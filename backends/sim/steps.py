@@ -66,7 +66,11 @@ class Steps(Running):
                 )
             items.append(item)
         for host in self._hosts.values():
-            self._host_items(host, items)
+            # (An idle host lists nothing: not even a call to ``_host_items`` for it.)
+            if host.state != "ready" or host.queues or (
+                host.loop is not None and host.loop.has_ready()
+            ):
+                self._host_items(host, items)
         for key, (name, deliver) in self._delayed.items():
             items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
@@ -104,6 +108,16 @@ class Steps(Running):
                         functools.partial(self._lose_object, paths),
                     ))
         born = self._born
+        if len(items) == 1:  # the common case: no order to keep, one age to remember
+            key = items[0][0]
+            if len(born) != 1 or key not in born:
+                age = born.get(key)
+                if age is None:
+                    age = self._births
+                    self._births = age + 1
+                born.clear()
+                born[key] = age
+            return items, faults
         keep = {}
         births = self._births
         for key, _, _ in items:
@@ -114,7 +128,10 @@ class Steps(Running):
             keep[key] = age
         self._births = births
         self._born = keep
-        if len(items) > 1:
+        if len(items) == 2:  # (no sort, no key function called for two)
+            if keep[items[0][0]] > keep[items[1][0]]:
+                items.reverse()
+        else:
             items.sort(key=lambda item: keep[item[0]])
         return items, faults
 
@@ -148,21 +165,25 @@ class Steps(Running):
                 )
             items.append(item)
         loop = host.loop
-        if loop is not None:
+        if loop is not None and loop.has_ready():
             seen: set[asyncio.Task[Any]] = set()
+            steps = host.step_items
             for handle in loop.ready_handles():
                 task = task_of(handle)
                 if task is None or task in seen:
                     continue
                 seen.add(task)
-                serial = host.serial.get(task)
-                if serial is None:
-                    serial = host.serial[task] = len(host.serial) + 1
-                name = host.tasks.get(task) or f"{host.label} coroutine {serial}"
-                items.append((
-                    ("step", host.spec.actor_id, host.incarnation, serial),
-                    f"{name} resumes", functools.partial(self._async_step, host, task),
-                ))
+                item = steps.get(task)
+                if item is None:  # made once a coroutine, listed at every turn it is ready
+                    serial = host.serial.get(task)
+                    if serial is None:
+                        serial = host.serial[task] = len(host.serial) + 1
+                    name = host.tasks.get(task) or f"{host.label} coroutine {serial}"
+                    item = steps[task] = (
+                        ("step", host.spec.actor_id, host.incarnation, serial),
+                        f"{name} resumes", functools.partial(self._async_step, host, task),
+                    )
+                items.append(item)
 
     def _deliver_late(self, key: tuple[str, int], deliver: Any) -> None:
         del self._delayed[key]
