@@ -480,15 +480,30 @@ class RayCore:
             values = self._values(pending, datas, False)
         else:
             unique = list(dict.fromkeys(refs))  # Ray's wait refuses duplicates
-            ready, _ = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
-                                timeout=timeout, fetch_local=True)
+            ready, rest = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
+                                   timeout=timeout, fetch_local=True)
             if not ready:
                 return 0
+            if rest:  # those complete too are ready at once to the next wait of a loop
+                self._known_complete(pending, ray.wait(
+                    rest, num_returns=len(rest), timeout=0, fetch_local=False)[0])
             chosen = set(ready)
             values = self._read_all([(i, r) for i, r in pending if r in chosen], False)
         for id_, value in values.items():
             self._deliver(id_, value)
         return len(values)
+
+    def _known_complete(self, pending: list[tuple[int, Any]], refs: list[Any]) -> None:
+        """``refs`` of ``pending`` (id, Ray ref) are complete: ``ready_values`` reads them."""
+        if not refs:
+            return
+        complete = set(refs)
+        with self._lock:
+            for id_, ref in pending:
+                if ref in complete:
+                    entry = self._refs.get(id_)
+                    if entry is not None:
+                        entry[2] = True
 
     def flush(self) -> None:
         """A wait about to give up at a (near) zero timeout must still see the objects
