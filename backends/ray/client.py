@@ -423,9 +423,7 @@ class RayCore:
         ready in one ``ray.get``, as plain Ray's ``get`` of a list does: no completion
         callback per object (Ray deserialized each alone on its callback thread, and a
         ``wait`` that gave up before that thread caught up missed objects complete in
-        Ray). In a worker, Ray so knows the task is blocked and lends its CPU to the
-        tasks it waits for (nested tasks never deadlock). An ``await`` gets its
-        completion callbacks now and waits for them."""
+        Ray). An ``await`` gets its completion callbacks now and waits for them."""
         deferred = getattr(self._thread, "deferred", None)
         self._thread.deferred = None
         if asynchronous or deferred is None:
@@ -434,27 +432,27 @@ class RayCore:
             if asynchronous:
                 return True
             return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
-        callback = deferred[0]
         try:
-            return self._wait_in_ray(lock, timeout, callback, len(ids), need)
+            return self._wait_in_ray(lock, timeout, deferred, len(ids), need)
         except BaseException:  # interrupted (a cancel): nothing will deliver to it now
-            self.unwatch(ids, callback)
+            self.unwatch(ids, deferred[0])
             raise
 
     def _wait_in_ray(
-        self, lock: Any, timeout: float | None, callback: Watcher, total: int, need: int
+        self, lock: Any, timeout: float | None, watch: tuple[Watcher, dict[int, Any]],
+        total: int, need: int,
     ) -> bool:
         """Rounds of waiting in Ray until ``lock`` is released (the watch has what it
         needs, or was ended otherwise: a shutdown, a cancel) or ``timeout`` passes.
         Rounds are short at first and grow, so a release by other means is seen."""
         deadline = None if timeout is None else time.monotonic() + timeout
         step = _FIRST_ROUND_S
+        callback, refs = watch
         while not lock.acquire(timeout=0):
             with self._lock:
-                pending = [(id_, self._refs[id_][0])
-                           for id_ in self._watches.get(callback, ()) if id_ in self._refs]
+                pending = [(id_, refs[id_]) for id_ in self._watches.get(callback, ())]
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            if not pending:  # delivered meanwhile, or unknown here: the lock says
+            if not pending:  # delivered meanwhile: the lock says
                 return bool(lock.acquire(timeout=-1 if left is None else left))
             if left == 0.0:  # the end: hand over all that is ready by now, then give up
                 self._ray_round(pending, len(pending), 0.0)
@@ -467,9 +465,12 @@ class RayCore:
     def _ray_round(self, pending: list[tuple[int, Any]], need: int, timeout: float) -> int:
         """Wait up to ``timeout`` in Ray for ``need`` of ``pending`` (id, Ray ref), then
         hand those ready to their watchers (how many): ``ray.get`` of them all when all
-        are needed, else ``ray.wait`` and one ``ray.get`` of those ready."""
+        are needed, else ``ray.wait`` and one ``ray.get`` of those ready. A worker waits
+        in ``ray.wait`` without fetching, as it always did: Ray then keeps its CPU for
+        it (a ``ray.get`` would lend it to other tasks, and an ``Executor``'s tasks
+        blocked in ``get`` would no longer be bounded by its ``max_workers``)."""
         refs = [ref for _, ref in pending]
-        if need >= len(pending) and timeout > 0:
+        if need >= len(pending) and timeout > 0 and not self._worker:
             try:
                 datas = ray.get(refs, timeout=timeout)
             except ray.exceptions.GetTimeoutError:
@@ -481,7 +482,7 @@ class RayCore:
         else:
             unique = list(dict.fromkeys(refs))  # Ray's wait refuses duplicates
             ready, rest = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
-                                   timeout=timeout, fetch_local=True)
+                                   timeout=timeout, fetch_local=not self._worker)
             if not ready:
                 return 0
             if rest:  # those complete too are ready at once to the next wait of a loop
