@@ -445,3 +445,28 @@ def test_rays_actor_already_exists_as_a_value_is_actorlibs() -> None:
         "Actor with name 'x' already exists in the namespace ns")))
     assert isinstance(error, ActorAlreadyExistsError) and isinstance(error, ValueError)
     assert "Actor with name 'x' already exists in the namespace ns" in str(error)
+
+
+class _Alarm(BaseException):
+    pass
+
+
+def test_what_a_signal_handler_raises_ends_a_blocked_get(on_ray: str) -> None:
+    """An exception a signal handler raises while ``get`` waits in Ray (a test's timeout,
+    an application's alarm) ends the wait as itself: Ray holds it back until its call
+    returns, then raises a ``SystemError`` instead."""
+    import signal
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise _Alarm("the alarm went off")
+
+    slow = sleeper.remote(60)
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_Alarm, match="the alarm went off"):
+            actorlib.get(slow)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        actorlib.cancel(slow, force=True)

@@ -82,6 +82,15 @@ _LAST_ROUND_S = 1.0
 ray = ray_module()
 
 
+def _raise_signalled(exc: Exception) -> None:
+    """Raise what a signal handler raised while Ray waited (a test's timeout, an
+    application's alarm): Ray's ``get``/``wait`` keep it pending until they return and
+    then raise a ``SystemError`` whose context it is (``KeyboardInterrupt`` alone is
+    raised as itself)."""
+    if isinstance(exc, SystemError) and isinstance(exc.__context__, BaseException):
+        raise exc.__context__
+
+
 class PassStore(ObjectStore):
     """Ray copies values into its store as ``.remote()``/``put`` serialize them, in the
     caller's thread: nothing to copy before that."""
@@ -475,14 +484,19 @@ class RayCore:
                 datas = ray.get(refs, timeout=timeout)
             except ray.exceptions.GetTimeoutError:
                 return 0
-            except Exception:  # one holds an error: those ready, errors as values
+            except Exception as exc:  # one holds an error: those ready, errors as values
+                _raise_signalled(exc)
                 return (self._ray_round(pending, len(pending), 0.0)
                         or self._ray_round(pending, 1, timeout))
             values = self._values(pending, datas, False)
         else:
             unique = list(dict.fromkeys(refs))  # Ray's wait refuses duplicates
-            ready, rest = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
-                                   timeout=timeout, fetch_local=not self._worker)
+            try:
+                ready, rest = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
+                                       timeout=timeout, fetch_local=not self._worker)
+            except SystemError as exc:
+                _raise_signalled(exc)
+                raise
             if not ready:
                 return 0
             if rest:  # those complete too are ready at once to the next wait of a loop
