@@ -26,6 +26,7 @@ from testkit import wait_until
 import actorlib
 from actorlib import exceptions, session
 from actorlib.backends.cluster import daemons, objects, transfer
+from actorlib.backends.cluster.node_store import NodeStore
 from actorlib.backends.transport import tokens
 from actorlib.cluster_cli import query_status
 
@@ -281,3 +282,26 @@ def test_a_drivers_own_puts_are_read_here_until_their_last_ref_goes(pair: Pair) 
     del a, kept, small, empty
     gc.collect()
     wait_until(lambda: not client._own, timeout=5, what="the driver to forget its puts")
+
+
+def test_a_copy_of_an_object_freed_during_its_transfer_is_not_kept() -> None:
+    """The free reaches the reading node while its copy is being made: the copy goes
+    when complete (no later free would remove it) and the reader is told it is lost."""
+    store = NodeStore.for_node(64 * MiB)
+    theirs = [os.path.join(store.directory, f"actorlib-1-0000-{n}") for n in (1, 2)]
+    try:
+        for path in theirs:
+            store.reserve_copy(path, MiB)
+            with open(store.cache_path(path), "wb") as f:  # the transfer, done
+                f.write(b"x" * 10)
+        store.free_paths(theirs[:1])  # the first object is freed meanwhile
+        assert store.add_copy(theirs[0], MiB) is False
+        assert not os.path.exists(store.cache_path(theirs[0]))
+        assert store.add_copy(theirs[1], MiB) is True  # the other is kept for its readers
+        assert store.cached(theirs[1]) == store.cache_path(theirs[1])
+        assert store.copy_bytes() == MiB
+        store.free_paths(theirs[1:])
+        assert not os.path.exists(store.cache_path(theirs[1]))
+        assert store.copy_bytes() == 0
+    finally:
+        store.cleanup()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import actorlib
+from actorlib import exceptions
 from actorlib.backends.ray import address as address_check
 from actorlib.backends.ray import connector
 from actorlib.exceptions import BackendUnavailableError
@@ -36,6 +37,24 @@ def test_unsupported_ray_version_names_the_range(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "ray", fake)
     with pytest.raises(BackendUnavailableError, match=r"Ray >= 2\.9, < 3\.0; found 1\.13\.0"):
         connector.import_ray()
+
+
+def test_label_selectors_on_a_ray_older_than_labels_say_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray before 2.49 has no label selectors: refused with our message, not Ray's
+    complaint about an option the user never wrote."""
+    from actorlib.backends.ray import options
+
+    fake = type(sys)("ray")
+    fake.__version__ = "2.9.3"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    selector = (("zone", False, ("a",)),)
+    with pytest.raises(exceptions.NotSupportedError,
+                       match=r"node labels .* needs Ray >= 2\.49; this process runs Ray 2\.9\.3"):
+        options.ray_selector(selector)
+    fake.__version__ = "2.49.0"  # type: ignore[attr-defined]
+    assert options.ray_selector(selector) == {"zone": "a"}
 
 
 def test_backend_unavailable_is_an_import_error() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from testkit import T
+from testkit import T, wait_until
 
 from actorlib.backends.base import HeapStore
 from actorlib.backends.transport import framing
@@ -289,6 +289,8 @@ def test_a_cancel_interrupting_the_hand_over_leaves_a_reader(inline_link):
     a = _watch(core, client, 1, first)
     core.send(Ready(a, 1, value))
     assert first_done.wait(T)
+    # It becomes a spare once back from its inline work, a moment after first_done.
+    wait_until(lambda: bool(conn._spares), timeout=T, what="the first thread to wait as a spare")
     interrupted = threading.Event()
 
     def second(_id: int, _value: Any) -> None:

@@ -36,6 +36,8 @@ class NodeStore(SharedMemoryStore):
         #: another node's path -> bytes of our copy, least recently used first
         self._copies: OrderedDict[str, int] = OrderedDict()
         self._copy_bytes = 0  # of the copies in ``_copies`` and those being made
+        #: another node's path -> whether it was freed while our copy was being made
+        self._making: dict[str, bool] = {}
 
     @classmethod
     def for_node(cls, object_store_memory: int | None = None) -> NodeStore:
@@ -55,8 +57,11 @@ class NodeStore(SharedMemoryStore):
         target = self.cache_path(path)
         return target if os.path.exists(target) else None
 
-    def reserve_copy(self, size: int) -> None:
-        """Make room for a copy of ``size`` bytes, dropping older copies; count it."""
+    def reserve_copy(self, path: str, size: int) -> None:
+        """Make room for a copy of ``path`` (``size`` bytes), dropping older copies; count it.
+
+        One copy of a path is made at a time (the object server fetches each path once).
+        """
         if size > self.capacity:
             raise ObjectStoreFullError(
                 f"An object of {size} bytes does not fit in this node's object store, "
@@ -64,16 +69,27 @@ class NodeStore(SharedMemoryStore):
             )
         with self._cache_lock:
             self._copy_bytes += size
+            self._making[path] = False
         self._drop_copies(0)
 
-    def add_copy(self, path: str, size: int) -> None:
-        """A copy reserved with :meth:`reserve_copy` is complete."""
+    def add_copy(self, path: str, size: int) -> bool:
+        """A copy reserved with :meth:`reserve_copy` is complete; False if the object was
+        freed meanwhile (the copy is removed: kept, it would hold memory until the node
+        stops, since no other free of that object will come)."""
         with self._cache_lock:
-            self._copies[path] = size
+            freed = self._making.pop(path, False)
+            if freed:
+                self._copy_bytes -= size
+            else:
+                self._copies[path] = size
+        if freed:
+            unlink(self.cache_path(path))
+        return not freed
 
-    def cancel_copy(self, size: int) -> None:
+    def cancel_copy(self, path: str, size: int) -> None:
         """A copy reserved with :meth:`reserve_copy` failed."""
         with self._cache_lock:
+            self._making.pop(path, None)
             self._copy_bytes -= size
 
     def copy_bytes(self) -> int:
@@ -112,10 +128,13 @@ class NodeStore(SharedMemoryStore):
                 size = self._copies.pop(path, None)
                 if size is not None:
                     self._copy_bytes -= size
+                elif path in self._making:
+                    self._making[path] = True  # its copy goes when complete (add_copy)
         super().free_paths(paths)
 
     def cleanup(self) -> None:
         with self._cache_lock:
             self._copies.clear()
+            self._making.clear()
             self._copy_bytes = 0
         super().cleanup()

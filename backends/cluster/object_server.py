@@ -284,7 +284,7 @@ class ObjectServer:
             raise ObjectLostError(f"the node holding {os.path.basename(path)} is gone")
         target = self.store.cache_path(path)
         partial = f"{target}.partial"  # renamed when complete: never map half a copy
-        self.store.reserve_copy(size)
+        self.store.reserve_copy(path, size)
         try:
             for fresh in (False, True):
                 try:
@@ -298,9 +298,10 @@ class ObjectServer:
                         ) from None
             os.rename(partial, target)
         except BaseException:
-            self.store.cancel_copy(size)
+            self.store.cancel_copy(path, size)
             raise
-        self.store.add_copy(path, size)
+        if not self.store.add_copy(path, size):
+            raise ObjectLostError(f"{os.path.basename(path)} was freed during its transfer")
         return target
 
     def _fill(self, partial: str, owner: tuple[str, int], path: str, size: int,

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, Connector, RunningCore
-from actorlib.exceptions import BackendUnavailableError
+from actorlib.exceptions import BackendUnavailableError, NotSupportedError
 
 #: The Ray releases this backend is tested with: [lowest, below this).
 SUPPORTED = ((2, 9), (3, 0))
@@ -30,9 +30,8 @@ def import_ray() -> Any:
         raise BackendUnavailableError(
             "The 'ray' backend needs Ray: pip install 'actorlib[ray]'"
         ) from exc
-    try:
-        version = tuple(int(p) for p in ray.__version__.split(".")[:2])
-    except ValueError:  # a development build
+    version = _version(ray.__version__)
+    if version is None:  # a development build
         return ray
     low, high = SUPPORTED
     if not low <= version < high:
@@ -41,6 +40,26 @@ def import_ray() -> Any:
             f"found {ray.__version__}. pip install 'actorlib[ray]' installs one."
         )
     return ray
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    try:
+        major, minor = (int(p) for p in text.split(".")[:2])
+    except ValueError:  # a development build
+        return None
+    return major, minor
+
+
+def require_ray(least: tuple[int, int], what: str) -> None:
+    """Refuse ``what`` before Ray sees it when this Ray is older than the release that
+    brought it (Ray's own error would name an option the user never wrote)."""
+    text = ray_module().__version__
+    found = _version(text)
+    if found is not None and found < least:
+        raise NotSupportedError(
+            f"{what} on the ray backend needs Ray >= {least[0]}.{least[1]}; this process "
+            f"runs Ray {text}"
+        )
 
 
 def driver_runtime_env() -> dict[str, Any]:

@@ -35,7 +35,7 @@ from actorlib.core.placement_groups import never_fits
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Node
 from actorlib.core.specs import PlacementGroupSpec
-from actorlib.exceptions import InfeasibleResourceError
+from actorlib.exceptions import InfeasibleResourceError, NotSupportedError
 
 ray = ray_module()
 
@@ -197,9 +197,16 @@ class RayGroups:
         if found is None:
             return None
         core = core_worker("a placement group's ready()")
+        wait_ready = getattr(core, "async_wait_placement_group_ready", None)
+        if wait_ready is None:
+            raise NotSupportedError(
+                "ready() of a placement group on the ray backend needs a newer Ray than "
+                f"{ray.__version__} (its core worker cannot wait for a group; "
+                "Ray 2.60 is tested)"
+            )
         worker = ray._private.worker.global_worker
         serialized = worker.get_serialization_context().serialize(value)
-        return core.async_wait_placement_group_ready(found.ray_group.id, serialized)
+        return wait_ready(found.ray_group.id, serialized)
 
     def remove(self, group_id: int, end_tasks: Callable[[list[int]], None]) -> list[int]:
         """Remove the group (nothing if it is gone already), first ending the tasks this

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.ray.boxes import Retryable
+from actorlib.backends.ray.connector import require_ray
 from actorlib.core.labels import LabelSelectorStrategy, Selector
 from actorlib.core.specs import (
     ActorSpec,
@@ -15,6 +16,10 @@ from actorlib.core.specs import (
     TaskSpec,
 )
 from actorlib.exceptions import NotSupportedError
+
+#: The Ray release that brought label selectors (``label_selector``, ``fallback_strategy``,
+#: ``bundle_label_selector``).
+LABELS_SINCE = (2, 49)
 
 INTERNAL_PREFIX = "actorlib-actor-"
 
@@ -53,6 +58,7 @@ def _resource_options(resources: dict[str, float]) -> dict[str, Any]:
 
 def ray_selector(selector: Selector) -> dict[str, str]:
     """One actorlib label selector in Ray's syntax: ``{"zone": "in(a,b)", "gpu": "!t4"}``."""
+    require_ray(LABELS_SINCE, "Scheduling by node labels")
     out: dict[str, str] = {}
     for key, negated, values in selector:
         if not values or key in out:
