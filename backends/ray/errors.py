@@ -27,7 +27,7 @@ def translate(exc: BaseException) -> BaseException:
 
     if isinstance(exc, rx.TaskCancelledError):
         return TaskCancelledError(str(exc))
-    if isinstance(exc, getattr(rx, "ActorAlreadyExistsError", ())):  # Ray >= 2.20 has it
+    if isinstance(exc, getattr(rx, "ActorAlreadyExistsError", ())):  # not in older Rays
         return ActorAlreadyExistsError(str(exc))
     if isinstance(exc, rx.TaskPlacementGroupRemoved):
         return TaskPlacementGroupRemoved(
