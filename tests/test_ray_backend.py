@@ -398,12 +398,22 @@ def test_a_wait_with_a_timeout_sees_objects_ray_completed(
     assert (len(ready), rest) == (2, [])
 
 
-def test_a_get_of_many_reads_them_in_ray_at_once(on_ray: str) -> None:
-    """``get`` of a list waits in Ray (one ``ray.get``), never per object: the values in
-    order, duplicates, an error among them raised as the task's, a timeout naming
-    those not ready, and ``wait`` stepping over the rest."""
+def test_a_get_of_many_reads_them_in_ray_at_once(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``get`` of a list waits in Ray (one ``ray.get``), never per object: no completion
+    callback runs for it; the values in order, duplicates, an error among them raised as
+    the task's, a timeout naming those not ready, and ``wait`` stepping over the rest."""
+    from actorlib.core import context
+
+    client: Any = context.current()
+    callbacks: list[int] = []
+    on_time = client._completed
+    monkeypatch.setattr(client, "_completed",
+                        lambda id_, data: (callbacks.append(id_), on_time(id_, data)))
     refs = [echo.remote(i) for i in range(300)]
     assert actorlib.get(refs + refs[:5], timeout=120) == list(range(300)) + list(range(5))
+    assert callbacks == []
     with pytest.raises(KeyError, match="bad item 7"):
         actorlib.get([fail_on.remote(i, 7) for i in range(20)], timeout=120)
     slow = sleeper.remote(60)
