@@ -6,10 +6,12 @@ Its behaviour is the shared suite's (``rt`` runs on "ray" where Ray is installed
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -345,3 +347,155 @@ def test_init_on_an_unreachable_address_fails_and_stays_uninitialized() -> None:
     assert "refused: Cannot reach the Ray cluster at '127.0.0.1:" in done.stdout, (
         done.stdout + done.stderr[-2000:])
     assert "initialized: False" in done.stdout
+
+
+# -- waiting in Ray (backends/ray/client.py, ``wait_blocking``) -------------------------
+
+
+@actorlib.remote
+def echo(x: int) -> int:
+    return x
+
+
+@actorlib.remote
+def fail_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise KeyError(f"bad item {x}")
+    return x
+
+
+@actorlib.remote
+def sleeper(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_wait_with_a_timeout_sees_objects_ray_completed(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Objects complete in Ray are ready to a ``wait``/``get`` with any timeout, even
+    while Ray's completion callbacks lag behind (a burst of completions, a loaded
+    machine): such a wait missed them above 1 ms, and only a near-zero one asked Ray."""
+    import ray
+
+    from actorlib.core import context
+
+    client: Any = context.current()
+    on_time = client._completed
+
+    def late(id_: int, data: Any) -> None:  # Ray's callback thread, lagging
+        time.sleep(1.0)
+        on_time(id_, data)
+
+    monkeypatch.setattr(client, "_completed", late)
+    refs = [echo.remote(i) for i in range(3)]
+    ray.wait([client.ray_ref(r._id) for r in refs], num_returns=3, timeout=120)
+    ready, rest = actorlib.wait(refs, num_returns=3, timeout=0.2)
+    assert (len(ready), rest) == (3, [])
+    assert actorlib.get(refs, timeout=0.2) == [0, 1, 2]
+    fresh = [echo.remote(i) for i in range(3, 5)]
+    ray.wait([client.ray_ref(r._id) for r in fresh], num_returns=2, timeout=120)
+    ready, rest = asyncio.run(actorlib.wait_async(fresh, num_returns=2, timeout=0.2))
+    assert (len(ready), rest) == (2, [])
+
+
+def test_a_get_of_many_reads_them_in_ray_at_once(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``get`` of a list waits in Ray (one ``ray.get``), never per object: no completion
+    callback runs for it; the values in order, duplicates, an error among them raised as
+    the task's, a timeout naming those not ready, and ``wait`` stepping over the rest."""
+    from actorlib.core import context
+
+    client: Any = context.current()
+    callbacks: list[int] = []
+    on_time = client._completed
+    monkeypatch.setattr(client, "_completed",
+                        lambda id_, data: (callbacks.append(id_), on_time(id_, data)))
+    refs = [echo.remote(i) for i in range(300)]
+    assert actorlib.get(refs + refs[:5], timeout=120) == list(range(300)) + list(range(5))
+    assert callbacks == []
+    with pytest.raises(KeyError, match="bad item 7"):
+        actorlib.get([fail_on.remote(i, 7) for i in range(20)], timeout=120)
+    slow = sleeper.remote(60)
+    with pytest.raises(actorlib.exceptions.GetTimeoutError, match=r"1 object\(s\) not ready"):
+        actorlib.get([refs[0], slow], timeout=0.3)
+    actorlib.cancel(slow, force=True)
+    pending, seen = [echo.remote(i) for i in range(50)], 0
+    while pending:
+        ready, pending = actorlib.wait(pending, num_returns=min(7, len(pending)), timeout=120)
+        seen += len(ready)
+    assert seen == 50
+
+
+# -- Ray's errors as actorlib's --------------------------------------------------------
+
+
+@actorlib.remote(num_cpus=0)
+class Named:
+    def hello(self) -> str:
+        return "hello"
+
+
+def test_a_taken_actor_name_raises_actorlibs_error(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray's ``ActorAlreadyExistsError`` arrives as actorlib's (a ValueError), whether
+    Ray's own check before creating finds the name taken or, when another driver took it
+    after that check, Ray's registration refuses it; the first actor is untouched."""
+    import ray
+
+    from actorlib.exceptions import ActorAlreadyExistsError
+
+    first = Named.options(name="taken-twice").remote()
+    with pytest.raises(ActorAlreadyExistsError, match="'taken-twice' already exists"):
+        Named.options(name="taken-twice").remote()
+
+    def name_looks_free(name: str, namespace: str | None = None) -> Any:
+        raise ValueError(f"Failed to look up actor with name '{name}'")
+
+    monkeypatch.setattr(ray, "get_actor", name_looks_free)  # the race with another driver
+    with pytest.raises(ActorAlreadyExistsError, match="'taken-twice' already exists") as caught:
+        Named.options(name="taken-twice").remote()
+    monkeypatch.undo()
+    assert isinstance(caught.value, ValueError)
+    assert actorlib.get(first.hello.remote(), timeout=120) == "hello"
+    assert actorlib.get(actorlib.get_actor("taken-twice").hello.remote(), timeout=120) == "hello"
+
+
+def test_rays_actor_already_exists_as_a_value_is_actorlibs() -> None:
+    """A Ray ``ActorAlreadyExistsError`` that arrives as an object's error (Ray Client
+    reports a failed creation there) is actorlib's, message kept."""
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    from actorlib.backends.ray.errors import error_value
+    from actorlib.core.serialization import deserialize
+    from actorlib.exceptions import ActorAlreadyExistsError
+
+    error = deserialize(error_value(ray.exceptions.ActorAlreadyExistsError(
+        "Actor with name 'x' already exists in the namespace ns")))
+    assert isinstance(error, ActorAlreadyExistsError) and isinstance(error, ValueError)
+    assert "Actor with name 'x' already exists in the namespace ns" in str(error)
+
+
+class _Alarm(BaseException):
+    pass
+
+
+def test_what_a_signal_handler_raises_ends_a_blocked_get(on_ray: str) -> None:
+    """An exception a signal handler raises while ``get`` waits in Ray (a test's timeout,
+    an application's alarm) ends the wait as itself: Ray holds it back until its call
+    returns, then raises a ``SystemError`` instead."""
+    import signal
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise _Alarm("the alarm went off")
+
+    slow = sleeper.remote(60)
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(_Alarm, match="the alarm went off"):
+            actorlib.get(slow)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        actorlib.cancel(slow, force=True)

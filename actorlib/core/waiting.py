@@ -110,6 +110,9 @@ class _Collect:
     """
 
     __slots__ = ("done", "fail_fast", "got", "need")
+    #: ``fetch``/``fetch_async`` call ``blocking_wait`` (when set) right after watching
+    #: with one of these, in the same thread: a backend may leave the waiting to its hook.
+    hook_follows = True
 
     def __init__(self, need: int, done: Callable[[], None], fail_fast: bool = False) -> None:
         self.got: dict[int, Serialized] = {}
@@ -136,12 +139,15 @@ class _Collect:
 
 #: How a thread blocked in ``fetch`` waits: None to block on the lock the core releases
 #: when the wait is over. A backend that runs user code under a scheduler of its own (the
-#: deterministic ``sim`` backend) sets ``hook(lock, timeout, ids, asynchronous) ->
+#: deterministic ``sim`` backend) sets ``hook(lock, timeout, ids, asynchronous, need) ->
 #: released`` so that each wait becomes a step it schedules, in virtual time. The hook
 #: must fall back to ``lock.acquire`` for threads it does not control. ``fetch_async``
 #: calls it too (``asynchronous``): it may run the others until the wait is over (then
-#: the await completes at once), or return True at once to let the await wait.
-blocking_wait: Callable[[Any, float | None, list[int], bool], bool] | None = None
+#: the await completes at once), or return True at once to let the await wait. ``need``
+#: is how many of ``ids`` the waiter needs in all, so a backend whose store can wait for
+#: many objects in one call (Ray's ``ray.get`` of a list) does so; the hook is called
+#: right after the watch whose callback has ``hook_follows`` (see ``_Collect``).
+blocking_wait: Callable[[Any, float | None, list[int], bool, int], bool] | None = None
 
 
 def fetch(
@@ -184,7 +190,7 @@ def fetch(
         if hook is None:
             ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
         else:
-            ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False)
+            ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False, need)
         if ok and execution is not None and execution.cancelled and (
             len(collect.got) < collect.need
         ):
@@ -200,9 +206,10 @@ def fetch(
             execution.wakeup = None
             client.task_blocked(task_id, False)
     if not ok:
-        if timeout is not None and timeout <= 0.001:
-            # A near-zero timeout must still see objects that were already ready: let the
-            # core answer the watch before giving up on it.
+        if timeout is not None:
+            # A wait that gives up must still see the objects that were ready by then
+            # (a zero timeout, or a backend whose completions lag, as Ray's callback
+            # thread can): let the core answer the watch before giving up on it.
             client.flush()
         client.unwatch(ids, collect)
     else:
@@ -357,7 +364,7 @@ async def fetch_async(
     timed_out = False
     try:
         # A scheduler of its own may run everything else until this wait is over first.
-        if hook is not None and not hook(lock, timeout, ids, True):
+        if hook is not None and not hook(lock, timeout, ids, True, need):
             timed_out = True
         else:
             timed_out = not await signal.wait(timeout)
@@ -365,7 +372,7 @@ async def fetch_async(
         if signal.is_set():
             collect.stop_early(client, ids)
         else:  # timed out or cancelled
-            if timed_out and timeout is not None and timeout <= 0.001:
+            if timed_out and timeout is not None:  # as in ``fetch``
                 client.flush()
             client.unwatch(ids, collect)
     return dict(collect.got)

@@ -73,8 +73,22 @@ _UNCLAIMED_S = 60.0
 _INDEXED = 16
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
+#: A blocking wait's rounds in Ray: the first this long, each next twice as long, up to
+#: the last (a wait ended by other means than its objects, such as a shutdown, is seen
+#: within a round).
+_FIRST_ROUND_S = 0.05
+_LAST_ROUND_S = 1.0
 
 ray = ray_module()
+
+
+def _raise_signalled(exc: Exception) -> None:
+    """Raise what a signal handler raised while Ray waited (a test's timeout, an
+    application's alarm): Ray's ``get``/``wait`` keep it pending until they return and
+    then raise a ``SystemError`` whose context it is (``KeyboardInterrupt`` alone is
+    raised as itself)."""
+    if isinstance(exc, SystemError) and isinstance(exc.__context__, BaseException):
+        raise exc.__context__
 
 
 class PassStore(ObjectStore):
@@ -124,8 +138,10 @@ class RayCore:
         # A stream's end id -> its stream: Ray reports a generator's error as its last
         # item, not through its completion, so the end takes the error once it is read.
         self._ends: dict[int, RayStream] = {}
-        if worker:
-            waiting.blocking_wait = self.wait_blocking
+        # A blocking ``get``/``wait`` waits in Ray itself (``wait_blocking``): the objects
+        # of its watch get no completion callback, and many are read in one ``ray.get``.
+        self._thread = threading.local()  # ``deferred``: this thread's watch to wait for
+        waiting.blocking_wait = self.wait_blocking
 
     @property
     def namespace(self) -> str:
@@ -267,6 +283,12 @@ class RayCore:
             datas = ray.get([ref for _, ref in chosen])
         except Exception:  # one holds an error: read them one by one, errors as values
             datas = [self._read(ref) for _, ref in chosen]
+        return self._values(chosen, datas, fail_fast)
+
+    def _values(
+        self, chosen: list[tuple[int, Any]], datas: list[Any], fail_fast: bool
+    ) -> dict[int, Serialized]:
+        """actorlib's values of ``chosen`` (id, Ray ref), whose Ray data are ``datas``."""
         got: dict[int, Serialized] = {}
         errors_as = self._errors_as
         slots = self._slots
@@ -307,23 +329,46 @@ class RayCore:
         over many refs) is kept whole and scanned as objects complete, so that each step
         of such a loop costs set operations, not a Python loop over its refs."""
         self._check_open()
+        # ``get``/``wait`` call ``wait_blocking`` next, in this thread: it waits in Ray.
+        defer = (getattr(callback, "hook_follows", False)
+                 and waiting.blocking_wait == self.wait_blocking)
         with self._lock:
             refs = {id_: self._ray_ref(id_) for id_ in ids}
-            waiting = self._watches.get(callback)
-            if waiting is None:
-                waiting = self._watches[callback] = set()
-            waiting.update(ids)
-            if len(waiting) > _INDEXED:
+            watched = self._watches.get(callback)
+            if watched is None:
+                watched = self._watches[callback] = set()
+            watched.update(ids)
+            if len(watched) > _INDEXED:
                 self._large.add(callback)
             else:
                 for id_ in ids:
                     self._watchers.setdefault(id_, set()).add(callback)
-            new = refs.keys() - self._hooked
-            self._hooked.update(new)
+            if not defer:
+                new = refs.keys() - self._hooked
+                self._hooked.update(new)
+        if defer:
+            earlier = getattr(self._thread, "deferred", None)
+            self._thread.deferred = (callback, refs)
+            if earlier is not None:  # never reached its wait: never leave it unhooked
+                self._hook_up(earlier[1])
+            return
         for id_ in new:  # outside the lock: Ray may call back at once
             refs[id_]._on_completed(functools.partial(self._completed, id_))
 
+    def _hook_up(self, refs: dict[int, Any]) -> None:
+        """A completion callback for each of ``refs`` (id -> Ray ref) that has none."""
+        if self.closed:
+            return
+        with self._lock:
+            new = refs.keys() - self._hooked
+            self._hooked.update(new)
+        for id_ in new:
+            refs[id_]._on_completed(functools.partial(self._completed, id_))
+
     def unwatch(self, ids: list[int], callback: Watcher) -> None:
+        deferred = getattr(self._thread, "deferred", None)
+        if deferred is not None and deferred[0] is callback:
+            self._thread.deferred = None
         with self._lock:
             waiting = self._watches.get(callback)
             if waiting is None:
@@ -379,28 +424,101 @@ class RayCore:
             callback(id_, value)
 
     def wait_blocking(
-        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool
+        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool,
+        need: int,
     ) -> bool:
-        """``waiting.blocking_wait`` in a Ray worker: the completion callbacks deliver
-        the objects (one ``ray.wait`` per step over the rest would ask the raylet about
-        them), while the worker waits in ``ray.wait`` for them, so Ray knows it is
-        blocked and lends its CPU to the tasks it waits for (nested tasks never
-        deadlock)."""
-        if asynchronous:
-            return True  # an ``await``: the completion callbacks wake it
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """``waiting.blocking_wait``: a blocking ``get``/``wait`` waits in Ray for the
+        objects its watch (made just before, in this thread) still lacks, and reads those
+        ready in one ``ray.get``, as plain Ray's ``get`` of a list does: no completion
+        callback per object (Ray deserialized each alone on its callback thread, and a
+        ``wait`` that gave up before that thread caught up missed objects complete in
+        Ray). An ``await`` gets its completion callbacks now and waits for them."""
+        deferred = getattr(self._thread, "deferred", None)
+        self._thread.deferred = None
+        if asynchronous or deferred is None:
+            if deferred is not None:
+                self._hook_up(deferred[1])
+            if asynchronous:
+                return True
+            return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
         try:
-            pending = [self.ray_ref(i) for i in ids]
-        except RuntimeClosedError:
-            pending = []
+            return self._wait_in_ray(lock, timeout, deferred, len(ids), need)
+        except BaseException:  # interrupted (a cancel): nothing will deliver to it now
+            self.unwatch(ids, deferred[0])
+            raise
+
+    def _wait_in_ray(
+        self, lock: Any, timeout: float | None, watch: tuple[Watcher, dict[int, Any]],
+        total: int, need: int,
+    ) -> bool:
+        """Rounds of waiting in Ray until ``lock`` is released (the watch has what it
+        needs, or was ended otherwise: a shutdown, a cancel) or ``timeout`` passes.
+        Rounds are short at first and grow, so a release by other means is seen."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        step = _FIRST_ROUND_S
+        callback, refs = watch
         while not lock.acquire(timeout=0):
+            with self._lock:
+                pending = [(id_, refs[id_]) for id_ in self._watches.get(callback, ())]
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            if not pending or left == 0.0:
+            if not pending:  # delivered meanwhile: the lock says
                 return bool(lock.acquire(timeout=-1 if left is None else left))
-            ready, pending = ray.wait(pending, num_returns=1, timeout=left, fetch_local=False)
-            if not ready:
+            if left == 0.0:  # the end: hand over all that is ready by now, then give up
+                self._ray_round(pending, len(pending), 0.0)
                 return bool(lock.acquire(timeout=0))
+            self._ray_round(pending, need - (total - len(pending)),
+                            step if left is None else min(step, left))
+            step = min(step * 2, _LAST_ROUND_S)
         return True
+
+    def _ray_round(self, pending: list[tuple[int, Any]], need: int, timeout: float) -> int:
+        """Wait up to ``timeout`` in Ray for ``need`` of ``pending`` (id, Ray ref), then
+        hand those ready to their watchers (how many): ``ray.get`` of them all when all
+        are needed, else ``ray.wait`` and one ``ray.get`` of those ready. A worker waits
+        in ``ray.wait`` without fetching, as it always did: Ray then keeps its CPU for
+        it (a ``ray.get`` would lend it to other tasks, and an ``Executor``'s tasks
+        blocked in ``get`` would no longer be bounded by its ``max_workers``)."""
+        refs = [ref for _, ref in pending]
+        if need >= len(pending) and timeout > 0 and not self._worker:
+            try:
+                datas = ray.get(refs, timeout=timeout)
+            except ray.exceptions.GetTimeoutError:
+                return 0
+            except Exception as exc:  # one holds an error: those ready, errors as values
+                _raise_signalled(exc)
+                return (self._ray_round(pending, len(pending), 0.0)
+                        or self._ray_round(pending, 1, timeout))
+            values = self._values(pending, datas, False)
+        else:
+            unique = list(dict.fromkeys(refs))  # Ray's wait refuses duplicates
+            try:
+                ready, rest = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
+                                       timeout=timeout, fetch_local=not self._worker)
+            except SystemError as exc:
+                _raise_signalled(exc)
+                raise
+            if not ready:
+                return 0
+            if rest:  # those complete too are ready at once to the next wait of a loop
+                self._known_complete(pending, ray.wait(
+                    rest, num_returns=len(rest), timeout=0, fetch_local=False)[0])
+            chosen = set(ready)
+            values = self._read_all([(i, r) for i, r in pending if r in chosen], False)
+        for id_, value in values.items():
+            self._deliver(id_, value)
+        return len(values)
+
+    def _known_complete(self, pending: list[tuple[int, Any]], refs: list[Any]) -> None:
+        """``refs`` of ``pending`` (id, Ray ref) are complete: ``ready_values`` reads them."""
+        if not refs:
+            return
+        complete = set(refs)
+        with self._lock:
+            for id_, ref in pending:
+                if ref in complete:
+                    entry = self._refs.get(id_)
+                    if entry is not None:
+                        entry[2] = True
 
     def flush(self) -> None:
         """A wait about to give up at a (near) zero timeout must still see the objects

@@ -8,6 +8,7 @@ from typing import Any
 from actorlib.backends.ray.boxes import Raised, Retryable
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.exceptions import (
+    ActorAlreadyExistsError,
     ActorDiedError,
     ActorPlacementGroupRemoved,
     ActorUnavailableError,
@@ -26,6 +27,8 @@ def translate(exc: BaseException) -> BaseException:
 
     if isinstance(exc, rx.TaskCancelledError):
         return TaskCancelledError(str(exc))
+    if isinstance(exc, getattr(rx, "ActorAlreadyExistsError", ())):  # not in older Rays
+        return ActorAlreadyExistsError(str(exc))
     if isinstance(exc, rx.TaskPlacementGroupRemoved):
         return TaskPlacementGroupRemoved(
             "The task was cancelled before it started: the placement group it was to run "

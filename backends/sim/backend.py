@@ -248,7 +248,8 @@ class SimBackend(Steps, Backend):
     # == the controller: the test's thread, blocked in get ==================================
 
     def _blocking_wait(
-        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool
+        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool,
+        need: int = 0,
     ) -> bool:
         ident = _thread.get_ident()
         worker = self._by_ident.get(ident)
