@@ -622,6 +622,13 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     Module-scoped, so pytest runs a module's tests backend by backend (a shared runtime
     serves a whole run of them)."""
     name: str = request.param
+    if name == "ray":
+        # Every Ray this process starts (the shared cluster, an Executor's own) runs
+        # without token authentication: after a Ray session with it, Ray 2.60 kills the
+        # actors a later connection to a cluster without it creates.
+        from ray_local import RAY_ENV
+
+        os.environ.update(RAY_ENV)
     try:
         importlib.import_module("actorlib.backends").load(name)
     except Exception as exc:  # an absent optional dependency, a broken backend

@@ -27,6 +27,7 @@ from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.groups import RayGroups
+from actorlib.backends.ray.limits import RELEASED, SUBMITTED, Held, Limits
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,
     actor_options,
@@ -54,6 +55,8 @@ from actorlib.core.specs import (
     PlacementGroupStrategy,
     TaskSpec,
 )
+from actorlib.core.values import cancelled_value
+from actorlib.core.waiting import completer
 from actorlib.exceptions import (
     ActorAlreadyExistsError,
     ActorDiedError,
@@ -141,6 +144,8 @@ class RayCore:
         # A blocking ``get``/``wait`` waits in Ray itself (``wait_blocking``): the objects
         # of its watch get no completion callback, and many are read in one ``ray.get``.
         self._thread = threading.local()  # ``deferred``: this thread's watch to wait for
+        # Tasks over their concurrency limit, held here until a slot frees (see .limits).
+        self._limits = Limits()
         waiting.blocking_wait = self.wait_blocking
 
     @property
@@ -197,7 +202,10 @@ class RayCore:
 
     def ray_ref(self, id_: int) -> Any:
         with self._lock:
-            return self._ray_ref(id_)
+            ref = self._ray_ref(id_)
+        if type(ref) is Held:
+            return self._take_now(id_, ref)
+        return ref
 
     def _handle(self, actor_id: int) -> Any:
         with self._lock:
@@ -239,6 +247,9 @@ class RayCore:
                         refs[id_] = ActorRef(actor[0], actor[2])
                     elif id_ in self._unclaimed:
                         refs[id_] = self._unclaimed[id_][0]
+            for id_, ref in refs.items():
+                if type(ref) is Held:
+                    refs[id_] = self._take_now(id_, ref)
         return packed(value, refs)
 
     def _pack(self, args: Args) -> list[Any]:
@@ -344,7 +355,7 @@ class RayCore:
                 for id_ in ids:
                     self._watchers.setdefault(id_, set()).add(callback)
             if not defer:
-                new = refs.keys() - self._hooked
+                new = {i for i in refs.keys() - self._hooked if type(refs[i]) is not Held}
                 self._hooked.update(new)
         if defer:
             earlier = getattr(self._thread, "deferred", None)
@@ -360,7 +371,7 @@ class RayCore:
         if self.closed:
             return
         with self._lock:
-            new = refs.keys() - self._hooked
+            new = {i for i in refs.keys() - self._hooked if type(refs[i]) is not Held}
             self._hooked.update(new)
         for id_ in new:
             refs[id_]._on_completed(functools.partial(self._completed, id_))
@@ -389,6 +400,8 @@ class RayCore:
     def _completed(self, id_: int, data: Any) -> None:
         """Ray's completion callback (on Ray's thread)."""
         self._deliver(id_, data, hooked=True)
+        if id_ in self._limits.tracked:
+            self._slot_freed(id_)
 
     def _deliver(self, id_: int, data: Any, hooked: bool = False) -> None:
         """Hand a complete object (Ray's data, or a value :meth:`_read_all` made) to the
@@ -463,11 +476,19 @@ class RayCore:
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             if not pending:  # delivered meanwhile: the lock says
                 return bool(lock.acquire(timeout=-1 if left is None else left))
+            missing = need - (total - len(pending))
+            # Tasks held over their limit are not in Ray: their completion callbacks,
+            # hooked when they are submitted, deliver them.
+            pending = [p for p in pending if type(p[1]) is not Held]
             if left == 0.0:  # the end: hand over all that is ready by now, then give up
-                self._ray_round(pending, len(pending), 0.0)
+                if pending:
+                    self._ray_round(pending, len(pending), 0.0)
                 return bool(lock.acquire(timeout=0))
-            self._ray_round(pending, need - (total - len(pending)),
-                            step if left is None else min(step, left))
+            wait = step if left is None else min(step, left)
+            if pending:
+                self._ray_round(pending, missing, wait)
+            elif lock.acquire(timeout=wait):
+                return True
             step = min(step * 2, _LAST_ROUND_S)
         return True
 
@@ -531,9 +552,11 @@ class RayCore:
             pairs = []
             for id_ in ids:
                 try:
-                    pairs.append((id_, self._ray_ref(id_)))
+                    ref = self._ray_ref(id_)
                 except RuntimeClosedError:
                     continue
+                if type(ref) is not Held:  # not in Ray yet: not complete
+                    pairs.append((id_, ref))
         if not pairs:
             return
         refs = [ref for _, ref in pairs]
@@ -625,6 +648,11 @@ class RayCore:
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
+        if spec.concurrency is not None and not self._admit(spec):
+            return  # held: submitted when a slot under its limit frees
+        self._submit_to_ray(spec)
+
+    def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
@@ -632,16 +660,119 @@ class RayCore:
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:
-            self._adopt_returns(spec.return_ids, out)
+            refs = self._adopt_returns(spec.return_ids, out, held)
+            if spec.concurrency is not None:
+                self._track(spec, refs)
         strategy = spec.scheduling_strategy
         if type(strategy) is PlacementGroupStrategy:
             self._groups.track(strategy.group_id, spec.return_ids, self._refs.keys())
 
-    def _adopt_returns(self, ids: tuple[int, ...], out: Any) -> None:
+    def _adopt_returns(
+        self, ids: tuple[int, ...], out: Any, held: Held | None = None,
+    ) -> list[Any]:
+        """Map ``ids`` to Ray's refs ``out``; a held task's only where its entries still
+        stand for it (an id dropped meanwhile stays dropped: its task runs all the same)."""
         refs = [] if out is None else (out if isinstance(out, list) else [out])
         with self._lock:
             for id_, ref in zip(ids, refs, strict=True):
-                self._refs[id_] = [ref, 1, False]
+                if held is None:
+                    self._refs[id_] = [ref, 1, False]
+                else:
+                    entry = self._refs.get(id_)
+                    if entry is not None and entry[0] is held:
+                        entry[0] = ref
+        return refs
+
+    # -- concurrency limits (see :mod:`.limits`) ------------------------------------------
+
+    def _admit(self, spec: TaskSpec) -> bool:
+        """True if ``spec`` goes to Ray now; else it is held, its ids standing for it."""
+        if spec.generator == "streaming" or not spec.return_ids:
+            raise NotSupportedError(
+                "a concurrency limit (_concurrency) on the ray backend needs a task with "
+                "at least one return that is not a streaming generator"
+            )
+        with self._lock:
+            held = self._limits.admit(spec)
+            if held is None:
+                return True
+            for id_ in spec.return_ids:
+                self._refs[id_] = [held, 1, False]
+        return False
+
+    def _track(self, spec: TaskSpec, refs: list[Any]) -> None:
+        """A limited task is in Ray: its slot frees when its first return completes.
+        Its watched returns get their completion callbacks now (a watch made while it
+        was held could not hook a Ray ref)."""
+        assert spec.concurrency is not None
+        first = spec.return_ids[0]
+        with self._lock:
+            self._limits.tracked[first] = (spec.concurrency[0], refs[0])
+            hook = [(id_, ref) for id_, ref in zip(spec.return_ids, refs, strict=True)
+                    if id_ not in self._hooked and (id_ == first or self._is_watched(id_))]
+            self._hooked.update(id_ for id_, _ in hook)
+        for id_, ref in hook:
+            ref._on_completed(functools.partial(self._completed, id_))
+
+    def _is_watched(self, id_: int) -> bool:
+        """With the lock held: some watch waits for ``id_``."""
+        if id_ in self._watchers:
+            return True
+        return any(id_ in self._watches.get(callback, ()) for callback in self._large)
+
+    def _slot_freed(self, id_: int) -> None:
+        """A limited task ended (on Ray's callback thread): its slot goes to the oldest
+        held task of its key, submitted from the completer thread (Ray's callback
+        thread must not wait for Ray)."""
+        with self._lock:
+            found = self._limits.tracked.pop(id_, None)
+            if found is None:
+                return
+            released = self._limits.leave(found[0])
+        if released:
+            completer.submit(functools.partial(self._submit_held, released))
+
+    def _submit_held(self, helds: list[Held]) -> None:
+        """Submit released held tasks, each once (a ``ray_ref`` of one may come first)."""
+        for held in helds:
+            with self._lock:
+                if held.state is not RELEASED:
+                    continue
+                held.state = SUBMITTED
+            try:
+                if self.closed:
+                    continue
+                self._submit_to_ray(held.spec, held)
+            except Exception as exc:  # Ray refused it: its ids hold the error
+                self._resolve(held, error_value(exc))
+                with self._lock:
+                    released = self._limits.leave(held.key)
+                if released:
+                    completer.submit(functools.partial(self._submit_held, released))
+            finally:
+                held.submitted.set()
+
+    def _take_now(self, id_: int, held: Held) -> Any:
+        """The Ray ref of a held task's return, needed now (the ref goes into other
+        work, which Ray must see depend on it): the task is submitted out of turn,
+        beyond its limit, unless a slot took it already."""
+        with self._lock:
+            self._limits.take_now(held)
+        self._submit_held([held])
+        held.submitted.wait()
+        with self._lock:
+            ref = self._ray_ref(id_)
+        if type(ref) is Held:
+            raise RuntimeClosedError("actorlib was shut down")
+        return ref
+
+    def _resolve(self, held: Held, value: Serialized) -> None:
+        """A held task that will not run: its return ids hold ``value`` (an error)."""
+        ids = held.spec.return_ids
+        self._adopt_returns(ids, [ray.put(Box(value, {})) for _ in ids], held)
+        held.submitted.set()
+        for id_ in ids:
+            self._deliver(id_, value)
 
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
         self._check_open()
@@ -724,6 +855,8 @@ class RayCore:
             self._adopt_returns(spec.return_ids, out)
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+        if self.withdraw([object_id])[0]:
+            return  # it was held: it never runs
         ref = self.ray_ref(object_id)
         try:
             ray.cancel(ref, force=force, recursive=recursive)
@@ -731,9 +864,20 @@ class RayCore:
             ray.cancel(ref, force=False, recursive=recursive)
 
     def withdraw(self, object_ids: list[int]) -> list[bool]:
-        """Ray cannot tell whether a task has started: none is taken back (a cancel
-        that cannot be kept is never promised)."""
-        return [False] * len(object_ids)
+        """Only a task held over its concurrency limit is taken back: Ray cannot tell
+        whether a task it has is about to start (a cancel that cannot be kept is never
+        promised). The withdrawn task's returns hold its cancellation error."""
+        taken = []
+        for id_ in object_ids:
+            with self._lock:
+                entry = self._refs.get(id_)
+                held = entry[0] if entry is not None else None
+                took = type(held) is Held and self._limits.withdraw(held)
+            if took:
+                assert type(held) is Held
+                self._resolve(held, cancelled_value(held.spec.name))
+            taken.append(took)
+        return taken
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         handle = self._handle(actor_id)[0]
@@ -896,6 +1040,7 @@ class RayCore:
             self._unclaimed.clear()
             self._errors_as.clear()
             self._ends.clear()
+            self._limits.clear()
             for stream in self._slots.values():
                 stream.release()
             self._slots.clear()
