@@ -329,6 +329,23 @@ def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
         state.list_tasks()
 
 
+@actorlib.remote
+def counting(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+def test_a_concurrency_limit_needs_a_return_on_ray(on_ray: str) -> None:
+    """The limit is kept by watching a limited task's first return: a stream or a task
+    with no return is refused, not run unbounded."""
+    from actorlib.exceptions import NotSupportedError
+
+    limit = {"_concurrency": ("no-return", 1)}
+    with pytest.raises(NotSupportedError, match=r"_concurrency.*at least one return"):
+        counting.options(**limit).remote(2)
+    with pytest.raises(NotSupportedError, match=r"_concurrency.*at least one return"):
+        node_of.options(num_returns=0, **limit).remote()
+
+
 def test_init_on_an_unreachable_address_fails_and_stays_uninitialized() -> None:
     """Through ``init`` itself, in a fresh interpreter (this one may share the run's Ray)."""
     pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
