@@ -43,7 +43,9 @@ if importlib.util.find_spec("ray") is not None:
 # seconds to start and the whole suite on it took 15.5 min on 2 cores, beyond CI's budget.
 # ACTORLIB_TEST_RAY=all puts every module back (docs/development.md). The rest are
 # deselected (counted as such by pytest), never silently missing.
-RAY_MODULES = frozenset({"test_tasks.py", "test_actors.py", "test_objects.py"})
+RAY_MODULES = frozenset({
+    "test_tasks.py", "test_actors.py", "test_objects.py", "test_executor.py",
+})
 RAY_ALL = os.environ.get("ACTORLIB_TEST_RAY", "") == "all"
 
 # The ray backend's tests share one Ray cluster (Ray takes seconds to start), so the

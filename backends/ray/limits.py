@@ -8,21 +8,31 @@ key's tasks ends. A held task is not in Ray at all, so withdrawing it (the Execu
 
 The bound counts the tasks this process submitted under a key (the core's scheduler
 counts a whole runtime's); the Executor submits all of its calls from one process.
-This module is bookkeeping only: the client (:mod:`.client`) holds its lock around
-every call here and makes the Ray calls itself.
+:class:`Limits` is the bookkeeping (the client's lock held around every call);
+:class:`HeldTasks`, part of the client, holds, submits and withdraws the tasks.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from actorlib.backends.ray.boxes import Box
+from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.errors import error_value
+from actorlib.core.serialization import Serialized
 from actorlib.core.specs import TaskSpec
+from actorlib.core.values import cancelled_value
+from actorlib.core.waiting import completer
+from actorlib.exceptions import NotSupportedError, RuntimeClosedError
 
 #: A held task's states: waiting for a slot, given one (to be submitted), being
 #: submitted or in Ray, or withdrawn (it never runs).
 QUEUED, RELEASED, SUBMITTED, WITHDRAWN = "queued", "released", "submitted", "withdrawn"
+
+ray = ray_module()
 
 
 class Held:
@@ -115,3 +125,131 @@ class Limits:
         self._queues.clear()
         self._running.clear()
         self.tracked.clear()
+
+
+class HeldTasks:
+    """The client's side of the limits: it holds tasks, submits them as slots free,
+    withdraws them. Part of :class:`~.client.RayCore`, whose tables and lock it uses."""
+
+    closed: bool
+    _lock: threading.Lock
+    _refs: dict[int, list[Any]]
+    _watches: dict[Any, set[int]]
+    _watchers: dict[int, set[Any]]
+    _hooked: set[int]
+    _large: set[Any]
+    _limits: Limits
+
+    if TYPE_CHECKING:  # the client's own
+        def _ray_ref(self, id_: int) -> Any: ...
+        def _completed(self, id_: int, data: Any) -> None: ...
+        def _deliver(self, id_: int, data: Any, hooked: bool = False) -> None: ...
+        def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None: ...
+        def _adopt_returns(
+            self, ids: tuple[int, ...], out: Any, held: Held | None = None,
+        ) -> list[Any]: ...
+
+    def _admit(self, spec: TaskSpec) -> bool:
+        """True if ``spec`` goes to Ray now; else it is held, its ids standing for it."""
+        if spec.generator == "streaming" or not spec.return_ids:
+            raise NotSupportedError(
+                "a concurrency limit (_concurrency) on the ray backend needs a task with "
+                "at least one return that is not a streaming generator"
+            )
+        with self._lock:
+            held = self._limits.admit(spec)
+            if held is None:
+                return True
+            for id_ in spec.return_ids:
+                self._refs[id_] = [held, 1, False]
+        return False
+
+    def _track(self, spec: TaskSpec, refs: list[Any]) -> None:
+        """A limited task is in Ray: its slot frees when its first return completes.
+        Its watched returns get their completion callbacks now (a watch made while it
+        was held could not hook a Ray ref)."""
+        assert spec.concurrency is not None
+        first = spec.return_ids[0]
+        with self._lock:
+            self._limits.tracked[first] = (spec.concurrency[0], refs[0])
+            hook = [(id_, ref) for id_, ref in zip(spec.return_ids, refs, strict=True)
+                    if id_ not in self._hooked and (id_ == first or self._is_watched(id_))]
+            self._hooked.update(id_ for id_, _ in hook)
+        for id_, ref in hook:
+            ref._on_completed(functools.partial(self._completed, id_))
+
+    def _is_watched(self, id_: int) -> bool:
+        """With the lock held: some watch waits for ``id_``."""
+        if id_ in self._watchers:
+            return True
+        return any(id_ in self._watches.get(callback, ()) for callback in self._large)
+
+    def _slot_freed(self, id_: int) -> None:
+        """A limited task ended (on Ray's callback thread): its slot goes to the oldest
+        held task of its key, submitted from the completer thread (Ray's callback
+        thread must not wait for Ray)."""
+        with self._lock:
+            found = self._limits.tracked.pop(id_, None)
+            if found is None:
+                return
+            released = self._limits.leave(found[0])
+        if released:
+            completer.submit(functools.partial(self._submit_held, released))
+
+    def _submit_held(self, helds: list[Held]) -> None:
+        """Submit released held tasks, each once (a ``ray_ref`` of one may come first)."""
+        for held in helds:
+            with self._lock:
+                if held.state is not RELEASED:
+                    continue
+                held.state = SUBMITTED
+            try:
+                if self.closed:
+                    continue
+                self._submit_to_ray(held.spec, held)
+            except Exception as exc:  # Ray refused it: its ids hold the error
+                self._resolve(held, error_value(exc))
+                with self._lock:
+                    released = self._limits.leave(held.key)
+                if released:
+                    completer.submit(functools.partial(self._submit_held, released))
+            finally:
+                held.submitted.set()
+
+    def _take_now(self, id_: int, held: Held) -> Any:
+        """The Ray ref of a held task's return, needed now (the ref goes into other
+        work, which Ray must see depend on it): the task is submitted out of turn,
+        beyond its limit, unless a slot took it already."""
+        with self._lock:
+            self._limits.take_now(held)
+        self._submit_held([held])
+        held.submitted.wait()
+        with self._lock:
+            ref = self._ray_ref(id_)
+        if type(ref) is Held:
+            raise RuntimeClosedError("actorlib was shut down")
+        return ref
+
+    def _resolve(self, held: Held, value: Serialized) -> None:
+        """A held task that will not run: its return ids hold ``value`` (an error)."""
+        ids = held.spec.return_ids
+        self._adopt_returns(ids, [ray.put(Box(value, {})) for _ in ids], held)
+        held.submitted.set()
+        for id_ in ids:
+            self._deliver(id_, value)
+
+    def withdraw(self, object_ids: list[int]) -> list[bool]:
+        """Only a task held over its concurrency limit is taken back: Ray cannot tell
+        whether a task it has is about to start (a cancel that cannot be kept is never
+        promised). The withdrawn task's returns hold its cancellation error."""
+        taken = []
+        for id_ in object_ids:
+            with self._lock:
+                entry = self._refs.get(id_)
+                held = entry[0] if entry is not None else None
+                took = type(held) is Held and self._limits.withdraw(held)
+            if took:
+                assert type(held) is Held
+                self._resolve(held, cancelled_value(held.spec.name))
+            taken.append(took)
+        return taken
