@@ -96,7 +96,9 @@ class RayCore(RayWaits, HeldTasks):
         self._namespace = namespace
         self._stop_ray = stop_ray
         self._worker = worker
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection while it is held (any allocation) may run an
+        # ObjectRef's ``__del__``, whose ``drop_ref`` takes it again in the same thread.
+        self._lock = threading.RLock()
         # id -> [Ray ObjectRef, count, ready]: ``ready`` once this process knows the
         # object is complete (its put, or a completion seen), so a ``get`` reads it at once.
         self._refs: dict[int, list[Any]] = {}
@@ -234,9 +236,13 @@ class RayCore(RayWaits, HeldTasks):
 
     def _pack(self, args: Args) -> list[Any]:
         """Ray arguments: the payload's box, then the Ray refs of top-level ref arguments
-        (Ray resolves those to their values before the task runs)."""
-        payload = None if args.payload is None else self.box(args.payload)
-        return [payload, *[self.ray_ref(d) for d in args.deps]]
+        (Ray resolves those to their values before the task runs). None at all for no
+        arguments: Ray serializes each argument it is given, a None too."""
+        if args.payload is None:
+            if not args.deps:
+                return []
+            return [None, *[self.ray_ref(d) for d in args.deps]]
+        return [self.box(args.payload), *[self.ray_ref(d) for d in args.deps]]
 
     def put(self, id_: int, value: Serialized) -> None:
         self._check_open()

@@ -58,6 +58,8 @@ class Limits:
         #: A submitted limited task's first return id -> (its key, its Ray ref): the
         #: slot frees when that ref completes (kept here so Ray keeps the object until).
         self.tracked: dict[int, tuple[str, Any]] = {}
+        #: How many held tasks still stand in for Ray refs (none: the waits skip looking).
+        self.standing = 0
 
     def admit(self, spec: TaskSpec) -> Held | None:
         """None if ``spec`` may go to Ray now (its slot is counted), else it is held."""
@@ -69,7 +71,14 @@ class Limits:
             return None
         held = Held(spec, key)
         self._queues.setdefault(key, deque()).append(held)
+        self.standing += 1
         return held
+
+    def stood(self, held: Held) -> None:
+        """``held``'s ids map to Ray refs now (it was submitted, or resolved)."""
+        if not held.submitted.is_set():
+            held.submitted.set()
+            self.standing -= 1
 
     def leave(self, key: str) -> list[Held]:
         """A task under ``key`` ended: the held ones that take the freed slots now."""
@@ -125,6 +134,7 @@ class Limits:
         self._queues.clear()
         self._running.clear()
         self.tracked.clear()
+        self.standing = 0
 
 
 class HeldTasks:
@@ -132,7 +142,7 @@ class HeldTasks:
     withdraws them. Part of :class:`~.client.RayCore`, whose tables and lock it uses."""
 
     closed: bool
-    _lock: threading.Lock
+    _lock: threading.RLock
     _refs: dict[int, list[Any]]
     _watches: dict[Any, set[int]]
     _watchers: dict[int, set[Any]]
@@ -214,7 +224,8 @@ class HeldTasks:
                 if released:
                     completer.submit(functools.partial(self._submit_held, released))
             finally:
-                held.submitted.set()
+                with self._lock:
+                    self._limits.stood(held)
 
     def _take_now(self, id_: int, held: Held) -> Any:
         """The Ray ref of a held task's return, needed now (the ref goes into other
@@ -234,7 +245,8 @@ class HeldTasks:
         """A held task that will not run: its return ids hold ``value`` (an error)."""
         ids = held.spec.return_ids
         self._adopt_returns(ids, [ray.put(Box(value, {})) for _ in ids], held)
-        held.submitted.set()
+        with self._lock:
+            self._limits.stood(held)
         for id_ in ids:
             self._deliver(id_, value)
 

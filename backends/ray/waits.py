@@ -57,7 +57,7 @@ class RayWaits:
 
     closed: bool
     _worker: bool
-    _lock: threading.Lock
+    _lock: threading.RLock
     _refs: dict[int, list[Any]]  # id -> [Ray ObjectRef (or a Held task), count, ready]
     _watches: dict[Any, set[int]]  # watcher -> ids it still waits for
     _watchers: dict[int, set[Any]]  # id -> its watchers (small watches only)
@@ -153,7 +153,9 @@ class RayWaits:
                 for id_ in ids:
                     self._watchers.setdefault(id_, set()).add(callback)
             if not defer:
-                new = {i for i in refs.keys() - self._hooked if type(refs[i]) is not Held}
+                new = refs.keys() - self._hooked
+                if self._limits.standing:  # a held task's ids are hooked once submitted
+                    new = {i for i in new if type(refs[i]) is not Held}
                 self._hooked.update(new)
         if defer:
             earlier = getattr(self._thread, "deferred", None)
@@ -169,6 +171,8 @@ class RayWaits:
         if self.closed:
             return
         with self._lock:
+            # What stood for a held task may be in ``refs`` (made earlier): such an id
+            # was hooked when its task was submitted, or will be.
             new = {i for i in refs.keys() - self._hooked if type(refs[i]) is not Held}
             self._hooked.update(new)
         for id_ in new:
@@ -268,16 +272,19 @@ class RayWaits:
         deadline = None if timeout is None else time.monotonic() + timeout
         step = _FIRST_ROUND_S
         callback, refs = watch
+        # Tasks held over their limit (see .limits) are not in Ray yet: once submitted,
+        # their Ray refs are the client's (``refs`` has what stood for them).
+        held = bool(self._limits.standing) and any(type(r) is Held for r in refs.values())
         while not lock.acquire(timeout=0):
             with self._lock:
                 pending = [(id_, refs[id_]) for id_ in self._watches.get(callback, ())]
+                count = len(pending)
+                if held:
+                    pending = self._in_ray(pending)
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            if not pending:  # delivered meanwhile: the lock says
+            if not count:  # delivered meanwhile: the lock says
                 return bool(lock.acquire(timeout=-1 if left is None else left))
-            missing = need - (total - len(pending))
-            # Tasks held over their limit are not in Ray: their completion callbacks,
-            # hooked when they are submitted, deliver them.
-            pending = [p for p in pending if type(p[1]) is not Held]
+            missing = need - (total - count)
             if left == 0.0:  # the end: hand over all that is ready by now, then give up
                 if pending:
                     self._ray_round(pending, len(pending), 0.0)
@@ -289,6 +296,20 @@ class RayWaits:
                 return True
             step = min(step * 2, _LAST_ROUND_S)
         return True
+
+    def _in_ray(self, pending: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        """With the lock held: ``pending`` (id, Ray ref or Held) as Ray refs, leaving
+        out the tasks still held (their completion callbacks, hooked when they are
+        submitted, deliver them)."""
+        out = []
+        for id_, ref in pending:
+            if type(ref) is Held:
+                entry = self._refs.get(id_)
+                ref = entry[0] if entry is not None else None
+                if ref is None or type(ref) is Held:
+                    continue
+            out.append((id_, ref))
+        return out
 
     def _ray_round(self, pending: list[tuple[int, Any]], need: int, timeout: float) -> int:
         """Wait up to ``timeout`` in Ray for ``need`` of ``pending`` (id, Ray ref), then
