@@ -331,9 +331,16 @@ class RayCore(RayWaits, HeldTasks):
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
-        if spec.concurrency is not None and not self._admit(spec):
+        if spec.concurrency is None:
+            self._submit_to_ray(spec)
+            return
+        if not self._admit(spec):
             return  # held: submitted when a slot under its limit frees
-        self._submit_to_ray(spec)
+        try:
+            self._submit_to_ray(spec)
+        except BaseException:  # Ray refused it (the caller hears why): the slot is free
+            self._give_back(spec.concurrency[0])
+            raise
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         if spec.generator == "streaming":

@@ -200,9 +200,13 @@ class HeldTasks:
         thread must not wait for Ray)."""
         with self._lock:
             found = self._limits.tracked.pop(id_, None)
-            if found is None:
-                return
-            released = self._limits.leave(found[0])
+        if found is not None:
+            self._give_back(found[0])
+
+    def _give_back(self, key: str) -> None:
+        """A slot under ``key`` is free (its task ended, or never reached Ray)."""
+        with self._lock:
+            released = self._limits.leave(key)
         if released:
             completer.submit(functools.partial(self._submit_held, released))
 
@@ -219,10 +223,7 @@ class HeldTasks:
                 self._submit_to_ray(held.spec, held)
             except Exception as exc:  # Ray refused it: its ids hold the error
                 self._resolve(held, error_value(exc))
-                with self._lock:
-                    released = self._limits.leave(held.key)
-                if released:
-                    completer.submit(functools.partial(self._submit_held, released))
+                self._give_back(held.key)
             finally:
                 with self._lock:
                     self._limits.stood(held)
