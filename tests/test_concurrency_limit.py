@@ -1,87 +1,94 @@
-"""The ``_concurrency`` task option (what bounds an Executor's calls): at most ``limit``
-tasks of a key run at once; the others wait their turn, and meanwhile their refs work as
-any task's do (a ``get``, an argument to other work, a cancel that keeps them from
-running)."""
+"""A concurrency limit on tasks (``TaskSpec.concurrency``), driven event by event.
+
+What ``actorlib.Executor`` bounds ``max_workers`` with: at most ``limit`` tasks with one
+key run at once, across nodes; a task waiting in ``get`` lends its CPU, not its slot;
+a task queued behind a running one (pipelined) takes its leader's slot when that ends;
+``Tasks.withdraw`` cancels a task only if it can never start. Driven through
+:class:`actorlib.core.tasks.Tasks` with the scripted backend of ``test_pipelining``.
+"""
 
 from __future__ import annotations
 
-import pytest
-from testkit import Recorder, Sync, T
+from test_pipelining import Core
 
-import actorlib
-from actorlib.exceptions import TaskCancelledError
+from actorlib.core.records import Outcome
+from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING
 
-pytestmark = pytest.mark.shared_runtime
-
-
-@actorlib.remote
-def wait_for(sync, key, value):
-    actorlib.get(sync.wait.remote(key), timeout=T)
-    return value
+LIMIT = ("executor-x", 2)
 
 
-@actorlib.remote
-def record(rec, value):
-    actorlib.get(rec.append.remote(value), timeout=T)
-    return value
+def _states(core: Core, ids: range) -> list[str]:
+    return [core.tasks.records[i].state.value if i in core.tasks.records else "done"
+            for i in ids]
 
 
-@actorlib.remote
-def plus_one(x):
-    return x + 1
+def test_at_most_limit_run_even_with_free_cpus_and_lent_ones() -> None:
+    core = Core(cpus=8)
+    for task_id in range(1, 7):
+        core.submit(task_id, LIMIT)
+    # Two run, each with one queued behind it on its worker; the rest wait in the core.
+    assert _states(core, range(1, 7)) == [
+        "running", "running", "following", "following", "queued", "queued"]
+    assert core.scheduler.limited == {"executor-x": 2}
+    # Both wait in get(): their CPUs are lent and their followers come back, but no
+    # other task under the limit starts.
+    for leader, follower in ((1, 3), (2, 4)):
+        core.tasks.blocked(leader, True)
+        core.tasks.recalled(follower, 0)
+    core.schedule()
+    assert core.free_cpus == 8.0
+    assert _states(core, range(1, 7)) == [
+        "running", "running", "queued", "queued", "queued", "queued"]
+    assert core.problems() == []
+    # Work without the limit still uses the lent CPUs.
+    core.submit(10)
+    assert core.tasks.records[10].state is RUNNING
+    # One ends: exactly one more starts.
+    core.tasks.blocked(1, False)
+    core.tasks.finished(Outcome(1, 0, values=[]))
+    core.schedule()
+    assert _states(core, range(1, 7)).count("running") == 2
+    assert core.scheduler.limited == {"executor-x": 2}
+    assert core.problems() == []
 
 
-def _limited(fn, key):
-    return fn.options(_concurrency=(key, 1))
+def test_a_follower_takes_its_leaders_slot() -> None:
+    core = Core(cpus=4)
+    for task_id in range(1, 5):
+        core.submit(task_id, LIMIT)
+    assert core.tasks.records[3].state is FOLLOWING
+    core.tasks.finished(Outcome(1, 0, values=[]))  # task 3 starts on task 1's worker
+    core.schedule()
+    assert _states(core, range(1, 5)) == ["done", "running", "running", "following"]
+    assert core.scheduler.limited == {"executor-x": 2}
+    assert core.problems() == []
+    for task_id in (2, 3, 4):
+        core.tasks.finished(Outcome(task_id, 0, values=[]))
+        core.schedule()
+    assert core.scheduler.limited == {}
+    assert core.problems() == []
 
 
-@actorlib.remote
-def release(sync, key):
-    """Sets ``key`` while the driver waits (a task of no limit: it runs at once)."""
-    actorlib.get(sync.set.remote(key), timeout=T)
-
-
-def test_a_task_over_the_limit_waits_for_the_slot(rt):
-    sync, rec = Sync.remote(), Recorder.remote()
-    first = _limited(wait_for, "turns").remote(sync, "go", "first")
-    second = _limited(record, "turns").remote(rec, "second")
-    ready, _ = actorlib.wait([second], timeout=0.3)
-    assert ready == []  # the slot is the first's until it ends
-    assert actorlib.get(rec.items.remote(), timeout=T) == []
-    actorlib.get(sync.set.remote("go"), timeout=T)
-    assert actorlib.get([first, second], timeout=T) == ["first", "second"]
-    assert actorlib.get(rec.items.remote(), timeout=T) == ["second"]
-
-
-def test_a_get_of_a_task_waiting_for_its_slot_returns_once_it_ran(rt):
-    sync = Sync.remote()
-    first = _limited(wait_for, "get").remote(sync, "go", 1)
-    second = _limited(plus_one, "get").remote(41)
-    releasing = release.remote(sync, "go")
-    assert actorlib.get(second, timeout=T) == 42
-    assert actorlib.get([first, releasing], timeout=T) == [1, None]
-
-
-def test_the_ref_of_a_task_waiting_for_its_slot_is_an_argument_like_any(rt):
-    sync = Sync.remote()
-    first = _limited(wait_for, "arg").remote(sync, "go", 1)
-    second = _limited(plus_one, "arg").remote(1)
-    third = plus_one.remote(second)  # top-level: its value
-    nested = actorlib.put([second])  # nested: the ref itself
-    releasing = release.remote(sync, "go")
-    assert actorlib.get(third, timeout=T) == 3
-    assert actorlib.get(actorlib.get(nested, timeout=T)[0], timeout=T) == 2
-    assert actorlib.get([first, releasing], timeout=T) == [1, None]
-
-
-def test_a_cancelled_task_that_waited_for_its_slot_never_runs(rt):
-    sync, rec = Sync.remote(), Recorder.remote()
-    first = _limited(wait_for, "cancel").remote(sync, "go", "first")
-    second = _limited(record, "cancel").remote(rec, "second")
-    third = _limited(record, "cancel").remote(rec, "third")
-    actorlib.cancel(second)
-    actorlib.get(sync.set.remote("go"), timeout=T)
-    with pytest.raises(TaskCancelledError):
-        actorlib.get(second, timeout=T)
-    assert actorlib.get([first, third], timeout=T) == ["first", "third"]
-    assert actorlib.get(rec.items.remote(), timeout=T) == ["third"]
+def test_withdraw_cancels_only_what_can_never_start() -> None:
+    core = Core(cpus=4)
+    for task_id in range(1, 7):
+        core.submit(task_id, LIMIT)
+    tasks = core.tasks
+    assert tasks.withdraw(1) is False  # running
+    assert tasks.withdraw(5) is True  # queued in the core
+    assert tasks.records.get(5) is None
+    core.backend.can_take_back = False  # the worker has started it (or is claiming it)
+    assert tasks.withdraw(3) is False
+    assert tasks.records[3].state is FOLLOWING
+    core.backend.can_take_back = True
+    assert tasks.withdraw(4) is True  # handed back at once: it never starts
+    assert core.backend.taken_back == [4]
+    assert tasks.records.get(4) is None
+    assert tasks.records[2].successor is None
+    core.schedule()
+    assert tasks.withdraw(99) is False  # unknown (or already ended)
+    assert core.problems() == []
+    # Task 6 (queued) may now follow task 2; the ended ones never run.
+    ran = [run.spec.task_id for run in core.backend.runs]
+    assert 5 not in ran and ran.count(4) == 1
+    assert tasks.records[6].state in (QUEUED, FOLLOWING)

@@ -1,6 +1,6 @@
 """The ray backend's bookkeeping of concurrency limits (``backends/ray/limits.py``):
 which held tasks take the slots, in what order, and what can still be taken back.
-Behaviour on a running Ray is ``test_concurrency_limit.py``'s and ``test_executor.py``'s."""
+Behaviour on a running Ray is ``test_limited_tasks.py``'s and ``test_executor.py``'s."""
 
 from __future__ import annotations
 
