@@ -285,9 +285,8 @@ class Running(Choosing):
                    ) -> None:
         spec = task.run.spec
         worker = task.worker
-        if worker is not None and worker.detached:  # preempted: it cannot be stopped
-            task.abandoned = True
-            self._interrupt(worker)
+        if worker is not None and worker.detached and self._abandon(worker):
+            task.abandoned = True  # preempted: it unwinds once back in the simulator's code
         elif worker is not None:
             self._unwind(worker)
         self._started.pop(spec.task_id, None)
@@ -584,17 +583,20 @@ class Running(Choosing):
             ctx.cancelled = True
             worker = task.worker
             if worker is not None and worker.detached:
-                # Preempted, in user code: KeyboardInterrupt there, as on the thread
-                # backend; forced, it also ends for everyone now (its thread may sit in a
-                # long C call) and what it returns later is dropped.
-                self._interrupt(worker)
-                if force:
+                # Preempted: KeyboardInterrupt in its user code, as on the thread backend
+                # (or, out of it, when it rejoins the run); forced, it also ends for
+                # everyone now (its thread may sit in a long C call), never runs user
+                # code again, and what it returns later is dropped.
+                if force and self._abandon(worker):
                     task.abandoned = True
                     self._started.pop(id_, None)
                     spec = task.run.spec
                     self.events.task_finished(error_outcome(id_, spec.attempt,
                                                              TaskCancelledError(), spec.name))
-                return
+                    return
+                if not force and self._interrupt(worker):
+                    return
+                # (It rejoined the run meanwhile: paused, it is cancelled as below.)
             if force and task.worker is not None and task.worker.wait is not None:
                 self._unwind(task.worker)
                 self._started.pop(id_, None)
