@@ -45,6 +45,7 @@ from actorlib.backends.sim.errors import (
     SimulationError,
     StepBudgetExceeded,
 )
+from actorlib.backends.sim.gc_policy import GcPolicy
 from actorlib.backends.sim.loop import run_handle
 from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
@@ -85,6 +86,9 @@ class SimBackend(Steps, Backend):
 
     name = "sim"
     pipelines = False
+    #: A run is often one of thousands in a test: no state socket (and its thread) for
+    #: each, unless ``$ACTORLIB_STATE_SOCKET=1`` asks.
+    serves_state = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,6 +104,7 @@ class SimBackend(Steps, Backend):
         self._chain_error: BaseException | None = None
         self._max_steps = 0  # the step budget (settings.max_steps), asked at every step
         # What each coroutine the simulator steps awaits (its wait's lock, the ids).
+        self._gc = GcPolicy()  # the collector's settings for the run (``gc_policy``)
         self._awaits: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[Any, list[int]]] = (
             weakref.WeakKeyDictionary()
         )
@@ -153,6 +158,7 @@ class SimBackend(Steps, Backend):
                 name="actorlib-sim-idle", daemon=True,
             )
             self._idle_thread.start()
+        self._gc.enter()  # (last: nothing above can fail after it)
         return [NodeInfo(node, dict(resources), labels=dict(config.labels))
                 for node in self.nodes]
 
@@ -190,6 +196,7 @@ class SimBackend(Steps, Backend):
 
         threading.Thread(target=finish, name="actorlib-sim-stop", daemon=True).start()
         await done
+        self._gc.exit()
         thread_backend_stopped()
         stacks.disable_in_driver()
         if waiting.blocking_wait == self._blocking_wait:
