@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["GcPolicy", "YOUNG_THRESHOLD"]
+__all__ = ["YOUNG_THRESHOLD", "GcPolicy"]
 
 #: Allocations (less deallocations) between two collections of the youngest generation
 #: during a run (Python's default is 700): most of a step's objects die young, freed by
