@@ -215,6 +215,8 @@ class SimBackend(Steps, Backend):
         for host in list(self._hosts.values()):
             self._dispose(host)
         self._hosts.clear()
+        self._async_hosts.clear()
+        self._listing.clear()
         for task in list(self._started.values()):
             if task.worker is not None and task.worker.wait is not None:
                 self._unwind(task.worker)
@@ -460,7 +462,8 @@ class SimBackend(Steps, Backend):
             label = self._labels.get(actor_id)
             if label is None:
                 label = self._labels[actor_id] = self._new_label(start.spec.cls.name)
-            self._hosts[actor_id] = SimHost(start, label, self.clock)
+            host = self._hosts[actor_id] = SimHost(start, label, self.clock)
+            self._add_host(host)
         elif kind == "call":
             call: CallRun = command[1]
             host = self._hosts.get(call.spec.actor_id)
@@ -474,6 +477,8 @@ class SimBackend(Steps, Backend):
             if queue is None:
                 queue = host.queues[call.spec.caller_id] = collections.deque()
             queue.append(call)
+            if host.loop is None:
+                self._relist(host)
         elif kind == "stop":
             host = self._hosts.pop(command[1], None)
             if host is not None:
@@ -485,7 +490,7 @@ class SimBackend(Steps, Backend):
         """Run the plain callbacks (not coroutine steps) ready on async actors' loops: a
         ref became ready, a timer fired. They are plumbing, not interleaving points."""
         ran = False
-        for host in list(self._hosts.values()):
+        for host in list(self._async_hosts):
             loop = host.loop
             if loop is None or host.worker is not None or host.state == "dead":
                 continue

@@ -108,6 +108,7 @@ class SimHost:
         self.cancelled: set[int] = set()
         self.ctor_box = Box()
         self.names: dict[str, str] = {}  # method -> ``Class.method`` (see ``name_of``)
+        self.seq = 0  # its place in the run's ``_hosts`` (``Running._add_host``)
 
     def context(self, call_id: int | None = None) -> ExecutionContext:
         ctx = ExecutionContext(
@@ -145,6 +146,15 @@ class Running(Choosing):
         self._pending: dict[int, SimTask] = {}  # task id -> not started
         self._started: dict[int, SimTask] = {}  # task id -> started, not finished
         self._hosts: dict[int, SimHost] = {}  # actor id -> current incarnation
+        # The hosts a turn asks for steps (``Steps._runnable``), so an idle one costs
+        # nothing: every async host (its loop may become ready anywhere) and the sync
+        # hosts that may have a step (new, or a call queued), dropped by the turn that
+        # finds them idle; in the order of ``_hosts`` (``seq``) once ``_listing_sorted``.
+        # ``_async_hosts``: the async ones alone, in that order. Only hosts of ``_hosts``.
+        self._listing: dict[SimHost, None] = {}
+        self._listing_sorted = True
+        self._async_hosts: dict[SimHost, None] = {}
+        self._host_seq = 0
         self._labels: dict[int, str] = {DRIVER_CALLER: "driver"}
         self._counts: collections.Counter[str] = collections.Counter()
         #: Replies held back by ``delay_reply`` faults: key -> (step name, delivery).
@@ -543,8 +553,26 @@ class Running(Choosing):
         """A value in a node's store vanishes (its bytes are gone; its refs live on)."""
         self.events.objects_lost(self.sim_store.lose(set(paths)), "the simulator lost it")
 
+    def _add_host(self, host: SimHost) -> None:
+        """``host`` is the actor's current incarnation (in ``_hosts`` already)."""
+        self._host_seq += 1
+        host.seq = self._host_seq  # the newest: its place in ``_listing`` is the last
+        self._listing[host] = None
+        if host.loop is not None:
+            self._async_hosts[host] = None
+
+    def _relist(self, host: SimHost) -> None:
+        """A call was queued on the sync ``host``: it may have a step again."""
+        listing = self._listing
+        if host not in listing:
+            listing[host] = None
+            if host.seq != self._host_seq:  # not the newest: out of order now
+                self._listing_sorted = False
+
     def _dispose(self, host: SimHost) -> None:
         """The incarnation is gone: end whatever of its user code is paused, drop the rest."""
+        self._async_hosts.pop(host, None)
+        self._listing.pop(host, None)
         if host.state == "dead" and host.instance is None:
             return
         host.state = "dead"
