@@ -462,8 +462,8 @@ class SimBackend(Steps, Backend):
             label = self._labels.get(actor_id)
             if label is None:
                 label = self._labels[actor_id] = self._new_label(start.spec.cls.name)
-            host = self._hosts[actor_id] = SimHost(start, label, self.clock)
-            self._add_host(host)
+            made = self._hosts[actor_id] = SimHost(start, label, self.clock)
+            self._add_host(made)
         elif kind == "call":
             call: CallRun = command[1]
             host = self._hosts.get(call.spec.actor_id)
