@@ -315,6 +315,15 @@ class Arena(ArenaReader):
         return pinned_view(mapped, extent.offset, extent.span, extent.size, self._pins,
                           extent.block)
 
+    def writable(self, extent: Extent) -> memoryview:
+        """A writable view of a live extent, for the owner to fill in place (a cluster
+        node receiving a copy straight off a socket); the caller releases it."""
+        view = memoryview(self._segment(self._segment_name(extent.base)))
+        try:
+            return view[extent.offset:extent.offset + extent.size]
+        finally:
+            view.release()
+
     def map(self, path: str, size: int) -> memoryview:
         _, base, offset, gen = _parse(path)
         with self._lock:
