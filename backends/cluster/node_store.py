@@ -86,12 +86,13 @@ class NodeStore(SharedMemoryStore):
 
     def copy_destination(self, path: str, size: int) -> Receiver:
         """Where a copy of ``path`` reserved with :meth:`reserve_copy` is received: an
-        arena extent (pages already there), else a new file that gets its final name
-        (:meth:`cache_path`) only once complete."""
+        arena extent (its pages made as the bytes arrive where they are not there yet),
+        else a new file that gets its final name (:meth:`cache_path`) only once
+        complete."""
         arena = self.arena
-        extent = arena.alloc(size) if arena is not None and size else None
-        if arena is not None and extent is not None:
-            return ExtentDestination(arena, extent)
+        found = arena.alloc_lazily(size) if arena is not None and size else None
+        if arena is not None and found is not None:
+            return ExtentDestination(arena, *found)
         target = self.cache_path(path)
         return Destination(f"{target}.partial", size, final=target)
 

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from actorlib.backends.process.arena import Arena, Extent
+from actorlib.backends.process.arena_segments import reserve_range
 from actorlib.backends.process.shm_files import full_store_error, unlink
 from actorlib.exceptions import ObjectLostError
 
@@ -149,30 +150,64 @@ class Receiver(Protocol):
 class ExtentDestination:
     """An extent of the receiving node's own arena, filled by ``recv_into``.
 
-    The arena's pages were made when its segment was (or when a freed extent was last
-    used): the bytes land in memory that is already there, which costs what the copy
-    out of the socket costs. A new file pays, on top, the kernel allocating and zeroing
-    every 4 KiB page (measured on a 2-vCPU VM: ~0.2 s of CPU to receive 1 GiB into
-    mapped pages, 0.85-1.1 s into a new ``/dev/shm`` file). Nobody reads the extent
-    before :meth:`finish` returns its location; :meth:`discard` frees it.
+    Where the arena's pages are already there (made when its segment was, and kept by
+    extents freed since), the bytes land in memory that exists, which costs what the
+    copy out of the socket costs: a new file pays, on top, the kernel allocating and
+    zeroing every 4 KiB page (measured on a 2-vCPU VM: ~0.2 s of CPU to receive 1 GiB
+    into mapped pages, 0.85-1.1 s into a new ``/dev/shm`` file). Parts without pages
+    yet (``cold``: a new segment, or space the arena gave back) are reserved one
+    :data:`RESERVE_STEP` at a time just before their bytes arrive, as a file's are: a
+    full tmpfs fails with :class:`ObjectStoreFullError`, not SIGBUS. Nobody reads the
+    extent before :meth:`finish` returns its location; :meth:`discard` frees it.
     """
 
-    def __init__(self, arena: Arena, extent: Extent) -> None:
+    def __init__(self, arena: Arena, extent: Extent, cold: list[tuple[int, int]]) -> None:
         self.arena = arena
         self.extent = extent
         self.size = extent.size
+        self.cold = cold
+        self.fd = (os.open(arena.segment_path(extent.base), os.O_RDWR) if cold else -1)
         self.view = arena.writable(extent)
 
     def receive(self, sock: socket.socket, lo: int, hi: int) -> None:
-        _recv_slice(sock, self.view, lo, hi)
+        if not self.cold:
+            _recv_slice(sock, self.view, lo, hi)
+            return
+        for start in range(lo, hi, RESERVE_STEP):
+            stop = min(start + RESERVE_STEP, hi)
+            self._reserve(start, stop)
+            _recv_slice(sock, self.view, start, stop)
+
+    def _reserve(self, lo: int, hi: int) -> None:
+        """Reserve the cold parts of the extent's bytes ``lo:hi``."""
+        first, last = self.extent.offset + lo, self.extent.offset + hi
+        for offset, length in self.cold:
+            begin, end = max(offset, first), min(offset + length, last)
+            if begin < end:
+                try:
+                    reserve_range(self.fd, begin, end - begin)
+                except OSError as exc:
+                    where = os.path.dirname(self.extent.path)
+                    full = full_store_error(f"{self.size} bytes", where, exc)
+                    if full is not None:
+                        raise full from exc
+                    raise
 
     def finish(self) -> str:
-        self.view.release()
+        self._close()
         return self.extent.path
 
     def discard(self) -> None:
-        self.view.release()
+        self._close()
+        if self.cold:  # some may not be reserved: reserved again before their next use
+            self.arena.cool(self.extent.base, self.cold)
         self.arena.release(self.extent.path)
+
+    def _close(self) -> None:
+        self.view.release()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Destination:
