@@ -18,6 +18,7 @@ the socket's speed while the node's event loop goes on. Requests (see
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -304,7 +305,7 @@ class ObjectServer:
         those had gone stale, once more over new ones (filling ``dest`` again)."""
         for fresh in (False, True):
             try:
-                fill(dest, lambda fresh=fresh: self.pool.connect(owner, fresh),
+                fill(dest, functools.partial(self.pool.connect, owner, fresh),
                      lambda lo, hi: ("read", path, dest.size, lo, hi),
                      lambda sock: self.pool.release(owner, sock))
                 return
