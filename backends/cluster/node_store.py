@@ -92,7 +92,13 @@ class NodeStore(SharedMemoryStore):
         arena = self.arena
         found = arena.alloc_lazily(size) if arena is not None and size else None
         if arena is not None and found is not None:
-            return ExtentDestination(arena, *found)
+            extent, cold = found
+            try:
+                return ExtentDestination(arena, extent, cold)
+            except BaseException:
+                arena.cool(extent.base, cold)
+                arena.release(extent.path)
+                raise
         target = self.cache_path(path)
         return Destination(f"{target}.partial", size, final=target)
 
