@@ -377,6 +377,15 @@ def test_a_copy_makes_its_pages_as_it_arrives_and_the_next_reuses_them() -> None
         assert again.cold == [] and again.extent.offset == dest.extent.offset
         again.discard()
         store.cancel_copy(theirs[1], size)
+        # A copy given up before its pages were made leaves its space marked so: the next
+        # one there reserves it again instead of writing into holes.
+        big = store.copy_destination(theirs[1], 16 * MiB)  # more than the warm space
+        assert isinstance(big, transfer.ExtentDestination) and big.cold
+        big.discard()
+        retry = store.copy_destination(theirs[1], 16 * MiB)
+        assert isinstance(retry, transfer.ExtentDestination)
+        assert retry.extent.offset == big.extent.offset and retry.cold
+        retry.discard()
     finally:
         store.cleanup()
 
