@@ -139,6 +139,37 @@ def test_cancel_running_sync_task(rt):
 
 
 @actorlib.remote
+def cleans_up_when_cancelled(started, rec):
+    """A running sync task that catches the cancel's interruption and still talks to the
+    cluster (a cleanup call) before it ends."""
+    try:
+        # No get: a cancel that finds the task blocked in one wakes it with an interrupt
+        # of its own, and this task is to be interrupted once, in its loop.
+        started.arrive.remote()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+    except KeyboardInterrupt:
+        count = actorlib.get(rec.append.remote("cleanup"), timeout=T)
+        rec.append.remote(f"cleanup returned {count}")  # only if the get returned
+        raise
+    return "not cancelled"
+
+
+def test_a_cancelled_task_that_catches_the_interrupt_can_still_get(rt):
+    """The interruption lands once: a task that caught it may ``get`` a cleanup call."""
+    started, rec = Sync.remote(), Recorder.remote()
+    ref = cleans_up_when_cancelled.remote(started, rec)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    wait_until(lambda: len(actorlib.get(rec.items.remote(), timeout=T)) >= 2,
+               what="the cleanup call of the cancelled task")
+    assert actorlib.get(rec.items.remote(), timeout=T) == ["cleanup", "cleanup returned 1"]
+
+
+@actorlib.remote
 def submitting_loop(started):
     """A running task that spends its time submitting nested work and reading it back,
     so a cancel's interruption lands while it talks to the core."""

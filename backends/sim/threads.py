@@ -23,13 +23,33 @@ from typing import Any
 from actorlib.backends.base import CoreEvents, CoreView
 from actorlib.backends.sim.loop import Clock
 
-__all__ = ["Baton", "Posting", "SimWorker", "Unwind", "Wait"]
+__all__ = ["Baton", "CancelInterrupt", "Posting", "SimWorker", "Unwind", "Wait"]
 
 log = logging.getLogger("actorlib.sim")
+
+# The worker each simulator thread is, by thread id: found by ``CancelInterrupt``.
+_workers: dict[int, SimWorker] = {}
 
 
 class Unwind(BaseException):
     """Raised in user code whose worker the simulation killed or stopped."""
+
+
+class CancelInterrupt(KeyboardInterrupt):
+    """The KeyboardInterrupt a cancel sends a preempted worker's thread (``_interrupt``).
+
+    Made in that thread as the exception is raised there, so making it marks the
+    interrupt landed: the worker's ``_enter`` then owes nothing (a task that caught it
+    may go on, e.g. ``get`` a cleanup call, as on the thread backend). Without it,
+    ``_enter`` could not tell a landed interrupt from a pending one."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(args or ("The task was cancelled.",)))
+        worker = _workers.get(_thread.get_ident())
+        if worker is not None:
+            # No ``mutex``: it may land while this thread holds it (in ``_enter``). A
+            # plain store, after the ``_interrupt`` that set it (it sent this).
+            worker.interrupted = False
 
 
 class Wait:
@@ -78,7 +98,8 @@ class SimWorker:
         # Preemption (``Baton._switch``): ``in_user`` while it runs user code; ``detached``
         # once the thread that handed it the baton stopped waiting for it (it runs on in
         # real time, beside the simulation, until it needs the baton again: ``_enter``);
-        # ``interrupted`` while a KeyboardInterrupt sent to it (a cancel) may be pending;
+        # ``interrupted`` while a KeyboardInterrupt sent to it (a cancel) is pending (it
+        # is cleared as it lands: ``CancelInterrupt``);
         # ``owed`` once a cancel's interrupt could not land in its user code (it had left
         # it, or it was about to): raised when it rejoins the run; ``abandoned`` once its
         # task ended for everyone while it ran on (a forced cancel, a kill): it never
@@ -98,7 +119,7 @@ class SimWorker:
 
     def _main(self) -> None:
         sim = self.sim
-        sim._by_ident[_thread.get_ident()] = self
+        sim._by_ident[_thread.get_ident()] = _workers[_thread.get_ident()] = self
         try:
             while True:
                 self.go.acquire()
@@ -126,6 +147,7 @@ class SimWorker:
                 sim._hand_back(self)
         finally:
             sim._by_ident.pop(_thread.get_ident(), None)
+            _workers.pop(_thread.get_ident(), None)
             self.resumer.release()  # the controller waits for the exit too
 
 
@@ -202,7 +224,7 @@ class Baton:
             worker.in_user = False
             detached = worker.detached
             abandoned = worker.abandoned
-            if worker.interrupted:  # a cancel's KeyboardInterrupt must not land from here on
+            if worker.interrupted:  # sent, not landed: it must not land from here on
                 worker.interrupted = False
                 worker.owed = True
                 _set_async_exc(worker.thread.ident or 0, None)
@@ -222,7 +244,7 @@ class Baton:
             raise Unwind()
         elif worker.owed:
             worker.owed = False
-            raise KeyboardInterrupt("The task was cancelled.")
+            raise CancelInterrupt()
         return detached
 
     def _preempted(self, worker: SimWorker) -> None:
@@ -238,7 +260,7 @@ class Baton:
                 return False
             if worker.in_user:
                 worker.interrupted = True
-                _set_async_exc(worker.thread.ident or 0, KeyboardInterrupt)
+                _set_async_exc(worker.thread.ident or 0, CancelInterrupt)
             else:
                 worker.owed = True
             return True
@@ -254,7 +276,7 @@ class Baton:
             worker.abandoned = True
             if worker.in_user:
                 worker.interrupted = True
-                _set_async_exc(worker.thread.ident or 0, KeyboardInterrupt)
+                _set_async_exc(worker.thread.ident or 0, CancelInterrupt)
             return True
 
     def _detached(self) -> bool:
@@ -433,9 +455,9 @@ class Baton:
     ) -> bool:
         preempt = self._preempt > 0
         in_user = worker.in_user
-        if preempt:
-            self._enter(worker)  # out of user code (the get), the baton taken back if need be
         try:
+            if preempt:  # out of user code (the get), the baton taken back if need be
+                self._enter(worker)
             if worker.unwind:
                 raise Unwind()
             if timeout is not None and timeout <= 0.001:
