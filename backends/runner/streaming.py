@@ -89,9 +89,12 @@ class Gates:
             gate = self._gates[id_] = Gate()
             return gate
 
-    def close(self, id_: int) -> None:
+    def close(self, id_: int, gate: Gate) -> None:
+        """Forget ``gate``, the one this producer opened: not a later attempt's gate of
+        the same id (a retry may open it before an abandoned attempt unwinds)."""
         with self._lock:
-            self._gates.pop(id_, None)
+            if self._gates.get(id_) is gate:
+                del self._gates[id_]
 
     def consumed(self, id_: int, consumed: int) -> None:
         with self._lock:
@@ -155,7 +158,7 @@ class Producer:
                 if threshold > 0:
                     gate.wait(index + 1, threshold)
         finally:
-            self.gates.close(self.work_id)
+            self.gates.close(self.work_id, gate)
         return self._result()
 
     async def drain_async(self, gen: Any) -> Any:
@@ -173,7 +176,7 @@ class Producer:
                 if threshold > 0:
                     await gate.wait_async(index, threshold)
         finally:
-            self.gates.close(self.work_id)
+            self.gates.close(self.work_id, gate)
         return self._result()
 
 

@@ -58,7 +58,7 @@ class SimProducer(Producer):
                     gen.close()
                     raise TaskCancelledError(f"{self.name} was cancelled.")
         finally:
-            self.gates.close(self.work_id)
+            self.gates.close(self.work_id, gate)
         return self._result()
 
 
