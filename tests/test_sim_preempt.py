@@ -177,3 +177,32 @@ def test_a_cancel_landing_while_a_preempted_task_is_outside_user_code_ends_it(
         assert actorlib.get(tally.value.remote()) == 1  # its one incr before the cancel
         time.sleep(0.2)
         assert actorlib.get(tally.value.remote()) == 1
+
+
+@actorlib.remote(num_cpus=0)
+async def tally_when_cancelled(tally):
+    """Sync code in a coroutine (no await): only preemption lets the driver run."""
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.002)
+    except KeyboardInterrupt:
+        await tally.incr.remote()
+        tally.incr.remote()  # only if the await returned
+        raise
+
+
+def test_an_async_task_that_caught_a_cancel_may_still_await_a_call():
+    """The cancel's interrupt lands once, in the coroutine: it is not raised again when
+    the coroutine next awaits (outside it, where nothing could catch it)."""
+    with simulate(preempt=SLICE):
+        tally = Tally.remote()
+        ref = tally_when_cancelled.remote(tally)
+        actorlib.get(quick.remote(1))  # the task starts and is preempted
+        actorlib.cancel(ref)
+        with pytest.raises(TaskCancelledError):
+            actorlib.get(ref, timeout=5)
+        deadline = time.monotonic() + 10
+        while actorlib.get(tally.value.remote()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert actorlib.get(tally.value.remote()) == 2
