@@ -520,6 +520,52 @@ def test_copies_keep_every_byte_around_chunk_and_stream_boundaries(
     assert reader.store.copy_bytes() == sum(sizes)
 
 
+def test_a_reader_that_looked_just_before_a_fetch_ended_does_not_fetch_again(
+    two_servers: tuple[ObjectServer, ObjectServer], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reader found no copy, then the fetcher finished: it takes that copy."""
+    owner, reader = two_servers
+    size = 3 * MiB + 1
+    path, _ = put_on(owner, b"\x07" * size)
+    local = reader.localize(path, size)
+    real_cached = reader.store.cached
+    looks: list[str] = []
+
+    def stale_once(p: str) -> str | None:  # the look made before the fetch ended
+        looks.append(p)
+        return None if len(looks) == 1 else real_cached(p)
+
+    fetched: list[str] = []
+    real_destination = reader.store.copy_destination
+    monkeypatch.setattr(reader.store, "cached", stale_once)
+    monkeypatch.setattr(reader.store, "copy_destination",
+                        lambda p, n: fetched.append(p) or real_destination(p, n))
+    assert reader.localize(path, size) == local
+    assert fetched == [] and len(looks) == 2
+    assert reader.store.copies() == 1 and reader.store.copy_bytes() == size
+
+
+def test_a_second_copy_of_a_path_replaces_the_first_and_frees_it() -> None:
+    store = NodeStore.for_node(64 * MiB)
+    assert store.arena is not None
+    theirs = os.path.join(store.directory, "actorlib-1-0000-1")
+    try:
+        made = []
+        for _ in range(2):
+            store.reserve_copy(theirs, MiB)
+            dest = store.copy_destination(theirs, MiB)
+            made.append(dest.finish())
+        assert store.add_copy(theirs, MiB, made[0]) and store.add_copy(theirs, MiB, made[1])
+        assert store.cached(theirs) == made[1]
+        assert not store.arena.holds(made[0]) and store.arena.holds(made[1])
+        assert store.copies() == 1 and store.copy_bytes() == MiB
+        store.free_paths([theirs])
+        assert store.copies() == 0 and store.copy_bytes() == 0
+        assert store.arena.live() == []
+    finally:
+        store.cleanup()
+
+
 @pytest.mark.parametrize("into", ["arena", "file"])
 def test_a_transfer_cut_off_by_its_server_leaves_no_partial_copy(
     two_servers: tuple[ObjectServer, ObjectServer], monkeypatch: pytest.MonkeyPatch,
