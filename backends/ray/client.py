@@ -337,16 +337,25 @@ class RayCore(RayWaits, HeldTasks):
         if not self._admit(spec):
             return  # held: submitted when a slot under its limit frees
         try:
-            self._submit_to_ray(spec)
+            out = self._send(spec)
         except BaseException:  # Ray refused it (the caller hears why): the slot is free
             self._give_back(spec.concurrency[0])
             raise
+        self._accepted(spec, out)  # Ray has it: its slot frees when it ends, not before
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
+        self._accepted(spec, self._send(spec), held)
+
+    def _send(self, spec: TaskSpec) -> Any:
+        """Hand ``spec`` to Ray; what its ``.remote()`` returned."""
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
-        out = task.remote(template, task_ids(spec), *self._pack(spec.args))
+        return task.remote(template, task_ids(spec), *self._pack(spec.args))
+
+    def _accepted(self, spec: TaskSpec, out: Any, held: Held | None = None) -> None:
+        """Ray took ``spec`` (``out``: its refs): the ids map to them, a limited one is
+        tracked."""
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:
