@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends import DEFAULT_BACKEND, load, prestart
-from actorlib.core import context
+from actorlib.core import context, metrics
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.labels import validate_labels
@@ -228,6 +228,7 @@ def init(
         _job_env = env
         _job_code_env = code_env
         _env_support = (backend_cls.runtime_env_files, name)
+        metrics.pending.reset()  # a batch the last runtime never answered is gone with it
         context.install(rt)
         return _info(rt)
 

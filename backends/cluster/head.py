@@ -103,6 +103,7 @@ class HeadStore(ObjectStore):
 class HeadBackend(Backend):
     name = "cluster"
     has_locality = True
+    runs_driver = False  # its drivers connect (each a job of ``list_jobs``)
 
     def __init__(
         self, token: bytes, host: str = "127.0.0.1", port: int = 0,
@@ -362,6 +363,7 @@ class HeadBackend(Backend):
     def _driver_hello(self, peer: HeadPeer, message: DriverHello) -> None:
         prefix = peer.job = next(self._driver_prefixes)
         peer.log_to_driver = bool(message.log_to_driver)
+        self.events.job_started(prefix, message.pid, message.entrypoint, peer.address.rpartition(":")[0])
         new = [p for p in message.sys_path if p not in self._job_paths]
         if new:
             self._job_paths.update(dict.fromkeys(new))

@@ -26,6 +26,7 @@ from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,
@@ -41,6 +42,7 @@ from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator, id_hex
+from actorlib.core.metrics import Batch
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
@@ -804,6 +806,14 @@ class RayCore:
 
     def available_resources(self) -> dict[str, float]:
         return dict(ray.available_resources())
+
+    def record_metrics(self, batch: Batch, done: Callable[[], None] | None = None) -> None:
+        """Recorded in Ray's own metrics (see :mod:`.metrics`), which Ray exports."""
+        try:
+            ray_metrics.record(batch)
+        finally:
+            if done is not None:
+                done()
 
     # -- not mapped onto Ray yet: a clear error, never a silent difference ---------------
 
