@@ -479,11 +479,6 @@ def job_env() -> dict[str, str] | None:
 
 
 def job_code_env() -> CodeEnv | None:
-    """The job's ``working_dir`` / ``py_modules`` (``init(runtime_env=)``), packed."""
-    return _job_code_env
-
-
-def job_code_env() -> CodeEnv | None:
     """The job's ``working_dir`` / ``py_modules``, packed at ``init``; in a worker
     process, the environment it was started in."""
     return _job_code_env or context.inherited_code_env

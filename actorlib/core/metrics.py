@@ -128,13 +128,12 @@ class MetricTable:
         definitions, values = batch
         for name, definition in definitions.items():
             known = self.definitions.setdefault(name, definition)
-            if not _same(known, definition):
-                if name not in self._refused:
-                    self._refused.add(name)
-                    log.warning("actorlib metrics: %s is recorded as a %s with tag keys %s "
-                                "elsewhere; the %s with tag keys %s is ignored", name,
-                                known[0].lower(), known[2], definition[0].lower(),
-                                definition[2])
+            if not _same(known, definition) and name not in self._refused:
+                self._refused.add(name)
+                log.warning("actorlib metrics: %s is recorded as a %s with tag keys %s "
+                            "elsewhere; the %s with tag keys %s is ignored", name,
+                            known[0].lower(), known[2], definition[0].lower(),
+                            definition[2])
         for key, value in values.items():
             name = key[0]
             known = self.definitions[name]
@@ -149,7 +148,7 @@ class MetricTable:
             kind, description, tag_keys, boundaries = self.definitions[name]
             row: dict[str, Any] = {
                 "name": name, "type": kind, "description": description,
-                "tags": dict(zip(tag_keys, tag_values)),
+                "tags": dict(zip(tag_keys, tag_values, strict=True)),
             }
             if kind == HISTOGRAM:
                 buckets = value[:-2]
@@ -199,7 +198,7 @@ def prometheus(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{name}{_labels(tags)} {_number(row['value'])}")
         else:
             total = 0
-            for bound, count in zip([*row["boundaries"], math.inf], row["buckets"]):
+            for bound, count in zip([*row["boundaries"], math.inf], row["buckets"], strict=True):
                 total += count
                 lines.append(f"{name}_bucket{_labels(tags, ('le', _number(bound)))} {total}")
             lines.append(f"{name}_sum{_labels(tags)} {_number(row['sum'])}")

@@ -13,6 +13,7 @@ a moment later, as Ray exports its metrics in the background. Recorded with no r
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Any
@@ -166,7 +167,7 @@ class Histogram(Metric):
             if boundary <= 0 or math.isinf(boundary) or math.isnan(boundary):
                 raise ValueError(f"Invalid `boundaries` argument at index {i}, {boundaries}. "
                                  "Use positive values for the arguments.")
-        if any(a >= b for a, b in zip(boundaries, boundaries[1:])):
+        if any(a >= b for a, b in itertools.pairwise(boundaries)):
             raise ValueError(f"boundaries must be increasing, got {boundaries}")
         self.boundaries = list(boundaries)
         self._boundaries = tuple(float(b) for b in boundaries)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from actorlib.backends.dashboard import guard
-from actorlib.core.metrics import prometheus
 from actorlib.backends.dashboard.snapshot import (
     Fetch,
     check_bytes,
@@ -35,6 +34,7 @@ from actorlib.backends.dashboard.snapshot import (
     snapshot,
     timeline,
 )
+from actorlib.core.metrics import prometheus
 
 log = logging.getLogger("actorlib.dashboard")
 

@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
+from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
-from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,

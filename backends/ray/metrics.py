@@ -39,7 +39,7 @@ def record(batch: Batch) -> None:
     for (name, tag_values), value in values.items():
         definition = definitions[name]
         metric = _metric(name, definition)
-        tags = dict(zip(definition[2], tag_values))
+        tags = dict(zip(definition[2], tag_values, strict=True))
         if definition[0] == COUNTER:
             metric.inc(value, tags)
         elif definition[0] == GAUGE:
