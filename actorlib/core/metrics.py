@@ -65,6 +65,12 @@ def _same(a: Definition, b: Definition) -> bool:
     return a[0] == b[0] and a[2] == b[2] and a[3] == b[3]
 
 
+def _clash(name: str, known: Definition, other: Definition) -> None:
+    log.warning("actorlib metrics: %s is recorded as a %s with tag keys %s; a %s of that "
+                "name with tag keys %s is ignored", name, known[0].lower(), known[2],
+                other[0].lower(), other[2])
+
+
 class Pending:
     """The updates of this process not yet handed to the core (any thread records)."""
 
@@ -73,6 +79,11 @@ class Pending:
         self._definitions: dict[str, Definition] = {}
         self._values: dict[Key, Value] = {}
         self._sending = False
+        #: Every name this process recorded, as first defined: a later metric of the
+        #: same name and another kind or tag keys is dropped (the core does the same
+        #: across processes), so one batch never mixes two definitions.
+        self._known: dict[str, Definition] = {}
+        self._warned: set[str] = set()
 
     def record(self, name: str, definition: Definition, tags: tuple[str, ...], value: Value,
                send: Callable[[Batch, Callable[[], None]], None]) -> None:
@@ -80,7 +91,13 @@ class Pending:
         answer to that one sends this)."""
         key = (name, tags)
         with self._lock:
-            self._definitions[name] = definition
+            known = self._known.setdefault(name, definition)
+            if known is not definition and not _same(known, definition):
+                if name not in self._warned:
+                    self._warned.add(name)
+                    _clash(name, known, definition)
+                return
+            self._definitions[name] = known
             self._values[key] = _merge(definition[0], self._values.get(key), value)
             if self._sending:
                 return
@@ -110,6 +127,7 @@ class Pending:
         with self._lock:
             self._definitions, self._values = {}, {}
             self._sending = False
+            self._known = {}
 
 
 #: This process's batch (the driver's, or a worker's for the work it runs).
@@ -130,10 +148,7 @@ class MetricTable:
             known = self.definitions.setdefault(name, definition)
             if not _same(known, definition) and name not in self._refused:
                 self._refused.add(name)
-                log.warning("actorlib metrics: %s is recorded as a %s with tag keys %s "
-                            "elsewhere; the %s with tag keys %s is ignored", name,
-                            known[0].lower(), known[2], definition[0].lower(),
-                            definition[2])
+                _clash(name, known, definition)
         for key, value in values.items():
             name = key[0]
             known = self.definitions[name]
