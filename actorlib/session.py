@@ -45,9 +45,10 @@ _stopping = False  # shutdown() is running: a terminating signal waits for it to
 _pending_signal: int | None = None
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
+# (``_metrics_export_port``: actorlib's metrics are served by the dashboard, at /metrics.)
 _IGNORED_RAY_OPTIONS = frozenset({
     "logging_level", "logging_format", "configure_logging", "_temp_dir", "_system_config",
-    "local_mode",
+    "local_mode", "_metrics_export_port",
 })
 
 
