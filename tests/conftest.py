@@ -272,7 +272,9 @@ def _shm_entries() -> set[str]:
     A file names the pid of the driver or node that made it (``actorlib-<pid>-...``). It
     is the run's if that process is, or was, this one or one of its descendants
     (``_RUN_PIDS``): files of another actorlib program on the machine, running or killed,
-    are not ours to judge. A name without a pid counts (it cannot be placed).
+    are not ours to judge, even one whose pid was once ours (pids wrap at 32768 here):
+    a live process under a recorded pid counts only if it started when ours did. A name
+    without a pid counts (it cannot be placed).
     """
     try:
         names = [n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)]
@@ -282,21 +284,37 @@ def _shm_entries() -> set[str]:
     found = set()
     for name in names:
         pid_text = name[len(SHM_PREFIX) :].lstrip("-").split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) in _RUN_PIDS:
+        if not pid_text.isdigit() or _ours(int(pid_text)):
             found.add(name)
     return found
+
+
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started; None if there is none."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` is, or was, a process of this run (not a reuse of its pid)."""
+    if pid not in _RUN_PIDS:
+        return False
+    started = _started(pid)
+    return started is None or _RUN_PIDS[pid] in (None, started)
 
 
 # The processes of this test run: pytest itself and every descendant seen so far, by a
 # check (``_live_children``) or as ``subprocess`` started it (a short-lived child may
 # make files and die between two checks). Only their /dev/shm files count as leaks.
-_RUN_PIDS: set[int] = {os.getpid()}
+_RUN_PIDS: dict[int, float | None] = {os.getpid(): _started(os.getpid())}  # pid: start
 _popen_init = subprocess.Popen.__init__
 
 
 def _recording_popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
     _popen_init(self, *args, **kwargs)
-    _RUN_PIDS.add(self.pid)
+    _RUN_PIDS[self.pid] = _started(self.pid)  # None if it already ended: still ours
 
 
 subprocess.Popen.__init__ = _recording_popen_init  # type: ignore[method-assign]
@@ -305,7 +323,9 @@ subprocess.Popen.__init__ = _recording_popen_init  # type: ignore[method-assign]
 def _live_children() -> list[psutil.Process]:
     """All descendants, zombies included (an unreaped child is a leak too)."""
     children = psutil.Process().children(recursive=True)
-    _RUN_PIDS.update(c.pid for c in children)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            _RUN_PIDS[child.pid] = child.create_time()
     return children
 
 

@@ -61,6 +61,17 @@ def test_other_programs_shm_is_not_ours():
         open(path, "wb").close()
 
 
+def test_a_reused_pid_is_not_ours():
+    # pids wrap: a process of this run once had the pid a foreign program has now
+    import conftest
+
+    pid = int(os.environ["FOREIGN_LIVE_PID"])
+    conftest._RUN_PIDS[pid] = 1.0  # that earlier process's start time
+    path = os.path.join(os.environ["ACTORLIB_TEST_SHM_DIR"], f"actorlib-{pid}-0-2")
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    open(path, "wb").close()
+
+
 def test_leaves_runtime_initialized(backend_name):
     actorlib.init(backend=backend_name, num_cpus=1)
 
@@ -90,7 +101,7 @@ def test_leak_check_catches_leaks(pytester, monkeypatch, tmp_path):
     finally:
         live.kill()
         live.wait()
-    result.assert_outcomes(passed=7, errors=5)
+    result.assert_outcomes(passed=8, errors=5)
     text = result.stdout.str()
     assert "leaky" in text
     assert "child processes outlived the test" in text

@@ -127,9 +127,10 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> 
         time.sleep(0.02)
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     """Poll an eventually-true condition after a collection each time (reference
-    counting, resource release)."""
+    counting, resource release). The timeout is generous: a worker started at load 15-40
+    takes seconds, and only a failing test ever waits it out."""
     wait_for(lambda: gc.collect() >= 0 and pred(), what, timeout)
 
 
