@@ -113,7 +113,10 @@ class Pending:
             self._definitions, self._values = {}, {}
 
         def delivered() -> None:
-            self._send(send)
+            try:
+                self._send(send)
+            except Exception:  # the runtime went meanwhile: on its reader, never raise
+                log.debug("actorlib metrics: a batch could not be sent", exc_info=True)
 
         try:
             send(batch, delivered)
