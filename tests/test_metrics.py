@@ -175,3 +175,40 @@ def test_metrics_table_folds_batches_and_writes_prometheus_text() -> None:
         "lat_count 4",
     ]
     assert core_metrics.prometheus([]) == ""
+
+
+def test_a_process_sends_one_batch_at_a_time_and_merges_the_rest() -> None:
+    """While a batch is on its way, updates are merged into the next: a loop of a
+    thousand increments costs two messages, not a thousand."""
+    pending = core_metrics.Pending()
+    sent: list[core_metrics.Batch] = []
+    answers: list = []
+
+    def send(batch: core_metrics.Batch, delivered) -> None:
+        sent.append(batch)
+        answers.append(delivered)
+
+    counter = (core_metrics.COUNTER, "", (), ())
+    gauge = (core_metrics.GAUGE, "", ("k",), ())
+    hist = (core_metrics.HISTOGRAM, "", (), (1.0,))
+    for i in range(1000):
+        pending.record("c", counter, (), 1, send)
+        pending.record("g", gauge, ("x",), i, send)
+        pending.record("h", hist, (), i % 3, send)
+    assert len(sent) == 1  # the first update went at once; the rest wait for its answer
+    answers.pop(0)()
+    assert len(sent) == 2
+    _, values = sent[1]
+    assert values[("c", ())] == 999 and values[("g", ("x",))] == 999
+    # (the gauge and histogram's first updates came after the first batch left)
+    assert len(values[("h", ())]) == 1000  # observations kept, to fold into buckets
+    answers.pop(0)()
+    assert len(sent) == 2  # nothing left: no empty batch
+    pending.record("c", counter, (), 1, send)
+    assert len(sent) == 3  # idle again: the next update goes at once
+    table = core_metrics.MetricTable()
+    for batch in sent:
+        table.apply(batch)
+    rows = {row["name"]: row for row in table.rows()}
+    assert rows["c"]["value"] == 1001 and rows["g"]["value"] == 999
+    assert rows["h"]["count"] == 1000 and rows["h"]["buckets"] == [667, 333]
