@@ -281,7 +281,7 @@ def _start(
         rt.start()
         from actorlib.backends import state_socket
 
-        if state_socket.enabled():  # `actorlib list` from another terminal
+        if state_socket.enabled(backend_cls.serves_state):  # `actorlib list` elsewhere
             _state_server = state_socket.StateServer(rt.state_rows)
             _state_server.start()
     return rt, backend_cls, env, code_env

@@ -195,6 +195,9 @@ class Backend(ABC):
     #: reports that end), hands it back through ``task_recalled`` on ``recall`` if it has
     #: not started, and reports it crashed (not started) if the worker dies.
     pipelines: bool = False
+    #: Whether a driver running its core serves the state API on a unix socket unless
+    #: ``$ACTORLIB_STATE_SOCKET`` says otherwise (``backends.state_socket``).
+    serves_state: bool = True
     #: The runtime_env file fields it applies: ``working_dir`` / ``py_modules`` need a
     #: worker process of their own (cwd and imports are process-wide), so a backend
     #: whose work shares one process leaves them out and they are refused at submission.

@@ -7,7 +7,8 @@ user (``SO_PEERCRED`` where the platform has it). One request per connection, JS
 ways, so nothing is unpickled: ``{"kind": "tasks"}`` in, ``{"rows": [...]}`` or
 ``{"error": "..."}`` out, each one line.
 
-``ACTORLIB_STATE_SOCKET=0`` turns it off.
+``ACTORLIB_STATE_SOCKET=0`` turns it off; a backend may default to off (``sim``: a
+simulated run, often one of thousands in a test, serves it only when that variable is 1).
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ TIMEOUT_S = 10.0
 Rows = Callable[[str], list[dict[str, Any]]]
 
 
-def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+def enabled(default: bool = True) -> bool:
+    """Whether to serve: ``$ACTORLIB_STATE_SOCKET`` if set, else ``default``."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "no", "off")
 
 
 def _peer_uid(conn: socket.socket) -> int | None:

@@ -329,6 +329,45 @@ def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
         state.list_tasks()
 
 
+@actorlib.remote
+def counting(n: int) -> Iterator[int]:
+    yield from range(n)
+
+
+def test_a_concurrency_limit_needs_a_return_on_ray(on_ray: str) -> None:
+    """The limit is kept by watching a limited task's first return: a stream or a task
+    with no return is refused, not run unbounded."""
+    from actorlib.exceptions import NotSupportedError
+
+    limit = {"_concurrency": ("no-return", 1)}
+    with pytest.raises(NotSupportedError, match=r"_concurrency.*at least one return"):
+        counting.options(**limit).remote(2)
+    with pytest.raises(NotSupportedError, match=r"_concurrency.*at least one return"):
+        node_of.options(num_returns=0, **limit).remote()
+
+
+def test_a_limited_task_ray_refuses_gives_its_slot_back(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from actorlib.core import context
+
+    core: Any = context.current()
+    real = core._task_callers.get
+    refused: list[bool] = []
+
+    def refuse_once(spec: Any) -> Any:
+        if not refused:
+            refused.append(True)
+            raise ValueError("refused by Ray")
+        return real(spec)
+
+    monkeypatch.setattr(core._task_callers, "get", refuse_once)
+    limited = node_of.options(_concurrency=("refused", 1))
+    with pytest.raises(ValueError, match="refused by Ray"):
+        limited.remote()
+    assert actorlib.get(limited.remote(), timeout=60) == on_ray  # the slot is free
+
+
 def test_init_on_an_unreachable_address_fails_and_stays_uninitialized() -> None:
     """Through ``init`` itself, in a fresh interpreter (this one may share the run's Ray)."""
     pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")

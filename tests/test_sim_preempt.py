@@ -12,6 +12,7 @@ import time
 import pytest
 
 import actorlib
+from actorlib.backends.sim import SimBackend
 from actorlib.exceptions import TaskCancelledError
 from actorlib.testing import simulate
 
@@ -124,3 +125,55 @@ def test_bad_preempt_values_are_refused(bad):
     with pytest.raises(ValueError, match="preempt"), simulate(preempt=bad):
         pass
     assert not actorlib.is_initialized()
+
+
+@actorlib.remote
+class Tally:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+
+    def value(self):
+        return self.n
+
+
+@actorlib.remote(num_cpus=0)
+def tally_forever(tally, nap):
+    while True:
+        time.sleep(nap)  # real time, longer than the slice: preempted here
+        actorlib.get(tally.incr.remote())  # out of user code in get: rejoins the run
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_cancel_landing_while_a_preempted_task_is_outside_user_code_ends_it(
+    monkeypatch, force,
+):
+    """A cancel that lands while a preempted task has left its user code (in ``get``,
+    before it rejoins the run) is not lost: the task never runs user code again, and
+    what it submitted before the cancel is all it ever submits."""
+    at_rejoin = threading.Event()
+    go_on = threading.Event()
+    real_park = SimBackend._park
+
+    def park(self, worker, wait):
+        if worker.detached and not at_rejoin.is_set():  # hold the task right there
+            at_rejoin.set()
+            go_on.wait(10)
+        return real_park(self, worker, wait)
+
+    monkeypatch.setattr(SimBackend, "_park", park)
+    with simulate(preempt=SLICE):
+        tally = Tally.remote()
+        ref = tally_forever.remote(tally, 0.05)
+        assert actorlib.get(tally.value.remote()) == 0  # the task starts, is preempted
+        assert at_rejoin.wait(10)  # its first incr submitted, it is about to rejoin
+        actorlib.cancel(ref, force=force)
+        threading.Timer(0.1, go_on.set).start()  # once the cancel has landed
+        with pytest.raises(TaskCancelledError):
+            actorlib.get(ref, timeout=10)
+        time.sleep(0.2)  # were it still running, it would tally more meanwhile
+        assert actorlib.get(tally.value.remote()) == 1  # its one incr before the cancel
+        time.sleep(0.2)
+        assert actorlib.get(tally.value.remote()) == 1

@@ -71,3 +71,17 @@ def test_an_invariant_broken_on_a_workers_step_fails_the_run_in_the_driver():
         invariant(lambda: peek(tally).n < 30)
         actorlib.get([tally.add.remote() for _ in range(50)])
     assert info.value.steps.count("Tally#1.add from driver") == 30
+
+
+def test_idle_actors_called_again_are_listed_in_the_order_they_were_made():
+    """An idle sync actor is not looked at until its next call; when calls come back to
+    several in one batch, their steps are still listed (and so aged) in the order the
+    actors were made, not the order the calls came in: the same runs as a scan of all."""
+    with simulate() as run:  # the oldest runnable step each time
+        first, second, third = Tally.remote(), Tally.remote(), Tally.remote()
+        actorlib.get([first.add.remote(), second.add.remote(), third.add.remote()])
+        for _ in range(3):  # all idle now; the next calls are first seen in one turn
+            actorlib.get([third.add.remote(), first.add.remote(), second.add.remote()])
+    adds = [name for name in run.log if ".add from driver" in name]
+    assert adds == ["Tally#1.add from driver", "Tally#2.add from driver",
+                    "Tally#3.add from driver"] * 4, adds

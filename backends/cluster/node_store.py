@@ -1,7 +1,10 @@
 """A cluster node's object store: its own objects, and copies of other nodes' it cached.
 
 A node keeps a copy of every object of another node that one of its workers (or a driver
-on its machine) read, so the next reader maps it without a transfer. Those copies share
+on its machine) read, so the next reader maps it without a transfer. A copy is received
+into an extent of the node's arena, whose pages are already there (made when its segment
+was, and kept by extents freed since), and into a file of its own only when the arena
+cannot hold it at the moment. Those copies share
 the node's ``object_store_memory`` with the node's own objects: before a copy is made,
 and before the node takes on an object of its own, the least recently used copies are
 removed until both fit. A copy is never spilled (its owner still has the object): it is
@@ -19,6 +22,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from actorlib.backends.cluster.transfer import Destination, ExtentDestination, Receiver
 from actorlib.backends.process.shm_files import unlink
 from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.core.serialization import Serialized
@@ -33,8 +37,8 @@ class NodeStore(SharedMemoryStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cache_lock = threading.Lock()
-        #: another node's path -> bytes of our copy, least recently used first
-        self._copies: OrderedDict[str, int] = OrderedDict()
+        #: another node's path -> (our copy's location, its bytes), least recently used first
+        self._copies: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._copy_bytes = 0  # of the copies in ``_copies`` and those being made
         #: another node's path -> whether it was freed while our copy was being made
         self._making: dict[str, bool] = {}
@@ -49,13 +53,21 @@ class NodeStore(SharedMemoryStore):
     # -- cached copies -----------------------------------------------------------------
 
     def cached(self, path: str) -> str | None:
-        """Our copy of another node's ``path``, marked recently used; None if there is none."""
+        """Our copy of another node's ``path`` (an arena extent's location, or a file),
+        marked recently used; None if there is none."""
         with self._cache_lock:
             if path not in self._copies:
                 return None
             self._copies.move_to_end(path)
-        target = self.cache_path(path)
-        return target if os.path.exists(target) else None
+            local = self._copies[path][0]
+        if self.arena is not None and self.arena.holds(local):
+            return local
+        return local if os.path.exists(local) else None
+
+    def copies(self) -> int:
+        """How many complete copies of other nodes' objects this store holds."""
+        with self._cache_lock:
+            return len(self._copies)
 
     def reserve_copy(self, path: str, size: int) -> None:
         """Make room for a copy of ``path`` (``size`` bytes), dropping older copies; count it.
@@ -72,18 +84,36 @@ class NodeStore(SharedMemoryStore):
             self._making[path] = False
         self._drop_copies(0)
 
-    def add_copy(self, path: str, size: int) -> bool:
-        """A copy reserved with :meth:`reserve_copy` is complete; False if the object was
-        freed meanwhile (the copy is removed: kept, it would hold memory until the node
-        stops, since no other free of that object will come)."""
+    def copy_destination(self, path: str, size: int) -> Receiver:
+        """Where a copy of ``path`` reserved with :meth:`reserve_copy` is received: an
+        arena extent (its pages made as the bytes arrive where they are not there yet),
+        else a new file that gets its final name (:meth:`cache_path`) only once
+        complete."""
+        arena = self.arena
+        found = arena.alloc_lazily(size) if arena is not None and size else None
+        if arena is not None and found is not None:
+            extent, cold = found
+            try:
+                return ExtentDestination(arena, extent, cold)
+            except BaseException:
+                arena.cool(extent.base, cold)
+                arena.release(extent.path)
+                raise
+        target = self.cache_path(path)
+        return Destination(f"{target}.partial", size, final=target)
+
+    def add_copy(self, path: str, size: int, local: str) -> bool:
+        """A copy reserved with :meth:`reserve_copy` is complete at ``local``; False if
+        the object was freed meanwhile (the copy is removed: kept, it would hold memory
+        until the node stops, since no other free of that object will come)."""
         with self._cache_lock:
             freed = self._making.pop(path, False)
             if freed:
                 self._copy_bytes -= size
             else:
-                self._copies[path] = size
+                self._copies[path] = (local, size)
         if freed:
-            unlink(self.cache_path(path))
+            self._forget(local)
         return not freed
 
     def cancel_copy(self, path: str, size: int) -> None:
@@ -104,11 +134,17 @@ class NodeStore(SharedMemoryStore):
             while self._copies and (
                 self.in_use() + self._copy_bytes + incoming > self.capacity
             ):
-                path, size = self._copies.popitem(last=False)
+                _, (local, size) = self._copies.popitem(last=False)
                 self._copy_bytes -= size
-                dropped.append(path)
-        for path in dropped:
-            unlink(self.cache_path(path))
+                dropped.append(local)
+        for local in dropped:
+            self._forget(local)
+
+    def _forget(self, local: str) -> None:
+        """Remove a copy: free its extent (reused once no reader views it), or unlink its
+        file (its memory goes with the last reader's mapping)."""
+        if self.arena is None or not self.arena.release(local):
+            unlink(local)
 
     # -- the store's own objects make room among the copies first ----------------------------
 
@@ -123,13 +159,17 @@ class NodeStore(SharedMemoryStore):
         super().adopt(obj)
 
     def free_paths(self, paths: list[str]) -> None:
+        dropped: list[str] = []
         with self._cache_lock:
             for path in paths:
-                size = self._copies.pop(path, None)
-                if size is not None:
-                    self._copy_bytes -= size
+                copy = self._copies.pop(path, None)
+                if copy is not None:
+                    self._copy_bytes -= copy[1]
+                    dropped.append(copy[0])
                 elif path in self._making:
                     self._making[path] = True  # its copy goes when complete (add_copy)
+        for local in dropped:
+            self._forget(local)
         super().free_paths(paths)
 
     def cleanup(self) -> None:

@@ -9,7 +9,7 @@ the socket's speed while the node's event loop goes on. Requests (see
 - ``localize path size``: a file of ours holding ``path``'s bytes (our own file, or a copy
   of another node's object, fetched once however many readers ask at the same time);
 - ``describe``: this node's machine, store and marker (a driver on the same machine then
-  maps our files itself);
+  maps our files itself), and how many copies of other nodes' objects it holds;
 - ``adopt locations``: files a driver on our machine wrote into our store, now ours to
   account for and free;
 - ``write sizes``: a driver elsewhere sends a ``put``'s buffers, received straight into
@@ -18,6 +18,7 @@ the socket's speed while the node's event loop goes on. Requests (see
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -36,8 +37,9 @@ from actorlib.backends.cluster.transfer import (
     ROLE,
     SIZE,
     Destination,
+    Receiver,
     encode,
-    fill_file,
+    fill,
     recv_exactly,
     send_buffer,
     send_file,
@@ -208,7 +210,7 @@ class ObjectServer:
     def _describe(self, conn: socket.socket) -> None:
         self._reply(conn, lambda: {
             "host": host_id(), "marker": self.marker, "nonce": self._nonce,
-            "store": self.store.config(),
+            "store": self.store.config(), "copies": self.store.copies(),
         })
 
     def _adopt(self, conn: socket.socket, locations: list[tuple[str, int]]) -> None:
@@ -282,30 +284,34 @@ class ObjectServer:
         owner = self.directory().get(session_of(path))
         if owner is None:
             raise ObjectLostError(f"the node holding {os.path.basename(path)} is gone")
-        target = self.store.cache_path(path)
-        partial = f"{target}.partial"  # renamed when complete: never map half a copy
         self.store.reserve_copy(path, size)
         try:
-            for fresh in (False, True):
-                try:
-                    self._fill(partial, owner, path, size, fresh)
-                    break
-                except (ConnectionError, EOFError):
-                    if fresh:  # a kept connection may have gone stale; a new one did not
-                        raise ObjectLostError(
-                            f"the node holding {os.path.basename(path)} went away during "
-                            "the transfer"
-                        ) from None
-            os.rename(partial, target)
+            dest = self.store.copy_destination(path, size)
+            try:
+                self._fill(dest, owner, path)
+                local = dest.finish()
+            except BaseException:
+                dest.discard()  # never a partial copy
+                raise
         except BaseException:
             self.store.cancel_copy(path, size)
             raise
-        if not self.store.add_copy(path, size):
+        if not self.store.add_copy(path, size, local):
             raise ObjectLostError(f"{os.path.basename(path)} was freed during its transfer")
-        return target
+        return local
 
-    def _fill(self, partial: str, owner: tuple[str, int], path: str, size: int,
-              fresh: bool) -> None:
-        fill_file(partial, size, lambda: self.pool.connect(owner, fresh),
-                  lambda lo, hi: ("read", path, size, lo, hi),
-                  lambda sock: self.pool.release(owner, sock))
+    def _fill(self, dest: Receiver, owner: tuple[str, int], path: str) -> None:
+        """Receive ``path``'s bytes into ``dest``: over kept connections, and if one of
+        those had gone stale, once more over new ones (filling ``dest`` again)."""
+        for fresh in (False, True):
+            try:
+                fill(dest, functools.partial(self.pool.connect, owner, fresh),
+                     lambda lo, hi: ("read", path, dest.size, lo, hi),
+                     lambda sock: self.pool.release(owner, sock))
+                return
+            except (ConnectionError, EOFError):
+                if fresh:
+                    raise ObjectLostError(
+                        f"the node holding {os.path.basename(path)} went away during "
+                        "the transfer"
+                    ) from None

@@ -136,19 +136,29 @@ def _checked(reply: tuple[bool, Any], path: str) -> Any:
     return value
 
 
-def map_copy(pool: Pool, server: tuple[str, int], path: str, size: int) -> memoryview:
+Mapper = Callable[[str, int], memoryview]
+
+
+def map_copy(pool: Pool, server: tuple[str, int], path: str, size: int,
+             mapper: Mapper) -> tuple[str, memoryview]:
     """Map the node at ``server``'s copy of ``path``, asking it to make one if needed.
 
-    The node may drop a copy to make room between its answer and our mapping: ask again.
+    The copy's location (an extent of that node's arena, or a file of its store) is
+    mapped with ``mapper``, a reader of that node's store. The node may drop a copy to
+    make room between its answer and our mapping: ask again.
     """
     for attempt in (0, 1):
         local = _checked(pool.request(server, ("localize", path, size)), path)
         try:
-            return map_readonly(local, size)
+            return local, mapper(local, size)
         except FileNotFoundError:
             if attempt:
                 raise
     raise AssertionError("unreachable")
+
+
+#: Copies a worker remembers where they are (another read then asks its node nothing).
+REMEMBERED = 256
 
 
 class WorkerMapper:
@@ -159,6 +169,10 @@ class WorkerMapper:
         self.store = store
         self.server = server
         self.pool = Pool(token, tls)
+        #: another node's path -> where our node's copy of it was; checked on every use
+        #: (an extent freed or reused since fails its generation check, a file is gone)
+        self._copies: dict[str, str] = {}
+        self._lock = threading.Lock()  # threaded actors read from several threads
 
     def __call__(self, path: str, size: int) -> memoryview | Unavailable:
         try:
@@ -168,7 +182,20 @@ class WorkerMapper:
                 return map_readonly(self.store.cache_path(path), size)
             except FileNotFoundError:
                 pass
-            return map_copy(self.pool, self.server, path, size)
+            with self._lock:
+                local = self._copies.get(path)
+            if local is not None:
+                try:
+                    return self.store.map_location(local, size)
+                except FileNotFoundError:
+                    with self._lock:
+                        self._copies.pop(path, None)
+            local, view = map_copy(self.pool, self.server, path, size, self.store.map_location)
+            with self._lock:
+                if len(self._copies) >= REMEMBERED:
+                    self._copies.pop(next(iter(self._copies)))
+                self._copies[path] = local
+            return view
         except Exception as exc:
             return unavailable(path, exc)
 
@@ -257,7 +284,9 @@ class DriverMapper:
             return store.map_location(path, size)
         here = links.local_node()
         if here is not None:  # our machine's node fetches it (once for every reader there)
-            return map_copy(links.pool, links.address(here), path, size)
+            node = links.local_store(here)
+            assert node is not None  # local_node() found it
+            return map_copy(links.pool, links.address(here), path, size, node.map_location)[1]
         return memoryview(links.pool.fetch(links.address(session), path, size)).toreadonly()
 
 

@@ -305,6 +305,89 @@ class Arena(ArenaReader):
             except ObjectStoreFullError:
                 return None
 
+    def alloc_lazily(self, size: int) -> tuple[Extent, list[tuple[int, int]]] | None:
+        """An extent for ``size`` bytes whose missing pages its writer makes as it writes:
+        ``(extent, cold)``, or None if the arena cannot hold it now.
+
+        Warm space first (``cold`` is empty), then space :meth:`trim` gave back, then a
+        new segment left sparse; ``cold`` lists the segment ranges ``(offset, length)``
+        of the extent that have no pages yet. The writer reserves each part of them
+        (:func:`reserve_range` on :meth:`segment_path`) just before writing it: a writer
+        that receives from a socket then makes pages while the sender sends, instead of
+        all of them before the first byte (as :meth:`alloc` does) or on another thread
+        (no segment is made ahead here). A writer that gives up calls :meth:`cool` with
+        ``cold`` before releasing the extent.
+        """
+        span = _round_up(max(size, 1), ALIGN)
+        if span > self.capacity:
+            return None
+        for attempt in (0, 1):
+            with self._lock:
+                if self._closed:
+                    return None
+                self._last_alloc = time.monotonic()
+                if self._pending:
+                    self._reclaim()
+                cold: list[tuple[int, int]] = []
+                found = self._fit(span, warm=True)
+                if found is None:
+                    found = self._fit(span, warm=False)
+                    if found is not None:
+                        cold = self._warm_up(found[0], found[1], span)
+                if found is not None:
+                    return self._take(found[0], found[1], span, size), cold
+                room = self.capacity - self._mapped
+                if attempt or room < span:
+                    return None
+                base = self._mapped
+                size_made = min(room, max(span, MIN_SEGMENT))
+                self._mapped += size_made  # claimed, as _add_segment does
+            try:
+                mapped = self._sparse_segment(base, size_made)
+            except OSError:
+                with self._lock:
+                    if self._mapped == base + size_made:
+                        self._mapped = base
+                return None
+            with self._lock:
+                if self._closed:
+                    mapped.close()
+                    unlink(self.segment_path(base))
+                    return None
+                self._maps[self._segment_name(base)] = mapped
+                self._free[base] = [(0, size_made)]
+                self._cold[base] = [(0, size_made)]
+        return None
+
+    def cool(self, base: int, cold: list[tuple[int, int]]) -> None:
+        """Mark ranges of the segment at ``base`` as having no pages (reserved again
+        before their next use): the parts of an :meth:`alloc_lazily` extent whose
+        writer gave up before reserving them all."""
+        with self._lock:
+            ranges = self._cold.setdefault(base, [])
+            for offset, length in cold:
+                for start, end in _subtract(ranges, offset, offset + length):
+                    _add_range(ranges, start, end - start)
+
+    def segment_path(self, base: int) -> str:
+        """The file of the segment at ``base``."""
+        return os.path.join(self.directory, self._segment_name(base))
+
+    def _sparse_segment(self, base: int, size: int) -> mmap.mmap:
+        """A new segment file of ``size`` bytes, mapped, with no pages yet."""
+        with self._lock:
+            if self._index_fd < 0:
+                self._index_fd = os.open(self._index_path(), os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(self.segment_path(base), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            return mmap.mmap(fd, size)
+        except BaseException:
+            unlink(self.segment_path(base))
+            raise
+        finally:
+            os.close(fd)
+
     def write(self, extent: Extent, raw: memoryview) -> None:
         """Copy ``raw`` into the extent: one ``memcpy`` into pages already mapped."""
         copy_into(self._segment(self._segment_name(extent.base)), extent.offset, raw)
@@ -314,6 +397,15 @@ class Arena(ArenaReader):
         mapped = self._segment(self._segment_name(extent.base))
         return pinned_view(mapped, extent.offset, extent.span, extent.size, self._pins,
                           extent.block)
+
+    def writable(self, extent: Extent) -> memoryview:
+        """A writable view of a live extent, for the owner to fill in place (a cluster
+        node receiving a copy straight off a socket); the caller releases it."""
+        view = memoryview(self._segment(self._segment_name(extent.base)))
+        try:
+            return view[extent.offset:extent.offset + extent.size]
+        finally:
+            view.release()
 
     def map(self, path: str, size: int) -> memoryview:
         _, base, offset, gen = _parse(path)

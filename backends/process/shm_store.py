@@ -544,8 +544,12 @@ class SharedMemoryStore(ObjectStore):
         return reader_for(self.directory, self.session)
 
     def _in_arena(self, path: str) -> bool:
-        """Whether ``path`` names an extent of the arena (once spilled, it names a file)."""
-        return is_arena_path(path) and os.path.dirname(path) == self.directory
+        """Whether ``path`` names an extent of the arena (once spilled, it names a file;
+        a cluster node's copy of another node's extent is a file named after it)."""
+        return (
+            is_arena_path(path) and os.path.dirname(path) == self.directory
+            and os.path.basename(path).startswith(f"{self._prefix}arena-")
+        )
 
     def _remove(self, path: str) -> None:
         """Free one location: release an arena extent, unlink a file."""

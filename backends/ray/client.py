@@ -18,7 +18,6 @@ import functools
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
@@ -28,6 +27,7 @@ from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.groups import RayGroups
+from actorlib.backends.ray.limits import Held, HeldTasks, Limits
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,
     actor_options,
@@ -37,6 +37,7 @@ from actorlib.backends.ray.options import (
     task_options,
 )
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
+from actorlib.backends.ray.waits import RayWaits
 from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
@@ -66,31 +67,13 @@ from actorlib.exceptions import (
     TaskPlacementGroupRemoved,
 )
 
-Watcher = Callable[[int, Serialized], None]
-
 #: How long a Ray object learnt from a box stays mapped with no actorlib ref counting it
 #: (a value delivered to a waiter is unpickled right after, adding its refs).
 _UNCLAIMED_S = 60.0
-#: A watch of more ids than this is scanned on completions rather than indexed by id.
-_INDEXED = 16
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
-#: A blocking wait's rounds in Ray: the first this long, each next twice as long, up to
-#: the last (a wait ended by other means than its objects, such as a shutdown, is seen
-#: within a round).
-_FIRST_ROUND_S = 0.05
-_LAST_ROUND_S = 1.0
 
 ray = ray_module()
-
-
-def _raise_signalled(exc: Exception) -> None:
-    """Raise what a signal handler raised while Ray waited (a test's timeout, an
-    application's alarm): Ray's ``get``/``wait`` keep it pending until they return and
-    then raise a ``SystemError`` whose context it is (``KeyboardInterrupt`` alone is
-    raised as itself)."""
-    if isinstance(exc, SystemError) and isinstance(exc.__context__, BaseException):
-        raise exc.__context__
 
 
 class PassStore(ObjectStore):
@@ -101,7 +84,7 @@ class PassStore(ObjectStore):
         return obj
 
 
-class RayCore:
+class RayCore(RayWaits, HeldTasks):
     """The :class:`~actorlib.core.context.Client` (and ``RunningCore``) on Ray."""
 
     address: str | None = None  # Ray's own address is Ray's business (``ray.init``)
@@ -115,7 +98,9 @@ class RayCore:
         self._namespace = namespace
         self._stop_ray = stop_ray
         self._worker = worker
-        self._lock = threading.Lock()
+        # Re-entrant: a garbage collection while it is held (any allocation) may run an
+        # ObjectRef's ``__del__``, whose ``drop_ref`` takes it again in the same thread.
+        self._lock = threading.RLock()
         # id -> [Ray ObjectRef, count, ready]: ``ready`` once this process knows the
         # object is complete (its put, or a completion seen), so a ``get`` reads it at once.
         self._refs: dict[int, list[Any]] = {}
@@ -143,6 +128,8 @@ class RayCore:
         # A blocking ``get``/``wait`` waits in Ray itself (``wait_blocking``): the objects
         # of its watch get no completion callback, and many are read in one ``ray.get``.
         self._thread = threading.local()  # ``deferred``: this thread's watch to wait for
+        # Tasks over their concurrency limit, held here until a slot frees (see .limits).
+        self._limits = Limits()
         waiting.blocking_wait = self.wait_blocking
 
     @property
@@ -199,7 +186,10 @@ class RayCore:
 
     def ray_ref(self, id_: int) -> Any:
         with self._lock:
-            return self._ray_ref(id_)
+            ref = self._ray_ref(id_)
+        if type(ref) is Held:
+            return self._take_now(id_, ref)
+        return ref
 
     def _handle(self, actor_id: int) -> Any:
         with self._lock:
@@ -241,76 +231,26 @@ class RayCore:
                         refs[id_] = ActorRef(actor[0], actor[2])
                     elif id_ in self._unclaimed:
                         refs[id_] = self._unclaimed[id_][0]
+            for id_, ref in refs.items():
+                if type(ref) is Held:
+                    refs[id_] = self._take_now(id_, ref)
         return packed(value, refs)
 
     def _pack(self, args: Args) -> list[Any]:
         """Ray arguments: the payload's box, then the Ray refs of top-level ref arguments
-        (Ray resolves those to their values before the task runs)."""
-        payload = None if args.payload is None else self.box(args.payload)
-        return [payload, *[self.ray_ref(d) for d in args.deps]]
+        (Ray resolves those to their values before the task runs). None at all for no
+        arguments: Ray serializes each argument it is given, a None too."""
+        if args.payload is None:
+            if not args.deps:
+                return []
+            return [None, *[self.ray_ref(d) for d in args.deps]]
+        return [self.box(args.payload), *[self.ray_ref(d) for d in args.deps]]
 
     def put(self, id_: int, value: Serialized) -> None:
         self._check_open()
         ref = ray.put(self.box(value))
         with self._lock:
             self._refs[id_] = [ref, 1, True]
-
-    # -- waiting ------------------------------------------------------------------------
-
-    def ready_value(self, id_: int) -> Serialized | None:
-        """The value of ``id_`` if this process knows it is complete."""
-        return self.ready_values([id_], 1, False).get(id_)
-
-    def ready_values(
-        self, ids: list[int], need: int, fail_fast: bool
-    ) -> dict[int, Serialized]:
-        """The objects this process knows are complete (its puts, completions it has
-        seen), read in one ``ray.get``. Nothing else is asked of Ray here: probing a
-        just-submitted task's ref (``ray.wait(timeout=0)``) asked the raylet and took a
-        third of a ``get(f.remote())``. A wait that is about to give up at a zero
-        timeout asks Ray in :meth:`flush` instead."""
-        chosen: list[tuple[int, Any]] = []
-        with self._lock:
-            for id_ in ids:
-                entry = self._refs.get(id_)
-                if entry is not None and entry[2]:
-                    chosen.append((id_, entry[0]))
-                    if len(chosen) == need:
-                        break
-        return self._read_all(chosen, fail_fast) if chosen else {}
-
-    def _read_all(self, chosen: list[tuple[int, Any]], fail_fast: bool) -> dict[int, Serialized]:
-        """The values of complete Ray objects, in one ``ray.get``."""
-        try:
-            datas = ray.get([ref for _, ref in chosen])
-        except Exception:  # one holds an error: read them one by one, errors as values
-            datas = [self._read(ref) for _, ref in chosen]
-        return self._values(chosen, datas, fail_fast)
-
-    def _values(
-        self, chosen: list[tuple[int, Any]], datas: list[Any], fail_fast: bool
-    ) -> dict[int, Serialized]:
-        """actorlib's values of ``chosen`` (id, Ray ref), whose Ray data are ``datas``."""
-        got: dict[int, Serialized] = {}
-        errors_as = self._errors_as
-        slots = self._slots
-        for (id_, _), data in zip(chosen, datas, strict=True):
-            if slots and id_ in slots:
-                value = got[id_] = self._slot_value(id_, data)
-            else:
-                value = got[id_] = self.value_of(data)
-            if errors_as and (value.is_error or id_ in self._ends):
-                value = got[id_] = errors_as.get(id_, value)
-            if fail_fast and value.is_error:
-                break
-        return got
-
-    @staticmethod
-    def _read(ref: Any) -> Any:
-        try:
-            return ray.get(ref)
-        except Exception as exc:  # Ray's errors, as the value
-            return exc
 
     def _ray_ref(self, id_: int) -> Any:
         """:meth:`ray_ref`, with the lock held."""
@@ -323,240 +263,6 @@ class RayCore:
         raise RuntimeClosedError(
             f"object {id_:016x} is unknown to this process (its runtime was shut down)"
         )
-
-    def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
-        """One Ray completion callback per Ray object, shared by every watcher of it (a
-        loop of ``wait`` over the remaining refs would otherwise add one per ref and step,
-        O(n^2) calls into Ray). A small watch is indexed by id; a large one (a ``wait``
-        over many refs) is kept whole and scanned as objects complete, so that each step
-        of such a loop costs set operations, not a Python loop over its refs."""
-        self._check_open()
-        # ``get``/``wait`` call ``wait_blocking`` next, in this thread: it waits in Ray.
-        defer = (getattr(callback, "hook_follows", False)
-                 and waiting.blocking_wait == self.wait_blocking)
-        with self._lock:
-            refs = {id_: self._ray_ref(id_) for id_ in ids}
-            watched = self._watches.get(callback)
-            if watched is None:
-                watched = self._watches[callback] = set()
-            watched.update(ids)
-            if len(watched) > _INDEXED:
-                self._large.add(callback)
-            else:
-                for id_ in ids:
-                    self._watchers.setdefault(id_, set()).add(callback)
-            if not defer:
-                new = refs.keys() - self._hooked
-                self._hooked.update(new)
-        if defer:
-            earlier = getattr(self._thread, "deferred", None)
-            self._thread.deferred = (callback, refs)
-            if earlier is not None:  # never reached its wait: never leave it unhooked
-                self._hook_up(earlier[1])
-            return
-        for id_ in new:  # outside the lock: Ray may call back at once
-            refs[id_]._on_completed(functools.partial(self._completed, id_))
-
-    def _hook_up(self, refs: dict[int, Any]) -> None:
-        """A completion callback for each of ``refs`` (id -> Ray ref) that has none."""
-        if self.closed:
-            return
-        with self._lock:
-            new = refs.keys() - self._hooked
-            self._hooked.update(new)
-        for id_ in new:
-            refs[id_]._on_completed(functools.partial(self._completed, id_))
-
-    def unwatch(self, ids: list[int], callback: Watcher) -> None:
-        deferred = getattr(self._thread, "deferred", None)
-        if deferred is not None and deferred[0] is callback:
-            self._thread.deferred = None
-        with self._lock:
-            waiting = self._watches.get(callback)
-            if waiting is None:
-                return
-            waiting.difference_update(ids)
-            if not waiting:
-                del self._watches[callback]
-                self._large.discard(callback)
-            if callback in self._large:
-                return
-            for id_ in ids:
-                watchers = self._watchers.get(id_)
-                if watchers is not None:
-                    watchers.discard(callback)
-                    if not watchers:
-                        del self._watchers[id_]
-
-    def _completed(self, id_: int, data: Any) -> None:
-        """Ray's completion callback (on Ray's thread)."""
-        self._deliver(id_, data, hooked=True)
-
-    def _deliver(self, id_: int, data: Any, hooked: bool = False) -> None:
-        """Hand a complete object (Ray's data, or a value :meth:`_read_all` made) to the
-        watchers still waiting for it."""
-        with self._lock:
-            if hooked:
-                self._hooked.discard(id_)
-            entry = self._refs.get(id_)
-            if entry is not None:
-                entry[2] = True
-            candidates = [*self._watchers.pop(id_, ()), *self._large]
-            callbacks = []
-            for callback in candidates:
-                waiting = self._watches.get(callback)
-                if waiting is None or id_ not in waiting:
-                    continue  # done already (or a small watch that grew large)
-                callbacks.append(callback)
-                waiting.discard(id_)
-                if not waiting:
-                    del self._watches[callback]
-                    self._large.discard(callback)
-        if not callbacks:
-            return
-        if type(data) is Serialized:
-            value = data
-        elif self._slots and id_ in self._slots:
-            value = self._slot_value(id_, data)
-        else:
-            value = self.value_of(data)
-        if self._errors_as and (value.is_error or id_ in self._ends):
-            value = self._errors_as.get(id_, value)
-        for callback in callbacks:
-            callback(id_, value)
-
-    def wait_blocking(
-        self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool,
-        need: int,
-    ) -> bool:
-        """``waiting.blocking_wait``: a blocking ``get``/``wait`` waits in Ray for the
-        objects its watch (made just before, in this thread) still lacks, and reads those
-        ready in one ``ray.get``, as plain Ray's ``get`` of a list does: no completion
-        callback per object (Ray deserialized each alone on its callback thread, and a
-        ``wait`` that gave up before that thread caught up missed objects complete in
-        Ray). An ``await`` gets its completion callbacks now and waits for them."""
-        deferred = getattr(self._thread, "deferred", None)
-        self._thread.deferred = None
-        if asynchronous or deferred is None:
-            if deferred is not None:
-                self._hook_up(deferred[1])
-            if asynchronous:
-                return True
-            return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
-        try:
-            return self._wait_in_ray(lock, timeout, deferred, len(ids), need)
-        except BaseException:  # interrupted (a cancel): nothing will deliver to it now
-            self.unwatch(ids, deferred[0])
-            raise
-
-    def _wait_in_ray(
-        self, lock: Any, timeout: float | None, watch: tuple[Watcher, dict[int, Any]],
-        total: int, need: int,
-    ) -> bool:
-        """Rounds of waiting in Ray until ``lock`` is released (the watch has what it
-        needs, or was ended otherwise: a shutdown, a cancel) or ``timeout`` passes.
-        Rounds are short at first and grow, so a release by other means is seen."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        step = _FIRST_ROUND_S
-        callback, refs = watch
-        while not lock.acquire(timeout=0):
-            with self._lock:
-                pending = [(id_, refs[id_]) for id_ in self._watches.get(callback, ())]
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            if not pending:  # delivered meanwhile: the lock says
-                return bool(lock.acquire(timeout=-1 if left is None else left))
-            if left == 0.0:  # the end: hand over all that is ready by now, then give up
-                self._ray_round(pending, len(pending), 0.0)
-                return bool(lock.acquire(timeout=0))
-            self._ray_round(pending, need - (total - len(pending)),
-                            step if left is None else min(step, left))
-            step = min(step * 2, _LAST_ROUND_S)
-        return True
-
-    def _ray_round(self, pending: list[tuple[int, Any]], need: int, timeout: float) -> int:
-        """Wait up to ``timeout`` in Ray for ``need`` of ``pending`` (id, Ray ref), then
-        hand those ready to their watchers (how many): ``ray.get`` of them all when all
-        are needed, else ``ray.wait`` and one ``ray.get`` of those ready. A worker waits
-        in ``ray.wait`` without fetching, as it always did: Ray then keeps its CPU for
-        it (a ``ray.get`` would lend it to other tasks, and an ``Executor``'s tasks
-        blocked in ``get`` would no longer be bounded by its ``max_workers``)."""
-        refs = [ref for _, ref in pending]
-        if need >= len(pending) and timeout > 0 and not self._worker:
-            try:
-                datas = ray.get(refs, timeout=timeout)
-            except ray.exceptions.GetTimeoutError:
-                return 0
-            except Exception as exc:  # one holds an error: those ready, errors as values
-                _raise_signalled(exc)
-                return (self._ray_round(pending, len(pending), 0.0)
-                        or self._ray_round(pending, 1, timeout))
-            values = self._values(pending, datas, False)
-        else:
-            unique = list(dict.fromkeys(refs))  # Ray's wait refuses duplicates
-            try:
-                ready, rest = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
-                                       timeout=timeout, fetch_local=not self._worker)
-            except SystemError as exc:
-                _raise_signalled(exc)
-                raise
-            if not ready:
-                return 0
-            if rest:  # those complete too are ready at once to the next wait of a loop
-                self._known_complete(pending, ray.wait(
-                    rest, num_returns=len(rest), timeout=0, fetch_local=False)[0])
-            chosen = set(ready)
-            values = self._read_all([(i, r) for i, r in pending if r in chosen], False)
-        for id_, value in values.items():
-            self._deliver(id_, value)
-        return len(values)
-
-    def _known_complete(self, pending: list[tuple[int, Any]], refs: list[Any]) -> None:
-        """``refs`` of ``pending`` (id, Ray ref) are complete: ``ready_values`` reads them."""
-        if not refs:
-            return
-        complete = set(refs)
-        with self._lock:
-            for id_, ref in pending:
-                if ref in complete:
-                    entry = self._refs.get(id_)
-                    if entry is not None:
-                        entry[2] = True
-
-    def flush(self) -> None:
-        """A wait about to give up at a (near) zero timeout must still see the objects
-        that are complete: ask Ray now about every watched object (the completion
-        callbacks may not have run yet) and hand those ready to their watchers."""
-        with self._lock:
-            ids = set(self._watchers)
-            for callback in self._large:
-                ids.update(self._watches.get(callback, ()))
-            pairs = []
-            for id_ in ids:
-                try:
-                    pairs.append((id_, self._ray_ref(id_)))
-                except RuntimeClosedError:
-                    continue
-        if not pairs:
-            return
-        refs = [ref for _, ref in pairs]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
-        if not ready:
-            return
-        ready_set = set(ready)
-        chosen = [(id_, ref) for id_, ref in pairs if ref in ready_set]
-        for id_, value in self._read_all(chosen, False).items():
-            self._deliver(id_, value)
-
-    def value_of(self, data: Any) -> Serialized:
-        """A Ray object's content as actorlib's serialized value (errors translated)."""
-        if type(data) is bytes:  # a plain value's pickle (see ``boxes.packed``)
-            return Serialized(data)
-        if isinstance(data, Box):
-            self.learn(data.refs)
-            return data.value
-        if isinstance(data, BaseException):
-            return error_value(data)
-        return serialize(data)  # a value Ray made (a plain Ray task's)
 
     # -- streams (see :mod:`.streams`) -----------------------------------------------------
 
@@ -627,6 +333,18 @@ class RayCore:
 
     def submit_task(self, spec: TaskSpec) -> None:
         self._check_open()
+        if spec.concurrency is None:
+            self._submit_to_ray(spec)
+            return
+        if not self._admit(spec):
+            return  # held: submitted when a slot under its limit frees
+        try:
+            self._submit_to_ray(spec)
+        except BaseException:  # Ray refused it (the caller hears why): the slot is free
+            self._give_back(spec.concurrency[0])
+            raise
+
+    def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
@@ -634,16 +352,28 @@ class RayCore:
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:
-            self._adopt_returns(spec.return_ids, out)
+            refs = self._adopt_returns(spec.return_ids, out, held)
+            if spec.concurrency is not None:
+                self._track(spec, refs)
         strategy = spec.scheduling_strategy
         if type(strategy) is PlacementGroupStrategy:
             self._groups.track(strategy.group_id, spec.return_ids, self._refs.keys())
 
-    def _adopt_returns(self, ids: tuple[int, ...], out: Any) -> None:
+    def _adopt_returns(
+        self, ids: tuple[int, ...], out: Any, held: Held | None = None,
+    ) -> list[Any]:
+        """Map ``ids`` to Ray's refs ``out``; a held task's only where its entries still
+        stand for it (an id dropped meanwhile stays dropped: its task runs all the same)."""
         refs = [] if out is None else (out if isinstance(out, list) else [out])
         with self._lock:
             for id_, ref in zip(ids, refs, strict=True):
-                self._refs[id_] = [ref, 1, False]
+                if held is None:
+                    self._refs[id_] = [ref, 1, False]
+                else:
+                    entry = self._refs.get(id_)
+                    if entry is not None and entry[0] is held:
+                        entry[0] = ref
+        return refs
 
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
         self._check_open()
@@ -726,16 +456,13 @@ class RayCore:
             self._adopt_returns(spec.return_ids, out)
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+        if self.withdraw([object_id])[0]:
+            return  # it was held: it never runs
         ref = self.ray_ref(object_id)
         try:
             ray.cancel(ref, force=force, recursive=recursive)
         except ValueError:  # Ray cannot force-cancel an actor call: interrupt it instead
             ray.cancel(ref, force=False, recursive=recursive)
-
-    def withdraw(self, object_ids: list[int]) -> list[bool]:
-        """Ray cannot tell whether a task has started: none is taken back (a cancel
-        that cannot be kept is never promised)."""
-        return [False] * len(object_ids)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         handle = self._handle(actor_id)[0]
@@ -906,6 +633,7 @@ class RayCore:
             self._unclaimed.clear()
             self._errors_as.clear()
             self._ends.clear()
+            self._limits.clear()
             for stream in self._slots.values():
                 stream.release()
             self._slots.clear()

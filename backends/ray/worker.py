@@ -272,7 +272,7 @@ async def _stream_async(core: RayCore, ctx: ExecutionContext, make: Callable[[],
         raise _raised(exc, name, retry) from None
 
 
-def run_stream_task(template: bytes, ids: bytes, payload: Packed | None,
+def run_stream_task(template: bytes, ids: bytes, payload: Packed | None = None,
                     *deps: Any) -> Iterator[Packed]:
     """A ``num_returns="streaming"`` task: Ray's generator task, yielding boxed items."""
     spec = task_spec(template, ids)
@@ -293,7 +293,8 @@ def run_stream_task(template: bytes, ids: bytes, payload: Packed | None,
     yield from _stream(core, ctx, make, name, spec.retry_exceptions)
 
 
-def run_task(template: bytes, ids: bytes, payload: Packed | None, *deps: Any) -> Any:
+def run_task(template: bytes, ids: bytes, payload: Packed | None = None,
+             *deps: Any) -> Any:
     spec = task_spec(template, ids)
     core = client(spec.namespace)
     name = spec.name or spec.function.name
@@ -321,7 +322,7 @@ def run_task(template: bytes, ids: bytes, payload: Packed | None, *deps: Any) ->
 class _Host:
     """One actorlib actor inside a Ray actor."""
 
-    def __init__(self, spec: ActorSpec, payload: Packed | None, *deps: Any) -> None:
+    def __init__(self, spec: ActorSpec, payload: Packed | None = None, *deps: Any) -> None:
         core = client(spec.namespace)
         self._spec = spec
         with warnings.catch_warnings():  # Ray's property uses its own deprecated API
@@ -380,7 +381,7 @@ class _Host:
 
 
 class SyncHost(_Host):
-    def call(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Any:
+    def call(self, fields: list[Any], payload: Packed | None = None, *deps: Any) -> Any:
         spec = call_spec(fields)
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
@@ -399,7 +400,8 @@ class SyncHost(_Host):
         finally:
             current_execution.reset(token)
 
-    def stream(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Iterator[Packed]:
+    def stream(self, fields: list[Any], payload: Packed | None = None, *deps: Any
+               ) -> Iterator[Packed]:
         """A ``num_returns="streaming"`` call: Ray's generator method."""
         spec = call_spec(fields)
         core = client(self._spec.namespace)
@@ -413,7 +415,7 @@ class SyncHost(_Host):
 
 
 class AsyncHost(_Host):
-    async def call(self, fields: list[Any], payload: Packed | None, *deps: Any) -> Any:
+    async def call(self, fields: list[Any], payload: Packed | None = None, *deps: Any) -> Any:
         spec = call_spec(fields)
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
@@ -442,7 +444,7 @@ class AsyncHost(_Host):
     async def actorlib_spec(self) -> ActorSpec:  # type: ignore[override]
         return self._spec
 
-    async def stream(self, fields: list[Any], payload: Packed | None, *deps: Any
+    async def stream(self, fields: list[Any], payload: Packed | None = None, *deps: Any
                      ) -> AsyncIterator[Packed]:
         """A ``num_returns="streaming"`` call: Ray's async generator method."""
         spec = call_spec(fields)

@@ -45,6 +45,7 @@ from actorlib.backends.sim.errors import (
     SimulationError,
     StepBudgetExceeded,
 )
+from actorlib.backends.sim.gc_policy import GcPolicy
 from actorlib.backends.sim.loop import run_handle
 from actorlib.backends.sim.running import NODE_ID, SimHost, SimTask, error_outcome, node_name
 from actorlib.backends.sim.settings import SimSettings, settings_from_env
@@ -85,6 +86,9 @@ class SimBackend(Steps, Backend):
 
     name = "sim"
     pipelines = False
+    #: A run is often one of thousands in a test: no state socket (and its thread) for
+    #: each, unless ``$ACTORLIB_STATE_SOCKET=1`` asks.
+    serves_state = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,6 +104,7 @@ class SimBackend(Steps, Backend):
         self._chain_error: BaseException | None = None
         self._max_steps = 0  # the step budget (settings.max_steps), asked at every step
         # What each coroutine the simulator steps awaits (its wait's lock, the ids).
+        self._gc = GcPolicy()  # the collector's settings for the run (``gc_policy``)
         self._awaits: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[Any, list[int]]] = (
             weakref.WeakKeyDictionary()
         )
@@ -153,6 +158,7 @@ class SimBackend(Steps, Backend):
                 name="actorlib-sim-idle", daemon=True,
             )
             self._idle_thread.start()
+        self._gc.enter()  # (last: nothing above can fail after it)
         return [NodeInfo(node, dict(resources), labels=dict(config.labels))
                 for node in self.nodes]
 
@@ -190,6 +196,7 @@ class SimBackend(Steps, Backend):
 
         threading.Thread(target=finish, name="actorlib-sim-stop", daemon=True).start()
         await done
+        self._gc.exit()
         thread_backend_stopped()
         stacks.disable_in_driver()
         if waiting.blocking_wait == self._blocking_wait:
@@ -208,6 +215,8 @@ class SimBackend(Steps, Backend):
         for host in list(self._hosts.values()):
             self._dispose(host)
         self._hosts.clear()
+        self._async_hosts.clear()
+        self._listing.clear()
         for task in list(self._started.values()):
             if task.worker is not None and task.worker.wait is not None:
                 self._unwind(task.worker)
@@ -453,7 +462,8 @@ class SimBackend(Steps, Backend):
             label = self._labels.get(actor_id)
             if label is None:
                 label = self._labels[actor_id] = self._new_label(start.spec.cls.name)
-            self._hosts[actor_id] = SimHost(start, label, self.clock)
+            made = self._hosts[actor_id] = SimHost(start, label, self.clock)
+            self._add_host(made)
         elif kind == "call":
             call: CallRun = command[1]
             host = self._hosts.get(call.spec.actor_id)
@@ -467,6 +477,8 @@ class SimBackend(Steps, Backend):
             if queue is None:
                 queue = host.queues[call.spec.caller_id] = collections.deque()
             queue.append(call)
+            if host.loop is None:
+                self._relist(host)
         elif kind == "stop":
             host = self._hosts.pop(command[1], None)
             if host is not None:
@@ -478,7 +490,7 @@ class SimBackend(Steps, Backend):
         """Run the plain callbacks (not coroutine steps) ready on async actors' loops: a
         ref became ready, a timer fired. They are plumbing, not interleaving points."""
         ran = False
-        for host in list(self._hosts.values()):
+        for host in list(self._async_hosts):
             loop = host.loop
             if loop is None or host.worker is not None or host.state == "dead":
                 continue

@@ -108,6 +108,7 @@ class SimHost:
         self.cancelled: set[int] = set()
         self.ctor_box = Box()
         self.names: dict[str, str] = {}  # method -> ``Class.method`` (see ``name_of``)
+        self.seq = 0  # its place in the run's ``_hosts`` (``Running._add_host``)
 
     def context(self, call_id: int | None = None, method: str = "") -> ExecutionContext:
         ctx = ExecutionContext(
@@ -146,6 +147,15 @@ class Running(Choosing):
         self._pending: dict[int, SimTask] = {}  # task id -> not started
         self._started: dict[int, SimTask] = {}  # task id -> started, not finished
         self._hosts: dict[int, SimHost] = {}  # actor id -> current incarnation
+        # The hosts a turn asks for steps (``Steps._runnable``), so an idle one costs
+        # nothing: every async host (its loop may become ready anywhere) and the sync
+        # hosts that may have a step (new, or a call queued), dropped by the turn that
+        # finds them idle; in the order of ``_hosts`` (``seq``) once ``_listing_sorted``.
+        # ``_async_hosts``: the async ones alone, in that order. Only hosts of ``_hosts``.
+        self._listing: dict[SimHost, None] = {}
+        self._listing_sorted = True
+        self._async_hosts: dict[SimHost, None] = {}
+        self._host_seq = 0
         self._labels: dict[int, str] = {DRIVER_CALLER: "driver"}
         self._counts: collections.Counter[str] = collections.Counter()
         #: Replies held back by ``delay_reply`` faults: key -> (step name, delivery).
@@ -287,9 +297,8 @@ class Running(Choosing):
                    ) -> None:
         spec = task.run.spec
         worker = task.worker
-        if worker is not None and worker.detached:  # preempted: it cannot be stopped
-            task.abandoned = True
-            self._interrupt(worker)
+        if worker is not None and worker.detached and self._abandon(worker):
+            task.abandoned = True  # preempted: it unwinds once back in the simulator's code
         elif worker is not None:
             self._unwind(worker)
         self._started.pop(spec.task_id, None)
@@ -546,8 +555,26 @@ class Running(Choosing):
         """A value in a node's store vanishes (its bytes are gone; its refs live on)."""
         self.events.objects_lost(self.sim_store.lose(set(paths)), "the simulator lost it")
 
+    def _add_host(self, host: SimHost) -> None:
+        """``host`` is the actor's current incarnation (in ``_hosts`` already)."""
+        self._host_seq += 1
+        host.seq = self._host_seq  # the newest: its place in ``_listing`` is the last
+        self._listing[host] = None
+        if host.loop is not None:
+            self._async_hosts[host] = None
+
+    def _relist(self, host: SimHost) -> None:
+        """A call was queued on the sync ``host``: it may have a step again."""
+        listing = self._listing
+        if host not in listing:
+            listing[host] = None
+            if host.seq != self._host_seq:  # not the newest: out of order now
+                self._listing_sorted = False
+
     def _dispose(self, host: SimHost) -> None:
         """The incarnation is gone: end whatever of its user code is paused, drop the rest."""
+        self._async_hosts.pop(host, None)
+        self._listing.pop(host, None)
         if host.state == "dead" and host.instance is None:
             return
         host.state = "dead"
@@ -586,17 +613,20 @@ class Running(Choosing):
             ctx.cancelled = True
             worker = task.worker
             if worker is not None and worker.detached:
-                # Preempted, in user code: KeyboardInterrupt there, as on the thread
-                # backend; forced, it also ends for everyone now (its thread may sit in a
-                # long C call) and what it returns later is dropped.
-                self._interrupt(worker)
-                if force:
+                # Preempted: KeyboardInterrupt in its user code, as on the thread backend
+                # (or, out of it, when it rejoins the run); forced, it also ends for
+                # everyone now (its thread may sit in a long C call), never runs user
+                # code again, and what it returns later is dropped.
+                if force and self._abandon(worker):
                     task.abandoned = True
                     self._started.pop(id_, None)
                     spec = task.run.spec
                     self.events.task_finished(error_outcome(id_, spec.attempt,
                                                              TaskCancelledError(), spec.name))
-                return
+                    return
+                if not force and self._interrupt(worker):
+                    return
+                # (It rejoined the run meanwhile: paused, it is cancelled as below.)
             if force and task.worker is not None and task.worker.wait is not None:
                 self._unwind(task.worker)
                 self._started.pop(id_, None)

@@ -65,12 +65,22 @@ class Steps(Running):
                     functools.partial(self._start_task, task),
                 )
             items.append(item)
-        for host in self._hosts.values():
-            # (An idle host lists nothing: not even a call to ``_host_items`` for it.)
-            if host.state != "ready" or host.queues or (
-                host.loop is not None and host.loop.has_ready()
-            ):
-                self._host_items(host, items)
+        # (An idle host lists nothing: not even a call to ``_host_items`` for it; a sync
+        # one is not even looked at again until its next call: see ``_listing``.)
+        if not self._listing_sorted:
+            self._sort_listing()
+        idle = None
+        for host in self._listing:
+            if host.loop is None:
+                if not host.queues and host.state in _SETTLED:
+                    idle = [host] if idle is None else [*idle, host]
+                    continue
+            elif host.state == "ready" and not host.queues and not host.loop.has_ready():
+                continue
+            self._host_items(host, items)
+        if idle is not None:
+            for host in idle:
+                del self._listing[host]
         for key, (name, deliver) in self._delayed.items():
             items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
@@ -135,6 +145,11 @@ class Steps(Running):
             items.sort(key=lambda item: keep[item[0]])
         return items, faults
 
+    def _sort_listing(self) -> None:
+        """Put ``_listing`` back in the order of ``_hosts`` (a sync host came back)."""
+        self._listing = dict.fromkeys(sorted(self._listing, key=_seq))
+        self._listing_sorted = True
+
     def _host_items(self, host: SimHost, items: list[Item]) -> None:
         if host.state == "new":
             items.append((
@@ -191,7 +206,7 @@ class Steps(Running):
 
     def _next_wake(self) -> float | None:
         times: list[float] = []
-        for host in self._hosts.values():
+        for host in self._async_hosts:
             if host.loop is not None and host.state != "dead":
                 when = host.loop.next_timer()
                 if when is not None:
@@ -219,6 +234,13 @@ class Steps(Running):
 
     def _advance(self, when: float) -> None:
         self.clock.now = max(self.clock.now, when)
+
+
+_SETTLED = frozenset({"ready", "dead"})  # a sync host in these lists a step only for a call
+
+
+def _seq(host: SimHost) -> int:
+    return host.seq
 
 
 def DRIVER_STEP() -> None:

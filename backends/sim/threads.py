@@ -55,9 +55,9 @@ class SimWorker:
     """A thread that runs user code only while it holds the baton."""
 
     __slots__ = (
-        "back", "detached", "go", "in_user", "index", "interrupted", "job", "label",
-        "may_chain", "mutex", "on_done", "owner", "resumer", "sim", "thread", "unwind",
-        "unwound", "wait",
+        "abandoned", "back", "detached", "go", "in_user", "index", "interrupted", "job",
+        "label", "may_chain", "mutex", "on_done", "owed", "owner", "resumer", "sim",
+        "thread", "unwind", "unwound", "wait",
     )
 
     def __init__(self, sim: Baton, index: int) -> None:
@@ -78,12 +78,17 @@ class SimWorker:
         # Preemption (``Baton._switch``): ``in_user`` while it runs user code; ``detached``
         # once the thread that handed it the baton stopped waiting for it (it runs on in
         # real time, beside the simulation, until it needs the baton again: ``_enter``);
-        # ``interrupted`` while a KeyboardInterrupt sent to it (a cancel) may be pending.
-        # All three change under ``mutex``.
+        # ``interrupted`` while a KeyboardInterrupt sent to it (a cancel) may be pending;
+        # ``owed`` once a cancel's interrupt could not land in its user code (it had left
+        # it, or it was about to): raised when it rejoins the run; ``abandoned`` once its
+        # task ended for everyone while it ran on (a forced cancel, a kill): it never
+        # runs user code again. All five change under ``mutex``.
         self.mutex = _thread.allocate_lock()
         self.in_user = False
         self.detached = False
         self.interrupted = False
+        self.owed = False
+        self.abandoned = False
         self.label = ""
         self.owner: Any = None
         self.thread = threading.Thread(
@@ -107,7 +112,7 @@ class SimWorker:
                     self.unwound = True
                 except BaseException:  # a bug of the simulator's own job code
                     log.exception("actorlib sim: internal error in a worker")
-                if sim._preempt > 0 and sim._enter(self):  # preempted: took the baton back
+                if sim._preempt > 0 and sim._enter(self, ending=True):  # took the baton back
                     self.unwound = self.unwound or self.unwind
                 self.job = None
                 if not sim._reply_on_controller:
@@ -183,22 +188,42 @@ class Baton:
         finally:
             self._enter(worker)
 
-    def _enter(self, worker: SimWorker) -> bool:
+    def _enter(self, worker: SimWorker, ending: bool = False) -> bool:
         """The worker leaves user code for the simulator's: if it was preempted, it waits
-        for the baton first (resumed as any paused worker is). Whether it was."""
+        for the baton first (resumed as any paused worker is). Whether it was.
+
+        A cancel that found it out of its user code (or whose interrupt had not landed
+        yet) is raised here once it holds the baton, as ``KeyboardInterrupt`` (so where
+        it lands is a step of the run, not a moment of real time); a worker whose task
+        was abandoned meanwhile unwinds at once, without the baton (its task has ended
+        for everyone, so it touches nothing of the run), and rejoins only when its job
+        has ended (``ending``: the job is over, nothing is raised)."""
         with worker.mutex:
             worker.in_user = False
             detached = worker.detached
+            abandoned = worker.abandoned
             if worker.interrupted:  # a cancel's KeyboardInterrupt must not land from here on
                 worker.interrupted = False
+                worker.owed = True
                 _set_async_exc(worker.thread.ident or 0, None)
-        if not detached:
-            return False
-        try:
-            self._park(worker, Wait(_always, None, []))
-        except Unwind:
-            pass  # killed meanwhile: the caller sees ``worker.unwind``
-        return True
+        if abandoned and not ending:
+            raise Unwind()
+        if detached:
+            try:
+                self._park(worker, Wait(_always, None, []))
+            except Unwind:
+                if not ending:
+                    raise  # killed meanwhile
+                # (the job is over: the caller sees ``worker.unwind``)
+        # (It holds the baton now, or was never preempted: these no longer change.)
+        if ending:
+            worker.owed = worker.abandoned = False
+        elif worker.abandoned:  # abandoned before it was back (it unwinds with the baton)
+            raise Unwind()
+        elif worker.owed:
+            worker.owed = False
+            raise KeyboardInterrupt("The task was cancelled.")
+        return detached
 
     def _preempted(self, worker: SimWorker) -> None:
         """A worker ran user code for longer than ``preempt`` seconds of real time: it now
@@ -206,12 +231,30 @@ class Baton:
 
     def _interrupt(self, worker: SimWorker) -> bool:
         """KeyboardInterrupt in a preempted worker's user code (a cancel), as the thread
-        backend does; False if it is not running user code now."""
+        backend does: now if it runs user code, else when it rejoins the run (``_enter``).
+        False if it is not preempted (any more): it is paused, or runs with the baton."""
         with worker.mutex:
-            if not (worker.detached and worker.in_user):
+            if not worker.detached:
                 return False
-            worker.interrupted = True
-            _set_async_exc(worker.thread.ident or 0, KeyboardInterrupt)
+            if worker.in_user:
+                worker.interrupted = True
+                _set_async_exc(worker.thread.ident or 0, KeyboardInterrupt)
+            else:
+                worker.owed = True
+            return True
+
+    def _abandon(self, worker: SimWorker) -> bool:
+        """A preempted worker's task ends for everyone now (a forced cancel, a kill): it is
+        interrupted as by :meth:`_interrupt`, and unwinds as soon as it is back in the
+        simulator's code, never running user code again (``_enter``). False if it is not
+        preempted (any more): then it is paused, and is unwound as any paused worker."""
+        with worker.mutex:
+            if not worker.detached:
+                return False
+            worker.abandoned = True
+            if worker.in_user:
+                worker.interrupted = True
+                _set_async_exc(worker.thread.ident or 0, KeyboardInterrupt)
             return True
 
     def _detached(self) -> bool:
@@ -326,7 +369,7 @@ class Baton:
             worker.unwound = True
         except BaseException:  # a bug of the simulator's own job code
             log.exception("actorlib sim: internal error in a worker")
-        if self._preempt > 0 and self._enter(worker):  # preempted: took the baton back
+        if self._preempt > 0 and self._enter(worker, ending=True):  # took the baton back
             worker.unwound = worker.unwound or worker.unwind
         worker.job = None
         done, worker.on_done = worker.on_done, None
