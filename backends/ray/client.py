@@ -18,6 +18,7 @@ import functools
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
