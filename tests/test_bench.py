@@ -104,3 +104,11 @@ def test_sim_steps_reports_the_simulators_steps_per_second_on_sim_only(tmp_path)
         else:
             assert ours["metrics"] == {}
             assert "--backend sim" in ours["skipped"]["sim_steps"]
+
+
+def test_rates_and_ratios_are_better_higher_times_and_sizes_lower():
+    from actorlib.bench.runner import higher_is_better
+
+    assert higher_is_better("GB/s") and higher_is_better("x")
+    assert not higher_is_better("ms") and not higher_is_better("MB")
+    assert not higher_is_better("s/GiB")
