@@ -18,9 +18,11 @@ import functools
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
+from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
@@ -42,6 +44,7 @@ from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator, id_hex
+from actorlib.core.metrics import Batch
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
@@ -540,6 +543,14 @@ class RayCore(RayWaits, HeldTasks):
 
     def available_resources(self) -> dict[str, float]:
         return dict(ray.available_resources())
+
+    def record_metrics(self, batch: Batch, done: Callable[[], None] | None = None) -> None:
+        """Recorded in Ray's own metrics (see :mod:`.metrics`), which Ray exports."""
+        try:
+            ray_metrics.record(batch)
+        finally:
+            if done is not None:
+                done()
 
     # -- not mapped onto Ray yet: a clear error, never a silent difference ---------------
 
