@@ -14,13 +14,10 @@ from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import ActorID, id_hex
 from actorlib.core.refs import ObjectRef
+from actorlib.core.scheduler import infeasible_error
 from actorlib.core.serialization import loads_function, note_contained
 from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, ActorSpec, CallSpec, CodeRef
-from actorlib.exceptions import (
-    InfeasibleResourceError,
-    PendingCallsLimitExceeded,
-    RuntimeClosedError,
-)
+from actorlib.exceptions import PendingCallsLimitExceeded, RuntimeClosedError
 from actorlib.options import (
     ACTOR_OPTIONS,
     METHOD_OPTIONS,
@@ -123,7 +120,7 @@ class ActorClass(Generic[T]):
             strategy = inherited_strategy()
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
-            raise InfeasibleResourceError(f"Cannot create actor {name}: {reason}")
+            raise infeasible_error(f"Cannot create actor {name}: {reason}", actor=True)
         code_env = self._files.code_env(session.job_code_env(), *session.env_support())
         code = self._code.get(client)
         packed = pack_args(client, args, kwargs, f"{name}.__init__")

@@ -37,6 +37,7 @@ __all__ = [
     "ActorError",
     "ActorPlacementGroupRemoved",
     "ActorUnavailableError",
+    "ActorUnschedulableError",
     "ActorlibError",
     "ActorlibWarning",
     "BackendUnavailableError",
@@ -49,20 +50,28 @@ __all__ = [
     "GetTimeoutError",
     "InfeasibleResourceError",
     "InternalError",
+    "NodeDiedError",
     "NotSupportedError",
+    "ObjectFetchTimedOutError",
+    "ObjectFreedError",
     "ObjectLostError",
+    "ObjectReconstructionFailedError",
     "ObjectStoreFullError",
+    "OutOfMemoryError",
+    "OwnerDiedError",
     "PendingCallsLimitExceeded",
     "RayActorError",
     "RayError",
     "RaySystemError",
     "RayTaskError",
     "RuntimeClosedError",
+    "RuntimeEnvSetupError",
     "SerializationError",
     "SystemFailureError",
     "TaskCancelledError",
     "TaskError",
     "TaskPlacementGroupRemoved",
+    "TaskUnschedulableError",
     "WorkerCrashedError",
 ]
 
@@ -257,8 +266,39 @@ class WorkerCrashedError(ActorlibError):
     """The worker running the task died, and the task ran out of retries."""
 
 
+class NodeDiedError(WorkerCrashedError):
+    """The node running the task died or lost its connection to the cluster's head, and
+    the task ran out of retries (Ray's name; a ``WorkerCrashedError`` here)."""
+
+
+class OutOfMemoryError(WorkerCrashedError):
+    """The worker was killed for lack of memory (Ray's name; raised where Ray reports it,
+    on the ray backend; a ``WorkerCrashedError``)."""
+
+
 class ObjectLostError(ActorlibError):
     """An object's value is gone and cannot be rebuilt from its lineage."""
+
+
+class OwnerDiedError(ObjectLostError):
+    """The object's owner died (Ray's name). actorlib's core owns every object, so this
+    is raised only on the ray backend; ``except ObjectLostError`` catches it."""
+
+
+class ObjectFreedError(ObjectLostError):
+    """The object was freed explicitly (Ray's ``internal.free``; Ray's name). actorlib has
+    no explicit free: raised only on the ray backend."""
+
+
+class ObjectFetchTimedOutError(ObjectLostError):
+    """Fetching the object from another node timed out (Ray's name; raised on the ray
+    backend)."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """The object was lost with its node, and the task or actor call that made it cannot
+    be re-run (an actor call, a task with ``max_retries=0`` or with arguments held in the
+    object store). Ray's name; an object ``put`` and lost raises ``ObjectLostError``."""
 
 
 class ObjectStoreFullError(ActorlibError):
@@ -271,6 +311,21 @@ class SerializationError(ActorlibError, TypeError):
 
 class InfeasibleResourceError(ActorlibError, ValueError):
     """A resource request that no node in the cluster can ever satisfy."""
+
+
+class TaskUnschedulableError(InfeasibleResourceError):
+    """The task can never be scheduled: its ``NodeAffinitySchedulingStrategy`` (not soft)
+    names a node that is not alive (Ray's name; an ``InfeasibleResourceError``)."""
+
+
+class ActorUnschedulableError(InfeasibleResourceError):
+    """The actor can never be scheduled: its ``NodeAffinitySchedulingStrategy`` (not
+    soft) names a node that is not alive (Ray's name; an ``InfeasibleResourceError``)."""
+
+
+class RuntimeEnvSetupError(ActorlibError):
+    """The task's or actor's ``runtime_env`` could not be set up where it was to run
+    (Ray's name; raised on the ray backend)."""
 
 
 class BackendUnavailableError(ActorlibError, ImportError):

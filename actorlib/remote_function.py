@@ -13,9 +13,9 @@ from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.refs import ObjectRef
+from actorlib.core.scheduler import infeasible_error
 from actorlib.core.serialization import dumps_function
 from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, CodeRef, TaskSpec
-from actorlib.exceptions import InfeasibleResourceError
 from actorlib.options import TASK_OPTIONS, OwnFiles, env_vars_of, resource_request, validate
 from actorlib.placement import strategy_inherited_in
 
@@ -135,7 +135,7 @@ class RemoteFunction(Generic[P, R]):
             strategy = "DEFAULT" if execution is None else strategy_inherited_in(execution)
         reason = client.infeasible_reason(resources, strategy)
         if reason is not None:
-            raise InfeasibleResourceError(f"Cannot run task {name}: {reason}")
+            raise infeasible_error(f"Cannot run task {name}: {reason}")
         files = self._files
         if files.given:
             code_env = files.code_env(session.job_code_env(), *session.env_support())

@@ -7,12 +7,13 @@ here costs anything until it is asked. In the driver, task and actor questions a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from actorlib import session
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import ActorID, JobID, NodeID, TaskID, id_hex
-from actorlib.core.specs import ActorSpec
+from actorlib.core.specs import ActorSpec, CodeEnv
 
 __all__ = ["RuntimeContext", "get_runtime_context"]
 
@@ -165,6 +166,46 @@ class RuntimeContext:
                 return dict(node.labels)
         return {}
 
+    def get_task_name(self) -> str | None:
+        """The running task's name (its ``name`` option, else its function's name), or
+        ``Class.method`` in an actor call, as Ray's; None in the driver."""
+        ctx = _execution()
+        spec = ctx.spec if ctx is not None else None
+        if ctx is None or spec is None:
+            return None
+        if isinstance(spec, ActorSpec):
+            return f"{spec.cls.name}.{ctx.method or '__init__'}"
+        return spec.name or spec.function.name
+
+    def get_task_function_name(self) -> str | None:
+        """The running code's qualified name, ``module.function`` or
+        ``module.Class.method``, as Ray's; None in the driver."""
+        ctx = _execution()
+        spec = ctx.spec if ctx is not None else None
+        if ctx is None or spec is None:
+            return None
+        code = ctx.code
+        if isinstance(spec, ActorSpec):
+            qualname = spec.cls.name if code is None else _qualified(code)
+            return f"{qualname}.{ctx.method or '__init__'}"
+        return spec.function.name if code is None else _qualified(code)
+
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        """The ``runtime_env`` this code runs with: in a task or actor, the job's and its
+        own merged, as the worker received them (``env_vars``; ``working_dir`` and
+        ``py_modules`` as the ``pkg://<sha256>`` packages shipped); in the driver, the
+        job's. Empty when there is none."""
+        ctx = _execution()
+        spec = ctx.spec if ctx is not None else None
+        if spec is not None:
+            return _env_dict(spec.env_vars, spec.code_env)
+        return _env_dict(session.job_env(), session.job_code_env())
+
+    def get_runtime_env_string(self) -> str:
+        """:attr:`runtime_env` as a JSON string (Ray's form)."""
+        return json.dumps(self.runtime_env, sort_keys=True)
+
     def get(self) -> dict[str, Any]:
         """Ray's older dict form of the context."""
         out: dict[str, Any] = {
@@ -175,6 +216,23 @@ class RuntimeContext:
         if self.actor_id is not None:
             out["actor_id"] = self.actor_id
         return out
+
+
+def _qualified(code: object) -> str:
+    module = getattr(code, "__module__", None)
+    qualname = getattr(code, "__qualname__", None) or repr(code)
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _env_dict(env_vars: dict[str, str] | None, code_env: CodeEnv | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if env_vars:
+        out["env_vars"] = dict(env_vars)
+    if code_env is not None and code_env.working_dir is not None:
+        out["working_dir"] = f"pkg://{code_env.working_dir.hash}"
+    if code_env is not None and code_env.py_modules:
+        out["py_modules"] = [f"pkg://{p.hash}" for p in code_env.py_modules]
+    return out
 
 
 def get_runtime_context() -> RuntimeContext:

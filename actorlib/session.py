@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends import DEFAULT_BACKEND, load, prestart
-from actorlib.core import context
+from actorlib.core import context, metrics
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.labels import validate_labels
@@ -45,9 +45,10 @@ _stopping = False  # shutdown() is running: a terminating signal waits for it to
 _pending_signal: int | None = None
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
+# (``_metrics_export_port``: actorlib's metrics are served by the dashboard, at /metrics.)
 _IGNORED_RAY_OPTIONS = frozenset({
     "logging_level", "logging_format", "configure_logging", "_temp_dir", "_system_config",
-    "local_mode",
+    "local_mode", "_metrics_export_port",
 })
 
 
@@ -228,6 +229,7 @@ def init(
         _job_env = env
         _job_code_env = code_env
         _env_support = (backend_cls.runtime_env_files, name)
+        metrics.pending.reset()  # a batch the last runtime never answered is gone with it
         context.install(rt)
         return _info(rt)
 

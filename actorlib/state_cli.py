@@ -45,9 +45,10 @@ def add_arguments(sub: Any) -> None:
         parser.add_argument("--format", default="table", choices=FORMATS,
                             help="aligned columns (default) or JSON")
 
-    listing = sub.add_parser("list", help="list tasks, actors, objects, nodes or workers "
-                             "(state API)")
-    listing.add_argument("kind", choices=LIST_KINDS)
+    listing = sub.add_parser("list", help="list tasks, actors, objects, nodes, workers, "
+                             "placement groups, jobs or metrics (state API)")
+    listing.add_argument("kind", type=list_kind, choices=LIST_KINDS,
+                         help="what to list (Ray's spelling placement-groups works too)")
     listing.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                          help="keep rows whose KEY equals VALUE (KEY!=VALUE: differs); "
                          "repeatable")
@@ -62,6 +63,11 @@ def add_arguments(sub: Any) -> None:
     get.add_argument("kind", choices=GET_KINDS)
     get.add_argument("id", help="the task's or actor's hex id")
     common(get)
+
+
+def list_kind(text: str) -> str:
+    """A kind as Ray's CLI spells it (``placement-groups``) or as the state API does."""
+    return text.replace("-", "_")
 
 
 def parse_filter(text: str) -> tuple[str, str, str]:

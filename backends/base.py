@@ -84,6 +84,10 @@ class CoreEvents(Protocol):
         ``ObjectLostError``.
         """
 
+    def job_started(self, job: int, pid: int, entrypoint: str, host: str) -> None:
+        """A driver connected (clusters): its ids carry prefix ``job``; process ``pid``
+        on ``host`` running ``entrypoint`` (what ``list_jobs`` shows)."""
+
     def job_ended(self, job: int) -> None:
         """The driver whose ids carry prefix ``job`` disconnected (clusters).
 
@@ -206,6 +210,9 @@ class Backend(ABC):
     #: whose methods (but ``start`` and ``stop``) any thread may call, and whose threads
     #: report a task's or call's end holding no lock its methods take.
     runs_core_inline: bool = False
+    #: Whether the process running the core is a driver (a job of its own in
+    #: ``list_jobs``); a cluster's head is not: its drivers connect to it.
+    runs_driver: bool = True
 
     @abstractmethod
     async def start(self, events: CoreEvents, config: BackendConfig) -> list[NodeInfo]:

@@ -450,8 +450,26 @@ def test_a_lost_object_without_lineage_raises_object_lost(three: Cluster) -> Non
     inner = actorlib.get(put_here.options(resources={"left": 1}).remote(2**18))[0]
     three.nodes["left"].send_signal(signal.SIGKILL)
     wait_until(lambda: len(actorlib.nodes()) == 1, timeout=30)
-    with pytest.raises(actorlib.exceptions.ObjectLostError, match="lost"):
+    with pytest.raises(actorlib.exceptions.ObjectLostError, match="lost") as lost:
         actorlib.get(inner, timeout=30)
+    assert type(lost.value) is actorlib.exceptions.ObjectLostError  # a put: not rebuildable
+
+
+def test_work_and_results_lost_with_their_node_say_why(three: Cluster) -> None:
+    """Ray's finer names: the task running on a node that died fails with NodeDiedError,
+    a result that cannot be made again with ObjectReconstructionFailedError; both are
+    still the broader WorkerCrashedError and ObjectLostError."""
+    made = make_array.options(max_retries=0, resources={"left": 1}).remote(2**18)
+    actorlib.wait([made], timeout=30)
+    running = slow_where.options(max_retries=0, resources={"left": 1}).remote(60.0)
+    wait_for(lambda: actorlib.util.state.list_tasks(
+        filters=[("name", "=", "slow_where"), ("state", "=", "RUNNING")]), "slow_where to run")
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    with pytest.raises(exceptions.NodeDiedError, match="left") as died:
+        actorlib.get(running, timeout=30)
+    assert isinstance(died.value, exceptions.WorkerCrashedError)
+    with pytest.raises(exceptions.ObjectReconstructionFailedError, match="cannot be re-run"):
+        actorlib.get(made, timeout=30)
 
 
 def test_tls(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -390,6 +390,72 @@ def test_a_copy_makes_its_pages_as_it_arrives_and_the_next_reuses_them() -> None
         store.cleanup()
 
 
+def test_a_copy_cut_off_returns_the_pages_it_made_as_warm_space() -> None:
+    """The steps a failed copy already reserved hold pages: they stay accounted (resident,
+    trimmable), and only the part never reserved is marked as having none."""
+    store = NodeStore.for_node(256 * MiB)
+    arena = store.arena
+    assert arena is not None
+    size = 3 * transfer.RESERVE_STEP
+    try:
+        dest = store.copy_destination(os.path.join(store.directory, "actorlib-1-0000-1"), size)
+        assert isinstance(dest, transfer.ExtentDestination) and dest.cold
+        segment = arena.segment_path(dest.extent.base)
+        sent = transfer.RESERVE_STEP + 5 * MiB  # into the second step, then the peer goes
+        ours, theirs = socket.socketpair()
+
+        def send() -> None:
+            with theirs:
+                theirs.sendall(b"x" * sent)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        with ours, pytest.raises(EOFError):
+            dest.receive(ours, 0, size)
+        sender.join()
+        dest.discard()
+        made = os.stat(segment).st_blocks * 512
+        assert made == 2 * transfer.RESERVE_STEP  # two steps reserved before the EOF
+        assert arena.resident() == made
+        assert arena.trim(0) == made and os.stat(segment).st_blocks == 0
+        assert arena.resident() == 0
+    finally:
+        store.cleanup()
+
+
+def test_a_copy_destination_closes_its_file_if_its_extent_cannot_be_mapped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = NodeStore.for_node(64 * MiB)
+    arena = store.arena
+    assert arena is not None
+    found = arena.alloc_lazily(MiB)
+    assert found is not None and found[1]
+    opened: list[int] = []
+    real_open = os.open
+
+    def recording_open(*args: Any, **kwargs: Any) -> int:
+        fd = real_open(*args, **kwargs)
+        opened.append(fd)
+        return fd
+
+    def refuse(extent: Any) -> memoryview:
+        raise OSError("no mapping")
+
+    monkeypatch.setattr(transfer.os, "open", recording_open)
+    monkeypatch.setattr(arena, "writable", refuse)
+    try:
+        with pytest.raises(OSError, match="no mapping"):
+            transfer.ExtentDestination(arena, *found)
+        assert len(opened) == 1
+        with pytest.raises(OSError):
+            os.fstat(opened[0])  # closed
+    finally:
+        monkeypatch.undo()
+        arena.release(found[0].path)
+        store.cleanup()
+
+
 @pytest.fixture
 def two_servers() -> Iterator[tuple[ObjectServer, ObjectServer]]:
     """Two nodes' stores and object servers in this process: the first owns objects,
@@ -452,6 +518,52 @@ def test_copies_keep_every_byte_around_chunk_and_stream_boundaries(
         assert reader.localize(path, size) == local  # one copy, for every reader
     assert reader.store.copies() == len(sizes)
     assert reader.store.copy_bytes() == sum(sizes)
+
+
+def test_a_reader_that_looked_just_before_a_fetch_ended_does_not_fetch_again(
+    two_servers: tuple[ObjectServer, ObjectServer], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reader found no copy, then the fetcher finished: it takes that copy."""
+    owner, reader = two_servers
+    size = 3 * MiB + 1
+    path, _ = put_on(owner, b"\x07" * size)
+    local = reader.localize(path, size)
+    real_cached = reader.store.cached
+    looks: list[str] = []
+
+    def stale_once(p: str) -> str | None:  # the look made before the fetch ended
+        looks.append(p)
+        return None if len(looks) == 1 else real_cached(p)
+
+    fetched: list[str] = []
+    real_destination = reader.store.copy_destination
+    monkeypatch.setattr(reader.store, "cached", stale_once)
+    monkeypatch.setattr(reader.store, "copy_destination",
+                        lambda p, n: fetched.append(p) or real_destination(p, n))
+    assert reader.localize(path, size) == local
+    assert fetched == [] and len(looks) == 2
+    assert reader.store.copies() == 1 and reader.store.copy_bytes() == size
+
+
+def test_a_second_copy_of_a_path_replaces_the_first_and_frees_it() -> None:
+    store = NodeStore.for_node(64 * MiB)
+    assert store.arena is not None
+    theirs = os.path.join(store.directory, "actorlib-1-0000-1")
+    try:
+        made = []
+        for _ in range(2):
+            store.reserve_copy(theirs, MiB)
+            dest = store.copy_destination(theirs, MiB)
+            made.append(dest.finish())
+        assert store.add_copy(theirs, MiB, made[0]) and store.add_copy(theirs, MiB, made[1])
+        assert store.cached(theirs) == made[1]
+        assert not store.arena.holds(made[0]) and store.arena.holds(made[1])
+        assert store.copies() == 1 and store.copy_bytes() == MiB
+        store.free_paths([theirs])
+        assert store.copies() == 0 and store.copy_bytes() == 0
+        assert store.arena.live() == []
+    finally:
+        store.cleanup()
 
 
 @pytest.mark.parametrize("into", ["arena", "file"])

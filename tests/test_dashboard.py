@@ -132,6 +132,36 @@ def test_requests_without_the_token_get_401(rt):
         assert status == 401, path
 
 
+@actorlib.remote
+def count_requests(n: int) -> int:
+    from actorlib.util.metrics import Counter
+
+    requests = Counter("dash_requests", "requests served", tag_keys=("route",))
+    for _ in range(n):
+        requests.inc(tags={"route": "/a"})
+    return n
+
+
+@ON
+def test_metrics_and_jobs_are_served_in_the_snapshot_and_as_prometheus_text(rt):
+    url = rt.dashboard_url
+    assert actorlib.get(count_requests.remote(3), timeout=T) == 3
+
+    def scraped() -> str | None:
+        status, text, headers = get(url, "metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return text if 'dash_requests_total{route="/a"} 3.0' in text else None
+
+    text = wait_for(scraped, "the counter in /metrics")
+    assert "# TYPE dash_requests counter" in text.splitlines()
+    body = _snapshot_when(url, lambda b: b["rows"].get("metrics"), "metrics rows")
+    assert {"jobs", "metrics"} <= set(body["kinds"])
+    assert body["rows"]["metrics"][0]["name"] == "dash_requests"
+    assert [job["status"] for job in body["rows"]["jobs"]] == ["RUNNING"]
+    status, _, _ = get(url, "metrics", token=None)
+    assert status == 401
+
+
 @ON
 def test_the_timeline_endpoint_serves_the_chrome_trace(rt):
     url = rt.dashboard_url
@@ -205,7 +235,7 @@ def test_the_token_in_the_url_becomes_a_cookie(served):
 def test_a_kind_the_source_lacks_is_listed_as_unavailable(served):
     body = snapshot(served.url)
     assert body["kinds"] == ["nodes", "actors", "tasks", "objects"]
-    assert set(body["unavailable"]) == {"demand", "workers"}
+    assert set(body["unavailable"]) == {"demand", "workers", "jobs", "metrics"}
     assert "unknown state kind 'workers'" in body["unavailable"]["workers"]
     assert body["rows"]["nodes"][0]["object_store_bytes"] == 10
     assert body["rows"]["nodes"][0]["spilled_bytes"] == 10

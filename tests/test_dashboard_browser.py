@@ -68,7 +68,10 @@ class ParameterServer:
         self.weights = [0.0] * 4
 
     def push(self, delta: float) -> float:
+        from actorlib.util.metrics import Counter
+
         self.weights = [w + delta for w in self.weights]
+        Counter("parameter_pushes", "updates applied").inc()
         return self.weights[0]
 
 
@@ -108,6 +111,13 @@ async def _drive(chromium: str, profile: Path, url: str, gate, screenshot: str |
         finished = await page.evaluate(_card("finished"))
         assert finished >= 9
         assert await page.evaluate("document.getElementById('status').textContent") == "live"
+        # The metrics the actor recorded, and this driver's job.
+        metrics = await page.wait_for(
+            f"{_cell_texts('metrics')}.filter(t => t.includes('parameter_pushes'))",
+            "the actor's counter in the metrics table")
+        assert "COUNTER" in metrics[0], metrics
+        jobs = await page.evaluate(_cell_texts("jobs"))
+        assert len(jobs) == 1 and "RUNNING" in jobs[0], jobs
         # The rate chart drew the finished tasks' bars (in their green).
         green = await page.evaluate(
             "(() => { const c = document.getElementById('rate');"

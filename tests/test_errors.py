@@ -179,6 +179,16 @@ def test_natural_errors_pickle_round_trip(rt):
         ("SerializationError", (TypeError,)),
         ("InfeasibleResourceError", (ValueError,)),
         ("RuntimeClosedError", (RuntimeError,)),
+        # Ray's finer names, each under actorlib's broader error for that situation.
+        ("NodeDiedError", ("WorkerCrashedError",)),
+        ("OutOfMemoryError", ("WorkerCrashedError",)),
+        ("OwnerDiedError", ("ObjectLostError",)),
+        ("ObjectFreedError", ("ObjectLostError",)),
+        ("ObjectFetchTimedOutError", ("ObjectLostError",)),
+        ("ObjectReconstructionFailedError", ("ObjectLostError",)),
+        ("TaskUnschedulableError", ("InfeasibleResourceError", ValueError)),
+        ("ActorUnschedulableError", ("InfeasibleResourceError", ValueError)),
+        ("RuntimeEnvSetupError", ()),
     ],
 )
 def test_exception_hierarchy(cls, bases):
@@ -198,6 +208,41 @@ def test_ray_aliases_and_separation():
     assert not issubclass(exc.RuntimeClosedError, exc.TaskError)
     assert not issubclass(exc.RuntimeClosedError, exc.ActorError)
     assert not issubclass(exc.TaskError, RuntimeError)
+
+
+def test_ray_finer_names_pickle_and_load_from_ray_paths() -> None:
+    import actorlib as ray
+
+    for name in ("NodeDiedError", "OutOfMemoryError", "OwnerDiedError", "ObjectFreedError",
+                 "ObjectFetchTimedOutError", "ObjectReconstructionFailedError",
+                 "TaskUnschedulableError", "ActorUnschedulableError", "RuntimeEnvSetupError"):
+        klass = getattr(ray.exceptions, name)
+        assert name in exc.__all__
+        copy = pickle.loads(pickle.dumps(klass("why")))
+        assert type(copy) is klass and str(copy) == "why"
+
+
+def test_affinity_to_a_dead_node_is_unschedulable(rt):
+    """Ray's Task/ActorUnschedulableError where a hard node affinity names a node that is
+    not alive; still an InfeasibleResourceError, raised at once."""
+    gone = actorlib.NodeAffinitySchedulingStrategy("ff" * 28, soft=False)
+
+    @actorlib.remote
+    def nowhere() -> None:
+        pass
+
+    @actorlib.remote
+    class Nowhere:
+        pass
+
+    with pytest.raises(exc.TaskUnschedulableError, match="is not alive"):
+        nowhere.options(scheduling_strategy=gone).remote()
+    with pytest.raises(exc.ActorUnschedulableError, match="is not alive") as info:
+        Nowhere.options(scheduling_strategy=gone).remote()
+    assert isinstance(info.value, exc.InfeasibleResourceError)
+    with pytest.raises(exc.InfeasibleResourceError) as other:  # no node is big enough
+        nowhere.options(num_cpus=10_000).remote()
+    assert not isinstance(other.value, exc.TaskUnschedulableError)
 
 
 def test_get_timeout(rt):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
+import json
 import os
 import pickle
 import queue as stdlib_queue
@@ -262,6 +263,57 @@ def test_runtime_context_names_the_worker_actor_and_accelerators(rt: Any) -> Non
     assert ctx.get_actor_name() is None and ctx.get_accelerator_ids() == {"GPU": []}
     assert ctx.should_capture_child_tasks_in_placement_group is False
     actorlib.kill(named)
+
+
+@actorlib.remote
+def task_names() -> tuple[str | None, str | None]:
+    ctx = actorlib.get_runtime_context()
+    return ctx.get_task_name(), ctx.get_task_function_name()
+
+
+@actorlib.remote
+class NamedCalls:
+    def __init__(self) -> None:
+        self.made_in = actorlib.get_runtime_context().get_task_name()
+
+    def names(self) -> tuple[str | None, str | None, str | None]:
+        ctx = actorlib.get_runtime_context()
+        return self.made_in, ctx.get_task_name(), ctx.get_task_function_name()
+
+    async def names_async(self) -> tuple[str | None, str | None]:
+        ctx = actorlib.get_runtime_context()
+        return ctx.get_task_name(), ctx.get_task_function_name()
+
+
+def test_runtime_context_names_the_task_and_the_actor_method(rt: Any) -> None:
+    here = __name__
+    assert actorlib.get(task_names.remote(), timeout=T) == ("task_names", f"{here}.task_names")
+    assert actorlib.get(task_names.options(name="renamed").remote(), timeout=T) == (
+        "renamed", f"{here}.task_names")
+    calls = NamedCalls.remote()
+    assert actorlib.get(calls.names.remote(), timeout=T) == (
+        "NamedCalls.__init__", "NamedCalls.names", f"{here}.NamedCalls.names")
+    assert actorlib.get(calls.names_async.remote(), timeout=T) == (
+        "NamedCalls.names_async", f"{here}.NamedCalls.names_async")
+    ctx = actorlib.get_runtime_context()
+    assert ctx.get_task_name() is None and ctx.get_task_function_name() is None
+
+
+@actorlib.remote
+def runtime_env_seen() -> tuple[dict[str, Any], str]:
+    ctx = actorlib.get_runtime_context()
+    return ctx.runtime_env, ctx.get_runtime_env_string()
+
+
+@pytest.mark.init_kwargs(runtime_env={"env_vars": {"JOB_VAR": "job"}})
+def test_runtime_context_shows_the_merged_runtime_env(rt: Any) -> None:
+    assert actorlib.get_runtime_context().runtime_env == {"env_vars": {"JOB_VAR": "job"}}
+    env, text = actorlib.get(runtime_env_seen.remote(), timeout=T)
+    assert env == {"env_vars": {"JOB_VAR": "job"}}
+    assert json.loads(text) == env
+    own = runtime_env_seen.options(runtime_env={"env_vars": {"OWN": "1", "JOB_VAR": "own"}})
+    env, _ = actorlib.get(own.remote(), timeout=T)
+    assert env == {"env_vars": {"JOB_VAR": "own", "OWN": "1"}}
 
 
 def test_current_actor_is_a_working_handle_to_itself(rt: Any) -> None:

@@ -538,3 +538,30 @@ def test_what_a_signal_handler_raises_ends_a_blocked_get(on_ray: str) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         actorlib.cancel(slow, force=True)
+
+
+def test_a_limited_task_failing_after_ray_took_it_frees_its_slot_once(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The submission fails after ``.remote()`` returned: Ray runs the task, whose end
+    frees its slot; the failure does not free it a second time (a later task of the key
+    would then run beside one still in Ray)."""
+    from actorlib.core import context
+
+    client: Any = context.current()
+    track = client._track
+
+    def track_then_fail(spec: Any, refs: list[Any]) -> None:
+        track(spec, refs)
+        raise RuntimeError("after Ray took it")
+
+    monkeypatch.setattr(client, "_track", track_then_fail)
+    with pytest.raises(RuntimeError, match="after Ray took it"):
+        sleeper.options(_concurrency=("after", 1)).remote(0.5)
+    assert client._limits._running == {"after": 1}  # the task in Ray holds it
+    monkeypatch.undo()
+    deadline = time.monotonic() + 120
+    while client._limits._running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client._limits._running == {}
+    assert actorlib.get(echo.options(_concurrency=("after", 1)).remote(7), timeout=120) == 7

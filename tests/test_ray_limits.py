@@ -4,11 +4,16 @@ Behaviour on a running Ray is ``test_limited_tasks.py``'s and ``test_executor.py
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
 
-from actorlib.backends.ray.limits import QUEUED, RELEASED, WITHDRAWN, Limits
+from actorlib.backends.ray import limits as limits_module
+from actorlib.backends.ray.client import RayCore
+from actorlib.backends.ray.limits import QUEUED, RELEASED, WITHDRAWN, Held, HeldTasks, Limits
 from actorlib.core.specs import NO_ARGS, TaskSpec
 
 
@@ -73,3 +78,101 @@ def test_stood_counts_each_held_task_once() -> None:
     limits.stood(held)
     limits.stood(held)
     assert limits.standing == 0 and held.submitted.is_set()
+
+
+class _Client(HeldTasks):
+    """The client's tables and its two steps of a submission, without Ray: ``send``
+    stands for ``.remote()``, ``accept`` for what follows once Ray took the task."""
+
+    submit_task = RayCore.submit_task
+    _submit_to_ray = RayCore._submit_to_ray
+
+    def __init__(self, send: Any, accept: Any = None) -> None:
+        self.closed = False
+        self._lock = threading.RLock()
+        self._refs: dict[int, list[Any]] = {}
+        self._watches: dict[Any, set[int]] = {}
+        self._watchers: dict[int, set[Any]] = {}
+        self._hooked: set[int] = set()
+        self._large: set[Any] = set()
+        self._limits = Limits()
+        self.send, self.accept = send, accept
+        self.delivered: dict[int, Any] = {}
+
+    def _check_open(self) -> None:
+        pass
+
+    def _ray_ref(self, id_: int) -> Any:
+        return self._refs[id_][0]
+
+    def _deliver(self, id_: int, data: Any, hooked: bool = False) -> None:
+        self.delivered[id_] = data
+
+    def _send(self, spec: TaskSpec) -> Any:
+        return self.send(spec)
+
+    def _accepted(self, spec: TaskSpec, out: Any, held: Held | None = None) -> None:
+        self._adopt_returns(spec.return_ids, [out], held)
+        if self.accept is not None:
+            self.accept(spec)
+
+    def _adopt_returns(self, ids: tuple[int, ...], out: Any, held: Any = None) -> list[Any]:
+        for id_, ref in zip(ids, out, strict=True):
+            self._refs[id_] = [ref, 1, False]
+        return list(out)
+
+
+def _interrupted(spec: TaskSpec) -> Any:
+    raise KeyboardInterrupt
+
+
+def test_a_held_task_interrupted_while_submitted_inline_fails_and_frees_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while a held task is submitted out of turn: its ids hold the error (a
+    get does not hang), its slot frees, and the interruption goes on up."""
+    monkeypatch.setattr(limits_module.ray, "put", lambda value: ("put", value))
+    client = _Client(lambda spec: "ref")
+    client.submit_task(_spec(1, limit=1))
+    client.submit_task(_spec(2, limit=1))
+    held = client._ray_ref(2)
+    assert type(held) is Held
+    client.send = _interrupted
+    with pytest.raises(KeyboardInterrupt):
+        client._take_now(2, held)
+    assert held.submitted.is_set() and client._limits.standing == 0
+    assert type(client._ray_ref(2)) is not Held and 2 in client.delivered
+    assert client._limits._running == {"k": 1}  # the first task's slot only
+
+
+def test_a_withdrawal_whose_error_cannot_be_stored_still_ends_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(value: Any) -> Any:
+        raise RuntimeError("ray.put failed")
+
+    monkeypatch.setattr(limits_module.ray, "put", refuse)
+    client = _Client(lambda spec: "ref")
+    client.submit_task(_spec(1, limit=1))
+    client.submit_task(_spec(2, limit=1))
+    held = client._ray_ref(2)
+    with pytest.raises(RuntimeError, match=r"ray\.put failed"):
+        client.withdraw([2])
+    assert held.submitted.is_set() and client._limits.standing == 0
+
+
+def test_a_failure_after_ray_took_a_task_keeps_its_slot_until_it_ends() -> None:
+    """Ray has the task (it runs and frees its slot when it ends): the caller hears of
+    the failure, but the slot is not given back a second time now."""
+    def fail(spec: TaskSpec) -> None:
+        raise RuntimeError("after .remote()")
+
+    client = _Client(lambda spec: "ref", accept=fail)
+    with pytest.raises(RuntimeError, match="after"):
+        client.submit_task(_spec(1, limit=2))
+    assert client._limits._running == {"k": 1}
+    client.send = lambda spec: (_ for _ in ()).throw(RuntimeError("refused"))
+    client.accept = None
+    with pytest.raises(RuntimeError, match="refused"):
+        client.submit_task(_spec(2, limit=2))
+    assert client._limits._running == {"k": 1}  # refused before Ray took it: given back

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import time
 
 import pytest
 from testkit import Gate, held, wait_for
@@ -46,6 +48,24 @@ def _one(name: str) -> dict:
     rows = state.list_tasks(filters=[("name", "=", name)], detail=True)
     assert len(rows) == 1, rows
     return rows[0]
+
+
+def test_list_jobs_shows_this_driver(rt):
+    mine = actorlib.get_runtime_context().get_job_id()
+    jobs = {job["job_id"]: job for job in state.list_jobs(detail=True)}
+    job = jobs[mine]
+    assert job["type"] == "DRIVER" and job["status"] == "RUNNING"
+    assert job["driver_info"]["pid"] == str(os.getpid())
+    assert job["start_time"] <= time.time() * 1000 and job["end_time"] is None
+    assert "pytest" in job["entrypoint"] or "py.test" in job["entrypoint"]
+    assert state.list_jobs(filters=[("status", "=", "SUCCEEDED"), ("job_id", "=", mine)]) == []
+    # From inside a task too: the same table.
+    assert actorlib.get(jobs_from_inside.remote(), timeout=T) == sorted(jobs)
+
+
+@actorlib.remote
+def jobs_from_inside():
+    return sorted(job["job_id"] for job in state.list_jobs())
 
 
 def test_workload_states(rt):

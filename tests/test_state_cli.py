@@ -93,6 +93,46 @@ def test_list_summary_get(cluster_with_work: dict[str, str]) -> None:
     assert summary_table.returncode == 0 and "Gate" in summary_table.stdout
 
 
+def test_jobs_metrics_and_rays_spelling_of_placement_groups(
+    cluster_with_work: dict[str, str],
+) -> None:
+    """Every driver of the cluster is a job (one that left: SUCCEEDED); metrics recorded
+    by another driver's tasks are the cluster's; ``placement-groups`` as Ray spells it."""
+    env = cluster_with_work
+    script = ("import actorlib\n"
+              "from actorlib.util.metrics import Counter\n"
+              "@actorlib.remote\n"
+              "def work():\n"
+              "    Counter('cli_jobs_done', 'tasks done').inc()\n"
+              "actorlib.init(address='auto')\n"
+              "actorlib.get([work.remote() for _ in range(4)])\n"
+              "actorlib.shutdown()\n")
+    other = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=T)
+    assert other.returncode == 0, other.stderr
+    mine = actorlib.get_runtime_context().get_job_id()
+
+    def jobs() -> dict[str, str] | None:
+        rows = _json(env, "list", "jobs", "--detail")
+        found = {row["job_id"]: row["status"] for row in rows}
+        return found if len(found) == 2 and "SUCCEEDED" in found.values() else None
+
+    found = wait_for(jobs, "the other driver's job to end")
+    assert found[mine] == "RUNNING"
+    assert all(row["type"] == "DRIVER" for row in _json(env, "list", "jobs"))
+    assert {r["job_id"] for r in state.list_jobs()} == set(found)
+    metrics = wait_for(lambda: [m for m in _json(env, "list", "metrics")
+                                if m["name"] == "cli_jobs_done" and m["value"] == 4],
+                       "the other driver's counter")
+    assert metrics[0]["type"] == "COUNTER"
+    group = actorlib.util.placement_group([{"CPU": 1}], name="cli-group")
+    try:
+        rows = _json(env, "list", "placement-groups")
+        assert [r["name"] for r in rows] == ["cli-group"]
+    finally:
+        actorlib.util.remove_placement_group(group)
+
+
 def test_bad_input_and_missing_ids(cluster_with_work: dict[str, str]) -> None:
     env = cluster_with_work
     out = cli(env, "list", "tasks", "--filter", "colour=red")

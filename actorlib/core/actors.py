@@ -28,12 +28,12 @@ from actorlib.core.ids import id_hex
 from actorlib.core.mailbox import CallRecord, Mailbox, may_retry
 from actorlib.core.objects import ObjectEntry, ObjectTable
 from actorlib.core.records import ActorStart, CallRun, Outcome
-from actorlib.core.scheduler import Placement, Scheduler
+from actorlib.core.scheduler import Placement, Scheduler, infeasible_error
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
 from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
-from actorlib.exceptions import ActorAlreadyExistsError, ActorDiedError, InfeasibleResourceError
+from actorlib.exceptions import ActorAlreadyExistsError, ActorDiedError
 
 if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
     from actorlib.backends.base import Backend
@@ -162,7 +162,7 @@ class Actors:
         self.values.hold_ids(spec.args.held)
         reason = self.scheduler.infeasible_reason(spec.resources, spec.scheduling_strategy)
         if reason is not None:
-            self._dead(rec, InfeasibleResourceError(reason))
+            self._dead(rec, infeasible_error(reason, actor=True))
             return
         rec.remaining = self.values.resolve_deps(spec.args.deps, lambda: self._deps_ready(rec))
         if rec.remaining == 0:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actorlib.backends.base import ObjectStore
     from actorlib.core.ids import IdAllocator
+    from actorlib.core.metrics import Batch
     from actorlib.core.objects import Watcher
     from actorlib.core.records import NodeInfo
     from actorlib.core.serialization import Serialized
@@ -65,6 +68,9 @@ class Client(Protocol):
     def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None: ...
     def lookup_placement_group(self, name: str, namespace: str) -> PlacementGroupSpec | None: ...
     def placement_groups(self) -> list[dict[str, Any]]: ...
+    def record_metrics(self, batch: Batch, done: Callable[[], None] | None = None) -> None:
+        """Hand a batch of metric updates to the core without waiting; ``done()`` once
+        it holds them (``actorlib.core.metrics``)."""
 
 
 _current: Client | None = None

@@ -30,6 +30,10 @@ class ExecutionContext:
     # actor's class and methods for ``current_actor``) and the actor's incarnation (1 first).
     spec: TaskSpec | ActorSpec | None = None
     incarnation: int = 0
+    # In an actor: the method this call runs ("" in the constructor), for the task's name
+    # (Ray's ``Class.method``); the function or class running, for its module.
+    method: str = ""
+    code: object = None
 
     @property
     def caller_id(self) -> int:

@@ -17,7 +17,7 @@ from actorlib.core.objects import ObjectTable
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import TaskSpec
 from actorlib.core.values import error_value
-from actorlib.exceptions import ObjectLostError
+from actorlib.exceptions import ObjectLostError, ObjectReconstructionFailedError
 
 
 def rebuildable(spec: TaskSpec) -> bool:
@@ -70,11 +70,16 @@ class Lineage:
                     rebuild[spec.task_id] = spec
                 continue
             entry.value = None
-            objects.set_value(id_, error_value(ObjectLostError(
-                f"Object {id_hex(id_)} was lost: {why}. It was not made by a task that "
-                "can be re-run (a put, an actor call, or a task with max_retries=0 or "
-                "arguments held in the object store)."
-            )))
+            if not entry.made:  # a put: nothing can make it again (Ray's error too)
+                error: ObjectLostError = ObjectLostError(
+                    f"Object {id_hex(id_)} was lost: {why}. It was put, so nothing can "
+                    "make it again.")
+            else:
+                error = ObjectReconstructionFailedError(
+                    f"Object {id_hex(id_)} was lost: {why}. The task or actor call that "
+                    "made it cannot be re-run (an actor call, or a task with "
+                    "max_retries=0 or arguments held in the object store).")
+            objects.set_value(id_, error_value(error))
         for spec in rebuild.values():
             for rid in spec.return_ids:
                 objects.reset(rid)

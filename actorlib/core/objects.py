@@ -35,13 +35,14 @@ def first_ready(
 
 
 class ObjectEntry:
-    __slots__ = ("lineage", "producer", "refs", "value", "watchers")
+    __slots__ = ("lineage", "made", "producer", "refs", "value", "watchers")
 
     def __init__(self, refs: int, producer: int | None) -> None:
         self.refs = refs
         self.value: Serialized | None = None
         self.watchers: list[Watcher] | None = None
         self.producer = producer  # id of the task or call that makes it, if any
+        self.made = producer is not None  # by a task or call (kept once it resolves)
         self.lineage: Any = None  # the TaskSpec that can make the value again, if any
 
 

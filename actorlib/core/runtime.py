@@ -36,8 +36,10 @@ from actorlib.core.actors import DEAD, Actors
 from actorlib.core.execution_context import current_execution
 from actorlib.core.guards import Guards
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
+from actorlib.core.jobs import Jobs, entrypoint
 from actorlib.core.lineage import Lineage
 from actorlib.core.loop import LoopThread
+from actorlib.core.metrics import Batch, MetricTable
 from actorlib.core.objects import ObjectTable, Watcher, first_ready
 from actorlib.core.placement_groups import PlacementGroups
 from actorlib.core.records import NodeInfo
@@ -77,6 +79,8 @@ class Runtime:
         self.infeasible_reason = self.scheduler.cached_infeasible_reason  # type: ignore[method-assign]
         self._assemble(backend.store)
         self._fresh: dict[int, Serialized] = {}  # put by a caller, not yet on the loop
+        self.metrics = MetricTable()
+        self.jobs = Jobs()
         self._loop.on_drained(self._schedule)
 
     def _assemble(self, store: ObjectStore) -> None:
@@ -113,6 +117,9 @@ class Runtime:
             self._loop.call(
                 self.scheduler.add_node, node.node_id, dict(node.resources), node.labels
             )
+        if self.backend.runs_driver:  # a cluster's head is no driver: its drivers connect
+            self._loop.call(self.jobs.started, DRIVER_PREFIX, os.getpid(), entrypoint(),
+                            nodes[0].address if nodes else "", nodes[0].node_id if nodes else "")
         # Started: from now on the threads that submit and finish work may run the core.
         self._loop.run_inline(self.backend.runs_core_inline)
 
@@ -122,6 +129,7 @@ class Runtime:
         self.closed = True
         self._loop.run_inline(False)  # the backend stops on the loop thread, alone
         try:
+            self._loop.call(self.jobs.ended, DRIVER_PREFIX)
             self._loop.call(self._fail_everything)
             self._loop.run_coroutine(self.backend.stop(), timeout=60)
         finally:
@@ -383,6 +391,26 @@ class Runtime:
         self.tasks.end_job(job)
         self.actors.end_job(job)
         self.groups.end_job(job)
+        self.jobs.ended(job)
+
+    def _start_job(self, job: int, pid: int, entrypoint: str, host: str) -> None:
+        """A driver with prefix ``job`` connected (a cluster's head)."""
+        self.jobs.started(job, pid, entrypoint, host)
+
+    # == user metrics (``actorlib.util.metrics``) ==========================================
+
+    def record_metrics(self, batch: Batch, done: Callable[[], None] | None = None) -> None:
+        """Fold a process's batch of metric updates in; ``done()`` once it is (the
+        sender's next batch waits for it). Never blocks."""
+        if self._loop.in_loop_thread():
+            self._apply_metrics(batch, done)
+        else:
+            self._loop.post(self._apply_metrics, batch, done)
+
+    def _apply_metrics(self, batch: Batch, done: Callable[[], None] | None) -> None:
+        self.metrics.apply(batch)
+        if done is not None:
+            done()
 
     # == cluster info =====================================================================
 
@@ -417,11 +445,16 @@ class Runtime:
         """Rows of the state API for ``kind`` (see :mod:`actorlib.core.state`), or the
         answer to a question about worker processes (``state.worker_query``), which the
         backend answers where they run: blocks, so not on the core loop."""
+        if kind == "metrics":
+            return self._loop.call(self.metrics.rows)
+        if kind == "jobs":
+            return self._loop.call(self.jobs.rows)
         if kind not in state.KINDS:
             query = state.worker_query(kind)
             if query is None:
                 raise ValueError(
-                    f"unknown state kind {kind!r}; expected one of {', '.join(state.KINDS)}"
+                    f"unknown state kind {kind!r}; expected one of "
+                    f"{', '.join(state.KINDS + state.OWN_KINDS)}"
                 )
             if self._loop.in_loop_thread():
                 raise RuntimeError("a worker query waits for the workers: not on the core "

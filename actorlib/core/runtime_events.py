@@ -84,6 +84,9 @@ class RuntimeEvents:
     def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
         self._post(self._rt.lineage.objects_lost, lost, why)
 
+    def job_started(self, job: int, pid: int, entrypoint: str, host: str) -> None:
+        self._post(self._rt._start_job, job, pid, entrypoint, host)
+
     def job_ended(self, job: int) -> None:
         self._post(self._rt._end_job, job)
 

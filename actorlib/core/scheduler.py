@@ -28,10 +28,27 @@ from typing import Any
 from actorlib.core.ids import id_hex
 from actorlib.core.labels import LabelSelectorStrategy, describe_selector, matches
 from actorlib.core.specs import NodeAffinitySchedulingStrategy, PlacementGroupStrategy
+from actorlib.exceptions import (
+    ActorUnschedulableError,
+    InfeasibleResourceError,
+    TaskUnschedulableError,
+)
 
 EPS = 1e-9
 NODE_ID_LABEL = "ray.io/node-id"  # every node's own label, as in Ray
 MAX_SHAPES = 256  # request dicts whose shape the scheduler remembers (``_shape``)
+
+#: The end of the reason given when a hard node affinity names a node that is not alive.
+NODE_NOT_ALIVE = "(from NodeAffinitySchedulingStrategy) is not alive"
+
+
+def infeasible_error(reason: str, actor: bool = False) -> InfeasibleResourceError:
+    """The error for work no node can take: Ray's ``TaskUnschedulableError`` /
+    ``ActorUnschedulableError`` when its node affinity names a node that is gone, else
+    ``InfeasibleResourceError`` (which both of those are)."""
+    if reason.endswith(NODE_NOT_ALIVE):
+        return ActorUnschedulableError(reason) if actor else TaskUnschedulableError(reason)
+    return InfeasibleResourceError(reason)
 
 
 @dataclass(slots=True)
@@ -180,7 +197,7 @@ class Scheduler:
         if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
             target = next((n for n in nodes if n.node_id == strategy.node_id), None)
             if target is None:
-                return f"node {strategy.node_id} (from NodeAffinitySchedulingStrategy) is not alive"
+                return f"node {strategy.node_id} {NODE_NOT_ALIVE}"
             nodes = [target]
         if any(n.can_ever_fit(request) for n in nodes):
             return None

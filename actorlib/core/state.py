@@ -35,6 +35,8 @@ DEAD_ACTORS_KEPT = 1_000
 
 #: The kinds :func:`rows` answers for (``demand`` for ``actorlib status``).
 KINDS = ("tasks", "actors", "objects", "nodes", "workers", "placement_groups", "demand")
+#: The kinds the runtime answers from tables of their own (``core.jobs``, ``core.metrics``).
+OWN_KINDS = ("jobs", "metrics")
 
 #: Questions about the worker processes themselves, answered by the backend where they run
 #: (a cluster's head asks their node), asked as a kind so that every way rows travel (a

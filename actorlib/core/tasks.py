@@ -34,12 +34,12 @@ from actorlib.core.ids import COUNTER_BITS
 from actorlib.core.lineage import remember
 from actorlib.core.objects import ObjectEntry, ObjectTable
 from actorlib.core.records import Outcome, TaskRun
-from actorlib.core.scheduler import Node, Placement, Scheduler
+from actorlib.core.scheduler import Node, Placement, Scheduler, infeasible_error
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import DRIVER_CALLER, TaskSpec
 from actorlib.core.state import ended_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
-from actorlib.exceptions import InfeasibleResourceError, WorkerCrashedError
+from actorlib.exceptions import WorkerCrashedError
 
 if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
     from actorlib.backends.base import Backend
@@ -153,7 +153,7 @@ class Tasks:
             spec.resources, spec.scheduling_strategy
         )
         if reason is not None:
-            self._finish(rec, error_value(InfeasibleResourceError(reason)))
+            self._finish(rec, error_value(infeasible_error(reason)))
             return
         if deps:
             rec.remaining = self.values.resolve_deps(deps, lambda: self._deps_ready(rec))
@@ -435,7 +435,9 @@ class Tasks:
             f"The worker running task {rec.spec.name} died after "
             f"{rec.spec.attempt + 1} attempt(s): {error}"
         )
-        self._finish(rec, error_value(WorkerCrashedError(msg)))
+        # A finer cause keeps its name (NodeDiedError: the node went, not just a worker).
+        kind = type(error) if isinstance(error, WorkerCrashedError) else WorkerCrashedError
+        self._finish(rec, error_value(kind(msg)))
 
     def _release_placement(self, rec: TaskRecord) -> None:
         placement = rec.placement

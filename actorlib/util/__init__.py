@@ -1,6 +1,7 @@
 """``actorlib.util``: Ray's ``ray.util`` names, so ``from ray.util import ActorPool`` translates.
 
-Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.queue``
+Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.metrics``
+(``Counter``, ``Gauge``, ``Histogram``), ``actorlib.util.queue``
 (``Queue``), ``actorlib.util.scheduling_strategies`` and ``actorlib.util.placement_group``
 (reserved bundles of resources).
 """
@@ -13,7 +14,10 @@ from typing import Any
 from actorlib import session
 from actorlib.actor_pool import ActorPool
 from actorlib.core.execution_context import current_execution
-from actorlib.util import state
+
+# Loaded with the package, as in Ray, where ``ray.util.scheduling_strategies.X`` and
+# ``ray.util.accelerators`` work after a bare ``import ray``.
+from actorlib.util import accelerators, metrics, scheduling_strategies, state
 from actorlib.util.check_serialize import inspect_serializability
 from actorlib.util.helpers import as_completed, map_unordered
 from actorlib.util.placement_group import (
@@ -29,6 +33,7 @@ from actorlib.util.serialization import deregister_serializer, register_serializ
 __all__ = [
     "ActorPool",
     "PlacementGroup",
+    "accelerators",
     "as_completed",
     "deregister_serializer",
     "get_current_placement_group",
@@ -37,10 +42,12 @@ __all__ = [
     "inspect_serializability",
     "list_named_actors",
     "map_unordered",
+    "metrics",
     "placement_group",
     "placement_group_table",
     "register_serializer",
     "remove_placement_group",
+    "scheduling_strategies",
     "state",
 ]
 

@@ -24,7 +24,9 @@ __all__ = [
     "get_log",
     "get_task",
     "list_actors",
+    "list_jobs",
     "list_logs",
+    "list_metrics",
     "list_nodes",
     "list_objects",
     "list_placement_groups",
@@ -51,6 +53,8 @@ BRIEF: dict[str, tuple[str, ...]] = {
     "workers": ("worker_id", "is_alive", "worker_type", "node_id", "pid", "actor_class",
                 "current_task_names"),
     "placement_groups": ("placement_group_id", "name", "state", "strategy", "is_detached"),
+    "jobs": ("job_id", "type", "status", "entrypoint", "start_time", "end_time"),
+    "metrics": ("name", "type", "tags", "value", "count"),
 }
 KINDS = tuple(BRIEF)
 
@@ -212,6 +216,30 @@ def list_placement_groups(
     """Placement groups, removed ones included (as Ray's table keeps them), with the
     node each bundle is reserved on (``detail=True``: ``bundles``)."""
     return _list("placement_groups", address, filters, limit, timeout, detail,
+                 raise_on_missing_output, _fetch)
+
+
+def list_jobs(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """The driver jobs, oldest first: this runtime's own driver, or on a cluster every
+    driver that connected (``SUCCEEDED`` once it left). Fields of Ray's ``JobDetails``."""
+    return _list("jobs", address, filters, limit, timeout, detail, raise_on_missing_output,
+                 _fetch)
+
+
+def list_metrics(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+) -> list[dict[str, Any]]:
+    """The metrics of ``actorlib.util.metrics`` recorded so far anywhere in the runtime:
+    a row per metric and tag set (a counter's total, a gauge's last value, a histogram's
+    sum, with ``count``, ``boundaries`` and ``buckets`` under ``detail=True``). An
+    actorlib extension: Ray exports its metrics to Prometheus only."""
+    return _list("metrics", address, filters, limit, timeout, detail,
                  raise_on_missing_output, _fetch)
 
 

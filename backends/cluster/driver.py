@@ -40,6 +40,7 @@ from actorlib.backends.transport.messages import (
     Welcome,
 )
 from actorlib.backends.transport.remote_core import RemoteCoreClient
+from actorlib.core.jobs import entrypoint
 from actorlib.core.loop import LoopThread
 from actorlib.core.serialization import Serialized, Unavailable, map_readonly, set_buffer_mapper
 from actorlib.core.waiting import report_unhandled
@@ -92,7 +93,8 @@ class ClusterClient(RemoteCoreClient):
         self._welcome: asyncio.Future[Welcome] = loop.create_future()
         self.conn = wire.Connection(loop, self._on_message, self._on_lost)
         cluster_auth.hand_over(reader, writer, self.conn)
-        self.conn.send(DriverHello(os.getpid(), list(sys.path), self.log_to_driver, self.setup))
+        self.conn.send(DriverHello(os.getpid(), list(sys.path), self.log_to_driver, self.setup,
+                                   entrypoint()))
         return await asyncio.wait_for(self._welcome, 30)
 
     def _handler_table(self) -> dict[type, Callable[[Any], None]]:

@@ -75,7 +75,7 @@ from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, set_buffer_mapper
 from actorlib.core.state import WorkerQuery
-from actorlib.exceptions import ActorDiedError, WorkerCrashedError
+from actorlib.exceptions import ActorDiedError, NodeDiedError, WorkerCrashedError
 
 log = logging.getLogger("actorlib.cluster")
 
@@ -103,6 +103,7 @@ class HeadStore(ObjectStore):
 class HeadBackend(Backend):
     name = "cluster"
     has_locality = True
+    runs_driver = False  # its drivers connect (each a job of ``list_jobs``)
 
     def __init__(
         self, token: bytes, host: str = "127.0.0.1", port: int = 0,
@@ -208,7 +209,7 @@ class HeadBackend(Backend):
     # == what the core asks (core loop) =====================================================
 
     def _lost(self, why: str) -> WorkerCrashedError:
-        return WorkerCrashedError(why)
+        return NodeDiedError(why)
 
     def run_task(self, run: TaskRun) -> None:
         peer = self.nodes.get(run.node_id)
@@ -362,6 +363,8 @@ class HeadBackend(Backend):
     def _driver_hello(self, peer: HeadPeer, message: DriverHello) -> None:
         prefix = peer.job = next(self._driver_prefixes)
         peer.log_to_driver = bool(message.log_to_driver)
+        self.events.job_started(prefix, message.pid, message.entrypoint,
+                                peer.address.rpartition(":")[0])
         new = [p for p in message.sys_path if p not in self._job_paths]
         if new:
             self._job_paths.update(dict.fromkeys(new))
@@ -410,7 +413,7 @@ class HeadBackend(Backend):
             self.events.node_removed(node_id)
             for task_id, attempt in list(peer.running.items()):
                 self._task_node.pop(task_id, None)
-                self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))
+                self.events.task_crashed(task_id, attempt, NodeDiedError(why))
             peer.running.clear()
             for call_id, owner in list(self._call_node.items()):
                 if owner is peer:
@@ -418,7 +421,7 @@ class HeadBackend(Backend):
             for actor_id, incarnation in list(peer.actors.items()):
                 if self._actor_node.get(actor_id) is peer:
                     del self._actor_node[actor_id]
-                self.events.actor_died(actor_id, incarnation, WorkerCrashedError(why))
+                self.events.actor_died(actor_id, incarnation, NodeDiedError(why))
             peer.actors.clear()
             if peer.session:
                 session = peer.session

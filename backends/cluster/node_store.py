@@ -105,15 +105,21 @@ class NodeStore(SharedMemoryStore):
     def add_copy(self, path: str, size: int, local: str) -> bool:
         """A copy reserved with :meth:`reserve_copy` is complete at ``local``; False if
         the object was freed meanwhile (the copy is removed: kept, it would hold memory
-        until the node stops, since no other free of that object will come)."""
+        until the node stops, since no other free of that object will come). A copy of
+        ``path`` held already is replaced and freed: a node holds one copy of a path."""
         with self._cache_lock:
             freed = self._making.pop(path, False)
+            previous = None if freed else self._copies.pop(path, None)
             if freed:
                 self._copy_bytes -= size
             else:
                 self._copies[path] = (local, size)
+            if previous is not None:  # a copy made twice: the older one goes
+                self._copy_bytes -= previous[1]
         if freed:
             self._forget(local)
+        if previous is not None and previous[0] != local:
+            self._forget(previous[0])
         return not freed
 
     def cancel_copy(self, path: str, size: int) -> None:

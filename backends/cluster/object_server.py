@@ -263,6 +263,10 @@ class ObjectServer:
             return cached
         with self._lock:
             pending = self._fetching.get(path)
+            if pending is None:  # a fetch may have finished since we looked: not twice
+                cached = self.store.cached(path)
+                if cached is not None:
+                    return cached
             mine = pending is None
             if pending is None:
                 pending = self._fetching[path] = Future()

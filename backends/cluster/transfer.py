@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from actorlib.backends.process.arena import Arena, Extent
+from actorlib.backends.process.arena import Arena, Extent, _subtract
 from actorlib.backends.process.arena_segments import reserve_range
 from actorlib.backends.process.shm_files import full_store_error, unlink
 from actorlib.exceptions import ObjectLostError
@@ -166,8 +166,15 @@ class ExtentDestination:
         self.extent = extent
         self.size = extent.size
         self.cold = cold
+        self.reserved: list[tuple[int, int]] = []  # segment ranges of ``cold`` now paged
         self.fd = (os.open(arena.segment_path(extent.base), os.O_RDWR) if cold else -1)
-        self.view = arena.writable(extent)
+        try:
+            self.view = arena.writable(extent)
+        except BaseException:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+            raise
 
     def receive(self, sock: socket.socket, lo: int, hi: int) -> None:
         if not self.cold:
@@ -192,6 +199,7 @@ class ExtentDestination:
                     if full is not None:
                         raise full from exc
                     raise
+                self.reserved.append((begin, end - begin))  # one append: thread-safe
 
     def finish(self) -> str:
         self._close()
@@ -199,8 +207,14 @@ class ExtentDestination:
 
     def discard(self) -> None:
         self._close()
-        if self.cold:  # some may not be reserved: reserved again before their next use
-            self.arena.cool(self.extent.base, self.cold)
+        reserved = sorted(self.reserved)  # these have pages: they go back warm
+        unreserved = [
+            (start, end - start)
+            for offset, length in self.cold
+            for start, end in _subtract(reserved, offset, offset + length)
+        ]
+        if unreserved:  # reserved again before their next use
+            self.arena.cool(self.extent.base, unreserved)
         self.arena.release(self.extent.path)
 
     def _close(self) -> None:

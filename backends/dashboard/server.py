@@ -34,11 +34,14 @@ from actorlib.backends.dashboard.snapshot import (
     snapshot,
     timeline,
 )
+from actorlib.core.metrics import prometheus
 
 log = logging.getLogger("actorlib.dashboard")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8265  # Ray's
+#: Prometheus' text exposition format, as its scrapers ask for it.
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATIC = Path(__file__).resolve().parent / "static"
 #: The files the page is made of: name -> content type.
 FILES = {
@@ -198,6 +201,7 @@ class DashboardServer:
         app.router.add_get("/api/logs", self._logs)
         app.router.add_get("/api/logs/{pid}", self._log_tail)
         app.router.add_get("/api/timeline", self._timeline)
+        app.router.add_get("/metrics", self._metrics)
         return app
 
     @property
@@ -280,6 +284,15 @@ class DashboardServer:
             return self._json({"error": str(exc)}, status=400)
         answer = await self._call(log_tail, self._fetch, int(pid), size)
         return self._json(answer) if isinstance(answer, dict) else answer
+
+    async def _metrics(self, request: Any) -> Any:
+        """``actorlib.util.metrics`` in Prometheus' text format, for a scraper (which
+        sends the token as ``Authorization: Bearer``, or ``?token=``)."""
+        rows = await self._call(self._fetch, "metrics")
+        if not isinstance(rows, list):
+            return rows
+        return self._web.Response(body=prometheus(rows).encode(),
+                                  headers={"Content-Type": PROMETHEUS_TYPE})
 
     async def _timeline(self, request: Any) -> Any:
         answer = await self._call(timeline, self._fetch)

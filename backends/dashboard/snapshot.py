@@ -19,7 +19,7 @@ from actorlib.core.trace_events import trace_events
 Fetch = Callable[[str], list[dict[str, Any]]]
 
 #: The kinds of rows the page shows, in its order.
-KINDS = ("nodes", "demand", "workers", "actors", "tasks", "objects")
+KINDS = ("nodes", "demand", "workers", "actors", "tasks", "objects", "jobs", "metrics")
 #: Task states that mean "ended" (the rest are live).
 ENDED = frozenset({"FINISHED", "FAILED"})
 #: The rate chart: this many one-second buckets, the newest last.

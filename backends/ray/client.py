@@ -18,9 +18,11 @@ import functools
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
+from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
@@ -42,6 +44,7 @@ from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator, id_hex
+from actorlib.core.metrics import Batch
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import Serialized, serialize
@@ -337,16 +340,25 @@ class RayCore(RayWaits, HeldTasks):
         if not self._admit(spec):
             return  # held: submitted when a slot under its limit frees
         try:
-            self._submit_to_ray(spec)
+            out = self._send(spec)
         except BaseException:  # Ray refused it (the caller hears why): the slot is free
             self._give_back(spec.concurrency[0])
             raise
+        self._accepted(spec, out)  # Ray has it: its slot frees when it ends, not before
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
+        self._accepted(spec, self._send(spec), held)
+
+    def _send(self, spec: TaskSpec) -> Any:
+        """Hand ``spec`` to Ray; what its ``.remote()`` returned."""
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
-        out = task.remote(template, task_ids(spec), *self._pack(spec.args))
+        return task.remote(template, task_ids(spec), *self._pack(spec.args))
+
+    def _accepted(self, spec: TaskSpec, out: Any, held: Held | None = None) -> None:
+        """Ray took ``spec`` (``out``: its refs): the ids map to them, a limited one is
+        tracked."""
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:
@@ -531,6 +543,14 @@ class RayCore(RayWaits, HeldTasks):
 
     def available_resources(self) -> dict[str, float]:
         return dict(ray.available_resources())
+
+    def record_metrics(self, batch: Batch, done: Callable[[], None] | None = None) -> None:
+        """Recorded in Ray's own metrics (see :mod:`.metrics`), which Ray exports."""
+        try:
+            ray_metrics.record(batch)
+        finally:
+            if done is not None:
+                done()
 
     # -- not mapped onto Ray yet: a clear error, never a silent difference ---------------
 

@@ -12,12 +12,32 @@ from actorlib.exceptions import (
     ActorDiedError,
     ActorPlacementGroupRemoved,
     ActorUnavailableError,
+    ActorUnschedulableError,
+    NodeDiedError,
+    ObjectFetchTimedOutError,
+    ObjectFreedError,
     ObjectLostError,
+    ObjectReconstructionFailedError,
+    OutOfMemoryError,
+    OwnerDiedError,
+    RuntimeEnvSetupError,
     SystemFailureError,
     TaskCancelledError,
     TaskError,
     TaskPlacementGroupRemoved,
+    TaskUnschedulableError,
     WorkerCrashedError,
+)
+
+#: Ray's exceptions that actorlib has under the same name (subclasses of its broader ones).
+_SAME_NAME: tuple[tuple[str, type[BaseException]], ...] = (
+    ("NodeDiedError", NodeDiedError), ("OutOfMemoryError", OutOfMemoryError),
+    ("OwnerDiedError", OwnerDiedError), ("ObjectFreedError", ObjectFreedError),
+    ("ObjectFetchTimedOutError", ObjectFetchTimedOutError),
+    ("ObjectReconstructionFailedError", ObjectReconstructionFailedError),
+    ("RuntimeEnvSetupError", RuntimeEnvSetupError),
+    ("TaskUnschedulableError", TaskUnschedulableError),
+    ("ActorUnschedulableError", ActorUnschedulableError),
 )
 
 
@@ -50,7 +70,11 @@ def translate(exc: BaseException) -> BaseException:
             return ActorPlacementGroupRemoved(
                 f"The actor died: the placement group it ran in was removed. ({exc})")
         return ActorDiedError(str(exc))
-    if isinstance(exc, (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError)):
+    for name, ours in _SAME_NAME:  # Ray's finer names first: each is ours of that name
+        theirs = getattr(rx, name, None)
+        if theirs is not None and isinstance(exc, theirs):
+            return ours(str(exc))
+    if isinstance(exc, rx.WorkerCrashedError):
         return WorkerCrashedError(str(exc))
     if isinstance(exc, rx.ObjectLostError):
         return ObjectLostError(str(exc))

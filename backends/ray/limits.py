@@ -154,7 +154,8 @@ class HeldTasks:
         def _ray_ref(self, id_: int) -> Any: ...
         def _completed(self, id_: int, data: Any) -> None: ...
         def _deliver(self, id_: int, data: Any, hooked: bool = False) -> None: ...
-        def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None: ...
+        def _send(self, spec: TaskSpec) -> Any: ...
+        def _accepted(self, spec: TaskSpec, out: Any, held: Held | None = None) -> None: ...
         def _adopt_returns(
             self, ids: tuple[int, ...], out: Any, held: Held | None = None,
         ) -> list[Any]: ...
@@ -211,8 +212,12 @@ class HeldTasks:
             completer.submit(functools.partial(self._submit_held, released))
 
     def _submit_held(self, helds: list[Held]) -> None:
-        """Submit released held tasks, each once (a ``ray_ref`` of one may come first)."""
-        for held in helds:
+        """Submit released held tasks, each once (a ``ray_ref`` of one may come first).
+
+        A task Ray refused, or whose submission was interrupted (Ctrl-C while it is
+        submitted inline), never runs: its ids hold the error and its slot frees. An
+        interruption goes on up; the other tasks are submitted by the completer."""
+        for i, held in enumerate(helds):
             with self._lock:
                 if held.state is not RELEASED:
                     continue
@@ -220,10 +225,20 @@ class HeldTasks:
             try:
                 if self.closed:
                     continue
-                self._submit_to_ray(held.spec, held)
-            except Exception as exc:  # Ray refused it: its ids hold the error
-                self._resolve(held, error_value(exc))
-                self._give_back(held.key)
+                try:
+                    out = self._send(held.spec)
+                except BaseException as exc:  # its ids hold the error, its slot frees
+                    try:
+                        self._resolve(held, error_value(exc))
+                    finally:
+                        self._give_back(held.key)
+                    if not isinstance(exc, Exception):
+                        if i + 1 < len(helds):
+                            completer.submit(functools.partial(
+                                self._submit_held, helds[i + 1:]))
+                        raise
+                    continue
+                self._accepted(held.spec, out, held)
             finally:
                 with self._lock:
                     self._limits.stood(held)
@@ -245,9 +260,11 @@ class HeldTasks:
     def _resolve(self, held: Held, value: Serialized) -> None:
         """A held task that will not run: its return ids hold ``value`` (an error)."""
         ids = held.spec.return_ids
-        self._adopt_returns(ids, [ray.put(Box(value, {})) for _ in ids], held)
-        with self._lock:
-            self._limits.stood(held)
+        try:
+            self._adopt_returns(ids, [ray.put(Box(value, {})) for _ in ids], held)
+        finally:  # a waiting _take_now goes on (and finds no ref) even if Ray failed
+            with self._lock:
+                self._limits.stood(held)
         for id_ in ids:
             self._deliver(id_, value)
 

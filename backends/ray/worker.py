@@ -287,7 +287,7 @@ def run_stream_task(template: bytes, ids: bytes, payload: Packed | None = None,
         unpacked = _unpack(core, payload, deps)
         if isinstance(unpacked, Serialized):
             raise Raised(unpacked)
-        fn = _code.load(spec.function)
+        fn = ctx.code = _code.load(spec.function)
         return run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
 
     yield from _stream(core, ctx, make, name, spec.retry_exceptions)
@@ -308,6 +308,7 @@ def run_task(template: bytes, ids: bytes, payload: Packed | None = None,
             if isinstance(unpacked, Serialized):
                 return _finish(core, unpacked, spec.num_returns)
             fn = _code.load(spec.function)
+            current_execution.get().code = fn  # type: ignore[union-attr]
             result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
             values = _values(core, result, spec.generator, spec.num_returns, name,
                              spec.task_id)
@@ -347,11 +348,13 @@ class _Host:
         finally:
             current_execution.reset(token)
 
-    def _context(self, call_id: int | None) -> ExecutionContext:
+    def _context(self, call_id: int | None, method: str = "") -> ExecutionContext:
         spec = self._spec
+        instance = getattr(self, "_instance", None)
         return ExecutionContext(
             self._node, task_id=call_id, actor_id=spec.actor_id, gpu_ids=self._gpus,
             namespace=spec.namespace, spec=spec, incarnation=self._incarnation,
+            method=method, code=None if instance is None else type(instance),
         )
 
     def _method(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
@@ -381,7 +384,7 @@ class SyncHost(_Host):
     def call(self, fields: list[Any], payload: Packed | None = None, *deps: Any) -> Any:
         spec = call_spec(fields)
         core = client(self._spec.namespace)
-        token = current_execution.set(self._context(spec.call_id))
+        token = current_execution.set(self._context(spec.call_id, spec.method))
         try:
             try:
                 method = self._method(spec, payload, deps)
@@ -407,15 +410,15 @@ class SyncHost(_Host):
             return run_sync_or_async(self._streamed(spec, payload, deps), (), {},
                                      _loop_holder())
 
-        yield from _stream(core, self._context(spec.call_id), make, self._name(spec),
-                           spec.retry_exceptions)
+        yield from _stream(core, self._context(spec.call_id, spec.method), make,
+                           self._name(spec), spec.retry_exceptions)
 
 
 class AsyncHost(_Host):
     async def call(self, fields: list[Any], payload: Packed | None = None, *deps: Any) -> Any:
         spec = call_spec(fields)
         core = client(self._spec.namespace)
-        token = current_execution.set(self._context(spec.call_id))
+        token = current_execution.set(self._context(spec.call_id, spec.method))
         try:
             try:
                 method = self._method(spec, payload, deps)
@@ -450,7 +453,7 @@ class AsyncHost(_Host):
         def make() -> Any:
             return self._streamed(spec, payload, deps)()
 
-        async for box in _stream_async(core, self._context(spec.call_id), make,
+        async for box in _stream_async(core, self._context(spec.call_id, spec.method), make,
                                        self._name(spec), spec.retry_exceptions):
             yield box
 

@@ -198,6 +198,7 @@ class ActorHost:
         ctx = ExecutionContext(
             self.start.node_id, call_id, self.actor_id, self.start.gpu_ids,
             self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
+            method=run.spec.method, code=type(self.instance),
         )
         with self._lock:
             if call_id in self.cancelled:

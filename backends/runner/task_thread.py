@@ -159,6 +159,7 @@ class TaskThread:
                 fn = runner.code.loaded.get(spec.function.id)
                 if fn is None:
                     fn = runner.code.load(spec.function)
+                ctx.code = fn
                 if spec.env_vars:
                     args, kwargs = build_args(spec.args, run.deps)
                     with env_vars(spec.env_vars):

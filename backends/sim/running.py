@@ -110,11 +110,12 @@ class SimHost:
         self.names: dict[str, str] = {}  # method -> ``Class.method`` (see ``name_of``)
         self.seq = 0  # its place in the run's ``_hosts`` (``Running._add_host``)
 
-    def context(self, call_id: int | None = None) -> ExecutionContext:
+    def context(self, call_id: int | None = None, method: str = "") -> ExecutionContext:
         ctx = ExecutionContext(
             self.start.node_id, task_id=call_id, actor_id=self.spec.actor_id,
             gpu_ids=self.start.gpu_ids, namespace=self.spec.namespace, spec=self.spec,
-            incarnation=self.incarnation,
+            incarnation=self.incarnation, method=method,
+            code=None if self.instance is None else type(self.instance),
         )
         if call_id is not None:
             self.contexts[call_id] = ctx
@@ -193,6 +194,7 @@ class Running(Choosing):
         try:
             try:
                 fn = self.code.load(spec.function)
+                ctx.code = fn
                 args, kwargs = build_args(spec.args, run.deps)
                 if spec.env_vars:
                     with env_vars(spec.env_vars):
@@ -385,7 +387,7 @@ class Running(Choosing):
 
     def _call_job(self, host: SimHost, run: CallRun, box: Box) -> None:
         spec = run.spec
-        token = current_execution.set(host.context(spec.call_id))
+        token = current_execution.set(host.context(spec.call_id, spec.method))
         name = host.names.get(spec.method) or host.name_of(spec.method)
         try:
             method = getattr(host.instance, spec.method)
@@ -464,7 +466,7 @@ class Running(Choosing):
     async def _call_async(self, host: SimHost, run: CallRun, box: Box, group: str) -> None:
         spec = run.spec
         name = host.names.get(spec.method) or host.name_of(spec.method)
-        current_execution.set(host.context(spec.call_id))
+        current_execution.set(host.context(spec.call_id, spec.method))
         try:
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)

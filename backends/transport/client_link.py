@@ -39,7 +39,7 @@ REQUESTS = frozenset({
     "create_actor", "lookup_actor", "named_actors", "nodes", "cluster_resources",
     "available_resources", "flush", "debug_state", "create_placement_group",
     "remove_placement_group", "placement_group_ready", "lookup_placement_group",
-    "placement_groups", "state_rows", "withdraw",
+    "placement_groups", "state_rows", "withdraw", "record_metrics",
 })
 
 

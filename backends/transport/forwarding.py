@@ -83,5 +83,8 @@ class ForwardedEvents:
     def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
         pass
 
+    def job_started(self, job: int, pid: int, entrypoint: str, host: str) -> None:
+        pass
+
     def job_ended(self, job: int) -> None:
         pass

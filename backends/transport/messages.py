@@ -346,6 +346,7 @@ class DriverHello(NamedTuple):
     sys_path: list[str]
     log_to_driver: bool
     setup: dict[str, Any] | None = None  # its logging and setup hook (``JobSetup``)
+    entrypoint: str = ""  # its command line, for ``list_jobs``
 
 
 class Welcome(NamedTuple):

@@ -36,6 +36,7 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import IdAllocator
+from actorlib.core.metrics import Batch
 from actorlib.core.objects import Watcher, first_ready
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
@@ -216,6 +217,13 @@ class RemoteCoreClient:
     def placement_groups(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("placement_groups")
         return result
+
+    def record_metrics(self, batch: Batch, done: Callable[[], None] | None = None) -> None:
+        def answered(ok: bool, value: Any) -> None:
+            if done is not None:
+                done()  # delivered or refused (a clash the core logs): the next may go
+
+        self.forward_request("record_metrics", (batch,), answered)
 
     def request(self, method: str, *args: Any) -> Any:
         """Ask the other side and wait for its answer (raised if it is an error)."""

@@ -8,7 +8,8 @@ const LIMIT = 200;
 const HISTORY = 60; // running-task samples kept for the chart
 
 const TITLES = { nodes: "Nodes", demand: "Pending demand (waiting for resources)",
-  workers: "Workers", actors: "Actors", tasks: "Tasks", objects: "Objects" };
+  workers: "Workers", actors: "Actors", tasks: "Tasks", objects: "Objects", jobs: "Jobs",
+  metrics: "Metrics (actorlib.util.metrics; Prometheus text at /metrics)" };
 // Columns shown first, per kind; other fields follow, except those hidden.
 const COLUMNS = {
   nodes: ["node_id", "state", "cpu", "memory", "object_store_bytes", "spilled_bytes",
@@ -21,6 +22,8 @@ const COLUMNS = {
   tasks: ["task_id", "name", "state", "attempt_number", "type", "duration", "node_id",
     "worker_pid", "actor_id"],
   objects: ["object_id", "object_size", "reference_count", "task_status", "where", "spilled"],
+  jobs: ["job_id", "type", "status", "entrypoint", "driver_info"],
+  metrics: ["name", "type", "tags", "value", "count", "description"],
 };
 const HIDDEN = {
   nodes: ["resources_available"],
@@ -29,6 +32,9 @@ const HIDDEN = {
   objects: [],
   workers: ["actor_id", "current_task_ids"],
   demand: [],
+  jobs: ["submission_id", "message", "metadata", "runtime_env", "error_type",
+    "driver_exit_code", "driver_node_id"],
+  metrics: ["sum"],
 };
 const ID_FIELD = { nodes: "node_id", workers: "worker_id", actors: "actor_id",
   tasks: "task_id", objects: "object_id" };
