@@ -6,18 +6,12 @@ running)."""
 from __future__ import annotations
 
 import pytest
-from testkit import Recorder, Sync, T
+from testkit import Recorder, Sync, T, gated
 
 import actorlib
 from actorlib.exceptions import TaskCancelledError
 
 pytestmark = pytest.mark.shared_runtime
-
-
-@actorlib.remote
-def wait_for(sync, key, value):
-    actorlib.get(sync.wait.remote(key), timeout=T)
-    return value
 
 
 @actorlib.remote
@@ -43,7 +37,7 @@ def release(sync, key):
 
 def test_a_task_over_the_limit_waits_for_the_slot(rt):
     sync, rec = Sync.remote(), Recorder.remote()
-    first = _limited(wait_for, "turns").remote(sync, "go", "first")
+    first = _limited(gated, "turns").remote(sync, "go", "first")
     second = _limited(record, "turns").remote(rec, "second")
     ready, _ = actorlib.wait([second], timeout=0.3)
     assert ready == []  # the slot is the first's until it ends
@@ -55,7 +49,7 @@ def test_a_task_over_the_limit_waits_for_the_slot(rt):
 
 def test_a_get_of_a_task_waiting_for_its_slot_returns_once_it_ran(rt):
     sync = Sync.remote()
-    first = _limited(wait_for, "get").remote(sync, "go", 1)
+    first = _limited(gated, "get").remote(sync, "go", 1)
     second = _limited(plus_one, "get").remote(41)
     releasing = release.remote(sync, "go")
     assert actorlib.get(second, timeout=T) == 42
@@ -64,7 +58,7 @@ def test_a_get_of_a_task_waiting_for_its_slot_returns_once_it_ran(rt):
 
 def test_the_ref_of_a_task_waiting_for_its_slot_is_an_argument_like_any(rt):
     sync = Sync.remote()
-    first = _limited(wait_for, "arg").remote(sync, "go", 1)
+    first = _limited(gated, "arg").remote(sync, "go", 1)
     second = _limited(plus_one, "arg").remote(1)
     third = plus_one.remote(second)  # top-level: its value
     nested = actorlib.put([second])  # nested: the ref itself
@@ -76,7 +70,7 @@ def test_the_ref_of_a_task_waiting_for_its_slot_is_an_argument_like_any(rt):
 
 def test_a_cancelled_task_that_waited_for_its_slot_never_runs(rt):
     sync, rec = Sync.remote(), Recorder.remote()
-    first = _limited(wait_for, "cancel").remote(sync, "go", "first")
+    first = _limited(gated, "cancel").remote(sync, "go", "first")
     second = _limited(record, "cancel").remote(rec, "second")
     third = _limited(record, "cancel").remote(rec, "third")
     actorlib.cancel(second)

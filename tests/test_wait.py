@@ -5,17 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from testkit import Sync, T
+from testkit import Sync, T, gated
 
 import actorlib
 
 pytestmark = pytest.mark.shared_runtime
-
-
-@actorlib.remote
-def gated(sync, key, value):
-    actorlib.get(sync.wait.remote(key), timeout=T)
-    return value
 
 
 @actorlib.remote

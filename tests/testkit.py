@@ -92,6 +92,13 @@ class Sync:
             return self._counts[key]
 
 
+@actorlib.remote
+def gated(sync: Any, key: str, value: Any) -> Any:
+    """A task that returns ``value`` once ``sync``'s event ``key`` is set."""
+    actorlib.get(sync.wait.remote(key), timeout=T)
+    return value
+
+
 @actorlib.remote(num_cpus=0)
 class Recorder:
     """Sync actor: an append-only log and per-key counters, readable from the driver."""

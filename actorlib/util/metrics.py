@@ -71,6 +71,7 @@ class Metric:
         self._tag_keys: tuple[str, ...] = keys
         self._default_tags: dict[str, str] = {}
         self._boundaries: tuple[float, ...] = ()
+        self._definition: core_metrics.Definition | None = None  # made at the first record
 
     def set_default_tags(self, default_tags: dict[str, str]) -> Metric:
         """Tags every record uses unless it passes its own; returns the metric itself."""
@@ -104,7 +105,10 @@ class Metric:
         return tuple(final[key] for key in self._tag_keys)
 
     def _record(self, value: float, tags: dict[str, str] | None) -> None:
-        definition = (self._kind, self._description, self._tag_keys, self._boundaries)
+        definition = self._definition
+        if definition is None:  # one tuple per metric: the batch tells it by identity
+            definition = self._definition = (
+                self._kind, self._description, self._tag_keys, self._boundaries)
         try:
             core_metrics.pending.record(self._name, definition, self._tags(tags), value, _send)
         except RuntimeClosedError:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from actorlib.backends.process.arena import Arena, Extent, _subtract
+from actorlib.backends.process.arena import Arena, Extent
 from actorlib.backends.process.arena_segments import reserve_range
 from actorlib.backends.process.shm_files import full_store_error, unlink
 from actorlib.exceptions import ObjectLostError
@@ -90,6 +90,28 @@ def _recv_part(sock: socket.socket, view: memoryview, offset: int, most: int) ->
 def _recv_slice(sock: socket.socket, view: memoryview, lo: int, hi: int) -> None:
     with view[lo:hi] as part:
         recv_into(sock, part)
+
+
+def _recv_reserving(sock: socket.socket, view: memoryview, lo: int, hi: int,
+                    reserve: Callable[[int, int], None]) -> None:
+    """Bytes ``lo:hi`` of ``view`` from ``sock``, ``reserve`` called for each
+    :data:`RESERVE_STEP` just before its bytes arrive."""
+    for start in range(lo, hi, RESERVE_STEP):
+        stop = min(start + RESERVE_STEP, hi)
+        reserve(start, stop)
+        _recv_slice(sock, view, start, stop)
+
+
+def _reserve(fd: int, offset: int, length: int, size: int, where: str) -> None:
+    """Give a store file's range its pages now; a full store is
+    :class:`ObjectStoreFullError` (for an object of ``size`` bytes in ``where``)."""
+    try:
+        reserve_range(fd, offset, length)
+    except OSError as exc:
+        full = full_store_error(f"{size} bytes", where, exc)
+        if full is not None:
+            raise full from exc
+        raise
 
 
 def read_reply(sock: socket.socket) -> Any:
@@ -177,13 +199,10 @@ class ExtentDestination:
             raise
 
     def receive(self, sock: socket.socket, lo: int, hi: int) -> None:
-        if not self.cold:
+        if self.cold:
+            _recv_reserving(sock, self.view, lo, hi, self._reserve)
+        else:
             _recv_slice(sock, self.view, lo, hi)
-            return
-        for start in range(lo, hi, RESERVE_STEP):
-            stop = min(start + RESERVE_STEP, hi)
-            self._reserve(start, stop)
-            _recv_slice(sock, self.view, start, stop)
 
     def _reserve(self, lo: int, hi: int) -> None:
         """Reserve the cold parts of the extent's bytes ``lo:hi``."""
@@ -191,14 +210,8 @@ class ExtentDestination:
         for offset, length in self.cold:
             begin, end = max(offset, first), min(offset + length, last)
             if begin < end:
-                try:
-                    reserve_range(self.fd, begin, end - begin)
-                except OSError as exc:
-                    where = os.path.dirname(self.extent.path)
-                    full = full_store_error(f"{self.size} bytes", where, exc)
-                    if full is not None:
-                        raise full from exc
-                    raise
+                _reserve(self.fd, begin, end - begin, self.size,
+                         os.path.dirname(self.extent.path))
                 self.reserved.append((begin, end - begin))  # one append: thread-safe
 
     def finish(self) -> str:
@@ -207,14 +220,8 @@ class ExtentDestination:
 
     def discard(self) -> None:
         self._close()
-        reserved = sorted(self.reserved)  # these have pages: they go back warm
-        unreserved = [
-            (start, end - start)
-            for offset, length in self.cold
-            for start, end in _subtract(reserved, offset, offset + length)
-        ]
-        if unreserved:  # reserved again before their next use
-            self.arena.cool(self.extent.base, unreserved)
+        # The parts reserved have pages now: only the rest is reserved again before use.
+        self.arena.cool(self.extent.base, self.cold, paged=self.reserved)
         self.arena.release(self.extent.path)
 
     def _close(self) -> None:
@@ -253,22 +260,11 @@ class Destination:
         self.view = memoryview(self.mapped) if self.mapped is not None else memoryview(b"")
 
     def reserve(self, lo: int, hi: int) -> None:
-        if not hasattr(os, "posix_fallocate"):  # macOS: nothing to reserve with
-            return
-        try:
-            os.posix_fallocate(self.fd, lo, hi - lo)
-        except OSError as exc:
-            full = full_store_error(f"{self.size} bytes", os.path.dirname(self.path), exc)
-            if full is not None:
-                raise full from exc
-            raise
+        _reserve(self.fd, lo, hi - lo, self.size, os.path.dirname(self.path))
 
     def receive(self, sock: socket.socket, lo: int, hi: int) -> None:
         """Bytes ``lo:hi`` from ``sock``, straight into the file's pages."""
-        for start in range(lo, hi, RESERVE_STEP):
-            stop = min(start + RESERVE_STEP, hi)
-            self.reserve(start, stop)
-            _recv_slice(sock, self.view, start, stop)
+        _recv_reserving(sock, self.view, lo, hi, self.reserve)
 
     def close(self) -> None:
         self.view.release()

@@ -359,15 +359,19 @@ class Arena(ArenaReader):
                 self._cold[base] = [(0, size_made)]
         return None
 
-    def cool(self, base: int, cold: list[tuple[int, int]]) -> None:
+    def cool(self, base: int, cold: list[tuple[int, int]],
+             paged: list[tuple[int, int]] | None = None) -> None:
         """Mark ranges of the segment at ``base`` as having no pages (reserved again
-        before their next use): the parts of an :meth:`alloc_lazily` extent whose
-        writer gave up before reserving them all."""
+        before their next use): the ``cold`` parts of an :meth:`alloc_lazily` extent
+        whose writer gave up, but for those it reserved meanwhile (``paged``: their
+        pages are there, and go back as warm space the arena can trim)."""
+        made = sorted(paged or ())
         with self._lock:
             ranges = self._cold.setdefault(base, [])
             for offset, length in cold:
-                for start, end in _subtract(ranges, offset, offset + length):
-                    _add_range(ranges, start, end - start)
+                for lo, hi in _subtract(made, offset, offset + length):
+                    for start, end in _subtract(ranges, lo, hi):
+                        _add_range(ranges, start, end - start)
 
     def segment_path(self, base: int) -> str:
         """The file of the segment at ``base``."""
