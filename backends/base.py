@@ -195,6 +195,10 @@ class Backend(ABC):
     #: reports that end), hands it back through ``task_recalled`` on ``recall`` if it has
     #: not started, and reports it crashed (not started) if the worker dies.
     pipelines: bool = False
+    #: How many tasks a pipelining worker holds at once: the running one and those queued
+    #: behind it. More than two lets a worker run several short tasks while the core is
+    #: busy, and the core read their outcomes (and write the next tasks) in batches.
+    pipeline_depth: int = 2
     #: Whether a driver running its core serves the state API on a unix socket unless
     #: ``$ACTORLIB_STATE_SOCKET`` says otherwise (``backends.state_socket``).
     serves_state: bool = True

@@ -32,6 +32,7 @@ class ScriptedBackend:
     """Records what the core asks; answers only when the test says so."""
 
     pipelines = True
+    pipeline_depth = 2
     has_locality = False
 
     def __init__(self) -> None:

@@ -97,7 +97,10 @@ def _task_problems(tasks: Tasks, queued: Counter[int]) -> list[str]:
         if rec.state is WAITING and rec.remaining <= 0:
             found.append(f"{name} waits for no argument")
         leader = rec.leader
-        if leader is not None and (leader.successor is not rec or leader.state is not RUNNING):
+        if leader is not None and (
+            leader.successor is not rec or (leader.state is not RUNNING
+                                            and leader.state is not FOLLOWING)
+        ):
             found.append(f"{name} follows {leader.spec.name} ({leader.state.value}), which "
                          "does not lead it")
         successor = rec.successor
@@ -106,8 +109,14 @@ def _task_problems(tasks: Tasks, queued: Counter[int]) -> list[str]:
         ):
             found.append(f"{name} leads {successor.spec.name} ({successor.state.value}), which "
                          "does not follow it")
-        if rec.state is not RUNNING and task_id in tasks.leaders:
-            found.append(f"{name} may lead but does not run")
+        if rec.state is not RUNNING and rec.state is not FOLLOWING and task_id in tasks.leaders:
+            found.append(f"{name} may lead but neither runs nor follows")
+        if rec.state is RUNNING and rec.leader is None:
+            length, tail = 1, rec
+            while tail.successor is not None and length <= tasks.depth:
+                tail, length = tail.successor, length + 1
+            if length > tasks.depth:
+                found.append(f"{name} heads a chain longer than {tasks.depth}")
     for task_id, rec in tasks.followers.items():
         if tasks.records.get(task_id) is not rec:
             found.append(f"follower {id_hex(task_id)} is not a live task")

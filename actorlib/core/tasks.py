@@ -16,8 +16,11 @@ Pipelining (``Backend.pipelines``): with every CPU busy, the next ready task of 
 shape is sent to the worker of a running task and queued there, so the worker starts it
 the moment the first ends instead of after a round trip through the core (mp.Pool's
 trick). The queued task holds no resources: the running one's pass to it when that one
-ends. One task per worker is queued this way. A queued task is recalled when a CPU frees
-elsewhere, so no task waits behind a long one, and when the one ahead blocks in ``get``.
+ends. A worker holds a chain of up to ``Backend.pipeline_depth`` tasks: the running one
+(the chain's head) and those queued behind it, each following the one before it, so it
+runs several short tasks while the core is busy and the core reads their outcomes in
+batches. A queued task is recalled when a CPU frees elsewhere (the deepest first), so no
+task waits behind a long one, and every task behind one that blocks in ``get``.
 
 Runs on the core loop only; no locks. The runtime calls the public methods (guarded:
 see :mod:`actorlib.core.guards`); :mod:`actorlib.core.invariants` reads the records.
@@ -94,10 +97,18 @@ class TaskRecord:
 HELD_NOTHING: dict[str, float] = {}
 
 
-def _may_follow(leader_id: int, work: Any) -> bool:
-    """A task may queue behind ``leader_id``: not an actor, and not the leader's child
-    (the leader may be waiting for it)."""
-    return isinstance(work, TaskRecord) and work.spec.caller_id != leader_id
+def _may_follow(chain: tuple[int, ...], work: Any) -> bool:
+    """A task may queue behind the tasks ``chain`` names: not an actor, and not the child
+    of one of them (that one may be waiting for it)."""
+    return isinstance(work, TaskRecord) and work.spec.caller_id not in chain
+
+
+def _head(rec: TaskRecord) -> TaskRecord:
+    """The first task of the chain ``rec`` is in (the one running, if the chain's worker
+    still runs it)."""
+    while rec.leader is not None:
+        rec = rec.leader
+    return rec
 
 
 class Tasks:
@@ -112,10 +123,12 @@ class Tasks:
         self.values = values
         self.scheduler = scheduler
         self.backend = backend
+        self.depth = backend.pipeline_depth  # tasks a chain holds, the running one too
         self._job_of = job_of
         self.records: dict[int, TaskRecord] = {}
-        # Pipelining: running tasks that may take a task queued behind them on their
-        # worker, and the tasks so queued (FOLLOWING).
+        # Pipelining: the last tasks of chains that may take a task queued behind them on
+        # their worker (a chain is shorter than ``depth``), and the tasks so queued
+        # (FOLLOWING).
         self.leaders: dict[int, TaskRecord] = {}
         self.followers: dict[int, TaskRecord] = {}
         # A task may lead since the last pass: the runtime calls :meth:`lead` if no
@@ -241,46 +254,88 @@ class Tasks:
             self._queue_behind_leaders()
 
     def _may_lead(self, rec: TaskRecord) -> None:
-        placement = rec.placement
+        """The chain ``rec`` is in may take one more task: its last one leads then."""
+        if not self.backend.pipelines:
+            return
+        head = _head(rec)
+        placement = head.placement
         if (
-            self.backend.pipelines and placement is not None and not placement.gpus
-            and not rec.blocked and rec.spec.scheduling_strategy == "DEFAULT"
-            and not rec.spec.generator  # a stream may pause for its consumer for long
+            head.state is not RUNNING or placement is None or placement.gpus or head.blocked
+            or head.recalling  # handed back maybe, unstarted: leads nothing until it knows
         ):
-            self.leaders[rec.spec.task_id] = rec
+            return
+        tail, length = head, 1
+        while tail.successor is not None:
+            tail = tail.successor
+            length += 1
+        if length < self.depth and self._leads(tail):
+            self.leaders[tail.spec.task_id] = tail
             self.new_leaders = True
 
+    @staticmethod
+    def _leads(rec: TaskRecord) -> bool:
+        """Whether a task may have one queued behind it at all."""
+        spec = rec.spec
+        return (
+            not rec.recalling and spec.scheduling_strategy == "DEFAULT"
+            and not spec.generator  # a stream may pause for its consumer for long
+        )
+
     def _queue_behind_leaders(self) -> None:
+        depth = self.depth
         for leader in list(self.leaders.values()):
-            placement = leader.placement
-            assert placement is not None  # leaders run
+            chain = [leader.spec.task_id]
+            head = leader
+            while head.leader is not None:
+                head = head.leader
+                chain.append(head.spec.task_id)
+            placement = head.placement
+            assert placement is not None  # a chain's head runs
             node_id = placement.node.node_id
-            leader_id = leader.spec.task_id
-            rec = self.scheduler.take_next(
-                leader.shape, node_id, functools.partial(_may_follow, leader_id)
-            )
-            if rec is None:
-                continue
-            del self.leaders[leader_id]
-            leader.successor = rec
-            rec.leader = leader
-            rec.state = FOLLOWING
-            self.followers[rec.spec.task_id] = rec
-            deps = rec.spec.args.deps
-            values = self.values.dep_values(deps) if deps else []
-            self.backend.run_task(TaskRun(rec.spec, node_id, values, follows=leader_id))
+            tail = leader
+            while len(chain) < depth:
+                rec = self.scheduler.take_next(
+                    tail.shape, node_id, functools.partial(_may_follow, tuple(chain))
+                )
+                if rec is None:
+                    break
+                tail_id = tail.spec.task_id
+                del self.leaders[tail_id]
+                tail.successor = rec
+                rec.leader = tail
+                rec.state = FOLLOWING
+                task_id = rec.spec.task_id
+                self.followers[task_id] = rec
+                deps = rec.spec.args.deps
+                values = self.values.dep_values(deps) if deps else []
+                # Behind the chain's last task: the worker that holds it (it may not be
+                # the head's, if the head had ended there), in the order sent.
+                self.backend.run_task(TaskRun(rec.spec, node_id, values, follows=tail_id))
+                chain.append(task_id)
+                if len(chain) >= depth or not self._leads(rec):
+                    break
+                self.leaders[task_id] = rec
+                tail = rec
 
     def _steal(self) -> None:
         """Recall queued tasks whose node has room now: nothing else wanted it (unless
-        their concurrency limit is reached: they could not start there either)."""
+        their concurrency limit is reached: they could not start there either). The
+        deepest first (the last queued), and no more CPUs' worth than the node has free:
+        each one recalled is placed there again."""
         at_limit = self.scheduler.at_limit
-        for rec in self.followers.values():
-            leader = rec.leader
-            if (
-                not rec.recalling and leader is not None and leader.placement is not None
-                and leader.placement.node.fits(rec.spec.resources)
-                and not at_limit(rec.spec.concurrency)
-            ):
+        promised: dict[str, float] = {}  # CPUs of the tasks recalled so far, by node
+        for rec in reversed(list(self.followers.values())):
+            if rec.recalling or rec.leader is None or at_limit(rec.spec.concurrency):
+                continue
+            placement = _head(rec).placement
+            if placement is None:
+                continue
+            node = placement.node
+            request = rec.spec.resources
+            cpus = request.get("CPU", 0.0)
+            taken = promised.get(node.node_id, 0.0)
+            if node.fits(request) and node.available.get("CPU", 0.0) + 1e-9 >= taken + cpus:
+                promised[node.node_id] = taken + cpus
                 self._recall(rec)
 
     def _recall(self, rec: TaskRecord) -> None:
@@ -288,15 +343,20 @@ class Tasks:
         self.backend.recall(rec.spec.task_id)
 
     def _unfollow(self, rec: TaskRecord) -> None:
-        """``rec`` no longer waits behind its leader (it ended, or came back)."""
-        self.followers.pop(rec.spec.task_id, None)
-        leader = rec.leader
-        rec.leader = None
+        """``rec`` no longer waits behind its leader (it ended, or came back): the task
+        behind it, if any, follows its leader now, as the worker goes on to it."""
+        task_id = rec.spec.task_id
+        self.followers.pop(task_id, None)
+        self.leaders.pop(task_id, None)
+        leader, successor = rec.leader, rec.successor
+        rec.leader = rec.successor = None
         rec.recalling = False
-        if leader is not None and leader.successor is rec:
-            leader.successor = None
-            if leader.state is RUNNING:
-                self._may_lead(leader)
+        if successor is not None:
+            successor.leader = leader
+        if leader is not None:
+            if leader.successor is rec:
+                leader.successor = successor
+            self._may_lead(leader)
 
     def _leader_ended(self, rec: TaskRecord, worker_goes_on: bool) -> None:
         """``rec`` stopped running. If its worker goes on, the task behind it starts there
@@ -308,7 +368,15 @@ class Tasks:
         rec.successor = None
         successor.leader = None
         if not worker_goes_on:
-            return  # stays FOLLOWING until the backend reports it
+            # The chain behind it stays FOLLOWING until the backend reports each one,
+            # taking nothing more behind it meanwhile.
+            follower: TaskRecord | None = successor
+            while follower is not None:
+                self.leaders.pop(follower.spec.task_id, None)
+                after = follower.successor
+                follower.leader = follower.successor = None
+                follower = after
+            return
         self.followers.pop(successor.spec.task_id, None)
         placement = rec.placement
         assert placement is not None
@@ -332,10 +400,9 @@ class Tasks:
         if successor.spec.concurrency is not None:  # takes the slot its leader frees
             self.scheduler.enter(successor.spec.concurrency)
         # A recall (or a cancel) asked before this may still hand it back unstarted: it
-        # keeps ``recalling`` so :meth:`recalled` takes it back, and leads nothing
-        # until then.
-        if not successor.recalling:
-            self._may_lead(successor)
+        # keeps ``recalling`` so :meth:`recalled` takes it back, and its chain takes
+        # nothing more until then.
+        self._may_lead(successor)
 
     def _held_nothing(self, node: Node) -> Placement:
         """Where an ended leader ran, holding nothing: one per node, shared (never
@@ -359,6 +426,8 @@ class Tasks:
             self._unfollow(rec)
         elif rec.state is RUNNING and rec.recalling:
             rec.recalling = False
+            # The worker goes on to the task queued behind it, which takes what it held.
+            self._leader_ended(rec, worker_goes_on=True)
             self._release_placement(rec)
         else:
             return
@@ -477,12 +546,15 @@ class Tasks:
         cpus = {"CPU": rec.placement.request.get("CPU", 0.0)}
         if blocked:
             rec.placement.node.release(cpus, ())
-            # Only CPUs are lent, which may not fit the task queued behind this one: it
-            # comes back to the core's queue (unless it starts first, when this ends).
+            # Only CPUs are lent, which may not fit the tasks queued behind this one:
+            # they come back to the core's queue (unless they start first).
             self.leaders.pop(rec.spec.task_id, None)
             successor = rec.successor
-            if successor is not None and not successor.recalling:
-                self._recall(successor)
+            while successor is not None:
+                self.leaders.pop(successor.spec.task_id, None)
+                if not successor.recalling:
+                    self._recall(successor)
+                successor = successor.successor
         else:
             rec.placement.node.acquire(cpus)
         rec.blocked = blocked
@@ -568,14 +640,15 @@ class Tasks:
             returns = rec.spec.return_ids
             self.scheduler.remove(rec)
             self.leaders.pop(task_id, None)
-            self.followers.pop(task_id, None)
+            if rec.state is FOLLOWING:
+                self._unfollow(rec)  # the tasks behind it follow the one ahead of it
             successor, rec.successor = rec.successor, None
             if successor is not None:
                 successor.leader = None
-                if successor.state is FOLLOWING:
+            while successor is not None:  # behind a running one: asked back
+                if successor.state is FOLLOWING and not successor.recalling:
                     self._recall(successor)
-            if rec.leader is not None and rec.leader.successor is rec:
-                rec.leader.successor = None
+                successor = successor.successor
             if rec.state is RUNNING or rec.state is FOLLOWING:
                 self.backend.cancel(task_id, force=False)  # its outcome will be discarded
             self._release_placement(rec)
