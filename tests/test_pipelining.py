@@ -189,3 +189,122 @@ def test_a_burst_and_the_ends_of_its_tasks_need_no_pass_per_task() -> None:
     # The ended tasks keep the node they ran on (the state API's rows).
     assert all(placement is not None and placement.node.node_id == "node"
                for (_, _, _, placement, *_rest) in core.tasks.ended)
+
+
+def _chains(depth: int, cpus: float, tasks: int) -> Core:
+    core = Core(cpus)
+    core.backend.pipeline_depth = depth
+    core.tasks.depth = depth
+    for task_id in range(1, tasks + 1):
+        core.submit(task_id)
+    assert core.problems() == []
+    return core
+
+
+def _sent(core: Core) -> list[tuple[int, int]]:
+    return [(run.spec.task_id, run.follows) for run in core.backend.runs]
+
+
+def test_a_chain_holds_depth_tasks_each_behind_the_last() -> None:
+    """With a depth of 3 a worker holds its running task and two queued behind it, each
+    sent behind the one before it (so the worker keeps their order); as the head ends,
+    the chain takes the next task behind its new last one."""
+    core = _chains(depth=3, cpus=1.0, tasks=6)
+    assert _sent(core) == [(1, 0), (2, 1), (3, 2)]
+    assert core.tasks.records[4].state is QUEUED
+    for task_id in range(1, 7):
+        core.tasks.finished(Outcome(task_id, 0, values=[]))
+        core.schedule_as_runtime()
+        assert core.problems() == []
+        if task_id < 6:
+            assert core.tasks.records[task_id + 1].state is RUNNING
+            assert core.free_cpus == 0.0
+    assert _sent(core) == [(1, 0), (2, 1), (3, 2), (4, 3), (5, 4), (6, 5)]
+    assert core.tasks.records == {} and core.free_cpus == 1.0
+
+
+def test_a_follower_handed_back_from_the_middle_of_a_chain_is_bridged() -> None:
+    """Cancelling the middle task of a chain: the worker hands it back and goes on to
+    the task behind it, which now follows the head, and runs next."""
+    core = _chains(depth=3, cpus=1.0, tasks=3)
+    core.tasks.cancel(2, force=False, recursive=False)
+    assert core.backend.cancels == [2]
+    core.tasks.recalled(2, 0)
+    core.schedule_as_runtime()
+    assert 2 not in core.tasks.records  # ended as cancelled
+    assert core.tasks.records[3].leader is core.tasks.records[1]
+    assert core.problems() == []
+    core.tasks.finished(Outcome(1, 0, values=[]))
+    core.schedule_as_runtime()
+    assert core.tasks.records[3].state is RUNNING and core.problems() == []
+    core.tasks.finished(Outcome(3, 0, values=[]))
+    assert core.tasks.records == {} and core.free_cpus == 1.0
+
+
+def test_a_promoted_follower_handed_back_passes_its_cpu_to_the_task_behind_it() -> None:
+    """The head ends while the task behind it is being cancelled: that one is promoted
+    into the head's CPU, then handed back unstarted. The worker went on to the third
+    task, which takes the CPU; nothing is freed twice or lost."""
+    core = _chains(depth=3, cpus=1.0, tasks=3)
+    core.tasks.cancel(2, force=False, recursive=False)
+    core.tasks.finished(Outcome(1, 0, values=[]))
+    core.schedule_as_runtime()
+    assert core.tasks.records[2].state is RUNNING  # promoted, though being handed back
+    core.tasks.recalled(2, 0)
+    core.schedule_as_runtime()
+    assert 2 not in core.tasks.records
+    assert core.tasks.records[3].state is RUNNING
+    assert core.free_cpus == 0.0 and core.problems() == []
+    core.tasks.finished(Outcome(3, 0, values=[]))
+    assert core.tasks.records == {} and core.free_cpus == 1.0
+
+
+def test_a_head_blocking_in_get_sends_its_whole_chain_back() -> None:
+    core = _chains(depth=3, cpus=1.0, tasks=3)
+    core.tasks.blocked(1, True)
+    assert core.backend.recalls == [2, 3]
+    for task_id in (3, 2):
+        core.tasks.recalled(task_id, 0)
+    core.schedule_as_runtime()
+    assert core.problems() == []
+    assert core.tasks.records[2].state is RUNNING  # on the CPU task 1 lent
+    assert core.tasks.records[3].leader is core.tasks.records[2]  # behind it, not 1
+    assert core.backend.runs[-1].follows == 2
+
+
+def test_a_free_cpu_recalls_one_cpus_worth_the_deepest_first() -> None:
+    """Two chains of three on two CPUs; one chain runs out: only the last task of the
+    other chain is asked back for the free CPU, not every task queued there."""
+    core = _chains(depth=3, cpus=2.0, tasks=6)
+    sent = _sent(core)
+    assert sorted(follows for _, follows in sent).count(0) == 2  # two heads
+    other_chain = [1, 3, 5] if (3, 1) in sent else [1, 4, 6]
+    mine = [2] + [t for t in range(3, 7) if t not in other_chain]
+    for task_id in mine:
+        core.tasks.finished(Outcome(task_id, 0, values=[]))
+        core.schedule_as_runtime()
+    assert core.free_cpus == 1.0
+    assert core.backend.recalls == [other_chain[-1]]
+    assert core.problems() == []
+
+
+def test_a_dead_worker_chain_is_retried_once_and_requeued_unstarted() -> None:
+    """The worker dies with a chain on it: the running task uses a retry, the queued
+    ones never started and use none; nothing is queued behind the dead chain."""
+    core = _chains(depth=3, cpus=1.0, tasks=3)
+    error = RuntimeError("worker died")
+    core.tasks.crashed(1, 0, error)
+    core.schedule_as_runtime()
+    assert core.problems() == []
+    for task_id in (2, 3):
+        core.tasks.crashed(task_id, 0, error)
+    core.schedule_as_runtime()
+    assert core.problems() == []
+    attempts = {t: core.tasks.records[t].spec.attempt for t in (1, 2, 3)}
+    assert attempts == {1: 1, 2: 0, 3: 0}
+    for task_id in (1, 2, 3):
+        rec = core.tasks.records[task_id]
+        core.tasks.finished(Outcome(task_id, rec.spec.attempt, values=[]))
+        core.schedule_as_runtime()
+        assert core.problems() == []
+    assert core.tasks.records == {} and core.free_cpus == 1.0

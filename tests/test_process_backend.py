@@ -16,6 +16,7 @@ Tests never share Python objects with tasks: attempts are counted in files under
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import gc
@@ -350,6 +351,45 @@ def test_tasks_queued_on_a_dying_worker_run_elsewhere_without_using_a_retry(prt,
             actorlib.get(ref, timeout=T)
     pids = actorlib.get(waiting, timeout=T)
     assert os.getpid() not in pids
+
+
+@actorlib.remote
+def mark_run(path: str, i: int) -> int:
+    with open(path, "a") as marks:
+        marks.write(f"{i}\n")
+    return i
+
+
+@actorlib.remote
+def die_first_time(path: str, release: str) -> str:
+    """Hold the CPU until ``release`` exists; the first attempt then kills its worker."""
+    with open(path, "a") as marks:
+        marks.write("head\n")
+    deadline = time.monotonic() + 2 * T
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with open(path) as marks:
+        if sum(line == "head\n" for line in marks) == 1:
+            _die("sigkill")
+    return "head"
+
+
+@pytest.mark.slow
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_a_worker_killed_with_a_chain_of_tasks_reruns_each_once(prt, tmp_path):
+    """One CPU: the worker holds its running task and several queued behind it when it
+    is killed. The running one is retried once (its one retry); each queued one never
+    started, so it runs exactly once afterwards, without a retry of its own."""
+    marks, release = str(tmp_path / "marks"), tmp_path / "release"
+    head = die_first_time.options(max_retries=1).remote(marks, str(release))
+    queued = [mark_run.options(max_retries=0).remote(marks, i) for i in range(5)]
+    actorlib.wait([head, *queued], timeout=0.2)  # let them reach the worker
+    release.touch()
+    assert actorlib.get(head, timeout=T) == "head"
+    assert actorlib.get(queued, timeout=T) == list(range(5))
+    with open(marks) as lines:
+        runs = collections.Counter(line.strip() for line in lines)
+    assert runs == {"head": 2, **{str(i): 1 for i in range(5)}}
 
 
 @pytest.mark.slow

@@ -77,6 +77,31 @@ def test_cancel_a_task_waiting_for_a_cpu_leaves_the_running_ones(rt, tmp_path, f
     assert actorlib.get(waiting[2:], timeout=T) == [2, 3]
 
 
+@actorlib.remote
+def fail_if(x: int, bad: int) -> int:
+    if x == bad:
+        raise ValueError(f"bad {x}")
+    return x
+
+
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_one_failure_among_tasks_queued_together_fails_only_itself(rt, tmp_path):
+    """Tasks queued behind a running one end close together (their outcomes may travel
+    in one read): the one that raised fails, each other returns its own value."""
+    release = str(tmp_path / "release")
+    held = hold_until.remote(release)
+    refs = [fail_if.remote(i, 3) for i in range(8)]
+    actorlib.wait([held, *refs], timeout=0.2)
+    open(release, "w").close()
+    assert actorlib.get(held, timeout=T) == "held"
+    for i, ref in enumerate(refs):
+        if i == 3:
+            with pytest.raises(ValueError, match="bad 3"):
+                actorlib.get(ref, timeout=T)
+        else:
+            assert actorlib.get(ref, timeout=T) == i
+
+
 @pytest.mark.init_kwargs(num_cpus=2)
 def test_tasks_waiting_in_get_for_tasks_queued_behind_them(rt):
     # Every CPU is taken by a parent; their children must still run.
