@@ -71,10 +71,11 @@ DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 class ProcessBackend(Backend):
     name = "process"
     pipelines = True
-    # A worker holds up to four plain tasks: measured against two (one running, one
-    # queued), a batch of trivial tasks costs the driver and the workers about a quarter
-    # less CPU per task (fewer reads, writes and loop turns per task; docs/performance.md).
-    pipeline_depth = 4
+    # A worker holds up to eight plain tasks: measured against two (one running, one
+    # queued), a batch of trivial tasks costs the driver and the workers a quarter to a
+    # third less CPU per task (fewer reads, writes and loop turns per task); four saved
+    # about half of that, sixteen no more (docs/performance.md).
+    pipeline_depth = 8
     runtime_env_files = frozenset({"working_dir", "py_modules"})
 
     def __init__(self) -> None:
