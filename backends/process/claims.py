@@ -14,8 +14,7 @@ The table is an anonymous memory file (``memfd_create``; elsewhere an unlinked t
 file), inherited by the worker as a file descriptor: nothing is left on disk or in
 ``/dev/shm``, whatever way either side exits. The driver offers a slot for nearly every
 pipelined task, so it maps the table and offers with two memory accesses, no system call;
-a worker takes nearly every task it is sent, so it maps the table too and takes with the
-lock's two system calls only.
+a mapping of the file shares its pages with the other side's ``pread``/``pwrite``.
 """
 
 from __future__ import annotations
@@ -80,22 +79,17 @@ class ClaimTable:
         other side took it first (or it was never offered). None if ``wait`` is False and
         the other side holds the lock at this moment."""
         with self._threads:
-            table = self._map
-            if table is None:  # the worker's end: mapped at its first take, as the driver's
-                table = self._map = mmap.mmap(self.fd, _TABLE.size)
             try:
                 fcntl.lockf(self.fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except (BlockingIOError, PermissionError):
                 return None
             try:
-                # Read and cleared through the mapping: two system calls fewer per task
-                # than pread and pwrite; the lock's calls order them against the other side.
-                slots = _TABLE.unpack_from(table)
+                slots = _TABLE.unpack(os.pread(self.fd, _TABLE.size, 0))
                 try:
                     index = slots.index(task_id)
                 except ValueError:
                     return False
-                _SLOT.pack_into(table, index * _SLOT.size, 0)
+                os.pwrite(self.fd, _SLOT.pack(0), index * _SLOT.size)
                 return True
             finally:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN)
