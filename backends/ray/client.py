@@ -28,6 +28,7 @@ from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.groups import RayGroups
+from actorlib.backends.ray.interrupts import SigintDeferred
 from actorlib.backends.ray.limits import Held, HeldTasks, Limits
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,
@@ -339,12 +340,13 @@ class RayCore(RayWaits, HeldTasks):
             return
         if not self._admit(spec):
             return  # held: submitted when a slot under its limit frees
-        try:
-            out = self._send(spec)
-        except BaseException:  # Ray refused it (the caller hears why): the slot is free
-            self._give_back(spec.concurrency[0])
-            raise
-        self._accepted(spec, out)  # Ray has it: its slot frees when it ends, not before
+        with SigintDeferred():  # Ctrl-C meanwhile is raised once Ray has it, tracked
+            try:
+                out = self._send(spec)
+            except BaseException:  # Ray refused it (the caller hears why): slot free
+                self._give_back(spec.concurrency[0])
+                raise
+            self._accepted(spec, out)  # Ray has it: its slot frees when it ends
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         self._accepted(spec, self._send(spec), held)
