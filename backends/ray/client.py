@@ -40,7 +40,13 @@ from actorlib.backends.ray.options import (
 )
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.waits import RayWaits
-from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
+from actorlib.backends.ray.wire import (
+    INLINE_MAX,
+    CallTemplates,
+    TaskCallers,
+    call_data,
+    task_data,
+)
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
@@ -74,6 +80,8 @@ from actorlib.exceptions import (
 _UNCLAIMED_S = 60.0
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
+#: A call's options that are Ray's defaults (``.remote()`` without ``.options()``).
+_DEFAULT_CALL = {"num_returns": 1}
 
 ray = ray_module()
 
@@ -120,6 +128,7 @@ class RayCore(RayWaits, HeldTasks):
         self._scheduler = Scheduler()
         self._scheduler.removed_groups = self._groups.removed
         self._task_callers = TaskCallers(self._ray_task)
+        self._call_templates = CallTemplates()
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
         self._errors_as: dict[int, Serialized] = {}
@@ -238,15 +247,20 @@ class RayCore(RayWaits, HeldTasks):
                     refs[id_] = self._take_now(id_, ref)
         return packed(value, refs)
 
-    def _pack(self, args: Args) -> list[Any]:
-        """Ray arguments: the payload's box, then the Ray refs of top-level ref arguments
-        (Ray resolves those to their values before the task runs). None at all for no
-        arguments: Ray serializes each argument it is given, a None too."""
-        if args.payload is None:
+    def _pack(self, args: Args) -> tuple[bytes | None, list[Any]]:
+        """The payload to send inside the call's one ``bytes`` argument (a small plain
+        pickle), and the Ray arguments after that one: the payload's box if it did not
+        go inside, then the Ray refs of top-level ref arguments (Ray resolves those to
+        their values before the task runs). None at all for no arguments: Ray
+        serializes each argument it is given, a None too."""
+        payload = None if args.payload is None else self.box(args.payload)
+        if type(payload) is bytes and len(payload) <= INLINE_MAX:
             if not args.deps:
-                return []
-            return [None, *[self.ray_ref(d) for d in args.deps]]
-        return [self.box(args.payload), *[self.ray_ref(d) for d in args.deps]]
+                return payload, []
+            return payload, [None, *[self.ray_ref(d) for d in args.deps]]
+        if not args.deps:
+            return None, [] if payload is None else [payload]
+        return None, [payload, *[self.ray_ref(d) for d in args.deps]]
 
     def put(self, id_: int, value: Serialized) -> None:
         self._check_open()
@@ -356,7 +370,8 @@ class RayCore(RayWaits, HeldTasks):
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
-        return task.remote(template, task_ids(spec), *self._pack(spec.args))
+        inline, rest = self._pack(spec.args)
+        return task.remote(task_data(spec, template, inline), *rest)
 
     def _accepted(self, spec: TaskSpec, out: Any, held: Held | None = None) -> None:
         """Ray took ``spec`` (``out``: its refs): the ids map to them, a limited one is
@@ -397,7 +412,8 @@ class RayCore(RayWaits, HeldTasks):
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
         try:
-            handle = host.options(**options).remote(meta, *self._pack(spec.args))
+            inline, rest = self._pack(spec.args)
+            handle = host.options(**options).remote(meta, inline, *rest)
         except ValueError as exc:
             # Ray's ActorAlreadyExistsError (2.x later releases) or its plain ValueError.
             if type(exc).__name__ != "ActorAlreadyExistsError" and (
@@ -461,7 +477,10 @@ class RayCore(RayWaits, HeldTasks):
         if spec.generator == "streaming":
             core_worker("a streaming generator")
         method = handle.stream if spec.generator == "streaming" else handle.call
-        out = method.options(**options).remote(call_fields(spec), *self._pack(spec.args))
+        if options != _DEFAULT_CALL:
+            method = method.options(**options)  # Ray's defaults need no wrapper
+        inline, rest = self._pack(spec.args)
+        out = method.remote(call_data(spec, self._call_templates.get(spec), inline), *rest)
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:
