@@ -12,7 +12,9 @@ from actorlib.backends.ray.wire import (
     CallTemplates,
     TaskCallers,
     call_data,
+    call_name,
     call_spec,
+    named_call,
     pack,
     task_data,
     task_spec,
@@ -91,6 +93,21 @@ def test_a_call_spec_travels_as_one_bytes_its_options_pickled_once() -> None:
     assert call_spec(call_data(later, template, b"x"))[0].call_id == WIDE + 7
     other = CallSpec(WIDE + 9, WIDE + 4, "n", NO_ARGS, (WIDE + 10,), 1)
     assert templates.get(other) != template
+
+
+def test_a_plain_call_travels_as_its_ray_task_name() -> None:
+    spec = CallSpec(WIDE + 3, WIDE + 4, "add", NO_ARGS, (WIDE + 5,), 1, WIDE + 6, 2,
+                    concurrency_group="io")  # Ray's own options: Ray applies them
+    name = call_name("Outer.Tally", spec)
+    assert name == f"Outer.Tally.add {WIDE + 3:x}"  # what Ray's dashboard shows
+    rebuilt = named_call(name, WIDE + 4)
+    assert (rebuilt.call_id, rebuilt.actor_id, rebuilt.method, rebuilt.num_returns) == (
+        WIDE + 3, WIDE + 4, "add", 1)
+    assert not rebuilt.retry_exceptions and rebuilt.generator == ""
+    # What the worker needs more of travels as the call's data (call_data).
+    assert call_name("T", CallSpec(1, 2, "m", NO_ARGS, (3, 4), 2)) is None
+    assert call_name("T", CallSpec(1, 2, "m", NO_ARGS, (3,), 1, retry_exceptions=RETRY)) is None
+    assert call_name("T", CallSpec(1, 2, "m", NO_ARGS, (3,), 1, generator="dynamic")) is None
 
 
 def test_plain_values_go_to_ray_as_bytes_and_the_rest_in_a_box() -> None:

@@ -45,6 +45,7 @@ from actorlib.backends.ray.wire import (
     CallTemplates,
     TaskCallers,
     call_data,
+    call_name,
     task_data,
 )
 from actorlib.backends.runner.user_code import pack_error
@@ -247,14 +248,14 @@ class RayCore(RayWaits, HeldTasks):
                     refs[id_] = self._take_now(id_, ref)
         return packed(value, refs)
 
-    def _pack(self, args: Args) -> tuple[bytes | None, list[Any]]:
-        """The payload to send inside the call's one ``bytes`` argument (a small plain
-        pickle), and the Ray arguments after that one: the payload's box if it did not
-        go inside, then the Ray refs of top-level ref arguments (Ray resolves those to
-        their values before the task runs). None at all for no arguments: Ray
-        serializes each argument it is given, a None too."""
+    def _pack(self, args: Args, inline: bool = True) -> tuple[bytes | None, list[Any]]:
+        """The payload to send inside the spec's one ``bytes`` argument (a small plain
+        pickle, only if ``inline``), and the Ray arguments after that one: the payload's
+        box if it did not go inside, then the Ray refs of top-level ref arguments (Ray
+        resolves those to their values before the task runs). None at all for no
+        arguments: Ray serializes each argument it is given, a None too."""
         payload = None if args.payload is None else self.box(args.payload)
-        if type(payload) is bytes and len(payload) <= INLINE_MAX:
+        if inline and type(payload) is bytes and len(payload) <= INLINE_MAX:
             if not args.deps:
                 return payload, []
             return payload, [None, *[self.ray_ref(d) for d in args.deps]]
@@ -476,11 +477,17 @@ class RayCore(RayWaits, HeldTasks):
             options["concurrency_group"] = group
         if spec.generator == "streaming":
             core_worker("a streaming generator")
-        method = handle.stream if spec.generator == "streaming" else handle.call
-        if options != _DEFAULT_CALL:
-            method = method.options(**options)  # Ray's defaults need no wrapper
-        inline, rest = self._pack(spec.args)
-        out = method.remote(call_data(spec, self._call_templates.get(spec), inline), *rest)
+        name = call_name(cls_name, spec)
+        if name is not None:  # the spec is the name: Ray gets only the arguments
+            out = handle.named.options(name=name, **options).remote(
+                *self._pack(spec.args, inline=False)[1])
+        else:
+            method = handle.stream if spec.generator == "streaming" else handle.call
+            if options != _DEFAULT_CALL:
+                method = method.options(**options)  # Ray's defaults need no wrapper
+            inline, rest = self._pack(spec.args)
+            template = self._call_templates.get(spec)
+            out = method.remote(call_data(spec, template, inline), *rest)
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:

@@ -174,3 +174,21 @@ def call_spec(data: bytes) -> tuple[CallSpec, bytes | None]:
     return CallSpec(call_id, actor_id, method, NO_ARGS, tuple(return_ids), num_returns,
                     caller_id, max_task_retries, retry_exceptions, attempt, group,
                     generator, backpressure), payload
+
+
+def call_name(class_name: str, spec: CallSpec) -> str | None:
+    """A plain call's whole spec as its Ray task's name, or None for one that needs more
+    (its fields then travel as :func:`call_data`). The worker needs only the method and
+    the call's id of a call with one return, no generator and no ``retry_exceptions``
+    (Ray applies the other options itself), and a name costs Ray less than an argument:
+    a call with no arguments then passes Ray none, as a plain Ray call does. Ray shows
+    the name (``Class.method`` and the call's id) in its dashboard and state API."""
+    if spec.num_returns != 1 or spec.generator or spec.retry_exceptions:
+        return None
+    return f"{class_name}.{spec.method} {spec.call_id:x}"
+
+
+def named_call(name: str, actor_id: int) -> CallSpec:
+    """In the worker: the spec of a call :func:`call_name` named (the fields it uses)."""
+    head, _, call_id = name.rpartition(" ")
+    return CallSpec(int(call_id, 16), actor_id, head.rpartition(".")[2], NO_ARGS, (), 1)

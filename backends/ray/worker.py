@@ -25,7 +25,7 @@ from actorlib.backends.ray.actor_table import restarts
 from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
 from actorlib.backends.ray.client import RayCore
 from actorlib.backends.ray.connector import ray_module
-from actorlib.backends.ray.wire import call_spec, task_spec
+from actorlib.backends.ray.wire import call_spec, named_call, task_spec
 from actorlib.backends.runner.streaming import exactly, is_generator
 from actorlib.backends.runner.user_code import (
     CodeCache,
@@ -388,7 +388,14 @@ class _Host:
 class SyncHost(_Host):
     def call(self, data: bytes, payload: Packed | None = None, *deps: Any) -> Any:
         spec, inline = call_spec(data)
-        payload = payload if inline is None else inline
+        return self._call(spec, payload if inline is None else inline, deps)
+
+    def named(self, payload: Packed | None = None, *deps: Any) -> Any:
+        """A plain call whose spec is its Ray task's name (:func:`.wire.call_name`)."""
+        name = ray.get_runtime_context().get_task_name()
+        return self._call(named_call(name, self._spec.actor_id), payload, deps)
+
+    def _call(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
         try:
@@ -424,7 +431,15 @@ class SyncHost(_Host):
 class AsyncHost(_Host):
     async def call(self, data: bytes, payload: Packed | None = None, *deps: Any) -> Any:
         spec, inline = call_spec(data)
-        payload = payload if inline is None else inline
+        return await self._call(spec, payload if inline is None else inline, deps)
+
+    async def named(self, payload: Packed | None = None, *deps: Any) -> Any:
+        """A plain call whose spec is its Ray task's name (:func:`.wire.call_name`)."""
+        name = ray.get_runtime_context().get_task_name()
+        return await self._call(named_call(name, self._spec.actor_id), payload, deps)
+
+    async def _call(self, spec: CallSpec, payload: Packed | None,
+                    deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
         try:
