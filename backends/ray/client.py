@@ -85,6 +85,8 @@ _NODES_TTL_S = 2.0
 _DEFAULT_CALL = {"num_returns": 1}
 
 ray = ray_module()
+#: Whether a worker can read its Ray task's name (every Ray this backend was tested with).
+_NAMED_CALLS = hasattr(ray.runtime_context.RuntimeContext, "get_task_name")
 
 
 class PassStore(ObjectStore):
@@ -477,7 +479,7 @@ class RayCore(RayWaits, HeldTasks):
             options["concurrency_group"] = group
         if spec.generator == "streaming":
             core_worker("a streaming generator")
-        name = call_name(cls_name, spec)
+        name = call_name(cls_name, spec) if _NAMED_CALLS else None
         if name is not None:  # the spec is the name: Ray gets only the arguments
             out = handle.named.options(name=name, **options).remote(
                 *self._pack(spec.args, inline=False)[1])
