@@ -124,6 +124,15 @@ class _Client(HeldTasks):
         return list(out)
 
 
+def _second_held(client: _Client) -> Held:
+    """Two tasks under a limit of one: the second is held (returned)."""
+    client.submit_task(_spec(1, limit=1))
+    client.submit_task(_spec(2, limit=1))
+    held = client._ray_ref(2)
+    assert type(held) is Held
+    return held
+
+
 def _interrupted(spec: TaskSpec) -> Any:
     raise KeyboardInterrupt
 
@@ -135,10 +144,7 @@ def test_a_held_task_interrupted_while_submitted_inline_fails_and_frees_its_slot
     get does not hang), its slot frees, and the interruption goes on up."""
     monkeypatch.setattr(limits_module.ray, "put", lambda value: ("put", value))
     client = _Client(lambda spec: "ref")
-    client.submit_task(_spec(1, limit=1))
-    client.submit_task(_spec(2, limit=1))
-    held = client._ray_ref(2)
-    assert type(held) is Held
+    held = _second_held(client)
     client.send = _interrupted
     with pytest.raises(KeyboardInterrupt):
         client._take_now(2, held)
@@ -228,10 +234,7 @@ def test_ctrl_c_after_ray_took_a_held_task_leaves_its_ids_and_slot_tracked(
     goes on up, the ids stand for the task in Ray (its result when it ends, not an
     error), and its slot comes back once, when it ends."""
     client = _Tracking()
-    client.submit_task(_spec(1, limit=1))
-    client.submit_task(_spec(2, limit=1))
-    held = client._ray_ref(2)
-    assert type(held) is Held
+    held = _second_held(client)
     client.interrupt = True
     with pytest.raises(KeyboardInterrupt):
         client._take_now(2, held)  # its ref went into other work, from the main thread
