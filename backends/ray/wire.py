@@ -36,21 +36,16 @@ INLINE_MAX = 32 * 1024
 _HEAD = struct.Struct("<II")
 
 
-def _task_key(spec: TaskSpec) -> Hashable | None:
-    """Everything in ``spec`` but its ids and arguments, or None if some part of it
-    cannot be a key (it is then translated afresh each time)."""
-    key = (
+def _task_key(spec: TaskSpec) -> Hashable:
+    """Everything in ``spec`` but its ids and arguments (unhashable if some part of it
+    cannot be a key: it is then translated afresh each time)."""
+    return (
         spec.function, tuple(spec.resources.items()), spec.num_returns, spec.max_retries,
         spec.retry_exceptions, spec.scheduling_strategy,
         None if spec.env_vars is None else tuple(spec.env_vars.items()), spec.name,
         spec.namespace, spec.max_calls, spec.generator, spec.backpressure,
         spec.concurrency, spec.code_env,
     )
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
 
 
 class TaskCallers:
@@ -63,9 +58,12 @@ class TaskCallers:
             collections.OrderedDict())
 
     def get(self, spec: TaskSpec) -> tuple[Any, bytes]:
-        key = _task_key(spec)
+        key: Hashable | None = _task_key(spec)
         cache = self._cache
-        found = None if key is None else cache.get(key)
+        try:
+            found = cache.get(key)  # hashed once, here
+        except TypeError:  # a part that cannot be a key
+            key, found = None, None
         if found is not None:
             cache.move_to_end(key)
             return found
