@@ -481,6 +481,7 @@ class RayCore(RayWaits, HeldTasks):
             core_worker("a streaming generator")
         name = call_name(cls_name, spec) if _NAMED_CALLS else None
         if name is not None:  # the spec is the name: Ray gets only the arguments
+            del options["num_returns"]  # one: Ray's default (its check costs a call)
             out = handle.named.options(name=name, **options).remote(
                 *self._pack(spec.args, inline=False)[1])
         else:
