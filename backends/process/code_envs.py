@@ -4,7 +4,9 @@ Packages arrive as bytes inside the work's spec (a cluster node never reads the 
 file system) and are extracted into a private directory of this node's backend, one
 folder per content hash, so every worker of that environment shares one copy. The
 directory goes when the backend stops (or, after a crash, with the node's other stale
-session files).
+session files). A package that cannot be extracted (damaged bytes, a full disk) raises
+:class:`~actorlib.exceptions.RuntimeEnvSetupError`, which fails the work that needed it
+(Ray's error for an environment a node could not set up) and leaves nothing half-made.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import tempfile
 
 from actorlib.core.specs import CodeEnv, Package
+from actorlib.exceptions import RuntimeEnvSetupError
 
 
 class CodeEnvDirs:
@@ -33,10 +36,20 @@ class CodeEnvDirs:
         if package.hash not in self._done:
             import zipfile  # only with a runtime_env's files: not at every start
 
-            partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
-            with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
-                archive.extractall(partial)  # names are made safe by zipfile
-            os.replace(partial, target)
+            partial = None
+            try:
+                partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
+                with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
+                    archive.extractall(partial)  # names are made safe by zipfile
+                os.replace(partial, target)
+            except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+                if partial is not None:
+                    shutil.rmtree(partial, ignore_errors=True)
+                raise RuntimeEnvSetupError(
+                    f"runtime_env: the package {package.hash[:12]} (a working_dir or "
+                    f"py_modules entry, {len(package.blob)} bytes) could not be extracted "
+                    f"on this node: {type(exc).__name__}: {exc}"
+                ) from exc
             self._done.add(package.hash)
         return target
 

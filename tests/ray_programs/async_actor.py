@@ -1,0 +1,54 @@
+"""Ray pattern: asyncio to run actor methods concurrently (async actors, max_concurrency)."""
+
+import asyncio
+import time
+
+import actorlib as ray
+
+ray.init(num_cpus=2)
+
+
+@ray.remote
+class AsyncActor:
+    def __init__(self):
+        self.running = 0
+        self.peak = 0
+
+    async def run_concurrent(self, i):
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.2)
+        self.running -= 1
+        return i
+
+    def peak_concurrency(self):
+        return self.peak
+
+
+@ray.remote
+def slow():
+    time.sleep(0.05)
+    return 7
+
+
+@ray.remote
+class Awaiter:
+    async def run(self):
+        return await slow.remote()  # an actor awaits a ref
+
+
+actor = AsyncActor.options(max_concurrency=3).remote()
+assert ray.get([actor.run_concurrent.remote(i) for i in range(6)]) == list(range(6))
+peak = ray.get(actor.peak_concurrency.remote())
+assert 1 < peak <= 3, peak
+assert ray.get(Awaiter.remote().run.remote()) == 7
+
+
+async def driver():
+    refs = [actor.run_concurrent.remote(i) for i in range(3)]
+    return await asyncio.gather(*refs)
+
+
+assert asyncio.run(driver()) == [0, 1, 2]
+ray.shutdown()
+print("OK")
