@@ -217,6 +217,22 @@ def test_runtime_context_in_the_driver(rt: Any) -> None:
         _ = ctx.current_actor
 
 
+def test_runtime_context_gcs_address_is_where_other_drivers_join(rt: Any) -> None:
+    """A cluster's head in its driver (what ``init`` reports); None where nothing can be
+    joined (a runtime of one process) and inside tasks, as documented."""
+
+    @actorlib.remote
+    def inside() -> str | None:
+        return actorlib.get_runtime_context().gcs_address
+
+    address = actorlib.get_runtime_context().gcs_address
+    assert address == rt["gcs_address"] == rt["address"]
+    if address is not None:
+        host, _, port = address.rpartition(":")
+        assert host and port.isdigit()
+    assert actorlib.get(inside.remote(), timeout=T) is None
+
+
 @pytest.mark.init_kwargs(resources={"widget": 4})
 def test_runtime_context_in_a_task(rt: Any) -> None:
     @actorlib.remote(num_cpus=2, resources={"widget": 1})
