@@ -201,7 +201,7 @@ def test_rows_read_as_attributes_too_as_rays_state_objects_do(rt):
         assert type(plain) is dict and plain == row
         assert json.loads(json.dumps(row)) == plain
         assert pickle.loads(pickle.dumps(row)) == row
-        with pytest.raises(AttributeError, match="no field 'colour'.*job_id"):
+        with pytest.raises(AttributeError, match=r"no field 'colour'.*job_id"):
             _ = row.colour
     task = state.list_tasks(filters=[("name", "=", "ok")])[0]
     assert task.state == "FINISHED" and task.name == "ok"

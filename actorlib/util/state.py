@@ -271,8 +271,11 @@ def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
         raise TypeError(f"{key}: expected a hex id string, got {type(id_).__name__}")
     found = [row for row in rows(kind, _source(address, timeout, fetch))
              if row.get(key) == id_.lower()]
+    if not found:
+        return None
     # A retried task is listed once per ended attempt: the latest attempt is the answer.
-    return StateRow(max(found, key=lambda r: r.get("attempt_number", 0))) if found else None
+    latest = max(found, key=lambda r: int(r.get("attempt_number") or 0))
+    return StateRow(latest)
 
 
 def get_task(
