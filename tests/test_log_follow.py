@@ -89,6 +89,13 @@ def test_follow_ends_after_the_worker_exits_with_its_last_words(tmp_path: Path) 
     assert list(lines) == ["bye"]
 
 
+@actorlib.remote
+class Talker:
+    def say(self, text: str) -> str:
+        print(text, flush=True)
+        return actorlib.get_runtime_context().get_actor_id()
+
+
 def _logged(actor_id: str) -> list[str] | None:
     """The actor's last log line once its process and log are known (events may lag)."""
     try:
@@ -97,22 +104,22 @@ def _logged(actor_id: str) -> list[str] | None:
         return None
 
 
+def _following(talker: Any, first: str) -> Any:
+    """``get_log(follow=True)`` of ``talker``'s worker, once it has said ``first``."""
+    actor_id = actorlib.get(talker.say.remote(first), timeout=T)
+    wait_for(lambda: _logged(actor_id), "the actor's log")
+    lines = state.get_log(actor_id=actor_id, follow=True, tail=1)
+    assert next(lines).endswith(first)
+    return lines
+
+
 @pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
 def test_get_log_follows_an_actor(backend: str, tmp_path: Path) -> None:
     options: dict[str, Any] = {} if backend == "cluster" else {"log_dir": str(tmp_path)}
     actorlib.init(backend=backend, num_cpus=2, log_to_driver=False, **options)
     try:
-        @actorlib.remote
-        class Talker:
-            def say(self, text: str) -> str:
-                print(text, flush=True)
-                return actorlib.get_runtime_context().get_actor_id()
-
         talker = Talker.remote()
-        actor_id = actorlib.get(talker.say.remote("first"), timeout=T)
-        wait_for(lambda: _logged(actor_id), "the actor's log")
-        lines = state.get_log(actor_id=actor_id, follow=True, tail=1)
-        assert next(lines).endswith("first")
+        lines = _following(talker, "first")
         actorlib.get([talker.say.remote("second"), talker.say.remote("third")], timeout=T)
         assert [next(lines)[-6:], next(lines)[-5:]] == ["second", "third"]
         lines.close()
@@ -125,18 +132,8 @@ def test_get_log_follows_an_actor(backend: str, tmp_path: Path) -> None:
 def test_following_a_process_actors_log_ends_when_the_actor_is_killed(tmp_path: Path) -> None:
     actorlib.init(backend="process", num_cpus=2, log_to_driver=False, log_dir=str(tmp_path))
     try:
-        @actorlib.remote
-        class Talker:
-            def say(self, text: str) -> int:
-                print(text, flush=True)
-                return 1
-
         talker = Talker.remote()
-        actorlib.get(talker.say.remote("only line"), timeout=T)
-        actor_id = talker.actor_id.hex()
-        wait_for(lambda: _logged(actor_id), "the actor's log")
-        lines = state.get_log(actor_id=actor_id, follow=True, tail=5)
-        assert next(lines).endswith("only line")
+        lines = _following(talker, "only line")
         actorlib.kill(talker)
         assert list(lines) == []  # the iteration ends once the process is gone
     finally:
