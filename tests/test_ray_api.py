@@ -691,6 +691,24 @@ def test_init_returns_the_address_mapping(rt: Any) -> None:
     assert rt.backend in ("thread", "process", "cluster", "sim", "ray")  # RuntimeInfo stays
 
 
+def test_init_address_local_starts_a_runtime_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's ``init(address="local")``: not a cluster's address, even where
+    $ACTORLIB_ADDRESS names one (here one that is not there)."""
+    monkeypatch.setenv("ACTORLIB_ADDRESS", "127.0.0.1:9")
+    monkeypatch.setenv("ACTORLIB_BACKEND", "thread")
+    info = actorlib.init(address="local", num_cpus=1)
+    try:
+        assert info.backend == "thread" and info["address"] is None
+
+        @actorlib.remote
+        def one() -> int:
+            return 1
+
+        assert actorlib.get(one.remote(), timeout=T) == 1
+    finally:
+        actorlib.shutdown()
+
+
 # -- max_calls ------------------------------------------------------------------------------------
 
 
