@@ -19,7 +19,8 @@ class Reader:
 
 
 assert ray.get(read.remote("JOB_LEVEL")) == "job"
-task = read.options(runtime_env={"env_vars": {"TASK_LEVEL": "task"}})
+task = read.options(runtime_env={
+    "env_vars": {"TASK_LEVEL": "task"}, "config": {"setup_timeout_seconds": 60}})
 assert ray.get(task.remote("TASK_LEVEL")) == "task"
 assert ray.get(task.remote("JOB_LEVEL")) == "job"  # the job's env merged in
 reader = Reader.remote()
