@@ -55,5 +55,21 @@ class Counter:
 
 
 assert ray.get(flaky.remote(Counter.remote())) == 2
+
+
+@ray.remote(max_retries=1)
+def dies_once(counter):
+    if ray.get(counter.increment_and_possibly_fail.remote()) == 1:
+        os._exit(1)  # the worker process dies: a system failure, retried
+    return "survived"
+
+
+assert ray.get(dies_once.remote(Counter.remote())) == "survived"
+try:
+    ray.get(dies_once.options(max_retries=0).remote(Counter.remote()))
+except ray.exceptions.WorkerCrashedError:
+    pass
+else:
+    raise AssertionError("a crashed task without retries succeeded")
 ray.shutdown()
 print("OK")
