@@ -28,29 +28,31 @@ class CodeEnvDirs:
         self._done: set[str] = set()
 
     def _extract(self, package: Package) -> str:
-        if self._root is None:
-            # Mode 0700; named as the store's files are, so that if this process is
-            # killed, the next daemon's sweep of dead sessions removes it (remove_stale).
-            self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
-        target = os.path.join(self._root, package.hash)
-        if package.hash not in self._done:
-            import zipfile  # only with a runtime_env's files: not at every start
+        if package.hash in self._done:
+            assert self._root is not None
+            return os.path.join(self._root, package.hash)
+        import zipfile  # only with a runtime_env's files: not at every start
 
-            partial = None
-            try:
-                partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
-                with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
-                    archive.extractall(partial)  # names are made safe by zipfile
-                os.replace(partial, target)
-            except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-                if partial is not None:
-                    shutil.rmtree(partial, ignore_errors=True)
-                raise RuntimeEnvSetupError(
-                    f"runtime_env: the package {package.hash[:12]} (a working_dir or "
-                    f"py_modules entry, {len(package.blob)} bytes) could not be extracted "
-                    f"on this node: {type(exc).__name__}: {exc}"
-                ) from exc
-            self._done.add(package.hash)
+        partial = None
+        try:
+            if self._root is None:
+                # Mode 0700; named as the store's files are, so that if this process is
+                # killed, the next daemon's sweep of dead sessions removes it (remove_stale).
+                self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
+            target = os.path.join(self._root, package.hash)
+            partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
+            with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
+                archive.extractall(partial)  # names are made safe by zipfile
+            os.replace(partial, target)
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise RuntimeEnvSetupError(
+                f"runtime_env: the package {package.hash[:12]} (a working_dir or py_modules "
+                f"entry, {len(package.blob)} bytes) could not be extracted on this node: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._done.add(package.hash)
         return target
 
     def worker_setup(self, env: CodeEnv | None) -> dict[str, object]:
