@@ -44,6 +44,8 @@ except MyError as err:
     assert isinstance(err, ray.exceptions.RayTaskError)
     assert "bad input" in str(err)
     assert isinstance(err.as_instanceof_cause(), MyError)
+else:
+    raise AssertionError("no MyError")
 slow_ref = slow.remote()
 try:
     ray.get(slow_ref, timeout=0.2)
@@ -54,7 +56,9 @@ else:
 try:
     ray.get(Broken.remote().method.remote())
 except ray.exceptions.RayActorError as err:
-    assert "no" in str(err)
+    assert "ZeroDivisionError" in str(err), err
+else:
+    raise AssertionError("a broken constructor went unnoticed")
 fine = Fine.remote()
 assert ray.get(fine.ping.remote()) == "pong"
 ray.kill(fine)

@@ -2,6 +2,7 @@
 (also following it as it grows)."""
 
 import tempfile
+import time
 
 import actorlib as ray
 from actorlib.util.state import get_log, list_actors, list_logs, list_tasks, summarize_tasks
@@ -31,9 +32,16 @@ assert summarize_tasks()["cluster"]["summary"]["hello"]["state_counts"]["FINISHE
 talker = Talker.remote()
 actor_id = ray.get(talker.say.remote("first line"))
 assert any(a.actor_id == actor_id and a.state == "ALIVE" for a in list_actors())
-assert list_logs()
-lines = list(get_log(actor_id=actor_id, tail=100))
-assert any("first line" in line for line in lines), lines
+for _ in range(300):  # the actor's process and its log line are recorded as they come
+    try:
+        if any("first line" in line for line in get_log(actor_id=actor_id, tail=100)):
+            break
+    except LookupError:
+        pass
+    time.sleep(0.1)
+else:
+    raise AssertionError("the actor's line never reached its log")
+assert list_logs()["worker"]
 
 followed = get_log(actor_id=actor_id, follow=True, tail=100)
 for line in followed:  # the old lines first, then new ones as the actor prints them
