@@ -52,6 +52,29 @@ __all__ = [
 ]
 
 
+_RAY_ONLY = {
+    "collective": "ray.util.collective", "dask": "Dask on Ray (ray.util.dask)",
+    "joblib": "the joblib backend (ray.util.joblib)", "spark": "Spark on Ray",
+}
+
+
+#: Submodules loaded on first use, so that ``ray.util.queue.Queue`` works after a bare
+#: ``import actorlib as ray``, where ``from ray.util.queue import Queue`` cannot be written.
+_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"actorlib.util.{name}")
+    if name in _RAY_ONLY:
+        from actorlib import _not_in_actorlib
+
+        raise _not_in_actorlib(_RAY_ONLY[name], "actorlib.util", name)
+    raise AttributeError(f"module 'actorlib.util' has no attribute {name!r}")
+
+
 def _this_machine_ip() -> str:
     """The address this machine reaches others from (a UDP connect sends no packet)."""
     try:
