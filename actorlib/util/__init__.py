@@ -9,7 +9,7 @@ Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.m
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actorlib import session
 from actorlib.actor_pool import ActorPool
@@ -63,16 +63,18 @@ _RAY_ONLY = {
 _LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBMODULES:
-        import importlib
+if not TYPE_CHECKING:  # hidden from type checkers, which would take any name as Any
 
-        return importlib.import_module(f"actorlib.util.{name}")
-    if name in _RAY_ONLY:
-        from actorlib import _not_in_actorlib
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY_SUBMODULES:
+            import importlib
 
-        raise _not_in_actorlib(_RAY_ONLY[name], "actorlib.util", name)
-    raise AttributeError(f"module 'actorlib.util' has no attribute {name!r}")
+            return importlib.import_module(f"actorlib.util.{name}")
+        if name in _RAY_ONLY:
+            from actorlib import _not_in_actorlib
+
+            raise _not_in_actorlib(_RAY_ONLY[name], "actorlib.util", name)
+        raise AttributeError(f"module 'actorlib.util' has no attribute {name!r}")
 
 
 def _this_machine_ip() -> str:
