@@ -67,6 +67,22 @@ _LAZY = {
 }
 # Ray's submodules reachable as attributes of the package (``ray.util.queue`` ...).
 _LAZY_MODULES = frozenset({"util", "runtime_env", "job_config", "runtime_context"})
+# Ray's libraries beyond Ray Core: code written for them needs Ray, and says so at once
+# (still an AttributeError, so ``hasattr`` and ``getattr(..., default)`` keep working).
+_RAY_LIBRARIES = {
+    "data": "Ray Data", "train": "Ray Train", "tune": "Ray Tune", "serve": "Ray Serve",
+    "rllib": "RLlib", "air": "Ray AIR", "workflow": "Ray Workflows",
+    "dag": "Ray's DAG API (.bind())", "experimental": "Ray's experimental APIs",
+}
+
+
+def _not_in_actorlib(what: str, module: str, name: str) -> AttributeError:
+    """The error for a name of Ray's that actorlib leaves to Ray, saying what to do."""
+    return AttributeError(
+        f"module {module!r} has no attribute {name!r}: actorlib brings Ray Core's API, not "
+        f"{what}; code that uses it needs Ray itself (see docs/ray-compatibility.md, "
+        "'What does not exist')"
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -78,6 +94,8 @@ def __getattr__(name: str) -> Any:
         return value
     module = _LAZY.get(name)
     if module is None:
+        if name in _RAY_LIBRARIES:
+            raise _not_in_actorlib(_RAY_LIBRARIES[name], "actorlib", name)
         raise AttributeError(f"module 'actorlib' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

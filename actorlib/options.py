@@ -310,7 +310,35 @@ def _retry_exceptions(value: Any) -> RetryExceptions:
     raise _type_error("retry_exceptions", value, "a bool or a list of exception types")
 
 
-RUNTIME_ENV_FIELDS = ("env_vars", "working_dir", "py_modules", "excludes")
+RUNTIME_ENV_FIELDS = ("env_vars", "working_dir", "py_modules", "excludes", "config")
+
+
+def check_runtime_env_config(config: Any) -> dict[str, Any]:
+    """Ray's ``RuntimeEnvConfig`` (``runtime_env["config"]``), checked as Ray checks it.
+
+    It says how Ray installs an environment (a setup timeout, eager installs, the setup
+    logs to show); actorlib's fields need no install step, so once checked it has nothing
+    to act on, and code written for Ray that sets it runs unchanged.
+    """
+    if not isinstance(config, dict):
+        raise _type_error("runtime_env['config']", config, "a dict (or a RuntimeEnvConfig)")
+    unknown = sorted(set(config) - {"setup_timeout_seconds", "eager_install", "log_files"})
+    if unknown:
+        raise ValueError(
+            f"runtime_env['config'] key(s) {', '.join(map(repr, unknown))} are unknown; "
+            "expected 'setup_timeout_seconds', 'eager_install', 'log_files'"
+        )
+    timeout = config.get("setup_timeout_seconds", 600)
+    if not _is_int(timeout) or not (timeout > 0 or timeout == -1):
+        raise ValueError("runtime_env['config']['setup_timeout_seconds'] must be a positive "
+                         f"int or -1 (no timeout), got {timeout!r}")
+    eager = config.get("eager_install", True)
+    if not isinstance(eager, bool):
+        raise _type_error("runtime_env['config']['eager_install']", eager, "a bool")
+    log_files = config.get("log_files", [])
+    if not isinstance(log_files, list) or not all(isinstance(f, str) for f in log_files):
+        raise _type_error("runtime_env['config']['log_files']", log_files, "a list of str")
+    return dict(config)
 
 
 def validate_runtime_env(env: Any) -> dict[str, Any]:
@@ -323,6 +351,8 @@ def validate_runtime_env(env: Any) -> dict[str, Any]:
             f"runtime_env field(s) {', '.join(map(repr, unsupported))} are not supported; "
             f"actorlib supports {', '.join(map(repr, RUNTIME_ENV_FIELDS))}."
         )
+    if "config" in env:
+        check_runtime_env_config(env["config"])
     env_vars = env.get("env_vars") or {}
     if not isinstance(env_vars, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()

@@ -36,6 +36,18 @@ class RuntimeContext:
             return ctx.namespace
         return session.client().namespace
 
+    @property
+    def gcs_address(self) -> str | None:
+        """Where other drivers join this runtime (Ray's GCS address, for ``init(address=)``
+        and the state API's ``address=``): the cluster head's ``host:port`` in a driver
+        connected to a cluster. None where there is nothing to join: a runtime of one
+        process (the thread, process and sim backends), and inside tasks and actors, which
+        reach their runtime through their driver or node rather than by an address."""
+        if _execution() is not None:
+            return None
+        rt = session.runtime()
+        return getattr(rt, "address", None) if rt is not None else None
+
     def get_task_id(self) -> str | None:
         """The running task's or actor call's id; None in the driver and in ``__init__``."""
         task = self.task_id

@@ -10,9 +10,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actorlib.options import validate_runtime_env
+from actorlib.options import check_runtime_env_config, validate_runtime_env
 
-__all__ = ["RuntimeEnv"]
+__all__ = ["RuntimeEnv", "RuntimeEnvConfig"]
+
+
+class RuntimeEnvConfig(dict[str, Any]):
+    """Ray's ``RuntimeEnvConfig``, given as ``runtime_env={"config": ...}``: how Ray
+    installs an environment. Checked as Ray checks it; actorlib's fields need no install
+    step, so it has nothing to act on (Ray code that sets it runs unchanged)."""
+
+    def __init__(self, setup_timeout_seconds: int = 600, eager_install: bool = True,
+                 log_files: list[str] | None = None) -> None:
+        super().__init__(check_runtime_env_config({
+            "setup_timeout_seconds": setup_timeout_seconds, "eager_install": eager_install,
+            "log_files": [] if log_files is None else log_files,
+        }))
 
 
 class RuntimeEnv(dict[str, Any]):

@@ -129,8 +129,10 @@ def init(
     The default is ``$ACTORLIB_BACKEND`` if set, else ``process``. ``worker_timeout_s``
     (default ``$ACTORLIB_WORKER_TIMEOUT_S``, else off): a worker process silent for that
     long is taken for frozen and killed, so its work is retried elsewhere.
-    ``job_config`` (Ray's ``JobConfig``) supplies ``namespace`` and ``runtime_env`` where
-    those arguments are not given.
+    ``address``: a cluster's head (``"host:port"``, or ``"auto"``: this machine's) to join;
+    ``"local"`` (Ray's) starts a runtime of this process's own on ``backend`` even where
+    ``$ACTORLIB_ADDRESS`` names a cluster. ``job_config`` (Ray's ``JobConfig``) supplies
+    ``namespace`` and ``runtime_env`` where those arguments are not given.
 
     ``log_to_driver``: what tasks and actors print (and log) is written through this
     process's ``sys.stdout``/``sys.stderr``, each line prefixed with the task or actor
@@ -187,7 +189,11 @@ def init(
                 "actorlib is already initialized; call shutdown() first, or pass "
                 "ignore_reinit_error=True."
             )
-        if backend is None and (address is not None or os.environ.get("ACTORLIB_ADDRESS")):
+        if address == "local":
+            # Ray's "start a runtime of my own, even if a cluster is around": no address,
+            # and $ACTORLIB_ADDRESS is not looked at.
+            address = None
+        elif backend is None and (address is not None or os.environ.get("ACTORLIB_ADDRESS")):
             backend = "cluster"
         name = backend or os.environ.get("ACTORLIB_BACKEND") or DEFAULT_BACKEND
         # The first worker starts now, before the imports below (killed if init fails).

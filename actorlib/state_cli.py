@@ -220,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
         fetch = fetcher(args)
         if args.command == "list":
             filters = [parse_filter(f) for f in args.filter]
-            rows = state.select(args.kind, fetch(args.kind), filters, args.limit, args.detail)
+            rows: list[dict[str, Any]] = list(
+                state.select(args.kind, fetch(args.kind), filters, args.limit, args.detail))
             _output(args, rows, rows)
         elif args.command == "summary":
             summarize = {"tasks": state.summarize_tasks, "actors": state.summarize_actors,

@@ -42,7 +42,9 @@ def timeline_of(
     """:func:`timeline` of the runtime ``rows`` reads (None: as the state API chooses)."""
     from actorlib.util import state
 
-    events = trace_events(state.list_tasks(limit=MAX_ROWS, detail=True, _fetch=rows))
+    task_rows: list[dict[str, Any]] = list(state.list_tasks(limit=MAX_ROWS, detail=True,
+                                                            _fetch=rows))
+    events = trace_events(task_rows)
     if filename is None:
         return events
     with open(filename, "w") as f:

@@ -74,7 +74,7 @@ def test_the_log_files_and_a_tail_of_one(backend: str, tmp_path: Path) -> None:
                             or None, "the task's lines")
         assert task_log[0].endswith("log line 2 of 3") and f"worker-{by_task}.log" in (
             state.list_logs()["worker"])
-        for bad, error in (({"pid": pid, "follow": True}, exc.NotSupportedError),
+        for bad, error in (({"pid": pid, "node_ip": "10.0.0.1"}, exc.NotSupportedError),
                            ({"pid": pid, "tail": 0}, ValueError),
                            ({"filename": "raylet.out"}, ValueError),
                            ({"pid": pid, "task_id": "00"}, ValueError),

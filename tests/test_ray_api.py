@@ -217,6 +217,22 @@ def test_runtime_context_in_the_driver(rt: Any) -> None:
         _ = ctx.current_actor
 
 
+def test_runtime_context_gcs_address_is_where_other_drivers_join(rt: Any) -> None:
+    """A cluster's head in its driver (what ``init`` reports); None where nothing can be
+    joined (a runtime of one process) and inside tasks, as documented."""
+
+    @actorlib.remote
+    def inside() -> str | None:
+        return actorlib.get_runtime_context().gcs_address
+
+    address = actorlib.get_runtime_context().gcs_address
+    assert address == rt["gcs_address"] == rt["address"]
+    if address is not None:
+        host, _, port = address.rpartition(":")
+        assert host and port.isdigit()
+    assert actorlib.get(inside.remote(), timeout=T) is None
+
+
 @pytest.mark.init_kwargs(resources={"widget": 4})
 def test_runtime_context_in_a_task(rt: Any) -> None:
     @actorlib.remote(num_cpus=2, resources={"widget": 1})
@@ -673,6 +689,24 @@ def test_init_returns_the_address_mapping(rt: Any) -> None:
     assert rt.address_info == dict(rt)
     assert rt["node_ip_address"] == actorlib.nodes()[0]["NodeManagerAddress"]
     assert rt.backend in ("thread", "process", "cluster", "sim", "ray")  # RuntimeInfo stays
+
+
+def test_init_address_local_starts_a_runtime_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's ``init(address="local")``: not a cluster's address, even where
+    $ACTORLIB_ADDRESS names one (here one that is not there)."""
+    monkeypatch.setenv("ACTORLIB_ADDRESS", "127.0.0.1:9")
+    monkeypatch.setenv("ACTORLIB_BACKEND", "thread")
+    info = actorlib.init(address="local", num_cpus=1)
+    try:
+        assert info.backend == "thread" and info["address"] is None
+
+        @actorlib.remote
+        def one() -> int:
+            return 1
+
+        assert actorlib.get(one.remote(), timeout=T) == 1
+    finally:
+        actorlib.shutdown()
 
 
 # -- max_calls ------------------------------------------------------------------------------------

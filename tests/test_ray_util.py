@@ -186,3 +186,31 @@ def test_register_serializer_refuses_what_it_cannot_do() -> None:
     with pytest.raises(TypeError, match="callable"):
         ray.util.register_serializer(Account, serializer=None,  # type: ignore[arg-type]
                                      deserializer=rebuild_account)
+
+
+def test_rays_other_libraries_say_that_they_need_ray() -> None:
+    with pytest.raises(AttributeError, match=r"not Ray Data; code that uses it needs Ray"):
+        _ = ray.data
+    with pytest.raises(AttributeError, match=r"not Dask on Ray \(ray.util.dask\)"):
+        _ = ray.util.dask
+    assert not hasattr(ray, "serve") and getattr(ray.util, "collective", None) is None
+    with pytest.raises(AttributeError, match=r"^module 'actorlib' has no attribute 'nope'$"):
+        _ = ray.nope
+    with pytest.raises(AttributeError, match=r"^module 'actorlib.util' has no attribute 'x'$"):
+        _ = ray.util.x
+
+
+def test_util_submodules_load_on_first_use() -> None:
+    """``ray.util.queue.Queue`` after a bare import (checked in a fresh interpreter, where
+    nothing has imported the submodules yet)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, actorlib as ray\n"
+            "assert 'actorlib.util.queue' not in sys.modules\n"
+            "print(ray.util.queue.Queue.__name__, ray.util.multiprocessing.Pool.__name__,"
+            " ray.util.actor_pool.ActorPool.__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["Queue", "Pool", "ActorPool"]

@@ -184,6 +184,30 @@ def test_bad_runtime_env_files_are_refused_naming_the_option(tmp_path: Path) -> 
         EnvReader.options(runtime_env={"pip": ["requests"]})
 
 
+def test_rays_runtime_env_config_is_checked_then_has_nothing_to_act_on() -> None:
+    """``runtime_env["config"]`` (Ray's ``RuntimeEnvConfig``) is about Ray's installs."""
+    from actorlib.runtime_env import RuntimeEnv, RuntimeEnvConfig
+
+    given = {"env_vars": {"K": "v"}, "config": {"setup_timeout_seconds": 60}}
+    assert read_in_env.options(runtime_env=given) is not None
+    env = RuntimeEnv(env_vars={"K": "v"}, config=RuntimeEnvConfig(eager_install=False))
+    assert env == {"env_vars": {"K": "v"}}  # nothing of it reaches the work
+    assert RuntimeEnvConfig() == {"setup_timeout_seconds": 600, "eager_install": True,
+                                  "log_files": []}
+    for bad, error, words in (
+        (3, TypeError, r"runtime_env\['config'\] must be a dict"),
+        ({"retries": 2}, ValueError, r"'retries' are unknown"),
+        ({"setup_timeout_seconds": 0}, ValueError, r"positive int or -1"),
+        ({"setup_timeout_seconds": True}, ValueError, r"positive int or -1"),
+        ({"eager_install": "yes"}, TypeError, r"eager_install'\] must be a bool"),
+        ({"log_files": "a.log"}, TypeError, r"log_files'\] must be a list of str"),
+    ):
+        with pytest.raises(error, match=words):
+            read_in_env.options(runtime_env={"config": bad})
+    with pytest.raises(ValueError, match="positive int"):
+        RuntimeEnvConfig(setup_timeout_seconds=-5)
+
+
 def test_oversized_working_dir_fails_with_the_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
+import pickle
 import time
 
 import pytest
@@ -185,6 +187,25 @@ def test_bad_arguments(rt):
         state.rows("colours")
     with pytest.raises(ValueError, match="timeout"):
         state.list_tasks(timeout=0)
+
+
+def test_rows_read_as_attributes_too_as_rays_state_objects_do(rt):
+    assert actorlib.get(ok.remote(1), timeout=T) == 2
+    counter = Counter.remote()
+    assert actorlib.get(counter.incr.remote(), timeout=T) == 1
+    for row in (state.list_tasks(filters=[("name", "=", "ok")])[0],
+                state.list_tasks(filters=[("name", "=", "ok")], detail=True)[0],
+                state.get_actor(counter.actor_id.hex())):
+        assert row is not None and row.job_id == row["job_id"] == row.get("job_id")
+        plain = row.asdict()
+        assert type(plain) is dict and plain == row
+        assert json.loads(json.dumps(row)) == plain
+        assert pickle.loads(pickle.dumps(row)) == row
+        with pytest.raises(AttributeError, match=r"no field 'colour'.*job_id"):
+            _ = row.colour
+    task = state.list_tasks(filters=[("name", "=", "ok")])[0]
+    assert task.state == "FINISHED" and task.name == "ok"
+    assert state.get_task(task.task_id).task_id == task.task_id
 
 
 def test_reachable_as_ray_util_state(rt):

@@ -9,7 +9,7 @@ Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.m
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actorlib import session
 from actorlib.actor_pool import ActorPool
@@ -50,6 +50,31 @@ __all__ = [
     "scheduling_strategies",
     "state",
 ]
+
+
+_RAY_ONLY = {
+    "collective": "ray.util.collective", "dask": "Dask on Ray (ray.util.dask)",
+    "joblib": "the joblib backend (ray.util.joblib)", "spark": "Spark on Ray",
+}
+
+
+#: Submodules loaded on first use, so that ``ray.util.queue.Queue`` works after a bare
+#: ``import actorlib as ray``, where ``from ray.util.queue import Queue`` cannot be written.
+_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool"})
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would take any name as Any
+
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY_SUBMODULES:
+            import importlib
+
+            return importlib.import_module(f"actorlib.util.{name}")
+        if name in _RAY_ONLY:
+            from actorlib import _not_in_actorlib
+
+            raise _not_in_actorlib(_RAY_ONLY[name], "actorlib.util", name)
+        raise AttributeError(f"module 'actorlib.util' has no attribute {name!r}")
 
 
 def _this_machine_ip() -> str:

@@ -3,7 +3,8 @@
 Each call asks the core (through the process's client: the driver's own runtime, or the
 driver or head a worker or cluster driver talks to) for plain rows of one kind, then
 filters, sorts and cuts them here. Rows are dicts with Ray's field names where Ray has the
-field; see "State API and CLI" in docs/observability.md.
+field, readable as attributes too (:class:`StateRow`, as Ray's ``TaskState`` /
+``ActorState`` objects read both ways); see "State API and CLI" in docs/observability.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from actorlib.exceptions import NotSupportedError
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "StateRow",
     "get_actor",
     "get_log",
     "get_task",
@@ -61,6 +63,26 @@ KINDS = tuple(BRIEF)
 Filter = tuple[str, str, Any]
 Fetch = Callable[[str], list[dict[str, Any]]]
 DEFAULT_TIMEOUT = 30  # seconds, Ray's
+
+
+class StateRow(dict[str, Any]):
+    """One row of the state API: a dict (``row["state"]``, ``json.dumps(row)``) whose
+    fields also read as attributes (``row.state``), so code written for Ray's
+    ``TaskState`` / ``ActorState`` dataclasses, which read both ways, works unchanged."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"this state row has no field {name!r}; its fields: {', '.join(self)}"
+            ) from None
+
+    def asdict(self) -> dict[str, Any]:
+        """A plain dict of the row (Ray's ``StateSchema.asdict``)."""
+        return dict(self)
 
 
 def _local_rows(kind: str) -> list[dict[str, Any]]:
@@ -124,7 +146,7 @@ def select(
     limit: int = DEFAULT_LIMIT,
     detail: bool = False,
     raise_on_missing_output: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """Filter, cut to ``limit`` and (without ``detail``) trim ``all_rows`` of ``kind``."""
     checked = _check_filters(kind, filters)
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
@@ -145,13 +167,13 @@ def select(
     matched = [row for row in all_rows if _matches(row, checked)][:limit]
     if not detail:
         brief = BRIEF[kind]
-        matched = [{k: row.get(k) for k in brief} for row in matched]
-    return matched
+        return [StateRow((k, row.get(k)) for k in brief) for row in matched]
+    return [StateRow(row) for row in matched]
 
 
 def _list(kind: str, address: str | None, filters: Sequence[Filter] | None, limit: int,
           timeout: float, detail: bool, raise_on_missing_output: bool,
-          fetch: Fetch | None) -> list[dict[str, Any]]:
+          fetch: Fetch | None) -> list[StateRow]:
     source = _source(address, timeout, fetch)
     return select(kind, rows(kind, source), filters, limit, detail, raise_on_missing_output)
 
@@ -160,7 +182,7 @@ def list_tasks(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """Live tasks and actor calls, then the last ended ones (FINISHED / FAILED)."""
     return _list("tasks", address, filters, limit, timeout, detail, raise_on_missing_output,
                  _fetch)
@@ -170,7 +192,7 @@ def list_actors(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """Actors the core knows, dead ones included (the last 1,000 forgotten ones too)."""
     return _list("actors", address, filters, limit, timeout, detail, raise_on_missing_output,
                  _fetch)
@@ -180,7 +202,7 @@ def list_objects(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """Objects the core holds: pending and ready, with size, ref count and location."""
     return _list("objects", address, filters, limit, timeout, detail, raise_on_missing_output,
                  _fetch)
@@ -190,7 +212,7 @@ def list_nodes(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """Nodes with their total and available resources."""
     return _list("nodes", address, filters, limit, timeout, detail, raise_on_missing_output,
                  _fetch)
@@ -200,7 +222,7 @@ def list_workers(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """The processes that run tasks and actors, with what each runs now; the last 100
     that ended too (``is_alive`` False). On the thread and sim backends: one row, the
     driver's own process (``worker_type`` DRIVER), which runs everything."""
@@ -212,7 +234,7 @@ def list_placement_groups(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """Placement groups, removed ones included (as Ray's table keeps them), with the
     node each bundle is reserved on (``detail=True``: ``bundles``)."""
     return _list("placement_groups", address, filters, limit, timeout, detail,
@@ -223,7 +245,7 @@ def list_jobs(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """The driver jobs, oldest first: this runtime's own driver, or on a cluster every
     driver that connected (``SUCCEEDED`` once it left). Fields of Ray's ``JobDetails``."""
     return _list("jobs", address, filters, limit, timeout, detail, raise_on_missing_output,
@@ -234,7 +256,7 @@ def list_metrics(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
     raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StateRow]:
     """The metrics of ``actorlib.util.metrics`` recorded so far anywhere in the runtime:
     a row per metric and tag set (a counter's total, a gauge's last value, a histogram's
     sum, with ``count``, ``boundaries`` and ``buckets`` under ``detail=True``). An
@@ -244,19 +266,22 @@ def list_metrics(
 
 
 def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
-         fetch: Fetch | None) -> dict[str, Any] | None:
+         fetch: Fetch | None) -> StateRow | None:
     if not isinstance(id_, str):
         raise TypeError(f"{key}: expected a hex id string, got {type(id_).__name__}")
     found = [row for row in rows(kind, _source(address, timeout, fetch))
              if row.get(key) == id_.lower()]
+    if not found:
+        return None
     # A retried task is listed once per ended attempt: the latest attempt is the answer.
-    return max(found, key=lambda r: r.get("attempt_number", 0)) if found else None
+    latest = max(found, key=lambda r: int(r.get("attempt_number") or 0))
+    return StateRow(latest)
 
 
 def get_task(
     id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
     _fetch: Fetch | None = None,
-) -> dict[str, Any] | None:
+) -> StateRow | None:
     """The task or actor call with hex id ``id`` (its latest attempt); None if unknown."""
     return _get("tasks", "task_id", id, address, timeout, _fetch)
 
@@ -264,7 +289,7 @@ def get_task(
 def get_actor(
     id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
     _fetch: Fetch | None = None,
-) -> dict[str, Any] | None:
+) -> StateRow | None:
     """The actor with hex id ``id``; None if unknown."""
     return _get("actors", "actor_id", id, address, timeout, _fetch)
 
@@ -356,10 +381,9 @@ def get_log(
     (the process the actor runs in) or ``task_id`` (the process that ran it); lines
     without their newline, as Ray's ``get_log`` yields them. ``LookupError`` if there is
     no such log. ``suffix`` is accepted for Ray's signature: a worker's stdout and stderr
-    share one file. ``follow`` and ``node_ip`` are not supported."""
-    if follow:
-        raise NotSupportedError("get_log(follow=True): read the file on its node, or the "
-                                "dashboard's logs page, which refreshes")
+    share one file. ``follow=True``: after those lines, each line the worker adds, as it
+    adds it (looked for every half second), until the worker has exited (then the
+    iteration ends) or the caller stops iterating. ``node_ip`` is not supported."""
     if node_ip is not None:
         raise NotSupportedError("get_log(node_ip=): pass node_id (list_nodes() gives it)")
     if isinstance(tail, bool) or not isinstance(tail, int) or tail == 0 or tail < -1:
@@ -368,11 +392,28 @@ def get_log(
     worker = _log_pid(fetch, filename, actor_id, task_id, pid)
     from actorlib.core.state import MAX_LOG_TAIL
 
+    if follow:
+        probe = fetch(f"log:{worker}:1")  # no such log: LookupError now, not at next()
+        if node_id is not None:
+            _check_node(probe, worker, node_id)
+
+        def alive() -> bool:
+            return any(row.get("pid") == worker and row.get("is_alive")
+                       for row in fetch("workers"))
+
+        from actorlib.util.log_follow import follow as follow_log
+
+        return follow_log(fetch, worker, tail, MAX_LOG_TAIL, alive)
     rows = fetch(f"log:{worker}:{MAX_LOG_TAIL}")
-    if node_id is not None and rows and rows[0].get("node_id") not in (None, node_id):
-        raise LookupError(f"worker pid {worker} does not run on node {node_id}")
+    if node_id is not None:
+        _check_node(rows, worker, node_id)
     lines = rows[0]["text"].splitlines() if rows else []
     return iter(lines if tail == -1 else lines[-tail:])
+
+
+def _check_node(rows: list[dict[str, Any]], worker: int, node_id: str) -> None:
+    if rows and rows[0].get("node_id") not in (None, node_id):
+        raise LookupError(f"worker pid {worker} does not run on node {node_id}")
 
 
 def _log_pid(fetch: Fetch, filename: str | None, actor_id: str | None,

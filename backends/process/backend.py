@@ -62,9 +62,14 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.core.ids import DRIVER_PREFIX
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, TaskRun
-from actorlib.core.serialization import Serialized, map_readonly, set_buffer_mapper
+from actorlib.core.serialization import (
+    Serialized,
+    map_readonly,
+    serialize,
+    set_buffer_mapper,
+)
 from actorlib.core.specs import CodeEnv
-from actorlib.exceptions import ActorDiedError, WorkerCrashedError
+from actorlib.exceptions import ActorDiedError, RuntimeEnvSetupError, WorkerCrashedError
 
 DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 
@@ -328,7 +333,12 @@ class ProcessBackend(Backend):
         key = spec.code_env.key if spec.code_env else ""
         if (worker is None or worker.dead or worker.retired  # retired: max_calls reached
                 or worker.env_key != key):
-            worker = self._take_worker(spec.code_env)
+            try:
+                worker = self._take_worker(spec.code_env)
+            except RuntimeEnvSetupError as exc:  # its working_dir / py_modules: the task's
+                error = serialize(exc, is_error=True)
+                self.events.task_finished(Outcome(spec.task_id, spec.attempt, error=error))
+                return
         if run.gpu_ids:
             env = with_visible_gpus(spec.env_vars, run.gpu_ids)
             run = dataclasses.replace(run, spec=dataclasses.replace(spec, env_vars=env))
@@ -345,8 +355,13 @@ class ProcessBackend(Backend):
         worker.send(RunTask(run))
 
     def start_actor(self, start: ActorStart) -> None:
-        worker = self._take_worker(start.spec.code_env)
         spec = start.spec
+        try:
+            worker = self._take_worker(spec.code_env)
+        except RuntimeEnvSetupError as exc:  # as in run_task: the actor's constructor fails
+            error = serialize(exc, is_error=True)
+            self.events.actor_init_failed(spec.actor_id, start.incarnation, error)
+            return
         worker.actor = (spec.actor_id, start.incarnation)
         self._actors[spec.actor_id] = worker
         if start.gpu_ids:

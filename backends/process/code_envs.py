@@ -4,7 +4,9 @@ Packages arrive as bytes inside the work's spec (a cluster node never reads the 
 file system) and are extracted into a private directory of this node's backend, one
 folder per content hash, so every worker of that environment shares one copy. The
 directory goes when the backend stops (or, after a crash, with the node's other stale
-session files).
+session files). A package that cannot be extracted (damaged bytes, a full disk) raises
+:class:`~actorlib.exceptions.RuntimeEnvSetupError`, which fails the work that needed it
+(Ray's error for an environment a node could not set up) and leaves nothing half-made.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import tempfile
 
 from actorlib.core.specs import CodeEnv, Package
+from actorlib.exceptions import RuntimeEnvSetupError
 
 
 class CodeEnvDirs:
@@ -25,19 +28,31 @@ class CodeEnvDirs:
         self._done: set[str] = set()
 
     def _extract(self, package: Package) -> str:
-        if self._root is None:
-            # Mode 0700; named as the store's files are, so that if this process is
-            # killed, the next daemon's sweep of dead sessions removes it (remove_stale).
-            self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
-        target = os.path.join(self._root, package.hash)
-        if package.hash not in self._done:
-            import zipfile  # only with a runtime_env's files: not at every start
+        if package.hash in self._done:
+            assert self._root is not None
+            return os.path.join(self._root, package.hash)
+        import zipfile  # only with a runtime_env's files: not at every start
 
+        partial = None
+        try:
+            if self._root is None:
+                # Mode 0700; named as the store's files are, so that if this process is
+                # killed, the next daemon's sweep of dead sessions removes it (remove_stale).
+                self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
+            target = os.path.join(self._root, package.hash)
             partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
             with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
                 archive.extractall(partial)  # names are made safe by zipfile
             os.replace(partial, target)
-            self._done.add(package.hash)
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise RuntimeEnvSetupError(
+                f"runtime_env: the package {package.hash[:12]} (a working_dir or py_modules "
+                f"entry, {len(package.blob)} bytes) could not be extracted on this node: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._done.add(package.hash)
         return target
 
     def worker_setup(self, env: CodeEnv | None) -> dict[str, object]:
