@@ -75,8 +75,10 @@ class Runtime:
         self._loop = LoopThread()
         self.guard = Guards(self)
         self.scheduler = Scheduler()
-        # ``.remote()`` asks on every call: the scheduler's cache, without a frame here.
-        self.infeasible_reason = self.scheduler.cached_infeasible_reason  # type: ignore[method-assign]
+        try:  # ``.remote()`` asks on every call: the scheduler's cache, without a frame here
+            self.infeasible_reason = self.scheduler.cached_infeasible_reason  # type: ignore[method-assign]
+        except AttributeError:  # compiled by mypyc (tools/compiled_core.py): methods are fixed
+            pass
         self._assemble(backend.store)
         self._fresh: dict[int, Serialized] = {}  # put by a caller, not yet on the loop
         self.metrics = MetricTable()
