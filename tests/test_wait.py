@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from typing import Any
 
 import pytest
 from testkit import Sync, T, gated
@@ -134,3 +138,36 @@ def wait_now_inside(refs):
 def test_wait_with_zero_timeout_inside_a_task_sees_ready_objects(rt):
     refs = [actorlib.put(i) for i in range(200)]
     assert actorlib.get(wait_now_inside.remote(refs), timeout=T) == (200, 0)
+
+
+def test_an_interrupted_get_stops_watching(rt, monkeypatch):
+    """Ctrl-C in a blocked ``get`` ends its watch: an object that never becomes ready
+    must not keep a watcher for every interrupted wait."""
+    sync = Sync.remote()
+    blocked = sync.wait.remote("never")
+    client = blocked._client
+    watched: list[Any] = []
+    unwatched: list[Any] = []
+    real_watch, real_unwatch = client.watch, client.unwatch
+
+    def watch(ids, callback, reads=True):
+        watched.append(callback)
+        return real_watch(ids, callback, reads)
+
+    def unwatch(ids, callback):
+        unwatched.append(callback)
+        return real_unwatch(ids, callback)
+
+    monkeypatch.setattr(client, "watch", watch)
+    monkeypatch.setattr(client, "unwatch", unwatch)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            actorlib.get(blocked, timeout=T)
+    finally:
+        timer.cancel()
+    assert watched, "get() never watched the blocked object"
+    assert all(any(u is w for u in unwatched) for w in watched)
+    actorlib.get(sync.set.remote("never"), timeout=T)
+    actorlib.get(blocked, timeout=T)

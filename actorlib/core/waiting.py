@@ -187,10 +187,16 @@ def fetch(
         execution.wakeup = functools.partial(_release, lock)
     ok = False
     try:
-        if hook is None:
-            ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
-        else:
-            ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False, need)
+        try:
+            if hook is None:
+                ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+            else:
+                ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False, need)
+        except BaseException:
+            # Ctrl-C, or a cancel's interrupt, while blocked: the watch must not outlive
+            # the wait (an object that never becomes ready would keep it for good).
+            client.unwatch(ids, collect)
+            raise
         if ok and execution is not None and execution.cancelled and (
             len(collect.got) < collect.need
         ):
