@@ -4,6 +4,7 @@ Behaviour on a running Ray is ``test_limited_tasks.py``'s and ``test_executor.py
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
@@ -13,6 +14,7 @@ pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
 
 from actorlib.backends.ray import limits as limits_module
 from actorlib.backends.ray.client import RayCore
+from actorlib.backends.ray.interrupts import SigintDeferred
 from actorlib.backends.ray.limits import QUEUED, RELEASED, WITHDRAWN, Held, HeldTasks, Limits
 from actorlib.core.specs import NO_ARGS, TaskSpec
 
@@ -122,6 +124,15 @@ class _Client(HeldTasks):
         return list(out)
 
 
+def _second_held(client: _Client) -> Held:
+    """Two tasks under a limit of one: the second is held (returned)."""
+    client.submit_task(_spec(1, limit=1))
+    client.submit_task(_spec(2, limit=1))
+    held = client._ray_ref(2)
+    assert type(held) is Held
+    return held
+
+
 def _interrupted(spec: TaskSpec) -> Any:
     raise KeyboardInterrupt
 
@@ -133,10 +144,7 @@ def test_a_held_task_interrupted_while_submitted_inline_fails_and_frees_its_slot
     get does not hang), its slot frees, and the interruption goes on up."""
     monkeypatch.setattr(limits_module.ray, "put", lambda value: ("put", value))
     client = _Client(lambda spec: "ref")
-    client.submit_task(_spec(1, limit=1))
-    client.submit_task(_spec(2, limit=1))
-    held = client._ray_ref(2)
-    assert type(held) is Held
+    held = _second_held(client)
     client.send = _interrupted
     with pytest.raises(KeyboardInterrupt):
         client._take_now(2, held)
@@ -176,3 +184,90 @@ def test_a_failure_after_ray_took_a_task_keeps_its_slot_until_it_ends() -> None:
     with pytest.raises(RuntimeError, match="refused"):
         client.submit_task(_spec(2, limit=2))
     assert client._limits._running == {"k": 1}  # refused before Ray took it: given back
+
+
+class _Ref:
+    """A Ray ref's completion hook: the callbacks given, called when the test ends it."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def _on_completed(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+    def end(self, data: Any) -> None:
+        for callback in self.callbacks:
+            callback(data)
+
+
+class _Tracking(_Client):
+    """:class:`_Client` with the client's own acceptance (ids mapped, slot tracked); a
+    real SIGINT arrives just after ``.remote()`` returned while ``interrupt`` is set."""
+
+    _accepted = RayCore._accepted
+    _completed = RayCore._completed
+
+    def __init__(self) -> None:
+        self.refs: dict[int, _Ref] = {}
+        super().__init__(lambda spec: self.refs.setdefault(spec.task_id, _Ref()))
+        self.interrupt = False
+
+    def _adopt_returns(self, ids: tuple[int, ...], out: Any, held: Any = None) -> list[Any]:
+        if self.interrupt:
+            self.interrupt = False
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C: Ray has the task, ids unmapped
+        return RayCore._adopt_returns(self, ids, out, held)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def default_sigint() -> Any:
+    """Python's own SIGINT handler (KeyboardInterrupt), as in a program."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_after_ray_took_a_held_task_leaves_its_ids_and_slot_tracked(
+    default_sigint: Any,
+) -> None:
+    """Ctrl-C just after ``.remote()`` of a held task submitted inline: the interrupt
+    goes on up, the ids stand for the task in Ray (its result when it ends, not an
+    error), and its slot comes back once, when it ends."""
+    client = _Tracking()
+    held = _second_held(client)
+    client.interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        client._take_now(2, held)  # its ref went into other work, from the main thread
+    assert client._ray_ref(2) is client.refs[2] and client.delivered == {}
+    assert held.submitted.is_set() and client._limits.standing == 0
+    assert client._limits._running == {"k": 2}  # taken out of turn, beyond the limit
+    client.refs[2].end("done")
+    assert client.delivered == {2: "done"} and client._limits._running == {"k": 1}
+    client.refs[2].end("done")  # a second completion does not free a second slot
+    client.refs[1].end("done")
+    assert client._limits._running == {}
+
+
+def test_ctrl_c_after_ray_took_a_limited_task_keeps_its_slot_until_it_ends(
+    default_sigint: Any,
+) -> None:
+    client = _Tracking()
+    client.interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        client.submit_task(_spec(1, limit=1))
+    assert client._ray_ref(1) is client.refs[1] and client._limits._running == {"k": 1}
+    client.refs[1].end("done")
+    assert client._limits._running == {} and client.delivered == {1: "done"}
+
+
+def test_an_interrupt_held_back_is_raised_even_when_the_block_fails(
+    default_sigint: Any,
+) -> None:
+    with pytest.raises(KeyboardInterrupt) as caught, SigintDeferred():
+        with SigintDeferred():  # nested: the outer one holds it
+            signal.raise_signal(signal.SIGINT)
+        raise RuntimeError("refused")
+    assert isinstance(caught.value.__context__, RuntimeError)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with SigintDeferred():
+        pass  # nothing noted: nothing raised

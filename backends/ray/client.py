@@ -28,6 +28,7 @@ from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.groups import RayGroups
+from actorlib.backends.ray.interrupts import SigintDeferred
 from actorlib.backends.ray.limits import Held, HeldTasks, Limits
 from actorlib.backends.ray.options import (
     INTERNAL_PREFIX,
@@ -39,7 +40,14 @@ from actorlib.backends.ray.options import (
 )
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.waits import RayWaits
-from actorlib.backends.ray.wire import TaskCallers, call_fields, task_ids
+from actorlib.backends.ray.wire import (
+    INLINE_MAX,
+    CallTemplates,
+    TaskCallers,
+    call_data,
+    call_name,
+    task_data,
+)
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
@@ -73,8 +81,12 @@ from actorlib.exceptions import (
 _UNCLAIMED_S = 60.0
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
+#: A call's options that are Ray's defaults (``.remote()`` without ``.options()``).
+_DEFAULT_CALL = {"num_returns": 1}
 
 ray = ray_module()
+#: Whether a worker can read its Ray task's name (every Ray this backend was tested with).
+_NAMED_CALLS = hasattr(ray.runtime_context.RuntimeContext, "get_task_name")
 
 
 class PassStore(ObjectStore):
@@ -119,6 +131,7 @@ class RayCore(RayWaits, HeldTasks):
         self._scheduler = Scheduler()
         self._scheduler.removed_groups = self._groups.removed
         self._task_callers = TaskCallers(self._ray_task)
+        self._call_templates = CallTemplates()
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
         self._errors_as: dict[int, Serialized] = {}
@@ -237,15 +250,20 @@ class RayCore(RayWaits, HeldTasks):
                     refs[id_] = self._take_now(id_, ref)
         return packed(value, refs)
 
-    def _pack(self, args: Args) -> list[Any]:
-        """Ray arguments: the payload's box, then the Ray refs of top-level ref arguments
-        (Ray resolves those to their values before the task runs). None at all for no
+    def _pack(self, args: Args, inline: bool = True) -> tuple[bytes | None, list[Any]]:
+        """The payload to send inside the spec's one ``bytes`` argument (a small plain
+        pickle, only if ``inline``), and the Ray arguments after that one: the payload's
+        box if it did not go inside, then the Ray refs of top-level ref arguments (Ray
+        resolves those to their values before the task runs). None at all for no
         arguments: Ray serializes each argument it is given, a None too."""
-        if args.payload is None:
+        payload = None if args.payload is None else self.box(args.payload)
+        if inline and type(payload) is bytes and len(payload) <= INLINE_MAX:
             if not args.deps:
-                return []
-            return [None, *[self.ray_ref(d) for d in args.deps]]
-        return [self.box(args.payload), *[self.ray_ref(d) for d in args.deps]]
+                return payload, []
+            return payload, [None, *[self.ray_ref(d) for d in args.deps]]
+        if not args.deps:
+            return None, [] if payload is None else [payload]
+        return None, [payload, *[self.ray_ref(d) for d in args.deps]]
 
     def put(self, id_: int, value: Serialized) -> None:
         self._check_open()
@@ -339,12 +357,13 @@ class RayCore(RayWaits, HeldTasks):
             return
         if not self._admit(spec):
             return  # held: submitted when a slot under its limit frees
-        try:
-            out = self._send(spec)
-        except BaseException:  # Ray refused it (the caller hears why): the slot is free
-            self._give_back(spec.concurrency[0])
-            raise
-        self._accepted(spec, out)  # Ray has it: its slot frees when it ends, not before
+        with SigintDeferred():  # Ctrl-C meanwhile is raised once Ray has it, tracked
+            try:
+                out = self._send(spec)
+            except BaseException:  # Ray refused it (the caller hears why): slot free
+                self._give_back(spec.concurrency[0])
+                raise
+            self._accepted(spec, out)  # Ray has it: its slot frees when it ends
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         self._accepted(spec, self._send(spec), held)
@@ -354,7 +373,8 @@ class RayCore(RayWaits, HeldTasks):
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template = self._task_callers.get(spec)
-        return task.remote(template, task_ids(spec), *self._pack(spec.args))
+        inline, rest = self._pack(spec.args)
+        return task.remote(task_data(spec, template, inline), *rest)
 
     def _accepted(self, spec: TaskSpec, out: Any, held: Held | None = None) -> None:
         """Ray took ``spec`` (``out``: its refs): the ids map to them, a limited one is
@@ -395,7 +415,8 @@ class RayCore(RayWaits, HeldTasks):
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
         try:
-            handle = host.options(**options).remote(meta, *self._pack(spec.args))
+            inline, rest = self._pack(spec.args)
+            handle = host.options(**options).remote(meta, inline, *rest)
         except ValueError as exc:
             # Ray's ActorAlreadyExistsError (2.x later releases) or its plain ValueError.
             if type(exc).__name__ != "ActorAlreadyExistsError" and (
@@ -458,8 +479,18 @@ class RayCore(RayWaits, HeldTasks):
             options["concurrency_group"] = group
         if spec.generator == "streaming":
             core_worker("a streaming generator")
-        method = handle.stream if spec.generator == "streaming" else handle.call
-        out = method.options(**options).remote(call_fields(spec), *self._pack(spec.args))
+        name = call_name(cls_name, spec) if _NAMED_CALLS else None
+        if name is not None:  # the spec is the name: Ray gets only the arguments
+            del options["num_returns"]  # one: Ray's default (its check costs a call)
+            out = handle.named.options(name=name, **options).remote(
+                *self._pack(spec.args, inline=False)[1])
+        else:
+            method = handle.stream if spec.generator == "streaming" else handle.call
+            if options != _DEFAULT_CALL:
+                method = method.options(**options)  # Ray's defaults need no wrapper
+            inline, rest = self._pack(spec.args)
+            template = self._call_templates.get(spec)
+            out = method.remote(call_data(spec, template, inline), *rest)
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from actorlib.backends.ray.boxes import Box
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray.interrupts import SigintDeferred
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import TaskSpec
 from actorlib.core.values import cancelled_value
@@ -214,9 +215,11 @@ class HeldTasks:
     def _submit_held(self, helds: list[Held]) -> None:
         """Submit released held tasks, each once (a ``ray_ref`` of one may come first).
 
-        A task Ray refused, or whose submission was interrupted (Ctrl-C while it is
-        submitted inline), never runs: its ids hold the error and its slot frees. An
-        interruption goes on up; the other tasks are submitted by the completer."""
+        A task Ray refused never runs: its ids hold the error and its slot frees. A
+        Ctrl-C while one is submitted inline (from the main thread) is held back until
+        Ray has it and its ids and slot are tracked (:mod:`.interrupts`), then goes on
+        up; the other tasks are submitted by the completer. Any other interruption
+        that ``.remote()`` itself raises counts as a refusal."""
         for i, held in enumerate(helds):
             with self._lock:
                 if held.state is not RELEASED:
@@ -225,20 +228,21 @@ class HeldTasks:
             try:
                 if self.closed:
                     continue
-                try:
-                    out = self._send(held.spec)
-                except BaseException as exc:  # its ids hold the error, its slot frees
+                with SigintDeferred():  # Ctrl-C meanwhile is raised once it is in Ray
                     try:
-                        self._resolve(held, error_value(exc))
-                    finally:
-                        self._give_back(held.key)
-                    if not isinstance(exc, Exception):
-                        if i + 1 < len(helds):
-                            completer.submit(functools.partial(
-                                self._submit_held, helds[i + 1:]))
-                        raise
-                    continue
-                self._accepted(held.spec, out, held)
+                        out = self._send(held.spec)
+                    except BaseException as exc:  # its ids hold the error, its slot frees
+                        try:
+                            self._resolve(held, error_value(exc))
+                        finally:
+                            self._give_back(held.key)
+                        if not isinstance(exc, Exception):
+                            if i + 1 < len(helds):
+                                completer.submit(functools.partial(
+                                    self._submit_held, helds[i + 1:]))
+                            raise
+                        continue
+                    self._accepted(held.spec, out, held)
             finally:
                 with self._lock:
                     self._limits.stood(held)

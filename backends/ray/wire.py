@@ -2,13 +2,15 @@
 
 Handing Ray the spec object made Ray pickle it through its own (Python-level) pickler
 on every ``.remote()``, and building Ray's ``.options()`` for it validated every option
-each time: together a fifth of the driver's time per task. What a task's spec holds
-besides its ids is the same for every call of one function with one set of options, so
-that part is pickled once (a *template*, with Ray's ``.options()`` wrapper beside it)
-and each call sends only the template's bytes and the ids, which Ray packs without
-pickling (actorlib's ids are wider than msgpack's 64-bit integers: they travel as one
-bytes string). A call's spec is a handful of plain fields and travels as a tuple of
-them (a list: Ray pickles a tuple). Workers keep each template they have unpickled, by its bytes.
+each time: together a fifth of the driver's time per task. What a spec holds besides its
+ids is the same for every call of one function (or method) with one set of options, so
+that part is pickled once (a *template*; for a task, with Ray's ``.options()`` wrapper
+beside it) and each call sends ONE ``bytes`` argument: a small header, the template,
+the ids (actorlib's are wider than msgpack's 64-bit integers) and, when it is small, the
+arguments' payload. Ray passes ``bytes`` as they are, where a list of fields cost it
+msgpack on both sides and every further argument costs it a serialization and an
+argument slot of its own in the task. Workers keep each template they have unpickled,
+by its bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import pickle
+import struct
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -26,32 +29,23 @@ from actorlib.core.specs import NO_ARGS, CallSpec, TaskSpec
 _KEEP = 512
 #: Bytes per id on the wire (ids are a 63-bit prefix and a 40-bit counter).
 _ID_BYTES = 16
+#: A payload up to this size travels inside the one ``bytes`` argument; a larger one is
+#: an argument of its own (Ray puts an argument over 100 KiB into its object store).
+INLINE_MAX = 32 * 1024
+#: The header: the template's length, then how many ids follow it.
+_HEAD = struct.Struct("<II")
 
 
-def pack_ids(*ids: int) -> bytes:
-    return b"".join(i.to_bytes(_ID_BYTES, "little") for i in ids)
-
-
-def unpack_ids(data: bytes) -> list[int]:
-    return [int.from_bytes(data[i:i + _ID_BYTES], "little")
-            for i in range(0, len(data), _ID_BYTES)]
-
-
-def _task_key(spec: TaskSpec) -> Hashable | None:
-    """Everything in ``spec`` but its ids and arguments, or None if some part of it
-    cannot be a key (it is then translated afresh each time)."""
-    key = (
+def _task_key(spec: TaskSpec) -> Hashable:
+    """Everything in ``spec`` but its ids and arguments (unhashable if some part of it
+    cannot be a key: it is then translated afresh each time)."""
+    return (
         spec.function, tuple(spec.resources.items()), spec.num_returns, spec.max_retries,
         spec.retry_exceptions, spec.scheduling_strategy,
         None if spec.env_vars is None else tuple(spec.env_vars.items()), spec.name,
         spec.namespace, spec.max_calls, spec.generator, spec.backpressure,
         spec.concurrency, spec.code_env,
     )
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
 
 
 class TaskCallers:
@@ -64,9 +58,12 @@ class TaskCallers:
             collections.OrderedDict())
 
     def get(self, spec: TaskSpec) -> tuple[Any, bytes]:
-        key = _task_key(spec)
+        key: Hashable | None = _task_key(spec)
         cache = self._cache
-        found = None if key is None else cache.get(key)
+        try:
+            found = cache.get(key)  # hashed once, here
+        except TypeError:  # a part that cannot be a key
+            key, found = None, None
         if found is not None:
             cache.move_to_end(key)
             return found
@@ -83,51 +80,113 @@ class TaskCallers:
         return found
 
 
+def pack(template: bytes, ids: tuple[int, ...], payload: bytes | None) -> bytes:
+    """One call's argument: the template, the ids and the (small) payload, in one ``bytes``."""
+    return b"".join((_HEAD.pack(len(template), len(ids)), template,
+                     *[i.to_bytes(_ID_BYTES, "little") for i in ids], payload or b""))
+
+
+def unpack(data: bytes) -> tuple[bytes, list[int], bytes | None]:
+    """:func:`pack`'s parts (no payload: None; a pickle is never empty)."""
+    length, count = _HEAD.unpack_from(data)
+    at = _HEAD.size + length
+    ids = [int.from_bytes(data[i:i + _ID_BYTES], "little")
+           for i in range(at, at + count * _ID_BYTES, _ID_BYTES)]
+    at += count * _ID_BYTES
+    return data[_HEAD.size:_HEAD.size + length], ids, data[at:] if len(data) > at else None
+
+
 _FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))  # its __init__'s order
 _TASK_ID, _RETURN_IDS, _CALLER_ID = (
     _FIELDS.index("task_id"), _FIELDS.index("return_ids"), _FIELDS.index("caller_id")
 )
-#: A template's bytes -> its spec's field values, the least recently used dropped first.
-_templates: collections.OrderedDict[bytes, list[Any]] = collections.OrderedDict()
+#: A template's bytes -> what it stands for (a task's spec's field values, a call's
+#: fields), the least recently used dropped first.
+_templates: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
 
 
-def task_ids(spec: TaskSpec) -> bytes:
-    """The per-call part of a task's spec (its template holds the rest)."""
-    return pack_ids(spec.task_id, spec.caller_id, *spec.return_ids)
-
-
-def task_spec(template: bytes, ids: bytes) -> TaskSpec:
-    """In the worker: the spec a task was submitted with."""
-    fields = _templates.get(template)
-    if fields is None:
-        base: TaskSpec = pickle.loads(template)
-        fields = [getattr(base, name) for name in _FIELDS]
+def _template(data: bytes, make: Callable[[Any], Any]) -> Any:
+    found = _templates.get(data)
+    if found is None:
+        found = make(pickle.loads(data))
         if len(_templates) >= _KEEP:
             _templates.popitem(last=False)
-        _templates[template] = fields
+        _templates[data] = found
     else:
-        _templates.move_to_end(template)
-    task_id, caller_id, *return_ids = unpack_ids(ids)
-    values = list(fields)
+        _templates.move_to_end(data)
+    return found
+
+
+def _task_fields(base: TaskSpec) -> list[Any]:
+    return [getattr(base, name) for name in _FIELDS]
+
+
+def task_data(spec: TaskSpec, template: bytes, payload: bytes | None) -> bytes:
+    """The one argument of a task (its template made by :class:`TaskCallers`)."""
+    return pack(template, (spec.task_id, spec.caller_id, *spec.return_ids), payload)
+
+
+def task_spec(data: bytes) -> tuple[TaskSpec, bytes | None]:
+    """In the worker: the spec a task was submitted with, and its inline payload."""
+    template, ids, payload = unpack(data)
+    values = list(_template(template, _task_fields))
+    task_id, caller_id, *return_ids = ids
     values[_TASK_ID], values[_RETURN_IDS], values[_CALLER_ID] = (
         task_id, tuple(return_ids), caller_id
     )
-    return TaskSpec(*values)
+    return TaskSpec(*values), payload
 
 
-def call_fields(spec: CallSpec) -> list[Any]:
-    """A call's spec as plain fields (its arguments travel beside it), in a list: Ray
-    packs a list of plain values without pickling, and pickles a tuple."""
-    return [pack_ids(spec.call_id, spec.actor_id, spec.caller_id, *spec.return_ids),
-            spec.method, spec.num_returns, spec.max_task_retries, spec.retry_exceptions,
-            spec.attempt, spec.concurrency_group, spec.generator, spec.backpressure]
+class CallTemplates:
+    """Per distinct set of a call's options (its method among them): their pickled
+    bytes, made once."""
+
+    def __init__(self) -> None:
+        self._cache: collections.OrderedDict[Hashable, bytes] = collections.OrderedDict()
+
+    def get(self, spec: CallSpec) -> bytes:
+        key = (spec.method, spec.num_returns, spec.max_task_retries, spec.retry_exceptions,
+               spec.attempt, spec.concurrency_group, spec.generator, spec.backpressure)
+        cache = self._cache
+        found = cache.get(key)
+        if found is None:
+            found = pickle.dumps(key, protocol=5)
+            if len(cache) >= _KEEP:
+                cache.popitem(last=False)
+            cache[key] = found
+        return found
 
 
-def call_spec(fields: list[Any]) -> CallSpec:
-    """In the worker: the spec of a call from :func:`call_fields`."""
-    (ids, method, num_returns, max_task_retries, retry_exceptions, attempt, group,
-     generator, backpressure) = fields
-    call_id, actor_id, caller_id, *return_ids = unpack_ids(ids)
+def call_data(spec: CallSpec, template: bytes, payload: bytes | None) -> bytes:
+    """The one argument of a call (its template made by :class:`CallTemplates`)."""
+    return pack(template, (spec.call_id, spec.actor_id, spec.caller_id, *spec.return_ids),
+                payload)
+
+
+def call_spec(data: bytes) -> tuple[CallSpec, bytes | None]:
+    """In the worker: the spec of a call from :func:`call_data`, and its inline payload."""
+    template, ids, payload = unpack(data)
+    (method, num_returns, max_task_retries, retry_exceptions, attempt, group, generator,
+     backpressure) = _template(template, tuple)
+    call_id, actor_id, caller_id, *return_ids = ids
     return CallSpec(call_id, actor_id, method, NO_ARGS, tuple(return_ids), num_returns,
                     caller_id, max_task_retries, retry_exceptions, attempt, group,
-                    generator, backpressure)
+                    generator, backpressure), payload
+
+
+def call_name(class_name: str, spec: CallSpec) -> str | None:
+    """A plain call's whole spec as its Ray task's name, or None for one that needs more
+    (its fields then travel as :func:`call_data`). The worker needs only the method and
+    the call's id of a call with one return, no generator and no ``retry_exceptions``
+    (Ray applies the other options itself), and a name costs Ray less than an argument:
+    a call with no arguments then passes Ray none, as a plain Ray call does. Ray shows
+    the name (``Class.method`` and the call's id) in its dashboard and state API."""
+    if spec.num_returns != 1 or spec.generator or spec.retry_exceptions:
+        return None
+    return f"{class_name}.{spec.method} {spec.call_id:x}"
+
+
+def named_call(name: str, actor_id: int) -> CallSpec:
+    """In the worker: the spec of a call :func:`call_name` named (the fields it uses)."""
+    head, _, call_id = name.rpartition(" ")
+    return CallSpec(int(call_id, 16), actor_id, head.rpartition(".")[2], NO_ARGS, (), 1)

@@ -25,7 +25,7 @@ from actorlib.backends.ray.actor_table import restarts
 from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
 from actorlib.backends.ray.client import RayCore
 from actorlib.backends.ray.connector import ray_module
-from actorlib.backends.ray.wire import call_spec, task_spec
+from actorlib.backends.ray.wire import call_spec, named_call, task_spec
 from actorlib.backends.runner.streaming import exactly, is_generator
 from actorlib.backends.runner.user_code import (
     CodeCache,
@@ -272,10 +272,11 @@ async def _stream_async(core: RayCore, ctx: ExecutionContext, make: Callable[[],
         raise _raised(exc, name, retry) from None
 
 
-def run_stream_task(template: bytes, ids: bytes, payload: Packed | None = None,
+def run_stream_task(data: bytes, payload: Packed | None = None,
                     *deps: Any) -> Iterator[Packed]:
     """A ``num_returns="streaming"`` task: Ray's generator task, yielding boxed items."""
-    spec = task_spec(template, ids)
+    spec, inline = task_spec(data)
+    payload = payload if inline is None else inline
     core = client(spec.namespace)
     name = spec.name or spec.function.name
     ctx = ExecutionContext(
@@ -293,9 +294,11 @@ def run_stream_task(template: bytes, ids: bytes, payload: Packed | None = None,
     yield from _stream(core, ctx, make, name, spec.retry_exceptions)
 
 
-def run_task(template: bytes, ids: bytes, payload: Packed | None = None,
-             *deps: Any) -> Any:
-    spec = task_spec(template, ids)
+def run_task(data: bytes, payload: Packed | None = None, *deps: Any) -> Any:
+    """A task: ``data`` its spec (:func:`.wire.task_data`), ``payload`` its arguments
+    when they did not go inside ``data``, ``deps`` its ref arguments' values."""
+    spec, inline = task_spec(data)
+    payload = payload if inline is None else inline
     core = client(spec.namespace)
     name = spec.name or spec.function.name
     token = current_execution.set(ExecutionContext(
@@ -322,8 +325,10 @@ def run_task(template: bytes, ids: bytes, payload: Packed | None = None,
 class _Host:
     """One actorlib actor inside a Ray actor."""
 
-    def __init__(self, spec: ActorSpec, payload: Packed | None = None, *deps: Any) -> None:
+    def __init__(self, spec: ActorSpec, inline: bytes | None = None,
+                 payload: Packed | None = None, *deps: Any) -> None:
         core = client(spec.namespace)
+        payload = payload if inline is None else inline
         self._spec = spec
         with warnings.catch_warnings():  # Ray's property uses its own deprecated API
             warnings.simplefilter("ignore")
@@ -381,8 +386,16 @@ class _Host:
 
 
 class SyncHost(_Host):
-    def call(self, fields: list[Any], payload: Packed | None = None, *deps: Any) -> Any:
-        spec = call_spec(fields)
+    def call(self, data: bytes, payload: Packed | None = None, *deps: Any) -> Any:
+        spec, inline = call_spec(data)
+        return self._call(spec, payload if inline is None else inline, deps)
+
+    def named(self, payload: Packed | None = None, *deps: Any) -> Any:
+        """A plain call whose spec is its Ray task's name (:func:`.wire.call_name`)."""
+        name = ray.get_runtime_context().get_task_name()
+        return self._call(named_call(name, self._spec.actor_id), payload, deps)
+
+    def _call(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
         try:
@@ -400,10 +413,11 @@ class SyncHost(_Host):
         finally:
             current_execution.reset(token)
 
-    def stream(self, fields: list[Any], payload: Packed | None = None, *deps: Any
+    def stream(self, data: bytes, payload: Packed | None = None, *deps: Any
                ) -> Iterator[Packed]:
         """A ``num_returns="streaming"`` call: Ray's generator method."""
-        spec = call_spec(fields)
+        spec, inline = call_spec(data)
+        payload = payload if inline is None else inline
         core = client(self._spec.namespace)
 
         def make() -> Any:
@@ -415,8 +429,17 @@ class SyncHost(_Host):
 
 
 class AsyncHost(_Host):
-    async def call(self, fields: list[Any], payload: Packed | None = None, *deps: Any) -> Any:
-        spec = call_spec(fields)
+    async def call(self, data: bytes, payload: Packed | None = None, *deps: Any) -> Any:
+        spec, inline = call_spec(data)
+        return await self._call(spec, payload if inline is None else inline, deps)
+
+    async def named(self, payload: Packed | None = None, *deps: Any) -> Any:
+        """A plain call whose spec is its Ray task's name (:func:`.wire.call_name`)."""
+        name = ray.get_runtime_context().get_task_name()
+        return await self._call(named_call(name, self._spec.actor_id), payload, deps)
+
+    async def _call(self, spec: CallSpec, payload: Packed | None,
+                    deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
         try:
@@ -444,10 +467,11 @@ class AsyncHost(_Host):
     async def actorlib_spec(self) -> ActorSpec:  # type: ignore[override]
         return self._spec
 
-    async def stream(self, fields: list[Any], payload: Packed | None = None, *deps: Any
+    async def stream(self, data: bytes, payload: Packed | None = None, *deps: Any
                      ) -> AsyncIterator[Packed]:
         """A ``num_returns="streaming"`` call: Ray's async generator method."""
-        spec = call_spec(fields)
+        spec, inline = call_spec(data)
+        payload = payload if inline is None else inline
         core = client(self._spec.namespace)
 
         def make() -> Any:
