@@ -89,8 +89,6 @@ class ActorRecord:
         state = self.state
         return state is STARTING or state is ALIVE
 
-    accepts_calls = running
-
 
 class Actors:
     """Every actor not yet forgotten, its name, and the calls pending on it."""
@@ -365,7 +363,7 @@ class Actors:
         caller = spec.caller_id
         deps = spec.args.deps
         if (
-            not deps and actor.accepts_calls and caller not in mailbox.queues
+            not deps and actor.running and caller not in mailbox.queues
             and caller not in mailbox.barrier
         ):
             # Nothing of this caller waits and the actor takes calls: what ``_pump`` would
@@ -389,7 +387,7 @@ class Actors:
         """Hand the caller's calls to the backend, in order, as far as the rules allow."""
         mailbox = actor.mailbox
         values = self.values
-        while actor.accepts_calls:
+        while actor.running:
             call = mailbox.next_ready(caller)
             if call is None:
                 return

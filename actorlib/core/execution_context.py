@@ -33,7 +33,7 @@ class ExecutionContext:
     # In an actor: the method this call runs ("" in the constructor), for the task's name
     # (Ray's ``Class.method``); the function or class running, for its module.
     method: str = ""
-    code: object = None
+    code: object | None = None
 
     @property
     def caller_id(self) -> int:

@@ -61,15 +61,15 @@ class LoopThread:
         self._closed = False
         # While lent (``lend``): whether the calling thread is the borrower.
         self._borrower: Callable[[], bool] | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._os_thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._ready = threading.Event()
         # Inline mode: who runs the inbox holds ``_core_lock``; ``_owner`` is its ident.
-        self._inline = False
+        self._inline_on = False
         self._core_lock = threading.Lock()
         self._owner: int | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._os_thread.start()
         self._ready.wait()
 
     def on_drained(self, fn: Callable[[], None]) -> None:
@@ -78,10 +78,10 @@ class LoopThread:
 
     @property
     def thread(self) -> threading.Thread:
-        return self._thread
+        return self._os_thread
 
     def in_loop_thread(self) -> bool:
-        return threading.current_thread() is self._thread
+        return threading.current_thread() is self._os_thread
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop, soon, in posting order. Callable from any thread."""
@@ -107,7 +107,7 @@ class LoopThread:
     def run_inline(self, on: bool) -> None:
         """Let threads that post with :meth:`post_inline` run the inbox themselves (on), or
         hand everything back to the loop thread (off: before a backend stops, say)."""
-        self._inline = on
+        self._inline_on = on
         if not on and self._inbox:
             self.post(_nothing)  # a post queued by a thread that found the lock taken
 
@@ -116,7 +116,7 @@ class LoopThread:
         is running it (then that thread runs this too). Only from a thread that holds no
         lock the core's work may take (a backend's or a watcher's): a ref's ``__del__``,
         which may run anywhere, posts with :meth:`post`."""
-        if not self._inline:
+        if not self._inline_on:
             self.post(fn, *args)
             return
         inbox = self._inbox
@@ -211,7 +211,7 @@ class LoopThread:
                     self._wake_pending = True
             finally:
                 self._owner = None
-        if self._inline:
+        if self._inline_on:
             self._drain_here()  # what was posted inline while this thread held the lock
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
@@ -235,7 +235,7 @@ class LoopThread:
         self.post(run)
         deadline = None if timeout is None else time.monotonic() + timeout
         while not done.wait(0.1):
-            if not self._thread.is_alive():
+            if not self._os_thread.is_alive():
                 raise RuntimeClosedError("actorlib was shut down")
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"the actorlib core did not answer within {timeout} s")
@@ -274,7 +274,7 @@ class LoopThread:
 
     def stop(self) -> None:
         """Drain what is queued, stop the loop and join the thread (which closes it)."""
-        if not self._thread.is_alive():
+        if not self._os_thread.is_alive():
             return
 
         def halt() -> None:
@@ -282,4 +282,4 @@ class LoopThread:
             self.loop.stop()
 
         self.loop.call_soon_threadsafe(halt)
-        self._thread.join()
+        self._os_thread.join()

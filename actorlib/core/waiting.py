@@ -459,17 +459,17 @@ class Completer:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._os_thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[[], None]) -> None:
-        if self._thread is None:
+        if self._os_thread is None:
             with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
+                if self._os_thread is None:
+                    self._os_thread = threading.Thread(
                         target=self._run, name="actorlib-futures", daemon=True
                     )
-                    self._thread.start()
+                    self._os_thread.start()
         self._queue.put(fn)
 
     def _run(self) -> None:
@@ -486,11 +486,11 @@ class Completer:
             del fn
 
     def stop(self) -> None:
-        thread = self._thread
+        thread = self._os_thread
         if thread is not None:
             self._queue.put(None)
             thread.join()
-            self._thread = None
+            self._os_thread = None
 
 
 completer = Completer()
