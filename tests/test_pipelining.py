@@ -70,9 +70,11 @@ class Core:
         self.tasks = Tasks(*parts)
         self.actors = Actors(*parts)
 
-    def submit(self, task_id: int, limit: tuple[str, int] | None = None) -> TaskSpec:
+    def submit(
+        self, task_id: int, limit: tuple[str, int] | None = None, max_calls: int = 0
+    ) -> TaskSpec:
         spec = TaskSpec(task_id, CodeRef(1, "work", b""), Args(None), (), 0, {"CPU": 1.0},
-                        name=f"work-{task_id}", concurrency=limit)
+                        name=f"work-{task_id}", concurrency=limit, max_calls=max_calls)
         self.tasks.submit(spec)
         self.schedule()
         return spec
@@ -308,3 +310,83 @@ def test_a_dead_worker_chain_is_retried_once_and_requeued_unstarted() -> None:
         core.schedule_as_runtime()
         assert core.problems() == []
     assert core.tasks.records == {} and core.free_cpus == 1.0
+
+
+def _deep(cpus: float = 1.0, depth: int = 8) -> Core:
+    core = Core(cpus)
+    core.backend.pipeline_depth = core.tasks.depth = depth
+    return core
+
+
+def _sent(core: Core, since: int = 0) -> list[tuple[int, int]]:
+    return [(run.spec.task_id, run.follows) for run in core.backend.runs[since:]]
+
+
+@pytest.mark.parametrize("how", ["blocked head", "worker died"])
+def test_a_chain_handed_back_keeps_its_order(how: str) -> None:
+    """Each task of a chain goes back to the front of the queue as it comes back, and
+    behind the ones ahead of it that came back first: not in reverse."""
+    core = _deep()
+    for task_id in range(1, 7):
+        core.submit(task_id)
+    assert _sent(core) == [(1, 0), (2, 1), (3, 2), (4, 3), (5, 4), (6, 5)]
+    sent = len(core.backend.runs)
+    if how == "blocked head":
+        core.tasks.blocked(1, True)  # 2..6 are asked back, and answer in that order
+        for task_id in list(core.backend.recalls):
+            core.tasks.recalled(task_id, 0)
+    else:  # the backend reports each task of the dead worker, in the order it sent them
+        for task_id in range(1, 7):
+            core.tasks.crashed(task_id, 0, RuntimeError("worker died"))
+    core.schedule()
+    first = [task_id for task_id, _ in _sent(core, sent)]
+    expected = [2, 3, 4, 5, 6] if how == "blocked head" else [1, 2, 3, 4, 5, 6]
+    assert first[: len(expected)] == expected[: len(first)]
+    assert first, "nothing ran again"
+    assert core.problems() == []
+
+
+def test_a_chain_answered_backwards_keeps_its_order() -> None:
+    core = _deep()
+    for task_id in range(1, 6):
+        core.submit(task_id)
+    core.tasks.blocked(1, True)
+    for task_id in reversed(core.backend.recalls):  # answered deepest first
+        core.tasks.recalled(task_id, 0)
+    queued = [rec.spec.task_id for queue in core.scheduler._queues.values() for rec in queue]
+    assert queued == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("how", ["cancelled", "recalled"])
+def test_a_tail_on_its_way_back_takes_no_follower(how: str) -> None:
+    core = _deep()
+    core.submit(1)
+    core.submit(2)  # queued behind 1: the chain's tail
+    if how == "cancelled":
+        core.tasks.cancel(2, force=False, recursive=False)
+    else:
+        core.tasks._recall(core.tasks.records[2])
+    core.submit(3)
+    assert (3, 2) not in _sent(core)
+    assert core.problems() == []
+
+
+def test_abandoning_a_chains_head_leaves_no_leader_behind() -> None:
+    core = _deep()
+    for task_id in (1, 2, 3):
+        core.submit(task_id)
+    core.tasks.abandon(1, RuntimeError("a core bug"), ())
+    assert core.tasks.leaders == {}
+    assert core.problems() == []
+    core.submit(4)  # a pass over the leaders must not trip over the abandoned chain
+    assert core.problems() == []
+
+
+def test_a_task_whose_worker_may_retire_has_nothing_queued_behind_it() -> None:
+    """A worker retires after ``max_calls`` runs: a task queued behind one would start
+    at once on another worker, holding no CPU."""
+    core = _deep()
+    for task_id in (1, 2, 3):
+        core.submit(task_id, max_calls=1)
+    assert _sent(core) == [(1, 0)]
+    assert core.problems() == []

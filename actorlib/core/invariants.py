@@ -123,8 +123,15 @@ def _task_problems(tasks: Tasks, queued: Counter[int]) -> list[str]:
     for task_id, rec in tasks.leaders.items():
         if tasks.records.get(task_id) is not rec:
             found.append(f"leader {id_hex(task_id)} is not a live task")
-        elif rec.successor is not None or rec.blocked:
+        elif rec.successor is not None or rec.blocked or rec.recalling:
             found.append(f"leader {rec.spec.name} ({id_hex(task_id)}) cannot lead")
+        else:
+            head = rec
+            while head.leader is not None:
+                head = head.leader
+            if head.state is not RUNNING or head.blocked:
+                found.append(f"leader {rec.spec.name} ({id_hex(task_id)}) is in a chain "
+                             f"whose head {head.spec.name} ({head.state.value}) does not run")
     return found
 
 

@@ -269,11 +269,12 @@ class Scheduler:
 
     def enqueue(
         self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False,
-        limit: tuple[str, int] | None = None,
+        limit: tuple[str, int] | None = None, behind: Callable[[Any], bool] | None = None,
     ) -> tuple[Any, ...]:
-        """Queue ``work``; ``front`` for work handed back that must keep its turn;
-        ``limit``: its concurrency limit ``(key, limit)``, if any. Returns its shape (for
-        ``take_next``)."""
+        """Queue ``work``; ``front`` for work handed back that must keep its turn, then
+        behind the work at the front for which ``behind`` is true (handed back before it,
+        and ahead of it in the first place); ``limit``: its concurrency limit
+        ``(key, limit)``, if any. Returns its shape (for ``take_next``)."""
         key = self._shape(request, strategy, limit)
         queue = self._queues.get(key)
         if queue is None:
@@ -285,7 +286,15 @@ class Scheduler:
         if front or not queue:
             self.dirty = True
         if front:
-            queue.appendleft(work)
+            if behind is None:
+                queue.appendleft(work)
+            else:
+                at = 0
+                for other in queue:
+                    if not behind(other):
+                        break
+                    at += 1
+                queue.insert(at, work)
         else:
             queue.append(work)
         return key

@@ -279,6 +279,9 @@ class Tasks:
         return (
             not rec.recalling and spec.scheduling_strategy == "DEFAULT"
             and not spec.generator  # a stream may pause for its consumer for long
+            # Its worker may retire after it: a task sent to follow it would start on
+            # another worker at once, holding nothing.
+            and not spec.max_calls
         )
 
     def _queue_behind_leaders(self) -> None:
@@ -340,6 +343,7 @@ class Tasks:
 
     def _recall(self, rec: TaskRecord) -> None:
         rec.recalling = True
+        self.leaders.pop(rec.spec.task_id, None)  # nothing more is queued behind it
         self.backend.recall(rec.spec.task_id)
 
     def _unfollow(self, rec: TaskRecord) -> None:
@@ -435,8 +439,13 @@ class Tasks:
             self._finish(rec, cancelled_value(rec.spec.name))
             return
         rec.state = QUEUED
+        # A chain comes back one task at a time, in whatever order the backend answers:
+        # each goes to the front, but behind those of it handed back already that were
+        # ahead of it (ids grow with submission), so the chain keeps its order.
+        task_id = rec.spec.task_id
         rec.shape = self.scheduler.enqueue(
-            rec, rec.spec.resources, "DEFAULT", front=True, limit=rec.spec.concurrency
+            rec, rec.spec.resources, "DEFAULT", front=True, limit=rec.spec.concurrency,
+            behind=lambda other: type(other) is TaskRecord and other.spec.task_id < task_id,
         )
 
     # == outcomes ===========================================================================
@@ -590,6 +599,7 @@ class Tasks:
             # ``recalling``). Never force: killing the worker would kill the task ahead.
             rec.cancelled = True
             rec.recalling = True
+            self.leaders.pop(rec.spec.task_id, None)  # nothing more is queued behind it
             self.backend.cancel(rec.spec.task_id, force=False)
 
     def withdraw(self, task_id: int) -> bool:
@@ -646,6 +656,7 @@ class Tasks:
             if successor is not None:
                 successor.leader = None
             while successor is not None:  # behind a running one: asked back
+                self.leaders.pop(successor.spec.task_id, None)
                 if successor.state is FOLLOWING and not successor.recalling:
                     self._recall(successor)
                 successor = successor.successor
