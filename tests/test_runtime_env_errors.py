@@ -72,3 +72,34 @@ def test_a_package_that_cannot_be_extracted_fails_its_work_with_runtime_env_setu
         assert [n for n in os.listdir(os.path.dirname(good)) if n.startswith(".partial")] == []
     finally:
         actorlib.shutdown()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted stream"])
+def test_a_damaged_package_is_a_setup_error_and_leaves_no_folder(damage: str) -> None:
+    """Whatever zipfile raises for a damaged archive (``BadZipFile`` for a truncated one,
+    ``zlib.error`` for a corrupted compressed stream) is the package's setup error."""
+    import io
+    import zipfile
+
+    from actorlib.backends.process.code_envs import CodeEnvDirs
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mod.py", "x = 1\n" * 2000)
+    blob = bytearray(buf.getvalue())
+    if damage == "truncated":
+        blob = blob[:40]
+    else:
+        for i in range(40, 60):  # inside the compressed data, after the local header
+            blob[i] ^= 0xFF
+    dirs = CodeEnvDirs()
+    package = Package(hashlib.sha256(blob).hexdigest(), bytes(blob))
+    try:
+        with pytest.raises(exc.RuntimeEnvSetupError, match="could not be extracted"):
+            dirs._extract(package)
+        assert dirs._root is not None and os.listdir(dirs._root) == []
+    finally:
+        if dirs._root is not None:
+            import shutil
+
+            shutil.rmtree(dirs._root, ignore_errors=True)

@@ -32,6 +32,7 @@ class CodeEnvDirs:
             assert self._root is not None
             return os.path.join(self._root, package.hash)
         import zipfile  # only with a runtime_env's files: not at every start
+        import zlib
 
         partial = None
         try:
@@ -44,7 +45,10 @@ class CodeEnvDirs:
             with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
                 archive.extractall(partial)  # names are made safe by zipfile
             os.replace(partial, target)
-        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        # A damaged stream raises zlib.error; an unsupported compression
+        # NotImplementedError; an encrypted entry RuntimeError.
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
+                NotImplementedError, RuntimeError) as exc:
             if partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
             raise RuntimeEnvSetupError(
