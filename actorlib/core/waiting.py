@@ -25,7 +25,7 @@ from typing import Any
 import sniffio
 
 from actorlib.core import context
-from actorlib.core.execution_context import current_execution
+from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
 from actorlib.exceptions import (
@@ -170,42 +170,38 @@ def fetch(
     # Released by the values or by a cancel (``execution.wakeup``), whichever comes first.
     collect = _Collect(need, functools.partial(_release, lock), fail_fast)
     client.watch(ids, collect, reads)
-    hook = blocking_wait
-    if hook is None and lock.acquire(timeout=0.0005):
-        return collect.got
-    execution = current_execution.get()
-    if execution is None and timeout != 0 and not _blocking_warned:
-        try:
-            _warn_if_in_event_loop()
-        except BaseException:  # the warning raised (warnings as errors): end the watch
-            client.unwatch(ids, collect)
-            raise
-    task_id = execution.task_id if execution is not None and execution.actor_id is None else None
-    if task_id is not None:
-        assert execution is not None
-        client.task_blocked(task_id, True)
-        execution.wakeup = functools.partial(_release, lock)
+    execution: ExecutionContext | None = None
+    task_id: int | None = None
     ok = False
+    # Whatever interrupts this wait (Ctrl-C in the driver, a cancel's interrupt in a
+    # task, at any bytecode) ends its watch: an object that never becomes ready must not
+    # keep one watcher per interrupted wait.
     try:
-        try:
-            if hook is None:
-                ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
-            else:
-                ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False, need)
-        except BaseException:
-            # Ctrl-C, or a cancel's interrupt, while blocked: the watch must not outlive
-            # the wait (an object that never becomes ready would keep it for good).
-            client.unwatch(ids, collect)
-            raise
+        hook = blocking_wait
+        if hook is None and lock.acquire(timeout=0.0005):
+            return collect.got
+        execution = current_execution.get()
+        if execution is None and timeout != 0 and not _blocking_warned:
+            _warn_if_in_event_loop()
+        if execution is not None and execution.actor_id is None:
+            task_id = execution.task_id  # first: the ``finally`` undoes what follows
+            execution.wakeup = functools.partial(_release, lock)
+            client.task_blocked(task_id, True)
+        if hook is None:
+            ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+        else:
+            ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False, need)
         if ok and execution is not None and execution.cancelled and (
             len(collect.got) < collect.need
         ):
             # Woken by a cancel, not by the values (its interrupt usually fires first).
             # Only this wait ends: a task that caught the cancel may still ``get`` after.
-            client.unwatch(ids, collect)
             # As the cancel's own interrupt would (and Ray does): not an Exception, so an
             # ``except Exception`` around ``get`` does not swallow the cancel.
             raise KeyboardInterrupt("The task was cancelled while it waited in get().")
+    except BaseException:
+        client.unwatch(ids, collect)
+        raise
     finally:
         if task_id is not None:
             assert execution is not None

@@ -355,9 +355,11 @@ class RayCore(RayWaits, HeldTasks):
         if spec.concurrency is None:
             self._submit_to_ray(spec)
             return
-        if not self._admit(spec):
-            return  # held: submitted when a slot under its limit frees
-        with SigintDeferred():  # Ctrl-C meanwhile is raised once Ray has it, tracked
+        # From taking its slot until Ray has it and it is tracked: a Ctrl-C meanwhile
+        # is raised once that is done.
+        with SigintDeferred():
+            if not self._admit(spec):
+                return  # held: submitted when a slot under its limit frees
             try:
                 out = self._send(spec)
             except BaseException:  # Ray refused it (the caller hears why): slot free

@@ -221,31 +221,38 @@ class HeldTasks:
         up; the other tasks are submitted by the completer. Any other interruption
         that ``.remote()`` itself raises counts as a refusal."""
         for i, held in enumerate(helds):
-            with self._lock:
-                if held.state is not RELEASED:
-                    continue
-                held.state = SUBMITTED
             try:
-                if self.closed:
-                    continue
-                with SigintDeferred():  # Ctrl-C meanwhile is raised once it is in Ray
-                    try:
-                        out = self._send(held.spec)
-                    except BaseException as exc:  # its ids hold the error, its slot frees
-                        try:
-                            self._resolve(held, error_value(exc))
-                        finally:
-                            self._give_back(held.key)
-                        if not isinstance(exc, Exception):
-                            if i + 1 < len(helds):
-                                completer.submit(functools.partial(
-                                    self._submit_held, helds[i + 1:]))
-                            raise
-                        continue
-                    self._accepted(held.spec, out, held)
-            finally:
-                with self._lock:
-                    self._limits.stood(held)
+                # From marking it SUBMITTED until Ray has it and it is tracked: a Ctrl-C
+                # meanwhile is raised once that is done (at the block's end).
+                with SigintDeferred():
+                    self._submit_one(held)
+            except BaseException:
+                if i + 1 < len(helds):  # the others still go to Ray
+                    completer.submit(functools.partial(self._submit_held, helds[i + 1:]))
+                raise
+
+    def _submit_one(self, held: Held) -> None:
+        with self._lock:
+            if held.state is not RELEASED:
+                return
+            held.state = SUBMITTED
+        try:
+            if self.closed:
+                return
+            try:
+                out = self._send(held.spec)
+            except BaseException as exc:  # its ids hold the error, its slot frees
+                try:
+                    self._resolve(held, error_value(exc))
+                finally:
+                    self._give_back(held.key)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self._accepted(held.spec, out, held)
+        finally:
+            with self._lock:
+                self._limits.stood(held)
 
     def _take_now(self, id_: int, held: Held) -> Any:
         """The Ray ref of a held task's return, needed now (the ref goes into other
