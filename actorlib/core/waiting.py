@@ -183,10 +183,14 @@ def fetch(
         execution = current_execution.get()
         if execution is None and timeout != 0 and not _blocking_warned:
             _warn_if_in_event_loop()
-        if execution is not None and execution.actor_id is None:
-            task_id = execution.task_id  # first: the ``finally`` undoes what follows
+        blocked = (
+            execution.task_id if execution is not None and execution.actor_id is None else None
+        )
+        if blocked is not None:
+            assert execution is not None
+            task_id = blocked  # first: the ``finally`` undoes what follows
             execution.wakeup = functools.partial(_release, lock)
-            client.task_blocked(task_id, True)
+            client.task_blocked(blocked, True)
         if hook is None:
             ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
         else:
