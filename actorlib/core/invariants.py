@@ -16,7 +16,7 @@ from actorlib.core.ids import id_hex
 from actorlib.core.placement_groups import GroupState, PlacementGroups
 from actorlib.core.scheduler import EPS, Node, Scheduler
 from actorlib.core.streams import Streams
-from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING, Tasks
+from actorlib.core.tasks import FOLLOWING, QUEUED, RUNNING, WAITING, Tasks, chain_head
 
 TASK_STATES = (WAITING, QUEUED, FOLLOWING, RUNNING)  # a task leaves the records when DONE
 
@@ -126,9 +126,7 @@ def _task_problems(tasks: Tasks, queued: Counter[int]) -> list[str]:
         elif rec.successor is not None or rec.blocked or rec.recalling:
             found.append(f"leader {rec.spec.name} ({id_hex(task_id)}) cannot lead")
         else:
-            head = rec
-            while head.leader is not None:
-                head = head.leader
+            head = chain_head(rec)
             if head.state is not RUNNING or head.blocked:
                 found.append(f"leader {rec.spec.name} ({id_hex(task_id)}) is in a chain "
                              f"whose head {head.spec.name} ({head.state.value}) does not run")

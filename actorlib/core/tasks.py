@@ -103,7 +103,7 @@ def _may_follow(chain: tuple[int, ...], work: Any) -> bool:
     return isinstance(work, TaskRecord) and work.spec.caller_id not in chain
 
 
-def _head(rec: TaskRecord) -> TaskRecord:
+def chain_head(rec: TaskRecord) -> TaskRecord:
     """The first task of the chain ``rec`` is in (the one running, if the chain's worker
     still runs it)."""
     while rec.leader is not None:
@@ -257,7 +257,7 @@ class Tasks:
         """The chain ``rec`` is in may take one more task: its last one leads then."""
         if not self.backend.pipelines:
             return
-        head = _head(rec)
+        head = chain_head(rec)
         placement = head.placement
         if (
             head.state is not RUNNING or placement is None or placement.gpus or head.blocked
@@ -330,7 +330,7 @@ class Tasks:
         for rec in reversed(list(self.followers.values())):
             if rec.recalling or rec.leader is None or at_limit(rec.spec.concurrency):
                 continue
-            placement = _head(rec).placement
+            placement = chain_head(rec).placement
             if placement is None:
                 continue
             node = placement.node
