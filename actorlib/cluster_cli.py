@@ -257,9 +257,13 @@ def _start_in(session: str, args: argparse.Namespace,
             )
             procs.append(node)
             _record(session, "node", node.pid)
-            time.sleep(0.2)
-            if node.poll() is not None:
-                raise CLIError(f"the node failed to start:\n{_log_tail(session, 'node')}")
+            try:  # joined, so a driver that connects next sees it in nodes()
+                daemons.wait_for_file(os.path.join(session, "node.json"), node, "node",
+                                      os.path.join(session, "logs", "node.log"))
+            except (RuntimeError, TimeoutError) as exc:
+                raise CLIError(
+                    f"the node failed to start: {exc}\n{_log_tail(session, 'node')}"
+                ) from None
     except BaseException:
         daemons.stop_processes(procs)
         raise

@@ -144,6 +144,14 @@ def driver_watch(driver_pid: int | None) -> tuple[list[str], list[int]]:
     return ["--driver-pid", str(driver_pid), "--driver-fd", str(fd)], [fd]
 
 
+def write_ready_file(path: str, info: dict[str, Any]) -> None:
+    """Whole or not at all: whoever waits for it (:func:`wait_for_file`) reads it at once."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
 def wait_for_file(path: str, proc: subprocess.Popen[bytes], what: str, log: str,
                   timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
@@ -203,11 +211,14 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
                labels: dict[str, str] | None = None,
                node_id: str | None = None, detach: bool = False,
                driver_pid: int | None = None) -> subprocess.Popen[bytes]:
+    """Start a node daemon. It writes ``{name}.json`` in ``session_dir`` once the head
+    lists it as joined (see :func:`wait_for_node`)."""
     log = os.path.join(session_dir, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     extra, fds = driver_watch(driver_pid)
     args = ["--address", address, "--token-file", token_file, "--host", host,
-            "--log-dir", os.path.dirname(log), *extra]
+            "--log-dir", os.path.dirname(log),
+            "--ready-file", os.path.join(session_dir, f"{name}.json"), *extra]
     if num_cpus is not None:
         args += ["--num-cpus", str(num_cpus)]
     if num_gpus is not None:
@@ -263,6 +274,8 @@ class PrivateCluster:
             ))
             wait_for_file(os.path.join(self.dir, "head.json"), head, "head",
                           os.path.join(self.dir, "logs", "head.log"))
+            wait_for_file(os.path.join(self.dir, "node.json"), self.procs[1], "node",
+                          os.path.join(self.dir, "logs", "node.log"))
         except BaseException:
             self.stop()
             raise

@@ -11,7 +11,6 @@ Run as ``python -m actorlib.backends.cluster.head_daemon``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from actorlib.backends.cluster.daemons import (
     begin_daemon,
     handle_daemon_signals,
     wait_for_stop,
+    write_ready_file,
 )
 from actorlib.backends.cluster.head import HeadBackend
 from actorlib.backends.transport import tokens
@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         ready["dashboard_url"] = dashboard.url
     if args.ready_file:
-        tmp = f"{args.ready_file}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(ready, f)
-        os.replace(tmp, args.ready_file)
+        write_ready_file(args.ready_file, ready)
     wait_for_stop(stop)
     log.info("actorlib head stopping")
     if dashboard is not None:

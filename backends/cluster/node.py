@@ -30,6 +30,7 @@ from actorlib.backends.cluster.daemons import (
     begin_daemon,
     handle_daemon_signals,
     wait_for_stop,
+    write_ready_file,
 )
 from actorlib.backends.cluster.node_store import NodeStore
 from actorlib.backends.cluster.object_server import ObjectServer
@@ -77,9 +78,12 @@ class NodeDaemon:
     def __init__(
         self, head: tuple[str, int], token: bytes, config: BackendConfig, *,
         host: str = "127.0.0.1", tls: cluster_auth.TLSConfig | None = None,
-        node_id: str | None = None,
+        node_id: str | None = None, ready_file: str | None = None,
     ) -> None:
         self.head = head
+        #: Written once the head lists this node as joined: ``actorlib start`` returns
+        #: (and a private cluster's driver starts) only then, so ``nodes()`` shows it.
+        self.ready_file = ready_file
         self.token = token
         self.config = config
         self.host = host
@@ -270,6 +274,11 @@ class NodeDaemon:
 
     def _on_nodes(self, message: Nodes) -> None:
         self.directory = dict(message.directory)
+        if self.ready_file is not None and any(
+            n.node_id == self.node_id for n in message.nodes
+        ):
+            write_ready_file(self.ready_file, {"node_id": self.node_id, "pid": os.getpid()})
+            self.ready_file = None
         if self.client is None:
             self._early_nodes = message.nodes
         else:
@@ -305,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-id")
     add_driver_args(parser)
     parser.add_argument("--log-dir", help="where each worker keeps its log file")
+    parser.add_argument("--ready-file", help="written once the head lists this node")
     args = parser.parse_args(argv)
     begin_daemon("node")
     host, _, port = args.address.rpartition(":")
@@ -317,7 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     token = tokens.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,
-                        tls=cluster_auth.TLSConfig.from_env(), node_id=args.node_id)
+                        tls=cluster_auth.TLSConfig.from_env(), node_id=args.node_id,
+                        ready_file=args.ready_file)
     handle_daemon_signals(daemon.done.set, args.driver_pid, args.driver_fd)
     socket.setdefaulttimeout(None)
     daemon.run()
