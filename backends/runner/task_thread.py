@@ -146,8 +146,6 @@ class TaskThread:
         )
         token = current_execution.set(ctx)
         result: Any = None
-        from actorlib.backends.process.worker import _dbg
-        _dbg("exec", hex(spec.task_id))
         with self.lock:
             self.running = spec.task_id
             self.current = run
