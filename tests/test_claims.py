@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import pytest
 from testkit import T
 
@@ -120,3 +119,86 @@ def test_every_offered_task_is_taken_exactly_once_by_one_side():
     assert not set(won) & set(taken_back), "a task taken back also started"
     assert len(won) == len(set(won)), "a task started twice"
     assert sorted(won + taken_back) == sorted(offered), "a task neither started nor came back"
+
+
+# -- the runner given a task again ---------------------------------------------------------
+
+RELEASE = {name: threading.Event() for name in ("first", "second")}
+RAN: list[str] = []
+
+
+def _hold(name: str) -> str:
+    RELEASE[name].wait(T)
+    return name
+
+
+def _run_once(name: str) -> str:
+    RAN.append(name)
+    return name
+
+
+class _Reports:
+    """What a runner reports to the core: ends and hand-backs, in order."""
+
+    def __init__(self) -> None:
+        self.finished: list[int] = []
+        self.recalled: list[int] = []
+        self.changed = threading.Condition()
+
+    def task_finished(self, outcome: Outcome) -> None:
+        with self.changed:
+            self.finished.append(outcome.id)
+            self.changed.notify_all()
+
+    def task_recalled(self, task_id: int, attempt: int) -> None:
+        with self.changed:
+            self.recalled.append(task_id)
+            self.changed.notify_all()
+
+    def wait_finished(self, task_id: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: task_id in self.finished, T)
+
+
+def _run(runner: LocalRunner, task_id: int, fn: Any, follows: int = 0) -> TaskRun:
+    runner.code.loaded[task_id] = fn  # as if unpickled here: the very function, no copy
+    code = CodeRef(task_id, fn.func.__name__, b"")
+    spec = TaskSpec(task_id=task_id, function=code, args=NO_ARGS, return_ids=(task_id + 1,),
+                    num_returns=1, resources={"CPU": 1.0}, name=fn.func.__name__)
+    return TaskRun(spec, "node", [], follows=follows)
+
+
+def test_a_task_sent_again_runs_only_as_its_new_copy():
+    """The core took back a task queued behind a task that waits (in ``get``, say) and
+    sent it again, behind another: the copy left behind the first must not start (nor
+    take the new copy's claim) when the first ends, and a recall of the new copy is
+    answered. Else the core waits for that recall for ever."""
+    import functools
+
+    table = ClaimTable.create()
+    reports = _Reports()
+    runner = LocalRunner(reports, HeapStore(), table.take)  # type: ignore[arg-type]
+    first, second, queued = 1 << 41, 2 << 41, 3 << 41
+    RAN.clear()
+    for event in RELEASE.values():
+        event.clear()
+    try:
+        runner.run_task(_run(runner, first, functools.partial(_hold, "first")))
+        assert table.offer(queued)
+        runner.run_task(_run(runner, queued, functools.partial(_run_once, "queued"), follows=first))
+        assert table.take(queued, wait=False) is True  # the core took it back
+        runner.run_task(_run(runner, second, functools.partial(_hold, "second")))
+        assert table.offer(queued)  # and sent it again, behind another task
+        runner.run_task(_run(runner, queued, functools.partial(_run_once, "queued"), follows=second))
+        RELEASE["first"].set()
+        reports.wait_finished(first)  # its thread took its next task before this report
+        runner.recall(queued)
+        assert reports.recalled == [queued], "the new copy is handed back"
+        RELEASE["second"].set()
+        reports.wait_finished(second)
+        assert RAN == [] and queued not in reports.finished
+    finally:
+        for event in RELEASE.values():
+            event.set()
+        runner.stop()
+        table.close()
