@@ -11,7 +11,6 @@ cancels and withdrawals of queued tasks.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import os
 import random
 import subprocess
@@ -19,13 +18,13 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from testkit import T
 
 import actorlib
+from actorlib import exceptions as exc
 from actorlib.backends.base import HeapStore
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.runner.local_runner import LocalRunner
@@ -185,11 +184,12 @@ def test_a_task_sent_again_runs_only_as_its_new_copy():
     try:
         runner.run_task(_run(runner, first, functools.partial(_hold, "first")))
         assert table.offer(queued)
-        runner.run_task(_run(runner, queued, functools.partial(_run_once, "queued"), follows=first))
+        again = functools.partial(_run_once, "queued")
+        runner.run_task(_run(runner, queued, again, follows=first))
         assert table.take(queued, wait=False) is True  # the core took it back
         runner.run_task(_run(runner, second, functools.partial(_hold, "second")))
         assert table.offer(queued)  # and sent it again, behind another task
-        runner.run_task(_run(runner, queued, functools.partial(_run_once, "queued"), follows=second))
+        runner.run_task(_run(runner, queued, again, follows=second))
         RELEASE["first"].set()
         reports.wait_finished(first)  # its thread took its next task before this report
         runner.recall(queued)
@@ -202,3 +202,67 @@ def test_a_task_sent_again_runs_only_as_its_new_copy():
             event.set()
         runner.stop()
         table.close()
+
+
+# -- end to end ----------------------------------------------------------------------------
+
+
+def _mark(path: str, i: int, delay: float) -> int:
+    """Leave a mark per start in ``path`` (O_APPEND: one whole line per write)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{i}\n".encode())
+    finally:
+        os.close(fd)
+    if delay:
+        time.sleep(delay)
+    return i
+
+
+mark = actorlib.remote(_mark)
+
+
+@actorlib.remote
+def marks_nested(path: str, first: int, n: int) -> list[int]:
+    """Tasks of its own, waited for: it lends its CPU, and what waits behind it comes back."""
+    return actorlib.get([mark.remote(path, first + i, 0.0) for i in range(n)], timeout=T)
+
+
+@pytest.mark.slow
+def test_under_load_each_task_starts_once_or_never(rt, tmp_path):
+    """Executor calls (some withdrawn while queued), tasks (some cancelled) and parents
+    that wait for tasks of their own, all at once: more work than CPUs, so tasks queue
+    behind running ones and come back (withdrawals, cancels, parents blocking). A
+    withdrawn call never starts, a cancelled task starts at most once, everything else
+    starts exactly once and returns its value: nothing is lost."""
+    rng = random.Random(13)
+    path = str(tmp_path / "marks")
+    delays = [0.0, 0.0, 0.0, 0.001, 0.005]
+    with actorlib.Executor(3) as pool:
+        futures = [pool.submit(_mark, path, i, rng.choice(delays)) for i in range(150)]
+        refs = [mark.remote(path, 1000 + i, rng.choice(delays)) for i in range(100)]
+        parents = [marks_nested.remote(path, 2000 + 100 * k, 12) for k in range(6)]
+        withdrawn = {i for i, future in enumerate(futures)
+                     if rng.random() < 0.3 and future.cancel()}
+        cancelled = {i for i, ref in enumerate(refs) if rng.random() < 0.3}
+        for i in sorted(cancelled):
+            actorlib.cancel(refs[i])
+        for i, future in enumerate(futures):
+            if i not in withdrawn:
+                assert future.result(timeout=T) == i
+    returned = set()
+    for i, ref in enumerate(refs):
+        try:
+            assert actorlib.get(ref, timeout=T) == 1000 + i
+            returned.add(1000 + i)
+        except exc.TaskCancelledError:
+            assert i in cancelled, f"task {i} was not cancelled"
+    nested = actorlib.get(parents, timeout=T)
+    assert nested == [[2000 + 100 * k + i for i in range(12)] for k in range(6)]
+    with open(path) as lines:
+        starts = collections.Counter(int(line) for line in lines)
+    assert all(n == 1 for n in starts.values()), {i: n for i, n in starts.items() if n > 1}
+    expected = ({i for i in range(150) if i not in withdrawn} | returned
+                | {2000 + 100 * k + i for k in range(6) for i in range(12)})
+    assert expected <= set(starts), sorted(expected - set(starts))
+    assert not set(starts) & withdrawn, "a withdrawn call started"
