@@ -1258,7 +1258,7 @@ def test_a_child_runs_in_the_process_of_its_waiting_parent(prt):
 
     assert actorlib.get(tree.remote(5, 2), timeout=T) == 2**6 - 1
     workers = [w for w in state.list_workers() if w["is_alive"]]
-    # 63 tasks, 32 of them waiting at once at the widest: a process each, before.
+    # 63 tasks, up to 31 of them waiting at once: a process each, before.
     assert len(workers) < 8, workers
 
 
