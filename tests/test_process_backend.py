@@ -1222,3 +1222,63 @@ def test_a_worker_gone_before_it_is_connected_leaves_no_stale_descriptor() -> No
         os.fstat(reader)  # still open: nobody closed it by its stale number
     finally:
         os.close(reader)
+
+
+# --------------------------------------------------------------------------- nested fan-out
+
+
+@actorlib.remote
+def child_pid(path: str | None = None) -> int:
+    """This process's id; with ``path``, the first attempt logs it and kills the worker."""
+    if path is not None and _attempt(path) == 1:
+        _die("sigkill")
+    return os.getpid()
+
+
+@actorlib.remote
+def waits_for_child(path: str | None = None, env: dict[str, str] | None = None) -> list[int]:
+    """(its own pid, its child's): the child is placed by the CPU this task lends."""
+    options: dict[str, Any] = {"max_retries": 1}
+    if env is not None:
+        options["runtime_env"] = {"env_vars": env}
+    child = child_pid.options(**options).remote(path)
+    return [os.getpid(), actorlib.get(child, timeout=T)]
+
+
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_a_child_runs_in_the_process_of_its_waiting_parent(prt):
+    """One CPU, lent while the parent waits: the child runs on another thread of the
+    parent's worker, not in a new process (each costs ~100 ms: a nested fan-out started
+    one per child); a fan-out many levels deep keeps to a few processes."""
+    parent, child = actorlib.get(waits_for_child.remote(), timeout=T)
+    assert parent == child
+    from test_nested_fanout import tree
+
+    from actorlib.util import state
+
+    assert actorlib.get(tree.remote(5, 2), timeout=T) == 2**6 - 1
+    workers = [w for w in state.list_workers() if w["is_alive"]]
+    # 63 tasks, up to 31 of them waiting at once: a process each, before.
+    assert len(workers) < 8, workers
+
+
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_a_child_with_env_vars_does_not_share_its_parents_process(prt):
+    """The environment is the process's: a child that sets env_vars gets one of its own."""
+    parent, child = actorlib.get(waits_for_child.remote(None, {"ACTORLIB_NEST": "1"}),
+                                 timeout=T)
+    assert parent != child
+
+
+@pytest.mark.slow
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_a_worker_killed_while_a_child_runs_beside_its_waiting_parent(prt, tmp_path):
+    """The child kills the process it shares with its parent: both crash, both are
+    retried (each has one retry), and the parent's second attempt gets its result."""
+    log = tmp_path / "child"
+    parent, child = actorlib.get(
+        waits_for_child.options(max_retries=1).remote(str(log)), timeout=T
+    )
+    killed = _attempt_pids(log)[0]
+    assert killed not in (parent, child)
+    wait_until(lambda: _pid_gone(killed), what="the killed worker reaped")

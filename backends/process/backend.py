@@ -57,6 +57,7 @@ from actorlib.backends.transport.messages import (
     RunTask,
     StartActor,
     StopActor,
+    TaskBlocked,
     TaskFinished,
     TaskRecalled,
 )
@@ -114,6 +115,7 @@ class ProcessBackend(Backend):
             ActorStarted: self._actor_started,
             ActorInitFailed: self._actor_init_failed,
             **dict.fromkeys(CLIENT_CALLS, self._client_call),
+            TaskBlocked: self._task_blocked,
         }
 
     # == lifecycle ==========================================================================
@@ -303,12 +305,19 @@ class ProcessBackend(Backend):
 
     # == work ===============================================================================
 
-    def _take_worker(self, code_env: CodeEnv | None) -> WorkerProcess:
-        """An idle worker of this runtime_env (working_dir / py_modules), else a new one.
+    def _take_worker(self, code_env: CodeEnv | None, shares: bool = False) -> WorkerProcess:
+        """An idle worker of this runtime_env (working_dir / py_modules), else (for a task
+        that ``shares`` a process) one whose every task waits in ``get``, else a new one.
 
         A worker serves one environment for life (its cwd and imports are set at start),
         so a new one replaces an idle worker of another environment: the pool stays as
         large as the work needs, whatever the number of environments.
+
+        A task blocked in ``get`` lends its CPU, and a nested fan-out places the children
+        on it: on a worker whose tasks all wait, each child runs on another thread of
+        that process instead of a new process (a start costs ~100 ms; a fan-out of a few
+        hundred nested tasks took 15-20 s of starts). The core bounds the tasks that do
+        not wait by the CPUs, so the processes stay about as many as the CPUs.
         """
         key = code_env.key if code_env else ""
         idle = self._idle
@@ -319,6 +328,10 @@ class ProcessBackend(Backend):
             elif worker.env_key == key:
                 del idle[i]
                 return worker
+        if shares:
+            lendable = [w for w in self._workers if w.lendable(key)]
+            if lendable:  # the least shared: its tasks, back from get, share one GIL
+                return min(lendable, key=lambda w: len(w.running))
         if self._idle:
             other = self._idle.pop(0)
             other.expected_exit = True
@@ -331,10 +344,11 @@ class ProcessBackend(Backend):
         # is on the way to the core), the task just starts on a free worker.
         worker = self._task_worker.get(run.follows) if run.follows else None
         key = spec.code_env.key if spec.code_env else ""
+        shares = not (spec.env_vars or run.gpu_ids)  # else the process's environment is its
         if (worker is None or worker.dead or worker.retired  # retired: max_calls reached
                 or worker.env_key != key):
             try:
-                worker = self._take_worker(spec.code_env)
+                worker = self._take_worker(spec.code_env, shares)
             except RuntimeEnvSetupError as exc:  # its working_dir / py_modules: the task's
                 error = serialize(exc, is_error=True)
                 self.events.task_finished(Outcome(spec.task_id, spec.attempt, error=error))
@@ -345,6 +359,8 @@ class ProcessBackend(Backend):
         if run.follows and not worker.claims.offer(spec.task_id):
             run = dataclasses.replace(run, follows=0)  # no slot free: it just starts there
         worker.running[spec.task_id] = spec.attempt
+        if not shares:
+            worker.private.add(spec.task_id)
         self._task_worker[spec.task_id] = worker
         if spec.max_calls:
             count = worker.calls[spec.function.id] = worker.calls.get(spec.function.id, 0) + 1
@@ -475,6 +491,9 @@ class ProcessBackend(Backend):
 
     def _task_left(self, worker: WorkerProcess, task_id: int) -> None:
         worker.running.pop(task_id, None)
+        if worker.blocked or worker.private:
+            worker.blocked.discard(task_id)
+            worker.private.discard(task_id)
         self._task_worker.pop(task_id, None)
         if worker.idle:
             self._idle.append(worker)
@@ -516,6 +535,16 @@ class ProcessBackend(Backend):
     def _client_call(self, worker: WorkerProcess, message: ClientCall) -> None:
         worker.link.handle(message)
 
+    def _task_blocked(self, worker: WorkerProcess, message: TaskBlocked) -> None:
+        """A task of ``worker`` waits in ``get`` or stopped waiting: noted here before the
+        core lends its CPU, so the task the lent CPU places may share its process."""
+        if message.task_id in worker.running:
+            if message.blocked:
+                worker.blocked.add(message.task_id)
+            else:
+                worker.blocked.discard(message.task_id)
+        worker.link.handle(message)
+
     # == deaths =============================================================================
 
     def _on_exit(self, worker: WorkerProcess) -> None:
@@ -536,6 +565,8 @@ class ProcessBackend(Backend):
             self._task_worker.pop(task_id, None)
             self.events.task_crashed(task_id, attempt, WorkerCrashedError(why))
         worker.running.clear()
+        worker.blocked.clear()
+        worker.private.clear()
         if worker.actor is not None:
             actor_id, incarnation = worker.actor
             if self._actors.get(actor_id) is worker:

@@ -112,6 +112,10 @@ class WorkerProcess:
         )
         self._connecting.add_done_callback(functools.partial(settle_socket, parent_sock))
         self.running: dict[int, int] = {}  # task id -> attempt
+        # Its tasks waiting in ``get`` (their CPUs lent), and those that may not share the
+        # process (env_vars, GPUs): see ``lendable``.
+        self.blocked: set[int] = set()
+        self.private: set[int] = set()
         self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
         self.env_key = ""  # the runtime_env working_dir / py_modules it serves (CodeEnv.key)
         self.code_ids: set[int] = set()
@@ -170,6 +174,18 @@ class WorkerProcess:
     @property
     def idle(self) -> bool:
         return not self.running and self.actor is None and not self.dead and not self.retired
+
+    def lendable(self, env_key: str) -> bool:
+        """Whether a task of ``env_key`` may run here beside the tasks already here.
+
+        Yes when every task here waits in ``get``: the core lent their CPUs, and the
+        process, idle but for them, runs the new task on another of its threads (no new
+        process, ~100 ms each, per task of a nested fan-out). Not beside a task that sets
+        env_vars or GPUs: the environment is the process's.
+        """
+        return (bool(self.running) and len(self.blocked) == len(self.running)
+                and not self.private and self.actor is None and not self.dead
+                and not self.retired and not self.expected_exit and self.env_key == env_key)
 
     def _on_message(self, message: FromWorker) -> None:
         kind = type(message)

@@ -68,6 +68,8 @@ class LocalRunner:
         code = run.spec.function
         if code.id not in self.code.loaded:  # else known: nothing to remember
             self.code.remember(code)
+        if task_id in self.owner:
+            self.drop_stale(task_id)
         if run.follows:
             owner = self.owner.get(run.follows)
             if owner is not None and owner.queue_behind(run):
@@ -100,9 +102,21 @@ class LocalRunner:
         """Whether ``run`` may start here (a queued-behind task the core did not take back)."""
         return not run.follows or self.claim is None or bool(self.claim(run.spec.task_id))
 
-    def forget(self, task_id: int) -> None:
-        """The task ended here, or will not start here."""
-        self.owner.pop(task_id, None)
+    def forget(self, task_id: int, thread: TaskThread) -> None:
+        """``thread``'s copy of the task ended, or will not start: forgotten unless the
+        task was given again since, to another thread (see ``drop_stale``)."""
+        if self.owner.get(task_id) is thread:
+            del self.owner[task_id]
+
+    def drop_stale(self, task_id: int) -> None:
+        """``task_id`` arrives again while a copy of it still waits here, queued behind a
+        task: the core took that copy back (through the claim table, without this
+        process) before it sent the task again, so the copy is dropped. Left queued, it
+        would keep the task's ``owner`` entry, and a recall of the new copy would find
+        nothing to hand back: the core would wait for that recall for ever."""
+        owner = self.owner.pop(task_id, None)
+        if owner is not None:
+            owner.take_follower(task_id)
 
     def thread_idle(self, thread: TaskThread) -> None:
         self._idle.append(thread)

@@ -87,7 +87,7 @@ class TaskThread:
                 if run is STOP:
                     return
                 if not runner.claimed(run):  # the core took it back meanwhile
-                    runner.forget(run.spec.task_id)
+                    runner.forget(run.spec.task_id, self)
                     run = self._next_follower()
                 self.run_chain(run)
                 runner.thread_idle(self)
@@ -128,9 +128,14 @@ class TaskThread:
                 if run is None:
                     self.busy = False
                     return None
-            if runner.claim is None or runner.claimed(run):  # a follower: ``follows`` set
+            if runner.claim is None:
                 return run
-            runner.forget(run.spec.task_id)
+            if runner.claimed(run):  # a follower: ``follows`` set
+                # A copy given again since (``drop_stale``) may have taken this one's
+                # entry: cancels must find the task where it runs.
+                runner.owner[run.spec.task_id] = self
+                return run
+            runner.forget(run.spec.task_id, self)
 
     def _execute(self, run: TaskRun) -> tuple[Outcome, Any]:
         runner = self.runner
