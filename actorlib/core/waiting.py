@@ -162,8 +162,9 @@ def fetch(
 ) -> dict[int, Serialized]:
     """Block until ``need`` of ``refs`` are ready (or ``timeout``, or with ``fail_fast``
     one of them holds an error); return those ready. ``reads`` False: the caller only
-    waits (an error it gets is not handled by it). ``ids``: the refs' ids without
-    duplicates, when the caller has them already (a ``wait`` loop: one pass less)."""
+    waits: an error it gets is not handled by it, and a value may be
+    :data:`~actorlib.core.serialization.UNREAD` (only which are ready counts). ``ids``:
+    the refs' ids without duplicates, when the caller has them (a ``wait`` loop)."""
     if need <= 0:
         return {}
     client = client_of(refs)
@@ -171,7 +172,7 @@ def fetch(
         ids = _unique_ids(refs)
     # Values this process can read at once (the core is here, or the backend can ask
     # its store about all of them in one call).
-    got = client.ready_values(ids, need, fail_fast)
+    got = client.ready_values(ids, need, fail_fast, reads)
     if len(got) == need or (fail_fast and any(v.is_error for v in got.values())):
         return got
     lock = _thread.allocate_lock()

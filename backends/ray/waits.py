@@ -29,7 +29,7 @@ from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.limits import Held, Limits
 from actorlib.backends.ray.streams import RayStream
 from actorlib.core import waiting
-from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.serialization import UNREAD, Serialized, serialize
 from actorlib.exceptions import RuntimeClosedError
 
 Watcher = Callable[[int, Serialized], None]
@@ -92,18 +92,24 @@ class RayWaits:
         return self.ready_values([id_], 1, False).get(id_)
 
     def ready_values(
-        self, ids: list[int], need: int, fail_fast: bool
+        self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
         """The objects this process knows are complete (its puts, completions it has
         seen), read in one ``ray.get``. Nothing else is asked of Ray here: probing a
         just-submitted task's ref (``ray.wait(timeout=0)``) asked the raylet and took a
         third of a ``get(f.remote())``. A wait that is about to give up at a zero
-        timeout asks Ray in :meth:`flush` instead."""
+        timeout asks Ray in :meth:`flush` instead. ``reads`` False (a ``wait``): none is
+        read (a ``ray.get`` per step of a ``wait`` loop, which Ray's own ``wait`` does
+        not make), unless a stream is open (reading its slots moves it on)."""
         with self._lock:
             table = self._refs
             complete = compress(ids, map(_is_complete, map(table.get, ids, repeat(_UNKNOWN))))
             chosen = [(id_, table[id_][0]) for id_ in islice(complete, need)]
-        return self._read_all(chosen, fail_fast) if chosen else {}
+        if not chosen:
+            return {}
+        if not reads and not self._slots:
+            return dict.fromkeys(map(_ref_of, chosen), UNREAD)
+        return self._read_all(chosen, fail_fast)
 
     def _read_all(self, chosen: list[tuple[int, Any]], fail_fast: bool) -> dict[int, Serialized]:
         """The values of complete Ray objects, in one ``ray.get``."""
