@@ -156,7 +156,7 @@ class RayWaits:
                  and waiting.blocking_wait == self.wait_blocking)
         with self._lock:
             try:
-                refs = dict(zip(ids, map(_ref_of, map(self._refs.__getitem__, ids))))
+                refs = dict(zip(ids, map(_ref_of, map(self._refs.__getitem__, ids)), strict=True))
             except KeyError:  # an object this process has not claimed yet, or none
                 refs = {id_: self._ray_ref(id_) for id_ in ids}
             watched = self._watches.get(callback)
