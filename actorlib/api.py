@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import inspect
+import operator
 import queue
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Sequence,
+)
+from itertools import compress
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from actorlib import session
@@ -86,9 +95,23 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
 # -- objects -----------------------------------------------------------------------------
 
 
+#: A ref's id, read in C by ``map``: the argument passes of ``get`` and ``wait`` make no
+#: Python call per ref (a ``wait`` loop passes over every remaining ref at each step).
+_id_of = operator.attrgetter("_id")
+_REF_TYPES = {ObjectRef}
+
+
+def _plain_refs(refs: Any) -> bool:
+    """``refs`` is a list or tuple of ``ObjectRef``s and nothing else (no subclass, no
+    generator): checked in one pass in C. Anything else takes the checks one by one."""
+    return type(refs) in (list, tuple) and set(map(type, refs)) == _REF_TYPES
+
+
 def _as_ref_list(refs: Any, what: str) -> tuple[list[ObjectRef[Any]], bool]:
     if isinstance(refs, ObjectRef):
         return [refs], True
+    if _plain_refs(refs):
+        return list(refs), False
     if isinstance(refs, (list, tuple)):
         for r in refs:
             if not isinstance(r, ObjectRef):
@@ -140,8 +163,9 @@ def get(refs: Any, *, timeout: float | None = None) -> Any:
     """Block until the values are ready; return them (raise the first error among them)."""
     ref_list, single = _as_ref_list(refs, "get()")
     check_timeout(timeout, "get()")
-    need = len({r._id for r in ref_list})
-    got = fetch(ref_list, need, timeout, fail_fast=True)
+    ids = [refs._id] if single else list(dict.fromkeys(map(_id_of, ref_list)))
+    need = len(ids)
+    got = fetch(ref_list, need, timeout, fail_fast=True, ids=ids)
     if len(got) < need:
         _raise_first_error(ref_list, got)
         raise timeout_error("get()", timeout, ref_list, got)
@@ -188,8 +212,9 @@ async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
     """``get`` for coroutines (asyncio, uvloop, trio): waits without blocking the loop."""
     ref_list, single = _as_ref_list(refs, "get_async()")
     check_timeout(timeout, "get_async()")
-    need = len({r._id for r in ref_list})
-    got = await fetch_async(ref_list, need, timeout, fail_fast=True)
+    ids = [refs._id] if single else list(dict.fromkeys(map(_id_of, ref_list)))
+    need = len(ids)
+    got = await fetch_async(ref_list, need, timeout, fail_fast=True, ids=ids)
     if len(got) < need:
         _raise_first_error(ref_list, got)
         raise timeout_error("get_async()", timeout, ref_list, got)
@@ -216,14 +241,33 @@ def put(value: T) -> ObjectRef[T]:
     return ObjectRef(id_, client)
 
 
-def _check_wait(
+def _wait_args(
     refs: Any, num_returns: int, timeout: float | None, what: str
-) -> list[ObjectRef[Any]]:
-    ref_list, single = _as_ref_list(refs, what)
+) -> tuple[list[ObjectRef[Any]], list[int], dict[int, Any]]:
+    """``wait``'s arguments checked: the refs as a list, their ids, and the generators
+    among them by the id of the ref standing in for each. A list of plain refs (the usual
+    case, and each step of a ``wait`` loop) is checked with passes in C, as Ray's own
+    ``wait`` does; anything else ref by ref."""
+    if _plain_refs(refs):
+        return (*_check_wait(refs, num_returns, timeout, what, True), {})
+    refs, stand_ins = _generators_as_refs(refs)
+    return (*_check_wait(refs, num_returns, timeout, what), stand_ins)
+
+
+def _check_wait(
+    refs: Any, num_returns: int, timeout: float | None, what: str, plain: bool = False,
+) -> tuple[list[ObjectRef[Any]], list[int]]:
+    """The refs as a list and their ids, in order; ``plain``: ``refs`` passed
+    :func:`_plain_refs` already."""
+    if plain:
+        ref_list, single = list(refs), False
+    else:
+        ref_list, single = _as_ref_list(refs, what)
     check_timeout(timeout, what)
     if single:
         raise TypeError(f"{what} takes a list of ObjectRefs, not a single one.")
-    if len({r._id for r in ref_list}) != len(ref_list):
+    ids = list(map(_id_of, ref_list))
+    if len(set(ids)) != len(ids):
         raise ValueError(f"{what} requires a list of unique ObjectRefs.")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
         raise ValueError(f"num_returns must be a positive int, got {num_returns!r}")
@@ -231,16 +275,39 @@ def _check_wait(
         raise ValueError(
             f"num_returns={num_returns} is more than the {len(ref_list)} refs given."
         )
-    return ref_list
+    return ref_list, ids
 
 
-def _split(refs: list[ObjectRef[Any]], ready_ids: set[int], num_returns: int) -> tuple[
-    list[ObjectRef[Any]], list[ObjectRef[Any]]
-]:
+#: Up to this many ready refs are found by position (``list.index``, in C) and the rest
+#: cut around them in slices; more are split with one ``compress`` pass each.
+_FEW_READY = 8
+
+
+def _split(
+    refs: list[ObjectRef[Any]], ids: list[int], ready_ids: Collection[int],
+    num_returns: int,
+) -> tuple[list[ObjectRef[Any]], list[ObjectRef[Any]]]:
+    """(ready, not ready), each in the order of ``refs`` (unique; ``ids`` their ids):
+    the first ``num_returns`` of those in ``ready_ids`` are ready."""
+    count = len(ready_ids)
+    if not count:
+        return [], list(refs)
+    if count <= min(num_returns, _FEW_READY):
+        at = sorted(map(ids.index, ready_ids))  # each id is in ``ids`` (fetch's contract)
+        rest: list[ObjectRef[Any]] = []
+        start = 0
+        for i in at:
+            rest += refs[start:i]
+            start = i + 1
+        rest += refs[start:]
+        return [refs[i] for i in at], rest
+    flags = list(map(ready_ids.__contains__, ids))
+    if count <= num_returns:
+        return list(compress(refs, flags)), list(compress(refs, map(operator.not_, flags)))
     ready: list[ObjectRef[Any]] = []
-    rest: list[ObjectRef[Any]] = []
-    for r in refs:
-        (ready if r._id in ready_ids and len(ready) < num_returns else rest).append(r)
+    rest = []
+    for r, flag in zip(refs, flags, strict=True):  # more ready than asked for: first ones
+        (ready if flag and len(ready) < num_returns else rest).append(r)
     return ready, rest
 
 
@@ -276,10 +343,9 @@ def wait(
     if isinstance(refs, (list, tuple)) and not refs:
         check_timeout(timeout, "wait()")
         return [], []
-    refs, stand_ins = _generators_as_refs(refs)
-    ref_list = _check_wait(refs, num_returns, timeout, "wait()")
-    got = fetch(ref_list, num_returns, timeout, reads=False)
-    ready, rest = _split(ref_list, set(got), num_returns)
+    ref_list, ids, stand_ins = _wait_args(refs, num_returns, timeout, "wait()")
+    got = fetch(ref_list, num_returns, timeout, reads=False, ids=ids)
+    ready, rest = _split(ref_list, ids, got.keys(), num_returns)
     return _restore(ready, stand_ins), _restore(rest, stand_ins)
 
 
@@ -291,10 +357,9 @@ async def wait_async(
     if isinstance(refs, (list, tuple)) and not refs:
         check_timeout(timeout, "wait_async()")
         return [], []
-    refs, stand_ins = _generators_as_refs(refs)
-    ref_list = _check_wait(refs, num_returns, timeout, "wait_async()")
-    got = await fetch_async(ref_list, num_returns, timeout, reads=False)
-    ready, rest = _split(ref_list, set(got), num_returns)
+    ref_list, ids, stand_ins = _wait_args(refs, num_returns, timeout, "wait_async()")
+    got = await fetch_async(ref_list, num_returns, timeout, reads=False, ids=ids)
+    ready, rest = _split(ref_list, ids, got.keys(), num_returns)
     return _restore(ready, stand_ins), _restore(rest, stand_ins)
 
 
@@ -306,7 +371,7 @@ class as_completed(Generic[T]):
 
     def __init__(self, refs: Sequence[ObjectRef[T]], *, timeout: float | None = None) -> None:
         check_timeout(timeout, "as_completed()")
-        self._refs = _check_wait(refs, 1, timeout, "as_completed()") if refs else []
+        self._refs = _check_wait(refs, 1, timeout, "as_completed()")[0] if refs else []
         self._timeout = timeout
 
     def __iter__(self) -> Iterator[ObjectRef[T]]:

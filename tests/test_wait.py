@@ -174,6 +174,55 @@ def test_an_interrupted_get_stops_watching(rt, monkeypatch):
     actorlib.get(blocked, timeout=T)
 
 
+def test_wait_over_many_refs_gives_the_first_ready_in_input_order(rt):
+    """More refs than a backend checks first (the oldest few), some ready far along the
+    list: the ready ones are the first of those complete in input order, the rest keep
+    their order, however many are asked for."""
+    sync = Sync.remote()
+    refs = [sync.wait.remote(f"k{i}") for i in range(100)]
+    done = [5, 70, 71, 99, *range(30, 42)]
+    actorlib.get([sync.set.remote(f"k{i}") for i in done], timeout=T)
+    actorlib.get([refs[i] for i in done], timeout=T)
+    ready, not_ready = actorlib.wait(refs, num_returns=3, timeout=T)
+    assert ready == [refs[5], refs[30], refs[31]]
+    assert not_ready == [r for r in refs if r not in ready]
+    ready, not_ready = actorlib.wait(tuple(refs), num_returns=len(done), timeout=T)
+    assert ready == [refs[i] for i in sorted(done)]
+    assert not_ready == [refs[i] for i in range(100) if i not in done]
+    actorlib.get([sync.set.remote(f"k{i}") for i in range(100)], timeout=T)
+    not_ready = refs
+    while not_ready:
+        want = min(7, len(not_ready))
+        ready, rest = actorlib.wait(not_ready, num_returns=want, timeout=T)
+        assert len(ready) == want and len(ready) + len(rest) == len(not_ready)
+        assert set(ready) | set(rest) == set(not_ready)
+        assert sorted(ready, key=refs.index) == ready and sorted(rest, key=refs.index) == rest
+        not_ready = rest
+
+
+def test_wait_over_many_refs_still_checks_each(rt):
+    """A long list is checked as a short one is: a stray item, a duplicate at its end,
+    a generator among plain refs."""
+    refs = [actorlib.put(i) for i in range(200)]
+    with pytest.raises(TypeError, match="takes ObjectRefs, got int: 7"):
+        actorlib.wait([*refs, 7])
+    with pytest.raises(ValueError, match="unique"):
+        actorlib.wait([*refs, refs[150]])
+    with pytest.raises(TypeError, match="not a single one"):
+        actorlib.wait(refs[0])
+    ready, not_ready = actorlib.wait(refs, num_returns=200, timeout=T)
+    assert ready == refs and not_ready == []
+    gen = count_to.remote(2)
+    ready, not_ready = actorlib.wait([*refs[:100], gen], num_returns=101, timeout=T)
+    assert ready == [*refs[:100], gen] and not_ready == []
+    assert actorlib.get(next(gen), timeout=T) == 0
+
+
+@actorlib.remote
+def count_to(n):
+    yield from range(n)
+
+
 def _in_get(thread: int) -> bool:
     frame = sys._current_frames().get(thread)
     while frame is not None:

@@ -39,11 +39,14 @@ class Client(Protocol):
         (``get`` of a ready object then skips the round trip); None otherwise, always
         None where the core is in another process."""
     def ready_values(
-        self, ids: list[int], need: int, fail_fast: bool
+        self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
         """Those of ``ids`` whose values ``ready_value`` would give, in ``ids`` order,
         stopping at ``need`` of them or (``fail_fast``) at the first error: one call, so
-        a backend whose store answers many objects at once asks it once."""
+        a backend whose store answers many objects at once asks it once. ``reads``
+        False: the caller only asks which are ready (a ``wait``), and a backend whose
+        reads cost (Ray's ``get``) may give :data:`~actorlib.core.serialization.UNREAD`
+        for a value it did not read."""
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """Call ``callback(id, value)`` as each id is ready. ``reads``: the caller reads
         the values (``get``), so an error among them is handled; False for a ``wait``."""

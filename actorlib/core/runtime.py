@@ -205,7 +205,7 @@ class Runtime:
         return None if entry is None else entry.value
 
     def ready_values(
-        self, ids: list[int], need: int, fail_fast: bool
+        self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
         return first_ready(ids, self.ready_value, need, fail_fast)
 

@@ -14,12 +14,14 @@ import concurrent.futures
 import functools
 import logging
 import math
+import operator
 import os
 import queue
 import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Container, Sequence
+from itertools import filterfalse
 from typing import Any
 
 import sniffio
@@ -98,8 +100,12 @@ def _release(lock: Any) -> None:
         pass
 
 
+#: A ref's id, read in C by ``map``: no Python call per ref.
+_id_of = operator.attrgetter("_id")
+
+
 def _unique_ids(refs: Sequence[ObjectRef[Any]]) -> list[int]:
-    return list(dict.fromkeys(ref._id for ref in refs))
+    return list(dict.fromkeys(map(_id_of, refs)))
 
 
 class _Collect:
@@ -134,7 +140,7 @@ class _Collect:
     def stop_early(self, client: context.Client, ids: list[int]) -> None:
         """After a wait that ended early (``fail_fast``): stop watching the rest."""
         if len(self.got) < len(ids):
-            client.unwatch([i for i in ids if i not in self.got], self)
+            client.unwatch(list(filterfalse(self.got.__contains__, ids)), self)
 
 
 #: How a thread blocked in ``fetch`` waits: None to block on the lock the core releases
@@ -175,17 +181,21 @@ def _acquire(lock: Any, timeout: float | None) -> bool:
 
 def fetch(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False,
-    reads: bool = True,
+    reads: bool = True, ids: list[int] | None = None,
 ) -> dict[int, Serialized]:
     """Block until ``need`` of ``refs`` are ready (or ``timeout``, or with ``fail_fast``
     one of them holds an error); return those ready. ``reads`` False: the caller only
-    waits (an error it gets is not handled by it)."""
+    waits: an error it gets is not handled by it, and a value may be
+    :data:`~actorlib.core.serialization.UNREAD` (only which are ready counts). ``ids``:
+    the refs' ids without duplicates, when the caller has them (a ``wait`` loop)."""
     if need <= 0:
         return {}
-    ids, client = _unique_ids(refs), client_of(refs)
+    client = client_of(refs)
+    if ids is None:
+        ids = _unique_ids(refs)
     # Values this process can read at once (the core is here, or the backend can ask
     # its store about all of them in one call).
-    got = client.ready_values(ids, need, fail_fast)
+    got = client.ready_values(ids, need, fail_fast, reads)
     if len(got) == need or (fail_fast and any(v.is_error for v in got.values())):
         return got
     lock = _thread.allocate_lock()
@@ -370,12 +380,14 @@ def _signal() -> _AnyioSignal | _AsyncioSignal:
 
 async def fetch_async(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False,
-    reads: bool = True,
+    reads: bool = True, ids: list[int] | None = None,
 ) -> dict[int, Serialized]:
     """``fetch`` for coroutines: asyncio (and uvloop) or trio."""
     if need <= 0:
         return {}
-    ids, client = _unique_ids(refs), client_of(refs)
+    client = client_of(refs)
+    if ids is None:
+        ids = _unique_ids(refs)
     signal = _signal()
     hook = blocking_wait
     if hook is None:

@@ -19,6 +19,8 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from itertools import compress, islice, repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.ray.boxes import Box
@@ -27,7 +29,7 @@ from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.limits import Held, Limits
 from actorlib.backends.ray.streams import RayStream
 from actorlib.core import waiting
-from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.serialization import UNREAD, Serialized, serialize
 from actorlib.exceptions import RuntimeClosedError
 
 Watcher = Callable[[int, Serialized], None]
@@ -39,8 +41,17 @@ _INDEXED = 16
 #: within a round).
 _FIRST_ROUND_S = 0.05
 _LAST_ROUND_S = 1.0
+#: A round of a wait over more refs than this first asks Ray about the oldest this many.
+_PROBE = 64
 
 ray = ray_module()
+
+# The passes over a wait's ids and refs run in C (``map``, ``compress``): a loop of
+# ``wait`` over many refs makes them at each step, as Ray's own ``wait`` does in C++.
+_ref_of = itemgetter(0)
+_is_complete = itemgetter(2)
+_second = itemgetter(1)
+_UNKNOWN = (None, 0, False)  # stands for an entry this process does not hold
 
 
 def _raise_signalled(exc: Exception) -> None:
@@ -81,22 +92,24 @@ class RayWaits:
         return self.ready_values([id_], 1, False).get(id_)
 
     def ready_values(
-        self, ids: list[int], need: int, fail_fast: bool
+        self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
         """The objects this process knows are complete (its puts, completions it has
         seen), read in one ``ray.get``. Nothing else is asked of Ray here: probing a
         just-submitted task's ref (``ray.wait(timeout=0)``) asked the raylet and took a
         third of a ``get(f.remote())``. A wait that is about to give up at a zero
-        timeout asks Ray in :meth:`flush` instead."""
-        chosen: list[tuple[int, Any]] = []
+        timeout asks Ray in :meth:`flush` instead. ``reads`` False (a ``wait``): none is
+        read (a ``ray.get`` per step of a ``wait`` loop, which Ray's own ``wait`` does
+        not make), unless a stream is open (reading its slots moves it on)."""
         with self._lock:
-            for id_ in ids:
-                entry = self._refs.get(id_)
-                if entry is not None and entry[2]:
-                    chosen.append((id_, entry[0]))
-                    if len(chosen) == need:
-                        break
-        return self._read_all(chosen, fail_fast) if chosen else {}
+            table = self._refs
+            complete = compress(ids, map(_is_complete, map(table.get, ids, repeat(_UNKNOWN))))
+            chosen = [(id_, table[id_][0]) for id_ in islice(complete, need)]
+        if not chosen:
+            return {}
+        if not reads and not self._slots:
+            return dict.fromkeys(map(_ref_of, chosen), UNREAD)
+        return self._read_all(chosen, fail_fast)
 
     def _read_all(self, chosen: list[tuple[int, Any]], fail_fast: bool) -> dict[int, Serialized]:
         """The values of complete Ray objects, in one ``ray.get``."""
@@ -142,7 +155,10 @@ class RayWaits:
         defer = (getattr(callback, "hook_follows", False)
                  and waiting.blocking_wait == self.wait_blocking)
         with self._lock:
-            refs = {id_: self._ray_ref(id_) for id_ in ids}
+            try:
+                refs = dict(zip(ids, map(_ref_of, map(self._refs.__getitem__, ids)), strict=True))
+            except KeyError:  # an object this process has not claimed yet, or none
+                refs = {id_: self._ray_ref(id_) for id_ in ids}
             watched = self._watches.get(callback)
             if watched is None:
                 watched = self._watches[callback] = set()
@@ -277,7 +293,8 @@ class RayWaits:
         held = bool(self._limits.standing) and any(type(r) is Held for r in refs.values())
         while not lock.acquire(timeout=0):
             with self._lock:
-                pending = [(id_, refs[id_]) for id_ in self._watches.get(callback, ())]
+                watched = self._watches.get(callback, ())  # in the caller's order:
+                pending = list(compress(refs.items(), map(watched.__contains__, refs)))
                 count = len(pending)
                 if held:
                     pending = self._in_ray(pending)
@@ -318,7 +335,7 @@ class RayWaits:
         in ``ray.wait`` without fetching, as it always did: Ray then keeps its CPU for
         it (a ``ray.get`` would lend it to other tasks, and an ``Executor``'s tasks
         blocked in ``get`` would no longer be bounded by its ``max_workers``)."""
-        refs = [ref for _, ref in pending]
+        refs = list(map(_second, pending))
         if need >= len(pending) and timeout > 0 and not self._worker:
             try:
                 datas = ray.get(refs, timeout=timeout)
@@ -331,34 +348,50 @@ class RayWaits:
             values = self._values(pending, datas, False)
         else:
             unique = list(dict.fromkeys(refs))  # Ray's wait refuses duplicates
+            need = max(1, min(need, len(unique)))
             try:
-                ready, rest = ray.wait(unique, num_returns=max(1, min(need, len(unique))),
-                                       timeout=timeout, fetch_local=not self._worker)
+                ready = self._probe(pending, unique, need) if timeout > 0 else []
+                if not ready:
+                    ready = ray.wait(unique, num_returns=need, timeout=timeout,
+                                     fetch_local=not self._worker)[0]
             except SystemError as exc:
                 _raise_signalled(exc)
                 raise
             if not ready:
                 return 0
-            if rest:  # those complete too are ready at once to the next wait of a loop
-                self._known_complete(pending, ray.wait(
-                    rest, num_returns=len(rest), timeout=0, fetch_local=False)[0])
             chosen = set(ready)
-            values = self._read_all([(i, r) for i, r in pending if r in chosen], False)
+            values = self._read_all(list(compress(pending, map(chosen.__contains__, refs))),
+                                    False)
         for id_, value in values.items():
             self._deliver(id_, value)
         return len(values)
+
+    def _probe(self, pending: list[tuple[int, Any]], unique: list[Any], need: int) -> list[Any]:
+        """The first ``need`` complete of the oldest few of ``unique`` (``pending``'s Ray
+        refs, in the caller's order), if that many are, marking the others complete so
+        that the next waits of a loop read them at once; else none. A loop of waits over
+        many refs mostly finds its objects complete in the order it made them: this asks
+        Ray about a few, where waiting on all of them (and sweeping the rest for those
+        complete too) made Ray look at every remaining ref twice per round."""
+        if len(unique) <= _PROBE:
+            return []
+        done = ray.wait(unique[:_PROBE], num_returns=_PROBE, timeout=0, fetch_local=False)[0]
+        if len(done) < need:
+            return []
+        self._known_complete(pending, done[need:])
+        return done[:need]
 
     def _known_complete(self, pending: list[tuple[int, Any]], refs: list[Any]) -> None:
         """``refs`` of ``pending`` (id, Ray ref) are complete: ``ready_values`` reads them."""
         if not refs:
             return
         complete = set(refs)
+        found = compress(pending, map(complete.__contains__, map(_second, pending)))
         with self._lock:
-            for id_, ref in pending:
-                if ref in complete:
-                    entry = self._refs.get(id_)
-                    if entry is not None:
-                        entry[2] = True
+            for id_, _ in found:
+                entry = self._refs.get(id_)
+                if entry is not None:
+                    entry[2] = True
 
     def flush(self) -> None:
         """A wait about to give up at a (near) zero timeout must still see the objects

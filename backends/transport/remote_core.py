@@ -111,7 +111,7 @@ class RemoteCoreClient:
         self._out(Put(id_, value))
 
     def ready_values(
-        self, ids: list[int], need: int, fail_fast: bool
+        self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
         return first_ready(ids, self.ready_value, need, fail_fast)
 
