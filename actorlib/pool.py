@@ -18,7 +18,7 @@ import multiprocessing
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, wait
 from typing import Any, Generic, TypeVar
 
@@ -34,7 +34,7 @@ T = TypeVar("T")
 _RUN, _CLOSE, _TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
 
-def _sequence(iterable: Iterable[Any]) -> list[Any] | range:
+def _sequence(iterable: Iterable[Any]) -> Sequence[Any]:
     """A map's items, in hand: a list or a range as given, anything else in a list."""
     return iterable if isinstance(iterable, (list, range)) else list(iterable)
 
@@ -362,7 +362,7 @@ class Pool:
 
     # -- map ---------------------------------------------------------------------------
 
-    def _chunks(self, items: list[Any] | range, chunksize: int | None, star: bool) -> list[Any]:
+    def _chunks(self, items: Sequence[Any], chunksize: int | None, star: bool) -> list[Any]:
         """``items`` in chunks; for ``starmap`` each item a tuple of arguments, else the
         item itself (the worker calls ``func(item)``: see ``executor_tasks._make_chunk``).
         A ``range``'s chunks are ranges: three numbers each to send, not the items."""
