@@ -8,6 +8,7 @@ unpicklable argument fails here with its name, not later in a worker.
 from __future__ import annotations
 
 import inspect
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,12 @@ from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.generators import ObjectRefGenerator
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import describe_unpicklable, serialize
+from actorlib.core.serialization import (
+    PLAIN_SCALARS,
+    Serialized,
+    describe_unpicklable,
+    serialize,
+)
 from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, Args, Dep
 from actorlib.exceptions import SerializationError
 
@@ -81,6 +87,14 @@ class ArgCheck:
 def pack_args(client: Client, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> Args:
     if not args and not kwargs:
         return NO_ARGS
+    if not kwargs:
+        # The common call, a few plain scalars (an item of ``Executor.map``): the bytes
+        # ``serialize`` would make, without its walk, the slots or a store to seal in.
+        for arg in args:
+            if type(arg) not in PLAIN_SCALARS:
+                break
+        else:
+            return Args(Serialized(pickle.dumps((args, {}), protocol=5), [], (), False))
     deps: list[int] = []
 
     def slot(value: Any) -> Any:

@@ -71,7 +71,12 @@ def settle_future(future: Future[Any], result: Any, exc: BaseException | None) -
         pass  # already failed (broken executor, terminate)
 
 
-def batched(iterable: Iterable[Any], n: int) -> Iterator[list[Any]]:
+def batched(iterable: Iterable[Any], n: int) -> Iterator[Any]:
+    """``iterable`` in chunks of ``n``: lists, but a ``range`` in ranges (a slice of a
+    range is one, and travels as three numbers, not ``n`` pickled items)."""
+    if type(iterable) is range:
+        yield from (iterable[i:i + n] for i in range(0, len(iterable), n))
+        return
     it = iter(iterable)
     while True:
         chunk = list(itertools.islice(it, n))

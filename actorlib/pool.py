@@ -18,7 +18,7 @@ import multiprocessing
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, wait
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +32,11 @@ __all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "P
 T = TypeVar("T")
 
 _RUN, _CLOSE, _TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+
+def _sequence(iterable: Iterable[Any]) -> Sequence[Any]:
+    """A map's items, in hand: a list or a range as given, anything else in a list."""
+    return iterable if isinstance(iterable, (list, range)) else list(iterable)
 
 
 class PoolTimeoutError(GetTimeoutError, multiprocessing.TimeoutError):
@@ -357,9 +362,10 @@ class Pool:
 
     # -- map ---------------------------------------------------------------------------
 
-    def _chunks(self, items: list[Any], chunksize: int | None, star: bool) -> list[list[Any]]:
+    def _chunks(self, items: Sequence[Any], chunksize: int | None, star: bool) -> list[Any]:
         """``items`` in chunks; for ``starmap`` each item a tuple of arguments, else the
-        item itself (the worker calls ``func(item)``: see ``executor_tasks._make_chunk``)."""
+        item itself (the worker calls ``func(item)``: see ``executor_tasks._make_chunk``).
+        A ``range``'s chunks are ranges: three numbers each to send, not the items."""
         if chunksize is None:
             chunksize, extra = divmod(len(items), self._processes * 4)
             if extra:
@@ -374,7 +380,7 @@ class Pool:
         star: bool, callback: Any, error_callback: Any, progress: bool = False,
     ) -> MapResult[Any]:
         self._check_running()
-        items = iterable if isinstance(iterable, list) else list(iterable)
+        items = _sequence(iterable)
         chunks = self._chunks(items, chunksize, star)
         submit = self._executor._submit_chunk
         futures = [submit(func, chunk, star) for chunk in chunks]
@@ -406,7 +412,7 @@ class Pool:
         every chunk anyway, reads their results itself, with no hop through the futures
         thread. The first failure ends the map at once; chunks not started are not run."""
         self._check_running()
-        items = iterable if isinstance(iterable, list) else list(iterable)
+        items = _sequence(iterable)
         chunks = self._chunks(items, chunksize, star)
         futures = self._executor._submit_chunks(func, chunks, star)
         wait(futures, return_when=FIRST_EXCEPTION)

@@ -379,6 +379,20 @@ def test_map_matches_the_stdlib(rt, chunksize):
         assert list(ex.map(square, [], chunksize=chunksize)) == []
 
 
+@pytest.mark.parametrize("chunksize", [1, 3, 100])
+def test_map_over_ranges_in_chunks(rt, chunksize):
+    # A range's chunks travel as ranges; results in order, a failure after its chunk's
+    # earlier items, as the stdlib.
+    with Executor(2) as ex:
+        for items in (range(3, 40, 4), range(10, -7, -3), range(0)):
+            assert list(ex.map(square, items, chunksize=chunksize)) == [x * x for x in items]
+        got = []
+        with pytest.raises(ValueError, match="bad item 5"):
+            for value in ex.map(fail_on, range(1, 12, 2), chunksize=chunksize):
+                got.append(value)
+        assert got == [1, 3]
+
+
 def count_args(*args):
     return len(args), args
 

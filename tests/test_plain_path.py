@@ -52,6 +52,15 @@ def unpicklable_result() -> object:
 
 
 @actorlib.remote
+def echo(*args: object) -> tuple[object, ...]:
+    return args
+
+
+class Tagged(str):
+    """A str subclass: not a plain scalar, so its arguments take the general path."""
+
+
+@actorlib.remote
 def env_value() -> str | None:
     return os.environ.get("ACTORLIB_PLAIN_PATH_TEST")
 
@@ -80,6 +89,25 @@ def test_plain_tasks_then_tasks_with_ref_arguments(rt):
     again = [plain.remote() for _ in range(20)]  # plain again, after the general path
     assert actorlib.get(again, timeout=T) == [1] * 20
     assert actorlib.get(add.remote(sums[-1], sums[0]), timeout=T) == 21
+
+
+def test_plain_scalar_arguments_arrive_as_sent_beside_the_general_path(rt):
+    """Scalar arguments pickle without the general walk; anything else (a container, a
+    subclass, a ref, keywords) still takes it, and each arrives as sent."""
+    scalars = (1, -2.5, "x", b"y", True, None, 3j, 2**80)
+    ref = add.remote(1, 2)
+    calls = [
+        ((*scalars,), scalars),
+        ((Tagged("t"), 1), ("t", 1)),
+        (([1, 2], {"a": (3,)}), ([1, 2], {"a": (3,)})),
+        ((ref, "z"), (3, "z")),
+    ]
+    refs = [echo.remote(*args) for args, _ in calls]
+    assert actorlib.get(refs, timeout=T) == [expected for _, expected in calls]
+    assert type(actorlib.get(echo.remote(Tagged("t")), timeout=T)[0]) is Tagged
+    assert actorlib.get(add.remote(1, b=2), timeout=T) == 3
+    with pytest.raises(TypeError):
+        echo.remote(threading.Lock(), 1)  # unpicklable: still named at .remote()
 
 
 def test_retries_of_a_task_are_still_counted(rt, tmp_path):

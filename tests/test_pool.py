@@ -202,6 +202,20 @@ def test_map_and_starmap_match_multiprocessing(rt, ref_pool, chunksize):
             assert p.map(square, []) == []
 
 
+@pytest.mark.parametrize("chunksize", [None, 1, 3, 50])
+def test_map_over_ranges_matches_multiprocessing(rt, ref_pool, chunksize):
+    # A range's chunks travel as ranges: every step, direction and edge maps the same.
+    ranges = [range(23), range(3, 40, 4), range(10, -7, -3), range(5, 5), range(1)]
+    with Pool(2) as pool:
+        for items in ranges:
+            expected = ref_pool.map(square, items, chunksize)
+            assert pool.map(square, items, chunksize) == expected == [x * x for x in items]
+            assert pool.map_async(square, items, chunksize).get(timeout=T) == expected
+            assert list(pool.imap(square, items, chunksize or 1)) == expected
+        with pytest.raises(ValueError, match="bad item 5"):
+            pool.map(fail_on, range(0, 20, 5), chunksize)
+
+
 def count_args(*args):
     return len(args), args
 

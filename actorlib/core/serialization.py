@@ -34,7 +34,7 @@ OUT_OF_BAND_THRESHOLD = 64 * 1024
 
 # A set: ``type(x) in`` a tuple compares with each type in turn (a rich comparison per
 # miss), several times the cost of one hash lookup, on every value serialized.
-_PLAIN_SCALARS = frozenset((int, float, str, bytes, bool, type(None), complex))
+PLAIN_SCALARS = frozenset((int, float, str, bytes, bool, type(None), complex))
 
 
 @dataclass(slots=True)
@@ -144,7 +144,7 @@ def note_contained(id_: int) -> None:
 def _is_plain(value: Any, depth: int = 0) -> bool:
     """True for values the C pickler handles exactly as cloudpickle would."""
     t = type(value)
-    if t in _PLAIN_SCALARS:
+    if t in PLAIN_SCALARS:
         return True
     if depth > 2:
         return False
@@ -152,14 +152,14 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
         return len(value) <= 32 and all(_is_plain(v, depth + 1) for v in value)
     if t is dict:
         return len(value) <= 32 and all(
-            type(k) in _PLAIN_SCALARS and _is_plain(v, depth + 1) for k, v in value.items()
+            type(k) in PLAIN_SCALARS and _is_plain(v, depth + 1) for k, v in value.items()
         )
     return False
 
 
 def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Serialized:
     """Pickle ``value``; raise :class:`SerializationError` naming what could not be pickled."""
-    if type(value) in _PLAIN_SCALARS or _is_plain(value):
+    if type(value) in PLAIN_SCALARS or _is_plain(value):
         return Serialized(pickle.dumps(value, protocol=5), [], (), is_error)
     buffers: list[Any] = []
 
@@ -238,7 +238,7 @@ def register_reducer(cls: type, reducer: Callable[[Any], Any]) -> None:
     """Pickle instances of ``cls`` (exactly that type) with ``reducer`` in this process."""
     if not isinstance(cls, type):
         raise TypeError(f"register_serializer() takes a class, got {cls!r}")
-    if cls in _PLAIN_SCALARS or cls in (tuple, list, dict, set, frozenset, bytearray):
+    if cls in PLAIN_SCALARS or cls in (tuple, list, dict, set, frozenset, bytearray):
         # pickle writes these itself, before it looks at any table
         raise ValueError(f"the pickling of Python's built-in {cls.__name__} cannot be replaced")
     _registered[cls] = reducer
