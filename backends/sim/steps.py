@@ -130,18 +130,20 @@ class Steps(Running):
             return items, faults
         keep = {}
         births = self._births
+        last = -1
+        ordered = True  # listed oldest first already (the common case): nothing to sort
         for key, _, _ in items:
             age = born.get(key)
             if age is None:
                 age = births
                 births += 1
             keep[key] = age
+            if age < last:
+                ordered = False
+            last = age
         self._births = births
         self._born = keep
-        if len(items) == 2:  # (no sort, no key function called for two)
-            if keep[items[0][0]] > keep[items[1][0]]:
-                items.reverse()
-        else:
+        if not ordered:  # (ages are unique: the same order however it is sorted)
             items.sort(key=lambda item: keep[item[0]])
         return items, faults
 
