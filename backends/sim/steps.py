@@ -40,7 +40,7 @@ class Steps(Running):
             driver.ready() or (driver.deadline is not None and driver.deadline <= now)
         ):
             items.append((("driver",), "driver continues", DRIVER_STEP))
-        for worker in self._workers:
+        for worker in self._workers if self._parked else ():
             wait = worker.wait
             if wait is None:
                 continue
@@ -54,7 +54,7 @@ class Steps(Running):
                     "timeout", wait.serial), f"{worker.label} times out",
                     functools.partial(self._resume, worker, True),
                 ))
-        for task in self._pending.values():
+        for task in self._pending.values() if self._pending else ():
             item = task.item
             if item is None:
                 spec = task.run.spec
@@ -81,7 +81,7 @@ class Steps(Running):
         if idle is not None:
             for host in idle:
                 del self._listing[host]
-        for key, (name, deliver) in self._delayed.items():
+        for key, (name, deliver) in self._delayed.items() if self._delayed else ():
             items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
         if wake is not None and wake > now and not (self._preempt > 0 and self._detached()):

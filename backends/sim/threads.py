@@ -187,6 +187,9 @@ class Baton:
         self.clock = Clock()
         self._by_ident: dict[int, SimWorker] = {}
         self._workers: list[SimWorker] = []
+        #: The workers paused in ``_park`` (a turn looks at ``_workers`` only if any is):
+        #: a dict, whose single updates are atomic for a preempted worker parking beside.
+        self._parked: dict[SimWorker, None] = {}
         self._idle: list[SimWorker] = []
         self._back = _thread.allocate_lock()
         self._back.acquire()
@@ -487,6 +490,7 @@ class Baton:
             raise Unwind()
         with worker.mutex:
             worker.wait = wait
+            self._parked[worker] = None
             detached, worker.detached = worker.detached, False
         if detached:  # preempted: nobody waits for it to hand back; it asks to be resumed
             self._rejoined.set()
@@ -494,6 +498,7 @@ class Baton:
             self._hand_back(worker)
         worker.go.acquire()
         worker.wait = None
+        del self._parked[worker]
         if worker.unwind:
             raise Unwind()
 
