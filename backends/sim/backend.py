@@ -456,7 +456,7 @@ class SimBackend(Steps, Backend):
             label = self._labels.get(task_id)
             if label is None:
                 label = self._labels[task_id] = self._new_label(run.spec.name or "task")
-            self._pending[task_id] = SimTask(run, label)
+            self._pend(SimTask(run, label))
         elif kind == "actor":
             start: ActorStart = command[1]
             self.code.remember(start.spec.cls)
