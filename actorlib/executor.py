@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from actorlib.api import cancel, cluster_resources
 from actorlib.core.serialization import Serialized
-from actorlib.core.waiting import client_of, completer
+from actorlib.core.waiting import SIGNAL_LOOK_S, client_of, completer
 from actorlib.exceptions import (
     BrokenExecutorError,
     ExecutorInitializerError,
@@ -243,7 +243,7 @@ class Executor(concurrent.futures.Executor):
         if wait:
             with self._lock:
                 while self._outstanding > 0:
-                    self._idle.wait()
+                    self._idle.wait(SIGNAL_LOOK_S)  # on the main thread: Ctrl-C gets in
             self._release()
         else:
             self._release_when_idle()

@@ -272,3 +272,36 @@ def test_a_driver_started_with_standard_streams_closed_works(
             proc.wait()
     assert code == 0 and done_file.read_text() == "done", f"exit {code}"
     assert_no_leftovers(token, grace=3)
+
+
+WAITER = textwrap.dedent("""
+    import signal, sys, threading
+    from actorlib.backends.cluster.daemons import wait_for_stop
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    elsewhere = threading.Thread(target=threading.Event().wait, daemon=True)
+    elsewhere.start()
+    threading.Timer(0.2, signal.pthread_kill, (elsewhere.ident, signal.SIGTERM)).start()
+    wait_for_stop(stop) if sys.argv[1] == "daemon" else stop.wait()
+    print("stopped", flush=True)
+""")
+
+
+@pytest.mark.parametrize("waits", ["daemon", "plain"])
+def test_a_daemon_stops_on_a_signal_another_thread_receives(tmp_path: Path, waits: str) -> None:
+    """The kernel may hand a SIGTERM to any thread; a daemon's main thread must still
+    wake to run its handler. A plain ``Event.wait()`` shows the trap: it sleeps on."""
+    script = tmp_path / "waiter.py"
+    script.write_text(WAITER)
+    proc = subprocess.Popen([sys.executable, str(script), waits], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        out, _ = proc.communicate(timeout=4)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    if waits == "daemon":
+        assert proc.returncode == 0 and out == "stopped\n", (proc.returncode, out)
+    else:
+        assert proc.returncode == -signal.SIGKILL, (proc.returncode, out)

@@ -150,6 +150,29 @@ class _Collect:
 blocking_wait: Callable[[Any, float | None, list[int], bool, int], bool] | None = None
 
 
+#: How long the main thread sleeps at most in a blocking ``get`` before it looks for a
+#: signal: the kernel may hand Ctrl-C (or SIGTERM) to any thread of the process, and
+#: Python runs the handler only when the main thread next runs bytecode. Asleep on a
+#: lock for the whole wait, a driver would not see Ctrl-C until its result came.
+SIGNAL_LOOK_S = 0.1
+_MAIN_THREAD = threading.main_thread().ident
+
+
+def _acquire(lock: Any, timeout: float | None) -> bool:
+    """``lock.acquire`` that, on the main thread, still lets every signal in at once."""
+    if _thread.get_ident() != _MAIN_THREAD:
+        return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    look = SIGNAL_LOOK_S
+    while True:
+        if deadline is not None:
+            look = min(SIGNAL_LOOK_S, deadline - time.monotonic())
+            if look <= 0:
+                return bool(lock.acquire(False))
+        if lock.acquire(timeout=look):
+            return True
+
+
 def fetch(
     refs: Sequence[ObjectRef[Any]], need: int, timeout: float | None, fail_fast: bool = False,
     reads: bool = True,
@@ -192,7 +215,7 @@ def fetch(
             execution.wakeup = functools.partial(_release, lock)
             client.task_blocked(blocked, True)
         if hook is None:
-            ok = lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+            ok = _acquire(lock, None if timeout is None else max(timeout, 0.0))
         else:
             ok = hook(lock, None if timeout is None else max(timeout, 0.0), ids, False, need)
         if ok and execution is not None and execution.cancelled and (

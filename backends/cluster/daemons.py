@@ -94,6 +94,45 @@ def handle_daemon_signals(
     threading.Thread(target=watch, name="actorlib-driver-watch", daemon=True).start()
 
 
+def wait_for_stop(stop: threading.Event) -> None:
+    """Block the daemon's main thread until ``stop`` is set, running signal handlers at once.
+
+    The kernel may hand a SIGTERM to any thread of the process. Python runs the handler
+    on the main thread, but only when that thread next runs bytecode: asleep in
+    ``Event.wait()`` it never did, and the daemon lingered until its driver killed it.
+    So the main thread sleeps in ``select`` on a socket that the signal's wakeup fd
+    (written by whichever thread the signal lands on) and ``stop`` itself both wake.
+    """
+    wake, waker = socket.socketpair()
+    wake.setblocking(False)
+    waker.setblocking(False)
+    previous = signal.set_wakeup_fd(waker.fileno(), warn_on_full_buffer=False)
+
+    def relay() -> None:  # ``stop`` set by another thread (driver gone, head lost)
+        stop.wait()
+        try:
+            waker.send(b"\0")
+        except OSError:
+            pass  # full: the main thread is being woken anyway
+
+    relaying = threading.Thread(target=relay, name="actorlib-stop-relay", daemon=True)
+    relaying.start()
+    try:
+        while not stop.is_set():
+            select.select([wake], [], [])
+            try:
+                while wake.recv(256):
+                    pass
+            except BlockingIOError:
+                pass
+    finally:
+        signal.set_wakeup_fd(previous)
+        stop.set()
+        relaying.join()  # before its socket closes: its number may be reused at once
+        wake.close()
+        waker.close()
+
+
 def driver_watch(driver_pid: int | None) -> tuple[list[str], list[int]]:
     """A private daemon's arguments and inherited fds to follow its driver (this process).
 

@@ -18,7 +18,12 @@ import threading
 from typing import Any
 
 from actorlib.backends.base import BackendConfig
-from actorlib.backends.cluster.daemons import add_driver_args, begin_daemon, handle_daemon_signals
+from actorlib.backends.cluster.daemons import (
+    add_driver_args,
+    begin_daemon,
+    handle_daemon_signals,
+    wait_for_stop,
+)
 from actorlib.backends.cluster.head import HeadBackend
 from actorlib.backends.transport import tokens
 from actorlib.backends.transport.tls import TLSConfig
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(tmp, "w") as f:
             json.dump(ready, f)
         os.replace(tmp, args.ready_file)
-    stop.wait()
+    wait_for_stop(stop)
     log.info("actorlib head stopping")
     if dashboard is not None:
         dashboard.stop()

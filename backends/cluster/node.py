@@ -25,7 +25,12 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import BackendConfig, HeapStore
-from actorlib.backends.cluster.daemons import add_driver_args, begin_daemon, handle_daemon_signals
+from actorlib.backends.cluster.daemons import (
+    add_driver_args,
+    begin_daemon,
+    handle_daemon_signals,
+    wait_for_stop,
+)
 from actorlib.backends.cluster.node_store import NodeStore
 from actorlib.backends.cluster.object_server import ObjectServer
 from actorlib.backends.cluster.objects import Directory, lazy_mapper
@@ -108,7 +113,7 @@ class NodeDaemon:
         self.loop_thread.start()
         try:
             self.loop_thread.run_coroutine(self._start(), timeout=60)
-            self.done.wait()
+            wait_for_stop(self.done)
         finally:
             try:
                 self.loop_thread.run_coroutine(self._stop(), timeout=60)
