@@ -124,7 +124,7 @@ class Steps(Running):
         # (in the order listed). Looked up and compared in C (``map``, ``sorted``): a
         # turn lists every pending task, started or not.
         keys = list(map(_KEY_OF, items))
-        ages = list(map(born.get, keys))
+        ages: list[Any] = list(map(born.get, keys))  # (None: new; filled in below)
         if None in ages:
             births = self._births
             at = ages.index(None)
