@@ -125,16 +125,14 @@ class Steps(Running):
         # turn lists every pending task, started or not.
         keys = list(map(_KEY_OF, items))
         ages: list[Any] = list(map(born.get, keys))  # (None: new; filled in below)
-        if None in ages:
+        new = ages.count(None)
+        if new:
             births = self._births
-            at = ages.index(None)
-            while True:
+            at = 0
+            for _ in range(new):  # (no ``index`` past the last: its ValueError costs)
+                at = ages.index(None, at)
                 ages[at] = births
                 births += 1
-                try:
-                    at = ages.index(None, at + 1)
-                except ValueError:
-                    break
             self._births = births
         self._born = dict(zip(keys, ages, strict=True))
         if ages != sorted(ages):  # (ages are unique: only they are compared)
