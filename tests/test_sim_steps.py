@@ -85,3 +85,30 @@ def test_idle_actors_called_again_are_listed_in_the_order_they_were_made():
     adds = [name for name in run.log if ".add from driver" in name]
     assert adds == ["Tally#1.add from driver", "Tally#2.add from driver",
                     "Tally#3.add from driver"] * 4, adds
+
+
+@actorlib.remote(num_cpus=1)
+def square(x):
+    return x * x
+
+
+@actorlib.remote(num_cpus=1)
+def sum_of_squares(n):
+    return sum(actorlib.get([square.remote(i) for i in range(n)]))
+
+
+def test_steps_are_offered_oldest_first_and_paused_workers_are_let_go():
+    from actorlib.backends.sim import backend
+
+    # A trace of no choices takes option 0 at every turn: the oldest runnable step.
+    with simulate(trace="sim1::") as run:
+        assert actorlib.get([square.remote(i) for i in range(12)]) == [i * i for i in range(12)]
+        starts = [name for name in run.log if name.startswith("task square#")]
+        assert starts == [f"task square#{i} starts" for i in range(1, 13)]
+        # Tasks that pause in get (their workers parked) resume and finish; none is left
+        # counted as paused once nothing runs.
+        assert actorlib.get([sum_of_squares.remote(3) for _ in range(4)]) == [5] * 4
+        sim = backend.current()
+        assert sim is not None
+        assert any(name.endswith(" resumes") for name in run.log)
+        assert sim._parked == {}

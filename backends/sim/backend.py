@@ -437,7 +437,12 @@ class SimBackend(Steps, Backend):
                     self._core.drain()  # (``_quiesce``, lent: the baton's holder runs it)
                 else:
                     self._quiesce()
-            if not self._commands and not self._plain_callbacks():
+            # (No loop anywhere, the common case of sync actors and plain tasks: no
+            # callback can be ready, nothing to call.)
+            if not self._commands and not (
+                (self._async_hosts or self._started or self._call_loops)
+                and self._plain_callbacks()
+            ):
                 return
             while self._commands:
                 self._apply(self._commands.popleft())
@@ -451,7 +456,7 @@ class SimBackend(Steps, Backend):
             label = self._labels.get(task_id)
             if label is None:
                 label = self._labels[task_id] = self._new_label(run.spec.name or "task")
-            self._pending[task_id] = SimTask(run, label)
+            self._pend(SimTask(run, label))
         elif kind == "actor":
             start: ActorStart = command[1]
             self.code.remember(start.spec.cls)

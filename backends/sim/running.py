@@ -14,9 +14,8 @@ from __future__ import annotations
 import _thread
 import asyncio
 import collections
-import functools
 import inspect
-from types import CoroutineType
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import Any
 
 from actorlib.backends.base import ObjectStore
@@ -44,6 +43,9 @@ __all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome", "
 
 NODE_ID = "sim-node-0"  # the first node: the driver's
 
+#: What ``is_generator`` asks of a result, asked inline on every task and call.
+_GENERATORS = (GeneratorType, AsyncGeneratorType)
+
 
 def node_name(index: int) -> str:
     return f"sim-node-{index}"
@@ -58,6 +60,18 @@ class Box:
         self.outcome: Outcome | None = None
         self.result: Any = None
         self.ok = False
+
+
+class CallJob:
+    """A sync actor's call as a job of a worker (``_call_job``, ``_call_done``)."""
+
+    __slots__ = ("box", "group", "host", "run")
+
+    def __init__(self, host: SimHost, run: CallRun, group: str) -> None:
+        self.host = host
+        self.run = run
+        self.group = group
+        self.box = Box()
 
 
 class SimTask:
@@ -176,10 +190,7 @@ class Running(Choosing):
         spec = task.run.spec
         del self._pending[spec.task_id]
         self._started[spec.task_id] = task
-        self._launch(
-            functools.partial(self._task_job, task), functools.partial(self._task_done, task),
-            f"task {task.label}", task, bind=functools.partial(setattr, task, "worker"),
-        )
+        self._launch(self._task_job, self._task_done, task, f"task {task.label}", task, task)
 
     def _task_job(self, task: SimTask) -> None:
         run = task.run
@@ -193,9 +204,12 @@ class Running(Choosing):
         failure: BaseException | None = None
         try:
             try:
-                fn = self.code.load(spec.function)
+                fn = self.code.loaded.get(spec.function.id) or self.code.load(spec.function)
                 ctx.code = fn
-                args, kwargs = build_args(spec.args, run.deps)
+                args, kwargs = (
+                    build_args(spec.args, run.deps) if spec.args.payload is not None
+                    else ((), {})
+                )
                 if spec.env_vars:
                     with env_vars(spec.env_vars):
                         result = self._call_task(task, fn, args, kwargs)
@@ -209,8 +223,9 @@ class Running(Choosing):
             if ctx.cancelled:
                 failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
             if failure is None:
-                try:
-                    box.outcome = self._succeeded(spec, spec.task_id, box.result, spec.name)
+                try:  # (``_succeeded``, without its frame: every task comes here)
+                    box.outcome = Outcome(spec.task_id, spec.attempt, values=pack_results(
+                        box.result, spec.num_returns, spec.name, self.store), pid=PID.value)
                 except Exception as exc:
                     failure = exc
             if failure is not None:
@@ -227,7 +242,7 @@ class Running(Choosing):
         if isinstance(result, CoroutineType):  # (``inspect.iscoroutine``, one frame fewer)
             result = self._run_coroutine(task, result)
         spec = task.run.spec
-        if spec.generator or is_generator(result):
+        if spec.generator or isinstance(result, _GENERATORS):  # (``is_generator``)
             result = self._generated(spec, spec.task_id, spec.name, result, task)
         return result
 
@@ -306,10 +321,7 @@ class Running(Choosing):
 
     def _construct(self, host: SimHost) -> None:
         host.state = "constructing"
-        self._launch(
-            functools.partial(self._ctor_job, host), functools.partial(self._ctor_done, host),
-            f"{host.label}.__init__", host, bind=functools.partial(setattr, host, "worker"),
-        )
+        self._launch(self._ctor_job, self._ctor_done, host, f"{host.label}.__init__", host, host)
 
     def _ctor_job(self, host: SimHost) -> None:
         spec = host.spec
@@ -365,12 +377,8 @@ class Running(Choosing):
             f"{host.label}.{spec.method} from {self._caller(caller)}"
         )
         if host.loop is None:
-            box = Box()
-            self._launch(
-                functools.partial(self._call_job, host, run, box),
-                functools.partial(self._call_done, host, run, box, group),
-                name, host, bind=functools.partial(host.running.__setitem__, spec.call_id),
-            )
+            # (One object for the job: no closure, no binding function made for a call.)
+            self._launch(self._call_job, self._call_done, CallJob(host, run, group), name, host)
             return
         loop = host.loop
         box = Box()
@@ -385,13 +393,17 @@ class Running(Choosing):
         values = pack_results(result, spec.num_returns, name, self.store)
         return Outcome(work_id, spec.attempt, values=values, pid=PID.value)
 
-    def _call_job(self, host: SimHost, run: CallRun, box: Box) -> None:
+    def _call_job(self, job: CallJob) -> None:
+        host, run, box = job.host, job.run, job.box
         spec = run.spec
+        host.running[spec.call_id] = self._by_ident[_thread.get_ident()]  # its worker
         token = current_execution.set(host.context(spec.call_id, spec.method))
         name = host.names.get(spec.method) or host.name_of(spec.method)
         try:
             method = getattr(host.instance, spec.method)
-            args, kwargs = build_args(spec.args, run.deps)
+            args, kwargs = (
+                build_args(spec.args, run.deps) if spec.args.payload is not None else ((), {})
+            )
             if host.spec.env_vars:
                 with env_vars(host.spec.env_vars):
                     box.result = self._user(method, *args, **kwargs)
@@ -399,9 +411,11 @@ class Running(Choosing):
                 box.result = method(*args, **kwargs)
             else:
                 box.result = self._user(method, *args, **kwargs)
-            if spec.generator or is_generator(box.result):
+            if spec.generator or isinstance(box.result, _GENERATORS):  # (``is_generator``)
                 box.result = self._call_generated(spec, name, box.result)
-            box.outcome = self._succeeded(spec, spec.call_id, box.result, name)
+            # (``_succeeded``, without its frame: every call comes here)
+            box.outcome = Outcome(spec.call_id, spec.attempt, values=pack_results(
+                box.result, spec.num_returns, name, self.store), pid=PID.value)
         except Unwind:
             raise
         except BaseException as exc:
@@ -422,9 +436,8 @@ class Running(Choosing):
         finally:
             self._call_loops.discard(holder)
 
-    def _call_done(
-        self, host: SimHost, run: CallRun, box: Box, group: str, unwound: bool
-    ) -> None:
+    def _call_done(self, job: CallJob, unwound: bool) -> None:
+        host, run, box, group = job.host, job.run, job.box, job.group
         host.running.pop(run.spec.call_id, None)
         host.runs.pop(run.spec.call_id, None)
         host.contexts.pop(run.spec.call_id, None)
@@ -498,20 +511,20 @@ class Running(Choosing):
     def _async_step(self, host: SimHost, task: asyncio.Task[Any]) -> None:
         loop = host.loop
         assert loop is not None
-        self._launch(
-            functools.partial(self._step_job, loop, task),
-            functools.partial(self._step_done, host, task),
-            host.tasks.get(task, host.label), host, bind=functools.partial(setattr, host, "worker"),
-        )
+        self._launch(self._step_job, self._step_done, (loop, host, task),
+                     host.tasks.get(task, host.label), host, host)
 
-    def _step_job(self, loop: SimLoop, task: asyncio.Task[Any]) -> None:
+    def _step_job(self, step: tuple[SimLoop, SimHost, asyncio.Task[Any]]) -> None:
+        loop, _, task = step
         for handle in loop.ready_handles():
             if task_of(handle) is task:
                 loop.take(handle)
                 self._user(run_handle, loop, handle)
                 return
 
-    def _step_done(self, host: SimHost, task: asyncio.Task[Any], unwound: bool) -> None:
+    def _step_done(self, step: tuple[SimLoop, SimHost, asyncio.Task[Any]], unwound: bool,
+                   ) -> None:
+        _, host, task = step
         host.worker = None
         if task.done():
             host.tasks.pop(task, None)
@@ -586,8 +599,7 @@ class Running(Choosing):
         loop = host.loop
         if loop is not None and not loop.is_closed():
             loop._sim_dropped = True  # type: ignore[attr-defined]
-            self._launch(functools.partial(_drop_loop, loop), _ignore,
-                         f"{host.label} dropped", host, unwind=True)
+            self._launch(_drop_loop, _ignore, loop, f"{host.label} dropped", host, unwind=True)
         host.worker = None
         host.instance = None
         host.tasks.clear()
@@ -665,7 +677,7 @@ class Running(Choosing):
         self.events.call_finished(outcome)
 
 
-def _ignore(unwound: bool) -> None:
+def _ignore(loop: SimLoop, unwound: bool) -> None:
     pass
 
 

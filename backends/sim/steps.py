@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 from typing import Any
 
 from actorlib.backends.sim.choosing import Item
@@ -40,7 +41,7 @@ class Steps(Running):
             driver.ready() or (driver.deadline is not None and driver.deadline <= now)
         ):
             items.append((("driver",), "driver continues", DRIVER_STEP))
-        for worker in self._workers:
+        for worker in self._workers if self._parked else ():
             wait = worker.wait
             if wait is None:
                 continue
@@ -54,17 +55,8 @@ class Steps(Running):
                     "timeout", wait.serial), f"{worker.label} times out",
                     functools.partial(self._resume, worker, True),
                 ))
-        for task in self._pending.values():
-            item = task.item
-            if item is None:
-                spec = task.run.spec
-                item = task.item = (
-                    ("task", spec.task_id, spec.attempt),
-                    f"task {task.label} starts"
-                    + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
-                    functools.partial(self._start_task, task),
-                )
-            items.append(item)
+        if self._pending:  # each task's step, made as it was queued (``_pend``)
+            items.extend(map(_ITEM_OF, self._pending.values()))
         # (An idle host lists nothing: not even a call to ``_host_items`` for it; a sync
         # one is not even looked at again until its next call: see ``_listing``.)
         if not self._listing_sorted:
@@ -81,7 +73,7 @@ class Steps(Running):
         if idle is not None:
             for host in idle:
                 del self._listing[host]
-        for key, (name, deliver) in self._delayed.items():
+        for key, (name, deliver) in self._delayed.items() if self._delayed else ():
             items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
         wake = self._next_wake() if (not items or self.settings.explore_time) else None
         if wake is not None and wake > now and not (self._preempt > 0 and self._detached()):
@@ -128,22 +120,35 @@ class Steps(Running):
                 born.clear()
                 born[key] = age
             return items, faults
-        keep = {}
-        births = self._births
-        for key, _, _ in items:
-            age = born.get(key)
-            if age is None:
-                age = births
+        # Each step's age: kept from the turns it was listed at, the next ones for the new
+        # (in the order listed). Looked up and compared in C (``map``, ``sorted``): a
+        # turn lists every pending task, started or not.
+        keys = list(map(_KEY_OF, items))
+        ages: list[Any] = list(map(born.get, keys))  # (None: new; filled in below)
+        new = ages.count(None)
+        if new:
+            births = self._births
+            at = 0
+            for _ in range(new):  # (no ``index`` past the last: its ValueError costs)
+                at = ages.index(None, at)
+                ages[at] = births
                 births += 1
-            keep[key] = age
-        self._births = births
-        self._born = keep
-        if len(items) == 2:  # (no sort, no key function called for two)
-            if keep[items[0][0]] > keep[items[1][0]]:
-                items.reverse()
-        else:
-            items.sort(key=lambda item: keep[item[0]])
+            self._births = births
+        self._born = dict(zip(keys, ages, strict=True))
+        if ages != sorted(ages):  # (ages are unique: only they are compared)
+            items = [item for _, item in sorted(zip(ages, items, strict=True), key=_FIRST)]
         return items, faults
+
+    def _pend(self, task: SimTask) -> None:
+        """``task`` waits to start: its step, made once, listed at every turn until then."""
+        spec = task.run.spec
+        task.item = (
+            ("task", spec.task_id, spec.attempt),
+            f"task {task.label} starts"
+            + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
+            functools.partial(self._start_task, task),
+        )
+        self._pending[spec.task_id] = task
 
     def _sort_listing(self) -> None:
         """Put ``_listing`` back in the order of ``_hosts`` (a sync host came back)."""
@@ -237,6 +242,10 @@ class Steps(Running):
 
 
 _SETTLED = frozenset({"ready", "dead"})  # a sync host in these lists a step only for a call
+
+
+_ITEM_OF = operator.attrgetter("item")
+_FIRST = _KEY_OF = operator.itemgetter(0)
 
 
 def _seq(host: SimHost) -> int:

@@ -75,7 +75,7 @@ class SimWorker:
     """A thread that runs user code only while it holds the baton."""
 
     __slots__ = (
-        "abandoned", "back", "detached", "go", "in_user", "index", "interrupted", "job",
+        "abandoned", "arg", "back", "detached", "go", "in_user", "index", "interrupted", "job",
         "label", "may_chain", "mutex", "on_done", "owed", "owner", "resumer", "sim",
         "thread", "unwind", "unwound", "wait",
     )
@@ -90,8 +90,10 @@ class SimWorker:
         self.back.acquire()
         self.resumer = sim._back  # the lock its resumer waits on: released to hand back
         self.may_chain = False  # its job is the last thing its resumer's step does
-        self.job: Callable[[], None] | None = None
-        self.on_done: Callable[[bool], None] | None = None
+        # Its job: ``job(arg)``, then ``on_done(arg, unwound)`` (no closure made a job).
+        self.job: Callable[[Any], None] | None = None
+        self.on_done: Callable[[Any, bool], None] | None = None
+        self.arg: Any = None
         self.wait: Wait | None = None
         self.unwind = False
         self.unwound = False
@@ -128,7 +130,7 @@ class SimWorker:
                     return
                 self.unwound = False
                 try:
-                    job()
+                    job(self.arg)
                 except Unwind:
                     self.unwound = True
                 except BaseException:  # a bug of the simulator's own job code
@@ -140,8 +142,9 @@ class SimWorker:
                     # Report the end here, before the baton goes back through the core:
                     # the core has handled the reply when the controller wakes.
                     done, self.on_done = self.on_done, None
+                    arg, self.arg = self.arg, None
                     if done is not None:
-                        done(self.unwound)
+                        done(arg, self.unwound)
                     if self.may_chain and not self.unwound:
                         sim._take_steps(self)
                 sim._hand_back(self)
@@ -184,6 +187,9 @@ class Baton:
         self.clock = Clock()
         self._by_ident: dict[int, SimWorker] = {}
         self._workers: list[SimWorker] = []
+        #: The workers paused in ``_park`` (a turn looks at ``_workers`` only if any is):
+        #: a dict, whose single updates are atomic for a preempted worker parking beside.
+        self._parked: dict[SimWorker, None] = {}
         self._idle: list[SimWorker] = []
         self._back = _thread.allocate_lock()
         self._back.acquire()
@@ -357,11 +363,12 @@ class Baton:
         return worker
 
     def _launch(
-        self, job: Callable[[], None], on_done: Callable[[bool], None], label: str, owner: Any,
-        bind: Callable[[SimWorker | None], None] | None = None, unwind: bool = False,
+        self, job: Callable[[Any], None], on_done: Callable[[Any, bool], None], arg: Any,
+        label: str, owner: Any, holder: Any = None, unwind: bool = False,
     ) -> None:
-        """Run ``job`` on a worker until it ends or pauses. ``bind(worker)`` first (so the
-        job can find its worker); ``on_done(unwound)`` when it ends.
+        """Run ``job(arg)`` on a worker until it ends or pauses, ``holder.worker`` set to
+        the worker first (so what the job runs for can find it); ``on_done(arg, unwound)``
+        when it ends.
 
         A worker taking steps itself between jobs runs the job here, on its own thread:
         no thread switch unless the job pauses (then it hands the baton back as any
@@ -370,11 +377,12 @@ class Baton:
         worker = me if me is not None and me.job is None else self._take_worker()
         worker.job = job
         worker.on_done = on_done
+        worker.arg = arg
         worker.label = label
         worker.owner = owner
         worker.unwind = unwind
-        if bind is not None:
-            bind(worker)
+        if holder is not None:
+            holder.worker = worker
         if worker is me:
             self._run_here(worker)
         else:
@@ -386,7 +394,7 @@ class Baton:
         assert job is not None
         worker.unwound = False
         try:
-            job()
+            job(worker.arg)
         except Unwind:
             worker.unwound = True
         except BaseException:  # a bug of the simulator's own job code
@@ -395,11 +403,12 @@ class Baton:
             worker.unwound = worker.unwound or worker.unwind
         worker.job = None
         done, worker.on_done = worker.on_done, None
+        arg, worker.arg = worker.arg, None
         worker.owner = None
         worker.unwind = False
         self._posted = True
         if done is not None:
-            done(worker.unwound)
+            done(arg, worker.unwound)
 
     def _switch(self, worker: SimWorker, chain: bool = False) -> None:
         """Hand ``worker`` the baton; return when it finished its job or paused.
@@ -421,11 +430,12 @@ class Baton:
         self._posted = self._stopping or self._lent
         if worker.wait is None:  # the job ended
             done, worker.on_done = worker.on_done, None
+            arg, worker.arg = worker.arg, None
             worker.owner = None
             worker.unwind = False
             self._idle.append(worker)
             if done is not None:
-                done(worker.unwound)
+                done(arg, worker.unwound)
 
     def _wait_or_preempt(self, worker: SimWorker, back: Any) -> bool:
         """Wait for ``worker`` to hand the baton back (True), or preempt it (False) once it
@@ -480,6 +490,7 @@ class Baton:
             raise Unwind()
         with worker.mutex:
             worker.wait = wait
+            self._parked[worker] = None
             detached, worker.detached = worker.detached, False
         if detached:  # preempted: nobody waits for it to hand back; it asks to be resumed
             self._rejoined.set()
@@ -487,6 +498,7 @@ class Baton:
             self._hand_back(worker)
         worker.go.acquire()
         worker.wait = None
+        del self._parked[worker]
         if worker.unwind:
             raise Unwind()
 
