@@ -1245,8 +1245,40 @@ def waits_for_child(path: str | None = None, env: dict[str, str] | None = None) 
     return [os.getpid(), actorlib.get(child, timeout=T)]
 
 
+@pytest.fixture
+def sharing_prt(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _leak_check: None
+) -> Iterator[Any]:
+    """``prt`` with ``ACTORLIB_SHARE_BLOCKED_WORKERS=1``: a task may run in the process
+    of tasks that all wait in ``get``."""
+    monkeypatch.setenv("ACTORLIB_SHARE_BLOCKED_WORKERS", "1")
+    kwargs: dict[str, Any] = {"num_cpus": 2}
+    for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
+        kwargs.update(marker.kwargs)
+    info = actorlib.init(backend="process", **kwargs)
+    try:
+        yield info
+    finally:
+        actorlib.shutdown()
+
+
 @pytest.mark.init_kwargs(num_cpus=1)
-def test_a_child_runs_in_the_process_of_its_waiting_parent(prt):
+def test_by_default_a_child_never_shares_its_waiting_parents_process(prt):
+    """Process isolation, as Ray keeps it: a lock or module state the parent holds
+    across ``get`` is not the child's (sharing would deadlock such a program)."""
+    parent, child = actorlib.get(waits_for_child.remote(), timeout=T)
+    assert parent != child
+
+
+def test_a_bad_share_blocked_workers_setting_is_refused_at_init(monkeypatch):
+    monkeypatch.setenv("ACTORLIB_SHARE_BLOCKED_WORKERS", "yes")
+    with pytest.raises(ValueError, match="ACTORLIB_SHARE_BLOCKED_WORKERS must be 0 or 1"):
+        actorlib.init(backend="process", num_cpus=1)
+    assert not actorlib.is_initialized()
+
+
+@pytest.mark.init_kwargs(num_cpus=1)
+def test_a_child_runs_in_the_process_of_its_waiting_parent(sharing_prt):
     """One CPU, lent while the parent waits: the child runs on another thread of the
     parent's worker, not in a new process (each costs ~100 ms: a nested fan-out started
     one per child); a fan-out many levels deep keeps to a few processes."""
@@ -1263,7 +1295,7 @@ def test_a_child_runs_in_the_process_of_its_waiting_parent(prt):
 
 
 @pytest.mark.init_kwargs(num_cpus=1)
-def test_a_child_with_env_vars_does_not_share_its_parents_process(prt):
+def test_a_child_with_env_vars_does_not_share_its_parents_process(sharing_prt):
     """The environment is the process's: a child that sets env_vars gets one of its own."""
     parent, child = actorlib.get(waits_for_child.remote(None, {"ACTORLIB_NEST": "1"}),
                                  timeout=T)
@@ -1272,7 +1304,7 @@ def test_a_child_with_env_vars_does_not_share_its_parents_process(prt):
 
 @pytest.mark.slow
 @pytest.mark.init_kwargs(num_cpus=1)
-def test_a_worker_killed_while_a_child_runs_beside_its_waiting_parent(prt, tmp_path):
+def test_a_worker_killed_while_a_child_runs_beside_its_waiting_parent(sharing_prt, tmp_path):
     """The child kills the process it shares with its parent: both crash, both are
     retried (each has one retry), and the parent's second attempt gets its result."""
     log = tmp_path / "child"

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import dataclasses
 import itertools
+import os
 import sys
 import threading
 import uuid
@@ -73,6 +74,17 @@ from actorlib.core.specs import CodeEnv
 from actorlib.exceptions import ActorDiedError, RuntimeEnvSetupError, WorkerCrashedError
 
 DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
+
+def share_blocked_workers() -> bool:
+    """``ACTORLIB_SHARE_BLOCKED_WORKERS``: whether a task may run in the process of tasks
+    that all wait in ``get`` (see ``ProcessBackend._take_worker``)."""
+    value = os.environ.get("ACTORLIB_SHARE_BLOCKED_WORKERS", "").strip()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    raise ValueError(f"ACTORLIB_SHARE_BLOCKED_WORKERS must be 0 or 1, got {value!r}")
+
 
 class ProcessBackend(Backend):
     name = "process"
@@ -132,6 +144,7 @@ class ProcessBackend(Backend):
         self._prefixes = itertools.count(config.options.get("prefix_base", DRIVER_PREFIX + 1))
         self._worker_extra = config.options.get("worker_init", {})
         self._worker_timeout = worker_timeout(config)
+        self._share_blocked = share_blocked_workers()
         self._output_config = config.options.get("output")
         self._stack_dir = stacks.directory(create=True)  # `actorlib stack` reads them there
         stacks.sweep(self._stack_dir)
@@ -314,10 +327,12 @@ class ProcessBackend(Backend):
         large as the work needs, whatever the number of environments.
 
         A task blocked in ``get`` lends its CPU, and a nested fan-out places the children
-        on it: on a worker whose tasks all wait, each child runs on another thread of
-        that process instead of a new process (a start costs ~100 ms; a fan-out of a few
-        hundred nested tasks took 15-20 s of starts). The core bounds the tasks that do
-        not wait by the CPUs, so the processes stay about as many as the CPUs.
+        on it. With ``ACTORLIB_SHARE_BLOCKED_WORKERS=1`` (:func:`share_blocked_workers`), on
+        a worker whose tasks all wait, each child runs on another thread of that process
+        instead of a new process (a start costs ~100 ms; a fan-out of a few hundred
+        nested tasks took 15-45 s of starts). Off by default: the tasks then share the
+        process's state (a lock held across ``get`` deadlocks), and a crash or a forced
+        cancel of one ends them all.
         """
         key = code_env.key if code_env else ""
         idle = self._idle
@@ -344,7 +359,8 @@ class ProcessBackend(Backend):
         # is on the way to the core), the task just starts on a free worker.
         worker = self._task_worker.get(run.follows) if run.follows else None
         key = spec.code_env.key if spec.code_env else ""
-        shares = not (spec.env_vars or run.gpu_ids)  # else the process's environment is its
+        # env_vars, GPUs: the process's environment is the task's own.
+        shares = self._share_blocked and not (spec.env_vars or run.gpu_ids)
         if (worker is None or worker.dead or worker.retired  # retired: max_calls reached
                 or worker.env_key != key):
             try:
