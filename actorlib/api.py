@@ -29,7 +29,9 @@ from actorlib.core.waiting import (
     completions_async,
     fetch,
     fetch_async,
+    id_of,
     timeout_error,
+    unique_ids,
     value_of,
 )
 from actorlib.exceptions import GetTimeoutError
@@ -95,9 +97,6 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
 # -- objects -----------------------------------------------------------------------------
 
 
-#: A ref's id, read in C by ``map``: the argument passes of ``get`` and ``wait`` make no
-#: Python call per ref (a ``wait`` loop passes over every remaining ref at each step).
-_id_of = operator.attrgetter("_id")
 _REF_TYPES = {ObjectRef}
 
 
@@ -163,7 +162,7 @@ def get(refs: Any, *, timeout: float | None = None) -> Any:
     """Block until the values are ready; return them (raise the first error among them)."""
     ref_list, single = _as_ref_list(refs, "get()")
     check_timeout(timeout, "get()")
-    ids = [refs._id] if single else list(dict.fromkeys(map(_id_of, ref_list)))
+    ids = [refs._id] if single else unique_ids(ref_list)
     need = len(ids)
     got = fetch(ref_list, need, timeout, fail_fast=True, ids=ids)
     if len(got) < need:
@@ -212,7 +211,7 @@ async def get_async(refs: Any, *, timeout: float | None = None) -> Any:
     """``get`` for coroutines (asyncio, uvloop, trio): waits without blocking the loop."""
     ref_list, single = _as_ref_list(refs, "get_async()")
     check_timeout(timeout, "get_async()")
-    ids = [refs._id] if single else list(dict.fromkeys(map(_id_of, ref_list)))
+    ids = [refs._id] if single else unique_ids(ref_list)
     need = len(ids)
     got = await fetch_async(ref_list, need, timeout, fail_fast=True, ids=ids)
     if len(got) < need:
@@ -266,7 +265,7 @@ def _check_wait(
     check_timeout(timeout, what)
     if single:
         raise TypeError(f"{what} takes a list of ObjectRefs, not a single one.")
-    ids = list(map(_id_of, ref_list))
+    ids = list(map(id_of, ref_list))  # (in C: a wait loop passes every ref each step)
     if len(set(ids)) != len(ids):
         raise ValueError(f"{what} requires a list of unique ObjectRefs.")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:

@@ -57,12 +57,7 @@ BIG = 200 * MiB  # the zero-copy array
 LARGE = 4 * MiB  # comfortably above the 64 KiB shared-memory threshold
 
 
-@pytest.fixture
-def prt(request: pytest.FixtureRequest, _leak_check: None) -> Iterator[Any]:
-    """An initialized process-backend runtime with 2 CPUs; shut down after the test.
-
-    ``@pytest.mark.init_kwargs(...)`` adds init() arguments (as for ``rt``).
-    """
+def _process_runtime(request: pytest.FixtureRequest) -> Iterator[Any]:
     kwargs: dict[str, Any] = {"num_cpus": 2}
     for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
         kwargs.update(marker.kwargs)
@@ -71,6 +66,15 @@ def prt(request: pytest.FixtureRequest, _leak_check: None) -> Iterator[Any]:
         yield info
     finally:
         actorlib.shutdown()
+
+
+@pytest.fixture
+def prt(request: pytest.FixtureRequest, _leak_check: None) -> Iterator[Any]:
+    """An initialized process-backend runtime with 2 CPUs; shut down after the test.
+
+    ``@pytest.mark.init_kwargs(...)`` adds init() arguments (as for ``rt``).
+    """
+    yield from _process_runtime(request)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1252,14 +1256,7 @@ def sharing_prt(
     """``prt`` with ``ACTORLIB_SHARE_BLOCKED_WORKERS=1``: a task may run in the process
     of tasks that all wait in ``get``."""
     monkeypatch.setenv("ACTORLIB_SHARE_BLOCKED_WORKERS", "1")
-    kwargs: dict[str, Any] = {"num_cpus": 2}
-    for marker in reversed(list(request.node.iter_markers("init_kwargs"))):
-        kwargs.update(marker.kwargs)
-    info = actorlib.init(backend="process", **kwargs)
-    try:
-        yield info
-    finally:
-        actorlib.shutdown()
+    yield from _process_runtime(request)
 
 
 @pytest.mark.init_kwargs(num_cpus=1)

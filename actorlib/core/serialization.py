@@ -73,11 +73,11 @@ class Serialized:
         return (_rebuild_serialized, (self.data, buffers, self.contained, self.is_error, locations))
 
 
-
-
 #: Stands for a value a backend did not read where only which objects are ready counts
 #: (``fetch(..., reads=False)``: a ``wait``). Never to be unpickled (it holds nothing).
 UNREAD = Serialized(b"")
+
+
 def map_readonly(path: str, size: int) -> memoryview:
     """Map a buffer file read-only; the mapping lives as long as views of it do."""
     if size == 0:

@@ -101,11 +101,12 @@ def _release(lock: Any) -> None:
 
 
 #: A ref's id, read in C by ``map``: no Python call per ref.
-_id_of = operator.attrgetter("_id")
+id_of = operator.attrgetter("_id")
 
 
-def _unique_ids(refs: Sequence[ObjectRef[Any]]) -> list[int]:
-    return list(dict.fromkeys(map(_id_of, refs)))
+def unique_ids(refs: Sequence[ObjectRef[Any]]) -> list[int]:
+    """The refs' ids, each once, in order."""
+    return list(dict.fromkeys(map(id_of, refs)))
 
 
 class _Collect:
@@ -192,7 +193,7 @@ def fetch(
         return {}
     client = client_of(refs)
     if ids is None:
-        ids = _unique_ids(refs)
+        ids = unique_ids(refs)
     # Values this process can read at once (the core is here, or the backend can ask
     # its store about all of them in one call).
     got = client.ready_values(ids, need, fail_fast, reads)
@@ -387,7 +388,7 @@ async def fetch_async(
         return {}
     client = client_of(refs)
     if ids is None:
-        ids = _unique_ids(refs)
+        ids = unique_ids(refs)
     signal = _signal()
     hook = blocking_wait
     if hook is None:
@@ -425,7 +426,7 @@ async def completions_async(
     """Yield ids as their objects become ready, from one watch (asyncio, uvloop, trio)."""
     import anyio
 
-    ids, client = _unique_ids(refs), client_of(refs)
+    ids, client = unique_ids(refs), client_of(refs)
     deadline = None if timeout is None else time.monotonic() + timeout
     send, receive = anyio.create_memory_object_stream[int](math.inf)
     hand_off = _hand_off()

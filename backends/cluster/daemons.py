@@ -212,7 +212,7 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
                node_id: str | None = None, detach: bool = False,
                driver_pid: int | None = None) -> subprocess.Popen[bytes]:
     """Start a node daemon. It writes ``{name}.json`` in ``session_dir`` once the head
-    lists it as joined (see :func:`wait_for_node`)."""
+    lists it as joined (wait with :func:`wait_for_file`)."""
     log = os.path.join(session_dir, "logs", f"{name}.log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     extra, fds = driver_watch(driver_pid)

@@ -75,6 +75,7 @@ from actorlib.exceptions import ActorDiedError, RuntimeEnvSetupError, WorkerCras
 
 DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 
+
 def share_blocked_workers() -> bool:
     """``ACTORLIB_SHARE_BLOCKED_WORKERS``: whether a task may run in the process of tasks
     that all wait in ``get`` (see ``ProcessBackend._take_worker``)."""
@@ -375,7 +376,7 @@ class ProcessBackend(Backend):
         if run.follows and not worker.claims.offer(spec.task_id):
             run = dataclasses.replace(run, follows=0)  # no slot free: it just starts there
         worker.running[spec.task_id] = spec.attempt
-        if not shares:
+        if self._share_blocked and not shares:
             worker.private.add(spec.task_id)
         self._task_worker[spec.task_id] = worker
         if spec.max_calls:
@@ -554,7 +555,7 @@ class ProcessBackend(Backend):
     def _task_blocked(self, worker: WorkerProcess, message: TaskBlocked) -> None:
         """A task of ``worker`` waits in ``get`` or stopped waiting: noted here before the
         core lends its CPU, so the task the lent CPU places may share its process."""
-        if message.task_id in worker.running:
+        if self._share_blocked and message.task_id in worker.running:
             if message.blocked:
                 worker.blocked.add(message.task_id)
             else:

@@ -206,10 +206,7 @@ class Running(Choosing):
             try:
                 fn = self.code.loaded.get(spec.function.id) or self.code.load(spec.function)
                 ctx.code = fn
-                args, kwargs = (
-                    build_args(spec.args, run.deps) if spec.args.payload is not None
-                    else ((), {})
-                )
+                args, kwargs = build_args(spec.args, run.deps)
                 if spec.env_vars:
                     with env_vars(spec.env_vars):
                         result = self._call_task(task, fn, args, kwargs)
@@ -401,9 +398,7 @@ class Running(Choosing):
         name = host.names.get(spec.method) or host.name_of(spec.method)
         try:
             method = getattr(host.instance, spec.method)
-            args, kwargs = (
-                build_args(spec.args, run.deps) if spec.args.payload is not None else ((), {})
-            )
+            args, kwargs = build_args(spec.args, run.deps)
             if host.spec.env_vars:
                 with env_vars(host.spec.env_vars):
                     box.result = self._user(method, *args, **kwargs)
