@@ -12,7 +12,7 @@ import pytest
 
 import actorlib
 from actorlib import session
-from actorlib.backends.sim.gc_policy import YOUNG_THRESHOLD
+from actorlib.backends.sim.gc_policy import YOUNG_THRESHOLD, forget_process_freezes
 from actorlib.testing import simulate
 
 
@@ -30,11 +30,13 @@ class Node:
 def unfrozen():
     """A process that froze nothing itself (the suite's conftest freezes its heap)."""
     gc.unfreeze()
+    forget_process_freezes()
     try:
         yield
     finally:
         gc.collect()
         gc.freeze()
+        forget_process_freezes()
 
 
 def test_the_collector_is_set_for_the_run_and_restored_after_it(unfrozen):
@@ -85,6 +87,23 @@ def test_settings_the_process_chose_are_left_alone(unfrozen):
         assert gc.get_freeze_count() > 0  # (the count drops as frozen objects die)
     finally:
         gc.unfreeze()
+
+
+def test_a_process_seen_freezing_is_not_counted_again(unfrozen, monkeypatch):
+    """Counting the frozen heap walks it: a process that freezes is counted once."""
+    counted = []
+    count = gc.get_freeze_count
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: counted.append(1) or count())
+    with simulate(seed=1):
+        pass
+    assert len(counted) == 1  # nothing frozen yet: the run froze the heap itself
+    gc.freeze()
+    for _ in range(3):
+        with simulate(seed=1):
+            assert actorlib.get(double.remote(2)) == 4
+    assert len(counted) == 2  # seen frozen by the process once, then trusted
+    assert gc.get_freeze_count() > 0  # and its freeze kept
+    gc.unfreeze()
 
 
 def test_a_run_serves_no_state_socket_unless_asked(monkeypatch):
