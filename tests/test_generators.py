@@ -446,6 +446,23 @@ def test_generator_with_int_num_returns_yields_exactly_that_many(rt):
     assert count_to.options(num_returns=0).remote(0) is None
 
 
+@actorlib.remote(num_returns=3)
+def reuses_one_array():
+    """Yields the same large array three times, changed between yields."""
+    array = np.zeros(1 << 20, dtype=np.uint8)
+    for value in (1, 2, 3):
+        array[:] = value
+        yield array
+
+
+def test_items_keep_the_value_they_had_when_yielded(rt):
+    """With an int num_returns every item exists before any is stored: each is the value
+    it was at its yield, not the array's last state."""
+    items = actorlib.get(list(reuses_one_array.remote()), timeout=T)
+    assert [int(item[0]) for item in items] == [1, 2, 3]
+    assert [int(item.sum()) for item in items] == [v << 20 for v in (1, 2, 3)]
+
+
 # -- options ------------------------------------------------------------------------------------
 
 

@@ -565,3 +565,16 @@ def test_a_limited_task_failing_after_ray_took_it_frees_its_slot_once(
         time.sleep(0.05)
     assert client._limits._running == {}
     assert actorlib.get(echo.options(_concurrency=("after", 1)).remote(7), timeout=120) == 7
+
+
+def test_a_result_goes_to_ray_without_a_copy_in_the_worker() -> None:
+    """Ray copies a task's result into its store as the task returns: a copy made before
+    (a 256 MiB array returned took 5x plain Ray's time) is waste."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    import numpy as np
+
+    from actorlib.backends.ray import worker
+
+    array = np.ones(1 << 20, dtype=np.uint8)
+    [value] = worker._values(None, array, "", 1, "f", 0)  # type: ignore[arg-type]
+    assert np.shares_memory(np.frombuffer(value.buffers[0], dtype=np.uint8), array)

@@ -23,7 +23,7 @@ from typing import Any
 from actorlib.backends.base import HeapStore
 from actorlib.backends.ray.actor_table import restarts
 from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
-from actorlib.backends.ray.client import RayCore
+from actorlib.backends.ray.client import PassStore, RayCore
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.wire import call_spec, named_call, task_spec
 from actorlib.backends.runner.streaming import exactly, is_generator
@@ -41,7 +41,12 @@ from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions
 
 _code = CodeCache()
-_store = HeapStore()
+#: Results and items go to Ray as they are: Ray copies them into its store as the task
+#: returns (or as ``put``/a stream item is handed over), before user code runs again.
+_store = PassStore()
+#: A generator's items with an int ``num_returns`` are all made before any is stored:
+#: each is copied when yielded, or the generator's later changes would show in it.
+_copied = HeapStore()
 _setup = threading.Lock()
 _loops = threading.local()
 
@@ -163,7 +168,7 @@ def _values(core: RayCore, result: Any, generator: str, num_returns: int, name: 
         return _dynamic_box(core, _dynamic(core, _checked(result, name, generator), name,
                                            work_id), name)
     if is_generator(result):
-        result = exactly(result, num_returns, name, _store)
+        result = exactly(result, num_returns, name, _copied)
     return pack_results(result, num_returns, name, _store)
 
 
