@@ -466,6 +466,40 @@ def test_a_get_of_many_reads_them_in_ray_at_once(
     assert seen == 50
 
 
+def test_a_wait_loop_reads_no_value_but_a_get_beside_it_does(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``wait`` asks only which objects are ready, as Ray's does: a loop of waits reads no
+    value from Ray (a ``ray.get`` per step cost a fifth of the loop). A ``get`` of the same
+    objects waiting in another thread still has its values."""
+    import threading
+
+    from actorlib.backends.ray import waits
+
+    reads: list[int] = []
+    ray_get = waits.ray.get
+    monkeypatch.setattr(waits.ray, "get", lambda refs, **kw: (
+        reads.append(len(refs) if isinstance(refs, list) else 1), ray_get(refs, **kw))[1])
+    pending = [sleeper.remote(0.002 * (i % 5)) for i in range(200)]
+    steps = 0
+    while pending:
+        ready, pending = actorlib.wait(pending, timeout=120)
+        assert len(ready) == 1
+        steps += 1
+    assert steps == 200 and reads == []
+
+    refs = [echo.remote(i) for i in range(100)]
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.extend(actorlib.get(refs, timeout=120)))
+    reader.start()
+    pending, seen = list(refs), 0
+    while pending:
+        ready, pending = actorlib.wait(pending, timeout=120)
+        seen += len(ready)
+    reader.join(120)
+    assert seen == 100 and got == list(range(100))
+
+
 # -- Ray's errors as actorlib's --------------------------------------------------------
 
 

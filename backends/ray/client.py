@@ -142,6 +142,9 @@ class RayCore(RayWaits, HeldTasks):
         # A blocking ``get``/``wait`` waits in Ray itself (``wait_blocking``): the objects
         # of its watch get no completion callback, and many are read in one ``ray.get``.
         self._thread = threading.local()  # ``deferred``: this thread's watch to wait for
+        self._unread: set[Any] = set()  # watchers that only wait: they read no value
+        self._probe_skip = 0  # rounds to go before a wait's next probe (see ``_probe``)
+        self._probe_backoff = 0
         # Tasks over their concurrency limit, held here until a slot frees (see .limits).
         self._limits = Limits()
         waiting.blocking_wait = self.wait_blocking

@@ -43,6 +43,8 @@ _FIRST_ROUND_S = 0.05
 _LAST_ROUND_S = 1.0
 #: A round of a wait over more refs than this first asks Ray about the oldest this many.
 _PROBE = 64
+#: Rounds without a probe after probes that found too few, at most (doubling from one).
+_PROBE_BACKOFF_MAX = 16
 
 ray = ray_module()
 
@@ -74,6 +76,9 @@ class RayWaits:
     _watchers: dict[int, set[Any]]  # id -> its watchers (small watches only)
     _hooked: set[int]  # ids with a Ray completion callback pending
     _large: set[Any]  # watchers of many ids (not in ``_watchers``)
+    _unread: set[Any]  # watchers that only wait (a ``wait``): handed ``UNREAD``
+    _probe_skip: int
+    _probe_backoff: int
     _thread: threading.local  # ``deferred``: this thread's watch to wait for
     _errors_as: dict[int, Serialized]
     _slots: dict[int, RayStream]
@@ -163,6 +168,8 @@ class RayWaits:
             if watched is None:
                 watched = self._watches[callback] = set()
             watched.update(ids)
+            if not reads:
+                self._unread.add(callback)
             if len(watched) > _INDEXED:
                 self._large.add(callback)
             else:
@@ -175,7 +182,7 @@ class RayWaits:
                 self._hooked.update(new)
         if defer:
             earlier = getattr(self._thread, "deferred", None)
-            self._thread.deferred = (callback, refs)
+            self._thread.deferred = (callback, refs, reads)
             if earlier is not None:  # never reached its wait: never leave it unhooked
                 self._hook_up(earlier[1])
             return
@@ -206,6 +213,7 @@ class RayWaits:
             if not waiting:
                 del self._watches[callback]
                 self._large.discard(callback)
+                self._unread.discard(callback)
             if callback in self._large:
                 return
             for id_ in ids:
@@ -221,9 +229,10 @@ class RayWaits:
         if id_ in self._limits.tracked:
             self._slot_freed(id_)
 
-    def _deliver(self, id_: int, data: Any, hooked: bool = False) -> None:
+    def _deliver(self, id_: int, data: Any, hooked: bool = False, unread: bool = False) -> None:
         """Hand a complete object (Ray's data, or a value :meth:`_read_all` made) to the
-        watchers still waiting for it."""
+        watchers still waiting for it. ``unread``: ``data`` is the object's Ray ref, read
+        only if a watcher reads (a ``wait`` is told it is ready, as Ray's ``wait`` is)."""
         with self._lock:
             if hooked:
                 self._hooked.discard(id_)
@@ -241,8 +250,20 @@ class RayWaits:
                 if not waiting:
                     del self._watches[callback]
                     self._large.discard(callback)
+                    if not unread:
+                        self._unread.discard(callback)
+            if unread:
+                unread_only = self._unread.issuperset(callbacks)
+                self._unread.difference_update(
+                    c for c in callbacks if c not in self._watches)
         if not callbacks:
             return
+        if unread:
+            if unread_only and not (self._slots and id_ in self._slots):
+                for callback in callbacks:
+                    callback(id_, UNREAD)
+                return
+            data = self._read_all([(id_, data)], False)[id_]
         if type(data) is Serialized:
             value = data
         elif self._slots and id_ in self._slots:
@@ -279,7 +300,7 @@ class RayWaits:
             raise
 
     def _wait_in_ray(
-        self, lock: Any, timeout: float | None, watch: tuple[Watcher, dict[int, Any]],
+        self, lock: Any, timeout: float | None, watch: tuple[Watcher, dict[int, Any], bool],
         total: int, need: int,
     ) -> bool:
         """Rounds of waiting in Ray until ``lock`` is released (the watch has what it
@@ -287,7 +308,7 @@ class RayWaits:
         Rounds are short at first and grow, so a release by other means is seen."""
         deadline = None if timeout is None else time.monotonic() + timeout
         step = _FIRST_ROUND_S
-        callback, refs = watch
+        callback, refs, reads = watch
         # Tasks held over their limit (see .limits) are not in Ray yet: once submitted,
         # their Ray refs are the client's (``refs`` has what stood for them).
         held = bool(self._limits.standing) and any(type(r) is Held for r in refs.values())
@@ -304,11 +325,11 @@ class RayWaits:
             missing = need - (total - count)
             if left == 0.0:  # the end: hand over all that is ready by now, then give up
                 if pending:
-                    self._ray_round(pending, len(pending), 0.0)
+                    self._ray_round(pending, len(pending), 0.0, reads)
                 return bool(lock.acquire(timeout=0))
             wait = step if left is None else min(step, left)
             if pending:
-                self._ray_round(pending, missing, wait)
+                self._ray_round(pending, missing, wait, reads)
             elif lock.acquire(timeout=wait):
                 return True
             step = min(step * 2, _LAST_ROUND_S)
@@ -328,23 +349,26 @@ class RayWaits:
             out.append((id_, ref))
         return out
 
-    def _ray_round(self, pending: list[tuple[int, Any]], need: int, timeout: float) -> int:
+    def _ray_round(
+        self, pending: list[tuple[int, Any]], need: int, timeout: float, reads: bool = True,
+    ) -> int:
         """Wait up to ``timeout`` in Ray for ``need`` of ``pending`` (id, Ray ref), then
         hand those ready to their watchers (how many): ``ray.get`` of them all when all
-        are needed, else ``ray.wait`` and one ``ray.get`` of those ready. A worker waits
+        are needed, else ``ray.wait`` and one ``ray.get`` of those ready (none for a
+        ``wait``, ``reads`` False, unless another watcher reads them). A worker waits
         in ``ray.wait`` without fetching, as it always did: Ray then keeps its CPU for
         it (a ``ray.get`` would lend it to other tasks, and an ``Executor``'s tasks
         blocked in ``get`` would no longer be bounded by its ``max_workers``)."""
         refs = list(map(_second, pending))
-        if need >= len(pending) and timeout > 0 and not self._worker:
+        if reads and need >= len(pending) and timeout > 0 and not self._worker:
             try:
                 datas = ray.get(refs, timeout=timeout)
             except ray.exceptions.GetTimeoutError:
                 return 0
             except Exception as exc:  # one holds an error: those ready, errors as values
                 _raise_signalled(exc)
-                return (self._ray_round(pending, len(pending), 0.0)
-                        or self._ray_round(pending, 1, timeout))
+                return (self._ray_round(pending, len(pending), 0.0, reads)
+                        or self._ray_round(pending, 1, timeout, reads))
             values = self._values(pending, datas, False)
         else:
             unique = list(dict.fromkeys(refs))  # Ray's wait refuses duplicates
@@ -360,8 +384,12 @@ class RayWaits:
             if not ready:
                 return 0
             chosen = set(ready)
-            values = self._read_all(list(compress(pending, map(chosen.__contains__, refs))),
-                                    False)
+            found = list(compress(pending, map(chosen.__contains__, refs)))
+            if not reads:
+                for id_, ref in found:
+                    self._deliver(id_, ref, unread=True)
+                return len(found)
+            values = self._read_all(found, False)
         for id_, value in values.items():
             self._deliver(id_, value)
         return len(values)
@@ -375,9 +403,17 @@ class RayWaits:
         complete too) made Ray look at every remaining ref twice per round."""
         if len(unique) <= _PROBE:
             return []
+        if self._probe_skip > 0:  # recent probes found too few: the loop outran Ray
+            self._probe_skip -= 1
+            return []
         done = ray.wait(unique[:_PROBE], num_returns=_PROBE, timeout=0, fetch_local=False)[0]
         if len(done) < need:
+            # A loop waiting for each next object as it completes gains nothing from a
+            # probe (each costs as much as the wait that follows it): probe less often.
+            self._probe_backoff = min(2 * self._probe_backoff or 1, _PROBE_BACKOFF_MAX)
+            self._probe_skip = self._probe_backoff
             return []
+        self._probe_backoff = 0
         self._known_complete(pending, done[need:])
         return done[:need]
 
