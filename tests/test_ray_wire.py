@@ -15,8 +15,11 @@ from actorlib.backends.ray.wire import (
     call_name,
     call_spec,
     named_call,
+    named_submit,
+    named_task,
     pack,
     task_data,
+    task_name,
     task_spec,
     unpack,
 )
@@ -54,23 +57,80 @@ def test_a_task_spec_is_rebuilt_from_its_template_and_ids() -> None:
     made: list[TaskSpec] = []
     callers = TaskCallers(lambda spec: made.append(spec) or object())
     first, second = _spec(WIDE), _spec(WIDE + 100)
-    caller_a, template_a = callers.get(first)
-    caller_b, template_b = callers.get(second)
+    caller_a, template_a, named_a = callers.get(first)
+    caller_b, template_b, _ = callers.get(second)
+    assert named_a is None  # no way to submit by name given
     # One translation for every call of one function with the same options.
     assert (caller_a, template_a) == (caller_b, template_b) and len(made) == 1
     rebuilt, inline = task_spec(task_data(second, template_b, b"args"))
     assert pickle.dumps(rebuilt) == pickle.dumps(second) and inline == b"args"
     assert rebuilt.retry_exceptions.types == (KeyError,)
     # Other options: another template.
-    _, template_c = callers.get(_spec(WIDE, num_returns=1, return_ids=(WIDE + 1,)))
+    _, template_c, _ = callers.get(_spec(WIDE, num_returns=1, return_ids=(WIDE + 1,)))
     assert template_c != template_a and len(made) == 2
+
+
+def test_a_task_with_one_return_is_submitted_by_name_its_ids_in_the_name() -> None:
+    """A task of one return needs no argument of actorlib's: its template is bound into
+    its Ray function (made once per template) and its ids travel in its Ray name."""
+    bound: list[bytes] = []
+    callers = TaskCallers(lambda spec: object(),
+                          lambda spec, template: bound.append(template) or "submit")
+    spec = _spec(WIDE, num_returns=1, return_ids=(WIDE + 1,))
+    _, template, named = callers.get(spec)
+    assert named == "submit" and bound == [template]
+    again = _spec(WIDE + 50, num_returns=1, return_ids=(WIDE + 51,), caller_id=WIDE + 52)
+    assert callers.get(again)[2] == "submit" and len(bound) == 1
+    name = task_name(again)
+    assert name.startswith("f ")  # what Ray's dashboard shows first: the task's name
+    rebuilt = named_task(template, name)
+    assert (rebuilt.task_id, rebuilt.caller_id) == (WIDE + 50, WIDE + 52)
+    assert rebuilt.function == spec.function and rebuilt.retry_exceptions.types == (KeyError,)
+    assert named_task(template, task_name(_spec(
+        WIDE, num_returns=1, name=None, return_ids=(WIDE + 1,)))).task_id == WIDE
+    # Several returns or a generator: the return ids travel as an argument, as before.
+    assert callers.get(_spec(WIDE))[2] is None
+    assert callers.get(_spec(WIDE, num_returns=1, generator="streaming"))[2] is None
+
+
+def test_a_submit_by_name_passes_rays_validated_options_and_the_name() -> None:
+    """``named_submit`` calls what Ray's ``.options()`` wrapper would, the name added; a
+    wrapper of another shape (another Ray) gives None: the spec then goes as an argument."""
+    calls: list[dict[str, object]] = []
+
+    class Function:
+        def _remote(self, **kwargs: object) -> str:
+            calls.append(kwargs)
+            return "ref"
+
+    def options(**updated_options: object) -> object:
+        func_cls, serialized_runtime_env_info = Function(), "{}"
+
+        class Wrapper:
+            def remote(self, *args: object) -> object:
+                return func_cls._remote(args=args, kwargs={}, name=None,
+                                        serialized_runtime_env_info=serialized_runtime_env_info,
+                                        **updated_options)
+        return Wrapper()
+
+    submit = named_submit(options(num_cpus=1, name="user's", max_retries=3))
+    assert submit is not None
+    assert submit([b"payload"], "f 1 2") == "ref"
+    assert calls == [dict(args=[b"payload"], kwargs={}, serialized_runtime_env_info="{}",
+                          name="f 1 2", num_cpus=1, max_retries=3)]
+    assert named_submit(object()) is None
+
+    class Other:
+        def remote(self, *args: object) -> None:
+            return None
+    assert named_submit(Other()) is None
 
 
 def test_options_that_cannot_be_a_key_are_translated_each_time() -> None:
     made: list[TaskSpec] = []
     callers = TaskCallers(lambda spec: made.append(spec) or object())
     spec = _spec(WIDE, scheduling_strategy=["not", "hashable"])
-    _, template = callers.get(spec)
+    _, template, _ = callers.get(spec)
     callers.get(spec)
     assert len(made) == 2
     rebuilt, inline = task_spec(task_data(spec, template, None))

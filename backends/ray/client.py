@@ -43,10 +43,13 @@ from actorlib.backends.ray.waits import RayWaits
 from actorlib.backends.ray.wire import (
     INLINE_MAX,
     CallTemplates,
+    NamedSubmit,
     TaskCallers,
     call_data,
     call_name,
+    named_submit,
     task_data,
+    task_name,
 )
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.core import waiting
@@ -130,7 +133,8 @@ class RayCore(RayWaits, HeldTasks):
         self._groups = RayGroups()
         self._scheduler = Scheduler()
         self._scheduler.removed_groups = self._groups.removed
-        self._task_callers = TaskCallers(self._ray_task)
+        self._task_callers = TaskCallers(
+            self._ray_task, self._named_task if _NAMED_CALLS else None)
         self._call_templates = CallTemplates()
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
@@ -377,7 +381,9 @@ class RayCore(RayWaits, HeldTasks):
         """Hand ``spec`` to Ray; what its ``.remote()`` returned."""
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
-        task, template = self._task_callers.get(spec)
+        task, template, named = self._task_callers.get(spec)
+        if named is not None:
+            return named(self._pack(spec.args, inline=False)[1], task_name(spec))
         inline, rest = self._pack(spec.args)
         return task.remote(task_data(spec, template, inline), *rest)
 
@@ -715,6 +721,18 @@ class RayCore(RayWaits, HeldTasks):
             if spec.backpressure > 0:
                 options["_generator_backpressure_num_objects"] = spec.backpressure
         return worker.remote_task(spec.max_calls, streaming).options(**options)
+
+    def _named_task(self, spec: TaskSpec, template: bytes) -> NamedSubmit | None:
+        """A submit by name for ``spec``'s tasks (see :func:`.wire.named_submit`)."""
+        from actorlib.backends.ray import worker
+
+        options = task_options(spec, self._groups.ray_group)
+        bare = named_submit(
+            worker.bound_task(template, spec.max_calls, takes_args=False).options(**options))
+        full = named_submit(worker.bound_task(template, spec.max_calls).options(**options))
+        if bare is None or full is None:
+            return None
+        return lambda args, name: (full if args else bare)(args, name)
 
     def debug_state(self) -> dict[str, Any]:
         with self._lock:

@@ -48,16 +48,25 @@ def _task_key(spec: TaskSpec) -> Hashable:
     )
 
 
+#: Submits one task by name: (Ray arguments, the task's Ray name) -> Ray's refs.
+NamedSubmit = Callable[[list[Any], str], Any]
+
+
 class TaskCallers:
     """Per distinct task template: Ray's remote function with the task's options applied,
-    and the template's pickled bytes, made once."""
+    and the template's pickled bytes, made once; for a task :func:`task_name` can carry,
+    a submit by name instead (see :func:`named_submit`)."""
 
-    def __init__(self, make: Callable[[TaskSpec], Any]) -> None:
+    def __init__(
+        self, make: Callable[[TaskSpec], Any],
+        make_named: Callable[[TaskSpec, bytes], NamedSubmit | None] | None = None,
+    ) -> None:
         self._make = make  # spec -> Ray's ``.options(...)`` wrapper for it
-        self._cache: collections.OrderedDict[Hashable, tuple[Any, bytes]] = (
-            collections.OrderedDict())
+        self._make_named = make_named
+        self._cache: collections.OrderedDict[
+            Hashable, tuple[Any, bytes, NamedSubmit | None]] = collections.OrderedDict()
 
-    def get(self, spec: TaskSpec) -> tuple[Any, bytes]:
+    def get(self, spec: TaskSpec) -> tuple[Any, bytes, NamedSubmit | None]:
         key: Hashable | None = _task_key(spec)
         cache = self._cache
         try:
@@ -72,7 +81,11 @@ class TaskCallers:
         )
         # The C pickler: a spec's parts that may live in the driver's ``__main__`` (its
         # function, the classes of ``retry_exceptions``) carry their own cloudpickled bytes.
-        found = (self._make(spec), pickle.dumps(template, protocol=5))
+        data = pickle.dumps(template, protocol=5)
+        named = None
+        if self._make_named is not None and nameable(spec):
+            named = self._make_named(spec, data)
+        found = (self._make(spec), data, named)
         if key is not None:
             if len(cache) >= _KEEP:
                 cache.popitem(last=False)
@@ -135,6 +148,54 @@ def task_spec(data: bytes) -> tuple[TaskSpec, bytes | None]:
         task_id, tuple(return_ids), caller_id
     )
     return TaskSpec(*values), payload
+
+
+def nameable(spec: TaskSpec) -> bool:
+    """Whether a task's ids fit in its Ray name (:func:`task_name`): the worker needs no
+    return ids of a task with one return and no generator."""
+    return spec.num_returns == 1 and not spec.generator
+
+
+def task_name(spec: TaskSpec) -> str:
+    """A task's Ray name, carrying its ids: what Ray's dashboard and state API show
+    (the task's name, then its id and its caller's)."""
+    return f"{spec.name or spec.function.name} {spec.task_id:x} {spec.caller_id:x}"
+
+
+def named_task(template: bytes, name: str) -> TaskSpec:
+    """In the worker: the spec of a task submitted by :func:`task_name`."""
+    values = list(_template(template, _task_fields))
+    _, task_id, caller_id = name.rsplit(" ", 2)
+    values[_TASK_ID], values[_CALLER_ID] = int(task_id, 16), int(caller_id, 16)
+    return TaskSpec(*values)
+
+
+def named_submit(options_wrapper: Any) -> NamedSubmit | None:
+    """A submit that names each task, from Ray's ``.options()`` wrapper of a remote
+    function: the wrapper's ``remote`` calls the function's ``_remote`` with the options
+    it validated once, and so does this, with the task's name added. A task then passes
+    Ray no argument of actorlib's own: its spec is the name, its template bound into
+    the Ray function (a ``bytes`` argument cost Ray a pickling per task, about a third
+    of the driver's time per task). None where that wrapper is not as expected (another
+    Ray version): the task's spec then travels as an argument."""
+    remote = getattr(getattr(options_wrapper, "remote", None), "__func__", None)
+    closure = getattr(remote, "__closure__", None)
+    if remote is None or not closure:
+        return None
+    try:
+        cells = dict(zip(remote.__code__.co_freevars,
+                         (cell.cell_contents for cell in closure), strict=True))
+        submit = cells["func_cls"]._remote
+        options = {k: v for k, v in cells["updated_options"].items() if k != "name"}
+        runtime_env = cells["serialized_runtime_env_info"]
+    except (KeyError, ValueError, AttributeError):
+        return None
+
+    def named(args: list[Any], name: str) -> Any:
+        return submit(args=args, kwargs={}, serialized_runtime_env_info=runtime_env,
+                      name=name, **options)
+
+    return named
 
 
 class CallTemplates:

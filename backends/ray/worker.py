@@ -25,7 +25,7 @@ from actorlib.backends.ray.actor_table import restarts
 from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
 from actorlib.backends.ray.client import PassStore, RayCore
 from actorlib.backends.ray.connector import ray_module
-from actorlib.backends.ray.wire import call_spec, named_call, task_spec
+from actorlib.backends.ray.wire import call_spec, named_call, named_task, task_spec
 from actorlib.backends.runner.streaming import exactly, is_generator
 from actorlib.backends.runner.user_code import (
     CodeCache,
@@ -38,7 +38,7 @@ from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize, serialize
-from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions
+from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
 
 _code = CodeCache()
 #: Results and items go to Ray as they are: Ray copies them into its store as the task
@@ -303,7 +303,17 @@ def run_task(data: bytes, payload: Packed | None = None, *deps: Any) -> Any:
     """A task: ``data`` its spec (:func:`.wire.task_data`), ``payload`` its arguments
     when they did not go inside ``data``, ``deps`` its ref arguments' values."""
     spec, inline = task_spec(data)
-    payload = payload if inline is None else inline
+    return _run_task(spec, payload if inline is None else inline, deps)
+
+
+def run_named_task(template: bytes, payload: Packed | None = None, *deps: Any) -> Any:
+    """A task submitted by name (:func:`.wire.named_submit`): its template bound into
+    its Ray function, its ids in its Ray name."""
+    spec = named_task(template, ray.get_runtime_context().get_task_name())
+    return _run_task(spec, payload, deps)
+
+
+def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
     core = client(spec.namespace)
     name = spec.name or spec.function.name
     token = current_execution.set(ExecutionContext(
@@ -502,6 +512,23 @@ def remote_task(max_calls: int = 0, streaming: bool = False) -> Any:
             ray.remote(max_calls=max_calls)(fn) if max_calls else ray.remote(fn)
         )
     return found
+
+
+def bound_task(template: bytes, max_calls: int = 0, takes_args: bool = True) -> Any:
+    """A Ray function running the tasks of one template (:func:`run_named_task`): Ray
+    ships it to a worker once, as it does any function, and each task then needs no
+    argument to say what it is. Without ``takes_args`` it has no parameter: Ray binds
+    the arguments of a function that has any to its signature on every call."""
+    if takes_args:
+        def actorlib_task(payload: Packed | None = None, *deps: Any) -> Any:
+            return run_named_task(template, payload, *deps)
+    else:
+        def actorlib_task() -> Any:  # type: ignore[misc]
+            return run_named_task(template)
+
+    # Not kept here: the client keeps it with the template (``wire.TaskCallers``).
+    return ray.remote(max_calls=max_calls)(actorlib_task) if max_calls else ray.remote(
+        actorlib_task)
 
 
 def remote_host(is_async: bool, groups: dict[str, int] | None = None) -> Any:
