@@ -39,8 +39,9 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from actorlib.api import cancel, cluster_resources
+from actorlib.core.interruptible import SIGNAL_LOOK_S
 from actorlib.core.serialization import Serialized
-from actorlib.core.waiting import SIGNAL_LOOK_S, client_of, completer
+from actorlib.core.waiting import client_of, completer
 from actorlib.exceptions import (
     BrokenExecutorError,
     ExecutorInitializerError,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, wait
 from typing import Any, Generic, TypeVar
 
+from actorlib.core import interruptible
 from actorlib.exceptions import ExecutorShutdownError, GetTimeoutError
 from actorlib.executor import Executor
 from actorlib.executor_results import read_unread
@@ -103,7 +104,7 @@ class ApplyResult(Generic[T]):
         return self._error is None
 
     def wait(self, timeout: float | None = None) -> None:
-        self._event.wait(timeout)
+        interruptible.wait(self._event, timeout)  # on the main thread: Ctrl-C gets in
 
     def get(self, timeout: float | None = None) -> T:
         self.wait(timeout)
@@ -391,7 +392,7 @@ class Pool:
             bar = make_bar(total=len(items))
             for future, chunk in zip(futures, chunks, strict=True):
                 future.add_done_callback(_advance(bar, len(chunk)))
-            result._event.wait()  # map() blocks anyway
+            result.wait()  # map() blocks anyway
             bar.close()
         return result
 

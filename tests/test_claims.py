@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -141,12 +142,14 @@ class _Reports:
 
     def __init__(self) -> None:
         self.finished: list[int] = []
+        self.outcomes: list[Outcome] = []
         self.recalled: list[int] = []
         self.changed = threading.Condition()
 
     def task_finished(self, outcome: Outcome) -> None:
         with self.changed:
             self.finished.append(outcome.id)
+            self.outcomes.append(outcome)
             self.changed.notify_all()
 
     def task_recalled(self, task_id: int, attempt: int) -> None:
@@ -202,6 +205,228 @@ def test_a_task_sent_again_runs_only_as_its_new_copy():
             event.set()
         runner.stop()
         table.close()
+
+
+class _Spin:
+    """A task that runs until released or interrupted (a cancel), noting each start."""
+
+    __name__ = "spin"
+
+    def __init__(self) -> None:
+        self.starts = 0
+        self.interrupted = 0
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self) -> str:
+        self.starts += 1
+        self.started.set()
+        try:
+            while not self.release.wait(0.005):  # Python between waits: a cancel lands
+                pass
+        except KeyboardInterrupt:
+            self.interrupted += 1
+            raise
+        return "ran to its end"
+
+
+class _HeldClaims:
+    """A worker's claims (``ClaimTable.take``) that a task thread other than the test's
+    makes only once ``go`` is set: the moment a thread claims is the test's to choose.
+    With ``late_s``, a thread whose claim failed is slow to go on (it may be descheduled
+    there): it sleeps that long before it forgets the copy it reached for."""
+
+    def __init__(self, table: ClaimTable, late_s: float = 0.0) -> None:
+        self.table = table
+        self.go = threading.Event()
+        self.late_s = late_s
+        self.failed = threading.Event()
+
+    def __call__(self, task_id: int) -> bool | None:
+        if threading.current_thread() is threading.main_thread():
+            return self.table.take(task_id)
+        assert self.go.wait(T)
+        taken = self.table.take(task_id)
+        if not taken:
+            self.failed.set()
+            time.sleep(self.late_s)
+        return taken
+
+
+class _Worker:
+    """A worker's runner over its claim table, the core played by the test: task ids
+    ``first`` and ``second`` hold until released (``RELEASE``), ``queued`` spins."""
+
+    first, second, queued = 1 << 41, 2 << 41, 3 << 41
+
+    def __init__(self, late_s: float = 0.0) -> None:
+        self.table = ClaimTable.create()
+        self.claims = _HeldClaims(self.table, late_s)
+        self.reports = _Reports()
+        self.runner = LocalRunner(self.reports, HeapStore(), self.claims)  # type: ignore[arg-type]
+        self.spin = _Spin()
+        self.threads: list[threading.Thread] = []  # inline work's (``may_run_inline``)
+        for event in RELEASE.values():
+            event.clear()
+
+    def run(self, task_id: int, follows: int = 0) -> TaskRun:
+        """A ``RunTask`` for ``task_id``, as the driver sends it."""
+        import functools
+
+        if task_id == self.queued:
+            fn: Any = functools.partial(self.spin)
+        else:
+            fn = functools.partial(_hold, "first" if task_id == self.first else "second")
+        return _run(self.runner, task_id, fn, follows)
+
+    def send(self, task_id: int, follows: int = 0) -> None:
+        self.runner.run_task(self.run(task_id, follows))
+
+    def cancel_reaches_the_one_run(self) -> None:
+        """The core cancels ``queued``, started here through the claim the core offered
+        for the copy it sent last: the driver finds no claim to take back and asks the
+        worker, whose cancel must reach the copy that runs."""
+        queued, reports = self.queued, self.reports
+        assert self.spin.started.wait(T), "the copy left behind started"
+        assert self.table.take(queued, wait=False) is False  # so the driver asks the worker
+        self.runner.cancel(queued, force=False)
+        reports.wait_finished(queued)  # before the task's end: it runs until released
+        assert self.spin.interrupted == 1, "the cancel did not reach the task"
+        assert reports.outcomes[reports.finished.index(queued)].error is not None
+
+    # As a worker's connection for ``InlineTasks``: inline work runs on another thread
+    # (as when reading has passed to a spare thread), the test's thread reads on.
+
+    def may_run_inline(self) -> bool:
+        return True
+
+    def run_inline(self, work: Any) -> None:
+        thread = threading.Thread(target=work, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def close(self) -> None:
+        self.claims.go.set()
+        self.spin.release.set()
+        for event in RELEASE.values():
+            event.set()
+        self.runner.stop()
+        self.runner.join(T)
+        for thread in self.threads:
+            thread.join(T)
+        self.table.close()
+
+
+@pytest.fixture
+def worker() -> Iterator[_Worker]:
+    worker = _Worker()
+    try:
+        yield worker
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("left", ["behind its leader", "on a thread of its own"])
+def test_a_cancel_reaches_a_copy_left_behind_that_started_through_the_claim_offered_again(
+    worker: _Worker, left: str
+) -> None:
+    """The core took back a task queued on a worker and sent it again, offering its claim
+    again; the copy left behind (behind its leader, or given a thread of its own as its
+    leader had ended) reached for its claim before the new copy arrived, so it holds the
+    new offer and runs. The new copy must then not take the task's entry from the thread
+    that runs it, else a cancel finds nothing and is lost; nor run a second time: the
+    core gets one outcome. (On a thread of its own, the copy is now claimed as it
+    arrives, so the core cannot take it back at all: the cancel must reach it too.)"""
+    first, second, queued, table = worker.first, worker.second, worker.queued, worker.table
+    if left == "behind its leader":
+        worker.claims.go.set()
+        worker.send(first)
+    assert table.offer(queued)
+    worker.send(queued, follows=first)
+    taken_back = table.take(queued, wait=False)
+    if taken_back:  # the core took it back
+        worker.send(second)
+        assert table.offer(queued)  # and sends it again, behind another task
+        RELEASE["first"].set()  # the task ahead ends first: its thread claims the copy
+        worker.claims.go.set()
+        assert worker.spin.started.wait(T)
+        worker.send(queued, follows=second)  # the new copy
+    else:  # claimed by the worker already: it started there, for the core
+        assert left == "on a thread of its own"
+    worker.cancel_reaches_the_one_run()
+    if taken_back:
+        RELEASE["second"].set()
+        worker.reports.wait_finished(second)
+    assert worker.spin.starts == 1, "the task ran twice"
+    assert worker.reports.finished.count(queued) == 1
+    assert not worker.reports.recalled
+
+
+def test_a_copy_arriving_while_a_thread_decides_its_claim_waits_for_the_answer() -> None:
+    """The task ahead ended and its thread reached for the copy left behind, but the core
+    had taken back the claim it offered since (a recall of the copy it sent next): the
+    claim fails. Copies sent meanwhile arrive before that thread has forgotten its copy:
+    the runner must wait for the thread's answer, not take that thread for the one that
+    runs the task and ignore them (the task would never run, and the core wait for it
+    for ever). The thread claims under its lock for that."""
+    worker = _Worker(late_s=0.3)
+    first, second, queued, table = worker.first, worker.second, worker.queued, worker.table
+    try:
+        worker.send(first)
+        assert table.offer(queued)
+        worker.send(queued, follows=first)
+        assert table.take(queued, wait=False) is True  # the core took copy 1 back
+        worker.send(second)
+        assert table.offer(queued)  # copy 2, on its way
+        RELEASE["first"].set()  # copy 1's thread reaches for its claim (held at ``go``)
+        assert table.take(queued, wait=False) is True  # the core recalls copy 2
+        worker.claims.go.set()
+        assert worker.claims.failed.wait(T)  # copy 1's claim failed; its thread is slow
+        assert table.offer(queued)  # copy 3, on its way
+        worker.send(queued, follows=second)  # copy 2 arrives
+        worker.send(queued, follows=second)  # copy 3 arrives
+        RELEASE["second"].set()
+        assert worker.spin.started.wait(T), "the task never ran"
+        worker.spin.release.set()
+        worker.reports.wait_finished(queued)
+        assert worker.spin.starts == 1, "the task ran twice"
+        assert worker.reports.finished.count(queued) == 1
+    finally:
+        worker.close()
+
+
+def test_a_copy_sent_again_to_be_run_inline_leaves_the_task_with_the_copy_that_runs(
+    worker: _Worker,
+) -> None:
+    """As above, the new copy reaching ``InlineTasks`` (a worker runs a plain task on its
+    reading thread when nothing runs there): it is ignored, and the cancel reaches the
+    copy left behind, which runs."""
+    from actorlib.backends.process.inline_tasks import InlineTasks
+
+    runner, table, queued = worker.runner, worker.table, worker.queued
+    busy, ended = worker.second, 4 << 41  # ``ended``: a task ended here meanwhile
+    inline = InlineTasks(runner, worker)  # type: ignore[arg-type]
+    worker.claims.go.set()
+    assert inline.run(worker.run(busy))
+    # The reading thread's tasks are busy: the next task goes to a task thread.
+    assert not inline.run(worker.run(worker.first))
+    worker.send(worker.first)
+    assert table.offer(queued)
+    run = worker.run(queued, follows=worker.first)
+    assert not inline.run(run)  # queued behind a task thread's task
+    runner.run_task(run)
+    assert table.take(queued, wait=False) is True  # the core took it back
+    RELEASE["second"].set()
+    worker.reports.wait_finished(busy)
+    for thread in worker.threads:
+        thread.join(T)
+    assert table.offer(queued)  # and sends it again, behind a task ended meanwhile
+    RELEASE["first"].set()
+    assert worker.spin.started.wait(T)
+    assert inline.run(worker.run(queued, follows=ended))
+    worker.cancel_reaches_the_one_run()
+    assert worker.spin.starts == 1, "the task ran twice"
+    assert worker.reports.finished.count(queued) == 1
 
 
 # -- end to end ----------------------------------------------------------------------------

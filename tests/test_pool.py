@@ -12,7 +12,7 @@ import multiprocessing
 from multiprocessing.pool import ThreadPool
 
 import pytest
-from testkit import Recorder, Sync, T
+from testkit import Recorder, Sync, T, ctrl_c_elsewhere
 
 import actorlib
 from actorlib import Pool
@@ -85,6 +85,16 @@ def test_shares_the_running_runtime(rt):
     with Pool(2) as pool:
         assert pool.map(square, [3]) == [9]
     assert actorlib.is_initialized()
+
+
+def test_ctrl_c_reaches_a_blocked_apply(rt):
+    """``apply`` (``map``, ``get``) waits on the main thread: Ctrl-C reaches it at once,
+    whichever thread of the process the kernel hands it to."""
+    sync = Sync.remote()
+    with Pool(1) as pool, ctrl_c_elsewhere(
+        "get", "pool.py", lambda: actorlib.get(sync.set.remote("late"), timeout=T)
+    ):
+        pool.apply(wait_for, (sync, "late", 1))
 
 
 @pytest.mark.parametrize("bad", [0, -2])

@@ -9,13 +9,22 @@ import threading
 from typing import Any
 
 import pytest
+from testkit import T, ctrl_c_elsewhere, wait_for
 
 pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
 
 from actorlib.backends.ray import limits as limits_module
 from actorlib.backends.ray.client import RayCore
 from actorlib.backends.ray.interrupts import SigintDeferred
-from actorlib.backends.ray.limits import QUEUED, RELEASED, WITHDRAWN, Held, HeldTasks, Limits
+from actorlib.backends.ray.limits import (
+    QUEUED,
+    RELEASED,
+    SUBMITTED,
+    WITHDRAWN,
+    Held,
+    HeldTasks,
+    Limits,
+)
 from actorlib.core.specs import NO_ARGS, TaskSpec
 
 
@@ -184,6 +193,34 @@ def test_a_failure_after_ray_took_a_task_keeps_its_slot_until_it_ends() -> None:
     with pytest.raises(RuntimeError, match="refused"):
         client.submit_task(_spec(2, limit=2))
     assert client._limits._running == {"k": 1}  # refused before Ray took it: given back
+
+
+def test_ctrl_c_reaches_the_main_thread_waiting_for_a_held_task_another_thread_submits(
+) -> None:
+    """A held task's ref is needed now on the main thread (it goes into other work) while
+    the completer is submitting it, in Ray's ``.remote()`` for as long as Ray takes:
+    Ctrl-C reaches the main thread's wait at once, whichever thread the kernel hands it
+    to."""
+    in_ray = threading.Event()
+
+    def send(spec: TaskSpec) -> Any:
+        if spec.task_id == 2:
+            assert in_ray.wait(T)
+        return "ref"
+
+    client = _Client(send)
+    held = _second_held(client)
+    assert client._limits.leave("k") == [held]  # the first ended: the completer has it
+    submitting = threading.Thread(target=client._submit_held, args=([held],))
+    submitting.start()
+    try:
+        wait_for(lambda: held.state is SUBMITTED, "the completer to submit it", T)
+        with ctrl_c_elsewhere("_take_now", "limits.py", in_ray.set):
+            client._take_now(2, held)
+    finally:
+        in_ray.set()
+        submitting.join(T)
+    assert client._ray_ref(2) == "ref" and held.submitted.is_set()
 
 
 class _Ref:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any
 
 import pytest
-from testkit import Sync, T, gated
+from testkit import Sync, T, ctrl_c_elsewhere, gated
 
 import actorlib
 
@@ -223,42 +222,11 @@ def count_to(n):
     yield from range(n)
 
 
-def _in_get(thread: int) -> bool:
-    frame = sys._current_frames().get(thread)
-    while frame is not None:
-        if frame.f_code.co_name == "get" and frame.f_code.co_filename.endswith("api.py"):
-            return True
-        frame = frame.f_back
-    return False
-
-
 def test_ctrl_c_reaches_a_blocked_get_whichever_thread_receives_it(rt):
-    """The kernel may hand Ctrl-C to any thread of the process (here: a thread of the
-    test's own, as it may be one of the runtime's). Python runs the handler on the main
-    thread, so a main thread asleep in ``get`` must still wake for it, not only once the
-    value comes (here: once the interrupt was seen, or after T/3)."""
+    """A main thread asleep in ``get`` wakes for Ctrl-C, whichever thread of the process
+    the kernel hands it to (``ctrl_c_elsewhere``)."""
     sync = Sync.remote()
     blocked = sync.wait.remote("late")
-    seen = threading.Event()
-    released_first = []
-    main = threading.get_ident()
-
-    def interrupt_elsewhere() -> None:
-        while not _in_get(main):
-            time.sleep(0.01)
-        time.sleep(0.1)  # on to its lock
-        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
-        released_first.append(not seen.wait(T / 3))  # well before the get times out
-        actorlib.get(sync.set.remote("late"), timeout=T)
-
-    elsewhere = threading.Thread(target=interrupt_elsewhere)
-    elsewhere.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            actorlib.get(blocked, timeout=T)
-        seen.set()
-    finally:
-        seen.set()
-        elsewhere.join()
-    assert released_first == [False], "get() woke only when its value came"
+    with ctrl_c_elsewhere("get", "api.py", lambda: actorlib.get(sync.set.remote("late"))):
+        actorlib.get(blocked, timeout=T)
     actorlib.get(blocked, timeout=T)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from testkit import T, wait_until
+from testkit import T, ctrl_c_elsewhere, wait_until
 
 from actorlib.backends.base import HeapStore
 from actorlib.backends.transport import framing
@@ -136,6 +136,20 @@ def test_a_request_on_the_reader_fails_if_the_core_goes(link):
     core.sock.shutdown(socket.SHUT_RDWR)  # the driver is gone, the answer never comes
     assert done.wait(T)
     assert len(errors) == 1
+
+
+def test_ctrl_c_reaches_a_request_waiting_on_the_main_thread(link):
+    """A cluster driver's main thread waits for the head's answer (``get_actor``,
+    ``nodes()``, a withdrawal): Ctrl-C still reaches it at once, whichever thread of the
+    process the kernel hands it to, however long the head takes."""
+    core, client = link
+
+    def answer() -> None:
+        request = core.expect(Request)
+        core.send(Reply(request.req, True, [True]))
+
+    with ctrl_c_elsewhere("_request", "remote_core.py", answer):
+        client.withdraw([7])
 
 
 # -- work run inline on the reading thread (a worker's plain tasks) ------------------------

@@ -7,16 +7,20 @@ these actors, refs and return values, so the same test is valid when tasks run e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
+import pytest
 
 import actorlib
 
@@ -139,6 +143,54 @@ def wait_until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "con
     counting, resource release). The timeout is generous: a worker started at load 15-40
     takes seconds, and only a failing test ever waits it out."""
     wait_for(lambda: gc.collect() >= 0 and pred(), what, timeout)
+
+
+def _waits_in(thread: int, function: str, filename: str) -> bool:
+    frame = sys._current_frames().get(thread)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == function and code.co_filename.endswith(filename):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextlib.contextmanager
+def ctrl_c_elsewhere(function: str, filename: str, end_wait: Callable[[], None],
+                     ) -> Iterator[None]:
+    """The block, run on the main thread, must wait in ``function`` (of a file whose
+    name ends with ``filename``) until Ctrl-C ends it with ``KeyboardInterrupt``.
+
+    The kernel may hand Ctrl-C to any thread of the process: here it goes to a thread of
+    the test's own (it could be one of the runtime's). Python runs the handler on the
+    main thread, so a main thread asleep in the wait must still wake for it, not only
+    once the wait is over: ``end_wait()`` ends it after T/3 in any case (a wait that
+    missed the signal then raises late, and the test fails)."""
+    assert threading.current_thread() is threading.main_thread()
+    main = threading.get_ident()
+    seen = threading.Event()
+    first: list[bool] = []
+
+    def interrupt() -> None:
+        while not _waits_in(main, function, filename):
+            time.sleep(0.01)
+        time.sleep(0.1)  # on to its lock
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        first.append(seen.wait(T / 3))  # well before the wait ends by itself
+        end_wait()
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    elsewhere = threading.Thread(target=interrupt, name="ctrl-c-elsewhere")
+    elsewhere.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+        seen.set()
+    finally:
+        seen.set()
+        elsewhere.join()
+        signal.signal(signal.SIGINT, old)
+    assert first == [True], f"the wait in {function}() woke only when it was over"
 
 
 def live_objects() -> set[str]:

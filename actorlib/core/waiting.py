@@ -28,6 +28,7 @@ import sniffio
 
 from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.interruptible import acquire as _acquire
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
 from actorlib.exceptions import (
@@ -155,29 +156,6 @@ class _Collect:
 #: many objects in one call (Ray's ``ray.get`` of a list) does so; the hook is called
 #: right after the watch whose callback has ``hook_follows`` (see ``_Collect``).
 blocking_wait: Callable[[Any, float | None, list[int], bool, int], bool] | None = None
-
-
-#: How long the main thread sleeps at most in a blocking ``get`` before it looks for a
-#: signal: the kernel may hand Ctrl-C (or SIGTERM) to any thread of the process, and
-#: Python runs the handler only when the main thread next runs bytecode. Asleep on a
-#: lock for the whole wait, a driver would not see Ctrl-C until its result came.
-SIGNAL_LOOK_S = 0.1
-_MAIN_THREAD = threading.main_thread().ident
-
-
-def _acquire(lock: Any, timeout: float | None) -> bool:
-    """``lock.acquire`` that, on the main thread, still lets every signal in at once."""
-    if _thread.get_ident() != _MAIN_THREAD:
-        return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
-    deadline = None if timeout is None else time.monotonic() + timeout
-    look = SIGNAL_LOOK_S
-    while True:
-        if deadline is not None:
-            look = min(SIGNAL_LOOK_S, deadline - time.monotonic())
-            if look <= 0:
-                return bool(lock.acquire(False))
-        if lock.acquire(timeout=look):
-            return True
 
 
 def fetch(

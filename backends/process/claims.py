@@ -36,6 +36,8 @@ class ClaimTable:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         # POSIX locks exclude processes, not threads: threads of one process take turns.
+        # A worker's task thread takes the table inside its own lock (``TaskThread.lock``,
+        # see ``_next_follower``): nothing may take a task thread's lock inside this one.
         self._threads = threading.Lock()
         self._map: mmap.mmap | None = None  # the driver's mapping of the table (``create``)
 

@@ -52,8 +52,8 @@ class InlineTasks:
                 or (run.follows and runner.runs(run.follows))):  # queued behind a thread's
             return False
         runner.code.remember(spec.function)
-        if spec.task_id in runner.owner:
-            runner.drop_stale(spec.task_id)
+        if spec.task_id in runner.owner and runner.drop_stale(spec.task_id):
+            return True  # a copy sent before runs here already: this one's claim is spent
         if not runner.claimed(run):  # the core took it back meanwhile
             return True
         tasks = self._tasks

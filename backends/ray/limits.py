@@ -23,6 +23,7 @@ from actorlib.backends.ray.boxes import Box
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.interrupts import SigintDeferred
+from actorlib.core import interruptible
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import TaskSpec
 from actorlib.core.values import cancelled_value
@@ -261,7 +262,9 @@ class HeldTasks:
         with self._lock:
             self._limits.take_now(held)
         self._submit_held([held])
-        held.submitted.wait()
+        # Another thread may be submitting it (the completer, in Ray's ``.remote()``):
+        # on the main thread, Ctrl-C gets in meanwhile.
+        interruptible.wait(held.submitted)
         with self._lock:
             ref = self._ray_ref(id_)
         if type(ref) is Held:

@@ -68,13 +68,16 @@ class LocalRunner:
         code = run.spec.function
         if code.id not in self.code.loaded:  # else known: nothing to remember
             self.code.remember(code)
-        if task_id in self.owner:
-            self.drop_stale(task_id)
+        if task_id in self.owner and self.drop_stale(task_id):
+            return
         if run.follows:
             owner = self.owner.get(run.follows)
             if owner is not None and owner.queue_behind(run):
-                self.owner[task_id] = owner
                 return
+            # The task ahead has ended here: it starts on a thread of its own, claimed now
+            # so that ``drop_stale`` never meets a copy with its claim undecided.
+            if not self.claimed(run):
+                return  # the core took it back meanwhile, and knows
         thread = self._take_thread()
         self.owner[task_id] = thread
         thread.jobs.put(run)
@@ -108,15 +111,29 @@ class LocalRunner:
         if self.owner.get(task_id) is thread:
             del self.owner[task_id]
 
-    def drop_stale(self, task_id: int) -> None:
-        """``task_id`` arrives again while a copy of it still waits here, queued behind a
-        task: the core took that copy back (through the claim table, without this
-        process) before it sent the task again, so the copy is dropped. Left queued, it
-        would keep the task's ``owner`` entry, and a recall of the new copy would find
-        nothing to hand back: the core would wait for that recall for ever."""
-        owner = self.owner.pop(task_id, None)
-        if owner is not None:
-            owner.take_follower(task_id)
+    def drop_stale(self, task_id: int) -> bool:
+        """``task_id`` arrives again while a copy of it is still here: the core took that
+        copy back from behind another task (through the claim table, without this
+        process) and sent the task again. True if the new copy must be ignored.
+
+        A copy still queued is dropped (False): left queued, it would keep the task's
+        ``owner`` entry, and a recall of the new copy would find nothing to hand back (the
+        core would wait for that recall for ever). But the task ahead may have ended
+        first, and its thread claimed the old copy through the slot the core offered
+        again for the new one: that copy runs (or is about to), the new one could never
+        claim its spent slot, and the ``owner`` entry stays with the thread that runs
+        the task, so a cancel or recall still finds it and the core gets one outcome.
+        The thread claims under its lock (``TaskThread._next_follower``): the copy is
+        found queued, or claimed, or forgotten, never between.
+        """
+        owner = self.owner.get(task_id)
+        if owner is None:
+            return False
+        with owner.lock:
+            if owner.unqueue(task_id) is not None:
+                self.forget(task_id, owner)
+                return False
+            return self.owner.get(task_id) is owner
 
     def thread_idle(self, thread: TaskThread) -> None:
         self._idle.append(thread)

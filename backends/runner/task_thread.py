@@ -86,9 +86,7 @@ class TaskThread:
                 run = self.jobs.get()
                 if run is STOP:
                     return
-                if not runner.claimed(run):  # the core took it back meanwhile
-                    runner.forget(run.spec.task_id, self)
-                    run = self._next_follower()
+                # Claimed already, if it follows a task (``LocalRunner.run_task``).
                 self.run_chain(run)
                 runner.thread_idle(self)
         finally:
@@ -120,22 +118,26 @@ class TaskThread:
                     del outcome, result
 
     def _next_follower(self) -> TaskRun | None:
-        """The next queued task this thread may start (one the core did not take back)."""
+        """The next queued task this thread may start (one the core did not take back).
+
+        Each is claimed with the lock held (lock order: this lock, then the claim
+        table's): ``LocalRunner.drop_stale`` then finds a copy of a task still queued
+        here, or claimed here (its ``owner`` entry this thread), or forgotten, never
+        taken off the queue with its claim undecided.
+        """
         runner = self.runner
-        while True:
-            with self.lock:
-                run = self.followers.popleft() if self.followers else None
-                if run is None:
-                    self.busy = False
-                    return None
-            if runner.claim is None:
-                return run
-            if runner.claimed(run):  # a follower: ``follows`` set
-                # A copy given again since (``drop_stale``) may have taken this one's
-                # entry: cancels must find the task where it runs.
-                runner.owner[run.spec.task_id] = self
-                return run
-            runner.forget(run.spec.task_id, self)
+        with self.lock:
+            followers = self.followers
+            while followers:
+                run = followers.popleft()
+                if runner.claim is None:
+                    return run
+                if runner.claimed(run):  # a follower: ``follows`` set
+                    runner.owner[run.spec.task_id] = self  # the claim's holder runs it
+                    return run
+                runner.forget(run.spec.task_id, self)  # the core took it back meanwhile
+            self.busy = False
+            return None
 
     def _execute(self, run: TaskRun) -> tuple[Outcome, Any]:
         runner = self.runner
@@ -242,14 +244,21 @@ class TaskThread:
             if not self.busy:
                 return False
             self.followers.append(run)
+            # Under the lock: this thread may claim it, run it and drop the entry at once.
+            self.runner.owner[run.spec.task_id] = self
             return True
 
     def take_follower(self, task_id: int) -> TaskRun | None:
+        """Take ``task_id``'s copy off the queue; None if none waits there."""
         with self.lock:
-            for run in self.followers:
-                if run.spec.task_id == task_id:
-                    self.followers.remove(run)
-                    return run
+            return self.unqueue(task_id)
+
+    def unqueue(self, task_id: int) -> TaskRun | None:
+        """``take_follower``, for a caller that holds ``lock``."""
+        for run in self.followers:
+            if run.spec.task_id == task_id:
+                self.followers.remove(run)
+                return run
         return None
 
     def abandon(self, task_id: int) -> tuple[TaskRun, list[TaskRun]] | None:

@@ -34,6 +34,7 @@ from actorlib.backends.transport.messages import (
     Unwatch,
     Watch,
 )
+from actorlib.core import interruptible
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import IdAllocator
 from actorlib.core.metrics import Batch
@@ -246,7 +247,7 @@ class RemoteCoreClient:
                 if not self._pump():
                     raise RuntimeClosedError("the connection to the core was lost")
         else:
-            done.wait()
+            interruptible.wait(done)  # a driver's main thread: Ctrl-C gets in meanwhile
         ok, value = box[0]
         if ok:
             return value
