@@ -126,7 +126,7 @@ def shared_cluster(shared_threads: set[threading.Thread]) -> Iterator[str]:
     import ray
 
     from actorlib.backends.ray.address import check_address
-    from actorlib.backends.ray.connector import driver_runtime_env
+    from actorlib.backends.ray.connector import driver_job_config
 
     # A start that fails on a busy machine gets a second and third try (a fresh cluster
     # each) before every ray test errors on it.
@@ -141,7 +141,7 @@ def shared_cluster(shared_threads: set[threading.Thread]) -> Iterator[str]:
             check_address(ray, cluster.address)
             sigterm = signal.getsignal(signal.SIGTERM)  # ray.init's own would outlive us
             ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True,
-                     runtime_env=driver_runtime_env())
+                     job_config=driver_job_config())
             signal.signal(signal.SIGTERM, sigterm)
             break
         except Exception:

@@ -216,6 +216,41 @@ def test_a_scripts_own_exception_class_retries_on_ray(request: pytest.FixtureReq
     assert "result: retried" in done.stdout, done.stdout + done.stderr[-3000:]
 
 
+def test_workers_find_the_drivers_modules_without_a_runtime_env(
+    request: pytest.FixtureRequest, tmp_path: Any,
+) -> None:
+    """A module beside the script and one in a directory the driver put on ``sys.path``
+    import in Ray's workers, the driver's order kept (the first of two same-named
+    modules wins, as in the driver); through Ray's job config, not a job-wide
+    runtime_env, so Ray's workers started ahead of time serve the job."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    cluster = request.getfixturevalue("_ray_cluster")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, which in ((first, "first"), (second, "second")):
+        folder.mkdir()
+        (folder / "shadowed_mod.py").write_text(f"WHICH = {which!r}\n")
+    (tmp_path / "beside_mod.py").write_text("VALUE = 'beside'\n")
+    (tmp_path / "script.py").write_text(textwrap.dedent(f"""
+        import sys
+        sys.path[1:1] = [{str(first)!r}, {str(second)!r}]
+        import actorlib
+        from actorlib.backends.ray.connector import driver_job_config
+
+        @actorlib.remote
+        def modules():
+            import beside_mod, shadowed_mod
+            return beside_mod.VALUE, shadowed_mod.WHICH
+
+        assert not driver_job_config().runtime_env
+        actorlib.init(backend="ray", address={cluster!r})
+        print("result:", actorlib.get(modules.remote(), timeout=120))
+        actorlib.shutdown()
+    """))
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py")], cwd="/",
+                          capture_output=True, text=True, timeout=180)
+    assert "result: ('beside', 'first')" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
 @actorlib.remote(num_cpus=0)
 def child_in_parents_group() -> tuple[Any, str]:
     """A task captured in a group submits a child naming no strategy: the child goes
