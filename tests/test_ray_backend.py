@@ -7,6 +7,8 @@ Its behaviour is the shared suite's (``rt`` runs on "ray" where Ray is installed
 from __future__ import annotations
 
 import asyncio
+import collections
+import os
 import socket
 import subprocess
 import sys
@@ -647,3 +649,17 @@ def test_a_result_goes_to_ray_without_a_copy_in_the_worker() -> None:
     array = np.ones(1 << 20, dtype=np.uint8)
     [value] = worker._values(None, array, "", 1, "f", 0)  # type: ignore[arg-type]
     assert np.shares_memory(np.frombuffer(value.buffers[0], dtype=np.uint8), array)
+
+
+@actorlib.remote(max_calls=2)
+def pid_of(x: int | None = None) -> int:
+    return os.getpid()
+
+
+def test_max_calls_bounds_a_workers_calls_with_and_without_arguments(on_ray: str) -> None:
+    """``max_calls`` bounds the calls of a function one worker runs, whether they pass
+    arguments or not (a task without any went to a Ray function of its own, counted
+    apart by Ray: a worker ran three calls of a ``max_calls=2`` function)."""
+    pids = [actorlib.get(pid_of.remote() if i % 2 else pid_of.remote(i), timeout=120)
+            for i in range(8)]
+    assert max(collections.Counter(pids).values()) <= 2

@@ -77,8 +77,9 @@ def test_a_task_with_one_return_is_submitted_by_name_its_ids_in_the_name() -> No
     callers = TaskCallers(lambda spec: object(),
                           lambda spec, template: bound.append(template) or "submit")
     spec = _spec(WIDE, num_returns=1, return_ids=(WIDE + 1,))
-    _, template, named = callers.get(spec)
-    assert named == "submit" and bound == [template]
+    _, _, named = callers.get(spec)
+    assert named == "submit" and len(bound) == 1
+    template = bound[0]
     again = _spec(WIDE + 50, num_returns=1, return_ids=(WIDE + 51,), caller_id=WIDE + 52)
     assert callers.get(again)[2] == "submit" and len(bound) == 1
     name = task_name(again)
@@ -91,6 +92,43 @@ def test_a_task_with_one_return_is_submitted_by_name_its_ids_in_the_name() -> No
     # Several returns or a generator: the return ids travel as an argument, as before.
     assert callers.get(_spec(WIDE))[2] is None
     assert callers.get(_spec(WIDE, num_returns=1, generator="streaming"))[2] is None
+
+
+def test_a_name_per_call_binds_no_ray_function_per_call() -> None:
+    """Ray keeps each function bound to a template for the driver's whole job (exported
+    to the GCS, imported by every worker running it; each export a GCS round trip): a
+    name per call (``options(name=f"req-{i}")``) must not bind one per call. The name
+    travels in the Ray name, as the ids do."""
+    bound: list[bytes] = []
+    callers = TaskCallers(lambda spec: object(),
+                          lambda spec, template: bound.append(template) or "submit")
+    specs = [_spec(WIDE + 10 * i, num_returns=1, return_ids=(WIDE + 10 * i + 1,),
+                   name=f"req {i}") for i in range(20)]
+    assert all(callers.get(spec)[2] == "submit" for spec in specs)
+    assert len(bound) == 1
+    for spec in specs:
+        rebuilt = named_task(bound[0], task_name(spec))
+        assert (rebuilt.name, rebuilt.task_id, rebuilt.caller_id) == (
+            spec.name, spec.task_id, spec.caller_id)
+    unnamed = _spec(WIDE, num_returns=1, name=None, return_ids=(WIDE + 1,))
+    assert callers.get(unnamed)[2] == "submit" and len(bound) == 1
+    assert named_task(bound[0], task_name(unnamed)).name is None
+
+
+def test_templates_made_per_call_stop_binding_ray_functions() -> None:
+    """A template made anew per call (``options(retry_exceptions=[E])`` in a loop: a new
+    ``ExceptionTypes`` each time) binds no Ray function past ``_NAMED_MAX``: those
+    tasks take the argument path, which Ray keeps nothing for."""
+    from actorlib.backends.ray import wire
+
+    bound: list[bytes] = []
+    callers = TaskCallers(lambda spec: object(),
+                          lambda spec, template: bound.append(template) or "submit")
+    got = [callers.get(_spec(WIDE, num_returns=1, return_ids=(WIDE + 1,),
+                             retry_exceptions=ExceptionTypes((KeyError,))))[2]
+           for _ in range(wire._NAMED_MAX + 36)]
+    assert len(bound) == wire._NAMED_MAX
+    assert got == ["submit"] * wire._NAMED_MAX + [None] * 36
 
 
 def test_a_submit_by_name_passes_rays_validated_options_and_the_name() -> None:

@@ -727,9 +727,13 @@ class RayCore(RayWaits, HeldTasks):
         from actorlib.backends.ray import worker
 
         options = task_options(spec, self._groups.ray_group)
+        full = named_submit(worker.bound_task(template, spec.max_calls).options(**options))
+        if spec.max_calls:
+            # Ray counts ``max_calls`` per Ray function: one for calls with arguments and
+            # one for calls without would let a worker run up to twice as many.
+            return full
         bare = named_submit(
             worker.bound_task(template, spec.max_calls, takes_args=False).options(**options))
-        full = named_submit(worker.bound_task(template, spec.max_calls).options(**options))
         if bare is None or full is None:
             return None
         return lambda args, name: (full if args else bare)(args, name)

@@ -36,13 +36,15 @@ INLINE_MAX = 32 * 1024
 _HEAD = struct.Struct("<II")
 
 
-def _task_key(spec: TaskSpec) -> Hashable:
+def _task_key(spec: TaskSpec, with_name: bool = True) -> Hashable:
     """Everything in ``spec`` but its ids and arguments (unhashable if some part of it
-    cannot be a key: it is then translated afresh each time)."""
+    cannot be a key: it is then translated afresh each time), and but its name unless
+    ``with_name``."""
     return (
         spec.function, tuple(spec.resources.items()), spec.num_returns, spec.max_retries,
         spec.retry_exceptions, spec.scheduling_strategy,
-        None if spec.env_vars is None else tuple(spec.env_vars.items()), spec.name,
+        None if spec.env_vars is None else tuple(spec.env_vars.items()),
+        spec.name if with_name else None,
         spec.namespace, spec.max_calls, spec.generator, spec.backpressure,
         spec.concurrency, spec.code_env,
     )
@@ -50,6 +52,12 @@ def _task_key(spec: TaskSpec) -> Hashable:
 
 #: Submits one task by name: (Ray arguments, the task's Ray name) -> Ray's refs.
 NamedSubmit = Callable[[list[Any], str], Any]
+#: Ray functions bound to a template (:func:`named_submit`) a process makes at most. Ray
+#: keeps each for as long as the driver's job (exported to the GCS, imported by each
+#: worker that runs it), and exporting one costs a GCS round trip: templates made per
+#: call (a ``retry_exceptions`` list or a strategy object made anew for each call) then
+#: take the argument path, as they did before submits by name.
+_NAMED_MAX = 64
 
 
 class TaskCallers:
@@ -65,6 +73,24 @@ class TaskCallers:
         self._make_named = make_named
         self._cache: collections.OrderedDict[
             Hashable, tuple[Any, bytes, NamedSubmit | None]] = collections.OrderedDict()
+        # By the key without the task's name (its Ray name carries it): kept for good, as
+        # Ray keeps the function (at most ``_NAMED_MAX``).
+        self._named: dict[Hashable, NamedSubmit | None] = {}
+
+    def _named_for(self, spec: TaskSpec, template: TaskSpec) -> NamedSubmit | None:
+        """The submit by name of ``spec``'s template, its name left out (so a name per
+        call binds no Ray function per call); None once ``_NAMED_MAX`` are made."""
+        assert self._make_named is not None
+        key = _task_key(spec, with_name=False)
+        try:
+            return self._named[key]
+        except KeyError:
+            pass
+        if len(self._named) >= _NAMED_MAX:
+            return None
+        unnamed = dataclasses.replace(template, name=None)
+        named = self._named[key] = self._make_named(spec, pickle.dumps(unnamed, protocol=5))
+        return named
 
     def get(self, spec: TaskSpec) -> tuple[Any, bytes, NamedSubmit | None]:
         key: Hashable | None = _task_key(spec)
@@ -83,8 +109,8 @@ class TaskCallers:
         # function, the classes of ``retry_exceptions``) carry their own cloudpickled bytes.
         data = pickle.dumps(template, protocol=5)
         named = None
-        if self._make_named is not None and nameable(spec):
-            named = self._make_named(spec, data)
+        if self._make_named is not None and key is not None and nameable(spec):
+            named = self._named_for(spec, template)
         found = (self._make(spec), data, named)
         if key is not None:
             if len(cache) >= _KEEP:
@@ -113,6 +139,7 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(TaskSpec))  # its __init__'s 
 _TASK_ID, _RETURN_IDS, _CALLER_ID = (
     _FIELDS.index("task_id"), _FIELDS.index("return_ids"), _FIELDS.index("caller_id")
 )
+_NAME, _FUNCTION = _FIELDS.index("name"), _FIELDS.index("function")
 #: A template's bytes -> what it stands for (a task's spec's field values, a call's
 #: fields), the least recently used dropped first.
 _templates: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
@@ -163,10 +190,14 @@ def task_name(spec: TaskSpec) -> str:
 
 
 def named_task(template: bytes, name: str) -> TaskSpec:
-    """In the worker: the spec of a task submitted by :func:`task_name`."""
+    """In the worker: the spec of a task submitted by :func:`task_name` (its template
+    bound without the task's name: the Ray name's first part is that name, or the
+    function's when the task has none)."""
     values = list(_template(template, _task_fields))
-    _, task_id, caller_id = name.rsplit(" ", 2)
+    shown, task_id, caller_id = name.rsplit(" ", 2)
     values[_TASK_ID], values[_CALLER_ID] = int(task_id, 16), int(caller_id, 16)
+    if shown != values[_FUNCTION].name:
+        values[_NAME] = shown
     return TaskSpec(*values)
 
 
