@@ -129,6 +129,22 @@ def on_ray(request: pytest.FixtureRequest) -> Iterator[str]:
         actorlib.shutdown()
 
 
+@pytest.fixture(params=["0", "1"], ids=["ids-as-argument", "ids-in-names"])
+def on_ray_either(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                  ) -> Iterator[str]:
+    """``on_ray`` with ``ACTORLIB_RAY_IDS_IN_NAMES`` off (the default) and on."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")
+    monkeypatch.setenv("ACTORLIB_RAY_IDS_IN_NAMES", request.param)
+    actorlib.init(backend="ray")
+    try:
+        import ray
+
+        yield str(ray.get_runtime_context().get_node_id())
+    finally:
+        actorlib.shutdown()
+
+
 @actorlib.remote
 def node_of() -> str:
     return actorlib.get_runtime_context().get_node_id()
@@ -656,10 +672,61 @@ def pid_of(x: int | None = None) -> int:
     return os.getpid()
 
 
-def test_max_calls_bounds_a_workers_calls_with_and_without_arguments(on_ray: str) -> None:
+def test_max_calls_bounds_a_workers_calls_with_and_without_arguments(
+    on_ray_either: str,
+) -> None:
     """``max_calls`` bounds the calls of a function one worker runs, whether they pass
     arguments or not (a task without any went to a Ray function of its own, counted
     apart by Ray: a worker ran three calls of a ``max_calls=2`` function)."""
     pids = [actorlib.get(pid_of.remote() if i % 2 else pid_of.remote(i), timeout=120)
             for i in range(8)]
     assert max(collections.Counter(pids).values()) <= 2
+
+
+@actorlib.remote
+def ray_task_name(x: int | None = None) -> tuple[str, str]:
+    import ray
+
+    context = actorlib.get_runtime_context()
+    return ray.get_runtime_context().get_task_name(), context.get_task_name()
+
+
+@actorlib.remote
+class RayNamed:
+    def name(self, x: int | None = None) -> tuple[str, str]:
+        import ray
+
+        context = actorlib.get_runtime_context()
+        return ray.get_runtime_context().get_task_name(), context.get_task_name()
+
+
+def test_rays_task_names_are_the_tasks_unless_ids_in_names_is_set(on_ray_either: str) -> None:
+    """By default Ray sees each task and call under its own name (Ray labels its
+    ``ray_tasks`` metric and state rows with it: a name per call would grow them without
+    bound); with ``ACTORLIB_RAY_IDS_IN_NAMES=1`` the ids travel in the name instead of
+    an argument. actorlib's own names are the same either way, and so are results."""
+    ids_in_names = os.environ["ACTORLIB_RAY_IDS_IN_NAMES"] == "1"
+    actor = RayNamed.remote()
+    got = actorlib.get([
+        ray_task_name.remote(), ray_task_name.options(name="req 7").remote(1),
+        actor.name.remote(), actor.name.remote(2),
+    ], timeout=120)
+    ours = [name for _, name in got]
+    assert ours == ["ray_task_name", "req 7", "RayNamed.name", "RayNamed.name"]
+    rays = [name for name, _ in got]
+    if ids_in_names:
+        assert all(r != o and r.startswith(o + " ") for r, o in zip(rays, ours, strict=True))
+    else:
+        assert rays[:2] == ["ray_task_name", "req 7"]
+        assert rays[2] == rays[3] and " " not in rays[2], rays  # the host's method
+
+
+def test_a_bad_ids_in_names_setting_is_refused_at_init(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")
+    monkeypatch.setenv("ACTORLIB_RAY_IDS_IN_NAMES", "yes")
+    with pytest.raises(ValueError, match="ACTORLIB_RAY_IDS_IN_NAMES must be 0 or 1"):
+        actorlib.init(backend="ray")
+    assert not actorlib.is_initialized()
