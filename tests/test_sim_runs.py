@@ -113,3 +113,16 @@ def test_a_run_serves_no_state_socket_unless_asked(monkeypatch):
     monkeypatch.setenv("ACTORLIB_STATE_SOCKET", "1")
     with simulate(seed=1):
         assert session._state_server is not None
+
+
+def test_a_run_inside_another_does_not_take_its_freeze_for_the_process(unfrozen):
+    from actorlib.backends.sim import gc_policy
+
+    outer, inner = gc_policy.GcPolicy(), gc_policy.GcPolicy()
+    outer.enter()
+    inner.enter()  # sees the outer run's freeze: not the process's own
+    inner.exit()
+    outer.exit()
+    assert gc.get_freeze_count() == 0 and not gc_policy._process_freezes
+    with simulate(seed=1):
+        assert gc.get_freeze_count() > 0  # later runs still freeze for themselves

@@ -29,6 +29,8 @@ YOUNG_THRESHOLD = 20_000
 #: Set once a run found objects frozen that no run froze: from then on runs leave the
 #: permanent generation to the process and never count it again.
 _process_freezes = False
+#: Runs whose own freeze is in place now (a run inside another's sees that freeze).
+_runs_frozen = 0
 
 
 def forget_process_freezes() -> None:
@@ -47,15 +49,16 @@ class GcPolicy:
         self._froze = False
 
     def enter(self) -> None:
-        global _process_freezes
+        global _process_freezes, _runs_frozen
         saved = gc.get_threshold()
         # A process that froze objects itself keeps its own freeze (an ``exit`` would
         # unfreeze them too); one that turned the collector off (a zero threshold)
         # keeps its settings. Counting an empty permanent generation costs nothing.
-        if not _process_freezes:
+        if not _process_freezes and not _runs_frozen:
             if gc.get_freeze_count() == 0:
                 gc.freeze()
                 self._froze = True
+                _runs_frozen += 1
             else:
                 _process_freezes = True
         if saved[0] and saved[0] < YOUNG_THRESHOLD:
@@ -69,5 +72,7 @@ class GcPolicy:
             gc.set_threshold(*self._saved)
         self._saved = self._set = None
         if self._froze:
+            global _runs_frozen
             self._froze = False
+            _runs_frozen -= 1
             gc.unfreeze()
