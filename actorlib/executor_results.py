@@ -98,13 +98,15 @@ def wait_futures(
             return futures_base.DoneAndNotDoneFutures(done, not_done)
         if len(done) == len(fs):
             return futures_base.DoneAndNotDoneFutures(done, not_done)
-        waiter = futures_base._create_and_install_waiters(fs, return_when)
+        waiter = futures_base._create_and_install_waiters(  # type: ignore[attr-defined]
+            fs, return_when
+        )
     try:
         interruptible.wait(waiter.event)
     finally:
         for f in fs:
-            with f._condition:  # type: ignore[attr-defined]
-                f._waiters.remove(waiter)  # type: ignore[attr-defined]
+            with f._condition:
+                f._waiters.remove(waiter)
     done.update(waiter.finished_futures)
     return futures_base.DoneAndNotDoneFutures(done, fs - done)
 

@@ -181,8 +181,8 @@ class ExecutorFuture(Future):
         timeout left for the stdlib's own wait (0 after a wait here: none)."""
         if not interruptible.on_main_thread() or self.done():
             return timeout
-        with self._condition:  # type: ignore[attr-defined]
-            interruptible.wait_for(self._condition, self.done, timeout)  # type: ignore[attr-defined]
+        with self._condition:
+            interruptible.wait_for(self._condition, self.done, timeout)
         return 0
 
 
