@@ -17,6 +17,7 @@ import inspect
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import _base as futures_base
 from typing import Any
 
 from actorlib.api import remote
@@ -151,6 +152,11 @@ def _make_chunk(
 # -- what comes back ---------------------------------------------------------------------
 
 
+#: A future's states once done.
+_DONE = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTIFIED,
+                   futures_base.FINISHED})
+
+
 class ExecutorFuture(Future):
     """The future of an executor's call: a ``concurrent.futures.Future`` whose
     ``result``/``exception`` let Ctrl-C in on the main thread.
@@ -179,8 +185,8 @@ class ExecutorFuture(Future):
     def _waited(self, timeout: float | None) -> float | None:
         """Wait (on the main thread, in slices) until done or ``timeout`` has passed; the
         timeout left for the stdlib's own wait (0 after a wait here: none)."""
-        if not interruptible.on_main_thread() or self.done():
-            return timeout
+        if self._state in _DONE or not interruptible.on_main_thread():  # read unlocked:
+            return timeout  # only chooses the path, the stdlib's code decides the outcome
         with self._condition:
             interruptible.wait_for(self._condition, self.done, timeout)
         return 0
