@@ -64,6 +64,7 @@ from actorlib.executor_results import (
 from actorlib.executor_tasks import (
     CallTasks,
     ChunkFuture,
+    ExecutorFuture,
     InitializerFailed,
     Prepare,
     UnpicklableTasks,
@@ -315,7 +316,7 @@ class Executor(concurrent.futures.Executor):
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         chunked: bool, direct: bool = False,
     ) -> Item:
-        future: Future[Any] = ChunkFuture() if chunked else Future()
+        future: Future[Any] = ChunkFuture() if chunked else ExecutorFuture()
         item = Item(future, chunked)
         item.direct = direct
         with self._lock:
@@ -336,8 +337,8 @@ class Executor(concurrent.futures.Executor):
             if not taken:
                 self._settle(item, None, exc)
             return item
-        # cancel() asks the core (see _cancel); an instance attribute, so the future
-        # stays a plain concurrent.futures.Future. Dropped once settled.
+        # cancel() asks the core (see _cancel); an instance attribute, so the class keeps
+        # the stdlib's cancel (which settling calls). Dropped once settled.
         future.cancel = functools.partial(self._cancel, item)  # type: ignore[method-assign]
         with self._lock:
             if not item.done:

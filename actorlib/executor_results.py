@@ -10,9 +10,11 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import ALL_COMPLETED, Future
+from concurrent.futures import _base as futures_base
 from typing import Any
 
+from actorlib.core import interruptible
 from actorlib.core.serialization import Serialized
 from actorlib.core.waiting import value_of
 from actorlib.exceptions import ExecutorTimeoutError
@@ -69,6 +71,44 @@ def settle_future(future: Future[Any], result: Any, exc: BaseException | None) -
             future.set_exception(exc)
     except concurrent.futures.InvalidStateError:
         pass  # already failed (broken executor, terminate)
+
+
+def wait_futures(
+    fs: Iterable[Future[Any]], return_when: str = ALL_COMPLETED,
+) -> concurrent.futures._base.DoneAndNotDoneFutures[Any]:
+    """``concurrent.futures.wait(fs, return_when=return_when)`` that lets Ctrl-C in on
+    the main thread.
+
+    The stdlib's sleeps on one event with no time limit, which a Ctrl-C handed to another
+    thread does not wake. This is its code with that one wait made interruptible: one
+    waiter installed on the futures for the whole wait (not one per slice, whose cost
+    would grow with the number of futures), and taken off them however the wait ends.
+    """
+    if not interruptible.on_main_thread():
+        return concurrent.futures.wait(fs, return_when=return_when)
+    fs = set(fs)
+    with futures_base._AcquireFutures(fs):
+        done = {f for f in fs if f.done()}
+        not_done = fs - done
+        if return_when == concurrent.futures.FIRST_COMPLETED and done:
+            return futures_base.DoneAndNotDoneFutures(done, not_done)
+        if return_when == concurrent.futures.FIRST_EXCEPTION and any(
+            not f.cancelled() and f.exception() is not None for f in done
+        ):
+            return futures_base.DoneAndNotDoneFutures(done, not_done)
+        if len(done) == len(fs):
+            return futures_base.DoneAndNotDoneFutures(done, not_done)
+        waiter = futures_base._create_and_install_waiters(  # type: ignore[attr-defined]
+            fs, return_when
+        )
+    try:
+        interruptible.wait(waiter.event)
+    finally:
+        for f in fs:
+            with f._condition:
+                f._waiters.remove(waiter)
+    done.update(waiter.finished_futures)
+    return futures_base.DoneAndNotDoneFutures(done, fs - done)
 
 
 def batched(iterable: Iterable[Any], n: int) -> Iterator[Any]:

@@ -19,13 +19,13 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, wait
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future
 from typing import Any, Generic, TypeVar
 
 from actorlib.core import interruptible
 from actorlib.exceptions import ExecutorShutdownError, GetTimeoutError
 from actorlib.executor import Executor
-from actorlib.executor_results import read_unread
+from actorlib.executor_results import read_unread, wait_futures
 from actorlib.executor_tasks import partial_results
 
 __all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "PoolTimeoutError"]
@@ -220,7 +220,7 @@ class IMapIterator(Iterator[T]):
             if self._ordered:
                 future = self._inflight[0]
                 try:
-                    future.exception(timeout)
+                    future.exception(timeout)  # an ExecutorFuture: Ctrl-C gets in
                 except TimeoutError:
                     raise PoolTimeoutError(
                         f"the next result was not ready within {timeout} s"
@@ -230,7 +230,7 @@ class IMapIterator(Iterator[T]):
                 self._inflight.popleft()
             else:
                 try:
-                    future = self._completed.get(timeout=timeout)
+                    future = interruptible.get(self._completed, timeout)
                 except queue.Empty:
                     raise PoolTimeoutError(
                         f"no result was ready within {timeout} s"
@@ -416,7 +416,7 @@ class Pool:
         items = _sequence(iterable)
         chunks = self._chunks(items, chunksize, star)
         futures = self._executor._submit_chunks(func, chunks, star)
-        wait(futures, return_when=FIRST_EXCEPTION)
+        wait_futures(futures, FIRST_EXCEPTION)  # on the main thread: Ctrl-C gets in
         for future in futures:
             if future.done() and (future.cancelled() or future.exception() is not None):
                 exc = CancelledError() if future.cancelled() else future.exception()

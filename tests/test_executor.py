@@ -14,7 +14,7 @@ import pickle
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
-from testkit import Recorder, Sync, T, wait_until
+from testkit import Recorder, Sync, T, ctrl_c_elsewhere, wait_until
 
 import actorlib
 from actorlib import Executor
@@ -207,7 +207,7 @@ def test_submit_returns_standard_futures_like_the_stdlib(rt):
             (square, (4,), {}), (add, (1, 2), {}), (identity, (1,), {"k": [2]}),
         ]:
             ours, theirs = ex.submit(fn, *args, **kwargs), ref.submit(fn, *args, **kwargs)
-            assert type(ours) is cf.Future
+            assert isinstance(ours, cf.Future)
             assert ours.result(timeout=T) == theirs.result()
 
 
@@ -232,6 +232,52 @@ def test_futures_work_with_wait_and_as_completed(rt):
         assert sorted(f.result() for f in cf.as_completed(futures, timeout=T)) == [
             i * i for i in range(10)
         ]
+
+
+@pytest.mark.parametrize("wait", ["result", "exception", "map"])
+def test_ctrl_c_reaches_a_main_thread_waiting_for_a_call(rt, wait):
+    """``Future.result``/``exception`` (with or without a timeout) and ``map``'s iterator
+    wait on the main thread: Ctrl-C reaches them at once, whichever thread of the process
+    the kernel hands it to; the call itself runs on."""
+    sync = Sync.remote()
+    with Executor(1) as ex:
+        future = ex.submit(wait_for, sync, "late", 1)
+        waits = {
+            "result": ("result", lambda: future.result()),
+            "exception": ("exception", lambda: future.exception(timeout=T)),
+            "map": ("result", lambda: next(ex.map(wait_for, [sync], ["late"], [2], timeout=T))),
+        }
+        function, block = waits[wait]
+        with ctrl_c_elsewhere(
+            function, "executor_tasks.py", lambda: actorlib.get(sync.set.remote("late"), timeout=T)
+        ):
+            block()
+        assert future.result(timeout=T) == 1
+        assert future.exception(timeout=0) is None
+
+
+def test_futures_keep_the_stdlib_timeouts_and_cancellation(rt):
+    """The waits Ctrl-C can interrupt keep the stdlib's results, on and off the main
+    thread: ``TimeoutError`` (also for a timeout of 0 or less), ``CancelledError``."""
+    sync = Sync.remote()
+    with Executor(1) as ex, cf.ThreadPoolExecutor(1) as other:
+        running = ex.submit(wait_for, sync, "go", 1)
+        queued = ex.submit(square, 3)
+        for timeout in (0.15, 0, -1):
+            for wait in (running.result, running.exception, queued.result):
+                with pytest.raises(cf.TimeoutError):
+                    wait(timeout)
+                with pytest.raises(cf.TimeoutError):
+                    other.submit(wait, timeout).result(timeout=T)
+        assert queued.cancel()
+        for wait in (queued.result, queued.exception):
+            with pytest.raises(cf.CancelledError):
+                wait()
+            with pytest.raises(cf.CancelledError):
+                other.submit(wait).result(timeout=T)
+        actorlib.get(sync.set.remote("go"), timeout=T)
+        assert running.exception() is None and running.result() == 1
+        assert other.submit(running.result, 0).result(timeout=T) == 1
 
 
 def test_futures_work_with_asyncio(rt):

@@ -46,6 +46,10 @@ def wait_for(sync, key="go", value=None):
     return value
 
 
+def wait_item(args):
+    return wait_for(*args)
+
+
 def set_up_worker(rec):
     actorlib.get(rec.incr.remote("init"), timeout=T)
 
@@ -95,6 +99,32 @@ def test_ctrl_c_reaches_a_blocked_apply(rt):
         "get", "pool.py", lambda: actorlib.get(sync.set.remote("late"), timeout=T)
     ):
         pool.apply(wait_for, (sync, "late", 1))
+
+
+@pytest.mark.parametrize("how", ["map", "starmap", "imap", "imap_unordered", "imap_timeout"])
+def test_ctrl_c_reaches_a_blocked_map_or_imap(rt, how):
+    """``map``/``starmap`` and ``imap``/``imap_unordered``'s iterators (``next`` with a
+    timeout too) wait on the main thread: Ctrl-C reaches them at once, whichever thread of
+    the process the kernel hands it to."""
+    sync = Sync.remote()
+    late = [(sync, "late", 1)]
+    with Pool(1) as pool:
+        waits = {
+            "map": ("wait_futures", "executor_results.py", lambda: pool.map(wait_item, late)),
+            "starmap": ("wait_futures", "executor_results.py",
+                        lambda: pool.starmap(wait_for, late)),
+            "imap": ("exception", "executor_tasks.py", lambda: next(pool.imap(wait_item, late))),
+            "imap_unordered": ("get", "interruptible.py",
+                               lambda: next(pool.imap_unordered(wait_item, late))),
+            "imap_timeout": ("get", "interruptible.py",
+                             lambda: pool.imap_unordered(wait_item, late).next(timeout=T)),
+        }
+        function, filename, block = waits[how]
+        with ctrl_c_elsewhere(
+            function, filename, lambda: actorlib.get(sync.set.remote("late"), timeout=T)
+        ):
+            block()
+        assert list(pool.imap_unordered(wait_item, late * 2)) == [1, 1]
 
 
 @pytest.mark.parametrize("bad", [0, -2])

@@ -14,15 +14,23 @@ Light on purpose (no asyncio): a process worker's client waits here too
 from __future__ import annotations
 
 import _thread
+import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: How long the main thread sleeps at most in a blocking wait before it looks for a
 #: signal.
 SIGNAL_LOOK_S = 0.1
 _MAIN_THREAD = threading.main_thread().ident
+
+
+def on_main_thread() -> bool:
+    """Whether the calling thread is the one that runs signal handlers."""
+    return _thread.get_ident() == _MAIN_THREAD
 
 
 def acquire(lock: Any, timeout: float | None = None) -> bool:
@@ -38,6 +46,35 @@ def wait(event: threading.Event, timeout: float | None = None) -> bool:
     if _thread.get_ident() != _MAIN_THREAD:
         return event.wait(timeout)
     return _looking(event.wait, timeout)
+
+
+def wait_for(condition: threading.Condition, predicate: Callable[[], Any],
+             timeout: float | None = None) -> Any:
+    """``condition.wait_for(predicate, timeout)`` (``condition`` held) that lets signals
+    in on the main thread."""
+    if _thread.get_ident() != _MAIN_THREAD:
+        return condition.wait_for(predicate, timeout)
+    _looking(lambda seconds: condition.wait_for(predicate, seconds), timeout)
+    return predicate()
+
+
+def get(source: queue.SimpleQueue[T], timeout: float | None = None) -> T:
+    """``source.get(timeout=timeout)`` (``queue.Empty`` when it passes) that lets signals
+    in on the main thread."""
+    if _thread.get_ident() != _MAIN_THREAD or (timeout is not None and timeout < 0):
+        return source.get(timeout=timeout)  # a negative timeout: its ValueError
+    got: list[T] = []
+
+    def take(seconds: float) -> bool:
+        try:
+            got.append(source.get(timeout=seconds) if seconds > 0 else source.get(False))
+        except queue.Empty:
+            return False
+        return True
+
+    if not _looking(take, timeout):
+        raise queue.Empty
+    return got[0]
 
 
 def _looking(wait_s: Callable[[float], bool], timeout: float | None) -> bool:
