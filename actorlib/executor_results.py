@@ -73,6 +73,13 @@ def settle_future(future: Future[Any], result: Any, exc: BaseException | None) -
         pass  # already failed (broken executor, terminate)
 
 
+#: The parts of the stdlib's ``wait`` that :func:`wait_futures` reuses (CPython 3.10 to
+#: 3.14); a Python without them waits with the stdlib's own, uninterruptible on Ctrl-C.
+_STDLIB_WAIT_PARTS = all(
+    hasattr(futures_base, name) for name in ("_AcquireFutures", "_create_and_install_waiters")
+)
+
+
 def wait_futures(
     fs: Iterable[Future[Any]], return_when: str = ALL_COMPLETED,
 ) -> concurrent.futures._base.DoneAndNotDoneFutures[Any]:
@@ -84,7 +91,7 @@ def wait_futures(
     waiter installed on the futures for the whole wait (not one per slice, whose cost
     would grow with the number of futures), and taken off them however the wait ends.
     """
-    if not interruptible.on_main_thread():
+    if not interruptible.on_main_thread() or not _STDLIB_WAIT_PARTS:
         return concurrent.futures.wait(fs, return_when=return_when)
     fs = set(fs)
     with futures_base._AcquireFutures(fs):
