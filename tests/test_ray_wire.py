@@ -112,7 +112,7 @@ def test_a_name_per_call_binds_no_ray_function_per_call() -> None:
             spec.name, spec.task_id, spec.caller_id)
     unnamed = _spec(WIDE, num_returns=1, name=None, return_ids=(WIDE + 1,))
     assert callers.get(unnamed)[2] == "submit" and len(bound) == 1
-    assert named_task(bound[0], task_name(unnamed)).name is None
+    assert named_task(bound[0], task_name(unnamed)).name == ""
 
 
 def test_templates_made_per_call_stop_binding_ray_functions() -> None:

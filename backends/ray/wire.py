@@ -88,7 +88,7 @@ class TaskCallers:
             pass
         if len(self._named) >= _NAMED_MAX:
             return None
-        unnamed = dataclasses.replace(template, name=None)
+        unnamed = dataclasses.replace(template, name="")
         named = self._named[key] = self._make_named(spec, pickle.dumps(unnamed, protocol=5))
         return named
 
