@@ -18,7 +18,6 @@ import asyncio
 import collections
 import dataclasses
 import itertools
-import os
 import sys
 import threading
 import uuid
@@ -40,6 +39,7 @@ from actorlib.backends.process.worker_process import (
     worker_timeout,
 )
 from actorlib.backends.runner.user_code import pack_error
+from actorlib.backends.switches import env_switch
 from actorlib.backends.transport.messages import (
     CLIENT_CALLS,
     ActorInitFailed,
@@ -79,12 +79,7 @@ DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 def share_blocked_workers() -> bool:
     """``ACTORLIB_SHARE_BLOCKED_WORKERS``: whether a task may run in the process of tasks
     that all wait in ``get`` (see ``ProcessBackend._take_worker``)."""
-    value = os.environ.get("ACTORLIB_SHARE_BLOCKED_WORKERS", "").strip()
-    if value in ("", "0"):
-        return False
-    if value == "1":
-        return True
-    raise ValueError(f"ACTORLIB_SHARE_BLOCKED_WORKERS must be 0 or 1, got {value!r}")
+    return env_switch("ACTORLIB_SHARE_BLOCKED_WORKERS")
 
 
 class ProcessBackend(Backend):

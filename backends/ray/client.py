@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import secrets
 import threading
 import time
@@ -53,6 +52,7 @@ from actorlib.backends.ray.wire import (
     task_name,
 )
 from actorlib.backends.runner.user_code import pack_error
+from actorlib.backends.switches import env_switch
 from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import COUNTER_BITS, IdAllocator, id_hex
@@ -99,12 +99,7 @@ def ids_in_names() -> bool:
     rather than in an argument. Off by default: Ray labels its ``ray_tasks`` metric and
     its state API rows with the task's name, so a name per call grows Ray's metrics
     without bound and no longer matches a filter by the task's name."""
-    value = os.environ.get("ACTORLIB_RAY_IDS_IN_NAMES", "").strip()
-    if value in ("", "0"):
-        return False
-    if value == "1":
-        return _NAMED_CALLS
-    raise ValueError(f"ACTORLIB_RAY_IDS_IN_NAMES must be 0 or 1, got {value!r}")
+    return env_switch("ACTORLIB_RAY_IDS_IN_NAMES") and _NAMED_CALLS
 
 
 class PassStore(ObjectStore):
