@@ -101,6 +101,8 @@ def test_plain_scalar_arguments_arrive_as_sent_beside_the_general_path(rt):
         ((Tagged("t"), 1), ("t", 1)),
         (([1, 2], {"a": (3,)}), ([1, 2], {"a": (3,)})),
         ((ref, "z"), (3, "z")),
+        # a range (a chunk of ``Pool.map``) takes the C pickler, alone or inside
+        *[(args, args) for args in [(range(0, 10, 3), [range(2**70, 2**70 + 5, -1)])]],
     ]
     refs = [echo.remote(*args) for args, _ in calls]
     assert actorlib.get(refs, timeout=T) == [expected for _, expected in calls]

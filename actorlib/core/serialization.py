@@ -144,7 +144,7 @@ def note_contained(id_: int) -> None:
 def _is_plain(value: Any, depth: int = 0) -> bool:
     """True for values the C pickler handles exactly as cloudpickle would."""
     t = type(value)
-    if t in PLAIN_SCALARS:
+    if t in PLAIN_SCALARS or t is range:  # a range: a chunk of ``Pool.map`` over one
         return True
     if depth > 2:
         return False
