@@ -234,6 +234,47 @@ def test_futures_work_with_wait_and_as_completed(rt):
         ]
 
 
+def test_an_executor_future_is_a_stdlib_future_with_a_lighter_condition():
+    """``ExecutorFuture`` builds its own attributes and condition (fewer objects for the
+    collector): the same attributes as ``Future``'s, and waits, time-outs, wake-ups of
+    several waiting threads, ``wait``/``as_completed`` and callbacks as the stdlib's."""
+    import threading
+
+    from actorlib.executor_tasks import ChunkFuture, ExecutorFuture
+
+    assert sorted(vars(ExecutorFuture())) == sorted(vars(cf.Future()))
+    assert isinstance(ExecutorFuture()._condition, threading.Condition)
+    future = ChunkFuture()
+    with pytest.raises(cf.TimeoutError):
+        future.result(timeout=0.01)
+    got: list[object] = []
+    waiters = [
+        threading.Thread(target=lambda: got.append(future.result(timeout=T)))
+        for _ in range(3)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    wait_until(lambda: len(future._condition._waiters) == 3, what="three waiting threads")
+    other = ExecutorFuture()
+    done, not_done = cf.wait([future, other], timeout=0.01)
+    assert not done and not_done == {future, other}
+    called: list[cf.Future[object]] = []
+    future.add_done_callback(called.append)
+    assert future.set_running_or_notify_cancel()
+    future.set_result(7)
+    for waiter in waiters:
+        waiter.join(T)
+    assert got == [7, 7, 7] and called == [future]
+    assert cf.wait([future, other], return_when=cf.FIRST_COMPLETED).done == {future}
+    other.set_exception(KeyError("k"))
+    assert list(cf.as_completed([other], timeout=T)) == [other]
+    assert isinstance(other.exception(), KeyError)
+    cancelled = ExecutorFuture()
+    assert cancelled.cancel() and cancelled.cancelled()
+    with pytest.raises(cf.CancelledError):
+        cancelled.result()
+
+
 @pytest.mark.parametrize("wait", ["result", "exception", "map"])
 def test_ctrl_c_reaches_a_main_thread_waiting_for_a_call(rt, wait):
     """``Future.result``/``exception`` (with or without a timeout) and ``map``'s iterator
