@@ -316,7 +316,7 @@ class Executor(concurrent.futures.Executor):
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         chunked: bool, direct: bool = False,
     ) -> Item:
-        future: Future[Any] = ChunkFuture() if chunked else ExecutorFuture()
+        future = ChunkFuture() if chunked else ExecutorFuture()
         item = Item(future, chunked)
         item.direct = direct
         with self._lock:
@@ -337,9 +337,8 @@ class Executor(concurrent.futures.Executor):
             if not taken:
                 self._settle(item, None, exc)
             return item
-        # cancel() asks the core (see _cancel); an instance attribute, so the class keeps
-        # the stdlib's cancel (which settling calls). Dropped once settled.
-        future.cancel = functools.partial(self._cancel, item)  # type: ignore[method-assign]
+        # cancel() asks the core (see _cancel) until settled (then the stdlib's again)
+        future.attach(self, item)
         with self._lock:
             if not item.done:
                 if self._marked < self._max_workers and not self._pending:
@@ -390,7 +389,7 @@ class Executor(concurrent.futures.Executor):
                 gone = set(map(id, withdrawn))
                 self._pending = deque(i for i in self._pending if id(i) not in gone)
         for item in withdrawn:
-            item.future.__dict__.pop("cancel", None)
+            item.future.detach()
             Future.cancel(item.future)
         if withdrawn:
             with self._lock:
@@ -440,7 +439,7 @@ class Executor(concurrent.futures.Executor):
             self._promote()
         finally:
             self._lock.release()
-        item.future.__dict__.pop("cancel", None)
+        item.future.detach()
         settle_future(item.future, Unread(value), None)
         item.ref = None
         if not self._lock.acquire(blocking=False):
@@ -500,7 +499,7 @@ class Executor(concurrent.futures.Executor):
             exc = _translate(exc)
             if isinstance(exc, ExecutorInitializerError):
                 self._break(str(exc))
-        item.future.__dict__.pop("cancel", None)
+        item.future.detach()
         settle_future(item.future, result, exc)
         item.ref = None
         self._count_settled()

@@ -18,7 +18,7 @@ from actorlib.core import interruptible
 from actorlib.core.serialization import Serialized
 from actorlib.core.waiting import value_of
 from actorlib.exceptions import ExecutorTimeoutError
-from actorlib.executor_tasks import partial_results
+from actorlib.executor_tasks import ExecutorFuture, partial_results
 
 
 class Item:
@@ -26,7 +26,7 @@ class Item:
 
     __slots__ = ("chunked", "direct", "done", "future", "marked", "ref")
 
-    def __init__(self, future: Future[Any], chunked: bool) -> None:
+    def __init__(self, future: ExecutorFuture, chunked: bool) -> None:
         self.future = future
         self.chunked = chunked
         self.ref: Any = None

@@ -211,6 +211,25 @@ class ExecutorFuture(Future):
         self._exception = None
         self._waiters: list[Any] = []
         self._done_callbacks: list[Any] = []
+        # While its call may still be withdrawn: the executor (``cancel`` asks it) and
+        # the call; attributes, not a bound callable per future (see ``detach``)
+        self._executor: Any = None
+        self._item: Any = None
+
+    def attach(self, executor: Any, item: Any) -> None:
+        """``cancel`` asks ``executor._cancel(item)`` from now on (the call is submitted)."""
+        self._executor = executor
+        self._item = item
+
+    def detach(self) -> None:
+        """``cancel`` is the stdlib's again (settling calls it, or the call has ended)."""
+        self._executor = self._item = None
+
+    def cancel(self) -> bool:
+        executor = self._executor
+        if executor is None:
+            return super().cancel()
+        return bool(executor._cancel(self._item))
 
     def result(self, timeout: float | None = None) -> Any:
         try:

@@ -242,7 +242,7 @@ def test_an_executor_future_is_a_stdlib_future_with_a_lighter_condition():
 
     from actorlib.executor_tasks import ChunkFuture, ExecutorFuture
 
-    assert sorted(vars(ExecutorFuture())) == sorted(vars(cf.Future()))
+    assert set(vars(cf.Future())) <= set(vars(ExecutorFuture()))
     assert isinstance(ExecutorFuture()._condition, threading.Condition)
     future = ChunkFuture()
     with pytest.raises(cf.TimeoutError):
