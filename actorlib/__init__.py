@@ -65,8 +65,11 @@ _LAZY = {
     "Pool": "actorlib.pool",
     "timeline": "actorlib.trace",
 }
-# Ray's submodules reachable as attributes of the package (``ray.util.queue`` ...).
-_LAZY_MODULES = frozenset({"util", "runtime_env", "job_config", "runtime_context"})
+# Ray's submodules reachable as attributes of the package (``ray.util.queue``,
+# ``ray.actor.exit_actor()`` ...) after a bare ``import``, as Ray's are.
+_LAZY_MODULES = frozenset({
+    "util", "runtime_env", "job_config", "runtime_context", "actor", "remote_function",
+})
 # Ray's libraries beyond Ray Core: code written for them needs Ray, and says so at once
 # (still an AttributeError, so ``hasattr`` and ``getattr(..., default)`` keep working).
 _RAY_LIBRARIES = {
@@ -92,6 +95,8 @@ def __getattr__(name: str) -> Any:
         value = importlib.import_module(f"actorlib.{name}")
         globals()[name] = value
         return value
+    if name == "cloudpickle":  # ``ray.cloudpickle``: Ray's copy; actorlib pickles with it
+        return importlib.import_module("cloudpickle")
     module = _LAZY.get(name)
     if module is None:
         if name in _RAY_LIBRARIES:
@@ -103,7 +108,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_LAZY_MODULES})
+    return sorted({*globals(), *_LAZY, *_LAZY_MODULES, "cloudpickle"})
 
 
 __version__ = "0.1.0"

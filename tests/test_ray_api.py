@@ -49,6 +49,18 @@ def test_util_is_an_attribute_after_a_bare_import() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("expression", [
+    "ray.actor.exit_actor", "ray.actor.ActorHandle", "ray.remote_function.RemoteFunction",
+    "ray.cloudpickle.loads(ray.cloudpickle.dumps(lambda: 3))()",
+])
+def test_rays_module_attributes_right_after_a_bare_import(expression: str) -> None:
+    """``ray.actor.exit_actor()`` (as Ray's docs end an actor) and the like, first thing
+    after ``import ray``: Ray's package imports these modules itself."""
+    code = f"import actorlib as ray\nassert {expression}\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize("module, names", [
     ("actorlib.util.scheduling_strategies", [
         "NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy",
