@@ -419,6 +419,15 @@ def _unhandled(caplog: pytest.LogCaptureFixture, tag: str) -> int:
     )
 
 
+@actorlib.remote
+class Ends:
+    def end(self) -> None:
+        actorlib.actor.exit_actor()
+
+    def tag(self, tag: str) -> str:
+        return tag
+
+
 def _drop_when_done(ref: Any) -> None:
     actorlib.wait([ref], timeout=T)
 
@@ -447,6 +456,15 @@ def test_unhandled_error_is_logged_once_when_its_last_ref_dies(rt, caplog, monke
     pair = fail_with.options(num_returns=2).remote("pair")  # one error, two refs
     _drop_when_done(pair[0])
     del pair
+    # Not the program's code failing: a call to an actor that ended itself (and the
+    # ending call's own result), a call to a killed actor. Ray reports none of these.
+    ending = Ends.remote()
+    ending.end.remote()
+    _drop_when_done(ending.tag.remote("after-exit"))
+    killed = Ends.remote()
+    actorlib.kill(killed)
+    _drop_when_done(killed.tag.remote("after-kill"))
+    del ending, killed
     fail_with.remote("sentinel")
     # Every report, whatever order the tasks ended in (a cold worker may end one last).
     reported = ("fire-and-forget", "lost", "chained", "pair", "sentinel")
@@ -456,6 +474,8 @@ def test_unhandled_error_is_logged_once_when_its_last_ref_dies(rt, caplog, monke
               for t in ("fire-and-forget", "lost", "read", "future", "chained", "pair")}
     assert counts == {"fire-and-forget": 1, "lost": 1, "read": 0, "future": 0, "chained": 1,
                       "pair": 1}
+    assert not [r.getMessage() for r in caplog.records if "killed" in r.getMessage()
+                or "tag=after" in r.getMessage()]
     message = next(r.getMessage() for r in caplog.records if "tag=lost" in r.getMessage())
     assert "ValueError" in message and "Remote traceback" in message
 

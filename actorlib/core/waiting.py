@@ -36,6 +36,7 @@ from actorlib.exceptions import (
     GetTimeoutError,
     RuntimeClosedError,
     TaskCancelledError,
+    TaskError,
 )
 
 
@@ -70,8 +71,11 @@ def report_unhandled(value: Serialized) -> None:
     """Log an error value nobody retrieved, as its last ref dies (Ray does the same).
 
     Called on the core loop: the bytes are copied here (they are freed next) and
-    unpickled on the completer thread, never on the loop. Cancellation and shutdown are
-    not reported: the caller asked for them.
+    unpickled on the completer thread, never on the loop. Only an exception the task or
+    call raised (``TaskError``) is reported, as Ray reports only task failures: a call to
+    an actor that was killed or ended itself (``exit_actor()``, whose own call's result
+    is an ``ActorDiedError`` nobody reads), a dead worker or a lost object were not the
+    program's code failing, and cancellation and shutdown were asked for.
     """
     if os.environ.get(IGNORE_UNHANDLED_ENV, "") not in ("", "0"):
         return
@@ -89,7 +93,9 @@ def _log_unhandled(value: Serialized | None) -> None:
             error = deserialize(value)
         except Exception as exc:
             error = exc
-    if isinstance(error, (TaskCancelledError, RuntimeClosedError)):
+    if isinstance(error, BaseException) and (
+        not isinstance(error, TaskError) or isinstance(error, TaskCancelledError)
+    ):
         return
     log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_UNHANDLED_ENV, error)
 
