@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from actorlib.core.refs import ObjectRef
     from actorlib.core.specs import NodeAffinitySchedulingStrategy
     from actorlib.executor import Executor
+    from actorlib.logging_config import LoggingConfig
     from actorlib.pool import Pool
     from actorlib.remote_function import RemoteFunction
     from actorlib.session import RuntimeInfo, init, is_initialized, shutdown
@@ -62,6 +63,7 @@ _LAZY = {
     **dict.fromkeys(("RuntimeInfo", "init", "is_initialized", "shutdown"), "actorlib.session"),
     "ActorPool": "actorlib.actor_pool",
     "Executor": "actorlib.executor",
+    "LoggingConfig": "actorlib.logging_config",
     "Pool": "actorlib.pool",
     "timeline": "actorlib.trace",
 }
@@ -120,6 +122,7 @@ __all__ = [
     "ActorPool",
     "DynamicObjectRefGenerator",
     "Executor",
+    "LoggingConfig",
     "NodeAffinitySchedulingStrategy",
     "ObjectRef",
     "ObjectRefGenerator",

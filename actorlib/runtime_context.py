@@ -182,25 +182,13 @@ class RuntimeContext:
         """The running task's name (its ``name`` option, else its function's name), or
         ``Class.method`` in an actor call, as Ray's; None in the driver."""
         ctx = _execution()
-        spec = ctx.spec if ctx is not None else None
-        if ctx is None or spec is None:
-            return None
-        if isinstance(spec, ActorSpec):
-            return f"{spec.cls.name}.{ctx.method or '__init__'}"
-        return spec.name or spec.function.name
+        return None if ctx is None else ctx.task_name()
 
     def get_task_function_name(self) -> str | None:
         """The running code's qualified name, ``module.function`` or
         ``module.Class.method``, as Ray's; None in the driver."""
         ctx = _execution()
-        spec = ctx.spec if ctx is not None else None
-        if ctx is None or spec is None:
-            return None
-        code = ctx.code
-        if isinstance(spec, ActorSpec):
-            qualname = spec.cls.name if code is None else _qualified(code)
-            return f"{qualname}.{ctx.method or '__init__'}"
-        return spec.function.name if code is None else _qualified(code)
+        return None if ctx is None else ctx.task_function_name()
 
     @property
     def runtime_env(self) -> dict[str, Any]:
@@ -228,12 +216,6 @@ class RuntimeContext:
         if self.actor_id is not None:
             out["actor_id"] = self.actor_id
         return out
-
-
-def _qualified(code: object) -> str:
-    module = getattr(code, "__module__", None)
-    qualname = getattr(code, "__qualname__", None) or repr(code)
-    return f"{module}.{qualname}" if module else qualname
 
 
 def _env_dict(env_vars: dict[str, str] | None, code_env: CodeEnv | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from actorlib.core.context import Client
     from actorlib.core.specs import CodeEnv
     from actorlib.job_config import JobConfig
+    from actorlib.logging_config import LoggingConfig
 
 
 _lock = threading.RLock()
@@ -122,6 +123,7 @@ def init(
     dashboard_host: str = "127.0.0.1",
     dashboard_port: int | None = None,
     include_dashboard: bool | None = None,
+    logging_config: LoggingConfig | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -148,12 +150,23 @@ def init(
     this process on ``dashboard_host`` (default 127.0.0.1) and ``dashboard_port``
     (default Ray's 8265, or a free port if that is taken); its URL, token included, is
     printed and returned as ``dashboard_url``. Needs the ``dashboard`` extra (aiohttp).
+
+    ``logging_config`` (Ray's ``LoggingConfig``): the root logger of this process and of
+    every worker process of the job writes TEXT or JSON lines at its level, each with the
+    job, worker, node, task and actor it came from; in effect until ``shutdown()``.
     """
     global _runtime, _job_env, _backend_name, _state_server, _job_code_env, _env_support
     global _dashboard
     unknown = sorted(set(ray_options) - _IGNORED_RAY_OPTIONS)
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(unknown)}")
+    if logging_config is not None:
+        from actorlib.logging_config import LoggingConfig
+
+        if not isinstance(logging_config, LoggingConfig):
+            raise TypeError(
+                f"logging_config: expected a LoggingConfig, got {type(logging_config).__name__}"
+            )
     if job_config is not None:
         from actorlib.job_config import JobConfig
 
@@ -211,10 +224,14 @@ def init(
                 object_store_memory=object_store_memory, address=address,
                 worker_timeout_s=worker_timeout_s, log_to_driver=log_to_driver,
                 worker_process_setup_hook=worker_process_setup_hook,
+                logging_config=logging_config,
             )
         except BaseException:
             if warm is not None:
                 warm.discard()
+            from actorlib.backends.output import remove_driver_logging
+
+            remove_driver_logging()  # applied by _start, if it got that far
             raise
         finally:
             if collecting:
@@ -246,6 +263,7 @@ def _start(
     num_gpus: float | None, resources: dict[str, float] | None,
     object_store_memory: int | None, address: str | None, worker_timeout_s: float | None,
     log_to_driver: bool, worker_process_setup_hook: Callable[[], Any] | str | None,
+    logging_config: LoggingConfig | None = None,
 ) -> tuple[RunningCore, type[Backend] | type[Connector], dict[str, str] | None, CodeEnv | None]:
     """Validate the rest of init()'s arguments, then start (or connect to) the core."""
     global _state_server
@@ -260,7 +278,10 @@ def _start(
     code_env = runtime_env_files.code_env(checked)  # packed once, for the whole job
     options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
     options["log_to_driver"] = bool(log_to_driver)
-    options["output"] = _output_options(bool(log_to_driver), worker_process_setup_hook)
+    options["output"] = _output_options(
+        bool(log_to_driver), worker_process_setup_hook, logging_config,
+        in_driver=not getattr(backend_cls, "applies_logging_config", False),
+    )
     if log_dir is not None:
         if issubclass(backend_cls, Connector):
             raise ValueError(
@@ -338,10 +359,13 @@ def _log_dir(log_dir: Any) -> str:
 
 
 def _output_options(
-    log_to_driver: bool, hook: Callable[[], Any] | str | None
+    log_to_driver: bool, hook: Callable[[], Any] | str | None,
+    logging_config: LoggingConfig | None = None, in_driver: bool = True,
 ) -> dict[str, Any]:
-    """What worker processes need to know about output, logging and the setup hook."""
-    from actorlib.backends.output import driver_logging
+    """What worker processes need to know about output, logging and the setup hook
+    (a ``logging_config`` is applied here, in the driver, first, unless the backend
+    applies it itself: ``not in_driver``)."""
+    from actorlib.backends.output import apply_driver_logging, driver_logging
 
     packed: bytes | str | None = None
     if isinstance(hook, str):
@@ -361,7 +385,11 @@ def _output_options(
             packed = cloudpickle.dumps(hook)
         except Exception as exc:
             raise TypeError(f"worker_process_setup_hook {hook!r} cannot be pickled: {exc}") from exc
-    return {"log_to_driver": log_to_driver, "logging": driver_logging(), "setup_hook": packed}
+    config = None if logging_config is None else logging_config.to_dict()
+    if config is not None and in_driver:
+        apply_driver_logging(config)
+    return {"log_to_driver": log_to_driver, "logging": driver_logging(config),
+            "setup_hook": packed}
 
 
 def _info(rt: RunningCore) -> RuntimeInfo:
@@ -453,6 +481,9 @@ def shutdown() -> None:
         finally:
             _stopping = False
             _restore_signal_handlers()
+            from actorlib.backends.output import remove_driver_logging
+
+            remove_driver_logging()  # init(logging_config=)'s handler, if any
         signum, _pending_signal = _pending_signal, None
     if signum is not None:
         raise SystemExit(128 + signum)  # the signal that arrived meanwhile ends the script

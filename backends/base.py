@@ -315,6 +315,8 @@ class Connector(ABC):
 
     name: str = "?"
     runtime_env_files: frozenset[str] = frozenset()  # as Backend.runtime_env_files
+    # ``init(logging_config=)`` is the backend's to apply, in the driver too (Ray's own)
+    applies_logging_config: bool = False
 
     @classmethod
     @abstractmethod

@@ -218,9 +218,12 @@ def _read_fd(
     os.close(fd)
 
 
-def driver_logging() -> dict[str, Any]:
-    """The driver's root logging level and format, for its worker processes."""
+def driver_logging(logging_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The driver's root logging level and format, for its worker processes; with
+    ``logging_config`` (``LoggingConfig.to_dict()``, already applied in the driver), that."""
     root = logging.getLogger()
+    if logging_config is not None:
+        return {"level": root.level, "format": None, "config": logging_config}
     config: dict[str, Any] = {"level": root.level, "format": None}
     consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
     # The console handler's format (``basicConfig``'s) before any other's: test runners
@@ -241,7 +244,8 @@ _applied: list[logging.Handler] = []  # the handler apply_logging added, if any
 
 
 def apply_logging(config: dict[str, Any]) -> None:
-    """In a worker: the driver's root level, and a handler on ``sys.stderr`` in its format.
+    """In a worker: the driver's root level, and a handler on ``sys.stderr`` in its format
+    (or, after ``init(logging_config=)``, the config's TEXT or JSON lines at its level).
 
     With no handler in the driver, none here either: Python's last-resort handler prints
     warnings and errors, bare, as the driver's would. Applied again (a cluster worker
@@ -251,13 +255,39 @@ def apply_logging(config: dict[str, Any]) -> None:
     root.setLevel(config["level"])
     while _applied:
         root.removeHandler(_applied.pop())
-    if config.get("format") is not None:
+    if config.get("config") is not None:  # init(logging_config=): Ray's TEXT or JSON lines
+        from actorlib.backends.log_format import handler
+
+        root.setLevel(config["config"]["log_level"])
+        _applied.append(handler(config["config"]))
+        root.addHandler(_applied[-1])
+    elif config.get("format") is not None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(
             config["format"], config.get("datefmt"), style=config.get("style", "%"),
         ))
         root.addHandler(handler)
         _applied.append(handler)
+
+
+_driver_level: list[int] = []  # the root level before init(logging_config=) changed it
+
+
+def apply_driver_logging(logging_config: dict[str, Any]) -> None:
+    """``init(logging_config=)`` in the driver: its handler on the root logger until
+    :func:`remove_driver_logging` (at ``shutdown()``), which restores the root level."""
+    root = logging.getLogger()
+    if not _driver_level:
+        _driver_level.append(root.level)
+    apply_logging({"level": root.level, "config": logging_config})
+
+
+def remove_driver_logging() -> None:
+    root = logging.getLogger()
+    while _applied:
+        root.removeHandler(_applied.pop())
+    if _driver_level:
+        root.setLevel(_driver_level.pop())
 
 
 def run_setup_hook(hook: bytes | str) -> None:

@@ -381,3 +381,97 @@ def test_every_process_actorlib_starts_says_what_it_is(rt: Any, backend_name: st
         assert {"actorlib::head", "actorlib::node"} <= titles
     assert "actorlib::Titled" in titles
     del actor
+
+
+# -- init(logging_config=): Ray's LoggingConfig ------------------------------------------
+
+
+@actorlib.remote
+def logs_for_config() -> int:
+    logging.getLogger("cfgtask").debug("debug line, below the level")
+    logging.getLogger("cfgtask").info("task line")
+    return 1
+
+
+@actorlib.remote
+class LogsForConfig:
+    def log(self) -> int:
+        logging.getLogger("cfgactor").warning("actor line", extra={"user_key": 7})
+        return 2
+
+
+def _json_records(text: str) -> dict[str, dict[str, Any]]:
+    """The JSON records in ``text`` by message (a worker's lines carry the prefix)."""
+    import json
+
+    out = {}
+    for line in text.splitlines():
+        start = line.find("{")
+        if start >= 0:
+            record = json.loads(line[start:])
+            out[record["message"]] = record
+    return out
+
+
+def test_a_logging_config_lays_out_every_process_s_lines_with_where_they_came_from(
+    backend_name: str,
+) -> None:
+    """``init(logging_config=LoggingConfig(encoding="JSON"))``: the driver's, a task's and
+    an actor's records are JSON lines at the config's level, each saying which job,
+    worker, node, task and actor wrote it, as Ray's; the driver's logging is as before
+    once ``shutdown()`` has run."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    err = io.StringIO()
+    config = actorlib.LoggingConfig(
+        encoding="JSON", log_level="info", additional_log_standard_attrs=["name"]
+    )
+    with contextlib.redirect_stderr(err):
+        actorlib.init(backend=backend_name, num_cpus=2, logging_config=config)
+        try:
+            logging.getLogger("cfgdriver").info("driver line")
+            actor = LogsForConfig.options(name="logger").remote()
+            assert actorlib.get([logs_for_config.remote(), actor.log.remote()]) == [1, 2]
+        finally:
+            actorlib.shutdown()
+    assert root.handlers == handlers and root.level == level
+    records = _json_records(err.getvalue())
+    assert "debug line, below the level" not in err.getvalue()
+    driver, task, call = records["driver line"], records["task line"], records["actor line"]
+    assert driver["name"] == "cfgdriver" and driver["levelname"] == "INFO"
+    assert "task_id" not in driver and driver["job_id"] == task["job_id"]
+    assert task["name"] == "cfgtask" and task["task_name"] == "logs_for_config"
+    assert task["task_func_name"].endswith("test_output.logs_for_config")
+    assert task["filename"] == "test_output.py" and task["node_id"]
+    assert call["task_name"] == "LogsForConfig.log" and call["actor_name"] == "logger"
+    assert call["user_key"] == 7 and call["levelname"] == "WARNING"
+    assert call["actor_id"] and call["task_id"] != task["task_id"]
+    if backend_name not in IN_PROCESS:  # a worker process of its own
+        assert task["process"] != os.getpid() and task["worker_id"] != driver["worker_id"]
+
+
+def test_a_text_logging_config_adds_the_fields_after_the_usual_line() -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        actorlib.init(backend="thread", logging_config=actorlib.LoggingConfig())
+        try:
+            assert actorlib.get(logs_for_config.remote()) == 1
+        finally:
+            actorlib.shutdown()
+    (line,) = _lines_with(err.getvalue(), "task line")
+    assert re.search(r"\tINFO test_output\.py:\d+ -- task line job_id=\w+ ", line), line
+    assert "task_name=logs_for_config" in line and "name=" not in line.split("task_name")[0]
+
+
+def test_a_bad_logging_config_is_refused_before_anything_starts() -> None:
+    with pytest.raises(ValueError, match="Invalid encoding type: XML"):
+        actorlib.LoggingConfig(encoding="XML")
+    with pytest.raises(ValueError, match="Unknown python logging standard attribute: nme"):
+        actorlib.LoggingConfig(additional_log_standard_attrs=["nme"])
+    with pytest.raises(ValueError, match="Unknown log level"):
+        actorlib.LoggingConfig(log_level="LOUD")
+    with pytest.raises(TypeError, match="expected a LoggingConfig"):
+        actorlib.init(backend="thread", logging_config={"encoding": "JSON"})
+    assert not actorlib.is_initialized()
+    config = actorlib.LoggingConfig(encoding="JSON", additional_log_standard_attrs=["name"])
+    assert actorlib.LoggingConfig.from_dict({**config.to_dict(), "later": 1}) == config

@@ -35,6 +35,27 @@ class ExecutionContext:
     method: str = ""
     code: object | None = None
 
+    def task_name(self) -> str | None:
+        """The task's name (its ``name`` option, else its function's), or ``Class.method``
+        in an actor call (``Class.__init__`` in the constructor), as Ray names them."""
+        spec = self.spec
+        if spec is None:
+            return None
+        if isinstance(spec, ActorSpec):
+            return f"{spec.cls.name}.{self.method or '__init__'}"
+        return spec.name or spec.function.name
+
+    def task_function_name(self) -> str | None:
+        """The running code's qualified name: ``module.function``, ``module.Class.method``."""
+        spec = self.spec
+        if spec is None:
+            return None
+        code = self.code
+        if isinstance(spec, ActorSpec):
+            qualname = spec.cls.name if code is None else _qualified(code)
+            return f"{qualname}.{self.method or '__init__'}"
+        return spec.function.name if code is None else _qualified(code)
+
     @property
     def caller_id(self) -> int:
         """Identity used to order this code's calls to actors."""
@@ -47,3 +68,9 @@ class ExecutionContext:
 current_execution: contextvars.ContextVar[ExecutionContext | None] = contextvars.ContextVar(
     "actorlib_execution", default=None
 )
+
+
+def _qualified(code: object) -> str:
+    module = getattr(code, "__module__", None)
+    qualname = getattr(code, "__qualname__", None) or repr(code)
+    return f"{module}.{qualname}" if module else qualname

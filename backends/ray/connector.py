@@ -81,6 +81,7 @@ class RayConnector(Connector):
     """Runs actorlib's API on Ray (see :mod:`actorlib.backends.ray`)."""
 
     name = "ray"
+    applies_logging_config = True  # handed to ray.init: Ray logs the driver and workers
 
     @classmethod
     def connect(cls, config: BackendConfig, namespace: str) -> RunningCore:
@@ -98,6 +99,9 @@ class RayConnector(Connector):
             "log_to_driver": log_to_driver, "configure_logging": False,
             "job_config": driver_job_config(),
         }
+        logging_config = ((config.options.get("output") or {}).get("logging") or {}).get("config")
+        if logging_config is not None:  # init(logging_config=): Ray's workers log as asked
+            kwargs["logging_config"] = ray.LoggingConfig(**logging_config)
         if config.address is None:
             kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus,
                           resources=config.resources or None,
