@@ -9,7 +9,7 @@ import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, Future
 from concurrent.futures import _base as futures_base
 from typing import Any
@@ -169,7 +169,7 @@ def ordered_results(
             bar.close()
 
 
-def progress_bar(futures: list[Future[Any]], sizes: list[int] | None) -> Any:
+def progress_bar(futures: Sequence[Future[Any]], sizes: list[int] | None) -> Any:
     from actorlib.progress import make_bar
 
     total = len(futures) if sizes is None else sum(sizes)

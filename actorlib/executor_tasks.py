@@ -171,7 +171,7 @@ class _FutureCondition(threading.Condition):
 
     def __init__(self) -> None:  # not Condition's: no bound methods on the instance
         self._lock = threading.RLock()
-        self._waiters = collections.deque()
+        self._waiters: collections.deque[Any] = collections.deque()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         return self._lock.acquire(blocking, timeout)
@@ -186,7 +186,7 @@ class _FutureCondition(threading.Condition):
         self._lock._acquire_restore(state)  # type: ignore[attr-defined]
 
     def _is_owned(self) -> bool:
-        return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]
+        return self._lock._is_owned()  # type: ignore[attr-defined]
 
 
 class ExecutorFuture(Future):

@@ -256,10 +256,10 @@ def apply_logging(config: dict[str, Any]) -> None:
     while _applied:
         root.removeHandler(_applied.pop())
     if config.get("config") is not None:  # init(logging_config=): Ray's TEXT or JSON lines
-        from actorlib.backends.log_format import handler
+        from actorlib.backends.log_format import handler as config_handler
 
         root.setLevel(config["config"]["log_level"])
-        _applied.append(handler(config["config"]))
+        _applied.append(config_handler(config["config"]))
         root.addHandler(_applied[-1])
     elif config.get("format") is not None:
         handler = logging.StreamHandler(sys.stderr)
