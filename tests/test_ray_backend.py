@@ -198,6 +198,52 @@ def test_sigterm_stays_actorlibs_on_ray(request: pytest.FixtureRequest) -> None:
         done.stdout + done.stderr[-2000:])
 
 
+def test_the_setup_hook_and_logging_config_reach_rays_workers(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``init(worker_process_setup_hook=, logging_config=)`` hold on ray as on every backend
+    (Ray runs the hook in each worker of the job and lays out its log lines); with Ray
+    already initialized by the program they cannot be applied: a clear error."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    cluster = request.getfixturevalue("_ray_cluster")
+    program = textwrap.dedent(f"""
+        import logging, os
+        import actorlib
+
+        def hook():
+            os.environ["ACTORLIB_TEST_HOOK"] = "ran"
+
+        @actorlib.remote
+        def probe():
+            logging.getLogger("probe").warning("probe line")
+            return os.environ.get("ACTORLIB_TEST_HOOK")
+
+        actorlib.init(backend="ray", address={cluster!r}, worker_process_setup_hook=hook,
+                      logging_config=actorlib.LoggingConfig(encoding="JSON"))
+        print("hook:", actorlib.get(probe.remote(), timeout=120))
+        actorlib.shutdown()
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=180)
+    assert "hook: ran" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert '"message": "probe line"' in done.stdout + done.stderr, done.stderr[-3000:]
+    program = textwrap.dedent(f"""
+        import ray, actorlib
+        ray.init(address={cluster!r})
+        try:
+            actorlib.init(backend="ray", worker_process_setup_hook="os.getcwd")
+        except ValueError as exc:
+            print("refused:", exc)
+        print("initialized:", actorlib.is_initialized())
+        ray.shutdown()
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=180)
+    assert "refused: worker_process_setup_hook and logging_config are set up by ray.init" in (
+        done.stdout), done.stdout + done.stderr[-3000:]
+    assert "initialized: False" in done.stdout
+
+
 def test_a_scripts_own_exception_class_retries_on_ray(request: pytest.FixtureRequest) -> None:
     """``retry_exceptions`` naming a class of the driver's ``__main__``: the task's spec
     template (pickled once, see backends/ray/wire.py) reaches Ray's worker with the class

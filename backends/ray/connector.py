@@ -88,9 +88,18 @@ class RayConnector(Connector):
         ray = import_ray()
         from actorlib.backends.ray.client import RayCore
 
+        output = config.options.get("output") or {}
+        hook = output.get("setup_hook")
+        logging_config = (output.get("logging") or {}).get("config")
         if ray.is_initialized():
             # This process already runs Ray (the program uses Ray directly too): share
             # that connection, and leave it up at shutdown().
+            if hook is not None or logging_config is not None:
+                raise ValueError(
+                    "worker_process_setup_hook and logging_config are set up by ray.init, "
+                    "which this process has already called: pass them to ray.init "
+                    "(runtime_env={'worker_process_setup_hook': ...}, logging_config=...)"
+                )
             return RayCore(namespace, stop_ray=False)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         log_to_driver = bool(config.options.get("log_to_driver", True))
@@ -99,9 +108,10 @@ class RayConnector(Connector):
             "log_to_driver": log_to_driver, "configure_logging": False,
             "job_config": driver_job_config(),
         }
-        logging_config = ((config.options.get("output") or {}).get("logging") or {}).get("config")
         if logging_config is not None:  # init(logging_config=): Ray's workers log as asked
             kwargs["logging_config"] = ray.LoggingConfig(**logging_config)
+        if hook is not None:  # Ray runs it in each of the job's workers (a job runtime_env)
+            kwargs["runtime_env"] = {"worker_process_setup_hook": unpack_hook(hook)}
         if config.address is None:
             kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus,
                           resources=config.resources or None,
@@ -126,3 +136,14 @@ class RayConnector(Connector):
                     and threading.current_thread() is threading.main_thread()):
                 signal.signal(signal.SIGTERM, sigterm)
         return RayCore(namespace, stop_ray=True)
+
+
+def unpack_hook(hook: bytes | str) -> Any:
+    """``init(worker_process_setup_hook=)`` as Ray's runtime_env takes it: the callable
+    (pickled by the session, by value if the driver's ``__main__`` defined it), or its
+    ``"module.function"`` name."""
+    if isinstance(hook, str):
+        return hook
+    import cloudpickle
+
+    return cloudpickle.loads(hook)
