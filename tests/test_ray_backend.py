@@ -203,7 +203,8 @@ def test_the_setup_hook_and_logging_config_reach_rays_workers(
 ) -> None:
     """``init(worker_process_setup_hook=, logging_config=)`` hold on ray as on every backend
     (Ray runs the hook in each worker of the job and lays out its log lines); with Ray
-    already initialized by the program they cannot be applied: a clear error."""
+    already initialized by the program they cannot be applied, nor ``labels`` on a
+    cluster that is already running: a clear error."""
     pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
     cluster = request.getfixturevalue("_ray_cluster")
     program = textwrap.dedent(f"""
@@ -215,18 +216,23 @@ def test_the_setup_hook_and_logging_config_reach_rays_workers(
 
         @actorlib.remote
         def probe():
-            logging.getLogger("probe").warning("probe line")
-            return os.environ.get("ACTORLIB_TEST_HOOK")
+            formats = [type(h.formatter).__name__ for h in logging.getLogger().handlers]
+            return os.environ.get("ACTORLIB_TEST_HOOK"), formats
 
         actorlib.init(backend="ray", address={cluster!r}, worker_process_setup_hook=hook,
                       logging_config=actorlib.LoggingConfig(encoding="JSON"))
-        print("hook:", actorlib.get(probe.remote(), timeout=120))
+        hook, formats = actorlib.get(probe.remote(), timeout=120)
+        print("hook:", hook, "JSON:", "JSONFormatter" in formats)
         actorlib.shutdown()
+        try:
+            actorlib.init(backend="ray", address={cluster!r}, labels={{"zone": "a"}})
+        except ValueError as exc:
+            print("labels:", exc)
     """)
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=180)
-    assert "hook: ran" in done.stdout, done.stdout + done.stderr[-3000:]
-    assert '"message": "probe line"' in done.stdout + done.stderr, done.stderr[-3000:]
+    assert "hook: ran JSON: True" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert "labels: init(labels=) labels the node a new Ray instance starts" in done.stdout
     program = textwrap.dedent(f"""
         import ray, actorlib
         ray.init(address={cluster!r})
@@ -239,9 +245,10 @@ def test_the_setup_hook_and_logging_config_reach_rays_workers(
     """)
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=180)
-    assert "refused: worker_process_setup_hook and logging_config are set up by ray.init" in (
+    assert "refused: worker_process_setup_hook, logging_config and labels are set up by" in (
         done.stdout), done.stdout + done.stderr[-3000:]
     assert "initialized: False" in done.stdout
+
 
 
 def test_a_scripts_own_exception_class_retries_on_ray(request: pytest.FixtureRequest) -> None:

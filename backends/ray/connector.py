@@ -94,11 +94,12 @@ class RayConnector(Connector):
         if ray.is_initialized():
             # This process already runs Ray (the program uses Ray directly too): share
             # that connection, and leave it up at shutdown().
-            if hook is not None or logging_config is not None:
+            if hook is not None or logging_config is not None or config.labels:
                 raise ValueError(
-                    "worker_process_setup_hook and logging_config are set up by ray.init, "
-                    "which this process has already called: pass them to ray.init "
-                    "(runtime_env={'worker_process_setup_hook': ...}, logging_config=...)"
+                    "worker_process_setup_hook, logging_config and labels are set up by "
+                    "ray.init, which this process has already called: pass them to "
+                    "ray.init (runtime_env={'worker_process_setup_hook': ...}, "
+                    "logging_config=..., labels=...)"
                 )
             return RayCore(namespace, stop_ray=False)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -113,10 +114,17 @@ class RayConnector(Connector):
         if hook is not None:  # Ray runs it in each of the job's workers (a job runtime_env)
             kwargs["runtime_env"] = {"worker_process_setup_hook": unpack_hook(hook)}
         if config.address is None:
+            if config.labels:  # the node the new Ray instance starts, as ray.init(labels=)
+                kwargs["labels"] = dict(config.labels)
             kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus,
                           resources=config.resources or None,
                           object_store_memory=config.object_store_memory)
         else:
+            if config.labels:
+                raise ValueError(
+                    "init(labels=) labels the node a new Ray instance starts; the nodes of "
+                    "an existing Ray cluster take theirs from `ray start --labels`"
+                )
             from actorlib.backends.ray.address import check_address
 
             check_address(ray, config.address)
