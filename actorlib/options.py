@@ -22,7 +22,8 @@ TASK_OPTIONS = frozenset({
     "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
     "_generator_backpressure_num_objects", "_concurrency",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-    "label_selector", "fallback_strategy", "accelerator_type",
+    "label_selector", "fallback_strategy", "accelerator_type", "enable_task_events",
+    "object_store_memory",
 })
 ACTOR_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
@@ -30,10 +31,11 @@ ACTOR_OPTIONS = frozenset({
     "scheduling_strategy", "runtime_env", "concurrency_groups",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
     "label_selector", "fallback_strategy", "accelerator_type", "max_pending_calls",
+    "enable_task_events", "object_store_memory", "allow_out_of_order_execution",
 })
 METHOD_OPTIONS = frozenset({
     "num_returns", "max_task_retries", "retry_exceptions", "name", "concurrency_group",
-    "_generator_backpressure_num_objects",
+    "_generator_backpressure_num_objects", "enable_task_events",
 })
 
 _RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory"})
@@ -111,6 +113,7 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
             f"Valid options: {', '.join(sorted(allowed))}."
         )
     out = dict(options)
+    _without_effect(out, what)
     for key in ("num_cpus", "num_gpus", "memory"):
         if out.get(key) is not None:
             out[key] = _non_negative_number(key, out[key])
@@ -193,6 +196,37 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
         if out.get(key) is not None and not isinstance(out[key], str):
             raise _type_error(key, out[key], "a str")
     return out
+
+
+def _without_effect(out: dict[str, Any], what: str) -> None:
+    """Ray's options that change nothing here, checked as Ray checks them, then dropped:
+    ``enable_task_events`` (actorlib's state API reads the core's own tables, so there is
+    no event stream to turn off), ``allow_out_of_order_execution`` (it lets an actor run
+    calls out of order; keeping the order is allowed), ``object_store_memory`` (no
+    reservation: ``None`` only for a task, deprecated for an actor, as in Ray), and a
+    ``_generator_backpressure_num_objects`` of ``None`` (the default)."""
+    for key in ("enable_task_events", "allow_out_of_order_execution"):
+        value = out.pop(key, None)
+        if value is not None and not isinstance(value, bool):
+            raise _type_error(key, value, "a bool")
+    if "_generator_backpressure_num_objects" in out and (
+        out["_generator_backpressure_num_objects"] is None
+    ):
+        del out["_generator_backpressure_num_objects"]
+    if "object_store_memory" in out:
+        value = out.pop("object_store_memory")
+        if value is None:
+            return
+        if not _is_int(value):
+            raise _type_error("object_store_memory", value, "None")
+        if what.startswith("remote function"):
+            raise ValueError("Setting 'object_store_memory' is not implemented for tasks")
+        import warnings
+
+        warnings.warn(
+            "Setting 'object_store_memory' for actors is deprecated (as in Ray) and has no "
+            "effect: it reserves nothing", DeprecationWarning, stacklevel=4,
+        )
 
 
 def _concurrency_limit(value: Any) -> tuple[str, int]:

@@ -127,3 +127,35 @@ def test_accelerator_type_needs_a_node_that_offers_it(rt: Any) -> None:
     assert actorlib.get(worker.ping.remote(), timeout=T) == "pong"
     with pytest.raises(TypeError, match="accelerator_type"):
         accelerated.options(accelerator_type=100)
+
+
+# -- Ray's options that change nothing here: accepted as Ray accepts them ------------------
+
+
+def test_options_without_effect_are_checked_and_taken(rt: Any) -> None:
+    """``enable_task_events``, ``allow_out_of_order_execution``, ``object_store_memory``
+    and ``_generator_backpressure_num_objects=None`` appear in Ray programs; they are
+    checked as Ray checks them and the work runs as without them."""
+
+    def plain() -> int:
+        return 1
+
+    task = actorlib.remote(enable_task_events=False, object_store_memory=None)(plain)
+    assert actorlib.get(task.remote(), timeout=T) == 1
+    quiet = actorlib.remote(plain).options(
+        enable_task_events=True, _generator_backpressure_num_objects=None
+    )
+    assert actorlib.get(quiet.remote(), timeout=T) == 1
+    worker = Worker.options(enable_task_events=False, allow_out_of_order_execution=True,
+                            object_store_memory=None).remote()
+    assert actorlib.get(worker.ping.options(enable_task_events=False).remote(),
+                        timeout=T) == "pong"
+    with pytest.warns(DeprecationWarning, match="object_store_memory"):
+        with_memory = Worker.options(object_store_memory=1 << 20).remote()
+    assert actorlib.get(with_memory.ping.remote(), timeout=T) == "pong"
+    with pytest.raises(ValueError, match="not implemented for tasks"):
+        actorlib.remote(plain).options(object_store_memory=1 << 20)
+    with pytest.raises(TypeError, match="enable_task_events"):
+        actorlib.remote(plain).options(enable_task_events="no")
+    with pytest.raises(TypeError, match="allow_out_of_order_execution"):
+        Worker.options(allow_out_of_order_execution=1)
