@@ -49,7 +49,7 @@ _pending_signal: int | None = None
 # (``_metrics_export_port``: actorlib's metrics are served by the dashboard, at /metrics.)
 _IGNORED_RAY_OPTIONS = frozenset({
     "logging_level", "logging_format", "configure_logging", "_temp_dir", "_system_config",
-    "local_mode", "_metrics_export_port",
+    "local_mode", "_metrics_export_port", "_node_ip_address", "_node_name", "_skip_env_hook",
 })
 
 
