@@ -35,14 +35,17 @@ __all__ = [
     "ActorAlreadyExistsError",
     "ActorDiedError",
     "ActorError",
+    "ActorHandleNotFoundError",
     "ActorPlacementGroupRemoved",
     "ActorUnavailableError",
     "ActorUnschedulableError",
     "ActorlibError",
     "ActorlibWarning",
+    "AsyncioActorExit",
     "BackendUnavailableError",
     "BlockingGetWarning",
     "BrokenExecutorError",
+    "CrossLanguageError",
     "ExecutorInitializerError",
     "ExecutorShutdownError",
     "ExecutorTimeoutError",
@@ -50,13 +53,16 @@ __all__ = [
     "GetTimeoutError",
     "InfeasibleResourceError",
     "InternalError",
+    "LocalRayletDiedError",
     "NodeDiedError",
     "NotSupportedError",
     "ObjectFetchTimedOutError",
     "ObjectFreedError",
     "ObjectLostError",
     "ObjectReconstructionFailedError",
+    "ObjectRefStreamEndOfStreamError",
     "ObjectStoreFullError",
+    "OutOfDiskError",
     "OutOfMemoryError",
     "OwnerDiedError",
     "PendingCallsLimitExceeded",
@@ -64,6 +70,7 @@ __all__ = [
     "RayError",
     "RaySystemError",
     "RayTaskError",
+    "ReferenceCountingAssertionError",
     "RuntimeClosedError",
     "RuntimeEnvSetupError",
     "SerializationError",
@@ -72,6 +79,8 @@ __all__ = [
     "TaskError",
     "TaskPlacementGroupRemoved",
     "TaskUnschedulableError",
+    "UnserializableException",
+    "UserCodeException",
     "WorkerCrashedError",
 ]
 
@@ -349,6 +358,54 @@ class BlockingGetWarning(ActorlibWarning):
     It stalls every other coroutine of that loop until the objects are ready; ``await``
     the ref, or use ``get_async``/``wait_async``. Emitted once per process.
     """
+
+
+# Ray's other exception names: ``except ray.exceptions.X`` must not itself fail with an
+# AttributeError when an error reaches it. Raised where Ray raises them (the ray backend),
+# or never.
+
+
+class ActorHandleNotFoundError(ActorlibError, ValueError):
+    """An actor handle could not be found (Ray's name; raised on the ray backend)."""
+
+
+class AsyncioActorExit(ActorlibError):
+    """Ray's exception for ``exit_actor()`` inside an async actor (Ray's name; defined so that
+    ``except`` clauses naming it work; actorlib's own ``exit_actor()`` ends the actor itself)."""
+
+
+class CrossLanguageError(ActorlibError):
+    """Ray's error for a call between languages (Ray's name; actorlib is Python only, so it
+    is never raised)."""
+
+
+class LocalRayletDiedError(ActorlibError):
+    """The local Ray node's raylet died (Ray's name; raised on the ray backend)."""
+
+
+class ObjectRefStreamEndOfStreamError(ActorlibError):
+    """Ray's signal that a generator's stream has ended (Ray's name; actorlib's generators
+    end with ``StopIteration``/``StopAsyncIteration``, as Ray's do for users)."""
+
+
+class OutOfDiskError(ActorlibError):
+    """The node ran out of disk for spilled objects (Ray's name; raised on the ray backend;
+    actorlib's own object stores raise ``ObjectStoreFullError``)."""
+
+
+class ReferenceCountingAssertionError(ObjectLostError, AssertionError):
+    """An object was freed while still referenced (Ray's name; raised on the ray backend;
+    ``except ObjectLostError`` catches it)."""
+
+
+class UnserializableException(ActorlibError):
+    """Ray's stand-in for a task's exception that could not be pickled (Ray's name; actorlib
+    sends such an exception as a ``TaskError`` carrying its type name and message)."""
+
+
+class UserCodeException(ActorlibError):
+    """Ray's wrapper for an exception raised by user code in Ray's internals (Ray's name;
+    defined so that ``except`` clauses naming it work)."""
 
 
 # Ray's names, so `except ray.exceptions.RayTaskError:` keeps working.

@@ -189,6 +189,11 @@ def test_natural_errors_pickle_round_trip(rt):
         ("TaskUnschedulableError", ("InfeasibleResourceError", ValueError)),
         ("ActorUnschedulableError", ("InfeasibleResourceError", ValueError)),
         ("RuntimeEnvSetupError", ()),
+        # Ray's other names (raised where Ray raises them, or never), under Ray's bases.
+        ("ActorHandleNotFoundError", (ValueError,)),
+        ("ReferenceCountingAssertionError", ("ObjectLostError", AssertionError)),
+        ("OutOfDiskError", ()),
+        ("LocalRayletDiedError", ()),
     ],
 )
 def test_exception_hierarchy(cls, bases):
@@ -220,6 +225,32 @@ def test_ray_finer_names_pickle_and_load_from_ray_paths() -> None:
         assert name in exc.__all__
         copy = pickle.loads(pickle.dumps(klass("why")))
         assert type(copy) is klass and str(copy) == "why"
+
+
+#: Ray's exception classes that user code never meets: Ray's compiled graphs, channels and
+#: direct tensor transport (no counterpart here), and its own internal signals.
+RAY_INTERNAL_ERRORS = frozenset({
+    "PlasmaObjectNotAvailable", "RpcError", "AuthenticationError",
+    "StreamingGeneratorReplayInconsistentError", "RayDirectTransportError",
+    "OufOfBandObjectRefSerializationException",
+})
+
+
+def test_every_ray_exception_name_a_user_can_catch_exists() -> None:
+    """``except ray.exceptions.X:`` with ``import actorlib as ray`` must not fail with an
+    AttributeError when an error reaches it, for every exception class Ray exports."""
+    rx = pytest.importorskip("ray.exceptions", reason="needs Ray: pip install 'actorlib[ray]'")
+    theirs = {
+        name for name, value in vars(rx).items()
+        if isinstance(value, type) and issubclass(value, BaseException)
+        and value.__module__.startswith("ray.") and not name.startswith("_")
+        and not name.startswith(("RayCgraph", "RayChannel")) and name not in RAY_INTERNAL_ERRORS
+    }
+    missing = sorted(name for name in theirs if not hasattr(exc, name))
+    assert not missing, missing
+    for name in theirs - {"RayError", "RayTaskError", "RayActorError", "RaySystemError"}:
+        klass = getattr(exc, name)
+        assert issubclass(klass, exc.ActorlibError), name
 
 
 def test_affinity_to_a_dead_node_is_unschedulable(rt):

@@ -9,17 +9,21 @@ from actorlib.backends.ray.boxes import Raised, Retryable
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.exceptions import (
     ActorAlreadyExistsError,
+    ActorHandleNotFoundError,
     ActorDiedError,
     ActorPlacementGroupRemoved,
     ActorUnavailableError,
     ActorUnschedulableError,
+    LocalRayletDiedError,
     NodeDiedError,
     ObjectFetchTimedOutError,
     ObjectFreedError,
     ObjectLostError,
     ObjectReconstructionFailedError,
+    OutOfDiskError,
     OutOfMemoryError,
     OwnerDiedError,
+    ReferenceCountingAssertionError,
     RuntimeEnvSetupError,
     SystemFailureError,
     TaskCancelledError,
@@ -38,6 +42,9 @@ _SAME_NAME: tuple[tuple[str, type[BaseException]], ...] = (
     ("RuntimeEnvSetupError", RuntimeEnvSetupError),
     ("TaskUnschedulableError", TaskUnschedulableError),
     ("ActorUnschedulableError", ActorUnschedulableError),
+    ("ReferenceCountingAssertionError", ReferenceCountingAssertionError),
+    ("ActorHandleNotFoundError", ActorHandleNotFoundError),
+    ("LocalRayletDiedError", LocalRayletDiedError), ("OutOfDiskError", OutOfDiskError),
 )
 
 
