@@ -9,8 +9,8 @@ from actorlib.backends.ray.boxes import Raised, Retryable
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.exceptions import (
     ActorAlreadyExistsError,
-    ActorHandleNotFoundError,
     ActorDiedError,
+    ActorHandleNotFoundError,
     ActorPlacementGroupRemoved,
     ActorUnavailableError,
     ActorUnschedulableError,
