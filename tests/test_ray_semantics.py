@@ -490,6 +490,48 @@ def test_unhandled_error_is_logged_once_when_its_last_ref_dies(rt, caplog, monke
     assert _unhandled(caplog, "quiet") == 0
 
 
+@actorlib.remote(max_retries=1)
+def crashes_its_worker() -> None:
+    os._exit(3)
+
+
+@pytest.mark.parametrize("backend_name", ["process", "cluster"], indirect=True)
+def test_a_fire_and_forget_task_whose_worker_died_is_reported(rt, caplog, monkeypatch):
+    """Ray reports a worker's death (WORKER_DIED) as it reports a task's failure: a task
+    nobody reads whose worker died, retries spent, is logged once."""
+    monkeypatch.delenv("ACTORLIB_IGNORE_UNHANDLED_ERRORS", raising=False)
+    caplog.set_level(logging.ERROR, logger="actorlib")
+    lost = crashes_its_worker.remote()
+    _drop_when_done(lost)
+    del lost
+    wait_until(lambda: sum(
+        1 for r in caplog.records if r.getMessage().startswith("Unhandled error")
+        and "crashes_its_worker died" in r.getMessage()) == 1, timeout=T, what="the report")
+
+
+def test_an_error_that_cannot_be_unpickled_here_is_still_reported(caplog, monkeypatch):
+    """A task failed, but its exception's class exists only where it ran (a module of its
+    working_dir, say): the report says so rather than dropping the failure."""
+    import sys
+    import types
+
+    from actorlib.core import waiting
+    from actorlib.core.serialization import serialize
+
+    monkeypatch.delenv("ACTORLIB_IGNORE_UNHANDLED_ERRORS", raising=False)
+    caplog.set_level(logging.ERROR, logger="actorlib")
+    module = types.ModuleType("only_on_the_worker")
+    exec("class WorkerOnlyError(Exception):\n    pass\n", module.__dict__)
+    module.WorkerOnlyError.__module__ = "only_on_the_worker"
+    monkeypatch.setitem(sys.modules, "only_on_the_worker", module)
+    value = serialize(module.WorkerOnlyError("tag=gone"), is_error=True)
+    monkeypatch.delitem(sys.modules, "only_on_the_worker")
+    waiting._log_unhandled(value)
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("Unhandled error")]
+    assert "could not be unpickled" in record.getMessage()
+    assert "only_on_the_worker" in record.getMessage()
+
+
 @actorlib.remote
 def submit_failing(tag: str) -> int:
     fail_with.remote(tag)  # dropped at once, inside a task: its id is the worker's

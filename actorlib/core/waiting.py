@@ -37,6 +37,7 @@ from actorlib.exceptions import (
     RuntimeClosedError,
     TaskCancelledError,
     TaskError,
+    WorkerCrashedError,
 )
 
 
@@ -71,11 +72,13 @@ def report_unhandled(value: Serialized) -> None:
     """Log an error value nobody retrieved, as its last ref dies (Ray does the same).
 
     Called on the core loop: the bytes are copied here (they are freed next) and
-    unpickled on the completer thread, never on the loop. Only an exception the task or
-    call raised (``TaskError``) is reported, as Ray reports only task failures: a call to
-    an actor that was killed or ended itself (``exit_actor()``, whose own call's result
-    is an ``ActorDiedError`` nobody reads), a dead worker or a lost object were not the
-    program's code failing, and cancellation and shutdown were asked for.
+    unpickled on the completer thread, never on the loop. What is reported is what Ray
+    reports (its ``IsUnhandledError``: a task's failure or a worker's death): an exception
+    the task or call raised (``TaskError``), a ``WorkerCrashedError`` (work whose worker
+    died, retries spent; not its finer out-of-memory or node-death kinds, as Ray), and an
+    error that cannot even be unpickled here. Not a call to an actor that was killed or
+    ended itself (``exit_actor()``, whose own call's result is an ``ActorDiedError``
+    nobody reads), a lost object, a cancellation or a shutdown.
     """
     if os.environ.get(IGNORE_UNHANDLED_ENV, "") not in ("", "0"):
         return
@@ -92,9 +95,10 @@ def _log_unhandled(value: Serialized | None) -> None:
         try:
             error = deserialize(value)
         except Exception as exc:
-            error = exc
-    if isinstance(error, BaseException) and (
-        not isinstance(error, TaskError) or isinstance(error, TaskCancelledError)
+            error = f"an error that could not be unpickled here: {exc}"
+    if isinstance(error, BaseException) and not (
+        (isinstance(error, TaskError) and not isinstance(error, TaskCancelledError))
+        or type(error) is WorkerCrashedError
     ):
         return
     log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_UNHANDLED_ENV, error)
