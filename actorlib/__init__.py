@@ -71,6 +71,7 @@ _LAZY = {
 # ``ray.actor.exit_actor()`` ...) after a bare ``import``, as Ray's are.
 _LAZY_MODULES = frozenset({
     "util", "runtime_env", "job_config", "runtime_context", "actor", "remote_function",
+    "cloudpickle",
 })
 # Ray's libraries beyond Ray Core: code written for them needs Ray, and says so at once
 # (still an AttributeError, so ``hasattr`` and ``getattr(..., default)`` keep working).
@@ -97,8 +98,6 @@ def __getattr__(name: str) -> Any:
         value = importlib.import_module(f"actorlib.{name}")
         globals()[name] = value
         return value
-    if name == "cloudpickle":  # ``ray.cloudpickle``: Ray's copy; actorlib pickles with it
-        return importlib.import_module("cloudpickle")
     module = _LAZY.get(name)
     if module is None:
         if name in _RAY_LIBRARIES:
@@ -110,7 +109,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_LAZY_MODULES, "cloudpickle"})
+    return sorted({*globals(), *_LAZY, *_LAZY_MODULES})
 
 
 __version__ = "0.1.0"

@@ -337,10 +337,10 @@ class Executor(concurrent.futures.Executor):
             if not taken:
                 self._settle(item, None, exc)
             return item
-        # cancel() asks the core (see _cancel) until settled (then the stdlib's again)
-        future.attach(self, item)
         with self._lock:
-            if not item.done:
+            if not item.done:  # (a terminate may have settled it meanwhile: not attached)
+                # cancel() asks the core (see _cancel) until settled (the stdlib's again)
+                future.attach(self, item)
                 if self._marked < self._max_workers and not self._pending:
                     self._mark(item)
                 else:

@@ -60,7 +60,10 @@ def read_result(value: Serialized) -> tuple[Any, BaseException | None]:
     try:
         return value_of(value), None
     except BaseException as error:
-        return None, error
+        # Without its traceback here (read_result, value_of: the remote one is in the
+        # message), whose frames would hold the settling loop's, its items and their
+        # futures, the future and its error in a cycle only the collector frees.
+        return None, error.with_traceback(None)
 
 
 def settle_future(future: Future[Any], result: Any, exc: BaseException | None) -> None:

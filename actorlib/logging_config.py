@@ -15,6 +15,9 @@ from actorlib.core.log_fields import ENCODINGS, STANDARD_ATTRS
 
 __all__ = ["LoggingConfig"]
 
+_PYTHON_LEVELS = frozenset({"CRITICAL", "FATAL", "ERROR", "WARN", "WARNING", "INFO", "DEBUG",
+                            "NOTSET"})
+
 
 @dataclass
 class LoggingConfig:
@@ -47,10 +50,13 @@ class LoggingConfig:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict (what travels to the job's worker processes)."""
+        """A plain dict (what travels to the job's worker processes). A level name this
+        process registered (``logging.addLevelName``) travels as its number: a worker
+        knows only Python's own names."""
         out = asdict(self)
         if isinstance(self.log_level, str):
-            out["log_level"] = self.log_level.upper()
+            name = self.log_level.upper()
+            out["log_level"] = name if name in _PYTHON_LEVELS else logging.getLevelName(name)
         return out
 
     @classmethod

@@ -244,6 +244,9 @@ def init(
                 if server is not None:
                     server.stop()
                 rt.shutdown()
+                from actorlib.backends.output import remove_driver_logging
+
+                remove_driver_logging()  # init(logging_config=)'s, applied by _start
                 raise
         atexit.register(_shutdown_at_exit, rt)
         _runtime = rt

@@ -21,6 +21,7 @@ from actorlib.core.ids import COUNTER_BITS, id_hex
 from actorlib.core.log_fields import STANDARD_ATTRS
 from actorlib.core.specs import ActorSpec
 
+_RAY_TIMESTAMP = "_ray_timestamp_ns"  # what Ray's record factory adds, if Ray is imported
 TEXT_FORMAT = "%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"
 
 
@@ -93,8 +94,10 @@ class _Formatter(logging.Formatter):
         for key in self.additional:
             out[key] = getattr(record, key, None)
         for key, value in record.__dict__.items():
-            if key not in STANDARD_ATTRS:
+            if key not in STANDARD_ATTRS and key != _RAY_TIMESTAMP:
                 out[key] = value
+        # As Ray's lines end (Ray, where imported, stamps each record with its own clock)
+        out["timestamp_ns"] = getattr(record, _RAY_TIMESTAMP, None) or int(record.created * 1e9)
         return out
 
 

@@ -252,16 +252,21 @@ def apply_logging(config: dict[str, Any]) -> None:
     going from one driver's work to another's), it replaces what it applied before.
     """
     root = logging.getLogger()
-    root.setLevel(config["level"])
     while _applied:
         root.removeHandler(_applied.pop())
-    if config.get("config") is not None:  # init(logging_config=): Ray's TEXT or JSON lines
-        from actorlib.backends.log_format import handler as config_handler
+    try:
+        root.setLevel(config["level"])
+        if config.get("config") is not None:  # init(logging_config=): TEXT or JSON lines
+            from actorlib.backends.log_format import handler as config_handler
 
-        root.setLevel(config["config"]["log_level"])
-        _applied.append(config_handler(config["config"]))
-        root.addHandler(_applied[-1])
-    elif config.get("format") is not None:
+            root.setLevel(config["config"]["log_level"])
+            _applied.append(config_handler(config["config"]))
+            root.addHandler(_applied[-1])
+            return
+    except (ValueError, TypeError) as exc:  # the worker's setup goes on without it
+        sys.stderr.write(f"actorlib: the driver's logging could not be applied here: {exc}\n")
+        return
+    if config.get("format") is not None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(
             config["format"], config.get("datefmt"), style=config.get("style", "%"),
@@ -288,6 +293,45 @@ def remove_driver_logging() -> None:
         root.removeHandler(_applied.pop())
     if _driver_level:
         root.setLevel(_driver_level.pop())
+    while _undo:
+        _undo.pop()()
+
+
+_undo: list[Callable[[], None]] = []  # what puts loggers back at remove_driver_logging
+
+
+class LoggerChanges:
+    """What a call does to some loggers (another library's logging set-up, such as
+    ``ray.init(logging_config=)``), to undo at ``shutdown()``: made before the call,
+    :meth:`keep` after it; then the handlers the call added come off, those it removed go
+    back, and levels and propagation are as they were. Handlers the program adds later
+    are left alone."""
+
+    def __init__(self, *names: str | None) -> None:
+        self._before = [
+            (lg, list(lg.handlers), lg.level, lg.propagate)
+            for lg in map(logging.getLogger, names)
+        ]
+        self._changes: list[tuple[logging.Logger, list[logging.Handler],
+                                  list[logging.Handler], int, bool]] = []
+
+    def keep(self) -> None:
+        """The call is done: undo its changes at ``shutdown()``."""
+        for lg, handlers, level, propagate in self._before:
+            added = [h for h in lg.handlers if h not in handlers]
+            removed = [h for h in handlers if h not in lg.handlers]
+            self._changes.append((lg, added, removed, level, propagate))
+        _undo.append(self._undo)
+
+    def _undo(self) -> None:
+        for lg, added, removed, level, propagate in self._changes:
+            for h in added:
+                lg.removeHandler(h)
+            for h in removed:
+                if h not in lg.handlers:
+                    lg.addHandler(h)
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 def run_setup_hook(hook: bytes | str) -> None:

@@ -475,3 +475,42 @@ def test_a_bad_logging_config_is_refused_before_anything_starts() -> None:
     assert not actorlib.is_initialized()
     config = actorlib.LoggingConfig(encoding="JSON", additional_log_standard_attrs=["name"])
     assert actorlib.LoggingConfig.from_dict({**config.to_dict(), "later": 1}) == config
+
+
+def test_an_init_that_fails_after_starting_leaves_the_driver_s_logging_as_it_was() -> None:
+    """The dashboard's port is taken: ``init`` fails after the runtime (and the logging
+    config) started, and takes both back."""
+    import socket
+
+    pytest.importorskip("aiohttp", reason="the dashboard needs the dashboard extra")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="cannot listen"):
+            actorlib.init(backend="thread", dashboard=True,
+                          dashboard_port=taken.getsockname()[1],
+                          logging_config=actorlib.LoggingConfig(log_level="DEBUG"))
+    assert not actorlib.is_initialized()
+    assert root.handlers == handlers and root.level == level
+
+
+def test_a_level_name_the_program_registered_reaches_workers_as_its_number() -> None:
+    """Workers know only Python's own level names: a name the driver registered travels
+    as its number, so their logging (and their setup hook after it) still applies."""
+    logging.addLevelName(25, "NOTICE")
+    config = actorlib.LoggingConfig(log_level="notice")
+    assert config.to_dict()["log_level"] == 25
+    assert actorlib.LoggingConfig(log_level="warning").to_dict()["log_level"] == "WARNING"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        actorlib.init(backend="process", num_cpus=1, logging_config=config)
+        try:
+            assert actorlib.get(logs.remote(4)) == 4
+        finally:
+            actorlib.shutdown()
+    text = err.getvalue()
+    assert "could not be applied" not in text and "Unknown level" not in text, text
+    (line,) = _lines_with(text, "warning record 4")
+    assert "info record 4" not in text and "task_name=logs" in line

@@ -52,6 +52,7 @@ def test_util_is_an_attribute_after_a_bare_import() -> None:
 @pytest.mark.parametrize("expression", [
     "ray.actor.exit_actor", "ray.actor.ActorHandle", "ray.remote_function.RemoteFunction",
     "ray.cloudpickle.loads(ray.cloudpickle.dumps(lambda: 3))()",
+    "__import__('actorlib.cloudpickle').cloudpickle.dumps",
 ])
 def test_rays_module_attributes_right_after_a_bare_import(expression: str) -> None:
     """``ray.actor.exit_actor()`` (as Ray's docs end an actor) and the like, first thing

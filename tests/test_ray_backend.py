@@ -219,11 +219,14 @@ def test_the_setup_hook_and_logging_config_reach_rays_workers(
             formats = [type(h.formatter).__name__ for h in logging.getLogger().handlers]
             return os.environ.get("ACTORLIB_TEST_HOOK"), formats
 
-        actorlib.init(backend="ray", address={cluster!r}, worker_process_setup_hook=hook,
-                      logging_config=actorlib.LoggingConfig(encoding="JSON"))
-        hook, formats = actorlib.get(probe.remote(), timeout=120)
-        print("hook:", hook, "JSON:", "JSONFormatter" in formats)
-        actorlib.shutdown()
+        root, before = logging.getLogger(), list(logging.getLogger().handlers)
+        for _ in range(2):  # Ray's handlers come off at each shutdown: none pile up
+            actorlib.init(backend="ray", address={cluster!r}, worker_process_setup_hook=hook,
+                          logging_config=actorlib.LoggingConfig(encoding="JSON"))
+            hook_ran, formats = actorlib.get(probe.remote(), timeout=120)
+            actorlib.shutdown()
+            print("handlers back:", root.handlers == before)
+        print("hook:", hook_ran, "JSON:", "JSONFormatter" in formats)
         try:
             actorlib.init(backend="ray", address={cluster!r}, labels={{"zone": "a"}})
         except ValueError as exc:
@@ -232,6 +235,7 @@ def test_the_setup_hook_and_logging_config_reach_rays_workers(
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=180)
     assert "hook: ran JSON: True" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert done.stdout.count("handlers back: True") == 2, done.stdout
     assert "labels: init(labels=) labels the node a new Ray instance starts" in done.stdout
     program = textwrap.dedent(f"""
         import ray, actorlib

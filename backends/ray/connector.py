@@ -109,8 +109,12 @@ class RayConnector(Connector):
             "log_to_driver": log_to_driver, "configure_logging": False,
             "job_config": driver_job_config(),
         }
+        changes = None
         if logging_config is not None:  # init(logging_config=): Ray's workers log as asked
-            kwargs["logging_config"] = ray.LoggingConfig(**logging_config)
+            kwargs["logging_config"] = ray_logging_config(ray, logging_config)
+            from actorlib.backends.output import LoggerChanges
+
+            changes = LoggerChanges(None, "ray")  # Ray's handlers come off at shutdown
         if hook is not None:  # Ray runs it in each of the job's workers (a job runtime_env)
             kwargs["runtime_env"] = {"worker_process_setup_hook": unpack_hook(hook)}
         if config.address is None:
@@ -135,6 +139,8 @@ class RayConnector(Connector):
         sigterm = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(**kwargs)
+            if changes is not None:
+                changes.keep()
         except ConnectionError as exc:
             raise ConnectionError(
                 f"Cannot reach the Ray cluster at {config.address!r}: {exc}"
@@ -155,3 +161,22 @@ def unpack_hook(hook: bytes | str) -> Any:
     import cloudpickle
 
     return cloudpickle.loads(hook)
+
+
+def ray_logging_config(ray: Any, config: dict[str, Any]) -> Any:
+    """``init(logging_config=)`` as this Ray's ``LoggingConfig`` (``ray.LoggingConfig`` is
+    newer than Ray 2.9, its ``additional_log_standard_attrs`` newer still)."""
+    cls = getattr(ray, "LoggingConfig", None)
+    if cls is None:
+        raise NotSupportedError(
+            f"init(logging_config=) on the ray backend needs Ray's LoggingConfig, which "
+            f"Ray {ray.__version__} does not have"
+        )
+    fields = {k: v for k, v in config.items() if v or k != "additional_log_standard_attrs"}
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise NotSupportedError(
+            f"init(logging_config=) on the ray backend: Ray {ray.__version__}'s "
+            f"LoggingConfig does not take {sorted(fields)}: {exc}"
+        ) from exc
