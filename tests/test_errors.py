@@ -189,6 +189,8 @@ def test_natural_errors_pickle_round_trip(rt):
         ("TaskUnschedulableError", ("InfeasibleResourceError", ValueError)),
         ("ActorUnschedulableError", ("InfeasibleResourceError", ValueError)),
         ("RuntimeEnvSetupError", ()),
+        # An actor whose runtime_env failed: dead (actorlib), and Ray's error for it.
+        ("ActorRuntimeEnvSetupError", ("ActorDiedError", "RuntimeEnvSetupError")),
     ],
 )
 def test_exception_hierarchy(cls, bases):
