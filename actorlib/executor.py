@@ -39,7 +39,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from actorlib.api import cancel, cluster_resources
-from actorlib.core.interruptible import SIGNAL_LOOK_S
+from actorlib.core.interruptible import SIGNAL_LOOK_S, InterruptibleFuture
 from actorlib.core.serialization import Serialized
 from actorlib.core.waiting import client_of, completer
 from actorlib.exceptions import (
@@ -64,7 +64,6 @@ from actorlib.executor_results import (
 from actorlib.executor_tasks import (
     CallTasks,
     ChunkFuture,
-    ExecutorFuture,
     InitializerFailed,
     Prepare,
     UnpicklableTasks,
@@ -316,7 +315,7 @@ class Executor(concurrent.futures.Executor):
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
         chunked: bool, direct: bool = False,
     ) -> Item:
-        future: Future[Any] = ChunkFuture() if chunked else ExecutorFuture()
+        future: Future[Any] = ChunkFuture() if chunked else InterruptibleFuture()
         item = Item(future, chunked)
         item.direct = direct
         with self._lock:

@@ -17,11 +17,10 @@ import inspect
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import _base as futures_base
 from typing import Any
 
 from actorlib.api import remote
-from actorlib.core import interruptible
+from actorlib.core.interruptible import InterruptibleFuture
 from actorlib.remote_function import RemoteFunction
 
 
@@ -152,47 +151,7 @@ def _make_chunk(
 # -- what comes back ---------------------------------------------------------------------
 
 
-#: A future's states once done.
-_DONE = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTIFIED,
-                   futures_base.FINISHED})
-
-
-class ExecutorFuture(Future):
-    """The future of an executor's call: a ``concurrent.futures.Future`` whose
-    ``result``/``exception`` let Ctrl-C in on the main thread.
-
-    The stdlib's wait on the future's condition with no time limit: a main thread asleep
-    there would miss a Ctrl-C the kernel handed to another thread until the call ended
-    (see ``actorlib.core.interruptible``). Here the main thread waits for the future to
-    be done in slices, then leaves the rest to the stdlib's code, so that results,
-    errors, ``CancelledError`` and ``TimeoutError`` are exactly the stdlib's; the
-    condition and waiters are untouched (``concurrent.futures.wait``/``as_completed``
-    work as with any future). Other threads wait in one call, as before.
-    """
-
-    def result(self, timeout: float | None = None) -> Any:
-        try:
-            return super().result(self._waited(timeout))
-        finally:
-            del self  # the error's traceback holds this frame: no cycle through the future
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        try:
-            return super().exception(self._waited(timeout))
-        finally:
-            del self
-
-    def _waited(self, timeout: float | None) -> float | None:
-        """Wait (on the main thread, in slices) until done or ``timeout`` has passed; the
-        timeout left for the stdlib's own wait (0 after a wait here: none)."""
-        if self._state in _DONE or not interruptible.on_main_thread():  # read unlocked:
-            return timeout  # only chooses the path, the stdlib's code decides the outcome
-        with self._condition:
-            interruptible.wait_for(self._condition, self.done, timeout)
-        return 0
-
-
-class ChunkFuture(ExecutorFuture):
+class ChunkFuture(InterruptibleFuture):
     """A chunk's future; ``partial`` holds the results before a failing item."""
 
     partial: list[Any] | None = None

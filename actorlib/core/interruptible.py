@@ -8,7 +8,8 @@ waits sleep at most :data:`SIGNAL_LOOK_S` at a time (ten wake-ups a second: noth
 measurable); on any other thread they wait in one call, as before.
 
 Light on purpose (no asyncio): a process worker's client waits here too
-(``RemoteCoreClient``), and a worker imports only what a plain task needs.
+(``RemoteCoreClient``), and a worker imports only what a plain task needs
+(``concurrent.futures``, for :class:`InterruptibleFuture`, it has already).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import _base as futures_base
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -92,3 +95,43 @@ def _looking(wait_s: Callable[[float], bool], timeout: float | None) -> bool:
             return bool(wait_s(0))
         if wait_s(look):
             return True
+
+
+#: A future's states once done.
+_DONE = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTIFIED,
+                   futures_base.FINISHED})
+
+
+class InterruptibleFuture(Future):
+    """A ``concurrent.futures.Future`` whose ``result``/``exception`` let Ctrl-C in on
+    the main thread: ``ObjectRef.future()``'s, and the Executor's and Pool's.
+
+    The stdlib's wait on the future's condition with no time limit: a main thread asleep
+    there would miss a Ctrl-C the kernel handed to another thread until the value came.
+    Here the main thread waits for the future to be done in slices, then leaves the rest
+    to the stdlib's code, so that results, errors, ``CancelledError`` and
+    ``TimeoutError`` are exactly the stdlib's; the condition and waiters are untouched
+    (``concurrent.futures.wait``/``as_completed`` work as with any future). Other
+    threads wait in one call, as before.
+    """
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return super().result(self._waited(timeout))
+        finally:
+            del self  # the error's traceback holds this frame: no cycle through the future
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return super().exception(self._waited(timeout))
+        finally:
+            del self
+
+    def _waited(self, timeout: float | None) -> float | None:
+        """Wait (on the main thread, in slices) until done or ``timeout`` has passed; the
+        timeout left for the stdlib's own wait (0 after a wait here: none)."""
+        if self._state in _DONE or not on_main_thread():  # read unlocked: it only
+            return timeout  # chooses the path, the stdlib's code decides the outcome
+        with self._condition:
+            wait_for(self._condition, self.done, timeout)
+        return 0
