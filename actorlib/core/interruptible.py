@@ -51,6 +51,20 @@ def wait(event: threading.Event, timeout: float | None = None) -> bool:
     return _looking(event.wait, timeout)
 
 
+def join(thread: threading.Thread, timeout: float | None = None) -> bool:
+    """``thread.join(timeout)`` that lets signals in on the main thread; whether the
+    thread has ended."""
+    if _thread.get_ident() != _MAIN_THREAD:
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def ended(seconds: float) -> bool:
+        thread.join(seconds)
+        return not thread.is_alive()
+
+    return _looking(ended, timeout)
+
+
 def wait_for(condition: threading.Condition, predicate: Callable[[], Any],
              timeout: float | None = None) -> Any:
     """``condition.wait_for(predicate, timeout)`` (``condition`` held) that lets signals
