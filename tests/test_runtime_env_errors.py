@@ -2,10 +2,12 @@
 needs it with Ray's ``RuntimeEnvSetupError``, naming the package and the cause; the
 runtime goes on, and nothing half-extracted is left.
 
-The damage is done where it could happen in life, to the package's bytes on their way
-(a truncated or corrupted archive): the driver packs as usual, then ships bytes that are
-not a zip archive. Only the backends that run work in worker processes extract packages
-(the thread and sim backends refuse these fields, see test_runtime_env_files.py).
+The damage is done where it could happen in life: to the package's bytes on their way
+(a truncated or corrupted archive: the driver packs as usual, then ships bytes that are
+not a zip archive), to the node's extracted copy (removed, a file in its place), and to
+the folder a worker enters (gone before it starts). Only the backends that run work in
+worker processes extract packages (the thread, sim and ray backends refuse these fields,
+see test_runtime_env_files.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 import actorlib
 from actorlib import exceptions as exc
-from actorlib import runtime_env_files
+from actorlib import runtime_env_files, session
 from actorlib.core.specs import Package
 
 T = 60
@@ -84,9 +86,6 @@ def _fails_then_recovers(project: Path, monkeypatch: pytest.MonkeyPatch, match: 
     return good
 
 
-SHARED_PROCESS = ("thread", "sim")  # no working_dir / py_modules there (docs/backends.md)
-
-
 def _no_partial_folder(extracted: str) -> None:
     assert [n for n in os.listdir(os.path.dirname(extracted)) if n.startswith(".partial")] == []
 
@@ -104,12 +103,10 @@ def test_a_package_folder_the_node_cannot_make_fails_the_work_then_heals(
     worker broke at its start, its work never answered)."""
     (tmp_path / "data.txt").write_text("payload")
     env = {"working_dir": str(tmp_path)}
-    if rt.backend in SHARED_PROCESS:
+    if "working_dir" not in session.env_support()[0]:  # thread, sim, ray: documented
         with pytest.raises(exc.NotSupportedError, match="runtime_env 'working_dir'"):
             where.options(runtime_env=env).remote()
         return
-    if rt.backend == "ray":
-        pytest.skip("Ray extracts working_dir packages itself, out of actorlib's reach")
     first = Where.options(runtime_env=env).remote()  # its worker is its own: it ends with it
     extracted = actorlib.get(first.cwd.remote(), timeout=T)
     actorlib.kill(first)
