@@ -37,6 +37,7 @@ __all__ = [
     "ActorError",
     "ActorHandleNotFoundError",
     "ActorPlacementGroupRemoved",
+    "ActorRuntimeEnvSetupError",
     "ActorUnavailableError",
     "ActorUnschedulableError",
     "ActorlibError",
@@ -334,7 +335,19 @@ class ActorUnschedulableError(InfeasibleResourceError):
 
 class RuntimeEnvSetupError(ActorlibError):
     """The task's or actor's ``runtime_env`` could not be set up where it was to run
-    (Ray's name; raised on the ray backend)."""
+    (Ray's name): on actorlib's own backends, a ``working_dir`` / ``py_modules`` package
+    the node could not extract or a worker could not enter; on the ray backend, Ray's."""
+
+
+class ActorRuntimeEnvSetupError(ActorDiedError, RuntimeEnvSetupError):
+    """The actor never started: its ``runtime_env`` could not be set up where it was
+    placed. Each of its calls raises this.
+
+    An :class:`ActorDiedError` (the actor is dead for good, as after a constructor that
+    raised) and a :class:`RuntimeEnvSetupError` (what Ray raises from such an actor's
+    calls), so either ``except`` catches it; ``.cause`` is the node's error, naming the
+    package and why.
+    """
 
 
 class BackendUnavailableError(ActorlibError, ImportError):

@@ -12,17 +12,15 @@ The bodies run in workers: this module imports nothing that a worker does not ne
 
 from __future__ import annotations
 
-import collections
 import functools
 import inspect
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import _base as futures_base
 from typing import Any
 
 from actorlib.api import remote
-from actorlib.core import interruptible
+from actorlib.core.interruptible import InterruptibleFuture
 from actorlib.remote_function import RemoteFunction
 
 
@@ -153,66 +151,14 @@ def _make_chunk(
 # -- what comes back ---------------------------------------------------------------------
 
 
-#: A future's states once done.
-_DONE = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTIFIED,
-                   futures_base.FINISHED})
-
-
-class _FutureCondition(threading.Condition):
-    """A future's condition: ``threading.Condition``'s code, its lock's methods reached
-    through the class instead of five bound methods stored on each instance.
-
-    An executor keeps a future per call in flight (10,000 for a ``map`` of 10,000 items);
-    each stdlib condition is seven objects the cyclic collector tracks, and its full
-    collections, set off by that many survivors, walked them all. ``wait``, ``notify``,
-    ``notify_all`` and ``with`` are the stdlib's own; ``concurrent.futures.wait`` and
-    ``as_completed`` use ``acquire``/``release`` as with any future.
-    """
-
-    def __init__(self) -> None:  # not Condition's: no bound methods on the instance
-        self._lock = threading.RLock()
-        self._waiters: collections.deque[Any] = collections.deque()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def _release_save(self) -> Any:
-        return self._lock._release_save()  # type: ignore[attr-defined]
-
-    def _acquire_restore(self, state: Any) -> None:
-        self._lock._acquire_restore(state)  # type: ignore[attr-defined]
-
-    def _is_owned(self) -> bool:
-        return self._lock._is_owned()  # type: ignore[attr-defined]
-
-
-class ExecutorFuture(Future):
-    """The future of an executor's call: a ``concurrent.futures.Future`` whose
-    ``result``/``exception`` let Ctrl-C in on the main thread.
-
-    The stdlib's wait on the future's condition with no time limit: a main thread asleep
-    there would miss a Ctrl-C the kernel handed to another thread until the call ended
-    (see ``actorlib.core.interruptible``). Here the main thread waits for the future to
-    be done in slices, then leaves the rest to the stdlib's code, so that results,
-    errors, ``CancelledError`` and ``TimeoutError`` are exactly the stdlib's; the
-    condition and waiters are untouched (``concurrent.futures.wait``/``as_completed``
-    work as with any future). Other threads wait in one call, as before.
-    """
+class ExecutorFuture(InterruptibleFuture):
+    """The future of an executor's call: while the call may still be withdrawn,
+    ``cancel`` asks the executor (``attach``), so a cancelled call never runs; then the
+    stdlib's ``cancel`` again (``detach``). Attributes, not a bound callable per future:
+    an executor keeps a future per call in flight."""
 
     def __init__(self) -> None:
-        # ``Future.__init__``'s attributes (a test checks they are the same set), with the
-        # lighter condition
-        self._condition = _FutureCondition()
-        self._state = futures_base.PENDING
-        self._result = None
-        self._exception = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
-        # While its call may still be withdrawn: the executor (``cancel`` asks it) and
-        # the call; attributes, not a bound callable per future (see ``detach``)
+        super().__init__()
         self._executor: Any = None
         self._item: Any = None
 
@@ -230,27 +176,6 @@ class ExecutorFuture(Future):
         if executor is None:
             return super().cancel()
         return bool(executor._cancel(self._item))
-
-    def result(self, timeout: float | None = None) -> Any:
-        try:
-            return super().result(self._waited(timeout))
-        finally:
-            del self  # the error's traceback holds this frame: no cycle through the future
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        try:
-            return super().exception(self._waited(timeout))
-        finally:
-            del self
-
-    def _waited(self, timeout: float | None) -> float | None:
-        """Wait (on the main thread, in slices) until done or ``timeout`` has passed; the
-        timeout left for the stdlib's own wait (0 after a wait here: none)."""
-        if self._state in _DONE or not interruptible.on_main_thread():  # read unlocked:
-            return timeout  # only chooses the path, the stdlib's code decides the outcome
-        with self._condition:
-            interruptible.wait_for(self._condition, self.done, timeout)
-        return 0
 
 
 class ChunkFuture(ExecutorFuture):

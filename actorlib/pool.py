@@ -220,7 +220,7 @@ class IMapIterator(Iterator[T]):
             if self._ordered:
                 future = self._inflight[0]
                 try:
-                    future.exception(timeout)  # an ExecutorFuture: Ctrl-C gets in
+                    future.exception(timeout)  # an InterruptibleFuture: Ctrl-C gets in
                 except TimeoutError:
                     raise PoolTimeoutError(
                         f"the next result was not ready within {timeout} s"

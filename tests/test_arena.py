@@ -15,14 +15,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from testkit import T, ctrl_c_elsewhere, wait_until
 
 from actorlib.backends.process import arena as arena_mod
+from actorlib.backends.process import arena_segments
 from actorlib.backends.process.arena import ALIGN, Arena, is_arena_path
 from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.core.serialization import (
@@ -584,3 +587,75 @@ def test_a_bad_trim_delay_is_a_clear_error(
     monkeypatch.setenv("ACTORLIB_ARENA_TRIM_S", bad)
     with pytest.raises(ValueError, match="ACTORLIB_ARENA_TRIM_S must be a number"):
         _new_store(tmp_path, 64 * MB)
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+def _steps_held_on(thread_name: str, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Segment steps taken by the thread named ``thread_name`` wait until the event is
+    set (a low-priority thread the machine's load starves); others run as usual."""
+    release = threading.Event()
+    real = arena_segments.populate
+
+    def held(mapped: Any, size: int, start: int = 0) -> None:
+        if threading.current_thread().name == thread_name:
+            release.wait(T)
+        real(mapped, size, start)
+
+    monkeypatch.setattr(arena_segments, "populate", held)
+    return release
+
+
+def test_ctrl_c_reaches_a_main_thread_waiting_for_a_segment_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The main thread, having taken its share of a segment's steps, waits in ``finish``
+    for a step another thread takes: Ctrl-C gets in at once (before, only once that step
+    ended), and the segment is given up: its file goes at once, its map with that step."""
+    release = _steps_held_on("step-taker", monkeypatch)
+    path = str(tmp_path / "segment")
+    maker = arena_segments.SegmentMaker(path, 2 * arena_segments.POPULATE_STEP)
+    taker = threading.Thread(target=maker.work, name="step-taker")
+    taker.start()
+    wait_until(lambda: maker._busy == 1)
+    try:
+        with ctrl_c_elsewhere("finish", "arena_segments.py", release.set):
+            maker.work()  # the other step
+            maker.finish()
+        assert not os.path.exists(path)
+    finally:
+        release.set()
+        taker.join(T)
+    assert maker.mapped.closed and maker._fd == -1
+
+
+def test_ctrl_c_reaches_a_put_waiting_for_the_segment_made_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large ``put`` on the driver's main thread that needs the segment the arena is
+    making ahead helps make it, then waits for the arena's thread: Ctrl-C gets in at
+    once (before, only once that thread was done); that thread goes on, its segment is
+    added, and the next put uses it; nothing is left behind after cleanup."""
+    monkeypatch.setattr(arena_mod, "MIN_SEGMENT", 8 * MB)  # two steps
+    release = _steps_held_on("actorlib-arena", monkeypatch)
+    store = _new_store(tmp_path, 64 * MB)
+    try:
+        arena = store.arena
+        assert arena is not None
+        first = _seal(store, np.ones(7 * MB // 8))  # most of the first segment: grows ahead
+        ahead = arena._growing
+        assert ahead is not None
+        wait_until(lambda: arena._maker is not None and arena._maker._busy == 1)
+        with ctrl_c_elsewhere("join", "interruptible.py", release.set):
+            _seal(store, np.ones(6 * MB // 8))  # does not fit: needs the next segment
+        ahead.join(T)
+        assert arena.mapped() == 16 * MB  # the segment made ahead was added
+        second = _seal(store, np.full(6 * MB // 8, 2.0))
+        assert np.all(deserialize(second) == 2.0) and np.all(deserialize(first) == 1.0)
+        store.free(first)
+        store.free(second)
+    finally:
+        release.set()
+        store.cleanup()
+    assert os.listdir(tmp_path / "shm") == []

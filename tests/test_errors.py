@@ -194,6 +194,8 @@ def test_natural_errors_pickle_round_trip(rt):
         ("ReferenceCountingAssertionError", ("ObjectLostError", AssertionError)),
         ("OutOfDiskError", ()),
         ("LocalRayletDiedError", ()),
+        # An actor whose runtime_env failed: dead (actorlib), and Ray's error for it.
+        ("ActorRuntimeEnvSetupError", ("ActorDiedError", "RuntimeEnvSetupError")),
     ],
 )
 def test_exception_hierarchy(cls, bases):

@@ -290,7 +290,7 @@ def test_ctrl_c_reaches_a_main_thread_waiting_for_a_call(rt, wait):
         }
         function, block = waits[wait]
         with ctrl_c_elsewhere(
-            function, "executor_tasks.py", lambda: actorlib.get(sync.set.remote("late"), timeout=T)
+            function, "interruptible.py", lambda: actorlib.get(sync.set.remote("late"), timeout=T)
         ):
             block()
         assert future.result(timeout=T) == 1

@@ -51,7 +51,7 @@ SAMPLES: list[Any] = [
     m.RunTask(TaskRun(_task, "n", [], job=17)),
     m.StartActor(ActorStart(_actor, "n", [], 1, job=17)),
     m.NodeQuery(3, "stack", 4242, 0), m.NodeAnswer(3, [{"pid": 4242, "text": "x"}], None),
-    m.NodeAnswer(4, [], "no such worker"),
+    m.NodeAnswer(4, [], "no such worker"), m.EnvFailed(),
 ]
 
 

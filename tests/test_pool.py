@@ -113,7 +113,7 @@ def test_ctrl_c_reaches_a_blocked_map_or_imap(rt, how):
             "map": ("wait_futures", "executor_results.py", lambda: pool.map(wait_item, late)),
             "starmap": ("wait_futures", "executor_results.py",
                         lambda: pool.starmap(wait_for, late)),
-            "imap": ("exception", "executor_tasks.py", lambda: next(pool.imap(wait_item, late))),
+            "imap": ("exception", "interruptible.py", lambda: next(pool.imap(wait_item, late))),
             "imap_unordered": ("get", "interruptible.py",
                                lambda: next(pool.imap_unordered(wait_item, late))),
             "imap_timeout": ("get", "interruptible.py",

@@ -230,3 +230,17 @@ def test_ctrl_c_reaches_a_blocked_get_whichever_thread_receives_it(rt):
     with ctrl_c_elsewhere("get", "api.py", lambda: actorlib.get(sync.set.remote("late"))):
         actorlib.get(blocked, timeout=T)
     actorlib.get(blocked, timeout=T)
+
+
+@pytest.mark.parametrize("wait", ["result", "exception"])
+def test_ctrl_c_reaches_a_blocked_ref_future_whichever_thread_receives_it(rt, wait):
+    """``ObjectRef.future()``'s ``result()`` / ``exception()`` on the main thread wake
+    for Ctrl-C at once, as ``get`` does (before, the stdlib's wait slept on the future's
+    condition until the value came); the future is settled as usual afterwards."""
+    sync = Sync.remote()
+    future = gated.remote(sync, "late", 7).future()
+    with ctrl_c_elsewhere(wait, "interruptible.py",
+                          lambda: actorlib.get(sync.set.remote("late"), timeout=T)):
+        getattr(future, wait)()
+    assert future.result(timeout=T) == 7
+    assert future.exception(timeout=0) is None

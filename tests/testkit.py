@@ -172,7 +172,10 @@ def ctrl_c_elsewhere(function: str, filename: str, end_wait: Callable[[], None],
     first: list[bool] = []
 
     def interrupt() -> None:
-        while not _waits_in(main, function, filename):
+        # If it never waits there (it waits elsewhere), Ctrl-C comes anyway, after T/6:
+        # a wait that misses it then fails the test, rather than hang it.
+        deadline = time.monotonic() + T / 6
+        while not _waits_in(main, function, filename) and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.1)  # on to its lock
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)

@@ -33,7 +33,12 @@ from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, CallSpec
 from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
-from actorlib.exceptions import ActorAlreadyExistsError, ActorDiedError
+from actorlib.exceptions import (
+    ActorAlreadyExistsError,
+    ActorDiedError,
+    ActorRuntimeEnvSetupError,
+    RuntimeEnvSetupError,
+)
 
 if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
     from actorlib.backends.base import Backend
@@ -205,6 +210,13 @@ class Actors:
             cause = pickle.loads(error.data)
         except Exception as exc:  # pragma: no cover - errors are made picklable by workers
             cause = exc
+        if isinstance(cause, RuntimeEnvSetupError):  # the constructor never ran
+            return ActorRuntimeEnvSetupError(
+                f"The actor {rec.spec.cls.name} ({id_hex(rec.spec.actor_id)}) could not "
+                f"start: {cause}",
+                id_hex(rec.spec.actor_id),
+                cause,
+            )
         return ActorDiedError(
             f"The actor {rec.spec.cls.name} ({id_hex(rec.spec.actor_id)}) died because its "
             f"constructor raised: {cause}",

@@ -28,6 +28,7 @@ import sniffio
 
 from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.interruptible import InterruptibleFuture
 from actorlib.core.interruptible import acquire as _acquire
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
@@ -521,7 +522,9 @@ completer = Completer()
 
 
 def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
-    fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    """A future settled with ``ref``'s value on the completer thread; its ``result()``
+    on the main thread lets Ctrl-C in (:class:`InterruptibleFuture`)."""
+    fut: concurrent.futures.Future[Any] = InterruptibleFuture()
     fut.set_running_or_notify_cancel()
     client = client_of([ref])
 

@@ -59,6 +59,7 @@ from actorlib.backends.process.arena_segments import (
     reserve_range,
 )
 from actorlib.backends.process.shm_files import PREFIX, pid_alive, unlink
+from actorlib.core import interruptible
 from actorlib.exceptions import ObjectStoreFullError
 
 __all__ = ["ALIGN", "Arena", "ArenaReader", "Extent", "is_arena_path", "map_early", "reader_for"]
@@ -296,7 +297,7 @@ class Arena(ArenaReader):
                     maker = self._maker
                 if maker is not None:
                     maker.work()
-                growing.join()
+                interruptible.join(growing)  # Ctrl-C gets in: that thread goes on alone
                 continue
             if room < span:
                 return None

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from actorlib.backends.process.shm_files import unlink
+from actorlib.core import interruptible
 from actorlib.exceptions import ObjectStoreFullError
 
 __all__ = ["SegmentMaker", "map_pages", "populate"]
@@ -50,6 +51,7 @@ class SegmentMaker:
         self._busy = 0
         self._done = threading.Condition(self._lock)
         self._error: BaseException | None = None
+        self._abandoned = False  # finish was interrupted: the last step taker closes it
         self._fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
             os.ftruncate(self._fd, size)  # sparse until each step reserves its part
@@ -81,13 +83,28 @@ class SegmentMaker:
                 with self._lock:
                     self._busy -= 1
                     self._done.notify_all()
+                    last = self._abandoned and not self._busy
+                if last:
+                    self._close()
+
+    def _made(self) -> bool:
+        return not self._busy and (self._error is not None or self._next >= self.size)
 
     def finish(self) -> mmap.mmap:
-        """The segment once every step is done; a failed one removes it and raises."""
-        with self._lock:
-            while self._busy or (self._error is None and self._next < self.size):
-                self._done.wait()
-            error = self._error
+        """The segment once every step is done; a failed one removes it and raises.
+
+        The wait for steps other threads are taking lets Ctrl-C in on the main thread (a
+        driver's ``put`` of a large object may get here, behind the low-priority thread
+        that makes segments ahead). Interrupted, the segment is given up: its file is
+        removed at once, and its map closed by the last thread still taking a step.
+        """
+        try:
+            with self._lock:
+                interruptible.wait_for(self._done, self._made)
+                error = self._error
+        except BaseException as exc:
+            self._give_up(exc)
+            raise
         if error is not None:
             self.mapped.close()
             self._abandon()
@@ -97,6 +114,22 @@ class SegmentMaker:
         os.close(self._fd)
         self._fd = -1
         return self.mapped
+
+    def _give_up(self, exc: BaseException) -> None:
+        """``finish`` was interrupted: no more steps are taken, the file goes now, and
+        the map and descriptor with the last step (here, if none is being taken)."""
+        with self._lock:
+            self._error = self._error or exc
+            self._abandoned = True
+            close_now = not self._busy
+        unlink(self.path)
+        if close_now:
+            self._close()
+
+    def _close(self) -> None:
+        self.mapped.close()
+        os.close(self._fd)
+        self._fd = -1
 
     def _abandon(self) -> None:
         if self._fd >= 0:

@@ -47,6 +47,7 @@ from actorlib.backends.transport.messages import (
     CallFinished,
     CancelRun,
     ClientCall,
+    EnvFailed,
     Exit,
     FromWorker,
     Init,
@@ -121,7 +122,7 @@ class ProcessBackend(Backend):
             TaskFinished: self._task_finished, TaskRecalled: self._task_recalled,
             CallFinished: self._call_finished, ItemProduced: self._item_produced,
             ActorStarted: self._actor_started,
-            ActorInitFailed: self._actor_init_failed,
+            ActorInitFailed: self._actor_init_failed, EnvFailed: self._env_failed,
             **dict.fromkeys(CLIENT_CALLS, self._client_call),
             TaskBlocked: self._task_blocked,
         }
@@ -543,6 +544,12 @@ class ProcessBackend(Backend):
 
     def _actor_init_failed(self, worker: WorkerProcess, message: ActorInitFailed) -> None:
         self.events.actor_init_failed(message.actor_id, message.incarnation, message.error)
+
+    def _env_failed(self, worker: WorkerProcess, message: EnvFailed) -> None:
+        """The worker could not enter its runtime_env: retired before its failed outcome
+        is read, so no other work is sent to it, and told to exit once that is (a worker
+        started for that environment's next work has the package extracted again)."""
+        worker.retired = True
 
     def _client_call(self, worker: WorkerProcess, message: ClientCall) -> None:
         worker.link.handle(message)

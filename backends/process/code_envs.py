@@ -4,7 +4,9 @@ Packages arrive as bytes inside the work's spec (a cluster node never reads the 
 file system) and are extracted into a private directory of this node's backend, one
 folder per content hash, so every worker of that environment shares one copy. The
 directory goes when the backend stops (or, after a crash, with the node's other stale
-session files). A package that cannot be extracted (damaged bytes, a full disk) raises
+session files). An extracted folder that has gone since (a cleaner of old temporary files)
+is extracted again when a worker of its environment starts. A package that cannot be
+extracted (damaged bytes, a full disk, its folder's name taken by a file) raises
 :class:`~actorlib.exceptions.RuntimeEnvSetupError`, which fails the work that needed it
 (Ray's error for an environment a node could not set up) and leaves nothing half-made.
 """
@@ -30,7 +32,13 @@ class CodeEnvDirs:
     def _extract(self, package: Package) -> str:
         if package.hash in self._done:
             assert self._root is not None
-            return os.path.join(self._root, package.hash)
+            done = os.path.join(self._root, package.hash)
+            # Checked at each worker start, not trusted: a cleaner of old temporary files
+            # (systemd-tmpfiles, tmpreaper) or a user may have removed it since, and a
+            # worker started in a missing folder cannot run anything.
+            if os.path.isdir(done):
+                return done
+            self._done.discard(package.hash)
         import zipfile  # only with a runtime_env's files: not at every start
         import zlib
 

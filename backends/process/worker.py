@@ -51,6 +51,7 @@ from actorlib.backends.transport.forwarding import ForwardedEvents
 from actorlib.backends.transport.messages import (
     Alive,
     CancelRun,
+    EnvFailed,
     Exit,
     Init,
     ItemsConsumed,
@@ -70,7 +71,9 @@ from actorlib.backends.transport.messages import (
 from actorlib.backends.transport.remote_core import RemoteCoreClient
 from actorlib.core import context
 from actorlib.core.fds import fill_standard_fds
-from actorlib.core.serialization import set_buffer_mapper
+from actorlib.core.records import Outcome
+from actorlib.core.serialization import Serialized, serialize, set_buffer_mapper
+from actorlib.exceptions import RuntimeEnvSetupError
 
 PR_SET_PDEATHSIG = 1
 
@@ -115,6 +118,8 @@ class Worker:
         self.claims = claims
         self.local: LocalRunner | None = None
         self.inline: InlineTasks | None = None
+        # Why this worker cannot enter its runtime_env (set by ``Init``): see _env_failed.
+        self._env_error: RuntimeEnvSetupError | None = None
         self.client: RemoteCoreClient | None = None
         # Who the last task or actor given is, (short name, id): it names fd-level output.
         # Not the work itself: its arguments would stay mapped, and their arena extents
@@ -155,6 +160,11 @@ class Worker:
     def _run_task(self, message: RunTask) -> None:
         assert self.local is not None
         run = message.run
+        if self._env_error is not None:
+            error = self._env_failed(self._env_error)
+            self.local.events.task_finished(Outcome(run.spec.task_id, run.spec.attempt,
+                                                    error=error))
+            return
         self.last_work = (run.spec.name.rpartition(".")[2], run.spec.task_id)
         if run.job != self._job:  # a cluster driver's first task here, or another's
             self._enter_job(run.job, run.spec.task_id)
@@ -169,6 +179,10 @@ class Worker:
     def _start_actor(self, message: StartActor) -> None:
         assert self.local is not None
         spec = message.start.spec
+        if self._env_error is not None:
+            error = self._env_failed(self._env_error)
+            self.local.events.actor_init_failed(spec.actor_id, message.start.incarnation, error)
+            return
         self.last_work = (spec.cls.name.rpartition(".")[2], spec.actor_id)
         if message.start.job != self._job:
             self._enter_job(message.start.job, message.start.spec.actor_id)
@@ -236,6 +250,14 @@ class Worker:
             self._close_output()
             os._exit(1)
 
+    def _env_failed(self, error: RuntimeEnvSetupError) -> Serialized:
+        """This worker was started for a runtime_env it could not enter, and serves one
+        environment for life: the work it was started for fails with ``error``, and the
+        driver (or node), told first, sends it no more work but ``Exit``; a worker
+        started for that environment's next work has the package extracted again."""
+        self.conn.send(EnvFailed())
+        return serialize(error, is_error=True)
+
     def _exit(self, message: Exit) -> None:
         self._stop()
 
@@ -259,7 +281,14 @@ class Worker:
         for entry in reversed(config.get("code_paths", ())):
             sys.path.insert(0, entry)
         if config.get("cwd"):
-            os.chdir(config["cwd"])
+            try:
+                os.chdir(config["cwd"])
+            except OSError as exc:  # removed since the node checked it: fail the work
+                self._env_error = RuntimeEnvSetupError(
+                    f"runtime_env: the package {os.path.basename(config['cwd'])[:12]} (a "
+                    f"working_dir) could not be entered by worker process {os.getpid()}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
         context.inherited_code_env = config.get("code_env")
         store: ObjectStore = HeapStore()
         worker_store = None

@@ -208,6 +208,12 @@ class ActorInitFailed(NamedTuple):
     error: Serialized
 
 
+class EnvFailed(NamedTuple):
+    """Worker → driver or node, before the failed outcome of the work it was started for:
+    this worker could not enter its runtime_env (its working_dir went before it
+    started), so it must get no more work (it is told to exit instead)."""
+
+
 class ActorDied(NamedTuple):
     """Node → head: the worker hosting the actor died."""
 
@@ -428,7 +434,7 @@ Answer = Ready | Reply
 ToWorker = Init | WorkOrder | Recall | JobSetup | Answer
 FromWorker = (
     Alive | Output | TaskFinished | CallFinished | ItemProduced | TaskRecalled | ActorStarted
-    | ActorInitFailed | ClientCall
+    | ActorInitFailed | EnvFailed | ClientCall
 )
 ToNode = Welcome | Nodes | Free | WorkOrder | JobSetup | NodeQuery | Answer
 FromNode = NodeHello | NodeReady | Heartbeat | Output | NodeAnswer | Event | ClientCall
@@ -462,7 +468,7 @@ RECORDS: tuple[type, ...] = (
     TaskBlocked, CancelObject, Request, Ready, Reply,
     NodeHello, DriverHello, Welcome, NodeReady, Nodes, Heartbeat, Free, StatusQuery, Status,
     ItemProduced, ItemsConsumed,
-    StateQuery, StateRows, UnhandledError, JobSetup, NodeQuery, NodeAnswer,
+    StateQuery, StateRows, UnhandledError, JobSetup, NodeQuery, NodeAnswer, EnvFailed,
 )
 FIRST_TAG = 16
 TAGS: dict[type, int] = {cls: FIRST_TAG + i for i, cls in enumerate(RECORDS)}
