@@ -136,6 +136,34 @@ def test_a_package_folder_the_node_cannot_make_fails_the_work_then_heals(
     _no_partial_folder(again)
 
 
+@actorlib.remote(max_retries=0)
+def read_data() -> tuple[int, str]:
+    with open("data.txt") as f:
+        return os.getpid(), f.read()
+
+
+def test_an_idle_worker_whose_folder_was_removed_is_not_reused(
+    rt: Any, tmp_path: Path,
+) -> None:
+    """A warm worker of an environment whose extracted folder was removed since (a
+    cleaner, a user) runs nothing more: the next task of it gets a new worker, in the
+    package extracted again (before, the idle worker, whose working directory was gone,
+    was handed every later task, each failing with the program's own FileNotFoundError)."""
+    (tmp_path / "data.txt").write_text("payload")
+    env = {"working_dir": str(tmp_path)}
+    if "working_dir" not in session.env_support()[0]:  # thread, sim, ray: documented
+        return
+    task = read_data.options(runtime_env=env)
+    first_pid, text = actorlib.get(task.remote(), timeout=T)
+    assert text == "payload"
+    extracted = actorlib.get(where.options(runtime_env=env).remote(), timeout=T)
+    shutil.rmtree(extracted)
+    for _ in range(2):
+        pid, text = actorlib.get(task.remote(), timeout=T)
+        assert text == "payload" and pid != first_pid
+    assert os.path.isdir(extracted)
+
+
 def test_a_worker_that_cannot_enter_its_working_dir_fails_its_work_and_is_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -170,13 +170,15 @@ def ctrl_c_elsewhere(function: str, filename: str, end_wait: Callable[[], None],
     main = threading.get_ident()
     seen = threading.Event()
     first: list[bool] = []
+    reached: list[bool] = []
 
     def interrupt() -> None:
-        # If it never waits there (it waits elsewhere), Ctrl-C comes anyway, after T/6:
-        # a wait that misses it then fails the test, rather than hang it.
+        # If it never waits there (it waits elsewhere), Ctrl-C comes anyway, after T/6,
+        # so a miss fails the test (below) rather than hang it.
         deadline = time.monotonic() + T / 6
         while not _waits_in(main, function, filename) and time.monotonic() < deadline:
             time.sleep(0.01)
+        reached.append(_waits_in(main, function, filename))
         time.sleep(0.1)  # on to its lock
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)
         first.append(seen.wait(T / 3))  # well before the wait ends by itself
@@ -193,6 +195,7 @@ def ctrl_c_elsewhere(function: str, filename: str, end_wait: Callable[[], None],
         seen.set()
         elsewhere.join()
         signal.signal(signal.SIGINT, old)
+    assert reached == [True], f"the block never waited in {function}() of {filename}"
     assert first == [True], f"the wait in {function}() woke only when it was over"
 
 

@@ -177,7 +177,7 @@ class Actors:
         rec.remaining = 0
         error = self.values.first_dep_error(rec.spec.args.deps)
         if error is not None:
-            self._dead(rec, self._constructor_error(rec, error))
+            self._dead(rec, self._constructor_error(rec, error, started=False))
             return
         self.scheduler.enqueue(rec, rec.spec.resources, rec.spec.scheduling_strategy)
 
@@ -205,12 +205,18 @@ class Actors:
             rec.state = ALIVE
 
     @staticmethod
-    def _constructor_error(rec: ActorRecord, error: Serialized) -> ActorDiedError:
+    def _constructor_error(
+        rec: ActorRecord, error: Serialized, started: bool = True
+    ) -> ActorDiedError:
+        """The actor's death for ``error``: its start failed (``started``: on a worker, its
+        runtime_env or its constructor), or an argument of its constructor failed."""
         try:
             cause = pickle.loads(error.data)
         except Exception as exc:  # pragma: no cover - errors are made picklable by workers
             cause = exc
-        if isinstance(cause, RuntimeEnvSetupError):  # the constructor never ran
+        # The worker could not set up its runtime_env: the constructor never ran. Exactly
+        # that error: one the constructor raised (a TaskError too) did run it.
+        if started and type(cause) is RuntimeEnvSetupError:
             return ActorRuntimeEnvSetupError(
                 f"The actor {rec.spec.cls.name} ({id_hex(rec.spec.actor_id)}) could not "
                 f"start: {cause}",

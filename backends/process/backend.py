@@ -182,6 +182,7 @@ class ProcessBackend(Backend):
         setup = self._code_envs.worker_setup(code_env)
         worker = WorkerProcess(self, next(self._prefixes), launched)
         worker.env_key = code_env.key if code_env else ""
+        worker.env_stamp = self._code_envs.stamp(code_env)
         self._workers.append(worker)
         if code_env is not None:  # once per worker: what its nested work inherits
             setup["code_env"] = code_env
@@ -332,6 +333,8 @@ class ProcessBackend(Backend):
         cancel of one ends them all.
         """
         key = code_env.key if code_env else ""
+        # Its folders as they are now: a worker started in one removed since is retired
+        stamp = self._code_envs.stamp(code_env) if key else ()
         idle = self._idle
         for i in range(len(idle) - 1, -1, -1):  # the newest first; busy ones are dropped
             worker = idle[i]
@@ -339,9 +342,12 @@ class ProcessBackend(Backend):
                 del idle[i]
             elif worker.env_key == key:
                 del idle[i]
-                return worker
+                if worker.env_stamp == stamp:
+                    return worker
+                worker.expected_exit = True
+                worker.send(Exit())
         if shares:
-            lendable = [w for w in self._workers if w.lendable(key)]
+            lendable = [w for w in self._workers if w.lendable(key) and w.env_stamp == stamp]
             if lendable:  # the least shared: its tasks, back from get, share one GIL
                 return min(lendable, key=lambda w: len(w.running))
         if self._idle:

@@ -48,6 +48,8 @@ class CodeEnvDirs:
                 # Mode 0700; named as the store's files are, so that if this process is
                 # killed, the next daemon's sweep of dead sessions removes it (remove_stale).
                 self._root = tempfile.mkdtemp(prefix=f"actorlib-{os.getpid()}-env-")
+            elif not os.path.isdir(self._root):  # a cleaner took the whole root: again
+                os.makedirs(self._root, mode=0o700, exist_ok=True)
             target = os.path.join(self._root, package.hash)
             partial = tempfile.mkdtemp(dir=self._root, prefix=".partial-")
             with zipfile.ZipFile(io.BytesIO(package.blob)) as archive:
@@ -66,6 +68,21 @@ class CodeEnvDirs:
             ) from exc
         self._done.add(package.hash)
         return target
+
+    def stamp(self, env: CodeEnv | None) -> tuple[int, ...]:
+        """The identity (inode) of each of ``env``'s extracted folders now, 0 for one that
+        is gone: a worker started in a folder since removed (and maybe extracted again at
+        the same path) no longer has its files, and must not be handed work."""
+        if env is None or self._root is None:
+            return ()
+        packages = ([env.working_dir] if env.working_dir else []) + list(env.py_modules)
+        stamps = []
+        for package in packages:
+            try:
+                stamps.append(os.stat(os.path.join(self._root, package.hash)).st_ino)
+            except OSError:
+                stamps.append(0)
+        return tuple(stamps)
 
     def worker_setup(self, env: CodeEnv | None) -> dict[str, object]:
         """What a worker of ``env`` needs at start: its ``cwd`` and ``code_paths`` (first

@@ -161,6 +161,8 @@ class Worker:
         assert self.local is not None
         run = message.run
         if self._env_error is not None:
+            if not self.local.claimed(run):  # taken back from behind another: not ours
+                return
             error = self._env_failed(self._env_error)
             self.local.events.task_finished(Outcome(run.spec.task_id, run.spec.attempt,
                                                     error=error))

@@ -118,6 +118,7 @@ class WorkerProcess:
         self.private: set[int] = set()
         self.actor: tuple[int, int] | None = None  # (actor id, incarnation) it hosts
         self.env_key = ""  # the runtime_env working_dir / py_modules it serves (CodeEnv.key)
+        self.env_stamp: tuple[int, ...] = ()  # its folders' inodes when it started
         self.code_ids: set[int] = set()
         self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt,
                                backend.own_requests(self))
