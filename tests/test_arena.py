@@ -659,3 +659,53 @@ def test_ctrl_c_reaches_a_put_waiting_for_the_segment_made_ahead(
         release.set()
         store.cleanup()
     assert os.listdir(tmp_path / "shm") == []
+
+
+def test_ctrl_c_in_the_main_thread_s_own_step_reaches_it_and_the_segment_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large ``put`` on the main thread helps make the segment the arena makes ahead,
+    and Ctrl-C lands in the middle of its own step: the put ends with KeyboardInterrupt
+    (before, the step failed the whole segment and swallowed the interrupt, the put went
+    on, and the arena's thread died with a KeyboardInterrupt traceback); the step goes
+    back to the arena's thread, which makes the segment, and the next put uses it."""
+    monkeypatch.setattr(arena_mod, "MIN_SEGMENT", 8 * MB)  # two steps
+    release = _steps_held_on("actorlib-arena", monkeypatch)
+    held = arena_segments.populate
+    interrupted: list[int] = []
+    armed = threading.Event()  # from the put that helps the segment made ahead
+
+    def interrupt_main_once(mapped: Any, size: int, start: int = 0) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        if main and armed.is_set() and not interrupted:
+            interrupted.append(start)
+            raise KeyboardInterrupt  # as the SIGINT handler would, between two bytecodes
+        held(mapped, size, start)
+
+    monkeypatch.setattr(arena_segments, "populate", interrupt_main_once)
+    thread_errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
+    store = _new_store(tmp_path, 64 * MB)
+    try:
+        arena = store.arena
+        assert arena is not None
+        first = _seal(store, np.ones(7 * MB // 8))  # most of the first segment: grows ahead
+        ahead = arena._growing
+        assert ahead is not None
+        wait_until(lambda: arena._maker is not None and arena._maker._busy == 1)
+        armed.set()
+        with pytest.raises(KeyboardInterrupt):
+            _seal(store, np.ones(6 * MB // 8))  # needs the next segment: helps, interrupted
+        assert interrupted
+        release.set()
+        ahead.join(T)
+        assert not thread_errors
+        assert arena.mapped() == 16 * MB  # the segment made ahead was added
+        second = _seal(store, np.full(6 * MB // 8, 2.0))
+        assert np.all(deserialize(second) == 2.0) and np.all(deserialize(first) == 1.0)
+        store.free(first)
+        store.free(second)
+    finally:
+        release.set()
+        store.cleanup()
+    assert os.listdir(tmp_path / "shm") == []

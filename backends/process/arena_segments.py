@@ -52,6 +52,9 @@ class SegmentMaker:
         self._done = threading.Condition(self._lock)
         self._error: BaseException | None = None
         self._abandoned = False  # finish was interrupted: the last step taker closes it
+        # Steps whose taker was interrupted (Ctrl-C on the main thread, helping): given
+        # back for another taker, the segment itself did not fail
+        self._redo: list[int] = []
         self._fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
             os.ftruncate(self._fd, size)  # sparse until each step reserves its part
@@ -64,21 +67,32 @@ class SegmentMaker:
             raise
 
     def work(self) -> None:
-        """Make steps until none is left (or one failed)."""
+        """Make steps until none is left (or one failed). An interrupt in a step (Ctrl-C
+        on the main thread, which helps a segment made ahead) gives the step back to the
+        other takers and goes on: the segment is still made, the interrupt not lost."""
         while True:
             with self._lock:
-                if self._error is not None or self._next >= self.size:
+                if self._error is not None:
                     return
-                offset = self._next
-                self._next += POPULATE_STEP
+                if self._redo:
+                    offset = self._redo.pop()
+                elif self._next < self.size:
+                    offset = self._next
+                    self._next += POPULATE_STEP
+                else:
+                    return
                 self._busy += 1
             length = min(POPULATE_STEP, self.size - offset)
             try:
                 reserve_range(self._fd, offset, length)
                 populate(self.mapped, length, offset)
-            except BaseException as exc:
+            except Exception as exc:
                 with self._lock:
                     self._error = self._error or exc
+            except BaseException:
+                with self._lock:
+                    self._redo.append(offset)
+                raise
             finally:
                 with self._lock:
                     self._busy -= 1
@@ -88,7 +102,12 @@ class SegmentMaker:
                     self._close()
 
     def _made(self) -> bool:
-        return not self._busy and (self._error is not None or self._next >= self.size)
+        return not self._busy and (
+            self._error is not None or (self._next >= self.size and not self._redo)
+        )
+
+    def _made_or_redo(self) -> bool:
+        return self._made() or (bool(self._redo) and self._error is None)
 
     def finish(self) -> mmap.mmap:
         """The segment once every step is done; a failed one removes it and raises.
@@ -99,9 +118,13 @@ class SegmentMaker:
         removed at once, and its map closed by the last thread still taking a step.
         """
         try:
-            with self._lock:
-                interruptible.wait_for(self._done, self._made)
-                error = self._error
+            while True:
+                self.work()  # the steps left, and any an interrupted taker gave back
+                with self._lock:
+                    interruptible.wait_for(self._done, self._made_or_redo)
+                    if self._made():
+                        error = self._error
+                        break
         except BaseException as exc:
             self._give_up(exc)
             raise
