@@ -113,7 +113,7 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
             f"Valid options: {', '.join(sorted(allowed))}."
         )
     out = dict(options)
-    _without_effect(out, what)
+    _without_effect(out, for_task=allowed is TASK_OPTIONS)
     for key in ("num_cpus", "num_gpus", "memory"):
         if out.get(key) is not None:
             out[key] = _non_negative_number(key, out[key])
@@ -198,7 +198,7 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
     return out
 
 
-def _without_effect(out: dict[str, Any], what: str) -> None:
+def _without_effect(out: dict[str, Any], for_task: bool) -> None:
     """Ray's options that change nothing here, checked as Ray checks them, then dropped:
     ``enable_task_events`` (actorlib's state API reads the core's own tables, so there is
     no event stream to turn off), ``allow_out_of_order_execution`` (it lets an actor run
@@ -219,7 +219,7 @@ def _without_effect(out: dict[str, Any], what: str) -> None:
             return
         if not _is_int(value):
             raise _type_error("object_store_memory", value, "None")
-        if what.startswith("remote function"):
+        if for_task:
             raise ValueError("Setting 'object_store_memory' is not implemented for tasks")
         import warnings
 

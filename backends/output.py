@@ -275,26 +275,19 @@ def apply_logging(config: dict[str, Any]) -> None:
         _applied.append(handler)
 
 
-_driver_level: list[int] = []  # the root level before init(logging_config=) changed it
-
-
 def apply_driver_logging(logging_config: dict[str, Any]) -> None:
     """``init(logging_config=)`` in the driver: its handler on the root logger until
     :func:`remove_driver_logging` (at ``shutdown()``), which restores the root level."""
-    root = logging.getLogger()
-    if not _driver_level:
-        _driver_level.append(root.level)
-    apply_logging({"level": root.level, "config": logging_config})
+    changes = LoggerChanges(None)
+    apply_logging({"level": logging.getLogger().level, "config": logging_config})
+    changes.keep()
 
 
 def remove_driver_logging() -> None:
-    root = logging.getLogger()
-    while _applied:
-        root.removeHandler(_applied.pop())
-    if _driver_level:
-        root.setLevel(_driver_level.pop())
+    """Undo what ``init(logging_config=)`` did to this process's loggers, if anything."""
     while _undo:
         _undo.pop()()
+    _applied.clear()  # taken off with the rest
 
 
 _undo: list[Callable[[], None]] = []  # what puts loggers back at remove_driver_logging

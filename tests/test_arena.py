@@ -607,6 +607,27 @@ def _steps_held_on(thread_name: str, monkeypatch: pytest.MonkeyPatch) -> threadi
     return release
 
 
+def _growing_ahead(store: SharedMemoryStore) -> tuple[Any, Any, threading.Thread]:
+    """A put filling most of the first segment, and the arena's thread making the next
+    one, its first step held (see ``_steps_held_on``): (arena, that put, the thread)."""
+    arena = store.arena
+    assert arena is not None
+    first = _seal(store, np.ones(7 * MB // 8))  # most of the first segment: grows ahead
+    ahead = arena._growing
+    assert ahead is not None
+    wait_until(lambda: arena._maker is not None and arena._maker._busy == 1)
+    return arena, first, ahead
+
+
+def _the_segment_made_ahead_serves_the_next_put(store: SharedMemoryStore, arena: Any,
+                                                first: Any) -> None:
+    assert arena.mapped() == 16 * MB  # the segment made ahead was added
+    second = _seal(store, np.full(6 * MB // 8, 2.0))
+    assert np.all(deserialize(second) == 2.0) and np.all(deserialize(first) == 1.0)
+    store.free(first)
+    store.free(second)
+
+
 def test_ctrl_c_reaches_a_main_thread_waiting_for_a_segment_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -641,20 +662,11 @@ def test_ctrl_c_reaches_a_put_waiting_for_the_segment_made_ahead(
     release = _steps_held_on("actorlib-arena", monkeypatch)
     store = _new_store(tmp_path, 64 * MB)
     try:
-        arena = store.arena
-        assert arena is not None
-        first = _seal(store, np.ones(7 * MB // 8))  # most of the first segment: grows ahead
-        ahead = arena._growing
-        assert ahead is not None
-        wait_until(lambda: arena._maker is not None and arena._maker._busy == 1)
+        arena, first, ahead = _growing_ahead(store)
         with ctrl_c_elsewhere("join", "interruptible.py", release.set):
             _seal(store, np.ones(6 * MB // 8))  # does not fit: needs the next segment
         ahead.join(T)
-        assert arena.mapped() == 16 * MB  # the segment made ahead was added
-        second = _seal(store, np.full(6 * MB // 8, 2.0))
-        assert np.all(deserialize(second) == 2.0) and np.all(deserialize(first) == 1.0)
-        store.free(first)
-        store.free(second)
+        _the_segment_made_ahead_serves_the_next_put(store, arena, first)
     finally:
         release.set()
         store.cleanup()
@@ -687,12 +699,7 @@ def test_ctrl_c_in_the_main_thread_s_own_step_reaches_it_and_the_segment_is_made
     monkeypatch.setattr(threading, "excepthook", lambda args: thread_errors.append(args.exc_value))
     store = _new_store(tmp_path, 64 * MB)
     try:
-        arena = store.arena
-        assert arena is not None
-        first = _seal(store, np.ones(7 * MB // 8))  # most of the first segment: grows ahead
-        ahead = arena._growing
-        assert ahead is not None
-        wait_until(lambda: arena._maker is not None and arena._maker._busy == 1)
+        arena, first, ahead = _growing_ahead(store)
         armed.set()
         with pytest.raises(KeyboardInterrupt):
             _seal(store, np.ones(6 * MB // 8))  # needs the next segment: helps, interrupted
@@ -700,11 +707,7 @@ def test_ctrl_c_in_the_main_thread_s_own_step_reaches_it_and_the_segment_is_made
         release.set()
         ahead.join(T)
         assert not thread_errors
-        assert arena.mapped() == 16 * MB  # the segment made ahead was added
-        second = _seal(store, np.full(6 * MB // 8, 2.0))
-        assert np.all(deserialize(second) == 2.0) and np.all(deserialize(first) == 1.0)
-        store.free(first)
-        store.free(second)
+        _the_segment_made_ahead_serves_the_next_put(store, arena, first)
     finally:
         release.set()
         store.cleanup()

@@ -55,14 +55,13 @@ def wait(event: threading.Event, timeout: float | None = None) -> bool:
 def join(thread: threading.Thread, timeout: float | None = None) -> bool:
     """``thread.join(timeout)`` that lets signals in on the main thread; whether the
     thread has ended."""
-    if _thread.get_ident() != _MAIN_THREAD:
-        thread.join(timeout)
-        return not thread.is_alive()
 
-    def ended(seconds: float) -> bool:
+    def ended(seconds: float | None) -> bool:
         thread.join(seconds)
         return not thread.is_alive()
 
+    if _thread.get_ident() != _MAIN_THREAD:
+        return ended(timeout)
     return _looking(ended, timeout)
 
 

@@ -97,12 +97,16 @@ def _log_unhandled(value: Serialized | None) -> None:
             error = deserialize(value)
         except Exception as exc:
             error = f"an error that could not be unpickled here: {exc}"
-    if isinstance(error, BaseException) and not (
-        (isinstance(error, TaskError) and not isinstance(error, TaskCancelledError))
-        or type(error) is WorkerCrashedError
-    ):
+    if isinstance(error, BaseException) and not _reported(error):
         return
     log.error("Unhandled error (suppress with '%s=1'): %s", IGNORE_UNHANDLED_ENV, error)
+
+
+def _reported(error: BaseException) -> bool:
+    """Ray's rule (see :func:`report_unhandled`): a task's own failure, a worker's death."""
+    if isinstance(error, TaskCancelledError):
+        return False
+    return isinstance(error, TaskError) or type(error) is WorkerCrashedError
 
 
 def _release(lock: Any) -> None:

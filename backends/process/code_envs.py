@@ -75,9 +75,8 @@ class CodeEnvDirs:
         the same path) no longer has its files, and must not be handed work."""
         if env is None or self._root is None:
             return ()
-        packages = ([env.working_dir] if env.working_dir else []) + list(env.py_modules)
         stamps = []
-        for package in packages:
+        for package in _packages(env):
             try:
                 stamps.append(os.stat(os.path.join(self._root, package.hash)).st_ino)
             except OSError:
@@ -89,12 +88,16 @@ class CodeEnvDirs:
         on ``sys.path``: the working_dir, then each py_module's folder)."""
         if env is None:
             return {}
-        cwd = self._extract(env.working_dir) if env.working_dir else None
-        paths = ([cwd] if cwd else []) + [self._extract(p) for p in env.py_modules]
-        return {"cwd": cwd, "code_paths": paths}
+        paths = [self._extract(p) for p in _packages(env)]
+        return {"cwd": paths[0] if env.working_dir else None, "code_paths": paths}
 
     def cleanup(self) -> None:
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
             self._done.clear()
+
+
+def _packages(env: CodeEnv) -> list[Package]:
+    """``env``'s packages: its working_dir first, then each py_module."""
+    return ([env.working_dir] if env.working_dir else []) + list(env.py_modules)
