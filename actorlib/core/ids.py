@@ -109,14 +109,20 @@ class BaseID:
 
 
 class TaskID(BaseID):
+    """A task's or actor call's id (``get_runtime_context().task_id``, ``ref.task_id()``)."""
+
     __slots__ = ()
 
 
 class ActorID(BaseID):
+    """An actor's id (``handle.actor_id``, ``get_runtime_context().actor_id``)."""
+
     __slots__ = ()
 
 
 class ObjectID(BaseID):
+    """An object's id (``ref.object_id()``); Ray's ``ObjectID`` is the ref itself."""
+
     __slots__ = ()
 
 
