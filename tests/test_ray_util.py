@@ -212,12 +212,14 @@ def test_util_submodules_load_on_first_use() -> None:
 
     code = ("import sys, actorlib as ray\n"
             "assert 'actorlib.util.queue' not in sys.modules\n"
+            "assert 'actorlib.util.rpdb' not in sys.modules and 'pdb' not in sys.modules\n"
             "print(ray.util.queue.Queue.__name__, ray.util.multiprocessing.Pool.__name__,"
-            " ray.util.actor_pool.ActorPool.__name__)\n")
+            " ray.util.actor_pool.ActorPool.__name__, ray.util.pdb.__name__,"
+            " ray.util.pdb is ray.util.rpdb)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["Queue", "Pool", "ActorPool"]
+    assert out.stdout.split() == ["Queue", "Pool", "ActorPool", "actorlib.util.rpdb", "True"]
 
 
 # -- log_once, get_node_instance_id, pdb ---------------------------------------------------

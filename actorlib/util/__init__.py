@@ -72,7 +72,7 @@ _RAY_ONLY = {
 
 #: Submodules loaded on first use, so that ``ray.util.queue.Queue`` works after a bare
 #: ``import actorlib as ray``, where ``from ray.util.queue import Queue`` cannot be written.
-_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool", "debug", "rpdb"})
+_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool", "rpdb"})
 #: ``actorlib.util.pdb`` is the module ``rpdb`` (as Ray's ``ray.util.pdb`` is), loaded on
 #: first use: most programs never debug, and ``pdb`` costs milliseconds to import.
 _LAZY_ALIASES = {"pdb": "rpdb"}
