@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -75,6 +74,8 @@ class BaseID:
     @classmethod
     def from_random(cls: type[_I]) -> _I:
         """A fresh id naming nothing the runtime made (a prefix no process is given)."""
+        import secrets  # here: it imports hashlib, which a lean worker does without
+
         return cls(secrets.randbits(63) | 1 << 62)
 
     def hex(self) -> str:
@@ -176,6 +177,8 @@ class NodeID:
     @classmethod
     def from_random(cls) -> NodeID:
         """A fresh id in the form the backends give their nodes (16 hex digits)."""
+        import secrets
+
         return cls(secrets.token_hex(8))
 
     def hex(self) -> str:
