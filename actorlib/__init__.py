@@ -33,7 +33,16 @@ if TYPE_CHECKING:
         wait_async,
     )
     from actorlib.core.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+    from actorlib.core.ids import (
+        ActorID,
+        JobID,
+        NodeID,
+        PlacementGroupID,
+        TaskID,
+        WorkerID,
+    )
     from actorlib.core.refs import ObjectRef
+    from actorlib.core.refs import ObjectRef as ObjectID
     from actorlib.core.specs import NodeAffinitySchedulingStrategy
     from actorlib.executor import Executor
     from actorlib.logging_config import LoggingConfig
@@ -57,7 +66,13 @@ _LAZY = {
     **dict.fromkeys(
         ("DynamicObjectRefGenerator", "ObjectRefGenerator"), "actorlib.core.generators"
     ),
-    "ObjectRef": "actorlib.core.refs",
+    **dict.fromkeys(("ObjectRef", "ObjectID"), "actorlib.core.refs"),
+    # Ray's id classes (what ``get_runtime_context()``'s ``*_id`` properties return);
+    # ``ObjectID`` is ``ObjectRef``, as in Ray, where it is the ref's old name.
+    **dict.fromkeys(
+        ("ActorID", "JobID", "NodeID", "PlacementGroupID", "TaskID", "WorkerID"),
+        "actorlib.core.ids",
+    ),
     "NodeAffinitySchedulingStrategy": "actorlib.core.specs",
     "RemoteFunction": "actorlib.remote_function",
     **dict.fromkeys(("RuntimeInfo", "init", "is_initialized", "shutdown"), "actorlib.session"),
@@ -67,6 +82,8 @@ _LAZY = {
     "Pool": "actorlib.pool",
     "timeline": "actorlib.trace",
 }
+#: Names bound to another name of their module.
+_ALIASES = {"ObjectID": "ObjectRef"}
 # Ray's submodules reachable as attributes of the package (``ray.util.queue``,
 # ``ray.actor.exit_actor()`` ...) after a bare ``import``, as Ray's are.
 _LAZY_MODULES = frozenset({
@@ -103,7 +120,7 @@ def __getattr__(name: str) -> Any:
         if name in _RAY_LIBRARIES:
             raise _not_in_actorlib(_RAY_LIBRARIES[name], "actorlib", name)
         raise AttributeError(f"module 'actorlib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _ALIASES.get(name, name))
     globals()[name] = value
     return value
 
@@ -117,18 +134,25 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "ActorID",
     "ActorMethod",
     "ActorPool",
     "DynamicObjectRefGenerator",
     "Executor",
+    "JobID",
     "LoggingConfig",
     "NodeAffinitySchedulingStrategy",
+    "NodeID",
+    "ObjectID",
     "ObjectRef",
     "ObjectRefGenerator",
+    "PlacementGroupID",
     "Pool",
     "RemoteFunction",
     "RuntimeContext",
     "RuntimeInfo",
+    "TaskID",
+    "WorkerID",
     "__version__",
     "as_completed",
     "available_resources",

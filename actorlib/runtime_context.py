@@ -8,11 +8,14 @@ here costs anything until it is asked. In the driver, task and actor questions a
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from typing import Any
 
 from actorlib import session
+from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
-from actorlib.core.ids import ActorID, JobID, NodeID, TaskID, id_hex
+from actorlib.core.ids import ActorID, JobID, NodeID, PlacementGroupID, TaskID, id_hex
 from actorlib.core.specs import ActorSpec, CodeEnv
 
 __all__ = ["RuntimeContext", "get_runtime_context"]
@@ -20,6 +23,23 @@ __all__ = ["RuntimeContext", "get_runtime_context"]
 
 def _execution() -> ExecutionContext | None:
     return current_execution.get()
+
+
+def _ray_context(what: str) -> Any:
+    """Ray's own RuntimeContext where this process's runtime is the ray backend (Ray holds
+    the answer there: its session, its temp dir); None on actorlib's own backends.
+
+    ``RuntimeError`` naming ``what`` before ``init``, as Ray's.
+    """
+    client = context.current()
+    if client is None:
+        raise RuntimeError(
+            f"{what} is not available because actorlib has not been initialized.")
+    if not type(client).__module__.startswith("actorlib.backends.ray"):
+        return None
+    import ray
+
+    return ray.get_runtime_context()
 
 
 class RuntimeContext:
@@ -150,6 +170,48 @@ class RuntimeContext:
         strategy = ctx.spec.scheduling_strategy if ctx is not None and ctx.spec else None
         return isinstance(strategy, PlacementGroupStrategy) and strategy.capture_child_tasks
 
+    @property
+    def current_placement_group_id(self) -> PlacementGroupID:
+        """The placement group this task or actor runs in; the nil id (``is_nil()``) when
+        there is none, in the driver too, as Ray's."""
+        from actorlib.placement import current_group
+
+        group = current_group()
+        return PlacementGroupID.nil() if group is None else group.id
+
+    def get_temp_dir(self) -> str:
+        """The directory where actorlib keeps its files on the node this code runs on
+        (Ray's ``/tmp/ray``): ``$XDG_RUNTIME_DIR/actorlib`` where that is private to the
+        user, else ``$TMPDIR/actorlib-<uid>``; drivers' state sockets, worker stacks and
+        ``actorlib start``'s sessions live under it. On the ray backend, Ray's.
+
+        ``RuntimeError`` before ``init``, as Ray's.
+        """
+        ray_context = _ray_context("Temp directory")
+        if ray_context is not None:
+            return str(ray_context.get_temp_dir())
+        return session.temp_dir()
+
+    def get_session_name(self) -> str:
+        """The name of the runtime this code belongs to, the same in its driver and every
+        task and actor (Ray's ``session_<date>_<time>_<microseconds>_<pid>``): when its
+        first driver started, and that driver's pid. A cluster names itself after the
+        oldest driver it still lists (``list_jobs``: all of them until 1,000 have ended).
+        On the ray backend, Ray's session name.
+
+        ``RuntimeError`` before ``init``, as Ray's.
+        """
+        ray_context = _ray_context("Session name")
+        if ray_context is not None:
+            return str(ray_context.get_session_name())
+        jobs = session.client().state_rows("jobs")
+        if not jobs:  # every core lists its drivers, ended ones too: never in practice
+            raise RuntimeError("Session name is not available: the runtime lists no job.")
+        first = jobs[0]  # oldest first
+        started_ms = int(first["start_time"])
+        stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(started_ms / 1000))
+        return f"session_{stamp}_{started_ms % 1000 * 1000:06d}_{first['driver_info']['pid']}"
+
     def get_worker_id(self) -> str:
         """The hex id of the process this code runs in, as ``list_workers()`` shows it (on
         the thread and sim backends, which run everything in the driver: the driver's)."""
@@ -168,6 +230,15 @@ class RuntimeContext:
         form; actorlib schedules GPUs only): ``{"GPU": ["0"]}``, empty lists in the driver."""
         ctx = _execution()
         return {"GPU": [str(i) for i in ctx.gpu_ids] if ctx is not None else []}
+
+    def get_resource_ids(self) -> dict[str, list[str]]:
+        """Deprecated (as in Ray, with the same ``DeprecationWarning``): use
+        :meth:`get_accelerator_ids`, which this returns."""
+        warnings.warn(
+            "get_resource_ids() is deprecated; use get_accelerator_ids() instead",
+            DeprecationWarning, stacklevel=2,
+        )
+        return self.get_accelerator_ids()
 
     def get_node_labels(self) -> dict[str, str]:
         """The labels of the node this code runs on (``init(labels=)``, a node's

@@ -531,5 +531,13 @@ def env_support() -> tuple[frozenset[str], str]:
     return _env_support
 
 
+def temp_dir() -> str:
+    """Where actorlib keeps its files on this machine (drivers' state sockets, worker
+    stacks, ``actorlib start``'s sessions): ``get_runtime_context().get_temp_dir()``."""
+    from actorlib.backends.cluster.sessions import sessions_root
+
+    return sessions_root()
+
+
 def runtime() -> RunningCore | None:
     return _runtime

@@ -13,6 +13,7 @@ import pytest
 from testkit import Sync, T, wait_until
 
 import actorlib
+from actorlib.core.ids import PlacementGroupID
 from actorlib.exceptions import (
     ActorDiedError,
     ActorPlacementGroupRemoved,
@@ -148,6 +149,22 @@ def test_tasks_run_in_their_bundle(rt: Any) -> None:
     # Outside a group: none.
     assert actorlib.get(where_am_i.remote(), timeout=T) == (None, None)
     assert get_current_placement_group() is None
+
+
+@actorlib.remote
+def current_group_id() -> PlacementGroupID:
+    return actorlib.get_runtime_context().current_placement_group_id
+
+
+def test_current_placement_group_id_is_the_groups_id_or_nil(rt: Any) -> None:
+    """Ray's property: the group's id object inside it, the nil id outside (driver too)."""
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(T)
+    inside = actorlib.get(current_group_id.options(scheduling_strategy=in_group(pg)).remote(),
+                          timeout=T)
+    assert inside == pg.id and isinstance(inside, actorlib.PlacementGroupID)
+    assert actorlib.get(current_group_id.remote(), timeout=T).is_nil()
+    assert actorlib.get_runtime_context().current_placement_group_id == PlacementGroupID.nil()
 
 
 def test_bundle_resources_limit_the_work_in_it(rt: Any) -> None:

@@ -13,9 +13,11 @@ import json
 import os
 import pickle
 import queue as stdlib_queue
+import re
 import subprocess
 import sys
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from testkit import Recorder, Sync, T
 
 import actorlib
 import actorlib as ray
-from actorlib.core.ids import ActorID, JobID, NodeID, ObjectID, TaskID
+from actorlib.core.ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 from actorlib.job_config import JobConfig
 from actorlib.runtime_env import RuntimeEnv
@@ -130,6 +132,64 @@ def test_id_classes_compare_by_kind_and_value() -> None:
     assert len({TaskID(1), TaskID(1), ActorID(1)}) == 2
     with pytest.raises(TypeError, match="int id"):
         TaskID("5")  # type: ignore[arg-type]
+
+
+def test_id_classes_have_rays_constructors() -> None:
+    """``nil()``, ``from_binary``, ``from_random`` and ``JobID``'s ints, as Ray's ids."""
+    for cls in (TaskID, ActorID, JobID, PlacementGroupID, WorkerID):
+        nil = cls.nil()
+        assert nil.is_nil() and nil == cls.nil() and not cls(7).is_nil()
+        assert cls.from_binary(cls(7).binary()) == cls(7) and len(cls(7).binary()) == 16
+        fresh = cls.from_random()
+        assert not fresh.is_nil() and fresh != cls.from_random()
+        assert cls.from_hex(fresh.hex()) == fresh
+    assert JobID.from_int(3) == JobID(3) and JobID(3).int() == 3
+    assert NodeID.nil().is_nil() and NodeID.nil().hex() == ""
+    assert NodeID.from_binary(NodeID("n1").binary()) == NodeID("n1")
+    node = NodeID.from_random()
+    assert len(node.hex()) == 16 and not node.is_nil() and node != NodeID.from_random()
+
+
+def test_rays_id_classes_at_the_top_level() -> None:
+    """``ray.NodeID`` and friends are the classes the runtime context hands out, and
+    ``ray.ObjectID`` is ``ray.ObjectRef`` (its name before Ray 1.0), as in Ray."""
+    assert (ray.ActorID, ray.JobID, ray.NodeID, ray.TaskID) == (ActorID, JobID, NodeID, TaskID)
+    assert (ray.PlacementGroupID, ray.WorkerID) == (PlacementGroupID, WorkerID)
+    assert ray.ObjectID is ray.ObjectRef
+    names = {"ActorID", "JobID", "NodeID", "ObjectID", "PlacementGroupID", "TaskID", "WorkerID"}
+    assert names <= set(ray.__all__) and names <= set(dir(ray))
+
+
+# Ray's public names actorlib leaves out, each for its reason (docs/ray-compatibility.md).
+RAY_TOP_LEVEL_SKIPPED = {
+    "UniqueID", "FunctionID", "ActorClassID", "ClusterID",  # nothing hands them to users
+}
+RAY_UTIL_SKIPPED = {
+    "collective",  # Ray's collective communication: needs Ray (an AttributeError says so)
+    "connect", "disconnect",  # Ray Client; actorlib.init(address=) joins a cluster
+    "ray_debugpy",  # Ray's VS Code debugger (debugpy); actorlib.util.pdb is the debugger
+    "iter",  # deprecated in Ray (ParallelIterator)
+}
+
+
+def _public_names(module: Any) -> dict[str, set[str]]:
+    """The names Ray programs reach, read the same way from Ray and from actorlib."""
+    context = module.runtime_context.RuntimeContext
+    return {
+        "context": {n for n in dir(context) if not n.startswith("_")},
+        "ids": {n for n in module.__all__ if n.endswith("ID")},
+        "util": set(module.util.__all__),
+    }
+
+
+def test_rays_runtime_context_ids_and_util_names_all_exist() -> None:
+    """Every public name of Ray's ``RuntimeContext``, its top-level id classes and
+    ``ray.util.__all__`` is here, but for the ones listed above with their reasons."""
+    real_ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    theirs, ours = _public_names(real_ray), _public_names(ray)
+    assert not theirs["context"] - ours["context"]
+    assert not theirs["ids"] - ours["ids"] - RAY_TOP_LEVEL_SKIPPED
+    assert not theirs["util"] - ours["util"] - RAY_UTIL_SKIPPED
 
 
 def test_object_ref_ids(rt: Any) -> None:
@@ -367,6 +427,61 @@ def test_current_actor_is_a_working_handle_to_itself(rt: Any) -> None:
     assert actorlib.get(inner, timeout=T) == 1
     assert actorlib.get(c.incr.remote(), timeout=T) == 2
     assert actorlib.get(c.resources.remote(), timeout=T) == {"CPU": 1.0}
+
+
+@actorlib.remote
+def session_and_temp_dir() -> tuple[str, str]:
+    ctx = actorlib.get_runtime_context()
+    return ctx.get_session_name(), ctx.get_temp_dir()
+
+
+@actorlib.remote
+class SessionReader:
+    def read(self) -> tuple[str, str]:
+        ctx = actorlib.get_runtime_context()
+        return ctx.get_session_name(), ctx.get_temp_dir()
+
+
+def test_session_name_and_temp_dir_are_the_runtimes_everywhere(rt: Any) -> None:
+    """One session name in the driver, a task and an actor (Ray's form), kept for the
+    runtime's life; the temp dir is this machine's actorlib directory, where the driver
+    keeps its state socket."""
+    ctx = actorlib.get_runtime_context()
+    name, temp_dir = ctx.get_session_name(), ctx.get_temp_dir()
+    assert re.fullmatch(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}_\d+", name), name
+    assert os.path.isdir(temp_dir) and os.path.isabs(temp_dir)
+    assert actorlib.get(session_and_temp_dir.remote(), timeout=T) == (name, temp_dir)
+    reader = SessionReader.remote()
+    assert actorlib.get(reader.read.remote(), timeout=T) == (name, temp_dir)
+    assert ctx.get_session_name() == name
+    actorlib.kill(reader)
+
+
+def test_session_name_and_temp_dir_need_a_runtime() -> None:
+    assert not actorlib.is_initialized()
+    ctx = actorlib.get_runtime_context()
+    with pytest.raises(RuntimeError, match="Session name is not available because actorlib "
+                       "has not been initialized"):
+        ctx.get_session_name()
+    with pytest.raises(RuntimeError, match="Temp directory is not available"):
+        ctx.get_temp_dir()
+    assert not actorlib.is_initialized()  # asking started nothing
+
+
+def test_get_resource_ids_is_deprecated_for_get_accelerator_ids(rt: Any) -> None:
+    @actorlib.remote(num_gpus=0)
+    def both() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        ctx = actorlib.get_runtime_context()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            old = ctx.get_resource_ids()
+        assert [w.category for w in caught] == [DeprecationWarning]
+        return old, ctx.get_accelerator_ids()
+
+    old, new = actorlib.get(both.remote(), timeout=T)
+    assert old == new == {"GPU": []}
+    with pytest.warns(DeprecationWarning, match=r"use get_accelerator_ids\(\) instead"):
+        assert actorlib.get_runtime_context().get_resource_ids() == {"GPU": []}
 
 
 def test_was_current_actor_reconstructed(rt: Any) -> None:

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import io
+import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,9 +212,132 @@ def test_util_submodules_load_on_first_use() -> None:
 
     code = ("import sys, actorlib as ray\n"
             "assert 'actorlib.util.queue' not in sys.modules\n"
+            "assert 'actorlib.util.rpdb' not in sys.modules and 'pdb' not in sys.modules\n"
             "print(ray.util.queue.Queue.__name__, ray.util.multiprocessing.Pool.__name__,"
-            " ray.util.actor_pool.ActorPool.__name__)\n")
+            " ray.util.actor_pool.ActorPool.__name__, ray.util.pdb.__name__,"
+            " ray.util.pdb is ray.util.rpdb)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["Queue", "Pool", "ActorPool"]
+    assert out.stdout.split() == ["Queue", "Pool", "ActorPool", "actorlib.util.rpdb", "True"]
+
+
+# -- log_once, get_node_instance_id, pdb ---------------------------------------------------
+
+
+@pytest.fixture
+def fresh_log_once(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``actorlib.util.debug`` with its process-wide switches restored after the test."""
+    from actorlib.util import debug
+
+    monkeypatch.setattr(debug, "_logged", set())
+    monkeypatch.setattr(debug, "_disabled", False)
+    monkeypatch.setattr(debug, "_periodic", False)
+    return debug
+
+
+def test_log_once_says_each_key_once(fresh_log_once: Any) -> None:
+    assert ray.util.log_once("a") is True
+    assert ray.util.log_once("a") is False and ray.util.log_once("b") is True
+    fresh_log_once.reset_log_once("a")
+    assert ray.util.log_once("a") is True and ray.util.log_once("b") is False
+    fresh_log_once.reset_log_once()
+    assert ray.util.log_once("b") is True
+
+
+def test_log_once_periodic_and_disabled(fresh_log_once: Any, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(fresh_log_once.time, "monotonic", lambda: now[0])
+    ray.util.enable_periodic_logging()
+    assert ray.util.log_once("k") is True and ray.util.log_once("k") is False
+    now[0] += fresh_log_once.PERIOD_S + 1
+    assert ray.util.log_once("k") is True and ray.util.log_once("k") is False
+    ray.util.disable_log_once_globally()
+    assert ray.util.log_once("never-seen") is False
+
+
+def test_log_once_is_true_once_among_threads(fresh_log_once: Any) -> None:
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def ask() -> None:
+        barrier.wait()
+        results.extend(ray.util.log_once("shared") for _ in range(100))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T)
+    assert results.count(True) == 1 and len(results) == 800
+
+
+@actorlib.remote
+def says_once(key: str) -> list[bool]:
+    return [ray.util.log_once(key) for _ in range(3)]
+
+
+def test_log_once_in_a_task(rt: Any) -> None:
+    key = f"task-key-{time.time_ns()}"
+    assert actorlib.get(says_once.remote(key), timeout=T) == [True, False, False]
+
+
+@actorlib.remote
+def instance_id() -> str:
+    return ray.util.get_node_instance_id()
+
+
+def test_get_node_instance_id_is_the_nodes_cloud_instance(rt: Any) -> None:
+    """Ray's variable, as the worker's environment has it; "" where none is set."""
+    env = {"env_vars": {"RAY_CLOUD_INSTANCE_ID": "i-0abc"}}
+    assert actorlib.get(instance_id.options(runtime_env=env).remote(), timeout=T) == "i-0abc"
+    assert actorlib.get(instance_id.remote(), timeout=T) == ""
+    assert ray.util.get_node_instance_id() == ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@actorlib.remote
+def stops_in_the_debugger(x: int) -> int:
+    secret = x * 7
+    ray.util.pdb.set_trace()
+    return secret + 1
+
+
+def test_pdb_set_trace_debugs_the_task(rt: Any, backend_name: str,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Where the task runs in the driver's process (thread, sim), ``pdb`` on its stdin;
+    in a worker process, a debugger on a socket, as the module says. The session reads
+    the task's locals and changes one; ``continue`` lets the task finish."""
+    commands = "p secret\nsecret = 100\nc\n"
+    if backend_name in ("thread", "sim"):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(commands))
+        assert actorlib.get(stops_in_the_debugger.remote(6), timeout=T) == 101
+        assert "(Pdb) 42\n" in capsys.readouterr().out
+        return
+    port = free_port()
+    env = {"env_vars": {"ACTORLIB_PDB_PORT": str(port)}}
+    ref = stops_in_the_debugger.options(runtime_env=env).remote(6)
+    deadline = time.monotonic() + T
+    while True:
+        try:
+            connection = socket.create_connection(("127.0.0.1", port), timeout=T)
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "the debugger never listened"
+            time.sleep(0.02)
+    with connection:
+        connection.sendall(commands.encode())
+        received = b""
+        while chunk := connection.recv(4096):  # the debugger hangs up on ``continue``
+            received += chunk
+    assert actorlib.get(ref, timeout=T) == 101
+    lines = received.decode().splitlines()
+    assert lines[0].endswith("stops_in_the_debugger()") and lines[1] == "-> return secret + 1"
+    assert lines[2] == "(Pdb) 42"

@@ -7,12 +7,15 @@ without a round trip, and ints keep the core's dict lookups cheap.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 COUNTER_BITS = 40
 DRIVER_PREFIX = 1
+#: Bytes of an int id's ``binary()`` form.
+BINARY_SIZE = 16
 
 
 class IdAllocator:
@@ -58,11 +61,28 @@ class BaseID:
     def from_hex(cls: type[_I], text: str) -> _I:
         return cls(id_from_hex(text))
 
+    @classmethod
+    def from_binary(cls: type[_I], data: bytes) -> _I:
+        """The id whose :meth:`binary` is ``data``."""
+        return cls(int.from_bytes(data, "big"))
+
+    @classmethod
+    def nil(cls: type[_I]) -> _I:
+        """The id that names nothing (0; ``is_nil()`` is True), as Ray's ``nil()``."""
+        return cls(0)
+
+    @classmethod
+    def from_random(cls: type[_I]) -> _I:
+        """A fresh id naming nothing the runtime made (a prefix no process is given)."""
+        import secrets  # here: it imports hashlib, which a lean worker does without
+
+        return cls(secrets.randbits(63) | 1 << 62)
+
     def hex(self) -> str:
         return id_hex(self._value)
 
     def binary(self) -> bytes:
-        return self._value.to_bytes(16, "big")
+        return self._value.to_bytes(BINARY_SIZE, "big")
 
     def is_nil(self) -> bool:
         return self._value == 0
@@ -90,22 +110,45 @@ class BaseID:
 
 
 class TaskID(BaseID):
+    """A task's or actor call's id (``get_runtime_context().task_id``, ``ref.task_id()``)."""
+
     __slots__ = ()
 
 
 class ActorID(BaseID):
+    """An actor's id (``handle.actor_id``, ``get_runtime_context().actor_id``)."""
+
     __slots__ = ()
 
 
 class ObjectID(BaseID):
+    """An object's id (``ref.object_id()``); Ray's ``ObjectID`` is the ref itself."""
+
     __slots__ = ()
 
 
 class PlacementGroupID(BaseID):
     """A placement group's id."""
 
+    __slots__ = ()
+
 
 class JobID(BaseID):
+    """A driver's job: the id prefix it mints with (``from_int``/``int``, as Ray's)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_int(cls, value: builtins.int) -> JobID:
+        return cls(value)
+
+    def int(self) -> builtins.int:
+        return self._value
+
+
+class WorkerID(BaseID):
+    """A process that runs work (a worker, or the driver): its id prefix."""
+
     __slots__ = ()
 
 
@@ -122,6 +165,21 @@ class NodeID:
     @classmethod
     def from_hex(cls, text: str) -> NodeID:
         return cls(text)
+
+    @classmethod
+    def from_binary(cls, data: bytes) -> NodeID:
+        return cls(data.decode())
+
+    @classmethod
+    def nil(cls) -> NodeID:
+        return cls("")
+
+    @classmethod
+    def from_random(cls) -> NodeID:
+        """A fresh id in the form the backends give their nodes (16 hex digits)."""
+        import secrets
+
+        return cls(secrets.token_hex(8))
 
     def hex(self) -> str:
         return self._value

@@ -3,11 +3,14 @@
 Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.metrics``
 (``Counter``, ``Gauge``, ``Histogram``), ``actorlib.util.queue``
 (``Queue``), ``actorlib.util.scheduling_strategies`` and ``actorlib.util.placement_group``
-(reserved bundles of resources).
+(reserved bundles of resources), ``actorlib.util.debug`` (``log_once``), and
+``actorlib.util.pdb`` (``set_trace()`` in tasks and actors; the module
+``actorlib.util.rpdb``, as in Ray).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,7 @@ from actorlib.core.execution_context import current_execution
 # ``ray.util.accelerators`` work after a bare ``import ray``.
 from actorlib.util import accelerators, metrics, scheduling_strategies, state
 from actorlib.util.check_serialize import inspect_serializability
+from actorlib.util.debug import disable_log_once_globally, enable_periodic_logging, log_once
 from actorlib.util.helpers import as_completed, map_unordered
 from actorlib.util.placement_group import (
     PlacementGroup,
@@ -30,19 +34,27 @@ from actorlib.util.placement_group import (
 )
 from actorlib.util.serialization import deregister_serializer, register_serializer
 
+if TYPE_CHECKING:
+    from actorlib.util import rpdb as pdb
+
 __all__ = [
     "ActorPool",
     "PlacementGroup",
     "accelerators",
     "as_completed",
     "deregister_serializer",
+    "disable_log_once_globally",
+    "enable_periodic_logging",
     "get_current_placement_group",
+    "get_node_instance_id",
     "get_node_ip_address",
     "get_placement_group",
     "inspect_serializability",
     "list_named_actors",
+    "log_once",
     "map_unordered",
     "metrics",
+    "pdb",
     "placement_group",
     "placement_group_table",
     "register_serializer",
@@ -60,16 +72,19 @@ _RAY_ONLY = {
 
 #: Submodules loaded on first use, so that ``ray.util.queue.Queue`` works after a bare
 #: ``import actorlib as ray``, where ``from ray.util.queue import Queue`` cannot be written.
-_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool"})
+_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool", "rpdb"})
+#: ``actorlib.util.pdb`` is the module ``rpdb`` (as Ray's ``ray.util.pdb`` is), loaded on
+#: first use: most programs never debug, and ``pdb`` costs milliseconds to import.
+_LAZY_ALIASES = {"pdb": "rpdb"}
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, which would take any name as Any
 
     def __getattr__(name: str) -> Any:
-        if name in _LAZY_SUBMODULES:
+        if name in _LAZY_SUBMODULES or name in _LAZY_ALIASES:
             import importlib
 
-            return importlib.import_module(f"actorlib.util.{name}")
+            return importlib.import_module(f"actorlib.util.{_LAZY_ALIASES.get(name, name)}")
         if name in _RAY_ONLY:
             from actorlib import _not_in_actorlib
 
@@ -106,6 +121,15 @@ def get_node_ip_address() -> str:
         if nodes and nodes[0].address:
             return nodes[0].address
     return _this_machine_ip()
+
+
+def get_node_instance_id() -> str:
+    """The cloud instance id of the node the caller runs on, as Ray's: the
+    ``RAY_CLOUD_INSTANCE_ID`` environment variable that the deployment (KubeRay, a cloud
+    launcher) sets on the node, and "" where none does. Tasks and actors see their node's,
+    which their worker inherits (the driver's on the thread, process and sim backends;
+    the node daemon's on a cluster)."""
+    return os.environ.get("RAY_CLOUD_INSTANCE_ID", "")
 
 
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:

@@ -12,6 +12,21 @@ assert ctx.namespace == "ctx-demo"
 assert ctx.gcs_address == info["gcs_address"] == info["address"], ctx.gcs_address
 node_id = ctx.get_node_id()
 assert node_id in [n["NodeID"] for n in ray.nodes()]
+# Ray's id classes at the top level; no placement group here.
+assert ray.NodeID.from_hex(node_id).hex() == node_id and not ray.NodeID.from_hex(node_id).is_nil()
+assert ctx.current_placement_group_id.is_nil() and ctx.get_placement_group_id() is None
+session_name = ctx.get_session_name()
+assert session_name.startswith("session_"), session_name
+assert ray.util.log_once("ctx-demo") and not ray.util.log_once("ctx-demo")
+
+
+@ray.remote
+def get_session_name():
+    return ray.get_runtime_context().get_session_name()
+
+
+# The session name is the same across all processes of the runtime (Ray's docstring).
+assert ray.get(get_session_name.remote()) == session_name
 
 
 @ray.remote

@@ -1,0 +1,110 @@
+"""``actorlib.util.pdb.set_trace()``: stop in a task or actor and debug it (Ray's).
+
+Where the code runs decides how the debugger is reached:
+
+- In the driver's process (the driver itself, and every task and actor of the thread and
+  sim backends, which run there): the standard ``pdb`` on the terminal, as
+  ``breakpoint()`` would be.
+- In a worker process (the process, cluster and ray backends): that process's stdin is
+  not the terminal, so the debugger listens on a TCP socket instead and says where on
+  stderr (which reaches the driver, prefixed with the worker)::
+
+      actorlib pdb: breakpoint at job.py:12 (pid 4242); connect with `nc 127.0.0.1 39113`
+
+  Connect with ``nc`` or ``telnet`` and debug as usual; the task waits until someone
+  does. ``continue`` or ``quit`` hangs up (breakpoints set in that session end with it).
+  The socket listens on ``127.0.0.1`` unless ``ACTORLIB_PDB_HOST`` says otherwise, on a
+  free port unless ``ACTORLIB_PDB_PORT`` names one. It has no authentication: whoever
+  connects runs code as the worker, so listen beyond localhost only on a trusted network.
+
+Ray's ``ray debug`` command, which lists Ray's own breakpoints, does not know these.
+"""
+
+from __future__ import annotations
+
+import os
+import pdb
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+from actorlib import session
+from actorlib.core import context
+
+__all__ = ["set_trace"]
+
+HOST_ENV = "ACTORLIB_PDB_HOST"
+PORT_ENV = "ACTORLIB_PDB_PORT"
+
+
+class SocketPdb(pdb.Pdb):
+    """A ``Pdb`` talking to one client on an accepted connection; hangs up on continue or
+    quit (and on the client's end of input)."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+        # Two files: one text file that both reads and writes drops what it read ahead
+        # (the next commands) at its first write.
+        self._files = (connection.makefile("r", encoding="utf-8", newline="\n"),
+                       connection.makefile("w", buffering=1, encoding="utf-8", newline="\n"))
+        super().__init__(stdin=self._files[0], stdout=self._files[1])
+
+    def _hang_up(self) -> None:
+        # Breakpoints would stop the code again with nobody to talk to.
+        self.clear_all_breaks()
+        try:
+            for file in self._files:
+                file.close()
+        finally:
+            self._connection.close()
+
+    def do_continue(self, arg: str) -> Any:
+        result = super().do_continue(arg)
+        self._hang_up()
+        return result
+
+    do_c = do_cont = do_continue
+
+    def do_quit(self, arg: str) -> Any:
+        result = super().do_quit(arg)
+        self._hang_up()
+        return result
+
+    do_q = do_exit = do_quit
+
+    def do_EOF(self, arg: str) -> Any:
+        result = super().do_EOF(arg)
+        self._hang_up()
+        return result
+
+
+def _in_worker_process() -> bool:
+    """Whether this process is a worker: it has a runtime to talk to but started none."""
+    return session.runtime() is None and context.current() is not None
+
+
+def listen() -> socket.socket:
+    """The debugger's listening socket, at ``ACTORLIB_PDB_HOST``:``ACTORLIB_PDB_PORT``."""
+    host = os.environ.get(HOST_ENV) or "127.0.0.1"
+    port = int(os.environ.get(PORT_ENV) or 0)
+    return socket.create_server((host, port), backlog=1)
+
+
+def socket_debugger(frame: FrameType) -> SocketPdb:
+    """Announce a breakpoint at ``frame`` on stderr and wait for a client to connect."""
+    with listen() as server:
+        host, port = server.getsockname()[:2]
+        where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+        print(f"actorlib pdb: breakpoint at {where} (pid {os.getpid()}); connect with "
+              f"`nc {host} {port}`", file=sys.stderr, flush=True)
+        connection, _ = server.accept()
+    return SocketPdb(connection)
+
+
+def set_trace(breakpoint_uuid: Any = None) -> None:
+    """Stop here and debug: on the terminal in the driver's process, on a socket in a
+    worker process (see the module's doc). ``breakpoint_uuid`` is Ray's, unused here."""
+    frame = sys._getframe(1)
+    debugger = socket_debugger(frame) if _in_worker_process() else pdb.Pdb()
+    debugger.set_trace(frame)
