@@ -362,6 +362,49 @@ def test_a_cancel_reaches_a_copy_left_behind_that_started_through_the_claim_offe
     assert not worker.reports.recalled
 
 
+@pytest.mark.parametrize("arrives", ["behind a running task", "behind an ended task",
+                                     "to be run inline"])
+def test_a_copy_sent_again_after_the_copy_left_behind_ran_to_its_end_never_runs(
+    worker: _Worker, arrives: str
+) -> None:
+    """As above, but the copy left behind (started through the claim offered for the new
+    copy) has ended, its outcome sent, before the new copy arrives: no ``owner`` entry
+    is left to find. The new copy, however it arrives, must not start too (its claim is
+    spent): the core gets one outcome, and no hand-back."""
+    from actorlib.backends.process.inline_tasks import InlineTasks
+
+    runner, table, queued, reports = worker.runner, worker.table, worker.queued, worker.reports
+    ended = 4 << 41  # a task ended here meanwhile
+    worker.claims.go.set()
+    worker.send(worker.first)
+    assert table.offer(queued)
+    worker.send(queued, follows=worker.first)
+    assert table.take(queued, wait=False) is True  # the core took it back
+    worker.send(worker.second)
+    assert table.offer(queued)  # and sends it again
+    worker.spin.release.set()
+    RELEASE["first"].set()  # the task ahead ends: its thread claims the copy left behind
+    reports.wait_finished(queued)
+    assert not runner.runs(queued)
+    if arrives == "behind a running task":
+        worker.send(queued, follows=worker.second)
+    elif arrives == "behind an ended task":
+        worker.send(queued, follows=ended)
+    else:
+        inline = InlineTasks(runner, worker)  # type: ignore[arg-type]
+        assert inline.run(worker.run(queued, follows=ended))
+    RELEASE["second"].set()
+    reports.wait_finished(worker.second)
+    runner.stop()  # a thread ends its chain first: a copy claimed there runs before
+    runner.join(T)
+    for thread in worker.threads:
+        thread.join(T)
+    assert worker.spin.starts == 1, "the task ran twice"
+    assert reports.finished.count(queued) == 1
+    assert not reports.recalled
+    assert not runner.runs(queued)
+
+
 def test_a_copy_arriving_while_a_thread_decides_its_claim_waits_for_the_answer() -> None:
     """The task ahead ended and its thread reached for the copy left behind, but the core
     had taken back the claim it offered since (a recall of the copy it sent next): the

@@ -15,6 +15,10 @@ file), inherited by the worker as a file descriptor: nothing is left on disk or 
 ``/dev/shm``, whatever way either side exits. The driver offers a slot for nearly every
 pipelined task, so it maps the table and offers with two memory accesses, no system call;
 a mapping of the file shares its pages with the other side's ``pread``/``pwrite``.
+
+In a worker a task thread claims with its own lock held, so this module's locks come
+last: nothing may take a task thread's lock while holding them (the lock order is
+documented in :mod:`actorlib.backends.runner.task_thread`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,7 @@ class ClaimTable:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         # POSIX locks exclude processes, not threads: threads of one process take turns.
-        # A worker's task thread takes the table inside its own lock (``TaskThread.lock``,
-        # see ``_next_follower``): nothing may take a task thread's lock inside this one.
+        # Taken inside a worker's ``TaskThread.lock`` (see the module's docstring).
         self._threads = threading.Lock()
         self._map: mmap.mmap | None = None  # the driver's mapping of the table (``create``)
 

@@ -3,6 +3,22 @@
 It runs one task at a time, then the tasks queued behind it (``TaskRun.follows``), and
 takes a cancel: before the task starts (it never starts), or while it runs (the task's
 ``async def`` is cancelled on its loop, sync code gets ``KeyboardInterrupt``).
+
+Lock order, in a process worker (whose runner claims queued tasks, see
+:mod:`actorlib.backends.process.claims`): a thread's ``lock``, then the claim table's
+thread lock (``ClaimTable._threads``), then the table's record lock, which the driver
+only ever tries without waiting. A thread claims its next queued task with its ``lock``
+held (``_next_follower``), so taking a queued copy off the queue, deciding its claim and
+moving the task's ``owner`` entry are one step to the runner's reader, which takes that
+``lock`` (``drop_stale``, ``take_back``) and sees the copy queued, claimed here or
+forgotten, never in between: a task sent again whose copy left behind started is
+ignored, and a cancel of it reaches that copy. Hence: nobody takes a thread's ``lock``
+while holding the claim table's locks or another thread's ``lock``, and the reader
+claims (``LocalRunner.claimed``) holding no thread's ``lock``. Under a ``lock`` a
+cancel only signals (an asynchronous exception, a loop's wake-up, a lock released), it
+never waits. The runner's ``owner`` dict is written by the reader and by the threads,
+one operation at a time (atomic under the GIL); while a copy is queued behind a thread's
+task, its entry is set, claimed or dropped under that thread's ``lock`` only.
 """
 
 from __future__ import annotations
