@@ -368,6 +368,19 @@ class BlockingConnection:
                 self._affine_idle = False
         return True
 
+    def pass_on_burst(self) -> bool:
+        """On the reading thread, in a handler: if more messages wait decoded behind the
+        one being handled (a burst), pass reading to a spare thread and say so (True): the
+        burst is then read and queued beside the work this thread runs, rather than one
+        message after another's work. False, changing nothing, for a lone message."""
+        if not self._inbox:
+            return False
+        with self._role:
+            if self._owner != get_ident() or self._pumping or self._inline:
+                return False
+            self._hand_over()
+            return True
+
     def hand_to_affine(self) -> None:
         """Work was queued for the thread of :meth:`claim_affine`: wake it if it waits,
         and if this thread reads at the top of its loop (not inside a ``pump`` or inline
