@@ -176,7 +176,11 @@ class Worker:
 
     def _run_call(self, message: RunCall) -> None:
         assert self.local is not None
-        self.local.run_call(message.run)
+        run = message.run
+        host = self.local.actor(run)
+        if host is not None and host.reader and host.run_here(run, self.conn):
+            return
+        self.local.run_call(run)
 
     def _start_actor(self, message: StartActor) -> None:
         assert self.local is not None
@@ -324,6 +328,7 @@ class Worker:
         context.install(client)
         self.local = local
         self.inline = InlineTasks(local, self.conn)
+        local.reading = self.conn  # a sync actor's thread reads while idle
         self._setup_output(config)
         stacks.enable(config.get("stack_dir"))  # `actorlib stack`: dump on SIGUSR1
 

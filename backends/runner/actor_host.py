@@ -15,8 +15,10 @@ import functools
 import inspect
 import queue
 import threading
+from _thread import get_ident
+from collections.abc import Callable
 from types import AsyncGeneratorType, GeneratorType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
 from actorlib.backends.runner.task_thread import STOP
@@ -40,12 +42,32 @@ if TYPE_CHECKING:
 #: A sync method's result that is produced item by item (neither can be subclassed).
 _GENERATOR_TYPES = frozenset({GeneratorType, AsyncGeneratorType})
 
+class Reading(Protocol):
+    """A process worker's connection, as a sync actor's thread reads it while idle
+    (``BlockingConnection``'s methods of the same names)."""
+
+    def claim_affine(self) -> bool: ...
+    def owns_reading(self) -> bool: ...
+    def serve_affine(self, has_work: Callable[[], bool]) -> bool: ...
+    def hand_to_affine(self) -> None: ...
+    def pass_on_burst(self) -> bool: ...
+    def leave_affine(self) -> None: ...
+    def may_run_inline(self) -> bool: ...
+    def run_inline(self, work: Callable[[], None]) -> None: ...
+
+
 def _run_coroutine(coro: Any) -> Any:
     loop = new_event_loop()
     try:
         return loop.run_until_complete(coro)
     finally:
         loop.close()
+
+
+def _has_work(calls: queue.SimpleQueue[Any]) -> Callable[[], bool]:
+    def has_work() -> bool:
+        return not calls.empty()
+    return has_work
 
 
 def resolve(fut: asyncio.Future[None]) -> None:
@@ -81,6 +103,9 @@ class ActorHost:
             group: queue.SimpleQueue() for group in start.spec.concurrency_groups or {}
         } if not start.spec.is_async else {}
         self.threads: list[threading.Thread] = []
+        # The ident of the thread of a sync actor that reads the worker's connection
+        # while idle (``_serve_reading``), 0 if none.
+        self.reader = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.ready = threading.Event()
@@ -289,7 +314,12 @@ class ActorHost:
                 )
                 self.threads.append(t)
                 t.start()
-        self._serve(self.calls)
+        reading = self.runner.reading
+        if (reading is not None and len(self.threads) == 1 and not self.group_calls
+                and reading.claim_affine()):
+            self._serve_reading(self.calls, reading)
+        else:
+            self._serve(self.calls)
         for t in self.threads[1:]:
             t.join()
         self.instance = None  # drop the actor's state (and the refs and handles it holds)
@@ -301,6 +331,49 @@ class ActorHost:
                 calls.put(STOP)  # wake the next sibling thread too
                 return
             self._call(run)
+
+    def _serve_reading(self, calls: queue.SimpleQueue[Any], reading: Reading) -> None:
+        """The one thread of a sync actor in a worker process: it reads the worker's
+        connection itself while idle, so a call is read and run here with no hop to
+        another thread and no hand-over of the GIL (:meth:`run_here`). Calls read by
+        another thread (while a long call ran, reading passed to a spare) wait in
+        ``calls``, and whoever queues one hands reading back here. A call run while this
+        thread reads runs as the connection's inline work: reading passes to a spare
+        when it waits in ``get``, runs long, or a cancel or exit is signalled."""
+        self.reader = get_ident()
+        has_work = _has_work(calls)
+        try:
+            while True:
+                try:
+                    run = calls.get_nowait()
+                except queue.Empty:
+                    if not reading.serve_affine(has_work):
+                        break  # the connection is lost: the worker ends
+                    continue
+                if run is STOP or self.stopped:
+                    calls.put(STOP)
+                    return
+                if reading.owns_reading():
+                    reading.run_inline(functools.partial(self._call, run))
+                else:
+                    self._call(run)
+        finally:
+            self.reader = 0
+            reading.leave_affine()
+        self._serve(calls)
+
+    def run_here(self, run: CallRun, reading: Reading) -> bool:
+        """Run ``run`` now, on this thread, if it is this actor's reading thread with
+        nothing queued before the call (the reader's handler of a call); False: the
+        caller hands it on with :meth:`submit`. A call that came in a burst is not run
+        here: reading passes to a spare, which queues the rest of the burst while this
+        thread runs the calls (reading and running overlap, as with a reader thread)."""
+        if (self.reader != get_ident() or self.stopped or not self.calls.empty()
+                or not reading.may_run_inline() or reading.pass_on_burst()):
+            return False
+        self.pending[run.spec.call_id] = run
+        reading.run_inline(functools.partial(self._call, run))
+        return True
 
     # -- async actors ---------------------------------------------------------------------
 
@@ -385,6 +458,10 @@ class ActorHost:
                         calls.put(run)
                     return
         self.calls.put(run)
+        if self.reader:  # its thread may be waiting while another reads: its turn
+            reading = self.runner.reading
+            if reading is not None:
+                reading.hand_to_affine()
         waiter = self._waiter
         if waiter is not None and self.loop is not None:
             try:

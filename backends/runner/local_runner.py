@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     # Imported with the first actor: it needs asyncio, which a process that only runs
     # plain tasks (a pooled worker) never imports.
     from actorlib.backends.proc_title import TaskTitles
-    from actorlib.backends.runner.actor_host import ActorHost
+    from actorlib.backends.runner.actor_host import ActorHost, Reading
 
 
 class LocalRunner:
@@ -60,6 +60,9 @@ class LocalRunner:
         self._retired: list[ActorHost] = []  # stopped, their threads maybe still running
         #: A process worker's title, naming the task each thread runs (``proc_title``).
         self.titles: TaskTitles | None = None
+        #: A process worker's connection, which a sync actor's thread reads while idle
+        #: (see ``ActorHost``); None in the thread backend.
+        self.reading: Reading | None = None
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -164,6 +167,11 @@ class LocalRunner:
         from actorlib.backends.runner.actor_host import ActorHost
 
         self._actors[start.spec.actor_id] = ActorHost(self, start)
+
+    def actor(self, run: CallRun) -> ActorHost | None:
+        """The live host of the actor ``run`` calls (its incarnation), if here."""
+        host = self._actors.get(run.spec.actor_id)
+        return host if host is not None and host.incarnation == run.incarnation else None
 
     def run_call(self, run: CallRun) -> None:
         host = self._actors.get(run.spec.actor_id)

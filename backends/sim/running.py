@@ -113,6 +113,11 @@ class SimHost:
         self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
         self.busy = dict.fromkeys(self.limits, 0)
         self.worker: SimWorker | None = None  # running the constructor or an async step
+        # A sync actor's one worker, which runs all its jobs (``Baton._launch``'s ``pin``);
+        # threaded and async actors are not pinned (None).
+        self.pinned: SimWorker | None = None
+        self.pins = not spec.is_async and spec.max_concurrency == 1 and not (
+            spec.concurrency_groups)
         self.loop = SimLoop(clock) if spec.is_async else None
         self.tasks: dict[asyncio.Task[Any], str] = {}  # coroutine -> its name in traces
         self.serial: dict[asyncio.Task[Any], int] = {}
@@ -318,7 +323,8 @@ class Running(Choosing):
 
     def _construct(self, host: SimHost) -> None:
         host.state = "constructing"
-        self._launch(self._ctor_job, self._ctor_done, host, f"{host.label}.__init__", host, host)
+        self._launch(self._ctor_job, self._ctor_done, host, f"{host.label}.__init__", host, host,
+                     pin=host if host.pins else None)
 
     def _ctor_job(self, host: SimHost) -> None:
         spec = host.spec
@@ -375,7 +381,8 @@ class Running(Choosing):
         )
         if host.loop is None:
             # (One object for the job: no closure, no binding function made for a call.)
-            self._launch(self._call_job, self._call_done, CallJob(host, run, group), name, host)
+            self._launch(self._call_job, self._call_done, CallJob(host, run, group), name, host,
+                         pin=host if host.pins else None)
             return
         loop = host.loop
         box = Box()
@@ -583,6 +590,8 @@ class Running(Choosing):
         """The incarnation is gone: end whatever of its user code is paused, drop the rest."""
         self._async_hosts.pop(host, None)
         self._listing.pop(host, None)
+        if host.pinned is not None:
+            self._unpin(host)
         if host.state == "dead" and host.instance is None:
             return
         host.state = "dead"

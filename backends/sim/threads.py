@@ -76,8 +76,8 @@ class SimWorker:
 
     __slots__ = (
         "abandoned", "arg", "back", "detached", "go", "in_user", "index", "interrupted", "job",
-        "label", "may_chain", "mutex", "on_done", "owed", "owner", "resumer", "sim",
-        "thread", "unwind", "unwound", "wait",
+        "label", "may_chain", "mutex", "on_done", "owed", "owner", "parked", "pinned_to",
+        "resumer", "sim", "thread", "unwind", "unwound", "wait",
     )
 
     def __init__(self, sim: Baton, index: int) -> None:
@@ -114,6 +114,10 @@ class SimWorker:
         self.abandoned = False
         self.label = ""
         self.owner: Any = None
+        # The sync actor whose every job runs on this thread (``Baton._launch``'s ``pin``),
+        # and whether it waits for that actor's next job outside the pool of idle workers.
+        self.pinned_to: Any = None
+        self.parked = False
         self.thread = threading.Thread(
             target=self._main, name=f"actorlib-sim-{index}", daemon=True
         )
@@ -355,6 +359,16 @@ class Baton:
             return not worker.detached
         return ident == self._borrow_ident
 
+    def _unpin(self, pin: Any) -> None:
+        """``pin``'s actor is gone: its worker joins the pool once it is idle."""
+        worker, pin.pinned = pin.pinned, None
+        if worker is None:
+            return
+        worker.pinned_to = None
+        if worker.parked:
+            worker.parked = False
+            self._idle.append(worker)
+
     def _take_worker(self) -> SimWorker:
         if self._idle:
             return self._idle.pop()
@@ -364,7 +378,7 @@ class Baton:
 
     def _launch(
         self, job: Callable[[Any], None], on_done: Callable[[Any, bool], None], arg: Any,
-        label: str, owner: Any, holder: Any = None, unwind: bool = False,
+        label: str, owner: Any, holder: Any = None, unwind: bool = False, pin: Any = None,
     ) -> None:
         """Run ``job(arg)`` on a worker until it ends or pauses, ``holder.worker`` set to
         the worker first (so what the job runs for can find it); ``on_done(arg, unwound)``
@@ -372,9 +386,23 @@ class Baton:
 
         A worker taking steps itself between jobs runs the job here, on its own thread:
         no thread switch unless the job pauses (then it hands the baton back as any
-        worker does, and its steps go on when it is resumed)."""
+        worker does, and its steps go on when it is resumed). ``pin`` (a sync actor's
+        host, whose ``pinned`` names its worker): every job of that actor runs on one
+        worker, kept for it, as its calls run on one thread on every backend (a
+        thread-local it made stays its own); that worker runs nothing else."""
         me = self._by_ident.get(_thread.get_ident())
-        worker = me if me is not None and me.job is None else self._take_worker()
+        worker = None if pin is None else pin.pinned
+        if worker is not None and not (worker.parked or worker is me and me.job is None):
+            # Busy (it cannot be: its actor runs one job at a time, and a worker it
+            # resumes never takes steps that could need it): a fresh one, not a hang.
+            worker.pinned_to = pin.pinned = None
+            worker = None
+        if worker is None:
+            free = me is not None and me.job is None and me.pinned_to is None
+            worker = me if free else self._take_worker()
+            if pin is not None:
+                pin.pinned, worker.pinned_to = worker, pin
+        worker.parked = False
         worker.job = job
         worker.on_done = on_done
         worker.arg = arg
@@ -418,7 +446,9 @@ class Baton:
         me = self._by_ident.get(_thread.get_ident())
         back = self._back if me is None else me.back
         worker.resumer = back
-        worker.may_chain = chain
+        # A pinned worker's steps never wait on a worker that could be another pinned
+        # one: what a pinned worker resumes hands back to it instead of taking steps.
+        worker.may_chain = chain and (me is None or me.pinned_to is None)
         worker.go.release()
         if self._preempt <= 0 or self._stopping:
             back.acquire()
@@ -433,7 +463,10 @@ class Baton:
             arg, worker.arg = worker.arg, None
             worker.owner = None
             worker.unwind = False
-            self._idle.append(worker)
+            if worker.pinned_to is None:
+                self._idle.append(worker)
+            else:  # kept for its actor's next job
+                worker.parked = True
             if done is not None:
                 done(arg, worker.unwound)
 

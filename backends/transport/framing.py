@@ -151,6 +151,11 @@ class BlockingConnection:
         self._spares: list[int] = []  # threads waiting to read, by ident
         self._wakes: dict[int, threading.Event] = {}  # how each such thread is woken
         self._lost_reported = False
+        # The thread that reads whenever it is idle (``serve_affine``: a sync actor's, so
+        # its calls are read and run on it with no hop), 0 if none; ``_affine_idle``
+        # while it waits for reading or for work.
+        self._affine = 0
+        self._affine_idle = False
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
 
     def start(self) -> None:
@@ -318,6 +323,89 @@ class BlockingConnection:
                 if me not in self._spares:
                     self._spares.append(me)
             wake.wait()
+
+    # -- a thread that reads while idle (a sync actor's) ---------------------------------------
+
+    def claim_affine(self) -> bool:
+        """Make this thread the one that reads whenever it is idle (one per connection);
+        False if another thread is already."""
+        me = get_ident()
+        with self._role:
+            if self._affine not in (0, me) or self.closed:
+                return False
+            self._affine = me
+            self._wakes.setdefault(me, threading.Event())
+            return True
+
+    def owns_reading(self) -> bool:
+        return self._owner == get_ident()
+
+    def serve_affine(self, has_work: Callable[[], bool]) -> bool:
+        """On the thread of :meth:`claim_affine`, idle: read while it owns reading (the
+        handlers may run work here inline), wait while another thread does, until
+        ``has_work()`` (work queued for this thread by another thread's handler, which
+        also hands reading back here: :meth:`hand_to_affine`). False once the connection
+        is lost."""
+        me = get_ident()
+        wake = self._wakes[me]
+        while not has_work():
+            if self._owner == me:
+                if not self._receive():
+                    self._lost()
+                    return False
+                continue
+            with self._role:
+                if self.closed:
+                    return False
+                # Cleared before looking: work queued after the look sets it again.
+                wake.clear()
+                self._affine_idle = True
+                if self._owner == me or has_work():
+                    self._affine_idle = False
+                    continue
+            wake.wait()
+            with self._role:
+                self._affine_idle = False
+        return True
+
+    def pass_on_burst(self) -> bool:
+        """On the reading thread, in a handler: if more messages wait decoded behind the
+        one being handled (a burst), pass reading to a spare thread and say so (True): the
+        burst is then read and queued beside the work this thread runs, rather than one
+        message after another's work. False, changing nothing, for a lone message."""
+        if not self._inbox:
+            return False
+        with self._role:
+            if self._owner != get_ident() or self._pumping or self._inline:
+                return False
+            self._hand_over()
+            return True
+
+    def hand_to_affine(self) -> None:
+        """Work was queued for the thread of :meth:`claim_affine`: wake it if it waits,
+        and if this thread reads at the top of its loop (not inside a ``pump`` or inline
+        work), hand it the reading too, so it reads its next work itself. The messages
+        this thread decoded and did not handle yet are then handled there, in order."""
+        with self._role:
+            affine = self._affine
+            if not affine or not self._affine_idle:
+                return
+            if self._owner == get_ident() and not self._pumping and not self._inline:
+                self._owner = affine
+            self._affine_idle = False
+            self._wakes[affine].set()
+
+    def leave_affine(self) -> None:
+        """The thread of :meth:`claim_affine` ends: reading passes to another thread if
+        it held it."""
+        me = get_ident()
+        with self._role:
+            if self._affine == me:
+                self._affine = 0
+                self._affine_idle = False
+                self._wakes.pop(me, None)
+            if self._owner == me and not self.closed:
+                self._hand_over()
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -1,0 +1,169 @@
+"""A sync actor runs every call on one thread, in each caller's order, whatever else the
+worker does meanwhile.
+
+In a worker process the actor's thread reads the worker's socket itself while idle, so a
+call is read and run there with no hop to another thread; reading passes to a spare thread
+while a call waits in ``get``, runs long or is signalled a cancel, and comes back to the
+actor's thread with the next call. None of that may show: user code keeps its thread (a
+thread-local connection, a library that checks its thread), the calls keep their order,
+and a worker does not grow threads as reading moves back and forth.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from testkit import Sync, T
+
+import actorlib
+
+pytestmark = pytest.mark.shared_runtime
+
+#: Longer than a process worker's watchdog slice (0.1 s): reading passes to a spare.
+LONG_S = 0.15
+
+
+@actorlib.remote(num_cpus=0)
+def square(x: int) -> int:
+    return x * x
+
+
+@actorlib.remote(num_cpus=0)
+class Echo:
+    def echo(self, x: Any) -> Any:
+        return x
+
+
+@actorlib.remote(num_cpus=0)
+class ThreadLog:
+    """Notes the thread and order of every call; flags two calls that overlap."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []  # (seq, thread ident)
+        self.local = threading.local()
+        self.local.mine = True  # a thread-local made in __init__, read by every call
+        self.overlap = False
+        self.running = False
+        self.threads_seen = 0
+
+    def step(self, seq: int, kind: str, helper: Any = None) -> int:
+        if self.running:
+            self.overlap = True
+        self.running = True
+        try:
+            if kind == "long":
+                time.sleep(LONG_S)
+            elif kind == "task":
+                assert actorlib.get(square.remote(seq), timeout=T) == seq * seq
+            elif kind == "actor":
+                assert actorlib.get(helper.echo.remote(seq), timeout=T) == seq
+            elif kind == "spin":
+                end = time.monotonic() + LONG_S
+                while time.monotonic() < end:
+                    pass
+            assert getattr(self.local, "mine", False), "a call ran on another thread"
+            self.calls.append((seq, threading.get_ident()))
+            self.threads_seen = max(self.threads_seen, threading.active_count())
+            return seq
+        finally:
+            self.running = False
+
+    def report(self) -> tuple[list[tuple[int, int]], bool, int, int]:
+        return self.calls, self.overlap, self.threads_seen, threading.get_ident()
+
+
+def _check(log: Any, n: int) -> int:
+    calls, overlap, threads_seen, report_thread = actorlib.get(log.report.remote(), timeout=T)
+    assert not overlap, "two calls of a sync actor overlapped"
+    assert [seq for seq, _ in calls] == list(range(n)), "calls ran out of order"
+    idents = {ident for _, ident in calls} | {report_thread}
+    assert len(idents) == 1, f"a sync actor's calls ran on {len(idents)} threads"
+    return threads_seen
+
+
+def test_every_call_runs_on_the_actors_thread_while_reading_moves(rt: Any) -> None:
+    log, helper = ThreadLog.remote(), Echo.remote()
+    kinds = ["quick"] * 5 + ["long", "quick", "quick", "task", "quick", "spin", "actor",
+                             "quick", "long", "long", "quick"] + ["quick"] * 5
+    refs = [log.step.remote(i, kind, helper) for i, kind in enumerate(kinds)]
+    assert actorlib.get(refs, timeout=T) == list(range(len(kinds)))
+    _check(log, len(kinds))
+
+
+def test_calls_sent_one_at_a_time_around_long_ones_keep_the_thread(rt: Any) -> None:
+    """Each call sent once the last one returned: the idle actor's thread reads it (or,
+    after a long one, another thread reads it and reading comes back)."""
+    log = ThreadLog.remote()
+    n = 0
+    for _ in range(3):
+        for kind in ["quick", "quick", "long", "quick", "task", "quick"]:
+            assert actorlib.get(log.step.remote(n, kind), timeout=T) == n
+            n += 1
+    _check(log, n)
+
+
+def test_reading_moving_back_and_forth_does_not_grow_threads(rt: Any) -> None:
+    log = ThreadLog.remote()
+    n = 0
+    first = 0
+    for round_ in range(8):
+        for kind in ["long", "quick", "task"]:
+            actorlib.get(log.step.remote(n, kind), timeout=T)
+            n += 1
+        if round_ == 1:
+            first = actorlib.get(log.report.remote(), timeout=T)[2]
+    last = _check(log, n)
+    assert last <= first + 1, f"the actor's process grew from {first} to {last} threads"
+
+
+def test_a_cancel_reaches_a_running_call_and_the_next_call_keeps_the_thread(rt: Any) -> None:
+    @actorlib.remote(num_cpus=0)
+    class Worker:
+        def __init__(self) -> None:
+            self.ident = threading.get_ident()
+
+        def until_canceled(self, started: Any) -> tuple[bool, bool]:
+            ctx = actorlib.get_runtime_context()
+            actorlib.get(started.arrive.remote(), timeout=T)
+            deadline = time.monotonic() + T
+            while not ctx.is_canceled() and time.monotonic() < deadline:
+                time.sleep(0.001)
+            return ctx.is_canceled(), threading.get_ident() == self.ident
+
+        def same_thread(self) -> bool:
+            return threading.get_ident() == self.ident
+
+    sync = Sync.remote()
+    w = Worker.remote()
+    assert actorlib.get(w.same_thread.remote(), timeout=T)
+    ref = w.until_canceled.remote(sync)
+    actorlib.get(sync.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    # Not interrupted (an actor's state is its own): it sees the cancel and returns.
+    assert actorlib.get(ref, timeout=T) == (True, True)
+    assert actorlib.get([w.same_thread.remote() for _ in range(5)], timeout=T) == [True] * 5
+
+
+call_kinds = st.lists(
+    st.sampled_from(["quick", "quick", "quick", "task", "long", "actor"]), min_size=1,
+    max_size=8,
+)
+
+
+@given(plan=call_kinds, one_at_a_time=st.booleans())
+def test_property_one_thread_in_order_whatever_the_calls(
+    rt: Any, plan: list[str], one_at_a_time: bool
+) -> None:
+    log, helper = ThreadLog.remote(), Echo.remote()
+    if one_at_a_time:
+        for i, kind in enumerate(plan):
+            assert actorlib.get(log.step.remote(i, kind, helper), timeout=T) == i
+    else:
+        refs = [log.step.remote(i, kind, helper) for i, kind in enumerate(plan)]
+        assert actorlib.get(refs, timeout=T) == list(range(len(plan)))
+    _check(log, len(plan))
