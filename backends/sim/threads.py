@@ -392,7 +392,7 @@ class Baton:
         thread-local it made stays its own); that worker runs nothing else."""
         me = self._by_ident.get(_thread.get_ident())
         worker = None if pin is None else pin.pinned
-        if worker is not None and not (worker.parked or worker is me and me.job is None):
+        if worker is not None and not (worker.parked or (worker is me and me.job is None)):
             # Busy (it cannot be: its actor runs one job at a time, and a worker it
             # resumes never takes steps that could need it): a fresh one, not a hang.
             worker.pinned_to = pin.pinned = None
