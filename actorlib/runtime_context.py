@@ -25,9 +25,10 @@ def _execution() -> ExecutionContext | None:
     return current_execution.get()
 
 
-def _ray_context(what: str) -> Any:
-    """Ray's own RuntimeContext where this process's runtime is the ray backend (Ray holds
-    the answer there: its session, its temp dir); None on actorlib's own backends.
+def _backend_answer(what: str, question: str) -> str | None:
+    """The backend's own answer to ``question`` (a method of its client, such as the ray
+    backend's ``ray_session_name``: Ray holds the answer there), None where the backend
+    has none and actorlib answers.
 
     ``RuntimeError`` naming ``what`` before ``init``, as Ray's.
     """
@@ -35,11 +36,8 @@ def _ray_context(what: str) -> Any:
     if client is None:
         raise RuntimeError(
             f"{what} is not available because actorlib has not been initialized.")
-    if not type(client).__module__.startswith("actorlib.backends.ray"):
-        return None
-    import ray
-
-    return ray.get_runtime_context()
+    ask = getattr(client, question, None)
+    return None if ask is None else str(ask())
 
 
 class RuntimeContext:
@@ -187,10 +185,8 @@ class RuntimeContext:
 
         ``RuntimeError`` before ``init``, as Ray's.
         """
-        ray_context = _ray_context("Temp directory")
-        if ray_context is not None:
-            return str(ray_context.get_temp_dir())
-        return session.temp_dir()
+        answer = _backend_answer("Temp directory", "ray_temp_dir")
+        return session.temp_dir() if answer is None else answer
 
     def get_session_name(self) -> str:
         """The name of the runtime this code belongs to, the same in its driver and every
@@ -201,9 +197,9 @@ class RuntimeContext:
 
         ``RuntimeError`` before ``init``, as Ray's.
         """
-        ray_context = _ray_context("Session name")
-        if ray_context is not None:
-            return str(ray_context.get_session_name())
+        answer = _backend_answer("Session name", "ray_session_name")
+        if answer is not None:
+            return answer
         jobs = session.client().state_rows("jobs")
         if not jobs:  # every core lists its drivers, ended ones too: never in practice
             raise RuntimeError("Session name is not available: the runtime lists no job.")

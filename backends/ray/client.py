@@ -427,6 +427,14 @@ class RayCore(RayWaits, HeldTasks):
                         entry[0] = ref
         return refs
 
+    def ray_session_name(self) -> str:
+        """Ray's session name: ``get_runtime_context().get_session_name()`` answers it."""
+        return str(ray.get_runtime_context().get_session_name())
+
+    def ray_temp_dir(self) -> str:
+        """Ray's temp dir on this node: ``get_runtime_context().get_temp_dir()``."""
+        return str(ray.get_runtime_context().get_temp_dir())
+
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
         self._check_open()
         from actorlib.backends.ray import worker

@@ -391,15 +391,18 @@ class Baton:
         worker, kept for it, as its calls run on one thread on every backend (a
         thread-local it made stays its own); that worker runs nothing else."""
         me = self._by_ident.get(_thread.get_ident())
-        worker = None if pin is None else pin.pinned
-        if worker is not None and not (worker.parked or (worker is me and me.job is None)):
+        kept: SimWorker | None = None if pin is None else pin.pinned
+        if kept is not None and not (kept.parked or (kept is me and kept.job is None)):
             # Busy (it cannot be: its actor runs one job at a time, and a worker it
             # resumes never takes steps that could need it): a fresh one, not a hang.
-            worker.pinned_to = pin.pinned = None
-            worker = None
-        if worker is None:
+            kept.pinned_to = pin.pinned = None
+            kept = None
+        worker: SimWorker
+        if kept is not None:
+            worker = kept
+        else:
             free = me is not None and me.job is None and me.pinned_to is None
-            worker = me if free else self._take_worker()
+            worker = me if free and me is not None else self._take_worker()
             if pin is not None:
                 pin.pinned, worker.pinned_to = worker, pin
         worker.parked = False
