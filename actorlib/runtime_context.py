@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 from actorlib import session
-from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import ActorID, JobID, NodeID, PlacementGroupID, TaskID, id_hex
 from actorlib.core.specs import ActorSpec, CodeEnv
@@ -25,21 +24,23 @@ def _execution() -> ExecutionContext | None:
     return current_execution.get()
 
 
-def _ray_context(what: str) -> Any:
+def _ray_context() -> Any:
     """Ray's own RuntimeContext where this process's runtime is the ray backend (Ray holds
     the answer there: its session, its temp dir); None on actorlib's own backends.
 
-    ``RuntimeError`` naming ``what`` before ``init``, as Ray's.
+    Starts the default runtime on first use, as Ray's ``get_runtime_context()`` does.
     """
-    client = context.current()
-    if client is None:
-        raise RuntimeError(
-            f"{what} is not available because actorlib has not been initialized.")
+    client = session.client()
     if not type(client).__module__.startswith("actorlib.backends.ray"):
         return None
     import ray
 
     return ray.get_runtime_context()
+
+
+#: The session name this process computed, with the client it asked (a new runtime after
+#: ``shutdown``/``init`` has a new name): asked once per process, not once per call.
+_session_name: tuple[object, str] | None = None
 
 
 class RuntimeContext:
@@ -185,9 +186,9 @@ class RuntimeContext:
         user, else ``$TMPDIR/actorlib-<uid>``; drivers' state sockets, worker stacks and
         ``actorlib start``'s sessions live under it. On the ray backend, Ray's.
 
-        ``RuntimeError`` before ``init``, as Ray's.
+        Starts the default runtime on first use, as Ray's.
         """
-        ray_context = _ray_context("Temp directory")
+        ray_context = _ray_context()
         if ray_context is not None:
             return str(ray_context.get_temp_dir())
         return session.temp_dir()
@@ -199,18 +200,26 @@ class RuntimeContext:
         oldest driver it still lists (``list_jobs``: all of them until 1,000 have ended).
         On the ray backend, Ray's session name.
 
-        ``RuntimeError`` before ``init``, as Ray's.
+        The time is UTC, so that every process names it alike whatever its time zone
+        (a node's, a driver's ``TZ``). Starts the default runtime on first use, as Ray's.
         """
-        ray_context = _ray_context("Session name")
+        global _session_name
+        ray_context = _ray_context()
         if ray_context is not None:
             return str(ray_context.get_session_name())
-        jobs = session.client().state_rows("jobs")
+        client = session.client()
+        cached = _session_name
+        if cached is not None and cached[0] is client:
+            return cached[1]
+        jobs = client.state_rows("jobs")
         if not jobs:  # every core lists its drivers, ended ones too: never in practice
             raise RuntimeError("Session name is not available: the runtime lists no job.")
         first = jobs[0]  # oldest first
         started_ms = int(first["start_time"])
-        stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(started_ms / 1000))
-        return f"session_{stamp}_{started_ms % 1000 * 1000:06d}_{first['driver_info']['pid']}"
+        stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime(started_ms / 1000))
+        name = f"session_{stamp}_{started_ms % 1000 * 1000:06d}_{first['driver_info']['pid']}"
+        _session_name = (client, name)
+        return name
 
     def get_worker_id(self) -> str:
         """The hex id of the process this code runs in, as ``list_workers()`` shows it (on

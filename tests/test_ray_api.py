@@ -457,17 +457,6 @@ def test_session_name_and_temp_dir_are_the_runtimes_everywhere(rt: Any) -> None:
     actorlib.kill(reader)
 
 
-def test_session_name_and_temp_dir_need_a_runtime() -> None:
-    assert not actorlib.is_initialized()
-    ctx = actorlib.get_runtime_context()
-    with pytest.raises(RuntimeError, match="Session name is not available because actorlib "
-                       "has not been initialized"):
-        ctx.get_session_name()
-    with pytest.raises(RuntimeError, match="Temp directory is not available"):
-        ctx.get_temp_dir()
-    assert not actorlib.is_initialized()  # asking started nothing
-
-
 def test_get_resource_ids_is_deprecated_for_get_accelerator_ids(rt: Any) -> None:
     @actorlib.remote(num_gpus=0)
     def both() -> tuple[dict[str, list[str]], dict[str, list[str]]]:

@@ -36,6 +36,9 @@ __all__ = ["set_trace"]
 
 HOST_ENV = "ACTORLIB_PDB_HOST"
 PORT_ENV = "ACTORLIB_PDB_PORT"
+#: How long ``accept()`` blocks at a time: a cancel (an exception raised asynchronously in
+#: the task's thread) is delivered only between two waits, never inside one.
+ACCEPT_POLL_S = 0.2
 
 
 class SocketPdb(pdb.Pdb):
@@ -98,7 +101,14 @@ def socket_debugger(frame: FrameType) -> SocketPdb:
         where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
         print(f"actorlib pdb: breakpoint at {where} (pid {os.getpid()}); connect with "
               f"`nc {host} {port}`", file=sys.stderr, flush=True)
-        connection, _ = server.accept()
+        server.settimeout(ACCEPT_POLL_S)
+        while True:
+            try:
+                connection, _ = server.accept()
+                break
+            except TimeoutError:
+                continue
+    connection.settimeout(None)
     return SocketPdb(connection)
 
 
