@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 from actorlib import session
-from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import ActorID, JobID, NodeID, PlacementGroupID, TaskID, id_hex
 from actorlib.core.specs import ActorSpec, CodeEnv
@@ -25,19 +24,20 @@ def _execution() -> ExecutionContext | None:
     return current_execution.get()
 
 
-def _backend_answer(what: str, question: str) -> str | None:
+def _backend_answer(question: str) -> str | None:
     """The backend's own answer to ``question`` (a method of its client, such as the ray
     backend's ``ray_session_name``: Ray holds the answer there), None where the backend
     has none and actorlib answers.
 
-    ``RuntimeError`` naming ``what`` before ``init``, as Ray's.
+    Starts the default runtime on first use, as Ray's ``get_runtime_context()`` does.
     """
-    client = context.current()
-    if client is None:
-        raise RuntimeError(
-            f"{what} is not available because actorlib has not been initialized.")
-    ask = getattr(client, question, None)
+    ask = getattr(session.client(), question, None)
     return None if ask is None else str(ask())
+
+
+#: The session name this process computed, with the client it asked (a new runtime after
+#: ``shutdown``/``init`` has a new name): asked once per process, not once per call.
+_session_name: tuple[object, str] | None = None
 
 
 class RuntimeContext:
@@ -183,9 +183,9 @@ class RuntimeContext:
         user, else ``$TMPDIR/actorlib-<uid>``; drivers' state sockets, worker stacks and
         ``actorlib start``'s sessions live under it. On the ray backend, Ray's.
 
-        ``RuntimeError`` before ``init``, as Ray's.
+        Starts the default runtime on first use, as Ray's.
         """
-        answer = _backend_answer("Temp directory", "ray_temp_dir")
+        answer = _backend_answer("ray_temp_dir")
         return session.temp_dir() if answer is None else answer
 
     def get_session_name(self) -> str:
@@ -195,18 +195,26 @@ class RuntimeContext:
         oldest driver it still lists (``list_jobs``: all of them until 1,000 have ended).
         On the ray backend, Ray's session name.
 
-        ``RuntimeError`` before ``init``, as Ray's.
+        The time is UTC, so that every process names it alike whatever its time zone
+        (a node's, a driver's ``TZ``). Starts the default runtime on first use, as Ray's.
         """
-        answer = _backend_answer("Session name", "ray_session_name")
+        global _session_name
+        answer = _backend_answer("ray_session_name")
         if answer is not None:
             return answer
-        jobs = session.client().state_rows("jobs")
+        client = session.client()
+        cached = _session_name
+        if cached is not None and cached[0] is client:
+            return cached[1]
+        jobs = client.state_rows("jobs")
         if not jobs:  # every core lists its drivers, ended ones too: never in practice
             raise RuntimeError("Session name is not available: the runtime lists no job.")
         first = jobs[0]  # oldest first
         started_ms = int(first["start_time"])
-        stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(started_ms / 1000))
-        return f"session_{stamp}_{started_ms % 1000 * 1000:06d}_{first['driver_info']['pid']}"
+        stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime(started_ms / 1000))
+        name = f"session_{stamp}_{started_ms % 1000 * 1000:06d}_{first['driver_info']['pid']}"
+        _session_name = (client, name)
+        return name
 
     def get_worker_id(self) -> str:
         """The hex id of the process this code runs in, as ``list_workers()`` shows it (on

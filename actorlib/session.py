@@ -539,5 +539,15 @@ def temp_dir() -> str:
     return sessions_root()
 
 
+def private_temp_dir() -> str:
+    """:func:`temp_dir`, made if missing and checked to be this user's alone (mode 0700):
+    where a socket only this user may reach can live. ``PermissionError`` otherwise."""
+    from actorlib.backends.cluster.sessions import checked_root
+
+    root = checked_root(create=True)
+    assert root is not None  # made if missing
+    return root
+
+
 def runtime() -> RunningCore | None:
     return _runtime

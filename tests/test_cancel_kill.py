@@ -138,6 +138,37 @@ def test_cancel_running_sync_task(rt):
     assert time.monotonic() - t0 < 10, "the running task was not interrupted"
 
 
+@actorlib.remote(max_retries=0)
+def ignores_interrupts(started):
+    """A running sync task that swallows every interruption: a plain cancel cannot end it.
+    It ends by itself a second after the first one (a thread the thread backend abandons
+    on a forced cancel must not outlive the test)."""
+    started.arrive.remote()
+    deadline = time.monotonic() + 3 * T
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.005)
+        except KeyboardInterrupt:
+            started.arrive.remote("interrupted")
+            deadline = min(deadline, time.monotonic() + 1.0)
+    return "ran to its end"
+
+
+@pytest.mark.fresh_runtime
+def test_a_forced_cancel_after_a_plain_one_ends_a_task_that_ignores_it(rt):
+    """The plain cancel lands (the task swallows it); the forced one that follows still
+    goes through, as in Ray, rather than being taken for a repeat of the first."""
+    started = Sync.remote()
+    ref = ignores_interrupts.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    actorlib.get(started.wait_count.remote(1, "interrupted"), timeout=T)
+    actorlib.cancel(ref, force=True)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=0.9)  # before the task would end by itself
+    actorlib.kill(started)
+
+
 @actorlib.remote
 def cleans_up_when_cancelled(started, rec):
     """A running sync task that catches the cancel's interruption and still talks to the

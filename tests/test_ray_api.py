@@ -16,6 +16,7 @@ import queue as stdlib_queue
 import re
 import subprocess
 import sys
+import textwrap
 import time
 import warnings
 from typing import Any
@@ -457,17 +458,6 @@ def test_session_name_and_temp_dir_are_the_runtimes_everywhere(rt: Any) -> None:
     actorlib.kill(reader)
 
 
-def test_session_name_and_temp_dir_need_a_runtime() -> None:
-    assert not actorlib.is_initialized()
-    ctx = actorlib.get_runtime_context()
-    with pytest.raises(RuntimeError, match="Session name is not available because actorlib "
-                       "has not been initialized"):
-        ctx.get_session_name()
-    with pytest.raises(RuntimeError, match="Temp directory is not available"):
-        ctx.get_temp_dir()
-    assert not actorlib.is_initialized()  # asking started nothing
-
-
 def test_get_resource_ids_is_deprecated_for_get_accelerator_ids(rt: Any) -> None:
     @actorlib.remote(num_gpus=0)
     def both() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -876,3 +866,70 @@ def test_max_calls_is_validated() -> None:
             actorlib.remote(f).options(max_calls=bad)
     with pytest.raises(TypeError, match="max_calls"):
         actorlib.remote(max_calls=1)(Base)  # a task option only, as in Ray
+
+
+# -- session name and id constructors (review of the Ray names) --------------------------------
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with this checkout importable."""
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    environ["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environ.update(env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=T, env=environ)
+
+
+def test_session_name_first_call_starts_the_runtime_as_rays() -> None:
+    """Ray's ``get_runtime_context()`` starts Ray on first use (as actorlib's other
+    context methods do): ``get_session_name()`` as the first call returns a name."""
+    out = _python("""
+        import actorlib as ray
+        name = ray.get_runtime_context().get_session_name()
+        print(name.startswith("session_"), ray.get_runtime_context().get_temp_dir() != "",
+              ray.is_initialized())
+        ray.shutdown()
+        """, ACTORLIB_BACKEND="thread")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]
+
+
+@actorlib.remote
+def session_name_in(tz: str) -> str:
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        return actorlib.get_runtime_context().get_session_name()
+    finally:
+        os.environ.pop("TZ")
+        time.tzset()
+
+
+def test_session_name_does_not_depend_on_the_callers_time_zone(rt: Any) -> None:
+    """A node (or driver) in another time zone names the same session: on a cluster the
+    driver's ``TZ`` differs from the node daemon's (other machines, other zones)."""
+    here = actorlib.get_runtime_context().get_session_name()
+    assert actorlib.get(session_name_in.remote("Asia/Tokyo"), timeout=T) == here
+    assert actorlib.get(session_name_in.remote("America/Los_Angeles"), timeout=T) == here
+
+
+@pytest.mark.parametrize("kind", ["TaskID", "ActorID", "JobID", "PlacementGroupID",
+                                  "WorkerID"])
+def test_id_from_binary_and_from_hex_refuse_what_no_id_is(kind: str) -> None:
+    """Ray raises ValueError for a binary of the wrong length; here every ``binary()`` is
+    16 bytes, so nothing else round-trips (b"\\x01" gave an id whose binary() is not it,
+    17 bytes one whose binary() raised OverflowError)."""
+    cls = getattr(actorlib, kind)
+    ok = cls.from_random()
+    assert cls.from_binary(ok.binary()) == ok and cls.from_hex(ok.hex()) == ok
+    for data in (b"\x01", b"\x01" * 17, b"\xfe" * 28):
+        with pytest.raises(ValueError, match="length"):
+            cls.from_binary(data)
+    for text in ("-1", "ab" * 28, "xyz", ""):
+        with pytest.raises(ValueError):
+            cls.from_hex(text)
+
+
+def test_node_id_from_binary_of_a_ray_node_id_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        actorlib.NodeID.from_binary(b"\xfe" * 28)

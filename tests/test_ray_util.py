@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import glob
 import io
+import os
 import socket
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -341,3 +345,71 @@ def test_pdb_set_trace_debugs_the_task(rt: Any, backend_name: str,
     lines = received.decode().splitlines()
     assert lines[0].endswith("stops_in_the_debugger()") and lines[1] == "-> return secret + 1"
     assert lines[2] == "(Pdb) 42"
+
+
+@actorlib.remote(max_retries=0)
+def waits_in_the_debugger(marker: str) -> int:
+    open(marker, "w").close()
+    ray.util.pdb.set_trace()
+    return 1
+
+
+def _breakpoint_sockets(root: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(root, "pdb-*.sock")))
+
+
+def test_pdb_in_a_worker_listens_on_a_socket_only_its_user_reaches(
+    tmp_path: Any, _leak_check: None
+) -> None:
+    """By default a worker's debugger is a Unix socket in actorlib's private directory
+    (mode 0700: another user cannot even reach it; TCP on loopback would let any local
+    user connect first and run code as the worker). A ``cancel()`` (not forced) ends a
+    task that waits for a client there, as Ray's does; the socket is removed."""
+    actorlib.init(backend="process", num_cpus=1)
+    try:
+        root = actorlib.get_runtime_context().get_temp_dir()
+        assert os.stat(root).st_mode & 0o777 == 0o700
+        before = _breakpoint_sockets(root)
+        ref = stops_in_the_debugger.remote(6)
+        deadline = time.monotonic() + T
+        while not (new := sorted(set(_breakpoint_sockets(root)) - set(before))):
+            assert time.monotonic() < deadline, "the debugger never listened"
+            time.sleep(0.02)
+        path = new[0]
+        if os.geteuid() == 0:  # another user cannot reach it (root can; the peer check holds)
+            stranger = subprocess.run(
+                [sys.executable, "-c", textwrap.dedent(f"""
+                    import os, socket
+                    os.setgid(65534); os.setuid(65534)
+                    s = socket.socket(socket.AF_UNIX)
+                    try:
+                        s.connect({path!r})
+                    except PermissionError:
+                        print("refused")
+                    """)], capture_output=True, text=True, timeout=T)
+            assert stranger.stdout.strip() == "refused", stranger.stderr
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.connect(path)
+            connection.sendall(b"p secret\nc\n")
+            received = b""
+            while chunk := connection.recv(4096):
+                received += chunk
+        assert actorlib.get(ref, timeout=T) == 43
+        assert "(Pdb) 42" in received.decode()
+        assert not os.path.exists(path)
+        # Nobody connects: a plain cancel ends the wait.
+        marker = str(tmp_path / "started")
+        ref = waits_in_the_debugger.remote(marker)
+        while not os.path.exists(marker) or not (
+                set(_breakpoint_sockets(root)) - set(before)):
+            assert time.monotonic() < deadline + T, "the second breakpoint never listened"
+            time.sleep(0.02)
+        actorlib.cancel(ref)
+        with pytest.raises(actorlib.exceptions.TaskCancelledError):
+            actorlib.get(ref, timeout=T)
+        wait_gone = time.monotonic() + T
+        while set(_breakpoint_sockets(root)) - set(before):
+            assert time.monotonic() < wait_gone, "the breakpoint's socket was left behind"
+            time.sleep(0.02)
+    finally:
+        actorlib.shutdown()

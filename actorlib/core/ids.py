@@ -41,6 +41,7 @@ def id_from_hex(text: str) -> int:
 
 
 _I = TypeVar("_I", bound="BaseID")
+_HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
 class BaseID:
@@ -59,11 +60,19 @@ class BaseID:
 
     @classmethod
     def from_hex(cls: type[_I], text: str) -> _I:
+        """The id whose :meth:`hex` is ``text`` (at most 32 hex digits: ``binary()``'s 16
+        bytes); ``ValueError`` for anything else, such as a longer id of Ray's."""
+        if not 0 < len(text) <= 2 * BINARY_SIZE or text.strip(_HEX_DIGITS):
+            raise ValueError(f"{cls.__name__}.from_hex() needs 1 to {2 * BINARY_SIZE} hex "
+                             f"digits, got {text!r}")
         return cls(id_from_hex(text))
 
     @classmethod
     def from_binary(cls: type[_I], data: bytes) -> _I:
-        """The id whose :meth:`binary` is ``data``."""
+        """The id whose :meth:`binary` is ``data`` (16 bytes; ``ValueError`` otherwise,
+        as Ray's for a binary of the wrong length)."""
+        if len(data) != BINARY_SIZE:
+            raise ValueError(f"ID string needs to have length {BINARY_SIZE}, got {len(data)}")
         return cls(int.from_bytes(data, "big"))
 
     @classmethod
@@ -168,7 +177,11 @@ class NodeID:
 
     @classmethod
     def from_binary(cls, data: bytes) -> NodeID:
-        return cls(data.decode())
+        """The id whose :meth:`binary` is ``data`` (a node name's UTF-8 bytes)."""
+        try:
+            return cls(data.decode())
+        except UnicodeDecodeError:
+            raise ValueError(f"not the binary form of an actorlib NodeID: {data!r}") from None
 
     @classmethod
     def nil(cls) -> NodeID:

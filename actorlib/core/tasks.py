@@ -591,7 +591,9 @@ class Tasks:
         elif state is QUEUED:
             self.scheduler.remove(rec)
             self._finish(rec, cancelled_value(rec.spec.name))
-        elif state is RUNNING and not rec.cancelled:
+        elif state is RUNNING and (force or not rec.cancelled):
+            # A forced cancel after a plain one still goes through: the task may have
+            # caught the KeyboardInterrupt (or sat in a C call that never sees it).
             rec.cancelled = True
             self.backend.cancel(rec.spec.task_id, force=force)
         elif state is FOLLOWING and not rec.cancelled:

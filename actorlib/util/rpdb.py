@@ -6,25 +6,33 @@ Where the code runs decides how the debugger is reached:
   sim backends, which run there): the standard ``pdb`` on the terminal, as
   ``breakpoint()`` would be.
 - In a worker process (the process, cluster and ray backends): that process's stdin is
-  not the terminal, so the debugger listens on a TCP socket instead and says where on
-  stderr (which reaches the driver, prefixed with the worker)::
+  not the terminal, so the debugger listens on a socket instead and says where on stderr
+  (which reaches the driver, prefixed with the worker)::
 
-      actorlib pdb: breakpoint at job.py:12 (pid 4242); connect with `nc 127.0.0.1 39113`
+      actorlib pdb: breakpoint at job.py:12 (pid 4242); connect with
+      `nc -U /run/user/1000/actorlib/pdb-4242-1.sock`
 
-  Connect with ``nc`` or ``telnet`` and debug as usual; the task waits until someone
-  does. ``continue`` or ``quit`` hangs up (breakpoints set in that session end with it).
-  The socket listens on ``127.0.0.1`` unless ``ACTORLIB_PDB_HOST`` says otherwise, on a
-  free port unless ``ACTORLIB_PDB_PORT`` names one. It has no authentication: whoever
-  connects runs code as the worker, so listen beyond localhost only on a trusted network.
+  Connect with ``nc -U`` (or ``socat - UNIX-CONNECT:path``) and debug as usual; the task
+  waits until someone does (a ``cancel()`` still ends it). ``continue`` or ``quit`` hangs
+  up (breakpoints set in that session end with it). By default the socket is a Unix
+  socket in actorlib's directory on the node, which only this user can enter (mode 0700),
+  and a client of another user is refused: whoever connects runs code as the worker.
+  With ``ACTORLIB_PDB_HOST`` or ``ACTORLIB_PDB_PORT`` set it is a TCP socket instead (on
+  ``127.0.0.1`` unless the host says otherwise, on a free port unless the port names one),
+  as Ray's ``ray.util.pdb`` listens: TCP has no owner, so any local user (any host, beyond
+  localhost) can connect first; use it only on a machine and network you trust.
 
 Ray's ``ray debug`` command, which lists Ray's own breakpoints, does not know these.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import pdb
 import socket
+import struct
 import sys
 from types import FrameType
 from typing import Any
@@ -36,6 +44,9 @@ __all__ = ["set_trace"]
 
 HOST_ENV = "ACTORLIB_PDB_HOST"
 PORT_ENV = "ACTORLIB_PDB_PORT"
+#: How long ``accept()`` blocks at a time: a cancel (an exception raised asynchronously in
+#: the task's thread) is delivered only between two waits, never inside one.
+ACCEPT_POLL_S = 0.2
 
 
 class SocketPdb(pdb.Pdb):
@@ -84,21 +95,60 @@ def _in_worker_process() -> bool:
     return session.runtime() is None and context.current() is not None
 
 
-def listen() -> socket.socket:
-    """The debugger's listening socket, at ``ACTORLIB_PDB_HOST``:``ACTORLIB_PDB_PORT``."""
-    host = os.environ.get(HOST_ENV) or "127.0.0.1"
-    port = int(os.environ.get(PORT_ENV) or 0)
-    return socket.create_server((host, port), backlog=1)
+_breakpoints = itertools.count(1)
+
+
+def listen() -> tuple[socket.socket, str, str]:
+    """The debugger's listening socket, how to connect to it (an ``nc`` command) and the
+    Unix socket's path to remove after ("" for TCP)."""
+    if os.environ.get(HOST_ENV) or os.environ.get(PORT_ENV):
+        host = os.environ.get(HOST_ENV) or "127.0.0.1"
+        server = socket.create_server((host, int(os.environ.get(PORT_ENV) or 0)), backlog=1)
+        bound, port = server.getsockname()[:2]
+        return server, f"nc {bound} {port}", ""
+    path = os.path.join(session.private_temp_dir(),
+                        f"pdb-{os.getpid()}-{next(_breakpoints)}.sock")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a pid reused after a crash left one
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(path)
+        server.listen(1)
+    except BaseException:
+        server.close()
+        raise
+    return server, f"nc -U {path}", path
+
+
+def _same_user(connection: socket.socket) -> bool:
+    """Whether a Unix socket's peer runs as this user (the directory already keeps others
+    out; this holds where it cannot, as for root)."""
+    creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1] == os.getuid()
 
 
 def socket_debugger(frame: FrameType) -> SocketPdb:
     """Announce a breakpoint at ``frame`` on stderr and wait for a client to connect."""
-    with listen() as server:
-        host, port = server.getsockname()[:2]
+    server, command, path = listen()
+    try:
         where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
         print(f"actorlib pdb: breakpoint at {where} (pid {os.getpid()}); connect with "
-              f"`nc {host} {port}`", file=sys.stderr, flush=True)
-        connection, _ = server.accept()
+              f"`{command}`", file=sys.stderr, flush=True)
+        server.settimeout(ACCEPT_POLL_S)
+        while True:
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            if not path or _same_user(connection):
+                break
+            connection.close()
+    finally:
+        server.close()
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    connection.settimeout(None)
     return SocketPdb(connection)
 
 
