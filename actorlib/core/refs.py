@@ -73,7 +73,10 @@ class ObjectRef(Generic[T]):
         return isinstance(other, ObjectRef) and other._id == self._id
 
     def __del__(self) -> None:
-        client = self._client
+        try:
+            client = self._client
+        except AttributeError:  # ``__init__`` refused its arguments: nothing was counted
+            return
         if client is not None:
             try:
                 client.drop_ref(self._id)
