@@ -167,3 +167,33 @@ def test_property_one_thread_in_order_whatever_the_calls(
         refs = [log.step.remote(i, kind, helper) for i, kind in enumerate(plan)]
         assert actorlib.get(refs, timeout=T) == list(range(len(plan)))
     _check(log, len(plan))
+
+
+@actorlib.remote(num_cpus=0)
+class Streamer:
+    def items(self, n: int) -> Any:
+        yield from range(n)
+
+    def nested(self, x: int) -> int:
+        return int(actorlib.get(square.remote(x), timeout=T))
+
+
+def test_without_the_watchdog_a_paused_stream_and_a_nested_get_still_read(
+    monkeypatch: pytest.MonkeyPatch, _leak_check: None
+) -> None:
+    """With the worker's watchdog looks an hour apart, nothing but the call itself can
+    pass reading on: a stream paused by backpressure (it waits for the driver to report
+    items consumed) and a nested ``get`` must each leave reading to another thread, or
+    they wait forever for a message nobody reads."""
+    monkeypatch.setenv("ACTORLIB_INLINE_WATCH_S", "3600")
+    actorlib.init(backend="process", num_cpus=1)
+    try:
+        s = Streamer.remote()
+        assert actorlib.get(s.nested.remote(3), timeout=T) == 9
+        stream = s.items.options(num_returns="streaming",
+                                 _generator_backpressure_num_objects=1).remote(30)
+        assert [actorlib.get(ref, timeout=T) for ref in stream] == list(range(30))
+        assert actorlib.get([s.nested.remote(i) for i in range(5)], timeout=T) == [
+            i * i for i in range(5)]
+    finally:
+        actorlib.shutdown()

@@ -51,6 +51,7 @@ class Reading(Protocol):
     def serve_affine(self, has_work: Callable[[], bool]) -> bool: ...
     def hand_to_affine(self) -> None: ...
     def pass_on_burst(self) -> bool: ...
+    def pass_reading(self) -> None: ...
     def leave_affine(self) -> None: ...
     def may_run_inline(self) -> bool: ...
     def run_inline(self, work: Callable[[], None]) -> None: ...
@@ -354,7 +355,11 @@ class ActorHost:
                     calls.put(STOP)
                     return
                 if reading.owns_reading():
-                    reading.run_inline(functools.partial(self._call, run))
+                    if run.spec.generator:  # its backpressure waits for messages
+                        reading.pass_reading()
+                        self._call(run)
+                    else:
+                        reading.run_inline(functools.partial(self._call, run))
                 else:
                     self._call(run)
         finally:
@@ -367,9 +372,12 @@ class ActorHost:
         nothing queued before the call (the reader's handler of a call); False: the
         caller hands it on with :meth:`submit`. A call that came in a burst is not run
         here: reading passes to a spare, which queues the rest of the burst while this
-        thread runs the calls (reading and running overlap, as with a reader thread)."""
-        if (self.reader != get_ident() or self.stopped or not self.calls.empty()
-                or not reading.may_run_inline() or reading.pass_on_burst()):
+        thread runs the calls (reading and running overlap, as with a reader thread). Nor
+        is a generator call: a stream paused by backpressure waits for messages (items
+        consumed) that only a reading thread receives."""
+        if (self.reader != get_ident() or self.stopped or run.spec.generator
+                or not self.calls.empty() or not reading.may_run_inline()
+                or reading.pass_on_burst()):
             return False
         self.pending[run.spec.call_id] = run
         reading.run_inline(functools.partial(self._call, run))

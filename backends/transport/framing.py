@@ -368,6 +368,14 @@ class BlockingConnection:
                 self._affine_idle = False
         return True
 
+    def pass_reading(self) -> None:
+        """On the reading thread, about to run work that waits for messages without
+        saying so (a stream paused by backpressure until the driver reports items
+        consumed): reading passes to a spare thread now."""
+        with self._role:
+            if self._owner == get_ident() and not self._pumping and not self._inline:
+                self._hand_over()
+
     def pass_on_burst(self) -> bool:
         """On the reading thread, in a handler: if more messages wait decoded behind the
         one being handled (a burst), pass reading to a spare thread and say so (True): the
