@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from testkit import Sync, T
+from testkit import Sync, T, run_script
 
 import actorlib
 
@@ -197,3 +197,93 @@ def test_without_the_watchdog_a_paused_stream_and_a_nested_get_still_read(
             i * i for i in range(5)]
     finally:
         actorlib.shutdown()
+
+
+@actorlib.remote(num_cpus=0)
+class Poller:
+    def quick(self) -> int:
+        return 1
+
+    def items(self, n: int) -> Any:
+        yield from range(n)
+
+    def until_canceled(self, limit_s: float) -> bool:
+        """Polls ``is_canceled`` and does nothing else (no ``get``, which would pass
+        reading on by itself)."""
+        ctx = actorlib.get_runtime_context()
+        deadline = time.monotonic() + limit_s
+        while not ctx.is_canceled() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return ctx.is_canceled()
+
+
+def test_a_stream_right_behind_a_call_runs(rt: Any) -> None:
+    """A call and a generator call sent together while another thread reads: the call
+    hands reading to the actor's thread with the generator call still decoded behind it,
+    which the actor's thread queues for itself; it must run it, not wait in ``recv``
+    for another message first (it did: the stream stalled until the next call)."""
+    p = Poller.remote()
+    for _ in range(6):
+        ref = p.quick.remote()
+        stream = p.items.options(num_returns="streaming").remote(3)
+        assert actorlib.get(ref, timeout=T) == 1
+        actorlib.get(stream.completed(), timeout=T)
+        assert [actorlib.get(r, timeout=T) for r in stream] == [0, 1, 2]
+
+
+_CANCEL_SCRIPT = """
+import time
+import actorlib
+
+@actorlib.remote(num_cpus=0)
+class Poller:
+    def quick(self):
+        return 1
+
+    def until_canceled(self, limit_s):
+        # Polls is_canceled and does nothing else (a get would pass reading on itself).
+        ctx = actorlib.get_runtime_context()
+        deadline = time.monotonic() + limit_s
+        while not ctx.is_canceled() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return ctx.is_canceled()
+
+actorlib.init(num_cpus=1)
+p = Poller.remote()
+# The worker's first looks come 0.1 s apart, doubling while nothing runs; the first that
+# sees a call ran since the last sets them an hour apart.
+end = time.monotonic() + 2.0
+while time.monotonic() < end:
+    assert actorlib.get(p.quick.remote()) == 1
+    time.sleep(0.05)
+running = p.until_canceled.remote(10.0)
+time.sleep(0.2)  # read and started by the actor's thread, as inline work
+queued = p.quick.remote()
+time.sleep(0.1)
+started = time.monotonic()
+actorlib.cancel(queued)
+try:
+    actorlib.get(queued, timeout=30)
+    print("queued: ran")
+except actorlib.exceptions.TaskCancelledError:
+    print(f"queued: cancelled {time.monotonic() - started:.2f}")
+started = time.monotonic()
+actorlib.cancel(running)
+print(f"running: {actorlib.get(running, timeout=30)} {time.monotonic() - started:.2f}")
+actorlib.shutdown()
+"""
+
+
+def test_a_cancel_reaches_a_call_run_inline_whatever_the_watchdog(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the watchdog's looks an hour apart, only the driver's nudge passes reading
+    on while a call runs as the reading thread's inline work: a cancel of that call, and
+    of one queued behind it, must still be read at once (they waited for the call's end).
+    In a script of its own: under pytest something else happens to pass reading on."""
+    script = tmp_path / "cancel_inline.py"
+    script.write_text(_CANCEL_SCRIPT)
+    monkeypatch.setenv("ACTORLIB_INLINE_WATCH_S", "3600")
+    out = run_script(str(script), "process", timeout=T).stdout.split()
+    assert out[:2] == ["queued:", "cancelled"] and float(out[2]) < 2.0, out
+    assert out[3:5] == ["running:", "True"] and float(out[5]) < 2.0, out

@@ -468,8 +468,8 @@ class ProcessBackend(Backend):
                 worker.send_urgent(CancelRun(id, False))
             return
         worker = self._call_worker.get(id)
-        if worker is not None:
-            worker.send(CancelRun(id, False))
+        if worker is not None:  # the call may run as the reading thread's inline work
+            worker.send_urgent(CancelRun(id, False))
 
     def items_consumed(self, id: int, consumed: int) -> None:
         worker = self._task_worker.get(id) or self._call_worker.get(id)

@@ -159,11 +159,12 @@ class WorkerProcess:
         self.conn.send(message, self.code_ids if keeps_code else None)
 
     def send_urgent(self, message: ToWorker) -> None:
-        """Send ``message`` (a cancel, a recall, an exit), and if a task of ours may run on
-        the worker's reading thread, signal it to read on elsewhere now (see
+        """Send ``message`` (a cancel, a recall, an exit), and if a task or an actor's call
+        of ours may run on the worker's reading thread (a sync actor's thread reads its
+        own calls), signal it to read on elsewhere now (see
         :mod:`actorlib.backends.process.urgent`)."""
         self.send(message)
-        if self.running and self.actor is None and not self.dead:
+        if (self.running or self.actor is not None) and not self.dead:
             urgent.notify(self.pid)
 
     def kill(self) -> None:

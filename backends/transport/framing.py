@@ -350,6 +350,12 @@ class BlockingConnection:
         wake = self._wakes[me]
         while not has_work():
             if self._owner == me:
+                if self._inbox:
+                    # Left decoded by the thread that handed reading here: handling it
+                    # may queue work for this thread (a generator call, a stop), which
+                    # must be looked at before this thread waits in ``recv``.
+                    self._handle_inbox(me)
+                    continue
                 if not self._receive():
                     self._lost()
                     return False
