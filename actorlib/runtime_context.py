@@ -24,14 +24,11 @@ def _execution() -> ExecutionContext | None:
     return current_execution.get()
 
 
-def _backend_answer(question: str) -> str | None:
-    """The backend's own answer to ``question`` (a method of its client, such as the ray
-    backend's ``ray_session_name``: Ray holds the answer there), None where the backend
-    has none and actorlib answers.
-
-    Starts the default runtime on first use, as Ray's ``get_runtime_context()`` does.
-    """
-    ask = getattr(session.client(), question, None)
+def _backend_answer(client: object, question: str) -> str | None:
+    """The backend's own answer to ``question`` (a method of its ``client``, such as the
+    ray backend's ``ray_session_name``: Ray holds the answer there), None where the
+    backend has none and actorlib answers."""
+    ask = getattr(client, question, None)
     return None if ask is None else str(ask())
 
 
@@ -185,7 +182,7 @@ class RuntimeContext:
 
         Starts the default runtime on first use, as Ray's.
         """
-        answer = _backend_answer("ray_temp_dir")
+        answer = _backend_answer(session.client(), "ray_temp_dir")
         return session.temp_dir() if answer is None else answer
 
     def get_session_name(self) -> str:
@@ -199,10 +196,10 @@ class RuntimeContext:
         (a node's, a driver's ``TZ``). Starts the default runtime on first use, as Ray's.
         """
         global _session_name
-        answer = _backend_answer("ray_session_name")
+        client = session.client()  # starts the default runtime, as Ray's does
+        answer = _backend_answer(client, "ray_session_name")
         if answer is not None:
             return answer
-        client = session.client()
         cached = _session_name
         if cached is not None and cached[0] is client:
             return cached[1]

@@ -23,6 +23,8 @@ from actorlib.exceptions import RuntimeClosedError
 # init(), after it has started the first worker: its interpreter then boots while this
 # process imports them (see backends.prestart).
 if TYPE_CHECKING:
+    import socket
+
     from actorlib.backends.base import Backend, Connector, RunningCore
     from actorlib.backends.process.launch import Launched
     from actorlib.core.context import Client
@@ -539,14 +541,17 @@ def temp_dir() -> str:
     return sessions_root()
 
 
-def private_temp_dir() -> str:
-    """:func:`temp_dir`, made if missing and checked to be this user's alone (mode 0700):
-    where a socket only this user may reach can live. ``PermissionError`` otherwise."""
+def private_listener(name: str) -> tuple[socket.socket, str]:
+    """A Unix socket listening at ``name`` in :func:`temp_dir`, which is made if missing
+    and checked to be this user's alone (mode 0700): a socket only this user may reach.
+    The socket and its path; ``PermissionError`` for a directory that is not private."""
     from actorlib.backends.cluster.sessions import checked_root
+    from actorlib.backends.private_dir import unix_listener
 
     root = checked_root(create=True)
     assert root is not None  # made if missing
-    return root
+    path = os.path.join(root, name)
+    return unix_listener(path, 1), path
 
 
 def runtime() -> RunningCore | None:

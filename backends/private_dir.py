@@ -9,7 +9,9 @@ fix it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import stat
 
 
@@ -62,3 +64,19 @@ def _problem(st: os.stat_result) -> str | None:
     if st.st_mode & 0o022:
         return "group or others may write to it"
     return None
+
+
+def unix_listener(path: str, backlog: int) -> socket.socket:
+    """A Unix stream socket listening at ``path`` (in a private directory: the directory
+    is what keeps other users out), a stale socket file there removed first; closed again
+    if it cannot bind."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.cluster.sessions import checked_root
-from actorlib.backends.private_dir import private_dir
+from actorlib.backends.private_dir import private_dir, unix_listener
 
 log = logging.getLogger("actorlib.state")
 
@@ -76,12 +76,9 @@ class StateServer:
             live_drivers(root)  # and those of drivers killed before their shutdown
             private_dir(directory, "driver state directory")
             path = os.path.join(directory, SOCKET_NAME)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.bind(path)
-                sock.listen(8)
+                sock = unix_listener(path, 8)
             except OSError:
-                sock.close()
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
         except OSError as exc:

@@ -106,17 +106,8 @@ def listen() -> tuple[socket.socket, str, str]:
         server = socket.create_server((host, int(os.environ.get(PORT_ENV) or 0)), backlog=1)
         bound, port = server.getsockname()[:2]
         return server, f"nc {bound} {port}", ""
-    path = os.path.join(session.private_temp_dir(),
-                        f"pdb-{os.getpid()}-{next(_breakpoints)}.sock")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a pid reused after a crash left one
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        server.bind(path)
-        server.listen(1)
-    except BaseException:
-        server.close()
-        raise
+    # A stale socket of a reused pid (after a crash) is replaced.
+    server, path = session.private_listener(f"pdb-{os.getpid()}-{next(_breakpoints)}.sock")
     return server, f"nc -U {path}", path
 
 

@@ -176,11 +176,7 @@ class Worker:
 
     def _run_call(self, message: RunCall) -> None:
         assert self.local is not None
-        run = message.run
-        host = self.local.actor(run)
-        if host is not None and host.reader and host.run_here(run, self.conn):
-            return
-        self.local.run_call(run)
+        self.local.run_call(message.run)
 
     def _start_actor(self, message: StartActor) -> None:
         assert self.local is not None

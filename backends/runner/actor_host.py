@@ -51,7 +51,7 @@ class Reading(Protocol):
     def serve_affine(self, has_work: Callable[[], bool]) -> bool: ...
     def hand_to_affine(self) -> None: ...
     def pass_on_burst(self) -> bool: ...
-    def pass_reading(self) -> None: ...
+    def pass_reading(self) -> bool: ...
     def leave_affine(self) -> None: ...
     def may_run_inline(self) -> bool: ...
     def run_inline(self, work: Callable[[], None]) -> None: ...
@@ -105,8 +105,9 @@ class ActorHost:
         } if not start.spec.is_async else {}
         self.threads: list[threading.Thread] = []
         # The ident of the thread of a sync actor that reads the worker's connection
-        # while idle (``_serve_reading``), 0 if none.
+        # while idle (``_serve_reading``), 0 if none, and that connection.
         self.reader = 0
+        self._reading: Reading | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.ready = threading.Event()
@@ -341,7 +342,7 @@ class ActorHost:
         ``calls``, and whoever queues one hands reading back here. A call run while this
         thread reads runs as the connection's inline work: reading passes to a spare
         when it waits in ``get``, runs long, or a cancel or exit is signalled."""
-        self.reader = get_ident()
+        self.reader, self._reading = get_ident(), reading
         has_work = _has_work(calls)
         try:
             while True:
@@ -363,11 +364,11 @@ class ActorHost:
                 else:
                     self._call(run)
         finally:
-            self.reader = 0
+            self.reader, self._reading = 0, None
             reading.leave_affine()
         self._serve(calls)
 
-    def run_here(self, run: CallRun, reading: Reading) -> bool:
+    def run_here(self, run: CallRun) -> bool:
         """Run ``run`` now, on this thread, if it is this actor's reading thread with
         nothing queued before the call (the reader's handler of a call); False: the
         caller hands it on with :meth:`submit`. A call that came in a burst is not run
@@ -375,7 +376,8 @@ class ActorHost:
         thread runs the calls (reading and running overlap, as with a reader thread). Nor
         is a generator call: a stream paused by backpressure waits for messages (items
         consumed) that only a reading thread receives."""
-        if (self.reader != get_ident() or self.stopped or run.spec.generator
+        reading = self._reading
+        if (reading is None or self.reader != get_ident() or self.stopped or run.spec.generator
                 or not self.calls.empty() or not reading.may_run_inline()
                 or reading.pass_on_burst()):
             return False
@@ -466,10 +468,9 @@ class ActorHost:
                         calls.put(run)
                     return
         self.calls.put(run)
-        if self.reader:  # its thread may be waiting while another reads: its turn
-            reading = self.runner.reading
-            if reading is not None:
-                reading.hand_to_affine()
+        reading = self._reading
+        if reading is not None:  # its thread may be waiting while another reads: its turn
+            reading.hand_to_affine()
         waiter = self._waiter
         if waiter is not None and self.loop is not None:
             try:

@@ -168,17 +168,14 @@ class LocalRunner:
 
         self._actors[start.spec.actor_id] = ActorHost(self, start)
 
-    def actor(self, run: CallRun) -> ActorHost | None:
-        """The live host of the actor ``run`` calls (its incarnation), if here."""
-        host = self._actors.get(run.spec.actor_id)
-        return host if host is not None and host.incarnation == run.incarnation else None
-
     def run_call(self, run: CallRun) -> None:
         host = self._actors.get(run.spec.actor_id)
         if host is None or host.incarnation != run.incarnation:
             died = ActorDiedError("The actor is not running.")
             error, _ = pack_error(died, run.spec.method, False)
             self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
+            return
+        if host.reader and host.run_here(run):  # read by the actor's own thread: run now
             return
         host.submit(run)
 

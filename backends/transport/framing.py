@@ -374,26 +374,23 @@ class BlockingConnection:
                 self._affine_idle = False
         return True
 
-    def pass_reading(self) -> None:
-        """On the reading thread, about to run work that waits for messages without
-        saying so (a stream paused by backpressure until the driver reports items
-        consumed): reading passes to a spare thread now."""
+    def pass_reading(self) -> bool:
+        """On the reading thread, at the top of its loop (:meth:`may_run_inline`), about
+        to run work that waits for messages without saying so (a stream paused by
+        backpressure until the driver reports items consumed): reading passes to a spare
+        thread now. False, changing nothing, elsewhere."""
         with self._role:
-            if self._owner == get_ident() and not self._pumping and not self._inline:
-                self._hand_over()
+            if not self.may_run_inline():
+                return False
+            self._hand_over()
+            return True
 
     def pass_on_burst(self) -> bool:
         """On the reading thread, in a handler: if more messages wait decoded behind the
         one being handled (a burst), pass reading to a spare thread and say so (True): the
         burst is then read and queued beside the work this thread runs, rather than one
         message after another's work. False, changing nothing, for a lone message."""
-        if not self._inbox:
-            return False
-        with self._role:
-            if self._owner != get_ident() or self._pumping or self._inline:
-                return False
-            self._hand_over()
-            return True
+        return bool(self._inbox) and self.pass_reading()
 
     def hand_to_affine(self) -> None:
         """Work was queued for the thread of :meth:`claim_affine`: wake it if it waits,
@@ -404,7 +401,7 @@ class BlockingConnection:
             affine = self._affine
             if not affine or not self._affine_idle:
                 return
-            if self._owner == get_ident() and not self._pumping and not self._inline:
+            if self.may_run_inline():  # this thread reads, at the top of its loop
                 self._owner = affine
             self._affine_idle = False
             self._wakes[affine].set()
