@@ -157,6 +157,48 @@ def test_task_on_a_killed_node_is_retried_elsewhere(three: Cluster) -> None:
     wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
 
 
+@actorlib.remote
+def hold_on_node(folder: str) -> str:
+    """Keep a CPU busy until the file ``release-<this node>`` appears in ``folder``."""
+    node = actorlib.get_runtime_context().get_node_id()
+    with open(os.path.join(folder, f"running-{os.getpid()}"), "w") as f:
+        f.write(node)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(folder, f"release-{node}")):
+        if time.monotonic() > deadline:
+            return "never released"
+        time.sleep(0.005)
+    return node
+
+
+def test_tasks_queue_on_a_busy_nodes_workers_and_come_back_for_a_free_node(
+    three: Cluster, tmp_path: os.PathLike[str]
+) -> None:
+    """With every CPU busy, tasks wait on the workers of running ones (pipelining: a
+    worker starts the next without a round trip through the head); when one node frees
+    its CPUs, the tasks queued on the other node's busy workers are recalled over the
+    network and run there instead of waiting behind tasks that are still running."""
+    from actorlib.util import state
+
+    folder = str(tmp_path)
+    holds = [hold_on_node.remote(folder) for _ in range(4)]  # one per CPU, both nodes
+    wait_until(lambda: len([n for n in os.listdir(folder) if n.startswith("running-")]) == 4,
+               timeout=30)
+    quick = [where.remote() for _ in range(12)]
+    queued = wait_for(
+        lambda: state.list_tasks(filters=[("name", "=", "where"),
+                                          ("state", "=", "SUBMITTED_TO_WORKER")]),
+        "tasks queued on the busy workers", timeout=30,
+    )
+    assert queued
+    open(os.path.join(folder, "release-right"), "w").close()
+    assert actorlib.get(quick, timeout=30) == ["right"] * 12
+    done, _ = actorlib.wait(holds, num_returns=4, timeout=0)
+    assert sorted(actorlib.get(done)) == ["right", "right"]  # left's still hold their CPUs
+    open(os.path.join(folder, "release-left"), "w").close()
+    assert sorted(actorlib.get(holds, timeout=30)) == ["left", "left", "right", "right"]
+
+
 @actorlib.remote(max_restarts=1)
 class Where:
     def node(self) -> str:

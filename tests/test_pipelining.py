@@ -290,6 +290,27 @@ def test_a_free_cpu_recalls_one_cpus_worth_the_deepest_first() -> None:
     assert core.problems() == []
 
 
+def test_a_cpu_freed_on_another_node_recalls_a_task_queued_on_a_busy_one() -> None:
+    """Two nodes of one CPU (a cluster): a chain on each. When one node's chain runs out,
+    the task still queued on the other node's busy worker is asked back for it, rather
+    than waiting there behind a long task while a CPU idles elsewhere."""
+    core = Core()
+    core.scheduler.add_node("other", {"CPU": 1.0})
+    for task_id in range(1, 5):
+        core.submit(task_id)
+    sent = _sent(core)
+    heads = [task for task, follows in sent if follows == 0]
+    assert len(heads) == 2
+    busy_chain = [heads[0]] + [t for t, f in sent if f == heads[0]]
+    idle_chain = [heads[1]] + [t for t, f in sent if f == heads[1]]
+    assert len(busy_chain) == len(idle_chain) == 2
+    for task_id in idle_chain:
+        core.tasks.finished(Outcome(task_id, 0, values=[]))
+        core.schedule_as_runtime()
+    assert core.backend.recalls == [busy_chain[-1]]
+    assert core.problems() == []
+
+
 def test_a_dead_worker_chain_is_retried_once_and_requeued_unstarted() -> None:
     """The worker dies with a chain on it: the running task uses a retry, the queued
     ones never started and use none; nothing is queued behind the dead chain."""

@@ -103,6 +103,14 @@ def _may_follow(chain: tuple[int, ...], work: Any) -> bool:
     return isinstance(work, TaskRecord) and work.spec.caller_id not in chain
 
 
+def _has_room(
+    node: Node, request: dict[str, float], cpus: float, promised: dict[str, float]
+) -> bool:
+    """Whether ``node`` can place ``request`` besides the CPUs already promised there."""
+    taken = promised.get(node.node_id, 0.0)
+    return node.fits(request) and node.available.get("CPU", 0.0) + 1e-9 >= taken + cpus
+
+
 def chain_head(rec: TaskRecord) -> TaskRecord:
     """The first task of the chain ``rec`` is in (the one running, if the chain's worker
     still runs it)."""
@@ -321,24 +329,35 @@ class Tasks:
                 tail = rec
 
     def _steal(self) -> None:
-        """Recall queued tasks whose node has room now: nothing else wanted it (unless
-        their concurrency limit is reached: they could not start there either). The
-        deepest first (the last queued), and no more CPUs' worth than the node has free:
-        each one recalled is placed there again."""
+        """Recall queued tasks that a node has room for now: nothing else wanted it
+        (unless their concurrency limit is reached: they could not start there either).
+        The deepest first (the last queued), and no more CPUs' worth than a node has
+        free: each one recalled is placed again, there."""
         at_limit = self.scheduler.at_limit
         promised: dict[str, float] = {}  # CPUs of the tasks recalled so far, by node
+        # Any node with a free CPU may take a recalled task (followers are placed by
+        # DEFAULT), not only the one it waits on: with several nodes, a task queued on a
+        # busy one must not wait there while another node idles. (None free, the common
+        # case when followers exist: each looks at its own node only.)
+        others = [
+            n for n in self.scheduler.nodes.values()
+            if n.alive and n.host is None and n.available.get("CPU", 0.0) > 1e-9
+        ]
         for rec in reversed(list(self.followers.values())):
             if rec.recalling or rec.leader is None or at_limit(rec.spec.concurrency):
                 continue
             placement = chain_head(rec).placement
             if placement is None:
                 continue
-            node = placement.node
             request = rec.spec.resources
             cpus = request.get("CPU", 0.0)
-            taken = promised.get(node.node_id, 0.0)
-            if node.fits(request) and node.available.get("CPU", 0.0) + 1e-9 >= taken + cpus:
-                promised[node.node_id] = taken + cpus
+            node: Node | None = placement.node
+            if not _has_room(placement.node, request, cpus, promised):
+                node = next(
+                    (n for n in others if _has_room(n, request, cpus, promised)), None
+                )
+            if node is not None:
+                promised[node.node_id] = promised.get(node.node_id, 0.0) + cpus
                 self._recall(rec)
 
     def _recall(self, rec: TaskRecord) -> None:

@@ -55,6 +55,7 @@ from actorlib.backends.transport.messages import (
     NodeReady,
     Nodes,
     Output,
+    Recall,
     RunCall,
     RunTask,
     StartActor,
@@ -103,6 +104,11 @@ class HeadStore(ObjectStore):
 class HeadBackend(Backend):
     name = "cluster"
     has_locality = True
+    # A task queued behind a running one goes to that one's node, whose process backend
+    # holds it on the worker (its claims are local there); a recall travels as a message,
+    # and a queued task cannot be taken back at once (``take_back``: False).
+    pipelines = True
+    pipeline_depth = 8
     runs_driver = False  # its drivers connect (each a job of ``list_jobs``)
 
     def __init__(
@@ -250,6 +256,11 @@ class HeadBackend(Backend):
         if peer is not None:
             peer.actors.pop(actor_id, None)
             peer.send(StopActor(actor_id, force))
+
+    def recall(self, task_id: int) -> None:
+        peer = self._task_node.get(task_id)
+        if peer is not None:
+            peer.send(Recall(task_id))
 
     def cancel(self, id: int, *, force: bool) -> None:
         peer = self._task_node.get(id) or self._call_node.get(id)

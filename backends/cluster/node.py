@@ -53,6 +53,7 @@ from actorlib.backends.transport.messages import (
     NodeReady,
     Nodes,
     Ready,
+    Recall,
     Reply,
     RunCall,
     RunTask,
@@ -107,7 +108,8 @@ class NodeDaemon:
             SysPath: self._sys_path, JobSetup: self._job_setup, NodeQuery: self._node_query,
             RunTask: self._run_task, RunCall: self._run_call,
             StartActor: self._start_actor, StopActor: self._stop_actor,
-            CancelRun: self._cancel, ItemsConsumed: self._items_consumed, Exit: self._exit,
+            CancelRun: self._cancel, Recall: self._recall, ItemsConsumed: self._items_consumed,
+            Exit: self._exit,
             Ready: self._ready, Reply: self._reply,
         }
 
@@ -229,6 +231,9 @@ class NodeDaemon:
 
     def _cancel(self, message: CancelRun) -> None:
         self.backend.cancel(message.work_id, force=message.force)
+
+    def _recall(self, message: Recall) -> None:
+        self.backend.recall(message.task_id)
 
     def _items_consumed(self, message: ItemsConsumed) -> None:
         self.backend.items_consumed(message.work_id, message.consumed)

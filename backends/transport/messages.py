@@ -436,7 +436,7 @@ FromWorker = (
     Alive | Output | TaskFinished | CallFinished | ItemProduced | TaskRecalled | ActorStarted
     | ActorInitFailed | EnvFailed | ClientCall
 )
-ToNode = Welcome | Nodes | Free | WorkOrder | JobSetup | NodeQuery | Answer
+ToNode = Welcome | Nodes | Free | WorkOrder | Recall | JobSetup | NodeQuery | Answer
 FromNode = NodeHello | NodeReady | Heartbeat | Output | NodeAnswer | Event | ClientCall
 ToDriver = Welcome | Nodes | Output | UnhandledError | Answer
 FromDriver = DriverHello | ClientCall
