@@ -613,13 +613,30 @@ class RayCore(RayWaits, HeldTasks):
             if done is not None:
                 done()
 
-    # -- not mapped onto Ray yet: a clear error, never a silent difference ---------------
+    # -- the state API: nodes from Ray's GCS; the rest not mapped onto Ray yet ------------
 
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        """Nodes from Ray's own tables (their ids are Ray's here, as ``nodes()`` gives
+        them). Tasks, actors, objects, workers, jobs and groups carry actorlib's ids,
+        which Ray's tables do not know: a clear error, never a silent empty answer."""
+        if kind == "nodes":
+            return self._node_rows()
         raise NotSupportedError(
-            "actorlib.util.state is not served by the ray backend yet; Ray's own "
-            "ray.util.state lists this cluster's tasks, actors and objects"
+            f"actorlib.util.state ({kind}) is not served by the ray backend yet (only "
+            f"nodes are); Ray's own ray.util.state lists this cluster's tasks, actors and "
+            f"objects"
         )
+
+    def _node_rows(self) -> list[dict[str, Any]]:
+        from ray._private.state import available_resources_per_node
+
+        available = available_resources_per_node()  # live nodes only
+        return [{
+            "node_id": node.node_id,
+            "state": "ALIVE" if node.alive else "DEAD",
+            "resources_total": dict(node.resources),
+            "resources_available": dict(available.get(node.node_id, {})),
+        } for node in self.nodes()]
 
 # -- placement groups (see :mod:`.groups`) --------------------------------------------
 
