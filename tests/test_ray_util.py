@@ -509,14 +509,14 @@ def test_pdb_breakpoints_open_at_once_on_a_fixed_port_take_the_next(
         actorlib.shutdown()
 
 
-def test_pdb_port_range_all_taken_says_so() -> None:
+def test_pdb_port_range_all_taken_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every port of the range taken: an error naming the setting and the ports."""
     from actorlib.util import rpdb
 
+    monkeypatch.setattr(rpdb, "PORT_TRIES", 2)
     first = _free_ports(2)
     with socket.create_server(("127.0.0.1", first)), socket.create_server(
-            ("127.0.0.1", first + 1)):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(rpdb, "PORT_TRIES", 2)
-            with pytest.raises(OSError, match=rf"ACTORLIB_PDB_PORT={first}: ports "
-                                              rf"{first} to {first + 1} .* all in use"):
-                rpdb.tcp_listener("127.0.0.1", first)
+            ("127.0.0.1", first + 1)), pytest.raises(
+            OSError, match=rf"ACTORLIB_PDB_PORT={first}: ports {first} to {first + 1} .* "
+                           r"all in use"):
+        rpdb.tcp_listener("127.0.0.1", first)
