@@ -229,7 +229,9 @@ def test_get_by_id_of_every_kind_as_ray_does(rt, caplog):
     assert state.get_node(node["node_id"].upper(), timeout=5, _explain=False) == got
     assert state.get_node("00ff00ff00ff00ff") is None
 
-    worker_id, pid = actorlib.get(worker_of.remote(), timeout=T)
+    ref = worker_of.remote()
+    worker_id, pid = actorlib.get(ref, timeout=T)
+    assert state.get_task(ref).name == "worker_of"  # a ref names its task, as in Ray
     worker = state.get_worker(worker_id)
     assert worker is not None and (worker.pid, worker.is_alive) == (pid, True)
     assert "exit_detail" in worker  # every field, as detail=True lists it

@@ -19,6 +19,7 @@ from typing import Any
 
 from actorlib import session
 from actorlib.core import context
+from actorlib.core.refs import ObjectRef
 from actorlib.exceptions import NotSupportedError
 
 __all__ = [
@@ -323,10 +324,13 @@ def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
 
 
 def get_task(
-    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    id: str | ObjectRef[Any], address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
     _explain: bool = False, *, _fetch: Fetch | None = None,
 ) -> StateRow | None:
-    """The task or actor call with hex id ``id`` (its latest attempt); None if unknown."""
+    """The task or actor call with hex id ``id``, or the one making the ref ``id`` (as
+    Ray's takes either), at its latest attempt; None if unknown."""
+    if isinstance(id, ObjectRef):
+        id = id.task_id().hex()
     return _get("tasks", "task_id", id, address, timeout, _fetch, _explain)
 
 

@@ -75,6 +75,7 @@ from actorlib.exceptions import (
     ActorDiedError,
     ActorPlacementGroupRemoved,
     NotSupportedError,
+    ObjectLostError,
     RuntimeClosedError,
     TaskCancelledError,
     TaskPlacementGroupRemoved,
@@ -297,9 +298,13 @@ class RayCore(RayWaits, HeldTasks):
         found = self._unclaimed.get(id_)
         if found is not None:
             return found[0]
-        raise RuntimeClosedError(
-            f"object {id_:016x} is unknown to this process (its runtime was shut down)"
-        )
+        if self.closed:
+            raise RuntimeClosedError(
+                f"object {id_:016x} is unknown to this process (its runtime was shut down)"
+            )
+        # A ref made from an id (``ObjectRef.from_hex``, ``nil()``) or one whose object
+        # was freed: as the core says of an id it does not hold.
+        raise ObjectLostError(f"Object {id_:016x} is not known to this runtime.")
 
     # -- streams (see :mod:`.streams`) -----------------------------------------------------
 
