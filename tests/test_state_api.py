@@ -243,6 +243,7 @@ def test_get_by_id_of_every_kind_as_ray_does(rt, caplog):
         "DRIVER", "RUNNING", None)
     assert job["driver_info"]["pid"] == str(os.getpid())
     assert state.get_job("raysubmit_unknown") is None
+    assert state.get_job("None") is None  # no submission id is not an id
 
     ref = actorlib.put(b"x" * 1000)
     objects = state.get_objects(ref.hex())

@@ -382,7 +382,8 @@ def get_job(
         raise TypeError(f"job_id: expected an id string, got {type(id).__name__}")
     wanted = id.lower()
     for row in rows("jobs", _source(address, timeout, _fetch, _explain)):
-        if wanted in (str(row.get("job_id")).lower(), str(row.get("submission_id")).lower()):
+        if any(row.get(key) is not None and str(row[key]).lower() == wanted
+               for key in ("job_id", "submission_id")):
             return StateRow(row)
     return None
 
