@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import importlib
 import json
 import os
@@ -27,7 +28,7 @@ from testkit import Recorder, Sync, T
 import actorlib
 import actorlib as ray
 from actorlib.core.ids import ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID, WorkerID
-from actorlib.exceptions import ActorDiedError, TaskCancelledError
+from actorlib.exceptions import ActorDiedError, ObjectLostError, TaskCancelledError
 from actorlib.job_config import JobConfig
 from actorlib.runtime_env import RuntimeEnv
 from actorlib.util import state
@@ -210,6 +211,28 @@ def test_object_ref_ids(rt: Any) -> None:
     assert a.object_id() == ObjectID(int(a.hex(), 16))
     put_ref = actorlib.put(1)
     assert put_ref.task_id().is_nil()
+
+
+def test_object_id_makes_refs_as_rays_does(rt: Any) -> None:
+    """``ObjectID`` is ``ObjectRef``, with Ray's ``nil``, ``from_hex``, ``from_binary``
+    and ``from_random``: a ref made from a live object's id reads it and keeps it alive;
+    one naming nothing fails at ``get`` with ``ObjectLostError``, not at making."""
+    nil = ray.ObjectID.nil()
+    assert isinstance(nil, ray.ObjectRef) and nil.is_nil() and nil == ray.ObjectRef.nil()
+    ref = actorlib.put({"v": 1})
+    again = ray.ObjectID.from_hex(ref.hex())
+    assert again == ref and not again.is_nil()
+    assert ray.ObjectRef.from_binary(ref.binary()) == ref
+    del ref
+    gc.collect()
+    assert actorlib.get(again, timeout=T) == {"v": 1}  # it counted a reference
+    for nothing in (nil, ray.ObjectID.from_random()):
+        with pytest.raises(ObjectLostError, match="not known"):
+            actorlib.get(nothing, timeout=T)
+    with pytest.raises(ValueError, match="hex digits"):
+        ray.ObjectID.from_hex("not hex")
+    with pytest.raises(ValueError, match="length 16"):
+        ray.ObjectID.from_binary(b"short")
 
 
 def test_task_id_survives_passing_a_ref_inside_a_container(rt: Any) -> None:

@@ -439,6 +439,24 @@ def test_what_ray_cannot_take_says_so(on_ray: str) -> None:
         state.list_tasks()
 
 
+def test_state_api_nodes_come_from_rays_tables(on_ray: str) -> None:
+    """On ray, node ids are Ray's (``actorlib.nodes()`` gives them): ``list_nodes`` and
+    ``get_node`` answer from Ray's GCS. The kinds named by actorlib's ids, which Ray's
+    tables do not know, say so rather than answer None."""
+    from actorlib.exceptions import NotSupportedError
+    from actorlib.util import state
+
+    assert [n["node_id"] for n in state.list_nodes()] == [on_ray]
+    node = state.get_node(on_ray)
+    assert node is not None and node.state == "ALIVE"
+    assert node.resources_total["CPU"] >= node.resources_available.get("CPU", 0) >= 0
+    assert state.get_node("00ff00ff") is None
+    for getter in (state.get_worker, state.get_job, state.get_objects,
+                   state.get_placement_group):
+        with pytest.raises(NotSupportedError, match=r"only nodes are.*ray\.util\.state"):
+            getter("0000000000000001")
+
+
 @actorlib.remote
 def counting(n: int) -> Iterator[int]:
     yield from range(n)

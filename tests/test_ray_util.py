@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
+import re
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -413,3 +416,107 @@ def test_pdb_in_a_worker_listens_on_a_socket_only_its_user_reaches(
             time.sleep(0.02)
     finally:
         actorlib.shutdown()
+
+
+def _connect(port: int) -> socket.socket:
+    """A connection to the debugger on ``port`` once it listens."""
+    deadline = time.monotonic() + T
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=T)
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, f"no debugger listened on port {port}"
+            time.sleep(0.02)
+
+
+def _read_until(connection: socket.socket, text: bytes) -> bytes:
+    received = b""
+    while text not in received:
+        chunk = connection.recv(4096)
+        assert chunk, f"the debugger hung up before {text!r}: {received!r}"
+        received += chunk
+    return received
+
+
+def _free_ports(n: int) -> int:
+    """The first of ``n`` consecutive free ports on loopback."""
+    while True:
+        first = free_port()
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first + 1, first + n):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+
+
+@pytest.mark.parametrize("backend", ["process", "cluster"])
+def test_pdb_client_that_hangs_up_lets_the_task_go_on(backend: str, _leak_check: None
+                                                      ) -> None:
+    """A client that closes its end (its input ends) or whose connection resets, before
+    any ``continue``: the task goes on as after ``continue`` and returns its value,
+    instead of ending with ``BdbQuit`` or a connection error (as Ray's would)."""
+    actorlib.init(backend=backend, num_cpus=2)
+    try:
+        for reset in (False, True):
+            port = free_port()
+            env = {"env_vars": {"ACTORLIB_PDB_PORT": str(port)}}
+            ref = stops_in_the_debugger.options(runtime_env=env).remote(6)
+            connection = _connect(port)
+            connection.sendall(b"p secret\n")
+            assert b"(Pdb) 42" in _read_until(connection, b"(Pdb) 42")
+            if reset:  # a reset (RST), not an orderly close
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))
+            connection.close()
+            assert actorlib.get(ref, timeout=T) == 43
+    finally:
+        actorlib.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["process", "cluster"])
+def test_pdb_breakpoints_open_at_once_on_a_fixed_port_take_the_next(
+        backend: str, _leak_check: None, capfd: pytest.CaptureFixture[str]) -> None:
+    """With ``ACTORLIB_PDB_PORT`` set, a second breakpoint open at the same time takes
+    the next free port (Ray's fails its task with EADDRINUSE) and says so; both debug as
+    usual."""
+    actorlib.init(backend=backend, num_cpus=2)
+    try:
+        port = _free_ports(2)
+        env = {"env_vars": {"ACTORLIB_PDB_PORT": str(port)}}
+        refs = [stops_in_the_debugger.options(runtime_env=env).remote(x) for x in (6, 7)]
+        said = ""
+        deadline = time.monotonic() + T
+        while len(announced := re.findall(r"connect with `nc 127\.0\.0\.1 (\d+)`", said)) < 2:
+            assert time.monotonic() < deadline, f"two breakpoints never listened: {said!r}"
+            time.sleep(0.05)
+            said += capfd.readouterr().err
+        assert sorted(map(int, announced)) == [port, port + 1]  # both listen at once
+        seen = []
+        for listening in (port, port + 1):
+            with _connect(listening) as connection:
+                connection.sendall(b"p secret\nc\n")
+                received = b""
+                while chunk := connection.recv(4096):
+                    received += chunk
+                seen.append(received.decode())
+        assert actorlib.get(refs, timeout=T) == [43, 50]
+        assert sorted("(Pdb) 42" in text for text in seen) == [False, True]
+        assert sorted("(Pdb) 49" in text for text in seen) == [False, True]
+    finally:
+        actorlib.shutdown()
+
+
+def test_pdb_port_range_all_taken_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every port of the range taken: an error naming the setting and the ports."""
+    from actorlib.util import rpdb
+
+    monkeypatch.setattr(rpdb, "PORT_TRIES", 2)
+    first = _free_ports(2)
+    with socket.create_server(("127.0.0.1", first)), socket.create_server(
+            ("127.0.0.1", first + 1)), pytest.raises(
+            OSError, match=rf"ACTORLIB_PDB_PORT={first}: ports {first} to {first + 1} .* "
+                           r"all in use"):
+        rpdb.tcp_listener("127.0.0.1", first)

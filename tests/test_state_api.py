@@ -212,6 +212,73 @@ def test_reachable_as_ray_util_state(rt):
     assert ray.util.state.list_nodes is state.list_nodes
 
 
+@actorlib.remote
+def worker_of() -> tuple[str, int]:
+    return actorlib.get_runtime_context().get_worker_id(), os.getpid()
+
+
+def test_get_by_id_of_every_kind_as_ray_does(rt, caplog):
+    """Ray's getters: one row with every field (``get_objects``: a list), None (``[]``)
+    for an unknown id, ids compared case-insensitively, Ray's keyword arguments taken."""
+    from actorlib.util.placement_group import placement_group, remove_placement_group
+
+    node = state.list_nodes()[0]
+    got = state.get_node(node["node_id"])
+    assert got is not None and got.node_id == node["node_id"] and got.state == "ALIVE"
+    assert got["resources_total"] == node["resources_total"]
+    assert state.get_node(node["node_id"].upper(), timeout=5, _explain=False) == got
+    assert state.get_node("00ff00ff00ff00ff") is None
+
+    ref = worker_of.remote()
+    worker_id, pid = actorlib.get(ref, timeout=T)
+    assert state.get_task(ref).name == "worker_of"  # a ref names its task, as in Ray
+    worker = state.get_worker(worker_id)
+    assert worker is not None and (worker.pid, worker.is_alive) == (pid, True)
+    assert "exit_detail" in worker  # every field, as detail=True lists it
+    assert state.get_worker("00000000deadbeef") is None
+
+    job_id = actorlib.get_runtime_context().get_job_id()
+    job = state.get_job(job_id)
+    assert job is not None and (job.type, job.status, job.submission_id) == (
+        "DRIVER", "RUNNING", None)
+    assert job["driver_info"]["pid"] == str(os.getpid())
+    assert state.get_job("raysubmit_unknown") is None
+    assert state.get_job("None") is None  # no submission id is not an id
+
+    ref = actorlib.put(b"x" * 1000)
+    objects = state.get_objects(ref.hex())
+    assert isinstance(objects, list) and [o.object_id for o in objects] == [ref.hex()]
+    assert objects[0]["object_size"] >= 1000 and objects[0]["reference_count"] >= 1
+    assert state.get_objects("00000000deadbeef") == []
+
+    pg = placement_group([{"CPU": 1}], name="get-pg")
+    assert pg.wait(T)
+    group = state.get_placement_group(pg.id.hex())
+    assert group is not None and (group.name, group.state) == ("get-pg", "CREATED")
+    assert [b["unit_resources"] for b in group.bundles] == [{"CPU": 1.0}]
+    remove_placement_group(pg)
+    assert state.get_placement_group(pg.id.hex()).state == "REMOVED"
+    assert state.get_placement_group("00000000deadbeef") is None
+
+    with pytest.raises(TypeError, match="id string"):
+        state.get_node(7)
+    # Ray's positional order (id, address, timeout, _explain); _explain logs each answer.
+    with caplog.at_level("INFO", logger="actorlib.util.state"):
+        assert state.get_job(job_id, None, 10, True) == job
+        assert state.list_nodes(None, None, 100, 10, False, True, True)
+    said = [r.getMessage() for r in caplog.records if r.name == "actorlib.util.state"]
+    assert len(said) == 2 and " jobs rows in " in said[0] and " nodes rows in " in said[1]
+    del ref
+
+
+def test_what_actorlib_has_no_table_for_says_so(rt):
+    for name in ("list_runtime_envs", "list_cluster_events"):
+        with pytest.raises(exc.NotSupportedError, match=name):
+            getattr(ray.util.state, name)(limit=10, _explain=False)
+    for name in ("get_job", "get_node", "get_objects", "get_placement_group", "get_worker"):
+        assert getattr(ray.util.state, name) is getattr(state, name)
+
+
 @pytest.mark.parametrize("backend", ["thread", "process"])
 def test_the_core_keeps_a_bounded_history(backend, monkeypatch):
     """Where the core lives in this process: the ended-task ring is bounded, and a

@@ -60,6 +60,32 @@ class ObjectRef(Generic[T]):
     def is_nil(self) -> bool:
         return self._id == 0
 
+    # Ray's constructors (on ``ObjectID``, the ref's old name, which is this class). A ref
+    # made from an id is what unpickling one gives: it counts a reference while the
+    # runtime holds the object, so ``get`` reads a live object; an id the runtime does
+    # not hold (nil, random, freed) raises ``ObjectLostError`` at ``get``, where Ray
+    # raises a ``ValueError`` (the object's owner is unknown).
+    @classmethod
+    def nil(cls) -> ObjectRef[Any]:
+        """The ref that names no object (id 0; ``is_nil()`` is True)."""
+        return _rebuild_ref(0)
+
+    @classmethod
+    def from_hex(cls, text: str) -> ObjectRef[Any]:
+        """The ref whose :meth:`hex` is ``text`` (``ValueError`` for anything but 1 to 32
+        hex digits). Ray 2.x raises ``NotImplementedError`` here."""
+        return _rebuild_ref(int(ObjectID.from_hex(text)))
+
+    @classmethod
+    def from_binary(cls, data: bytes) -> ObjectRef[Any]:
+        """The ref whose :meth:`binary` is ``data`` (16 bytes, else ``ValueError``)."""
+        return _rebuild_ref(int(ObjectID.from_binary(data)))
+
+    @classmethod
+    def from_random(cls) -> ObjectRef[Any]:
+        """A ref to an id no process mints: it names no object."""
+        return _rebuild_ref(int(ObjectID.from_random()))
+
     def binary(self) -> bytes:
         return self._id.to_bytes(16, "big")
 

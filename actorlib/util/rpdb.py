@@ -14,13 +14,19 @@ Where the code runs decides how the debugger is reached:
 
   Connect with ``nc -U`` (or ``socat - UNIX-CONNECT:path``) and debug as usual; the task
   waits until someone does (a ``cancel()`` still ends it). ``continue`` or ``quit`` hangs
-  up (breakpoints set in that session end with it). By default the socket is a Unix
+  up (breakpoints set in that session end with it); a client that hangs up first (its
+  input ends, its connection drops) lets the task go on, as ``continue`` would (Ray's
+  debugger ends the task with ``BdbQuit`` then). By default the socket is a Unix
   socket in actorlib's directory on the node, which only this user can enter (mode 0700),
   and a client of another user is refused: whoever connects runs code as the worker.
   With ``ACTORLIB_PDB_HOST`` or ``ACTORLIB_PDB_PORT`` set it is a TCP socket instead (on
   ``127.0.0.1`` unless the host says otherwise, on a free port unless the port names one),
   as Ray's ``ray.util.pdb`` listens: TCP has no owner, so any local user (any host, beyond
-  localhost) can connect first; use it only on a machine and network you trust.
+  localhost) can connect first; use it only on a machine and network you trust. A port
+  named there is the first one tried: a breakpoint that finds it taken (another one is
+  open at the same time, in any process) takes the next free one, up to
+  ``PORT_TRIES`` ports on, and announces it as above. (Ray's fixed ``REMOTE_PDB_PORT``
+  fails the second task with ``OSError: [Errno 98] Address already in use``.)
 
 Ray's ``ray debug`` command, which lists Ray's own breakpoints, does not know these.
 """
@@ -28,6 +34,7 @@ Ray's ``ray debug`` command, which lists Ray's own breakpoints, does not know th
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import pdb
@@ -47,6 +54,9 @@ PORT_ENV = "ACTORLIB_PDB_PORT"
 #: How long ``accept()`` blocks at a time: a cancel (an exception raised asynchronously in
 #: the task's thread) is delivered only between two waits, never inside one.
 ACCEPT_POLL_S = 0.2
+#: How many ports from ``ACTORLIB_PDB_PORT`` on a breakpoint tries: one per breakpoint
+#: open at the same time on the host.
+PORT_TRIES = 100
 
 
 class SocketPdb(pdb.Pdb):
@@ -85,9 +95,19 @@ class SocketPdb(pdb.Pdb):
     do_q = do_exit = do_quit
 
     def do_EOF(self, arg: str) -> Any:
-        result = super().do_EOF(arg)
-        self._hang_up()
-        return result
+        """The client's input ended: go on as ``continue`` does (``pdb`` would quit,
+        which ends the task with ``BdbQuit``; nobody asked for that)."""
+        return self.do_continue(arg)
+
+    def interaction(self, frame: FrameType | None, tb: Any) -> None:
+        # A connection that drops mid-session raises here (a reset on read, a broken
+        # pipe on write), inside the traced task: go on as after ``continue`` instead.
+        try:
+            super().interaction(frame, tb)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._hang_up()
+            self.set_continue()
 
 
 def _in_worker_process() -> bool:
@@ -103,12 +123,30 @@ def listen() -> tuple[socket.socket, str, str]:
     Unix socket's path to remove after ("" for TCP)."""
     if os.environ.get(HOST_ENV) or os.environ.get(PORT_ENV):
         host = os.environ.get(HOST_ENV) or "127.0.0.1"
-        server = socket.create_server((host, int(os.environ.get(PORT_ENV) or 0)), backlog=1)
+        server = tcp_listener(host, int(os.environ.get(PORT_ENV) or 0))
         bound, port = server.getsockname()[:2]
         return server, f"nc {bound} {port}", ""
     # A stale socket of a reused pid (after a crash) is replaced.
     server, path = session.private_listener(f"pdb-{os.getpid()}-{next(_breakpoints)}.sock")
     return server, f"nc -U {path}", path
+
+
+def tcp_listener(host: str, first: int) -> socket.socket:
+    """A TCP listener on ``host``: on a free port for 0, else on ``first`` or the next
+    port free of ``PORT_TRIES``, so that breakpoints open at once do not collide."""
+    if not first:
+        return socket.create_server((host, 0), backlog=1)
+    last = min(first + PORT_TRIES, 65536)
+    for port in range(first, last):
+        try:
+            return socket.create_server((host, port), backlog=1)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE,
+                  f"actorlib pdb: {PORT_ENV}={first}: ports {first} to {last - 1} on "
+                  f"{host} are all in use (a breakpoint open at once takes one each); "
+                  f"set another port, or unset it for a free one")
 
 
 def _same_user(connection: socket.socket) -> bool:

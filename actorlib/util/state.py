@@ -11,27 +11,37 @@ from __future__ import annotations
 
 import collections
 import fnmatch
+import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from actorlib import session
 from actorlib.core import context
+from actorlib.core.refs import ObjectRef
 from actorlib.exceptions import NotSupportedError
 
 __all__ = [
     "DEFAULT_LIMIT",
     "StateRow",
     "get_actor",
+    "get_job",
     "get_log",
+    "get_node",
+    "get_objects",
+    "get_placement_group",
     "get_task",
+    "get_worker",
     "list_actors",
+    "list_cluster_events",
     "list_jobs",
     "list_logs",
     "list_metrics",
     "list_nodes",
     "list_objects",
     "list_placement_groups",
+    "list_runtime_envs",
     "list_tasks",
     "list_workers",
     "rows",
@@ -63,6 +73,7 @@ KINDS = tuple(BRIEF)
 Filter = tuple[str, str, Any]
 Fetch = Callable[[str], list[dict[str, Any]]]
 DEFAULT_TIMEOUT = 30  # seconds, Ray's
+logger = logging.getLogger(__name__)
 
 
 class StateRow(dict[str, Any]):
@@ -89,20 +100,36 @@ def _local_rows(kind: str) -> list[dict[str, Any]]:
     return session.client().state_rows(kind)
 
 
-def _source(address: str | None, timeout: float, fetch: Fetch | None) -> Fetch:
+def _source(address: str | None, timeout: float, fetch: Fetch | None,
+            explain: bool = False) -> Fetch:
     """This process's runtime when it has one and no ``address`` is given; else, as Ray's
     state API does, a runtime elsewhere: the head at ``address``, or with ``None`` /
     ``"auto"`` this machine's cluster, else its newest local driver (a script running its
-    own core, see docs/observability.md)."""
+    own core, see docs/observability.md). ``explain``: log each answer's size and time
+    (Ray's ``_explain``; one core answers whole or fails, so there are no partial-answer
+    warnings to print)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
     if fetch is not None:
-        return fetch
-    if address is None and context.current() is not None:
-        return _local_rows
-    from actorlib.state_cli import remote_fetcher  # the composition root for other runtimes
+        source = fetch
+    elif address is None and context.current() is not None:
+        source = _local_rows
+    else:
+        from actorlib.state_cli import remote_fetcher  # the composition root elsewhere
 
-    return remote_fetcher(None if address == "auto" else address, timeout=timeout)
+        source = remote_fetcher(None if address == "auto" else address, timeout=timeout)
+    return _explained(source) if explain else source
+
+
+def _explained(fetch: Fetch) -> Fetch:
+    def explained(kind: str) -> list[dict[str, Any]]:
+        start = time.perf_counter()
+        answer = fetch(kind)
+        logger.info("state API: %d %s rows in %.1f ms", len(answer), kind,
+                    (time.perf_counter() - start) * 1000)
+        return answer
+
+    return explained
 
 
 def rows(kind: str, fetch: Fetch | None = None) -> list[dict[str, Any]]:
@@ -172,135 +199,245 @@ def select(
 
 
 def _list(kind: str, address: str | None, filters: Sequence[Filter] | None, limit: int,
-          timeout: float, detail: bool, raise_on_missing_output: bool,
+          timeout: float, detail: bool, raise_on_missing_output: bool, explain: bool,
           fetch: Fetch | None) -> list[StateRow]:
-    source = _source(address, timeout, fetch)
+    source = _source(address, timeout, fetch, explain)
     return select(kind, rows(kind, source), filters, limit, detail, raise_on_missing_output)
 
 
 def list_tasks(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """Live tasks and actor calls, then the last ended ones (FINISHED / FAILED)."""
     return _list("tasks", address, filters, limit, timeout, detail, raise_on_missing_output,
-                 _fetch)
+                 _explain, _fetch)
 
 
 def list_actors(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """Actors the core knows, dead ones included (the last 1,000 forgotten ones too)."""
     return _list("actors", address, filters, limit, timeout, detail, raise_on_missing_output,
-                 _fetch)
+                 _explain, _fetch)
 
 
 def list_objects(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """Objects the core holds: pending and ready, with size, ref count and location."""
     return _list("objects", address, filters, limit, timeout, detail, raise_on_missing_output,
-                 _fetch)
+                 _explain, _fetch)
 
 
 def list_nodes(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """Nodes with their total and available resources."""
     return _list("nodes", address, filters, limit, timeout, detail, raise_on_missing_output,
-                 _fetch)
+                 _explain, _fetch)
 
 
 def list_workers(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """The processes that run tasks and actors, with what each runs now; the last 100
     that ended too (``is_alive`` False). On the thread and sim backends: one row, the
     driver's own process (``worker_type`` DRIVER), which runs everything."""
     return _list("workers", address, filters, limit, timeout, detail, raise_on_missing_output,
-                 _fetch)
+                 _explain, _fetch)
 
 
 def list_placement_groups(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """Placement groups, removed ones included (as Ray's table keeps them), with the
     node each bundle is reserved on (``detail=True``: ``bundles``)."""
     return _list("placement_groups", address, filters, limit, timeout, detail,
-                 raise_on_missing_output, _fetch)
+                 raise_on_missing_output, _explain, _fetch)
 
 
 def list_jobs(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """The driver jobs, oldest first: this runtime's own driver, or on a cluster every
     driver that connected (``SUCCEEDED`` once it left). Fields of Ray's ``JobDetails``."""
     return _list("jobs", address, filters, limit, timeout, detail, raise_on_missing_output,
-                 _fetch)
+                 _explain, _fetch)
 
 
 def list_metrics(
     address: str | None = None, filters: Sequence[Filter] | None = None,
     limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> list[StateRow]:
     """The metrics of ``actorlib.util.metrics`` recorded so far anywhere in the runtime:
     a row per metric and tag set (a counter's total, a gauge's last value, a histogram's
     sum, with ``count``, ``boundaries`` and ``buckets`` under ``detail=True``). An
     actorlib extension: Ray exports its metrics to Prometheus only."""
     return _list("metrics", address, filters, limit, timeout, detail,
-                 raise_on_missing_output, _fetch)
+                 raise_on_missing_output, _explain, _fetch)
+
+
+def _matching(kind: str, key: str, id_: str, address: str | None, timeout: float,
+              explain: bool, fetch: Fetch | None) -> list[dict[str, Any]]:
+    """The rows of ``kind`` whose ``key`` is ``id_``, compared case-insensitively as Ray's
+    getters (a filter on the id) compare."""
+    if not isinstance(id_, str):
+        raise TypeError(f"{key}: expected an id string, got {type(id_).__name__}")
+    wanted = id_.lower()
+    return [row for row in rows(kind, _source(address, timeout, fetch, explain))
+            if row.get(key) is not None and str(row[key]).lower() == wanted]
 
 
 def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
-         fetch: Fetch | None) -> StateRow | None:
-    if not isinstance(id_, str):
-        raise TypeError(f"{key}: expected a hex id string, got {type(id_).__name__}")
-    found = [row for row in rows(kind, _source(address, timeout, fetch))
-             if row.get(key) == id_.lower()]
+         fetch: Fetch | None, explain: bool = False) -> StateRow | None:
+    found = _matching(kind, key, id_, address, timeout, explain, fetch)
     if not found:
         return None
     # A retried task is listed once per ended attempt: the latest attempt is the answer.
-    latest = max(found, key=lambda r: int(r.get("attempt_number") or 0))
+    # A worker id is one process's: its live row, if it is listed twice, is the answer.
+    latest = max(found, key=lambda r: (int(r.get("attempt_number") or 0),
+                                       bool(r.get("is_alive"))))
     return StateRow(latest)
 
 
 def get_task(
-    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
-    _fetch: Fetch | None = None,
+    id: str | ObjectRef[Any], address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    _explain: bool = False, *, _fetch: Fetch | None = None,
 ) -> StateRow | None:
-    """The task or actor call with hex id ``id`` (its latest attempt); None if unknown."""
-    return _get("tasks", "task_id", id, address, timeout, _fetch)
+    """The task or actor call with hex id ``id``, or the one making the ref ``id`` (as
+    Ray's takes either), at its latest attempt; None if unknown."""
+    if isinstance(id, ObjectRef):
+        id = id.task_id().hex()
+    return _get("tasks", "task_id", id, address, timeout, _fetch, _explain)
 
 
 def get_actor(
-    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT, *,
-    _fetch: Fetch | None = None,
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    _explain: bool = False, *, _fetch: Fetch | None = None,
 ) -> StateRow | None:
     """The actor with hex id ``id``; None if unknown."""
-    return _get("actors", "actor_id", id, address, timeout, _fetch)
+    return _get("actors", "actor_id", id, address, timeout, _fetch, _explain)
+
+
+def get_node(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    _explain: bool = False, *, _fetch: Fetch | None = None,
+) -> StateRow | None:
+    """The node with id ``id`` (as ``list_nodes`` and ``actorlib.nodes()`` show it), every
+    field; None if unknown."""
+    return _get("nodes", "node_id", id, address, timeout, _fetch, _explain)
+
+
+def get_worker(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    _explain: bool = False, *, _fetch: Fetch | None = None,
+) -> StateRow | None:
+    """The worker process with hex id ``id`` (``list_workers``' ``worker_id``, the
+    runtime context's ``get_worker_id()``), every field; None if unknown."""
+    return _get("workers", "worker_id", id, address, timeout, _fetch, _explain)
+
+
+def get_placement_group(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    _explain: bool = False, *, _fetch: Fetch | None = None,
+) -> StateRow | None:
+    """The placement group with hex id ``id`` (``pg.id.hex()``), removed ones included,
+    with its bundles; None if unknown."""
+    return _get("placement_groups", "placement_group_id", id, address, timeout, _fetch,
+                _explain)
+
+
+def get_job(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    _explain: bool = False, *, _fetch: Fetch | None = None,
+) -> StateRow | None:
+    """The driver job with id ``id``: its ``job_id`` (``get_runtime_context().get_job_id()``)
+    or ``submission_id``; None if unknown. Ray looks up a submission id only, and only
+    its job server's jobs have one; actorlib has no job server, so its jobs (drivers)
+    are found by job id (``submission_id`` is None on each)."""
+    if not isinstance(id, str):
+        raise TypeError(f"job_id: expected an id string, got {type(id).__name__}")
+    wanted = id.lower()
+    for row in rows("jobs", _source(address, timeout, _fetch, _explain)):
+        if any(row.get(key) is not None and str(row[key]).lower() == wanted
+               for key in ("job_id", "submission_id")):
+            return StateRow(row)
+    return None
+
+
+def get_objects(
+    id: str, address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    _explain: bool = False, *, _fetch: Fetch | None = None,
+) -> list[StateRow]:
+    """The object with hex id ``id`` (``ref.hex()``) as a list of rows, every field: Ray
+    lists an object once per place that references it; the core keeps one entry per
+    object, so the list has one row, or none for an unknown (or freed) object. (Ray 2.x
+    answers an unknown id with None, against its own documentation and type.)"""
+    return [StateRow(row) for row in _matching("objects", "object_id", id, address, timeout,
+                                               _explain, _fetch)]
+
+
+def list_runtime_envs(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, _explain: bool = False,
+) -> list[StateRow]:
+    """Not supported: Ray lists the runtime environments its per-node agents built
+    (a row per node and environment, with a reference count and build errors); actorlib
+    builds ``env_vars`` / ``working_dir`` / ``py_modules`` into each worker as it starts
+    and keeps no table of them to list."""
+    raise NotSupportedError(
+        "list_runtime_envs: actorlib keeps no table of runtime environments (it sets "
+        "each task's or actor's runtime_env up in the worker that runs it); inside one, "
+        "get_runtime_context().runtime_env shows its own")
+
+
+def list_cluster_events(
+    address: str | None = None, filters: Sequence[Filter] | None = None,
+    limit: int = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT, detail: bool = False,
+    raise_on_missing_output: bool = True, _explain: bool = False,
+) -> list[dict[str, Any]]:
+    """Not supported: Ray's cluster events come from its autoscaler and GCS event log
+    (node added, worker died, out of memory); actorlib keeps no such log. What happened
+    to a task, actor or node is in its row (``state``, ``death_cause``,
+    ``exit_detail``)."""
+    raise NotSupportedError(
+        "list_cluster_events: actorlib keeps no cluster event log; list_nodes(), "
+        "list_actors(detail=True) (death_cause) and list_workers(detail=True) "
+        "(exit_detail) show what ended and why")
 
 
 def summarize_tasks(
     address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> dict[str, Any]:
     """Tasks grouped by name, each with a count per state (Ray's ``summarize_tasks``)."""
     groups: dict[str, dict[str, Any]] = {}
-    all_rows = rows("tasks", _source(address, timeout, _fetch))
+    all_rows = rows("tasks", _source(address, timeout, _fetch, _explain))
     for row in all_rows:
         name = row["func_or_class_name"]
         group = groups.get(name)
@@ -315,11 +452,12 @@ def summarize_tasks(
 
 def summarize_actors(
     address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> dict[str, Any]:
     """Actors grouped by class, each with a count per state (Ray's ``summarize_actors``)."""
     groups: dict[str, dict[str, Any]] = {}
-    all_rows = rows("actors", _source(address, timeout, _fetch))
+    all_rows = rows("actors", _source(address, timeout, _fetch, _explain))
     for row in all_rows:
         name = row["class_name"]
         group = groups.setdefault(name, {"class_name": name, "state_counts": {}})
@@ -330,10 +468,11 @@ def summarize_actors(
 
 def summarize_objects(
     address: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-    raise_on_missing_output: bool = True, *, _fetch: Fetch | None = None,
+    raise_on_missing_output: bool = True, _explain: bool = False, *,
+    _fetch: Fetch | None = None,
 ) -> dict[str, Any]:
     """Objects counted by status, with their total size and spilled bytes."""
-    all_rows = rows("objects", _source(address, timeout, _fetch))
+    all_rows = rows("objects", _source(address, timeout, _fetch, _explain))
     by_status = collections.Counter(row["task_status"] for row in all_rows)
     total = sum(row["object_size"] or 0 for row in all_rows)
     spilled = sum(row["object_size"] or 0 for row in all_rows if row["spilled"])

@@ -75,6 +75,7 @@ from actorlib.exceptions import (
     ActorDiedError,
     ActorPlacementGroupRemoved,
     NotSupportedError,
+    ObjectLostError,
     RuntimeClosedError,
     TaskCancelledError,
     TaskPlacementGroupRemoved,
@@ -297,9 +298,13 @@ class RayCore(RayWaits, HeldTasks):
         found = self._unclaimed.get(id_)
         if found is not None:
             return found[0]
-        raise RuntimeClosedError(
-            f"object {id_:016x} is unknown to this process (its runtime was shut down)"
-        )
+        if self.closed:
+            raise RuntimeClosedError(
+                f"object {id_:016x} is unknown to this process (its runtime was shut down)"
+            )
+        # A ref made from an id (``ObjectRef.from_hex``, ``nil()``) or one whose object
+        # was freed: as the core says of an id it does not hold.
+        raise ObjectLostError(f"Object {id_:016x} is not known to this runtime.")
 
     # -- streams (see :mod:`.streams`) -----------------------------------------------------
 
@@ -613,13 +618,30 @@ class RayCore(RayWaits, HeldTasks):
             if done is not None:
                 done()
 
-    # -- not mapped onto Ray yet: a clear error, never a silent difference ---------------
+    # -- the state API: nodes from Ray's GCS; the rest not mapped onto Ray yet ------------
 
     def state_rows(self, kind: str) -> list[dict[str, Any]]:
+        """Nodes from Ray's own tables (their ids are Ray's here, as ``nodes()`` gives
+        them). Tasks, actors, objects, workers, jobs and groups carry actorlib's ids,
+        which Ray's tables do not know: a clear error, never a silent empty answer."""
+        if kind == "nodes":
+            return self._node_rows()
         raise NotSupportedError(
-            "actorlib.util.state is not served by the ray backend yet; Ray's own "
-            "ray.util.state lists this cluster's tasks, actors and objects"
+            f"actorlib.util.state ({kind}) is not served by the ray backend yet (only "
+            f"nodes are); Ray's own ray.util.state lists this cluster's tasks, actors and "
+            f"objects"
         )
+
+    def _node_rows(self) -> list[dict[str, Any]]:
+        from ray._private.state import available_resources_per_node
+
+        available = available_resources_per_node()  # live nodes only
+        return [{
+            "node_id": node.node_id,
+            "state": "ALIVE" if node.alive else "DEAD",
+            "resources_total": dict(node.resources),
+            "resources_available": dict(available.get(node.node_id, {})),
+        } for node in self.nodes()]
 
 # -- placement groups (see :mod:`.groups`) --------------------------------------------
 
