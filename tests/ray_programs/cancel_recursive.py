@@ -48,27 +48,26 @@ def parent(tracker, steps):
     return ray.get([child.remote(tracker, steps) for _ in range(3)])
 
 
+def cancel_parent(steps, **options):
+    """Start a parent with 3 children, cancel it once they run; its tracker."""
+    tracker = Tracker.remote()
+    ref = parent.remote(tracker, steps)
+    wait_for(tracker, "started", 3)
+    ray.cancel(ref, **options)
+    try:
+        ray.get(ref, timeout=60)
+    except ray.exceptions.TaskCancelledError:
+        print("parent cancelled")
+    return tracker
+
+
 # recursive=True (the default): the children are cancelled with their parent.
-tracker = Tracker.remote()
-ref = parent.remote(tracker, 1200)
-wait_for(tracker, "started", 3)
-ray.cancel(ref, recursive=True)
-try:
-    ray.get(ref, timeout=60)
-except ray.exceptions.TaskCancelledError:
-    print("parent cancelled")
+tracker = cancel_parent(1200, recursive=True)
 wait_for(tracker, "cancelled", 3)
 print("children cancelled:", ray.get(tracker.count.remote("cancelled")))
 
 # recursive=False: only the parent; its children run to the end.
-tracker = Tracker.remote()
-ref = parent.remote(tracker, 20)
-wait_for(tracker, "started", 3)
-ray.cancel(ref, recursive=False)
-try:
-    ray.get(ref, timeout=60)
-except ray.exceptions.TaskCancelledError:
-    print("parent cancelled")
+tracker = cancel_parent(20, recursive=False)
 wait_for(tracker, "finished", 3)
 print("children finished:", ray.get(tracker.count.remote("finished")))
 assert ray.get(tracker.count.remote("cancelled")) == 0
