@@ -7,8 +7,8 @@ backpressure, a synchronizing actor, async actors, Monte Carlo pi, map-reduce, p
 servers, batch prediction with ``ActorPool``, generators, ``ray.util.queue``, the runtime
 context, placement groups, ``ray.cancel`` (recursive, of actor calls), actor restarts,
 named actors, the state API and logs, serialization, the ``ActorPool`` API, retries by
-exception type, ``ray.wait`` / ``ray.get`` timeouts, ...); where actorlib differs on purpose, the script says so and
-docs/ray-compatibility.md lists the difference.
+exception type, ``ray.wait`` / ``ray.get`` timeouts, ...); where actorlib differs on
+purpose, the script says so and docs/ray-compatibility.md lists the difference.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ fast = [sleep_then.remote(0, i) for i in range(3)]
 ray.get(fast)  # all done
 slow = sleep_then.remote(30, "slow")
 
-ready, not_ready = ray.wait(fast + [slow], num_returns=3, timeout=10)
+ready, not_ready = ray.wait([*fast, slow], num_returns=3, timeout=10)
 print("ready in input order:", ready == fast, "not ready:", not_ready == [slow])
 ready, not_ready = ray.wait([slow, *fast], num_returns=4, timeout=0)  # poll
 print("poll:", len(ready), len(not_ready), ready == fast)
