@@ -50,8 +50,10 @@ from actorlib.exceptions import (
     ExecutorWorkerError,
     RuntimeClosedError,
     SerializationError,
+    TaskError,
     WorkerCrashedError,
 )
+from actorlib.executor_errors import as_stdlib_error
 from actorlib.executor_results import (
     Item,
     Unread,
@@ -89,11 +91,14 @@ T = TypeVar("T")
 
 
 def _translate(exc: BaseException) -> BaseException:
-    """Errors at the executor boundary: worker deaths become ``BrokenExecutor`` too."""
+    """Errors at the executor boundary: worker deaths become ``BrokenExecutor`` too; a
+    call's own error is raised as the stdlib raises it (``as_stdlib_error``)."""
     if isinstance(exc, InitializerFailed):
         err: BaseException = ExecutorInitializerError(str(getattr(exc, "cause", None) or exc))
     elif isinstance(exc, WorkerCrashedError) and not isinstance(exc, BrokenExecutorError):
         err = ExecutorWorkerError(*exc.args)
+    elif isinstance(exc, TaskError):
+        return as_stdlib_error(exc)  # the call's own error, as the stdlib raises it
     else:
         return exc
     err.__cause__ = exc
@@ -292,7 +297,8 @@ class Executor(concurrent.futures.Executor):
 
     def _tasks_for(self, fn: Callable[..., Any]) -> CallTasks | UnpicklableTasks:
         if not callable(fn):
-            raise TypeError(f"{fn!r} is not callable")
+            # The stdlib's pools fail each call's future (the worker calls it), not submit.
+            return UnpicklableTasks(fn, self._prepare, self._task_options)
         if isinstance(fn, RemoteFunction):
             fn = fn._function
         try:

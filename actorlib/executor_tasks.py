@@ -243,21 +243,33 @@ class CallTasks:
 
 
 class UnpicklableTasks:
-    """Stands in for :class:`CallTasks` when ``fn`` cannot be pickled: each call then fails
-    its future with the ``SerializationError``, as ``ProcessPoolExecutor`` fails it."""
+    """Stands in for :class:`CallTasks` when ``fn`` cannot be pickled, or is not callable:
+    each call then fails its future with the ``SerializationError``, or the ``TypeError``
+    calling it raises, as ``ProcessPoolExecutor`` and ``multiprocessing.Pool`` fail it
+    (``submit`` itself does not raise; ``map`` over nothing returns nothing)."""
 
-    def __init__(self, fn: Callable[..., Any], prepare: Prepare | None,
-                 options: dict[str, Any]) -> None:
+    def __init__(self, fn: Any, prepare: Prepare | None, options: dict[str, Any]) -> None:
         self._fn, self._prepare, self._options = fn, prepare, options
 
     @property
-    def call(self) -> RemoteFunction[Any, Any]:
-        fn = self._fn
-        return remote(_make_call(fn, [fn], self._prepare)).options(
-            name=_name_of(fn), **self._options
-        )
+    def call(self) -> Any:
+        return self._remote(_make_call)
 
-    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
-        return remote(_make_chunk(fn, [fn], self._prepare)).options(
-            name=_name_of(fn), **self._options
-        )
+    def chunk(self, fn: Any) -> Any:
+        return self._remote(_make_chunk)
+
+    def _remote(self, make: Callable[..., Callable[..., Any]]) -> Any:
+        fn = self._fn
+        if not callable(fn):
+            return _NotCallable(fn)
+        return remote(make(fn, [fn], self._prepare)).options(name=_name_of(fn), **self._options)
+
+
+class _NotCallable:
+    """What ``remote()`` of a call of ``fn``, not callable, is: its ``TypeError``."""
+
+    def __init__(self, fn: Any) -> None:
+        self._name = type(fn).__name__
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self._name!r} object is not callable")

@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future
+from concurrent.futures.process import _RemoteTraceback
 from typing import Any, Generic, TypeVar
 
 from actorlib.core import interruptible
@@ -48,8 +49,18 @@ class PoolTimeoutError(GetTimeoutError, multiprocessing.TimeoutError):
 
 
 def _pool_error(exc: BaseException) -> BaseException:
+    """A call's error as the pool raises it: a call's own error carries its remote
+    traceback as ``multiprocessing.pool.RemoteTraceback``, as multiprocessing's does
+    (the executor's is ``concurrent.futures``')."""
     if isinstance(exc, CancelledError):
         return ExecutorShutdownError("the pool was terminated before this call finished")
+    cause = exc.__cause__
+    if isinstance(cause, _RemoteTraceback):
+        from multiprocessing.pool import (  # type: ignore[attr-defined]  # (not in typeshed)
+            RemoteTraceback,  # on the first error only
+        )
+
+        exc.__cause__ = RemoteTraceback(cause.tb)
     return exc
 
 
@@ -185,21 +196,36 @@ class IMapIterator(Iterator[T]):
     def _fill(self) -> None:
         while not self._exhausted and len(self._inflight) < self._lookahead:
             chunk = []
-            for item in self._source:
-                chunk.append(tuple(item) if self._star else item)
-                if len(chunk) >= self._chunksize:
-                    break
-            if not chunk:
+            failed: Exception | None = None
+            try:
+                for item in self._source:
+                    chunk.append(tuple(item) if self._star else item)
+                    if len(chunk) >= self._chunksize:
+                        break
+            except Exception as exc:
+                # Like multiprocessing: the input's error takes the next item's place,
+                # after the results of the items read before it; then the input ends.
+                failed = exc
+            if not chunk and failed is None:
                 self._exhausted = True
                 return
             if len(chunk) < self._chunksize:
                 self._exhausted = True
-            future = self._pool._executor._submit_chunk(self._fn, chunk, self._star)
-            if self._bar is not None:
-                future.add_done_callback(_advance(self._bar, len(chunk)))
-            if not self._ordered:
-                future.add_done_callback(self._completed.put)
-            self._inflight.append(future)
+            if chunk:
+                self._track(self._pool._executor._submit_chunk(self._fn, chunk, self._star),
+                            len(chunk))
+            if failed is not None:
+                error: Future[Any] = Future()
+                error.set_exception(failed)
+                self._track(error, 0)
+
+    def _track(self, future: Future[Any], size: int) -> None:
+        """``future`` (of a chunk of ``size`` items) is in flight, read in its turn."""
+        if self._bar is not None and size:
+            future.add_done_callback(_advance(self._bar, size))
+        if not self._ordered:
+            future.add_done_callback(self._completed.put)
+        self._inflight.append(future)
 
     def __iter__(self) -> IMapIterator[T]:
         return self
