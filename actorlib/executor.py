@@ -23,6 +23,10 @@ Per-worker set-up (``initializer``) runs inside the task, once per worker and ex
 before that worker's first task of this executor; ``max_tasks_per_child`` reruns it after
 that many tasks on a worker (workers belong to the runtime and are not replaced, see
 docs/migration.md).
+
+At interpreter exit, calls still in flight run to their end before the runtime stops
+(``_finish_at_exit``), as ``ProcessPoolExecutor``'s do; a call's error is raised as the
+stdlib raises it (``executor_errors.as_stdlib_error``).
 """
 
 from __future__ import annotations
@@ -105,6 +109,42 @@ def _translate(exc: BaseException) -> BaseException:
     return err
 
 
+# -- at interpreter exit -----------------------------------------------------------------
+
+#: Executors that may have calls in flight (weakly: a call in flight keeps its executor).
+_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook = False
+
+
+def _finish_at_exit() -> None:
+    """Let calls already submitted finish before the interpreter exits (and, with it,
+    actorlib's runtime): ``ProcessPoolExecutor`` runs them to their end at exit, also
+    after ``shutdown(wait=False)`` or with no shutdown at all. Registered where the
+    stdlib's own hook is (``threading._register_atexit``: before ``atexit`` handlers,
+    so before actorlib's runtime stops)."""
+    for executor in list(_executors):
+        if executor._waits_at_exit:
+            executor._wait_idle()
+
+
+def _register_exit_hook() -> None:
+    global _exit_hook
+    with _exit_hook_lock:
+        if _exit_hook:
+            return
+        _exit_hook = True
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError
+        register(_finish_at_exit)
+    except RuntimeError:  # no such hook, or the interpreter is already exiting
+        import atexit
+
+        atexit.register(_finish_at_exit)  # after the runtime's own: runs first
+
+
 # -- the executor ------------------------------------------------------------------------
 
 
@@ -119,6 +159,10 @@ class Executor(concurrent.futures.Executor):
     ``max_retries``: how often a call whose worker died is rerun (actorlib's task option).
     ``mp_context`` is accepted for ``ProcessPoolExecutor`` compatibility and ignored.
     """
+
+    #: At interpreter exit, wait for the calls in flight (``ProcessPoolExecutor`` does;
+    #: ``Pool``'s does not: multiprocessing terminates a pool at exit).
+    _waits_at_exit = True
 
     def __init__(
         self,
@@ -181,6 +225,8 @@ class Executor(concurrent.futures.Executor):
         self._arrivals: list[tuple[Item, Serialized]] = []
         self._arrivals_lock = threading.Lock()
         self._draining = False
+        _register_exit_hook()
+        _executors.add(self)
 
     # -- public API --------------------------------------------------------------------
 
@@ -248,12 +294,17 @@ class Executor(concurrent.futures.Executor):
         if cancel_futures:
             self._cancel_items(list(self._pending))
         if wait:
-            with self._lock:
-                while self._outstanding > 0:
-                    self._idle.wait(SIGNAL_LOOK_S)  # on the main thread: Ctrl-C gets in
+            self._wait_idle()
             self._release()
         else:
             self._release_when_idle()
+
+    def _wait_idle(self) -> None:
+        """Wait until every call submitted has ended (or the runtime is gone under us)."""
+        with self._lock:
+            while self._outstanding > 0:
+                if not self._idle.wait(SIGNAL_LOOK_S) and not is_initialized():
+                    return  # shut down under the executor: its futures are failing
 
     # -- for Pool ----------------------------------------------------------------------
 

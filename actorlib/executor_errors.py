@@ -93,19 +93,31 @@ def as_stdlib_error(err: TaskError) -> BaseException:
 def _copy_fields(source: BaseException, target: BaseException) -> None:
     """The builtin exception fields ``args`` does not carry (``errno``, ``filename``,
     ``code``, ``name`` ...): slots of the C classes, not in ``__dict__``."""
-    for klass in type(source).__mro__:
-        if klass.__module__ != "builtins":
+    for name in _fields_of(type(source)):
+        value = getattr(source, name, None)
+        if value is None:  # unset (OSError shows a filename2 set to None)
             continue
-        for name, field in vars(klass).items():
-            if isinstance(field, (types.MemberDescriptorType, types.GetSetDescriptorType)) \
-                    and not name.startswith("__"):
-                value = getattr(source, name, None)
-                if value is None:  # unset (OSError shows a filename2 set to None)
-                    continue
-                try:
-                    setattr(target, name, value)
-                except (AttributeError, TypeError):
-                    pass
+        try:
+            setattr(target, name, value)
+        except (AttributeError, TypeError):
+            pass
+
+
+_fields: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(cls: type) -> tuple[str, ...]:
+    """The C-level fields of ``cls``'s builtin exception classes (found once per class)."""
+    found = _fields.get(cls)
+    if found is None:
+        found = _fields[cls] = tuple(
+            name
+            for klass in cls.__mro__ if klass.__module__ == "builtins"
+            for name, field in vars(klass).items()
+            if isinstance(field, (types.MemberDescriptorType, types.GetSetDescriptorType))
+            and not name.startswith("__") and name != "args"  # (args: set apart)
+        )
+    return found
 
 
 _stdlib_shaped: dict[type, type | None] = {}

@@ -178,7 +178,10 @@ class IMapIterator(Iterator[T]):
     ) -> None:
         self._pool = pool
         self._fn = fn
-        self._source = iter(iterable)
+        try:
+            self._source: Iterator[Any] = iter(iterable)
+        except TypeError as exc:  # not iterable: raised by the first next(), as in multiprocessing
+            self._source = _raising(exc)
         self._chunksize = chunksize
         self._ordered = ordered
         self._star = star
@@ -199,7 +202,7 @@ class IMapIterator(Iterator[T]):
             failed: Exception | None = None
             try:
                 for item in self._source:
-                    chunk.append(tuple(item) if self._star else item)
+                    chunk.append(_star_args(item) if self._star else item)
                     if len(chunk) >= self._chunksize:
                         break
             except Exception as exc:
@@ -288,6 +291,30 @@ class IMapIterator(Iterator[T]):
             self._bar.close()
 
 
+def _raising(exc: Exception) -> Iterator[Any]:
+    """An input that raises ``exc`` when read."""
+    raise exc
+    yield  # a generator
+
+
+def _apply_as_given(
+    func: Callable[..., Any], args: Any, kwds: Any,
+) -> Any:
+    """``func(*args, **kwds)`` in the worker, for ``args`` (``kwds``) that are no sequence
+    (mapping): its ``TypeError`` is the call's, raised by its result, as in
+    multiprocessing."""
+    return func(*args, **kwds)
+
+
+def _star_args(item: Any) -> Any:
+    """``starmap``'s item as a tuple of arguments; as given if it is not iterable (the
+    worker's call raises its ``TypeError``, as multiprocessing's does)."""
+    try:
+        return tuple(item)
+    except TypeError:
+        return item
+
+
 def _advance(bar: Any, n: int) -> Callable[[Future[Any]], None]:
     lock = threading.Lock()
 
@@ -296,6 +323,13 @@ def _advance(bar: Any, n: int) -> Callable[[Future[Any]], None]:
             bar.update(n)
 
     return advance
+
+
+class _PoolExecutor(Executor):
+    """A pool's executor: its calls do not hold the interpreter's exit up (multiprocessing
+    terminates a pool at exit, its work unfinished)."""
+
+    _waits_at_exit = False
 
 
 class Pool:
@@ -328,7 +362,7 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        self._executor = Executor(
+        self._executor = _PoolExecutor(
             processes, backend=backend, initializer=initializer, initargs=tuple(initargs),
             max_tasks_per_child=maxtasksperchild, **init_kwargs,
         )
@@ -383,7 +417,12 @@ class Pool:
     ) -> ApplyResult[T]:
         self._check_running()
         result: ApplyResult[T] = ApplyResult(callback, error_callback)
-        future = self._executor.submit(func, *tuple(args), **dict(kwds or {}))
+        try:
+            call_args, call_kwds = tuple(args), dict(kwds or {})
+        except (TypeError, ValueError):
+            future = self._executor.submit(_apply_as_given, func, args, kwds or {})
+        else:
+            future = self._executor.submit(func, *call_args, **call_kwds)
         future.add_done_callback(result._from_future)
         return result
 
@@ -399,7 +438,7 @@ class Pool:
                 chunksize += 1
         if chunksize < 1 and items:
             raise ValueError(f"Chunksize must be 1+, not {chunksize}")
-        calls = [tuple(x) for x in items] if star else items
+        calls = [_star_args(x) for x in items] if star else items
         return [calls[i:i + chunksize] for i in range(0, len(calls), max(chunksize, 1))]
 
     def _map_async(

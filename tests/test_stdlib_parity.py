@@ -17,13 +17,14 @@ import functools
 import multiprocessing
 import multiprocessing.pool
 import pickle
+import textwrap
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import _RemoteTraceback
 from typing import Any
 
 import pytest
-from testkit import T
+from testkit import T, run_script
 
 from actorlib import Executor, Pool
 from actorlib.exceptions import TaskError
@@ -219,6 +220,29 @@ def test_a_pool_given_a_non_callable_fails_like_multiprocessing(rt):
         assert pool.apply(square, (4,)) == 16
 
 
+def test_arguments_of_the_wrong_shape_fail_the_call_like_multiprocessing(rt):
+    """``args`` that are no sequence, ``kwds`` no mapping, a ``starmap`` item that is not
+    iterable, an ``imap`` input that is not: multiprocessing returns the result (the
+    iterator) and raises the ``TypeError`` from it, not from the call that was given them."""
+    with Pool(1) as pool, multiprocessing.pool.ThreadPool(1) as ref:
+        messages = []
+        for p in (ref, pool):
+            for result in (p.apply_async(square, 5), p.apply_async(square, (1,), 5),
+                           p.starmap_async(square, [1])):
+                with pytest.raises(TypeError) as caught:
+                    result.get(T)
+                messages.append(str(caught.value))
+            with pytest.raises(TypeError):
+                p.starmap(square, [1])
+            items = p.imap(square, 5)
+            with pytest.raises(TypeError, match="'int' object is not iterable"):
+                next(items)
+        # (multiprocessing's starmap says "'int' object is not iterable", actorlib's that
+        # the argument after * must be one: the same TypeError, raised by the worker's call.)
+        assert messages[3:5] == messages[0:2]
+        assert pool.apply(square, [6]) == 36
+
+
 # -- imap over an input that raises --------------------------------------------------------
 
 
@@ -269,3 +293,45 @@ def test_map_with_chunksize_zero_raises_deliberately(rt):
             with pytest.raises(ValueError, match="Chunksize must be 1\\+, not 0"):
                 run()
 
+
+
+# -- at interpreter exit -------------------------------------------------------------------
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys, time
+
+    def write(path, delay):
+        time.sleep(delay)
+        with open(path, "w") as f:
+            f.write("done")
+
+    if __name__ == "__main__":
+        side, out = sys.argv[1], sys.argv[2]
+        if side == "stdlib":
+            from concurrent.futures import ProcessPoolExecutor as Executor
+            from multiprocessing import Pool
+        else:
+            from actorlib import Executor, Pool
+        left = Executor(1)  # never shut down
+        left.submit(write, out + "/never-shut-down", 0.2)
+        dropped = Executor(1)
+        dropped.submit(write, out + "/shut-down-without-wait", 0.2)
+        dropped.shutdown(wait=False)
+        pool = Pool(1)  # never closed: terminated at exit, its work unfinished
+        pool.apply_async(write, (out + "/pool", 5.0))
+""")
+
+
+def test_calls_in_flight_finish_at_exit_as_with_the_stdlib(tmp_path):
+    """``ProcessPoolExecutor`` runs what was submitted to its end when the interpreter
+    exits (shut down without waiting, or not at all); multiprocessing terminates a pool."""
+    script = tmp_path / "exits.py"
+    script.write_text(EXIT_SCRIPT)
+    written = {}
+    for side in ("stdlib", "actorlib"):
+        out = tmp_path / f"written-by-{side}"  # (not "actorlib": the script runs here)
+        out.mkdir()
+        run_script(str(script), "process", timeout=60, args=[side, str(out)])
+        written[side] = sorted(p.name for p in out.iterdir())
+    assert written["stdlib"] == ["never-shut-down", "shut-down-without-wait"]
+    assert written["actorlib"] == written["stdlib"]
