@@ -58,6 +58,13 @@ def raise_system_exit() -> None:
     raise SystemExit(3)
 
 
+def raise_chained() -> None:
+    try:
+        {}["key"]
+    except KeyError as exc:
+        raise ValueError("wrapped") from exc
+
+
 def fail_on_three(x: int) -> int:
     if x == 3:
         raise ValueError(f"bad item {x}")
@@ -74,7 +81,7 @@ NOT_CALLABLE: Any = 42
 
 RAISERS: list[Callable[[], None]] = [
     raise_value_error, raise_key_error, raise_file_not_found, raise_unicode_error,
-    raise_system_exit,
+    raise_system_exit, raise_chained,
 ]
 
 
@@ -128,6 +135,11 @@ def test_a_calls_error_is_raised_as_process_pool_executor_raises_it(rt):
             assert isinstance(ours, type(theirs)) and isinstance(ours, TaskError)
             _check_remote_traceback(theirs, _RemoteTraceback, fn)
             _check_remote_traceback(ours, _RemoteTraceback, fn)
+            if fn is raise_chained:  # the remote chain is in the remote traceback
+                for err in (theirs, ours):
+                    assert "KeyError: 'key'\n\nThe above exception was the direct cause" in (
+                        err.__cause__.tb  # type: ignore[union-attr]
+                    )
         # map raises it in the failing item's place, the same shape.
         for chunksize in (1, 2):
             errors = []
@@ -151,7 +163,9 @@ def test_a_calls_error_pickles_with_its_shape(rt):
 def test_a_calls_error_is_raised_as_multiprocessing_pool_raises_it(rt):
     remote_tb = multiprocessing.pool.RemoteTraceback  # type: ignore[attr-defined]
     with Pool(2) as pool, stdlib_pool() as ref:
-        for fn in RAISERS[:-1]:  # (SystemExit kills a multiprocessing worker: no result)
+        for fn in RAISERS:
+            if fn is raise_system_exit:  # (it kills a multiprocessing worker: no result)
+                continue
             got = []
             for p in (ref, pool):
                 with pytest.raises(BaseException) as caught:
