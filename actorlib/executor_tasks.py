@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import types
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -84,16 +85,31 @@ def _make_call(
         async def call_async(*args: Any, **kwargs: Any) -> Any:
             if prepare is not None:
                 prepare_worker(*prepare)
-            return await box[0](*args, **kwargs)
+            result = await box[0](*args, **kwargs)
+            if isinstance(result, _GENERATORS):
+                _fail_generator(result)
+            return result
 
         return call_async
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if prepare is not None:
             prepare_worker(*prepare)
-        return box[0](*args, **kwargs)
+        result = box[0](*args, **kwargs)
+        if isinstance(result, _GENERATORS):
+            _fail_generator(result)
+        return result
 
     return call
+
+
+#: What a call may not return: a task returning one streams its items, but the stdlib's
+#: pools fail the call (a generator does not pickle), and so does the executor.
+_GENERATORS = (types.GeneratorType, types.AsyncGeneratorType)
+
+
+def _fail_generator(result: Any) -> None:
+    raise TypeError(f"cannot pickle {type(result).__name__!r} object")
 
 
 def _note_partial(exc: BaseException, done: list[Any]) -> None:

@@ -65,6 +65,10 @@ def raise_chained() -> None:
         raise ValueError("wrapped") from exc
 
 
+def make_generator() -> Iterator[int]:
+    yield 1
+
+
 def fail_on_three(x: int) -> int:
     if x == 3:
         raise ValueError(f"bad item {x}")
@@ -149,6 +153,16 @@ def test_a_calls_error_is_raised_as_process_pool_executor_raises_it(rt):
                 errors.append(got.value)
             assert _shape(errors[1]) == _shape(errors[0])
             _check_remote_traceback(errors[1], _RemoteTraceback, fail_on_three)
+
+
+def test_a_generator_function_fails_its_call_like_process_pool_executor(rt):
+    """The stdlib cannot send a generator back; an actorlib task returning one would
+    stream its items instead: the executor fails the call as the stdlib does."""
+    with Executor(1) as ex, stdlib_executor() as ref:
+        theirs = ref.submit(make_generator).exception(timeout=T)
+        ours = ex.submit(make_generator).exception(timeout=T)
+    assert _shape(ours) == _shape(theirs)
+    assert type(ours.__cause__) is type(theirs.__cause__) is _RemoteTraceback
 
 
 def test_a_calls_error_pickles_with_its_shape(rt):
