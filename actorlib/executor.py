@@ -71,9 +71,9 @@ from actorlib.executor_tasks import (
     CallTasks,
     ChunkFuture,
     ExecutorFuture,
+    FailingTasks,
     InitializerFailed,
     Prepare,
-    UnpicklableTasks,
 )
 from actorlib.remote_function import RemoteFunction
 from actorlib.runtime_lease import acquire_runtime, release_runtime
@@ -346,10 +346,10 @@ class Executor(concurrent.futures.Executor):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _tasks_for(self, fn: Callable[..., Any]) -> CallTasks | UnpicklableTasks:
+    def _tasks_for(self, fn: Callable[..., Any]) -> CallTasks | FailingTasks:
         if not callable(fn):
             # The stdlib's pools fail each call's future (the worker calls it), not submit.
-            return UnpicklableTasks(fn, self._prepare, self._task_options)
+            return FailingTasks(fn, self._prepare, self._task_options)
         if isinstance(fn, RemoteFunction):
             fn = fn._function
         try:
@@ -361,7 +361,7 @@ class Executor(concurrent.futures.Executor):
         try:
             tasks = CallTasks(fn, self._prepare, self._task_options)
         except SerializationError:
-            return UnpicklableTasks(fn, self._prepare, self._task_options)
+            return FailingTasks(fn, self._prepare, self._task_options)
         try:
             with self._lock:
                 self._tasks[fn] = tasks

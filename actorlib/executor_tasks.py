@@ -258,7 +258,7 @@ class CallTasks:
         return self._chunk
 
 
-class UnpicklableTasks:
+class FailingTasks:
     """Stands in for :class:`CallTasks` when ``fn`` cannot be pickled, or is not callable:
     each call then fails its future with the ``SerializationError``, or the ``TypeError``
     calling it raises, as ``ProcessPoolExecutor`` and ``multiprocessing.Pool`` fail it
@@ -282,7 +282,8 @@ class UnpicklableTasks:
 
 
 class _NotCallable:
-    """What ``remote()`` of a call of ``fn``, not callable, is: its ``TypeError``."""
+    """The remote function of ``fn``, not callable: ``remote()`` raises the ``TypeError``
+    calling ``fn`` raises (which fails the call's future)."""
 
     def __init__(self, fn: Any) -> None:
         self._name = type(fn).__name__

@@ -350,7 +350,8 @@ EXIT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_calls_in_flight_finish_at_exit_as_with_the_stdlib(tmp_path):
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_calls_in_flight_finish_at_exit_as_with_the_stdlib(tmp_path, backend):
     """``ProcessPoolExecutor`` runs what was submitted to its end when the interpreter
     exits (shut down without waiting, or not at all); multiprocessing terminates a pool."""
     script = tmp_path / "exits.py"
@@ -359,7 +360,7 @@ def test_calls_in_flight_finish_at_exit_as_with_the_stdlib(tmp_path):
     for side in ("stdlib", "actorlib"):
         out = tmp_path / f"written-by-{side}"  # (not "actorlib": the script runs here)
         out.mkdir()
-        run_script(str(script), "process", timeout=60, args=[side, str(out)])
+        run_script(str(script), backend, timeout=60, args=[side, str(out)])
         written[side] = sorted(p.name for p in out.iterdir())
     assert written["stdlib"] == ["never-shut-down", "shut-down-without-wait"]
     assert written["actorlib"] == written["stdlib"]
