@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import sys
 import threading
 import time
 import uuid
@@ -77,7 +78,7 @@ from actorlib.executor_tasks import (
 )
 from actorlib.remote_function import RemoteFunction
 from actorlib.runtime_lease import acquire_runtime, release_runtime
-from actorlib.session import is_initialized
+from actorlib.session import ended_by_signal, is_initialized
 
 __all__ = [
     "BrokenExecutorError",
@@ -122,7 +123,14 @@ def _finish_at_exit() -> None:
     actorlib's runtime): ``ProcessPoolExecutor`` runs them to their end at exit, also
     after ``shutdown(wait=False)`` or with no shutdown at all. Registered where the
     stdlib's own hook is (``threading._register_atexit``: before ``atexit`` handlers,
-    so before actorlib's runtime stops)."""
+    so before actorlib's runtime stops).
+
+    Not when Ctrl-C or a SIGTERM/SIGHUP ended the script: a Ctrl-C at a terminal stops
+    the stdlib's workers too (they share its process group), and a SIGTERM kills its
+    process at once; actorlib's workers are not signalled, the runtime's shutdown stops
+    them. (A Ctrl-C while this waits stops the wait.)"""
+    if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt) or ended_by_signal():
+        return
     for executor in list(_executors):
         if executor._waits_at_exit:
             executor._wait_idle()

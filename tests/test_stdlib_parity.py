@@ -16,15 +16,21 @@ import contextlib
 import functools
 import multiprocessing
 import multiprocessing.pool
+import os
 import pickle
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import _RemoteTraceback
 from typing import Any
 
 import pytest
-from testkit import T, run_script
+from testkit import T, assert_no_leftovers, run_script
 
 from actorlib import Executor, Pool
 from actorlib.exceptions import TaskError
@@ -364,3 +370,48 @@ def test_calls_in_flight_finish_at_exit_as_with_the_stdlib(tmp_path, backend):
         written[side] = sorted(p.name for p in out.iterdir())
     assert written["stdlib"] == ["never-shut-down", "shut-down-without-wait"]
     assert written["actorlib"] == written["stdlib"]
+
+
+INTERRUPTED_SCRIPT = textwrap.dedent("""
+    import sys, time
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "stdlib":
+            from concurrent.futures import ProcessPoolExecutor as Executor
+        else:
+            from actorlib import Executor
+        executor = Executor(1)  # never shut down
+        executor.submit(time.sleep, 60)
+        print("submitted", flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_the_script_without_waiting_for_calls(tmp_path, signum):
+    """The wait at exit is not for a script that Ctrl-C (at a terminal: its process group,
+    which stops the stdlib's workers too) or SIGTERM ends: it ends at once, as it did."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_SCRIPT)
+    sides = ("stdlib", "actorlib") if signum == signal.SIGINT else ("actorlib",)
+    for side in sides:
+        token = uuid.uuid4().hex  # marks the script's processes (its workers too)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), side], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            env=dict(os.environ, ACTORLIB_BACKEND="process", ACTORLIB_TEST_RUN_TOKEN=token),
+            # (a Ctrl-C reaches a script as SIG_DFL: not the ignored SIGINT of a background job)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
+            time.sleep(0.3)
+            os.killpg(proc.pid, signum)
+            proc.wait(timeout=15)  # (the call would take 60 s)
+            assert_no_leftovers(token, grace=5)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
