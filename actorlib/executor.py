@@ -314,6 +314,28 @@ class Executor(concurrent.futures.Executor):
                 if not self._idle.wait(SIGNAL_LOOK_S) and not is_initialized():
                     return  # shut down under the executor: its futures are failing
 
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
+        """``shutdown(wait=True)``; first, if Ctrl-C (or a SIGTERM/SIGHUP) ended the block,
+        withdraw the queued calls and interrupt the running ones: a Ctrl-C at a terminal
+        reaches the stdlib's workers too (the running calls raise ``KeyboardInterrupt``,
+        the pool breaks), so its block ends at once; actorlib's workers are not signalled."""
+        if exc_type is not None and (
+            issubclass(exc_type, KeyboardInterrupt) or ended_by_signal()
+        ):
+            self._interrupt()
+        return super().__exit__(exc_type, exc_val, exc_tb)
+
+    def _interrupt(self) -> None:
+        """Withdraw the queued calls; stop the running ones (``cancel(force=True)``)."""
+        self._cancel_items(list(self._pending))
+        with self._lock:
+            running = [item.ref for item in self._live if item.ref is not None]
+        for ref in running:
+            try:
+                cancel(ref, force=True)  # (a call in a C function, a sleep, stops too)
+            except Exception:  # ended meanwhile, or the runtime is going
+                pass
+
     # -- for Pool ----------------------------------------------------------------------
 
     def _submit_chunk(self, fn: Callable[..., Any], chunk: list[Any], spread: bool) -> Future[Any]:

@@ -380,24 +380,30 @@ INTERRUPTED_SCRIPT = textwrap.dedent("""
             from concurrent.futures import ProcessPoolExecutor as Executor
         else:
             from actorlib import Executor
-        executor = Executor(1)  # never shut down
-        executor.submit(time.sleep, 60)
+        executor = Executor(1)
+        future = executor.submit(time.sleep, 60)
         print("submitted", flush=True)
-        time.sleep(60)
+        if sys.argv[2] == "with":  # the with-block's shutdown(wait=True) is interrupted
+            with executor:
+                future.result()
+        else:  # never shut down: the wait at exit is interrupted
+            time.sleep(60)
 """)
 
 
+@pytest.mark.parametrize("where", ["with", "exit"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_ends_the_script_without_waiting_for_calls(tmp_path, signum):
-    """The wait at exit is not for a script that Ctrl-C (at a terminal: its process group,
-    which stops the stdlib's workers too) or SIGTERM ends: it ends at once, as it did."""
+def test_ctrl_c_or_sigterm_ends_the_script_without_waiting_for_calls(tmp_path, signum, where):
+    """Ctrl-C at a terminal (to the process group: the stdlib's workers too, whose calls
+    it interrupts) or SIGTERM ends the script at once, from a ``with`` block as at exit:
+    no wait for the calls in flight."""
     script = tmp_path / "interrupted.py"
     script.write_text(INTERRUPTED_SCRIPT)
     sides = ("stdlib", "actorlib") if signum == signal.SIGINT else ("actorlib",)
     for side in sides:
         token = uuid.uuid4().hex  # marks the script's processes (its workers too)
         proc = subprocess.Popen(
-            [sys.executable, str(script), side], stdout=subprocess.PIPE,
+            [sys.executable, str(script), side, where], stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, start_new_session=True,
             env=dict(os.environ, ACTORLIB_BACKEND="process", ACTORLIB_TEST_RUN_TOKEN=token),
             # (a Ctrl-C reaches a script as SIG_DFL: not the ignored SIGINT of a background job)
