@@ -9,6 +9,7 @@ import itertools
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -414,3 +415,43 @@ def test_explore_runs_a_correct_program_clean():
     log = Log.remote()
     actorlib.get([caller.remote(log, "a", 2), caller.remote(log, "b", 2)])
     assert len(actorlib.get(log.read.remote())) == 4
+
+
+@actorlib.remote
+class Notes:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def note(self, event: str) -> int:
+        self.events.append(event)
+        return len(self.events)
+
+    def count(self, event: str) -> int:
+        return self.events.count(event)
+
+
+@actorlib.remote
+class CleansUp:
+    async def work(self, notes: Any) -> str:
+        await notes.note.remote("started")
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await notes.note.remote("cancelled")  # an actor call from the cancel handler
+            raise
+        return "finished"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_cancelled_async_call_may_await_another_call_while_it_unwinds(seed: int) -> None:
+    """The call its cancel handler makes runs and its result arrives: before, it sat in
+    the core's queue, unseen by the simulator, and the cancelled call never ended."""
+    with simulate(seed=seed):
+        notes = Notes.remote()
+        ref = CleansUp.remote().work.remote(notes)
+        while actorlib.get(notes.count.remote("started")) < 1:
+            pass
+        actorlib.cancel(ref)
+        with pytest.raises(TaskCancelledError):
+            actorlib.get(ref, timeout=100)
+        assert actorlib.get(notes.count.remote("cancelled")) == 1

@@ -142,6 +142,7 @@ class SimWorker:
                 if sim._preempt > 0 and sim._enter(self, ending=True):  # took the baton back
                     self.unwound = self.unwound or self.unwind
                 self.job = None
+                sim._posted = True  # its job may have posted to the core (as ``_run_worker``)
                 if not sim._reply_on_controller:
                     # Report the end here, before the baton goes back through the core:
                     # the core has handled the reply when the controller wakes.
