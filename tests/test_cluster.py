@@ -157,8 +157,7 @@ def test_task_on_a_killed_node_is_retried_elsewhere(three: Cluster) -> None:
     wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
 
 
-@actorlib.remote
-def hold_on_node(folder: str) -> str:
+def hold(folder: str) -> str:
     """Keep a CPU busy until the file ``release-<this node>`` appears in ``folder``."""
     node = actorlib.get_runtime_context().get_node_id()
     with open(os.path.join(folder, f"running-{os.getpid()}"), "w") as f:
@@ -169,6 +168,9 @@ def hold_on_node(folder: str) -> str:
             return "never released"
         time.sleep(0.005)
     return node
+
+
+hold_on_node = actorlib.remote(hold)
 
 
 def test_tasks_queue_on_a_busy_nodes_workers_and_come_back_for_a_free_node(
@@ -197,6 +199,31 @@ def test_tasks_queue_on_a_busy_nodes_workers_and_come_back_for_a_free_node(
     assert sorted(actorlib.get(done)) == ["right", "right"]  # left's still hold their CPUs
     open(os.path.join(folder, "release-left"), "w").close()
     assert sorted(actorlib.get(holds, timeout=30)) == ["left", "left", "right", "right"]
+
+
+def test_an_executors_pending_futures_stay_cancellable(
+    three: Cluster, tmp_path: os.PathLike[str]
+) -> None:
+    """The head cannot take a task queued on a node's worker back at once: an Executor's
+    calls are not queued so, and ``cancel()`` of a PENDING future withdraws its call
+    (before, it returned False, marked the future RUNNING, and the call ran)."""
+    from actorlib.executor import Executor
+
+    folder = str(tmp_path)
+    with Executor(max_workers=1) as ex:
+        try:
+            running = ex.submit(hold, folder)
+            wait_until(lambda: any(n.startswith("running-") for n in os.listdir(folder)),
+                       timeout=30)
+            pending = [ex.submit(hold, folder) for _ in range(3)]
+            time.sleep(0.5)  # the head's passes run: nothing may be sent to the worker
+            assert [f.cancel() for f in pending] == [True] * 3
+            assert all(f.cancelled() for f in pending)
+        finally:
+            for node in ("left", "right"):
+                open(os.path.join(folder, f"release-{node}"), "w").close()
+        assert running.result(timeout=30) in ("left", "right")
+    assert len([n for n in os.listdir(folder) if n.startswith("running-")]) == 1
 
 
 @actorlib.remote(max_restarts=1)

@@ -34,6 +34,7 @@ class ScriptedBackend:
     pipelines = True
     pipeline_depth = 2
     has_locality = False
+    takes_back = True
 
     def __init__(self) -> None:
         self.runs: list[TaskRun] = []
@@ -410,4 +411,53 @@ def test_a_task_whose_worker_may_retire_has_nothing_queued_behind_it() -> None:
     for task_id in (1, 2, 3):
         core.submit(task_id, max_calls=1)
     assert _sent(core) == [(1, 0)]
+    assert core.problems() == []
+
+
+def test_a_recall_on_its_way_keeps_its_cpu_promised_over_later_passes() -> None:
+    """A recall is answered later (a message to a cluster's node): a CPU freed on one node
+    asks back one task, and the passes that run before the answer arrives (here one for a
+    task that waits for the busy node) ask back no more for that same CPU."""
+    from actorlib.core.specs import NodeAffinitySchedulingStrategy
+
+    core = _deep(cpus=1.0, depth=3)
+    core.scheduler.add_node("other", {"CPU": 1.0})
+    for task_id in range(1, 7):
+        core.submit(task_id)
+    sent = _sent(core)
+    heads = [task for task, follows in sent if follows == 0]
+    busy = [heads[0]]
+    while any(f == busy[-1] for _, f in sent):
+        busy.append(next(t for t, f in sent if f == busy[-1]))
+    idle = [t for t, _ in sent if t not in busy]
+    assert len(busy) == len(idle) == 3
+    for task_id in idle:
+        core.tasks.finished(Outcome(task_id, 0, values=[]))
+        core.schedule_as_runtime()
+    assert core.backend.recalls == [busy[-1]]
+    # A pass before the answer: a task pinned to the busy node queues (a pass is due).
+    busy_node = core.tasks.records[busy[0]].placement.node.node_id  # type: ignore[union-attr]
+    spec = TaskSpec(100, CodeRef(1, "work", b""), Args(None), (), 0, {"CPU": 1.0},
+                    name="pinned", scheduling_strategy=NodeAffinitySchedulingStrategy(busy_node))
+    core.tasks.submit(spec)
+    assert core.schedule_as_runtime()
+    assert core.backend.recalls == [busy[-1]]  # not busy[-2] too: one CPU is free
+    assert core.problems() == []
+
+
+def test_a_queued_behind_task_stays_withdrawable_without_take_back() -> None:
+    """A backend that cannot take a queued task back at once (a cluster: the task waits
+    on another machine) queues no task behind another when the task is under a
+    concurrency limit (an Executor's call): the Executor's ``cancel()`` of a PENDING
+    future withdraws it, and must be able to while no worker has started it."""
+    core = _deep(cpus=1.0, depth=3)
+    core.backend.can_take_back = False
+    core.tasks.takes_back = False  # as the cluster's head: Backend.takes_back
+    for task_id in range(1, 4):
+        core.submit(task_id, limit=("executor", 1))
+    assert [run.follows for run in core.backend.runs] == [0]
+    assert core.tasks.withdraw(3) and core.tasks.withdraw(2)
+    # Without a limit (no Executor can withdraw it) it is queued behind as before.
+    for task_id in range(4, 6):
+        core.submit(task_id)
     assert core.problems() == []

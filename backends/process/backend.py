@@ -85,6 +85,7 @@ def share_blocked_workers() -> bool:
 
 class ProcessBackend(Backend):
     name = "process"
+    takes_back = True  # a queued task's claim is taken in shared memory
     pipelines = True
     # A worker holds up to eight plain tasks: measured against two (one running, one
     # queued), a batch of trivial tasks costs the driver and the workers a quarter to a
