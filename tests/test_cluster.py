@@ -201,6 +201,38 @@ def test_tasks_queue_on_a_busy_nodes_workers_and_come_back_for_a_free_node(
     assert sorted(actorlib.get(holds, timeout=30)) == ["left", "left", "right", "right"]
 
 
+def test_tasks_queued_on_a_dead_nodes_workers_use_no_retry(
+    three: Cluster, tmp_path: os.PathLike[str]
+) -> None:
+    """A node dies with tasks queued on its workers behind running ones: those never
+    started, so they run elsewhere even with no retries left (``max_retries=0``); the
+    running ones, which did start, fail with ``NodeDiedError``."""
+    from actorlib.exceptions import NodeDiedError
+    from actorlib.util import state
+
+    folder = str(tmp_path)
+    holds = [hold_on_node.options(max_retries=0).remote(folder) for _ in range(4)]
+    wait_until(lambda: len([n for n in os.listdir(folder) if n.startswith("running-")]) == 4,
+               timeout=30)
+    quick = [where.options(max_retries=0).remote() for _ in range(12)]
+    wait_for(
+        lambda: state.list_tasks(filters=[("name", "=", "where"), ("node_id", "=", "left"),
+                                          ("state", "=", "SUBMITTED_TO_WORKER")]),
+        "tasks queued on left's busy workers", timeout=30,
+    )
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
+    open(os.path.join(folder, "release-right"), "w").close()
+    assert actorlib.get(quick, timeout=60) == ["right"] * 12
+    outcomes = []
+    for ref in holds:
+        try:
+            outcomes.append(actorlib.get(ref, timeout=30))
+        except NodeDiedError:
+            outcomes.append("died")
+    assert sorted(outcomes) == ["died", "died", "right", "right"]
+
+
 def test_an_executors_pending_futures_stay_cancellable(
     three: Cluster, tmp_path: os.PathLike[str]
 ) -> None:
