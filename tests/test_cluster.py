@@ -193,6 +193,11 @@ def test_tasks_queue_on_a_busy_nodes_workers_and_come_back_for_a_free_node(
         "tasks queued on the busy workers", timeout=30,
     )
     assert queued
+    from actorlib.cluster_cli import query_status
+
+    # ``actorlib status``: a node runs one task per CPU; those queued on its workers
+    # are not running (they were counted: up to 8 a worker).
+    assert [n["running_tasks"] for n in query_status(three.address)["nodes"]] == [2, 2]
     open(os.path.join(folder, "release-right"), "w").close()
     assert actorlib.get(quick, timeout=30) == ["right"] * 12
     done, _ = actorlib.wait(holds, num_returns=4, timeout=0)
