@@ -461,3 +461,37 @@ def test_a_queued_behind_task_stays_withdrawable_without_take_back() -> None:
     for task_id in range(4, 6):
         core.submit(task_id)
     assert core.problems() == []
+
+
+def test_no_task_is_recalled_for_a_node_that_lacks_its_resources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tasks that need a resource only their node has are never asked back for the
+    free CPUs of other nodes (they could not run there, and would only come back); and
+    a pass looks at those nodes once per request, not once per task queued."""
+    import actorlib.core.tasks as tasks_module
+
+    core = _deep(cpus=1.0, depth=8)
+    core.scheduler.nodes["node"].total["special"] = 1.0
+    core.scheduler.nodes["node"].available["special"] = 1.0
+    for i in range(20):
+        core.scheduler.add_node(f"idle-{i}", {"CPU": 1.0})
+    asked: list[str] = []
+    has_room = tasks_module._has_room
+
+    def counted(node: Any, *args: Any) -> bool:
+        asked.append(node.node_id)
+        return has_room(node, *args)
+
+    monkeypatch.setattr(tasks_module, "_has_room", counted)
+    for task_id in range(1, 9):
+        spec = TaskSpec(task_id, CodeRef(1, "work", b""), Args(None), (), 0,
+                        {"CPU": 1.0, "special": 1.0}, name=f"special-{task_id}")
+        core.tasks.submit(spec)
+        core.schedule()
+    assert [run.follows for run in core.backend.runs] == [0, 1, 2, 3, 4, 5, 6, 7]
+    asked.clear()
+    core.schedule()  # a pass: 20 nodes with a free CPU, none with "special"
+    assert core.backend.recalls == []
+    assert len(asked) <= 7 + 20  # each follower's own node, then each other node once
+    assert core.problems() == []

@@ -349,10 +349,10 @@ class Tasks:
             n for n in self.scheduler.nodes.values()
             if n.alive and n.host is None and n.available.get("CPU", 0.0) > 1e-9
         ]
-        # Requests (by identity: a remote function's tasks share one) no other node has
-        # room for in this pass: ``promised`` only grows, so the next ask has none either
-        # (one scan of the nodes per request, not one per follower).
-        no_room: set[int] = set()
+        # Requests (their queue's key: tasks unpickled from a worker share no dict) no
+        # other node has room for in this pass: ``promised`` only grows, so the next ask
+        # has none either (one scan of the nodes per request, not one per follower).
+        no_room: set[Any] = set()
         followers = list(self.followers.values())
         # A recall on its way (a cluster's goes to the node and back) still frees nothing
         # and will want a CPU when it arrives: promise it one first, so a pass that runs
@@ -368,7 +368,7 @@ class Tasks:
 
     @staticmethod
     def _promise(
-        rec: TaskRecord, others: list[Node], promised: dict[str, float], no_room: set[int]
+        rec: TaskRecord, others: list[Node], promised: dict[str, float], no_room: set[Any]
     ) -> bool:
         """Promise ``rec`` a node's CPUs for when it is handed back: its chain's node if
         that one has room, else another that has; False if none has."""
@@ -380,10 +380,11 @@ class Tasks:
         node: Node | None = placement.node
         if not _has_room(placement.node, request, cpus, promised):
             node = None
-            if id(request) not in no_room:
+            key = rec.shape[0] if rec.shape else tuple(sorted(request.items()))
+            if key not in no_room:
                 node = next((n for n in others if _has_room(n, request, cpus, promised)), None)
                 if node is None:
-                    no_room.add(id(request))
+                    no_room.add(key)
         if node is None:
             return False
         promised[node.node_id] = promised.get(node.node_id, 0.0) + cpus
