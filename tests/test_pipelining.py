@@ -40,6 +40,7 @@ class ScriptedBackend:
         self.runs: list[TaskRun] = []
         self.recalls: list[int] = []
         self.cancels: list[int] = []
+        self.forced: list[bool] = []  # each cancel's force
         self.taken_back: list[int] = []
         self.can_take_back = True  # take_back's answer: not started yet
 
@@ -51,6 +52,7 @@ class ScriptedBackend:
 
     def cancel(self, id: int, *, force: bool) -> None:
         self.cancels.append(id)
+        self.forced.append(force)
 
     def take_back(self, task_id: int) -> bool:
         if self.can_take_back:
@@ -495,3 +497,78 @@ def test_no_task_is_recalled_for_a_node_that_lacks_its_resources(
     assert core.backend.recalls == []
     assert len(asked) <= 7 + 20  # each follower's own node, then each other node once
     assert core.problems() == []
+
+
+def test_a_jobs_end_passes_force_on_to_a_task_queued_behind_another() -> None:
+    """A job ends (its driver is gone): its task queued behind another job's is
+    cancelled with force, which the backend gets, so that it stops the task forcibly if
+    it has started meanwhile (the outcome of the one ahead on its way); unstarted, the
+    backend takes it back and the task ahead runs on. Before, the force was dropped: a
+    task that swallowed the plain cancel's interrupt ran on for a driver that was gone."""
+    core = Core()
+    core.submit(1)
+    core.submit(2)
+    assert [run.follows for run in core.backend.runs] == [0, 1]
+    core.tasks.records[2].job = 7  # another driver's (its job: its driver's id prefix)
+    core.tasks.end_job(7)
+    assert (core.backend.cancels, core.backend.forced) == ([2], [True])
+    core.tasks.recalled(2, 0)  # handed back unstarted: ends as cancelled
+    assert 2 not in core.tasks.records and core.tasks.records[1].state is RUNNING
+    assert core.problems() == []
+
+
+class _Claims:
+    def __init__(self, answer: bool | None) -> None:
+        self.answer = answer
+
+    def take(self, task_id: int, wait: bool = True) -> bool | None:
+        return self.answer
+
+
+class _Worker:
+    """What ``ProcessBackend.cancel`` reads of a worker process, and what it does to it."""
+
+    def __init__(self, answer: bool | None, running: list[int]) -> None:
+        self.claims = _Claims(answer)
+        self.running = dict.fromkeys(running, 0)
+        self.blocked: set[int] = set()
+        self.private: set[int] = set()
+        self.idle = self.retired = self.killed = False
+        self.sent: list[Any] = []
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def send_urgent(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+@pytest.mark.parametrize(("answer", "first", "force", "expected"), [
+    (True, False, True, "handed back"),  # still queued: the task ahead runs on
+    (True, False, False, "handed back"),
+    (False, False, True, "killed"),  # the worker claimed it: it runs (started meanwhile)
+    (False, True, True, "killed"),  # the running task (never queued)
+    (None, True, True, "killed"),  # the running one, while the worker claims the next
+    (None, False, True, "asked, forced"),  # the worker claims now, maybe the one ahead
+    (False, True, False, "asked"),
+])
+def test_the_process_backend_stops_a_queued_task_forcibly_only_once_it_runs(
+    answer: bool | None, first: bool, force: bool, expected: str
+) -> None:
+    """``ProcessBackend.cancel`` of a task on a worker: taken back while still queued
+    (forced or not: killing the worker would kill the task ahead), the worker killed
+    only for a forced cancel of a task that runs there, else asked."""
+    from actorlib.backends.process.backend import ProcessBackend
+
+    backend = ProcessBackend()
+    recalled: list[int] = []
+    backend.events = type("Events", (), {  # type: ignore[assignment]
+        "task_recalled": lambda self, task_id, attempt: recalled.append(task_id)})()
+    worker = _Worker(answer, [7, 1] if first else [1, 7])
+    backend._task_worker[7] = worker  # type: ignore[assignment]
+    backend.cancel(7, force=force)
+    got = (
+        "handed back" if recalled == [7] else "killed" if worker.killed
+        else f"asked{', forced' if worker.sent[0].force else ''}" if worker.sent else "?"
+    )
+    assert got == expected

@@ -647,11 +647,14 @@ class Tasks:
             self.backend.cancel(rec.spec.task_id, force=force)
         elif state is FOLLOWING and not rec.cancelled:
             # Not started: the worker drops it from its queue (a hand-back, hence
-            # ``recalling``). Never force: killing the worker would kill the task ahead.
+            # ``recalling``); the task ahead is never stopped for it. ``force`` passes on:
+            # the task may have started since (the outcome of the one ahead is on its way,
+            # further on a cluster), and then only a forced stop ends one that swallows
+            # the interrupt (a job's end: its driver is gone).
             rec.cancelled = True
             rec.recalling = True
             self.leaders.pop(rec.spec.task_id, None)  # nothing more is queued behind it
-            self.backend.cancel(rec.spec.task_id, force=False)
+            self.backend.cancel(rec.spec.task_id, force=force)
 
     def withdraw(self, task_id: int) -> bool:
         """Cancel a task only if it has not started and can be stopped from starting at
