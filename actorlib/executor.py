@@ -23,12 +23,17 @@ Per-worker set-up (``initializer``) runs inside the task, once per worker and ex
 before that worker's first task of this executor; ``max_tasks_per_child`` reruns it after
 that many tasks on a worker (workers belong to the runtime and are not replaced, see
 docs/migration.md).
+
+At interpreter exit, calls still in flight run to their end before the runtime stops
+(``_finish_at_exit``), as ``ProcessPoolExecutor``'s do; a call's error is raised as the
+stdlib raises it (``executor_errors.as_stdlib_error``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+import sys
 import threading
 import time
 import uuid
@@ -50,8 +55,10 @@ from actorlib.exceptions import (
     ExecutorWorkerError,
     RuntimeClosedError,
     SerializationError,
+    TaskError,
     WorkerCrashedError,
 )
+from actorlib.executor_errors import as_stdlib_error
 from actorlib.executor_results import (
     Item,
     Unread,
@@ -65,13 +72,13 @@ from actorlib.executor_tasks import (
     CallTasks,
     ChunkFuture,
     ExecutorFuture,
+    FailingTasks,
     InitializerFailed,
     Prepare,
-    UnpicklableTasks,
 )
 from actorlib.remote_function import RemoteFunction
 from actorlib.runtime_lease import acquire_runtime, release_runtime
-from actorlib.session import is_initialized
+from actorlib.session import ended_by_signal, is_initialized
 
 __all__ = [
     "BrokenExecutorError",
@@ -89,15 +96,61 @@ T = TypeVar("T")
 
 
 def _translate(exc: BaseException) -> BaseException:
-    """Errors at the executor boundary: worker deaths become ``BrokenExecutor`` too."""
+    """Errors at the executor boundary: worker deaths become ``BrokenExecutor`` too; a
+    call's own error is raised as the stdlib raises it (``as_stdlib_error``)."""
     if isinstance(exc, InitializerFailed):
         err: BaseException = ExecutorInitializerError(str(getattr(exc, "cause", None) or exc))
     elif isinstance(exc, WorkerCrashedError) and not isinstance(exc, BrokenExecutorError):
         err = ExecutorWorkerError(*exc.args)
+    elif isinstance(exc, TaskError):
+        return as_stdlib_error(exc)  # the call's own error, as the stdlib raises it
     else:
         return exc
     err.__cause__ = exc
     return err
+
+
+# -- at interpreter exit -----------------------------------------------------------------
+
+#: Executors that may have calls in flight (weakly: a call in flight keeps its executor).
+_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook = False
+
+
+def _finish_at_exit() -> None:
+    """Let calls already submitted finish before the interpreter exits (and, with it,
+    actorlib's runtime): ``ProcessPoolExecutor`` runs them to their end at exit, also
+    after ``shutdown(wait=False)`` or with no shutdown at all. Registered where the
+    stdlib's own hook is (``threading._register_atexit``: before ``atexit`` handlers,
+    so before actorlib's runtime stops).
+
+    Not when Ctrl-C or a SIGTERM/SIGHUP ended the script: a Ctrl-C at a terminal stops
+    the stdlib's workers too (they share its process group), and a SIGTERM kills its
+    process at once; actorlib's workers are not signalled, the runtime's shutdown stops
+    them. (A Ctrl-C while this waits stops the wait.)"""
+    if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt) or ended_by_signal():
+        return
+    for executor in list(_executors):
+        if executor._waits_at_exit:
+            executor._wait_idle()
+
+
+def _register_exit_hook() -> None:
+    global _exit_hook
+    with _exit_hook_lock:
+        if _exit_hook:
+            return
+        _exit_hook = True
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError
+        register(_finish_at_exit)
+    except RuntimeError:  # no such hook, or the interpreter is already exiting
+        import atexit
+
+        atexit.register(_finish_at_exit)  # after the runtime's own: runs first
 
 
 # -- the executor ------------------------------------------------------------------------
@@ -114,6 +167,10 @@ class Executor(concurrent.futures.Executor):
     ``max_retries``: how often a call whose worker died is rerun (actorlib's task option).
     ``mp_context`` is accepted for ``ProcessPoolExecutor`` compatibility and ignored.
     """
+
+    #: At interpreter exit, wait for the calls in flight (``ProcessPoolExecutor`` does;
+    #: ``Pool``'s does not: multiprocessing terminates a pool at exit).
+    _waits_at_exit = True
 
     def __init__(
         self,
@@ -176,6 +233,8 @@ class Executor(concurrent.futures.Executor):
         self._arrivals: list[tuple[Item, Serialized]] = []
         self._arrivals_lock = threading.Lock()
         self._draining = False
+        _register_exit_hook()
+        _executors.add(self)
 
     # -- public API --------------------------------------------------------------------
 
@@ -243,12 +302,39 @@ class Executor(concurrent.futures.Executor):
         if cancel_futures:
             self._cancel_items(list(self._pending))
         if wait:
-            with self._lock:
-                while self._outstanding > 0:
-                    self._idle.wait(SIGNAL_LOOK_S)  # on the main thread: Ctrl-C gets in
+            self._wait_idle()
             self._release()
         else:
             self._release_when_idle()
+
+    def _wait_idle(self) -> None:
+        """Wait until every call submitted has ended (or the runtime is gone under us)."""
+        with self._lock:
+            while self._outstanding > 0:
+                if not self._idle.wait(SIGNAL_LOOK_S) and not is_initialized():
+                    return  # shut down under the executor: its futures are failing
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
+        """``shutdown(wait=True)``; first, if Ctrl-C (or a SIGTERM/SIGHUP) ended the block,
+        withdraw the queued calls and interrupt the running ones: a Ctrl-C at a terminal
+        reaches the stdlib's workers too (the running calls raise ``KeyboardInterrupt``,
+        the pool breaks), so its block ends at once; actorlib's workers are not signalled."""
+        if exc_type is not None and (
+            issubclass(exc_type, KeyboardInterrupt) or ended_by_signal()
+        ):
+            self._interrupt()
+        return super().__exit__(exc_type, exc_val, exc_tb)
+
+    def _interrupt(self) -> None:
+        """Withdraw the queued calls; stop the running ones (``cancel(force=True)``)."""
+        self._cancel_items(list(self._pending))
+        with self._lock:
+            running = [item.ref for item in self._live if item.ref is not None]
+        for ref in running:
+            try:
+                cancel(ref, force=True)  # (a call in a C function, a sleep, stops too)
+            except Exception:  # ended meanwhile, or the runtime is going
+                pass
 
     # -- for Pool ----------------------------------------------------------------------
 
@@ -290,9 +376,10 @@ class Executor(concurrent.futures.Executor):
 
     # -- internals ---------------------------------------------------------------------
 
-    def _tasks_for(self, fn: Callable[..., Any]) -> CallTasks | UnpicklableTasks:
+    def _tasks_for(self, fn: Callable[..., Any]) -> CallTasks | FailingTasks:
         if not callable(fn):
-            raise TypeError(f"{fn!r} is not callable")
+            # The stdlib's pools fail each call's future (the worker calls it), not submit.
+            return FailingTasks(fn, self._prepare, self._task_options)
         if isinstance(fn, RemoteFunction):
             fn = fn._function
         try:
@@ -304,7 +391,7 @@ class Executor(concurrent.futures.Executor):
         try:
             tasks = CallTasks(fn, self._prepare, self._task_options)
         except SerializationError:
-            return UnpicklableTasks(fn, self._prepare, self._task_options)
+            return FailingTasks(fn, self._prepare, self._task_options)
         try:
             with self._lock:
                 self._tasks[fn] = tasks

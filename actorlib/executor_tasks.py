@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import types
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -84,16 +85,31 @@ def _make_call(
         async def call_async(*args: Any, **kwargs: Any) -> Any:
             if prepare is not None:
                 prepare_worker(*prepare)
-            return await box[0](*args, **kwargs)
+            result = await box[0](*args, **kwargs)
+            if isinstance(result, _GENERATORS):
+                _fail_generator(result)
+            return result
 
         return call_async
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if prepare is not None:
             prepare_worker(*prepare)
-        return box[0](*args, **kwargs)
+        result = box[0](*args, **kwargs)
+        if isinstance(result, _GENERATORS):
+            _fail_generator(result)
+        return result
 
     return call
+
+
+#: What a call may not return: a task returning one streams its items, but the stdlib's
+#: pools fail the call (a generator does not pickle), and so does the executor.
+_GENERATORS = (types.GeneratorType, types.AsyncGeneratorType)
+
+
+def _fail_generator(result: Any) -> None:
+    raise TypeError(f"cannot pickle {type(result).__name__!r} object")
 
 
 def _note_partial(exc: BaseException, done: list[Any]) -> None:
@@ -242,22 +258,35 @@ class CallTasks:
         return self._chunk
 
 
-class UnpicklableTasks:
-    """Stands in for :class:`CallTasks` when ``fn`` cannot be pickled: each call then fails
-    its future with the ``SerializationError``, as ``ProcessPoolExecutor`` fails it."""
+class FailingTasks:
+    """Stands in for :class:`CallTasks` when ``fn`` cannot be pickled, or is not callable:
+    each call then fails its future with the ``SerializationError``, or the ``TypeError``
+    calling it raises, as ``ProcessPoolExecutor`` and ``multiprocessing.Pool`` fail it
+    (``submit`` itself does not raise; ``map`` over nothing returns nothing)."""
 
-    def __init__(self, fn: Callable[..., Any], prepare: Prepare | None,
-                 options: dict[str, Any]) -> None:
+    def __init__(self, fn: Any, prepare: Prepare | None, options: dict[str, Any]) -> None:
         self._fn, self._prepare, self._options = fn, prepare, options
 
     @property
-    def call(self) -> RemoteFunction[Any, Any]:
-        fn = self._fn
-        return remote(_make_call(fn, [fn], self._prepare)).options(
-            name=_name_of(fn), **self._options
-        )
+    def call(self) -> Any:
+        return self._remote(_make_call)
 
-    def chunk(self, fn: Callable[..., Any]) -> RemoteFunction[Any, Any]:
-        return remote(_make_chunk(fn, [fn], self._prepare)).options(
-            name=_name_of(fn), **self._options
-        )
+    def chunk(self, fn: Any) -> Any:
+        return self._remote(_make_chunk)
+
+    def _remote(self, make: Callable[..., Callable[..., Any]]) -> Any:
+        fn = self._fn
+        if not callable(fn):
+            return _NotCallable(fn)
+        return remote(make(fn, [fn], self._prepare)).options(name=_name_of(fn), **self._options)
+
+
+class _NotCallable:
+    """The remote function of ``fn``, not callable: ``remote()`` raises the ``TypeError``
+    calling ``fn`` raises (which fails the call's future)."""
+
+    def __init__(self, fn: Any) -> None:
+        self._name = type(fn).__name__
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self._name!r} object is not callable")

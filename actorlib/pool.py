@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future
+from concurrent.futures.process import _RemoteTraceback
 from typing import Any, Generic, TypeVar
 
 from actorlib.core import interruptible
@@ -48,8 +49,18 @@ class PoolTimeoutError(GetTimeoutError, multiprocessing.TimeoutError):
 
 
 def _pool_error(exc: BaseException) -> BaseException:
+    """A call's error as the pool raises it: a call's own error carries its remote
+    traceback as ``multiprocessing.pool.RemoteTraceback``, as multiprocessing's does
+    (the executor's is ``concurrent.futures``')."""
     if isinstance(exc, CancelledError):
         return ExecutorShutdownError("the pool was terminated before this call finished")
+    cause = exc.__cause__
+    if isinstance(cause, _RemoteTraceback):
+        from multiprocessing.pool import (  # type: ignore[attr-defined]  # (not in typeshed)
+            RemoteTraceback,  # on the first error only
+        )
+
+        exc.__cause__ = RemoteTraceback(cause.tb)
     return exc
 
 
@@ -167,7 +178,10 @@ class IMapIterator(Iterator[T]):
     ) -> None:
         self._pool = pool
         self._fn = fn
-        self._source = iter(iterable)
+        try:
+            self._source: Iterator[Any] = iter(iterable)
+        except TypeError as exc:  # not iterable: raised by the first next(), as in multiprocessing
+            self._source = _raising(exc)
         self._chunksize = chunksize
         self._ordered = ordered
         self._star = star
@@ -185,21 +199,36 @@ class IMapIterator(Iterator[T]):
     def _fill(self) -> None:
         while not self._exhausted and len(self._inflight) < self._lookahead:
             chunk = []
-            for item in self._source:
-                chunk.append(tuple(item) if self._star else item)
-                if len(chunk) >= self._chunksize:
-                    break
-            if not chunk:
+            failed: Exception | None = None
+            try:
+                for item in self._source:
+                    chunk.append(_star_args(item) if self._star else item)
+                    if len(chunk) >= self._chunksize:
+                        break
+            except Exception as exc:
+                # Like multiprocessing: the input's error takes the next item's place,
+                # after the results of the items read before it; then the input ends.
+                failed = exc
+            if not chunk and failed is None:
                 self._exhausted = True
                 return
             if len(chunk) < self._chunksize:
                 self._exhausted = True
-            future = self._pool._executor._submit_chunk(self._fn, chunk, self._star)
-            if self._bar is not None:
-                future.add_done_callback(_advance(self._bar, len(chunk)))
-            if not self._ordered:
-                future.add_done_callback(self._completed.put)
-            self._inflight.append(future)
+            if chunk:
+                self._track(self._pool._executor._submit_chunk(self._fn, chunk, self._star),
+                            len(chunk))
+            if failed is not None:
+                error: Future[Any] = Future()
+                error.set_exception(failed)
+                self._track(error, 0)
+
+    def _track(self, future: Future[Any], size: int) -> None:
+        """``future`` (of a chunk of ``size`` items) is in flight, read in its turn."""
+        if self._bar is not None and size:
+            future.add_done_callback(_advance(self._bar, size))
+        if not self._ordered:
+            future.add_done_callback(self._completed.put)
+        self._inflight.append(future)
 
     def __iter__(self) -> IMapIterator[T]:
         return self
@@ -262,6 +291,30 @@ class IMapIterator(Iterator[T]):
             self._bar.close()
 
 
+def _raising(exc: Exception) -> Iterator[Any]:
+    """An input that raises ``exc`` when read."""
+    raise exc
+    yield  # a generator
+
+
+def _apply_as_given(
+    func: Callable[..., Any], args: Any, kwds: Any,
+) -> Any:
+    """``func(*args, **kwds)`` in the worker, for ``args`` (``kwds``) that are no sequence
+    (mapping): its ``TypeError`` is the call's, raised by its result, as in
+    multiprocessing."""
+    return func(*args, **kwds)
+
+
+def _star_args(item: Any) -> Any:
+    """``starmap``'s item as a tuple of arguments; as given if it is not iterable (the
+    worker's call raises its ``TypeError``, as multiprocessing's does)."""
+    try:
+        return tuple(item)
+    except TypeError:
+        return item
+
+
 def _advance(bar: Any, n: int) -> Callable[[Future[Any]], None]:
     lock = threading.Lock()
 
@@ -270,6 +323,13 @@ def _advance(bar: Any, n: int) -> Callable[[Future[Any]], None]:
             bar.update(n)
 
     return advance
+
+
+class _PoolExecutor(Executor):
+    """A pool's executor: its calls do not hold the interpreter's exit up (multiprocessing
+    terminates a pool at exit, its work unfinished)."""
+
+    _waits_at_exit = False
 
 
 class Pool:
@@ -302,7 +362,7 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        self._executor = Executor(
+        self._executor = _PoolExecutor(
             processes, backend=backend, initializer=initializer, initargs=tuple(initargs),
             max_tasks_per_child=maxtasksperchild, **init_kwargs,
         )
@@ -357,7 +417,12 @@ class Pool:
     ) -> ApplyResult[T]:
         self._check_running()
         result: ApplyResult[T] = ApplyResult(callback, error_callback)
-        future = self._executor.submit(func, *tuple(args), **dict(kwds or {}))
+        try:
+            call_args, call_kwds = tuple(args), dict(kwds or {})
+        except (TypeError, ValueError):
+            future = self._executor.submit(_apply_as_given, func, args, kwds or {})
+        else:
+            future = self._executor.submit(func, *call_args, **call_kwds)
         future.add_done_callback(result._from_future)
         return result
 
@@ -373,7 +438,7 @@ class Pool:
                 chunksize += 1
         if chunksize < 1 and items:
             raise ValueError(f"Chunksize must be 1+, not {chunksize}")
-        calls = [tuple(x) for x in items] if star else items
+        calls = [_star_args(x) for x in items] if star else items
         return [calls[i:i + chunksize] for i in range(0, len(calls), max(chunksize, 1))]
 
     def _map_async(

@@ -46,6 +46,7 @@ _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _handled: list[signal.Signals] = []  # those whose handler is ours (installed by init)
 _stopping = False  # shutdown() is running: a terminating signal waits for it to end
 _pending_signal: int | None = None
+_ended_by_signal = False  # a SIGTERM/SIGHUP is unwinding the script (see ended_by_signal)
 
 # Ray's init() options that have no meaning here; accepted so Ray scripts run unchanged.
 # (``_metrics_export_port``: actorlib's metrics are served by the dashboard, at /metrics.)
@@ -450,7 +451,7 @@ def _on_terminating_signal(signum: int, frame: object) -> None:
     A signal arriving while shutdown() runs is kept until it is done: raising there
     would cut the cleanup short.
     """
-    global _pending_signal
+    global _pending_signal, _ended_by_signal
     if _stopping:
         _pending_signal = signum
         return
@@ -458,7 +459,14 @@ def _on_terminating_signal(signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
+    _ended_by_signal = True
     raise SystemExit(128 + signum)
+
+
+def ended_by_signal() -> bool:
+    """Whether a SIGTERM or SIGHUP is ending the script (by unwinding it): at exit, work
+    in flight is not waited for (an ``Executor``'s, see ``executor._finish_at_exit``)."""
+    return _ended_by_signal
 
 
 def shutdown() -> None:

@@ -96,10 +96,6 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_cancel_calls.py::test_a_queued_call_is_cancelled_and_never_runs": (
         "difference: Ray 2.60 does not end a queued actor call when it is cancelled: the "
         "call still runs when the actor reaches it"),
-    "test_cancel_calls.py::test_a_running_sync_call_runs_on_and_sees_is_canceled": (
-        "difference: in Ray 2.60 a running sync actor call does not see is_canceled()"),
-    "test_cancel_calls.py::test_a_cancelled_sync_call_that_fails_raises_task_cancelled": (
-        "difference: in Ray 2.60 a running sync actor call does not see is_canceled()"),
     # init(dashboard=True) raises NotSupportedError there: the dashboard's rows are the
     # state API's, which the ray backend does not serve (Ray's own dashboard shows Ray's).
     "test_dashboard.py::test_the_snapshot_shows_a_workload_and_follows_it":

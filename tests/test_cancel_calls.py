@@ -1,6 +1,7 @@
 """cancel() of actor calls: queued ones never run; a running call of a sync actor is not
 interrupted (the actor's state is its own) but sees ``is_canceled()``; a running call of an
-async actor gets ``asyncio.CancelledError``. As Ray documents for actor tasks."""
+async actor gets ``asyncio.CancelledError``; whatever the call makes of it, ``get`` raises
+``TaskCancelledError``. As Ray documents for actor tasks."""
 
 from __future__ import annotations
 
@@ -73,6 +74,16 @@ class Sleeper:
             self.events.append("cancelled")
             raise
 
+    async def sleep_caught(self, started: object) -> str:
+        """Swallows the cancel and returns, as Ray's docs show for cleanup."""
+        try:
+            await started.arrive.remote()  # type: ignore[attr-defined]
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.events.append("caught")
+            return "cleaned up"
+        return "slept"
+
     async def ping(self) -> str:
         return "pong"
 
@@ -102,8 +113,10 @@ def test_a_running_sync_call_runs_on_and_sees_is_canceled(rt):
     later = ledger.note.remote("later")
     actorlib.get(started.wait_count.remote(1), timeout=T)
     actorlib.cancel(ref)
-    # Not interrupted: it returns what it made of the cancel, and the actor goes on.
-    assert actorlib.get(ref, timeout=T) == "saw the cancel"
+    # Not interrupted: it runs on, sees the flag and returns; its caller still gets
+    # TaskCancelledError (as in Ray), and the actor goes on.
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
     assert actorlib.get(later, timeout=T) == "later"
     # The flag belongs to the cancelled call only.
     assert actorlib.get(ledger.history.remote(), timeout=T) == (
@@ -133,6 +146,17 @@ def test_a_running_async_call_is_cancelled_inside_the_actor(rt):
     assert time.monotonic() - t0 < T, "the call's sleep was waited out"
     assert actorlib.get(sleeper.ping.remote(), timeout=T) == "pong"
     assert actorlib.get(sleeper.history.remote(), timeout=T) == ["cancelled"]
+
+
+def test_an_async_call_that_swallows_the_cancel_still_raises_task_cancelled(rt):
+    started = Sync.remote()
+    sleeper = Sleeper.remote()
+    ref = sleeper.sleep_caught.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    assert actorlib.get(sleeper.history.remote(), timeout=T) == ["caught"]
 
 
 def test_cancelling_a_finished_call_keeps_its_result(rt):

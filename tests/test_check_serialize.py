@@ -59,6 +59,17 @@ def test_the_search_walks_containers_and_attributes_to_the_innermost_part() -> N
     assert failure.obj is holder.lock and failure.parent is holder and failure.name == "lock"
 
 
+def test_a_failure_has_ray_s_path_from_the_inspected_object() -> None:
+    """Ray 2.60's ``FailureTuple`` has ``obj``, ``path`` and ``parent`` (no ``name``)."""
+    holder = Holder()
+    ok, failures = inspect_serializability([1, {"h": holder}], name="batch",
+                                           print_file=io.StringIO())
+    assert not ok
+    (failure,) = failures
+    assert failure.path == ("batch", "[1]", "'h'", "lock")
+    assert "path=batch -> [1] -> 'h' -> lock" in repr(failure)
+
+
 def test_depth_bounds_the_search() -> None:
     holder = Holder()
     ok, failures = inspect_serializability([holder], depth=0, print_file=io.StringIO())

@@ -7,6 +7,7 @@ across nodes, objects moving between nodes, nodes and drivers going away, the to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,28 +47,35 @@ class Cluster:
             return f.read()
 
 
-@pytest.fixture
-def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    """A head and two nodes: ``left`` (2 CPUs, resource left, label side=left) and
-    ``right`` (2 CPUs, right, side=right)."""
-    root = str(tmp_path)
+@contextlib.contextmanager
+def _running(root: str, monkeypatch: pytest.MonkeyPatch,
+             nodes: dict[str, dict[str, Any]]) -> Iterator[Cluster]:
+    """A head and ``nodes`` (name -> ``start_node`` arguments), this driver connected."""
     token_file = os.path.join(root, "token")
     tokens.write_token_file(token_file, tokens.new_token())
     monkeypatch.setenv("ACTORLIB_CLUSTER_TOKEN_FILE", token_file)
     head, address = daemons.start_head(root, token_file)
-    nodes = {}
+    started: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name in ("left", "right"):
-            nodes[name] = daemons.start_node(
-                root, token_file, address, name=name, num_cpus=2, resources={name: 1},
-                node_id=name, labels={"side": name},
-            )
+        for name, options in nodes.items():
+            started[name] = daemons.start_node(root, token_file, address, name=name,
+                                               node_id=name, **options)
         actorlib.init(address=address)
-        wait_until(lambda: len(actorlib.nodes()) == 2, timeout=30)
-        yield Cluster(address, token_file, root, head, nodes)
+        wait_until(lambda: len(actorlib.nodes()) == len(nodes), timeout=30)
+        yield Cluster(address, token_file, root, head, started)
     finally:
         actorlib.shutdown()
-        daemons.stop_processes([*nodes.values(), head])
+        daemons.stop_processes([*started.values(), head])
+
+
+@pytest.fixture
+def three(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A head and two nodes: ``left`` (2 CPUs, resource left, label side=left) and
+    ``right`` (2 CPUs, right, side=right)."""
+    nodes = {name: {"num_cpus": 2, "resources": {name: 1}, "labels": {"side": name}}
+             for name in ("left", "right")}
+    with _running(str(tmp_path), monkeypatch, nodes) as cluster:
+        yield cluster
 
 
 @actorlib.remote
@@ -643,3 +651,39 @@ def blocked_on_right(path: str) -> str:
     while not os.path.exists(path):
         time.sleep(0.05)
     return actorlib.get_runtime_context().get_node_id()
+
+
+@pytest.fixture
+def quick_timeout(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A head that declares a node dead after 2 s of silence, and one node."""
+    monkeypatch.setenv("ACTORLIB_NODE_TIMEOUT_S", "2")
+    with _running(str(tmp_path), monkeypatch, {"only": {"num_cpus": 1}}) as cluster:
+        yield cluster
+
+
+def test_a_frozen_node_is_declared_dead(quick_timeout: Cluster) -> None:
+    quick_timeout.nodes["only"].send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        wait_until(lambda: actorlib.nodes() == [], timeout=20)
+        assert time.monotonic() - started < 10
+        assert "node only at" in quick_timeout.log("head")
+    finally:
+        quick_timeout.nodes["only"].send_signal(signal.SIGCONT)
+
+
+def test_a_head_that_stalled_past_the_node_timeout_keeps_its_nodes(
+    quick_timeout: Cluster,
+) -> None:
+    """Stopped (Ctrl-Z, a VM paused, starved of CPU) for longer than the node timeout,
+    the head finds its nodes' heartbeats of that while unread when it resumes: silence
+    it did not listen to is no sign of a dead node (before, it dropped every node, and
+    every task and actor on them, the moment it resumed)."""
+    assert actorlib.get(where.remote(), timeout=30) == "only"
+    quick_timeout.head.send_signal(signal.SIGSTOP)
+    time.sleep(4)
+    quick_timeout.head.send_signal(signal.SIGCONT)
+    time.sleep(2)  # two of the head's looks at its nodes
+    assert [n["NodeID"] for n in actorlib.nodes()] == ["only"]
+    assert actorlib.get(where.remote(), timeout=30) == "only"
+    assert "stopped responding" not in quick_timeout.log("head")

@@ -1187,6 +1187,56 @@ def test_without_a_worker_timeout_a_stopped_worker_is_left_alone(prt, tmp_path):
     actorlib.cancel(ref, force=True)
 
 
+_STALLED_DRIVER = """
+import os, sys, time
+import actorlib
+
+actorlib.init(backend="process", num_cpus=1, worker_timeout_s=1.0)
+
+@actorlib.remote
+class Pid:
+    def pid(self):
+        return os.getpid()
+
+actor = Pid.remote()
+before = actorlib.get(actor.pid.remote(), timeout=30)
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1]):  # the test stops this process meanwhile
+    time.sleep(0.01)
+time.sleep(0.5)  # two looks of the watchdog after the stall
+try:
+    print("same" if actorlib.get(actor.pid.remote(), timeout=30) == before else "restarted")
+except actorlib.exceptions.ActorDiedError as error:
+    print("died:", error)
+actorlib.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_driver_that_stalled_past_the_worker_timeout_keeps_its_workers(tmp_path):
+    """The driver stopped (Ctrl-Z, a paused VM, starved of CPU) for longer than
+    ``worker_timeout_s``: its workers' ``Alive`` messages of that while wait unread when it
+    resumes. Silence it did not listen to is no sign of a frozen worker (before, every
+    worker was killed the moment it resumed)."""
+    go = tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, "-c", _STALLED_DRIVER, str(go)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(3)
+        proc.send_signal(signal.SIGCONT)
+        go.write_text("")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.strip() == "same", err
+    assert "did not answer" not in err
+
+
 @pytest.mark.parametrize("bad", [0, -1, "1", True])
 def test_worker_timeout_must_be_a_positive_number(bad, _leak_check):
     with pytest.raises(ValueError, match="worker_timeout_s"):

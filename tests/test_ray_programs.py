@@ -5,9 +5,10 @@ run as users run them: each script in ``tests/ray_programs/`` in a fresh interpr
 The scripts follow Ray's Core examples and patterns (nested tasks, ``ray.wait``
 backpressure, a synchronizing actor, async actors, Monte Carlo pi, map-reduce, parameter
 servers, batch prediction with ``ActorPool``, generators, ``ray.util.queue``, the runtime
-context, placement groups, ``ray.cancel``, actor restarts, named actors, the state API and
-logs, ...); where actorlib differs on purpose, the script says so and
-docs/ray-compatibility.md lists the difference.
+context, placement groups, ``ray.cancel`` (recursive, of actor calls), actor restarts,
+named actors, the state API and logs, serialization, the ``ActorPool`` API, retries by
+exception type, ``ray.wait`` / ``ray.get`` timeouts, ...); where actorlib differs on
+purpose, the script says so and docs/ray-compatibility.md lists the difference.
 """
 
 from __future__ import annotations

@@ -383,3 +383,37 @@ def test_a_thread_of_inline_work_waiting_for_an_answer_passes_reading_on(inline_
     core.send(Reply(request.req, True, [True]))
     assert done.wait(T)
     assert answers == [[True]], "the answer to the task's thread was not read"
+
+
+def test_a_wait_loop_asks_the_core_only_about_ids_it_has_not_heard_of():
+    """A ``Ready`` to any watch (also one that arrives after its wait ended) tells the
+    client that object is ready: a later ``wait`` (``reads=False``) on it is answered
+    without a round trip to the core; a ``get`` still asks for the value, and a dropped
+    ref's id is forgotten."""
+    from actorlib.core.serialization import UNREAD
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    client = RemoteCoreClient(Conn(), 1, "", HeapStore(), [])  # type: ignore[arg-type]
+    assert client.ready_values([1, 2, 3], 1, False, reads=False) == {}
+    seen: list[int] = []
+    def collect(id_: int, value: Any) -> None:
+        seen.append(id_)
+
+    client.watch([1, 2, 3], collect, reads=False)
+    token = sent[-1].token
+    client.on_ready(token, 1, serialize(1))
+    client.unwatch([2, 3], collect)  # the wait needed one: it stops watching
+    for id_ in (2, 3):  # answers already on their way when it did
+        client.on_ready(token, id_, serialize(id_))
+    assert seen == [1]
+    before = len(sent)
+    assert client.ready_values([2, 3], 1, False, reads=False) == {2: UNREAD}
+    assert client.ready_values([2, 3], 2, False, reads=False) == {2: UNREAD, 3: UNREAD}
+    assert len(sent) == before  # answered here
+    assert client.ready_values([2], 1, False, reads=True) == {}  # a get asks the core
+    client.drop_ref(2)
+    assert client.ready_values([2, 3], 2, False, reads=False) == {3: UNREAD}

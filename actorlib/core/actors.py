@@ -442,6 +442,11 @@ class Actors:
                 mailbox.retry_first(call)
             else:
                 self._finish_call(call, outcome.error)
+        elif call.cancelled:
+            # It ran on and returned (a sync call that saw ``is_canceled()``, an async one
+            # that caught ``CancelledError``): still cancelled, as a task is and as in Ray.
+            values.discard_outcome(outcome)
+            self._finish_call(call, cancelled_value(spec.method))
         else:
             values.set_results(spec.return_ids, outcome.values or [])
             self._finish_call(call, None)

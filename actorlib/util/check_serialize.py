@@ -20,14 +20,18 @@ _RULE = "=" * 61
 
 
 class FailureTuple(NamedTuple):
-    """An object that cannot be pickled, its name where it was found, and its holder."""
+    """An object that cannot be pickled, its name where it was found, and its holder;
+    ``path``: the names from the inspected object down to it (Ray 2.60's field; ``name``,
+    its last, is older Ray's)."""
 
     obj: Any
     name: str
     parent: Any
+    path: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return f"FailTuple({self.name} [obj={_short(self.obj)}, parent={_short(self.parent)}])"
+        return (f"FailTuple({self.name} [path={' -> '.join(self.path)}, "
+                f"obj={_short(self.obj)}, parent={_short(self.parent)}])")
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -80,7 +84,7 @@ def _members(value: Any) -> tuple[str, list[tuple[str, Any]]]:
 
 
 def _inspect(
-    value: Any, name: str, parent: Any, depth: int, failures: set[FailureTuple],
+    value: Any, path: tuple[str, ...], parent: Any, depth: int, failures: set[FailureTuple],
     out: TextIO, indent: str,
 ) -> bool:
     error = _error(value)
@@ -97,14 +101,15 @@ def _inspect(
             if _error(member) is None:
                 continue
             print(f"{indent}    Serializing {member_name!r} {_short(member)}...", file=out)
-            _inspect(member, member_name, value, depth - 1, failures, out, indent + "    ")
+            _inspect(member, (*path, member_name), value, depth - 1, failures, out,
+                     indent + "    ")
             found = True
         if found:
             return False
         if members:
             print(f"{indent}WARNING: Did not find non-serializable object in "
                   f"{_short(value)}. This may be an oversight.", file=out)
-    failures.add(_Failure(value, name, parent))
+    failures.add(_Failure(value, path[-1], parent, path))
     return False
 
 
@@ -133,7 +138,7 @@ def inspect_serializability(
     print(f"Checking Serializability of {label}", file=out)
     print(_RULE, file=out)
     failures: set[FailureTuple] = set()
-    ok = _inspect(base_obj, label, None, depth, failures, out, "")
+    ok = _inspect(base_obj, (label,), None, depth, failures, out, "")
     if ok:
         print("Serialization succeeded: this object can be sent to tasks and actors.", file=out)
     else:

@@ -82,6 +82,8 @@ log = logging.getLogger("actorlib.cluster")
 
 #: A node silent for this long (no heartbeat, no message) is declared dead.
 NODE_TIMEOUT_S = float(os.environ.get("ACTORLIB_NODE_TIMEOUT_S", "5"))
+#: How often the head looks for silent nodes.
+WATCH_NODES_S = 1.0
 NODE_PREFIX_BLOCK = 1 << 20  # id prefixes per node: one per worker process it may start
 
 
@@ -204,12 +206,27 @@ class HeadBackend(Backend):
         cluster_auth.hand_over(reader, writer, peer.conn)
 
     async def _watch_nodes(self) -> None:
-        """A node that stops talking (hung, or cut off without a FIN) is declared dead."""
+        """A node that stops talking (hung, or cut off without a FIN) is declared dead.
+
+        Silence counts only while the head itself was listening: after a stall of its
+        own (stopped, starved of CPU, swapping) the nodes' messages of that while wait
+        unread in their sockets, and the loop runs this timer before it reads them, so
+        a late look skips its turn, and a node that looks silent is judged again once
+        the loop has read what arrived."""
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(WATCH_NODES_S)
             now = time.monotonic()
-            for peer in list(self.nodes.values()):
-                if now - peer.last_seen > NODE_TIMEOUT_S:
+            stalled, last = now - last > 2 * WATCH_NODES_S, now
+            if stalled:
+                continue
+            silent = [p for p in self.nodes.values() if now - p.last_seen > NODE_TIMEOUT_S]
+            if not silent:
+                continue
+            await asyncio.sleep(0.05)  # the loop reads what the nodes sent meanwhile
+            now = time.monotonic()
+            for peer in silent:
+                if not peer.gone and now - peer.last_seen > NODE_TIMEOUT_S:
                     log.warning("actorlib: node %s at %s stopped responding",
                                 peer.node.node_id if peer.node else "?", peer.address)
                     peer.conn.close()

@@ -337,6 +337,29 @@ def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> 
         current_execution.reset(token)
 
 
+class _SyncCallContext(ExecutionContext):
+    """A sync (or threaded) actor's call on Ray: ``ray.cancel`` of it running only raises
+    Ray's flag (no interrupt, no message to actorlib), so ``is_canceled()`` asks Ray."""
+
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def cancelled(self) -> bool:
+        if _CANCELLED.__get__(self):
+            return True
+        try:
+            return bool(ray.get_runtime_context().is_canceled())
+        except Exception:  # not in a Ray task (the constructor's context, kept after it)
+            return False
+
+    @cancelled.setter
+    def cancelled(self, value: bool) -> None:
+        _CANCELLED.__set__(self, value)
+
+
+_CANCELLED: Any = ExecutionContext.__dict__["cancelled"]  # the dataclass's slot
+
+
 class _Host:
     """One actorlib actor inside a Ray actor."""
 
@@ -371,7 +394,7 @@ class _Host:
     def _context(self, call_id: int | None, method: str = "") -> ExecutionContext:
         spec = self._spec
         instance = getattr(self, "_instance", None)
-        return ExecutionContext(
+        return (_SyncCallContext if isinstance(self, SyncHost) else ExecutionContext)(
             self._node, task_id=call_id, actor_id=spec.actor_id, gpu_ids=self._gpus,
             namespace=spec.namespace, spec=spec, incarnation=self._incarnation,
             method=method, code=None if instance is None else type(instance),

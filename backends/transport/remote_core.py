@@ -41,9 +41,13 @@ from actorlib.core.metrics import Batch
 from actorlib.core.objects import Watcher, first_ready
 from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
-from actorlib.core.serialization import Serialized
+from actorlib.core.serialization import UNREAD, Serialized
 from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
 from actorlib.exceptions import RuntimeClosedError
+
+#: How many ids a client remembers as ready (see ``RemoteCoreClient._ready``); past it
+#: the memory starts over (a cache: forgetting costs a round trip, nothing else).
+READY_IDS_KEPT = 100_000
 
 
 def _never() -> bool:
@@ -81,6 +85,12 @@ class RemoteCoreClient:
         self._nodes = nodes
         self._tokens = itertools.count(1)
         self._watchers: dict[int, list[Any]] = {}  # token -> [callback, ids left]
+        # Ids whose objects the core said are ready (a ``Ready`` to any watch, also one
+        # that arrived after its wait ended): a ``wait`` on them is answered here, so a
+        # loop of ``wait(not_ready)`` costs a round trip to the core only when none of
+        # the ids it learnt of is left, not one per call. Readiness only: a ``get`` still
+        # asks the core for the value (it may have been lost, and made again since).
+        self._ready: set[int] = set()
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
         self._pending: dict[int, Callable[[bool, Any], None]] = {}
@@ -105,6 +115,7 @@ class RemoteCoreClient:
             self._send(AddRef(id_))
 
     def drop_ref(self, id_: int) -> None:
+        self._ready.discard(id_)
         if not self.closed:
             self._send(DropRef(id_))
 
@@ -114,7 +125,16 @@ class RemoteCoreClient:
     def ready_values(
         self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
-        return first_ready(ids, self.ready_value, need, fail_fast)
+        if reads or not self._ready:
+            return first_ready(ids, self.ready_value, need, fail_fast)
+        ready = self._ready  # a ``wait``: which are ready is all it needs
+        got: dict[int, Serialized] = {}
+        for id_ in ids:
+            if id_ in ready:
+                got[id_] = UNREAD
+                if len(got) == need:
+                    break
+        return got
 
     def ready_value(self, id_: int) -> Serialized | None:
         return None  # values live with the core, in another process: always a watch
@@ -132,6 +152,10 @@ class RemoteCoreClient:
             self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
+        ready = self._ready
+        if len(ready) >= READY_IDS_KEPT:
+            ready.clear()
+        ready.add(id_)
         entry = self._watchers.get(token)
         if entry is None:
             return
