@@ -199,6 +199,11 @@ class Backend(ABC):
     #: behind it. More than two lets a worker run several short tasks while the core is
     #: busy, and the core read their outcomes (and write the next tasks) in batches.
     pipeline_depth: int = 2
+    #: Whether ``take_back`` can hand a queued-behind task back at once (its worker is
+    #: within reach of this process). Without it the core queues no task under a
+    #: concurrency limit behind another: an Executor's ``cancel()`` of a PENDING future
+    #: withdraws the task, which must be possible while no worker has started it.
+    takes_back: bool = False
     #: Whether a driver running its core serves the state API on a unix socket unless
     #: ``$ACTORLIB_STATE_SOCKET`` says otherwise (``backends.state_socket``).
     serves_state: bool = True

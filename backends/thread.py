@@ -54,6 +54,7 @@ def this_process(node_id: str) -> list[dict[str, Any]]:
 
 class ThreadBackend(Backend):
     name = "thread"
+    takes_back = True  # its runner holds the queued tasks in this process
     pipelines = True
     runs_core_inline = True  # the runner's methods are thread-safe; no asyncio in them
 

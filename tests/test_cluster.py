@@ -165,8 +165,7 @@ def test_task_on_a_killed_node_is_retried_elsewhere(three: Cluster) -> None:
     wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
 
 
-@actorlib.remote
-def hold_on_node(folder: str) -> str:
+def hold(folder: str) -> str:
     """Keep a CPU busy until the file ``release-<this node>`` appears in ``folder``."""
     node = actorlib.get_runtime_context().get_node_id()
     with open(os.path.join(folder, f"running-{os.getpid()}"), "w") as f:
@@ -177,6 +176,9 @@ def hold_on_node(folder: str) -> str:
             return "never released"
         time.sleep(0.005)
     return node
+
+
+hold_on_node = actorlib.remote(hold)
 
 
 def test_tasks_queue_on_a_busy_nodes_workers_and_come_back_for_a_free_node(
@@ -199,12 +201,74 @@ def test_tasks_queue_on_a_busy_nodes_workers_and_come_back_for_a_free_node(
         "tasks queued on the busy workers", timeout=30,
     )
     assert queued
+    from actorlib.cluster_cli import query_status
+
+    # ``actorlib status``: a node runs one task per CPU; those queued on its workers
+    # are not running (they were counted: up to 8 a worker).
+    assert [n["running_tasks"] for n in query_status(three.address)["nodes"]] == [2, 2]
     open(os.path.join(folder, "release-right"), "w").close()
     assert actorlib.get(quick, timeout=30) == ["right"] * 12
     done, _ = actorlib.wait(holds, num_returns=4, timeout=0)
     assert sorted(actorlib.get(done)) == ["right", "right"]  # left's still hold their CPUs
     open(os.path.join(folder, "release-left"), "w").close()
     assert sorted(actorlib.get(holds, timeout=30)) == ["left", "left", "right", "right"]
+
+
+def test_tasks_queued_on_a_dead_nodes_workers_use_no_retry(
+    three: Cluster, tmp_path: os.PathLike[str]
+) -> None:
+    """A node dies with tasks queued on its workers behind running ones: those never
+    started, so they run elsewhere even with no retries left (``max_retries=0``); the
+    running ones, which did start, fail with ``NodeDiedError``."""
+    from actorlib.exceptions import NodeDiedError
+    from actorlib.util import state
+
+    folder = str(tmp_path)
+    holds = [hold_on_node.options(max_retries=0).remote(folder) for _ in range(4)]
+    wait_until(lambda: len([n for n in os.listdir(folder) if n.startswith("running-")]) == 4,
+               timeout=30)
+    quick = [where.options(max_retries=0).remote() for _ in range(12)]
+    wait_for(
+        lambda: state.list_tasks(filters=[("name", "=", "where"), ("node_id", "=", "left"),
+                                          ("state", "=", "SUBMITTED_TO_WORKER")]),
+        "tasks queued on left's busy workers", timeout=30,
+    )
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
+    open(os.path.join(folder, "release-right"), "w").close()
+    assert actorlib.get(quick, timeout=60) == ["right"] * 12
+    outcomes = []
+    for ref in holds:
+        try:
+            outcomes.append(actorlib.get(ref, timeout=30))
+        except NodeDiedError:
+            outcomes.append("died")
+    assert sorted(outcomes) == ["died", "died", "right", "right"]
+
+
+def test_an_executors_pending_futures_stay_cancellable(
+    three: Cluster, tmp_path: os.PathLike[str]
+) -> None:
+    """The head cannot take a task queued on a node's worker back at once: an Executor's
+    calls are not queued so, and ``cancel()`` of a PENDING future withdraws its call
+    (before, it returned False, marked the future RUNNING, and the call ran)."""
+    from actorlib.executor import Executor
+
+    folder = str(tmp_path)
+    with Executor(max_workers=1) as ex:
+        try:
+            running = ex.submit(hold, folder)
+            wait_until(lambda: any(n.startswith("running-") for n in os.listdir(folder)),
+                       timeout=30)
+            pending = [ex.submit(hold, folder) for _ in range(3)]
+            time.sleep(0.5)  # the head's passes run: nothing may be sent to the worker
+            assert [f.cancel() for f in pending] == [True] * 3
+            assert all(f.cancelled() for f in pending)
+        finally:
+            for node in ("left", "right"):
+                open(os.path.join(folder, f"release-{node}"), "w").close()
+        assert running.result(timeout=30) in ("left", "right")
+    assert len([n for n in os.listdir(folder) if n.startswith("running-")]) == 1
 
 
 @actorlib.remote(max_restarts=1)

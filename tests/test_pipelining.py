@@ -34,11 +34,13 @@ class ScriptedBackend:
     pipelines = True
     pipeline_depth = 2
     has_locality = False
+    takes_back = True
 
     def __init__(self) -> None:
         self.runs: list[TaskRun] = []
         self.recalls: list[int] = []
         self.cancels: list[int] = []
+        self.forced: list[bool] = []  # each cancel's force
         self.taken_back: list[int] = []
         self.can_take_back = True  # take_back's answer: not started yet
 
@@ -50,6 +52,7 @@ class ScriptedBackend:
 
     def cancel(self, id: int, *, force: bool) -> None:
         self.cancels.append(id)
+        self.forced.append(force)
 
     def take_back(self, task_id: int) -> bool:
         if self.can_take_back:
@@ -411,3 +414,161 @@ def test_a_task_whose_worker_may_retire_has_nothing_queued_behind_it() -> None:
         core.submit(task_id, max_calls=1)
     assert _sent(core) == [(1, 0)]
     assert core.problems() == []
+
+
+def test_a_recall_on_its_way_keeps_its_cpu_promised_over_later_passes() -> None:
+    """A recall is answered later (a message to a cluster's node): a CPU freed on one node
+    asks back one task, and the passes that run before the answer arrives (here one for a
+    task that waits for the busy node) ask back no more for that same CPU."""
+    from actorlib.core.specs import NodeAffinitySchedulingStrategy
+
+    core = _deep(cpus=1.0, depth=3)
+    core.scheduler.add_node("other", {"CPU": 1.0})
+    for task_id in range(1, 7):
+        core.submit(task_id)
+    sent = _sent(core)
+    heads = [task for task, follows in sent if follows == 0]
+    busy = [heads[0]]
+    while any(f == busy[-1] for _, f in sent):
+        busy.append(next(t for t, f in sent if f == busy[-1]))
+    idle = [t for t, _ in sent if t not in busy]
+    assert len(busy) == len(idle) == 3
+    for task_id in idle:
+        core.tasks.finished(Outcome(task_id, 0, values=[]))
+        core.schedule_as_runtime()
+    assert core.backend.recalls == [busy[-1]]
+    # A pass before the answer: a task pinned to the busy node queues (a pass is due).
+    busy_node = core.tasks.records[busy[0]].placement.node.node_id  # type: ignore[union-attr]
+    spec = TaskSpec(100, CodeRef(1, "work", b""), Args(None), (), 0, {"CPU": 1.0},
+                    name="pinned", scheduling_strategy=NodeAffinitySchedulingStrategy(busy_node))
+    core.tasks.submit(spec)
+    assert core.schedule_as_runtime()
+    assert core.backend.recalls == [busy[-1]]  # not busy[-2] too: one CPU is free
+    assert core.problems() == []
+
+
+def test_a_queued_behind_task_stays_withdrawable_without_take_back() -> None:
+    """A backend that cannot take a queued task back at once (a cluster: the task waits
+    on another machine) queues no task behind another when the task is under a
+    concurrency limit (an Executor's call): the Executor's ``cancel()`` of a PENDING
+    future withdraws it, and must be able to while no worker has started it."""
+    core = _deep(cpus=1.0, depth=3)
+    core.backend.can_take_back = False
+    core.tasks.takes_back = False  # as the cluster's head: Backend.takes_back
+    for task_id in range(1, 4):
+        core.submit(task_id, limit=("executor", 1))
+    assert [run.follows for run in core.backend.runs] == [0]
+    assert core.tasks.withdraw(3) and core.tasks.withdraw(2)
+    # Without a limit (no Executor can withdraw it) it is queued behind as before.
+    for task_id in range(4, 6):
+        core.submit(task_id)
+    assert core.problems() == []
+
+
+def test_no_task_is_recalled_for_a_node_that_lacks_its_resources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tasks that need a resource only their node has are never asked back for the
+    free CPUs of other nodes (they could not run there, and would only come back); and
+    a pass looks at those nodes once per request, not once per task queued."""
+    import actorlib.core.tasks as tasks_module
+
+    core = _deep(cpus=1.0, depth=8)
+    core.scheduler.nodes["node"].total["special"] = 1.0
+    core.scheduler.nodes["node"].available["special"] = 1.0
+    for i in range(20):
+        core.scheduler.add_node(f"idle-{i}", {"CPU": 1.0})
+    asked: list[str] = []
+    has_room = tasks_module._has_room
+
+    def counted(node: Any, *args: Any) -> bool:
+        asked.append(node.node_id)
+        return has_room(node, *args)
+
+    monkeypatch.setattr(tasks_module, "_has_room", counted)
+    for task_id in range(1, 9):
+        spec = TaskSpec(task_id, CodeRef(1, "work", b""), Args(None), (), 0,
+                        {"CPU": 1.0, "special": 1.0}, name=f"special-{task_id}")
+        core.tasks.submit(spec)
+        core.schedule()
+    assert [run.follows for run in core.backend.runs] == [0, 1, 2, 3, 4, 5, 6, 7]
+    asked.clear()
+    core.schedule()  # a pass: 20 nodes with a free CPU, none with "special"
+    assert core.backend.recalls == []
+    assert len(asked) <= 7 + 20  # each follower's own node, then each other node once
+    assert core.problems() == []
+
+
+def test_a_jobs_end_passes_force_on_to_a_task_queued_behind_another() -> None:
+    """A job ends (its driver is gone): its task queued behind another job's is
+    cancelled with force, which the backend gets, so that it stops the task forcibly if
+    it has started meanwhile (the outcome of the one ahead on its way); unstarted, the
+    backend takes it back and the task ahead runs on. Before, the force was dropped: a
+    task that swallowed the plain cancel's interrupt ran on for a driver that was gone."""
+    core = Core()
+    core.submit(1)
+    core.submit(2)
+    assert [run.follows for run in core.backend.runs] == [0, 1]
+    core.tasks.records[2].job = 7  # another driver's (its job: its driver's id prefix)
+    core.tasks.end_job(7)
+    assert (core.backend.cancels, core.backend.forced) == ([2], [True])
+    core.tasks.recalled(2, 0)  # handed back unstarted: ends as cancelled
+    assert 2 not in core.tasks.records and core.tasks.records[1].state is RUNNING
+    assert core.problems() == []
+
+
+class _Claims:
+    def __init__(self, answer: bool | None) -> None:
+        self.answer = answer
+
+    def take(self, task_id: int, wait: bool = True) -> bool | None:
+        return self.answer
+
+
+class _Worker:
+    """What ``ProcessBackend.cancel`` reads of a worker process, and what it does to it."""
+
+    def __init__(self, answer: bool | None, running: list[int]) -> None:
+        self.claims = _Claims(answer)
+        self.running = dict.fromkeys(running, 0)
+        self.blocked: set[int] = set()
+        self.private: set[int] = set()
+        self.idle = self.retired = self.killed = False
+        self.sent: list[Any] = []
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def send_urgent(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+@pytest.mark.parametrize(("answer", "first", "force", "expected"), [
+    (True, False, True, "handed back"),  # still queued: the task ahead runs on
+    (True, False, False, "handed back"),
+    (False, False, True, "killed"),  # the worker claimed it: it runs (started meanwhile)
+    (False, True, True, "killed"),  # the running task (never queued)
+    (None, True, True, "killed"),  # the running one, while the worker claims the next
+    (None, False, True, "asked, forced"),  # the worker claims now, maybe the one ahead
+    (False, True, False, "asked"),
+])
+def test_the_process_backend_stops_a_queued_task_forcibly_only_once_it_runs(
+    answer: bool | None, first: bool, force: bool, expected: str
+) -> None:
+    """``ProcessBackend.cancel`` of a task on a worker: taken back while still queued
+    (forced or not: killing the worker would kill the task ahead), the worker killed
+    only for a forced cancel of a task that runs there, else asked."""
+    from actorlib.backends.process.backend import ProcessBackend
+
+    backend = ProcessBackend()
+    recalled: list[int] = []
+    backend.events = type("Events", (), {  # type: ignore[assignment]
+        "task_recalled": lambda self, task_id, attempt: recalled.append(task_id)})()
+    worker = _Worker(answer, [7, 1] if first else [1, 7])
+    backend._task_worker[7] = worker  # type: ignore[assignment]
+    backend.cancel(7, force=force)
+    got = (
+        "handed back" if recalled == [7] else "killed" if worker.killed
+        else f"asked{', forced' if worker.sent[0].force else ''}" if worker.sent else "?"
+    )
+    assert got == expected

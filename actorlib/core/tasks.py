@@ -132,6 +132,9 @@ class Tasks:
         self.scheduler = scheduler
         self.backend = backend
         self.depth = backend.pipeline_depth  # tasks a chain holds, the running one too
+        # Without a take-back at once (a cluster), no task under a concurrency limit (an
+        # Executor's call) is queued behind another: ``withdraw`` could not stop it then.
+        self.takes_back = backend.takes_back
         self._job_of = job_of
         self.records: dict[int, TaskRecord] = {}
         # Pipelining: the last tasks of chains that may take a task queued behind them on
@@ -276,7 +279,10 @@ class Tasks:
         while tail.successor is not None:
             tail = tail.successor
             length += 1
-        if length < self.depth and self._leads(tail):
+        if (
+            length < self.depth and self._leads(tail)
+            and (self.takes_back or tail.spec.concurrency is None)
+        ):
             self.leaders[tail.spec.task_id] = tail
             self.new_leaders = True
 
@@ -343,22 +349,46 @@ class Tasks:
             n for n in self.scheduler.nodes.values()
             if n.alive and n.host is None and n.available.get("CPU", 0.0) > 1e-9
         ]
-        for rec in reversed(list(self.followers.values())):
+        # Requests (their queue's key: tasks unpickled from a worker share no dict) no
+        # other node has room for in this pass: ``promised`` only grows, so the next ask
+        # has none either (one scan of the nodes per request, not one per follower).
+        no_room: set[Any] = set()
+        followers = list(self.followers.values())
+        # A recall on its way (a cluster's goes to the node and back) still frees nothing
+        # and will want a CPU when it arrives: promise it one first, so a pass that runs
+        # before the answer asks back no more for the same free CPU.
+        for rec in followers:
+            if rec.recalling and not rec.cancelled and rec.leader is not None:
+                self._promise(rec, others, promised, no_room)
+        for rec in reversed(followers):
             if rec.recalling or rec.leader is None or at_limit(rec.spec.concurrency):
                 continue
-            placement = chain_head(rec).placement
-            if placement is None:
-                continue
-            request = rec.spec.resources
-            cpus = request.get("CPU", 0.0)
-            node: Node | None = placement.node
-            if not _has_room(placement.node, request, cpus, promised):
-                node = next(
-                    (n for n in others if _has_room(n, request, cpus, promised)), None
-                )
-            if node is not None:
-                promised[node.node_id] = promised.get(node.node_id, 0.0) + cpus
+            if self._promise(rec, others, promised, no_room):
                 self._recall(rec)
+
+    @staticmethod
+    def _promise(
+        rec: TaskRecord, others: list[Node], promised: dict[str, float], no_room: set[Any]
+    ) -> bool:
+        """Promise ``rec`` a node's CPUs for when it is handed back: its chain's node if
+        that one has room, else another that has; False if none has."""
+        placement = chain_head(rec).placement
+        if placement is None:
+            return False
+        request = rec.spec.resources
+        cpus = request.get("CPU", 0.0)
+        node: Node | None = placement.node
+        if not _has_room(placement.node, request, cpus, promised):
+            node = None
+            key = rec.shape[0] if rec.shape else tuple(sorted(request.items()))
+            if key not in no_room:
+                node = next((n for n in others if _has_room(n, request, cpus, promised)), None)
+                if node is None:
+                    no_room.add(key)
+        if node is None:
+            return False
+        promised[node.node_id] = promised.get(node.node_id, 0.0) + cpus
+        return True
 
     def _recall(self, rec: TaskRecord) -> None:
         rec.recalling = True
@@ -617,11 +647,14 @@ class Tasks:
             self.backend.cancel(rec.spec.task_id, force=force)
         elif state is FOLLOWING and not rec.cancelled:
             # Not started: the worker drops it from its queue (a hand-back, hence
-            # ``recalling``). Never force: killing the worker would kill the task ahead.
+            # ``recalling``); the task ahead is never stopped for it. ``force`` passes on:
+            # the task may have started since (the outcome of the one ahead is on its way,
+            # further on a cluster), and then only a forced stop ends one that swallows
+            # the interrupt (a job's end: its driver is gone).
             rec.cancelled = True
             rec.recalling = True
             self.leaders.pop(rec.spec.task_id, None)  # nothing more is queued behind it
-            self.backend.cancel(rec.spec.task_id, force=False)
+            self.backend.cancel(rec.spec.task_id, force=force)
 
     def withdraw(self, task_id: int) -> bool:
         """Cancel a task only if it has not started and can be stopped from starting at

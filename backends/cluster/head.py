@@ -108,7 +108,9 @@ class HeadBackend(Backend):
     has_locality = True
     # A task queued behind a running one goes to that one's node, whose process backend
     # holds it on the worker (its claims are local there); a recall travels as a message,
-    # and a queued task cannot be taken back at once (``take_back``: False).
+    # and a queued task cannot be taken back at once (``take_back``: False; hence no
+    # Executor call, which ``cancel()`` must be able to withdraw, is queued so:
+    # ``takes_back`` stays False).
     pipelines = True
     pipeline_depth = 8
     runs_driver = False  # its drivers connect (each a job of ``list_jobs``)

@@ -88,6 +88,7 @@ def share_blocked_workers() -> bool:
 
 class ProcessBackend(Backend):
     name = "process"
+    takes_back = True  # a queued task's claim is taken in shared memory
     pipelines = True
     # A worker holds up to eight plain tasks: measured against two (one running, one
     # queued), a batch of trivial tasks costs the driver and the workers a quarter to a
@@ -478,15 +479,20 @@ class ProcessBackend(Backend):
     def cancel(self, id: int, *, force: bool) -> None:
         worker = self._task_worker.get(id)
         if worker is not None:
-            if not force and worker.claims.take(id, wait=False):
+            taken = worker.claims.take(id, wait=False)
+            if taken:
                 # Queued behind another task, never started: taken back here, the core
                 # ends it as cancelled. Nothing to ask the worker, which may be frozen.
+                # (Even if forced: killing the worker would kill the task ahead.)
                 self._recalled(worker, id)
                 return
-            if force:
-                worker.kill()
+            if force and (taken is False or next(iter(worker.running), None) == id):
+                worker.kill()  # it runs: never queued, or claimed by the worker
             else:
-                worker.send_urgent(CancelRun(id, False))
+                # Not forced; or the worker holds its claims' lock this instant, with
+                # tasks ahead of this one: it takes the task back if still queued, else
+                # interrupts it (and, forced, abandons its thread).
+                worker.send_urgent(CancelRun(id, force))
             return
         worker = self._call_worker.get(id)
         if worker is not None:  # the call may run as the reading thread's inline work
