@@ -343,7 +343,7 @@ class _SyncCallContext(ExecutionContext):
 
     __slots__ = ()
 
-    @property  # type: ignore[override]
+    @property
     def cancelled(self) -> bool:
         if _CANCELLED.__get__(self):
             return True

@@ -45,7 +45,7 @@ from actorlib.core.serialization import UNREAD, Serialized
 from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
 from actorlib.exceptions import RuntimeClosedError
 
-#: How many ids a client remembers as ready (see ``RemoteCoreClient._ready``); past it
+#: How many ids a client remembers as ready (see ``RemoteCoreClient._ready_ids``); past it
 #: the memory starts over (a cache: forgetting costs a round trip, nothing else).
 READY_IDS_KEPT = 100_000
 
@@ -90,7 +90,7 @@ class RemoteCoreClient:
         # loop of ``wait(not_ready)`` costs a round trip to the core only when none of
         # the ids it learnt of is left, not one per call. Readiness only: a ``get`` still
         # asks the core for the value (it may have been lost, and made again since).
-        self._ready: set[int] = set()
+        self._ready_ids: set[int] = set()
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
         self._pending: dict[int, Callable[[bool, Any], None]] = {}
@@ -115,7 +115,7 @@ class RemoteCoreClient:
             self._send(AddRef(id_))
 
     def drop_ref(self, id_: int) -> None:
-        self._ready.discard(id_)
+        self._ready_ids.discard(id_)
         if not self.closed:
             self._send(DropRef(id_))
 
@@ -125,9 +125,9 @@ class RemoteCoreClient:
     def ready_values(
         self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
-        if reads or not self._ready:
+        if reads or not self._ready_ids:
             return first_ready(ids, self.ready_value, need, fail_fast)
-        ready = self._ready  # a ``wait``: which are ready is all it needs
+        ready = self._ready_ids  # a ``wait``: which are ready is all it needs
         got: dict[int, Serialized] = {}
         for id_ in ids:
             if id_ in ready:
@@ -152,7 +152,7 @@ class RemoteCoreClient:
             self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
-        ready = self._ready
+        ready = self._ready_ids
         if len(ready) >= READY_IDS_KEPT:
             ready.clear()
         ready.add(id_)
