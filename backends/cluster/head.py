@@ -33,6 +33,7 @@ from actorlib.backends.cluster.head_queries import NodeQueries
 from actorlib.backends.cluster.head_status import head_status
 from actorlib.backends.cluster.objects import lazy_mapper, session_of
 from actorlib.backends.runner.user_code import pack_error
+from actorlib.backends.silence import RECHECK_S, Looks
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import tokens
 from actorlib.backends.transport.messages import (
@@ -206,24 +207,18 @@ class HeadBackend(Backend):
         cluster_auth.hand_over(reader, writer, peer.conn)
 
     async def _watch_nodes(self) -> None:
-        """A node that stops talking (hung, or cut off without a FIN) is declared dead.
-
-        Silence counts only while the head itself was listening: after a stall of its
-        own (stopped, starved of CPU, swapping) the nodes' messages of that while wait
-        unread in their sockets, and the loop runs this timer before it reads them, so
-        a late look skips its turn, and a node that looks silent is judged again once
-        the loop has read what arrived."""
-        last = time.monotonic()
+        """A node that stops talking (hung, or cut off without a FIN) is declared dead;
+        only silence the head listened to counts (:mod:`~actorlib.backends.silence`)."""
+        looks = Looks(WATCH_NODES_S, time.monotonic())
         while True:
             await asyncio.sleep(WATCH_NODES_S)
             now = time.monotonic()
-            stalled, last = now - last > 2 * WATCH_NODES_S, now
-            if stalled:
+            if looks.late(now):
                 continue
             silent = [p for p in self.nodes.values() if now - p.last_seen > NODE_TIMEOUT_S]
             if not silent:
                 continue
-            await asyncio.sleep(0.05)  # the loop reads what the nodes sent meanwhile
+            await asyncio.sleep(RECHECK_S)  # the loop reads what the nodes sent meanwhile
             now = time.monotonic()
             for peer in silent:
                 if not peer.gone and now - peer.last_seen > NODE_TIMEOUT_S:

@@ -39,6 +39,7 @@ from actorlib.backends.process.worker_process import (
     worker_timeout,
 )
 from actorlib.backends.runner.user_code import pack_error
+from actorlib.backends.silence import RECHECK_S, Looks
 from actorlib.backends.switches import env_switch
 from actorlib.backends.transport.messages import (
     CLIENT_CALLS,
@@ -75,9 +76,6 @@ from actorlib.core.specs import CodeEnv
 from actorlib.exceptions import ActorDiedError, RuntimeEnvSetupError, WorkerCrashedError
 
 DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
-#: How long after a look finds a worker silent it is judged: by then the loop has read
-#: what the worker sent while this process was not reading (see ``_check_alive``).
-SILENT_RECHECK_S = 0.05
 
 
 def share_blocked_workers() -> bool:
@@ -111,7 +109,7 @@ class ProcessBackend(Backend):
         self._worker_extra: dict[str, Any] = {}
         self.store_override: Any = None  # a cluster node brings the store it serves
         self._worker_timeout = 0.0
-        self._alive_looked = 0.0  # when ``_check_alive`` last looked
+        self._looks: Looks | None = None  # ``_check_alive``'s (with a worker timeout)
         self._inline_watch_s = urgent.WATCH_S
         self._stopping = False
         self._trimming: threading.Thread | None = None  # giving the arena's free pages back
@@ -154,7 +152,7 @@ class ProcessBackend(Backend):
         self.worker_log_dir = self._log_dir
         self._writer = OutputWriter(lambda tokens: self.events.post(self._released, tokens))
         if self._worker_timeout:
-            self._alive_looked = self.loop.time()
+            self._looks = Looks(self._worker_timeout / 4, self.loop.time())
             self.loop.call_later(self._worker_timeout / 4, self._check_alive)
         trim_after = getattr(self.store, "trim_after", -1.0)
         if trim_after >= 0:
@@ -262,16 +260,12 @@ class ProcessBackend(Backend):
             return
         timeout = self._worker_timeout
         now = self.loop.time()
-        # Silence counts only while this process was listening: after a stall of its
-        # own (Ctrl-Z, starved of CPU, swapping) the workers' ``Alive`` of that while
-        # wait unread in their sockets, and the loop runs this timer before it reads
-        # them. So a late look skips its turn, and a worker that looks silent is judged
-        # again once the loop has read what arrived (``SILENT_RECHECK_S`` later).
-        stalled, self._alive_looked = now - self._alive_looked > timeout / 2, now
-        if not stalled:
+        # Only silence this process listened to counts (``backends.silence``).
+        assert self._looks is not None
+        if not self._looks.late(now):
             silent = [w for w in self._workers if now - w.last_alive > timeout]
             if silent:
-                self.loop.call_later(SILENT_RECHECK_S, self._kill_silent, silent)
+                self.loop.call_later(RECHECK_S, self._kill_silent, silent)
         self.loop.call_later(timeout / 4, self._check_alive)
 
     def _kill_silent(self, workers: list[WorkerProcess]) -> None:

@@ -1,0 +1,30 @@
+"""Judging a peer dead by its silence, only for silence this process listened to.
+
+A head watches its nodes' heartbeats, a driver its workers' ``Alive`` messages, each with
+a periodic look on its event loop. After a stall of its own (stopped with Ctrl-Z or
+SIGSTOP, starved of CPU, swapping) the peers' messages of that while wait unread in their
+sockets, and the loop runs the overdue timer before it reads them: every peer would look
+silent. So a look that comes late skips its turn (:meth:`Looks.late`), and a peer that
+looks silent is judged again :data:`RECHECK_S` later, once the loop has read what arrived.
+"""
+
+from __future__ import annotations
+
+#: How long after a look finds a peer silent it is judged again (the loop reads between).
+RECHECK_S = 0.05
+
+
+class Looks:
+    """When the periodic look last ran: one later than two periods says this process
+    was not listening meanwhile."""
+
+    __slots__ = ("_every", "_last")
+
+    def __init__(self, every: float, now: float) -> None:
+        self._every = every
+        self._last = now
+
+    def late(self, now: float) -> bool:
+        """Record a look at ``now``; whether it came late (then it judges nobody)."""
+        late, self._last = now - self._last > 2 * self._every, now
+        return late
