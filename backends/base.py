@@ -105,7 +105,8 @@ class CoreView(Protocol):
     """What a backend may read from a core in its own process, on the core's loop only
     (a cluster's head routes output and answers ``actorlib status`` from there); and,
     for a backend that runs everything one step at a time (``sim``), the core's loop
-    lent to its threads (``idle``, ``lend``, ``drain``, ``reclaim``, from any thread)."""
+    lent to its threads (``idle``, ``lend``, ``drain``, ``reclaim``, ``queued``, from any
+    thread)."""
 
     def job_of_work(self, id_: int) -> int | None:
         """The job of a live task or actor; None if the core does not know it."""
@@ -132,6 +133,11 @@ class CoreView(Protocol):
 
     def reclaim(self) -> None:
         """End a ``lend``: the core's loop runs its work again."""
+
+    def queued(self) -> bool:
+        """Whether work handed over waits to run (while lent: none of the borrowers has
+        drained it yet), reference counts aside."""
+        ...
 
 
 class ObjectStore(ABC):

@@ -106,6 +106,84 @@ def test_sim_steps_reports_the_simulators_steps_per_second_on_sim_only(tmp_path)
             assert "--backend sim" in ours["skipped"]["sim_steps"]
 
 
+@pytest.mark.timeout(120)
+def test_every_workload_ends_on_sim(tmp_path):
+    """Each workload runs, or is skipped with its reason, on the sim backend: the Executor
+    and Pool rows once hung there (their caller waits on futures, not in ``get``)."""
+    import os
+
+    from actorlib.bench.workloads import WORKLOADS
+
+    out = tmp_path / "sim.json"
+    env = dict(os.environ)
+    env.pop("ACTORLIB_SIM_IDLE_DRIVE", None)  # (tests/sim_suite.py sets it for the suite)
+    proc = subprocess.run(
+        [sys.executable, "-m", "actorlib", "bench", "--backend", "sim", "--rounds", "1",
+         "--warmup", "0", "--duration", "0.05", "--large-mb", "8", "--timeout", "60",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=110, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = json.loads(out.read_text())["targets"]["actorlib"]
+    assert ours["errors"] == {}, ours["errors"]
+    futures_rows = {"executor_map_c1", "executor_map_c100", "pool_map"}
+    assert set(ours["skipped"]) == futures_rows
+    assert all("ACTORLIB_SIM_IDLE_DRIVE" in why for why in ours["skipped"].values())
+    measured = {metric.split(".")[0] for metric in ours["metrics"]}
+    assert measured == set(WORKLOADS) - futures_rows
+
+
+CHILD = """
+import sys, time
+from actorlib.bench.runner import exit_with_parent
+exit_with_parent(int(sys.argv[1]), every_s=0.05, grace_s=5)
+print("started", flush=True)
+try:
+    time.sleep(60)  # a target that hangs
+except KeyboardInterrupt:
+    print("cleaned up", flush=True)
+"""
+
+PARENT = """
+import subprocess, sys, os
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())],
+                         stdout=open(sys.argv[2], "w"))
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+@pytest.mark.timeout(30)
+def test_a_bench_target_ends_when_the_bench_is_killed(tmp_path):
+    """The bench's timeout lives in the parent: killed outright (SIGKILL), it leaves its
+    target process behind, which ends by itself, after cleaning up."""
+    import os
+    import signal
+    import time
+
+    log = tmp_path / "child.log"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD, str(log)],
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 15
+    while "started" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    parent.stdout.close()
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the target outlived its killed parent")
+    assert log.read_text().split() == ["started", "cleaned", "up"]
+
+
 def test_rates_and_ratios_are_better_higher_times_and_sizes_lower():
     from actorlib.bench.runner import higher_is_better
 

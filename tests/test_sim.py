@@ -310,6 +310,28 @@ def test_virtual_time_makes_long_sleeps_instant():
     assert time.perf_counter() - started < 5
 
 
+@actorlib.remote
+def square(x):
+    return x * x
+
+
+def test_a_program_waiting_on_something_else_is_told_why_nothing_runs(monkeypatch, caplog):
+    """Only a wait in get/wait runs steps (the idle driver is off): a driver that waits on
+    something else with work ready hears why, once, instead of hanging without a word."""
+    from actorlib.backends.sim import backend as sim_backend
+
+    monkeypatch.setattr(sim_backend, "STALL_WARN_S", 0.3)
+    monkeypatch.setattr(sim_backend, "STALL_LOOK_S", 0.05)
+    with simulate():
+        assert actorlib.get(square.remote(2)) == 4
+        time.sleep(0.6)  # nothing is left to run: nothing to say
+        assert "ACTORLIB_SIM_IDLE_DRIVE" not in caplog.text
+        ref = square.remote(3)
+        time.sleep(0.8)  # the driver waits on something else
+        assert caplog.text.count("ACTORLIB_SIM_IDLE_DRIVE=0.01") == 1
+        assert actorlib.get(ref) == 9  # driven again, the run goes on
+
+
 @actorlib.remote(num_cpus=0)
 def waits_on(ref_list):
     return actorlib.get(ref_list[0])

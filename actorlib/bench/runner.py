@@ -239,9 +239,30 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def exit_with_parent(parent: int, every_s: float = 1.0, grace_s: float = 10.0) -> None:
+    """End this child once its parent is gone: a parent killed outright (SIGKILL, a
+    closed terminal's job) cannot end a target that hangs, and its timeout went with it.
+    The main thread gets a KeyboardInterrupt first, so the target's runtime (a local Ray,
+    a pool) is shut down; then, ``grace_s`` later, the process exits regardless."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        # A real signal to the main thread (not ``interrupt_main``): it also ends a wait
+        # the main thread sleeps in.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        time.sleep(grace_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="actorlib-bench-parent", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """The child's entry point: ``python -m actorlib.bench.runner SPEC_JSON OUT``."""
     args = sys.argv[1:] if argv is None else argv
+    exit_with_parent(os.getppid())
     spec, out = json.loads(args[0]), args[1]
     result = child_main(spec)
     with open(out, "w") as f:

@@ -18,6 +18,7 @@ written with (:class:`~actorlib.bench.workload_kit.Env`, the sizes, the remote c
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from actorlib.bench.workload_kit import (
     Actor,
     AsyncActor,
     Env,
+    SkipWorkload,
     call_own_actor,
     first_element,
     large_array,
@@ -276,7 +278,22 @@ def refs_10000(env: Env, h: Harness) -> None:
 # --------------------------------------------------------------------------- executor / pool
 
 
+def _futures_run_on(env: Env) -> None:
+    """Skip on a ``sim`` runtime without its idle driver: an Executor's or Pool's caller
+    waits on ``concurrent.futures`` futures, not in ``get``/``wait``, so no step would
+    run (docs/testing.md, "the idle driver"); with it, the rows time real-time polling."""
+    if (
+        env.target == "actorlib" and env.backend == "sim"
+        and not os.environ.get("ACTORLIB_SIM_IDLE_DRIVE")
+    ):
+        raise SkipWorkload(
+            "the sim backend runs steps only while a thread waits in get/wait, and an "
+            "Executor's caller waits on futures (set ACTORLIB_SIM_IDLE_DRIVE to run it)"
+        )
+
+
 def _executor_map(env: Env, h: Harness, chunksize: int) -> None:
+    _futures_run_on(env)
     ex = env.api.Executor(max_workers=env.num_cpus)
     try:
         h.timed(
@@ -297,6 +314,7 @@ def executor_map_c100(env: Env, h: Harness) -> None:
 
 
 def pool_map(env: Env, h: Harness) -> None:
+    _futures_run_on(env)
     pool = env.api.Pool(env.num_cpus)
     try:
         h.timed(

@@ -164,6 +164,11 @@ class LoopThread:
         self._borrower = borrower
         return True
 
+    def queued(self) -> list[Callable[..., Any]]:
+        """The functions posted that wait to run (while lent: what no borrower has
+        drained yet). Callable from any thread (the copy is made under the GIL)."""
+        return [fn for fn, _args in list(self._inbox)]
+
     def drain_lent(self) -> None:
         """Run what is queued, and the hooks after it, on the borrowing thread."""
         self._run_inbox()

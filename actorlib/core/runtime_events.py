@@ -113,5 +113,11 @@ class RuntimeEvents:
     def drain(self) -> None:
         self._rt._loop.drain_lent()
 
+    def queued(self) -> bool:
+        # Reference counts changing (refs dropped after a drive) run no user code.
+        rt = self._rt
+        bookkeeping = (rt._add_ref, rt._drop_ref)
+        return any(fn not in bookkeeping for fn in rt._loop.queued())
+
     def reclaim(self) -> None:
         self._rt._loop.reclaim()

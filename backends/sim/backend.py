@@ -81,6 +81,12 @@ def current() -> SimBackend | None:
     return _current
 
 
+#: With the idle driver off: how long runnable work may wait with no thread driving
+#: before the simulator says why the program seems to hang, and how often it looks.
+STALL_WARN_S = 10.0
+STALL_LOOK_S = 2.0
+
+
 class SimBackend(Steps, Backend):
     """The sim backend: the controller over its layers (see the module docstring)."""
 
@@ -98,6 +104,7 @@ class SimBackend(Steps, Backend):
         self._drive_lock = threading.Lock()
         self._last_drive = time.monotonic()
         self._idle_thread: threading.Thread | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._started_at = time.monotonic()
         self._chain_ok = False  # workers may take steps (see ``_take_steps``)
         self._handoff: Any = None  # a step a worker chose for the driver to take
@@ -158,6 +165,8 @@ class SimBackend(Steps, Backend):
                 name="actorlib-sim-idle", daemon=True,
             )
             self._idle_thread.start()
+        else:
+            self._stall_timer = self._core_loop.call_later(STALL_LOOK_S, self._watch_stall)
         self._gc.enter()  # (last: nothing above can fail after it)
         return [NodeInfo(node, dict(resources), labels=dict(config.labels))
                 for node in self.nodes]
@@ -178,6 +187,8 @@ class SimBackend(Steps, Backend):
     async def stop(self) -> None:
         global _current
         self._stopping = True
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         self._give_back()  # the core's loop runs what is left, and the shutdown's reports
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -372,7 +383,43 @@ class SimBackend(Steps, Backend):
                 self._chain_error = exc
                 return
 
-    # == the idle driver (settings.idle_drive > 0) ========================================
+    # == the idle driver (settings.idle_drive > 0), or a word when it is off ==============
+
+    def _watch_stall(self) -> None:
+        """On the core's loop, every few seconds while the idle driver is off: a program
+        that waits on anything but ``get``/``wait`` (an Executor's future, a lock, a
+        polling loop) with work runnable stops the run; say so, once, rather than hang
+        without a word. It only reads: the run's choices are not touched."""
+        self._stall_timer = None
+        if self._stopping:
+            return
+        if (
+            self._failure is None and not self._drive_lock.locked()
+            and time.monotonic() - self._last_drive >= STALL_WARN_S
+            and self._work_waits()
+        ):
+            log.warning(
+                "actorlib sim: no thread has waited in get/wait for %.0f s while work is "
+                "ready to run, and only such a wait runs the simulation's steps. A program "
+                "that waits on something else (an Executor's or Pool's future, a lock, a "
+                "sleep in a loop) needs the idle driver: ACTORLIB_SIM_IDLE_DRIVE=0.01 (or "
+                "SimSettings(idle_drive=...)), at the price of exact replay "
+                "(docs/testing.md, 'the idle driver')", STALL_WARN_S,
+            )
+            return
+        self._stall_timer = self._core_loop.call_later(STALL_LOOK_S, self._watch_stall)
+
+    def _work_waits(self) -> bool:
+        """Whether something could run: a submission not yet handed to the simulation
+        (posted to the core, or asked of this backend by the core), a task waiting to
+        start, a call waiting for its actor. Read from the core's loop while no thread
+        drives (a racing driver only makes the answer stale)."""
+        try:
+            return self._core.queued() or bool(self._commands or self._pending) or any(
+                host.queues for host in list(self._hosts.values())
+            )
+        except RuntimeError:  # a dict changed under the look: a thread is running steps
+            return False
 
     def _idle_driver(self, idle: float) -> None:
         """Run the runnable steps whenever no thread has driven for ``idle`` seconds: the
