@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from actorlib import session
 from actorlib.actor import ActorClass, ActorHandle, handle_from_spec
+from actorlib.core import waiting
 from actorlib.core.execution_context import current_execution
 from actorlib.core.generators import ObjectRefGenerator
 from actorlib.core.refs import ObjectRef
@@ -389,6 +390,13 @@ class as_completed(Generic[T]):
         try:
             for _ in range(len(ids)):
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                # A backend that runs the work only while a thread waits in ``fetch``
+                # (sim): wait there; the watch above hears of what ends it.
+                if (
+                    waiting.blocking_wait is not None and done.empty()
+                    and not fetch(list(by_id.values()), 1, left, reads=False)
+                ):
+                    raise GetTimeoutError(f"as_completed() timed out after {self._timeout} s")
                 try:
                     id_ = done.get(timeout=left)
                 except queue.Empty:

@@ -333,6 +333,40 @@ def test_a_program_waiting_on_something_else_is_told_why_nothing_runs(monkeypatc
 
 
 @actorlib.remote(num_cpus=0)
+class Sleeper:
+    async def sleep(self, seconds):
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_as_completed_drives_the_run_sync_and_async(seed):
+    """``as_completed`` waits through the simulator's wait (it used to wait on a queue of
+    its own, which no step ever fed without the idle driver): both ways, and its timeout
+    passes in virtual time."""
+    with simulate(seed=seed) as run:
+        refs = [square.remote(i) for i in range(8)]
+        assert sorted(actorlib.get(r) for r in actorlib.as_completed(refs)) == [
+            i * i for i in range(8)
+        ]
+
+        async def both_ways():
+            refs = [square.remote(i) for i in range(5)]
+            return sorted([actorlib.get(r) async for r in actorlib.as_completed(refs)])
+
+        assert asyncio.run(both_ways()) == [i * i for i in range(5)]
+        s = Sleeper.remote()
+        got = []
+        with pytest.raises(GetTimeoutError, match="timed out after 10 s"):
+            for ref in actorlib.as_completed([s.sleep.remote(100), s.sleep.remote(1)],
+                                             timeout=10):
+                got.append(actorlib.get(ref))
+        assert got == [1]
+        assert 10 <= run.now < 100
+
+
+@actorlib.remote(num_cpus=0)
 def waits_on(ref_list):
     return actorlib.get(ref_list[0])
 
