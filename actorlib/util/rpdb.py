@@ -102,9 +102,12 @@ class SocketPdb(pdb.Pdb):
     def interaction(self, frame: FrameType | None, tb: Any) -> None:
         # A connection that drops mid-session raises here (a reset on read, a broken
         # pipe on write), inside the traced task: go on as after ``continue`` instead.
+        # ``Pdb.interaction`` then skipped its ``forget()``, which lets go of the stack
+        # (the task's frames, so their locals) it set up for this stop.
         try:
             super().interaction(frame, tb)
         except OSError:
+            self.forget()
             with contextlib.suppress(OSError):
                 self._hang_up()
             self.set_continue()

@@ -182,7 +182,10 @@ class RemoteCoreClient:
         return result
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
-        self._out(CancelObject(object_id, force, recursive))
+        if force:  # the core may refuse it (an actor call): wait for its answer
+            self._request("cancel", object_id, force, recursive)
+        else:
+            self._out(CancelObject(object_id, force, recursive))
 
     def withdraw(self, object_ids: list[int]) -> list[bool]:
         result: list[bool] = self._request("withdraw", object_ids)
