@@ -74,6 +74,10 @@ class SocketPdb(pdb.Pdb):
     def _hang_up(self) -> None:
         # Breakpoints would stop the code again with nobody to talk to.
         self.clear_all_breaks()
+        # Nor is anything read here again: let go of the stopped frame's locals, which
+        # ``Pdb.forget()`` leaves behind (``pdb`` keeps them for its next stop).
+        if "curframe_locals" in vars(self):
+            self.curframe_locals = {}
         try:
             for file in self._files:
                 file.close()

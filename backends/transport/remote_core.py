@@ -275,10 +275,15 @@ class RemoteCoreClient:
                     raise RuntimeClosedError("the connection to the core was lost")
         else:
             interruptible.wait(done)  # a driver's main thread: Ctrl-C gets in meanwhile
-        ok, value = box[0]
+        ok, value = box.pop()
         if ok:
             return value
-        raise value
+        try:
+            raise value
+        finally:
+            # The error's traceback holds this frame: without this, the cycle keeps the
+            # caller's frames (their refs, say) alive until a garbage collection.
+            del value
 
     def forward_request(
         self, method: str, args: tuple[Any, ...], answered: Callable[[bool, Any], None]
