@@ -424,7 +424,8 @@ def cancel(
     recursive: bool = True,
 ) -> None:
     """Cancel the task making ``ref`` (or a generator's items): dequeue it, or interrupt
-    it if running."""
+    it if running. ``force=True`` on an actor call not yet ended raises ``ValueError``, as
+    in Ray (end the actor with :func:`kill` instead)."""
     if isinstance(ref, ObjectRefGenerator):
         ref = ref.completed()  # pending until the task ends, so it names the task
     if not isinstance(ref, ObjectRef):

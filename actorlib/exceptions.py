@@ -124,6 +124,12 @@ class TaskError(ActorlibError):
     exception is ``.cause``; the message carries the remote traceback.
     """
 
+    #: Whether ``cause`` crosses as its class, ``args`` and attributes, rebuilt without
+    #: calling its ``__init__``: set for a cause whose own pickling does not come back
+    #: (pickle calls ``cls(*args)``, which fails for an ``__init__`` that needs arguments
+    #: its ``args`` do not hold). Plain objects cross that way in any case.
+    cause_by_state = False
+
     def __init__(
         self,
         function_name: str,
@@ -155,9 +161,16 @@ class TaskError(ActorlibError):
         return self._message()
 
     def __reduce__(self) -> Any:
+        cause = self.cause
+        if cause is not None and self.cause_by_state:
+            return (
+                _rebuild_task_error,
+                (self.function_name, self.traceback_str, _ByState(cause),
+                 self.cause_type_name, getattr(self, "cause_message", None), True),
+            )
         return (
             _rebuild_task_error,
-            (self.function_name, self.traceback_str, self.cause, self.cause_type_name,
+            (self.function_name, self.traceback_str, cause, self.cause_type_name,
              getattr(self, "cause_message", None)),
         )
 
@@ -178,6 +191,8 @@ class TaskError(ActorlibError):
         err.cause = cause
         err.cause_type_name = self.cause_type_name
         err.cause_message = self.cause_message
+        if self.cause_by_state:
+            err.cause_by_state = True
         err.args = (self._message(),)
         # The original's attributes (errno, filename, custom fields) stay readable.
         for key, value in getattr(cause, "__dict__", {}).items():
@@ -213,10 +228,38 @@ def _rebuild_task_error(
     cause: BaseException | None,
     cause_type_name: str | None,
     cause_message: str | None = None,
+    cause_by_state: bool = False,
 ) -> TaskError:
-    return TaskError(
-        function_name, traceback_str, cause, cause_type_name, cause_message
-    ).as_instanceof_cause()
+    err = TaskError(function_name, traceback_str, cause, cause_type_name, cause_message)
+    if cause_by_state:
+        err.cause_by_state = True  # so that it pickles again as it came
+    return err.as_instanceof_cause()
+
+
+class _ByState:
+    """Pickles as the exception it holds, rebuilt by :func:`_rebuild_exception` (see
+    :attr:`TaskError.cause_by_state`)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> Any:
+        exc = self.exc
+        return (_rebuild_exception, (type(exc), exc.args, getattr(exc, "__dict__", None)))
+
+
+def _rebuild_exception(
+    cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any] | None,
+) -> BaseException:
+    """An exception of ``cls`` with ``args`` and the attributes ``state``, made as pickle
+    makes any plain object: without calling ``__init__``, which set them originally."""
+    err = cls.__new__(cls, *args)
+    err.args = args
+    if state:
+        err.__dict__.update(state)
+    return err
 
 
 class ActorError(ActorlibError):

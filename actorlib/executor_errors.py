@@ -84,6 +84,8 @@ def as_stdlib_error(err: TaskError) -> BaseException:
     shaped.cause = cause
     shaped.cause_type_name = err.cause_type_name
     shaped.cause_message = err.cause_message
+    if err.cause_by_state:
+        shaped.cause_by_state = True
     tb = err.traceback_str if err.traceback_str.endswith("\n") else err.traceback_str + "\n"
     # (typeshed has its argument as a traceback: it is the formatted text)
     shaped.__cause__ = _RemoteTraceback(f'\n"""\n{tb}"""')  # type: ignore[arg-type]

@@ -165,3 +165,35 @@ def test_cancelling_a_finished_call_keeps_its_result(rt):
     assert actorlib.get(ref, timeout=T) == "done"
     actorlib.cancel(ref)
     assert actorlib.get(ref, timeout=T) == "done"
+
+
+@actorlib.remote(num_cpus=0)
+def force_cancel(refs: list[actorlib.ObjectRef[str]]) -> str:
+    """``cancel(force=True)`` from a task, of a ref it got nested (not resolved)."""
+    try:
+        actorlib.cancel(refs[0], force=True)
+    except ValueError as error:
+        return str(error)
+    return "not refused"
+
+
+def test_a_forced_cancel_of_a_call_is_refused_with_value_error_as_in_ray(rt):
+    """Ray 2.60 raises ``ValueError("force=True is not supported for actor tasks.")``
+    (an actor's state is its own: ``kill`` ends an actor). Refused for a running call and
+    a queued one, by the ref itself, one rebuilt from its id and from inside a task;
+    neither call is cancelled. An ended call has nothing to refuse, as in Ray."""
+    started, sync = Sync.remote(), Sync.remote()
+    ledger = Ledger.remote()
+    running = ledger.block.remote(started, sync)
+    queued = ledger.note.remote("queued")
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    refused = "force=True is not supported for actor tasks."
+    for ref in (running, queued, actorlib.ObjectRef.from_hex(queued.hex())):
+        with pytest.raises(ValueError, match=f"^{refused}$"):
+            actorlib.cancel(ref, force=True)
+    assert actorlib.get(force_cancel.remote([queued]), timeout=T) == refused
+    actorlib.get(sync.set.remote(), timeout=T)
+    assert actorlib.get([running, queued], timeout=T) == ["finished", "queued"]
+    actorlib.cancel(queued, force=True)
+    assert actorlib.get(queued, timeout=T) == "queued"
+    assert actorlib.get(ledger.history.remote(), timeout=T) == (["block", "queued"], False)

@@ -476,6 +476,36 @@ def test_pdb_client_that_hangs_up_lets_the_task_go_on(backend: str, _leak_check:
         actorlib.shutdown()
 
 
+def test_pdb_client_gone_before_the_prompt_lets_go_of_the_tasks_frames() -> None:
+    """The client's connection is gone when the debugger first writes (a broken pipe):
+    the task goes on, and the debugger forgets the stack it set up for the stop, as
+    ``pdb`` does after every stop. Kept, it held the task's frames, so their locals."""
+    import weakref
+
+    from actorlib.util.rpdb import SocketPdb
+
+    class Payload:
+        pass
+
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    debugger = SocketPdb(ours)
+    seen: list[Any] = []
+
+    def task() -> None:
+        payload = Payload()
+        seen.append(weakref.ref(payload))
+        debugger.set_trace(sys._getframe())
+        seen.append("went on")
+
+    thread = threading.Thread(target=task)  # its own trace function, not this thread's
+    thread.start()
+    thread.join(T)
+    assert seen[1:] == ["went on"]
+    assert debugger.stack == [] and debugger.curframe is None
+    assert seen[0]() is None, "the debugger kept the task's locals alive"
+
+
 @pytest.mark.parametrize("backend", ["process", "cluster"])
 def test_pdb_breakpoints_open_at_once_on_a_fixed_port_take_the_next(
         backend: str, _leak_check: None, capfd: pytest.CaptureFixture[str]) -> None:

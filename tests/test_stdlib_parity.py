@@ -71,6 +71,18 @@ def raise_chained() -> None:
         raise ValueError("wrapped") from exc
 
 
+class TwoArgsError(Exception):
+    """``args`` is the message, ``__init__`` wants two: pickle's ``cls(*args)`` fails."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}-{b}")
+        self.a, self.b = a, b
+
+
+def raise_two_args_error() -> None:
+    raise TwoArgsError(1, 2)
+
+
 def make_generator() -> Iterator[int]:
     yield 1
 
@@ -169,6 +181,25 @@ def test_a_generator_function_fails_its_call_like_process_pool_executor(rt):
         ours = ex.submit(make_generator).exception(timeout=T)
     assert _shape(ours) == _shape(theirs)
     assert type(ours.__cause__) is type(theirs.__cause__) is _RemoteTraceback
+
+
+def test_an_error_whose_init_wants_other_arguments_arrives_deliberately(rt):
+    """The stdlib cannot unpickle it: its pool breaks (``BrokenProcessPool`` for this call
+    and every later one; Ray 2.60 raises an ``UnserializableException``). actorlib
+    rebuilds it from its class and state, as pickle rebuilds any other object: raised as
+    the stdlib raises the errors it can carry, and the executor goes on."""
+    with stdlib_executor() as ref:
+        broken = ref.submit(raise_two_args_error).exception(timeout=T)
+        assert isinstance(broken, cf.process.BrokenProcessPool)
+    with Executor(1) as ex:
+        ours = ex.submit(raise_two_args_error).exception(timeout=T)
+        assert ex.submit(square, 3).result(timeout=T) == 9
+    assert isinstance(ours, TwoArgsError) and isinstance(ours, TaskError)
+    assert _shape(ours) == _shape(TwoArgsError(1, 2))
+    assert (ours.a, ours.b) == (1, 2)
+    _check_remote_traceback(ours, _RemoteTraceback, raise_two_args_error)
+    again = pickle.loads(pickle.dumps(ours))
+    assert _shape(again) == _shape(ours) and (again.a, again.b) == (1, 2)
 
 
 def test_a_calls_error_pickles_with_its_shape(rt):

@@ -70,7 +70,7 @@ class Lineage:
                     rebuild[spec.task_id] = spec
                 continue
             entry.value = None
-            if not entry.made:  # a put: nothing can make it again (Ray's error too)
+            if entry.producer is None:  # a put: nothing can make it again (Ray's error too)
                 error: ObjectLostError = ObjectLostError(
                     f"Object {id_hex(id_)} was lost: {why}. It was put, so nothing can "
                     "make it again.")

@@ -35,14 +35,15 @@ def first_ready(
 
 
 class ObjectEntry:
-    __slots__ = ("lineage", "made", "producer", "refs", "value", "watchers")
+    __slots__ = ("lineage", "producer", "refs", "value", "watchers")
 
     def __init__(self, refs: int, producer: int | None) -> None:
         self.refs = refs
         self.value: Serialized | None = None
         self.watchers: list[Watcher] | None = None
-        self.producer = producer  # id of the task or call that makes it, if any
-        self.made = producer is not None  # by a task or call (kept once it resolves)
+        # The id of the task or call that makes it, if any; kept once it resolves, so a
+        # ref rebuilt from the id alone (``ObjectRef.from_hex``) still finds its task.
+        self.producer = producer
         self.lineage: Any = None  # the TaskSpec that can make the value again, if any
 
 
@@ -92,7 +93,6 @@ class ObjectTable:
             job = self._job_of(entry.producer)
             if job is not None:
                 self.error_jobs[id_] = job
-        entry.producer = None
         watchers = entry.watchers
         entry.watchers = None
         if watchers:

@@ -57,6 +57,9 @@ if TYPE_CHECKING:  # the interface the core drives; the core never imports a bac
     from actorlib.backends.base import Backend, BackendConfig, ObjectStore
 
 
+#: Ray's refusal of ``cancel(ref, force=True)`` for an actor call (its exact words): an
+#: actor's state is its own, so it is ended with ``kill``, never by killing a call.
+FORCED_ACTOR_CALL = "force=True is not supported for actor tasks."
 #: How long a question about worker processes (a stack dump, a log tail) may take.
 WORKER_QUERY_TIMEOUT_S = 30.0
 
@@ -253,7 +256,13 @@ class Runtime:
         self._loop.post(self.guard.task, task_id, self.tasks.blocked, task_id, blocked)
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
-        self._loop.post(self._cancel, object_id, force, recursive)
+        """Cancel the task or call making ``object_id``. A plain cancel is posted; a forced
+        one waits for the core, which refuses it for a live actor call as Ray does
+        (``ValueError``): the caller learns it at once, not as a quiet soft cancel."""
+        if not force or self.closed:
+            self._loop.post(self._cancel, object_id, force, recursive)
+        elif self._loop.call(self._cancel, object_id, force, recursive):
+            raise ValueError(FORCED_ACTOR_CALL)
 
     def withdraw(self, object_ids: list[int]) -> list[bool]:
         """For each object, cancel the task making it if no worker has that task yet;
@@ -271,12 +280,18 @@ class Runtime:
             return [False] * len(object_ids)
         return self._loop.call(withdraw)
 
-    def _cancel(self, object_id: int, force: bool, recursive: bool) -> None:
+    def _cancel(self, object_id: int, force: bool, recursive: bool) -> bool:
+        """True if refused: ``force`` on an actor call still pending or running."""
         entry = self.objects.get(object_id)
         if entry is None or entry.producer is None:
-            return
-        if not self.tasks.cancel(entry.producer, force, recursive):
-            self.actors.cancel_call(entry.producer)
+            return False
+        producer = entry.producer
+        if self.tasks.cancel(producer, force, recursive):
+            return False
+        if force and producer in self.actors.calls:
+            return True
+        self.actors.cancel_call(producer)
+        return False
 
     def _schedule(self) -> None:
         """After each batch of work on the loop: place what is ready, then pipeline."""

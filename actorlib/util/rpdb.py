@@ -74,6 +74,10 @@ class SocketPdb(pdb.Pdb):
     def _hang_up(self) -> None:
         # Breakpoints would stop the code again with nobody to talk to.
         self.clear_all_breaks()
+        # Nor is anything read here again: let go of the stopped frame's locals, which
+        # ``Pdb.forget()`` leaves behind (``pdb`` keeps them for its next stop).
+        if "curframe_locals" in vars(self):
+            self.curframe_locals = {}
         try:
             for file in self._files:
                 file.close()
@@ -102,9 +106,12 @@ class SocketPdb(pdb.Pdb):
     def interaction(self, frame: FrameType | None, tb: Any) -> None:
         # A connection that drops mid-session raises here (a reset on read, a broken
         # pipe on write), inside the traced task: go on as after ``continue`` instead.
+        # ``Pdb.interaction`` then skipped its ``forget()``, which lets go of the stack
+        # (the task's frames, so their locals) it set up for this stop.
         try:
             super().interaction(frame, tb)
         except OSError:
+            self.forget()
             with contextlib.suppress(OSError):
                 self._hang_up()
             self.set_continue()

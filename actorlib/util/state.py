@@ -300,15 +300,28 @@ def list_metrics(
                  raise_on_missing_output, _explain, _fetch)
 
 
+#: The shortest hex id: ``id_hex`` writes 16 digits, Ray's ids are longer.
+_HEX_ID_DIGITS = 16
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _id_key(text: str) -> str:
+    """What a getter compares of an id: a hex id (16 digits or more) in lower case, as
+    Ray's getters find an id written in either case; anything else (a cluster node's
+    name, a submission id) as it is, since names differ by case."""
+    if len(text) >= _HEX_ID_DIGITS and _HEX_DIGITS.issuperset(text):
+        return text.lower()
+    return text
+
+
 def _matching(kind: str, key: str, id_: str, address: str | None, timeout: float,
               explain: bool, fetch: Fetch | None) -> list[dict[str, Any]]:
-    """The rows of ``kind`` whose ``key`` is ``id_``, compared case-insensitively as Ray's
-    getters (a filter on the id) compare."""
+    """The rows of ``kind`` whose ``key`` is ``id_`` (compared by :func:`_id_key`)."""
     if not isinstance(id_, str):
         raise TypeError(f"{key}: expected an id string, got {type(id_).__name__}")
-    wanted = id_.lower()
+    wanted = _id_key(id_)
     return [row for row in rows(kind, _source(address, timeout, fetch, explain))
-            if row.get(key) is not None and str(row[key]).lower() == wanted]
+            if row.get(key) is not None and _id_key(str(row[key])) == wanted]
 
 
 def _get(kind: str, key: str, id_: str, address: str | None, timeout: float,
@@ -330,7 +343,17 @@ def get_task(
     """The task or actor call with hex id ``id``, or the one making the ref ``id`` (as
     Ray's takes either), at its latest attempt; None if unknown."""
     if isinstance(id, ObjectRef):
-        id = id.task_id().hex()
+        task = id.task_id()
+        if task.is_nil() and not id.is_nil():
+            # A ref rebuilt from its id alone (``ObjectRef.from_hex``) does not carry its
+            # task, which Ray reads off the id: the core's object table names it.
+            found = _matching("objects", "object_id", id.hex(), address, timeout, _explain,
+                              _fetch)
+            producer = found[0].get("producer_id") if found else None
+            if producer is None:  # a put, or an object the core no longer holds
+                return None
+            return _get("tasks", "task_id", producer, address, timeout, _fetch, _explain)
+        id = task.hex()
     return _get("tasks", "task_id", id, address, timeout, _fetch, _explain)
 
 
@@ -380,9 +403,9 @@ def get_job(
     are found by job id (``submission_id`` is None on each)."""
     if not isinstance(id, str):
         raise TypeError(f"job_id: expected an id string, got {type(id).__name__}")
-    wanted = id.lower()
+    wanted = _id_key(id)
     for row in rows("jobs", _source(address, timeout, _fetch, _explain)):
-        if any(row.get(key) is not None and str(row[key]).lower() == wanted
+        if any(row.get(key) is not None and _id_key(str(row[key])) == wanted
                for key in ("job_id", "submission_id")):
             return StateRow(row)
     return None

@@ -103,6 +103,16 @@ def ids_in_names() -> bool:
     return env_switch("ACTORLIB_RAY_IDS_IN_NAMES") and _NAMED_CALLS
 
 
+#: The unique part of the actor id in a plain task's Ray task id (its actor id is the
+#: job's nil one): Ray's ``TaskID`` layout, 8 bytes of its own, then the actor's 16.
+_NO_ACTOR = b"\xff" * 12
+
+
+def _actor_task(ref: Any) -> bool:
+    """Whether Ray made ``ref`` by an actor task (its task id embeds the actor's id)."""
+    return ref.task_id().actor_id().binary()[:12] != _NO_ACTOR
+
+
 class PassStore(ObjectStore):
     """Ray copies values into its store as ``.remote()``/``put`` serialize them, in the
     caller's thread: nothing to copy before that."""
@@ -535,10 +545,14 @@ class RayCore(RayWaits, HeldTasks):
         if self.withdraw([object_id])[0]:
             return  # it was held: it never runs
         ref = self.ray_ref(object_id)
-        try:
-            ray.cancel(ref, force=force, recursive=recursive)
-        except ValueError:  # Ray cannot force-cancel an actor call: interrupt it instead
-            ray.cancel(ref, force=False, recursive=recursive)
+        if force and _actor_task(ref) and not ray.wait([ref], timeout=0)[0]:
+            # Ray refuses it where the call was made (ValueError) but only logs its
+            # refusal in any other process: refused here in every process, as the other
+            # backends' cores refuse it.
+            from actorlib.core.runtime import FORCED_ACTOR_CALL
+
+            raise ValueError(FORCED_ACTOR_CALL)
+        ray.cancel(ref, force=force, recursive=recursive)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         handle = self._handle(actor_id)[0]

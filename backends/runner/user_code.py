@@ -138,6 +138,13 @@ def _is_asyncio_cancel(exc: BaseException) -> bool:
     return asyncio is not None and isinstance(exc, asyncio.CancelledError)
 
 
+def _round_trip(error: TaskError) -> Serialized:
+    """``error`` serialized, once it is known to deserialize (``SerializationError``)."""
+    packed = serialize(error, is_error=True)
+    deserialize(packed)
+    return packed
+
+
 def pack_error(
     exc: BaseException, name: str, retry_exceptions: RetryExceptions
 ) -> tuple[Serialized, bool]:
@@ -152,16 +159,20 @@ def pack_error(
         text = f"{text}\nwhich was raised remotely by {exc.function_name}:\n{exc.traceback_str}"
     error = TaskError(name, text, cause)
     try:
-        packed = serialize(error.as_instanceof_cause(), is_error=True)
-        # Many exceptions pickle but do not unpickle (an ``__init__`` taking arguments
-        # other than its ``args``): find out here, not at ``get``.
-        deserialize(packed)
+        packed = _round_trip(error)
     except SerializationError:
-        # The caller still learns the type's name, the message and the traceback.
-        packed = serialize(
-            TaskError(name, text, None, type(cause).__name__, _message_of(cause)),
-            is_error=True,
-        )
+        # Many exceptions pickle but do not unpickle (an ``__init__`` taking arguments
+        # other than its ``args``): found out here, not at ``get``. The cause then
+        # crosses as its class and state, as pickle carries any other object.
+        error.cause_by_state = True
+        try:
+            packed = _round_trip(error)
+        except SerializationError:
+            # The caller still learns the type's name, the message and the traceback.
+            packed = serialize(
+                TaskError(name, text, None, type(cause).__name__, _message_of(cause)),
+                is_error=True,
+            )
     if retry_exceptions is True:
         retryable = isinstance(exc, Exception)
     elif retry_exceptions:

@@ -40,6 +40,7 @@ REQUESTS = frozenset({
     "available_resources", "flush", "debug_state", "create_placement_group",
     "remove_placement_group", "placement_group_ready", "lookup_placement_group",
     "placement_groups", "state_rows", "withdraw", "record_metrics",
+    "cancel",  # a forced one, which the core may refuse (``CancelObject`` otherwise)
 })
 
 

@@ -293,7 +293,8 @@ class TaskBlocked(NamedTuple):
 
 
 class CancelObject(NamedTuple):
-    """``actorlib.cancel(ref)`` (``Client.cancel``)."""
+    """``actorlib.cancel(ref)`` (``Client.cancel``). A forced cancel goes as the
+    ``Request`` "cancel" instead, since the core may refuse it (an actor call)."""
 
     object_id: int
     force: bool

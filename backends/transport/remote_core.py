@@ -182,7 +182,10 @@ class RemoteCoreClient:
         return result
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
-        self._out(CancelObject(object_id, force, recursive))
+        if force:  # the core may refuse it (an actor call): wait for its answer
+            self._request("cancel", object_id, force, recursive)
+        else:
+            self._out(CancelObject(object_id, force, recursive))
 
     def withdraw(self, object_ids: list[int]) -> list[bool]:
         result: list[bool] = self._request("withdraw", object_ids)
@@ -272,10 +275,15 @@ class RemoteCoreClient:
                     raise RuntimeClosedError("the connection to the core was lost")
         else:
             interruptible.wait(done)  # a driver's main thread: Ctrl-C gets in meanwhile
-        ok, value = box[0]
+        ok, value = box.pop()
         if ok:
             return value
-        raise value
+        try:
+            raise value
+        finally:
+            # The error's traceback holds this frame: without this, the cycle keeps the
+            # caller's frames (their refs, say) alive until a garbage collection.
+            del value
 
     def forward_request(
         self, method: str, args: tuple[Any, ...], answered: Callable[[bool, Any], None]

@@ -135,7 +135,20 @@ for name, r in [("running", running), ("queued", queued)]:
 # Not printed: whether the queued call ran. Ray 2.60 sometimes runs a cancelled queued
 # actor call anyway (its get still raises TaskCancelledError); actorlib never runs it.
 assert ray.get(actor.history.remote())[0] == "long_running"
-# Not done: ray.cancel(actor_ref, force=True). Ray raises ValueError for an actor task;
-# actorlib makes it a plain cancel (docs/ray-compatibility.md).
+# ray.cancel(actor_ref, force=True) is refused for an actor task that has not ended.
+pending = actor.long_running.remote(tracker)
+wait_for(tracker, "started", 2)
+refused = None
+try:
+    ray.cancel(pending, force=True)
+except ValueError as error:
+    refused = str(error)
+assert refused == "force=True is not supported for actor tasks.", refused
+print("forced cancel of an actor call refused")
+ray.cancel(pending)
+try:
+    ray.get(pending, timeout=60)
+except ray.exceptions.TaskCancelledError:
+    print("then cancelled")
 ray.shutdown()
 print("OK")
