@@ -417,3 +417,23 @@ def test_a_wait_loop_asks_the_core_only_about_ids_it_has_not_heard_of():
     assert client.ready_values([2], 1, False, reads=True) == {}  # a get asks the core
     client.drop_ref(2)
     assert client.ready_values([2, 3], 2, False, reads=False) == {3: UNREAD}
+
+
+def test_a_wait_asks_the_core_again_about_an_object_held_in_a_store():
+    """Only a value held inline stays ready while a ref to it lives: one in a node's
+    store may be lost with its node and be pending again while its task re-runs, so a
+    ``wait`` on it asks the core each time (before, it was answered from the first
+    ``Ready``: ready for ever)."""
+    from actorlib.core.serialization import UNREAD, Serialized
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    client = RemoteCoreClient(Conn(), 1, "", HeapStore(), [])  # type: ignore[arg-type]
+    client.watch([1, 2], lambda id_, value: None, reads=False)
+    token = sent[-1].token
+    client.on_ready(token, 1, Serialized(b"x", [b"big"], locations=[("/dev/shm/n-1", 3)]))
+    client.on_ready(token, 2, serialize(2))
+    assert client.ready_values([1, 2], 2, False, reads=False) == {2: UNREAD}

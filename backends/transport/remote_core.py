@@ -89,7 +89,8 @@ class RemoteCoreClient:
         # that arrived after its wait ended): a ``wait`` on them is answered here, so a
         # loop of ``wait(not_ready)`` costs a round trip to the core only when none of
         # the ids it learnt of is left, not one per call. Readiness only: a ``get`` still
-        # asks the core for the value (it may have been lost, and made again since).
+        # asks the core for the value. Only values held inline: one in a node's store may
+        # be lost with its node and be pending again while its task re-runs (lineage).
         self._ready_ids: set[int] = set()
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
@@ -152,10 +153,11 @@ class RemoteCoreClient:
             self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
-        ready = self._ready_ids
-        if len(ready) >= READY_IDS_KEPT:
-            ready.clear()
-        ready.add(id_)
+        if not value.locations:  # inline: it stays ready while a ref to it lives
+            ready = self._ready_ids
+            if len(ready) >= READY_IDS_KEPT:
+                ready.clear()
+            ready.add(id_)
         entry = self._watchers.get(token)
         if entry is None:
             return
