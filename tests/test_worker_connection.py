@@ -437,3 +437,26 @@ def test_a_wait_asks_the_core_again_about_an_object_held_in_a_store():
     client.on_ready(token, 1, Serialized(b"x", [b"big"], locations=[("/dev/shm/n-1", 3)]))
     client.on_ready(token, 2, serialize(2))
     assert client.ready_values([1, 2], 2, False, reads=False) == {2: UNREAD}
+
+
+def test_a_wait_answered_here_still_reads_what_the_client_holds_itself():
+    """A client that reads some values itself (a cluster driver: its own puts) answers a
+    ``wait`` on them without the core, also once it has heard of other ready ids (before,
+    any id heard ready made it skip its own values: a round trip to the head)."""
+    from actorlib.core.serialization import UNREAD
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    class HoldsSeven(RemoteCoreClient):
+        def ready_value(self, id_: int) -> Any:
+            return serialize(7) if id_ == 7 else None
+
+    client = HoldsSeven(Conn(), 1, "", HeapStore(), [])  # type: ignore[arg-type]
+    client.watch([1], lambda id_, value: None, reads=False)
+    client.on_ready(sent[-1].token, 1, serialize(1))
+    got = client.ready_values([7, 1], 2, False, reads=False)
+    assert list(got) == [7, 1] and got[1] is UNREAD
+    assert client.ready_values([7], 1, False, reads=False).keys() == {7}

@@ -92,6 +92,9 @@ class RemoteCoreClient:
         # asks the core for the value. Only values held inline: one in a node's store may
         # be lost with its node and be pending again while its task re-runs (lineage).
         self._ready_ids: set[int] = set()
+        # A subclass reads some values here (a cluster driver's own puts): a ``wait``
+        # answered from ``_ready_ids`` asks it about the others too.
+        self._reads_values = type(self).ready_value is not RemoteCoreClient.ready_value
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
         self._pending: dict[int, Callable[[bool, Any], None]] = {}
@@ -129,12 +132,17 @@ class RemoteCoreClient:
         if reads or not self._ready_ids:
             return first_ready(ids, self.ready_value, need, fail_fast)
         ready = self._ready_ids  # a ``wait``: which are ready is all it needs
+        read = self.ready_value if self._reads_values else None
         got: dict[int, Serialized] = {}
         for id_ in ids:
             if id_ in ready:
                 got[id_] = UNREAD
-                if len(got) == need:
-                    break
+            elif read is not None and (value := read(id_)) is not None:
+                got[id_] = value
+            else:
+                continue
+            if len(got) == need:
+                break
         return got
 
     def ready_value(self, id_: int) -> Serialized | None:
