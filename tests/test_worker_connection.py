@@ -460,3 +460,25 @@ def test_a_wait_answered_here_still_reads_what_the_client_holds_itself():
     got = client.ready_values([7, 1], 2, False, reads=False)
     assert list(got) == [7, 1] and got[1] is UNREAD
     assert client.ready_values([7], 1, False, reads=False).keys() == {7}
+
+
+def test_a_node_leaving_makes_the_client_forget_the_ids_it_heard_are_ready():
+    """A task whose result in a node's store was lost runs again, and its inline results
+    are pending meanwhile too: a node gone, a ``wait`` asks the core again. A node that
+    joins takes nothing away."""
+    from actorlib.core.records import NodeInfo
+    from actorlib.core.serialization import UNREAD
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    a, b = NodeInfo("a", {"CPU": 1.0}), NodeInfo("b", {"CPU": 1.0})
+    client = RemoteCoreClient(Conn(), 1, "", HeapStore(), [a])  # type: ignore[arg-type]
+    client.watch([1], lambda id_, value: None, reads=False)
+    client.on_ready(sent[-1].token, 1, serialize(1))
+    client.set_nodes([a, b])
+    assert client.ready_values([1], 1, False, reads=False) == {1: UNREAD}
+    client.set_nodes([b])
+    assert client.ready_values([1], 1, False, reads=False) == {}

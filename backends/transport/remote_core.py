@@ -90,7 +90,9 @@ class RemoteCoreClient:
         # loop of ``wait(not_ready)`` costs a round trip to the core only when none of
         # the ids it learnt of is left, not one per call. Readiness only: a ``get`` still
         # asks the core for the value. Only values held inline: one in a node's store may
-        # be lost with its node and be pending again while its task re-runs (lineage).
+        # be lost with its node and be pending again while its task re-runs (lineage);
+        # and all are forgotten when a node leaves (``set_nodes``): the task's inline
+        # results are pending again too.
         self._ready_ids: set[int] = set()
         # A subclass reads some values here (a cluster driver's own puts): a ``wait``
         # answered from ``_ready_ids`` asks it about the others too.
@@ -305,7 +307,13 @@ class RemoteCoreClient:
             answered(ok, value)
 
     def set_nodes(self, nodes: list[NodeInfo]) -> None:
-        """The cluster's nodes changed (a cluster client)."""
+        """The cluster's nodes changed (a cluster client).
+
+        A node gone may have taken objects with it, whose tasks now run again: their
+        other results, inline, are pending again too, so every id heard ready is
+        forgotten (a ``wait`` asks the core again, which knows)."""
+        if {n.node_id for n in self._nodes} - {n.node_id for n in nodes}:
+            self._ready_ids.clear()
         scheduler = Scheduler()
         for node in nodes:
             scheduler.add_node(node.node_id, node.resources, node.labels)
