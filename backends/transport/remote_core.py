@@ -163,7 +163,7 @@ class RemoteCoreClient:
             self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
-        if not value.locations:  # inline: it stays ready while a ref to it lives
+        if not value.locations:  # inline: no node takes it with it (but see set_nodes)
             ready = self._ready_ids
             if len(ready) >= READY_IDS_KEPT:
                 ready.clear()
