@@ -687,3 +687,65 @@ def test_a_head_that_stalled_past_the_node_timeout_keeps_its_nodes(
     assert [n["NodeID"] for n in actorlib.nodes()] == ["only"]
     assert actorlib.get(where.remote(), timeout=30) == "only"
     assert "stopped responding" not in quick_timeout.log("head")
+
+
+@actorlib.remote
+def array_made_at_once_on_left(folder: str, n: int) -> np.ndarray:
+    """An array (large: it lives in its node's store); made elsewhere only once the file
+    ``release`` appears in ``folder``."""
+    while actorlib.get_runtime_context().get_node_id() != "left" and not os.path.exists(
+        os.path.join(folder, "release")
+    ):
+        time.sleep(0.05)
+    return np.arange(n, dtype=np.int64)
+
+
+def test_an_object_lost_with_its_node_is_not_ready_to_wait_while_it_is_rebuilt(
+    three: Cluster, tmp_path: os.PathLike[str],
+) -> None:
+    """The driver heard the array was ready before its node died; while its task runs
+    again, ``wait`` says it is not ready, as ``get(timeout=0)`` does (before, the driver
+    answered ``wait`` from what it once heard: ready, and a ``get`` then blocked)."""
+    n = 2**20
+    strategy = NodeAffinitySchedulingStrategy("left", soft=True)
+    ref = array_made_at_once_on_left.options(scheduling_strategy=strategy).remote(
+        str(tmp_path), n)
+    assert actorlib.wait([ref], timeout=30) == ([ref], [])
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
+    assert actorlib.wait([ref], timeout=0) == ([], [ref])
+    with pytest.raises(exceptions.GetTimeoutError):
+        actorlib.get(ref, timeout=0)
+    with open(os.path.join(str(tmp_path), "release"), "w"):
+        pass
+    assert actorlib.wait([ref], timeout=60) == ([ref], [])
+    assert int(actorlib.get(ref, timeout=60).sum()) == n * (n - 1) // 2
+
+
+@actorlib.remote(num_returns=2)
+def array_and_size_made_at_once_on_left(folder: str, n: int) -> tuple[np.ndarray, int]:
+    """``array_made_at_once_on_left``'s array and its size: a small value, held inline."""
+    while actorlib.get_runtime_context().get_node_id() != "left" and not os.path.exists(
+        os.path.join(folder, "release")
+    ):
+        time.sleep(0.05)
+    return np.arange(n, dtype=np.int64), n
+
+
+def test_a_small_result_rebuilt_with_a_lost_sibling_is_not_ready_to_wait(
+    three: Cluster, tmp_path: os.PathLike[str],
+) -> None:
+    """A task's small result is held inline, but its large one lived on the node that
+    died: the task runs again for both, and meanwhile the small one is pending too."""
+    n = 2**20
+    strategy = NodeAffinitySchedulingStrategy("left", soft=True)
+    big, size = array_and_size_made_at_once_on_left.options(
+        scheduling_strategy=strategy).remote(str(tmp_path), n)
+    assert actorlib.wait([size, big], num_returns=2, timeout=30)[0] == [size, big]
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
+    assert actorlib.wait([size], timeout=0) == ([], [size])
+    with open(os.path.join(str(tmp_path), "release"), "w"):
+        pass
+    assert actorlib.get(size, timeout=60) == n
+    assert int(actorlib.get(big, timeout=60).sum()) == n * (n - 1) // 2

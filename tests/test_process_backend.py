@@ -1187,6 +1187,39 @@ def test_without_a_worker_timeout_a_stopped_worker_is_left_alone(prt, tmp_path):
     actorlib.cancel(ref, force=True)
 
 
+@pytest.mark.slow
+@pytest.mark.init_kwargs(worker_timeout_s=1.0)
+def test_a_frozen_worker_is_killed_while_the_drivers_loop_is_always_slow(prt, tmp_path):
+    """The driver's loop is busy in every period of the watchdog (0.25 s here), so each of
+    its looks comes late: a late look may be the first after a stall (the workers' news
+    still unread) and skips its turn, but not two in a row, or a frozen worker would never
+    be found while the load lasts (before, it never was)."""
+    loop = session.runtime().backend.loop
+    busy = True
+
+    def hog() -> None:  # 0.55 s of every 0.6 s: every look comes > 2 periods late
+        if busy:
+            time.sleep(0.55)
+            loop.call_later(0.05, hog)
+
+    pid_file = tmp_path / "pid"
+    # Retries to spare: so busy a loop may hear a healthy worker too late now and then.
+    ref = once_frozen.options(max_retries=3).remote(str(pid_file))
+    frozen = _started(pid_file)
+    os.kill(frozen, signal.SIGSTOP)
+    loop.call_soon_threadsafe(hog)
+    try:
+        ready, _ = actorlib.wait([ref], timeout=15)
+    finally:
+        busy = False
+    try:
+        assert ready == [ref], "the frozen worker was never killed"
+        assert actorlib.get(ref, timeout=T) != frozen
+    finally:
+        if psutil.pid_exists(frozen):
+            os.kill(frozen, signal.SIGKILL)
+
+
 _STALLED_DRIVER = """
 import os, sys, time
 import actorlib

@@ -417,3 +417,68 @@ def test_a_wait_loop_asks_the_core_only_about_ids_it_has_not_heard_of():
     assert client.ready_values([2], 1, False, reads=True) == {}  # a get asks the core
     client.drop_ref(2)
     assert client.ready_values([2, 3], 2, False, reads=False) == {3: UNREAD}
+
+
+def test_a_wait_asks_the_core_again_about_an_object_held_in_a_store():
+    """Only a value held inline stays ready while a ref to it lives: one in a node's
+    store may be lost with its node and be pending again while its task re-runs, so a
+    ``wait`` on it asks the core each time (before, it was answered from the first
+    ``Ready``: ready for ever)."""
+    from actorlib.core.serialization import UNREAD, Serialized
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    client = RemoteCoreClient(Conn(), 1, "", HeapStore(), [])  # type: ignore[arg-type]
+    client.watch([1, 2], lambda id_, value: None, reads=False)
+    token = sent[-1].token
+    client.on_ready(token, 1, Serialized(b"x", [b"big"], locations=[("/dev/shm/n-1", 3)]))
+    client.on_ready(token, 2, serialize(2))
+    assert client.ready_values([1, 2], 2, False, reads=False) == {2: UNREAD}
+
+
+def test_a_wait_answered_here_still_reads_what_the_client_holds_itself():
+    """A client that reads some values itself (a cluster driver: its own puts) answers a
+    ``wait`` on them without the core, also once it has heard of other ready ids (before,
+    any id heard ready made it skip its own values: a round trip to the head)."""
+    from actorlib.core.serialization import UNREAD
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    class HoldsSeven(RemoteCoreClient):
+        def ready_value(self, id_: int) -> Any:
+            return serialize(7) if id_ == 7 else None
+
+    client = HoldsSeven(Conn(), 1, "", HeapStore(), [])  # type: ignore[arg-type]
+    client.watch([1], lambda id_, value: None, reads=False)
+    client.on_ready(sent[-1].token, 1, serialize(1))
+    got = client.ready_values([7, 1], 2, False, reads=False)
+    assert list(got) == [7, 1] and got[1] is UNREAD
+    assert client.ready_values([7], 1, False, reads=False).keys() == {7}
+
+
+def test_a_node_leaving_makes_the_client_forget_the_ids_it_heard_are_ready():
+    """A task whose result in a node's store was lost runs again, and its inline results
+    are pending meanwhile too: a node gone, a ``wait`` asks the core again. A node that
+    joins takes nothing away."""
+    from actorlib.core.records import NodeInfo
+    from actorlib.core.serialization import UNREAD
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    a, b = NodeInfo("a", {"CPU": 1.0}), NodeInfo("b", {"CPU": 1.0})
+    client = RemoteCoreClient(Conn(), 1, "", HeapStore(), [a])  # type: ignore[arg-type]
+    client.watch([1], lambda id_, value: None, reads=False)
+    client.on_ready(sent[-1].token, 1, serialize(1))
+    client.set_nodes([a, b])
+    assert client.ready_values([1], 1, False, reads=False) == {1: UNREAD}
+    client.set_nodes([b])
+    assert client.ready_values([1], 1, False, reads=False) == {}

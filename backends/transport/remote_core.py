@@ -89,8 +89,14 @@ class RemoteCoreClient:
         # that arrived after its wait ended): a ``wait`` on them is answered here, so a
         # loop of ``wait(not_ready)`` costs a round trip to the core only when none of
         # the ids it learnt of is left, not one per call. Readiness only: a ``get`` still
-        # asks the core for the value (it may have been lost, and made again since).
+        # asks the core for the value. Only values held inline: one in a node's store may
+        # be lost with its node and be pending again while its task re-runs (lineage);
+        # and all are forgotten when a node leaves (``set_nodes``): the task's inline
+        # results are pending again too.
         self._ready_ids: set[int] = set()
+        # A subclass reads some values here (a cluster driver's own puts): a ``wait``
+        # answered from ``_ready_ids`` asks it about the others too.
+        self._reads_values = type(self).ready_value is not RemoteCoreClient.ready_value
         self._token_of: dict[Any, int] = {}
         self._requests = itertools.count(1)
         self._pending: dict[int, Callable[[bool, Any], None]] = {}
@@ -128,12 +134,17 @@ class RemoteCoreClient:
         if reads or not self._ready_ids:
             return first_ready(ids, self.ready_value, need, fail_fast)
         ready = self._ready_ids  # a ``wait``: which are ready is all it needs
+        read = self.ready_value if self._reads_values else None
         got: dict[int, Serialized] = {}
         for id_ in ids:
             if id_ in ready:
                 got[id_] = UNREAD
-                if len(got) == need:
-                    break
+            elif read is not None and (value := read(id_)) is not None:
+                got[id_] = value
+            else:
+                continue
+            if len(got) == need:
+                break
         return got
 
     def ready_value(self, id_: int) -> Serialized | None:
@@ -152,10 +163,11 @@ class RemoteCoreClient:
             self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
-        ready = self._ready_ids
-        if len(ready) >= READY_IDS_KEPT:
-            ready.clear()
-        ready.add(id_)
+        if not value.locations:  # inline: no node takes it with it (but see set_nodes)
+            ready = self._ready_ids
+            if len(ready) >= READY_IDS_KEPT:
+                ready.clear()
+            ready.add(id_)
         entry = self._watchers.get(token)
         if entry is None:
             return
@@ -303,7 +315,13 @@ class RemoteCoreClient:
             answered(ok, value)
 
     def set_nodes(self, nodes: list[NodeInfo]) -> None:
-        """The cluster's nodes changed (a cluster client)."""
+        """The cluster's nodes changed (a cluster client).
+
+        A node gone may have taken objects with it, whose tasks now run again: their
+        other results, inline, are pending again too, so every id heard ready is
+        forgotten (a ``wait`` asks the core again, which knows)."""
+        if {n.node_id for n in self._nodes} - {n.node_id for n in nodes}:
+            self._ready_ids.clear()
         scheduler = Scheduler()
         for node in nodes:
             scheduler.add_node(node.node_id, node.resources, node.labels)
