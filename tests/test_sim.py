@@ -330,6 +330,16 @@ def test_a_program_waiting_on_something_else_is_told_why_nothing_runs(monkeypatc
         time.sleep(0.8)  # the driver waits on something else
         assert caplog.text.count("ACTORLIB_SIM_IDLE_DRIVE=0.01") == 1
         assert actorlib.get(ref) == 9  # driven again, the run goes on
+        assert "ACTORLIB_SIM_PREEMPT" not in caplog.text
+        assert actorlib.get(naps.remote(0.8)) == 0.8  # a step that holds the run
+        assert caplog.text.count("ACTORLIB_SIM_PREEMPT=0.05") == 1
+        assert "'task naps#" in caplog.text
+
+
+@actorlib.remote
+def naps(seconds):
+    time.sleep(seconds)  # real time: the simulation waits for the step to end
+    return seconds
 
 
 @actorlib.remote(num_cpus=0)

@@ -105,6 +105,8 @@ class SimBackend(Steps, Backend):
         self._last_drive = time.monotonic()
         self._idle_thread: threading.Thread | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._warn_idle = self._warn_long = False  # what ``_watch_stall`` may still say
+        self._seen_steps = (0, time.monotonic())  # the step count at a look, and since
         self._started_at = time.monotonic()
         self._chain_ok = False  # workers may take steps (see ``_take_steps``)
         self._handoff: Any = None  # a step a worker chose for the driver to take
@@ -165,7 +167,9 @@ class SimBackend(Steps, Backend):
                 name="actorlib-sim-idle", daemon=True,
             )
             self._idle_thread.start()
-        else:
+        self._warn_idle = settings.idle_drive <= 0
+        self._warn_long = settings.preempt <= 0
+        if self._warn_idle or self._warn_long:
             self._stall_timer = self._core_loop.call_later(STALL_LOOK_S, self._watch_stall)
         self._gc.enter()  # (last: nothing above can fail after it)
         return [NodeInfo(node, dict(resources), labels=dict(config.labels))
@@ -386,18 +390,21 @@ class SimBackend(Steps, Backend):
     # == the idle driver (settings.idle_drive > 0), or a word when it is off ==============
 
     def _watch_stall(self) -> None:
-        """On the core's loop, every few seconds while the idle driver is off: a program
-        that waits on anything but ``get``/``wait`` (an Executor's future, a lock, a
-        polling loop) with work runnable stops the run; say so, once, rather than hang
-        without a word. It only reads: the run's choices are not touched."""
+        """On the core's loop, every few seconds: say once, rather than hang without a
+        word, why a run stopped moving. Without the idle driver: a program waiting on
+        anything but ``get``/``wait`` (an Executor's future, a lock, a polling loop) with
+        work ready to run. Without preemption: a step whose user code has run for long
+        in real time (it sleeps, spins or waits outside actorlib; a step runs to its end
+        or its next ``get``). It only reads: the run's choices are not touched."""
         self._stall_timer = None
         if self._stopping:
             return
-        if (
-            self._failure is None and not self._drive_lock.locked()
-            and time.monotonic() - self._last_drive >= STALL_WARN_S
-            and self._work_waits()
+        now = time.monotonic()
+        driving = self._drive_lock.locked()
+        if self._failure is None and self._warn_idle and not driving and (
+            now - self._last_drive >= STALL_WARN_S and self._work_waits()
         ):
+            self._warn_idle = False
             log.warning(
                 "actorlib sim: no thread has waited in get/wait for %.0f s while work is "
                 "ready to run, and only such a wait runs the simulation's steps. A program "
@@ -406,8 +413,21 @@ class SimBackend(Steps, Backend):
                 "SimSettings(idle_drive=...)), at the price of exact replay "
                 "(docs/testing.md, 'the idle driver')", STALL_WARN_S,
             )
-            return
-        self._stall_timer = self._core_loop.call_later(STALL_LOOK_S, self._watch_stall)
+        steps, since = self._seen_steps
+        if steps != self.steps or not driving:
+            self._seen_steps = (self.steps, now)
+        elif self._failure is None and self._warn_long and now - since >= STALL_WARN_S:
+            self._warn_long = False
+            log.warning(
+                "actorlib sim: the step %r has run user code for %.0f s of real time, and "
+                "the simulation waits for it: each step runs until its code ends or waits "
+                "in get (sleeping, spinning or waiting outside actorlib holds the run). "
+                "ACTORLIB_SIM_PREEMPT=0.05 (or simulate(preempt=...)) lets such code run "
+                "on beside the simulation, at the price of exact replay (docs/testing.md)",
+                self.log[-1] if self.log else "?", now - since,
+            )
+        if self._warn_idle or self._warn_long:
+            self._stall_timer = self._core_loop.call_later(STALL_LOOK_S, self._watch_stall)
 
     def _work_waits(self) -> bool:
         """Whether something could run: a submission not yet handed to the simulation
