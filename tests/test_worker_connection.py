@@ -385,6 +385,26 @@ def test_a_thread_of_inline_work_waiting_for_an_answer_passes_reading_on(inline_
     assert answers == [[True]], "the answer to the task's thread was not read"
 
 
+def test_a_relaying_client_remembers_no_ready_ids():
+    """A cluster node's client passes its workers' watches on and never waits itself: the
+    ready ids it relays are not kept (they held up to 100,000 ids a node)."""
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    client = RemoteCoreClient(  # type: ignore[arg-type]
+        Conn(), 1, "", HeapStore(), [], remembers_ready=False
+    )
+    seen: list[int] = []
+    client.watch([1, 2], lambda id_, _value: seen.append(id_), reads=False)
+    token = sent[-1].token
+    for id_ in (1, 2):
+        client.on_ready(token, id_, serialize(id_))
+    assert seen == [1, 2]  # relayed as before
+    assert client._ready_ids == set()
+
+
 def test_a_wait_loop_asks_the_core_only_about_ids_it_has_not_heard_of():
     """A ``Ready`` to any watch (also one that arrives after its wait ended) tells the
     client that object is ready: a later ``wait`` (``reads=False``) on it is answered

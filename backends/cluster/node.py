@@ -151,7 +151,8 @@ class NodeDaemon:
         self.directory = dict(welcome.directory)
         self.job_sys_path.extend(welcome.sys_path)
         client = RemoteCoreClient(
-            self.conn, welcome.prefix, "default", HeapStore(), welcome.nodes
+            self.conn, welcome.prefix, "default", HeapStore(), welcome.nodes,
+            remembers_ready=False,  # it relays its workers' watches, and never waits
         )
         self.client = client
         if self._early_nodes is not None:

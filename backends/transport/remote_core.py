@@ -68,7 +68,7 @@ class RemoteCoreClient:
 
     def __init__(
         self, conn: framing.Sender, prefix: int, namespace: str, store: ObjectStore,
-        nodes: list[NodeInfo],
+        nodes: list[NodeInfo], *, remembers_ready: bool = True,
     ) -> None:
         self.ids = IdAllocator(prefix)
         self._namespace = namespace
@@ -94,6 +94,9 @@ class RemoteCoreClient:
         # and all are forgotten when a node leaves (``set_nodes``): the task's inline
         # results are pending again too.
         self._ready_ids: set[int] = set()
+        # False for a client that only relays watches for others (a cluster node's): it
+        # never answers a ``wait`` itself, so remembering would only hold memory.
+        self._remembers_ready = remembers_ready
         # A subclass reads some values here (a cluster driver's own puts): a ``wait``
         # answered from ``_ready_ids`` asks it about the others too.
         self._reads_values = type(self).ready_value is not RemoteCoreClient.ready_value
@@ -163,7 +166,7 @@ class RemoteCoreClient:
             self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
-        if not value.locations:  # inline: no node takes it with it (but see set_nodes)
+        if self._remembers_ready and not value.locations:  # inline (but see set_nodes)
             ready = self._ready_ids
             if len(ready) >= READY_IDS_KEPT:
                 ready.clear()
