@@ -749,3 +749,53 @@ def test_a_small_result_rebuilt_with_a_lost_sibling_is_not_ready_to_wait(
         pass
     assert actorlib.get(size, timeout=60) == n
     assert int(actorlib.get(big, timeout=60).sum()) == n * (n - 1) // 2
+
+
+@actorlib.remote(num_returns=2)
+def array_and_size_when_told(folder: str, n: int) -> tuple[np.ndarray, int]:
+    """An array and its size, made on ``left`` once ``go`` exists (elsewhere, once
+    ``release`` does)."""
+    on_left = actorlib.get_runtime_context().get_node_id() == "left"
+    while not os.path.exists(os.path.join(folder, "go" if on_left else "release")):
+        time.sleep(0.05)
+    return np.arange(n, dtype=np.int64), n
+
+
+@actorlib.remote(resources={"right": 1})
+class Looker:
+    """Waits from a worker on the node that stays (a nested ``wait``), on refs it keeps
+    (a worker forgets what it heard of an id once it holds no ref to it)."""
+
+    def __init__(self) -> None:
+        self.refs: list[Any] = []
+
+    def ready(self, refs: list[Any] | None, timeout: float | None, first: int = 0) -> int:
+        if refs is not None:
+            self.refs = refs
+        looked = self.refs[:first] if first else self.refs
+        return len(actorlib.wait(looked, num_returns=len(looked), timeout=timeout)[0])
+
+
+def test_a_small_result_rebuilt_with_a_lost_sibling_is_not_ready_to_a_workers_wait(
+    three: Cluster, tmp_path: os.PathLike[str],
+) -> None:
+    """As above, the wait in a worker process on the other node: it never hears that a
+    node left, so it must not answer from what it heard before."""
+    n = 2**20
+    strategy = NodeAffinitySchedulingStrategy("left", soft=True)
+    big, size = array_and_size_when_told.options(
+        scheduling_strategy=strategy).remote(str(tmp_path), n)
+    looker = Looker.remote()
+    seen = looker.ready.remote([size, big], 30)  # watching before they are ready
+    time.sleep(0.5)
+    with open(os.path.join(str(tmp_path), "go"), "w"):
+        pass
+    assert actorlib.get(seen, timeout=60) == 2
+    three.nodes["left"].send_signal(signal.SIGKILL)
+    wait_until(lambda: [n["NodeID"] for n in actorlib.nodes()] == ["right"], timeout=30)
+    del big  # the worker holds the refs now
+    assert actorlib.get(looker.ready.remote(None, 0, first=1), timeout=30) == 0  # size
+    with open(os.path.join(str(tmp_path), "release"), "w"):
+        pass
+    assert actorlib.get(looker.ready.remote(None, 60), timeout=90) == 2
+    assert actorlib.get(size, timeout=30) == n

@@ -306,8 +306,12 @@ class Worker:
                 link = config["cluster"]
                 tls = link["tls"].client_context() if link["tls"] is not None else None
                 set_buffer_mapper(WorkerMapper(worker_store, link["objects"], link["token"], tls))
+        # On a cluster node a worker never hears that another node left (its driver's
+        # client does, and forgets what it remembered then: a task re-run by lineage makes
+        # its inline results pending again), so it asks the core at each ``wait``.
         client = RemoteCoreClient(
-            self.conn, config["prefix"], config["namespace"], store, config["nodes"]
+            self.conn, config["prefix"], config["namespace"], store, config["nodes"],
+            remembers_ready=config.get("cluster") is None,
         )
         if worker_store is not None and config["store"].get("arena"):
             # Large results and puts go into the driver's arena, in extents it grants.
