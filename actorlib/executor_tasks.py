@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import threading
 import types
 from collections.abc import Callable
@@ -150,9 +151,9 @@ def _make_chunk(
         fn = box[0]
         done: list[Any] = []
         try:
-            if spread:
-                for args in chunk:
-                    done.append(fn(*args))
+            if spread:  # (``starmap``: an item that is no iterable fails as in the stdlib)
+                for value in itertools.starmap(fn, chunk):
+                    done.append(value)
             else:
                 for arg in chunk:  # one argument each, sent bare: no tuple per item
                     done.append(fn(arg))
