@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
 import pickle
+import sys
 import threading
 import time
+import uuid
 
 import pytest
 from testkit import Recorder, Sync, T, live_actors, wait_for, wait_until
@@ -223,6 +227,60 @@ def test_cancel_a_task_while_it_submits_nested_work(rt):
         with pytest.raises(exc.TaskCancelledError):
             actorlib.get(ref, timeout=T)
     assert actorlib.get([quick.remote(i) for i in range(10)], timeout=T) == list(range(10))
+
+
+# A package whose import takes until a file appears, after importing a submodule with
+# ``import *`` and before using it by name (as ``asyncio``'s ``__init__`` does): an
+# interrupt that lands inside that import leaves ``part`` loaded but unbound, and every
+# later import of the package in that process fails with a NameError.
+_SLOW_PACKAGE = """
+from .part import *
+import os, pathlib, time
+here = pathlib.Path(__file__).parent
+(here / "started").write_text(str(os.getpid()))
+deadline = time.monotonic() + 60
+while not (here / "release").exists() and time.monotonic() < deadline:
+    time.sleep(0.005)
+VALUE = part.VALUE
+"""
+
+
+@actorlib.remote(max_retries=0)
+def import_package(folder: str, name: str) -> tuple[int, int]:
+    """Import ``name`` from ``folder`` (lazily, as task code may) and use it."""
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return os.getpid(), importlib.import_module(name).VALUE
+
+
+def test_a_cancel_never_breaks_an_import_under_way(rt, tmp_path):
+    """A task cancelled while it imports a module is interrupted once the import is
+    over: the process's later imports of that module still work (an interrupt inside the
+    import left the module half imported, and the worker failed every task that used it
+    from then on)."""
+    name = f"slow_{uuid.uuid4().hex}"
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text(_SLOW_PACKAGE)
+    (package / "part.py").write_text("__all__ = []\nVALUE = 42\n")
+    ref = import_package.remote(str(tmp_path), name)
+    started = package / "started"
+    wait_for(started.exists, "the task to start importing")
+    actorlib.cancel(ref)
+    time.sleep(0.3)  # the interrupt, if it were sent now, lands inside the import
+    (package / "release").touch()
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    # The same process imports it again, as the next task that needs it there does.
+    pid = int(started.read_text())
+    seen = set()
+    for _ in range(50):
+        got_pid, value = actorlib.get(import_package.remote(str(tmp_path), name), timeout=T)
+        assert value == 42
+        seen.add(got_pid)
+        if got_pid == pid:
+            break
+    assert pid in seen, f"no task ran in the process the cancel hit ({pid}): {seen}"
 
 
 def test_cancel_finished_task_keeps_result(rt):

@@ -24,12 +24,12 @@ task, its entry is set, claimed or dropped under that thread's ``lock`` only.
 from __future__ import annotations
 
 import collections
-import ctypes
 import queue
 import threading
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
+from actorlib.backends.runner.interrupts import importing, raise_in_thread, until_done
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
 from actorlib.backends.runner.user_code import (
     PID,
@@ -59,12 +59,6 @@ STOP = object()
 
 async def _await(coro: Any) -> Any:
     return await coro
-
-
-def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
-    )
 
 
 class TaskThread:
@@ -304,8 +298,18 @@ class TaskThread:
                 return
             # As in Ray: KeyboardInterrupt in the task's thread, so its ``finally`` blocks
             # run, and an ``except Exception`` in it does not swallow the cancel.
-            _raise_in_thread(self.ident, KeyboardInterrupt)
-            if ctx is not None:
-                wakeup = ctx.wakeup
-                if wakeup is not None:
-                    wakeup()  # the task is blocked in get: the exception fires as it wakes
+            until_done(self.lock, lambda: self._interrupt(ctx))
+
+    def _interrupt(self, ctx: ExecutionContext | None) -> bool:
+        """(``lock`` held) KeyboardInterrupt in the run of ``ctx``, unless its thread is
+        importing (False: not yet, see :mod:`~.interrupts`). True once sent, or when that
+        run has ended meanwhile."""
+        if ctx is None or self.context is not ctx:
+            return True
+        if importing(self.ident):
+            return False
+        raise_in_thread(self.ident, KeyboardInterrupt)
+        wakeup = ctx.wakeup
+        if wakeup is not None:
+            wakeup()  # the task is blocked in get: the exception fires as it wakes
+        return True

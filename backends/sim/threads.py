@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import CoreEvents, CoreView
+from actorlib.backends.runner.interrupts import importing, raise_in_thread, until_done
 from actorlib.backends.sim.loop import Clock
 
 __all__ = ["Baton", "CancelInterrupt", "Posting", "SimWorker", "Unwind", "Wait"]
@@ -238,7 +239,7 @@ class Baton:
             if worker.interrupted:  # sent, not landed: it must not land from here on
                 worker.interrupted = False
                 worker.owed = True
-                _set_async_exc(worker.thread.ident or 0, None)
+                raise_in_thread(worker.thread.ident or 0, None)
         if abandoned and not ending:
             raise Unwind()
         if detached:
@@ -269,11 +270,10 @@ class Baton:
         with worker.mutex:
             if not worker.detached:
                 return False
+            # Owed until sent: if its user code ends first, ``_enter`` raises it.
+            worker.owed = True
             if worker.in_user:
-                worker.interrupted = True
-                _set_async_exc(worker.thread.ident or 0, CancelInterrupt)
-            else:
-                worker.owed = True
+                until_done(worker.mutex, lambda: self._send_interrupt(worker))
             return True
 
     def _abandon(self, worker: SimWorker) -> bool:
@@ -286,9 +286,25 @@ class Baton:
                 return False
             worker.abandoned = True
             if worker.in_user:
-                worker.interrupted = True
-                _set_async_exc(worker.thread.ident or 0, CancelInterrupt)
+                worker.owed = True  # (an abandoned worker unwinds in ``_enter`` first)
+                until_done(worker.mutex, lambda: self._send_interrupt(worker))
             return True
+
+    @staticmethod
+    def _send_interrupt(worker: SimWorker) -> bool:
+        """(``mutex`` held) The interrupt owed to a preempted worker's user code, sent
+        unless that code is importing (False: not yet, see
+        :mod:`~actorlib.backends.runner.interrupts`). True once sent, or when the user
+        code has ended meanwhile (``_enter`` has taken the debt over)."""
+        if not (worker.in_user and worker.owed):
+            return True
+        ident = worker.thread.ident or 0
+        if importing(ident):
+            return False
+        worker.owed = False
+        worker.interrupted = True
+        raise_in_thread(ident, CancelInterrupt)
+        return True
 
     def _detached(self) -> bool:
         return any(w.detached for w in self._workers)
@@ -542,11 +558,3 @@ class Baton:
 
 def _always() -> bool:
     return True
-
-
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``thread_id`` at its next bytecode (None: clear a pending one)."""
-    import ctypes  # here: only a preempted step's cancel needs it
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
-    )
