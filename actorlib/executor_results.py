@@ -16,7 +16,7 @@ from typing import Any
 
 from actorlib.core import interruptible
 from actorlib.core.serialization import Serialized
-from actorlib.core.waiting import value_of
+from actorlib.core.waiting import drive_futures, value_of
 from actorlib.exceptions import ExecutorTimeoutError
 from actorlib.executor_tasks import ExecutorFuture, partial_results
 
@@ -94,9 +94,11 @@ def wait_futures(
     waiter installed on the futures for the whole wait (not one per slice, whose cost
     would grow with the number of futures), and taken off them however the wait ends.
     """
+    fs = set(fs)
+    # (sim) the calls run only while a thread waits through the backend's hook: there first.
+    drive_futures(fs, return_when, None)
     if not interruptible.on_main_thread() or not _STDLIB_WAIT_PARTS:
         return concurrent.futures.wait(fs, return_when=return_when)
-    fs = set(fs)
     with futures_base._AcquireFutures(fs):
         done = {f for f in fs if f.done()}
         not_done = fs - done

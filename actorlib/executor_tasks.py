@@ -22,7 +22,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from actorlib.api import remote
-from actorlib.core.interruptible import InterruptibleFuture
+from actorlib.core.refs import ObjectRef
+from actorlib.core.waiting import DrivenFuture
 from actorlib.remote_function import RemoteFunction
 
 
@@ -168,11 +169,12 @@ def _make_chunk(
 # -- what comes back ---------------------------------------------------------------------
 
 
-class ExecutorFuture(InterruptibleFuture):
+class ExecutorFuture(DrivenFuture):
     """The future of an executor's call: while the call may still be withdrawn,
     ``cancel`` asks the executor (``attach``), so a cancelled call never runs; then the
     stdlib's ``cancel`` again (``detach``). Attributes, not a bound callable per future:
-    an executor keeps a future per call in flight."""
+    an executor keeps a future per call in flight. Its call's ref settles it (``sim``
+    waits for that ref first: :class:`~actorlib.core.waiting.DrivenFuture`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -187,6 +189,10 @@ class ExecutorFuture(InterruptibleFuture):
     def detach(self) -> None:
         """``cancel`` is the stdlib's again (settling calls it, or the call has ended)."""
         self._executor = self._item = None
+
+    def settling_ref(self) -> ObjectRef[Any] | None:
+        item = self._item
+        return None if item is None else item.ref
 
     def cancel(self) -> bool:
         executor = self._executor

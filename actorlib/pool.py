@@ -19,11 +19,12 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, CancelledError, Future
 from concurrent.futures.process import _RemoteTraceback
 from typing import Any, Generic, TypeVar
 
 from actorlib.core import interruptible
+from actorlib.core.waiting import drive_futures
 from actorlib.exceptions import ExecutorShutdownError, GetTimeoutError
 from actorlib.executor import Executor
 from actorlib.executor_results import read_unread, wait_futures
@@ -82,6 +83,8 @@ class ApplyResult(Generic[T]):
         self._error_callback = error_callback
         self._value: Any = None
         self._error: BaseException | None = None
+        #: The futures that settle it (``wait`` drives them first on ``sim``).
+        self._sources: list[Future[Any]] = []
 
     def _set(self, value: Any, error: BaseException | None) -> None:
         with self._set_lock:
@@ -89,6 +92,7 @@ class ApplyResult(Generic[T]):
                 return
             self._settled = True
         self._value, self._error = value, error
+        self._sources = []  # (no cycle through a future's callbacks)
         try:
             if error is None:
                 if self._callback is not None:
@@ -115,6 +119,8 @@ class ApplyResult(Generic[T]):
         return self._error is None
 
     def wait(self, timeout: float | None = None) -> None:
+        if not self._event.is_set():
+            timeout = drive_futures(self._sources, FIRST_EXCEPTION, timeout)
         interruptible.wait(self._event, timeout)  # on the main thread: Ctrl-C gets in
 
     def get(self, timeout: float | None = None) -> T:
@@ -137,7 +143,7 @@ class MapResult(ApplyResult[list[T]]):
         error_callback: Callable[[BaseException], object] | None,
     ) -> None:
         super().__init__(callback, error_callback)
-        self._futures = futures
+        self._futures = self._sources = futures
         self._left = len(futures)
         self._lock = threading.Lock()
         if not futures:
@@ -258,6 +264,8 @@ class IMapIterator(Iterator[T]):
                     pass
                 self._inflight.popleft()
             else:
+                if self._completed.empty():  # (sim) the calls run only while one waits
+                    timeout = drive_futures(self._inflight, FIRST_COMPLETED, timeout)
                 try:
                     future = interruptible.get(self._completed, timeout)
                 except queue.Empty:
@@ -423,6 +431,7 @@ class Pool:
             future = self._executor.submit(_apply_as_given, func, args, kwds or {})
         else:
             future = self._executor.submit(func, *call_args, **call_kwds)
+        result._sources = [future]
         future.add_done_callback(result._from_future)
         return result
 

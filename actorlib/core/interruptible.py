@@ -112,7 +112,7 @@ def _looking(wait_s: Callable[[float], bool], timeout: float | None) -> bool:
 
 
 #: A future's states once done.
-_DONE = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTIFIED,
+DONE_STATES = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTIFIED,
                    futures_base.FINISHED})
 
 
@@ -185,7 +185,7 @@ class InterruptibleFuture(Future):
     def _waited(self, timeout: float | None) -> float | None:
         """Wait (on the main thread, in slices) until done or ``timeout`` has passed; the
         timeout left for the stdlib's own wait (0 after a wait here: none)."""
-        if self._state in _DONE or not on_main_thread():  # read unlocked: it only
+        if self._state in DONE_STATES or not on_main_thread():  # read unlocked: it only
             return timeout  # chooses the path, the stdlib's code decides the outcome
         with self._condition:
             wait_for(self._condition, self.done, timeout)

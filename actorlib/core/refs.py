@@ -137,6 +137,10 @@ class ObjectRef(Generic[T]):
         Ray. Cancelling the future does not cancel the task."""
         import asyncio  # here: a worker process unpickles refs without running a loop
 
+        from actorlib.core import waiting
+
+        if waiting.hook_runs_work:  # (sim) await through the hook, which runs the work
+            return asyncio.ensure_future(waiting.get_one_async(self))
         return asyncio.wrap_future(self.future())
 
 

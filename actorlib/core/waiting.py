@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Container, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Sequence
 from itertools import filterfalse
 from typing import Any
 
@@ -28,7 +28,7 @@ import sniffio
 
 from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
-from actorlib.core.interruptible import InterruptibleFuture
+from actorlib.core.interruptible import DONE_STATES, InterruptibleFuture
 from actorlib.core.interruptible import acquire as _acquire
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
@@ -171,6 +171,11 @@ class _Collect:
 #: many objects in one call (Ray's ``ray.get`` of a list) does so; the hook is called
 #: right after the watch whose callback has ``hook_follows`` (see ``_Collect``).
 blocking_wait: Callable[[Any, float | None, list[int], bool, int], bool] | None = None
+#: True while the work runs only when a thread waits in ``blocking_wait`` (the ``sim``
+#: backend sets it): a wait on anything else (a future, a pool's result) must then go
+#: through ``fetch`` first, or it waits for ever (see :class:`DrivenFuture`). False on
+#: every other backend, Ray's (whose hook only waits) included: their waits are as ever.
+hook_runs_work = False
 
 
 def fetch(
@@ -533,14 +538,73 @@ class Completer:
 completer = Completer()
 
 
+class DrivenFuture(InterruptibleFuture):
+    """A future settled (on the completer thread) once a ref is ready: ``ref.future()``'s,
+    the Executor's and Pool's.
+
+    Where the work runs only while a thread waits in the backend's hook
+    (:data:`hook_runs_work`: the ``sim`` backend), ``result``/``exception`` first wait
+    for that ref through :func:`fetch`, as ``get`` would, its timeout in the backend's
+    (virtual) time; the settle that follows takes no step of the run. Else, as ever.
+    """
+
+    def settling_ref(self) -> ObjectRef[Any] | None:
+        """The ref whose value settles this future (None: none, or settled already)."""
+        return None
+
+    def _waited(self, timeout: float | None) -> float | None:
+        if hook_runs_work and self._state not in DONE_STATES:
+            ref = self.settling_ref()
+            if ref is not None and not fetch([ref], 1, timeout, reads=False):
+                return 0  # the wait's time passed: the stdlib's code says so
+        return super()._waited(timeout)
+
+
+def drive_futures(
+    futures: Iterable[concurrent.futures.Future[Any]], return_when: str, timeout: float | None,
+) -> float | None:
+    """Before a wait on several :class:`DrivenFuture` s at once (a pool's result, the
+    Executor's shutdown), where :data:`hook_runs_work`: wait through :func:`fetch` until
+    the refs of those not settled are ready as ``return_when`` (``concurrent.futures``'
+    ``ALL_COMPLETED``, ``FIRST_COMPLETED``, ``FIRST_EXCEPTION``) asks; the futures then
+    settle without a step of the run. Returns the timeout left for the wait on the
+    futures themselves (0: it passed)."""
+    if not hook_runs_work:
+        return timeout
+    refs = [
+        ref for f in futures
+        if isinstance(f, DrivenFuture) and not f.done() and (ref := f.settling_ref()) is not None
+    ]
+    if not refs:
+        return timeout
+    need = 1 if return_when == concurrent.futures.FIRST_COMPLETED else len(unique_ids(refs))
+    fail_fast = return_when == concurrent.futures.FIRST_EXCEPTION
+    got = fetch(refs, need, timeout, fail_fast=fail_fast, reads=False)
+    if len(got) >= need or (fail_fast and any(v.is_error for v in got.values())):
+        return timeout
+    return 0
+
+
+class _RefFuture(DrivenFuture):
+    """``ref.future()``'s: it knows its ref until settled (then lets it go)."""
+
+    def __init__(self, ref: ObjectRef[Any]) -> None:
+        super().__init__()
+        self.ref: ObjectRef[Any] | None = ref
+
+    def settling_ref(self) -> ObjectRef[Any] | None:
+        return self.ref
+
+
 def future_of(ref: ObjectRef[Any]) -> concurrent.futures.Future[Any]:
     """A future settled with ``ref``'s value on the completer thread; its ``result()``
     on the main thread lets Ctrl-C in (:class:`InterruptibleFuture`)."""
-    fut: concurrent.futures.Future[Any] = InterruptibleFuture()
+    fut = _RefFuture(ref)
     fut.set_running_or_notify_cancel()
     client = client_of([ref])
 
     def settle(value: Serialized, keep_alive: ObjectRef[Any] = ref) -> None:
+        fut.ref = None
         try:
             result = value_of(value)
         except BaseException as exc:

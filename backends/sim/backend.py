@@ -160,6 +160,7 @@ class SimBackend(Steps, Backend):
         stacks.enable_in_driver()  # and `actorlib stack` asks this process
         self._previous_hook = waiting.blocking_wait
         waiting.blocking_wait = self._blocking_wait
+        waiting.hook_runs_work = True  # a future's wait goes through it too
         _current = self
         if settings.idle_drive > 0:
             self._idle_thread = threading.Thread(
@@ -216,6 +217,7 @@ class SimBackend(Steps, Backend):
         stacks.disable_in_driver()
         if waiting.blocking_wait == self._blocking_wait:
             waiting.blocking_wait = self._previous_hook
+            waiting.hook_runs_work = False
         if _current is self:
             _current = None
 
@@ -392,7 +394,7 @@ class SimBackend(Steps, Backend):
     def _watch_stall(self) -> None:
         """On the core's loop, every few seconds: say once, rather than hang without a
         word, why a run stopped moving. Without the idle driver: a program waiting on
-        anything but ``get``/``wait`` (an Executor's future, a lock, a polling loop) with
+        anything but ``get``/``wait`` (``concurrent.futures.wait``, a lock, a polling loop) with
         work ready to run. Without preemption: a step whose user code has run for long
         in real time (it sleeps, spins or waits outside actorlib; a step runs to its end
         or its next ``get``). It only reads: the run's choices are not touched."""
@@ -408,8 +410,8 @@ class SimBackend(Steps, Backend):
             log.warning(
                 "actorlib sim: no thread has waited in get/wait for %.0f s while work is "
                 "ready to run, and only such a wait runs the simulation's steps. A program "
-                "that waits on something else (an Executor's or Pool's future, a lock, a "
-                "sleep in a loop) needs the idle driver: ACTORLIB_SIM_IDLE_DRIVE=0.01 (or "
+                "that waits on something else (concurrent.futures.wait or as_completed, a "
+                "lock, a sleep in a loop) needs the idle driver: ACTORLIB_SIM_IDLE_DRIVE=0.01 (or "
                 "SimSettings(idle_drive=...)), at the price of exact replay "
                 "(docs/testing.md, 'the idle driver')", STALL_WARN_S,
             )
