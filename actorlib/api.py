@@ -393,7 +393,7 @@ class as_completed(Generic[T]):
                 # A backend that runs the work only while a thread waits in ``fetch``
                 # (sim): wait there; the watch above hears of what ends it.
                 if (
-                    waiting.blocking_wait is not None and done.empty()
+                    waiting.hook_runs_work and done.empty()
                     and not fetch(list(by_id.values()), 1, left, reads=False)
                 ):
                     raise GetTimeoutError(f"as_completed() timed out after {self._timeout} s")

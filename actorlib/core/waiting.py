@@ -442,7 +442,7 @@ async def completions_async(
             # A backend that runs the work only while a wait goes through its hook (sim):
             # wait there; the watch above hears of what ends it.
             if (
-                blocking_wait is not None and not receive.statistics().current_buffer_used
+                hook_runs_work and not receive.statistics().current_buffer_used
                 and not await fetch_async([by_id[i] for i in pending], 1, left, reads=False)
             ):
                 raise GetTimeoutError(f"as_completed() timed out after {timeout} s")

@@ -394,10 +394,10 @@ class SimBackend(Steps, Backend):
     def _watch_stall(self) -> None:
         """On the core's loop, every few seconds: say once, rather than hang without a
         word, why a run stopped moving. Without the idle driver: a program waiting on
-        anything but ``get``/``wait`` (``concurrent.futures.wait``, a lock, a polling loop) with
-        work ready to run. Without preemption: a step whose user code has run for long
-        in real time (it sleeps, spins or waits outside actorlib; a step runs to its end
-        or its next ``get``). It only reads: the run's choices are not touched."""
+        anything but actorlib's waits (the stdlib's ``concurrent.futures.wait``, a lock, a
+        polling loop) with work ready to run. Without preemption: a step whose user code
+        has run for long in real time (it sleeps, spins or waits outside actorlib; a step
+        runs to its end or its next ``get``). It only reads: the run's choices are not touched."""
         self._stall_timer = None
         if self._stopping:
             return
@@ -410,9 +410,10 @@ class SimBackend(Steps, Backend):
             log.warning(
                 "actorlib sim: no thread has waited in get/wait for %.0f s while work is "
                 "ready to run, and only such a wait runs the simulation's steps. A program "
-                "that waits on something else (concurrent.futures.wait or as_completed, a "
-                "lock, a sleep in a loop) needs the idle driver: ACTORLIB_SIM_IDLE_DRIVE=0.01 (or "
-                "SimSettings(idle_drive=...)), at the price of exact replay "
+                "that waits on something else (the stdlib's concurrent.futures.wait or "
+                "as_completed, a lock, a sleep in a loop) needs the idle driver: "
+                "ACTORLIB_SIM_IDLE_DRIVE=0.01 (or SimSettings(idle_drive=...)), at the price "
+                "of exact replay "
                 "(docs/testing.md, 'the idle driver')", STALL_WARN_S,
             )
         steps, since = self._seen_steps
