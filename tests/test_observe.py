@@ -192,6 +192,12 @@ def test_queued_tasks_are_pending_demand(rt, tmp_path):
         behind = state.list_tasks(filters=[("name", "=", "sleeps_until"),
                                            ("state", "=", "SUBMITTED_TO_WORKER")])
         assert demand[0]["count"] + len(behind) == len(rest)
+        # Each names the node and worker it waits on, however deep in the chain it is.
+        running = state.list_tasks(filters=[("name", "=", "sleeps_until"),
+                                            ("state", "=", "RUNNING")])
+        assert len(running) == 1
+        assert {(t["node_id"], t["worker_pid"]) for t in behind} <= {
+            (running[0]["node_id"], running[0]["worker_pid"])}
     finally:
         release.write_text("go")
     actorlib.get([first, *rest], timeout=T)

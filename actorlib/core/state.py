@@ -156,9 +156,13 @@ def _task_row(
 def _live_task(rec: TaskRecord, pids: _Pids) -> dict[str, Any]:
     spec = rec.spec
     placement = rec.placement
-    leader = rec.leader
-    if placement is None and leader is not None:  # queued on its leader's worker
-        placement = leader.placement
+    if placement is None and rec.leader is not None:
+        # Queued on a worker behind a chain of tasks: the node is the chain head's (the
+        # task just ahead may be queued too, with no placement of its own).
+        head = rec.leader
+        while head.leader is not None:
+            head = head.leader
+        placement = head.placement
     return _task_row(
         spec.task_id, spec.name or spec.function.name, "NORMAL_TASK",
         _TASK_STATES.get(rec.state.value, rec.state.value.upper()), spec.attempt,
