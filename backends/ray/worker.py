@@ -26,6 +26,12 @@ from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
 from actorlib.backends.ray.client import PassStore, RayCore
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.wire import call_spec, named_call, named_task, task_spec
+from actorlib.backends.runner.interrupts import (
+    importing,
+    in_import,
+    raise_in_thread,
+    until_done,
+)
 from actorlib.backends.runner.streaming import exactly, is_generator
 from actorlib.backends.runner.user_code import (
     CodeCache,
@@ -70,7 +76,9 @@ def client(namespace: str) -> RayCore:
 def _note_cancels() -> None:
     """Ray cancels a running sync task by raising ``KeyboardInterrupt`` in it through
     SIGINT's handler (``_thread.interrupt_main``); this handler first marks the task
-    cancelled, so ``is_canceled()`` is True in code that catches the interrupt."""
+    cancelled, so ``is_canceled()`` is True in code that catches the interrupt. Inside
+    an import, the interrupt waits for the import's end, as on every backend (see
+    :mod:`actorlib.backends.runner.interrupts`)."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         return
@@ -82,9 +90,42 @@ def _note_cancels() -> None:
                 ctx.cancelled = bool(ray.get_runtime_context().is_canceled())
             except Exception:  # not a task Ray can say about (an async actor)
                 pass
+        with _interrupts:
+            if ctx is not None and _running[0] is ctx and in_import(frame):
+                _running[1] = ctx  # owed: sent as the import ends (or as the task ends)
+                until_done(_interrupts, _send_owed)
+                return
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
+
+
+#: The normal task running on the main thread (Ray interrupts only those), and the one
+#: whose interrupt waits for an import under way to end; under ``_interrupts``.
+_running: list[ExecutionContext | None] = [None, None]
+_interrupts = threading.RLock()  # the SIGINT handler may run while the main thread holds it
+
+
+def _send_owed() -> bool:
+    """Raise the owed interrupt in the main thread once it has left the import (False:
+    not yet). ``_interrupts`` held: the task cannot end meanwhile (``_task_ended``)."""
+    if _running[1] is None:
+        return True  # the task ended first, and raised it itself
+    if importing(threading.main_thread().ident or 0):
+        return False
+    _running[1] = None
+    raise_in_thread(threading.main_thread().ident or 0, KeyboardInterrupt)
+    return True
+
+
+def _task_ended(ctx: ExecutionContext) -> None:
+    """The task's code is over: no interrupt may land from now on; one still owed (its
+    import ended just before the task did) is raised here."""
+    with _interrupts:
+        owed = _running[1] is ctx
+        _running[0] = _running[1] = None
+    if owed:
+        raise KeyboardInterrupt
 
 
 _node: list[str] = []
@@ -316,23 +357,28 @@ def run_named_task(template: bytes, payload: Packed | None = None, *deps: Any) -
 def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
     core = client(spec.namespace)
     name = spec.name or spec.function.name
-    token = current_execution.set(ExecutionContext(
+    ctx = ExecutionContext(
         _node_id(), task_id=spec.task_id, gpu_ids=_gpu_ids(spec.resources),
         namespace=spec.namespace, spec=spec,
-    ))
+    )
+    token = current_execution.set(ctx)
     try:
+        _running[0] = ctx  # a cancel's interrupt may wait for an import's end from here
         try:
-            unpacked = _unpack(core, payload, deps)
-            if isinstance(unpacked, Serialized):
-                return _finish(core, unpacked, spec.num_returns)
-            fn = _code.load(spec.function)
-            current_execution.get().code = fn  # type: ignore[union-attr]
-            result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
-            values = _values(core, result, spec.generator, spec.num_returns, name,
-                             spec.task_id)
-        except Exception as exc:
-            return _finish(core, _failed(exc, name, spec.retry_exceptions), spec.num_returns)
-        return _finish(core, values, spec.num_returns)
+            try:
+                unpacked = _unpack(core, payload, deps)
+                if isinstance(unpacked, Serialized):
+                    return _finish(core, unpacked, spec.num_returns)
+                fn = ctx.code = _code.load(spec.function)
+                result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
+                values = _values(core, result, spec.generator, spec.num_returns, name,
+                                 spec.task_id)
+            except Exception as exc:
+                error = _failed(exc, name, spec.retry_exceptions)
+                return _finish(core, error, spec.num_returns)
+            return _finish(core, values, spec.num_returns)
+        finally:
+            _task_ended(ctx)
     finally:
         current_execution.reset(token)
 

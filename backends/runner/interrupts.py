@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 #: The import machinery's code, frozen (the default) or from source (``-X
@@ -35,7 +36,11 @@ RETRY_S = 0.002
 
 def importing(thread_id: int) -> bool:
     """Whether thread ``thread_id`` is inside an import now."""
-    frame = sys._current_frames().get(thread_id)
+    return in_import(sys._current_frames().get(thread_id))
+
+
+def in_import(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a frame that called it runs the import machinery."""
     while frame is not None:
         if frame.f_code.co_filename.endswith(_IMPORT_CODE):
             return True
