@@ -76,6 +76,9 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_ref_in_actor_state_keeps_object_alive": _RAY_OWNS_LIFETIMES,
     "test_pending_task_argument_keeps_object_alive": _RAY_OWNS_LIFETIMES,
     "test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES,
+    "test_an_actor_killed_by_an_error_of_the_drivers_script_has_it_as_cause": (
+        "difference: Ray's ActorDiedError keeps only the message of the constructor's error"
+    ),
     "test_a_print_in_a_task_reaches_the_driver_stdout_with_its_prefix": _RAY_OUTPUT,
     "test_an_actor_prints_with_its_class_name": _RAY_OUTPUT,
     "test_stderr_reaches_the_driver_stderr": _RAY_OUTPUT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import threading
+from typing import Any
 
 import pytest
 from testkit import Recorder, Sync, T, live_actors, wait_until
@@ -337,6 +338,72 @@ def test_exception_in_actor_init_kills_actor(rt):
     for _ in range(2):
         with pytest.raises(exc.ActorDiedError):
             actorlib.get(actor.ping.remote(), timeout=T)
+
+
+SCRIPT = """
+class ScriptError(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+        self.a = a
+
+
+def fail_in_script():
+    raise ScriptError(1, 2)
+
+
+class ScriptActor:
+    def __init__(self, fail):
+        if fail:
+            raise ScriptError(3, 4)
+
+    def fail(self):
+        raise ScriptError(5, 6)
+"""
+
+
+def _script() -> dict[str, Any]:
+    """``SCRIPT`` run as a driver's ``__main__``: classes pickled by value, not by name."""
+    script: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(SCRIPT, "<driver script>", "exec"), script)
+    return script
+
+
+def test_an_error_class_of_the_drivers_script_comes_back_from_everywhere(rt):
+    """An exception class defined in the driver's ``__main__`` (a script, a notebook),
+    whose ``__init__`` wants arguments its ``args`` do not hold: ``except`` catches it
+    from a task and a method, and a constructor raising it kills the actor, saying so. A
+    core that cannot import the class (a cluster's head) still passes the error on,
+    rather than leaving the actor's calls waiting forever."""
+    script = _script()
+    error_cls = script["ScriptError"]
+    task = actorlib.remote(script["fail_in_script"])
+    actor_cls = actorlib.remote(num_cpus=0)(script["ScriptActor"])
+    good = actor_cls.remote(False)
+    for ref, text in ((task.remote(), "1-2"), (good.fail.remote(), "5-6")):
+        with pytest.raises(error_cls) as info:
+            actorlib.get(ref, timeout=T)
+        assert isinstance(info.value, exc.TaskError) and text in str(info.value)
+        assert vars(info.value)["a"] == int(text[0])  # the original's attributes
+    broken = actor_cls.remote(True)
+    for _ in range(2):
+        with pytest.raises(exc.ActorDiedError) as died:
+            actorlib.get(broken.fail.remote(), timeout=T)
+        assert "ScriptError raised in ScriptActor.__init__: 3-4" in str(died.value)
+    del good, broken
+
+
+def test_an_actor_killed_by_an_error_of_the_drivers_script_has_it_as_cause(rt):
+    """The constructor's error, of a class only the driver's ``__main__`` has, is the
+    ``ActorDiedError``'s ``cause``, raised as itself."""
+    script = _script()
+    broken = actorlib.remote(num_cpus=0)(script["ScriptActor"]).remote(True)
+    with pytest.raises(exc.ActorDiedError) as died:
+        actorlib.get(broken.fail.remote(), timeout=T)
+    cause = died.value.cause
+    assert isinstance(cause, script["ScriptError"]) and isinstance(cause, exc.TaskError)
+    assert vars(cause)["a"] == 3
+    assert cause.cause is not None and cause.cause.args == ("3-4",)
+    del broken
 
 
 def test_actor_survives_method_exception(rt):

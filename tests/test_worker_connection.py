@@ -439,6 +439,40 @@ def test_a_wait_loop_asks_the_core_only_about_ids_it_has_not_heard_of():
     assert client.ready_values([2, 3], 2, False, reads=False) == {3: UNREAD}
 
 
+def test_a_ready_arriving_after_its_ref_was_dropped_is_not_remembered():
+    """A ``Ready`` on its way while the wait ended and the ref was dropped: the id stays
+    forgotten (before, it was remembered again, memory held until 100,000 ids piled up,
+    and a ``wait`` on a ref made of that id later was answered from it); a ``Ready`` to a
+    watch still held is remembered as before."""
+    from actorlib.core.serialization import UNREAD
+
+    sent: list[Any] = []
+
+    class Conn:
+        send = staticmethod(sent.append)
+
+    client = RemoteCoreClient(Conn(), 1, "", HeapStore(), [])  # type: ignore[arg-type]
+
+    def ignore(_id: int, _value: Any) -> None:
+        pass
+
+    client.watch([1, 2, 3], ignore, reads=False)
+    token = sent[-1].token
+    client.unwatch([1, 2, 3], ignore)  # the wait timed out
+    client.drop_ref(1)  # and its caller let go of 1 and 2
+    client.drop_ref(2)
+    for id_ in (1, 2, 3):  # answers already on their way
+        client.on_ready(token, id_, serialize(id_))
+    assert client._ready_ids == {3}
+    assert client.ready_values([1, 2, 3], 3, False, reads=False) == {3: UNREAD}
+    client.drop_ref(3)
+    client.on_ready(token, 3, serialize(3))  # (a second answer, as the core may resend)
+    assert client._ready_ids == set()
+    client.watch([2], ignore, reads=False)  # a ref to 2 again, watched again: remembered
+    client.on_ready(sent[-1].token, 2, serialize(2))
+    assert client._ready_ids == {2}
+
+
 def test_a_wait_asks_the_core_again_about_an_object_held_in_a_store():
     """Only a value held inline stays ready while a ref to it lives: one in a node's
     store may be lost with its node and be pending again while its task re-runs, so a

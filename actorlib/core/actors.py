@@ -280,12 +280,14 @@ class Actors:
 
     def _dead(self, rec: ActorRecord, error: BaseException) -> None:
         """The actor is gone for good: fail every pending call, free its name."""
+        # First, so that an error that does not pickle leaves the actor to the guard's
+        # ``abandon``, which fails its calls, rather than dead with its calls waiting.
+        died = error_value(error)
         if rec.state is WAITING:
             self.scheduler.remove(rec)
         rec.state = DEAD
         rec.dead_error = error
         self._release_placement(rec)
-        died = error_value(error)
         for call in rec.mailbox.drain_all():
             self._finish_call(call, died)
         self._unname(rec)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from actorlib.core.ids import id_hex
 from actorlib.core.objects import ObjectTable
 from actorlib.core.records import Outcome
-from actorlib.core.serialization import Serialized
+from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.specs import Args
 from actorlib.core.streams import END
 from actorlib.exceptions import ObjectLostError, TaskCancelledError
@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
 
 def error_value(exc: BaseException) -> Serialized:
-    return Serialized(pickle.dumps(exc, protocol=5), [], (), True)
+    """``exc`` pickled as a failed result.
+
+    The C pickler first (the errors the core makes); cloudpickle when that fails: a user's
+    error the core passes on (an actor's constructor error, as the cause of its death) may
+    be of a class from the driver's ``__main__``, which a core in another process (a
+    cluster's head) holds by value and cannot pickle by name."""
+    try:
+        return Serialized(pickle.dumps(exc, protocol=5), [], (), True)
+    except Exception:
+        return serialize(exc, is_error=True)
 
 
 def cancelled_value(name: str) -> Serialized:

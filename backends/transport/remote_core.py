@@ -94,6 +94,10 @@ class RemoteCoreClient:
         # and all are forgotten when a node leaves (``set_nodes``): the task's inline
         # results are pending again too.
         self._ready_ids: set[int] = set()
+        # Ids a watch asked about since a ref to them was last dropped here: a ``Ready``
+        # is remembered only for these, so that one still on its way when the ref was
+        # dropped (its wait had ended) does not bring back an id forgotten for good.
+        self._asked: set[int] = set()
         # False for a client that only relays watches for others (a cluster node's): it
         # never answers a ``wait`` itself, so remembering would only hold memory.
         self._remembers_ready = remembers_ready
@@ -124,6 +128,7 @@ class RemoteCoreClient:
             self._send(AddRef(id_))
 
     def drop_ref(self, id_: int) -> None:
+        self._asked.discard(id_)  # first: ``on_ready`` looks at it after it adds the id
         self._ready_ids.discard(id_)
         if not self.closed:
             self._send(DropRef(id_))
@@ -158,6 +163,11 @@ class RemoteCoreClient:
         token = next(self._tokens)
         self._watchers[token] = [callback, len(ids), set(ids)]
         self._token_of[callback] = token
+        if self._remembers_ready:
+            asked = self._asked
+            if len(asked) >= READY_IDS_KEPT:  # ids watched, never dropped nor heard of
+                asked.clear()
+            asked.update(ids)
         self._out(Watch(token, ids) if reads else Watch(token, ids, False))
 
     def unwatch(self, ids: list[int], callback: Watcher) -> None:
@@ -166,11 +176,14 @@ class RemoteCoreClient:
             self._send(Unwatch(token, ids))
 
     def on_ready(self, token: int, id_: int, value: Serialized) -> None:
-        if self._remembers_ready and not value.locations:  # inline (but see set_nodes)
+        # Inline only (but see set_nodes), and held: not dropped since it was watched.
+        if self._remembers_ready and not value.locations and id_ in self._asked:
             ready = self._ready_ids
             if len(ready) >= READY_IDS_KEPT:
                 ready.clear()
             ready.add(id_)
+            if id_ not in self._asked:  # dropped meanwhile, on another thread
+                ready.discard(id_)
         entry = self._watchers.get(token)
         if entry is None:
             return
