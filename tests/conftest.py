@@ -109,6 +109,16 @@ RAY_EXCEPTIONS: dict[str, str] = {
         _RAY_NOT_YET + "the state API, so the dashboard",
     "test_runtime_context_names_the_worker_actor_and_accelerators":
         _RAY_NOT_YET + "the state API, whose list_workers() the test finds get_worker_id() in",
+    **dict.fromkeys(
+        (f"test_state_api.py::{name}" for name in (
+            "test_list_jobs_shows_this_driver", "test_workload_states",
+            "test_objects_and_nodes", "test_placement_groups", "test_bad_arguments",
+            "test_rows_read_as_attributes_too_as_rays_state_objects_do",
+            "test_get_by_id_of_every_kind_as_ray_does",
+        )),
+        _RAY_NOT_YET + "the state API beyond nodes (actorlib.util.state raises "
+        "NotSupportedError for the other kinds; Ray's own ray.util.state lists Ray's work)",
+    ),
 }
 
 LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
