@@ -6,16 +6,16 @@ an actor of that class), ``actorlib::head``, ``actorlib::node``. With ``setproct
 Linux, only the short name (``/proc/PID/comm``, 15 characters) does.
 
 A task worker also names the task it runs, ``actorlib::worker square``, and goes back to
-``actorlib::worker`` when idle (:class:`TaskTitles`). Only ``setproctitle`` does that: it
-rewrites the process's argument memory, about 2 µs a call and no system call, where
-writing ``/proc/self/comm`` costs about 100 µs; without it, task names are not shown.
+``actorlib::worker`` when idle (:class:`TaskTitles`: within a second). Only
+``setproctitle`` does that: it rewrites the process's argument memory, without a system
+call, where writing ``/proc/self/comm`` costs about 100 µs; without it, task names are
+not shown.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 from collections.abc import Callable
 
 PREFIX = "actorlib::"
@@ -52,35 +52,26 @@ def _task_setter() -> Callable[[str], None] | None:
 class TaskTitles:
     """``actorlib::<base> <task>`` while a task runs, ``actorlib::<base>`` when none does.
 
-    Called by a worker's task threads as each task starts and as each goes idle. With
-    tasks running on several threads at once (one blocked in ``get``), the title names
-    the latest started until all are done. The title is rewritten only when it changes.
+    Set from a worker's main thread at each of its looks (every tenth of a second while
+    tasks come, at least every second), not by the tasks: two title writes and their
+    bookkeeping on every task cost a burst of short tasks a tenth of each worker's CPU,
+    to name tasks that end before anyone could read the title. A task that runs for a
+    second is named, and the title says idle within a second of the last task's end;
+    it is rewritten only when it changes.
     """
 
     def __init__(self, base: str = "worker") -> None:
         self._set = _task_setter()
         self._base = PREFIX + base
-        self._running: dict[int, str] = {}  # thread id -> its task's name
         self._shown = self._base
-        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self._set is not None
 
-    def started(self, name: str) -> None:
-        with self._lock:
-            self._running[threading.get_ident()] = name
-            self._show(f"{self._base} {name}")
-
-    def idle(self) -> None:
-        with self._lock:
-            self._running.pop(threading.get_ident(), None)
-            running = self._running
-            self._show(f"{self._base} {next(reversed(running.values()))}" if running
-                       else self._base)
-
-    def _show(self, title: str) -> None:
+    def show(self, task: str | None) -> None:
+        """Name ``task`` as running, or none (None)."""
+        title = self._base if task is None else f"{self._base} {task}"
         if title != self._shown and self._set is not None:
             self._shown = title
             self._set(title)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testkit import wait_for
 
 import actorlib
 
@@ -348,8 +349,18 @@ def _title(pid: int | None = None) -> str:
 
 
 @actorlib.remote
-def own_title() -> tuple[int, str]:
-    return os.getpid(), _title()
+def titled_until(started: str, release: str) -> int:
+    with open(started + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(started + ".tmp", started)
+    while not os.path.exists(release):
+        time.sleep(0.01)
+    return os.getpid()
+
+
+@actorlib.remote
+def quick_pid() -> int:
+    return os.getpid()
 
 
 @actorlib.remote
@@ -358,22 +369,42 @@ class Titled:
         return os.getpid(), _title()
 
 
-def test_every_process_actorlib_starts_says_what_it_is(rt: Any, backend_name: str) -> None:
+def _title_becomes(pid: int, title: str) -> None:
+    """``ps`` shows ``title`` for ``pid`` within a few seconds (a worker's title follows
+    its tasks at its main thread's looks, at least every second)."""
+    deadline = time.monotonic() + 10
+    while _title(pid) != title:
+        assert time.monotonic() < deadline, (pid, _title(pid), title)
+        time.sleep(0.01)
+
+
+def test_every_process_actorlib_starts_says_what_it_is(
+    rt: Any, backend_name: str, tmp_path: Any,
+) -> None:
     """``ps`` shows actorlib::worker, actorlib::<ActorClass>, actorlib::head/node; a task
-    worker names the task it runs, and is plain ``actorlib::worker`` again once idle."""
+    worker names the task it runs, and is plain ``actorlib::worker`` again once idle,
+    after a burst of short tasks too."""
     import psutil
 
-    task_pid, task_title = actorlib.get(own_title.remote())
-    idle_title = "" if backend_name in IN_PROCESS else _title(task_pid)
+    started, release = tmp_path / "started", tmp_path / "release"
+    ref = titled_until.remote(str(started), str(release))
+    wait_for(started.exists, "the task to start")
+    task_pid = int(started.read_text())
+    if backend_name not in IN_PROCESS:
+        _title_becomes(task_pid, "actorlib::worker titled_until")
+    release.touch()
+    assert actorlib.get(ref, timeout=60) == task_pid
+    burst = set(actorlib.get([quick_pid.remote() for _ in range(300)], timeout=60))
+    if backend_name not in IN_PROCESS:  # before an actor takes one of these workers
+        for pid in {task_pid} | burst:
+            _title_becomes(pid, "actorlib::worker")
     actor = Titled.remote()
     actor_pid, actor_title = actorlib.get(actor.own_title.remote())
     children = psutil.Process().children(recursive=True)
     if backend_name in IN_PROCESS:  # threads of this process: no process of ours to name
-        assert task_pid == actor_pid == os.getpid()
+        assert task_pid == actor_pid == os.getpid() and burst == {task_pid}
         assert not children
         return
-    assert task_title == "actorlib::worker own_title"
-    assert idle_title == "actorlib::worker"  # reset before its outcome went out
     assert actor_title == "actorlib::Titled"
     titles = {_title(c.pid) for c in children}
     assert all(t.startswith("actorlib::") for t in titles), titles

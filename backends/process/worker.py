@@ -125,6 +125,8 @@ class Worker:
         # Not the work itself: its arguments would stay mapped, and their arena extents
         # pinned, until the next task came.
         self.last_work: tuple[str, int] = ("", 0)
+        self.titles: TaskTitles | None = None  # set by ``Init`` where titles can be set
+        self._hosts_actor = False  # then its title is the actor's class, for good
         self._senders: list[LineSender] = []
         self._finish_output: Callable[[], None] | None = None
         self._crash_log: TextIO | None = None
@@ -189,6 +191,7 @@ class Worker:
         if message.start.job != self._job:
             self._enter_job(message.start.job, message.start.spec.actor_id)
         set_title(message.start.spec.cls.name)  # this worker now hosts this actor only
+        self._hosts_actor = True
         self.local.start_actor(message.start)
 
     def _stop_actor(self, message: StopActor) -> None:
@@ -322,8 +325,8 @@ class Worker:
             ForwardedEvents(self.conn.send, client, _run_now), store, claim, self.conn.together
         )
         titles = TaskTitles()
-        if titles.enabled:  # ``actorlib::worker square`` while square runs
-            local.titles = titles
+        if titles.enabled:  # ``actorlib::worker square`` while square runs (``run``)
+            self.titles = titles
         self.client = client
         context.install(client)
         self.local = local
@@ -395,6 +398,19 @@ class Worker:
             self.local.join_stopped_actors()
         self._stop()
 
+    def _show_work(self) -> None:
+        """At each look: the title names a task running here, if one is."""
+        titles, local = self.titles, self.local
+        if titles is None or local is None or self._hosts_actor:
+            return
+        running = None
+        for thread in list(local.owner.values()):  # one C-level copy: safe from this thread
+            run = thread.current
+            if run is not None:
+                running = (run.spec.name or run.spec.function.name).rpartition(".")[2]
+                break
+        titles.show(running)
+
     def run(self) -> None:
         # The main thread tells the driver this process is alive, when the driver checks
         # (``worker_timeout_s``): a frozen process, or one stuck holding the GIL, falls
@@ -415,6 +431,7 @@ class Worker:
                 next_alive = time.monotonic() + self.alive_every_s
                 self.conn.send(Alive())
             runs = self.conn.watch_inline(seen)
+            self._show_work()
             busy = self.watch_s  # ``Init`` sets it (after this loop began)
             pause = busy if runs != seen else min(pause * 2, max(1.0, 10 * busy))
             if self.alive_every_s:  # signs of life at most half a period late

@@ -23,7 +23,6 @@ from actorlib.exceptions import ActorDiedError, TaskCancelledError
 if TYPE_CHECKING:
     # Imported with the first actor: it needs asyncio, which a process that only runs
     # plain tasks (a pooled worker) never imports.
-    from actorlib.backends.proc_title import TaskTitles
     from actorlib.backends.runner.actor_host import ActorHost, Reading
 
 
@@ -58,8 +57,6 @@ class LocalRunner:
         self.owner: dict[int, TaskThread] = {}
         self._actors: dict[int, ActorHost] = {}
         self._retired: list[ActorHost] = []  # stopped, their threads maybe still running
-        #: A process worker's title, naming the task each thread runs (``proc_title``).
-        self.titles: TaskTitles | None = None
         #: A process worker's connection, which a sync actor's thread reads while idle
         #: (see ``ActorHost``); None in the thread backend.
         self.reading: Reading | None = None

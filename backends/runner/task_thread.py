@@ -105,18 +105,13 @@ class TaskThread:
     def run_chain(self, run: TaskRun | None) -> None:
         """``run``, then each task queued behind it meanwhile, until none is left."""
         runner = self.runner
-        titles = runner.titles
         while run is not None:
-            if titles is not None:
-                titles.started((run.spec.name or run.spec.function.name).rpartition(".")[2])
             # ``result`` stays alive until the outcome is out: refs inside it must not be
             # dropped before the core holds them for the outcome.
             outcome, result = self._execute(run)
             # The next task is taken before the outcome goes out: whoever hears of the
             # outcome may rely on that task having started (no recall).
             run = self._next_follower()
-            if run is None and titles is not None:
-                titles.idle()  # before the outcome: idle once it is heard of
             # The drops go with the outcome: whoever gets the result then finds the refs
             # it held released (a worker's drops would come a moment late).
             if runner.alone:
