@@ -252,7 +252,7 @@ class ActorHost:
             outcome = self._packed_error(run, exc)
         finally:
             current_execution.reset(token)
-        if self.runner.alone:
+        if self.runner.sends_alone(outcome):
             self._report(run, outcome)
             return
         with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
@@ -277,7 +277,7 @@ class ActorHost:
             outcome = self._packed(run, result)
         except BaseException as exc:
             outcome = self._packed_error(run, exc)
-        if self.runner.alone:
+        if self.runner.sends_alone(outcome):
             self._report(run, outcome)
             return
         with self.runner.together():  # the drops go with the outcome (see TaskThread._run)

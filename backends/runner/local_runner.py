@@ -61,6 +61,16 @@ class LocalRunner:
         #: (see ``ActorHost``); None in the thread backend.
         self.reading: Reading | None = None
 
+    def sends_alone(self, outcome: Outcome) -> bool:
+        """Whether ``outcome`` may go out by itself, outside a ``together`` block: the block
+        only exists so that the drops of the refs a result held reach the core in the
+        same write as the outcome, and a value holding no ref (nearly every one) has none."""
+        if self.alone:
+            return True
+        values = outcome.values
+        return (outcome.error is None and values is not None and len(values) == 1
+                and not values[0].contained)
+
     # -- tasks ------------------------------------------------------------------------------
 
     def run_task(self, run: TaskRun) -> None:

@@ -113,13 +113,8 @@ class TaskThread:
             # outcome may rely on that task having started (no recall).
             run = self._next_follower()
             # The drops go with the outcome: whoever gets the result then finds the refs
-            # it held released (a worker's drops would come a moment late). A result
-            # whose value holds no ref (nearly every one) has no drops to send with it.
-            values = outcome.values
-            if runner.alone or (
-                outcome.error is None and values and len(values) == 1
-                and not values[0].contained
-            ):
+            # it held released (a worker's drops would come a moment late).
+            if runner.sends_alone(outcome):
                 runner.events.task_finished(outcome)
                 del outcome, result
             else:
