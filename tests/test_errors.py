@@ -358,6 +358,27 @@ class ScriptActor:
 
     def fail(self):
         raise ScriptError(5, 6)
+
+
+class MuteError(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+def fail_mute():
+    raise MuteError("secret")
+
+
+class MuteActor:
+    def __init__(self, fail):
+        if fail:
+            raise MuteError()
+
+    def fail(self):
+        raise MuteError()
+
+    async def fail_async(self):
+        raise MuteError()
 """
 
 
@@ -404,6 +425,27 @@ def test_an_actor_killed_by_an_error_of_the_drivers_script_has_it_as_cause(rt):
     assert vars(cause)["a"] == 3
     assert cause.cause is not None and cause.cause.args == ("3-4",)
     del broken
+
+
+def test_an_error_whose_str_raises_still_comes_back(rt):
+    """An exception whose ``__str__`` raises, from a task, a method and a constructor:
+    its class is raised (or named in the actor's death) with a stand-in for its message,
+    rather than the runner failing to make the error and the result never coming."""
+    script = _script()
+    error_cls = script["MuteError"]
+    actor_cls = actorlib.remote(num_cpus=0)(script["MuteActor"])
+    good = actor_cls.remote(False)
+    refs = (actorlib.remote(script["fail_mute"]).remote(), good.fail.remote(),
+            good.fail_async.remote())
+    for ref in refs:
+        with pytest.raises(error_cls) as info:
+            actorlib.get(ref, timeout=T)
+        assert "MuteError raised in" in str(info.value)
+        assert "<MuteError: str() failed>" in str(info.value)
+    broken = actor_cls.remote(True)
+    with pytest.raises(exc.ActorDiedError, match=r"MuteError: str\(\) failed"):
+        actorlib.get(broken.fail.remote(), timeout=T)
+    del good, broken
 
 
 def test_actor_survives_method_exception(rt):

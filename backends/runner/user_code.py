@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from actorlib.backends.base import ObjectStore
 from actorlib.core.serialization import Serialized, deserialize, loads_function, serialize
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
-from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
+from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError, _text_of
 
 if TYPE_CHECKING:
     # Only ``async def`` code needs asyncio: a process that runs plain functions never
@@ -126,13 +126,6 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
-def _message_of(exc: BaseException | None) -> str:
-    try:
-        return str(exc)
-    except Exception:  # a broken __str__
-        return f"<{type(exc).__name__}: str() failed>"
-
-
 def _is_asyncio_cancel(exc: BaseException) -> bool:
     asyncio = sys.modules.get("asyncio")  # none can have been raised without it
     return asyncio is not None and isinstance(exc, asyncio.CancelledError)
@@ -170,7 +163,7 @@ def pack_error(
         except SerializationError:
             # The caller still learns the type's name, the message and the traceback.
             packed = serialize(
-                TaskError(name, text, None, type(cause).__name__, _message_of(cause)),
+                TaskError(name, text, None, type(cause).__name__, _text_of(cause)),
                 is_error=True,
             )
     if retry_exceptions is True:
