@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import sys
 import threading
+import types
 from typing import Any
 
 import pytest
@@ -487,6 +489,47 @@ def test_retry_exceptions_list_filters_types(rt):
     with pytest.raises(KeyError):
         actorlib.get(retried.remote(counter, "k", 2, "KeyError"), timeout=T)
     assert actorlib.get(counter.value.remote("k"), timeout=T) == 1
+
+
+class _RefusingMeta(type):
+    def __instancecheck__(cls, obj: object) -> bool:
+        raise RuntimeError("no isinstance for this class")
+
+
+class UncheckableError(Exception, metaclass=_RefusingMeta):
+    """Listed in ``retry_exceptions``, but ``isinstance`` against it raises."""
+
+
+@actorlib.remote(max_retries=1, retry_exceptions=[UncheckableError])
+def fail_past_an_uncheckable_class():
+    raise ValueError("the task's own error")
+
+
+def test_a_retry_exceptions_class_that_cannot_be_checked_does_not_lose_the_error(rt):
+    """``isinstance`` against a listed class raising (its metaclass) counts as no match:
+    the task's error comes back, and the runtime serves the next task, rather than the
+    runner failing while it packs the error and the result never coming."""
+    for _ in range(3):  # more than the thread backend's task threads
+        with pytest.raises(ValueError, match="the task's own error"):
+            actorlib.get(fail_past_an_uncheckable_class.remote(), timeout=T)
+    assert actorlib.get(add_one.remote(1), timeout=T) == 2
+
+
+def test_a_retry_exceptions_class_only_the_driver_can_import_does_not_lose_the_task(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A class listed in ``retry_exceptions`` from a module only the driver has (pickled
+    by reference; workers and a cluster's head cannot import it): the task still runs and
+    its error comes back, rather than its message failing to decode where the class is
+    missing and the result never coming."""
+    module = types.ModuleType("_actorlib_driver_only_errors")
+    error_cls = type("DriverOnlyError", (Exception,), {"__module__": module.__name__})
+    module.DriverOnlyError = error_cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    task = fail_value.options(max_retries=1, retry_exceptions=[error_cls, ValueError])
+    with pytest.raises(ValueError, match="past a missing class"):
+        actorlib.get(task.remote("past a missing class"), timeout=T)
+    assert actorlib.get(add_one.remote(1), timeout=T) == 2
 
 
 def test_a_failed_task_releases_its_arguments(rt):

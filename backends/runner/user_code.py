@@ -12,6 +12,7 @@ cluster's head use :func:`pack_error` for failures they report themselves.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     # Only ``async def`` code needs asyncio: a process that runs plain functions never
     # imports it (nor ssl, which it brings).
     import asyncio
+
+
+log = logging.getLogger("actorlib")
 
 
 class _Pid:
@@ -166,13 +170,26 @@ def pack_error(
                 TaskError(name, text, None, type(cause).__name__, _text_of(cause)),
                 is_error=True,
             )
+    return packed, _retryable(exc, retry_exceptions)
+
+
+def _retryable(exc: BaseException, retry_exceptions: RetryExceptions) -> bool:
+    """Whether ``retry_exceptions`` covers ``exc``: no, when the check itself fails (a
+    listed class that does not unpickle here, or whose metaclass's ``__instancecheck__``
+    raises), so that the error is still reported rather than lost with the runner that
+    was packing it."""
     if retry_exceptions is True:
-        retryable = isinstance(exc, Exception)
-    elif retry_exceptions:
-        retryable = isinstance(exc, retry_exceptions.types)
-    else:
-        retryable = False
-    return packed, retryable
+        return isinstance(exc, Exception)
+    if not retry_exceptions:
+        return False
+    try:
+        return isinstance(exc, retry_exceptions.types)
+    except Exception as failure:
+        log.warning(
+            "actorlib: could not check %s against retry_exceptions (%r); not retrying it",
+            type(exc).__name__, failure,
+        )
+        return False
 
 
 class LoopHolder:
