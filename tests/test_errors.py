@@ -491,6 +491,28 @@ def test_retry_exceptions_list_filters_types(rt):
     assert actorlib.get(counter.value.remote("k"), timeout=T) == 1
 
 
+class InterruptingError(Exception):
+    """Its pickling raises a ``BaseException`` that is not an ``Exception``."""
+
+    def __reduce__(self) -> Any:
+        raise KeyboardInterrupt("no pickling this error")
+
+
+@actorlib.remote
+def fail_interrupting():
+    raise InterruptingError("the task's own message")
+
+
+def test_an_error_whose_pickling_raises_keyboardinterrupt_still_comes_back(rt):
+    """The error crosses as its type's name and message (it cannot cross as itself), and
+    the runtime serves the next task; before, the interrupt escaped the runner packing
+    the error and the result never came."""
+    with pytest.raises(exc.TaskError, match="InterruptingError raised in fail_interrupting: "
+                       "the task's own message"):
+        actorlib.get(fail_interrupting.remote(), timeout=T)
+    assert actorlib.get(add_one.remote(1), timeout=T) == 2
+
+
 class _RefusingMeta(type):
     def __instancecheck__(cls, obj: object) -> bool:
         raise RuntimeError("no isinstance for this class")

@@ -136,9 +136,18 @@ def _is_asyncio_cancel(exc: BaseException) -> bool:
 
 
 def _round_trip(error: TaskError) -> Serialized:
-    """``error`` serialized, once it is known to deserialize (``SerializationError``)."""
-    packed = serialize(error, is_error=True)
-    deserialize(packed)
+    """``error`` serialized, once it is known to deserialize (``SerializationError``).
+
+    The user's pickling code (a ``__reduce__``) raising ``KeyboardInterrupt``,
+    ``SystemExit`` or another ``BaseException`` is a ``SerializationError`` too: escaping
+    here, it would end the runner packing the error, and the result would never come."""
+    try:
+        packed = serialize(error, is_error=True)
+        deserialize(packed)
+    except SerializationError:
+        raise
+    except BaseException as exc:
+        raise SerializationError(f"pickling the error raised {exc!r}") from exc
     return packed
 
 
