@@ -154,7 +154,7 @@ class TaskError(ActorlibError):
         text = self.cause_message if cause is None and self.cause_message is not None else cause
         return (
             f"{self.cause_type_name} raised in {self.function_name}: "
-            f"{text!s}\n\nRemote traceback:\n{self.traceback_str.rstrip()}"
+            f"{_text_of(text)}\n\nRemote traceback:\n{self.traceback_str.rstrip()}"
         )
 
     def __str__(self) -> str:
@@ -199,6 +199,16 @@ class TaskError(ActorlibError):
             err.__dict__.setdefault(key, value)
         err.__cause__ = cause
         return err
+
+
+def _text_of(value: object) -> str:
+    """``str(value)``, or a stand-in naming its type when the user's ``__str__`` raises:
+    the error must still be made, sent and raised (a failure here would leave the task's
+    result unset, and its callers waiting forever)."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}: str() failed>"
 
 
 _dual_classes: dict[type, type | None] = {}

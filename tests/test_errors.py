@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import sys
 import threading
+import types
 from typing import Any
 
 import pytest
@@ -358,6 +360,27 @@ class ScriptActor:
 
     def fail(self):
         raise ScriptError(5, 6)
+
+
+class MuteError(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+def fail_mute():
+    raise MuteError("secret")
+
+
+class MuteActor:
+    def __init__(self, fail):
+        if fail:
+            raise MuteError()
+
+    def fail(self):
+        raise MuteError()
+
+    async def fail_async(self):
+        raise MuteError()
 """
 
 
@@ -406,6 +429,27 @@ def test_an_actor_killed_by_an_error_of_the_drivers_script_has_it_as_cause(rt):
     del broken
 
 
+def test_an_error_whose_str_raises_still_comes_back(rt):
+    """An exception whose ``__str__`` raises, from a task, a method and a constructor:
+    its class is raised (or named in the actor's death) with a stand-in for its message,
+    rather than the runner failing to make the error and the result never coming."""
+    script = _script()
+    error_cls = script["MuteError"]
+    actor_cls = actorlib.remote(num_cpus=0)(script["MuteActor"])
+    good = actor_cls.remote(False)
+    refs = (actorlib.remote(script["fail_mute"]).remote(), good.fail.remote(),
+            good.fail_async.remote())
+    for ref in refs:
+        with pytest.raises(error_cls) as info:
+            actorlib.get(ref, timeout=T)
+        assert "MuteError raised in" in str(info.value)
+        assert "<MuteError: str() failed>" in str(info.value)
+    broken = actor_cls.remote(True)
+    with pytest.raises(exc.ActorDiedError, match=r"MuteError: str\(\) failed"):
+        actorlib.get(broken.fail.remote(), timeout=T)
+    del good, broken
+
+
 def test_actor_survives_method_exception(rt):
     a = Sometimes.remote()
     assert actorlib.get(a.maybe_fail.remote(False), timeout=T) == 1
@@ -445,6 +489,69 @@ def test_retry_exceptions_list_filters_types(rt):
     with pytest.raises(KeyError):
         actorlib.get(retried.remote(counter, "k", 2, "KeyError"), timeout=T)
     assert actorlib.get(counter.value.remote("k"), timeout=T) == 1
+
+
+class InterruptingError(Exception):
+    """Its pickling raises a ``BaseException`` that is not an ``Exception``."""
+
+    def __reduce__(self) -> Any:
+        raise KeyboardInterrupt("no pickling this error")
+
+
+@actorlib.remote
+def fail_interrupting():
+    raise InterruptingError("the task's own message")
+
+
+def test_an_error_whose_pickling_raises_keyboardinterrupt_still_comes_back(rt):
+    """The error crosses as its type's name and message (it cannot cross as itself), and
+    the runtime serves the next task; before, the interrupt escaped the runner packing
+    the error and the result never came."""
+    with pytest.raises(exc.TaskError, match="InterruptingError raised in fail_interrupting: "
+                       "the task's own message"):
+        actorlib.get(fail_interrupting.remote(), timeout=T)
+    assert actorlib.get(add_one.remote(1), timeout=T) == 2
+
+
+class _RefusingMeta(type):
+    def __instancecheck__(cls, obj: object) -> bool:
+        raise RuntimeError("no isinstance for this class")
+
+
+class UncheckableError(Exception, metaclass=_RefusingMeta):
+    """Listed in ``retry_exceptions``, but ``isinstance`` against it raises."""
+
+
+@actorlib.remote(max_retries=1, retry_exceptions=[UncheckableError])
+def fail_past_an_uncheckable_class():
+    raise ValueError("the task's own error")
+
+
+def test_a_retry_exceptions_class_that_cannot_be_checked_does_not_lose_the_error(rt):
+    """``isinstance`` against a listed class raising (its metaclass) counts as no match:
+    the task's error comes back, and the runtime serves the next task, rather than the
+    runner failing while it packs the error and the result never coming."""
+    for _ in range(3):  # more than the thread backend's task threads
+        with pytest.raises(ValueError, match="the task's own error"):
+            actorlib.get(fail_past_an_uncheckable_class.remote(), timeout=T)
+    assert actorlib.get(add_one.remote(1), timeout=T) == 2
+
+
+def test_a_retry_exceptions_class_only_the_driver_can_import_does_not_lose_the_task(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A class listed in ``retry_exceptions`` from a module only the driver has (pickled
+    by reference; workers and a cluster's head cannot import it): the task still runs and
+    its error comes back, rather than its message failing to decode where the class is
+    missing and the result never coming."""
+    module = types.ModuleType("_actorlib_driver_only_errors")
+    error_cls = type("DriverOnlyError", (Exception,), {"__module__": module.__name__})
+    module.DriverOnlyError = error_cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    task = fail_value.options(max_retries=1, retry_exceptions=[error_cls, ValueError])
+    with pytest.raises(ValueError, match="past a missing class"):
+        actorlib.get(task.remote("past a missing class"), timeout=T)
+    assert actorlib.get(add_one.remote(1), timeout=T) == 2
 
 
 def test_a_failed_task_releases_its_arguments(rt):

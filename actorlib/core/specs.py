@@ -160,29 +160,49 @@ class ExceptionTypes:
     """``retry_exceptions`` as a tuple of classes that crosses processes by value.
 
     The classes may live in ``__main__``; pickling them once with cloudpickle keeps every
-    other message on the C pickler's fast path.
+    other message on the C pickler's fast path. A copy unpickles them only when a worker
+    first matches an error against them (:attr:`types`), not as the message carrying the
+    spec is decoded: a class whose module does not import there (a cluster's head, a
+    node without the driver's modules) must not make the whole task's message undecodable,
+    which would leave its result waiting forever.
     """
 
-    __slots__ = ("_blob", "types")
+    __slots__ = ("_any", "_blob", "_types")
 
     def __init__(self, types: tuple[type[BaseException], ...], blob: bytes | None = None):
-        self.types = types
+        self._types: tuple[type[BaseException], ...] | None = types
         self._blob = blob
+        self._any = bool(types)
+
+    @property
+    def types(self) -> tuple[type[BaseException], ...]:
+        """The classes (unpickled here on first use; raises if they do not load)."""
+        types = self._types
+        if types is None:
+            assert self._blob is not None
+            types = self._types = cloudpickle.loads(self._blob)
+        return types
 
     def __reduce__(self) -> Any:
         if self._blob is None:
-            self._blob = cloudpickle.dumps(self.types, protocol=5)
-        return (_load_exception_types, (self._blob,))
+            self._blob = cloudpickle.dumps(self._types, protocol=5)
+        return (_load_exception_types, (self._blob, self._any))
 
     def __bool__(self) -> bool:
-        return bool(self.types)
+        return self._any
 
     def __repr__(self) -> str:
-        return f"ExceptionTypes({self.types!r})"
+        try:
+            return f"ExceptionTypes({self.types!r})"
+        except Exception as exc:
+            return f"ExceptionTypes(<classes that do not unpickle here: {exc!r}>)"
 
 
-def _load_exception_types(blob: bytes) -> ExceptionTypes:
-    return ExceptionTypes(cloudpickle.loads(blob), blob)
+def _load_exception_types(blob: bytes, any_: bool = True) -> ExceptionTypes:
+    types = ExceptionTypes((), blob)
+    types._types = None  # unpickled on first use (see ExceptionTypes)
+    types._any = any_
+    return types
 
 
 RetryExceptions = bool | ExceptionTypes

@@ -12,6 +12,7 @@ cluster's head use :func:`pack_error` for failures they report themselves.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -23,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 from actorlib.backends.base import ObjectStore
 from actorlib.core.serialization import Serialized, deserialize, loads_function, serialize
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
-from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError
+from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError, _text_of
 
 if TYPE_CHECKING:
     # Only ``async def`` code needs asyncio: a process that runs plain functions never
     # imports it (nor ssl, which it brings).
     import asyncio
+
+
+log = logging.getLogger("actorlib")
 
 
 class _Pid:
@@ -126,22 +130,24 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
-def _message_of(exc: BaseException | None) -> str:
-    try:
-        return str(exc)
-    except Exception:  # a broken __str__
-        return f"<{type(exc).__name__}: str() failed>"
-
-
 def _is_asyncio_cancel(exc: BaseException) -> bool:
     asyncio = sys.modules.get("asyncio")  # none can have been raised without it
     return asyncio is not None and isinstance(exc, asyncio.CancelledError)
 
 
 def _round_trip(error: TaskError) -> Serialized:
-    """``error`` serialized, once it is known to deserialize (``SerializationError``)."""
-    packed = serialize(error, is_error=True)
-    deserialize(packed)
+    """``error`` serialized, once it is known to deserialize (``SerializationError``).
+
+    The user's pickling code (a ``__reduce__``) raising ``KeyboardInterrupt``,
+    ``SystemExit`` or another ``BaseException`` is a ``SerializationError`` too: escaping
+    here, it would end the runner packing the error, and the result would never come."""
+    try:
+        packed = serialize(error, is_error=True)
+        deserialize(packed)
+    except SerializationError:
+        raise
+    except BaseException as exc:
+        raise SerializationError(f"pickling the error raised {exc!r}") from exc
     return packed
 
 
@@ -170,16 +176,29 @@ def pack_error(
         except SerializationError:
             # The caller still learns the type's name, the message and the traceback.
             packed = serialize(
-                TaskError(name, text, None, type(cause).__name__, _message_of(cause)),
+                TaskError(name, text, None, type(cause).__name__, _text_of(cause)),
                 is_error=True,
             )
+    return packed, _retryable(exc, retry_exceptions)
+
+
+def _retryable(exc: BaseException, retry_exceptions: RetryExceptions) -> bool:
+    """Whether ``retry_exceptions`` covers ``exc``: no, when the check itself fails (a
+    listed class that does not unpickle here, or whose metaclass's ``__instancecheck__``
+    raises), so that the error is still reported rather than lost with the runner that
+    was packing it."""
     if retry_exceptions is True:
-        retryable = isinstance(exc, Exception)
-    elif retry_exceptions:
-        retryable = isinstance(exc, retry_exceptions.types)
-    else:
-        retryable = False
-    return packed, retryable
+        return isinstance(exc, Exception)
+    if not retry_exceptions:
+        return False
+    try:
+        return isinstance(exc, retry_exceptions.types)
+    except Exception as failure:
+        log.warning(
+            "actorlib: could not check %s against retry_exceptions (%r); not retrying it",
+            type(exc).__name__, failure,
+        )
+        return False
 
 
 class LoopHolder:

@@ -593,6 +593,11 @@ class Running(Choosing):
         if host.pinned is not None:
             self._unpin(host)
         if host.state == "dead" and host.instance is None:
+            # Its constructor failed (or never ran): no coroutine ever ran on its loop,
+            # which is closed here, not left to the garbage collector's warning.
+            loop = host.loop
+            if loop is not None and not loop.is_closed() and not asyncio.all_tasks(loop):
+                loop.close()
             return
         host.state = "dead"
         host.queues.clear()
