@@ -49,6 +49,13 @@ def _type_error(name: str, value: Any, accepted: str) -> TypeError:
     return TypeError(f"{name} must be {accepted}, got {type(value).__name__} {value!r}")
 
 
+def plain_str(value: str) -> str:
+    """``value`` as an exact ``str``: a subclass (of the driver's ``__main__``, say) would
+    travel in the work's spec by reference, and a worker or a cluster's head without its
+    class could not decode the message, so the work would never get an outcome."""
+    return value if type(value) is str else str.__str__(value)
+
+
 def _is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
@@ -126,7 +133,7 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
             raise ValueError(
                 f"Use num_cpus/num_gpus/memory instead of resources={{{clash[0]!r}: ...}}."
             )
-        out["resources"] = {k: _non_negative_number(f"resources[{k!r}]", v)
+        out["resources"] = {plain_str(k): _non_negative_number(f"resources[{k!r}]", v)
                             for k, v in resources.items()}
     if "num_returns" in out:
         out["num_returns"] = _num_returns(out["num_returns"])
@@ -195,6 +202,11 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
     for key in ("name", "namespace"):
         if out.get(key) is not None and not isinstance(out[key], str):
             raise _type_error(key, out[key], "a str")
+        if out.get(key) is not None:
+            out[key] = plain_str(out[key])
+    for key in ("accelerator_type", "concurrency_group"):
+        if out.get(key) is not None:
+            out[key] = plain_str(out[key])
     return out
 
 
@@ -237,7 +249,7 @@ def _concurrency_limit(value: Any) -> tuple[str, int]:
         or not value[0] or not _is_int(value[1])
     ):
         raise _type_error("_concurrency", value, "a (key: non-empty str, limit: int) tuple")
-    return (value[0], _int_at_least("_concurrency limit", value[1], 1))
+    return (plain_str(value[0]), _int_at_least("_concurrency limit", value[1], 1))
 
 
 def _concurrency_groups(value: Any) -> dict[str, int]:
@@ -252,7 +264,7 @@ def _concurrency_groups(value: Any) -> dict[str, int]:
             "concurrency_groups must be a dict of group name -> max concurrency (an int "
             f">= 1), e.g. {{'io': 2}}; got {value!r}"
         )
-    return dict(value)
+    return {plain_str(k): int(v) for k, v in value.items()}
 
 
 _LEGACY_PG = ("placement_group", "placement_group_bundle_index",
@@ -392,7 +404,8 @@ def validate_runtime_env(env: Any) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
     ):
         raise _type_error("runtime_env['env_vars']", env_vars, "a dict of str -> str")
-    return {"env_vars": dict(env_vars), **check_paths(env)}
+    return {"env_vars": {plain_str(k): plain_str(v) for k, v in env_vars.items()},
+            **check_paths(env)}
 
 
 def files_of(runtime_env: dict[str, Any] | None) -> dict[str, Any]:

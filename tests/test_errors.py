@@ -554,6 +554,29 @@ def test_a_retry_exceptions_class_only_the_driver_can_import_does_not_lose_the_t
     assert actorlib.get(add_one.remote(1), timeout=T) == 2
 
 
+def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_work(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task's name, its env_vars, resource names and an actor's concurrency group given
+    as a ``str`` subclass workers cannot import (the driver's ``__main__``, here a module
+    only the driver has): the work still runs, rather than its message failing to decode
+    in the worker and the result never coming."""
+    module = types.ModuleType("_actorlib_driver_only_strings")
+    name_cls = type("DriverOnlyName", (str,), {"__module__": module.__name__})
+    module.DriverOnlyName = name_cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    text = name_cls("custom")
+    refs = [
+        add_one.options(name=text).remote(1),
+        add_one.options(runtime_env={"env_vars": {name_cls("A"): text}}).remote(2),
+        add_one.options(resources={text: 0.0}).remote(3),
+    ]
+    assert actorlib.get(refs, timeout=T) == [2, 3, 4]
+    counter = Recorder.options(concurrency_groups={text: 1}).remote()
+    assert actorlib.get(counter.value.options(concurrency_group=text).remote("x"),
+                        timeout=T) == 0
+
+
 def test_a_failed_task_releases_its_arguments(rt):
     """Its arguments (here an actor handle) go once it failed: a worker process that stays
     idle (no garbage collection) must not keep them in the failure's traceback."""
