@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import re
 import sys
 import threading
 import types
@@ -511,6 +512,87 @@ def test_an_error_whose_pickling_raises_keyboardinterrupt_still_comes_back(rt):
                        "the task's own message"):
         actorlib.get(fail_interrupting.remote(), timeout=T)
     assert actorlib.get(add_one.remote(1), timeout=T) == 2
+
+
+class InterruptingValue:
+    """A value whose pickling raises a ``BaseException`` that is not an ``Exception``."""
+
+    def __init__(self, exc_type: type[BaseException]) -> None:
+        self.exc_type = exc_type
+
+    def __reduce__(self) -> Any:
+        raise self.exc_type("no pickling this value")
+
+
+@actorlib.remote
+def return_interrupting(exc_type: type[BaseException]) -> InterruptingValue:
+    return InterruptingValue(exc_type)
+
+
+@actorlib.remote(num_returns=2)
+def return_two_interrupting() -> tuple[int, InterruptingValue]:
+    return 1, InterruptingValue(SystemExit)
+
+
+@actorlib.remote(num_returns="streaming")
+def yield_interrupting():
+    yield 1
+    yield InterruptingValue(KeyboardInterrupt)
+
+
+@actorlib.remote(num_cpus=0)
+class InterruptingReturner:
+    def give(self, exc_type: type[BaseException]) -> InterruptingValue:
+        return InterruptingValue(exc_type)
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def _error_of(ref: Any) -> BaseException:
+    """What ``get(ref)`` raises, whatever its kind (an interrupt must not end the test)."""
+    try:
+        actorlib.get(ref, timeout=T)
+    except BaseException as error:
+        return error
+    raise AssertionError(f"{ref} did not fail")
+
+
+def test_a_result_whose_pickling_raises_keyboardinterrupt_is_a_serialization_error(rt):
+    """A returned value (or item) whose ``__reduce__`` raises ``KeyboardInterrupt`` or
+    ``SystemExit`` fails its task with a ``SerializationError`` naming the result, and the
+    runtime serves the next task; before, the interrupt escaped the runner packing the
+    result (the sim's worker died and get() waited forever; elsewhere the task failed as
+    if it had raised the interrupt itself)."""
+    actor = InterruptingReturner.remote()
+    refs = [return_interrupting.remote(KeyboardInterrupt),
+            return_interrupting.remote(SystemExit),
+            return_two_interrupting.remote()[1],
+            actor.give.remote(KeyboardInterrupt)]
+    stream = yield_interrupting.remote()
+    assert actorlib.get(next(stream), timeout=T) == 1
+    refs.append(next(stream))
+    for ref in refs:
+        error = _error_of(ref)
+        assert isinstance(error, exc.SerializationError), repr(error)
+        assert re.search(r"(result|item) .*pickling it raised (KeyboardInterrupt|SystemExit)"
+                         r"\('no pickling this value'\)", str(error)), str(error)
+    assert actorlib.get([add_one.remote(i) for i in range(4)], timeout=T) == [1, 2, 3, 4]
+    assert actorlib.get(actor.ping.remote(), timeout=T) == "pong"
+    del actor
+
+
+def test_an_argument_whose_pickling_raises_keyboardinterrupt_fails_at_remote(rt):
+    """An argument whose ``__reduce__`` raises ``KeyboardInterrupt`` fails ``.remote()``
+    itself (of a task, an actor, a method), and the runtime stays usable."""
+    actor = InterruptingReturner.remote()
+    for submit in (lambda: add_one.remote(InterruptingValue(KeyboardInterrupt)),
+                   lambda: Holder.remote(InterruptingValue(SystemExit)),
+                   lambda: actor.give.remote(InterruptingValue(KeyboardInterrupt))):
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            submit()
+    assert actorlib.get([add_one.remote(i) for i in range(4)], timeout=T) == [1, 2, 3, 4]
+    assert actorlib.get(actor.ping.remote(), timeout=T) == "pong"
 
 
 class _RefusingMeta(type):

@@ -18,11 +18,10 @@ from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import CoreEvents, ObjectStore
-from actorlib.backends.runner.user_code import Packed
+from actorlib.backends.runner.user_code import Packed, serialize_result
 from actorlib.core import context
 from actorlib.core.records import StreamItem
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import serialize
 
 if TYPE_CHECKING:
     import asyncio  # imported by async producers only (see user_code)
@@ -126,7 +125,7 @@ class Producer:
             )
 
     def _emit(self, index: int, item: Any) -> None:
-        value = self.store.seal(serialize(item, label=f"item {index} of {self.name}"))
+        value = self.store.seal(serialize_result(item, f"item {index} of {self.name}"))
         if self.spec.generator == "streaming":
             self.events.item_produced(StreamItem(self.work_id, self.spec.attempt, index, value))
             return
@@ -189,7 +188,7 @@ def exactly(result: Any, num_returns: int, name: str, store: ObjectStore) -> Pac
     for index, item in enumerate(result):
         if index == num_returns:
             raise ValueError(f"{name} has num_returns={num_returns} but yielded more values")
-        values.append(store.seal(serialize(item, label=f"result {index} of {name}")))
+        values.append(store.seal(serialize_result(item, f"result {index} of {name}")))
     if len(values) != num_returns:
         raise ValueError(
             f"{name} has num_returns={num_returns} but yielded {len(values)} values"

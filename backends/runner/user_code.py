@@ -94,6 +94,24 @@ class Packed:
         self.values = values
 
 
+def serialize_result(value: Any, label: str = "value") -> Serialized:
+    """``serialize(value)`` for a result or an item a runner packs.
+
+    The user's pickling code (a ``__reduce__``) raising ``KeyboardInterrupt``,
+    ``SystemExit`` or another ``BaseException`` is a ``SerializationError`` naming the
+    value: escaping, it would end the runner packing the result (a dead worker thread,
+    an outcome never made) rather than fail the task."""
+    try:
+        return serialize(value, label=label)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise SerializationError(
+            f"Could not serialize {label} of type {type(value).__name__}: pickling it "
+            f"raised {exc!r}"
+        ) from exc
+
+
 def pack_results(
     result: Any, num_returns: int, name: str, store: ObjectStore
 ) -> list[Serialized]:
@@ -103,8 +121,8 @@ def pack_results(
     if num_returns == 1:
         try:
             value = serialize(result)
-        except SerializationError:  # again, to name the result in the error (rare)
-            value = serialize(result, label=f"the result of {name}")
+        except BaseException:  # again, to name the result in the error (rare)
+            value = serialize_result(result, f"the result of {name}")
         return [store.seal(value)]
     if num_returns == 0:
         return []
@@ -116,7 +134,8 @@ def pack_results(
         got = "a non-iterable" if items is None else f"{len(items)} values"
         raise ValueError(f"{name} has num_returns={num_returns} but returned {got}")
     return [
-        store.seal(serialize(item, label=f"result {i} of {name}")) for i, item in enumerate(items)
+        store.seal(serialize_result(item, f"result {i} of {name}"))
+        for i, item in enumerate(items)
     ]
 
 
