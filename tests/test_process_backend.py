@@ -30,6 +30,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +43,7 @@ from testkit import Recorder, Sync, T, live_objects, run_script, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
-from actorlib import session
+from actorlib import options, session
 from actorlib.backends.process import portable
 from actorlib.backends.process.shm_files import fallback_dir
 from actorlib.backends.process.worker_process import settle_socket
@@ -1394,3 +1395,37 @@ def test_a_worker_killed_while_a_child_runs_beside_its_waiting_parent(sharing_pr
     killed = _attempt_pids(log)[0]
     assert killed not in (parent, child)
     wait_until(lambda: _pid_gone(killed), what="the killed worker reaped")
+
+
+@actorlib.remote
+def echo_pid(x: int) -> int:
+    return x
+
+
+@actorlib.remote(num_cpus=0)
+class Pinger:
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_work_whose_message_does_not_decode_in_the_worker_fails_saying_so(
+    prt: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task and an actor's creation whose message a worker cannot decode
+    (here: option strings of a class only the driver has, let through unconverted) fail
+    with a ``SerializationError`` saying why, and the worker serves the next task; before,
+    the worker dropped the message with a log line and get() waited forever."""
+    module = types.ModuleType("_actorlib_driver_only_names")
+    name_cls = type("DriverOnlyName", (str,), {"__module__": module.__name__})
+    module.DriverOnlyName = name_cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(options, "plain_str", lambda value: value)
+    text = name_cls("custom")
+    undecodable = r"could not be decoded in the worker process .*_actorlib_driver_only_names"
+    with pytest.raises(exc.SerializationError, match=undecodable):
+        actorlib.get(echo_pid.options(name=text).remote(1), timeout=T)
+    broken = Pinger.options(name=text).remote()
+    with pytest.raises(exc.ActorDiedError, match=undecodable):
+        actorlib.get(broken.ping.remote(), timeout=T)
+    assert actorlib.get(echo_pid.remote(2), timeout=T) == 2
+    del broken

@@ -73,7 +73,7 @@ from actorlib.core import context
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.records import Outcome
 from actorlib.core.serialization import Serialized, serialize, set_buffer_mapper
-from actorlib.exceptions import RuntimeEnvSetupError
+from actorlib.exceptions import RuntimeEnvSetupError, SerializationError
 
 PR_SET_PDEATHSIG = 1
 
@@ -152,6 +152,7 @@ class Worker:
             StopActor: self._stop_actor, CancelRun: self._cancel, Recall: self._recall,
             ItemsConsumed: self._items_consumed,
             Ready: self._ready, Reply: self._reply, Exit: self._exit,
+            framing.Undecodable: self._undecodable,
         }
         self.conn = framing.BlockingConnection(sock, self._on_message, self._stop)
         self.conn.start()
@@ -193,6 +194,33 @@ class Worker:
         set_title(message.start.spec.cls.name)  # this worker now hosts this actor only
         self._hosts_actor = True
         self.local.start_actor(message.start)
+
+    def _undecodable(self, message: framing.Undecodable) -> None:
+        """Work whose message did not decode here fails with the reason, rather than being
+        lost and its caller's get() waiting forever."""
+        assert self.local is not None
+        record = message.record
+        events = self.local.events
+
+        def error(what: str) -> Serialized:
+            return serialize(SerializationError(
+                f"The message carrying {what} could not be decoded in the worker process "
+                f"(pid {os.getpid()}): {message.error}"
+            ), is_error=True)
+
+        if type(record) is RunTask:
+            run = record.run
+            if self.local.claimed(run):
+                events.task_finished(Outcome(run.spec.task_id, run.spec.attempt,
+                                             error=error(f"task {run.spec.task_id:016x}")))
+        elif type(record) is RunCall:
+            spec = record.run.spec
+            events.call_finished(Outcome(spec.call_id, spec.attempt,
+                                         error=error(f"actor call {spec.method}")))
+        elif type(record) is StartActor:
+            start = record.start
+            events.actor_init_failed(start.spec.actor_id, start.incarnation,
+                                     error(f"the creation of actor {start.spec.actor_id:016x}"))
 
     def _stop_actor(self, message: StopActor) -> None:
         assert self.local is not None

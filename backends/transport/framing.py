@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import logging
 import pickle
 import socket
@@ -17,7 +18,7 @@ import struct
 import threading
 from _thread import get_ident
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from actorlib.backends.transport import codec
 from actorlib.backends.transport.messages import name_of
@@ -59,11 +60,70 @@ class Sender(Protocol):
     def send(self, message: Any, known_code: set[int] | None = None) -> None: ...
 
 
-class Decoder:
-    """Splits a byte stream into messages."""
+class Undecodable(NamedTuple):
+    """A received record that did not decode: ``record`` with the parts that failed
+    (objects of classes this process cannot load) as :class:`Missing` stand-ins;
+    ``error``: why it failed. Never sent: the receiving :class:`Decoder` makes it, so
+    that the work the record carried is failed with a clear error rather than lost."""
 
-    def __init__(self) -> None:
+    record: Any
+    error: str
+
+
+class Missing:
+    """Stands in for an object whose class could not be loaded (:class:`Undecodable`)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Missing:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "<undecodable>"
+
+
+_OWN_MODULES = frozenset({"builtins", "copyreg", "collections", "_codecs", "pickle"})
+
+
+class _Salvaging(pickle.Unpickler):
+    """Unpickles a frame taking only actorlib's and the builtin classes as they are."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _OWN_MODULES or module == "actorlib" or module.startswith("actorlib."):
+            return super().find_class(module, name)
+        return Missing
+
+
+def salvage(frame: bytes | memoryview, exc: BaseException) -> Undecodable | None:
+    """The record a frame that failed to decode (``exc``) carried, or None if even its
+    record cannot be read."""
+    try:
+        body = _Salvaging(io.BytesIO(frame)).load()
+        if type(body) is tuple and body and type(body[0]) is int:
+            reader = _READERS.get(body[0])
+            if reader is not None:
+                body = reader(body)
+    except Exception:
+        return None
+    if type(body) not in _TAGS:
+        return None
+    return Undecodable(body, f"{type(exc).__name__}: {exc}")
+
+
+class Decoder:
+    """Splits a byte stream into messages.
+
+    ``salvage``: a frame that does not decode still yields the record it carried, as an
+    :class:`Undecodable`, for a receiver that handles it (a worker fails the work); else
+    such a frame is dropped with a log line."""
+
+    def __init__(self, salvage: bool = False) -> None:
         self._buffer = bytearray()
+        self._salvage = salvage
 
     def feed(self, data: bytes | memoryview) -> list[Any]:
         buffer = self._buffer
@@ -94,8 +154,15 @@ class Decoder:
                         if reader is not None:
                             body = reader(body)
                     messages.append(body)
-                except Exception:  # one bad frame must not take the others with it
-                    log.exception("actorlib: dropped a message that could not be decoded")
+                except Exception as exc:  # one bad frame must not take the others with it
+                    # The record it carried, to end its work with the error; else dropped.
+                    salvaged = salvage(frame, exc) if self._salvage else None
+                    if salvaged is None:
+                        log.exception("actorlib: dropped a message that could not be decoded")
+                    else:
+                        log.error("actorlib: a %s message could not be decoded: %s",
+                                  name_of(salvaged.record), salvaged.error)
+                        messages.append(salvaged)
                 finally:
                     frame.release()
         finally:
@@ -132,7 +199,7 @@ class BlockingConnection:
         self._lock = threading.Lock()
         self._held = threading.local()  # .frames: this thread's sends inside together()
         self.closed = False
-        self._decoder = Decoder()
+        self._decoder = Decoder(salvage=True)  # a worker fails work that did not decode
         self._inbox: collections.deque[Any] = collections.deque()  # decoded, not handled
         # One reused buffer: recv() of a fresh 1 MiB bytes costs an mmap, mremap and
         # munmap per message.
