@@ -11,6 +11,7 @@ from actorlib.core.specs import (
     NodeAffinitySchedulingStrategy,
     PlacementGroupStrategy,
     RetryExceptions,
+    plain_str,
 )
 from actorlib.exceptions import NotSupportedError
 from actorlib.label_strategy import NodeLabelSchedulingStrategy
@@ -47,13 +48,6 @@ ACCELERATOR_SHARE = 0.001
 
 def _type_error(name: str, value: Any, accepted: str) -> TypeError:
     return TypeError(f"{name} must be {accepted}, got {type(value).__name__} {value!r}")
-
-
-def plain_str(value: str) -> str:
-    """``value`` as an exact ``str``: a subclass (of the driver's ``__main__``, say) would
-    travel in the work's spec by reference, and a worker or a cluster's head without its
-    class could not decode the message, so the work would never get an outcome."""
-    return value if type(value) is str else str.__str__(value)
 
 
 def _is_number(value: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import PlacementGroupID, id_hex
 from actorlib.core.refs import ObjectRef
-from actorlib.core.specs import Bundle, PlacementGroupStrategy
+from actorlib.core.specs import Bundle, PlacementGroupStrategy, plain_str
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
@@ -111,7 +111,7 @@ def validate_bundles(bundles: Any) -> tuple[Bundle, ...]:
                 f"bundles[{index}] must ask for some resource (a bundle cannot be empty or "
                 f"all zero), got {bundle!r}"
             )
-        out.append(tuple(sorted((k, float(v)) for k, v in bundle.items() if v)))
+        out.append(tuple(sorted((plain_str(k), float(v)) for k, v in bundle.items() if v)))
     return tuple(out)
 
 

@@ -15,6 +15,7 @@ from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
+from actorlib.util.placement_group import placement_group, remove_placement_group
 
 pytestmark = pytest.mark.shared_runtime
 
@@ -639,7 +640,8 @@ def test_a_retry_exceptions_class_only_the_driver_can_import_does_not_lose_the_t
 def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_work(
     rt, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A task's name, its env_vars, resource names and an actor's concurrency group given
+    """A task's name, its env_vars, resource names, an actor's concurrency group and a
+    placement group's name and bundle given
     as a ``str`` subclass workers cannot import (the driver's ``__main__``, here a module
     only the driver has): the work still runs, rather than its message failing to decode
     in the worker and the result never coming."""
@@ -657,6 +659,9 @@ def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_wo
     counter = Recorder.options(concurrency_groups={text: 1}).remote()
     assert actorlib.get(counter.value.options(concurrency_group=text).remote("x"),
                         timeout=T) == 0
+    group = placement_group([{name_cls("CPU"): 0.01}], name=text)
+    assert actorlib.get(group.ready(), timeout=T) == group
+    remove_placement_group(group)
 
 
 def test_a_failed_task_releases_its_arguments(rt):

@@ -16,7 +16,7 @@ from actorlib import session
 from actorlib.arguments import caller_id
 from actorlib.core.ids import id_hex
 from actorlib.core.labels import Selector, parse_selector
-from actorlib.core.specs import PlacementGroupSpec
+from actorlib.core.specs import PlacementGroupSpec, plain_str
 from actorlib.exceptions import NotSupportedError
 from actorlib.placement import (
     PlacementGroup,
@@ -66,6 +66,7 @@ def placement_group(
     strategy = validate_strategy(strategy)
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__} {name!r}")
+    name = plain_str(name)
     if lifetime not in (None, "detached"):
         raise ValueError(f'lifetime must be None or "detached", got {lifetime!r}')
     client = session.client()
