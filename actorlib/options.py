@@ -193,14 +193,13 @@ def validate(options: dict[str, Any], allowed: frozenset[str], what: str) -> dic
     _label_selector(out)
     if out.get("runtime_env") is not None:
         out["runtime_env"] = validate_runtime_env(out["runtime_env"])
-    for key in ("name", "namespace"):
-        if out.get(key) is not None and not isinstance(out[key], str):
-            raise _type_error(key, out[key], "a str")
-        if out.get(key) is not None:
-            out[key] = plain_str(out[key])
-    for key in ("accelerator_type", "concurrency_group"):
-        if out.get(key) is not None:
-            out[key] = plain_str(out[key])
+    for key in ("name", "namespace", "accelerator_type", "concurrency_group"):
+        value = out.get(key)
+        if value is None:
+            continue
+        if key in ("name", "namespace") and not isinstance(value, str):
+            raise _type_error(key, value, "a str")
+        out[key] = plain_str(value)
     return out
 
 

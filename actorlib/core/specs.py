@@ -176,10 +176,11 @@ class ExceptionTypes:
 
     __slots__ = ("_any", "_blob", "_types")
 
-    def __init__(self, types: tuple[type[BaseException], ...], blob: bytes | None = None):
-        self._types: tuple[type[BaseException], ...] | None = types
+    def __init__(self, types: tuple[type[BaseException], ...] | None,
+                 blob: bytes | None = None, any_: bool | None = None):
+        self._types = types  # None: not unpickled yet (``_blob`` has them)
         self._blob = blob
-        self._any = bool(types)
+        self._any = bool(types) if any_ is None else any_
 
     @property
     def types(self) -> tuple[type[BaseException], ...]:
@@ -206,10 +207,7 @@ class ExceptionTypes:
 
 
 def _load_exception_types(blob: bytes, any_: bool = True) -> ExceptionTypes:
-    types = ExceptionTypes((), blob)
-    types._types = None  # unpickled on first use (see ExceptionTypes)
-    types._any = any_
-    return types
+    return ExceptionTypes(None, blob, any_)  # unpickled on first use (see ExceptionTypes)
 
 
 RetryExceptions = bool | ExceptionTypes

@@ -158,11 +158,11 @@ def _live_task(rec: TaskRecord, pids: _Pids) -> dict[str, Any]:
     placement = rec.placement
     if placement is None and rec.leader is not None:
         # Queued on a worker behind a chain of tasks: the node is the chain head's (the
-        # task just ahead may be queued too, with no placement of its own).
-        head = rec.leader
-        while head.leader is not None:
-            head = head.leader
-        placement = head.placement
+        # task just ahead may be queued too, with no placement of its own). Imported
+        # here: ``core.tasks`` imports this module.
+        from actorlib.core.tasks import chain_head
+
+        placement = chain_head(rec).placement
     return _task_row(
         spec.task_id, spec.name or spec.function.name, "NORMAL_TASK",
         _TASK_STATES.get(rec.state.value, rec.state.value.upper()), spec.attempt,

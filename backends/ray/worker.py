@@ -111,10 +111,11 @@ def _send_owed() -> bool:
     not yet). ``_interrupts`` held: the task cannot end meanwhile (``_task_ended``)."""
     if _running[1] is None:
         return True  # the task ended first, and raised it itself
-    if importing(threading.main_thread().ident or 0):
+    main = threading.main_thread().ident or 0
+    if importing(main):
         return False
     _running[1] = None
-    raise_in_thread(threading.main_thread().ident or 0, KeyboardInterrupt)
+    raise_in_thread(main, KeyboardInterrupt)
     return True
 
 
