@@ -28,6 +28,8 @@ def problems(
     """Every broken rule, as a sentence naming the task or node; empty when all hold."""
     found: list[str] = []
     queued = Counter(id(work) for work in scheduler.queued_work())
+    # Taken off its queue with an ended task's placement, dispatched after the batch.
+    queued.update(id(rec) for rec, _placement in tasks.handed)
     found += _task_problems(tasks, queued)
     found += _limit_problems(scheduler, tasks)
     found += _actor_problems(actors, queued)
@@ -166,6 +168,8 @@ def _resource_problems(
     for rec in tasks.records.values():
         if rec.placement is not None:
             hold(rec.placement.node, rec.placement.request, rec.blocked)
+    for _rec, placement in tasks.handed:
+        hold(placement.node, placement.request, False)
     for actor in actors.records.values():
         if actor.placement is not None:
             hold(actor.placement.node, actor.placement.request, False)

@@ -90,7 +90,9 @@ class PlacementGroups:
         self._job_of = job_of
         self.records: dict[int, GroupRecord] = {}
         self.names: dict[tuple[str, str], int] = {}
-        self.waiting: dict[int, GroupRecord] = {}  # PENDING or RESCHEDULING, in order
+        # PENDING or RESCHEDULING, in order; shared with the scheduler (``take_head``).
+        self.waiting: dict[int, GroupRecord] = {}
+        scheduler.waiting_groups = self.waiting
 
     # == creation and readiness ===========================================================
 

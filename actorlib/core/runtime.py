@@ -298,14 +298,16 @@ class Runtime:
         scheduler = self.scheduler
         if self.closed:
             return
+        tasks = self.tasks
+        if tasks.handed:  # an ended task's resources went to the next one: dispatch it
+            tasks.dispatch_handed(self.guard.task)
         if not scheduler.dirty:
-            if self.tasks.new_leaders:  # a task's end passed its resources on: no pass
-                self.tasks.lead()
+            if tasks.new_leaders:  # a task's end passed its resources on: no pass
+                tasks.lead()
             return
         scheduler.dirty = False
         if self.groups.waiting:
             self.groups.reserve()
-        tasks = self.tasks
         for work, placement in scheduler.place_ready():
             if isinstance(work, TaskRecord):
                 self.guard.task(work.spec.task_id, tasks.dispatch, work, placement)

@@ -115,7 +115,8 @@ class Placement:
 
     @property
     def gpu_ids(self) -> tuple[int, ...]:
-        return tuple(gpu for gpu, _ in self.gpus)
+        gpus = self.gpus
+        return tuple(gpu for gpu, _ in gpus) if gpus else ()  # (most hold none: no genexpr)
 
     def release(self) -> None:
         if self.node.alive:
@@ -157,6 +158,9 @@ class Scheduler:
         # alone, not a shape's strategy or concurrency key: as many as the distinct
         # requests a program makes, however many Executors it creates.
         self._requests: dict[Any, dict[str, float]] = {}
+        # Placement groups waiting for their bundles (core.placement_groups shares its
+        # dict): they come before queued work for any resources freed.
+        self.waiting_groups: dict[int, Any] = {}
         self._shapes: dict[int, tuple[dict[str, float], Any, Any, tuple[Any, ...]]] = {}
 
     def forget_feasibility(self) -> None:
@@ -321,6 +325,29 @@ class Scheduler:
         if (preferred is not None and preferred != node_id) or not accept(work):
             return None
         return queue.popleft()
+
+    def take_head(self, key: tuple[Any, ...], placement: Placement, kind: type) -> Any | None:
+        """Pop the head of shape ``key``'s queue, if it is a ``kind``, to take over
+        ``placement``, which work of that shape is giving up, as it is held: when a
+        placement pass would give those resources to that head anyway. So when it is
+        the only work queued, there is one node, nothing but CPUs and the like (no GPU
+        ids, no bundle, no concurrency limit) is held, and no placement group waits for
+        room. A burst of one function's tasks then passes each task's CPU on to the next
+        one with no release, pass and acquire (``Tasks._release_placement``)."""
+        queues = self._queues
+        queue = queues.get(key)
+        if (
+            not queue or type(queue[0]) is not kind or key[1] != "DEFAULT"
+            or key[2] is not None or placement.gpus or len(self.nodes) != 1
+            or not placement.node.alive or self.waiting_groups
+        ):
+            return None
+        if len(queues) > 1 and any(q for k, q in queues.items() if k != key):
+            return None
+        work = queue.popleft()
+        if not queue:
+            del queues[key]
+        return work
 
     def _held_back(self, shape: tuple[Any, ...]) -> bool:
         """Work of ``shape`` waits for its concurrency limit, not for resources."""

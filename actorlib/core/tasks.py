@@ -147,6 +147,9 @@ class Tasks:
         self.new_leaders = False
         self.ended = ended_ring()  # the last ended tasks, for the state API
         self._nothing: dict[str, Placement] = {}  # ``_held_nothing``, by node id
+        # Queued tasks that took over an ended task's placement, to dispatch after the
+        # batch (``dispatch_handed``).
+        self.handed: list[tuple[TaskRecord, Placement]] = []
 
     # == submission and dispatch =========================================================
 
@@ -566,7 +569,10 @@ class Tasks:
         kind = type(error) if isinstance(error, WorkerCrashedError) else WorkerCrashedError
         self._finish(rec, error_value(kind(msg)))
 
-    def _release_placement(self, rec: TaskRecord) -> None:
+    def _release_placement(self, rec: TaskRecord, pass_on: bool = False) -> None:
+        """Give back what ``rec`` holds; ``pass_on`` (its end): to the next task of its
+        shape as it is held, where a placement pass would give it to that task anyway
+        (``Scheduler.take_head``; the runtime dispatches it after the batch)."""
         placement = rec.placement
         if placement is not None:
             if rec.blocked:
@@ -576,6 +582,26 @@ class Tasks:
             if rec.spec.concurrency is not None:
                 self.scheduler.leave(rec.spec.concurrency)
             if placement.request is not HELD_NOTHING:  # else handed to its successor
+                nxt = (
+                    self.scheduler.take_head(rec.shape, placement, TaskRecord)
+                    if pass_on else None
+                )
+                if nxt is None:
+                    placement.release()
+                    self.scheduler.dirty = True
+                else:
+                    self.handed.append((nxt, placement))
+
+    def dispatch_handed(self, guard: Callable[..., None]) -> None:
+        """Run the tasks that took over an ended task's placement (``_release_placement``),
+        in the order they were handed, each under ``guard`` (the runtime's
+        ``Guards.task``); one ended meanwhile (a cancel of a queued task) gives its
+        placement back for the next pass."""
+        handed, self.handed = self.handed, []
+        for rec, placement in handed:
+            if rec.state is QUEUED and self.records.get(rec.spec.task_id) is rec:
+                guard(rec.spec.task_id, self.dispatch, rec, placement)
+            else:
                 placement.release()
                 self.scheduler.dirty = True
 
@@ -588,7 +614,7 @@ class Tasks:
             spec.task_id, spec.name, spec.attempt, rec.placement, error is not None, rec.job,
             rec.created, rec.started, event_time(), rec.pid,
         ))
-        self._release_placement(rec)
+        self._release_placement(rec, pass_on=True)
         rec.state = DONE
         self.leaders.pop(spec.task_id, None)
         del self.records[spec.task_id]
