@@ -1,0 +1,207 @@
+"""The core's task machine under random orders of events: no task lost, none run twice.
+
+The real backends cannot be paused between two events, so hypothesis drives the core's
+task bookkeeping (``Tasks`` and the scheduler, with the scripted backend of
+``scripted_core``) through any order a backend could report: submissions of two shapes
+(some under a concurrency limit, as an Executor's calls are; some from running tasks;
+some no node can take), task ends, crashes with retries, cancels (plain and forced,
+recursive or not), withdrawals, waits in ``get`` (CPUs lent) and back, and the answers
+to recalls (a task queued behind another handed back unstarted, or found started), in
+batches of any length between the runtime's passes. Backends that pipeline and those
+that do not, one node or two.
+
+After every event: every rule of ``actorlib.core.invariants``
+holds (each task in exactly one place, resources held exactly by what runs). At the end,
+with every running task allowed to end: every task ended exactly once, nothing is
+queued, every CPU is free again. This is where a queued task lost between two places, a
+placement passed on twice or a pass that never came would show.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hypothesis import settings, stateful
+from hypothesis import strategies as st
+from scripted_core import Core
+
+from actorlib.core.records import Outcome
+from actorlib.core.specs import Args, CodeRef, TaskSpec
+from actorlib.core.tasks import FOLLOWING, RUNNING, TaskRecord
+from actorlib.core.values import error_value
+from actorlib.exceptions import WorkerCrashedError
+
+
+class TaskMachine(stateful.RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.core = Core()
+        self.next_id = 1
+        self.submitted: list[int] = []
+        # (task id, attempt) whose recall the backend answered "started": it may no
+        # longer be handed back; and those handed back: that attempt never ends.
+        self.started: set[tuple[int, int]] = set()
+        self.total = {"node": 1.0}
+
+    @stateful.initialize(
+        pipelines=st.booleans(), two_nodes=st.booleans(), cpus=st.sampled_from([1.0, 2.0])
+    )
+    def start(self, pipelines: bool, two_nodes: bool, cpus: float) -> None:
+        self.core = Core(cpus=cpus, pipelines=pipelines)
+        self.total = {"node": cpus}
+        if two_nodes:
+            self.core.scheduler.add_node("other", {"CPU": cpus})
+            self.total["other"] = cpus
+
+    # -- what may happen -------------------------------------------------------------
+
+    @stateful.rule(
+        data=st.data(), cpus=st.sampled_from([1.0, 0.5, 9.0]),
+        limited=st.sampled_from([None, 1, 2]), retries=st.integers(0, 1),
+        nested=st.booleans(),
+    )
+    def submit(
+        self, data: st.DataObject, cpus: float, limited: int | None, retries: int,
+        nested: bool,
+    ) -> None:
+        """A task from the driver, or from a running task (its child); 9 CPUs fit no
+        node (it fails at once)."""
+        parent = self._pick(data, lambda r: r.state is RUNNING) if nested else None
+        task_id = self.next_id
+        self.next_id += 1
+        spec = TaskSpec(
+            task_id, CodeRef(1, "work", b""), Args(None), (), 0, {"CPU": cpus},
+            max_retries=retries, name=f"work-{task_id}",
+            concurrency=None if limited is None else (f"pool-{limited}", limited),
+        )
+        if parent is not None:
+            spec.caller_id = parent.spec.task_id
+        self.core.tasks.submit(spec)
+        self.submitted.append(task_id)
+
+    @stateful.rule(data=st.data(), failed=st.booleans())
+    def end(self, data: st.DataObject, failed: bool) -> None:
+        """A running task (as the core sees it) ends, with its result or an error."""
+        rec = self._pick(data, lambda r: r.state is RUNNING)
+        if rec is None:
+            return
+        self.started.add((rec.spec.task_id, rec.spec.attempt))
+        outcome = (
+            Outcome(rec.spec.task_id, rec.spec.attempt, error=error_value(ValueError("x")))
+            if failed else Outcome(rec.spec.task_id, rec.spec.attempt, values=[])
+        )
+        self.core.tasks.finished(outcome)
+
+    @stateful.rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        """The worker running a task dies (a retry queues it again, if it has one), and
+        with it the tasks queued behind it there, which never started."""
+        rec = self._pick(data, lambda r: r.state is RUNNING)
+        if rec is None:
+            return
+        self.started.add((rec.spec.task_id, rec.spec.attempt))
+        chain = []
+        follower = rec.successor
+        while follower is not None:
+            chain.append((follower.spec.task_id, follower.spec.attempt))
+            follower = follower.successor
+        for task_id, attempt in [(rec.spec.task_id, rec.spec.attempt), *chain]:
+            self.core.tasks.crashed(task_id, attempt, WorkerCrashedError("x"))
+
+    @stateful.rule(data=st.data(), force=st.booleans(), recursive=st.booleans())
+    def cancel(self, data: st.DataObject, force: bool, recursive: bool) -> None:
+        rec = self._pick(data, lambda r: True)
+        if rec is None:
+            return
+        self.core.tasks.cancel(rec.spec.task_id, force=force, recursive=recursive)
+
+    @stateful.rule(data=st.data(), can_take_back=st.booleans())
+    def withdraw(self, data: st.DataObject, can_take_back: bool) -> None:
+        """An Executor's cancel of a future: only if the task can be kept from starting."""
+        rec = self._pick(data, lambda r: True)
+        if rec is None:
+            return
+        # A task queued behind another may have started already on its worker (its
+        # leader's outcome on its way): then it cannot be taken back, and never can be.
+        attempt = (rec.spec.task_id, rec.spec.attempt)
+        self.core.backend.can_take_back = can_take_back and attempt not in self.started
+        if rec.state is FOLLOWING and not self.core.backend.can_take_back:
+            self.started.add(attempt)
+        if self.core.tasks.withdraw(rec.spec.task_id):
+            assert rec.spec.task_id not in self.core.tasks.records  # it will never run
+
+    @stateful.rule(data=st.data(), blocked=st.booleans())
+    def wait_in_get(self, data: st.DataObject, blocked: bool) -> None:
+        """A running task waits in ``get`` (its CPUs lent out), or comes back from it."""
+        rec = self._pick(data, lambda r: r.state is RUNNING and r.blocked != blocked)
+        if rec is None:
+            return
+        self.started.add((rec.spec.task_id, rec.spec.attempt))
+        self.core.tasks.blocked(rec.spec.task_id, blocked)
+
+    @stateful.rule(data=st.data())
+    def hand_back(self, data: st.DataObject) -> None:
+        """The backend answers a recall (or a cancel) of a queued-behind task: handed
+        back, unstarted."""
+        rec = self._pick(data, self._may_hand_back)
+        if rec is None:
+            return
+        self.core.tasks.recalled(rec.spec.task_id, rec.spec.attempt)
+
+    # -- checks ----------------------------------------------------------------------
+
+    @stateful.rule()
+    def batch_ends(self) -> None:
+        """The end of a batch of events: the runtime's pass (if one is due), its
+        dispatches. Until then events pile up, as they do within one batch."""
+        self.core.schedule_as_runtime()
+
+    @stateful.invariant()
+    def bookkeeping_holds(self) -> None:
+        assert self.core.problems() == []
+
+    def teardown(self) -> None:
+        """Let everything end: each task exactly once, every CPU free, nothing queued."""
+        core = self.core
+        for _ in range(10 * len(self.submitted) + 10):
+            records = list(core.tasks.records.values())
+            if not records:
+                break
+            for rec in records:
+                if self._may_hand_back(rec):
+                    core.tasks.recalled(rec.spec.task_id, rec.spec.attempt)
+                elif rec.state is RUNNING:
+                    self.started.add((rec.spec.task_id, rec.spec.attempt))
+                    core.tasks.finished(Outcome(rec.spec.task_id, rec.spec.attempt, values=[]))
+            core.schedule_as_runtime()
+        assert core.tasks.records == {}, f"never ended: {sorted(core.tasks.records)}"
+        ended = Counter(entry[0] for entry in core.tasks.ended)
+        assert ended == Counter(self.submitted), f"ended (task id: times) {ended}"
+        assert not core.scheduler.has_queued()
+        for node_id, cpus in self.total.items():
+            assert core.scheduler.nodes[node_id].available["CPU"] == cpus
+        assert core.scheduler.limited == {}
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _pick(self, data: st.DataObject, fits: Any) -> TaskRecord | None:
+        live = [rec for rec in self.core.tasks.records.values() if fits(rec)]
+        if not live:
+            return None
+        return data.draw(st.sampled_from(sorted(live, key=lambda r: r.spec.task_id)))
+
+    def _may_hand_back(self, rec: TaskRecord) -> bool:
+        """A recall asked and unanswered, for a task the backend has not started."""
+        return (
+            rec.recalling and (rec.state is FOLLOWING or rec.state is RUNNING)
+            and (rec.spec.task_id, rec.spec.attempt) not in self.started
+        )
+
+
+# No process, no thread: a run of 50 events takes milliseconds, so ten times the
+# profile's examples (200 with "fast", 4,000 with "thorough").
+TaskMachine.TestCase.settings = settings(
+    settings.default, max_examples=10 * settings.default.max_examples
+)
+test_the_task_machine_loses_nothing_under_any_order = TaskMachine.TestCase
