@@ -10,10 +10,10 @@ from actorlib.core.actors import Actors
 from actorlib.core.invariants import problems
 from actorlib.core.objects import ObjectTable
 from actorlib.core.placement_groups import PlacementGroups
-from actorlib.core.records import TaskRun
+from actorlib.core.records import ActorStart, CallRun, TaskRun
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.specs import Args, CodeRef, TaskSpec
-from actorlib.core.tasks import Tasks
+from actorlib.core.tasks import TaskRecord, Tasks
 from actorlib.core.values import Values
 
 
@@ -36,9 +36,21 @@ class ScriptedBackend:
         self.forced: list[bool] = []  # each cancel's force
         self.taken_back: list[int] = []
         self.can_take_back = True  # take_back's answer: not started yet
+        self.starts: list[ActorStart] = []
+        self.calls: list[CallRun] = []
+        self.stops: list[tuple[int, bool]] = []
 
     def run_task(self, run: TaskRun) -> None:
         self.runs.append(run)
+
+    def start_actor(self, start: ActorStart) -> None:
+        self.starts.append(start)
+
+    def run_call(self, run: CallRun) -> None:
+        self.calls.append(run)
+
+    def stop_actor(self, actor_id: int, *, force: bool) -> None:
+        self.stops.append((actor_id, force))
 
     def recall(self, task_id: int) -> None:
         self.recalls.append(task_id)
@@ -85,7 +97,10 @@ class Core:
         if self.groups.waiting:
             self.groups.reserve()
         for work, placement in self.scheduler.place_ready():
-            self.tasks.dispatch(work, placement)
+            if isinstance(work, TaskRecord):
+                self.tasks.dispatch(work, placement)
+            else:
+                self.actors.dispatch(work, placement)
         self.tasks.pipeline()
 
     def schedule_as_runtime(self) -> bool:

@@ -1,4 +1,4 @@
-"""The core's task machine under random orders of events: no task lost, none run twice.
+"""The core's task and actor machines under random orders of events: no work lost.
 
 The real backends cannot be paused between two events, so hypothesis drives the core's
 task bookkeeping (``Tasks`` and the scheduler, with the scripted backend of
@@ -14,7 +14,8 @@ After every event: every rule of ``actorlib.core.invariants``
 holds (each task in exactly one place, resources held exactly by what runs). At the end,
 with every running task allowed to end: every task ended exactly once, nothing is
 queued, every CPU is free again. This is where a queued task lost between two places, a
-placement passed on twice or a pass that never came would show.
+placement passed on twice or a pass that never came would show. ``ActorMachine`` does
+the same for actors and their calls, and checks each caller's order.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from hypothesis import settings, stateful
 from hypothesis import strategies as st
 from scripted_core import Core
 
+from actorlib.core.actors import ActorState
 from actorlib.core.records import Outcome
-from actorlib.core.specs import Args, CodeRef, TaskSpec
+from actorlib.core.specs import ActorSpec, Args, CallSpec, CodeRef, TaskSpec
 from actorlib.core.tasks import FOLLOWING, RUNNING, TaskRecord
 from actorlib.core.values import error_value
 from actorlib.exceptions import WorkerCrashedError
@@ -205,3 +207,169 @@ TaskMachine.TestCase.settings = settings(
     settings.default, max_examples=10 * settings.default.max_examples
 )
 test_the_task_machine_loses_nothing_under_any_order = TaskMachine.TestCase
+
+
+class ActorMachine(stateful.RuleBasedStateMachine):
+    """The same for actors and their calls: creations, calls from two callers (some
+    retried on an application error), a constructor that ends or fails, calls that end
+    with a result or an error, deaths with restarts and retried calls, kills, cancels.
+
+    The backend's side is modelled as a sync actor's: each incarnation runs the calls it
+    was handed in the order it got them, once its constructor is done, and loses those
+    not run when it dies. Besides the invariants after every event and every call ended
+    exactly once at the end, per actor and caller the calls ran in submission order
+    (a call may run again, retried, but never after a later one of its caller ran)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core = Core()
+        self.next_id = 1
+        self.actor_ids: list[int] = []
+        self.submitted: list[int] = []
+        self.handed = 0  # the backend's calls moved into ``queued`` so far
+        self.queued: dict[tuple[int, int], list[Any]] = {}  # (actor, incarnation) -> runs
+        self.up: set[tuple[int, int]] = set()  # incarnations whose constructor ended
+        self.ran: dict[tuple[int, int], list[int]] = {}  # (actor, caller) -> call ids
+
+    @stateful.rule(max_restarts=st.sampled_from([0, 1, -1]), retries=st.sampled_from([0, 1]))
+    def create(self, max_restarts: int, retries: int) -> None:
+        actor_id = self._new_id()
+        self.core.actors.create(ActorSpec(
+            actor_id, CodeRef(2, "Counter", b""), Args(None), {},
+            max_restarts=max_restarts, max_task_retries=retries,
+        ))
+        self.actor_ids.append(actor_id)
+
+    @stateful.rule(data=st.data(), caller=st.sampled_from([0, 7]), retry_errors=st.booleans())
+    def call(self, data: st.DataObject, caller: int, retry_errors: bool) -> None:
+        if not self.actor_ids:
+            return
+        actor_id = data.draw(st.sampled_from(self.actor_ids))
+        call_id = self._new_id()
+        self.core.actors.submit_call(CallSpec(
+            call_id, actor_id, "incr", Args(None), (), 0, caller_id=caller,
+            retry_exceptions=retry_errors,
+        ))
+        self.submitted.append(call_id)
+        self._take_handed()
+
+    @stateful.rule(data=st.data(), fails=st.booleans())
+    def constructor_ends(self, data: st.DataObject, fails: bool) -> None:
+        rec = self._pick(data, lambda r: r.state is ActorState.STARTING)
+        if rec is None:
+            return
+        if fails:
+            self.core.actors.init_failed(
+                rec.spec.actor_id, rec.incarnation, error_value(ValueError("ctor"))
+            )
+        else:
+            self.up.add((rec.spec.actor_id, rec.incarnation))
+            self.core.actors.started(rec.spec.actor_id, rec.incarnation)
+        self._take_handed()
+
+    @stateful.rule(data=st.data(), ending=st.sampled_from(["result", "error", "retryable"]))
+    def next_call_ends(self, data: st.DataObject, ending: str) -> None:
+        """The actor runs the oldest call it was handed; it ends one way or another."""
+        self._take_handed()
+        ready = sorted(key for key, runs in self.queued.items() if runs and key in self.up)
+        if not ready:
+            return
+        key = data.draw(st.sampled_from(ready))
+        run = self.queued[key].pop(0)
+        spec = run.spec
+        self.ran.setdefault((spec.actor_id, spec.caller_id), []).append(spec.call_id)
+        if ending == "result":
+            outcome = Outcome(spec.call_id, spec.attempt, values=[])
+        else:
+            outcome = Outcome(spec.call_id, spec.attempt, error=error_value(ValueError("x")),
+                              retryable=ending == "retryable" and bool(spec.retry_exceptions))
+        self.core.actors.call_finished(outcome)
+        self._take_handed()
+
+    @stateful.rule(data=st.data())
+    def dies(self, data: st.DataObject) -> None:
+        """The actor's worker dies: the calls it had not run are lost there."""
+        rec = self._pick(data, lambda r: r.running)
+        if rec is None:
+            return
+        self._take_handed()
+        self.queued.pop((rec.spec.actor_id, rec.incarnation), None)
+        self.core.actors.died(rec.spec.actor_id, rec.incarnation, WorkerCrashedError("x"))
+        self._take_handed()
+
+    @stateful.rule(data=st.data(), no_restart=st.booleans())
+    def kill(self, data: st.DataObject, no_restart: bool) -> None:
+        rec = self._pick(data, lambda r: r.state is not ActorState.DEAD)
+        if rec is None:
+            return
+        self._take_handed()
+        self.queued.pop((rec.spec.actor_id, rec.incarnation), None)
+        self.core.actors.kill(rec.spec.actor_id, no_restart)
+        self._take_handed()
+
+    @stateful.rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        pending = sorted(self.core.actors.calls)
+        if not pending:
+            return
+        self.core.actors.cancel_call(data.draw(st.sampled_from(pending)))
+        self._take_handed()
+
+    @stateful.rule()
+    def batch_ends(self) -> None:
+        self.core.schedule_as_runtime()
+        self._take_handed()
+
+    @stateful.invariant()
+    def bookkeeping_holds(self) -> None:
+        assert self.core.problems() == []
+
+    @stateful.invariant()
+    def each_caller_ran_in_order(self) -> None:
+        for (actor_id, caller), ran in self.ran.items():
+            assert ran == sorted(ran), f"actor {actor_id}, caller {caller}: ran {ran}"
+
+    def teardown(self) -> None:
+        core = self.core
+        for _ in range(4 * len(self.submitted) + 10):
+            core.schedule_as_runtime()
+            self._take_handed()
+            if not core.actors.calls:
+                break
+            for rec in list(core.actors.records.values()):
+                key = (rec.spec.actor_id, rec.incarnation)
+                if rec.state is ActorState.STARTING and key not in self.up:
+                    self.up.add(key)
+                    core.actors.started(*key)
+                self._take_handed()
+                runs = self.queued.get(key)
+                if runs and key in self.up:
+                    run = runs.pop(0)
+                    spec = run.spec
+                    self.ran.setdefault((spec.actor_id, spec.caller_id), []).append(spec.call_id)
+                    core.actors.call_finished(Outcome(spec.call_id, spec.attempt, values=[]))
+        assert core.actors.calls == {}, f"never ended: {sorted(core.actors.calls)}"
+        ended = Counter(entry[0] for entry in core.actors.ended)
+        assert ended == Counter(self.submitted), f"ended (call id: times) {ended}"
+        self.each_caller_ran_in_order()
+
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def _take_handed(self) -> None:
+        """The backend files the calls handed to it under the incarnation they are for."""
+        calls = self.core.backend.calls
+        for run in calls[self.handed:]:
+            self.queued.setdefault((run.spec.actor_id, run.incarnation), []).append(run)
+        self.handed = len(calls)
+
+    def _pick(self, data: st.DataObject, fits: Any) -> Any:
+        live = [rec for rec in self.core.actors.records.values() if fits(rec)]
+        if not live:
+            return None
+        return data.draw(st.sampled_from(sorted(live, key=lambda r: r.spec.actor_id)))
+
+
+ActorMachine.TestCase.settings = TaskMachine.TestCase.settings
+test_actor_calls_run_in_order_and_end_once_under_any_order = ActorMachine.TestCase
