@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import settings, stateful
 from hypothesis import strategies as st
 from scripted_core import Core
@@ -33,6 +34,8 @@ from actorlib.core.specs import ActorSpec, Args, CallSpec, CodeRef, TaskSpec
 from actorlib.core.tasks import FOLLOWING, RUNNING, TaskRecord
 from actorlib.core.values import error_value
 from actorlib.exceptions import WorkerCrashedError
+
+pytestmark = pytest.mark.slow  # hypothesis properties (docs/development.md)
 
 
 class TaskMachine(stateful.RuleBasedStateMachine):
