@@ -4,10 +4,11 @@ The real backends cannot be paused between two events, so hypothesis drives the 
 task bookkeeping (``Tasks`` and the scheduler, with the scripted backend of
 ``scripted_core``) through any order a backend could report: submissions of two shapes
 (some under a concurrency limit, as an Executor's calls are; some from running tasks;
-some no node can take), task ends, crashes with retries, cancels (plain and forced,
-recursive or not), withdrawals, waits in ``get`` (CPUs lent) and back, and the answers
-to recalls (a task queued behind another handed back unstarted, or found started), in
-batches of any length between the runtime's passes. Backends that pipeline and those
+some no node can take; some in a placement group's bundles), task ends, crashes with
+retries, cancels (plain and forced, recursive or not), withdrawals, waits in ``get``
+(CPUs lent) and back, the answers to recalls (a task queued behind another handed back
+unstarted, or found started), placement groups created and removed, the second node
+lost with the tasks on it, in batches of any length between the runtime's passes. Backends that pipeline and those
 that do not, one node or two.
 
 After every event: every rule of ``actorlib.core.invariants``
@@ -30,10 +31,18 @@ from scripted_core import Core
 
 from actorlib.core.actors import ActorState
 from actorlib.core.records import Outcome
-from actorlib.core.specs import ActorSpec, Args, CallSpec, CodeRef, TaskSpec
+from actorlib.core.specs import (
+    ActorSpec,
+    Args,
+    CallSpec,
+    CodeRef,
+    PlacementGroupSpec,
+    PlacementGroupStrategy,
+    TaskSpec,
+)
 from actorlib.core.tasks import FOLLOWING, RUNNING, TaskRecord
 from actorlib.core.values import error_value
-from actorlib.exceptions import WorkerCrashedError
+from actorlib.exceptions import InfeasibleResourceError, WorkerCrashedError
 
 pytestmark = pytest.mark.slow  # hypothesis properties (docs/development.md)
 
@@ -48,6 +57,7 @@ class TaskMachine(stateful.RuleBasedStateMachine):
         # longer be handed back; and those handed back: that attempt never ends.
         self.started: set[tuple[int, int]] = set()
         self.total = {"node": 1.0}
+        self.groups: dict[int, tuple[Any, ...]] = {}  # created, not removed: their bundles
 
     @stateful.initialize(
         pipelines=st.booleans(), two_nodes=st.booleans(), cpus=st.sampled_from([1.0, 2.0])
@@ -64,20 +74,25 @@ class TaskMachine(stateful.RuleBasedStateMachine):
     @stateful.rule(
         data=st.data(), cpus=st.sampled_from([1.0, 0.5, 9.0]),
         limited=st.sampled_from([None, 1, 2]), retries=st.integers(0, 1),
-        nested=st.booleans(),
+        nested=st.booleans(), in_group=st.sampled_from([None, -1, 0]),
     )
     def submit(
         self, data: st.DataObject, cpus: float, limited: int | None, retries: int,
-        nested: bool,
+        nested: bool, in_group: int | None,
     ) -> None:
-        """A task from the driver, or from a running task (its child); 9 CPUs fit no
-        node (it fails at once)."""
+        """A task from the driver, or from a running task (its child), maybe in a
+        placement group's bundle (any, or the first); 9 CPUs fit no node (it fails at
+        once), nor a bundle."""
         parent = self._pick(data, lambda r: r.state is RUNNING) if nested else None
+        strategy: Any = "DEFAULT"
+        if in_group is not None and self.groups:
+            group = data.draw(st.sampled_from(sorted(self.groups)))
+            strategy = PlacementGroupStrategy(group, self.groups[group], in_group)
         task_id = self.next_id
         self.next_id += 1
         spec = TaskSpec(
             task_id, CodeRef(1, "work", b""), Args(None), (), 0, {"CPU": cpus},
-            max_retries=retries, name=f"work-{task_id}",
+            max_retries=retries, name=f"work-{task_id}", scheduling_strategy=strategy,
             concurrency=None if limited is None else (f"pool-{limited}", limited),
         )
         if parent is not None:
@@ -105,14 +120,7 @@ class TaskMachine(stateful.RuleBasedStateMachine):
         rec = self._pick(data, lambda r: r.state is RUNNING)
         if rec is None:
             return
-        self.started.add((rec.spec.task_id, rec.spec.attempt))
-        chain = []
-        follower = rec.successor
-        while follower is not None:
-            chain.append((follower.spec.task_id, follower.spec.attempt))
-            follower = follower.successor
-        for task_id, attempt in [(rec.spec.task_id, rec.spec.attempt), *chain]:
-            self.core.tasks.crashed(task_id, attempt, WorkerCrashedError("x"))
+        self._crash_chain(rec)
 
     @stateful.rule(data=st.data(), force=st.booleans(), recursive=st.booleans())
     def cancel(self, data: st.DataObject, force: bool, recursive: bool) -> None:
@@ -156,6 +164,43 @@ class TaskMachine(stateful.RuleBasedStateMachine):
 
     # -- checks ----------------------------------------------------------------------
 
+    @stateful.rule(bundles=st.integers(1, 2), strategy=st.sampled_from(["PACK", "SPREAD"]))
+    def create_group(self, bundles: int, strategy: str) -> None:
+        """A placement group of one-CPU bundles: reserved now, or when room frees up."""
+        group_id = self.next_id
+        self.next_id += 1
+        shape = tuple((("CPU", 1.0),) for _ in range(bundles))
+        try:
+            self.core.groups.create(PlacementGroupSpec(group_id, shape, strategy))
+        except InfeasibleResourceError:
+            return  # larger than the cluster: refused at once
+        self.groups[group_id] = shape
+
+    @stateful.rule(data=st.data())
+    def remove_group(self, data: st.DataObject) -> None:
+        """Its tasks end (cancelled), running ones forcibly: they end when reported."""
+        if self.groups:
+            group_id = data.draw(st.sampled_from(sorted(self.groups)))
+            self.core.groups.remove(group_id)
+            del self.groups[group_id]
+
+    @stateful.rule()
+    def node_dies(self) -> None:
+        """The second node goes, with the workers there: their tasks (and those queued
+        behind them) are reported crashed; its bundles wait to be reserved again."""
+        core = self.core
+        if "other" not in core.scheduler.nodes:
+            return
+        core.scheduler.remove_node("other")
+        core.groups.node_removed("other")
+        del self.total["other"]
+        for rec in list(core.tasks.records.values()):
+            placement = rec.placement
+            if rec.state is RUNNING and placement is not None and (
+                placement.node.node_id == "other"
+            ):
+                self._crash_chain(rec)
+
     @stateful.rule()
     def batch_ends(self) -> None:
         """The end of a batch of events: the runtime's pass (if one is due), its
@@ -169,10 +214,15 @@ class TaskMachine(stateful.RuleBasedStateMachine):
     def teardown(self) -> None:
         """Let everything end: each task exactly once, every CPU free, nothing queued."""
         core = self.core
-        for _ in range(10 * len(self.submitted) + 10):
+        rounds = 10 * len(self.submitted) + 10
+        for round_ in range(2 * rounds):
             records = list(core.tasks.records.values())
             if not records:
                 break
+            if round_ == rounds:  # a group that lost a node may never fit again
+                for group_id in list(self.groups):
+                    core.groups.remove(group_id)
+                self.groups.clear()
             for rec in records:
                 if self._may_hand_back(rec):
                     core.tasks.recalled(rec.spec.task_id, rec.spec.attempt)
@@ -184,11 +234,28 @@ class TaskMachine(stateful.RuleBasedStateMachine):
         ended = Counter(entry[0] for entry in core.tasks.ended)
         assert ended == Counter(self.submitted), f"ended (task id: times) {ended}"
         assert not core.scheduler.has_queued()
+        for group_id in list(self.groups):
+            core.groups.remove(group_id)
+        core.schedule_as_runtime()
         for node_id, cpus in self.total.items():
             assert core.scheduler.nodes[node_id].available["CPU"] == cpus
         assert core.scheduler.limited == {}
+        assert core.problems() == []
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _crash_chain(self, rec: TaskRecord) -> None:
+        """``rec``'s worker died: it, and the tasks queued behind it, are reported."""
+        if rec.state is not RUNNING:
+            return  # reported already (it was behind another one that crashed)
+        self.started.add((rec.spec.task_id, rec.spec.attempt))
+        chain = []
+        follower = rec.successor
+        while follower is not None:
+            chain.append((follower.spec.task_id, follower.spec.attempt))
+            follower = follower.successor
+        for task_id, attempt in [(rec.spec.task_id, rec.spec.attempt), *chain]:
+            self.core.tasks.crashed(task_id, attempt, WorkerCrashedError("x"))
 
     def _pick(self, data: st.DataObject, fits: Any) -> TaskRecord | None:
         live = [rec for rec in self.core.tasks.records.values() if fits(rec)]
