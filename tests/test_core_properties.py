@@ -8,8 +8,8 @@ some no node can take; some in a placement group's bundles), task ends, crashes 
 retries, cancels (plain and forced, recursive or not), withdrawals, waits in ``get``
 (CPUs lent) and back, the answers to recalls (a task queued behind another handed back
 unstarted, or found started), placement groups created and removed, the second node
-lost with the tasks on it, in batches of any length between the runtime's passes. Backends that pipeline and those
-that do not, one node or two.
+lost with the tasks on it, in batches of any length between the runtime's passes.
+Backends that pipeline and those that do not, one node or two.
 
 After every event: every rule of ``actorlib.core.invariants``
 holds (each task in exactly one place, resources held exactly by what runs). At the end,
