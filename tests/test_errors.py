@@ -15,7 +15,19 @@ from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
-from actorlib.util.placement_group import placement_group, remove_placement_group
+from actorlib.util.metrics import Counter
+from actorlib.util.placement_group import (
+    get_placement_group,
+    placement_group,
+    remove_placement_group,
+)
+from actorlib.util.scheduling_strategies import (
+    DoesNotExist,
+    In,
+    NodeAffinitySchedulingStrategy,
+    NodeLabelSchedulingStrategy,
+)
+from actorlib.util.state import list_metrics
 
 pytestmark = pytest.mark.shared_runtime
 
@@ -637,6 +649,16 @@ def test_a_retry_exceptions_class_only_the_driver_can_import_does_not_lose_the_t
     assert actorlib.get(add_one.remote(1), timeout=T) == 2
 
 
+def _driver_only_str_class(monkeypatch: pytest.MonkeyPatch) -> type[str]:
+    """A ``str`` subclass of a module only the driver has (as a script's ``__main__``):
+    pickled by reference, it does not unpickle in workers or a cluster's head."""
+    module = types.ModuleType("_actorlib_driver_only_strings")
+    name_cls = type("DriverOnlyName", (str,), {"__module__": module.__name__})
+    module.DriverOnlyName = name_cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return name_cls
+
+
 def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_work(
     rt, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -645,10 +667,7 @@ def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_wo
     as a ``str`` subclass workers cannot import (the driver's ``__main__``, here a module
     only the driver has): the work still runs, rather than its message failing to decode
     in the worker and the result never coming."""
-    module = types.ModuleType("_actorlib_driver_only_strings")
-    name_cls = type("DriverOnlyName", (str,), {"__module__": module.__name__})
-    module.DriverOnlyName = name_cls  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, module.__name__, module)
+    name_cls = _driver_only_str_class(monkeypatch)
     text = name_cls("custom")
     refs = [
         add_one.options(name=text).remote(1),
@@ -662,6 +681,46 @@ def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_wo
     group = placement_group([{name_cls("CPU"): 0.01}], name=text)
     assert actorlib.get(group.ready(), timeout=T) == group
     remove_placement_group(group)
+
+
+def test_lookups_selectors_and_metrics_in_a_str_class_only_the_driver_can_import(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Strings of a ``str`` subclass workers and a cluster's head cannot import, in a
+    named actor's and a placement group's lookup, label selectors and other scheduling
+    strategies, a placement group's strategy, and a metric's name and tags: each still
+    does its work, rather than its message being dropped where it did not decode
+    (lookups waiting forever, the work failing with a misleading error, the metric lost)."""
+    name_cls = _driver_only_str_class(monkeypatch)
+    named = Recorder.options(name="t_lookup_actor", namespace="t_lookup_ns").remote()
+    found = actorlib.get_actor(name_cls("t_lookup_actor"), namespace=name_cls("t_lookup_ns"))
+    assert actorlib.get(found.value.remote("x"), timeout=T) == 0
+    with pytest.raises(ValueError, match="t_no_such_actor"):
+        actorlib.get_actor(name_cls("t_no_such_actor"))
+    group = placement_group([{"CPU": 0.01}], strategy=name_cls("PACK"), name="t_lookup_pg",
+                            bundle_label_selector=[{name_cls("t-label"): name_cls("!v")}])
+    assert actorlib.get(group.ready(), timeout=T) == group
+    assert get_placement_group(name_cls("t_lookup_pg")) == group
+    remove_placement_group(group)
+    node = actorlib.nodes()[0]["NodeID"]
+    strategies = [
+        name_cls("SPREAD"),
+        NodeAffinitySchedulingStrategy(name_cls(node), soft=False),
+        NodeLabelSchedulingStrategy(hard={name_cls("t-label"): DoesNotExist()},
+                                    soft={name_cls("t-other"): In(name_cls("v"))}),
+    ]
+    refs = [add_one.options(scheduling_strategy=s).remote(i) for i, s in enumerate(strategies)]
+    refs.append(add_one.options(label_selector={name_cls("t-label"): name_cls("!v")}).remote(3))
+    assert actorlib.get(refs, timeout=T) == [1, 2, 3, 4]
+    selected = Recorder.options(label_selector={name_cls("t-label"): name_cls("!v")}).remote()
+    assert actorlib.get(selected.value.remote("x"), timeout=T) == 0
+    counter = Counter(name_cls("t_driver_only_str_metric"), name_cls("about"),
+                      tag_keys=(name_cls("k"),))
+    counter.inc(2, tags={name_cls("k"): name_cls("v")})
+    wait_until(lambda: [(r["tags"], r["value"]) for r in list_metrics(
+        filters=[("name", "=", "t_driver_only_str_metric")], detail=True)] == [({"k": "v"}, 2)],
+        what="the metric recorded with strings of a driver-only class")
+    del named, found, selected
 
 
 def test_a_failed_task_releases_its_arguments(rt):
