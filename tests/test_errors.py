@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import re
 import sys
@@ -14,7 +15,9 @@ import pytest
 from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
+from actorlib import api, options
 from actorlib import exceptions as exc
+from actorlib.core import context
 from actorlib.util.metrics import Counter
 from actorlib.util.placement_group import (
     get_placement_group,
@@ -721,6 +724,65 @@ def test_lookups_selectors_and_metrics_in_a_str_class_only_the_driver_can_import
         filters=[("name", "=", "t_driver_only_str_metric")], detail=True)] == [({"k": "v"}, 2)],
         what="the metric recorded with strings of a driver-only class")
     del named, found, selected
+
+
+_UNDECODABLE = r"could not be decoded in (the driver|the cluster node|the cluster's head)"
+
+
+@actorlib.remote
+def send_a_name_only_this_worker_has(what: str) -> Any:
+    """Sends the core a string of a class only this worker process has, unconverted (as
+    a path that missed ``plain_str`` would): a named actor's lookup (``"lookup"``) or a
+    task's name (``"submit"``). Returns the answer, or the error saying why there is none.
+    """
+    module = types.ModuleType(f"_actorlib_worker_only_strings_{os.getpid()}")
+    name_cls = type("WorkerOnlyName", (str,), {"__module__": module.__name__})
+    module.WorkerOnlyName = name_cls  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    plain_str = options.plain_str
+    try:
+        if what == "lookup":
+            client = context.current()
+            assert client is not None
+            return client.lookup_actor(name_cls("t_no_such_actor"), "default")
+        options.plain_str = lambda value: value  # type: ignore[assignment]
+        try:
+            ref = add_one.options(name=name_cls("t_task")).remote(1)
+        finally:
+            options.plain_str = plain_str
+        return actorlib.get(ref, timeout=T)
+    except exc.SerializationError as error:
+        return str(error)
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_a_request_or_task_whose_message_does_not_decode_where_it_goes_fails_saying_so(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request (a named actor's lookup) or a task whose message the driver, a cluster's
+    node or its head cannot decode (a string of a class only the sender has, let through
+    unconverted): the sender gets an answer or a ``SerializationError`` saying why,
+    rather than the message being dropped with a log line and the sender waiting forever
+    (or, for a cluster driver's task, failing as an object "not known to this runtime").
+    The backends that run in one process decode nothing, so the work just runs there."""
+    name_cls = _driver_only_str_class(monkeypatch)
+    monkeypatch.setattr(api, "plain_str", lambda value: value)
+    monkeypatch.setattr(options, "plain_str", lambda value: value)
+    with pytest.raises((ValueError, exc.SerializationError),
+                       match=f"t_no_such_actor|{_UNDECODABLE}"):
+        actorlib.get_actor(name_cls("t_no_such_actor"))
+    try:
+        assert actorlib.get(add_one.options(name=name_cls("t_task")).remote(1), timeout=T) == 2
+    except exc.SerializationError as error:
+        assert re.search(r"could not be decoded in (the worker process|the cluster's head)",
+                         str(error)), error
+    monkeypatch.undo()
+    looked_up = actorlib.get(send_a_name_only_this_worker_has.remote("lookup"), timeout=T)
+    assert looked_up is None or re.search(_UNDECODABLE, looked_up), looked_up
+    submitted = actorlib.get(send_a_name_only_this_worker_has.remote("submit"), timeout=T)
+    assert submitted == 2 or re.search(_UNDECODABLE, submitted), submitted
+    assert actorlib.get(add_one.remote(2), timeout=T) == 3
 
 
 def test_a_failed_task_releases_its_arguments(rt):

@@ -10,9 +10,11 @@ disconnects, everything it held is released at once.
 from __future__ import annotations
 
 import collections
+import os
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends.transport.framing import Undecodable
 from actorlib.backends.transport.messages import (
     AddRef,
     Answer,
@@ -32,7 +34,8 @@ from actorlib.backends.transport.messages import (
     Watch,
 )
 from actorlib.core.context import Client
-from actorlib.core.serialization import Serialized
+from actorlib.core.serialization import Serialized, serialize
+from actorlib.exceptions import SerializationError
 
 # Queries a peer may put to the core, answered with a Reply.
 REQUESTS = frozenset({
@@ -77,6 +80,36 @@ class ClientLink:
     def handle(self, message: ClientCall) -> None:
         """Turn a client call into a call on the core; KeyError if it is none."""
         self.handlers[type(message)](message)
+
+    def undecodable(self, message: Undecodable, where: str) -> bool:
+        """A client call that did not decode here (``where``: this process, for the
+        error): a request is answered with a ``SerializationError`` saying why, and a
+        task's or call's results are that error, rather than the peer waiting forever.
+        False if the record is no client call this can end (the caller logs it)."""
+        record = message.record
+
+        def error(what: str) -> SerializationError:
+            return SerializationError(
+                f"The message carrying {what} could not be decoded in {where} "
+                f"(pid {os.getpid()}): {message.error}"
+            )
+
+        kind = type(record)
+        if kind is Request and type(record.req) is int:
+            self.send(Reply(record.req, False, error(f"the request {record.method!r}")))
+            return True
+        if kind is SubmitTask or kind is SubmitCall:
+            spec = record.spec
+            returns = getattr(spec, "return_ids", None)
+            if type(returns) is not tuple or not all(type(i) is int for i in returns):
+                return False
+            what = (f"task {spec.task_id:016x}" if kind is SubmitTask
+                    else f"actor call {spec.method!r}")
+            for id_ in returns:  # counted for the peer, as a submission's results are
+                self.refs[id_] += 1
+                self.client.put(id_, serialize(error(what), is_error=True))
+            return True
+        return False
 
     def _add_ref(self, message: AddRef) -> None:
         self.refs[message.object_id] += 1
