@@ -785,6 +785,53 @@ def test_a_request_or_task_whose_message_does_not_decode_where_it_goes_fails_say
     assert actorlib.get(add_one.remote(2), timeout=T) == 3
 
 
+_WORKER_ONLY_ERRORS = "_actorlib_worker_only_errors"
+
+
+def _raise_an_error_only_this_process_can_load(message: str) -> None:
+    """Raise an exception of a class from a module only this process has (one a task
+    imports from a directory only its worker has, say)."""
+    module = sys.modules.get(_WORKER_ONLY_ERRORS)
+    if module is None:  # kept: the error is pickled (and checked) after the raise
+        module = types.ModuleType(_WORKER_ONLY_ERRORS)
+        module.WorkerOnlyError = type(  # type: ignore[attr-defined]
+            "WorkerOnlyError", (Exception,), {"__module__": _WORKER_ONLY_ERRORS})
+        sys.modules[_WORKER_ONLY_ERRORS] = module
+    raise module.WorkerOnlyError(message)
+
+
+@actorlib.remote
+def raise_an_error_only_its_worker_can_load() -> None:
+    _raise_an_error_only_this_process_can_load("raised where its class is")
+
+
+@actorlib.remote
+class FailsWithAnErrorOnlyItsWorkerCanLoad:
+    def __init__(self) -> None:
+        _raise_an_error_only_this_process_can_load("raised in the constructor")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_an_error_whose_class_only_the_worker_can_load_keeps_its_message_and_trace(rt):
+    """A task's or actor constructor's exception of a class the driver (or a cluster's
+    head) cannot load: get() raises a ``TaskError`` naming the class, with its message
+    and the remote traceback (the original class stays unknown), as where the exception
+    did not pickle; before, a bare "Could not unpickle a value" lost all of them."""
+    try:
+        with pytest.raises(exc.TaskError, match=r"(?s)WorkerOnlyError raised in "
+                           r"raise_an_error_only_its_worker_can_load: raised where its "
+                           r"class is.*Remote traceback.*_raise_an_error_only_this_process"):
+            actorlib.get(raise_an_error_only_its_worker_can_load.remote(), timeout=T)
+        actor = FailsWithAnErrorOnlyItsWorkerCanLoad.remote()
+        with pytest.raises(exc.ActorDiedError, match=r"constructor raised: WorkerOnlyError "
+                           r"raised in .*__init__: raised in the constructor"):
+            actorlib.get(actor.ping.remote(), timeout=T)
+    finally:
+        sys.modules.pop(_WORKER_ONLY_ERRORS, None)  # the backends that run in this process
+
+
 def test_a_failed_task_releases_its_arguments(rt):
     """Its arguments (here an actor handle) go once it failed: a worker process that stays
     idle (no garbage collection) must not keep them in the failure's traceback."""
