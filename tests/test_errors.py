@@ -753,11 +753,12 @@ def send_a_name_only_this_worker_has(what: str) -> Any:
 def test_a_request_or_task_whose_message_does_not_decode_where_it_goes_fails_saying_so(
     rt, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A request (a named actor's lookup) or a task whose message the driver, a cluster's
-    node or its head cannot decode (a string of a class only the sender has, let through
-    unconverted): the sender gets an answer or a ``SerializationError`` saying why,
-    rather than the message being dropped with a log line and the sender waiting forever
-    (or, for a cluster driver's task, failing as an object "not known to this runtime").
+    """A request (a named actor's lookup), a task or an actor whose message the driver, a
+    cluster's node or its head cannot decode (a string of a class only the sender has,
+    let through unconverted): the sender gets an answer or a ``SerializationError``
+    saying why (the actor's ``ActorDiedError``), rather than the message being dropped
+    with a log line and the sender waiting forever (or, for a cluster driver's task or
+    actor, failing as an object "not known to this runtime", an actor "gone").
     The backends that run in one process decode nothing, so the work just runs there."""
     name_cls = _driver_only_str_class(monkeypatch)
     monkeypatch.setattr(api, "plain_str", lambda value: value)
@@ -769,6 +770,13 @@ def test_a_request_or_task_whose_message_does_not_decode_where_it_goes_fails_say
         assert actorlib.get(add_one.options(name=name_cls("t_task")).remote(1), timeout=T) == 2
     except exc.SerializationError as error:
         assert re.search(_UNDECODABLE, str(error)), error
+    actor = Recorder.options(concurrency_groups={name_cls("t_group"): 1}).remote()
+    try:
+        assert actorlib.get(actor.value.remote("x"), timeout=T) == 0
+    except exc.ActorDiedError as error:  # (Ray says its own way why: "No module named")
+        assert re.search(f"{_UNDECODABLE}|No module named '{name_cls.__module__}'",
+                         str(error)), error
+    del actor
     monkeypatch.undo()
     looked_up = actorlib.get(send_a_name_only_this_worker_has.remote("lookup"), timeout=T)
     assert looked_up is None or re.search(_UNDECODABLE, looked_up), looked_up

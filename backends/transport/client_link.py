@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.core.context import Client
 from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, ActorSpec, CodeRef
 from actorlib.exceptions import SerializationError
 
 # Queries a peer may put to the core, answered with a Reply.
@@ -83,9 +85,10 @@ class ClientLink:
 
     def undecodable(self, message: Undecodable, where: str) -> bool:
         """A client call that did not decode here (``where``: this process, for the
-        error): a request is answered with a ``SerializationError`` saying why, and a
-        task's or call's results are that error, rather than the peer waiting forever.
-        False if the record is no client call this can end (the caller logs it)."""
+        error): a request is answered with a ``SerializationError`` saying why, a task's
+        or call's results are that error, and an actor dies of it as it starts, rather
+        than the peer waiting forever (or its calls failing as to an unknown actor).
+        False if the record is no client call this can end."""
         record = message.record
 
         def error(what: str) -> SerializationError:
@@ -109,7 +112,23 @@ class ClientLink:
                 self.refs[id_] += 1
                 self.client.put(id_, serialize(error(what), is_error=True))
             return True
+        if kind is CreateActor and type(getattr(record.spec, "actor_id", None)) is int:
+            # Created all the same, as an actor whose class is the error: it dies saying
+            # why when it starts, as one whose message a worker could not decode.
+            spec = record.spec
+            actor_id = spec.actor_id
+            name = getattr(spec.cls, "name", None)
+            refusal = _Refusal(str(error(f"the creation of actor {actor_id:016x}")))
+            self._create_actor(CreateActor(ActorSpec(
+                actor_id, CodeRef(actor_id, name if type(name) is str else "actor",
+                                  pickle.dumps(refusal)),
+                NO_ARGS, {},
+                caller_id=spec.caller_id if type(spec.caller_id) is int else DRIVER_CALLER,
+                namespace=spec.namespace if type(spec.namespace) is str else "",
+            )))
+            return True
         return False
+
 
     def _add_ref(self, message: AddRef) -> None:
         self.refs[message.object_id] += 1
@@ -222,3 +241,17 @@ class ClientLink:
             for _ in range(count):
                 self.client.drop_ref(id_)
         self.watchers.clear()  # the core drops them when their objects resolve
+
+
+def _refuse(message: str) -> None:
+    raise SerializationError(message)
+
+
+class _Refusal:
+    """Unpickles as a ``SerializationError`` raised (the class of an undecodable actor)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __reduce__(self) -> Any:
+        return (_refuse, (self.message,))
