@@ -24,6 +24,7 @@ from actorlib.core.execution_context import current_execution
 from actorlib.core.generators import ObjectRefGenerator
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.strings import plain_str
 from actorlib.core.waiting import (
     check_timeout,
     client_of,
@@ -443,9 +444,17 @@ def kill(actor: ActorHandle[Any], *, no_restart: bool = True) -> None:
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle[Any]:
     """The live actor called ``name`` in ``namespace`` (default: this job's)."""
+    if not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__} {name!r}")
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"namespace must be None or a str, got {type(namespace).__name__} "
+                        f"{namespace!r}")
     client = session.client()
-    ns = namespace if namespace is not None else client.namespace
-    spec = client.lookup_actor(name, ns)
+    # Exact str: the lookup may travel to a core in another process (see plain_str).
+    ns = plain_str(namespace) if namespace is not None else client.namespace
+    spec = client.lookup_actor(plain_str(name), ns)
     if spec is None:
         raise ValueError(f"Failed to look up actor {name!r} in namespace {ns!r}.")
     return handle_from_spec(spec, client)

@@ -232,6 +232,19 @@ def _dual_class(cause_cls: type[BaseException]) -> type | None:
     return cls
 
 
+class UnloadableCause(Exception):
+    """Stands in for a task's exception whose class cannot be loaded where the error is
+    read (a module only the worker had): the error still names the class and keeps the
+    message and the remote traceback (see ``serialization.deserialize``)."""
+
+    origin = ""  # the missing class, "module.name"
+    reason = ""  # why it could not be loaded
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+
 def _rebuild_task_error(
     function_name: str,
     traceback_str: str,
@@ -240,6 +253,12 @@ def _rebuild_task_error(
     cause_message: str | None = None,
     cause_by_state: bool = False,
 ) -> TaskError:
+    if isinstance(cause, UnloadableCause):
+        text = cause_message if cause_message is not None else (
+            _text_of(cause.args[0]) if len(cause.args) == 1 else _text_of(cause))
+        return TaskError(function_name, traceback_str, None, cause_type_name,
+                         f"{text} (its class {cause.origin} cannot be loaded in this "
+                         f"process: {cause.reason})")
     err = TaskError(function_name, traceback_str, cause, cause_type_name, cause_message)
     if cause_by_state:
         err.cause_by_state = True  # so that it pickles again as it came

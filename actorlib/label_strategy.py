@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from actorlib.core.labels import _NAME, _VALUE, Condition, LabelSelectorStrategy, Selector
+from actorlib.core.strings import plain_str
 
 
 class _Operator:
@@ -36,7 +37,8 @@ class _Operator:
         return hash((type(self).__name__, tuple(self.values)))
 
     def _condition(self, key: str) -> Condition:
-        return (key, self.negated, tuple(self.values))
+        # Exact str: the condition travels in the work's spec (see plain_str).
+        return (plain_str(key), self.negated, tuple(map(plain_str, self.values)))
 
 
 class _ValuesOperator(_Operator):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from actorlib.core.log_fields import ENCODINGS, STANDARD_ATTRS
+from actorlib.core.strings import plain_str
 
 __all__ = ["LoggingConfig"]
 
@@ -52,8 +53,12 @@ class LoggingConfig:
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (what travels to the job's worker processes). A level name this
         process registered (``logging.addLevelName``) travels as its number: a worker
-        knows only Python's own names."""
+        knows only Python's own names. Strings are exact ``str``: a subclass of the
+        driver's own would not unpickle there (``plain_str``)."""
         out = asdict(self)
+        out["encoding"] = plain_str(self.encoding)
+        out["additional_log_standard_attrs"] = [
+            plain_str(attr) for attr in self.additional_log_standard_attrs]
         if isinstance(self.log_level, str):
             name = self.log_level.upper()
             out["log_level"] = name if name in _PYTHON_LEVELS else logging.getLevelName(name)

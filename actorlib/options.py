@@ -11,8 +11,8 @@ from actorlib.core.specs import (
     NodeAffinitySchedulingStrategy,
     PlacementGroupStrategy,
     RetryExceptions,
-    plain_str,
 )
+from actorlib.core.strings import plain_str
 from actorlib.exceptions import NotSupportedError
 from actorlib.label_strategy import NodeLabelSchedulingStrategy
 from actorlib.placement import PlacementGroupSchedulingStrategy, core_strategy
@@ -325,10 +325,12 @@ def _strategy(strategy: Any) -> Any:
         '"DEFAULT", "SPREAD", a NodeAffinitySchedulingStrategy, a '
         "PlacementGroupSchedulingStrategy or a NodeLabelSchedulingStrategy"
     )
-    if isinstance(
-        strategy,
-        (NodeAffinitySchedulingStrategy, PlacementGroupStrategy, LabelSelectorStrategy),
-    ):
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        if type(strategy.node_id) is str:
+            return strategy
+        # Exact str: the strategy travels in the work's spec (see plain_str).
+        return NodeAffinitySchedulingStrategy(plain_str(strategy.node_id), strategy.soft)
+    if isinstance(strategy, (PlacementGroupStrategy, LabelSelectorStrategy)):
         return strategy
     if isinstance(strategy, (PlacementGroupSchedulingStrategy, NodeLabelSchedulingStrategy)):
         return strategy._core
@@ -336,7 +338,7 @@ def _strategy(strategy: Any) -> Any:
         raise _type_error("scheduling_strategy", strategy, accepted)
     if strategy not in ("DEFAULT", "SPREAD"):
         raise ValueError(f"scheduling_strategy must be {accepted}, got {strategy!r}")
-    return strategy
+    return plain_str(strategy)
 
 
 def _retry_exceptions(value: Any) -> RetryExceptions:

@@ -16,7 +16,8 @@ from typing import Any
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import PlacementGroupID, id_hex
 from actorlib.core.refs import ObjectRef
-from actorlib.core.specs import Bundle, PlacementGroupStrategy, plain_str
+from actorlib.core.specs import Bundle, PlacementGroupStrategy
+from actorlib.core.strings import plain_str
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
@@ -123,7 +124,7 @@ def validate_strategy(strategy: Any) -> str:
         raise ValueError(
             f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {strategy!r}"
         )
-    return strategy
+    return plain_str(strategy)
 
 
 class PlacementGroupSchedulingStrategy:

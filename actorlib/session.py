@@ -17,6 +17,7 @@ from actorlib.core import context, metrics
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.labels import validate_labels
+from actorlib.core.strings import plain_str
 from actorlib.exceptions import RuntimeClosedError
 
 # The runtime's own modules (the backend interface, the core, asyncio) are imported by
@@ -179,10 +180,18 @@ def init(
             )
         namespace = namespace if namespace is not None else job_config.ray_namespace
         runtime_env = runtime_env if runtime_env is not None else job_config.runtime_env
+    if namespace is not None:
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be None or a str, got {type(namespace).__name__} "
+                            f"{namespace!r}")
+        # Exact str, as every string that travels to workers or a cluster's head: a
+        # subclass of this script's own would not unpickle there (see plain_str).
+        namespace = plain_str(namespace)
     if resources is not None:
         clash = {"CPU", "GPU"} & set(resources)
         if clash:
             raise ValueError("Use num_cpus=/num_gpus= rather than resources={'CPU'/'GPU'}.")
+        resources = {plain_str(k) if isinstance(k, str) else k: v for k, v in resources.items()}
     for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"{label} must be a non-negative number, got {value!r}")
@@ -361,7 +370,7 @@ def _log_dir(log_dir: Any) -> str:
         raise ValueError(f"log_dir: cannot use {path}: {exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"log_dir: {path} is not a writable directory")
-    return path
+    return plain_str(path)
 
 
 def _output_options(
@@ -379,7 +388,7 @@ def _output_options(
             raise ValueError(
                 f"worker_process_setup_hook as a string is 'module.function', got {hook!r}"
             )
-        packed = hook
+        packed = plain_str(hook)
     elif hook is not None:
         if not callable(hook):
             raise TypeError(

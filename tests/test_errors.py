@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import re
 import sys
@@ -14,8 +15,20 @@ import pytest
 from testkit import Recorder, Sync, T, live_actors, wait_until
 
 import actorlib
+from actorlib import api, options
 from actorlib import exceptions as exc
-from actorlib.util.placement_group import placement_group, remove_placement_group
+from actorlib.core import context
+from actorlib.util.placement_group import (
+    get_placement_group,
+    placement_group,
+    remove_placement_group,
+)
+from actorlib.util.scheduling_strategies import (
+    In,
+    NodeAffinitySchedulingStrategy,
+    NodeLabelSchedulingStrategy,
+    NotIn,
+)
 
 pytestmark = pytest.mark.shared_runtime
 
@@ -637,6 +650,16 @@ def test_a_retry_exceptions_class_only_the_driver_can_import_does_not_lose_the_t
     assert actorlib.get(add_one.remote(1), timeout=T) == 2
 
 
+def _driver_only_str_class(monkeypatch: pytest.MonkeyPatch) -> type[str]:
+    """A ``str`` subclass of a module only the driver has (as a script's ``__main__``):
+    pickled by reference, it does not unpickle in workers or a cluster's head."""
+    module = types.ModuleType("_actorlib_driver_only_strings")
+    name_cls = type("DriverOnlyName", (str,), {"__module__": module.__name__})
+    module.DriverOnlyName = name_cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return name_cls
+
+
 def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_work(
     rt, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -645,10 +668,7 @@ def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_wo
     as a ``str`` subclass workers cannot import (the driver's ``__main__``, here a module
     only the driver has): the work still runs, rather than its message failing to decode
     in the worker and the result never coming."""
-    module = types.ModuleType("_actorlib_driver_only_strings")
-    name_cls = type("DriverOnlyName", (str,), {"__module__": module.__name__})
-    module.DriverOnlyName = name_cls  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, module.__name__, module)
+    name_cls = _driver_only_str_class(monkeypatch)
     text = name_cls("custom")
     refs = [
         add_one.options(name=text).remote(1),
@@ -662,6 +682,162 @@ def test_option_strings_of_a_class_only_the_driver_can_import_do_not_lose_the_wo
     group = placement_group([{name_cls("CPU"): 0.01}], name=text)
     assert actorlib.get(group.ready(), timeout=T) == group
     remove_placement_group(group)
+
+
+def test_lookups_and_selectors_in_a_str_class_only_the_driver_can_import(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Strings of a ``str`` subclass workers and a cluster's head cannot import, in a
+    named actor's and a placement group's lookup, label selectors and other scheduling
+    strategies, and a placement group's strategy: each still does its work, rather than
+    its message being dropped where it did not decode (lookups waiting forever, the work
+    failing with a misleading error)."""
+    name_cls = _driver_only_str_class(monkeypatch)
+    named = Recorder.options(name="t_lookup_actor", namespace="t_lookup_ns").remote()
+    found = actorlib.get_actor(name_cls("t_lookup_actor"), namespace=name_cls("t_lookup_ns"))
+    assert actorlib.get(found.value.remote("x"), timeout=T) == 0
+    with pytest.raises(ValueError, match="t_no_such_actor"):
+        actorlib.get_actor(name_cls("t_no_such_actor"))
+    group = placement_group([{"CPU": 0.01}], strategy=name_cls("PACK"), name="t_lookup_pg",
+                            bundle_label_selector=[{name_cls("t-label"): name_cls("!v")}])
+    assert actorlib.get(group.ready(), timeout=T) == group
+    assert get_placement_group(name_cls("t_lookup_pg")) == group
+    remove_placement_group(group)
+    node = actorlib.nodes()[0]["NodeID"]
+    strategies = [
+        name_cls("SPREAD"),
+        NodeAffinitySchedulingStrategy(name_cls(node), soft=False),
+        NodeLabelSchedulingStrategy(hard={name_cls("t-label"): NotIn(name_cls("v"))},
+                                    soft={name_cls("t-other"): In(name_cls("v"))}),
+    ]
+    refs = [add_one.options(scheduling_strategy=s).remote(i) for i, s in enumerate(strategies)]
+    refs.append(add_one.options(label_selector={name_cls("t-label"): name_cls("!v")}).remote(3))
+    assert actorlib.get(refs, timeout=T) == [1, 2, 3, 4]
+    selected = Recorder.options(label_selector={name_cls("t-label"): name_cls("!v")}).remote()
+    assert actorlib.get(selected.value.remote("x"), timeout=T) == 0
+    del named, found, selected
+
+
+_UNDECODABLE = (r"could not be decoded in (the driver|the cluster node|the cluster's head|"
+                r"the worker process)")
+
+
+@actorlib.remote
+def send_a_name_only_this_worker_has(what: str) -> Any:
+    """Sends the core a string of a class only this worker process has, unconverted (as
+    a path that missed ``plain_str`` would): a named actor's lookup (``"lookup"``) or a
+    task's name (``"submit"``). Returns the answer, or the error saying why there is none.
+    """
+    module = types.ModuleType(f"_actorlib_worker_only_strings_{os.getpid()}")
+    name_cls = type("WorkerOnlyName", (str,), {"__module__": module.__name__})
+    module.WorkerOnlyName = name_cls  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    plain_str = options.plain_str
+    try:
+        if what == "lookup":
+            client = context.current()
+            assert client is not None
+            return client.lookup_actor(name_cls("t_no_such_actor"), "default")
+        options.plain_str = lambda value: value  # type: ignore[assignment]
+        try:
+            ref = add_one.options(name=name_cls("t_task")).remote(1)
+        finally:
+            options.plain_str = plain_str
+        return actorlib.get(ref, timeout=T)
+    except exc.SerializationError as error:
+        return str(error)
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_a_request_or_task_whose_message_does_not_decode_where_it_goes_fails_saying_so(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request (a named actor's lookup), a task or an actor whose message the driver, a
+    cluster's node or its head cannot decode (a string of a class only the sender has,
+    let through unconverted): the sender gets an answer or a ``SerializationError``
+    saying why (the actor's ``ActorDiedError``), rather than the message being dropped
+    with a log line and the sender waiting forever (or, for a cluster driver's task or
+    actor, failing as an object "not known to this runtime", an actor "gone").
+    The backends that run in one process decode nothing, so the work just runs there."""
+    name_cls = _driver_only_str_class(monkeypatch)
+    monkeypatch.setattr(api, "plain_str", lambda value: value)
+    monkeypatch.setattr(options, "plain_str", lambda value: value)
+    with pytest.raises((ValueError, exc.SerializationError),
+                       match=f"t_no_such_actor|{_UNDECODABLE}"):
+        actorlib.get_actor(name_cls("t_no_such_actor"))
+    try:
+        assert actorlib.get(add_one.options(name=name_cls("t_task")).remote(1), timeout=T) == 2
+    except exc.SerializationError as error:
+        assert re.search(_UNDECODABLE, str(error)), error
+    actor = Recorder.options(concurrency_groups={name_cls("t_group"): 1}).remote()
+    try:
+        assert actorlib.get(actor.value.remote("x"), timeout=T) == 0
+    except exc.ActorDiedError as error:  # (Ray says its own way why: "No module named")
+        assert re.search(f"{_UNDECODABLE}|No module named '{name_cls.__module__}'",
+                         str(error)), error
+    del actor
+    monkeypatch.undo()
+    looked_up = actorlib.get(send_a_name_only_this_worker_has.remote("lookup"), timeout=T)
+    assert looked_up is None or re.search(_UNDECODABLE, looked_up), looked_up
+    submitted = actorlib.get(send_a_name_only_this_worker_has.remote("submit"), timeout=T)
+    assert submitted == 2 or re.search(_UNDECODABLE, submitted), submitted
+    assert actorlib.get(add_one.remote(2), timeout=T) == 3
+
+
+_WORKER_ONLY_ERRORS = "_actorlib_worker_only_errors"
+
+
+def _raise_an_error_only_this_process_can_load(message: str) -> None:
+    """Raise an exception of a class from a module only this process has (one a task
+    imports from a directory only its worker has, say)."""
+    module = sys.modules.get(_WORKER_ONLY_ERRORS)
+    if module is None:  # kept: the error is pickled (and checked) after the raise
+        module = types.ModuleType(_WORKER_ONLY_ERRORS)
+        module.WorkerOnlyError = type(  # type: ignore[attr-defined]
+            "WorkerOnlyError", (Exception,), {"__module__": _WORKER_ONLY_ERRORS})
+        sys.modules[_WORKER_ONLY_ERRORS] = module
+    raise module.WorkerOnlyError(message)
+
+
+@actorlib.remote
+def raise_an_error_only_its_worker_can_load() -> None:
+    _raise_an_error_only_this_process_can_load("raised where its class is")
+
+
+@actorlib.remote
+class FailsWithAnErrorOnlyItsWorkerCanLoad:
+    def __init__(self) -> None:
+        _raise_an_error_only_this_process_can_load("raised in the constructor")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_an_error_whose_class_only_the_worker_can_load_keeps_its_message_and_trace(rt):
+    """A task's exception of a class the driver (or a cluster's head) cannot load: get()
+    raises a ``TaskError`` naming the class, with its message and the remote traceback
+    (the original class stays unknown), as where the exception did not pickle; before, a
+    bare "Could not unpickle a value" lost all of them."""
+    try:
+        with pytest.raises(exc.TaskError, match=r"(?s)WorkerOnlyError raised in "
+                           r"raise_an_error_only_its_worker_can_load: raised where its "
+                           r"class is.*Remote traceback.*_raise_an_error_only_this_process"):
+            actorlib.get(raise_an_error_only_its_worker_can_load.remote(), timeout=T)
+    finally:
+        sys.modules.pop(_WORKER_ONLY_ERRORS, None)  # the backends that run in this process
+
+
+def test_a_constructor_error_whose_class_only_the_worker_can_load_keeps_its_message(rt):
+    """The same for an actor's constructor: its ``ActorDiedError`` carries the class's
+    name and the message; before, only the ``ModuleNotFoundError`` of the class."""
+    try:
+        actor = FailsWithAnErrorOnlyItsWorkerCanLoad.remote()
+        with pytest.raises(exc.ActorDiedError, match=r"constructor raised: WorkerOnlyError "
+                           r"raised in .*__init__: raised in the constructor"):
+            actorlib.get(actor.ping.remote(), timeout=T)
+    finally:
+        sys.modules.pop(_WORKER_ONLY_ERRORS, None)  # the backends that run in this process
 
 
 def test_a_failed_task_releases_its_arguments(rt):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import types
 
 import pytest
 from testkit import Sync, T, run_script
 
 import actorlib
 from actorlib import exceptions as exc
+from actorlib.logging_config import LoggingConfig
 
 
 @actorlib.remote
@@ -24,6 +27,12 @@ def fail():
 @actorlib.remote
 def wait_forever(sync):
     return actorlib.get(sync.wait.remote())
+
+
+@actorlib.remote(num_cpus=0)
+class Named:
+    def ping(self) -> str:
+        return "pong"
 
 
 def _actorlib_threads() -> list[str]:
@@ -52,6 +61,31 @@ def test_context_manager_shuts_down_on_error(backend_name):
     with pytest.raises(KeyError), actorlib.init(backend=backend_name, num_cpus=2):
         raise KeyError("inside")
     assert not actorlib.is_initialized()
+
+
+def test_init_strings_of_a_class_only_the_driver_can_import_do_not_stop_the_work(
+    backend_name: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """init()'s namespace, resource names, node labels, setup hook and logging config
+    given as a ``str`` subclass workers and a cluster's head cannot import (a script's
+    ``__main__``; here a module only the driver has): work still runs, rather than a
+    worker's first message (or each task's, which carries the namespace, or a cluster
+    driver's hello) failing to decode there and get() waiting forever."""
+    module = types.ModuleType("_actorlib_driver_only_init_strings")
+    text = type("DriverOnlyName", (str,), {"__module__": module.__name__})
+    module.DriverOnlyName = text  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    with actorlib.init(backend=backend_name, num_cpus=2, namespace=text("t_init_ns"),
+                       resources={text("t_slot"): 1}, labels={text("t-zone"): text("a")},
+                       worker_process_setup_hook=text("os.getpid"),
+                       logging_config=LoggingConfig(encoding=text("TEXT"),
+                                                    additional_log_standard_attrs=[text("name")])):
+        task = double.options(resources={"t_slot": 1}, label_selector={"t-zone": "a"})
+        assert actorlib.get(task.remote(2), timeout=T) == 4
+        named = Named.options(name="t_named").remote()
+        found = actorlib.get_actor("t_named", namespace="t_init_ns")
+        assert actorlib.get(found.ping.remote(), timeout=T) == "pong"
+        del named, found
 
 
 def test_shutdown_is_idempotent(backend_name):

@@ -10,6 +10,8 @@ this module share runtimes, and a runtime keeps every metric recorded in it.
 from __future__ import annotations
 
 import pickle
+import sys
+import types
 
 import pytest
 from testkit import T, wait_for
@@ -212,3 +214,21 @@ def test_a_process_sends_one_batch_at_a_time_and_merges_the_rest() -> None:
     rows = {row["name"]: row for row in table.rows()}
     assert rows["c"]["value"] == 1001 and rows["g"]["value"] == 999
     assert rows["h"]["count"] == 1000 and rows["h"]["buckets"] == [667, 333]
+
+
+def test_names_and_tags_of_a_str_class_only_the_driver_can_import_are_recorded(
+    rt, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A metric's name, description, tag keys and values of a ``str`` subclass the core's
+    process cannot import (a script's ``__main__``; here a module only the driver has):
+    the values are recorded, rather than the batch being dropped where it did not decode
+    (a cluster's head)."""
+    module = types.ModuleType("_actorlib_driver_only_metric_names")
+    text = type("DriverOnlyName", (str,), {"__module__": module.__name__})
+    module.DriverOnlyName = text  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    counter = Counter(text("t_driver_only_str_metric"), text("about"), tag_keys=(text("k"),))
+    counter.set_default_tags({text("k"): text("default")})
+    counter.inc(2, tags={text("k"): text("v")})
+    counter.inc(1)
+    _settles("t_driver_only_str_metric", {(("k", "v"),): 2.0, (("k", "default"),): 1.0})

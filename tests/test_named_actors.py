@@ -62,6 +62,17 @@ def test_get_missing_actor_raises_value_error(rt):
         actorlib.get_actor("no-such-actor")
 
 
+def test_get_actor_checks_its_arguments_as_ray_does(rt):
+    """An empty name is a ValueError, a name or namespace that is no str a TypeError
+    (Ray's messages), rather than a lookup that finds nothing."""
+    with pytest.raises(ValueError, match="non-empty value"):
+        actorlib.get_actor("")
+    with pytest.raises(TypeError, match="name must be a str"):
+        actorlib.get_actor(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="namespace must be None or a str"):
+        actorlib.get_actor("x", namespace=5)  # type: ignore[arg-type]
+
+
 def test_namespaces_separate_names(rt):
     a = Box.options(name="shared", namespace="ns1").remote("one")
     b = Box.options(name="shared", namespace="ns2").remote("two")

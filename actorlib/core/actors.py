@@ -20,7 +20,6 @@ see :mod:`actorlib.core.guards`).
 from __future__ import annotations
 
 import enum
-import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -29,7 +28,7 @@ from actorlib.core.mailbox import CallRecord, Mailbox, may_retry
 from actorlib.core.objects import ObjectEntry, ObjectTable
 from actorlib.core.records import ActorStart, CallRun, Outcome
 from actorlib.core.scheduler import Placement, Scheduler, infeasible_error
-from actorlib.core.serialization import Serialized
+from actorlib.core.serialization import Serialized, deserialize
 from actorlib.core.specs import ActorSpec, CallSpec
 from actorlib.core.state import actor_row, dead_actor_ring, ended_calls_ring, event_time
 from actorlib.core.values import Values, cancelled_value, error_value
@@ -211,8 +210,10 @@ class Actors:
         """The actor's death for ``error``: its start failed (``started``: on a worker, its
         runtime_env or its constructor), or an argument of its constructor failed."""
         try:
-            cause = pickle.loads(error.data)
-        except Exception as exc:  # pragma: no cover - errors are made picklable by workers
+            # deserialize: a constructor's error whose class cannot be loaded here (a
+            # module only the worker had) still keeps its class name, message and trace.
+            cause = deserialize(error)
+        except Exception as exc:
             cause = exc
         # The worker could not set up its runtime_env: the constructor never ran. Exactly
         # that error: one the constructor raised (a TaskError too) did run it.

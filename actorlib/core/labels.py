@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from actorlib.core.strings import plain_str
+
 # One condition: (key, negated, values): the label is one of ``values`` (or, negated,
 # is none of them or absent). No values: the label is present (or, negated, absent).
 Condition = tuple[str, bool, tuple[str, ...]]
@@ -49,7 +51,7 @@ def validate_labels(labels: Any, what: str = "labels") -> dict[str, str]:
             raise ValueError(f"{what}[{key!r}]: {value!r} is not a valid label value (up to 63 "
                              "letters, digits, '-', '_', '.'; starting and ending with a "
                              "letter or digit)")
-    return dict(labels)
+    return {plain_str(k): plain_str(v) for k, v in labels.items()}  # they travel
 
 
 def parse_labels_arg(text: str) -> dict[str, str]:
@@ -86,7 +88,8 @@ def parse_selector(selector: Any, what: str = "label_selector") -> Selector:
         if not values or not all(v and _VALUE.match(v) for v in values):
             raise ValueError(f"{what}[{key!r}]: {text!r} is not a condition: write 'value', "
                              "'!value', 'in(a,b)' or '!in(a,b)' with valid label values")
-        conditions.append((key, negated, values))
+        # Exact str: the selector travels in the work's spec (see plain_str).
+        conditions.append((plain_str(key), negated, tuple(map(plain_str, values))))
     return tuple(conditions)
 
 

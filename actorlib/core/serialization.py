@@ -27,7 +27,7 @@ from typing import Any
 
 import cloudpickle
 
-from actorlib.exceptions import SerializationError
+from actorlib.exceptions import SerializationError, TaskError, UnloadableCause
 
 # Buffers at least this large leave the pickle stream (and may go to shared memory).
 OUT_OF_BAND_THRESHOLD = 64 * 1024
@@ -207,7 +207,43 @@ def deserialize(obj: Serialized) -> Any:
     try:
         return pickle.loads(obj.data, buffers=obj.buffers)
     except Exception as exc:
+        salvaged = _salvage_error(obj) if obj.is_error else None
+        if salvaged is not None:
+            return salvaged
         raise SerializationError(f"Could not unpickle a value: {exc!r}") from exc
+
+
+class _SalvagingUnpickler(pickle.Unpickler):
+    """Loads an error value, a class that cannot be loaded here becoming a stand-in."""
+
+    def __init__(self, data: bytes, buffers: list[Any]) -> None:
+        super().__init__(io.BytesIO(data), buffers=buffers)
+        self.missing = False
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except Exception as exc:
+            self.missing = True
+            return type(name, (UnloadableCause,), {
+                "__module__": __name__, "origin": f"{module}.{name}",
+                "reason": f"{type(exc).__name__}: {exc}",
+            })
+
+
+def _salvage_error(obj: Serialized) -> TaskError | None:
+    """A task's error whose exception's class cannot be loaded in this process (a module
+    only the worker had): the ``TaskError`` with the class's name, the message and the
+    remote traceback, rather than a bare "could not unpickle" that loses them. None if
+    the value is anything else."""
+    unpickler = _SalvagingUnpickler(obj.data, obj.buffers)
+    try:
+        value = unpickler.load()
+    except Exception:
+        return None
+    if not unpickler.missing or not isinstance(value, TaskError) or value.cause is not None:
+        return None
+    return value
 
 
 def _reduce_code(code: types.CodeType) -> Any:

@@ -42,13 +42,6 @@ def pickled_by_fields(cls: _R) -> _R:
     return cls
 
 
-def plain_str(value: str) -> str:
-    """``value`` as an exact ``str``: a subclass (of the driver's ``__main__``, say) would
-    travel in the work's spec by reference, and a worker or a cluster's head without its
-    class could not decode the message, so the work would never get an outcome."""
-    return value if type(value) is str else str.__str__(value)
-
-
 @dataclass(frozen=True, slots=True)
 class NodeAffinitySchedulingStrategy:
     """Run on ``node_id``; if ``soft``, fall back to any node when that one can't host it."""

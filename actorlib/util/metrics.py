@@ -21,6 +21,7 @@ from typing import Any
 from actorlib.core import context
 from actorlib.core import metrics as core_metrics
 from actorlib.core.metrics import Batch
+from actorlib.core.strings import plain_str
 from actorlib.exceptions import RuntimeClosedError
 
 __all__ = ["Counter", "Gauge", "Histogram", "Metric"]
@@ -66,9 +67,11 @@ class Metric:
         for key in keys:
             if not isinstance(key, str):
                 raise TypeError(f"Tag keys must be str, got {type(key)}.")
-        self._name = name
-        self._description = description
-        self._tag_keys: tuple[str, ...] = keys
+        # Exact str throughout: a record travels to the core in another process, where a
+        # str subclass of the caller's own (its ``__main__``, say) would not unpickle.
+        self._name = plain_str(name)
+        self._description = plain_str(description)
+        self._tag_keys: tuple[str, ...] = tuple(plain_str(key) for key in keys)
         self._default_tags: dict[str, str] = {}
         self._boundaries: tuple[float, ...] = ()
         self._definition: core_metrics.Definition | None = None  # made at the first record
@@ -80,7 +83,7 @@ class Metric:
                 raise ValueError(f"Unrecognized tag key {key}.")
             if not isinstance(value, str):
                 raise TypeError(f"Tag values must be str, got {type(value)}.")
-        self._default_tags = dict(default_tags)
+        self._default_tags = {plain_str(k): plain_str(v) for k, v in default_tags.items()}
         return self
 
     @property
@@ -98,7 +101,7 @@ class Metric:
                     raise TypeError(f"Tag values must be str, got {type(value)}.")
                 if key not in self._tag_keys:
                     raise ValueError(f"Unrecognized tag key {key}.")
-            final = {**final, **tags}
+            final = {**final, **{plain_str(k): plain_str(v) for k, v in tags.items()}}
         missing = [key for key in self._tag_keys if key not in final]
         if missing:
             raise ValueError(f"Missing value for tag key(s): {','.join(missing)}.")

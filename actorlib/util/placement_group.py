@@ -16,7 +16,8 @@ from actorlib import session
 from actorlib.arguments import caller_id
 from actorlib.core.ids import id_hex
 from actorlib.core.labels import Selector, parse_selector
-from actorlib.core.specs import PlacementGroupSpec, plain_str
+from actorlib.core.specs import PlacementGroupSpec
+from actorlib.core.strings import plain_str
 from actorlib.exceptions import NotSupportedError
 from actorlib.placement import (
     PlacementGroup,
@@ -109,6 +110,7 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     if not isinstance(placement_group_name, str):
         raise TypeError("placement_group_name must be a str, got "
                         f"{type(placement_group_name).__name__} {placement_group_name!r}")
+    placement_group_name = plain_str(placement_group_name)  # it travels to the core
     client = session.client()
     spec = client.lookup_placement_group(placement_group_name, client.namespace)
     if spec is None:

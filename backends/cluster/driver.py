@@ -29,6 +29,7 @@ from actorlib.backends.cluster.sessions import ADDRESS_ENV, resolve_address
 from actorlib.backends.output import OutputWriter
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import tokens, wire
+from actorlib.backends.transport.framing import Undecodable
 from actorlib.backends.transport.messages import (
     DriverHello,
     Nodes,
@@ -91,7 +92,7 @@ class ClusterClient(RemoteCoreClient):
         loop = asyncio.get_running_loop()
         reader, writer = await cluster_auth.open_connection(host, port, token, "driver", tls=ctx)
         self._welcome: asyncio.Future[Welcome] = loop.create_future()
-        self.conn = wire.Connection(loop, self._on_message, self._on_lost)
+        self.conn = wire.Connection(loop, self._on_message, self._on_lost, salvage=True)
         cluster_auth.hand_over(reader, writer, self.conn)
         self.conn.send(DriverHello(os.getpid(), list(sys.path), self.log_to_driver, self.setup,
                                    entrypoint()))
@@ -103,6 +104,7 @@ class ClusterClient(RemoteCoreClient):
         return {
             Ready: self._ready, Reply: self._reply, Nodes: self._on_nodes,
             Welcome: self._on_welcome, UnhandledError: self._unhandled,
+            Undecodable: self._undecodable,
         }
 
     def _on_message(self, message: ToDriver) -> None:
@@ -134,6 +136,11 @@ class ClusterClient(RemoteCoreClient):
 
     def _reply(self, message: Reply) -> None:
         self.on_reply(message.req, message.ok, message.value)
+
+    def _undecodable(self, message: Undecodable) -> None:
+        """A message from the head that did not decode here (the decoder logged it): a
+        reply ends its request with the error, rather than the caller waiting forever."""
+        self.undecodable_reply(message, "the driver")
 
     def _on_nodes(self, message: Nodes) -> None:
         if self._welcomed:

@@ -36,6 +36,7 @@ from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.silence import RECHECK_S, Looks
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.backends.transport import tokens
+from actorlib.backends.transport.framing import Undecodable
 from actorlib.backends.transport.messages import (
     CLIENT_CALLS,
     ActorDied,
@@ -139,7 +140,9 @@ class HeadBackend(Backend):
         self._node_blocks = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        client_calls = dict.fromkeys(CLIENT_CALLS, self._client_call)
+        client_calls: dict[type, Callable[[HeadPeer, Any], None]] = dict.fromkeys(
+            CLIENT_CALLS, self._client_call)
+        client_calls[Undecodable] = self._undecodable
         #: Per role, a handler per record of what that peer sends (``messages.FromNode``,
         #: ``FromDriver``, ``FromCli``); anything else closes its connection.
         self.handlers: dict[str, dict[type, Callable[[HeadPeer, Any], None]]] = {
@@ -357,6 +360,12 @@ class HeadBackend(Backend):
 
     def _client_call(self, peer: HeadPeer, message: ClientCall) -> None:
         peer.link.handle(message)
+
+    def _undecodable(self, peer: HeadPeer, message: Undecodable) -> None:
+        """A node's or driver's message that did not decode here (the decoder logged
+        it): its request or submission is answered with the error, so the peer does not
+        wait forever for it."""
+        peer.link.undecodable(message, "the cluster's head")
 
     def _status_query(self, peer: HeadPeer, message: StatusQuery) -> None:
         peer.send(Status(message.req, head_status(self)))

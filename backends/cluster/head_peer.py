@@ -26,7 +26,7 @@ class HeadPeer:
         self.head = head
         self.role = role
         self.address = address
-        self.conn = wire.Connection(head.loop, self._on_message, self._on_lost)
+        self.conn = wire.Connection(head.loop, self._on_message, self._on_lost, salvage=True)
         self.link = ClientLink(head.client, self.send, head.events.post)
         #: What this peer may send: a handler per record of its role's vocabulary.
         self.handlers = head.handlers[role]

@@ -41,6 +41,7 @@ from actorlib.backends.process.worker_process import (
 from actorlib.backends.runner.user_code import pack_error
 from actorlib.backends.silence import RECHECK_S, Looks
 from actorlib.backends.switches import env_switch
+from actorlib.backends.transport.framing import Undecodable
 from actorlib.backends.transport.messages import (
     CLIENT_CALLS,
     ActorInitFailed,
@@ -127,7 +128,7 @@ class ProcessBackend(Backend):
             ActorStarted: self._actor_started,
             ActorInitFailed: self._actor_init_failed, EnvFailed: self._env_failed,
             **dict.fromkeys(CLIENT_CALLS, self._client_call),
-            TaskBlocked: self._task_blocked,
+            TaskBlocked: self._task_blocked, Undecodable: self._undecodable,
         }
 
     # == lifecycle ==========================================================================
@@ -580,6 +581,13 @@ class ProcessBackend(Backend):
 
     def _client_call(self, worker: WorkerProcess, message: ClientCall) -> None:
         worker.link.handle(message)
+
+    def _undecodable(self, worker: WorkerProcess, message: Undecodable) -> None:
+        """A worker's message that did not decode here (the decoder logged it): its
+        request or submission is answered with the error, so the worker does not wait
+        forever for it."""
+        where = "the cluster node" if self.forward_output is not None else "the driver"
+        worker.link.undecodable(message, where)
 
     def _task_blocked(self, worker: WorkerProcess, message: TaskBlocked) -> None:
         """A task of ``worker`` waits in ``get`` or stopped waiting: noted here before the

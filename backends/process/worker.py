@@ -73,6 +73,7 @@ from actorlib.core import context
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.records import Outcome
 from actorlib.core.serialization import Serialized, serialize, set_buffer_mapper
+from actorlib.core.specs import CodeRef
 from actorlib.exceptions import RuntimeEnvSetupError, SerializationError
 
 PR_SET_PDEATHSIG = 1
@@ -197,9 +198,17 @@ class Worker:
 
     def _undecodable(self, message: framing.Undecodable) -> None:
         """Work whose message did not decode here fails with the reason, rather than being
-        lost and its caller's get() waiting forever."""
-        assert self.local is not None
+        lost and its caller's get() waiting forever; so does a request whose answer did
+        not (its caller gets the error). A worker whose ``Init`` did not decode can run
+        nothing: it exits, and its work is retried or fails as a crashed worker's."""
         record = message.record
+        if type(record) is Init or self.local is None:
+            self._stop()
+            return
+        if type(record) is Reply:
+            if self.client is not None:
+                self.client.undecodable_reply(message, "the worker process")
+            return
         events = self.local.events
 
         def error(what: str) -> Serialized:
@@ -208,6 +217,13 @@ class Worker:
                 f"(pid {os.getpid()}): {message.error}"
             ), is_error=True)
 
+        # The code it brought is kept all the same: the driver sends code once per
+        # worker, so the next work of that function or class comes without it.
+        spec = getattr(getattr(record, "run", None) or getattr(record, "start", None),
+                       "spec", None)
+        code = getattr(spec, "function", None) or getattr(spec, "cls", None)
+        if type(code) is CodeRef:
+            self.local.code.remember(code)
         if type(record) is RunTask:
             run = record.run
             if self.local.claimed(run):

@@ -106,7 +106,7 @@ class WorkerProcess:
         self.proc = launched.proc
         self.pid = self.proc.pid
         loop = backend.loop
-        self.conn = wire.Connection(loop, self._on_message, self._on_eof)
+        self.conn = wire.Connection(loop, self._on_message, self._on_eof, salvage=True)
         self._connecting = loop.create_task(
             loop.create_unix_connection(lambda: self.conn, sock=parent_sock)
         )

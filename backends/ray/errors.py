@@ -67,9 +67,12 @@ def translate(exc: BaseException) -> BaseException:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, (TaskError, TaskCancelledError)):
             return cause
+        # The class Ray's get raises (``as_instanceof_cause``) keeps neither the function's
+        # name nor the traceback as attributes (it looks them up on the cause): its text.
+        function_name = getattr(exc, "function_name", None) or "a task"
         if isinstance(cause, (KeyboardInterrupt, rx.TaskCancelledError)):
-            return TaskCancelledError(f"Task {exc.function_name} was cancelled.")
-        return TaskError(exc.function_name, exc.traceback_str, cause)
+            return TaskCancelledError(f"Task {function_name} was cancelled.")
+        return TaskError(function_name, getattr(exc, "traceback_str", None) or str(exc), cause)
     if isinstance(exc, rx.ActorUnavailableError):
         return ActorUnavailableError(str(exc))
     if isinstance(exc, rx.RayActorError):

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import pickle
 import struct
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from actorlib.core.specs import NO_ARGS, CallSpec, TaskSpec
+from actorlib.exceptions import SerializationError
 
 #: Distinct templates kept per process, the least recently used dropped first (a
 #: ``.options(name=...)`` per call makes one template per call).
@@ -145,10 +147,16 @@ _NAME, _FUNCTION = _FIELDS.index("name"), _FIELDS.index("function")
 _templates: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
 
 
-def _template(data: bytes, make: Callable[[Any], Any]) -> Any:
+def _template(data: bytes, make: Callable[[Any], Any], what: str) -> Any:
     found = _templates.get(data)
     if found is None:
-        found = make(pickle.loads(data))
+        try:
+            loaded = pickle.loads(data)
+        except Exception as exc:  # a class this worker cannot load: say so, not a bare error
+            raise SerializationError(
+                f"The message carrying {what} could not be decoded in the worker process "
+                f"(pid {os.getpid()}): {type(exc).__name__}: {exc}") from exc
+        found = make(loaded)
         if len(_templates) >= _KEEP:
             _templates.popitem(last=False)
         _templates[data] = found
@@ -169,7 +177,7 @@ def task_data(spec: TaskSpec, template: bytes, payload: bytes | None) -> bytes:
 def task_spec(data: bytes) -> tuple[TaskSpec, bytes | None]:
     """In the worker: the spec a task was submitted with, and its inline payload."""
     template, ids, payload = unpack(data)
-    values = list(_template(template, _task_fields))
+    values = list(_template(template, _task_fields, f"task {ids[0]:016x}"))
     task_id, caller_id, *return_ids = ids
     values[_TASK_ID], values[_RETURN_IDS], values[_CALLER_ID] = (
         task_id, tuple(return_ids), caller_id
@@ -193,8 +201,8 @@ def named_task(template: bytes, name: str) -> TaskSpec:
     """In the worker: the spec of a task submitted by :func:`task_name` (its template
     bound without the task's name: the Ray name's first part is that name, or the
     function's when the task has none)."""
-    values = list(_template(template, _task_fields))
     shown, task_id, caller_id = name.rsplit(" ", 2)
+    values = list(_template(template, _task_fields, f"task {shown}"))
     values[_TASK_ID], values[_CALLER_ID] = int(task_id, 16), int(caller_id, 16)
     if shown != values[_FUNCTION].name:
         values[_NAME] = shown
@@ -259,7 +267,7 @@ def call_spec(data: bytes) -> tuple[CallSpec, bytes | None]:
     """In the worker: the spec of a call from :func:`call_data`, and its inline payload."""
     template, ids, payload = unpack(data)
     (method, num_returns, max_task_retries, retry_exceptions, attempt, group, generator,
-     backpressure) = _template(template, tuple)
+     backpressure) = _template(template, tuple, f"actor call {ids[0]:016x}")
     call_id, actor_id, caller_id, *return_ids = ids
     return CallSpec(call_id, actor_id, method, NO_ARGS, tuple(return_ids), num_returns,
                     caller_id, max_task_retries, retry_exceptions, attempt, group,

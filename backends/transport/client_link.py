@@ -10,9 +10,12 @@ disconnects, everything it held is released at once.
 from __future__ import annotations
 
 import collections
+import os
+import pickle
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends.transport.framing import Undecodable
 from actorlib.backends.transport.messages import (
     AddRef,
     Answer,
@@ -32,7 +35,9 @@ from actorlib.backends.transport.messages import (
     Watch,
 )
 from actorlib.core.context import Client
-from actorlib.core.serialization import Serialized
+from actorlib.core.serialization import Serialized, serialize
+from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, ActorSpec, CodeRef
+from actorlib.exceptions import SerializationError
 
 # Queries a peer may put to the core, answered with a Reply.
 REQUESTS = frozenset({
@@ -77,6 +82,53 @@ class ClientLink:
     def handle(self, message: ClientCall) -> None:
         """Turn a client call into a call on the core; KeyError if it is none."""
         self.handlers[type(message)](message)
+
+    def undecodable(self, message: Undecodable, where: str) -> bool:
+        """A client call that did not decode here (``where``: this process, for the
+        error): a request is answered with a ``SerializationError`` saying why, a task's
+        or call's results are that error, and an actor dies of it as it starts, rather
+        than the peer waiting forever (or its calls failing as to an unknown actor).
+        False if the record is no client call this can end."""
+        record = message.record
+
+        def error(what: str) -> SerializationError:
+            return SerializationError(
+                f"The message carrying {what} could not be decoded in {where} "
+                f"(pid {os.getpid()}): {message.error}"
+            )
+
+        kind = type(record)
+        if kind is Request and type(record.req) is int:
+            self.send(Reply(record.req, False, error(f"the request {record.method!r}")))
+            return True
+        if kind is SubmitTask or kind is SubmitCall:
+            spec = record.spec
+            returns = getattr(spec, "return_ids", None)
+            if type(returns) is not tuple or not all(type(i) is int for i in returns):
+                return False
+            what = (f"task {spec.task_id:016x}" if kind is SubmitTask
+                    else f"actor call {spec.method!r}")
+            for id_ in returns:  # counted for the peer, as a submission's results are
+                self.refs[id_] += 1
+                self.client.put(id_, serialize(error(what), is_error=True))
+            return True
+        if kind is CreateActor and type(getattr(record.spec, "actor_id", None)) is int:
+            # Created all the same, as an actor whose class is the error: it dies saying
+            # why when it starts, as one whose message a worker could not decode.
+            spec = record.spec
+            actor_id = spec.actor_id
+            name = getattr(spec.cls, "name", None)
+            refusal = _Refusal(str(error(f"the creation of actor {actor_id:016x}")))
+            self._create_actor(CreateActor(ActorSpec(
+                actor_id, CodeRef(actor_id, name if type(name) is str else "actor",
+                                  pickle.dumps(refusal)),
+                NO_ARGS, {},
+                caller_id=spec.caller_id if type(spec.caller_id) is int else DRIVER_CALLER,
+                namespace=spec.namespace if type(spec.namespace) is str else "",
+            )))
+            return True
+        return False
+
 
     def _add_ref(self, message: AddRef) -> None:
         self.refs[message.object_id] += 1
@@ -189,3 +241,17 @@ class ClientLink:
             for _ in range(count):
                 self.client.drop_ref(id_)
         self.watchers.clear()  # the core drops them when their objects resolve
+
+
+def _refuse(message: str) -> None:
+    raise SerializationError(message)
+
+
+class _Refusal:
+    """Unpickles as a ``SerializationError`` raised (the class of an undecodable actor)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __reduce__(self) -> Any:
+        return (_refuse, (self.message,))

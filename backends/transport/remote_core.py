@@ -12,6 +12,7 @@ process runs travel the other way through
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import threading
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from actorlib.backends.transport.messages import (
     DropRef,
     KillActor,
     Put,
+    Reply,
     Request,
     SubmitCall,
     SubmitTask,
@@ -43,7 +45,7 @@ from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import UNREAD, Serialized
 from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
-from actorlib.exceptions import RuntimeClosedError
+from actorlib.exceptions import RuntimeClosedError, SerializationError
 
 #: How many ids a client remembers as ready (see ``RemoteCoreClient._ready_ids``); past it
 #: the memory starts over (a cache: forgetting costs a round trip, nothing else).
@@ -329,6 +331,15 @@ class RemoteCoreClient:
         answered = self._pending.pop(req, None)
         if answered is not None:
             answered(ok, value)
+
+    def undecodable_reply(self, message: framing.Undecodable, where: str) -> None:
+        """A ``Reply`` that did not decode ``where`` this client runs: its request ends
+        with a ``SerializationError`` saying why, rather than its caller waiting forever."""
+        record = message.record
+        if type(record) is Reply and type(record.req) is int:
+            self.on_reply(record.req, False, SerializationError(
+                f"The answer to a request could not be decoded in {where} (pid "
+                f"{os.getpid()}): {message.error}"))
 
     def set_nodes(self, nodes: list[NodeInfo]) -> None:
         """The cluster's nodes changed (a cluster client).

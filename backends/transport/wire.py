@@ -49,11 +49,14 @@ class Connection(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop,
         on_message: Callable[[Any], None],
         on_lost: Callable[[], None] | None = None,
+        salvage: bool = False,
     ) -> None:
+        """``salvage``: hand on a frame that does not decode as a ``framing.Undecodable``
+        (for a receiver that ends the work it carried), rather than dropping it."""
         self._loop = loop
         self._on_message = on_message
         self._on_lost = on_lost
-        self._decoder = Decoder()
+        self._decoder = Decoder(salvage)
         self._outbox: collections.deque[bytes] = collections.deque()
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
