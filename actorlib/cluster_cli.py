@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from actorlib.backends import state_socket
 from actorlib.backends.cluster import daemons, sessions
 from actorlib.backends.process import shm_store
 from actorlib.backends.transport import auth as cluster_auth
@@ -58,6 +59,9 @@ def add_arguments(sub: Any) -> None:
                         "--address: the local cluster if there is one, else the newest "
                         "local driver")
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    from actorlib.state_cli import add_timeout_argument
+
+    add_timeout_argument(status)
 
 
 class UsageError(Exception):
@@ -346,9 +350,10 @@ def stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def query_status(address: str | None = None, token_file: str | None = None) -> dict[str, Any]:
+def query_status(address: str | None = None, token_file: str | None = None,
+                 timeout: float = 10.0) -> dict[str, Any]:
     """Ask a head for its status (nodes, usage, actors, queued tasks)."""
-    host_port, reply = ask_head(address, token_file, StatusQuery(1), Status)
+    host_port, reply = ask_head(address, token_file, StatusQuery(1), Status, timeout)
     result: dict[str, Any] = reply.status
     result["address"] = host_port
     return result
@@ -381,7 +386,13 @@ def ask_head(
         decoder = wire.Decoder()
         sock.settimeout(timeout)
         while True:
-            data = sock.recv(1 << 16)
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the head at {host_port} did not answer within {timeout:g} s: it is "
+                    "stopped or too busy to answer; try again, or give it longer "
+                    "(--timeout)") from None
             if not data:
                 raise ConnectionError("the head closed the connection")
             for message in decoder.feed(data):
@@ -409,10 +420,10 @@ def status(args: argparse.Namespace) -> int:
         args.address or os.environ.get(sessions.ADDRESS_ENV) or sessions.latest_session()
     )
     try:
-        info = (state_cli.local_status(args.pid) if local
-                else query_status(args.address, args.token_file))
+        info = (state_cli.local_status(args.pid, args.timeout) if local
+                else query_status(args.address, args.token_file, args.timeout))
     except (ConnectionError, OSError, tokens.AuthError) as exc:
-        if local and args.pid is None and isinstance(exc, ConnectionError):
+        if local and args.pid is None and isinstance(exc, state_socket.NoDriverError):
             exc = ConnectionError(
                 "no actorlib cluster (`actorlib start --head`) and no local driver (a "
                 "script that called init()) found on this machine, under "

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        fetch = state_cli.remote_fetcher(args.address, args.pid, args.token_file)
+        fetch = state_cli.remote_fetcher(args.address, args.pid, args.token_file, args.timeout)
         source = _source(args)
         fetch("nodes")  # fail now, not in the browser, when nothing answers
         dashboard = server.start(fetch, host=args.host, port=args.port, source=source)

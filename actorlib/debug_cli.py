@@ -104,7 +104,7 @@ def stacks_of(
 
 
 def _fetch(args: argparse.Namespace) -> state.Fetch:
-    return state_cli.remote_fetcher(args.address, args.driver, args.token_file)
+    return state_cli.remote_fetcher(args.address, args.driver, args.token_file, args.timeout)
 
 
 def run(args: argparse.Namespace) -> int:

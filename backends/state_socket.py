@@ -22,10 +22,11 @@ import shutil
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.cluster.sessions import checked_root
+from actorlib.backends.cluster.sessions import checked_root, sessions_root
 from actorlib.backends.private_dir import private_dir, unix_listener
 
 log = logging.getLogger("actorlib.state")
@@ -143,6 +144,10 @@ class StateServer:
             answer: dict[str, Any] = {"rows": self._rows(kind)}
         except (ValueError, KeyError, TypeError) as exc:
             answer = {"error": str(exc) or type(exc).__name__}
+        except Exception as exc:  # a worker that did not answer, a core shutting down
+            # An answer all the same: a closed connection would tell the asker nothing.
+            answer = {"error": f"{type(exc).__name__}: {exc}" if str(exc)
+                      else type(exc).__name__}
         conn.sendall(json.dumps(answer, default=str).encode() + b"\n")
 
 
@@ -190,32 +195,92 @@ def live_drivers(root: str) -> list[tuple[int, str]]:
     return [(pid, path) for _, pid, path in sorted(found, reverse=True)]
 
 
+class NoDriverError(ConnectionError):
+    """No local driver (or none with the pid asked for) is listening."""
+
+
+def _listening(path: str) -> bool:
+    """Whether something may answer at ``path``: a socket left by a driver killed before
+    its shutdown, whose pid another process now has, refuses connections."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(1.0)
+        try:
+            conn.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:  # a full queue (a stopped driver): alive, let the query say so
+            return True
+    return True
+
+
 def driver_socket(pid: int | None) -> str:
-    """The socket of the local driver ``pid`` (None: the newest one); ConnectionError if none."""
+    """The socket of the local driver ``pid`` (None: the newest one that listens);
+    :class:`NoDriverError` if none."""
     drivers = local_drivers()
     if pid is None:
-        if not drivers:
-            raise ConnectionError(
-                "no local actorlib driver is running (a script that called init() without "
-                f"a cluster address, with {ENV} not set to 0)"
-            )
-        return drivers[0][1]
+        for _, path in drivers:
+            if _listening(path):
+                return path
+        raise NoDriverError(
+            "no local actorlib driver is running (a script that called init() without "
+            f"a cluster address, with {ENV} not set to 0) under {sessions_root()}; a "
+            "driver started with another TMPDIR or XDG_RUNTIME_DIR keeps its socket "
+            "elsewhere"
+        )
     for candidate, path in drivers:
-        if candidate == pid:
+        if candidate == pid and _listening(path):
             return path
-    running = ", ".join(str(p) for p, _ in drivers) or "none"
-    raise ConnectionError(f"no local actorlib driver with pid {pid} (running: {running})")
+    running = ", ".join(str(p) for p, path in drivers if _listening(path)) or "none"
+    raise NoDriverError(f"no local actorlib driver with pid {pid} (running: {running})")
+
+
+def _driver_name(path: str) -> str:
+    name = os.path.basename(os.path.dirname(path))
+    pid = name[len(DIR_PREFIX):]
+    return f"the local driver pid {pid}" if pid.isdigit() else f"the driver at {path}"
+
+
+def _connect(conn: socket.socket, path: str, timeout: float) -> None:
+    """Connect, waiting up to ``timeout`` while the driver's queue of connections is
+    full (a unix socket refuses with ``EAGAIN`` then, rather than waiting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError from None
+            time.sleep(0.05)
 
 
 def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
-    """The rows of ``kind`` from the driver listening at ``path``."""
+    """The rows of ``kind`` from the driver listening at ``path``.
+
+    ``TimeoutError`` when it does not answer within ``timeout`` seconds (a stopped
+    driver, or one whose Python is held by a long call), ``ConnectionError`` when it is
+    gone; both say which driver and why, in one line.
+    """
+    who = _driver_name(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
-        conn.connect(path)
-        conn.sendall(json.dumps({"kind": kind}).encode() + b"\n")
-        line = read_line(conn, limit=None)
+        try:
+            _connect(conn, path, timeout)
+            conn.sendall(json.dumps({"kind": kind}).encode() + b"\n")
+            line = read_line(conn, limit=None)
+        except (ConnectionRefusedError, FileNotFoundError):
+            raise ConnectionError(f"{who} has exited (nothing listens at {path})") from None
+        except (ConnectionResetError, BrokenPipeError):
+            line = b""
+        except TimeoutError:
+            raise TimeoutError(
+                f"{who} did not answer within {timeout:g} s: it is stopped (Ctrl-Z, "
+                "SIGSTOP) or too busy to answer (a long call holding the GIL, heavy "
+                "load); try again, or give it longer (--timeout; timeout= in the state API)"
+            ) from None
     if not line:
-        raise ConnectionError(f"the driver at {path} closed the connection")
+        raise ConnectionError(f"{who} closed the connection without answering (it is "
+                              "exiting)")
     answer = json.loads(line)
     if "error" in answer:
         raise ValueError(answer["error"])

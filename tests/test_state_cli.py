@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,5 +313,121 @@ def test_a_killed_drivers_state_directory_is_removed_by_the_next_driver(
     try:
         assert not os.path.exists(left)
         assert [pid for pid, _ in state_socket.local_drivers()] == [os.getpid()]
+    finally:
+        actorlib.shutdown()
+
+
+_DRIVER = ("import time, actorlib; actorlib.init(backend='thread'); "
+           "print('ready', flush=True); time.sleep(120)")
+
+
+@contextlib.contextmanager
+def _driver(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A script on the thread backend, idle in ``time.sleep``, killed afterwards."""
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_a_stopped_driver_is_named_within_the_timeout(tmp_env: dict[str, str]) -> None:
+    """A driver frozen by Ctrl-Z or SIGSTOP still accepts connections (the kernel queues
+    them) but never answers: each command gives up after ``--timeout`` saying which driver
+    and why, and answers again once the driver is continued."""
+    with _driver(tmp_env) as proc:
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for args in (("list", "tasks"), ("summary", "tasks"), ("status",), ("stack",),
+                         ("timeline", "-o", os.devnull)):
+                start = time.monotonic()
+                out = cli(tmp_env, *args, "--timeout", "1")
+                assert time.monotonic() - start < 15, args
+                assert out.returncode == 1, (args, out.stderr)
+                assert (f"the local driver pid {proc.pid} did not answer within 1 s: it is "
+                        "stopped") in out.stderr, (args, out.stderr)
+                assert "Traceback" not in out.stderr
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        out = cli(tmp_env, "list", "jobs", "--format", "json")
+        assert out.returncode == 0, out.stderr
+        assert [job["status"] for job in json.loads(out.stdout)] == ["RUNNING"]
+    out = cli(tmp_env, "list", "tasks", "--timeout", "0")
+    assert out.returncode == 2 and "expected a positive number of seconds" in out.stderr
+
+
+def test_a_stale_socket_whose_pid_was_reused_is_passed_over(tmp_env: dict[str, str]) -> None:
+    """A driver killed before its shutdown leaves its socket; when another process gets
+    its pid, the directory looks alive, but nothing listens there: the commands pass it
+    over for the driver that does listen (even though the stale one is newer)."""
+    with _driver(tmp_env) as proc:
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            root = checked_root()
+            assert root is not None
+            stale = os.path.join(root, f"{state_socket.DIR_PREFIX}{other.pid}")
+            os.mkdir(stale, 0o700)
+            with socket.socket(socket.AF_UNIX) as bound:  # bound, never listening
+                bound.bind(os.path.join(stale, state_socket.SOCKET_NAME))
+            assert next(pid for pid, _ in state_socket.local_drivers()) == other.pid
+            out = cli(tmp_env, "list", "jobs", "--format", "json")
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)[0]["status"] == "RUNNING"
+            out = cli(tmp_env, "status")
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.startswith(f"local driver pid {proc.pid}:")
+            out = cli(tmp_env, "list", "tasks", "--pid", str(other.pid))
+            assert out.returncode == 1
+            assert f"no local actorlib driver with pid {other.pid} (running: {proc.pid})" \
+                in out.stderr
+        finally:
+            other.kill()
+            other.wait()
+
+
+def test_a_driver_gone_or_going_is_said_in_one_line(tmp_env: dict[str, str]) -> None:
+    """Between finding a driver's socket and asking it, the driver may exit: the
+    question ends with one line saying so, not a raw ``Connection refused``."""
+    with _driver(tmp_env) as proc:
+        path = state_socket.driver_socket(proc.pid)
+        proc.send_signal(signal.SIGSTOP)
+        with socket.socket(socket.AF_UNIX) as squatter:  # what a dead driver leaves
+            os.unlink(path)
+            squatter.bind(path)
+            with pytest.raises(ConnectionError, match=f"the local driver pid {proc.pid} "
+                               "has exited"):
+                state_socket.query(path, "tasks", 1)
+        os.unlink(path)
+        with pytest.raises(ConnectionError, match="has exited"):
+            state_socket.query(path, "tasks", 1)
+        proc.send_signal(signal.SIGCONT)
+
+
+def test_stack_names_a_stopped_worker_and_shows_the_others(tmp_env: dict[str, str]) -> None:
+    """A worker frozen by SIGSTOP cannot write its stacks: its section says so and the
+    other workers' stacks still print (the driver answers the question with an error
+    rather than dropping the connection)."""
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        gate = Gate.remote()
+        running = held.remote(gate)
+        wait_for(lambda: state.list_tasks(filters=[("name", "=", "Gate.wait")]), "the call")
+        worker = next(w for w in state.list_workers(detail=True)
+                      if "held" in w["current_task_names"])
+        os.kill(worker["pid"], signal.SIGSTOP)
+        try:
+            out = cli(tmp_env, "stack")
+        finally:
+            os.kill(worker["pid"], signal.SIGCONT)
+        assert out.returncode == 0, out.stderr
+        assert f"pid {worker['pid']} wrote no stacks within" in out.stdout
+        assert "in wait" in out.stdout  # the Gate's worker, in Gate.wait
+        actorlib.get(gate.open.remote(), timeout=T)
+        assert actorlib.get(running, timeout=T) == "opened"
     finally:
         actorlib.shutdown()
