@@ -152,11 +152,12 @@ def test_no_head_is_one_line(tmp_env: dict[str, str]) -> None:
     assert "actorlib list:" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("backend", ["thread", "process"])
+@pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
 def test_a_local_driver_answers_from_another_process(
     tmp_env: dict[str, str], backend: str,
 ) -> None:
-    """A second terminal looks at a script running its own core (no cluster)."""
+    """A second terminal looks at a script running its own core (no cluster), or its
+    own private cluster (``init(backend="cluster")``, which no session names)."""
     actorlib.init(backend=backend, num_cpus=2)
     try:
         gate = Gate.remote()
