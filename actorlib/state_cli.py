@@ -143,7 +143,28 @@ def remote_fetcher(
 
 def fetcher(args: argparse.Namespace) -> state.Fetch:
     """The command line's source of rows (see :func:`remote_fetcher`)."""
-    return remote_fetcher(args.address, args.pid, args.token_file, args.timeout)
+    fetch = remote_fetcher(args.address, args.pid, args.token_file, args.timeout)
+    note_choice(args.pid, args.address)
+    return fetch
+
+
+def note_choice(pid: int | None, address: str | None, flag: str = "--pid") -> None:
+    """With several local drivers running and none named, say on stderr which one the
+    command asks (the newest that listens), and how to ask another."""
+    if pid is not None or address or os.environ.get(sessions.ADDRESS_ENV) \
+            or sessions.latest_session():
+        return
+    drivers = state_socket.local_drivers()
+    if len(drivers) < 2:
+        return
+    try:
+        path = state_socket.driver_socket(None)
+    except ConnectionError:
+        return
+    chosen = next(p for p, candidate in drivers if candidate == path)
+    others = ", ".join(str(p) for p, _ in drivers if p != chosen)
+    print(f"actorlib: {len(drivers)} local drivers are running; asking pid {chosen}, the "
+          f"newest (others: {others}; pick one with {flag} PID)", file=sys.stderr)
 
 
 def local_status(pid: int | None = None, timeout: float = state_socket.TIMEOUT_S,
@@ -153,6 +174,7 @@ def local_status(pid: int | None = None, timeout: float = state_socket.TIMEOUT_S
     path = state_socket.driver_socket(pid)
     if pid is None:
         pid = int(os.path.basename(os.path.dirname(path))[len(state_socket.DIR_PREFIX):])
+        note_choice(None, None)  # the status's first line names the driver too
 
     def rows(kind: str) -> list[dict[str, Any]]:
         return state_socket.query(path, kind, timeout)

@@ -432,3 +432,22 @@ def test_stack_names_a_stopped_worker_and_shows_the_others(tmp_env: dict[str, st
         assert actorlib.get(running, timeout=T) == "opened"
     finally:
         actorlib.shutdown()
+
+
+def test_with_several_drivers_the_command_says_which_it_asks(tmp_env: dict[str, str]) -> None:
+    """Two scripts at once: a command without ``--pid`` asks the newest and says so on
+    stderr, naming the others and the flag that picks one; ``--pid`` asks that one."""
+    with _driver(tmp_env) as first, _driver(tmp_env) as second:
+        note = (f"actorlib: 2 local drivers are running; asking pid {second.pid}, the "
+                f"newest (others: {first.pid}; pick one with")
+        for args, flag in ((("list", "jobs"), "--pid"), (("status",), "--pid"),
+                           (("summary", "tasks"), "--pid"), (("stack",), "--driver")):
+            out = cli(tmp_env, *args)
+            assert out.returncode == 0, out.stderr
+            assert f"{note} {flag} PID)" in out.stderr, (args, out.stderr)
+        out = cli(tmp_env, "status", "--pid", str(first.pid))
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        assert out.stdout.startswith(f"local driver pid {first.pid}:")
+        out = cli(tmp_env, "stack", "--driver", str(first.pid))
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        assert out.stdout.startswith(f"== pid {first.pid}, driver")
