@@ -378,7 +378,8 @@ def ask_head(
     tls = cluster_auth.TLSConfig.from_env()
     try:
         sock = cluster_auth.connect(host, int(port), token, "cli",
-                                    tls=tls.client_context() if tls else None)
+                                    tls=tls.client_context() if tls else None,
+                                    timeout=timeout)
     except ConnectionRefusedError:
         raise ConnectionRefusedError(_refused(host_port)) from None
     try:

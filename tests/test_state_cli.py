@@ -451,3 +451,33 @@ def test_with_several_drivers_the_command_says_which_it_asks(tmp_env: dict[str, 
         out = cli(tmp_env, "stack", "--driver", str(first.pid))
         assert out.returncode == 0 and out.stderr == "", out.stderr
         assert out.stdout.startswith(f"== pid {first.pid}, driver")
+
+
+def test_a_stopped_head_is_given_up_on_within_the_timeout(tmp_env: dict[str, str]) -> None:
+    """A head frozen by SIGSTOP accepts the connection but never answers the handshake:
+    the command gives up after ``--timeout`` (not a fixed 10 s) and says the head may be
+    stopped or busy, not only that it may not be an actorlib cluster."""
+    out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "0")
+    assert out.returncode == 0, out.stderr
+    try:
+        _stopped_head(tmp_env)
+    finally:
+        stopped = cli(tmp_env, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def _stopped_head(head: dict[str, str]) -> None:
+    pid_file = next(Path(head["TMPDIR"]).glob("**/session_*/head.pid"))
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for args in (("status",), ("list", "nodes"), ("stack",)):
+            start = time.monotonic()
+            out = cli(head, *args, "--timeout", "1")
+            assert time.monotonic() - start < 8, args
+            assert out.returncode == 1, (args, out.stderr)
+            assert "within 1 s (is it an actorlib cluster, and running: not stopped or " \
+                "too busy to answer?" in out.stderr, (args, out.stderr)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert cli(head, "list", "nodes").returncode == 0
