@@ -418,7 +418,7 @@ def status(args: argparse.Namespace) -> int:
     from actorlib import state_cli  # the local driver's rows, as `actorlib list` reads them
 
     local = args.pid is not None or not (
-        args.address or os.environ.get(sessions.ADDRESS_ENV) or sessions.latest_session()
+        args.address or os.environ.get(sessions.ADDRESS_ENV) or sessions.live_session()
     )
     try:
         info = (state_cli.local_status(args.pid, args.timeout) if local
@@ -431,6 +431,9 @@ def status(args: argparse.Namespace) -> int:
                 f"{sessions.sessions_root()}"
             )
         print(f"actorlib status: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # the driver's or head's answer was an error
+        print(f"actorlib status: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(info, indent=2, default=str))

@@ -37,7 +37,7 @@ def add_arguments(sub: Any) -> None:
 def _source(args: argparse.Namespace) -> str:
     """What the page's header says it shows (the choice ``remote_fetcher`` makes)."""
     if args.pid is None and (args.address or os.environ.get(sessions.ADDRESS_ENV)
-                             or sessions.latest_session()):
+                             or sessions.live_session()):
         return f"cluster {args.address or os.environ.get(sessions.ADDRESS_ENV) or 'auto'}"
     path = state_socket.driver_socket(args.pid)
     name = os.path.basename(os.path.dirname(path))

@@ -136,7 +136,7 @@ def remote_fetcher(
             raise ValueError("--pid (a local driver) and --address (a cluster) exclude "
                              "each other")
         return local_fetcher(pid, timeout)
-    if address or os.environ.get(sessions.ADDRESS_ENV) or sessions.latest_session():
+    if address or os.environ.get(sessions.ADDRESS_ENV) or sessions.live_session():
         return head_fetcher(address, token_file, timeout)
     return local_fetcher(None, timeout)
 
@@ -152,7 +152,7 @@ def note_choice(pid: int | None, address: str | None, flag: str = "--pid") -> No
     """With several local drivers running and none named, say on stderr which one the
     command asks (the newest that listens), and how to ask another."""
     if pid is not None or address or os.environ.get(sessions.ADDRESS_ENV) \
-            or sessions.latest_session():
+            or sessions.live_session():
         return
     drivers = state_socket.local_drivers()
     if len(drivers) < 2:

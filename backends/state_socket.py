@@ -146,8 +146,8 @@ class StateServer:
             answer = {"error": str(exc) or type(exc).__name__}
         except Exception as exc:  # a worker that did not answer, a core shutting down
             # An answer all the same: a closed connection would tell the asker nothing.
-            answer = {"error": f"{type(exc).__name__}: {exc}" if str(exc)
-                      else type(exc).__name__}
+            answer = {"error": f"the driver could not answer ({type(exc).__name__}"
+                      + (f": {exc})" if str(exc) else ")")}
         conn.sendall(json.dumps(answer, default=str).encode() + b"\n")
 
 

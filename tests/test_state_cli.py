@@ -22,6 +22,7 @@ from testkit import Gate, held, wait_for
 
 import actorlib
 from actorlib import exceptions as exc
+from actorlib import session
 from actorlib.backends import state_socket
 from actorlib.backends.cluster.sessions import checked_root
 from actorlib.util import state
@@ -481,3 +482,55 @@ def _stopped_head(head: dict[str, str]) -> None:
     finally:
         os.kill(pid, signal.SIGCONT)
     assert cli(head, "list", "nodes").returncode == 0
+
+
+def test_a_head_killed_with_sigkill_does_not_hide_a_local_driver(
+    tmp_env: dict[str, str],
+) -> None:
+    """A head and node killed with SIGKILL leave their session (``session_latest``); the
+    commands then ask the local driver that does run, rather than the dead head."""
+    out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "1")
+    assert out.returncode == 0, out.stderr
+    try:
+        pid_files = list(Path(tmp_env["TMPDIR"]).glob("**/session_2*/*.pid"))
+        assert {p.name for p in pid_files} == {"head.pid", "node.pid"}
+        for pid_file in pid_files:
+            daemon = int(pid_file.read_text())
+            os.kill(daemon, signal.SIGKILL)
+            wait_for(lambda daemon=daemon: not Path(f"/proc/{daemon}").exists()  # type: ignore[misc]
+                     or "Z" in Path(f"/proc/{daemon}/stat").read_text().split()[2],
+                     "the daemon's end")
+        with _driver(tmp_env) as proc:
+            out = cli(tmp_env, "status")
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.startswith(f"local driver pid {proc.pid}:")
+            out = cli(tmp_env, "list", "jobs", "--format", "json")
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)[0]["status"] == "RUNNING"
+        out = cli(tmp_env, "status")
+        assert out.returncode == 1 and "no actorlib cluster" in out.stderr
+    finally:
+        stopped = cli(tmp_env, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def test_status_reports_a_drivers_error_answer_in_one_line(
+    tmp_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A driver that answers with an error (its runtime closing, say): one line, no
+    traceback."""
+    def closing(kind: str) -> list[dict[str, str]]:
+        raise RuntimeError("closing")
+
+    actorlib.init(backend="thread")
+    try:
+        path = state_socket.driver_socket(os.getpid())
+        monkeypatch.setattr(session._state_server, "_rows", closing)
+        out = cli(tmp_env, "status")
+        assert out.returncode == 1, out.stdout
+        assert out.stderr == ("actorlib status: error: the driver could not answer "
+                              "(RuntimeError: closing)\n"), out.stderr
+        with pytest.raises(ValueError, match="could not answer"):
+            state_socket.query(path, "tasks")
+    finally:
+        actorlib.shutdown()
