@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends import stacks
 from actorlib.backends.cluster.sessions import checked_root, sessions_root
 from actorlib.backends.private_dir import private_dir, unix_listener
 
@@ -88,6 +89,9 @@ class StateServer:
             self._close_pipe()
             return None
         self.directory, self._sock = directory, sock
+        # A driver a second terminal looks at may be the stuck one (in a C call, holding
+        # the GIL): `actorlib stack --pid` shows where, whatever the backend.
+        stacks.enable_in_driver()
         self._thread = threading.Thread(
             target=self._serve, name="actorlib-state-socket", daemon=True
         )
@@ -106,6 +110,7 @@ class StateServer:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+            stacks.disable_in_driver()
         self._close_pipe()
 
     def _close_pipe(self) -> None:
@@ -254,6 +259,11 @@ def _connect(conn: socket.socket, path: str, timeout: float) -> None:
             time.sleep(0.05)
 
 
+def _stack_hint(path: str) -> str:
+    pid = os.path.basename(os.path.dirname(path))[len(DIR_PREFIX):]
+    return f"; `actorlib stack --pid {pid}` shows where it is" if pid.isdigit() else ""
+
+
 def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
     """The rows of ``kind`` from the driver listening at ``path``.
 
@@ -276,7 +286,8 @@ def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, An
             raise TimeoutError(
                 f"{who} did not answer within {timeout:g} s: it is stopped (Ctrl-Z, "
                 "SIGSTOP) or too busy to answer (a long call holding the GIL, heavy "
-                "load); try again, or give it longer (--timeout; timeout= in the state API)"
+                "load); try again, or give it longer (--timeout; timeout= in the state "
+                f"API){_stack_hint(path)}"
             ) from None
     if not line:
         raise ConnectionError(f"{who} closed the connection without answering (it is "

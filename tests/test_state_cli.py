@@ -534,3 +534,30 @@ def test_status_reports_a_drivers_error_answer_in_one_line(
             state_socket.query(path, "tasks")
     finally:
         actorlib.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["process", "cluster"])
+def test_a_driver_holding_the_gil_is_named_and_shows_its_stacks(
+    tmp_env: dict[str, str], backend: str,
+) -> None:
+    """A driver stuck in a long C call holding the GIL cannot answer; the command says
+    so and points to ``actorlib stack --pid``, which shows the driver's own stacks (the
+    dump is written from C) whatever the backend, not only where the driver runs tasks."""
+    code = (f"import actorlib; actorlib.init(backend={backend!r}, num_cpus=1); "
+            "print('ready', flush=True); sum(range(10**12))")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=tmp_env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        out = cli(tmp_env, "list", "tasks", "--timeout", "1")
+        assert out.returncode == 1
+        assert "did not answer within 1 s" in out.stderr, out.stderr
+        assert f"`actorlib stack --pid {proc.pid}` shows where it is" in out.stderr
+        out = cli(tmp_env, "stack", "--pid", str(proc.pid))
+        assert out.returncode == 0, out.stdout
+        assert 'File "<string>", line 1 in <module>' in out.stdout, out.stdout
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
