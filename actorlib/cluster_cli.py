@@ -428,7 +428,8 @@ def status(args: argparse.Namespace) -> int:
             exc = ConnectionError(
                 "no actorlib cluster (`actorlib start --head`) and no local driver (a "
                 "script that called init()) found on this machine, under "
-                f"{sessions.sessions_root()}"
+                f"{sessions.sessions_root()}; a cluster or driver started with another "
+                "TMPDIR or XDG_RUNTIME_DIR keeps its files elsewhere"
             )
         print(f"actorlib status: {exc}", file=sys.stderr)
         return 1

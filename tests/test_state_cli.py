@@ -507,8 +507,13 @@ def test_a_head_killed_with_sigkill_does_not_hide_a_local_driver(
             out = cli(tmp_env, "list", "jobs", "--format", "json")
             assert out.returncode == 0, out.stderr
             assert json.loads(out.stdout)[0]["status"] == "RUNNING"
-        out = cli(tmp_env, "status")
-        assert out.returncode == 1 and "no actorlib cluster" in out.stderr
+        for args in (("status",), ("list", "tasks")):  # and where they looked
+            out = cli(tmp_env, *args)
+            assert out.returncode == 1, out.stderr
+            assert ("no actorlib cluster" in out.stderr
+                    or "no local actorlib driver is running" in out.stderr), out.stderr
+            assert f"under {checked_root()}; a " in out.stderr
+            assert "started with another TMPDIR or XDG_RUNTIME_DIR keeps its" in out.stderr
     finally:
         stopped = cli(tmp_env, "stop")
         assert stopped.returncode == 0, stopped.stderr
