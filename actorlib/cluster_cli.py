@@ -318,9 +318,7 @@ def _is_daemon(pid: int) -> bool:
     except OSError:
         return False
     # Titled by proc_title; the module path when setproctitle is missing.
-    return any(mark in cmdline for mark in (
-        b"actorlib::head", b"actorlib::node", b"actorlib.backends.cluster.",
-    ))
+    return any(mark in cmdline for mark in sessions.DAEMON_MARKS)
 
 
 def stop(args: argparse.Namespace) -> int:

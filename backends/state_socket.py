@@ -279,7 +279,8 @@ def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, An
             conn.sendall(json.dumps({"kind": kind}).encode() + b"\n")
             line = read_line(conn, limit=None)
         except (ConnectionRefusedError, FileNotFoundError):
-            raise ConnectionError(f"{who} has exited (nothing listens at {path})") from None
+            raise ConnectionError(f"{who} has shut down or exited (nothing listens at "
+                                  f"{path})") from None
         except (ConnectionResetError, BrokenPipeError):
             line = b""
         except TimeoutError:
@@ -291,7 +292,7 @@ def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, An
             ) from None
     if not line:
         raise ConnectionError(f"{who} closed the connection without answering (it is "
-                              "exiting)")
+                              "shutting down)")
     answer = json.loads(line)
     if "error" in answer:
         raise ValueError(answer["error"])

@@ -87,23 +87,29 @@ def live_session() -> str | None:
     return session if any(_running(pid) for pid in pids) else None
 
 
+#: What a head's or node's command line holds (titled by proc_title, else the module).
+DAEMON_MARKS = (b"actorlib::head", b"actorlib::node", b"actorlib.backends.cluster.")
+
+
 def _running(pid: int) -> bool:
-    """Whether ``pid`` runs: not gone, and not a zombie (killed, not yet reaped)."""
+    """Whether ``pid`` is still a head or node: not gone, not a zombie (killed, not yet
+    reaped), and not another program that got the pid since."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone's process: the pid is taken, so count it as running
+        return False  # another user's process: not a daemon of ours
     if not os.path.isdir("/proc/self"):
         return True  # no /proc here: what kill() said
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return bool(f.read())  # a zombie's is empty
+            cmdline = f.read()  # a zombie's is empty
     except FileNotFoundError:
         return False
     except OSError:
         return True
+    return any(mark in cmdline for mark in DAEMON_MARKS)
 
 
 def write_private(path: str, data: bytes) -> None:
