@@ -568,3 +568,31 @@ def test_a_driver_holding_the_gil_is_named_and_shows_its_stacks(
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_ctrl_c_while_waiting_for_a_stopped_driver_is_one_line(
+    tmp_env: dict[str, str],
+) -> None:
+    """The user gives up on a frozen driver before the timeout: Ctrl-C ends the command
+    with status 130 and one line, not a traceback."""
+    with _driver(tmp_env) as proc:
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            waiting = subprocess.Popen(
+                [sys.executable, "-m", "actorlib", "list", "tasks", "--timeout", "60"],
+                env=tmp_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            def connected() -> bool:  # imported, connected, waiting for the answer
+                links = []
+                for fd in Path(f"/proc/{waiting.pid}/fd").iterdir():
+                    with contextlib.suppress(OSError):  # closed meanwhile
+                        links.append(os.readlink(fd))
+                return any(link.startswith("socket:") for link in links)
+
+            wait_for(connected, "the command's connection")
+            time.sleep(0.2)
+            waiting.send_signal(signal.SIGINT)
+            _, err = waiting.communicate(timeout=T)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert waiting.returncode == 130, err
+        assert err == "actorlib: interrupted\n", err
