@@ -37,6 +37,7 @@ DIR_PREFIX = "driver-"
 SOCKET_NAME = "state.sock"
 MAX_REQUEST = 1 << 12
 TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 1.0
 
 Rows = Callable[[str], list[dict[str, Any]]]
 
@@ -67,6 +68,11 @@ class StateServer:
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
+        # The connection being answered, so that stop() can cut a peer that sends or
+        # reads nothing (a stopped `actorlib list`) rather than wait out its timeout.
+        self._lock = threading.Lock()
+        self._conn: socket.socket | None = None
+        self._stopping = False
 
     def start(self) -> str | None:
         """Listen; the socket's path, or None when it cannot (logged, never fatal)."""
@@ -103,6 +109,11 @@ class StateServer:
         thread, self._thread = self._thread, None
         if thread is not None:
             os.write(self._wake_w, b"x")
+            with self._lock:
+                self._stopping = True
+                if self._conn is not None:
+                    with contextlib.suppress(OSError):
+                        self._conn.shutdown(socket.SHUT_RDWR)
             thread.join()
         if self._sock is not None:
             self._sock.close()
@@ -131,17 +142,27 @@ class StateServer:
             except OSError:
                 continue
             with conn:
+                with self._lock:
+                    if self._stopping:
+                        return
+                    self._conn = conn
                 try:
                     self._answer(conn)
                 except Exception:  # one bad peer never stops the server
                     log.debug("actorlib: a state query failed", exc_info=True)
+                finally:
+                    with self._lock:
+                        self._conn = None
 
     def _answer(self, conn: socket.socket) -> None:
         uid = _peer_uid(conn)
         if uid is not None and uid != os.getuid():
             return
-        conn.settimeout(TIMEOUT_S)
+        # A peer sends its one line at once: one that does not (stopped after connecting)
+        # holds the others up no longer than this.
+        conn.settimeout(REQUEST_TIMEOUT_S)
         request = read_line(conn)
+        conn.settimeout(TIMEOUT_S)
         try:
             kind = json.loads(request)["kind"]
             if not isinstance(kind, str):

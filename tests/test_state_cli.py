@@ -596,3 +596,31 @@ def test_ctrl_c_while_waiting_for_a_stopped_driver_is_one_line(
             os.kill(proc.pid, signal.SIGCONT)
         assert waiting.returncode == 130, err
         assert err == "actorlib: interrupted\n", err
+
+
+def test_a_peer_that_sends_nothing_holds_up_neither_others_nor_shutdown(
+    tmp_env: dict[str, str],
+) -> None:
+    """A command stopped right after connecting (Ctrl-Z) sends nothing: the driver drops
+    it after a second, so other commands get their answer within their timeout. One
+    stopped before reading a long answer leaves the driver blocked sending it: the
+    driver's shutdown cuts it at once instead of waiting for it."""
+    actorlib.init(backend="thread")
+    try:
+        actorlib.get([ok.remote(i) for i in range(4000)], timeout=T)
+        path = state_socket.driver_socket(os.getpid())
+        with socket.socket(socket.AF_UNIX) as idle:
+            idle.connect(path)
+            start = time.monotonic()
+            out = cli(tmp_env, "list", "jobs", "--timeout", "5")
+            assert out.returncode == 0, out.stderr
+            assert time.monotonic() - start < 5
+        with socket.socket(socket.AF_UNIX) as reads_nothing:
+            reads_nothing.connect(path)
+            reads_nothing.sendall(b'{"kind": "tasks"}\n')  # rows beyond the socket's buffer
+            time.sleep(1.0)  # the driver is sending them
+            start = time.monotonic()
+            actorlib.shutdown()
+            assert time.monotonic() - start < 5
+    finally:
+        actorlib.shutdown()
