@@ -51,7 +51,8 @@ def add_arguments(sub: Any) -> None:
                        help="the dashboard's interface (default 127.0.0.1)")
     sub.add_parser("stop", help="stop every daemon this machine started")
     status = sub.add_parser("status", help="nodes, resources, workers, actors, queued tasks")
-    status.add_argument("--address", help="HOST:PORT of the head (default: local session)")
+    status.add_argument("--address", help="HOST:PORT of the head, or 'auto' (default: the "
+                        "local session)")
     status.add_argument("--token-file", help="the cluster token (default: "
                         "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
     status.add_argument("--pid", type=int, help="a local driver (a script that called "
@@ -409,7 +410,7 @@ def _refused(host_port: str) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
-    if args.address:
+    if args.address and args.address != "auto":  # auto: this machine's cluster, as `list`
         _parse_address(args.address)
     if args.pid is not None and args.address:
         raise UsageError("--pid (a local driver) and --address (a cluster) exclude each other")

@@ -228,6 +228,9 @@ def test_status_counts_states_and_speaks_in_bytes(cluster_with_work: dict[str, s
     assert "memory " in resources and "GiB used" in resources
     assert any(line.strip().startswith("pending demand") for line in lines)
     assert any("objects spilled to disk: 0 B" in line for line in lines)
+    auto = cli(cluster_with_work, "status", "--address", "auto")  # as `list` takes it
+    assert auto.returncode == 0, auto.stderr
+    assert auto.stdout.splitlines()[0] == lines[0]
     store = next(line for line in lines if "object store" in line)
     assert "/" in store.split("object store", 1)[1]  # used of capacity
     info = _json_status(cluster_with_work)
