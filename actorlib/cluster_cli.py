@@ -405,8 +405,12 @@ def ask_head(
 
 
 def _refused(host_port: str) -> str:
-    return (f"connection refused at {host_port}: no actorlib head is listening there "
-            "(start one with `actorlib start --head`)")
+    message = (f"connection refused at {host_port}: no actorlib head is listening there "
+               "(start one with `actorlib start --head`)")
+    if sessions.latest_session() is not None and sessions.live_session() is None:
+        message += ("; the cluster last started on this machine is gone (its head and "
+                    "node no longer run): `actorlib stop` clears what it left")
+    return message
 
 
 def status(args: argparse.Namespace) -> int:

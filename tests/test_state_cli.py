@@ -512,6 +512,9 @@ def test_a_head_killed_with_sigkill_does_not_hide_a_local_driver(
             out = cli(tmp_env, "list", "jobs", "--format", "json")
             assert out.returncode == 0, out.stderr
             assert json.loads(out.stdout)[0]["status"] == "RUNNING"
+        out = cli(tmp_env, "list", "tasks", "--address", "auto")  # the dead head, named
+        assert out.returncode == 1
+        assert "the cluster last started on this machine is gone" in out.stderr, out.stderr
         for args in (("status",), ("list", "tasks")):  # and where they looked
             out = cli(tmp_env, *args)
             assert out.returncode == 1, out.stderr
