@@ -8,7 +8,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; a reader that goes away (``actorlib status | head``) is no error."""
+    """Run the command line; a reader that goes away (``actorlib status | head``) is no
+    error, and Ctrl-C ends it with one line and status 130."""
     try:
         code = _main(argv)
         sys.stdout.flush()  # a broken pipe surfaces here, not at interpreter exit
@@ -17,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while waiting for a stuck driver: no traceback
+        print("actorlib: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

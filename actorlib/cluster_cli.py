@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from actorlib.backends import state_socket
 from actorlib.backends.cluster import daemons, sessions
 from actorlib.backends.process import shm_store
 from actorlib.backends.transport import auth as cluster_auth
@@ -50,7 +51,8 @@ def add_arguments(sub: Any) -> None:
                        help="the dashboard's interface (default 127.0.0.1)")
     sub.add_parser("stop", help="stop every daemon this machine started")
     status = sub.add_parser("status", help="nodes, resources, workers, actors, queued tasks")
-    status.add_argument("--address", help="HOST:PORT of the head (default: local session)")
+    status.add_argument("--address", help="HOST:PORT of the head, or 'auto' (default: the "
+                        "local session)")
     status.add_argument("--token-file", help="the cluster token (default: "
                         "$ACTORLIB_CLUSTER_TOKEN or the local session's)")
     status.add_argument("--pid", type=int, help="a local driver (a script that called "
@@ -58,6 +60,9 @@ def add_arguments(sub: Any) -> None:
                         "--address: the local cluster if there is one, else the newest "
                         "local driver")
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    from actorlib.state_cli import add_timeout_argument
+
+    add_timeout_argument(status)
 
 
 class UsageError(Exception):
@@ -314,9 +319,7 @@ def _is_daemon(pid: int) -> bool:
     except OSError:
         return False
     # Titled by proc_title; the module path when setproctitle is missing.
-    return any(mark in cmdline for mark in (
-        b"actorlib::head", b"actorlib::node", b"actorlib.backends.cluster.",
-    ))
+    return any(mark in cmdline for mark in sessions.DAEMON_MARKS)
 
 
 def stop(args: argparse.Namespace) -> int:
@@ -346,9 +349,10 @@ def stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def query_status(address: str | None = None, token_file: str | None = None) -> dict[str, Any]:
+def query_status(address: str | None = None, token_file: str | None = None,
+                 timeout: float = 10.0) -> dict[str, Any]:
     """Ask a head for its status (nodes, usage, actors, queued tasks)."""
-    host_port, reply = ask_head(address, token_file, StatusQuery(1), Status)
+    host_port, reply = ask_head(address, token_file, StatusQuery(1), Status, timeout)
     result: dict[str, Any] = reply.status
     result["address"] = host_port
     return result
@@ -373,7 +377,8 @@ def ask_head(
     tls = cluster_auth.TLSConfig.from_env()
     try:
         sock = cluster_auth.connect(host, int(port), token, "cli",
-                                    tls=tls.client_context() if tls else None)
+                                    tls=tls.client_context() if tls else None,
+                                    timeout=timeout)
     except ConnectionRefusedError:
         raise ConnectionRefusedError(_refused(host_port)) from None
     try:
@@ -381,7 +386,13 @@ def ask_head(
         decoder = wire.Decoder()
         sock.settimeout(timeout)
         while True:
-            data = sock.recv(1 << 16)
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the head at {host_port} did not answer within {timeout:g} s: it is "
+                    "stopped or too busy to answer; try again, or give it longer "
+                    "(--timeout)") from None
             if not data:
                 raise ConnectionError("the head closed the connection")
             for message in decoder.feed(data):
@@ -394,31 +405,39 @@ def ask_head(
 
 
 def _refused(host_port: str) -> str:
-    return (f"connection refused at {host_port}: no actorlib head is listening there "
-            "(start one with `actorlib start --head`)")
+    message = (f"connection refused at {host_port}: no actorlib head is listening there "
+               "(start one with `actorlib start --head`)")
+    if sessions.latest_session() is not None and sessions.live_session() is None:
+        message += ("; the cluster last started on this machine is gone (its head and "
+                    "node no longer run): `actorlib stop` clears what it left")
+    return message
 
 
 def status(args: argparse.Namespace) -> int:
-    if args.address:
+    if args.address and args.address != "auto":  # auto: this machine's cluster, as `list`
         _parse_address(args.address)
     if args.pid is not None and args.address:
         raise UsageError("--pid (a local driver) and --address (a cluster) exclude each other")
     from actorlib import state_cli  # the local driver's rows, as `actorlib list` reads them
 
     local = args.pid is not None or not (
-        args.address or os.environ.get(sessions.ADDRESS_ENV) or sessions.latest_session()
+        args.address or os.environ.get(sessions.ADDRESS_ENV) or sessions.live_session()
     )
     try:
-        info = (state_cli.local_status(args.pid) if local
-                else query_status(args.address, args.token_file))
+        info = (state_cli.local_status(args.pid, args.timeout) if local
+                else query_status(args.address, args.token_file, args.timeout))
     except (ConnectionError, OSError, tokens.AuthError) as exc:
-        if local and args.pid is None and isinstance(exc, ConnectionError):
+        if local and args.pid is None and isinstance(exc, state_socket.NoDriverError):
             exc = ConnectionError(
                 "no actorlib cluster (`actorlib start --head`) and no local driver (a "
                 "script that called init()) found on this machine, under "
-                f"{sessions.sessions_root()}"
+                f"{sessions.sessions_root()}; a cluster or driver started with another "
+                "TMPDIR or XDG_RUNTIME_DIR keeps its files elsewhere"
             )
         print(f"actorlib status: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # the driver's or head's answer was an error
+        print(f"actorlib status: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(info, indent=2, default=str))

@@ -37,7 +37,7 @@ def add_arguments(sub: Any) -> None:
 def _source(args: argparse.Namespace) -> str:
     """What the page's header says it shows (the choice ``remote_fetcher`` makes)."""
     if args.pid is None and (args.address or os.environ.get(sessions.ADDRESS_ENV)
-                             or sessions.latest_session()):
+                             or sessions.live_session()):
         return f"cluster {args.address or os.environ.get(sessions.ADDRESS_ENV) or 'auto'}"
     path = state_socket.driver_socket(args.pid)
     name = os.path.basename(os.path.dirname(path))
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        fetch = state_cli.remote_fetcher(args.address, args.pid, args.token_file)
+        fetch = state_cli.remote_fetcher(args.address, args.pid, args.token_file, args.timeout)
         source = _source(args)
         fetch("nodes")  # fail now, not in the browser, when nothing answers
         dashboard = server.start(fetch, host=args.host, port=args.port, source=source)

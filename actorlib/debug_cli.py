@@ -104,7 +104,9 @@ def stacks_of(
 
 
 def _fetch(args: argparse.Namespace) -> state.Fetch:
-    return state_cli.remote_fetcher(args.address, args.driver, args.token_file)
+    fetch = state_cli.remote_fetcher(args.address, args.driver, args.token_file, args.timeout)
+    state_cli.note_choice(args.driver, args.address, "--driver")
+    return fetch
 
 
 def run(args: argparse.Namespace) -> int:

@@ -321,11 +321,11 @@ def _start(
 
         rt = Runtime(backend_cls(), config, namespace)
         rt.start()
-        from actorlib.backends import state_socket
+    from actorlib.backends import state_socket
 
-        if state_socket.enabled(backend_cls.serves_state):  # `actorlib list` elsewhere
-            _state_server = state_socket.StateServer(rt.state_rows)
-            _state_server.start()
+    if state_socket.enabled(backend_cls.serves_state):  # `actorlib list` elsewhere
+        _state_server = state_socket.StateServer(rt.state_rows)
+        _state_server.start()
     return rt, backend_cls, env, code_env
 
 

@@ -25,6 +25,7 @@ LIST_KINDS = state.KINDS
 SUMMARY_KINDS = ("tasks", "actors", "objects")
 GET_KINDS = ("task", "actor")
 COMMANDS = ("list", "summary", "get")
+DEFAULT_TIMEOUT_S = state_socket.TIMEOUT_S
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, pid_flag: str = "--pid") -> None:
@@ -37,6 +38,25 @@ def add_source_arguments(parser: argparse.ArgumentParser, pid_flag: str = "--pid
     parser.add_argument(pid_flag, type=int, metavar="PID", help="a local driver (a script "
                         "that called init() without a cluster) by its process id; default: "
                         "the local cluster if there is one, else the newest local driver")
+    add_timeout_argument(parser)
+
+
+def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    """``--timeout``: how long to wait for each answer before saying the source is stuck."""
+    parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S,
+                        metavar="SECONDS", help="give up on an answer after this long "
+                        f"(default {DEFAULT_TIMEOUT_S:g})")
+
+
+def positive_seconds(text: str) -> float:
+    """A ``--timeout`` value: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def add_arguments(sub: Any) -> None:
@@ -116,25 +136,48 @@ def remote_fetcher(
             raise ValueError("--pid (a local driver) and --address (a cluster) exclude "
                              "each other")
         return local_fetcher(pid, timeout)
-    if address or os.environ.get(sessions.ADDRESS_ENV) or sessions.latest_session():
+    if address or os.environ.get(sessions.ADDRESS_ENV) or sessions.live_session():
         return head_fetcher(address, token_file, timeout)
     return local_fetcher(None, timeout)
 
 
 def fetcher(args: argparse.Namespace) -> state.Fetch:
     """The command line's source of rows (see :func:`remote_fetcher`)."""
-    return remote_fetcher(args.address, args.pid, args.token_file)
+    fetch = remote_fetcher(args.address, args.pid, args.token_file, args.timeout)
+    note_choice(args.pid, args.address)
+    return fetch
 
 
-def local_status(pid: int | None = None) -> dict[str, Any]:
+def note_choice(pid: int | None, address: str | None, flag: str = "--pid") -> None:
+    """With several local drivers running and none named, say on stderr which one the
+    command asks (the newest that listens), and how to ask another."""
+    if pid is not None or address or os.environ.get(sessions.ADDRESS_ENV) \
+            or sessions.live_session():
+        return
+    drivers = state_socket.local_drivers()
+    if len(drivers) < 2:
+        return
+    try:
+        path = state_socket.driver_socket(None)
+    except ConnectionError:
+        return
+    chosen = next(p for p, candidate in drivers if candidate == path)
+    others = ", ".join(str(p) for p, _ in drivers if p != chosen)
+    print(f"actorlib: {len(drivers)} local drivers are running; asking pid {chosen}, the "
+          f"newest (others: {others}; pick one with {flag} PID)", file=sys.stderr)
+
+
+def local_status(pid: int | None = None, timeout: float = state_socket.TIMEOUT_S,
+                 ) -> dict[str, Any]:
     """``actorlib status`` of a local driver (``pid``; None: the newest), in the shape a
     head answers, built from its state rows."""
     path = state_socket.driver_socket(pid)
     if pid is None:
-        pid = next(p for p, candidate in state_socket.local_drivers() if candidate == path)
+        pid = int(os.path.basename(os.path.dirname(path))[len(state_socket.DIR_PREFIX):])
+        note_choice(None, None)  # the status's first line names the driver too
 
     def rows(kind: str) -> list[dict[str, Any]]:
-        return state_socket.query(path, kind)
+        return state_socket.query(path, kind, timeout)
 
     tasks, actors, objects = rows("tasks"), rows("actors"), rows("objects")
     workers = [w for w in rows("workers") if w["is_alive"]]

@@ -328,6 +328,9 @@ class Connector(ABC):
     runtime_env_files: frozenset[str] = frozenset()  # as Backend.runtime_env_files
     # ``init(logging_config=)`` is the backend's to apply, in the driver too (Ray's own)
     applies_logging_config: bool = False
+    # Whether the driver serves the state API on its socket for ``actorlib list`` (a
+    # private cluster has no session a second terminal could find its head by).
+    serves_state: bool = False
 
     @classmethod
     @abstractmethod

@@ -1,7 +1,9 @@
 """Stack dumps of the processes that run tasks, on request: ``actorlib stack``.
 
 Every process that runs tasks (a process backend's or a cluster node's worker, and on the
-thread and sim backends the driver itself) registers :mod:`faulthandler` on ``SIGUSR1``,
+thread and sim backends the driver itself), and every driver serving the state socket (a
+stuck driver is what a second terminal most often looks into), registers
+:mod:`faulthandler` on ``SIGUSR1``,
 writing every thread's Python stack to ``<sessions root>/stacks/<pid>.txt``. The handler
 writes from C, in the signal handler: it answers while the process is stuck in a C call
 (``time.sleep``, a lock, a socket) or even while a thread holds the GIL, which is what a

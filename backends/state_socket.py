@@ -22,10 +22,12 @@ import shutil
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.cluster.sessions import checked_root
+from actorlib.backends import stacks
+from actorlib.backends.cluster.sessions import checked_root, sessions_root
 from actorlib.backends.private_dir import private_dir, unix_listener
 
 log = logging.getLogger("actorlib.state")
@@ -35,6 +37,7 @@ DIR_PREFIX = "driver-"
 SOCKET_NAME = "state.sock"
 MAX_REQUEST = 1 << 12
 TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 1.0
 
 Rows = Callable[[str], list[dict[str, Any]]]
 
@@ -65,6 +68,11 @@ class StateServer:
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
+        # The connection being answered, so that stop() can cut a peer that sends or
+        # reads nothing (a stopped `actorlib list`) rather than wait out its timeout.
+        self._lock = threading.Lock()
+        self._conn: socket.socket | None = None
+        self._stopping = False
 
     def start(self) -> str | None:
         """Listen; the socket's path, or None when it cannot (logged, never fatal)."""
@@ -87,6 +95,9 @@ class StateServer:
             self._close_pipe()
             return None
         self.directory, self._sock = directory, sock
+        # A driver a second terminal looks at may be the stuck one (in a C call, holding
+        # the GIL): `actorlib stack --pid` shows where, whatever the backend.
+        stacks.enable_in_driver()
         self._thread = threading.Thread(
             target=self._serve, name="actorlib-state-socket", daemon=True
         )
@@ -98,6 +109,11 @@ class StateServer:
         thread, self._thread = self._thread, None
         if thread is not None:
             os.write(self._wake_w, b"x")
+            with self._lock:
+                self._stopping = True
+                if self._conn is not None:
+                    with contextlib.suppress(OSError):
+                        self._conn.shutdown(socket.SHUT_RDWR)
             thread.join()
         if self._sock is not None:
             self._sock.close()
@@ -105,6 +121,7 @@ class StateServer:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+            stacks.disable_in_driver()
         self._close_pipe()
 
     def _close_pipe(self) -> None:
@@ -125,17 +142,27 @@ class StateServer:
             except OSError:
                 continue
             with conn:
+                with self._lock:
+                    if self._stopping:
+                        return
+                    self._conn = conn
                 try:
                     self._answer(conn)
                 except Exception:  # one bad peer never stops the server
                     log.debug("actorlib: a state query failed", exc_info=True)
+                finally:
+                    with self._lock:
+                        self._conn = None
 
     def _answer(self, conn: socket.socket) -> None:
         uid = _peer_uid(conn)
         if uid is not None and uid != os.getuid():
             return
-        conn.settimeout(TIMEOUT_S)
+        # A peer sends its one line at once: one that does not (stopped after connecting)
+        # holds the others up no longer than this.
+        conn.settimeout(REQUEST_TIMEOUT_S)
         request = read_line(conn)
+        conn.settimeout(TIMEOUT_S)
         try:
             kind = json.loads(request)["kind"]
             if not isinstance(kind, str):
@@ -143,6 +170,10 @@ class StateServer:
             answer: dict[str, Any] = {"rows": self._rows(kind)}
         except (ValueError, KeyError, TypeError) as exc:
             answer = {"error": str(exc) or type(exc).__name__}
+        except Exception as exc:  # a worker that did not answer, a core shutting down
+            # An answer all the same: a closed connection would tell the asker nothing.
+            answer = {"error": f"the driver could not answer ({type(exc).__name__}"
+                      + (f": {exc})" if str(exc) else ")")}
         conn.sendall(json.dumps(answer, default=str).encode() + b"\n")
 
 
@@ -190,32 +221,99 @@ def live_drivers(root: str) -> list[tuple[int, str]]:
     return [(pid, path) for _, pid, path in sorted(found, reverse=True)]
 
 
+class NoDriverError(ConnectionError):
+    """No local driver (or none with the pid asked for) is listening."""
+
+
+def _listening(path: str) -> bool:
+    """Whether something may answer at ``path``: a socket left by a driver killed before
+    its shutdown, whose pid another process now has, refuses connections."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(1.0)
+        try:
+            conn.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:  # a full queue (a stopped driver): alive, let the query say so
+            return True
+    return True
+
+
 def driver_socket(pid: int | None) -> str:
-    """The socket of the local driver ``pid`` (None: the newest one); ConnectionError if none."""
+    """The socket of the local driver ``pid`` (None: the newest one that listens);
+    :class:`NoDriverError` if none."""
     drivers = local_drivers()
     if pid is None:
-        if not drivers:
-            raise ConnectionError(
-                "no local actorlib driver is running (a script that called init() without "
-                f"a cluster address, with {ENV} not set to 0)"
-            )
-        return drivers[0][1]
+        for _, path in drivers:
+            if _listening(path):
+                return path
+        raise NoDriverError(
+            "no local actorlib driver is running (a script that called init() without "
+            f"a cluster address, with {ENV} not set to 0) under {sessions_root()}; a "
+            "driver started with another TMPDIR or XDG_RUNTIME_DIR keeps its socket "
+            "elsewhere"
+        )
     for candidate, path in drivers:
-        if candidate == pid:
+        if candidate == pid and _listening(path):
             return path
-    running = ", ".join(str(p) for p, _ in drivers) or "none"
-    raise ConnectionError(f"no local actorlib driver with pid {pid} (running: {running})")
+    running = ", ".join(str(p) for p, path in drivers if _listening(path)) or "none"
+    raise NoDriverError(f"no local actorlib driver with pid {pid} (running: {running})")
+
+
+def _driver_name(path: str) -> str:
+    name = os.path.basename(os.path.dirname(path))
+    pid = name[len(DIR_PREFIX):]
+    return f"the local driver pid {pid}" if pid.isdigit() else f"the driver at {path}"
+
+
+def _connect(conn: socket.socket, path: str, timeout: float) -> None:
+    """Connect, waiting up to ``timeout`` while the driver's queue of connections is
+    full (a unix socket refuses with ``EAGAIN`` then, rather than waiting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError from None
+            time.sleep(0.05)
+
+
+def _stack_hint(path: str) -> str:
+    pid = os.path.basename(os.path.dirname(path))[len(DIR_PREFIX):]
+    return f"; `actorlib stack --pid {pid}` shows where it is" if pid.isdigit() else ""
 
 
 def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
-    """The rows of ``kind`` from the driver listening at ``path``."""
+    """The rows of ``kind`` from the driver listening at ``path``.
+
+    ``TimeoutError`` when it does not answer within ``timeout`` seconds (a stopped
+    driver, or one whose Python is held by a long call), ``ConnectionError`` when it is
+    gone; both say which driver and why, in one line.
+    """
+    who = _driver_name(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
-        conn.connect(path)
-        conn.sendall(json.dumps({"kind": kind}).encode() + b"\n")
-        line = read_line(conn, limit=None)
+        try:
+            _connect(conn, path, timeout)
+            conn.sendall(json.dumps({"kind": kind}).encode() + b"\n")
+            line = read_line(conn, limit=None)
+        except (ConnectionRefusedError, FileNotFoundError):
+            raise ConnectionError(f"{who} has shut down or exited (nothing listens at "
+                                  f"{path})") from None
+        except (ConnectionResetError, BrokenPipeError):
+            line = b""
+        except TimeoutError:
+            raise TimeoutError(
+                f"{who} did not answer within {timeout:g} s: it is stopped (Ctrl-Z, "
+                "SIGSTOP) or too busy to answer (a long call holding the GIL, heavy "
+                "load); try again, or give it longer (--timeout; timeout= in the state "
+                f"API){_stack_hint(path)}"
+            ) from None
     if not line:
-        raise ConnectionError(f"the driver at {path} closed the connection")
+        raise ConnectionError(f"{who} closed the connection without answering (it is "
+                              "shutting down)")
     answer = json.loads(line)
     if "error" in answer:
         raise ValueError(answer["error"])

@@ -249,6 +249,7 @@ class ClusterConnector(Connector):
 
     name = "cluster"
     runtime_env_files = frozenset({"working_dir", "py_modules"})  # nodes' process workers
+    serves_state = True  # answered by the head, through this driver's client
 
     @classmethod
     def connect(cls, config: BackendConfig, namespace: str) -> ClusterClient:

@@ -70,6 +70,48 @@ def latest_session() -> str | None:
     return path
 
 
+def live_session() -> str | None:
+    """:func:`latest_session` unless every daemon it recorded (``*.pid``) is gone: a head
+    and node killed with SIGKILL leave their session behind, and the command line then
+    looks for a local driver instead of reporting a refused connection."""
+    session = latest_session()
+    if session is None:
+        return None
+    pids = []
+    for name in os.listdir(session):
+        if name.endswith(".pid"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.append(int(read_private(os.path.join(session, name)).strip()))
+    if not pids:
+        return session
+    return session if any(_running(pid) for pid in pids) else None
+
+
+#: What a head's or node's command line holds (titled by proc_title, else the module).
+DAEMON_MARKS = (b"actorlib::head", b"actorlib::node", b"actorlib.backends.cluster.")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is still a head or node: not gone, not a zombie (killed, not yet
+    reaped), and not another program that got the pid since."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: not a daemon of ours
+    if not os.path.isdir("/proc/self"):
+        return True  # no /proc here: what kill() said
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()  # a zombie's is empty
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return any(mark in cmdline for mark in DAEMON_MARKS)
+
+
 def write_private(path: str, data: bytes) -> None:
     """Write ``path`` (mode 0600) whole or not at all: a fresh temporary file, renamed.
 

@@ -202,7 +202,8 @@ async def _client_async(
 
 def _no_answer(peer: str, timeout: float) -> str:
     return (f"no handshake answer from {peer} within {timeout:g} s (is it an actorlib "
-            "cluster? TLS on one side only?)")
+            "cluster, and running: not stopped or too busy to answer? TLS on one side "
+            "only?)")
 
 
 async def open_connection(
