@@ -474,6 +474,18 @@ class Worker:
         os._exit(0)
 
 
+def _drop_connection(fd: int) -> None:
+    """In a process forked by user code: let go of the worker's socket (``fd`` then reads
+    as /dev/null). The child must neither read the worker's messages nor write its own
+    among them, and must not keep the socket open after the worker exits: the driver
+    would see that exit only after a fallback delay."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def main() -> None:
     fill_standard_fds()  # the fds passed in are open: only holes at 0-2 are filled
     set_title("worker")
@@ -481,6 +493,8 @@ def main() -> None:
     parent = int(sys.argv[2])
     die_with_parent(parent, int(sys.argv[4]) if len(sys.argv) > 4 else None)
     sock = socket.socket(fileno=fd)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=functools.partial(_drop_connection, fd))
     # A task may be decoded before Init installs the store's mapper (one read, both).
     from actorlib.backends.process.arena import map_early
 

@@ -1,0 +1,129 @@
+"""User code that does process-level things inside tasks and actors.
+
+A task or actor that forks, calls ``init()``/``shutdown()`` itself, or leaves children
+running when the driver shuts down must get a clear answer, never corrupt the results of
+its worker, wedge the driver or slow its ``shutdown()``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from testkit import T, run_script
+
+import actorlib
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+
+
+def _fork(child_ends: str) -> tuple[str, int | None]:
+    """Fork; the child leaves the function as ``child_ends`` says, the parent waits for
+    it (10 s at most) and gives its exit status (None: still running)."""
+    with warnings.catch_warnings():  # 3.12+: fork in a process with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        if child_ends == "exit":
+            sys.exit(3)
+        if child_ends == "raise":
+            raise ValueError("raised in the forked child")
+        return "child", os.getpid()  # ``return``: out of the task, into the worker's code
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return "parent", os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "parent", None
+
+
+@actorlib.remote(max_retries=0)
+def fork_in_task(child_ends: str) -> tuple[str, int | None]:
+    return _fork(child_ends)
+
+
+@actorlib.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@actorlib.remote(num_cpus=0)
+class Forker:
+    def fork(self, child_ends: str) -> tuple[str, int | None]:
+        return _fork(child_ends)
+
+    async def fork_async(self, child_ends: str) -> tuple[str, int | None]:
+        return _fork(child_ends)
+
+    def ping(self) -> str:
+        return "pong"
+
+
+@pytest.mark.parametrize("child_ends,status", [("return", 0), ("exit", 3), ("raise", 1)])
+def test_a_child_forked_in_a_task_that_leaves_it_ends_there(
+    rt: Any, child_ends: str, status: int
+) -> None:
+    """The child (``os.fork()`` with no exec) coming back out of the task or method exits
+    at once, with ``sys.exit``'s status (1 after an exception), as ``multiprocessing``'s
+    forked children do: it never reports an outcome of its own (the caller gets the
+    parent's) nor serves its worker's messages beside it."""
+    assert actorlib.get(fork_in_task.remote(child_ends), timeout=T) == ("parent", status)
+    forker = Forker.remote()
+    assert actorlib.get(forker.fork.remote(child_ends), timeout=T) == ("parent", status)
+    assert actorlib.get(forker.fork_async.remote(child_ends), timeout=T) == ("parent", status)
+    assert actorlib.get([forker.ping.remote() for _ in range(5)], timeout=T) == ["pong"] * 5
+    assert actorlib.get([square.remote(i) for i in range(20)], timeout=T) == [
+        i * i for i in range(20)
+    ]
+
+
+CHILDREN_LEFT = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    import actorlib
+
+    @actorlib.remote
+    def leave_children():
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        return [sleeper.pid, pid]
+
+    @actorlib.remote(num_cpus=0)
+    class Leaver:
+        def leave(self):
+            return leave_children._function()
+
+    actorlib.init(num_cpus=2)
+    pids = actorlib.get(leave_children.remote())
+    pids += actorlib.get(Leaver.remote().leave.remote())
+    start = time.monotonic()
+    actorlib.shutdown()
+    took = time.monotonic() - start
+    for pid in pids:  # the user's children: theirs to end
+        os.kill(pid, signal.SIGKILL)
+    print(f"shutdown took {took:.2f}")
+""")
+
+
+def test_shutdown_is_prompt_when_tasks_left_children_running(
+    tmp_path: Path, backend_name: str
+) -> None:
+    """Children a task or an actor started and left running (a subprocess, a forked
+    process) inherit its standard streams and, forked, its connection: the worker's
+    exit must not wait for them to close those (it took 2-5 s per worker)."""
+    script = tmp_path / "children_left.py"
+    script.write_text(CHILDREN_LEFT)
+    out = run_script(str(script), backend_name, timeout=T * 2).stdout
+    took = float(out.split("shutdown took ")[1].split()[0])
+    assert took < 1.5, out
