@@ -86,6 +86,56 @@ def test_a_child_forked_in_a_task_that_leaves_it_ends_there(
     ]
 
 
+@actorlib.remote
+def nested_init(ignore: bool) -> str:
+    info = actorlib.init(ignore_reinit_error=ignore)
+    handle = actorlib.get_actor("driver-named")  # the driver's runtime, not a new one
+    return f"{info.namespace} {actorlib.get(handle.ping.remote(), timeout=T)}"
+
+
+@actorlib.remote
+def nested_shutdown() -> None:
+    actorlib.shutdown()
+
+
+@actorlib.remote(num_cpus=0)
+class Nested:
+    def init(self) -> None:
+        actorlib.init()
+
+    def shutdown(self) -> None:
+        actorlib.shutdown()
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_init_inside_a_task_is_already_initialized(rt: Any) -> None:
+    """A task or actor already runs in a runtime: ``init()`` there raises (as in the
+    driver after ``init()``), ``init(ignore_reinit_error=True)`` goes on with that runtime.
+    Never a runtime of the worker's own, where its nested work would go instead."""
+    named = Nested.options(name="driver-named").remote()
+    with pytest.raises(RuntimeError, match="already initialized"):
+        actorlib.get(nested_init.remote(False), timeout=T)
+    with pytest.raises(RuntimeError, match="already initialized"):
+        actorlib.get(named.init.remote(), timeout=T)
+    assert actorlib.get(nested_init.remote(True), timeout=T) == "default pong"
+    actorlib.kill(named)
+
+
+def test_shutdown_inside_a_task_or_actor_is_refused(rt: Any) -> None:
+    """The runtime is the driver's: ``shutdown()`` in a task or actor raises at once (it
+    neither stops the driver's runtime nor waits for its own thread), and the runtime
+    goes on serving."""
+    actor = Nested.remote()
+    with pytest.raises(RuntimeError, match="inside a task or an actor"):
+        actorlib.get(nested_shutdown.remote(), timeout=T)
+    with pytest.raises(RuntimeError, match="inside a task or an actor"):
+        actorlib.get(actor.shutdown.remote(), timeout=T)
+    assert actorlib.get(actor.ping.remote(), timeout=T) == "pong"
+    assert actorlib.get(square.remote(3), timeout=T) == 9
+
+
 CHILDREN_LEFT = textwrap.dedent("""
     import os, signal, subprocess, sys, time
     import actorlib
