@@ -177,3 +177,33 @@ def test_shutdown_is_prompt_when_tasks_left_children_running(
     out = run_script(str(script), backend_name, timeout=T * 2).stdout
     took = float(out.split("shutdown took ")[1].split()[0])
     assert took < 1.5, out
+
+
+UNHANDLED_AT_SHUTDOWN = textwrap.dedent("""
+    import time
+    import actorlib
+
+    @actorlib.remote(max_retries=0)
+    def spin():
+        start = time.monotonic()
+        while time.monotonic() - start < 30:
+            time.sleep(0.02)
+
+    actorlib.init(num_cpus=2)
+    spin.remote()  # its ref dropped at once
+    time.sleep(1.0)
+    actorlib.shutdown()
+    print("done")
+""")
+
+
+def test_shutdown_reports_no_unhandled_error_for_the_work_it_ends(
+    tmp_path: Path, backend_name: str
+) -> None:
+    """A task still running at ``shutdown()`` whose ref was dropped is ended by the
+    shutdown: no "Unhandled error ... worker died" report for it on stderr."""
+    script = tmp_path / "unhandled.py"
+    script.write_text(UNHANDLED_AT_SHUTDOWN)
+    proc = run_script(str(script), backend_name, timeout=T * 2)
+    assert "done" in proc.stdout
+    assert "Unhandled error" not in proc.stderr, proc.stderr
