@@ -207,3 +207,38 @@ def test_shutdown_reports_no_unhandled_error_for_the_work_it_ends(
     proc = run_script(str(script), backend_name, timeout=T * 2)
     assert "done" in proc.stdout
     assert "Unhandled error" not in proc.stderr, proc.stderr
+
+
+@actorlib.remote(max_retries=0)
+def exits(code: int) -> None:
+    sys.exit(code)
+
+
+@actorlib.remote
+def opens_nothing() -> None:
+    open("/nonexistent-dir-of-actorlib-tests/file")  # noqa: SIM115 - it raises
+
+
+@actorlib.remote(num_cpus=0)
+class Exits:
+    def exit(self, code: int) -> None:
+        sys.exit(code)
+
+
+def test_sys_exit_in_a_task_fails_it_with_its_code(rt: Any) -> None:
+    """``sys.exit(3)`` in a task or method fails that work, the worker goes on; ``get``
+    raises an error that is also a ``SystemExit`` with ``code`` 3, as
+    ``ProcessPoolExecutor``'s ``result()`` does: one nobody catches ends the driver with
+    status 3 (with ``code`` None, as before, it ended a driver with status 0). The fields
+    of the other builtin errors come along too (``errno``, ``filename``)."""
+    actor = Exits.remote()
+    for ref in (exits.remote(3), actor.exit.remote(3)):
+        with pytest.raises(SystemExit) as got:
+            actorlib.get(ref, timeout=T)
+        assert got.value.code == 3
+        assert isinstance(got.value, actorlib.exceptions.TaskError)
+    with pytest.raises(FileNotFoundError) as missing:
+        actorlib.get(opens_nothing.remote(), timeout=T)
+    assert missing.value.errno == 2
+    assert missing.value.filename == "/nonexistent-dir-of-actorlib-tests/file"
+    assert actorlib.get(square.remote(4), timeout=T) == 16
