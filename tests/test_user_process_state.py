@@ -86,6 +86,38 @@ def test_a_child_forked_in_a_task_that_leaves_it_ends_there(
     ]
 
 
+@actorlib.remote(max_retries=0)
+def fork_and_use_actorlib() -> tuple[str, int | None]:
+    """The child calls actorlib: 7 if that raised RuntimeError at once, 8 otherwise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        try:
+            actorlib.get(square.remote(2), timeout=5)
+        except RuntimeError:
+            os._exit(7)
+        except BaseException:
+            os._exit(8)
+        os._exit(9)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return "parent", os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "parent", None
+
+
+def test_actorlib_in_a_process_forked_by_a_task_raises_at_once(rt: Any) -> None:
+    """A forked child has neither the core's threads nor the worker's connection: its
+    actorlib calls raise ``RuntimeError`` saying so (they waited forever)."""
+    assert actorlib.get(fork_and_use_actorlib.remote(), timeout=T) == ("parent", 7)
+    assert actorlib.get(square.remote(5), timeout=T) == 25
+
+
 @actorlib.remote
 def nested_init(ignore: bool) -> str:
     info = actorlib.init(ignore_reinit_error=ignore)
@@ -242,3 +274,36 @@ def test_sys_exit_in_a_task_fails_it_with_its_code(rt: Any) -> None:
     assert missing.value.errno == 2
     assert missing.value.filename == "/nonexistent-dir-of-actorlib-tests/file"
     assert actorlib.get(square.remote(4), timeout=T) == 16
+
+
+EXECS = textwrap.dedent("""
+    import os, sys, time
+    import actorlib
+
+    @actorlib.remote(max_retries=0)
+    def execs():
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)"])
+
+    actorlib.init(num_cpus=2)
+    start = time.monotonic()
+    try:
+        actorlib.get(execs.remote(), timeout=30)
+    except actorlib.exceptions.WorkerCrashedError as exc:
+        print(f"failed after {time.monotonic() - start:.1f} s:", exc)
+    actorlib.shutdown()
+""")
+
+
+@pytest.mark.parametrize("backend", ["process", "cluster"])  # elsewhere: exec'ing the driver
+def test_a_task_that_execs_another_program_fails_its_worker_at_once(
+    tmp_path: Path, backend: str
+) -> None:
+    """``os.execv`` in a task replaces its worker with another program: the worker's
+    socket is not left to it (so the driver sees it go), and a worker that hung up but
+    lives on is killed, so the task fails in seconds rather than when that program ends
+    (its ``get`` waited for it, for good with a server)."""
+    script = tmp_path / "execs.py"
+    script.write_text(EXECS)
+    out = run_script(str(script), backend, timeout=T * 2).stdout
+    assert "failed after" in out and "closed its connection without exiting" in out, out
+    assert float(out.split("failed after ")[1].split()[0]) < 10, out

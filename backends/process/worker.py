@@ -155,6 +155,7 @@ class Worker:
             framing.Undecodable: self._undecodable,
         }
         self.conn = framing.BlockingConnection(sock, self._on_message, self._stop)
+        self._sock = sock
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
@@ -469,21 +470,15 @@ class Worker:
             self.client.close()
         self._close_output()
         stacks.disable()
+        # The driver hears the end now, even where a process forked by user code holds a
+        # copy of the socket (it would see the exit only after a fallback delay).
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         # Every message already left (sends are synchronous). Threads still running user
         # code are abandoned: the driver has already given up on them.
         os._exit(0)
-
-
-def _drop_connection(fd: int) -> None:
-    """In a process forked by user code: let go of the worker's socket (``fd`` then reads
-    as /dev/null). The child must neither read the worker's messages nor write its own
-    among them, and must not keep the socket open after the worker exits: the driver
-    would see that exit only after a fallback delay."""
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        os.dup2(null, fd)
-    finally:
-        os.close(null)
 
 
 def main() -> None:
@@ -493,8 +488,7 @@ def main() -> None:
     parent = int(sys.argv[2])
     die_with_parent(parent, int(sys.argv[4]) if len(sys.argv) > 4 else None)
     sock = socket.socket(fileno=fd)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=functools.partial(_drop_connection, fd))
+    os.set_inheritable(fd, False)  # passed to us inheritable: no program we exec keeps it
     # A task may be decoded before Init installs the store's mapper (one read, both).
     from actorlib.backends.process.arena import map_early
 
