@@ -307,3 +307,27 @@ def test_a_task_that_execs_another_program_fails_its_worker_at_once(
     out = run_script(str(script), backend, timeout=T * 2).stdout
     assert "failed after" in out and "closed its connection without exiting" in out, out
     assert float(out.split("failed after ")[1].split()[0]) < 10, out
+
+
+@actorlib.remote(max_retries=0)
+def forked_title() -> str:
+    """The command line ``ps`` shows for a child this task forks."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        with open("/proc/self/cmdline", "rb") as f:
+            os.write(write_end, f.read().replace(b"\0", b" "))
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as f:
+        return f.read().decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/cmdline")
+def test_a_process_forked_by_a_task_is_not_titled_as_actorlib(rt: Any) -> None:
+    """It is the user's: titled ``actorlib::worker`` it looked like a worker left behind
+    to ``ps`` and to checks for ``actorlib::`` processes."""
+    assert not actorlib.get(forked_title.remote(), timeout=T).startswith("actorlib::")

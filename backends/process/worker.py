@@ -39,7 +39,7 @@ from actorlib.backends.output import (
     prefix_lines,
     run_setup_hook,
 )
-from actorlib.backends.proc_title import TaskTitles, set_title
+from actorlib.backends.proc_title import TaskTitles, set_title, set_title_raw
 from actorlib.backends.process import urgent
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.inline_tasks import InlineTasks
@@ -481,6 +481,13 @@ class Worker:
         os._exit(0)
 
 
+def _retitle_forked() -> None:
+    """A process user code forks here is the user's, not a worker: ``ps`` (and a check
+    for ``actorlib::`` processes left behind) must not take it for one."""
+    set_title_raw(f"{os.path.basename(sys.executable)} (forked from actorlib worker "
+                  f"{os.getppid()})")
+
+
 def main() -> None:
     fill_standard_fds()  # the fds passed in are open: only holes at 0-2 are filled
     set_title("worker")
@@ -489,6 +496,8 @@ def main() -> None:
     die_with_parent(parent, int(sys.argv[4]) if len(sys.argv) > 4 else None)
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)  # passed to us inheritable: no program we exec keeps it
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_retitle_forked)
     # A task may be decoded before Init installs the store's mapper (one read, both).
     from actorlib.backends.process.arena import map_early
 
