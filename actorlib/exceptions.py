@@ -20,6 +20,7 @@ actorlib.
 
 from __future__ import annotations
 
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -194,11 +195,44 @@ class TaskError(ActorlibError):
         if self.cause_by_state:
             err.cause_by_state = True
         err.args = (self._message(),)
-        # The original's attributes (errno, filename, custom fields) stay readable.
+        # The original's attributes (errno, filename, custom fields) stay readable: a
+        # SystemExit's ``code`` too, so that one nobody catches ends the caller with the
+        # status the task gave ``sys.exit()`` (as ProcessPoolExecutor's), not with 0.
+        copy_builtin_fields(cause, err)
         for key, value in getattr(cause, "__dict__", {}).items():
             err.__dict__.setdefault(key, value)
         err.__cause__ = cause
         return err
+
+
+def copy_builtin_fields(source: BaseException, target: BaseException) -> None:
+    """The builtin exception fields ``args`` does not carry (``errno``, ``filename``,
+    ``code``, ``name`` ...): slots of the C classes, not in ``__dict__``."""
+    for name in _fields_of(type(source)):
+        value = getattr(source, name, None)
+        if value is None:  # unset (OSError shows a filename2 set to None)
+            continue
+        try:
+            setattr(target, name, value)
+        except (AttributeError, TypeError):
+            pass
+
+
+_fields: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(cls: type) -> tuple[str, ...]:
+    """The C-level fields of ``cls``'s builtin exception classes (found once per class)."""
+    found = _fields.get(cls)
+    if found is None:
+        found = _fields[cls] = tuple(
+            name
+            for klass in cls.__mro__ if klass.__module__ == "builtins"
+            for name, field in vars(klass).items()
+            if isinstance(field, (types.MemberDescriptorType, types.GetSetDescriptorType))
+            and not name.startswith("__") and name != "args"  # (args: set apart)
+        )
+    return found
 
 
 def _text_of(value: object) -> str:

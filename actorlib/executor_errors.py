@@ -11,7 +11,6 @@ here, and ``actorlib.exceptions`` imports this module on first use.
 from __future__ import annotations
 
 import concurrent.futures
-import types
 from concurrent.futures.process import BrokenProcessPool, _RemoteTraceback
 from typing import Any
 
@@ -21,6 +20,7 @@ from actorlib.exceptions import (
     RuntimeClosedError,
     TaskError,
     WorkerCrashedError,
+    copy_builtin_fields,
 )
 
 __all__ = [
@@ -77,7 +77,7 @@ def as_stdlib_error(err: TaskError) -> BaseException:
     except Exception:  # a class whose __new__ insists on other arguments
         return err
     shaped.args = cause.args
-    _copy_fields(cause, shaped)
+    copy_builtin_fields(cause, shaped)
     shaped.__dict__.update(getattr(cause, "__dict__", {}))
     shaped.function_name = err.function_name
     shaped.traceback_str = err.traceback_str
@@ -90,36 +90,6 @@ def as_stdlib_error(err: TaskError) -> BaseException:
     # (typeshed has its argument as a traceback: it is the formatted text)
     shaped.__cause__ = _RemoteTraceback(f'\n"""\n{tb}"""')  # type: ignore[arg-type]
     return shaped
-
-
-def _copy_fields(source: BaseException, target: BaseException) -> None:
-    """The builtin exception fields ``args`` does not carry (``errno``, ``filename``,
-    ``code``, ``name`` ...): slots of the C classes, not in ``__dict__``."""
-    for name in _fields_of(type(source)):
-        value = getattr(source, name, None)
-        if value is None:  # unset (OSError shows a filename2 set to None)
-            continue
-        try:
-            setattr(target, name, value)
-        except (AttributeError, TypeError):
-            pass
-
-
-_fields: dict[type, tuple[str, ...]] = {}
-
-
-def _fields_of(cls: type) -> tuple[str, ...]:
-    """The C-level fields of ``cls``'s builtin exception classes (found once per class)."""
-    found = _fields.get(cls)
-    if found is None:
-        found = _fields[cls] = tuple(
-            name
-            for klass in cls.__mro__ if klass.__module__ == "builtins"
-            for name, field in vars(klass).items()
-            if isinstance(field, (types.MemberDescriptorType, types.GetSetDescriptorType))
-            and not name.startswith("__") and name != "args"  # (args: set apart)
-        )
-    return found
 
 
 _stdlib_shaped: dict[type, type | None] = {}

@@ -214,6 +214,18 @@ def init(
                 "actorlib is already initialized; call shutdown() first, or pass "
                 "ignore_reinit_error=True."
             )
+        worker_of = context.current()
+        if worker_of is not None:
+            # A worker process (its tasks and actors already use the runtime that runs
+            # them): a runtime of its own here would take their nested work elsewhere,
+            # and outlive the driver's shutdown for a moment (Ray's workers refuse too).
+            if ignore_reinit_error:
+                return _worker_info(worker_of)
+            raise RuntimeError(
+                "actorlib is already initialized: this process is a worker, and its tasks "
+                "and actors use the runtime that runs them. Pass ignore_reinit_error=True "
+                "to go on with it."
+            )
         if address == "local":
             # Ray's "start a runtime of my own, even if a cluster is around": no address,
             # and $ACTORLIB_ADDRESS is not looked at.
@@ -416,6 +428,16 @@ def _info(rt: RunningCore) -> RuntimeInfo:
     )
 
 
+def _worker_info(current: Client) -> RuntimeInfo:
+    """What ``init(ignore_reinit_error=True)`` gives in a worker: the runtime it serves,
+    as its tasks see it (no backend name: the worker's is the driver's business)."""
+    nodes = current.nodes()
+    return RuntimeInfo(
+        "", current.namespace, [n.node_id for n in nodes], current.cluster_resources(),
+        None, nodes[0].address if nodes else None,
+    )
+
+
 def _shutdown_at_exit(rt: RunningCore) -> None:
     """A script that never called shutdown() still stops its workers cleanly on exit.
 
@@ -479,9 +501,24 @@ def ended_by_signal() -> bool:
 
 
 def shutdown() -> None:
-    """Stop every task and actor and free every resource. Safe to call twice."""
+    """Stop every task and actor and free every resource. Safe to call twice.
+
+    Not from inside a task or an actor (``RuntimeError``): the runtime is its driver's.
+    """
     global _runtime, _job_env, _stopping, _pending_signal, _state_server, _job_code_env
     global _dashboard
+    from actorlib.core.execution_context import current_execution
+
+    if current_execution.get() is not None or (
+        _runtime is None and context.current() is not None
+    ):
+        # On the thread backend this would stop the driver's runtime under its feet
+        # (and wait for the very thread that asked); in a worker process it would do
+        # nothing. Either way a mistake, said at once.
+        raise RuntimeError(
+            "shutdown() was called inside a task or an actor: the runtime belongs to the "
+            "driver that started it, which shuts it down."
+        )
     with _lock:
         rt = _runtime
         _runtime = None

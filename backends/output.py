@@ -31,8 +31,10 @@ import logging
 import os
 import pickle
 import queue
+import select
 import sys
 import threading
+import time
 from _thread import get_ident
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -166,12 +168,16 @@ def capture_fds(
     left: call it before the process exits.
     """
     readers: list[threading.Thread] = []
+    # Told to stop, a reader sends what the pipe holds and returns, without waiting for
+    # EOF: a child the user code started (a subprocess, a forked process) may hold the
+    # pipe's write end for as long as it lives.
+    stop_read, stop_write = os.pipe()
     for fd, stream in ((1, STDOUT), (2, STDERR)):
         read_end, write_end = os.pipe()
         os.dup2(write_end, fd)
         os.close(write_end)
         reader = threading.Thread(
-            target=_read_fd, args=(read_end, stream, send, describe),
+            target=_read_fd, args=(read_end, stream, send, describe, stop_read),
             name=f"actorlib-{stream}", daemon=True,
         )
         reader.start()
@@ -188,21 +194,32 @@ def capture_fds(
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, fd)  # the pipe's last write end closes: its reader sees EOF
             os.close(null)
+        os.write(stop_write, b"x")  # unless a child holds it: then this stops the reader
+        deadline = time.monotonic() + 1.0
         for reader in readers:
-            reader.join(1.0)
+            reader.join(max(0.0, deadline - time.monotonic()))
 
     return finish
 
 
 def _read_fd(
     fd: int, stream: str, send: Callable[[str, str, int], None],
-    describe: Callable[[], tuple[str, int]],
+    describe: Callable[[], tuple[str, int]], stop: int,
 ) -> None:
     pending = b""
+    stopping = False
     while True:
+        if not stopping:
+            try:
+                readable, _, _ = select.select([fd, stop], [], [])
+            except OSError:
+                readable = [fd]
+            if stop in readable:  # what the pipe holds now is all this process wrote
+                stopping = True
+                os.set_blocking(fd, False)
         try:
             data = os.read(fd, 65536)
-        except OSError:
+        except OSError:  # BlockingIOError once stopping: the pipe is empty
             data = b""
         if not data:
             break

@@ -33,6 +33,17 @@ def set_title(what: str) -> None:
     _set_comm(title)  # setproctitle leaves it once set (it sets it only the first time)
 
 
+def set_title_raw(title: str) -> None:
+    """Call this process ``title`` exactly (a process that is no longer actorlib's)."""
+    try:
+        import setproctitle
+    except ImportError:
+        pass
+    else:
+        setproctitle.setproctitle(title)
+    _set_comm(title)
+
+
 def _set_comm(title: str) -> None:
     """The process's short name, from any thread (``prctl(PR_SET_NAME)`` would name only
     the calling thread, and titles change on a worker's reader thread)."""

@@ -7,7 +7,8 @@ unpickled refs find it here, so they never need to know which one they have.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import os
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,3 +93,36 @@ def current() -> Client | None:
 def install(client: Client | None) -> None:
     global _current
     _current = client
+
+
+class _Forked:
+    """The runtime as a process forked from one that uses it sees it (``os.fork()``,
+    ``multiprocessing``'s "fork" start method, in the driver or in a task): every use of
+    actorlib there raises, instead of waiting forever for a core whose threads, or whose
+    connection, the child does not have. Refs it inherited may still be dropped (their
+    finalizers run there)."""
+
+    closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("add_ref", "drop_ref"):
+            return _ignore
+        raise RuntimeError(
+            "actorlib cannot be used in a process forked from one that uses it (os.fork(), "
+            "multiprocessing's 'fork' start method): its runtime is the parent's. Call "
+            "actorlib in the parent, or start the process with 'spawn'."
+        )
+
+
+def _ignore(*args: Any) -> None:
+    pass
+
+
+def _after_fork_in_child() -> None:
+    global _current
+    if _current is not None:
+        _current = cast("Client", _Forked())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

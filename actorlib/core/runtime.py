@@ -388,7 +388,11 @@ class Runtime:
     def _unhandled_error(self, id_: int, value: Serialized, job: int | None) -> None:
         """An error value nobody read dies: report it in its job's driver (Ray prints it
         there). The job is that of the task that made it, else the prefix of the id's
-        minter: the driver, for the calls it makes and what it puts itself."""
+        minter: the driver, for the calls it makes and what it puts itself. Not once
+        shutdown() began: work it ends (a worker it stops while a task runs, whose ref
+        was dropped) failed because of the shutdown, not of its own."""
+        if self.closed:
+            return
         if not self.backend.unhandled_error(id_ >> COUNTER_BITS if job is None else job, value):
             report_unhandled(value)
 

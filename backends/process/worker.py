@@ -39,7 +39,7 @@ from actorlib.backends.output import (
     prefix_lines,
     run_setup_hook,
 )
-from actorlib.backends.proc_title import TaskTitles, set_title
+from actorlib.backends.proc_title import TaskTitles, set_title, set_title_raw
 from actorlib.backends.process import urgent
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.inline_tasks import InlineTasks
@@ -156,6 +156,7 @@ class Worker:
             framing.Undecodable: self._undecodable,
         }
         self.conn = framing.BlockingConnection(sock, self._on_message, self._stop)
+        self._sock = sock
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
@@ -485,9 +486,22 @@ class Worker:
             self.client.close()
         self._close_output()
         stacks.disable()
+        # The driver hears the end now, even where a process forked by user code holds a
+        # copy of the socket (it would see the exit only after a fallback delay).
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         # Every message already left (sends are synchronous). Threads still running user
         # code are abandoned: the driver has already given up on them.
         os._exit(0)
+
+
+def _retitle_forked() -> None:
+    """A process user code forks here is the user's, not a worker: ``ps`` (and a check
+    for ``actorlib::`` processes left behind) must not take it for one."""
+    set_title_raw(f"{os.path.basename(sys.executable)} (forked from actorlib worker "
+                  f"{os.getppid()})")
 
 
 def main() -> None:
@@ -497,6 +511,9 @@ def main() -> None:
     parent = int(sys.argv[2])
     die_with_parent(parent, int(sys.argv[4]) if len(sys.argv) > 4 else None)
     sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)  # passed to us inheritable: no program we exec keeps it
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_retitle_forked)
     # A task may be decoded before Init installs the store's mapper (one read, both).
     from actorlib.backends.process.arena import map_early
 

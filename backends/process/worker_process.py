@@ -212,6 +212,19 @@ class WorkerProcess:
     def _on_eof(self) -> None:
         self._eof = True
         self._maybe_dead()
+        if not self._exited:  # it hung up but lives on: an exec, its sockets closed
+            self.backend.loop.call_later(2.0, self._hung_up)
+
+    def _hung_up(self) -> None:
+        """Still alive 2 s after its socket closed: it no longer runs actorlib's worker
+        (user code exec'd another program, or closed every fd), and its work would wait
+        for as long as that program lives. Killed, so its work fails or is retried now."""
+        if not self._exited and not self.dead:
+            self.kill_reason = self.kill_reason or (
+                "it closed its connection without exiting: did the task exec another "
+                "program or close the worker's file descriptors?"
+            )
+            self.kill()
 
     def _maybe_dead(self) -> None:
         if self._exited and self._eof and not self._death_posted:

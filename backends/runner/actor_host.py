@@ -26,6 +26,7 @@ from actorlib.backends.runner.user_code import (
     PID,
     build_args,
     env_vars,
+    leave_forked_child,
     pack_error,
     pack_results,
 )
@@ -127,12 +128,17 @@ class ActorHost:
         spec = self.spec
         events = self.runner.events
         token = current_execution.set(self._context())
+        forks = PID.forks
         try:
             cls = self.runner.code.load(spec.cls)
             args, kwargs = build_args(spec.args, self.start.deps)
             with env_vars(spec.env_vars):
                 self.instance = cls(*args, **kwargs)
+            if PID.forks != forks:  # a process the constructor forked, come back out
+                leave_forked_child(None)
         except BaseException as exc:
+            if PID.forks != forks:
+                leave_forked_child(exc)
             error, _ = pack_error(exc, f"{spec.cls.name}.__init__", False)
             events.actor_init_failed(self.actor_id, self.incarnation, error)
             return False
@@ -241,14 +247,19 @@ class ActorHost:
             return
         token = current_execution.set(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
+        forks = PID.forks
         try:
             if self.spec.env_vars:
                 with env_vars(self.spec.env_vars):
                     result = self._invoke_sync(run)
             else:  # the common actor: no environment to apply around each call
                 result = self._invoke_sync(run)
+            if PID.forks != forks:  # a process the call forked, come back out of it
+                leave_forked_child(None)
             outcome = self._packed(run, result)
         except BaseException as exc:
+            if PID.forks != forks:
+                leave_forked_child(exc)
             outcome = self._packed_error(run, exc)
         finally:
             current_execution.reset(token)
@@ -266,6 +277,7 @@ class ActorHost:
             return
         current_execution.set(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
+        forks = PID.forks
         try:
             result = self._invoke(run)
             if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
@@ -274,8 +286,12 @@ class ActorHost:
                 producer = self._producer(run, result)
                 result = await producer.drain_async(result) if producer else self._exactly(
                     run, result)
+            if PID.forks != forks:  # a process the call forked, come back out of it
+                leave_forked_child(None)
             outcome = self._packed(run, result)
         except BaseException as exc:
+            if PID.forks != forks:
+                leave_forked_child(exc)
             outcome = self._packed_error(run, exc)
         if self.runner.sends_alone(outcome):
             self._report(run, outcome)

@@ -37,6 +37,7 @@ from actorlib.backends.runner.user_code import (
     build_args,
     drive,
     env_vars,
+    leave_forked_child,
     pack_error,
     pack_results,
     run_sync_or_async,
@@ -161,6 +162,7 @@ class TaskThread:
                 self.cancelled_early.discard(spec.task_id)
                 ctx.cancelled = True
         failure: BaseException | None = None
+        forks = PID.forks
         try:
             # A cancel may raise KeyboardInterrupt anywhere until ``running`` is cleared
             # under the lock, including inside the except clause: the outer try catches
@@ -197,6 +199,8 @@ class TaskThread:
             self.running = None
             self.current = None
             self.context = None
+        if PID.forks != forks:  # a process the task forked, come back out of it
+            leave_forked_child(failure)
         if ctx.cancelled:
             # Cancelled, whatever the code made of the interrupt (it may have swallowed
             # it and returned): the caller's ``get`` raises TaskCancelledError.

@@ -36,18 +36,51 @@ log = logging.getLogger("actorlib")
 
 
 class _Pid:
-    """This process's id, read per task without a system call (kept right across fork)."""
+    """This process's id, read per task without a system call (kept right across fork),
+    and how many forks away from the process that imported this module it is."""
 
     value = os.getpid()
+    forks = 0
 
     @classmethod
     def refresh(cls) -> None:
         cls.value = os.getpid()
+        cls.forks += 1
 
 
 PID = _Pid
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_Pid.refresh)
+
+
+def leave_forked_child(failure: BaseException | None) -> None:
+    """End a process that user code forked (``os.fork()`` without ``exec``) as it comes
+    back out of that code, as ``multiprocessing`` ends its forked children.
+
+    Called where a task, an actor call or a constructor ends, when ``PID.forks`` changed
+    while it ran: the process is then a copy of the one that runs the work, and going on
+    would report the work's outcome a second time (the child's, perhaps first) and, in a
+    worker process, serve that worker's messages beside it. The exit status is that of
+    the ``SystemExit`` raised (``sys.exit(3)``: 3), 1 after another exception (its
+    traceback on stderr), 0 when the code returned.
+    """
+    code: Any = 0
+    if isinstance(failure, SystemExit):
+        code = failure.code
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+    elif failure is not None:
+        traceback.print_exception(failure)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # closed or replaced by the user code: nothing to keep
+            pass
+    os._exit(code)
 
 
 class CodeCache:

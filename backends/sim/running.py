@@ -25,6 +25,7 @@ from actorlib.backends.runner.user_code import (
     CodeCache,
     build_args,
     env_vars,
+    leave_forked_child,
     pack_error,
     pack_results,
 )
@@ -207,6 +208,7 @@ class Running(Choosing):
         token = current_execution.set(ctx)
         box = task.box
         failure: BaseException | None = None
+        forks = PID.forks
         try:
             try:
                 fn = self.code.loaded.get(spec.function.id) or self.code.load(spec.function)
@@ -222,6 +224,8 @@ class Running(Choosing):
                 raise
             except BaseException as exc:
                 failure = exc
+            if PID.forks != forks:  # a process the task forked, come back out of it
+                leave_forked_child(failure)
             if ctx.cancelled:
                 failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
             if failure is None:
@@ -330,15 +334,20 @@ class Running(Choosing):
         spec = host.spec
         box = host.ctor_box = Box()
         token = current_execution.set(host.context())
+        forks = PID.forks
         try:
             cls = self.code.load(spec.cls)
             args, kwargs = build_args(spec.args, host.start.deps)
             with env_vars(spec.env_vars):
                 host.instance = self._user(cls, *args, **kwargs)
+            if PID.forks != forks:  # a process the constructor forked, come back out
+                leave_forked_child(None)
             box.ok = True
         except Unwind:
             raise
         except BaseException as exc:
+            if PID.forks != forks:
+                leave_forked_child(exc)
             error, _ = pack_error(exc, f"{spec.cls.name}.__init__", False)
             box.outcome = Outcome(0, 0, error=error)
         finally:
@@ -403,6 +412,7 @@ class Running(Choosing):
         host.running[spec.call_id] = self._by_ident[_thread.get_ident()]  # its worker
         token = current_execution.set(host.context(spec.call_id, spec.method))
         name = host.names.get(spec.method) or host.name_of(spec.method)
+        forks = PID.forks
         try:
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)
@@ -415,12 +425,16 @@ class Running(Choosing):
                 box.result = self._user(method, *args, **kwargs)
             if spec.generator or isinstance(box.result, _GENERATORS):  # (``is_generator``)
                 box.result = self._call_generated(spec, name, box.result)
+            if PID.forks != forks:  # a process the call forked, come back out of it
+                leave_forked_child(None)
             # (``_succeeded``, without its frame: every call comes here)
             box.outcome = Outcome(spec.call_id, spec.attempt, values=pack_results(
                 box.result, spec.num_returns, name, self.store), pid=PID.value)
         except Unwind:
             raise
         except BaseException as exc:
+            if PID.forks != forks:
+                leave_forked_child(exc)
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
             box.outcome = Outcome(
                 spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
@@ -482,6 +496,7 @@ class Running(Choosing):
         spec = run.spec
         name = host.names.get(spec.method) or host.name_of(spec.method)
         current_execution.set(host.context(spec.call_id, spec.method))
+        forks = PID.forks
         try:
             method = getattr(host.instance, spec.method)
             args, kwargs = build_args(spec.args, run.deps)
@@ -495,10 +510,14 @@ class Running(Choosing):
                 else:
                     result = exactly(result, spec.num_returns, name, self.store)
             box.result = result
+            if PID.forks != forks:  # a process the call forked, come back out of it
+                leave_forked_child(None)
             box.outcome = self._succeeded(spec, spec.call_id, result, name)
         except Unwind:
             raise
         except BaseException as exc:
+            if PID.forks != forks:
+                leave_forked_child(exc)
             error, retryable = pack_error(exc, name, spec.retry_exceptions)
             box.outcome = Outcome(
                 spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
