@@ -69,16 +69,17 @@ def client(namespace: str) -> RayCore:
         if not isinstance(current, RayCore):
             current = RayCore(namespace, stop_ray=False, worker=True)
             context.install(current)  # it waits in Ray: ``RayCore.wait_blocking``
-            _note_cancels()
+            _note_cancels(current)
     return current
 
 
-def _note_cancels() -> None:
+def _note_cancels(core: RayCore) -> None:
     """Ray cancels a running sync task by raising ``KeyboardInterrupt`` in it through
     SIGINT's handler (``_thread.interrupt_main``); this handler first marks the task
-    cancelled, so ``is_canceled()`` is True in code that catches the interrupt. Inside
-    an import, the interrupt waits for the import's end, as on every backend (see
-    :mod:`actorlib.backends.runner.interrupts`)."""
+    cancelled, so ``is_canceled()`` is True in code that catches the interrupt, and
+    tells ``core`` it has landed (the task's later waits must not wait in Ray, which
+    would interrupt each of them again). Inside an import, the interrupt waits for the
+    import's end, as on every backend (see :mod:`actorlib.backends.runner.interrupts`)."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         return
@@ -95,6 +96,8 @@ def _note_cancels() -> None:
                 _running[1] = ctx  # owed: sent as the import ends (or as the task ends)
                 until_done(_interrupts, _send_owed)
                 return
+            if ctx is not None:
+                core.interrupt_landed(ctx)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
@@ -114,9 +117,17 @@ def _send_owed() -> bool:
     main = threading.main_thread().ident or 0
     if importing(main):
         return False
+    _landed(_running[1])
     _running[1] = None
     raise_in_thread(main, KeyboardInterrupt)
     return True
+
+
+def _landed(ctx: ExecutionContext | None) -> None:
+    """The cancel's interrupt of the task running ``ctx`` lands now (None: none will)."""
+    core = context.current()
+    if isinstance(core, RayCore):
+        core.interrupt_landed(ctx)
 
 
 def _task_ended(ctx: ExecutionContext) -> None:
@@ -125,6 +136,7 @@ def _task_ended(ctx: ExecutionContext) -> None:
     with _interrupts:
         owed = _running[1] is ctx
         _running[0] = _running[1] = None
+        _landed(None)
     if owed:
         raise KeyboardInterrupt
 
