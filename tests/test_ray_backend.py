@@ -628,6 +628,32 @@ def test_a_wait_loop_reads_no_value_but_a_get_beside_it_does(
     assert seen == 100 and got == list(range(100))
 
 
+def test_a_wait_that_gives_up_passes_over_watched_objects_let_go(on_ray: str) -> None:
+    """A watch may outlive the refs of its objects (an Executor's, once ``Pool.terminate``
+    settled its futures): a wait that gives up asks Ray about the watched objects this
+    process still maps and passes over the others, whose completion callbacks still
+    deliver. It raised ``ObjectLostError`` instead (a Pool test failed at teardown)."""
+    import gc
+
+    from actorlib.core import context
+
+    client: Any = context.current()
+    seen: list[int] = []
+    held = sleeper.remote(0.5)
+    held_id = held._id
+    client.watch([held_id], lambda id_, value: seen.append(id_))
+    del held
+    gc.collect()
+    other = sleeper.remote(0.5)
+    ready, rest = actorlib.wait([other], timeout=0)
+    assert (ready, rest) == ([], [other])
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert seen == [held_id]
+    actorlib.get(other, timeout=60)
+
+
 # -- Ray's errors as actorlib's --------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ from actorlib.backends.ray.streams import RayStream
 from actorlib.core import waiting
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.serialization import UNREAD, Serialized, serialize
-from actorlib.exceptions import RuntimeClosedError
+from actorlib.exceptions import ObjectLostError, RuntimeClosedError
 
 Watcher = Callable[[int, Serialized], None]
 
@@ -464,7 +464,9 @@ class RayWaits:
             for id_ in ids:
                 try:
                     ref = self._ray_ref(id_)
-                except RuntimeClosedError:
+                except (RuntimeClosedError, ObjectLostError):
+                    # Let go by this process while watched (an Executor's watch outlives
+                    # the refs of futures settled otherwise): its callback delivers it.
                     continue
                 if type(ref) is not Held:  # not in Ray yet: not complete
                     pairs.append((id_, ref))
