@@ -39,11 +39,12 @@ from actorlib.backends.runner.user_code import (
     pack_error,
     pack_results,
     run_sync_or_async,
+    serialize_result,
 )
 from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import Serialized, deserialize, serialize
+from actorlib.core.serialization import Serialized, deserialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
 
 _code = CodeCache()
@@ -249,7 +250,7 @@ def _dynamic(core: RayCore, items: Any, name: str, work_id: int) -> Any:
     refs: list[ObjectRef[Any]] = []
     for index, item in enumerate(items):
         id_ = core.ids.next()
-        core.put(id_, _store.seal(serialize(item, label=f"item {index} of {name}")))
+        core.put(id_, _store.seal(serialize_result(item, f"item {index} of {name}")))
         refs.append(ObjectRef(id_, core, name, work_id))
     return DynamicObjectRefGenerator(refs)
 
@@ -286,7 +287,7 @@ def _running_as(ctx: ExecutionContext) -> Iterator[None]:
 
 
 def _boxed(core: RayCore, item: Any, index: int, name: str) -> Packed:
-    return core.box(_store.seal(serialize(item, label=f"item {index} of {name}")))
+    return core.box(_store.seal(serialize_result(item, f"item {index} of {name}")))
 
 
 _END: Any = object()  # past a stream's last item
