@@ -50,8 +50,12 @@ RAY_ALL = os.environ.get("ACTORLIB_TEST_RAY", "") == "all"
 
 # The ray backend's tests share one Ray cluster (Ray takes seconds to start), so the
 # one thing a test cannot do there is shape that cluster: init() arguments that size
-# it are skipped on ray, for this reason (docs/backends.md, "The ray backend").
-RAY_SHARED_CLUSTER_SKIP = frozenset({"num_cpus", "num_gpus", "resources", "object_store_memory"})
+# it are skipped on ray, for this reason (docs/backends.md, "The ray backend"). That
+# includes ``labels`` (a node's labels: init() refuses them once the process has called
+# ray.init, as the shared cluster's connection has; test_labels.py's module-wide labels).
+RAY_SHARED_CLUSTER_SKIP = frozenset({
+    "num_cpus", "num_gpus", "resources", "object_store_memory", "labels",
+})
 
 # The ONE list of shared tests (by name, or "file::name") that do not hold on the ray
 # backend, each with its reason
