@@ -15,9 +15,11 @@ import functools
 import inspect
 import itertools
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 from actorlib.backends.base import HeapStore
@@ -27,7 +29,6 @@ from actorlib.backends.ray.client import PassStore, RayCore
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.wire import call_spec, named_call, named_task, task_spec
 from actorlib.backends.runner.interrupts import (
-    importing,
     in_import,
     raise_in_thread,
     until_done,
@@ -93,8 +94,8 @@ def _note_cancels(core: RayCore) -> None:
             except Exception:  # not a task Ray can say about (an async actor)
                 pass
         with _interrupts:
-            if ctx is not None and _running[0] is ctx and in_import(frame):
-                _running[1] = ctx  # owed: sent as the import ends (or as the task ends)
+            if ctx is not None and _running[0] is ctx and _held_back(frame):
+                _running[1] = ctx  # owed: sent once it is out (or as the task ends)
                 until_done(_interrupts, _send_owed)
                 return
             if ctx is not None:
@@ -104,19 +105,45 @@ def _note_cancels(core: RayCore) -> None:
     signal.signal(signal.SIGINT, interrupted)
 
 
+#: Ray's code that hands work to Ray (``.remote()``: a function's or class's first
+#: export in this process, the submission): Ray marks a function exported before it
+#: writes it to its function table, so an interrupt there left it never exported, and
+#: every later task of it from this worker waited forever for a function no worker could
+#: load ("has not been registered"). A cancel's interrupt waits until the thread is out.
+_RAY_SUBMIT_CODE = (
+    "/ray/remote_function.py",
+    "/ray/actor.py",
+    "/ray/_private/function_manager.py",
+)
+
+
+def _held_back(frame: FrameType | None) -> bool:
+    """Whether an interrupt at ``frame`` must wait: the thread imports, or hands work to
+    Ray (see ``_RAY_SUBMIT_CODE``)."""
+    if in_import(frame):
+        return True
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(_RAY_SUBMIT_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
 #: The normal task running on the main thread (Ray interrupts only those), and the one
-#: whose interrupt waits for an import under way to end; under ``_interrupts``.
+#: whose interrupt waits for an import or a submission under way to end (``_held_back``);
+#: under ``_interrupts``.
 _running: list[ExecutionContext | None] = [None, None]
 _interrupts = threading.RLock()  # the SIGINT handler may run while the main thread holds it
 
 
 def _send_owed() -> bool:
-    """Raise the owed interrupt in the main thread once it has left the import (False:
-    not yet). ``_interrupts`` held: the task cannot end meanwhile (``_task_ended``)."""
+    """Raise the owed interrupt in the main thread once it has left the import or the
+    submission (False: not yet). ``_interrupts`` held: the task cannot end meanwhile
+    (``_task_ended``)."""
     if _running[1] is None:
         return True  # the task ended first, and raised it itself
     main = threading.main_thread().ident or 0
-    if importing(main):
+    if _held_back(sys._current_frames().get(main)):
         return False
     _landed(_running[1])
     _running[1] = None
