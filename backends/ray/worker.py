@@ -224,7 +224,7 @@ def _finish(
     return tuple(boxes)
 
 
-def _failed(exc: Exception, name: str, retry: RetryExceptions) -> Serialized:
+def _failed(exc: BaseException, name: str, retry: RetryExceptions) -> Serialized:
     if isinstance(exc, ray.exceptions.TaskCancelledError):
         raise exc  # Ray's cancel: Ray reports it
     packed, retryable = pack_error(exc, name, retry)
@@ -414,7 +414,11 @@ def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> 
                 result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
                 values = _values(core, result, spec.generator, spec.num_returns, name,
                                  spec.task_id)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise  # the cancel's interrupt: Ray reports the task cancelled
+            except BaseException as exc:
+                # ``SystemExit`` too is the task's error, as on every backend: left to
+                # Ray, it would end Ray's worker, and Ray would retry the task.
                 error = _failed(exc, name, spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
             return _finish(core, values, spec.num_returns)
