@@ -387,7 +387,9 @@ class RayWaits:
             try:
                 datas = ray.get(refs, timeout=timeout)
             except ray.exceptions.GetTimeoutError:
-                return 0
+                # Ray's get of a list waits for all of them: hand over those complete
+                # by now, so that an error among them ends a fail-fast get at once.
+                return self._ray_round(pending, len(pending), 0.0, reads)
             except Exception as exc:  # one holds an error: those ready, errors as values
                 _raise_signalled(exc)
                 return (self._ray_round(pending, len(pending), 0.0, reads)
