@@ -313,13 +313,23 @@ class RayWaits:
             if asynchronous:
                 return True
             return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
+        start = time.monotonic()
         try:
             return self._wait_in_ray(lock, timeout, deferred, len(ids), need)
         except BaseException as exc:  # interrupted (a cancel): nothing will deliver to it now
-            self.unwatch(ids, deferred[0])
-            if self._worker and isinstance(exc, KeyboardInterrupt):
+            ctx = current_execution.get() if self._worker else None
+            if ctx is not None and isinstance(exc, KeyboardInterrupt):
                 # The cancel's interrupt (Ray's, raised by its wait): it has landed.
-                self.interrupt_landed(current_execution.get())
+                self.interrupt_landed(ctx)
+                if ctx.actor_id is not None:
+                    # Ray (2.58 on) ends the wait of a cancelled actor call so, where
+                    # actorlib never interrupts an actor call (it sees ``is_canceled()``):
+                    # this wait goes on, by completion callbacks.
+                    self._hook_up(deferred[1])
+                    left = None if timeout is None else max(
+                        timeout - (time.monotonic() - start), 0.0)
+                    return bool(lock.acquire(timeout=-1 if left is None else left))
+            self.unwatch(ids, deferred[0])
             raise
 
     def _wait_in_ray(
