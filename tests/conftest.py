@@ -79,7 +79,10 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_ref_inside_task_result_keeps_inner_alive": _RAY_OWNS_LIFETIMES,
     "test_ref_in_actor_state_keeps_object_alive": _RAY_OWNS_LIFETIMES,
     "test_pending_task_argument_keeps_object_alive": _RAY_OWNS_LIFETIMES,
-    "test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES,
+    "test_objects.py::test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES,
+    # The same check over drawn examples, which may not reach a nested ref.
+    "test_properties.py::test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES + (
+        " (a property test: the examples drawn may not nest a ref: not strict)"),
     "test_an_actor_killed_by_an_error_of_the_drivers_script_has_it_as_cause": (
         "difference: Ray's ActorDiedError keeps only the message of the constructor's error"
     ),
@@ -109,8 +112,39 @@ RAY_EXCEPTIONS: dict[str, str] = {
         _RAY_NOT_YET + "the state API, so the dashboard",
     "test_dashboard.py::test_bad_requests_get_a_clear_error":
         _RAY_NOT_YET + "the state API, so the dashboard",
-    "test_dashboard.py::test_requests_without_the_token_get_401":
+    "test_dashboard.py::test_metrics_and_jobs_are_served_in_the_snapshot_and_as_prometheus_text":
         _RAY_NOT_YET + "the state API, so the dashboard",
+    "test_dashboard.py::test_the_timeline_endpoint_serves_the_chrome_trace":
+        _RAY_NOT_YET + "the state API, so the dashboard",
+    **dict.fromkeys(
+        (f"test_metrics.py::{name}" for name in (
+            "test_counter_sums_increments_from_the_driver_tasks_and_nested_tasks",
+            "test_gauge_and_histogram_recorded_in_an_actor",
+            "test_tags_and_values_are_checked_as_ray_checks_them",
+            "test_a_name_recorded_as_two_kinds_keeps_the_first",
+        )),
+        _RAY_NOT_YET + "the state API's metrics rows, which these tests read back "
+        "(metrics go to Ray's own metrics there)",
+    ),
+    **dict.fromkeys(
+        (f"test_observe.py::{name}" for name in (
+            "test_list_workers_shows_what_each_runs",
+            "test_stack_shows_a_task_blocked_in_time_sleep",
+            "test_stack_names_what_it_cannot_find", "test_timeline_holds_one_span_per_task",
+        )),
+        _RAY_NOT_YET + "the state API's workers and tasks (ray stack/timeline are Ray's)",
+    ),
+    **dict.fromkeys(
+        (f"test_runtime_env_files.py::{name}" for name in (
+            "test_task_reads_working_dir_and_imports_py_module",
+            "test_actor_with_py_modules_given_as_a_module",
+            "test_nested_work_inherits_the_parents_env",
+            "test_work_without_the_env_does_not_see_it",
+            "test_job_env_changed_between_inits_is_shipped_anew",
+        )),
+        _RAY_NOT_YET + "runtime_env working_dir / py_modules (refused with NotSupportedError; "
+        "Ray's own runtime_env could take them)",
+    ),
     "test_runtime_context_names_the_worker_actor_and_accelerators":
         _RAY_NOT_YET + "the state API, whose list_workers() the test finds get_worker_id() in",
     **dict.fromkeys(
