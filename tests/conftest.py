@@ -93,6 +93,12 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_many_lines_from_many_tasks_arrive_whole": _RAY_OUTPUT,
     "test_logging_in_a_task_appears_in_the_driver_with_its_level": _RAY_OUTPUT,
     "test_every_process_actorlib_starts_says_what_it_is": _RAY_OUTPUT,
+    # In the run's shared connection init(logging_config=) is refused (ray.init has run);
+    # alone, it starts a Ray of its own and its workers' lines come through Ray's log
+    # monitor, which had not delivered the task's or the actor's by shutdown() (4 runs).
+    "test_a_logging_config_lays_out_every_process_s_lines_with_where_they_came_from": (
+        _RAY_OUTPUT + ", delivered by Ray's log monitor after the work is done, not by "
+        "shutdown(); and init(logging_config=) is refused once ray.init has run: not strict"),
     "test_reinit_after_shutdown": _RAY_SHARED,
     "test_executor.py::test_starts_and_stops_its_own_runtime": _RAY_SHARED + (
         " (run alone it starts a Ray of its own and passes: not strict)"),
