@@ -693,7 +693,7 @@ def submits_as_its_cancel_lands(notes: Any) -> str:
     finally:
         fm.FunctionActorManager.export = export  # type: ignore[method-assign]
     try:
-        got = actorlib.get(echo.options(max_calls=7).remote(2), timeout=10)
+        got: int | str = actorlib.get(echo.options(max_calls=7).remote(2), timeout=10)
     except exceptions.GetTimeoutError:
         got = "timed out"
     notes.add.remote(f"after the cancel: {got}")
