@@ -50,8 +50,12 @@ RAY_ALL = os.environ.get("ACTORLIB_TEST_RAY", "") == "all"
 
 # The ray backend's tests share one Ray cluster (Ray takes seconds to start), so the
 # one thing a test cannot do there is shape that cluster: init() arguments that size
-# it are skipped on ray, for this reason (docs/backends.md, "The ray backend").
-RAY_SHARED_CLUSTER_SKIP = frozenset({"num_cpus", "num_gpus", "resources", "object_store_memory"})
+# it are skipped on ray, for this reason (docs/backends.md, "The ray backend"). That
+# includes ``labels`` (a node's labels: init() refuses them once the process has called
+# ray.init, as the shared cluster's connection has; test_labels.py's module-wide labels).
+RAY_SHARED_CLUSTER_SKIP = frozenset({
+    "num_cpus", "num_gpus", "resources", "object_store_memory", "labels",
+})
 
 # The ONE list of shared tests (by name, or "file::name") that do not hold on the ray
 # backend, each with its reason
@@ -75,7 +79,10 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_ref_inside_task_result_keeps_inner_alive": _RAY_OWNS_LIFETIMES,
     "test_ref_in_actor_state_keeps_object_alive": _RAY_OWNS_LIFETIMES,
     "test_pending_task_argument_keeps_object_alive": _RAY_OWNS_LIFETIMES,
-    "test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES,
+    "test_objects.py::test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES,
+    # The same check over drawn examples, which may not reach a nested ref.
+    "test_properties.py::test_objects_freed_exactly_when_last_ref_dies": _RAY_OWNS_LIFETIMES + (
+        " (a property test: the examples drawn may not nest a ref: not strict)"),
     "test_an_actor_killed_by_an_error_of_the_drivers_script_has_it_as_cause": (
         "difference: Ray's ActorDiedError keeps only the message of the constructor's error"
     ),
@@ -86,6 +93,12 @@ RAY_EXCEPTIONS: dict[str, str] = {
     "test_many_lines_from_many_tasks_arrive_whole": _RAY_OUTPUT,
     "test_logging_in_a_task_appears_in_the_driver_with_its_level": _RAY_OUTPUT,
     "test_every_process_actorlib_starts_says_what_it_is": _RAY_OUTPUT,
+    # In the run's shared connection init(logging_config=) is refused (ray.init has run);
+    # alone, it starts a Ray of its own and its workers' lines come through Ray's log
+    # monitor, which had not delivered the task's or the actor's by shutdown() (4 runs).
+    "test_a_logging_config_lays_out_every_process_s_lines_with_where_they_came_from": (
+        _RAY_OUTPUT + ", delivered by Ray's log monitor after the work is done, not by "
+        "shutdown(); and init(logging_config=) is refused once ray.init has run: not strict"),
     "test_reinit_after_shutdown": _RAY_SHARED,
     "test_executor.py::test_starts_and_stops_its_own_runtime": _RAY_SHARED + (
         " (run alone it starts a Ray of its own and passes: not strict)"),
@@ -113,8 +126,39 @@ RAY_EXCEPTIONS: dict[str, str] = {
         _RAY_NOT_YET + "the state API, so the dashboard",
     "test_dashboard.py::test_bad_requests_get_a_clear_error":
         _RAY_NOT_YET + "the state API, so the dashboard",
-    "test_dashboard.py::test_requests_without_the_token_get_401":
+    "test_dashboard.py::test_metrics_and_jobs_are_served_in_the_snapshot_and_as_prometheus_text":
         _RAY_NOT_YET + "the state API, so the dashboard",
+    "test_dashboard.py::test_the_timeline_endpoint_serves_the_chrome_trace":
+        _RAY_NOT_YET + "the state API, so the dashboard",
+    **dict.fromkeys(
+        (f"test_metrics.py::{name}" for name in (
+            "test_counter_sums_increments_from_the_driver_tasks_and_nested_tasks",
+            "test_gauge_and_histogram_recorded_in_an_actor",
+            "test_tags_and_values_are_checked_as_ray_checks_them",
+            "test_a_name_recorded_as_two_kinds_keeps_the_first",
+        )),
+        _RAY_NOT_YET + "the state API's metrics rows, which these tests read back "
+        "(metrics go to Ray's own metrics there)",
+    ),
+    **dict.fromkeys(
+        (f"test_observe.py::{name}" for name in (
+            "test_list_workers_shows_what_each_runs",
+            "test_stack_shows_a_task_blocked_in_time_sleep",
+            "test_stack_names_what_it_cannot_find", "test_timeline_holds_one_span_per_task",
+        )),
+        _RAY_NOT_YET + "the state API's workers and tasks (ray stack/timeline are Ray's)",
+    ),
+    **dict.fromkeys(
+        (f"test_runtime_env_files.py::{name}" for name in (
+            "test_task_reads_working_dir_and_imports_py_module",
+            "test_actor_with_py_modules_given_as_a_module",
+            "test_nested_work_inherits_the_parents_env",
+            "test_work_without_the_env_does_not_see_it",
+            "test_job_env_changed_between_inits_is_shipped_anew",
+        )),
+        _RAY_NOT_YET + "runtime_env working_dir / py_modules (refused with NotSupportedError; "
+        "Ray's own runtime_env could take them)",
+    ),
     "test_runtime_context_names_the_worker_actor_and_accelerators":
         _RAY_NOT_YET + "the state API, whose list_workers() the test finds get_worker_id() in",
     **dict.fromkeys(

@@ -54,6 +54,17 @@ class Ledger:
             time.sleep(0.005)
         raise RuntimeError("stopped because it was cancelled")
 
+    def get_while_cancelled(self, started: object, gate: object) -> str:
+        """Cancelled while it waits in ``get``: not interrupted, its ``get`` returns."""
+        started.arrive.remote()  # type: ignore[attr-defined]
+        try:
+            actorlib.get(gate.wait.remote(), timeout=T)  # type: ignore[attr-defined]
+        except KeyboardInterrupt:
+            self.ran.append("interrupted")
+            raise
+        self.ran.append(f"got it, cancelled: {actorlib.get_runtime_context().is_canceled()}")
+        return "got it"
+
     def history(self) -> tuple[list[str], bool]:
         return self.ran, actorlib.get_runtime_context().is_canceled()
 
@@ -121,6 +132,22 @@ def test_a_running_sync_call_runs_on_and_sees_is_canceled(rt):
     # The flag belongs to the cancelled call only.
     assert actorlib.get(ledger.history.remote(), timeout=T) == (
         ["saw the cancel", "later"], False)
+
+
+def test_a_sync_call_cancelled_while_it_waits_in_get_is_not_interrupted(rt):
+    """Its ``get`` goes on and returns the value; the call sees ``is_canceled()``."""
+    started, gate = Sync.remote(), Sync.remote()
+    ledger = Ledger.remote()
+    ref = ledger.get_while_cancelled.remote(started, gate)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    time.sleep(0.2)  # in its get by now
+    actorlib.cancel(ref, recursive=False)  # the call it waits for is not cancelled too
+    time.sleep(0.2)  # an interruption would have landed by now
+    actorlib.get(gate.set.remote(), timeout=T)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    assert actorlib.get(ledger.history.remote(), timeout=T) == (
+        ["got it, cancelled: True"], False)
 
 
 def test_a_cancelled_sync_call_that_fails_raises_task_cancelled(rt):

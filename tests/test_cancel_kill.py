@@ -205,6 +205,42 @@ def test_a_cancelled_task_that_catches_the_interrupt_can_still_get(rt):
 
 
 @actorlib.remote
+def waits_after_its_cancel(started, gate, rec):
+    """A running sync task that catches the cancel's interruption, then waits on work
+    that is not ready: a ``wait`` that gives up, then a ``get`` that blocks."""
+    try:
+        started.arrive.remote()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+    except KeyboardInterrupt:
+        opened = gate.wait.remote()  # ready once the test opens the gate
+        ready, _ = actorlib.wait([opened], timeout=0.2)
+        rec.append.remote(f"open: {bool(ready)}")
+        actorlib.get(opened, timeout=T)
+        rec.append.remote("passed the gate")
+        raise
+    return "not cancelled"
+
+
+def test_a_cancelled_task_that_catches_the_interrupt_can_still_wait(rt):
+    """The interruption lands once: after it, a ``wait`` that times out and a ``get``
+    that blocks are waits like any other, never a second interruption."""
+    started, gate, rec = Sync.remote(), Sync.remote(), Recorder.remote()
+    ref = waits_after_its_cancel.remote(started, gate, rec)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    wait_until(lambda: actorlib.get(rec.items.remote(), timeout=T) == ["open: False"],
+               what="the cancelled task's wait to give up")
+    actorlib.get(gate.set.remote(), timeout=T)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    wait_until(lambda: len(actorlib.get(rec.items.remote(), timeout=T)) >= 2,
+               what="the cancelled task's get")
+    assert actorlib.get(rec.items.remote(), timeout=T) == ["open: False", "passed the gate"]
+
+
+@actorlib.remote
 def submitting_loop(started):
     """A running task that spends its time submitting nested work and reading it back,
     so a cancel's interruption lands while it talks to the core."""

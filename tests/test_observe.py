@@ -55,24 +55,24 @@ def test_list_workers_shows_what_each_runs(rt, tmp_path):
     actor_pid = actorlib.get(host.pid.remote(), timeout=T)
     release = tmp_path / "release"
     blocked = sleeps_until.remote(str(release))
+    try:
+        worker = wait_for(lambda: _worker_running("sleeps_until"), "a worker running the task")
+        assert worker["is_alive"] and worker["pid"] > 0
+        assert worker["worker_type"] in ("WORKER", "DRIVER")
+        assert worker["node_id"] in {n["node_id"] for n in state.list_nodes()}
+        task_id = state.list_tasks(filters=[("name", "=", "sleeps_until")])[0]["task_id"]
+        assert task_id in worker["current_task_ids"]
+        running = state.get_task(task_id)
+        assert running["state"] == "RUNNING" and running["worker_pid"] == worker["pid"]
 
-    worker = wait_for(lambda: _worker_running("sleeps_until"), "a worker running the task")
-    assert worker["is_alive"] and worker["pid"] > 0
-    assert worker["worker_type"] in ("WORKER", "DRIVER")
-    assert worker["node_id"] in {n["node_id"] for n in state.list_nodes()}
-    task_id = state.list_tasks(filters=[("name", "=", "sleeps_until")])[0]["task_id"]
-    assert task_id in worker["current_task_ids"]
-    running = state.get_task(task_id)
-    assert running["state"] == "RUNNING" and running["worker_pid"] == worker["pid"]
-
-    # The actor's process is a worker too, and its row says which pid hosts it.
-    alive = [w for w in state.list_workers() if w["is_alive"]]
-    assert actor_pid in {w["pid"] for w in alive}
-    actor_id = state.list_actors(filters=[("class_name", "=", "Host")])[0]["actor_id"]
-    wait_for(lambda: state.get_actor(actor_id)["pid"] == actor_pid, "the actor's pid")
-    assert state.list_workers(filters=[("pid", "=", actor_pid)])
-
-    release.write_text("go")
+        # The actor's process is a worker too, and its row says which pid hosts it.
+        alive = [w for w in state.list_workers() if w["is_alive"]]
+        assert actor_pid in {w["pid"] for w in alive}
+        actor_id = state.list_actors(filters=[("class_name", "=", "Host")])[0]["actor_id"]
+        wait_for(lambda: state.get_actor(actor_id)["pid"] == actor_pid, "the actor's pid")
+        assert state.list_workers(filters=[("pid", "=", actor_pid)])
+    finally:  # a failure must not leave the task running (a shared Ray cluster keeps it)
+        release.write_text("go")
     assert actorlib.get(blocked, timeout=T) == worker["pid"]  # the pid listed ran it
     wait_for(lambda: state.get_task(task_id)["state"] == "FINISHED", "the task to finish")
     assert state.get_task(task_id)["worker_pid"] == worker["pid"]

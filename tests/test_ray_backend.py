@@ -628,6 +628,101 @@ def test_a_wait_loop_reads_no_value_but_a_get_beside_it_does(
     assert seen == 100 and got == list(range(100))
 
 
+def test_a_wait_that_gives_up_passes_over_watched_objects_let_go(on_ray: str) -> None:
+    """A watch may outlive the refs of its objects (an Executor's, once ``Pool.terminate``
+    settled its futures): a wait that gives up asks Ray about the watched objects this
+    process still maps and passes over the others, whose completion callbacks still
+    deliver. It raised ``ObjectLostError`` instead (a Pool test failed at teardown)."""
+    import gc
+
+    from actorlib.core import context
+
+    client: Any = context.current()
+    seen: list[int] = []
+    held = sleeper.remote(0.5)
+    held_id = held._id
+    client.watch([held_id], lambda id_, value: seen.append(id_))
+    del held
+    gc.collect()
+    other = sleeper.remote(0.5)
+    ready, rest = actorlib.wait([other], timeout=0)
+    assert (ready, rest) == ([], [other])
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert seen == [held_id]
+    actorlib.get(other, timeout=60)
+
+
+@actorlib.remote(num_cpus=0)
+class Notes:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def add(self, note: str) -> None:
+        self.notes.append(note)
+
+    def read(self) -> list[str]:
+        return list(self.notes)
+
+
+@actorlib.remote(max_retries=0)
+def submits_as_its_cancel_lands(notes: Any) -> str:
+    """Submits a task of a kind this worker has not submitted yet (``max_calls=7``: a Ray
+    function of its own, exported on its first ``.remote()`` here) while its cancel lands
+    (Ray's export is slowed down so that it does), then, having caught the interrupt,
+    submits one more of the kind and gets it."""
+    import ray._private.function_manager as fm
+
+    export = fm.FunctionActorManager.export
+
+    def slow_export(self: Any, remote_function: Any) -> None:
+        notes.add.remote("exporting")
+        time.sleep(2.0)  # the cancel lands here
+        export(self, remote_function)
+
+    fm.FunctionActorManager.export = slow_export  # type: ignore[method-assign]
+    try:
+        try:
+            echo.options(max_calls=7).remote(1)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                time.sleep(0.005)
+        except KeyboardInterrupt:
+            pass
+    finally:
+        fm.FunctionActorManager.export = export  # type: ignore[method-assign]
+    try:
+        got: int | str = actorlib.get(echo.options(max_calls=7).remote(2), timeout=10)
+    except exceptions.GetTimeoutError:
+        got = "timed out"
+    notes.add.remote(f"after the cancel: {got}")
+    return "done"
+
+
+def test_a_cancel_never_breaks_a_submission_under_way(on_ray: str) -> None:
+    """A cancel's interrupt waits until the worker has handed its work to Ray, as it
+    waits for an import: Ray marks a function exported before it writes it to its
+    function table, so an interrupt in between left it never exported, and every later
+    task of it from that worker waited forever for a function no worker could load (a
+    later test's nested task in test_cancel_kill.py hung so, about one run in five)."""
+    notes = Notes.remote()
+    ref = submits_as_its_cancel_lands.remote(notes)
+    deadline = time.monotonic() + 60
+    while "exporting" not in actorlib.get(notes.read.remote(), timeout=60):
+        assert time.monotonic() < deadline, "the task never started its submission"
+        time.sleep(0.02)
+    actorlib.cancel(ref)
+    try:
+        actorlib.get(ref, timeout=60)
+    except exceptions.TaskCancelledError:
+        pass
+    while len(actorlib.get(notes.read.remote(), timeout=60)) < 2:
+        assert time.monotonic() < deadline + 30, "the task never got to its second submission"
+        time.sleep(0.05)
+    assert actorlib.get(notes.read.remote(), timeout=60) == ["exporting", "after the cancel: 2"]
+
+
 # -- Ray's errors as actorlib's --------------------------------------------------------
 
 

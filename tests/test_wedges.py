@@ -127,8 +127,10 @@ def test_get_raises_the_first_error_without_waiting_for_the_rest(rt):
     sync = Sync.remote()
     never = waits_for.remote([sync.wait.remote()])  # ready only when released below
     try:
+        start = time.monotonic()
         with pytest.raises(ValueError, match="boom"):
             actorlib.get([never, bad.remote()], timeout=T)
+        assert time.monotonic() - start < T / 2, "get() waited for the object before the error"
         with pytest.raises(ValueError, match="boom"):
             asyncio.run(actorlib.get_async([never, bad.remote()], timeout=T))
         assert actorlib.wait([never], timeout=0) == ([], [never])

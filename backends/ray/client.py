@@ -173,6 +173,7 @@ class RayCore(RayWaits, HeldTasks):
         self._probe_backoff = 0
         # Tasks over their concurrency limit, held here until a slot frees (see .limits).
         self._limits = Limits()
+        self._landed = None  # a task whose cancel landed (``RayWaits.interrupt_landed``)
         waiting.blocking_wait = self.wait_blocking
 
     @property

@@ -9,6 +9,13 @@ it still lacks and reads those ready in one ``ray.get``, as plain Ray's ``get`` 
 does; its rounds start short and grow, so a wait ended by other means (a shutdown, a
 cancel) is seen within one.
 
+A task whose cancel has landed (its ``KeyboardInterrupt`` raised in it once) waits by
+completion callbacks instead: Ray (2.58 on) keeps such a task's cancellation flag up and
+fails every later ``ray.wait``/``ray.get`` of it that checks for signals (one that times
+out, one over objects in its shared store, one that lasts a second) with a
+``KeyboardInterrupt`` of its own, with no signal behind it, where actorlib's cancel
+interrupts a task once: a task that caught it may still ``get`` and ``wait``.
+
 :class:`RayWaits` is part of :class:`~.client.RayCore`: its tables are the client's,
 made in the client's ``__init__``, and guarded by the client's lock.
 """
@@ -29,8 +36,9 @@ from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.limits import Held, Limits
 from actorlib.backends.ray.streams import RayStream
 from actorlib.core import waiting
+from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.serialization import UNREAD, Serialized, serialize
-from actorlib.exceptions import RuntimeClosedError
+from actorlib.exceptions import ObjectLostError, RuntimeClosedError
 
 Watcher = Callable[[int, Serialized], None]
 
@@ -84,6 +92,7 @@ class RayWaits:
     _slots: dict[int, RayStream]
     _ends: dict[int, RayStream]
     _limits: Limits
+    _landed: ExecutionContext | None  # the task whose cancel's interrupt landed
 
     if TYPE_CHECKING:  # the client's own
         def _check_open(self) -> None: ...
@@ -275,6 +284,17 @@ class RayWaits:
         for callback in callbacks:
             callback(id_, value)
 
+    def interrupt_landed(self, ctx: ExecutionContext | None) -> None:
+        """In a worker: the cancel of the task running ``ctx`` has raised its
+        ``KeyboardInterrupt`` in it (None: that task is over). Its later blocking waits
+        wait by completion callbacks, not in Ray (see the module docstring)."""
+        self._landed = ctx
+
+    def _cancel_landed(self) -> bool:
+        """Whether this thread runs a task whose cancel's interrupt has landed."""
+        landed = self._landed
+        return landed is not None and landed is current_execution.get()
+
     def wait_blocking(
         self, lock: Any, timeout: float | None, ids: list[int], asynchronous: bool,
         need: int,
@@ -287,15 +307,28 @@ class RayWaits:
         Ray). An ``await`` gets its completion callbacks now and waits for them."""
         deferred = getattr(self._thread, "deferred", None)
         self._thread.deferred = None
-        if asynchronous or deferred is None:
+        if asynchronous or deferred is None or (self._worker and self._cancel_landed()):
             if deferred is not None:
                 self._hook_up(deferred[1])
             if asynchronous:
                 return True
             return bool(lock.acquire(timeout=-1 if timeout is None else timeout))
+        start = time.monotonic()
         try:
             return self._wait_in_ray(lock, timeout, deferred, len(ids), need)
-        except BaseException:  # interrupted (a cancel): nothing will deliver to it now
+        except BaseException as exc:  # interrupted (a cancel): nothing will deliver to it now
+            ctx = current_execution.get() if self._worker else None
+            if ctx is not None and isinstance(exc, KeyboardInterrupt):
+                # The cancel's interrupt (Ray's, raised by its wait): it has landed.
+                self.interrupt_landed(ctx)
+                if ctx.actor_id is not None:
+                    # Ray (2.58 on) ends the wait of a cancelled actor call so, where
+                    # actorlib never interrupts an actor call (it sees ``is_canceled()``):
+                    # this wait goes on, by completion callbacks.
+                    self._hook_up(deferred[1])
+                    left = None if timeout is None else max(
+                        timeout - (time.monotonic() - start), 0.0)
+                    return bool(lock.acquire(timeout=-1 if left is None else left))
             self.unwatch(ids, deferred[0])
             raise
 
@@ -364,7 +397,9 @@ class RayWaits:
             try:
                 datas = ray.get(refs, timeout=timeout)
             except ray.exceptions.GetTimeoutError:
-                return 0
+                # Ray's get of a list waits for all of them: hand over those complete
+                # by now, so that an error among them ends a fail-fast get at once.
+                return self._ray_round(pending, len(pending), 0.0, reads)
             except Exception as exc:  # one holds an error: those ready, errors as values
                 _raise_signalled(exc)
                 return (self._ray_round(pending, len(pending), 0.0, reads)
@@ -441,14 +476,23 @@ class RayWaits:
             for id_ in ids:
                 try:
                     ref = self._ray_ref(id_)
-                except RuntimeClosedError:
+                except (RuntimeClosedError, ObjectLostError):
+                    # Let go by this process while watched (an Executor's watch outlives
+                    # the refs of futures settled otherwise): its callback delivers it.
                     continue
                 if type(ref) is not Held:  # not in Ray yet: not complete
                     pairs.append((id_, ref))
         if not pairs:
             return
         refs = [ref for _, ref in pairs]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        try:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        except KeyboardInterrupt:
+            if self._worker and self._cancel_landed():
+                # Ray's standing flag of a cancel that landed, no new interrupt: this
+                # wait sees what Ray's completion callbacks have reported.
+                return
+            raise
         if not ready:
             return
         ready_set = set(ready)

@@ -15,9 +15,11 @@ import functools
 import inspect
 import itertools
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 from actorlib.backends.base import HeapStore
@@ -27,7 +29,6 @@ from actorlib.backends.ray.client import PassStore, RayCore
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.wire import call_spec, named_call, named_task, task_spec
 from actorlib.backends.runner.interrupts import (
-    importing,
     in_import,
     raise_in_thread,
     until_done,
@@ -39,11 +40,12 @@ from actorlib.backends.runner.user_code import (
     pack_error,
     pack_results,
     run_sync_or_async,
+    serialize_result,
 )
 from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import Serialized, deserialize, serialize
+from actorlib.core.serialization import Serialized, deserialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
 
 _code = CodeCache()
@@ -69,16 +71,17 @@ def client(namespace: str) -> RayCore:
         if not isinstance(current, RayCore):
             current = RayCore(namespace, stop_ray=False, worker=True)
             context.install(current)  # it waits in Ray: ``RayCore.wait_blocking``
-            _note_cancels()
+            _note_cancels(current)
     return current
 
 
-def _note_cancels() -> None:
+def _note_cancels(core: RayCore) -> None:
     """Ray cancels a running sync task by raising ``KeyboardInterrupt`` in it through
     SIGINT's handler (``_thread.interrupt_main``); this handler first marks the task
-    cancelled, so ``is_canceled()`` is True in code that catches the interrupt. Inside
-    an import, the interrupt waits for the import's end, as on every backend (see
-    :mod:`actorlib.backends.runner.interrupts`)."""
+    cancelled, so ``is_canceled()`` is True in code that catches the interrupt, and
+    tells ``core`` it has landed (the task's later waits must not wait in Ray, which
+    would interrupt each of them again). Inside an import, the interrupt waits for the
+    import's end, as on every backend (see :mod:`actorlib.backends.runner.interrupts`)."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         return
@@ -91,32 +94,68 @@ def _note_cancels() -> None:
             except Exception:  # not a task Ray can say about (an async actor)
                 pass
         with _interrupts:
-            if ctx is not None and _running[0] is ctx and in_import(frame):
-                _running[1] = ctx  # owed: sent as the import ends (or as the task ends)
+            if ctx is not None and _running[0] is ctx and _held_back(frame):
+                _running[1] = ctx  # owed: sent once it is out (or as the task ends)
                 until_done(_interrupts, _send_owed)
                 return
+            if ctx is not None:
+                core.interrupt_landed(ctx)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
 
 
+#: Ray's code that hands work to Ray (``.remote()``: a function's or class's first
+#: export in this process, the submission): Ray marks a function exported before it
+#: writes it to its function table, so an interrupt there left it never exported, and
+#: every later task of it from this worker waited forever for a function no worker could
+#: load ("has not been registered"). A cancel's interrupt waits until the thread is out.
+_RAY_SUBMIT_CODE = (
+    "/ray/remote_function.py",
+    "/ray/actor.py",
+    "/ray/_private/function_manager.py",
+)
+
+
+def _held_back(frame: FrameType | None) -> bool:
+    """Whether an interrupt at ``frame`` must wait: the thread imports, or hands work to
+    Ray (see ``_RAY_SUBMIT_CODE``)."""
+    if in_import(frame):
+        return True
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(_RAY_SUBMIT_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
 #: The normal task running on the main thread (Ray interrupts only those), and the one
-#: whose interrupt waits for an import under way to end; under ``_interrupts``.
+#: whose interrupt waits for an import or a submission under way to end (``_held_back``);
+#: under ``_interrupts``.
 _running: list[ExecutionContext | None] = [None, None]
 _interrupts = threading.RLock()  # the SIGINT handler may run while the main thread holds it
 
 
 def _send_owed() -> bool:
-    """Raise the owed interrupt in the main thread once it has left the import (False:
-    not yet). ``_interrupts`` held: the task cannot end meanwhile (``_task_ended``)."""
+    """Raise the owed interrupt in the main thread once it has left the import or the
+    submission (False: not yet). ``_interrupts`` held: the task cannot end meanwhile
+    (``_task_ended``)."""
     if _running[1] is None:
         return True  # the task ended first, and raised it itself
     main = threading.main_thread().ident or 0
-    if importing(main):
+    if _held_back(sys._current_frames().get(main)):
         return False
+    _landed(_running[1])
     _running[1] = None
     raise_in_thread(main, KeyboardInterrupt)
     return True
+
+
+def _landed(ctx: ExecutionContext | None) -> None:
+    """The cancel's interrupt of the task running ``ctx`` lands now (None: none will)."""
+    core = context.current()
+    if isinstance(core, RayCore):
+        core.interrupt_landed(ctx)
 
 
 def _task_ended(ctx: ExecutionContext) -> None:
@@ -125,6 +164,7 @@ def _task_ended(ctx: ExecutionContext) -> None:
     with _interrupts:
         owed = _running[1] is ctx
         _running[0] = _running[1] = None
+        _landed(None)
     if owed:
         raise KeyboardInterrupt
 
@@ -184,7 +224,7 @@ def _finish(
     return tuple(boxes)
 
 
-def _failed(exc: Exception, name: str, retry: RetryExceptions) -> Serialized:
+def _failed(exc: BaseException, name: str, retry: RetryExceptions) -> Serialized:
     if isinstance(exc, ray.exceptions.TaskCancelledError):
         raise exc  # Ray's cancel: Ray reports it
     packed, retryable = pack_error(exc, name, retry)
@@ -237,7 +277,7 @@ def _dynamic(core: RayCore, items: Any, name: str, work_id: int) -> Any:
     refs: list[ObjectRef[Any]] = []
     for index, item in enumerate(items):
         id_ = core.ids.next()
-        core.put(id_, _store.seal(serialize(item, label=f"item {index} of {name}")))
+        core.put(id_, _store.seal(serialize_result(item, f"item {index} of {name}")))
         refs.append(ObjectRef(id_, core, name, work_id))
     return DynamicObjectRefGenerator(refs)
 
@@ -274,7 +314,7 @@ def _running_as(ctx: ExecutionContext) -> Iterator[None]:
 
 
 def _boxed(core: RayCore, item: Any, index: int, name: str) -> Packed:
-    return core.box(_store.seal(serialize(item, label=f"item {index} of {name}")))
+    return core.box(_store.seal(serialize_result(item, f"item {index} of {name}")))
 
 
 _END: Any = object()  # past a stream's last item
@@ -374,7 +414,11 @@ def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> 
                 result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
                 values = _values(core, result, spec.generator, spec.num_returns, name,
                                  spec.task_id)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise  # the cancel's interrupt: Ray reports the task cancelled
+            except BaseException as exc:
+                # ``SystemExit`` too is the task's error, as on every backend: left to
+                # Ray, it would end Ray's worker, and Ray would retry the task.
                 error = _failed(exc, name, spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
             return _finish(core, values, spec.num_returns)
