@@ -35,15 +35,21 @@ def _fork(child_ends: str) -> tuple[str, int | None]:
         if child_ends == "raise":
             raise ValueError("raised in the forked child")
         return "child", os.getpid()  # ``return``: out of the task, into the worker's code
-    deadline = time.monotonic() + 10
+    return "parent", _exit_code_within(pid, 10)
+
+
+def _exit_code_within(pid: int, seconds: float) -> int | None:
+    """The forked child's exit code, or None if it had not exited within ``seconds``
+    (then it is killed)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return "parent", os.waitstatus_to_exitcode(status)
+            return os.waitstatus_to_exitcode(status)
         time.sleep(0.01)
     os.kill(pid, 9)
     os.waitpid(pid, 0)
-    return "parent", None
+    return None
 
 
 @actorlib.remote(max_retries=0)
@@ -100,15 +106,7 @@ def fork_and_use_actorlib() -> tuple[str, int | None]:
         except BaseException:
             os._exit(8)
         os._exit(9)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return "parent", os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return "parent", None
+    return "parent", _exit_code_within(pid, 15)
 
 
 def test_actorlib_in_a_process_forked_by_a_task_raises_at_once(rt: Any) -> None:
