@@ -45,6 +45,10 @@ if importlib.util.find_spec("ray") is not None:
 # deselected (counted as such by pytest), never silently missing.
 RAY_MODULES = frozenset({
     "test_tasks.py", "test_actors.py", "test_objects.py", "test_executor.py",
+    # Where the whole suite's first run on ray found bugs (cancels and their interrupts,
+    # a get of several refs, a pool's end, sys.exit in a task), none of them holding
+    # the shared cluster's CPUs after it.
+    "test_cancel_kill.py", "test_wedges.py", "test_pool.py", "test_stdlib_parity.py",
 })
 RAY_ALL = os.environ.get("ACTORLIB_TEST_RAY", "") == "all"
 
