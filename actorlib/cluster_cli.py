@@ -155,7 +155,7 @@ def _running_head() -> tuple[str, str] | None:
             pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
-    return (info["address"], session) if _is_daemon(pid) else None
+    return (info["address"], session) if sessions.is_daemon(pid) else None
 
 
 def _new_session() -> str:
@@ -311,30 +311,19 @@ def _pids() -> list[tuple[str, int]]:
     return found
 
 
-def _is_daemon(pid: int) -> bool:
-    """Whether ``pid`` (from a pid file) is still a head or node, not a reused pid."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except OSError:
-        return False
-    # Titled by proc_title; the module path when setproctitle is missing.
-    return any(mark in cmdline for mark in sessions.DAEMON_MARKS)
-
-
 def stop(args: argparse.Namespace) -> int:
     targets = _pids()
-    alive = [(path, pid) for path, pid in targets if _is_daemon(pid)]
+    alive = [(path, pid) for path, pid in targets if sessions.is_daemon(pid)]
     # Nodes first, so they do not report the head's loss; then heads.
     alive.sort(key=lambda item: item[0].endswith("head.pid"))
     for _, pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while any(_is_daemon(pid) for _, pid in alive) and time.monotonic() < deadline:
+    while any(sessions.is_daemon(pid) for _, pid in alive) and time.monotonic() < deadline:
         time.sleep(0.05)
     for _, pid in alive:
-        if _is_daemon(pid):
+        if sessions.is_daemon(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     for path, _ in targets:

@@ -39,9 +39,7 @@ def _source(args: argparse.Namespace) -> str:
     if args.pid is None and (args.address or os.environ.get(sessions.ADDRESS_ENV)
                              or sessions.live_session()):
         return f"cluster {args.address or os.environ.get(sessions.ADDRESS_ENV) or 'auto'}"
-    path = state_socket.driver_socket(args.pid)
-    name = os.path.basename(os.path.dirname(path))
-    return f"local driver pid {name[len(state_socket.DIR_PREFIX):]}"
+    return f"local driver pid {state_socket.pid_of(state_socket.driver_socket(args.pid))}"
 
 
 def run(args: argparse.Namespace) -> int:

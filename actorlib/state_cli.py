@@ -173,7 +173,7 @@ def local_status(pid: int | None = None, timeout: float = state_socket.TIMEOUT_S
     head answers, built from its state rows."""
     path = state_socket.driver_socket(pid)
     if pid is None:
-        pid = int(os.path.basename(os.path.dirname(path))[len(state_socket.DIR_PREFIX):])
+        pid = state_socket.pid_of(path)
         note_choice(None, None)  # the status's first line names the driver too
 
     def rows(kind: str) -> list[dict[str, Any]]:

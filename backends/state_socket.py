@@ -260,10 +260,15 @@ def driver_socket(pid: int | None) -> str:
     raise NoDriverError(f"no local actorlib driver with pid {pid} (running: {running})")
 
 
+def pid_of(path: str) -> int | None:
+    """The pid of the driver whose socket is ``path`` (its directory is named for it)."""
+    pid = os.path.basename(os.path.dirname(path))[len(DIR_PREFIX):]
+    return int(pid) if pid.isdigit() else None
+
+
 def _driver_name(path: str) -> str:
-    name = os.path.basename(os.path.dirname(path))
-    pid = name[len(DIR_PREFIX):]
-    return f"the local driver pid {pid}" if pid.isdigit() else f"the driver at {path}"
+    pid = pid_of(path)
+    return f"the local driver pid {pid}" if pid is not None else f"the driver at {path}"
 
 
 def _connect(conn: socket.socket, path: str, timeout: float) -> None:
@@ -281,8 +286,8 @@ def _connect(conn: socket.socket, path: str, timeout: float) -> None:
 
 
 def _stack_hint(path: str) -> str:
-    pid = os.path.basename(os.path.dirname(path))[len(DIR_PREFIX):]
-    return f"; `actorlib stack --pid {pid}` shows where it is" if pid.isdigit() else ""
+    pid = pid_of(path)
+    return f"; `actorlib stack --pid {pid}` shows where it is" if pid is not None else ""
 
 
 def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:

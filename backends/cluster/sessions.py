@@ -91,25 +91,27 @@ def live_session() -> str | None:
 DAEMON_MARKS = (b"actorlib::head", b"actorlib::node", b"actorlib.backends.cluster.")
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is still a head or node: not gone, not a zombie (killed, not yet
-    reaped), and not another program that got the pid since."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # another user's process: not a daemon of ours
-    if not os.path.isdir("/proc/self"):
-        return True  # no /proc here: what kill() said
+def is_daemon(pid: int) -> bool:
+    """Whether ``pid`` (from a pid file) is still a head or node: not gone, not a zombie
+    (killed, not yet reaped: its command line is empty), and not another program that got
+    the pid since. False where ``/proc`` cannot say."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()  # a zombie's is empty
-    except FileNotFoundError:
-        return False
+            cmdline = f.read()
     except OSError:
-        return True
+        return False
     return any(mark in cmdline for mark in DAEMON_MARKS)
+
+
+def _running(pid: int) -> bool:
+    """:func:`is_daemon`; without ``/proc``, whether ``pid`` is alive at all."""
+    if os.path.isdir("/proc/self"):
+        return is_daemon(pid)
+    try:
+        os.kill(pid, 0)
+    except OSError:  # gone, or another user's: not a daemon of ours
+        return False
+    return True
 
 
 def write_private(path: str, data: bytes) -> None:

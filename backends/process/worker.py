@@ -74,7 +74,7 @@ from actorlib.core.fds import fill_standard_fds
 from actorlib.core.records import Outcome
 from actorlib.core.serialization import Serialized, serialize, set_buffer_mapper
 from actorlib.core.specs import CodeRef
-from actorlib.exceptions import RuntimeEnvSetupError, SerializationError
+from actorlib.exceptions import RuntimeEnvSetupError
 
 PR_SET_PDEATHSIG = 1
 
@@ -213,10 +213,7 @@ class Worker:
         events = self.local.events
 
         def error(what: str) -> Serialized:
-            return serialize(SerializationError(
-                f"The message carrying {what} could not be decoded in the worker process "
-                f"(pid {os.getpid()}): {message.error}"
-            ), is_error=True)
+            return serialize(message.failure(what, "the worker process"), is_error=True)
 
         # The code it brought is kept all the same: the driver sends code once per
         # worker, so the next work of that function or class comes without it.

@@ -10,7 +10,6 @@ disconnects, everything it held is released at once.
 from __future__ import annotations
 
 import collections
-import os
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -90,16 +89,10 @@ class ClientLink:
         than the peer waiting forever (or its calls failing as to an unknown actor).
         False if the record is no client call this can end."""
         record = message.record
-
-        def error(what: str) -> SerializationError:
-            return SerializationError(
-                f"The message carrying {what} could not be decoded in {where} "
-                f"(pid {os.getpid()}): {message.error}"
-            )
-
         kind = type(record)
         if kind is Request and type(record.req) is int:
-            self.send(Reply(record.req, False, error(f"the request {record.method!r}")))
+            self.send(Reply(record.req, False,
+                            message.failure(f"the request {record.method!r}", where)))
             return True
         if kind is SubmitTask or kind is SubmitCall:
             spec = record.spec
@@ -110,7 +103,7 @@ class ClientLink:
                     else f"actor call {spec.method!r}")
             for id_ in returns:  # counted for the peer, as a submission's results are
                 self.refs[id_] += 1
-                self.client.put(id_, serialize(error(what), is_error=True))
+                self.client.put(id_, serialize(message.failure(what, where), is_error=True))
             return True
         if kind is CreateActor and type(getattr(record.spec, "actor_id", None)) is int:
             # Created all the same, as an actor whose class is the error: it dies saying
@@ -118,7 +111,8 @@ class ClientLink:
             spec = record.spec
             actor_id = spec.actor_id
             name = getattr(spec.cls, "name", None)
-            refusal = _Refusal(str(error(f"the creation of actor {actor_id:016x}")))
+            refusal = _Refusal(str(message.failure(f"the creation of actor {actor_id:016x}",
+                                                   where)))
             self._create_actor(CreateActor(ActorSpec(
                 actor_id, CodeRef(actor_id, name if type(name) is str else "actor",
                                   pickle.dumps(refusal)),

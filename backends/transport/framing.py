@@ -12,6 +12,7 @@ import collections
 import contextlib
 import io
 import logging
+import os
 import pickle
 import socket
 import struct
@@ -23,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 from actorlib.backends.transport import codec
 from actorlib.backends.transport.messages import name_of
 from actorlib.core.specs import shipping_to
+from actorlib.exceptions import SerializationError
 
 log = logging.getLogger("actorlib.wire")
 
@@ -68,6 +70,14 @@ class Undecodable(NamedTuple):
 
     record: Any
     error: str
+
+    def failure(self, what: str, where: str) -> SerializationError:
+        """The error the work or request this record carried ends with: ``what`` it
+        carried, ``where`` (this process) it failed to decode."""
+        return SerializationError(
+            f"The message carrying {what} could not be decoded in {where} "
+            f"(pid {os.getpid()}): {self.error}"
+        )
 
 
 class Missing:

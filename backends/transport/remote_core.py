@@ -12,7 +12,6 @@ process runs travel the other way through
 from __future__ import annotations
 
 import itertools
-import os
 import pickle
 import threading
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from actorlib.core.records import NodeInfo
 from actorlib.core.scheduler import Scheduler
 from actorlib.core.serialization import UNREAD, Serialized
 from actorlib.core.specs import ActorSpec, CallSpec, PlacementGroupSpec, TaskSpec
-from actorlib.exceptions import RuntimeClosedError, SerializationError
+from actorlib.exceptions import RuntimeClosedError
 
 #: How many ids a client remembers as ready (see ``RemoteCoreClient._ready_ids``); past it
 #: the memory starts over (a cache: forgetting costs a round trip, nothing else).
@@ -337,9 +336,8 @@ class RemoteCoreClient:
         with a ``SerializationError`` saying why, rather than its caller waiting forever."""
         record = message.record
         if type(record) is Reply and type(record.req) is int:
-            self.on_reply(record.req, False, SerializationError(
-                f"The answer to a request could not be decoded in {where} (pid "
-                f"{os.getpid()}): {message.error}"))
+            self.on_reply(record.req, False,
+                          message.failure("the answer to a request", where))
 
     def set_nodes(self, nodes: list[NodeInfo]) -> None:
         """The cluster's nodes changed (a cluster client).
