@@ -43,7 +43,7 @@ import actorlib
 from actorlib.exceptions import TaskCancelledError
 
 SMALL = "--small" in sys.argv or os.environ.get("ACTORLIB_EXAMPLE_SIZE") == "small"
-ROWS, FEATURES = (30_000, 20) if SMALL else (60_000, 50)
+ROWS, FEATURES = (120_000, 20) if SMALL else (240_000, 50)
 EPOCHS = 16 if SMALL else 24
 RUNGS = [r for r in (2, 4, 8, 16) if r < EPOCHS]
 LRS = [3.0, 0.3, 0.03, 0.0003] if SMALL else [3.0, 1.0, 0.3, 0.1, 0.03, 0.003, 0.0003]
@@ -162,7 +162,11 @@ def main() -> None:
     print(f"{len(stopped)} trials stopped early, {len(result)} finished; "
           f"{ran} of {EPOCHS * len(configs)} epochs run")
     assert stopped, "no trial was stopped early"
-    assert all(len(losses.get(t, [])) < EPOCHS for t in stopped), "a stopped trial ran on"
+    # A trial judged just as it ends may have sent its last report before the cancel
+    # reached it (the driver judges from reports that lag the trials): it is still
+    # cancelled, having run every epoch. So not every stopped trial ran fewer epochs;
+    # the cancels must have cut some short.
+    assert any(len(losses.get(t, [])) < EPOCHS for t in stopped), "no stopped trial was cut short"
     assert result[winner] < max(result.values()) or len(result) == 1
     actorlib.shutdown()
     print("done")
