@@ -14,7 +14,7 @@ The table is an anonymous memory file (``memfd_create``; elsewhere an unlinked t
 file), inherited by the worker as a file descriptor: nothing is left on disk or in
 ``/dev/shm``, whatever way either side exits. The driver offers a slot for nearly every
 pipelined task, so it maps the table and offers with two memory accesses, no system call;
-a mapping of the file shares its pages with the other side's ``pread``/``pwrite``.
+the worker maps it too, and a claim costs the two calls of the record lock alone.
 
 In a worker a task thread claims with its own lock held, so this module's locks come
 last: nothing may take a task thread's lock while holding them (the lock order is
@@ -30,8 +30,8 @@ import struct
 import threading
 
 SLOTS = 64
-_SLOT = struct.Struct("<q")
-_TABLE = struct.Struct(f"<{SLOTS}q")
+_SLOT = struct.Struct("=q")  # native order, as the mapped slots read (``map``)
+_TABLE = struct.Struct(f"={SLOTS}q")
 
 
 class ClaimTable:
@@ -42,7 +42,8 @@ class ClaimTable:
         # POSIX locks exclude processes, not threads: threads of one process take turns.
         # Taken inside a worker's ``TaskThread.lock`` (see the module's docstring).
         self._threads = threading.Lock()
-        self._map: mmap.mmap | None = None  # the driver's mapping of the table (``create``)
+        self._map: mmap.mmap | None = None  # the mapping of the table (``map``)
+        self._slots: memoryview | None = None  # its slots, as machine words
 
     @classmethod
     def create(cls) -> ClaimTable:
@@ -55,8 +56,18 @@ class ClaimTable:
             os.unlink(path)
         os.ftruncate(fd, _TABLE.size)
         table = cls(fd)
-        table._map = mmap.mmap(fd, _TABLE.size)
+        table.map()
         return table
+
+    def map(self) -> None:
+        """Read and write the slots through a shared mapping (no system call each).
+
+        As machine words (a ``memoryview`` of native ``q``: one 8-byte load or store a
+        slot), never as bytes: the driver reads the table to offer a slot while the
+        worker may be clearing one, and ``struct``'s byte-wise stores can complete
+        the clearing of a slot after the driver, seeing it zero, wrote a new id there."""
+        self._map = mmap.mmap(self.fd, _TABLE.size)
+        self._slots = memoryview(self._map).cast("q")
 
     def offer(self, task_id: int) -> bool:
         """Driver: publish ``task_id`` as startable. False if every slot is taken.
@@ -64,11 +75,8 @@ class ClaimTable:
         Only the driver fills slots, so no lock is needed to pick a free one: a slot that
         reads zero stays zero until the driver writes it.
         """
-        table = self._map
-        if table is None:
-            slots = _TABLE.unpack(os.pread(self.fd, _TABLE.size, 0))
-        else:
-            slots = _TABLE.unpack_from(table)
+        table = self._slots
+        slots = self._read() if table is None else table.tolist()
         try:
             index = slots.index(0)
         except ValueError:
@@ -76,7 +84,7 @@ class ClaimTable:
         if table is None:
             os.pwrite(self.fd, _SLOT.pack(task_id), index * _SLOT.size)
         else:
-            _SLOT.pack_into(table, index * _SLOT.size, task_id)
+            table[index] = task_id
         return True
 
     def take(self, task_id: int, wait: bool = True) -> bool | None:
@@ -89,20 +97,30 @@ class ClaimTable:
             except (BlockingIOError, PermissionError):
                 return None
             try:
-                slots = _TABLE.unpack(os.pread(self.fd, _TABLE.size, 0))
+                table = self._slots
+                slots = self._read() if table is None else table.tolist()
                 try:
                     index = slots.index(task_id)
                 except ValueError:
                     return False
-                os.pwrite(self.fd, _SLOT.pack(0), index * _SLOT.size)
+                if table is None:
+                    os.pwrite(self.fd, _SLOT.pack(0), index * _SLOT.size)
+                else:
+                    table[index] = 0
                 return True
             finally:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
+    def _read(self) -> tuple[int, ...]:
+        return _TABLE.unpack(os.pread(self.fd, _TABLE.size, 0))
 
     def close(self) -> None:
         """Idempotent: a second close must not hit a descriptor number reused since."""
         fd, self.fd = self.fd, -1
         table, self._map = self._map, None
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release()  # (a mapping with a view exported cannot close)
         if table is not None:
             table.close()
         if fd >= 0:
