@@ -42,7 +42,7 @@ class JobConfig:
         self.set_default_actor_lifetime(default_actor_lifetime)
 
     def set_runtime_env(self, runtime_env: dict[str, Any] | None, validate: bool = False) -> None:
-        self.runtime_env = validate_runtime_env(runtime_env) if runtime_env else None
+        self.runtime_env = validate_runtime_env(runtime_env, job=True) if runtime_env else None
 
     def set_ray_namespace(self, ray_namespace: str | None) -> None:
         if ray_namespace is not None and not isinstance(ray_namespace, str):

@@ -352,6 +352,8 @@ def _retry_exceptions(value: Any) -> RetryExceptions:
 
 
 RUNTIME_ENV_FIELDS = ("env_vars", "working_dir", "py_modules", "excludes", "config")
+#: The one field a job's runtime_env has that a task's or an actor's may not.
+SETUP_HOOK = "worker_process_setup_hook"
 
 
 def check_runtime_env_config(config: Any) -> dict[str, Any]:
@@ -382,16 +384,30 @@ def check_runtime_env_config(config: Any) -> dict[str, Any]:
     return dict(config)
 
 
-def validate_runtime_env(env: Any) -> dict[str, Any]:
-    """A runtime_env checked, its paths absolute (py_modules' modules become paths)."""
+def validate_runtime_env(env: Any, *, job: bool = False) -> dict[str, Any]:
+    """A runtime_env checked, its paths absolute (py_modules' modules become paths).
+
+    ``job``: the job's own (``init``, ``JobConfig``, a ``RuntimeEnv`` not yet used
+    anywhere), where Ray takes ``worker_process_setup_hook`` too; a task's or an
+    actor's may not name one (the hook runs once per worker process, for the job)."""
     if not isinstance(env, dict):
         raise _type_error("runtime_env", env, "a dict")
-    unsupported = sorted(set(env) - set(RUNTIME_ENV_FIELDS))
+    unsupported = sorted(set(env) - set(RUNTIME_ENV_FIELDS) - {SETUP_HOOK})
     if unsupported:
         raise ValueError(
             f"runtime_env field(s) {', '.join(map(repr, unsupported))} are not supported; "
-            f"actorlib supports {', '.join(map(repr, RUNTIME_ENV_FIELDS))}."
+            f"actorlib supports {', '.join(map(repr, RUNTIME_ENV_FIELDS))} and, for the "
+            f"whole job, {SETUP_HOOK!r}."
         )
+    hook = env.get(SETUP_HOOK)
+    if hook is not None:
+        if not job:
+            raise ValueError(
+                f"runtime_env[{SETUP_HOOK!r}] applies to a whole job (it runs once in each "
+                "worker process), not to one task or actor: give it to "
+                f"init(runtime_env={{{SETUP_HOOK!r}: ...}})"
+            )
+        check_setup_hook(hook)
     if "config" in env:
         check_runtime_env_config(env["config"])
     env_vars = env.get("env_vars") or {}
@@ -399,8 +415,34 @@ def validate_runtime_env(env: Any) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
     ):
         raise _type_error("runtime_env['env_vars']", env_vars, "a dict of str -> str")
-    return {"env_vars": {plain_str(k): plain_str(v) for k, v in env_vars.items()},
-            **check_paths(env)}
+    checked = {"env_vars": {plain_str(k): plain_str(v) for k, v in env_vars.items()},
+               **check_paths(env)}
+    if hook is not None:
+        checked[SETUP_HOOK] = plain_str(hook) if isinstance(hook, str) else hook
+    return checked
+
+
+def check_setup_hook(hook: Any) -> None:
+    """``worker_process_setup_hook``: a function, or ``"module.function"``."""
+    if isinstance(hook, str):
+        if "." not in hook:
+            raise ValueError(
+                f"{SETUP_HOOK} as a string is 'module.function', got {hook!r}"
+            )
+    elif not callable(hook):
+        raise TypeError(f"{SETUP_HOOK} must be a function or 'module.function', got {hook!r}")
+
+
+def split_setup_hook(
+    runtime_env: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, Any]:
+    """A job's runtime_env without its ``worker_process_setup_hook``, and the hook (None
+    if it names none): the hook is ``init``'s to apply, the rest is the job's default
+    runtime_env for its tasks and actors."""
+    if not runtime_env or runtime_env.get(SETUP_HOOK) is None:
+        return runtime_env, None
+    rest = {k: v for k, v in runtime_env.items() if k != SETUP_HOOK}
+    return rest or None, runtime_env[SETUP_HOOK]
 
 
 def files_of(runtime_env: dict[str, Any] | None) -> dict[str, Any]:

@@ -34,7 +34,8 @@ class RuntimeEnv(dict[str, Any]):
 
     def __init__(self, **fields: Any) -> None:
         given = {k: v for k, v in fields.items() if v is not None}
-        super().__init__(validate_runtime_env(given) if given else {})
+        # (A setup hook is kept: given to a task or an actor, it is refused there.)
+        super().__init__(validate_runtime_env(given, job=True) if given else {})
 
     def env_vars(self) -> dict[str, str]:
         return dict(self.get("env_vars") or {})

@@ -180,6 +180,17 @@ def init(
             )
         namespace = namespace if namespace is not None else job_config.ray_namespace
         runtime_env = runtime_env if runtime_env is not None else job_config.runtime_env
+    # Ray's way to give the hook: in the job's runtime_env (init's argument too).
+    from actorlib.options import SETUP_HOOK, split_setup_hook
+
+    runtime_env, env_hook = split_setup_hook(runtime_env)
+    if env_hook is not None:
+        if worker_process_setup_hook is not None and worker_process_setup_hook != env_hook:
+            raise ValueError(
+                f"init() got two different {SETUP_HOOK}s: one as an argument, one in "
+                "runtime_env; give one"
+            )
+        worker_process_setup_hook = env_hook
     if namespace is not None:
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be None or a str, got {type(namespace).__name__} "
@@ -393,19 +404,14 @@ def _output_options(
     (a ``logging_config`` is applied here, in the driver, first, unless the backend
     applies it itself: ``not in_driver``)."""
     from actorlib.backends.output import apply_driver_logging, driver_logging
+    from actorlib.options import check_setup_hook
 
     packed: bytes | str | None = None
+    if hook is not None:
+        check_setup_hook(hook)
     if isinstance(hook, str):
-        if "." not in hook:
-            raise ValueError(
-                f"worker_process_setup_hook as a string is 'module.function', got {hook!r}"
-            )
         packed = plain_str(hook)
     elif hook is not None:
-        if not callable(hook):
-            raise TypeError(
-                f"worker_process_setup_hook must be a function or 'module.function', got {hook!r}"
-            )
         import cloudpickle
 
         try:

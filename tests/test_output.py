@@ -16,6 +16,8 @@ import pytest
 from testkit import wait_for
 
 import actorlib
+from actorlib.job_config import JobConfig
+from actorlib.runtime_env import RuntimeEnv
 
 #: Backends whose tasks run on threads of the driver's own process.
 IN_PROCESS = ("thread", "sim")
@@ -207,13 +209,33 @@ def test_logging_in_a_task_appears_in_the_driver_with_its_level(backend_name: st
 
 
 @actorlib.remote
+def env_var(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+@actorlib.remote
 def hook_state() -> tuple[int, str | None]:
     return os.getpid(), os.environ.get("ACTORLIB_TEST_HOOK_RAN")
 
 
+def _hook_given(given: str, hook: Any) -> dict[str, Any]:
+    """``init()``'s arguments that give ``hook``: as actorlib's argument, or as Ray gives
+    it, in the job's runtime_env (a dict, a ``RuntimeEnv``, a ``JobConfig``'s)."""
+    if given == "argument":
+        return {"worker_process_setup_hook": hook}
+    if given == "runtime_env":
+        return {"runtime_env": {"worker_process_setup_hook": hook, "env_vars": {"K": "v"}}}
+    if given == "RuntimeEnv":
+        return {"runtime_env": RuntimeEnv(worker_process_setup_hook=hook, env_vars={"K": "v"})}
+    assert given == "JobConfig"
+    return {"job_config": JobConfig(runtime_env={"worker_process_setup_hook": hook,
+                                                 "env_vars": {"K": "v"}})}
+
+
+@pytest.mark.parametrize("given", ["argument", "runtime_env", "RuntimeEnv", "JobConfig"])
 @pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
 def test_the_setup_hook_runs_once_per_worker_before_its_first_task(
-    backend: str, tmp_path: Any
+    backend: str, given: str, tmp_path: Any
 ) -> None:
     record = tmp_path / "hook.txt"
 
@@ -222,7 +244,13 @@ def test_the_setup_hook_runs_once_per_worker_before_its_first_task(
             f.write(f"{os.getpid()}\n")
         os.environ["ACTORLIB_TEST_HOOK_RAN"] = "yes"
 
-    actorlib.init(backend=backend, num_cpus=2, worker_process_setup_hook=hook)
+    actorlib.init(backend=backend, num_cpus=2, **_hook_given(given, hook))
+    if given != "argument":  # the rest of that runtime_env is the job's, as before
+        try:
+            assert actorlib.get(env_var.remote("K")) == "v"
+        except BaseException:
+            actorlib.shutdown()
+            raise
     try:
         results = actorlib.get([hook_state.remote() for _ in range(20)])
         counter = Counter.remote()
@@ -267,9 +295,25 @@ def test_a_failing_setup_hook_ends_its_worker_and_says_why(backend: str) -> None
     assert "RuntimeError: the hook broke" in text
 
 
-def test_a_setup_hook_that_cannot_be_pickled_fails_at_init() -> None:
+@pytest.mark.parametrize("given", ["argument", "runtime_env"])
+def test_a_setup_hook_that_cannot_be_pickled_fails_at_init(given: str) -> None:
     with pytest.raises(TypeError, match="worker_process_setup_hook"):
-        actorlib.init(backend="process", worker_process_setup_hook=42)  # type: ignore[arg-type]
+        actorlib.init(backend="process", **_hook_given(given, 42))
+    assert not actorlib.is_initialized()
+
+
+def test_a_setup_hook_is_the_jobs_not_a_tasks() -> None:
+    """Ray takes the hook in the job's runtime_env only: a task's or an actor's is
+    refused at once, saying where it goes; two different hooks at init are refused."""
+    with pytest.raises(ValueError, match=r"applies to a whole job.*init\(runtime_env="):
+        hook_state.options(runtime_env={"worker_process_setup_hook": _failing_hook})
+    with pytest.raises(ValueError, match="applies to a whole job"):
+        Counter.options(runtime_env=RuntimeEnv(worker_process_setup_hook=_failing_hook))
+    with pytest.raises(ValueError, match=r"module\.function"):
+        RuntimeEnv(worker_process_setup_hook="nodot")
+    with pytest.raises(ValueError, match="two different worker_process_setup_hooks"):
+        actorlib.init(backend="thread", worker_process_setup_hook=_failing_hook,
+                      runtime_env={"worker_process_setup_hook": "os.getcwd"})
     assert not actorlib.is_initialized()
 
 
