@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from actorlib import session
 from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit_actor
 from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
+from actorlib.core.builtin_methods import READY_METHOD
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import ActorID, id_hex
@@ -247,6 +248,14 @@ class ActorHandle(Generic[T]):
         """``handle.name`` for the actor's method ``name`` (a name unlikely to be a method's)."""
         checks = self._checks
         return ActorMethod(self, name, self._methods[name], checks.get(name) if checks else None)
+
+    @property
+    def __ray_ready__(self) -> ActorMethod[[], bool]:
+        """Ray's readiness call: ``get(handle.__ray_ready__.remote())`` is True once the
+        constructor has run, and raises its error if it failed. Queued as any call
+        (after the calls this handle made before it); runs no code of the class unless
+        the class defines ``__ray_ready__`` itself."""
+        return ActorMethod(self, READY_METHOD, {}, None)
 
     @property
     def _actor_id(self) -> ActorID:

@@ -231,8 +231,14 @@ def _raise_first_error(refs: list[ObjectRef[Any]], got: dict[int, Serialized]) -
             value_of(value)
 
 
-def put(value: T) -> ObjectRef[T]:
-    """Store ``value`` (copied now; later changes to it are not seen) and return its ref."""
+def put(value: T, *, _owner: ActorHandle[Any] | None = None) -> ObjectRef[T]:
+    """Store ``value`` (copied now; later changes to it are not seen) and return its ref.
+
+    ``_owner`` (Ray's): an actor to own the object, so that it outlives the worker that
+    put it. Accepted, and nothing to do: actorlib's core owns every object, which lives
+    while a ref to it does, whoever put it."""
+    if _owner is not None and not isinstance(_owner, ActorHandle):
+        raise TypeError(f"put(_owner=) takes an actor handle, got {type(_owner).__name__}")
     if isinstance(value, ObjectRef):
         raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself instead.")
     client = session.client()

@@ -139,6 +139,39 @@ def test_constructor_args_and_isolation(rt):
     assert actorlib.get(a.value.remote(), timeout=T) == 15
 
 
+@actorlib.remote(num_cpus=0)
+class BrokenAtBirth:
+    def __init__(self):
+        raise ValueError("the constructor broke")
+
+
+@actorlib.remote(num_cpus=0)
+class AsyncCounter:
+    def __init__(self):
+        self.n = 0
+
+    async def incr(self):
+        self.n += 1
+        return self.n
+
+
+def test_ray_ready_says_an_actor_was_constructed(rt):
+    """Ray's ``handle.__ray_ready__.remote()``, which programs use to wait for an actor:
+    True once the constructor ran, on sync, threaded and async actors and on a handle
+    from ``get_actor``; queued after the handle's earlier calls; the constructor's
+    error if it failed."""
+    c = Counter.options(name="ready-check").remote(5)
+    first = c.incr.remote()
+    assert actorlib.get(c.__ray_ready__.remote(), timeout=T) is True
+    assert actorlib.get(first, timeout=T) == 6  # ran before the readiness call
+    assert actorlib.get(actorlib.get_actor("ready-check").__ray_ready__.remote(), timeout=T)
+    threaded = Counter.options(max_concurrency=4).remote()
+    assert actorlib.get(threaded.__ray_ready__.remote(), timeout=T) is True
+    assert actorlib.get(AsyncCounter.remote().__ray_ready__.remote(), timeout=T) is True
+    with pytest.raises(actorlib.exceptions.ActorDiedError, match="the constructor broke"):
+        actorlib.get(BrokenAtBirth.remote().__ray_ready__.remote(), timeout=T)
+
+
 def test_direct_instantiation_raises(rt):
     with pytest.raises(TypeError):
         Counter()

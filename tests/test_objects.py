@@ -68,6 +68,24 @@ def test_put_get_roundtrip(rt, value):
     assert actorlib.get(actorlib.put(value), timeout=T) == value
 
 
+@actorlib.remote
+def put_owned_by(owner):
+    """A task puts an object for an actor to own, and returns the ref (Ray's ``_owner``:
+    the object outlives this task's worker)."""
+    return [actorlib.put(np.arange(5), _owner=owner)]
+
+
+def test_put_with_an_owner_actor(rt):
+    """Ray's ``put(value, _owner=actor)`` is accepted, from the driver and from a task,
+    and the object reads back; an owner that is not an actor is refused."""
+    holder = Holder.remote()
+    assert actorlib.get(actorlib.put("v", _owner=holder), timeout=T) == "v"
+    [ref] = actorlib.get(put_owned_by.remote(holder), timeout=T)
+    assert actorlib.get(ref, timeout=T).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(TypeError, match="actor handle"):
+        actorlib.put(1, _owner="holder")
+
+
 def test_get_many(rt):
     refs = [actorlib.put(i) for i in range(50)]
     assert actorlib.get(refs, timeout=T) == list(range(50))

@@ -43,6 +43,7 @@ from actorlib.backends.runner.user_code import (
     serialize_result,
 )
 from actorlib.core import context
+from actorlib.core.builtin_methods import READY_METHOD, ready
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
@@ -496,8 +497,13 @@ class _Host:
         unpacked = _unpack(core, payload, deps)
         if isinstance(unpacked, Serialized):
             return unpacked
-        return functools.partial(getattr(self._instance, spec.method), *unpacked[0],
-                                 **unpacked[1])
+        try:
+            method = getattr(self._instance, spec.method)
+        except AttributeError:
+            if spec.method != READY_METHOD:
+                raise
+            method = ready
+        return functools.partial(method, *unpacked[0], **unpacked[1])
 
     def _streamed(self, spec: CallSpec, payload: Packed | None,
                   deps: tuple[Any, ...]) -> Any:

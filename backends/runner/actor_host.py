@@ -30,6 +30,7 @@ from actorlib.backends.runner.user_code import (
     pack_error,
     pack_results,
 )
+from actorlib.core.builtin_methods import READY_METHOD, ready
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.loop import new_event_loop
 from actorlib.core.records import ActorStart, CallRun, Outcome
@@ -159,14 +160,24 @@ class ActorHost:
 
     def _invoke(self, run: CallRun) -> Any:
         """Call the method (an ``async def`` returns its coroutine, not awaited here)."""
-        method = getattr(self.instance, run.spec.method)
+        try:
+            method = getattr(self.instance, run.spec.method)
+        except AttributeError:
+            if run.spec.method != READY_METHOD:
+                raise
+            method = ready
         args, kwargs = build_args(run.spec.args, run.deps)
         return method(*args, **kwargs)
 
     def _invoke_sync(self, run: CallRun) -> Any:
         """Call the method on this thread; a generator's items produced here."""
         spec = run.spec
-        method = getattr(self.instance, spec.method)
+        try:
+            method = getattr(self.instance, spec.method)
+        except AttributeError:
+            if spec.method != READY_METHOD:
+                raise
+            method = ready
         if spec.args.payload is None:
             result = method()
         else:

@@ -34,6 +34,7 @@ from actorlib.backends.sim.generators import CallLoop, SimProducer
 from actorlib.backends.sim.loop import Clock, SimLoop, run_handle, task_of
 from actorlib.backends.sim.store import SimStore
 from actorlib.backends.sim.threads import Posting, SimWorker, Unwind, Wait
+from actorlib.core.builtin_methods import READY_METHOD, ready
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import id_hex
 from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
@@ -414,7 +415,12 @@ class Running(Choosing):
         name = host.names.get(spec.method) or host.name_of(spec.method)
         forks = PID.forks
         try:
-            method = getattr(host.instance, spec.method)
+            try:
+                method = getattr(host.instance, spec.method)
+            except AttributeError:
+                if spec.method != READY_METHOD:
+                    raise
+                method = ready
             args, kwargs = build_args(spec.args, run.deps)
             if host.spec.env_vars:
                 with env_vars(host.spec.env_vars):
@@ -498,7 +504,12 @@ class Running(Choosing):
         current_execution.set(host.context(spec.call_id, spec.method))
         forks = PID.forks
         try:
-            method = getattr(host.instance, spec.method)
+            try:
+                method = getattr(host.instance, spec.method)
+            except AttributeError:
+                if spec.method != READY_METHOD:
+                    raise
+                method = ready
             args, kwargs = build_args(spec.args, run.deps)
             result = method(*args, **kwargs)
             if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
