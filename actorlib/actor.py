@@ -10,7 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from actorlib import session
 from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit_actor
 from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
-from actorlib.core.builtin_methods import READY_METHOD
+from actorlib.core.builtin_methods import READY_METHOD, TERMINATE_METHOD
 from actorlib.core.context import Client
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import ActorID, id_hex
@@ -256,6 +256,13 @@ class ActorHandle(Generic[T]):
         (after the calls this handle made before it); runs no code of the class unless
         the class defines ``__ray_ready__`` itself."""
         return ActorMethod(self, READY_METHOD, {}, None)
+
+    @property
+    def __ray_terminate__(self) -> ActorMethod[[], None]:
+        """Ray's way to end an actor after the calls sent before: queued as any call, it
+        runs ``exit_actor()`` in the actor (so it, and every call still queued behind
+        it, fail with ``ActorDiedError``; no restart)."""
+        return ActorMethod(self, TERMINATE_METHOD, {}, None)
 
     @property
     def _actor_id(self) -> ActorID:

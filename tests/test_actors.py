@@ -172,6 +172,38 @@ def test_ray_ready_says_an_actor_was_constructed(rt):
         actorlib.get(BrokenAtBirth.remote().__ray_ready__.remote(), timeout=T)
 
 
+@actorlib.remote(num_cpus=0, max_restarts=2)
+class Restartable:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
+def test_ray_terminate_ends_an_actor_after_the_calls_before_it(rt):
+    """Ray's ``handle.__ray_terminate__.remote()`` runs ``exit_actor()`` in the actor once
+    the calls sent before it have run: it and later calls fail with ActorDiedError, and
+    the actor is not restarted (whatever ``max_restarts``); on an async actor too."""
+    a = Restartable.remote()
+    before = [a.incr.remote() for _ in range(3)]
+    ended = a.__ray_terminate__.remote()
+    after = a.incr.remote()
+    assert actorlib.get(before, timeout=T) == [1, 2, 3]
+    for ref in (ended, after):
+        with pytest.raises(actorlib.exceptions.ActorDiedError):
+            actorlib.get(ref, timeout=T)
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(a.incr.remote(), timeout=T)
+    b = AsyncCounter.remote()
+    assert actorlib.get(b.incr.remote(), timeout=T) == 1
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(b.__ray_terminate__.remote(), timeout=T)
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(b.incr.remote(), timeout=T)
+
+
 def test_direct_instantiation_raises(rt):
     with pytest.raises(TypeError):
         Counter()

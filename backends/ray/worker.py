@@ -43,7 +43,7 @@ from actorlib.backends.runner.user_code import (
     serialize_result,
 )
 from actorlib.core import context
-from actorlib.core.builtin_methods import READY_METHOD, ready
+from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
@@ -499,10 +499,8 @@ class _Host:
             return unpacked
         try:
             method = getattr(self._instance, spec.method)
-        except AttributeError:
-            if spec.method != READY_METHOD:
-                raise
-            method = ready
+        except AttributeError as exc:
+            method = builtin(spec.method, exc)
         return functools.partial(method, *unpacked[0], **unpacked[1])
 
     def _streamed(self, spec: CallSpec, payload: Packed | None,

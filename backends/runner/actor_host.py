@@ -30,7 +30,7 @@ from actorlib.backends.runner.user_code import (
     pack_error,
     pack_results,
 )
-from actorlib.core.builtin_methods import READY_METHOD, ready
+from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.loop import new_event_loop
 from actorlib.core.records import ActorStart, CallRun, Outcome
@@ -162,10 +162,8 @@ class ActorHost:
         """Call the method (an ``async def`` returns its coroutine, not awaited here)."""
         try:
             method = getattr(self.instance, run.spec.method)
-        except AttributeError:
-            if run.spec.method != READY_METHOD:
-                raise
-            method = ready
+        except AttributeError as exc:
+            method = builtin(run.spec.method, exc)
         args, kwargs = build_args(run.spec.args, run.deps)
         return method(*args, **kwargs)
 
@@ -174,10 +172,8 @@ class ActorHost:
         spec = run.spec
         try:
             method = getattr(self.instance, spec.method)
-        except AttributeError:
-            if spec.method != READY_METHOD:
-                raise
-            method = ready
+        except AttributeError as exc:
+            method = builtin(spec.method, exc)
         if spec.args.payload is None:
             result = method()
         else:

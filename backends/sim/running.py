@@ -34,7 +34,7 @@ from actorlib.backends.sim.generators import CallLoop, SimProducer
 from actorlib.backends.sim.loop import Clock, SimLoop, run_handle, task_of
 from actorlib.backends.sim.store import SimStore
 from actorlib.backends.sim.threads import Posting, SimWorker, Unwind, Wait
-from actorlib.core.builtin_methods import READY_METHOD, ready
+from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import id_hex
 from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
@@ -417,10 +417,8 @@ class Running(Choosing):
         try:
             try:
                 method = getattr(host.instance, spec.method)
-            except AttributeError:
-                if spec.method != READY_METHOD:
-                    raise
-                method = ready
+            except AttributeError as exc:
+                method = builtin(spec.method, exc)
             args, kwargs = build_args(spec.args, run.deps)
             if host.spec.env_vars:
                 with env_vars(host.spec.env_vars):
@@ -506,10 +504,8 @@ class Running(Choosing):
         try:
             try:
                 method = getattr(host.instance, spec.method)
-            except AttributeError:
-                if spec.method != READY_METHOD:
-                    raise
-                method = ready
+            except AttributeError as exc:
+                method = builtin(spec.method, exc)
             args, kwargs = build_args(spec.args, run.deps)
             result = method(*args, **kwargs)
             if inspect.iscoroutine(result):  # not asyncio's: it takes generators too
