@@ -753,15 +753,18 @@ def rt(backend_name: str, request: pytest.FixtureRequest, _leak_check: None) -> 
         if actorlib.is_initialized():
             from actorlib import _testing
 
-            problems = _testing.core_problems()
+            broken = _testing.core_problems()
+            if broken:
+                problems.append("the core's bookkeeping broke: " + "; ".join(broken))
     finally:
         actorlib.shutdown()
         if backend_name == "ray":
             from ray_local import reset_cluster
 
-            reset_cluster()
+            # Before the next test: nothing of this one holds the shared cluster's CPUs.
+            problems += reset_cluster()
     if problems:
-        pytest.fail("the core's bookkeeping broke: " + "; ".join(problems), pytrace=False)
+        pytest.fail("; ".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="session")

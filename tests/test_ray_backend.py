@@ -115,6 +115,15 @@ def test_a_loopback_only_cluster_keeps_its_loopback_address(
 # -- on the run's Ray: what is mapped, and what raises NotSupportedError ----------------
 
 
+def _reset() -> None:
+    """End what the test left in the run's Ray cluster (a leak fails the test)."""
+    from ray_local import reset_cluster
+
+    problems = reset_cluster()
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def on_ray(request: pytest.FixtureRequest) -> Iterator[str]:
     """actorlib on the test run's Ray cluster (tests/ray_local.py); the node's id."""
@@ -127,6 +136,7 @@ def on_ray(request: pytest.FixtureRequest) -> Iterator[str]:
         yield str(ray.get_runtime_context().get_node_id())
     finally:
         actorlib.shutdown()
+        _reset()
 
 
 @pytest.fixture(params=["0", "1"], ids=["ids-as-argument", "ids-in-names"])
@@ -143,6 +153,7 @@ def on_ray_either(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         yield str(ray.get_runtime_context().get_node_id())
     finally:
         actorlib.shutdown()
+        _reset()
 
 
 @actorlib.remote
@@ -900,3 +911,60 @@ def test_a_bad_ids_in_names_setting_is_refused_at_init(
     with pytest.raises(ValueError, match="ACTORLIB_RAY_IDS_IN_NAMES must be 0 or 1"):
         actorlib.init(backend="ray")
     assert not actorlib.is_initialized()
+
+
+@actorlib.remote(num_cpus=1)
+def hold_cpu(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@actorlib.remote(num_cpus=1)
+def hold_cpu_in_a_child(seconds: float) -> float:
+    return actorlib.get(hold_cpu.remote(seconds))  # blocked in get: its own CPU is lent
+
+
+@actorlib.remote(num_cpus=1)
+def hold_cpu_streaming(seconds: float) -> Iterator[int]:
+    yield 1
+    time.sleep(seconds)
+    yield 2
+
+
+def _cpus_free() -> float:
+    import ray
+
+    return float(ray.available_resources().get("CPU", 0.0))
+
+
+def _until(check: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_shutdown_on_a_ray_connection_that_stays_up_ends_the_drivers_tasks(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A driver's tasks end with its runtime when Ray's connection outlives it (a
+    process that called ray.init itself): running ones, their children and streaming
+    ones, as Ray ends a departed driver's; else they kept their CPUs until done."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")
+    actorlib.init(backend="ray")
+    try:
+        kept = [hold_cpu.remote(300), hold_cpu_in_a_child.remote(300)]
+        stream = hold_cpu_streaming.remote(300)
+        assert actorlib.get(next(stream), timeout=60) == 1
+        assert _until(lambda: _cpus_free() == 1.0, 60), _cpus_free()  # 3 of 4 held
+    finally:
+        actorlib.shutdown()
+    try:
+        assert _until(lambda: _cpus_free() == 4.0, 20), f"CPUs free: {_cpus_free()} of 4"
+    finally:
+        del kept, stream
+        _reset()
+

@@ -113,6 +113,23 @@ def _actor_task(ref: Any) -> bool:
     return ref.task_id().actor_id().binary()[:12] != _NO_ACTOR
 
 
+def _end_tasks(running: list[Any]) -> None:
+    """End the tasks a driver leaves behind on a Ray connection that outlives its
+    runtime: they would hold their CPUs until done, as Ray's driver exit would not let
+    them (Ray ends a departed driver's tasks). Forced, with their children, as Ray's
+    exit ends them: a task that catches ``KeyboardInterrupt`` must not live on."""
+    refs = [r for r in running if isinstance(r, ray.ObjectRef)]
+    try:
+        pending = ray.wait(refs, num_returns=len(refs), timeout=0)[1] if refs else []
+    except Exception:  # Ray gone meanwhile: its tasks went with it
+        return
+    for task in [*pending, *(r for r in running if not isinstance(r, ray.ObjectRef))]:
+        try:
+            ray.cancel(task, force=True, recursive=True)
+        except Exception:  # finished meanwhile
+            pass
+
+
 class PassStore(ObjectStore):
     """Ray copies values into its store as ``.remote()``/``put`` serialize them, in the
     caller's thread: nothing to copy before that."""
@@ -729,6 +746,7 @@ class RayCore(RayWaits, HeldTasks):
             return
         self.closed = True
         with self._lock:
+            running = [] if self._stop_ray or self._worker else self._running_tasks()
             created = list(self._created.values())
             watches = list(self._watches.items())
             self._created.clear()
@@ -760,11 +778,22 @@ class RayCore(RayWaits, HeldTasks):
         if self._stop_ray:
             ray.shutdown()
             return
+        _end_tasks(running)
         for handle in created:
             try:
                 ray.kill(handle)
             except Exception:  # already gone
                 pass
+
+    def _running_tasks(self) -> list[Any]:
+        """The Ray refs and generators of this driver's tasks that may still run (not
+        actor calls: this driver's actors are killed, others' calls are theirs)."""
+        refs = {entry[0] for entry in self._refs.values()
+                if not entry[2] and isinstance(entry[0], ray.ObjectRef)
+                and not _actor_task(entry[0])}
+        streams = {id(s): s.generator for s in (*self._slots.values(), *self._ends.values())
+                   if s.generator is not None}
+        return [*refs, *streams.values()]
 
     def _ray_task(self, spec: TaskSpec) -> Any:
         """Ray's remote function for ``spec``'s tasks, its options applied."""
