@@ -968,3 +968,45 @@ def test_shutdown_on_a_ray_connection_that_stays_up_ends_the_drivers_tasks(
         del kept, stream
         _reset()
 
+
+def test_log_to_driver_against_a_ray_connection_already_open_is_refused_not_ignored(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A process that called ray.init itself has chosen whether its workers' output is
+    printed, for the whole process: ``init(log_to_driver=)`` saying otherwise is
+    refused (it was silently ignored); saying the same, or nothing, joins it."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")  # this process: ray.init(log_to_driver=True)
+    with pytest.raises(ValueError, match=r"log_to_driver=False: .* runs with "
+                       r"log_to_driver=True.*pass log_to_driver=False to ray\.init"):
+        actorlib.init(backend="ray", log_to_driver=False)
+    assert not actorlib.is_initialized()
+    actorlib.init(backend="ray", log_to_driver=True)
+    actorlib.shutdown()
+    _reset()
+
+
+def test_a_ray_connection_opened_without_log_to_driver_is_followed(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The other way round, in a process whose ray.init had log_to_driver=False:
+    init() without it follows the connection; log_to_driver=True is refused."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    cluster = request.getfixturevalue("_ray_cluster")
+    program = textwrap.dedent(f"""
+        import ray
+        import actorlib
+        ray.init(address={cluster!r}, log_to_driver=False)
+        try:
+            actorlib.init(backend="ray", log_to_driver=True)
+        except ValueError as exc:
+            print("refused:", exc)
+        actorlib.init(backend="ray")
+        print("joined:", actorlib.get(actorlib.put(7)))
+        actorlib.shutdown()
+        ray.shutdown()
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert "refused: log_to_driver=True: " in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "joined: 7" in done.stdout, done.stdout + done.stderr[-2000:]
