@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -1010,3 +1011,29 @@ def test_a_ray_connection_opened_without_log_to_driver_is_followed(
                           timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     assert "refused: log_to_driver=True: " in done.stdout, done.stdout + done.stderr[-2000:]
     assert "joined: 7" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+@actorlib.remote
+def read_data() -> str:
+    return open("data.txt").read()
+
+
+def test_a_working_dir_ray_dropped_from_its_store_is_put_back(
+    on_ray: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A working_dir is actorlib's package in Ray's package store, which Ray empties of
+    packages no work has used for a while: a later submission puts it back."""
+    from ray.experimental import internal_kv
+
+    from actorlib.backends.ray import packages
+    from actorlib.runtime_env_files import pack
+
+    (tmp_path / "data.txt").write_text("kept")
+    task = read_data.options(runtime_env={"working_dir": str(tmp_path)})
+    assert actorlib.get(task.remote(), timeout=120) == "kept"
+    name = packages.uri(pack(str(tmp_path), "working_dir"))
+    assert internal_kv._internal_kv_exists(name)
+    monkeypatch.setattr(packages, "_REPIN_S", 0.0)
+    internal_kv._internal_kv_del(name)  # as Ray deletes an expired one
+    assert actorlib.get(task.remote(), timeout=120) == "kept"
+    assert internal_kv._internal_kv_exists(name)

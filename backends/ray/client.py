@@ -38,6 +38,7 @@ from actorlib.backends.ray.options import (
     internal_name,
     task_options,
 )
+from actorlib.backends.ray.packages import RayPackages
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.waits import RayWaits
 from actorlib.backends.ray.wire import (
@@ -190,6 +191,7 @@ class RayCore(RayWaits, HeldTasks):
         self._probe_backoff = 0
         # Tasks over their concurrency limit, held here until a slot frees (see .limits).
         self._limits = Limits()
+        self._packages = RayPackages()  # runtime_env working_dir / py_modules
         self._landed = None  # a task whose cancel landed (``RayWaits.interrupt_landed``)
         waiting.blocking_wait = self.wait_blocking
 
@@ -423,6 +425,8 @@ class RayCore(RayWaits, HeldTasks):
 
     def _send(self, spec: TaskSpec) -> Any:
         """Hand ``spec`` to Ray; what its ``.remote()`` returned."""
+        if spec.code_env is not None:  # its Ray options are made once: its packages kept
+            self._packages.ensure(spec.code_env)
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template, named = self._task_callers.get(spec)
@@ -473,7 +477,7 @@ class RayCore(RayWaits, HeldTasks):
         from actorlib.backends.ray import worker
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
-        options = actor_options(spec, self._groups.ray_group)
+        options = actor_options(spec, self._groups.ray_group, self._packages.runtime_env)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
@@ -799,7 +803,7 @@ class RayCore(RayWaits, HeldTasks):
         """Ray's remote function for ``spec``'s tasks, its options applied."""
         from actorlib.backends.ray import worker
 
-        options = task_options(spec, self._groups.ray_group)
+        options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
         streaming = spec.generator == "streaming"
         if streaming:
             options["num_returns"] = "streaming"
@@ -811,7 +815,7 @@ class RayCore(RayWaits, HeldTasks):
         """A submit by name for ``spec``'s tasks (see :func:`.wire.named_submit`)."""
         from actorlib.backends.ray import worker
 
-        options = task_options(spec, self._groups.ray_group)
+        options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
         full = named_submit(worker.bound_task(template, spec.max_calls).options(**options))
         if spec.max_calls:
             # Ray counts ``max_calls`` per Ray function: one for calls with arguments and

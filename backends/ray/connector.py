@@ -81,6 +81,8 @@ class RayConnector(Connector):
     """Runs actorlib's API on Ray (see :mod:`actorlib.backends.ray`)."""
 
     name = "ray"
+    # actorlib's packages, put in Ray's package store: Ray's runtime_env takes them there.
+    runtime_env_files = frozenset({"working_dir", "py_modules"})
     applies_logging_config = True  # handed to ray.init: Ray logs the driver and workers
 
     @classmethod
