@@ -567,7 +567,11 @@ class RayCore(RayWaits, HeldTasks):
         if self.withdraw([object_id])[0]:
             return  # it was held: it never runs
         ref = self.ray_ref(object_id)
-        if force and _actor_task(ref) and not ray.wait([ref], timeout=0)[0]:
+        if force and _actor_task(ref):
+            if ray.wait([ref], timeout=0)[0]:
+                # Ended: nothing to refuse or cancel. Ray would still refuse it for as
+                # long as it has not forgotten the call after its result came.
+                return
             # Ray refuses it where the call was made (ValueError) but only logs its
             # refusal in any other process: refused here in every process, as the other
             # backends' cores refuse it.
