@@ -106,7 +106,7 @@ class LocalRay:
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=10)
+        _, alive = psutil.wait_procs(procs, timeout=3)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
@@ -240,19 +240,15 @@ def _wait_released(deadline: float) -> dict[str, tuple[float, float]]:
         time.sleep(0.05)
 
 
-#: How long the resources must stay free after a leak's workers were killed.
-_SETTLE_S = 3.0
-
-
 def reset_cluster(grace: float = 10.0) -> list[str]:
     """Between tests, after the test's ``shutdown()``: end what it left in the shared
     cluster, so that no later test waits for its CPUs; what held resources beyond that.
 
     Every actor is killed and every placement group removed (detached ones outlive a
     driver's ``shutdown()`` on purpose). Then every resource must be available again
-    within ``grace`` seconds: a task still running (one ``shutdown()`` did not end) is
-    a leak of the test, ended for good by killing the worker processes running work,
-    as long as needed; if even that does not free them, the cluster is restarted.
+    within ``grace`` seconds. Work still holding some (a task ``shutdown()`` did not
+    end) is a leak of the test: the cluster is restarted on the same port to end it for
+    good (a killed worker's task would be retried by its owner, maybe this process).
     """
     import ray
 
@@ -260,37 +256,20 @@ def reset_cluster(grace: float = 10.0) -> list[str]:
         return []
     shared = _SHARED[0]
     _end_actors_and_groups()
-    held = first = _wait_released(time.monotonic() + grace)
+    held = _wait_released(time.monotonic() + grace)
     if not held:
         return []
-    killed: list[str] = []
-    deadline = time.monotonic() + 3 * grace
-    free_since = None
-    # Until nothing has held them for _SETTLE_S: a killed task's owner retries it after
-    # a while, and the retry must be killed too.
-    while time.monotonic() < deadline:
-        held = _held()
-        if held:
-            free_since = None
-            for proc in shared.busy_workers():
-                with contextlib.suppress(psutil.Error):
-                    killed.append(f"{proc.pid} {(proc.cmdline() or [''])[0].strip()}")
-                    proc.kill()
-            _end_actors_and_groups()  # an actor restarted meanwhile
-        elif free_since is None:
-            free_since = time.monotonic()
-        elif time.monotonic() - free_since >= _SETTLE_S:
-            break
-        time.sleep(0.05)
+    running = []
+    for proc in shared.busy_workers():
+        with contextlib.suppress(psutil.Error):
+            running.append(f"{proc.pid} {(proc.cmdline() or [''])[0].strip()}")
     text = ", ".join(f"{name} {free:g} of {total:g} available"
-                     for name, (free, total) in sorted(first.items()))
-    problem = (f"the test left work holding the shared Ray cluster's resources after "
-               f"shutdown() and after its actors and placement groups ended ({text}); "
-               f"ended by killing Ray's workers running it: {killed or 'none found'}")
-    if held:  # on the same port: a test may hold the address
-        assert shared.cluster is not None
-        port = shared.cluster.port
-        shared.stop()
-        shared.start(port)
-        problem += "; resources still held then: the shared Ray cluster was restarted"
-    return [problem]
+                     for name, (free, total) in sorted(held.items()))
+    assert shared.cluster is not None
+    port = shared.cluster.port
+    shared.stop()
+    shared.start(port)
+    return [f"the test left work holding the shared Ray cluster's resources after "
+            f"shutdown() and after its actors and placement groups ended ({text}); "
+            f"Ray's workers running work then: {running or 'none found'}; the shared Ray "
+            "cluster was restarted to end it"]
