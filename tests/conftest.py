@@ -110,6 +110,10 @@ RAY_EXCEPTIONS: dict[str, str] = {
         _RAY_OUTPUT + ", delivered by Ray's log monitor after the work is done, not by "
         "shutdown(); and init(logging_config=) is refused once ray.init has run: not strict"),
     "test_reinit_after_shutdown": _RAY_SHARED,
+    "test_log_to_driver_false_keeps_task_output_out_of_the_driver_streams": (
+        _RAY_SHARED + " (log_to_driver is the shared connection's, whose ray.init had it "
+        "on: init(log_to_driver=False) is refused there; run alone it starts a Ray of its "
+        "own and passes: not strict)"),
     "test_executor.py::test_starts_and_stops_its_own_runtime": _RAY_SHARED + (
         " (run alone it starts a Ray of its own and passes: not strict)"),
     "test_init_strings_of_a_class_only_the_driver_can_import_do_not_stop_the_work": (
