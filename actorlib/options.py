@@ -459,7 +459,7 @@ def check_backend_fields(runtime_env: dict[str, Any] | None, supported: frozense
         raise NotSupportedError(
             f"runtime_env {', '.join(map(repr, missing))} is not supported on the {backend} "
             "backend (a worker process of its own is needed for a cwd and imports of its "
-            "own); use the process or cluster backend (see docs/ray-compatibility.md)"
+            "own); use the process, cluster or ray backend (see docs/ray-compatibility.md)"
         )
 
 

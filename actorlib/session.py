@@ -119,7 +119,7 @@ def init(
     address: str | None = None,
     worker_timeout_s: float | None = None,
     job_config: JobConfig | None = None,
-    log_to_driver: bool = True,
+    log_to_driver: bool | None = None,
     worker_process_setup_hook: Callable[[], Any] | str | None = None,
     labels: dict[str, str] | None = None,
     log_dir: str | os.PathLike[str] | None = None,
@@ -140,10 +140,12 @@ def init(
     ``$ACTORLIB_ADDRESS`` names a cluster. ``job_config`` (Ray's ``JobConfig``) supplies
     ``namespace`` and ``runtime_env`` where those arguments are not given.
 
-    ``log_to_driver``: what tasks and actors print (and log) is written through this
-    process's ``sys.stdout``/``sys.stderr``, each line prefixed with the task or actor
-    and its pid; False leaves worker processes' output on the file descriptors they
-    inherited, unprefixed. ``worker_process_setup_hook`` (a function, or
+    ``log_to_driver`` (default True): what tasks and actors print (and log) is written
+    through this process's ``sys.stdout``/``sys.stderr``, each line prefixed with the
+    task or actor and its pid; False leaves worker processes' output on the file
+    descriptors they inherited, unprefixed. On the ray backend in a process that called
+    ``ray.init`` itself, that connection's setting holds (not given: followed; given
+    otherwise: ``ValueError``). ``worker_process_setup_hook`` (a function, or
     ``"module.function"``) runs in every worker process before its first task.
     ``labels``: this node's labels (``{"zone": "a"}``), which ``label_selector`` matches;
     for a cluster's nodes, ``actorlib start --labels zone=a``. ``log_dir``: a directory
@@ -300,7 +302,7 @@ def _start(
     labels: dict[str, str] | None, log_dir: Any, *, num_cpus: float | None,
     num_gpus: float | None, resources: dict[str, float] | None,
     object_store_memory: int | None, address: str | None, worker_timeout_s: float | None,
-    log_to_driver: bool, worker_process_setup_hook: Callable[[], Any] | str | None,
+    log_to_driver: bool | None, worker_process_setup_hook: Callable[[], Any] | str | None,
     logging_config: LoggingConfig | None = None,
 ) -> tuple[RunningCore, type[Backend] | type[Connector], dict[str, str] | None, CodeEnv | None]:
     """Validate the rest of init()'s arguments, then start (or connect to) the core."""
@@ -315,9 +317,11 @@ def _start(
     check_backend_fields(checked, backend_cls.runtime_env_files, name)
     code_env = runtime_env_files.code_env(checked)  # packed once, for the whole job
     options: dict[str, Any] = {"worker_timeout_s": worker_timeout_s} if worker_timeout_s else {}
-    options["log_to_driver"] = bool(log_to_driver)
+    options["log_to_driver"] = log_to_driver is not False
+    # Whether the caller chose it (a Ray connection already open has a setting of its own).
+    options["log_to_driver_given"] = log_to_driver is not None
     options["output"] = _output_options(
-        bool(log_to_driver), worker_process_setup_hook, logging_config,
+        log_to_driver is not False, worker_process_setup_hook, logging_config,
         in_driver=not getattr(backend_cls, "applies_logging_config", False),
     )
     if log_dir is not None:

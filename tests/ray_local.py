@@ -56,9 +56,9 @@ _RAY_START = (
 class LocalRay:
     """A head (and optionally more nodes) started with ``ray start``; ``stop()`` ends them."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="rtk-", dir="/tmp")
-        self.port = free_port()
+        self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {**os.environ, **RAY_ENV}
 
@@ -106,7 +106,7 @@ class LocalRay:
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=10)
+        _, alive = psutil.wait_procs(procs, timeout=3)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
@@ -117,54 +117,159 @@ class LocalRay:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
+class SharedRay:
+    """The run's 4-CPU cluster and this process's connection to it (see ``shared_cluster``)."""
+
+    def __init__(self, shared_threads: set[threading.Thread]) -> None:
+        self.shared_threads = shared_threads
+        self.cluster: LocalRay | None = None
+
+    def start(self, port: int | None = None) -> str:
+        """Start a cluster (on ``port``, or a free one) and connect this process to it;
+        its address."""
+        os.environ.update(RAY_ENV)
+        import ray
+
+        from actorlib.backends.ray.address import check_address
+        from actorlib.backends.ray.connector import driver_job_config
+
+        # A start that fails on a busy machine gets a second and third try (a fresh
+        # cluster each) before every ray test errors on it.
+        for attempt in range(3):
+            cluster = LocalRay(port if attempt == 0 else None)
+            try:
+                cluster.start_head(4)
+                before = set(threading.enumerate())
+                # Ray may have been imported before RAY_ENV was set (a test module's
+                # importorskip at collection): without this, Ray dials this machine's
+                # address instead of loopback and ray.init hangs ("Timed out while
+                # waiting for GCS").
+                check_address(ray, cluster.address)
+                sigterm = signal.getsignal(signal.SIGTERM)  # ray.init's would outlive us
+                ray.init(address=cluster.address, include_dashboard=False,
+                         log_to_driver=True, job_config=driver_job_config())
+                signal.signal(signal.SIGTERM, sigterm)
+                break
+            except Exception:
+                ray.shutdown()
+                cluster.stop()
+                if attempt == 2:
+                    raise
+        self.shared_threads.update(set(threading.enumerate()) - before)
+        self.cluster = cluster
+        return cluster.address
+
+    def stop(self) -> None:
+        import ray
+
+        ray.shutdown()
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+
+    def busy_workers(self) -> list[psutil.Process]:
+        """The cluster's worker processes running something (a task, an actor)."""
+        assert self.cluster is not None
+        busy = []
+        for proc in self.cluster.processes():
+            with contextlib.suppress(psutil.Error):
+                title = (proc.cmdline() or [""])[0].strip()
+                if title.startswith("ray::") and title not in _NOT_WORK:
+                    busy.append(proc)
+        return busy
+
+
+#: A node's processes that run no user work: its agents and its idle workers.
+_NOT_WORK = frozenset({"ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent"})
+
+#: The run's shared cluster while it is up (``reset_cluster`` ends what tests leave in it).
+_SHARED: list[SharedRay] = []
+
+
 def shared_cluster(shared_threads: set[threading.Thread]) -> Iterator[str]:
     """Start a 4-CPU cluster, connect this process to it, and stop both at the end.
 
     The connection's threads go into ``shared_threads`` (the leak check leaves them be).
     """
-    os.environ.update(RAY_ENV)
-    import ray
-
-    from actorlib.backends.ray.address import check_address
-    from actorlib.backends.ray.connector import driver_job_config
-
-    # A start that fails on a busy machine gets a second and third try (a fresh cluster
-    # each) before every ray test errors on it.
-    for attempt in range(3):
-        cluster = LocalRay()
-        try:
-            cluster.start_head(4)
-            before = set(threading.enumerate())
-            # Ray may have been imported before RAY_ENV was set (a test module's
-            # importorskip at collection): without this, Ray dials this machine's address
-            # instead of loopback and ray.init hangs ("Timed out while waiting for GCS").
-            check_address(ray, cluster.address)
-            sigterm = signal.getsignal(signal.SIGTERM)  # ray.init's own would outlive us
-            ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True,
-                     job_config=driver_job_config())
-            signal.signal(signal.SIGTERM, sigterm)
-            break
-        except Exception:
-            ray.shutdown()
-            cluster.stop()
-            if attempt == 2:
-                raise
+    shared = SharedRay(shared_threads)
+    address = shared.start()
+    _SHARED.append(shared)
     try:
-        shared_threads.update(set(threading.enumerate()) - before)
-        yield cluster.address
+        yield address
     finally:
-        ray.shutdown()
-        cluster.stop()
+        _SHARED.remove(shared)
+        shared.stop()
 
 
-def reset_cluster() -> None:
-    """Between tests: kill the named actors a test left (detached ones outlive a driver)."""
+def _held() -> dict[str, tuple[float, float]]:
+    """The cluster's resources not all available: name -> (available, total). Ray's
+    memory and object store are counted too (an actor or task may reserve them)."""
     import ray
 
-    if not ray.is_initialized():
-        return
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["name"].startswith("actorlib-actor-"):
-            continue  # an unnamed actor's: it dies with its handles
-        with contextlib.suppress(Exception):
-            ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]))
+    total, available = ray.cluster_resources(), ray.available_resources()
+    return {name: (available.get(name, 0.0), amount) for name, amount in total.items()
+            if not name.startswith("node:") and available.get(name, 0.0) < amount - 1e-9}
+
+
+def _end_actors_and_groups() -> None:
+    """Kill every live actor (detached ones, those made in tasks, Ray's own made by a
+    test calling Ray directly) and remove every placement group."""
+    import ray
+    from ray._private import state
+    from ray._raylet import ActorID, PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+
+    worker = ray._private.worker.global_worker
+    for actor_id, info in state.actors().items():
+        if info.get("State") != "DEAD":
+            with contextlib.suppress(Exception):
+                worker.core_worker.kill_actor(ActorID.from_hex(actor_id), True)
+    for group_id, info in ray.util.placement_group_table().items():
+        if info.get("state") != "REMOVED":
+            with contextlib.suppress(Exception):
+                ray.util.remove_placement_group(
+                    PlacementGroup(PlacementGroupID.from_hex(group_id)))
+
+
+def _wait_released(deadline: float) -> dict[str, tuple[float, float]]:
+    """Wait until every resource is available again, or ``deadline``; what is held."""
+    while True:
+        held = _held()
+        if not held or time.monotonic() >= deadline:
+            return held
+        time.sleep(0.05)
+
+
+def reset_cluster(grace: float = 10.0) -> list[str]:
+    """Between tests, after the test's ``shutdown()``: end what it left in the shared
+    cluster, so that no later test waits for its CPUs; what held resources beyond that.
+
+    Every actor is killed and every placement group removed (detached ones outlive a
+    driver's ``shutdown()`` on purpose). Then every resource must be available again
+    within ``grace`` seconds. Work still holding some (a task ``shutdown()`` did not
+    end) is a leak of the test: the cluster is restarted on the same port to end it for
+    good (a killed worker's task would be retried by its owner, maybe this process).
+    """
+    import ray
+
+    if not ray.is_initialized() or not _SHARED:
+        return []
+    shared = _SHARED[0]
+    _end_actors_and_groups()
+    held = _wait_released(time.monotonic() + grace)
+    if not held:
+        return []
+    running = []
+    for proc in shared.busy_workers():
+        with contextlib.suppress(psutil.Error):
+            running.append(f"{proc.pid} {(proc.cmdline() or [''])[0].strip()}")
+    text = ", ".join(f"{name} {free:g} of {total:g} available"
+                     for name, (free, total) in sorted(held.items()))
+    assert shared.cluster is not None
+    port = shared.cluster.port
+    shared.stop()
+    shared.start(port)
+    return [f"the test left work holding the shared Ray cluster's resources after "
+            f"shutdown() and after its actors and placement groups ended ({text}); "
+            f"Ray's workers running work then: {running or 'none found'}; the shared Ray "
+            "cluster was restarted to end it"]

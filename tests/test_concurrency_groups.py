@@ -95,9 +95,10 @@ def test_async_actor_groups_bound_their_calls(rt):
     actor = Async.remote(sync)
     held = actor.hold.remote()  # in the default group (1000 at once for async actors)
     refs = [actor.io.remote(2) for _ in range(4)]
-    out = actorlib.get(refs, timeout=T)
-    assert out[:2] == [2, 2]  # the first two ran at once (else the barrier never opens)
-    assert actorlib.get(actor.most_inside.remote(), timeout=T) == 2
+    # Each call passed the barrier of two (it never opens unless two run at once); what
+    # each returns is the count when it woke, which a third call may have raised by then.
+    assert len(out := actorlib.get(refs, timeout=T)) == 4 and min(out) >= 2, out
+    assert actorlib.get(actor.most_inside.remote(), timeout=T) == 2  # never more than 2
     assert actorlib.get(actor.default.remote(1), timeout=T) == 2
     sync.set.remote("release")
     assert actorlib.get(held, timeout=T) == "held"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import atexit
 import os
 import subprocess
 import sys
+import time
 import threading
 
 import actorlib
@@ -253,3 +255,44 @@ def test_shared_runtime_is_shared_and_checked_clean_between_tests(pytester, monk
         assert re.search(rf"ERROR at teardown of {test}.*\n(.*\n)*?.*{re.escape(left)}", text)
     assert "left the shared runtime unclean" in text
     assert "shared runtime: 12 tests ran on 10 shared runtimes" in text
+
+
+def test_the_ray_reset_ends_what_a_test_left_and_names_a_leak(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Between ray tests every actor and placement group is ended quietly (detached ones
+    outlive shutdown() on purpose), and work that still holds CPUs after that is a leak:
+    the test is told what was held and what ran, and the cluster is restarted to end it
+    (a task whose worker is killed is retried by its owner)."""
+    ray = pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    from ray_local import reset_cluster
+
+    address = request.getfixturevalue("_ray_cluster")
+
+    @ray.remote(num_cpus=1)
+    class Kept:
+        def ping(self) -> int:
+            return 1
+
+    @ray.remote(num_cpus=1, max_retries=2)
+    def forever() -> None:
+        time.sleep(600)
+
+    named = Kept.options(name="kept", lifetime="detached").remote()
+    plain = Kept.remote()
+    assert ray.get([named.ping.remote(), plain.ping.remote()], timeout=60) == [1, 1]
+    group = ray.util.placement_group([{"CPU": 1}])
+    ray.get(group.ready(), timeout=60)
+    assert reset_cluster() == []  # actors and groups go quietly
+    assert ray.available_resources().get("CPU") == 4
+    forever.remote()  # a task no actorlib shutdown knows of
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU") != 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    problems = reset_cluster(grace=1.0)
+    assert len(problems) == 1 and "(CPU 3 of 4 available)" in problems[0], problems
+    assert "ray::forever" in problems[0] and "restarted" in problems[0], problems
+    assert ray.get_runtime_context().gcs_address == address  # the same port
+    time.sleep(2)  # nothing comes back
+    assert ray.available_resources().get("CPU") == 4
+    assert ray.get(ray.remote(lambda: 5).remote(), timeout=60) == 5

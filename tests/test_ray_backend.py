@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,6 +116,15 @@ def test_a_loopback_only_cluster_keeps_its_loopback_address(
 # -- on the run's Ray: what is mapped, and what raises NotSupportedError ----------------
 
 
+def _reset() -> None:
+    """End what the test left in the run's Ray cluster (a leak fails the test)."""
+    from ray_local import reset_cluster
+
+    problems = reset_cluster()
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def on_ray(request: pytest.FixtureRequest) -> Iterator[str]:
     """actorlib on the test run's Ray cluster (tests/ray_local.py); the node's id."""
@@ -127,6 +137,7 @@ def on_ray(request: pytest.FixtureRequest) -> Iterator[str]:
         yield str(ray.get_runtime_context().get_node_id())
     finally:
         actorlib.shutdown()
+        _reset()
 
 
 @pytest.fixture(params=["0", "1"], ids=["ids-as-argument", "ids-in-names"])
@@ -143,6 +154,7 @@ def on_ray_either(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         yield str(ray.get_runtime_context().get_node_id())
     finally:
         actorlib.shutdown()
+        _reset()
 
 
 @actorlib.remote
@@ -900,3 +912,145 @@ def test_a_bad_ids_in_names_setting_is_refused_at_init(
     with pytest.raises(ValueError, match="ACTORLIB_RAY_IDS_IN_NAMES must be 0 or 1"):
         actorlib.init(backend="ray")
     assert not actorlib.is_initialized()
+
+
+@actorlib.remote(num_cpus=1)
+def hold_cpu(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@actorlib.remote(num_cpus=1)
+def hold_cpu_in_a_child(seconds: float) -> float:
+    return actorlib.get(hold_cpu.remote(seconds))  # blocked in get: its own CPU is lent
+
+
+@actorlib.remote(num_cpus=1)
+def hold_cpu_streaming(seconds: float) -> Iterator[int]:
+    yield 1
+    time.sleep(seconds)
+    yield 2
+
+
+def _cpus_free() -> float:
+    import ray
+
+    return float(ray.available_resources().get("CPU", 0.0))
+
+
+def _until(check: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_shutdown_on_a_ray_connection_that_stays_up_ends_the_drivers_tasks(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A driver's tasks end with its runtime when Ray's connection outlives it (a
+    process that called ray.init itself): running ones, their children and streaming
+    ones, as Ray ends a departed driver's; else they kept their CPUs until done."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")
+    actorlib.init(backend="ray")
+    try:
+        kept = [hold_cpu.remote(300), hold_cpu_in_a_child.remote(300)]
+        stream = hold_cpu_streaming.remote(300)
+        assert actorlib.get(next(stream), timeout=60) == 1
+        assert _until(lambda: _cpus_free() == 1.0, 60), _cpus_free()  # 3 of 4 held
+    finally:
+        actorlib.shutdown()
+    try:
+        assert _until(lambda: _cpus_free() == 4.0, 20), f"CPUs free: {_cpus_free()} of 4"
+    finally:
+        del kept, stream
+        _reset()
+
+
+def test_log_to_driver_against_a_ray_connection_already_open_is_refused_not_ignored(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A process that called ray.init itself has chosen whether its workers' output is
+    printed, for the whole process: ``init(log_to_driver=)`` saying otherwise is
+    refused (it was silently ignored); saying the same, or nothing, joins it."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    request.getfixturevalue("_ray_cluster")  # this process: ray.init(log_to_driver=True)
+    with pytest.raises(ValueError, match=r"log_to_driver=False: .* runs with "
+                       r"log_to_driver=True.*pass log_to_driver=False to ray\.init"):
+        actorlib.init(backend="ray", log_to_driver=False)
+    assert not actorlib.is_initialized()
+    actorlib.init(backend="ray", log_to_driver=True)
+    actorlib.shutdown()
+    _reset()
+
+
+def test_a_ray_connection_opened_without_log_to_driver_is_followed(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The other way round, in a process whose ray.init had log_to_driver=False:
+    init() without it follows the connection; log_to_driver=True is refused."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    cluster = request.getfixturevalue("_ray_cluster")
+    program = textwrap.dedent(f"""
+        import ray
+        import actorlib
+        ray.init(address={cluster!r}, log_to_driver=False)
+        try:
+            actorlib.init(backend="ray", log_to_driver=True)
+        except ValueError as exc:
+            print("refused:", exc)
+        actorlib.init(backend="ray")
+        print("joined:", actorlib.get(actorlib.put(7)))
+        actorlib.shutdown()
+        ray.shutdown()
+    """)
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert "refused: log_to_driver=True: " in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "joined: 7" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+@actorlib.remote
+def read_data() -> str:
+    return open("data.txt").read()
+
+
+def test_a_working_dir_ray_dropped_from_its_store_is_put_back(
+    on_ray: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A working_dir is actorlib's package in Ray's package store, which Ray empties of
+    packages no work has used for a while: a later submission puts it back."""
+    from ray.experimental import internal_kv
+
+    from actorlib.backends.ray import packages
+    from actorlib.runtime_env_files import pack
+
+    (tmp_path / "data.txt").write_text("kept")
+    task = read_data.options(runtime_env={"working_dir": str(tmp_path)})
+    assert actorlib.get(task.remote(), timeout=120) == "kept"
+    name = packages.uri(pack(str(tmp_path), "working_dir"))
+    assert internal_kv._internal_kv_exists(name)
+    monkeypatch.setattr(packages, "_REPIN_S", 0.0)
+    internal_kv._internal_kv_del(name)  # as Ray deletes an expired one
+    assert actorlib.get(task.remote(), timeout=120) == "kept"
+    assert internal_kv._internal_kv_exists(name)
+
+
+@actorlib.remote
+class Echo:
+    def echo(self, x: int) -> int:
+        return x
+
+
+def test_a_forced_cancel_of_an_ended_call_is_a_no_op_on_ray(on_ray: str) -> None:
+    """An ended actor call has nothing to refuse, as on every backend: Ray still raises
+    its ValueError for force=True while it has not yet forgotten the call after its
+    result arrived, so the call's end decides, not Ray's timing."""
+    echo = Echo.remote()
+    for i in range(200):
+        ref = echo.echo.remote(i)
+        assert actorlib.get(ref, timeout=120) == i
+        actorlib.cancel(ref, force=True)

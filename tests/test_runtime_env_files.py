@@ -78,6 +78,28 @@ def test_task_reads_working_dir_and_imports_py_module(rt: Any, tmp_path: Path) -
     assert again["cwd"] == got["cwd"]
 
 
+@actorlib.remote
+def import_from_cwd(mod: str) -> int:
+    import importlib
+
+    return importlib.import_module(mod).answer()
+
+
+def test_a_module_only_in_the_working_dir_imports(rt: Any, tmp_path: Path) -> None:
+    """The working_dir is on the worker's import path, as in Ray: a module that only
+    the temporary directory holds imports (the driver cannot import it)."""
+    mod = f"wdmod_{uuid.uuid4().hex[:10]}"
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / f"{mod}.py").write_text("def answer():\n    return 43\n")
+    task = import_from_cwd.options(runtime_env={"working_dir": str(project)})
+    if rt.backend in SHARED_PROCESS:
+        with pytest.raises(exc.NotSupportedError, match="runtime_env 'working_dir'"):
+            task.remote(mod)
+        return
+    assert actorlib.get(task.remote(mod), timeout=T) == 43
+
+
 def test_actor_with_py_modules_given_as_a_module(rt: Any, tmp_path: Path) -> None:
     import importlib
     import sys

@@ -38,6 +38,7 @@ from actorlib.backends.ray.options import (
     internal_name,
     task_options,
 )
+from actorlib.backends.ray.packages import RayPackages
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.waits import RayWaits
 from actorlib.backends.ray.wire import (
@@ -113,6 +114,23 @@ def _actor_task(ref: Any) -> bool:
     return ref.task_id().actor_id().binary()[:12] != _NO_ACTOR
 
 
+def _end_tasks(running: list[Any]) -> None:
+    """End the tasks a driver leaves behind on a Ray connection that outlives its
+    runtime: they would hold their CPUs until done, as Ray's driver exit would not let
+    them (Ray ends a departed driver's tasks). Forced, with their children, as Ray's
+    exit ends them: a task that catches ``KeyboardInterrupt`` must not live on."""
+    refs = [r for r in running if isinstance(r, ray.ObjectRef)]
+    try:
+        pending = ray.wait(refs, num_returns=len(refs), timeout=0)[1] if refs else []
+    except Exception:  # Ray gone meanwhile: its tasks went with it
+        return
+    for task in [*pending, *(r for r in running if not isinstance(r, ray.ObjectRef))]:
+        try:
+            ray.cancel(task, force=True, recursive=True)
+        except Exception:  # finished meanwhile
+            pass
+
+
 class PassStore(ObjectStore):
     """Ray copies values into its store as ``.remote()``/``put`` serialize them, in the
     caller's thread: nothing to copy before that."""
@@ -173,6 +191,7 @@ class RayCore(RayWaits, HeldTasks):
         self._probe_backoff = 0
         # Tasks over their concurrency limit, held here until a slot frees (see .limits).
         self._limits = Limits()
+        self._packages = RayPackages()  # runtime_env working_dir / py_modules
         self._landed = None  # a task whose cancel landed (``RayWaits.interrupt_landed``)
         waiting.blocking_wait = self.wait_blocking
 
@@ -406,6 +425,8 @@ class RayCore(RayWaits, HeldTasks):
 
     def _send(self, spec: TaskSpec) -> Any:
         """Hand ``spec`` to Ray; what its ``.remote()`` returned."""
+        if spec.code_env is not None:  # its Ray options are made once: its packages kept
+            self._packages.ensure(spec.code_env)
         if spec.generator == "streaming":
             core_worker("a streaming generator")  # before Ray runs what none could read
         task, template, named = self._task_callers.get(spec)
@@ -456,7 +477,7 @@ class RayCore(RayWaits, HeldTasks):
         from actorlib.backends.ray import worker
 
         meta = dataclasses.replace(spec, args=NO_ARGS)
-        options = actor_options(spec, self._groups.ray_group)
+        options = actor_options(spec, self._groups.ray_group, self._packages.runtime_env)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
         host = worker.remote_host(spec.is_async, spec.concurrency_groups)
@@ -546,7 +567,11 @@ class RayCore(RayWaits, HeldTasks):
         if self.withdraw([object_id])[0]:
             return  # it was held: it never runs
         ref = self.ray_ref(object_id)
-        if force and _actor_task(ref) and not ray.wait([ref], timeout=0)[0]:
+        if force and _actor_task(ref):
+            if ray.wait([ref], timeout=0)[0]:
+                # Ended: nothing to refuse or cancel. Ray would still refuse it for as
+                # long as it has not forgotten the call after its result came.
+                return
             # Ray refuses it where the call was made (ValueError) but only logs its
             # refusal in any other process: refused here in every process, as the other
             # backends' cores refuse it.
@@ -729,6 +754,7 @@ class RayCore(RayWaits, HeldTasks):
             return
         self.closed = True
         with self._lock:
+            running = [] if self._stop_ray or self._worker else self._running_tasks()
             created = list(self._created.values())
             watches = list(self._watches.items())
             self._created.clear()
@@ -760,17 +786,28 @@ class RayCore(RayWaits, HeldTasks):
         if self._stop_ray:
             ray.shutdown()
             return
+        _end_tasks(running)
         for handle in created:
             try:
                 ray.kill(handle)
             except Exception:  # already gone
                 pass
 
+    def _running_tasks(self) -> list[Any]:
+        """The Ray refs and generators of this driver's tasks that may still run (not
+        actor calls: this driver's actors are killed, others' calls are theirs)."""
+        refs = {entry[0] for entry in self._refs.values()
+                if not entry[2] and isinstance(entry[0], ray.ObjectRef)
+                and not _actor_task(entry[0])}
+        streams = {id(s): s.generator for s in (*self._slots.values(), *self._ends.values())
+                   if s.generator is not None}
+        return [*refs, *streams.values()]
+
     def _ray_task(self, spec: TaskSpec) -> Any:
         """Ray's remote function for ``spec``'s tasks, its options applied."""
         from actorlib.backends.ray import worker
 
-        options = task_options(spec, self._groups.ray_group)
+        options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
         streaming = spec.generator == "streaming"
         if streaming:
             options["num_returns"] = "streaming"
@@ -782,7 +819,7 @@ class RayCore(RayWaits, HeldTasks):
         """A submit by name for ``spec``'s tasks (see :func:`.wire.named_submit`)."""
         from actorlib.backends.ray import worker
 
-        options = task_options(spec, self._groups.ray_group)
+        options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
         full = named_submit(worker.bound_task(template, spec.max_calls).options(**options))
         if spec.max_calls:
             # Ray counts ``max_calls`` per Ray function: one for calls with arguments and

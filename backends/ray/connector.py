@@ -81,6 +81,8 @@ class RayConnector(Connector):
     """Runs actorlib's API on Ray (see :mod:`actorlib.backends.ray`)."""
 
     name = "ray"
+    # actorlib's packages, put in Ray's package store: Ray's runtime_env takes them there.
+    runtime_env_files = frozenset({"working_dir", "py_modules"})
     applies_logging_config = True  # handed to ray.init: Ray logs the driver and workers
 
     @classmethod
@@ -101,6 +103,7 @@ class RayConnector(Connector):
                     "ray.init (runtime_env={'worker_process_setup_hook': ...}, "
                     "logging_config=..., labels=...)"
                 )
+            _check_log_to_driver(ray, config)
             return RayCore(namespace, stop_ray=False)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         log_to_driver = bool(config.options.get("log_to_driver", True))
@@ -150,6 +153,33 @@ class RayConnector(Connector):
                     and threading.current_thread() is threading.main_thread()):
                 signal.signal(signal.SIGTERM, sigterm)
         return RayCore(namespace, stop_ray=True)
+
+
+def forwards_worker_output(ray: Any) -> bool:
+    """Whether this process's Ray connection prints its workers' output (the
+    ``log_to_driver`` its ``ray.init`` was given): its log handler is installed."""
+    from ray._private import ray_logging
+
+    return any(name == "ray_print_logs"
+               for name, _ in ray_logging.global_worker_stdstream_dispatcher.handlers)
+
+
+def _check_log_to_driver(ray: Any, config: BackendConfig) -> None:
+    """``init(log_to_driver=)`` on a Ray connection this process already opened: its
+    ``ray.init`` set up (or not) the printing of workers' output, for the whole
+    process, and it cannot change now. Not given: that setting holds; given otherwise:
+    refused, as the other settings ``ray.init`` owns are."""
+    if not config.options.get("log_to_driver_given"):
+        return
+    asked = bool(config.options.get("log_to_driver", True))
+    current = forwards_worker_output(ray)
+    if asked != current:
+        raise ValueError(
+            f"log_to_driver={asked}: this process's Ray connection (its ray.init, already "
+            f"called) runs with log_to_driver={current}, which holds for the whole "
+            f"process; pass log_to_driver={asked} to ray.init, or leave it out of "
+            "actorlib.init to follow the connection"
+        )
 
 
 def unpack_hook(hook: bytes | str) -> Any:

@@ -11,6 +11,7 @@ from actorlib.backends.ray.connector import require_ray
 from actorlib.core.labels import LabelSelectorStrategy, Selector
 from actorlib.core.specs import (
     ActorSpec,
+    CodeEnv,
     NodeAffinitySchedulingStrategy,
     PlacementGroupStrategy,
     TaskSpec,
@@ -85,6 +86,17 @@ def _labels(strategy: LabelSelectorStrategy) -> dict[str, Any]:
 
 #: Ray's placement group for actorlib's group id (see :mod:`.groups`).
 GroupFinder = Callable[[int], Any]
+#: Ray's runtime_env fields for a ``working_dir`` / ``py_modules`` (see :mod:`.packages`).
+FilesEnv = Callable[[CodeEnv], dict[str, Any]]
+
+
+def ray_runtime_env(env_vars: dict[str, str] | None, code_env: CodeEnv | None,
+                    files: FilesEnv) -> dict[str, Any]:
+    """actorlib's runtime_env as Ray's: ``env_vars``, and the files as Ray's URIs."""
+    out: dict[str, Any] = {"env_vars": dict(env_vars)} if env_vars else {}
+    if code_env is not None:
+        out.update(files(code_env))
+    return out
 
 
 def _strategy(strategy: Any, find_group: GroupFinder) -> dict[str, Any]:
@@ -110,7 +122,8 @@ def _strategy(strategy: Any, find_group: GroupFinder) -> dict[str, Any]:
     )
 
 
-def task_options(spec: TaskSpec, find_group: GroupFinder) -> dict[str, Any]:
+def task_options(spec: TaskSpec, find_group: GroupFinder, files: FilesEnv,
+                 ) -> dict[str, Any]:
     options = _resource_options(spec.resources)
     options["num_returns"] = spec.num_returns
     options["max_retries"] = spec.max_retries
@@ -118,12 +131,14 @@ def task_options(spec: TaskSpec, find_group: GroupFinder) -> dict[str, Any]:
     options.update(_strategy(spec.scheduling_strategy, find_group))
     if spec.name:
         options["name"] = spec.name
-    if spec.env_vars:
-        options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
+    runtime_env = ray_runtime_env(spec.env_vars, spec.code_env, files)
+    if runtime_env:
+        options["runtime_env"] = runtime_env
     return options
 
 
-def actor_options(spec: ActorSpec, find_group: GroupFinder) -> dict[str, Any]:
+def actor_options(spec: ActorSpec, find_group: GroupFinder, files: FilesEnv,
+                  ) -> dict[str, Any]:
     options = _resource_options(spec.resources)
     options["max_concurrency"] = spec.max_concurrency
     options["max_restarts"] = spec.max_restarts
@@ -134,6 +149,7 @@ def actor_options(spec: ActorSpec, find_group: GroupFinder) -> dict[str, Any]:
     options["namespace"] = spec.namespace
     if spec.detached:
         options["lifetime"] = "detached"
-    if spec.env_vars:
-        options["runtime_env"] = {"env_vars": dict(spec.env_vars)}
+    runtime_env = ray_runtime_env(spec.env_vars, spec.code_env, files)
+    if runtime_env:
+        options["runtime_env"] = runtime_env
     return options
