@@ -110,7 +110,10 @@ def signature_mismatches(code: str) -> list[str]:
 def test_signature_blocks_are_compared_with_the_code():
     assert signatures("x = 1\n") is None
     assert signatures("actorlib.put(value: T) -> ObjectRef[T]\n") == [("actorlib.put", "value: T")]
-    assert not signature_mismatches("actorlib.put(value: T) -> ObjectRef[T]\n")
+    assert not signature_mismatches(
+        "actorlib.put(value: T, *, _owner: ActorHandle | None = None) -> ObjectRef[T]\n"
+    )
+    assert signature_mismatches("actorlib.put(value: T) -> ObjectRef[T]\n")
     assert signature_mismatches("actorlib.put(value, *, timeout=None) -> ObjectRef[T]\n")
     assert signature_mismatches("actorlib.kill(actor, *, no_restart: bool = False) -> None\n")
     assert not signature_mismatches(
