@@ -16,6 +16,7 @@ from actorlib.backends import DEFAULT_BACKEND, load, prestart
 from actorlib.core import context, metrics
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.fds import fill_standard_fds
+from actorlib.core.interruptible import SignalRelay
 from actorlib.core.labels import validate_labels
 from actorlib.core.strings import plain_str
 from actorlib.exceptions import RuntimeClosedError
@@ -45,6 +46,7 @@ _env_support: tuple[frozenset[str], str] = (frozenset({"working_dir", "py_module
 # Signals that end a script like Ctrl-C does, once init() has installed our handler.
 _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _handled: list[signal.Signals] = []  # those whose handler is ours (installed by init)
+_relay: SignalRelay | None = None  # wakes the main thread for them (see SignalRelay)
 _stopping = False  # shutdown() is running: a terminating signal waits for it to end
 _pending_signal: int | None = None
 _ended_by_signal = False  # a SIGTERM/SIGHUP is unwinding the script (see ended_by_signal)
@@ -459,17 +461,24 @@ def _install_signal_handlers() -> None:
     a private cluster behind. Only from the main thread (the only one allowed to), and
     only where the user has not installed a handler of their own.
     """
+    global _relay
     if threading.current_thread() is not threading.main_thread():
         return
     for sig in _TERMINATING:
         if sig not in _handled and signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _on_terminating_signal)
             _handled.append(sig)
+    if _relay is None:
+        _relay = SignalRelay()
 
 
 def _restore_signal_handlers() -> None:
+    global _relay
     if threading.current_thread() is not threading.main_thread():
         return  # the handler stays; with no runtime it acts as the default would
+    if _relay is not None:
+        _relay.stop()
+        _relay = None
     for sig in list(_handled):
         if signal.getsignal(sig) is _on_terminating_signal:
             signal.signal(sig, signal.SIG_DFL)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -305,3 +306,150 @@ def test_a_daemon_stops_on_a_signal_another_thread_receives(tmp_path: Path, wait
         assert proc.returncode == 0 and out == "stopped\n", (proc.returncode, out)
     else:
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, out)
+
+
+SLEEPER = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import actorlib
+
+    actorlib.init(backend=sys.argv[1], num_cpus=2)
+
+    @actorlib.remote
+    def square(x):
+        return x * x
+
+    @actorlib.remote(num_cpus=0)
+    class Counter:
+        def __init__(self):
+            self.n = 0
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    big = actorlib.put(np.ones(1 << 20))  # a shared-memory file where there are some
+    counter = Counter.remote()
+    assert actorlib.get([square.remote(i) for i in range(8)]) == [i * i for i in range(8)]
+    assert actorlib.get(counter.incr.remote()) == 1
+    print("ready", flush=True)
+    time.sleep(60)  # the user's own blocking call, not one of actorlib's waits
+""")
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
+def test_a_terminated_stopped_driver_ends_as_a_running_one_would(
+    tmp_path: Path, backend: str
+) -> None:
+    """Ctrl-Z, then ``kill %1``: the shell sends SIGTERM to the stopped job, then
+    SIGCONT. The pending SIGTERM is taken by whichever thread runs first; unless it is
+    the main thread, asleep in ``time.sleep``, Python would not run the handler until
+    the sleep ended. The driver must end at once, as it does when signalled running."""
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    for _ in range(4):  # the race went the wrong way about five times in six
+        token = uuid.uuid4().hex
+        proc = subprocess.Popen(
+            [sys.executable, str(script), backend], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=_driver_env(token), cwd=str(tmp_path),
+            process_group=0,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == "ready\n", line + (proc.stderr.read() if proc.stderr else "")
+            pids = _tree(proc.pid)
+            os.killpg(proc.pid, signal.SIGSTOP)  # Ctrl-Z (SIGTSTP) stops the job likewise
+            time.sleep(0.2)
+            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGCONT)
+            start = time.monotonic()
+            try:
+                _, err = proc.communicate(timeout=EXIT_WITHIN_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the driver ({backend}) still runs {EXIT_WITHIN_S} s after "
+                            "SIGTERM and SIGCONT")
+            took = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        detail = f"exit {proc.returncode} after {took:.2f} s\nstderr:\n{err[-4000:]}"
+        assert proc.returncode == 128 + signal.SIGTERM, detail
+        assert "Traceback" not in err, detail
+        _assert_nothing_left(pids, token)
+
+
+def test_actorlib_threads_leave_terminating_signals_to_the_main_thread() -> None:
+    """What makes the test above pass: every thread of a driver that is actorlib's own
+    blocks SIGINT, SIGTERM and SIGHUP while it has nothing of the user's to run, and a
+    worker process (started from such a thread) does not inherit the block."""
+    def blocked(tid: int, pid: int | None = None) -> int:
+        path = f"/proc/{pid or os.getpid()}/task/{tid}/status"
+        with open(path) as f:
+            mask = next(line for line in f if line.startswith("SigBlk:"))
+        return int(mask.split()[1], 16)
+
+    terminating = sum(1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    actorlib.init(backend="process", num_cpus=1)
+    try:
+        @actorlib.remote
+        def worker_pid() -> int:
+            return os.getpid()
+
+        pid = actorlib.get(worker_pid.remote())
+        main_tid = threading.main_thread().native_id
+        threads = [t for t in threading.enumerate() if t.native_id != main_tid]
+        assert threads
+        for t in threads:
+            assert t.native_id is not None
+            assert blocked(t.native_id) & terminating == terminating, t.name
+        assert blocked(main_tid) & terminating == 0
+        assert blocked(pid, pid) & (1 << (signal.SIGTERM - 1)) == 0  # its main thread
+    finally:
+        actorlib.shutdown()
+
+
+OTHER_THREAD = textwrap.dedent("""
+    import signal, sys, threading, time
+    import actorlib
+
+    actorlib.init(backend=sys.argv[1], num_cpus=1)
+
+    @actorlib.remote
+    def one():
+        return 1
+
+    assert actorlib.get(one.remote()) == 1
+
+    def take_it():  # a thread of the user's (or a library's) that the kernel picked
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    threading.Thread(target=take_it, daemon=True).start()
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_signal_another_thread_takes_still_ends_a_sleeping_driver(
+    tmp_path: Path, backend: str
+) -> None:
+    """A thread actorlib does not own (OpenBLAS's, started by ``import numpy``) may take
+    a SIGTERM meant for the process; the main thread, asleep in ``time.sleep``, is woken
+    to run the handler, and the driver ends with SIGTERM's status."""
+    script = tmp_path / "other.py"
+    script.write_text(OTHER_THREAD)
+    token = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [sys.executable, str(script), backend], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=_driver_env(token), cwd=str(tmp_path),
+    )
+    try:
+        out, err = proc.communicate(timeout=EXIT_WITHIN_S + 5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    assert out == "ready\n" and proc.returncode == 128 + signal.SIGTERM, (
+        proc.returncode, out, err[-4000:])
+    assert_no_leftovers(token, grace=3)

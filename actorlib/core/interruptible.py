@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import _thread
 import collections
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +32,129 @@ T = TypeVar("T")
 #: signal.
 SIGNAL_LOOK_S = 0.1
 _MAIN_THREAD = threading.main_thread().ident
+
+
+#: The signals that end a script (``init`` makes SIGTERM and SIGHUP unwind it as Ctrl-C
+#: does), kept off actorlib's own threads by :func:`shield_signals`.
+TERMINATING_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+_HAS_SIGMASK = hasattr(signal, "pthread_sigmask")
+
+
+def shield_signals() -> None:
+    """Keep the terminating signals off the calling thread (one of actorlib's own).
+
+    The kernel hands a process-directed signal to any thread that does not block it; a
+    signal sent to a stopped process (Ctrl-Z, then ``kill``) is taken after ``SIGCONT``
+    by whichever thread runs first. Python runs the handler on the main thread, but only
+    when it next runs bytecode: taken by one of our threads while the main thread sleeps
+    in ``time.sleep`` or a blocking read, the signal would not end the script until that
+    call returned, perhaps never. With every actorlib thread blocking them, only the
+    main thread (and the user's own threads) can take them, and the main thread's sleep
+    is interrupted at once. Threads started from a shielded thread inherit the mask, and
+    so would a child process it starts: :func:`unshield_signals` undoes it wherever user
+    code runs or a process starts.
+    """
+    if _HAS_SIGMASK:
+        signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING_SIGNALS)
+
+
+def unshield_signals() -> None:
+    """Let the terminating signals reach the calling thread again (user code runs here,
+    or this is a new process that inherited a shielded thread's mask)."""
+    if _HAS_SIGMASK:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINATING_SIGNALS)
+
+
+class SignalRelay:
+    """Wakes the main thread when another thread took a terminating signal.
+
+    Python's C-level handler runs on whichever thread the kernel picked; it notes the
+    signal and writes its number to the wakeup fd, but the Python handler waits for the
+    main thread's next bytecode. Asleep in ``time.sleep`` or a blocking read, the main
+    thread may never get there: a thread a library started (OpenBLAS's, imported with
+    numpy) takes a SIGTERM sent to a stopped driver as readily as one of ours. This
+    thread reads the wakeup fd and, for a terminating signal, sends the main thread
+    ``SIGURG``, whose handler does nothing: the interrupted call returns to Python, which
+    runs the noted handlers before resuming it. Made on the main thread, and only where
+    nobody else uses the wakeup fd or ``SIGURG`` (an event loop that does wakes itself).
+    """
+
+    def __init__(self) -> None:
+        self._read = self._write = -1
+        self._thread: threading.Thread | None = None
+        wake = getattr(signal, "SIGURG", None)
+        if (wake is None or not hasattr(signal, "pthread_kill") or not on_main_thread()
+                or signal.getsignal(wake) is not signal.SIG_DFL):
+            return
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        if signal.set_wakeup_fd(self._write, warn_on_full_buffer=False) != -1:
+            signal.set_wakeup_fd(-1)  # someone else's (never mind the race: main thread)
+            self._close()
+            return
+        signal.signal(wake, _nothing_to_do)
+        self._wake = wake
+        self._thread = threading.Thread(target=self._relay, name="actorlib-signals",
+                                        daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        shield_signals()
+        terminating = set(TERMINATING_SIGNALS)
+        main = threading.main_thread().ident
+        assert main is not None  # made on the main thread, which runs
+        while True:
+            try:
+                got = os.read(self._read, 512)
+            except InterruptedError:
+                continue
+            if not got or 0 in got:  # 0: stop (no signal has that number)
+                return
+            if any(number in terminating for number in got):
+                signal.pthread_kill(main, self._wake)
+
+    def stop(self) -> None:
+        """Give the wakeup fd and ``SIGURG`` back (on the main thread); idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        current = signal.set_wakeup_fd(-1)
+        if current not in (-1, self._write):
+            signal.set_wakeup_fd(current)  # set by someone since: theirs stays
+        if signal.getsignal(self._wake) is _nothing_to_do:
+            signal.signal(self._wake, signal.SIG_DFL)
+        os.write(self._write, b"\0")
+        thread.join()
+        self._close()
+
+    def _close(self) -> None:
+        for fd in (self._read, self._write):
+            if fd >= 0:
+                os.close(fd)
+        self._read = self._write = -1
+
+
+def _nothing_to_do(_signum: int, _frame: object) -> None:
+    """``SIGURG``'s handler while a :class:`SignalRelay` runs: the signal's only purpose
+    is to interrupt the main thread's blocking call."""
+
+
+def idle_get(source: queue.SimpleQueue[T]) -> T:
+    """``source.get()`` on a thread that runs user code between waits (a task's, an
+    actor's, the one that runs futures' callbacks): shielded (see :func:`shield_signals`)
+    while it waits for work, not while the work runs, since a process the user code
+    starts inherits the thread's mask. No system call when work is already queued."""
+    try:
+        return source.get_nowait()
+    except queue.Empty:
+        pass
+    shield_signals()
+    try:
+        return source.get()
+    finally:
+        unshield_signals()
 
 
 def on_main_thread() -> bool:
