@@ -64,6 +64,27 @@ class NodeQueries:
         rows.add_done_callback(done)
         return found
 
+    def refresh(self, nodes: list[HeadPeer]) -> concurrent.futures.Future[None]:
+        """Each node's worker rows as of now, kept in its ``stats`` as a heartbeat's are;
+        resolved once every node has answered or is gone.
+
+        A heartbeat's rows are up to a second old: a task placed since shows RUNNING
+        with no process. A node handles its messages in order, so its answer covers
+        every task the head sent it before asking."""
+        parts = []
+        for node in nodes:
+            part = self._ask(node, ("workers", 0, 0))
+
+            def store(done: concurrent.futures.Future[Rows], node: HeadPeer = node) -> None:
+                if done.exception() is None and node.stats:  # before its first beat: wait
+                    node.stats["worker_rows"] = done.result()
+
+            part.add_done_callback(store)
+            parts.append(part)
+        refreshed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._gather(parts).add_done_callback(lambda _: refreshed.set_result(None))
+        return refreshed
+
     def _ask(self, node: HeadPeer, query: WorkerQuery) -> concurrent.futures.Future[Rows]:
         req = next(self._ids)
         future: concurrent.futures.Future[Rows] = concurrent.futures.Future()

@@ -268,6 +268,9 @@ class NodeDaemon:
         """A question about our workers (a stack dump, a log file), answered from a
         thread of its own: a dump waits for the worker to write its stacks."""
         req = message.req
+        if message.what == "workers":  # the head's rows of them, fresher than a beat's
+            self.conn.send(NodeAnswer(req, self.backend.workers()))
+            return
         answer = self.backend.worker_query((message.what, message.pid, message.size))
 
         def answered(future: Any) -> None:
