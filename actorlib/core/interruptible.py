@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import _thread
 import collections
-import os
 import queue
 import signal
 import threading
@@ -67,73 +66,72 @@ def unshield_signals() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINATING_SIGNALS)
 
 
-class SignalRelay:
-    """Wakes the main thread when another thread took a terminating signal.
+#: How often a :class:`SignalRelay` looks at the clock, and how much longer than that
+#: a look must have taken to mean that the process was stopped meanwhile.
+RELAY_LOOK_S = 0.25
+RELAY_STOPPED_S = 0.25
 
-    Python's C-level handler runs on whichever thread the kernel picked; it notes the
-    signal and writes its number to the wakeup fd, but the Python handler waits for the
-    main thread's next bytecode. Asleep in ``time.sleep`` or a blocking read, the main
-    thread may never get there: a thread a library started (OpenBLAS's, imported with
-    numpy) takes a SIGTERM sent to a stopped driver as readily as one of ours. This
-    thread reads the wakeup fd and, for a terminating signal, sends the main thread
-    ``SIGURG``, whose handler does nothing: the interrupted call returns to Python, which
-    runs the noted handlers before resuming it. Made on the main thread, and only where
-    nobody else uses the wakeup fd or ``SIGURG`` (an event loop that does wakes itself).
+
+class SignalRelay:
+    """Wakes the main thread when the process is continued after a stop.
+
+    A signal sent to a stopped process (Ctrl-Z, then ``kill %1``) is taken after
+    ``SIGCONT`` by whichever thread runs first. actorlib's own threads block the
+    terminating ones (:func:`shield_signals`), but a library's need not (OpenBLAS starts
+    its threads as numpy is imported). Python's C-level handler, on that thread, only
+    notes the signal; the Python handler waits for the main thread's next bytecode, and
+    asleep in ``time.sleep`` or a blocking read, the main thread may never get there.
+
+    So this thread looks at the clock every :data:`RELAY_LOOK_S`; a look that came much
+    later than due means the process was stopped, and the main thread is then sent
+    ``SIGURG`` a few times over the next moment (the signal may be taken a little after
+    we run), whose handler does nothing: the interrupted call returns to Python, which
+    runs the noted handlers and resumes the call. The wakeup fd is left alone (trio
+    insists on having it). Made on the main thread, only where ``SIGURG`` has no
+    handler; :meth:`stop` gives it back.
     """
 
     def __init__(self) -> None:
-        self._read = self._write = -1
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         wake = getattr(signal, "SIGURG", None)
         if (wake is None or not hasattr(signal, "pthread_kill") or not on_main_thread()
                 or signal.getsignal(wake) is not signal.SIG_DFL):
             return
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)
-        if signal.set_wakeup_fd(self._write, warn_on_full_buffer=False) != -1:
-            signal.set_wakeup_fd(-1)  # someone else's (never mind the race: main thread)
-            self._close()
-            return
         signal.signal(wake, _nothing_to_do)
         self._wake = wake
-        self._thread = threading.Thread(target=self._relay, name="actorlib-signals",
+        self._thread = threading.Thread(target=self._watch, name="actorlib-signals",
                                         daemon=True)
         self._thread.start()
 
-    def _relay(self) -> None:
+    def _watch(self) -> None:
         shield_signals()
-        terminating = set(TERMINATING_SIGNALS)
         main = threading.main_thread().ident
         assert main is not None  # made on the main thread, which runs
-        while True:
-            try:
-                got = os.read(self._read, 512)
-            except InterruptedError:
-                continue
-            if not got or 0 in got:  # 0: stop (no signal has that number)
-                return
-            if any(number in terminating for number in got):
-                signal.pthread_kill(main, self._wake)
+        stopping = self._stopping
+        due = time.monotonic() + RELAY_LOOK_S
+        while not stopping.wait(RELAY_LOOK_S):
+            now = time.monotonic()
+            if now - due > RELAY_STOPPED_S:  # stopped meanwhile: now continued
+                for pause in (0.0, 0.05, 0.2):
+                    if stopping.wait(pause):
+                        return
+                    try:
+                        signal.pthread_kill(main, self._wake)
+                    except (ProcessLookupError, OSError):
+                        return  # the main thread has ended: the process is exiting
+                now = time.monotonic()
+            due = now + RELAY_LOOK_S
 
     def stop(self) -> None:
-        """Give the wakeup fd and ``SIGURG`` back (on the main thread); idempotent."""
+        """Give ``SIGURG`` back (on the main thread); idempotent."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        current = signal.set_wakeup_fd(-1)
-        if current not in (-1, self._write):
-            signal.set_wakeup_fd(current)  # set by someone since: theirs stays
+        self._stopping.set()
+        thread.join()
         if signal.getsignal(self._wake) is _nothing_to_do:
             signal.signal(self._wake, signal.SIG_DFL)
-        os.write(self._write, b"\0")
-        thread.join()
-        self._close()
-
-    def _close(self) -> None:
-        for fd in (self._read, self._write):
-            if fd >= 0:
-                os.close(fd)
-        self._read = self._write = -1
 
 
 def _nothing_to_do(_signum: int, _frame: object) -> None:
