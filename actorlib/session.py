@@ -474,11 +474,11 @@ def _install_signal_handlers() -> None:
 
 def _restore_signal_handlers() -> None:
     global _relay
-    if threading.current_thread() is not threading.main_thread():
-        return  # the handler stays; with no runtime it acts as the default would
-    if _relay is not None:
+    if _relay is not None:  # its thread ends wherever shutdown() runs (an Executor's)
         _relay.stop()
         _relay = None
+    if threading.current_thread() is not threading.main_thread():
+        return  # the handler stays; with no runtime it acts as the default would
     for sig in list(_handled):
         if signal.getsignal(sig) is _on_terminating_signal:
             signal.signal(sig, signal.SIG_DFL)

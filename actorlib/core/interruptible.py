@@ -96,7 +96,7 @@ class SignalRelay:
         self._stopping = threading.Event()
         wake = getattr(signal, "SIGURG", None)
         if (wake is None or not hasattr(signal, "pthread_kill") or not on_main_thread()
-                or signal.getsignal(wake) is not signal.SIG_DFL):
+                or signal.getsignal(wake) not in (signal.SIG_DFL, _nothing_to_do)):
             return
         signal.signal(wake, _nothing_to_do)
         self._wake = wake
@@ -124,13 +124,14 @@ class SignalRelay:
             due = now + RELAY_LOOK_S
 
     def stop(self) -> None:
-        """Give ``SIGURG`` back (on the main thread); idempotent."""
+        """End the thread; idempotent. ``SIGURG`` is given back on the main thread only
+        (elsewhere its handler, which does nothing, stays until a relay is made again)."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._stopping.set()
         thread.join()
-        if signal.getsignal(self._wake) is _nothing_to_do:
+        if on_main_thread() and signal.getsignal(self._wake) is _nothing_to_do:
             signal.signal(self._wake, signal.SIG_DFL)
 
 
