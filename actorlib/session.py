@@ -197,6 +197,14 @@ def init(
     for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"{label} must be a non-negative number, got {value!r}")
+    if object_store_memory is not None and (
+        isinstance(object_store_memory, bool) or not isinstance(object_store_memory, int)
+        or object_store_memory < 0
+    ):
+        # Else a negative size made a store of negative capacity, every large object
+        # "too big" for it, and a string a TypeError from deep in the store.
+        raise ValueError("object_store_memory must be a non-negative int (bytes), got "
+                         f"{object_store_memory!r}")
     if worker_timeout_s is not None and (
         isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
         or not worker_timeout_s > 0

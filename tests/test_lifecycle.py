@@ -230,3 +230,11 @@ def test_a_thread_backend_shutdown_says_what_it_waits_for(
             actorlib.shutdown()
     said = [r.getMessage() for r in caplog.records if "shutdown() waits" in r.getMessage()]
     assert len(said) == 1 and "(nap)" in said[0], caplog.text
+
+
+@pytest.mark.parametrize("size", [-5, "big", 1.5, True])
+def test_init_refuses_a_bad_object_store_memory(size: object) -> None:
+    """At init, in one line: not a store of capacity -5 B whose every put fails later."""
+    with pytest.raises(ValueError, match="object_store_memory must be a non-negative int"):
+        actorlib.init(backend="process", object_store_memory=size)  # type: ignore[arg-type]
+    assert not actorlib.is_initialized()
