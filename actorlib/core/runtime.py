@@ -501,7 +501,7 @@ class Runtime:
                     fresh.set_exception(value)
 
             if self._loop.call(self._after_refresh, kind, settle):
-                return fresh.result()  # within WORKERS_REFRESH_S
+                return fresh.result(WORKER_QUERY_TIMEOUT_S)  # within WORKERS_REFRESH_S
         return self._loop.call(self._rows, kind)
 
     def _rows(self, kind: str) -> list[dict[str, Any]]:
