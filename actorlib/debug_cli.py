@@ -1,4 +1,5 @@
-"""``actorlib stack`` and ``actorlib timeline``: why a program hangs, and where time went.
+"""``actorlib stack``, ``logs`` and ``timeline``: why a program hangs, what its workers
+said, and where time went.
 
 ``stack`` prints the Python stack of every thread of the workers asked for: all live
 workers by default, or the one with ``--pid``, the one hosting ``--actor``, the one
@@ -7,6 +8,10 @@ list``); each dumps its own stacks on a signal (:mod:`actorlib.backends.stacks`)
 this works on a worker stuck in a C call. The runtime that listed them asks for each
 dump where the worker runs: a local driver on this machine, a cluster's head through the
 worker's node, so workers on other machines answer too.
+
+``logs`` prints a worker's log (what its tasks and actors printed and logged), the one
+of ``--pid``, ``--actor`` or ``--task`` or a file ``actorlib logs`` lists, through
+:func:`actorlib.util.state.get_log` (``--follow``: as it grows).
 
 ``timeline`` writes :func:`actorlib.timeline`'s Chrome trace of the same runtime.
 """
@@ -23,7 +28,9 @@ from actorlib.backends import stacks
 from actorlib.backends.transport import auth as cluster_auth
 from actorlib.util import state
 
-COMMANDS = ("stack", "timeline")
+COMMANDS = ("stack", "logs", "timeline")
+#: ``--tail``'s default, ``get_log``'s (and Ray's ``ray logs``).
+DEFAULT_TAIL = 1000
 
 
 def add_arguments(sub: Any) -> None:
@@ -35,11 +42,70 @@ def add_arguments(sub: Any) -> None:
     which.add_argument("--task", metavar="ID", help="only the worker running this task "
                        "or actor call")
     state_cli.add_source_arguments(stack, "--driver")
+    logs = sub.add_parser(
+        "logs", help="a worker's log: what its tasks and actors printed (--follow)",
+        description="Without a worker named, list the log files. A local driver keeps "
+        "its workers' logs when started with init(log_dir=...); a cluster's nodes always "
+        "do.",
+    )
+    logs.add_argument("filename", nargs="?", help="a log file `actorlib logs` lists "
+                      "(worker-PID.log)")
+    which = logs.add_mutually_exclusive_group()
+    which.add_argument("--pid", type=int, help="the log of this worker process")
+    which.add_argument("--actor", metavar="ID", help="the log of the worker hosting this "
+                       "actor")
+    which.add_argument("--task", metavar="ID", help="the log of the worker that runs or "
+                       "ran this task or actor call")
+    logs.add_argument("-f", "--follow", action="store_true", help="go on printing lines "
+                      "as the worker writes them, until it exits (or Ctrl-C)")
+    logs.add_argument("-n", "--tail", type=tail_lines, default=DEFAULT_TAIL, metavar="N",
+                      help=f"the last N lines (default {DEFAULT_TAIL}; -1: all, up to "
+                      "1 MiB)")
+    logs.add_argument("--node-id", help="only a worker (or only the files) of this node")
+    state_cli.add_source_arguments(logs, "--driver")
     timeline = sub.add_parser("timeline", help="tasks and actor calls as a Chrome trace "
                               "(open in ui.perfetto.dev)")
     timeline.add_argument("-o", "--output", default="timeline.json",
                           help="the file to write (default: timeline.json)")
     state_cli.add_source_arguments(timeline, "--driver")
+
+
+def tail_lines(text: str) -> int:
+    """A ``--tail`` value: a positive number of lines, or -1 for all."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of lines or -1, "
+                                         f"got {text!r}")
+    return value
+
+
+def logs(args: argparse.Namespace) -> int:
+    """Print the log ``args`` names (or list the log files), line by line as it comes."""
+    fetch = _fetch(args)
+    named = [args.filename, args.pid, args.actor, args.task]
+    if sum(value is not None for value in named) > 1:
+        raise ValueError("name one log: a file name, --pid, --actor or --task")
+    if all(value is None for value in named):
+        files = state.list_logs(node_id=args.node_id, _fetch=fetch).get(state.LOG_CATEGORY)
+        if not files:
+            print("actorlib logs: no worker log files (a local driver keeps them when "
+                  "started with init(log_dir=...); a cluster's nodes always do)",
+                  file=sys.stderr)
+            return 1
+        print("\n".join(files))
+        return 0
+    lines = state.get_log(
+        node_id=args.node_id, filename=args.filename, pid=args.pid,
+        actor_id=args.actor.lower() if args.actor else None,
+        task_id=args.task.lower() if args.task else None,
+        follow=args.follow, tail=args.tail, _fetch=fetch,
+    )
+    for line in lines:
+        print(line, flush=args.follow)
+    return 0
 
 
 def targets(
@@ -124,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
             text, failed = stacks_of(chosen, fetch)
             print(text, end="")
             return 1 if failed == len(chosen) and chosen else 0
+        if args.command == "logs":
+            return logs(args)
         trace.timeline_of(_fetch(args), args.output)
         with open(args.output) as f:
             count = sum(1 for e in json.load(f) if e.get("cat") in ("task", "actor_task"))

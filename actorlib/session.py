@@ -16,6 +16,7 @@ from actorlib.backends import DEFAULT_BACKEND, load, prestart
 from actorlib.core import context, metrics
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.fds import fill_standard_fds
+from actorlib.core.interruptible import SignalRelay
 from actorlib.core.labels import validate_labels
 from actorlib.core.strings import plain_str
 from actorlib.exceptions import RuntimeClosedError
@@ -45,6 +46,7 @@ _env_support: tuple[frozenset[str], str] = (frozenset({"working_dir", "py_module
 # Signals that end a script like Ctrl-C does, once init() has installed our handler.
 _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _handled: list[signal.Signals] = []  # those whose handler is ours (installed by init)
+_relay: SignalRelay | None = None  # wakes the main thread for them (see SignalRelay)
 _stopping = False  # shutdown() is running: a terminating signal waits for it to end
 _pending_signal: int | None = None
 _ended_by_signal = False  # a SIGTERM/SIGHUP is unwinding the script (see ended_by_signal)
@@ -208,6 +210,14 @@ def init(
     for label, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"{label} must be a non-negative number, got {value!r}")
+    if object_store_memory is not None and (
+        isinstance(object_store_memory, bool) or not isinstance(object_store_memory, int)
+        or object_store_memory < 0
+    ):
+        # Else a negative size made a store of negative capacity, every large object
+        # "too big" for it, and a string a TypeError from deep in the store.
+        raise ValueError("object_store_memory must be a non-negative int (bytes), got "
+                         f"{object_store_memory!r}")
     if worker_timeout_s is not None and (
         isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
         or not worker_timeout_s > 0
@@ -469,15 +479,22 @@ def _install_signal_handlers() -> None:
     a private cluster behind. Only from the main thread (the only one allowed to), and
     only where the user has not installed a handler of their own.
     """
+    global _relay
     if threading.current_thread() is not threading.main_thread():
         return
     for sig in _TERMINATING:
         if sig not in _handled and signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _on_terminating_signal)
             _handled.append(sig)
+    if _relay is None:
+        _relay = SignalRelay()
 
 
 def _restore_signal_handlers() -> None:
+    global _relay
+    if _relay is not None:  # its thread ends wherever shutdown() runs (an Executor's)
+        _relay.stop()
+        _relay = None
     if threading.current_thread() is not threading.main_thread():
         return  # the handler stays; with no runtime it acts as the default would
     for sig in list(_handled):

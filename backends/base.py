@@ -291,6 +291,14 @@ class Backend(ABC):
         tell (its work runs somewhere it does not see)."""
         return []
 
+    def refresh_workers(self) -> concurrent.futures.Future[None] | None:
+        """Bring :meth:`workers` up to date where it may lag behind the work (a cluster's
+        head knows its nodes' workers as of their last heartbeats, so a task placed since
+        would show no process), resolved on the core loop once it is; None where
+        :meth:`workers` is always current. Called on the core loop before the rows that
+        name worker processes are made."""
+        return None
+
     def worker_query(self, query: WorkerQuery) -> concurrent.futures.Future[list[dict[str, Any]]]:
         """Answer a question about its worker processes (``actorlib.core.state.worker_query``:
         a stack dump, its log files, a log's tail), later: a dump waits for the process.

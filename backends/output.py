@@ -41,6 +41,7 @@ from typing import Any, TextIO
 
 from actorlib.backends.log_files import RotatingLog, worker_log
 from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.interruptible import shield_signals
 from actorlib.core.specs import ActorSpec, TaskSpec
 
 STDOUT = "stdout"
@@ -400,6 +401,7 @@ class OutputWriter:
             thread.join(timeout)
 
     def _run(self) -> None:
+        shield_signals()
         q = self._queue
         while True:
             batch = [q.get()]

@@ -29,6 +29,7 @@ from typing import Any
 from actorlib.backends import stacks
 from actorlib.backends.cluster.sessions import checked_root, sessions_root
 from actorlib.backends.private_dir import private_dir, unix_listener
+from actorlib.core.interruptible import shield_signals
 
 log = logging.getLogger("actorlib.state")
 
@@ -131,6 +132,7 @@ class StateServer:
         self._wake_r = self._wake_w = -1
 
     def _serve(self) -> None:
+        shield_signals()
         sock = self._sock
         assert sock is not None
         while True:

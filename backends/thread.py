@@ -22,6 +22,7 @@ thread, whose result is discarded whenever it returns.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import uuid
@@ -36,6 +37,8 @@ from actorlib.backends.runner.local_runner import LocalRunner
 from actorlib.core.exiting import exiting
 from actorlib.core.ids import DRIVER_PREFIX, id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
+
+log = logging.getLogger("actorlib")
 
 #: How long ``stop`` waits for threads still running user code: in all, not per thread.
 STOP_GRACE_S = 10.0
@@ -118,7 +121,7 @@ class ThreadBackend(Backend):
                 # A plain thread, not the loop's executor: this also runs from atexit,
                 # when executors refuse new work. The loop stays free for threads still
                 # finishing (their outcomes go through it).
-                runner.join(grace)
+                runner.join(grace, None if exiting() else log.warning)
                 loop.call_soon_threadsafe(resolve, done)
 
             threading.Thread(target=join_all, name="actorlib-thread-stop", daemon=True).start()

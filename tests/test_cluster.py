@@ -799,3 +799,37 @@ def test_a_small_result_rebuilt_with_a_lost_sibling_is_not_ready_to_a_workers_wa
         pass
     assert actorlib.get(looker.ready.remote(None, 60), timeout=90) == 2
     assert actorlib.get(size, timeout=30) == n
+
+
+@pytest.mark.parametrize("told_by", ["SIGTERM", "driver exit"])
+def test_a_node_still_looking_for_its_head_stops_when_told(tmp_path: Any, told_by: str) -> None:
+    """A private cluster's node starts beside its head and retries the connection for up
+    to 30 s; a SIGTERM or its driver's exit meanwhile (Ctrl-C or `kill` during init())
+    must end it at once, not leave it orphaned for those 30 s."""
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: the head never came up
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token_file = tmp_path / "token"
+    tokens.write_token_file(token_file, tokens.new_token())
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    node = subprocess.Popen(
+        [sys.executable, "-m", "actorlib.backends.cluster.node", "--address",
+         f"127.0.0.1:{port}", "--token-file", str(token_file), "--driver-pid",
+         str(driver.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.5)  # started, refused, retrying
+        assert node.poll() is None
+        if told_by == "SIGTERM":
+            node.send_signal(signal.SIGTERM)
+        else:
+            driver.kill()
+            driver.wait()
+        node.wait(timeout=5)
+    finally:
+        for proc in (node, driver):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -305,3 +306,172 @@ def test_a_daemon_stops_on_a_signal_another_thread_receives(tmp_path: Path, wait
         assert proc.returncode == 0 and out == "stopped\n", (proc.returncode, out)
     else:
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, out)
+
+
+SLEEPER = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import actorlib
+
+    actorlib.init(backend=sys.argv[1], num_cpus=2)
+
+    @actorlib.remote
+    def square(x):
+        return x * x
+
+    @actorlib.remote(num_cpus=0)
+    class Counter:
+        def __init__(self):
+            self.n = 0
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    big = actorlib.put(np.ones(1 << 20))  # a shared-memory file where there are some
+    counter = Counter.remote()
+    assert actorlib.get([square.remote(i) for i in range(8)]) == [i * i for i in range(8)]
+    assert actorlib.get(counter.incr.remote()) == 1
+    print("ready", flush=True)
+    time.sleep(60)  # the user's own blocking call, not one of actorlib's waits
+""")
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
+def test_a_terminated_stopped_driver_ends_as_a_running_one_would(
+    tmp_path: Path, backend: str
+) -> None:
+    """Ctrl-Z, then ``kill %1``: the shell sends SIGTERM to the stopped job, then
+    SIGCONT. The pending SIGTERM is taken by whichever thread runs first; unless it is
+    the main thread, asleep in ``time.sleep``, Python would not run the handler until
+    the sleep ended. The driver must end at once, as it does when signalled running."""
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    for _ in range(4):  # the race went the wrong way about five times in six
+        token = uuid.uuid4().hex
+        proc = subprocess.Popen(
+            [sys.executable, str(script), backend], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=_driver_env(token), cwd=str(tmp_path),
+            process_group=0,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == "ready\n", line + (proc.stderr.read() if proc.stderr else "")
+            pids = _tree(proc.pid)
+            os.killpg(proc.pid, signal.SIGSTOP)  # Ctrl-Z (SIGTSTP) stops the job likewise
+            time.sleep(1.0)  # a moment at the prompt before `kill %1`
+            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGCONT)
+            start = time.monotonic()
+            try:
+                _, err = proc.communicate(timeout=EXIT_WITHIN_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the driver ({backend}) still runs {EXIT_WITHIN_S} s after "
+                            "SIGTERM and SIGCONT")
+            took = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        detail = f"exit {proc.returncode} after {took:.2f} s\nstderr:\n{err[-4000:]}"
+        assert proc.returncode == 128 + signal.SIGTERM, detail
+        assert "Traceback" not in err, detail
+        _assert_nothing_left(pids, token)
+
+
+def test_actorlib_threads_leave_terminating_signals_to_the_main_thread() -> None:
+    """What makes the test above pass: every thread of a driver that is actorlib's own
+    blocks SIGINT, SIGTERM and SIGHUP while it has nothing of the user's to run, and a
+    worker process (started from such a thread) does not inherit the block."""
+    def blocked(tid: int, pid: int | None = None) -> int:
+        path = f"/proc/{pid or os.getpid()}/task/{tid}/status"
+        with open(path) as f:
+            mask = next(line for line in f if line.startswith("SigBlk:"))
+        return int(mask.split()[1], 16)
+
+    terminating = sum(1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    actorlib.init(backend="process", num_cpus=2)
+    try:
+        @actorlib.remote
+        def worker_pid() -> int:
+            time.sleep(0.5)  # two at once: the second worker is started by the core's thread
+            return os.getpid()
+
+        pids = set(actorlib.get([worker_pid.remote() for _ in range(2)]))
+        assert len(pids) == 2
+        main_tid = threading.main_thread().native_id
+        threads = [t for t in threading.enumerate() if t.native_id != main_tid]
+        assert threads
+        for t in threads:
+            assert t.native_id is not None
+            assert blocked(t.native_id) & terminating == terminating, t.name
+        assert blocked(main_tid) & terminating == 0
+        for pid in pids:
+            assert blocked(pid, pid) & terminating == 0  # the worker's main thread
+    finally:
+        actorlib.shutdown()
+
+
+OTHER_THREAD = textwrap.dedent("""
+    import signal, sys, threading, time
+    import actorlib
+
+    actorlib.init(backend=sys.argv[1], num_cpus=1)
+
+    @actorlib.remote
+    def one():
+        return 1
+
+    assert actorlib.get(one.remote()) == 1
+    # A thread of a library's (OpenBLAS starts some as numpy is imported), and the main
+    # thread made unable to take SIGTERM itself: the library's thread must take it.
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_signal_a_librarys_thread_takes_after_a_stop_still_ends_the_driver(
+    tmp_path: Path, backend: str
+) -> None:
+    """Ctrl-Z, then ``kill %1``, with the SIGTERM taken by a thread actorlib does not
+    own: the main thread, asleep in ``time.sleep``, is woken once the process is
+    continued, runs the handler, and the driver ends with SIGTERM's status."""
+    script = tmp_path / "other.py"
+    script.write_text(OTHER_THREAD)
+    token = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [sys.executable, str(script), backend], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=_driver_env(token), cwd=str(tmp_path),
+        process_group=0,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        os.killpg(proc.pid, signal.SIGSTOP)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGCONT)
+        try:
+            _, err = proc.communicate(timeout=EXIT_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the driver still runs {EXIT_WITHIN_S} s after SIGTERM and SIGCONT")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err[-4000:])
+    assert_no_leftovers(token, grace=3)
+
+
+def test_the_relay_leaves_the_wakeup_fd_alone() -> None:
+    """trio (and any event loop) needs Python's wakeup fd to itself; SIGURG is given
+    back by shutdown()."""
+    actorlib.init(backend="thread", num_cpus=1)
+    try:
+        assert signal.set_wakeup_fd(-1) == -1
+        assert signal.getsignal(signal.SIGURG) is not signal.SIG_DFL
+    finally:
+        actorlib.shutdown()
+    assert signal.getsignal(signal.SIGURG) is signal.SIG_DFL

@@ -199,3 +199,42 @@ def test_script_that_never_calls_shutdown_exits_cleanly(backend_name, tmp_path):
     script.write_text(SCRIPT_WITHOUT_SHUTDOWN)
     proc = run_script(str(script), backend_name)
     assert proc.stdout.strip() == "[9, 45]"
+
+
+@actorlib.remote
+def nap(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)  # one C call: no bytecode for a cancel to interrupt between
+
+
+def test_a_thread_backend_shutdown_says_what_it_waits_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A task in a C call cannot be stopped; shutdown() waits for it (up to 10 s), and
+    after a second says so, naming the task, rather than seeming to hang."""
+    import logging
+    import time
+
+    from actorlib.util import state
+
+    actorlib.init(backend="thread", num_cpus=1)
+    try:
+        nap.remote(2.5)
+        deadline = time.monotonic() + T
+        while not state.list_tasks(filters=[("name", "=", "nap"), ("state", "=", "RUNNING")]):
+            assert time.monotonic() < deadline, "the task never ran"
+            time.sleep(0.02)
+    finally:
+        with caplog.at_level(logging.WARNING, logger="actorlib"):
+            actorlib.shutdown()
+    said = [r.getMessage() for r in caplog.records if "shutdown() waits" in r.getMessage()]
+    assert len(said) == 1 and "(nap)" in said[0], caplog.text
+
+
+@pytest.mark.parametrize("size", [-5, "big", 1.5, True])
+def test_init_refuses_a_bad_object_store_memory(size: object) -> None:
+    """At init, in one line: not a store of capacity -5 B whose every put fails later."""
+    with pytest.raises(ValueError, match="object_store_memory must be a non-negative int"):
+        actorlib.init(backend="process", object_store_memory=size)  # type: ignore[arg-type]
+    assert not actorlib.is_initialized()

@@ -9,10 +9,14 @@ exercised exactly; then ``get_log`` follows a live actor's output end to end.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import cli
 from testkit import wait_for
 
 import actorlib
@@ -136,5 +140,85 @@ def test_following_a_process_actors_log_ends_when_the_actor_is_killed(tmp_path: 
         lines = _following(talker, "only line")
         actorlib.kill(talker)
         assert list(lines) == []  # the iteration ends once the process is gone
+    finally:
+        actorlib.shutdown()
+
+
+@actorlib.remote
+def hello(text: str) -> tuple[int, str]:
+    print(text, flush=True)
+    ctx = actorlib.get_runtime_context()
+    return os.getpid(), ctx.get_task_id()
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "cluster"])
+def test_actorlib_logs_from_a_second_terminal(
+    backend: str, tmp_path: Path, tmp_env: dict[str, str]
+) -> None:
+    """``actorlib logs`` in another process: the files, one worker's lines by pid, task
+    or actor, ``--tail``, and ``--follow`` printing lines as the actor writes them and
+    ending when its worker exits."""
+    options: dict[str, Any] = {} if backend == "cluster" else {"log_dir": str(tmp_path)}
+    actorlib.init(backend=backend, num_cpus=2, log_to_driver=False, **options)
+    try:
+        driver = ("--driver", str(os.getpid()))
+        pid, task_id = actorlib.get(hello.remote("hello from a task"), timeout=T)
+        talker = Talker.remote()
+        actor_id = actorlib.get([talker.say.remote(f"said {i}") for i in range(3)],
+                                timeout=T)[0]
+        wait_for(lambda: (_logged(actor_id) or [""])[-1].endswith("said 2"), "the actor's log")
+
+        listed = cli(tmp_env, "logs", *driver)
+        assert listed.returncode == 0, listed.stderr
+        assert f"worker-{pid}.log" in listed.stdout.split()
+        for target in (("--pid", str(pid)), ("--task", task_id),
+                       (f"worker-{pid}.log",)):
+            out = cli(tmp_env, "logs", *target, *driver)
+            assert out.returncode == 0, (target, out.stderr)
+            assert any(line.endswith("hello from a task")
+                       for line in out.stdout.splitlines()), out.stdout
+        out = cli(tmp_env, "logs", "--actor", actor_id, "--tail", "2", *driver)
+        assert out.returncode == 0, out.stderr
+        assert [line[-6:] for line in out.stdout.splitlines()] == ["said 1", "said 2"]
+
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "actorlib", "logs", "--actor", actor_id, "-f", "-n", "1",
+             *driver], env=tmp_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            assert follow.stdout is not None
+            assert follow.stdout.readline().rstrip().endswith("said 2")
+            actorlib.get(talker.say.remote("said later"), timeout=T)
+            assert follow.stdout.readline().rstrip().endswith("said later")
+            if backend != "thread":  # there the actor's "worker" is the driver itself
+                actor = state.get_actor(actor_id)
+                assert actor is not None
+                actorlib.kill(talker)
+                assert follow.wait(timeout=T) == 0, follow.stderr.read() if follow.stderr \
+                    else ""
+                # The log of a worker that has exited is still listed, and still read.
+                out = cli(tmp_env, "logs", f"worker-{actor['pid']}.log", *driver)
+                assert out.returncode == 0, out.stderr
+                assert out.stdout.splitlines()[-1].endswith("said later"), out.stdout
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+            follow.communicate()
+
+        out = cli(tmp_env, "logs", "--pid", "99999999", *driver)
+        assert out.returncode == 2 and "99999999" in out.stderr, out.stderr
+        out = cli(tmp_env, "logs", "--pid", str(pid), "--tail", "0", *driver)
+        assert out.returncode == 2 and "--tail" in out.stderr, out.stderr
+    finally:
+        actorlib.shutdown()
+
+
+def test_actorlib_logs_without_log_files_says_how_to_keep_them(
+    tmp_env: dict[str, str]
+) -> None:
+    actorlib.init(backend="process", num_cpus=1)
+    try:
+        out = cli(tmp_env, "logs", "--driver", str(os.getpid()))
+        assert out.returncode == 1 and "init(log_dir=...)" in out.stderr, out.stderr
     finally:
         actorlib.shutdown()

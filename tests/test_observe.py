@@ -80,6 +80,30 @@ def test_list_workers_shows_what_each_runs(rt, tmp_path):
     del host
 
 
+def test_a_running_task_or_live_actor_names_its_process_at_first_sight(rt, tmp_path):
+    """The first look that shows a task RUNNING or an actor ALIVE names its worker
+    process too: a cluster's head knew its nodes' workers as of their last heartbeat (a
+    second old), so under load `actorlib list tasks` showed running tasks with no pid."""
+    for i in range(5):
+        release = tmp_path / f"release-{i}"
+        ref = sleeps_until.remote(str(release))
+        try:
+            rows = wait_for(lambda: state.list_tasks(filters=[
+                ("name", "=", "sleeps_until"), ("state", "=", "RUNNING")], detail=True),
+                "the task to run")
+        finally:
+            release.write_text("go")
+        assert actorlib.get(ref, timeout=T) == rows[0]["worker_pid"], rows
+        host = Host.remote()
+        row = wait_for(lambda: [a for a in state.list_actors(filters=[
+            ("class_name", "=", "Host"), ("state", "=", "ALIVE")], detail=True)],
+            "the actor to be alive")[0]
+        assert row["pid"] == actorlib.get(host.pid.remote(), timeout=T), row
+        actorlib.kill(host)
+        wait_for(lambda: not state.list_actors(filters=[
+            ("class_name", "=", "Host"), ("state", "=", "ALIVE")]), "the actor's end")
+
+
 def test_stack_shows_a_task_blocked_in_time_sleep(rt, tmp_path):
     release = tmp_path / "release"
     blocked = sleeps_until.remote(str(release))

@@ -329,3 +329,43 @@ def test_a_process_forked_by_a_task_is_not_titled_as_actorlib(rt: Any) -> None:
     """It is the user's: titled ``actorlib::worker`` it looked like a worker left behind
     to ``ps`` and to checks for ``actorlib::`` processes."""
     assert not actorlib.get(forked_title.remote(), timeout=T).startswith("actorlib::")
+
+
+@actorlib.remote
+def child_signal_mask() -> int:
+    """The blocked-signal mask of a process a task starts (grep reading its own; not a
+    shell, which would unblock everything first)."""
+    import subprocess
+
+    out = subprocess.run(["grep", "SigBlk", "/proc/self/status"], capture_output=True,
+                         text=True, check=True).stdout
+    return int(out.split()[1], 16)
+
+
+@actorlib.remote
+class MaskActor:
+    def mask(self) -> int:
+        return actorlib.get(child_signal_mask.remote())
+
+    def own(self) -> int:
+        import subprocess
+
+        out = subprocess.run(["grep", "SigBlk", "/proc/self/status"],
+                             capture_output=True, text=True, check=True).stdout
+        return int(out.split()[1], 16)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/status")
+def test_processes_user_code_starts_can_be_terminated(rt: Any) -> None:
+    """actorlib's threads block SIGINT/SIGTERM/SIGHUP while idle (so a signal sent to a
+    stopped driver reaches its main thread); user code never runs with them blocked, or
+    a process it starts would inherit the block and ignore ``terminate()``."""
+    import signal
+
+    terminating = sum(1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    actor = MaskActor.remote()
+    for _ in range(2):  # the second time on threads that have waited idle, shielded
+        assert actorlib.get(child_signal_mask.remote(), timeout=T) & terminating == 0
+        assert actorlib.get(actor.own.remote(), timeout=T) & terminating == 0
+        assert actorlib.get(actor.mask.remote(), timeout=T) & terminating == 0
+        time.sleep(0.3)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import _thread
 import collections
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,129 @@ T = TypeVar("T")
 #: signal.
 SIGNAL_LOOK_S = 0.1
 _MAIN_THREAD = threading.main_thread().ident
+
+
+#: The signals that end a script (``init`` makes SIGTERM and SIGHUP unwind it as Ctrl-C
+#: does), kept off actorlib's own threads by :func:`shield_signals`.
+TERMINATING_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+_HAS_SIGMASK = hasattr(signal, "pthread_sigmask")
+
+
+def shield_signals() -> None:
+    """Keep the terminating signals off the calling thread (one of actorlib's own).
+
+    The kernel hands a process-directed signal to any thread that does not block it; a
+    signal sent to a stopped process (Ctrl-Z, then ``kill``) is taken after ``SIGCONT``
+    by whichever thread runs first. Python runs the handler on the main thread, but only
+    when it next runs bytecode: taken by one of our threads while the main thread sleeps
+    in ``time.sleep`` or a blocking read, the signal would not end the script until that
+    call returned, perhaps never. With every actorlib thread blocking them, only the
+    main thread (and the user's own threads) can take them, and the main thread's sleep
+    is interrupted at once. Threads started from a shielded thread inherit the mask, and
+    so would a child process it starts: :func:`unshield_signals` undoes it wherever user
+    code runs or a process starts.
+    """
+    if _HAS_SIGMASK:
+        signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING_SIGNALS)
+
+
+def unshield_signals() -> None:
+    """Let the terminating signals reach the calling thread again (user code runs here,
+    or this is a new process that inherited a shielded thread's mask)."""
+    if _HAS_SIGMASK:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINATING_SIGNALS)
+
+
+#: How often a :class:`SignalRelay` looks at the clock, and how much longer than that
+#: a look must have taken to mean that the process was stopped meanwhile.
+RELAY_LOOK_S = 0.25
+RELAY_STOPPED_S = 0.25
+
+
+class SignalRelay:
+    """Wakes the main thread when the process is continued after a stop.
+
+    A signal sent to a stopped process (Ctrl-Z, then ``kill %1``) is taken after
+    ``SIGCONT`` by whichever thread runs first. actorlib's own threads block the
+    terminating ones (:func:`shield_signals`), but a library's need not (OpenBLAS starts
+    its threads as numpy is imported). Python's C-level handler, on that thread, only
+    notes the signal; the Python handler waits for the main thread's next bytecode, and
+    asleep in ``time.sleep`` or a blocking read, the main thread may never get there.
+
+    So this thread looks at the clock every :data:`RELAY_LOOK_S`; a look that came much
+    later than due means the process was stopped, and the main thread is then sent
+    ``SIGURG`` a few times over the next moment (the signal may be taken a little after
+    we run), whose handler does nothing: the interrupted call returns to Python, which
+    runs the noted handlers and resumes the call. The wakeup fd is left alone (trio
+    insists on having it). Made on the main thread, only where ``SIGURG`` has no
+    handler; :meth:`stop` gives it back.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        wake = getattr(signal, "SIGURG", None)
+        if (wake is None or not hasattr(signal, "pthread_kill") or not on_main_thread()
+                or signal.getsignal(wake) not in (signal.SIG_DFL, _nothing_to_do)):
+            return
+        signal.signal(wake, _nothing_to_do)
+        self._wake = wake
+        self._thread = threading.Thread(target=self._watch, name="actorlib-signals",
+                                        daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        shield_signals()
+        main = threading.main_thread().ident
+        assert main is not None  # made on the main thread, which runs
+        stopping = self._stopping
+        due = time.monotonic() + RELAY_LOOK_S
+        while not stopping.wait(RELAY_LOOK_S):
+            now = time.monotonic()
+            if now - due > RELAY_STOPPED_S:  # stopped meanwhile: now continued
+                for pause in (0.0, 0.05, 0.2):
+                    if stopping.wait(pause):
+                        return
+                    try:
+                        signal.pthread_kill(main, self._wake)
+                    except (ProcessLookupError, OSError):
+                        return  # the main thread has ended: the process is exiting
+                now = time.monotonic()
+            due = now + RELAY_LOOK_S
+
+    def stop(self) -> None:
+        """End the thread; idempotent. ``SIGURG`` is given back on the main thread only
+        (elsewhere its handler, which does nothing, stays until a relay is made again)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        thread.join()
+        if on_main_thread() and signal.getsignal(self._wake) is _nothing_to_do:
+            signal.signal(self._wake, signal.SIG_DFL)
+
+
+def _nothing_to_do(_signum: int, _frame: object) -> None:
+    """``SIGURG``'s handler while a :class:`SignalRelay` runs: the signal's only purpose
+    is to interrupt the main thread's blocking call."""
+
+
+def idle_get(source: queue.SimpleQueue[T]) -> T:
+    """``source.get()`` on a thread that runs user code between waits (a task's, an
+    actor's, the one that runs futures' callbacks): shielded (see :func:`shield_signals`)
+    while it waits for work, not while the work runs, since a process the user code
+    starts inherits the thread's mask. No system call when work is already queued."""
+    try:
+        return source.get_nowait()
+    except queue.Empty:
+        pass
+    shield_signals()
+    try:
+        return source.get()
+    finally:
+        unshield_signals()
 
 
 def on_main_thread() -> bool:

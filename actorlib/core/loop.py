@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from actorlib.core.fds import fill_standard_fds
+from actorlib.core.interruptible import shield_signals
 from actorlib.exceptions import RuntimeClosedError
 
 T = TypeVar("T")
@@ -254,6 +255,7 @@ class LoopThread:
         return fut.result(timeout)
 
     def _run(self) -> None:
+        shield_signals()  # threads and processes started here: see shield_signals
         asyncio.set_event_loop(self.loop)
         self._ident = get_ident()
         self.loop.call_soon(self._ready.set)

@@ -62,6 +62,14 @@ if TYPE_CHECKING:  # the interface the core drives; the core never imports a bac
 FORCED_ACTOR_CALL = "force=True is not supported for actor tasks."
 #: How long a question about worker processes (a stack dump, a log tail) may take.
 WORKER_QUERY_TIMEOUT_S = 30.0
+#: The state kinds whose rows name worker processes (``Backend.refresh_workers``): for
+#: tasks and actors, the id, pid and state of the rows that should name one.
+WORKER_KINDS = frozenset({"tasks", "actors", "workers"})
+_PID_FIELDS = {"tasks": ("task_id", "worker_pid", "RUNNING"),
+               "actors": ("actor_id", "pid", "ALIVE")}
+#: How long those rows wait for a backend to refresh its workers (a node that does not
+#: answer, stopped say): then they are made from what it knows.
+WORKERS_REFRESH_S = 2.0
 
 class Runtime:
     """The driver's core. Also the API's client when the API runs in the driver process."""
@@ -483,8 +491,23 @@ class Runtime:
             answer = self._loop.call(self.backend.worker_query, query)
             rows: list[dict[str, Any]] = answer.result(WORKER_QUERY_TIMEOUT_S)
             return rows
-        return self._loop.call(
-            state.rows, kind, self.tasks, self.actors, self.objects, self.scheduler,
+        if kind in WORKER_KINDS and not self._loop.in_loop_thread():
+            fresh: concurrent.futures.Future[list[dict[str, Any]]] = concurrent.futures.Future()
+
+            def settle(ok: bool, value: Any) -> None:
+                if ok:
+                    fresh.set_result(value)
+                else:
+                    fresh.set_exception(value)
+
+            if self._loop.call(self._after_refresh, kind, settle):
+                return fresh.result(WORKER_QUERY_TIMEOUT_S)  # within WORKERS_REFRESH_S
+        return self._loop.call(self._rows, kind)
+
+    def _rows(self, kind: str) -> list[dict[str, Any]]:
+        """The state rows of a plain kind, on the core loop."""
+        return state.rows(
+            kind, self.tasks, self.actors, self.objects, self.scheduler,
             self.backend.locate, self.store.is_spilled, self.backend.workers, self.groups,
         )
 
@@ -492,8 +515,12 @@ class Runtime:
         self, kind: str, done: Callable[[bool, Any], None],
     ) -> bool:
         """On the core loop: if ``kind`` is a worker query, ask the backend and call
-        ``done(ok, rows or error)`` on the loop once it answers, and return True; else
-        False (a plain kind: ``state_rows`` answers it at once)."""
+        ``done(ok, rows or error)`` on the loop once it answers, and return True; the
+        same for rows naming worker processes when the backend must refresh what it
+        knows of them first (``Backend.refresh_workers``); else False (a plain kind:
+        ``state_rows`` answers it at once)."""
+        if kind in WORKER_KINDS:
+            return self._after_refresh(kind, done)
         try:
             query = state.worker_query(kind)
         except ValueError as exc:
@@ -508,6 +535,59 @@ class Runtime:
             self._loop.post(done, error is None, error if error is not None else future.result())
 
         answer.add_done_callback(answered)
+        return True
+
+    def _after_refresh(self, kind: str, done: Callable[[bool, Any], None]) -> bool:
+        """``kind``'s rows to ``done`` with every worker process they should name, where
+        the backend must ask for them (``Backend.refresh_workers``); False if it need
+        not. On the core loop.
+
+        Tasks and actors: the rows as of now, then, if a running task or a live actor
+        names no process (placed since the node's last heartbeat), its pid from the
+        rows made again once the nodes have answered. Their answers cover it: each node
+        handles the head's messages in order, and the work in the first rows was sent
+        before the question. Answered after :data:`WORKERS_REFRESH_S` at most (a
+        stopped node), with what is known then."""
+        before: list[dict[str, Any]] | None = None
+        if kind in _PID_FIELDS:
+            key, field, state_ = _PID_FIELDS[kind]
+            try:
+                before = self._rows(kind)
+            except Exception as exc:
+                done(False, exc)
+                return True
+            if not any(row["state"] == state_ and not row[field] for row in before):
+                done(True, before)
+                return True
+        refreshing = self.backend.refresh_workers()
+        if refreshing is None:
+            if before is None:
+                return False
+            done(True, before)
+            return True
+        answered = False
+
+        def answer() -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            late.cancel()
+            try:
+                rows = self._rows(kind)
+            except Exception as exc:
+                done(False, exc)
+                return
+            if before is not None:
+                found = {row[key]: row[field] for row in rows if row[field]}
+                for row in before:
+                    if row["state"] == state_ and not row[field]:
+                        row[field] = found.get(row[key])
+                rows = before
+            done(True, rows)
+
+        late = self._loop.loop.call_later(WORKERS_REFRESH_S, answer)
+        refreshing.add_done_callback(lambda _: self._loop.post(answer))
         return True
 
     def debug_state(self) -> dict[str, Any]:

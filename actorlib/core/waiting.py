@@ -28,7 +28,12 @@ import sniffio
 
 from actorlib.core import context
 from actorlib.core.execution_context import ExecutionContext, current_execution
-from actorlib.core.interruptible import DONE_STATES, InterruptibleFuture
+from actorlib.core.interruptible import (
+    DONE_STATES,
+    InterruptibleFuture,
+    idle_get,
+    unshield_signals,
+)
 from actorlib.core.interruptible import acquire as _acquire
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
@@ -515,8 +520,9 @@ class Completer:
         self._queue.put(fn)
 
     def _run(self) -> None:
+        unshield_signals()  # the callbacks are the user's; idle, shielded (idle_get)
         while True:
-            fn = self._queue.get()
+            fn = idle_get(self._queue)
             if fn is None:
                 return
             try:

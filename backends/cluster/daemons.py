@@ -28,6 +28,7 @@ from actorlib.backends.base import BackendConfig
 from actorlib.backends.proc_title import set_title
 from actorlib.backends.process import portable, shm_store
 from actorlib.backends.transport.tokens import new_token, write_token_file
+from actorlib.core.interruptible import unshield_signals
 from actorlib.core.loop import fill_standard_fds
 
 
@@ -44,7 +45,10 @@ def add_driver_args(parser: argparse.ArgumentParser) -> None:
 
 
 def begin_daemon(title: str) -> None:
-    """A daemon's first steps: standard fds, its process title, logging to its log file."""
+    """A daemon's first steps: standard fds, its process title, logging to its log file,
+    and the terminating signals unblocked (started from one of a driver's threads, it
+    inherited that thread's mask: ``interruptible.shield_signals``)."""
+    unshield_signals()
     fill_standard_fds()  # before any socket: a closed stderr must not become one
     set_title(title)
     logging.basicConfig(

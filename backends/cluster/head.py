@@ -284,6 +284,10 @@ class HeadBackend(Backend):
         if peer is not None:
             peer.send(CancelRun(id, force))
 
+    def refresh_workers(self) -> concurrent.futures.Future[None]:
+        """Every node's worker rows as of now, not of its last heartbeat."""
+        return self._queries.refresh([p for p in self.nodes.values() if not p.gone])
+
     def worker_query(self, query: WorkerQuery) -> concurrent.futures.Future[list[dict[str, Any]]]:
         """Asked of the node that runs the worker (every node, for the log files)."""
         return self._queries.ask([p for p in self.nodes.values() if not p.gone], query)

@@ -28,7 +28,8 @@ class NodeQueries:
         self._waiting: dict[int, tuple[concurrent.futures.Future[Rows], HeadPeer]] = {}
 
     def ask(self, nodes: list[HeadPeer], query: WorkerQuery) -> concurrent.futures.Future[Rows]:
-        """The answer of the node running worker ``pid`` (or of every node, for ``logs``)."""
+        """The answer of the node running worker ``pid`` (or of every node, for ``logs``;
+        for ``log`` of a worker none runs, of the node that has its file)."""
         what, pid, _ = query
         if what == "logs":
             return self._gather([self._ask(node, query) for node in nodes])
@@ -36,11 +37,53 @@ class NodeQueries:
             rows = (node.stats or {}).get("worker_rows") or ()
             if any(row.get("pid") == pid and row.get("is_alive") for row in rows):
                 return self._ask(node, query)
+        if what == "log":
+            # A worker that has exited (or that no heartbeat lists yet) left its log file
+            # on its node, which ``logs`` lists: whichever node has the file answers.
+            return self._found(self._gather([self._ask(node, query) for node in nodes]),
+                               f"no log file of worker pid {pid} on the cluster's nodes")
         future: concurrent.futures.Future[Rows] = concurrent.futures.Future()
         future.set_exception(LookupError(
             f"no live worker with pid {pid} on the cluster's nodes; see `actorlib list workers`"
         ))
         return future
+
+    @staticmethod
+    def _found(rows: concurrent.futures.Future[Rows], missing: str
+               ) -> concurrent.futures.Future[Rows]:
+        """``rows``, or ``LookupError(missing)`` where no node had any."""
+        found: concurrent.futures.Future[Rows] = concurrent.futures.Future()
+
+        def done(_: concurrent.futures.Future[Rows]) -> None:
+            got = rows.result()
+            if got:
+                found.set_result(got[:1])
+            else:
+                found.set_exception(LookupError(missing))
+
+        rows.add_done_callback(done)
+        return found
+
+    def refresh(self, nodes: list[HeadPeer]) -> concurrent.futures.Future[None]:
+        """Each node's worker rows as of now, kept in its ``stats`` as a heartbeat's are;
+        resolved once every node has answered or is gone.
+
+        A heartbeat's rows are up to a second old: a task placed since shows RUNNING
+        with no process. A node handles its messages in order, so its answer covers
+        every task the head sent it before asking."""
+        parts = []
+        for node in nodes:
+            part = self._ask(node, ("workers", 0, 0))
+
+            def store(done: concurrent.futures.Future[Rows], node: HeadPeer = node) -> None:
+                if done.exception() is None and node.stats:  # before its first beat: wait
+                    node.stats["worker_rows"] = done.result()
+
+            part.add_done_callback(store)
+            parts.append(part)
+        refreshed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._gather(parts).add_done_callback(lambda _: refreshed.set_result(None))
+        return refreshed
 
     def _ask(self, node: HeadPeer, query: WorkerQuery) -> concurrent.futures.Future[Rows]:
         req = next(self._ids)

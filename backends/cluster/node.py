@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +75,8 @@ log = logging.getLogger("actorlib.cluster")
 
 HEARTBEAT_S = 1.0
 CONNECT_TIMEOUT_S = 30.0
+#: How long a node may take to join its head, connection included.
+START_TIMEOUT_S = 60.0
 
 
 class NodeDaemon:
@@ -118,13 +122,33 @@ class NodeDaemon:
     def run(self) -> None:
         self.loop_thread.start()
         try:
-            self.loop_thread.run_coroutine(self._start(), timeout=60)
-            wait_for_stop(self.done)
+            if self._started():
+                wait_for_stop(self.done)
         finally:
             try:
                 self.loop_thread.run_coroutine(self._stop(), timeout=60)
             finally:
                 self.loop_thread.stop()
+
+    def _started(self) -> bool:
+        """Run :meth:`_start` (up to a minute: the head may be starting beside us), unless
+        told to stop meanwhile: a private cluster's node whose driver is killed during
+        ``init()``, or that gets a SIGTERM, would otherwise go on looking for a head that
+        never comes for ``CONNECT_TIMEOUT_S``, orphaned. The main thread looks every
+        tenth of a second, so the signal's handler runs too."""
+        starting = asyncio.run_coroutine_threadsafe(self._start(), self.loop_thread.loop)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                starting.result(timeout=0.1)
+                return True
+            except concurrent.futures.TimeoutError:
+                if self.done.is_set():
+                    starting.cancel()
+                    return False
+                if time.monotonic() > deadline:
+                    starting.cancel()
+                    raise
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -268,6 +292,9 @@ class NodeDaemon:
         """A question about our workers (a stack dump, a log file), answered from a
         thread of its own: a dump waits for the worker to write its stacks."""
         req = message.req
+        if message.what == "workers":  # the head's rows of them, fresher than a beat's
+            self.conn.send(NodeAnswer(req, self.backend.workers()))
+            return
         answer = self.backend.worker_query((message.what, message.pid, message.size))
 
         def answered(future: Any) -> None:

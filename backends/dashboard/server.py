@@ -34,6 +34,7 @@ from actorlib.backends.dashboard.snapshot import (
     snapshot,
     timeline,
 )
+from actorlib.core.interruptible import shield_signals
 from actorlib.core.metrics import prometheus
 
 log = logging.getLogger("actorlib.dashboard")
@@ -154,6 +155,7 @@ class DashboardServer:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _run(self) -> None:
+        shield_signals()
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:

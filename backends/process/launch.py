@@ -29,13 +29,18 @@ from actorlib.backends.process.portable import lifeline_fd, use_pdeathsig
 # installed one. The driver's own sys.path reaches the worker with its first message.
 # SIGINT is ignored first thing: Ctrl-C in a terminal reaches the whole process group, and
 # the driver alone decides what it means (one KeyboardInterrupt traceback, not one per
-# worker; a driver that catches it keeps its workers). The cyclic collector is off while
+# worker; a driver that catches it keeps its workers). The terminating signals are
+# unblocked next: a worker started from one of actorlib's threads inherits its mask,
+# which blocks them (``interruptible.shield_signals``), and so would the processes its
+# tasks start. The cyclic collector is off while
 # the worker imports its modules: they are kept for good, so each of the dozens of
 # collections that many allocations would set off scans them for nothing (a tenth of a
 # boot's CPU); it is on again before the first message is read.
 WORKER_BOOT = (
     "import gc; gc.disable(); "
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "hasattr(signal, 'pthread_sigmask') and signal.pthread_sigmask("
+    "signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)); "
     "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
     "from actorlib.backends.process.worker import main; gc.enable(); main()"
 )

@@ -32,6 +32,7 @@ from actorlib.backends.runner.user_code import (
 )
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.interruptible import idle_get, unshield_signals
 from actorlib.core.loop import new_event_loop
 from actorlib.core.records import ActorStart, CallRun, Outcome
 from actorlib.core.specs import CallSpec
@@ -324,6 +325,7 @@ class ActorHost:
     # -- sync and threaded actors ---------------------------------------------------------
 
     def _run_sync(self) -> None:
+        unshield_signals()  # user code runs here; idle, shielded (idle_get)
         ok = self._construct()
         self.ready.set()
         if not ok:
@@ -350,8 +352,9 @@ class ActorHost:
         self.instance = None  # drop the actor's state (and the refs and handles it holds)
 
     def _serve(self, calls: queue.SimpleQueue[Any]) -> None:
+        unshield_signals()  # a sibling thread starts shielded if started while idle
         while True:
-            run = calls.get()
+            run = idle_get(calls)
             if run is STOP or self.stopped:
                 calls.put(STOP)  # wake the next sibling thread too
                 return
@@ -411,6 +414,7 @@ class ActorHost:
     # -- async actors ---------------------------------------------------------------------
 
     def _run_async(self) -> None:
+        unshield_signals()  # the actor's coroutines run here
         loop = self.loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:

@@ -20,6 +20,9 @@ from actorlib.backends.runner.user_code import CodeCache, pack_error
 from actorlib.core.records import ActorStart, CallRun, Outcome, TaskRun
 from actorlib.exceptions import ActorDiedError, TaskCancelledError
 
+#: How long ``join`` waits before saying what it waits for.
+SAY_AFTER_S = 1.0
+
 if TYPE_CHECKING:
     # Imported with the first actor: it needs asyncio, which a process that only runs
     # plain tasks (a pooled worker) never imports.
@@ -244,15 +247,33 @@ class LocalRunner:
         for task_id, thread in list(self.owner.items()):
             thread.cancel(task_id)
 
-    def join(self, timeout_s: float) -> None:
+    def join(self, timeout_s: float, say: Callable[[str], None] | None = None) -> None:
         """After ``stop``: wait up to ``timeout_s`` in all for the threads to end.
 
         User code cannot be killed, only interrupted between bytecodes: a thread in a
         long C call (``time.sleep``, a socket) ends when it ends, and is left behind
-        after the timeout (a daemon thread, it dies with the interpreter).
+        after the timeout (a daemon thread, it dies with the interpreter). ``say``: told
+        once, after :data:`SAY_AFTER_S`, what is still running and how long the wait may
+        last, so a ``shutdown()`` that seems to hang says why.
         """
-        deadline = time.monotonic() + timeout_s
+        start = time.monotonic()
+        deadline = start + timeout_s
         threads = [t.thread for t in self._threads]
         threads += [t for host in self._retired for t in list(host.threads)]
+        if say is not None and timeout_s > SAY_AFTER_S:
+            for thread in threads:
+                thread.join(max(0.0, start + SAY_AFTER_S - time.monotonic()))
+            running = {t.thread: t.current.spec.name for t in self._threads
+                       if t.current is not None}
+            actors = {t: f"actor {host.spec.cls.name}" for host in self._retired
+                      for t in list(host.threads)}
+            busy = [running.get(t) or actors.get(t) or t.name for t in threads
+                    if t.is_alive()]
+            if busy:
+                say(f"shutdown() waits up to {timeout_s:g} s for {len(busy)} thread(s) still "
+                    f"in user code ({', '.join(busy[:5])}{', ...' if len(busy) > 5 else ''}"
+                    "): a thread cannot be killed, only interrupted between bytecodes, and "
+                    "a call such as time.sleep or a blocking read ends when it ends; those "
+                    "still running then are left behind")
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -43,6 +43,7 @@ from actorlib.backends.runner.user_code import (
     run_sync_or_async,
 )
 from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.interruptible import idle_get, unshield_signals
 from actorlib.core.records import Outcome, TaskRun
 from actorlib.core.specs import TaskSpec
 from actorlib.exceptions import TaskCancelledError
@@ -92,9 +93,10 @@ class TaskThread:
 
     def _run(self) -> None:
         runner = self.runner
+        unshield_signals()  # it runs user code; idle, it is shielded (idle_get)
         try:
             while True:
-                run = self.jobs.get()
+                run = idle_get(self.jobs)
                 if run is STOP:
                     return
                 # Claimed already, if it follows a task (``LocalRunner.run_task``).
