@@ -390,6 +390,9 @@ def test_actorlib_threads_leave_terminating_signals_to_the_main_thread() -> None
         return int(mask.split()[1], 16)
 
     terminating = sum(1 << (s - 1) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    # The threads actorlib starts: not those this process ran before (in a whole test
+    # run, the shared Ray connection's, such as Ray's PythonGCThread).
+    before = set(threading.enumerate())
     actorlib.init(backend="process", num_cpus=2)
     try:
         @actorlib.remote
@@ -400,7 +403,8 @@ def test_actorlib_threads_leave_terminating_signals_to_the_main_thread() -> None
         pids = set(actorlib.get([worker_pid.remote() for _ in range(2)]))
         assert len(pids) == 2
         main_tid = threading.main_thread().native_id
-        threads = [t for t in threading.enumerate() if t.native_id != main_tid]
+        threads = [t for t in threading.enumerate()
+                   if t.native_id != main_tid and t not in before]
         assert threads
         for t in threads:
             assert t.native_id is not None

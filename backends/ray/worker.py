@@ -43,11 +43,13 @@ from actorlib.backends.runner.user_code import (
     serialize_result,
 )
 from actorlib.core import context
+from actorlib.core.actor_exit import _ExitAsyncActor
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import Serialized, deserialize
+from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
+from actorlib.exceptions import ActorDiedError
 
 _code = CodeCache()
 #: Results and items go to Ray as they are: Ray copies them into its store as the task
@@ -590,6 +592,14 @@ class AsyncHost(_Host):
                 else:
                     values = _values(core, result, spec.generator, spec.num_returns,
                                      self._name(spec), spec.call_id)
+            except _ExitAsyncActor:
+                # exit_actor() in an async method (or __ray_terminate__): the call fails
+                # as on every backend, not with the exception that unwound it, which
+                # would reach the caller before Ray's kill of this actor did.
+                died = ActorDiedError(
+                    f"The actor {self._spec.cls.name} ({self._spec.actor_id:016x}) was "
+                    "killed (kill() or exit_actor()).", f"{self._spec.actor_id:016x}")
+                return _finish(core, serialize(died, is_error=True), spec.num_returns)
             except Exception as exc:
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
