@@ -40,8 +40,6 @@ WORKER_SIDE = textwrap.dedent("""
     from actorlib.backends.process.claims import ClaimTable
 
     table = ClaimTable(int(sys.argv[1]))
-    if sys.argv[2] == "mapped":
-        table.map()
     jobs = queue.SimpleQueue()
     won = []
 
@@ -74,19 +72,17 @@ def _busy(stop: threading.Event) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("worker_table", ["mapped", "read"])
-def test_every_offered_task_is_taken_exactly_once_by_one_side(worker_table: str) -> None:
+def test_every_offered_task_is_taken_exactly_once_by_one_side() -> None:
     """Under load, the driver offers tasks (ids of many prefixes, as nested submitters
     mint them) while the worker claims them from several threads, and takes some back
     (a recall, a cancel, a withdrawal) at once or after a while, without waiting for the
-    lock: each id is won by exactly one side. The worker reads its table as a worker
-    process does (``mapped``), or through system calls (a table it could not map).
-    A slot the worker clears while the driver looks for a free one must not lose the id
-    the driver writes there next (it did when the slots were written byte by byte)."""
+    lock: each id is won by exactly one side. A slot the worker clears while the driver
+    looks for a free one must not lose the id the driver writes there next (it did when
+    the slots were written byte by byte)."""
     table = ClaimTable.create()
     rng = random.Random(7)
     proc = subprocess.Popen(
-        [sys.executable, "-c", WORKER_SIDE, str(table.fd), worker_table], pass_fds=[table.fd],
+        [sys.executable, "-c", WORKER_SIDE, str(table.fd)], pass_fds=[table.fd],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     stop = threading.Event()
@@ -138,7 +134,6 @@ CLAIM_AT_ONCE = textwrap.dedent("""
     from actorlib.backends.process.claims import ClaimTable
 
     table = ClaimTable(int(sys.argv[1]))
-    table.map()
     missed = [line for line in sys.stdin if not table.take(int(line))]
     print(len(missed))
 """)

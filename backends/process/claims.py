@@ -13,8 +13,8 @@ tried without blocking; a busy lock falls back to asking the worker).
 The table is an anonymous memory file (``memfd_create``; elsewhere an unlinked temporary
 file), inherited by the worker as a file descriptor: nothing is left on disk or in
 ``/dev/shm``, whatever way either side exits. The driver offers a slot for nearly every
-pipelined task, so it maps the table and offers with two memory accesses, no system call;
-the worker maps it too, and a claim costs the two calls of the record lock alone.
+pipelined task, so both sides map the table: an offer is two memory accesses, no system
+call, and a claim costs the two calls of the record lock alone.
 
 In a worker a task thread claims with its own lock held, so this module's locks come
 last: nothing may take a task thread's lock while holding them (the lock order is
@@ -23,27 +23,33 @@ documented in :mod:`actorlib.backends.runner.task_thread`).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import mmap
 import os
-import struct
 import threading
 
 SLOTS = 64
-_SLOT = struct.Struct("=q")  # native order, as the mapped slots read (``map``)
-_TABLE = struct.Struct(f"={SLOTS}q")
+_SIZE = SLOTS * 8  # a slot holds a task id, as a native 8-byte integer
 
 
 class ClaimTable:
-    """One worker's slots. The driver ``offer``s; either side ``take``s, exactly once."""
+    """One worker's slots. The driver ``offer``s; either side ``take``s, exactly once.
+
+    Both sides read and write the slots through a shared mapping, as machine words (a
+    ``memoryview`` of native ``q``: one 8-byte load or store a slot), never as bytes: the
+    driver reads the table to offer a slot while the worker may be clearing one, and
+    ``struct``'s writes (the slot zeroed, then its bytes written) could complete the
+    clearing of a slot after the driver, seeing it zero, had written a new id there.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         # POSIX locks exclude processes, not threads: threads of one process take turns.
         # Taken inside a worker's ``TaskThread.lock`` (see the module's docstring).
         self._threads = threading.Lock()
-        self._map: mmap.mmap | None = None  # the mapping of the table (``map``)
-        self._slots: memoryview | None = None  # its slots, as machine words
+        self._map: mmap.mmap | None = mmap.mmap(fd, _SIZE)
+        self._slots: memoryview | None = memoryview(self._map).cast("q")
 
     @classmethod
     def create(cls) -> ClaimTable:
@@ -54,20 +60,8 @@ class ClaimTable:
 
             fd, path = tempfile.mkstemp(prefix="actorlib-claims-")
             os.unlink(path)
-        os.ftruncate(fd, _TABLE.size)
-        table = cls(fd)
-        table.map()
-        return table
-
-    def map(self) -> None:
-        """Read and write the slots through a shared mapping (no system call each).
-
-        As machine words (a ``memoryview`` of native ``q``: one 8-byte load or store a
-        slot), never as bytes: the driver reads the table to offer a slot while the
-        worker may be clearing one, and ``struct``'s byte-wise stores can complete
-        the clearing of a slot after the driver, seeing it zero, wrote a new id there."""
-        self._map = mmap.mmap(self.fd, _TABLE.size)
-        self._slots = memoryview(self._map).cast("q")
+        os.ftruncate(fd, _SIZE)
+        return cls(fd)
 
     def offer(self, task_id: int) -> bool:
         """Driver: publish ``task_id`` as startable. False if every slot is taken.
@@ -75,16 +69,14 @@ class ClaimTable:
         Only the driver fills slots, so no lock is needed to pick a free one: a slot that
         reads zero stays zero until the driver writes it.
         """
-        table = self._slots
-        slots = self._read() if table is None else table.tolist()
+        slots = self._slots
+        if slots is None:
+            raise _closed()
         try:
-            index = slots.index(0)
+            index = slots.tolist().index(0)
         except ValueError:
             return False
-        if table is None:
-            os.pwrite(self.fd, _SLOT.pack(task_id), index * _SLOT.size)
-        else:
-            table[index] = task_id
+        slots[index] = task_id
         return True
 
     def take(self, task_id: int, wait: bool = True) -> bool | None:
@@ -97,22 +89,17 @@ class ClaimTable:
             except (BlockingIOError, PermissionError):
                 return None
             try:
-                table = self._slots
-                slots = self._read() if table is None else table.tolist()
+                slots = self._slots
+                if slots is None:
+                    raise _closed()
                 try:
-                    index = slots.index(task_id)
+                    index = slots.tolist().index(task_id)
                 except ValueError:
                     return False
-                if table is None:
-                    os.pwrite(self.fd, _SLOT.pack(0), index * _SLOT.size)
-                else:
-                    table[index] = 0
+                slots[index] = 0
                 return True
             finally:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN)
-
-    def _read(self) -> tuple[int, ...]:
-        return _TABLE.unpack(os.pread(self.fd, _TABLE.size, 0))
 
     def close(self) -> None:
         """Idempotent: a second close must not hit a descriptor number reused since."""
@@ -125,3 +112,8 @@ class ClaimTable:
             table.close()
         if fd >= 0:
             os.close(fd)
+
+
+def _closed() -> OSError:
+    """What using a closed table raises (as a read of its closed descriptor did)."""
+    return OSError(errno.EBADF, "the claim table is closed")

@@ -516,8 +516,6 @@ def main() -> None:
 
     set_buffer_mapper(map_early)
     claims = ClaimTable(int(sys.argv[3])) if len(sys.argv) > 3 else None
-    if claims is not None:
-        claims.map()  # a claim per pipelined task: two system calls fewer each
     wakeup = urgent.Wakeup()  # here, on the main thread: the handlers are the process's
     urgent.keep_cancels()
     Worker(sock, claims, wakeup).run()
