@@ -336,6 +336,20 @@ def _passed(item: pytest.Item) -> bool:
 # --------------------------------------------------------------------------- leak check
 
 
+def _shm_snapshot() -> set[str]:
+    """Every actorlib shared-memory file there now, whoever made it: what a test found.
+
+    Not filtered by owner as :func:`_shm_entries` is: a file a test finds is never its
+    leak, even one whose pid becomes ours later. A node killed by an earlier test leaves
+    its files until a sweep; once it is gone, its pid is judged by the process of this
+    run that had the pid before (pids wrap), and its files would become a later test's.
+    """
+    try:
+        return {n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)}
+    except FileNotFoundError:
+        return set()
+
+
 def _shm_entries() -> set[str]:
     """actorlib's shared-memory files that belong to this test run.
 
@@ -469,7 +483,7 @@ def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("backend_name")  # an unavailable backend skips here
         _start_shared(key)
     threads_before = set(threading.enumerate())
-    shm_before = _shm_entries()
+    shm_before = _shm_snapshot()
     children_before = {c.pid for c in _live_children()}
     yield
     actorlib = _maybe_actorlib()
@@ -568,7 +582,7 @@ def _start_shared(key: tuple[Any, ...]) -> None:
     from actorlib import _testing, session
 
     threads_before = set(threading.enumerate())
-    shm_before = _shm_entries()
+    shm_before = _shm_snapshot()
     info = actorlib.init(backend=key[1], **key[2])
     _shared_counts["runtimes"] += 1
     _shared = _Shared(

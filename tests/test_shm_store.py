@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 import psutil
 import pytest
 
-from actorlib.backends.process import shm_store
+from actorlib.backends.process import shm_files, shm_store
 from actorlib.backends.process.shm_store import SharedMemoryStore
 from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.exceptions import ObjectStoreFullError
@@ -447,3 +448,50 @@ def test_a_spill_directory_made_in_advance_by_someone_else_is_refused(
         if planted == "symlink":
             assert os.listdir(tmp_path / "elsewhere") == []  # nothing went through the link
             os.unlink(spill)
+
+
+def test_a_file_older_than_the_live_process_under_its_pid_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pids wrap: a killed daemon's file whose pid now names a newer, unrelated process
+    is swept all the same; a file made by that process is not."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = shm_files.started_at(sleeper.pid)
+        assert started == pytest.approx(psutil.Process(sleeper.pid).create_time(), abs=0.02)
+        older = tmp_path / f"actorlib-{sleeper.pid}-0a0a-host"
+        older.write_bytes(b"x")
+        later = tmp_path / f"actorlib-{os.getpid()}-0b0b-host"
+        later.write_bytes(b"y")
+        real = shm_files.started_at
+
+        def started_at(pid: int) -> float | None:  # as if it started after the file
+            if pid == sleeper.pid:
+                return older.stat().st_ctime + 2 * shm_files.START_SLACK_S
+            return real(pid)
+
+        assert shm_files.remove_stale(str(tmp_path)) == []  # the sleeper is older
+        monkeypatch.setattr(shm_files, "started_at", started_at)
+        assert shm_files.remove_stale(str(tmp_path)) == [str(older)]
+        assert later.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_zombies_files_are_stale(tmp_path: Path) -> None:
+    """A daemon killed with SIGKILL is a zombie until reaped: its files go at once."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = tmp_path / f"actorlib-{child.pid}-0a0a-host"
+        path.write_bytes(b"x")
+        assert shm_files.remove_stale(str(tmp_path)) == []
+        child.kill()
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert shm_files.remove_stale(str(tmp_path)) == [str(path)]
+    finally:
+        child.kill()
+        child.wait()

@@ -28,10 +28,12 @@ __all__ = [
     "WRITE_STEP",
     "byte_view",
     "fallback_dir",
+    "made_by_earlier_process",
     "next_number",
     "pid_alive",
     "remove_stale",
     "reserve",
+    "started_at",
     "unlink",
 ]
 
@@ -52,7 +54,9 @@ def next_number() -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (another user's counts as alive)."""
+    """Whether a process ``pid`` exists (another user's counts as alive), and is not a
+    zombie: a daemon killed with SIGKILL stays one until it is reaped, and its files are
+    free to sweep meanwhile."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,14 +65,57 @@ def pid_alive(pid: int) -> bool:
         return True
     except OverflowError:  # not a real pid
         return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:  # no /proc (macOS), or gone meanwhile
+        return False
+    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z"
+
+
+#: How far a process's start time read from ``/proc`` may be off: the boot time it is
+#: counted from is whole seconds.
+START_SLACK_S = 2.0
+
+
+def started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where ``/proc`` says;
+    None if it does not exist or the system has no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    ticks = int(stat[stat.rindex(b")") + 2:].split()[19])  # field 22, after the name
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def made_by_earlier_process(path: str, pid: int) -> bool:
+    """Whether ``path`` predates the process now running as ``pid``: then that pid was
+    reused, and the process that made the file is gone."""
+    started = started_at(pid)
+    if started is None:
+        return False
+    try:
+        changed = os.stat(path).st_ctime
+    except OSError:
+        return False
+    return changed < started - START_SLACK_S
 
 
 def remove_stale(directory: str) -> list[str]:
     """Remove ``actorlib-{pid}-*`` entries of runtimes whose driver ``pid`` is dead.
 
     A driver killed with SIGKILL cannot clean up; its files would hold memory forever.
-    Entries of live (or other users') processes are left alone. Returns what was removed.
+    Entries of live (or other users') processes are left alone, unless older than the
+    process now under their pid (pids are reused: 32,768 of them by default on Linux, so
+    a busy machine wraps in minutes). Returns what was removed.
     """
     import shutil
 
@@ -81,9 +128,12 @@ def remove_stale(directory: str) -> list[str]:
         if not name.startswith(PREFIX):
             continue
         pid_text = name[len(PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or pid_alive(int(pid_text)):
+        if not pid_text.isdigit():
             continue
         path = os.path.join(directory, name)
+        pid = int(pid_text)
+        if pid_alive(pid) and not made_by_earlier_process(path, pid):
+            continue
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
