@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import gc
+
 import numpy as np
 import pytest
 from testkit import T, live_objects, wait_until
@@ -316,3 +320,44 @@ def test_objects_spilled_under_pressure_read_back_intact(rt):
     for a, r in zip(arrays, refs, strict=True):
         out = actorlib.get(r, timeout=T)
         assert np.array_equal(out, a) and not out.flags.writeable
+
+
+@actorlib.remote
+class _Echo:
+    def echo(self, x):
+        return x
+
+    async def spin(self, n):
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return n
+
+
+def test_finished_work_leaves_no_reference_cycles(rt):
+    """What a task, an actor call or an async call leaves in the driver goes when its last
+    reference does, not at the garbage collector's next pass: a cycle per call would keep
+    every call's records alive until then, and make the collector's passes long."""
+    echo = _Echo.remote()
+    kinds = {
+        "tasks": lambda: actorlib.get([identity.remote(i) for i in range(3)], timeout=T),
+        "calls": lambda: actorlib.get([echo.echo.remote(i) for i in range(3)], timeout=T),
+        "async calls": lambda: actorlib.get(echo.spin.remote(3), timeout=T),
+    }
+    for kind, run in kinds.items():
+        run()  # warm: first-use caches
+        for _attempt in range(3):  # a background thread's own garbage may land once
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                run()
+                gc.collect()
+                garbage = collections.Counter(type(o).__name__ for o in gc.garbage)
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+            if not garbage:
+                break
+        assert not garbage, (kind, garbage.most_common(10))
+    actorlib.kill(echo)
