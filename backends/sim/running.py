@@ -77,13 +77,15 @@ class CallJob:
 
 
 class SimTask:
-    __slots__ = ("abandoned", "box", "ctx", "item", "label", "loop", "run", "worker")
+    __slots__ = ("abandoned", "age", "box", "ctx", "item", "label", "loop", "run", "worker")
 
     def __init__(self, run: TaskRun, label: str) -> None:
         self.run = run
         self.label = label
-        #: Its "starts" step, made once (listed at every turn until it starts).
+        #: Its "starts" step, made once (listed at every turn until it starts), and that
+        #: step's age (given at the first turn that lists it).
         self.item: Any = None
+        self.age: int | None = None
         #: Ended for the core while its preempted worker still runs (force-cancelled,
         #: killed): what it returns later is dropped.
         self.abandoned = False

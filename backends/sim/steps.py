@@ -31,6 +31,8 @@ class Steps(Running):
     def __init__(self) -> None:
         super().__init__()
         self._driver_wait: Wait | None = None
+        #: Tasks queued since the last turn, their ages not yet given (``_age_tasks``).
+        self._unaged: list[SimTask] = []
 
     def _runnable(self) -> tuple[list[Item], list[Item]]:
         items: list[Item] = []
@@ -55,8 +57,7 @@ class Steps(Running):
                     "timeout", wait.serial), f"{worker.label} times out",
                     functools.partial(self._resume, worker, True),
                 ))
-        if self._pending:  # each task's step, made as it was queued (``_pend``)
-            items.extend(map(_ITEM_OF, self._pending.values()))
+        head = len(items)  # listed before the tasks waiting to start (``_pending``)
         # (An idle host lists nothing: not even a call to ``_host_items`` for it; a sync
         # one is not even looked at again until its next call: see ``_listing``.)
         if not self._listing_sorted:
@@ -75,7 +76,8 @@ class Steps(Running):
                 del self._listing[host]
         for key, (name, deliver) in self._delayed.items() if self._delayed else ():
             items.append((key, name, functools.partial(self._deliver_late, key, deliver)))
-        wake = self._next_wake() if (not items or self.settings.explore_time) else None
+        wake = (self._next_wake() if (not (items or self._pending) or self.settings.explore_time)
+                else None)
         if wake is not None and wake > now and not (self._preempt > 0 and self._detached()):
             # (With a preempted step running on, time moves at real time's pace instead:
             # ``_pass_real_time``.)
@@ -109,8 +111,20 @@ class Steps(Running):
                         ("object", first), f"{name} lost",
                         functools.partial(self._lose_object, paths),
                     ))
+        # Each step's age: kept from the turns it was listed at, the next ones for the new
+        # in the order listed (the steps before the tasks, the tasks, the rest). A task
+        # waiting to start is listed at every turn, so it keeps its age on itself: the
+        # tasks are then in age order as queued, and a turn of only tasks (a burst) needs
+        # no lookup at all. Other steps' ages are looked up by key and compared in C.
+        pending = self._pending
         born = self._born
-        if len(items) == 1:  # the common case: no order to keep, one age to remember
+        if not items:
+            if born:
+                self._born = {}
+            if self._unaged:
+                self._births = self._age_tasks(self._births)
+            return (list(map(_ITEM_OF, pending.values())) if pending else items), faults
+        if len(items) == 1 and not pending:  # one step, no order to keep, one age
             key = items[0][0]
             if len(born) != 1 or key not in born:
                 age = born.get(key)
@@ -120,24 +134,38 @@ class Steps(Running):
                 born.clear()
                 born[key] = age
             return items, faults
-        # Each step's age: kept from the turns it was listed at, the next ones for the new
-        # (in the order listed). Looked up and compared in C (``map``, ``sorted``): a
-        # turn lists every pending task, started or not.
         keys = list(map(_KEY_OF, items))
         ages: list[Any] = list(map(born.get, keys))  # (None: new; filled in below)
+        births = self._births
         new = ages.count(None)
-        if new:
-            births = self._births
-            at = 0
-            for _ in range(new):  # (no ``index`` past the last: its ValueError costs)
-                at = ages.index(None, at)
-                ages[at] = births
-                births += 1
-            self._births = births
+        at = 0
+        for _ in range(new):  # (no ``index`` past the last: its ValueError costs)
+            at = ages.index(None, at)
+            if at >= head and self._unaged:
+                births = self._age_tasks(births)
+            ages[at] = births
+            births += 1
+        if self._unaged:
+            births = self._age_tasks(births)
+        self._births = births
         self._born = dict(zip(keys, ages, strict=True))
+        if pending:
+            items.extend(map(_ITEM_OF, pending.values()))
+            ages.extend(map(_AGE_OF, pending.values()))
         if ages != sorted(ages):  # (ages are unique: only they are compared)
             items = [item for _, item in sorted(zip(ages, items, strict=True), key=_FIRST)]
         return items, faults
+
+    def _age_tasks(self, births: int) -> int:
+        """The ages of the tasks queued since the last turn, in the order queued; the
+        next age to give."""
+        pending = self._pending
+        for task in self._unaged:
+            if task.age is None and pending.get(task.run.spec.task_id) is task:
+                task.age = births
+                births += 1
+        self._unaged.clear()
+        return births
 
     def _pend(self, task: SimTask) -> None:
         """``task`` waits to start: its step, made once, listed at every turn until then.
@@ -153,7 +181,9 @@ class Steps(Running):
             + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
             functools.partial(self._start_pending, spec.task_id),
         )
+        self._pending.pop(spec.task_id, None)  # (queued last, as its age will say)
         self._pending[spec.task_id] = task
+        self._unaged.append(task)
 
     def _start_pending(self, task_id: int) -> None:
         self._start_task(self._pending[task_id])
@@ -253,6 +283,7 @@ _SETTLED = frozenset({"ready", "dead"})  # a sync host in these lists a step onl
 
 
 _ITEM_OF = operator.attrgetter("item")
+_AGE_OF = operator.attrgetter("age")
 _FIRST = _KEY_OF = operator.itemgetter(0)
 
 
