@@ -48,11 +48,13 @@ class Choosing(Baton):
         self._on_step: Callable[[str], None] | None = None
 
     def _pick(self, items: list[Item], faults: list[Item]) -> Item:
+        born = self._born
         if not faults and len(items) == 1:  # no choice: nothing asked, nothing recorded
             picked = items[0]
-            self._born.pop(picked[0], None)
+            if born:
+                born.pop(picked[0], None)
             return picked
-        options = items + faults
+        options = items + faults if faults else items
         if isinstance(self.source, PCTChoices):
             self.source.keys = [key for key, _, _ in items]
         if len(options) == 1:
@@ -62,7 +64,8 @@ class Choosing(Baton):
             self.choices_made.append(choice)
             self.options.append(len(options))
         picked = options[choice]
-        self._born.pop(picked[0], None)
+        if born:  # (empty in a turn of only tasks: theirs are kept on them)
+            born.pop(picked[0], None)
         if choice >= len(items):
             self.faults_used += 1
         return picked
