@@ -204,6 +204,100 @@ def test_ray_terminate_ends_an_actor_after_the_calls_before_it(rt):
         actorlib.get(b.incr.remote(), timeout=T)
 
 
+@actorlib.remote(num_cpus=0)
+class CleansUp:
+    """Writes what it did to ``path`` in ``__ray_shutdown__`` (a file: seen from every
+    process the actor may run in)."""
+
+    def __init__(self, path, broken=False):
+        self.path, self.broken, self.calls = path, broken, 0
+
+    def incr(self):
+        self.calls += 1
+        return self.calls
+
+    def leave(self):
+        from actorlib.actor import exit_actor
+
+        exit_actor()
+
+    def __ray_shutdown__(self):
+        with open(self.path, "w") as f:
+            f.write(f"{self.calls} {actorlib.get_runtime_context().get_actor_id()}")
+        if self.broken:
+            raise RuntimeError("cleanup broke")
+
+
+@actorlib.remote(num_cpus=0)
+class AsyncCleansUp(CleansUp):
+    async def aincr(self):
+        await asyncio.sleep(0)
+        return self.incr()
+
+
+@actorlib.remote
+def nothing():
+    return None
+
+
+def _cleaned(path, wait=T):
+    """What the actor's ``__ray_shutdown__`` wrote, or None if it has not run within
+    ``wait`` s (the driver waits in ``get`` meanwhile: the sim backend runs steps then)."""
+    deadline = time.monotonic() + wait
+    while True:
+        if path.exists() and path.read_text():
+            return path.read_text()
+        if time.monotonic() >= deadline:
+            return None
+        actorlib.get(nothing.remote(), timeout=T)
+        time.sleep(0.02)
+
+
+def _ends_with_cleanup(a, path, end):
+    """Three calls, then ``end(a)``, the handle dropped: the calls' results, then what
+    ``__ray_shutdown__`` wrote (the calls it saw, the actor it ran in)."""
+    actor_id = a.actor_id.hex()
+    incr = a.aincr if hasattr(a, "aincr") else a.incr
+    calls = [incr.remote() for _ in range(3)]
+    ended = end(a)
+    del a, incr
+    assert sorted(actorlib.get(calls, timeout=T)) == [1, 2, 3]  # (async: interleaved)
+    del calls, ended
+    assert _cleaned(path) == f"3 {actor_id}"
+
+
+def test_ray_shutdown_runs_once_an_actors_handles_are_gone(rt, tmp_path):
+    """Ray's ``__ray_shutdown__``: called once the actor's handles are gone and the calls
+    sent before have run, in the actor's context, with its state; on an async actor too."""
+    _ends_with_cleanup(CleansUp.remote(str(tmp_path / "sync")), tmp_path / "sync", id)
+    _ends_with_cleanup(AsyncCleansUp.remote(str(tmp_path / "async")), tmp_path / "async", id)
+
+
+def test_ray_shutdown_runs_when_an_actor_ends_itself_not_when_killed(rt, tmp_path):
+    """``__ray_shutdown__`` runs at ``__ray_terminate__`` (after the calls sent before) and
+    at ``exit_actor()``; never after ``kill()``. Its error is logged, not raised."""
+    for how, end in {
+        "terminate": lambda a: a.__ray_terminate__.remote(),
+        "exit_actor": lambda a: a.leave.remote(),
+    }.items():
+        _ends_with_cleanup(CleansUp.remote(str(tmp_path / how)), tmp_path / how, end)
+    killed = tmp_path / "killed"
+    k = CleansUp.remote(str(killed))
+    assert actorlib.get(k.incr.remote(), timeout=T) == 1
+    actorlib.kill(k)
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(k.incr.remote(), timeout=T)
+    assert _cleaned(killed, wait=0.5) is None
+    broken = tmp_path / "broken"
+    b = CleansUp.remote(str(broken), broken=True)
+    assert actorlib.get(b.incr.remote(), timeout=T) == 1
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(b.__ray_terminate__.remote(), timeout=T)
+    assert _cleaned(broken) == f"1 {b.actor_id.hex()}"
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(b.incr.remote(), timeout=T)
+
+
 def test_direct_instantiation_raises(rt):
     with pytest.raises(TypeError):
         Counter()

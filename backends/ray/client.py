@@ -18,6 +18,7 @@ import functools
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -165,7 +166,12 @@ class RayCore(RayWaits, HeldTasks):
         self._watchers: dict[int, set[Any]] = {}  # id -> its watchers (the same pairs)
         self._hooked: set[int] = set()  # ids with a Ray completion callback pending
         self._large: set[Any] = set()  # watchers of many ids (not in ``_watchers``)
-        self._created: dict[int, Any] = {}  # actors this driver made (killed at shutdown)
+        # Actors this driver made, killed at shutdown if still alive: weakly, so an actor
+        # whose every handle is gone ends then, gracefully, as Ray ends it (its
+        # ``__ray_shutdown__`` runs), instead of living on until the driver's end.
+        self._created: dict[int, weakref.ref[Any]] = {}
+        #: The Ray handles of actors no handle names any more, until their calls are done.
+        self._retiring: dict[int, tuple[Any, Any]] = {}
         # Actors killed for good (handles may remain): why, as the error their calls get.
         self._killed: dict[int, tuple[type[ActorDiedError], str]] = {}
         self._nodes_at = 0.0
@@ -212,6 +218,7 @@ class RayCore(RayWaits, HeldTasks):
                 self._adopt(id_, found[0], 1)
 
     def drop_ref(self, id_: int) -> None:
+        retired = None
         with self._lock:
             for table in (self._refs, self._actors):
                 entry = table.get(id_)
@@ -225,7 +232,26 @@ class RayCore(RayWaits, HeldTasks):
                             self._ends.pop(id_, None)
                         if self._slots:
                             self._slot_dropped(id_)
-                    return
+                        if table is self._actors and not self.closed and id_ not in self._killed:
+                            retired = entry[0]
+                    break
+        if retired is not None:
+            self._retire(retired)
+
+    def _retire(self, handle: Any) -> None:
+        """The driver's last handle of an actor is gone: Ray ends it (out of scope,
+        gracefully: its ``__ray_shutdown__`` runs) once it lets go of the Ray handle,
+        which is held here until the calls sent before have run, as on every backend.
+        Ray would end the actor with calls still queued."""
+        try:
+            last = handle.actorlib_spec.remote()  # a call of ours: after this caller's
+            done = last.future()
+        except Exception:  # Ray is going away, or so is the actor: nothing to wait for
+            return
+        key = id(last)
+        retiring = self._retiring
+        retiring[key] = (handle, last)
+        done.add_done_callback(lambda _done: retiring.pop(key, None))
 
     def _adopt(self, id_: int, obj: Any, count: int) -> None:
         if isinstance(obj, ActorRef):
@@ -507,7 +533,11 @@ class RayCore(RayWaits, HeldTasks):
             else:
                 self._actors[actor_id] = [handle, 1, groups_of(spec)]
             if not spec.detached and actor_id == spec.actor_id:
-                self._created[actor_id] = handle
+                created = self._created
+                if len(created) >= 64 and len(created) & (len(created) - 1) == 0:
+                    for gone in [i for i, ref in created.items() if ref() is None]:
+                        del created[gone]  # (at each power of two: amortized)
+                created[actor_id] = weakref.ref(handle)
         return actor_id
 
     def submit_call(self, spec: CallSpec) -> None:
@@ -755,7 +785,7 @@ class RayCore(RayWaits, HeldTasks):
         self.closed = True
         with self._lock:
             running = [] if self._stop_ray or self._worker else self._running_tasks()
-            created = list(self._created.values())
+            created = [h for h in (ref() for ref in self._created.values()) if h is not None]
             watches = list(self._watches.items())
             self._created.clear()
             self._watches.clear()

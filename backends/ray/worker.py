@@ -43,7 +43,7 @@ from actorlib.backends.runner.user_code import (
     serialize_result,
 )
 from actorlib.core import context
-from actorlib.core.actor_exit import _ExitAsyncActor
+from actorlib.core.actor_exit import _ExitAsyncActor, register_shutdown
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
@@ -482,6 +482,7 @@ class _Host:
                 self._instance = cls(*unpacked[0], **unpacked[1])
             except Exception as exc:
                 raise deserialize(pack_error(exc, f"{spec.cls.name}.__init__", False)[0]) from None
+            register_shutdown(spec.actor_id, self._instance)
         finally:
             current_execution.reset(token)
 

@@ -30,6 +30,7 @@ from actorlib.backends.runner.user_code import (
     pack_error,
     pack_results,
 )
+from actorlib.core.actor_exit import forget_shutdown, register_shutdown, run_shutdown
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.interruptible import idle_get, unshield_signals
@@ -138,6 +139,7 @@ class ActorHost:
                 self.instance = cls(*args, **kwargs)
             if PID.forks != forks:  # a process the constructor forked, come back out
                 leave_forked_child(None)
+            register_shutdown(self.actor_id, self.instance)
         except BaseException as exc:
             if PID.forks != forks:
                 leave_forked_child(exc)
@@ -349,7 +351,20 @@ class ActorHost:
             self._serve(self.calls)
         for t in self.threads[1:]:
             t.join()
+        self._ended()
         self.instance = None  # drop the actor's state (and the refs and handles it holds)
+
+    def _ended(self) -> None:
+        """Its last call is done: ``__ray_shutdown__`` if it ends gracefully (not killed),
+        in a context of its own, as a call runs."""
+        if self.stopped:
+            forget_shutdown(self.actor_id)
+            return
+        token = current_execution.set(self._context())
+        try:
+            run_shutdown(self.actor_id)
+        finally:
+            current_execution.reset(token)
 
     def _serve(self, calls: queue.SimpleQueue[Any]) -> None:
         unshield_signals()  # a sibling thread starts shielded if started while idle
@@ -422,6 +437,7 @@ class ActorHost:
             self.ready.set()
             if ok:
                 loop.run_until_complete(self._serve_async())
+                self._ended()
         finally:
             self.instance = None
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -537,6 +553,7 @@ class ActorHost:
     def stop(self, force: bool) -> None:
         if force:
             self.stopped = True
+            forget_shutdown(self.actor_id)  # killed: no cleanup, even if a call runs on
         self.submit(STOP)
         if force and self.loop is not None:
             loop = self.loop

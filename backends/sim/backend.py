@@ -262,7 +262,7 @@ class SimBackend(Steps, Backend):
         self._commands.append(("call", run))
 
     def stop_actor(self, actor_id: int, *, force: bool) -> None:
-        self._commands.append(("stop", actor_id))
+        self._commands.append(("stop", actor_id, force))
 
     def cancel(self, id: int, *, force: bool) -> None:
         self._commands.append(("cancel", id, force))
@@ -558,7 +558,7 @@ class SimBackend(Steps, Backend):
         elif kind == "stop":
             host = self._hosts.pop(command[1], None)
             if host is not None:
-                self._dispose(host)
+                self._stop_actor(host, command[2])
         elif kind == "cancel":
             self._cancel(command[1], command[2])
 

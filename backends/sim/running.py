@@ -34,6 +34,12 @@ from actorlib.backends.sim.generators import CallLoop, SimProducer
 from actorlib.backends.sim.loop import Clock, SimLoop, run_handle, task_of
 from actorlib.backends.sim.store import SimStore
 from actorlib.backends.sim.threads import Posting, SimWorker, Unwind, Wait
+from actorlib.core.actor_exit import (
+    forget_shutdown,
+    has_shutdown,
+    register_shutdown,
+    run_shutdown,
+)
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import id_hex
@@ -345,6 +351,7 @@ class Running(Choosing):
                 host.instance = self._user(cls, *args, **kwargs)
             if PID.forks != forks:  # a process the constructor forked, come back out
                 leave_forked_child(None)
+            register_shutdown(spec.actor_id, host.instance)
             box.ok = True
         except Unwind:
             raise
@@ -355,6 +362,26 @@ class Running(Choosing):
             box.outcome = Outcome(0, 0, error=error)
         finally:
             current_execution.reset(token)
+
+    def _stop_actor(self, host: SimHost, force: bool) -> None:
+        """End ``host``: at once if killed; else (its handles gone, its calls done) after
+        its ``__ray_shutdown__``, which runs as its calls do, on its worker."""
+        if force or host.state != "ready" or not has_shutdown(host.spec.actor_id):
+            self._dispose(host)
+            return
+        self._launch(self._shutdown_job, self._shutdown_done, host,
+                     f"{host.label}.__ray_shutdown__", host, host,
+                     pin=host if host.pins else None)
+
+    def _shutdown_job(self, host: SimHost) -> None:
+        token = current_execution.set(host.context())
+        try:
+            run_shutdown(host.spec.actor_id)
+        finally:
+            current_execution.reset(token)
+
+    def _shutdown_done(self, host: SimHost, unwound: bool) -> None:
+        self._dispose(host)
 
     def _ctor_done(self, host: SimHost, unwound: bool) -> None:
         host.worker = None
@@ -616,6 +643,7 @@ class Running(Choosing):
 
     def _dispose(self, host: SimHost) -> None:
         """The incarnation is gone: end whatever of its user code is paused, drop the rest."""
+        forget_shutdown(host.spec.actor_id)
         self._async_hosts.pop(host, None)
         self._listing.pop(host, None)
         if host.pinned is not None:
