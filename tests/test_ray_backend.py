@@ -1054,3 +1054,29 @@ def test_a_forced_cancel_of_an_ended_call_is_a_no_op_on_ray(on_ray: str) -> None
         ref = echo.echo.remote(i)
         assert actorlib.get(ref, timeout=120) == i
         actorlib.cancel(ref, force=True)
+
+
+@actorlib.remote(num_cpus=0)
+class _Pid:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def pid(self) -> int:
+        self.n += 1
+        return os.getpid()
+
+
+def test_an_actor_whose_handles_are_gone_ends_after_its_calls(on_ray: str) -> None:
+    """The driver lets go of the Ray handle once the calls it sent have run, so Ray ends
+    the actor's process (it lived on until shutdown())."""
+    import psutil
+
+    a = _Pid.remote()
+    pid = actorlib.get(a.pid.remote(), timeout=60)
+    calls = [a.pid.remote() for _ in range(20)]
+    del a
+    assert actorlib.get(calls, timeout=60) == [pid] * 20  # none lost to the actor's end
+    deadline = time.monotonic() + 60
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the actor's process outlived its handles"
+        time.sleep(0.1)
