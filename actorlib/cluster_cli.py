@@ -42,6 +42,9 @@ def add_arguments(sub: Any) -> None:
     start.add_argument("--num-gpus", type=float, help="GPUs of this node (default: detected)")
     start.add_argument("--resources", help="custom resources, JSON: '{\"accel\": 2}'")
     start.add_argument("--object-store-memory", type=int, help="bytes for this node's store")
+    start.add_argument("--object-spilling-directory",
+                       help="where this node's store spills objects once full "
+                       "(default: the temporary directory)")
     start.add_argument("--labels", help="this node's labels for label_selector: 'zone=a,disk=ssd'")
     start.add_argument("--token-file", help="the cluster token (default: generated for a "
                        "head; else $ACTORLIB_CLUSTER_TOKEN or the local session's)")
@@ -179,6 +182,18 @@ def _log_tail(session: str, name: str, lines: int = 5) -> str:
     return "\n".join("  " + line for line in tail)
 
 
+def _spill_root(given: str | None) -> str | None:
+    """``--object-spilling-directory`` as an absolute path, made if missing."""
+    if given is None:
+        return None
+    path = os.path.abspath(given)
+    try:
+        os.makedirs(path, 0o700, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--object-spilling-directory: cannot use {path}: {exc}") from exc
+    return path
+
+
 def start(args: argparse.Namespace) -> int:
     resources = _parse_resources(args.resources)
     try:
@@ -258,7 +273,7 @@ def _start_in(session: str, args: argparse.Namespace,
                 session, token_file, address, num_cpus=args.num_cpus,
                 num_gpus=args.num_gpus, resources=resources,
                 object_store_memory=args.object_store_memory, host=args.host, detach=True,
-                labels=labels,
+                labels=labels, spill_root=_spill_root(args.object_spilling_directory),
             )
             procs.append(node)
             _record(session, "node", node.pid)

@@ -130,6 +130,7 @@ def init(
     dashboard_port: int | None = None,
     include_dashboard: bool | None = None,
     logging_config: LoggingConfig | None = None,
+    object_spilling_directory: str | os.PathLike[str] | None = None,
     **ray_options: Any,
 ) -> RuntimeInfo:
     """Start actorlib in this process, on ``backend``.
@@ -162,6 +163,13 @@ def init(
     ``logging_config`` (Ray's ``LoggingConfig``): the root logger of this process and of
     every worker process of the job writes TEXT or JSON lines at its level, each with the
     job, worker, node, task and actor it came from; in effect until ``shutdown()``.
+
+    ``object_spilling_directory`` (Ray's): where objects spill to disk once the store is
+    full (default: the temporary directory), in a directory of the runtime's own there,
+    removed at ``shutdown()``; made if missing. For the runtime this call starts: the
+    nodes of a cluster it joins spill where ``actorlib start
+    --object-spilling-directory`` says. The thread and sim backends keep objects in
+    memory and spill none.
     """
     global _runtime, _job_env, _backend_name, _state_server, _job_code_env, _env_support
     global _dashboard
@@ -271,7 +279,7 @@ def init(
                 object_store_memory=object_store_memory, address=address,
                 worker_timeout_s=worker_timeout_s, log_to_driver=log_to_driver,
                 worker_process_setup_hook=worker_process_setup_hook,
-                logging_config=logging_config,
+                logging_config=logging_config, spill_root=object_spilling_directory,
             )
         except BaseException:
             if warm is not None:
@@ -314,6 +322,7 @@ def _start(
     object_store_memory: int | None, address: str | None, worker_timeout_s: float | None,
     log_to_driver: bool | None, worker_process_setup_hook: Callable[[], Any] | str | None,
     logging_config: LoggingConfig | None = None,
+    spill_root: str | os.PathLike[str] | None = None,
 ) -> tuple[RunningCore, type[Backend] | type[Connector], dict[str, str] | None, CodeEnv | None]:
     """Validate the rest of init()'s arguments, then start (or connect to) the core."""
     global _state_server
@@ -342,6 +351,8 @@ def _start(
                 "the thread, process and sim backends"
             )
         options["log_dir"] = _log_dir(log_dir)
+    if spill_root is not None:
+        options["spill_root"] = _directory(spill_root, "object_spilling_directory")
     if warm is not None:
         options["prestarted"] = warm  # the backend's first worker (backends.prestart)
     config = BackendConfig(
@@ -398,15 +409,21 @@ def _start_dashboard(rt: RunningCore, backend: str, host: str, port: int | None)
 
 def _log_dir(log_dir: Any) -> str:
     """``init(log_dir=)`` as an absolute path, made (mode 0700) if missing."""
-    if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
-        raise TypeError(f"log_dir must be a directory path, got {log_dir!r}")
-    path = os.path.abspath(os.fspath(log_dir))
+    return _directory(log_dir, "log_dir")
+
+
+def _directory(given: Any, name: str) -> str:
+    """A directory argument of ``init()`` as an absolute path, made (mode 0700) if
+    missing; a clear error if it cannot be written."""
+    if not isinstance(given, (str, os.PathLike)) or not os.fspath(given):
+        raise TypeError(f"{name} must be a directory path, got {given!r}")
+    path = os.path.abspath(os.fspath(given))
     try:
         os.makedirs(path, 0o700, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"log_dir: cannot use {path}: {exc}") from exc
+        raise ValueError(f"{name}: cannot use {path}: {exc}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"log_dir: {path} is not a writable directory")
+        raise ValueError(f"{name}: {path} is not a writable directory")
     return plain_str(path)
 
 

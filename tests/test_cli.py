@@ -202,3 +202,32 @@ def test_status_of_a_closed_port_says_connection_refused(tmp_env: dict[str, str]
 def test_version_flag(tmp_env: dict[str, str]) -> None:
     out = cli(tmp_env, "--version")
     assert (out.returncode, out.stdout) == (0, f"actorlib {actorlib.__version__}\n")
+
+
+def test_a_nodes_store_spills_where_start_says(tmp_env: dict[str, str], tmp_path: Path) -> None:
+    """``actorlib start --object-spilling-directory``: the node's store spills its objects
+    there once full (a directory of its own), read back intact; gone after ``stop``."""
+    spill = tmp_path / "spill"
+    out = cli(tmp_env, "start", "--head", "--port", "0", "--num-cpus", "1",
+              "--object-store-memory", str(40 * 1024 * 1024),
+              "--object-spilling-directory", str(spill))
+    assert out.returncode == 0, out.stderr
+    try:
+        code = (
+            "import sys, numpy as np, actorlib, os; actorlib.init(address='auto')\n"
+            "big = actorlib.remote(lambda i: np.full(1 << 20, float(i)))\n"
+            "refs = [big.remote(i) for i in range(8)]\n"  # 64 MiB through 40 MiB
+            "assert [float(actorlib.get(r)[-1]) for r in refs] == [float(i) for i in range(8)]\n"
+            "print(*[f'{d} {len(os.listdir(os.path.join(sys.argv[1], d)))}'\n"
+            "        for d in os.listdir(sys.argv[1])])\n"
+            "actorlib.shutdown()\n"
+        )
+        driver = subprocess.run([sys.executable, "-c", code, str(spill)], env=tmp_env,
+                                capture_output=True, text=True, timeout=120)
+        assert driver.returncode == 0, driver.stderr
+        name, files = driver.stdout.split()
+        assert name.startswith("actorlib-") and name.endswith("-spill") and int(files) > 0
+    finally:
+        stopped = cli(tmp_env, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+    assert spill.is_dir() and list(spill.iterdir()) == []

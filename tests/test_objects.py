@@ -361,3 +361,46 @@ def test_finished_work_leaves_no_reference_cycles(rt):
                 break
         assert not garbage, (kind, garbage.most_common(10))
     actorlib.kill(echo)
+
+
+#: Backends whose objects live in a store of bounded size, which spills to disk when
+#: full; the others keep objects in the driver's memory and never spill.
+SPILLING = {"process", "cluster"}
+
+
+def test_objects_spill_into_the_directory_init_names(backend_name, tmp_path):
+    """``init(object_spilling_directory=)`` (Ray's): objects over the store's capacity
+    spill into a directory of the runtime's own there, are read back intact, and the
+    directory goes at ``shutdown()``; the one given is made if missing, and kept."""
+    spill = tmp_path / "spill" / "here"
+    actorlib.init(backend=backend_name, num_cpus=2, object_store_memory=40 * 1024 * 1024,
+                  object_spilling_directory=spill)
+    try:
+        rng = np.random.default_rng(7)
+        arrays = [rng.random(1 << 20) for _ in range(8)]  # 64 MiB through a 40 MiB store
+        refs = [actorlib.put(a) for a in arrays]
+        for a, r in zip(arrays, refs, strict=True):
+            assert np.array_equal(actorlib.get(r, timeout=T), a)
+        assert actorlib.get(array_sum.remote(refs[0]), timeout=T) == pytest.approx(
+            float(arrays[0].sum()))
+        spilled = {p.name: [f for f in p.iterdir()] for p in spill.iterdir()}
+        if backend_name in SPILLING:
+            [(name, files)] = spilled.items()
+            assert name.startswith("actorlib-") and name.endswith("-spill") and files
+        else:
+            assert spilled == {}
+        del refs
+    finally:
+        actorlib.shutdown()
+    assert spill.is_dir() and list(spill.iterdir()) == []
+
+
+def test_a_spilling_directory_that_cannot_be_made_is_refused(backend_name, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="object_spilling_directory: cannot use"):
+        actorlib.init(backend=backend_name, object_spilling_directory=blocker / "spill")
+    assert not actorlib.is_initialized()
+    with pytest.raises(TypeError, match="object_spilling_directory must be a directory"):
+        actorlib.init(backend=backend_name, object_spilling_directory=3)
+    assert not actorlib.is_initialized()

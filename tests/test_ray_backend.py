@@ -261,7 +261,8 @@ def test_the_setup_hook_and_logging_config_reach_rays_workers(
     """)
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                           timeout=180)
-    assert "refused: worker_process_setup_hook, logging_config and labels are set up by" in (
+    assert ("refused: worker_process_setup_hook, logging_config, labels and "
+            "object_spilling_directory are set up by") in (
         done.stdout), done.stdout + done.stderr[-3000:]
     assert "initialized: False" in done.stdout
 

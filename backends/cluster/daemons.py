@@ -212,7 +212,7 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
                num_cpus: float | None = None, num_gpus: float | None = None,
                resources: dict[str, float] | None = None,
                object_store_memory: int | None = None, host: str = "127.0.0.1",
-               labels: dict[str, str] | None = None,
+               labels: dict[str, str] | None = None, spill_root: str | None = None,
                node_id: str | None = None, detach: bool = False,
                driver_pid: int | None = None) -> subprocess.Popen[bytes]:
     """Start a node daemon. It writes ``{name}.json`` in ``session_dir`` once the head
@@ -231,6 +231,8 @@ def start_node(session_dir: str, token_file: str, address: str, *, name: str = "
         args += ["--resources", json.dumps(resources)]
     if object_store_memory is not None:
         args += ["--object-store-memory", str(object_store_memory)]
+    if spill_root is not None:
+        args += ["--object-spilling-directory", spill_root]
     if labels:
         args += ["--labels", ",".join(f"{k}={v}" for k, v in labels.items())]
     if node_id is not None:
@@ -274,7 +276,7 @@ class PrivateCluster:
                 self.dir, self.token_file, self.address, num_cpus=config.num_cpus,
                 num_gpus=config.num_gpus, resources=config.resources,
                 object_store_memory=config.object_store_memory, driver_pid=os.getpid(),
-                labels=config.labels,
+                labels=config.labels, spill_root=config.options.get("spill_root"),
             ))
             wait_for_file(os.path.join(self.dir, "head.json"), head, "head",
                           os.path.join(self.dir, "logs", "head.log"))

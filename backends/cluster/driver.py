@@ -261,6 +261,12 @@ class ClusterConnector(Connector):
             private = PrivateCluster(config)
             address, token_file = private.address, private.token_file
         else:
+            if config.options.get("spill_root") is not None:
+                raise ValueError(
+                    "object_spilling_directory is for the runtime init() starts; the nodes "
+                    "of a cluster it joins spill where `actorlib start "
+                    "--object-spilling-directory` says"
+                )
             address, token_file = resolve_address(config.address)
         try:
             token = tokens.resolve_token(token_file=token_file)

@@ -196,7 +196,8 @@ class NodeDaemon:
                                 "job_setups": self.job_setups},
             },
         )
-        store = NodeStore.for_node(self.config.object_store_memory)
+        store = NodeStore.for_node(self.config.object_store_memory,
+                                   self.config.options.get("spill_root"))
         self.objects = ObjectServer(store, self.token, lambda: self.directory, self.tls)
         worker_link["objects"] = self.objects.start(self.host)
         self.backend.store_override = store
@@ -343,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-gpus", type=float)
     parser.add_argument("--resources")
     parser.add_argument("--object-store-memory", type=int)
+    parser.add_argument("--object-spilling-directory", help="where the store spills")
     parser.add_argument("--labels", help="this node's labels: name=value,name=value")
     parser.add_argument("--node-id")
     add_driver_args(parser)
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         resources=_resources_arg(args.resources),
         object_store_memory=args.object_store_memory,
         labels=parse_labels_arg(args.labels or ""),
-        options={"log_dir": args.log_dir},
+        options={"log_dir": args.log_dir, "spill_root": args.object_spilling_directory},
     )
     token = tokens.resolve_token(token_file=args.token_file)
     daemon = NodeDaemon((host, int(port)), token, config, host=args.host,

@@ -44,9 +44,11 @@ class NodeStore(SharedMemoryStore):
         self._making: dict[str, bool] = {}
 
     @classmethod
-    def for_node(cls, object_store_memory: int | None = None) -> NodeStore:
+    def for_node(
+        cls, object_store_memory: int | None = None, spill_root: str | None = None,
+    ) -> NodeStore:
         """A node's store, placed and sized as a driver's (:meth:`for_driver`)."""
-        store = cls.for_driver(object_store_memory)
+        store = cls.for_driver(object_store_memory, spill_root)
         assert isinstance(store, NodeStore)
         return store
 

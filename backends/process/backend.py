@@ -173,7 +173,8 @@ class ProcessBackend(Backend):
             from actorlib.backends.base import HeapStore
 
             return HeapStore()
-        store = self.store_override or SharedMemoryStore.for_driver(config.object_store_memory)
+        store = self.store_override or SharedMemoryStore.for_driver(
+            config.object_store_memory, config.options.get("spill_root"))
         self._store_config = store.config()
         if self.store_override is not None:
             # A node's objects are served to other nodes by path: an arena extent has none.

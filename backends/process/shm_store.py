@@ -171,8 +171,12 @@ class SharedMemoryStore(ObjectStore):
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def for_driver(cls, object_store_memory: int | None = None) -> SharedMemoryStore:
-        """The driver's store: pick the directory, size it, clear dead runtimes' files."""
+    def for_driver(
+        cls, object_store_memory: int | None = None, spill_root: str | None = None,
+    ) -> SharedMemoryStore:
+        """The driver's store: pick the directory, size it, clear dead runtimes' files.
+        Spilled objects go to a directory of its own in ``spill_root`` (default: the
+        temporary directory)."""
         import tempfile
 
         session = f"{os.getpid()}-{os.urandom(4).hex()}"
@@ -208,7 +212,7 @@ class SharedMemoryStore(ObjectStore):
             )
         else:
             capacity = int(object_store_memory)
-        spill_dir = os.path.join(tmp, f"{PREFIX}{session}-spill")
+        spill_dir = os.path.join(spill_root or tmp, f"{PREFIX}{session}-spill")
         return cls(session, directory, capacity, owner=True, spill_dir=spill_dir)
 
     def config(self) -> dict[str, Any]:

@@ -96,12 +96,14 @@ class RayConnector(Connector):
         if ray.is_initialized():
             # This process already runs Ray (the program uses Ray directly too): share
             # that connection, and leave it up at shutdown().
-            if hook is not None or logging_config is not None or config.labels:
+            if (hook is not None or logging_config is not None or config.labels
+                    or config.options.get("spill_root") is not None):
                 raise ValueError(
-                    "worker_process_setup_hook, logging_config and labels are set up by "
-                    "ray.init, which this process has already called: pass them to "
-                    "ray.init (runtime_env={'worker_process_setup_hook': ...}, "
-                    "logging_config=..., labels=...)"
+                    "worker_process_setup_hook, logging_config, labels and "
+                    "object_spilling_directory are set up by ray.init, which this process "
+                    "has already called: pass them to ray.init (runtime_env="
+                    "{'worker_process_setup_hook': ...}, logging_config=..., labels=..., "
+                    "object_spilling_directory=...)"
                 )
             _check_log_to_driver(ray, config)
             return RayCore(namespace, stop_ray=False)
@@ -126,7 +128,15 @@ class RayConnector(Connector):
             kwargs.update(num_cpus=config.num_cpus, num_gpus=config.num_gpus,
                           resources=config.resources or None,
                           object_store_memory=config.object_store_memory)
+            if config.options.get("spill_root") is not None:
+                kwargs["object_spilling_directory"] = config.options["spill_root"]
         else:
+            if config.options.get("spill_root") is not None:
+                raise ValueError(
+                    "object_spilling_directory is for the Ray instance init() starts; the "
+                    "nodes of an existing Ray cluster take theirs from `ray start "
+                    "--object-spilling-directory`"
+                )
             if config.labels:
                 raise ValueError(
                     "init(labels=) labels the node a new Ray instance starts; the nodes of "
