@@ -440,3 +440,46 @@ def test_progress_bar_draws_on_a_terminal(monkeypatch, capsys):
     assert list(actorlib.progress([1, 2, 3], desc="items")) == [1, 2, 3]
     err = capsys.readouterr().err
     assert "items" in err and "3/3" in err
+
+
+def _square_where(x):
+    return x * x, actorlib.get_runtime_context().get_task_id()
+
+
+def _fails_at_three(x):
+    if x == 3:
+        raise KeyError("three")
+    return x
+
+
+def test_joblib_runs_on_the_ray_backend_of_register_ray(rt):
+    """Ray's ``ray.util.joblib``: after ``register_ray()``, joblib's ``Parallel`` under
+    ``parallel_backend("ray")`` runs its batches as the runtime's tasks, results in order,
+    a task's error raised as itself; ``n_jobs=-1`` is the runtime's CPUs; options of
+    Ray's pool actors are refused, not ignored."""
+    joblib = pytest.importorskip("joblib")  # a test dependency: never skipped in CI
+    from actorlib.exceptions import NotSupportedError
+    from actorlib.util.joblib import register_ray
+
+    register_ray()
+    with joblib.parallel_backend("ray"):
+        out = joblib.Parallel(n_jobs=2)(joblib.delayed(_square_where)(i) for i in range(30))
+        assert [square for square, _ in out] == [i * i for i in range(30)]
+        assert actorlib.get(actorlib.remote(lambda: 1).remote(), timeout=T) == 1
+        with pytest.raises(KeyError, match="three"):
+            joblib.Parallel(n_jobs=2)(joblib.delayed(_fails_at_three)(i) for i in range(6))
+        parallel = joblib.Parallel(n_jobs=-1)
+        assert parallel._effective_n_jobs() == actorlib.cluster_resources()["CPU"] == 4
+    with pytest.raises(NotSupportedError, match="ray_remote_args"):  # noqa: SIM117
+        with joblib.parallel_backend("ray", ray_remote_args={"num_cpus": 2}):
+            joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-1) for _ in range(2))
+
+
+def test_register_ray_without_joblib_says_how_to_get_it(monkeypatch):
+    import sys
+
+    from actorlib.util.joblib import register_ray
+
+    monkeypatch.setitem(sys.modules, "joblib", None)  # import joblib -> ImportError
+    with pytest.raises(ImportError, match="pip install joblib"):
+        register_ray()

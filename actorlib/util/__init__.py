@@ -5,7 +5,8 @@ Submodules as in Ray: ``actorlib.util.state`` (the state API), ``actorlib.util.m
 (``Queue``), ``actorlib.util.scheduling_strategies`` and ``actorlib.util.placement_group``
 (reserved bundles of resources), ``actorlib.util.debug`` (``log_once``), and
 ``actorlib.util.pdb`` (``set_trace()`` in tasks and actors; the module
-``actorlib.util.rpdb``, as in Ray).
+``actorlib.util.rpdb``, as in Ray), ``actorlib.util.joblib`` (``register_ray``: joblib's
+``"ray"`` backend).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ _RAY_ONLY = {
 
 #: Submodules loaded on first use, so that ``ray.util.queue.Queue`` works after a bare
 #: ``import actorlib as ray``, where ``from ray.util.queue import Queue`` cannot be written.
-_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool", "rpdb"})
+_LAZY_SUBMODULES = frozenset({"queue", "multiprocessing", "actor_pool", "rpdb", "joblib"})
 #: ``actorlib.util.pdb`` is the module ``rpdb`` (as Ray's ``ray.util.pdb`` is), loaded on
 #: first use: most programs never debug, and ``pdb`` costs milliseconds to import.
 _LAZY_ALIASES = {"pdb": "rpdb"}
