@@ -1054,3 +1054,57 @@ def test_a_forced_cancel_of_an_ended_call_is_a_no_op_on_ray(on_ray: str) -> None
         ref = echo.echo.remote(i)
         assert actorlib.get(ref, timeout=120) == i
         actorlib.cancel(ref, force=True)
+
+
+@actorlib.remote
+class Tally:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def add(self, x: int = -1) -> list[int]:
+        self.seen.append(x)
+        return list(self.seen)
+
+    def task_id(self) -> str:
+        return actorlib.get_runtime_context().get_task_id()
+
+    def pair(self) -> tuple[int, int]:
+        return 1, 2
+
+
+def test_a_plain_actor_call_goes_to_rays_core_worker_directly(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call with Ray's default options and a small payload (or none) is handed to
+    Ray's core worker without Ray's Python layers (``ActorMethod._remote``): in order,
+    its ids the worker's, its errors the method's. A call with options still takes
+    Ray's ``.remote()``, and so does every call where the core worker's signature is
+    not the one the backend knows."""
+    import ray
+
+    from actorlib.backends.ray import direct
+
+    through_ray: list[str] = []
+    remote = ray.actor.ActorMethod._remote
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        through_ray.append(self._method_name)
+        return remote(self, *args, **kwargs)
+
+    monkeypatch.setattr(ray.actor.ActorMethod, "_remote", counted)
+    tally = Tally.remote()
+    refs = [tally.add.remote(i) for i in range(20)] + [tally.add.remote()]
+    assert actorlib.get(refs[-1], timeout=120) == [*range(20), -1]
+    ref = tally.task_id.remote()
+    assert actorlib.get(ref, timeout=120) == ref.task_id().hex()
+    with pytest.raises(TypeError):
+        actorlib.get(tally.add.remote(1, 2, 3), timeout=120)  # the method's own error
+    assert through_ray == []
+    assert actorlib.get(tally.pair.options(num_returns=2).remote(), timeout=120) == [1, 2]
+    assert actorlib.get(tally.add.options(max_task_retries=1).remote(7),
+                        timeout=120)[-1] == 7
+    assert through_ray == ["call", "call"]
+    monkeypatch.setattr(direct, "_KNOWN", False)  # another Ray: its ``.remote()``
+    other = Tally.remote()
+    assert actorlib.get(other.add.remote(5), timeout=120) == [5]
+    assert through_ray == ["call", "call", "call"]

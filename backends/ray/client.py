@@ -26,6 +26,7 @@ from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.direct import DirectCall, direct_call
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.interrupts import SigintDeferred
@@ -176,6 +177,9 @@ class RayCore(RayWaits, HeldTasks):
         self._task_callers = TaskCallers(
             self._ray_task, self._named_task if self._ids_in_names else None)
         self._call_templates = CallTemplates()
+        # Actor id -> its plain calls' submit straight to Ray's core worker (None: Ray's
+        # ``.remote()``), made at its first plain call (see :mod:`.direct`).
+        self._direct: dict[int, DirectCall | None] = {}
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
         self._errors_as: dict[int, Serialized] = {}
@@ -225,6 +229,8 @@ class RayCore(RayWaits, HeldTasks):
                             self._ends.pop(id_, None)
                         if self._slots:
                             self._slot_dropped(id_)
+                        if self._direct:
+                            self._direct.pop(id_, None)
                     return
 
     def _adopt(self, id_: int, obj: Any, count: int) -> None:
@@ -552,12 +558,20 @@ class RayCore(RayWaits, HeldTasks):
             out = handle.named.options(name=name, **options).remote(
                 *self._pack(spec.args, inline=False)[1])
         else:
+            inline, rest = self._pack(spec.args)
+            data = call_data(spec, self._call_templates.get(spec), inline)
+            if options == _DEFAULT_CALL and not rest and spec.generator != "streaming":
+                try:
+                    direct = self._direct[spec.actor_id]
+                except KeyError:
+                    direct = self._direct[spec.actor_id] = direct_call(handle, "call")
+                if direct is not None:
+                    self._adopt_returns(spec.return_ids, direct(data))
+                    return
             method = handle.stream if spec.generator == "streaming" else handle.call
             if options != _DEFAULT_CALL:
                 method = method.options(**options)  # Ray's defaults need no wrapper
-            inline, rest = self._pack(spec.args)
-            template = self._call_templates.get(spec)
-            out = method.remote(call_data(spec, template, inline), *rest)
+            out = method.remote(data, *rest)
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:
@@ -767,6 +781,7 @@ class RayCore(RayWaits, HeldTasks):
             self._unclaimed.clear()
             self._errors_as.clear()
             self._ends.clear()
+            self._direct.clear()
             self._limits.clear()
             for stream in self._slots.values():
                 stream.release()
