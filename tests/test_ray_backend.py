@@ -1108,3 +1108,71 @@ def test_a_plain_actor_call_goes_to_rays_core_worker_directly(
     other = Tally.remote()
     assert actorlib.get(other.add.remote(5), timeout=120) == [5]
     assert through_ray == ["call", "call", "call"]
+
+
+@actorlib.remote
+def attempts(path: str) -> int:
+    """Fails with KeyError until its third attempt (counted in ``path``)."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        count = len(f.read())
+    if count < 3:
+        raise KeyError(f"attempt {count}")
+    return count
+
+
+@actorlib.remote
+def own_task_id() -> str:
+    return actorlib.get_runtime_context().get_task_id()
+
+
+@actorlib.remote
+def parent_of_echo() -> int:
+    return actorlib.get(echo.remote(41)) + actorlib.get(echo.remote(1))
+
+
+def test_a_plain_task_goes_to_rays_core_worker_directly_after_its_first(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """A driver's task with one function and set of options goes through Ray's
+    ``.remote()`` once (which exports the function); its later tasks (Ray's values for
+    those options, made once) go to Ray's core worker directly: names, retries and the
+    runtime context's ids as before. A streaming task, a nested task and every task
+    where the core worker's signature is not the one the backend knows take Ray's
+    ``.remote()``."""
+    import ray
+
+    from actorlib.backends.ray import direct
+
+    through_ray: list[str] = []
+    remote = ray.remote_function.RemoteFunction._remote
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        through_ray.append(kwargs.get("name") or self._function_name)
+        return remote(self, *args, **kwargs)
+
+    monkeypatch.setattr(ray.remote_function.RemoteFunction, "_remote", counted)
+    assert actorlib.get([echo.remote(i) for i in range(20)], timeout=120) == list(range(20))
+    assert len(through_ray) == 1
+    named = [ray_task_name.options(name="req 7").remote() for _ in range(3)]
+    assert actorlib.get(named, timeout=120) == [("req 7", "req 7")] * 3
+    assert len(through_ray) == 2
+    retried = attempts.options(max_retries=3, retry_exceptions=[KeyError])
+    assert actorlib.get(retried.remote(str(tmp_path / "a")), timeout=120) == 3
+    assert actorlib.get(retried.remote(str(tmp_path / "b")), timeout=120) == 3
+    assert len(through_ray) == 3
+    with pytest.raises(KeyError, match="attempt 1"):
+        actorlib.get(attempts.options(max_retries=0).remote(str(tmp_path / "c")), timeout=120)
+    refs = [own_task_id.remote() for _ in range(3)]
+    assert actorlib.get(refs, timeout=120) == [r.task_id().hex() for r in refs]
+    assert actorlib.get(parent_of_echo.remote(), timeout=120) == 42
+    count = len(through_ray)
+    assert actorlib.get(list(squares_then_fail.remote(2))[:2], timeout=120) == [0, 1]
+    assert actorlib.get(list(squares_then_fail.remote(2))[:2], timeout=120) == [0, 1]
+    assert len(through_ray) == count + 2  # streams: Ray's ``.remote()`` every time
+    monkeypatch.setattr(direct, "_KNOWN_TASK", False)  # another Ray: its ``.remote()``
+    count = len(through_ray)
+    assert actorlib.get(fail_on.remote(1, 2), timeout=120) == 1
+    assert actorlib.get(fail_on.remote(1, 2), timeout=120) == 1
+    assert len(through_ray) == count + 2

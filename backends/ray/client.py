@@ -26,7 +26,7 @@ from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
-from actorlib.backends.ray.direct import DirectCall, direct_call
+from actorlib.backends.ray.direct import DirectCall, RayTask, direct_call
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.interrupts import SigintDeferred
@@ -818,7 +818,7 @@ class RayCore(RayWaits, HeldTasks):
                    if s.generator is not None}
         return [*refs, *streams.values()]
 
-    def _ray_task(self, spec: TaskSpec) -> Any:
+    def _ray_task(self, spec: TaskSpec) -> RayTask:
         """Ray's remote function for ``spec``'s tasks, its options applied."""
         from actorlib.backends.ray import worker
 
@@ -828,7 +828,9 @@ class RayCore(RayWaits, HeldTasks):
             options["num_returns"] = "streaming"
             if spec.backpressure > 0:
                 options["_generator_backpressure_num_objects"] = spec.backpressure
-        return worker.remote_task(spec.max_calls, streaming).options(**options)
+        wrapper = worker.remote_task(spec.max_calls, streaming).options(**options)
+        # Plain tasks from a driver go to Ray's core worker directly (see .direct).
+        return RayTask(wrapper, direct=not (self._worker or streaming))
 
     def _named_task(self, spec: TaskSpec, template: bytes) -> NamedSubmit | None:
         """A submit by name for ``spec``'s tasks (see :func:`.wire.named_submit`)."""
