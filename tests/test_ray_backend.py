@@ -1176,3 +1176,54 @@ def test_a_plain_task_goes_to_rays_core_worker_directly_after_its_first(
     assert actorlib.get(fail_on.remote(1, 2), timeout=120) == 1
     assert actorlib.get(fail_on.remote(1, 2), timeout=120) == 1
     assert len(through_ray) == count + 2
+
+
+def test_a_drivers_get_waits_in_ray_without_a_watch(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A driver's ``get`` with no timeout waits in ``ray.get`` itself, with no watch of
+    actorlib's (no waiter, no delivery): values, duplicates and errors as before; a
+    ``get`` with a timeout, a ``wait`` and a task's ``get`` take the usual watch; a
+    ``get`` blocked there when the runtime shuts down raises ``RuntimeClosedError``."""
+    import threading
+
+    from actorlib.core import context
+
+    client: Any = context.current()
+    watched: list[int] = []
+    watch = client.watch
+    monkeypatch.setattr(client, "watch",
+                        lambda ids, *a, **k: (watched.append(len(ids)), watch(ids, *a, **k)))
+    refs = [echo.remote(i) for i in range(50)]
+    assert actorlib.get(refs + refs[:3]) == [*range(50), 0, 1, 2]
+    assert actorlib.get(echo.remote(7)) == 7
+    with pytest.raises(KeyError, match="bad item 3"):
+        actorlib.get([fail_on.remote(i, 3) for i in range(6)])
+    assert actorlib.get(parent_of_echo.remote()) == 42  # its task's gets: in the worker
+    assert watched == []
+    watched.clear()
+    assert actorlib.get(echo.remote(8), timeout=120) == 8
+    assert actorlib.wait([echo.remote(9)], timeout=120)[0]
+    assert watched == [1, 1]
+    slow, raised = sleeper.remote(60), []
+
+    def blocked() -> None:
+        try:
+            actorlib.get(slow)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    time.sleep(0.5)
+    actorlib.cancel(slow, force=True)
+    thread.join(60)
+    assert len(raised) == 1 and isinstance(raised[0], actorlib.exceptions.TaskCancelledError)
+    slow, raised = sleeper.remote(60), []
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    time.sleep(0.5)
+    actorlib.shutdown()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], actorlib.exceptions.RuntimeClosedError)

@@ -198,6 +198,7 @@ class RayCore(RayWaits, HeldTasks):
         self._packages = RayPackages()  # runtime_env working_dir / py_modules
         self._landed = None  # a task whose cancel landed (``RayWaits.interrupt_landed``)
         waiting.blocking_wait = self.wait_blocking
+        waiting.blocking_fetch = self.fetch_blocking
 
     @property
     def namespace(self) -> str:
@@ -788,6 +789,8 @@ class RayCore(RayWaits, HeldTasks):
             self._slots.clear()
         if waiting.blocking_wait == self.wait_blocking:
             waiting.blocking_wait = None
+        if waiting.blocking_fetch == self.fetch_blocking:
+            waiting.blocking_fetch = None
         closed = serialize(RuntimeClosedError("actorlib was shut down"), is_error=True)
         for callback, ids in watches:
             for id_ in ids:
