@@ -350,12 +350,12 @@ class RayWaits:
             except KeyError:  # not claimed here yet, or let go
                 return None
         refs = list(map(_second, chosen))
-        step = _FIRST_ROUND_S
         while not self.closed:
             try:
-                datas = ray.get(refs, timeout=step)
+                # Long rounds: each costs Ray a pass over all the refs, and only a
+                # shutdown ends this wait otherwise (a Ctrl-C is Ray's to raise).
+                datas = ray.get(refs, timeout=_LAST_ROUND_S)
             except ray.exceptions.GetTimeoutError:
-                step = min(step * 2, _LAST_ROUND_S)
                 continue
             except Exception as exc:
                 _raise_signalled(exc)
