@@ -1081,3 +1081,181 @@ def test_an_actor_whose_handles_are_gone_ends_after_its_calls(on_ray: str) -> No
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the actor's process outlived its handles"
         time.sleep(0.1)
+
+
+@actorlib.remote
+class Tally:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def add(self, x: int = -1) -> list[int]:
+        self.seen.append(x)
+        return list(self.seen)
+
+    def task_id(self) -> str | None:
+        return actorlib.get_runtime_context().get_task_id()
+
+    def pair(self) -> tuple[int, int]:
+        return 1, 2
+
+
+def test_a_plain_actor_call_goes_to_rays_core_worker_directly(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call with Ray's default options and a small payload (or none) is handed to
+    Ray's core worker without Ray's Python layers (``ActorMethod._remote``): in order,
+    its ids the worker's, its errors the method's. A call with options still takes
+    Ray's ``.remote()``, and so does every call where the core worker's signature is
+    not the one the backend knows."""
+    import ray
+
+    from actorlib.backends.ray import direct
+
+    through_ray: list[str] = []
+    remote = ray.actor.ActorMethod._remote
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        through_ray.append(self._method_name)
+        return remote(self, *args, **kwargs)
+
+    monkeypatch.setattr(ray.actor.ActorMethod, "_remote", counted)
+    tally = Tally.remote()
+    refs = [tally.add.remote(i) for i in range(20)] + [tally.add.remote()]
+    assert actorlib.get(refs[-1], timeout=120) == [*range(20), -1]
+    ref = tally.task_id.remote()
+    assert actorlib.get(ref, timeout=120) == ref.task_id().hex()
+    with pytest.raises(TypeError):
+        actorlib.get(tally.add.remote(1, 2, 3), timeout=120)  # type: ignore[call-arg]
+    assert through_ray == []
+    assert actorlib.get(tally.pair.options(num_returns=2).remote(), timeout=120) == [1, 2]
+    assert actorlib.get(tally.add.options(max_task_retries=1).remote(7),
+                        timeout=120)[-1] == 7
+    assert through_ray == ["call", "call"]
+    monkeypatch.setattr(direct, "_KNOWN", False)  # another Ray: its ``.remote()``
+    other = Tally.remote()
+    assert actorlib.get(other.add.remote(5), timeout=120) == [5]
+    assert through_ray == ["call", "call", "call"]
+
+
+@actorlib.remote
+def attempts(path: str) -> int:
+    """Fails with KeyError until its third attempt (counted in ``path``)."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        count = len(f.read())
+    if count < 3:
+        raise KeyError(f"attempt {count}")
+    return count
+
+
+@actorlib.remote
+def own_task_id() -> str | None:
+    return actorlib.get_runtime_context().get_task_id()
+
+
+@actorlib.remote
+def parent_of_echo() -> int:
+    return actorlib.get(echo.remote(41)) + actorlib.get(echo.remote(1))
+
+
+def test_a_plain_task_goes_to_rays_core_worker_directly_after_its_first(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """A driver's task with one function and set of options goes through Ray's
+    ``.remote()`` once (which exports the function); its later tasks (Ray's values for
+    those options, made once) go to Ray's core worker directly: names, retries and the
+    runtime context's ids as before. A streaming task, a nested task and every task
+    where the core worker's signature is not the one the backend knows take Ray's
+    ``.remote()``."""
+    import ray
+
+    from actorlib.backends.ray import direct
+
+    through_ray: list[str] = []
+    remote = ray.remote_function.RemoteFunction._remote
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        through_ray.append(kwargs.get("name") or self._function_name)
+        return remote(self, *args, **kwargs)
+
+    monkeypatch.setattr(ray.remote_function.RemoteFunction, "_remote", counted)
+    assert actorlib.get([echo.remote(i) for i in range(20)], timeout=120) == list(range(20))
+    assert len(through_ray) == 1
+    named = [ray_task_name.options(name="req 7").remote() for _ in range(3)]
+    assert actorlib.get(named, timeout=120) == [("req 7", "req 7")] * 3
+    assert len(through_ray) == 2
+    retried = attempts.options(max_retries=3, retry_exceptions=[KeyError])
+    assert actorlib.get(retried.remote(str(tmp_path / "a")), timeout=120) == 3
+    assert actorlib.get(retried.remote(str(tmp_path / "b")), timeout=120) == 3
+    assert len(through_ray) == 3
+    with pytest.raises(KeyError, match="attempt 1"):
+        actorlib.get(attempts.options(max_retries=0).remote(str(tmp_path / "c")), timeout=120)
+    refs = [own_task_id.remote() for _ in range(3)]
+    assert actorlib.get(refs, timeout=120) == [r.task_id().hex() for r in refs]
+    assert actorlib.get(parent_of_echo.remote(), timeout=120) == 42
+    count = len(through_ray)
+    for _ in range(2):
+        stream: Any = squares_then_fail.remote(2)
+        assert actorlib.get(list(stream)[:2], timeout=120) == [0, 1]
+    assert len(through_ray) == count + 2  # streams: Ray's ``.remote()`` every time
+    monkeypatch.setattr(direct, "_KNOWN_TASK", False)  # another Ray: its ``.remote()``
+    count = len(through_ray)
+    assert actorlib.get(fail_on.remote(1, 2), timeout=120) == 1
+    assert actorlib.get(fail_on.remote(1, 2), timeout=120) == 1
+    assert len(through_ray) == count + 2
+
+
+def test_a_drivers_get_waits_in_ray_without_a_watch(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A driver's ``get`` with no timeout waits in ``ray.get`` itself, with no watch of
+    actorlib's (no waiter, no delivery): values, duplicates and errors as before; a
+    ``get`` with a timeout, a ``wait`` and a task's ``get`` take the usual watch; a
+    ``get`` blocked there when the runtime shuts down raises ``RuntimeClosedError``."""
+    import threading
+
+    from actorlib.core import context
+
+    client: Any = context.current()
+    watched: list[int] = []
+    watch = client.watch
+
+    def counted(ids: list[int], *args: Any, **kwargs: Any) -> None:
+        watched.append(len(ids))
+        watch(ids, *args, **kwargs)
+
+    monkeypatch.setattr(client, "watch", counted)
+    refs = [echo.remote(i) for i in range(50)]
+    assert actorlib.get(refs + refs[:3]) == [*range(50), 0, 1, 2]
+    assert actorlib.get(echo.remote(7)) == 7
+    with pytest.raises(KeyError, match="bad item 3"):
+        actorlib.get([fail_on.remote(i, 3) for i in range(6)])
+    assert actorlib.get(parent_of_echo.remote()) == 42  # its task's gets: in the worker
+    assert watched == []
+    watched.clear()
+    assert actorlib.get(echo.remote(8), timeout=120) == 8
+    assert actorlib.wait([echo.remote(9)], timeout=120)[0]
+    assert watched == [1, 1]
+    slow, raised = sleeper.remote(60), []
+
+    def blocked() -> None:
+        try:
+            actorlib.get(slow)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    time.sleep(0.5)
+    actorlib.cancel(slow, force=True)
+    thread.join(60)
+    assert len(raised) == 1 and isinstance(raised[0], actorlib.exceptions.TaskCancelledError)
+    slow, raised = sleeper.remote(60), []
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    time.sleep(0.5)
+    actorlib.shutdown()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], actorlib.exceptions.RuntimeClosedError)

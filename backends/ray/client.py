@@ -27,6 +27,7 @@ from actorlib.backends.ray import metrics as ray_metrics
 from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.direct import DirectCall, RayTask, direct_call
 from actorlib.backends.ray.errors import error_value
 from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.interrupts import SigintDeferred
@@ -182,6 +183,9 @@ class RayCore(RayWaits, HeldTasks):
         self._task_callers = TaskCallers(
             self._ray_task, self._named_task if self._ids_in_names else None)
         self._call_templates = CallTemplates()
+        # Actor id -> its plain calls' submit straight to Ray's core worker (None: Ray's
+        # ``.remote()``), made at its first plain call (see :mod:`.direct`).
+        self._direct: dict[int, DirectCall | None] = {}
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
         self._errors_as: dict[int, Serialized] = {}
@@ -200,6 +204,7 @@ class RayCore(RayWaits, HeldTasks):
         self._packages = RayPackages()  # runtime_env working_dir / py_modules
         self._landed = None  # a task whose cancel landed (``RayWaits.interrupt_landed``)
         waiting.blocking_wait = self.wait_blocking
+        waiting.blocking_fetch = self.fetch_blocking
 
     @property
     def namespace(self) -> str:
@@ -232,6 +237,8 @@ class RayCore(RayWaits, HeldTasks):
                             self._ends.pop(id_, None)
                         if self._slots:
                             self._slot_dropped(id_)
+                        if self._direct:
+                            self._direct.pop(id_, None)
                         if table is self._actors and not self.closed and id_ not in self._killed:
                             retired = entry[0]
                     break
@@ -239,10 +246,9 @@ class RayCore(RayWaits, HeldTasks):
             self._retire(retired)
 
     def _retire(self, handle: Any) -> None:
-        """The driver's last handle of an actor is gone: Ray ends it (out of scope,
-        gracefully: its ``__ray_shutdown__`` runs) once it lets go of the Ray handle,
-        which is held here until the calls sent before have run, as on every backend.
-        Ray would end the actor with calls still queued."""
+        """The driver's last handle of an actor is gone: Ray ends it (out of scope) once
+        the driver lets go of the Ray handle, which is held here until the calls sent
+        before have run, as on every backend: Ray would end it with calls still queued."""
         try:
             last = handle.actorlib_spec.remote()  # a call of ours: after this caller's
             done = last.future()
@@ -582,12 +588,20 @@ class RayCore(RayWaits, HeldTasks):
             out = handle.named.options(name=name, **options).remote(
                 *self._pack(spec.args, inline=False)[1])
         else:
+            inline, rest = self._pack(spec.args)
+            data = call_data(spec, self._call_templates.get(spec), inline)
+            if options == _DEFAULT_CALL and not rest and spec.generator != "streaming":
+                try:
+                    direct = self._direct[spec.actor_id]
+                except KeyError:
+                    direct = self._direct[spec.actor_id] = direct_call(handle, "call")
+                if direct is not None:
+                    self._adopt_returns(spec.return_ids, direct(data))
+                    return
             method = handle.stream if spec.generator == "streaming" else handle.call
             if options != _DEFAULT_CALL:
                 method = method.options(**options)  # Ray's defaults need no wrapper
-            inline, rest = self._pack(spec.args)
-            template = self._call_templates.get(spec)
-            out = method.remote(call_data(spec, template, inline), *rest)
+            out = method.remote(data, *rest)
         if spec.generator == "streaming":
             self._open_stream(spec.return_ids, out)
         else:
@@ -797,12 +811,15 @@ class RayCore(RayWaits, HeldTasks):
             self._unclaimed.clear()
             self._errors_as.clear()
             self._ends.clear()
+            self._direct.clear()
             self._limits.clear()
             for stream in self._slots.values():
                 stream.release()
             self._slots.clear()
         if waiting.blocking_wait == self.wait_blocking:
             waiting.blocking_wait = None
+        if waiting.blocking_fetch == self.fetch_blocking:
+            waiting.blocking_fetch = None
         closed = serialize(RuntimeClosedError("actorlib was shut down"), is_error=True)
         for callback, ids in watches:
             for id_ in ids:
@@ -833,7 +850,7 @@ class RayCore(RayWaits, HeldTasks):
                    if s.generator is not None}
         return [*refs, *streams.values()]
 
-    def _ray_task(self, spec: TaskSpec) -> Any:
+    def _ray_task(self, spec: TaskSpec) -> RayTask:
         """Ray's remote function for ``spec``'s tasks, its options applied."""
         from actorlib.backends.ray import worker
 
@@ -843,7 +860,9 @@ class RayCore(RayWaits, HeldTasks):
             options["num_returns"] = "streaming"
             if spec.backpressure > 0:
                 options["_generator_backpressure_num_objects"] = spec.backpressure
-        return worker.remote_task(spec.max_calls, streaming).options(**options)
+        wrapper = worker.remote_task(spec.max_calls, streaming).options(**options)
+        # Plain tasks from a driver go to Ray's core worker directly (see .direct).
+        return RayTask(wrapper, direct=not (self._worker or streaming))
 
     def _named_task(self, spec: TaskSpec, template: bytes) -> NamedSubmit | None:
         """A submit by name for ``spec``'s tasks (see :func:`.wire.named_submit`)."""

@@ -332,6 +332,42 @@ class RayWaits:
             self.unwatch(ids, deferred[0])
             raise
 
+    def fetch_blocking(
+        self, ids: list[int], need: int, fail_fast: bool,
+    ) -> dict[int, Serialized] | None:
+        """``waiting.blocking_fetch``: a driver's ``get`` (no timeout) of objects this
+        process maps to Ray refs waits in one ``ray.get`` of them, in rounds (a shutdown
+        meanwhile is seen within one), with no watch: no other waiter is served by it
+        (theirs are). None, for the usual watch and wait, where anything else is at
+        stake: a worker's wait (its task's cancel), a ``wait``, streams, tasks held over
+        a limit, or an error Ray raises for one of them (the usual path reads them one
+        by one)."""
+        if self._worker or need != len(ids) or self._slots or self._limits.standing:
+            return None
+        with self._lock:
+            try:
+                chosen = [(id_, self._refs[id_][0]) for id_ in ids]
+            except KeyError:  # not claimed here yet, or let go
+                return None
+        refs = list(map(_second, chosen))
+        while not self.closed:
+            try:
+                # Long rounds: each costs Ray a pass over all the refs, and only a
+                # shutdown ends this wait otherwise (a Ctrl-C is Ray's to raise).
+                datas = ray.get(refs, timeout=_LAST_ROUND_S)
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except Exception as exc:
+                _raise_signalled(exc)
+                return None
+            got = self._values(chosen, datas, fail_fast)
+            with self._lock:  # known complete: a later ``get`` reads them at once
+                for entry in map(self._refs.get, got):
+                    if entry is not None:
+                        entry[2] = True
+            return got
+        return None
+
     def _wait_in_ray(
         self, lock: Any, timeout: float | None, watch: tuple[Watcher, dict[int, Any], bool],
         total: int, need: int,
