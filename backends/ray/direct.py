@@ -63,7 +63,7 @@ DirectCall = Callable[[bytes], Any]
 
 def _signature_known(method: str, signature: str) -> bool:
     try:
-        from ray._raylet import CoreWorker  # type: ignore[attr-defined]
+        from ray._raylet import CoreWorker  # type: ignore[attr-defined, unused-ignore]
 
         doc = getattr(CoreWorker, method).__doc__ or ""
     except (ImportError, AttributeError):
