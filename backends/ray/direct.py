@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.wire import wrapper_cells
 
 ray = ray_module()
 
@@ -131,9 +132,8 @@ def direct_task(options_wrapper: Any) -> DirectCall | None:
     function not exported yet: see the module docstring)."""
     if not _KNOWN_TASK or _tracing():
         return None
-    remote = getattr(getattr(options_wrapper, "remote", None), "__func__", None)
-    closure = getattr(remote, "__closure__", None)
-    if remote is None or not closure:
+    cells = wrapper_cells(options_wrapper)
+    if cells is None:
         return None
     try:
         from ray import remote_function
@@ -142,8 +142,6 @@ def direct_task(options_wrapper: Any) -> DirectCall | None:
         from ray._common.utils import resources_from_ray_options
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        cells = dict(zip(remote.__code__.co_freevars,
-                         (cell.cell_contents for cell in closure), strict=True))
         function = cells["func_cls"]
         options = dict(cells["updated_options"])
         runtime_env = cells["serialized_runtime_env_info"] or "{}"

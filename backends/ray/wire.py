@@ -209,6 +209,21 @@ def named_task(template: bytes, name: str) -> TaskSpec:
     return TaskSpec(*values)
 
 
+def wrapper_cells(options_wrapper: Any) -> dict[str, Any] | None:
+    """What Ray's ``.options()`` wrapper of a remote function closed over (``func_cls``,
+    ``updated_options``, ``serialized_runtime_env_info``, ...), by name; None where it
+    is not such a wrapper (another Ray version)."""
+    remote = getattr(getattr(options_wrapper, "remote", None), "__func__", None)
+    closure = getattr(remote, "__closure__", None)
+    if remote is None or not closure:
+        return None
+    try:
+        return dict(zip(remote.__code__.co_freevars,
+                        (cell.cell_contents for cell in closure), strict=True))
+    except (ValueError, AttributeError):  # an empty cell, a changed wrapper
+        return None
+
+
 def named_submit(options_wrapper: Any) -> NamedSubmit | None:
     """A submit that names each task, from Ray's ``.options()`` wrapper of a remote
     function: the wrapper's ``remote`` calls the function's ``_remote`` with the options
@@ -217,13 +232,10 @@ def named_submit(options_wrapper: Any) -> NamedSubmit | None:
     the Ray function (a ``bytes`` argument cost Ray a pickling per task, about a third
     of the driver's time per task). None where that wrapper is not as expected (another
     Ray version): the task's spec then travels as an argument."""
-    remote = getattr(getattr(options_wrapper, "remote", None), "__func__", None)
-    closure = getattr(remote, "__closure__", None)
-    if remote is None or not closure:
+    cells = wrapper_cells(options_wrapper)
+    if cells is None:
         return None
     try:
-        cells = dict(zip(remote.__code__.co_freevars,
-                         (cell.cell_contents for cell in closure), strict=True))
         submit = cells["func_cls"]._remote
         options = {k: v for k, v in cells["updated_options"].items() if k != "name"}
         runtime_env = cells["serialized_runtime_env_info"]
