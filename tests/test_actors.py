@@ -298,6 +298,19 @@ def test_ray_shutdown_runs_when_an_actor_ends_itself_not_when_killed(rt, tmp_pat
         actorlib.get(b.incr.remote(), timeout=T)
 
 
+def test_calls_before_an_exit_keep_their_results(rt, tmp_path):
+    """The calls sent before ``exit_actor()`` or ``__ray_terminate__`` have run, and their
+    results reach the caller, every time: the actor ends after their replies are out
+    (the ray backend's kill from inside the actor lost some, 1 to 3 runs in 10)."""
+    for round_ in range(10):
+        a = CleansUp.remote(str(tmp_path / f"round{round_}"))
+        calls = [a.incr.remote() for _ in range(3)]
+        end = a.__ray_terminate__.remote() if round_ % 2 else a.leave.remote()
+        assert actorlib.get(calls, timeout=T) == [1, 2, 3], round_
+        with pytest.raises(actorlib.exceptions.ActorDiedError):
+            actorlib.get(end, timeout=T)
+
+
 def test_direct_instantiation_raises(rt):
     with pytest.raises(TypeError):
         Counter()

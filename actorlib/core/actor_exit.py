@@ -98,7 +98,14 @@ def exit_actor() -> NoReturn:
     if ctx is None or ctx.actor_id is None or client is None:
         raise TypeError("exit_actor() can only be called inside an actor.")
     run_shutdown(ctx.actor_id)  # a graceful end: before the kill, which would skip it
-    client.kill_actor(ctx.actor_id, True)
+    # A client may end its actor its own way once this call unwinds (the ray backend:
+    # Ray's graceful exit, which sends the replies of the calls before; a kill from
+    # inside may lose them); every other one kills it now.
+    ends_itself = getattr(client, "exit_actor", None)
+    if ends_itself is not None:
+        ends_itself(ctx.actor_id)
+    else:
+        client.kill_actor(ctx.actor_id, True)
     # (asyncio only if something imported it: a worker of plain tasks never does.)
     asyncio = sys.modules.get("asyncio")
     if asyncio is None or asyncio._get_running_loop() is None:

@@ -43,13 +43,17 @@ from actorlib.backends.runner.user_code import (
     serialize_result,
 )
 from actorlib.core import context
-from actorlib.core.actor_exit import _ExitAsyncActor, register_shutdown
+from actorlib.core.actor_exit import (
+    _ExitActor,
+    _ExitAsyncActor,
+    register_shutdown,
+    run_shutdown,
+)
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import Serialized, deserialize, serialize
+from actorlib.core.serialization import Serialized, deserialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
-from actorlib.exceptions import ActorDiedError
 
 _code = CodeCache()
 #: Results and items go to Ray as they are: Ray copies them into its store as the task
@@ -486,6 +490,16 @@ class _Host:
         finally:
             current_execution.reset(token)
 
+    def __ray_shutdown__(self) -> None:
+        """Ray ends this actor gracefully (its handles gone): the user's
+        ``__ray_shutdown__``, if its class has one and ``exit_actor()`` has not run it
+        already, in the actor's context. Ray never calls it after a kill."""
+        token = current_execution.set(self._context(None))
+        try:
+            run_shutdown(self._spec.actor_id)
+        finally:
+            current_execution.reset(token)
+
     def _context(self, call_id: int | None, method: str = "") -> ExecutionContext:
         spec = self._spec
         instance = getattr(self, "_instance", None)
@@ -542,6 +556,10 @@ class SyncHost(_Host):
                 result = run_sync_or_async(method, (), {}, _loop_holder())
                 values = _values(core, result, spec.generator, spec.num_returns,
                                  self._name(spec), spec.call_id)
+            except _ExitActor:
+                # exit_actor() (or __ray_terminate__): Ray's own exit, as in an async
+                # method below.
+                ray.actor.exit_actor()
             except Exception as exc:
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
@@ -594,13 +612,11 @@ class AsyncHost(_Host):
                     values = _values(core, result, spec.generator, spec.num_returns,
                                      self._name(spec), spec.call_id)
             except _ExitAsyncActor:
-                # exit_actor() in an async method (or __ray_terminate__): the call fails
-                # as on every backend, not with the exception that unwound it, which
-                # would reach the caller before Ray's kill of this actor did.
-                died = ActorDiedError(
-                    f"The actor {self._spec.cls.name} ({self._spec.actor_id:016x}) was "
-                    "killed (kill() or exit_actor()).", f"{self._spec.actor_id:016x}")
-                return _finish(core, serialize(died, is_error=True), spec.num_returns)
+                # exit_actor() in an async method (or __ray_terminate__): Ray's own exit
+                # ends the actor after the replies of the calls before (the client's
+                # ``exit_actor``), and this call fails with ActorDiedError, as on every
+                # backend.
+                ray.actor.exit_actor()
             except Exception as exc:
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
