@@ -124,7 +124,9 @@ RAY_EXCEPTIONS: dict[str, str] = {
         " (object_spilling_directory goes to ray.init, which the shared cluster's driver "
         "has called: refused there; run alone it starts a Ray of its own, where Ray "
         "spills: not strict)"),
-    "test_call_order_survives_actor_restart": _RAY_RESTARTS,
+    "test_call_order_survives_actor_restart": _RAY_RESTARTS + (
+        " (a run where no call is in flight at the kill keeps the order: one clean-clone "
+        "CI in four: not strict)"),
     "test_restart_without_task_retries_fails_pending_calls": _RAY_RESTARTS,
     "test_a_constructor_error_whose_class_only_the_worker_can_load_keeps_its_message": (
         "difference: Ray cannot unpickle the constructor's error in the driver and raises "
