@@ -186,12 +186,12 @@ def _spill_root(given: str | None) -> str | None:
     """``--object-spilling-directory`` as an absolute path, made if missing."""
     if given is None:
         return None
-    path = os.path.abspath(given)
+    from actorlib.session import directory_argument
+
     try:
-        os.makedirs(path, 0o700, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--object-spilling-directory: cannot use {path}: {exc}") from exc
-    return path
+        return directory_argument(given, "--object-spilling-directory")
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def start(args: argparse.Namespace) -> int:

@@ -352,7 +352,7 @@ def _start(
             )
         options["log_dir"] = _log_dir(log_dir)
     if spill_root is not None:
-        options["spill_root"] = _directory(spill_root, "object_spilling_directory")
+        options["spill_root"] = directory_argument(spill_root, "object_spilling_directory")
     if warm is not None:
         options["prestarted"] = warm  # the backend's first worker (backends.prestart)
     config = BackendConfig(
@@ -409,12 +409,12 @@ def _start_dashboard(rt: RunningCore, backend: str, host: str, port: int | None)
 
 def _log_dir(log_dir: Any) -> str:
     """``init(log_dir=)`` as an absolute path, made (mode 0700) if missing."""
-    return _directory(log_dir, "log_dir")
+    return directory_argument(log_dir, "log_dir")
 
 
-def _directory(given: Any, name: str) -> str:
-    """A directory argument of ``init()`` as an absolute path, made (mode 0700) if
-    missing; a clear error if it cannot be written."""
+def directory_argument(given: Any, name: str) -> str:
+    """A directory argument (of ``init()``, of ``actorlib start``) as an absolute path,
+    made (mode 0700) if missing; a clear error if it cannot be written."""
     if not isinstance(given, (str, os.PathLike)) or not os.fspath(given):
         raise TypeError(f"{name} must be a directory path, got {given!r}")
     path = os.path.abspath(os.fspath(given))

@@ -13,6 +13,7 @@ fallback directory on their own.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import threading
 from typing import Any
@@ -69,12 +70,29 @@ def pid_alive(pid: int) -> bool:
 
 
 def _zombie(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] == b"Z"
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the process's name (its state first);
+    None without ``/proc`` (macOS) or the process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-    except OSError:  # no /proc (macOS), or gone meanwhile
-        return False
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z"
+    except OSError:
+        return None
+    return stat[stat.rindex(b")") + 2:].split()  # (a name may hold spaces and parens)
+
+
+@functools.cache
+def _boot_time() -> float | None:
+    """When the machine booted (``btime`` of ``/proc/stat``); read once."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            return float(next(int(line.split()[1]) for line in f if line.startswith(b"btime ")))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 #: How far a process's start time read from ``/proc`` may be off: the boot time it is
@@ -85,15 +103,10 @@ START_SLACK_S = 2.0
 def started_at(pid: int) -> float | None:
     """When process ``pid`` started (seconds since the epoch), where ``/proc`` says;
     None if it does not exist or the system has no ``/proc``."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        with open("/proc/stat", "rb") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
-    except (OSError, StopIteration, ValueError):
+    fields, boot = _stat_fields(pid), _boot_time()
+    if fields is None or boot is None:
         return None
-    ticks = int(stat[stat.rindex(b")") + 2:].split()[19])  # field 22, after the name
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, in ticks
 
 
 def made_by_earlier_process(path: str, pid: int) -> bool:
