@@ -201,10 +201,9 @@ class Running(Choosing):
         label = self._labels.get(caller_id)
         return label if label is not None else f"caller {id_hex(caller_id)}"
 
-    def _start_task(self, task: SimTask) -> None:
-        spec = task.run.spec
-        del self._pending[spec.task_id]
-        self._started[spec.task_id] = task
+    def _start_task(self, task_id: int) -> None:
+        """The step of a task waiting to start (``Steps._pend``), which names it by id."""
+        task = self._started[task_id] = self._pending.pop(task_id)
         self._launch(self._task_job, self._task_done, task, f"task {task.label}", task, task)
 
     def _task_job(self, task: SimTask) -> None:

@@ -179,14 +179,11 @@ class Steps(Running):
             ("task", spec.task_id, spec.attempt),
             f"task {task.label} starts"
             + (f" (attempt {spec.attempt + 1})" if spec.attempt else ""),
-            functools.partial(self._start_pending, spec.task_id),
+            functools.partial(self._start_task, spec.task_id),
         )
         self._pending.pop(spec.task_id, None)  # (queued last, as its age will say)
         self._pending[spec.task_id] = task
         self._unaged.append(task)
-
-    def _start_pending(self, task_id: int) -> None:
-        self._start_task(self._pending[task_id])
 
     def _sort_listing(self) -> None:
         """Put ``_listing`` back in the order of ``_hosts`` (a sync host came back)."""
