@@ -20,9 +20,10 @@ it yet (then it never runs); otherwise the call has started and the future is RU
 Results arrive through ``ObjectRef.future()``.
 
 Per-worker set-up (``initializer``) runs inside the task, once per worker and executor,
-before that worker's first task of this executor; ``max_tasks_per_child`` reruns it after
-that many tasks on a worker (workers belong to the runtime and are not replaced, see
-docs/migration.md).
+before that worker's first task of this executor. ``max_tasks_per_child`` is the tasks'
+``max_calls``: a worker process that ran that many of this executor's tasks exits and a
+fresh one replaces it; on the thread and sim backends, which have no process to replace,
+the initializer runs again after that many tasks instead (see docs/migration.md).
 
 At interpreter exit, calls still in flight run to their end before the runtime stops
 (``_finish_at_exit``), as ``ProcessPoolExecutor``'s do; a call's error is raised as the
@@ -215,6 +216,12 @@ class Executor(concurrent.futures.Executor):
             "num_cpus": 1, "max_retries": max_retries,
             "_concurrency": (f"executor-{self._token}", max_workers),
         }
+        if max_tasks_per_child is not None:
+            # A worker process retires after that many of this executor's tasks (they
+            # count together: they share the concurrency key) and a fresh one replaces
+            # it, as the stdlib's does; where there is no process to replace (thread,
+            # sim), the initializer runs again instead (``prepare_worker``).
+            self._task_options["max_calls"] = max_tasks_per_child
         # Weak keys: the executor keeps no submitted callable alive (a bound method, made
         # anew for each call, is therefore pickled anew each time, with its object's
         # state at submission, as the stdlib does).

@@ -575,6 +575,37 @@ def test_max_tasks_per_child_reruns_the_initializer(rt):
     assert 3 <= actorlib.get(rec.value.remote("init"), timeout=T) <= 6
 
 
+def own_pid(_: object = None) -> int:
+    import os
+
+    return os.getpid()
+
+
+def own_pid_too(_: object = None) -> int:
+    import os
+
+    return os.getpid()
+
+
+@pytest.mark.fresh_runtime  # retires worker processes
+def test_max_tasks_per_child_replaces_the_worker_process(rt):
+    """As the stdlib's: a worker process exits after that many of the executor's tasks,
+    whichever callables they ran (two here), and a fresh one takes the next."""
+    import os
+
+    import psutil
+
+    with Executor(1, max_tasks_per_child=2) as ex:
+        pids = [ex.submit(own_pid if i % 2 else own_pid_too).result(timeout=T)
+                for i in range(6)]
+    if rt.backend in ("thread", "sim"):  # one process: the initializer reruns instead
+        assert set(pids) == {os.getpid()}
+        return
+    assert [pids.count(p) for p in dict.fromkeys(pids)] == [2, 2, 2], pids
+    wait_until(lambda: not any(psutil.pid_exists(p) for p in pids[:4]), T,
+               "retired workers to exit")
+
+
 def test_failing_initializer_breaks_the_executor(rt):
     with Executor(1, initializer=failing_initializer) as ex:
         future = ex.submit(square, 2)

@@ -400,7 +400,10 @@ class ProcessBackend(Backend):
             worker.private.add(spec.task_id)
         self._task_worker[spec.task_id] = worker
         if spec.max_calls:
-            count = worker.calls[spec.function.id] = worker.calls.get(spec.function.id, 0) + 1
+            # Counted per function; an Executor's tasks (one concurrency key, whatever
+            # callable each runs) together, as its ``max_tasks_per_child`` counts them.
+            key = spec.concurrency[0] if spec.concurrency is not None else spec.function.id
+            count = worker.calls[key] = worker.calls.get(key, 0) + 1
             if count >= spec.max_calls:
                 worker.retired = True
         if spec.code_env is not None:  # the worker was started in it: the bytes stay here

@@ -124,9 +124,10 @@ class WorkerProcess:
                                backend.own_requests(self))
         self.expected_exit = False
         self.dead = False
-        # max_calls: runs given to it per function id; once one reaches its limit the
-        # worker takes no more work and exits when its tasks are done.
-        self.calls: dict[int, int] = {}
+        # max_calls: runs given to it per function id (per concurrency key for an
+        # Executor's tasks); once one reaches its limit the worker takes no more work
+        # and exits when its tasks are done.
+        self.calls: dict[int | str, int] = {}
         self.retired = False
         self.last_alive = loop.time()  # its boot counts as a sign of life
         self.kill_reason = ""
