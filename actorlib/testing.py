@@ -158,13 +158,12 @@ def schedules(faults: Any = None, *, explore_time: bool = False) -> Any:
 # -- running under the simulator ---------------------------------------------------------
 
 
-@contextlib.contextmanager
 def simulate(
     schedule: Schedule | None = None, *, seed: int | None = None, trace: str | None = None,
     max_steps: int = DEFAULT_MAX_STEPS, invariants: tuple[Callable[[], Any], ...] = (),
     on_step: Callable[[str], None] | None = None, nodes: int | None = None,
     preempt: float = 0.0, **init_kwargs: Any,
-) -> Iterator[Simulation]:
+) -> contextlib.AbstractContextManager[Simulation]:
     """Start actorlib on the ``sim`` backend for the ``with`` body; shut it down after.
 
     Choices come from ``schedule``, else a ``trace`` to replay, else ``seed`` (random),
@@ -174,11 +173,34 @@ def simulate(
     before it runs on beside the simulation (for tasks that spin in real time; off by
     default, as it makes the run depend on real time). A failure raised in the body
     carries the trace that replays it (an exception note).
+
+    The arguments are checked here, not when the ``with`` starts: ``simulate(body)``,
+    written as ``search(body)`` is, would otherwise run nothing and pass.
     """
+    if schedule is not None and not isinstance(schedule, Schedule):
+        hint = (
+            " simulate() runs the body of a `with` statement: `with simulate(): body()`; "
+            "search(body) and exhaust(body) take a function"
+            if callable(schedule) else ""
+        )
+        raise TypeError(
+            f"simulate(schedule=...) takes a Schedule (from schedules()), got "
+            f"{type(schedule).__name__}.{hint}"
+        )
     if nodes is not None and (type(nodes) is not int or nodes < 1):
         raise ValueError(f"simulate(nodes={nodes!r}): expected a whole number of nodes, 1 or more")
     if not isinstance(preempt, (int, float)) or isinstance(preempt, bool) or preempt < 0:
         raise ValueError(f"simulate(preempt={preempt!r}): expected seconds, 0 (off) or more")
+    return _simulate(schedule, seed, trace, max_steps, invariants, on_step, nodes,
+                     float(preempt), init_kwargs)
+
+
+@contextlib.contextmanager
+def _simulate(
+    schedule: Schedule | None, seed: int | None, trace: str | None, max_steps: int,
+    invariants: tuple[Callable[[], Any], ...], on_step: Callable[[str], None] | None,
+    nodes: int | None, preempt: float, init_kwargs: dict[str, Any],
+) -> Iterator[Simulation]:
     if schedule is None:
         trace = trace or os.environ.get(REPLAY_ENV) or None
         if trace is not None:
@@ -193,7 +215,7 @@ def simulate(
     settings = SimSettings(
         choices=schedule.choices, faults=schedule.faults, max_steps=max_steps,
         invariants=list(invariants), explore_time=schedule.explore_time, on_step=on_step,
-        nodes=1 if nodes is None else nodes, preempt=float(preempt),
+        nodes=1 if nodes is None else nodes, preempt=preempt,
     )
     if session.runtime() is not None:
         raise RuntimeError("simulate() starts its own runtime: call actorlib.shutdown() first")

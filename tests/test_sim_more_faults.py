@@ -236,6 +236,19 @@ def test_bad_node_counts_are_refused_before_anything_starts():
     assert not actorlib.is_initialized()
 
 
+def test_simulate_refuses_a_function_for_its_schedule_at_once():
+    """``simulate(body)`` (as ``search(body)`` is written) must not run nothing and pass."""
+    ran = []
+    with pytest.raises(TypeError, match=r"with simulate\(\): body\(\)"):
+        simulate(lambda: ran.append(1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes a Schedule"):
+        simulate("sim1:0")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="preempt"):
+        simulate(preempt=-1)  # checked when called, not when the ``with`` starts
+    assert not ran
+    assert not actorlib.is_initialized()
+
+
 # --------------------------------------------------------------------------- hypothesis
 
 
