@@ -82,10 +82,16 @@ class CallJob:
         self.box = Box()
 
 
-class SimTask:
-    __slots__ = ("abandoned", "age", "box", "ctx", "item", "label", "loop", "run", "worker")
+class SimTask(Box):
+    """A task of the run, and (as a :class:`Box`) what its job produced: one object a
+    task, not two."""
+
+    __slots__ = ("abandoned", "age", "ctx", "item", "label", "loop", "run", "worker")
 
     def __init__(self, run: TaskRun, label: str) -> None:
+        self.outcome = None
+        self.result = None
+        self.ok = False
         self.run = run
         self.label = label
         #: Its "starts" step, made once (listed at every turn until it starts), and that
@@ -97,7 +103,6 @@ class SimTask:
         self.abandoned = False
         self.worker: SimWorker | None = None
         self.ctx: ExecutionContext | None = None
-        self.box = Box()
         self.loop: SimLoop | None = None  # an ``async def`` task's own loop
 
 
@@ -214,7 +219,7 @@ class Running(Choosing):
             spec=spec,
         )
         token = current_execution.set(ctx)
-        box = task.box
+        box: Box = task
         failure: BaseException | None = None
         forks = PID.forks
         try:
@@ -305,7 +310,7 @@ class Running(Choosing):
         task.worker = None
         if unwound or task.abandoned:
             return
-        box = task.box
+        box: Box = task
         outcome = box.outcome
         assert outcome is not None
         if not self._reply_on_controller:  # no reply is dropped or delayed: the fast path
