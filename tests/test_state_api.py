@@ -337,6 +337,27 @@ def test_the_core_keeps_a_bounded_history(backend, monkeypatch):
         actorlib.shutdown()
 
 
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_the_ended_history_holds_nothing_the_collector_walks(backend):
+    """The ended tasks and calls the core keeps for the state API (10,000 of each) are
+    tuples of plain values: the collector stops tracking each at its first pass, so they
+    never fill its oldest generation, and an ended task's placement is not kept."""
+    actorlib.init(backend=backend, num_cpus=2)
+    try:
+        counter = Counter.remote()
+        assert actorlib.get([ok.remote(i) for i in range(4)], timeout=T) == [1, 2, 3, 4]
+        assert actorlib.get(counter.incr.remote(), timeout=T) == 1
+        rt = session.runtime()
+        gc.collect()
+        ended = [*rt.tasks.ended, *rt.actors.ended]
+        assert len(ended) >= 5
+        assert not [row for row in ended if gc.is_tracked(row)], ended
+        rows = {r["name"]: r for r in state.list_tasks(filters=[("state", "=", "FINISHED")])}
+        assert rows["ok"]["node_id"] and rows["Counter.incr"]["node_id"]
+    finally:
+        actorlib.shutdown()
+
+
 def test_spilled_objects_are_listed_as_spilled():
     """The process backend's store moves objects over its capacity to disk: the state API
     says which, and counts their bytes."""

@@ -465,10 +465,12 @@ class Actors:
         self.calls.pop(spec.call_id, None)
         actor = self.records.get(spec.actor_id)
         if actor is not None:
+            placement = actor.placement
             self.ended.append((
-                spec.call_id, spec.method, actor.spec.cls.name, spec.attempt, actor.placement,
-                spec.actor_id, error is not None, actor.job, call.created, call.started,
-                event_time(), call.pid,
+                spec.call_id, spec.method, actor.spec.cls.name, spec.attempt,
+                None if placement is None else placement.node.node_id, spec.actor_id,
+                error is not None, actor.job, call.created, call.started, event_time(),
+                call.pid,
             ))
         args = spec.args
         if args.payload is not None or args.deps:  # else nothing to free or release

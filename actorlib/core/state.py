@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from actorlib.core.actors import ActorRecord, Actors
     from actorlib.core.objects import ObjectTable
     from actorlib.core.placement_groups import PlacementGroups
-    from actorlib.core.scheduler import Placement, Scheduler
+    from actorlib.core.scheduler import Scheduler
     from actorlib.core.tasks import TaskRecord, Tasks
 
 #: How many ended tasks (and, separately, ended actor calls) the core remembers.
@@ -67,14 +67,15 @@ def worker_query(kind: str) -> WorkerQuery | None:
     raise ValueError(f"{kind!r}: a question about workers is stack:PID, logs or "
                      f"log:PID:BYTES (BYTES from 1 to {MAX_LOG_TAIL})")
 
-# An ended task: (task id, name, attempt, placement, failed, job, creation, start and end
-# time, pid); an ended call: (call id, method, class name, attempt, the actor's placement,
+# An ended task: (task id, name, attempt, node id, failed, job, creation, start and end
+# time, pid); an ended call: (call id, method, class name, attempt, the actor's node id,
 # actor id, failed, job, creation, start and end time, pid). Tuples of what is at hand, not
-# dicts: one is appended per task, and a row is made of it only when someone asks.
-EndedTask = tuple[int, str, int, "Placement | None", bool, int, float, float, float, int]
-EndedCall = tuple[
-    int, str, str, int, "Placement | None", int, bool, int, float, float, float, int
-]
+# dicts: one is appended per task, and a row is made of it only when someone asks. Only
+# atomic values, so the collector stops tracking each tuple at its first pass: the ring
+# holds the last 10,000, which would otherwise all reach the oldest generation and make
+# its full collections come more often (a placement held here also outlived its task).
+EndedTask = tuple[int, str, int, "str | None", bool, int, float, float, float, int]
+EndedCall = tuple[int, str, str, int, "str | None", int, bool, int, float, float, float, int]
 
 #: What a backend says of a worker (``Backend.workers``): plain dicts with the keys
 #: ``worker_id``, ``pid``, ``node_id``, ``worker_type`` ("WORKER", or "DRIVER" for the
@@ -201,19 +202,17 @@ def task_rows(tasks: Tasks, actors: Actors, workers: list[WorkerInfo]) -> list[d
     pids = _Pids(workers)
     out = [_live_task(rec, pids) for rec in tasks.records.values()]
     out.extend(_calls(actors, pids))
-    for (id_, name, attempt, placement, failed, job, created, started, ended,
+    for (id_, name, attempt, node_id, failed, job, created, started, ended,
          pid) in tasks.ended:
         out.append(_task_row(
-            id_, name, "NORMAL_TASK", "FAILED" if failed else "FINISHED", attempt,
-            placement.node.node_id if placement is not None else None, 0, job, created,
-            started, ended, pid,
+            id_, name, "NORMAL_TASK", "FAILED" if failed else "FINISHED", attempt, node_id, 0,
+            job, created, started, ended, pid,
         ))
-    for (id_, method, class_name, attempt, placement, actor_id, failed, job, created,
+    for (id_, method, class_name, attempt, node_id, actor_id, failed, job, created,
          started, ended, pid) in actors.ended:
         out.append(_task_row(
             id_, f"{class_name}.{method}", "ACTOR_TASK", "FAILED" if failed else "FINISHED",
-            attempt, placement.node.node_id if placement is not None else None, actor_id,
-            job, created, started, ended, pid,
+            attempt, node_id, actor_id, job, created, started, ended, pid,
         ))
     return out
 

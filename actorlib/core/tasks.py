@@ -610,9 +610,11 @@ class Tasks:
         if error is not None:
             self.values.resolve(rec.spec.return_ids, error)
         spec = rec.spec
+        placement = rec.placement
         self.ended.append((
-            spec.task_id, spec.name, spec.attempt, rec.placement, error is not None, rec.job,
-            rec.created, rec.started, event_time(), rec.pid,
+            spec.task_id, spec.name, spec.attempt,
+            None if placement is None else placement.node.node_id, error is not None,
+            rec.job, rec.created, rec.started, event_time(), rec.pid,
         ))
         self._release_placement(rec, pass_on=True)
         rec.state = DONE
