@@ -109,8 +109,7 @@ def test_a_burst_and_the_ends_of_its_tasks_need_no_pass_per_task() -> None:
     assert core.tasks.records == {} and core.free_cpus == 1.0
     assert [run.spec.task_id for run in core.backend.runs] == list(range(1, 9))
     # The ended tasks keep the node they ran on (the state API's rows).
-    assert all(placement is not None and placement.node.node_id == "node"
-               for (_, _, _, placement, *_rest) in core.tasks.ended)
+    assert all(node_id == "node" for (_, _, _, node_id, *_rest) in core.tasks.ended)
 
 
 def _chains(depth: int, cpus: float, tasks: int) -> Core:
