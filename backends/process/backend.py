@@ -402,8 +402,10 @@ class ProcessBackend(Backend):
         if spec.max_calls:
             # Counted per function; an Executor's tasks (one concurrency key, whatever
             # callable each runs) together, as its ``max_tasks_per_child`` counts them.
-            key = spec.concurrency[0] if spec.concurrency is not None else spec.function.id
-            count = worker.calls[key] = worker.calls.get(key, 0) + 1
+            counted: int | str = (
+                spec.function.id if spec.concurrency is None else spec.concurrency[0]
+            )
+            count = worker.calls[counted] = worker.calls.get(counted, 0) + 1
             if count >= spec.max_calls:
                 worker.retired = True
         if spec.code_env is not None:  # the worker was started in it: the bytes stay here
