@@ -162,3 +162,26 @@ def test_every_page_is_in_the_site_navigation():
     pages = sorted(p.name for p in DOCS.glob("*.md"))
     missing = [p for p in pages if f": {p}" not in nav]
     assert not missing, f"docs pages not in mkdocs.yml's nav: {missing}"
+
+
+def test_no_file_holds_a_merge_conflict():
+    """A merge's conflict markers once reached main in docs/architecture.md, where they
+    rendered as text for two sessions: every tracked text file is checked for them."""
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: the files are those of an installed package")
+    marker = re.compile(r"^(<{7}|>{7}) ", re.MULTILINE)  # (a conflict has both)
+    conflicted = []
+    for name in listed.stdout.splitlines():
+        path = ROOT / name
+        if path.suffix not in {".py", ".md", ".toml", ".yml", ".cfg", ".txt", ""}:
+            continue
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if marker.search(text):
+            conflicted.append(name)
+    assert not conflicted, f"merge conflict markers in {conflicted}"
