@@ -428,6 +428,40 @@ def test_generators_are_rays(on_ray: str) -> None:
         "item-0", "item-1", "item-2"]
 
 
+def test_a_plain_call_goes_to_a_ray_method_of_its_own_name(on_ray: str) -> None:
+    """An actor's Ray class is named as the user's and has a Ray method of each public
+    method name, as plain Ray's would: a plain call goes there with its arguments alone
+    (what Ray's dashboard and state API show, ``Class.method``), its id Ray's task id
+    on both sides. A name the host uses itself (``named``) takes its generic ``call``."""
+    import ray
+
+    @actorlib.remote
+    class Named:
+        def plain(self, x: int = 0) -> tuple[Any, ...]:
+            return (ray.get_runtime_context().get_task_name(),
+                    actorlib.get_runtime_context().get_task_id(), x)
+
+        def named(self) -> str:
+            return str(ray.get_runtime_context().get_task_name())
+
+    @actorlib.remote
+    class AsyncNamed:
+        async def plain(self) -> tuple[Any, ...]:
+            await asyncio.sleep(0.01)
+            return (ray.get_runtime_context().get_task_name(),
+                    actorlib.get_runtime_context().get_task_id())
+
+    a = Named.remote()
+    ref = a.plain.remote(3)
+    assert actorlib.get(ref, timeout=120) == ("Named.plain", ref.task_id().hex(), 3)
+    assert actorlib.get(a.named.remote(), timeout=120) == "Named.call"
+    b = AsyncNamed.remote()
+    refs = [b.plain.remote() for _ in range(3)]
+    assert actorlib.get(refs, timeout=120) == [("AsyncNamed.plain", r.task_id().hex())
+                                               for r in refs]
+    assert len({r.task_id() for r in refs}) == 3
+
+
 def test_streams_and_group_readiness_refuse_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """A driver on Ray Client has no core worker, which streams and a placement group's
     ready() read Ray through: they say so rather than fail inside Ray."""

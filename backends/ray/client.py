@@ -51,6 +51,7 @@ from actorlib.backends.ray.wire import (
     call_data,
     call_name,
     named_submit,
+    ray_call_id,
     task_data,
     task_name,
 )
@@ -183,9 +184,11 @@ class RayCore(RayWaits, HeldTasks):
         self._task_callers = TaskCallers(
             self._ray_task, self._named_task if self._ids_in_names else None)
         self._call_templates = CallTemplates()
-        # Actor id -> its plain calls' submit straight to Ray's core worker (None: Ray's
-        # ``.remote()``), made at its first plain call (see :mod:`.direct`).
-        self._direct: dict[int, DirectCall | None] = {}
+        # Actor id -> method -> the submits straight to Ray's core worker of its calls
+        # with Ray's default options, to the host's Ray method of the method's own name
+        # and to its generic ``call`` (None: not that way), made at its first such call
+        # (see :mod:`.direct`).
+        self._direct: dict[int, dict[str, tuple[DirectCall | None, DirectCall | None]]] = {}
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
         self._errors_as: dict[int, Serialized] = {}
@@ -512,7 +515,8 @@ class RayCore(RayWaits, HeldTasks):
         options = actor_options(spec, self._groups.ray_group, self._packages.runtime_env)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
-        host = worker.remote_host(spec.is_async, spec.concurrency_groups)
+        host = worker.remote_host(spec.is_async, spec.concurrency_groups, spec.cls.name,
+                                  tuple(spec.method_returns))
         try:
             inline, rest = self._pack(spec.args)
             handle = host.options(**options).remote(meta, inline, *rest)
@@ -546,7 +550,7 @@ class RayCore(RayWaits, HeldTasks):
                 created[actor_id] = weakref.ref(handle)
         return actor_id
 
-    def submit_call(self, spec: CallSpec) -> None:
+    def submit_call(self, spec: CallSpec) -> int | None:
         self._check_open()
         killed = self._killed.get(spec.actor_id)
         if killed is not None:
@@ -556,7 +560,7 @@ class RayCore(RayWaits, HeldTasks):
                 f"actor {spec.actor_id:016x} {killed[1]}; {spec.method}() cannot run"),
                 is_error=True)
             self._adopt_returns(spec.return_ids, [ray.put(Box(died, {})) for _ in spec.return_ids])
-            return
+            return None
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
         if spec.generator == "streaming":
@@ -573,7 +577,7 @@ class RayCore(RayWaits, HeldTasks):
             packed = pack_error(error, f"{cls_name}.{spec.method}", False)[0]
             failed = [ray.put(Box(packed, {})) for _ in spec.return_ids]
             self._adopt_returns(spec.return_ids, failed)
-            return
+            return None
         if spec.max_task_retries is not None:
             options["max_task_retries"] = spec.max_task_retries
         if spec.retry_exceptions:
@@ -582,22 +586,31 @@ class RayCore(RayWaits, HeldTasks):
             options["concurrency_group"] = group
         if spec.generator == "streaming":
             core_worker("a streaming generator")
+        plain = direct = None
+        if options == _DEFAULT_CALL and spec.generator != "streaming":
+            try:
+                plain, direct = self._direct[spec.actor_id][spec.method]
+            except KeyError:
+                plain, direct = self._direct_for(spec.actor_id, handle, spec.method)
+        sent: tuple[bytes | None, list[Any]] | None = None
+        if plain is not None and not spec.generator:
+            sent = self._pack(spec.args)
+            if not sent[1]:
+                out = plain(sent[0])  # only its arguments travel; its id is Ray's
+                self._adopt_returns(spec.return_ids, out)
+                return ray_call_id(out.task_id().binary())
         name = call_name(cls_name, spec) if self._ids_in_names else None
         if name is not None:  # the spec is the name: Ray gets only the arguments
             del options["num_returns"]  # one: Ray's default (its check costs a call)
             out = handle.named.options(name=name, **options).remote(
                 *self._pack(spec.args, inline=False)[1])
         else:
-            inline, rest = self._pack(spec.args)
+            inline, rest = sent or self._pack(spec.args)
+            if direct is not None and not rest:
+                data = call_data(spec, self._call_templates.get(spec), inline)
+                self._adopt_returns(spec.return_ids, direct(data))
+                return None
             data = call_data(spec, self._call_templates.get(spec), inline)
-            if options == _DEFAULT_CALL and not rest and spec.generator != "streaming":
-                try:
-                    direct = self._direct[spec.actor_id]
-                except KeyError:
-                    direct = self._direct[spec.actor_id] = direct_call(handle, "call")
-                if direct is not None:
-                    self._adopt_returns(spec.return_ids, direct(data))
-                    return
             method = handle.stream if spec.generator == "streaming" else handle.call
             if options != _DEFAULT_CALL:
                 method = method.options(**options)  # Ray's defaults need no wrapper
@@ -606,6 +619,20 @@ class RayCore(RayWaits, HeldTasks):
             self._open_stream(spec.return_ids, out)
         else:
             self._adopt_returns(spec.return_ids, out)
+        return None
+
+    def _direct_for(self, actor_id: int, handle: Any, method: str
+                    ) -> tuple[DirectCall | None, DirectCall | None]:
+        """How calls of ``method`` with Ray's default options go to Ray's core worker:
+        to the host's Ray method of that name (a plain call's), and to its generic
+        ``call`` (its spec as the argument); None where Ray's ``.remote()`` must take
+        them (see :mod:`.direct`)."""
+        from actorlib.backends.ray.worker import plain_method
+
+        plain = direct_call(handle, method) if plain_method(method) else None
+        found = (plain, direct_call(handle, "call"))
+        self._direct.setdefault(actor_id, {})[method] = found
+        return found
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         if self.withdraw([object_id])[0]:

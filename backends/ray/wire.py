@@ -286,6 +286,20 @@ def call_spec(data: bytes) -> tuple[CallSpec, bytes | None]:
                     generator, backpressure), payload
 
 
+#: Set in every id made from a Ray task id (:func:`ray_call_id`): above any id a
+#: process mints (a prefix of 63 bits, then a counter of 40), so the two never meet.
+_FROM_RAY = 1 << 127
+
+
+def ray_call_id(task_id: bytes) -> int:
+    """The id of a call that carries no ids of its own (a plain call to a method of its
+    host's own, :func:`.worker.remote_host`), made from its Ray task id's ``binary()``:
+    the caller from the ref Ray returned, the actor from the task it runs, so both say
+    the same (``ref.task_id()``, ``get_task_id()``). Its first 16 bytes are unique per
+    call: Ray's own 8 for the task, then the actor's (a cluster-unique id)."""
+    return int.from_bytes(task_id[:16], "big") | _FROM_RAY
+
+
 def call_name(class_name: str, spec: CallSpec) -> str | None:
     """A plain call's whole spec as its Ray task's name, or None for one that needs more
     (its fields then travel as :func:`call_data`). The worker needs only the method and
