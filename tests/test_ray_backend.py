@@ -462,6 +462,47 @@ def test_a_plain_call_goes_to_a_ray_method_of_its_own_name(on_ray: str) -> None:
     assert len({r.task_id() for r in refs}) == 3
 
 
+@actorlib.remote
+def endless() -> Iterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1
+        time.sleep(0.01)
+
+
+def test_a_stream_ended_between_reading_an_item_and_taking_it(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slot's value is read from Ray before its item is taken from Ray's stream; a
+    cancel landing in between ends Ray's stream, and the take finds nothing. The stream
+    then ends with the task's error, as Ray's own reader sees it (the item was linked
+    to no Ray object at all: its ``get`` failed with ``SystemFailureError``)."""
+    import ray
+
+    from actorlib.backends.ray.streams import RayStream
+
+    gen = endless.remote()
+    assert actorlib.get(next(gen), timeout=120) == 0
+    take = RayStream.take
+    found: list[Any] = []
+
+    def take_after_the_cancel(stream: RayStream) -> Any:
+        if not found:  # the cancel lands between the read and the take, once
+            ray.cancel(stream.generator)
+            ray.wait([stream.generator.completed()], timeout=120)
+        found.append(take(stream))
+        return found[-1]
+
+    monkeypatch.setattr(RayStream, "take", take_after_the_cancel)
+    with pytest.raises(exceptions.TaskCancelledError):
+        for ref in gen:
+            assert actorlib.get(ref, timeout=120) == 1  # read before the cancel
+    assert found[0] is None  # the race was met: Ray's stream had ended
+    with pytest.raises(exceptions.TaskCancelledError):
+        actorlib.get(gen.completed(), timeout=120)
+
+
 def test_streams_and_group_readiness_refuse_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """A driver on Ray Client has no core worker, which streams and a placement group's
     ready() read Ray through: they say so rather than fail inside Ray."""

@@ -406,7 +406,19 @@ class RayCore(RayWaits, HeldTasks):
                             self._errors_as[stream.end] = value
             else:
                 item_ref = stream.take()
-                next_ref = stream.head_ref()
+                if item_ref is None:
+                    # Ray ended the stream (a cancel, a failure) after ``data`` was read
+                    # and before the item was taken: Ray fails the positions not taken.
+                    # The item reads as what Ray holds at its position now (the item or
+                    # that failure), and the slot after it is the stream's end: its
+                    # completion, read as the end or the task's error.
+                    done = stream.generator.completed()
+                    with self._lock:
+                        entry = self._refs.get(id_)
+                    item_ref, next_ref = (done if entry is None else entry[0]), done
+                    stream.generator = None  # ended: what follows is no item
+                else:
+                    next_ref = stream.head_ref()
                 item_id, next_id = self.ids.next(), self.ids.next()
                 with self._lock:  # counted by the consumer when it reads the link
                     self._refs[item_id] = [item_ref, 0, True]
