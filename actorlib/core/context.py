@@ -52,7 +52,9 @@ class Client(Protocol):
         """Call ``callback(id, value)`` as each id is ready. ``reads``: the caller reads
         the values (``get``), so an error among them is handled; False for a ``wait``."""
     def unwatch(self, ids: list[int], callback: Watcher) -> None: ...
-    def submit_task(self, spec: TaskSpec) -> None: ...
+    def submit_task(self, spec: TaskSpec) -> int | None:
+        """Send the task; the id it goes by where the backend names it otherwise than
+        ``spec.task_id`` (as :meth:`submit_call`), else None."""
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int: ...
     def submit_call(self, spec: CallSpec) -> int | None:
         """Send the call; the id its task goes by where the backend names it otherwise

@@ -52,6 +52,7 @@ from actorlib.backends.ray.wire import (
     call_name,
     named_submit,
     ray_call_id,
+    ray_task_id,
     task_data,
     task_name,
 )
@@ -450,22 +451,43 @@ class RayCore(RayWaits, HeldTasks):
 
     # -- work ---------------------------------------------------------------------------
 
-    def submit_task(self, spec: TaskSpec) -> None:
+    def submit_task(self, spec: TaskSpec) -> int | None:
         self._check_open()
         if spec.concurrency is None:
+            if spec.num_returns == 1 and not spec.generator and not spec.args.deps:
+                out = self._send_plain(spec)
+                if out is not None:  # only its arguments went; its id is Ray's
+                    self._accepted(spec, out)
+                    return ray_task_id(out.task_id().binary(), self.ids.prefix)
             self._submit_to_ray(spec)
-            return
+            return None
         # From taking its slot until Ray has it and it is tracked: a Ctrl-C meanwhile
         # is raised once that is done.
         with SigintDeferred():
             if not self._admit(spec):
-                return  # held: submitted when a slot under its limit frees
+                return None  # held: submitted when a slot under its limit frees
             try:
                 out = self._send(spec)
             except BaseException:  # Ray refused it (the caller hears why): slot free
                 self._give_back(spec.concurrency[0])
                 raise
             self._accepted(spec, out)  # Ray has it: its slot frees when it ends
+        return None
+
+    def _send_plain(self, spec: TaskSpec) -> Any:
+        """Hand a plain task to Ray as its template's own Ray function with its payload
+        alone (see :func:`.worker.plain_task`); Ray's ref, or None where it goes the
+        usual way (a payload too large to go inline, a template that has no function
+        of its own)."""
+        plain = self._task_callers.plain(spec, self._plain_task)
+        if plain is None:
+            return None
+        if spec.code_env is not None:  # its Ray options are made once: its packages kept
+            self._packages.ensure(spec.code_env)
+        inline, rest = self._pack(spec.args)
+        if rest:
+            return None
+        return plain.remote(inline)
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         self._accepted(spec, self._send(spec), held)
@@ -911,6 +933,16 @@ class RayCore(RayWaits, HeldTasks):
         wrapper = worker.remote_task(spec.max_calls, streaming).options(**options)
         # Plain tasks from a driver go to Ray's core worker directly (see .direct).
         return RayTask(wrapper, direct=not (self._worker or streaming))
+
+    def _plain_task(self, spec: TaskSpec, template: bytes) -> RayTask:
+        """The plain tasks' submit of ``spec``'s template (see :func:`.worker.plain_task`)."""
+        from actorlib.backends.ray import worker
+
+        options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
+        shown = (spec.name or spec.function.name).rpartition(".")[2]
+        function = worker.plain_task(template, self.ids.prefix, spec.max_calls, shown)
+        # From a driver, its tasks go to Ray's core worker directly (see .direct).
+        return RayTask(function.options(**options), direct=not self._worker)
 
     def _named_task(self, spec: TaskSpec, template: bytes) -> NamedSubmit | None:
         """A submit by name for ``spec``'s tasks (see :func:`.wire.named_submit`)."""

@@ -60,11 +60,10 @@ _SUBMIT_TASK = (
     "bool enable_task_events, labels, label_selector, fallback_strategy)"
 )
 
-#: Submits one call or task: its one ``bytes`` argument -> Ray's ref of its return.
-DirectTask = Callable[[bytes], Any]
-#: Submits one actor call: its one ``bytes`` argument, or None for none -> Ray's ref of
-#: its return.
+#: Submits one call or task: its one ``bytes`` argument, or None for none -> Ray's
+#: ref(s) of its return(s).
 DirectCall = Callable[[bytes | None], Any]
+DirectTask = DirectCall
 
 
 def _signature_known(method: str, signature: str) -> bool:
@@ -192,11 +191,12 @@ def direct_task(options_wrapper: Any) -> DirectTask | None:
     selector = options.get("label_selector")
     fallback = options.get("fallback_strategy")
 
-    def submit(data: bytes) -> Any:
+    def submit(data: bytes | None) -> Any:
         refs = worker.core_worker.submit_task(
-            language, descriptor, [DUMMY_TYPE, data], name, num_returns, resources,
-            max_retries, retry_exceptions, allowlist, strategy, worker.debugger_breakpoint,
-            runtime_env, backpressure, 1, events, labels, selector, fallback)
+            language, descriptor, [] if data is None else [DUMMY_TYPE, data], name,
+            num_returns, resources, max_retries, retry_exceptions, allowlist, strategy,
+            worker.debugger_breakpoint, runtime_env, backpressure, 1, events, labels,
+            selector, fallback)
         worker.debugger_breakpoint = b""
         if len(refs) == 1:
             return refs[0]
@@ -217,11 +217,12 @@ class RayTask:
         self._direct: DirectTask | None = None
         self._untried = direct  # a direct submit may be made after the next submission
 
-    def remote(self, data: bytes, *rest: Any) -> Any:
+    def remote(self, data: bytes | None, *rest: Any) -> Any:
+        """Submit a task whose first argument is ``data`` (None: none at all)."""
         direct = self._direct
         if direct is not None and not rest:
             return direct(data)
-        out = self.wrapper.remote(data, *rest)
+        out = self.wrapper.remote(*rest) if data is None else self.wrapper.remote(data, *rest)
         if self._untried:
             self._untried = False
             self._direct = direct_task(self.wrapper)

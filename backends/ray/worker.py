@@ -31,7 +31,9 @@ from actorlib.backends.ray.wire import (
     call_spec,
     named_call,
     named_task,
+    plain_task_spec,
     ray_call_id,
+    ray_task_id,
     task_spec,
 )
 from actorlib.backends.runner.interrupts import (
@@ -408,6 +410,13 @@ def run_named_task(template: bytes, payload: Packed | None = None, *deps: Any) -
     return _run_task(spec, payload, deps)
 
 
+def run_plain_task(template: bytes, prefix: int, payload: bytes | None = None) -> Any:
+    """A plain task (:func:`plain_task`): its template bound into its Ray function, its
+    id made from Ray's task id under its submitter's prefix."""
+    task_id = ray_task_id(_current_task_id(), prefix)
+    return _run_task(plain_task_spec(template, task_id), payload, ())
+
+
 def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
     core = client(spec.namespace)
     name = spec.name or spec.function.name
@@ -693,10 +702,15 @@ def bound_task(template: bytes, max_calls: int = 0, takes_args: bool = True) -> 
         actorlib_task)
 
 
+def _current_task_id() -> bytes:
+    """The running Ray task's id (its ``binary()``)."""
+    return bytes(ray._private.worker.global_worker.core_worker.get_current_task_id()
+                 .binary())
+
+
 def _ray_call_id() -> int:
     """The running Ray task's call id (:func:`.wire.ray_call_id`)."""
-    return ray_call_id(ray._private.worker.global_worker.core_worker
-                       .get_current_task_id().binary())
+    return ray_call_id(_current_task_id())
 
 
 def plain_method(name: str) -> bool:
@@ -720,6 +734,22 @@ def _async_plain(method: str) -> Callable[..., Any]:
 
     plain.__name__ = plain.__qualname__ = method
     return plain
+
+
+def plain_task(template: bytes, prefix: int, max_calls: int, shown: str) -> Any:
+    """A Ray function running the plain tasks of one template (one return, no generator,
+    no concurrency limit, a small payload without refs) from the process whose id
+    prefix is ``prefix``: each task hands Ray its arguments' payload alone, or nothing,
+    as a plain Ray task does, where a spec as an argument costs Ray's worker a
+    deserialization under ``DeferSigint``; its id is made from Ray's task id on both
+    sides (:func:`.wire.ray_task_id`). Named ``shown``, as Ray names a task after its
+    function. Not kept here: the client keeps it with the template."""
+    def actorlib_task(payload: bytes | None = None) -> Any:
+        return run_plain_task(template, prefix, payload)
+
+    actorlib_task.__name__ = actorlib_task.__qualname__ = shown
+    return ray.remote(max_calls=max_calls)(actorlib_task) if max_calls else ray.remote(
+        actorlib_task)
 
 
 def remote_host(is_async: bool, groups: dict[str, int] | None = None,
