@@ -454,7 +454,10 @@ class RayCore(RayWaits, HeldTasks):
     def submit_task(self, spec: TaskSpec) -> int | None:
         self._check_open()
         if spec.concurrency is None:
-            if spec.num_returns == 1 and not spec.generator and not spec.args.deps:
+            # Not with ``max_calls``: Ray counts it per Ray function, and a function's
+            # tasks would then count under two (theirs and ``run_task``'s).
+            if (spec.num_returns == 1 and not spec.generator and not spec.args.deps
+                    and not spec.max_calls):
                 out = self._send_plain(spec)
                 if out is not None:  # only its arguments went; its id is Ray's
                     self._accepted(spec, out)
@@ -940,7 +943,7 @@ class RayCore(RayWaits, HeldTasks):
 
         options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
         shown = (spec.name or spec.function.name).rpartition(".")[2]
-        function = worker.plain_task(template, self.ids.prefix, spec.max_calls, shown)
+        function = worker.plain_task(template, self.ids.prefix, shown)
         # From a driver, its tasks go to Ray's core worker directly (see .direct).
         return RayTask(function.options(**options), direct=not self._worker)
 

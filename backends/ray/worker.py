@@ -736,10 +736,10 @@ def _async_plain(method: str) -> Callable[..., Any]:
     return plain
 
 
-def plain_task(template: bytes, prefix: int, max_calls: int, shown: str) -> Any:
+def plain_task(template: bytes, prefix: int, shown: str) -> Any:
     """A Ray function running the plain tasks of one template (one return, no generator,
-    no concurrency limit, a small payload without refs) from the process whose id
-    prefix is ``prefix``: each task hands Ray its arguments' payload alone, or nothing,
+    no concurrency limit or ``max_calls``, a small payload without refs) from the
+    process whose id prefix is ``prefix``: each task hands Ray its payload alone, or nothing,
     as a plain Ray task does, where a spec as an argument costs Ray's worker a
     deserialization under ``DeferSigint``; its id is made from Ray's task id on both
     sides (:func:`.wire.ray_task_id`). Named ``shown``, as Ray names a task after its
@@ -748,8 +748,7 @@ def plain_task(template: bytes, prefix: int, max_calls: int, shown: str) -> Any:
         return run_plain_task(template, prefix, payload)
 
     actorlib_task.__name__ = actorlib_task.__qualname__ = shown
-    return ray.remote(max_calls=max_calls)(actorlib_task) if max_calls else ray.remote(
-        actorlib_task)
+    return ray.remote(actorlib_task)
 
 
 def remote_host(is_async: bool, groups: dict[str, int] | None = None,
