@@ -937,10 +937,13 @@ class RayCore(RayWaits, HeldTasks):
         # Plain tasks from a driver go to Ray's core worker directly (see .direct).
         return RayTask(wrapper, direct=not (self._worker or streaming))
 
-    def _plain_task(self, spec: TaskSpec, template: bytes) -> RayTask:
-        """The plain tasks' submit of ``spec``'s template (see :func:`.worker.plain_task`)."""
+    def _plain_task(self, spec: TaskSpec, template: bytes) -> RayTask | None:
+        """The plain tasks' submit of ``spec``'s template (see :func:`.worker.plain_task`);
+        None on Ray Client (``ray://``), whose refs this was not tried with."""
         from actorlib.backends.ray import worker
 
+        if getattr(ray._private.worker.global_worker, "core_worker", None) is None:
+            return None
         options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
         shown = (spec.name or spec.function.name).rpartition(".")[2]
         function = worker.plain_task(template, self.ids.prefix, shown)

@@ -85,7 +85,8 @@ class TaskCallers:
 
     def plain(self, spec: TaskSpec, make: Callable[[TaskSpec, bytes], Any]) -> Any:
         """The submit of ``spec``'s template's plain tasks (``make(spec, template)``, made
-        once), or None: a template that cannot be a key, or ``_NAMED_MAX`` made."""
+        once), or None: a template that cannot be a key, ``_NAMED_MAX`` made, or none
+        that ``make`` could make."""
         try:
             key: Hashable = _task_key(spec)
             return self._plain[key]
