@@ -528,7 +528,7 @@ class ActorMethod(Generic[P, R]):
                 client, num_returns, label, call_id
             )
         execution = current_execution.get()
-        client.submit_call(CallSpec(
+        named = client.submit_call(CallSpec(
             call_id=call_id,
             actor_id=handle._id,
             method=self._name,
@@ -543,4 +543,6 @@ class ActorMethod(Generic[P, R]):
             generator=generator,
             backpressure=opts.get("_generator_backpressure_num_objects", -1),
         ))
+        if named is not None and num_returns == 1:  # the backend's id for the call
+            result._task = named
         return result, return_ids

@@ -159,7 +159,7 @@ class RemoteFunction(Generic[P, R]):
             return_ids, count, generator, result = mint_results(
                 client, self._num_returns, name, task_id
             )
-        client.submit_task(TaskSpec(
+        named = client.submit_task(TaskSpec(
             task_id=task_id,
             function=code,
             args=packed,
@@ -179,6 +179,8 @@ class RemoteFunction(Generic[P, R]):
             concurrency=self._concurrency,
             code_env=code_env,
         ))
+        if named is not None and self._num_returns == 1:  # the backend's id for the task
+            result._task = named
         return result
 
     def __repr__(self) -> str:

@@ -104,12 +104,12 @@ class RuntimeContext:
         Inside a task or actor: the prefix of the process that submitted it, which is the
         driver's for work the driver submitted itself.
         """
-        from actorlib.core.ids import COUNTER_BITS
+        from actorlib.core.ids import prefix_of
 
         ctx = _execution()
         if ctx is not None:
             own = ctx.actor_id or ctx.task_id or 0
-            return JobID(own >> COUNTER_BITS)
+            return JobID(prefix_of(own))
         return JobID(session.client().ids.prefix)
 
     def get_assigned_resources(self) -> dict[str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from actorlib.core import context
 from actorlib.core.execution_context import current_execution
-from actorlib.core.ids import COUNTER_BITS, id_hex
+from actorlib.core.ids import id_hex, prefix_of
 from actorlib.core.log_fields import STANDARD_ATTRS
 from actorlib.core.specs import ActorSpec
 
@@ -56,7 +56,7 @@ def log_context() -> dict[str, str]:
         return {"job_id": id_hex(client.ids.prefix), "worker_id": id_hex(client.ids.prefix)}
     own = ctx.actor_id or ctx.task_id or 0
     out = {
-        "job_id": id_hex(own >> COUNTER_BITS), "worker_id": id_hex(client.ids.prefix),
+        "job_id": id_hex(prefix_of(own)), "worker_id": id_hex(client.ids.prefix),
         "node_id": ctx.node_id,
     }
     if ctx.actor_id:

@@ -428,6 +428,81 @@ def test_generators_are_rays(on_ray: str) -> None:
         "item-0", "item-1", "item-2"]
 
 
+def test_a_plain_call_goes_to_a_ray_method_of_its_own_name(on_ray: str) -> None:
+    """An actor's Ray class is named as the user's and has a Ray method of each public
+    method name, as plain Ray's would: a plain call goes there with its arguments alone
+    (what Ray's dashboard and state API show, ``Class.method``), its id Ray's task id
+    on both sides. A name the host uses itself (``named``) takes its generic ``call``."""
+    import ray
+
+    @actorlib.remote
+    class Named:
+        def plain(self, x: int = 0) -> tuple[Any, ...]:
+            return (ray.get_runtime_context().get_task_name(),
+                    actorlib.get_runtime_context().get_task_id(), x)
+
+        def named(self) -> str:
+            return str(ray.get_runtime_context().get_task_name())
+
+    @actorlib.remote
+    class AsyncNamed:
+        async def plain(self) -> tuple[Any, ...]:
+            await asyncio.sleep(0.01)
+            return (ray.get_runtime_context().get_task_name(),
+                    actorlib.get_runtime_context().get_task_id())
+
+    a = Named.remote()
+    ref = a.plain.remote(3)
+    assert actorlib.get(ref, timeout=120) == ("Named.plain", ref.task_id().hex(), 3)
+    assert actorlib.get(a.named.remote(), timeout=120) == "Named.call"
+    b = AsyncNamed.remote()
+    refs = [b.plain.remote() for _ in range(3)]
+    assert actorlib.get(refs, timeout=120) == [("AsyncNamed.plain", r.task_id().hex())
+                                               for r in refs]
+    assert len({r.task_id() for r in refs}) == 3
+
+
+@actorlib.remote
+def endless() -> Iterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1
+        time.sleep(0.01)
+
+
+def test_a_stream_ended_between_reading_an_item_and_taking_it(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slot's value is read from Ray before its item is taken from Ray's stream; a
+    cancel landing in between ends Ray's stream, and the take finds nothing. The stream
+    then ends with the task's error, as Ray's own reader sees it (the item was linked
+    to no Ray object at all: its ``get`` failed with ``SystemFailureError``)."""
+    import ray
+
+    from actorlib.backends.ray.streams import RayStream
+
+    gen = endless.remote()
+    assert actorlib.get(next(gen), timeout=120) == 0
+    take = RayStream.take
+    found: list[Any] = []
+
+    def take_after_the_cancel(stream: RayStream) -> Any:
+        if not found:  # the cancel lands between the read and the take, once
+            ray.cancel(stream.generator)
+            ray.wait([stream.generator.completed()], timeout=120)
+        found.append(take(stream))
+        return found[-1]
+
+    monkeypatch.setattr(RayStream, "take", take_after_the_cancel)
+    with pytest.raises(exceptions.TaskCancelledError):
+        for ref in gen:
+            assert actorlib.get(ref, timeout=120) == 1  # read before the cancel
+    assert found[0] is None  # the race was met: Ray's stream had ended
+    with pytest.raises(exceptions.TaskCancelledError):
+        actorlib.get(gen.completed(), timeout=120)
+
+
 def test_streams_and_group_readiness_refuse_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """A driver on Ray Client has no core worker, which streams and a placement group's
     ready() read Ray through: they say so rather than fail inside Ray."""
@@ -886,22 +961,28 @@ class RayNamed:
 def test_rays_task_names_are_the_tasks_unless_ids_in_names_is_set(on_ray_either: str) -> None:
     """By default Ray sees each task and call under its own name (Ray labels its
     ``ray_tasks`` metric and state rows with it: a name per call would grow them without
-    bound); with ``ACTORLIB_RAY_IDS_IN_NAMES=1`` the ids travel in the name instead of
+    bound). A plain task or call (no ref arguments) is its own Ray function or method,
+    named as the task or ``Class.method``, either way; with
+    ``ACTORLIB_RAY_IDS_IN_NAMES=1`` the ids of the others travel in the name instead of
     an argument. actorlib's own names are the same either way, and so are results."""
     ids_in_names = os.environ["ACTORLIB_RAY_IDS_IN_NAMES"] == "1"
     actor = RayNamed.remote()
+    ref = actorlib.put(3)
     got = actorlib.get([
         ray_task_name.remote(), ray_task_name.options(name="req 7").remote(1),
         actor.name.remote(), actor.name.remote(2),
+        ray_task_name.remote(ref), actor.name.remote(ref),
     ], timeout=120)
     ours = [name for _, name in got]
-    assert ours == ["ray_task_name", "req 7", "RayNamed.name", "RayNamed.name"]
+    assert ours == ["ray_task_name", "req 7", "RayNamed.name", "RayNamed.name",
+                    "ray_task_name", "RayNamed.name"]
     rays = [name for name, _ in got]
+    assert rays[:4] == ours[:4], rays  # plain: as Ray names its own
     if ids_in_names:
-        assert all(r != o and r.startswith(o + " ") for r, o in zip(rays, ours, strict=True))
+        assert all(r != o and r.startswith(o + " ")
+                   for r, o in zip(rays[4:], ours[4:], strict=True)), rays
     else:
-        assert rays[:2] == ["ray_task_name", "req 7"]
-        assert rays[2] == rays[3] and " " not in rays[2], rays  # the host's method
+        assert rays[4:] == ["ray_task_name", "RayNamed.call"], rays  # the host's method
 
 
 def test_a_bad_ids_in_names_setting_is_refused_at_init(

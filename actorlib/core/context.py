@@ -52,9 +52,14 @@ class Client(Protocol):
         """Call ``callback(id, value)`` as each id is ready. ``reads``: the caller reads
         the values (``get``), so an error among them is handled; False for a ``wait``."""
     def unwatch(self, ids: list[int], callback: Watcher) -> None: ...
-    def submit_task(self, spec: TaskSpec) -> None: ...
+    def submit_task(self, spec: TaskSpec) -> int | None:
+        """Send the task; the id it goes by where the backend names it otherwise than
+        ``spec.task_id`` (as :meth:`submit_call`), else None."""
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int: ...
-    def submit_call(self, spec: CallSpec) -> None: ...
+    def submit_call(self, spec: CallSpec) -> int | None:
+        """Send the call; the id its task goes by where the backend names it otherwise
+        than ``spec.call_id`` (what ``ref.task_id()`` and the call's own
+        ``get_task_id()`` then report), else None."""
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         """Cancel the task or call making ``object_id``; with ``force``, ``ValueError``
         if that is an actor call not yet ended (as Ray refuses it)."""

@@ -32,6 +32,20 @@ class IdAllocator:
         self.next: Callable[[], int] = itertools.count((prefix << COUNTER_BITS) + 1).__next__
 
 
+#: Set in an id a backend made from its own task ids rather than minted (the ray
+#: backend's plain tasks and calls): above every minted id (63 + 40 bits).
+FROM_BACKEND = 1 << 127
+
+
+def prefix_of(id_: int) -> int:
+    """The prefix of the process that made task id ``id_`` (its job, for a task the
+    driver submitted): the bits above the counter, or, in an id a backend made
+    (:data:`FROM_BACKEND`), the 63 bits above its low 64."""
+    if id_ & FROM_BACKEND:
+        return (id_ >> 64) & ((1 << 63) - 1)
+    return id_ >> COUNTER_BITS
+
+
 def id_hex(id_: int) -> str:
     return f"{id_:016x}"
 

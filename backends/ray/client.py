@@ -51,6 +51,8 @@ from actorlib.backends.ray.wire import (
     call_data,
     call_name,
     named_submit,
+    ray_call_id,
+    ray_task_id,
     task_data,
     task_name,
 )
@@ -183,9 +185,11 @@ class RayCore(RayWaits, HeldTasks):
         self._task_callers = TaskCallers(
             self._ray_task, self._named_task if self._ids_in_names else None)
         self._call_templates = CallTemplates()
-        # Actor id -> its plain calls' submit straight to Ray's core worker (None: Ray's
-        # ``.remote()``), made at its first plain call (see :mod:`.direct`).
-        self._direct: dict[int, DirectCall | None] = {}
+        # Actor id -> method -> the submits straight to Ray's core worker of its calls
+        # with Ray's default options, to the host's Ray method of the method's own name
+        # and to its generic ``call`` (None: not that way), made at its first such call
+        # (see :mod:`.direct`).
+        self._direct: dict[int, dict[str, tuple[DirectCall | None, DirectCall | None]]] = {}
         # Ids whose failure, if they fail, is this error instead of Ray's (work ended by
         # its placement group's removal, a group's ``ready()``).
         self._errors_as: dict[int, Serialized] = {}
@@ -403,7 +407,19 @@ class RayCore(RayWaits, HeldTasks):
                             self._errors_as[stream.end] = value
             else:
                 item_ref = stream.take()
-                next_ref = stream.head_ref()
+                if item_ref is None:
+                    # Ray ended the stream (a cancel, a failure) after ``data`` was read
+                    # and before the item was taken: Ray fails the positions not taken.
+                    # The item reads as what Ray holds at its position now (the item or
+                    # that failure), and the slot after it is the stream's end: its
+                    # completion, read as the end or the task's error.
+                    done = stream.generator.completed()
+                    with self._lock:
+                        entry = self._refs.get(id_)
+                    item_ref, next_ref = (done if entry is None else entry[0]), done
+                    stream.generator = None  # ended: what follows is no item
+                else:
+                    next_ref = stream.head_ref()
                 item_id, next_id = self.ids.next(), self.ids.next()
                 with self._lock:  # counted by the consumer when it reads the link
                     self._refs[item_id] = [item_ref, 0, True]
@@ -435,22 +451,46 @@ class RayCore(RayWaits, HeldTasks):
 
     # -- work ---------------------------------------------------------------------------
 
-    def submit_task(self, spec: TaskSpec) -> None:
+    def submit_task(self, spec: TaskSpec) -> int | None:
         self._check_open()
         if spec.concurrency is None:
+            # Not with ``max_calls``: Ray counts it per Ray function, and a function's
+            # tasks would then count under two (theirs and ``run_task``'s).
+            if (spec.num_returns == 1 and not spec.generator and not spec.args.deps
+                    and not spec.max_calls):
+                out = self._send_plain(spec)
+                if out is not None:  # only its arguments went; its id is Ray's
+                    self._accepted(spec, out)
+                    return ray_task_id(out.task_id().binary(), self.ids.prefix)
             self._submit_to_ray(spec)
-            return
+            return None
         # From taking its slot until Ray has it and it is tracked: a Ctrl-C meanwhile
         # is raised once that is done.
         with SigintDeferred():
             if not self._admit(spec):
-                return  # held: submitted when a slot under its limit frees
+                return None  # held: submitted when a slot under its limit frees
             try:
                 out = self._send(spec)
             except BaseException:  # Ray refused it (the caller hears why): slot free
                 self._give_back(spec.concurrency[0])
                 raise
             self._accepted(spec, out)  # Ray has it: its slot frees when it ends
+        return None
+
+    def _send_plain(self, spec: TaskSpec) -> Any:
+        """Hand a plain task to Ray as its template's own Ray function with its payload
+        alone (see :func:`.worker.plain_task`); Ray's ref, or None where it goes the
+        usual way (a payload too large to go inline, a template that has no function
+        of its own)."""
+        plain = self._task_callers.plain(spec, self._plain_task)
+        if plain is None:
+            return None
+        if spec.code_env is not None:  # its Ray options are made once: its packages kept
+            self._packages.ensure(spec.code_env)
+        inline, rest = self._pack(spec.args)
+        if rest:
+            return None
+        return plain.remote(inline)
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         self._accepted(spec, self._send(spec), held)
@@ -512,7 +552,8 @@ class RayCore(RayWaits, HeldTasks):
         options = actor_options(spec, self._groups.ray_group, self._packages.runtime_env)
         if get_if_exists and spec.name is not None:
             options["get_if_exists"] = True
-        host = worker.remote_host(spec.is_async, spec.concurrency_groups)
+        host = worker.remote_host(spec.is_async, spec.concurrency_groups, spec.cls.name,
+                                  tuple(spec.method_returns))
         try:
             inline, rest = self._pack(spec.args)
             handle = host.options(**options).remote(meta, inline, *rest)
@@ -546,7 +587,7 @@ class RayCore(RayWaits, HeldTasks):
                 created[actor_id] = weakref.ref(handle)
         return actor_id
 
-    def submit_call(self, spec: CallSpec) -> None:
+    def submit_call(self, spec: CallSpec) -> int | None:
         self._check_open()
         killed = self._killed.get(spec.actor_id)
         if killed is not None:
@@ -556,7 +597,7 @@ class RayCore(RayWaits, HeldTasks):
                 f"actor {spec.actor_id:016x} {killed[1]}; {spec.method}() cannot run"),
                 is_error=True)
             self._adopt_returns(spec.return_ids, [ray.put(Box(died, {})) for _ in spec.return_ids])
-            return
+            return None
         handle, (method_groups, declared, cls_name) = self._handle(spec.actor_id)
         options: dict[str, Any] = {"num_returns": spec.num_returns}
         if spec.generator == "streaming":
@@ -573,7 +614,7 @@ class RayCore(RayWaits, HeldTasks):
             packed = pack_error(error, f"{cls_name}.{spec.method}", False)[0]
             failed = [ray.put(Box(packed, {})) for _ in spec.return_ids]
             self._adopt_returns(spec.return_ids, failed)
-            return
+            return None
         if spec.max_task_retries is not None:
             options["max_task_retries"] = spec.max_task_retries
         if spec.retry_exceptions:
@@ -582,22 +623,31 @@ class RayCore(RayWaits, HeldTasks):
             options["concurrency_group"] = group
         if spec.generator == "streaming":
             core_worker("a streaming generator")
+        plain = direct = None
+        if options == _DEFAULT_CALL and spec.generator != "streaming":
+            try:
+                plain, direct = self._direct[spec.actor_id][spec.method]
+            except KeyError:
+                plain, direct = self._direct_for(spec.actor_id, handle, spec.method)
+        sent: tuple[bytes | None, list[Any]] | None = None
+        if plain is not None and not spec.generator:
+            sent = self._pack(spec.args)
+            if not sent[1]:
+                out = plain(sent[0])  # only its arguments travel; its id is Ray's
+                self._adopt_returns(spec.return_ids, out)
+                return ray_call_id(out.task_id().binary())
         name = call_name(cls_name, spec) if self._ids_in_names else None
         if name is not None:  # the spec is the name: Ray gets only the arguments
             del options["num_returns"]  # one: Ray's default (its check costs a call)
             out = handle.named.options(name=name, **options).remote(
                 *self._pack(spec.args, inline=False)[1])
         else:
-            inline, rest = self._pack(spec.args)
+            inline, rest = sent or self._pack(spec.args)
+            if direct is not None and not rest:
+                data = call_data(spec, self._call_templates.get(spec), inline)
+                self._adopt_returns(spec.return_ids, direct(data))
+                return None
             data = call_data(spec, self._call_templates.get(spec), inline)
-            if options == _DEFAULT_CALL and not rest and spec.generator != "streaming":
-                try:
-                    direct = self._direct[spec.actor_id]
-                except KeyError:
-                    direct = self._direct[spec.actor_id] = direct_call(handle, "call")
-                if direct is not None:
-                    self._adopt_returns(spec.return_ids, direct(data))
-                    return
             method = handle.stream if spec.generator == "streaming" else handle.call
             if options != _DEFAULT_CALL:
                 method = method.options(**options)  # Ray's defaults need no wrapper
@@ -606,6 +656,20 @@ class RayCore(RayWaits, HeldTasks):
             self._open_stream(spec.return_ids, out)
         else:
             self._adopt_returns(spec.return_ids, out)
+        return None
+
+    def _direct_for(self, actor_id: int, handle: Any, method: str
+                    ) -> tuple[DirectCall | None, DirectCall | None]:
+        """How calls of ``method`` with Ray's default options go to Ray's core worker:
+        to the host's Ray method of that name (a plain call's), and to its generic
+        ``call`` (its spec as the argument); None where Ray's ``.remote()`` must take
+        them (see :mod:`.direct`)."""
+        from actorlib.backends.ray.worker import plain_method
+
+        plain = direct_call(handle, method) if plain_method(method) else None
+        found = (plain, direct_call(handle, "call"))
+        self._direct.setdefault(actor_id, {})[method] = found
+        return found
 
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         if self.withdraw([object_id])[0]:
@@ -872,6 +936,19 @@ class RayCore(RayWaits, HeldTasks):
         wrapper = worker.remote_task(spec.max_calls, streaming).options(**options)
         # Plain tasks from a driver go to Ray's core worker directly (see .direct).
         return RayTask(wrapper, direct=not (self._worker or streaming))
+
+    def _plain_task(self, spec: TaskSpec, template: bytes) -> RayTask | None:
+        """The plain tasks' submit of ``spec``'s template (see :func:`.worker.plain_task`);
+        None on Ray Client (``ray://``), whose refs this was not tried with."""
+        from actorlib.backends.ray import worker
+
+        if getattr(ray._private.worker.global_worker, "core_worker", None) is None:
+            return None
+        options = task_options(spec, self._groups.ray_group, self._packages.runtime_env)
+        shown = (spec.name or spec.function.name).rpartition(".")[2]
+        function = worker.plain_task(template, self.ids.prefix, shown)
+        # From a driver, its tasks go to Ray's core worker directly (see .direct).
+        return RayTask(function.options(**options), direct=not self._worker)
 
     def _named_task(self, spec: TaskSpec, template: bytes) -> NamedSubmit | None:
         """A submit by name for ``spec``'s tasks (see :func:`.wire.named_submit`)."""

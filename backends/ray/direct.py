@@ -8,9 +8,11 @@ validated), its tensor-transport check of the arguments, and
 ``inspect.Signature`` and binds the arguments to it. For actorlib's calls all of that
 has one answer per actor: the method is actorlib's own host method, which takes any
 arguments, with Ray's defaults. Measured on Ray 2.60 (main-thread CPU per call), those
-layers cost 15-20 us of a 35-55 us submission. So a plain call (Ray's default options,
-its spec and payload as its one ``bytes`` argument, no ref arguments) goes to
-``CoreWorker.submit_actor_task`` with the values those layers would have passed.
+layers cost 15-20 us of a 35-55 us submission. So a call with Ray's default options and
+no ref arguments goes to ``CoreWorker.submit_actor_task`` with the values those layers
+would have passed: a plain one to the host's Ray method of its own name with its
+payload alone (or nothing), any other to the host's ``call`` with its spec and payload
+as its one ``bytes`` argument (see :func:`.worker.remote_host`).
 
 A task's ``RemoteFunction._remote`` does more per call: each of Ray's ~30 task options
 filled with its default again (``RAY_TASK_MAX_RETRIES`` read from the environment), its
@@ -58,8 +60,10 @@ _SUBMIT_TASK = (
     "bool enable_task_events, labels, label_selector, fallback_strategy)"
 )
 
-#: Submits one call or task: its one ``bytes`` argument -> Ray's ref of its return.
-DirectCall = Callable[[bytes], Any]
+#: Submits one call or task: its one ``bytes`` argument, or None for none -> Ray's
+#: ref(s) of its return(s).
+DirectCall = Callable[[bytes | None], Any]
+DirectTask = DirectCall
 
 
 def _signature_known(method: str, signature: str) -> bool:
@@ -85,9 +89,9 @@ def _tracing() -> bool:
 
 
 def direct_call(handle: Any, method: str) -> DirectCall | None:
-    """A submit of ``handle``'s ``method`` with one ``bytes`` argument and Ray's default
-    options, straight to Ray's core worker; None where that is not known to be what
-    Ray's ``.remote()`` would do (see the module docstring)."""
+    """A submit of ``handle``'s ``method`` with one ``bytes`` argument (or none) and
+    Ray's default options, straight to Ray's core worker; None where that is not known
+    to be what Ray's ``.remote()`` would do (see the module docstring)."""
     if not _KNOWN or type(handle) is not ray.actor.ActorHandle or _tracing():
         return None
     try:
@@ -114,17 +118,18 @@ def direct_call(handle: Any, method: str) -> DirectCall | None:
     per_yield = 1 if per_yield is None else per_yield
     worker = ray._private.worker.global_worker
 
-    def submit(data: bytes) -> Any:
+    def submit(data: bytes | None) -> Any:
         core = worker.core_worker
-        # As ``flatten_args`` lays out one positional argument.
+        # As ``flatten_args`` lays out one positional argument, or none.
         return core.submit_actor_task(
-            language, actor_id, descriptor, [DUMMY_TYPE, data], "", 1, retries, False,
-            None, cpus, b"", backpressure, per_yield, events, None, None)[0]
+            language, actor_id, descriptor, [] if data is None else [DUMMY_TYPE, data],
+            "", 1, retries, False, None, cpus, b"", backpressure, per_yield, events, None,
+            None)[0]
 
     return submit
 
 
-def direct_task(options_wrapper: Any) -> DirectCall | None:
+def direct_task(options_wrapper: Any) -> DirectTask | None:
     """A submit of the tasks of Ray's ``.options()`` wrapper of a remote function (one
     ``bytes`` argument, no ref arguments) straight to Ray's core worker, in a driver,
     with the values Ray's ``_remote`` computes for those options; None where they are
@@ -186,11 +191,12 @@ def direct_task(options_wrapper: Any) -> DirectCall | None:
     selector = options.get("label_selector")
     fallback = options.get("fallback_strategy")
 
-    def submit(data: bytes) -> Any:
+    def submit(data: bytes | None) -> Any:
         refs = worker.core_worker.submit_task(
-            language, descriptor, [DUMMY_TYPE, data], name, num_returns, resources,
-            max_retries, retry_exceptions, allowlist, strategy, worker.debugger_breakpoint,
-            runtime_env, backpressure, 1, events, labels, selector, fallback)
+            language, descriptor, [] if data is None else [DUMMY_TYPE, data], name,
+            num_returns, resources, max_retries, retry_exceptions, allowlist, strategy,
+            worker.debugger_breakpoint, runtime_env, backpressure, 1, events, labels,
+            selector, fallback)
         worker.debugger_breakpoint = b""
         if len(refs) == 1:
             return refs[0]
@@ -208,14 +214,15 @@ class RayTask:
 
     def __init__(self, wrapper: Any, direct: bool) -> None:
         self.wrapper = wrapper
-        self._direct: DirectCall | None = None
+        self._direct: DirectTask | None = None
         self._untried = direct  # a direct submit may be made after the next submission
 
-    def remote(self, data: bytes, *rest: Any) -> Any:
+    def remote(self, data: bytes | None, *rest: Any) -> Any:
+        """Submit a task whose first argument is ``data`` (None: none at all)."""
         direct = self._direct
         if direct is not None and not rest:
             return direct(data)
-        out = self.wrapper.remote(data, *rest)
+        out = self.wrapper.remote(*rest) if data is None else self.wrapper.remote(data, *rest)
         if self._untried:
             self._untried = False
             self._direct = direct_task(self.wrapper)

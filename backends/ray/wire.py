@@ -23,6 +23,7 @@ import struct
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from actorlib.core.ids import FROM_BACKEND
 from actorlib.core.specs import NO_ARGS, CallSpec, TaskSpec
 from actorlib.exceptions import SerializationError
 
@@ -78,6 +79,25 @@ class TaskCallers:
         # By the key without the task's name (its Ray name carries it): kept for good, as
         # Ray keeps the function (at most ``_NAMED_MAX``).
         self._named: dict[Hashable, NamedSubmit | None] = {}
+        # By the whole key: a Ray function per template for its plain tasks (see
+        # :meth:`plain`), kept for good as well (at most ``_NAMED_MAX``).
+        self._plain: dict[Hashable, Any] = {}
+
+    def plain(self, spec: TaskSpec, make: Callable[[TaskSpec, bytes], Any]) -> Any:
+        """The submit of ``spec``'s template's plain tasks (``make(spec, template)``, made
+        once), or None: a template that cannot be a key, ``_NAMED_MAX`` made, or none
+        that ``make`` could make."""
+        try:
+            key: Hashable = _task_key(spec)
+            return self._plain[key]
+        except TypeError:
+            return None
+        except KeyError:
+            pass
+        if len(self._plain) >= _NAMED_MAX:
+            return None
+        found = self._plain[key] = make(spec, self.get(spec)[1])
+        return found
 
     def _named_for(self, spec: TaskSpec, template: TaskSpec) -> NamedSubmit | None:
         """The submit by name of ``spec``'s template, its name left out (so a name per
@@ -284,6 +304,31 @@ def call_spec(data: bytes) -> tuple[CallSpec, bytes | None]:
     return CallSpec(call_id, actor_id, method, NO_ARGS, tuple(return_ids), num_returns,
                     caller_id, max_task_retries, retry_exceptions, attempt, group,
                     generator, backpressure), payload
+
+
+def ray_call_id(task_id: bytes) -> int:
+    """The id of a call that carries no ids of its own (a plain call to a method of its
+    host's own, :func:`.worker.remote_host`), made from its Ray task id's ``binary()``:
+    the caller from the ref Ray returned, the actor from the task it runs, so both say
+    the same (``ref.task_id()``, ``get_task_id()``). Its first 16 bytes are unique per
+    call: Ray's own 8 for the task, then the actor's (a cluster-unique id). Its top bit
+    (:data:`~actorlib.core.ids.FROM_BACKEND`) keeps it apart from every minted id."""
+    return int.from_bytes(task_id[:16], "big") | FROM_BACKEND
+
+
+def ray_task_id(task_id: bytes, prefix: int) -> int:
+    """:func:`ray_call_id` for a plain task (:func:`.worker.plain_task`): Ray's own 8
+    bytes of its task id under the submitting process's id prefix, which
+    ``get_job_id()`` in the task reads (:func:`~actorlib.core.ids.prefix_of`)."""
+    return FROM_BACKEND | prefix << 64 | int.from_bytes(task_id[:8], "big")
+
+
+def plain_task_spec(template: bytes, task_id: int) -> TaskSpec:
+    """In the worker: the spec of a plain task, its template bound into its Ray
+    function, its id :func:`ray_task_id`."""
+    values = list(_template(template, _task_fields, f"task {task_id:x}"))
+    values[_TASK_ID] = task_id
+    return TaskSpec(*values)
 
 
 def call_name(class_name: str, spec: CallSpec) -> str | None:

@@ -27,7 +27,15 @@ from actorlib.backends.ray.actor_table import restarts
 from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
 from actorlib.backends.ray.client import PassStore, RayCore
 from actorlib.backends.ray.connector import ray_module
-from actorlib.backends.ray.wire import call_spec, named_call, named_task, task_spec
+from actorlib.backends.ray.wire import (
+    call_spec,
+    named_call,
+    named_task,
+    plain_task_spec,
+    ray_call_id,
+    ray_task_id,
+    task_spec,
+)
 from actorlib.backends.runner.interrupts import (
     in_import,
     raise_in_thread,
@@ -53,7 +61,7 @@ from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.refs import ObjectRef
 from actorlib.core.serialization import Serialized, deserialize
-from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
+from actorlib.core.specs import NO_ARGS, ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
 
 _code = CodeCache()
 #: Results and items go to Ray as they are: Ray copies them into its store as the task
@@ -402,6 +410,13 @@ def run_named_task(template: bytes, payload: Packed | None = None, *deps: Any) -
     return _run_task(spec, payload, deps)
 
 
+def run_plain_task(template: bytes, prefix: int, payload: bytes | None = None) -> Any:
+    """A plain task (:func:`plain_task`): its template bound into its Ray function, its
+    id made from Ray's task id under its submitter's prefix."""
+    task_id = ray_task_id(_current_task_id(), prefix)
+    return _run_task(plain_task_spec(template, task_id), payload, ())
+
+
 def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
     core = client(spec.namespace)
     name = spec.name or spec.function.name
@@ -545,6 +560,12 @@ class SyncHost(_Host):
         name = ray.get_runtime_context().get_task_name()
         return self._call(named_call(name, self._spec.actor_id), payload, deps)
 
+    def _plain(self, method: str, payload: bytes | None) -> Any:
+        """A plain call sent to the Ray method named as the user's (see
+        :func:`remote_host`): nothing but its arguments travels, its id is Ray's."""
+        spec = CallSpec(_ray_call_id(), self._spec.actor_id, method, NO_ARGS, (), 1)
+        return self._call(spec, payload, ())
+
     def _call(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
@@ -591,6 +612,11 @@ class AsyncHost(_Host):
         """A plain call whose spec is its Ray task's name (:func:`.wire.call_name`)."""
         name = ray.get_runtime_context().get_task_name()
         return await self._call(named_call(name, self._spec.actor_id), payload, deps)
+
+    async def _plain(self, method: str, payload: bytes | None) -> Any:
+        """:meth:`SyncHost._plain` (the id read before the call's first ``await``)."""
+        spec = CallSpec(_ray_call_id(), self._spec.actor_id, method, NO_ARGS, (), 1)
+        return await self._call(spec, payload, ())
 
     async def _call(self, spec: CallSpec, payload: Packed | None,
                     deps: tuple[Any, ...]) -> Any:
@@ -676,13 +702,81 @@ def bound_task(template: bytes, max_calls: int = 0, takes_args: bool = True) -> 
         actorlib_task)
 
 
-def remote_host(is_async: bool, groups: dict[str, int] | None = None) -> Any:
+def _current_task_id() -> bytes:
+    """The running Ray task's id (its ``binary()``)."""
+    return bytes(ray._private.worker.global_worker.core_worker.get_current_task_id()
+                 .binary())
+
+
+def _ray_call_id() -> int:
+    """The running Ray task's call id (:func:`.wire.ray_call_id`)."""
+    return ray_call_id(_current_task_id())
+
+
+def plain_method(name: str) -> bool:
+    """Whether an actor method ``name`` gets a Ray method of that name on its host class
+    (:func:`remote_host`): a public name the hosts do not use themselves."""
+    return (name.isidentifier() and not name.startswith("_")
+            and not hasattr(SyncHost, name) and not hasattr(AsyncHost, name))
+
+
+def _sync_plain(method: str) -> Callable[..., Any]:
+    def plain(self: SyncHost, payload: bytes | None = None) -> Any:
+        return self._plain(method, payload)
+
+    plain.__name__ = plain.__qualname__ = method
+    return plain
+
+
+def _async_plain(method: str) -> Callable[..., Any]:
+    async def plain(self: AsyncHost, payload: bytes | None = None) -> Any:
+        return await self._plain(method, payload)
+
+    plain.__name__ = plain.__qualname__ = method
+    return plain
+
+
+def plain_task(template: bytes, prefix: int, shown: str) -> Any:
+    """A Ray function running the plain tasks of one template (one return, no generator,
+    no concurrency limit or ``max_calls``, a small payload without refs) from the
+    process whose id prefix is ``prefix``: each task hands Ray its payload alone, or nothing,
+    as a plain Ray task does, where a spec as an argument costs Ray's worker a
+    deserialization under ``DeferSigint``; its id is made from Ray's task id on both
+    sides (:func:`.wire.ray_task_id`). Named ``shown``, as Ray names a task after its
+    function. Not kept here: the client keeps it with the template."""
+    def actorlib_task(payload: bytes | None = None) -> Any:
+        return run_plain_task(template, prefix, payload)
+
+    actorlib_task.__name__ = actorlib_task.__qualname__ = shown
+    return ray.remote(actorlib_task)
+
+
+def remote_host(is_async: bool, groups: dict[str, int] | None = None,
+                class_name: str = "", methods: tuple[str, ...] = ()) -> Any:
     """The Ray actor class hosting an actorlib actor (Ray takes concurrency groups only
-    here, in ``ray.remote``: one class per distinct set of groups)."""
-    key = ("async" if is_async else "sync", tuple(sorted((groups or {}).items())))
+    here, in ``ray.remote``: one class per distinct set of groups).
+
+    It is named as the user's class and has a Ray method of each of its public method
+    names (``plain_method``), as Ray's own class would: a plain call (Ray's default
+    options, a small payload) goes to that method with its arguments' payload as its
+    one argument, or none, so that it costs Ray what a plain Ray call costs. A Ray
+    method with an argument deserializes it under Ray's ``DeferSigint`` (two
+    ``signal.signal`` calls and an ``enum`` conversion of the handler each), and
+    unpacking a spec costs actorlib: about 50 us of the actor's CPU per call on a
+    2-core machine. The call's id is Ray's task id, read on both sides
+    (:func:`.wire.ray_call_id`). Other calls go to the generic ``call``."""
+    plain = tuple(m for m in methods if plain_method(m))
+    base = AsyncHost if is_async else SyncHost
+    key = (base.__name__, tuple(sorted((groups or {}).items())), class_name if plain else "",
+           plain)
     found = _remote.get(key)
     if found is None:
-        cls = AsyncHost if is_async else SyncHost
+        cls: type[_Host] = base
+        if plain:
+            make = _async_plain if is_async else _sync_plain
+            shown = class_name.rpartition(".")[2] or base.__name__
+            cls = type(shown, (base,), {m: make(m) for m in plain})
+            cls.__qualname__ = shown
         found = _remote[key] = (
             ray.remote(concurrency_groups=dict(groups))(cls) if groups else ray.remote(cls)
         )
