@@ -55,6 +55,9 @@ RAY_MODULES = frozenset({
     "test_generators.py", "test_async_api.py", "test_nested.py", "test_lifecycle.py",
     "test_named_actors.py", "test_concurrency_groups.py", "test_actor_pool.py",
     "test_placement_groups.py", "test_limited_tasks.py",
+    # Ray's utilities (Queue, ActorPool, runtime_env classes): a Queue shut down on ray
+    # left its waiting getters hanging for good while the module ran elsewhere only.
+    "test_ray_api.py",
 })
 RAY_ALL = os.environ.get("ACTORLIB_TEST_RAY", "") == "all"
 

@@ -222,6 +222,9 @@ class Queue:
         if force:
             kill(actor, no_restart=True)
             return
-        _ready, not_ready = wait([actor.terminate.remote()], timeout=grace_period_s)
-        if not_ready:
-            kill(actor, no_restart=True)
+        wait([actor.terminate.remote()], timeout=grace_period_s)
+        # Killed after it ended itself too (a no-op where it is gone): on ray, an async
+        # actor ending itself with a call still waiting in it (a ``get`` on an empty
+        # queue) is left neither alive nor dead by Ray 2.60, and that call, and every
+        # later one, would never end.
+        kill(actor, no_restart=True)
