@@ -643,11 +643,10 @@ class RayCore(RayWaits, HeldTasks):
                 *self._pack(spec.args, inline=False)[1])
         else:
             inline, rest = sent or self._pack(spec.args)
+            data = call_data(spec, self._call_templates.get(spec), inline)
             if direct is not None and not rest:
-                data = call_data(spec, self._call_templates.get(spec), inline)
                 self._adopt_returns(spec.return_ids, direct(data))
                 return None
-            data = call_data(spec, self._call_templates.get(spec), inline)
             method = handle.stream if spec.generator == "streaming" else handle.call
             if options != _DEFAULT_CALL:
                 method = method.options(**options)  # Ray's defaults need no wrapper
