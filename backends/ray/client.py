@@ -123,14 +123,21 @@ def _end_tasks(running: list[Any]) -> None:
     runtime: they would hold their CPUs until done, as Ray's driver exit would not let
     them (Ray ends a departed driver's tasks). Forced, with their children, as Ray's
     exit ends them: a task that catches ``KeyboardInterrupt`` must not live on."""
-    refs = [r for r in running if isinstance(r, ray.ObjectRef)]
+    _cancel_pending(running, recursive=True)
+
+
+def _cancel_pending(tasks: list[Any], recursive: bool = False) -> None:
+    """Force-cancel those of ``tasks`` (refs or streams) whose results have not come.
+    Never one whose result has come: Ray 2.60 ends the driver for a cancel that meets a
+    result it is still filing (see `RayCore.cancel`)."""
+    refs = [r for r in tasks if isinstance(r, ray.ObjectRef)]
     try:
         pending = ray.wait(refs, num_returns=len(refs), timeout=0)[1] if refs else []
     except Exception:  # Ray gone meanwhile: its tasks went with it
         return
-    for task in [*pending, *(r for r in running if not isinstance(r, ray.ObjectRef))]:
+    for task in [*pending, *(r for r in tasks if not isinstance(r, ray.ObjectRef))]:
         try:
-            ray.cancel(task, force=True, recursive=True)
+            ray.cancel(task, force=True, recursive=recursive)
         except Exception:  # finished meanwhile
             pass
 
@@ -674,11 +681,14 @@ class RayCore(RayWaits, HeldTasks):
         if self.withdraw([object_id])[0]:
             return  # it was held: it never runs
         ref = self.ray_ref(object_id)
+        if isinstance(ref, ray.ObjectRef) and ray.wait([ref], timeout=0)[0]:
+            # Ended: nothing to refuse or cancel. Ray would still refuse a forced cancel
+            # of an actor call for as long as it has not forgotten the call, and Ray
+            # 2.60's cancel of a task whose result has just come ends the whole driver
+            # (a failed check in its task manager: its `get` returns before it has
+            # finished the task, so `get` then `cancel` crashed within 2 to 15 rounds).
+            return
         if force and _actor_task(ref):
-            if ray.wait([ref], timeout=0)[0]:
-                # Ended: nothing to refuse or cancel. Ray would still refuse it for as
-                # long as it has not forgotten the call after its result came.
-                return
             # Ray refuses it where the call was made (ValueError) but only logs its
             # refusal in any other process: refused here in every process, as the other
             # backends' cores refuse it.
@@ -830,11 +840,7 @@ class RayCore(RayWaits, HeldTasks):
                 if entry is not None and not entry[2]:
                     ended.append(entry[0])
                     self._errors_as[id_] = cancelled
-        for ref in ended:
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # finished meanwhile
-                pass
+        _cancel_pending(ended)
 
     def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
         self._check_open()
