@@ -150,8 +150,10 @@ class StateServer:
                     self._conn = conn
                 try:
                     self._answer(conn)
-                except Exception:  # one bad peer never stops the server
-                    log.debug("actorlib: a state query failed", exc_info=True)
+                except (TimeoutError, ConnectionError):  # a peer gone or stopped
+                    log.debug("actorlib: a state query's peer went away", exc_info=True)
+                except Exception:  # one bad query never stops the server
+                    log.warning("actorlib: a state query failed", exc_info=True)
                 finally:
                     with self._lock:
                         self._conn = None
@@ -297,8 +299,24 @@ def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, An
 
     ``TimeoutError`` when it does not answer within ``timeout`` seconds (a stopped
     driver, or one whose Python is held by a long call), ``ConnectionError`` when it is
-    gone; both say which driver and why, in one line.
+    gone; both say which driver and why, in one line. A connection closed without an
+    answer is asked once more (every question is a read): a driver that is shutting down
+    no longer listens then, and a live one answers.
     """
+    try:
+        return _query(path, kind, timeout)
+    except _Unanswered:
+        try:
+            return _query(path, kind, timeout)
+        except _Unanswered as exc:
+            raise ConnectionError(str(exc)) from None
+
+
+class _Unanswered(ConnectionError):
+    pass
+
+
+def _query(path: str, kind: str, timeout: float) -> list[dict[str, Any]]:
     who = _driver_name(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
@@ -319,8 +337,8 @@ def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, An
                 f"API){_stack_hint(path)}"
             ) from None
     if not line:
-        raise ConnectionError(f"{who} closed the connection without answering (it is "
-                              "shutting down)")
+        raise _Unanswered(f"{who} closed the connection without answering (it is "
+                          "shutting down)")
     answer = json.loads(line)
     if "error" in answer:
         raise ValueError(answer["error"])

@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -411,6 +412,42 @@ def test_a_driver_gone_or_going_is_said_in_one_line(tmp_env: dict[str, str]) -> 
         with pytest.raises(ConnectionError, match="has shut down or exited"):
             state_socket.query(path, "tasks", 1)
         proc.send_signal(signal.SIGCONT)
+
+
+def test_a_question_closed_unanswered_is_asked_once_more(tmp_path: Path) -> None:
+    """A connection a driver closes without an answer is asked once more (a read, so
+    safe to repeat): a live driver answers then; one that closes every time is said to
+    be shutting down, in one line."""
+    path = str(tmp_path / state_socket.SOCKET_NAME)
+    seen: list[bytes] = []
+
+    def serve(listener: socket.socket, answers: list[bytes | None]) -> None:
+        for answer in answers:
+            conn, _ = listener.accept()
+            with conn:
+                seen.append(state_socket.read_line(conn))
+                if answer is not None:
+                    conn.sendall(answer)
+
+    for answers, expected in (([None, b'{"rows": [{"n": 1}]}\n'], [{"n": 1}]),
+                              ([None, None], None)):
+        seen.clear()
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(path)
+            listener.listen(2)
+            server = threading.Thread(target=serve, args=(listener, answers))
+            server.start()
+            try:
+                if expected is not None:
+                    assert state_socket.query(path, "tasks", 5) == expected
+                else:
+                    with pytest.raises(ConnectionError, match="closed the connection "
+                                       "without answering"):
+                        state_socket.query(path, "tasks", 5)
+            finally:
+                server.join(10)
+            os.unlink(path)
+        assert seen == [b'{"kind": "tasks"}'] * 2
 
 
 def test_stack_names_a_stopped_worker_and_shows_the_others(tmp_env: dict[str, str]) -> None:
