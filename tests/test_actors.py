@@ -311,6 +311,61 @@ def test_calls_before_an_exit_keep_their_results(rt, tmp_path):
             actorlib.get(end, timeout=T)
 
 
+@actorlib.remote(num_cpus=0)
+class LeavesMidCall:
+    async def stuck(self, started):
+        await started.arrive.remote()
+        await asyncio.sleep(3600)
+        return "woke"
+
+    async def leave(self):
+        from actorlib.actor import exit_actor
+
+        exit_actor()
+
+    async def ping(self):
+        return "pong"
+
+
+@actorlib.remote(num_cpus=0, max_concurrency=2)
+class ThreadedLeavesMidCall:
+    def stuck(self, started):
+        actorlib.get(started.arrive.remote(), timeout=T)
+        actorlib.get(started.wait_count.remote(10**6), timeout=600)
+        return "woke"
+
+    def leave(self):
+        from actorlib.actor import exit_actor
+
+        exit_actor()
+
+    def ping(self):
+        return "pong"
+
+
+@pytest.mark.parametrize("cls", [LeavesMidCall, ThreadedLeavesMidCall],
+                         ids=["async", "threaded"])
+def test_exit_actor_fails_the_calls_still_running_in_the_actor(rt, cls):
+    """``exit_actor()`` in an async or threaded actor ends it at once: a call still
+    running in it fails with ActorDiedError, as do the exiting call and later ones (on
+    ray, Ray 2.60 waited for that call to end, and the exiting call failed with
+    ActorUnavailableError: a call that never ends left the actor neither alive nor dead
+    and every later call waiting for ever)."""
+    a = cls.remote()
+    started = Sync.remote()
+    assert actorlib.get(a.ping.remote(), timeout=T) == "pong"
+    stuck = a.stuck.remote(started)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(a.leave.remote(), timeout=T)
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(stuck, timeout=T)
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(a.ping.remote(), timeout=T)
+    # The thread backend cannot end a thread: the stuck call's waits on, until this.
+    actorlib.kill(started)
+
+
 def test_direct_instantiation_raises(rt):
     with pytest.raises(TypeError):
         Counter()

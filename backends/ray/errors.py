@@ -48,6 +48,18 @@ _SAME_NAME: tuple[tuple[str, type[BaseException]], ...] = (
 )
 
 
+def ended_itself(exc: BaseException) -> str | None:
+    """The Ray actor id (hex) of an actor whose ``exit_actor()`` Ray reports as ``exc``,
+    else None. Ray 2.60 fails the exiting call with ``ActorUnavailableError`` when
+    other calls still run in the actor (threads of a threaded actor), and keeps the
+    actor until they end: neither alive nor dead, later calls waiting for them."""
+    rx: Any = importlib.import_module("ray.exceptions")
+    if isinstance(exc, rx.ActorUnavailableError) and "IntentionalSystemExit" in str(exc):
+        actor_id: str | None = exc.actor_id
+        return actor_id
+    return None
+
+
 def translate(exc: BaseException) -> BaseException:
     """The actorlib exception a caller sees for a Ray failure ``exc``."""
     rx: Any = importlib.import_module("ray.exceptions")
@@ -74,6 +86,9 @@ def translate(exc: BaseException) -> BaseException:
             return TaskCancelledError(f"Task {function_name} was cancelled.")
         return TaskError(function_name, getattr(exc, "traceback_str", None) or str(exc), cause)
     if isinstance(exc, rx.ActorUnavailableError):
+        if ended_itself(exc) is not None:
+            return ActorDiedError(f"The actor {exc.actor_id} was killed (kill() or "
+                                  "exit_actor()).")
         return ActorUnavailableError(str(exc))
     if isinstance(exc, rx.RayActorError):
         if "placement group was removed" in str(exc):

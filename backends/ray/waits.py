@@ -23,6 +23,7 @@ made in the client's ``__init__``, and guarded by the client's lock.
 from __future__ import annotations
 
 import functools
+import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.ray.boxes import Box
 from actorlib.backends.ray.connector import ray_module
-from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray.errors import ended_itself, error_value
 from actorlib.backends.ray.limits import Held, Limits
 from actorlib.backends.ray.streams import RayStream
 from actorlib.core import waiting
@@ -544,5 +545,19 @@ class RayWaits:
             self.learn(data.refs)
             return data.value
         if isinstance(data, BaseException):
+            exited = ended_itself(data)
+            if exited is not None:
+                _end_exited(exited)
             return error_value(data)
         return serialize(data)  # a value Ray made (a plain Ray task's)
+
+
+def _end_exited(actor_hex: str) -> None:
+    """Kill an actor that ended itself while other calls ran in it (see
+    :func:`.errors.ended_itself`): those calls fail with ActorDiedError now, as on every
+    backend, instead of holding the actor, and every later call with it, until they end."""
+    try:
+        worker: Any = importlib.import_module("ray._private.worker").global_worker
+        worker.core_worker.kill_actor(ray.ActorID.from_hex(actor_hex), True)
+    except Exception:  # gone already, or never known to this process
+        pass

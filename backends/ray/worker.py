@@ -10,6 +10,7 @@ as :class:`~.boxes.Retryable` instead, so Ray retries the task.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -59,9 +60,11 @@ from actorlib.core.actor_exit import (
 )
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
+from actorlib.core.ids import id_hex
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import Serialized, deserialize
+from actorlib.core.serialization import Serialized, deserialize, serialize
 from actorlib.core.specs import NO_ARGS, ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
+from actorlib.exceptions import ActorDiedError
 
 _code = CodeCache()
 #: Results and items go to Ray as they are: Ray copies them into its store as the task
@@ -604,6 +607,13 @@ class SyncHost(_Host):
 
 
 class AsyncHost(_Host):
+    #: The calls running in this actor (their asyncio tasks), and whether one of them
+    #: has ended it: ``exit_actor()`` fails the others at once, as on every backend
+    #: (Ray 2.60 waits for them, and one that never ends left the actor neither alive
+    #: nor dead, every later call waiting for ever).
+    _running: set[asyncio.Task[Any]] | None = None
+    _exiting = False
+
     async def call(self, data: bytes, payload: Packed | None = None, *deps: Any) -> Any:
         spec, inline = call_spec(data)
         return await self._call(spec, payload if inline is None else inline, deps)
@@ -622,6 +632,12 @@ class AsyncHost(_Host):
                     deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
+        running = self._running
+        if running is None:
+            running = self._running = set()
+        this = asyncio.current_task()
+        if this is not None:
+            running.add(this)
         try:
             try:
                 method = self._method(spec, payload, deps)
@@ -641,14 +657,30 @@ class AsyncHost(_Host):
                 # exit_actor() in an async method (or __ray_terminate__): Ray's own exit
                 # ends the actor after the replies of the calls before (the client's
                 # ``exit_actor``), and this call fails with ActorDiedError, as on every
-                # backend.
+                # backend. The calls still running fail now: Ray's exit waits for them.
+                self._exiting = True
+                for other in running:
+                    if other is not this:
+                        other.cancel()
                 ray.actor.exit_actor()
+            except asyncio.CancelledError:
+                if not self._exiting:
+                    raise  # a cancel of this call: Ray's
+                return _finish(core, self._ended(), spec.num_returns)
             except Exception as exc:
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
             return _finish(core, values, spec.num_returns)
         finally:
+            running.discard(this)  # type: ignore[arg-type]
             current_execution.reset(token)
+
+    def _ended(self) -> Serialized:
+        """The error of a call still running when its actor ended itself."""
+        actor = id_hex(self._spec.actor_id)
+        return serialize(ActorDiedError(
+            f"The actor {self._spec.cls.name} ({actor}) was killed (kill() or "
+            "exit_actor()).", actor), is_error=True)
 
     async def actorlib_spec(self) -> ActorSpec:  # type: ignore[override]
         return self._spec
