@@ -672,7 +672,7 @@ class AsyncHost(_Host):
                 return _finish(core, error, spec.num_returns)
             return _finish(core, values, spec.num_returns)
         finally:
-            running.discard(this)  # type: ignore[arg-type]
+            running.discard(this)
             current_execution.reset(token)
 
     def _ended(self) -> Serialized:
