@@ -205,6 +205,40 @@ def test_a_cancelled_task_that_catches_the_interrupt_can_still_get(rt):
 
 
 @actorlib.remote
+def counts_its_interrupts(started, rec):
+    """A running sync task that catches every interruption for 2 s, noting each, then
+    ends as cancelled."""
+    started.arrive.remote()
+    interrupted = False
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.005)
+        except KeyboardInterrupt:
+            rec.append.remote("interrupted")
+            interrupted = True
+    actorlib.get(rec.append.remote("end"), timeout=T)
+    if interrupted:
+        raise KeyboardInterrupt
+    return "not cancelled"
+
+
+def test_a_cancel_interrupts_a_task_once_however_long_it_runs_on(rt):
+    """One cancel, one interruption, even in a task that catches it and runs on for
+    seconds (on ray the cancel is sent again until the task ends, as Ray drops one that
+    reaches a worker just before the task starts: the worker lets the later ones pass)."""
+    started, rec = Sync.remote(), Recorder.remote()
+    ref = counts_its_interrupts.remote(started, rec)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    wait_until(lambda: "end" in actorlib.get(rec.items.remote(), timeout=T),
+               what="the cancelled task's last call")
+    assert actorlib.get(rec.items.remote(), timeout=T) == ["interrupted", "end"]
+
+
+@actorlib.remote
 def waits_after_its_cancel(started, gate, rec):
     """A running sync task that catches the cancel's interruption, then waits on work
     that is not ready: a ``wait`` that gives up, then a ``get`` that blocks."""

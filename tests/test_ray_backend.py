@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -1340,3 +1341,45 @@ def test_a_drivers_get_waits_in_ray_without_a_watch(
     thread.join(10)
     assert not thread.is_alive()
     assert len(raised) == 1 and isinstance(raised[0], actorlib.exceptions.RuntimeClosedError)
+
+
+def test_a_soft_cancel_is_sent_again_until_the_task_has_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray 2.60 drops a cancel that reaches a worker just before the task starts: the
+    backend sends a task's soft cancel again, backing off, until its result has come
+    (never after), and stops at shutdown. Ray stood in for: which cancels Ray drops is
+    its timing's to say."""
+    pytest.importorskip("ray")
+    from actorlib.backends.ray import recancel
+
+    sent: list[tuple[str, bool, bool]] = []
+    ended: set[str] = set()
+
+    class StandIn:
+        def wait(self, refs: list[str], timeout: float, fetch_local: bool
+                 ) -> tuple[list[str], list[str]]:
+            return [r for r in refs if r in ended], [r for r in refs if r not in ended]
+
+        def cancel(self, ref: str, force: bool, recursive: bool) -> None:
+            sent.append((ref, force, recursive))
+
+    monkeypatch.setattr(recancel, "ray", StandIn())
+    monkeypatch.setattr(recancel, "DELAYS", (0.01, 0.02, 0.03))
+    resender = recancel.Recanceller()
+    resender.add("runs on", True)
+    resender.add("ends", False)
+    deadline = time.monotonic() + 10
+    while ("ends", False, False) not in sent and time.monotonic() < deadline:
+        time.sleep(0.005)
+    ended.add("ends")
+    while sent.count(("runs on", False, True)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    assert sent.count(("runs on", False, True)) == 3  # one per delay, then no more
+    assert 1 <= sent.count(("ends", False, False)) < 3  # none once it had ended
+    resender.add("after", True)
+    resender.close()
+    time.sleep(0.05)
+    assert ("after", False, True) not in sent
+    assert not [t for t in threading.enumerate() if t.name == "actorlib-ray-recancel"]

@@ -41,6 +41,7 @@ from actorlib.backends.ray.options import (
     task_options,
 )
 from actorlib.backends.ray.packages import RayPackages
+from actorlib.backends.ray.recancel import Recanceller
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.waits import RayWaits
 from actorlib.backends.ray.wire import (
@@ -186,6 +187,7 @@ class RayCore(RayWaits, HeldTasks):
         self._killed: dict[int, tuple[type[ActorDiedError], str]] = {}
         self._nodes_at = 0.0
         self._groups = RayGroups()
+        self._recancel = Recanceller()
         self._scheduler = Scheduler()
         self._scheduler.removed_groups = self._groups.removed
         self._ids_in_names = ids_in_names()
@@ -696,6 +698,8 @@ class RayCore(RayWaits, HeldTasks):
 
             raise ValueError(FORCED_ACTOR_CALL)
         ray.cancel(ref, force=force, recursive=recursive)
+        if not force and isinstance(ref, ray.ObjectRef) and not _actor_task(ref):
+            self._recancel.add(ref, recursive)  # Ray may drop it: see ``.recancel``
 
     def exit_actor(self, actor_id: int) -> None:
         """``exit_actor()`` in the actor this worker hosts: nothing here. The host ends it
@@ -894,6 +898,7 @@ class RayCore(RayWaits, HeldTasks):
             for stream in self._slots.values():
                 stream.release()
             self._slots.clear()
+        self._recancel.close()
         if waiting.blocking_wait == self.wait_blocking:
             waiting.blocking_wait = None
         if waiting.blocking_fetch == self.fetch_blocking:

@@ -291,6 +291,10 @@ class RayWaits:
         wait by completion callbacks, not in Ray (see the module docstring)."""
         self._landed = ctx
 
+    def landed_in(self, ctx: ExecutionContext) -> bool:
+        """Whether the cancel's interrupt of the task running ``ctx`` has landed."""
+        return self._landed is ctx
+
     def _cancel_landed(self) -> bool:
         """Whether this thread runs a task whose cancel's interrupt has landed."""
         landed = self._landed

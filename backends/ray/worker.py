@@ -106,6 +106,8 @@ def _note_cancels(core: RayCore) -> None:
 
     def interrupted(signum: int, frame: Any) -> None:
         ctx = current_execution.get()
+        if ctx is not None and core.landed_in(ctx):
+            return  # a cancel sent again (``.recancel``): its interrupt lands once
         if ctx is not None:
             try:
                 ctx.cancelled = bool(ray.get_runtime_context().is_canceled())

@@ -1,0 +1,95 @@
+"""A task's soft cancel, sent to Ray again until the task has ended.
+
+Ray 2.60 drops a cancel that reaches the worker between its receiving the task and
+starting it: the worker finds it neither running nor in its queue ("Cancelling a task
+that's not running"), answers that the attempt failed, and Ray does not try again, so the
+task runs to its end as if never cancelled (a task blocked in ``get`` on a call that never
+returns: for good). Ray retries only a cancel that found the task running. So each soft
+cancel of a task is sent again a few times, backing off, until the task's result has come;
+the worker lets a second interrupt of a task whose first one landed pass (see
+``worker._note_cancels``), so a task that catches the interrupt still sees it once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from typing import Any
+
+from actorlib.backends.ray.connector import ray_module
+from actorlib.core.interruptible import shield_signals
+
+ray = ray_module()
+
+#: Seconds after the cancel (then after each resend) to look again: 7.5 s in all.
+DELAYS = (0.5, 1.0, 2.0, 4.0)
+
+
+class Recanceller:
+    """Resends the soft cancels of tasks that have not ended, from one thread of its own
+    started with the first cancel, until :meth:`close`."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        # (due, order, Ray ref, recursive, resends so far)
+        self._due: list[tuple[float, int, Any, bool, int]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, ref: Any, recursive: bool) -> None:
+        """``ref``'s task was sent a soft cancel now: look again later."""
+        with self._cond:
+            if self._closed:
+                return
+            heapq.heappush(self._due, (time.monotonic() + DELAYS[0], next(self._order),
+                                       ref, recursive, 0))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="actorlib-ray-recancel")
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._due.clear()
+            thread, self._thread = self._thread, None
+            self._cond.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        shield_signals()
+        while True:
+            with self._cond:
+                while not self._closed and (
+                        not self._due or self._due[0][0] > time.monotonic()):
+                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                if self._closed:
+                    return
+                now = time.monotonic()
+                ripe = []
+                while self._due and self._due[0][0] <= now:
+                    ripe.append(heapq.heappop(self._due))
+            for _, _, ref, recursive, sent in ripe:
+                if not self._resend(ref, recursive) or sent + 1 >= len(DELAYS):
+                    continue
+                with self._cond:
+                    if not self._closed:
+                        heapq.heappush(self._due, (time.monotonic() + DELAYS[sent + 1],
+                                                   next(self._order), ref, recursive, sent + 1))
+
+    @staticmethod
+    def _resend(ref: Any, recursive: bool) -> bool:
+        """Cancel ``ref``'s task again unless it has ended (never one whose result has
+        come: see ``RayCore.cancel``); whether it had not."""
+        try:
+            if ray.wait([ref], timeout=0, fetch_local=False)[0]:
+                return False
+            ray.cancel(ref, force=False, recursive=recursive)
+        except Exception:  # Ray gone, or the task ended meanwhile
+            return False
+        return True
