@@ -717,6 +717,33 @@ def test_a_wait_loop_reads_no_value_but_a_get_beside_it_does(
     assert seen == 100 and got == list(range(100))
 
 
+def test_a_drivers_wait_with_no_timeout_waits_in_ray_without_a_watch(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A driver's ``wait`` with no timeout is one ``ray.wait`` of the refs, as Ray's own,
+    with no watch of them (a loop of waits over 1,000 refs paid a watch and an unwatch
+    of all those left per call): each object is reported once, in the caller's order
+    for several."""
+    from actorlib.backends.ray import waits
+
+    watched: list[int] = []
+    watch = waits.RayWaits.watch
+    monkeypatch.setattr(waits.RayWaits, "watch", lambda self, ids, *a, **k: (
+        watched.append(len(ids)), watch(self, ids, *a, **k))[1])
+    refs = [sleeper.remote(0.002 * (i % 5)) for i in range(100)]
+    pending, seen = list(refs), []
+    while pending:
+        ready, pending = actorlib.wait(pending, num_returns=min(3, len(pending)))
+        assert ready == [r for r in refs if r in ready]  # the caller's order
+        seen += ready
+    assert sorted(seen, key=refs.index) == refs and len(seen) == 100
+    assert watched == []
+    # With a stream about, the usual watch (a stream's objects are not plain refs).
+    mixed = [actorlib.put(1), echo.remote(2), squares_then_fail.remote(1).completed()]
+    ready, rest = actorlib.wait(mixed, num_returns=3)
+    assert ready == mixed and rest == [] and watched == [3]
+
+
 def test_a_wait_that_gives_up_passes_over_watched_objects_let_go(on_ray: str) -> None:
     """A watch may outlive the refs of its objects (an Executor's, once ``Pool.terminate``
     settled its futures): a wait that gives up asks Ray about the watched objects this

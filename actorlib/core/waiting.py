@@ -182,11 +182,14 @@ blocking_wait: Callable[[Any, float | None, list[int], bool, int], bool] | None 
 #: every other backend, Ray's (whose hook only waits) included: their waits are as ever.
 hook_runs_work = False
 #: A backend whose store can wait for objects itself may set ``hook(ids, need,
-#: fail_fast) -> values or None``: ``fetch`` calls it for a ``get`` with no timeout in a
-#: thread that runs no task, before any watch (None: the usual watch and wait). The Ray
-#: backend's waits in ``ray.get`` as plain Ray's ``get`` does, without the watch, its
-#: waiter and its delivery (about 15 us of the driver's CPU per ``get``).
-blocking_fetch: Callable[[list[int], int, bool], dict[int, Serialized] | None] | None = None
+#: fail_fast, reads) -> values or None``: ``fetch`` calls it for a ``get`` or a ``wait``
+#: with no timeout in a thread that runs no task, before any watch (None: the usual
+#: watch and wait). The Ray backend's waits in ``ray.get``/``ray.wait`` as plain Ray's
+#: do, without the watch, its waiter and its delivery (about 15 us of the driver's CPU
+#: per ``get``; a ``wait`` loop over 1,000 refs pays its watch of all of them per call).
+blocking_fetch: Callable[[list[int], int, bool, bool], dict[int, Serialized] | None] | None = (
+    None
+)
 
 
 def fetch(
@@ -209,11 +212,11 @@ def fetch(
     if len(got) == need or (fail_fast and any(v.is_error for v in got.values())):
         return got
     quick = blocking_fetch
-    if (quick is not None and timeout is None and reads and not got
+    if (quick is not None and timeout is None and not got
             and current_execution.get() is None):
         if not _blocking_warned:
             _warn_if_in_event_loop()
-        found = quick(ids, need, fail_fast)
+        found = quick(ids, need, fail_fast, reads)
         if found is not None:
             return found
     lock = _thread.allocate_lock()

@@ -338,17 +338,20 @@ class RayWaits:
             raise
 
     def fetch_blocking(
-        self, ids: list[int], need: int, fail_fast: bool,
+        self, ids: list[int], need: int, fail_fast: bool, reads: bool,
     ) -> dict[int, Serialized] | None:
         """``waiting.blocking_fetch``: a driver's ``get`` (no timeout) of objects this
-        process maps to Ray refs waits in one ``ray.get`` of them, in rounds (a shutdown
-        meanwhile is seen within one), with no watch: no other waiter is served by it
-        (theirs are). None, for the usual watch and wait, where anything else is at
-        stake: a worker's wait (its task's cancel), a ``wait``, streams, tasks held over
-        a limit, or an error Ray raises for one of them (the usual path reads them one
-        by one)."""
-        if self._worker or need != len(ids) or self._slots or self._limits.standing:
+        process maps to Ray refs waits in one ``ray.get`` of them, and its ``wait`` in
+        one ``ray.wait``, in rounds (a shutdown meanwhile is seen within one), with no
+        watch: no other waiter is served by it (theirs are). None, for the usual watch
+        and wait, where anything else is at stake: a worker's wait (its task's cancel),
+        streams, tasks held over a limit, or an error Ray raises for one of them (the
+        usual path reads them one by one)."""
+        if self._worker or self._slots or self._limits.standing or (
+                reads and need != len(ids)):
             return None
+        if not reads:
+            return self._wait_blocking_in_ray(ids, need)
         with self._lock:
             try:
                 chosen = [(id_, self._refs[id_][0]) for id_ in ids]
@@ -371,6 +374,35 @@ class RayWaits:
                     if entry is not None:
                         entry[2] = True
             return got
+        return None
+
+    def _wait_blocking_in_ray(self, ids: list[int], need: int) -> dict[int, Serialized] | None:
+        """:meth:`fetch_blocking` for a ``wait``: the ids of the first ``need`` of
+        ``ids`` Ray finds complete, each with ``UNREAD``. A loop of waits calls this
+        once per object over all those left: it does as little per ref as it can."""
+        with self._lock:
+            try:
+                refs = [self._refs[id_][0] for id_ in ids]
+            except KeyError:  # not claimed here yet, or let go
+                return None
+        while not self.closed:
+            try:
+                ready = ray.wait(refs, num_returns=need, timeout=_LAST_ROUND_S)[0]
+            except Exception as exc:  # a stream or a held task (not a ref), a duplicate
+                _raise_signalled(exc)
+                return None
+            if len(ready) < need:
+                continue
+            if need == 1:
+                found = [ids[refs.index(ready[0])]]
+            else:
+                done = set(ready)
+                found = [id_ for id_, ref in zip(ids, refs, strict=True) if ref in done]
+            with self._lock:  # known complete: a later ``get`` reads them at once
+                for entry in map(self._refs.get, found):
+                    if entry is not None:
+                        entry[2] = True
+            return dict.fromkeys(found, UNREAD)
         return None
 
     def _wait_in_ray(
