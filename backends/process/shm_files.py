@@ -13,7 +13,6 @@ fallback directory on their own.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import threading
 from typing import Any
@@ -85,9 +84,11 @@ def _stat_fields(pid: int) -> list[bytes] | None:
     return stat[stat.rindex(b")") + 2:].split()  # (a name may hold spaces and parens)
 
 
-@functools.cache
 def _boot_time() -> float | None:
-    """When the machine booted (``btime`` of ``/proc/stat``); read once."""
+    """When the machine booted (``btime`` of ``/proc/stat``), read at each call: the
+    kernel gives it as the wall clock now less the time since boot, so it moves when the
+    clock is stepped, and a value kept from before a step backwards would put every
+    process's start after the files it made (and sweep a live driver's as stale)."""
     try:
         with open("/proc/stat", "rb") as f:
             return float(next(int(line.split()[1]) for line in f if line.startswith(b"btime ")))
