@@ -730,18 +730,26 @@ def test_a_drivers_wait_with_no_timeout_waits_in_ray_without_a_watch(
     watch = waits.RayWaits.watch
     monkeypatch.setattr(waits.RayWaits, "watch", lambda self, ids, *a, **k: (
         watched.append(len(ids)), watch(self, ids, *a, **k))[1])
+    # Nor a pass of the process's own over all those left (which ``ready_values`` is).
+    passes: list[int] = []
+    ready_values = waits.RayWaits.ready_values
+    monkeypatch.setattr(waits.RayWaits, "ready_values", lambda self, ids, *a, **k: (
+        passes.append(len(ids)), ready_values(self, ids, *a, **k))[1])
     refs = [sleeper.remote(0.002 * (i % 5)) for i in range(100)]
+    refs[7] = actorlib.put(7)  # complete already: found by Ray's wait as well
     pending, seen = list(refs), []
     while pending:
         ready, pending = actorlib.wait(pending, num_returns=min(3, len(pending)))
         assert ready == [r for r in refs if r in ready]  # the caller's order
         seen += ready
     assert sorted(seen, key=refs.index) == refs and len(seen) == 100
-    assert watched == []
+    assert watched == [] and passes == []
     # With a stream about, the usual watch (a stream's objects are not plain refs).
-    mixed = [actorlib.put(1), echo.remote(2), squares_then_fail.remote(1).completed()]
+    stream = squares_then_fail.remote(1)
+    mixed = [actorlib.put(1), echo.remote(2), stream.completed()]
     ready, rest = actorlib.wait(mixed, num_returns=3)
     assert ready == mixed and rest == [] and watched == [3]
+    del stream
 
 
 def test_a_wait_that_gives_up_passes_over_watched_objects_let_go(on_ray: str) -> None:

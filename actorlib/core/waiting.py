@@ -183,13 +183,23 @@ blocking_wait: Callable[[Any, float | None, list[int], bool, int], bool] | None 
 hook_runs_work = False
 #: A backend whose store can wait for objects itself may set ``hook(ids, need,
 #: fail_fast, reads) -> values or None``: ``fetch`` calls it for a ``get`` or a ``wait``
-#: with no timeout in a thread that runs no task, before any watch (None: the usual
-#: watch and wait). The Ray backend's waits in ``ray.get``/``ray.wait`` as plain Ray's
-#: do, without the watch, its waiter and its delivery (about 15 us of the driver's CPU
-#: per ``get``; a ``wait`` loop over 1,000 refs pays its watch of all of them per call).
+#: with no timeout in a thread that runs no task, before any watch (a ``wait``: before
+#: asking ``ready_values`` too; None: the usual watch and wait). The Ray backend's
+#: waits in ``ray.get``/``ray.wait`` as plain Ray's do, without the watch, its waiter
+#: and its delivery (about 15 us of the driver's CPU per ``get``; a ``wait`` loop over
+#: 1,000 refs paid its watch of all of them per call).
 blocking_fetch: Callable[[list[int], int, bool, bool], dict[int, Serialized] | None] | None = (
     None
 )
+
+
+def _quick_fetch(
+    quick: Callable[[list[int], int, bool, bool], dict[int, Serialized] | None],
+    ids: list[int], need: int, fail_fast: bool, reads: bool,
+) -> dict[int, Serialized] | None:
+    if not _blocking_warned:
+        _warn_if_in_event_loop()
+    return quick(ids, need, fail_fast, reads)
 
 
 def fetch(
@@ -206,17 +216,23 @@ def fetch(
     client = client_of(refs)
     if ids is None:
         ids = unique_ids(refs)
+    quick = blocking_fetch
+    if quick is not None and (timeout is not None or current_execution.get() is not None):
+        quick = None
+    if quick is not None and not reads:
+        # A wait: the store's own wait finds those complete already as well, with no
+        # pass over all the ids here first (a wait loop would pay it at every call).
+        found = _quick_fetch(quick, ids, need, fail_fast, reads)
+        if found is not None:
+            return found
+        quick = None
     # Values this process can read at once (the core is here, or the backend can ask
     # its store about all of them in one call).
     got = client.ready_values(ids, need, fail_fast, reads)
     if len(got) == need or (fail_fast and any(v.is_error for v in got.values())):
         return got
-    quick = blocking_fetch
-    if (quick is not None and timeout is None and not got
-            and current_execution.get() is None):
-        if not _blocking_warned:
-            _warn_if_in_event_loop()
-        found = quick(ids, need, fail_fast, reads)
+    if quick is not None and not got:
+        found = _quick_fetch(quick, ids, need, fail_fast, reads)
         if found is not None:
             return found
     lock = _thread.allocate_lock()
