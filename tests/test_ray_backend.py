@@ -1392,7 +1392,9 @@ def test_a_soft_cancel_is_sent_again_until_the_task_has_ended(
     ended: set[str] = set()
 
     class StandIn:
-        def wait(self, refs: list[str], timeout: float, fetch_local: bool
+        ObjectRef = str
+
+        def wait(self, refs: list[str], num_returns: int, timeout: float, fetch_local: bool
                  ) -> tuple[list[str], list[str]]:
             return [r for r in refs if r in ended], [r for r in refs if r not in ended]
 

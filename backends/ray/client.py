@@ -41,7 +41,7 @@ from actorlib.backends.ray.options import (
     task_options,
 )
 from actorlib.backends.ray.packages import RayPackages
-from actorlib.backends.ray.recancel import Recanceller
+from actorlib.backends.ray.recancel import Recanceller, cancel_pending
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.waits import RayWaits
 from actorlib.backends.ray.wire import (
@@ -124,23 +124,7 @@ def _end_tasks(running: list[Any]) -> None:
     runtime: they would hold their CPUs until done, as Ray's driver exit would not let
     them (Ray ends a departed driver's tasks). Forced, with their children, as Ray's
     exit ends them: a task that catches ``KeyboardInterrupt`` must not live on."""
-    _cancel_pending(running, recursive=True)
-
-
-def _cancel_pending(tasks: list[Any], recursive: bool = False) -> None:
-    """Force-cancel those of ``tasks`` (refs or streams) whose results have not come.
-    Never one whose result has come: Ray 2.60 ends the driver for a cancel that meets a
-    result it is still filing (see `RayCore.cancel`)."""
-    refs = [r for r in tasks if isinstance(r, ray.ObjectRef)]
-    try:
-        pending = ray.wait(refs, num_returns=len(refs), timeout=0)[1] if refs else []
-    except Exception:  # Ray gone meanwhile: its tasks went with it
-        return
-    for task in [*pending, *(r for r in tasks if not isinstance(r, ray.ObjectRef))]:
-        try:
-            ray.cancel(task, force=True, recursive=recursive)
-        except Exception:  # finished meanwhile
-            pass
+    cancel_pending(running, force=True, recursive=True)
 
 
 class PassStore(ObjectStore):
@@ -844,7 +828,7 @@ class RayCore(RayWaits, HeldTasks):
                 if entry is not None and not entry[2]:
                     ended.append(entry[0])
                     self._errors_as[id_] = cancelled
-        _cancel_pending(ended)
+        cancel_pending(ended, force=True, recursive=False)
 
     def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
         self._check_open()

@@ -8,6 +8,9 @@ returns: for good). Ray retries only a cancel that found the task running. So ea
 cancel of a task is sent again a few times, backing off, until the task's result has come;
 the worker lets a second interrupt of a task whose first one landed pass (see
 ``worker._note_cancels``), so a task that catches the interrupt still sees it once.
+
+Every cancel the backend sends on its own (these, and those of shutdown and of a removed
+placement group) goes through :func:`cancel_pending`, which never cancels what has ended.
 """
 
 from __future__ import annotations
@@ -84,12 +87,25 @@ class Recanceller:
 
     @staticmethod
     def _resend(ref: Any, recursive: bool) -> bool:
-        """Cancel ``ref``'s task again unless it has ended (never one whose result has
-        come: see ``RayCore.cancel``); whether it had not."""
+        """Cancel ``ref``'s task again unless it has ended; whether it had not."""
+        return cancel_pending([ref], force=False, recursive=recursive) > 0
+
+
+def cancel_pending(tasks: list[Any], *, force: bool, recursive: bool) -> int:
+    """Cancel those of ``tasks`` (Ray refs, or streams: always) whose results have not
+    come; how many cancels were sent. Never one whose result has come: Ray 2.60 ends the
+    driver for a cancel that meets a result it is still filing (see ``RayCore.cancel``)."""
+    refs = [r for r in tasks if isinstance(r, ray.ObjectRef)]
+    try:
+        pending = (ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)[1]
+                   if refs else [])
+    except Exception:  # Ray gone meanwhile: its tasks went with it
+        return 0
+    sent = 0
+    for task in [*pending, *(r for r in tasks if not isinstance(r, ray.ObjectRef))]:
         try:
-            if ray.wait([ref], timeout=0, fetch_local=False)[0]:
-                return False
-            ray.cancel(ref, force=False, recursive=recursive)
-        except Exception:  # Ray gone, or the task ended meanwhile
-            return False
-        return True
+            ray.cancel(task, force=force, recursive=recursive)
+        except Exception:  # ended meanwhile
+            continue
+        sent += 1
+    return sent
