@@ -326,6 +326,11 @@ class LeavesMidCall:
     async def ping(self):
         return "pong"
 
+    async def ticks(self):
+        yield 1
+        await asyncio.sleep(3600)
+        yield 2
+
 
 @actorlib.remote(num_cpus=0, max_concurrency=2)
 class ThreadedLeavesMidCall:
@@ -364,6 +369,22 @@ def test_exit_actor_fails_the_calls_still_running_in_the_actor(rt, cls):
         actorlib.get(a.ping.remote(), timeout=T)
     # The thread backend cannot end a thread: the stuck call's waits on, until this.
     actorlib.kill(started)
+
+
+def test_exit_actor_ends_a_stream_still_running_in_the_actor(rt):
+    """A stream an async actor still produces when it ends itself fails at its next item
+    with ActorDiedError saying so, as a call still running does (on ray, the exit waited
+    for the generator about 1.6 s and the stream then failed as an actor that "died
+    unexpectedly")."""
+    a = LeavesMidCall.remote()
+    stream = a.ticks.options(num_returns="streaming").remote()
+    assert actorlib.get(next(stream), timeout=T) == 1
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(a.leave.remote(), timeout=T)
+    with pytest.raises(actorlib.exceptions.ActorDiedError, match=r"exit_actor\(\)"):
+        actorlib.get(next(stream), timeout=T)
+    with pytest.raises(actorlib.exceptions.ActorDiedError):
+        actorlib.get(a.ping.remote(), timeout=T)
 
 
 def test_direct_instantiation_raises(rt):

@@ -697,9 +697,24 @@ class AsyncHost(_Host):
         def make() -> Any:
             return self._streamed(spec, payload, deps)()
 
-        async for box in _stream_async(core, self._context(spec.call_id, spec.method), make,
-                                       self._name(spec), spec.retry_exceptions):
-            yield box
+        # One asyncio task of Ray's drives the whole stream: a call still running, for
+        # ``exit_actor()`` (see ``_call``).
+        running = self._running
+        if running is None:
+            running = self._running = set()
+        this = asyncio.current_task()
+        if this is not None:
+            running.add(this)
+        try:
+            async for box in _stream_async(core, self._context(spec.call_id, spec.method),
+                                           make, self._name(spec), spec.retry_exceptions):
+                yield box
+        except asyncio.CancelledError:
+            if not self._exiting:
+                raise  # a cancel of this stream: Ray's
+            raise Raised(self._ended()) from None
+        finally:
+            running.discard(this)
 
 
 # Made on first use and kept out of the module's names, so that Ray pickles the functions
