@@ -528,20 +528,23 @@ class ActorMethod(Generic[P, R]):
                 client, num_returns, label, call_id
             )
         execution = current_execution.get()
+        # Positional, in the order of CallSpec's fields (keywords: the dataclass's
+        # ``__init__`` matched each name against its parameters, on every call).
         named = client.submit_call(CallSpec(
-            call_id=call_id,
-            actor_id=handle._id,
-            method=self._name,
-            args=packed,
-            return_ids=return_ids,
-            num_returns=count,
-            caller_id=DRIVER_CALLER if execution is None else execution.caller_id,
-            max_task_retries=opts.get("max_task_retries"),
-            retry_exceptions=opts.get("retry_exceptions", False),
-            concurrency_group=None if "concurrency_group" not in opts
-            else self._group_override(opts),
-            generator=generator,
-            backpressure=opts.get("_generator_backpressure_num_objects", -1),
+            call_id,  # call_id
+            handle._id,  # actor_id
+            self._name,  # method
+            packed,  # args
+            return_ids,  # return_ids
+            count,  # num_returns
+            DRIVER_CALLER if execution is None else execution.caller_id,  # caller_id
+            opts.get("max_task_retries"),  # max_task_retries
+            opts.get("retry_exceptions", False),  # retry_exceptions
+            0,  # attempt
+            None if "concurrency_group" not in opts
+            else self._group_override(opts),  # concurrency_group
+            generator,  # generator
+            opts.get("_generator_backpressure_num_objects", -1),  # backpressure
         ))
         if named is not None and num_returns == 1:  # the backend's id for the call
             result._task = named

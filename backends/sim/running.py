@@ -145,11 +145,11 @@ class SimHost:
         self.seq = 0  # its place in the run's ``_hosts`` (``Running._add_host``)
 
     def context(self, call_id: int | None = None, method: str = "") -> ExecutionContext:
+        # (Positional, in the order of its fields: keywords cost every call.)
         ctx = ExecutionContext(
-            self.start.node_id, task_id=call_id, actor_id=self.spec.actor_id,
-            gpu_ids=self.start.gpu_ids, namespace=self.spec.namespace, spec=self.spec,
-            incarnation=self.incarnation, method=method,
-            code=None if self.instance is None else type(self.instance),
+            self.start.node_id, call_id, self.spec.actor_id, self.start.gpu_ids,
+            self.spec.namespace, False, None, self.spec, self.incarnation, method,
+            None if self.instance is None else type(self.instance),
         )
         if call_id is not None:
             self.contexts[call_id] = ctx
@@ -214,9 +214,9 @@ class Running(Choosing):
     def _task_job(self, task: SimTask) -> None:
         run = task.run
         spec = run.spec
+        # (Positional, in the order of its fields: keywords cost every task.)
         ctx = task.ctx = ExecutionContext(
-            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
-            spec=spec,
+            run.node_id, spec.task_id, None, run.gpu_ids, spec.namespace, False, None, spec,
         )
         token = current_execution.set(ctx)
         box: Box = task
@@ -243,8 +243,9 @@ class Running(Choosing):
                 failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
             if failure is None:
                 try:  # (``_succeeded``, without its frame: every task comes here)
-                    box.outcome = Outcome(spec.task_id, spec.attempt, values=pack_results(
-                        box.result, spec.num_returns, spec.name, self.store), pid=PID.value)
+                    box.outcome = Outcome(spec.task_id, spec.attempt, pack_results(
+                        box.result, spec.num_returns, spec.name, self.store), None, False,
+                        PID.value)  # (values, error, retryable, pid: no keywords, as above)
                 except Exception as exc:
                     failure = exc
             if failure is not None:
@@ -465,8 +466,9 @@ class Running(Choosing):
             if PID.forks != forks:  # a process the call forked, come back out of it
                 leave_forked_child(None)
             # (``_succeeded``, without its frame: every call comes here)
-            box.outcome = Outcome(spec.call_id, spec.attempt, values=pack_results(
-                box.result, spec.num_returns, name, self.store), pid=PID.value)
+            box.outcome = Outcome(spec.call_id, spec.attempt, pack_results(
+                box.result, spec.num_returns, name, self.store), None, False,
+                PID.value)  # (values, error, retryable, pid: positional, as in ``_task_job``)
         except Unwind:
             raise
         except BaseException as exc:
