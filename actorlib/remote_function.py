@@ -11,7 +11,7 @@ from actorlib import session
 from actorlib.arguments import ArgCheck, mint_results, num_returns_of, pack_args
 from actorlib.core import context
 from actorlib.core.context import Client
-from actorlib.core.execution_context import current_execution
+from actorlib.core.execution_context import execution_now
 from actorlib.core.refs import ObjectRef
 from actorlib.core.scheduler import infeasible_error
 from actorlib.core.serialization import dumps_function
@@ -145,7 +145,7 @@ class RemoteFunction(Generic[P, R]):
             client = session.client()  # starts the default runtime, or says why not
         name = self._name
         resources = self._resources
-        execution = current_execution.get()
+        execution = execution_now()
         strategy = self._strategy
         if strategy is None:  # the driver's own tasks inherit nothing: no call for them
             strategy = "DEFAULT" if execution is None else strategy_inherited_in(execution)

@@ -49,6 +49,11 @@ from actorlib.exceptions import TaskCancelledError, WorkerCrashedError
 
 __all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome", "node_name"]
 
+#: Read once: CPython 3.11 looks a C method up on its slow path at each
+#: ``current_execution.set(...)``, and every task does it twice.
+_enter_execution = current_execution.set
+_leave_execution = current_execution.reset
+
 NODE_ID = "sim-node-0"  # the first node: the driver's
 
 #: What ``is_generator`` asks of a result, asked inline on every task and call.
@@ -172,7 +177,10 @@ class Running(Choosing):
 
     events: Posting
     store: ObjectStore
-    sim_store: SimStore  # the same store, for what only the simulator asks of it
+    # The same store, for what only the simulator asks of it, and read on every task's
+    # and call's path: CPython 3.11 reads ``store`` on its slow path (it shadows
+    # ``Backend.store``, a class attribute).
+    sim_store: SimStore
     nodes: list[str]  # the nodes alive, the driver's first
 
     def __init__(self) -> None:
@@ -197,6 +205,9 @@ class Running(Choosing):
         self._delays = 0
         self.gates = Gates()  # the streams of generator tasks and calls, by producer
         self._call_loops: set[CallLoop] = set()  # async generators of sync actors' calls
+        # A task's job and its end, bound once (every task is launched with them; reading
+        # a bound method off this many-attribute object is a slow lookup each time).
+        self._task_steps = (self._task_job, self._task_done)
 
     def _new_label(self, name: str) -> str:
         count = self._counts[name] = self._counts.get(name, 0) + 1
@@ -209,7 +220,8 @@ class Running(Choosing):
     def _start_task(self, task_id: int) -> None:
         """The step of a task waiting to start (``Steps._pend``), which names it by id."""
         task = self._started[task_id] = self._pending.pop(task_id)
-        self._launch(self._task_job, self._task_done, task, f"task {task.label}", task, task)
+        job, done = self._task_steps
+        self._launch(job, done, task, f"task {task.label}", task, task)
 
     def _task_job(self, task: SimTask) -> None:
         run = task.run
@@ -218,7 +230,7 @@ class Running(Choosing):
         ctx = task.ctx = ExecutionContext(
             run.node_id, spec.task_id, None, run.gpu_ids, spec.namespace, False, None, spec,
         )
-        token = current_execution.set(ctx)
+        token = _enter_execution(ctx)
         box: Box = task
         failure: BaseException | None = None
         forks = PID.forks
@@ -244,7 +256,7 @@ class Running(Choosing):
             if failure is None:
                 try:  # (``_succeeded``, without its frame: every task comes here)
                     box.outcome = Outcome(spec.task_id, spec.attempt, pack_results(
-                        box.result, spec.num_returns, spec.name, self.store), None, False,
+                        box.result, spec.num_returns, spec.name, self.sim_store), None, False,
                         PID.value)  # (values, error, retryable, pid: no keywords, as above)
                 except Exception as exc:
                     failure = exc
@@ -254,7 +266,7 @@ class Running(Choosing):
                     spec.task_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
                 )
         finally:
-            current_execution.reset(token)
+            _leave_execution(token)
 
     def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
         # (Straight to ``fn`` unless preemption is on: one frame fewer on every task.)
@@ -467,7 +479,7 @@ class Running(Choosing):
                 leave_forked_child(None)
             # (``_succeeded``, without its frame: every call comes here)
             box.outcome = Outcome(spec.call_id, spec.attempt, pack_results(
-                box.result, spec.num_returns, name, self.store), None, False,
+                box.result, spec.num_returns, name, self.sim_store), None, False,
                 PID.value)  # (values, error, retryable, pid: positional, as in ``_task_job``)
         except Unwind:
             raise

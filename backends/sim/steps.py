@@ -39,10 +39,10 @@ class Steps(Running):
         faults: list[Item] = []
         now = self.clock.now
         driver = self._driver_wait
-        if driver is not None and (
-            driver.ready() or (driver.deadline is not None and driver.deadline <= now)
-        ):
-            items.append((("driver",), "driver continues", DRIVER_STEP))
+        if driver is not None:
+            ready = driver.ready  # (called through a local: a slot's function is a slow read)
+            if ready() or (driver.deadline is not None and driver.deadline <= now):
+                items.append((("driver",), "driver continues", DRIVER_STEP))
         for worker in self._workers if self._parked else ():
             wait = worker.wait
             if wait is None:
