@@ -239,6 +239,7 @@ class SimBackend(Steps, Backend):
                 self._unwind(task.worker)
         self._started.clear()
         self._pending.clear()
+        self._pending_items.clear()
         self._unaged.clear()
         for worker in self._workers:
             if worker.wait is not None:  # anything else still paused

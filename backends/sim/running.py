@@ -187,6 +187,9 @@ class Running(Choosing):
         super().__init__()
         self.code = CodeCache()
         self._pending: dict[int, SimTask] = {}  # task id -> not started
+        #: task id -> its "starts" step, for each task of ``_pending`` in the same order:
+        #: a turn lists them with no attribute read per task (changed with ``_pending``).
+        self._pending_items: dict[int, Any] = {}
         self._started: dict[int, SimTask] = {}  # task id -> started, not finished
         self._hosts: dict[int, SimHost] = {}  # actor id -> current incarnation
         # The hosts a turn asks for steps (``Steps._runnable``), so an idle one costs
@@ -220,6 +223,7 @@ class Running(Choosing):
     def _start_task(self, task_id: int) -> None:
         """The step of a task waiting to start (``Steps._pend``), which names it by id."""
         task = self._started[task_id] = self._pending.pop(task_id)
+        del self._pending_items[task_id]
         job, done = self._task_steps
         self._launch(job, done, task, f"task {task.label}", task, task)
 
@@ -631,6 +635,7 @@ class Running(Choosing):
         for task in [t for t in self._pending.values() if t.run.node_id == node]:
             spec = task.run.spec
             del self._pending[spec.task_id]
+            del self._pending_items[spec.task_id]
             self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
         for host in [h for h in self._hosts.values() if h.start.node_id == node]:
             self._kill_actor(host, why)
@@ -696,6 +701,7 @@ class Running(Choosing):
     def _cancel(self, id_: int, force: bool) -> None:
         task = self._pending.pop(id_, None)
         if task is not None:
+            del self._pending_items[id_]
             spec = task.run.spec
             self.events.task_finished(error_outcome(id_, spec.attempt, TaskCancelledError(),
                                                      spec.name))
