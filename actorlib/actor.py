@@ -12,7 +12,7 @@ from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit
 from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
 from actorlib.core.builtin_methods import READY_METHOD, TERMINATE_METHOD
 from actorlib.core.context import Client
-from actorlib.core.execution_context import current_execution
+from actorlib.core.execution_context import execution_now
 from actorlib.core.ids import ActorID, id_hex
 from actorlib.core.refs import ObjectRef
 from actorlib.core.scheduler import infeasible_error
@@ -527,7 +527,7 @@ class ActorMethod(Generic[P, R]):
             return_ids, count, generator, result = mint_results(
                 client, num_returns, label, call_id
             )
-        execution = current_execution.get()
+        execution = execution_now()
         # Positional, in the order of CallSpec's fields (keywords: the dataclass's
         # ``__init__`` matched each name against its parameters, on every call).
         named = client.submit_call(CallSpec(

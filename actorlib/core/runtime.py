@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from actorlib.core import invariants, state
 from actorlib.core.actors import DEAD, Actors
-from actorlib.core.execution_context import current_execution, execution_now
+from actorlib.core.execution_context import execution_now
 from actorlib.core.guards import Guards
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.jobs import Jobs, entrypoint
@@ -188,7 +188,7 @@ class Runtime:
         """Post a caller's request: inline (on the thread backend) only outside a task or
         actor. A running task's thread may be interrupted by a cancel at any bytecode
         (``KeyboardInterrupt``), which must never land in the middle of the core's work."""
-        if current_execution.get() is None:
+        if execution_now() is None:
             self._loop.post_inline(fn, *args)
         else:
             self._loop.post(fn, *args)
@@ -342,10 +342,10 @@ class Runtime:
 
     def submit_call(self, spec: CallSpec) -> None:
         # ``_post_from_caller``, without its frame
-        if current_execution.get() is None:
-            self._loop.post_inline(self.guard.submit, spec, self.actors.submit_call)
+        if execution_now() is None:
+            self._loop.post_inline(self._guard_submit, spec, self.actors.submit_call)
         else:
-            self._loop.post(self.guard.submit, spec, self.actors.submit_call)
+            self._loop.post(self._guard_submit, spec, self.actors.submit_call)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         self._loop.post(self.actors.kill, actor_id, no_restart)

@@ -211,6 +211,7 @@ class Running(Choosing):
         # A task's job and its end, bound once (every task is launched with them; reading
         # a bound method off this many-attribute object is a slow lookup each time).
         self._task_steps = (self._task_job, self._task_done)
+        self._call_steps = (self._call_job, self._call_done)  # (a sync actor's call's)
 
     def _new_label(self, name: str) -> str:
         count = self._counts[name] = self._counts.get(name, 0) + 1
@@ -441,7 +442,8 @@ class Running(Choosing):
         )
         if host.loop is None:
             # (One object for the job: no closure, no binding function made for a call.)
-            self._launch(self._call_job, self._call_done, CallJob(host, run, group), name, host,
+            job, done = self._call_steps
+            self._launch(job, done, CallJob(host, run, group), name, host,
                          pin=host if host.pins else None)
             return
         loop = host.loop
@@ -461,7 +463,7 @@ class Running(Choosing):
         host, run, box = job.host, job.run, job.box
         spec = run.spec
         host.running[spec.call_id] = self._by_ident[_thread.get_ident()]  # its worker
-        token = current_execution.set(host.context(spec.call_id, spec.method))
+        token = _enter_execution(host.context(spec.call_id, spec.method))
         name = host.names.get(spec.method) or host.name_of(spec.method)
         forks = PID.forks
         try:
@@ -495,7 +497,7 @@ class Running(Choosing):
                 spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
             )
         finally:
-            current_execution.reset(token)
+            _leave_execution(token)
 
     def _call_generated(self, spec: CallSpec, name: str, result: Any) -> Any:
         """A sync or threaded actor's generator call (an async generator on a loop of its
