@@ -12,7 +12,7 @@ from actorlib.actor_exit import exit_actor as exit_actor  # Ray's ray.actor.exit
 from actorlib.arguments import ArgCheck, caller_id, mint_results, num_returns_of, pack_args
 from actorlib.core.builtin_methods import READY_METHOD, TERMINATE_METHOD
 from actorlib.core.context import Client
-from actorlib.core.execution_context import current_execution
+from actorlib.core.execution_context import execution_now
 from actorlib.core.ids import ActorID, id_hex
 from actorlib.core.refs import ObjectRef
 from actorlib.core.scheduler import infeasible_error
@@ -527,21 +527,24 @@ class ActorMethod(Generic[P, R]):
             return_ids, count, generator, result = mint_results(
                 client, num_returns, label, call_id
             )
-        execution = current_execution.get()
+        execution = execution_now()
+        # Positional, in the order of CallSpec's fields (keywords: the dataclass's
+        # ``__init__`` matched each name against its parameters, on every call).
         named = client.submit_call(CallSpec(
-            call_id=call_id,
-            actor_id=handle._id,
-            method=self._name,
-            args=packed,
-            return_ids=return_ids,
-            num_returns=count,
-            caller_id=DRIVER_CALLER if execution is None else execution.caller_id,
-            max_task_retries=opts.get("max_task_retries"),
-            retry_exceptions=opts.get("retry_exceptions", False),
-            concurrency_group=None if "concurrency_group" not in opts
-            else self._group_override(opts),
-            generator=generator,
-            backpressure=opts.get("_generator_backpressure_num_objects", -1),
+            call_id,  # call_id
+            handle._id,  # actor_id
+            self._name,  # method
+            packed,  # args
+            return_ids,  # return_ids
+            count,  # num_returns
+            DRIVER_CALLER if execution is None else execution.caller_id,  # caller_id
+            opts.get("max_task_retries"),  # max_task_retries
+            opts.get("retry_exceptions", False),  # retry_exceptions
+            0,  # attempt
+            None if "concurrency_group" not in opts
+            else self._group_override(opts),  # concurrency_group
+            generator,  # generator
+            opts.get("_generator_backpressure_num_objects", -1),  # backpressure
         ))
         if named is not None and num_returns == 1:  # the backend's id for the call
             result._task = named

@@ -57,6 +57,22 @@ def three_values(x):
     return x, x * 2, x * 3
 
 
+def test_a_remote_function_shows_its_function_as_functools_wraps_does():
+    """Its name, module, docstring, annotations, ``__wrapped__`` and the function's own
+    attributes (``RemoteFunction`` sets them one by one, not through ``__dict__``)."""
+
+    def plain(x: int) -> int:
+        """Doc of plain."""
+        return x
+
+    plain.tag = "kept"  # type: ignore[attr-defined]
+    for wrapped in (actorlib.remote(plain), actorlib.remote(plain).options(num_cpus=0)):
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__", "__annotations__"):
+            assert getattr(wrapped, attr) == getattr(plain, attr), attr
+        assert wrapped.__wrapped__ is plain
+        assert wrapped.tag == "kept"
+
+
 def test_sync_task(rt):
     assert actorlib.get(add.remote(1, 2), timeout=T) == 3
     assert actorlib.get(add.remote(1), timeout=T) == 11

@@ -88,14 +88,18 @@ class LoopThread:
         """Run ``fn(*args)`` on the loop, soon, in posting order. Callable from any thread."""
         self._inbox.append((fn, args))
         if not self._wake_pending:
-            self._wake_pending = True
-            try:
-                if get_ident() == self._ident:
-                    self.loop.call_soon(self._drain)
-                else:
-                    self.loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # loop closed during shutdown: nothing will run it
-                self._wake_pending = False
+            self._wake()
+
+    def _wake(self) -> None:
+        """Have the loop drain the inbox soon (no wake-up is pending)."""
+        self._wake_pending = True
+        try:
+            if get_ident() == self._ident:
+                self.loop.call_soon(self._drain)
+            else:
+                self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed during shutdown: nothing will run it
+            self._wake_pending = False
 
     def idle(self) -> bool:
         """Whether everything posted so far has been handled, the hooks after each batch
@@ -117,10 +121,12 @@ class LoopThread:
         is running it (then that thread runs this too). Only from a thread that holds no
         lock the core's work may take (a backend's or a watcher's): a ref's ``__del__``,
         which may run anywhere, posts with :meth:`post`."""
-        if not self._inline_on:
-            self.post(fn, *args)
-            return
         inbox = self._inbox
+        if not self._inline_on:  # ``post``, without its frame (every submission and end)
+            inbox.append((fn, args))
+            if not self._wake_pending:
+                self._wake()
+            return
         inbox.append((fn, args))
         ident = get_ident()
         if self._owner == ident:

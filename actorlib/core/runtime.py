@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from actorlib.core import invariants, state
 from actorlib.core.actors import DEAD, Actors
-from actorlib.core.execution_context import current_execution
+from actorlib.core.execution_context import execution_now
 from actorlib.core.guards import Guards
 from actorlib.core.ids import COUNTER_BITS, DRIVER_PREFIX, IdAllocator, id_hex
 from actorlib.core.jobs import Jobs, entrypoint
@@ -85,6 +85,11 @@ class Runtime:
         self.job_id = os.getpid()
         self._loop = LoopThread()
         self.guard = Guards(self)
+        # Made once, as ``guard``: CPython 3.11 reads a bound method on its slow path, and
+        # every task is submitted, dispatched and its refs dropped through these.
+        self._guard_submit = self.guard.submit
+        self._guard_task = self.guard.task
+        self._drop_ref_bound = self._drop_ref
         self.scheduler = Scheduler()
         # ``.remote()`` asks on every call: the scheduler's cache, without a frame here.
         self.infeasible_reason = self.scheduler.cached_infeasible_reason  # type: ignore[method-assign]
@@ -161,7 +166,7 @@ class Runtime:
 
     def drop_ref(self, id_: int) -> None:
         if not self.closed:
-            self._loop.post(self._drop_ref, id_)
+            self._loop.post(self._drop_ref_bound, id_)
 
     def _add_ref(self, id_: int) -> None:
         if not self.objects.add_ref(id_):
@@ -183,7 +188,7 @@ class Runtime:
         """Post a caller's request: inline (on the thread backend) only outside a task or
         actor. A running task's thread may be interrupted by a cancel at any bytecode
         (``KeyboardInterrupt``), which must never land in the middle of the core's work."""
-        if current_execution.get() is None:
+        if execution_now() is None:
             self._loop.post_inline(fn, *args)
         else:
             self._loop.post(fn, *args)
@@ -254,10 +259,10 @@ class Runtime:
 
     def submit_task(self, spec: TaskSpec) -> None:
         # ``_post_from_caller``, without its frame
-        if current_execution.get() is None:
-            self._loop.post_inline(self.guard.submit, spec, self.tasks.submit)
+        if execution_now() is None:
+            self._loop.post_inline(self._guard_submit, spec, self.tasks.submit)
         else:
-            self._loop.post(self.guard.submit, spec, self.tasks.submit)
+            self._loop.post(self._guard_submit, spec, self.tasks.submit)
 
     def task_blocked(self, task_id: int, blocked: bool) -> None:
         """A task waits in ``get``: lend its CPUs to others meanwhile (as Ray does)."""
@@ -308,7 +313,7 @@ class Runtime:
             return
         tasks = self.tasks
         if tasks.handed:  # an ended task's resources went to the next one: dispatch it
-            tasks.dispatch_handed(self.guard.task)
+            tasks.dispatch_handed(self._guard_task)
         if not scheduler.dirty:
             if tasks.new_leaders:  # a task's end passed its resources on: no pass
                 tasks.lead()
@@ -337,10 +342,10 @@ class Runtime:
 
     def submit_call(self, spec: CallSpec) -> None:
         # ``_post_from_caller``, without its frame
-        if current_execution.get() is None:
-            self._loop.post_inline(self.guard.submit, spec, self.actors.submit_call)
+        if execution_now() is None:
+            self._loop.post_inline(self._guard_submit, spec, self.actors.submit_call)
         else:
-            self._loop.post(self.guard.submit, spec, self.actors.submit_call)
+            self._loop.post(self._guard_submit, spec, self.actors.submit_call)
 
     def kill_actor(self, actor_id: int, no_restart: bool) -> None:
         self._loop.post(self.actors.kill, actor_id, no_restart)

@@ -25,7 +25,7 @@ class RuntimeEvents:
     that work alone (see :mod:`actorlib.core.guards`), never the whole core.
     """
 
-    __slots__ = ("_guard", "_post", "_post_inline", "_rt", "client")
+    __slots__ = ("_guard", "_guard_call", "_guard_task", "_post", "_post_inline", "_rt", "client")
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -33,14 +33,18 @@ class RuntimeEvents:
         # A task's or call's end may run the core on the reporting thread (inline mode).
         self._post_inline = rt._loop.post_inline
         self._guard = rt.guard  # made once with the runtime, never replaced
+        # Bound once: every task's and call's end reads them (each read of a bound method
+        # is a slow lookup on CPython 3.11).
+        self._guard_task = rt.guard.task
+        self._guard_call = rt.guard.call
         self.client = rt
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         self._post(fn, *args)
 
     def task_finished(self, outcome: Outcome) -> None:
-        rt = self._rt
-        self._post_inline(self._guard.task, outcome.id, rt.tasks.finished, outcome)
+        post = self._post_inline  # (called through a local: a slot's method is a slow read)
+        post(self._guard_task, outcome.id, self._rt.tasks.finished, outcome)
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         rt = self._rt
@@ -64,8 +68,8 @@ class RuntimeEvents:
         self._post(self._guard.stream_item, item)
 
     def call_finished(self, outcome: Outcome) -> None:
-        rt = self._rt
-        self._post_inline(self._guard.call, outcome.id, rt.actors.call_finished, outcome)
+        post = self._post_inline  # (as in ``task_finished``)
+        post(self._guard_call, outcome.id, self._rt.actors.call_finished, outcome)
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         rt = self._rt

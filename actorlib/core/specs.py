@@ -240,7 +240,11 @@ NO_ARGS = Args(None, ())
 @pickled_by_fields
 @dataclass(slots=True)
 class TaskSpec:
-    """One task as submitted: the function, its arguments and its options."""
+    """One task as submitted: the function, its arguments and its options.
+
+    ``RemoteFunction.remote`` builds it with positional arguments (with keywords its
+    ``__init__`` cost ~9,000 CPU instructions more a task): a field added or moved is
+    added or moved there too."""
 
     task_id: int
     function: CodeRef
@@ -297,7 +301,10 @@ class ActorSpec:
 @pickled_by_fields
 @dataclass(slots=True)
 class CallSpec:
-    """One actor method call."""
+    """One actor method call.
+
+    ``ActorMethod._submit`` builds it with positional arguments (keywords cost every
+    call): a field added or moved is added or moved there too."""
 
     call_id: int
     actor_id: int

@@ -132,6 +132,10 @@ class Tasks:
         self.scheduler = scheduler
         self.backend = backend
         self.depth = backend.pipeline_depth  # tasks a chain holds, the running one too
+        # Read once (a backend's class attributes): CPython 3.11 reads an instance's
+        # class attribute on its slow path, and every task asks.
+        self.pipelines = backend.pipelines
+        self.has_locality = backend.has_locality
         # Without a take-back at once (a cluster), no task under a concurrency limit (an
         # Executor's call) is queued behind another: ``withdraw`` could not stop it then.
         self.takes_back = backend.takes_back
@@ -187,7 +191,7 @@ class Tasks:
             if rec.remaining:
                 return
             self._deps_ready(rec)
-        elif self.backend.has_locality and spec.scheduling_strategy == "DEFAULT":
+        elif self.has_locality and spec.scheduling_strategy == "DEFAULT":
             self._deps_ready(rec)
         else:  # the plain task: ``_deps_ready``'s queueing, without its frame
             rec.state = QUEUED
@@ -206,7 +210,7 @@ class Tasks:
                 self._finish(rec, error)
                 return
         rec.state = QUEUED
-        if self.backend.has_locality and spec.scheduling_strategy == "DEFAULT":
+        if self.has_locality and spec.scheduling_strategy == "DEFAULT":
             rec.preferred = self._data_node(spec)
         rec.shape = self.scheduler.enqueue(
             rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
@@ -234,7 +238,7 @@ class Tasks:
         deps = rec.spec.args.deps
         run = TaskRun(
             rec.spec, placement.node.node_id, self.values.dep_values(deps) if deps else [],
-            placement.gpu_ids,
+            placement.gpu_ids if placement.gpus else (),  # (a property: most hold none)
         )
         self.backend.run_task(run)
         self._may_lead(rec)
@@ -269,7 +273,7 @@ class Tasks:
 
     def _may_lead(self, rec: TaskRecord) -> None:
         """The chain ``rec`` is in may take one more task: its last one leads then."""
-        if not self.backend.pipelines:
+        if not self.pipelines:
             return
         head = chain_head(rec)
         placement = head.placement

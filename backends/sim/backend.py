@@ -239,6 +239,7 @@ class SimBackend(Steps, Backend):
                 self._unwind(task.worker)
         self._started.clear()
         self._pending.clear()
+        self._pending_items.clear()
         self._unaged.clear()
         for worker in self._workers:
             if worker.wait is not None:  # anything else still paused
@@ -314,6 +315,7 @@ class SimBackend(Steps, Backend):
             return bool(lock.acquire(False))
         deadline = None if timeout is None else self.clock.now + timeout
         wait = Wait(lambda: not lock.locked(), deadline, ids)
+        ready = wait.ready  # (called through a local: a slot's function is a slow read)
         self._driver_wait = wait
         self._posted = True  # the driver ran code since it last waited
         # Workers may take steps themselves (``_take_steps``): a synchronous wait only
@@ -347,7 +349,7 @@ class SimBackend(Steps, Backend):
                     self._record(item[1])
                 action = item[2]
                 if action is DRIVER_STEP:
-                    if wait.ready():
+                    if ready():
                         lock.acquire()
                         return True
                     return False
@@ -525,8 +527,10 @@ class SimBackend(Steps, Backend):
             self.code.remember(run.spec.function)
             task_id = run.spec.task_id
             label = self._labels.get(task_id)
-            if label is None:
-                label = self._labels[task_id] = self._new_label(run.spec.name or "task")
+            if label is None:  # (``_new_label``, without its frame: every task comes here)
+                name = run.spec.name or "task"
+                count = self._counts[name] = self._counts.get(name, 0) + 1
+                label = self._labels[task_id] = f"{name}#{count}"
             self._pend(SimTask(run, label))
         elif kind == "actor":
             start: ActorStart = command[1]

@@ -49,6 +49,11 @@ from actorlib.exceptions import TaskCancelledError, WorkerCrashedError
 
 __all__ = ["NODE_ID", "Box", "Running", "SimHost", "SimTask", "error_outcome", "node_name"]
 
+#: Read once: CPython 3.11 looks a C method up on its slow path at each
+#: ``current_execution.set(...)``, and every task does it twice.
+_enter_execution = current_execution.set
+_leave_execution = current_execution.reset
+
 NODE_ID = "sim-node-0"  # the first node: the driver's
 
 #: What ``is_generator`` asks of a result, asked inline on every task and call.
@@ -145,11 +150,11 @@ class SimHost:
         self.seq = 0  # its place in the run's ``_hosts`` (``Running._add_host``)
 
     def context(self, call_id: int | None = None, method: str = "") -> ExecutionContext:
+        # (Positional, in the order of its fields: keywords cost every call.)
         ctx = ExecutionContext(
-            self.start.node_id, task_id=call_id, actor_id=self.spec.actor_id,
-            gpu_ids=self.start.gpu_ids, namespace=self.spec.namespace, spec=self.spec,
-            incarnation=self.incarnation, method=method,
-            code=None if self.instance is None else type(self.instance),
+            self.start.node_id, call_id, self.spec.actor_id, self.start.gpu_ids,
+            self.spec.namespace, False, None, self.spec, self.incarnation, method,
+            None if self.instance is None else type(self.instance),
         )
         if call_id is not None:
             self.contexts[call_id] = ctx
@@ -172,13 +177,19 @@ class Running(Choosing):
 
     events: Posting
     store: ObjectStore
-    sim_store: SimStore  # the same store, for what only the simulator asks of it
+    # The same store, for what only the simulator asks of it, and read on every task's
+    # and call's path: CPython 3.11 reads ``store`` on its slow path (it shadows
+    # ``Backend.store``, a class attribute).
+    sim_store: SimStore
     nodes: list[str]  # the nodes alive, the driver's first
 
     def __init__(self) -> None:
         super().__init__()
         self.code = CodeCache()
         self._pending: dict[int, SimTask] = {}  # task id -> not started
+        #: task id -> its "starts" step, for each task of ``_pending`` in the same order:
+        #: a turn lists them with no attribute read per task (changed with ``_pending``).
+        self._pending_items: dict[int, Any] = {}
         self._started: dict[int, SimTask] = {}  # task id -> started, not finished
         self._hosts: dict[int, SimHost] = {}  # actor id -> current incarnation
         # The hosts a turn asks for steps (``Steps._runnable``), so an idle one costs
@@ -197,6 +208,10 @@ class Running(Choosing):
         self._delays = 0
         self.gates = Gates()  # the streams of generator tasks and calls, by producer
         self._call_loops: set[CallLoop] = set()  # async generators of sync actors' calls
+        # A task's job and its end, bound once (every task is launched with them; reading
+        # a bound method off this many-attribute object is a slow lookup each time).
+        self._task_steps = (self._task_job, self._task_done)
+        self._call_steps = (self._call_job, self._call_done)  # (a sync actor's call's)
 
     def _new_label(self, name: str) -> str:
         count = self._counts[name] = self._counts.get(name, 0) + 1
@@ -209,16 +224,18 @@ class Running(Choosing):
     def _start_task(self, task_id: int) -> None:
         """The step of a task waiting to start (``Steps._pend``), which names it by id."""
         task = self._started[task_id] = self._pending.pop(task_id)
-        self._launch(self._task_job, self._task_done, task, f"task {task.label}", task, task)
+        del self._pending_items[task_id]
+        job, done = self._task_steps
+        self._launch(job, done, task, f"task {task.label}", task, task)
 
     def _task_job(self, task: SimTask) -> None:
         run = task.run
         spec = run.spec
+        # (Positional, in the order of its fields: keywords cost every task.)
         ctx = task.ctx = ExecutionContext(
-            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
-            spec=spec,
+            run.node_id, spec.task_id, None, run.gpu_ids, spec.namespace, False, None, spec,
         )
-        token = current_execution.set(ctx)
+        token = _enter_execution(ctx)
         box: Box = task
         failure: BaseException | None = None
         forks = PID.forks
@@ -243,8 +260,9 @@ class Running(Choosing):
                 failure, box.result = TaskCancelledError(f"Task {spec.name} was cancelled."), None
             if failure is None:
                 try:  # (``_succeeded``, without its frame: every task comes here)
-                    box.outcome = Outcome(spec.task_id, spec.attempt, values=pack_results(
-                        box.result, spec.num_returns, spec.name, self.store), pid=PID.value)
+                    box.outcome = Outcome(spec.task_id, spec.attempt, pack_results(
+                        box.result, spec.num_returns, spec.name, self.sim_store), None, False,
+                        PID.value)  # (values, error, retryable, pid: no keywords, as above)
                 except Exception as exc:
                     failure = exc
             if failure is not None:
@@ -253,7 +271,7 @@ class Running(Choosing):
                     spec.task_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
                 )
         finally:
-            current_execution.reset(token)
+            _leave_execution(token)
 
     def _call_task(self, task: SimTask, fn: Any, args: Any, kwargs: Any) -> Any:
         # (Straight to ``fn`` unless preemption is on: one frame fewer on every task.)
@@ -424,7 +442,8 @@ class Running(Choosing):
         )
         if host.loop is None:
             # (One object for the job: no closure, no binding function made for a call.)
-            self._launch(self._call_job, self._call_done, CallJob(host, run, group), name, host,
+            job, done = self._call_steps
+            self._launch(job, done, CallJob(host, run, group), name, host,
                          pin=host if host.pins else None)
             return
         loop = host.loop
@@ -444,7 +463,7 @@ class Running(Choosing):
         host, run, box = job.host, job.run, job.box
         spec = run.spec
         host.running[spec.call_id] = self._by_ident[_thread.get_ident()]  # its worker
-        token = current_execution.set(host.context(spec.call_id, spec.method))
+        token = _enter_execution(host.context(spec.call_id, spec.method))
         name = host.names.get(spec.method) or host.name_of(spec.method)
         forks = PID.forks
         try:
@@ -465,8 +484,9 @@ class Running(Choosing):
             if PID.forks != forks:  # a process the call forked, come back out of it
                 leave_forked_child(None)
             # (``_succeeded``, without its frame: every call comes here)
-            box.outcome = Outcome(spec.call_id, spec.attempt, values=pack_results(
-                box.result, spec.num_returns, name, self.store), pid=PID.value)
+            box.outcome = Outcome(spec.call_id, spec.attempt, pack_results(
+                box.result, spec.num_returns, name, self.sim_store), None, False,
+                PID.value)  # (values, error, retryable, pid: positional, as in ``_task_job``)
         except Unwind:
             raise
         except BaseException as exc:
@@ -477,7 +497,7 @@ class Running(Choosing):
                 spec.call_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
             )
         finally:
-            current_execution.reset(token)
+            _leave_execution(token)
 
     def _call_generated(self, spec: CallSpec, name: str, result: Any) -> Any:
         """A sync or threaded actor's generator call (an async generator on a loop of its
@@ -617,6 +637,7 @@ class Running(Choosing):
         for task in [t for t in self._pending.values() if t.run.node_id == node]:
             spec = task.run.spec
             del self._pending[spec.task_id]
+            del self._pending_items[spec.task_id]
             self.events.task_crashed(spec.task_id, spec.attempt, WorkerCrashedError(why))
         for host in [h for h in self._hosts.values() if h.start.node_id == node]:
             self._kill_actor(host, why)
@@ -682,6 +703,7 @@ class Running(Choosing):
     def _cancel(self, id_: int, force: bool) -> None:
         task = self._pending.pop(id_, None)
         if task is not None:
+            del self._pending_items[id_]
             spec = task.run.spec
             self.events.task_finished(error_outcome(id_, spec.attempt, TaskCancelledError(),
                                                      spec.name))

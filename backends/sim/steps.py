@@ -39,10 +39,10 @@ class Steps(Running):
         faults: list[Item] = []
         now = self.clock.now
         driver = self._driver_wait
-        if driver is not None and (
-            driver.ready() or (driver.deadline is not None and driver.deadline <= now)
-        ):
-            items.append((("driver",), "driver continues", DRIVER_STEP))
+        if driver is not None:
+            ready = driver.ready  # (called through a local: a slot's function is a slow read)
+            if ready() or (driver.deadline is not None and driver.deadline <= now):
+                items.append((("driver",), "driver continues", DRIVER_STEP))
         for worker in self._workers if self._parked else ():
             wait = worker.wait
             if wait is None:
@@ -123,7 +123,7 @@ class Steps(Running):
                 self._born = {}
             if self._unaged:
                 self._births = self._age_tasks(self._births)
-            return (list(map(_ITEM_OF, pending.values())) if pending else items), faults
+            return (list(self._pending_items.values()) if pending else items), faults
         if len(items) == 1 and not pending:  # one step, no order to keep, one age
             key = items[0][0]
             if len(born) != 1 or key not in born:
@@ -150,7 +150,7 @@ class Steps(Running):
         self._births = births
         self._born = dict(zip(keys, ages, strict=True))
         if pending:
-            items.extend(map(_ITEM_OF, pending.values()))
+            items.extend(self._pending_items.values())
             ages.extend(map(_AGE_OF, pending.values()))
         if ages != sorted(ages):  # (ages are unique: only they are compared)
             items = [item for _, item in sorted(zip(ages, items, strict=True), key=_FIRST)]
@@ -183,6 +183,8 @@ class Steps(Running):
         )
         self._pending.pop(spec.task_id, None)  # (queued last, as its age will say)
         self._pending[spec.task_id] = task
+        self._pending_items.pop(spec.task_id, None)
+        self._pending_items[spec.task_id] = task.item
         self._unaged.append(task)
 
     def _sort_listing(self) -> None:
@@ -279,7 +281,6 @@ class Steps(Running):
 _SETTLED = frozenset({"ready", "dead"})  # a sync host in these lists a step only for a call
 
 
-_ITEM_OF = operator.attrgetter("item")
 _AGE_OF = operator.attrgetter("age")
 _FIRST = _KEY_OF = operator.itemgetter(0)
 
