@@ -634,12 +634,7 @@ class AsyncHost(_Host):
                     deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
-        running = self._running
-        if running is None:
-            running = self._running = set()
-        this = asyncio.current_task()
-        if this is not None:
-            running.add(this)
+        running, this = self._track()
         try:
             try:
                 method = self._method(spec, payload, deps)
@@ -677,6 +672,16 @@ class AsyncHost(_Host):
             running.discard(this)
             current_execution.reset(token)
 
+    def _track(self) -> tuple[set[asyncio.Task[Any]], asyncio.Task[Any] | None]:
+        """The calls running here, the current one (its asyncio task) added."""
+        running = self._running
+        if running is None:
+            running = self._running = set()
+        this = asyncio.current_task()
+        if this is not None:
+            running.add(this)
+        return running, this
+
     def _ended(self) -> Serialized:
         """The error of a call still running when its actor ended itself."""
         actor = id_hex(self._spec.actor_id)
@@ -699,12 +704,7 @@ class AsyncHost(_Host):
 
         # One asyncio task of Ray's drives the whole stream: a call still running, for
         # ``exit_actor()`` (see ``_call``).
-        running = self._running
-        if running is None:
-            running = self._running = set()
-        this = asyncio.current_task()
-        if this is not None:
-            running.add(this)
+        running, this = self._track()
         try:
             async for box in _stream_async(core, self._context(spec.call_id, spec.method),
                                            make, self._name(spec), spec.retry_exceptions):
