@@ -34,6 +34,9 @@ class ExecutionContext:
     # (Ray's ``Class.method``); the function or class running, for its module.
     method: str = ""
     code: object | None = None
+    # A cancel's interrupt that landed in a finalizer (a ref's ``__del__``), where Python
+    # prints and drops it: the next ``get`` that would block raises it instead.
+    lost_interrupt: bool = False
 
     def task_name(self) -> str | None:
         """The task's name (its ``name`` option, else its function's), or ``Class.method``

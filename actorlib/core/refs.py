@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from actorlib.core import context
+from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import ObjectID, TaskID, id_hex
 from actorlib.core.serialization import note_contained
 
@@ -100,14 +101,23 @@ class ObjectRef(Generic[T]):
 
     def __del__(self) -> None:
         try:
-            client = self._client
-        except AttributeError:  # ``__init__`` refused its arguments: nothing was counted
-            return
-        if client is not None:
             try:
-                client.drop_ref(self._id)
-            except Exception:  # interpreter teardown
-                pass
+                client = self._client
+            except AttributeError:  # ``__init__`` refused its arguments: nothing counted
+                return
+            if client is not None:
+                try:
+                    client.drop_ref(self._id)
+                except Exception:  # interpreter teardown
+                    pass
+        except KeyboardInterrupt:
+            # A cancel's interrupt that lands in a finalizer is printed and dropped by
+            # Python ("Exception ignored in"): a task cancelled as it dropped a ref ran on,
+            # and blocked for good in its next ``get``. That ``get`` raises it instead.
+            execution = current_execution.get()
+            if execution is None or not execution.cancelled:
+                raise  # a Ctrl-C: reported by Python, as ever
+            execution.lost_interrupt = True
 
     def __reduce__(self) -> Any:
         note_contained(self._id)

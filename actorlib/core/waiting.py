@@ -253,6 +253,9 @@ def fetch(
         execution = current_execution.get()
         if execution is None and timeout != 0 and not _blocking_warned:
             _warn_if_in_event_loop()
+        if execution is not None and execution.lost_interrupt:
+            execution.lost_interrupt = False  # (see ``ObjectRef.__del__``)
+            raise KeyboardInterrupt("The task was cancelled before it waited in get().")
         blocked = (
             execution.task_id if execution is not None and execution.actor_id is None else None
         )
