@@ -122,12 +122,11 @@ class LoopThread:
         lock the core's work may take (a backend's or a watcher's): a ref's ``__del__``,
         which may run anywhere, posts with :meth:`post`."""
         inbox = self._inbox
+        inbox.append((fn, args))
         if not self._inline_on:  # ``post``, without its frame (every submission and end)
-            inbox.append((fn, args))
             if not self._wake_pending:
                 self._wake()
             return
-        inbox.append((fn, args))
         ident = get_ident()
         if self._owner == ident:
             return  # the drain running on this thread takes it

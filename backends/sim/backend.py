@@ -527,10 +527,8 @@ class SimBackend(Steps, Backend):
             self.code.remember(run.spec.function)
             task_id = run.spec.task_id
             label = self._labels.get(task_id)
-            if label is None:  # (``_new_label``, without its frame: every task comes here)
-                name = run.spec.name or "task"
-                count = self._counts[name] = self._counts.get(name, 0) + 1
-                label = self._labels[task_id] = f"{name}#{count}"
+            if label is None:
+                label = self._labels[task_id] = self._new_label(run.spec.name or "task")
             self._pend(SimTask(run, label))
         elif kind == "actor":
             start: ActorStart = command[1]
