@@ -190,3 +190,37 @@ def test_rates_and_ratios_are_better_higher_times_and_sizes_lower():
     assert higher_is_better("GB/s") and higher_is_better("x")
     assert not higher_is_better("ms") and not higher_is_better("MB")
     assert not higher_is_better("s/GiB")
+
+
+def test_passes_pool_each_targets_rounds():
+    """``--passes``: a target's rounds from every pass, summarised as one; a workload
+    that failed in any pass is reported failed."""
+    from actorlib.bench.runner import pooled
+
+    def one(rounds, errors=None, extras=None):
+        metric = {"workload": "tasks_sync", "unit": "tasks/s", "higher_is_better": True,
+                  "mean": sum(rounds) / len(rounds), "stdev": 0.0, "rounds": rounds,
+                  "extras": extras or {}, "note": ""}
+        return {"target": "actorlib", "backend": "thread", "metrics": {"tasks_sync": metric},
+                "skipped": {}, "errors": errors or {}, "wall_s": 2.0}
+
+    only = one([1.0, 2.0])
+    assert pooled([only]) is only
+    merged = pooled([one([1.0, 2.0], extras={"pass": 1}),
+                     one([3.0, 6.0], errors={"put_small": "boom"}, extras={"pass": 2})])
+    m = merged["metrics"]["tasks_sync"]
+    assert m["rounds"] == [1.0, 2.0, 3.0, 6.0]
+    assert m["mean"] == 3.0
+    assert abs(m["stdev"] - (14 / 3) ** 0.5) < 1e-12
+    assert m["extras"] == {"pass": 2}
+    assert merged["errors"] == {"put_small": "boom"}
+    assert merged["passes"] == 2 and merged["wall_s"] == 4.0
+
+
+def test_bench_rejects_zero_passes():
+    proc = subprocess.run(
+        [sys.executable, "-m", "actorlib", "bench", "--passes", "0"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 2
+    assert "--passes >= 1" in proc.stderr

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated workload ids (default: all): "
                              + ", ".join(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
+    parser.add_argument("--passes", type=int, default=1,
+                        help="run every target this many times, taking turns (actorlib, "
+                             "then each alternative, then actorlib again ...), and pool "
+                             "each target's rounds: a machine whose speed drifts over "
+                             "minutes then weighs on every target alike (default: 1)")
     parser.add_argument("--warmup", type=int, default=1,
                         help="discarded warm-up rounds (default: 1)")
     parser.add_argument("--duration", type=float, default=1.0, metavar="SECONDS",
@@ -70,9 +75,10 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         log(f"actorlib bench: unknown workload(s): {', '.join(unknown)}; "
             f"choose from {', '.join(WORKLOADS)}")
         return 2
-    if args.rounds < 1 or args.warmup < 0 or args.duration <= 0 or args.num_cpus < 1:
-        log("actorlib bench: need --rounds >= 1, --warmup >= 0, --duration > 0, "
-            "--num-cpus >= 1")
+    if (args.rounds < 1 or args.passes < 1 or args.warmup < 0 or args.duration <= 0
+            or args.num_cpus < 1):
+        log("actorlib bench: need --rounds >= 1, --passes >= 1, --warmup >= 0, "
+            "--duration > 0, --num-cpus >= 1")
         return 2
     bad = [a for a in args.against if a not in ALTERNATIVES]
     if bad:
@@ -102,14 +108,17 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         "workloads": chosen, "rounds": args.rounds, "warmup": args.warmup,
         "duration": args.duration, "num_cpus": args.num_cpus, "large_mb": args.large_mb,
     }
-    targets: dict[str, dict[str, Any]] = {}
-    for target in ["actorlib", *against]:
-        spec = dict(base_spec, target=target)
-        if target == "actorlib":
-            spec["backend"] = args.backend
-        label = f"actorlib ({args.backend} backend)" if target == "actorlib" else target
-        log(f"running {label} in a fresh process ...")
-        targets[target] = runner.run_target(spec, args.timeout)
+    passes: dict[str, list[dict[str, Any]]] = {t: [] for t in ["actorlib", *against]}
+    for number in range(1, args.passes + 1):
+        for target, results in passes.items():
+            spec = dict(base_spec, target=target)
+            if target == "actorlib":
+                spec["backend"] = args.backend
+            label = f"actorlib ({args.backend} backend)" if target == "actorlib" else target
+            of = f" (pass {number} of {args.passes})" if args.passes > 1 else ""
+            log(f"running {label} in a fresh process{of} ...")
+            results.append(runner.run_target(spec, args.timeout))
+    targets = {t: runner.pooled(results) for t, results in passes.items()}
 
     command = "actorlib bench" + (" " + shlex.join(argv) if argv else "")
     result: dict[str, Any] = {
@@ -118,7 +127,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         "versions": runner.package_versions(),
         "options": {
             "backend": args.backend, "workloads": chosen, "rounds": args.rounds,
-            "warmup": args.warmup, "duration": args.duration, "num_cpus": args.num_cpus,
+            "passes": args.passes, "warmup": args.warmup, "duration": args.duration,
+            "num_cpus": args.num_cpus,
             "large_mb": args.large_mb, "against": against,
         },
         "ratio_note": report.RATIO_NOTE,

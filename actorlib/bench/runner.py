@@ -198,6 +198,33 @@ def run_target(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
             os.unlink(out)
 
 
+def pooled(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One target's results from several passes (``--passes``) as one: each metric's
+    rounds from every pass that measured it, with their mean and deviation; its extras
+    from the last such pass. A workload that failed or was skipped in any pass says so."""
+    if len(passes) == 1:
+        return passes[0]
+    merged: dict[str, Any] = {
+        "target": passes[0]["target"], "backend": passes[0].get("backend"),
+        "metrics": {}, "skipped": {}, "errors": {},
+        "wall_s": round(sum(p.get("wall_s", 0.0) for p in passes), 2),
+        "passes": len(passes),
+    }
+    for result in passes:
+        merged["skipped"].update(result.get("skipped", {}))
+        merged["errors"].update(result.get("errors", {}))
+        if result.get("failed"):
+            merged["failed"] = result["failed"]
+        for metric, m in result.get("metrics", {}).items():
+            kept = merged["metrics"].get(metric)
+            rounds = (kept["rounds"] if kept else []) + list(m["rounds"])
+            merged["metrics"][metric] = dict(
+                m, rounds=rounds, mean=statistics.fmean(rounds),
+                stdev=statistics.stdev(rounds) if len(rounds) > 1 else 0.0,
+            )
+    return merged
+
+
 def _failed(spec: dict[str, Any], reason: str) -> dict[str, Any]:
     return {
         "target": spec["target"], "backend": spec.get("backend"), "metrics": {},
