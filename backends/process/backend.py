@@ -76,6 +76,9 @@ from actorlib.core.serialization import (
 from actorlib.core.specs import CodeEnv
 from actorlib.exceptions import ActorDiedError, RuntimeEnvSetupError, WorkerCrashedError
 
+# The per-task records are made with tuple.__new__: a NamedTuple's own __new__ is a
+# Python function, on a path taken once per task and per call.
+_new = tuple.__new__
 DEAD_WORKERS_KEPT = 100  # how many ended workers ``list_workers`` still shows
 
 
@@ -410,7 +413,7 @@ class ProcessBackend(Backend):
                 worker.retired = True
         if spec.code_env is not None:  # the worker was started in it: the bytes stay here
             run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, code_env=None))
-        worker.send(RunTask(run))
+        worker.send(_new(RunTask, (run,)))
 
     def start_actor(self, start: ActorStart) -> None:
         spec = start.spec
@@ -437,7 +440,7 @@ class ProcessBackend(Backend):
             self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
             return
         self._call_worker[run.spec.call_id] = worker
-        worker.send(RunCall(run))
+        worker.send(_new(RunCall, (run,)))
 
     def stop_actor(self, actor_id: int, *, force: bool) -> None:
         worker = self._actors.pop(actor_id, None)
@@ -554,7 +557,8 @@ class ProcessBackend(Backend):
     def _task_finished(self, worker: WorkerProcess, message: TaskFinished) -> None:
         outcome = message.outcome
         for value in outcome.values or ():
-            self._adopt(value)
+            if value.locations:  # ``_adopt``, without its frame
+                self.store.adopt(value)
         self._task_left(worker, outcome.id)
         self.events.task_finished(outcome)
 
@@ -565,7 +569,8 @@ class ProcessBackend(Backend):
     def _call_finished(self, worker: WorkerProcess, message: CallFinished) -> None:
         outcome = message.outcome
         for value in outcome.values or ():
-            self._adopt(value)
+            if value.locations:  # ``_adopt``, without its frame
+                self.store.adopt(value)
         self._call_worker.pop(outcome.id, None)
         self.events.call_finished(outcome)
 

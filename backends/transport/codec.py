@@ -18,7 +18,7 @@ writes without a class lookup for the message itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 from actorlib.backends.transport.messages import (
     TAGS,
@@ -49,7 +49,13 @@ def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
 
 
 def _values(objs: list[Serialized] | None) -> list[tuple[Any, ...] | None] | None:
-    return None if objs is None else [_value(obj) for obj in objs]
+    # None and [] (a call's deps, nearly always) as they are, and one value (a result,
+    # nearly always) without a comprehension's frame.
+    if not objs:
+        return objs  # type: ignore[return-value]
+    if len(objs) == 1:
+        return [_value(objs[0])]
+    return [_value(obj) for obj in objs]
 
 
 def _rebuild(flat: tuple[Any, ...] | None) -> Serialized | None:
@@ -59,10 +65,16 @@ def _rebuild(flat: tuple[Any, ...] | None) -> Serialized | None:
     return Serialized(*flat) if flat[4] is None else _rebuild_serialized(*flat)
 
 
+@overload
+def _rebuild_all(flat: list[tuple[Any, ...]]) -> list[Serialized]: ...
+@overload
+def _rebuild_all(flat: None) -> None: ...
 def _rebuild_all(flat: list[tuple[Any, ...]] | None) -> list[Serialized] | None:
-    return None if flat is None else [
-        Serialized(*v) if v[4] is None else _rebuild_serialized(*v) for v in flat
-    ]
+    if not flat:  # None, or [] (a call's deps, nearly always): no comprehension's frame
+        return flat  # type: ignore[return-value]
+    if len(flat) == 1:  # one value (a result, nearly always): neither
+        return [_rebuild(flat[0])]  # type: ignore[list-item]
+    return [Serialized(*v) if v[4] is None else _rebuild_serialized(*v) for v in flat]
 
 
 def _code(code: CodeRef, known: set[int] | None) -> tuple[Any, ...]:
@@ -166,8 +178,9 @@ def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]
     def flat(message: TaskFinished | CallFinished, known_code: set[int] | None) -> tuple[Any, ...]:
         outcome = message.outcome
         return (
-            tag, outcome.id, outcome.attempt, _values(outcome.values), _value(outcome.error),
-            outcome.retryable, outcome.pid,
+            tag, outcome.id, outcome.attempt, _values(outcome.values),
+            None if outcome.error is None else _value(outcome.error), outcome.retryable,
+            outcome.pid,
         )
 
     return flat
@@ -189,21 +202,27 @@ _new = tuple.__new__
 def _run_task(flat: tuple[Any, ...]) -> RunTask:
     _, spec, node_id, dep_values, gpu_ids, follows, job = flat
     run = TaskRun(
-        _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) or [], gpu_ids, follows,
-        job,
+        _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) if dep_values else [],
+        gpu_ids, follows, job,
     )
     return _new(RunTask, (run,))
 
 
 def _run_call(flat: tuple[Any, ...]) -> RunCall:
     _, cs, dep_values, incarnation = flat
-    run = CallRun(_rebuild_call_spec(cs), _rebuild_all(dep_values) or [], incarnation)
+    run = CallRun(_rebuild_call_spec(cs), _rebuild_all(dep_values) if dep_values else [],
+                  incarnation)
     return _new(RunCall, (run,))
 
 
-def _outcome(flat: tuple[Any, ...]) -> Outcome:
-    _, id_, attempt, values, error, retryable, pid = flat
-    return Outcome(id_, attempt, _rebuild_all(values), _rebuild(error), retryable, pid)
+def _finished(cls: type[TaskFinished] | type[CallFinished]) -> Callable[[tuple[Any, ...]], Any]:
+    def read(flat: tuple[Any, ...]) -> TaskFinished | CallFinished:
+        _, id_, attempt, values, error, retryable, pid = flat
+        outcome = Outcome(id_, attempt, _rebuild_all(values),
+                          None if error is None else _rebuild(error), retryable, pid)
+        return _new(cls, (outcome,))
+
+    return read
 
 
 def _record_reader(cls: type) -> Callable[[tuple[Any, ...]], Any]:
@@ -220,8 +239,8 @@ def _record_reader(cls: type) -> Callable[[tuple[Any, ...]], Any]:
 READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
     RUN_TASK: _run_task,
     RUN_CALL: _run_call,
-    TASK_FINISHED: lambda flat: _new(TaskFinished, (_outcome(flat),)),
-    CALL_FINISHED: lambda flat: _new(CallFinished, (_outcome(flat),)),
+    TASK_FINISHED: _finished(TaskFinished),
+    CALL_FINISHED: _finished(CallFinished),
     SUBMIT_TASK: lambda flat: _new(SubmitTask, (_rebuild_task_spec(flat[1]),)),
     SUBMIT_CALL: lambda flat: _new(SubmitCall, (_rebuild_call_spec(flat[1]),)),
     READY: lambda flat: _new(Ready, (flat[1], flat[2], _rebuild(flat[3]))),

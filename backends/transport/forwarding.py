@@ -28,6 +28,10 @@ from actorlib.core.context import Client
 from actorlib.core.records import Outcome, StreamItem
 from actorlib.core.serialization import Serialized
 
+# The per-task records are made with tuple.__new__: a NamedTuple's own __new__ is a
+# Python function (as in the codec, which reads them so).
+_new = tuple.__new__
+
 
 class ForwardedEvents:
     """``CoreEvents`` as messages on ``send``; the receiving side hands them to its core.
@@ -49,7 +53,8 @@ class ForwardedEvents:
         return self._client
 
     def task_finished(self, outcome: Outcome) -> None:
-        self._send(TaskFinished(outcome))
+        send = self._send  # read as a method, this attribute is a slow read
+        send(_new(TaskFinished, (outcome,)))
 
     def item_produced(self, item: StreamItem) -> None:
         self._send(ItemProduced(item))
@@ -67,7 +72,8 @@ class ForwardedEvents:
         self._send(ActorInitFailed(actor_id, incarnation, error))
 
     def call_finished(self, outcome: Outcome) -> None:
-        self._send(CallFinished(outcome))
+        send = self._send  # as in task_finished
+        send(_new(CallFinished, (outcome,)))
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         self._send(ActorDied(actor_id, incarnation, error))

@@ -29,6 +29,7 @@ from actorlib.exceptions import SerializationError
 log = logging.getLogger("actorlib.wire")
 
 HEADER = struct.Struct("!I")
+_HEADER_SIZE = HEADER.size  # a Struct's attribute is read on 3.11's slow path
 _FLATTEN = codec.FLATTEN
 _READERS = codec.READERS
 _TAGS = codec.TAGS
@@ -40,17 +41,18 @@ def encode(message: Any, known_code: set[int] | None = None) -> bytes:
     Anything that is not a record goes as it is (the receiver rejects it)."""
     flatten = _FLATTEN.get(type(message))
     flat = None if flatten is None else flatten(message, known_code)
+    # The protocol positionally: a keyword costs the C function a slower parse.
     if flat is not None:
-        payload = pickle.dumps(flat, protocol=5)
+        payload = pickle.dumps(flat, 5)
     else:
         tag = _TAGS.get(type(message))
         # (tag,) + message: a third of the cost of (tag, *message)
         body = message if tag is None else (tag,) + message  # noqa: RUF005
         if known_code is None:
-            payload = pickle.dumps(body, protocol=5)
+            payload = pickle.dumps(body, 5)
         else:
             with shipping_to(known_code):
-                payload = pickle.dumps(body, protocol=5)
+                payload = pickle.dumps(body, 5)
     if len(payload) > MAX_FRAME:
         raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
     return HEADER.pack(len(payload)) + payload
@@ -148,12 +150,13 @@ class Decoder:
         size = len(source)
         view = memoryview(source)
         try:
-            while size - offset >= HEADER.size:
+            while size - offset >= _HEADER_SIZE:
                 (length,) = HEADER.unpack_from(source, offset)
-                end = offset + HEADER.size + length
+                start = offset + _HEADER_SIZE
+                end = start + length
                 if end > size:
                     break
-                frame = view[offset + HEADER.size : end]
+                frame = view[start:end]
                 offset = end
                 try:
                     body = pickle.loads(frame)
@@ -467,7 +470,9 @@ class BlockingConnection:
         one being handled (a burst), pass reading to a spare thread and say so (True): the
         burst is then read and queued beside the work this thread runs, rather than one
         message after another's work. False, changing nothing, for a lone message."""
-        return bool(self._inbox) and self.pass_reading()
+        if not self._inbox:
+            return False
+        return self.pass_reading()
 
     def hand_to_affine(self) -> None:
         """Work was queued for the thread of :meth:`claim_affine`: wake it if it waits,
@@ -501,7 +506,9 @@ class BlockingConnection:
         """Handle what is decoded, receive (waiting for it) and handle that too. True with
         nothing received if reading passed to another thread meanwhile."""
         me = get_ident()
-        if not self._handle_inbox(me) or self.closed:
+        # What is decoded first (nothing, nearly always: no call then), then whether
+        # this thread still reads (``_handle_inbox``'s answer).
+        if (self._inbox and not self._handle_inbox(me)) or self._owner != me or self.closed:
             return not self.closed
         try:
             size = self._sock.recv_into(self._buffer)
@@ -518,12 +525,13 @@ class BlockingConnection:
         """Handle decoded messages in order while this thread reads; False if it no longer
         does (inline work handed reading over: the new reader handles the rest)."""
         inbox = self._inbox
+        on_message = self._on_message  # read as a method, this attribute is a slow read
         while inbox:
             if self._owner != me:
                 return False
             message = inbox.popleft()
             try:
-                self._on_message(message)
+                on_message(message)
             except Exception:
                 log.exception("actorlib: error handling message %s", name_of(message))
         return self._owner == me
