@@ -122,7 +122,8 @@ class Worker:
         # Why this worker cannot enter its runtime_env (set by ``Init``): see _env_failed.
         self._env_error: RuntimeEnvSetupError | None = None
         self.client: RemoteCoreClient | None = None
-        # Who the last task or actor given is, (short name, id): it names fd-level output.
+        # Who the last task or actor given is, (qualified name, id): it names fd-level
+        # output (by the name's last part, taken only then).
         # Not the work itself: its arguments would stay mapped, and their arena extents
         # pinned, until the next task came.
         self.last_work: tuple[str, int] = ("", 0)
@@ -172,7 +173,7 @@ class Worker:
             self.local.events.task_finished(Outcome(run.spec.task_id, run.spec.attempt,
                                                     error=error))
             return
-        self.last_work = (run.spec.name.rpartition(".")[2], run.spec.task_id)
+        self.last_work = (run.spec.name, run.spec.task_id)
         if run.job != self._job:  # a cluster driver's first task here, or another's
             self._enter_job(run.job, run.spec.task_id)
         if self.inline is not None and self.inline.run(run):
@@ -190,7 +191,7 @@ class Worker:
             error = self._env_failed(self._env_error)
             self.local.events.actor_init_failed(spec.actor_id, message.start.incarnation, error)
             return
-        self.last_work = (spec.cls.name.rpartition(".")[2], spec.actor_id)
+        self.last_work = (spec.cls.name, spec.actor_id)
         if message.start.job != self._job:
             self._enter_job(message.start.job, message.start.spec.actor_id)
         set_title(message.start.spec.cls.name)  # this worker now hosts this actor only
@@ -425,7 +426,7 @@ class Worker:
     def _fd_owner(self) -> tuple[str, int]:
         """Who wrote to fd 1/2 (the reader cannot tell): the last task or actor given."""
         name, owner = self.last_work
-        return make_prefix(name, os.getpid(), self._node), owner
+        return make_prefix(name.rpartition(".")[2], os.getpid(), self._node), owner
 
     def _close_output(self) -> None:
         for sender in self._senders:

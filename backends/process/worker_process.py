@@ -200,7 +200,7 @@ class WorkerProcess:
             return
         # Handled on the core loop, after everything this worker sent before it.
         backend = self.backend
-        backend.events.post(backend._handlers[type(message)], self, message)
+        backend.events.post(backend._handlers[kind], self, message)
 
     def _on_process_exit(self, code: int) -> None:
         loop = self.backend.loop
