@@ -73,10 +73,9 @@ class Connection(asyncio.Protocol):
             self._flush()
 
     def data_received(self, data: bytes) -> None:
-        on_message = self._on_message  # read as a method, this attribute is a slow read
         for message in self._decoder.feed(data):
             try:
-                on_message(message)
+                self._on_message(message)
             except Exception:
                 log.exception("actorlib: error handling message %s", name_of(message))
 
@@ -113,9 +112,6 @@ class Connection(asyncio.Protocol):
         if transport is None or not self._outbox:
             return
         outbox = self._outbox
-        if len(outbox) == 1:  # one message this turn, nearly always: nothing to join
-            transport.write(outbox.popleft())
-            return
         chunks = []
         while outbox:
             chunks.append(outbox.popleft())
