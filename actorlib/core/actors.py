@@ -20,6 +20,7 @@ see :mod:`actorlib.core.guards`).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -394,15 +395,18 @@ class Actors:
             return
         mailbox.enqueue(call)
         if deps:
-
-            def deps_ready() -> None:
-                call.remaining = 0
-                self._pump(actor, caller)
-
-            call.remaining = values.resolve_deps(deps, deps_ready)
+            # A partial, not a closure: that would make four cells on every call of this
+            # method, whether it has deps or not.
+            call.remaining = values.resolve_deps(
+                deps, functools.partial(self._call_deps_ready, actor, call)
+            )
             if call.remaining:
                 return
         self._pump(actor, caller)
+
+    def _call_deps_ready(self, actor: ActorRecord, call: CallRecord) -> None:
+        call.remaining = 0
+        self._pump(actor, call.spec.caller_id)
 
     def _pump(self, actor: ActorRecord, caller: int) -> None:
         """Hand the caller's calls to the backend, in order, as far as the rules allow."""

@@ -161,6 +161,12 @@ def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Se
     """Pickle ``value``; raise :class:`SerializationError` naming what could not be pickled."""
     if type(value) in PLAIN_SCALARS or _is_plain(value):
         return Serialized(pickle.dumps(value, protocol=5), [], (), is_error)
+    # Apart: its closure's cell would be made on every call, the plain values' too.
+    return _serialize_any(value, is_error, label)
+
+
+def _serialize_any(value: Any, is_error: bool, label: str) -> Serialized:
+    """:func:`serialize` of a value that may hold buffers and refs."""
     buffers: list[Any] = []
 
     def keep(buf: pickle.PickleBuffer) -> bool:

@@ -187,7 +187,11 @@ class Tasks:
             self._finish(rec, error_value(infeasible_error(reason)))
             return
         if deps:
-            rec.remaining = self.values.resolve_deps(deps, lambda: self._deps_ready(rec))
+            # A partial, not a lambda: a closure makes ``self`` and ``rec`` cells, made
+            # on every call of this method, whether it has deps or not.
+            rec.remaining = self.values.resolve_deps(
+                deps, functools.partial(self._deps_ready, rec)
+            )
             if rec.remaining:
                 return
             self._deps_ready(rec)
@@ -334,7 +338,9 @@ class Tasks:
                 values = self.values.dep_values(deps) if deps else []
                 # Behind the chain's last task: the worker that holds it (it may not be
                 # the head's, if the head had ended there), in the order sent.
-                self.backend.run_task(TaskRun(rec.spec, node_id, values, follows=tail_id))
+                # (positional: spec, node_id, deps, gpu_ids, follows; a keyword into a
+                # class costs a dict made and unpacked)
+                self.backend.run_task(TaskRun(rec.spec, node_id, values, (), tail_id))
                 chain.append(task_id)
                 if len(chain) >= depth or not self._leads(rec):
                     break

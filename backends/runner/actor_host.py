@@ -210,8 +210,10 @@ class ActorHost:
     def _packed(self, run: CallRun, result: Any) -> Outcome:
         """The call's result, packed into the store."""
         spec = run.spec
-        values = pack_results(result, spec.num_returns, self._name(spec), self.runner.store)
-        return Outcome(spec.call_id, spec.attempt, values=values, pid=PID.value)
+        name = self._names.get(spec.method) or self._name(spec)  # (made once: no frame)
+        values = pack_results(result, spec.num_returns, name, self.runner.store)
+        # Positional (id, attempt, values, error, retryable, pid): see ``_begin``.
+        return Outcome(spec.call_id, spec.attempt, values, None, False, PID.value)
 
     def _packed_error(self, run: CallRun, exc: BaseException) -> Outcome:
         """The call's error (raised by the method, or in packing its result)."""
@@ -223,9 +225,13 @@ class ActorHost:
 
     def _report(self, run: CallRun, outcome: Outcome) -> None:
         call_id = run.spec.call_id
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: see ``_begin``
+        try:
             self.pending.pop(call_id, None)
             self.started.pop(call_id, None)
+        finally:
+            lock.release()
         self.runner.events.call_finished(outcome)
 
     def _fail(self, run: CallRun, error: BaseException) -> None:
@@ -237,17 +243,34 @@ class ActorHost:
         """The started call's context; None for a call cancelled before it started (its
         cancellation is reported already)."""
         call_id = run.spec.call_id
-        # ``_context(call_id)``, without its frame
+        # ``_context(call_id)``, without its frame; positional, in the order of its
+        # fields: keywords into a class cost a dict made and unpacked per call (CPython
+        # 3.11's ``type_call``).
         ctx = ExecutionContext(
-            self.start.node_id, call_id, self.actor_id, self.start.gpu_ids,
-            self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
-            method=run.spec.method, code=type(self.instance),
+            self.start.node_id,  # node_id
+            call_id,  # task_id
+            self.actor_id,  # actor_id
+            self.start.gpu_ids,  # gpu_ids
+            self.spec.namespace,  # namespace
+            False,  # cancelled
+            None,  # wakeup
+            self.spec,  # spec
+            self.incarnation,  # incarnation
+            run.spec.method,  # method
+            type(self.instance),  # code
         )
-        with self._lock:
+        # acquire/release, not ``with``: 3.11's ``with`` makes and drops two bound methods
+        # (``__enter__``, ``__exit__``) per call. Safe: nothing raises into an actor's
+        # threads (a cancel only sets a flag there).
+        lock = self._lock
+        lock.acquire()
+        try:
             if call_id in self.cancelled:
                 self.cancelled.discard(call_id)
                 return None
             self.started[call_id] = ctx
+        finally:
+            lock.release()
         return ctx
 
     def _call(self, run: CallRun) -> None:
@@ -273,10 +296,11 @@ class ActorHost:
             outcome = self._packed_error(run, exc)
         finally:
             current_execution.reset(token)
-        if self.runner.sends_alone(outcome):
+        runner = self.runner
+        if runner.alone or runner.sends_alone(outcome):  # (``alone``: no call)
             self._report(run, outcome)
             return
-        with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
+        with runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
             del result, outcome
 

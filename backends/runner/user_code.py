@@ -112,9 +112,18 @@ def build_args(args: Args, deps: list[Serialized]) -> tuple[tuple[Any, ...], dic
         return (), {}
     positional, keywords = deserialize(args.payload)
     if args.deps:
-        values = [deserialize(d) for d in deps]
-        positional = tuple(values[a.index] if type(a) is Dep else a for a in positional)
-        keywords = {k: values[v.index] if type(v) is Dep else v for k, v in keywords.items()}
+        return _with_deps(positional, keywords, deps)
+    return positional, keywords
+
+
+def _with_deps(
+    positional: tuple[Any, ...], keywords: dict[str, Any], deps: list[Serialized]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``build_args``'s arguments with their refs' values in place (apart: the
+    comprehensions' cell would be made on every task, with deps or not)."""
+    values = [deserialize(d) for d in deps]
+    positional = tuple(values[a.index] if type(a) is Dep else a for a in positional)
+    keywords = {k: values[v.index] if type(v) is Dep else v for k, v in keywords.items()}
     return positional, keywords
 
 
@@ -159,6 +168,14 @@ def pack_results(
         return [store.seal(value)]
     if num_returns == 0:
         return []
+    return _pack_several(result, num_returns, name, store)
+
+
+def _pack_several(
+    result: Any, num_returns: int, name: str, store: ObjectStore
+) -> list[Serialized]:
+    """``pack_results`` of several returns (apart: its comprehension's cells would be
+    made on every task)."""
     try:
         items = list(result)
     except TypeError:
