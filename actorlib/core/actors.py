@@ -378,15 +378,17 @@ class Actors:
             values.release_ids(spec.args.held)
             return
         self.calls[spec.call_id] = spec.actor_id
-        if actor.state is DEAD:
+        state = actor.state
+        if state is DEAD:
             self._finish_call(call, error_value(self._dead_error(actor)))
             return
         mailbox = actor.mailbox
         caller = spec.caller_id
         deps = spec.args.deps
         if (
-            not deps and actor.running and caller not in mailbox.queues
-            and caller not in mailbox.barrier
+            # (``actor.running``, without its property's frame)
+            not deps and (state is STARTING or state is ALIVE)
+            and caller not in mailbox.queues and caller not in mailbox.barrier
         ):
             # Nothing of this caller waits and the actor takes calls: what ``_pump`` would
             # do with it, without queueing it first.

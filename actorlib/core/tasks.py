@@ -111,6 +111,19 @@ def _has_room(
     return node.fits(request) and node.available.get("CPU", 0.0) + 1e-9 >= taken + cpus
 
 
+def _leads(rec: TaskRecord) -> bool:
+    """Whether a task may have one queued behind it at all (a module function: 3.11
+    calls a static method through ``self`` on its slow path)."""
+    spec = rec.spec
+    return (
+        not rec.recalling and spec.scheduling_strategy == "DEFAULT"
+        and not spec.generator  # a stream may pause for its consumer for long
+        # Its worker may retire after it: a task sent to follow it would start on
+        # another worker at once, holding nothing.
+        and not spec.max_calls
+    )
+
+
 def chain_head(rec: TaskRecord) -> TaskRecord:
     """The first task of the chain ``rec`` is in (the one running, if the chain's worker
     still runs it)."""
@@ -279,7 +292,9 @@ class Tasks:
         """The chain ``rec`` is in may take one more task: its last one leads then."""
         if not self.pipelines:
             return
-        head = chain_head(rec)
+        head = rec  # ``chain_head(rec)``, without its frame (every task's end)
+        while head.leader is not None:
+            head = head.leader
         placement = head.placement
         if (
             head.state is not RUNNING or placement is None or placement.gpus or head.blocked
@@ -291,23 +306,11 @@ class Tasks:
             tail = tail.successor
             length += 1
         if (
-            length < self.depth and self._leads(tail)
+            length < self.depth and _leads(tail)
             and (self.takes_back or tail.spec.concurrency is None)
         ):
             self.leaders[tail.spec.task_id] = tail
             self.new_leaders = True
-
-    @staticmethod
-    def _leads(rec: TaskRecord) -> bool:
-        """Whether a task may have one queued behind it at all."""
-        spec = rec.spec
-        return (
-            not rec.recalling and spec.scheduling_strategy == "DEFAULT"
-            and not spec.generator  # a stream may pause for its consumer for long
-            # Its worker may retire after it: a task sent to follow it would start on
-            # another worker at once, holding nothing.
-            and not spec.max_calls
-        )
 
     def _queue_behind_leaders(self) -> None:
         depth = self.depth
@@ -342,7 +345,7 @@ class Tasks:
                 # class costs a dict made and unpacked)
                 self.backend.run_task(TaskRun(rec.spec, node_id, values, (), tail_id))
                 chain.append(task_id)
-                if len(chain) >= depth or not self._leads(rec):
+                if len(chain) >= depth or not _leads(rec):
                     break
                 self.leaders[task_id] = rec
                 tail = rec

@@ -21,7 +21,7 @@ from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
-from actorlib.backends.runner.task_thread import STOP
+from actorlib.backends.runner.task_thread import STOP, enter_execution, leave_execution
 from actorlib.backends.runner.user_code import (
     PID,
     build_args,
@@ -114,6 +114,10 @@ class ActorHost:
         self._reading: Reading | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: dict[int, asyncio.Task[Any]] = {}
+        # An async actor's loop waits on it for calls (``_serve_async``); read per call by
+        # ``submit``: an instance attribute (one shadowing a class attribute is read on
+        # 3.11's slow path).
+        self._waiter: asyncio.Future[None] | None = None
         self.ready = threading.Event()
         name = f"actorlib-actor-{start.spec.cls.name}"
         target = self._run_async if start.spec.is_async else self._run_sync
@@ -278,7 +282,7 @@ class ActorHost:
         ctx = self._begin(run)
         if ctx is None:
             return
-        token = current_execution.set(ctx)
+        token = enter_execution(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
         forks = PID.forks
         try:
@@ -295,7 +299,7 @@ class ActorHost:
                 leave_forked_child(exc)
             outcome = self._packed_error(run, exc)
         finally:
-            current_execution.reset(token)
+            leave_execution(token)
         runner = self.runner
         if runner.alone or runner.sends_alone(outcome):  # (``alone``: no call)
             self._report(run, outcome)
@@ -514,8 +518,6 @@ class ActorHost:
         self._running[group] -= 1
         if not self.stopped:
             self._start_async(group)
-
-    _waiter: asyncio.Future[None] | None = None
 
     # -- from the runner ------------------------------------------------------------------
 

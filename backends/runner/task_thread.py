@@ -58,6 +58,11 @@ _DRIVEN = frozenset({CoroutineType, GeneratorType, AsyncGeneratorType})
 #: Put in a thread's (or an actor's) queue: the thread ends when it reads it.
 STOP = object()
 
+#: ``current_execution.set`` and ``.reset``, read once: 3.11 specializes no read of a C
+#: method of a module global, and every task and call reads them.
+enter_execution = current_execution.set
+leave_execution = current_execution.reset
+
 
 async def _await(coro: Any) -> Any:
     return await coro
@@ -169,7 +174,7 @@ class TaskThread:
             None,  # wakeup
             spec,  # spec
         )
-        token = current_execution.set(ctx)
+        token = enter_execution(ctx)
         result: Any = None
         failure: BaseException | None = None
         forks = PID.forks
@@ -244,7 +249,7 @@ class TaskThread:
                     spec.task_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
                 )
         finally:
-            current_execution.reset(token)
+            leave_execution(token)
             runner.owner.pop(spec.task_id, None)  # ``runner.forget``, without its frame
             # The failure's traceback holds this frame, which holds the failure: without
             # this, the cycle keeps the task's arguments (refs, actor handles) alive until

@@ -37,20 +37,25 @@ log = logging.getLogger("actorlib")
 
 class _Pid:
     """This process's id, read per task without a system call (kept right across fork),
-    and how many forks away from the process that imported this module it is."""
+    and how many forks away from the process that imported this module it is.
 
-    value = os.getpid()
-    forks = 0
+    One instance (``PID``), not class attributes: CPython 3.11 specializes no attribute
+    read of a class, and every task and call reads these."""
 
-    @classmethod
-    def refresh(cls) -> None:
-        cls.value = os.getpid()
-        cls.forks += 1
+    __slots__ = ("forks", "value")
+
+    def __init__(self) -> None:
+        self.value = os.getpid()
+        self.forks = 0
+
+    def refresh(self) -> None:
+        self.value = os.getpid()
+        self.forks += 1
 
 
-PID = _Pid
+PID = _Pid()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Pid.refresh)
+    os.register_at_fork(after_in_child=PID.refresh)
 
 
 def leave_forked_child(failure: BaseException | None) -> None:
