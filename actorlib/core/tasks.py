@@ -453,7 +453,11 @@ class Tasks:
         request = successor.spec.resources
         successor.state = RUNNING
         successor.started = event_time()
-        if not rec.blocked and not placement.gpus and request == placement.request:
+        if not rec.blocked and not placement.gpus and (
+            # (``is`` first: a burst of one function shares one request dict, and 3.11
+            # compares two dicts with ``==`` on its slow path)
+            request is placement.request or request == placement.request
+        ):
             # The usual case: the resources pass to the successor as they are held (no
             # acquire now, no release at the leader's end), so no placement pass is due:
             # nothing was freed. The leader keeps where it ran, holding nothing.
