@@ -20,6 +20,7 @@ see :mod:`actorlib.core.guards`).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -377,15 +378,17 @@ class Actors:
             values.release_ids(spec.args.held)
             return
         self.calls[spec.call_id] = spec.actor_id
-        if actor.state is DEAD:
+        state = actor.state
+        if state is DEAD:
             self._finish_call(call, error_value(self._dead_error(actor)))
             return
         mailbox = actor.mailbox
         caller = spec.caller_id
         deps = spec.args.deps
         if (
-            not deps and actor.running and caller not in mailbox.queues
-            and caller not in mailbox.barrier
+            # (``actor.running``, without its property's frame)
+            not deps and (state is STARTING or state is ALIVE)
+            and caller not in mailbox.queues and caller not in mailbox.barrier
         ):
             # Nothing of this caller waits and the actor takes calls: what ``_pump`` would
             # do with it, without queueing it first.
@@ -394,15 +397,18 @@ class Actors:
             return
         mailbox.enqueue(call)
         if deps:
-
-            def deps_ready() -> None:
-                call.remaining = 0
-                self._pump(actor, caller)
-
-            call.remaining = values.resolve_deps(deps, deps_ready)
+            # A partial, not a closure: that would make four cells on every call of this
+            # method, whether it has deps or not.
+            call.remaining = values.resolve_deps(
+                deps, functools.partial(self._call_deps_ready, actor, call)
+            )
             if call.remaining:
                 return
         self._pump(actor, caller)
+
+    def _call_deps_ready(self, actor: ActorRecord, call: CallRecord) -> None:
+        call.remaining = 0
+        self._pump(actor, call.spec.caller_id)
 
     def _pump(self, actor: ActorRecord, caller: int) -> None:
         """Hand the caller's calls to the backend, in order, as far as the rules allow."""

@@ -92,7 +92,7 @@ inherited_code_env: CodeEnv | None = None
 
 
 def current() -> Client | None:
-    return _current
+    return _current  # (``RemoteFunction.remote`` reads ``_current`` itself)
 
 
 def install(client: Client | None) -> None:

@@ -14,6 +14,7 @@ Light on purpose (no asyncio): a process worker's client waits here too
 
 from __future__ import annotations
 
+import _signal
 import _thread
 import collections
 import queue
@@ -38,7 +39,11 @@ _MAIN_THREAD = threading.main_thread().ident
 TERMINATING_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
-_HAS_SIGMASK = hasattr(signal, "pthread_sigmask")
+#: ``signal.pthread_sigmask`` without its Python wrapper, which turns the old mask it
+#: returns (unused here) into a set of ``Signals`` enums: ~80 bytecodes a call, and an
+#: idle task thread calls it twice per wait (:func:`idle_get`). None where absent.
+_sigmask: Callable[[int, Any], Any] | None = getattr(_signal, "pthread_sigmask", None)
+_BLOCK, _UNBLOCK = signal.SIG_BLOCK, signal.SIG_UNBLOCK
 
 
 def shield_signals() -> None:
@@ -55,15 +60,15 @@ def shield_signals() -> None:
     so would a child process it starts: :func:`unshield_signals` undoes it wherever user
     code runs or a process starts.
     """
-    if _HAS_SIGMASK:
-        signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATING_SIGNALS)
+    if _sigmask is not None:
+        _sigmask(_BLOCK, TERMINATING_SIGNALS)
 
 
 def unshield_signals() -> None:
     """Let the terminating signals reach the calling thread again (user code runs here,
     or this is a new process that inherited a shielded thread's mask)."""
-    if _HAS_SIGMASK:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINATING_SIGNALS)
+    if _sigmask is not None:
+        _sigmask(_UNBLOCK, TERMINATING_SIGNALS)
 
 
 #: How often a :class:`SignalRelay` looks at the clock, and how much longer than that

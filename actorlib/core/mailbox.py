@@ -105,7 +105,8 @@ class Mailbox:
         """``call``, in flight, came back (finished, or to be retried)."""
         spec = call.spec
         del self.inflight[spec.call_id]
-        if self.barrier.get(spec.caller_id) == spec.call_id:
+        barrier = self.barrier  # empty unless a call retries on exceptions
+        if barrier and barrier.get(spec.caller_id) == spec.call_id:
             del self.barrier[spec.caller_id]
 
     def retry_first(self, call: CallRecord) -> None:

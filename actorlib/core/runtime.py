@@ -40,7 +40,7 @@ from actorlib.core.jobs import Jobs, entrypoint
 from actorlib.core.lineage import Lineage
 from actorlib.core.loop import LoopThread
 from actorlib.core.metrics import Batch, MetricTable
-from actorlib.core.objects import ObjectTable, Watcher, first_ready
+from actorlib.core.objects import ObjectTable, Watcher
 from actorlib.core.placement_groups import PlacementGroups
 from actorlib.core.records import NodeInfo
 from actorlib.core.runtime_events import RuntimeEvents
@@ -223,7 +223,24 @@ class Runtime:
     def ready_values(
         self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
-        return first_ready(ids, self.ready_value, need, fail_fast)
+        # ``objects.first_ready(ids, self.ready_value, ...)``, without a frame per id
+        # (every ``get`` of a batch asks for all of its refs)
+        got: dict[int, Serialized] = {}
+        if self.closed:
+            return got  # the slow path answers with RuntimeClosedError
+        fresh = self._fresh
+        entries = self.objects.entries
+        for id_ in ids:
+            value = fresh.get(id_)
+            if value is None:
+                entry = entries.get(id_)
+                if entry is None or entry.value is None:
+                    continue
+                value = entry.value
+            got[id_] = value
+            if len(got) == need or (fail_fast and value.is_error):
+                break
+        return got
 
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """Call ``callback(id, value)`` on the loop thread as each id becomes ready.

@@ -133,6 +133,12 @@ def describe(request: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(request.items())) or "nothing"
 
 
+def _others_queued(queues: dict[tuple[Any, ...], Any], key: tuple[Any, ...]) -> bool:
+    """Work of a shape other than ``key`` is queued (apart from ``Scheduler.take_head``:
+    a generator's cell would be made on every call)."""
+    return any(q for k, q in queues.items() if k != key)
+
+
 class Scheduler:
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
@@ -316,9 +322,7 @@ class Scheduler:
         queue = queues.get(key)
         if not queue:
             return None
-        if len(queues) > 1 and any(
-            q and k != key and not self._held_back(k) for k, q in queues.items()
-        ):
+        if len(queues) > 1 and self._others_wait(key):
             return None
         work = queue[0]
         preferred = getattr(work, "preferred", None)
@@ -342,12 +346,19 @@ class Scheduler:
             or not placement.node.alive or self.waiting_groups
         ):
             return None
-        if len(queues) > 1 and any(q for k, q in queues.items() if k != key):
+        if len(queues) > 1 and _others_queued(queues, key):
             return None
         work = queue.popleft()
         if not queue:
             del queues[key]
         return work
+
+    def _others_wait(self, key: tuple[Any, ...]) -> bool:
+        """Work of a shape other than ``key`` waits for resources (apart from
+        ``take_next``: a generator's cells would be made on every call)."""
+        return any(
+            q and k != key and not self._held_back(k) for k, q in self._queues.items()
+        )
 
     def _held_back(self, shape: tuple[Any, ...]) -> bool:
         """Work of ``shape`` waits for its concurrency limit, not for resources."""

@@ -160,7 +160,14 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
 def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Serialized:
     """Pickle ``value``; raise :class:`SerializationError` naming what could not be pickled."""
     if type(value) in PLAIN_SCALARS or _is_plain(value):
-        return Serialized(pickle.dumps(value, protocol=5), [], (), is_error)
+        # (protocol 5, positional: a keyword into a C function is parsed by name)
+        return Serialized(pickle.dumps(value, 5), [], (), is_error)
+    # Apart: its closure's cell would be made on every call, the plain values' too.
+    return _serialize_any(value, is_error, label)
+
+
+def _serialize_any(value: Any, is_error: bool, label: str) -> Serialized:
+    """:func:`serialize` of a value that may hold buffers and refs."""
     buffers: list[Any] = []
 
     def keep(buf: pickle.PickleBuffer) -> bool:
@@ -205,7 +212,9 @@ def deserialize(obj: Serialized) -> Any:
             except Exception:
                 raise buf.error from None
     try:
-        return pickle.loads(obj.data, buffers=obj.buffers)
+        buffers = obj.buffers
+        # (no keyword when there is no buffer, nearly always: it is parsed by name)
+        return pickle.loads(obj.data, buffers=buffers) if buffers else pickle.loads(obj.data)
     except Exception as exc:
         salvaged = _salvage_error(obj) if obj.is_error else None
         if salvaged is not None:

@@ -111,6 +111,19 @@ def _has_room(
     return node.fits(request) and node.available.get("CPU", 0.0) + 1e-9 >= taken + cpus
 
 
+def _leads(rec: TaskRecord) -> bool:
+    """Whether a task may have one queued behind it at all (a module function: 3.11
+    calls a static method through ``self`` on its slow path)."""
+    spec = rec.spec
+    return (
+        not rec.recalling and spec.scheduling_strategy == "DEFAULT"
+        and not spec.generator  # a stream may pause for its consumer for long
+        # Its worker may retire after it: a task sent to follow it would start on
+        # another worker at once, holding nothing.
+        and not spec.max_calls
+    )
+
+
 def chain_head(rec: TaskRecord) -> TaskRecord:
     """The first task of the chain ``rec`` is in (the one running, if the chain's worker
     still runs it)."""
@@ -187,7 +200,11 @@ class Tasks:
             self._finish(rec, error_value(infeasible_error(reason)))
             return
         if deps:
-            rec.remaining = self.values.resolve_deps(deps, lambda: self._deps_ready(rec))
+            # A partial, not a lambda: a closure makes ``self`` and ``rec`` cells, made
+            # on every call of this method, whether it has deps or not.
+            rec.remaining = self.values.resolve_deps(
+                deps, functools.partial(self._deps_ready, rec)
+            )
             if rec.remaining:
                 return
             self._deps_ready(rec)
@@ -275,7 +292,9 @@ class Tasks:
         """The chain ``rec`` is in may take one more task: its last one leads then."""
         if not self.pipelines:
             return
-        head = chain_head(rec)
+        head = rec  # ``chain_head(rec)``, without its frame (every task's end)
+        while head.leader is not None:
+            head = head.leader
         placement = head.placement
         if (
             head.state is not RUNNING or placement is None or placement.gpus or head.blocked
@@ -287,23 +306,11 @@ class Tasks:
             tail = tail.successor
             length += 1
         if (
-            length < self.depth and self._leads(tail)
+            length < self.depth and _leads(tail)
             and (self.takes_back or tail.spec.concurrency is None)
         ):
             self.leaders[tail.spec.task_id] = tail
             self.new_leaders = True
-
-    @staticmethod
-    def _leads(rec: TaskRecord) -> bool:
-        """Whether a task may have one queued behind it at all."""
-        spec = rec.spec
-        return (
-            not rec.recalling and spec.scheduling_strategy == "DEFAULT"
-            and not spec.generator  # a stream may pause for its consumer for long
-            # Its worker may retire after it: a task sent to follow it would start on
-            # another worker at once, holding nothing.
-            and not spec.max_calls
-        )
 
     def _queue_behind_leaders(self) -> None:
         depth = self.depth
@@ -334,9 +341,11 @@ class Tasks:
                 values = self.values.dep_values(deps) if deps else []
                 # Behind the chain's last task: the worker that holds it (it may not be
                 # the head's, if the head had ended there), in the order sent.
-                self.backend.run_task(TaskRun(rec.spec, node_id, values, follows=tail_id))
+                # (positional: spec, node_id, deps, gpu_ids, follows; a keyword into a
+                # class costs a dict made and unpacked)
+                self.backend.run_task(TaskRun(rec.spec, node_id, values, (), tail_id))
                 chain.append(task_id)
-                if len(chain) >= depth or not self._leads(rec):
+                if len(chain) >= depth or not _leads(rec):
                     break
                 self.leaders[task_id] = rec
                 tail = rec
@@ -444,7 +453,11 @@ class Tasks:
         request = successor.spec.resources
         successor.state = RUNNING
         successor.started = event_time()
-        if not rec.blocked and not placement.gpus and request == placement.request:
+        if not rec.blocked and not placement.gpus and (
+            # (``is`` first: a burst of one function shares one request dict, and 3.11
+            # compares two dicts with ``==`` on its slow path)
+            request is placement.request or request == placement.request
+        ):
             # The usual case: the resources pass to the successor as they are held (no
             # acquire now, no release at the leader's end), so no placement pass is due:
             # nothing was freed. The leader keeps where it ran, holding nothing.

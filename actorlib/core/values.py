@@ -140,7 +140,9 @@ class Values:
         hold_ids = self.hold_ids
         stored = False
         streams = self.streams
-        for id_, value in zip(ids, values, strict=False):
+        # ``zip`` without a keyword: ``strict=`` has it parse its arguments from a dict,
+        # ~1,500 instructions more, and every task's and call's results come here.
+        for id_, value in zip(ids, values):  # noqa: B905
             if streams is not None and id_ in streams.by_head:
                 # A generator's end: its value (None) is not kept; the stream's last
                 # slot says "no more items".

@@ -21,7 +21,7 @@ from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
-from actorlib.backends.runner.task_thread import STOP
+from actorlib.backends.runner.task_thread import STOP, enter_execution, leave_execution
 from actorlib.backends.runner.user_code import (
     PID,
     build_args,
@@ -114,6 +114,10 @@ class ActorHost:
         self._reading: Reading | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: dict[int, asyncio.Task[Any]] = {}
+        # An async actor's loop waits on it for calls (``_serve_async``); read per call by
+        # ``submit``: an instance attribute (one shadowing a class attribute is read on
+        # 3.11's slow path).
+        self._waiter: asyncio.Future[None] | None = None
         self.ready = threading.Event()
         name = f"actorlib-actor-{start.spec.cls.name}"
         target = self._run_async if start.spec.is_async else self._run_sync
@@ -210,8 +214,10 @@ class ActorHost:
     def _packed(self, run: CallRun, result: Any) -> Outcome:
         """The call's result, packed into the store."""
         spec = run.spec
-        values = pack_results(result, spec.num_returns, self._name(spec), self.runner.store)
-        return Outcome(spec.call_id, spec.attempt, values=values, pid=PID.value)
+        name = self._names.get(spec.method) or self._name(spec)  # (made once: no frame)
+        values = pack_results(result, spec.num_returns, name, self.runner.store)
+        # Positional (id, attempt, values, error, retryable, pid): see ``_begin``.
+        return Outcome(spec.call_id, spec.attempt, values, None, False, PID.value)
 
     def _packed_error(self, run: CallRun, exc: BaseException) -> Outcome:
         """The call's error (raised by the method, or in packing its result)."""
@@ -223,9 +229,13 @@ class ActorHost:
 
     def _report(self, run: CallRun, outcome: Outcome) -> None:
         call_id = run.spec.call_id
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: see ``_begin``
+        try:
             self.pending.pop(call_id, None)
             self.started.pop(call_id, None)
+        finally:
+            lock.release()
         self.runner.events.call_finished(outcome)
 
     def _fail(self, run: CallRun, error: BaseException) -> None:
@@ -237,17 +247,34 @@ class ActorHost:
         """The started call's context; None for a call cancelled before it started (its
         cancellation is reported already)."""
         call_id = run.spec.call_id
-        # ``_context(call_id)``, without its frame
+        # ``_context(call_id)``, without its frame; positional, in the order of its
+        # fields: keywords into a class cost a dict made and unpacked per call (CPython
+        # 3.11's ``type_call``).
         ctx = ExecutionContext(
-            self.start.node_id, call_id, self.actor_id, self.start.gpu_ids,
-            self.spec.namespace, spec=self.spec, incarnation=self.incarnation,
-            method=run.spec.method, code=type(self.instance),
+            self.start.node_id,  # node_id
+            call_id,  # task_id
+            self.actor_id,  # actor_id
+            self.start.gpu_ids,  # gpu_ids
+            self.spec.namespace,  # namespace
+            False,  # cancelled
+            None,  # wakeup
+            self.spec,  # spec
+            self.incarnation,  # incarnation
+            run.spec.method,  # method
+            type(self.instance),  # code
         )
-        with self._lock:
+        # acquire/release, not ``with``: 3.11's ``with`` makes and drops two bound methods
+        # (``__enter__``, ``__exit__``) per call. Safe: nothing raises into an actor's
+        # threads (a cancel only sets a flag there).
+        lock = self._lock
+        lock.acquire()
+        try:
             if call_id in self.cancelled:
                 self.cancelled.discard(call_id)
                 return None
             self.started[call_id] = ctx
+        finally:
+            lock.release()
         return ctx
 
     def _call(self, run: CallRun) -> None:
@@ -255,7 +282,7 @@ class ActorHost:
         ctx = self._begin(run)
         if ctx is None:
             return
-        token = current_execution.set(ctx)
+        token = enter_execution(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
         forks = PID.forks
         try:
@@ -272,11 +299,12 @@ class ActorHost:
                 leave_forked_child(exc)
             outcome = self._packed_error(run, exc)
         finally:
-            current_execution.reset(token)
-        if self.runner.sends_alone(outcome):
+            leave_execution(token)
+        runner = self.runner
+        if runner.alone or runner.sends_alone(outcome):  # (``alone``: no call)
             self._report(run, outcome)
             return
-        with self.runner.together():  # the drops go with the outcome (see TaskThread._run)
+        with runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
             del result, outcome
 
@@ -369,7 +397,10 @@ class ActorHost:
     def _serve(self, calls: queue.SimpleQueue[Any]) -> None:
         unshield_signals()  # a sibling thread starts shielded if started while idle
         while True:
-            run = idle_get(calls)
+            try:  # ``idle_get``'s first look, without its frame (a burst's calls wait)
+                run = calls.get_nowait()
+            except queue.Empty:
+                run = idle_get(calls)
             if run is STOP or self.stopped:
                 calls.put(STOP)  # wake the next sibling thread too
                 return
@@ -490,8 +521,6 @@ class ActorHost:
         self._running[group] -= 1
         if not self.stopped:
             self._start_async(group)
-
-    _waiter: asyncio.Future[None] | None = None
 
     # -- from the runner ------------------------------------------------------------------
 

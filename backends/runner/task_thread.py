@@ -58,6 +58,11 @@ _DRIVEN = frozenset({CoroutineType, GeneratorType, AsyncGeneratorType})
 #: Put in a thread's (or an actor's) queue: the thread ends when it reads it.
 STOP = object()
 
+#: ``current_execution.set`` and ``.reset``, read once: 3.11 specializes no read of a C
+#: method of a module global, and every task and call reads them.
+enter_execution = current_execution.set
+leave_execution = current_execution.reset
+
 
 async def _await(coro: Any) -> Any:
     return await coro
@@ -117,7 +122,7 @@ class TaskThread:
             run = self._next_follower()
             # The drops go with the outcome: whoever gets the result then finds the refs
             # it held released (a worker's drops would come a moment late).
-            if runner.sends_alone(outcome):
+            if runner.alone or runner.sends_alone(outcome):  # (``alone``: no call)
                 runner.events.task_finished(outcome)
                 del outcome, result
             else:
@@ -134,7 +139,12 @@ class TaskThread:
         taken off the queue with its claim undecided.
         """
         runner = self.runner
-        with self.lock:
+        lock = self.lock
+        # acquire/release, not ``with``: 3.11's ``with`` makes and drops two bound methods
+        # (``__enter__``, ``__exit__``), ~800 instructions a task. Safe here: no cancel's
+        # interrupt is pending once ``_execute`` has returned (see its ``except``).
+        lock.acquire()
+        try:
             followers = self.followers
             while followers:
                 run = followers.popleft()
@@ -146,30 +156,46 @@ class TaskThread:
                 runner.forget(run.spec.task_id, self)  # the core took it back meanwhile
             self.busy = False
             return None
+        finally:
+            lock.release()
 
     def _execute(self, run: TaskRun) -> tuple[Outcome, Any]:
         runner = self.runner
         spec = run.spec
+        # Positional, in the order of its fields: keywords into a class cost a dict made
+        # and unpacked per task (CPython 3.11's ``type_call``), ~1,500 instructions here.
         ctx = ExecutionContext(
-            run.node_id, task_id=spec.task_id, gpu_ids=run.gpu_ids, namespace=spec.namespace,
-            spec=spec,
+            run.node_id,  # node_id
+            spec.task_id,  # task_id
+            None,  # actor_id
+            run.gpu_ids,  # gpu_ids
+            spec.namespace,  # namespace
+            False,  # cancelled
+            None,  # wakeup
+            spec,  # spec
         )
-        token = current_execution.set(ctx)
+        token = enter_execution(ctx)
         result: Any = None
-        with self.lock:
-            self.running = spec.task_id
-            self.current = run
-            self.context = ctx
-            if spec.task_id in self.cancelled_early:
-                self.cancelled_early.discard(spec.task_id)
-                ctx.cancelled = True
         failure: BaseException | None = None
         forks = PID.forks
+        lock = self.lock
+        lock.acquire()
+        self.running = spec.task_id
+        self.current = run
+        self.context = ctx
+        if spec.task_id in self.cancelled_early:
+            self.cancelled_early.discard(spec.task_id)
+            ctx.cancelled = True
         try:
-            # A cancel may raise KeyboardInterrupt anywhere until ``running`` is cleared
-            # under the lock, including inside the except clause: the outer try catches
-            # that too, so every task ends with exactly one outcome.
+            # A cancel may raise KeyboardInterrupt anywhere from the lock's release until
+            # ``running`` is cleared under the lock, including inside the except clause:
+            # the outer try catches that too, so every task ends with exactly one outcome.
             try:
+                # Released in the try, not by a ``with`` above it: a cancel waiting for the
+                # lock may raise its interrupt as the release returns (Python looks for
+                # one after each call), which must not escape this method. (And no
+                # ``with``: it makes and drops two bound methods a task.)
+                lock.release()
                 if ctx.cancelled:
                     raise TaskCancelledError(f"Task {spec.name} was cancelled.")
                 fn = runner.code.loaded.get(spec.function.id)
@@ -214,14 +240,16 @@ class TaskThread:
                 except BaseException as exc:  # an unpicklable result, a full store
                     failure = exc
                 else:
-                    outcome = Outcome(spec.task_id, spec.attempt, values=values, pid=PID.value)
+                    # (positional, as the context above: id, attempt, values, error,
+                    # retryable, pid)
+                    outcome = Outcome(spec.task_id, spec.attempt, values, None, False, PID.value)
             if failure is not None:
                 error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
                 outcome = Outcome(
                     spec.task_id, spec.attempt, error=error, retryable=retryable, pid=PID.value
                 )
         finally:
-            current_execution.reset(token)
+            leave_execution(token)
             runner.owner.pop(spec.task_id, None)  # ``runner.forget``, without its frame
             # The failure's traceback holds this frame, which holds the failure: without
             # this, the cycle keeps the task's arguments (refs, actor handles) alive until
@@ -251,13 +279,17 @@ class TaskThread:
 
     def queue_behind(self, run: TaskRun) -> bool:
         """Queue ``run`` after the current work, unless there is none."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # not ``with``: see ``_next_follower`` (called by the core's owner)
+        try:
             if not self.busy:
                 return False
             self.followers.append(run)
             # Under the lock: this thread may claim it, run it and drop the entry at once.
             self.runner.owner[run.spec.task_id] = self
             return True
+        finally:
+            lock.release()
 
     def take_follower(self, task_id: int) -> TaskRun | None:
         """Take ``task_id``'s copy off the queue; None if none waits there."""

@@ -37,20 +37,25 @@ log = logging.getLogger("actorlib")
 
 class _Pid:
     """This process's id, read per task without a system call (kept right across fork),
-    and how many forks away from the process that imported this module it is."""
+    and how many forks away from the process that imported this module it is.
 
-    value = os.getpid()
-    forks = 0
+    One instance (``PID``), not class attributes: CPython 3.11 specializes no attribute
+    read of a class, and every task and call reads these."""
 
-    @classmethod
-    def refresh(cls) -> None:
-        cls.value = os.getpid()
-        cls.forks += 1
+    __slots__ = ("forks", "value")
+
+    def __init__(self) -> None:
+        self.value = os.getpid()
+        self.forks = 0
+
+    def refresh(self) -> None:
+        self.value = os.getpid()
+        self.forks += 1
 
 
-PID = _Pid
+PID = _Pid()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Pid.refresh)
+    os.register_at_fork(after_in_child=PID.refresh)
 
 
 def leave_forked_child(failure: BaseException | None) -> None:
@@ -112,9 +117,18 @@ def build_args(args: Args, deps: list[Serialized]) -> tuple[tuple[Any, ...], dic
         return (), {}
     positional, keywords = deserialize(args.payload)
     if args.deps:
-        values = [deserialize(d) for d in deps]
-        positional = tuple(values[a.index] if type(a) is Dep else a for a in positional)
-        keywords = {k: values[v.index] if type(v) is Dep else v for k, v in keywords.items()}
+        return _with_deps(positional, keywords, deps)
+    return positional, keywords
+
+
+def _with_deps(
+    positional: tuple[Any, ...], keywords: dict[str, Any], deps: list[Serialized]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``build_args``'s arguments with their refs' values in place (apart: the
+    comprehensions' cell would be made on every task, with deps or not)."""
+    values = [deserialize(d) for d in deps]
+    positional = tuple(values[a.index] if type(a) is Dep else a for a in positional)
+    keywords = {k: values[v.index] if type(v) is Dep else v for k, v in keywords.items()}
     return positional, keywords
 
 
@@ -159,6 +173,14 @@ def pack_results(
         return [store.seal(value)]
     if num_returns == 0:
         return []
+    return _pack_several(result, num_returns, name, store)
+
+
+def _pack_several(
+    result: Any, num_returns: int, name: str, store: ObjectStore
+) -> list[Serialized]:
+    """``pack_results`` of several returns (apart: its comprehension's cells would be
+    made on every task)."""
     try:
         items = list(result)
     except TypeError:
