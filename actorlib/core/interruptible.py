@@ -14,9 +14,9 @@ Light on purpose (no asyncio): a process worker's client waits here too
 
 from __future__ import annotations
 
-import _signal
 import _thread
 import collections
+import importlib
 import queue
 import signal
 import threading
@@ -42,7 +42,10 @@ TERMINATING_SIGNALS: tuple[signal.Signals, ...] = tuple(
 #: ``signal.pthread_sigmask`` without its Python wrapper, which turns the old mask it
 #: returns (unused here) into a set of ``Signals`` enums: ~80 bytecodes a call, and an
 #: idle task thread calls it twice per wait (:func:`idle_get`). None where absent.
-_sigmask: Callable[[int, Any], Any] | None = getattr(_signal, "pthread_sigmask", None)
+#: (``_signal`` has no type stubs: imported by name.)
+_sigmask: Callable[[int, Any], Any] | None = getattr(
+    importlib.import_module("_signal"), "pthread_sigmask", None
+)
 _BLOCK, _UNBLOCK = signal.SIG_BLOCK, signal.SIG_UNBLOCK
 
 
