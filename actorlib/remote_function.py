@@ -140,8 +140,8 @@ class RemoteFunction(Generic[P, R]):
         check = own_code.check
         if check is not None and (kwargs or len(args) not in check.shapes):
             check(args, kwargs)
-        # The module globals that ``context.current()``, ``session.job_code_env()`` and
-        # ``session.job_env()`` return, read here without their frames (every task).
+        # The module globals that ``context.current()`` and ``session.job_env()`` return,
+        # read here without their frames (every task).
         client = context._current
         if client is None:
             client = session.client()  # starts the default runtime, or says why not
@@ -158,7 +158,7 @@ class RemoteFunction(Generic[P, R]):
         if files.given:
             code_env = files.code_env(session.job_code_env(), *session.env_support())
         else:  # the common case: the job's, without asking what the backend supports
-            code_env = session._job_code_env or context.inherited_code_env
+            code_env = session.job_code_env()
         code = own_code.ref
         if code is None or own_code.owner is not client:
             code = own_code.get(client)

@@ -616,7 +616,7 @@ def client() -> Client:
 
 
 def job_env() -> dict[str, str] | None:
-    # (``RemoteFunction.remote`` reads ``_job_env`` and ``_job_code_env`` itself.)
+    # (``RemoteFunction.remote`` reads ``_job_env`` itself.)
     return _job_env
 
 

@@ -210,7 +210,8 @@ class Runtime:
 
         Lets ``get`` of a ready object skip the round trip through the core loop. Only
         reads: a single dict lookup and attribute read are atomic under the GIL, and the
-        caller's ref keeps the entry alive.
+        caller's ref keeps the entry alive. :meth:`ready_values` repeats these reads
+        inline (no frame per id): a change here goes there too.
         """
         if self.closed:
             return None  # the slow path answers with RuntimeClosedError
