@@ -581,7 +581,13 @@ class Tasks:
                 return
             self._finish(rec, outcome.error)
             return
-        if values.set_results(spec.return_ids, outcome.values or []) and not spec.generator:
+        results = outcome.values
+        if (
+            results is not None and len(results) == 1 and not spec.generator
+            and not results[0].contained and not results[0].locations
+        ):  # ``set_results``' work for one inline value holding no ref (nearly every task)
+            self.objects.set_value(spec.return_ids[0], results[0])
+        elif values.set_results(spec.return_ids, results or []) and not spec.generator:
             remember(self.objects, spec)
         self._finish(rec, None)
 
