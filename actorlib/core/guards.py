@@ -44,6 +44,14 @@ class Guards:
         except Exception as exc:
             self._failed(exc, fn, "task", task_id)
 
+    def task_arg(self, task_id: int, fn: Callable[[Any], None], arg: Any) -> None:
+        """:meth:`task` of a handler of one argument (a task's outcome): ``fn(arg)`` is a
+        specialized call on CPython 3.11, ``fn(*args)`` is not."""
+        try:
+            fn(arg)
+        except Exception as exc:
+            self._failed(exc, fn, "task", task_id)
+
     def call(self, call_id: int, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)

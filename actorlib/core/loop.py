@@ -121,24 +121,63 @@ class LoopThread:
         is running it (then that thread runs this too). Only from a thread that holds no
         lock the core's work may take (a backend's or a watcher's): a ref's ``__del__``,
         which may run anywhere, posts with :meth:`post`."""
+        self.post_inline_args(fn, args)
+
+    def post_inline_args(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """:meth:`post_inline` of ``fn(*args)``, the arguments in a tuple: CPython 3.11 calls
+        a function taking ``*args`` on its slow path (no specialized call, a C-level call
+        into the interpreter again), and every submission and end comes here."""
         inbox = self._inbox
-        inbox.append((fn, args))
         if not self._inline_on:  # ``post``, without its frame (every submission and end)
+            inbox.append((fn, args))
             if not self._wake_pending:
                 self._wake()
             return
         ident = get_ident()
         if self._owner == ident:
+            inbox.append((fn, args))
             return  # the drain running on this thread takes it
-        # ``_drain_here``, without its frame (every submission and end comes here)
         lock = self._core_lock
-        while inbox and lock.acquire(False):
+        # Nothing queued and the lock free (nearly always): ``fn`` runs at once, with no
+        # trip through the inbox. Else it is queued first, and the lock tried after: a
+        # thread that releases the lock looks at the inbox after that, so one of the two
+        # runs it.
+        direct = not inbox and lock.acquire(False)
+        if not direct:
+            inbox.append((fn, args))
+            if not (inbox and lock.acquire(False)):
+                return
+        # ``_drain_here`` and its ``_run_inbox``, without their frames (every submission
+        # and end comes here): a change there goes here too.
+        popleft = inbox.popleft
+        while True:
             self._owner = ident
             try:
-                self._run_inbox()
+                if direct:
+                    direct = False
+                    try:
+                        fn(*args)
+                    except Exception:
+                        log.exception("actorlib core: internal error in %r", fn)
+                while True:
+                    while inbox:
+                        fn, args = popleft()
+                        try:
+                            fn(*args)
+                        except Exception:
+                            log.exception("actorlib core: internal error in %r", fn)
+                    for hook in self._after_drain:
+                        try:
+                            hook()
+                        except Exception:
+                            log.exception("actorlib core: internal error in %r", hook)
+                    if not inbox:
+                        break
             finally:
                 self._owner = None
                 lock.release()
+            if not (inbox and lock.acquire(False)):
+                return  # (queued after the last look, by a thread that found it taken)
 
     def _drain_here(self) -> None:
         lock = self._core_lock
@@ -188,6 +227,7 @@ class LoopThread:
             self._wake_pending = False
 
     def _run_inbox(self) -> None:
+        # (repeated inline in ``post_inline_args``: a change here goes there too)
         inbox = self._inbox
         popleft = inbox.popleft
         while True:

@@ -104,7 +104,8 @@ class ObjectTable:
             self._drop(id_, entry)
 
     def watch(self, id_: int, watcher: Watcher) -> bool:
-        """Call ``watcher`` when ``id_`` is ready (now, if it is). False if unknown."""
+        """Call ``watcher`` when ``id_`` is ready (now, if it is). False if unknown.
+        (``Runtime._watch`` repeats this inline: a change here goes there too.)"""
         entry = self.entries.get(id_)
         if entry is None:
             return False
@@ -136,8 +137,17 @@ class ObjectTable:
         if entry is None:
             return False
         entry.refs -= 1
-        if entry.refs <= 0 and entry.value is not None:
-            self._drop(id_, entry)
+        if entry.refs <= 0:
+            value = entry.value
+            if value is None:
+                return True  # pending: dropped as it resolves (``set_value``)
+            if (
+                value.is_error or value.locations or value.contained or self.drop_hooks
+                or self.error_jobs
+            ):
+                self._drop(id_, entry)
+            else:  # ``_drop``'s work for a plain inline value (nearly every one)
+                del self.entries[id_]
         return True
 
     def _drop(self, id_: int, entry: ObjectEntry) -> None:

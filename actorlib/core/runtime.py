@@ -27,6 +27,7 @@ client interface it shares with worker-side proxies (see :mod:`actorlib.core.con
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,10 @@ _PID_FIELDS = {"tasks": ("task_id", "worker_pid", "RUNNING"),
 #: answer, stopped say): then they are made from what it knows.
 WORKERS_REFRESH_S = 2.0
 
+def _ignore_drop(id_: int) -> None:
+    """``Runtime.drop_ref`` once the runtime is closed: nothing counts any more."""
+
+
 class Runtime:
     """The driver's core. Also the API's client when the API runs in the driver process."""
 
@@ -90,6 +95,9 @@ class Runtime:
         self._guard_submit = self.guard.submit
         self._guard_task = self.guard.task
         self._drop_ref_bound = self._drop_ref
+        # ``drop_ref`` without its frame (every ref's ``__del__`` calls it): the loop's
+        # ``post`` of ``_drop_ref``, made a no-op when the runtime closes.
+        self.drop_ref = functools.partial(self._loop.post, self._drop_ref)  # type: ignore[method-assign]
         self.scheduler = Scheduler()
         # ``.remote()`` asks on every call: the scheduler's cache, without a frame here.
         self.infeasible_reason = self.scheduler.cached_infeasible_reason  # type: ignore[method-assign]
@@ -143,6 +151,7 @@ class Runtime:
         if self.closed:
             return
         self.closed = True
+        self.drop_ref = _ignore_drop  # type: ignore[method-assign]
         self._loop.run_inline(False)  # the backend stops on the loop thread, alone
         try:
             self._loop.call(self.jobs.ended, DRIVER_PREFIX)
@@ -165,6 +174,7 @@ class Runtime:
             self._loop.post(self._add_ref, id_)
 
     def drop_ref(self, id_: int) -> None:
+        """(Replaced per instance: see ``__init__``; what it does, once closed.)"""
         if not self.closed:
             self._loop.post(self._drop_ref_bound, id_)
 
@@ -189,7 +199,7 @@ class Runtime:
         actor. A running task's thread may be interrupted by a cancel at any bytecode
         (``KeyboardInterrupt``), which must never land in the middle of the core's work."""
         if execution_now() is None:
-            self._loop.post_inline(fn, *args)
+            self._loop.post_inline_args(fn, args)
         else:
             self._loop.post(fn, *args)
 
@@ -254,8 +264,19 @@ class Runtime:
             for id_ in ids:
                 callback(id_, closed)
             return
+        entries = self.objects.entries
         for id_ in ids:
-            if not self.objects.watch(id_, callback):
+            # ``objects.watch``, without a frame per id (a ``get`` watches all of its
+            # refs): a change there goes here too
+            entry = entries.get(id_)
+            if entry is not None:
+                if entry.value is not None:
+                    callback(id_, entry.value)
+                elif entry.watchers is None:
+                    entry.watchers = [callback]
+                else:
+                    entry.watchers.append(callback)
+            else:
                 if self.closed:
                     exc: BaseException = RuntimeClosedError("actorlib was shut down")
                 else:
@@ -278,7 +299,7 @@ class Runtime:
     def submit_task(self, spec: TaskSpec) -> None:
         # ``_post_from_caller``, without its frame
         if execution_now() is None:
-            self._loop.post_inline(self._guard_submit, spec, self.tasks.submit)
+            self._loop.post_inline_args(self._guard_submit, (spec, self.tasks.submit))
         else:
             self._loop.post(self._guard_submit, spec, self.tasks.submit)
 
@@ -361,7 +382,7 @@ class Runtime:
     def submit_call(self, spec: CallSpec) -> None:
         # ``_post_from_caller``, without its frame
         if execution_now() is None:
-            self._loop.post_inline(self._guard_submit, spec, self.actors.submit_call)
+            self._loop.post_inline_args(self._guard_submit, (spec, self.actors.submit_call))
         else:
             self._loop.post(self._guard_submit, spec, self.actors.submit_call)
 

@@ -31,11 +31,11 @@ class RuntimeEvents:
         self._rt = rt
         self._post = rt._loop.post
         # A task's or call's end may run the core on the reporting thread (inline mode).
-        self._post_inline = rt._loop.post_inline
+        self._post_inline = rt._loop.post_inline_args
         self._guard = rt.guard  # made once with the runtime, never replaced
         # Bound once: every task's and call's end reads them (each read of a bound method
         # is a slow lookup on CPython 3.11).
-        self._guard_task = rt.guard.task
+        self._guard_task = rt.guard.task_arg
         self._guard_call = rt.guard.call
         self.client = rt
 
@@ -44,7 +44,7 @@ class RuntimeEvents:
 
     def task_finished(self, outcome: Outcome) -> None:
         post = self._post_inline  # (called through a local: a slot's method is a slow read)
-        post(self._guard_task, outcome.id, self._rt.tasks.finished, outcome)
+        post(self._guard_task, (outcome.id, self._rt.tasks.finished, outcome))
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         rt = self._rt
@@ -69,7 +69,7 @@ class RuntimeEvents:
 
     def call_finished(self, outcome: Outcome) -> None:
         post = self._post_inline  # (as in ``task_finished``)
-        post(self._guard_call, outcome.id, self._rt.actors.call_finished, outcome)
+        post(self._guard_call, (outcome.id, self._rt.actors.call_finished, outcome))
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         rt = self._rt

@@ -152,8 +152,9 @@ class Scheduler:
         self._feasibility: tuple[Any, dict[Any, str | None]] = ((), {})
         # The last answer of ``cached_infeasible_reason``: (capacity, request, strategy,
         # reason). A remote function's tasks share one request dict, so the next question
-        # is most often the same one: answered by identity, with no key built or hashed.
-        self._last_feasibility: tuple[Any, Any, Any, str | None] = ((), None, None, None)
+        # is most often the same one: answered by identity, with no key built or hashed
+        # (``Tasks.submit`` reads it so, without a call).
+        self.last_feasibility: tuple[Any, Any, Any, str | None] = ((), None, None, None)
         # Placement groups, kept by core.placement_groups: each created group's bundles
         # (None where a bundle is not reserved now), and the ids of removed groups.
         self.bundles: dict[int, list[Node | None]] = {}
@@ -172,7 +173,7 @@ class Scheduler:
     def forget_feasibility(self) -> None:
         """Answers cached by :meth:`cached_infeasible_reason` may be wrong now."""
         self._feasibility = ((), {})
-        self._last_feasibility = ((), None, None, None)
+        self.last_feasibility = ((), None, None, None)
 
     # -- nodes -----------------------------------------------------------------------
 
@@ -243,7 +244,7 @@ class Scheduler:
         """:meth:`infeasible_reason`, cached per request shape until the set of nodes
         changes. Any thread may ask."""
         capacity = self.capacity
-        last = self._last_feasibility  # one read: another thread may replace it
+        last = self.last_feasibility  # one read: another thread may replace it
         if last[0] is capacity and last[1] is request and last[2] is strategy:
             return last[3]
         cache = self._feasibility
@@ -255,7 +256,7 @@ class Scheduler:
         except KeyError:
             reason = cache[1][key] = self.infeasible_reason(request, strategy)
         # Holding ``request`` keeps its id from being reused while it is remembered.
-        self._last_feasibility = (capacity, request, strategy, reason)
+        self.last_feasibility = (capacity, request, strategy, reason)
         return reason
 
     # -- queueing --------------------------------------------------------------------
@@ -278,14 +279,22 @@ class Scheduler:
         return key
 
     def enqueue(
-        self, work: Any, request: dict[str, float], strategy: Any, *, front: bool = False,
-        limit: tuple[str, int] | None = None, behind: Callable[[Any], bool] | None = None,
+        self, work: Any, request: dict[str, float], strategy: Any,
+        limit: tuple[str, int] | None = None, *, front: bool = False,
+        behind: Callable[[Any], bool] | None = None,
     ) -> tuple[Any, ...]:
         """Queue ``work``; ``front`` for work handed back that must keep its turn, then
         behind the work at the front for which ``behind`` is true (handed back before it,
         and ahead of it in the first place); ``limit``: its concurrency limit
         ``(key, limit)``, if any. Returns its shape (for ``take_next``)."""
-        key = self._shape(request, strategy, limit)
+        known = self._shapes.get(id(request))
+        if (
+            known is not None and known[0] is request and known[1] == strategy
+            and known[2] == limit
+        ):  # ``_shape``'s usual answer, without its frame (every task comes here)
+            key = known[3]
+        else:
+            key = self._shape(request, strategy, limit)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
@@ -318,17 +327,27 @@ class Scheduler:
         For queueing it behind running work of the same shape on that node; None while
         work of another shape waits too (it would never see those resources free).
         """
+        queue = self.followable(key, node_id)
+        if queue is None or not accept(queue[0]):
+            return None
+        return queue.popleft()
+
+    def followable(
+        self, key: tuple[Any, ...], node_id: str
+    ) -> collections.deque[Any] | None:
+        """:meth:`take_next` without the pop: the queue of shape ``key`` if its head may
+        run on ``node_id`` and no other shape waits, else None. The caller pops the head
+        if it takes it (``Tasks``, which tests the head inline: no frame per task)."""
         queues = self._queues
         queue = queues.get(key)
         if not queue:
             return None
         if len(queues) > 1 and self._others_wait(key):
             return None
-        work = queue[0]
-        preferred = getattr(work, "preferred", None)
-        if (preferred is not None and preferred != node_id) or not accept(work):
+        preferred = getattr(queue[0], "preferred", None)
+        if preferred is not None and preferred != node_id:
             return None
-        return queue.popleft()
+        return queue
 
     def take_head(self, key: tuple[Any, ...], placement: Placement, kind: type) -> Any | None:
         """Pop the head of shape ``key``'s queue, if it is a ``kind``, to take over

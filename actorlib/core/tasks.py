@@ -97,12 +97,6 @@ class TaskRecord:
 HELD_NOTHING: dict[str, float] = {}
 
 
-def _may_follow(chain: tuple[int, ...], work: Any) -> bool:
-    """A task may queue behind the tasks ``chain`` names: not an actor, and not the child
-    of one of them (that one may be waiting for it)."""
-    return isinstance(work, TaskRecord) and work.spec.caller_id not in chain
-
-
 def _has_room(
     node: Node, request: dict[str, float], cpus: float, promised: dict[str, float]
 ) -> bool:
@@ -193,9 +187,15 @@ class Tasks:
                 else:
                     parent.children.append(task_id)
         self.records[task_id] = rec
-        reason = self.scheduler.cached_infeasible_reason(
-            spec.resources, spec.scheduling_strategy
-        )
+        scheduler = self.scheduler
+        last = scheduler.last_feasibility
+        if (
+            last[1] is spec.resources and last[2] is spec.scheduling_strategy
+            and last[0] is scheduler.capacity
+        ):  # ``cached_infeasible_reason``'s first answer, without its frame: ``remote()``
+            reason = last[3]  # asked the same a moment ago, nearly always
+        else:
+            reason = scheduler.cached_infeasible_reason(spec.resources, spec.scheduling_strategy)
         if reason is not None:
             self._finish(rec, error_value(infeasible_error(reason)))
             return
@@ -212,8 +212,10 @@ class Tasks:
             self._deps_ready(rec)
         else:  # the plain task: ``_deps_ready``'s queueing, without its frame
             rec.state = QUEUED
-            rec.shape = self.scheduler.enqueue(
-                rec, spec.resources, spec.scheduling_strategy, limit=spec.concurrency
+            # (``limit`` positional: CPython 3.11 calls a Python function given a keyword
+            # on its slow path, with no specialized call)
+            rec.shape = scheduler.enqueue(
+                rec, spec.resources, spec.scheduling_strategy, spec.concurrency
             )
 
     def _deps_ready(self, rec: TaskRecord) -> None:
@@ -313,8 +315,8 @@ class Tasks:
             self.new_leaders = True
 
     def _queue_behind_leaders(self) -> None:
-        depth = self.depth
-        for leader in list(self.leaders.values()):
+        leaders = self.leaders
+        for leader in list(leaders.values()):
             chain = [leader.spec.task_id]
             head = leader
             while head.leader is not None:
@@ -322,33 +324,47 @@ class Tasks:
                 chain.append(head.spec.task_id)
             placement = head.placement
             assert placement is not None  # a chain's head runs
-            node_id = placement.node.node_id
-            tail = leader
-            while len(chain) < depth:
-                rec = self.scheduler.take_next(
-                    tail.shape, node_id, functools.partial(_may_follow, tuple(chain))
-                )
-                if rec is None:
-                    break
-                tail_id = tail.spec.task_id
-                del self.leaders[tail_id]
-                tail.successor = rec
-                rec.leader = tail
-                rec.state = FOLLOWING
-                task_id = rec.spec.task_id
-                self.followers[task_id] = rec
-                deps = rec.spec.args.deps
-                values = self.values.dep_values(deps) if deps else []
-                # Behind the chain's last task: the worker that holds it (it may not be
-                # the head's, if the head had ended there), in the order sent.
-                # (positional: spec, node_id, deps, gpu_ids, follows; a keyword into a
-                # class costs a dict made and unpacked)
-                self.backend.run_task(TaskRun(rec.spec, node_id, values, (), tail_id))
-                chain.append(task_id)
-                if len(chain) >= depth or not _leads(rec):
-                    break
-                self.leaders[task_id] = rec
-                tail = rec
+            if self._queue_behind(leader, chain, placement.node.node_id):
+                del leaders[chain[0]]
+
+    def _queue_behind(self, tail: TaskRecord, chain: list[int], node_id: str) -> bool:
+        """Queue tasks of its shape behind ``tail``, the last task of a chain (``chain``:
+        the ids of its tasks) whose head runs on ``node_id``, until the chain is full or
+        no task may follow. True if one was queued: ``tail`` leads no more then (the
+        caller's to forget), and the last one queued leads if its chain has room."""
+        depth = self.depth
+        followable = self.scheduler.followable
+        queued = False
+        while len(chain) < depth:
+            queue = followable(tail.shape, node_id)
+            if queue is None:
+                break
+            rec = queue[0]
+            # ``_may_follow``, without its frame: not an actor, and not the child of a
+            # task of the chain (that one may be waiting for it)
+            if type(rec) is not TaskRecord or rec.spec.caller_id in chain:
+                break
+            queue.popleft()
+            queued = True
+            tail.successor = rec
+            rec.leader = tail
+            rec.state = FOLLOWING
+            task_id = rec.spec.task_id
+            self.followers[task_id] = rec
+            deps = rec.spec.args.deps
+            values = self.values.dep_values(deps) if deps else []
+            # Behind the chain's last task: the worker that holds it (it may not be
+            # the head's, if the head had ended there), in the order sent.
+            # (positional: spec, node_id, deps, gpu_ids, follows; a keyword into a
+            # class costs a dict made and unpacked)
+            self.backend.run_task(TaskRun(rec.spec, node_id, values, (), tail.spec.task_id))
+            chain.append(task_id)
+            if len(chain) >= depth or not _leads(rec):
+                return True  # its chain is full, or it leads nothing
+            tail = rec
+        if queued:
+            self.leaders[tail.spec.task_id] = tail  # nothing more followed it: it leads
+        return queued
 
     def _steal(self) -> None:
         """Recall queued tasks that a node has room for now: nothing else wanted it
@@ -470,12 +486,29 @@ class Tasks:
         else:
             successor.placement = Placement(node, request, node.acquire(request))
             self.scheduler.dirty = True
-        if successor.spec.concurrency is not None:  # takes the slot its leader frees
-            self.scheduler.enter(successor.spec.concurrency)
+        spec = successor.spec
+        if spec.concurrency is not None:  # takes the slot its leader frees
+            self.scheduler.enter(spec.concurrency)
         # A recall (or a cancel) asked before this may still hand it back unstarted: it
         # keeps ``recalling`` so :meth:`recalled` takes it back, and its chain takes
         # nothing more until then.
-        self._may_lead(successor)
+        if successor.successor is not None or self.scheduler.dirty:
+            self._may_lead(successor)  # a longer chain, or a pass is due: it comes first
+            return
+        # Alone in its chain now, holding what its leader held, and no placement pass is
+        # due: the next tasks queue behind it at once, in the same step as its leader's
+        # end, not after the batch (``lead``). A pass due later in the batch finds them
+        # queued, and recalls them if a CPU is free (``_steal``). ``_may_lead``'s test
+        # (of a running head holding no GPU, not blocked) and ``_leads``', inline:
+        if (
+            successor.recalling or spec.scheduling_strategy != "DEFAULT" or spec.generator
+            or spec.max_calls or (spec.concurrency is not None and not self.takes_back)
+        ):
+            return
+        task_id = spec.task_id
+        if not self._queue_behind(successor, [task_id], node.node_id):
+            self.leaders[task_id] = successor
+            self.new_leaders = True  # ``lead`` tries again after the batch
 
     def _held_nothing(self, node: Node) -> Placement:
         """Where an ended leader ran, holding nothing: one per node, shared (never
@@ -500,6 +533,9 @@ class Tasks:
         elif rec.state is RUNNING and rec.recalling:
             rec.recalling = False
             # The worker goes on to the task queued behind it, which takes what it held.
+            # A pass is due (``rec`` queues again, at the front): the one behind it leads
+            # after that pass, so nothing queued after ``rec`` is sent ahead of it.
+            self.scheduler.dirty = True
             self._leader_ended(rec, worker_goes_on=True)
             self._release_placement(rec)
         else:
@@ -525,7 +561,7 @@ class Tasks:
             self.values.discard_outcome(outcome)
             return
         if rec.state is RUNNING:
-            self._leader_ended(rec, worker_goes_on=True)
+            self._leader_ended(rec, True)  # worker_goes_on (positional: see ``submit``)
         elif rec.state is FOLLOWING:  # cancelled before it started
             self._unfollow(rec)
         else:
@@ -545,7 +581,13 @@ class Tasks:
                 return
             self._finish(rec, outcome.error)
             return
-        if values.set_results(spec.return_ids, outcome.values or []) and not spec.generator:
+        results = outcome.values
+        if (
+            results is not None and len(results) == 1 and not spec.generator
+            and not results[0].contained and not results[0].locations
+        ):  # ``set_results``' work for one inline value holding no ref (nearly every task)
+            self.objects.set_value(spec.return_ids[0], results[0])
+        elif values.set_results(spec.return_ids, results or []) and not spec.generator:
             remember(self.objects, spec)
         self._finish(rec, None)
 
@@ -633,7 +675,14 @@ class Tasks:
             None if placement is None else placement.node.node_id, error is not None,
             rec.job, rec.created, rec.started, event_time(), rec.pid,
         ))
-        self._release_placement(rec, pass_on=True)
+        if placement is not None:
+            if (
+                placement.request is HELD_NOTHING and not rec.blocked
+                and spec.concurrency is None
+            ):  # a leader whose resources passed on: ``_release_placement``'s work
+                rec.placement = None
+            else:
+                self._release_placement(rec, pass_on=True)
         rec.state = DONE
         self.leaders.pop(spec.task_id, None)
         del self.records[spec.task_id]

@@ -22,6 +22,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Container, Iterable, Sequence
 from itertools import filterfalse
+from pickle import loads as _loads
 from typing import Any
 
 import sniffio
@@ -41,6 +42,7 @@ from actorlib.exceptions import (
     BlockingGetWarning,
     GetTimeoutError,
     RuntimeClosedError,
+    SerializationError,
     TaskCancelledError,
     TaskError,
     WorkerCrashedError,
@@ -66,6 +68,12 @@ def value_of(obj: Serialized) -> Any:
     if obj.is_error:
         obj.read = True  # delivered to a caller: not an unhandled error
         raise deserialize(obj)
+    if not obj.buffers:
+        # ``deserialize``'s usual case, without its frame (every value ``get`` returns)
+        try:
+            return _loads(obj.data)
+        except Exception as exc:
+            raise SerializationError(f"Could not unpickle a value: {exc!r}") from exc
     return deserialize(obj)
 
 

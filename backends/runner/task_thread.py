@@ -218,10 +218,16 @@ class TaskThread:
             except BaseException as exc:
                 failure = exc
             finally:
-                with self.lock:
+                # Not ``with`` (two bound methods made a task), and ``acquire`` inside the
+                # ``try``: a cancel's interrupt is raised only as a call returns, so it
+                # lands with the lock held (released below), never before it is taken.
+                try:
+                    lock.acquire()
                     self.running = None
                     self.current = None
                     self.context = None  # its spec holds the arguments (arena pins)
+                finally:
+                    lock.release()
         except KeyboardInterrupt as exc:
             failure = exc
             self.running = None

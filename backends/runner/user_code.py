@@ -18,11 +18,18 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
+from pickle import dumps as _dumps
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import ObjectStore
-from actorlib.core.serialization import Serialized, deserialize, loads_function, serialize
+from actorlib.core.serialization import (
+    PLAIN_SCALARS,
+    Serialized,
+    deserialize,
+    loads_function,
+    serialize,
+)
 from actorlib.core.specs import Args, CodeRef, Dep, RetryExceptions
 from actorlib.exceptions import SerializationError, TaskCancelledError, TaskError, _text_of
 
@@ -166,11 +173,17 @@ def pack_results(
     if type(result) is Packed:
         return result.values
     if num_returns == 1:
+        if type(result) in PLAIN_SCALARS:
+            # ``serialize``'s plainest case, without its frame (most results): nothing
+            # out of band, nothing for the store to keep
+            return [Serialized(_dumps(result, 5), [], (), False)]
         try:
             value = serialize(result)
         except BaseException:  # again, to name the result in the error (rare)
             value = serialize_result(result, f"the result of {name}")
-        return [store.seal(value)]
+        # Without out-of-band buffers (nearly every result) a store has nothing to keep:
+        # every ``seal`` returns such a value as it is, so it is not called.
+        return [store.seal(value) if value.buffers else value]
     if num_returns == 0:
         return []
     return _pack_several(result, num_returns, name, store)
