@@ -303,8 +303,9 @@ class ActorSpec:
 class CallSpec:
     """One actor method call.
 
-    ``ActorMethod._submit`` builds it with positional arguments (keywords cost every
-    call): a field added or moved is added or moved there too."""
+    ``ActorMethod.remote`` builds it with positional arguments (keywords cost every
+    call), and the process codec's reader sets its slots itself: a field added or moved
+    is added or moved there too (the codec checks at import)."""
 
     call_id: int
     actor_id: int
