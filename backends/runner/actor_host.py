@@ -356,11 +356,11 @@ class ActorHost:
         finally:
             leave_execution(token)
         runner = self.runner
-        values = outcome.values  # (None for an error)
+        sent = outcome.values  # (None for an error)
         # ``runner.sends_alone(outcome)`` (``alone``, or a lone value holding no ref),
         # then ``_report``, both without their frames
-        if runner.alone or (outcome.error is None and values is not None
-                            and len(values) == 1 and not values[0].contained):
+        if runner.alone or (outcome.error is None and sent is not None
+                            and len(sent) == 1 and not sent[0].contained):
             lock.acquire()
             try:
                 self.pending.pop(call_id, None)
@@ -371,7 +371,7 @@ class ActorHost:
             return
         with runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
-            del result, outcome, values
+            del result, outcome, sent
 
     async def _call_async(self, run: CallRun) -> None:
         """A call of an async actor, as a task on its loop (with a context of its own)."""
