@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 from collections.abc import Callable
@@ -455,7 +456,16 @@ class PendingCalls:
             self.ids.discard(id_)
 
 
-_new_method = object.__new__  # (see ``_BoundMethod.__get__``; refs are made so too)
+_new_method = object.__new__  # (see ``_BoundMethod.__get__``; refs and specs are made so too)
+#: The fields ``ActorMethod.remote`` sets on the ``CallSpec`` it makes without
+#: ``__init__``: a field added there is added here too (this fails at import until it is).
+_CALL_SPEC_FIELDS = (
+    "call_id", "actor_id", "method", "args", "return_ids", "num_returns", "caller_id",
+    "max_task_retries", "retry_exceptions", "attempt", "concurrency_group", "generator",
+    "backpressure",
+)
+if tuple(f.name for f in dataclasses.fields(CallSpec)) != _CALL_SPEC_FIELDS:
+    raise ImportError("ActorMethod.remote must set every field of CallSpec")
 
 
 class ActorMethod(Generic[P, R]):
@@ -536,24 +546,25 @@ class ActorMethod(Generic[P, R]):
                 )
                 first = return_ids[0] if return_ids else None
             execution = execution_now()
-            # Positional, in the order of CallSpec's fields (keywords: the dataclass's
-            # ``__init__`` matched each name against its parameters, on every call).
-            named = client.submit_call(CallSpec(
-                call_id,  # call_id
-                handle._id,  # actor_id
-                self._name,  # method
-                packed,  # args
-                return_ids,  # return_ids
-                count,  # num_returns
-                DRIVER_CALLER if execution is None else execution.caller_id,  # caller_id
-                opts.get("max_task_retries"),  # max_task_retries
-                opts.get("retry_exceptions", False),  # retry_exceptions
-                0,  # attempt
-                None if "concurrency_group" not in opts
-                else self._group_override(opts),  # concurrency_group
-                generator,  # generator
-                opts.get("_generator_backpressure_num_objects", -1),  # backpressure
-            ))
+            # The spec's slots set here, without ``CallSpec.__init__``: every field, as
+            # ``_CALL_SPEC_FIELDS`` checks.
+            spec = _new_method(CallSpec)
+            spec.call_id = call_id
+            spec.actor_id = handle._id
+            spec.method = self._name
+            spec.args = packed
+            spec.return_ids = return_ids
+            spec.num_returns = count
+            spec.caller_id = DRIVER_CALLER if execution is None else execution.caller_id
+            spec.max_task_retries = opts.get("max_task_retries")
+            spec.retry_exceptions = opts.get("retry_exceptions", False)
+            spec.attempt = 0
+            spec.concurrency_group = (
+                None if "concurrency_group" not in opts else self._group_override(opts)
+            )
+            spec.generator = generator
+            spec.backpressure = opts.get("_generator_backpressure_num_objects", -1)
+            named = client.submit_call(spec)
         except BaseException:
             first = None  # nothing was submitted: the place goes back
             raise

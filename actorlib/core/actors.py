@@ -19,6 +19,7 @@ see :mod:`actorlib.core.guards`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from collections.abc import Callable
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # the interface the core drives; the core never imports a bac
 #: Makes a record whose slots the caller sets, for the hot paths: a class called with an
 #: ``__init__`` costs about 600 instructions more (CPython 3.11's ``type_call``).
 new_record = object.__new__
+if tuple(f.name for f in dataclasses.fields(CallRun)) != ("spec", "deps", "incarnation"):
+    raise ImportError("Actors.submit_call must set every field of CallRun")
 
 
 class ActorState(enum.Enum):
@@ -415,7 +418,11 @@ class Actors:
             mailbox.inflight[spec.call_id] = call
             if spec.retry_exceptions:
                 mailbox.barrier[caller] = spec.call_id
-            self.backend.run_call(CallRun(spec, [], actor.incarnation))
+            run = new_record(CallRun)  # ``CallRun(spec, [], incarnation)``, likewise
+            run.spec = spec
+            run.deps = []
+            run.incarnation = actor.incarnation
+            self.backend.run_call(run)
             return
         call = CallRecord(spec)
         mailbox.enqueue(call)

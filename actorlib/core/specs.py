@@ -303,9 +303,9 @@ class ActorSpec:
 class CallSpec:
     """One actor method call.
 
-    ``ActorMethod.remote`` builds it with positional arguments (keywords cost every
-    call), and the process codec's reader sets its slots itself: a field added or moved
-    is added or moved there too (the codec checks at import)."""
+    ``ActorMethod.remote`` and the process codec's reader set its slots themselves
+    (without ``__init__``, which costs every call): a field added is added there too
+    (both check at import)."""
 
     call_id: int
     actor_id: int

@@ -49,15 +49,18 @@ if TYPE_CHECKING:
 #: A sync method's result that is produced item by item (neither can be subclassed).
 _GENERATOR_TYPES = frozenset({GeneratorType, AsyncGeneratorType})
 
-#: ``ActorHost._call`` makes its context without ``__init__``, setting these: a field
-#: added to ``ExecutionContext`` is added there too (this fails at import until it is).
-_CONTEXT_FIELDS = (
-    "node_id", "task_id", "actor_id", "gpu_ids", "namespace", "cancelled", "wakeup", "spec",
-    "incarnation", "method", "code", "lost_interrupt",
+#: ``ActorHost._call`` makes these records without ``__init__``, setting these fields: a
+#: field added to one of them is added there too (this fails at import until it is).
+_CALL_RECORDS = (
+    (ExecutionContext, ("node_id", "task_id", "actor_id", "gpu_ids", "namespace", "cancelled",
+                        "wakeup", "spec", "incarnation", "method", "code", "lost_interrupt")),
+    (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
+    (Serialized, ("data", "buffers", "contained", "is_error", "locations", "read")),
 )
-if tuple(f.name for f in dataclasses.fields(ExecutionContext)) != _CONTEXT_FIELDS:
-    raise ImportError("ActorHost._call must set every field of ExecutionContext")
-_new_context = object.__new__
+for _cls, _names in _CALL_RECORDS:
+    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
+        raise ImportError(f"ActorHost._call must set every field of {_cls.__name__}")
+_new_record = object.__new__
 
 
 class Reading(Protocol):
@@ -294,9 +297,9 @@ class ActorHost:
         call_id = spec.call_id
         # ``_begin(run)``: the context, started unless cancelled. Its slots are set here,
         # without ``ExecutionContext.__init__`` (a class called with an ``__init__`` costs
-        # ~600 instructions more on CPython 3.11): every field, as ``_CONTEXT_FIELDS``
-        # checks.
-        ctx = _new_context(ExecutionContext)
+        # ~600 instructions more on CPython 3.11): every field, as ``_CALL_RECORDS``
+        # checks. (So are the plain result and the outcome below.)
+        ctx = _new_record(ExecutionContext)
         ctx.node_id = self.start.node_id
         ctx.task_id = call_id
         ctx.actor_id = self.actor_id
@@ -343,12 +346,24 @@ class ActorHost:
                 # ``pack_results``' and ``serialize``'s path for one plain value (the
                 # common result), without their frames: pickled as they pickle it. No
                 # ``store.seal``: a plain value has no out-of-band buffer to copy.
-                values = [Serialized(dumps(result, 5), [], (), False)]
+                value = _new_record(Serialized)
+                value.data = dumps(result, 5)
+                value.buffers = []
+                value.contained = ()
+                value.is_error = False
+                value.locations = None
+                value.read = False
+                values = [value]
             else:
                 name = self._names.get(spec.method) or self._name(spec)  # (made once)
                 values = pack_results(result, spec.num_returns, name, self.runner.store)
-            # Positional (id, attempt, values, error, retryable, pid): see ``_begin``.
-            outcome = Outcome(call_id, spec.attempt, values, None, False, PID.value)
+            outcome = _new_record(Outcome)
+            outcome.id = call_id
+            outcome.attempt = spec.attempt
+            outcome.values = values
+            outcome.error = None
+            outcome.retryable = False
+            outcome.pid = PID.value
         except BaseException as exc:
             if PID.forks != forks:
                 leave_forked_child(exc)
