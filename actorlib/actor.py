@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 from collections.abc import Callable
@@ -318,12 +319,17 @@ class _BoundMethod:
     def __get__(self, handle: ActorHandle[Any] | None, owner: type | None = None) -> Any:
         if handle is None:
             return self
-        # ``handle._actorlib_method(name)``, without its frame (every call comes here)
+        # ``handle._actorlib_method(name)``, without its frame (every call comes here), and
+        # without ``ActorMethod.__init__``'s: a class called with an ``__init__`` costs
+        # about 600 instructions more than its slots set here (CPython 3.11).
         name = self._name
         checks = handle._checks
-        return ActorMethod(
-            handle, name, handle._methods[name], checks.get(name) if checks else None
-        )
+        method = _new_method(ActorMethod)
+        method._handle = handle
+        method._name = name
+        method._options = handle._methods[name]
+        method._check = checks.get(name) if checks else None
+        return method
 
 
 # One handle class per set of method names (each actor class's, as a rule): bounded by the
@@ -450,6 +456,18 @@ class PendingCalls:
             self.ids.discard(id_)
 
 
+_new_method = object.__new__  # (see ``_BoundMethod.__get__``; refs and specs are made so too)
+#: The fields ``ActorMethod.remote`` sets on the ``CallSpec`` it makes without
+#: ``__init__``: a field added there is added here too (this fails at import until it is).
+_CALL_SPEC_FIELDS = (
+    "call_id", "actor_id", "method", "args", "return_ids", "num_returns", "caller_id",
+    "max_task_retries", "retry_exceptions", "attempt", "concurrency_group", "generator",
+    "backpressure",
+)
+if tuple(f.name for f in dataclasses.fields(CallSpec)) != _CALL_SPEC_FIELDS:
+    raise ImportError("ActorMethod.remote must set every field of CallSpec")
+
+
 class ActorMethod(Generic[P, R]):
     """``handle.method``: call ``.remote(*args)`` to queue a call on the actor.
 
@@ -497,55 +515,62 @@ class ActorMethod(Generic[P, R]):
                 f"{handle!r} belongs to an actorlib runtime that was shut down."
             )
         label = f"{handle._class_name}.{self._name}"
+        # One frame for the call (no helper for the submission): ``max_pending_calls``'
+        # place, when the handle has a limit, is taken before and settled in ``finally``,
+        # which costs nothing on the way through (3.11's exceptions cost only if raised).
         pending = handle._pending
-        if pending is None:
-            return self._submit(client, args, kwargs, label)[0]
-        pending.reserve(client, label)
+        if pending is not None:
+            pending.reserve(client, label)
         first: int | None = None
         try:
-            result, return_ids = self._submit(client, args, kwargs, label)
-            first = return_ids[0] if return_ids else None
-        finally:
-            pending.settle(client, first)
-        return result
-
-    def _submit(
-        self, client: Client, args: tuple[Any, ...], kwargs: dict[str, Any], label: str
-    ) -> tuple[Any, tuple[int, ...]]:
-        handle = self._handle
-        opts = self._options
-        packed = pack_args(client, args, kwargs, label) if args or kwargs else NO_ARGS
-        next_id = client.ids.next
-        call_id = next_id()
-        num_returns = opts.get("num_returns", 1)
-        if num_returns == 1:  # the common case, without mint_results' general path
-            rid = next_id()
-            return_ids: tuple[int, ...] = (rid,)
-            result: Any
-            count, generator, result = 1, "", ObjectRef(rid, client, label, call_id)
-        else:
-            return_ids, count, generator, result = mint_results(
-                client, num_returns, label, call_id
+            opts = self._options
+            packed = pack_args(client, args, kwargs, label) if args or kwargs else NO_ARGS
+            next_id = client.ids.next
+            call_id = next_id()
+            num_returns = opts.get("num_returns", 1)
+            if num_returns == 1:  # the common case, without mint_results' general path
+                first = next_id()
+                return_ids: tuple[int, ...] = (first,)
+                result: Any
+                # ``ObjectRef(first, client, label, call_id)``, its slots set here (see
+                # ``_BoundMethod.__get__``)
+                result = _new_method(ObjectRef)
+                result._id = first
+                result._client = client
+                result._name = label
+                result._task = call_id
+                count, generator = 1, ""
+            else:
+                return_ids, count, generator, result = mint_results(
+                    client, num_returns, label, call_id
+                )
+                first = return_ids[0] if return_ids else None
+            execution = execution_now()
+            # The spec's slots set here, without ``CallSpec.__init__``: every field, as
+            # ``_CALL_SPEC_FIELDS`` checks.
+            spec = _new_method(CallSpec)
+            spec.call_id = call_id
+            spec.actor_id = handle._id
+            spec.method = self._name
+            spec.args = packed
+            spec.return_ids = return_ids
+            spec.num_returns = count
+            spec.caller_id = DRIVER_CALLER if execution is None else execution.caller_id
+            spec.max_task_retries = opts.get("max_task_retries")
+            spec.retry_exceptions = opts.get("retry_exceptions", False)
+            spec.attempt = 0
+            spec.concurrency_group = (
+                None if "concurrency_group" not in opts else self._group_override(opts)
             )
-        execution = execution_now()
-        # Positional, in the order of CallSpec's fields (keywords: the dataclass's
-        # ``__init__`` matched each name against its parameters, on every call).
-        named = client.submit_call(CallSpec(
-            call_id,  # call_id
-            handle._id,  # actor_id
-            self._name,  # method
-            packed,  # args
-            return_ids,  # return_ids
-            count,  # num_returns
-            DRIVER_CALLER if execution is None else execution.caller_id,  # caller_id
-            opts.get("max_task_retries"),  # max_task_retries
-            opts.get("retry_exceptions", False),  # retry_exceptions
-            0,  # attempt
-            None if "concurrency_group" not in opts
-            else self._group_override(opts),  # concurrency_group
-            generator,  # generator
-            opts.get("_generator_backpressure_num_objects", -1),  # backpressure
-        ))
+            spec.generator = generator
+            spec.backpressure = opts.get("_generator_backpressure_num_objects", -1)
+            named = client.submit_call(spec)
+        except BaseException:
+            first = None  # nothing was submitted: the place goes back
+            raise
+        finally:
+            if pending is not None:
+                pending.settle(client, first)
         if named is not None and num_returns == 1:  # the backend's id for the call
             result._task = named
-        return result, return_ids
+        return result

@@ -162,16 +162,23 @@ def get(refs: Sequence[ObjectRef[T]], *, timeout: float | None = None) -> list[T
 
 def get(refs: Any, *, timeout: float | None = None) -> Any:
     """Block until the values are ready; return them (raise the first error among them)."""
-    ref_list, single = _as_ref_list(refs, "get()")
-    check_timeout(timeout, "get()")
+    # One plain ref (``get(f.remote())``) and no timeout are checked here without the
+    # checks' frames, and its value is read without ``_values``' list.
+    if type(refs) is ObjectRef:
+        ref_list, single = [refs], True
+    else:
+        ref_list, single = _as_ref_list(refs, "get()")
+    if timeout is not None:
+        check_timeout(timeout, "get()")
     ids = [refs._id] if single else unique_ids(ref_list)
     need = len(ids)
     got = fetch(ref_list, need, timeout, fail_fast=True, ids=ids)
     if len(got) < need:
         _raise_first_error(ref_list, got)
         raise timeout_error("get()", timeout, ref_list, got)
-    values = _values(ref_list, got)
-    return values[0] if single else values
+    if single:
+        return value_of(got[refs._id])
+    return _values(ref_list, got)
 
 
 @overload

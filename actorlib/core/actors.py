@@ -19,6 +19,7 @@ see :mod:`actorlib.core.guards`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from collections.abc import Callable
@@ -42,6 +43,13 @@ from actorlib.exceptions import (
 
 if TYPE_CHECKING:  # the interface the core drives; the core never imports a backend
     from actorlib.backends.base import Backend
+
+
+#: Makes a record whose slots the caller sets, for the hot paths: a class called with an
+#: ``__init__`` costs about 600 instructions more (CPython 3.11's ``type_call``).
+new_record = object.__new__
+if tuple(f.name for f in dataclasses.fields(CallRun)) != ("spec", "deps", "incarnation"):
+    raise ImportError("Actors.submit_call must set every field of CallRun")
 
 
 class ActorState(enum.Enum):
@@ -359,16 +367,23 @@ class Actors:
     # == calls ==============================================================================
 
     def submit_call(self, spec: CallSpec) -> None:
-        entries = self.objects.entries  # ``ObjectTable.create``, without its frame
+        entries = self.objects.entries
         for rid in spec.return_ids:
-            entries[rid] = ObjectEntry(1, spec.call_id)
+            # ``ObjectTable.create(rid, 1, call_id)``, without its frame nor
+            # ``ObjectEntry.__init__``'s: the entry's slots as that sets them.
+            entry = new_record(ObjectEntry)
+            entry.refs = 1
+            entry.value = None
+            entry.watchers = None
+            entry.producer = spec.call_id
+            entry.lineage = None
+            entries[rid] = entry
         values = self.values
         args = spec.args
         if args.deps or (args.payload is not None and args.payload.contained):
             values.hold_ids(args.held)  # most calls hold no refs: no call for them
         if spec.generator == "streaming":
             values.open_stream(spec.call_id, spec.return_ids[0], spec.backpressure)
-        call = CallRecord(spec)
         actor = self.records.get(spec.actor_id)
         if actor is None:
             values.resolve(
@@ -380,7 +395,7 @@ class Actors:
         self.calls[spec.call_id] = spec.actor_id
         state = actor.state
         if state is DEAD:
-            self._finish_call(call, error_value(self._dead_error(actor)))
+            self._finish_call(CallRecord(spec), error_value(self._dead_error(actor)))
             return
         mailbox = actor.mailbox
         caller = spec.caller_id
@@ -391,10 +406,25 @@ class Actors:
             and caller not in mailbox.queues and caller not in mailbox.barrier
         ):
             # Nothing of this caller waits and the actor takes calls: what ``_pump`` would
-            # do with it, without queueing it first.
-            mailbox.hand_over(call)
-            self.backend.run_call(CallRun(spec, [], actor.incarnation))
+            # do with it, without queueing it first; ``CallRecord(spec)`` and
+            # ``mailbox.hand_over(call)`` without their frames (their fields set as they
+            # set them; created and started at the same moment).
+            call = new_record(CallRecord)
+            call.spec = spec
+            call.remaining = 0
+            call.cancelled = False
+            call.created = call.started = event_time()
+            call.pid = 0
+            mailbox.inflight[spec.call_id] = call
+            if spec.retry_exceptions:
+                mailbox.barrier[caller] = spec.call_id
+            run = new_record(CallRun)  # ``CallRun(spec, [], incarnation)``, likewise
+            run.spec = spec
+            run.deps = []
+            run.incarnation = actor.incarnation
+            self.backend.run_call(run)
             return
+        call = CallRecord(spec)
         mailbox.enqueue(call)
         if deps:
             # A partial, not a closure: that would make four cells on every call of this
@@ -439,7 +469,11 @@ class Actors:
         spec = call.spec
         call.pid = outcome.pid
         mailbox = actor.mailbox
-        mailbox.returned(call)
+        # ``mailbox.returned(call)``, without its frame (every call's end)
+        del mailbox.inflight[spec.call_id]
+        barrier = mailbox.barrier  # empty unless a call retries on exceptions
+        if barrier and barrier.get(spec.caller_id) == spec.call_id:
+            del barrier[spec.caller_id]
         values = self.values
         if outcome.error is not None:
             values.hold_ids(outcome.error.contained)
@@ -458,13 +492,27 @@ class Actors:
             self._finish_call(call, cancelled_value(spec.method))
         else:
             values.set_results(spec.return_ids, outcome.values or [])
-            self._finish_call(call, None)
+            # ``_finish_call(call, None)``, without its frame (every call's end)
+            self.calls.pop(spec.call_id, None)
+            owner = self.records.get(spec.actor_id)  # (a watcher may have forgotten it)
+            if owner is not None:
+                placement = owner.placement
+                self.ended.append((
+                    spec.call_id, spec.method, owner.spec.cls.name, spec.attempt,
+                    None if placement is None else placement.node.node_id, spec.actor_id,
+                    False, owner.job, call.created, call.started, event_time(), call.pid,
+                ))
+            args = spec.args
+            if args.payload is not None or args.deps:  # else nothing to free or release
+                values.release_args(args)
         if spec.caller_id in mailbox.queues:  # else the caller has nothing waiting
             self._pump(actor, spec.caller_id)
         if actor.handle_refs <= 0:
             self._out_of_scope(actor)
 
     def _finish_call(self, call: CallRecord, error: Serialized | None) -> None:
+        # (written out in ``call_finished`` for a call that returned: a change here goes
+        # there too)
         if error is not None:
             self.values.resolve(call.spec.return_ids, error)
         spec = call.spec

@@ -183,8 +183,15 @@ class Runtime:
             self.actors.add_handle(id_)
 
     def _drop_ref(self, id_: int) -> None:
-        if not self.objects.drop_ref(id_):
+        # ``objects.drop_ref(id_)``, without its frame: every ref's end comes here
+        objects = self.objects
+        entry = objects.entries.get(id_)
+        if entry is None:
             self.actors.drop_handle(id_)
+            return
+        entry.refs -= 1
+        if entry.refs <= 0 and entry.value is not None:
+            objects._drop(id_, entry)
 
     def _hold_ids(self, ids: tuple[int, ...]) -> None:
         for id_ in ids:
@@ -256,7 +263,11 @@ class Runtime:
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
         """Call ``callback(id, value)`` on the loop thread as each id becomes ready.
         (``reads`` is for a core in another process: here a read marks the value.)"""
-        self._post_from_caller(self._watch, ids, callback)
+        # ``_post_from_caller``, without its frame (every ``get`` that waits)
+        if execution_now() is None:
+            self._loop.post_inline(self._watch, ids, callback)
+        else:
+            self._loop.post(self._watch, ids, callback)
 
     def _watch(self, ids: list[int], callback: Watcher) -> None:
         if self.closed:  # arrived after shutdown failed everything: answer, never hang

@@ -303,8 +303,9 @@ class ActorSpec:
 class CallSpec:
     """One actor method call.
 
-    ``ActorMethod._submit`` builds it with positional arguments (keywords cost every
-    call): a field added or moved is added or moved there too."""
+    ``ActorMethod.remote`` and the process codec's reader set its slots themselves
+    (without ``__init__``, which costs every call): a field added is added there too
+    (both check at import)."""
 
     call_id: int
     actor_id: int

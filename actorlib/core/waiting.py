@@ -174,6 +174,8 @@ class _Collect:
             client.unwatch(list(filterfalse(self.got.__contains__, ids)), self)
 
 
+_new_collect = object.__new__  # (see ``fetch``)
+
 #: How a thread blocked in ``fetch`` waits: None to block on the lock the core releases
 #: when the wait is over. A backend that runs user code under a scheduler of its own (the
 #: deterministic ``sim`` backend) sets ``hook(lock, timeout, ids, asynchronous, need) ->
@@ -222,7 +224,11 @@ def fetch(
     the refs' ids without duplicates, when the caller has them (a ``wait`` loop)."""
     if need <= 0:
         return {}
-    client = client_of(refs)
+    # ``client_of(refs)``, without its frame when the first ref's client is open (as
+    # nearly always: that function raises the errors otherwise)
+    client = refs[0]._client if refs else None
+    if client is None or client.closed:
+        client = client_of(refs)
     if ids is None:
         ids = unique_ids(refs)
     quick = blocking_fetch
@@ -238,7 +244,8 @@ def fetch(
     # Values this process can read at once (the core is here, or the backend can ask
     # its store about all of them in one call).
     got = client.ready_values(ids, need, fail_fast, reads)
-    if len(got) == need or (fail_fast and any(v.is_error for v in got.values())):
+    # (``got and``: no generator made for nothing ready, a lone ``get``'s usual case)
+    if len(got) == need or (fail_fast and got and any(v.is_error for v in got.values())):
         return got
     if quick is not None and not got:
         found = _quick_fetch(quick, ids, need, fail_fast, reads)
@@ -247,7 +254,13 @@ def fetch(
     lock = _thread.allocate_lock()
     lock.acquire()
     # Released by the values or by a cancel (``execution.wakeup``), whichever comes first.
-    collect = _Collect(need, functools.partial(_release, lock), fail_fast)
+    # ``_Collect(need, partial(_release, lock), fail_fast)``, its slots set here: a class
+    # called with an ``__init__`` costs ~600 instructions more (CPython 3.11).
+    collect = _new_collect(_Collect)
+    collect.got = {}
+    collect.need = need
+    collect.done = functools.partial(_release, lock)
+    collect.fail_fast = fail_fast
     client.watch(ids, collect, reads)
     execution: ExecutionContext | None = None
     task_id: int | None = None
@@ -257,7 +270,8 @@ def fetch(
     # keep one watcher per interrupted wait.
     try:
         hook = blocking_wait
-        if hook is None and lock.acquire(timeout=0.0005):
+        # (positional: a keyword into a C function is parsed by name)
+        if hook is None and lock.acquire(True, 0.0005):
             return collect.got
         execution = current_execution.get()
         if execution is None and timeout != 0 and not _blocking_warned:
@@ -434,7 +448,11 @@ async def fetch_async(
     """``fetch`` for coroutines: asyncio (and uvloop) or trio."""
     if need <= 0:
         return {}
-    client = client_of(refs)
+    # ``client_of(refs)``, without its frame when the first ref's client is open (as
+    # nearly always: that function raises the errors otherwise)
+    client = refs[0]._client if refs else None
+    if client is None or client.closed:
+        client = client_of(refs)
     if ids is None:
         ids = unique_ids(refs)
     signal = _signal()

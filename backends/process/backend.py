@@ -440,7 +440,8 @@ class ProcessBackend(Backend):
             self.events.call_finished(Outcome(run.spec.call_id, run.spec.attempt, error=error))
             return
         self._call_worker[run.spec.call_id] = worker
-        worker.send(_new(RunCall, (run,)))
+        # ``worker.send``, without its frame: a call carries no code for the worker to keep
+        worker.conn.send(_new(RunCall, (run,)))
 
     def stop_actor(self, actor_id: int, *, force: bool) -> None:
         worker = self._actors.pop(actor_id, None)

@@ -161,6 +161,10 @@ class Worker:
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
+        if type(message) is RunCall and self.local is not None:
+            # ``_run_call(message)``, without its frame (an actor's every call)
+            self.local.run_call(message.run)
+            return
         self._handlers[type(message)](message)
 
     def _run_task(self, message: RunTask) -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import inspect
 import queue
 import threading
 from _thread import get_ident
 from collections.abc import Callable
+from pickle import dumps
 from types import AsyncGeneratorType, GeneratorType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +38,7 @@ from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.interruptible import idle_get, unshield_signals
 from actorlib.core.loop import new_event_loop
 from actorlib.core.records import ActorStart, CallRun, Outcome
+from actorlib.core.serialization import PLAIN_SCALARS, Serialized
 from actorlib.core.specs import CallSpec
 from actorlib.exceptions import TaskCancelledError
 
@@ -46,19 +49,32 @@ if TYPE_CHECKING:
 #: A sync method's result that is produced item by item (neither can be subclassed).
 _GENERATOR_TYPES = frozenset({GeneratorType, AsyncGeneratorType})
 
+#: ``ActorHost._call`` makes these records without ``__init__``, setting these fields: a
+#: field added to one of them is added there too (this fails at import until it is).
+_CALL_RECORDS = (
+    (ExecutionContext, ("node_id", "task_id", "actor_id", "gpu_ids", "namespace", "cancelled",
+                        "wakeup", "spec", "incarnation", "method", "code", "lost_interrupt")),
+    (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
+    (Serialized, ("data", "buffers", "contained", "is_error", "locations", "read")),
+)
+for _cls, _names in _CALL_RECORDS:
+    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
+        raise ImportError(f"ActorHost._call must set every field of {_cls.__name__}")
+_new_record = object.__new__
+
+
 class Reading(Protocol):
     """A process worker's connection, as a sync actor's thread reads it while idle
     (``BlockingConnection``'s methods of the same names)."""
 
     def claim_affine(self) -> bool: ...
     def owns_reading(self) -> bool: ...
-    def serve_affine(self, has_work: Callable[[], bool]) -> bool: ...
+    def serve_affine(self, no_work: Callable[[], bool]) -> bool: ...
     def hand_to_affine(self) -> None: ...
-    def pass_on_burst(self) -> bool: ...
     def pass_reading(self) -> bool: ...
     def leave_affine(self) -> None: ...
     def may_run_inline(self) -> bool: ...
-    def run_inline(self, work: Callable[[], None]) -> None: ...
+    def run_inline(self, work: Callable[[], None], lone: bool = False) -> bool: ...
 
 
 def _run_coroutine(coro: Any) -> Any:
@@ -67,12 +83,6 @@ def _run_coroutine(coro: Any) -> Any:
         return loop.run_until_complete(coro)
     finally:
         loop.close()
-
-
-def _has_work(calls: queue.SimpleQueue[Any]) -> Callable[[], bool]:
-    def has_work() -> bool:
-        return not calls.empty()
-    return has_work
 
 
 def resolve(fut: asyncio.Future[None]) -> None:
@@ -278,10 +288,39 @@ class ActorHost:
         return ctx
 
     def _call(self, run: CallRun) -> None:
-        """A call of a sync or threaded actor, on one of its threads."""
-        ctx = self._begin(run)
-        if ctx is None:
-            return
+        """A call of a sync or threaded actor, on one of its threads.
+
+        ``_begin``, ``_invoke_sync`` (for an actor without env_vars) and ``_packed`` are
+        written out here, without their frames: every call of a sync actor runs this.
+        """
+        spec = run.spec
+        call_id = spec.call_id
+        # ``_begin(run)``: the context, started unless cancelled. Its slots are set here,
+        # without ``ExecutionContext.__init__`` (a class called with an ``__init__`` costs
+        # ~600 instructions more on CPython 3.11): every field, as ``_CALL_RECORDS``
+        # checks. (So are the plain result and the outcome below.)
+        ctx = _new_record(ExecutionContext)
+        ctx.node_id = self.start.node_id
+        ctx.task_id = call_id
+        ctx.actor_id = self.actor_id
+        ctx.gpu_ids = self.start.gpu_ids
+        ctx.namespace = self.spec.namespace
+        ctx.cancelled = False
+        ctx.wakeup = None
+        ctx.spec = self.spec
+        ctx.incarnation = self.incarnation
+        ctx.method = spec.method
+        ctx.code = type(self.instance)
+        ctx.lost_interrupt = False
+        lock = self._lock
+        lock.acquire()  # not ``with``: see ``_begin``
+        try:
+            if call_id in self.cancelled:
+                self.cancelled.discard(call_id)
+                return
+            self.started[call_id] = ctx
+        finally:
+            lock.release()
         token = enter_execution(ctx)
         result: Any = None  # kept until the outcome is out (refs inside must stay alive)
         forks = PID.forks
@@ -290,10 +329,41 @@ class ActorHost:
                 with env_vars(self.spec.env_vars):
                     result = self._invoke_sync(run)
             else:  # the common actor: no environment to apply around each call
-                result = self._invoke_sync(run)
+                try:
+                    method = getattr(self.instance, spec.method)
+                except AttributeError as exc:
+                    method = builtin(spec.method, exc)
+                if spec.args.payload is None:
+                    result = method()
+                else:
+                    args, kwargs = build_args(spec.args, run.deps)
+                    result = method(*args, **kwargs)
+                if spec.generator or type(result) in _GENERATOR_TYPES:
+                    result = self._generated_sync(run, result)
             if PID.forks != forks:  # a process the call forked, come back out of it
                 leave_forked_child(None)
-            outcome = self._packed(run, result)
+            if type(result) in PLAIN_SCALARS and spec.num_returns == 1:
+                # ``pack_results``' and ``serialize``'s path for one plain value (the
+                # common result), without their frames: pickled as they pickle it. No
+                # ``store.seal``: a plain value has no out-of-band buffer to copy.
+                value = _new_record(Serialized)
+                value.data = dumps(result, 5)
+                value.buffers = []
+                value.contained = ()
+                value.is_error = False
+                value.locations = None
+                value.read = False
+                values = [value]
+            else:
+                name = self._names.get(spec.method) or self._name(spec)  # (made once)
+                values = pack_results(result, spec.num_returns, name, self.runner.store)
+            outcome = _new_record(Outcome)
+            outcome.id = call_id
+            outcome.attempt = spec.attempt
+            outcome.values = values
+            outcome.error = None
+            outcome.retryable = False
+            outcome.pid = PID.value
         except BaseException as exc:
             if PID.forks != forks:
                 leave_forked_child(exc)
@@ -301,12 +371,22 @@ class ActorHost:
         finally:
             leave_execution(token)
         runner = self.runner
-        if runner.alone or runner.sends_alone(outcome):  # (``alone``: no call)
-            self._report(run, outcome)
+        sent = outcome.values  # (None for an error)
+        # ``runner.sends_alone(outcome)`` (``alone``, or a lone value holding no ref),
+        # then ``_report``, both without their frames
+        if runner.alone or (outcome.error is None and sent is not None
+                            and len(sent) == 1 and not sent[0].contained):
+            lock.acquire()
+            try:
+                self.pending.pop(call_id, None)
+                self.started.pop(call_id, None)
+            finally:
+                lock.release()
+            runner.events.call_finished(outcome)
             return
         with runner.together():  # the drops go with the outcome (see TaskThread._run)
             self._report(run, outcome)
-            del result, outcome
+            del result, outcome, sent
 
     async def _call_async(self, run: CallRun) -> None:
         """A call of an async actor, as a task on its loop (with a context of its own)."""
@@ -415,13 +495,13 @@ class ActorHost:
         thread reads runs as the connection's inline work: reading passes to a spare
         when it waits in ``get``, runs long, or a cancel or exit is signalled."""
         self.reader, self._reading = get_ident(), reading
-        has_work = _has_work(calls)
+        no_work = calls.empty
         try:
             while True:
                 try:
                     run = calls.get_nowait()
                 except queue.Empty:
-                    if not reading.serve_affine(has_work):
+                    if not reading.serve_affine(no_work):
                         break  # the connection is lost: the worker ends
                     continue
                 if run is STOP or self.stopped:
@@ -450,12 +530,13 @@ class ActorHost:
         consumed) that only a reading thread receives."""
         reading = self._reading
         if (reading is None or self.reader != get_ident() or self.stopped or run.spec.generator
-                or not self.calls.empty() or not reading.may_run_inline()
-                or reading.pass_on_burst()):
+                or not self.calls.empty()):
             return False
+        # Pending before it may run (if it does not, ``submit`` records it again), and
+        # the connection's last look (a lone message, at the top of its loop) made as it
+        # runs it: one call for both.
         self.pending[run.spec.call_id] = run
-        reading.run_inline(functools.partial(self._call, run))
-        return True
+        return reading.run_inline(functools.partial(self._call, run), True)
 
     # -- async actors ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ writes without a class lookup for the message itself.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -32,7 +33,7 @@ from actorlib.backends.transport.messages import (
 )
 from actorlib.core.records import CallRun, Outcome, TaskRun
 from actorlib.core.serialization import Serialized, _rebuild_serialized
-from actorlib.core.specs import Args, CallSpec, CodeRef, TaskSpec
+from actorlib.core.specs import NO_ARGS, Args, CallSpec, CodeRef, TaskSpec
 
 # Tags of the flat forms (other records' tags start at messages.FIRST_TAG).
 RUN_TASK, RUN_CALL, TASK_FINISHED, CALL_FINISHED = 1, 2, 3, 4
@@ -156,8 +157,22 @@ def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, 
 
 def _flat_run_call(message: RunCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
     call = message.run
-    cs = _call_spec(call.spec)
-    return None if cs is None else (RUN_CALL, cs, _values(call.deps), call.incarnation)
+    spec = call.spec
+    # ``_call_spec(spec)`` written out (every call sent comes here), with no ``_value``
+    # for a call without arguments, nor ``_values`` for no dependencies (most calls).
+    if (type(spec.retry_exceptions) is not bool or spec.concurrency_group is not None
+            or spec.generator):
+        return None
+    payload = spec.args.payload
+    deps = call.deps
+    return (
+        RUN_CALL,
+        (spec.call_id, spec.actor_id, spec.method,
+         None if payload is None else _value(payload), spec.args.deps, spec.return_ids,
+         spec.num_returns, spec.caller_id, spec.max_task_retries, spec.retry_exceptions,
+         spec.attempt),
+        _values(deps) if deps else deps, call.incarnation,
+    )
 
 
 def _flat_submit_task(message: SubmitTask, known_code: set[int] | None) -> tuple[Any, ...] | None:
@@ -177,8 +192,19 @@ def _flat_ready(message: Ready, known_code: set[int] | None) -> tuple[Any, ...]:
 def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]:
     def flat(message: TaskFinished | CallFinished, known_code: set[int] | None) -> tuple[Any, ...]:
         outcome = message.outcome
+        values = outcome.values
+        if values and len(values) == 1:
+            # One small value (a result, nearly always): ``_values``' and ``_value``'s
+            # work without their frames.
+            obj = values[0]
+            if type(obj) is Serialized and obj.locations is None and not obj.buffers:
+                flat_values: Any = [(obj.data, [], obj.contained, obj.is_error, None)]
+            else:
+                flat_values = [_value(obj)]
+        else:
+            flat_values = _values(values)
         return (
-            tag, outcome.id, outcome.attempt, _values(outcome.values),
+            tag, outcome.id, outcome.attempt, flat_values,
             None if outcome.error is None else _value(outcome.error), outcome.retryable,
             outcome.pid,
         )
@@ -208,18 +234,51 @@ def _run_task(flat: tuple[Any, ...]) -> RunTask:
     return _new(RunTask, (run,))
 
 
+# The records rebuilt for every call and outcome are made without their dataclass's
+# ``__init__``, their slots set by the readers below (a class called with an ``__init__``
+# costs ~600 instructions more on CPython 3.11): every field, as checked here at import.
+_make = object.__new__
+for _cls, _names in (
+    (CallSpec, ("call_id", "actor_id", "method", "args", "return_ids", "num_returns",
+                "caller_id", "max_task_retries", "retry_exceptions", "attempt",
+                "concurrency_group", "generator", "backpressure")),
+    (CallRun, ("spec", "deps", "incarnation")),
+    (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
+):
+    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
+        raise ImportError(f"the codec's readers must set every field of {_cls.__name__}")
+
+
 def _run_call(flat: tuple[Any, ...]) -> RunCall:
     _, cs, dep_values, incarnation = flat
-    run = CallRun(_rebuild_call_spec(cs), _rebuild_all(dep_values) if dep_values else [],
-                  incarnation)
+    # ``_rebuild_call_spec(cs)`` written out (every call received comes here). A call
+    # without arguments (most) shares ``NO_ARGS``: nothing changes an ``Args``.
+    spec = _make(CallSpec)
+    (spec.call_id, spec.actor_id, spec.method, payload, deps, spec.return_ids,
+     spec.num_returns, spec.caller_id, spec.max_task_retries, spec.retry_exceptions,
+     spec.attempt) = cs
+    spec.args = NO_ARGS if payload is None and not deps else Args(_rebuild(payload), deps)
+    spec.concurrency_group = None  # (the flat form is only for calls without these)
+    spec.generator = ""
+    spec.backpressure = -1
+    run = _make(CallRun)
+    run.spec = spec
+    run.deps = _rebuild_all(dep_values) if dep_values else []
+    run.incarnation = incarnation
     return _new(RunCall, (run,))
 
 
 def _finished(cls: type[TaskFinished] | type[CallFinished]) -> Callable[[tuple[Any, ...]], Any]:
     def read(flat: tuple[Any, ...]) -> TaskFinished | CallFinished:
-        _, id_, attempt, values, error, retryable, pid = flat
-        outcome = Outcome(id_, attempt, _rebuild_all(values),
-                          None if error is None else _rebuild(error), retryable, pid)
+        outcome = _make(Outcome)
+        _, outcome.id, outcome.attempt, values, error, outcome.retryable, outcome.pid = flat
+        if values and len(values) == 1 and values[0][4] is None:
+            # One value without locations (a small result, nearly always):
+            # ``_rebuild_all``'s and ``_rebuild``'s work without their frames.
+            outcome.values = [Serialized(*values[0])]
+        else:
+            outcome.values = _rebuild_all(values)
+        outcome.error = None if error is None else _rebuild(error)
         return _new(cls, (outcome,))
 
     return read

@@ -41,21 +41,33 @@ def encode(message: Any, known_code: set[int] | None = None) -> bytes:
     Anything that is not a record goes as it is (the receiver rejects it)."""
     flatten = _FLATTEN.get(type(message))
     flat = None if flatten is None else flatten(message, known_code)
+    if flat is None:
+        return encode_record(message, known_code)
     # The protocol positionally: a keyword costs the C function a slower parse.
-    if flat is not None:
-        payload = pickle.dumps(flat, 5)
-    else:
-        tag = _TAGS.get(type(message))
-        # (tag,) + message: a third of the cost of (tag, *message)
-        body = message if tag is None else (tag,) + message  # noqa: RUF005
-        if known_code is None:
-            payload = pickle.dumps(body, 5)
-        else:
-            with shipping_to(known_code):
-                payload = pickle.dumps(body, 5)
+    payload = pickle.dumps(flat, 5)
     if len(payload) > MAX_FRAME:
-        raise ValueError(f"message of {len(payload)} bytes is too large for one frame")
+        raise frame_too_large(payload)
     return HEADER.pack(len(payload)) + payload
+
+
+def encode_record(message: Any, known_code: set[int] | None = None) -> bytes:
+    """:func:`encode` of a message without a flat form: ``(tag, *fields)``."""
+    tag = _TAGS.get(type(message))
+    # (tag,) + message: a third of the cost of (tag, *message)
+    body = message if tag is None else (tag,) + message  # noqa: RUF005
+    if known_code is None:
+        payload = pickle.dumps(body, 5)
+    else:
+        with shipping_to(known_code):
+            payload = pickle.dumps(body, 5)
+    if len(payload) > MAX_FRAME:
+        raise frame_too_large(payload)
+    return HEADER.pack(len(payload)) + payload
+
+
+def frame_too_large(payload: bytes) -> ValueError:
+    """The error for a message too large for one frame (raised by its sender)."""
+    return ValueError(f"message of {len(payload)} bytes is too large for one frame")
 
 
 class Sender(Protocol):
@@ -249,14 +261,29 @@ class BlockingConnection:
         """Encode and write; callable from any thread."""
         if self.closed:
             return
-        data = encode(message, known_code)
+        # ``encode(message, known_code)``, its flat path without its frame (every outcome
+        # a worker sends)
+        flatten = _FLATTEN.get(type(message))
+        flat = None if flatten is None else flatten(message, known_code)
+        if flat is None:
+            data = encode_record(message, known_code)
+        else:
+            payload = pickle.dumps(flat, 5)
+            if len(payload) > MAX_FRAME:
+                raise frame_too_large(payload)
+            data = HEADER.pack(len(payload)) + payload
         held = self._held
         if held:  # some thread sends together: this one?
             frames = held.get(get_ident())
             if frames is not None:
                 frames.append(data)
                 return
-        self._write(data)
+        # ``_write(data)``, without its frame (every outcome a worker sends)
+        with self._lock:
+            try:
+                self._sock.sendall(data)
+            except OSError:  # the driver is gone; the reader sees EOF and ends the worker
+                self.closed = True
 
     def _write(self, data: bytes) -> None:
         with self._lock:
@@ -309,7 +336,7 @@ class BlockingConnection:
         top of its loop: not inside a ``pump``, not inside other inline work)."""
         return self._owner == get_ident() and not self._pumping and not self._inline
 
-    def run_inline(self, work: Callable[[], None]) -> None:
+    def run_inline(self, work: Callable[[], None], lone: bool = False) -> bool:
         """Run ``work`` (user code) on the reading thread, as ``multiprocessing.Pool``'s
         worker runs a task on the thread that read it: no hop to another thread.
 
@@ -318,8 +345,17 @@ class BlockingConnection:
         waits (``urgent``: a cancel, an exit) or when the work runs long enough for a
         watchdog to notice (``watch_inline``); after the work this thread reads on if it
         still owns the socket, else it becomes a spare.
+
+        ``lone`` (a handler's, for every call a sync actor's thread reads): only if
+        :meth:`may_run_inline` and the message is a lone one; after a burst (more decoded
+        behind it) reading passes to a spare first, which reads and queues the rest
+        beside the work, rather than one message after another's work. False, having run
+        nothing, if not (checked here, without more frames); True once ``work`` ran.
         """
         me = get_ident()
+        if lone and (self._owner != me or self._pumping or self._inline
+                     or (self._inbox and self.pass_reading())):
+            return False
         with self._role:  # with ``urgent``'s look: one of the two sees the other
             self._inline_runs += 1
             self._inline = me
@@ -331,6 +367,7 @@ class BlockingConnection:
         finally:
             with self._role:
                 self._inline = 0
+        return True
 
     def yield_reading(self) -> None:
         """This thread is about to wait for an answer: if inline work holds the reading
@@ -427,15 +464,15 @@ class BlockingConnection:
     def owns_reading(self) -> bool:
         return self._owner == get_ident()
 
-    def serve_affine(self, has_work: Callable[[], bool]) -> bool:
+    def serve_affine(self, no_work: Callable[[], bool]) -> bool:
         """On the thread of :meth:`claim_affine`, idle: read while it owns reading (the
         handlers may run work here inline), wait while another thread does, until
-        ``has_work()`` (work queued for this thread by another thread's handler, which
-        also hands reading back here: :meth:`hand_to_affine`). False once the connection
-        is lost."""
+        ``no_work()`` is false (work queued for this thread by another thread's handler,
+        which also hands reading back here: :meth:`hand_to_affine`). False once the
+        connection is lost. (``no_work``: a queue's ``empty``, called with no frame.)"""
         me = get_ident()
         wake = self._wakes[me]
-        while not has_work():
+        while no_work():
             if self._owner == me:
                 if self._inbox:
                     # Left decoded by the thread that handed reading here: handling it
@@ -453,7 +490,7 @@ class BlockingConnection:
                 # Cleared before looking: work queued after the look sets it again.
                 wake.clear()
                 self._affine_idle = True
-                if self._owner == me or has_work():
+                if self._owner == me or not no_work():
                     self._affine_idle = False
                     continue
             wake.wait()
@@ -471,15 +508,6 @@ class BlockingConnection:
                 return False
             self._hand_over()
             return True
-
-    def pass_on_burst(self) -> bool:
-        """On the reading thread, in a handler: if more messages wait decoded behind the
-        one being handled (a burst), pass reading to a spare thread and say so (True): the
-        burst is then read and queued beside the work this thread runs, rather than one
-        message after another's work. False, changing nothing, for a lone message."""
-        if not self._inbox:
-            return False
-        return self.pass_reading()
 
     def hand_to_affine(self) -> None:
         """Work was queued for the thread of :meth:`claim_affine`: wake it if it waits,
@@ -524,8 +552,18 @@ class BlockingConnection:
         if not size:
             self.closed = True
             return False
-        self._inbox.extend(self._decoder.feed(self._view[:size]))
-        self._handle_inbox(me)
+        inbox = self._inbox
+        inbox.extend(self._decoder.feed(self._view[:size]))
+        # ``_handle_inbox(me)``, without its frame (every message read comes here)
+        on_message = self._on_message  # read as a method, this attribute is a slow read
+        while inbox:
+            if self._owner != me:
+                return True
+            message = inbox.popleft()
+            try:
+                on_message(message)
+            except Exception:
+                log.exception("actorlib: error handling message %s", name_of(message))
         return True
 
     def _handle_inbox(self, me: int) -> bool:
