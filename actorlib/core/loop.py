@@ -147,9 +147,7 @@ class LoopThread:
             inbox.append((fn, args))
             if not (inbox and lock.acquire(False)):
                 return
-        # ``_drain_here`` and its ``_run_inbox``, without their frames (every submission
-        # and end comes here): a change there goes here too.
-        popleft = inbox.popleft
+        # ``_drain_here``, without its frame (every submission and end comes here)
         while True:
             self._owner = ident
             try:
@@ -159,20 +157,7 @@ class LoopThread:
                         fn(*args)
                     except Exception:
                         log.exception("actorlib core: internal error in %r", fn)
-                while True:
-                    while inbox:
-                        fn, args = popleft()
-                        try:
-                            fn(*args)
-                        except Exception:
-                            log.exception("actorlib core: internal error in %r", fn)
-                    for hook in self._after_drain:
-                        try:
-                            hook()
-                        except Exception:
-                            log.exception("actorlib core: internal error in %r", hook)
-                    if not inbox:
-                        break
+                self._run_inbox()  # what was queued meanwhile, then the hooks after it
             finally:
                 self._owner = None
                 lock.release()
@@ -227,7 +212,6 @@ class LoopThread:
             self._wake_pending = False
 
     def _run_inbox(self) -> None:
-        # (repeated inline in ``post_inline_args``: a change here goes there too)
         inbox = self._inbox
         popleft = inbox.popleft
         while True:

@@ -290,8 +290,10 @@ class ActorHost:
     def _call(self, run: CallRun) -> None:
         """A call of a sync or threaded actor, on one of its threads.
 
-        ``_begin``, ``_invoke_sync`` (for an actor without env_vars) and ``_packed`` are
-        written out here, without their frames: every call of a sync actor runs this.
+        ``_begin`` and ``_packed`` are written out here, without their frames and with
+        their records made without ``__init__``: every call of a sync actor runs this
+        (about 11,000 instructions a call fewer than calling them, ``_report`` and
+        ``sends_alone``).
         """
         spec = run.spec
         call_id = spec.call_id
@@ -329,17 +331,7 @@ class ActorHost:
                 with env_vars(self.spec.env_vars):
                     result = self._invoke_sync(run)
             else:  # the common actor: no environment to apply around each call
-                try:
-                    method = getattr(self.instance, spec.method)
-                except AttributeError as exc:
-                    method = builtin(spec.method, exc)
-                if spec.args.payload is None:
-                    result = method()
-                else:
-                    args, kwargs = build_args(spec.args, run.deps)
-                    result = method(*args, **kwargs)
-                if spec.generator or type(result) in _GENERATOR_TYPES:
-                    result = self._generated_sync(run, result)
+                result = self._invoke_sync(run)
             if PID.forks != forks:  # a process the call forked, come back out of it
                 leave_forked_child(None)
             if type(result) in PLAIN_SCALARS and spec.num_returns == 1:

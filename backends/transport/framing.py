@@ -261,29 +261,14 @@ class BlockingConnection:
         """Encode and write; callable from any thread."""
         if self.closed:
             return
-        # ``encode(message, known_code)``, its flat path without its frame (every outcome
-        # a worker sends)
-        flatten = _FLATTEN.get(type(message))
-        flat = None if flatten is None else flatten(message, known_code)
-        if flat is None:
-            data = encode_record(message, known_code)
-        else:
-            payload = pickle.dumps(flat, 5)
-            if len(payload) > MAX_FRAME:
-                raise frame_too_large(payload)
-            data = HEADER.pack(len(payload)) + payload
+        data = encode(message, known_code)
         held = self._held
         if held:  # some thread sends together: this one?
             frames = held.get(get_ident())
             if frames is not None:
                 frames.append(data)
                 return
-        # ``_write(data)``, without its frame (every outcome a worker sends)
-        with self._lock:
-            try:
-                self._sock.sendall(data)
-            except OSError:  # the driver is gone; the reader sees EOF and ends the worker
-                self.closed = True
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         with self._lock:
@@ -552,18 +537,8 @@ class BlockingConnection:
         if not size:
             self.closed = True
             return False
-        inbox = self._inbox
-        inbox.extend(self._decoder.feed(self._view[:size]))
-        # ``_handle_inbox(me)``, without its frame (every message read comes here)
-        on_message = self._on_message  # read as a method, this attribute is a slow read
-        while inbox:
-            if self._owner != me:
-                return True
-            message = inbox.popleft()
-            try:
-                on_message(message)
-            except Exception:
-                log.exception("actorlib: error handling message %s", name_of(message))
+        self._inbox.extend(self._decoder.feed(self._view[:size]))
+        self._handle_inbox(me)  # (False: reading was handed over; this end still lives)
         return True
 
     def _handle_inbox(self, me: int) -> bool:

@@ -19,12 +19,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import pickle
 from _thread import get_ident
 from collections.abc import Callable
 from typing import Any
-
-from actorlib.backends.transport.codec import FLATTEN
 
 # The frames and the worker's blocking end, here under their old names too.
 from actorlib.backends.transport.framing import (
@@ -34,8 +31,6 @@ from actorlib.backends.transport.framing import (
     Decoder,
     Sender,
     encode,
-    encode_record,
-    frame_too_large,
 )
 from actorlib.backends.transport.messages import name_of
 
@@ -100,18 +95,7 @@ class Connection(asyncio.Protocol):
         """
         if self.closed:
             return
-        # ``encode(message, known_code)``, its flat path without its frame (every call
-        # and task the driver sends)
-        flatten = FLATTEN.get(type(message))
-        flat = None if flatten is None else flatten(message, known_code)
-        if flat is None:
-            data = encode_record(message, known_code)
-        else:
-            payload = pickle.dumps(flat, 5)
-            if len(payload) > MAX_FRAME:
-                raise frame_too_large(payload)
-            data = HEADER.pack(len(payload)) + payload
-        self._outbox.append(data)
+        self._outbox.append(encode(message, known_code))
         if not self._flush_pending:
             self._flush_pending = True
             try:
