@@ -45,8 +45,8 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from actorlib.api import cancel, cluster_resources
-from actorlib.core import waiting
-from actorlib.core.interruptible import SIGNAL_LOOK_S
+from actorlib.core import context, waiting
+from actorlib.core.interruptible import SIGNAL_LOOK_S, FutureCondition
 from actorlib.core.serialization import Serialized
 from actorlib.core.waiting import client_of, completer
 from actorlib.exceptions import (
@@ -76,6 +76,7 @@ from actorlib.executor_tasks import (
     ExecutorFuture,
     FailingTasks,
     InitializerFailed,
+    MapFuture,
     Prepare,
 )
 from actorlib.remote_function import RemoteFunction
@@ -279,10 +280,13 @@ class Executor(concurrent.futures.Executor):
         items: list[Item] = []
         sizes: list[int] | None = None
         try:
-            if chunksize == 1:
+            if chunksize == 1 and not progress:
+                shared = FutureCondition()  # one for all: MapFuture
                 items.extend(
-                    self._enqueue(tasks.call, args, {}, False, not progress) for args in calls
+                    self._enqueue(tasks.call, args, {}, False, True, shared) for args in calls
                 )
+            elif chunksize == 1:
+                items.extend(self._enqueue(tasks.call, args, {}, False) for args in calls)
             else:
                 sizes = []
                 # One iterable: its items go bare, the worker calls fn(item).
@@ -413,11 +417,13 @@ class Executor(concurrent.futures.Executor):
 
     def _enqueue(
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        chunked: bool, direct: bool = False,
+        chunked: bool, direct: bool = False, shared: FutureCondition | None = None,
     ) -> Item:
-        future = ChunkFuture() if chunked else ExecutorFuture()
-        item = Item(future, chunked)
-        item.direct = direct
+        """Submit one call (or chunk); ``shared``: a ``map``'s condition, for its
+        :class:`MapFuture` (a direct future read by map's iterator only)."""
+        future = (ChunkFuture() if chunked else ExecutorFuture() if shared is None
+                  else MapFuture(shared))
+        item = Item(future, chunked, direct)
         with self._lock:
             if self._broken is not None:
                 raise BrokenExecutorError(self._broken)
@@ -426,7 +432,7 @@ class Executor(concurrent.futures.Executor):
             self._outstanding += 1
             self._live.add(item)
         try:
-            if not is_initialized():
+            if context.current() is None:  # (remote() would start a runtime)
                 raise RuntimeClosedError("actorlib was shut down under the executor")
             item.ref = task.remote(*args, **kwargs)
         except Exception as exc:
@@ -438,8 +444,10 @@ class Executor(concurrent.futures.Executor):
             return item
         with self._lock:
             if not item.done:  # (a terminate may have settled it meanwhile: not attached)
-                # cancel() asks the core (see _cancel) until settled (the stdlib's again)
-                future.attach(self, item)
+                # cancel() asks the core (see _cancel) until settled (the stdlib's again);
+                # no one but map's iterator sees a MapFuture: its cancels are the executor's
+                if shared is None:
+                    future.attach(self, item)
                 if self._marked < self._max_workers and not self._pending:
                     self._mark(item)
                 else:

@@ -26,7 +26,7 @@ class Item:
 
     __slots__ = ("chunked", "direct", "done", "future", "marked", "ref")
 
-    def __init__(self, future: ExecutorFuture, chunked: bool) -> None:
+    def __init__(self, future: ExecutorFuture, chunked: bool, direct: bool) -> None:
         self.future = future
         self.chunked = chunked
         self.ref: Any = None
@@ -34,7 +34,7 @@ class Item:
         self.marked = False  # its future shows RUNNING
         # Its future is seen by map's own iterator only (no callbacks on it): a result may
         # settle it as it arrives, unread (``Unread``), with no hop to the futures thread.
-        self.direct = False
+        self.direct = direct
 
 
 class Unread:

@@ -70,6 +70,11 @@ def record(rec, x):
     return x
 
 
+def wait_then_record(sync, key, rec, x):
+    actorlib.get(sync.wait.remote(key), timeout=T)
+    return record(rec, x)
+
+
 async def async_double(x):
     await asyncio.sleep(0)
     return 2 * x
@@ -273,6 +278,80 @@ def test_an_executor_future_is_a_stdlib_future_with_a_lighter_condition():
     assert cancelled.cancel() and cancelled.cancelled()
     with pytest.raises(cf.CancelledError):
         cancelled.result()
+
+
+def test_a_map_future_is_a_stdlib_future_sharing_its_maps_condition():
+    """``MapFuture`` (one per call of ``map``) shares one condition with the map's other
+    futures: a wake-up for one does not end another's wait (on any thread, with or
+    without a time limit); otherwise it is a stdlib future."""
+    import threading
+
+    from actorlib.core.interruptible import FutureCondition
+    from actorlib.executor_tasks import MapFuture
+
+    shared = FutureCondition()
+    first, second, third = MapFuture(shared), MapFuture(shared), MapFuture(shared)
+    assert set(vars(cf.Future())) <= set(vars(first))
+    got: list[object] = []
+    waiters = [
+        threading.Thread(target=lambda: got.append(second.result())),
+        threading.Thread(target=lambda: got.append(second.result(timeout=T))),
+        threading.Thread(target=lambda: got.append(second.exception(timeout=T))),
+    ]
+    for waiter in waiters:
+        waiter.start()
+    wait_until(lambda: len(shared._waiters) == 3, what="three waiting threads")
+    assert first.set_running_or_notify_cancel()
+    first.set_result(1)  # wakes all three: each waits on for ``second``
+    wait_until(lambda: len(shared._waiters) == 3, what="the three waiting again")
+    assert got == [] and all(waiter.is_alive() for waiter in waiters)
+    called: list[cf.Future[object]] = []
+    second.add_done_callback(called.append)
+    second.set_result(2)
+    for waiter in waiters:
+        waiter.join(T)
+    assert sorted(got, key=repr) == [2, 2, None] and called == [second]
+    assert first.result() == 1 and second.result(timeout=0) == 2
+    with pytest.raises(cf.InvalidStateError):
+        second.set_result(3)
+    with pytest.raises(cf.TimeoutError):
+        third.result(timeout=0.01)
+    done, not_done = cf.wait([first, third], timeout=0.01)
+    assert done == {first} and not_done == {third}
+    watcher = threading.Thread(target=lambda: got.append(cf.wait([third], timeout=T)))
+    watcher.start()
+    wait_until(lambda: third._waiters, what="a wait() on the third")
+    third.set_exception(KeyError("k"))
+    watcher.join(T)
+    assert got[-1].done == {third} and isinstance(third.exception(), KeyError)
+    cancelled = MapFuture(shared)
+    assert cancelled.cancel() and not cancelled.set_running_or_notify_cancel()
+    with pytest.raises(cf.CancelledError):
+        cancelled.result()
+
+
+def test_map_read_on_another_thread_waits_through_later_results(rt):
+    """A later call's result, in first, wakes an iterator on another thread that waits
+    for an earlier one: it reads on in order (``MapFuture``s share a condition)."""
+    import threading
+    import time
+
+    sync, rec = Sync.remote(), Recorder.remote()
+    got: list[str] = []
+    with Executor(2) as ex:
+        results = ex.map(wait_then_record, [sync] * 3, ["first", "then", "then"], [rec] * 3,
+                         "abc")
+        reader = threading.Thread(target=lambda: got.extend(results), daemon=True)
+        reader.start()
+        time.sleep(0.2)  # the reader waits for "a"
+        actorlib.get(sync.set.remote("then"), timeout=T)
+        wait_until(lambda: sorted(actorlib.get(rec.items.remote(), timeout=T)) == ["b", "c"],
+                   what="the later calls")
+        reader.join(0.2)
+        assert reader.is_alive() and got == []
+        actorlib.get(sync.set.remote("first"), timeout=T)
+        reader.join(T)
+    assert got == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("wait", ["result", "exception", "map"])

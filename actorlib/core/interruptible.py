@@ -248,7 +248,7 @@ DONE_STATES = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTI
                    futures_base.FINISHED})
 
 
-class _FutureCondition(threading.Condition):
+class FutureCondition(threading.Condition):
     """A future's condition: ``threading.Condition``'s code, its lock's methods reached
     through the class instead of five bound methods stored on each instance.
 
@@ -295,7 +295,7 @@ class InterruptibleFuture(Future):
     def __init__(self) -> None:
         # ``Future.__init__``'s attributes (a test checks they are all here), with the
         # lighter condition
-        self._condition = _FutureCondition()
+        self._condition = FutureCondition()
         self._state = futures_base.PENDING
         self._result = None
         self._exception = None
