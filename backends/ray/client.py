@@ -683,7 +683,7 @@ class RayCore(RayWaits, HeldTasks):
             raise ValueError(FORCED_ACTOR_CALL)
         ray.cancel(ref, force=force, recursive=recursive)
         if not force and isinstance(ref, ray.ObjectRef) and not _actor_task(ref):
-            self._recancel.add(ref, recursive)  # Ray may drop it: see ``.recancel``
+            self._recancel.add(ref)  # Ray may drop it: see ``.recancel``
 
     def exit_actor(self, actor_id: int) -> None:
         """``exit_actor()`` in the actor this worker hosts: nothing here. The host ends it

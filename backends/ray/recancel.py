@@ -9,6 +9,13 @@ cancel of a task is sent again a few times, backing off, until the task's result
 the worker lets a second interrupt of a task whose first one landed pass (see
 ``worker._note_cancels``), so a task that catches the interrupt still sees it once.
 
+The cancels sent again are never recursive. A recursive cancel makes Ray's worker cancel
+every task and actor call the task has pending as it arrives, whether its interrupt lets
+it pass or not: sent again, it cancelled the work a task that caught the interrupt
+submitted after it (a cleanup call, a ``wait`` on a gate), which no backend cancels (a
+cancel reaches the children the task has when it is made). The first cancel, if it
+landed, cancelled those; one Ray dropped met a task that had not started, with none.
+
 Every cancel the backend sends on its own (these, and those of shutdown and of a removed
 placement group) goes through :func:`cancel_pending`, which never cancels what has ended.
 """
@@ -36,19 +43,20 @@ class Recanceller:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        # (due, order, Ray ref, recursive, resends so far)
-        self._due: list[tuple[float, int, Any, bool, int]] = []
+        # (due, order, Ray ref, resends so far)
+        self._due: list[tuple[float, int, Any, int]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def add(self, ref: Any, recursive: bool) -> None:
-        """``ref``'s task was sent a soft cancel now: look again later."""
+    def add(self, ref: Any) -> None:
+        """``ref``'s task was sent a soft cancel now: look again later (and send it
+        again, not recursive: see the module docstring)."""
         with self._cond:
             if self._closed:
                 return
             heapq.heappush(self._due, (time.monotonic() + DELAYS[0], next(self._order),
-                                       ref, recursive, 0))
+                                       ref, 0))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="actorlib-ray-recancel")
@@ -77,18 +85,18 @@ class Recanceller:
                 ripe = []
                 while self._due and self._due[0][0] <= now:
                     ripe.append(heapq.heappop(self._due))
-            for _, _, ref, recursive, sent in ripe:
-                if not self._resend(ref, recursive) or sent + 1 >= len(DELAYS):
+            for _, _, ref, sent in ripe:
+                if not self._resend(ref) or sent + 1 >= len(DELAYS):
                     continue
                 with self._cond:
                     if not self._closed:
                         heapq.heappush(self._due, (time.monotonic() + DELAYS[sent + 1],
-                                                   next(self._order), ref, recursive, sent + 1))
+                                                   next(self._order), ref, sent + 1))
 
     @staticmethod
-    def _resend(ref: Any, recursive: bool) -> bool:
+    def _resend(ref: Any) -> bool:
         """Cancel ``ref``'s task again unless it has ended; whether it had not."""
-        return cancel_pending([ref], force=False, recursive=recursive) > 0
+        return cancel_pending([ref], force=False, recursive=False) > 0
 
 
 def cancel_pending(tasks: list[Any], *, force: bool, recursive: bool) -> int:
