@@ -445,9 +445,8 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             if not item.done:  # (a terminate may have settled it meanwhile: not attached)
                 # cancel() asks the core (see _cancel) until settled (the stdlib's again);
-                # no one but map's iterator sees a MapFuture: its cancels are the executor's
-                if shared is None:
-                    future.attach(self, item)
+                # (sim) the future's wait drives the run until its call's ref is ready
+                future.attach(self, item)
                 if self._marked < self._max_workers and not self._pending:
                     self._mark(item)
                 else:
