@@ -275,7 +275,8 @@ class Scheduler:
     ) -> tuple[Any, ...]:
         """:func:`shape_of`, remembered per request dict: the work of one remote function
         shares its dict, which nothing changes once submitted. The entry keeps the dict
-        alive, so its id is not reused while remembered."""
+        alive, so its id is not reused while remembered. (``enqueue`` and ``place_alone``
+        read its usual answer inline: a change here goes there too.)"""
         shapes = self._shapes
         known = shapes.get(id(request))
         if known is not None and known[0] is request and known[1] == strategy \
