@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,22 @@ from actorlib.placement import strategy_inherited_in
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_new_record = object.__new__  # (see ``RemoteFunction.remote``)
+#: The fields ``RemoteFunction.remote`` sets on the ``TaskSpec`` (and the ``ObjectRef``) it
+#: makes without ``__init__``: a field added to the class is added there too (this fails at
+#: import until it is).
+_TASK_SPEC_FIELDS = (
+    "task_id", "function", "args", "return_ids", "num_returns", "resources", "max_retries",
+    "retry_exceptions", "scheduling_strategy", "env_vars", "name", "caller_id", "attempt",
+    "namespace", "max_calls", "generator", "backpressure", "concurrency", "code_env",
+)
+if (
+    tuple(f.name for f in dataclasses.fields(TaskSpec)) != _TASK_SPEC_FIELDS
+    or ObjectRef.__slots__ != ("__weakref__", "_client", "_id", "_name", "_task")
+):
+    raise ImportError("RemoteFunction.remote must set every field of TaskSpec and ObjectRef")
+
 
 class _Code:
     """The pickled function, shared by a RemoteFunction and its ``.options()`` copies."""
@@ -172,35 +189,42 @@ class RemoteFunction(Generic[P, R]):
             rid = next_id()
             return_ids: tuple[int, ...] = (rid,)
             result: Any
-            count, generator, result = 1, "", ObjectRef(rid, client, name, task_id)
+            # ``ObjectRef(rid, client, name, task_id)``, its slots set here (as
+            # ``ActorMethod.remote`` makes a call's)
+            result = _new_record(ObjectRef)
+            result._id = rid
+            result._client = client
+            result._name = name
+            result._task = task_id
+            count, generator = 1, ""
         else:
             return_ids, count, generator, result = mint_results(
                 client, self._num_returns, name, task_id
             )
-        # Positional, in the order of TaskSpec's fields: with keywords, the dataclass's
-        # ``__init__`` matched 18 names against its 19 parameters, ~9,000 CPU instructions
-        # a task more (callgrind), on every backend.
-        named = client.submit_task(TaskSpec(
-            task_id,  # task_id
-            code,  # function
-            packed,  # args
-            return_ids,  # return_ids
-            count,  # num_returns
-            resources,  # resources
-            self._max_retries,  # max_retries
-            self._retry_exceptions,  # retry_exceptions
-            strategy,  # scheduling_strategy
-            env_vars,  # env_vars
-            name,  # name
-            DRIVER_CALLER if execution is None else execution.caller_id,  # caller_id
-            0,  # attempt
-            client.namespace,  # namespace
-            self._max_calls,  # max_calls
-            generator,  # generator
-            self._backpressure,  # backpressure
-            self._concurrency,  # concurrency
-            code_env,  # code_env
-        ))
+        # The spec's slots set here, without ``TaskSpec.__init__`` (a class called with an
+        # ``__init__`` costs ~600 instructions more on CPython 3.11): every field, as
+        # ``_TASK_SPEC_FIELDS`` checks.
+        spec = _new_record(TaskSpec)
+        spec.task_id = task_id
+        spec.function = code
+        spec.args = packed
+        spec.return_ids = return_ids
+        spec.num_returns = count
+        spec.resources = resources
+        spec.max_retries = self._max_retries
+        spec.retry_exceptions = self._retry_exceptions
+        spec.scheduling_strategy = strategy
+        spec.env_vars = env_vars
+        spec.name = name
+        spec.caller_id = DRIVER_CALLER if execution is None else execution.caller_id
+        spec.attempt = 0
+        spec.namespace = client.namespace
+        spec.max_calls = self._max_calls
+        spec.generator = generator
+        spec.backpressure = self._backpressure
+        spec.concurrency = self._concurrency
+        spec.code_env = code_env
+        named = client.submit_task(spec)
         if named is not None and self._num_returns == 1:  # the backend's id for the task
             result._task = named
         return result

@@ -370,7 +370,8 @@ class Actors:
         entries = self.objects.entries
         for rid in spec.return_ids:
             # ``ObjectTable.create(rid, 1, call_id)``, without its frame nor
-            # ``ObjectEntry.__init__``'s: the entry's slots as that sets them.
+            # ``ObjectEntry.__init__``'s: the entry's slots as that sets them
+            # (``Tasks.submit`` makes a task's alike: a change here goes there too).
             entry = new_record(ObjectEntry)
             entry.refs = 1
             entry.value = None

@@ -38,6 +38,8 @@ class ObjectEntry:
     __slots__ = ("lineage", "producer", "refs", "value", "watchers")
 
     def __init__(self, refs: int, producer: int | None) -> None:
+        # ``Actors.submit_call`` and ``Tasks.submit`` set these without calling the class:
+        # a slot added here goes there too.
         self.refs = refs
         self.value: Serialized | None = None
         self.watchers: list[Watcher] | None = None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from actorlib.core.ids import id_hex
@@ -121,6 +121,15 @@ class Placement:
     def release(self) -> None:
         if self.node.alive:
             self.node.release(self.request, self.gpus)
+
+
+#: ``Scheduler.place_alone`` makes its ``Placement`` without ``__init__`` (a class called
+#: with one costs ~600 instructions more on CPython 3.11), setting these fields: a field
+#: added to the class is added there too (this fails at import until it is).
+_PLACEMENT_FIELDS = ("node", "request", "gpus")
+if tuple(f.name for f in fields(Placement)) != _PLACEMENT_FIELDS:
+    raise ImportError("Scheduler.place_alone must set every field of Placement")
+_new_record = object.__new__
 
 
 def shape_of(
@@ -266,7 +275,8 @@ class Scheduler:
     ) -> tuple[Any, ...]:
         """:func:`shape_of`, remembered per request dict: the work of one remote function
         shares its dict, which nothing changes once submitted. The entry keeps the dict
-        alive, so its id is not reused while remembered."""
+        alive, so its id is not reused while remembered. (``enqueue`` and ``place_alone``
+        read its usual answer inline: a change here goes there too.)"""
         shapes = self._shapes
         known = shapes.get(id(request))
         if known is not None and known[0] is request and known[1] == strategy \
@@ -371,6 +381,43 @@ class Scheduler:
         if not queue:
             del queues[key]
         return work
+
+    def place_alone(
+        self, request: dict[str, float]
+    ) -> tuple[tuple[Any, ...], Placement] | None:
+        """Place work of ``request`` (DEFAULT strategy, no concurrency limit) now, without
+        queueing it, where the pass after the batch would place it just so: nothing at
+        all is queued, no pass is due (nothing freed, no node changed since the last one:
+        a follower may be recalled to a freed CPU) and no placement group waits for room.
+        Returns its shape (``enqueue``'s) and its placement; None if no node has room or
+        a pass must decide (the caller queues it then)."""
+        if self.dirty or self.waiting_groups or any(self._queues.values()):
+            return None
+        node = self._choose(request, "DEFAULT")
+        if node is None:
+            return None
+        known = self._shapes.get(id(request))
+        if known is not None and known[0] is request and known[1] == "DEFAULT" \
+                and known[2] is None:  # ``_shape``'s usual answer, without its frame
+            key = known[3]
+        else:
+            key = self._shape(request, "DEFAULT", None)
+        # ``Placement(node, request, gpus)`` without its class call: every field, as
+        # ``_PLACEMENT_FIELDS`` checks
+        placement = _new_record(Placement)
+        placement.node = node
+        placement.request = request
+        placement.gpus = node.acquire(request)
+        return key, placement
+
+    def give_back(self, placement: Placement) -> None:
+        """Free what ``placement`` holds. A pass is due if queued work or a waiting
+        placement group may take it; with neither, the next pass due (work queued since)
+        finds the room anyway. (Queued work's holder marks a pass due for its own waiters:
+        ``Tasks`` for its followers.)"""
+        placement.release()
+        if self.waiting_groups or any(self._queues.values()):
+            self.dirty = True
 
     def _others_wait(self, key: tuple[Any, ...]) -> bool:
         """Work of a shape other than ``key`` waits for resources (apart from

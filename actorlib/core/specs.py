@@ -242,9 +242,8 @@ NO_ARGS = Args(None, ())
 class TaskSpec:
     """One task as submitted: the function, its arguments and its options.
 
-    ``RemoteFunction.remote`` builds it with positional arguments (with keywords its
-    ``__init__`` cost ~9,000 CPU instructions more a task): a field added or moved is
-    added or moved there too."""
+    ``RemoteFunction.remote`` makes it without ``__init__``, its fields set one by one:
+    a field added is added there too (its import fails until it is)."""
 
     task_id: int
     function: CodeRef

@@ -28,6 +28,7 @@ see :mod:`actorlib.core.guards`); :mod:`actorlib.core.invariants` reads the reco
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from collections.abc import Callable
@@ -73,6 +74,8 @@ class TaskRecord:
     )
 
     def __init__(self, spec: TaskSpec, job: int = 0) -> None:
+        # ``Tasks.submit`` sets these without calling the class: a slot added here goes
+        # there too (``_SUBMIT_SETS``).
         self.spec = spec
         self.job = job  # the driver whose work this is (Runtime.job_of)
         self.state = WAITING
@@ -91,6 +94,27 @@ class TaskRecord:
         self.started = 0.0  # when it last went RUNNING
         self.pid = 0  # the process that ran its last attempt (from its outcome)
         self.shape: tuple[Any, ...] = ()  # its queue's key, as last queued (a leader's)
+
+
+#: Makes a record whose slots the caller sets, for the hot paths (as in
+#: :mod:`actorlib.core.actors`): a class called with an ``__init__`` costs about 600
+#: instructions more on CPython 3.11.
+new_record = object.__new__
+#: The slots ``Tasks.submit`` sets on the ``TaskRecord`` and ``ObjectEntry`` it makes
+#: without ``__init__``, and the fields ``dispatch`` and ``_queue_behind`` set on their
+#: ``TaskRun``: one added to a class is added there too (this fails at import until it is).
+_SUBMIT_SETS = (
+    "spec", "job", "state", "leader", "successor", "recalling", "remaining", "placement",
+    "cancelled", "blocked", "children", "preferred", "created", "started", "pid", "shape",
+)
+_ENTRY_SETS = ("refs", "value", "watchers", "producer", "lineage")  # its ``ObjectEntry``
+_RUN_FIELDS = ("spec", "node_id", "deps", "gpu_ids", "follows", "job")
+if (
+    sorted(_SUBMIT_SETS) != sorted(TaskRecord.__slots__)
+    or sorted(_ENTRY_SETS) != sorted(ObjectEntry.__slots__)
+    or tuple(f.name for f in dataclasses.fields(TaskRun)) != _RUN_FIELDS
+):
+    raise ImportError("Tasks.submit, dispatch and _queue_behind must set every field")
 
 
 #: The request of a leader whose resources passed to its successor (``_leader_ended``).
@@ -166,9 +190,18 @@ class Tasks:
 
     def submit(self, spec: TaskSpec) -> None:
         task_id = spec.task_id
-        entries = self.objects.entries  # ``ObjectTable.create``, without its frame
+        entries = self.objects.entries
         for rid in spec.return_ids:
-            entries[rid] = ObjectEntry(1, task_id)
+            # ``ObjectTable.create(rid, 1, task_id)``, without its frame nor
+            # ``ObjectEntry.__init__``'s: the entry's slots as that sets them (as
+            # ``Actors.submit_call`` makes a call's; a change there goes here too).
+            entry = new_record(ObjectEntry)
+            entry.refs = 1
+            entry.value = None
+            entry.watchers = None
+            entry.producer = task_id
+            entry.lineage = None
+            entries[rid] = entry
         args = spec.args
         deps = args.deps
         if deps or (args.payload is not None and args.payload.contained):
@@ -177,15 +210,34 @@ class Tasks:
             self.values.open_stream(task_id, spec.return_ids[0], spec.backpressure)
         caller = spec.caller_id
         if caller == DRIVER_CALLER:  # the driver's own task: its job is its id's prefix
-            rec = TaskRecord(spec, task_id >> COUNTER_BITS)
+            job = task_id >> COUNTER_BITS
         else:
-            rec = TaskRecord(spec, self._job_of(caller, task_id))
+            job = self._job_of(caller, task_id)
             parent = self.records.get(caller)
             if parent is not None:
                 if parent.children is None:
                     parent.children = [task_id]
                 else:
                     parent.children.append(task_id)
+        # ``TaskRecord(spec, job)``, without its class call: every slot as ``__init__``
+        # sets it (``_SUBMIT_SETS`` checks the list at import).
+        rec = new_record(TaskRecord)
+        rec.spec = spec
+        rec.job = job
+        rec.state = WAITING
+        rec.leader = None
+        rec.successor = None
+        rec.recalling = False
+        rec.remaining = 0
+        rec.placement = None
+        rec.cancelled = False
+        rec.blocked = False
+        rec.children = None
+        rec.preferred = None
+        rec.created = event_time()
+        rec.started = 0.0
+        rec.pid = 0
+        rec.shape = ()
         self.records[task_id] = rec
         scheduler = self.scheduler
         last = scheduler.last_feasibility
@@ -212,6 +264,23 @@ class Tasks:
             self._deps_ready(rec)
         else:  # the plain task: ``_deps_ready``'s queueing, without its frame
             rec.state = QUEUED
+            if (
+                not scheduler.dirty and spec.concurrency is None and not self.handed
+                and spec.scheduling_strategy == "DEFAULT"
+            ):
+                # Submitted alone (nothing queued, no pass due: ``place_alone``; no task
+                # handed a placement waits to be sent): placed and sent now, as the pass
+                # after this batch would, with no queue and no pass.
+                placed = scheduler.place_alone(spec.resources)
+                if placed is not None:
+                    rec.shape = placed[0]
+                    leading = self.new_leaders
+                    self.dispatch(rec, placed[1])
+                    # No ``lead`` after the batch for it: nothing is queued to follow it,
+                    # and a task queued later in the batch finds its queue empty, which
+                    # marks a pass due (``enqueue``), and the pass pipelines.
+                    self.new_leaders = leading
+                    return
             # (``limit`` positional: CPython 3.11 calls a Python function given a keyword
             # on its slow path, with no specialized call)
             rec.shape = scheduler.enqueue(
@@ -254,11 +323,17 @@ class Tasks:
         rec.state = RUNNING
         rec.started = event_time()
         rec.placement = placement
-        deps = rec.spec.args.deps
-        run = TaskRun(
-            rec.spec, placement.node.node_id, self.values.dep_values(deps) if deps else [],
-            placement.gpu_ids if placement.gpus else (),  # (a property: most hold none)
-        )
+        spec = rec.spec
+        deps = spec.args.deps
+        # ``TaskRun(spec, node_id, deps, gpu_ids)`` without its class call: every field,
+        # as ``_RUN_FIELDS`` checks
+        run = new_record(TaskRun)
+        run.spec = spec
+        run.node_id = placement.node.node_id
+        run.deps = self.values.dep_values(deps) if deps else []
+        run.gpu_ids = placement.gpu_ids if placement.gpus else ()  # (a property: most hold none)
+        run.follows = 0
+        run.job = 0
         self.backend.run_task(run)
         self._may_lead(rec)
 
@@ -352,12 +427,17 @@ class Tasks:
             task_id = rec.spec.task_id
             self.followers[task_id] = rec
             deps = rec.spec.args.deps
-            values = self.values.dep_values(deps) if deps else []
             # Behind the chain's last task: the worker that holds it (it may not be
-            # the head's, if the head had ended there), in the order sent.
-            # (positional: spec, node_id, deps, gpu_ids, follows; a keyword into a
-            # class costs a dict made and unpacked)
-            self.backend.run_task(TaskRun(rec.spec, node_id, values, (), tail.spec.task_id))
+            # the head's, if the head had ended there), in the order sent. ``TaskRun``
+            # without its class call, as in ``dispatch``.
+            run = new_record(TaskRun)
+            run.spec = rec.spec
+            run.node_id = node_id
+            run.deps = self.values.dep_values(deps) if deps else []
+            run.gpu_ids = ()
+            run.follows = tail.spec.task_id
+            run.job = 0
+            self.backend.run_task(run)
             chain.append(task_id)
             if len(chain) >= depth or not _leads(rec):
                 return True  # its chain is full, or it leads nothing
@@ -445,7 +525,8 @@ class Tasks:
 
     def _leader_ended(self, rec: TaskRecord, worker_goes_on: bool) -> None:
         """``rec`` stopped running. If its worker goes on, the task behind it starts there
-        and takes its resources; if the worker died, that task is reported crashed too."""
+        and takes its resources; if the worker died, that task is reported crashed too.
+        (``finished`` does its work inline when none follows: a change here goes there.)"""
         self.leaders.pop(rec.spec.task_id, None)
         successor = rec.successor
         if successor is None:
@@ -561,7 +642,10 @@ class Tasks:
             self.values.discard_outcome(outcome)
             return
         if rec.state is RUNNING:
-            self._leader_ended(rec, True)  # worker_goes_on (positional: see ``submit``)
+            if rec.successor is None:  # ``_leader_ended``'s work when none follows (most)
+                self.leaders.pop(outcome.id, None)
+            else:
+                self._leader_ended(rec, True)  # worker_goes_on (positional: see ``submit``)
         elif rec.state is FOLLOWING:  # cancelled before it started
             self._unfollow(rec)
         else:
@@ -646,8 +730,11 @@ class Tasks:
                     if pass_on else None
                 )
                 if nxt is None:
-                    placement.release()
-                    self.scheduler.dirty = True
+                    # No pass for nothing: one is due only if anything may take the room
+                    # (a task submitted next is placed at once then: ``place_alone``).
+                    self.scheduler.give_back(placement)
+                    if self.followers:  # one may be recalled to it (``_steal``)
+                        self.scheduler.dirty = True
                 else:
                     self.handed.append((nxt, placement))
 
@@ -682,7 +769,7 @@ class Tasks:
             ):  # a leader whose resources passed on: ``_release_placement``'s work
                 rec.placement = None
             else:
-                self._release_placement(rec, pass_on=True)
+                self._release_placement(rec, True)  # pass_on (positional: see ``submit``)
         rec.state = DONE
         self.leaders.pop(spec.task_id, None)
         del self.records[spec.task_id]

@@ -104,6 +104,10 @@ class ProcessBackend(Backend):
         self._gone: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=DEAD_WORKERS_KEPT
         )
+        # Idle workers (``WorkerProcess.idle``), each once: one is added as its last task
+        # leaves, and taken off when it gets work (``_take_worker``) or dies. No other way
+        # gives it work: a task queued behind another goes to the worker running that
+        # one, and a shared worker runs tasks already.
         self._idle: list[WorkerProcess] = []
         self._actors: dict[int, WorkerProcess] = {}
         self._task_worker: dict[int, WorkerProcess] = {}
@@ -357,11 +361,9 @@ class ProcessBackend(Backend):
         # Its folders as they are now: a worker started in one removed since is retired
         stamp = self._code_envs.stamp(code_env) if key else ()
         idle = self._idle
-        for i in range(len(idle) - 1, -1, -1):  # the newest first; busy ones are dropped
+        for i in range(len(idle) - 1, -1, -1):  # the newest first
             worker = idle[i]
-            if not worker.idle:
-                del idle[i]
-            elif worker.env_key == key:
+            if worker.env_key == key:
                 del idle[i]
                 if worker.env_stamp == stamp:
                     return worker

@@ -24,6 +24,7 @@ task, its entry is set, claimed or dropped under that thread's ``lock`` only.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import queue
 import threading
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
@@ -62,6 +63,20 @@ STOP = object()
 #: method of a module global, and every task and call reads them.
 enter_execution = current_execution.set
 leave_execution = current_execution.reset
+
+
+#: ``TaskThread._execute`` makes these records without ``__init__`` (a class called with
+#: an ``__init__`` costs ~600 instructions more on CPython 3.11), setting these fields: a
+#: field added to one of them is added there too (this fails at import until it is).
+_TASK_RECORDS = (
+    (ExecutionContext, ("node_id", "task_id", "actor_id", "gpu_ids", "namespace", "cancelled",
+                        "wakeup", "spec", "incarnation", "method", "code", "lost_interrupt")),
+    (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
+)
+for _cls, _names in _TASK_RECORDS:
+    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
+        raise ImportError(f"TaskThread._execute must set every field of {_cls.__name__}")
+_new_record = object.__new__
 
 
 async def _await(coro: Any) -> Any:
@@ -162,18 +177,21 @@ class TaskThread:
     def _execute(self, run: TaskRun) -> tuple[Outcome, Any]:
         runner = self.runner
         spec = run.spec
-        # Positional, in the order of its fields: keywords into a class cost a dict made
-        # and unpacked per task (CPython 3.11's ``type_call``), ~1,500 instructions here.
-        ctx = ExecutionContext(
-            run.node_id,  # node_id
-            spec.task_id,  # task_id
-            None,  # actor_id
-            run.gpu_ids,  # gpu_ids
-            spec.namespace,  # namespace
-            False,  # cancelled
-            None,  # wakeup
-            spec,  # spec
-        )
+        # The context's slots set here, without its class call: every field, as
+        # ``_TASK_RECORDS`` checks (so is the outcome below).
+        ctx = _new_record(ExecutionContext)
+        ctx.node_id = run.node_id
+        ctx.task_id = spec.task_id
+        ctx.actor_id = None
+        ctx.gpu_ids = run.gpu_ids
+        ctx.namespace = spec.namespace
+        ctx.cancelled = False
+        ctx.wakeup = None
+        ctx.spec = spec
+        ctx.incarnation = 0
+        ctx.method = ""
+        ctx.code = None
+        ctx.lost_interrupt = False
         token = enter_execution(ctx)
         result: Any = None
         failure: BaseException | None = None
@@ -246,9 +264,13 @@ class TaskThread:
                 except BaseException as exc:  # an unpicklable result, a full store
                     failure = exc
                 else:
-                    # (positional, as the context above: id, attempt, values, error,
-                    # retryable, pid)
-                    outcome = Outcome(spec.task_id, spec.attempt, values, None, False, PID.value)
+                    outcome = _new_record(Outcome)
+                    outcome.id = spec.task_id
+                    outcome.attempt = spec.attempt
+                    outcome.values = values
+                    outcome.error = None
+                    outcome.retryable = False
+                    outcome.pid = PID.value
             if failure is not None:
                 error, retryable = pack_error(failure, spec.name, spec.retry_exceptions)
                 outcome = Outcome(

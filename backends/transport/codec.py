@@ -92,11 +92,13 @@ def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] |
     if (type(spec.retry_exceptions) is not bool or type(spec.scheduling_strategy) is not str
             or spec.max_calls or spec.generator or spec.code_env):
         return None
+    payload = spec.args.payload  # (no ``_value`` for none, as in ``_flat_run_call``)
     return (
-        spec.task_id, _code(spec.function, known_code), _value(spec.args.payload),
-        spec.args.deps, spec.return_ids, spec.num_returns, spec.resources, spec.max_retries,
-        spec.retry_exceptions, spec.scheduling_strategy, spec.env_vars, spec.name,
-        spec.caller_id, spec.attempt, spec.namespace, spec.concurrency,
+        spec.task_id, _code(spec.function, known_code),
+        None if payload is None else _value(payload), spec.args.deps, spec.return_ids,
+        spec.num_returns, spec.resources, spec.max_retries, spec.retry_exceptions,
+        spec.scheduling_strategy, spec.env_vars, spec.name, spec.caller_id, spec.attempt,
+        spec.namespace, spec.concurrency,
     )
 
 
@@ -128,14 +130,19 @@ def _code_ref(code: tuple[Any, ...]) -> CodeRef:
 
 
 def _rebuild_task_spec(flat: tuple[Any, ...]) -> TaskSpec:
-    (task_id, code, payload, deps, return_ids, num_returns, resources, max_retries,
-     retry_exceptions, strategy, env_vars, name, caller_id, attempt, namespace,
-     concurrency) = flat
-    return TaskSpec(
-        task_id, _code_ref(code), Args(_rebuild(payload), deps), return_ids, num_returns,
-        resources, max_retries, retry_exceptions, strategy, env_vars, name, caller_id,
-        attempt, namespace, concurrency=concurrency,
-    )
+    # Without ``TaskSpec.__init__`` (see ``_make``): every field set. A task without
+    # arguments shares ``NO_ARGS``, as a call does.
+    spec = _make(TaskSpec)
+    (spec.task_id, code, payload, deps, spec.return_ids, spec.num_returns, spec.resources,
+     spec.max_retries, spec.retry_exceptions, spec.scheduling_strategy, spec.env_vars,
+     spec.name, spec.caller_id, spec.attempt, spec.namespace, spec.concurrency) = flat
+    spec.function = _code_ref(code)
+    spec.args = NO_ARGS if payload is None and not deps else Args(_rebuild(payload), deps)
+    spec.max_calls = 0  # (the flat form is only for tasks without these)
+    spec.generator = ""
+    spec.backpressure = -1
+    spec.code_env = None
+    return spec
 
 
 def _rebuild_call_spec(flat: tuple[Any, ...]) -> CallSpec:
@@ -152,7 +159,9 @@ def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, 
     spec = _task_spec(run.spec, known_code)
     if spec is None:
         return None
-    return (RUN_TASK, spec, run.node_id, _values(run.deps), run.gpu_ids, run.follows, run.job)
+    deps = run.deps  # (no ``_values`` for none, nearly every task)
+    return (RUN_TASK, spec, run.node_id, _values(deps) if deps else deps, run.gpu_ids,
+            run.follows, run.job)
 
 
 def _flat_run_call(message: RunCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
@@ -225,20 +234,16 @@ FLATTEN: dict[type, Callable[[Any, set[int] | None], tuple[Any, ...] | None]] = 
 _new = tuple.__new__
 
 
-def _run_task(flat: tuple[Any, ...]) -> RunTask:
-    _, spec, node_id, dep_values, gpu_ids, follows, job = flat
-    run = TaskRun(
-        _rebuild_task_spec(spec), node_id, _rebuild_all(dep_values) if dep_values else [],
-        gpu_ids, follows, job,
-    )
-    return _new(RunTask, (run,))
-
-
-# The records rebuilt for every call and outcome are made without their dataclass's
+# The records rebuilt for every task, call and outcome are made without their dataclass's
 # ``__init__``, their slots set by the readers below (a class called with an ``__init__``
 # costs ~600 instructions more on CPython 3.11): every field, as checked here at import.
 _make = object.__new__
 for _cls, _names in (
+    (TaskSpec, ("task_id", "function", "args", "return_ids", "num_returns", "resources",
+                "max_retries", "retry_exceptions", "scheduling_strategy", "env_vars",
+                "name", "caller_id", "attempt", "namespace", "max_calls", "generator",
+                "backpressure", "concurrency", "code_env")),
+    (TaskRun, ("spec", "node_id", "deps", "gpu_ids", "follows", "job")),
     (CallSpec, ("call_id", "actor_id", "method", "args", "return_ids", "num_returns",
                 "caller_id", "max_task_retries", "retry_exceptions", "attempt",
                 "concurrency_group", "generator", "backpressure")),
@@ -247,6 +252,14 @@ for _cls, _names in (
 ):
     if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
         raise ImportError(f"the codec's readers must set every field of {_cls.__name__}")
+
+
+def _run_task(flat: tuple[Any, ...]) -> RunTask:
+    run = _make(TaskRun)
+    _, spec, run.node_id, dep_values, run.gpu_ids, run.follows, run.job = flat
+    run.spec = _rebuild_task_spec(spec)
+    run.deps = _rebuild_all(dep_values) if dep_values else []
+    return _new(RunTask, (run,))
 
 
 def _run_call(flat: tuple[Any, ...]) -> RunCall:
