@@ -23,7 +23,7 @@ from concurrent.futures import _base as futures_base
 from typing import Any
 
 from actorlib.api import remote
-from actorlib.core.interruptible import DONE_STATES
+from actorlib.core.interruptible import DONE_STATES, FutureCondition
 from actorlib.core.refs import ObjectRef
 from actorlib.core.waiting import DrivenFuture
 from actorlib.remote_function import RemoteFunction
@@ -214,9 +214,10 @@ class MapFuture(ExecutorFuture):
     ``concurrent.futures.wait``, callbacks) takes the stdlib's own code, as on any future.
     """
 
-    def __init__(self, condition: Any) -> None:
+    def __init__(self, condition: FutureCondition) -> None:
         # Future.__init__'s attributes (a test checks they are all here), the map's condition
         self._condition = condition
+        self._shared = condition  # (the same, typed as what it is)
         self._state = futures_base.PENDING
         self._result = None
         self._exception = None
@@ -226,14 +227,14 @@ class MapFuture(ExecutorFuture):
         self._item: Any = None
 
     def set_running_or_notify_cancel(self) -> bool:
-        with self._condition._lock:
+        with self._shared._lock:
             if self._state == futures_base.PENDING:
                 self._state = futures_base.RUNNING
                 return True
         return super().set_running_or_notify_cancel()  # cancelled: the stdlib's answer
 
     def set_result(self, result: Any) -> None:
-        condition = self._condition
+        condition = self._shared
         with condition._lock:
             plain = self._state in _NOT_DONE and not self._waiters
             if plain:
