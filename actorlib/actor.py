@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import threading
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from actorlib.core.builtin_methods import READY_METHOD, TERMINATE_METHOD
 from actorlib.core.context import Client
 from actorlib.core.execution_context import execution_now
 from actorlib.core.ids import ActorID, id_hex
+from actorlib.core.records import require_fields
 from actorlib.core.refs import ObjectRef
 from actorlib.core.scheduler import infeasible_error
 from actorlib.core.serialization import loads_function, note_contained
@@ -464,8 +464,7 @@ _CALL_SPEC_FIELDS = (
     "max_task_retries", "retry_exceptions", "attempt", "concurrency_group", "generator",
     "backpressure",
 )
-if tuple(f.name for f in dataclasses.fields(CallSpec)) != _CALL_SPEC_FIELDS:
-    raise ImportError("ActorMethod.remote must set every field of CallSpec")
+require_fields("ActorMethod.remote", (CallSpec, _CALL_SPEC_FIELDS))
 
 
 class ActorMethod(Generic[P, R]):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ from actorlib.arguments import ArgCheck, mint_results, num_returns_of, pack_args
 from actorlib.core import context
 from actorlib.core.context import Client
 from actorlib.core.execution_context import execution_now
+from actorlib.core.records import require_fields
 from actorlib.core.refs import ObjectRef
 from actorlib.core.scheduler import infeasible_error
 from actorlib.core.serialization import dumps_function
@@ -32,11 +32,10 @@ _TASK_SPEC_FIELDS = (
     "retry_exceptions", "scheduling_strategy", "env_vars", "name", "caller_id", "attempt",
     "namespace", "max_calls", "generator", "backpressure", "concurrency", "code_env",
 )
-if (
-    tuple(f.name for f in dataclasses.fields(TaskSpec)) != _TASK_SPEC_FIELDS
-    or ObjectRef.__slots__ != ("__weakref__", "_client", "_id", "_name", "_task")
-):
-    raise ImportError("RemoteFunction.remote must set every field of TaskSpec and ObjectRef")
+require_fields(
+    "RemoteFunction.remote",
+    (TaskSpec, _TASK_SPEC_FIELDS), (ObjectRef, ("_client", "_id", "_name", "_task")),
+)
 
 
 class _Code:

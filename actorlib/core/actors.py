@@ -19,7 +19,6 @@ see :mod:`actorlib.core.guards`).
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING
 from actorlib.core.ids import id_hex
 from actorlib.core.mailbox import CallRecord, Mailbox, may_retry
 from actorlib.core.objects import ObjectEntry, ObjectTable
-from actorlib.core.records import ActorStart, CallRun, Outcome
+from actorlib.core.records import ActorStart, CallRun, Outcome, require_fields
 from actorlib.core.scheduler import Placement, Scheduler, infeasible_error
 from actorlib.core.serialization import Serialized, deserialize
 from actorlib.core.specs import ActorSpec, CallSpec
@@ -48,8 +47,7 @@ if TYPE_CHECKING:  # the interface the core drives; the core never imports a bac
 #: Makes a record whose slots the caller sets, for the hot paths: a class called with an
 #: ``__init__`` costs about 600 instructions more (CPython 3.11's ``type_call``).
 new_record = object.__new__
-if tuple(f.name for f in dataclasses.fields(CallRun)) != ("spec", "deps", "incarnation"):
-    raise ImportError("Actors.submit_call must set every field of CallRun")
+require_fields("Actors.submit_call", (CallRun, ("spec", "deps", "incarnation")))
 
 
 class ActorState(enum.Enum):

@@ -22,11 +22,12 @@ from __future__ import annotations
 import collections
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from actorlib.core.ids import id_hex
 from actorlib.core.labels import LabelSelectorStrategy, describe_selector, matches
+from actorlib.core.records import require_fields
 from actorlib.core.specs import NodeAffinitySchedulingStrategy, PlacementGroupStrategy
 from actorlib.exceptions import (
     ActorUnschedulableError,
@@ -127,8 +128,7 @@ class Placement:
 #: with one costs ~600 instructions more on CPython 3.11), setting these fields: a field
 #: added to the class is added there too (this fails at import until it is).
 _PLACEMENT_FIELDS = ("node", "request", "gpus")
-if tuple(f.name for f in fields(Placement)) != _PLACEMENT_FIELDS:
-    raise ImportError("Scheduler.place_alone must set every field of Placement")
+require_fields("Scheduler.place_alone", (Placement, _PLACEMENT_FIELDS))
 _new_record = object.__new__
 
 

@@ -28,7 +28,6 @@ see :mod:`actorlib.core.guards`); :mod:`actorlib.core.invariants` reads the reco
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from actorlib.core.ids import COUNTER_BITS
 from actorlib.core.lineage import remember
 from actorlib.core.objects import ObjectEntry, ObjectTable
-from actorlib.core.records import Outcome, TaskRun
+from actorlib.core.records import Outcome, TaskRun, require_fields
 from actorlib.core.scheduler import Node, Placement, Scheduler, infeasible_error
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import DRIVER_CALLER, TaskSpec
@@ -109,12 +108,10 @@ _SUBMIT_SETS = (
 )
 _ENTRY_SETS = ("refs", "value", "watchers", "producer", "lineage")  # its ``ObjectEntry``
 _RUN_FIELDS = ("spec", "node_id", "deps", "gpu_ids", "follows", "job")
-if (
-    sorted(_SUBMIT_SETS) != sorted(TaskRecord.__slots__)
-    or sorted(_ENTRY_SETS) != sorted(ObjectEntry.__slots__)
-    or tuple(f.name for f in dataclasses.fields(TaskRun)) != _RUN_FIELDS
-):
-    raise ImportError("Tasks.submit, dispatch and _queue_behind must set every field")
+require_fields(
+    "Tasks.submit, dispatch and _queue_behind",
+    (TaskRecord, _SUBMIT_SETS), (ObjectEntry, _ENTRY_SETS), (TaskRun, _RUN_FIELDS),
+)
 
 
 #: The request of a leader whose resources passed to its successor (``_leader_ended``).

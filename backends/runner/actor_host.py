@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import functools
 import inspect
 import queue
@@ -37,7 +36,7 @@ from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.interruptible import idle_get, unshield_signals
 from actorlib.core.loop import new_event_loop
-from actorlib.core.records import ActorStart, CallRun, Outcome
+from actorlib.core.records import ActorStart, CallRun, Outcome, require_fields
 from actorlib.core.serialization import PLAIN_SCALARS, Serialized
 from actorlib.core.specs import CallSpec
 from actorlib.exceptions import TaskCancelledError
@@ -57,9 +56,7 @@ _CALL_RECORDS = (
     (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
     (Serialized, ("data", "buffers", "contained", "is_error", "locations", "read")),
 )
-for _cls, _names in _CALL_RECORDS:
-    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
-        raise ImportError(f"ActorHost._call must set every field of {_cls.__name__}")
+require_fields("ActorHost._call", *_CALL_RECORDS)
 _new_record = object.__new__
 
 

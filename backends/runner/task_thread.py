@@ -24,7 +24,6 @@ task, its entry is set, claimed or dropped under that thread's ``lock`` only.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import queue
 import threading
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
@@ -45,7 +44,7 @@ from actorlib.backends.runner.user_code import (
 )
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.interruptible import idle_get, unshield_signals
-from actorlib.core.records import Outcome, TaskRun
+from actorlib.core.records import Outcome, TaskRun, require_fields
 from actorlib.core.specs import TaskSpec
 from actorlib.exceptions import TaskCancelledError
 
@@ -73,9 +72,7 @@ _TASK_RECORDS = (
                         "wakeup", "spec", "incarnation", "method", "code", "lost_interrupt")),
     (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
 )
-for _cls, _names in _TASK_RECORDS:
-    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
-        raise ImportError(f"TaskThread._execute must set every field of {_cls.__name__}")
+require_fields("TaskThread._execute", *_TASK_RECORDS)
 _new_record = object.__new__
 
 

@@ -17,7 +17,6 @@ writes without a class lookup for the message itself.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -31,7 +30,7 @@ from actorlib.backends.transport.messages import (
     SubmitTask,
     TaskFinished,
 )
-from actorlib.core.records import CallRun, Outcome, TaskRun
+from actorlib.core.records import CallRun, Outcome, TaskRun, require_fields
 from actorlib.core.serialization import Serialized, _rebuild_serialized
 from actorlib.core.specs import NO_ARGS, Args, CallSpec, CodeRef, TaskSpec
 
@@ -238,7 +237,8 @@ _new = tuple.__new__
 # ``__init__``, their slots set by the readers below (a class called with an ``__init__``
 # costs ~600 instructions more on CPython 3.11): every field, as checked here at import.
 _make = object.__new__
-for _cls, _names in (
+require_fields(
+    "the codec's readers",
     (TaskSpec, ("task_id", "function", "args", "return_ids", "num_returns", "resources",
                 "max_retries", "retry_exceptions", "scheduling_strategy", "env_vars",
                 "name", "caller_id", "attempt", "namespace", "max_calls", "generator",
@@ -249,9 +249,7 @@ for _cls, _names in (
                 "concurrency_group", "generator", "backpressure")),
     (CallRun, ("spec", "deps", "incarnation")),
     (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
-):
-    if tuple(f.name for f in dataclasses.fields(_cls)) != _names:
-        raise ImportError(f"the codec's readers must set every field of {_cls.__name__}")
+)
 
 
 def _run_task(flat: tuple[Any, ...]) -> RunTask:
