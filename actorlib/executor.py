@@ -280,13 +280,14 @@ class Executor(concurrent.futures.Executor):
         items: list[Item] = []
         sizes: list[int] | None = None
         try:
-            if chunksize == 1 and not progress:
-                shared = FutureCondition()  # one for all: MapFuture
+            if chunksize == 1:
+                # Read by map's iterator alone unless a progress bar watches: MapFutures,
+                # one condition for all
+                shared = None if progress else FutureCondition()
+                direct = shared is not None
                 items.extend(
-                    self._enqueue(tasks.call, args, {}, False, True, shared) for args in calls
+                    self._enqueue(tasks.call, args, {}, False, direct, shared) for args in calls
                 )
-            elif chunksize == 1:
-                items.extend(self._enqueue(tasks.call, args, {}, False) for args in calls)
             else:
                 sizes = []
                 # One iterable: its items go bare, the worker calls fn(item).
