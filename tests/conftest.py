@@ -32,7 +32,7 @@ import pytest
 import sim_suite
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["pytester"]  # test_harness.py checks the leak check itself
+pytest_plugins = ["pytester", "backstop"]  # test_harness.py checks the leak check itself
 
 # The ONE list of backends the behavioural suite runs on ("ray" where Ray is installed).
 BACKENDS = ["thread", "process", "cluster", "sim"]

@@ -219,3 +219,29 @@ def test_passes_pool_each_targets_rounds():
     assert m["extras"] == {"pass": 2}
     assert merged["errors"] == {"put_small": "boom"}
     assert merged["passes"] == 2 and merged["wall_s"] == 4.0
+
+
+def test_passes_take_turns_in_both_orders(monkeypatch, capsys):
+    """``--passes``: every second pass runs the targets in reverse order, so no target is
+    always the one on the coldest machine or right after another's teardown."""
+    import argparse
+
+    import actorlib.bench as bench
+    from actorlib.bench import runner
+
+    ran: list[str] = []
+
+    def run_target(spec, timeout):
+        ran.append(spec["target"])
+        return {"target": spec["target"], "backend": spec.get("backend"), "metrics": {},
+                "skipped": {}, "errors": {}, "wall_s": 0.0}
+
+    monkeypatch.setattr(runner, "run_target", run_target)
+    monkeypatch.setattr(runner, "machine_info", dict)
+    monkeypatch.setattr(runner, "package_versions", dict)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    code = bench.run(parser.parse_args(["--backend", "thread", "--workloads", "tasks_sync",
+                                        "--against", "threadpool", "--passes", "3"]))
+    assert code == 0, capsys.readouterr().err
+    assert ran == ["actorlib", "threadpool", "threadpool", "actorlib", "actorlib", "threadpool"]

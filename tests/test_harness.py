@@ -140,7 +140,10 @@ def test_put(rt):
 
 def _setup(pytester, conftest):
     pytester.makeconftest(conftest)
-    pytester.makepyfile(sim_suite=(Path(__file__).parent / "sim_suite.py").read_text())
+    here = Path(__file__).parent
+    pytester.makepyfile(
+        sim_suite=(here / "sim_suite.py").read_text(), backstop=(here / "backstop.py").read_text()
+    )
     pytester.makeini(
         "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
     )
@@ -312,3 +315,54 @@ def test_the_ray_reset_ends_what_a_test_left_and_names_a_leak(
     time.sleep(2)  # nothing comes back
     assert ray.available_resources().get("CPU") == 4
     assert ray.get(ray.remote(lambda: 5).remote(), timeout=60) == 5
+
+
+HANGS_AFTER_ITS_TIMEOUT = """
+import time
+
+import pytest
+
+
+@pytest.mark.timeout(1)
+def test_hangs_after_its_timeout():
+    try:
+        time.sleep(60)
+    finally:
+        time.sleep(60)  # a clean-up waiting for work nothing will run
+
+
+def test_after():
+    pass
+"""
+
+
+def test_a_test_hanging_after_its_timeout_ends_the_run_with_its_stacks(pytester, monkeypatch):
+    """pytest-timeout fires once; the backstop (tests/backstop.py) ends the run soon after,
+    instead of letting CI wait for its own limit."""
+    monkeypatch.setenv("ACTORLIB_TEST_BACKSTOP_GRACE", "2")
+    pytester.makepyfile(
+        backstop=(Path(__file__).parent / "backstop.py").read_text(),
+        test_hang=HANGS_AFTER_ITS_TIMEOUT,
+    )
+    t0 = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "backstop", "-p", "no:cacheprovider", timeout=50)
+    took = time.monotonic() - t0
+    assert result.ret == 3, result.stdout.str() + result.stderr.str()
+    err = result.stderr.str()
+    assert "test_hang.py::test_hangs_after_its_timeout was still running 4 s" in err
+    assert "in test_hangs_after_its_timeout" in err  # the stack says where it hung
+    assert took < 40
+
+
+def test_the_backstop_gives_each_test_its_own_limit(pytester, monkeypatch):
+    """Four tests of 1.5 s under a 5 s limit (timeout 2, grace 1): each is within its
+    own, all together are not."""
+    monkeypatch.setenv("ACTORLIB_TEST_BACKSTOP_GRACE", "1")
+    quick = "".join(f"def test_{n}():\n    time.sleep(1.5)\n\n" for n in "abcd")
+    pytester.makepyfile(
+        backstop=(Path(__file__).parent / "backstop.py").read_text(),
+        test_quick="import time\n\n" + quick,
+    )
+    pytester.makeini("[pytest]\ntimeout = 2\n")
+    result = pytester.runpytest_subprocess("-p", "backstop", "-p", "no:cacheprovider", timeout=50)
+    result.assert_outcomes(passed=4)

@@ -27,6 +27,13 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def pass_order(targets: list[str], number: int) -> list[str]:
+    """The targets' order in pass ``number`` (from 1): as given, and reversed in every
+    second pass, so a target that runs first (a colder machine) or right after another's
+    teardown does so as often as each other target."""
+    return targets if number % 2 else targets[::-1]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="process",
                         help="actorlib backend to measure (default: process)")
@@ -35,10 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
     parser.add_argument("--passes", type=int, default=1,
-                        help="run every target this many times, taking turns (actorlib, "
-                             "then each alternative, then actorlib again ...), and pool "
+                        help="run every target this many times, taking turns, and pool "
                              "each target's rounds: a machine whose speed drifts over "
-                             "minutes then weighs on every target alike (default: 1)")
+                             "minutes then weighs on every target alike. Every second "
+                             "pass runs the targets in reverse order, so none is always "
+                             "the first or the last (default: 1)")
     parser.add_argument("--warmup", type=int, default=1,
                         help="discarded warm-up rounds (default: 1)")
     parser.add_argument("--duration", type=float, default=1.0, metavar="SECONDS",
@@ -110,7 +118,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     }
     passes: dict[str, list[dict[str, Any]]] = {t: [] for t in ["actorlib", *against]}
     for number in range(1, args.passes + 1):
-        for target, results in passes.items():
+        for target in pass_order(list(passes), number):
+            results = passes[target]
             spec = dict(base_spec, target=target)
             if target == "actorlib":
                 spec["backend"] = args.backend
