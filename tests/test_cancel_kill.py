@@ -204,6 +204,40 @@ def test_a_cancelled_task_that_catches_the_interrupt_can_still_get(rt):
     assert actorlib.get(rec.items.remote(), timeout=T) == ["cleanup", "cleanup returned 1"]
 
 
+@actorlib.remote(max_retries=0)
+def ends_normally_when_cancelled(started, rec, then):
+    """A running sync task that catches the cancel's interruption and then ends as if
+    it had not been cancelled: it returns a value, or raises an application error."""
+    try:
+        started.arrive.remote()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+    except KeyboardInterrupt:
+        cancelled = actorlib.get_runtime_context().is_canceled()
+        actorlib.get(rec.append.remote(f"caught, is_canceled {cancelled}"), timeout=T)
+        if then == "raise":
+            raise ValueError("raised after its cancel") from None
+        return "returned after its cancel"
+    return "not cancelled"
+
+
+@pytest.mark.parametrize("then", ["return", "raise"])
+def test_a_cancelled_task_that_catches_the_interrupt_and_ends_is_still_cancelled(rt, then):
+    """Whatever the task makes of the interrupt, its caller's ``get`` raises
+    ``TaskCancelledError`` (docs/api.md, ``cancel``): a value it returns, or an error it
+    raises, after catching the interrupt is not its result."""
+    started, rec = Sync.remote(), Recorder.remote()
+    ref = ends_normally_when_cancelled.remote(started, rec, then)
+    actorlib.get(started.wait_count.remote(1), timeout=T)
+    actorlib.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        actorlib.get(ref, timeout=T)
+    assert actorlib.get(rec.items.remote(), timeout=T) == ["caught, is_canceled True"]
+    # Ended as cancelled, not abandoned: the next task runs as usual.
+    assert actorlib.get(quick.remote(7), timeout=T) == 7
+
+
 @actorlib.remote
 def counts_its_interrupts(started, rec):
     """A running sync task that catches every interruption for 2 s, noting each, then

@@ -446,13 +446,24 @@ def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> 
             except BaseException as exc:
                 # ``SystemExit`` too is the task's error, as on every backend: left to
                 # Ray, it would end Ray's worker, and Ray would retry the task.
+                _still_cancelled(core, ctx)
                 error = _failed(exc, name, spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
+            _still_cancelled(core, ctx)
             return _finish(core, values, spec.num_returns)
         finally:
             _task_ended(ctx)
     finally:
         current_execution.reset(token)
+
+
+def _still_cancelled(core: RayCore, ctx: ExecutionContext) -> None:
+    """A task whose cancel's interrupt landed, and which caught it and ended as if it had
+    not, is cancelled all the same, as on every backend: its caller's ``get`` raises
+    ``TaskCancelledError``, never the value it returned nor the error it raised after.
+    Raised as the interrupt, Ray reports it as it reports any task its cancel ended."""
+    if core.landed_in(ctx):
+        raise KeyboardInterrupt
 
 
 class _SyncCallContext(ExecutionContext):
