@@ -449,8 +449,7 @@ class RayCore(RayWaits, HeldTasks):
         if spec.concurrency is None:
             # Not with ``max_calls``: Ray counts it per Ray function, and a function's
             # tasks would then count under two (theirs and ``run_task``'s).
-            if (spec.num_returns == 1 and not spec.generator and not spec.args.deps
-                    and not spec.max_calls):
+            if spec.num_returns == 1 and not spec.generator and not spec.max_calls:
                 out = self._send_plain(spec)
                 if out is not None:  # only its arguments went; its id is Ray's
                     self._accepted(spec, out)
@@ -472,18 +471,20 @@ class RayCore(RayWaits, HeldTasks):
 
     def _send_plain(self, spec: TaskSpec) -> Any:
         """Hand a plain task to Ray as its template's own Ray function with its payload
-        alone (see :func:`.worker.plain_task`); Ray's ref, or None where it goes the
-        usual way (a payload too large to go inline, a template that has no function
-        of its own)."""
+        alone, then the Ray refs of its ref arguments (see :func:`.worker.plain_task`);
+        Ray's ref, or None where it goes the usual way (a payload too large to go inline,
+        a template that has no function of its own)."""
         plain = self._task_callers.plain(spec, self._plain_task)
         if plain is None:
             return None
         if spec.code_env is not None:  # its Ray options are made once: its packages kept
             self._packages.ensure(spec.code_env)
         inline, rest = self._pack(spec.args)
-        if rest:
+        if not rest:
+            return plain.remote(inline)
+        if inline is None or not spec.args.deps:
             return None
-        return plain.remote(inline)
+        return plain.remote(inline, *rest[1:])  # ``rest[0]``: the box that went inline
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         self._accepted(spec, self._send(spec), held)

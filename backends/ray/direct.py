@@ -63,7 +63,9 @@ _SUBMIT_TASK = (
 #: Submits one call or task: its one ``bytes`` argument, or None for none -> Ray's
 #: ref(s) of its return(s).
 DirectCall = Callable[[bytes | None], Any]
-DirectTask = DirectCall
+#: Submits one task: its one ``bytes`` argument (or None), then the Ray refs of its ref
+#: arguments -> Ray's ref(s) of its return(s).
+DirectTask = Callable[..., Any]
 
 
 def _signature_known(method: str, signature: str) -> bool:
@@ -131,7 +133,7 @@ def direct_call(handle: Any, method: str) -> DirectCall | None:
 
 def direct_task(options_wrapper: Any) -> DirectTask | None:
     """A submit of the tasks of Ray's ``.options()`` wrapper of a remote function (one
-    ``bytes`` argument, no ref arguments) straight to Ray's core worker, in a driver,
+    ``bytes`` argument, then Ray refs) straight to Ray's core worker, in a driver,
     with the values Ray's ``_remote`` computes for those options; None where they are
     not known to be the same on every call (a placement group, a generator, tracing, a
     function not exported yet: see the module docstring)."""
@@ -191,9 +193,14 @@ def direct_task(options_wrapper: Any) -> DirectTask | None:
     selector = options.get("label_selector")
     fallback = options.get("fallback_strategy")
 
-    def submit(data: bytes | None) -> Any:
+    def submit(data: bytes | None, *deps: Any) -> Any:
+        # As ``flatten_args`` lays out positional arguments: the payload, then each ref
+        # (a Ray ``ObjectRef``, which Ray passes by reference and resolves).
+        args: list[Any] = [] if data is None and not deps else [DUMMY_TYPE, data]
+        for dep in deps:
+            args += (DUMMY_TYPE, dep)
         refs = worker.core_worker.submit_task(
-            language, descriptor, [] if data is None else [DUMMY_TYPE, data], name,
+            language, descriptor, args, name,
             num_returns, resources, max_retries, retry_exceptions, allowlist, strategy,
             worker.debugger_breakpoint, runtime_env, backpressure, 1, events, labels,
             selector, fallback)
@@ -218,10 +225,11 @@ class RayTask:
         self._untried = direct  # a direct submit may be made after the next submission
 
     def remote(self, data: bytes | None, *rest: Any) -> Any:
-        """Submit a task whose first argument is ``data`` (None: none at all)."""
+        """Submit a task whose first argument is ``data`` (None and no ``rest``: none
+        at all); a direct submit only where ``rest`` is Ray refs alone."""
         direct = self._direct
-        if direct is not None and not rest:
-            return direct(data)
+        if direct is not None and all(type(r) is ray.ObjectRef for r in rest):
+            return direct(data, *rest)
         out = self.wrapper.remote(*rest) if data is None else self.wrapper.remote(data, *rest)
         if self._untried:
             self._untried = False

@@ -415,11 +415,13 @@ def run_named_task(template: bytes, payload: Packed | None = None, *deps: Any) -
     return _run_task(spec, payload, deps)
 
 
-def run_plain_task(template: bytes, prefix: int, payload: bytes | None = None) -> Any:
+def run_plain_task(template: bytes, prefix: int, payload: bytes | None = None,
+                   *deps: Any) -> Any:
     """A plain task (:func:`plain_task`): its template bound into its Ray function, its
-    id made from Ray's task id under its submitter's prefix."""
+    id made from Ray's task id under its submitter's prefix; ``deps`` its ref arguments'
+    values."""
     task_id = ray_task_id(_current_task_id(), prefix)
-    return _run_task(plain_task_spec(template, task_id), payload, ())
+    return _run_task(plain_task_spec(template, task_id), payload, deps)
 
 
 def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
@@ -821,14 +823,15 @@ def _async_plain(method: str) -> Callable[..., Any]:
 
 def plain_task(template: bytes, prefix: int, shown: str) -> Any:
     """A Ray function running the plain tasks of one template (one return, no generator,
-    no concurrency limit or ``max_calls``, a small payload without refs) from the
-    process whose id prefix is ``prefix``: each task hands Ray its payload alone, or nothing,
-    as a plain Ray task does, where a spec as an argument costs Ray's worker a
+    no concurrency limit or ``max_calls``, a small payload) from the process whose id
+    prefix is ``prefix``: each task hands Ray its payload alone, or nothing (then the Ray
+    refs of its top-level ref arguments, which Ray resolves to their values as it does a
+    plain Ray task's), as a plain Ray task does, where a spec as an argument costs Ray's worker a
     deserialization under ``DeferSigint``; its id is made from Ray's task id on both
     sides (:func:`.wire.ray_task_id`). Named ``shown``, as Ray names a task after its
     function. Not kept here: the client keeps it with the template."""
-    def actorlib_task(payload: bytes | None = None) -> Any:
-        return run_plain_task(template, prefix, payload)
+    def actorlib_task(payload: bytes | None = None, *deps: Any) -> Any:
+        return run_plain_task(template, prefix, payload, *deps)
 
     actorlib_task.__name__ = actorlib_task.__qualname__ = shown
     return ray.remote(actorlib_task)
