@@ -997,10 +997,11 @@ class RayNamed:
 def test_rays_task_names_are_the_tasks_unless_ids_in_names_is_set(on_ray_either: str) -> None:
     """By default Ray sees each task and call under its own name (Ray labels its
     ``ray_tasks`` metric and state rows with it: a name per call would grow them without
-    bound). A plain task (its ref arguments too) or call (no ref arguments) is its own
-    Ray function or method, named as the task or ``Class.method``, either way; with
-    ``ACTORLIB_RAY_IDS_IN_NAMES=1`` the ids of the others travel in the name instead of
-    an argument. actorlib's own names are the same either way, and so are results."""
+    bound). A plain task or call (Ray's default options, one return; its ref arguments
+    go to Ray as refs) is its own Ray function or method, named as the task or
+    ``Class.method``, either way; with ``ACTORLIB_RAY_IDS_IN_NAMES=1`` the ids of the
+    others travel in the name instead of an argument. actorlib's own names are the same
+    either way, and so are results."""
     ids_in_names = os.environ["ACTORLIB_RAY_IDS_IN_NAMES"] == "1"
     actor = RayNamed.remote()
     ref = actorlib.put(3)
@@ -1008,17 +1009,19 @@ def test_rays_task_names_are_the_tasks_unless_ids_in_names_is_set(on_ray_either:
         ray_task_name.remote(), ray_task_name.options(name="req 7").remote(1),
         actor.name.remote(), actor.name.remote(2),
         ray_task_name.remote(ref), actor.name.remote(ref),
+        ray_task_name.options(max_calls=3).remote(ref),
+        actor.name.options(max_task_retries=1).remote(ref),
     ], timeout=120)
     ours = [name for _, name in got]
     assert ours == ["ray_task_name", "req 7", "RayNamed.name", "RayNamed.name",
-                    "ray_task_name", "RayNamed.name"]
+                    "ray_task_name", "RayNamed.name", "ray_task_name", "RayNamed.name"]
     rays = [name for name, _ in got]
-    assert rays[:4] == ours[:4], rays  # plain: as Ray names its own
-    assert rays[4] == "ray_task_name", rays  # a ref argument goes to Ray as a plain one's
+    assert rays[:6] == ours[:6], rays  # plain: as Ray names its own
     if ids_in_names:
-        assert rays[5] != ours[5] and rays[5].startswith(ours[5] + " "), rays
+        assert all(r != o and r.startswith(o + " ")
+                   for r, o in zip(rays[6:], ours[6:], strict=True)), rays
     else:
-        assert rays[5] == "RayNamed.call", rays  # the host's method
+        assert rays[6:] == ["ray_task_name", "RayNamed.call"], rays  # the host's method
 
 
 def test_a_bad_ids_in_names_setting_is_refused_at_init(

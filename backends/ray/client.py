@@ -626,8 +626,14 @@ class RayCore(RayWaits, HeldTasks):
         sent: tuple[bytes | None, list[Any]] | None = None
         if plain is not None and not spec.generator:
             sent = self._pack(spec.args)
-            if not sent[1]:
-                out = plain(sent[0])  # only its arguments travel; its id is Ray's
+            inline, rest = sent
+            out = None
+            if not rest:
+                out = plain(inline)  # only its arguments travel; its id is Ray's
+            elif (inline is not None and spec.args.deps
+                    and all(type(r) is ray.ObjectRef for r in rest[1:])):
+                out = plain(inline, *rest[1:])  # ``rest[0]``: the box that went inline
+            if out is not None:
                 self._adopt_returns(spec.return_ids, out)
                 return ray_call_id(out.task_id().binary())
         name = call_name(cls_name, spec) if self._ids_in_names else None

@@ -60,12 +60,10 @@ _SUBMIT_TASK = (
     "bool enable_task_events, labels, label_selector, fallback_strategy)"
 )
 
-#: Submits one call or task: its one ``bytes`` argument, or None for none -> Ray's
-#: ref(s) of its return(s).
-DirectCall = Callable[[bytes | None], Any]
-#: Submits one task: its one ``bytes`` argument (or None), then the Ray refs of its ref
-#: arguments -> Ray's ref(s) of its return(s).
-DirectTask = Callable[..., Any]
+#: Submits one call or task: its one ``bytes`` argument (or None), then the Ray refs of
+#: its ref arguments -> Ray's ref(s) of its return(s).
+DirectCall = Callable[..., Any]
+DirectTask = DirectCall
 
 
 def _signature_known(method: str, signature: str) -> bool:
@@ -91,8 +89,8 @@ def _tracing() -> bool:
 
 
 def direct_call(handle: Any, method: str) -> DirectCall | None:
-    """A submit of ``handle``'s ``method`` with one ``bytes`` argument (or none) and
-    Ray's default options, straight to Ray's core worker; None where that is not known
+    """A submit of ``handle``'s ``method`` with one ``bytes`` argument (or none), then
+    Ray refs, and Ray's default options, straight to Ray's core worker; None where that is not known
     to be what Ray's ``.remote()`` would do (see the module docstring)."""
     if not _KNOWN or type(handle) is not ray.actor.ActorHandle or _tracing():
         return None
@@ -120,11 +118,15 @@ def direct_call(handle: Any, method: str) -> DirectCall | None:
     per_yield = 1 if per_yield is None else per_yield
     worker = ray._private.worker.global_worker
 
-    def submit(data: bytes | None) -> Any:
+    def submit(data: bytes | None, *deps: Any) -> Any:
         core = worker.core_worker
-        # As ``flatten_args`` lays out one positional argument, or none.
+        # As ``flatten_args`` lays out positional arguments: the payload (or none), then
+        # each ref (a Ray ``ObjectRef``, which Ray passes by reference and resolves).
+        args: list[Any] = [] if data is None and not deps else [DUMMY_TYPE, data]
+        for dep in deps:
+            args += (DUMMY_TYPE, dep)
         return core.submit_actor_task(
-            language, actor_id, descriptor, [] if data is None else [DUMMY_TYPE, data],
+            language, actor_id, descriptor, args,
             "", 1, retries, False, None, cpus, b"", backpressure, per_yield, events, None,
             None)[0]
 

@@ -596,11 +596,12 @@ class SyncHost(_Host):
         return self._call(named_call(name, self._spec.actor_id), payload, deps)
 
     @_untraced
-    def _plain(self, method: str, payload: bytes | None) -> Any:
+    def _plain(self, method: str, payload: bytes | None, deps: tuple[Any, ...] = ()) -> Any:
         """A plain call sent to the Ray method named as the user's (see
-        :func:`remote_host`): nothing but its arguments travels, its id is Ray's."""
+        :func:`remote_host`): nothing but its arguments travels (its ref arguments as Ray
+        refs, ``deps`` their values), its id is Ray's."""
         spec = CallSpec(_ray_call_id(), self._spec.actor_id, method, NO_ARGS, (), 1)
-        return self._call(spec, payload, ())
+        return self._call(spec, payload, deps)
 
     @_untraced
     def _call(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
@@ -658,10 +659,11 @@ class AsyncHost(_Host):
         return await self._call(named_call(name, self._spec.actor_id), payload, deps)
 
     @_untraced
-    async def _plain(self, method: str, payload: bytes | None) -> Any:
+    async def _plain(self, method: str, payload: bytes | None,
+                     deps: tuple[Any, ...] = ()) -> Any:
         """:meth:`SyncHost._plain` (the id read before the call's first ``await``)."""
         spec = CallSpec(_ray_call_id(), self._spec.actor_id, method, NO_ARGS, (), 1)
-        return await self._call(spec, payload, ())
+        return await self._call(spec, payload, deps)
 
     @_untraced
     async def _call(self, spec: CallSpec, payload: Packed | None,
@@ -806,16 +808,16 @@ def plain_method(name: str) -> bool:
 
 
 def _sync_plain(method: str) -> Callable[..., Any]:
-    def plain(self: SyncHost, payload: bytes | None = None) -> Any:
-        return self._plain(method, payload)
+    def plain(self: SyncHost, payload: bytes | None = None, *deps: Any) -> Any:
+        return self._plain(method, payload, deps)
 
     plain.__name__ = plain.__qualname__ = method
     return plain
 
 
 def _async_plain(method: str) -> Callable[..., Any]:
-    async def plain(self: AsyncHost, payload: bytes | None = None) -> Any:
-        return await self._plain(method, payload)
+    async def plain(self: AsyncHost, payload: bytes | None = None, *deps: Any) -> Any:
+        return await self._plain(method, payload, deps)
 
     plain.__name__ = plain.__qualname__ = method
     return plain
