@@ -174,17 +174,22 @@ def test_a_forced_cancel_after_a_plain_one_ends_a_task_that_ignores_it(rt):
     actorlib.kill(started)
 
 
+def _arrive_then_spin(started, seconds=20):
+    """Announce the task runs, then spin in short sleeps until a cancel interrupts it. No
+    get: a cancel that finds the task blocked in one wakes it with an interrupt of its
+    own, and these tasks are to be interrupted once, in their loop."""
+    started.arrive.remote()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 @actorlib.remote
 def cleans_up_when_cancelled(started, rec):
     """A running sync task that catches the cancel's interruption and still talks to the
     cluster (a cleanup call) before it ends."""
     try:
-        # No get: a cancel that finds the task blocked in one wakes it with an interrupt
-        # of its own, and this task is to be interrupted once, in its loop.
-        started.arrive.remote()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            time.sleep(0.005)
+        _arrive_then_spin(started)
     except KeyboardInterrupt:
         count = actorlib.get(rec.append.remote("cleanup"), timeout=T)
         rec.append.remote(f"cleanup returned {count}")  # only if the get returned
@@ -210,10 +215,7 @@ def ends_normally_when_cancelled(started, rec, then):
     """A running sync task that catches the cancel's interruption and then ends as if
     it had not been cancelled: it returns a value, or raises an application error."""
     try:
-        started.arrive.remote()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            time.sleep(0.005)
+        _arrive_then_spin(started)
     except KeyboardInterrupt:
         cancelled = actorlib.get_runtime_context().is_canceled()
         actorlib.get(rec.append.remote(f"caught, is_canceled {cancelled}"), timeout=T)
