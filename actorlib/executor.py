@@ -113,6 +113,11 @@ def _translate(exc: BaseException) -> BaseException:
     return err
 
 
+def _no_callable() -> None:
+    """A dead weak reference's answer: ``Executor._last_tasks`` before any callable."""
+    return None
+
+
 # -- at interpreter exit -----------------------------------------------------------------
 
 #: Executors that may have calls in flight (weakly: a call in flight keeps its executor).
@@ -227,6 +232,9 @@ class Executor(concurrent.futures.Executor):
         # anew for each call, is therefore pickled anew each time, with its object's
         # state at submission, as the stdlib does).
         self._tasks: weakref.WeakKeyDictionary[Any, CallTasks] = weakref.WeakKeyDictionary()
+        # The last callable's (weakly) and its tasks, asked first: a loop of ``submit``
+        # calls one function, and a weak dictionary's ``get`` is a Python frame.
+        self._last_tasks: tuple[Callable[[], Any], Any] = (_no_callable, None)
 
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -254,7 +262,10 @@ class Executor(concurrent.futures.Executor):
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; return a ``concurrent.futures.Future``."""
         item = self._enqueue(self._tasks_for(fn).call, args, kwargs, False)
-        self._watch([item])
+        ref = item.ref
+        if ref is not None:  # ``_watch([item])``, without its comprehension and lookups
+            id_ = ref.id
+            client_of([ref]).watch([id_], functools.partial(self._arrived, {id_: item}))
         return item.future
 
     def map(
@@ -399,22 +410,31 @@ class Executor(concurrent.futures.Executor):
             return FailingTasks(fn, self._prepare, self._task_options)
         if isinstance(fn, RemoteFunction):
             fn = fn._function
+        last = self._last_tasks  # (one read: another thread may replace it)
+        if last[0]() is fn:
+            return last[1]
         try:
-            tasks = self._tasks.get(fn)
+            known = self._tasks.get(fn)
         except TypeError:  # unhashable or not weakly referable: not cached
-            tasks = None
-        if tasks is not None:
-            return tasks
+            return self._new_tasks(fn)
+        if known is None:
+            made = self._new_tasks(fn)
+            if not isinstance(made, CallTasks):
+                return made
+            try:
+                with self._lock:
+                    self._tasks[fn] = made
+            except TypeError:
+                return made
+            known = made
+        self._last_tasks = (weakref.ref(fn), known)
+        return known
+
+    def _new_tasks(self, fn: Callable[..., Any]) -> CallTasks | FailingTasks:
         try:
-            tasks = CallTasks(fn, self._prepare, self._task_options)
+            return CallTasks(fn, self._prepare, self._task_options)
         except SerializationError:
             return FailingTasks(fn, self._prepare, self._task_options)
-        try:
-            with self._lock:
-                self._tasks[fn] = tasks
-        except TypeError:
-            pass
-        return tasks
 
     def _enqueue(
         self, task: RemoteFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -509,7 +529,8 @@ class Executor(concurrent.futures.Executor):
         return len(withdrawn)
 
     def _watch(self, items: list[Item]) -> None:
-        """Have the core report when these calls' results are in, in one request."""
+        """Have the core report when these calls' results are in, in one request.
+        (``submit`` does it inline for its one item: a change here goes there too.)"""
         by_id = {item.ref.id: item for item in items if item.ref is not None}
         if by_id:
             first = next(iter(by_id.values())).ref
@@ -594,12 +615,23 @@ class Executor(concurrent.futures.Executor):
                     live.append(outcome)
                 self._promote()
             del batch, outcomes
-            for item, result, failure in live:
-                self._settle(item, result, failure)
+            settled = 0
+            try:
+                for item, result, failure in live:
+                    self._resolve(item, result, failure)
+                    settled += 1
+            finally:
+                # Counted once for the batch: one lock section, not one per future.
+                self._count_settled(settled)
             del live
 
     def _settle(self, item: Item, result: Any, exc: BaseException | None) -> None:
-        """Resolve ``item``'s future (it is done: no longer live or pending)."""
+        """Resolve ``item``'s future (it is done: no longer live or pending) and count it."""
+        self._resolve(item, result, exc)
+        self._count_settled()
+
+    def _resolve(self, item: Item, result: Any, exc: BaseException | None) -> None:
+        """:meth:`_settle` without the count (the caller's)."""
         if exc is not None:
             if item.chunked and isinstance(item.future, ChunkFuture):
                 item.future.keep_partial(exc)
@@ -609,18 +641,19 @@ class Executor(concurrent.futures.Executor):
         item.future.detach()
         settle_future(item.future, result, exc)
         item.ref = None
-        self._count_settled()
 
-    def _count_settled(self) -> None:
-        """One more future settled: wake ``shutdown(wait=True)`` once none is left."""
+    def _count_settled(self, settled: int = 1) -> None:
+        """More futures settled: wake ``shutdown(wait=True)`` once none is left."""
+        if not settled:
+            return
         with self._lock:
-            idle = self._one_settled()
+            idle = self._one_settled(settled)
         if idle and self._shutdown:
             self._release_when_idle()
 
-    def _one_settled(self) -> bool:
-        """Count a settled future (lock held); True if none is outstanding now."""
-        self._outstanding -= 1
+    def _one_settled(self, settled: int = 1) -> bool:
+        """Count settled futures (lock held); True if none is outstanding now."""
+        self._outstanding -= settled
         idle = self._outstanding == 0
         if idle:
             self._idle.notify_all()

@@ -227,7 +227,7 @@ class MapFuture(ExecutorFuture):
         self._item: Any = None
 
     def set_running_or_notify_cancel(self) -> bool:
-        with self._shared._lock:
+        with self._shared:
             if self._state == futures_base.PENDING:
                 self._state = futures_base.RUNNING
                 return True
@@ -235,7 +235,7 @@ class MapFuture(ExecutorFuture):
 
     def set_result(self, result: Any) -> None:
         condition = self._shared
-        with condition._lock:
+        with condition:
             plain = self._state in _NOT_DONE and not self._waiters
             if plain:
                 self._result = result
@@ -246,12 +246,6 @@ class MapFuture(ExecutorFuture):
             super().set_result(result)
         elif self._done_callbacks:
             self._invoke_callbacks()  # type: ignore[attr-defined]
-
-    def result(self, timeout: float | None = None) -> Any:
-        # Set under the lock before the state: a FINISHED future's result is in.
-        if self._state == futures_base.FINISHED and self._exception is None:
-            return self._result
-        return super().result(timeout)
 
     def _waited(self, timeout: float | None) -> float | None:
         left = super()._waited(timeout)

@@ -69,6 +69,24 @@ def test_a_follower_takes_its_leaders_slot() -> None:
     assert core.problems() == []
 
 
+def test_a_follower_takes_its_leaders_slot_with_no_placement_pass() -> None:
+    """The slot passes with the leader's resources, as they are held: nothing is freed,
+    so no pass is due (one ran for nothing at every end of a task under a limit)."""
+    core = Core(cpus=2)
+    for task_id in range(1, 9):
+        core.submit(task_id, LIMIT)
+    assert _states(core, range(1, 9)).count("running") == 2
+    core.tasks.finished(Outcome(1, 0, values=[]))
+    # Mid-batch: every count holds, and the follower runs in task 1's slot.
+    assert core.scheduler.limited == {"executor-x": 2}
+    assert core.problems() == []
+    assert not core.scheduler.dirty
+    assert core.schedule_as_runtime() is False  # no placement pass
+    assert _states(core, range(1, 9)).count("running") == 2
+    assert core.scheduler.limited == {"executor-x": 2}
+    assert core.problems() == []
+
+
 def test_withdraw_cancels_only_what_can_never_start() -> None:
     core = Core(cpus=4)
     for task_id in range(1, 7):

@@ -130,6 +130,13 @@ def _executor_map(chunksize: int) -> Callable[[Env, Harness], None]:
     return run
 
 
+def _executor_submit(env: Env, h: Harness) -> None:
+    pool = env.extra["pool"]
+    h.timed(
+        "executor_submit", lambda: w.submit_as_completed(pool), ops=MAP_ITEMS, unit="items/s",
+    )
+
+
 def _mp_tasks_sync(env: Env, h: Harness) -> None:
     pool = env.extra["pool"]
     h.timed("tasks_sync", lambda: pool.apply_async(small_value).get(), unit="tasks/s")
@@ -186,6 +193,7 @@ _EXECUTOR_WORKLOADS: dict[str, Callable[[Env, Harness], None]] = {
     "tasks_async": _executor_tasks_async,
     "executor_map_c1": _executor_map(1),
     "executor_map_c100": _executor_map(100),
+    "executor_submit": _executor_submit,
     "startup": startup,
     "idle_memory": idle_memory,
 }

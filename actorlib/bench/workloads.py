@@ -17,6 +17,7 @@ written with (:class:`~actorlib.bench.workload_kit.Env`, the sizes, the remote c
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import os
 import statistics
@@ -322,6 +323,25 @@ def _executor_map(env: Env, h: Harness, chunksize: int) -> None:
         ex.shutdown()
 
 
+def submit_as_completed(executor: Any) -> None:
+    """One ``executor_submit`` step on any ``concurrent.futures`` executor: the other
+    common ``ProcessPoolExecutor`` pattern, a future per call read as each completes."""
+    futures = [executor.submit(trivial, i) for i in range(MAP_ITEMS)]
+    for future in concurrent.futures.as_completed(futures):
+        future.result()
+
+
+def executor_submit(env: Env, h: Harness) -> None:
+    _futures_run_on(env)
+    ex = env.api.Executor(max_workers=env.num_cpus)
+    try:
+        h.timed(
+            "executor_submit", lambda: submit_as_completed(ex), ops=MAP_ITEMS, unit="items/s",
+        )
+    finally:
+        ex.shutdown()
+
+
 def executor_map_c1(env: Env, h: Harness) -> None:
     _executor_map(env, h, 1)
 
@@ -370,6 +390,7 @@ WORKLOADS: dict[str, Workload] = {
     "idle_memory": idle_memory,
     "executor_map_c1": executor_map_c1,
     "executor_map_c100": executor_map_c100,
+    "executor_submit": executor_submit,
     "pool_map": pool_map,
     "sim_steps": sim_steps,
     "cluster_transfer": cluster_transfer,
@@ -377,8 +398,8 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 ACTORLIB_ONLY = frozenset({
-    "executor_map_c1", "executor_map_c100", "pool_map", "sim_steps", "cluster_transfer",
-    "cluster_driver_get", "memcpy_large",
+    "executor_map_c1", "executor_map_c100", "executor_submit", "pool_map", "sim_steps",
+    "cluster_transfer", "cluster_driver_get", "memcpy_large",
 })
 
 DESCRIPTIONS: dict[str, str] = {
@@ -405,6 +426,8 @@ DESCRIPTIONS: dict[str, str] = {
     "idle_memory": "RSS and PSS of the whole process tree after start",
     "executor_map_c1": "Executor.map of a trivial function over 10,000 items, chunksize 1",
     "executor_map_c100": "Executor.map over 10,000 items, chunksize 100",
+    "executor_submit": "Executor.submit of a trivial function for 10,000 items, then "
+                       "as_completed",
     "pool_map": "Pool.map over 10,000 items (default chunksize)",
     "sim_steps": "sim backend only: simulator steps/s (trivial calls, tasks, coroutine awaits)",
     "cluster_transfer": "a local head and two nodes: a 1 GiB array made on one node, read on "

@@ -248,35 +248,26 @@ DONE_STATES = frozenset({futures_base.CANCELLED, futures_base.CANCELLED_AND_NOTI
                    futures_base.FINISHED})
 
 
-class FutureCondition(threading.Condition):
-    """A future's condition: ``threading.Condition``'s code, its lock's methods reached
-    through the class instead of five bound methods stored on each instance.
+# (typeshed marks ``RLock`` final; CPython's C ``RLock`` is a base type)
+class FutureCondition(_thread.RLock, threading.Condition):  # type: ignore[misc]
+    """A future's condition that is its own lock: a ``threading.Condition`` whose ``wait``,
+    ``wait_for``, ``notify`` and ``notify_all`` (the stdlib's) find the ``RLock``'s own C
+    ``_release_save``, ``_acquire_restore`` and ``_is_owned`` first, and whose ``with``
+    enters the ``RLock`` in C.
 
-    An executor keeps a future per call in flight (10,000 for a ``map`` of 10,000 items);
-    each stdlib condition is seven objects the cyclic collector tracks, and its full
-    collections, set off by that many survivors, walked them all. ``wait``, ``notify``,
-    ``notify_all`` and ``with`` are the stdlib's own; ``concurrent.futures.wait`` and
-    ``as_completed`` use ``acquire``/``release`` as with any future.
+    An executor keeps a future per call in flight (10,000 for a ``map`` of 10,000 items):
+    a stdlib condition is seven objects the cyclic collector tracks (their full
+    collections, set off by that many survivors, walked them all), and each ``with
+    future._condition`` (``set_result``, ``result``, ``as_completed``'s look at each
+    future...) ran ``Condition.__enter__`` and ``__exit__``, two Python frames. This is
+    one object, entered with none. ``concurrent.futures.wait`` and ``as_completed`` use
+    ``acquire``/``release`` as with any future.
     """
 
-    def __init__(self) -> None:  # not Condition's: no bound methods on the instance
-        self._lock = threading.RLock()
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:  # not Condition's: the lock is the object itself
         self._waiters: collections.deque[Any] = collections.deque()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def _release_save(self) -> Any:
-        return self._lock._release_save()  # type: ignore[attr-defined]
-
-    def _acquire_restore(self, state: Any) -> None:
-        self._lock._acquire_restore(state)  # type: ignore[attr-defined]
-
-    def _is_owned(self) -> bool:
-        return self._lock._is_owned()  # type: ignore[attr-defined]
 
 
 class InterruptibleFuture(Future):
@@ -303,6 +294,11 @@ class InterruptibleFuture(Future):
         self._done_callbacks: list[Any] = []
 
     def result(self, timeout: float | None = None) -> Any:
+        # A result in hand, as the stdlib's code would return it, with none of its frames
+        # or its lock (``as_completed`` reads each future so): set under the lock before
+        # the state, so a FINISHED future's result is in.
+        if self._state == futures_base.FINISHED and self._exception is None:
+            return self._result
         try:
             return super().result(self._waited(timeout))
         finally:

@@ -547,14 +547,19 @@ class Tasks:
         request = successor.spec.resources
         successor.state = RUNNING
         successor.started = event_time()
+        spec = successor.spec
         if not rec.blocked and not placement.gpus and (
             # (``is`` first: a burst of one function shares one request dict, and 3.11
             # compares two dicts with ``==`` on its slow path)
             request is placement.request or request == placement.request
+        ) and (  # the same limit (a chain is of one shape: always so, but cheap to ask)
+            spec.concurrency is rec.spec.concurrency or spec.concurrency == rec.spec.concurrency
         ):
             # The usual case: the resources pass to the successor as they are held (no
-            # acquire now, no release at the leader's end), so no placement pass is due:
-            # nothing was freed. The leader keeps where it ran, holding nothing.
+            # acquire now, no release at the leader's end), and so does the slot under a
+            # concurrency limit, so no placement pass is due: nothing was freed (a slot
+            # given back and taken in one step would mark one due, run for nothing on
+            # every task's end). The leader keeps where it ran, holding nothing.
             successor.placement = placement
             nothing = self._nothing.get(node.node_id)  # ``_held_nothing``'s usual answer
             rec.placement = (
@@ -564,9 +569,8 @@ class Tasks:
         else:
             successor.placement = Placement(node, request, node.acquire(request))
             self.scheduler.dirty = True
-        spec = successor.spec
-        if spec.concurrency is not None:  # takes the slot its leader frees
-            self.scheduler.enter(spec.concurrency)
+            if spec.concurrency is not None:  # a slot of its own: the leader's goes back
+                self.scheduler.enter(spec.concurrency)  # at its end (``_release_placement``)
         # A recall (or a cancel) asked before this may still hand it back unstarted: it
         # keeps ``recalling`` so :meth:`recalled` takes it back, and its chain takes
         # nothing more until then.
@@ -719,21 +723,22 @@ class Tasks:
                 placement.node.acquire({"CPU": placement.request.get("CPU", 0.0)})
                 rec.blocked = False
             rec.placement = None
+            if placement.request is HELD_NOTHING:
+                return  # its resources and its slot went to its successor (``_leader_ended``)
             if rec.spec.concurrency is not None:
                 self.scheduler.leave(rec.spec.concurrency)
-            if placement.request is not HELD_NOTHING:  # else handed to its successor
-                nxt = (
-                    self.scheduler.take_head(rec.shape, placement, TaskRecord)
-                    if pass_on else None
-                )
-                if nxt is None:
-                    # No pass for nothing: one is due only if anything may take the room
-                    # (a task submitted next is placed at once then: ``place_alone``).
-                    self.scheduler.give_back(placement)
-                    if self.followers:  # one may be recalled to it (``_steal``)
-                        self.scheduler.dirty = True
-                else:
-                    self.handed.append((nxt, placement))
+            nxt = (
+                self.scheduler.take_head(rec.shape, placement, TaskRecord)
+                if pass_on else None
+            )
+            if nxt is None:
+                # No pass for nothing: one is due only if anything may take the room
+                # (a task submitted next is placed at once then: ``place_alone``).
+                self.scheduler.give_back(placement)
+                if self.followers:  # one may be recalled to it (``_steal``)
+                    self.scheduler.dirty = True
+            else:
+                self.handed.append((nxt, placement))
 
     def dispatch_handed(self, guard: Callable[..., None]) -> None:
         """Run the tasks that took over an ended task's placement (``_release_placement``),
@@ -760,10 +765,8 @@ class Tasks:
             rec.job, rec.created, rec.started, event_time(), rec.pid,
         ))
         if placement is not None:
-            if (
-                placement.request is HELD_NOTHING and not rec.blocked
-                and spec.concurrency is None
-            ):  # a leader whose resources passed on: ``_release_placement``'s work
+            if placement.request is HELD_NOTHING and not rec.blocked:
+                # a leader whose resources (and slot) passed on: ``_release_placement``'s work
                 rec.placement = None
             else:
                 self._release_placement(rec, True)  # pass_on (positional: see ``submit``)
