@@ -37,6 +37,7 @@ from actorlib.core.specs import NO_ARGS, Args, CallSpec, CodeRef, TaskSpec
 # Tags of the flat forms (other records' tags start at messages.FIRST_TAG).
 RUN_TASK, RUN_CALL, TASK_FINISHED, CALL_FINISHED = 1, 2, 3, 4
 SUBMIT_TASK, SUBMIT_CALL, READY = 5, 6, 7
+READIES = 8  # several ``Ready`` in one frame (``readies_frame``)
 
 
 def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
@@ -101,17 +102,6 @@ def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] |
     )
 
 
-def _call_spec(cs: CallSpec) -> tuple[Any, ...] | None:
-    if (type(cs.retry_exceptions) is not bool or cs.concurrency_group is not None
-            or cs.generator):
-        return None
-    return (
-        cs.call_id, cs.actor_id, cs.method, _value(cs.args.payload), cs.args.deps,
-        cs.return_ids, cs.num_returns, cs.caller_id, cs.max_task_retries,
-        cs.retry_exceptions, cs.attempt,
-    )
-
-
 # Code a peer already holds arrives as the same (id, name, b"", is_async) for every task
 # of it: one CodeRef (frozen) serves them all, saving a frozen dataclass's __init__ (the
 # dearest part of reading a task). Bounded: past the limit, new ones are simply built.
@@ -145,12 +135,18 @@ def _rebuild_task_spec(flat: tuple[Any, ...]) -> TaskSpec:
 
 
 def _rebuild_call_spec(flat: tuple[Any, ...]) -> CallSpec:
-    (call_id, actor_id, method, payload, deps, return_ids, num_returns, caller_id,
-     max_task_retries, retry_exceptions, attempt) = flat
-    return CallSpec(
-        call_id, actor_id, method, Args(_rebuild(payload), deps), return_ids, num_returns,
-        caller_id, max_task_retries, retry_exceptions, attempt,
-    )
+    # Without ``CallSpec.__init__`` (see ``_make``), every field set; a call without
+    # arguments shares ``NO_ARGS``. Every call a worker submits comes here; ``_run_call``
+    # holds the same steps written out (a change here goes there too).
+    spec = _make(CallSpec)
+    (spec.call_id, spec.actor_id, spec.method, payload, deps, spec.return_ids,
+     spec.num_returns, spec.caller_id, spec.max_task_retries, spec.retry_exceptions,
+     spec.attempt) = flat
+    spec.args = NO_ARGS if payload is None and not deps else Args(_rebuild(payload), deps)
+    spec.concurrency_group = None  # (the flat form is only for calls without these)
+    spec.generator = ""
+    spec.backpressure = -1
+    return spec
 
 
 def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, ...] | None:
@@ -166,8 +162,8 @@ def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, 
 def _flat_run_call(message: RunCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
     call = message.run
     spec = call.spec
-    # ``_call_spec(spec)`` written out (every call sent comes here), with no ``_value``
-    # for a call without arguments, nor ``_values`` for no dependencies (most calls).
+    # The same flat spec as ``_flat_submit_call``'s, written out (every call sent comes
+    # here; a change there goes here too), with no ``_values`` for no dependencies.
     if (type(spec.retry_exceptions) is not bool or spec.concurrency_group is not None
             or spec.generator):
         return None
@@ -189,12 +185,40 @@ def _flat_submit_task(message: SubmitTask, known_code: set[int] | None) -> tuple
 
 
 def _flat_submit_call(message: SubmitCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
-    cs = _call_spec(message.spec)
-    return None if cs is None else (SUBMIT_CALL, cs)
+    # Every call a worker makes comes here: no ``_value`` for a call without arguments.
+    # ``_flat_run_call`` holds the same flat spec (a change here goes there too).
+    cs = message.spec
+    if (type(cs.retry_exceptions) is not bool or cs.concurrency_group is not None
+            or cs.generator):
+        return None
+    payload = cs.args.payload
+    return (SUBMIT_CALL, (
+        cs.call_id, cs.actor_id, cs.method, None if payload is None else _value(payload),
+        cs.args.deps, cs.return_ids, cs.num_returns, cs.caller_id, cs.max_task_retries,
+        cs.retry_exceptions, cs.attempt,
+    ))
 
 
 def _flat_ready(message: Ready, known_code: set[int] | None) -> tuple[Any, ...]:
     return (READY, message.token, message.object_id, _value(message.value))
+
+
+def readies_body(readies: list[Ready]) -> tuple[Any, ...]:
+    """Several ``Ready`` as one frame's body: a peer awaiting many results (a task's
+    ``get`` of a thousand calls) hears of those that resolved in one turn of the
+    sender's loop in one frame, unpickled at once, rather than one frame each. The
+    receiver's :class:`~.framing.Decoder` hands them on one by one (``Several``)."""
+    return (READIES, [(r[0], r[1], _value(r[2])) for r in readies])
+
+
+class Several(list):  # type: ignore[type-arg]
+    """The records one frame carried (``READIES``), for the decoder to hand on in order."""
+
+    __slots__ = ()
+
+
+def _readies(flat: tuple[Any, ...]) -> Several:
+    return Several([_new(Ready, (token, id_, _rebuild(value))) for token, id_, value in flat[1]])
 
 
 def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]:
@@ -262,8 +286,9 @@ def _run_task(flat: tuple[Any, ...]) -> RunTask:
 
 def _run_call(flat: tuple[Any, ...]) -> RunCall:
     _, cs, dep_values, incarnation = flat
-    # ``_rebuild_call_spec(cs)`` written out (every call received comes here). A call
-    # without arguments (most) shares ``NO_ARGS``: nothing changes an ``Args``.
+    # ``_rebuild_call_spec(cs)`` written out (every call received comes here; a change
+    # there goes here too). A call without arguments (most) shares ``NO_ARGS``: nothing
+    # changes an ``Args``.
     spec = _make(CallSpec)
     (spec.call_id, spec.actor_id, spec.method, payload, deps, spec.return_ids,
      spec.num_returns, spec.caller_id, spec.max_task_retries, spec.retry_exceptions,
@@ -314,5 +339,6 @@ READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
     SUBMIT_TASK: lambda flat: _new(SubmitTask, (_rebuild_task_spec(flat[1]),)),
     SUBMIT_CALL: lambda flat: _new(SubmitCall, (_rebuild_call_spec(flat[1]),)),
     READY: lambda flat: _new(Ready, (flat[1], flat[2], _rebuild(flat[3]))),
+    READIES: _readies,
     **{tag: _record_reader(cls) for cls, tag in TAGS.items()},
 }
