@@ -62,8 +62,15 @@ def _values(objs: list[Serialized] | None) -> list[tuple[Any, ...] | None] | Non
 def _rebuild(flat: tuple[Any, ...] | None) -> Serialized | None:
     if flat is None:
         return None
-    # Without locations there is nothing to map: Serialized itself, with no call between.
-    return Serialized(*flat) if flat[4] is None else _rebuild_serialized(*flat)
+    if flat[4] is not None:
+        return _rebuild_serialized(*flat)
+    # Without locations there is nothing to map: the value made here, without its
+    # dataclass's ``__init__`` (see ``_make``). ``_finished`` and ``_readies`` make their
+    # small values the same way, written out (a change here goes there too).
+    value = _make(Serialized)
+    value.data, value.buffers, value.contained, value.is_error, value.locations = flat
+    value.read = False
+    return value
 
 
 @overload
@@ -218,7 +225,16 @@ class Several(list):  # type: ignore[type-arg]
 
 
 def _readies(flat: tuple[Any, ...]) -> Several:
-    return Several([_new(Ready, (token, id_, _rebuild(value))) for token, id_, value in flat[1]])
+    several = Several()
+    for token, id_, wire in flat[1]:
+        if wire[4] is None:  # ``_rebuild(wire)``, without its frame (nearly every value)
+            value = _make(Serialized)
+            value.data, value.buffers, value.contained, value.is_error, value.locations = wire
+            value.read = False
+        else:
+            value = _rebuild_serialized(*wire)
+        several.append(_new(Ready, (token, id_, value)))
+    return several
 
 
 def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]:
@@ -273,6 +289,7 @@ require_fields(
                 "concurrency_group", "generator", "backpressure")),
     (CallRun, ("spec", "deps", "incarnation")),
     (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
+    (Serialized, ("data", "buffers", "contained", "is_error", "locations", "read")),
 )
 
 
@@ -311,7 +328,11 @@ def _finished(cls: type[TaskFinished] | type[CallFinished]) -> Callable[[tuple[A
         if values and len(values) == 1 and values[0][4] is None:
             # One value without locations (a small result, nearly always):
             # ``_rebuild_all``'s and ``_rebuild``'s work without their frames.
-            outcome.values = [Serialized(*values[0])]
+            value = _make(Serialized)
+            (value.data, value.buffers, value.contained, value.is_error,
+             value.locations) = values[0]
+            value.read = False
+            outcome.values = [value]
         else:
             outcome.values = _rebuild_all(values)
         outcome.error = None if error is None else _rebuild(error)
