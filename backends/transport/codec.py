@@ -37,7 +37,7 @@ from actorlib.core.specs import NO_ARGS, Args, CallSpec, CodeRef, TaskSpec
 # Tags of the flat forms (other records' tags start at messages.FIRST_TAG).
 RUN_TASK, RUN_CALL, TASK_FINISHED, CALL_FINISHED = 1, 2, 3, 4
 SUBMIT_TASK, SUBMIT_CALL, READY = 5, 6, 7
-READIES = 8  # several ``Ready`` in one frame (``readies_frame``)
+READIES = 8  # several ``Ready`` in one frame (``readies_body``)
 
 
 def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
