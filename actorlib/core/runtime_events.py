@@ -25,11 +25,16 @@ class RuntimeEvents:
     that work alone (see :mod:`actorlib.core.guards`), never the whole core.
     """
 
-    __slots__ = ("_guard", "_guard_call", "_guard_task", "_post", "_post_inline", "_rt", "client")
+    __slots__ = (
+        "_guard", "_guard_call", "_guard_task", "_post", "_post_inline", "_rt", "client", "post",
+    )
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._post = rt._loop.post
+        #: ``CoreEvents.post``: the loop's own, with no frame of ours around it (every
+        #: message of a process worker comes this way).
+        self.post: Callable[..., None] = rt._loop.post
         # A task's or call's end may run the core on the reporting thread (inline mode).
         self._post_inline = rt._loop.post_inline_args
         self._guard = rt.guard  # made once with the runtime, never replaced
@@ -38,9 +43,6 @@ class RuntimeEvents:
         self._guard_task = rt.guard.task_arg
         self._guard_call = rt.guard.call
         self.client = rt
-
-    def post(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._post(fn, *args)
 
     def task_finished(self, outcome: Outcome) -> None:
         post = self._post_inline  # (called through a local: a slot's method is a slow read)

@@ -161,11 +161,16 @@ class Worker:
         self.conn.start()
 
     def _on_message(self, message: ToWorker) -> None:
-        if type(message) is RunCall and self.local is not None:
+        kind = type(message)
+        if kind is RunCall and self.local is not None:
             # ``_run_call(message)``, without its frame (an actor's every call)
             self.local.run_call(message.run)
             return
-        self._handlers[type(message)](message)
+        if kind is Ready and self.client is not None:
+            # ``_ready(message)``, without its frame (every result a task awaits)
+            self.client.on_ready(message[0], message[1], message[2])
+            return
+        self._handlers[kind](message)
 
     def _run_task(self, message: RunTask) -> None:
         assert self.local is not None

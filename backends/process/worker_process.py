@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actorlib.backends.base import BackendConfig
@@ -36,7 +38,18 @@ if TYPE_CHECKING:
     from actorlib.backends.process.backend import ProcessBackend
 
 KEEPS_CODE = frozenset({RunTask, StartActor})  # see WorkerProcess.send
+log = logging.getLogger("actorlib.core")
 EXITED: Any = object()  # a worker's death, handled after the messages it sent before
+
+
+def _handle_all(run: list[tuple[Callable[[Any], None], FromWorker]]) -> None:
+    """Handle a worker's messages on the core loop, in order (``_on_messages``); a
+    handler's failure is logged and the rest still handled, as posted one by one."""
+    for handler, message in run:
+        try:
+            handler(message)
+        except Exception:
+            log.exception("actorlib core: internal error in %r", handler)
 
 
 def with_visible_gpus(env: dict[str, str] | None, gpu_ids: tuple[int, ...]) -> dict[str, str]:
@@ -106,7 +119,8 @@ class WorkerProcess:
         self.proc = launched.proc
         self.pid = self.proc.pid
         loop = backend.loop
-        self.conn = wire.Connection(loop, self._on_message, self._on_eof, salvage=True)
+        self.conn = wire.Connection(loop, self._on_message, self._on_eof, salvage=True,
+                                    on_messages=self._on_messages)
         self._connecting = loop.create_task(
             loop.create_unix_connection(lambda: self.conn, sock=parent_sock)
         )
@@ -120,8 +134,19 @@ class WorkerProcess:
         self.env_key = ""  # the runtime_env working_dir / py_modules it serves (CodeEnv.key)
         self.env_stamp: tuple[int, ...] = ()  # its folders' inodes when it started
         self.code_ids: set[int] = set()
-        self.link = ClientLink(backend.client, self.send, backend.events.post, backend._adopt,
-                               backend.own_requests(self))
+        # Answers (``Ready``, ``Reply``) carry no code for the worker to keep: they go
+        # straight to the connection, without ``send``'s frame.
+        self.link = ClientLink(backend.client, self.conn.send, backend.events.post,
+                               backend._adopt, backend.own_requests(self))
+        # What to post to the core loop for each kind of message, given the message: the
+        # backend's handler bound to this worker, but the link's own for a client call the
+        # backend only passes on (``ProcessBackend._client_call``), two frames fewer for
+        # every call and ref drop a task makes.
+        self._posted: dict[type, Callable[[Any], None]] = {
+            kind: self.link.handlers[kind] if handler == backend._client_call
+            else functools.partial(handler, self)
+            for kind, handler in backend._handlers.items()
+        }
         self.expected_exit = False
         self.dead = False
         # max_calls: runs given to it per function id (per concurrency key for an
@@ -199,8 +224,34 @@ class WorkerProcess:
             self.backend._output(self, message)
             return
         # Handled on the core loop, after everything this worker sent before it.
-        backend = self.backend
-        backend.events.post(backend._handlers[kind], self, message)
+        self.backend.events.post(self._posted[kind], message)
+
+    def _on_messages(self, messages: list[FromWorker]) -> None:
+        """What one read brought, in order: ``_on_message`` of each, but the messages the
+        core handles go to its loop in one post for the lot (each costs the core's loop
+        a post otherwise, three per call a task makes)."""
+        post = self.backend.events.post
+        posted = self._posted
+        if len(messages) == 1:  # (one message: as ``_on_message``, without its frame)
+            message = messages[0]
+            kind = type(message)
+            if kind is Alive or kind is Output or self.held:
+                self._on_message(message)
+            else:
+                post(posted[kind], message)
+            return
+        run: list[tuple[Callable[[Any], None], FromWorker]] = []
+        for message in messages:
+            kind = type(message)
+            if kind is Alive or kind is Output or self.held:
+                if run:  # posted before output is written, as one at a time would be
+                    post(_handle_all, run)
+                    run = []
+                self._on_message(message)
+            else:
+                run.append((posted[kind], message))
+        if run:
+            post(_handle_all, run)
 
     def _on_process_exit(self, code: int) -> None:
         loop = self.backend.loop

@@ -38,6 +38,8 @@ from actorlib.core.serialization import Serialized, serialize
 from actorlib.core.specs import DRIVER_CALLER, NO_ARGS, ActorSpec, CodeRef
 from actorlib.exceptions import SerializationError
 
+_new = tuple.__new__  # records made where every result comes (as ``codec._new``)
+
 # Queries a peer may put to the core, answered with a Reply.
 REQUESTS = frozenset({
     "create_actor", "lookup_actor", "named_actors", "nodes", "cluster_resources",
@@ -129,8 +131,17 @@ class ClientLink:
         self.client.add_ref(message.object_id)
 
     def _drop_ref(self, message: DropRef) -> None:
-        self.refs[message.object_id] -= 1
-        self.client.drop_ref(message.object_id)
+        id_ = message.object_id
+        refs = self.refs
+        # A count back at zero leaves the ledger: it would otherwise keep every id the
+        # peer ever held, and ``release`` would walk them all. (``get`` and ``pop``: the
+        # dict's own, where ``Counter``'s ``[]`` of a missing id and ``del`` are Python.)
+        left = refs.get(id_, 0) - 1
+        if left:
+            refs[id_] = left
+        else:
+            refs.pop(id_)
+        self.client.drop_ref(id_)
 
     def _put(self, message: Put) -> None:
         self.refs[message.object_id] += 1
@@ -144,9 +155,16 @@ class ClientLink:
         self.client.submit_task(spec)
 
     def _submit_call(self, message: SubmitCall) -> None:
+        # Every call a peer makes comes here: its results counted with ``get`` (neither
+        # ``update``'s ABC check for a mapping nor ``Counter.__missing__``, both Python
+        # frames), and the arguments adopted only if there are any (no frame for none).
         spec = message.spec
-        self.refs.update(spec.return_ids)
-        self.adopt(spec.args.payload)
+        refs = self.refs
+        for id_ in spec.return_ids:
+            refs[id_] = refs.get(id_, 0) + 1
+        payload = spec.args.payload
+        if payload is not None:
+            self.adopt(payload)
         self.client.submit_call(spec)
 
     def _create_actor(self, message: CreateActor) -> None:
@@ -178,7 +196,7 @@ class ClientLink:
         def ready(id_: int, value: Serialized) -> None:
             if reads:
                 value.read = True  # delivered to a get: the peer reads it
-            self.send(Ready(token, id_, value))
+            self.send(_new(Ready, (token, id_, value)))  # (NamedTuple's ``__new__``: Python)
             left[0] -= 1
             if left[0] == 0:
                 self.watchers.pop(token, None)

@@ -37,6 +37,7 @@ from actorlib.core.specs import NO_ARGS, Args, CallSpec, CodeRef, TaskSpec
 # Tags of the flat forms (other records' tags start at messages.FIRST_TAG).
 RUN_TASK, RUN_CALL, TASK_FINISHED, CALL_FINISHED = 1, 2, 3, 4
 SUBMIT_TASK, SUBMIT_CALL, READY = 5, 6, 7
+READIES = 8  # several ``Ready`` in one frame (``readies_body``)
 
 
 def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
@@ -61,8 +62,15 @@ def _values(objs: list[Serialized] | None) -> list[tuple[Any, ...] | None] | Non
 def _rebuild(flat: tuple[Any, ...] | None) -> Serialized | None:
     if flat is None:
         return None
-    # Without locations there is nothing to map: Serialized itself, with no call between.
-    return Serialized(*flat) if flat[4] is None else _rebuild_serialized(*flat)
+    if flat[4] is not None:
+        return _rebuild_serialized(*flat)
+    # Without locations there is nothing to map: the value made here, without its
+    # dataclass's ``__init__`` (see ``_make``). ``_finished`` and ``_readies`` make their
+    # small values the same way, written out (a change here goes there too).
+    value = _make(Serialized)
+    value.data, value.buffers, value.contained, value.is_error, value.locations = flat
+    value.read = False
+    return value
 
 
 @overload
@@ -101,17 +109,6 @@ def _task_spec(spec: TaskSpec, known_code: set[int] | None) -> tuple[Any, ...] |
     )
 
 
-def _call_spec(cs: CallSpec) -> tuple[Any, ...] | None:
-    if (type(cs.retry_exceptions) is not bool or cs.concurrency_group is not None
-            or cs.generator):
-        return None
-    return (
-        cs.call_id, cs.actor_id, cs.method, _value(cs.args.payload), cs.args.deps,
-        cs.return_ids, cs.num_returns, cs.caller_id, cs.max_task_retries,
-        cs.retry_exceptions, cs.attempt,
-    )
-
-
 # Code a peer already holds arrives as the same (id, name, b"", is_async) for every task
 # of it: one CodeRef (frozen) serves them all, saving a frozen dataclass's __init__ (the
 # dearest part of reading a task). Bounded: past the limit, new ones are simply built.
@@ -145,12 +142,18 @@ def _rebuild_task_spec(flat: tuple[Any, ...]) -> TaskSpec:
 
 
 def _rebuild_call_spec(flat: tuple[Any, ...]) -> CallSpec:
-    (call_id, actor_id, method, payload, deps, return_ids, num_returns, caller_id,
-     max_task_retries, retry_exceptions, attempt) = flat
-    return CallSpec(
-        call_id, actor_id, method, Args(_rebuild(payload), deps), return_ids, num_returns,
-        caller_id, max_task_retries, retry_exceptions, attempt,
-    )
+    # Without ``CallSpec.__init__`` (see ``_make``), every field set; a call without
+    # arguments shares ``NO_ARGS``. Every call a worker submits comes here; ``_run_call``
+    # holds the same steps written out (a change here goes there too).
+    spec = _make(CallSpec)
+    (spec.call_id, spec.actor_id, spec.method, payload, deps, spec.return_ids,
+     spec.num_returns, spec.caller_id, spec.max_task_retries, spec.retry_exceptions,
+     spec.attempt) = flat
+    spec.args = NO_ARGS if payload is None and not deps else Args(_rebuild(payload), deps)
+    spec.concurrency_group = None  # (the flat form is only for calls without these)
+    spec.generator = ""
+    spec.backpressure = -1
+    return spec
 
 
 def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, ...] | None:
@@ -166,8 +169,8 @@ def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, 
 def _flat_run_call(message: RunCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
     call = message.run
     spec = call.spec
-    # ``_call_spec(spec)`` written out (every call sent comes here), with no ``_value``
-    # for a call without arguments, nor ``_values`` for no dependencies (most calls).
+    # The same flat spec as ``_flat_submit_call``'s, written out (every call sent comes
+    # here; a change there goes here too), with no ``_values`` for no dependencies.
     if (type(spec.retry_exceptions) is not bool or spec.concurrency_group is not None
             or spec.generator):
         return None
@@ -189,12 +192,49 @@ def _flat_submit_task(message: SubmitTask, known_code: set[int] | None) -> tuple
 
 
 def _flat_submit_call(message: SubmitCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
-    cs = _call_spec(message.spec)
-    return None if cs is None else (SUBMIT_CALL, cs)
+    # Every call a worker makes comes here: no ``_value`` for a call without arguments.
+    # ``_flat_run_call`` holds the same flat spec (a change here goes there too).
+    cs = message.spec
+    if (type(cs.retry_exceptions) is not bool or cs.concurrency_group is not None
+            or cs.generator):
+        return None
+    payload = cs.args.payload
+    return (SUBMIT_CALL, (
+        cs.call_id, cs.actor_id, cs.method, None if payload is None else _value(payload),
+        cs.args.deps, cs.return_ids, cs.num_returns, cs.caller_id, cs.max_task_retries,
+        cs.retry_exceptions, cs.attempt,
+    ))
 
 
 def _flat_ready(message: Ready, known_code: set[int] | None) -> tuple[Any, ...]:
     return (READY, message.token, message.object_id, _value(message.value))
+
+
+def readies_body(readies: list[Ready]) -> tuple[Any, ...]:
+    """Several ``Ready`` as one frame's body: a peer awaiting many results (a task's
+    ``get`` of a thousand calls) hears of those that resolved in one turn of the
+    sender's loop in one frame, unpickled at once, rather than one frame each. The
+    receiver's :class:`~.framing.Decoder` hands them on one by one (``Several``)."""
+    return (READIES, [(r[0], r[1], _value(r[2])) for r in readies])
+
+
+class Several(list):  # type: ignore[type-arg]
+    """The records one frame carried (``READIES``), for the decoder to hand on in order."""
+
+    __slots__ = ()
+
+
+def _readies(flat: tuple[Any, ...]) -> Several:
+    several = Several()
+    for token, id_, wire in flat[1]:
+        if wire[4] is None:  # ``_rebuild(wire)``, without its frame (nearly every value)
+            value = _make(Serialized)
+            value.data, value.buffers, value.contained, value.is_error, value.locations = wire
+            value.read = False
+        else:
+            value = _rebuild_serialized(*wire)
+        several.append(_new(Ready, (token, id_, value)))
+    return several
 
 
 def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]:
@@ -249,6 +289,7 @@ require_fields(
                 "concurrency_group", "generator", "backpressure")),
     (CallRun, ("spec", "deps", "incarnation")),
     (Outcome, ("id", "attempt", "values", "error", "retryable", "pid")),
+    (Serialized, ("data", "buffers", "contained", "is_error", "locations", "read")),
 )
 
 
@@ -262,8 +303,9 @@ def _run_task(flat: tuple[Any, ...]) -> RunTask:
 
 def _run_call(flat: tuple[Any, ...]) -> RunCall:
     _, cs, dep_values, incarnation = flat
-    # ``_rebuild_call_spec(cs)`` written out (every call received comes here). A call
-    # without arguments (most) shares ``NO_ARGS``: nothing changes an ``Args``.
+    # ``_rebuild_call_spec(cs)`` written out (every call received comes here; a change
+    # there goes here too). A call without arguments (most) shares ``NO_ARGS``: nothing
+    # changes an ``Args``.
     spec = _make(CallSpec)
     (spec.call_id, spec.actor_id, spec.method, payload, deps, spec.return_ids,
      spec.num_returns, spec.caller_id, spec.max_task_retries, spec.retry_exceptions,
@@ -286,7 +328,11 @@ def _finished(cls: type[TaskFinished] | type[CallFinished]) -> Callable[[tuple[A
         if values and len(values) == 1 and values[0][4] is None:
             # One value without locations (a small result, nearly always):
             # ``_rebuild_all``'s and ``_rebuild``'s work without their frames.
-            outcome.values = [Serialized(*values[0])]
+            value = _make(Serialized)
+            (value.data, value.buffers, value.contained, value.is_error,
+             value.locations) = values[0]
+            value.read = False
+            outcome.values = [value]
         else:
             outcome.values = _rebuild_all(values)
         outcome.error = None if error is None else _rebuild(error)
@@ -314,5 +360,6 @@ READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
     SUBMIT_TASK: lambda flat: _new(SubmitTask, (_rebuild_task_spec(flat[1]),)),
     SUBMIT_CALL: lambda flat: _new(SubmitCall, (_rebuild_call_spec(flat[1]),)),
     READY: lambda flat: _new(Ready, (flat[1], flat[2], _rebuild(flat[3]))),
+    READIES: _readies,
     **{tag: _record_reader(cls) for cls, tag in TAGS.items()},
 }

@@ -33,7 +33,16 @@ _HEADER_SIZE = HEADER.size  # a Struct's attribute is read on 3.11's slow path
 _FLATTEN = codec.FLATTEN
 _READERS = codec.READERS
 _TAGS = codec.TAGS
+_SEVERAL = codec.Several
 MAX_FRAME = 2**32 - 1
+
+def encode_body(body: tuple[Any, ...]) -> bytes:
+    """The frame of a body already in its wire form (``codec.readies_body``)."""
+    payload = pickle.dumps(body, 5)
+    if len(payload) > MAX_FRAME:
+        raise frame_too_large(payload)
+    return HEADER.pack(len(payload)) + payload
+
 
 def encode(message: Any, known_code: set[int] | None = None) -> bytes:
     """A record's frame: flat if it is a per-task kind (``codec.FLATTEN``), else
@@ -178,6 +187,9 @@ class Decoder:
                         reader = _READERS.get(body[0])
                         if reader is not None:
                             body = reader(body)
+                            if type(body) is _SEVERAL:  # a frame of several records
+                                messages.extend(body)
+                                continue
                     messages.append(body)
                 except Exception as exc:  # one bad frame must not take the others with it
                     # The record it carried, to end its work with the error; else dropped.

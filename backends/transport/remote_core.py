@@ -51,6 +51,10 @@ from actorlib.exceptions import RuntimeClosedError
 READY_IDS_KEPT = 100_000
 
 
+# Records made with tuple.__new__ where every call or ref comes (as ``codec._new``).
+_new = tuple.__new__
+
+
 def _never() -> bool:
     return False
 
@@ -118,6 +122,7 @@ class RemoteCoreClient:
         return self._namespace
 
     def _out(self, message: ClientCall) -> None:
+        # (``submit_call`` holds the same steps written out: a change here goes there too.)
         if self.closed:
             raise RuntimeClosedError("actorlib was shut down (the driver is gone).")
         self._send(message)
@@ -132,7 +137,7 @@ class RemoteCoreClient:
         self._asked.discard(id_)  # first: ``on_ready`` looks at it after it adds the id
         self._ready_ids.discard(id_)
         if not self.closed:
-            self._send(DropRef(id_))
+            self._send(_new(DropRef, (id_,)))  # (as in ``submit_call``)
 
     def put(self, id_: int, value: Serialized) -> None:
         self._out(Put(id_, value))
@@ -141,6 +146,8 @@ class RemoteCoreClient:
         self, ids: list[int], need: int, fail_fast: bool, reads: bool = True,
     ) -> dict[int, Serialized]:
         if reads or not self._ready_ids:
+            if not self._reads_values:  # values live with the core: none here to read
+                return {}  # (``first_ready`` would ask ``ready_value`` per id, for None)
             return first_ready(ids, self.ready_value, need, fail_fast)
         ready = self._ready_ids  # a ``wait``: which are ready is all it needs
         read = self.ready_value if self._reads_values else None
@@ -201,7 +208,11 @@ class RemoteCoreClient:
         self._out(SubmitTask(spec))
 
     def submit_call(self, spec: CallSpec) -> None:
-        self._out(SubmitCall(spec))
+        # ``_out``, without its frame (every call a task makes; a change there goes here
+        # too), and the record made without a NamedTuple's ``__new__`` (Python).
+        if self.closed:
+            raise RuntimeClosedError("actorlib was shut down (the driver is gone).")
+        self._send(_new(SubmitCall, (spec,)))
 
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
         if spec.name is None:

@@ -11,7 +11,8 @@ already-pickled user data (user classes inside specs pickle themselves by value,
 
 Writes are batched: ``send`` may be called from any thread; it queues the message and the
 connection's loop writes everything queued in one go, once per loop turn (a send from the
-loop's own thread schedules that write with ``call_soon``: no wake-up fd write).
+loop's own thread schedules that write with ``call_soon``: no wake-up fd write). The
+``Ready`` records the loop's thread sends in one turn go as one frame (``codec.READIES``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any
 
+from actorlib.backends.transport.codec import readies_body
+
 # The frames and the worker's blocking end, here under their old names too.
 from actorlib.backends.transport.framing import (
     HEADER,
@@ -31,14 +34,19 @@ from actorlib.backends.transport.framing import (
     Decoder,
     Sender,
     encode,
+    encode_body,
 )
-from actorlib.backends.transport.messages import name_of
+from actorlib.backends.transport.messages import Ready, name_of
 
 __all__ = [
     "HEADER", "MAX_FRAME", "BlockingConnection", "Connection", "Decoder", "Sender", "encode",
 ]
 
 log = logging.getLogger("actorlib.wire")
+
+#: The most ``Ready`` records sent in one frame: a bound on the frame (each may hold an
+#: inline value) and on how long its first result waits for the rest to be read.
+READIES_PER_FRAME = 64
 
 
 class Connection(asyncio.Protocol):
@@ -50,14 +58,19 @@ class Connection(asyncio.Protocol):
         on_message: Callable[[Any], None],
         on_lost: Callable[[], None] | None = None,
         salvage: bool = False,
+        on_messages: Callable[[list[Any]], None] | None = None,
     ) -> None:
         """``salvage``: hand on a frame that does not decode as a ``framing.Undecodable``
-        (for a receiver that ends the work it carried), rather than dropping it."""
+        (for a receiver that ends the work it carried), rather than dropping it.
+        ``on_messages``: given, it takes what each read brought, in order, instead of
+        ``on_message`` one message at a time (a receiver that hands them on in one go)."""
         self._loop = loop
         self._on_message = on_message
+        self._on_messages = on_messages
         self._on_lost = on_lost
         self._decoder = Decoder(salvage)
-        self._outbox: collections.deque[bytes] = collections.deque()
+        # Frames, and the open list of readies at the end (see ``send``).
+        self._outbox: collections.deque[bytes | list[Ready]] = collections.deque()
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
         self._loop_ident: int | None = None  # the loop's thread, once connected
@@ -73,7 +86,15 @@ class Connection(asyncio.Protocol):
             self._flush()
 
     def data_received(self, data: bytes) -> None:
-        for message in self._decoder.feed(data):
+        messages = self._decoder.feed(data)
+        if self._on_messages is not None:
+            if messages:
+                try:
+                    self._on_messages(messages)
+                except Exception:
+                    log.exception("actorlib: error handling %d messages", len(messages))
+            return
+        for message in messages:
             try:
                 self._on_message(message)
             except Exception:
@@ -95,7 +116,19 @@ class Connection(asyncio.Protocol):
         """
         if self.closed:
             return
-        self._outbox.append(encode(message, known_code))
+        outbox = self._outbox
+        if type(message) is Ready and get_ident() == self._loop_ident:
+            # Readies sent on the loop's thread in one turn wait for ``_flush`` in one
+            # open list at the outbox's end (only this thread adds to it or takes it), to
+            # go as one frame: a peer awaiting many results (a task's ``get`` of a
+            # thousand calls) reads and unpickles a frame per turn, not one per result.
+            last = outbox[-1] if outbox else None
+            if type(last) is list and len(last) < READIES_PER_FRAME:
+                last.append(message)
+            else:
+                outbox.append([message])
+        else:
+            outbox.append(encode(message, known_code))
         if not self._flush_pending:
             self._flush_pending = True
             try:
@@ -114,7 +147,11 @@ class Connection(asyncio.Protocol):
         outbox = self._outbox
         chunks = []
         while outbox:
-            chunks.append(outbox.popleft())
+            chunk = outbox.popleft()
+            if type(chunk) is list:  # readies (see ``send``): one alone goes as it is
+                chunk = encode(chunk[0]) if len(chunk) == 1 else encode_body(
+                    readies_body(chunk))
+            chunks.append(chunk)
         transport.write(b"".join(chunks))
 
     def close(self) -> None:
