@@ -162,13 +162,14 @@ class Worker:
 
     def _on_message(self, message: ToWorker) -> None:
         kind = type(message)
+        known: Any = message  # of type ``kind`` (mypy narrows no alias of ``type()``)
         if kind is RunCall and self.local is not None:
             # ``_run_call(message)``, without its frame (an actor's every call)
-            self.local.run_call(message.run)
+            self.local.run_call(known.run)
             return
         if kind is Ready and self.client is not None:
             # ``_ready(message)``, without its frame (every result a task awaits)
-            self.client.on_ready(message[0], message[1], message[2])
+            self.client.on_ready(known[0], known[1], known[2])
             return
         self._handlers[kind](message)
 

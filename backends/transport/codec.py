@@ -218,7 +218,7 @@ def readies_body(readies: list[Ready]) -> tuple[Any, ...]:
     return (READIES, [(r[0], r[1], _value(r[2])) for r in readies])
 
 
-class Several(list):  # type: ignore[type-arg]
+class Several(list[Any]):
     """The records one frame carried (``READIES``), for the decoder to hand on in order."""
 
     __slots__ = ()

@@ -166,7 +166,7 @@ class Decoder:
         if buffer:
             buffer += data
             source = buffer
-        messages = []
+        messages: list[Any] = []
         offset = 0
         size = len(source)
         view = memoryview(source)

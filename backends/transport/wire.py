@@ -145,13 +145,14 @@ class Connection(asyncio.Protocol):
         if transport is None or not self._outbox:
             return
         outbox = self._outbox
-        chunks = []
+        chunks: list[bytes] = []
         while outbox:
             chunk = outbox.popleft()
-            if type(chunk) is list:  # readies (see ``send``): one alone goes as it is
-                chunk = encode(chunk[0]) if len(chunk) == 1 else encode_body(
-                    readies_body(chunk))
-            chunks.append(chunk)
+            if isinstance(chunk, list):  # readies (see ``send``): one alone goes as it is
+                chunks.append(encode(chunk[0]) if len(chunk) == 1 else encode_body(
+                    readies_body(chunk)))
+            else:
+                chunks.append(chunk)
         transport.write(b"".join(chunks))
 
     def close(self) -> None:
