@@ -25,13 +25,10 @@ class RuntimeEvents:
     that work alone (see :mod:`actorlib.core.guards`), never the whole core.
     """
 
-    __slots__ = (
-        "_guard", "_guard_call", "_guard_task", "_post", "_post_inline", "_rt", "client", "post",
-    )
+    __slots__ = ("_guard", "_guard_call", "_guard_task", "_post_inline", "_rt", "client", "post")
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._post = rt._loop.post
         #: ``CoreEvents.post``: the loop's own, with no frame of ours around it (every
         #: message of a process worker comes this way).
         self.post: Callable[..., None] = rt._loop.post
@@ -50,24 +47,24 @@ class RuntimeEvents:
 
     def task_crashed(self, task_id: int, attempt: int, error: BaseException) -> None:
         rt = self._rt
-        self._post(self._guard.task, task_id, rt.tasks.crashed, task_id, attempt, error)
+        self.post(self._guard.task, task_id, rt.tasks.crashed, task_id, attempt, error)
 
     def task_recalled(self, task_id: int, attempt: int) -> None:
         rt = self._rt
-        self._post(self._guard.task, task_id, rt.tasks.recalled, task_id, attempt)
+        self.post(self._guard.task, task_id, rt.tasks.recalled, task_id, attempt)
 
     def actor_started(self, actor_id: int, incarnation: int) -> None:
         rt = self._rt
-        self._post(self._guard.actor, actor_id, rt.actors.started, actor_id, incarnation)
+        self.post(self._guard.actor, actor_id, rt.actors.started, actor_id, incarnation)
 
     def actor_init_failed(self, actor_id: int, incarnation: int, error: Serialized) -> None:
         rt = self._rt
-        self._post(
+        self.post(
             self._guard.actor, actor_id, rt.actors.init_failed, actor_id, incarnation, error
         )
 
     def item_produced(self, item: StreamItem) -> None:
-        self._post(self._guard.stream_item, item)
+        self.post(self._guard.stream_item, item)
 
     def call_finished(self, outcome: Outcome) -> None:
         post = self._post_inline  # (as in ``task_finished``)
@@ -75,26 +72,26 @@ class RuntimeEvents:
 
     def actor_died(self, actor_id: int, incarnation: int, error: BaseException) -> None:
         rt = self._rt
-        self._post(self._guard.actor, actor_id, rt.actors.died, actor_id, incarnation, error)
+        self.post(self._guard.actor, actor_id, rt.actors.died, actor_id, incarnation, error)
 
     def node_added(
         self, node_id: str, resources: dict[str, float], labels: dict[str, str] | None = None
     ) -> None:
-        self._post(self._rt.scheduler.add_node, node_id, dict(resources), labels)
+        self.post(self._rt.scheduler.add_node, node_id, dict(resources), labels)
 
     def node_removed(self, node_id: str) -> None:
         """After the backend reported the node's tasks crashed and its actors dead."""
-        self._post(self._rt.scheduler.remove_node, node_id)
-        self._post(self._rt.groups.node_removed, node_id)
+        self.post(self._rt.scheduler.remove_node, node_id)
+        self.post(self._rt.groups.node_removed, node_id)
 
     def objects_lost(self, lost: Callable[[Serialized], bool], why: str) -> None:
-        self._post(self._rt.lineage.objects_lost, lost, why)
+        self.post(self._rt.lineage.objects_lost, lost, why)
 
     def job_started(self, job: int, pid: int, entrypoint: str, host: str) -> None:
-        self._post(self._rt._start_job, job, pid, entrypoint, host)
+        self.post(self._rt._start_job, job, pid, entrypoint, host)
 
     def job_ended(self, job: int) -> None:
-        self._post(self._rt._end_job, job)
+        self.post(self._rt._end_job, job)
 
     @property
     def view(self) -> RuntimeEvents:

@@ -232,14 +232,6 @@ class WorkerProcess:
         a post otherwise, three per call a task makes)."""
         post = self.backend.events.post
         posted = self._posted
-        if len(messages) == 1:  # (one message: as ``_on_message``, without its frame)
-            message = messages[0]
-            kind = type(message)
-            if kind is Alive or kind is Output or self.held:
-                self._on_message(message)
-            else:
-                post(posted[kind], message)
-            return
         run: list[tuple[Callable[[Any], None], FromWorker]] = []
         for message in messages:
             kind = type(message)
@@ -250,7 +242,9 @@ class WorkerProcess:
                 self._on_message(message)
             else:
                 run.append((posted[kind], message))
-        if run:
+        if len(run) == 1:  # (one: posted as it is, without ``_handle_all``'s frame)
+            post(*run[0])
+        elif run:
             post(_handle_all, run)
 
     def _on_process_exit(self, code: int) -> None:

@@ -135,6 +135,17 @@ class PassStore(ObjectStore):
         return obj
 
 
+
+def _plain_args(inline: bytes | None, rest: list[Any], args: Args) -> tuple[Any, ...] | None:
+    """What a plain task or call hands Ray (``RayCore._pack``'s ``inline`` and ``rest``):
+    its payload alone, or none, then the Ray refs of its ref arguments; None where it
+    must go the usual way (a payload too large to go inline)."""
+    if not rest:
+        return (inline,)
+    if inline is None or not args.deps:
+        return None
+    return (inline, *rest[1:])  # ``rest[0]``: the box's place, taken by ``inline``
+
 class RayCore(RayWaits, HeldTasks):
     """The :class:`~actorlib.core.context.Client` (and ``RunningCore``) on Ray."""
 
@@ -479,12 +490,8 @@ class RayCore(RayWaits, HeldTasks):
             return None
         if spec.code_env is not None:  # its Ray options are made once: its packages kept
             self._packages.ensure(spec.code_env)
-        inline, rest = self._pack(spec.args)
-        if not rest:
-            return plain.remote(inline)
-        if inline is None or not spec.args.deps:
-            return None
-        return plain.remote(inline, *rest[1:])  # ``rest[0]``: the box that went inline
+        args = _plain_args(*self._pack(spec.args), spec.args)
+        return None if args is None else plain.remote(*args)
 
     def _submit_to_ray(self, spec: TaskSpec, held: Held | None = None) -> None:
         self._accepted(spec, self._send(spec), held)
@@ -626,14 +633,9 @@ class RayCore(RayWaits, HeldTasks):
         sent: tuple[bytes | None, list[Any]] | None = None
         if plain is not None and not spec.generator:
             sent = self._pack(spec.args)
-            inline, rest = sent
-            out = None
-            if not rest:
-                out = plain(inline)  # only its arguments travel; its id is Ray's
-            elif (inline is not None and spec.args.deps
-                    and all(type(r) is ray.ObjectRef for r in rest[1:])):
-                out = plain(inline, *rest[1:])  # ``rest[0]``: the box that went inline
-            if out is not None:
+            args = _plain_args(*sent, spec.args)
+            if args is not None and all(type(r) is ray.ObjectRef for r in args[1:]):
+                out = plain(*args)  # only its arguments travel; its id is Ray's
                 self._adopt_returns(spec.return_ids, out)
                 return ray_call_id(out.task_id().binary())
         name = call_name(cls_name, spec) if self._ids_in_names else None
