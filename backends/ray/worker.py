@@ -20,7 +20,8 @@ import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from types import FrameType
+from pickle import dumps as _dumps
+from types import CoroutineType, FrameType
 from typing import Any, TypeVar
 
 from actorlib.backends.base import HeapStore
@@ -46,6 +47,7 @@ from actorlib.backends.runner.streaming import exactly, is_generator
 from actorlib.backends.runner.user_code import (
     CodeCache,
     LoopHolder,
+    drive,
     pack_error,
     pack_results,
     run_sync_or_async,
@@ -62,8 +64,8 @@ from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.ids import id_hex
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import Serialized, deserialize, serialize
-from actorlib.core.specs import NO_ARGS, ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
+from actorlib.core.serialization import PLAIN_SCALARS, Serialized, deserialize, serialize
+from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
 from actorlib.exceptions import ActorDiedError
 
 _code = CodeCache()
@@ -599,9 +601,45 @@ class SyncHost(_Host):
     def _plain(self, method: str, payload: bytes | None, deps: tuple[Any, ...] = ()) -> Any:
         """A plain call sent to the Ray method named as the user's (see
         :func:`remote_host`): nothing but its arguments travels (its ref arguments as Ray
-        refs, ``deps`` their values), its id is Ray's."""
-        spec = CallSpec(_ray_call_id(), self._spec.actor_id, method, NO_ARGS, (), 1)
-        return self._call(spec, payload, deps)
+        refs, ``deps`` their values), its id is Ray's.
+
+        :meth:`_call` written out for this one shape (one return, no generator, Ray's
+        defaults), which nearly every call has: the actor's process is what bounds a
+        stream of calls, and the general path's steps (its spec, a context built with
+        keywords, ``_method``'s partial, ``_values`` and ``_finish``'s lists) cost it
+        about as much again as this one. Whatever is not that shape (a generator, an
+        ``exit_actor()``, an error) goes on as :meth:`_call` would."""
+        spec = self._spec
+        core = context.current()
+        if type(core) is not RayCore:
+            core = client(spec.namespace)
+        call_id = ray_call_id(_current_task_id())
+        instance = self._instance
+        # The positional twin of :meth:`_context`'s keywords.
+        token = current_execution.set(_SyncCallContext(
+            self._node, call_id, spec.actor_id, self._gpus, spec.namespace, False, None,
+            spec, self._incarnation, method, type(instance)))
+        try:
+            try:
+                if payload is None and not deps:
+                    result = getattr(instance, method)()
+                else:
+                    unpacked = _unpack(core, payload, deps)
+                    if isinstance(unpacked, Serialized):  # an argument's error
+                        return Box(unpacked, {})
+                    result = getattr(instance, method)(*unpacked[0], **unpacked[1])
+                if type(result) in PLAIN_SCALARS:
+                    return _dumps(result, 5)  # ``pack_results`` then ``box`` of a scalar
+                if isinstance(result, CoroutineType):
+                    result = drive(result, _loop_holder())
+                values = _values(core, result, "", 1, f"{spec.cls.name}.{method}", call_id)
+            except _ExitActor:
+                ray.actor.exit_actor()
+            except Exception as exc:
+                return _finish(core, _failed(exc, f"{spec.cls.name}.{method}", False), 1)
+            return _finish(core, values, 1)
+        finally:
+            current_execution.reset(token)
 
     @_untraced
     def _call(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
@@ -661,9 +699,44 @@ class AsyncHost(_Host):
     @_untraced
     async def _plain(self, method: str, payload: bytes | None,
                      deps: tuple[Any, ...] = ()) -> Any:
-        """:meth:`SyncHost._plain` (the id read before the call's first ``await``)."""
-        spec = CallSpec(_ray_call_id(), self._spec.actor_id, method, NO_ARGS, (), 1)
-        return await self._call(spec, payload, deps)
+        """:meth:`SyncHost._plain`, and :meth:`_call` written out for it likewise (the id
+        read before the call's first ``await``)."""
+        spec = self._spec
+        core = context.current()
+        if type(core) is not RayCore:
+            core = client(spec.namespace)
+        call_id = ray_call_id(_current_task_id())
+        instance = self._instance
+        token = current_execution.set(ExecutionContext(
+            self._node, call_id, spec.actor_id, self._gpus, spec.namespace, False, None,
+            spec, self._incarnation, method, type(instance)))
+        running, this = self._track()
+        try:
+            try:
+                if payload is None and not deps:
+                    result = getattr(instance, method)()
+                else:
+                    unpacked = _unpack(core, payload, deps)
+                    if isinstance(unpacked, Serialized):  # an argument's error
+                        return Box(unpacked, {})
+                    result = getattr(instance, method)(*unpacked[0], **unpacked[1])
+                if type(result) is CoroutineType or inspect.isawaitable(result):
+                    result = await result
+                if type(result) in PLAIN_SCALARS:
+                    return _dumps(result, 5)  # ``pack_results`` then ``box`` of a scalar
+                values = _values(core, result, "", 1, f"{spec.cls.name}.{method}", call_id)
+            except _ExitAsyncActor:
+                self._exit(running, this)
+            except asyncio.CancelledError:
+                if not self._exiting:
+                    raise
+                return Box(self._ended(), {})
+            except Exception as exc:
+                return _finish(core, _failed(exc, f"{spec.cls.name}.{method}", False), 1)
+            return _finish(core, values, 1)
+        finally:
+            running.discard(this)
+            current_execution.reset(token)
 
     @_untraced
     async def _call(self, spec: CallSpec, payload: Packed | None,
@@ -687,15 +760,7 @@ class AsyncHost(_Host):
                     values = _values(core, result, spec.generator, spec.num_returns,
                                      self._name(spec), spec.call_id)
             except _ExitAsyncActor:
-                # exit_actor() in an async method (or __ray_terminate__): Ray's own exit
-                # ends the actor after the replies of the calls before (the client's
-                # ``exit_actor``), and this call fails with ActorDiedError, as on every
-                # backend. The calls still running fail now: Ray's exit waits for them.
-                self._exiting = True
-                for other in running:
-                    if other is not this:
-                        other.cancel()
-                ray.actor.exit_actor()
+                self._exit(running, this)
             except asyncio.CancelledError:
                 if not self._exiting:
                     raise  # a cancel of this call: Ray's
@@ -707,6 +772,18 @@ class AsyncHost(_Host):
         finally:
             running.discard(this)
             current_execution.reset(token)
+
+    @_untraced
+    def _exit(self, running: set[asyncio.Task[Any]], this: asyncio.Task[Any] | None) -> None:
+        """exit_actor() in an async method (or __ray_terminate__): Ray's own exit ends the
+        actor after the replies of the calls before (the client's ``exit_actor``), and
+        this call fails with ActorDiedError, as on every backend. The calls still running
+        fail now: Ray's exit waits for them."""
+        self._exiting = True
+        for other in running:
+            if other is not this:
+                other.cancel()
+        ray.actor.exit_actor()
 
     @_untraced
     def _track(self) -> tuple[set[asyncio.Task[Any]], asyncio.Task[Any] | None]:
@@ -793,11 +870,6 @@ def _current_task_id() -> bytes:
     """The running Ray task's id (its ``binary()``)."""
     return bytes(ray._private.worker.global_worker.core_worker.get_current_task_id()
                  .binary())
-
-
-def _ray_call_id() -> int:
-    """The running Ray task's call id (:func:`.wire.ray_call_id`)."""
-    return ray_call_id(_current_task_id())
 
 
 def plain_method(name: str) -> bool:
