@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import socket
 import subprocess
@@ -1489,3 +1490,41 @@ def test_a_cancel_sent_again_spares_the_work_submitted_after_the_interrupt(
         actorlib.get(ref, timeout=60)
     assert actorlib.get(notes.read.remote(), timeout=60) == ["running", "waiting",
                                                              "gate: opened"]
+
+
+@pytest.mark.timeout(240)
+def test_the_paired_bench_runs_both_sides_in_turns_on_one_ray(tmp_path: Path) -> None:
+    """``actorlib bench --backend ray --against ray --paired``: both sides in one fresh
+    process, each timed round of each row once per side, the turn ratios reported."""
+    pytest.importorskip("ray", reason="needs Ray: pip install 'actorlib[ray]'")
+    from ray_local import RAY_ENV
+
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "actorlib", "bench", "--backend", "ray", "--against", "ray",
+         "--paired", "--rounds", "2", "--warmup", "0", "--duration", "0.2",
+         "--workloads", "put_small,memcpy_large", "--large-mb", "8", "--json", str(out)],
+        capture_output=True, text=True, timeout=220, env={**os.environ, **RAY_ENV},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["options"]["paired"] is True
+    ours, theirs = result["targets"]["actorlib"], result["targets"]["ray"]
+    assert ours["errors"] == theirs["errors"] == {}
+    assert set(ours["metrics"]) == {"put_small", "memcpy_large"}
+    assert set(theirs["metrics"]) == {"put_small"}  # the other is an actorlib-only row
+    assert len(ours["metrics"]["put_small"]["rounds"]) == 2
+    assert len(theirs["metrics"]["put_small"]["rounds"]) == 2
+    assert len(result["paired"]["put_small"]["ratios"]) == 2
+    assert result["paired"]["put_small"]["median"] > 0
+    assert "memcpy_large" not in result["paired"]
+    assert "paired turns" in done.stdout
+
+
+def test_the_paired_bench_needs_the_ray_backend_against_ray() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "actorlib", "bench", "--paired", "--against", "processpool"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--paired" in done.stderr and "--backend ray --against ray" in done.stderr

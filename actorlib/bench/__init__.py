@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw the ratios as a bar chart (needs matplotlib)")
     parser.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
                         help="give up on a target after this long (default: 1800)")
+    parser.add_argument("--paired", action="store_true",
+                        help="with --backend ray --against ray: run both in one process "
+                             "on one Ray instance, taking turns round by round, and "
+                             "report each turn's ratio too (see actorlib.bench.paired): "
+                             "the ray backend's overhead over Ray, which two fresh Rays "
+                             "on a small machine vary by more than it")
     parser.add_argument("--list", action="store_true",
                         help="list the workloads and what each measures, then exit")
 
@@ -103,6 +109,11 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             log("actorlib bench: --plot draws ratios against alternatives; add --against")
             return 2
 
+    if args.paired and (args.backend != "ray" or args.against != ["ray"]):
+        log("actorlib bench: --paired compares the ray backend with Ray on one Ray "
+            "instance: it needs --backend ray --against ray")
+        return 2
+
     skipped_targets: dict[str, str] = {}
     against: list[str] = []
     for name in dict.fromkeys(args.against):
@@ -117,7 +128,18 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         "duration": args.duration, "num_cpus": args.num_cpus, "large_mb": args.large_mb,
     }
     passes: dict[str, list[dict[str, Any]]] = {t: [] for t in ["actorlib", *against]}
+    paired: dict[str, dict[str, Any]] = {}
     for number in range(1, args.passes + 1):
+        if args.paired and against:
+            of = f" (pass {number} of {args.passes})" if args.passes > 1 else ""
+            log(f"running actorlib (ray backend) and ray in one fresh process{of} ...")
+            both = runner.run_target(dict(base_spec, target="paired"), args.timeout)
+            for target in passes:  # a failed run: each side fails with its reason
+                passes[target].append(both["targets"][target] if "targets" in both
+                                      else dict(both, target=target))
+            for metric, entry in both.get("paired", {}).items():
+                paired.setdefault(metric, {"ratios": []})["ratios"] += entry["ratios"]
+            continue
         for target in pass_order(list(passes), number):
             results = passes[target]
             spec = dict(base_spec, target=target)
@@ -137,7 +159,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         "options": {
             "backend": args.backend, "workloads": chosen, "rounds": args.rounds,
             "passes": args.passes, "warmup": args.warmup, "duration": args.duration,
-            "num_cpus": args.num_cpus,
+            "num_cpus": args.num_cpus, "paired": args.paired,
             "large_mb": args.large_mb, "against": against,
         },
         "ratio_note": report.RATIO_NOTE,
@@ -145,7 +167,15 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         "targets": targets,
         "rows": report.build_rows(targets, against),
     }
+    if paired:
+        from actorlib.bench.paired import median_of
+
+        result["paired"] = median_of(paired)
     print(report.table(result))
+    if paired:
+        from actorlib.bench.paired import table
+
+        print(table(result["paired"]))
     if args.json:
         report.write_json(result, args.json)
         log(f"wrote {args.json}")

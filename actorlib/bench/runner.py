@@ -291,7 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     exit_with_parent(os.getppid())
     spec, out = json.loads(args[0]), args[1]
-    result = child_main(spec)
+    if spec["target"] == "paired":
+        from actorlib.bench import paired
+
+        result = paired.child_main(spec)
+    else:
+        result = child_main(spec)
     with open(out, "w") as f:
         json.dump(result, f)
     return 0

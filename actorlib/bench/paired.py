@@ -1,0 +1,125 @@
+"""``--paired``: actorlib's ray backend and plain Ray in ONE process on ONE Ray instance.
+
+The ray backend's goal is a small overhead over Ray itself (within about 10%), and two
+fresh processes, each starting its own Ray, cannot show that on a small machine: Ray's own
+rate moved by a third between two runs a minute apart here. Paired, both sides share the
+Ray instance, its worker pool and the machine's moment: each turn runs a workload once
+for each side, the order alternating turn by turn, and each turn's ratio compares two
+rounds seconds apart. What this hides: the cost of actorlib's import and runtime in the
+driver (plain Ray's rounds carry it too), which ``startup`` and ``idle_memory`` measure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from actorlib.bench import alternatives
+from actorlib.bench import workloads as w
+from actorlib.bench.runner import Harness, Settings, pooled
+from actorlib.bench.workload_kit import Env, SkipWorkload
+
+SIDES = ("actorlib", "ray")
+
+
+def child_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``spec["workloads"]`` on both sides in this process, turn by turn: the two
+    targets' results (as :func:`.runner.child_main` makes one) and the paired ratios."""
+    import actorlib
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    num_cpus = spec["num_cpus"]
+    actorlib.init(backend="ray", num_cpus=num_cpus)
+    try:
+        ray = importlib.import_module("ray")  # initialized by the ray backend
+        envs = {"actorlib": Env(actorlib, "actorlib", "ray", num_cpus, spec.get("large_mb")),
+                "ray": Env(ray, "ray", None, num_cpus, spec.get("large_mb"))}
+        tables: dict[str, dict[str, Callable[[Env, Harness], None]]] = {
+            "actorlib": dict(w.WORKLOADS), "ray": alternatives.WORKLOADS["ray"]}
+        turns: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+        paired: dict[str, dict[str, Any]] = {}
+        for name in spec["workloads"]:
+            log(f"  {name}")
+            rounds = _turns(name, envs, tables, spec, turns, log)
+            paired.update(_ratios(rounds))
+    finally:
+        actorlib.shutdown()
+    return {"targets": {side: pooled(turns[side]) if turns[side] else _result(side)
+                        for side in SIDES}, "paired": paired}
+
+
+def _turns(
+    name: str, envs: dict[str, Env], tables: dict[str, dict[str, Any]],
+    spec: dict[str, Any], turns: dict[str, list[dict[str, Any]]],
+    log: Callable[[str], None],
+) -> dict[str, list[dict[str, Any]]]:
+    """``name``'s warm-up and timed turns; each side's timed rounds' metrics, in order."""
+    settings = Settings(rounds=1, warmup=0, duration=spec["duration"])
+    sides = [side for side in SIDES if name in tables[side]]
+    for side in SIDES:
+        if side not in sides:
+            turns[side].append(_result(side, skipped={
+                name: alternatives.not_applicable_reason(side, name)}))
+    rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for turn in range(spec["warmup"] + spec["rounds"]):
+        for side in sides if turn % 2 == 0 else sides[::-1]:
+            h = Harness(settings, name, lambda line: None)
+            try:
+                tables[side][name](envs[side], h)
+            except SkipWorkload as exc:
+                turns[side].append(_result(side, skipped={name: str(exc)}))
+                return {}
+            except Exception as exc:
+                traceback.print_exc()
+                turns[side].append(_result(side, errors={name: f"{type(exc).__name__}: {exc}"}))
+                return {}
+            if turn >= spec["warmup"]:
+                rounds[side].append(h.metrics)
+                turns[side].append(_result(side, metrics=h.metrics))
+                for metric, m in h.metrics.items():
+                    log(f"    {side:9} {metric:24} {m['mean']:14.4g} {m['unit']}")
+    return rounds
+
+
+def _ratios(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per metric, each turn's ratio (> 1: actorlib better)."""
+    out: dict[str, dict[str, Any]] = {}
+    for ours, theirs in zip(rounds.get("actorlib", []), rounds.get("ray", []), strict=False):
+        for metric, m in ours.items():
+            other = theirs.get(metric)
+            if other is None or not m["mean"] or not other["mean"]:
+                continue
+            ratio = (m["mean"] / other["mean"] if m["higher_is_better"]
+                     else other["mean"] / m["mean"])
+            out.setdefault(metric, {"ratios": []})["ratios"].append(ratio)
+    return out
+
+
+def median_of(paired: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each metric's turn ratios (of every pass) with their median."""
+    return {metric: {"ratios": entry["ratios"], "median": statistics.median(entry["ratios"])}
+            for metric, entry in paired.items() if entry["ratios"]}
+
+
+def _result(side: str, **parts: dict[str, Any]) -> dict[str, Any]:
+    """One turn of one side, shaped as :func:`.runner.child_main`'s result."""
+    result: dict[str, Any] = {"target": side, "backend": "ray" if side == "actorlib" else None,
+                              "metrics": {}, "skipped": {}, "errors": {}}
+    result.update(parts)
+    return result
+
+
+def table(paired: dict[str, dict[str, Any]]) -> str:
+    """The paired ratios, one line per metric, for the terminal."""
+    lines = ["paired turns (one process, one Ray; > 1: actorlib better): median ratio "
+             "[each turn's]"]
+    for metric, entry in paired.items():
+        turns = ", ".join(f"{r:.2f}" for r in entry["ratios"])
+        lines.append(f"  {metric:32} {entry['median']:.2f}x  [{turns}]")
+    return "\n".join(lines)
