@@ -54,6 +54,22 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
                         for side in SIDES}, "paired": paired}
 
 
+class _Turn(Harness):
+    """One timed round after one untimed step: a workload makes its actor (or array)
+    anew at each turn, and an actor's first call waits for its process to start (a round
+    of about one call a second, where the usual warm-up round took it)."""
+
+    def timed(self, metric: str, step: Callable[[], Any], *, ops: float = 1, unit: str,
+              note: str = "") -> None:
+        step()
+        super().timed(metric, step, ops=ops, unit=unit, note=note)
+
+    def sample(self, measure: Callable[[], tuple[dict[str, float], dict[str, Any]]], *,
+               units: dict[str, str], note: str = "") -> None:
+        measure()
+        super().sample(measure, units=units, note=note)
+
+
 def _turns(
     name: str, envs: dict[str, Env], tables: dict[str, dict[str, Any]],
     spec: dict[str, Any], turns: dict[str, list[dict[str, Any]]],
@@ -69,7 +85,7 @@ def _turns(
     rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for turn in range(spec["warmup"] + spec["rounds"]):
         for side in sides if turn % 2 == 0 else sides[::-1]:
-            h = Harness(settings, name, lambda line: None)
+            h = _Turn(settings, name, lambda line: None)
             try:
                 tables[side][name](envs[side], h)
             except SkipWorkload as exc:
