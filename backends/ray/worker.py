@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import itertools
@@ -559,6 +560,22 @@ class _Host:
         )
 
     @_untraced
+    def _enter_plain(self, method: str, kind: type[ExecutionContext]
+                     ) -> tuple[RayCore, int, contextvars.Token[ExecutionContext | None]]:
+        """A plain call's start (:meth:`SyncHost._plain`, :meth:`AsyncHost._plain`): this
+        worker's client, the call's id (Ray's task id, read before any ``await``), and
+        its context set, made as :meth:`_context` makes one, positionally."""
+        spec = self._spec
+        core = context.current()
+        if type(core) is not RayCore:
+            core = client(spec.namespace)
+        call_id = ray_call_id(_current_task_id())
+        token = current_execution.set(kind(
+            self._node, call_id, spec.actor_id, self._gpus, spec.namespace, False, None,
+            spec, self._incarnation, method, type(self._instance)))
+        return core, call_id, token
+
+    @_untraced
     def _method(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         unpacked = _unpack(core, payload, deps)
@@ -609,16 +626,8 @@ class SyncHost(_Host):
         keywords, ``_method``'s partial, ``_values`` and ``_finish``'s lists) cost it
         about as much again as this one. Whatever is not that shape (a generator, an
         ``exit_actor()``, an error) goes on as :meth:`_call` would."""
-        spec = self._spec
-        core = context.current()
-        if type(core) is not RayCore:
-            core = client(spec.namespace)
-        call_id = ray_call_id(_current_task_id())
-        instance = self._instance
-        # The positional twin of :meth:`_context`'s keywords.
-        token = current_execution.set(_SyncCallContext(
-            self._node, call_id, spec.actor_id, self._gpus, spec.namespace, False, None,
-            spec, self._incarnation, method, type(instance)))
+        spec, instance = self._spec, self._instance
+        core, call_id, token = self._enter_plain(method, _SyncCallContext)
         try:
             try:
                 if payload is None and not deps:
@@ -701,15 +710,8 @@ class AsyncHost(_Host):
                      deps: tuple[Any, ...] = ()) -> Any:
         """:meth:`SyncHost._plain`, and :meth:`_call` written out for it likewise (the id
         read before the call's first ``await``)."""
-        spec = self._spec
-        core = context.current()
-        if type(core) is not RayCore:
-            core = client(spec.namespace)
-        call_id = ray_call_id(_current_task_id())
-        instance = self._instance
-        token = current_execution.set(ExecutionContext(
-            self._node, call_id, spec.actor_id, self._gpus, spec.namespace, False, None,
-            spec, self._incarnation, method, type(instance)))
+        spec, instance = self._spec, self._instance
+        core, call_id, token = self._enter_plain(method, ExecutionContext)
         running, this = self._track()
         try:
             try:
