@@ -245,3 +245,34 @@ def test_passes_take_turns_in_both_orders(monkeypatch, capsys):
                                         "--against", "threadpool", "--passes", "3"]))
     assert code == 0, capsys.readouterr().err
     assert ran == ["actorlib", "threadpool", "threadpool", "actorlib", "actorlib", "threadpool"]
+
+
+def test_paired_turns_stop_only_the_side_that_fails():
+    """``--paired``: a side that fails a workload stops there and says why; the other
+    side runs all its turns, and the turns both completed keep their ratios."""
+    from actorlib.bench import paired
+    from actorlib.bench.workload_kit import Env
+
+    calls = {"actorlib": 0, "ray": 0}
+
+    def workload(side, fail_at):
+        def run(env, h):
+            calls[side] += 1
+            if calls[side] == fail_at:
+                raise RuntimeError("broke")
+            h.timed("row", lambda: None, unit="ops/s")
+        return run
+
+    tables = {"actorlib": {"row": workload("actorlib", fail_at=3)},
+              "ray": {"row": workload("ray", fail_at=0)}}
+    envs = {side: Env(None, side, None, 1) for side in tables}
+    spec = {"warmup": 1, "rounds": 4, "duration": 0.01}
+    turns = {side: [] for side in tables}
+    rounds = paired._turns("row", envs, tables, spec, turns, lambda line: None)
+    assert calls == {"actorlib": 3, "ray": 5}  # one warm-up turn, then four timed ones
+    assert len(rounds["actorlib"]) == 1 and len(rounds["ray"]) == 4
+    ours = paired._merged("actorlib", turns["actorlib"])
+    assert ours["errors"] == {"row": "RuntimeError: broke"}
+    assert len(ours["metrics"]["row"]["rounds"]) == 1 and "passes" not in ours
+    assert paired._merged("ray", turns["ray"])["errors"] == {}
+    assert len(paired._ratios(rounds)["row"]["ratios"]) == 1

@@ -135,8 +135,9 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             log(f"running actorlib (ray backend) and ray in one fresh process{of} ...")
             both = runner.run_target(dict(base_spec, target="paired"), args.timeout)
             for target in passes:  # a failed run: each side fails with its reason
-                passes[target].append(both["targets"][target] if "targets" in both
-                                      else dict(both, target=target))
+                passes[target].append(
+                    dict(both["targets"][target], wall_s=both.get("wall_s", 0.0))
+                    if "targets" in both else dict(both, target=target))
             for metric, entry in both.get("paired", {}).items():
                 paired.setdefault(metric, {"ratios": []})["ratios"] += entry["ratios"]
             continue

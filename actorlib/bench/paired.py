@@ -50,8 +50,18 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
             paired.update(_ratios(rounds))
     finally:
         actorlib.shutdown()
-    return {"targets": {side: pooled(turns[side]) if turns[side] else _result(side)
-                        for side in SIDES}, "paired": paired}
+    return {"targets": {side: _merged(side, turns[side]) for side in SIDES}, "paired": paired}
+
+
+def _merged(side: str, turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """A side's turns as one target's result of one pass (``pooled`` counts each turn
+    as a pass of its own)."""
+    if not turns:
+        return _result(side)
+    merged = pooled(turns)
+    merged.pop("passes", None)
+    merged.pop("wall_s", None)
+    return merged
 
 
 class _Turn(Harness):
@@ -75,27 +85,33 @@ def _turns(
     spec: dict[str, Any], turns: dict[str, list[dict[str, Any]]],
     log: Callable[[str], None],
 ) -> dict[str, list[dict[str, Any]]]:
-    """``name``'s warm-up and timed turns; each side's timed rounds' metrics, in order."""
+    """``name``'s warm-up and timed turns; each side's timed rounds' metrics, in order.
+    A side that skips or fails the workload stops there, and says why; the other goes
+    on, and the turns both completed keep their ratios."""
     settings = Settings(rounds=1, warmup=0, duration=spec["duration"])
-    sides = [side for side in SIDES if name in tables[side]]
+    active = [side for side in SIDES if name in tables[side]]
     for side in SIDES:
-        if side not in sides:
+        if side not in active:
             turns[side].append(_result(side, skipped={
                 name: alternatives.not_applicable_reason(side, name)}))
-    rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    rounds: dict[str, list[dict[str, Any]]] = {side: [] for side in active}
     for turn in range(spec["warmup"] + spec["rounds"]):
-        for side in sides if turn % 2 == 0 else sides[::-1]:
+        timed = turn >= spec["warmup"]
+        for side in list(active if turn % 2 == 0 else active[::-1]):
             h = _Turn(settings, name, lambda line: None)
             try:
                 tables[side][name](envs[side], h)
             except SkipWorkload as exc:
+                active.remove(side)
                 turns[side].append(_result(side, skipped={name: str(exc)}))
-                return {}
+                continue
             except Exception as exc:
                 traceback.print_exc()
-                turns[side].append(_result(side, errors={name: f"{type(exc).__name__}: {exc}"}))
-                return {}
-            if turn >= spec["warmup"]:
+                active.remove(side)
+                turns[side].append(_result(side, metrics=h.metrics if timed else {},
+                                           errors={name: f"{type(exc).__name__}: {exc}"}))
+                continue
+            if timed:
                 rounds[side].append(h.metrics)
                 turns[side].append(_result(side, metrics=h.metrics))
                 for metric, m in h.metrics.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -505,6 +506,14 @@ class _SyncCallContext(ExecutionContext):
 
 
 _CANCELLED: Any = ExecutionContext.__dict__["cancelled"]  # the dataclass's slot
+
+
+#: The fields :meth:`_Host._enter_plain` passes positionally, in ``ExecutionContext``'s
+#: order: one added or moved before them fails the import, not each call quietly.
+_PLAIN_CONTEXT = ("node_id", "task_id", "actor_id", "gpu_ids", "namespace", "cancelled",
+                  "wakeup", "spec", "incarnation", "method", "code")
+if tuple(f.name for f in dataclasses.fields(ExecutionContext))[:11] != _PLAIN_CONTEXT:
+    raise ImportError("_Host._enter_plain must pass ExecutionContext's fields in its order")
 
 
 class _Host:
