@@ -184,12 +184,14 @@ class ExecutorFuture(DrivenFuture):
         self._item: Any = None
 
     def attach(self, executor: Any, item: Any) -> None:
-        """``cancel`` asks ``executor._cancel(item)`` from now on (the call is submitted)."""
+        """``cancel`` asks ``executor._cancel(item)`` from now on (the call is submitted).
+        (``Executor._enqueue`` sets the two inline: a change here goes there too.)"""
         self._executor = executor
         self._item = item
 
     def detach(self) -> None:
-        """``cancel`` is the stdlib's again (settling calls it, or the call has ended)."""
+        """``cancel`` is the stdlib's again (settling calls it, or the call has ended).
+        (``Executor._settle_unread`` clears the two inline: a change here goes there too.)"""
         self._executor = self._item = None
 
     def settling_ref(self) -> ObjectRef[Any] | None:
