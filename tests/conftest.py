@@ -84,7 +84,10 @@ _RAY_RESTARTS = (
     "difference: Ray's actor restarts (calls in flight fail with ActorUnavailableError, a "
     "caller's order is not kept across the restart)"
 )
-_RAY_NOT_YET = "not yet on ray: "
+# actorlib's state API (and what reads it back: the dashboard, the metrics rows, `stack`,
+# `timeline`) does not see Ray's work, which Ray's own tools observe (docs/ray-backend.md,
+# "observability"): actorlib.util.state raises NotSupportedError there, naming them.
+_RAY_STATE = "difference: Ray's work is observed by Ray's tools, not actorlib's state API: "
 RAY_EXCEPTIONS: dict[str, str] = {
     "test_actor_kept_alive_by_handle_in_another_actor": _RAY_OWNS_LIFETIMES,
     "test_detached_actor_outlives_its_handles": _RAY_OWNS_LIFETIMES,
@@ -146,13 +149,13 @@ RAY_EXCEPTIONS: dict[str, str] = {
     # init(dashboard=True) raises NotSupportedError there: the dashboard's rows are the
     # state API's, which the ray backend does not serve (Ray's own dashboard shows Ray's).
     "test_dashboard.py::test_the_snapshot_shows_a_workload_and_follows_it":
-        _RAY_NOT_YET + "the state API, so the dashboard",
+        _RAY_STATE + "the dashboard serves its rows",
     "test_dashboard.py::test_bad_requests_get_a_clear_error":
-        _RAY_NOT_YET + "the state API, so the dashboard",
+        _RAY_STATE + "the dashboard serves its rows",
     "test_dashboard.py::test_metrics_and_jobs_are_served_in_the_snapshot_and_as_prometheus_text":
-        _RAY_NOT_YET + "the state API, so the dashboard",
+        _RAY_STATE + "the dashboard serves its rows",
     "test_dashboard.py::test_the_timeline_endpoint_serves_the_chrome_trace":
-        _RAY_NOT_YET + "the state API, so the dashboard",
+        _RAY_STATE + "the dashboard serves its rows",
     **dict.fromkeys(
         (f"test_metrics.py::{name}" for name in (
             "test_counter_sums_increments_from_the_driver_tasks_and_nested_tasks",
@@ -160,7 +163,7 @@ RAY_EXCEPTIONS: dict[str, str] = {
             "test_tags_and_values_are_checked_as_ray_checks_them",
             "test_a_name_recorded_as_two_kinds_keeps_the_first",
         )),
-        _RAY_NOT_YET + "the state API's metrics rows, which these tests read back "
+        _RAY_STATE + "these tests read its metrics rows back "
         "(metrics go to Ray's own metrics there)",
     ),
     **dict.fromkeys(
@@ -169,14 +172,14 @@ RAY_EXCEPTIONS: dict[str, str] = {
             "test_stack_shows_a_task_blocked_in_time_sleep",
             "test_stack_names_what_it_cannot_find", "test_timeline_holds_one_span_per_task",
         )),
-        _RAY_NOT_YET + "the state API's workers and tasks (ray stack/timeline are Ray's)",
+        _RAY_STATE + "its workers and tasks (ray stack/timeline are Ray's)",
     ),
     "test_runtime_env_files.py::test_job_env_changed_between_inits_is_shipped_anew": (
         "difference: Ray keeps a node's extracted working_dir / py_modules in its own "
         "cache after shutdown() (deleted once unused packages outgrow that cache), where "
         "actorlib's nodes delete their copies at shutdown()"),
     "test_runtime_context_names_the_worker_actor_and_accelerators":
-        _RAY_NOT_YET + "the state API, whose list_workers() the test finds get_worker_id() in",
+        _RAY_STATE + "the test finds get_worker_id() in its list_workers()",
     **dict.fromkeys(
         (f"test_state_api.py::{name}" for name in (
             "test_list_jobs_shows_this_driver", "test_workload_states",
@@ -184,7 +187,7 @@ RAY_EXCEPTIONS: dict[str, str] = {
             "test_rows_read_as_attributes_too_as_rays_state_objects_do",
             "test_get_by_id_of_every_kind_as_ray_does",
         )),
-        _RAY_NOT_YET + "the state API beyond nodes (actorlib.util.state raises "
+        _RAY_STATE + "it serves nodes only there (actorlib.util.state raises "
         "NotSupportedError for the other kinds; Ray's own ray.util.state lists Ray's work)",
     ),
 }
