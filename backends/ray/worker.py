@@ -634,7 +634,8 @@ class SyncHost(_Host):
         stream of calls, and the general path's steps (its spec, a context built with
         keywords, ``_method``'s partial, ``_values`` and ``_finish``'s lists) cost it
         about as much again as this one. Whatever is not that shape (a generator, an
-        ``exit_actor()``, an error) goes on as :meth:`_call` would."""
+        ``exit_actor()``, an error) goes on as :meth:`_call` would. Its twin is
+        :meth:`AsyncHost._plain`: a change to either goes to the other."""
         spec, instance = self._spec, self._instance
         core, call_id, token = self._enter_plain(method, _SyncCallContext)
         try:
