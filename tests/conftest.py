@@ -171,6 +171,7 @@ RAY_EXCEPTIONS: dict[str, str] = {
             "test_list_workers_shows_what_each_runs",
             "test_stack_shows_a_task_blocked_in_time_sleep",
             "test_stack_names_what_it_cannot_find", "test_timeline_holds_one_span_per_task",
+            "test_a_running_task_or_live_actor_names_its_process_at_first_sight",
         )),
         _RAY_STATE + "its workers and tasks (ray stack/timeline are Ray's)",
     ),

@@ -790,9 +790,9 @@ class RayCore(RayWaits, HeldTasks):
         if kind == "nodes":
             return self._node_rows()
         raise NotSupportedError(
-            f"actorlib.util.state ({kind}) is not served by the ray backend yet (only "
-            f"nodes are); Ray's own ray.util.state lists this cluster's tasks, actors and "
-            f"objects"
+            f"actorlib.util.state ({kind}) is not served by the ray backend (only nodes "
+            f"are): Ray's own tools observe Ray's work; ray.util.state (with ray[default]), "
+            f"`ray status` and Ray's dashboard list this cluster's tasks, actors and objects"
         )
 
     def _node_rows(self) -> list[dict[str, Any]]:
