@@ -47,7 +47,6 @@ from typing import Any, TypeVar
 from actorlib.api import cancel, cluster_resources
 from actorlib.core import context, waiting
 from actorlib.core.interruptible import SIGNAL_LOOK_S, FutureCondition
-from actorlib.core.records import require_fields
 from actorlib.core.serialization import Serialized
 from actorlib.core.waiting import client_of, completer
 from actorlib.exceptions import (
@@ -94,14 +93,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# Records made without their class call on the paths every call of a map takes (a class
-# called with an ``__init__`` costs ~600 instructions more on CPython 3.11); the slots
-# set there are checked at import.
-_new_item = object.__new__
-_new_unread = object.__new__
-_ITEM_SETS = ("future", "chunked", "ref", "done", "marked", "direct")
-require_fields("Executor._enqueue", (Item, _ITEM_SETS), (Unread, ("value",)))
 
 
 # -- errors at the executor boundary ---------------------------------------------------
@@ -453,15 +444,7 @@ class Executor(concurrent.futures.Executor):
         :class:`MapFuture` (a direct future read by map's iterator only)."""
         future = (ChunkFuture() if chunked else ExecutorFuture() if shared is None
                   else MapFuture(shared))
-        # ``Item(future, chunked, direct)`` without its class call (every call of a map):
-        # its slots as ``Item.__init__`` sets them (``_ITEM_SETS`` checks the list)
-        item = _new_item(Item)
-        item.future = future
-        item.chunked = chunked
-        item.ref = None
-        item.done = False
-        item.marked = False
-        item.direct = direct
+        item = Item(future, chunked, direct)
         with self._lock:
             if self._broken is not None:
                 raise BrokenExecutorError(self._broken)
@@ -470,7 +453,7 @@ class Executor(concurrent.futures.Executor):
             self._outstanding += 1
             self._live.add(item)
         try:
-            if context._current is None:  # ``current()``: remote() would start a runtime
+            if context.current() is None:  # (remote() would start a runtime)
                 raise RuntimeClosedError("actorlib was shut down under the executor")
             item.ref = task.remote(*args, **kwargs)
         except Exception as exc:
@@ -484,7 +467,7 @@ class Executor(concurrent.futures.Executor):
             if not item.done:  # (a terminate may have settled it meanwhile: not attached)
                 # cancel() asks the core (see _cancel) until settled (the stdlib's again);
                 # (sim) the future's wait drives the run until its call's ref is ready
-                future._executor, future._item = self, item  # ``future.attach(self, item)``
+                future.attach(self, item)
                 if self._marked < self._max_workers and not self._pending:
                     self._mark(item)
                 else:
@@ -580,30 +563,18 @@ class Executor(concurrent.futures.Executor):
         try:
             if item.done:
                 return True  # withdrawn, or failed by a broken or terminated executor
-            # ``_take_done(item)``, written out (every result of a map comes here)
-            item.done = True
-            self._live.discard(item)
-            if item.marked:
-                self._marked -= 1
-            if self._pending:
-                self._promote()
+            self._take_done(item)
+            self._promote()
         finally:
             self._lock.release()
-        future = item.future
-        future._executor = future._item = None  # ``future.detach()``
-        unread = _new_unread(Unread)  # ``Unread(value)``, its one slot set here
-        unread.value = value
-        settle_future(future, unread, None)
+        item.future.detach()
+        settle_future(item.future, Unread(value), None)
         item.ref = None
         if not self._lock.acquire(blocking=False):
             completer.submit(self._count_settled)
             return True
         try:
-            # ``_one_settled()``, written out
-            self._outstanding -= 1
-            idle = self._outstanding == 0
-            if idle:
-                self._idle.notify_all()
+            idle = self._one_settled()
         finally:
             self._lock.release()
         if idle and self._shutdown:
@@ -611,8 +582,7 @@ class Executor(concurrent.futures.Executor):
         return True
 
     def _take_done(self, item: Item) -> None:
-        """``item`` has ended: no longer live, nor RUNNING (lock held; it was not done).
-        (``_settle_unread`` does this inline: a change here goes there too.)"""
+        """``item`` has ended: no longer live, nor RUNNING (lock held; it was not done)."""
         item.done = True
         self._live.discard(item)
         if item.marked:
@@ -682,8 +652,7 @@ class Executor(concurrent.futures.Executor):
             self._release_when_idle()
 
     def _one_settled(self, settled: int = 1) -> bool:
-        """Count settled futures (lock held); True if none is outstanding now.
-        (``_settle_unread`` does this inline: a change here goes there too.)"""
+        """Count settled futures (lock held); True if none is outstanding now."""
         self._outstanding -= settled
         idle = self._outstanding == 0
         if idle:

@@ -27,8 +27,6 @@ class Item:
     __slots__ = ("chunked", "direct", "done", "future", "marked", "ref")
 
     def __init__(self, future: ExecutorFuture, chunked: bool, direct: bool) -> None:
-        # ``Executor._enqueue`` sets these without calling the class: a slot added here
-        # goes there too (its import fails until it does).
         self.future = future
         self.chunked = chunked
         self.ref: Any = None

@@ -184,14 +184,12 @@ class ExecutorFuture(DrivenFuture):
         self._item: Any = None
 
     def attach(self, executor: Any, item: Any) -> None:
-        """``cancel`` asks ``executor._cancel(item)`` from now on (the call is submitted).
-        (``Executor._enqueue`` sets the two inline: a change here goes there too.)"""
+        """``cancel`` asks ``executor._cancel(item)`` from now on (the call is submitted)."""
         self._executor = executor
         self._item = item
 
     def detach(self) -> None:
-        """``cancel`` is the stdlib's again (settling calls it, or the call has ended).
-        (``Executor._settle_unread`` clears the two inline: a change here goes there too.)"""
+        """``cancel`` is the stdlib's again (settling calls it, or the call has ended)."""
         self._executor = self._item = None
 
     def settling_ref(self) -> ObjectRef[Any] | None:

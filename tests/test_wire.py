@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import sys
 
 import pytest
 
@@ -117,88 +116,6 @@ def test_flat_encoding_ships_code_once_too():
     assert first.run.spec.function.blob == b"blob"
     assert second.run.spec.function.blob == b""
     assert known == {7}
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-
-class _Loop:
-    """Enough of a loop for a ``Connection`` whose sends come from its own thread."""
-
-    def call_soon(self, fn, *args):
-        pass  # the test flushes by hand
-
-
-def _frames(data: bytes) -> list[object]:
-    bodies, offset = [], 0
-    while offset < len(data):
-        (length,) = wire.HEADER.unpack_from(data, offset)
-        start = offset + wire.HEADER.size
-        bodies.append(pickle.loads(data[start : start + length]))
-        offset = start + length
-    return bodies
-
-
-def test_tasks_sent_in_one_loop_turn_go_as_one_frame_in_order():
-    """``RunTask`` records the loop's thread sends in one turn go as one frame
-    (``codec.RUN_TASKS``), and arrive as the same records in the order sent; one with no
-    flat form goes as its own frame between them, in its place; code still ships once."""
-    from actorlib.backends.transport import codec
-    from actorlib.core.specs import ExceptionTypes
-
-    conn = wire.Connection(_Loop(), lambda message: None)  # type: ignore[arg-type]
-    transport = _Transport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    sent = [m.RunTask(_task_run(name=f"t{i}")) for i in range(3)]
-    sent.append(m.RunTask(_task_run(retry_exceptions=ExceptionTypes((KeyError,)))))
-    sent.append(m.RunTask(_task_run(name="after")))
-    known: set[int] = set()
-    for message in sent:
-        conn.send(message, known)
-    conn._flush()
-    [data] = transport.writes
-    tags = [body[0] for body in _frames(data)]
-    assert tags == [codec.RUN_TASKS, m.TAGS[m.RunTask], codec.RUN_TASK]
-    got = wire.Decoder().feed(data)
-    assert [msg.run.spec.function.blob for msg in got] == [b"blob"] + [b""] * 4
-    for message, arrived in zip(sent, got, strict=True):
-        assert repr(arrived.run.spec.name) == repr(message.run.spec.name)
-        assert repr(arrived.run.deps) == repr(message.run.deps)
-        assert arrived.run.spec.args.payload.data == message.run.spec.args.payload.data
-    assert known == {7}
-
-
-def test_a_task_that_does_not_decode_fails_alone_in_its_frame_of_several(monkeypatch):
-    """A frame of several tasks that fails to decode (one holds a string of a class only
-    the sender has) still yields each task in order: that one as ``Undecodable`` (the
-    worker fails it saying why), the others as sent."""
-    import types
-
-    from actorlib.backends.transport import codec, framing
-
-    module = types.ModuleType("_actorlib_sender_only_names")
-    name_cls = type("SenderOnlyName", (str,), {"__module__": module.__name__})
-    module.SenderOnlyName = name_cls  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    conn = wire.Connection(_Loop(), lambda message: None)  # type: ignore[arg-type]
-    transport = _Transport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    names = ["first", name_cls("odd"), "last"]
-    for name in names:
-        conn.send(m.RunTask(_task_run(name=name)), set())
-    conn._flush()
-    [data] = transport.writes
-    assert [body[0] for body in _frames(data)] == [codec.RUN_TASKS]
-    monkeypatch.delitem(sys.modules, module.__name__)  # the receiver lacks the class
-    first, odd, last = wire.Decoder(salvage=True).feed(data)
-    assert type(odd) is framing.Undecodable and type(odd.record) is m.RunTask
-    assert "_actorlib_sender_only_names" in odd.error
-    assert (first.run.spec.name, last.run.spec.name) == ("first", "last")
 
 
 def test_unusual_tasks_take_the_pickle_path_and_still_arrive():

@@ -415,8 +415,7 @@ class ProcessBackend(Backend):
                 worker.retired = True
         if spec.code_env is not None:  # the worker was started in it: the bytes stay here
             run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, code_env=None))
-        # ``worker.send``, without its frame: a task's code is kept by the worker
-        worker.conn.send(_new(RunTask, (run,)), worker.code_ids)
+        worker.send(_new(RunTask, (run,)))
 
     def start_actor(self, start: ActorStart) -> None:
         spec = start.spec
@@ -549,9 +548,7 @@ class ProcessBackend(Backend):
             worker.blocked.discard(task_id)
             worker.private.discard(task_id)
         self._task_worker.pop(task_id, None)
-        # ``worker.idle``, without the property's frame (every task's end)
-        if (not worker.running and worker.actor is None and not worker.dead
-                and not worker.retired):
+        if worker.idle:
             self._idle.append(worker)
         elif worker.retired and not worker.running and not worker.expected_exit:
             worker.expected_exit = True  # max_calls reached: it exits, a fresh one replaces it

@@ -72,18 +72,10 @@ class ClaimTable:
         slots = self._slots
         if slots is None:
             raise _closed()
-        # Slot 0 or 1 is nearly always free (a worker holds a few queued tasks at most),
-        # so they are read first: ``tolist()`` makes 64 ints and a list (~3,000
-        # instructions), for every pipelined task if it came first.
-        if not slots[0]:
-            index = 0
-        elif not slots[1]:
-            index = 1
-        else:
-            try:
-                index = slots.tolist().index(0)
-            except ValueError:
-                return False
+        try:
+            index = slots.tolist().index(0)
+        except ValueError:
+            return False
         slots[index] = task_id
         return True
 

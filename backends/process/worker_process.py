@@ -177,7 +177,6 @@ class WorkerProcess:
         }
 
     def send(self, message: ToWorker) -> None:
-        # (``ProcessBackend.run_task`` sends its ``RunTask`` as this would, inline)
         # Code goes once per worker, counted as known only where the worker keeps it (the
         # task or actor it runs). Code inside another message, such as the spec a
         # get_actor() in a task looks up, travels whole and is not counted: the worker
@@ -202,7 +201,6 @@ class WorkerProcess:
 
     @property
     def idle(self) -> bool:
-        # (``ProcessBackend._task_left`` asks this inline: a change here goes there too)
         return not self.running and self.actor is None and not self.dead and not self.retired
 
     def lendable(self, env_key: str) -> bool:

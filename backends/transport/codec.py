@@ -38,7 +38,6 @@ from actorlib.core.specs import NO_ARGS, Args, CallSpec, CodeRef, TaskSpec
 RUN_TASK, RUN_CALL, TASK_FINISHED, CALL_FINISHED = 1, 2, 3, 4
 SUBMIT_TASK, SUBMIT_CALL, READY = 5, 6, 7
 READIES = 8  # several ``Ready`` in one frame (``readies_body``)
-RUN_TASKS = 9  # several flat ``RunTask`` in one frame (``run_tasks_body``)
 
 
 def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
@@ -157,9 +156,7 @@ def _rebuild_call_spec(flat: tuple[Any, ...]) -> CallSpec:
     return spec
 
 
-def flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, ...] | None:
-    """A ``RunTask``'s flat form, None if it has none (see ``_task_spec``); public for a
-    sender that frames several at once (``wire.Connection.send``, ``run_tasks_body``)."""
+def _flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, ...] | None:
     run = message.run
     spec = _task_spec(run.spec, known_code)
     if spec is None:
@@ -167,23 +164,6 @@ def flat_run_task(message: RunTask, known_code: set[int] | None) -> tuple[Any, .
     deps = run.deps  # (no ``_values`` for none, nearly every task)
     return (RUN_TASK, spec, run.node_id, _values(deps) if deps else deps, run.gpu_ids,
             run.follows, run.job)
-
-
-def run_tasks_body(flats: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """Several flat ``RunTask`` (``flat_run_task``) as one frame's body: the tasks the
-    driver's loop sends a worker in one turn (about six a turn in a burst) cost one
-    ``pickle.dumps`` and one header, not one each, and what they share (their name,
-    namespace, resources, concurrency key, node) is pickled once, the rest of the frame
-    referring to it (half the bytes and half the pickling of separate frames). The
-    receiver's :class:`~.framing.Decoder` hands them on one by one (``Several``)."""
-    return (RUN_TASKS, flats)
-
-
-def _run_tasks(flat: tuple[Any, ...]) -> Several:
-    several = Several()
-    for one in flat[1]:
-        several.append(_run_task(one))
-    return several
 
 
 def _flat_run_call(message: RunCall, known_code: set[int] | None) -> tuple[Any, ...] | None:
@@ -282,7 +262,7 @@ def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]
 
 #: The flattener of each per-task record: its flat form, or None if this one is unusual.
 FLATTEN: dict[type, Callable[[Any, set[int] | None], tuple[Any, ...] | None]] = {
-    RunTask: flat_run_task, RunCall: _flat_run_call,
+    RunTask: _flat_run_task, RunCall: _flat_run_call,
     TaskFinished: _flat_outcome(TASK_FINISHED), CallFinished: _flat_outcome(CALL_FINISHED),
     SubmitTask: _flat_submit_task, SubmitCall: _flat_submit_call, Ready: _flat_ready,
 }
@@ -381,6 +361,5 @@ READERS: dict[int, Callable[[tuple[Any, ...]], Any]] = {
     SUBMIT_CALL: lambda flat: _new(SubmitCall, (_rebuild_call_spec(flat[1]),)),
     READY: lambda flat: _new(Ready, (flat[1], flat[2], _rebuild(flat[3]))),
     READIES: _readies,
-    RUN_TASKS: _run_tasks,
     **{tag: _record_reader(cls) for cls, tag in TAGS.items()},
 }

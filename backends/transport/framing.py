@@ -131,22 +131,11 @@ class _Salvaging(pickle.Unpickler):
         return Missing
 
 
-def salvage(
-    frame: bytes | memoryview, exc: BaseException,
-) -> Undecodable | codec.Several | None:
+def salvage(frame: bytes | memoryview, exc: BaseException) -> Undecodable | None:
     """The record a frame that failed to decode (``exc``) carried, or None if even its
-    record cannot be read. A frame of several tasks (``codec.RUN_TASKS``) gives them
-    all, in order: as :class:`Undecodable` those holding what could not be loaded, the
-    others as they are (they decoded whole), so one task's failure is its own."""
+    record cannot be read."""
     try:
         body = _Salvaging(io.BytesIO(frame)).load()
-        if type(body) is tuple and body and body[0] == codec.RUN_TASKS:
-            error = f"{type(exc).__name__}: {exc}"
-            several = codec.Several()
-            for flat in body[1]:
-                task = _READERS[codec.RUN_TASK](flat)
-                several.append(Undecodable(task, error) if _holds_missing(flat) else task)
-            return several
         if type(body) is tuple and body and type(body[0]) is int:
             reader = _READERS.get(body[0])
             if reader is not None:
@@ -156,17 +145,6 @@ def salvage(
     if type(body) not in _TAGS:
         return None
     return Undecodable(body, f"{type(exc).__name__}: {exc}")
-
-
-def _holds_missing(obj: Any) -> bool:
-    """Whether a salvaged flat record holds a :class:`Missing` anywhere."""
-    if type(obj) is Missing:
-        return True
-    if type(obj) in (tuple, list):
-        return any(_holds_missing(item) for item in obj)
-    if type(obj) is dict:
-        return any(_holds_missing(k) or _holds_missing(v) for k, v in obj.items())
-    return False
 
 
 class Decoder:
@@ -218,12 +196,10 @@ class Decoder:
                     salvaged = salvage(frame, exc) if self._salvage else None
                     if salvaged is None:
                         log.exception("actorlib: dropped a message that could not be decoded")
-                        continue
-                    for record in salvaged if type(salvaged) is _SEVERAL else (salvaged,):
-                        if type(record) is Undecodable:
-                            log.error("actorlib: a %s message could not be decoded: %s",
-                                      name_of(record.record), record.error)
-                        messages.append(record)
+                    else:
+                        log.error("actorlib: a %s message could not be decoded: %s",
+                                  name_of(salvaged.record), salvaged.error)
+                        messages.append(salvaged)
                 finally:
                     frame.release()
         finally:

@@ -12,8 +12,7 @@ already-pickled user data (user classes inside specs pickle themselves by value,
 Writes are batched: ``send`` may be called from any thread; it queues the message and the
 connection's loop writes everything queued in one go, once per loop turn (a send from the
 loop's own thread schedules that write with ``call_soon``: no wake-up fd write). The
-``Ready`` records the loop's thread sends in one turn go as one frame (``codec.READIES``),
-and so do its ``RunTask`` records (``codec.RUN_TASKS``).
+``Ready`` records the loop's thread sends in one turn go as one frame (``codec.READIES``).
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ import collections
 import logging
 from _thread import get_ident
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from actorlib.backends.transport.codec import flat_run_task, readies_body, run_tasks_body
+from actorlib.backends.transport.codec import readies_body
 
 # The frames and the worker's blocking end, here under their old names too.
 from actorlib.backends.transport.framing import (
@@ -36,9 +35,8 @@ from actorlib.backends.transport.framing import (
     Sender,
     encode,
     encode_body,
-    encode_record,
 )
-from actorlib.backends.transport.messages import Ready, RunTask, name_of
+from actorlib.backends.transport.messages import Ready, name_of
 
 __all__ = [
     "HEADER", "MAX_FRAME", "BlockingConnection", "Connection", "Decoder", "Sender", "encode",
@@ -49,15 +47,6 @@ log = logging.getLogger("actorlib.wire")
 #: The most ``Ready`` records sent in one frame: a bound on the frame (each may hold an
 #: inline value) and on how long its first result waits for the rest to be read.
 READIES_PER_FRAME = 64
-#: The most ``RunTask`` records sent in one frame (a bound, as for readies: a worker
-#: starts the first only once the whole frame is in).
-RUN_TASKS_PER_FRAME = 64
-
-
-class _RunTasks(list[tuple[Any, ...]]):
-    """The open run of flat ``RunTask`` records at the outbox's end (see ``send``)."""
-
-    __slots__ = ()
 
 
 class Connection(asyncio.Protocol):
@@ -80,8 +69,8 @@ class Connection(asyncio.Protocol):
         self._on_messages = on_messages
         self._on_lost = on_lost
         self._decoder = Decoder(salvage)
-        # Frames, and the open list of readies or of flat tasks at the end (see ``send``).
-        self._outbox: collections.deque[bytes | list[Ready] | _RunTasks] = collections.deque()
+        # Frames, and the open list of readies at the end (see ``send``).
+        self._outbox: collections.deque[bytes | list[Ready]] = collections.deque()
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
         self._loop_ident: int | None = None  # the loop's thread, once connected
@@ -128,21 +117,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         outbox = self._outbox
-        kind = type(message)
-        if kind is RunTask and get_ident() == self._loop_ident:
-            # The tasks sent on the loop's thread in one turn (to a worker, after a read of
-            # its outcomes: about six in a burst) wait for ``_flush`` flat, in one open
-            # list at the outbox's end, to go as one frame (``codec.run_tasks_body``).
-            # Flattened now, in order: the code each one ships is counted as sent here.
-            flat = flat_run_task(message, known_code)
-            last = outbox[-1] if outbox else None
-            if flat is None:  # no flat form: ``encode``'s other path
-                outbox.append(encode_record(message, known_code))
-            elif type(last) is _RunTasks and len(last) < RUN_TASKS_PER_FRAME:
-                last.append(flat)
-            else:
-                outbox.append(_RunTasks((flat,)))
-        elif kind is Ready and get_ident() == self._loop_ident:
+        if type(message) is Ready and get_ident() == self._loop_ident:
             # Readies sent on the loop's thread in one turn wait for ``_flush`` in one
             # open list at the outbox's end (only this thread adds to it or takes it), to
             # go as one frame: a peer awaiting many results (a task's ``get`` of a
@@ -173,14 +148,11 @@ class Connection(asyncio.Protocol):
         chunks: list[bytes] = []
         while outbox:
             chunk = outbox.popleft()
-            if type(chunk) is bytes:
+            if isinstance(chunk, list):  # readies (see ``send``): one alone goes as it is
+                chunks.append(encode(chunk[0]) if len(chunk) == 1 else encode_body(
+                    readies_body(chunk)))
+            else:
                 chunks.append(chunk)
-            elif type(chunk) is _RunTasks:  # flat tasks (see ``send``): one alone as ``encode``
-                chunks.append(encode_body(chunk[0] if len(chunk) == 1 else run_tasks_body(chunk)))
-            else:  # readies (see ``send``): one alone goes as it is
-                readies = cast("list[Ready]", chunk)
-                chunks.append(encode(readies[0]) if len(readies) == 1 else encode_body(
-                    readies_body(readies)))
         transport.write(b"".join(chunks))
 
     def close(self) -> None:
