@@ -168,14 +168,11 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         "targets": targets,
         "rows": report.build_rows(targets, against),
     }
-    if paired:
-        from actorlib.bench.paired import median_of
-
-        result["paired"] = median_of(paired)
     print(report.table(result))
     if paired:
-        from actorlib.bench.paired import table
+        from actorlib.bench.paired import median_of, table
 
+        result["paired"] = median_of(paired)
         print(table(result["paired"]))
     if args.json:
         report.write_json(result, args.json)
