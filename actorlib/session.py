@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from actorlib.backends import DEFAULT_BACKEND, load, prestart
+from actorlib.backends import DEFAULT_BACKEND, load, prestart, stacks
 from actorlib.core import context, metrics
 from actorlib.core.exiting import mark_exiting
 from actorlib.core.fds import fill_standard_fds
@@ -272,6 +272,7 @@ def init(
         # of init's CPU). A collector the program turned off stays off.
         collecting = gc.isenabled()
         gc.disable()
+        stacks.prepare_driver()  # here: the runtime's threads may not set handlers
         try:
             rt, backend_cls, env, code_env = _start(
                 name, warm, namespace or "default", runtime_env, labels, log_dir,
@@ -282,6 +283,7 @@ def init(
                 logging_config=logging_config, spill_root=object_spilling_directory,
             )
         except BaseException:
+            stacks.unprepare_driver()
             if warm is not None:
                 warm.discard()
             from actorlib.backends.output import remove_driver_logging
@@ -299,6 +301,7 @@ def init(
                 if server is not None:
                     server.stop()
                 rt.shutdown()
+                stacks.unprepare_driver()
                 from actorlib.backends.output import remove_driver_logging
 
                 remove_driver_logging()  # init(logging_config=)'s, applied by _start
@@ -512,6 +515,7 @@ def _restore_signal_handlers() -> None:
     if _relay is not None:  # its thread ends wherever shutdown() runs (an Executor's)
         _relay.stop()
         _relay = None
+    stacks.unprepare_driver()
     if threading.current_thread() is not threading.main_thread():
         return  # the handler stays; with no runtime it acts as the default would
     for sig in list(_handled):

@@ -2,16 +2,24 @@
 
 Every process that runs tasks (a process backend's or a cluster node's worker, and on the
 thread and sim backends the driver itself), and every driver serving the state socket (a
-stuck driver is what a second terminal most often looks into), registers
-:mod:`faulthandler` on ``SIGUSR1``,
-writing every thread's Python stack to ``<sessions root>/stacks/<pid>.txt``. The handler
-writes from C, in the signal handler: it answers while the process is stuck in a C call
-(``time.sleep``, a lock, a socket) or even while a thread holds the GIL, which is what a
-hang usually is. The file is opened for appending, so the reader (:func:`dump`) may
-truncate it after reading.
+stuck driver is what a second terminal most often looks into), answers ``SIGUSR1`` by
+writing every thread's Python stack to ``<sessions root>/stacks/<pid>.txt``; the reader
+(:func:`dump`) truncates the file after reading.
 
-A driver registers only when ``SIGUSR1`` still has its default action (which would kill
-the process), so a program with its own ``SIGUSR1`` handler keeps it.
+The answer is written by a Python-level handler, on the main thread, holding the GIL.
+:mod:`faulthandler`'s own signal handler would write from C, in whichever thread the
+signal lands on, without the GIL: it reads every thread's frames while those threads run
+and push and pop them, and in CPython 3.11 that crashes a busy process with SIGSEGV
+(within a fraction of a second, a few threads running Python, a dump every few ms). The
+Python-level handler cannot answer while the main thread is stuck in a C call that holds
+the GIL, or ignores signals; so a reader that hears nothing for :data:`FALLBACK_AFTER_S`
+sends ``SIGUSR2``, which :mod:`faulthandler` answers from C. That is the one case where
+reading without the GIL is what a user needs, and a thread holding the GIL keeps the
+others' frames still.
+
+A driver answers only when both signals still have their default action (which would
+kill the process), so a program with a handler of its own keeps it; and only when
+``actorlib.init`` runs on the main thread, the only one that may set a handler.
 """
 
 from __future__ import annotations
@@ -19,12 +27,19 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
+import re
 import signal
+import threading
 import time
+from types import FrameType
 from typing import TextIO
 
 SUBDIR = "stacks"
 SIGNAL = getattr(signal, "SIGUSR1", None)  # absent on Windows: no dumps there
+#: Answered from C (faulthandler): for a process whose main thread does not answer.
+FALLBACK = getattr(signal, "SIGUSR2", None)
+#: How long :func:`dump` waits for the Python-level answer before sending :data:`FALLBACK`.
+FALLBACK_AFTER_S = 2.0
 #: How long :func:`dump` waits for a process to write its stacks.
 DUMP_TIMEOUT_S = 5.0
 #: How long it waits for a live process's file to appear: a worker given a task while it
@@ -33,6 +48,8 @@ BOOT_WAIT_S = 5.0
 
 _file: TextIO | None = None
 _in_driver = False
+#: The frame the Python-level handler adds on top of the main thread's stack: not shown.
+_OWN_FRAME = re.compile(r'^  File ".*stacks\.py", line \d+ in _answer\n', re.MULTILINE)
 
 
 def directory(create: bool = False) -> str | None:
@@ -53,25 +70,70 @@ def path_of(pid: int, where: str) -> str:
     return os.path.join(where, f"{pid}.txt")
 
 
+def _answer(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level answer to :data:`SIGNAL`: every thread's stack, written with the
+    GIL held, so no other thread changes its frames meanwhile."""
+    f = _file
+    if f is not None:
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile
+            faulthandler.dump_traceback(f.fileno(), all_threads=True)
+
+
+def _ours_or_default(signum: int | None) -> bool:
+    return signum is not None and signal.getsignal(signum) in (signal.SIG_DFL, _answer)
+
+
+def install() -> bool:
+    """Answer :data:`SIGNAL` at the Python level from now on (on the main thread only; a
+    worker calls it first thing). False where it cannot: off the main thread, on Windows."""
+    if SIGNAL is None or FALLBACK is None:
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(SIGNAL, _answer)
+    return True
+
+
+def prepare_driver() -> None:
+    """``init``, on the caller's thread before the runtime starts (whose own threads may
+    not set a handler): answer :data:`SIGNAL` unless the program handles it or
+    :data:`FALLBACK` itself. With no file (:func:`enable_in_driver`) the answer is
+    nothing."""
+    if _ours_or_default(SIGNAL) and _ours_or_default(FALLBACK):
+        install()
+
+
+def unprepare_driver() -> None:
+    """``shutdown``: :data:`SIGNAL` back to its default, where ours and allowed."""
+    if (_file is None and SIGNAL is not None and signal.getsignal(SIGNAL) is _answer
+            and threading.current_thread() is threading.main_thread()):
+        signal.signal(SIGNAL, signal.SIG_DFL)
+
+
 def enable(where: str | None) -> None:
-    """Dump this process's stacks to ``where/<pid>.txt`` on ``SIGUSR1``; never fails."""
+    """Dump this process's stacks to ``where/<pid>.txt`` on request; never fails.
+
+    The Python-level handler is :func:`install`'s (on the main thread); this opens the
+    file it writes to and registers the fallback, from any thread.
+    """
     global _file
-    if where is None or SIGNAL is None or _file is not None:
+    if where is None or SIGNAL is None or FALLBACK is None or _file is not None:
         return
     try:
         _file = open(path_of(os.getpid(), where), "a")  # noqa: SIM115 (kept open: the handler's)
-        faulthandler.register(SIGNAL, file=_file, all_threads=True, chain=False)
+        faulthandler.register(FALLBACK, file=_file, all_threads=True, chain=False)
     except (OSError, RuntimeError, ValueError):
         disable()
 
 
 def disable() -> None:
-    """Stop answering ``SIGUSR1`` and remove this process's file."""
+    """Stop answering and remove this process's file. The Python-level handler stays
+    (:func:`unprepare_driver` takes a driver's down): with no file it does nothing."""
     global _file
     if _file is None:
         return
-    if SIGNAL is not None:
-        faulthandler.unregister(SIGNAL)
+    if FALLBACK is not None:
+        faulthandler.unregister(FALLBACK)
     with contextlib.suppress(OSError):
         os.unlink(_file.name)
     _file.close()
@@ -80,9 +142,11 @@ def disable() -> None:
 
 def enable_in_driver() -> None:
     """The thread and sim backends: this process runs the tasks, so it answers too,
-    unless the program handles ``SIGUSR1`` itself."""
+    where ``init`` could prepare it (:func:`prepare_driver`). From any thread."""
     global _in_driver
-    if SIGNAL is None or _file is not None or signal.getsignal(SIGNAL) != signal.SIG_DFL:
+    if _file is not None or SIGNAL is None or signal.getsignal(SIGNAL) is not _answer:
+        return
+    if not _ours_or_default(FALLBACK):
         return
     enable(directory(create=True))
     _in_driver = _file is not None
@@ -141,8 +205,11 @@ def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
         time.sleep(0.05)
     start = os.path.getsize(path)
     os.kill(pid, SIGNAL)
-    deadline = time.monotonic() + timeout
-    size, stable_since = start, time.monotonic()
+    sent = time.monotonic()
+    deadline = sent + timeout
+    fallback_at = sent + min(FALLBACK_AFTER_S, timeout / 2)
+    size, stable_since = start, sent
+    note = ""
     while True:
         time.sleep(0.02)
         now_size = os.path.getsize(path)
@@ -151,6 +218,11 @@ def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
             size, stable_since = now_size, now
         elif size > start and now - stable_since >= 0.1:
             break  # written, and nothing more for 100 ms: the handler has returned
+        if size == start and not note and now > fallback_at and FALLBACK is not None:
+            # The main thread did not answer: stuck in a C call. Read from C.
+            note = (f"(pid {pid}'s main thread did not answer within "
+                    f"{now - sent:.1f} s: stacks read from the signal handler)\n")
+            os.kill(pid, FALLBACK)
         if now > deadline:
             if size > start:
                 break
@@ -160,4 +232,4 @@ def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
         text = f.read(size - start).decode("utf-8", "replace")
     with contextlib.suppress(OSError), open(path, "r+") as f:
         f.truncate(0)  # the writer appends (O_APPEND): its next dump starts at 0
-    return text
+    return note + _OWN_FRAME.sub("", text)

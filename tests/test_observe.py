@@ -293,6 +293,97 @@ def test_stack_files_of_dead_processes_are_swept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{os.getpid()}.txt"]
 
 
+# A process answering `actorlib stack` as a worker does, with three threads and its main
+# thread running Python that pushes and pops frames all the time.
+_BUSY = """
+import sys, threading
+from actorlib.backends import stacks
+stacks.install()
+stacks.enable(stacks.directory(create=True))
+def deep(n):
+    return 0 if n == 0 else deep(n - 1) + 1
+def busy():
+    while True:
+        for depth in (5, 50, 300, 900):
+            deep(depth)
+for _ in range(3):
+    threading.Thread(target=busy, daemon=True).start()
+print("ready", flush=True)
+"""
+
+
+def _answering(script: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
+                            stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+@pytest.mark.slow  # an interpreter of its own
+def test_stack_requests_never_crash_a_busy_process(tmp_env):
+    """Read from C in the signal handler, without the GIL, every thread's frames were
+    read while they changed: Python 3.11 died of SIGSEGV within 0.2 s here (and took a
+    CI run's pytest with it). The answer is now written holding the GIL."""
+    import signal
+
+    from actorlib.backends import stacks
+
+    proc = _answering(_BUSY + "busy()\n", tmp_env)
+    try:
+        for _ in range(300):
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(0.002)
+        time.sleep(0.1)
+        assert proc.poll() is None, f"the process died: {proc.returncode}"
+        text = stacks.dump(proc.pid, timeout=T)
+        assert "in busy" in text and "in deep" in text, text
+        assert "in _answer" not in text and "did not answer" not in text, text
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.slow  # an interpreter of its own
+def test_a_process_stuck_in_c_holding_the_gil_still_shows_its_stacks(tmp_env):
+    """Its main thread cannot run the Python-level handler: after a while the reader
+    asks the handler that answers from C, and says so."""
+    from actorlib.backends import stacks
+
+    stuck = "def stuck_in_c():\n    sum(range(10**11))\nstuck_in_c()\n"
+    proc = _answering(_BUSY.replace("range(3)", "range(0)") + stuck, tmp_env)
+    try:
+        text = stacks.dump(proc.pid, timeout=T)
+        assert "main thread did not answer within" in text, text
+        assert "in stuck_in_c" in text, text
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.slow  # an interpreter of its own
+def test_a_driver_answers_stacks_only_while_initialized_and_never_over_a_handler_of_its_own():
+    script = (
+        "import signal, actorlib\n"
+        "from actorlib.backends import stacks\n"
+        "def mine(*_): pass\n"
+        "for own in (None, signal.SIGUSR1, signal.SIGUSR2):\n"
+        "    if own is not None:\n"
+        "        signal.signal(own, mine)\n"
+        "    actorlib.init(backend='thread', num_cpus=1)\n"
+        "    during = signal.getsignal(signal.SIGUSR1) is stacks._answer\n"
+        "    actorlib.shutdown()\n"
+        "    after = signal.getsignal(signal.SIGUSR1)\n"
+        "    print(during, after is mine or after == signal.SIG_DFL)\n"
+        "    if own is not None:\n"
+        "        signal.signal(own, signal.SIG_DFL)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=T)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["True True", "False True", "False True"]
+
+
 @pytest.mark.slow  # an interpreter of its own
 def test_recording_can_be_switched_off_to_measure_its_cost():
     """``_ACTORLIB_TASK_EVENTS=0`` (for ``actorlib bench`` pairs only): no times, no ended

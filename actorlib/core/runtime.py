@@ -64,10 +64,13 @@ FORCED_ACTOR_CALL = "force=True is not supported for actor tasks."
 #: How long a question about worker processes (a stack dump, a log tail) may take.
 WORKER_QUERY_TIMEOUT_S = 30.0
 #: The state kinds whose rows name worker processes (``Backend.refresh_workers``): for
-#: tasks and actors, the id, pid and state of the rows that should name one.
+#: tasks and actors, the id, pid and states of the rows that should name one (a task
+#: queued on a worker behind its running one too).
 WORKER_KINDS = frozenset({"tasks", "actors", "workers"})
-_PID_FIELDS = {"tasks": ("task_id", "worker_pid", "RUNNING"),
-               "actors": ("actor_id", "pid", "ALIVE")}
+_PID_FIELDS = {
+    "tasks": ("task_id", "worker_pid", frozenset({"RUNNING", "SUBMITTED_TO_WORKER"})),
+    "actors": ("actor_id", "pid", frozenset({"ALIVE"})),
+}
 #: How long those rows wait for a backend to refresh its workers (a node that does not
 #: answer, stopped say): then they are made from what it knows.
 WORKERS_REFRESH_S = 2.0
@@ -597,21 +600,21 @@ class Runtime:
         the backend must ask for them (``Backend.refresh_workers``); False if it need
         not. On the core loop.
 
-        Tasks and actors: the rows as of now, then, if a running task or a live actor
-        names no process (placed since the node's last heartbeat), its pid from the
-        rows made again once the nodes have answered. Their answers cover it: each node
+        Tasks and actors: the rows as of now, then, if a running or queued task or a
+        live actor names no process (placed since the node's last heartbeat), its pid
+        from the rows made again once the nodes have answered. Their answers cover it: each node
         handles the head's messages in order, and the work in the first rows was sent
         before the question. Answered after :data:`WORKERS_REFRESH_S` at most (a
         stopped node), with what is known then."""
         before: list[dict[str, Any]] | None = None
         if kind in _PID_FIELDS:
-            key, field, state_ = _PID_FIELDS[kind]
+            key, field, states = _PID_FIELDS[kind]
             try:
                 before = self._rows(kind)
             except Exception as exc:
                 done(False, exc)
                 return True
-            if not any(row["state"] == state_ and not row[field] for row in before):
+            if not any(row["state"] in states and not row[field] for row in before):
                 done(True, before)
                 return True
         refreshing = self.backend.refresh_workers()
@@ -636,7 +639,7 @@ class Runtime:
             if before is not None:
                 found = {row[key]: row[field] for row in rows if row[field]}
                 for row in before:
-                    if row["state"] == state_ and not row[field]:
+                    if row["state"] in states and not row[field]:
                         row[field] = found.get(row[key])
                 rows = before
             done(True, rows)

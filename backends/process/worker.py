@@ -386,7 +386,7 @@ class Worker:
         self.inline = InlineTasks(local, self.conn)
         local.reading = self.conn  # a sync actor's thread reads while idle
         self._setup_output(config)
-        stacks.enable(config.get("stack_dir"))  # `actorlib stack`: dump on SIGUSR1
+        stacks.enable(config.get("stack_dir"))  # `actorlib stack`: dumps on request
 
     # -- output ------------------------------------------------------------------------
 
@@ -528,6 +528,7 @@ def main() -> None:
     set_buffer_mapper(map_early)
     claims = ClaimTable(int(sys.argv[3])) if len(sys.argv) > 3 else None
     wakeup = urgent.Wakeup()  # here, on the main thread: the handlers are the process's
+    stacks.install()  # `actorlib stack`'s answer, on the main thread (Init opens its file)
     urgent.keep_cancels()
     Worker(sock, claims, wakeup).run()
 
