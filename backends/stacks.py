@@ -200,7 +200,10 @@ def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
     while path is None or not os.path.exists(path) or SIGNAL is None:
         if path is None or SIGNAL is None or time.monotonic() > booting:
             raise LookupError(
-                f"pid {pid} is not an actorlib worker of this user on this machine"
+                f"pid {pid} does not answer stack requests: not an actorlib process of "
+                "this user on this machine, or a driver that cannot answer (its "
+                "actorlib.init ran off the main thread, or it handles SIGUSR1 or SIGUSR2 "
+                "itself)"
             )
         time.sleep(0.05)
     start = os.path.getsize(path)

@@ -361,6 +361,21 @@ def test_a_process_stuck_in_c_holding_the_gil_still_shows_its_stacks(tmp_env):
         proc.communicate()
 
 
+def test_a_process_that_cannot_answer_stack_requests_is_told_apart(tmp_env, monkeypatch):
+    from actorlib.backends import stacks
+
+    monkeypatch.setattr(stacks, "BOOT_WAIT_S", 0.1)  # a worker's boot is not awaited here
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(LookupError, match=(
+                f"pid {proc.pid} does not answer stack requests: not an actorlib process .*"
+                "actorlib.init ran off the main thread, or it handles SIGUSR1 or SIGUSR2")):
+            stacks.dump(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.slow  # an interpreter of its own
 def test_a_driver_answers_stacks_only_while_initialized_and_never_over_a_handler_of_its_own():
     script = (
