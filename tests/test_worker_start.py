@@ -219,3 +219,29 @@ def test_a_claim_table_is_an_anonymous_memory_file_shared_through_its_descriptor
             os.close(other.fd)
     finally:
         table.close()
+
+
+@pytest.mark.slow  # an interpreter of its own, and a copy of the package
+def test_workers_run_the_actorlib_their_driver_imported(tmp_path):
+    """A driver whose actorlib is a copy on its own path (a checkout beside an installed
+    one): its workers import that copy too. With the installed one instead, their
+    messages could differ, and the driver wait for good for tasks dropped undecoded."""
+    import shutil
+
+    home = tmp_path / "checkout"
+    shutil.copytree(Path(actorlib.__file__).parent, home / "actorlib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = home / "driver.py"
+    script.write_text(
+        "import actorlib\n"
+        "@actorlib.remote\n"
+        "def where():\n"
+        "    import actorlib\n"
+        "    return actorlib.__file__\n"
+        "actorlib.init(backend='process', num_cpus=1)\n"
+        "print(actorlib.__file__)\n"
+        "print(actorlib.get(where.remote(), timeout=60))\n"
+        "actorlib.shutdown()\n"
+    )
+    out = run_script(str(script), "process").stdout.split()
+    assert out == [str(home / "actorlib" / "__init__.py")] * 2, out

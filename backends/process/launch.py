@@ -24,9 +24,12 @@ import threading
 from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import lifeline_fd, use_pdeathsig
 
-# Start the worker without the current directory on sys.path: run from a source checkout,
-# "-m" would import the checkout's actorlib/ (which lacks actorlib.backends) instead of the
-# installed one. The driver's own sys.path reaches the worker with its first message.
+# Start the worker without the current directory on sys.path, and with the directory this
+# process imported actorlib from first: the worker runs the same actorlib as its driver.
+# A driver that imports a checkout's actorlib (its directory on the path) beside an
+# installed one would otherwise have workers of the installed one, whose messages may
+# differ: the driver's task frames would be dropped as undecodable, and it would wait
+# for them for good. The driver's own sys.path reaches the worker with its first message.
 # SIGINT is ignored first thing: Ctrl-C in a terminal reaches the whole process group, and
 # the driver alone decides what it means (one KeyboardInterrupt traceback, not one per
 # worker; a driver that catches it keeps its workers). The terminating signals are
@@ -42,8 +45,18 @@ WORKER_BOOT = (
     "hasattr(signal, 'pthread_sigmask') and signal.pthread_sigmask("
     "signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)); "
     "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "{home!r} and sys.path.insert(0, {home!r}); "
     "from actorlib.backends.process.worker import main; gc.enable(); main()"
 )
+
+
+def _home() -> str:
+    """Where this process imported actorlib from (the directory holding its package)."""
+    where = getattr(sys.modules.get("actorlib"), "__file__", None)
+    return os.path.dirname(os.path.dirname(os.path.abspath(where))) if where else ""
+
+
+HOME = _home()
 
 
 class Launched:
@@ -57,7 +70,8 @@ class Launched:
         try:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-c", WORKER_BOOT, str(child_sock.fileno()),
+                    sys.executable, "-c", WORKER_BOOT.format(home=HOME),
+                    str(child_sock.fileno()),
                     str(os.getpid()), str(self.claims.fd), *map(str, lifeline),
                 ],
                 pass_fds=[child_sock.fileno(), self.claims.fd, *lifeline],
