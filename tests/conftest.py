@@ -162,6 +162,7 @@ RAY_EXCEPTIONS: dict[str, str] = {
             "test_gauge_and_histogram_recorded_in_an_actor",
             "test_tags_and_values_are_checked_as_ray_checks_them",
             "test_a_name_recorded_as_two_kinds_keeps_the_first",
+            "test_names_and_tags_of_a_str_class_only_the_driver_can_import_are_recorded",
         )),
         _RAY_STATE + "these tests read its metrics rows back "
         "(metrics go to Ray's own metrics there)",
@@ -179,6 +180,25 @@ RAY_EXCEPTIONS: dict[str, str] = {
         "difference: Ray keeps a node's extracted working_dir / py_modules in its own "
         "cache after shutdown() (deleted once unused packages outgrow that cache), where "
         "actorlib's nodes delete their copies at shutdown()"),
+    # Found by the whole suite on ray (ACTORLIB_TEST_RAY=all); these modules are not in
+    # RAY_MODULES, so CI does not run them there.
+    **dict.fromkeys(
+        (f"test_runtime_env_errors.py::{name}" for name in (
+            "test_a_package_folder_the_node_cannot_make_fails_the_work_then_heals",
+            "test_an_idle_worker_whose_folder_was_removed_is_not_reused",
+        )),
+        "difference: a node's extracted working_dir is Ray's (its runtime_env agent's "
+        "cache): the test damages that copy, and the next work then waited on Ray past "
+        "the test's timeout, where actorlib's nodes make the copy again",
+    ),
+    "test_user_process_state.py::test_shutdown_is_prompt_when_tasks_left_children_running": (
+        "difference: Ray ends the processes a task or an actor left running when its "
+        "worker exits, so they may be gone before the script ends them itself (as soon "
+        "as Ray's worker exits: one run in two here: not strict)"),
+    "test_user_process_state.py::test_processes_user_code_starts_can_be_terminated": (
+        "difference: Ray's workers run tasks with SIGINT blocked (plain Ray 2.60: SigBlk "
+        "0x2 in a task and in the processes it starts); SIGTERM and SIGHUP are not "
+        "blocked, so terminate() still ends them"),
     "test_runtime_context_names_the_worker_actor_and_accelerators":
         _RAY_STATE + "the test finds get_worker_id() in its list_workers()",
     **dict.fromkeys(

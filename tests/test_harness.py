@@ -138,6 +138,13 @@ def test_put(rt):
 """
 
 
+@pytest.fixture(autouse=True)
+def _inner_runs_keep_the_ray_subset(monkeypatch):
+    """The inner runs' conftest is a copy of ours: under ``ACTORLIB_TEST_RAY=all`` it put
+    their tests on ray too, where they cannot import tests/ray_local.py."""
+    monkeypatch.delenv("ACTORLIB_TEST_RAY", raising=False)
+
+
 def _setup(pytester, conftest):
     pytester.makeconftest(conftest)
     here = Path(__file__).parent

@@ -47,9 +47,11 @@ from actorlib.backends.runner.interrupts import (
 )
 from actorlib.backends.runner.streaming import exactly, is_generator
 from actorlib.backends.runner.user_code import (
+    PID,
     CodeCache,
     LoopHolder,
     drive,
+    leave_forked_child,
     pack_error,
     pack_results,
     run_sync_or_async,
@@ -428,6 +430,14 @@ def run_plain_task(template: bytes, prefix: int, payload: bytes | None = None,
     return _run_task(plain_task_spec(template, task_id), payload, deps)
 
 
+def _left_fork(forks: int, failure: BaseException | None = None) -> None:
+    """In a process the user code forked (``os.fork()`` without ``exec``), come back out
+    of it: it ends here, as on every backend (:func:`leave_forked_child`), never reaching
+    Ray's worker code with a copy of this worker."""
+    if PID.forks != forks:
+        leave_forked_child(failure)
+
+
 def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
     core = client(spec.namespace)
     name = spec.name or spec.function.name
@@ -438,6 +448,7 @@ def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> 
     token = current_execution.set(ctx)
     try:
         _running[0] = ctx  # a cancel's interrupt may wait for an import's end from here
+        forks = PID.forks
         try:
             try:
                 unpacked = _unpack(core, payload, deps)
@@ -445,11 +456,13 @@ def _run_task(spec: TaskSpec, payload: Packed | None, deps: tuple[Any, ...]) -> 
                     return _finish(core, unpacked, spec.num_returns)
                 fn = ctx.code = _code.load(spec.function)
                 result = run_sync_or_async(fn, unpacked[0], unpacked[1], _loop_holder())
+                _left_fork(forks)
                 values = _values(core, result, spec.generator, spec.num_returns, name,
                                  spec.task_id)
             except KeyboardInterrupt:
                 raise  # the cancel's interrupt: Ray reports the task cancelled
             except BaseException as exc:
+                _left_fork(forks, exc)
                 # ``SystemExit`` too is the task's error, as on every backend: left to
                 # Ray, it would end Ray's worker, and Ray would retry the task.
                 _still_cancelled(core, ctx)
@@ -638,6 +651,7 @@ class SyncHost(_Host):
         :meth:`AsyncHost._plain`: a change to either goes to the other."""
         spec, instance = self._spec, self._instance
         core, call_id, token = self._enter_plain(method, _SyncCallContext)
+        forks = PID.forks
         try:
             try:
                 if payload is None and not deps:
@@ -647,6 +661,7 @@ class SyncHost(_Host):
                     if isinstance(unpacked, Serialized):  # an argument's error
                         return Box(unpacked, {})
                     result = getattr(instance, method)(*unpacked[0], **unpacked[1])
+                _left_fork(forks)
                 if type(result) in PLAIN_SCALARS:
                     return _dumps(result, 5)  # ``pack_results`` then ``box`` of a scalar
                 if isinstance(result, CoroutineType):
@@ -654,7 +669,8 @@ class SyncHost(_Host):
                 values = _values(core, result, "", 1, f"{spec.cls.name}.{method}", call_id)
             except _ExitActor:
                 ray.actor.exit_actor()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit(): the call's error
+                _left_fork(forks, exc)
                 return _finish(core, _failed(exc, f"{spec.cls.name}.{method}", False), 1)
             return _finish(core, values, 1)
         finally:
@@ -664,19 +680,22 @@ class SyncHost(_Host):
     def _call(self, spec: CallSpec, payload: Packed | None, deps: tuple[Any, ...]) -> Any:
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
+        forks = PID.forks
         try:
             try:
                 method = self._method(spec, payload, deps)
                 if isinstance(method, Serialized):
                     return _finish(core, method, spec.num_returns)
                 result = run_sync_or_async(method, (), {}, _loop_holder())
+                _left_fork(forks)
                 values = _values(core, result, spec.generator, spec.num_returns,
                                  self._name(spec), spec.call_id)
             except _ExitActor:
                 # exit_actor() (or __ray_terminate__): Ray's own exit, as in an async
                 # method below.
                 ray.actor.exit_actor()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit(): the call's error
+                _left_fork(forks, exc)
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
             return _finish(core, values, spec.num_returns)
@@ -723,6 +742,7 @@ class AsyncHost(_Host):
         spec, instance = self._spec, self._instance
         core, call_id, token = self._enter_plain(method, ExecutionContext)
         running, this = self._track()
+        forks = PID.forks
         try:
             try:
                 if payload is None and not deps:
@@ -734,6 +754,7 @@ class AsyncHost(_Host):
                     result = getattr(instance, method)(*unpacked[0], **unpacked[1])
                 if type(result) is CoroutineType or inspect.isawaitable(result):
                     result = await result
+                _left_fork(forks)
                 if type(result) in PLAIN_SCALARS:
                     return _dumps(result, 5)  # ``pack_results`` then ``box`` of a scalar
                 values = _values(core, result, "", 1, f"{spec.cls.name}.{method}", call_id)
@@ -743,7 +764,8 @@ class AsyncHost(_Host):
                 if not self._exiting:
                     raise
                 return Box(self._ended(), {})
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit(): the call's error
+                _left_fork(forks, exc)
                 return _finish(core, _failed(exc, f"{spec.cls.name}.{method}", False), 1)
             return _finish(core, values, 1)
         finally:
@@ -756,6 +778,7 @@ class AsyncHost(_Host):
         core = client(self._spec.namespace)
         token = current_execution.set(self._context(spec.call_id, spec.method))
         running, this = self._track()
+        forks = PID.forks
         try:
             try:
                 method = self._method(spec, payload, deps)
@@ -764,6 +787,7 @@ class AsyncHost(_Host):
                 result = method()
                 if inspect.isawaitable(result):
                     result = await result
+                _left_fork(forks)
                 if spec.generator == "dynamic" and inspect.isasyncgen(result):
                     result = [item async for item in result]  # its items, then as a task's
                     refs = _dynamic(core, result, self._name(spec), spec.call_id)
@@ -777,7 +801,8 @@ class AsyncHost(_Host):
                 if not self._exiting:
                     raise  # a cancel of this call: Ray's
                 return _finish(core, self._ended(), spec.num_returns)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit(): the call's error
+                _left_fork(forks, exc)
                 error = _failed(exc, self._name(spec), spec.retry_exceptions)
                 return _finish(core, error, spec.num_returns)
             return _finish(core, values, spec.num_returns)
