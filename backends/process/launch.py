@@ -25,7 +25,9 @@ from actorlib.backends.process.claims import ClaimTable
 from actorlib.backends.process.portable import lifeline_fd, use_pdeathsig
 
 # Start the worker without the current directory on sys.path, and with the directory this
-# process imported actorlib from first: the worker runs the same actorlib as its driver.
+# process imported actorlib from first where it is not on that path already (an installed
+# actorlib's site-packages keeps its place, after the standard library, which a package
+# there could otherwise shadow): the worker runs the same actorlib as its driver.
 # A driver that imports a checkout's actorlib (its directory on the path) beside an
 # installed one would otherwise have workers of the installed one, whose messages may
 # differ: the driver's task frames would be dropped as undecodable, and it would wait
@@ -45,7 +47,7 @@ WORKER_BOOT = (
     "hasattr(signal, 'pthread_sigmask') and signal.pthread_sigmask("
     "signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)); "
     "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
-    "{home!r} and sys.path.insert(0, {home!r}); "
+    "{home}"
     "from actorlib.backends.process.worker import main; gc.enable(); main()"
 )
 
@@ -57,6 +59,10 @@ def _home() -> str:
 
 
 HOME = _home()
+#: The boot code, with :data:`HOME` put on the path.
+BOOT = WORKER_BOOT.format(
+    home=f"{HOME!r} in sys.path or sys.path.insert(0, {HOME!r}); " if HOME else ""
+)
 
 
 class Launched:
@@ -70,7 +76,7 @@ class Launched:
         try:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-c", WORKER_BOOT.format(home=HOME),
+                    sys.executable, "-c", BOOT,
                     str(child_sock.fileno()),
                     str(os.getpid()), str(self.claims.fd), *map(str, lifeline),
                 ],
