@@ -41,6 +41,11 @@ def add_arguments(sub: Any) -> None:
     which.add_argument("--actor", metavar="ID", help="only the worker hosting this actor")
     which.add_argument("--task", metavar="ID", help="only the worker running this task "
                        "or actor call")
+    stack.add_argument(
+        "--without-gil", action="store_true",
+        help="with --pid alone: read the stacks from the signal handler, without the GIL, "
+        "for a process whose main thread does not answer (stuck in a C call holding the "
+        "GIL); this can crash a process whose threads run Python meanwhile")
     state_cli.add_source_arguments(stack, "--driver")
     logs = sub.add_parser(
         "logs", help="a worker's log: what its tasks and actors printed (--follow)",
@@ -149,7 +154,7 @@ def header(worker: dict[str, Any]) -> str:
 
 
 def stacks_of(
-    chosen: list[dict[str, Any]], fetch: state.Fetch | None = None,
+    chosen: list[dict[str, Any]], fetch: state.Fetch | None = None, without_gil: bool = False,
 ) -> tuple[str, int]:
     """Each chosen worker's header and stacks, asked of ``fetch``'s runtime (``stack:PID``)
     or, without one, of the process itself; and how many could not be asked."""
@@ -160,7 +165,7 @@ def stacks_of(
             if fetch is not None:
                 text = fetch(f"stack:{worker['pid']}")[0]["text"]
             else:
-                text = stacks.dump(worker["pid"])
+                text = stacks.dump(worker["pid"], without_gil=without_gil)
             out.append(text.rstrip("\n"))
         except (ValueError, LookupError, TimeoutError, PermissionError) as exc:
             out.append(f"(no stacks: {exc})")
@@ -179,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
     """Run ``stack``/``timeline``; failures become one line on stderr."""
     try:
         if args.command == "stack":
-            if args.pid is not None and args.address is None and args.driver is None:
+            direct = args.pid is not None and args.address is None and args.driver is None
+            if args.without_gil and not direct:
+                raise ValueError("--without-gil needs --pid alone (the process is asked "
+                                 "directly, on this machine)")
+            if direct:
                 # A pid alone needs no runtime: ask that process directly.
                 chosen = [{"pid": args.pid, "worker_type": "process", "is_alive": True}]
                 fetch = None
@@ -187,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 fetch = _fetch(args)
                 workers = state.rows("workers", fetch)
                 chosen = targets(workers, args.pid, args.actor, args.task)
-            text, failed = stacks_of(chosen, fetch)
+            text, failed = stacks_of(chosen, fetch, args.without_gil)
             print(text, end="")
             return 1 if failed == len(chosen) and chosen else 0
         if args.command == "logs":

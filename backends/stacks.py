@@ -12,10 +12,10 @@ signal lands on, without the GIL: it reads every thread's frames while those thr
 and push and pop them, and in CPython 3.11 that crashes a busy process with SIGSEGV
 (within a fraction of a second, a few threads running Python, a dump every few ms). The
 Python-level handler cannot answer while the main thread is stuck in a C call that holds
-the GIL, or ignores signals; so a reader that hears nothing for :data:`FALLBACK_AFTER_S`
-sends ``SIGUSR2``, which :mod:`faulthandler` answers from C. That is the one case where
-reading without the GIL is what a user needs, and a thread holding the GIL keeps the
-others' frames still.
+the GIL, or ignores signals; for that case the reader may ask for ``SIGUSR2``, which
+:mod:`faulthandler` answers from C (``actorlib stack --pid N --without-gil``). Only on
+request: a process that merely answers late (a loaded machine) may have threads running
+Python, which that read can crash.
 
 A driver answers only when both signals still have their default action (which would
 kill the process), so a program with a handler of its own keeps it; and only when
@@ -36,10 +36,8 @@ from typing import TextIO
 
 SUBDIR = "stacks"
 SIGNAL = getattr(signal, "SIGUSR1", None)  # absent on Windows: no dumps there
-#: Answered from C (faulthandler): for a process whose main thread does not answer.
+#: Answered from C (faulthandler), on request: for a process whose main thread is stuck.
 FALLBACK = getattr(signal, "SIGUSR2", None)
-#: How long :func:`dump` waits for the Python-level answer before sending :data:`FALLBACK`.
-FALLBACK_AFTER_S = 2.0
 #: How long :func:`dump` waits for a process to write its stacks.
 DUMP_TIMEOUT_S = 5.0
 #: How long it waits for a live process's file to appear: a worker given a task while it
@@ -183,11 +181,13 @@ def forget(pid: int, where: str | None) -> None:
             os.unlink(path_of(pid, where))
 
 
-def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
+def dump(pid: int, timeout: float = DUMP_TIMEOUT_S, without_gil: bool = False) -> str:
     """Every thread's stack in process ``pid`` of this machine, as faulthandler prints it.
 
-    Raises ``LookupError`` when ``pid`` is not an actorlib process of this user on this
-    machine (no stack file), ``TimeoutError`` when it wrote nothing within ``timeout``.
+    ``without_gil``: read by :data:`FALLBACK`'s handler, from C, for a process whose main
+    thread does not answer (see the module's docstring). Raises ``LookupError`` when
+    ``pid`` is not an actorlib process of this user on this machine (no stack file),
+    ``TimeoutError`` when it wrote nothing within ``timeout``.
     """
     where = directory()
     try:
@@ -207,12 +207,10 @@ def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
             )
         time.sleep(0.05)
     start = os.path.getsize(path)
-    os.kill(pid, SIGNAL)
+    os.kill(pid, FALLBACK if without_gil and FALLBACK is not None else SIGNAL)
     sent = time.monotonic()
     deadline = sent + timeout
-    fallback_at = sent + min(FALLBACK_AFTER_S, timeout / 2)
     size, stable_since = start, sent
-    note = ""
     while True:
         time.sleep(0.02)
         now_size = os.path.getsize(path)
@@ -221,18 +219,19 @@ def dump(pid: int, timeout: float = DUMP_TIMEOUT_S) -> str:
             size, stable_since = now_size, now
         elif size > start and now - stable_since >= 0.1:
             break  # written, and nothing more for 100 ms: the handler has returned
-        if size == start and not note and now > fallback_at and FALLBACK is not None:
-            # The main thread did not answer: stuck in a C call. Read from C.
-            note = (f"(pid {pid}'s main thread did not answer within "
-                    f"{now - sent:.1f} s: stacks read from the signal handler)\n")
-            os.kill(pid, FALLBACK)
         if now > deadline:
             if size > start:
                 break
-            raise TimeoutError(f"pid {pid} wrote no stacks within {timeout:g} s")
+            if without_gil:
+                raise TimeoutError(f"pid {pid} wrote no stacks within {timeout:g} s")
+            raise TimeoutError(
+                f"pid {pid} wrote no stacks within {timeout:g} s: its main thread did "
+                f"not answer (stuck in a C call?); `actorlib stack --pid {pid} "
+                "--without-gil` reads them from the signal handler, which can crash a "
+                "process whose threads run Python meanwhile")
     with open(path, "rb") as f:
         f.seek(start)
         text = f.read(size - start).decode("utf-8", "replace")
     with contextlib.suppress(OSError), open(path, "r+") as f:
         f.truncate(0)  # the writer appends (O_APPEND): its next dump starts at 0
-    return note + _OWN_FRAME.sub("", text)
+    return _OWN_FRAME.sub("", text)

@@ -291,7 +291,10 @@ def _connect(conn: socket.socket, path: str, timeout: float) -> None:
 
 def _stack_hint(path: str) -> str:
     pid = pid_of(path)
-    return f"; `actorlib stack --pid {pid}` shows where it is" if pid is not None else ""
+    if pid is None:
+        return ""
+    return (f"; `actorlib stack --pid {pid}` shows where it is (add --without-gil if it "
+            "holds the GIL)")
 
 
 def query(path: str, kind: str, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:

@@ -591,8 +591,9 @@ def test_a_driver_holding_the_gil_is_named_and_shows_its_stacks(
     tmp_env: dict[str, str], backend: str,
 ) -> None:
     """A driver stuck in a long C call holding the GIL cannot answer; the command says
-    so and points to ``actorlib stack --pid``, which shows the driver's own stacks (the
-    dump is written from C) whatever the backend, not only where the driver runs tasks."""
+    so and points to ``actorlib stack --pid --without-gil``, which shows the driver's own
+    stacks (the dump is written from C) whatever the backend, not only where the driver
+    runs tasks; without it the dump times out naming that flag."""
     code = (f"import actorlib; actorlib.init(backend={backend!r}, num_cpus=1); "
             "print('ready', flush=True); sum(range(10**12))")
     proc = subprocess.Popen([sys.executable, "-c", code], env=tmp_env,
@@ -602,8 +603,12 @@ def test_a_driver_holding_the_gil_is_named_and_shows_its_stacks(
         out = cli(tmp_env, "list", "tasks", "--timeout", "1")
         assert out.returncode == 1
         assert "did not answer within 1 s" in out.stderr, out.stderr
-        assert f"`actorlib stack --pid {proc.pid}` shows where it is" in out.stderr
+        assert (f"`actorlib stack --pid {proc.pid}` shows where it is (add --without-gil "
+                "if it holds the GIL)") in out.stderr
         out = cli(tmp_env, "stack", "--pid", str(proc.pid))
+        assert out.returncode == 1, out.stdout
+        assert f"`actorlib stack --pid {proc.pid} --without-gil`" in out.stdout, out.stdout
+        out = cli(tmp_env, "stack", "--pid", str(proc.pid), "--without-gil")
         assert out.returncode == 0, out.stdout
         assert 'File "<string>", line 1 in <module>' in out.stdout, out.stdout
     finally:
