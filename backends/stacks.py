@@ -81,15 +81,12 @@ def _ours_or_default(signum: int | None) -> bool:
     return signum is not None and signal.getsignal(signum) in (signal.SIG_DFL, _answer)
 
 
-def install() -> bool:
-    """Answer :data:`SIGNAL` at the Python level from now on (on the main thread only; a
-    worker calls it first thing). False where it cannot: off the main thread, on Windows."""
-    if SIGNAL is None or FALLBACK is None:
-        return False
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    signal.signal(SIGNAL, _answer)
-    return True
+def install() -> None:
+    """Answer :data:`SIGNAL` at the Python level from now on, where it can be: on the
+    main thread, off Windows (a worker calls it first thing)."""
+    if (SIGNAL is not None and FALLBACK is not None
+            and threading.current_thread() is threading.main_thread()):
+        signal.signal(SIGNAL, _answer)
 
 
 def prepare_driver() -> None:
@@ -142,9 +139,8 @@ def enable_in_driver() -> None:
     """The thread and sim backends: this process runs the tasks, so it answers too,
     where ``init`` could prepare it (:func:`prepare_driver`). From any thread."""
     global _in_driver
-    if _file is not None or SIGNAL is None or signal.getsignal(SIGNAL) is not _answer:
-        return
-    if not _ours_or_default(FALLBACK):
+    if (_file is not None or SIGNAL is None or signal.getsignal(SIGNAL) is not _answer
+            or not _ours_or_default(FALLBACK)):
         return
     enable(directory(create=True))
     _in_driver = _file is not None

@@ -76,8 +76,7 @@ class Launched:
         try:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable, "-c", BOOT,
-                    str(child_sock.fileno()),
+                    sys.executable, "-c", BOOT, str(child_sock.fileno()),
                     str(os.getpid()), str(self.claims.fd), *map(str, lifeline),
                 ],
                 pass_fds=[child_sock.fileno(), self.claims.fd, *lifeline],
