@@ -163,3 +163,50 @@ def test_a_buffer_that_cannot_be_mapped_yet_is_mapped_when_the_value_is_read(tmp
         assert bytes(ser.deserialize(obj)) == payload  # the mapper in place now maps it
     finally:
         ser.set_buffer_mapper(before)
+
+
+def test_a_long_turn_writes_its_frames_as_they_pile_up_not_only_at_its_end():
+    """A loop turn that sends a peer many messages (the core handing an actor a thousand
+    calls) writes every ``FLUSH_AT`` frames at once, so the peer starts on the first ones
+    while the rest are encoded; fewer wait for the turn's end, in one write."""
+    import asyncio
+    import socket
+
+    from actorlib.core.loop import new_event_loop
+
+    async def turn() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        theirs.setblocking(False)
+        conn = wire.Connection(loop, lambda message: None, lambda: None)
+        await loop.create_unix_connection(lambda: conn, sock=ours)
+
+        def pending() -> int:
+            try:
+                return len(theirs.recv(1 << 20))
+            except BlockingIOError:
+                return 0
+
+        try:
+            for i in range(wire.FLUSH_AT - 1):  # all in one turn: nothing written yet
+                conn.send(("frame", i))
+            before = pending()
+            conn.send(("frame", wire.FLUSH_AT - 1))
+            at_threshold = pending()
+            conn.send(("frame", "last"))  # waits for the turn's end, as before
+            after_one_more = pending()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return before, at_threshold, after_one_more + pending()
+        finally:
+            conn.close()
+            theirs.close()
+
+    loop = new_event_loop()
+    try:
+        before, at_threshold, rest = loop.run_until_complete(turn())
+    finally:
+        loop.close()
+    assert before == 0
+    assert at_threshold == sum(len(wire.encode(("frame", i))) for i in range(wire.FLUSH_AT))
+    assert rest == len(wire.encode(("frame", "last")))

@@ -11,7 +11,8 @@ already-pickled user data (user classes inside specs pickle themselves by value,
 
 Writes are batched: ``send`` may be called from any thread; it queues the message and the
 connection's loop writes everything queued in one go, once per loop turn (a send from the
-loop's own thread schedules that write with ``call_soon``: no wake-up fd write). The
+loop's own thread schedules that write with ``call_soon``: no wake-up fd write; one that
+finds ``FLUSH_AT`` frames queued writes them at once, so the peer starts on them). The
 ``Ready`` records the loop's thread sends in one turn go as one frame (``codec.READIES``).
 """
 
@@ -47,6 +48,11 @@ log = logging.getLogger("actorlib.wire")
 #: The most ``Ready`` records sent in one frame: a bound on the frame (each may hold an
 #: inline value) and on how long its first result waits for the rest to be read.
 READIES_PER_FRAME = 64
+
+#: Frames queued on the loop's own thread that are written at once rather than at the end
+#: of the turn: a turn that hands a worker a thousand calls would otherwise keep it idle
+#: until the last is encoded, where it can run the first ones meanwhile.
+FLUSH_AT = 64
 
 
 class Connection(asyncio.Protocol):
@@ -129,6 +135,10 @@ class Connection(asyncio.Protocol):
                 outbox.append([message])
         else:
             outbox.append(encode(message, known_code))
+            if (len(outbox) >= FLUSH_AT and self._transport is not None
+                    and get_ident() == self._loop_ident):
+                self._flush()  # a turn's ``call_soon`` flush may still come: it finds none
+                return
         if not self._flush_pending:
             self._flush_pending = True
             try:
