@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -75,6 +76,11 @@ class ThreadLog:
 
     def report(self) -> tuple[list[tuple[int, int]], bool, int, int]:
         return self.calls, self.overlap, self.threads_seen, threading.get_ident()
+
+    def reset(self) -> None:
+        """Forget the calls so far (a property's next example), keeping the thread."""
+        self.calls = []
+        self.overlap = False
 
 
 def _check(log: Any, n: int) -> int:
@@ -161,11 +167,23 @@ call_kinds = st.lists(
 )
 
 
+@pytest.fixture
+def log_and_helper(rt: Any) -> Iterator[tuple[Any, Any]]:
+    """One ``ThreadLog`` and its ``Echo`` for all of a property's examples: each example
+    resets the log, and its calls meet whatever reading state the last one left (an
+    actor per example cost about 2 s on ray, most of the property's time)."""
+    actors = ThreadLog.remote(), Echo.remote()
+    yield actors
+    for actor in actors:  # pytest keeps the fixture's value past the leak check
+        actorlib.kill(actor)
+
+
 @given(plan=call_kinds, one_at_a_time=st.booleans())
 def test_property_one_thread_in_order_whatever_the_calls(
-    rt: Any, plan: list[str], one_at_a_time: bool
+    log_and_helper: tuple[Any, Any], plan: list[str], one_at_a_time: bool
 ) -> None:
-    log, helper = ThreadLog.remote(), Echo.remote()
+    log, helper = log_and_helper
+    actorlib.get(log.reset.remote(), timeout=T)
     if one_at_a_time:
         for i, kind in enumerate(plan):
             assert actorlib.get(log.step.remote(i, kind, helper), timeout=T) == i

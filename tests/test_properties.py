@@ -45,6 +45,11 @@ class OrderLog:
     def result(self):
         return self.entries, self.overlap
 
+    def reset(self):
+        """Forget the calls so far (the property's next example)."""
+        self.entries = []
+        self.overlap = False
+
 
 @actorlib.remote(num_cpus=0)
 def delayed(value, delay):
@@ -85,12 +90,24 @@ callers_strategy = st.lists(
 )
 
 
+@pytest.fixture
+def order_actors(rt):
+    """The ``OrderLog`` and the ``ActorCaller`` actors all of a property's examples share
+    (each example resets the log): a new worker process per actor and example was most
+    of the property's time. The callers are made as examples first need them."""
+    actors = {"log": OrderLog.remote(), "callers": []}
+    yield actors
+    for actor in [actors["log"], *actors["callers"]]:  # pytest keeps the value past the
+        actorlib.kill(actor)  # leak check
+
+
 @given(callers=callers_strategy)
-def test_sync_actor_keeps_each_callers_order_and_never_overlaps(rt, callers):
-    log = OrderLog.remote()
+def test_sync_actor_keeps_each_callers_order_and_never_overlaps(order_actors, callers):
+    log = order_actors["log"]
+    actorlib.get(log.reset.remote(), timeout=T)
     pending = []
     expected = {}
-    actor_callers = []
+    actor_callers = iter(order_actors["callers"])
     for i, (kind, plan) in enumerate(callers):
         name = f"{kind}-{i}"
         expected[name] = len(plan)
@@ -99,8 +116,10 @@ def test_sync_actor_keeps_each_callers_order_and_never_overlaps(rt, callers):
         elif kind == "task":
             pending.append(task_caller.remote(log, name, plan))
         else:
-            a = ActorCaller.remote()
-            actor_callers.append(a)
+            a = next(actor_callers, None)
+            if a is None:
+                a = ActorCaller.remote()
+                order_actors["callers"].append(a)
             pending.append(a.drive.remote(log, name, plan))
     actorlib.get(pending, timeout=T)
     entries, overlap = actorlib.get(log.result.remote(), timeout=T)
@@ -121,19 +140,20 @@ class AsyncGauge:
         self.current = 0
         self.peak = 0
 
-    async def work(self, sync, gate, delay):
+    async def work(self, sync, gate, delay, key):
         self.current += 1
         self.peak = max(self.peak, self.current)
         try:
-            await sync.arrive.remote()
-            await sync.wait_count.remote(gate)
+            await sync.arrive.remote(key)
+            await sync.wait_count.remote(gate, key)
             await asyncio.sleep(delay)
         finally:
             self.current -= 1
         return True
 
     async def get_peak(self):
-        return self.peak
+        peak, self.peak = self.peak, 0  # the next example starts from none
+        return peak
 
 
 @actorlib.remote(num_cpus=0)
@@ -143,13 +163,13 @@ class ThreadGauge:
         self.current = 0
         self.peak = 0
 
-    def work(self, sync, gate, delay):
+    def work(self, sync, gate, delay, key):
         with self.lock:
             self.current += 1
             self.peak = max(self.peak, self.current)
         try:
-            actorlib.get(sync.arrive.remote(), timeout=T)
-            actorlib.get(sync.wait_count.remote(gate), timeout=T)
+            actorlib.get(sync.arrive.remote(key), timeout=T)
+            actorlib.get(sync.wait_count.remote(gate, key), timeout=T)
             time.sleep(delay)
         finally:
             with self.lock:
@@ -157,7 +177,19 @@ class ThreadGauge:
         return True
 
     def get_peak(self):
-        return self.peak
+        with self.lock:
+            peak, self.peak = self.peak, 0  # the next example starts from none
+        return peak
+
+
+@pytest.fixture
+def gauges(rt):
+    """A gauge per (kind, max_concurrency) and one ``Sync`` with a counter per example,
+    shared by the property's examples (an actor per example was most of its time)."""
+    actors = {"gauges": {}, "sync": Sync.remote(), "examples": 0}
+    yield actors
+    for actor in [actors["sync"], *actors["gauges"].values()]:  # pytest keeps the value
+        actorlib.kill(actor)  # past the leak check
 
 
 @given(
@@ -165,14 +197,20 @@ class ThreadGauge:
     max_concurrency=st.integers(1, 4),
     delays=st.lists(st.sampled_from([0.0, 0.0, 0.001, 0.003]), min_size=1, max_size=10),
 )
-def test_actor_concurrency_reaches_but_never_exceeds_max(rt, kind, max_concurrency, delays):
+def test_actor_concurrency_reaches_but_never_exceeds_max(
+    gauges, kind, max_concurrency, delays
+):
     """The first min(max_concurrency, n) calls must all be inside at once to pass the gate,
     so the peak is exactly that if the limit is honoured."""
-    cls = AsyncGauge if kind == "async" else ThreadGauge
-    gauge = cls.options(max_concurrency=max_concurrency).remote()
-    sync = Sync.remote()
+    key = (kind, max_concurrency)
+    gauge = gauges["gauges"].get(key)
+    if gauge is None:
+        cls = AsyncGauge if kind == "async" else ThreadGauge
+        gauge = gauges["gauges"][key] = cls.options(max_concurrency=max_concurrency).remote()
+    gauges["examples"] += 1
+    counter = f"example-{gauges['examples']}"
     gate = min(max_concurrency, len(delays))
-    refs = [gauge.work.remote(sync, gate, d) for d in delays]
+    refs = [gauge.work.remote(gauges["sync"], gate, d, counter) for d in delays]
     assert all(actorlib.get(refs, timeout=T))
     assert actorlib.get(gauge.get_peak.remote(), timeout=T) == gate
 
