@@ -129,7 +129,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY, *_LAZY_MODULES})
 
 
-__version__ = "0.1.0"
+from actorlib.core.release import RELEASE as __version__  # noqa: E402
 
 __all__ = [
     "ActorClass",

@@ -231,3 +231,37 @@ def test_a_nodes_store_spills_where_start_says(tmp_env: dict[str, str], tmp_path
         stopped = cli(tmp_env, "stop")
         assert stopped.returncode == 0, stopped.stderr
     assert spill.is_dir() and list(spill.iterdir()) == []
+
+
+def test_a_node_or_driver_of_another_release_is_refused_with_both_named(
+    head: dict[str, str], tmp_path: Path
+) -> None:
+    """A node and a driver running another actorlib (a copy whose release differs, as an
+    older install on another host) cannot join: each fails at once naming both releases,
+    and the head logs why. Joined, they would exchange records neither can decode."""
+    import shutil
+
+    from actorlib.backends.transport import release
+
+    other = tmp_path / "other"
+    shutil.copytree(Path(actorlib.__file__).parent, other / "actorlib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    marker = other / "actorlib" / "core" / "release.py"
+    marker.write_text(marker.read_text().replace(f'"{actorlib.__version__}"', '"0.0.9"'))
+    env = dict(head, PYTHONPATH=str(other))
+    (session,) = sessions(tmp_path / f"actorlib-{UID}")
+    info = json.loads((tmp_path / f"actorlib-{UID}" / session / "cluster.json").read_text())
+    theirs = release.identity().decode().replace(actorlib.__version__, "0.0.9", 1)
+    both = f"runs {release.identity().decode()}, this process {theirs}"
+
+    node = cli(env, "start", "--address", info["address"], "--token-file",
+               info["token_file"], "--num-cpus", "1", cwd=other)
+    assert node.returncode == 1 and "the node failed to start" in node.stderr, node.stderr
+    assert both in node.stderr, node.stderr
+    driver = subprocess.run(
+        [sys.executable, "-c", "import actorlib; actorlib.init(address='auto')"],
+        env=env, cwd=other, capture_output=True, text=True, timeout=60)
+    assert driver.returncode == 1 and both in driver.stderr, driver.stderr
+    log = (tmp_path / f"actorlib-{UID}" / session / "logs" / "head.log").read_text()
+    assert log.count(f"another actorlib (role 'node'): it runs {theirs}") == 1, log
+    assert log.count(f"another actorlib (role 'driver'): it runs {theirs}") == 1, log

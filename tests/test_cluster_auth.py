@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import pickle
+import re
 import socket
 import ssl
 import stat
@@ -28,7 +29,7 @@ import pytest
 import trustme
 
 from actorlib.backends.transport import auth as ca
-from actorlib.backends.transport import handshake, tokens
+from actorlib.backends.transport import handshake, release, tokens
 from actorlib.backends.transport import tls as tls_config
 from actorlib.backends.transport.auth import TLSConfig
 from actorlib.backends.transport.tokens import AuthError
@@ -630,6 +631,99 @@ def test_client_detects_a_bad_server(run: Runner) -> None:
                 await server.wait_closed()
 
     run(main())
+
+
+# == peers of another release ================================================================
+
+OTHER_RELEASE = b"actorlib 0.0.9, Python 3.11, wire 000000000000"
+
+
+def _connect_as(port: int, token: bytes, ours: bytes) -> None:
+    """A client whose identity is ``ours`` (another release), blocking."""
+    with socket.create_connection((HOST, port), timeout=3) as sock:
+        steps = handshake.client_steps(token, b"node", f"{HOST}:{port}", ours)
+        ca._drive_blocking(steps, sock, time.monotonic() + 3)
+
+
+def test_a_peer_of_another_release_is_refused_and_both_are_named(
+    warnings_log: pytest.LogCaptureFixture,
+) -> None:
+    """Two releases would exchange records neither can decode (a node that joined would
+    lose every task sent to it): the head refuses the peer once it proved the token,
+    proving itself, and each side names both releases."""
+    ours = release.identity()
+    assert re.fullmatch(rb"actorlib [0-9.]+, Python 3\.[0-9]+, wire [0-9a-f]{12}", ours)
+    with blocking_server(TOKEN) as srv:
+        with pytest.raises(AuthError) as refused:
+            _connect_as(srv.port, TOKEN, OTHER_RELEASE)
+        assert isinstance(srv.join(), AuthError) and srv.closed_after_refusal
+    message = str(refused.value)
+    assert f"runs {ours.decode()}, this process {OTHER_RELEASE.decode()}" in message
+    assert "same actorlib release on the same Python minor version" in message
+    (logged,) = _refusals(warnings_log)
+    assert "another actorlib (role 'node')" in logged
+    assert OTHER_RELEASE.decode() in logged and ours.decode() in logged
+
+
+def test_a_stranger_of_another_release_is_refused_for_its_token_alone(
+    warnings_log: pytest.LogCaptureFixture,
+) -> None:
+    """The release is compared only after the token is proved: a stranger learns none."""
+    with blocking_server(TOKEN) as srv:
+        with pytest.raises(AuthError, match="refused the token") as refused:
+            _connect_as(srv.port, OTHER, OTHER_RELEASE)
+        srv.join()
+    assert b"actorlib 0." not in str(refused.value).encode()
+    (logged,) = _refusals(warnings_log)
+    assert "wrong token" in logged
+
+
+def test_an_impostor_cannot_make_a_client_believe_it_runs_another_release(
+    run: Runner,
+) -> None:
+    """A server without the token answering "another release" proves nothing: the client
+    calls it an impostor and never reads (or repeats) the release it claims."""
+
+    @_closing
+    async def claims_another_release(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readexactly(len(ca.MAGIC) + 1)
+        (role_len,) = await reader.readexactly(1)
+        await reader.readexactly(role_len + 32)
+        (identity_len,) = await reader.readexactly(1)
+        await reader.readexactly(identity_len)
+        writer.write(ca.MAGIC + bytes([ca.VERSION, 0]) + os.urandom(32))
+        await reader.readexactly(32)
+        writer.write(bytes([5]) + os.urandom(32) + bytes([11]) + b"actorlib 66")
+        await _read_to_eof(reader)
+
+    async def main() -> None:
+        server = await asyncio.start_server(claims_another_release, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            with pytest.raises(AuthError, match="does not know the cluster token") as fooled:
+                await ca.open_connection(HOST, port, TOKEN, "driver", timeout=1)
+            assert "actorlib 66" not in str(fooled.value)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+
+
+def test_a_version_1_hello_is_refused_naming_the_versions(
+    warnings_log: pytest.LogCaptureFixture,
+) -> None:
+    """An actorlib from before the identity speaks handshake version 1: refused at its
+    first bytes, with the version this daemon speaks."""
+    with blocking_server(TOKEN) as srv, socket.create_connection((HOST, srv.port)) as sock:
+        sock.sendall(ca.MAGIC + bytes([1, 4]) + b"node" + os.urandom(32))
+        reply = sock.recv(64)
+        assert isinstance(srv.join(), AuthError)
+    assert reply == ca.MAGIC + bytes([ca.VERSION, 1])  # BAD_VERSION
+    (logged,) = _refusals(warnings_log)
+    assert "unsupported handshake version 1 (this daemon speaks 2)" in logged
 
 
 # == hand-over to a plain protocol ===========================================================

@@ -39,6 +39,7 @@ from actorlib.backends.transport.handshake import (
     client_steps,
     server_steps,
 )
+from actorlib.backends.transport.release import identity
 from actorlib.backends.transport.tls import (
     TLS_CA_ENV,
     TLS_CERT_ENV,
@@ -137,7 +138,9 @@ async def server_handshake(
     key = _key(token)
     peer = _format_peer(writer.get_extra_info("peername"))
     try:
-        return await asyncio.wait_for(_drive_async(server_steps(key), reader, writer), timeout)
+        return await asyncio.wait_for(
+            _drive_async(server_steps(key, identity()), reader, writer), timeout
+        )
     except Refused as exc:
         reason = exc.reason
         if exc.reply:
@@ -188,7 +191,7 @@ async def _client_async(
 ) -> None:
     try:
         await asyncio.wait_for(
-            _drive_async(client_steps(key, role, peer), reader, writer), timeout
+            _drive_async(client_steps(key, role, peer, identity()), reader, writer), timeout
         )
     except Eof as exc:
         raise _client_failure(peer, exc) from None
@@ -354,7 +357,7 @@ def accept_handshake(
         peer = "?"
     previous = sock.gettimeout()
     try:
-        role = _drive_blocking(server_steps(key), sock, time.monotonic() + timeout)
+        role = _drive_blocking(server_steps(key, identity()), sock, time.monotonic() + timeout)
     except Refused as exc:
         reason = exc.reason
         if exc.reply:
@@ -403,7 +406,7 @@ def _client_blocking(
 ) -> None:
     previous = sock.gettimeout()
     try:
-        _drive_blocking(client_steps(key, role, peer), sock, time.monotonic() + timeout)
+        _drive_blocking(client_steps(key, role, peer, identity()), sock, time.monotonic() + timeout)
     except Eof as exc:
         raise _client_failure(peer, exc) from None
     except AuthError:
