@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from testkit import Sync, T, run_script
+from testkit import Sync, T, kill_all, run_script
 
 import actorlib
 
@@ -174,8 +174,7 @@ def log_and_helper(rt: Any) -> Iterator[tuple[Any, Any]]:
     actor per example cost about 2 s on ray, most of the property's time)."""
     actors = ThreadLog.remote(), Echo.remote()
     yield actors
-    for actor in actors:  # pytest keeps the fixture's value past the leak check
-        actorlib.kill(actor)
+    kill_all(actors)
 
 
 @given(plan=call_kinds, one_at_a_time=st.booleans())

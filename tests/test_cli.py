@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testkit import copy_of_actorlib
 
 import actorlib
 from actorlib.backends.cluster import daemons
@@ -239,14 +240,10 @@ def test_a_node_or_driver_of_another_release_is_refused_with_both_named(
     """A node and a driver running another actorlib (a copy whose release differs, as an
     older install on another host) cannot join: each fails at once naming both releases,
     and the head logs why. Joined, they would exchange records neither can decode."""
-    import shutil
-
     from actorlib.backends.transport import release
 
     other = tmp_path / "other"
-    shutil.copytree(Path(actorlib.__file__).parent, other / "actorlib",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    marker = other / "actorlib" / "core" / "release.py"
+    marker = copy_of_actorlib(other) / "core" / "release.py"
     marker.write_text(marker.read_text().replace(f'"{actorlib.__version__}"', '"0.0.9"'))
     env = dict(head, PYTHONPATH=str(other))
     (session,) = sessions(tmp_path / f"actorlib-{UID}")

@@ -16,7 +16,7 @@ import concurrent.futures as cf
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from testkit import T
+from testkit import T, kill_all
 
 import actorlib
 from actorlib import Executor
@@ -76,7 +76,7 @@ def meter(rt):
     worker process each time)."""
     meter = Meter.remote()
     yield meter
-    actorlib.kill(meter)  # pytest keeps the fixture's value past the leak check
+    kill_all([meter])
 
 
 @given(max_workers=st.integers(1, 3), plan=plans, map_too=st.booleans())

@@ -12,7 +12,7 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from testkit import Sync, T, live_objects
+from testkit import Sync, T, kill_all, live_objects
 
 import actorlib
 
@@ -97,8 +97,7 @@ def order_actors(rt):
     of the property's time. The callers are made as examples first need them."""
     actors = {"log": OrderLog.remote(), "callers": []}
     yield actors
-    for actor in [actors["log"], *actors["callers"]]:  # pytest keeps the value past the
-        actorlib.kill(actor)  # leak check
+    kill_all([actors["log"], *actors["callers"]])
 
 
 @given(callers=callers_strategy)
@@ -188,8 +187,7 @@ def gauges(rt):
     shared by the property's examples (an actor per example was most of its time)."""
     actors = {"gauges": {}, "sync": Sync.remote(), "examples": 0}
     yield actors
-    for actor in [actors["sync"], *actors["gauges"].values()]:  # pytest keeps the value
-        actorlib.kill(actor)  # past the leak check
+    kill_all([actors["sync"], *actors["gauges"].values()])
 
 
 @given(

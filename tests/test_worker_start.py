@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 import pytest
-from testkit import run_script
+from testkit import copy_of_actorlib, run_script
 
 import actorlib
 
@@ -226,11 +226,8 @@ def test_workers_run_the_actorlib_their_driver_imported(tmp_path):
     """A driver whose actorlib is a copy on its own path (a checkout beside an installed
     one): its workers import that copy too. With the installed one instead, their
     messages could differ, and the driver wait for good for tasks dropped undecoded."""
-    import shutil
-
     home = tmp_path / "checkout"
-    shutil.copytree(Path(actorlib.__file__).parent, home / "actorlib",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    copy_of_actorlib(home)
     script = home / "driver.py"
     script.write_text(
         "import actorlib\n"

@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -212,6 +213,24 @@ def live_actors() -> set[str]:
 
     gc.collect()
     return set(_testing.live_actor_ids())
+
+
+def kill_all(actors: Iterable[Any]) -> None:
+    """End a fixture's actors as it tears down: pytest keeps a fixture's value (and so
+    the handles) past the leak check, which would find them still alive."""
+    for actor in actors:
+        actorlib.kill(actor)
+
+
+def copy_of_actorlib(where: Path) -> Path:
+    """A copy of the installed package in ``where`` (as a checkout or another install
+    beside this one would be): ``where/actorlib``, without bytecode caches."""
+    import shutil
+
+    package = where / "actorlib"
+    shutil.copytree(Path(actorlib.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return package
 
 
 # Upper bound for any single wait in a test: a hang becomes a clear failure, not a timeout.

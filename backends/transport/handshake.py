@@ -158,14 +158,14 @@ def server_steps(key: bytes, ours: bytes) -> Steps[str]:
     proof = yield Read(PROOF_SIZE, "before proving the token")
     if not hmac.compare_digest(proof, _mac(key, _CLIENT_LABEL, transcript)):
         raise Refused(f"wrong token (role {role.decode()!r})", bytes([_WRONG_TOKEN]))
-    proof = _mac(key, _SERVER_LABEL, transcript)
+    ours_proved = _mac(key, _SERVER_LABEL, transcript)
     if theirs != ours:
         raise Refused(
             f"another actorlib (role {role.decode()!r}): it runs {theirs.decode()}, this "
             f"daemon {ours.decode()}",
-            bytes([_OTHER_RELEASE]) + proof + bytes([len(ours)]) + ours,
+            bytes([_OTHER_RELEASE]) + ours_proved + bytes([len(ours)]) + ours,
         )
-    yield bytes([_OK]) + proof
+    yield bytes([_OK]) + ours_proved
     return role.decode("ascii")
 
 

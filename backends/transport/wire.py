@@ -135,10 +135,11 @@ class Connection(asyncio.Protocol):
                 outbox.append([message])
         else:
             outbox.append(encode(message, known_code))
-            if (len(outbox) >= FLUSH_AT and self._transport is not None
-                    and get_ident() == self._loop_ident):
-                self._flush()  # a turn's ``call_soon`` flush may still come: it finds none
-                return
+            if len(outbox) >= FLUSH_AT and get_ident() == self._loop_ident:
+                transport = self._transport
+                if transport is not None:  # what follows still goes at the turn's end
+                    self._write_queued(transport)
+                    return
         if not self._flush_pending:
             self._flush_pending = True
             try:
@@ -151,10 +152,14 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_pending = False
-        transport = self._transport
-        if transport is None or not self._outbox:
-            return
+        if self._transport is not None:
+            self._write_queued(self._transport)
+
+    def _write_queued(self, transport: asyncio.Transport) -> None:
+        """Everything queued, in one write (on the loop's thread)."""
         outbox = self._outbox
+        if not outbox:
+            return
         chunks: list[bytes] = []
         while outbox:
             chunk = outbox.popleft()
