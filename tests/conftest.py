@@ -237,6 +237,15 @@ def _backend_of(item: pytest.Item) -> str | None:
     return callspec.params.get("backend_name") if callspec is not None else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which would choose "load"
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``pytest -n N`` distributes by the groups :func:`_group_for_workers` makes, unless
+    ``--dist`` says otherwise."""
+    if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what the fast development subset leaves out (see docs/development.md):
     ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection);
@@ -262,6 +271,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict="not strict" not in reason))
+    if config.getoption("loadgroup", False) or config.getoption("dist", "no") == "loadgroup":
+        _group_for_workers(items)
+
+
+def _group_for_workers(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup``: which tests one worker process runs together.
+
+    A module's tests on one backend stay together (its module fixtures and shared runtime
+    serve them once), and every test on ``ray`` goes to one worker, so the run starts one
+    shared Ray cluster, not one per worker.
+    """
+    for item in items:
+        backend = _backend_of(item)
+        group = "ray" if backend == "ray" else f"{item.path.name}:{backend or '-'}"
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _freeze_heap() -> None:
