@@ -94,7 +94,7 @@ def pack_args(client: Client, args: tuple[Any, ...], kwargs: dict[str, Any], wha
             if type(arg) not in PLAIN_SCALARS:
                 break
         else:
-            return Args(Serialized(pickle.dumps((args, {}), protocol=5), [], (), False))
+            return Args(Serialized(pickle.dumps((args, {}), protocol=5), (), (), False))
     deps: list[int] = []
 
     def slot(value: Any) -> Any:

@@ -16,7 +16,7 @@ from actorlib.core.records import ActorStart, CallRun, NodeInfo, Outcome, Stream
 from actorlib.core.serialization import Serialized
 from actorlib.core.specs import ActorSpec, Args, CallSpec, CodeRef, TaskSpec
 
-_value = Serialized(b"v", [], (), False, None)
+_value = Serialized(b"v", (), (), False, None)
 _code = CodeRef(7, "f", b"blob")
 _task = TaskSpec(1, _code, Args(_value, (3,)), (2,), 1, {"CPU": 1.0})
 _call = CallSpec(4, 5, "m", Args(None), (6,), 1)

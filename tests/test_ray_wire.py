@@ -213,7 +213,7 @@ def test_plain_values_go_to_ray_as_bytes_and_the_rest_in_a_box() -> None:
     assert packed(plain, {}) == plain.data
     error = serialize(ValueError("x"), is_error=True)
     assert isinstance(packed(error, {}), Box)
-    with_ref = Serialized(b"data", [], (WIDE,), False)
+    with_ref = Serialized(b"data", (), (WIDE,), False)
     box = packed(with_ref, {WIDE: "ray ref"})
     assert isinstance(box, Box) and box.refs == {WIDE: "ray ref"}
     with_buffer = Serialized(b"data", [b"x" * 10], (), False)

@@ -79,7 +79,7 @@ def _task_run(**spec_fields):
         11, CodeRef(7, "f", b"blob", True), Args(payload, (3,)), (12, 13), 2,
         {"CPU": 1.0, "memory": 2.0}, **spec_fields,
     )
-    dep = Serialized(b"dep", [], (), False, None)
+    dep = Serialized(b"dep", (), (), False, None)
     return TaskRun(spec, "node-a", [dep], (0,), follows=9)
 
 
@@ -93,7 +93,7 @@ def test_hot_messages_round_trip_through_the_flat_encoding():
     from actorlib.core.specs import Args, CallSpec
 
     value = Serialized(b"v", [b"x" * 10], (4,), False, None)
-    error = Serialized(b"e", [], (), True, None)
+    error = Serialized(b"e", (), (), True, None)
     messages = [
         m.RunTask(_task_run(env_vars={"A": "1"}, name="f", caller_id=2, attempt=1)),
         m.RunCall(CallRun(CallSpec(21, 22, "m", Args(None), (23,), 1, 2, 3), [value], 4)),

@@ -22,8 +22,8 @@ import pickle
 import threading
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import cloudpickle
 
@@ -48,7 +48,10 @@ class Serialized:
     """
 
     data: bytes
-    buffers: list[Any] = field(default_factory=list)
+    # ``()`` when there is none (nearly every value): an empty list per value was one
+    # more object for the cyclic collector to track and walk, per call in flight and per
+    # result held; the empty tuple is one object, never tracked.
+    buffers: list[Any] | tuple[()] = ()
     contained: tuple[int, ...] = ()
     is_error: bool = False
     locations: list[tuple[str, int] | None] | None = None
@@ -62,8 +65,10 @@ class Serialized:
 
     def __reduce__(self) -> Any:
         locations = self.locations
-        buffers: list[Any]
-        if locations is None:
+        buffers: list[Any] | tuple[()]
+        if not self.buffers:
+            buffers = ()
+        elif locations is None:
             buffers = [bytes(b) if not isinstance(b, bytes) else b for b in self.buffers]
         else:
             buffers = [
@@ -161,7 +166,7 @@ def serialize(value: Any, *, is_error: bool = False, label: str = "value") -> Se
     """Pickle ``value``; raise :class:`SerializationError` naming what could not be pickled."""
     if type(value) in PLAIN_SCALARS or _is_plain(value):
         # (protocol 5, positional: a keyword into a C function is parsed by name)
-        return Serialized(pickle.dumps(value, 5), [], (), is_error)
+        return Serialized(pickle.dumps(value, 5), (), (), is_error)
     # Apart: its closure's cell would be made on every call, the plain values' too.
     return _serialize_any(value, is_error, label)
 
@@ -185,7 +190,7 @@ def _serialize_any(value: Any, is_error: bool, label: str) -> Serialized:
         raise SerializationError(describe_unpicklable(value, exc, label)) from exc
     finally:
         _collector.ids = outer
-    return Serialized(data, [b.raw() for b in buffers], tuple(ids), is_error)
+    return Serialized(data, [b.raw() for b in buffers] if buffers else (), tuple(ids), is_error)
 
 
 class Unavailable:
@@ -208,7 +213,7 @@ def deserialize(obj: Serialized) -> Any:
             if buf.location is None:
                 raise buf.error
             try:
-                obj.buffers[i] = _buffer_mapper(*buf.location)
+                cast("list[Any]", obj.buffers)[i] = _buffer_mapper(*buf.location)  # holds buf
             except Exception:
                 raise buf.error from None
     try:
@@ -225,7 +230,7 @@ def deserialize(obj: Serialized) -> Any:
 class _SalvagingUnpickler(pickle.Unpickler):
     """Loads an error value, a class that cannot be loaded here becoming a stand-in."""
 
-    def __init__(self, data: bytes, buffers: list[Any]) -> None:
+    def __init__(self, data: bytes, buffers: list[Any] | tuple[()]) -> None:
         super().__init__(io.BytesIO(data), buffers=buffers)
         self.missing = False
 

@@ -92,7 +92,7 @@ class Streams:
         objects.create(item_id, 0, item.id)
         objects.create(next_slot, 0, item.id)
         slot = stream.pending
-        link = Serialized(pickle.dumps((item_id, next_slot), protocol=5), [],
+        link = Serialized(pickle.dumps((item_id, next_slot), protocol=5), (),
                           (item_id, next_slot))
         self.values.hold_ids(link.contained)
         self.values.set_results((item_id,), [value])

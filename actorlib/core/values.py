@@ -35,7 +35,7 @@ def error_value(exc: BaseException) -> Serialized:
     be of a class from the driver's ``__main__``, which a core in another process (a
     cluster's head) holds by value and cannot pickle by name."""
     try:
-        return Serialized(pickle.dumps(exc, protocol=5), [], (), True)
+        return Serialized(pickle.dumps(exc, protocol=5), (), (), True)
     except Exception:
         return serialize(exc, is_error=True)
 

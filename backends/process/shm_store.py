@@ -39,7 +39,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from actorlib.backends.base import ObjectStore
 from actorlib.backends.private_dir import private_dir
@@ -701,7 +701,8 @@ class SharedMemoryStore(ObjectStore):
                     moved = False
                 else:
                     locations[i] = (dst, size)
-                    obj.buffers[i] = view  # drop our mapping of the shm file: frees memory
+                    # Drop our mapping of the shm file: frees memory.
+                    cast("list[Any]", obj.buffers)[i] = view
                     moved = True
             if moved:
                 self._remove(src)

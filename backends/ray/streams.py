@@ -77,5 +77,5 @@ class RayStream:
 
 def link(item_id: int, next_slot: int) -> Serialized:
     """A slot's value: its item and the slot after it (which the value holds)."""
-    return Serialized(pickle.dumps((item_id, next_slot), protocol=5), [],
+    return Serialized(pickle.dumps((item_id, next_slot), protocol=5), (),
                       (item_id, next_slot))

@@ -337,7 +337,7 @@ class ActorHost:
                 # ``store.seal``: a plain value has no out-of-band buffer to copy.
                 value = _new_record(Serialized)
                 value.data = dumps(result, 5)
-                value.buffers = []
+                value.buffers = ()
                 value.contained = ()
                 value.is_error = False
                 value.locations = None

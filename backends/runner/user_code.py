@@ -176,7 +176,7 @@ def pack_results(
         if type(result) in PLAIN_SCALARS:
             # ``serialize``'s plainest case, without its frame (most results): nothing
             # out of band, nothing for the store to keep
-            return [Serialized(_dumps(result, 5), [], (), False)]
+            return [Serialized(_dumps(result, 5), (), (), False)]
         try:
             value = serialize(result)
         except BaseException:  # again, to name the result in the error (rare)

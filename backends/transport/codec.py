@@ -45,7 +45,7 @@ def _value(obj: Serialized | None) -> tuple[Any, ...] | None:
         return None
     if type(obj) is Serialized and obj.locations is None and not obj.buffers:
         # Small values, nearly every value sent: what __reduce__ gives, with no call.
-        return (obj.data, [], obj.contained, obj.is_error, None)
+        return (obj.data, (), obj.contained, obj.is_error, None)
     return obj.__reduce__()[1]
 
 
@@ -246,7 +246,7 @@ def _flat_outcome(tag: int) -> Callable[[Any, set[int] | None], tuple[Any, ...]]
             # work without their frames.
             obj = values[0]
             if type(obj) is Serialized and obj.locations is None and not obj.buffers:
-                flat_values: Any = [(obj.data, [], obj.contained, obj.is_error, None)]
+                flat_values: Any = [(obj.data, (), obj.contained, obj.is_error, None)]
             else:
                 flat_values = [_value(obj)]
         else:
