@@ -240,9 +240,16 @@ def _backend_of(item: pytest.Item) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which would choose "load"
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """``pytest -n N`` distributes by the groups :func:`_group_for_workers` makes, unless
-    ``--dist`` says otherwise."""
-    if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
+    ``--dist`` says otherwise; and a worker that crashed is not replaced (unless
+    ``--max-worker-restart`` says otherwise): the backstop ends a wedged test's worker to
+    end the run, and xdist would otherwise give the test to a new worker, up to eight
+    times, each waiting out the backstop's limit again."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+    if config.option.dist == "no":
         config.option.dist = "loadgroup"
+    if config.option.maxworkerrestart is None:
+        config.option.maxworkerrestart = "0"
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

@@ -361,6 +361,27 @@ def test_a_test_hanging_after_its_timeout_ends_the_run_with_its_stacks(pytester,
     assert took < 40
 
 
+def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_not_again_and_again(
+    pytester, monkeypatch
+):
+    """CI runs ``pytest -n 2``: the backstop ends the hanging test's worker, and the
+    conftest keeps pytest-xdist from handing the test to a new worker (by default it
+    would, up to eight times, each waiting out the backstop's limit again)."""
+    monkeypatch.setenv("ACTORLIB_TEST_BACKSTOP_GRACE", "2")
+    _setup(pytester, CONFTEST)
+    pytester.makepyfile(test_hang=HANGS_AFTER_ITS_TIMEOUT)
+    t0 = time.monotonic()
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", timeout=80)
+    took = time.monotonic() - t0
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 1, out
+    assert out.count("crashed while running 'test_hang.py::test_hangs_after_its_timeout'") == 1
+    assert "test_hang.py::test_hangs_after_its_timeout was still running 4 s" in out
+    assert "in test_hangs_after_its_timeout" in out  # the stack says where it hung
+    result.assert_outcomes(passed=1, failed=1)  # test_after still ran
+    assert took < 40
+
+
 def test_the_backstop_gives_each_test_its_own_limit(pytester, monkeypatch):
     """Four tests of 1.5 s under a 5 s limit (timeout 2, grace 1): each is within its
     own, all together are not."""
