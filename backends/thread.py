@@ -34,6 +34,7 @@ from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
 from actorlib.backends.runner.actor_host import resolve
 from actorlib.backends.runner.local_runner import LocalRunner
+from actorlib.core import late_interrupts
 from actorlib.core.exiting import exiting
 from actorlib.core.ids import DRIVER_PREFIX, id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
@@ -70,6 +71,7 @@ class ThreadBackend(Backend):
         thread_backend_started(config.options)  # lines from tasks get their prefix
         self.worker_log_dir = config.options.get("log_dir")  # this process's log, if kept
         stacks.enable_in_driver()  # tasks run here: `actorlib stack` asks this process
+        late_interrupts.keep_cancels()  # and are cancelled here, finalizers included
         runner = self._runner = LocalRunner(events, self.store)
         # The core hands over every task and call: straight to the runner, no frame here.
         self.run_task = runner.run_task  # type: ignore[method-assign]
@@ -128,3 +130,4 @@ class ThreadBackend(Backend):
             await done
         thread_backend_stopped()
         stacks.disable_in_driver()
+        late_interrupts.restore_unraisable_hook()

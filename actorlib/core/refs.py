@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from actorlib.core import context
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import ObjectID, TaskID, id_hex
+from actorlib.core.late_interrupts import raise_again_later
 from actorlib.core.serialization import note_contained
 
 if TYPE_CHECKING:
@@ -112,12 +113,12 @@ class ObjectRef(Generic[T]):
                     pass
         except KeyboardInterrupt:
             # A cancel's interrupt that lands in a finalizer is printed and dropped by
-            # Python ("Exception ignored in"): a task cancelled as it dropped a ref ran on,
-            # and blocked for good in its next ``get``. That ``get`` raises it instead.
+            # Python ("Exception ignored in"): the task it was for would run on. It is
+            # raised again there (actorlib.core.late_interrupts).
             execution = current_execution.get()
             if execution is None or not execution.cancelled:
                 raise  # a Ctrl-C: reported by Python, as ever
-            execution.lost_interrupt = True
+            raise_again_later(execution)
 
     def __reduce__(self) -> Any:
         note_contained(self._id)

@@ -23,12 +23,8 @@ import contextlib
 import os
 import select
 import signal
-import sys
 import threading
 from types import FrameType
-from typing import Any
-
-from actorlib.core.execution_context import current_execution
 
 #: None where the platform has no such signal (Windows): no nudge, the looks remain.
 SIGNAL: signal.Signals | None = getattr(signal, "SIGURG", None)
@@ -62,36 +58,6 @@ def notify(pid: int) -> None:
     if SIGNAL is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, SIGNAL)
-
-
-def keep_cancels() -> None:
-    """A cancel's ``KeyboardInterrupt`` that lands in a finalizer (an ``ObjectRef``'s
-    ``__del__`` sending its drop, say: the interrupt fires as the send returns) is
-    printed and swallowed by Python, and the task would run on. In a worker, such an
-    interrupt of a cancelled task is raised again instead, in the frame that was running
-    when the finalizer ran, as its next C call returns or as it returns: where a
-    cancel's own interrupt may fire too. Not in the hook (swallowed again), not as an
-    interrupt set for the thread from here (it fires at once, in the hook), not at a
-    call (it would skip that call, such as the ``__exit__`` that releases a lock), and
-    not in another frame (most likely the next finalizer)."""
-    previous = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        if unraisable.exc_type is KeyboardInterrupt:
-            ctx = current_execution.get()
-            if ctx is not None and ctx.cancelled:
-                target = sys._getframe(1)  # the frame the finalizer interrupted
-
-                def again(frame: FrameType, event: str, _arg: Any) -> None:
-                    if frame is target and event in ("c_return", "return"):
-                        sys.setprofile(None)
-                        raise KeyboardInterrupt
-
-                sys.setprofile(again)
-                return
-        previous(unraisable)
-
-    sys.unraisablehook = hook
 
 
 def _ignore(_signum: int, _frame: FrameType | None) -> None:

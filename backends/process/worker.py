@@ -69,7 +69,7 @@ from actorlib.backends.transport.messages import (
     ToWorker,
 )
 from actorlib.backends.transport.remote_core import RemoteCoreClient
-from actorlib.core import context
+from actorlib.core import context, late_interrupts
 from actorlib.core.fds import fill_standard_fds
 from actorlib.core.records import Outcome
 from actorlib.core.serialization import Serialized, serialize, set_buffer_mapper
@@ -529,7 +529,7 @@ def main() -> None:
     claims = ClaimTable(int(sys.argv[3])) if len(sys.argv) > 3 else None
     wakeup = urgent.Wakeup()  # here, on the main thread: the handlers are the process's
     stacks.install()  # `actorlib stack`'s answer, on the main thread (Init opens its file)
-    urgent.keep_cancels()
+    late_interrupts.keep_cancels()  # for good: this process runs tasks only
     Worker(sock, claims, wakeup).run()
 
 
