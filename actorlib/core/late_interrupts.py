@@ -15,8 +15,11 @@ finalizer (dropped again), and not in another frame (most likely the next finali
 ``get`` that would block first raises it instead (the task may wait there for good).
 
 The watch is a profile function on the task's thread (``sys.setprofile``), for the few
-bytecodes until the frame gets control back; none is set while a profiler holds that
-thread's hook (then the next ``get`` alone raises it).
+bytecodes until the frame gets control back. It is set only in a process whose task
+threads are actorlib's (:func:`keep_cancels` installed: a worker, a thread or sim
+driver): in a Ray worker the frame may be Ray's own, where an interrupt at a point of our
+choosing left Ray's ``get`` waiting for good. Nor while a profiler holds that thread's
+hook. There, the next ``get`` alone raises it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def raise_again_later(execution: ExecutionContext) -> None:
     """(In a finalizer, or the unraisable hook, that caught a cancelled ``execution``'s
     interrupt.) Raise it again in the frame below the caller's (see the module)."""
     execution.lost_interrupt = True  # for the next get, if nothing below raises it first
-    if sys.getprofile() is not None:
+    if sys.getprofile() is not None or not _installed():
         return
     catcher: FrameType | None = sys._getframe(1)  # the finalizer or hook that caught it
     assert catcher is not None
@@ -59,6 +62,10 @@ def raise_again_later(execution: ExecutionContext) -> None:
     sys.setprofile(again)
 
 
+def _installed() -> bool:
+    return getattr(sys.unraisablehook, "_actorlib_previous", None) is not None
+
+
 def keep_cancels() -> None:
     """Route a cancel's interrupt that escaped a finalizer back to its task (see the
     module) through ``sys.unraisablehook``; anything else goes to the hook there before.
@@ -66,8 +73,8 @@ def keep_cancels() -> None:
     Process-wide: a worker installs it for good, a driver that runs tasks on its own
     threads for as long as its runtime lives (:func:`restore_unraisable_hook`).
     """
-    if getattr(sys.unraisablehook, "_actorlib_previous", None) is not None:
-        return  # installed already
+    if _installed():
+        return
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:

@@ -118,6 +118,9 @@ class ObjectRef(Generic[T]):
             execution = current_execution.get()
             if execution is None or not execution.cancelled:
                 raise  # a Ctrl-C: reported by Python, as ever
+            # First, with no call before it: a call is where a second interrupt can land
+            # (Ray sends its cancel again and again), and it would leave this one unsaid.
+            execution.lost_interrupt = True
             raise_again_later(execution)
 
     def __reduce__(self) -> Any:

@@ -53,7 +53,7 @@ from actorlib.backends.sim.steps import DRIVER_STEP, Steps
 from actorlib.backends.sim.store import SimStore, node_of
 from actorlib.backends.sim.threads import Posting, Wait
 from actorlib.backends.thread import this_process
-from actorlib.core import waiting
+from actorlib.core import late_interrupts, waiting
 from actorlib.core.execution_context import ExecutionContext
 from actorlib.core.ids import id_hex
 from actorlib.core.records import ActorStart, CallRun, NodeInfo, TaskRun
@@ -158,6 +158,7 @@ class SimBackend(Steps, Backend):
         thread_backend_started(config.options)  # tasks run in this process: prefix lines
         self.worker_log_dir = config.options.get("log_dir")
         stacks.enable_in_driver()  # and `actorlib stack` asks this process
+        late_interrupts.keep_cancels()  # a cancel landing in a finalizer still interrupts
         self._previous_hook = waiting.blocking_wait
         waiting.blocking_wait = self._blocking_wait
         waiting.hook_runs_work = True  # a future's wait goes through it too
@@ -215,6 +216,7 @@ class SimBackend(Steps, Backend):
         self._gc.exit()
         thread_backend_stopped()
         stacks.disable_in_driver()
+        late_interrupts.restore_unraisable_hook()
         if waiting.blocking_wait == self._blocking_wait:
             waiting.blocking_wait = self._previous_hook
             waiting.hook_runs_work = False
