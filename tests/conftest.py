@@ -242,22 +242,16 @@ def _backend_of(item: pytest.Item) -> str | None:
     return callspec.params.get("backend_name") if callspec is not None else None
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which would choose "load"
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads it
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """``pytest -n N`` distributes by the groups :func:`_group_for_workers` makes, unless
-    ``--dist`` says otherwise; and a worker that crashed is not replaced (unless
+    """Under ``pytest -n N`` a worker that crashed is not replaced (unless
     ``--max-worker-restart`` says otherwise): the backstop ends a wedged test's worker to
     end the run, and xdist would otherwise give the test to a new worker, up to eight
     times, each waiting out the backstop's limit again."""
-    if not getattr(config.option, "numprocesses", None):
-        return
-    if config.option.dist == "no":
-        config.option.dist = "loadgroup"
-    if config.option.maxworkerrestart is None:
+    if getattr(config.option, "numprocesses", None) and config.option.maxworkerrestart is None:
         config.option.maxworkerrestart = "0"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what the fast development subset leaves out (see docs/development.md):
     ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection);
@@ -283,21 +277,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict="not strict" not in reason))
-    if config.getoption("loadgroup", False) or config.getoption("dist", "no") == "loadgroup":
-        _group_for_workers(items)
-
-
-def _group_for_workers(items: list[pytest.Item]) -> None:
-    """Under ``pytest -n N --dist loadgroup``: which tests one worker process runs together.
-
-    A module's tests on one backend stay together (its module fixtures and shared runtime
-    serve them once), and every test on ``ray`` goes to one worker, so the run starts one
-    shared Ray cluster, not one per worker.
-    """
-    for item in items:
-        backend = _backend_of(item)
-        group = "ray" if backend == "ray" else f"{item.path.name}:{backend or '-'}"
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _freeze_heap() -> None:

@@ -364,7 +364,7 @@ def test_a_test_hanging_after_its_timeout_ends_the_run_with_its_stacks(pytester,
 def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_not_again_and_again(
     pytester, monkeypatch
 ):
-    """CI runs ``pytest -n 2``: the backstop ends the hanging test's worker, and the
+    """Under ``pytest -n 2`` the backstop ends the hanging test's worker, and the
     conftest keeps pytest-xdist from handing the test to a new worker (by default it
     would, up to eight times, each waiting out the backstop's limit again)."""
     monkeypatch.setenv("ACTORLIB_TEST_BACKSTOP_GRACE", "2")

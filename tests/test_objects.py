@@ -371,7 +371,7 @@ def test_a_held_small_result_costs_the_collector_three_objects_at_most(rt):
     bounded records (the state API's history of ended work) do not count."""
     echo = _Echo.remote()
     n = 300
-    for make in (lambda i: identity.remote(i), lambda i: echo.echo.remote(i)):
+    for make in (identity.remote, echo.echo.remote):
         # Warm: first-use caches, and every thread and worker a batch this large starts.
         actorlib.get([make(i) for i in range(n)], timeout=T)
         refs = [make(i) for i in range(n)]

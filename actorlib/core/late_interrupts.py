@@ -35,7 +35,7 @@ def raise_again_later(execution: ExecutionContext) -> None:
     """(In a finalizer, or the unraisable hook, that caught a cancelled ``execution``'s
     interrupt.) Raise it again in the frame below the caller's (see the module)."""
     execution.lost_interrupt = True  # for the next get, if nothing below raises it first
-    if sys.getprofile() is not None or not _installed():
+    if sys.getprofile() is not None or _hook_before() is None:
         return
     catcher: FrameType | None = sys._getframe(1)  # the finalizer or hook that caught it
     assert catcher is not None
@@ -62,8 +62,9 @@ def raise_again_later(execution: ExecutionContext) -> None:
     sys.setprofile(again)
 
 
-def _installed() -> bool:
-    return getattr(sys.unraisablehook, "_actorlib_previous", None) is not None
+def _hook_before() -> Any:
+    """The unraisable hook :func:`keep_cancels` wraps, None if it is not installed."""
+    return getattr(sys.unraisablehook, "_actorlib_previous", None)
 
 
 def keep_cancels() -> None:
@@ -73,7 +74,7 @@ def keep_cancels() -> None:
     Process-wide: a worker installs it for good, a driver that runs tasks on its own
     threads for as long as its runtime lives (:func:`restore_unraisable_hook`).
     """
-    if _installed():
+    if _hook_before() is not None:
         return
     previous = sys.unraisablehook
 
@@ -92,6 +93,6 @@ def keep_cancels() -> None:
 def restore_unraisable_hook() -> None:
     """Undo :func:`keep_cancels`, if it is still the hook (a program's own hook set since
     is left in place)."""
-    previous = getattr(sys.unraisablehook, "_actorlib_previous", None)
+    previous = _hook_before()
     if previous is not None:
         sys.unraisablehook = previous
