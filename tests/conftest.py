@@ -242,16 +242,6 @@ def _backend_of(item: pytest.Item) -> str | None:
     return callspec.params.get("backend_name") if callspec is not None else None
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads it
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """Under ``pytest -n N`` a worker that crashed is not replaced (unless
-    ``--max-worker-restart`` says otherwise): the backstop ends a wedged test's worker to
-    end the run, and xdist would otherwise give the test to a new worker, up to eight
-    times, each waiting out the backstop's limit again."""
-    if getattr(config.option, "numprocesses", None) and config.option.maxworkerrestart is None:
-        config.option.maxworkerrestart = "0"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what the fast development subset leaves out (see docs/development.md):
     ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection);

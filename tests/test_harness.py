@@ -361,12 +361,11 @@ def test_a_test_hanging_after_its_timeout_ends_the_run_with_its_stacks(pytester,
     assert took < 40
 
 
-def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_not_again_and_again(
+def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_and_the_run_goes_on(
     pytester, monkeypatch
 ):
-    """Under ``pytest -n 2`` the backstop ends the hanging test's worker, and the
-    conftest keeps pytest-xdist from handing the test to a new worker (by default it
-    would, up to eight times, each waiting out the backstop's limit again)."""
+    """Under ``pytest -n 2`` the backstop ends the hanging test's worker (not the run):
+    the test fails once, with the stacks, and the other test still runs."""
     monkeypatch.setenv("ACTORLIB_TEST_BACKSTOP_GRACE", "2")
     _setup(pytester, CONFTEST)
     pytester.makepyfile(test_hang=HANGS_AFTER_ITS_TIMEOUT)
@@ -375,7 +374,9 @@ def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_not_again_and_agai
     took = time.monotonic() - t0
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 1, out
-    assert out.count("crashed while running 'test_hang.py::test_hangs_after_its_timeout'") == 1
+    # One "node down" per ended worker (the summary's lines are cut to the terminal's
+    # width, so they are no count to rely on).
+    assert len(re.findall(r"\[gw\d+\] node down", out)) == 1, out
     assert "test_hang.py::test_hangs_after_its_timeout was still running 4 s" in out
     assert "in test_hangs_after_its_timeout" in out  # the stack says where it hung
     result.assert_outcomes(passed=1, failed=1)  # test_after still ran
