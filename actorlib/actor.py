@@ -14,6 +14,7 @@ from actorlib.core.builtin_methods import READY_METHOD, TERMINATE_METHOD
 from actorlib.core.context import Client
 from actorlib.core.execution_context import execution_now
 from actorlib.core.ids import ActorID, id_hex
+from actorlib.core.late_interrupts import finalizer
 from actorlib.core.records import require_fields
 from actorlib.core.refs import ObjectRef
 from actorlib.core.scheduler import infeasible_error
@@ -290,6 +291,7 @@ class ActorHandle(Generic[T]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorHandle) and other._id == self._id
 
+    @finalizer
     def __del__(self) -> None:
         client = self._client
         if client is not None:

@@ -13,7 +13,7 @@ import uuid
 
 import psutil
 import pytest
-from testkit import Recorder, Sync, T, live_actors, wait_for, wait_until
+from testkit import Recorder, Sync, T, live_actors, live_objects, wait_for, wait_until
 
 import actorlib
 from actorlib import exceptions as exc
@@ -314,14 +314,17 @@ def drops_refs_until_cancelled(rec, key):
     return "not cancelled"
 
 
-@pytest.mark.fresh_runtime  # an interrupt at a ref's __del__'s first bytecode loses its drop
 def test_a_cancel_that_lands_in_a_finalizer_still_interrupts_the_task(rt):
     """A cancel's interrupt fires at the task's next bytecode, which may be a finalizer's
     (a dropped ref's ``__del__``), where Python prints and drops it: the task ran on to
-    its end (or for ever), never interrupted, and ``get`` waited for it. It is raised
-    again in the task (actorlib.core.late_interrupts). A third of the cancels landed there
-    on the process backend, a quarter on thread: some of six tries would."""
+    its end (or for ever), never interrupted, and ``get`` waited for it. A third of the
+    cancels landed there on the process backend, a quarter on thread: some of six tries
+    would. The interrupt now waits until the task is out of the finalizer
+    (actorlib.backends.runner.interrupts), and is raised again in the task if it lands in
+    one all the same (actorlib.core.late_interrupts). Nor may the drop it would cut short
+    be lost: every object the task let go is freed."""
     rec = Recorder.remote()
+    before = live_objects()
     for key in range(6):
         ref = drops_refs_until_cancelled.remote(rec, key)
         wait_until(lambda: (key, "running") in actorlib.get(rec.items.remote(), timeout=T),  # noqa: B023
@@ -335,6 +338,8 @@ def test_a_cancel_that_lands_in_a_finalizer_still_interrupts_the_task(rt):
 
         wait_until(lambda: "end" in mine(), what="the cancelled task's last call")
         assert mine() == ["running", "interrupted", "end"], key
+    del ref
+    wait_until(lambda: live_objects() <= before, what="every object the tasks let go freed")
 
 
 @actorlib.remote

@@ -25,10 +25,26 @@ hook. There, the next ``get`` alone raises it.
 from __future__ import annotations
 
 import sys
-from types import FrameType
-from typing import Any
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any, TypeVar
 
 from actorlib.core.execution_context import ExecutionContext, current_execution
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The code of actorlib's own finalizers (a ref's and an actor handle's ``__del__``): a
+#: cancel's interrupt waits until its thread is out of them (the runners look, see
+#: ``actorlib.backends.runner.interrupts``). Raised again from there, the interrupt
+#: still ends the task, but the finalizer's work is cut short: a ref's drop never sent
+#: keeps its object alive until shutdown.
+FINALIZERS: set[CodeType] = set()
+
+
+def finalizer(fn: F) -> F:
+    """Mark ``fn`` as one of :data:`FINALIZERS`."""
+    FINALIZERS.add(fn.__code__)
+    return fn
 
 
 def raise_again_later(execution: ExecutionContext) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from actorlib.core import context
 from actorlib.core.execution_context import current_execution
 from actorlib.core.ids import ObjectID, TaskID, id_hex
-from actorlib.core.late_interrupts import raise_again_later
+from actorlib.core.late_interrupts import finalizer, raise_again_later
 from actorlib.core.serialization import note_contained
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ class ObjectRef(Generic[T]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ObjectRef) and other._id == self._id
 
+    @finalizer
     def __del__(self) -> None:
         try:
             try:

@@ -41,7 +41,7 @@ from actorlib.backends.ray.wire import (
     task_spec,
 )
 from actorlib.backends.runner.interrupts import (
-    in_import,
+    held_back_at,
     raise_in_thread,
     until_done,
 )
@@ -144,9 +144,9 @@ _RAY_SUBMIT_CODE = (
 
 
 def _held_back(frame: FrameType | None) -> bool:
-    """Whether an interrupt at ``frame`` must wait: the thread imports, or hands work to
-    Ray (see ``_RAY_SUBMIT_CODE``)."""
-    if in_import(frame):
+    """Whether an interrupt at ``frame`` must wait: the thread imports, runs one of
+    actorlib's finalizers, or hands work to Ray (see ``_RAY_SUBMIT_CODE``)."""
+    if held_back_at(frame):
         return True
     while frame is not None:
         if frame.f_code.co_filename.endswith(_RAY_SUBMIT_CODE):
@@ -156,8 +156,8 @@ def _held_back(frame: FrameType | None) -> bool:
 
 
 #: The normal task running on the main thread (Ray interrupts only those), and the one
-#: whose interrupt waits for an import or a submission under way to end (``_held_back``);
-#: under ``_interrupts``.
+#: whose interrupt waits for an import, a finalizer or a submission under way to end
+#: (``_held_back``); under ``_interrupts``.
 _running: list[ExecutionContext | None] = [None, None]
 _interrupts = threading.RLock()  # the SIGINT handler may run while the main thread holds it
 

@@ -1,5 +1,5 @@
 """A cancel's ``KeyboardInterrupt`` raised into a running task's thread, never inside an
-import.
+import or one of actorlib's finalizers.
 
 An exception that lands while a thread imports a module leaves the import half done:
 Python drops the module from ``sys.modules`` but keeps the submodules it had imported, and
@@ -9,6 +9,12 @@ task of that worker that imports the module would fail. A task imports when its 
 or arguments are unpickled (by reference, from the module that defines them) and when its
 code imports lazily, so a cancel that arrives then waits until the thread has left the
 import machinery: a few milliseconds, as a rule.
+
+A finalizer of actorlib's (``late_interrupts.FINALIZERS``: a ref's ``__del__`` sending its
+drop) waits it out as well: an interrupt there is raised again in the task, but the drop it
+cut short was never sent, and the object lived until shutdown. A task that lets refs go
+in a loop is in one often, so the thread is looked at the moment the interrupt is sent:
+stopped at a bytecode there, the interrupt would land there.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from actorlib.core.late_interrupts import FINALIZERS
+
 #: The import machinery's code, frozen (the default) or from source (``-X
 #: frozen_modules=off``): a thread with one of these in its stack is importing.
 _IMPORT_CODE = (
@@ -30,19 +38,23 @@ _IMPORT_CODE = (
     "importlib/_bootstrap_external.py",
 )
 
-#: How often a deferred interrupt looks again whether its thread has left the import.
+#: How often a deferred interrupt looks again whether its thread has left the import or
+#: the finalizer.
 RETRY_S = 0.002
 
 
-def importing(thread_id: int) -> bool:
-    """Whether thread ``thread_id`` is inside an import now."""
-    return in_import(sys._current_frames().get(thread_id))
+def held_back(thread_id: int) -> bool:
+    """Whether an interrupt of thread ``thread_id`` must wait: it is inside an import or
+    one of actorlib's finalizers now."""
+    return held_back_at(sys._current_frames().get(thread_id))
 
 
-def in_import(frame: FrameType | None) -> bool:
-    """Whether ``frame`` or a frame that called it runs the import machinery."""
+def held_back_at(frame: FrameType | None) -> bool:
+    """Whether an interrupt at ``frame`` must wait: it or a frame that called it runs the
+    import machinery or one of actorlib's finalizers."""
     while frame is not None:
-        if frame.f_code.co_filename.endswith(_IMPORT_CODE):
+        code = frame.f_code
+        if code in FINALIZERS or code.co_filename.endswith(_IMPORT_CODE):
             return True
         frame = frame.f_back
     return False
@@ -58,8 +70,9 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException] | None) -> Non
 
 def until_done(lock: Any, attempt: Callable[[], bool]) -> None:
     """Call ``attempt`` now (its caller holds ``lock``); while it answers False (its
-    thread imports: not yet), again with ``lock`` held every :data:`RETRY_S` from a
-    thread of its own, until it answers True (delivered, or no longer wanted)."""
+    thread is :func:`held_back`: not yet), again with ``lock`` held every
+    :data:`RETRY_S` from a thread of its own, until it answers True (delivered, or no
+    longer wanted)."""
     if attempt():
         return
 

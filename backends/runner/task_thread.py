@@ -29,7 +29,7 @@ import threading
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from actorlib.backends.runner.interrupts import importing, raise_in_thread, until_done
+from actorlib.backends.runner.interrupts import held_back, raise_in_thread, until_done
 from actorlib.backends.runner.streaming import Producer, exactly, is_generator, produce_sync
 from actorlib.backends.runner.user_code import (
     PID,
@@ -360,11 +360,11 @@ class TaskThread:
 
     def _interrupt(self, ctx: ExecutionContext | None) -> bool:
         """(``lock`` held) KeyboardInterrupt in the run of ``ctx``, unless its thread is
-        importing (False: not yet, see :mod:`~.interrupts`). True once sent, or when that
-        run has ended meanwhile."""
+        importing or in a finalizer (False: not yet, see :mod:`~.interrupts`). True once
+        sent, or when that run has ended meanwhile."""
         if ctx is None or self.context is not ctx:
             return True
-        if importing(self.ident):
+        if held_back(self.ident):
             return False
         raise_in_thread(self.ident, KeyboardInterrupt)
         wakeup = ctx.wakeup

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorlib.backends.base import CoreEvents, CoreView
-from actorlib.backends.runner.interrupts import importing, raise_in_thread, until_done
+from actorlib.backends.runner.interrupts import held_back, raise_in_thread, until_done
 from actorlib.backends.sim.loop import Clock
 
 __all__ = ["Baton", "CancelInterrupt", "Posting", "SimWorker", "Unwind", "Wait"]
@@ -293,13 +293,13 @@ class Baton:
     @staticmethod
     def _send_interrupt(worker: SimWorker) -> bool:
         """(``mutex`` held) The interrupt owed to a preempted worker's user code, sent
-        unless that code is importing (False: not yet, see
+        unless that code is importing or in a finalizer (False: not yet, see
         :mod:`~actorlib.backends.runner.interrupts`). True once sent, or when the user
         code has ended meanwhile (``_enter`` has taken the debt over)."""
         if not (worker.in_user and worker.owed):
             return True
         ident = worker.thread.ident or 0
-        if importing(ident):
+        if held_back(ident):
             return False
         worker.owed = False
         worker.interrupted = True
