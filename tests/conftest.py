@@ -242,6 +242,38 @@ def _backend_of(item: pytest.Item) -> str | None:
     return callspec.params.get("backend_name") if callspec is not None else None
 
 
+#: Tests that use Ray beyond the ``ray`` backend's parameter: their modules start Rays of
+#: their own, or they join the run's shared one.
+_RAY_SCOPE_MODULES = ("test_ray_backend.py", "test_ray_compat.py", "test_ray_multinode.py")
+_RAY_SCOPE_TESTS = ("test_on_ray_example_runs", "test_the_ray_reset_ends_what_a_test_left")
+
+
+def ray_apart_scope(nodeid: str) -> str:
+    """The work unit of a test under ``pytest -n N``: every test that uses Ray is one
+    unit, run by one worker (so the run has one Ray at a time, as in one process); any
+    other test goes with its module (whose module-scoped clusters start once)."""
+    module, _, name = nodeid.partition("::")
+    if ("[ray]" in name or "[ray-" in name or module.endswith(_RAY_SCOPE_MODULES)
+            or name.startswith(_RAY_SCOPE_TESTS)):
+        return "ray"
+    return module
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before pytest-xdist's own choice
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``pytest -n N`` (``--dist load``, the default) hands out :func:`ray_apart_scope`
+    units; any other ``--dist`` is pytest-xdist's own."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return ray_apart_scope(nodeid)
+
+    return RayApart(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what the fast development subset leaves out (see docs/development.md):
     ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection);
