@@ -271,6 +271,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return ray_apart_scope(nodeid)
 
+        def remove_node(self, node: Any) -> str | None:
+            # A worker that crashed (the backstop ends a wedged test's worker) gives its
+            # unit's unfinished tests back, and pytest-xdist would run the one that
+            # crashed again on the next worker, and again: it counts as done here.
+            workload = self.assigned_work.get(node, {})
+            crashed = next((nodeid for unit in workload.values()
+                            for nodeid, done in unit.items() if not done), None)
+            for unit in workload.values():
+                if crashed in unit:
+                    unit[crashed] = True
+            found = super().remove_node(node)
+            return crashed if crashed is not None else found
+
     return RayApart(config, log)
 
 

@@ -365,7 +365,9 @@ def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_and_the_run_goes_o
     pytester, monkeypatch
 ):
     """Under ``pytest -n 2`` the backstop ends the hanging test's worker (not the run):
-    the test fails once, with the stacks, and the other test still runs."""
+    the test fails once, with the stacks, and the other test of its module still runs.
+    (pytest-xdist gave a crashed worker's module back with the crashed test in it, which
+    then hung every worker that took it: the conftest's scheduler counts it as done.)"""
     monkeypatch.setenv("ACTORLIB_TEST_BACKSTOP_GRACE", "2")
     _setup(pytester, CONFTEST)
     pytester.makepyfile(test_hang=HANGS_AFTER_ITS_TIMEOUT)
