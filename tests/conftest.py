@@ -218,7 +218,13 @@ RAY_EXCEPTIONS: dict[str, str] = {
     ),
 }
 
-LEAK_GRACE_S = float(os.environ.get("ACTORLIB_TEST_LEAK_GRACE", "2.0"))
+# Longer in a pytest-xdist worker: two workers keep both of 2 cores busy, and a pool's
+# terminated tasks once took longer than 2 s to end there.
+LEAK_GRACE_S = float(
+    os.environ.get(
+        "ACTORLIB_TEST_LEAK_GRACE", "5.0" if os.environ.get("PYTEST_XDIST_WORKER") else "2.0"
+    )
+)
 SHM_DIR = os.environ.get("ACTORLIB_TEST_SHM_DIR", "/dev/shm")  # overridable for test_harness
 SHM_PREFIX = "actorlib"
 
