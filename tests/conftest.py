@@ -256,8 +256,9 @@ _RAY_SCOPE_TESTS = ("test_on_ray_example_runs", "test_the_ray_reset_ends_what_a_
 
 def ray_apart_scope(nodeid: str) -> str:
     """The work unit of a test under ``pytest -n N``: every test that uses Ray is one
-    unit, run by one worker (so the run has one Ray at a time, as in one process); any
-    other test goes with its module (whose module-scoped clusters start once)."""
+    unit, run by one worker after every other unit has been handed out (so the run has
+    one Ray at a time, mostly alone, as in one process); any other test goes with its
+    module (whose module-scoped clusters start once)."""
     module, _, name = nodeid.partition("::")
     if ("[ray]" in name or "[ray-" in name or module.endswith(_RAY_SCOPE_MODULES)
             or name.startswith(_RAY_SCOPE_TESTS)):
@@ -276,6 +277,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class RayApart(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return ray_apart_scope(nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # Ray's unit last, so that its tests run mostly alone, as in one process:
+            # beside another worker's tests, a stream's end on ray failed one run in two.
+            queue = self.workqueue
+            if len(queue) > 1 and next(iter(queue)) == "ray":
+                queue.move_to_end("ray")
+            super()._assign_work_unit(node)
 
         def remove_node(self, node: Any) -> str | None:
             # A worker that crashed (the backstop ends a wedged test's worker) gives its
