@@ -220,7 +220,7 @@ def test_a_thread_backend_shutdown_says_what_it_waits_for(
 
     actorlib.init(backend="thread", num_cpus=1)
     try:
-        nap.remote(2.5)
+        nap.remote(5)  # long enough to be said on a busy machine too
         deadline = time.monotonic() + T
         while not state.list_tasks(filters=[("name", "=", "nap"), ("state", "=", "RUNNING")]):
             assert time.monotonic() < deadline, "the task never ran"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
+import time
 
 import numpy as np
 import pytest
@@ -374,16 +375,35 @@ def test_a_held_small_result_costs_the_collector_three_objects_at_most(rt):
     for make in (identity.remote, echo.echo.remote):
         # Warm: first-use caches, and every thread and worker a batch this large starts.
         actorlib.get([make(i) for i in range(n)], timeout=T)
-        refs = [make(i) for i in range(n)]
-        assert actorlib.get(refs, timeout=T) == list(range(n))
-        alive = live_objects()
-        gc.collect()
-        held = len(gc.get_objects())
-        del refs
-        wait_until(lambda: not alive & live_objects(), what="the results freed")  # noqa: B023
-        per_result = (held - len(gc.get_objects())) / n
-        assert 0.9 <= per_result <= 3.1, per_result  # a cluster driver holds the refs only
+        tries = []
+        for _ in range(3):  # the least of three: work that ends meanwhile frees its own
+            refs = [make(i) for i in range(n)]
+            assert actorlib.get(refs, timeout=T) == list(range(n))
+            alive = live_objects()
+            held = _settled_object_count()
+            del refs
+            wait_until(lambda: not alive & live_objects(), what="the results freed")  # noqa: B023
+            tries.append((held - _settled_object_count()) / n)
+        per_result = min(tries)
+        assert 0.9 <= per_result <= 3.1, tries  # a cluster driver holds the refs only
     actorlib.kill(echo)
+
+
+def _settled_object_count() -> int:
+    """How many objects the collector tracks once the count has stopped moving: a task's
+    thread still tidying up after its result was read (a busy machine makes that late)
+    would count as freed with the results (15 a result, once, on thread)."""
+    deadline = time.monotonic() + 5
+    gc.collect()
+    count = len(gc.get_objects())
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        gc.collect()
+        now = len(gc.get_objects())
+        if abs(now - count) <= 2:
+            return now
+        count = now
+    return count
 
 
 #: Backends whose objects live in a store of bounded size, which spills to disk when
