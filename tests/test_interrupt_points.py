@@ -91,4 +91,3 @@ def test_a_thread_out_of_every_finalizer_is_not_held_back():
     finally:
         stop.set()
         thread.join(T)
-

@@ -146,13 +146,7 @@ _RAY_SUBMIT_CODE = (
 def _held_back(frame: FrameType | None) -> bool:
     """Whether an interrupt at ``frame`` must wait: the thread imports, runs one of
     actorlib's finalizers, or hands work to Ray (see ``_RAY_SUBMIT_CODE``)."""
-    if held_back_at(frame):
-        return True
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(_RAY_SUBMIT_CODE):
-            return True
-        frame = frame.f_back
-    return False
+    return held_back_at(frame, _RAY_SUBMIT_CODE)
 
 
 #: The normal task running on the main thread (Ray interrupts only those), and the one

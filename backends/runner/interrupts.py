@@ -49,12 +49,14 @@ def held_back(thread_id: int) -> bool:
     return held_back_at(sys._current_frames().get(thread_id))
 
 
-def held_back_at(frame: FrameType | None) -> bool:
+def held_back_at(frame: FrameType | None, files: tuple[str, ...] = ()) -> bool:
     """Whether an interrupt at ``frame`` must wait: it or a frame that called it runs the
-    import machinery or one of actorlib's finalizers."""
+    import machinery, one of actorlib's finalizers, or code of a file ending in one of
+    ``files`` (a backend's own)."""
+    held = _IMPORT_CODE + files
     while frame is not None:
         code = frame.f_code
-        if code in FINALIZERS or code.co_filename.endswith(_IMPORT_CODE):
+        if code in FINALIZERS or code.co_filename.endswith(held):
             return True
         frame = frame.f_back
     return False
