@@ -505,6 +505,51 @@ def test_a_stream_ended_between_reading_an_item_and_taking_it(
         actorlib.get(gen.completed(), timeout=120)
 
 
+@actorlib.remote
+class Ticker:
+    async def ticks(self) -> Any:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            await asyncio.sleep(0.01)
+
+
+def test_an_actor_stream_ray_ends_as_cancelled_unasked_fails_as_its_actors_end(
+    on_ray: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When an async actor ends itself (``exit_actor()``) while a stream of its runs,
+    Ray's exit at times cancels the stream before the call's own error reaches Ray: Ray
+    then puts the end of the stream at the next position, and its completion holds a
+    cancel. The consumer must not read that as a clean end (a stream cut short, its
+    caller none the wiser): this process never cancelled it, so it fails as its actor's
+    end, with the error a call still running gets. Ray's position is made to read as
+    that end here; the cancel is Ray's own, not actorlib's."""
+    import ray
+
+    from actorlib import session
+    from actorlib.backends.ray.client import RayCore
+
+    ticker = Ticker.remote()
+    gen = ticker.ticks.options(num_returns="streaming").remote()
+    assert actorlib.get(next(gen), timeout=120) == 0
+    stream = session.client()._ends[gen.completed()._id]
+    ray.cancel(stream.generator)  # Ray's cancel: actorlib's ``cancel`` was never asked
+    ray.wait([stream.generator.completed()], timeout=120)
+    slot_value = RayCore._slot_value
+
+    def ended_by_ray(self: RayCore, id_: int, data: Any) -> Any:
+        if isinstance(data, BaseException):  # the cancel's error item: the end instead
+            data = ray.exceptions.ObjectRefStreamEndOfStreamError("ended")
+        return slot_value(self, id_, data)
+
+    monkeypatch.setattr(RayCore, "_slot_value", ended_by_ray)
+    with pytest.raises(exceptions.ActorDiedError, match=r"Ticker .* exit_actor\(\)"):
+        for ref in gen:
+            assert isinstance(actorlib.get(ref, timeout=120), int)
+    actorlib.kill(ticker)
+
+
 def test_streams_and_group_readiness_refuse_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """A driver on Ray Client has no core worker, which streams and a placement group's
     ready() read Ray through: they say so rather than fail inside Ray."""

@@ -28,7 +28,7 @@ from actorlib.backends.ray.actor_table import kill_and_await_restart
 from actorlib.backends.ray.boxes import ActorRef, Box, Packed, Retryable, packed
 from actorlib.backends.ray.connector import ray_module
 from actorlib.backends.ray.direct import DirectCall, RayTask, direct_call
-from actorlib.backends.ray.errors import error_value
+from actorlib.backends.ray.errors import ended_mid_call, error_value
 from actorlib.backends.ray.groups import RayGroups
 from actorlib.backends.ray.interrupts import SigintDeferred
 from actorlib.backends.ray.limits import Held, HeldTasks, Limits
@@ -92,6 +92,9 @@ from actorlib.exceptions import (
 _UNCLAIMED_S = 60.0
 #: How long the cluster's node list is trusted for feasibility checks.
 _NODES_TTL_S = 2.0
+#: How long a stream's end waits for its call's completion (ready by then, as a rule:
+#: Ray ends the stream as the call ends).
+_COMPLETION_WAIT_S = 2.0
 #: A call's options that are Ray's defaults (``.remote()`` without ``.options()``).
 _DEFAULT_CALL = {"num_returns": 1}
 
@@ -378,11 +381,12 @@ class RayCore(RayWaits, HeldTasks):
 
     # -- streams (see :mod:`.streams`) -----------------------------------------------------
 
-    def _open_stream(self, return_ids: tuple[int, ...], generator: Any) -> None:
-        """A streaming task or call was submitted: its head slot is Ray's first position,
-        its end Ray's completion ref."""
+    def _open_stream(self, return_ids: tuple[int, ...], generator: Any,
+                     actor: tuple[str, int] | None = None) -> None:
+        """A streaming task or call (of ``actor``: its class name and id) was submitted:
+        its head slot is Ray's first position, its end Ray's completion ref."""
         head, end = return_ids
-        stream = RayStream(generator, head, end)
+        stream = RayStream(generator, head, end, actor)
         head_ref = stream.head_ref()
         with self._lock:
             self._refs[head] = [head_ref, 1, False]
@@ -401,7 +405,8 @@ class RayCore(RayWaits, HeldTasks):
             if known is not None:
                 return known
             if isinstance(data, ray.exceptions.ObjectRefStreamEndOfStreamError):
-                value = END
+                value = END if stream.actor is None or stream.cancelled else (
+                    self._end_of_call(stream))
             elif isinstance(data, BaseException) or stream.generator is None:
                 stream.take()
                 value = error_value(data) if isinstance(data, BaseException) else END
@@ -433,6 +438,24 @@ class RayCore(RayWaits, HeldTasks):
                 value = link(item_id, next_id)
             stream.links[id_] = value
         return value
+
+    def _end_of_call(self, stream: RayStream) -> Serialized:
+        """The value after an actor call's last item, which Ray says is the end: the end,
+        unless the call was cancelled though this process never asked. Then its actor
+        ended itself (``exit_actor()``) while the stream ran: Ray's exit cancels the
+        call's stream at times before the call's own error (see the worker's ``stream``)
+        reaches Ray, and Ray then reads the stream as ended."""
+        with self._lock:
+            entry = self._refs.get(stream.end)
+        if entry is None:
+            return END
+        try:
+            ray.get(entry[0], timeout=_COMPLETION_WAIT_S)
+        except Exception as exc:
+            if isinstance(exc, ray.exceptions.TaskCancelledError):
+                assert stream.actor is not None
+                return ended_mid_call(*stream.actor)
+        return END
 
     def _slot_dropped(self, id_: int) -> None:
         """With the lock held: slot ``id_`` is gone. If nobody holds the slot to read
@@ -654,7 +677,7 @@ class RayCore(RayWaits, HeldTasks):
                 method = method.options(**options)  # Ray's defaults need no wrapper
             out = method.remote(data, *rest)
         if spec.generator == "streaming":
-            self._open_stream(spec.return_ids, out)
+            self._open_stream(spec.return_ids, out, (cls_name, spec.actor_id))
         else:
             self._adopt_returns(spec.return_ids, out)
         return None
@@ -690,6 +713,10 @@ class RayCore(RayWaits, HeldTasks):
             from actorlib.core.runtime import FORCED_ACTOR_CALL
 
             raise ValueError(FORCED_ACTOR_CALL)
+        with self._lock:
+            stream = self._ends.get(object_id)
+        if stream is not None:
+            stream.cancelled = True
         ray.cancel(ref, force=force, recursive=recursive)
         if not force and isinstance(ref, ray.ObjectRef) and not _actor_task(ref):
             self._recancel.add(ref)  # Ray may drop it: see ``.recancel``

@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from actorlib.backends.ray.boxes import Raised, Retryable
+from actorlib.core.ids import id_hex
 from actorlib.core.serialization import Serialized, serialize
 from actorlib.exceptions import (
     ActorAlreadyExistsError,
@@ -58,6 +59,14 @@ def ended_itself(exc: BaseException) -> str | None:
         actor_id: str | None = exc.actor_id
         return actor_id
     return None
+
+
+def ended_mid_call(cls_name: str, actor_id: int) -> Serialized:
+    """The error of a call (or a stream) still running when its actor ended itself."""
+    actor = id_hex(actor_id)
+    return serialize(ActorDiedError(
+        f"The actor {cls_name} ({actor}) was killed (kill() or exit_actor()).", actor),
+        is_error=True)
 
 
 def translate(exc: BaseException) -> BaseException:

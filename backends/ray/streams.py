@@ -47,11 +47,14 @@ END = Serialized(pickle.dumps(None, protocol=5))
 class RayStream:
     """One Ray ``ObjectRefGenerator`` and what is known of its slots."""
 
-    __slots__ = ("end", "generator", "links", "lock", "newest")
+    __slots__ = ("actor", "cancelled", "end", "generator", "links", "lock", "newest")
 
-    def __init__(self, generator: Any, head: int, end: int) -> None:
+    def __init__(self, generator: Any, head: int, end: int,
+                 actor: tuple[str, int] | None = None) -> None:
         self.generator: Any = generator  # None once released
         self.end = end  # the id of its ``completed()`` ref
+        self.actor = actor  # an actor call's: its class name and id
+        self.cancelled = False  # this process asked Ray to cancel it
         self.lock = threading.Lock()
         self.links: dict[int, Serialized] = {}  # slot id -> its value, once made
         self.newest = head  # the latest slot made (the one the consumer reads next)

@@ -31,6 +31,7 @@ from actorlib.backends.ray.actor_table import restarts
 from actorlib.backends.ray.boxes import Box, Packed, Raised, Retryable
 from actorlib.backends.ray.client import PassStore, RayCore
 from actorlib.backends.ray.connector import ray_module
+from actorlib.backends.ray.errors import ended_mid_call
 from actorlib.backends.ray.wire import (
     call_spec,
     named_call,
@@ -66,11 +67,9 @@ from actorlib.core.actor_exit import (
 )
 from actorlib.core.builtin_methods import builtin
 from actorlib.core.execution_context import ExecutionContext, current_execution
-from actorlib.core.ids import id_hex
 from actorlib.core.refs import ObjectRef
-from actorlib.core.serialization import PLAIN_SCALARS, Serialized, deserialize, serialize
+from actorlib.core.serialization import PLAIN_SCALARS, Serialized, deserialize
 from actorlib.core.specs import ActorSpec, CallSpec, Dep, RetryExceptions, TaskSpec
-from actorlib.exceptions import ActorDiedError
 
 _code = CodeCache()
 #: Results and items go to Ray as they are: Ray copies them into its store as the task
@@ -830,10 +829,7 @@ class AsyncHost(_Host):
     @_untraced
     def _ended(self) -> Serialized:
         """The error of a call still running when its actor ended itself."""
-        actor = id_hex(self._spec.actor_id)
-        return serialize(ActorDiedError(
-            f"The actor {self._spec.cls.name} ({actor}) was killed (kill() or "
-            "exit_actor()).", actor), is_error=True)
+        return ended_mid_call(self._spec.cls.name, self._spec.actor_id)
 
     async def actorlib_spec(self) -> ActorSpec:  # type: ignore[override]
         return self._spec
