@@ -35,6 +35,25 @@ def kill_and_await_restart(handle: Any) -> None:
     while time.monotonic() < deadline:
         info = ray._private.state.actors(actor_hex)
         state = info.get("State")
-        if state == "DEAD" or (state == "ALIVE" and info.get("NumRestarts", 0) > before):
+        if state == "DEAD":
+            return
+        if state == "ALIVE" and info.get("NumRestarts", 0) > before:
+            _known_here(handle, deadline)
             return
         time.sleep(0.05)
+
+
+def _known_here(handle: Any, deadline: float) -> None:
+    """Until this process's Ray knows the restarted instance: the actor table says it is
+    alive before this process hears so, and a call sent meanwhile fails at once ("The
+    actor is restarting", ActorUnavailableError: a CI flake under two pytest workers).
+    A call of Ray's own readiness method tells."""
+    ray = ray_module()
+    while time.monotonic() < deadline:
+        try:
+            ray.get(handle.__ray_ready__.remote(), timeout=max(0.1, deadline - time.monotonic()))
+            return
+        except ray.exceptions.ActorUnavailableError:
+            time.sleep(0.05)
+        except Exception:  # died again, or no answer in time: later calls say so
+            return
