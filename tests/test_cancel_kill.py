@@ -247,8 +247,9 @@ def counts_its_interrupts(started, rec):
     the first, then ends as cancelled. Everything before the end is inside the ``try``:
     an interrupt may land at any bytecode, the last of ``arrive.remote()`` and the loop's
     jump back included (one that landed there ended the task with no "end": a CI flake
-    under load). The 2 s start at the first interruption, not at the start: on a loaded machine
-    a cancel may take longer than that to land (on ray it did, under two pytest workers)."""
+    under load). The 2 s start at the first interruption, not at the start: on a loaded
+    machine a cancel may take longer than that to land (on ray it did, under two pytest
+    workers)."""
     interrupted = arrived = False
     deadline = time.monotonic() + T / 2  # the cancel has landed long before
     while True:  # again only after an interruption (see ``drops_refs_until_cancelled``)

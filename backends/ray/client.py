@@ -405,8 +405,7 @@ class RayCore(RayWaits, HeldTasks):
             if known is not None:
                 return known
             if isinstance(data, ray.exceptions.ObjectRefStreamEndOfStreamError):
-                value = END if stream.actor is None or stream.cancelled else (
-                    self._end_of_call(stream))
+                value = self._end_of(stream)
             elif isinstance(data, BaseException) or stream.generator is None:
                 stream.take()
                 value = error_value(data) if isinstance(data, BaseException) else END
@@ -439,22 +438,25 @@ class RayCore(RayWaits, HeldTasks):
             stream.links[id_] = value
         return value
 
-    def _end_of_call(self, stream: RayStream) -> Serialized:
-        """The value after an actor call's last item, which Ray says is the end: the end,
-        unless the call was cancelled though this process never asked. Then its actor
-        ended itself (``exit_actor()``) while the stream ran: Ray's exit cancels the
-        call's stream at times before the call's own error (see the worker's ``stream``)
-        reaches Ray, and Ray then reads the stream as ended."""
+    def _end_of(self, stream: RayStream) -> Serialized:
+        """The value where Ray says ``stream`` ended: the end, unless it is an actor
+        call's that was cancelled though this process never asked. Then its actor ended
+        itself (``exit_actor()``) while the stream ran: Ray's exit cancels the call's
+        stream at times before the call's own error (see the worker's ``stream``) reaches
+        Ray, and Ray then reads the stream as ended."""
+        actor = stream.actor
+        if actor is None or stream.cancelled:
+            return END
         with self._lock:
             entry = self._refs.get(stream.end)
         if entry is None:
             return END
         try:
             ray.get(entry[0], timeout=_COMPLETION_WAIT_S)
-        except Exception as exc:
-            if isinstance(exc, ray.exceptions.TaskCancelledError):
-                assert stream.actor is not None
-                return ended_mid_call(*stream.actor)
+        except ray.exceptions.TaskCancelledError:
+            return ended_mid_call(*actor)
+        except Exception:  # its own error, or no answer in time: the stream ended
+            pass
         return END
 
     def _slot_dropped(self, id_: int) -> None:
