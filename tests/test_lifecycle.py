@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import types
@@ -202,10 +204,23 @@ def test_script_that_never_calls_shutdown_exits_cleanly(backend_name, tmp_path):
 
 
 @actorlib.remote
-def nap(seconds: float) -> None:
-    import time
+def nap_until_released(fd: int) -> None:
+    import os
 
-    time.sleep(seconds)  # one C call: no bytecode for a cancel to interrupt between
+    os.read(fd, 1)  # one C call: no bytecode for a cancel to interrupt between
+
+
+class _ReleaseOnceSaid(logging.Handler):
+    """Ends the nap once shutdown() has said it waits: the task is still running when it
+    looks, however slow the machine (a nap of fixed length could end first)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "shutdown() waits" in record.getMessage():
+            os.write(self.fd, b"x")
 
 
 def test_a_thread_backend_shutdown_says_what_it_waits_for(
@@ -213,23 +228,32 @@ def test_a_thread_backend_shutdown_says_what_it_waits_for(
 ) -> None:
     """A task in a C call cannot be stopped; shutdown() waits for it (up to 10 s), and
     after a second says so, naming the task, rather than seeming to hang."""
-    import logging
     import time
 
     from actorlib.util import state
 
+    read_fd, write_fd = os.pipe()
+    release = _ReleaseOnceSaid(write_fd)
     actorlib.init(backend="thread", num_cpus=1)
     try:
-        nap.remote(5)  # long enough to be said on a busy machine too
+        nap_until_released.remote(read_fd)
         deadline = time.monotonic() + T
-        while not state.list_tasks(filters=[("name", "=", "nap"), ("state", "=", "RUNNING")]):
+        while not state.list_tasks(filters=[("name", "=", "nap_until_released"),
+                                             ("state", "=", "RUNNING")]):
             assert time.monotonic() < deadline, "the task never ran"
             time.sleep(0.02)
     finally:
-        with caplog.at_level(logging.WARNING, logger="actorlib"):
-            actorlib.shutdown()
+        logging.getLogger("actorlib").addHandler(release)
+        try:
+            with caplog.at_level(logging.WARNING, logger="actorlib"):
+                actorlib.shutdown()
+        finally:
+            logging.getLogger("actorlib").removeHandler(release)
+            os.write(write_fd, b"x")  # the nap's end, had nothing been said
+            os.close(write_fd)
+            os.close(read_fd)
     said = [r.getMessage() for r in caplog.records if "shutdown() waits" in r.getMessage()]
-    assert len(said) == 1 and "(nap)" in said[0], caplog.text
+    assert len(said) == 1 and "(nap_until_released)" in said[0], caplog.text
 
 
 @pytest.mark.parametrize("size", [-5, "big", 1.5, True])
