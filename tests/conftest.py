@@ -212,6 +212,7 @@ RAY_EXCEPTIONS: dict[str, str] = {
             "test_objects_and_nodes", "test_placement_groups", "test_bad_arguments",
             "test_rows_read_as_attributes_too_as_rays_state_objects_do",
             "test_get_by_id_of_every_kind_as_ray_does",
+            "test_calls_queued_in_the_actor_wait_for_a_place_to_run",
         )),
         _RAY_STATE + "it serves nodes only there (actorlib.util.state raises "
         "NotSupportedError for the other kinds; Ray's own ray.util.state lists Ray's work)",

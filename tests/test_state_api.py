@@ -142,6 +142,54 @@ def test_workload_states(rt):
     assert state.get_actor(actors["Counter"]["actor_id"])["state"] == "DEAD"
 
 
+@actorlib.remote
+class Line:
+    """Calls that stay running until a gate opens, on an actor that runs ``max_concurrency``
+    of them at once."""
+
+    def hold(self, gate):
+        return actorlib.get(gate.wait.remote())
+
+
+@pytest.mark.parametrize("places", [1, 2])
+def test_calls_queued_in_the_actor_wait_for_a_place_to_run(rt, places):
+    """Of the calls handed to an actor, only as many as it runs at once read RUNNING; the
+    others wait (SUBMITTED_TO_WORKER, no start time) and start when a place frees. The
+    timeline then shows at most that many at once, not every call from its hand-over."""
+    gate = Gate.remote()
+    line = Line.options(max_concurrency=places).remote()
+    refs = [line.hold.remote(gate) for _ in range(5)]
+
+    def states():
+        return sorted(row["state"] for row in
+                      state.list_tasks(filters=[("name", "=", "Line.hold")], detail=True))
+
+    wait_for(lambda: states().count("RUNNING") == places, f"{places} calls to run")
+    assert states() == ["RUNNING"] * places + ["SUBMITTED_TO_WORKER"] * (5 - places)
+    for row in state.list_tasks(filters=[("name", "=", "Line.hold")], detail=True):
+        running = row["state"] == "RUNNING"
+        assert (row["start_time_ms"] is not None) is running, row
+        assert row["worker_pid"] is not None, row  # handed to the actor's worker
+    current = [name for w in state.list_workers(detail=True) for name in w["current_task_names"]]
+    assert current.count("Line.hold") == places, current
+
+    actorlib.get(gate.open.remote(), timeout=T)
+    assert actorlib.get(refs, timeout=T) == ["opened"] * 5
+    rows = state.list_tasks(filters=[("name", "=", "Line.hold")], detail=True)
+    assert [row["state"] for row in rows] == ["FINISHED"] * 5
+    spans = sorted((row["start_time_ms"], row["end_time_ms"]) for row in rows)
+    for start, end in spans:
+        assert start <= end
+        assert sum(1 for s, e in spans if s <= start < e) <= places, spans
+    events = [e for e in actorlib.timeline() if e.get("cat") == "actor_task"
+              and e["name"] == "Line.hold"]
+    assert len(events) == 5
+    for e in events:
+        at_once = sum(1 for f in events if f["ts"] <= e["ts"] < f["ts"] + f["dur"])
+        assert at_once <= places, events
+    actorlib.kill(line)
+
+
 def test_objects_and_nodes(rt):
     big = actorlib.put(b"x" * 200_000)
     small = actorlib.put(7)

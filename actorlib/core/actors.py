@@ -24,6 +24,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from actorlib.core.call_slots import CallSlots
 from actorlib.core.ids import id_hex
 from actorlib.core.mailbox import CallRecord, Mailbox, may_retry
 from actorlib.core.objects import ObjectEntry, ObjectTable
@@ -92,7 +93,7 @@ class ActorRecord:
         self.remaining = 0
         self.no_restart = False
         self.dead_error: BaseException | None = None
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(CallSlots(spec))
 
     @property
     def running(self) -> bool:
@@ -209,6 +210,7 @@ class Actors:
         rec = self.records.get(actor_id)
         if rec is not None and rec.incarnation == incarnation and rec.state is STARTING:
             rec.state = ALIVE
+            rec.mailbox.slots.open(event_time())
 
     @staticmethod
     def _constructor_error(
@@ -412,9 +414,10 @@ class Actors:
             call.spec = spec
             call.remaining = 0
             call.cancelled = False
-            call.created = call.started = event_time()
+            call.created = now = event_time()
             call.pid = 0
             mailbox.inflight[spec.call_id] = call
+            mailbox.slots.handed(call, now)
             if spec.retry_exceptions:
                 mailbox.barrier[caller] = spec.call_id
             run = new_record(CallRun)  # ``CallRun(spec, [], incarnation)``, likewise
@@ -470,6 +473,8 @@ class Actors:
         mailbox = actor.mailbox
         # ``mailbox.returned(call)``, without its frame (every call's end)
         del mailbox.inflight[spec.call_id]
+        now = event_time()  # its end, and the start of the call its place goes to
+        mailbox.slots.ended(call, now)
         barrier = mailbox.barrier  # empty unless a call retries on exceptions
         if barrier and barrier.get(spec.caller_id) == spec.call_id:
             del barrier[spec.caller_id]
@@ -478,17 +483,17 @@ class Actors:
             values.hold_ids(outcome.error.contained)
             if call.cancelled:
                 values.drop_value(outcome.error)
-                self._finish_call(call, cancelled_value(spec.method))
+                self._finish_call(call, cancelled_value(spec.method), now)
             elif outcome.retryable and may_retry(call, actor.spec.max_task_retries):
                 values.drop_value(outcome.error)
                 mailbox.retry_first(call)
             else:
-                self._finish_call(call, outcome.error)
+                self._finish_call(call, outcome.error, now)
         elif call.cancelled:
             # It ran on and returned (a sync call that saw ``is_canceled()``, an async one
             # that caught ``CancelledError``): still cancelled, as a task is and as in Ray.
             values.discard_outcome(outcome)
-            self._finish_call(call, cancelled_value(spec.method))
+            self._finish_call(call, cancelled_value(spec.method), now)
         else:
             values.set_results(spec.return_ids, outcome.values or [])
             # ``_finish_call(call, None)``, without its frame (every call's end)
@@ -499,7 +504,7 @@ class Actors:
                 self.ended.append((
                     spec.call_id, spec.method, owner.spec.cls.name, spec.attempt,
                     None if placement is None else placement.node.node_id, spec.actor_id,
-                    False, owner.job, call.created, call.started, event_time(), call.pid,
+                    False, owner.job, call.created, call.started, now, call.pid,
                 ))
             args = spec.args
             if args.payload is not None or args.deps:  # else nothing to free or release
@@ -509,7 +514,9 @@ class Actors:
         if actor.handle_refs <= 0:
             self._out_of_scope(actor)
 
-    def _finish_call(self, call: CallRecord, error: Serialized | None) -> None:
+    def _finish_call(
+        self, call: CallRecord, error: Serialized | None, ended: float | None = None
+    ) -> None:
         # (written out in ``call_finished`` for a call that returned: a change here goes
         # there too)
         if error is not None:
@@ -522,8 +529,8 @@ class Actors:
             self.ended.append((
                 spec.call_id, spec.method, actor.spec.cls.name, spec.attempt,
                 None if placement is None else placement.node.node_id, spec.actor_id,
-                error is not None, actor.job, call.created, call.started, event_time(),
-                call.pid,
+                error is not None, actor.job, call.created, call.started,
+                event_time() if ended is None else ended, call.pid,
             ))
         args = spec.args
         if args.payload is not None or args.deps:  # else nothing to free or release

@@ -19,20 +19,24 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterator
 
+from actorlib.core.call_slots import CallSlots
 from actorlib.core.specs import CallSpec
 from actorlib.core.state import event_time
 
 
 class CallRecord:
-    __slots__ = ("cancelled", "created", "pid", "remaining", "spec", "started")
+    __slots__ = ("cancelled", "created", "group", "pid", "remaining", "running", "spec",
+                 "started")
 
     def __init__(self, spec: CallSpec) -> None:
         self.spec = spec
         self.remaining = 0  # dependencies not yet ready
         self.cancelled = False
         self.created = event_time()  # for the state API (actorlib.core.state)
-        self.started = 0.0  # when it was last handed to the actor
+        self.started = 0.0  # when its last attempt started running (see CallSlots)
         self.pid = 0  # the process that ran its last attempt (from its outcome)
+        self.group: str | None = None  # the concurrency group whose place it holds
+        self.running = False  # handed over and started (else it waits for a place)
 
 
 def may_retry(call: CallRecord, actor_limit: int) -> bool:
@@ -45,15 +49,17 @@ def may_retry(call: CallRecord, actor_limit: int) -> bool:
 
 
 class Mailbox:
-    __slots__ = ("barrier", "inflight", "queues")
+    __slots__ = ("barrier", "inflight", "queues", "slots")
 
-    def __init__(self) -> None:
+    def __init__(self, slots: CallSlots) -> None:
         # caller id -> calls not yet handed to the backend, in submission order
         self.queues: dict[int, collections.deque[CallRecord]] = {}
         # call id -> call handed to the backend, in hand-over order
         self.inflight: dict[int, CallRecord] = {}
         # caller id -> call that must finish before the caller's next one is handed over
         self.barrier: dict[int, int] = {}
+        # which calls in flight the actor runs now, and which wait for a place
+        self.slots = slots
 
     @property
     def idle(self) -> bool:
@@ -94,7 +100,7 @@ class Mailbox:
         """``call`` (from :meth:`next_ready`) goes to the backend now."""
         spec = call.spec
         self.inflight[spec.call_id] = call
-        call.started = event_time()
+        self.slots.handed(call, event_time())
         if spec.retry_exceptions:
             self.barrier[spec.caller_id] = spec.call_id
 
@@ -105,6 +111,7 @@ class Mailbox:
         """``call``, in flight, came back (finished, or to be retried)."""
         spec = call.spec
         del self.inflight[spec.call_id]
+        self.slots.ended(call, event_time())
         barrier = self.barrier  # empty unless a call retries on exceptions
         if barrier and barrier.get(spec.caller_id) == spec.call_id:
             del self.barrier[spec.caller_id]
@@ -134,7 +141,9 @@ class Mailbox:
     def remove(self, call_id: int) -> CallRecord | None:
         """Take out a call wherever it is (in flight or waiting), lifting its barrier."""
         call = self.inflight.pop(call_id, None)
-        if call is None:
+        if call is not None:
+            self.slots.ended(call, event_time())
+        else:
             call = self.remove_waiting(call_id)
         if call is not None:
             caller = call.spec.caller_id
@@ -152,6 +161,7 @@ class Mailbox:
                 retry.setdefault(call.spec.caller_id, []).append(call)
             else:
                 failed.append(call)
+        self.slots.clear(self.inflight.values())
         self.inflight.clear()
         self.barrier.clear()
         for caller, calls in retry.items():
@@ -160,6 +170,7 @@ class Mailbox:
 
     def drain_all(self) -> list[CallRecord]:
         calls = list(self.calls())
+        self.slots.clear(self.inflight.values())
         self.inflight.clear()
         self.queues.clear()
         self.barrier.clear()

@@ -182,17 +182,18 @@ def _calls(actors: Actors, pids: _Pids) -> list[dict[str, Any]]:
         pid = pids.of_actor(actor.spec.actor_id)
         for call in mailbox.calls():
             spec = call.spec
-            if spec.call_id in mailbox.inflight:
-                state = "RUNNING"  # handed to the actor (it may queue them itself)
+            handed = spec.call_id in mailbox.inflight
+            if handed:
+                # started, or queued in the actor behind its group's running calls
+                state = "RUNNING" if call.running else "SUBMITTED_TO_WORKER"
             elif call.remaining:
                 state = "PENDING_ARGS_AVAIL"
             else:
                 state = "PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY"
-            running = state == "RUNNING"
             out.append(_task_row(
                 spec.call_id, f"{name}.{spec.method}", "ACTOR_TASK", state, spec.attempt,
                 node_id, spec.actor_id, actor.job, call.created,
-                call.started if running else 0.0, 0.0, pid if running else 0,
+                call.started if handed and call.running else 0.0, 0.0, pid if handed else 0,
             ))
     return out
 
@@ -408,7 +409,8 @@ def worker_rows(
 
 def _in_flight(actor: ActorRecord) -> list[tuple[int, str]]:
     name = actor.spec.cls.name
-    return [(id_, f"{name}.{call.spec.method}") for id_, call in actor.mailbox.inflight.items()]
+    return [(id_, f"{name}.{call.spec.method}") for id_, call in actor.mailbox.inflight.items()
+            if call.running]
 
 
 def rows(

@@ -51,14 +51,17 @@ def trace_events(rows: list[dict[str, Any]], now_ms: float | None = None) -> lis
         }
         events.append({
             "name": row["name"], "cat": "task" if row["type"] == "NORMAL_TASK" else "actor_task",
-            "ph": "X", "ts": start * 1000, "dur": (end - start) * 1000, "pid": pid,
+            # ts + dur is exactly end * 1000 (a difference of close floats is exact), so
+            # a call that starts as another ends does not overlap it by a rounding
+            "ph": "X", "ts": start * 1000, "dur": end * 1000 - start * 1000, "pid": pid,
             "tid": _lane(lanes[pid], start, end), "args": args,
         })
         if delay > 0:
             lanes.setdefault(SCHEDULER_PID, [])
             events.append({
                 "name": f"waiting: {row['name']}", "cat": "scheduling", "ph": "X",
-                "ts": created * 1000, "dur": delay * 1000, "pid": SCHEDULER_PID,
+                "ts": created * 1000, "dur": start * 1000 - created * 1000,
+                "pid": SCHEDULER_PID,
                 "tid": _lane(lanes[SCHEDULER_PID], created, start),
                 "args": {"task_id": row["task_id"], "attempt": row["attempt_number"]},
             })
