@@ -30,6 +30,7 @@ from typing import Any
 
 from actorlib.backends import stacks
 from actorlib.backends.base import Backend, BackendConfig, CoreEvents
+from actorlib.backends.mapped_store import MappedHeapStore
 from actorlib.backends.node_resources import local_node_resources
 from actorlib.backends.output import thread_backend_started, thread_backend_stopped
 from actorlib.backends.runner.actor_host import resolve
@@ -58,6 +59,7 @@ def this_process(node_id: str) -> list[dict[str, Any]]:
 
 class ThreadBackend(Backend):
     name = "thread"
+    store = MappedHeapStore()
     takes_back = True  # its runner holds the queued tasks in this process
     pipelines = True
     runs_core_inline = True  # the runner's methods are thread-safe; no asyncio in them

@@ -106,6 +106,11 @@ def test_put_is_a_snapshot(rt):
     aref = actorlib.put(arr)
     arr[:] = 1.0
     assert float(actorlib.get(aref, timeout=T).sum()) == 0.0
+    big = np.zeros(1 << 20)  # 8 MiB: a buffer the thread backend copies into a mapping
+    bref = actorlib.put(big)
+    big[:] = 1.0
+    got = actorlib.get(bref, timeout=T)
+    assert float(got.sum()) == 0.0 and not got.flags.writeable
 
 
 def test_big_numpy_put_get_read_only_zero_copy(rt):
