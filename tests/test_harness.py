@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -397,3 +398,39 @@ def test_the_backstop_gives_each_test_its_own_limit(pytester, monkeypatch):
     pytester.makeini("[pytest]\ntimeout = 2\n")
     result = pytester.runpytest_subprocess("-p", "backstop", "-p", "no:cacheprovider", timeout=50)
     result.assert_outcomes(passed=4)
+
+
+_CTRL_C_TESTS = '''
+import time
+from testkit import ctrl_c_elsewhere
+
+def sleeper():
+    time.sleep(0.5)
+
+def test_a_block_that_raises_something_else():
+    with ctrl_c_elsewhere("sleeper", "test_ctrl_c.py", lambda: None):
+        raise ValueError("not a Ctrl-C")
+
+def test_a_block_that_waits_for_it():
+    with ctrl_c_elsewhere("sleeper", "test_ctrl_c.py", lambda: None):
+        while True:
+            sleeper()
+'''
+
+
+def test_ctrl_c_elsewhere_fails_a_block_that_ends_otherwise_without_ending_the_run(
+    tmp_path: Path,
+) -> None:
+    """A block that ends with another error fails its test: the Ctrl-C sent as it ended
+    never reaches pytest (there it ended the whole run; under ``-n``, its worker)."""
+    (tmp_path / "test_ctrl_c.py").write_text(_CTRL_C_TESTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         str(tmp_path / "test_ctrl_c.py")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 failed, 1 passed" in done.stdout, done.stdout
+    assert "ValueError: not a Ctrl-C" in done.stdout, done.stdout
