@@ -188,7 +188,6 @@ def ctrl_c_elsewhere(function: str, filename: str, end_wait: Callable[[], None],
         end_wait()
 
     over = threading.Event()  # the block ended, however: no Ctrl-C is to be sent now
-    late: list[int] = []
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     elsewhere = threading.Thread(target=interrupt, name="ctrl-c-elsewhere")
     elsewhere.start()
@@ -201,7 +200,7 @@ def ctrl_c_elsewhere(function: str, filename: str, end_wait: Callable[[], None],
         # A Ctrl-C sent as the block ended some other way (it raised something else)
         # must not reach pytest: a KeyboardInterrupt there ends the whole run (under
         # pytest -n, its worker), not this test.
-        signal.signal(signal.SIGINT, lambda signum, frame: late.append(signum))
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
         seen.set()
         elsewhere.join()
         signal.signal(signal.SIGINT, old)

@@ -7,9 +7,11 @@ hand-over and every end, so it follows the same rule here instead of asking the 
 call handed to a full group *waits* (``SUBMITTED_TO_WORKER`` in the state API, no start
 time yet) until an end frees its group's place; it *starts* then. Before its constructor
 has returned (the core hears ``actor_started``), an actor has no place at all. Without
-this, every call
-handed over read as running since its hand-over: a sync actor showed many calls running
-at once, and the timeline drew them overlapping.
+this, every call handed over read as running since its hand-over: a sync actor showed
+many calls running at once, and the timeline drew them overlapping.
+
+:func:`group_limits` and :func:`group_of` are the rule itself, shared with the host
+(``backends/runner/actor_host.py``), so the two cannot drift apart.
 
 Runs on the core loop only, as the mailbox that holds it.
 """
@@ -24,6 +26,18 @@ if TYPE_CHECKING:
     from actorlib.core.mailbox import CallRecord
     from actorlib.core.specs import ActorSpec, CallSpec
 
+def group_limits(spec: ActorSpec) -> dict[str, int]:
+    """Each concurrency group's limit: ``max_concurrency`` for the default group ("")."""
+    return {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
+
+
+def group_of(spec: CallSpec, method_groups: dict[str, str] | None) -> str:
+    """A call's concurrency group: set for this call, else its method's, else ""."""
+    if spec.concurrency_group is not None:
+        return spec.concurrency_group
+    return method_groups.get(spec.method, "") if method_groups else ""
+
+
 #: ``CallRecord.group`` of a call that holds no place: its group is not one of the actor's
 #: (its host fails it at once), or it is not in flight.
 NO_PLACE = None
@@ -36,22 +50,15 @@ class CallSlots:
     __slots__ = ("free", "limits", "method_groups", "waiting")
 
     def __init__(self, spec: ActorSpec) -> None:
-        self.limits = {"": spec.max_concurrency, **(spec.concurrency_groups or {})}
+        self.limits = group_limits(spec)
         # places not taken, per group: none until the actor's constructor has returned
         self.free = dict.fromkeys(self.limits, 0)
         self.method_groups = spec.method_groups or {}
         self.waiting: dict[str, collections.deque[CallRecord]] = {}
 
-    def group_of(self, spec: CallSpec) -> str:
-        """As the host reads it: set for this call, else its method's, else ""."""
-        group = spec.concurrency_group
-        if group is not None:
-            return group
-        return self.method_groups.get(spec.method, "") if self.method_groups else ""
-
     def handed(self, call: CallRecord, now: float) -> None:
         """``call`` went to the host: it starts now if its group has a place, else waits."""
-        group = self.group_of(call.spec)
+        group = group_of(call.spec, self.method_groups)
         free = self.free.get(group)
         if free is None:  # not a group of this actor: failed at once, never waiting
             call.group = NO_PLACE
@@ -83,6 +90,7 @@ class CallSlots:
             if waiting is not None and call in waiting:
                 waiting.remove(call)
             return
+        call.running = False
         if waiting:
             successor = waiting.popleft()
             successor.running = True

@@ -193,7 +193,7 @@ def _calls(actors: Actors, pids: _Pids) -> list[dict[str, Any]]:
             out.append(_task_row(
                 spec.call_id, f"{name}.{spec.method}", "ACTOR_TASK", state, spec.attempt,
                 node_id, spec.actor_id, actor.job, call.created,
-                call.started if handed and call.running else 0.0, 0.0, pid if handed else 0,
+                call.started if call.running else 0.0, 0.0, pid if handed else 0,
             ))
     return out
 

@@ -33,6 +33,7 @@ from actorlib.backends.runner.user_code import (
 )
 from actorlib.core.actor_exit import forget_shutdown, register_shutdown, run_shutdown
 from actorlib.core.builtin_methods import builtin
+from actorlib.core.call_slots import group_limits, group_of
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.interruptible import idle_get, unshield_signals
 from actorlib.core.loop import new_event_loop
@@ -408,11 +409,7 @@ class ActorHost:
             del result, outcome
 
     def _group_of(self, spec: CallSpec) -> str:
-        """The call's concurrency group: set for this call, else its method's, else ""."""
-        if spec.concurrency_group is not None:
-            return spec.concurrency_group
-        groups = self.spec.method_groups
-        return groups.get(spec.method, "") if groups else ""
+        return group_of(spec, self.spec.method_groups)
 
     def _unknown_group(self, run: CallRun, group: str) -> None:
         known = sorted(self.spec.concurrency_groups or {})
@@ -430,7 +427,7 @@ class ActorHost:
         if not ok:
             return
         name = self.spec.cls.name
-        limits = {"": self.spec.max_concurrency, **(self.spec.concurrency_groups or {})}
+        limits = group_limits(self.spec)
         for group, limit in limits.items():
             calls = self.group_calls.get(group, self.calls)
             for i in range(1 if group == "" else 0, limit):
@@ -552,7 +549,7 @@ class ActorHost:
     async def _serve_async(self) -> None:
         """Start calls in arrival order, at most each group's limit at once. A full group
         holds back only its own calls: each group waits in a queue of its own."""
-        limits = {"": self.spec.max_concurrency, **(self.spec.concurrency_groups or {})}
+        limits = group_limits(self.spec)
         self._running = dict.fromkeys(limits, 0)
         self._waiting: dict[str, collections.deque[CallRun]] = {
             g: collections.deque() for g in limits
