@@ -297,8 +297,31 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             for unit in workload.values():
                 if crashed in unit:
                     unit[crashed] = True
+            # pytest-xdist gives back every unit the worker had, finished ones first: a
+            # replacement handed one has nothing to run, so never asks for more, and
+            # the run waits for ever. Only unfinished units go back.
+            for scope in [s for s, unit in workload.items() if all(unit.values())]:
+                del workload[scope]
             found = super().remove_node(node)
             return crashed if crashed is not None else found
+
+        def schedule(self) -> None:
+            replacing = self.collection is not None  # a lost worker's replacement is in
+            super().schedule()
+            if replacing:
+                for node in self.nodes:
+                    self._top_up(node)
+
+        def _top_up(self, node: Any) -> None:
+            # A worker runs a test only once it holds the next one or is told to stop,
+            # and asks for more only as tests end: pytest-xdist hands a replacement one
+            # unit, and one with a single test left (a lost worker's) never ran. So it
+            # gets a second test, or is told to stop when there is nothing more.
+            while (not node.shutting_down and self.workqueue
+                   and self._pending_of(self.assigned_work[node]) < 2):
+                self._assign_work_unit(node)
+            if not self.workqueue and not node.shutting_down:
+                node.shutdown()
 
     return RayApart(config, log)
 

@@ -386,6 +386,30 @@ def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_and_the_run_goes_o
     assert took < 40
 
 
+def test_under_pytest_n_2_a_worker_lost_after_finishing_a_module_is_replaced_and_the_run_ends(
+    pytester,
+):
+    """A worker that dies in its second module, after finishing its first: pytest-xdist
+    gave both modules back, the finished one first, and its replacement was handed that
+    one, nothing to run, so it never asked for more and the run waited for ever (a CI run
+    did until its limit). The conftest's scheduler gives back only unfinished modules."""
+    _setup(pytester, CONFTEST)
+    pytester.makepyfile(
+        # Largest first: one worker takes test_a, the other test_b, and whichever first
+        # has two tests left takes test_crash after the module it is running.
+        test_a="".join(f"def test_a{n}():\n    pass\n\n" for n in range(4)),
+        test_b="".join(f"def test_b{n}():\n    pass\n\n" for n in range(3)),
+        test_crash=(
+            "import os\n\n\ndef test_crashes():\n    os._exit(3)\n\n\n"
+            "def test_after():\n    pass\n"
+        ),
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", timeout=60)
+    out = result.stdout.str() + result.stderr.str()
+    assert len(re.findall(r"\[gw\d+\] node down", out)) == 1, out
+    result.assert_outcomes(passed=8, failed=1)  # test_after ran on the replacement
+
+
 def test_the_backstop_gives_each_test_its_own_limit(pytester, monkeypatch):
     """Four tests of 1.5 s under a 5 s limit (timeout 2, grace 1): each is within its
     own, all together are not."""
