@@ -41,7 +41,7 @@ from actorlib.backends.ray.options import (
     task_options,
 )
 from actorlib.backends.ray.packages import RayPackages
-from actorlib.backends.ray.recancel import Recanceller, cancel_pending
+from actorlib.backends.ray.recancel import SETTLE_S, Recanceller, SettleWindow, cancel_pending
 from actorlib.backends.ray.streams import END, RayStream, core_worker, link
 from actorlib.backends.ray.waits import RayWaits
 from actorlib.backends.ray.wire import (
@@ -127,7 +127,7 @@ def _end_tasks(running: list[Any]) -> None:
     runtime: they would hold their CPUs until done, as Ray's driver exit would not let
     them (Ray ends a departed driver's tasks). Forced, with their children, as Ray's
     exit ends them: a task that catches ``KeyboardInterrupt`` must not live on."""
-    cancel_pending(running, force=True, recursive=True)
+    cancel_pending(running, force=True, recursive=True, settle=SETTLE_S)
 
 
 class PassStore(ObjectStore):
@@ -186,6 +186,7 @@ class RayCore(RayWaits, HeldTasks):
         self._nodes_at = 0.0
         self._groups = RayGroups()
         self._recancel = Recanceller()
+        self._settle = SettleWindow()
         self._scheduler = Scheduler()
         self._scheduler.removed_groups = self._groups.removed
         self._ids_in_names = ids_in_names()
@@ -719,6 +720,8 @@ class RayCore(RayWaits, HeldTasks):
             stream = self._ends.get(object_id)
         if stream is not None:
             stream.cancelled = True
+        elif force and isinstance(ref, ray.ObjectRef) and not self._settle.still_running(ref):
+            return  # it ended by itself: see ``.recancel`` on Ray's fault this avoids
         ray.cancel(ref, force=force, recursive=recursive)
         if not force and isinstance(ref, ray.ObjectRef) and not _actor_task(ref):
             self._recancel.add(ref)  # Ray may drop it: see ``.recancel``
@@ -866,7 +869,7 @@ class RayCore(RayWaits, HeldTasks):
                 if entry is not None and not entry[2]:
                     ended.append(entry[0])
                     self._errors_as[id_] = cancelled
-        cancel_pending(ended, force=True, recursive=False)
+        cancel_pending(ended, force=True, recursive=False, settle=SETTLE_S)
 
     def placement_group_ready(self, group_id: int, object_id: int, value: Serialized) -> None:
         self._check_open()

@@ -18,6 +18,17 @@ landed, cancelled those; one Ray dropped met a task that had not started, with n
 
 Every cancel the backend sends on its own (these, and those of shutdown and of a removed
 placement group) goes through :func:`cancel_pending`, which never cancels what has ended.
+
+A cancel that meets a plain task just as its reply comes ends the whole driver in Ray
+2.60: its submitter has already let the task go as running but its task manager has not
+filed the result, so the cancel fails the task and the filing then fails a check ("Tried
+to complete task that was not pending", an abort). A Pool leaving its block after an error
+force-cancels calls that are ending right then: on plain Ray too, 1 run in 5 of a
+``with Pool(2)`` around a failing ``map`` ended the driver. So a forced cancel, and those
+of shutdown and of a removed placement group, first leave the tasks a moment
+(:data:`SETTLE_S`) to end by themselves; only those still running are cancelled. A task
+that ends at the very moment of the cancel still meets Ray's fault: the moment only makes
+that rare for short tasks, the ones a burst of cancels catches ending.
 """
 
 from __future__ import annotations
@@ -35,6 +46,31 @@ ray = ray_module()
 
 #: Seconds after the cancel (then after each resend) to look again: 7.5 s in all.
 DELAYS = (0.5, 1.0, 2.0, 4.0)
+
+#: Seconds a forced cancel leaves a plain task to end by itself (see the module docstring).
+SETTLE_S = 0.1
+
+
+class SettleWindow:
+    """The moment forced cancels leave their tasks, shared by a burst of them: the first
+    cancel opens it, those within it wait only for what is left of it (a Pool's
+    ``terminate`` cancels its calls one by one, and waits once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def still_running(self, ref: Any) -> bool:
+        """Whether ``ref``'s task is still running once the window is over."""
+        now = time.monotonic()
+        with self._lock:
+            if self._until <= now:
+                self._until = now + SETTLE_S
+            left = self._until - now
+        try:
+            return not ray.wait([ref], timeout=left, fetch_local=False)[0]
+        except Exception:  # Ray gone meanwhile: its tasks went with it
+            return False
 
 
 class Recanceller:
@@ -99,14 +135,16 @@ class Recanceller:
         return cancel_pending([ref], force=False, recursive=False) > 0
 
 
-def cancel_pending(tasks: list[Any], *, force: bool, recursive: bool) -> int:
+def cancel_pending(tasks: list[Any], *, force: bool, recursive: bool,
+                   settle: float = 0.0) -> int:
     """Cancel those of ``tasks`` (Ray refs, or streams: always) whose results have not
-    come; how many cancels were sent. Never one whose result has come: Ray 2.60 ends the
-    driver for a cancel that meets a result it is still filing (see ``RayCore.cancel``)."""
+    come within ``settle`` seconds; how many cancels were sent. Never one whose result
+    has come: Ray 2.60 ends the driver for a cancel that meets a result it is still
+    filing (see the module docstring)."""
     refs = [r for r in tasks if isinstance(r, ray.ObjectRef)]
     try:
-        pending = (ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)[1]
-                   if refs else [])
+        pending = (ray.wait(refs, num_returns=len(refs), timeout=settle,
+                            fetch_local=False)[1] if refs else [])
     except Exception:  # Ray gone meanwhile: its tasks went with it
         return 0
     sent = 0
