@@ -326,6 +326,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return RayApart(config, log)
 
 
+_RUN_BEGAN = time.time()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+    """A worker lost under ``pytest -n N`` reports nothing of why; if Ray aborted it (a
+    failed check, logged only in Ray's log files), the report says so."""
+    from ray_local import ray_fatal_lines
+
+    fatal = ray_fatal_lines(_RUN_BEGAN)
+    if fatal:
+        report.longrepr = (f"{report.longrepr}\n\nRay's fatal log lines since the run "
+                           "began (the last ones):\n" + "\n".join(fatal))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what the fast development subset leaves out (see docs/development.md):
     ``cluster`` (a head, a node and workers per test) and ``chaos`` (fault injection);

@@ -53,6 +53,34 @@ _RAY_START = (
 )
 
 
+#: Where Ray writes its processes' logs: the test clusters' own temp dirs, and Ray's
+#: default one (a Ray a test starts with ``init``, an Executor's own).
+RAY_LOG_GLOBS = ("/tmp/rtk-*/session_*/logs/python-core-*.log",
+                 "/tmp/ray/session_*/logs/python-core-*.log")
+#: A line Ray logs at its fatal level, as a failed check does before it aborts.
+_FATAL = re.compile(r"^\[[^\]]* C \d+ \d+\] ")
+
+
+def ray_fatal_lines(since: float, globs: tuple[str, ...] = RAY_LOG_GLOBS,
+                    most: int = 10) -> list[str]:
+    """The last ``most`` fatal lines Ray logged in files written since ``since`` (a time):
+    Ray aborts a process on a failed check and says why only in its log file, so a
+    pytest worker it ended reports nothing of it."""
+    import glob
+
+    found: list[tuple[float, str]] = []
+    for pattern in globs:
+        for path in glob.glob(pattern):
+            with contextlib.suppress(OSError):
+                written = os.path.getmtime(path)
+                if written < since:
+                    continue
+                with open(path, errors="replace") as f:
+                    found.extend((written, f"{os.path.basename(path)}: {line.rstrip()[:400]}")
+                                 for line in f if _FATAL.match(line))
+    return [line for _, line in sorted(found)[-most:]]
+
+
 class LocalRay:
     """A head (and optionally more nodes) started with ``ray start``; ``stop()`` ends them."""
 

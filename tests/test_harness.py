@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -150,7 +152,8 @@ def _setup(pytester, conftest):
     pytester.makeconftest(conftest)
     here = Path(__file__).parent
     pytester.makepyfile(
-        sim_suite=(here / "sim_suite.py").read_text(), backstop=(here / "backstop.py").read_text()
+        sim_suite=(here / "sim_suite.py").read_text(), backstop=(here / "backstop.py").read_text(),
+        ray_local=(here / "ray_local.py").read_text(),
     )
     pytester.makeini(
         "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
@@ -387,12 +390,16 @@ def test_under_pytest_n_2_a_hanging_test_ends_its_worker_once_and_the_run_goes_o
 
 
 def test_under_pytest_n_2_a_worker_lost_after_finishing_a_module_is_replaced_and_the_run_ends(
-    pytester,
+    pytester, monkeypatch
 ):
     """A worker that dies in its second module, after finishing its first: pytest-xdist
     gave both modules back, the finished one first, and its replacement was handed that
     one, nothing to run, so it never asked for more and the run waited for ever (a CI run
-    did until its limit). The conftest's scheduler gives back only unfinished modules."""
+    did until its limit). The conftest's scheduler gives back only unfinished modules.
+    The lost test's report carries the fatal lines Ray logged (here a stand-in log: Ray
+    aborts a driver on a failed check and says so only in its log files)."""
+    logs = Path(tempfile.mkdtemp(prefix="rtk-", dir="/tmp"))
+    monkeypatch.setenv("FAKE_RAY_LOGS", str(logs / "session_1" / "logs"))
     _setup(pytester, CONFTEST)
     pytester.makepyfile(
         # Largest first: one worker takes test_a, the other test_b, and whichever first
@@ -400,14 +407,27 @@ def test_under_pytest_n_2_a_worker_lost_after_finishing_a_module_is_replaced_and
         test_a="".join(f"def test_a{n}():\n    pass\n\n" for n in range(4)),
         test_b="".join(f"def test_b{n}():\n    pass\n\n" for n in range(3)),
         test_crash=(
-            "import os\n\n\ndef test_crashes():\n    os._exit(3)\n\n\n"
+            "import os\n\n\ndef test_crashes():\n"
+            "    logs = os.environ['FAKE_RAY_LOGS']\n"
+            "    os.makedirs(logs)\n"
+            "    with open(os.path.join(logs, 'python-core-driver-01_7.log'), 'w') as f:\n"
+            "        f.write('[2026-12-06 20:54:02,162 I 7 7] task_manager.cc:1651: fine\\n'\n"
+            "                '[2026-12-06 20:54:02,213 C 7 9] task_manager.cc:1329: '\n"
+            "                'Check failed: a stand-in\\n')\n"
+            "    os._exit(3)\n\n\n"
             "def test_after():\n    pass\n"
         ),
     )
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", timeout=60)
+    try:
+        result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider",
+                                               timeout=60)
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
     out = result.stdout.str() + result.stderr.str()
     assert len(re.findall(r"\[gw\d+\] node down", out)) == 1, out
     result.assert_outcomes(passed=8, failed=1)  # test_after ran on the replacement
+    assert "python-core-driver-01_7.log: [2026-12-06 20:54:02,213 C 7 9] " in out, out
+    assert "Check failed: a stand-in" in out and "cc:1651: fine" not in out
 
 
 def test_the_backstop_gives_each_test_its_own_limit(pytester, monkeypatch):
