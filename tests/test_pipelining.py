@@ -64,6 +64,28 @@ def test_a_follower_handed_back_after_its_leader_ended_is_not_lost(hand_back: st
         assert core.free_cpus == 1.0
 
 
+@pytest.mark.parametrize("force", [False, True], ids=["soft", "forced"])
+def test_a_follower_cancelled_after_its_promotion_and_handed_back_ends(force: bool) -> None:
+    """The leader's outcome promotes the follower first (RUNNING: its worker goes on to
+    it), then a cancel finds it RUNNING, and the backend takes it back unstarted (the
+    worker had not claimed it yet). The hand-back ends it as cancelled. Before, the core
+    took the hand-back of a RUNNING task only while a recall was pending: the task stayed
+    RUNNING on no worker and its ``get`` never returned (found on the process backend by
+    a hedged request: six tasks, the first result taken, the rest cancelled; stuck within
+    30 rounds, 3 runs in 3)."""
+    core, leader, follower = _leader_and_follower()
+    core.tasks.finished(Outcome(leader, 0, values=[]))
+    core.schedule()
+    assert core.tasks.records[follower].state is RUNNING
+    core.tasks.cancel(follower, force=force, recursive=False)
+    assert core.backend.cancels == [follower]
+    core.tasks.recalled(follower, 0)
+    core.schedule()
+    assert follower not in core.tasks.records  # ended as cancelled
+    assert core.problems() == []
+    assert core.free_cpus == 1.0
+
+
 def test_a_recall_that_lost_the_race_leaves_the_started_task_running() -> None:
     """The other answer: the follower had started, so no hand-back comes; its outcome
     ends it normally, and nothing is queued behind it meanwhile."""

@@ -605,14 +605,16 @@ class Tasks:
 
         Its leader may have ended meanwhile (its outcome was on the way when the task
         was taken back): the task is RUNNING here then, promoted into the leader's
-        resources, though it never started. It gives them back and queues again.
+        resources, though it never started. It gives them back and queues again. So
+        does one promoted first and then cancelled (a cancel of a RUNNING task asks
+        nothing back, but its worker hands it back if it had not claimed it yet).
         """
         rec = self.records.get(task_id)
         if rec is None or attempt != rec.spec.attempt:
             return
         if rec.state is FOLLOWING:
             self._unfollow(rec)
-        elif rec.state is RUNNING and rec.recalling:
+        elif rec.state is RUNNING and (rec.recalling or rec.cancelled):
             rec.recalling = False
             # The worker goes on to the task queued behind it, which takes what it held.
             # A pass is due (``rec`` queues again, at the front): the one behind it leads
