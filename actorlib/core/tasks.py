@@ -605,9 +605,10 @@ class Tasks:
 
         Its leader may have ended meanwhile (its outcome was on the way when the task
         was taken back): the task is RUNNING here then, promoted into the leader's
-        resources, though it never started. It gives them back and queues again. So
-        does one promoted first and then cancelled (a cancel of a RUNNING task asks
-        nothing back, but its worker hands it back if it had not claimed it yet).
+        resources, though it never started. It gives them back and queues again (or
+        ends, if cancelled). A task promoted first and cancelled after is taken back
+        too: the cancel of a RUNNING task asks nothing back, but a worker that had not
+        claimed it yet hands it back.
         """
         rec = self.records.get(task_id)
         if rec is None or attempt != rec.spec.attempt:
