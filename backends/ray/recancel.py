@@ -26,9 +26,10 @@ to complete task that was not pending", an abort). A Pool leaving its block afte
 force-cancels calls that are ending right then: on plain Ray too, 1 run in 5 of a
 ``with Pool(2)`` around a failing ``map`` ended the driver. So a forced cancel, and those
 of shutdown and of a removed placement group, first leave the tasks a moment
-(:data:`SETTLE_S`) to end by themselves; only those still running are cancelled. A task
-that ends at the very moment of the cancel still meets Ray's fault: the moment only makes
-that rare for short tasks, the ones a burst of cancels catches ending.
+(:data:`SETTLE_S`) to end by themselves; only those still running are cancelled. That
+covers tasks ending as the cancel is made, not one whose end meets the cancel later:
+short tasks that outlast the moment (waiting for a worker Ray restarts after a forced
+cancel killed one) still meet Ray's fault (numbers on the Ray backend page).
 """
 
 from __future__ import annotations
@@ -67,10 +68,7 @@ class SettleWindow:
             if self._until <= now:
                 self._until = now + SETTLE_S
             left = self._until - now
-        try:
-            return not ray.wait([ref], timeout=left, fetch_local=False)[0]
-        except Exception:  # Ray gone meanwhile: its tasks went with it
-            return False
+        return bool(_unfinished([ref], left))
 
 
 class Recanceller:
@@ -141,11 +139,8 @@ def cancel_pending(tasks: list[Any], *, force: bool, recursive: bool,
     come within ``settle`` seconds; how many cancels were sent. Never one whose result
     has come: Ray 2.60 ends the driver for a cancel that meets a result it is still
     filing (see the module docstring)."""
-    refs = [r for r in tasks if isinstance(r, ray.ObjectRef)]
-    try:
-        pending = (ray.wait(refs, num_returns=len(refs), timeout=settle,
-                            fetch_local=False)[1] if refs else [])
-    except Exception:  # Ray gone meanwhile: its tasks went with it
+    pending = _unfinished([r for r in tasks if isinstance(r, ray.ObjectRef)], settle)
+    if pending is None:
         return 0
     sent = 0
     for task in [*pending, *(r for r in tasks if not isinstance(r, ray.ObjectRef))]:
@@ -155,3 +150,15 @@ def cancel_pending(tasks: list[Any], *, force: bool, recursive: bool,
             continue
         sent += 1
     return sent
+
+
+def _unfinished(refs: list[Any], timeout: float) -> list[Any] | None:
+    """Those of ``refs`` whose results have not come within ``timeout`` seconds; None if
+    Ray is gone (its tasks went with it)."""
+    if not refs:
+        return []
+    try:
+        return list(ray.wait(refs, num_returns=len(refs), timeout=timeout,
+                             fetch_local=False)[1])
+    except Exception:
+        return None
