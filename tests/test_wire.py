@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 
 import pytest
 
+from actorlib.backends.transport import codec, wire
 from actorlib.backends.transport import messages as m
-from actorlib.backends.transport import wire
+from actorlib.core.records import CallRun, Outcome
 from actorlib.core.serialization import Serialized
+from actorlib.core.specs import Args, CallSpec
 
 
 def test_frames_split_anywhere_come_out_whole():
@@ -210,3 +213,84 @@ def test_a_long_turn_writes_its_frames_as_they_pile_up_not_only_at_its_end():
     assert before == 0
     assert at_threshold == sum(len(wire.encode(("frame", i))) for i in range(wire.FLUSH_AT))
     assert rest == len(wire.encode(("frame", "last")))
+
+
+def _one_turn_of_sends(messages: list[object], max_frame: int | None = None) -> bytes:
+    """What a connection writes for ``messages`` all sent in one turn of its loop, on the
+    loop's thread (as the core hands a worker its tasks and calls)."""
+    import asyncio
+    import socket
+
+    from actorlib.core.loop import new_event_loop
+
+    async def turn() -> bytes:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        theirs.setblocking(False)
+        conn = wire.Connection(loop, lambda message: None, lambda: None)
+        await loop.create_unix_connection(lambda: conn, sock=ours)
+        try:
+            for message in messages:
+                conn.send(message)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return theirs.recv(1 << 24)
+        finally:
+            conn.close()
+            theirs.close()
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(turn())
+    finally:
+        loop.close()
+
+
+def _frames(data: bytes) -> list[bytes]:
+    frames = []
+    while data:
+        (length,) = wire.HEADER.unpack_from(data)
+        frames.append(data[wire.HEADER.size : wire.HEADER.size + length])
+        data = data[wire.HEADER.size + length :]
+    return frames
+
+
+def test_the_per_task_records_of_one_turn_go_as_one_frame_and_arrive_in_order():
+    """A turn that hands a worker calls and tells it of results pickles them once, in one
+    frame; the peer reads every record back, in the order sent, around the records sent
+    as frames of their own."""
+    value = Serialized(pickle.dumps("ok"), ())
+    messages: list[object] = [
+        m.RunCall(CallRun(CallSpec(40 + i, 22, "m", Args(value, ()), (60 + i,), 1), [], 0))
+        for i in range(5)
+    ]
+    messages.insert(2, m.Ready(5, 12, value))
+    messages.append(m.Exit())  # a record without a flat form: a frame of its own
+    messages.append(m.TaskFinished(Outcome(11, 1, values=[value])))
+    data = _one_turn_of_sends(messages)
+    frames = _frames(data)
+    assert len(frames) == 3  # six flat records, the exit, the last flat record
+    assert pickle.loads(frames[0])[0] == codec.BATCH
+    decoder = wire.Decoder()
+    assert [repr(r) for r in decoder.feed(data)] == [repr(r) for r in messages]
+
+
+def test_a_batch_too_large_for_one_frame_goes_as_a_frame_each(monkeypatch):
+    messages = [m.Ready(5, i, Serialized(pickle.dumps(str(i) * 1000), ())) for i in range(4)]
+    monkeypatch.setattr(wire, "encode_body", _capped_encode_body(2500))
+    data = _one_turn_of_sends(messages)
+    assert len(_frames(data)) == 4
+    assert [repr(r) for r in wire.Decoder().feed(data)] == [repr(r) for r in messages]
+
+
+def _capped_encode_body(cap: int) -> Callable[[tuple[object, ...]], bytes]:
+    """``encode_body`` as if frames could hold ``cap`` bytes at most."""
+    real = wire.encode_body
+
+    def encode_body(body: tuple[object, ...]) -> bytes:
+        frame = real(body)
+        if len(frame) > cap:
+            raise ValueError(f"message of {len(frame)} bytes is too large for one frame")
+        return frame
+
+    return encode_body

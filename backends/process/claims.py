@@ -50,6 +50,7 @@ class ClaimTable:
         self._threads = threading.Lock()
         self._map: mmap.mmap | None = mmap.mmap(fd, _SIZE)
         self._slots: memoryview | None = memoryview(self._map).cast("q")
+        self._next = 0  # the driver's: the slot after the last one it filled
 
     @classmethod
     def create(cls) -> ClaimTable:
@@ -72,11 +73,16 @@ class ClaimTable:
         slots = self._slots
         if slots is None:
             raise _closed()
-        try:
-            index = slots.tolist().index(0)
-        except ValueError:
-            return False
+        # Slots are filled in turn, so the next one was filled SLOTS offers ago and is
+        # nearly always free again: one read, where a scan makes a list of every slot.
+        index = self._next
+        if slots[index]:
+            try:
+                index = slots.tolist().index(0)
+            except ValueError:
+                return False
         slots[index] = task_id
+        self._next = (index + 1) % SLOTS
         return True
 
     def take(self, task_id: int, wait: bool = True) -> bool | None:

@@ -37,7 +37,7 @@ _SEVERAL = codec.Several
 MAX_FRAME = 2**32 - 1
 
 def encode_body(body: tuple[Any, ...]) -> bytes:
-    """The frame of a body already in its wire form (``codec.readies_body``)."""
+    """The frame of a body already in its wire form (a flat record, ``codec.batch_body``)."""
     payload = pickle.dumps(body, 5)
     if len(payload) > MAX_FRAME:
         raise frame_too_large(payload)

@@ -12,8 +12,9 @@ already-pickled user data (user classes inside specs pickle themselves by value,
 Writes are batched: ``send`` may be called from any thread; it queues the message and the
 connection's loop writes everything queued in one go, once per loop turn (a send from the
 loop's own thread schedules that write with ``call_soon``: no wake-up fd write; one that
-finds ``FLUSH_AT`` frames queued writes them at once, so the peer starts on them). The
-``Ready`` records the loop's thread sends in one turn go as one frame (``codec.READIES``).
+finds ``FLUSH_AT`` records queued writes them at once, so the peer starts on them). The
+per-task records the loop's thread sends in one turn (tasks and calls handed to a worker,
+results a peer waits for) go as one frame (``codec.BATCH``), pickled once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.transport.codec import readies_body
+from actorlib.backends.transport.codec import FLATTEN, batch_body
 
 # The frames and the worker's blocking end, here under their old names too.
 from actorlib.backends.transport.framing import (
@@ -37,7 +38,7 @@ from actorlib.backends.transport.framing import (
     encode,
     encode_body,
 )
-from actorlib.backends.transport.messages import Ready, name_of
+from actorlib.backends.transport.messages import name_of
 
 __all__ = [
     "HEADER", "MAX_FRAME", "BlockingConnection", "Connection", "Decoder", "Sender", "encode",
@@ -45,14 +46,24 @@ __all__ = [
 
 log = logging.getLogger("actorlib.wire")
 
-#: The most ``Ready`` records sent in one frame: a bound on the frame (each may hold an
-#: inline value) and on how long its first result waits for the rest to be read.
-READIES_PER_FRAME = 64
-
-#: Frames queued on the loop's own thread that are written at once rather than at the end
-#: of the turn: a turn that hands a worker a thousand calls would otherwise keep it idle
-#: until the last is encoded, where it can run the first ones meanwhile.
+#: Records queued on the loop's own thread that are written at once rather than at the
+#: end of the turn: a turn that hands a worker a thousand calls would otherwise keep it
+#: idle until the last is encoded, where it can run the first ones meanwhile. Also the
+#: most records in one frame (``codec.BATCH``): a bound on the frame (each may hold an
+#: inline value) and on how long its first record waits for the rest to be read.
 FLUSH_AT = 64
+
+
+def _frames_apart(flats: list[tuple[Any, ...]]) -> list[bytes]:
+    """A frame for each record of a batch too large for one frame; a record too large
+    alone is dropped with a log line (a frame's length field cannot say its size)."""
+    frames: list[bytes] = []
+    for flat in flats:
+        try:
+            frames.append(encode_body(flat))
+        except ValueError as exc:
+            log.error("actorlib: a message was not sent: %s", exc)
+    return frames
 
 
 class Connection(asyncio.Protocol):
@@ -75,8 +86,9 @@ class Connection(asyncio.Protocol):
         self._on_messages = on_messages
         self._on_lost = on_lost
         self._decoder = Decoder(salvage)
-        # Frames, and the open list of readies at the end (see ``send``).
-        self._outbox: collections.deque[bytes | list[Ready]] = collections.deque()
+        # Frames, and the open list of flat records at the end (see ``send``).
+        self._outbox: collections.deque[bytes | list[tuple[Any, ...]]] = collections.deque()
+        self._queued = 0  # records the loop's thread queued since the last write
         self._flush_pending = False
         self._transport: asyncio.Transport | None = None
         self._loop_ident: int | None = None  # the loop's thread, once connected
@@ -123,23 +135,29 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         outbox = self._outbox
-        if type(message) is Ready and get_ident() == self._loop_ident:
-            # Readies sent on the loop's thread in one turn wait for ``_flush`` in one
-            # open list at the outbox's end (only this thread adds to it or takes it), to
-            # go as one frame: a peer awaiting many results (a task's ``get`` of a
-            # thousand calls) reads and unpickles a frame per turn, not one per result.
-            last = outbox[-1] if outbox else None
-            if type(last) is list and len(last) < READIES_PER_FRAME:
-                last.append(message)
+        if get_ident() == self._loop_ident:
+            # Per-task records sent on the loop's thread in one turn wait for ``_flush``
+            # in one open list of flat forms at the outbox's end (only this thread adds to
+            # it or takes it), to go as one frame: one pickle for the lot, and a peer
+            # reads and unpickles one frame, not one a record (``codec.batch_body``).
+            flatten = FLATTEN.get(type(message))
+            flat = None if flatten is None else flatten(message, known_code)
+            if flat is None:
+                outbox.append(encode(message, known_code))
             else:
-                outbox.append([message])
-        else:
-            outbox.append(encode(message, known_code))
-            if len(outbox) >= FLUSH_AT and get_ident() == self._loop_ident:
+                last = outbox[-1] if outbox else None
+                if type(last) is list:
+                    last.append(flat)
+                else:
+                    outbox.append([flat])
+            self._queued += 1
+            if self._queued >= FLUSH_AT:
                 transport = self._transport
                 if transport is not None:  # what follows still goes at the turn's end
                     self._write_queued(transport)
                     return
+        else:
+            outbox.append(encode(message, known_code))
         if not self._flush_pending:
             self._flush_pending = True
             try:
@@ -157,15 +175,20 @@ class Connection(asyncio.Protocol):
 
     def _write_queued(self, transport: asyncio.Transport) -> None:
         """Everything queued, in one write (on the loop's thread)."""
+        self._queued = 0
         outbox = self._outbox
         if not outbox:
             return
         chunks: list[bytes] = []
         while outbox:
             chunk = outbox.popleft()
-            if isinstance(chunk, list):  # readies (see ``send``): one alone goes as it is
-                chunks.append(encode(chunk[0]) if len(chunk) == 1 else encode_body(
-                    readies_body(chunk)))
+            if type(chunk) is list:  # flat records (see ``send``): one alone goes as it is
+                try:
+                    chunks.append(
+                        encode_body(chunk[0] if len(chunk) == 1 else batch_body(chunk))
+                    )
+                except ValueError:  # over MAX_FRAME together (large inline values)
+                    chunks.extend(_frames_apart(chunk))
             else:
                 chunks.append(chunk)
         transport.write(b"".join(chunks))
