@@ -495,7 +495,14 @@ class Actors:
             values.discard_outcome(outcome)
             self._finish_call(call, cancelled_value(spec.method), now)
         else:
-            values.set_results(spec.return_ids, outcome.values or [])
+            results = outcome.values
+            if (
+                results is not None and len(results) == 1 and not spec.generator
+                and not results[0].contained
+            ):  # ``set_results``' work for one value holding no ref (nearly every call)
+                self.objects.set_value(spec.return_ids[0], results[0])
+            else:
+                values.set_results(spec.return_ids, results or [])
             # ``_finish_call(call, None)``, without its frame (every call's end)
             self.calls.pop(spec.call_id, None)
             owner = self.records.get(spec.actor_id)  # (a watcher may have forgotten it)

@@ -135,8 +135,9 @@ class Values:
 
     def set_results(self, ids: tuple[int, ...], values: list[Serialized]) -> bool:
         """Results arrived: each holds the ids it contains, then resolves its return.
-        True if any of them lives in a store (not inline). (``Tasks.finished`` does this
-        inline for one plain value: a change here goes there too.)"""
+        True if any of them lives in a store (not inline). (``Tasks.finished`` and
+        ``Actors.call_finished`` do this inline for one value: a change here goes there
+        too.)"""
         objects = self.objects
         hold_ids = self.hold_ids
         stored = False
