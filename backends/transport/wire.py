@@ -182,7 +182,7 @@ class Connection(asyncio.Protocol):
         chunks: list[bytes] = []
         while outbox:
             chunk = outbox.popleft()
-            if type(chunk) is list:  # flat records (see ``send``): one alone goes as it is
+            if isinstance(chunk, list):  # flat records (see ``send``): one alone goes as it is
                 try:
                     chunks.append(
                         encode_body(chunk[0] if len(chunk) == 1 else batch_body(chunk))
