@@ -33,6 +33,7 @@ from typing import Any
 from actorlib.backends.transport.codec import FLATTEN
 from actorlib.backends.transport.framing import encode_flats
 from actorlib.backends.transport.messages import TAGS, DropRef
+from actorlib.core.interruptible import shield_signals
 
 #: The longest a queued message waits for others: well under a round trip to the driver
 #: on a busy machine, and a burst of calls fills ``FLUSH_AT`` far sooner.
@@ -136,6 +137,7 @@ class SoonQueue:
             pass
 
     def _flush_later(self) -> None:
+        shield_signals()  # one of actorlib's threads: see shield_signals
         kick = self._kick
         while True:
             kick.acquire()
