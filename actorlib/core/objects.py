@@ -135,7 +135,6 @@ class ObjectTable:
         return True
 
     def drop_ref(self, id_: int) -> bool:
-        # (written out in ``Runtime._drop_ref``, every ref's end: a change here goes there)
         entry = self.entries.get(id_)
         if entry is None:
             return False

@@ -186,25 +186,9 @@ class Runtime:
             self.actors.add_handle(id_)
 
     def _drop_ref(self, id_: int) -> None:
-        # ``objects.drop_ref(id_)``, without its frame: every ref's end comes here (a
-        # change there goes here too)
-        objects = self.objects
-        entry = objects.entries.get(id_)
-        if entry is None:
+        # Every ref's end comes here: an object's, else an actor handle's.
+        if not self.objects.drop_ref(id_):
             self.actors.drop_handle(id_)
-            return
-        entry.refs -= 1
-        if entry.refs <= 0:
-            value = entry.value
-            if value is None:
-                return  # pending: dropped as it resolves (``set_value``)
-            if (
-                value.is_error or value.locations or value.contained or objects.drop_hooks
-                or objects.error_jobs
-            ):
-                objects._drop(id_, entry)
-            else:  # ``_drop``'s work for a plain inline value (nearly every one)
-                del objects.entries[id_]
 
     def _hold_ids(self, ids: tuple[int, ...]) -> None:
         for id_ in ids:

@@ -37,6 +37,7 @@ from actorlib.backends.transport.framing import (
     Sender,
     encode,
     encode_body,
+    encode_record,
 )
 from actorlib.backends.transport.messages import name_of
 
@@ -135,15 +136,16 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         outbox = self._outbox
-        if get_ident() == self._loop_ident:
+        on_loop = get_ident() == self._loop_ident
+        if on_loop:
             # Per-task records sent on the loop's thread in one turn wait for ``_flush``
             # in one open list of flat forms at the outbox's end (only this thread adds to
             # it or takes it), to go as one frame: one pickle for the lot, and a peer
             # reads and unpickles one frame, not one a record (``codec.batch_body``).
             flatten = FLATTEN.get(type(message))
             flat = None if flatten is None else flatten(message, known_code)
-            if flat is None:
-                outbox.append(encode(message, known_code))
+            if flat is None:  # (no flat form: ``encode`` would look for one again)
+                outbox.append(encode_record(message, known_code))
             else:
                 last = outbox[-1] if outbox else None
                 if type(last) is list:
@@ -161,7 +163,7 @@ class Connection(asyncio.Protocol):
         if not self._flush_pending:
             self._flush_pending = True
             try:
-                if get_ident() == self._loop_ident:
+                if on_loop:
                     self._loop.call_soon(self._flush)
                 else:
                     self._loop.call_soon_threadsafe(self._flush)
