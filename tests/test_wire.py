@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from actorlib.backends.transport import codec, wire
+from actorlib.backends.transport import codec, framing, wire
 from actorlib.backends.transport import messages as m
 from actorlib.core.records import CallRun, Outcome
 from actorlib.core.serialization import Serialized
@@ -277,7 +277,7 @@ def test_the_per_task_records_of_one_turn_go_as_one_frame_and_arrive_in_order():
 
 def test_a_batch_too_large_for_one_frame_goes_as_a_frame_each(monkeypatch):
     messages = [m.Ready(5, i, Serialized(pickle.dumps(str(i) * 1000), ())) for i in range(4)]
-    monkeypatch.setattr(wire, "encode_body", _capped_encode_body(2500))
+    monkeypatch.setattr(framing, "encode_body", _capped_encode_body(2500))
     data = _one_turn_of_sends(messages)
     assert len(_frames(data)) == 4
     assert [repr(r) for r in wire.Decoder().feed(data)] == [repr(r) for r in messages]
@@ -285,7 +285,7 @@ def test_a_batch_too_large_for_one_frame_goes_as_a_frame_each(monkeypatch):
 
 def _capped_encode_body(cap: int) -> Callable[[tuple[object, ...]], bytes]:
     """``encode_body`` as if frames could hold ``cap`` bytes at most."""
-    real = wire.encode_body
+    real = framing.encode_body
 
     def encode_body(body: tuple[object, ...]) -> bytes:
         frame = real(body)

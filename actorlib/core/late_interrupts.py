@@ -37,12 +37,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: cancel's interrupt waits until its thread is out of them (the runners look, see
 #: ``actorlib.backends.runner.interrupts``). Raised again from there, the interrupt
 #: still ends the task, but the finalizer's work is cut short: a ref's drop never sent
-#: keeps its object alive until shutdown.
+#: keeps its object alive until shutdown. (Code marked :func:`uninterrupted` is here too.)
 FINALIZERS: set[CodeType] = set()
 
 
 def finalizer(fn: F) -> F:
     """Mark ``fn`` as one of :data:`FINALIZERS`."""
+    FINALIZERS.add(fn.__code__)
+    return fn
+
+
+def uninterrupted(fn: F) -> F:
+    """Mark ``fn`` as code a cancel's interrupt waits out too, as it waits out a finalizer:
+    work that, cut short, would lose what other threads handed it (a connection's write
+    of the messages they queued)."""
     FINALIZERS.add(fn.__code__)
     return fn
 

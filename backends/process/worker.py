@@ -490,6 +490,7 @@ class Worker:
             if self.alive_every_s:  # signs of life at most half a period late
                 pause = min(pause, self.alive_every_s / 2)
             seen = runs
+        self.conn.flush()  # submissions and drops queued to go together (send_soon)
         if self.client is not None:
             self.client.close()
         self._close_output()
@@ -500,8 +501,9 @@ class Worker:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        # Every message already left (sends are synchronous). Threads still running user
-        # code are abandoned: the driver has already given up on them.
+        # Every message already left (sends are synchronous, the queued ones flushed
+        # above). Threads still running user code are abandoned: the driver has already
+        # given up on them.
         os._exit(0)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 
 from actorlib.backends.transport import codec
 from actorlib.backends.transport.messages import name_of
+from actorlib.core.late_interrupts import uninterrupted
 from actorlib.core.specs import shipping_to
 from actorlib.exceptions import SerializationError
 
@@ -42,6 +44,24 @@ def encode_body(body: tuple[Any, ...]) -> bytes:
     if len(payload) > MAX_FRAME:
         raise frame_too_large(payload)
     return HEADER.pack(len(payload)) + payload
+
+
+def encode_flats(flats: list[tuple[Any, ...]]) -> bytes:
+    """The frames of records already in their wire form: one frame for the lot
+    (``codec.batch_body``; one alone as it is), or, if together they pass ``MAX_FRAME``
+    (large inline values), a frame each; a record too large alone is dropped with a log
+    line (a frame's length field cannot say its size)."""
+    try:
+        return encode_body(flats[0] if len(flats) == 1 else codec.batch_body(flats))
+    except ValueError:
+        pass
+    frames: list[bytes] = []
+    for flat in flats:
+        try:
+            frames.append(encode_body(flat))
+        except ValueError as exc:
+            log.error("actorlib: a message was not sent: %s", exc)
+    return b"".join(frames)
 
 
 def encode(message: Any, known_code: set[int] | None = None) -> bytes:
@@ -265,6 +285,10 @@ class BlockingConnection:
         self._affine = 0
         self._affine_idle = False
         self._reader = threading.Thread(target=self._read, name="actorlib-io", daemon=True)
+        # (imported here: the queue encodes with this module's functions)
+        from actorlib.backends.transport.soon_queue import SoonQueue
+
+        self._soon = SoonQueue(self._write)
 
     def start(self) -> None:
         self._reader.start()
@@ -282,12 +306,54 @@ class BlockingConnection:
                 return
         self._write(data)
 
-    def _write(self, data: bytes) -> None:
+    def send_soon(self, message: Any) -> None:
+        """Send ``message``, a submission or a ref's drop, with the next write or within a
+        moment (:mod:`~actorlib.backends.transport.soon_queue`); callable from any
+        thread. Inside :meth:`together` (a task's outcome and its refs' drops), or for a
+        message that may not wait, as :meth:`send`."""
+        if self.closed:
+            return
+        held = self._held
+        if held and get_ident() in held:
+            self.send(message)
+        elif not self._soon.put(message):
+            # Alone, ahead of the drops queued: the driver's turn that hands the work on
+            # handles nothing else first (they follow with the next write).
+            self._write(encode(message), False)
+
+    def flush(self) -> None:
+        """Write what :meth:`send_soon` queued, now."""
+        soon = self._soon
+        if (soon.flats or soon.drops) and not self.closed:
+            self._write(b"")
+
+    def flush_submissions(self) -> None:
+        """Write the submissions :meth:`send_soon` queued, now (the drops wait on)."""
+        if self._soon.flats and not self.closed:
+            self._write(b"", False)
+
+    @uninterrupted  # taken off the queue, other threads' records must reach the wire
+    def _write(self, data: bytes, drops: bool = True) -> None:
         with self._lock:
+            soon = self._soon
+            if soon.flats or (drops and soon.drops):  # submissions first, drops after
+                # No collection while the lock is held: one could run a ref's finalizer
+                # on this thread, whose drop would wait for this lock or the queue's.
+                collecting = gc.isenabled()
+                gc.disable()
+                try:
+                    before, after = soon.take(drops)
+                finally:
+                    if collecting:
+                        gc.enable()
+                data = before + data + after
+            if not data:
+                return
             try:
                 self._sock.sendall(data)
             except OSError:  # the driver is gone; the reader sees EOF and ends the worker
                 self.closed = True
+                self._soon.close()
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
@@ -585,6 +651,7 @@ class BlockingConnection:
                 return
 
     def _lost(self) -> None:
+        self._soon.close()
         with self._role:
             self.closed = True
             self._spares = []

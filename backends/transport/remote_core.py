@@ -80,6 +80,12 @@ class RemoteCoreClient:
         self.store = store
         self.closed = False
         self._send = conn.send
+        # A submission or a ref's drop may wait a moment for others to go with it, on a
+        # worker's connection (``BlockingConnection.send_soon``); elsewhere it goes at once.
+        self._send_soon: Callable[[Any], None] = getattr(conn, "send_soon", conn.send)
+        self._flush_submissions: Callable[[], None] = getattr(
+            conn, "flush_submissions", _nothing
+        )
         self._reads_here: Callable[[], bool] = getattr(conn, "reads_here", _never)
         self._pump: Callable[[], bool] = getattr(conn, "pump", _never)
         # Work running inline on the reading thread hands reading over before it waits.
@@ -137,7 +143,7 @@ class RemoteCoreClient:
         self._asked.discard(id_)  # first: ``on_ready`` looks at it after it adds the id
         self._ready_ids.discard(id_)
         if not self.closed:
-            self._send(_new(DropRef, (id_,)))  # (as in ``submit_call``)
+            self._send_soon(_new(DropRef, (id_,)))  # (as in ``submit_call``)
 
     def put(self, id_: int, value: Serialized) -> None:
         self._out(Put(id_, value))
@@ -167,6 +173,9 @@ class RemoteCoreClient:
         return None  # values live with the core, in another process: always a watch
 
     def watch(self, ids: list[int], callback: Watcher, reads: bool = True) -> None:
+        # What the caller submitted goes first, before reading is handed over (which may
+        # wait for a spare thread): the driver starts on it meanwhile.
+        self._flush_submissions()
         self._yield_reading()  # the answer must be read while the caller waits for it
         token = next(self._tokens)
         self._watchers[token] = [callback, len(ids), set(ids)]
@@ -205,14 +214,16 @@ class RemoteCoreClient:
     # -- work ----------------------------------------------------------------------------
 
     def submit_task(self, spec: TaskSpec) -> None:
-        self._out(SubmitTask(spec))
+        if self.closed:  # (as in ``_out``)
+            raise RuntimeClosedError("actorlib was shut down (the driver is gone).")
+        self._send_soon(SubmitTask(spec))
 
     def submit_call(self, spec: CallSpec) -> None:
         # ``_out``, without its frame (every call a task makes; a change there goes here
         # too), and the record made without a NamedTuple's ``__new__`` (Python).
         if self.closed:
             raise RuntimeClosedError("actorlib was shut down (the driver is gone).")
-        self._send(_new(SubmitCall, (spec,)))
+        self._send_soon(_new(SubmitCall, (spec,)))
 
     def create_actor(self, spec: ActorSpec, get_if_exists: bool = False) -> int:
         if spec.name is None:

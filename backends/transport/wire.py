@@ -26,7 +26,7 @@ from _thread import get_ident
 from collections.abc import Callable
 from typing import Any
 
-from actorlib.backends.transport.codec import FLATTEN, batch_body
+from actorlib.backends.transport.codec import FLATTEN
 
 # The frames and the worker's blocking end, here under their old names too.
 from actorlib.backends.transport.framing import (
@@ -36,7 +36,7 @@ from actorlib.backends.transport.framing import (
     Decoder,
     Sender,
     encode,
-    encode_body,
+    encode_flats,
     encode_record,
 )
 from actorlib.backends.transport.messages import name_of
@@ -53,18 +53,6 @@ log = logging.getLogger("actorlib.wire")
 #: most records in one frame (``codec.BATCH``): a bound on the frame (each may hold an
 #: inline value) and on how long its first record waits for the rest to be read.
 FLUSH_AT = 64
-
-
-def _frames_apart(flats: list[tuple[Any, ...]]) -> list[bytes]:
-    """A frame for each record of a batch too large for one frame; a record too large
-    alone is dropped with a log line (a frame's length field cannot say its size)."""
-    frames: list[bytes] = []
-    for flat in flats:
-        try:
-            frames.append(encode_body(flat))
-        except ValueError as exc:
-            log.error("actorlib: a message was not sent: %s", exc)
-    return frames
 
 
 class Connection(asyncio.Protocol):
@@ -184,13 +172,8 @@ class Connection(asyncio.Protocol):
         chunks: list[bytes] = []
         while outbox:
             chunk = outbox.popleft()
-            if isinstance(chunk, list):  # flat records (see ``send``): one alone goes as it is
-                try:
-                    chunks.append(
-                        encode_body(chunk[0] if len(chunk) == 1 else batch_body(chunk))
-                    )
-                except ValueError:  # over MAX_FRAME together (large inline values)
-                    chunks.extend(_frames_apart(chunk))
+            if isinstance(chunk, list):  # flat records (see ``send``)
+                chunks.append(encode_flats(chunk))
             else:
                 chunks.append(chunk)
         transport.write(b"".join(chunks))
