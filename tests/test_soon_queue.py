@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import pickle
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -17,6 +16,7 @@ import pytest
 from actorlib.backends.runner import interrupts
 from actorlib.backends.transport import codec, framing, soon_queue
 from actorlib.backends.transport import messages as m
+from actorlib.core import late_interrupts
 from actorlib.core.specs import NO_ARGS, CallSpec
 
 
@@ -180,7 +180,7 @@ def test_a_process_forked_with_messages_queued_does_not_send_them_again(pair, sl
     soon = conn._soon
     assert len(soon.flats) == 2  # the first went at once
     soon_queue._forget(weakref.ref(soon))  # as after a fork, in the child
-    assert soon.flats == [] and soon.drops == []
+    assert not soon.flats and not soon.drops
     conn.send(m.Watch(3, [1]))
     while len(peer.records()) < 2:
         peer.read()
@@ -201,7 +201,8 @@ def test_a_collection_during_a_write_runs_no_finalizer_that_waits_for_that_write
 ):
     """A ref in a cycle dies in a collection, which runs on the thread that allocates: if
     that is the thread writing the queue (under the connection's lock), the ref's drop
-    would wait for the lock its own thread holds. The write keeps the collector off."""
+    would wait for the lock its own thread holds. What a thread sends inside its own
+    write goes after it, with it."""
     conn, peer = pair
     real = soon_queue.encode_flats
 
@@ -235,17 +236,47 @@ def test_a_collection_during_a_write_runs_no_finalizer_that_waits_for_that_write
 
 def test_a_cancel_waits_until_the_queue_it_took_is_written(pair, slow_flusher, monkeypatch):
     """A cancel's interrupt cutting a write short between taking the queue and writing
-    it would lose the records other threads queued (their gets would wait for good): the
-    write is code the interrupt waits out."""
-    conn, _peer = pair
+    it would lose the records other threads queued (their gets would wait for good): a
+    runner raises it with the gate held (``late_interrupts.GATE``), which the write holds
+    from before it takes anything until it wrote it all."""
+    conn, peer = pair
     real = soon_queue.encode_flats
-    held: list[bool] = []
+    encoding = threading.Event()
+    go_on = threading.Event()
 
     def encode_flats(flats):
-        held.append(interrupts.held_back_at(sys._getframe()))
+        encoding.set()
+        go_on.wait(10)
         return real(flats)
 
     monkeypatch.setattr(soon_queue, "encode_flats", encode_flats)
-    _burst(conn, [_call(i) for i in range(5)])
-    conn.flush()
-    assert held == [True]
+    _burst(conn, [_call(i) for i in range(5)])  # the first goes at once, four wait
+    interrupted: list[bool] = []
+
+    def task() -> None:
+        try:
+            conn.flush()
+            for _ in range(5000):
+                time.sleep(0.001)  # where the interrupt lands
+        except KeyboardInterrupt:
+            interrupted.append(True)
+
+    worker = threading.Thread(target=task)
+    worker.start()
+    assert encoding.wait(10)
+    raised = threading.Event()
+
+    def cancel() -> None:  # as ``TaskThread._interrupt``
+        with late_interrupts.GATE:
+            if not interrupts.held_back(worker.ident or 0):
+                interrupts.raise_in_thread(worker.ident or 0, KeyboardInterrupt)
+        raised.set()
+
+    threading.Thread(target=cancel).start()
+    assert not raised.wait(0.2)  # the cancel waits for the write
+    go_on.set()
+    worker.join(10)
+    assert raised.is_set() and interrupted == [True]
+    while len(peer.records()) < 5:
+        peer.read()
+    assert [r.spec.call_id for r in peer.records()] == list(range(5))  # type: ignore[attr-defined]

@@ -24,7 +24,9 @@ hook. There, the next ``get`` alone raises it.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
@@ -37,8 +39,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: cancel's interrupt waits until its thread is out of them (the runners look, see
 #: ``actorlib.backends.runner.interrupts``). Raised again from there, the interrupt
 #: still ends the task, but the finalizer's work is cut short: a ref's drop never sent
-#: keeps its object alive until shutdown. (Code marked :func:`uninterrupted` is here too.)
+#: keeps its object alive until shutdown.
 FINALIZERS: set[CodeType] = set()
+
+#: Held by code that a cancel's interrupt must not cut short at all (a worker
+#: connection's write of what other threads queued), and by a runner from its look at a
+#: thread (``held_back``) to the interrupt it raises: so the two never cross (the look
+#: alone could let the thread walk in before the raise). See :func:`settle`.
+GATE = threading.Lock()
+
+
+def settle() -> None:
+    """Called first thing with :data:`GATE` held: an interrupt raised into this thread
+    before the gate was taken lands here, where nothing has begun yet (a Python call is
+    where a pending interrupt is raised)."""
+
+
+def _renew_gate() -> None:
+    """In a forked child: the parent's thread that held the gate did not come along."""
+    global GATE
+    GATE = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_gate)
 
 
 def finalizer(fn: F) -> F:
@@ -46,13 +70,6 @@ def finalizer(fn: F) -> F:
     FINALIZERS.add(fn.__code__)
     return fn
 
-
-def uninterrupted(fn: F) -> F:
-    """Mark ``fn`` as code a cancel's interrupt waits out too, as it waits out a finalizer:
-    work that, cut short, would lose what other threads handed it (a connection's write
-    of the messages they queued)."""
-    FINALIZERS.add(fn.__code__)
-    return fn
 
 
 def raise_again_later(execution: ExecutionContext) -> None:

@@ -42,6 +42,7 @@ from actorlib.backends.runner.user_code import (
     pack_results,
     run_sync_or_async,
 )
+from actorlib.core import late_interrupts
 from actorlib.core.execution_context import ExecutionContext, current_execution
 from actorlib.core.interruptible import idle_get, unshield_signals
 from actorlib.core.records import Outcome, TaskRun, require_fields
@@ -364,9 +365,10 @@ class TaskThread:
         sent, or when that run has ended meanwhile."""
         if ctx is None or self.context is not ctx:
             return True
-        if held_back(self.ident):
-            return False
-        raise_in_thread(self.ident, KeyboardInterrupt)
+        with late_interrupts.GATE:  # the look and the raise, with no write in between
+            if held_back(self.ident):
+                return False
+            raise_in_thread(self.ident, KeyboardInterrupt)
         wakeup = ctx.wakeup
         if wakeup is not None:
             wakeup()  # the task is blocked in get: the exception fires as it wakes

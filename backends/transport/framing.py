@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import io
 import logging
 import os
@@ -24,7 +23,8 @@ from typing import Any, NamedTuple, Protocol
 
 from actorlib.backends.transport import codec
 from actorlib.backends.transport.messages import name_of
-from actorlib.core.late_interrupts import uninterrupted
+from actorlib.core import late_interrupts
+from actorlib.core.late_interrupts import settle
 from actorlib.core.specs import shipping_to
 from actorlib.exceptions import SerializationError
 
@@ -292,6 +292,7 @@ class BlockingConnection:
 
     def start(self) -> None:
         self._reader.start()
+        self._soon.start()
 
     def send(self, message: Any, known_code: set[int] | None = None) -> None:
         """Encode and write; callable from any thread."""
@@ -332,28 +333,44 @@ class BlockingConnection:
         if self._soon.flats and not self.closed:
             self._write(b"", False)
 
-    @uninterrupted  # taken off the queue, other threads' records must reach the wire
     def _write(self, data: bytes, drops: bool = True) -> None:
-        with self._lock:
-            soon = self._soon
-            if soon.flats or (drops and soon.drops):  # submissions first, drops after
-                # No collection while the lock is held: one could run a ref's finalizer
-                # on this thread, whose drop would wait for this lock or the queue's.
-                collecting = gc.isenabled()
-                gc.disable()
-                try:
-                    before, after = soon.take(drops)
-                finally:
-                    if collecting:
-                        gc.enable()
-                data = before + data + after
-            if not data:
-                return
-            try:
-                self._sock.sendall(data)
-            except OSError:  # the driver is gone; the reader sees EOF and ends the worker
-                self.closed = True
-                self._soon.close()
+        me = get_ident()
+        held = self._held
+        frames = held.get(me)
+        if frames is not None:
+            # This thread is inside a write already (a ref's finalizer a collection ran
+            # there, a log line) or inside ``together``: what it sends goes after what
+            # that write holds, by that write, rather than wait for a lock it holds.
+            if data:
+                frames.append(data)
+            return
+        frames = []
+        held[me] = frames
+        try:
+            # The gate: a cancel's interrupt never lands between taking other threads'
+            # messages off the queue and writing them (``late_interrupts.GATE``).
+            with late_interrupts.GATE, self._lock:
+                settle()  # an interrupt raised before the gate lands here, before anything
+                soon = self._soon
+                while True:
+                    if soon.flats or (drops and soon.drops):  # submissions first, drops after
+                        before, after = soon.take(drops)
+                        data = before + data + after
+                    if frames:  # sent on this thread meanwhile: after what it wrote
+                        data += b"".join(frames)
+                        frames.clear()
+                    if data:
+                        try:
+                            self._sock.sendall(data)
+                        except OSError:  # the driver is gone; the reader sees EOF, ends
+                            self.closed = True
+                            self._soon.close()
+                            return
+                    if not frames:
+                        return
+                    data = b""
+        finally:
+            del held[me]
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:

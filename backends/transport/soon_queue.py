@@ -14,11 +14,12 @@ Submissions queued go before the message written with them, so every message is 
 the order it was sent; drops go after it: a ref's end read late only keeps its object a
 moment longer, and the driver starts on the message (a submission, a watch) first.
 
-A thread that writes may write what other threads queued, so the write never stops half
-way on their account: it is code a cancel's interrupt waits out
-(``late_interrupts.uninterrupted``), as are the steps that queue and wake the flusher; and
-it takes the queue with the collector off, so no finalizer runs on the writing thread while
-it holds a lock (a ref's drop there would wait for that lock for good).
+The queue takes no lock: a thread queues with one ``deque.append`` and the writer (one at
+a time, under the connection's write lock) takes with ``popleft``, so a ref's finalizer
+that runs while a thread is in here (a collection can start at any allocation) queues its
+drop like any other thread and never waits for itself. The writer may write what other
+threads queued, so the write is never cut short between taking and writing: see
+``BlockingConnection._write``.
 
 Only records whose wire form is plain builtins are queued (a submission's flat form, a
 drop): encoding them later cannot fail, so an error in a message still reaches the
@@ -28,7 +29,9 @@ thread that sent it.
 from __future__ import annotations
 
 import _thread
+import collections
 import functools
+import logging
 import os
 import threading
 import weakref
@@ -40,7 +43,6 @@ from actorlib.backends.transport.codec import FLATTEN
 from actorlib.backends.transport.framing import encode_flats
 from actorlib.backends.transport.messages import TAGS, DropRef
 from actorlib.core.interruptible import shield_signals
-from actorlib.core.late_interrupts import uninterrupted
 
 #: The longest a queued message waits for others: well under a round trip to the driver
 #: on a busy machine, and a burst of calls fills ``FLUSH_AT`` far sooner.
@@ -56,6 +58,8 @@ BURST_S = 0.0001
 
 _DROP_REF = TAGS[DropRef]
 
+log = logging.getLogger("actorlib.wire")
+
 
 class SoonQueue:
     """The messages waiting to go; ``write`` is the connection's own write, which takes
@@ -63,13 +67,13 @@ class SoonQueue:
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self._write = write
-        self._lock = threading.Lock()
-        # (Both read without the lock: "anything queued?")
-        self.flats: list[tuple[Any, ...]] = []  # submissions: before what is written
-        self.drops: list[tuple[Any, ...]] = []  # refs' drops: after it
+        # (Both read without a lock: "anything queued?")
+        self.flats: collections.deque[tuple[Any, ...]] = collections.deque()  # before
+        self.drops: collections.deque[tuple[Any, ...]] = collections.deque()  # after
         self._kick = _thread.allocate_lock()  # released to wake the flusher
         self._kick.acquire()
         self._flusher: threading.Thread | None = None
+        self._starting = threading.Lock()  # one flusher, however many threads wake it
         self._closing = threading.Event()  # ends the flusher's wait
         self._woken = False  # the flusher was woken for what is queued
         self._last_submit = 0.0  # when the last submission was made (``BURST_S``)
@@ -78,7 +82,11 @@ class SoonQueue:
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=functools.partial(_forget, weakref.ref(self)))
 
-    @uninterrupted  # cut short after queuing, it could leave the flusher unwoken
+    def start(self) -> None:
+        """Start the flusher now, on a thread of actorlib's own (started on a task's
+        thread, a cancel's interrupt could land between making it and starting it)."""
+        self._start_flusher()
+
     def put(self, message: Any) -> bool:
         """Queue ``message``; False if it is to go now (send it as usual: what is queued
         goes first)."""
@@ -88,44 +96,33 @@ class SoonQueue:
             last, self._last_drop = self._last_drop, now
             if now - last > BURST_S:
                 return False  # a lone drop, or a burst's first
-            flat: tuple[Any, ...] = (_DROP_REF, message[0])
+            self.drops.append((_DROP_REF, message[0]))
         else:
             last, self._last_submit = self._last_submit, now
             if now - last > BURST_S:
                 return False  # a lone submission, or a burst's first
             flatten = FLATTEN.get(kind)
-            flat_form = None if flatten is None else flatten(message, None)
-            if flat_form is None:
+            flat = None if flatten is None else flatten(message, None)
+            if flat is None:
                 return False
-            flat = flat_form
-        with self._lock:  # (the lists are swapped for new ones as they are taken)
-            (self.drops if kind is DropRef else self.flats).append(flat)
-            queued = len(self.flats) + len(self.drops)
-            wake = not self._woken
-            self._woken = True
-        if queued >= FLUSH_AT:
+            self.flats.append(flat)
+        # Queued first, then the look (``take`` clears ``_woken`` first, then takes): one
+        # of the two sees the other, so nothing queued is left with no flusher woken.
+        if len(self.flats) + len(self.drops) >= FLUSH_AT:
             self._write(b"")
-        elif wake:
+        elif not self._woken:
+            self._woken = True
             self._wake_flusher()
         return True
 
     def take(self, with_drops: bool = True) -> tuple[bytes, bytes]:
         """What is queued, as frames, taken off the queue: the submissions, to go before
         what the connection writes, and the drops (unless ``with_drops`` is False: they
-        stay queued), to go after it."""
-        # (The caller holds the connection's lock with the collector off: nothing here
-        # may run a finalizer, whose drop would wait for a lock this thread holds.)
-        fresh_flats: list[tuple[Any, ...]] = []
-        fresh_drops: list[tuple[Any, ...]] = []
-        drops: list[tuple[Any, ...]] = []
-        with self._lock:
-            flats = self.flats
-            self.flats = fresh_flats
-            if with_drops:
-                drops = self.drops
-                self.drops = fresh_drops
-            if not self.drops:  # (drops left: the flusher woken for them writes them)
-                self._woken = False
+        stay queued), to go after it. One taker at a time (the connection's write lock)."""
+        if with_drops or not self.drops:  # (drops left: the flusher woken for them stays)
+            self._woken = False
+        flats = _drain(self.flats)
+        drops = _drain(self.drops) if with_drops else []
         return (encode_flats(flats) if flats else b""), (encode_flats(drops) if drops else b"")
 
     def close(self) -> None:
@@ -135,19 +132,23 @@ class SoonQueue:
         self._closing.set()
         self._wake_flusher()
 
-    @uninterrupted  # cut short between making the flusher and starting it, none would run
     def _wake_flusher(self) -> None:
         if self._flusher is None:
-            if self.closed:
-                return
-            self._flusher = threading.Thread(
-                target=self._flush_later, name="actorlib-send-soon", daemon=True
-            )
-            self._flusher.start()
+            self._start_flusher()
         try:
             self._kick.release()
         except RuntimeError:  # woken already, not yet running
             pass
+
+    def _start_flusher(self) -> None:
+        with self._starting:
+            if self._flusher is not None or self.closed:
+                return
+            flusher = threading.Thread(
+                target=self._flush_later, name="actorlib-send-soon", daemon=True
+            )
+            flusher.start()
+            self._flusher = flusher
 
     def _flush_later(self) -> None:
         shield_signals()  # one of actorlib's threads: see shield_signals
@@ -157,19 +158,28 @@ class SoonQueue:
             if self.closed or self._closing.wait(DEFER_S):
                 return
             if self.flats or self.drops:
-                self._write(b"")
+                try:
+                    self._write(b"")
+                except Exception:  # (a record that failed to encode: logged, not fatal)
+                    log.exception("actorlib: queued messages were not sent")
+
+
+def _drain(queue: collections.deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """What ``queue`` holds now, taken off it (what other threads add meanwhile stays)."""
+    pop = queue.popleft
+    return [pop() for _ in range(len(queue))]
 
 
 def _forget(queue: weakref.ref[SoonQueue]) -> None:
     """In a process forked by user code: the parent's queued messages are the parent's to
-    send (sent by the copy too, they would reach the driver twice), and its flusher and
-    whichever thread held the queue's lock did not come along."""
+    send (sent by the copy too, they would reach the driver twice), and its flusher did
+    not come along."""
     soon = queue()
     if soon is not None:
-        soon._lock = threading.Lock()  # held by a thread of the parent's, maybe
-        soon.flats = []
-        soon.drops = []
+        soon.flats = collections.deque()
+        soon.drops = collections.deque()
         soon._woken = False
         soon._flusher = None
+        soon._starting = threading.Lock()
         soon._kick = _thread.allocate_lock()
         soon._kick.acquire()
