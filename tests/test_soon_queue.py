@@ -280,3 +280,50 @@ def test_a_cancel_waits_until_the_queue_it_took_is_written(pair, slow_flusher, m
     while len(peer.records()) < 5:
         peer.read()
     assert [r.spec.call_id for r in peer.records()] == list(range(5))  # type: ignore[attr-defined]
+
+
+def test_a_drop_queued_while_the_queue_is_taken_never_goes_ahead_of_its_submission(
+    pair, slow_flusher, monkeypatch
+):
+    """Another thread queues a call holding a ref, then the ref's drop, while the writer
+    takes the queue: the drop must not be written ahead of the call (the driver would free
+    the object the call needs)."""
+    conn, peer = pair
+    real = soon_queue._drain
+    interleaved: list[bool] = []
+
+    def drain(queue, count):
+        if not interleaved:  # the first drain (the submissions'): the other thread runs
+            interleaved.append(True)
+            conn._soon.flats.append(codec.FLATTEN[m.SubmitCall](_call(77), None))
+            conn._soon.drops.append((m.TAGS[m.DropRef], 1077))
+        return real(queue, count)
+
+    _burst(conn, [_call(1), _call(2)])  # the first goes at once, the second waits
+    monkeypatch.setattr(soon_queue, "_drain", drain)
+    conn.flush()
+    conn.flush()
+    while len(peer.records()) < 4:
+        peer.read()
+    kinds = [
+        (type(r).__name__, r.object_id if type(r) is m.DropRef else r.spec.call_id)  # type: ignore[attr-defined]
+        for r in peer.records()
+    ]
+    assert kinds.index(("SubmitCall", 77)) < kinds.index(("DropRef", 1077))
+
+
+def test_a_write_on_a_thread_that_holds_the_gate_goes_through(pair):
+    """A runner holds the gate from its look to its raise, and a collection there may run
+    a ref's finalizer, whose drop writes: the gate lets its own thread in again."""
+    conn, peer = pair
+    done = threading.Event()
+
+    def canceller() -> None:
+        with late_interrupts.GATE:
+            conn.send(m.DropRef(5))
+        done.set()
+
+    threading.Thread(target=canceller, daemon=True).start()
+    assert done.wait(10)
+    peer.read()
+    assert [repr(r) for r in peer.records()] == [repr(m.DropRef(5))]

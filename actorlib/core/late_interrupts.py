@@ -45,8 +45,9 @@ FINALIZERS: set[CodeType] = set()
 #: Held by code that a cancel's interrupt must not cut short at all (a worker
 #: connection's write of what other threads queued), and by a runner from its look at a
 #: thread (``held_back``) to the interrupt it raises: so the two never cross (the look
-#: alone could let the thread walk in before the raise). See :func:`settle`.
-GATE = threading.Lock()
+#: alone could let the thread walk in before the raise). See :func:`settle`. Reentrant: a
+#: collection may run a ref's finalizer on a thread holding it, and its drop writes.
+GATE = threading.RLock()
 
 
 def settle() -> None:
@@ -58,7 +59,7 @@ def settle() -> None:
 def _renew_gate() -> None:
     """In a forked child: the parent's thread that held the gate did not come along."""
     global GATE
-    GATE = threading.Lock()
+    GATE = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

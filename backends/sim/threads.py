@@ -23,6 +23,7 @@ from typing import Any
 from actorlib.backends.base import CoreEvents, CoreView
 from actorlib.backends.runner.interrupts import held_back, raise_in_thread, until_done
 from actorlib.backends.sim.loop import Clock
+from actorlib.core.interruptible import unshield_signals
 
 __all__ = ["Baton", "CancelInterrupt", "Posting", "SimWorker", "Unwind", "Wait"]
 
@@ -125,6 +126,10 @@ class SimWorker:
         self.thread.start()
 
     def _main(self) -> None:
+        # User code runs here, and this thread may have been started by one of actorlib's
+        # shielded threads (the core's, say), whose mask it inherits: a process the user
+        # code starts would then ignore ``terminate()``.
+        unshield_signals()
         sim = self.sim
         sim._by_ident[_thread.get_ident()] = _workers[_thread.get_ident()] = self
         try:

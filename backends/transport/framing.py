@@ -236,8 +236,8 @@ class BlockingConnection:
     """The worker's end: a reader thread, and writes straight to the socket.
 
     A worker's sends come from the threads running user code; writing from that thread
-    (under a lock) puts a result on the wire at once, with no hop to an I/O thread, and
-    nothing is left in an outbox if the process dies right after.
+    (under ``late_interrupts.GATE``) puts a result on the wire at once, with no hop to an
+    I/O thread, and nothing is left in an outbox if the process dies right after.
 
     Messages are handled in arrival order from one inbox, also when a handler on the
     reader thread must wait for an answer and reads on itself (:meth:`pump`).
@@ -253,7 +253,6 @@ class BlockingConnection:
         self._sock = sock
         self._on_message = on_message
         self._on_lost = on_lost
-        self._lock = threading.Lock()
         # The sends of each thread inside together(), by its ident: a plain dict, empty
         # nearly always, is one cheap look per send. (A threading.local was read with
         # getattr(..., None): for a thread never inside together(), an AttributeError
@@ -348,8 +347,10 @@ class BlockingConnection:
         held[me] = frames
         try:
             # The gate: a cancel's interrupt never lands between taking other threads'
-            # messages off the queue and writing them (``late_interrupts.GATE``).
-            with late_interrupts.GATE, self._lock:
+            # messages off the queue and writing them (``late_interrupts.GATE``). One
+            # ``with``: a second one would make its ``__exit__`` (an allocation, where a
+            # collection may start) with the gate held.
+            with late_interrupts.GATE:
                 settle()  # an interrupt raised before the gate lands here, before anything
                 soon = self._soon
                 while True:
@@ -359,18 +360,19 @@ class BlockingConnection:
                     if frames:  # sent on this thread meanwhile: after what it wrote
                         data += b"".join(frames)
                         frames.clear()
-                    if data:
+                    if data and not self.closed:
                         try:
                             self._sock.sendall(data)
                         except OSError:  # the driver is gone; the reader sees EOF, ends
                             self.closed = True
-                            self._soon.close()
-                            return
+                            soon.close()
                     if not frames:
-                        return
+                        break
                     data = b""
         finally:
             del held[me]
+        if frames and not self.closed:  # sent on this thread as the gate was let go
+            self._write(b"".join(frames))
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:

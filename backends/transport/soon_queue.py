@@ -107,7 +107,9 @@ class SoonQueue:
                 return False
             self.flats.append(flat)
         # Queued first, then the look (``take`` clears ``_woken`` first, then takes): one
-        # of the two sees the other, so nothing queued is left with no flusher woken.
+        # of the two sees the other, so nothing queued is left with no flusher woken. (A
+        # cancel landing between setting ``_woken`` and the wake delays the queue until
+        # the next write, which the cancelled task's outcome is.)
         if len(self.flats) + len(self.drops) >= FLUSH_AT:
             self._write(b"")
         elif not self._woken:
@@ -121,8 +123,12 @@ class SoonQueue:
         stay queued), to go after it. One taker at a time (the connection's write lock)."""
         if with_drops or not self.drops:  # (drops left: the flusher woken for them stays)
             self._woken = False
-        flats = _drain(self.flats)
-        drops = _drain(self.drops) if with_drops else []
+        # The drops counted before the submissions: a thread queues a submission before
+        # the drop of a ref it holds, so every drop taken goes with its submission (a
+        # drop ahead of it could free the object the call needs).
+        dropped = len(self.drops) if with_drops else 0
+        flats = _drain(self.flats, len(self.flats))
+        drops = _drain(self.drops, dropped)
         return (encode_flats(flats) if flats else b""), (encode_flats(drops) if drops else b"")
 
     def close(self) -> None:
@@ -164,10 +170,10 @@ class SoonQueue:
                     log.exception("actorlib: queued messages were not sent")
 
 
-def _drain(queue: collections.deque[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """What ``queue`` holds now, taken off it (what other threads add meanwhile stays)."""
+def _drain(queue: collections.deque[tuple[Any, ...]], count: int) -> list[tuple[Any, ...]]:
+    """The first ``count`` of ``queue``, taken off it (what other threads add stays)."""
     pop = queue.popleft
-    return [pop() for _ in range(len(queue))]
+    return [pop() for _ in range(count)]
 
 
 def _forget(queue: weakref.ref[SoonQueue]) -> None:
