@@ -200,7 +200,7 @@ def test_a_collection_during_a_write_runs_no_finalizer_that_waits_for_that_write
     pair, slow_flusher, monkeypatch
 ):
     """A ref in a cycle dies in a collection, which runs on the thread that allocates: if
-    that is the thread writing the queue (under the connection's lock), the ref's drop
+    that is the thread writing the queue (under ``late_interrupts.GATE``), the ref's drop
     would wait for the lock its own thread holds. What a thread sends inside its own
     write goes after it, with it."""
     conn, peer = pair

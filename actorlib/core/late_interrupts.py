@@ -72,7 +72,6 @@ def finalizer(fn: F) -> F:
     return fn
 
 
-
 def raise_again_later(execution: ExecutionContext) -> None:
     """(In a finalizer, or the unraisable hook, that caught a cancelled ``execution``'s
     interrupt.) Raise it again in the frame below the caller's (see the module)."""

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple, Protocol
 from actorlib.backends.transport import codec
 from actorlib.backends.transport.messages import name_of
 from actorlib.core import late_interrupts
-from actorlib.core.late_interrupts import settle
 from actorlib.core.specs import shipping_to
 from actorlib.exceptions import SerializationError
 
@@ -351,7 +350,7 @@ class BlockingConnection:
             # ``with``: a second one would make its ``__exit__`` (an allocation, where a
             # collection may start) with the gate held.
             with late_interrupts.GATE:
-                settle()  # an interrupt raised before the gate lands here, before anything
+                late_interrupts.settle()  # one raised before the gate lands here, first
                 soon = self._soon
                 while True:
                     if soon.flats or (drops and soon.drops):  # submissions first, drops after

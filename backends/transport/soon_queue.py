@@ -15,7 +15,7 @@ the order it was sent; drops go after it: a ref's end read late only keeps its o
 moment longer, and the driver starts on the message (a submission, a watch) first.
 
 The queue takes no lock: a thread queues with one ``deque.append`` and the writer (one at
-a time, under the connection's write lock) takes with ``popleft``, so a ref's finalizer
+a time, under ``late_interrupts.GATE``) takes with ``popleft``, so a ref's finalizer
 that runs while a thread is in here (a collection can start at any allocation) queues its
 drop like any other thread and never waits for itself. The writer may write what other
 threads queued, so the write is never cut short between taking and writing: see
@@ -63,7 +63,7 @@ log = logging.getLogger("actorlib.wire")
 
 class SoonQueue:
     """The messages waiting to go; ``write`` is the connection's own write, which takes
-    them (:meth:`take`) around what it writes, under its lock."""
+    them (:meth:`take`) around what it writes, under ``late_interrupts.GATE``."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self._write = write
@@ -120,7 +120,7 @@ class SoonQueue:
     def take(self, with_drops: bool = True) -> tuple[bytes, bytes]:
         """What is queued, as frames, taken off the queue: the submissions, to go before
         what the connection writes, and the drops (unless ``with_drops`` is False: they
-        stay queued), to go after it. One taker at a time (the connection's write lock)."""
+        stay queued), to go after it. One taker at a time (the writer holds the gate)."""
         if with_drops or not self.drops:  # (drops left: the flusher woken for them stays)
             self._woken = False
         # The drops counted before the submissions: a thread queues a submission before
@@ -133,7 +133,7 @@ class SoonQueue:
 
     def close(self) -> None:
         """Queue nothing more; the flusher ends (at once: it is not joined here, where a
-        write may hold the connection's lock it waits for)."""
+        write may hold the gate it waits for)."""
         self.closed = True
         self._closing.set()
         self._wake_flusher()
